@@ -1,0 +1,57 @@
+# billing: a PostgreSQL extension, built with PGXS.
+#
+#   make demo   install what is missing, build, and play the story on a throwaway cluster
+#   make test   the same set-up, then unit, regression and isolation tests
+#
+# `make`, `make install` and `make installcheck` are the usual PGXS targets.
+
+EXTENSION = billing
+EXTVERSION = 0.1.0
+MODULE_big = billing
+
+CORE_SRCS = $(sort $(wildcard src/core/*.cpp))
+GLUE_SRCS = $(sort $(wildcard src/glue/*.cpp))
+OBJS = $(CORE_SRCS:.cpp=.o) $(GLUE_SRCS:.cpp=.o)
+
+# The install script is assembled from ordered parts in src/sql/.
+SQL_PARTS = $(sort $(wildcard src/sql/[0-9]*.sql))
+DATA_built = billing--$(EXTVERSION).sql
+DATA = $(wildcard src/sql/billing--*--*.sql)
+
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --outputdir=build/regress --dbname=billing_regress
+ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation --outputdir=build/isolation --dbname=billing_isolation
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+# JIT bitcode would be compiled by clang without our C++ flags; billing's
+# functions gain nothing from JIT inlining, so it is not built.
+override with_llvm = no
+
+PG_CPPFLAGS += -Isrc -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/null)
+PG_CXXFLAGS += -std=c++20 -Wno-register -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+SHLIB_LINK += -lcrypto -lstdc++
+
+ifneq ($(wildcard $(PGXS)),)
+include $(PGXS)
+endif
+
+billing--$(EXTVERSION).sql: $(SQL_PARTS)
+	cat $^ > $@
+
+EXTRA_CLEAN = billing--$(EXTVERSION).sql build
+
+.PHONY: demo test deps unit bench
+deps:
+	bash test/deps.sh
+
+demo: deps
+	bash demo/run.sh
+
+test: deps
+	bash test/run.sh
+
+bench: deps
+	bash bench/run.sh

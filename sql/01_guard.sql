@@ -1,0 +1,45 @@
+-- The guard at every entry point: C++ exceptions thrown deep in the code arrive
+-- as ordinary errors with their SQLSTATE, and the session stays usable.
+CREATE FUNCTION pg_temp.guard_selftest(kind text) RETURNS bigint
+	LANGUAGE c STRICT AS 'billing', 'billing_guard_selftest';
+SELECT pg_temp.guard_selftest('billing_error');
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.guard_selftest('std_exception');
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.guard_selftest('unknown');
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.guard_selftest('bad_alloc');
+\echo :LAST_ERROR_SQLSTATE
+SELECT pg_temp.guard_selftest('pg_error');
+\echo :LAST_ERROR_SQLSTATE
+-- the session is still healthy and the function still works
+SELECT pg_temp.guard_selftest('none');
+-- a caught error inside a PL/pgSQL block does not disturb the transaction
+DO $$
+BEGIN
+	PERFORM pg_temp.guard_selftest('billing_error');
+EXCEPTION WHEN sqlstate 'QB010' THEN
+	RAISE NOTICE 'caught QB010: %', SQLERRM;
+END
+$$;
+-- many errors do not grow the backend: each call holds a 1 MiB std::string
+-- when it fails, and a skipped destructor would leak it (200 MiB in all)
+CREATE FUNCTION pg_temp.rss_kb() RETURNS bigint LANGUAGE sql AS $$
+	SELECT (regexp_match(pg_read_file('/proc/' || pg_backend_pid() || '/status'), 'VmRSS:\s+(\d+)'))[1]::bigint
+$$;
+SELECT pg_temp.rss_kb() AS rss_before \gset
+DO $$
+DECLARE
+	i int;
+BEGIN
+	FOR i IN 1..200 LOOP
+		BEGIN
+			PERFORM pg_temp.guard_selftest(CASE i % 3 WHEN 0 THEN 'billing_error' WHEN 1 THEN 'pg_error' ELSE 'std_exception' END);
+		EXCEPTION WHEN OTHERS THEN
+			NULL;
+		END;
+	END LOOP;
+END
+$$;
+SELECT pg_temp.rss_kb() - :rss_before < 50 * 1024 AS backend_did_not_grow;
+SELECT 1 AS still_alive;

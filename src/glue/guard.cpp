@@ -1,0 +1,110 @@
+#include "glue/guard.hpp"
+
+#include "core/error.hpp"
+
+#include <cstring>
+#include <new>
+
+namespace billing::glue {
+namespace {
+
+// What a caught C++ exception said, kept in plain arrays so the frame that
+// raises the PostgreSQL error owns nothing with a destructor.
+struct CaughtError {
+	char sqlstate[6];
+	char message[1024];
+	char detail[2048];
+	char hint[1024];
+};
+
+void
+CopyText(char *target, size_t size, const char *source)
+{
+	std::strncpy(target, source ? source : "", size - 1);
+	target[size - 1] = '\0';
+}
+
+void
+Capture(CaughtError &caught, const char *state, const char *message, const char *detail, const char *hint)
+{
+	CopyText(caught.sqlstate, sizeof caught.sqlstate, state);
+	CopyText(caught.message, sizeof caught.message, message);
+	CopyText(caught.detail, sizeof caught.detail, detail);
+	CopyText(caught.hint, sizeof caught.hint, hint);
+}
+
+int
+ToSqlState(const char *code)
+{
+	if (std::strlen(code) != 5)
+		return ERRCODE_INTERNAL_ERROR;
+	return MAKE_SQLSTATE(code[0], code[1], code[2], code[3], code[4]);
+}
+
+}  // namespace
+
+Datum
+RunGuarded(GuardedBody body, FunctionCallInfo fcinfo) noexcept
+{
+	// Saved so that a C++ exception thrown out of a PG_TRY block (a bug, but one
+	// we survive) cannot leave PostgreSQL pointing at a dead stack frame.
+	sigjmp_buf *saved_exception_stack = PG_exception_stack;
+	ErrorContextCallback *saved_context_stack = error_context_stack;
+	ErrorData *pg_error = nullptr;
+	CaughtError caught;
+	bool failed = false;
+
+	try {
+		return body(fcinfo);
+	} catch (const PgError &e) {
+		pg_error = e.data();
+	} catch (const billing::Error &e) {
+		Capture(caught, e.sqlstate().c_str(), e.what(), e.detail().c_str(), e.hint().c_str());
+		failed = true;
+	} catch (const std::bad_alloc &) {
+		Capture(caught, "53200", "out of memory", "", "");
+		failed = true;
+	} catch (const std::exception &e) {
+		Capture(caught, "XX000", "internal error in billing", e.what(), "");
+		failed = true;
+	} catch (...) {
+		Capture(caught, "XX000", "internal error in billing", "An unknown C++ exception was caught.", "");
+		failed = true;
+	}
+
+	// Every C++ object of the body is gone now; it is safe to longjmp.
+	PG_exception_stack = saved_exception_stack;
+	error_context_stack = saved_context_stack;
+	if (pg_error != nullptr)
+		ReThrowError(pg_error);
+	if (failed)
+		ereport(ERROR,
+				(errcode(ToSqlState(caught.sqlstate)), errmsg_internal("%s", caught.message),
+				 caught.detail[0] ? errdetail_internal("%s", caught.detail) : 0,
+				 caught.hint[0] ? errhint("%s", caught.hint) : 0));
+	pg_unreachable();
+}
+
+void
+PgCallRaw(void (*fn)(void *), void *arg)
+{
+	MemoryContext caller_context = CurrentMemoryContext;
+	ErrorData *volatile error = nullptr;
+
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(caller_context);
+		error = CopyErrorData();
+		FlushErrorState();
+	}
+	PG_END_TRY();
+
+	if (error != nullptr)
+		throw PgError(error);
+}
+
+}  // namespace billing::glue

@@ -1,0 +1,76 @@
+// Module entry: the magic block, _PG_init and the billing.* settings.
+#include "glue/guard.hpp"
+#include "glue/settings.hpp"
+#include "glue/spi.hpp"
+
+#include "core/error.hpp"
+
+#include <string>
+
+extern "C" {
+PG_MODULE_MAGIC;
+void _PG_init(void);
+}
+
+namespace billing::glue {
+
+bool enforce_quotas = true;
+
+namespace {
+
+// Turning enforcement off is for superusers and members of billing_admin.
+// A check hook reports through GUC_check_* and returns false; it never throws.
+bool
+CheckEnforceQuotas(bool *newval, void **, GucSource source)
+{
+	if (*newval || source < PGC_S_INTERACTIVE || !IsTransactionState())
+		return true;
+	if (superuser())
+		return true;
+	Oid admin = get_role_oid("billing_admin", true);
+	if (OidIsValid(admin) && is_member_of_role(GetUserId(), admin))
+		return true;
+	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+	GUC_check_errmsg("permission denied to set parameter \"billing.enforce_quotas\"");
+	GUC_check_errhint("Only superusers and members of billing_admin may turn quota enforcement off.");
+	return false;
+}
+
+}  // namespace
+}  // namespace billing::glue
+
+void
+_PG_init(void)
+{
+	DefineCustomBoolVariable("billing.enforce_quotas",
+							 gettext_noop("Refuses inserts that would take an owner past the plan's quota."),
+							 gettext_noop("Only superusers and members of billing_admin may turn it off."),
+							 &billing::glue::enforce_quotas, true, PGC_USERSET, 0, billing::glue::CheckEnforceQuotas,
+							 nullptr, nullptr);
+	MarkGUCPrefixReserved("billing");
+}
+
+// billing._guard_selftest(kind): raises each kind of failure the guard must
+// survive. Regression tests create an SQL function over it; the extension does
+// not expose it.
+BILLING_FUNCTION(billing_guard_selftest)
+{
+	using billing::Error;
+	std::string kind = billing::glue::TextArg(fcinfo, 0);
+	std::string ballast(1 << 20, 'x');  // a live object the error must not leak
+	if (kind == "billing_error")
+		throw Error("QB010", "cannot do that from \"" + kind + "\"", "Detail from deep in the core.",
+					"Hint from deep in the core.");
+	if (kind == "std_exception")
+		throw std::out_of_range("vector index out of range");
+	if (kind == "unknown")
+		throw 42;
+	if (kind == "pg_error") {
+		billing::glue::PgCall([] {
+			ereport(ERROR, (errcode(ERRCODE_DIVISION_BY_ZERO), errmsg("division by zero from inside PgCall")));
+		});
+	}
+	if (kind == "bad_alloc")
+		throw std::bad_alloc();
+	PG_RETURN_INT64(static_cast<int64_t>(ballast.size()));
+}

@@ -1,0 +1,40 @@
+// The only place C++ code includes PostgreSQL's headers.
+//
+// Standard headers come first, then PostgreSQL's inside extern "C", then the
+// macros port.h installs over the C library are removed again, so that both
+// std::snprintf and PostgreSQL's own calls keep working.
+#pragma once
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+extern "C" {
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+}
+
+#undef snprintf
+#undef vsnprintf
+#undef sprintf
+#undef vsprintf
+#undef fprintf
+#undef printf
+#undef unlink
+#undef bind

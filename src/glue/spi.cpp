@@ -1,0 +1,162 @@
+#include "glue/spi.hpp"
+
+#include "core/error.hpp"
+
+namespace billing::glue {
+
+SqlArg
+SqlArg::Text(const std::string &s)
+{
+	Datum d = 0;
+	const char *data = s.data();
+	int len = static_cast<int>(s.size());
+	PgCall([&] { d = PointerGetDatum(cstring_to_text_with_len(data, len)); });
+	return {TEXTOID, d, false};
+}
+
+SqlArg
+SqlArg::Text(const std::optional<std::string> &s)
+{
+	return s ? Text(*s) : Null(TEXTOID);
+}
+
+SqlArg
+SqlArg::Jsonb(const std::string &json)
+{
+	Datum d = 0;
+	const char *data = json.c_str();
+	PgCall([&] { d = DirectFunctionCall1(jsonb_in, CStringGetDatum(data)); });
+	return {JSONBOID, d, false};
+}
+
+std::string
+Row::text_or(int column, const std::string &fallback) const
+{
+	const auto &v = values_.at(column);
+	return v ? *v : fallback;
+}
+
+std::optional<int64_t>
+Row::int64(int column) const
+{
+	const auto &v = values_.at(column);
+	if (!v)
+		return std::nullopt;
+	return std::stoll(*v);
+}
+
+bool
+Row::boolean(int column) const
+{
+	const auto &v = values_.at(column);
+	return v && (*v == "t" || *v == "true");
+}
+
+Spi::Spi()
+{
+	PgCall([] {
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+	});
+}
+
+void
+Spi::Finish()
+{
+	if (finished_)
+		return;
+	finished_ = true;
+	PgCall([] { SPI_finish(); });
+}
+
+uint64_t
+Spi::Run(const char *sql, const std::vector<SqlArg> &args, bool read_only)
+{
+	int nargs = static_cast<int>(args.size());
+	// Arrays live in SPI's procedure memory so the PgCall frame owns nothing.
+	Oid *types = nullptr;
+	Datum *values = nullptr;
+	char *nulls = nullptr;
+	PgCall([&] {
+		types = static_cast<Oid *>(palloc(sizeof(Oid) * (nargs + 1)));
+		values = static_cast<Datum *>(palloc(sizeof(Datum) * (nargs + 1)));
+		nulls = static_cast<char *>(palloc(nargs + 1));
+	});
+	for (int i = 0; i < nargs; i++) {
+		types[i] = args[i].type;
+		values[i] = args[i].value;
+		nulls[i] = args[i].isnull ? 'n' : ' ';
+	}
+	int rc = 0;
+	PgCall([&] { rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0); });
+	if (rc < 0)
+		throw Error(sqlstate::kInternalError, "internal query failed", std::string("SPI result code ") + std::to_string(rc));
+	return SPI_processed;
+}
+
+uint64_t
+Spi::Execute(const char *sql, const std::vector<SqlArg> &args)
+{
+	return Run(sql, args, false);
+}
+
+std::vector<Row>
+Spi::Query(const char *sql, const std::vector<SqlArg> &args)
+{
+	uint64_t n = Run(sql, args, false);
+	std::vector<Row> rows;
+	rows.reserve(n);
+	SPITupleTable *table = SPI_tuptable;
+	if (table == nullptr)
+		return rows;
+	int natts = table->tupdesc->natts;
+	for (uint64_t r = 0; r < n; r++) {
+		Row row;
+		row.values_.reserve(natts);
+		for (int c = 1; c <= natts; c++) {
+			char *value = nullptr;
+			PgCall([&] { value = SPI_getvalue(table->vals[r], table->tupdesc, c); });
+			if (value == nullptr)
+				row.values_.emplace_back(std::nullopt);
+			else
+				row.values_.emplace_back(std::string(value));
+		}
+		rows.push_back(std::move(row));
+	}
+	return rows;
+}
+
+Datum
+Spi::QueryRowDatum(const char *sql, const std::vector<SqlArg> &args)
+{
+	uint64_t n = Run(sql, args, false);
+	if (n != 1 || SPI_tuptable == nullptr)
+		throw Error(sqlstate::kInternalError, "internal query returned no row");
+	Datum result = 0;
+	SPITupleTable *table = SPI_tuptable;
+	PgCall([&] { result = PointerGetDatum(SPI_returntuple(table->vals[0], table->tupdesc)); });
+	return result;
+}
+
+int64_t
+ToCoreTime(TimestampTz t)
+{
+	// PostgreSQL epoch is 2000-01-01, 946684800 seconds after Unix epoch.
+	return static_cast<int64_t>(t) + INT64CONST(946684800000000);
+}
+
+TimestampTz
+ToPgTime(int64_t unix_micros)
+{
+	return static_cast<TimestampTz>(unix_micros - INT64CONST(946684800000000));
+}
+
+std::string
+TextArg(FunctionCallInfo fcinfo, int n)
+{
+	char *s = nullptr;
+	PgCall([&] { s = text_to_cstring(PG_GETARG_TEXT_PP(n)); });
+	return std::string(s);
+}
+
+}  // namespace billing::glue

@@ -1,0 +1,78 @@
+// A small C++ face over SPI. Every call that can raise a PostgreSQL ERROR goes
+// through PgCall, so callers may hold std::string and friends freely; results
+// come back as plain C++ values copied out of SPI's memory.
+#pragma once
+
+#include "glue/guard.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace billing::glue {
+
+// One query argument: a type and a value, NULL when value is empty.
+struct SqlArg {
+	Oid type;
+	Datum value;
+	bool isnull;
+
+	static SqlArg Text(const std::string &s);
+	static SqlArg Text(const std::optional<std::string> &s);
+	static SqlArg Int64(int64_t v) { return {INT8OID, Int64GetDatum(v), false}; }
+	static SqlArg Int64(const std::optional<int64_t> &v) { return {INT8OID, v ? Int64GetDatum(*v) : 0, !v}; }
+	static SqlArg Int32(int32_t v) { return {INT4OID, Int32GetDatum(v), false}; }
+	static SqlArg Bool(bool v) { return {BOOLOID, BoolGetDatum(v), false}; }
+	static SqlArg Timestamp(int64_t pg_micros) { return {TIMESTAMPTZOID, Int64GetDatum(pg_micros), false}; }
+	static SqlArg Timestamp(const std::optional<int64_t> &v) { return {TIMESTAMPTZOID, v ? Int64GetDatum(*v) : 0, !v}; }
+	static SqlArg Jsonb(const std::string &json);
+	static SqlArg Null(Oid type) { return {type, 0, true}; }
+};
+
+// One result row, values already converted to C++.
+class Row {
+ public:
+	std::optional<std::string> text(int column) const { return values_.at(column); }
+	std::string text_or(int column, const std::string &fallback) const;
+	std::optional<int64_t> int64(int column) const;
+	bool boolean(int column) const;
+	bool is_null(int column) const { return !values_.at(column).has_value(); }
+
+	std::vector<std::optional<std::string>> values_;
+};
+
+// The connection to SPI for one entry-point call. Connects on construction;
+// Finish() must be called on the success path. On an error path the
+// transaction (or subtransaction) abort releases the connection.
+class Spi {
+ public:
+	Spi();
+	Spi(const Spi &) = delete;
+	Spi &operator=(const Spi &) = delete;
+	~Spi() = default;
+
+	// Runs sql and returns its rows as text values (binary for int8/bool).
+	std::vector<Row> Query(const char *sql, const std::vector<SqlArg> &args = {});
+	// Runs sql and returns the number of rows it processed.
+	uint64_t Execute(const char *sql, const std::vector<SqlArg> &args = {});
+	// Runs sql, expects exactly one row and returns it as a composite Datum
+	// allocated in the caller's memory context (for functions returning a row).
+	Datum QueryRowDatum(const char *sql, const std::vector<SqlArg> &args);
+
+	void Finish();
+
+ private:
+	uint64_t Run(const char *sql, const std::vector<SqlArg> &args, bool read_only);
+	bool finished_ = false;
+};
+
+// Converts between PostgreSQL timestamptz (µs since 2000-01-01) and the core's
+// time (µs since 1970-01-01 UTC).
+int64_t ToCoreTime(TimestampTz t);
+TimestampTz ToPgTime(int64_t unix_micros);
+
+// Reads a text argument as std::string (detoasting through PgCall).
+std::string TextArg(FunctionCallInfo fcinfo, int n);
+
+}  // namespace billing::glue

@@ -1,0 +1,214 @@
+-- Tables. Money is bigint minor units plus a lower-case ISO 4217 code.
+-- Every table has created_at, updated_at and deleted_at (soft delete).
+
+CREATE TABLE billing.settings (
+	key text PRIMARY KEY,
+	value text NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.settings IS 'Settings changed with billing.configure(key, value)';
+
+CREATE TABLE billing.subscription_plans (
+	id bigserial PRIMARY KEY,
+	code text NOT NULL UNIQUE CHECK (code ~ '^[a-z0-9][a-z0-9_]*$'),
+	name text NOT NULL CHECK (name <> ''),
+	tier billing.plan_tier NOT NULL,
+	billing_interval billing.billing_interval NOT NULL,
+	price_cents bigint NOT NULL CHECK (price_cents >= 0),
+	currency text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+	trial_days integer NOT NULL DEFAULT 0 CHECK (trial_days BETWEEN 0 AND 730),
+	limits jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(limits) = 'object'),
+	features jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(features) = 'object'),
+	sort_order integer NOT NULL DEFAULT 0,
+	stripe_product_id text,
+	stripe_price_id text UNIQUE,
+	active boolean NOT NULL DEFAULT true,
+	-- true only for the rows CREATE EXTENSION inserts, until they are edited;
+	-- a restore replaces such rows with the dumped ones.
+	pristine boolean NOT NULL DEFAULT false,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.subscription_plans IS 'The plans users can be on; limits and features are JSON objects';
+
+CREATE TABLE billing.subscriptions (
+	id bigserial PRIMARY KEY,
+	user_id text NOT NULL CHECK (user_id <> ''),
+	plan_id bigint NOT NULL REFERENCES billing.subscription_plans (id),
+	status billing.subscription_status NOT NULL,
+	-- price, currency and interval at the time of subscribing (grandfathered)
+	price_cents bigint NOT NULL CHECK (price_cents >= 0),
+	currency text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+	billing_interval billing.billing_interval NOT NULL,
+	started_at timestamptz NOT NULL,
+	billing_anchor timestamptz,
+	current_period_start timestamptz NOT NULL,
+	current_period_end timestamptz,
+	trial_start timestamptz,
+	trial_end timestamptz,
+	cancel_at_period_end boolean NOT NULL DEFAULT false,
+	canceled_at timestamptz,
+	ended_at timestamptz,
+	paused_at timestamptz,
+	past_due_since timestamptz,
+	scheduled_plan_id bigint REFERENCES billing.subscription_plans (id),
+	scheduled_change_at timestamptz,
+	stripe_customer_id text,
+	stripe_subscription_id text,
+	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	CONSTRAINT period_ends_after_start CHECK (current_period_end IS NULL OR current_period_end >= current_period_start),
+	CONSTRAINT trial_ends_after_start CHECK (trial_end IS NULL OR (trial_start IS NOT NULL AND trial_end >= trial_start)),
+	CONSTRAINT ended_after_start CHECK (ended_at IS NULL OR ended_at >= started_at),
+	CONSTRAINT expired_is_ended CHECK (status <> 'expired' OR ended_at IS NOT NULL),
+	CONSTRAINT only_canceled_or_expired_end CHECK (ended_at IS NULL OR status IN ('canceled', 'expired'))
+);
+COMMENT ON TABLE billing.subscriptions IS 'Every subscription a user ever had; at most one is current (ended_at IS NULL)';
+-- At most one current subscription per user, enforced by the database.
+CREATE UNIQUE INDEX subscriptions_one_current_per_user
+	ON billing.subscriptions (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL;
+CREATE INDEX subscriptions_user_history ON billing.subscriptions (user_id, started_at);
+CREATE UNIQUE INDEX subscriptions_stripe_id
+	ON billing.subscriptions (stripe_subscription_id) WHERE stripe_subscription_id IS NOT NULL;
+-- What maintenance must visit: current subscriptions by the time something is due.
+CREATE INDEX subscriptions_due_period_end
+	ON billing.subscriptions (current_period_end) WHERE ended_at IS NULL AND deleted_at IS NULL;
+CREATE INDEX subscriptions_due_trial_end
+	ON billing.subscriptions (trial_end) WHERE status = 'trialing' AND deleted_at IS NULL;
+CREATE INDEX subscriptions_plan ON billing.subscriptions (plan_id);
+
+CREATE SEQUENCE billing.invoice_number_seq;
+
+CREATE TABLE billing.invoices (
+	id bigserial PRIMARY KEY,
+	number text NOT NULL UNIQUE,
+	user_id text NOT NULL CHECK (user_id <> ''),
+	subscription_id bigint REFERENCES billing.subscriptions (id),
+	status text NOT NULL DEFAULT 'open' CHECK (status IN ('draft', 'open', 'paid', 'void', 'uncollectible')),
+	billing_reason text NOT NULL DEFAULT 'manual'
+		CHECK (billing_reason IN ('subscription_create', 'subscription_cycle', 'subscription_update', 'manual')),
+	currency text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+	period_start timestamptz,
+	period_end timestamptz,
+	subtotal_cents bigint NOT NULL DEFAULT 0,
+	total_cents bigint NOT NULL DEFAULT 0,
+	amount_paid_cents bigint NOT NULL DEFAULT 0 CHECK (amount_paid_cents >= 0),
+	amount_due_cents bigint NOT NULL DEFAULT 0 CHECK (amount_due_cents >= 0),
+	lines jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(lines) = 'array'),
+	issued_at timestamptz NOT NULL,
+	paid_at timestamptz,
+	stripe_invoice_id text UNIQUE,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	CONSTRAINT invoice_period_ends_after_start CHECK (period_end IS NULL OR period_end >= period_start),
+	CONSTRAINT paid_invoice_has_paid_at CHECK (status <> 'paid' OR paid_at IS NOT NULL)
+);
+COMMENT ON TABLE billing.invoices IS 'Invoices: renewal, first period and proration; amounts in minor units';
+CREATE INDEX invoices_subscription ON billing.invoices (subscription_id, issued_at);
+CREATE INDEX invoices_user ON billing.invoices (user_id, issued_at);
+-- One renewal invoice per subscription and period, whoever issues it.
+CREATE UNIQUE INDEX invoices_one_per_period
+	ON billing.invoices (subscription_id, period_start)
+	WHERE billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL;
+
+CREATE TABLE billing.payments (
+	id bigserial PRIMARY KEY,
+	user_id text NOT NULL CHECK (user_id <> ''),
+	subscription_id bigint REFERENCES billing.subscriptions (id),
+	invoice_id bigint REFERENCES billing.invoices (id),
+	amount_cents bigint NOT NULL,
+	currency text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+	status text NOT NULL CHECK (status IN ('succeeded', 'failed')),
+	refund_of bigint REFERENCES billing.payments (id),
+	external_id text,
+	stripe_payment_intent_id text,
+	stripe_charge_id text,
+	failure_code text,
+	failure_message text,
+	paid_at timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	-- a refund is a negative payment that points at what it refunds
+	CONSTRAINT refund_is_negative CHECK ((refund_of IS NULL AND amount_cents >= 0) OR (refund_of IS NOT NULL AND amount_cents < 0)),
+	CONSTRAINT failure_only_when_failed CHECK (status = 'failed' OR failure_code IS NULL)
+);
+COMMENT ON TABLE billing.payments IS 'Payments (succeeded or failed) and refunds (negative amounts); never card data';
+CREATE UNIQUE INDEX payments_external_id ON billing.payments (external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX payments_subscription ON billing.payments (subscription_id, paid_at);
+CREATE INDEX payments_invoice ON billing.payments (invoice_id);
+CREATE INDEX payments_refund_of ON billing.payments (refund_of) WHERE refund_of IS NOT NULL;
+CREATE INDEX payments_paid_at ON billing.payments (paid_at);
+
+CREATE TABLE billing.usage_records (
+	id bigserial PRIMARY KEY,
+	user_id text NOT NULL CHECK (user_id <> ''),
+	subscription_id bigint REFERENCES billing.subscriptions (id),
+	metric text NOT NULL CHECK (metric ~ '^[a-z][a-z0-9_.]*$'),
+	quantity bigint NOT NULL CHECK (quantity >= 0),
+	recorded_at timestamptz NOT NULL,
+	idempotency_key text,
+	-- false until billing.rollup_usage() has added it to billing.usage_daily
+	rolled_up boolean NOT NULL DEFAULT false,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.usage_records IS 'Metered usage events, rolled up daily into billing.usage_daily';
+CREATE UNIQUE INDEX usage_records_idempotency
+	ON billing.usage_records (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+-- The rollup reads only what has not been rolled up yet.
+CREATE INDEX usage_records_pending ON billing.usage_records (recorded_at) WHERE NOT rolled_up;
+CREATE INDEX usage_records_user_metric ON billing.usage_records (user_id, metric, recorded_at);
+
+CREATE TABLE billing.usage_daily (
+	user_id text NOT NULL,
+	metric text NOT NULL,
+	day date NOT NULL,
+	quantity bigint NOT NULL CHECK (quantity >= 0),
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	PRIMARY KEY (user_id, metric, day)
+);
+COMMENT ON TABLE billing.usage_daily IS 'Daily per-user, per-metric usage totals (UTC days)';
+CREATE INDEX usage_daily_day ON billing.usage_daily (day, metric);
+
+CREATE TABLE billing.audit_log (
+	id bigserial PRIMARY KEY,
+	table_name text NOT NULL,
+	row_id text NOT NULL,
+	action text NOT NULL CHECK (action IN ('INSERT', 'UPDATE', 'DELETE')),
+	old_row jsonb,
+	new_row jsonb,
+	db_role text NOT NULL DEFAULT session_user,
+	app_user text,
+	logged_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.audit_log IS 'Every insert and update on the billing tables, with who made it';
+CREATE INDEX audit_log_row ON billing.audit_log (table_name, row_id);
+
+-- What billing is attached to in the application's schema.
+CREATE TABLE billing.attachments (
+	id serial PRIMARY KEY,
+	kind text NOT NULL CHECK (kind IN ('users', 'rooms', 'participants')),
+	relation regclass NOT NULL,
+	key_column name NOT NULL,
+	owner_column name,
+	parent_relation regclass,
+	parent_owner_column name,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	UNIQUE (relation, kind)
+);
+COMMENT ON TABLE billing.attachments IS 'Application tables billing is attached to (users, rooms, participants)';

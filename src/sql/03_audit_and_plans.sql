@@ -1,0 +1,82 @@
+-- Audit: every insert and update on the business tables is logged with the
+-- database role and the application user (SET billing.app_user = '...').
+CREATE FUNCTION billing._audit() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	new_json jsonb := CASE WHEN TG_OP <> 'DELETE' THEN pg_catalog.to_jsonb(NEW) END;
+	old_json jsonb := CASE WHEN TG_OP <> 'INSERT' THEN pg_catalog.to_jsonb(OLD) END;
+BEGIN
+	INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)
+	VALUES (TG_TABLE_NAME,
+			COALESCE(new_json, old_json) ->> TG_ARGV[0],
+			TG_OP, old_json, new_json,
+			NULLIF(pg_catalog.current_setting('billing.app_user', true), ''));
+	RETURN NULL;
+END
+$$;
+
+DO $audit$
+DECLARE
+	t record;
+BEGIN
+	FOR t IN SELECT * FROM (VALUES
+			('settings', 'key'), ('subscription_plans', 'id'), ('subscriptions', 'id'),
+			('invoices', 'id'), ('payments', 'id')) AS v(name, key)
+	LOOP
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON billing.%I
+			 FOR EACH ROW EXECUTE FUNCTION billing._audit(%L)', t.name, t.key);
+	END LOOP;
+	FOR t IN SELECT c.relname AS name FROM pg_catalog.pg_class c
+			JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
+		  AND a.attname OPERATOR(pg_catalog.=) 'updated_at'
+	LOOP
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.%I
+			 FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at()', t.name);
+	END LOOP;
+END
+$audit$;
+
+-- A shipped plan stops being pristine when edited; inserting a plan whose code
+-- is still pristine replaces it. That is what lets pg_restore load the dumped
+-- plans over the ones CREATE EXTENSION has just inserted.
+CREATE FUNCTION billing._plans_pristine() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' THEN
+		IF OLD.pristine AND NEW.pristine THEN
+			NEW.pristine := false;
+		END IF;
+		RETURN NEW;
+	END IF;
+	DELETE FROM billing.subscription_plans p
+	 WHERE p.pristine AND (p.code = NEW.code OR p.id = NEW.id)
+	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id = p.id);
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER pristine BEFORE INSERT OR UPDATE ON billing.subscription_plans
+	FOR EACH ROW EXECUTE FUNCTION billing._plans_pristine();
+
+INSERT INTO billing.subscription_plans
+	(id, code, name, tier, billing_interval, price_cents, currency, trial_days, limits, features, sort_order, pristine)
+VALUES
+	(1, 'free', 'Free', 'free', 'monthly', 0, 'usd', 0,
+	 '{"rooms": 3, "participants_per_room": 50}',
+	 '{"recording": false, "custom_branding": false, "priority_support": false}', 10, true),
+	(2, 'pro_monthly', 'Pro (monthly)', 'pro', 'monthly', 2999, 'usd', 14,
+	 '{"rooms": 50, "participants_per_room": 500}',
+	 '{"recording": true, "custom_branding": true, "priority_support": false}', 20, true),
+	(3, 'pro_yearly', 'Pro (yearly)', 'pro', 'yearly', 28800, 'usd', 14,
+	 '{"rooms": 50, "participants_per_room": 500}',
+	 '{"recording": true, "custom_branding": true, "priority_support": false}', 30, true),
+	(4, 'enterprise_yearly', 'Enterprise (yearly)', 'enterprise', 'yearly', 99900, 'usd', 30,
+	 '{"rooms": null, "participants_per_room": null}',
+	 '{"recording": true, "custom_branding": true, "priority_support": true, "sso": true}', 40, true);
+SELECT pg_catalog.setval('billing.subscription_plans_id_seq', 4);
+
+INSERT INTO billing.settings (key, value) VALUES
+	('past_due_grace', '14 days'),
+	('stripe_tolerance', '5 minutes');

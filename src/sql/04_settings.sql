@@ -1,0 +1,37 @@
+-- billing.configure(key, value): the only way to change settings.
+CREATE FUNCTION billing.configure(key text, value text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF key IS NULL OR value IS NULL THEN
+		RAISE EXCEPTION 'setting key and value must not be null' USING ERRCODE = '22023';
+	END IF;
+	CASE key
+	WHEN 'past_due_grace', 'stripe_tolerance' THEN
+		BEGIN
+			IF value::interval < interval '0' THEN
+				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
+			END IF;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			RAISE EXCEPTION 'invalid value for setting "%": "%"', key, value
+				USING ERRCODE = '22023', HINT = 'Give an interval such as ''14 days''.';
+		END;
+	WHEN 'stripe_webhook_secret' THEN
+		IF pg_catalog.btrim(value) = '' THEN
+			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not be empty' USING ERRCODE = '22023';
+		END IF;
+	ELSE
+		RAISE EXCEPTION 'unknown setting "%"', key
+			USING ERRCODE = '22023',
+				  HINT = 'Known settings are past_due_grace, stripe_tolerance and stripe_webhook_secret.';
+	END CASE;
+	INSERT INTO billing.settings AS s (key, value) VALUES (key, value)
+	ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, deleted_at = NULL;
+END
+$$;
+COMMENT ON FUNCTION billing.configure(text, text) IS 'Changes a billing setting (billing_admin only)';
+
+-- Internal: a setting's value, or the given default.
+CREATE FUNCTION billing._setting(key text, fallback text DEFAULT NULL) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE((SELECT s.value FROM billing.settings s WHERE s.key = $1 AND s.deleted_at IS NULL), $2)
+$$;

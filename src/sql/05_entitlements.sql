@@ -1,0 +1,132 @@
+-- The plan whose limits and features apply to a user at a given time (SPEC §2,
+-- §3): the current subscription's plan while it is trialing, active or
+-- past_due, or canceled with its period not yet ended; the Free plan otherwise.
+CREATE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.subscription_plans
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT p.*
+	  FROM (SELECT s.plan_id, 0 AS rank
+			  FROM billing.subscriptions s
+			 WHERE s.user_id = $1
+			   AND s.deleted_at IS NULL
+			   AND s.started_at <= $2
+			   AND (s.ended_at IS NULL OR s.ended_at > $2)
+			   AND (s.status IN ('trialing', 'active', 'past_due')
+					OR (s.status = 'canceled' AND s.current_period_end > $2))
+			UNION ALL
+			SELECT f.id, 1 FROM billing.subscription_plans f WHERE f.code = 'free') AS candidate
+	  JOIN billing.subscription_plans p ON p.id = candidate.plan_id
+	 ORDER BY candidate.rank
+	 LIMIT 1
+$$;
+COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
+	'The plan whose limits and features apply to the user at the given time';
+
+-- Plans for a pricing page.
+CREATE VIEW billing.pricing AS
+	SELECT code, name, tier, billing_interval, price_cents, currency, trial_days, limits, features
+	  FROM billing.subscription_plans
+	 WHERE active AND deleted_at IS NULL
+	 ORDER BY sort_order, price_cents, code;
+COMMENT ON VIEW billing.pricing IS 'Active plans with prices, trial days, limits and features, for a pricing page';
+GRANT SELECT ON billing.pricing TO PUBLIC;
+
+-- Internal: the application-table column a trigger argument names, as text.
+CREATE FUNCTION billing._check_column(relation regclass, col name) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+					WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', col, relation USING ERRCODE = '42703';
+	END IF;
+END
+$$;
+
+-- Gives each new user a Free subscription.
+CREATE FUNCTION billing._user_inserted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	uid text := pg_catalog.to_jsonb(NEW) ->> TG_ARGV[0];
+BEGIN
+	IF uid IS NOT NULL AND uid <> '' THEN
+		PERFORM billing._start_free(uid, pg_catalog.now());
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+-- Internal: a Free subscription for a user that has no current one.
+CREATE FUNCTION billing._start_free(user_id text, at timestamptz) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	INSERT INTO billing.subscriptions
+		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
+	SELECT $1, p.id, 'active', p.price_cents, p.currency, p.billing_interval, $2, $2
+	  FROM billing.subscription_plans p WHERE p.code = 'free'
+	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING
+$$;
+
+CREATE FUNCTION billing.attach_users(users regclass, id_column name) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	backfilled bigint;
+BEGIN
+	PERFORM billing._check_column(users, id_column);
+	INSERT INTO billing.attachments (kind, relation, key_column)
+	VALUES ('users', users, id_column)
+	ON CONFLICT (relation, kind) DO UPDATE SET key_column = EXCLUDED.key_column;
+
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = users AND t.tgname = 'billing_user_inserted') THEN
+		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
+	END IF;
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER billing_user_inserted AFTER INSERT ON %s
+		 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
+
+	EXECUTE pg_catalog.format(
+		'INSERT INTO billing.subscriptions
+			(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
+		 SELECT u.%1$I::text, p.id, ''active'', p.price_cents, p.currency, p.billing_interval, now(), now()
+		   FROM %2$s u CROSS JOIN billing.subscription_plans p
+		  WHERE p.code = ''free'' AND u.%1$I IS NOT NULL
+		 ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING', id_column, users);
+	GET DIAGNOSTICS backfilled = ROW_COUNT;
+	RETURN backfilled;
+END
+$$;
+COMMENT ON FUNCTION billing.attach_users(regclass, name) IS
+	'Gives every existing and every new user of the table a Free subscription; returns how many were backfilled';
+
+-- Removes billing's triggers from an application table; its rows are untouched.
+CREATE FUNCTION billing.detach(relation regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t name;
+BEGIN
+	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgname LIKE 'billing\_%'
+	LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
+	END LOOP;
+	DELETE FROM billing.attachments a WHERE a.relation = detach.relation;
+END
+$$;
+COMMENT ON FUNCTION billing.detach(regclass) IS 'Removes billing''s triggers from an application table';
+
+-- DROP EXTENSION billing first detaches every application table, so the
+-- triggers on them (which depend on the extension's functions) do not block it
+-- and the tables and rows stay as they were.
+CREATE FUNCTION billing._before_drop_extension() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	r regclass;
+BEGIN
+	IF pg_catalog.lower(pg_catalog.current_query()) !~ 'drop\s+extension.*billing' THEN
+		RETURN;
+	END IF;
+	FOR r IN SELECT DISTINCT a.relation FROM billing.attachments a LOOP
+		PERFORM billing.detach(r);
+	END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER billing_before_drop_extension ON ddl_command_start
+	WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION billing._before_drop_extension();
