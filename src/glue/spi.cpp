@@ -134,7 +134,15 @@ Spi::QueryRowDatum(const char *sql, const std::vector<SqlArg> &args)
 		throw Error(sqlstate::kInternalError, "internal query returned no row");
 	Datum result = 0;
 	SPITupleTable *table = SPI_tuptable;
-	PgCall([&] { result = PointerGetDatum(SPI_returntuple(table->vals[0], table->tupdesc)); });
+	// The first column is a whole-row value; copy it out of SPI's memory into
+	// the caller's context so it survives SPI_finish.
+	PgCall([&] {
+		bool isnull = false;
+		Datum value = SPI_getbinval(table->vals[0], table->tupdesc, 1, &isnull);
+		if (isnull)
+			elog(ERROR, "internal query returned a null row");
+		result = SPI_datumTransfer(value, false, -1);
+	});
 	return result;
 }
 

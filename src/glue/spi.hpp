@@ -20,6 +20,7 @@ struct SqlArg {
 
 	static SqlArg Text(const std::string &s);
 	static SqlArg Text(const std::optional<std::string> &s);
+	static SqlArg Text(const char *s) { return Text(std::string(s)); }
 	static SqlArg Int64(int64_t v) { return {INT8OID, Int64GetDatum(v), false}; }
 	static SqlArg Int64(const std::optional<int64_t> &v) { return {INT8OID, v ? Int64GetDatum(*v) : 0, !v}; }
 	static SqlArg Int32(int32_t v) { return {INT4OID, Int32GetDatum(v), false}; }
@@ -56,8 +57,8 @@ class Spi {
 	std::vector<Row> Query(const char *sql, const std::vector<SqlArg> &args = {});
 	// Runs sql and returns the number of rows it processed.
 	uint64_t Execute(const char *sql, const std::vector<SqlArg> &args = {});
-	// Runs sql, expects exactly one row and returns it as a composite Datum
-	// allocated in the caller's memory context (for functions returning a row).
+	// Runs sql, expects one row whose first column is a composite value (e.g.
+	// SELECT s FROM t s) and returns it in the caller's memory context.
 	Datum QueryRowDatum(const char *sql, const std::vector<SqlArg> &args);
 
 	void Finish();

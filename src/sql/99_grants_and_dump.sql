@@ -26,13 +26,13 @@ BEGIN
 		IF f.proname = ANY (ARRAY['configure', 'attach_users', 'attach_room_quota', 'attach_participant_quota',
 								  'detach', 'reconcile_quotas', 'run_maintenance', 'run_maintenance_batches',
 								  'rollup_usage']) THEN
-			EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO billing_admin', f.sig);
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_admin', f.sig);
 		ELSIF f.proname = ANY (ARRAY['mrr', 'arr', 'active_subscriptions', 'churn', 'arpu', 'trial_conversion',
 									 'plan_distribution', 'revenue', 'usage_trends', 'daily_report',
 									 'over_quota', 'usage', 'transitions']) THEN
-			EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO billing_analyst, billing_app', f.sig);
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_analyst, billing_app', f.sig);
 		ELSE
-			EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO billing_app', f.sig);
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_app', f.sig);
 		END IF;
 	END LOOP;
 END

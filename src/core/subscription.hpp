@@ -1,0 +1,118 @@
+// Subscription operations (SPEC §3) as pure functions: given the subscription
+// as stored and the time `at`, they return what it becomes and what else must
+// happen (a successor subscription, an invoice, notifications). The glue loads
+// rows, calls these, and writes the outcome; no decision is made in SQL.
+#pragma once
+
+#include "core/calendar.hpp"
+#include "core/lifecycle.hpp"
+#include "core/proration.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace billing {
+
+enum class Tier { kFree, kPro, kEnterprise, kCustom };
+Tier ParseTier(std::string_view text);
+
+struct Plan {
+	int64_t id = 0;
+	std::string code;
+	std::string name;
+	Tier tier = Tier::kFree;
+	Interval interval = Interval::kMonthly;
+	int64_t price_cents = 0;
+	std::string currency;
+	int32_t trial_days = 0;
+	bool active = true;
+
+	// Price 0 plans have no billing periods and never renew.
+	bool IsFree() const { return price_cents == 0; }
+};
+
+struct Subscription {
+	int64_t id = 0;
+	std::string user_id;
+	int64_t plan_id = 0;
+	Status status = Status::kActive;
+	int64_t price_cents = 0;
+	std::string currency;
+	Interval interval = Interval::kMonthly;
+	Micros started_at = 0;
+	std::optional<Micros> billing_anchor;
+	Micros period_start = 0;
+	std::optional<Micros> period_end;
+	std::optional<Micros> trial_start;
+	std::optional<Micros> trial_end;
+	bool cancel_at_period_end = false;
+	std::optional<Micros> canceled_at;
+	std::optional<Micros> ended_at;
+	std::optional<Micros> paused_at;
+	std::optional<Micros> past_due_since;
+	std::optional<int64_t> scheduled_plan_id;
+	std::optional<Micros> scheduled_change_at;
+	std::optional<std::string> end_reason;
+
+	bool Ended() const { return ended_at.has_value(); }
+};
+
+struct InvoiceDraft {
+	std::string billing_reason;  // subscription_create | subscription_cycle | subscription_update
+	std::string currency;
+	Micros period_start = 0;
+	std::optional<Micros> period_end;
+	std::vector<InvoiceLine> lines;
+	int64_t total_cents = 0;
+};
+
+// What an operation decided. `updated` replaces the stored row; `successor`
+// (if any) is inserted as the user's new current subscription; `invoice` (if
+// any) belongs to the successor when there is one, else to `updated`.
+struct Outcome {
+	Subscription updated;
+	std::optional<Subscription> successor;
+	std::optional<InvoiceDraft> invoice;
+	bool fall_back_to_free = false;      // the user gets a Free subscription from `free_from`
+	Micros free_from = 0;
+	std::vector<std::string> notifications;  // kinds: subscription_ended, payment_failed, ...
+	Action action = Action::kPeriodEnd;
+};
+
+inline constexpr Micros kIncompleteTimeout = 23LL * 3600 * kMicrosPerSecond;
+
+// A new subscription to `plan` for `user_id` at `at`. Free plans start
+// active with no period end; a paid plan starts trialing when `with_trial`
+// and a trial of its tier is still available, else incomplete with its first
+// invoice (subscription_create) to pay.
+Outcome Subscribe(const std::string &user_id, const Plan &plan, Micros at, bool with_trial, bool trial_available);
+
+// start_trial: like Subscribe with a trial, but refuses (QB010) when the
+// trial of that tier was already used or the plan has no trial.
+Outcome StartTrial(const std::string &user_id, const Plan &plan, Micros at, bool trial_available);
+
+Outcome Cancel(const Subscription &sub, bool at_period_end, Micros at);
+Outcome Reactivate(const Subscription &sub, Micros at);
+Outcome Pause(const Subscription &sub, Micros at);
+Outcome Resume(const Subscription &sub, Micros at);
+
+// A succeeded payment that covers the open invoice (`covers_open_invoice`),
+// or a failed one. Activation of a trial issues and pays the first invoice.
+Outcome PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool covers_open_invoice);
+Outcome PaymentFailed(const Subscription &sub, Micros at);
+
+// Upgrade now with proration, or schedule a downgrade at period end.
+bool IsUpgrade(const Plan &from, const Plan &to);
+ProrationResult PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at);
+Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at);
+
+// Maintenance: the action time has made due for `sub` at `at`, if any.
+std::optional<Action> DueAction(const Subscription &sub, Micros at, Micros past_due_grace);
+// Applies a due action. `scheduled` is the plan of a scheduled change, if any.
+Outcome ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::optional<Plan> &scheduled,
+				 Micros at, Micros past_due_grace);
+
+}  // namespace billing

@@ -1,0 +1,60 @@
+#include "glue/args.hpp"
+
+#include "core/error.hpp"
+
+namespace billing::glue {
+
+void
+RequireArg(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		throw Error("22004", std::string("argument \"") + name + "\" must not be null");
+}
+
+std::string
+TextArgRequired(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	RequireArg(fcinfo, n, name);
+	return TextArg(fcinfo, n);
+}
+
+std::optional<std::string>
+TextArgOptional(FunctionCallInfo fcinfo, int n)
+{
+	if (PG_NARGS() <= n || PG_ARGISNULL(n))
+		return std::nullopt;
+	return TextArg(fcinfo, n);
+}
+
+int64_t
+Int64ArgRequired(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	RequireArg(fcinfo, n, name);
+	return PG_GETARG_INT64(n);
+}
+
+int32_t
+Int32ArgRequired(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	RequireArg(fcinfo, n, name);
+	return PG_GETARG_INT32(n);
+}
+
+bool
+BoolArgRequired(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	RequireArg(fcinfo, n, name);
+	return PG_GETARG_BOOL(n);
+}
+
+Micros
+TimeArgRequired(FunctionCallInfo fcinfo, int n, const char *name)
+{
+	RequireArg(fcinfo, n, name);
+	TimestampTz t = PG_GETARG_TIMESTAMPTZ(n);
+	if (TIMESTAMP_NOT_FINITE(t))
+		throw InvalidParameter(std::string("argument \"") + name + "\" must be a finite timestamp");
+	return ToCoreTime(t);
+}
+
+}  // namespace billing::glue
