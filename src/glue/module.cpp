@@ -17,6 +17,14 @@ namespace billing::glue {
 bool enforce_quotas = true;
 
 namespace {
+// The application's user for the audit log; billing._audit reads it with
+// current_setting('billing.app_user', true). Only billing.* settings that
+// are defined here may be set once the module is loaded (the prefix is
+// reserved), so it must be defined even though C++ code does not read it.
+char *app_user = nullptr;
+}  // namespace
+
+namespace {
 
 // Turning enforcement off is for superusers and members of billing_admin.
 // A check hook reports through GUC_check_* and returns false; it never throws.
@@ -47,6 +55,10 @@ _PG_init(void)
 							 gettext_noop("Only superusers and members of billing_admin may turn it off."),
 							 &billing::glue::enforce_quotas, true, PGC_USERSET, 0, billing::glue::CheckEnforceQuotas,
 							 nullptr, nullptr);
+	DefineCustomStringVariable("billing.app_user",
+							   gettext_noop("The application user the audit log records for this session's changes."),
+							   gettext_noop("Set by the application, e.g. SET billing.app_user = 'alice@example.com'."),
+							   &billing::glue::app_user, "", PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("billing");
 }
 

@@ -1,11 +1,24 @@
 -- Audit: every insert and update on the business tables is logged with the
 -- database role and the application user (SET billing.app_user = '...').
+-- Values of settings whose key contains "secret" are never logged in clear.
 CREATE FUNCTION billing._audit() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	new_json jsonb := CASE WHEN TG_OP <> 'DELETE' THEN pg_catalog.to_jsonb(NEW) END;
 	old_json jsonb := CASE WHEN TG_OP <> 'INSERT' THEN pg_catalog.to_jsonb(OLD) END;
 BEGIN
+	-- pg_restore loading the dumped audit log must not log its own loading
+	IF billing._restoring() THEN
+		RETURN NULL;
+	END IF;
+	IF TG_TABLE_NAME = 'settings' THEN
+		IF new_json ->> 'key' LIKE '%secret%' THEN
+			new_json := new_json || '{"value": "********"}';
+		END IF;
+		IF old_json ->> 'key' LIKE '%secret%' THEN
+			old_json := old_json || '{"value": "********"}';
+		END IF;
+	END IF;
 	INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)
 	VALUES (TG_TABLE_NAME,
 			COALESCE(new_json, old_json) ->> TG_ARGV[0],
@@ -15,33 +28,34 @@ BEGIN
 END
 $$;
 
-DO $audit$
-DECLARE
-	t record;
+-- Internal: true while a dump is being restored, that is while a superuser's
+-- COPY billing.<table> ... FROM stdin (what pg_restore and a plain-format dump
+-- run) loads a billing table. The rows restored then are not audited again
+-- (the dumped audit log already holds their history) and replace the rows
+-- CREATE EXTENSION has just seeded.
+CREATE FUNCTION billing._restoring() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT pg_catalog.current_query() ~* '^\s*COPY\s+billing\.\S+.*\sFROM\s+stdin'
+	   AND COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user), false)
+$$;
+
+-- A restored setting replaces the default CREATE EXTENSION has just seeded.
+CREATE FUNCTION billing._settings_restored() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	FOR t IN SELECT * FROM (VALUES
-			('settings', 'key'), ('subscription_plans', 'id'), ('subscriptions', 'id'),
-			('invoices', 'id'), ('payments', 'id')) AS v(name, key)
-	LOOP
-		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON billing.%I
-			 FOR EACH ROW EXECUTE FUNCTION billing._audit(%L)', t.name, t.key);
-	END LOOP;
-	FOR t IN SELECT c.relname AS name FROM pg_catalog.pg_class c
-			JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-		WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
-		  AND a.attname OPERATOR(pg_catalog.=) 'updated_at'
-	LOOP
-		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.%I
-			 FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at()', t.name);
-	END LOOP;
+	IF billing._restoring() THEN
+		DELETE FROM billing.settings s WHERE s.key = NEW.key;
+	END IF;
+	RETURN NEW;
 END
-$audit$;
+$$;
+CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
+	FOR EACH ROW EXECUTE FUNCTION billing._settings_restored();
 
 -- A shipped plan stops being pristine when edited; inserting a plan whose code
 -- is still pristine replaces it. That is what lets pg_restore load the dumped
--- plans over the ones CREATE EXTENSION has just inserted.
+-- plans (all of them, edited or not) over the ones CREATE EXTENSION has just
+-- inserted.
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -80,3 +94,30 @@ SELECT pg_catalog.setval('billing.subscription_plans_id_seq', 4);
 INSERT INTO billing.settings (key, value) VALUES
 	('past_due_grace', '14 days'),
 	('stripe_tolerance', '5 minutes');
+
+-- Audit and updated_at triggers come after the seeds: what CREATE EXTENSION
+-- installs is not a change anybody made (and a restore must not meet it in
+-- the dumped audit log).
+DO $audit$
+DECLARE
+	t record;
+BEGIN
+	FOR t IN SELECT * FROM (VALUES
+			('settings', 'key'), ('subscription_plans', 'id'), ('subscriptions', 'id'),
+			('invoices', 'id'), ('payments', 'id')) AS v(name, key)
+	LOOP
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON billing.%I
+			 FOR EACH ROW EXECUTE FUNCTION billing._audit(%L)', t.name, t.key);
+	END LOOP;
+	FOR t IN SELECT c.relname AS name FROM pg_catalog.pg_class c
+			JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
+		  AND a.attname OPERATOR(pg_catalog.=) 'updated_at'
+	LOOP
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.%I
+			 FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at()', t.name);
+	END LOOP;
+END
+$audit$;

@@ -19,6 +19,12 @@ BEGIN
 		IF pg_catalog.btrim(value) = '' THEN
 			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not be empty' USING ERRCODE = '22023';
 		END IF;
+		-- secrets are separated by commas (for rotation); none may be empty
+		IF EXISTS (SELECT 1 FROM pg_catalog.unnest(pg_catalog.string_to_array(value, ',')) AS secret
+					WHERE pg_catalog.btrim(secret) = '') THEN
+			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not hold an empty secret'
+				USING ERRCODE = '22023', HINT = 'Separate two or more secrets with single commas.';
+		END IF;
 	ELSE
 		RAISE EXCEPTION 'unknown setting "%"', key
 			USING ERRCODE = '22023',

@@ -70,10 +70,15 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	backfilled bigint;
 BEGIN
+	IF users IS NULL OR id_column IS NULL THEN
+		RAISE EXCEPTION 'users table and id column must not be null' USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_column(users, id_column);
-	INSERT INTO billing.attachments (kind, relation, key_column)
+	-- attaching again with the same column changes nothing
+	INSERT INTO billing.attachments AS a (kind, relation, key_column)
 	VALUES ('users', users, id_column)
-	ON CONFLICT (relation, kind) DO UPDATE SET key_column = EXCLUDED.key_column;
+	ON CONFLICT (relation, kind) DO UPDATE SET key_column = EXCLUDED.key_column
+		WHERE a.key_column IS DISTINCT FROM EXCLUDED.key_column;
 
 	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = users AND t.tgname = 'billing_user_inserted') THEN
 		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);

@@ -38,8 +38,9 @@ BEGIN
 END
 $grants$;
 
--- Every billing table and sequence survives pg_dump. The shipped plans are
--- dumped too once edited; untouched ones are recreated by CREATE EXTENSION.
+-- Every billing table and sequence survives pg_dump, whole: the shipped plans
+-- and seeded settings replace the ones CREATE EXTENSION inserts on restore
+-- (see billing._plans_pristine and billing._settings_restored).
 DO $dump$
 DECLARE
 	r record;
@@ -50,8 +51,7 @@ BEGIN
 		 WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace
 		   AND c.relkind IN ('r', 'S')
 	LOOP
-		PERFORM pg_catalog.pg_extension_config_dump(r.rel,
-			CASE WHEN r.relname = 'subscription_plans' THEN 'WHERE NOT pristine' ELSE '' END);
+		PERFORM pg_catalog.pg_extension_config_dump(r.rel, '');
 	END LOOP;
 END
 $dump$;
