@@ -31,12 +31,23 @@ namespace {
 bool
 CheckEnforceQuotas(bool *newval, void **, GucSource source)
 {
-	if (*newval || source < PGC_S_INTERACTIVE || !IsTransactionState())
+	// postgresql.conf and the server command line belong to the DBA; every
+	// other source (ALTER ROLE/DATABASE SET, connection options, SET) is
+	// checked, including a value set before the library was loaded.
+	if (*newval || source < PGC_S_DATABASE)
 		return true;
-	if (superuser())
+	if (!IsTransactionState()) {
+		GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
+		GUC_check_errmsg("billing.enforce_quotas can only be turned off with SET");
+		return false;
+	}
+	// The outer user, not GetUserId(): the library may first be loaded inside a
+	// SECURITY DEFINER function, where GetUserId() is that function's owner.
+	Oid user = GetOuterUserId();
+	if (superuser_arg(user))
 		return true;
 	Oid admin = get_role_oid("billing_admin", true);
-	if (OidIsValid(admin) && is_member_of_role(GetUserId(), admin))
+	if (OidIsValid(admin) && is_member_of_role(user, admin))
 		return true;
 	GUC_check_errcode(ERRCODE_INSUFFICIENT_PRIVILEGE);
 	GUC_check_errmsg("permission denied to set parameter \"billing.enforce_quotas\"");
