@@ -72,6 +72,7 @@ cluster_start() {
 		echo "timezone = 'UTC'"
 		echo "max_connections = 40"
 		echo "max_prepared_transactions = 10"
+		echo "cron.host = '$CLUSTER_SOCKET'"
 		for line in "$@"; do echo "$line"; done
 	} | as_cluster_owner tee -a "$CLUSTER_DATA/postgresql.conf" >/dev/null
 	as_cluster_owner "$CLUSTER_BIN/pg_ctl" -D "$CLUSTER_DATA" -l "$CLUSTER_TMP/server.log" -w -t 60 start >/dev/null || {
