@@ -86,6 +86,24 @@ Int(const json &object, std::string_view key)
 	return Int(Member(object, key));
 }
 
+// A Unix time in seconds; outside 1970..9999 it is absent.
+constexpr int64_t kMaxUnixSeconds = 253402300799;  // 9999-12-31 23:59:59 UTC
+
+std::optional<int64_t>
+Time(const json *value)
+{
+	auto seconds = Int(value);
+	if (!seconds || *seconds < 0 || *seconds > kMaxUnixSeconds)
+		return std::nullopt;
+	return seconds;
+}
+
+std::optional<int64_t>
+Time(const json &object, std::string_view key)
+{
+	return Time(Member(object, key));
+}
+
 bool
 Bool(const json &object, std::string_view key)
 {
@@ -134,13 +152,13 @@ ReadSubscription(const json &o, EventObject &out)
 				FirstOf(out.price_id, Str(Path(item, {"price", "id"})));
 				FirstOf(out.price_id, Str(Path(item, {"plan", "id"})));
 			}
-			FirstOf(out.current_period_start, Int(item, "current_period_start"));
-			FirstOf(out.current_period_end, Int(item, "current_period_end"));
+			FirstOf(out.current_period_start, Time(item, "current_period_start"));
+			FirstOf(out.current_period_end, Time(item, "current_period_end"));
 		}
 	}
 	// older API versions: on the subscription itself
-	FirstOf(out.current_period_start, Int(o, "current_period_start"));
-	FirstOf(out.current_period_end, Int(o, "current_period_end"));
+	FirstOf(out.current_period_start, Time(o, "current_period_start"));
+	FirstOf(out.current_period_end, Time(o, "current_period_end"));
 	FirstOf(out.price_id, Str(Path(o, {"plan", "id"})));
 	out.subscription = out.id;
 }
@@ -158,9 +176,9 @@ ReadInvoice(const json &o, EventObject &out)
 	out.total = Int(o, "total");
 	out.amount_paid = Int(o, "amount_paid");
 	out.amount_due = Int(o, "amount_due");
-	out.period_start = Int(o, "period_start");
-	out.period_end = Int(o, "period_end");
-	out.paid_at = Int(Path(o, {"status_transitions", "paid_at"}));
+	out.period_start = Time(o, "period_start");
+	out.period_end = Time(o, "period_end");
+	out.paid_at = Time(Path(o, {"status_transitions", "paid_at"}));
 	out.charge = Str(o, "charge");
 	FirstOf(out.payment_intent, Str(o, "payment_intent"));
 	if (const json *payments = ListData(o, "payments")) {
@@ -173,8 +191,8 @@ ReadInvoice(const json &o, EventObject &out)
 			line.description = Str(l, "description");
 			line.amount = Int(l, "amount");
 			line.currency = Str(l, "currency");
-			line.period_start = Int(Path(l, {"period", "start"}));
-			line.period_end = Int(Path(l, {"period", "end"}));
+			line.period_start = Time(Path(l, {"period", "start"}));
+			line.period_end = Time(Path(l, {"period", "end"}));
 			FirstOf(line.price_id, Str(Path(l, {"pricing", "price_details", "price"})));
 			FirstOf(line.price_id, Str(Path(l, {"price", "id"})));
 			out.lines.push_back(std::move(line));
@@ -250,14 +268,14 @@ ParseEvent(std::string_view payload)
 	Event event;
 	auto id = Str(root, "id");
 	auto type = Str(root, "type");
-	auto created = Int(root, "created");
+	auto created = Time(root, "created");
 	const json *object = Path(root, {"data", "object"});
 	if (!id || !Member(root, "id")->is_string())
 		throw InvalidParameter("invalid stripe event", "The event has no \"id\" string.");
 	if (!type || !Member(root, "type")->is_string())
 		throw InvalidParameter("invalid stripe event", "The event has no \"type\" string.");
 	if (!created)
-		throw InvalidParameter("invalid stripe event", "The event has no integer \"created\" time.");
+		throw InvalidParameter("invalid stripe event", "The event has no \"created\" time in whole seconds between 1970 and 9999.");
 	if (object == nullptr || !object->is_object())
 		throw InvalidParameter("invalid stripe event", "The event has no \"data.object\" object.");
 	event.id = *id;
@@ -272,14 +290,14 @@ ParseEvent(std::string_view payload)
 	out.customer = Str(o, "customer");
 	out.status = Str(o, "status");
 	out.currency = Str(o, "currency");
-	out.created = Int(o, "created");
+	out.created = Time(o, "created");
 	out.cancel_at_period_end = Bool(o, "cancel_at_period_end");
-	out.cancel_at = Int(o, "cancel_at");
-	out.canceled_at = Int(o, "canceled_at");
-	out.ended_at = Int(o, "ended_at");
-	out.trial_start = Int(o, "trial_start");
-	out.trial_end = Int(o, "trial_end");
-	out.start_date = Int(o, "start_date");
+	out.cancel_at = Time(o, "cancel_at");
+	out.canceled_at = Time(o, "canceled_at");
+	out.ended_at = Time(o, "ended_at");
+	out.trial_start = Time(o, "trial_start");
+	out.trial_end = Time(o, "trial_end");
+	out.start_date = Time(o, "start_date");
 	out.metadata_user_id = Str(Path(o, {"metadata", "user_id"}));
 
 	std::string kind = out.object.value_or("");
