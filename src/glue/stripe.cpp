@@ -84,7 +84,7 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	glue::Spi spi;
 	auto settings = spi.Query(
 		"SELECT billing._setting('stripe_webhook_secret'), "
-		"(pg_catalog.extract(epoch FROM billing._setting('stripe_tolerance', '5 minutes')::pg_catalog.interval)"
+		"(EXTRACT(epoch FROM billing._setting('stripe_tolerance', '5 minutes')::pg_catalog.interval)"
 		" * 1000000)::pg_catalog.int8");
 	std::vector<std::string> secrets = stripe::SplitSecrets(settings.at(0).text_or(0, ""));
 	billing::Micros tolerance = settings.at(0).int64(1).value_or(300 * billing::kMicrosPerSecond);

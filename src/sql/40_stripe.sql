@@ -222,6 +222,7 @@ $$;
 -- canceled/expired with ended_at, and the user is back on Free.
 CREATE FUNCTION billing._stripe_subscription(event_type text, facts jsonb, event_created timestamptz) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
 DECLARE
 	plan billing.subscription_plans;
 	s billing.subscriptions;
@@ -327,18 +328,18 @@ BEGIN
 			   price_cents = CASE WHEN x.plan_id = plan.id THEN x.price_cents ELSE plan.price_cents END,
 			   currency = CASE WHEN x.plan_id = plan.id THEN x.currency ELSE plan.currency END,
 			   billing_interval = plan.billing_interval,
-			   status = _stripe_subscription.status,
+			   status = fn.status,
 			   current_period_start = period_start,
 			   current_period_end = period_end,
-			   trial_start = COALESCE(_stripe_subscription.trial_start, x.trial_start),
-			   trial_end = COALESCE(_stripe_subscription.trial_end, x.trial_end),
+			   trial_start = COALESCE(fn.trial_start, x.trial_start),
+			   trial_end = COALESCE(fn.trial_end, x.trial_end),
 			   cancel_at_period_end = pending_cancel,
 			   canceled_at = canceled,
 			   ended_at = ended,
 			   end_reason = reason,
-			   past_due_since = CASE WHEN _stripe_subscription.status = 'past_due'
+			   past_due_since = CASE WHEN fn.status = 'past_due'
 									 THEN COALESCE(x.past_due_since, event_created) END,
-			   paused_at = CASE WHEN _stripe_subscription.status = 'paused' THEN COALESCE(x.paused_at, event_created) END,
+			   paused_at = CASE WHEN fn.status = 'paused' THEN COALESCE(x.paused_at, event_created) END,
 			   scheduled_plan_id = NULL,
 			   scheduled_change_at = NULL,
 			   stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id),
@@ -358,7 +359,7 @@ BEGIN
 			event_created, 'stripe:trial_will_end:' || (facts ->> 'id') || ':' || COALESCE(facts ->> 'trial_end', ''));
 	END IF;
 	RETURN NULL;
-END
+END fn
 $$;
 
 -- Internal: a payment from Stripe, stored once per payment intent (its id is
@@ -396,6 +397,7 @@ $$;
 -- Internal: invoice.* upserts the invoice by stripe_invoice_id.
 CREATE FUNCTION billing._stripe_invoice(event_type text, facts jsonb, event_created timestamptz) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
 DECLARE
 	sub billing.subscriptions;
 	inv billing.invoices;
@@ -444,7 +446,7 @@ BEGIN
 		-- billing's own invoice for this period becomes Stripe's; another Stripe
 		-- invoice for the same period is kept as a manual one
 		SELECT x.* INTO inv FROM billing.invoices x
-		 WHERE x.subscription_id = sub.id AND x.period_start = _stripe_invoice.period_start
+		 WHERE x.subscription_id = sub.id AND x.period_start = fn.period_start
 		   AND x.billing_reason IN ('subscription_create', 'subscription_cycle') AND x.deleted_at IS NULL
 		   FOR UPDATE;
 		IF FOUND AND inv.stripe_invoice_id IS NOT NULL THEN
@@ -478,17 +480,17 @@ BEGIN
 	ELSE
 		UPDATE billing.invoices x
 		   SET subscription_id = COALESCE(x.subscription_id, sub.id),
-			   status = _stripe_invoice.status,
+			   status = fn.status,
 			   currency = pg_catalog.lower(facts ->> 'currency'),
-			   period_start = COALESCE(_stripe_invoice.period_start, x.period_start),
-			   period_end = COALESCE(_stripe_invoice.period_end, x.period_end),
+			   period_start = COALESCE(fn.period_start, x.period_start),
+			   period_end = COALESCE(fn.period_end, x.period_end),
 			   subtotal_cents = COALESCE((facts ->> 'subtotal')::bigint, x.subtotal_cents),
 			   total_cents = COALESCE((facts ->> 'total')::bigint, x.total_cents),
 			   amount_paid_cents = GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, x.amount_paid_cents), 0),
 			   amount_due_cents = GREATEST(COALESCE((facts ->> 'amount_due')::bigint, x.amount_due_cents), 0),
-			   lines = CASE WHEN pg_catalog.jsonb_array_length(_stripe_invoice.lines) > 0
-							THEN _stripe_invoice.lines ELSE x.lines END,
-			   paid_at = CASE WHEN _stripe_invoice.status = 'paid' THEN COALESCE(x.paid_at, paid) END,
+			   lines = CASE WHEN pg_catalog.jsonb_array_length(fn.lines) > 0
+							THEN fn.lines ELSE x.lines END,
+			   paid_at = CASE WHEN fn.status = 'paid' THEN COALESCE(x.paid_at, paid) END,
 			   stripe_invoice_id = facts ->> 'id'
 		 WHERE x.id = inv.id
 		RETURNING x.* INTO inv;
@@ -503,7 +505,7 @@ BEGIN
 											   facts ->> 'charge', NULL, NULL, paid);
 	END IF;
 	RETURN NULL;
-END
+END fn
 $$;
 
 -- Internal: payment_intent.succeeded / payment_failed store the payment.
@@ -597,6 +599,7 @@ $$;
 CREATE FUNCTION billing._stripe_apply(event_id text, event_type text, event_created timestamptz, facts jsonb,
 									  payload jsonb, received timestamptz) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
 DECLARE
 	object_id text := facts ->> 'id';
 	w billing.stripe_objects;
@@ -619,7 +622,7 @@ BEGIN
 		-- one event per Stripe object at a time, newest wins
 		INSERT INTO billing.stripe_objects (object_id, object_type) VALUES (object_id, facts ->> 'object')
 		ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
-		SELECT o.* INTO w FROM billing.stripe_objects o WHERE o.object_id = _stripe_apply.object_id FOR UPDATE;
+		SELECT o.* INTO w FROM billing.stripe_objects o WHERE o.object_id = fn.object_id FOR UPDATE;
 		IF w.last_event_created IS NOT NULL
 		   AND (w.last_event_created, w.last_event_id) >= (event_created, event_id) THEN
 			result := 'stale';
@@ -639,16 +642,16 @@ BEGIN
 				result := 'applied';
 				UPDATE billing.stripe_objects o
 				   SET last_event_created = event_created, last_event_id = event_id, object_type = facts ->> 'object'
-				 WHERE o.object_id = _stripe_apply.object_id;
+				 WHERE o.object_id = fn.object_id;
 			ELSE
 				result := 'ignored';
 			END IF;
 		END IF;
 	END IF;
-	UPDATE billing.stripe_events e SET result = _stripe_apply.result, reason = _stripe_apply.reason
+	UPDATE billing.stripe_events e SET result = fn.result, reason = fn.reason
 	 WHERE e.id = event_id;
 	RETURN result;
-END
+END fn
 $$;
 
 -- What the application passes to Stripe Checkout for a user and a plan: the
