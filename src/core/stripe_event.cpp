@@ -137,8 +137,12 @@ ParseJson(std::string_view payload)
 {
 	try {
 		return json::parse(payload.begin(), payload.end());
+	} catch (const json::parse_error &e) {
+		throw InvalidParameter("malformed JSON in stripe event payload",
+							   "The payload is not valid JSON at byte " + std::to_string(e.byte) + ".",
+							   "Pass the request body exactly as Stripe sent it.");
 	} catch (const json::exception &e) {
-		throw InvalidParameter("malformed JSON in stripe event payload", std::string("The parser said: ") + e.what() + ".",
+		throw InvalidParameter("malformed JSON in stripe event payload", "The payload is not valid JSON.",
 							   "Pass the request body exactly as Stripe sent it.");
 	}
 }

@@ -268,6 +268,8 @@ TEST(StripeEvent, MalformedJsonAndMissingEnvelopeAre22023)
 	ExpectInvalid(R"({"id":"evt","created":1,"data":{"object":{}}})");
 	ExpectInvalid(R"({"id":"evt","type":"x","created":"1","data":{"object":{}}})");
 	ExpectInvalid(R"({"id":"evt","type":"x","created":1.5,"data":{"object":{}}})");
+	ExpectInvalid(R"({"id":"evt","type":"x","created":-1,"data":{"object":{}}})");
+	ExpectInvalid(R"({"id":"evt","type":"x","created":99999999999999,"data":{"object":{}}})");
 	ExpectInvalid(R"({"id":"evt","type":"x","created":1,"data":{}})");
 	ExpectInvalid(R"({"id":"evt","type":"x","created":1,"data":{"object":null}})");
 	EXPECT_NO_THROW(ParseEvent(R"({"id":"evt","type":"x","created":1,"data":{"object":{}}})"));
