@@ -1,0 +1,104 @@
+-- Stripe: signature verification with known vectors, bad inputs, malformed
+-- events after a valid signature, checkout parameters. (Fixture-based webhook
+-- stories are in test/shell/stripe_webhooks.sh.)
+--
+-- Every signature below was computed outside the extension with OpenSSL:
+--   printf '%s' '1700000000.<payload>' | openssl dgst -sha256 -hmac 'whsec_test_secret'
+-- 1700000000 is 2023-11-14 22:13:20 UTC.
+\set p1 '{"id":"evt_test_1","object":"event"}'
+\set s1 '29ab30b7065c11b28e53ac114fac5d6c492ed811a12d11ed2c2aad5bb4cf9809'
+\set t0 '''2023-11-14 22:13:20+00'''
+SET timezone = 'UTC';
+
+-- valid; several v1 values (one matches); unknown schemes and spaces tolerated
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', :t0);
+SELECT billing.stripe_verify(:'p1', ' t=1700000000 , v0=abc, v1=' || repeat('0', 64) || ', v1=' || :'s1',
+                             'whsec_test_secret', '5 minutes', :t0);
+-- wrong secret, tampered payload, timestamp not the signed one
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_other', '5 minutes', :t0);
+SELECT billing.stripe_verify(:'p1' || ' ', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', :t0);
+SELECT billing.stripe_verify(:'p1', 't=1700000001,v1=' || :'s1', 'whsec_test_secret', '5 minutes', :t0);
+-- tolerance: the edge is inside, one second past it is not, in both directions
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', :t0::timestamptz + interval '5 minutes');
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', :t0::timestamptz + interval '5 minutes 1 second');
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', :t0::timestamptz - interval '5 minutes 1 second');
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '1 day', :t0::timestamptz - interval '23 hours');
+-- the defaults: 5 minutes around now(); a 2023 signature is long expired
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret');
+-- malformed headers are false, not errors
+SELECT billing.stripe_verify(:'p1', h, 'whsec_test_secret', '5 minutes', :t0) AS verifies, h AS header
+  FROM unnest(ARRAY['', 'garbage', 't=abc,v1=' || :'s1', 'v1=' || :'s1', 't=1700000000',
+                    't=1700000000,v0=' || :'s1', 't=1700000000,t=1700000000,v1=' || :'s1']) AS h;
+-- NULL payload or header: false; NULL secret, tolerance or time: an error
+SELECT billing.stripe_verify(NULL, 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', :t0);
+SELECT billing.stripe_verify(:'p1', NULL, 'whsec_test_secret', '5 minutes', :t0);
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', NULL, '5 minutes', :t0);
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', '', '5 minutes', :t0);
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', NULL, :t0);
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '-1 minute', :t0);
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', NULL);
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', 'infinity');
+
+-- stripe_ingest without a configured secret refuses everything
+SELECT billing.stripe_ingest(:'p1', 't=1700000000,v1=' || :'s1', :t0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.configure('stripe_webhook_secret', 'whsec_rotated_away, whsec_test_secret');
+-- a bad signature: QB020 with a DETAIL that names no secret
+SELECT billing.stripe_ingest(:'p1', 't=1700000000,v1=' || repeat('0', 64), :t0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_ingest(:'p1', 't=1700000000,v1=' || :'s1', :t0::timestamptz + interval '6 minutes');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_ingest(:'p1', NULL, :t0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_ingest(:'p1', 'nonsense', :t0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_ingest(NULL, 't=1700000000,v1=' || :'s1', :t0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_ingest(:'p1', 't=1700000000,v1=' || :'s1', NULL);
+\echo :LAST_ERROR_SQLSTATE
+-- a valid signature over malformed JSON, or over JSON that is not an event: 22023
+SELECT billing.stripe_ingest('{"id":', 't=1700000000,v1=9a90c15d3620277f292e2d1d45c4ce158e39bd87be594f7db3c1a2d70670ffce', :t0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_ingest('[1,2]', 't=1700000000,v1=2db9663cf97afe84960f63a21cc927c9b09e6931b1cb5d2e4f63908f8fb3c2de', :t0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_ingest('{"id":"evt_r2","type":"customer.created","created":1700000000,"data":{}}',
+                             't=1700000000,v1=d6f9d736bff5aac3f086bb47cef9b58ef83a8d699eb7df3ff1aa2f339a1da8ca', :t0);
+\echo :LAST_ERROR_SQLSTATE
+-- the envelope minimum (the object is all a handler could use): recorded, ignored, then a duplicate
+\set p2 '{"id":"evt_r1","type":"customer.created","created":1700000000,"data":{"object":{"id":"cus_1","object":"customer"}}}'
+\set s2 '2b9585d4047258fef397ecb7889e92b838c67f9ff1f3e99832eb4cc5c0d39e0b'
+SELECT billing.stripe_ingest(:'p2', 't=1700000000,v1=' || :'s2', :t0);
+SELECT billing.stripe_ingest(:'p2', 't=1700000000,v1=' || :'s2', :t0::timestamptz + interval '1 minute');
+SELECT id, type, object_id, created, result, reason, received_at, payload = :'p2'::jsonb AS payload_kept
+  FROM billing.stripe_events;
+-- nothing was recorded by the refused calls
+SELECT count(*) FROM billing.stripe_events;
+
+-- checkout parameters
+UPDATE billing.subscription_plans SET stripe_price_id = 'price_pro_monthly_regress' WHERE code = 'pro_monthly';
+SELECT jsonb_pretty(billing.stripe_checkout_params('user_1', 'pro_monthly'));
+SELECT billing.stripe_checkout_params('user_1', 'free');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_checkout_params('user_1', 'no_such_plan');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_checkout_params(NULL, 'pro_monthly');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_checkout_params('user_1', NULL);
+\echo :LAST_ERROR_SQLSTATE
+-- a user who has had a Pro trial gets no trial days for any Pro plan
+INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, started_at,
+                                   current_period_start, trial_start, trial_end, ended_at, end_reason)
+SELECT 'user_1', id, 'canceled', price_cents, currency, billing_interval, '2026-01-01', '2026-01-01',
+       '2026-01-01', '2026-01-15', '2026-01-15', 'trial_ended'
+  FROM billing.subscription_plans WHERE code = 'pro_yearly';
+SELECT billing.stripe_checkout_params('user_1', 'pro_monthly') -> 'subscription_data';
+SELECT billing.stripe_checkout_params('user_2', 'pro_monthly') -> 'subscription_data';
+UPDATE billing.subscription_plans SET stripe_price_id = NULL WHERE code = 'pro_monthly';
+DELETE FROM billing.subscriptions WHERE user_id = 'user_1';
+-- who may call what
+SELECT p.proname, has_function_privilege('billing_app', p.oid, 'EXECUTE') AS app,
+       has_function_privilege('billing_analyst', p.oid, 'EXECUTE') AS analyst, p.prosecdef
+  FROM pg_proc p WHERE p.pronamespace = 'billing'::regnamespace AND p.proname LIKE '%stripe%'
+ ORDER BY 1;
+DELETE FROM billing.stripe_events;
+DELETE FROM billing.settings WHERE key = 'stripe_webhook_secret';

@@ -1,0 +1,440 @@
+#include "core/stripe_event.hpp"
+
+#include "core/error.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <limits>
+
+#include "core/pure.hpp"
+
+namespace billing::stripe {
+namespace {
+
+using nlohmann::json;
+
+const json *
+Member(const json &object, std::string_view key)
+{
+	if (!object.is_object())
+		return nullptr;
+	auto it = object.find(key);
+	if (it == object.end() || it->is_null())
+		return nullptr;
+	return &*it;
+}
+
+// The object at a path of keys, or nullptr if any step is absent or not an object.
+const json *
+Path(const json &root, std::initializer_list<std::string_view> keys)
+{
+	const json *node = &root;
+	for (auto key : keys) {
+		node = Member(*node, key);
+		if (node == nullptr)
+			return nullptr;
+	}
+	return node;
+}
+
+// A string field; an expanded object stands for its id.
+std::optional<std::string>
+Str(const json *value)
+{
+	if (value == nullptr)
+		return std::nullopt;
+	if (value->is_string()) {
+		auto s = value->get<std::string>();
+		if (s.empty())
+			return std::nullopt;
+		return s;
+	}
+	if (value->is_object())
+		return Str(Member(*value, "id"));
+	// metadata values are strings, but an application may have put a number
+	if (value->is_number_integer())
+		return value->dump();
+	return std::nullopt;
+}
+
+std::optional<std::string>
+Str(const json &object, std::string_view key)
+{
+	return Str(Member(object, key));
+}
+
+// An integer field; floats, strings and out-of-range numbers are absent.
+std::optional<int64_t>
+Int(const json *value)
+{
+	if (value == nullptr)
+		return std::nullopt;
+	if (value->is_number_unsigned()) {
+		auto u = value->get<uint64_t>();
+		if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+			return std::nullopt;
+		return static_cast<int64_t>(u);
+	}
+	if (value->is_number_integer())
+		return value->get<int64_t>();
+	return std::nullopt;
+}
+
+std::optional<int64_t>
+Int(const json &object, std::string_view key)
+{
+	return Int(Member(object, key));
+}
+
+// A Unix time in seconds; outside 1970..9999 it is absent.
+constexpr int64_t kMaxUnixSeconds = 253402300799;  // 9999-12-31 23:59:59 UTC
+
+std::optional<int64_t>
+Time(const json *value)
+{
+	auto seconds = Int(value);
+	if (!seconds || *seconds < 0 || *seconds > kMaxUnixSeconds)
+		return std::nullopt;
+	return seconds;
+}
+
+std::optional<int64_t>
+Time(const json &object, std::string_view key)
+{
+	return Time(Member(object, key));
+}
+
+bool
+Bool(const json &object, std::string_view key)
+{
+	const json *value = Member(object, key);
+	return value != nullptr && value->is_boolean() && value->get<bool>();
+}
+
+// The elements of a Stripe list ({"object": "list", "data": [...]}) or a bare array.
+const json *
+ListData(const json &object, std::string_view key)
+{
+	const json *list = Member(object, key);
+	if (list == nullptr)
+		return nullptr;
+	if (list->is_array())
+		return list;
+	const json *data = Member(*list, "data");
+	return data != nullptr && data->is_array() ? data : nullptr;
+}
+
+template <typename T>
+void
+FirstOf(std::optional<T> &target, std::optional<T> candidate)
+{
+	if (!target && candidate)
+		target = std::move(candidate);
+}
+
+json
+ParseJson(std::string_view payload)
+{
+	try {
+		return json::parse(payload.begin(), payload.end());
+	} catch (const json::parse_error &e) {
+		throw InvalidParameter("malformed JSON in stripe event payload",
+							   "The payload is not valid JSON at byte " + std::to_string(e.byte) + ".",
+							   "Pass the request body exactly as Stripe sent it.");
+	} catch (const json::exception &e) {
+		throw InvalidParameter("malformed JSON in stripe event payload", "The payload is not valid JSON.",
+							   "Pass the request body exactly as Stripe sent it.");
+	}
+}
+
+void
+ReadSubscription(const json &o, EventObject &out)
+{
+	if (const json *items = ListData(o, "items")) {
+		for (const auto &item : *items) {
+			if (!out.price_id) {
+				FirstOf(out.price_id, Str(Path(item, {"price", "id"})));
+				FirstOf(out.price_id, Str(Path(item, {"plan", "id"})));
+			}
+			FirstOf(out.current_period_start, Time(item, "current_period_start"));
+			FirstOf(out.current_period_end, Time(item, "current_period_end"));
+		}
+	}
+	// older API versions: on the subscription itself
+	FirstOf(out.current_period_start, Time(o, "current_period_start"));
+	FirstOf(out.current_period_end, Time(o, "current_period_end"));
+	FirstOf(out.price_id, Str(Path(o, {"plan", "id"})));
+	out.subscription = out.id;
+}
+
+void
+ReadInvoice(const json &o, EventObject &out)
+{
+	FirstOf(out.subscription, Str(Path(o, {"parent", "subscription_details", "subscription"})));
+	FirstOf(out.subscription, Str(o, "subscription"));
+	FirstOf(out.metadata_user_id, Str(Path(o, {"parent", "subscription_details", "metadata", "user_id"})));
+	FirstOf(out.metadata_user_id, Str(Path(o, {"subscription_details", "metadata", "user_id"})));
+	out.number = Str(o, "number");
+	out.billing_reason = Str(o, "billing_reason");
+	out.subtotal = Int(o, "subtotal");
+	out.total = Int(o, "total");
+	out.amount_paid = Int(o, "amount_paid");
+	out.amount_due = Int(o, "amount_due");
+	out.period_start = Time(o, "period_start");
+	out.period_end = Time(o, "period_end");
+	out.paid_at = Time(Path(o, {"status_transitions", "paid_at"}));
+	out.charge = Str(o, "charge");
+	FirstOf(out.payment_intent, Str(o, "payment_intent"));
+	if (const json *payments = ListData(o, "payments")) {
+		for (const auto &p : *payments)
+			FirstOf(out.payment_intent, Str(Path(p, {"payment", "payment_intent"})));
+	}
+	if (const json *lines = ListData(o, "lines")) {
+		for (const auto &l : *lines) {
+			InvoiceLine line;
+			line.description = Str(l, "description");
+			line.amount = Int(l, "amount");
+			line.currency = Str(l, "currency");
+			line.period_start = Time(Path(l, {"period", "start"}));
+			line.period_end = Time(Path(l, {"period", "end"}));
+			FirstOf(line.price_id, Str(Path(l, {"pricing", "price_details", "price"})));
+			FirstOf(line.price_id, Str(Path(l, {"price", "id"})));
+			out.lines.push_back(std::move(line));
+		}
+	}
+}
+
+void
+ReadPaymentIntent(const json &o, EventObject &out)
+{
+	out.payment_intent = out.id;
+	out.amount = Int(o, "amount");
+	out.amount_received = Int(o, "amount_received");
+	out.charge = Str(o, "latest_charge");
+	out.invoice = Str(o, "invoice");
+	if (const json *error = Path(o, {"last_payment_error"})) {
+		out.failure_code = Str(*error, "code");
+		out.failure_message = Str(*error, "message");
+	}
+}
+
+void
+ReadCharge(const json &o, EventObject &out)
+{
+	out.charge = out.id;
+	out.payment_intent = Str(o, "payment_intent");
+	out.amount = Int(o, "amount");
+	out.amount_refunded = Int(o, "amount_refunded");
+	out.invoice = Str(o, "invoice");
+	out.failure_code = Str(o, "failure_code");
+	out.failure_message = Str(o, "failure_message");
+}
+
+void
+ReadCheckoutSession(const json &o, EventObject &out)
+{
+	out.mode = Str(o, "mode");
+	out.client_reference_id = Str(o, "client_reference_id");
+	out.subscription = Str(o, "subscription");
+	out.payment_intent = Str(o, "payment_intent");
+	out.invoice = Str(o, "invoice");
+	out.subscription_data_user_id = Str(Path(o, {"subscription_data", "metadata", "user_id"}));
+	out.amount = Int(o, "amount_total");
+}
+
+// Removes "card" objects everywhere and payment_method_details at the top.
+void
+StripCards(json &node)
+{
+	if (node.is_object()) {
+		for (auto it = node.begin(); it != node.end();) {
+			if (it.key() == "card" && it->is_object())
+				it = node.erase(it);
+			else {
+				StripCards(*it);
+				++it;
+			}
+		}
+	} else if (node.is_array()) {
+		for (auto &element : node)
+			StripCards(element);
+	}
+}
+
+}  // namespace
+
+Event
+ParseEvent(std::string_view payload)
+{
+	json root = ParseJson(payload);
+	if (!root.is_object())
+		throw InvalidParameter("invalid stripe event", "The payload is not a JSON object.");
+	Event event;
+	auto id = Str(root, "id");
+	auto type = Str(root, "type");
+	auto created = Time(root, "created");
+	const json *object = Path(root, {"data", "object"});
+	if (!id || !Member(root, "id")->is_string())
+		throw InvalidParameter("invalid stripe event", "The event has no \"id\" string.");
+	if (!type || !Member(root, "type")->is_string())
+		throw InvalidParameter("invalid stripe event", "The event has no \"type\" string.");
+	if (!created)
+		throw InvalidParameter("invalid stripe event", "The event has no \"created\" time in whole seconds between 1970 and 9999.");
+	if (object == nullptr || !object->is_object())
+		throw InvalidParameter("invalid stripe event", "The event has no \"data.object\" object.");
+	event.id = *id;
+	event.type = *type;
+	event.created = *created;
+	event.api_version = Str(root, "api_version");
+
+	const json &o = *object;
+	EventObject &out = event.object;
+	out.object = Str(o, "object");
+	out.id = Str(o, "id");
+	out.customer = Str(o, "customer");
+	out.status = Str(o, "status");
+	out.currency = Str(o, "currency");
+	out.created = Time(o, "created");
+	out.cancel_at_period_end = Bool(o, "cancel_at_period_end");
+	out.cancel_at = Time(o, "cancel_at");
+	out.canceled_at = Time(o, "canceled_at");
+	out.ended_at = Time(o, "ended_at");
+	out.trial_start = Time(o, "trial_start");
+	out.trial_end = Time(o, "trial_end");
+	out.start_date = Time(o, "start_date");
+	out.metadata_user_id = Str(Path(o, {"metadata", "user_id"}));
+
+	std::string kind = out.object.value_or("");
+	if (kind == "subscription")
+		ReadSubscription(o, out);
+	else if (kind == "invoice")
+		ReadInvoice(o, out);
+	else if (kind == "payment_intent")
+		ReadPaymentIntent(o, out);
+	else if (kind == "charge")
+		ReadCharge(o, out);
+	else if (kind == "checkout.session")
+		ReadCheckoutSession(o, out);
+	return event;
+}
+
+std::optional<std::string>
+MapSubscriptionStatus(std::string_view s)
+{
+	if (s == "trialing" || s == "active" || s == "past_due" || s == "canceled" || s == "incomplete" || s == "paused")
+		return std::string(s);
+	if (s == "unpaid")
+		return std::string("past_due");
+	if (s == "incomplete_expired")
+		return std::string("expired");
+	return std::nullopt;
+}
+
+std::optional<std::string>
+MapInvoiceStatus(std::string_view s)
+{
+	if (s == "draft" || s == "open" || s == "paid" || s == "void" || s == "uncollectible")
+		return std::string(s);
+	return std::nullopt;
+}
+
+std::string
+MapBillingReason(const std::optional<std::string> &reason)
+{
+	if (reason && (*reason == "subscription_create" || *reason == "subscription_cycle" ||
+				   *reason == "subscription_update"))
+		return *reason;
+	return "manual";
+}
+
+std::string
+SanitizedPayload(std::string_view payload)
+{
+	json root = ParseJson(payload);
+	if (json *object = root.is_object() && root.contains("data") && root["data"].is_object() &&
+							   root["data"].contains("object") && root["data"]["object"].is_object()
+						   ? &root["data"]["object"]
+						   : nullptr)
+		object->erase("payment_method_details");
+	StripCards(root);
+	return root.dump();
+}
+
+std::string
+FactsJson(const Event &event)
+{
+	json facts = json::object();
+	const EventObject &o = event.object;
+	auto put = [&facts](const char *key, const auto &value) {
+		if (value)
+			facts[key] = *value;
+	};
+	put("object", o.object);
+	put("id", o.id);
+	put("customer", o.customer);
+	put("subscription", o.subscription);
+	put("stripe_status", o.status);
+	if (o.status) {
+		if (o.object == "subscription")
+			put("status", MapSubscriptionStatus(*o.status));
+		else if (o.object == "invoice")
+			put("status", MapInvoiceStatus(*o.status));
+		else
+			facts["status"] = *o.status;
+	}
+	put("price_id", o.price_id);
+	put("current_period_start", o.current_period_start);
+	put("current_period_end", o.current_period_end);
+	facts["cancel_at_period_end"] = o.cancel_at_period_end;
+	put("cancel_at", o.cancel_at);
+	put("canceled_at", o.canceled_at);
+	put("ended_at", o.ended_at);
+	put("trial_start", o.trial_start);
+	put("trial_end", o.trial_end);
+	put("start_date", o.start_date);
+	put("created", o.created);
+	put("number", o.number);
+	if (o.object == "invoice")
+		facts["billing_reason"] = MapBillingReason(o.billing_reason);
+	put("subtotal", o.subtotal);
+	put("total", o.total);
+	put("amount_paid", o.amount_paid);
+	put("amount_due", o.amount_due);
+	put("period_start", o.period_start);
+	put("period_end", o.period_end);
+	put("paid_at", o.paid_at);
+	if (o.object == "invoice") {
+		json lines = json::array();
+		for (const auto &l : o.lines) {
+			json line = json::object();
+			line["description"] = l.description ? json(*l.description) : json(nullptr);
+			line["amount_cents"] = l.amount ? json(*l.amount) : json(nullptr);
+			line["currency"] = l.currency ? json(*l.currency) : json(nullptr);
+			line["period_start"] = l.period_start ? json(*l.period_start) : json(nullptr);
+			line["period_end"] = l.period_end ? json(*l.period_end) : json(nullptr);
+			if (l.price_id)
+				line["stripe_price_id"] = *l.price_id;
+			lines.push_back(std::move(line));
+		}
+		facts["lines"] = std::move(lines);
+	}
+	put("currency", o.currency);
+	put("amount", o.amount);
+	put("amount_received", o.amount_received);
+	put("amount_refunded", o.amount_refunded);
+	put("payment_intent", o.payment_intent);
+	put("charge", o.charge);
+	put("invoice", o.invoice);
+	put("failure_code", o.failure_code);
+	put("failure_message", o.failure_message);
+	put("mode", o.mode);
+	put("client_reference_id", o.client_reference_id);
+	// the billing user the object names, in order of trust
+	std::optional<std::string> user = o.metadata_user_id;
+	FirstOf(user, o.subscription_data_user_id);
+	FirstOf(user, o.client_reference_id);
+	put("user_id", user);
+	return facts.dump();
+}
+
+}  // namespace billing::stripe

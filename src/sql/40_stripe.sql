@@ -1,0 +1,704 @@
+-- Stripe (SPEC §5): signature verification, webhook ingestion applied exactly
+-- once, and the parameters for Stripe Checkout. The extension never calls
+-- Stripe; the application hands every webhook request to billing.stripe_ingest.
+--
+-- Stripe is the source of truth for the subscriptions it manages: their
+-- status, plan (from the price id) and periods mirror the latest event Stripe
+-- sent. Card details are never stored.
+
+-- Every webhook event ever received, once. A redelivered id is a duplicate.
+CREATE TABLE billing.stripe_events (
+	id text PRIMARY KEY CHECK (id <> ''),
+	type text NOT NULL,
+	object_id text,
+	created timestamptz NOT NULL,  -- the event's time at Stripe
+	payload jsonb NOT NULL,  -- as received, without payment_method_details and card objects
+	result text NOT NULL CHECK (result IN ('applied', 'stale', 'ignored')),
+	reason text,  -- why an event was ignored or stale
+	received_at timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.stripe_events IS 'Stripe webhook events received, each applied at most once';
+CREATE INDEX stripe_events_object ON billing.stripe_events (object_id, created);
+CREATE INDEX stripe_events_received ON billing.stripe_events (received_at);
+
+-- Per Stripe object, the newest event applied to it: an older event for the
+-- same object (by created, then event id) is stale and changes nothing.
+CREATE TABLE billing.stripe_objects (
+	object_id text PRIMARY KEY,
+	object_type text,
+	last_event_created timestamptz,
+	last_event_id text,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	CONSTRAINT watermark_complete CHECK ((last_event_created IS NULL) = (last_event_id IS NULL))
+);
+COMMENT ON TABLE billing.stripe_objects IS 'The newest Stripe event applied per Stripe object (out-of-order protection)';
+
+-- Which billing user a Stripe customer is (from checkout.session.completed).
+CREATE TABLE billing.stripe_customers (
+	customer_id text PRIMARY KEY CHECK (customer_id <> ''),
+	user_id text NOT NULL CHECK (user_id <> ''),
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.stripe_customers IS 'Stripe customer id -> billing user id, learnt from Checkout';
+CREATE INDEX stripe_customers_user ON billing.stripe_customers (user_id);
+CREATE INDEX subscriptions_stripe_customer
+	ON billing.subscriptions (stripe_customer_id) WHERE stripe_customer_id IS NOT NULL;
+CREATE INDEX payments_stripe_charge ON billing.payments (stripe_charge_id) WHERE stripe_charge_id IS NOT NULL;
+
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.stripe_events
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.stripe_objects
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.stripe_customers
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+
+CREATE FUNCTION billing.stripe_verify(payload text, signature_header text, secret text,
+									  tolerance interval DEFAULT '5 minutes', at timestamptz DEFAULT pg_catalog.now())
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'billing_stripe_verify' LANGUAGE c IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION billing.stripe_verify(text, text, text, interval, timestamptz) IS
+	'Checks a Stripe-Signature header (t=...,v1=...) against a payload and a webhook secret';
+
+CREATE FUNCTION billing.stripe_ingest(payload text, signature_header text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS text
+AS 'MODULE_PATHNAME', 'billing_stripe_ingest' LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION billing.stripe_ingest(text, text, timestamptz) IS
+	'Verifies and applies a Stripe webhook event exactly once; returns applied, duplicate, stale or ignored';
+
+-- Internal: Unix seconds in a facts object as timestamptz (NULL when absent).
+CREATE FUNCTION billing._stripe_time(facts jsonb, key text) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT pg_catalog.to_timestamp((facts ->> key)::bigint)
+$$;
+
+-- Internal: the billing user a Stripe object belongs to: the user of the
+-- subscription it names, metadata.user_id / client_reference_id, or the user
+-- the Stripe customer was linked to.
+CREATE FUNCTION billing._stripe_user(facts jsonb) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE(
+		(SELECT s.user_id FROM billing.subscriptions s
+		  WHERE s.stripe_subscription_id = facts ->> 'subscription' AND s.deleted_at IS NULL),
+		(SELECT i.user_id FROM billing.invoices i
+		  WHERE i.stripe_invoice_id = facts ->> 'invoice' AND i.deleted_at IS NULL),
+		NULLIF(facts ->> 'user_id', ''),
+		(SELECT c.user_id FROM billing.stripe_customers c
+		  WHERE c.customer_id = facts ->> 'customer' AND c.deleted_at IS NULL),
+		(SELECT s.user_id FROM billing.subscriptions s
+		  WHERE s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+		  ORDER BY s.started_at DESC, s.id DESC LIMIT 1))
+$$;
+
+-- Internal: what ingesting checks before an event may touch anything. NULL
+-- when the event can be applied, else the reason it is ignored.
+CREATE FUNCTION billing._stripe_precheck(event_type text, facts jsonb) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF event_type NOT IN ('checkout.session.completed',
+						  'customer.subscription.created', 'customer.subscription.updated',
+						  'customer.subscription.deleted', 'customer.subscription.trial_will_end',
+						  'invoice.created', 'invoice.finalized', 'invoice.paid', 'invoice.payment_failed',
+						  'payment_intent.succeeded', 'payment_intent.payment_failed', 'charge.refunded') THEN
+		RETURN 'event type not handled';
+	END IF;
+	IF facts ->> 'id' IS NULL THEN
+		RETURN 'the event''s object has no id';
+	END IF;
+	IF event_type LIKE 'customer.subscription.%' THEN
+		IF facts ->> 'object' IS DISTINCT FROM 'subscription' THEN
+			RETURN 'the event''s object is not a subscription';
+		END IF;
+		IF facts ->> 'price_id' IS NULL THEN
+			RETURN 'the stripe subscription has no price';
+		END IF;
+		IF NOT EXISTS (SELECT 1 FROM billing.subscription_plans p
+						WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL) THEN
+			RETURN pg_catalog.format('no plan has stripe price "%s"; set billing.subscription_plans.stripe_price_id',
+									 facts ->> 'price_id');
+		END IF;
+		IF facts ->> 'status' IS NULL THEN
+			RETURN pg_catalog.format('unknown stripe subscription status "%s"', facts ->> 'stripe_status');
+		END IF;
+	ELSIF event_type LIKE 'invoice.%' AND facts ->> 'object' IS DISTINCT FROM 'invoice' THEN
+		RETURN 'the event''s object is not an invoice';
+	ELSIF event_type LIKE 'payment_intent.%' AND facts ->> 'object' IS DISTINCT FROM 'payment_intent' THEN
+		RETURN 'the event''s object is not a payment intent';
+	ELSIF event_type = 'charge.refunded' AND facts ->> 'object' IS DISTINCT FROM 'charge' THEN
+		RETURN 'the event''s object is not a charge';
+	END IF;
+	IF event_type LIKE 'invoice.%' OR event_type LIKE 'payment_intent.%' OR event_type = 'charge.refunded' THEN
+		IF COALESCE(facts ->> 'currency', '') !~ '^[A-Za-z]{3}$' THEN
+			RETURN 'the stripe object has no currency';
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+-- Internal: remembers that a Stripe customer is a billing user.
+CREATE FUNCTION billing._stripe_link_customer(customer_id text, user_id text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	INSERT INTO billing.stripe_customers AS c (customer_id, user_id)
+	SELECT $1, $2 WHERE $1 IS NOT NULL AND $2 IS NOT NULL
+	ON CONFLICT (customer_id) DO UPDATE SET user_id = EXCLUDED.user_id, deleted_at = NULL
+		WHERE c.user_id IS DISTINCT FROM EXCLUDED.user_id OR c.deleted_at IS NOT NULL
+$$;
+
+-- Internal: checkout.session.completed links the user to the Stripe customer
+-- (and to the subscription, when it has already arrived).
+CREATE FUNCTION billing._stripe_checkout_completed(facts jsonb) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	uid text := NULLIF(facts ->> 'user_id', '');
+BEGIN
+	IF uid IS NULL THEN
+		RETURN 'the checkout session has no client_reference_id or metadata.user_id';
+	END IF;
+	PERFORM billing._stripe_link_customer(facts ->> 'customer', uid);
+	IF facts ->> 'subscription' IS NOT NULL AND facts ->> 'customer' IS NOT NULL THEN
+		UPDATE billing.subscriptions s SET stripe_customer_id = facts ->> 'customer'
+		 WHERE s.stripe_subscription_id = facts ->> 'subscription'
+		   AND s.stripe_customer_id IS DISTINCT FROM facts ->> 'customer';
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+-- Internal: queues a notification in billing.notifications when that table
+-- exists (it is optional); adapts to the columns it has. Never fails the webhook.
+CREATE FUNCTION billing._stripe_notify(user_id text, subscription_id bigint, kind text, details jsonb,
+									   due_at timestamptz, dedupe_key text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	rel regclass := pg_catalog.to_regclass('billing.notifications');
+	cols text[] := '{}';
+	vals text[] := '{}';
+	c text;
+BEGIN
+	IF rel IS NULL THEN
+		RETURN;
+	END IF;
+	FOR c IN SELECT a.attname FROM pg_catalog.pg_attribute a
+			  WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+	LOOP
+		IF c = 'user_id' THEN
+			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(user_id);
+		ELSIF c = 'subscription_id' AND subscription_id IS NOT NULL THEN
+			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(subscription_id);
+		ELSIF c IN ('kind', 'type', 'template', 'event') THEN
+			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(kind);
+		ELSIF c IN ('payload', 'details', 'data', 'metadata') THEN
+			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(details);
+		ELSIF c IN ('due_at', 'send_at', 'scheduled_at', 'notify_at') THEN
+			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(due_at);
+		ELSIF c IN ('dedupe_key', 'idempotency_key') THEN
+			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(dedupe_key);
+		END IF;
+	END LOOP;
+	IF pg_catalog.cardinality(cols) = 0 THEN
+		RETURN;
+	END IF;
+	BEGIN
+		EXECUTE pg_catalog.format('INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING', rel,
+								  pg_catalog.array_to_string(cols, ', '), pg_catalog.array_to_string(vals, ', '));
+	EXCEPTION WHEN not_null_violation OR check_violation OR foreign_key_violation OR invalid_text_representation
+			  OR datatype_mismatch OR undefined_column OR invalid_parameter_value THEN
+		RAISE WARNING 'stripe: notification "%" for user "%" not queued: %', kind, user_id, SQLERRM;
+	END;
+END
+$$;
+
+-- Internal: customer.subscription.* mirrors the Stripe subscription into the
+-- user's subscription (found by stripe_subscription_id, else created, ending
+-- the user's current one as a plan change). A subscription Stripe ended is
+-- canceled/expired with ended_at, and the user is back on Free.
+CREATE FUNCTION billing._stripe_subscription(event_type text, facts jsonb, event_created timestamptz) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
+DECLARE
+	plan billing.subscription_plans;
+	s billing.subscriptions;
+	cur billing.subscriptions;
+	uid text;
+	status billing.subscription_status := (facts ->> 'status')::billing.subscription_status;
+	pending_cancel boolean := COALESCE((facts ->> 'cancel_at_period_end')::boolean, false);
+	started timestamptz := COALESCE(billing._stripe_time(facts, 'start_date'), billing._stripe_time(facts, 'created'),
+									event_created);
+	period_start timestamptz;
+	period_end timestamptz := billing._stripe_time(facts, 'current_period_end');
+	trial_start timestamptz := billing._stripe_time(facts, 'trial_start');
+	trial_end timestamptz := billing._stripe_time(facts, 'trial_end');
+	ended timestamptz;
+	canceled timestamptz;
+	reason text;
+BEGIN
+	SELECT p.* INTO plan FROM billing.subscription_plans p
+	 WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL;
+	IF event_type = 'customer.subscription.deleted' AND status NOT IN ('canceled', 'expired') THEN
+		status := 'canceled';
+	END IF;
+	-- Stripe keeps a subscription that cancels at period end "active"; billing
+	-- calls that a pending cancel: canceled, cancel_at_period_end, not ended.
+	IF status = 'active' AND pending_cancel THEN
+		status := 'canceled';
+	END IF;
+	IF status IN ('canceled', 'expired') AND NOT (status = 'canceled' AND pending_cancel AND
+			facts ->> 'stripe_status' IS DISTINCT FROM 'canceled' AND event_type <> 'customer.subscription.deleted') THEN
+		ended := COALESCE(billing._stripe_time(facts, 'ended_at'), billing._stripe_time(facts, 'canceled_at'), event_created);
+		reason := CASE status WHEN 'expired' THEN 'incomplete_expired' ELSE 'canceled' END;
+	END IF;
+	IF status = 'canceled' THEN
+		canceled := COALESCE(billing._stripe_time(facts, 'canceled_at'), ended, event_created);
+	END IF;
+
+	SELECT x.* INTO s FROM billing.subscriptions x
+	 WHERE x.stripe_subscription_id = facts ->> 'id' AND x.deleted_at IS NULL
+	   FOR UPDATE;
+	IF FOUND THEN
+		uid := s.user_id;
+		started := s.started_at;
+	ELSE
+		uid := billing._stripe_user(facts);
+		IF uid IS NULL THEN
+			RETURN pg_catalog.format('no billing user for stripe subscription "%s": it has no metadata.user_id '
+									 'and its customer is not linked', facts ->> 'id');
+		END IF;
+	END IF;
+
+	period_start := COALESCE(billing._stripe_time(facts, 'current_period_start'), started);
+	IF period_end < period_start THEN
+		period_end := NULL;
+	END IF;
+	IF trial_end IS NOT NULL THEN
+		trial_start := COALESCE(trial_start, LEAST(started, trial_end));
+		IF trial_end < trial_start THEN
+			trial_end := trial_start;
+		END IF;
+	END IF;
+	IF ended IS NOT NULL THEN
+		ended := GREATEST(ended, started);
+	END IF;
+	PERFORM billing._stripe_link_customer(facts ->> 'customer', uid);
+
+	IF s.id IS NULL THEN
+		-- the user's current subscription: adopted when it is the same paid plan
+		-- not yet linked to Stripe, otherwise ended as a plan change
+		SELECT x.* INTO cur FROM billing.subscriptions x
+		 WHERE x.user_id = uid AND x.ended_at IS NULL AND x.deleted_at IS NULL
+		   FOR UPDATE;
+		IF cur.id IS NOT NULL AND cur.stripe_subscription_id IS NULL AND cur.plan_id = plan.id AND plan.tier <> 'free' THEN
+			s := cur;
+		ELSIF ended IS NULL AND cur.id IS NOT NULL THEN
+			UPDATE billing.subscriptions x
+			   SET status = 'canceled', canceled_at = COALESCE(x.canceled_at, GREATEST(x.started_at, started)),
+				   ended_at = GREATEST(x.started_at, started), end_reason = 'plan_changed', cancel_at_period_end = false
+			 WHERE x.id = cur.id;
+		END IF;
+	END IF;
+
+	IF s.id IS NULL THEN
+		INSERT INTO billing.subscriptions AS x
+			(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, billing_anchor,
+			 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at,
+			 ended_at, end_reason, past_due_since, paused_at, stripe_customer_id, stripe_subscription_id, metadata)
+		VALUES (uid, plan.id, status, plan.price_cents, plan.currency, plan.billing_interval, started, period_start,
+				period_start, period_end, trial_start, trial_end, pending_cancel, canceled,
+				ended, reason, CASE WHEN status = 'past_due' THEN event_created END,
+				CASE WHEN status = 'paused' THEN event_created END,
+				facts ->> 'customer', facts ->> 'id', '{"source": "stripe"}')
+		RETURNING x.* INTO s;
+	ELSIF s.ended_at IS NOT NULL THEN
+		-- billing already ended it (e.g. a plan change); Stripe cannot bring an
+		-- ended subscription back, so only the links are kept up to date
+		UPDATE billing.subscriptions x
+		   SET stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id)
+		 WHERE x.id = s.id AND x.stripe_customer_id IS DISTINCT FROM COALESCE(facts ->> 'customer', x.stripe_customer_id);
+		RETURN NULL;
+	ELSE
+		UPDATE billing.subscriptions x
+		   SET plan_id = plan.id,
+			   price_cents = CASE WHEN x.plan_id = plan.id THEN x.price_cents ELSE plan.price_cents END,
+			   currency = CASE WHEN x.plan_id = plan.id THEN x.currency ELSE plan.currency END,
+			   billing_interval = plan.billing_interval,
+			   status = fn.status,
+			   current_period_start = period_start,
+			   current_period_end = period_end,
+			   trial_start = COALESCE(fn.trial_start, x.trial_start),
+			   trial_end = COALESCE(fn.trial_end, x.trial_end),
+			   cancel_at_period_end = pending_cancel,
+			   canceled_at = canceled,
+			   ended_at = ended,
+			   end_reason = reason,
+			   past_due_since = CASE WHEN fn.status = 'past_due'
+									 THEN COALESCE(x.past_due_since, event_created) END,
+			   paused_at = CASE WHEN fn.status = 'paused' THEN COALESCE(x.paused_at, event_created) END,
+			   scheduled_plan_id = NULL,
+			   scheduled_change_at = NULL,
+			   stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id),
+			   stripe_subscription_id = facts ->> 'id',
+			   metadata = x.metadata || '{"source": "stripe"}'
+		 WHERE x.id = s.id
+		RETURNING x.* INTO s;
+	END IF;
+
+	IF s.ended_at IS NOT NULL THEN
+		PERFORM billing._start_free(uid, s.ended_at);
+	END IF;
+	IF event_type = 'customer.subscription.trial_will_end' THEN
+		PERFORM billing._stripe_notify(uid, s.id, 'trial_ending',
+			pg_catalog.jsonb_build_object('source', 'stripe', 'stripe_subscription_id', facts ->> 'id',
+										  'trial_end', s.trial_end, 'plan', plan.code),
+			event_created, 'stripe:trial_will_end:' || (facts ->> 'id') || ':' || COALESCE(facts ->> 'trial_end', ''));
+	END IF;
+	RETURN NULL;
+END fn
+$$;
+
+-- Internal: a payment from Stripe, stored once per payment intent (its id is
+-- the external_id, as billing.record_payment uses it). A succeeded payment is
+-- never turned back into a failed one.
+CREATE FUNCTION billing._stripe_upsert_payment(user_id text, subscription_id bigint, invoice_id bigint,
+											   amount_cents bigint, currency text, succeeded boolean,
+											   payment_intent text, charge text, failure_code text,
+											   failure_message text, paid_at timestamptz) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	payment_id bigint;
+BEGIN
+	INSERT INTO billing.payments AS p
+		(user_id, subscription_id, invoice_id, amount_cents, currency, status, external_id,
+		 stripe_payment_intent_id, stripe_charge_id, failure_code, failure_message, paid_at)
+	VALUES ($1, $2, $3, GREATEST($4, 0), pg_catalog.lower($5), CASE WHEN $6 THEN 'succeeded' ELSE 'failed' END,
+			COALESCE($7, $8), $7, $8, CASE WHEN NOT $6 THEN COALESCE($9, 'payment_failed') END,
+			CASE WHEN NOT $6 THEN $10 END, $11)
+	ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO UPDATE
+	   SET subscription_id = COALESCE(p.subscription_id, EXCLUDED.subscription_id),
+		   invoice_id = COALESCE(p.invoice_id, EXCLUDED.invoice_id),
+		   stripe_payment_intent_id = COALESCE(p.stripe_payment_intent_id, EXCLUDED.stripe_payment_intent_id),
+		   stripe_charge_id = COALESCE(EXCLUDED.stripe_charge_id, p.stripe_charge_id),
+		   amount_cents = CASE WHEN p.status = 'succeeded' THEN p.amount_cents ELSE EXCLUDED.amount_cents END,
+		   status = CASE WHEN p.status = 'succeeded' THEN 'succeeded' ELSE EXCLUDED.status END,
+		   failure_code = CASE WHEN p.status = 'succeeded' THEN NULL ELSE EXCLUDED.failure_code END,
+		   failure_message = CASE WHEN p.status = 'succeeded' THEN NULL ELSE EXCLUDED.failure_message END,
+		   paid_at = CASE WHEN p.status = 'succeeded' THEN p.paid_at ELSE EXCLUDED.paid_at END
+	RETURNING p.id INTO payment_id;
+	RETURN payment_id;
+END
+$$;
+
+-- Internal: invoice.* upserts the invoice by stripe_invoice_id.
+CREATE FUNCTION billing._stripe_invoice(event_type text, facts jsonb, event_created timestamptz) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
+DECLARE
+	sub billing.subscriptions;
+	inv billing.invoices;
+	uid text;
+	status text := facts ->> 'status';
+	reason text := COALESCE(facts ->> 'billing_reason', 'manual');
+	period_start timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_start'),
+										 billing._stripe_time(facts, 'period_start'));
+	period_end timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_end'),
+									   billing._stripe_time(facts, 'period_end'));
+	issued timestamptz := COALESCE(billing._stripe_time(facts, 'created'), event_created);
+	paid timestamptz;
+	invoice_number text;
+	lines jsonb;
+BEGIN
+	SELECT x.* INTO sub FROM billing.subscriptions x
+	 WHERE x.stripe_subscription_id = facts ->> 'subscription' AND x.deleted_at IS NULL;
+	uid := COALESCE(sub.user_id, billing._stripe_user(facts));
+	IF uid IS NULL THEN
+		RETURN pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
+								 facts ->> 'id');
+	END IF;
+	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
+											   WHEN 'invoice.paid' THEN 'paid' ELSE 'open' END);
+	IF event_type = 'invoice.paid' THEN
+		status := 'paid';
+	END IF;
+	IF status = 'paid' THEN
+		paid := COALESCE(billing._stripe_time(facts, 'paid_at'), event_created);
+	END IF;
+	IF period_end < period_start THEN
+		period_end := NULL;
+	END IF;
+	SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+			'description', l ->> 'description',
+			'amount_cents', (l ->> 'amount_cents')::bigint,
+			'currency', pg_catalog.lower(l ->> 'currency'),
+			'period_start', billing._stripe_time(l, 'period_start'),
+			'period_end', billing._stripe_time(l, 'period_end'),
+			'stripe_price_id', l ->> 'stripe_price_id') ORDER BY n), '[]')
+	  INTO lines
+	  FROM pg_catalog.jsonb_array_elements(COALESCE(facts -> 'lines', '[]')) WITH ORDINALITY AS e(l, n);
+
+	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'id' FOR UPDATE;
+	IF NOT FOUND AND sub.id IS NOT NULL AND reason IN ('subscription_create', 'subscription_cycle') THEN
+		-- billing's own invoice for this period becomes Stripe's; another Stripe
+		-- invoice for the same period is kept as a manual one
+		SELECT x.* INTO inv FROM billing.invoices x
+		 WHERE x.subscription_id = sub.id AND x.period_start = fn.period_start
+		   AND x.billing_reason IN ('subscription_create', 'subscription_cycle') AND x.deleted_at IS NULL
+		   FOR UPDATE;
+		IF FOUND AND inv.stripe_invoice_id IS NOT NULL THEN
+			inv := NULL;
+			reason := 'manual';
+		END IF;
+	END IF;
+
+	IF inv.id IS NULL THEN
+		invoice_number := facts ->> 'number';
+		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
+			IF pg_catalog.to_regprocedure('billing._next_invoice_number(timestamptz)') IS NOT NULL THEN
+				EXECUTE 'SELECT billing._next_invoice_number($1)' INTO invoice_number USING issued;
+			ELSIF pg_catalog.to_regprocedure('billing._next_invoice_number()') IS NOT NULL THEN
+				EXECUTE 'SELECT billing._next_invoice_number()' INTO invoice_number;
+			ELSE
+				invoice_number := 'STRIPE-' || (facts ->> 'id');
+			END IF;
+		END IF;
+		INSERT INTO billing.invoices AS x
+			(number, user_id, subscription_id, status, billing_reason, currency, period_start, period_end,
+			 subtotal_cents, total_cents, amount_paid_cents, amount_due_cents, lines, issued_at, paid_at,
+			 stripe_invoice_id)
+		VALUES (invoice_number, uid, sub.id, status, reason, pg_catalog.lower(facts ->> 'currency'),
+				period_start, period_end,
+				COALESCE((facts ->> 'subtotal')::bigint, 0), COALESCE((facts ->> 'total')::bigint, 0),
+				GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, 0), 0),
+				GREATEST(COALESCE((facts ->> 'amount_due')::bigint, 0), 0),
+				lines, issued, paid, facts ->> 'id')
+		RETURNING x.* INTO inv;
+	ELSE
+		UPDATE billing.invoices x
+		   SET subscription_id = COALESCE(x.subscription_id, sub.id),
+			   status = fn.status,
+			   currency = pg_catalog.lower(facts ->> 'currency'),
+			   period_start = COALESCE(fn.period_start, x.period_start),
+			   period_end = COALESCE(fn.period_end, x.period_end),
+			   subtotal_cents = COALESCE((facts ->> 'subtotal')::bigint, x.subtotal_cents),
+			   total_cents = COALESCE((facts ->> 'total')::bigint, x.total_cents),
+			   amount_paid_cents = GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, x.amount_paid_cents), 0),
+			   amount_due_cents = GREATEST(COALESCE((facts ->> 'amount_due')::bigint, x.amount_due_cents), 0),
+			   lines = CASE WHEN pg_catalog.jsonb_array_length(fn.lines) > 0
+							THEN fn.lines ELSE x.lines END,
+			   paid_at = CASE WHEN fn.status = 'paid' THEN COALESCE(x.paid_at, paid) END,
+			   stripe_invoice_id = facts ->> 'id'
+		 WHERE x.id = inv.id
+		RETURNING x.* INTO inv;
+	END IF;
+
+	-- older API versions name the payment intent on the invoice: the payment is
+	-- recorded here, under the same external id payment_intent.succeeded uses
+	IF event_type = 'invoice.paid' AND facts ->> 'payment_intent' IS NOT NULL
+	   AND COALESCE((facts ->> 'amount_paid')::bigint, 0) > 0 THEN
+		PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
+											   facts ->> 'currency', true, facts ->> 'payment_intent',
+											   facts ->> 'charge', NULL, NULL, paid);
+	END IF;
+	RETURN NULL;
+END fn
+$$;
+
+-- Internal: payment_intent.succeeded / payment_failed store the payment.
+CREATE FUNCTION billing._stripe_payment_intent(event_type text, facts jsonb, event_created timestamptz) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	inv billing.invoices;
+	uid text;
+	sub_id bigint;
+	succeeded boolean := event_type = 'payment_intent.succeeded';
+BEGIN
+	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'invoice';
+	uid := COALESCE(inv.user_id, billing._stripe_user(facts));
+	IF uid IS NULL THEN
+		RETURN pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
+								 'and its customer is not linked', facts ->> 'id');
+	END IF;
+	sub_id := COALESCE(inv.subscription_id,
+		(SELECT s.id FROM billing.subscriptions s
+		  WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+		  ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1));
+	PERFORM billing._stripe_upsert_payment(
+		uid, sub_id, inv.id,
+		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)
+			 ELSE COALESCE((facts ->> 'amount')::bigint, 0) END,
+		facts ->> 'currency', succeeded, facts ->> 'id', facts ->> 'charge',
+		facts ->> 'failure_code', facts ->> 'failure_message', event_created);
+	RETURN NULL;
+END
+$$;
+
+-- Internal: charge.refunded carries the cumulative amount refunded; only the
+-- part not yet recorded becomes a new refund (a negative payment).
+CREATE FUNCTION billing._stripe_charge_refunded(facts jsonb, event_created timestamptz) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	original billing.payments;
+	uid text;
+	refunded bigint;
+	target bigint;
+	delta bigint;
+	payment_id bigint;
+BEGIN
+	SELECT p.* INTO original FROM billing.payments p
+	 WHERE p.refund_of IS NULL AND p.deleted_at IS NULL AND p.status = 'succeeded'
+	   AND (p.stripe_charge_id = facts ->> 'id' OR p.external_id = facts ->> 'payment_intent'
+			OR p.stripe_payment_intent_id = facts ->> 'payment_intent')
+	 ORDER BY (p.stripe_charge_id = facts ->> 'id') DESC NULLS LAST, p.id
+	 LIMIT 1
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		-- the payment itself never arrived: it is recorded from the charge
+		uid := billing._stripe_user(facts);
+		IF uid IS NULL THEN
+			RETURN pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
+									 'and its customer is not linked', facts ->> 'id');
+		END IF;
+		payment_id := billing._stripe_upsert_payment(
+			uid, (SELECT s.id FROM billing.subscriptions s
+				   WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+				   ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1),
+			(SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id = facts ->> 'invoice'),
+			COALESCE((facts ->> 'amount')::bigint, 0), facts ->> 'currency', true,
+			facts ->> 'payment_intent', facts ->> 'id', NULL, NULL,
+			COALESCE(billing._stripe_time(facts, 'created'), event_created));
+		SELECT p.* INTO original FROM billing.payments p WHERE p.id = payment_id FOR UPDATE;
+	ELSIF original.stripe_charge_id IS NULL THEN
+		UPDATE billing.payments p SET stripe_charge_id = facts ->> 'id' WHERE p.id = original.id;
+	END IF;
+
+	SELECT COALESCE(-pg_catalog.sum(p.amount_cents), 0) INTO refunded
+	  FROM billing.payments p
+	 WHERE p.refund_of = original.id AND p.status = 'succeeded' AND p.deleted_at IS NULL;
+	target := LEAST(COALESCE((facts ->> 'amount_refunded')::bigint, 0), original.amount_cents);
+	delta := target - refunded;
+	IF delta > 0 THEN
+		INSERT INTO billing.payments
+			(user_id, subscription_id, invoice_id, amount_cents, currency, status, refund_of, external_id,
+			 stripe_payment_intent_id, stripe_charge_id, paid_at)
+		VALUES (original.user_id, original.subscription_id, original.invoice_id, -delta, original.currency,
+				'succeeded', original.id, 'stripe_refund:' || (facts ->> 'id') || ':' || target,
+				facts ->> 'payment_intent', facts ->> 'id', event_created)
+		ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+-- Internal: records the event once, checks it is not stale, applies it.
+-- Called by billing.stripe_ingest after the signature has been verified.
+CREATE FUNCTION billing._stripe_apply(event_id text, event_type text, event_created timestamptz, facts jsonb,
+									  payload jsonb, received timestamptz) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
+DECLARE
+	object_id text := facts ->> 'id';
+	w billing.stripe_objects;
+	result text;
+	reason text;
+BEGIN
+	-- exactly once: a concurrent delivery of the same id waits here for the
+	-- other transaction, then finds the row and is a duplicate
+	INSERT INTO billing.stripe_events (id, type, object_id, created, payload, result, received_at)
+	VALUES (event_id, event_type, object_id, event_created, payload, 'ignored', received)
+	ON CONFLICT (id) DO NOTHING;
+	IF NOT FOUND THEN
+		RETURN 'duplicate';
+	END IF;
+
+	reason := billing._stripe_precheck(event_type, facts);
+	IF reason IS NOT NULL THEN
+		result := 'ignored';
+	ELSE
+		-- one event per Stripe object at a time, newest wins
+		INSERT INTO billing.stripe_objects (object_id, object_type) VALUES (object_id, facts ->> 'object')
+		ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
+		SELECT o.* INTO w FROM billing.stripe_objects o WHERE o.object_id = fn.object_id FOR UPDATE;
+		IF w.last_event_created IS NOT NULL
+		   AND (w.last_event_created, w.last_event_id) >= (event_created, event_id) THEN
+			result := 'stale';
+			reason := pg_catalog.format('event "%s" of %s is newer for this object', w.last_event_id,
+										w.last_event_created);
+		ELSE
+			reason := CASE
+				WHEN event_type = 'checkout.session.completed' THEN billing._stripe_checkout_completed(facts)
+				WHEN event_type LIKE 'customer.subscription.%' THEN
+					billing._stripe_subscription(event_type, facts, event_created)
+				WHEN event_type LIKE 'invoice.%' THEN billing._stripe_invoice(event_type, facts, event_created)
+				WHEN event_type LIKE 'payment_intent.%' THEN
+					billing._stripe_payment_intent(event_type, facts, event_created)
+				WHEN event_type = 'charge.refunded' THEN billing._stripe_charge_refunded(facts, event_created)
+			END;
+			IF reason IS NULL THEN
+				result := 'applied';
+				UPDATE billing.stripe_objects o
+				   SET last_event_created = event_created, last_event_id = event_id, object_type = facts ->> 'object'
+				 WHERE o.object_id = fn.object_id;
+			ELSE
+				result := 'ignored';
+			END IF;
+		END IF;
+	END IF;
+	UPDATE billing.stripe_events e SET result = fn.result, reason = fn.reason
+	 WHERE e.id = event_id;
+	RETURN result;
+END fn
+$$;
+
+-- What the application passes to Stripe Checkout for a user and a plan: the
+-- plan's Stripe price, the user as client_reference_id and subscription
+-- metadata, and the plan's trial days when the user has not had a trial of
+-- that tier yet.
+CREATE FUNCTION billing.stripe_checkout_params(user_id text, plan_code text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	plan billing.subscription_plans;
+	subscription_data jsonb;
+BEGIN
+	IF user_id IS NULL OR user_id = '' THEN
+		RAISE EXCEPTION 'user id must not be null or empty' USING ERRCODE = '22023';
+	END IF;
+	IF plan_code IS NULL THEN
+		RAISE EXCEPTION 'plan code must not be null' USING ERRCODE = '22023';
+	END IF;
+	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code = plan_code AND p.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown plan "%"', plan_code
+			USING ERRCODE = '22023', HINT = 'The plans are listed in billing.pricing.';
+	END IF;
+	IF NOT plan.active THEN
+		RAISE EXCEPTION 'plan "%" is not active', plan_code
+			USING ERRCODE = '22023', HINT = 'The plans are listed in billing.pricing.';
+	END IF;
+	IF plan.stripe_price_id IS NULL THEN
+		RAISE EXCEPTION 'plan "%" has no stripe price', plan_code
+			USING ERRCODE = '22023',
+				  DETAIL = 'billing.subscription_plans.stripe_price_id is not set for this plan.',
+				  HINT = pg_catalog.format('Set it with UPDATE billing.subscription_plans SET stripe_price_id = ''price_...'' WHERE code = %L.', plan_code);
+	END IF;
+	subscription_data := pg_catalog.jsonb_build_object('metadata', pg_catalog.jsonb_build_object('user_id', user_id));
+	IF plan.trial_days > 0 AND NOT EXISTS (
+			SELECT 1 FROM billing.subscriptions s JOIN billing.subscription_plans q ON q.id = s.plan_id
+			 WHERE s.user_id = stripe_checkout_params.user_id AND q.tier = plan.tier
+			   AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL) THEN
+		subscription_data := subscription_data || pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
+	END IF;
+	RETURN pg_catalog.jsonb_build_object(
+		'mode', 'subscription',
+		'line_items', pg_catalog.jsonb_build_array(
+			pg_catalog.jsonb_build_object('price', plan.stripe_price_id, 'quantity', 1)),
+		'client_reference_id', user_id,
+		'subscription_data', subscription_data);
+END
+$$;
+COMMENT ON FUNCTION billing.stripe_checkout_params(text, text) IS
+	'The JSON to pass to Stripe Checkout for a user and a plan (price, client_reference_id, metadata, trial days)';

@@ -1,0 +1,389 @@
+#!/usr/bin/env bash
+# Stripe webhooks end to end: events built from Stripe's own example objects
+# (../shared/stripe/fixtures.json, read now, never copied), signed here with
+# HMAC-SHA256 (Python's hmac, independent of the extension's code) and handed
+# to billing.stripe_ingest through psql. Needs PGHOST/PGPORT/PGUSER (make test
+# exports them); works in a database of its own, dropped at the end.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+export STRIPE_FIXTURES="$REPO/../shared/stripe/fixtures.json"
+export STRIPE_TEST_DB="billing_stripe_shell_$$"
+[ -r "$STRIPE_FIXTURES" ] || { echo "fixtures not found at $STRIPE_FIXTURES" >&2; exit 1; }
+
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $STRIPE_TEST_DB"
+trap 'psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $STRIPE_TEST_DB" >/dev/null 2>&1 || true' EXIT
+
+python3 - <<'PYTHON'
+import copy, hashlib, hmac, json, os, subprocess, sys
+
+DB = os.environ["STRIPE_TEST_DB"]
+FIX = json.load(open(os.environ["STRIPE_FIXTURES"]))
+failures = 0
+checks = 0
+
+def psql(script, variables=None, verbosity="default"):
+    args = ["psql", "-X", "-q", "-t", "-A", "-d", DB, "-v", "VERBOSITY=" + verbosity]
+    for k, v in (variables or {}).items():
+        args += ["-v", f"{k}={v}"]
+    p = subprocess.run(args, input=script, capture_output=True, text=True)
+    return p.returncode, p.stdout.strip(), p.stderr.strip()
+
+def sql(script, variables=None):
+    rc, out, err = psql("\\set ON_ERROR_STOP 1\n" + script, variables)
+    if rc != 0:
+        print(f"FATAL: SQL failed: {script}\n{err}", file=sys.stderr)
+        sys.exit(1)
+    return out
+
+def check(name, got, want):
+    global failures, checks
+    checks += 1
+    if got != want:
+        failures += 1
+        print(f"FAIL {name}: got {got!r}, want {want!r}")
+    else:
+        print(f"ok   {name}")
+
+def sign(payload, secret, t):
+    mac = hmac.new(secret.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+def event(eid, etype, obj, created):
+    e = copy.deepcopy(FIX["event"])
+    e.update(id=eid, type=etype, created=created, api_version="2025-06-30.basil")
+    e["data"] = {"object": obj}
+    return json.dumps(e)
+
+SECRET = "whsec_old_secret_for_tests"
+
+def ingest(payload, created, secret=SECRET, at=None, header=None):
+    """Returns (result or None, sqlstate-or-None, stderr)."""
+    t = created
+    hdr = header if header is not None else sign(payload, secret, t)
+    at = t + 30 if at is None else at
+    rc, out, err = psql("\\set ON_ERROR_STOP 1\nSELECT billing.stripe_ingest(:'p', :'h', pg_catalog.to_timestamp(:'at'));",
+                        {"p": payload, "h": hdr, "at": str(at)}, verbosity="verbose")
+    if rc != 0:
+        state = err.split("ERROR:", 1)[-1].strip().split(":", 1)[0] if "ERROR:" in err else "?"
+        return None, state, err
+    return out, None, err
+
+def ingest_ok(name, payload, created, want="applied", **kw):
+    res, state, err = ingest(payload, created, **kw)
+    check(name, res if state is None else f"error {state}: {err[:400]}", want)
+
+DAY = 86400
+T0 = 1767225600  # 2026-01-01 00:00:00 UTC
+PRICE = FIX["subscription"]["items"]["data"][0]["price"]["id"]  # price_1PgafmB7WZ01zgkW6dKueIc5
+
+def subscription(sub_id, customer, status, start, end, user=None, trial=None, old_api=False, price=PRICE,
+                 cancel_at_period_end=False, ended_at=None):
+    s = copy.deepcopy(FIX["subscription"])
+    s.update(id=sub_id, customer=customer, status=status, created=start, start_date=start, billing_cycle_anchor=start,
+             cancel_at=None, canceled_at=ended_at, ended_at=ended_at, cancel_at_period_end=cancel_at_period_end,
+             trial_start=trial[0] if trial else None, trial_end=trial[1] if trial else None,
+             metadata={"user_id": user} if user else {}, latest_invoice=None,
+             next_pending_invoice_item_invoice=None)
+    item = s["items"]["data"][0]
+    item["subscription"] = sub_id
+    item["price"]["id"] = price
+    if old_api:
+        del item["current_period_start"], item["current_period_end"]
+        s["current_period_start"], s["current_period_end"] = start, end
+    else:
+        item["current_period_start"], item["current_period_end"] = start, end
+    return s
+
+def invoice(inv_id, sub_id, customer, status, amount, start, end, number=None, old_api=False, payment_intent=None,
+            reason="subscription_cycle"):
+    i = copy.deepcopy(FIX["invoice"])
+    i.update(id=inv_id, customer=customer, status=status, amount_due=amount, amount_paid=amount if status == "paid" else 0,
+             amount_remaining=0 if status == "paid" else amount, subtotal=amount, total=amount, number=number,
+             created=start, period_start=start, period_end=start, billing_reason=reason, due_date=None,
+             effective_at=start, next_payment_attempt=None, webhooks_delivered_at=None)
+    i["status_transitions"]["paid_at"] = start + 60 if status == "paid" else None
+    line = i["lines"]["data"][0]
+    line.update(amount=amount, invoice=inv_id, description="1 × Pro (monthly)")
+    line["period"] = {"start": start, "end": end}
+    if old_api:
+        del i["parent"]
+        i["subscription"] = sub_id
+        i["payment_intent"] = payment_intent
+    else:
+        i["parent"] = {"type": "subscription_details", "quote_details": None,
+                       "subscription_details": {"metadata": {}, "subscription": sub_id}}
+    return i
+
+def payment_intent(pi_id, customer, amount, status="succeeded", user=None):
+    p = copy.deepcopy(FIX["payment_intent"])
+    p.update(id=pi_id, customer=customer, amount=amount, amount_received=amount if status == "succeeded" else 0,
+             status=status, created=T0, canceled_at=None, metadata={"user_id": user} if user else {})
+    if status != "succeeded":
+        p["last_payment_error"] = {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}
+    else:
+        p["last_payment_error"] = None
+    return p
+
+def charge(ch_id, pi_id, customer, amount, refunded):
+    c = copy.deepcopy(FIX["charge"])
+    c.update(id=ch_id, payment_intent=pi_id, customer=customer, amount=amount, amount_captured=amount,
+             amount_refunded=refunded, refunded=refunded == amount, captured=True, created=T0)
+    return c
+
+# --- set-up -------------------------------------------------------------------
+sql("""
+CREATE EXTENSION billing;
+CREATE TABLE app_users (id text PRIMARY KEY);
+SELECT billing.attach_users('app_users', 'id');
+INSERT INTO app_users VALUES ('u_ooo'), ('u_old'), ('u_other');
+SELECT billing._start_free('u_story', '2025-12-01 00:00:00+00');  -- a user since December
+UPDATE billing.subscription_plans SET stripe_price_id = 'price_1PgafmB7WZ01zgkW6dKueIc5' WHERE code = 'pro_monthly';
+UPDATE billing.subscription_plans SET stripe_price_id = 'price_pro_yearly_test' WHERE code = 'pro_yearly';
+UPDATE billing.subscription_plans SET stripe_price_id = 'price_enterprise_test' WHERE code = 'enterprise_yearly';
+SELECT billing.configure('stripe_webhook_secret', 'whsec_old_secret_for_tests');
+""")
+current = lambda user: sql(f"""SELECT p.code || ' ' || s.status || ' ' || COALESCE(s.stripe_subscription_id, '-')
+    FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
+    WHERE s.user_id = '{user}' AND s.ended_at IS NULL""")
+
+# --- signatures ---------------------------------------------------------------
+probe = event("evt_probe", "customer.created", FIX["customer"], T0)
+res, state, err = ingest(probe, T0, secret="whsec_wrong")
+check("wrong secret -> QB020", state, "QB020")
+check("QB020 detail leaks no secret", "whsec_old_secret" in err or "whsec_wrong" in err, False)
+check("QB020 has a hint about the configured secret", "stripe_webhook_secret" in err, True)
+res, state, err = ingest(probe, T0, at=T0 + 301)
+check("timestamp older than tolerance -> QB020", state, "QB020")
+check("expired detail names the tolerance", "tolerance" in err, True)
+res, state, err = ingest(probe, T0, at=T0 - 301)
+check("timestamp from the future -> QB020", state, "QB020")
+res, state, err = ingest(probe, T0, header="t=abc")
+check("malformed header -> QB020", state, "QB020")
+res, state, err = ingest(probe, T0, header=sign(probe, SECRET, T0).replace("v1=", "v0="))
+check("no v1 signature -> QB020", state, "QB020")
+check("nothing recorded by refused events", sql("SELECT count(*) FROM billing.stripe_events"), "0")
+# rotation: the new secret is refused until it is configured next to the old one
+NEW = "whsec_new_secret_for_tests"
+res, state, err = ingest(probe, T0, secret=NEW)
+check("new secret before rotation -> QB020", state, "QB020")
+sql("SELECT billing.configure('stripe_webhook_secret', 'whsec_old_secret_for_tests,whsec_new_secret_for_tests')")
+ingest_ok("second secret in the list verifies (unhandled type -> ignored)", probe, T0, "ignored", secret=NEW)
+ingest_ok("redelivery of an ignored event -> duplicate", probe, T0, "duplicate")
+check("ignored event recorded with a reason",
+      sql("SELECT result || ': ' || reason FROM billing.stripe_events WHERE id = 'evt_probe'"),
+      "ignored: event type not handled")
+# a header carrying both signatures (Stripe during a roll) verifies too
+both = event("evt_probe_both", "customer.updated", FIX["customer"], T0)
+hdr = sign(both, SECRET, T0) + "," + sign(both, NEW, T0).split(",")[1]
+ingest_ok("header with two v1 signatures", both, T0, "ignored", header=hdr)
+res, state, err = ingest("{not json", T0)
+check("malformed JSON after a valid signature -> 22023", state, "22023")
+
+# --- the full story -----------------------------------------------------------
+check("u_story starts on Free", current("u_story"), "free active -")
+cs = copy.deepcopy(FIX["checkout.session"])
+cs.update(mode="subscription", client_reference_id="u_story", customer="cus_story", subscription="sub_story",
+          status="complete", payment_status="no_payment_required", payment_intent=None, created=T0)
+ingest_ok("checkout.session.completed", event("evt_story_1", "checkout.session.completed", cs, T0), T0)
+check("checkout links the customer to the user",
+      sql("SELECT user_id FROM billing.stripe_customers WHERE customer_id = 'cus_story'"), "u_story")
+
+T1 = T0 + 14 * DAY
+created = subscription("sub_story", "cus_story", "trialing", T0, T1, trial=(T0, T1))  # no metadata: via checkout link
+ingest_ok("customer.subscription.created (trialing)", event("evt_story_2", "customer.subscription.created", created, T0 + 1), T0 + 1)
+check("u_story is trialing Pro", current("u_story"), "pro_monthly trialing sub_story")
+check("trial and period mirrored from Stripe",
+      sql("""SELECT trial_start || ' ' || trial_end || ' ' || current_period_start || ' ' || current_period_end
+             || ' ' || stripe_customer_id || ' ' || price_cents || ' ' || currency
+             FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_story'"""),
+      "2026-01-01 00:00:00+00 2026-01-15 00:00:00+00 2026-01-01 00:00:00+00 2026-01-15 00:00:00+00 cus_story 2999 usd")
+check("the Free subscription ended as a plan change",
+      sql("""SELECT s.status || ' ' || s.end_reason || ' ' || s.ended_at FROM billing.subscriptions s
+             JOIN billing.subscription_plans p ON p.id = s.plan_id WHERE s.user_id = 'u_story' AND p.code = 'free'"""),
+      "canceled plan_changed 2026-01-01 00:00:00+00")
+
+T2 = T1 + 31 * DAY
+inv = invoice("in_story_1", "sub_story", "cus_story", "paid", 2999, T1, T2, number="STORY-0001")
+ingest_ok("invoice.paid", event("evt_story_3", "invoice.paid", inv, T1 + 60), T1 + 60)
+check("invoice stored, linked to the subscription",
+      sql("""SELECT i.number || ' ' || i.status || ' ' || i.amount_paid_cents || ' ' || i.total_cents || ' '
+                    || i.billing_reason || ' ' || i.period_start || ' ' || (s.stripe_subscription_id) || ' '
+                    || jsonb_array_length(i.lines)
+             FROM billing.invoices i JOIN billing.subscriptions s ON s.id = i.subscription_id
+             WHERE i.stripe_invoice_id = 'in_story_1'"""),
+      "STORY-0001 paid 2999 2999 subscription_cycle 2026-01-15 00:00:00+00 sub_story 1")
+ingest_ok("payment_intent.succeeded", event("evt_story_4", "payment_intent.succeeded",
+          payment_intent("pi_story", "cus_story", 2999), T1 + 61), T1 + 61)
+check("payment stored once under the payment intent id",
+      sql("""SELECT count(*) || ' ' || sum(amount_cents) || ' ' || min(status) || ' ' || min(external_id)
+             FROM billing.payments WHERE user_id = 'u_story'"""),
+      "1 2999 succeeded pi_story")
+
+updated = subscription("sub_story", "cus_story", "active", T1, T2, trial=(T0, T1))
+ingest_ok("customer.subscription.updated (active)", event("evt_story_5", "customer.subscription.updated", updated, T1 + 62), T1 + 62)
+check("u_story is active Pro with the new period", current("u_story"), "pro_monthly active sub_story")
+check("period moved", sql("SELECT current_period_end FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_story'"),
+      "2026-02-15 00:00:00+00")
+
+R1 = T1 + 5 * DAY
+refund1 = event("evt_story_6", "charge.refunded", charge("ch_story", "pi_story", "cus_story", 2999, 1000), R1)
+ingest_ok("charge.refunded (1000 of 2999)", refund1, R1)
+ingest_ok("charge.refunded redelivered -> duplicate", refund1, R1, "duplicate")
+ingest_ok("charge.refunded (cumulative 1500)", event("evt_story_7", "charge.refunded",
+          charge("ch_story", "pi_story", "cus_story", 2999, 1500), R1 + 100), R1 + 100)
+ingest_ok("older charge.refunded after a newer one -> stale", event("evt_story_6b", "charge.refunded",
+          charge("ch_story", "pi_story", "cus_story", 2999, 1200), R1 + 50), R1 + 50, "stale")
+check("refunds are negative payments for the deltas only",
+      sql("""SELECT string_agg(r.amount_cents::text, ',' ORDER BY r.id) || ' of ' || o.external_id
+             FROM billing.payments r JOIN billing.payments o ON o.id = r.refund_of
+             WHERE r.user_id = 'u_story' GROUP BY o.external_id"""),
+      "-1000,-500 of pi_story")
+check("the charge id is kept on the payment",
+      sql("SELECT stripe_charge_id FROM billing.payments WHERE external_id = 'pi_story'"), "ch_story")
+check("card details are not stored in the event payload",
+      sql("""SELECT count(*) FROM billing.stripe_events WHERE type = 'charge.refunded'
+             AND (payload::text LIKE '%4242%' OR payload::text LIKE '%AOB934RVNwzk6xtn%'
+                  OR payload::text LIKE '%payment_method_details%' OR payload::text LIKE '%"card": {%')"""), "0")
+check("but the rest of the charge is",
+      sql("SELECT payload #>> '{data,object,amount_refunded}' FROM billing.stripe_events WHERE id = 'evt_story_7'"), "1500")
+check("no card data in any billing table",
+      sql("""SELECT count(*) FROM billing.payments p WHERE to_jsonb(p)::text LIKE '%4242%'"""), "0")
+
+T3 = T1 + 20 * DAY
+deleted = subscription("sub_story", "cus_story", "canceled", T1, T2, trial=(T0, T1), ended_at=T3)
+ingest_ok("customer.subscription.deleted", event("evt_story_8", "customer.subscription.deleted", deleted, T3), T3)
+check("the Stripe subscription is canceled and ended",
+      sql("""SELECT status || ' ' || end_reason || ' ' || ended_at FROM billing.subscriptions
+             WHERE stripe_subscription_id = 'sub_story'"""),
+      "canceled canceled 2026-02-04 00:00:00+00")
+check("u_story is back on Free", current("u_story"), "free active -")
+check("effective plan is Free", sql("SELECT (billing.effective_plan('u_story', '2026-02-05')).code"), "free")
+check("one current subscription", sql("SELECT count(*) FROM billing.subscriptions WHERE user_id = 'u_story' AND ended_at IS NULL"), "1")
+ingest_ok("an update older than the deletion -> stale", event("evt_story_5b", "customer.subscription.updated",
+          updated, T1 + 63), T1 + 63, "stale")
+check("still on Free", current("u_story"), "free active -")
+
+# --- out-of-order delivery ----------------------------------------------------
+U1, U2 = T0 + 2 * DAY, T0 + 30 * DAY
+ooo_created = subscription("sub_ooo", "cus_ooo", "trialing", U1, U1 + 14 * DAY, user="u_ooo", trial=(U1, U1 + 14 * DAY))
+ooo_updated = subscription("sub_ooo", "cus_ooo", "active", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo",
+                           trial=(U1, U1 + 14 * DAY))
+ingest_ok("updated delivered first", event("evt_ooo_2", "customer.subscription.updated", ooo_updated, U1 + 14 * DAY),
+          U1 + 14 * DAY)
+ingest_ok("created delivered late -> stale", event("evt_ooo_1", "customer.subscription.created", ooo_created, U1), U1,
+          "stale")
+check("out-of-order ends in the newest state", current("u_ooo"), "pro_monthly active sub_ooo")
+check("with the newest period", sql("""SELECT current_period_start || ' ' || current_period_end
+    FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_ooo'"""),
+      "2026-01-17 00:00:00+00 2026-02-14 00:00:00+00")
+# same second: the event id breaks the tie
+tie = subscription("sub_ooo", "cus_ooo", "past_due", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo")
+ingest_ok("same time, smaller event id -> stale", event("evt_ooo_0", "customer.subscription.updated", tie, U1 + 14 * DAY),
+          U1 + 14 * DAY, "stale")
+ingest_ok("same time, larger event id -> applied", event("evt_ooo_3", "customer.subscription.updated", tie, U1 + 14 * DAY),
+          U1 + 14 * DAY)
+check("unpaid/past_due mirrored", current("u_ooo"), "pro_monthly past_due sub_ooo")
+unpaid = subscription("sub_ooo", "cus_ooo", "unpaid", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo")
+ingest_ok("unpaid", event("evt_ooo_4", "customer.subscription.updated", unpaid, U1 + 15 * DAY), U1 + 15 * DAY)
+check("Stripe unpaid is billing past_due", current("u_ooo"), "pro_monthly past_due sub_ooo")
+pend = subscription("sub_ooo", "cus_ooo", "active", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo", cancel_at_period_end=True)
+ingest_ok("cancel at period end", event("evt_ooo_5", "customer.subscription.updated", pend, U1 + 16 * DAY), U1 + 16 * DAY)
+check("pending cancel: canceled, cancel_at_period_end, not ended",
+      sql("""SELECT status || ' ' || cancel_at_period_end || ' ' || (ended_at IS NULL)
+             FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_ooo'"""), "canceled true true")
+check("entitlements continue until period end", sql("SELECT (billing.effective_plan('u_ooo', '2026-02-01')).code"),
+      "pro_monthly")
+react = subscription("sub_ooo", "cus_ooo", "active", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo")
+ingest_ok("reactivated", event("evt_ooo_6", "customer.subscription.updated", react, U1 + 17 * DAY), U1 + 17 * DAY)
+check("reactivation mirrored", sql("""SELECT status || ' ' || cancel_at_period_end || ' ' || (canceled_at IS NULL)
+    FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_ooo'"""), "active false true")
+# a plan change in Stripe (same subscription, new price)
+yearly = subscription("sub_ooo", "cus_ooo", "active", U1 + 18 * DAY, U1 + 18 * DAY + 365 * DAY, user="u_ooo",
+                      price="price_pro_yearly_test")
+ingest_ok("price change", event("evt_ooo_7", "customer.subscription.updated", yearly, U1 + 18 * DAY), U1 + 18 * DAY)
+check("plan follows the Stripe price", current("u_ooo"), "pro_yearly active sub_ooo")
+check("with that plan's price", sql("SELECT price_cents || ' ' || billing_interval FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_ooo'"),
+      "28800 yearly")
+
+# --- older API versions: top-level period and invoice subscription -------------
+V1, V2 = T0 + 3 * DAY, T0 + 34 * DAY
+old = subscription("sub_old", "cus_old", "active", V1, V2, user="u_old", old_api=True)
+ingest_ok("subscription with top-level current_period_*", event("evt_old_1", "customer.subscription.created", old, V1), V1)
+check("period read from the top-level fields", sql("""SELECT current_period_start || ' ' || current_period_end
+    FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_old'"""),
+      "2026-01-04 00:00:00+00 2026-02-04 00:00:00+00")
+old_inv = invoice("in_old_1", "sub_old", "cus_old", "paid", 2999, V1, V2, number=None, old_api=True,
+                  payment_intent="pi_old_1", reason="subscription_create")
+ingest_ok("invoice with top-level subscription", event("evt_old_2", "invoice.paid", old_inv, V1 + 10), V1 + 10)
+check("invoice linked through the top-level subscription, generated number",
+      sql("""SELECT s.stripe_subscription_id || ' ' || i.number || ' ' || i.billing_reason FROM billing.invoices i
+             JOIN billing.subscriptions s ON s.id = i.subscription_id WHERE i.stripe_invoice_id = 'in_old_1'"""),
+      "sub_old STRIPE-in_old_1 subscription_create")
+check("older API: the payment comes with the invoice",
+      sql("""SELECT p.amount_cents || ' ' || p.external_id || ' ' || (p.invoice_id = i.id) FROM billing.payments p
+             JOIN billing.invoices i ON i.stripe_invoice_id = 'in_old_1' WHERE p.external_id = 'pi_old_1'"""),
+      "2999 pi_old_1 true")
+pi_old = payment_intent("pi_old_1", "cus_old", 2999)
+pi_old["invoice"] = "in_old_1"
+ingest_ok("the payment intent for the same payment", event("evt_old_3", "payment_intent.succeeded", pi_old, V1 + 11), V1 + 11)
+check("still one payment", sql("SELECT count(*) FROM billing.payments WHERE user_id = 'u_old' AND refund_of IS NULL"), "1")
+ingest_ok("invoice.created for a draft", event("evt_old_4", "invoice.created",
+          invoice("in_old_2", "sub_old", "cus_old", "draft", 2999, V2, V2 + 28 * DAY), V2), V2)
+ingest_ok("invoice.finalized", event("evt_old_5", "invoice.finalized",
+          invoice("in_old_2", "sub_old", "cus_old", "open", 2999, V2, V2 + 28 * DAY), V2 + 1), V2 + 1)
+ingest_ok("invoice.payment_failed", event("evt_old_6", "invoice.payment_failed",
+          invoice("in_old_2", "sub_old", "cus_old", "open", 2999, V2, V2 + 28 * DAY), V2 + 2), V2 + 2)
+check("draft -> open, still due", sql("SELECT status || ' ' || amount_due_cents || ' ' || amount_paid_cents FROM billing.invoices WHERE stripe_invoice_id = 'in_old_2'"),
+      "open 2999 0")
+ingest_ok("payment_intent.payment_failed", event("evt_old_7", "payment_intent.payment_failed",
+          payment_intent("pi_old_2", "cus_old", 2999, status="requires_payment_method"), V2 + 3), V2 + 3)
+check("failed payment stored with its failure code",
+      sql("SELECT status || ' ' || failure_code || ' ' || amount_cents FROM billing.payments WHERE external_id = 'pi_old_2'"),
+      "failed card_declined 2999")
+ingest_ok("the same payment intent succeeds on retry", event("evt_old_8", "payment_intent.succeeded",
+          payment_intent("pi_old_2", "cus_old", 2999), V2 + 4), V2 + 4)
+check("the payment row becomes succeeded",
+      sql("SELECT status || ' ' || (failure_code IS NULL) FROM billing.payments WHERE external_id = 'pi_old_2'"),
+      "succeeded true")
+
+# --- ignored events -------------------------------------------------------------
+unknown = subscription("sub_unknown", "cus_unknown", "active", T0, T0 + 31 * DAY, user="u_other", price="price_nobody")
+ingest_ok("unknown price -> ignored", event("evt_unknown_price", "customer.subscription.created", unknown, T0), T0, "ignored")
+check("with a reason naming the price",
+      sql("SELECT reason FROM billing.stripe_events WHERE id = 'evt_unknown_price'"),
+      'no plan has stripe price "price_nobody"; set billing.subscription_plans.stripe_price_id')
+check("and nothing changed", current("u_other"), "free active -")
+stranger = subscription("sub_stranger", "cus_stranger", "active", T0, T0 + 31 * DAY)
+ingest_ok("no user for the subscription -> ignored", event("evt_stranger", "customer.subscription.created", stranger, T0),
+          T0, "ignored")
+
+# --- trial_will_end -------------------------------------------------------------
+tw = subscription("sub_tw", "cus_tw", "trialing", T0, T0 + 14 * DAY, user="u_other", trial=(T0, T0 + 14 * DAY))
+ingest_ok("created (trialing) for u_other", event("evt_tw_1", "customer.subscription.created", tw, T0), T0)
+ingest_ok("trial_will_end without a notifications table", event("evt_tw_2", "customer.subscription.trial_will_end",
+          tw, T0 + 11 * DAY), T0 + 11 * DAY)
+sql("""CREATE TABLE billing.notifications (id bigserial PRIMARY KEY, user_id text NOT NULL, subscription_id bigint,
+        kind text NOT NULL, payload jsonb, due_at timestamptz, created_at timestamptz DEFAULT now())""")
+ingest_ok("trial_will_end with a notifications table", event("evt_tw_3", "customer.subscription.trial_will_end",
+          tw, T0 + 11 * DAY + 1), T0 + 11 * DAY + 1)
+check("a notification is queued", sql("""SELECT user_id || ' ' || kind || ' ' || (payload ->> 'stripe_subscription_id')
+    FROM billing.notifications"""), "u_other trial_ending sub_tw")
+sql("DROP TABLE billing.notifications")
+
+# --- checkout parameters ----------------------------------------------------------
+check("checkout params for a user who had a Pro trial: no trial days",
+      sql("SELECT billing.stripe_checkout_params('u_story', 'pro_yearly')"),
+      '{"mode": "subscription", "line_items": [{"price": "price_pro_yearly_test", "quantity": 1}], '
+      '"subscription_data": {"metadata": {"user_id": "u_story"}}, "client_reference_id": "u_story"}')
+check("checkout params for a new user: the plan's trial days",
+      sql("SELECT billing.stripe_checkout_params('u_new', 'enterprise_yearly') -> 'subscription_data'"),
+      '{"metadata": {"user_id": "u_new"}, "trial_period_days": 30}')
+
+# --- result: every event row has a result, the audit of one user's story -----------
+check("events by result", sql("SELECT string_agg(result || '=' || n, ' ' ORDER BY result) FROM "
+                              "(SELECT result, count(*) n FROM billing.stripe_events GROUP BY result) r"),
+      "applied=25 ignored=4 stale=4")
+
+print(f"{checks - failures} of {checks} checks passed")
+sys.exit(1 if failures else 0)
+PYTHON

@@ -1,0 +1,328 @@
+// Events built from Stripe's own example objects (../shared/stripe/fixtures.json,
+// read at test time), with realistic timestamps put in place of placeholders.
+#include "core/error.hpp"
+#include "core/stripe_event.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace billing::stripe {
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kCreated = 1767225600;  // 2026-01-01 00:00:00 UTC
+constexpr int64_t kPeriodEnd = 1769904000;  // 2026-02-01 00:00:00 UTC
+
+const json &
+Fixtures()
+{
+	static const json fixtures = [] {
+		std::string path = std::string(BILLING_SHARED_DIR) + "/stripe/fixtures.json";
+		std::ifstream in(path);
+		if (!in)
+			throw std::runtime_error("cannot open " + path);
+		std::stringstream text;
+		text << in.rdbuf();
+		return json::parse(text.str());
+	}();
+	return fixtures;
+}
+
+std::string
+MakeEvent(const std::string &type, const json &object, int64_t created = kCreated)
+{
+	json event = Fixtures().at("event");
+	event["id"] = "evt_unit_" + type;
+	event["type"] = type;
+	event["created"] = created;
+	event["data"] = json::object();
+	event["data"]["object"] = object;
+	return event.dump();
+}
+
+json
+Subscription()
+{
+	json s = Fixtures().at("subscription");
+	s["created"] = kCreated;
+	s["start_date"] = kCreated;
+	s["billing_cycle_anchor"] = kCreated;
+	s["items"]["data"][0]["current_period_start"] = kCreated;
+	s["items"]["data"][0]["current_period_end"] = kPeriodEnd;
+	s["trial_start"] = nullptr;
+	s["trial_end"] = nullptr;
+	s["cancel_at"] = nullptr;
+	s["canceled_at"] = nullptr;
+	s["ended_at"] = nullptr;
+	s["cancel_at_period_end"] = false;
+	s["metadata"] = {{"user_id", "user_42"}};
+	return s;
+}
+
+TEST(StripeEvent, ReadsTheEnvelope)
+{
+	Event e = ParseEvent(MakeEvent("customer.subscription.updated", Subscription()));
+	EXPECT_EQ(e.id, "evt_unit_customer.subscription.updated");
+	EXPECT_EQ(e.type, "customer.subscription.updated");
+	EXPECT_EQ(e.created, kCreated);
+	EXPECT_FALSE(e.api_version);  // null in the fixture
+}
+
+TEST(StripeEvent, SubscriptionPeriodFromItems)
+{
+	Event e = ParseEvent(MakeEvent("customer.subscription.created", Subscription()));
+	const EventObject &o = e.object;
+	EXPECT_EQ(o.object, "subscription");
+	EXPECT_EQ(o.id, "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw");
+	EXPECT_EQ(o.subscription, "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw");
+	EXPECT_EQ(o.customer, "cus_QXg1o8vcGmoR32");
+	EXPECT_EQ(o.status, "active");
+	EXPECT_EQ(o.price_id, "price_1PgafmB7WZ01zgkW6dKueIc5");
+	EXPECT_EQ(o.current_period_start, kCreated);
+	EXPECT_EQ(o.current_period_end, kPeriodEnd);
+	EXPECT_FALSE(o.cancel_at_period_end);
+	EXPECT_FALSE(o.trial_start);
+	EXPECT_EQ(o.metadata_user_id, "user_42");
+	EXPECT_EQ(o.currency, "usd");
+}
+
+TEST(StripeEvent, SubscriptionPeriodFromOldTopLevelFields)
+{
+	json s = Subscription();
+	s["items"]["data"][0].erase("current_period_start");
+	s["items"]["data"][0].erase("current_period_end");
+	s["current_period_start"] = kCreated + 10;
+	s["current_period_end"] = kPeriodEnd + 10;
+	Event e = ParseEvent(MakeEvent("customer.subscription.updated", s));
+	EXPECT_EQ(e.object.current_period_start, kCreated + 10);
+	EXPECT_EQ(e.object.current_period_end, kPeriodEnd + 10);
+}
+
+TEST(StripeEvent, SubscriptionTrialAndCancelFields)
+{
+	json s = Subscription();
+	s["status"] = "trialing";
+	s["trial_start"] = kCreated;
+	s["trial_end"] = kCreated + 14 * 86400;
+	s["cancel_at_period_end"] = true;
+	Event e = ParseEvent(MakeEvent("customer.subscription.updated", s));
+	EXPECT_EQ(e.object.trial_start, kCreated);
+	EXPECT_EQ(e.object.trial_end, kCreated + 14 * 86400);
+	EXPECT_TRUE(e.object.cancel_at_period_end);
+	auto facts = json::parse(FactsJson(e));
+	EXPECT_EQ(facts["status"], "trialing");
+	EXPECT_EQ(facts["user_id"], "user_42");
+	EXPECT_EQ(facts["trial_end"], kCreated + 14 * 86400);
+}
+
+TEST(StripeEvent, EmptyItemsAndNullsAreAbsenceNotErrors)
+{
+	json s = Subscription();
+	s["items"]["data"] = json::array();
+	s["metadata"] = nullptr;
+	s["customer"] = nullptr;
+	s["status"] = nullptr;
+	Event e = ParseEvent(MakeEvent("customer.subscription.updated", s));
+	EXPECT_FALSE(e.object.price_id);
+	EXPECT_FALSE(e.object.current_period_start);
+	EXPECT_FALSE(e.object.customer);
+	EXPECT_FALSE(e.object.metadata_user_id);
+	EXPECT_FALSE(e.object.status);
+	s.erase("items");
+	s.erase("metadata");
+	EXPECT_NO_THROW(ParseEvent(MakeEvent("customer.subscription.updated", s)));
+	auto facts = json::parse(FactsJson(ParseEvent(MakeEvent("customer.subscription.updated", s))));
+	EXPECT_FALSE(facts.contains("status"));
+	EXPECT_FALSE(facts.contains("user_id"));
+}
+
+TEST(StripeEvent, InvoiceSubscriptionFromParentDetails)
+{
+	json in = Fixtures().at("invoice");
+	in["parent"]["subscription_details"]["subscription"] = "sub_new_api";
+	in["status"] = "paid";
+	in["amount_paid"] = 2999;
+	in["amount_due"] = 2999;
+	in["total"] = 2999;
+	in["number"] = "7FE1103-0001";
+	in["status_transitions"]["paid_at"] = kCreated + 60;
+	Event e = ParseEvent(MakeEvent("invoice.paid", in));
+	const EventObject &o = e.object;
+	EXPECT_EQ(o.object, "invoice");
+	EXPECT_EQ(o.id, "in_1Pgc6tB7WZ01zgkWu9fdqL6I");
+	EXPECT_EQ(o.subscription, "sub_new_api");
+	EXPECT_EQ(o.customer, "cus_QXg1o8vcGmoR32");
+	EXPECT_EQ(o.amount_paid, 2999);
+	EXPECT_EQ(o.number, "7FE1103-0001");
+	EXPECT_EQ(o.paid_at, kCreated + 60);
+	ASSERT_EQ(o.lines.size(), 1u);
+	EXPECT_EQ(o.lines[0].amount, 1000);
+	EXPECT_EQ(o.lines[0].period_start, 1721954054);
+	auto facts = json::parse(FactsJson(e));
+	EXPECT_EQ(facts["status"], "paid");
+	EXPECT_EQ(facts["billing_reason"], "manual");
+	EXPECT_EQ(facts["lines"].size(), 1u);
+}
+
+TEST(StripeEvent, InvoiceSubscriptionFromOldTopLevelField)
+{
+	json in = Fixtures().at("invoice");
+	in.erase("parent");
+	in["subscription"] = "sub_old_api";
+	in["billing_reason"] = "subscription_cycle";
+	in["payment_intent"] = "pi_old_api";
+	Event e = ParseEvent(MakeEvent("invoice.paid", in));
+	EXPECT_EQ(e.object.subscription, "sub_old_api");
+	EXPECT_EQ(e.object.payment_intent, "pi_old_api");
+	EXPECT_EQ(json::parse(FactsJson(e))["billing_reason"], "subscription_cycle");
+	// neither: no subscription, no error
+	in.erase("subscription");
+	EXPECT_FALSE(ParseEvent(MakeEvent("invoice.created", in)).object.subscription);
+}
+
+TEST(StripeEvent, PaymentIntent)
+{
+	json pi = Fixtures().at("payment_intent");
+	pi["status"] = "succeeded";
+	pi["amount_received"] = 1099;
+	pi["customer"] = "cus_QXg1o8vcGmoR32";
+	Event e = ParseEvent(MakeEvent("payment_intent.succeeded", pi));
+	EXPECT_EQ(e.object.payment_intent, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(e.object.amount, 1099);
+	EXPECT_EQ(e.object.amount_received, 1099);
+	EXPECT_EQ(e.object.customer, "cus_QXg1o8vcGmoR32");
+	EXPECT_FALSE(e.object.failure_code);  // last_payment_error has only a type
+	pi["last_payment_error"] = {{"code", "card_declined"}, {"message", "Your card was declined."}};
+	e = ParseEvent(MakeEvent("payment_intent.payment_failed", pi));
+	EXPECT_EQ(e.object.failure_code, "card_declined");
+	EXPECT_EQ(e.object.failure_message, "Your card was declined.");
+}
+
+TEST(StripeEvent, ChargeRefunded)
+{
+	json ch = Fixtures().at("charge");
+	ch["amount_refunded"] = 40;
+	ch["refunded"] = false;
+	ch["payment_intent"] = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
+	Event e = ParseEvent(MakeEvent("charge.refunded", ch));
+	EXPECT_EQ(e.object.charge, "ch_1PgafuB7WZ01zgkWXYmPNZs8");
+	EXPECT_EQ(e.object.payment_intent, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(e.object.amount, 100);
+	EXPECT_EQ(e.object.amount_refunded, 40);
+	EXPECT_EQ(e.object.currency, "usd");
+}
+
+TEST(StripeEvent, CheckoutSession)
+{
+	json cs = Fixtures().at("checkout.session");
+	cs["mode"] = "subscription";
+	cs["client_reference_id"] = "user_42";
+	cs["customer"] = "cus_QXg1o8vcGmoR32";
+	cs["subscription"] = "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw";
+	Event e = ParseEvent(MakeEvent("checkout.session.completed", cs));
+	EXPECT_EQ(e.object.client_reference_id, "user_42");
+	EXPECT_EQ(e.object.customer, "cus_QXg1o8vcGmoR32");
+	EXPECT_EQ(e.object.subscription, "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw");
+	EXPECT_EQ(e.object.mode, "subscription");
+	EXPECT_EQ(json::parse(FactsJson(e))["user_id"], "user_42");
+	// an expanded customer object stands for its id
+	cs["customer"] = Fixtures().at("customer");
+	EXPECT_EQ(ParseEvent(MakeEvent("checkout.session.completed", cs)).object.customer, "cus_QXg1o8vcGmoR32");
+}
+
+TEST(StripeEvent, UnhandledObjectsStillParse)
+{
+	// the fixture event itself: a plan.created event
+	Event e = ParseEvent(Fixtures().at("event").dump());
+	EXPECT_EQ(e.type, "plan.created");
+	EXPECT_EQ(e.object.object, "plan");
+	EXPECT_EQ(e.object.id, "price_1PgafmB7WZ01zgkW6dKueIc5");
+}
+
+void
+ExpectInvalid(const std::string &payload)
+{
+	try {
+		ParseEvent(payload);
+		FAIL() << "accepted " << payload;
+	} catch (const Error &e) {
+		EXPECT_EQ(e.sqlstate(), "22023") << payload;
+		EXPECT_FALSE(std::string(e.what()).empty());
+		EXPECT_TRUE(std::islower(static_cast<unsigned char>(e.what()[0]))) << e.what();
+	}
+}
+
+TEST(StripeEvent, MalformedJsonAndMissingEnvelopeAre22023)
+{
+	ExpectInvalid("");
+	ExpectInvalid("{");
+	ExpectInvalid("not json");
+	ExpectInvalid("[]");
+	ExpectInvalid("null");
+	ExpectInvalid(R"({"type":"x","created":1,"data":{"object":{}}})");
+	ExpectInvalid(R"({"id":5,"type":"x","created":1,"data":{"object":{}}})");
+	ExpectInvalid(R"({"id":"evt","created":1,"data":{"object":{}}})");
+	ExpectInvalid(R"({"id":"evt","type":"x","created":"1","data":{"object":{}}})");
+	ExpectInvalid(R"({"id":"evt","type":"x","created":1.5,"data":{"object":{}}})");
+	ExpectInvalid(R"({"id":"evt","type":"x","created":-1,"data":{"object":{}}})");
+	ExpectInvalid(R"({"id":"evt","type":"x","created":99999999999999,"data":{"object":{}}})");
+	ExpectInvalid(R"({"id":"evt","type":"x","created":1,"data":{}})");
+	ExpectInvalid(R"({"id":"evt","type":"x","created":1,"data":{"object":null}})");
+	EXPECT_NO_THROW(ParseEvent(R"({"id":"evt","type":"x","created":1,"data":{"object":{}}})"));
+}
+
+TEST(StripeEvent, AmountsAreIntegersOnly)
+{
+	json ch = Fixtures().at("charge");
+	ch["amount"] = 10.5;
+	ch["amount_refunded"] = "40";
+	Event e = ParseEvent(MakeEvent("charge.refunded", ch));
+	EXPECT_FALSE(e.object.amount);
+	EXPECT_FALSE(e.object.amount_refunded);
+}
+
+TEST(StripeStatus, MapsStripeStatusesToBillings)
+{
+	EXPECT_EQ(MapSubscriptionStatus("trialing"), "trialing");
+	EXPECT_EQ(MapSubscriptionStatus("active"), "active");
+	EXPECT_EQ(MapSubscriptionStatus("past_due"), "past_due");
+	EXPECT_EQ(MapSubscriptionStatus("canceled"), "canceled");
+	EXPECT_EQ(MapSubscriptionStatus("unpaid"), "past_due");
+	EXPECT_EQ(MapSubscriptionStatus("incomplete"), "incomplete");
+	EXPECT_EQ(MapSubscriptionStatus("incomplete_expired"), "expired");
+	EXPECT_EQ(MapSubscriptionStatus("paused"), "paused");
+	EXPECT_FALSE(MapSubscriptionStatus("bogus"));
+	EXPECT_FALSE(MapSubscriptionStatus(""));
+	EXPECT_EQ(MapInvoiceStatus("uncollectible"), "uncollectible");
+	EXPECT_FALSE(MapInvoiceStatus("deleted"));
+	EXPECT_EQ(MapBillingReason(std::string("subscription_threshold")), "manual");
+	EXPECT_EQ(MapBillingReason(std::nullopt), "manual");
+}
+
+TEST(StripeSanitize, CardDetailsAreNotKept)
+{
+	json ch = Fixtures().at("charge");
+	std::string payload = MakeEvent("charge.refunded", ch);
+	ASSERT_NE(payload.find("4242"), std::string::npos);
+	ASSERT_NE(payload.find("AOB934RVNwzk6xtn"), std::string::npos);
+	std::string kept = SanitizedPayload(payload);
+	EXPECT_EQ(kept.find("payment_method_details"), std::string::npos);
+	EXPECT_EQ(kept.find("4242"), std::string::npos);
+	EXPECT_EQ(kept.find("AOB934RVNwzk6xtn"), std::string::npos);
+	EXPECT_EQ(kept.find("\"card\":{"), std::string::npos);
+	// what billing needs is still there
+	json back = json::parse(kept);
+	EXPECT_EQ(back["data"]["object"]["id"], "ch_1PgafuB7WZ01zgkWXYmPNZs8");
+	EXPECT_EQ(back["data"]["object"]["amount"], 100);
+	// a refund's destination_details.card goes too
+	std::string refund = SanitizedPayload(MakeEvent("charge.refund.updated", Fixtures().at("refund")));
+	EXPECT_EQ(json::parse(refund)["data"]["object"]["destination_details"].count("card"), 0u);
+	EXPECT_THROW(SanitizedPayload("{"), Error);
+}
+
+}  // namespace
+}  // namespace billing::stripe
