@@ -40,6 +40,8 @@ SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_sec
 SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', 'infinity');
 
 -- stripe_ingest without a configured secret refuses everything
+-- (earlier tests in this database configured one; start from none)
+DELETE FROM billing.settings WHERE key = 'stripe_webhook_secret';
 SELECT billing.stripe_ingest(:'p1', 't=1700000000,v1=' || :'s1', :t0);
 \echo :LAST_ERROR_SQLSTATE
 SELECT billing.configure('stripe_webhook_secret', 'whsec_rotated_away, whsec_test_secret');
