@@ -1,0 +1,484 @@
+#include "core/subscription.hpp"
+
+#include "core/error.hpp"
+#include "core/pure.hpp"
+
+namespace billing {
+namespace {
+
+Error
+NotAllowed(const std::string &message, const std::string &detail, const std::string &hint = {})
+{
+	return Error(sqlstate::kTransitionNotAllowed, message, detail, hint);
+}
+
+// Every operation on a stored subscription starts here.
+void
+RequireCurrent(const Subscription &sub, Action action, Micros at)
+{
+	if (sub.Ended())
+		throw NotAllowed(std::string("action \"") + ToString(action) + "\" is not allowed for a subscription that has ended",
+						 "Subscription " + std::to_string(sub.id) + " ended at " + FormatTimestamp(*sub.ended_at) + ".",
+						 "Start a new subscription with billing.subscribe().");
+	if (at < sub.started_at)
+		throw InvalidParameter("time " + FormatTimestamp(at) + " is before the subscription started",
+							   "Subscription " + std::to_string(sub.id) + " started at " + FormatTimestamp(sub.started_at) +
+								   ".");
+}
+
+InvoiceLine
+PeriodLine(const std::string &plan_name, int64_t amount, Micros start, const std::optional<Micros> &end)
+{
+	std::string text = plan_name + " from " + FormatDate(start);
+	if (end)
+		text += " to " + FormatDate(*end);
+	return {text, amount};
+}
+
+InvoiceDraft
+PeriodInvoice(const std::string &reason, const std::string &plan_name, const Subscription &sub)
+{
+	InvoiceDraft invoice;
+	invoice.billing_reason = reason;
+	invoice.currency = sub.currency;
+	invoice.period_start = sub.period_start;
+	invoice.period_end = sub.period_end;
+	invoice.lines.push_back(PeriodLine(plan_name, sub.price_cents, sub.period_start, sub.period_end));
+	invoice.total_cents = sub.price_cents;
+	return invoice;
+}
+
+Subscription
+Fresh(const std::string &user_id, const Plan &plan, Micros at)
+{
+	Subscription sub;
+	sub.user_id = user_id;
+	sub.plan_id = plan.id;
+	sub.price_cents = plan.price_cents;
+	sub.currency = plan.currency;
+	sub.interval = plan.interval;
+	sub.started_at = at;
+	sub.period_start = at;
+	return sub;
+}
+
+// Ends `sub` at `when` for `reason`; the user falls back to Free.
+Outcome
+EndAndFallBack(Subscription sub, Status status, Micros when, const char *reason, Action action)
+{
+	Outcome out;
+	sub.status = status;
+	sub.ended_at = when;
+	sub.end_reason = reason;
+	sub.scheduled_plan_id.reset();
+	sub.scheduled_change_at.reset();
+	out.updated = sub;
+	out.fall_back_to_free = true;
+	out.free_from = when;
+	out.notifications.push_back("subscription_ended");
+	out.action = action;
+	return out;
+}
+
+int
+TierRank(Tier tier)
+{
+	switch (tier) {
+	case Tier::kFree:
+		return 0;
+	case Tier::kPro:
+		return 1;
+	case Tier::kEnterprise:
+		return 2;
+	case Tier::kCustom:
+		return -1;
+	}
+	return -1;
+}
+
+int
+MonthsIn(Interval interval)
+{
+	return interval == Interval::kYearly ? 12 : 1;
+}
+
+}  // namespace
+
+Tier
+ParseTier(std::string_view text)
+{
+	if (text == "free")
+		return Tier::kFree;
+	if (text == "pro")
+		return Tier::kPro;
+	if (text == "enterprise")
+		return Tier::kEnterprise;
+	if (text == "custom")
+		return Tier::kCustom;
+	throw InvalidParameter("unknown plan tier \"" + std::string(text) + "\"");
+}
+
+Outcome
+Subscribe(const std::string &user_id, const Plan &plan, Micros at, bool with_trial, bool trial_available)
+{
+	if (user_id.empty())
+		throw InvalidParameter("user id must not be empty");
+	Outcome out;
+	Subscription sub = Fresh(user_id, plan, at);
+	if (plan.IsFree()) {
+		sub.status = Status::kActive;
+	} else if (with_trial && trial_available && plan.trial_days > 0) {
+		sub.status = Status::kTrialing;
+		sub.trial_start = at;
+		sub.trial_end = AddDays(at, plan.trial_days);
+		sub.period_end = sub.trial_end;
+	} else {
+		sub.status = Status::kIncomplete;
+		sub.billing_anchor = at;
+		if (plan.interval != Interval::kLifetime)
+			sub.period_end = AddPeriods(at, plan.interval, 1);
+		out.invoice = PeriodInvoice("subscription_create", plan.name, sub);
+	}
+	out.updated = sub;
+	return out;
+}
+
+Outcome
+StartTrial(const std::string &user_id, const Plan &plan, Micros at, bool trial_available)
+{
+	if (plan.trial_days <= 0)
+		throw InvalidParameter("plan \"" + plan.code + "\" has no trial",
+							   "Only plans with trial days greater than zero offer a trial.");
+	if (!trial_available)
+		throw NotAllowed("trial already used", "User \"" + user_id + "\" has already had a trial of this plan's tier.",
+						 "Subscribe without a trial: billing.subscribe(user_id, plan_code, with_trial => false).");
+	return Subscribe(user_id, plan, at, true, true);
+}
+
+Outcome
+Cancel(const Subscription &sub, bool at_period_end, Micros at)
+{
+	Action action = at_period_end ? Action::kCancelAtPeriodEnd : Action::kCancelNow;
+	RequireCurrent(sub, action, at);
+	if (sub.price_cents == 0 && !sub.period_end && sub.status == Status::kActive)
+		throw NotAllowed("a free subscription cannot be canceled",
+						 "Subscription " + std::to_string(sub.id) + " is on a free plan.");
+	const Transition &t = Transit(sub.status, action);
+	if (!at_period_end)
+		return [&] {
+			Subscription ended = sub;
+			ended.canceled_at = at;
+			ended.cancel_at_period_end = false;
+			return EndAndFallBack(ended, t.to, at, "canceled", action);
+		}();
+	if (!sub.period_end)
+		throw NotAllowed("subscription has no period end to cancel at",
+						 "Subscription " + std::to_string(sub.id) + " has no period end.",
+						 "Cancel it now with billing.cancel(id, at_period_end => false).");
+	Outcome out;
+	out.updated = sub;
+	out.updated.status = t.to;
+	out.updated.cancel_at_period_end = true;
+	out.updated.canceled_at = at;
+	out.updated.scheduled_plan_id.reset();
+	out.updated.scheduled_change_at.reset();
+	out.action = action;
+	return out;
+}
+
+Outcome
+Reactivate(const Subscription &sub, Micros at)
+{
+	RequireCurrent(sub, Action::kReactivate, at);
+	const Transition &t = Transit(sub.status, Action::kReactivate);
+	if (!sub.period_end || *sub.period_end <= at)
+		throw NotAllowed("subscription period has already ended",
+						 "Subscription " + std::to_string(sub.id) + " was canceled and its period is over.",
+						 "Start a new subscription with billing.subscribe().");
+	Outcome out;
+	out.updated = sub;
+	// A canceled trial that was never paid goes back to trialing.
+	bool unpaid_trial = sub.trial_end && *sub.trial_end > at && !sub.billing_anchor;
+	out.updated.status = unpaid_trial ? Status::kTrialing : t.to;
+	out.updated.cancel_at_period_end = false;
+	out.updated.canceled_at.reset();
+	out.action = Action::kReactivate;
+	return out;
+}
+
+Outcome
+Pause(const Subscription &sub, Micros at)
+{
+	RequireCurrent(sub, Action::kPause, at);
+	const Transition &t = Transit(sub.status, Action::kPause);
+	if (!sub.period_end)
+		throw NotAllowed("a subscription without billing periods cannot be paused",
+						 "Subscription " + std::to_string(sub.id) + " has no period end.");
+	Outcome out;
+	out.updated = sub;
+	out.updated.status = t.to;
+	out.updated.paused_at = at;
+	out.action = Action::kPause;
+	return out;
+}
+
+Outcome
+Resume(const Subscription &sub, Micros at)
+{
+	RequireCurrent(sub, Action::kResume, at);
+	const Transition &t = Transit(sub.status, Action::kResume);
+	Micros paused_for = sub.paused_at && at > *sub.paused_at ? at - *sub.paused_at : 0;
+	Outcome out;
+	out.updated = sub;
+	out.updated.status = t.to;
+	out.updated.paused_at.reset();
+	// The paused time is not billed: the period and the anchor move by it.
+	if (out.updated.period_end)
+		*out.updated.period_end += paused_for;
+	if (out.updated.billing_anchor)
+		*out.updated.billing_anchor += paused_for;
+	out.action = Action::kResume;
+	return out;
+}
+
+Outcome
+PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool covers_open_invoice)
+{
+	RequireCurrent(sub, Action::kPaymentSucceeded, at);
+	const Transition &t = Transit(sub.status, Action::kPaymentSucceeded);
+	Outcome out;
+	out.updated = sub;
+	out.action = Action::kPaymentSucceeded;
+	if (!covers_open_invoice)
+		return out;  // stored and applied to the invoice; the status waits for the rest
+	if (sub.status == Status::kTrialing) {
+		// The trial ends now and the first paid period starts.
+		Subscription &s = out.updated;
+		s.trial_end = at;
+		s.billing_anchor = at;
+		s.period_start = at;
+		s.period_end = sub.interval == Interval::kLifetime ? std::nullopt : std::optional<Micros>(AddPeriods(at, sub.interval, 1));
+		out.invoice = PeriodInvoice("subscription_create", plan.name, s);
+	}
+	out.updated.status = t.to;
+	if (t.to == Status::kActive)
+		out.updated.past_due_since.reset();
+	return out;
+}
+
+Outcome
+PaymentFailed(const Subscription &sub, Micros at)
+{
+	RequireCurrent(sub, Action::kPaymentFailed, at);
+	const Transition &t = Transit(sub.status, Action::kPaymentFailed);
+	Outcome out;
+	out.updated = sub;
+	out.updated.status = t.to;
+	if (t.to == Status::kPastDue && !sub.past_due_since)
+		out.updated.past_due_since = at;
+	out.notifications.push_back("payment_failed");
+	out.action = Action::kPaymentFailed;
+	return out;
+}
+
+bool
+IsUpgrade(const Plan &from, const Plan &to)
+{
+	int from_rank = TierRank(from.tier), to_rank = TierRank(to.tier);
+	if (from_rank >= 0 && to_rank >= 0 && from_rank != to_rank)
+		return to_rank > from_rank;
+	if (from_rank == to_rank && from_rank >= 0 && from.interval != to.interval) {
+		// Same tier: a longer commitment is an upgrade (monthly -> yearly -> lifetime).
+		auto length = [](Interval i) { return i == Interval::kMonthly ? 0 : i == Interval::kYearly ? 1 : 2; };
+		return length(to.interval) > length(from.interval);
+	}
+	// Custom plans, or the same tier and interval: compare monthly-normalized prices.
+	if (to.interval == Interval::kLifetime || from.interval == Interval::kLifetime)
+		return to.interval == Interval::kLifetime;
+	__int128 lhs = static_cast<__int128>(to.price_cents) * MonthsIn(from.interval);
+	__int128 rhs = static_cast<__int128>(from.price_cents) * MonthsIn(to.interval);
+	return lhs > rhs;
+}
+
+ProrationResult
+PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at)
+{
+	if (sub.status == Status::kTrialing || !IsUpgrade(from, to)) {
+		// Nothing is billed now: a trial switches for free, a downgrade waits.
+		ProrationResult none;
+		none.amount_due_cents = 0;
+		none.period_kept = true;
+		none.new_period_start = sub.period_start;
+		none.new_period_end = sub.period_end;
+		none.new_anchor = sub.billing_anchor.value_or(sub.period_start);
+		return none;
+	}
+	if (!sub.period_end || sub.price_cents == 0) {
+		// Nothing unused to credit (free or lifetime): the new plan starts now.
+		ProrationResult r;
+		r.period_kept = false;
+		r.new_period_start = at;
+		r.new_anchor = at;
+		if (to.interval != Interval::kLifetime)
+			r.new_period_end = AddPeriods(at, to.interval, 1);
+		r.lines.push_back(PeriodLine(to.name, to.price_cents, at, r.new_period_end));
+		r.amount_due_cents = to.price_cents;
+		return r;
+	}
+	ProrationInput input{from.name, sub.price_cents, sub.interval, sub.period_start, *sub.period_end,
+						 to.name,   to.price_cents,  to.interval,  at};
+	ProrationResult r = Prorate(input);
+	if (r.period_kept)
+		r.new_anchor = sub.billing_anchor.value_or(sub.period_start);
+	return r;
+}
+
+Outcome
+ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at)
+{
+	if (from.id == to.id)
+		throw InvalidParameter("subscription is already on plan \"" + to.code + "\"");
+	if (to.currency != sub.currency && !to.IsFree())
+		throw InvalidParameter("plan \"" + to.code + "\" is priced in another currency",
+							   "The subscription is billed in \"" + sub.currency + "\", the plan in \"" + to.currency +
+								   "\".");
+	bool upgrade = sub.status == Status::kTrialing || IsUpgrade(from, to);
+	Action action = upgrade ? Action::kUpgrade : Action::kScheduleDowngrade;
+	RequireCurrent(sub, action, at);
+	const Transition &t = Transit(sub.status, action);
+	Outcome out;
+	out.action = action;
+	if (!upgrade) {
+		if (!sub.period_end)
+			throw NotAllowed("subscription has no period end to schedule the change at",
+							 "Subscription " + std::to_string(sub.id) + " has no billing periods.");
+		out.updated = sub;
+		out.updated.status = t.to;
+		out.updated.scheduled_plan_id = to.id;
+		out.updated.scheduled_change_at = sub.period_end;
+		return out;
+	}
+	// The old subscription ends now; history is kept.
+	out.updated = sub;
+	out.updated.status = Status::kCanceled;
+	out.updated.ended_at = at;
+	out.updated.canceled_at = at;
+	out.updated.end_reason = "plan_changed";
+	out.updated.scheduled_plan_id.reset();
+	out.updated.scheduled_change_at.reset();
+
+	Subscription next = Fresh(sub.user_id, to, at);
+	if (sub.status == Status::kTrialing) {
+		next.status = to.IsFree() ? Status::kActive : Status::kTrialing;
+		if (!to.IsFree()) {
+			next.trial_start = sub.trial_start;
+			next.trial_end = sub.trial_end;
+			next.period_start = at;
+			next.period_end = sub.trial_end;
+		}
+	} else {
+		ProrationResult r = PreviewChange(sub, from, to, at);
+		next.status = t.to;
+		next.billing_anchor = r.new_anchor;
+		next.period_start = r.period_kept ? sub.period_start : r.new_period_start;
+		next.period_end = r.new_period_end;
+		if (next.period_start > at)
+			next.period_start = at;
+		InvoiceDraft invoice;
+		invoice.billing_reason = "subscription_update";
+		invoice.currency = sub.currency;
+		invoice.period_start = at;
+		invoice.period_end = r.new_period_end;
+		invoice.lines = r.lines;
+		invoice.total_cents = r.amount_due_cents;
+		out.invoice = invoice;
+	}
+	out.successor = next;
+	return out;
+}
+
+std::optional<Action>
+DueAction(const Subscription &sub, Micros at, Micros past_due_grace)
+{
+	if (sub.Ended())
+		return std::nullopt;
+	switch (sub.status) {
+	case Status::kTrialing:
+		if (sub.trial_end && *sub.trial_end <= at)
+			return Action::kTrialEnd;
+		return std::nullopt;
+	case Status::kIncomplete:
+		if (sub.started_at + kIncompleteTimeout <= at)
+			return Action::kIncompleteTimeout;
+		return std::nullopt;
+	case Status::kPastDue:
+		if (sub.past_due_since && *sub.past_due_since + past_due_grace <= at)
+			return Action::kGraceEnd;
+		[[fallthrough]];
+	case Status::kActive:
+	case Status::kCanceled:
+		if (sub.period_end && *sub.period_end <= at)
+			return Action::kPeriodEnd;
+		return std::nullopt;
+	case Status::kPaused:
+	case Status::kExpired:
+		return std::nullopt;
+	}
+	return std::nullopt;
+}
+
+Outcome
+ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::optional<Plan> &scheduled, Micros /*at*/,
+		 Micros past_due_grace)
+{
+	const Transition &t = Transit(sub.status, action);
+	switch (action) {
+	case Action::kTrialEnd:
+		return EndAndFallBack(sub, t.to, *sub.trial_end, "trial_ended", action);
+	case Action::kIncompleteTimeout:
+		return EndAndFallBack(sub, t.to, sub.started_at + kIncompleteTimeout, "incomplete_expired", action);
+	case Action::kGraceEnd:
+		return EndAndFallBack(sub, t.to, *sub.past_due_since + past_due_grace, "payment_failed", action);
+	case Action::kPeriodEnd:
+		break;
+	default:
+		throw Error(sqlstate::kInternalError, std::string("action \"") + ToString(action) + "\" is not a maintenance action");
+	}
+
+	Micros end = *sub.period_end;
+	if (sub.status == Status::kCanceled)
+		return EndAndFallBack(sub, t.to, end, "canceled", action);
+
+	Outcome out;
+	out.action = action;
+	if (scheduled) {
+		// A scheduled downgrade: the old subscription ends, the new plan starts.
+		out.updated = sub;
+		out.updated.status = Status::kCanceled;
+		out.updated.ended_at = end;
+		out.updated.end_reason = "plan_changed";
+		out.updated.scheduled_plan_id.reset();
+		out.updated.scheduled_change_at.reset();
+		Subscription next = Fresh(sub.user_id, *scheduled, end);
+		next.status = Status::kActive;
+		if (!scheduled->IsFree()) {
+			next.currency = sub.currency;
+			next.billing_anchor = end;
+			if (scheduled->interval != Interval::kLifetime)
+				next.period_end = AddPeriods(end, scheduled->interval, 1);
+			out.invoice = PeriodInvoice("subscription_cycle", scheduled->name, next);
+		}
+		out.successor = next;
+		return out;
+	}
+
+	// Renewal: the next period, anchored so that month ends do not drift.
+	out.updated = sub;
+	out.updated.status = t.to;
+	out.updated.period_start = end;
+	out.updated.period_end = NextPeriodEnd(sub.billing_anchor.value_or(sub.period_start), sub.interval, end);
+	out.invoice = PeriodInvoice("subscription_cycle", plan.name, out.updated);
+	return out;
+}
+
+}  // namespace billing

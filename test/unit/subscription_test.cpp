@@ -1,0 +1,299 @@
+// Subscription operations: what each one decides, on simulated time.
+#include "core/error.hpp"
+#include "core/subscription.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+
+namespace billing {
+namespace {
+
+using namespace std::chrono;
+
+Micros
+At(int y, unsigned m, unsigned d, int hour = 0)
+{
+	sys_days day = year_month_day{year{y}, month{m}, std::chrono::day{d}};
+	return duration_cast<microseconds>((day + hours{hour}).time_since_epoch()).count();
+}
+
+Plan
+MakePlan(int64_t id, const char *code, Tier tier, Interval interval, int64_t price, int trial_days)
+{
+	Plan p;
+	p.id = id;
+	p.code = code;
+	p.name = code;
+	p.tier = tier;
+	p.interval = interval;
+	p.price_cents = price;
+	p.currency = "usd";
+	p.trial_days = trial_days;
+	return p;
+}
+
+const Plan kFree = MakePlan(1, "free", Tier::kFree, Interval::kMonthly, 0, 0);
+const Plan kProMonthly = MakePlan(2, "pro_monthly", Tier::kPro, Interval::kMonthly, 2999, 14);
+const Plan kProYearly = MakePlan(3, "pro_yearly", Tier::kPro, Interval::kYearly, 28800, 14);
+const Plan kEnterprise = MakePlan(4, "enterprise_yearly", Tier::kEnterprise, Interval::kYearly, 99900, 30);
+
+Subscription
+Stored(Outcome out, int64_t id = 10)
+{
+	out.updated.id = id;
+	return out.updated;
+}
+
+// An active pro_monthly subscription paid on 31 Jan 2026 at noon.
+Subscription
+ActiveMonthly()
+{
+	Subscription s = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 12), false, false));
+	return Stored(PaymentSucceeded(s, kProMonthly, At(2026, 1, 31, 12), true));
+}
+
+void
+ExpectSqlState(const std::function<void()> &f, const char *state)
+{
+	try {
+		f();
+		ADD_FAILURE() << "no error, expected " << state;
+	} catch (const Error &e) {
+		EXPECT_EQ(e.sqlstate(), state) << e.what();
+	}
+}
+
+TEST(Subscribe, FreePlanIsActiveWithoutPeriodEnd)
+{
+	Outcome out = Subscribe("u", kFree, At(2026, 1, 1), true, true);
+	EXPECT_EQ(out.updated.status, Status::kActive);
+	EXPECT_FALSE(out.updated.period_end);
+	EXPECT_FALSE(out.invoice);
+}
+
+TEST(Subscribe, PaidPlanWithTrialAvailableStartsTrialing)
+{
+	Outcome out = Subscribe("u", kProMonthly, At(2026, 1, 31, 9), true, true);
+	EXPECT_EQ(out.updated.status, Status::kTrialing);
+	EXPECT_EQ(out.updated.trial_end, At(2026, 2, 14, 9));
+	EXPECT_EQ(out.updated.period_end, At(2026, 2, 14, 9));
+	EXPECT_FALSE(out.invoice);
+}
+
+TEST(Subscribe, PaidPlanWithoutTrialIsIncompleteWithFirstInvoice)
+{
+	for (bool with_trial : {true, false}) {
+		Outcome out = Subscribe("u", kProMonthly, At(2026, 1, 31, 9), with_trial, /*trial_available=*/false);
+		EXPECT_EQ(out.updated.status, Status::kIncomplete);
+		EXPECT_EQ(out.updated.period_end, At(2026, 2, 28, 9));
+		ASSERT_TRUE(out.invoice);
+		EXPECT_EQ(out.invoice->billing_reason, "subscription_create");
+		EXPECT_EQ(out.invoice->total_cents, 2999);
+	}
+}
+
+TEST(Subscribe, RefusesEmptyUser)
+{
+	ExpectSqlState([] { Subscribe("", kFree, 0, true, true); }, "22023");
+}
+
+TEST(StartTrial, SecondTrialOfTheTierIsQB010)
+{
+	ExpectSqlState([] { StartTrial("u", kProYearly, 0, false); }, "QB010");
+	ExpectSqlState([] { StartTrial("u", kFree, 0, true); }, "22023");
+}
+
+TEST(Payment, ConvertsTrialAndStartsFirstPeriodNow)
+{
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 9), true, true));
+	Outcome out = PaymentSucceeded(trial, kProMonthly, At(2026, 2, 3, 9), true);
+	EXPECT_EQ(out.updated.status, Status::kActive);
+	EXPECT_EQ(out.updated.trial_end, At(2026, 2, 3, 9));
+	EXPECT_EQ(out.updated.period_start, At(2026, 2, 3, 9));
+	EXPECT_EQ(out.updated.period_end, At(2026, 3, 3, 9));
+	ASSERT_TRUE(out.invoice);
+	EXPECT_EQ(out.invoice->total_cents, 2999);
+}
+
+TEST(Payment, TooSmallPaymentLeavesStatusAlone)
+{
+	Subscription s = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 12), false, false));
+	EXPECT_EQ(PaymentSucceeded(s, kProMonthly, At(2026, 1, 31, 13), false).updated.status, Status::kIncomplete);
+}
+
+TEST(Payment, FailureMovesActiveToPastDueAndNotifies)
+{
+	Outcome out = PaymentFailed(ActiveMonthly(), At(2026, 3, 1));
+	EXPECT_EQ(out.updated.status, Status::kPastDue);
+	EXPECT_EQ(out.updated.past_due_since, At(2026, 3, 1));
+	ASSERT_EQ(out.notifications.size(), 1u);
+	EXPECT_EQ(out.notifications[0], "payment_failed");
+}
+
+TEST(Cancel, AtPeriodEndKeepsEntitlementsThenReactivates)
+{
+	Subscription s = ActiveMonthly();
+	Subscription canceled = Cancel(s, true, At(2026, 2, 10)).updated;
+	EXPECT_EQ(canceled.status, Status::kCanceled);
+	EXPECT_TRUE(canceled.cancel_at_period_end);
+	EXPECT_FALSE(canceled.ended_at);
+	Subscription back = Reactivate(canceled, At(2026, 2, 11)).updated;
+	EXPECT_EQ(back.status, Status::kActive);
+	EXPECT_FALSE(back.cancel_at_period_end);
+	// after the period end it is too late
+	ExpectSqlState([&] { Reactivate(canceled, At(2026, 2, 28, 12)); }, "QB010");
+}
+
+TEST(Cancel, CanceledTrialReactivatesToTrialing)
+{
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2026, 1, 1), true, true));
+	Subscription canceled = Cancel(trial, true, At(2026, 1, 5)).updated;
+	EXPECT_EQ(Reactivate(canceled, At(2026, 1, 6)).updated.status, Status::kTrialing);
+}
+
+TEST(Cancel, NowEndsAndFallsBackToFree)
+{
+	Outcome out = Cancel(ActiveMonthly(), false, At(2026, 2, 10));
+	EXPECT_EQ(out.updated.ended_at, At(2026, 2, 10));
+	EXPECT_TRUE(out.fall_back_to_free);
+	EXPECT_EQ(out.free_from, At(2026, 2, 10));
+	ExpectSqlState([&] { Cancel(out.updated, false, At(2026, 2, 11)); }, "QB010");
+}
+
+TEST(Cancel, FreeSubscriptionCannotBeCanceled)
+{
+	Subscription free = Stored(Subscribe("u", kFree, At(2026, 1, 1), true, true));
+	ExpectSqlState([&] { Cancel(free, true, At(2026, 1, 2)); }, "QB010");
+}
+
+TEST(Operations, TimeBeforeTheStartIs22023)
+{
+	ExpectSqlState([] { Cancel(ActiveMonthly(), true, At(2026, 1, 1)); }, "22023");
+}
+
+TEST(PauseResume, PeriodMovesByThePausedTime)
+{
+	Subscription paused = Pause(ActiveMonthly(), At(2026, 2, 10)).updated;
+	EXPECT_EQ(paused.status, Status::kPaused);
+	Subscription resumed = Resume(paused, At(2026, 2, 15)).updated;
+	EXPECT_EQ(resumed.status, Status::kActive);
+	EXPECT_EQ(resumed.period_end, At(2026, 3, 5, 12));  // 28 Feb 12:00 + 5 days
+}
+
+TEST(ChangePlan, UpgradeOrDowngrade)
+{
+	EXPECT_TRUE(IsUpgrade(kFree, kProMonthly));
+	EXPECT_TRUE(IsUpgrade(kProMonthly, kEnterprise));
+	EXPECT_TRUE(IsUpgrade(kProMonthly, kProYearly));  // longer commitment
+	EXPECT_FALSE(IsUpgrade(kProYearly, kProMonthly));
+	EXPECT_FALSE(IsUpgrade(kEnterprise, kProYearly));
+	Plan custom_cheap = MakePlan(9, "custom", Tier::kCustom, Interval::kMonthly, 1000, 0);
+	EXPECT_FALSE(IsUpgrade(kProMonthly, custom_cheap));
+	EXPECT_TRUE(IsUpgrade(custom_cheap, kProMonthly));
+}
+
+TEST(ChangePlan, UpgradeEndsOldAndStartsNewWithProrationInvoice)
+{
+	Subscription s = ActiveMonthly();
+	Outcome out = ChangePlan(s, kProMonthly, kEnterprise, At(2026, 2, 14, 12));
+	EXPECT_EQ(out.updated.end_reason, "plan_changed");
+	EXPECT_EQ(out.updated.ended_at, At(2026, 2, 14, 12));
+	ASSERT_TRUE(out.successor);
+	EXPECT_EQ(out.successor->plan_id, kEnterprise.id);
+	EXPECT_EQ(out.successor->status, Status::kActive);
+	EXPECT_EQ(out.successor->price_cents, 99900);
+	ASSERT_TRUE(out.invoice);
+	EXPECT_EQ(out.invoice->billing_reason, "subscription_update");
+	// interval changes: a new yearly period starts now, full price minus the credit
+	// credit = 2999 * 14 days / 28 days = 1499.5 -> 1500
+	EXPECT_EQ(out.invoice->total_cents, 99900 - 1500);
+	EXPECT_EQ(out.successor->period_end, At(2027, 2, 14, 12));
+}
+
+TEST(ChangePlan, DowngradeIsScheduledAtPeriodEnd)
+{
+	Subscription s = ActiveMonthly();
+	Outcome out = ChangePlan(s, kProMonthly, kFree, At(2026, 2, 10));
+	EXPECT_FALSE(out.successor);
+	EXPECT_FALSE(out.invoice);
+	EXPECT_EQ(out.updated.scheduled_plan_id, kFree.id);
+	EXPECT_EQ(out.updated.scheduled_change_at, At(2026, 2, 28, 12));
+}
+
+TEST(ChangePlan, SamePlanIs22023AndPastDueCannotUpgrade)
+{
+	ExpectSqlState([] { ChangePlan(ActiveMonthly(), kProMonthly, kProMonthly, At(2026, 2, 10)); }, "22023");
+	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
+	ExpectSqlState([&] { ChangePlan(past_due, kProMonthly, kEnterprise, At(2026, 2, 10)); }, "QB010");
+}
+
+TEST(Maintenance, RenewalKeepsTheAnchorDay)
+{
+	Subscription s = ActiveMonthly();  // anchored 31 Jan 12:00
+	const Micros grace = 14 * kMicrosPerDay;
+	std::vector<Micros> ends;
+	Micros at = At(2026, 6, 1);
+	for (int i = 0; i < 10; i++) {
+		std::optional<Action> action = DueAction(s, at, grace);
+		if (!action)
+			break;
+		EXPECT_EQ(*action, Action::kPeriodEnd);
+		Outcome out = ApplyDue(s, *action, kProMonthly, std::nullopt, at, grace);
+		ASSERT_TRUE(out.invoice);
+		EXPECT_EQ(out.invoice->billing_reason, "subscription_cycle");
+		s = out.updated;
+		ends.push_back(*s.period_end);
+	}
+	std::vector<Micros> want = {At(2026, 3, 31, 12), At(2026, 4, 30, 12), At(2026, 5, 31, 12), At(2026, 6, 30, 12)};
+	EXPECT_EQ(ends, want);
+}
+
+TEST(Maintenance, DueActionsByStatus)
+{
+	const Micros grace = 14 * kMicrosPerDay;
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2026, 1, 1), true, true));
+	EXPECT_FALSE(DueAction(trial, At(2026, 1, 14, 23), grace));
+	EXPECT_EQ(DueAction(trial, At(2026, 1, 15), grace), Action::kTrialEnd);
+
+	Subscription incomplete = Stored(Subscribe("u", kProMonthly, At(2026, 1, 1), false, false));
+	EXPECT_FALSE(DueAction(incomplete, At(2026, 1, 1, 22), grace));
+	EXPECT_EQ(DueAction(incomplete, At(2026, 1, 1, 23), grace), Action::kIncompleteTimeout);
+
+	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
+	EXPECT_FALSE(DueAction(past_due, At(2026, 2, 14, 23), grace));
+	EXPECT_EQ(DueAction(past_due, At(2026, 2, 15), grace), Action::kGraceEnd);
+	Outcome expired = ApplyDue(past_due, Action::kGraceEnd, kProMonthly, std::nullopt, At(2026, 2, 20), grace);
+	EXPECT_EQ(expired.updated.status, Status::kExpired);
+	EXPECT_EQ(expired.updated.ended_at, At(2026, 2, 15));
+	EXPECT_TRUE(expired.fall_back_to_free);
+
+	Subscription paused = Pause(ActiveMonthly(), At(2026, 2, 1)).updated;
+	EXPECT_FALSE(DueAction(paused, At(2027, 1, 1), grace));
+}
+
+TEST(Maintenance, CanceledEndsAtPeriodEndAndScheduledChangeStartsNewPlan)
+{
+	const Micros grace = 14 * kMicrosPerDay;
+	Subscription canceled = Cancel(ActiveMonthly(), true, At(2026, 2, 1)).updated;
+	Outcome ended = ApplyDue(canceled, Action::kPeriodEnd, kProMonthly, std::nullopt, At(2026, 3, 1), grace);
+	EXPECT_EQ(ended.updated.ended_at, At(2026, 2, 28, 12));
+	EXPECT_EQ(ended.updated.end_reason, "canceled");
+	EXPECT_TRUE(ended.fall_back_to_free);
+
+	Subscription yearly = Stored(Subscribe("u", kEnterprise, At(2026, 1, 15), false, false));
+	yearly = PaymentSucceeded(yearly, kEnterprise, At(2026, 1, 15), true).updated;
+	Subscription scheduled = ChangePlan(yearly, kEnterprise, kProMonthly, At(2026, 6, 1)).updated;
+	Outcome changed = ApplyDue(scheduled, Action::kPeriodEnd, kEnterprise, kProMonthly, At(2027, 1, 15), grace);
+	EXPECT_EQ(changed.updated.end_reason, "plan_changed");
+	ASSERT_TRUE(changed.successor);
+	EXPECT_EQ(changed.successor->plan_id, kProMonthly.id);
+	EXPECT_EQ(changed.successor->period_start, At(2027, 1, 15));
+	EXPECT_EQ(changed.successor->period_end, At(2027, 2, 15));
+	ASSERT_TRUE(changed.invoice);
+	EXPECT_EQ(changed.invoice->total_cents, 2999);
+}
+
+}  // namespace
+}  // namespace billing
