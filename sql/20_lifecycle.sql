@@ -1,0 +1,154 @@
+-- The subscription lifecycle on simulated time (SPEC §3): every function takes
+-- an explicit `at`, so the story runs over months in one test.
+-- a fresh install, so counts and ids do not depend on earlier tests
+DROP EXTENSION IF EXISTS billing CASCADE;
+CREATE EXTENSION billing;
+SET timezone = 'UTC';
+-- a compact view of a subscription row
+CREATE FUNCTION pg_temp.show(s billing.subscriptions) RETURNS TABLE
+	(plan text, status billing.subscription_status, period text, trial_end timestamptz, cancel_at_period_end boolean, ended_at timestamptz)
+LANGUAGE sql AS $$
+	SELECT p.code, s.status,
+		   to_char(s.current_period_start, 'YYYY-MM-DD HH24:MI') || ' .. ' || COALESCE(to_char(s.current_period_end, 'YYYY-MM-DD HH24:MI'), 'open'),
+		   s.trial_end, s.cancel_at_period_end, s.ended_at
+	  FROM billing.subscription_plans p WHERE p.id = s.plan_id
+$$;
+
+-- The state machine as a table
+SELECT * FROM billing.transitions();
+
+-- == The seed's story: free -> trial -> paid -> cancel -> period end -> free
+SELECT (pg_temp.show(billing.subscribe('story', 'free', '2026-01-31 10:00+00'))).*;
+SELECT (pg_temp.show(billing.start_trial('story', 'pro_monthly', '2026-01-31 10:00+00'))).*;
+SELECT id AS story_trial FROM billing.subscriptions WHERE user_id = 'story' AND ended_at IS NULL \gset
+SELECT code FROM billing.effective_plan('story', '2026-02-01 00:00+00');
+-- a second trial of the same tier is refused
+SELECT billing.start_trial('story', 'pro_yearly', '2026-02-02 10:00+00');
+\echo :LAST_ERROR_SQLSTATE
+-- paying converts the trial: the first paid period starts at payment
+SELECT (pg_temp.show(billing.record_payment(:story_trial, 2999, 'usd', true, '2026-02-03 09:00+00', 'pi_story_1'))).*;
+SELECT number ~ '^INV-202602-[0-9]{6}$' AS numbered, billing_reason, status, total_cents, amount_paid_cents, amount_due_cents
+  FROM billing.invoices WHERE subscription_id = :story_trial;
+-- the same payment again is stored once
+SELECT (pg_temp.show(billing.record_payment(:story_trial, 2999, 'usd', true, '2026-02-03 09:00+00', 'pi_story_1'))).status;
+SELECT count(*) AS payments FROM billing.payments WHERE subscription_id = :story_trial;
+-- cancel at period end: entitlements continue until then
+SELECT (pg_temp.show(billing.cancel(:story_trial, true, '2026-02-20 12:00+00'))).*;
+SELECT code FROM billing.effective_plan('story', '2026-03-02 00:00+00');
+-- reactivate before the period ends, then cancel again
+SELECT (pg_temp.show(billing.reactivate(:story_trial, '2026-02-21 12:00+00'))).status;
+SELECT (pg_temp.show(billing.cancel(:story_trial, true, '2026-02-22 12:00+00'))).status;
+-- the period ends: back to Free
+SELECT * FROM billing.run_maintenance('2026-03-03 10:00+00') ORDER BY action;
+SELECT * FROM billing.run_maintenance('2026-03-03 10:00+00') ORDER BY action;  -- idempotent: nothing
+SELECT p.code, s.status, s.started_at, s.ended_at, s.end_reason
+  FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
+ WHERE s.user_id = 'story' ORDER BY s.id;
+SELECT code FROM billing.effective_plan('story', '2026-03-04 00:00+00');
+SELECT kind, due_at FROM billing.notifications WHERE user_id = 'story' ORDER BY id;
+-- reactivating after the period is refused
+SELECT billing.reactivate(:story_trial, '2026-03-05 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+
+-- == Anchored monthly periods: 31 Jan -> 28 Feb -> 31 Mar -> 30 Apr
+SELECT (pg_temp.show(billing.subscribe('anchor', 'pro_monthly', '2026-01-31 12:00+00', with_trial => false))).*;
+SELECT id AS anchor_sub FROM billing.subscriptions WHERE user_id = 'anchor' AND ended_at IS NULL \gset
+SELECT status, total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :anchor_sub;
+SELECT (pg_temp.show(billing.record_payment(:anchor_sub, 2999, 'usd', true, '2026-01-31 12:05+00'))).*;
+SELECT * FROM billing.run_maintenance('2026-02-28 12:00+00') ORDER BY action;
+SELECT (pg_temp.show(s)).period FROM billing.subscriptions s WHERE id = :anchor_sub;
+SELECT * FROM billing.run_maintenance('2026-04-30 12:00+00') ORDER BY action;  -- two periods at once
+SELECT (pg_temp.show(s)).period FROM billing.subscriptions s WHERE id = :anchor_sub;
+SELECT to_char(period_start, 'YYYY-MM-DD') AS period_start, to_char(period_end, 'YYYY-MM-DD') AS period_end,
+	   billing_reason, status, total_cents
+  FROM billing.invoices WHERE subscription_id = :anchor_sub ORDER BY period_start;
+
+-- == Grandfathering: a price change does not touch existing subscriptions
+UPDATE billing.subscription_plans SET price_cents = 3999 WHERE code = 'pro_monthly';
+SELECT * FROM billing.run_maintenance('2026-05-31 12:00+00') ORDER BY action;
+SELECT total_cents FROM billing.invoices WHERE subscription_id = :anchor_sub ORDER BY period_start DESC LIMIT 1;
+UPDATE billing.subscription_plans SET price_cents = 2999 WHERE code = 'pro_monthly';
+
+-- == Dunning: a failed payment -> past_due -> grace runs out -> expired, Free
+SELECT (pg_temp.show(billing.record_payment(:anchor_sub, 2999, 'usd', false, '2026-06-01 12:00+00'))).status;
+SELECT code FROM billing.effective_plan('anchor', '2026-06-10 00:00+00');
+SELECT * FROM billing.run_maintenance('2026-06-14 12:00+00') ORDER BY action;  -- still in grace
+SELECT * FROM billing.run_maintenance('2026-06-15 12:00+00') ORDER BY action;
+SELECT status, end_reason, ended_at FROM billing.subscriptions WHERE id = :anchor_sub;
+SELECT code FROM billing.effective_plan('anchor', '2026-06-16 00:00+00');
+SELECT kind FROM billing.notifications WHERE user_id = 'anchor' ORDER BY id;
+
+-- == A failed payment, then a successful one, within grace
+SELECT id AS grace_sub FROM billing.subscribe('grace', 'pro_monthly', '2026-01-10 00:00+00', with_trial => false) \gset
+SELECT (billing.record_payment(:grace_sub, 2999, 'usd', true, '2026-01-10 00:01+00')).status;
+SELECT (billing.record_payment(:grace_sub, 2999, 'usd', false, '2026-01-20 00:00+00')).status;
+SELECT (billing.record_payment(:grace_sub, 2999, 'usd', true, '2026-01-21 00:00+00')).status;
+
+-- == Incomplete expires after 23 hours
+SELECT id AS incomplete_sub FROM billing.subscribe('late', 'pro_yearly', '2026-03-01 00:00+00', with_trial => false) \gset
+SELECT * FROM billing.run_maintenance('2026-03-01 22:59+00') ORDER BY action;
+SELECT * FROM billing.run_maintenance('2026-03-01 23:00+00') ORDER BY action;
+SELECT status, end_reason, ended_at FROM billing.subscriptions WHERE id = :incomplete_sub;
+
+-- == Unpaid trial ends: back to Free; trial_will_end queued 3 days before
+SELECT id AS unpaid_trial FROM billing.start_trial('unpaid', 'enterprise_yearly', '2026-04-01 00:00+00') \gset
+SELECT * FROM billing.run_maintenance('2026-04-28 00:00+00') ORDER BY action;
+SELECT * FROM billing.run_maintenance('2026-05-01 00:00+00') ORDER BY action;
+SELECT status, end_reason FROM billing.subscriptions WHERE id = :unpaid_trial;
+SELECT kind, due_at FROM billing.notifications WHERE user_id = 'unpaid' ORDER BY id;
+
+-- == Upgrade now with proration (same interval keeps the period)
+SELECT id AS up_sub FROM billing.subscribe('upgrader', 'pro_yearly', '2026-01-01 00:00+00', with_trial => false) \gset
+SELECT (billing.record_payment(:up_sub, 28800, 'usd', true, '2026-01-01 00:00+00')).status;
+-- half-way through 2026 (181 of 365 days used): credit 28800 * 184/365, charge 99900 * 184/365
+SELECT * FROM billing.preview_change(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00');
+SELECT sum(amount_cents) AS amount_due FROM billing.preview_change(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00');
+SELECT (pg_temp.show(billing.change_plan(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00'))).*;
+SELECT billing_reason, status, total_cents, jsonb_array_length(lines) AS lines
+  FROM billing.invoices WHERE user_id = 'upgrader' AND billing_reason = 'subscription_update';
+SELECT p.code, s.status, s.end_reason FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
+ WHERE s.user_id = 'upgrader' ORDER BY s.id;
+-- a new interval starts a new period at the full price, minus the credit
+SELECT id AS interval_sub FROM billing.subscribe('interval', 'pro_monthly', '2026-03-01 00:00+00', with_trial => false) \gset
+SELECT (billing.record_payment(:interval_sub, 2999, 'usd', true, '2026-03-01 00:00+00')).status;
+SELECT * FROM billing.preview_change(:interval_sub, 'pro_yearly', '2026-03-16 12:00+00');
+
+-- == Downgrade waits for the period end
+SELECT id AS down_sub FROM billing.subscribe('downgrader', 'enterprise_yearly', '2026-01-15 00:00+00', with_trial => false) \gset
+SELECT (billing.record_payment(:down_sub, 99900, 'usd', true, '2026-01-15 00:00+00')).status;
+SELECT count(*) AS lines_billed_now FROM billing.preview_change(:down_sub, 'pro_monthly', '2026-06-01 00:00+00');
+SELECT (pg_temp.show(billing.change_plan(:down_sub, 'pro_monthly', '2026-06-01 00:00+00'))).*;
+SELECT code FROM billing.effective_plan('downgrader', '2026-12-01 00:00+00');
+SELECT * FROM billing.run_maintenance('2027-01-15 00:00+00') ORDER BY action;
+SELECT p.code, s.status, (pg_temp.show(s)).period FROM billing.subscriptions s
+  JOIN billing.subscription_plans p ON p.id = s.plan_id WHERE s.user_id = 'downgrader' ORDER BY s.id;
+
+-- == Pause and resume: the period moves by the paused time
+SELECT id AS pause_sub FROM billing.subscribe('pauser', 'pro_monthly', '2026-02-01 00:00+00', with_trial => false) \gset
+SELECT (billing.record_payment(:pause_sub, 2999, 'usd', true, '2026-02-01 00:00+00')).status;
+SELECT (pg_temp.show(billing.pause(:pause_sub, '2026-02-10 00:00+00'))).*;
+SELECT code FROM billing.effective_plan('pauser', '2026-02-11 00:00+00');
+SELECT (pg_temp.show(billing.resume(:pause_sub, '2026-02-15 00:00+00'))).*;
+SELECT (billing.pause(:pause_sub, '2026-02-16 00:00+00')).status AS paused_again;
+SELECT billing.cancel(:pause_sub, true, '2026-02-17 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+
+-- == Refunds: negative payments, never more than was paid
+SELECT id AS paid_payment FROM billing.payments WHERE subscription_id = :up_sub AND amount_cents = 28800 \gset
+SELECT amount_cents, refund_of = :paid_payment AS refunds_it FROM billing.refund(:paid_payment, 1000, '2026-07-02 00:00+00');
+SELECT billing.refund(:paid_payment, 27801, '2026-07-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT amount_cents FROM billing.refund(:paid_payment, 27800, '2026-07-03 00:00+00');
+SELECT billing.refund(:paid_payment, 1, '2026-07-03 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT sum(amount_cents) AS net FROM billing.payments WHERE id = :paid_payment OR refund_of = :paid_payment;
+
+-- == Transitions that are not allowed change nothing
+SELECT billing.reactivate(:up_sub, '2026-07-05 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT (billing.pause(:grace_sub, '2026-01-22 00:00+00')).status AS paused;
+SELECT billing.record_payment(:grace_sub, 2999, 'usd', false, '2026-01-23 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT status FROM billing.subscriptions WHERE id = :grace_sub;
+SELECT billing.subscribe('upgrader', 'pro_monthly', '2026-07-10 00:00+00');
+\echo :LAST_ERROR_SQLSTATE

@@ -1,0 +1,57 @@
+-- Each class of bad input to the lifecycle functions: a clear error with the
+-- SPEC's SQLSTATE, and nothing changed.
+-- a fresh install, so counts and ids do not depend on earlier tests
+DROP EXTENSION IF EXISTS billing CASCADE;
+CREATE EXTENSION billing;
+SET timezone = 'UTC';
+SELECT id AS sub FROM billing.subscribe('bad-input', 'pro_monthly', '2026-01-01 00:00+00', with_trial => false) \gset
+SELECT count(*) AS rows_before FROM billing.subscriptions \gset
+SELECT count(*) AS payments_before FROM billing.payments \gset
+
+-- unknown plan code
+SELECT billing.subscribe('someone', 'platinum', '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.change_plan(:sub, 'platinum', '2026-01-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+-- empty user id
+SELECT billing.subscribe('', 'pro_monthly', '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+-- NULL arguments
+SELECT billing.subscribe(NULL, 'pro_monthly', '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.cancel(:sub, true, NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.record_payment(:sub, NULL, 'usd', true, '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+-- infinite time
+SELECT billing.cancel(:sub, true, 'infinity');
+\echo :LAST_ERROR_SQLSTATE
+-- negative amount
+SELECT billing.record_payment(:sub, -1, 'usd', true, '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+-- unknown currency, and one that is not the subscription's
+SELECT billing.record_payment(:sub, 2999, 'usx', true, '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.record_payment(:sub, 2999, 'EUR', true, '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+-- unknown subscription and payment
+SELECT billing.cancel(-1, true, '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.refund(-1, 100, '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.refund(1, 0, '2026-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+-- time before the subscription started
+SELECT billing.cancel(:sub, false, '2025-12-31 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+-- bad batch size
+SELECT * FROM billing.run_maintenance('2026-01-01 00:00+00', 0);
+\echo :LAST_ERROR_SQLSTATE
+-- changing to the plan it is already on
+SELECT billing.change_plan(:sub, 'pro_monthly', '2026-01-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+
+-- nothing changed
+SELECT count(*) = :rows_before AS subscriptions_unchanged FROM billing.subscriptions;
+SELECT count(*) = :payments_before AS payments_unchanged FROM billing.payments;
+SELECT status FROM billing.subscriptions WHERE id = :sub;

@@ -1,0 +1,183 @@
+-- Subscription lifecycle (SPEC §3). The functions are C++ (src/glue/lifecycle.cpp);
+-- decisions are made in the core (src/core/subscription.cpp), SQL only stores.
+
+-- Notification outbox: each notification exactly once (dedupe_key), also sent
+-- with NOTIFY billing_events so a listener can pick it up at once.
+CREATE TABLE billing.notifications (
+	id bigserial PRIMARY KEY,
+	user_id text NOT NULL,
+	subscription_id bigint REFERENCES billing.subscriptions (id),
+	kind text NOT NULL CHECK (kind IN ('trial_will_end', 'renewal_upcoming', 'payment_failed', 'subscription_ended')),
+	dedupe_key text NOT NULL UNIQUE,
+	payload jsonb NOT NULL DEFAULT '{}',
+	due_at timestamptz NOT NULL,
+	sent_at timestamptz,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.notifications IS 'Outbox of notifications to send (trial ending, renewal, payment failed, ended)';
+CREATE INDEX notifications_unsent ON billing.notifications (due_at) WHERE sent_at IS NULL;
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.notifications
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+
+-- Exact conversions between timestamptz and the core's microseconds since 1970.
+CREATE FUNCTION billing._micros(t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT (EXTRACT(epoch FROM t) * 1000000)::bigint
+$$;
+
+CREATE FUNCTION billing._interval_micros(i interval) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT (EXTRACT(epoch FROM i) * 1000000)::bigint
+$$;
+
+-- Internal: a human-readable, unique invoice number such as INV-202601-000042.
+CREATE FUNCTION billing._next_invoice_number(at timestamptz) RETURNS text
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT 'INV-' || pg_catalog.to_char(at AT TIME ZONE 'UTC', 'YYYYMM') || '-'
+		|| pg_catalog.lpad(pg_catalog.nextval('billing.invoice_number_seq')::text, 6, '0')
+$$;
+
+-- Internal: queues a notification once and announces it.
+CREATE FUNCTION billing._notify(user_id text, subscription_id bigint, kind text, dedupe_key text, due_at timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	new_id bigint;
+BEGIN
+	INSERT INTO billing.notifications (user_id, subscription_id, kind, dedupe_key, due_at, payload)
+	VALUES ($1, $2, $3, $4, $5,
+			pg_catalog.jsonb_build_object('user_id', $1, 'subscription_id', $2, 'kind', $3, 'due_at', $5))
+	ON CONFLICT (dedupe_key) DO NOTHING
+	RETURNING id INTO new_id;
+	IF new_id IS NULL THEN
+		RETURN false;
+	END IF;
+	PERFORM pg_catalog.pg_notify('billing_events',
+		pg_catalog.jsonb_build_object('id', new_id, 'user_id', $1, 'subscription_id', $2, 'kind', $3)::text);
+	RETURN true;
+END
+$$;
+
+-- Internal: notifications that time alone makes due (no state change).
+CREATE FUNCTION billing._queue_upcoming(at timestamptz) RETURNS TABLE (action text, count bigint)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	SELECT 'notified_trial_will_end', pg_catalog.count(*) FILTER (WHERE billing._notify(
+			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' || s.id || ':' || billing._micros(s.trial_end), at))
+	  FROM billing.subscriptions s
+	 WHERE s.status = 'trialing' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND s.trial_end > at AND s.trial_end <= at + interval '3 days'
+	UNION ALL
+	SELECT 'notified_renewal_upcoming', pg_catalog.count(*) FILTER (WHERE billing._notify(
+			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' || s.id || ':' || billing._micros(s.current_period_end), at))
+	  FROM billing.subscriptions s
+	 WHERE s.status = 'active' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND NOT s.cancel_at_period_end AND s.price_cents > 0
+	   AND s.current_period_end > at AND s.current_period_end <= at + interval '7 days'
+$$;
+
+CREATE FUNCTION billing.subscribe(user_id text, plan_code text, at timestamptz DEFAULT pg_catalog.now(),
+								  with_trial boolean DEFAULT true)
+RETURNS billing.subscriptions
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_subscribe';
+COMMENT ON FUNCTION billing.subscribe(text, text, timestamptz, boolean) IS
+	'Subscribes a user to a plan: free is active, paid starts trialing (trial available) or incomplete';
+
+CREATE FUNCTION billing.start_trial(user_id text, plan_code text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.subscriptions
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_start_trial';
+COMMENT ON FUNCTION billing.start_trial(text, text, timestamptz) IS
+	'Starts a trial of a paid plan; one trial per user and tier';
+
+CREATE FUNCTION billing.record_payment(subscription_id bigint, amount_cents bigint, currency text, succeeded boolean,
+									   at timestamptz DEFAULT pg_catalog.now(), external_id text DEFAULT NULL)
+RETURNS billing.subscriptions
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_record_payment';
+COMMENT ON FUNCTION billing.record_payment(bigint, bigint, text, boolean, timestamptz, text) IS
+	'Stores a payment; success activates or renews, failure moves to past_due; idempotent on external_id';
+
+CREATE FUNCTION billing.cancel(subscription_id bigint, at_period_end boolean DEFAULT true,
+							   at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.subscriptions
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_cancel';
+COMMENT ON FUNCTION billing.cancel(bigint, boolean, timestamptz) IS
+	'Cancels at period end (entitlements until then) or now';
+
+CREATE FUNCTION billing.reactivate(subscription_id bigint, at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.subscriptions
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_reactivate';
+COMMENT ON FUNCTION billing.reactivate(bigint, timestamptz) IS 'Undoes a pending cancel before the period ends';
+
+CREATE FUNCTION billing.pause(subscription_id bigint, at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.subscriptions
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_pause';
+COMMENT ON FUNCTION billing.pause(bigint, timestamptz) IS 'Pauses an active subscription; entitlements fall back to Free';
+
+CREATE FUNCTION billing.resume(subscription_id bigint, at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.subscriptions
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_resume';
+COMMENT ON FUNCTION billing.resume(bigint, timestamptz) IS 'Resumes a paused subscription; the period moves by the paused time';
+
+CREATE FUNCTION billing.change_plan(subscription_id bigint, plan_code text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.subscriptions
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_change_plan';
+COMMENT ON FUNCTION billing.change_plan(bigint, text, timestamptz) IS
+	'Upgrades now with proration, or schedules a downgrade at period end';
+
+CREATE FUNCTION billing.preview_change(subscription_id bigint, plan_code text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (description text, amount_cents bigint, currency text)
+LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_preview_change';
+COMMENT ON FUNCTION billing.preview_change(bigint, text, timestamptz) IS
+	'The invoice lines change_plan would bill now; their sum is the amount due';
+
+CREATE FUNCTION billing.refund(payment_id bigint, amount_cents bigint, at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.payments
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_refund';
+COMMENT ON FUNCTION billing.refund(bigint, bigint, timestamptz) IS
+	'Refunds (part of) a payment as a negative payment, never more than was paid';
+
+CREATE FUNCTION billing.run_maintenance(at timestamptz DEFAULT pg_catalog.now(), batch_size integer DEFAULT NULL)
+RETURNS TABLE (action text, count bigint)
+LANGUAGE c VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_run_maintenance';
+COMMENT ON FUNCTION billing.run_maintenance(timestamptz, integer) IS
+	'Applies what time made due (trial ends, renewals, scheduled changes, period-end cancels, grace and incomplete expiry), queues notifications, rolls up usage; idempotent';
+
+-- For pg_cron: runs maintenance in batches, committing after each, so a large
+-- backlog never becomes one giant transaction. CALL it outside a transaction.
+-- (A procedure with a SET clause cannot COMMIT, so this one pins nothing and
+-- qualifies every name and operator instead.)
+CREATE PROCEDURE billing.run_maintenance_batches(at timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql AS $$
+DECLARE
+	run_at timestamptz := COALESCE(at, pg_catalog.now());
+	done bigint;
+BEGIN
+	LOOP
+		SELECT COALESCE(pg_catalog.sum(m.count) FILTER (WHERE m.action OPERATOR(pg_catalog.=) 'subscriptions_processed'), 0)
+		  INTO done FROM billing.run_maintenance(run_at, batch_size) m;
+		COMMIT;
+		EXIT WHEN done OPERATOR(pg_catalog.<) batch_size;
+	END LOOP;
+END
+$$;
+COMMENT ON PROCEDURE billing.run_maintenance_batches(timestamptz, integer) IS
+	'run_maintenance in committed batches, for pg_cron';
+
+CREATE FUNCTION billing.transitions()
+RETURNS TABLE (from_status billing.subscription_status, action text, to_status billing.subscription_status, effects text)
+LANGUAGE c IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_transitions';
+COMMENT ON FUNCTION billing.transitions() IS 'The subscription state machine: every allowed transition';
