@@ -172,48 +172,11 @@ BEGIN
 END
 $$;
 
--- Internal: queues a notification in billing.notifications when that table
--- exists (it is optional); adapts to the columns it has. Never fails the webhook.
+-- Internal: queues a notification (once per dedupe key) in the outbox.
 CREATE FUNCTION billing._stripe_notify(user_id text, subscription_id bigint, kind text, details jsonb,
 									   due_at timestamptz, dedupe_key text) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	rel regclass := pg_catalog.to_regclass('billing.notifications');
-	cols text[] := '{}';
-	vals text[] := '{}';
-	c text;
-BEGIN
-	IF rel IS NULL THEN
-		RETURN;
-	END IF;
-	FOR c IN SELECT a.attname FROM pg_catalog.pg_attribute a
-			  WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
-	LOOP
-		IF c = 'user_id' THEN
-			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(user_id);
-		ELSIF c = 'subscription_id' AND subscription_id IS NOT NULL THEN
-			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(subscription_id);
-		ELSIF c IN ('kind', 'type', 'template', 'event') THEN
-			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(kind);
-		ELSIF c IN ('payload', 'details', 'data', 'metadata') THEN
-			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(details);
-		ELSIF c IN ('due_at', 'send_at', 'scheduled_at', 'notify_at') THEN
-			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(due_at);
-		ELSIF c IN ('dedupe_key', 'idempotency_key') THEN
-			cols := cols || pg_catalog.quote_ident(c); vals := vals || pg_catalog.quote_literal(dedupe_key);
-		END IF;
-	END LOOP;
-	IF pg_catalog.cardinality(cols) = 0 THEN
-		RETURN;
-	END IF;
-	BEGIN
-		EXECUTE pg_catalog.format('INSERT INTO %s (%s) VALUES (%s) ON CONFLICT DO NOTHING', rel,
-								  pg_catalog.array_to_string(cols, ', '), pg_catalog.array_to_string(vals, ', '));
-	EXCEPTION WHEN not_null_violation OR check_violation OR foreign_key_violation OR invalid_text_representation
-			  OR datatype_mismatch OR undefined_column OR invalid_parameter_value THEN
-		RAISE WARNING 'stripe: notification "%" for user "%" not queued: %', kind, user_id, SQLERRM;
-	END;
-END
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._notify($1, $2, $3, $6, $5)
 $$;
 
 -- Internal: customer.subscription.* mirrors the Stripe subscription into the
@@ -353,7 +316,7 @@ BEGIN
 		PERFORM billing._start_free(uid, s.ended_at);
 	END IF;
 	IF event_type = 'customer.subscription.trial_will_end' THEN
-		PERFORM billing._stripe_notify(uid, s.id, 'trial_ending',
+		PERFORM billing._stripe_notify(uid, s.id, 'trial_will_end',
 			pg_catalog.jsonb_build_object('source', 'stripe', 'stripe_subscription_id', facts ->> 'id',
 										  'trial_end', s.trial_end, 'plan', plan.code),
 			event_created, 'stripe:trial_will_end:' || (facts ->> 'id') || ':' || COALESCE(facts ->> 'trial_end', ''));
