@@ -11,5 +11,6 @@ echo "== throwaway cluster on port $PGPORT (socket $PGHOST)"
 psql -X -q -v ON_ERROR_STOP=1 -f demo/schema.sql
 psql -X -q -e -f demo/story.sql 2>&1 | grep -v '^SET$'
 psql -X -q -e -f demo/story_lifecycle.sql 2>&1 | grep -v "^SET$"
+psql -X -q -e -f demo/story_reports.sql 2>&1 | grep -v "^SET$"
 echo
 echo "== demo finished; the cluster is stopped and removed"
