@@ -212,7 +212,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1)
 	SELECT 'active_' || a.tier, pg_catalog.sum(a.subscriptions)::bigint
 	  FROM bounds, billing.active_subscriptions(bounds.d1) a
-	 WHERE a.status IN ('active', 'trialing', 'past_due', 'canceled')
+	 WHERE a.status NOT IN ('incomplete', 'paused')  -- an ended one was active then
 	 GROUP BY a.tier
 	UNION ALL
 	SELECT 'new_trials', pg_catalog.count(*) FROM bounds, billing.subscriptions s
