@@ -341,6 +341,17 @@ PastDueGrace(Spi &spi)
 	return *rows.at(0).int64(0);
 }
 
+// reactivate, pause and resume: (subscription_id, at) -> one core operation.
+Datum
+ApplyToSubscription(FunctionCallInfo fcinfo, Outcome (*operation)(const Subscription &, Micros))
+{
+	Micros at = TimeArgRequired(fcinfo, 1, "at");
+	Spi spi;
+	Subscription sub = LockedSubscriptionArg(spi, fcinfo);
+	Persisted saved = PersistOutcome(spi, operation(sub, at), at);
+	return ReturnSubscription(spi, saved.subscription_id);
+}
+
 }  // namespace
 }  // namespace billing::glue
 
@@ -369,29 +380,17 @@ BILLING_FUNCTION(billing_cancel)
 
 BILLING_FUNCTION(billing_reactivate)
 {
-	Micros at = TimeArgRequired(fcinfo, 1, "at");
-	Spi spi;
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo);
-	Persisted saved = PersistOutcome(spi, Reactivate(sub, at), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ApplyToSubscription(fcinfo, Reactivate);
 }
 
 BILLING_FUNCTION(billing_pause)
 {
-	Micros at = TimeArgRequired(fcinfo, 1, "at");
-	Spi spi;
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo);
-	Persisted saved = PersistOutcome(spi, Pause(sub, at), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ApplyToSubscription(fcinfo, Pause);
 }
 
 BILLING_FUNCTION(billing_resume)
 {
-	Micros at = TimeArgRequired(fcinfo, 1, "at");
-	Spi spi;
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo);
-	Persisted saved = PersistOutcome(spi, Resume(sub, at), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ApplyToSubscription(fcinfo, Resume);
 }
 
 BILLING_FUNCTION(billing_change_plan)
