@@ -2,6 +2,8 @@
 
 #include "core/error.hpp"
 
+#include <unordered_map>
+
 namespace billing::glue {
 
 SqlArg
@@ -103,7 +105,59 @@ Spi::Execute(const char *sql, const std::vector<SqlArg> &args)
 std::vector<Row>
 Spi::Query(const char *sql, const std::vector<SqlArg> &args)
 {
-	uint64_t n = Run(sql, args, false);
+	return CollectRows(Run(sql, args, false));
+}
+
+std::vector<Row>
+Spi::QueryPrepared(const char *sql, const std::vector<SqlArg> &args)
+{
+	return CollectRows(RunPrepared(sql, args));
+}
+
+uint64_t
+Spi::RunPrepared(const char *sql, const std::vector<SqlArg> &args)
+{
+	// Keyed by the literal's address: a handful of statements per backend.
+	static std::unordered_map<const char *, SPIPlanPtr> plans;
+	int nargs = static_cast<int>(args.size());
+	SPIPlanPtr plan = nullptr;
+	auto found = plans.find(sql);
+	if (found != plans.end()) {
+		plan = found->second;
+	} else {
+		Oid *types = nullptr;
+		PgCall([&] { types = static_cast<Oid *>(palloc(sizeof(Oid) * (nargs + 1))); });
+		for (int i = 0; i < nargs; i++)
+			types[i] = args[i].type;
+		PgCall([&] {
+			plan = SPI_prepare(sql, nargs, types);
+			if (plan == nullptr)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(plan) != 0)
+				elog(ERROR, "SPI_keepplan failed");
+		});
+		plans.emplace(sql, plan);
+	}
+	Datum *values = nullptr;
+	char *nulls = nullptr;
+	PgCall([&] {
+		values = static_cast<Datum *>(palloc(sizeof(Datum) * (nargs + 1)));
+		nulls = static_cast<char *>(palloc(nargs + 1));
+	});
+	for (int i = 0; i < nargs; i++) {
+		values[i] = args[i].value;
+		nulls[i] = args[i].isnull ? 'n' : ' ';
+	}
+	int rc = 0;
+	PgCall([&] { rc = SPI_execute_plan(plan, values, nulls, false, 0); });
+	if (rc < 0)
+		throw Error(sqlstate::kInternalError, "internal query failed", std::string("SPI result code ") + std::to_string(rc));
+	return SPI_processed;
+}
+
+std::vector<Row>
+Spi::CollectRows(uint64_t n)
+{
 	std::vector<Row> rows;
 	rows.reserve(n);
 	SPITupleTable *table = SPI_tuptable;

@@ -28,6 +28,7 @@ struct SqlArg {
 	static SqlArg Timestamp(int64_t pg_micros) { return {TIMESTAMPTZOID, Int64GetDatum(pg_micros), false}; }
 	static SqlArg Timestamp(const std::optional<int64_t> &v) { return {TIMESTAMPTZOID, v ? Int64GetDatum(*v) : 0, !v}; }
 	static SqlArg Jsonb(const std::string &json);
+	static SqlArg Date(int32_t pg_days) { return {DATEOID, DateADTGetDatum(pg_days), false}; }
 	static SqlArg Null(Oid type) { return {type, 0, true}; }
 };
 
@@ -61,10 +62,16 @@ class Spi {
 	// SELECT s FROM t s) and returns it in the caller's memory context.
 	Datum QueryRowDatum(const char *sql, const std::vector<SqlArg> &args);
 
+	// The same, through a plan prepared once per backend and kept (for the
+	// trigger's hot path). `sql` must be a string literal: it is the cache key.
+	std::vector<Row> QueryPrepared(const char *sql, const std::vector<SqlArg> &args);
+
 	void Finish();
 
  private:
 	uint64_t Run(const char *sql, const std::vector<SqlArg> &args, bool read_only);
+	uint64_t RunPrepared(const char *sql, const std::vector<SqlArg> &args);
+	std::vector<Row> CollectRows(uint64_t n);
 	bool finished_ = false;
 };
 

@@ -1,0 +1,375 @@
+-- Quotas (SPEC §2): C++ triggers on the application's rooms and participants
+-- keep one counter row per owner (rooms) or per room (participants). An insert
+-- is one primary-key UPDATE of that row: the row lock makes the limit exact
+-- under any concurrency, and the cost does not grow with the table.
+
+CREATE TABLE billing.quota_counters (
+	attachment_id integer NOT NULL REFERENCES billing.attachments (id) ON DELETE CASCADE,
+	key text NOT NULL,                   -- the owner (rooms) or the room (participants)
+	owner_id text NOT NULL,              -- whose plan limits this counter
+	used bigint NOT NULL DEFAULT 0 CHECK (used >= 0),
+	cap bigint,                          -- cached limit; NULL = unlimited
+	cap_valid_until timestamptz NOT NULL DEFAULT '-infinity',
+	usage_day date,                      -- usage counted here until rolled up
+	usage_pending bigint NOT NULL DEFAULT 0 CHECK (usage_pending >= 0),
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	PRIMARY KEY (attachment_id, key)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE billing.quota_counters IS
+	'Rows counted per owner or room, with the cached limit; maintained by the quota triggers';
+CREATE INDEX quota_counters_owner ON billing.quota_counters (owner_id);
+
+-- Internal: the metric a counter's inserts are recorded as.
+CREATE FUNCTION billing._quota_metric(attachment_id integer) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END
+	  FROM billing.attachments a WHERE a.id = $1
+$$;
+
+-- Internal: the slow path of the quota trigger, taken when the one-statement
+-- fast path did not apply (no counter yet, the cached limit is stale, or a new
+-- day began). Creates and locks the counter, moves the previous day's usage
+-- into billing.usage_daily, and returns what the C++ decision needs.
+CREATE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz,
+									   OUT used bigint, OUT limits text, OUT plan_code text, OUT plan_name text,
+									   OUT cap_valid_until timestamptz, OUT owner_id text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+	c billing.quota_counters;
+	plan billing.subscription_plans;
+	today date := (p_at AT TIME ZONE 'UTC')::date;
+	owner text;
+BEGIN
+	SELECT * INTO c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
+	IF NOT FOUND THEN
+		SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+		IF att.kind = 'rooms' THEN
+			owner := p_key;
+		ELSE
+			-- a participant's room: its owner is looked up once, when its counter is made
+			EXECUTE pg_catalog.format('SELECT %I::text FROM %s WHERE %I::text = $1',
+									  att.parent_owner_column, att.parent_relation, att.parent_key_column)
+			   INTO owner USING p_key;
+		END IF;
+		INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)
+		VALUES (p_attachment, p_key, COALESCE(owner, ''), today)
+		ON CONFLICT DO NOTHING;
+		SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
+	END IF;
+	IF c.usage_day IS DISTINCT FROM today THEN
+		IF c.usage_pending > 0 THEN
+			INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
+			VALUES (c.owner_id, billing._quota_metric(p_attachment), c.usage_day, c.usage_pending)
+			ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity;
+		END IF;
+		UPDATE billing.quota_counters q SET usage_day = today, usage_pending = 0
+		 WHERE q.attachment_id = p_attachment AND q.key = p_key;
+	END IF;
+	used := c.used;
+	owner_id := c.owner_id;
+	IF c.owner_id = '' THEN
+		limits := '{}';  -- no owner: nothing to limit
+		plan_code := '';
+		plan_name := '';
+		cap_valid_until := 'infinity';
+		RETURN;
+	END IF;
+	plan := billing.effective_plan(c.owner_id, p_at);
+	limits := plan.limits::text;
+	plan_code := plan.code;
+	plan_name := plan.name;
+	-- The cached limit holds until something changes the plan (a trigger on
+	-- subscriptions clears it) or a canceled subscription's period runs out.
+	SELECT COALESCE(pg_catalog.min(s.current_period_end), 'infinity') INTO cap_valid_until
+	  FROM billing.subscriptions s
+	 WHERE s.user_id = c.owner_id AND s.ended_at IS NULL AND s.deleted_at IS NULL
+	   AND s.status = 'canceled' AND s.current_period_end > p_at;
+END
+$$;
+
+-- Internal: a plan change (or any subscription write) makes the cached limits
+-- of that user's counters stale. Taking their row locks also serialises the
+-- change with inserts racing it.
+CREATE FUNCTION billing._quota_invalidate_user() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'
+	 WHERE q.owner_id = NEW.user_id AND q.cap_valid_until <> '-infinity';
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER quota_invalidate AFTER INSERT OR UPDATE ON billing.subscriptions
+	FOR EACH ROW EXECUTE FUNCTION billing._quota_invalidate_user();
+
+CREATE FUNCTION billing._quota_invalidate_plan() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.limits IS DISTINCT FROM OLD.limits THEN
+		UPDATE billing.quota_counters q SET cap_valid_until = '-infinity' WHERE q.cap_valid_until <> '-infinity';
+	END IF;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER quota_invalidate AFTER UPDATE ON billing.subscription_plans
+	FOR EACH ROW EXECUTE FUNCTION billing._quota_invalidate_plan();
+
+-- The C++ trigger: counts rows in and out and refuses one too many (QB001).
+CREATE FUNCTION billing._quota_trigger() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_quota_trigger';
+
+-- TRUNCATE of an application table: nothing is counted any more.
+CREATE FUNCTION billing._quota_truncated() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	UPDATE billing.quota_counters q SET used = 0 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.used <> 0;
+	RETURN NULL;
+END
+$$;
+
+-- A room given to another owner: its participants' counter follows.
+CREATE FUNCTION billing._quota_room_owner_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	new_row jsonb := pg_catalog.to_jsonb(NEW);
+BEGIN
+	UPDATE billing.quota_counters q
+	   SET owner_id = COALESCE(new_row ->> TG_ARGV[2], ''), cap_valid_until = '-infinity'
+	 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.key = new_row ->> TG_ARGV[1];
+	RETURN NULL;
+END
+$$;
+
+ALTER TABLE billing.attachments ADD COLUMN parent_key_column name;
+ALTER TABLE billing.attachments ADD COLUMN counts_deleted_at boolean NOT NULL DEFAULT false;
+
+-- Internal: installs the counting triggers and fills the counters from what
+-- the table holds now. The table is locked so nothing slips in between.
+CREATE FUNCTION billing._quota_attach(att billing.attachments) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
+	watched text := pg_catalog.format('%I', att.key_column)
+		|| CASE WHEN att.counts_deleted_at THEN ', deleted_at' ELSE '' END;
+	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
+		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
+	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
+BEGIN
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
+	PERFORM billing._detach_triggers(att.relation, att.kind);
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	IF att.kind = 'rooms' THEN
+		EXECUTE pg_catalog.format(
+			'INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
+			 SELECT %s, t.%I::text, t.%I::text, count(*) FROM %s t WHERE t.%I IS NOT NULL AND %s GROUP BY 2, 3',
+			att.id, att.key_column, att.key_column, att.relation, att.key_column, live);
+	ELSE
+		EXECUTE pg_catalog.format(
+			'INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
+			 SELECT %s, t.%I::text, COALESCE(r.%I::text, ''''), count(*)
+			   FROM %s t LEFT JOIN %s r ON r.%I = t.%I
+			  WHERE t.%I IS NOT NULL AND %s GROUP BY 2, 3',
+			att.id, att.key_column, att.parent_owner_column, att.relation, att.parent_relation,
+			att.parent_key_column, att.key_column, att.key_column, live);
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER billing_quota_room_owner AFTER UPDATE OF %I ON %s FOR EACH ROW
+			 WHEN (OLD.%I IS DISTINCT FROM NEW.%I)
+			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
+			att.parent_owner_column, att.parent_relation, att.parent_owner_column, att.parent_owner_column,
+			att.id, att.parent_key_column, att.parent_owner_column);
+	END IF;
+	-- zz: after the application's own BEFORE triggers, so the row is final
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s BEFORE INSERT OR DELETE ON %s
+		FOR EACH ROW EXECUTE FUNCTION billing._quota_trigger(%s)', att.kind, att.relation, args);
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s_update BEFORE UPDATE OF %s ON %s
+		FOR EACH ROW WHEN (%s) EXECUTE FUNCTION billing._quota_trigger(%s)',
+		att.kind, watched, att.relation, changed, args);
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_quota_%s_truncate AFTER TRUNCATE ON %s
+		FOR EACH STATEMENT EXECUTE FUNCTION billing._quota_truncated(%L)', att.kind, att.relation, att.id);
+END
+$$;
+
+-- Internal: drops the billing triggers of one kind from a table.
+CREATE FUNCTION billing._detach_triggers(relation regclass, kind text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t name;
+BEGIN
+	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal
+				AND (tg.tgname LIKE 'billing\_zz\_quota\_' || kind || '%' OR tg.tgname = 'billing_quota_' || kind || '_truncate')
+	LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
+	END LOOP;
+END
+$$;
+
+-- Internal: does the table have a deleted_at column (soft delete)?
+CREATE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+					WHERE a.attrelid = $1 AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
+$$;
+
+CREATE FUNCTION billing.attach_room_quota(rooms regclass, owner_column name) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+	counted bigint;
+BEGIN
+	IF rooms IS NULL OR owner_column IS NULL THEN
+		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
+	END IF;
+	PERFORM billing._check_column(rooms, owner_column);
+	INSERT INTO billing.attachments AS a (kind, relation, key_column, counts_deleted_at)
+	VALUES ('rooms', rooms, owner_column, billing._has_deleted_at(rooms))
+	ON CONFLICT (relation, kind) DO UPDATE
+	   SET key_column = EXCLUDED.key_column, counts_deleted_at = EXCLUDED.counts_deleted_at
+	RETURNING * INTO att;
+	PERFORM billing._quota_attach(att);
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	RETURN counted;
+END
+$$;
+COMMENT ON FUNCTION billing.attach_room_quota(regclass, name) IS
+	'Enforces the plan''s room limit on the table; returns the rooms counted now';
+
+CREATE FUNCTION billing.attach_participant_quota(participants regclass, room_column name, rooms regclass,
+												 room_owner_column name) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+	room_key name;
+	counted bigint;
+BEGIN
+	IF participants IS NULL OR room_column IS NULL OR rooms IS NULL OR room_owner_column IS NULL THEN
+		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
+	END IF;
+	PERFORM billing._check_column(participants, room_column);
+	PERFORM billing._check_column(rooms, room_owner_column);
+	SELECT a.attname INTO room_key
+	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	 WHERE i.indrelid = rooms AND i.indisprimary AND i.indnatts = 1;
+	IF room_key IS NULL THEN
+		RAISE EXCEPTION 'table % has no single-column primary key', rooms
+			USING ERRCODE = '22023', HINT = 'Participants are counted per room, named by the rooms'' primary key.';
+	END IF;
+	INSERT INTO billing.attachments AS a (kind, relation, key_column, parent_relation, parent_owner_column,
+										  parent_key_column, counts_deleted_at)
+	VALUES ('participants', participants, room_column, rooms, room_owner_column, room_key,
+			billing._has_deleted_at(participants))
+	ON CONFLICT (relation, kind) DO UPDATE
+	   SET key_column = EXCLUDED.key_column, parent_relation = EXCLUDED.parent_relation,
+		   parent_owner_column = EXCLUDED.parent_owner_column, parent_key_column = EXCLUDED.parent_key_column,
+		   counts_deleted_at = EXCLUDED.counts_deleted_at
+	RETURNING * INTO att;
+	PERFORM billing._quota_attach(att);
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	RETURN counted;
+END
+$$;
+COMMENT ON FUNCTION billing.attach_participant_quota(regclass, name, regclass, name) IS
+	'Enforces the plan''s participants-per-room limit on the table; returns the participants counted now';
+
+-- The limit a plan sets for a quota: NULL = unlimited. (The C++ trigger parses
+-- the same JSON with the core's ParseLimit; this is for reports.)
+CREATE FUNCTION billing._plan_limit(limits jsonb, quota text) RETURNS bigint
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN pg_catalog.jsonb_typeof(limits -> quota) = 'number' THEN (limits ->> quota)::bigint END
+$$;
+
+CREATE FUNCTION billing.quota(user_id text, quota text, at timestamptz DEFAULT pg_catalog.now(),
+							  OUT "limit" bigint, OUT used bigint, OUT remaining bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	plan billing.subscription_plans;
+BEGIN
+	IF user_id IS NULL OR quota IS NULL THEN
+		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
+	END IF;
+	IF quota NOT IN ('rooms', 'participants_per_room') THEN
+		RAISE EXCEPTION 'unknown quota "%"', quota
+			USING ERRCODE = '22023', HINT = 'Quotas are rooms and participants_per_room.';
+	END IF;
+	plan := billing.effective_plan(user_id, at);
+	"limit" := billing._plan_limit(plan.limits, quota);
+	-- rooms: the user's rooms; participants_per_room: the fullest of their rooms
+	SELECT COALESCE(CASE WHEN quota = 'rooms' THEN pg_catalog.sum(q.used) ELSE pg_catalog.max(q.used) END, 0)
+	  INTO used
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+	 WHERE q.owner_id = quota.user_id AND a.kind = CASE WHEN quota = 'rooms' THEN 'rooms' ELSE 'participants' END;
+	remaining := pg_catalog.int8larger("limit" - used, 0);
+END
+$$;
+COMMENT ON FUNCTION billing.quota(text, text, timestamptz) IS
+	'Limit (NULL = unlimited), used and remaining for rooms or participants_per_room (the fullest room)';
+
+CREATE FUNCTION billing.has_feature(user_id text, feature text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- true, a positive number or a non-empty string switch a feature on
+	SELECT CASE pg_catalog.jsonb_typeof(p.features -> $2)
+			   WHEN 'boolean' THEN (p.features ->> $2)::boolean
+			   WHEN 'number' THEN (p.features ->> $2)::numeric > 0
+			   WHEN 'string' THEN p.features ->> $2 <> ''
+			   ELSE false END
+	  FROM billing.effective_plan($1, $3) p
+$$;
+COMMENT ON FUNCTION billing.has_feature(text, text, timestamptz) IS 'Whether the user''s effective plan has the feature';
+
+CREATE FUNCTION billing.over_quota(at timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (user_id text, quota text, "limit" bigint, used bigint, room text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	WITH owners AS (
+		SELECT q.owner_id, a.kind, q.key, q.used
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+		 WHERE q.owner_id <> '' AND q.used > 0),
+	limited AS (
+		SELECT o.*, billing._plan_limit(p.limits, CASE o.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END) AS cap
+		  FROM owners o CROSS JOIN LATERAL billing.effective_plan(o.owner_id, at) p)
+	SELECT l.owner_id, CASE l.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END, l.cap, l.used,
+		   CASE WHEN l.kind = 'participants' THEN l.key END
+	  FROM limited l
+	 WHERE l.cap IS NOT NULL AND l.used > l.cap
+	 ORDER BY 1, 2, 5
+$$;
+COMMENT ON FUNCTION billing.over_quota(timestamptz) IS
+	'Users (and rooms) whose usage exceeds their effective limits, e.g. after a downgrade';
+
+-- Recounts every attached table and repairs counters that drifted (rows
+-- written with the triggers disabled, say). Locks each table against writes
+-- while it counts it.
+CREATE FUNCTION billing.reconcile_quotas()
+RETURNS TABLE (relation regclass, key text, counted_before bigint, counted_now bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+	live text;
+BEGIN
+	FOR att IN SELECT * FROM billing.attachments a WHERE a.kind IN ('rooms', 'participants') ORDER BY a.id LOOP
+		EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', att.relation);
+		live := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
+		RETURN QUERY EXECUTE pg_catalog.format(
+			'WITH actual AS (
+				SELECT t.%1$I::text AS key, count(*) AS n FROM %2$s t WHERE t.%1$I IS NOT NULL AND %3$s GROUP BY 1),
+			 diff AS (
+				SELECT COALESCE(a.key, q.key) AS key, COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
+				  FROM actual a FULL JOIN (SELECT * FROM billing.quota_counters WHERE attachment_id = %4$s) q ON q.key = a.key
+				 WHERE COALESCE(q.used, 0) <> COALESCE(a.n, 0)),
+			 fixed AS (
+				INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
+				SELECT %4$s, d.key, %5$s, d.now FROM diff d
+				ON CONFLICT (attachment_id, key) DO UPDATE SET used = EXCLUDED.used, cap_valid_until = ''-infinity''
+				RETURNING c.key)
+			 SELECT %2$L::regclass, d.key, d.before, d.now FROM diff d ORDER BY d.key',
+			att.key_column, att.relation, live, att.id,
+			CASE WHEN att.kind = 'rooms' THEN 'd.key'
+				 ELSE pg_catalog.format('COALESCE((SELECT r.%I::text FROM %s r WHERE r.%I::text = d.key), '''')',
+										att.parent_owner_column, att.parent_relation, att.parent_key_column) END);
+	END LOOP;
+END
+$$;
+COMMENT ON FUNCTION billing.reconcile_quotas() IS
+	'Recounts attached tables, repairs drifted counters and returns what it repaired';
