@@ -1,0 +1,170 @@
+-- Quotas enforced by the C++ triggers on the application's own tables.
+DROP EXTENSION IF EXISTS billing CASCADE;
+CREATE EXTENSION billing;
+SET timezone = 'UTC';
+CREATE TABLE users (id bigserial PRIMARY KEY, email text);
+CREATE TABLE rooms (id bigserial PRIMARY KEY, owner_id bigint REFERENCES users, name text, deleted_at timestamptz);
+CREATE TABLE participants (id bigserial PRIMARY KEY, room_id bigint REFERENCES rooms ON DELETE CASCADE, name text,
+						   deleted_at timestamptz);
+INSERT INTO users (email) SELECT 'user' || i || '@example.com' FROM generate_series(1, 4) i;
+INSERT INTO rooms (owner_id, name) VALUES (4, 'before attach'), (4, 'before attach 2');
+SELECT billing.attach_users('users', 'id');
+SELECT billing.attach_room_quota('rooms', owner_column => 'owner_id') AS rooms_counted;
+SELECT billing.attach_participant_quota('participants', room_column => 'room_id', rooms => 'rooms',
+										room_owner_column => 'owner_id') AS participants_counted;
+SELECT key, owner_id, used FROM billing.quota_counters ORDER BY attachment_id, key;
+
+-- == A free user creates rooms until refused (limit 3)
+INSERT INTO rooms (owner_id, name) VALUES (1, 'a');
+INSERT INTO rooms (owner_id, name) VALUES (1, 'b');
+INSERT INTO rooms (owner_id, name) VALUES (1, 'c');
+INSERT INTO rooms (owner_id, name) VALUES (1, 'd');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS rooms_of_1 FROM rooms WHERE owner_id = 1;
+SELECT * FROM billing.quota('1', 'rooms');
+-- the statement fails; the rest of the transaction is untouched
+BEGIN;
+INSERT INTO users (email) VALUES ('in the same transaction');
+SAVEPOINT s;
+INSERT INTO rooms (owner_id, name) VALUES (1, 'e');
+ROLLBACK TO s;
+INSERT INTO rooms (owner_id, name) VALUES (2, 'fine');
+COMMIT;
+SELECT count(*) AS kept FROM users WHERE email = 'in the same transaction';
+-- a multi-row insert that would cross the limit fails as a whole
+INSERT INTO rooms (owner_id, name) VALUES (2, 'x'), (2, 'y'), (2, 'z');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS rooms_of_2 FROM rooms WHERE owner_id = 2;
+INSERT INTO rooms (owner_id, name) SELECT 2, 'sel' || i FROM generate_series(1, 2) i;
+SELECT count(*) AS rooms_of_2 FROM rooms WHERE owner_id = 2;
+INSERT INTO rooms (owner_id, name) SELECT 2, 'sel' FROM generate_series(1, 1);
+\echo :LAST_ERROR_SQLSTATE
+-- COPY is checked too
+COPY rooms (owner_id, name) FROM stdin;
+3	copy1
+3	copy2
+3	copy3
+3	copy4
+\.
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS rooms_of_3 FROM rooms WHERE owner_id = 3;
+INSERT INTO rooms (owner_id, name) VALUES (3, 'r1'), (3, 'r2');
+
+-- == Every way a row stops or starts counting
+DELETE FROM rooms WHERE owner_id = 1 AND name = 'a';
+INSERT INTO rooms (owner_id, name) VALUES (1, 'after delete');
+UPDATE rooms SET deleted_at = now() WHERE owner_id = 1 AND name = 'b';   -- soft delete frees a slot
+INSERT INTO rooms (owner_id, name) VALUES (1, 'after soft delete');
+UPDATE rooms SET deleted_at = NULL WHERE owner_id = 1 AND name = 'b';    -- restoring over quota is refused
+\echo :LAST_ERROR_SQLSTATE
+UPDATE rooms SET owner_id = 1 WHERE owner_id = 4 AND name = 'before attach';   -- moving to a full owner too
+\echo :LAST_ERROR_SQLSTATE
+UPDATE rooms SET name = 'renamed' WHERE owner_id = 1 AND name = 'c';      -- other columns: no check
+UPDATE rooms SET owner_id = 4 WHERE owner_id = 1 AND name = 'renamed';    -- moving away frees a slot
+SELECT owner_id, count(*) FILTER (WHERE deleted_at IS NULL) AS live, count(*) AS all_rows FROM rooms GROUP BY 1 ORDER BY 1;
+SELECT key, used FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+ WHERE a.kind = 'rooms' ORDER BY key;
+
+-- == Participants per room (limit 50 on Free)
+SELECT id AS room FROM rooms WHERE owner_id = 3 ORDER BY id LIMIT 1 \gset
+INSERT INTO participants (room_id, name) SELECT :room, 'p' || i FROM generate_series(1, 50) i;
+INSERT INTO participants (room_id, name) VALUES (:room, 'one too many');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM billing.quota('3', 'participants_per_room');
+-- moving a participant to another room counts in the new room
+SELECT id AS other_room FROM rooms WHERE owner_id = 3 ORDER BY id OFFSET 1 LIMIT 1 \gset
+UPDATE participants SET room_id = :other_room WHERE room_id = :room AND name = 'p1';
+INSERT INTO participants (room_id, name) VALUES (:room, 'took the freed place');
+SELECT room_id = :room AS first_room, count(*) FROM participants GROUP BY 1 ORDER BY 1;
+-- soft-deleting a participant frees a place
+UPDATE participants SET deleted_at = now() WHERE room_id = :room AND name = 'p2';
+INSERT INTO participants (room_id, name) VALUES (:room, 'after soft delete');
+-- deleting a room cascades to its participants and their counter follows
+DELETE FROM rooms WHERE id = :other_room;
+SELECT used FROM billing.quota_counters WHERE key = :'other_room' AND attachment_id = 3;
+-- TRUNCATE empties the counters
+TRUNCATE participants;
+SELECT sum(used) AS participants_counted FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+ WHERE a.kind = 'participants';
+
+-- == The plan decides: a trial lifts the limit, its end brings it back
+SELECT status FROM billing.start_trial('1', 'pro_monthly');
+INSERT INTO rooms (owner_id, name) SELECT 1, 'pro' || i FROM generate_series(1, 5) i;
+SELECT * FROM billing.quota('1', 'rooms');
+SELECT billing.has_feature('1', 'recording') AS pro_records, billing.has_feature('2', 'recording') AS free_records;
+SELECT status FROM billing.cancel((SELECT id FROM billing.subscriptions WHERE user_id = '1' AND ended_at IS NULL), false);
+-- back on Free with 8 rooms: kept, but no more can be added
+INSERT INTO rooms (owner_id, name) VALUES (1, 'over');
+\echo :LAST_ERROR_SQLSTATE
+SELECT user_id, quota, "limit", used FROM billing.over_quota() ORDER BY 1, 2;
+
+-- == Enforcement off: only for superusers and billing_admin
+CREATE ROLE regress_quota_app LOGIN;
+GRANT billing_app TO regress_quota_app;
+GRANT ALL ON rooms, participants, users TO regress_quota_app;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO regress_quota_app;
+SET ROLE regress_quota_app;
+-- user 3 has one room left after the deletes above; the app fills the quota
+INSERT INTO rooms (owner_id, name) VALUES (3, 'as the app 1');     -- counters work without rights on billing tables
+INSERT INTO rooms (owner_id, name) VALUES (3, 'as the app 2');
+INSERT INTO rooms (owner_id, name) VALUES (3, 'as the app, over');
+\echo :LAST_ERROR_SQLSTATE
+SET billing.enforce_quotas = off;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO billing.quota_counters (attachment_id, key, owner_id) VALUES (1, 'forged', 'x');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+GRANT billing_admin TO regress_quota_app;
+SET ROLE regress_quota_app;
+SET billing.enforce_quotas = off;
+INSERT INTO rooms (owner_id, name) VALUES (3, 'maintenance');
+RESET billing.enforce_quotas;
+RESET ROLE;
+SELECT used FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+ WHERE a.kind = 'rooms' AND key = '3';
+
+-- == Drift is repaired by reconcile_quotas
+ALTER TABLE rooms DISABLE TRIGGER USER;
+INSERT INTO rooms (owner_id, name) VALUES (2, 'behind the triggers'' back');
+ALTER TABLE rooms ENABLE TRIGGER USER;
+SELECT relation, key, counted_before, counted_now FROM billing.reconcile_quotas();
+SELECT count(*) AS nothing_left FROM billing.reconcile_quotas();
+
+-- == Usage events from the triggers, without a write per insert
+SELECT billing.usage('3', 'rooms_created', now(), now() + interval '1 day') AS rooms_created_today;
+SELECT billing.rollup_usage(now() + interval '1 day') > 0 AS rolled;
+SELECT billing.usage('3', 'rooms_created', now(), now() + interval '1 day') AS still_exact;
+SELECT metric, quantity FROM billing.usage_daily WHERE user_id = '3' ORDER BY metric;
+
+-- == Bad input
+SELECT billing.attach_room_quota('no_such_table', 'owner_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.attach_room_quota('rooms', 'no_such_column');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.attach_room_quota(NULL, 'owner_id');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.attach_participant_quota('participants', 'room_id', 'users', 'no_owner');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM billing.quota('1', 'seats');
+\echo :LAST_ERROR_SQLSTATE
+-- a plan whose limit is not a non-negative integer
+UPDATE billing.subscription_plans SET limits = '{"rooms": -2}' WHERE code = 'free';
+INSERT INTO rooms (owner_id, name) VALUES (2, 'bad plan');
+\echo :LAST_ERROR_SQLSTATE
+UPDATE billing.subscription_plans SET limits = '{"rooms": 3, "participants_per_room": 50}' WHERE code = 'free';
+-- attaching twice changes nothing
+SELECT billing.attach_room_quota('rooms', owner_column => 'owner_id') AS rooms_counted_again;
+SELECT count(*) AS billing_triggers FROM pg_trigger WHERE tgrelid = 'rooms'::regclass AND tgname LIKE 'billing\_%';
+
+-- == detach and DROP EXTENSION leave the application's rows alone
+SELECT count(*) AS rooms_before FROM rooms \gset
+SELECT billing.detach('participants');
+SELECT count(*) AS billing_triggers FROM pg_trigger WHERE tgrelid = 'participants'::regclass AND tgname LIKE 'billing\_%';
+DROP EXTENSION billing;
+SELECT count(*) = :rooms_before AS rooms_kept FROM rooms;
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid IN ('rooms'::regclass, 'users'::regclass, 'participants'::regclass)
+   AND NOT tgisinternal;
+INSERT INTO rooms (owner_id, name) VALUES (1, 'no more billing');
+DROP TABLE participants, rooms, users;
+DROP ROLE regress_quota_app;
+CREATE EXTENSION billing;
