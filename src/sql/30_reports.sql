@@ -209,23 +209,25 @@ COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
 CREATE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1)
-	SELECT 'active_' || a.tier, pg_catalog.sum(a.subscriptions)::bigint
+	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
+	report (ord, metric, value) AS (
+	SELECT 0, 'active_' || a.tier, pg_catalog.sum(a.subscriptions)::bigint
 	  FROM bounds, billing.active_subscriptions(bounds.d1) a
 	 WHERE a.status NOT IN ('incomplete', 'paused')  -- an ended one was active then
 	 GROUP BY a.tier
 	UNION ALL
-	SELECT 'new_trials', pg_catalog.count(*) FROM bounds, billing.subscriptions s
+	SELECT 10, 'new_trials', pg_catalog.count(*) FROM bounds, billing.subscriptions s
 	 WHERE s.trial_start >= bounds.d0 AND s.trial_start < bounds.d1 AND COALESCE(s.end_reason, '') <> 'plan_changed'
 	UNION ALL
-	SELECT 'conversions', pg_catalog.count(*) FROM bounds, billing.subscriptions s
+	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscriptions s
 	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor >= bounds.d0 AND s.billing_anchor < bounds.d1
 	UNION ALL
-	SELECT 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscriptions s
+	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscriptions s
 	 WHERE s.canceled_at >= bounds.d0 AND s.canceled_at < bounds.d1 AND COALESCE(s.end_reason, '') <> 'plan_changed'
 	UNION ALL
-	SELECT 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status = 'failed' AND p.paid_at >= bounds.d0 AND p.paid_at < bounds.d1
+	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
+	 WHERE p.status = 'failed' AND p.paid_at >= bounds.d0 AND p.paid_at < bounds.d1)
+	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 $$;
 COMMENT ON FUNCTION billing.daily_report(date) IS
 	'One day at a glance: active by tier, new trials, conversions, cancellations, failed payments';
