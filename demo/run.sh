@@ -10,6 +10,7 @@ cluster_start "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'post
 echo "== throwaway cluster on port $PGPORT (socket $PGHOST)"
 psql -X -q -v ON_ERROR_STOP=1 -f demo/schema.sql
 psql -X -q -e -f demo/story.sql 2>&1 | grep -v '^SET$'
+psql -X -q -e -f demo/story_quota.sql 2>&1 | grep -v "^SET$"
 psql -X -q -e -f demo/story_lifecycle.sql 2>&1 | grep -v "^SET$"
 psql -X -q -e -f demo/story_reports.sql 2>&1 | grep -v "^SET$"
 echo

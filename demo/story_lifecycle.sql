@@ -8,6 +8,9 @@ SELECT now() AS day0 \gset
 SELECT id AS ada_sub FROM billing.start_trial('1', 'pro_monthly', :'day0') \gset
 SELECT id, status, trial_start, trial_end FROM billing.subscriptions WHERE id = :ada_sub;
 SELECT code, limits FROM billing.effective_plan('1', :'day0');
+\echo '   on Pro, the room she was refused now goes in'
+INSERT INTO public.rooms (owner_id, name) VALUES (1, 'Book club'), (1, 'Retro');
+SELECT * FROM billing.quota('1', 'rooms');
 \echo
 \echo '== Day 11: three days before the trial ends, maintenance queues a reminder'
 SELECT * FROM billing.run_maintenance(:'day0'::timestamptz + interval '11 days');
@@ -33,6 +36,8 @@ SELECT s.id, p.code AS plan, s.status, s.started_at, s.ended_at, s.end_reason
  WHERE s.user_id = '1' ORDER BY s.id;
 SELECT code, limits FROM billing.effective_plan('1', :'day0'::timestamptz + interval '45 days');
 SELECT kind, due_at FROM billing.notifications WHERE user_id = '1' ORDER BY id;
+\echo '   back on Free with 5 rooms: she keeps them, but cannot add more'
+SELECT * FROM billing.over_quota(:'day0'::timestamptz + interval '45 days');
 \echo
 \echo '== The state machine the functions follow'
 SELECT from_status, action, to_status FROM billing.transitions();
