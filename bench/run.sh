@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# make bench: single-row inserts, 8 clients, measured alternately in one run
+# against the same schema: bare tables, billing's C++ triggers, and a
+# hand-written PL/pgSQL trigger that counts with count(*). Prints ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source test/cluster.sh
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+ROUNDS=${ROUNDS:-2}
+CLIENTS=${CLIENTS:-8}
+make -s -j"$(nproc)" >/dev/null
+cluster_start "shared_buffers = '512MB'" "max_wal_size = '4GB'" "fsync = on" "synchronous_commit = on"
+echo "== setting up (10,000 users, 1,000 rooms with 500 participants each, per variant)"
+psql -X -q -v ON_ERROR_STOP=1 -f bench/schema.sql >/dev/null
+
+tps() { # tps SCRIPT
+	"$CLUSTER_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -f "bench/$1.sql" 2>/dev/null |
+		sed -nE 's/^tps = ([0-9.]+) .*without initial.*/\1/p'
+}
+declare -A total
+for round in $(seq 1 "$ROUNDS"); do
+	for workload in rooms participants hot_room; do
+		for variant in bare billing plpgsql; do
+			t=$(tps "${workload}_${variant}")
+			total[$workload.$variant]=$(echo "${total[$workload.$variant]:-0} + $t" | bc -l)
+			printf '   round %d  %-13s %-8s %10.0f inserts/s\n' "$round" "$workload" "$variant" "$t"
+		done
+	done
+done
+echo
+echo "== results: mean of $ROUNDS alternating rounds, $CLIENTS clients, ${SECONDS_PER_RUN}s each, fsync on"
+printf '%-13s %12s %12s %12s %16s %18s\n' workload bare billing plpgsql billing/bare billing/plpgsql
+for workload in rooms participants hot_room; do
+	b=$(echo "${total[$workload.bare]} / $ROUNDS" | bc -l)
+	e=$(echo "${total[$workload.billing]} / $ROUNDS" | bc -l)
+	p=$(echo "${total[$workload.plpgsql]} / $ROUNDS" | bc -l)
+	printf '%-13s %12.0f %12.0f %12.0f %16.2f %18.2f\n' "$workload" "$b" "$e" "$p" \
+		"$(echo "$e / $b" | bc -l)" "$(echo "$e / $p" | bc -l)"
+done
+psql -X -q -At -c "SELECT 'rooms over their limit after the run: ' || count(*) FROM billing.over_quota()"
