@@ -1,2 +1,2 @@
-\set owner random(1, 10000)
+\set owner random(101, 10000)
 INSERT INTO rooms_bare (owner_id, name) VALUES (:owner, 'bench');

@@ -37,4 +37,9 @@ for workload in rooms participants hot_room; do
 	printf '%-13s %12.0f %12.0f %12.0f %16.2f %18.2f\n' "$workload" "$b" "$e" "$p" \
 		"$(echo "$e / $b" | bc -l)" "$(echo "$e / $p" | bc -l)"
 done
-psql -X -q -At -c "SELECT 'rooms over their limit after the run: ' || count(*) FROM billing.over_quota()"
+echo
+echo "== race: $CLIENTS clients inserting rooms for 100 Free owners (limit 3) for ${SECONDS_PER_RUN}s"
+"$CLUSTER_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -f bench/race.sql 2>/dev/null | grep -E '^number of transactions actually processed' || true
+psql -X -q -At -c "SELECT 'rooms per owner after the race: max ' || max(n) || ', owners above 3: ' || count(*) FILTER (WHERE n > 3)
+                   FROM (SELECT owner_id, count(*) AS n FROM rooms_race GROUP BY 1) x"
+psql -X -q -At -c "SELECT 'owners over their limit anywhere (billing.over_quota): ' || count(*) FROM billing.over_quota()"

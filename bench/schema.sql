@@ -6,7 +6,8 @@ VALUES ('bench', 'Bench', 'custom', 'monthly', 0, 'usd', '{"rooms": 1000000, "pa
 CREATE TABLE users (id int PRIMARY KEY);
 INSERT INTO users SELECT g FROM generate_series(1, 10000) g;
 SELECT billing.attach_users('users', 'id');
-UPDATE billing.subscriptions s SET plan_id = (SELECT id FROM billing.subscription_plans WHERE code = 'bench');
+UPDATE billing.subscriptions s SET plan_id = (SELECT id FROM billing.subscription_plans WHERE code = 'bench')
+ WHERE s.user_id::int > 100;  -- owners 1..100 stay on Free for the race
 
 CREATE TABLE rooms_bare (id bigserial PRIMARY KEY, owner_id int NOT NULL, name text, deleted_at timestamptz);
 CREATE TABLE rooms_billing (LIKE rooms_bare INCLUDING ALL);
@@ -23,7 +24,7 @@ CREATE INDEX ON participants_billing (room_id);
 CREATE INDEX ON participants_plpgsql (room_id);
 
 -- 1,000 rooms with 500 participants each, in every variant
-INSERT INTO rooms_bare (owner_id, name) SELECT 1 + (g % 10000), 'room' FROM generate_series(1, 1000) g;
+INSERT INTO rooms_bare (owner_id, name) SELECT 101 + (g % 9900), 'room' FROM generate_series(1, 1000) g;
 INSERT INTO rooms_billing SELECT * FROM rooms_bare;
 INSERT INTO rooms_plpgsql SELECT * FROM rooms_bare;
 SELECT setval(pg_get_serial_sequence(t, 'id'), 1000) FROM unnest(ARRAY['rooms_billing', 'rooms_plpgsql']) t;
@@ -76,3 +77,15 @@ INSERT INTO participants_billing (room_id, name) SELECT g, 'warm-up' FROM genera
 INSERT INTO participants_plpgsql (room_id, name) SELECT g, 'warm-up' FROM generate_series(1, 1000) g;
 VACUUM ANALYZE;
 CHECKPOINT;
+
+-- The race: 100 Free owners (3 rooms each), 8 clients inserting at once.
+CREATE TABLE rooms_race (id bigserial PRIMARY KEY, owner_id int NOT NULL, name text);
+SELECT billing.attach_room_quota('rooms_race', 'owner_id');
+CREATE FUNCTION race_insert(owner int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO rooms_race (owner_id, name) VALUES (owner, 'race');
+	RETURN true;
+EXCEPTION WHEN sqlstate 'QB001' THEN
+	RETURN false;
+END
+$$;

@@ -1,0 +1,2 @@
+\set owner random(1, 100)
+SELECT race_insert(:owner);
