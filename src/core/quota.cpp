@@ -27,7 +27,7 @@ ParseLimit(std::string_view limits_json, std::string_view quota, std::string_vie
 }
 
 bool
-AllowsOneMore(const std::optional<int64_t> &limit, int64_t used)
+AllowsOneMore(const std::optional<int64_t> &limit, int64_t used) noexcept
 {
 	return !limit || used < *limit;
 }

@@ -17,7 +17,7 @@ namespace billing {
 std::optional<int64_t> ParseLimit(std::string_view limits_json, std::string_view quota, std::string_view plan_code);
 
 // True when one more row fits: unlimited, or fewer than the limit in use.
-bool AllowsOneMore(const std::optional<int64_t> &limit, int64_t used);
+bool AllowsOneMore(const std::optional<int64_t> &limit, int64_t used) noexcept;
 
 // The QB001 error for a refused row, in PostgreSQL's message style.
 Error QuotaExceeded(std::string_view quota, std::string_view plan_name, int64_t limit, int64_t used,

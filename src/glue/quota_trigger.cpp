@@ -1,31 +1,25 @@
 // The quota trigger on the application's rooms and participants (SPEC §2).
 //
-// Per counted row it runs one prepared statement: an UPDATE of the owner's (or
-// room's) counter that succeeds only while the cached limit is fresh and not
-// reached. The row lock it takes is the minimum that makes the limit exact
-// under concurrency (READ COMMITTED re-checks the WHERE clause on the newest
-// version). When that statement finds nothing to update, the slow path
-// (billing._quota_prepare) creates or refreshes the counter, and the core
-// decides.
+// Per counted row the fast path (glue/quota_counter.cpp) adds one to the
+// owner's (or room's) counter in place, while its cached limit is fresh and
+// not reached. The row lock that update takes is the minimum that makes the
+// limit exact under concurrency. Otherwise the slow path
+// (billing._quota_prepare, through SPI) creates or refreshes the counter, and
+// the core decides.
 #include "glue/guard.hpp"
+#include "glue/quota_counter.hpp"
 #include "glue/settings.hpp"
 #include "glue/spi.hpp"
 
 #include "core/error.hpp"
 #include "core/quota.hpp"
 
+#include <charconv>
 #include <optional>
 #include <string>
 
 namespace billing::glue {
 namespace {
-
-constexpr const char *kFastIncrement =
-	"UPDATE billing.quota_counters SET used = used OPERATOR(pg_catalog.+) 1,"
-	" usage_pending = usage_pending OPERATOR(pg_catalog.+) $5"
-	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2"
-	" AND usage_day OPERATOR(pg_catalog.=) $3 AND cap_valid_until OPERATOR(pg_catalog.>) $4"
-	" AND (cap IS NULL OR used OPERATOR(pg_catalog.<) cap OR NOT $6)";
 
 constexpr const char *kPrepare =
 	"SELECT used, limits, plan_code, plan_name, cap_valid_until::text, owner_id"
@@ -35,10 +29,6 @@ constexpr const char *kSlowIncrement =
 	"UPDATE billing.quota_counters SET used = used OPERATOR(pg_catalog.+) 1,"
 	" usage_pending = usage_pending OPERATOR(pg_catalog.+) $3, cap = $4, cap_valid_until = $5::pg_catalog.timestamptz,"
 	" updated_at = pg_catalog.now()"
-	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
-
-constexpr const char *kDecrement =
-	"UPDATE billing.quota_counters SET used = pg_catalog.int8larger(used OPERATOR(pg_catalog.-) 1, 0)"
 	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
 // Runs the trigger's SQL as the extension's owner: application roles have no
@@ -56,23 +46,21 @@ class AsExtensionOwner {
 	AsExtensionOwner &operator=(const AsExtensionOwner &) = delete;
 
  private:
+	// The owner of billing.quota_counters, looked up on every slow path so that
+	// an extension dropped and created again by another role is honoured.
 	static Oid Owner()
 	{
-		// The owner of the quota_counters table, looked up once per backend.
-		static Oid owner = InvalidOid;
-		if (!OidIsValid(owner)) {
-			PgCall([&] {
-				Oid nsp = get_namespace_oid("billing", false);
-				Oid rel = get_relname_relid("quota_counters", nsp);
-				if (!OidIsValid(rel))
-					elog(ERROR, "billing.quota_counters is missing");
-				HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
-				if (!HeapTupleIsValid(tuple))
-					elog(ERROR, "cache lookup failed for relation %u", rel);
-				owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
-				ReleaseSysCache(tuple);
-			});
-		}
+		Oid owner = InvalidOid;
+		PgCall([&] {
+			Oid rel = get_relname_relid("quota_counters", get_namespace_oid("billing", false));
+			if (!OidIsValid(rel))
+				elog(ERROR, "relation billing.quota_counters is missing");
+			HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
+			if (!HeapTupleIsValid(tuple))
+				elog(ERROR, "cache lookup failed for relation %u", rel);
+			owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
+			ReleaseSysCache(tuple);
+		});
 		return owner;
 	}
 
@@ -122,30 +110,43 @@ PgDay(TimestampTz at)
 }
 
 void
-Increment(Spi &spi, const TriggerArgs &args, const std::string &key, TimestampTz at, bool record_usage)
+Increment(const TriggerArgs &args, const std::string &key, TimestampTz at, bool record_usage)
 {
 	bool enforce = enforce_quotas;
-	std::vector<SqlArg> fast = {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Date(PgDay(at)),
-								SqlArg::Timestamp(at), SqlArg::Int64(record_usage ? 1 : 0), SqlArg::Bool(enforce)};
-	spi.QueryPrepared(kFastIncrement, fast);
-	if (SPI_processed == 1)
+	int64_t usage = record_usage ? 1 : 0;
+	if (IncrementCounter(args.attachment_id, key.c_str(), {PgDay(at), at, enforce, usage}) == CounterOutcome::kUpdated)
 		return;
 
+	AsExtensionOwner owner;
+	Spi spi;
 	auto rows = spi.QueryPrepared(kPrepare, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Timestamp(at)});
 	const Row &row = rows.at(0);
-	int64_t used = *row.int64(0);
+	int64_t used = row.int64(0).value();
 	std::optional<int64_t> cap = ParseLimit(row.text_or(1, "{}"), args.quota, row.text_or(2, ""));
 	if (enforce && !AllowsOneMore(cap, used))
 		throw QuotaExceeded(args.quota, row.text_or(3, ""), *cap, used, row.text_or(5, ""));
-	spi.QueryPrepared(kSlowIncrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key),
-									   SqlArg::Int64(record_usage ? 1 : 0), SqlArg::Int64(cap),
-									   SqlArg::Text(row.text_or(4, "infinity"))});
+	spi.QueryPrepared(kSlowIncrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Int64(usage),
+									   SqlArg::Int64(cap), SqlArg::Text(row.text_or(4, "infinity"))});
+	spi.Finish();
 }
 
-void
-Decrement(Spi &spi, const TriggerArgs &args, const std::string &key)
+// The trigger's arguments, as attach_*_quota wrote them.
+TriggerArgs
+ParseTriggerArgs(const Trigger *trigger)
 {
-	spi.QueryPrepared(kDecrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key)});
+	if (trigger->tgnargs < 4)
+		throw billing::Error("39P01", "billing._quota_trigger() must fire BEFORE each row, with four arguments");
+	char **targs = trigger->tgargs;
+	const char *id_text = targs[0];
+	const char *id_end = id_text + std::strlen(id_text);
+	int32_t attachment_id = 0;
+	auto [end, error] = std::from_chars(id_text, id_end, attachment_id);
+	if (error != std::errc() || end != id_end || std::strlen(id_text) == 0)
+		throw billing::Error("39P01", "billing._quota_trigger() was given an invalid attachment id",
+							 "The first trigger argument is \"" + std::string(id_text) + "\".",
+							 "Attach the table again with billing.attach_room_quota or billing.attach_participant_quota.");
+	return {attachment_id, std::string(targs[1]) == "rooms" ? "rooms" : "participants_per_room", targs[2],
+			targs[3][0] == 't'};
 }
 
 }  // namespace
@@ -159,26 +160,20 @@ BILLING_FUNCTION(billing_quota_trigger)
 		throw billing::Error("39P01", "billing._quota_trigger() may only be called as a trigger");
 	TriggerData *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
 	TriggerEvent event = trigger->tg_event;
-	if (!TRIGGER_FIRED_BEFORE(event) || !TRIGGER_FIRED_FOR_ROW(event) || trigger->tg_trigger->tgnargs < 4)
+	if (!TRIGGER_FIRED_BEFORE(event) || !TRIGGER_FIRED_FOR_ROW(event))
 		throw billing::Error("39P01", "billing._quota_trigger() must fire BEFORE each row, with four arguments");
-
-	char **targs = trigger->tg_trigger->tgargs;
-	TriggerArgs args{static_cast<int32_t>(std::stol(targs[0])),
-					 std::string(targs[1]) == "rooms" ? "rooms" : "participants_per_room", targs[2],
-					 targs[3][0] == 't'};
+	TriggerArgs args = ParseTriggerArgs(trigger->tg_trigger);
 	TupleDesc desc = trigger->tg_relation->rd_att;
 	TimestampTz at = GetCurrentTransactionStartTimestamp();
 
-	AsExtensionOwner owner;
-	Spi spi;
 	HeapTuple result = nullptr;
 	if (TRIGGER_FIRED_BY_INSERT(event)) {
 		if (auto key = CountedKey(args, desc, trigger->tg_trigtuple))
-			Increment(spi, args, *key, at, true);
+			Increment(args, *key, at, true);
 		result = trigger->tg_trigtuple;
 	} else if (TRIGGER_FIRED_BY_DELETE(event)) {
 		if (auto key = CountedKey(args, desc, trigger->tg_trigtuple))
-			Decrement(spi, args, *key);
+			DecrementCounter(args.attachment_id, key->c_str());
 		result = trigger->tg_trigtuple;
 	} else if (TRIGGER_FIRED_BY_UPDATE(event)) {
 		auto before = CountedKey(args, desc, trigger->tg_trigtuple);
@@ -186,12 +181,11 @@ BILLING_FUNCTION(billing_quota_trigger)
 		if (before != after) {
 			// Take the new slot first: if it is refused, nothing was released.
 			if (after)
-				Increment(spi, args, *after, at, false);
+				Increment(args, *after, at, false);
 			if (before)
-				Decrement(spi, args, *before);
+				DecrementCounter(args.attachment_id, before->c_str());
 		}
 		result = trigger->tg_newtuple;
 	}
-	spi.Finish();
 	return PointerGetDatum(result);
 }

@@ -5,7 +5,7 @@
 
 CREATE TABLE billing.quota_counters (
 	attachment_id integer NOT NULL REFERENCES billing.attachments (id) ON DELETE CASCADE,
-	key text NOT NULL,                   -- the owner (rooms) or the room (participants)
+	key text COLLATE "C" NOT NULL,       -- the owner (rooms) or the room (participants)
 	owner_id text NOT NULL,              -- whose plan limits this counter
 	used bigint NOT NULL DEFAULT 0 CHECK (used >= 0),
 	cap bigint,                          -- cached limit; NULL = unlimited

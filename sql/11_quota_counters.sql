@@ -1,0 +1,88 @@
+-- The quota triggers change billing.quota_counters in place, through heapam.
+-- Whatever path an update takes (HOT or not), every index must stay complete
+-- and every count exact.
+DROP EXTENSION IF EXISTS billing CASCADE;
+CREATE EXTENSION billing;
+CREATE EXTENSION IF NOT EXISTS amcheck;
+SET timezone = 'UTC';
+CREATE TABLE users (id bigint PRIMARY KEY);
+CREATE TABLE rooms (id bigserial PRIMARY KEY, owner_id bigint, deleted_at timestamptz);
+INSERT INTO users SELECT g FROM generate_series(1, 50) g;
+SELECT billing.attach_users('users', 'id');
+SELECT billing.attach_room_quota('rooms', 'owner_id');
+
+-- Counts must equal the rows the application has, per owner.
+CREATE FUNCTION counts_match() RETURNS boolean LANGUAGE sql AS $$
+	SELECT NOT EXISTS (
+		SELECT FROM (SELECT owner_id::text AS key, count(*) AS n FROM rooms WHERE deleted_at IS NULL GROUP BY 1) r
+		FULL JOIN (SELECT key, used FROM billing.quota_counters WHERE used > 0) q USING (key)
+		WHERE r.n IS DISTINCT FROM q.used)
+$$;
+-- Every index of the counters holds every live version (amcheck's heapallindexed).
+CREATE FUNCTION counter_indexes_complete() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+	i regclass;
+BEGIN
+	FOR i IN SELECT indexrelid FROM pg_index WHERE indrelid = 'billing.quota_counters'::regclass LOOP
+		PERFORM bt_index_check(i, heapallindexed => true);
+	END LOOP;
+	RETURN true;
+END
+$$;
+
+-- == The usual path: HOT updates
+INSERT INTO rooms (owner_id) SELECT 1 + g % 50 FROM generate_series(1, 100) g;   -- two rooms each
+INSERT INTO rooms (owner_id) VALUES (1);
+SELECT counts_match(), counter_indexes_complete();
+SELECT n_tup_hot_upd > 0 AS hot_updates FROM pg_stat_xact_user_tables WHERE relid = 'billing.quota_counters'::regclass;
+
+-- == Updates that cannot be HOT (an index on a changing column) keep every index
+CREATE INDEX quota_counters_used ON billing.quota_counters (used);
+INSERT INTO rooms (owner_id) VALUES (2);
+INSERT INTO rooms (owner_id) VALUES (2);    -- the fourth: refused
+\echo :LAST_ERROR_SQLSTATE
+DELETE FROM rooms WHERE owner_id = 3 AND id = (SELECT min(id) FROM rooms WHERE owner_id = 3);
+INSERT INTO rooms (owner_id) VALUES (3), (3);
+SELECT counts_match(), counter_indexes_complete();
+-- found through the index on used: the new versions were indexed
+SET enable_seqscan = off;
+SELECT key, used FROM billing.quota_counters WHERE used = 3 ORDER BY key COLLATE "C";
+RESET enable_seqscan;
+-- an index the triggers cannot keep is refused with a clear error
+CREATE INDEX quota_counters_expression ON billing.quota_counters ((used + 1));
+INSERT INTO rooms (owner_id) VALUES (4);
+DROP INDEX billing.quota_counters_expression;
+DROP INDEX billing.quota_counters_used;
+SELECT counts_match(), counter_indexes_complete();
+
+-- == One transaction, many changes of one counter
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+DELETE FROM rooms WHERE owner_id = 5;
+INSERT INTO rooms (owner_id) VALUES (5), (5), (5);
+SAVEPOINT before_fourth;
+INSERT INTO rooms (owner_id) VALUES (5);
+ROLLBACK TO before_fourth;
+DELETE FROM rooms WHERE id = (SELECT max(id) FROM rooms WHERE owner_id = 5);
+INSERT INTO rooms (owner_id) VALUES (5);
+COMMIT;
+SELECT used FROM billing.quota_counters WHERE key = '5';
+SELECT counts_match(), counter_indexes_complete();
+
+-- == Deleting more rows than were counted never goes below zero
+ALTER TABLE rooms DISABLE TRIGGER USER;
+INSERT INTO rooms (owner_id) VALUES (6), (6);
+ALTER TABLE rooms ENABLE TRIGGER USER;
+DELETE FROM rooms WHERE owner_id = 6;
+SELECT used FROM billing.quota_counters WHERE key = '6';
+SELECT key, counted_before, counted_now FROM billing.reconcile_quotas();
+
+-- == A counter that is stale (plan changed) goes through the slow path
+SELECT status FROM billing.start_trial('7', 'pro_monthly');
+SELECT cap_valid_until = '-infinity' AS cache_cleared FROM billing.quota_counters WHERE key = '7';
+INSERT INTO rooms (owner_id) VALUES (7), (7);
+SELECT used, cap FROM billing.quota_counters WHERE key = '7';
+SELECT counts_match(), counter_indexes_complete();
+
+DROP TABLE rooms, users;
+DROP FUNCTION counts_match(), counter_indexes_complete();
+DROP EXTENSION amcheck;

@@ -1,0 +1,43 @@
+// The quota trigger's fast path: one counter row of billing.quota_counters
+// found through its primary key, changed in place through heapam.
+//
+// The executor's UPDATE (through SPI) spent more time starting up and
+// shutting down (plan revalidation, executor state, CHECK expressions read
+// back from their stored form, after-row RI trigger queue) than changing the
+// row. Here an insert touches only what makes the limit exact: the counter
+// row's newest version, locked by the update, with the same concurrency
+// rules as UPDATE: READ COMMITTED waits for a concurrent writer and decides
+// again on the version it committed; REPEATABLE READ and SERIALIZABLE fail
+// with 40001.
+#pragma once
+
+#include "glue/postgres.hpp"
+
+#include <cstdint>
+
+namespace billing::glue {
+
+// What an insert may take without the slow path: a counter whose cached
+// limit and usage day are still current.
+struct CounterIncrement {
+	DateADT today;        // usage counted on this day (UTC)
+	TimestampTz at;       // the cached limit must hold after this instant
+	bool enforce;         // false: count, but do not refuse
+	int64_t usage;        // added to usage_pending (0 for moves between keys)
+};
+
+enum class CounterOutcome {
+	kUpdated,      // the counter was changed
+	kSlowPath,     // no counter yet, stale cache, a new day, or the limit reached: the slow path decides
+};
+
+// Adds one to the counter (attachment_id, key) if the cached limit allows it.
+// Raises PostgreSQL errors (as PgError) for lock waits that end in deadlock or
+// serialization failure, like any UPDATE.
+CounterOutcome IncrementCounter(int32_t attachment_id, const char *key, const CounterIncrement &increment);
+
+// Takes one from the counter (never below zero); nothing when the key has no
+// counter (nothing of it was counted).
+void DecrementCounter(int32_t attachment_id, const char *key);
+
+}  // namespace billing::glue
