@@ -1,7 +1,9 @@
 -- The quota triggers change billing.quota_counters in place, through heapam.
 -- Whatever path an update takes (HOT or not), every index must stay complete
 -- and every count exact.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION billing;
 CREATE EXTENSION IF NOT EXISTS amcheck;
 SET timezone = 'UTC';
