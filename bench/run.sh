@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench: single-row inserts, 8 clients, measured alternately in one run
-# against the same schema: bare tables, billing's C++ triggers, and a
-# hand-written PL/pgSQL trigger that counts with count(*). Prints ratios.
+# against the same schema: bare tables, billing's C++ triggers, a hand-written
+# PL/pgSQL counter-row trigger and a PL/pgSQL count(*) trigger. Prints ratios,
+# then a race for the last free slots and the backend memory after inserting
+# for thousands of owners.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/cluster.sh
@@ -20,7 +22,7 @@ tps() { # tps SCRIPT
 declare -A total
 for round in $(seq 1 "$ROUNDS"); do
 	for workload in rooms participants hot_room; do
-		for variant in bare billing plpgsql; do
+		for variant in bare billing plcounter plpgsql; do
 			t=$(tps "${workload}_${variant}")
 			total[$workload.$variant]=$(echo "${total[$workload.$variant]:-0} + $t" | bc -l)
 			printf '   round %d  %-13s %-8s %10.0f inserts/s\n' "$round" "$workload" "$variant" "$t"
@@ -29,13 +31,15 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 echo
 echo "== results: mean of $ROUNDS alternating rounds, $CLIENTS clients, ${SECONDS_PER_RUN}s each, fsync on"
-printf '%-13s %12s %12s %12s %16s %18s\n' workload bare billing plpgsql billing/bare billing/plpgsql
+echo "   (plcounter: PL/pgSQL trigger updating a counter row; plpgsql: PL/pgSQL trigger counting with count(*))"
+printf '%-13s %8s %8s %10s %8s %13s %18s %16s\n' workload bare billing plcounter plpgsql billing/bare billing/plcounter billing/plpgsql
 for workload in rooms participants hot_room; do
 	b=$(echo "${total[$workload.bare]} / $ROUNDS" | bc -l)
 	e=$(echo "${total[$workload.billing]} / $ROUNDS" | bc -l)
+	c=$(echo "${total[$workload.plcounter]} / $ROUNDS" | bc -l)
 	p=$(echo "${total[$workload.plpgsql]} / $ROUNDS" | bc -l)
-	printf '%-13s %12.0f %12.0f %12.0f %16.2f %18.2f\n' "$workload" "$b" "$e" "$p" \
-		"$(echo "$e / $b" | bc -l)" "$(echo "$e / $p" | bc -l)"
+	printf '%-13s %8.0f %8.0f %10.0f %8.0f %13.2f %18.2f %16.2f\n' "$workload" "$b" "$e" "$c" "$p" \
+		"$(echo "$e / $b" | bc -l)" "$(echo "$e / $c" | bc -l)" "$(echo "$e / $p" | bc -l)"
 done
 echo
 echo "== race: $CLIENTS clients inserting rooms for 100 Free owners (limit 3) for ${SECONDS_PER_RUN}s"
@@ -43,3 +47,12 @@ echo "== race: $CLIENTS clients inserting rooms for 100 Free owners (limit 3) fo
 psql -X -q -At -c "SELECT 'rooms per owner after the race: max ' || max(n) || ', owners above 3: ' || count(*) FILTER (WHERE n > 3)
                    FROM (SELECT owner_id, count(*) AS n FROM rooms_race GROUP BY 1) x"
 psql -X -q -At -c "SELECT 'owners over their limit anywhere (billing.over_quota): ' || count(*) FROM billing.over_quota()"
+
+echo
+echo "== memory: one session inserts a room for each of 9,900 owners, one statement each"
+{
+	echo "INSERT INTO rooms_billing (owner_id, name) SELECT 101, 'memory';"
+	echo "SELECT 'backend memory after the first insert:  ' || pg_size_pretty(sum(total_bytes)) FROM pg_backend_memory_contexts;"
+	for owner in $(seq 102 10000); do echo "INSERT INTO rooms_billing (owner_id, name) VALUES ($owner, 'memory');"; done
+	echo "SELECT 'backend memory after 9,900 owners:      ' || pg_size_pretty(sum(total_bytes)) FROM pg_backend_memory_contexts;"
+} | psql -X -q -At -v ON_ERROR_STOP=1

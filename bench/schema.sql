@@ -1,5 +1,7 @@
--- Benchmark schema: the same tables three times (bare, enforced by billing's
--- C++ triggers, enforced by a hand-written PL/pgSQL count(*) trigger).
+-- Benchmark schema: the same tables four times: bare; enforced by billing's
+-- C++ triggers; by a hand-written PL/pgSQL trigger that keeps a counter row
+-- per owner (or room), the best a careful developer writes by hand; and by a
+-- PL/pgSQL trigger that counts with count(*), the one most write first.
 CREATE EXTENSION billing;
 INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, limits)
 VALUES ('bench', 'Bench', 'custom', 'monthly', 0, 'usd', '{"rooms": 1000000, "participants_per_room": 1000000}');
@@ -12,14 +14,18 @@ UPDATE billing.subscriptions s SET plan_id = (SELECT id FROM billing.subscriptio
 CREATE TABLE rooms_bare (id bigserial PRIMARY KEY, owner_id int NOT NULL, name text, deleted_at timestamptz);
 CREATE TABLE rooms_billing (LIKE rooms_bare INCLUDING ALL);
 CREATE TABLE rooms_plpgsql (LIKE rooms_bare INCLUDING ALL);
+CREATE TABLE rooms_plcounter (LIKE rooms_bare INCLUDING ALL);
 CREATE INDEX ON rooms_bare (owner_id);
+CREATE INDEX ON rooms_plcounter (owner_id);
 CREATE INDEX ON rooms_billing (owner_id);
 CREATE INDEX ON rooms_plpgsql (owner_id);
 
 CREATE TABLE participants_bare (id bigserial PRIMARY KEY, room_id bigint NOT NULL, name text, deleted_at timestamptz);
 CREATE TABLE participants_billing (LIKE participants_bare INCLUDING ALL);
 CREATE TABLE participants_plpgsql (LIKE participants_bare INCLUDING ALL);
+CREATE TABLE participants_plcounter (LIKE participants_bare INCLUDING ALL);
 CREATE INDEX ON participants_bare (room_id);
+CREATE INDEX ON participants_plcounter (room_id);
 CREATE INDEX ON participants_billing (room_id);
 CREATE INDEX ON participants_plpgsql (room_id);
 
@@ -27,10 +33,12 @@ CREATE INDEX ON participants_plpgsql (room_id);
 INSERT INTO rooms_bare (owner_id, name) SELECT 101 + (g % 9900), 'room' FROM generate_series(1, 1000) g;
 INSERT INTO rooms_billing SELECT * FROM rooms_bare;
 INSERT INTO rooms_plpgsql SELECT * FROM rooms_bare;
-SELECT setval(pg_get_serial_sequence(t, 'id'), 1000) FROM unnest(ARRAY['rooms_billing', 'rooms_plpgsql']) t;
+INSERT INTO rooms_plcounter SELECT * FROM rooms_bare;
+SELECT setval(pg_get_serial_sequence(t, 'id'), 1000) FROM unnest(ARRAY['rooms_billing', 'rooms_plpgsql', 'rooms_plcounter']) t;
 INSERT INTO participants_bare (room_id, name) SELECT r, 'guest' FROM generate_series(1, 1000) r, generate_series(1, 500);
 INSERT INTO participants_billing SELECT * FROM participants_bare;
 INSERT INTO participants_plpgsql SELECT * FROM participants_bare;
+INSERT INTO participants_plcounter SELECT * FROM participants_bare;
 
 SELECT billing.attach_room_quota('rooms_billing', 'owner_id');
 SELECT billing.attach_participant_quota('participants_billing', 'room_id', 'rooms_billing', 'owner_id');
@@ -67,14 +75,47 @@ BEGIN
 END
 $$;
 CREATE TRIGGER quota BEFORE INSERT ON participants_plpgsql FOR EACH ROW EXECUTE FUNCTION participants_plpgsql_quota();
+
+-- The best by hand: a counter row per owner (or room) holding the count and
+-- the limit; one UPDATE per insert, refused when the count reached the limit.
+CREATE TABLE room_counts (owner_id int PRIMARY KEY, n bigint NOT NULL, cap bigint) WITH (fillfactor = 50);
+INSERT INTO room_counts SELECT u.id, (SELECT count(*) FROM rooms_plcounter r WHERE r.owner_id = u.id),
+       (SELECT (p.limits ->> 'rooms')::bigint FROM billing.effective_plan(u.id::text) p) FROM users u;
+CREATE FUNCTION rooms_plcounter_quota() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE room_counts SET n = n + 1 WHERE owner_id = NEW.owner_id AND (cap IS NULL OR n < cap);
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'quota "rooms" exceeded' USING ERRCODE = 'QB001';
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER quota BEFORE INSERT ON rooms_plcounter FOR EACH ROW EXECUTE FUNCTION rooms_plcounter_quota();
+
+CREATE TABLE participant_counts (room_id bigint PRIMARY KEY, n bigint NOT NULL, cap bigint) WITH (fillfactor = 50);
+INSERT INTO participant_counts SELECT r.id, (SELECT count(*) FROM participants_plcounter p WHERE p.room_id = r.id),
+       (SELECT (p.limits ->> 'participants_per_room')::bigint FROM billing.effective_plan(r.owner_id::text) p)
+  FROM rooms_plcounter r;
+CREATE FUNCTION participants_plcounter_quota() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE participant_counts SET n = n + 1 WHERE room_id = NEW.room_id AND (cap IS NULL OR n < cap);
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'quota "participants_per_room" exceeded' USING ERRCODE = 'QB001';
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER quota BEFORE INSERT ON participants_plcounter FOR EACH ROW EXECUTE FUNCTION participants_plcounter_quota();
 -- Warm-up, the same for every variant: one room per owner and one more
 -- participant per room, so every billing counter exists (steady state).
 INSERT INTO rooms_bare (owner_id, name) SELECT g, 'warm-up' FROM generate_series(1, 10000) g;
 INSERT INTO rooms_billing (owner_id, name) SELECT g, 'warm-up' FROM generate_series(1, 10000) g;
 INSERT INTO rooms_plpgsql (owner_id, name) SELECT g, 'warm-up' FROM generate_series(1, 10000) g;
+INSERT INTO rooms_plcounter (owner_id, name) SELECT g, 'warm-up' FROM generate_series(1, 10000) g;
 INSERT INTO participants_bare (room_id, name) SELECT g, 'warm-up' FROM generate_series(1, 1000) g;
 INSERT INTO participants_billing (room_id, name) SELECT g, 'warm-up' FROM generate_series(1, 1000) g;
 INSERT INTO participants_plpgsql (room_id, name) SELECT g, 'warm-up' FROM generate_series(1, 1000) g;
+INSERT INTO participants_plcounter (room_id, name) SELECT g, 'warm-up' FROM generate_series(1, 1000) g;
 VACUUM ANALYZE;
 CHECKPOINT;
 

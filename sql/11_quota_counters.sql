@@ -85,6 +85,14 @@ INSERT INTO rooms (owner_id) VALUES (7), (7);
 SELECT used, cap FROM billing.quota_counters WHERE key = '7';
 SELECT counts_match(), counter_indexes_complete();
 
+-- == The extension made again in this session: the triggers find the new table
+DROP EXTENSION billing CASCADE;
+CREATE EXTENSION billing;
+SELECT billing.attach_users('users', 'id') AS users_attached;
+SELECT billing.attach_room_quota('rooms', 'owner_id') AS rooms_counted;
+INSERT INTO rooms (owner_id) VALUES (8);
+SELECT counts_match(), counter_indexes_complete();
+
 DROP TABLE rooms, users;
 DROP FUNCTION counts_match(), counter_indexes_complete();
 DROP EXTENSION amcheck;

@@ -1,5 +1,6 @@
 // Module entry: the magic block, _PG_init and the billing.* settings.
 #include "glue/guard.hpp"
+#include "glue/quota_counter.hpp"
 #include "glue/settings.hpp"
 #include "glue/spi.hpp"
 
@@ -71,6 +72,7 @@ _PG_init(void)
 							   gettext_noop("Set by the application, e.g. SET billing.app_user = 'alice@example.com'."),
 							   &billing::glue::app_user, "", PGC_USERSET, 0, nullptr, nullptr, nullptr);
 	MarkGUCPrefixReserved("billing");
+	billing::glue::RegisterCounterInvalidation();
 }
 
 // billing._guard_selftest(kind): raises each kind of failure the guard must

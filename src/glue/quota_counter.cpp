@@ -48,6 +48,53 @@ LookUpColumns(TupleDesc desc)
 			ColumnNumber(desc, "usage_pending")};
 }
 
+// billing.quota_counters as this backend last found it: a few numbers, the
+// same whatever the number of owners. Any relcache invalidation of the table
+// (ALTER, DROP EXTENSION) forgets it.
+struct CounterRelation {
+	Oid relid;
+	Oid primary_key;
+	CounterColumns columns;
+};
+CounterRelation counter_relation = {InvalidOid, InvalidOid, {}};
+
+void
+ForgetCounterRelation(Datum, Oid relid)
+{
+	if (!OidIsValid(relid) || relid == counter_relation.relid)
+		counter_relation.relid = InvalidOid;
+}
+
+// Opens billing.quota_counters, locked until the transaction ends as the
+// executor keeps it. Looks it up by name only when nothing valid is known.
+Relation
+OpenCounters()
+{
+	for (;;) {
+		if (!OidIsValid(counter_relation.relid)) {
+			Oid relid = get_relname_relid("quota_counters", get_namespace_oid("billing", false));
+			if (!OidIsValid(relid))
+				elog(ERROR, "relation billing.quota_counters is missing");
+			Relation counters = table_open(relid, RowExclusiveLock);
+			if (counters->rd_rel->relam != HEAP_TABLE_AM_OID)
+				elog(ERROR, "billing.quota_counters must use the heap access method");
+			Oid primary_key = RelationGetPrimaryKeyIndex(counters);
+			if (!OidIsValid(primary_key))
+				elog(ERROR, "billing.quota_counters has no primary key");
+			counter_relation = {relid, primary_key, LookUpColumns(RelationGetDescr(counters))};
+			return counters;
+		}
+		// Taking the lock may process invalidations that forget what we knew.
+		Oid relid = counter_relation.relid;
+		Relation counters = try_table_open(relid, RowExclusiveLock);
+		if (counters != nullptr && counter_relation.relid == relid)
+			return counters;
+		if (counters != nullptr)
+			table_close(counters, NoLock);
+		counter_relation.relid = InvalidOid;
+	}
+}
+
 // What the counter becomes: its next version, nullptr when the slow path must
 // decide, or the counter itself when nothing needs to change.
 HeapTuple
@@ -127,18 +174,10 @@ InsertIndexEntries(Relation counters, HeapTuple tuple)
 CounterOutcome
 ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &request)
 {
-	Oid relid = get_relname_relid("quota_counters", get_namespace_oid("billing", false));
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation billing.quota_counters is missing");
-	// Kept until the transaction ends, as the executor keeps it.
-	Relation counters = table_open(relid, RowExclusiveLock);
-	if (counters->rd_rel->relam != HEAP_TABLE_AM_OID)
-		elog(ERROR, "billing.quota_counters must use the heap access method");
-	Oid primary_key = RelationGetPrimaryKeyIndex(counters);
-	if (!OidIsValid(primary_key))
-		elog(ERROR, "billing.quota_counters has no primary key");
+	Relation counters = OpenCounters();
+	Oid primary_key = counter_relation.primary_key;
+	CounterColumns columns = counter_relation.columns;
 	TupleDesc desc = RelationGetDescr(counters);
-	CounterColumns columns = LookUpColumns(desc);
 
 	// As SPI does before a statement that writes: this command's own earlier
 	// changes (an earlier row of the same INSERT) become visible.
@@ -210,6 +249,12 @@ ChangeCounterGuarded(int32_t attachment_id, const char *key, const CounterReques
 }
 
 }  // namespace
+
+void
+RegisterCounterInvalidation()
+{
+	CacheRegisterRelcacheCallback(ForgetCounterRelation, 0);
+}
 
 CounterOutcome
 IncrementCounter(int32_t attachment_id, const char *key, const CounterIncrement &increment)

@@ -31,6 +31,9 @@ enum class CounterOutcome {
 	kSlowPath,     // no counter yet, stale cache, a new day, or the limit reached: the slow path decides
 };
 
+// Called once from _PG_init: forget the cached table when it changes.
+void RegisterCounterInvalidation();
+
 // Adds one to the counter (attachment_id, key) if the cached limit allows it.
 // Raises PostgreSQL errors (as PgError) for lock waits that end in deadlock or
 // serialization failure, like any UPDATE.
