@@ -200,17 +200,30 @@ Spi::QueryRowDatum(const char *sql, const std::vector<SqlArg> &args)
 	return result;
 }
 
+namespace {
+// PostgreSQL's epoch is 2000-01-01, 946684800 seconds after the Unix epoch.
+constexpr int64_t kPgEpochMicros = INT64CONST(946684800000000);
+}  // namespace
+
 int64_t
 ToCoreTime(TimestampTz t)
 {
-	// PostgreSQL epoch is 2000-01-01, 946684800 seconds after Unix epoch.
-	return static_cast<int64_t>(t) + INT64CONST(946684800000000);
+	int64_t unix_micros = 0;
+	if (TIMESTAMP_NOT_FINITE(t) || __builtin_add_overflow(static_cast<int64_t>(t), kPgEpochMicros, &unix_micros))
+		throw Error(sqlstate::kDatetimeFieldOverflow, "timestamp out of range",
+					"A timestamp of " + std::to_string(t) + " microseconds since 2000-01-01 has no core time.");
+	return unix_micros;
 }
 
 TimestampTz
 ToPgTime(int64_t unix_micros)
 {
-	return static_cast<TimestampTz>(unix_micros - INT64CONST(946684800000000));
+	int64_t t = 0;
+	if (__builtin_sub_overflow(unix_micros, kPgEpochMicros, &t) || !IS_VALID_TIMESTAMP(t))
+		throw Error(sqlstate::kDatetimeFieldOverflow, "timestamp out of range",
+					"A time of " + std::to_string(unix_micros) +
+						" microseconds since 1970-01-01 is outside the range of timestamptz.");
+	return static_cast<TimestampTz>(t);
 }
 
 std::string

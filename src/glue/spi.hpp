@@ -76,7 +76,8 @@ class Spi {
 };
 
 // Converts between PostgreSQL timestamptz (µs since 2000-01-01) and the core's
-// time (µs since 1970-01-01 UTC).
+// time (µs since 1970-01-01 UTC). A time the other side cannot hold (an
+// infinity, an int64 overflow, or outside timestamptz's range) throws 22008.
 int64_t ToCoreTime(TimestampTz t);
 TimestampTz ToPgTime(int64_t unix_micros);
 
