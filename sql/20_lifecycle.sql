@@ -152,3 +152,32 @@ SELECT billing.record_payment(:grace_sub, 2999, 'usd', false, '2026-01-23 00:00+
 SELECT status FROM billing.subscriptions WHERE id = :grace_sub;
 SELECT billing.subscribe('upgrader', 'pro_monthly', '2026-07-10 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
+
+-- == Memory: SPI's results are freed query by query, so maintenance over many
+-- subscriptions holds no more SPI memory at the last renewal than at the first.
+-- A trigger on billing.invoices samples the backend's memory contexts at each
+-- renewal invoice.
+BEGIN;
+CREATE TEMP TABLE spi_memory (n serial, tuptables bigint, spi_bytes bigint);
+CREATE FUNCTION pg_temp.sample_spi_memory() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO pg_temp.spi_memory (tuptables, spi_bytes)
+	SELECT count(*) FILTER (WHERE name = 'SPI TupTable'), sum(total_bytes) FILTER (WHERE name LIKE 'SPI %')
+	  FROM pg_catalog.pg_backend_memory_contexts;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER sample_spi_memory AFTER INSERT ON billing.invoices
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.sample_spi_memory();
+INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, started_at,
+								   billing_anchor, current_period_start, current_period_end)
+SELECT 'bulk-' || i, p.id, 'active', p.price_cents, p.currency, p.billing_interval, '2030-01-01 00:00+00',
+	   '2030-01-01 00:00+00', '2030-01-01 00:00+00', '2030-02-01 00:00+00'
+  FROM generate_series(1, 500) i, billing.subscription_plans p WHERE p.code = 'pro_monthly';
+SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-02-01 00:00+00');
+SELECT count(*) AS bulk_renewals FROM billing.invoices WHERE user_id LIKE 'bulk-%';
+-- (before SPI results were freed: 1652 more result sets and 30 kB more per renewal)
+SELECT max(tuptables) = min(tuptables) AS no_result_set_kept,
+	   (max(spi_bytes) - min(spi_bytes)) / count(*) < 2048 AS under_2kb_per_renewal
+  FROM spi_memory;
+ROLLBACK;

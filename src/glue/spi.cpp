@@ -27,7 +27,16 @@ SqlArg::Jsonb(const std::string &json)
 {
 	Datum d = 0;
 	const char *data = json.c_str();
-	PgCall([&] { d = DirectFunctionCall1(jsonb_in, CStringGetDatum(data)); });
+	// jsonb_in leaves its parse state behind; parse in a scratch context and
+	// keep only the value.
+	PgCall([&] {
+		MemoryContext scratch = AllocSetContextCreate(CurrentMemoryContext, "billing jsonb argument", ALLOCSET_SMALL_SIZES);
+		MemoryContext target = MemoryContextSwitchTo(scratch);
+		Datum parsed = DirectFunctionCall1(jsonb_in, CStringGetDatum(data));
+		MemoryContextSwitchTo(target);
+		d = PointerGetDatum(PG_DETOAST_DATUM_COPY(parsed));  // a plain copy: jsonb_in never toasts
+		MemoryContextDelete(scratch);
+	});
 	return {JSONBOID, d, false};
 }
 
@@ -90,16 +99,33 @@ Spi::Run(const char *sql, const std::vector<SqlArg> &args, bool read_only)
 		nulls[i] = args[i].isnull ? 'n' : ' ';
 	}
 	int rc = 0;
-	PgCall([&] { rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0); });
+	PgCall([&] {
+		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+		pfree(types);
+		pfree(values);
+		pfree(nulls);
+	});
 	if (rc < 0)
 		throw Error(sqlstate::kInternalError, "internal query failed", std::string("SPI result code ") + std::to_string(rc));
 	return SPI_processed;
 }
 
+void
+Spi::ReleaseResult()
+{
+	SPITupleTable *table = SPI_tuptable;
+	if (table == nullptr)
+		return;
+	PgCall([&] { SPI_freetuptable(table); });
+	SPI_tuptable = nullptr;
+}
+
 uint64_t
 Spi::Execute(const char *sql, const std::vector<SqlArg> &args)
 {
-	return Run(sql, args, false);
+	uint64_t n = Run(sql, args, false);
+	ReleaseResult();
+	return n;
 }
 
 std::vector<Row>
@@ -135,6 +161,7 @@ Spi::RunPrepared(const char *sql, const std::vector<SqlArg> &args)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			if (SPI_keepplan(plan) != 0)
 				elog(ERROR, "SPI_keepplan failed");
+			pfree(types);
 		});
 		plans.emplace(sql, plan);
 	}
@@ -149,34 +176,54 @@ Spi::RunPrepared(const char *sql, const std::vector<SqlArg> &args)
 		nulls[i] = args[i].isnull ? 'n' : ' ';
 	}
 	int rc = 0;
-	PgCall([&] { rc = SPI_execute_plan(plan, values, nulls, false, 0); });
+	PgCall([&] {
+		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		pfree(values);
+		pfree(nulls);
+	});
 	if (rc < 0)
 		throw Error(sqlstate::kInternalError, "internal query failed", std::string("SPI result code ") + std::to_string(rc));
 	return SPI_processed;
 }
 
+// Copies the rows of the last query out of SPI's memory, then frees what SPI
+// allocated for them: without that, every query of a long loop (maintenance
+// over many subscriptions) would keep its result until SPI_finish.
 std::vector<Row>
 Spi::CollectRows(uint64_t n)
 {
 	std::vector<Row> rows;
-	rows.reserve(n);
 	SPITupleTable *table = SPI_tuptable;
 	if (table == nullptr)
 		return rows;
+	rows.reserve(n);
 	int natts = table->tupdesc->natts;
+	char **texts = nullptr;
+	PgCall([&] { texts = static_cast<char **>(palloc0(sizeof(char *) * (natts + 1))); });
 	for (uint64_t r = 0; r < n; r++) {
+		PgCall([&] {
+			for (int c = 0; c < natts; c++)
+				texts[c] = SPI_getvalue(table->vals[r], table->tupdesc, c + 1);
+		});
 		Row row;
 		row.values_.reserve(natts);
-		for (int c = 1; c <= natts; c++) {
-			char *value = nullptr;
-			PgCall([&] { value = SPI_getvalue(table->vals[r], table->tupdesc, c); });
-			if (value == nullptr)
+		for (int c = 0; c < natts; c++) {
+			if (texts[c] == nullptr)
 				row.values_.emplace_back(std::nullopt);
 			else
-				row.values_.emplace_back(std::string(value));
+				row.values_.emplace_back(std::string(texts[c]));
 		}
 		rows.push_back(std::move(row));
+		PgCall([&] {
+			for (int c = 0; c < natts; c++) {
+				if (texts[c] != nullptr)
+					pfree(texts[c]);
+				texts[c] = nullptr;
+			}
+		});
 	}
+	PgCall([&] { pfree(texts); });
+	ReleaseResult();
 	return rows;
 }
 
@@ -197,6 +244,7 @@ Spi::QueryRowDatum(const char *sql, const std::vector<SqlArg> &args)
 			elog(ERROR, "internal query returned a null row");
 		result = SPI_datumTransfer(value, false, -1);
 	});
+	ReleaseResult();
 	return result;
 }
 

@@ -72,6 +72,8 @@ class Spi {
 	uint64_t Run(const char *sql, const std::vector<SqlArg> &args, bool read_only);
 	uint64_t RunPrepared(const char *sql, const std::vector<SqlArg> &args);
 	std::vector<Row> CollectRows(uint64_t n);
+	// Frees SPI_tuptable (the last query's result) and clears it.
+	void ReleaseResult();
 	bool finished_ = false;
 };
 
