@@ -12,6 +12,11 @@ SELECT pg_temp.guard_selftest('bad_alloc');
 \echo :LAST_ERROR_SQLSTATE
 SELECT pg_temp.guard_selftest('pg_error');
 \echo :LAST_ERROR_SQLSTATE
+-- a C++ exception that passes through PgCall (a bug in the callable) leaves
+-- PostgreSQL's error stack as it was: the next error in the same statement is
+-- an ordinary error
+SELECT pg_temp.guard_selftest('cpp_in_pgcall') / 0;
+\echo :LAST_ERROR_SQLSTATE
 -- the session is still healthy and the function still works
 SELECT pg_temp.guard_selftest('none');
 -- a caught error inside a PL/pgSQL block does not disturb the transaction

@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 
 #include <cstring>
+#include <exception>
 #include <new>
 
 namespace billing::glue {
@@ -85,15 +86,32 @@ RunGuarded(GuardedBody body, FunctionCallInfo fcinfo) noexcept
 	pg_unreachable();
 }
 
+namespace {
+
+// Calls fn(arg) and catches any C++ exception, so that none unwinds out of
+// the PG_TRY below past its PG_END_TRY. A PostgreSQL error longjmps through
+// this frame, which owns nothing.
 void
-PgCallRaw(void (*fn)(void *), void *arg)
+CallCatching(void (*fn)(void *), void *arg, std::exception_ptr *thrown) noexcept
+{
+	try {
+		fn(arg);
+	} catch (...) {
+		*thrown = std::current_exception();
+	}
+}
+
+// The PG_TRY frame; it owns nothing with a destructor. Returns the error
+// PostgreSQL raised, copied, or nullptr.
+ErrorData *
+TryCall(void (*fn)(void *), void *arg, std::exception_ptr *thrown)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	ErrorData *volatile error = nullptr;
 
 	PG_TRY();
 	{
-		fn(arg);
+		CallCatching(fn, arg, thrown);
 	}
 	PG_CATCH();
 	{
@@ -102,7 +120,20 @@ PgCallRaw(void (*fn)(void *), void *arg)
 		FlushErrorState();
 	}
 	PG_END_TRY();
+	return error;
+}
 
+}  // namespace
+
+void
+PgCallRaw(void (*fn)(void *), void *arg)
+{
+	std::exception_ptr thrown;
+	ErrorData *error = TryCall(fn, arg, &thrown);
+	// PG_END_TRY has restored PG_exception_stack and error_context_stack on
+	// both paths; only now may a C++ exception leave.
+	if (thrown)
+		std::rethrow_exception(thrown);
 	if (error != nullptr)
 		throw PgError(error);
 }
