@@ -42,6 +42,14 @@ ToSqlState(const char *code)
 	return MAKE_SQLSTATE(code[0], code[1], code[2], code[3], code[4]);
 }
 
+// The memory context the innermost guarded call was entered in (fmgr's
+// caller's). PgCall copies a caught ErrorData there rather than into its own
+// current context, which inside an SPI connection is SPI's procedure context:
+// that one must not be what keeps the error alive until RunGuarded re-raises
+// it (SPI_finish, or anything else that ends the connection early, would free
+// it). The caller's context outlives every SPI connection the body opens.
+MemoryContext guard_context = nullptr;
+
 }  // namespace
 
 Datum
@@ -51,12 +59,17 @@ RunGuarded(GuardedBody body, FunctionCallInfo fcinfo) noexcept
 	// we survive) cannot leave PostgreSQL pointing at a dead stack frame.
 	sigjmp_buf *saved_exception_stack = PG_exception_stack;
 	ErrorContextCallback *saved_context_stack = error_context_stack;
+	// Guarded calls nest (a billing function calling SQL that calls another).
+	MemoryContext outer_guard_context = guard_context;
 	ErrorData *pg_error = nullptr;
 	CaughtError caught;
 	bool failed = false;
 
+	guard_context = CurrentMemoryContext;
 	try {
-		return body(fcinfo);
+		Datum result = body(fcinfo);
+		guard_context = outer_guard_context;
+		return result;
 	} catch (const PgError &e) {
 		pg_error = e.data();
 	} catch (const billing::Error &e) {
@@ -74,6 +87,7 @@ RunGuarded(GuardedBody body, FunctionCallInfo fcinfo) noexcept
 	}
 
 	// Every C++ object of the body is gone now; it is safe to longjmp.
+	guard_context = outer_guard_context;
 	PG_exception_stack = saved_exception_stack;
 	error_context_stack = saved_context_stack;
 	if (pg_error != nullptr)
@@ -115,8 +129,11 @@ TryCall(void (*fn)(void *), void *arg, std::exception_ptr *thrown)
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(caller_context);
+		// Copied where it outlives SPI (see guard_context), then the current
+		// context is the caller's again.
+		MemoryContextSwitchTo(guard_context != nullptr ? guard_context : caller_context);
 		error = CopyErrorData();
+		MemoryContextSwitchTo(caller_context);
 		FlushErrorState();
 	}
 	PG_END_TRY();

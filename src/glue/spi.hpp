@@ -52,6 +52,12 @@ class Spi {
 	Spi();
 	Spi(const Spi &) = delete;
 	Spi &operator=(const Spi &) = delete;
+	// Never SPI_finish here on the error path. A PostgreSQL error caught by
+	// PgCall has not been cleaned up yet: the failed query's executor state is
+	// still around, and only the (sub)transaction abort after RunGuarded
+	// re-raises the error releases the connection safely (AtEOSubXact_SPI).
+	// SPI_finish would also free SPI's procedure memory, which values still in
+	// flight may point into, and it can raise an error a destructor cannot report.
 	~Spi() = default;
 
 	// Runs sql and returns its rows as text values (binary for int8/bool).
