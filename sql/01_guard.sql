@@ -17,6 +17,16 @@ SELECT pg_temp.guard_selftest('pg_error');
 -- an ordinary error
 SELECT pg_temp.guard_selftest('cpp_in_pgcall') / 0;
 \echo :LAST_ERROR_SQLSTATE
+-- a set-returning function declared with other columns than the rows its C++
+-- code builds is an internal error, never a cut-off or a garbage row
+CREATE FUNCTION pg_temp.transitions_too_few() RETURNS TABLE (from_status text, action text)
+	LANGUAGE c AS 'billing', 'billing_transitions';
+CREATE FUNCTION pg_temp.transitions_too_many() RETURNS TABLE (a text, b text, c text, d text, e text)
+	LANGUAGE c AS 'billing', 'billing_transitions';
+SELECT * FROM pg_temp.transitions_too_few();
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM pg_temp.transitions_too_many();
+\echo :LAST_ERROR_SQLSTATE
 -- the session is still healthy and the function still works
 SELECT pg_temp.guard_selftest('none');
 -- a caught error inside a PL/pgSQL block does not disturb the transaction
