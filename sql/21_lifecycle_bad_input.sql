@@ -79,6 +79,21 @@ SELECT * FROM billing.run_maintenance('2026-01-01 00:00+00', 0);
 SELECT billing.change_plan(:sub, 'pro_monthly', '2026-01-02 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
 
+-- a NULL where the schema promises a value (a damaged table) is an internal
+-- error naming the column, never a crash or a made-up value
+BEGIN;
+ALTER TABLE billing.subscriptions ALTER COLUMN current_period_start DROP NOT NULL;
+UPDATE billing.subscriptions SET current_period_start = NULL WHERE id = :sub;
+SELECT billing.cancel(:sub, true, '2026-01-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+ALTER TABLE billing.subscriptions ALTER COLUMN currency DROP NOT NULL;
+UPDATE billing.subscriptions SET currency = NULL WHERE id = :sub;
+SELECT billing.cancel(:sub, true, '2026-01-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+
 -- nothing changed
 SELECT count(*) = :rows_before AS subscriptions_unchanged FROM billing.subscriptions;
 SELECT count(*) = :payments_before AS payments_unchanged FROM billing.payments;

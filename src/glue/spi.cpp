@@ -56,6 +56,30 @@ Row::int64(int column) const
 	return std::stoll(*v);
 }
 
+const std::string &
+Row::Required(int column) const
+{
+	const auto &v = values_.at(column);
+	if (!v) {
+		std::string name = names_ && column < static_cast<int>(names_->size()) ? (*names_)[column] : "?";
+		throw Error(sqlstate::kInternalError, "internal query returned null in column \"" + name + "\"",
+					"Billing requires a value in column " + std::to_string(column + 1) + " of the result.");
+	}
+	return *v;
+}
+
+std::string
+Row::text_required(int column) const
+{
+	return Required(column);
+}
+
+int64_t
+Row::int64_required(int column) const
+{
+	return std::stoll(Required(column));
+}
+
 bool
 Row::boolean(int column) const
 {
@@ -198,6 +222,13 @@ Spi::CollectRows(uint64_t n)
 		return rows;
 	rows.reserve(n);
 	int natts = table->tupdesc->natts;
+	std::shared_ptr<std::vector<std::string>> names;
+	if (n > 0) {
+		names = std::make_shared<std::vector<std::string>>();
+		names->reserve(natts);
+		for (int c = 0; c < natts; c++)
+			names->emplace_back(NameStr(TupleDescAttr(table->tupdesc, c)->attname));
+	}
 	char **texts = nullptr;
 	PgCall([&] { texts = static_cast<char **>(palloc0(sizeof(char *) * (natts + 1))); });
 	for (uint64_t r = 0; r < n; r++) {
@@ -206,6 +237,7 @@ Spi::CollectRows(uint64_t n)
 				texts[c] = SPI_getvalue(table->vals[r], table->tupdesc, c + 1);
 		});
 		Row row;
+		row.names_ = names;
 		row.values_.reserve(natts);
 		for (int c = 0; c < natts; c++) {
 			if (texts[c] == nullptr)

@@ -6,6 +6,7 @@
 #include "glue/guard.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,10 +39,19 @@ class Row {
 	std::optional<std::string> text(int column) const { return values_.at(column); }
 	std::string text_or(int column, const std::string &fallback) const;
 	std::optional<int64_t> int64(int column) const;
+	// For columns the query never returns NULL in: a NULL there is an internal
+	// error (XX000) that names the column, never an empty optional dereferenced.
+	std::string text_required(int column) const;
+	int64_t int64_required(int column) const;
 	bool boolean(int column) const;
 	bool is_null(int column) const { return !values_.at(column).has_value(); }
 
 	std::vector<std::optional<std::string>> values_;
+	// The result's column names, shared by its rows (empty for a hand-made Row).
+	std::shared_ptr<const std::vector<std::string>> names_;
+
+ private:
+	const std::string &Required(int column) const;
 };
 
 // The connection to SPI for one entry-point call. Connects on construction;
