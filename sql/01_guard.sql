@@ -27,6 +27,9 @@ SELECT * FROM pg_temp.transitions_too_few();
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM pg_temp.transitions_too_many();
 \echo :LAST_ERROR_SQLSTATE
+-- an Spi connection left unfinished on the success path (a bug) is reported,
+-- and PostgreSQL cleans it up at commit
+SELECT pg_temp.guard_selftest('spi_unfinished');
 -- the session is still healthy and the function still works
 SELECT pg_temp.guard_selftest('none');
 -- a caught error inside a PL/pgSQL block does not disturb the transaction

@@ -2,6 +2,7 @@
 
 #include "core/error.hpp"
 
+#include <exception>
 #include <unordered_map>
 
 namespace billing::glue {
@@ -87,12 +88,23 @@ Row::boolean(int column) const
 	return v && (*v == "t" || *v == "true");
 }
 
-Spi::Spi()
+Spi::Spi() : uncaught_at_start_(std::uncaught_exceptions())
 {
 	PgCall([] {
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 	});
+}
+
+Spi::~Spi()
+{
+	if (finished_ || std::uncaught_exceptions() > uncaught_at_start_)
+		return;
+	try {
+		PgCall([] { elog(WARNING, "SPI connection of a billing function was not finished"); });
+	} catch (...) {
+		// A destructor must not throw: a warning that cannot be reported is dropped.
+	}
 }
 
 void

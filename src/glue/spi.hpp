@@ -68,7 +68,9 @@ class Spi {
 	// re-raises the error releases the connection safely (AtEOSubXact_SPI).
 	// SPI_finish would also free SPI's procedure memory, which values still in
 	// flight may point into, and it can raise an error a destructor cannot report.
-	~Spi() = default;
+	// On the success path without Finish() (a bug) it warns, and still does not
+	// finish: the function's result may live in SPI's memory.
+	~Spi();
 
 	// Runs sql and returns its rows as text values (binary for int8/bool).
 	std::vector<Row> Query(const char *sql, const std::vector<SqlArg> &args = {});
@@ -91,6 +93,9 @@ class Spi {
 	// Frees SPI_tuptable (the last query's result) and clears it.
 	void ReleaseResult();
 	bool finished_ = false;
+	// std::uncaught_exceptions() at construction: more at destruction means
+	// the destructor runs while an exception unwinds (the error path).
+	int uncaught_at_start_ = 0;
 };
 
 // Converts between PostgreSQL timestamptz (µs since 2000-01-01) and the core's
