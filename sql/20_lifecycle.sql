@@ -103,6 +103,20 @@ SELECT (billing.record_payment(:up_sub, 28800, 'usd', true, '2026-01-01 00:00+00
 -- half-way through 2026 (181 of 365 days used): credit 28800 * 184/365, charge 99900 * 184/365
 SELECT * FROM billing.preview_change(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00');
 SELECT sum(amount_cents) AS amount_due FROM billing.preview_change(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00');
+-- preview_change is STABLE: it reads with the snapshot of the statement that
+-- calls it, so a price change made earlier in that same statement is not seen
+-- (the next statement sees it)
+BEGIN;
+WITH repriced AS (
+	UPDATE billing.subscription_plans SET price_cents = price_cents * 2 WHERE code = 'enterprise_yearly' RETURNING id
+)
+SELECT r.n AS repriced, sum(p.amount_cents) AS amount_due
+  FROM (SELECT count(*) AS n FROM repriced) r
+ CROSS JOIN LATERAL billing.preview_change(:up_sub + 0 * r.n, 'enterprise_yearly', '2026-07-01 00:00+00') p
+ GROUP BY r.n;
+SELECT sum(amount_cents) AS amount_due_next_statement
+  FROM billing.preview_change(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00');
+ROLLBACK;
 SELECT (pg_temp.show(billing.change_plan(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00'))).*;
 SELECT billing_reason, status, total_cents, jsonb_array_length(lines) AS lines
   FROM billing.invoices WHERE user_id = 'upgrader' AND billing_reason = 'subscription_update';

@@ -416,7 +416,7 @@ BILLING_FUNCTION(billing_preview_change)
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	std::string plan_code = TextArgRequired(fcinfo, 1, "plan_code");
 	Micros at = TimeArgRequired(fcinfo, 2, "at");
-	Spi spi;
+	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
 	billing::Plan to = LoadPlanForSale(spi, plan_code);
 	Subscription sub = LoadSubscription(spi, id, false);
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);

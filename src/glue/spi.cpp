@@ -88,7 +88,7 @@ Row::boolean(int column) const
 	return v && (*v == "t" || *v == "true");
 }
 
-Spi::Spi() : uncaught_at_start_(std::uncaught_exceptions())
+Spi::Spi(Access access) : read_only_(access == Access::kReadOnly), uncaught_at_start_(std::uncaught_exceptions())
 {
 	PgCall([] {
 		if (SPI_connect() != SPI_OK_CONNECT)
@@ -117,8 +117,9 @@ Spi::Finish()
 }
 
 uint64_t
-Spi::Run(const char *sql, const std::vector<SqlArg> &args, bool read_only)
+Spi::Run(const char *sql, const std::vector<SqlArg> &args)
 {
+	bool read_only = read_only_;
 	int nargs = static_cast<int>(args.size());
 	// Arrays live in SPI's procedure memory so the PgCall frame owns nothing.
 	Oid *types = nullptr;
@@ -159,7 +160,7 @@ Spi::ReleaseResult()
 uint64_t
 Spi::Execute(const char *sql, const std::vector<SqlArg> &args)
 {
-	uint64_t n = Run(sql, args, false);
+	uint64_t n = Run(sql, args);
 	ReleaseResult();
 	return n;
 }
@@ -167,7 +168,7 @@ Spi::Execute(const char *sql, const std::vector<SqlArg> &args)
 std::vector<Row>
 Spi::Query(const char *sql, const std::vector<SqlArg> &args)
 {
-	return CollectRows(Run(sql, args, false));
+	return CollectRows(Run(sql, args));
 }
 
 std::vector<Row>
@@ -212,8 +213,9 @@ Spi::RunPrepared(const char *sql, const std::vector<SqlArg> &args)
 		nulls[i] = args[i].isnull ? 'n' : ' ';
 	}
 	int rc = 0;
+	bool read_only = read_only_;
 	PgCall([&] {
-		rc = SPI_execute_plan(plan, values, nulls, false, 0);
+		rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
 		pfree(values);
 		pfree(nulls);
 	});
@@ -274,7 +276,7 @@ Spi::CollectRows(uint64_t n)
 Datum
 Spi::QueryRowDatum(const char *sql, const std::vector<SqlArg> &args)
 {
-	uint64_t n = Run(sql, args, false);
+	uint64_t n = Run(sql, args);
 	if (n != 1 || SPI_tuptable == nullptr)
 		throw Error(sqlstate::kInternalError, "internal query returned no row");
 	Datum result = 0;

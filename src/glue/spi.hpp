@@ -59,7 +59,12 @@ class Row {
 // transaction (or subtransaction) abort releases the connection.
 class Spi {
  public:
-	Spi();
+	// kReadOnly is for STABLE and IMMUTABLE functions: every query runs with
+	// SPI's read_only flag, i.e. in the calling statement's snapshot (which
+	// is what STABLE promises) and refusing anything that writes or locks.
+	enum class Access { kReadWrite, kReadOnly };
+
+	explicit Spi(Access access = Access::kReadWrite);
 	Spi(const Spi &) = delete;
 	Spi &operator=(const Spi &) = delete;
 	// Never SPI_finish here on the error path. A PostgreSQL error caught by
@@ -87,11 +92,12 @@ class Spi {
 	void Finish();
 
  private:
-	uint64_t Run(const char *sql, const std::vector<SqlArg> &args, bool read_only);
+	uint64_t Run(const char *sql, const std::vector<SqlArg> &args);
 	uint64_t RunPrepared(const char *sql, const std::vector<SqlArg> &args);
 	std::vector<Row> CollectRows(uint64_t n);
 	// Frees SPI_tuptable (the last query's result) and clears it.
 	void ReleaseResult();
+	bool read_only_ = false;
 	bool finished_ = false;
 	// std::uncaught_exceptions() at construction: more at destruction means
 	// the destructor runs while an exception unwinds (the error path).
