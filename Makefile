@@ -34,14 +34,21 @@ PG_CPPFLAGS += -Isrc -isystem $(shell $(PG_CONFIG) --includedir-server 2>/dev/nu
 PG_CXXFLAGS += -std=c++20 -Wno-register -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK += -lcrypto -lstdc++
 
+# PGXS tracks no header dependencies: gcc writes them (.d beside each .o), so a
+# changed header (e.g. a class layout in src/glue/spi.hpp) rebuilds every
+# object that includes it instead of linking stale ones into billing.so.
+PG_CXXFLAGS += -MMD -MP
+
 ifneq ($(wildcard $(PGXS)),)
 include $(PGXS)
 endif
 
+-include $(OBJS:.o=.d)
+
 billing--$(EXTVERSION).sql: $(SQL_PARTS)
 	cat $^ > $@
 
-EXTRA_CLEAN = billing--$(EXTVERSION).sql build
+EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
 .PHONY: demo test deps unit bench
 deps:

@@ -12,6 +12,24 @@ SELECT pg_temp.guard_selftest('bad_alloc');
 \echo :LAST_ERROR_SQLSTATE
 SELECT pg_temp.guard_selftest('pg_error');
 \echo :LAST_ERROR_SQLSTATE
+-- a C++ exception that passes through PgCall (a bug in the callable) leaves
+-- PostgreSQL's error stack as it was: the next error in the same statement is
+-- an ordinary error
+SELECT pg_temp.guard_selftest('cpp_in_pgcall') / 0;
+\echo :LAST_ERROR_SQLSTATE
+-- a set-returning function declared with other columns than the rows its C++
+-- code builds is an internal error, never a cut-off or a garbage row
+CREATE FUNCTION pg_temp.transitions_too_few() RETURNS TABLE (from_status text, action text)
+	LANGUAGE c AS 'billing', 'billing_transitions';
+CREATE FUNCTION pg_temp.transitions_too_many() RETURNS TABLE (a text, b text, c text, d text, e text)
+	LANGUAGE c AS 'billing', 'billing_transitions';
+SELECT * FROM pg_temp.transitions_too_few();
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM pg_temp.transitions_too_many();
+\echo :LAST_ERROR_SQLSTATE
+-- an Spi connection left unfinished on the success path (a bug) is reported,
+-- and PostgreSQL cleans it up at commit
+SELECT pg_temp.guard_selftest('spi_unfinished');
 -- the session is still healthy and the function still works
 SELECT pg_temp.guard_selftest('none');
 -- a caught error inside a PL/pgSQL block does not disturb the transaction

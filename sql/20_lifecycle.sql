@@ -103,6 +103,20 @@ SELECT (billing.record_payment(:up_sub, 28800, 'usd', true, '2026-01-01 00:00+00
 -- half-way through 2026 (181 of 365 days used): credit 28800 * 184/365, charge 99900 * 184/365
 SELECT * FROM billing.preview_change(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00');
 SELECT sum(amount_cents) AS amount_due FROM billing.preview_change(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00');
+-- preview_change is STABLE: it reads with the snapshot of the statement that
+-- calls it, so a price change made earlier in that same statement is not seen
+-- (the next statement sees it)
+BEGIN;
+WITH repriced AS (
+	UPDATE billing.subscription_plans SET price_cents = price_cents * 2 WHERE code = 'enterprise_yearly' RETURNING id
+)
+SELECT r.n AS repriced, sum(p.amount_cents) AS amount_due
+  FROM (SELECT count(*) AS n FROM repriced) r
+ CROSS JOIN LATERAL billing.preview_change(:up_sub + 0 * r.n, 'enterprise_yearly', '2026-07-01 00:00+00') p
+ GROUP BY r.n;
+SELECT sum(amount_cents) AS amount_due_next_statement
+  FROM billing.preview_change(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00');
+ROLLBACK;
 SELECT (pg_temp.show(billing.change_plan(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00'))).*;
 SELECT billing_reason, status, total_cents, jsonb_array_length(lines) AS lines
   FROM billing.invoices WHERE user_id = 'upgrader' AND billing_reason = 'subscription_update';
@@ -152,3 +166,32 @@ SELECT billing.record_payment(:grace_sub, 2999, 'usd', false, '2026-01-23 00:00+
 SELECT status FROM billing.subscriptions WHERE id = :grace_sub;
 SELECT billing.subscribe('upgrader', 'pro_monthly', '2026-07-10 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
+
+-- == Memory: SPI's results are freed query by query, so maintenance over many
+-- subscriptions holds no more SPI memory at the last renewal than at the first.
+-- A trigger on billing.invoices samples the backend's memory contexts at each
+-- renewal invoice.
+BEGIN;
+CREATE TEMP TABLE spi_memory (n serial, tuptables bigint, spi_bytes bigint);
+CREATE FUNCTION pg_temp.sample_spi_memory() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO pg_temp.spi_memory (tuptables, spi_bytes)
+	SELECT count(*) FILTER (WHERE name = 'SPI TupTable'), sum(total_bytes) FILTER (WHERE name LIKE 'SPI %')
+	  FROM pg_catalog.pg_backend_memory_contexts;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER sample_spi_memory AFTER INSERT ON billing.invoices
+	FOR EACH ROW EXECUTE FUNCTION pg_temp.sample_spi_memory();
+INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, started_at,
+								   billing_anchor, current_period_start, current_period_end)
+SELECT 'bulk-' || i, p.id, 'active', p.price_cents, p.currency, p.billing_interval, '2030-01-01 00:00+00',
+	   '2030-01-01 00:00+00', '2030-01-01 00:00+00', '2030-02-01 00:00+00'
+  FROM generate_series(1, 500) i, billing.subscription_plans p WHERE p.code = 'pro_monthly';
+SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-02-01 00:00+00');
+SELECT count(*) AS bulk_renewals FROM billing.invoices WHERE user_id LIKE 'bulk-%';
+-- (before SPI results were freed: 1652 more result sets and 30 kB more per renewal)
+SELECT max(tuptables) = min(tuptables) AS no_result_set_kept,
+	   (max(spi_bytes) - min(spi_bytes)) / count(*) < 2048 AS under_2kb_per_renewal
+  FROM spi_memory;
+ROLLBACK;

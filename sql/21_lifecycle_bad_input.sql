@@ -26,6 +26,34 @@ SELECT billing.record_payment(:sub, NULL, 'usd', true, '2026-01-01 00:00+00');
 -- infinite time
 SELECT billing.cancel(:sub, true, 'infinity');
 \echo :LAST_ERROR_SQLSTATE
+-- finite times outside the years 0001 to 9999 (UTC): 22008, for every function
+-- that takes one, and the first and last microsecond just outside them
+SELECT billing.start_trial('someone', 'pro_monthly', at => '0044-03-15 BC');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.subscribe('someone', 'pro_monthly', '294276-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.cancel(:sub, true, '0001-12-31 23:59:59.999999+00 BC');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.cancel(:sub, true, '0001-01-01 00:30+01');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.record_payment(:sub, 2999, 'usd', true, '10000-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.change_plan(:sub, 'pro_yearly', '294276-12-31 23:59:59+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM billing.preview_change(:sub, 'pro_yearly', '4713-01-01 00:00+00 BC');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.reactivate(:sub, '20000-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.pause(:sub, '20000-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.resume(:sub, '20000-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.refund(1, 100, '20000-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM billing.run_maintenance('294276-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_ingest('{}', 't=1', '294276-01-01 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
 -- negative amount
 SELECT billing.record_payment(:sub, -1, 'usd', true, '2026-01-01 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
@@ -50,6 +78,21 @@ SELECT * FROM billing.run_maintenance('2026-01-01 00:00+00', 0);
 -- changing to the plan it is already on
 SELECT billing.change_plan(:sub, 'pro_monthly', '2026-01-02 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
+
+-- a NULL where the schema promises a value (a damaged table) is an internal
+-- error naming the column, never a crash or a made-up value
+BEGIN;
+ALTER TABLE billing.subscriptions ALTER COLUMN current_period_start DROP NOT NULL;
+UPDATE billing.subscriptions SET current_period_start = NULL WHERE id = :sub;
+SELECT billing.cancel(:sub, true, '2026-01-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+BEGIN;
+ALTER TABLE billing.subscriptions ALTER COLUMN currency DROP NOT NULL;
+UPDATE billing.subscriptions SET currency = NULL WHERE id = :sub;
+SELECT billing.cancel(:sub, true, '2026-01-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
 
 -- nothing changed
 SELECT count(*) = :rows_before AS subscriptions_unchanged FROM billing.subscriptions;

@@ -38,6 +38,14 @@ SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_sec
 SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '-1 minute', :t0);
 SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', NULL);
 SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', 'infinity');
+-- times: the years 0001 to 9999 (UTC) are accepted up to their first and last
+-- microsecond; outside them is 22008
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', '0001-01-01 00:00:00+00');
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', '9999-12-31 23:59:59.999999+00');
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', '0001-12-31 23:59:59.999999+00 BC');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_verify(:'p1', 't=1700000000,v1=' || :'s1', 'whsec_test_secret', '5 minutes', '10000-01-01 00:00:00+00');
+\echo :LAST_ERROR_SQLSTATE
 
 -- stripe_ingest without a configured secret refuses everything
 -- (earlier tests in this database configured one; start from none)

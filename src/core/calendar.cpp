@@ -11,6 +11,9 @@ namespace {
 
 using namespace std::chrono;
 
+static_assert(sys_days{year{1} / January / 1}.time_since_epoch().count() * kMicrosPerDay == kFirstTime);
+static_assert(sys_days{year{10000} / January / 1}.time_since_epoch().count() * kMicrosPerDay == kEndTime);
+
 struct Split {
 	year_month_day date;
 	Micros time_of_day;

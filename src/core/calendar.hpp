@@ -13,6 +13,15 @@ using Micros = int64_t;
 inline constexpr Micros kMicrosPerSecond = 1'000'000;
 inline constexpr Micros kMicrosPerDay = 86'400 * kMicrosPerSecond;
 
+// The times billing accepts: from 0001-01-01 00:00 UTC (kFirstTime) up to,
+// not including, 10000-01-01 00:00 UTC (kEndTime), i.e. the years 0001 to
+// 9999 that FormatTimestamp writes with four digits. Outside them
+// std::chrono::year (at most +/-32767) and the conversion to PostgreSQL's
+// epoch (int64 overflow near year 294247) stop being exact, so the glue
+// refuses such times where they enter (TimeArgRequired).
+inline constexpr Micros kFirstTime = -62'135'596'800 * kMicrosPerSecond;
+inline constexpr Micros kEndTime = 253'402'300'800 * kMicrosPerSecond;
+
 enum class Interval { kMonthly, kYearly, kLifetime };
 
 // "monthly" / "yearly" / "lifetime"; anything else throws 22023.

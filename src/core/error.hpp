@@ -16,6 +16,7 @@ inline constexpr const char *kSignatureInvalid = "QB020";
 inline constexpr const char *kInvalidParameterValue = "22023";
 inline constexpr const char *kInvalidTextRepresentation = "22P02";
 inline constexpr const char *kNumericValueOutOfRange = "22003";
+inline constexpr const char *kDatetimeFieldOverflow = "22008";
 inline constexpr const char *kInsufficientPrivilege = "42501";
 inline constexpr const char *kInternalError = "XX000";
 }  // namespace sqlstate

@@ -54,6 +54,15 @@ TimeArgRequired(FunctionCallInfo fcinfo, int n, const char *name)
 	TimestampTz t = PG_GETARG_TIMESTAMPTZ(n);
 	if (TIMESTAMP_NOT_FINITE(t))
 		throw InvalidParameter(std::string("argument \"") + name + "\" must be a finite timestamp");
+	// Compared on PostgreSQL's side, before converting: every finite
+	// timestamptz is a valid comparand, while the conversion of the extreme
+	// ones would overflow.
+	if (t < ToPgTime(kFirstTime) || t >= ToPgTime(kEndTime)) {
+		char *shown = nullptr;
+		PgCall([&] { shown = DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t))); });
+		throw Error(sqlstate::kDatetimeFieldOverflow, std::string("argument \"") + name + "\" is out of range",
+					std::string("The timestamp ") + shown + " is outside the years 0001 to 9999 (UTC) that billing supports.");
+	}
 	return ToCoreTime(t);
 }
 

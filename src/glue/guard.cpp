@@ -3,6 +3,7 @@
 #include "core/error.hpp"
 
 #include <cstring>
+#include <exception>
 #include <new>
 
 namespace billing::glue {
@@ -41,6 +42,14 @@ ToSqlState(const char *code)
 	return MAKE_SQLSTATE(code[0], code[1], code[2], code[3], code[4]);
 }
 
+// The memory context the innermost guarded call was entered in (fmgr's
+// caller's). PgCall copies a caught ErrorData there rather than into its own
+// current context, which inside an SPI connection is SPI's procedure context:
+// that one must not be what keeps the error alive until RunGuarded re-raises
+// it (SPI_finish, or anything else that ends the connection early, would free
+// it). The caller's context outlives every SPI connection the body opens.
+MemoryContext guard_context = nullptr;
+
 }  // namespace
 
 Datum
@@ -50,12 +59,17 @@ RunGuarded(GuardedBody body, FunctionCallInfo fcinfo) noexcept
 	// we survive) cannot leave PostgreSQL pointing at a dead stack frame.
 	sigjmp_buf *saved_exception_stack = PG_exception_stack;
 	ErrorContextCallback *saved_context_stack = error_context_stack;
+	// Guarded calls nest (a billing function calling SQL that calls another).
+	MemoryContext outer_guard_context = guard_context;
 	ErrorData *pg_error = nullptr;
 	CaughtError caught;
 	bool failed = false;
 
+	guard_context = CurrentMemoryContext;
 	try {
-		return body(fcinfo);
+		Datum result = body(fcinfo);
+		guard_context = outer_guard_context;
+		return result;
 	} catch (const PgError &e) {
 		pg_error = e.data();
 	} catch (const billing::Error &e) {
@@ -73,6 +87,7 @@ RunGuarded(GuardedBody body, FunctionCallInfo fcinfo) noexcept
 	}
 
 	// Every C++ object of the body is gone now; it is safe to longjmp.
+	guard_context = outer_guard_context;
 	PG_exception_stack = saved_exception_stack;
 	error_context_stack = saved_context_stack;
 	if (pg_error != nullptr)
@@ -85,24 +100,57 @@ RunGuarded(GuardedBody body, FunctionCallInfo fcinfo) noexcept
 	pg_unreachable();
 }
 
+namespace {
+
+// Calls fn(arg) and catches any C++ exception, so that none unwinds out of
+// the PG_TRY below past its PG_END_TRY. A PostgreSQL error longjmps through
+// this frame, which owns nothing.
 void
-PgCallRaw(void (*fn)(void *), void *arg)
+CallCatching(void (*fn)(void *), void *arg, std::exception_ptr *thrown) noexcept
+{
+	try {
+		fn(arg);
+	} catch (...) {
+		*thrown = std::current_exception();
+	}
+}
+
+// The PG_TRY frame; it owns nothing with a destructor. Returns the error
+// PostgreSQL raised, copied, or nullptr.
+ErrorData *
+TryCall(void (*fn)(void *), void *arg, std::exception_ptr *thrown)
 {
 	MemoryContext caller_context = CurrentMemoryContext;
 	ErrorData *volatile error = nullptr;
 
 	PG_TRY();
 	{
-		fn(arg);
+		CallCatching(fn, arg, thrown);
 	}
 	PG_CATCH();
 	{
-		MemoryContextSwitchTo(caller_context);
+		// Copied where it outlives SPI (see guard_context), then the current
+		// context is the caller's again.
+		MemoryContextSwitchTo(guard_context != nullptr ? guard_context : caller_context);
 		error = CopyErrorData();
+		MemoryContextSwitchTo(caller_context);
 		FlushErrorState();
 	}
 	PG_END_TRY();
+	return error;
+}
 
+}  // namespace
+
+void
+PgCallRaw(void (*fn)(void *), void *arg)
+{
+	std::exception_ptr thrown;
+	ErrorData *error = TryCall(fn, arg, &thrown);
+	// PG_END_TRY has restored PG_exception_stack and error_context_stack on
+	// both paths; only now may a C++ exception leave.
+	if (thrown)
+		std::rethrow_exception(thrown);
 	if (error != nullptr)
 		throw PgError(error);
 }

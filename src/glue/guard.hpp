@@ -40,6 +40,7 @@ void PgCallRaw(void (*fn)(void *), void *arg);
 
 // Calls f() (which must own no C++ objects with destructors and must not
 // throw) and converts a PostgreSQL ERROR into PgError.
+// If f throws anyway, PgCallRaw rethrows only after PG_END_TRY restored PG_exception_stack and error_context_stack.
 template <typename F>
 void
 PgCall(F &&f)

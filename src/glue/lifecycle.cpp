@@ -16,27 +16,31 @@
 namespace billing::glue {
 namespace {
 
+// Named as the table's columns, so an error about one names it.
 constexpr const char *kSubscriptionColumns =
-	"id, user_id, plan_id, status::text, price_cents, currency, billing_interval::text, "
-	"billing._micros(started_at), billing._micros(billing_anchor), billing._micros(current_period_start), "
-	"billing._micros(current_period_end), billing._micros(trial_start), billing._micros(trial_end), "
-	"cancel_at_period_end, billing._micros(canceled_at), billing._micros(ended_at), billing._micros(paused_at), "
-	"billing._micros(past_due_since), scheduled_plan_id, billing._micros(scheduled_change_at), end_reason";
+	"id, user_id, plan_id, status::text AS status, price_cents, currency, billing_interval::text AS billing_interval, "
+	"billing._micros(started_at) AS started_at, billing._micros(billing_anchor) AS billing_anchor, "
+	"billing._micros(current_period_start) AS current_period_start, "
+	"billing._micros(current_period_end) AS current_period_end, billing._micros(trial_start) AS trial_start, "
+	"billing._micros(trial_end) AS trial_end, cancel_at_period_end, billing._micros(canceled_at) AS canceled_at, "
+	"billing._micros(ended_at) AS ended_at, billing._micros(paused_at) AS paused_at, "
+	"billing._micros(past_due_since) AS past_due_since, scheduled_plan_id, "
+	"billing._micros(scheduled_change_at) AS scheduled_change_at, end_reason";
 
 Subscription
 SubscriptionFromRow(const Row &row)
 {
 	Subscription s;
-	s.id = *row.int64(0);
-	s.user_id = *row.text(1);
-	s.plan_id = *row.int64(2);
-	s.status = ParseStatus(*row.text(3));
-	s.price_cents = *row.int64(4);
-	s.currency = *row.text(5);
-	s.interval = ParseInterval(*row.text(6));
-	s.started_at = *row.int64(7);
+	s.id = row.int64_required(0);
+	s.user_id = row.text_required(1);
+	s.plan_id = row.int64_required(2);
+	s.status = ParseStatus(row.text_required(3));
+	s.price_cents = row.int64_required(4);
+	s.currency = row.text_required(5);
+	s.interval = ParseInterval(row.text_required(6));
+	s.started_at = row.int64_required(7);
 	s.billing_anchor = row.int64(8);
-	s.period_start = *row.int64(9);
+	s.period_start = row.int64_required(9);
 	s.period_end = row.int64(10);
 	s.trial_start = row.int64(11);
 	s.trial_end = row.int64(12);
@@ -89,20 +93,21 @@ LoadCurrentSubscription(Spi &spi, const std::string &user_id)
 }
 
 constexpr const char *kPlanColumns =
-	"id, code, name, tier::text, billing_interval::text, price_cents, currency, trial_days, active";
+	"id, code, name, tier::text AS tier, billing_interval::text AS billing_interval, price_cents, currency, trial_days,"
+	" active";
 
 Plan
 PlanFromRow(const Row &row)
 {
 	Plan p;
-	p.id = *row.int64(0);
-	p.code = *row.text(1);
-	p.name = *row.text(2);
-	p.tier = ParseTier(*row.text(3));
-	p.interval = ParseInterval(*row.text(4));
-	p.price_cents = *row.int64(5);
-	p.currency = *row.text(6);
-	p.trial_days = static_cast<int32_t>(*row.int64(7));
+	p.id = row.int64_required(0);
+	p.code = row.text_required(1);
+	p.name = row.text_required(2);
+	p.tier = ParseTier(row.text_required(3));
+	p.interval = ParseInterval(row.text_required(4));
+	p.price_cents = row.int64_required(5);
+	p.currency = row.text_required(6);
+	p.trial_days = static_cast<int32_t>(row.int64_required(7));
 	p.active = row.boolean(8);
 	return p;
 }
@@ -202,7 +207,7 @@ InsertSubscription(Spi &spi, const Subscription &s)
 		" VALUES ($1::text::billing.subscription_status, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
 		" $15, $16, $17, $18, $19::text::billing.billing_interval, $20) RETURNING id",
 		args);
-	return *rows.at(0).int64(0);
+	return rows.at(0).int64_required(0);
 }
 
 std::string
@@ -229,7 +234,7 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 		 SqlArg::Timestamp(ToPgTime(draft.period_start)), SqlArg::Timestamp(ToPgTime(at)), TimeArg(draft.period_end),
 		 SqlArg::Int64(draft.total_cents), SqlArg::Int64(settled ? 0 : draft.total_cents),
 		 SqlArg::Jsonb(LinesJson(draft.lines, draft.currency))});
-	return *rows.at(0).int64(0);
+	return rows.at(0).int64_required(0);
 }
 
 void
@@ -338,7 +343,7 @@ Micros
 PastDueGrace(Spi &spi)
 {
 	auto rows = spi.Query("SELECT billing._interval_micros(billing._setting('past_due_grace', '14 days')::interval)");
-	return *rows.at(0).int64(0);
+	return rows.at(0).int64_required(0);
 }
 
 // reactivate, pause and resume: (subscription_id, at) -> one core operation.
@@ -411,7 +416,7 @@ BILLING_FUNCTION(billing_preview_change)
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	std::string plan_code = TextArgRequired(fcinfo, 1, "plan_code");
 	Micros at = TimeArgRequired(fcinfo, 2, "at");
-	Spi spi;
+	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
 	billing::Plan to = LoadPlanForSale(spi, plan_code);
 	Subscription sub = LoadSubscription(spi, id, false);
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
@@ -459,7 +464,7 @@ BILLING_FUNCTION(billing_record_payment)
 	int64_t due = 0;
 	if (!open.empty()) {
 		invoice_id = open[0].int64(0);
-		due = *open[0].int64(1);
+		due = open[0].int64_required(1);
 	}
 
 	Outcome out;
@@ -480,7 +485,7 @@ BILLING_FUNCTION(billing_record_payment)
 		{SqlArg::Text(sub.user_id), SqlArg::Int64(sub.id), SqlArg::Int64(invoice_id), SqlArg::Int64(amount),
 		 SqlArg::Text(currency), SqlArg::Text(std::string(succeeded ? "succeeded" : "failed")), SqlArg::Text(external_id),
 		 succeeded ? SqlArg::Null(TEXTOID) : SqlArg::Text(std::string("payment_failed")), SqlArg::Timestamp(ToPgTime(at))});
-	int64_t payment_id = *payment.at(0).int64(0);
+	int64_t payment_id = payment.at(0).int64_required(0);
 	if (succeeded && invoice_id) {
 		spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents + $2,"
 					" amount_due_cents = GREATEST(amount_due_cents - $2, 0),"
@@ -508,9 +513,9 @@ BILLING_FUNCTION(billing_refund)
 		{SqlArg::Int64(payment_id)});
 	if (rows.empty())
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
-	int64_t paid = *rows[0].int64(0);
-	int64_t refunded = *rows[0].int64(3);
-	if (rows[0].boolean(2) || *rows[0].text(1) != "succeeded")
+	int64_t paid = rows[0].int64_required(0);
+	int64_t refunded = rows[0].int64_required(3);
+	if (rows[0].boolean(2) || rows[0].text_required(1) != "succeeded")
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " cannot be refunded",
 							   "Only succeeded payments that are not refunds themselves can be refunded.");
 	if (CheckedAdd(refunded, amount) > paid)
@@ -552,7 +557,7 @@ BILLING_FUNCTION(billing_run_maintenance)
 
 	std::map<std::string, int64_t> counts;
 	for (const auto &row : due) {
-		Subscription sub = LoadSubscription(spi, *row.int64(0), true);
+		Subscription sub = LoadSubscription(spi, row.int64_required(0), true);
 		counts["subscriptions_processed"]++;
 		// A subscription that missed several periods renews once per period.
 		for (int step = 0; step < 1000; step++) {
@@ -575,12 +580,12 @@ BILLING_FUNCTION(billing_run_maintenance)
 		}
 	}
 	for (const auto &row : spi.Query("SELECT action, count FROM billing._queue_upcoming($1)", {at_arg}))
-		counts[*row.text(0)] += *row.int64(1);
+		counts[row.text_required(0)] += row.int64_required(1);
 	auto rollup = spi.Query("SELECT pg_catalog.to_regprocedure('billing.rollup_usage(timestamptz)') IS NOT NULL");
 	if (rollup.at(0).boolean(0)) {
 		auto rolled = spi.Query("SELECT billing.rollup_usage($1)::text", {at_arg});
 		if (!rolled.empty() && rolled[0].text(0))
-			counts["usage_rolled_up"] += std::stoll(*rolled[0].text(0));
+			counts["usage_rolled_up"] += std::stoll(rolled[0].text_required(0));
 	}
 	for (const auto &[name, count] : counts)
 		if (count > 0)

@@ -6,6 +6,7 @@
 #include "glue/guard.hpp"
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,10 +39,19 @@ class Row {
 	std::optional<std::string> text(int column) const { return values_.at(column); }
 	std::string text_or(int column, const std::string &fallback) const;
 	std::optional<int64_t> int64(int column) const;
+	// For columns the query never returns NULL in: a NULL there is an internal
+	// error (XX000) that names the column, never an empty optional dereferenced.
+	std::string text_required(int column) const;
+	int64_t int64_required(int column) const;
 	bool boolean(int column) const;
 	bool is_null(int column) const { return !values_.at(column).has_value(); }
 
 	std::vector<std::optional<std::string>> values_;
+	// The result's column names, shared by its rows (empty for a hand-made Row).
+	std::shared_ptr<const std::vector<std::string>> names_;
+
+ private:
+	const std::string &Required(int column) const;
 };
 
 // The connection to SPI for one entry-point call. Connects on construction;
@@ -49,10 +59,23 @@ class Row {
 // transaction (or subtransaction) abort releases the connection.
 class Spi {
  public:
-	Spi();
+	// kReadOnly is for STABLE and IMMUTABLE functions: every query runs with
+	// SPI's read_only flag, i.e. in the calling statement's snapshot (which
+	// is what STABLE promises) and refusing anything that writes or locks.
+	enum class Access { kReadWrite, kReadOnly };
+
+	explicit Spi(Access access = Access::kReadWrite);
 	Spi(const Spi &) = delete;
 	Spi &operator=(const Spi &) = delete;
-	~Spi() = default;
+	// Never SPI_finish here on the error path. A PostgreSQL error caught by
+	// PgCall has not been cleaned up yet: the failed query's executor state is
+	// still around, and only the (sub)transaction abort after RunGuarded
+	// re-raises the error releases the connection safely (AtEOSubXact_SPI).
+	// SPI_finish would also free SPI's procedure memory, which values still in
+	// flight may point into, and it can raise an error a destructor cannot report.
+	// On the success path without Finish() (a bug) it warns, and still does not
+	// finish: the function's result may live in SPI's memory.
+	~Spi();
 
 	// Runs sql and returns its rows as text values (binary for int8/bool).
 	std::vector<Row> Query(const char *sql, const std::vector<SqlArg> &args = {});
@@ -69,14 +92,21 @@ class Spi {
 	void Finish();
 
  private:
-	uint64_t Run(const char *sql, const std::vector<SqlArg> &args, bool read_only);
+	uint64_t Run(const char *sql, const std::vector<SqlArg> &args);
 	uint64_t RunPrepared(const char *sql, const std::vector<SqlArg> &args);
 	std::vector<Row> CollectRows(uint64_t n);
+	// Frees SPI_tuptable (the last query's result) and clears it.
+	void ReleaseResult();
+	bool read_only_ = false;
 	bool finished_ = false;
+	// std::uncaught_exceptions() at construction: more at destruction means
+	// the destructor runs while an exception unwinds (the error path).
+	int uncaught_at_start_ = 0;
 };
 
 // Converts between PostgreSQL timestamptz (µs since 2000-01-01) and the core's
-// time (µs since 1970-01-01 UTC).
+// time (µs since 1970-01-01 UTC). A time the other side cannot hold (an
+// infinity, an int64 overflow, or outside timestamptz's range) throws 22008.
 int64_t ToCoreTime(TimestampTz t);
 TimestampTz ToPgTime(int64_t unix_micros);
 
