@@ -27,13 +27,18 @@ struct CounterColumns {
 	AttrNumber usage_pending;
 };
 
+// The column's number, checked to have the type this code reads it as.
 AttrNumber
-ColumnNumber(TupleDesc desc, const char *name)
+ColumnNumber(TupleDesc desc, const char *name, Oid type)
 {
 	for (int i = 0; i < desc->natts; i++) {
 		Form_pg_attribute attr = TupleDescAttr(desc, i);
-		if (!attr->attisdropped && std::strcmp(NameStr(attr->attname), name) == 0)
-			return attr->attnum;
+		if (attr->attisdropped || std::strcmp(NameStr(attr->attname), name) != 0)
+			continue;
+		if (attr->atttypid != type)
+			elog(ERROR, "column \"%s\" of billing.quota_counters has type %s, expected %s", name,
+				 format_type_be(attr->atttypid), format_type_be(type));
+		return attr->attnum;
 	}
 	elog(ERROR, "column \"%s\" of billing.quota_counters is missing", name);
 	return InvalidAttrNumber;
@@ -42,10 +47,37 @@ ColumnNumber(TupleDesc desc, const char *name)
 CounterColumns
 LookUpColumns(TupleDesc desc)
 {
-	return {ColumnNumber(desc, "attachment_id"), ColumnNumber(desc, "key"),
-			ColumnNumber(desc, "used"),          ColumnNumber(desc, "cap"),
-			ColumnNumber(desc, "cap_valid_until"), ColumnNumber(desc, "usage_day"),
-			ColumnNumber(desc, "usage_pending")};
+	return {ColumnNumber(desc, "attachment_id", INT4OID), ColumnNumber(desc, "key", TEXTOID),
+			ColumnNumber(desc, "used", INT8OID),          ColumnNumber(desc, "cap", INT8OID),
+			ColumnNumber(desc, "cap_valid_until", TIMESTAMPTZOID), ColumnNumber(desc, "usage_day", DATEOID),
+			ColumnNumber(desc, "usage_pending", INT8OID)};
+}
+
+// Whether the fast path can keep every index of the table: plain, immediate
+// btree column indexes and a primary key on (attachment_id, key). Anything
+// else (added by a DBA) sends every change through the slow path's UPDATE,
+// which keeps any index; checked before anything is written.
+bool
+IndexesAllowFastPath(Relation counters, Oid primary_key, const CounterColumns &columns)
+{
+	List *index_oids = RelationGetIndexList(counters);
+	bool allowed = true;
+	ListCell *cell = nullptr;
+	foreach (cell, index_oids) {
+		Relation index = index_open(lfirst_oid(cell), AccessShareLock);
+		Form_pg_index form = index->rd_index;
+		if (!form->indimmediate || form->indisexclusion || index->rd_rel->relam != BTREE_AM_OID ||
+			!heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) ||
+			!heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr))
+			allowed = false;
+		if (RelationGetRelid(index) == primary_key &&
+			(form->indnkeyatts != 2 || form->indkey.values[0] != columns.attachment_id ||
+			 form->indkey.values[1] != columns.key))
+			allowed = false;
+		index_close(index, AccessShareLock);
+	}
+	list_free(index_oids);
+	return allowed;
 }
 
 // billing.quota_counters as this backend last found it: a few numbers, the
@@ -55,8 +87,9 @@ struct CounterRelation {
 	Oid relid;
 	Oid primary_key;
 	CounterColumns columns;
+	bool fast_path_allowed;
 };
-CounterRelation counter_relation = {InvalidOid, InvalidOid, {}};
+CounterRelation counter_relation = {InvalidOid, InvalidOid, {}, false};
 
 void
 ForgetCounterRelation(Datum, Oid relid)
@@ -81,7 +114,8 @@ OpenCounters()
 			Oid primary_key = RelationGetPrimaryKeyIndex(counters);
 			if (!OidIsValid(primary_key))
 				elog(ERROR, "billing.quota_counters has no primary key");
-			counter_relation = {relid, primary_key, LookUpColumns(RelationGetDescr(counters))};
+			CounterColumns columns = LookUpColumns(RelationGetDescr(counters));
+			counter_relation = {relid, primary_key, columns, IndexesAllowFastPath(counters, primary_key, columns)};
 			return counters;
 		}
 		// Taking the lock may process invalidations that forget what we knew.
@@ -93,6 +127,19 @@ OpenCounters()
 			table_close(counters, NoLock);
 		counter_relation.relid = InvalidOid;
 	}
+}
+
+// Whether a version found by following an update chain is still the
+// counter asked for (nothing changes a counter's key today; cheap to check).
+bool
+SameCounter(HeapTuple tuple, TupleDesc desc, const CounterColumns &columns, int32 attachment_id, Datum key_text)
+{
+	bool isnull = false;
+	Datum attachment = heap_getattr(tuple, columns.attachment_id, desc, &isnull);
+	if (isnull || DatumGetInt32(attachment) != attachment_id)
+		return false;
+	Datum key = heap_getattr(tuple, columns.key, desc, &isnull);
+	return !isnull && DatumGetBool(DirectFunctionCall2Coll(texteq, TupleDescAttr(desc, columns.key - 1)->attcollation, key, key_text));
 }
 
 // What the counter becomes: its next version, nullptr when the slow path must
@@ -154,10 +201,8 @@ InsertIndexEntries(Relation counters, HeapTuple tuple)
 		Relation index = index_open(lfirst_oid(cell), RowExclusiveLock);
 		IndexInfo *info = BuildIndexInfo(index);
 		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL || info->ii_ExclusionOps != nullptr)
-			ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-							errmsg("index \"%s\" on billing.quota_counters is not supported",
-								   RelationGetRelationName(index)),
-							errdetail("Only plain column indexes can be kept by the quota triggers.")));
+			elog(ERROR, "index \"%s\" on billing.quota_counters cannot be kept by the fast path",
+				 RelationGetRelationName(index));  // IndexesAllowFastPath keeps us from here
 		if (info->ii_ReadyForInserts) {
 			Datum values[INDEX_MAX_KEYS];
 			bool isnull[INDEX_MAX_KEYS];
@@ -175,6 +220,10 @@ CounterOutcome
 ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &request)
 {
 	Relation counters = OpenCounters();
+	if (!counter_relation.fast_path_allowed) {
+		table_close(counters, NoLock);
+		return CounterOutcome::kSlowPath;
+	}
 	Oid primary_key = counter_relation.primary_key;
 	CounterColumns columns = counter_relation.columns;
 	TupleDesc desc = RelationGetDescr(counters);
@@ -190,6 +239,7 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 	ScanKeyInit(&scan_keys[0], columns.attachment_id, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(attachment_id));
 	ScanKeyInit(&scan_keys[1], columns.key, BTEqualStrategyNumber, F_TEXTEQ, PointerGetDatum(cstring_to_text(key)));
 	scan_keys[1].sk_collation = TupleDescAttr(desc, columns.key - 1)->attcollation;
+	Datum key_text = scan_keys[1].sk_argument;
 	SysScanDesc scan = systable_beginscan(counters, primary_key, true, snapshot, 2, scan_keys);
 	HeapTuple found = systable_getnext(scan);
 	HeapTuple current = HeapTupleIsValid(found) ? heap_copytuple(found) : nullptr;
@@ -227,11 +277,12 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 		if (newest == nullptr)
 			newest = table_slot_create(counters, nullptr);
 		ItemPointerData tid = current->t_self;
-		if (table_tuple_lock(counters, &tid, snapshot, newest, GetCurrentCommandId(true), LockTupleNoKeyExclusive,
-							 LockWaitBlock, TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) != TM_Ok)
+		if (table_tuple_lock(counters, &tid, snapshot, newest, GetCurrentCommandId(true), lock_mode, LockWaitBlock,
+							 TUPLE_LOCK_FLAG_FIND_LAST_VERSION, &failure) != TM_Ok)
 			break;
 		current = ExecCopySlotHeapTuple(newest);
-		current->t_self = tid;
+		if (!SameCounter(current, desc, columns, attachment_id, key_text))
+			break;  // as EvalPlanQual re-checks the whole WHERE clause
 	}
 	if (newest != nullptr)
 		ExecDropSingleTupleTableSlot(newest);
@@ -262,10 +313,10 @@ IncrementCounter(int32_t attachment_id, const char *key, const CounterIncrement 
 	return ChangeCounterGuarded(attachment_id, key, {true, increment});
 }
 
-void
+CounterOutcome
 DecrementCounter(int32_t attachment_id, const char *key)
 {
-	(void) ChangeCounterGuarded(attachment_id, key, {false, {}});
+	return ChangeCounterGuarded(attachment_id, key, {false, {}});
 }
 
 }  // namespace billing::glue

@@ -28,7 +28,8 @@ struct CounterIncrement {
 
 enum class CounterOutcome {
 	kUpdated,      // the counter was changed
-	kSlowPath,     // no counter yet, stale cache, a new day, or the limit reached: the slow path decides
+	kSlowPath,     // no counter yet, stale cache, a new day, the limit reached, or an index
+				   // the fast path cannot keep: the slow path decides
 };
 
 // Called once from _PG_init: forget the cached table when it changes.
@@ -39,8 +40,8 @@ void RegisterCounterInvalidation();
 // serialization failure, like any UPDATE.
 CounterOutcome IncrementCounter(int32_t attachment_id, const char *key, const CounterIncrement &increment);
 
-// Takes one from the counter (never below zero); nothing when the key has no
-// counter (nothing of it was counted).
-void DecrementCounter(int32_t attachment_id, const char *key);
+// Takes one from the counter (never below zero). kSlowPath when the key has
+// no counter, or the table's indexes need the slow path's UPDATE.
+CounterOutcome DecrementCounter(int32_t attachment_id, const char *key);
 
 }  // namespace billing::glue

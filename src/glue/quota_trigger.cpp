@@ -31,6 +31,10 @@ constexpr const char *kSlowIncrement =
 	" updated_at = pg_catalog.now()"
 	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
+constexpr const char *kDecrement =
+	"UPDATE billing.quota_counters SET used = pg_catalog.int8larger(used OPERATOR(pg_catalog.-) 1, 0)"
+	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
+
 // Runs the trigger's SQL as the extension's owner: application roles have no
 // rights on billing tables. Restored on every way out (and by PostgreSQL on
 // abort).
@@ -130,6 +134,17 @@ Increment(const TriggerArgs &args, const std::string &key, TimestampTz at, bool 
 	spi.Finish();
 }
 
+void
+Decrement(const TriggerArgs &args, const std::string &key)
+{
+	if (DecrementCounter(args.attachment_id, key.c_str()) == CounterOutcome::kUpdated)
+		return;
+	AsExtensionOwner owner;
+	Spi spi;
+	spi.QueryPrepared(kDecrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key)});
+	spi.Finish();
+}
+
 // The trigger's arguments, as attach_*_quota wrote them.
 TriggerArgs
 ParseTriggerArgs(const Trigger *trigger)
@@ -173,7 +188,7 @@ BILLING_FUNCTION(billing_quota_trigger)
 		result = trigger->tg_trigtuple;
 	} else if (TRIGGER_FIRED_BY_DELETE(event)) {
 		if (auto key = CountedKey(args, desc, trigger->tg_trigtuple))
-			DecrementCounter(args.attachment_id, key->c_str());
+			Decrement(args, *key);
 		result = trigger->tg_trigtuple;
 	} else if (TRIGGER_FIRED_BY_UPDATE(event)) {
 		auto before = CountedKey(args, desc, trigger->tg_trigtuple);
@@ -183,7 +198,7 @@ BILLING_FUNCTION(billing_quota_trigger)
 			if (after)
 				Increment(args, *after, at, false);
 			if (before)
-				DecrementCounter(args.attachment_id, before->c_str());
+				Decrement(args, *before);
 		}
 		result = trigger->tg_newtuple;
 	}
