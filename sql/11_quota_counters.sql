@@ -93,6 +93,15 @@ INSERT INTO rooms (owner_id) VALUES (7), (7);
 SELECT used, cap FROM billing.quota_counters WHERE key = '7';
 SELECT counts_match(), counter_indexes_complete();
 
+-- == INSERT ... ON CONFLICT: only rows really inserted count
+SELECT min(id) AS taken FROM rooms WHERE owner_id = 10 \gset
+INSERT INTO rooms (id, owner_id) VALUES (:taken, 10) ON CONFLICT (id) DO NOTHING;
+INSERT INTO rooms (id, owner_id) VALUES (:taken, 10) ON CONFLICT (id) DO UPDATE SET deleted_at = NULL;
+INSERT INTO rooms (id, owner_id) VALUES (:taken, 11) ON CONFLICT (id) DO UPDATE SET owner_id = EXCLUDED.owner_id;
+INSERT INTO rooms (id, owner_id) VALUES (:taken, 12), (nextval('rooms_id_seq'), 12) ON CONFLICT (id) DO NOTHING;
+SELECT key, used FROM billing.quota_counters WHERE key IN ('10', '11', '12') ORDER BY key COLLATE "C";
+SELECT counts_match();
+
 -- == The extension made again in this session: the triggers find the new table
 DROP EXTENSION billing CASCADE;
 CREATE EXTENSION billing;

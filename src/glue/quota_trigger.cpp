@@ -74,7 +74,7 @@ class AsExtensionOwner {
 
 struct TriggerArgs {
 	int32_t attachment_id;
-	std::string quota;  // "rooms" or "participants_per_room"
+	const char *quota;  // "rooms" or "participants_per_room"
 	const char *key_column;
 	bool counts_deleted_at;
 };
@@ -160,7 +160,7 @@ ParseTriggerArgs(const Trigger *trigger)
 		throw billing::Error("39P01", "billing._quota_trigger() was given an invalid attachment id",
 							 "The first trigger argument is \"" + std::string(id_text) + "\".",
 							 "Attach the table again with billing.attach_room_quota or billing.attach_participant_quota.");
-	return {attachment_id, std::string(targs[1]) == "rooms" ? "rooms" : "participants_per_room", targs[2],
+	return {attachment_id, std::strcmp(targs[1], "rooms") == 0 ? "rooms" : "participants_per_room", targs[2],
 			targs[3][0] == 't'};
 }
 
@@ -175,8 +175,8 @@ BILLING_FUNCTION(billing_quota_trigger)
 		throw billing::Error("39P01", "billing._quota_trigger() may only be called as a trigger");
 	TriggerData *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
 	TriggerEvent event = trigger->tg_event;
-	if (!TRIGGER_FIRED_BEFORE(event) || !TRIGGER_FIRED_FOR_ROW(event))
-		throw billing::Error("39P01", "billing._quota_trigger() must fire BEFORE each row, with four arguments");
+	if (!TRIGGER_FIRED_FOR_ROW(event))
+		throw billing::Error("39P01", "billing._quota_trigger() must fire for each row, with four arguments");
 	TriggerArgs args = ParseTriggerArgs(trigger->tg_trigger);
 	TupleDesc desc = trigger->tg_relation->rd_att;
 	TimestampTz at = GetCurrentTransactionStartTimestamp();
@@ -202,5 +202,5 @@ BILLING_FUNCTION(billing_quota_trigger)
 		}
 		result = trigger->tg_newtuple;
 	}
-	return PointerGetDatum(result);
+	return TRIGGER_FIRED_BEFORE(event) ? PointerGetDatum(result) : PointerGetDatum(nullptr);
 }

@@ -180,10 +180,13 @@ BEGIN
 			att.parent_owner_column, att.parent_relation, att.parent_owner_column, att.parent_owner_column,
 			att.id, att.parent_key_column, att.parent_owner_column);
 	END IF;
-	-- zz: after the application's own BEFORE triggers, so the row is final
-	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s BEFORE INSERT OR DELETE ON %s
+	-- AFTER ROW: a row counts once it is really there. A BEFORE trigger would
+	-- count rows that INSERT ... ON CONFLICT then skips or turns into an update.
+	-- A refusal still fails the statement as a whole, and the row lock on the
+	-- counter keeps the limit exact. zz: after the application's own triggers.
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s AFTER INSERT OR DELETE ON %s
 		FOR EACH ROW EXECUTE FUNCTION billing._quota_trigger(%s)', att.kind, att.relation, args);
-	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s_update BEFORE UPDATE OF %s ON %s
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s_update AFTER UPDATE OF %s ON %s
 		FOR EACH ROW WHEN (%s) EXECUTE FUNCTION billing._quota_trigger(%s)',
 		att.kind, watched, att.relation, changed, args);
 	EXECUTE pg_catalog.format('CREATE TRIGGER billing_quota_%s_truncate AFTER TRUNCATE ON %s
