@@ -13,6 +13,7 @@ extern "C" {
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/hash.h"
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
