@@ -3,15 +3,17 @@
 -- is one primary-key UPDATE of that row: the row lock makes the limit exact
 -- under any concurrency, and the cost does not grow with the table.
 
+-- The two columns an insert changes come first and side by side: an update
+-- logs only the bytes that differ, so the WAL record stays small.
 CREATE TABLE billing.quota_counters (
 	attachment_id integer NOT NULL REFERENCES billing.attachments (id) ON DELETE CASCADE,
-	key text COLLATE "C" NOT NULL,       -- the owner (rooms) or the room (participants)
-	owner_id text NOT NULL,              -- whose plan limits this counter
 	used bigint NOT NULL DEFAULT 0 CHECK (used >= 0),
+	usage_pending bigint NOT NULL DEFAULT 0 CHECK (usage_pending >= 0),
 	cap bigint,                          -- cached limit; NULL = unlimited
 	cap_valid_until timestamptz NOT NULL DEFAULT '-infinity',
 	usage_day date,                      -- usage counted here until rolled up
-	usage_pending bigint NOT NULL DEFAULT 0 CHECK (usage_pending >= 0),
+	key text COLLATE "C" NOT NULL,       -- the owner (rooms) or the room (participants)
+	owner_id text NOT NULL,              -- whose plan limits this counter
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz,
