@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/cluster.sh
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-8}
 make -s -j"$(nproc)" >/dev/null
 # No checkpoint lands inside a measured run (it would burden whichever variant
@@ -22,14 +22,16 @@ tps() { # tps SCRIPT
 	"$CLUSTER_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_PER_RUN" -f "bench/$1.sql" 2>/dev/null |
 		sed -nE 's/^tps = ([0-9.]+) .*without initial.*/\1/p'
 }
-declare -A total
+declare -A total last per_round
 for round in $(seq 1 "$ROUNDS"); do
 	for workload in rooms participants hot_room; do
 		for variant in bare billing plcounter plpgsql; do
 			t=$(tps "${workload}_${variant}")
 			total[$workload.$variant]=$(echo "${total[$workload.$variant]:-0} + $t" | bc -l)
+			last[$variant]=$t
 			printf '   round %d  %-13s %-8s %10.0f inserts/s\n' "$round" "$workload" "$variant" "$t"
 		done
+		per_round[$workload]="${per_round[$workload]:-} $(printf '%.2f' "$(echo "${last[billing]} / ${last[bare]}" | bc -l)")"
 	done
 done
 echo
@@ -43,6 +45,9 @@ for workload in rooms participants hot_room; do
 	p=$(echo "${total[$workload.plpgsql]} / $ROUNDS" | bc -l)
 	printf '%-13s %8.0f %8.0f %10.0f %8.0f %13.2f %18.2f %16.2f\n' "$workload" "$b" "$e" "$c" "$p" \
 		"$(echo "$e / $b" | bc -l)" "$(echo "$e / $c" | bc -l)" "$(echo "$e / $p" | bc -l)"
+done
+for workload in rooms participants hot_room; do
+	printf '%-13s billing/bare per round:%s\n' "$workload" "${per_round[$workload]}"
 done
 echo
 echo "== race: $CLIENTS clients inserting rooms for 100 Free owners (limit 3) for ${SECONDS_PER_RUN}s"
