@@ -119,6 +119,21 @@ INSERT INTO rooms (id, owner_id) VALUES (:taken, 12), (nextval('rooms_id_seq'), 
 SELECT key, used FROM billing.quota_counters WHERE key IN ('10', '11', '12') ORDER BY key COLLATE "C";
 SELECT counts_match();
 
+-- == A column changed by the application's own BEFORE trigger counts too
+ALTER TABLE rooms ADD COLUMN archived boolean NOT NULL DEFAULT false;
+CREATE FUNCTION rooms_archive() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF NEW.archived AND NOT OLD.archived THEN
+		NEW.deleted_at := now();
+	END IF;
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER archive BEFORE UPDATE ON rooms FOR EACH ROW EXECUTE FUNCTION rooms_archive();
+UPDATE rooms SET archived = true WHERE id = (SELECT min(id) FROM rooms WHERE owner_id = 12);
+SELECT used FROM billing.quota_counters WHERE key = '12';
+SELECT counts_match();
+
 -- == The extension made again in this session: the triggers find the new table
 DROP EXTENSION billing CASCADE;
 CREATE EXTENSION billing;
@@ -128,5 +143,5 @@ INSERT INTO rooms (owner_id) VALUES (8);
 SELECT counts_match(), counter_indexes_complete();
 
 DROP TABLE rooms, users;
-DROP FUNCTION counts_match(), counter_indexes_complete();
+DROP FUNCTION counts_match(), counter_indexes_complete(), rooms_archive();
 DROP EXTENSION amcheck;

@@ -154,6 +154,15 @@ FindCounter(Relation counters, Oid lookup_index, Snapshot snapshot, const Counte
 {
 	TupleDesc desc = RelationGetDescr(counters);
 	Relation index = index_open(lookup_index, AccessShareLock);
+	// Usable for this snapshot, as get_relation_info decides for the planner
+	// (the table's cached state may lag a concurrent REINDEX): else the slow path.
+	Form_pg_index form = index->rd_index;
+	if (!form->indisvalid || !form->indisready ||
+		(form->indcheckxmin &&
+		 !TransactionIdPrecedes(HeapTupleHeaderGetXmin(index->rd_indextuple->t_data), TransactionXmin))) {
+		index_close(index, NoLock);
+		return nullptr;
+	}
 	ScanKeyData scan_key;
 	ScanKeyInit(&scan_key, 1, HTEqualStrategyNumber, F_TEXTEQ, key_text);
 	scan_key.sk_collation = index->rd_indcollation[0];
@@ -172,8 +181,9 @@ FindCounter(Relation counters, Oid lookup_index, Snapshot snapshot, const Counte
 	return found;
 }
 
-// What the counter becomes: its next version, nullptr when the slow path must
-// decide, or the counter itself when nothing needs to change.
+// What the counter becomes: its next version, or nullptr when the slow path
+// must decide. Every change is a write, so a version this snapshot sees but
+// another transaction has replaced is always noticed by heap_update.
 HeapTuple
 NextVersion(Relation counters, const CounterColumns &columns, HeapTuple current, const CounterRequest &request)
 {
@@ -209,8 +219,10 @@ NextVersion(Relation counters, const CounterColumns &columns, HeapTuple current,
 		changed_columns[changes] = columns.usage_pending;
 		changed_values[changes++] = Int64GetDatum(next_pending);
 	} else {
+		// Zero as this snapshot sees it; a newer version may not be: the slow
+		// path's UPDATE decides on the newest one.
 		if (used <= 0)
-			return current;  // already zero: reconcile_quotas repairs such drift
+			return nullptr;
 		changed_columns[changes] = columns.used;
 		changed_values[changes++] = Int64GetDatum(used - 1);
 	}
@@ -230,10 +242,11 @@ InsertIndexEntries(Relation counters, HeapTuple tuple)
 	foreach (cell, index_oids) {
 		Relation index = index_open(lfirst_oid(cell), RowExclusiveLock);
 		IndexInfo *info = BuildIndexInfo(index);
-		if (info->ii_Expressions != NIL || info->ii_Predicate != NIL || info->ii_ExclusionOps != nullptr)
-			elog(ERROR, "index \"%s\" on billing.quota_counters cannot be kept by the fast path",
-				 RelationGetRelationName(index));  // IndexesAllowFastPath keeps us from here
+		// As ExecInsertIndexTuples: an index still being built gets no entry.
 		if (info->ii_ReadyForInserts) {
+			if (info->ii_Expressions != NIL || info->ii_Predicate != NIL || info->ii_ExclusionOps != nullptr)
+				elog(ERROR, "index \"%s\" on billing.quota_counters cannot be kept by the fast path",
+					 RelationGetRelationName(index));  // IndexesAllowFastPath keeps us from here
 			Datum values[INDEX_MAX_KEYS];
 			bool isnull[INDEX_MAX_KEYS];
 			FormIndexDatum(info, slot, nullptr, values, isnull);
@@ -261,7 +274,8 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 	// The statement's own snapshot, as an UPDATE would use it, made to see
 	// this command's earlier changes (an earlier row of the same INSERT).
 	// Older than a fresh one in READ COMMITTED, which only means a counter
-	// changed meanwhile is found through its update chain below.
+	// changed meanwhile is found through its update chain below (every
+	// fast-path decision ends in heap_update, which notices it).
 	CommandCounterIncrement();
 	PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
 	UpdateActiveSnapshotCommandId();
@@ -276,10 +290,6 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 		HeapTuple next = NextVersion(counters, columns, current, request);
 		if (next == nullptr)
 			break;
-		if (next == current) {
-			outcome = CounterOutcome::kUpdated;
-			break;
-		}
 		TM_FailureData failure;
 		LockTupleMode lock_mode;
 		TM_Result result = heap_update(counters, &current->t_self, next, GetCurrentCommandId(true), InvalidSnapshot,

@@ -150,7 +150,7 @@ TriggerArgs
 ParseTriggerArgs(const Trigger *trigger)
 {
 	if (trigger->tgnargs < 4)
-		throw billing::Error("39P01", "billing._quota_trigger() must fire BEFORE each row, with four arguments");
+		throw billing::Error("39P01", "billing._quota_trigger() must fire for each row, with four arguments");
 	char **targs = trigger->tgargs;
 	const char *id_text = targs[0];
 	const char *id_end = id_text + std::strlen(id_text);

@@ -156,8 +156,6 @@ CREATE FUNCTION billing._quota_attach(att billing.attachments) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
-	watched text := pg_catalog.format('%I', att.key_column)
-		|| CASE WHEN att.counts_deleted_at THEN ', deleted_at' ELSE '' END;
 	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
 		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
@@ -178,11 +176,13 @@ BEGIN
 			  WHERE t.%I IS NOT NULL AND %s GROUP BY 2, 3',
 			att.id, att.key_column, att.parent_owner_column, att.relation, att.parent_relation,
 			att.parent_key_column, att.key_column, att.key_column, live);
+		-- No "UPDATE OF": a column set by the application's own BEFORE
+		-- trigger is not in the statement's SET list; WHEN sees the final row.
 		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER billing_quota_room_owner AFTER UPDATE OF %I ON %s FOR EACH ROW
+			'CREATE TRIGGER billing_quota_room_owner AFTER UPDATE ON %s FOR EACH ROW
 			 WHEN (OLD.%I IS DISTINCT FROM NEW.%I)
 			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
-			att.parent_owner_column, att.parent_relation, att.parent_owner_column, att.parent_owner_column,
+			att.parent_relation, att.parent_owner_column, att.parent_owner_column,
 			att.id, att.parent_key_column, att.parent_owner_column);
 	END IF;
 	-- AFTER ROW: a row counts once it is really there. A BEFORE trigger would
@@ -191,9 +191,9 @@ BEGIN
 	-- counter keeps the limit exact. zz: after the application's own triggers.
 	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s AFTER INSERT OR DELETE ON %s
 		FOR EACH ROW EXECUTE FUNCTION billing._quota_trigger(%s)', att.kind, att.relation, args);
-	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s_update AFTER UPDATE OF %s ON %s
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s_update AFTER UPDATE ON %s
 		FOR EACH ROW WHEN (%s) EXECUTE FUNCTION billing._quota_trigger(%s)',
-		att.kind, watched, att.relation, changed, args);
+		att.kind, att.relation, changed, args);
 	EXECUTE pg_catalog.format('CREATE TRIGGER billing_quota_%s_truncate AFTER TRUNCATE ON %s
 		FOR EACH STATEMENT EXECUTE FUNCTION billing._quota_truncated(%L)', att.kind, att.relation, att.id);
 END
