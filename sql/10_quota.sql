@@ -158,8 +158,11 @@ SELECT count(*) AS billing_triggers FROM pg_trigger WHERE tgrelid = 'rooms'::reg
 
 -- == detach and DROP EXTENSION leave the application's rows alone
 SELECT count(*) AS rooms_before FROM rooms \gset
+SELECT billing.attach_participant_quota('participants', room_column => 'room_id', rooms => 'rooms',
+										room_owner_column => 'owner_id') AS participants_counted_again;
 SELECT billing.detach('participants');
 SELECT count(*) AS billing_triggers FROM pg_trigger WHERE tgrelid = 'participants'::regclass AND tgname LIKE 'billing\_%';
+SELECT tgname AS left_on_rooms FROM pg_trigger WHERE tgrelid = 'rooms'::regclass AND tgname LIKE 'billing\_%' ORDER BY 1;
 DROP EXTENSION billing;
 SELECT count(*) = :rooms_before AS rooms_kept FROM rooms;
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid IN ('rooms'::regclass, 'users'::regclass, 'participants'::regclass)

@@ -106,11 +106,20 @@ CREATE FUNCTION billing.detach(relation regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t name;
+	parent regclass;
 BEGIN
 	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
 			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgname LIKE 'billing\_%'
 	LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
+	END LOOP;
+	-- a participants table's attachment also watches its rooms table
+	FOR t, parent IN SELECT tg.tgname, a.parent_relation FROM billing.attachments a
+					   JOIN pg_catalog.pg_trigger tg ON tg.tgrelid OPERATOR(pg_catalog.=) a.parent_relation
+					  WHERE a.relation OPERATOR(pg_catalog.=) detach.relation
+						AND tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_room_owner_' || a.id)
+	LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, parent);
 	END LOOP;
 	DELETE FROM billing.attachments a WHERE a.relation = detach.relation;
 END

@@ -176,14 +176,19 @@ BEGIN
 			  WHERE t.%I IS NOT NULL AND %s GROUP BY 2, 3',
 			att.id, att.key_column, att.parent_owner_column, att.relation, att.parent_relation,
 			att.parent_key_column, att.key_column, att.key_column, live);
+		-- On the rooms table, named after this attachment (detach removes it).
 		-- No "UPDATE OF": a column set by the application's own BEFORE
 		-- trigger is not in the statement's SET list; WHEN sees the final row.
+		IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid OPERATOR(pg_catalog.=) att.parent_relation
+					 AND tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_room_owner_' || att.id)) THEN
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', 'billing_quota_room_owner_' || att.id, att.parent_relation);
+		END IF;
 		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER billing_quota_room_owner AFTER UPDATE ON %s FOR EACH ROW
+			'CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW
 			 WHEN (OLD.%I IS DISTINCT FROM NEW.%I)
 			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
-			att.parent_relation, att.parent_owner_column, att.parent_owner_column,
-			att.id, att.parent_key_column, att.parent_owner_column);
+			'billing_quota_room_owner_' || att.id, att.parent_relation, att.parent_owner_column,
+			att.parent_owner_column, att.id, att.parent_key_column, att.parent_owner_column);
 	END IF;
 	-- AFTER ROW: a row counts once it is really there. A BEFORE trigger would
 	-- count rows that INSERT ... ON CONFLICT then skips or turns into an update.
