@@ -6,7 +6,7 @@
 # `make`, `make install` and `make installcheck` are the usual PGXS targets.
 
 EXTENSION = billing
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 MODULE_big = billing
 
 CORE_SRCS = $(sort $(wildcard src/core/*.cpp))
@@ -16,7 +16,8 @@ OBJS = $(CORE_SRCS:.cpp=.o) $(GLUE_SRCS:.cpp=.o)
 # The install script is assembled from ordered parts in src/sql/.
 SQL_PARTS = $(sort $(wildcard src/sql/[0-9]*.sql))
 DATA_built = billing--$(EXTVERSION).sql
-DATA = $(wildcard src/sql/billing--*--*.sql)
+# Earlier releases' install scripts (frozen) and the upgrade scripts.
+DATA = $(wildcard src/sql/billing--*.sql)
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --outputdir=build/regress --dbname=billing_regress

@@ -156,12 +156,8 @@ CREATE FUNCTION billing._quota_attach(att billing.attachments) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
-	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
-		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
-	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
 BEGIN
 	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
-	PERFORM billing._detach_triggers(att.relation, att.kind);
 	DELETE FROM billing.quota_counters q WHERE q.attachment_id = att.id;
 	IF att.kind = 'rooms' THEN
 		EXECUTE pg_catalog.format(
@@ -176,19 +172,35 @@ BEGIN
 			  WHERE t.%I IS NOT NULL AND %s GROUP BY 2, 3',
 			att.id, att.key_column, att.parent_owner_column, att.relation, att.parent_relation,
 			att.parent_key_column, att.key_column, att.key_column, live);
+	END IF;
+	PERFORM billing._quota_create_triggers(att);
+END
+$$;
+
+-- Internal: (re)creates the quota triggers of one attachment.
+CREATE FUNCTION billing._quota_create_triggers(att billing.attachments) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
+		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
+	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
+	owner_watch text := 'billing_quota_room_owner_' || att.id;
+BEGIN
+	PERFORM billing._detach_triggers(att.relation, att.kind);
+	IF att.kind = 'participants' THEN
 		-- On the rooms table, named after this attachment (detach removes it).
 		-- No "UPDATE OF": a column set by the application's own BEFORE
 		-- trigger is not in the statement's SET list; WHEN sees the final row.
 		IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid OPERATOR(pg_catalog.=) att.parent_relation
-					 AND tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_room_owner_' || att.id)) THEN
-			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', 'billing_quota_room_owner_' || att.id, att.parent_relation);
+					 AND tg.tgname OPERATOR(pg_catalog.=) owner_watch) THEN
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', owner_watch, att.parent_relation);
 		END IF;
 		EXECUTE pg_catalog.format(
 			'CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW
 			 WHEN (OLD.%I IS DISTINCT FROM NEW.%I)
 			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
-			'billing_quota_room_owner_' || att.id, att.parent_relation, att.parent_owner_column,
-			att.parent_owner_column, att.id, att.parent_key_column, att.parent_owner_column);
+			owner_watch, att.parent_relation, att.parent_owner_column, att.parent_owner_column,
+			att.id, att.parent_key_column, att.parent_owner_column);
 	END IF;
 	-- AFTER ROW: a row counts once it is really there. A BEFORE trigger would
 	-- count rows that INSERT ... ON CONFLICT then skips or turns into an update.
