@@ -28,7 +28,7 @@ CREATE TABLE billing.quota_counters (
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz,
 	PRIMARY KEY (attachment_id, key)
-) WITH (fillfactor = 50);
+) WITH (fillfactor = 20);
 COMMENT ON TABLE billing.quota_counters IS
 	'Rows counted per owner or room, with the cached limit; maintained by the quota triggers';
 CREATE INDEX quota_counters_owner ON billing.quota_counters (owner_id);
