@@ -342,6 +342,18 @@ RegisterCounterInvalidation()
 	CacheRegisterRelcacheCallback(ForgetCounterRelation, 0);
 }
 
+Oid
+CountersOwner()
+{
+	Oid owner = InvalidOid;
+	PgCall([&] {
+		Relation counters = OpenCounters();
+		owner = counters->rd_rel->relowner;
+		table_close(counters, NoLock);
+	});
+	return owner;
+}
+
 CounterOutcome
 IncrementCounter(int32_t attachment_id, const char *key, const CounterIncrement &increment)
 {

@@ -35,6 +35,9 @@ enum class CounterOutcome {
 // Called once from _PG_init: forget the cached table when it changes.
 void RegisterCounterInvalidation();
 
+// The owner of billing.quota_counters (the slow path runs its SQL as them).
+Oid CountersOwner();
+
 // Adds one to the counter (attachment_id, key) if the cached limit allows it.
 // Raises PostgreSQL errors (as PgError) for lock waits that end in deadlock or
 // serialization failure, like any UPDATE.

@@ -43,31 +43,13 @@ class AsExtensionOwner {
 	AsExtensionOwner()
 	{
 		GetUserIdAndSecContext(&saved_user_, &saved_context_);
-		SetUserIdAndSecContext(Owner(), saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
+		SetUserIdAndSecContext(CountersOwner(), saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
 	}
 	~AsExtensionOwner() { SetUserIdAndSecContext(saved_user_, saved_context_); }
 	AsExtensionOwner(const AsExtensionOwner &) = delete;
 	AsExtensionOwner &operator=(const AsExtensionOwner &) = delete;
 
  private:
-	// The owner of billing.quota_counters, looked up on every slow path so that
-	// an extension dropped and created again by another role is honoured.
-	static Oid Owner()
-	{
-		Oid owner = InvalidOid;
-		PgCall([&] {
-			Oid rel = get_relname_relid("quota_counters", get_namespace_oid("billing", false));
-			if (!OidIsValid(rel))
-				elog(ERROR, "relation billing.quota_counters is missing");
-			HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rel));
-			if (!HeapTupleIsValid(tuple))
-				elog(ERROR, "cache lookup failed for relation %u", rel);
-			owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
-			ReleaseSysCache(tuple);
-		});
-		return owner;
-	}
-
 	Oid saved_user_ = InvalidOid;
 	int saved_context_ = 0;
 };
@@ -125,7 +107,7 @@ Increment(const TriggerArgs &args, const std::string &key, TimestampTz at, bool 
 	Spi spi;
 	auto rows = spi.QueryPrepared(kPrepare, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Timestamp(at)});
 	const Row &row = rows.at(0);
-	int64_t used = row.int64(0).value();
+	int64_t used = row.int64_required(0);
 	std::optional<int64_t> cap = ParseLimit(row.text_or(1, "{}"), args.quota, row.text_or(2, ""));
 	if (enforce && !AllowsOneMore(cap, used))
 		throw QuotaExceeded(args.quota, row.text_or(3, ""), *cap, used, row.text_or(5, ""));
@@ -156,7 +138,7 @@ ParseTriggerArgs(const Trigger *trigger)
 	const char *id_end = id_text + std::strlen(id_text);
 	int32_t attachment_id = 0;
 	auto [end, error] = std::from_chars(id_text, id_end, attachment_id);
-	if (error != std::errc() || end != id_end || std::strlen(id_text) == 0)
+	if (error != std::errc() || end != id_end)
 		throw billing::Error("39P01", "billing._quota_trigger() was given an invalid attachment id",
 							 "The first trigger argument is \"" + std::string(id_text) + "\".",
 							 "Attach the table again with billing.attach_room_quota or billing.attach_participant_quota.");
@@ -202,5 +184,7 @@ BILLING_FUNCTION(billing_quota_trigger)
 		}
 		result = trigger->tg_newtuple;
 	}
+	// 0.2.0 attaches AFTER triggers; BEFORE ones (0.1.0, until ALTER EXTENSION
+	// UPDATE replaces them) must hand the row back.
 	return TRIGGER_FIRED_BEFORE(event) ? PointerGetDatum(result) : PointerGetDatum(nullptr);
 }
