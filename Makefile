@@ -6,7 +6,7 @@
 # `make`, `make install` and `make installcheck` are the usual PGXS targets.
 
 EXTENSION = billing
-EXTVERSION = 0.2.0
+EXTVERSION = 0.3.0
 MODULE_big = billing
 
 CORE_SRCS = $(sort $(wildcard src/core/*.cpp))

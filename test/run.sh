@@ -3,6 +3,10 @@
 # pg_regress tests (sql/ + expected/), the isolation specs (test/isolation/)
 # and the shell tests (test/shell/: dump/restore, pg_cron). Ends with one
 # line "N passed, N failed" and exits non-zero if anything failed.
+#
+# While working on one area, run a subset (space-separated names; a variable
+# left unset runs everything of its kind, set to "none" runs nothing):
+#   UNIT=none REGRESS="10_quota 11_quota_counters" ISOLATION=none SHELL_TESTS=upgrade bash test/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source test/cluster.sh
@@ -17,8 +21,17 @@ count() { # count NAME OK?
 jobs=$(nproc)
 mkdir -p build
 
+# pick KIND_VAR ALL...: the names selected by the variable, all of them when unset.
+pick() {
+	local wanted=$1
+	shift
+	if [ -z "$wanted" ]; then echo "$*"; elif [ "$wanted" = none ]; then echo ""; else echo "$wanted"; fi
+}
+
 echo "== unit tests (GoogleTest)"
-if cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Debug >build/cmake.log 2>&1 &&
+if [ "${UNIT:-}" = none ]; then
+	echo "   skipped (UNIT=none)"
+elif cmake -S . -B build/cmake -DCMAKE_BUILD_TYPE=Debug >build/cmake.log 2>&1 &&
 	cmake --build build/cmake -j"$jobs" >>build/cmake.log 2>&1; then
 	(cd build/cmake && ctest --output-on-failure -j"$jobs") >build/ctest.log 2>&1
 	summary=$(grep -E 'tests passed, [0-9]+ tests? failed out of' build/ctest.log | tail -1)
@@ -69,7 +82,7 @@ run_regress() { # run_regress LABEL DRIVER ARGS...
 }
 
 echo "== regression tests (pg_regress)"
-regress_tests=$(ls sql/*.sql 2>/dev/null | sed 's|sql/||; s|\.sql$||' | tr '\n' ' ')
+regress_tests=$(pick "${REGRESS:-}" $(ls sql/*.sql 2>/dev/null | sed 's|sql/||; s|\.sql$||'))
 if [ -n "$regress_tests" ]; then
 	mkdir -p build/regress
 	run_regress regress "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir=build/regress \
@@ -78,7 +91,7 @@ if [ -n "$regress_tests" ]; then
 fi
 
 echo "== isolation tests (pg_isolation_regress)"
-isolation_tests=$(ls test/isolation/specs/*.spec 2>/dev/null | sed 's|.*/||; s|\.spec$||' | tr '\n' ' ')
+isolation_tests=$(pick "${ISOLATION:-}" $(ls test/isolation/specs/*.spec 2>/dev/null | sed 's|.*/||; s|\.spec$||'))
 if [ -n "$isolation_tests" ]; then
 	mkdir -p build/isolation
 	run_regress isolation "$PGXS_DIR/src/test/isolation/pg_isolation_regress" --inputdir=test/isolation \
@@ -87,7 +100,8 @@ if [ -n "$isolation_tests" ]; then
 fi
 
 echo "== shell tests (test/shell)"
-for t in test/shell/*.sh; do
+for t in $(pick "${SHELL_TESTS:-}" $(ls test/shell/*.sh 2>/dev/null | sed 's|.*/||; s|\.sh$||')); do
+	t=test/shell/$t.sh
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
 	if bash "$t" >"build/shell-$name.log" 2>&1; then

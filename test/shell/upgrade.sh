@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ALTER EXTENSION billing UPDATE from 0.1.0 (as released) to the current
+# ALTER EXTENSION billing UPDATE from each release (0.1.0, 0.2.0) to the current
 # version, on a database in use: attached tables, counted rows, usage not yet
 # rolled up. Afterwards the counters are unchanged, the quotas behave as in a
 # fresh install (AFTER triggers: ON CONFLICT counts only inserted rows), and
@@ -9,6 +9,15 @@
 #
 # Run by test/run.sh with PGHOST/PGPORT/PGUSER set for the throwaway cluster.
 set -uo pipefail
+
+if [ -z "${FROM:-}" ]; then
+	rc=0
+	for release in 0.1.0 0.2.0; do
+		echo "=== from $release"
+		FROM=$release bash "$0" || rc=1
+	done
+	exit "$rc"
+fi
 
 old="billing_upgrade_old_$$"
 new="billing_upgrade_new_$$"
@@ -45,17 +54,17 @@ SELECT billing.attach_participant_quota('participants', 'room_id', 'rooms', 'own
 SQL
 }
 
-echo "== 0.1.0 in use"
+echo "== $FROM in use"
 {
-	echo "CREATE EXTENSION billing VERSION '0.1.0';"
+	echo "CREATE EXTENSION billing VERSION '$FROM';"
 	app_schema
 	cat <<'SQL'
 INSERT INTO rooms VALUES (1, 1, NULL), (2, 1, NULL), (3, 2, NULL), (4, 2, now());
 INSERT INTO participants (room_id, person) SELECT 1, 'guest ' || g FROM generate_series(1, 49) g;
 INSERT INTO participants (room_id, person) VALUES (3, 'ada'), (3, 'bob');
 SQL
-} | psql_q "$old" >/dev/null || { echo "FAIL: could not set up 0.1.0"; exit 1; }
-[ "$(psql_q "$old" -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")" = "0.1.0" ] || fail "not on 0.1.0"
+} | psql_q "$old" >/dev/null || { echo "FAIL: could not set up $FROM"; exit 1; }
+[ "$(psql_q "$old" -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")" = "$FROM" ] || fail "not on $FROM"
 counters="SELECT a.kind, q.key, q.owner_id, q.used, q.usage_pending, q.cap, q.usage_day FROM billing.quota_counters q
 		   JOIN billing.attachments a ON a.id = q.attachment_id ORDER BY 1, 2"
 psql_q "$old" -c "$counters" >"$tmp/counters.before"
