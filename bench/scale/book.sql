@@ -52,7 +52,7 @@ SELECT g, 'user' || g || '@example.com', :'due'::timestamptz - interval '400 day
   FROM generate_series(1, :users) g;
 -- 7919 is prime to 10^k: every user owns the same number of rooms, scattered.
 INSERT INTO app.rooms
-SELECT g, 1 + (g * 7919) % :users, 'room ' || g, NULL FROM generate_series(1, :rooms) g;
+SELECT g, 1 + (g::bigint * 7919) % :users, 'room ' || g, NULL FROM generate_series(1, :rooms) g;
 INSERT INTO app.participants
 SELECT (r - 1) * 5 + k, r, 1 + (r * 31 + k) % :users, 'guest', NULL
   FROM generate_series(1, :rooms / 5) r, generate_series(1, 5) k;
