@@ -46,6 +46,7 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "tcop/tcopprot.h"
 }
 
 #undef snprintf

@@ -100,3 +100,9 @@ RETURN (EXTRACT(epoch FROM t OPERATOR(pg_catalog.-) '1970-01-01 00:00:00+00'::ti
 CREATE OR REPLACE FUNCTION billing._interval_micros(i interval) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN (EXTRACT(epoch FROM i) * 1000000)::bigint;
+
+-- the audit and updated_at triggers in C++ (the triggers keep their functions' OIDs)
+CREATE OR REPLACE FUNCTION billing._audit() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_audit';
+CREATE OR REPLACE FUNCTION billing._touch_updated_at() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_touch_updated_at';
