@@ -51,7 +51,7 @@ billing--$(EXTVERSION).sql: $(SQL_PARTS)
 
 EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
-.PHONY: demo test deps unit bench
+.PHONY: demo test deps unit bench bench-scale
 deps:
 	bash test/deps.sh
 
@@ -63,3 +63,7 @@ test: deps
 
 bench: deps
 	bash bench/run.sh
+
+# the scale book (1,000,000 users) and the paths measured on it: bench/scale/README.md
+bench-scale: deps
+	bash bench/scale/run.sh

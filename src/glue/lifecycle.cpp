@@ -389,9 +389,25 @@ constexpr DuePhase kDuePhases[] = {
 };
 constexpr int64_t kMaintenancePage = 1000;
 
+// The plans one run_maintenance call has read, by id: a page of renewals
+// reads each plan once, not once per subscription.
+class PlanCache {
+ public:
+	const billing::Plan &Get(Spi &spi, int64_t id)
+	{
+		auto found = plans_.find(id);
+		if (found == plans_.end())
+			found = plans_.emplace(id, LoadPlanById(spi, id)).first;
+		return found->second;
+	}
+
+ private:
+	std::map<int64_t, billing::Plan> plans_;
+};
+
 // Applies everything due for one subscription, locked by the due query.
 void
-MaintainOne(Spi &spi, int64_t id, Micros at, Micros grace, std::map<std::string, int64_t> &counts)
+MaintainOne(Spi &spi, int64_t id, Micros at, Micros grace, PlanCache &plans, std::map<std::string, int64_t> &counts)
 {
 	Subscription sub = LoadSubscription(spi, id, true);
 	counts["subscriptions_processed"]++;
@@ -400,10 +416,10 @@ MaintainOne(Spi &spi, int64_t id, Micros at, Micros grace, std::map<std::string,
 		std::optional<Action> action = DueAction(sub, at, grace);
 		if (!action)
 			break;
-		billing::Plan plan = LoadPlanById(spi, sub.plan_id);
+		const billing::Plan &plan = plans.Get(spi, sub.plan_id);
 		std::optional<billing::Plan> scheduled;
 		if (sub.scheduled_plan_id)
-			scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
+			scheduled = plans.Get(spi, *sub.scheduled_plan_id);
 		Outcome out = ApplyDue(sub, *action, plan, scheduled, at, grace);
 		PersistOutcome(spi, out, at);
 		std::string name = ToString(*action);
@@ -605,6 +621,7 @@ BILLING_FUNCTION(billing_run_maintenance)
 	Micros grace = PastDueGrace(spi);
 	SqlArg at_arg = SqlArg::Timestamp(ToPgTime(at));
 	std::map<std::string, int64_t> counts;
+	PlanCache plans;
 	int64_t left = batch.value_or(INT64_MAX);
 	for (const DuePhase &phase : kDuePhases) {
 		// Keyset pagination: each page starts after the last row of the one
@@ -624,7 +641,7 @@ BILLING_FUNCTION(billing_run_maintenance)
 			auto due = page.Query(phase.query, {SqlArg::Timestamp(due_by), SqlArg::Timestamp(after_due),
 												 SqlArg::Int64(after_id), SqlArg::Int64(limit)});
 			for (const auto &row : due)
-				MaintainOne(page, row.int64_required(0), at, grace, counts);
+				MaintainOne(page, row.int64_required(0), at, grace, plans, counts);
 			if (!due.empty()) {
 				after_due = ToPgTime(due.back().int64_required(1));
 				after_id = due.back().int64_required(0);

@@ -106,3 +106,8 @@ CREATE OR REPLACE FUNCTION billing._audit() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_audit';
 CREATE OR REPLACE FUNCTION billing._touch_updated_at() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_touch_updated_at';
+CREATE OR REPLACE FUNCTION billing._next_invoice_number(at timestamptz) RETURNS text
+LANGUAGE sql VOLATILE
+RETURN 'INV-' OPERATOR(pg_catalog.||) pg_catalog.to_char(pg_catalog.timezone('UTC', at), 'YYYYMM')
+	OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||)
+	pg_catalog.lpad(pg_catalog.nextval('billing.invoice_number_seq')::text, 6, '0');
