@@ -434,7 +434,7 @@ AS 'MODULE_PATHNAME', 'billing_plan_limit';
 
 -- Plan limits are checked once, when a plan is written.
 CREATE FUNCTION billing._plan_limits_valid() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._plan_limit(NEW.limits, 'rooms', NEW.code),
 			billing._plan_limit(NEW.limits, 'participants_per_room', NEW.code);
