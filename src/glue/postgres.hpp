@@ -24,6 +24,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"

@@ -133,6 +133,9 @@ AS 'MODULE_PATHNAME', 'billing_quota_invalidate';
 CREATE FUNCTION billing._quota_invalidate_user() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	IF billing._restoring() THEN
+		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
+	END IF;
 	INSERT INTO billing.user_locks AS l (user_id) VALUES (NEW.user_id)
 	ON CONFLICT (user_id) DO UPDATE SET version = l.version + 1, updated_at = pg_catalog.now();
 	PERFORM billing._quota_invalidate(NEW.user_id);
@@ -193,6 +196,9 @@ ALTER TABLE billing.attachments ADD COLUMN counts_deleted_at boolean NOT NULL DE
 CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
+		RETURN;  -- dropped: what is left of its attachment is billing's alone
+	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
 					WHERE c.oid = relation AND pg_catalog.pg_has_role(session_user, c.relowner, 'MEMBER')) THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
