@@ -33,6 +33,7 @@ BEGIN
 	END IF;
 END
 $roles$;
+
 -- One row per user billing has limited or changed: the row on which whoever
 -- fills a counter's cached limit (the trigger's slow path, billing._quota_prepare)
 -- and whoever changes the user's subscriptions (billing._quota_invalidate_user)
@@ -121,6 +122,9 @@ AS 'MODULE_PATHNAME', 'billing_quota_invalidate';
 CREATE OR REPLACE FUNCTION billing._quota_invalidate_user() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	IF billing._restoring() THEN
+		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
+	END IF;
 	INSERT INTO billing.user_locks AS l (user_id) VALUES (NEW.user_id)
 	ON CONFLICT (user_id) DO UPDATE SET version = l.version + 1, updated_at = pg_catalog.now();
 	PERFORM billing._quota_invalidate(NEW.user_id);
@@ -161,6 +165,9 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'billing_room_owner_changed';
 CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
+		RETURN;  -- dropped: what is left of its attachment is billing's alone
+	END IF;
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
 					WHERE c.oid = relation AND pg_catalog.pg_has_role(session_user, c.relowner, 'MEMBER')) THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
@@ -579,7 +586,9 @@ $$;
 -- == scale (issue 13)
 
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
--- as 99_grants_and_dump.sql leaves a fresh install (idempotent).
+-- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
+-- are taken back first so that they come out in a fresh install's order).
+REVOKE ALL ON billing.pricing FROM billing_analyst, billing_admin;
 -- Privileges. Nobody but billing_owner writes billing tables directly: the
 -- application goes through SECURITY DEFINER functions (owned by
 -- billing_owner, a NOLOGIN role that is not a superuser) with a pinned
