@@ -33,22 +33,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	  FROM billing.attachments a WHERE a.id = $1
 $$;
 
--- One row per user billing has limited or changed: the row on which whoever
--- fills a counter's cached limit (the trigger's slow path, billing._quota_prepare)
--- and whoever changes the user's subscriptions (billing._quota_invalidate_user)
--- serialise. A fill takes it FOR SHARE before it reads the plan; a change
--- writes it before it clears the cached limits. Other per-user work may lock
--- the same row.
-CREATE TABLE billing.user_locks (
-	user_id text PRIMARY KEY,
-	version bigint NOT NULL DEFAULT 0,   -- bumped by every change to the user's subscriptions
-	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	deleted_at timestamptz
-);
-COMMENT ON TABLE billing.user_locks IS
-	'One row per user: the lock that fills of cached quota limits and subscription changes serialise on';
-
 -- Internal: the slow path of the quota trigger, taken when the one-statement
 -- fast path did not apply (no counter yet, the cached limit is stale, or a new
 -- day began). Creates and locks the counter, moves the previous day's usage
@@ -73,10 +57,12 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
-	-- The lock protocol, step 1: the owner's row, before the plan is read. A
-	-- subscription change holds it until it commits (this fill then reads
-	-- the new plan, or fails with 40001 in REPEATABLE READ); a change that
-	-- comes second waits for this fill and then clears what it cached.
+	-- The lock protocol, step 1: the owner's row in billing.user_locks (the
+	-- row lifecycle calls lock too), FOR SHARE, before the plan is read. A
+	-- subscription change writes that row and holds it until it commits (this
+	-- fill then reads the new plan, or fails with 40001 in REPEATABLE READ);
+	-- a change that comes second waits for this fill and then clears what it
+	-- cached.
 	IF owner <> '' THEN
 		INSERT INTO billing.user_locks (user_id) VALUES (owner) ON CONFLICT (user_id) DO NOTHING;
 		PERFORM FROM billing.user_locks l WHERE l.user_id = owner FOR SHARE;
@@ -128,8 +114,9 @@ AS 'MODULE_PATHNAME', 'billing_quota_invalidate';
 
 -- Internal: any write to a user's subscriptions makes the cached limits of
 -- that user's counters stale. Writes the user's billing.user_locks row first
--- (waiting for a fill in progress), then clears every counter of the user,
--- whatever its cached state looks like in this snapshot.
+-- (waiting for a fill in progress; a write, not only a lock, so that a
+-- REPEATABLE READ fill that did not see it fails), then clears every counter
+-- of the user, whatever its cached state looks like in this snapshot.
 CREATE FUNCTION billing._quota_invalidate_user() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -137,7 +124,7 @@ BEGIN
 		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
 	END IF;
 	INSERT INTO billing.user_locks AS l (user_id) VALUES (NEW.user_id)
-	ON CONFLICT (user_id) DO UPDATE SET version = l.version + 1, updated_at = pg_catalog.now();
+	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
 	PERFORM billing._quota_invalidate(NEW.user_id);
 	IF TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id THEN
 		PERFORM billing._quota_invalidate(OLD.user_id);

@@ -10,6 +10,48 @@ SET LOCAL search_path TO pg_catalog, pg_temp;
 
 -- == test gate (issue 8)
 
+-- record_usage: #variable_conflict use_column (every call failed with 42702),
+-- NULL arguments 22004, times outside 0001-9999 22008.
+CREATE OR REPLACE FUNCTION billing.record_usage(user_id text, metric text, quantity bigint DEFAULT 1,
+									 at timestamptz DEFAULT pg_catalog.now(), idempotency_key text DEFAULT NULL)
+RETURNS billing.usage_records
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	rec billing.usage_records;
+BEGIN
+	-- Parameters share the columns' names; in SQL, a bare name is the column.
+	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
+		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF user_id = '' THEN
+		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
+	END IF;
+	IF metric !~ '^[a-z][a-z0-9_.]*$' THEN
+		RAISE EXCEPTION 'invalid metric name "%"', metric
+			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
+	END IF;
+	IF quantity < 0 THEN
+		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
+			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
+	END IF;
+	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00') THEN
+		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
+	END IF;
+	INSERT INTO billing.usage_records AS r (user_id, subscription_id, metric, quantity, recorded_at, idempotency_key)
+	VALUES ($1, (SELECT s.id FROM billing.subscriptions s
+				  WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL),
+			$2, $3, $4, $5)
+	ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+	RETURNING * INTO rec;
+	IF rec.id IS NULL THEN
+		-- the same key again: nothing new is recorded
+		SELECT * INTO rec FROM billing.usage_records r WHERE r.user_id = $1 AND r.idempotency_key = $5;
+	END IF;
+	RETURN rec;
+END
+$$;
+
 -- == security (issue 9)
 -- billing_owner: the NOLOGIN role that owns billing's objects (see the end of
 -- this file) and that SECURITY DEFINER code and the quota trigger run as.
@@ -34,22 +76,6 @@ BEGIN
 END
 $roles$;
 
--- One row per user billing has limited or changed: the row on which whoever
--- fills a counter's cached limit (the trigger's slow path, billing._quota_prepare)
--- and whoever changes the user's subscriptions (billing._quota_invalidate_user)
--- serialise. A fill takes it FOR SHARE before it reads the plan; a change
--- writes it before it clears the cached limits. Other per-user work may lock
--- the same row.
-CREATE TABLE billing.user_locks (
-	user_id text PRIMARY KEY,
-	version bigint NOT NULL DEFAULT 0,   -- bumped by every change to the user's subscriptions
-	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	deleted_at timestamptz
-);
-COMMENT ON TABLE billing.user_locks IS
-	'One row per user: the lock that fills of cached quota limits and subscription changes serialise on';
-
 -- The slow path takes the room's owner from the trigger (read as the invoking user).
 DROP FUNCTION billing._quota_prepare(integer, text, timestamptz);
 CREATE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz, p_owner text,
@@ -69,10 +95,12 @@ BEGIN
 			RETURN;
 		END IF;
 	END IF;
-	-- The lock protocol, step 1: the owner's row, before the plan is read. A
-	-- subscription change holds it until it commits (this fill then reads
-	-- the new plan, or fails with 40001 in REPEATABLE READ); a change that
-	-- comes second waits for this fill and then clears what it cached.
+	-- The lock protocol, step 1: the owner's row in billing.user_locks (the
+	-- row lifecycle calls lock too), FOR SHARE, before the plan is read. A
+	-- subscription change writes that row and holds it until it commits (this
+	-- fill then reads the new plan, or fails with 40001 in REPEATABLE READ);
+	-- a change that comes second waits for this fill and then clears what it
+	-- cached.
 	IF owner <> '' THEN
 		INSERT INTO billing.user_locks (user_id) VALUES (owner) ON CONFLICT (user_id) DO NOTHING;
 		PERFORM FROM billing.user_locks l WHERE l.user_id = owner FOR SHARE;
@@ -126,7 +154,7 @@ BEGIN
 		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
 	END IF;
 	INSERT INTO billing.user_locks AS l (user_id) VALUES (NEW.user_id)
-	ON CONFLICT (user_id) DO UPDATE SET version = l.version + 1, updated_at = pg_catalog.now();
+	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
 	PERFORM billing._quota_invalidate(NEW.user_id);
 	IF TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id THEN
 		PERFORM billing._quota_invalidate(OLD.user_id);
@@ -584,6 +612,45 @@ $$;
 -- == Stripe (issue 12)
 
 -- == scale (issue 13)
+-- run_maintenance's due query: keyset pages over an index on the due time
+CREATE FUNCTION billing._due_at(status billing.subscription_status, current_period_end timestamptz,
+								trial_end timestamptz, started_at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE status
+	WHEN 'trialing' THEN trial_end
+	WHEN 'incomplete' THEN pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', started_at) + interval '23 hours')
+	WHEN 'active' THEN current_period_end
+	WHEN 'past_due' THEN current_period_end
+	WHEN 'canceled' THEN current_period_end
+END;
+REVOKE ALL ON FUNCTION billing._due_at(billing.subscription_status, timestamptz, timestamptz, timestamptz) FROM PUBLIC;
+CREATE INDEX subscriptions_due ON billing.subscriptions
+	(billing._due_at(status, current_period_end, trial_end, started_at), id)
+	WHERE ended_at IS NULL AND deleted_at IS NULL AND stripe_subscription_id IS NULL;
+CREATE INDEX subscriptions_grace ON billing.subscriptions (past_due_since, id)
+	WHERE status = 'past_due' AND ended_at IS NULL AND deleted_at IS NULL AND stripe_subscription_id IS NULL;
+
+-- per-user row locks instead of advisory locks
+CREATE TABLE billing.user_locks (
+	user_id text PRIMARY KEY,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.user_locks IS 'One row per user, locked to serialise changes to that user''s subscriptions';
+REVOKE ALL ON billing.user_locks FROM PUBLIC;
+GRANT SELECT ON billing.user_locks TO billing_analyst, billing_admin;
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.user_locks
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+SELECT pg_catalog.pg_extension_config_dump('billing.user_locks', '');
+
+-- inlinable conversions (RETURN bodies, no SET clause)
+CREATE OR REPLACE FUNCTION billing._micros(t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (EXTRACT(epoch FROM t OPERATOR(pg_catalog.-) '1970-01-01 00:00:00+00'::timestamptz) * 1000000)::bigint;
+CREATE OR REPLACE FUNCTION billing._interval_micros(i interval) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (EXTRACT(epoch FROM i) * 1000000)::bigint;
 
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
