@@ -3,7 +3,8 @@
 // expression on every row):
 //   billing._audit(key column): one billing.audit_log row per insert, update
 //     and delete, through a statement prepared once per backend;
-//   billing._touch_updated_at(): updated_at = now() on every update.
+//   billing._touch_updated_at(): updated_at = now() on every update;
+//   billing._restoring(): whether pg_restore is loading a billing table.
 #include "glue/guard.hpp"
 #include "glue/spi.hpp"
 
@@ -55,11 +56,12 @@ constexpr const char *kAuditSettingsInsert =
 	"  FROM (SELECT pg_catalog.to_jsonb($4) AS o, pg_catalog.to_jsonb($5) AS n) j) m,"
 	" (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) s";
 
-// pg_restore loading the dumped audit log must not log its own loading. Only
-// a statement that starts with COPY can be that (billing._restoring() says
-// whether it is), so every other statement skips the query.
+// True while a superuser's COPY billing.<table> ... FROM stdin (what
+// pg_restore and a plain-format dump run) loads a billing table. Every
+// statement that does not start with COPY is answered without a regular
+// expression: the audit and quota triggers ask on every row.
 bool
-Restoring(Spi &spi)
+Restoring()
 {
 	const char *query = debug_query_string;
 	if (query == nullptr)
@@ -68,7 +70,13 @@ Restoring(Spi &spi)
 		query++;
 	if (pg_strncasecmp(query, "copy", 4) != 0)
 		return false;
-	return spi.Query("SELECT billing._restoring()").at(0).boolean(0);
+	bool restoring = false;
+	PgCall([&] {
+		restoring = superuser_arg(GetSessionUserId()) &&
+					DatumGetBool(DirectFunctionCall2Coll(texticregexeq, C_COLLATION_OID, CStringGetTextDatum(query),
+														 CStringGetTextDatum("^COPY\\s+billing\\.\\S+.*\\sFROM\\s+stdin")));
+	});
+	return restoring;
 }
 
 TriggerData *
@@ -108,12 +116,10 @@ BILLING_FUNCTION(billing_audit)
 	}
 	std::string table = RelationGetRelationName(rel);
 	Oid row_type = rel->rd_rel->reltype;
+	if (Restoring())  // the dumped audit log already holds these rows' history
+		return PointerGetDatum(nullptr);
 	AsTableOwner owner(rel->rd_rel->relowner);
 	Spi spi;
-	if (Restoring(spi)) {
-		spi.Finish();
-		return PointerGetDatum(nullptr);
-	}
 	Datum old_value = 0;
 	Datum new_value = 0;
 	PgCall([&] {
@@ -127,6 +133,11 @@ BILLING_FUNCTION(billing_audit)
 				 SqlArg{row_type, old_value, old_row == nullptr}, SqlArg{row_type, new_value, new_row == nullptr}});
 	spi.Finish();
 	return PointerGetDatum(nullptr);
+}
+
+BILLING_FUNCTION(billing_restoring)
+{
+	return BoolGetDatum(Restoring());
 }
 
 BILLING_FUNCTION(billing_touch_updated_at)

@@ -24,6 +24,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "common/int.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -43,10 +44,17 @@ extern "C" {
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_operator.h"
+#include "commands/event_trigger.h"
+#include "nodes/parsenodes.h"
+#include "parser/parse_func.h"
+#include "utils/typcache.h"
 #include "catalog/pg_class.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "tcop/tcopprot.h"
+#include "catalog/pg_collation.h"
 }
 
 #undef snprintf

@@ -13,10 +13,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'billing_audit';
 -- (the dumped audit log already holds their history) and replace the rows
 -- CREATE EXTENSION has just seeded.
 CREATE FUNCTION billing._restoring() RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT pg_catalog.current_query() ~* '^\s*COPY\s+billing\.\S+.*\sFROM\s+stdin'
-	   AND COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user), false)
-$$;
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_restoring';
 
 -- A restored setting replaces the default CREATE EXTENSION has just seeded.
 CREATE FUNCTION billing._settings_restored() RETURNS trigger
@@ -36,7 +33,7 @@ CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
 -- plans (all of them, edited or not) over the ones CREATE EXTENSION has just
 -- inserted.
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF TG_OP = 'UPDATE' THEN
 		IF OLD.pristine AND NEW.pristine THEN
