@@ -7,8 +7,9 @@
 #   2. start_trial for 100,000 users in one statement vs 1,000;
 #   3. the first participant into a room nobody joined yet, at 10,000 and at
 #      USERS rooms, and steady-state participant inserts, vs bare inserts;
-#   4. run_maintenance over USERS subscriptions all due at once: rate, peak
-#      private memory of the backend, and the time of each batch.
+#   4. run_maintenance over the book's backlog (15% of USERS due at once, 3%
+#      more past due): one call (rate, peak private memory of the backend),
+#      then committed batches (rate, first vs last batches).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/scale/lib.sh
@@ -18,7 +19,9 @@ LIFECYCLE_TX=${LIFECYCLE_TX:-1000}   # per client, 2 clients
 BULK=${BULK:-100000}
 FRESH_TX=${FRESH_TX:-500}
 STEADY_SECONDS=${STEADY_SECONDS:-10}
-MAINTENANCE_BATCH=${MAINTENANCE_BATCH:-10000}
+MAINT_ONE=${MAINT_ONE:-20000}
+MAINT_BATCHES=${MAINT_BATCHES:-10}
+MAINTENANCE_BATCH=${MAINTENANCE_BATCH:-5000}
 B=bench/scale
 T0="2026-12-01 00:00+00"
 
@@ -107,20 +110,13 @@ done
 stats "steady-state inserts billing/bare" "${ratios[@]}"
 
 echo
-echo "== 4. run_maintenance with every current subscription due at once"
-at="2026-12-02 00:00+00"
-# every current subscription becomes a monthly Pro one whose period ends at $at
-q -d book -c "SET session_replication_role = replica;
-	UPDATE billing.subscriptions SET status = 'active', plan_id = 2, price_cents = 2999, billing_interval = 'monthly',
-		billing_anchor = '$at'::timestamptz - interval '1 month', current_period_start = '$at'::timestamptz - interval '1 month',
-		current_period_end = '$at', trial_start = NULL, trial_end = NULL, past_due_since = NULL, cancel_at_period_end = false,
-		canceled_at = NULL, scheduled_plan_id = NULL, scheduled_change_at = NULL
-	 WHERE ended_at IS NULL AND deleted_at IS NULL" >/dev/null
+echo "== 4. run_maintenance over the book's backlog at the due moment"
+at="$T0"
 q -d book -c "VACUUM ANALYZE billing.subscriptions" -c "CHECKPOINT"
-due=$(q -d book -c "SELECT count(*) FROM billing.subscriptions WHERE ended_at IS NULL AND current_period_end <= '$at'")
+due=$(q -d book -c "SELECT count(*) FROM billing.subscriptions WHERE billing._due_at(status, current_period_end, trial_end, started_at) <= '$at' AND ended_at IS NULL AND deleted_at IS NULL")
 echo "   due at $at: $due"
-# one call over the first half, its backend's private memory sampled
-first=$((due / 2))
+# one call over MAINT_ONE of them, its backend's private memory sampled
+first=$MAINT_ONE
 q -d book -c "SELECT pg_sleep(1)" -c "\\timing on" -c "SELECT sum(count) FILTER (WHERE action = 'subscriptions_processed') FROM billing.run_maintenance('$at', $first)" >/tmp/scale_one_call.out &
 call=$!
 sleep 0.5
@@ -137,7 +133,7 @@ done_one=$(grep -E '^[0-9]+$' /tmp/scale_one_call.out | head -1)
 printf '   one call, %d subscriptions: %.1f s, %.0f subscriptions/s, peak private memory of the backend %d MB\n' \
 	"$done_one" "$(echo "$ms / 1000" | bc -l)" "$(echo "$done_one * 1000 / $ms" | bc -l)" "$((peak / 1024))"
 # the rest in committed batches, as run_maintenance_batches does, each timed
-batches=$(seq 1 $(((due - first) / MAINTENANCE_BATCH + 1)) | while read -r _; do
+batches=$(seq 1 "$MAINT_BATCHES" | while read -r _; do
 	echo "SELECT sum(count) FILTER (WHERE action = 'subscriptions_processed') FROM billing.run_maintenance('$at', $MAINTENANCE_BATCH);"
 done | q -d book -c "\\timing on" -f - | sed -nE 's/^Time: ([0-9.]+) ms.*/T \1/p; s/^([0-9]+)$/N \1/p')
 echo "$batches" | awk -v batch="$MAINTENANCE_BATCH" '
@@ -147,5 +143,5 @@ echo "$batches" | awk -v batch="$MAINTENANCE_BATCH" '
 		for (i = 1; i <= k; i++) { a += t[i]; b += t[nt - k + i] }
 		printf "   %d subscriptions in %d batches of %d: %.0f subscriptions/s; first %d batches %.0f ms each, last %d %.0f ms each (last/first %.2f)\n",
 			n, nt, batch, n * 1000 / sum, k, a / k, k, b / k, (b / k) / (a / k) }'
-left=$(q -d book -c "SELECT count(*) FROM billing.subscriptions WHERE ended_at IS NULL AND current_period_end <= '$at'")
+left=$(q -d book -c "SELECT count(*) FROM billing.subscriptions WHERE billing._due_at(status, current_period_end, trial_end, started_at) <= '$at' AND ended_at IS NULL AND deleted_at IS NULL")
 echo "   still due afterwards: $left"
