@@ -46,6 +46,7 @@ PeriodInvoice(const std::string &reason, const std::string &plan_name, const Sub
 	invoice.lines.push_back(PeriodLine(plan_name, sub.price_cents, sub.period_start, sub.period_end));
 	invoice.total_cents = sub.price_cents;
 	invoice.issued_at = sub.period_start;
+	invoice.due_at = invoice.issued_at + kInvoiceDueAfter;
 	return invoice;
 }
 
@@ -474,6 +475,7 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
 		invoice.lines = r.lines;
 		invoice.total_cents = r.amount_due_cents;
 		invoice.issued_at = at;
+		invoice.due_at = at + kInvoiceDueAfter;
 		out.invoice = invoice;
 	}
 	out.successor = next;

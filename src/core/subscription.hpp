@@ -72,7 +72,8 @@ struct InvoiceDraft {
 	std::optional<Micros> period_end;
 	std::vector<InvoiceLine> lines;
 	int64_t total_cents = 0;
-	Micros issued_at = 0;  // also its due date: payment is due on issue (as Stripe charges automatically)
+	Micros issued_at = 0;
+	Micros due_at = 0;  // issued_at + kInvoiceDueAfter; unpaid after it, dunning starts
 };
 
 // What an operation decided. `updated` replaces the stored row; `successor`
@@ -92,6 +93,10 @@ struct Outcome {
 };
 
 inline constexpr Micros kIncompleteTimeout = 23LL * 3600 * kMicrosPerSecond;
+// An invoice is due three days after it is issued (time to pay a renewal
+// without falling into dunning); src/sql/05_entitlements.sql's effective_plan
+// uses the same figure for a renewal maintenance has not issued yet.
+inline constexpr Micros kInvoiceDueAfter = 3 * kMicrosPerDay;
 
 // A new subscription to `plan` for `user_id` at `at`. Free plans start
 // active with no period end; a paid plan starts trialing when `with_trial`

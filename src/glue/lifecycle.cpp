@@ -273,12 +273,13 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 		" period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, paid_at, due_at,"
 		" credit_applied_cents)"
 		" VALUES (billing._next_invoice_number($7), $1, $2, $3, $4, $5, $6, $8, $9, $9, $10, $11, $7,"
-		" CASE WHEN $3 = 'paid' THEN $7 END, $7, $12) RETURNING id",
+		" CASE WHEN $3 = 'paid' THEN $7 END, $13, $12) RETURNING id",
 		{SqlArg::Text(user_id), SqlArg::Int64(subscription_id), SqlArg::Text(std::string(settled ? "paid" : "open")),
 		 SqlArg::Text(draft.billing_reason), SqlArg::Text(draft.currency),
 		 SqlArg::Timestamp(ToPgTime(draft.period_start)), SqlArg::Timestamp(ToPgTime(draft.issued_at)),
 		 TimeArg(draft.period_end), SqlArg::Int64(draft.total_cents), SqlArg::Int64(due),
-		 SqlArg::Jsonb(LinesJson(draft.lines, draft.currency)), SqlArg::Int64(credit)});
+		 SqlArg::Jsonb(LinesJson(draft.lines, draft.currency)), SqlArg::Int64(credit),
+		 SqlArg::Timestamp(ToPgTime(draft.due_at))});
 	int64_t id = rows.at(0).int64_required(0);
 	LedgerEntry(spi, user_id, draft.currency, "credit_to_invoice", credit, std::nullopt, id, draft.issued_at);
 	if (draft.total_cents < 0)

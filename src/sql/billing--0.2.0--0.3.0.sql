@@ -13,13 +13,13 @@ SET LOCAL search_path TO pg_catalog, pg_temp;
 -- == security (issue 9)
 
 -- == money and access (issue 10)
--- The ledger: invoices fall due on issue, credit pays them first, voided
+-- The ledger: invoices fall due after issue, credit pays them first, voided
 -- invoices say why; every movement of money is a ledger entry.
 ALTER TABLE billing.invoices
 	ADD COLUMN due_at timestamptz,
 	ADD COLUMN credit_applied_cents bigint NOT NULL DEFAULT 0 CHECK (credit_applied_cents >= 0),
 	ADD COLUMN void_reason text CHECK (void_reason IN ('canceled', 'plan_changed', 'trial_ended', 'payment_failed', 'incomplete_expired'));
-UPDATE billing.invoices SET due_at = issued_at WHERE due_at IS NULL;
+UPDATE billing.invoices SET due_at = issued_at + interval '3 days' WHERE due_at IS NULL;
 CREATE INDEX invoices_open_due ON billing.invoices (due_at) WHERE status = 'open' AND deleted_at IS NULL;
 CREATE TABLE billing.ledger_entries (
 	id bigserial PRIMARY KEY,
@@ -87,11 +87,12 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 					s.past_due_since,
 					(SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
 					  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL),
-					-- a renewal maintenance has not issued yet, that credit will not pay
+					-- a renewal maintenance has not issued yet, that credit will not pay,
+					-- falls due 3 days after the period end (core: kInvoiceDueAfter)
 					CASE WHEN s.status IN ('active', 'past_due') AND s.current_period_end <= $2 AND s.price_cents > 0
 							  AND billing.credit_balance(s.user_id, s.currency)
 								  < COALESCE(sp.price_cents, s.price_cents)
-						 THEN s.current_period_end END) AS dunning_from) d
+						 THEN s.current_period_end + interval '3 days' END) AS dunning_from) d
 			 WHERE s.user_id = $1
 			   AND s.deleted_at IS NULL
 			   AND s.started_at <= $2
