@@ -502,7 +502,7 @@ def generate(seed, steps, users):
             out.append((t, 'reactivate', user, ()))
         elif r < 0.73:
             out.append((t, 'change_plan', user, (plan,)))
-        elif r < 0.88:
+        elif r < 0.93:
             out.append((t, 'refund', user, (rng.randrange(1000), rng.choice([100, 1000, 2999, 28800, 0]),
                                             rng.random() < 0.1)))
         else:
@@ -511,7 +511,7 @@ def generate(seed, steps, users):
 
 
 # Each query looks at the users of the step ({users}: a SQL array); a
-# maintenance step, and every 25th step, looks at every user.
+# maintenance step, and every 50th step, looks at every user.
 INVARIANTS = """
 WITH u AS (SELECT unnest({users}::text[]) AS user_id),
 inv AS (SELECT i.* FROM billing.invoices i JOIN u USING (user_id)),
@@ -592,7 +592,7 @@ def play(db, steps, users, verbose=False, check_every=1):
         learn_ids(sql, model, names)
         for n, step in enumerate(steps):
             apply_step(sql, model, step, n)
-            everyone = step[1] == 'maintenance' or n % 25 == 0 or n == len(steps) - 1
+            everyone = step[1] == 'maintenance' or n % 50 == 0 or n == len(steps) - 1
             check(sql, model, names if everyone else [step[2]], step[0], n, step, everyone)
     finally:
         sql.close()
