@@ -3,6 +3,7 @@
 // outcome. Every body runs inside the guard (BILLING_FUNCTION).
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
+#include "glue/lifecycle.hpp"
 #include "glue/result_set.hpp"
 #include "glue/spi.hpp"
 
@@ -16,6 +17,21 @@
 #include <nlohmann/json.hpp>
 
 namespace billing::glue {
+
+// The core's one-trial-per-tier rule, fed with every tier the user trialed
+// (src/glue/lifecycle.hpp: the Stripe path asks the same question).
+bool
+TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
+{
+	std::vector<Tier> trialed;
+	for (const auto &row : spi.Query("SELECT DISTINCT p.tier::text FROM billing.subscriptions s"
+									 " JOIN billing.subscription_plans p ON p.id = s.plan_id"
+									 " WHERE s.user_id = $1 AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL",
+									 {SqlArg::Text(user_id)}))
+		trialed.push_back(ParseTier(row.text_required(0)));
+	return TrialAvailable(trialed, tier);
+}
+
 namespace {
 
 // Named as the table's columns, so an error about one names it.
@@ -157,17 +173,10 @@ LockUser(Spi &spi, const std::string &user_id)
 				{SqlArg::Text(user_id)});
 }
 
-// The core's one-trial-per-tier rule, fed with every tier the user trialed.
 bool
 TrialAvailableFor(Spi &spi, const std::string &user_id, const Plan &plan)
 {
-	std::vector<Tier> trialed;
-	for (const auto &row : spi.Query("SELECT DISTINCT p.tier::text FROM billing.subscriptions s"
-									 " JOIN billing.subscription_plans p ON p.id = s.plan_id"
-									 " WHERE s.user_id = $1 AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL",
-									 {SqlArg::Text(user_id)}))
-		trialed.push_back(ParseTier(row.text_required(0)));
-	return TrialAvailable(trialed, plan.tier);
+	return TrialAvailableForTier(spi, user_id, plan.tier);
 }
 
 std::vector<SqlArg>

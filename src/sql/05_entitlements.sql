@@ -58,6 +58,21 @@ $$;
 COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
 	'The plan whose limits and features apply to the user at the given time';
 
+-- Internal: the first time after `at` when time alone (no write) may change
+-- the user's effective plan: a trial end, a period end (renewal, scheduled
+-- change, end of a canceled period), a grace end, the grace end of an unpaid
+-- invoice. The quota cache keeps a limit no longer than this.
+CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
+	  FROM billing.subscriptions s
+	 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
+	 CROSS JOIN LATERAL (VALUES (s.trial_end), (s.current_period_end), (s.past_due_since + g.grace),
+			((SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
+			   WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL) + g.grace)) AS v (t)
+	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL AND v.t > $2
+$$;
+
 -- Plans for a pricing page.
 CREATE VIEW billing.pricing AS
 	SELECT code, name, tier, billing_interval, price_cents, currency, trial_days, limits, features

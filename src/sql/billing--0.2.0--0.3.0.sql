@@ -135,11 +135,8 @@ BEGIN
 	plan_code := plan.code;
 	plan_name := plan.name;
 	-- The cached limit holds until something changes the plan (a trigger on
-	-- subscriptions clears it) or a canceled subscription's period runs out.
-	SELECT COALESCE(pg_catalog.min(s.current_period_end), 'infinity') INTO cap_valid_until
-	  FROM billing.subscriptions s
-	 WHERE s.user_id = c.owner_id AND s.ended_at IS NULL AND s.deleted_at IS NULL
-	   AND s.status = 'canceled' AND s.current_period_end > p_at;
+	-- subscriptions clears it) or time alone may change the effective plan.
+	cap_valid_until := billing._entitlement_changes_at(c.owner_id, p_at);
 END
 $$;
 
@@ -644,11 +641,7 @@ CREATE INDEX subscriptions_canceled_grace ON billing.subscriptions (past_due_sin
 
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.ledger_entries
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
-SELECT pg_catalog.pg_extension_config_dump('billing.ledger_entries', '');
-SELECT pg_catalog.pg_extension_config_dump('billing.ledger_entries_id_seq', '');
-REVOKE ALL ON billing.ledger_entries FROM PUBLIC;
-REVOKE ALL ON SEQUENCE billing.ledger_entries_id_seq FROM PUBLIC;
-GRANT SELECT ON billing.ledger_entries TO billing_analyst, billing_admin;
+-- (privileges, ownership and pg_dump registration: the last section)
 
 CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
 RETURNS bigint
@@ -661,8 +654,17 @@ $$;
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
 
-REVOKE ALL ON FUNCTION billing.credit_balance(text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION billing.credit_balance(text, text) TO billing_app;
+CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
+	  FROM billing.subscriptions s
+	 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
+	 CROSS JOIN LATERAL (VALUES (s.trial_end), (s.current_period_end), (s.past_due_since + g.grace),
+			((SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
+			   WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL) + g.grace)) AS v (t)
+	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL AND v.t > $2
+$$;
+
 
 CREATE OR REPLACE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS billing.subscription_plans
