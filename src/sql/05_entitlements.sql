@@ -40,8 +40,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 					(SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
 					  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL),
 					-- a renewal maintenance has not issued yet, that credit will not pay,
-					-- falls due 3 days after the period end (core: kInvoiceDueAfter)
+					-- falls due 3 days after the period end (core: kInvoiceDueAfter);
+					-- Stripe renews its own subscriptions
 					CASE WHEN s.status IN ('active', 'past_due') AND s.current_period_end <= $2 AND s.price_cents > 0
+							  AND s.stripe_subscription_id IS NULL
 							  AND billing.credit_balance(s.user_id, s.currency)
 								  < COALESCE(sp.price_cents, s.price_cents)
 						 THEN s.current_period_end + interval '3 days' END) AS dunning_from) d
