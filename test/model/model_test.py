@@ -738,6 +738,18 @@ def check(sql, model, names, t, n, step, everyone):
         for name, u in model.users.items():
             if u.credit < 0:
                 raise Failure(f'step {n}: the model gives {name} a negative credit')
+        # entitlements are computed, not waited for: ask about later times
+        # that no maintenance has reached yet
+        for ahead in (dt.timedelta(days=5), dt.timedelta(days=40), dt.timedelta(days=400)):
+            later = t + ahead
+            rows = sql.one(f"SELECT g, e.code FROM unnest({array}) g"
+                           f" CROSS JOIN LATERAL billing.effective_plan(g, {ts(later)}) e")
+            for row in rows:
+                name, effective = row.split('|')
+                want = model.effective(name, later)
+                if effective != want:
+                    raise Failure(f'step {n} at {t} ({step[1]} {step[2]}): effective_plan({name}, {later}) is '
+                                  f'{effective}, model says {want}')
 
 
 def shrink(db, steps, users, failing):
