@@ -47,6 +47,16 @@ SELECT * FROM billing.run_maintenance('2026-01-16 00:00+00', 700) ORDER BY actio
 SELECT * FROM billing.run_maintenance('2026-01-16 00:00+00', 700) ORDER BY action;  -- nothing left
 SELECT status, count(*) FROM billing.subscriptions WHERE user_id LIKE 'scale-%' GROUP BY 1 ORDER BY 1;
 
+-- == a subscription's earliest unpaid due date (read with every subscription
+-- loaded) is one probe of its own open invoices, not a walk over all open ones
+SELECT count(*) FROM (SELECT billing.subscribe('open-' || i, 'pro_monthly', '2026-01-01 00:00+00', false)
+						FROM generate_series(1, 500) i) t;
+ANALYZE billing.invoices;
+SELECT pg_temp.plan($q$
+	SELECT (SELECT min(i.due_at) FROM billing.invoices i
+			 WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL)
+	  FROM billing.subscriptions s WHERE s.id = 1$q$) ~ 'invoices_open_by_subscription' AS own_invoices_only;
+
 -- == per-row helpers are inlined: RETURN bodies, no SET clause
 SELECT p.proname, p.proconfig IS NULL AS no_set, p.prosqlbody IS NOT NULL AS bound_body
   FROM pg_proc p WHERE p.pronamespace = 'billing'::regnamespace

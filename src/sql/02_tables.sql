@@ -153,6 +153,10 @@ COMMENT ON TABLE billing.invoices IS 'Invoices: renewal, first period and prorat
 CREATE INDEX invoices_subscription ON billing.invoices (subscription_id, issued_at);
 -- Open invoices by due date: what dunning must look at.
 CREATE INDEX invoices_open_due ON billing.invoices (due_at) WHERE status = 'open' AND deleted_at IS NULL;
+-- A subscription's earliest unpaid due date (read with every subscription the
+-- lifecycle loads): one index probe, whatever the number of open invoices.
+CREATE INDEX invoices_open_by_subscription ON billing.invoices (subscription_id, due_at)
+	WHERE status = 'open' AND deleted_at IS NULL;
 CREATE INDEX invoices_user ON billing.invoices (user_id, issued_at);
 -- One renewal invoice per subscription and period, whoever issues it.
 CREATE UNIQUE INDEX invoices_one_per_period

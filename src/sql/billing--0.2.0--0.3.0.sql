@@ -801,6 +801,8 @@ CREATE OR REPLACE FUNCTION billing._touch_updated_at() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_touch_updated_at';
 CREATE OR REPLACE FUNCTION billing._restoring() RETURNS boolean
 LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_restoring';
+CREATE INDEX invoices_open_by_subscription ON billing.invoices (subscription_id, due_at)
+	WHERE status = 'open' AND deleted_at IS NULL;
 CREATE OR REPLACE FUNCTION billing._next_invoice_number(at timestamptz) RETURNS text
 LANGUAGE sql VOLATILE
 RETURN 'INV-' OPERATOR(pg_catalog.||) pg_catalog.to_char(pg_catalog.timezone('UTC', at), 'YYYYMM')
