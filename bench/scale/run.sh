@@ -10,6 +10,8 @@
 #   4. run_maintenance over the book's backlog (15% of USERS due at once, 3%
 #      more past due): one call (rate, peak private memory of the backend),
 #      then committed batches (rate, first vs last batches).
+# REUSE=1 with PGHOST/PGPORT of a cluster kept by an earlier run (KEEP_CLUSTER=1)
+# measures again without building the book; PARTS="3 4" runs only those parts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/scale/lib.sh
@@ -22,6 +24,7 @@ STEADY_SECONDS=${STEADY_SECONDS:-10}
 MAINT_ONE=${MAINT_ONE:-20000}
 MAINT_BATCHES=${MAINT_BATCHES:-10}
 MAINTENANCE_BATCH=${MAINTENANCE_BATCH:-5000}
+PARTS=${PARTS:-1 2 3 4}   # which of the measurements below, in this order
 B=bench/scale
 T0="2026-12-01 00:00+00"
 
@@ -42,14 +45,21 @@ tps() { # tps DB SCRIPT PGBENCH-ARGS...
 ratio() { echo "$1 / $2" | bc -l; }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
-scale_cluster_start "max_connections = 40"
-echo "== the book"
-scale_book book "$USERS"
-scale_book book10k 10000
-for db in book book10k; do q -d "$db" -f "$B/pools.sql" >/dev/null; done
+if [ -n "${REUSE:-}" ]; then
+	# a cluster left by an earlier run (KEEP_CLUSTER=1), PGHOST/PGPORT set: no new book
+	CLUSTER_BIN=$(pg_config --bindir)
+	echo "== reusing the book at $PGHOST"
+else
+	scale_cluster_start "max_connections = 40"
+	echo "== the book"
+	scale_book book "$USERS"
+	scale_book book10k 10000
+	for db in book book10k; do q -d "$db" -f "$B/pools.sql" >/dev/null; done
+fi
 hot=$(q -d book -c "SELECT LEAST(10000, count(*) / 5) FROM app.rooms")
 q -d book -c "CHECKPOINT"
 
+part_1() {
 echo
 echo "== 1. lifecycle calls vs the same row changes in plain SQL (2 clients x $LIFECYCLE_TX each, $ROUNDS rounds)"
 # plain SQL runs with billing's row triggers (audit, updated_at, quota cache)
@@ -70,6 +80,8 @@ for op in start_trial subscribe record_payment cancel; do
 done
 printf '%s\n' "${summary[@]}"
 
+}
+part_2() {
 echo
 echo "== 2. start_trial for many users in one statement (1,000 / $BULK / 1,000)"
 bulk() { # bulk N: seconds per user, for N Free users from the bulk pool
@@ -87,6 +99,8 @@ small=$(echo "($small1 + $small2) / 2" | bc -l)
 printf '   1,000 users: %.3f ms/user, then %.3f ms/user; %d users in one statement: %.3f ms/user\n' "$small1" "$small2" "$BULK" "$large"
 printf '   per user, %d vs 1,000: %.2f\n' "$BULK" "$(ratio "$large" "$small")"
 
+}
+part_3() {
 echo
 echo "== 3. quota: the first participant into a fresh room ($FRESH_TX per round), steady state (4 clients, ${STEADY_SECONDS}s)"
 for db in book10k book; do
@@ -109,6 +123,8 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 stats "steady-state inserts billing/bare" "${ratios[@]}"
 
+}
+part_4() {
 echo
 echo "== 4. run_maintenance over the book's backlog at the due moment"
 at="$T0"
@@ -132,7 +148,7 @@ ms=$(sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' /tmp/scale_one_call.out | tail -1)
 done_one=$(grep -E '^[0-9]+$' /tmp/scale_one_call.out | head -1)
 printf '   one call, %d subscriptions: %.1f s, %.0f subscriptions/s, peak private memory of the backend %d MB\n' \
 	"$done_one" "$(echo "$ms / 1000" | bc -l)" "$(echo "$done_one * 1000 / $ms" | bc -l)" "$((peak / 1024))"
-# the rest in committed batches, as run_maintenance_batches does, each timed
+# then committed batches, as run_maintenance_batches does, each timed
 batches=$(seq 1 "$MAINT_BATCHES" | while read -r _; do
 	echo "SELECT sum(count) FILTER (WHERE action = 'subscriptions_processed') FROM billing.run_maintenance('$at', $MAINTENANCE_BATCH);"
 done | q -d book -c "\\timing on" -f - | sed -nE 's/^Time: ([0-9.]+) ms.*/T \1/p; s/^([0-9]+)$/N \1/p')
@@ -145,3 +161,5 @@ echo "$batches" | awk -v batch="$MAINTENANCE_BATCH" '
 			n, nt, batch, n * 1000 / sum, k, a / k, k, b / k, (b / k) / (a / k) }'
 left=$(q -d book -c "SELECT count(*) FROM billing.subscriptions WHERE billing._due_at(status, current_period_end, trial_end, started_at) <= '$at' AND ended_at IS NULL AND deleted_at IS NULL")
 echo "   still due afterwards: $left"
+}
+for p in $PARTS; do "part_$p"; done
