@@ -10,8 +10,8 @@
 #   4. run_maintenance over the book's backlog (15% of USERS due at once, 3%
 #      more past due): one call (rate, peak private memory of the backend),
 #      then committed batches (rate, first vs last batches).
-# REUSE=1 with PGHOST/PGPORT of a cluster kept by an earlier run (KEEP_CLUSTER=1)
-# measures again without building the book; PARTS="3 4" runs only those parts.
+# REUSE=1 with PGHOST/PGPORT of a running cluster holding the book and pools
+# measures again without building them; PARTS="3 4" runs only those parts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/scale/lib.sh
@@ -46,7 +46,7 @@ ratio() { echo "$1 / $2" | bc -l; }
 q() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 
 if [ -n "${REUSE:-}" ]; then
-	# a cluster left by an earlier run (KEEP_CLUSTER=1), PGHOST/PGPORT set: no new book
+	# a running cluster that holds the book and the pools (PGHOST/PGPORT set)
 	CLUSTER_BIN=$(pg_config --bindir)
 	echo "== reusing the book at $PGHOST"
 else
