@@ -12,19 +12,21 @@ CREATE TABLE billing.subscription_history (
 	id bigserial PRIMARY KEY,
 	-- a subscription deleted outright (not soft-deleted) takes its history along
 	subscription_id bigint NOT NULL REFERENCES billing.subscriptions (id) ON DELETE CASCADE,
-	user_id text NOT NULL,
-	plan_id bigint NOT NULL,
-	status billing.subscription_status NOT NULL,
+	-- the subscription's columns as they were (billing.subscriptions holds
+	-- their constraints)
+	user_id text,
+	plan_id bigint,
+	status billing.subscription_status,
 	-- the status before this change (NULL for the first interval)
 	previous_status billing.subscription_status,
-	price_cents bigint NOT NULL,
-	currency text NOT NULL,
-	billing_interval billing.billing_interval NOT NULL,
-	current_period_start timestamptz NOT NULL,
+	price_cents bigint,
+	currency text,
+	billing_interval billing.billing_interval,
+	current_period_start timestamptz,
 	current_period_end timestamptz,
 	trial_start timestamptz,
 	trial_end timestamptz,
-	cancel_at_period_end boolean NOT NULL,
+	cancel_at_period_end boolean,
 	canceled_at timestamptz,
 	ended_at timestamptz,
 	paused_at timestamptz,
@@ -360,8 +362,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		 WHERE d.deleted_at IS NULL
 		   AND d.day >= (from_time AT TIME ZONE 'UTC')::date - 1 AND d.day <= (to_time AT TIME ZONE 'UTC')::date
 		UNION ALL
-		SELECT r.recorded_at, r.metric, r.quantity FROM billing.usage_records r
-		 WHERE NOT r.rolled_up AND r.deleted_at IS NULL AND r.recorded_at >= from_time AND r.recorded_at < to_time
+		SELECT p.recorded_at, p.metric, p.quantity FROM billing.usage_pending p
+		 WHERE p.recorded_at >= from_time AND p.recorded_at < to_time
 		UNION ALL
 		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
 			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending

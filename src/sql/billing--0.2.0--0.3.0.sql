@@ -20,6 +20,147 @@ SET LOCAL search_path TO pg_catalog, pg_temp;
 DROP FUNCTION billing._paying_at(billing.subscriptions, timestamptz);
 DROP FUNCTION billing._monthly_cents(billing.subscriptions);
 
+-- Usage: what is not rolled up yet moves to billing.usage_pending; the
+-- records are no longer updated by the rollup.
+DROP INDEX billing.usage_records_pending;
+-- What has not been rolled up yet: one row per usage record, written by a
+-- statement-level trigger in the same transaction as the record and deleted
+-- by the rollup that adds it to billing.usage_daily. The rollup reads only
+-- this small table, never the records' history; a record committed late by a
+-- concurrent transaction is still here for the next rollup (there is no
+-- watermark it could fall behind). The records themselves are never updated.
+CREATE TABLE billing.usage_pending (
+	record_id bigint PRIMARY KEY,
+	user_id text NOT NULL,
+	metric text NOT NULL,
+	quantity bigint NOT NULL,
+	recorded_at timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.usage_pending IS 'Usage records not rolled up into billing.usage_daily yet';
+CREATE INDEX usage_pending_user_metric ON billing.usage_pending (user_id, metric, recorded_at);
+CREATE INDEX usage_pending_recorded ON billing.usage_pending (recorded_at);
+
+CREATE FUNCTION billing._usage_recorded() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- pg_restore loads the dumped pending rows itself
+	IF billing._restoring() THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
+	SELECT n.id, n.user_id, n.metric, n.quantity, n.recorded_at FROM new_rows n
+	 WHERE n.deleted_at IS NULL AND NOT n.rolled_up;
+	RETURN NULL;
+END
+$$;
+
+-- A record edited before its rollup is rolled up as edited; one deleted or
+-- soft-deleted before its rollup is not rolled up.
+CREATE FUNCTION billing._usage_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		DELETE FROM billing.usage_pending p USING old_rows o WHERE p.record_id = o.id;
+		RETURN NULL;
+	END IF;
+	DELETE FROM billing.usage_pending p USING new_rows n WHERE p.record_id = n.id AND n.deleted_at IS NOT NULL;
+	UPDATE billing.usage_pending p
+	   SET user_id = n.user_id, metric = n.metric, quantity = n.quantity, recorded_at = n.recorded_at
+	  FROM new_rows n
+	 WHERE p.record_id = n.id
+	   AND (p.user_id, p.metric, p.quantity, p.recorded_at) IS DISTINCT FROM (n.user_id, n.metric, n.quantity, n.recorded_at);
+	RETURN NULL;
+END
+$$;
+
+INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
+SELECT r.id, r.user_id, r.metric, r.quantity, r.recorded_at FROM billing.usage_records r
+ WHERE NOT r.rolled_up AND r.deleted_at IS NULL;
+CREATE TRIGGER usage_recorded AFTER INSERT ON billing.usage_records
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_recorded();
+CREATE TRIGGER usage_updated AFTER UPDATE ON billing.usage_records
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_changed();
+CREATE TRIGGER usage_deleted AFTER DELETE ON billing.usage_records
+	REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_changed();
+
+-- Adds what arrived since the last rollup (records not yet rolled up, and the
+-- counts the quota triggers hold) to the daily totals, up to `upto`.
+-- Returns how many records and counters it moved.
+CREATE OR REPLACE FUNCTION billing.rollup_usage(upto timestamptz DEFAULT pg_catalog.now()) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	records bigint;
+	counters bigint;
+	upto_day date := (upto AT TIME ZONE 'UTC')::date;
+BEGIN
+	IF upto IS NULL OR NOT pg_catalog.isfinite(upto) THEN
+		RAISE EXCEPTION 'argument "upto" must be a finite timestamp' USING ERRCODE = '22023';
+	END IF;
+	-- Only the pending set is read. Deleting each row under its row lock makes
+	-- concurrent rollups add it once (the second waits, then finds it gone).
+	WITH taken AS (
+		DELETE FROM billing.usage_pending p
+		 WHERE p.recorded_at < upto
+		RETURNING p.user_id, p.metric, (p.recorded_at AT TIME ZONE 'UTC')::date AS day, p.quantity),
+	summed AS (
+		SELECT t.user_id, t.metric, t.day, pg_catalog.sum(t.quantity) AS quantity, pg_catalog.count(*) AS n
+		  FROM taken t GROUP BY 1, 2, 3),
+	added AS (
+		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
+		SELECT s.user_id, s.metric, s.day, s.quantity FROM summed s
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity)
+	SELECT COALESCE(pg_catalog.sum(s.n), 0) INTO records FROM summed s;
+
+	WITH locked AS (
+		SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending
+		  FROM billing.quota_counters q
+		 WHERE q.usage_pending > 0 AND q.usage_day <= upto_day AND q.owner_id <> ''
+		   FOR UPDATE),
+	cleared AS (
+		UPDATE billing.quota_counters q SET usage_pending = 0
+		  FROM locked l WHERE q.attachment_id = l.attachment_id AND q.key = l.key
+		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending),
+	added AS (
+		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
+		SELECT c.owner_id, c.metric, c.usage_day, pg_catalog.sum(c.usage_pending) FROM cleared c GROUP BY 1, 2, 3
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity)
+	SELECT pg_catalog.count(*) INTO counters FROM cleared;
+	RETURN records + counters;
+END
+$$;
+COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
+	'Adds usage that arrived since the last rollup to the daily totals; run_maintenance calls it';
+
+-- Exact usage for whole UTC days: from's day (inclusive) to to's day
+-- (exclusive). Rolled-up days, the records not rolled up yet, and the quota
+-- triggers' counts; every part is an index range (no cast of a column).
+CREATE OR REPLACE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, to_time timestamptz)
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::date AS d0, ($4 AT TIME ZONE 'UTC')::date AS d1)
+	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
+					   WHERE d.user_id = $1 AND d.metric = $2 AND d.day >= span.d0 AND d.day < span.d1
+						 AND d.deleted_at IS NULL), 0)
+		  + COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
+					   WHERE p.user_id = $1 AND p.metric = $2
+						 AND p.recorded_at >= span.d0::timestamp AT TIME ZONE 'UTC'
+						 AND p.recorded_at < span.d1::timestamp AT TIME ZONE 'UTC'), 0)
+		  + COALESCE((SELECT pg_catalog.sum(q.usage_pending)
+						FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id, span
+					   WHERE q.owner_id = $1 AND q.usage_pending > 0
+						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END = $2
+						 AND q.usage_day >= span.d0 AND q.usage_day < span.d1), 0))::bigint
+$$;
+COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
+	'Exact usage of a metric over whole UTC days [from, to), rollups plus the tail';
+
+REVOKE ALL ON FUNCTION billing._usage_recorded(), billing._usage_changed() FROM PUBLIC;
+REVOKE ALL ON TABLE billing.usage_pending FROM PUBLIC;
+GRANT SELECT ON billing.usage_pending TO billing_analyst, billing_admin;
+SELECT pg_catalog.pg_extension_config_dump('billing.usage_pending', '');
 -- Reports for DBAs and finance (SPEC §6). Every function takes explicit times
 -- and groups money by currency; amounts are exact (numeric, never float).
 -- Time series come back as (time, metric, value) rows for Grafana.
@@ -34,19 +175,21 @@ CREATE TABLE billing.subscription_history (
 	id bigserial PRIMARY KEY,
 	-- a subscription deleted outright (not soft-deleted) takes its history along
 	subscription_id bigint NOT NULL REFERENCES billing.subscriptions (id) ON DELETE CASCADE,
-	user_id text NOT NULL,
-	plan_id bigint NOT NULL,
-	status billing.subscription_status NOT NULL,
+	-- the subscription's columns as they were (billing.subscriptions holds
+	-- their constraints)
+	user_id text,
+	plan_id bigint,
+	status billing.subscription_status,
 	-- the status before this change (NULL for the first interval)
 	previous_status billing.subscription_status,
-	price_cents bigint NOT NULL,
-	currency text NOT NULL,
-	billing_interval billing.billing_interval NOT NULL,
-	current_period_start timestamptz NOT NULL,
+	price_cents bigint,
+	currency text,
+	billing_interval billing.billing_interval,
+	current_period_start timestamptz,
 	current_period_end timestamptz,
 	trial_start timestamptz,
 	trial_end timestamptz,
-	cancel_at_period_end boolean NOT NULL,
+	cancel_at_period_end boolean,
 	canceled_at timestamptz,
 	ended_at timestamptz,
 	paused_at timestamptz,
@@ -377,8 +520,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		 WHERE d.deleted_at IS NULL
 		   AND d.day >= (from_time AT TIME ZONE 'UTC')::date - 1 AND d.day <= (to_time AT TIME ZONE 'UTC')::date
 		UNION ALL
-		SELECT r.recorded_at, r.metric, r.quantity FROM billing.usage_records r
-		 WHERE NOT r.rolled_up AND r.deleted_at IS NULL AND r.recorded_at >= from_time AND r.recorded_at < to_time
+		SELECT p.recorded_at, p.metric, p.quantity FROM billing.usage_pending p
+		 WHERE p.recorded_at >= from_time AND p.recorded_at < to_time
 		UNION ALL
 		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
 			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
