@@ -125,6 +125,52 @@ BEGIN
 END
 $$;
 
+-- Internal: the history of subscriptions that have none, from what a
+-- subscription row keeps (used by the upgrade from 0.2.0, and for rows loaded
+-- with the triggers off, e.g. session_replication_role = replica). A trial
+-- that was paid becomes two intervals (trialing until the first paid period,
+-- then the current state); otherwise the current state holds from the start.
+-- Paid: active or past_due now, or a succeeded payment on record.
+CREATE FUNCTION billing._history_backfill() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	added bigint;
+BEGIN
+	CREATE TEMP TABLE history_missing ON COMMIT DROP AS
+	SELECT s.* FROM billing.subscriptions s
+	 WHERE NOT EXISTS (SELECT 1 FROM billing.subscription_history h WHERE h.subscription_id = s.id);
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from, valid_to)
+	SELECT s.id, s.user_id, s.plan_id, 'trialing', NULL, s.price_cents, s.currency, s.billing_interval,
+		   s.trial_start, s.trial_end, s.trial_start, s.trial_end, false, NULL, NULL, NULL, NULL, NULL,
+		   s.deleted_at IS NOT NULL, s.started_at, s.billing_anchor
+	  FROM history_missing s
+	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor > s.trial_start AND s.billing_anchor >= s.started_at
+	   AND s.status NOT IN ('trialing', 'incomplete')
+	 ORDER BY s.id;
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from)
+	SELECT s.id, s.user_id, s.plan_id, s.status, t.status, s.price_cents, s.currency, s.billing_interval,
+		   s.current_period_start, s.current_period_end, s.trial_start, s.trial_end, s.cancel_at_period_end,
+		   s.canceled_at, s.ended_at, s.paused_at, s.end_reason,
+		   CASE WHEN t.subscription_id IS NOT NULL THEN s.billing_anchor
+				WHEN s.status IN ('active', 'past_due') THEN COALESCE(s.billing_anchor, s.started_at)
+				ELSE (SELECT pg_catalog.min(p.paid_at) FROM billing.payments p
+					   WHERE p.subscription_id = s.id AND p.status = 'succeeded' AND p.amount_cents > 0) END,
+		   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at)
+	  FROM history_missing s
+	  LEFT JOIN billing.subscription_history t ON t.subscription_id = s.id
+	 ORDER BY s.id;
+	GET DIAGNOSTICS added = ROW_COUNT;
+	DROP TABLE history_missing;
+	RETURN added;
+END
+$$;
+
 CREATE TRIGGER history_inserted AFTER INSERT ON billing.subscriptions
 	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._history_inserted();
 CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions

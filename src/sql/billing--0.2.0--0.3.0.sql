@@ -330,6 +330,52 @@ BEGIN
 END
 $$;
 
+-- Internal: the history of subscriptions that have none, from what a
+-- subscription row keeps (used by the upgrade from 0.2.0, and for rows loaded
+-- with the triggers off, e.g. session_replication_role = replica). A trial
+-- that was paid becomes two intervals (trialing until the first paid period,
+-- then the current state); otherwise the current state holds from the start.
+-- Paid: active or past_due now, or a succeeded payment on record.
+CREATE OR REPLACE FUNCTION billing._history_backfill() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	added bigint;
+BEGIN
+	CREATE TEMP TABLE history_missing ON COMMIT DROP AS
+	SELECT s.* FROM billing.subscriptions s
+	 WHERE NOT EXISTS (SELECT 1 FROM billing.subscription_history h WHERE h.subscription_id = s.id);
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from, valid_to)
+	SELECT s.id, s.user_id, s.plan_id, 'trialing', NULL, s.price_cents, s.currency, s.billing_interval,
+		   s.trial_start, s.trial_end, s.trial_start, s.trial_end, false, NULL, NULL, NULL, NULL, NULL,
+		   s.deleted_at IS NOT NULL, s.started_at, s.billing_anchor
+	  FROM history_missing s
+	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor > s.trial_start AND s.billing_anchor >= s.started_at
+	   AND s.status NOT IN ('trialing', 'incomplete')
+	 ORDER BY s.id;
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from)
+	SELECT s.id, s.user_id, s.plan_id, s.status, t.status, s.price_cents, s.currency, s.billing_interval,
+		   s.current_period_start, s.current_period_end, s.trial_start, s.trial_end, s.cancel_at_period_end,
+		   s.canceled_at, s.ended_at, s.paused_at, s.end_reason,
+		   CASE WHEN t.subscription_id IS NOT NULL THEN s.billing_anchor
+				WHEN s.status IN ('active', 'past_due') THEN COALESCE(s.billing_anchor, s.started_at)
+				ELSE (SELECT pg_catalog.min(p.paid_at) FROM billing.payments p
+					   WHERE p.subscription_id = s.id AND p.status = 'succeeded' AND p.amount_cents > 0) END,
+		   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at)
+	  FROM history_missing s
+	  LEFT JOIN billing.subscription_history t ON t.subscription_id = s.id
+	 ORDER BY s.id;
+	GET DIAGNOSTICS added = ROW_COUNT;
+	DROP TABLE history_missing;
+	RETURN added;
+END
+$$;
+
 -- Internal: the book as it was at `at`, one row per subscription that had
 -- started, read from the history (the state valid at `at`, not today's).
 -- Plain SQL without SET clauses so that the planner inlines it into the
@@ -610,37 +656,8 @@ $$;
 COMMENT ON FUNCTION billing.daily_report(date) IS
 	'One UTC day at a glance: active by tier, new trials, conversions, cancellations, failed payments';
 
--- Backfill: what 0.2.0 kept is each subscription's current state and dates.
--- A trial that was paid becomes two intervals (trialing until the first paid
--- period, then the current state); otherwise the current state holds from
--- the start, as 0.2.0's reports assumed. Paid: active or past_due now, or a
--- succeeded payment on record.
-INSERT INTO billing.subscription_history
-	(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
-	 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
-	 paused_at, end_reason, paid_since, removed, valid_from, valid_to)
-SELECT s.id, s.user_id, s.plan_id, 'trialing', NULL, s.price_cents, s.currency, s.billing_interval,
-	   s.trial_start, s.trial_end, s.trial_start, s.trial_end, false, NULL, NULL, NULL, NULL, NULL,
-	   s.deleted_at IS NOT NULL, s.started_at, s.billing_anchor
-  FROM billing.subscriptions s
- WHERE s.trial_start IS NOT NULL AND s.billing_anchor > s.trial_start AND s.billing_anchor >= s.started_at
-   AND s.status NOT IN ('trialing', 'incomplete')
- ORDER BY s.id;
-INSERT INTO billing.subscription_history
-	(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
-	 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
-	 paused_at, end_reason, paid_since, removed, valid_from)
-SELECT s.id, s.user_id, s.plan_id, s.status, t.status, s.price_cents, s.currency, s.billing_interval,
-	   s.current_period_start, s.current_period_end, s.trial_start, s.trial_end, s.cancel_at_period_end,
-	   s.canceled_at, s.ended_at, s.paused_at, s.end_reason,
-	   CASE WHEN t.subscription_id IS NOT NULL THEN s.billing_anchor
-			WHEN s.status IN ('active', 'past_due') THEN COALESCE(s.billing_anchor, s.started_at)
-			ELSE (SELECT pg_catalog.min(p.paid_at) FROM billing.payments p
-				   WHERE p.subscription_id = s.id AND p.status = 'succeeded' AND p.amount_cents > 0) END,
-	   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at)
-  FROM billing.subscriptions s
-  LEFT JOIN billing.subscription_history t ON t.subscription_id = s.id
- ORDER BY s.id;
+-- Backfill: see billing._history_backfill.
+SELECT billing._history_backfill() AS subscriptions_backfilled;
 
 CREATE TRIGGER history_inserted AFTER INSERT ON billing.subscriptions
 	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._history_inserted();
@@ -649,7 +666,7 @@ CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
 
 
 REVOKE ALL ON FUNCTION billing._set_change_at(timestamptz), billing._change_at(), billing._history_inserted(),
-	billing._history_updated(), billing._book_at(timestamptz), billing._trials_started(timestamptz, timestamptz)
+	billing._history_updated(), billing._history_backfill(), billing._book_at(timestamptz), billing._trials_started(timestamptz, timestamptz)
 	FROM PUBLIC;
 GRANT SELECT ON billing.subscription_history TO billing_analyst, billing_admin;
 REVOKE ALL ON SEQUENCE billing.subscription_history_id_seq FROM PUBLIC;
