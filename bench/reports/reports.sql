@@ -50,13 +50,16 @@ INSERT INTO pairs VALUES
 			WHERE valid_from <= $T AND valid_to > $T AND NOT removed GROUP BY user_id) u
 	GROUP BY 1$$),
 ('daily_report', 'SELECT * FROM billing.daily_report(($T AT TIME ZONE ''UTC'')::date)',
- $$SELECT p.tier, count(*) FROM billing.subscription_history h JOIN billing.subscription_plans p ON p.id = h.plan_id
+ $$SELECT p.tier::text, count(*) FROM billing.subscription_history h JOIN billing.subscription_plans p ON p.id = h.plan_id
 	WHERE h.valid_from < $T + interval '1 day' AND h.valid_to >= $T + interval '1 day' AND NOT h.removed
 	  AND (h.ended_at IS NULL OR h.ended_at >= $T + interval '1 day') AND h.status NOT IN ('incomplete', 'paused')
 	GROUP BY p.tier
    UNION ALL SELECT 'new_trials', count(*) FROM billing.subscription_history
 	WHERE status = 'trialing' AND previous_status IS NULL AND valid_from = trial_start
 	  AND valid_from >= $T AND valid_from < $T + interval '1 day'
+   UNION ALL SELECT 'conversions', count(*) FROM billing.subscription_history
+	WHERE valid_from >= $T AND valid_from < $T + interval '1 day' AND valid_from = paid_since AND trial_start IS NOT NULL
+	  AND status IN ('active', 'past_due') AND previous_status NOT IN ('active', 'past_due')
    UNION ALL SELECT 'cancellations', count(*) FROM billing.subscription_history
 	WHERE status = 'canceled' AND previous_status <> 'canceled' AND valid_from >= $T AND valid_from < $T + interval '1 day'
    UNION ALL SELECT 'failed', count(*) FROM billing.payments

@@ -51,19 +51,12 @@ CREATE INDEX subscription_history_subscription ON billing.subscription_history (
 CREATE INDEX subscription_history_valid ON billing.subscription_history (valid_from, valid_to);
 
 -- The time a change takes effect: the `at` the writer declared with
--- billing._set_change_at() (the lifecycle functions and the Stripe path do),
--- otherwise the latest event time on the row itself.
+-- billing._set_change_at() (the lifecycle functions do), otherwise the
+-- latest event time on the row itself (see billing._history_updated).
 CREATE FUNCTION billing._set_change_at(at timestamptz) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT pg_catalog.set_config('billing.change_at',
 		(EXTRACT(epoch FROM $1) * 1000000)::bigint::text, true)::void
-$$;
-
-CREATE FUNCTION billing._change_at() RETURNS timestamptz
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT 'epoch'::timestamptz + pg_catalog.make_interval(secs => v::numeric / 1000000)
-	  FROM pg_catalog.current_setting('billing.change_at', true) v
-	 WHERE v ~ '^-?[0-9]{1,18}$'
 $$;
 
 -- New subscriptions: their first interval starts when they start.
@@ -92,7 +85,9 @@ $$;
 CREATE FUNCTION billing._history_updated() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	declared timestamptz := billing._change_at();
+	setting text := pg_catalog.current_setting('billing.change_at', true);
+	declared timestamptz := CASE WHEN setting ~ '^-?[0-9]{1,18}$'
+								 THEN 'epoch'::timestamptz + pg_catalog.make_interval(secs => setting::numeric / 1000000) END;
 BEGIN
 	WITH changed AS (
 		SELECT n.*, o.status AS old_status,
