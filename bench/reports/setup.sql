@@ -11,7 +11,7 @@ SELECT billing._history_backfill() AS subscriptions_with_history;
 \echo '   usage records (loaded as already rolled up) and their daily totals'
 SET session_replication_role = replica;
 INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at, rolled_up)
-SELECT CASE WHEN g <= :heavy THEN 'heavy' ELSE (1 + (g * 7919) % 1000000)::text END,
+SELECT CASE WHEN g <= :heavy THEN 'heavy' ELSE (1 + (g::bigint * 7919) % 1000000)::text END,
 	   CASE WHEN g % 4 = 0 THEN 'exports' ELSE 'api_calls' END, 1 + g % 7,
 	   :'due'::timestamptz - interval '365 days' + (g % 31536000) * interval '1 second', true
   FROM generate_series(1, :usage) g;
