@@ -63,45 +63,65 @@ Str(const json &object, std::string_view key)
 	return Str(Member(object, key));
 }
 
-// An integer field; floats, strings and out-of-range numbers are absent.
+[[noreturn]] void
+OutOfRange(std::string_view name, const char *range)
+{
+	throw InvalidParameter("invalid stripe event",
+						   "Field \"" + std::string(name) + "\" is not an integer " + range + ".",
+						   "Pass the request body exactly as Stripe sent it.");
+}
+
+enum class Sign { kAny, kNonNegative };
+
+// An integer field: absent or null is nullopt; anything else that is not an
+// integer in range (a float such as 1e30, a string, a bool) is refused, never
+// coerced.
 std::optional<int64_t>
-Int(const json *value)
+Int(const json *value, std::string_view name, Sign sign = Sign::kNonNegative)
 {
 	if (value == nullptr)
 		return std::nullopt;
+	const char *range = sign == Sign::kAny ? "between -2^63 and 2^63-1" : "between 0 and 2^63-1";
+	int64_t result = 0;
 	if (value->is_number_unsigned()) {
 		auto u = value->get<uint64_t>();
 		if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-			return std::nullopt;
-		return static_cast<int64_t>(u);
-	}
-	if (value->is_number_integer())
-		return value->get<int64_t>();
-	return std::nullopt;
+			OutOfRange(name, range);
+		result = static_cast<int64_t>(u);
+	} else if (value->is_number_integer())
+		result = value->get<int64_t>();
+	else
+		OutOfRange(name, range);
+	if (sign == Sign::kNonNegative && result < 0)
+		OutOfRange(name, range);
+	return result;
 }
 
 std::optional<int64_t>
-Int(const json &object, std::string_view key)
+Int(const json &object, std::string_view key, Sign sign = Sign::kNonNegative)
 {
-	return Int(Member(object, key));
+	return Int(Member(object, key), key, sign);
 }
 
-// A Unix time in seconds; outside 1970..9999 it is absent.
+// A Unix time in whole seconds, 1970-01-01 to 9999-12-31 (UTC); anything
+// else present is refused.
 constexpr int64_t kMaxUnixSeconds = 253402300799;  // 9999-12-31 23:59:59 UTC
 
 std::optional<int64_t>
-Time(const json *value)
+Time(const json *value, std::string_view name)
 {
-	auto seconds = Int(value);
-	if (!seconds || *seconds < 0 || *seconds > kMaxUnixSeconds)
+	if (value == nullptr)
 		return std::nullopt;
-	return seconds;
+	if (!value->is_number_integer() || (value->is_number_unsigned() && value->get<uint64_t>() > kMaxUnixSeconds) ||
+		value->get<int64_t>() < 0 || value->get<int64_t>() > kMaxUnixSeconds)
+		OutOfRange(name, "of seconds between 1970 and 9999 (a Unix time)");
+	return value->get<int64_t>();
 }
 
 std::optional<int64_t>
 Time(const json &object, std::string_view key)
 {
-	return Time(Member(object, key));
+	return Time(Member(object, key), key);
 }
 
 bool
@@ -165,6 +185,13 @@ ReadSubscription(const json &o, EventObject &out)
 	FirstOf(out.current_period_end, Time(o, "current_period_end"));
 	FirstOf(out.price_id, Str(Path(o, {"plan", "id"})));
 	out.subscription = out.id;
+	out.cancel_at_period_end = Bool(o, "cancel_at_period_end");
+	out.cancel_at = Time(o, "cancel_at");
+	out.canceled_at = Time(o, "canceled_at");
+	out.ended_at = Time(o, "ended_at");
+	out.trial_start = Time(o, "trial_start");
+	out.trial_end = Time(o, "trial_end");
+	out.start_date = Time(o, "start_date");
 }
 
 void
@@ -176,13 +203,13 @@ ReadInvoice(const json &o, EventObject &out)
 	FirstOf(out.metadata_user_id, Str(Path(o, {"subscription_details", "metadata", "user_id"})));
 	out.number = Str(o, "number");
 	out.billing_reason = Str(o, "billing_reason");
-	out.subtotal = Int(o, "subtotal");
-	out.total = Int(o, "total");
+	out.subtotal = Int(o, "subtotal", Sign::kAny);
+	out.total = Int(o, "total", Sign::kAny);
 	out.amount_paid = Int(o, "amount_paid");
 	out.amount_due = Int(o, "amount_due");
 	out.period_start = Time(o, "period_start");
 	out.period_end = Time(o, "period_end");
-	out.paid_at = Time(Path(o, {"status_transitions", "paid_at"}));
+	out.paid_at = Time(Path(o, {"status_transitions", "paid_at"}), "status_transitions.paid_at");
 	out.charge = Str(o, "charge");
 	FirstOf(out.payment_intent, Str(o, "payment_intent"));
 	if (const json *payments = ListData(o, "payments")) {
@@ -193,10 +220,10 @@ ReadInvoice(const json &o, EventObject &out)
 		for (const auto &l : *lines) {
 			InvoiceLine line;
 			line.description = Str(l, "description");
-			line.amount = Int(l, "amount");
+			line.amount = Int(l, "amount", Sign::kAny);
 			line.currency = Str(l, "currency");
-			line.period_start = Time(Path(l, {"period", "start"}));
-			line.period_end = Time(Path(l, {"period", "end"}));
+			line.period_start = Time(Path(l, {"period", "start"}), "lines.period.start");
+			line.period_end = Time(Path(l, {"period", "end"}), "lines.period.end");
 			FirstOf(line.price_id, Str(Path(l, {"pricing", "price_details", "price"})));
 			FirstOf(line.price_id, Str(Path(l, {"price", "id"})));
 			out.lines.push_back(std::move(line));
@@ -242,7 +269,7 @@ ReadCheckoutSession(const json &o, EventObject &out)
 	out.amount = Int(o, "amount_total");
 }
 
-// Removes "card" objects everywhere and payment_method_details at the top.
+// Removes "card" objects everywhere (recursion bounded by CheckBounds).
 void
 StripCards(json &node)
 {
@@ -261,12 +288,27 @@ StripCards(json &node)
 	}
 }
 
-}  // namespace
-
-Event
-ParseEvent(std::string_view payload)
+// Card data is never kept: data.object.payment_method_details and every
+// "card" object go.
+void
+StripCardData(json &root)
 {
-	json root = ParseJson(payload);
+	if (root.is_object()) {
+		auto data = root.find("data");
+		if (data != root.end() && data->is_object()) {
+			auto object = data->find("object");
+			if (object != data->end() && object->is_object())
+				object->erase("payment_method_details");
+		}
+	}
+	StripCards(root);
+}
+
+
+// The event inside an already parsed payload.
+Event
+ReadEvent(const json &root)
+{
 	if (!root.is_object())
 		throw InvalidParameter("invalid stripe event", "The payload is not a JSON object.");
 	Event event;
@@ -295,13 +337,6 @@ ParseEvent(std::string_view payload)
 	out.status = Str(o, "status");
 	out.currency = Str(o, "currency");
 	out.created = Time(o, "created");
-	out.cancel_at_period_end = Bool(o, "cancel_at_period_end");
-	out.cancel_at = Time(o, "cancel_at");
-	out.canceled_at = Time(o, "canceled_at");
-	out.ended_at = Time(o, "ended_at");
-	out.trial_start = Time(o, "trial_start");
-	out.trial_end = Time(o, "trial_end");
-	out.start_date = Time(o, "start_date");
 	out.metadata_user_id = Str(Path(o, {"metadata", "user_id"}));
 
 	std::string kind = out.object.value_or("");
@@ -316,6 +351,128 @@ ParseEvent(std::string_view payload)
 	else if (kind == "checkout.session")
 		ReadCheckoutSession(o, out);
 	return event;
+}
+
+bool
+EndsWith(std::string_view text, std::string_view suffix)
+{
+	return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+void
+CheckBounds(std::string_view payload)
+{
+	if (payload.size() > kMaxPayloadBytes)
+		throw Error(sqlstate::kProgramLimitExceeded, "stripe event payload is too large",
+					"The payload has " + std::to_string(payload.size()) + " bytes; at most " +
+						std::to_string(kMaxPayloadBytes) + " are accepted.",
+					"Stripe's events are far smaller; check what is posted to the webhook endpoint.");
+	int depth = 0;
+	bool in_string = false;
+	for (size_t i = 0; i < payload.size(); ++i) {
+		char c = payload[i];
+		if (in_string) {
+			if (c == '\\')
+				++i;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[') {
+			if (++depth > kMaxNesting)
+				throw Error(sqlstate::kProgramLimitExceeded, "stripe event payload is nested too deeply",
+							"Objects and arrays nest more than " + std::to_string(kMaxNesting) + " levels deep.",
+							"Stripe's events are far shallower; check what is posted to the webhook endpoint.");
+		} else if (c == '}' || c == ']')
+			--depth;
+	}
+}
+
+Event
+ParseEvent(std::string_view payload)
+{
+	CheckBounds(payload);
+	return ReadEvent(ParseJson(payload));
+}
+
+Prepared
+Prepare(std::string_view payload)
+{
+	CheckBounds(payload);
+	json root = ParseJson(payload);
+	Prepared prepared;
+	prepared.event = ReadEvent(root);
+	prepared.facts = FactsJson(prepared.event);
+	prepared.stage = EventStage(prepared.event);
+	StripCardData(root);
+	prepared.stored_payload = root.dump();
+	return prepared;
+}
+
+int
+EventStage(const Event &event)
+{
+	const std::string &type = event.type;
+	const EventObject &o = event.object;
+	if (EndsWith(type, ".deleted"))
+		return 3;
+	std::string_view kind = o.object ? std::string_view(*o.object) : std::string_view();
+	std::string_view status = o.status ? std::string_view(*o.status) : std::string_view();
+	bool terminal = false;
+	if (kind == "subscription")
+		terminal = status == "canceled" || status == "incomplete_expired";
+	else if (kind == "invoice")
+		terminal = status == "paid" || status == "void" || type == "invoice.paid" ||
+				   type == "invoice.payment_succeeded" || type == "invoice.voided";
+	else if (kind == "payment_intent")
+		terminal = status == "succeeded" || status == "canceled" || type == "payment_intent.succeeded" ||
+				   type == "payment_intent.canceled";
+	else if (kind == "charge")
+		terminal = o.amount && o.amount_refunded && *o.amount > 0 && *o.amount_refunded >= *o.amount;
+	else if (kind == "checkout.session")
+		terminal = status == "complete" || status == "expired";
+	if (terminal)
+		return 2;
+	return EndsWith(type, ".created") ? 0 : 1;
+}
+
+bool
+IsNewer(const std::optional<Watermark> &last, const Watermark &incoming)
+{
+	if (!last || incoming.created > last->created)
+		return true;
+	return incoming.created == last->created && incoming.stage >= last->stage;
+}
+
+bool
+Handled(std::string_view type)
+{
+	static constexpr std::string_view kHandled[] = {
+		"checkout.session.completed",
+		"customer.subscription.created",
+		"customer.subscription.updated",
+		"customer.subscription.deleted",
+		"customer.subscription.paused",
+		"customer.subscription.resumed",
+		"customer.subscription.trial_will_end",
+		"invoice.created",
+		"invoice.finalized",
+		"invoice.paid",
+		"invoice.payment_succeeded",
+		"invoice.payment_failed",
+		"invoice.voided",
+		"invoice.marked_uncollectible",
+		"payment_intent.succeeded",
+		"payment_intent.payment_failed",
+		"charge.refunded",
+	};
+	for (auto handled : kHandled) {
+		if (type == handled)
+			return true;
+	}
+	return false;
 }
 
 std::optional<std::string>
@@ -350,13 +507,9 @@ MapBillingReason(const std::optional<std::string> &reason)
 std::string
 SanitizedPayload(std::string_view payload)
 {
+	CheckBounds(payload);
 	json root = ParseJson(payload);
-	if (json *object = root.is_object() && root.contains("data") && root["data"].is_object() &&
-							   root["data"].contains("object") && root["data"]["object"].is_object()
-						   ? &root["data"]["object"]
-						   : nullptr)
-		object->erase("payment_method_details");
-	StripCards(root);
+	StripCardData(root);
 	return root.dump();
 }
 

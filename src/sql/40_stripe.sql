@@ -12,20 +12,24 @@ CREATE TABLE billing.stripe_events (
 	type text NOT NULL,
 	object_id text,
 	created timestamptz NOT NULL,  -- the event's time at Stripe
-	payload jsonb NOT NULL,  -- as received, without payment_method_details and card objects
-	result text NOT NULL CHECK (result IN ('applied', 'stale', 'ignored')),
-	reason text,  -- why an event was ignored or stale
+	payload jsonb,  -- as received, without payment_method_details and card objects; NULL once pruned
+	result text NOT NULL CHECK (result IN ('applied', 'stale', 'ignored', 'pending')),
+	reason text,  -- why an event was ignored, stale or is pending
 	received_at timestamptz NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	deleted_at timestamptz
+	deleted_at timestamptz,
+	stage smallint,  -- the ordering stage the core gave it (stripe::EventStage)
+	customer_id text  -- the Stripe customer it names: a pending event waits for that customer's user
 );
 COMMENT ON TABLE billing.stripe_events IS 'Stripe webhook events received, each applied at most once';
 CREATE INDEX stripe_events_object ON billing.stripe_events (object_id, created);
 CREATE INDEX stripe_events_received ON billing.stripe_events (received_at);
+CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
 
--- Per Stripe object, the newest event applied to it: an older event for the
--- same object (by created, then event id) is stale and changes nothing.
+-- Per Stripe object, the newest event applied to it: the core decides whether
+-- another event is newer (stripe::IsNewer: by created, then by the stage of
+-- the object's state); one that is not is stale and changes nothing.
 CREATE TABLE billing.stripe_objects (
 	object_id text PRIMARY KEY,
 	object_type text,
@@ -34,6 +38,7 @@ CREATE TABLE billing.stripe_objects (
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz,
+	last_event_stage smallint,  -- stripe::EventStage of the newest applied event
 	CONSTRAINT watermark_complete CHECK ((last_event_created IS NULL) = (last_event_id IS NULL))
 );
 COMMENT ON TABLE billing.stripe_objects IS 'The newest Stripe event applied per Stripe object (out-of-order protection)';
@@ -102,13 +107,7 @@ $$;
 CREATE FUNCTION billing._stripe_precheck(event_type text, facts jsonb) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF event_type NOT IN ('checkout.session.completed',
-						  'customer.subscription.created', 'customer.subscription.updated',
-						  'customer.subscription.deleted', 'customer.subscription.trial_will_end',
-						  'invoice.created', 'invoice.finalized', 'invoice.paid', 'invoice.payment_failed',
-						  'payment_intent.succeeded', 'payment_intent.payment_failed', 'charge.refunded') THEN
-		RETURN 'event type not handled';
-	END IF;
+	-- which event types are handled at all is the core's (stripe::Handled)
 	IF facts ->> 'id' IS NULL THEN
 		RETURN 'the event''s object has no id';
 	END IF;
@@ -231,7 +230,7 @@ BEGIN
 	ELSE
 		uid := billing._stripe_user(facts);
 		IF uid IS NULL THEN
-			RETURN pg_catalog.format('no billing user for stripe subscription "%s": it has no metadata.user_id '
+			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe subscription "%s": it has no metadata.user_id '
 									 'and its customer is not linked', facts ->> 'id');
 		END IF;
 	END IF;
@@ -380,7 +379,7 @@ BEGIN
 	 WHERE x.stripe_subscription_id = facts ->> 'subscription' AND x.deleted_at IS NULL;
 	uid := COALESCE(sub.user_id, billing._stripe_user(facts));
 	IF uid IS NULL THEN
-		RETURN pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
+		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
 								 facts ->> 'id');
 	END IF;
 	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
@@ -483,7 +482,7 @@ BEGIN
 	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'invoice';
 	uid := COALESCE(inv.user_id, billing._stripe_user(facts));
 	IF uid IS NULL THEN
-		RETURN pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
+		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
 								 'and its customer is not linked', facts ->> 'id');
 	END IF;
 	sub_id := COALESCE(inv.subscription_id,
@@ -523,7 +522,7 @@ BEGIN
 		-- the payment itself never arrived: it is recorded from the charge
 		uid := billing._stripe_user(facts);
 		IF uid IS NULL THEN
-			RETURN pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
+			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
 									 'and its customer is not linked', facts ->> 'id');
 		END IF;
 		payment_id := billing._stripe_upsert_payment(
@@ -557,41 +556,64 @@ BEGIN
 END
 $$;
 
--- Internal: records the event once, checks it is not stale, applies it.
--- Called by billing.stripe_ingest after the signature has been verified.
-CREATE FUNCTION billing._stripe_apply(event_id text, event_type text, event_created timestamptz, facts jsonb,
-									  payload jsonb, received timestamptz) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-<<fn>>
-DECLARE
-	object_id text := facts ->> 'id';
-	w billing.stripe_objects;
-	result text;
-	reason text;
+-- Internal: records an event once (false: a redelivered id, a duplicate) and,
+-- for a handled event, locks its Stripe object's watermark and returns it for
+-- the core to compare (stripe::IsNewer). Called by billing.stripe_ingest after
+-- the signature has been verified.
+CREATE FUNCTION billing._stripe_record(event_id text, event_type text, object_id text, customer_id text,
+									   event_created bigint, stage integer, payload jsonb, received timestamptz,
+									   handled boolean, OUT recorded boolean, OUT last_created bigint,
+									   OUT last_stage integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	-- exactly once: a concurrent delivery of the same id waits here for the
 	-- other transaction, then finds the row and is a duplicate
-	INSERT INTO billing.stripe_events (id, type, object_id, created, payload, result, received_at)
-	VALUES (event_id, event_type, object_id, event_created, payload, 'ignored', received)
+	INSERT INTO billing.stripe_events (id, type, object_id, customer_id, created, stage, payload, result, reason,
+									   received_at)
+	VALUES (event_id, event_type, object_id, customer_id, pg_catalog.to_timestamp(event_created), stage, payload,
+			'ignored', CASE WHEN NOT handled THEN 'event type not handled' END, received)
 	ON CONFLICT (id) DO NOTHING;
-	IF NOT FOUND THEN
-		RETURN 'duplicate';
+	recorded := FOUND;
+	IF recorded AND handled AND object_id IS NOT NULL THEN
+		SELECT w.last_created, w.last_stage INTO last_created, last_stage
+		  FROM billing._stripe_lock_object(object_id) w;
 	END IF;
+END
+$$;
 
-	reason := billing._stripe_precheck(event_type, facts);
-	IF reason IS NOT NULL THEN
-		result := 'ignored';
+-- Internal: locks a Stripe object's watermark (one event per object at a
+-- time) and returns the newest applied event's time and stage.
+CREATE FUNCTION billing._stripe_lock_object(object_id text, OUT last_created bigint, OUT last_stage integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1)
+	ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
+	SELECT EXTRACT(epoch FROM o.last_event_created)::bigint, o.last_event_stage INTO last_created, last_stage
+	  FROM billing.stripe_objects o WHERE o.object_id = $1 FOR UPDATE;
+END
+$$;
+
+-- Internal: applies an event the core found newer than its object's
+-- watermark (or records it stale) and stores the outcome. Returns applied,
+-- stale, ignored or pending (no billing user yet: applied when the event
+-- naming its customer's user arrives, see billing.stripe_pending).
+CREATE FUNCTION billing._stripe_dispatch(event_id text, event_type text, event_created timestamptz, stage integer,
+										 facts jsonb, stale boolean) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
+DECLARE
+	object_id text := facts ->> 'id';
+	result text;
+	reason text;
+BEGIN
+	IF stale THEN
+		result := 'stale';
+		SELECT pg_catalog.format('event "%s" of %s is as new or newer for this object', o.last_event_id,
+								 o.last_event_created)
+		  INTO reason FROM billing.stripe_objects o WHERE o.object_id = fn.object_id;
 	ELSE
-		-- one event per Stripe object at a time, newest wins
-		INSERT INTO billing.stripe_objects (object_id, object_type) VALUES (object_id, facts ->> 'object')
-		ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
-		SELECT o.* INTO w FROM billing.stripe_objects o WHERE o.object_id = fn.object_id FOR UPDATE;
-		IF w.last_event_created IS NOT NULL
-		   AND (w.last_event_created, w.last_event_id) >= (event_created, event_id) THEN
-			result := 'stale';
-			reason := pg_catalog.format('event "%s" of %s is newer for this object', w.last_event_id,
-										w.last_event_created);
-		ELSE
+		reason := billing._stripe_precheck(event_type, facts);
+		IF reason IS NULL THEN
 			reason := CASE
 				WHEN event_type = 'checkout.session.completed' THEN billing._stripe_checkout_completed(facts)
 				WHEN event_type LIKE 'customer.subscription.%' THEN
@@ -601,20 +623,75 @@ BEGIN
 					billing._stripe_payment_intent(event_type, facts, event_created)
 				WHEN event_type = 'charge.refunded' THEN billing._stripe_charge_refunded(facts, event_created)
 			END;
-			IF reason IS NULL THEN
-				result := 'applied';
-				UPDATE billing.stripe_objects o
-				   SET last_event_created = event_created, last_event_id = event_id, object_type = facts ->> 'object'
-				 WHERE o.object_id = fn.object_id;
-			ELSE
-				result := 'ignored';
-			END IF;
+		END IF;
+		IF reason IS NULL THEN
+			result := 'applied';
+			UPDATE billing.stripe_objects o
+			   SET last_event_created = event_created, last_event_id = event_id, last_event_stage = stage,
+				   object_type = facts ->> 'object'
+			 WHERE o.object_id = fn.object_id;
+		ELSIF reason LIKE 'pending: %' THEN
+			result := 'pending';
+			reason := pg_catalog.substr(reason, 10);
+		ELSE
+			result := 'ignored';
 		END IF;
 	END IF;
 	UPDATE billing.stripe_events e SET result = fn.result, reason = fn.reason
-	 WHERE e.id = event_id;
+	 WHERE e.id = event_id AND (e.result, e.reason) IS DISTINCT FROM (fn.result, fn.reason);
 	RETURN result;
 END fn
+$$;
+
+-- Internal: the payloads of the events pending for a Stripe customer, in the
+-- order they are applied once the customer's user is known.
+CREATE FUNCTION billing._stripe_pending_for(customer_id text)
+RETURNS TABLE (id text, payload text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT e.id, e.payload::text FROM billing.stripe_events e
+	 WHERE e.result = 'pending' AND e.customer_id = $1 AND e.payload IS NOT NULL
+	 ORDER BY e.created, e.stage, e.received_at, e.id
+$$;
+
+-- Internal: a stored event's payload for billing.stripe_replay (NULL once pruned).
+CREATE FUNCTION billing._stripe_stored(event_id text, OUT found boolean, OUT payload text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT true, e.payload::text FROM billing.stripe_events e WHERE e.id = $1
+	UNION ALL SELECT false, NULL LIMIT 1
+$$;
+
+-- What a DBA looks at: events waiting for the event that names their user.
+CREATE VIEW billing.stripe_pending AS
+SELECT e.id, e.type, e.object_id, e.customer_id, e.created, e.received_at, e.reason
+  FROM billing.stripe_events e
+ WHERE e.result = 'pending'
+ ORDER BY e.customer_id, e.created, e.stage, e.received_at, e.id;
+COMMENT ON VIEW billing.stripe_pending IS
+	'Stripe events kept until their user is known (applied in order when the event naming the user arrives)';
+
+CREATE FUNCTION billing.stripe_replay(event_id text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS text
+AS 'MODULE_PATHNAME', 'billing_stripe_replay' LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION billing.stripe_replay(text, timestamptz) IS
+	'Applies a stored Stripe event again, as ingesting it would (idempotent); returns its result';
+
+-- Internal: maintenance drops the payloads of events received more than
+-- stripe_event_retention ago (default 90 days); the rows stay, so a late
+-- redelivery of their id is still a duplicate. Pending events are kept whole.
+CREATE FUNCTION billing._stripe_prune(at timestamptz, batch integer DEFAULT 10000) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cutoff timestamptz := at - billing._setting('stripe_event_retention', '90 days')::interval;
+	pruned bigint;
+BEGIN
+	UPDATE billing.stripe_events e SET payload = NULL
+	 WHERE e.id IN (SELECT x.id FROM billing.stripe_events x
+					 WHERE x.received_at < cutoff AND x.payload IS NOT NULL AND x.result <> 'pending'
+					 ORDER BY x.received_at LIMIT batch);
+	GET DIAGNOSTICS pruned = ROW_COUNT;
+	RETURN pruned;
+END
 $$;
 
 -- What the application passes to Stripe Checkout for a user and a plan: the
