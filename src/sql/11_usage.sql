@@ -8,22 +8,27 @@ CREATE FUNCTION billing.record_usage(user_id text, metric text, quantity bigint 
 									 at timestamptz DEFAULT pg_catalog.now(), idempotency_key text DEFAULT NULL)
 RETURNS billing.usage_records
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
 DECLARE
 	rec billing.usage_records;
 BEGIN
-	IF user_id IS NULL OR user_id = '' THEN
+	-- Parameters share the columns' names; in SQL, a bare name is the column.
+	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
+		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF user_id = '' THEN
 		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
 	END IF;
-	IF metric IS NULL OR metric !~ '^[a-z][a-z0-9_.]*$' THEN
+	IF metric !~ '^[a-z][a-z0-9_.]*$' THEN
 		RAISE EXCEPTION 'invalid metric name "%"', metric
 			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
 	END IF;
-	IF quantity IS NULL OR quantity < 0 THEN
+	IF quantity < 0 THEN
 		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
 			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
 	END IF;
-	IF at IS NULL OR NOT pg_catalog.isfinite(at) THEN
-		RAISE EXCEPTION 'argument "at" must be a finite timestamp' USING ERRCODE = '22023';
+	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00') THEN
+		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
 	END IF;
 	INSERT INTO billing.usage_records AS r (user_id, subscription_id, metric, quantity, recorded_at, idempotency_key)
 	VALUES ($1, (SELECT s.id FROM billing.subscriptions s
