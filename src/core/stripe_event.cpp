@@ -1,6 +1,7 @@
 #include "core/stripe_event.hpp"
 
 #include "core/error.hpp"
+#include "core/lifecycle.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -475,16 +476,106 @@ Handled(std::string_view type)
 	return false;
 }
 
+namespace {
+
+// The action of billing's state machine a Stripe status stands for, or none
+// (a mirror rule: Stripe reached a state billing's own operations reach
+// differently, or not at all).
+struct StatusRow {
+	std::string_view stripe;
+	Status billing;
+	std::optional<Action> action;
+	const char *mirror;  // why it is mirrored, when there is no action
+};
+
+constexpr StatusRow kStatusRows[] = {
+	{"trialing", Status::kTrialing, std::nullopt, "mirror: Stripe runs the trial (start_trial's state)"},
+	{"active", Status::kActive, Action::kPaymentSucceeded, nullptr},
+	{"past_due", Status::kPastDue, Action::kPaymentFailed, nullptr},
+	{"unpaid", Status::kPastDue, std::nullopt, "mirror: Stripe stopped retrying; billing's grace period decides"},
+	{"paused", Status::kPaused, Action::kPause, nullptr},
+	{"incomplete", Status::kIncomplete, std::nullopt, "mirror: the first payment is pending (subscribe's state)"},
+	{"incomplete_expired", Status::kExpired, Action::kIncompleteTimeout, nullptr},
+	{"canceled", Status::kCanceled, Action::kCancelNow, nullptr},
+};
+
+const StatusRow *
+FindStatus(std::string_view stripe_status)
+{
+	for (const auto &row : kStatusRows) {
+		if (row.stripe == stripe_status)
+			return &row;
+	}
+	return nullptr;
+}
+
+std::string
+RuleName(const StatusRow &row)
+{
+	return row.action ? std::string(ToString(*row.action)) : std::string(row.mirror);
+}
+
+}  // namespace
+
+const std::vector<StripeStatusRule> &
+StripeStatusTable()
+{
+	static const std::vector<StripeStatusRule> table = [] {
+		std::vector<StripeStatusRule> rows;
+		static std::vector<std::string> names;  // keeps the rule strings alive
+		names.reserve(std::size(kStatusRows) + 2);
+		for (const auto &row : kStatusRows) {
+			names.push_back(RuleName(row));
+			rows.push_back({row.stripe.data(), ToString(row.billing), names.back().c_str()});
+		}
+		names.push_back(ToString(Action::kCancelAtPeriodEnd));
+		rows.push_back({"active + cancel_at_period_end", ToString(Status::kCanceled), names.back().c_str()});
+		names.push_back(ToString(Action::kCancelNow));
+		rows.push_back({"customer.subscription.deleted (any status)", ToString(Status::kCanceled), names.back().c_str()});
+		return rows;
+	}();
+	return table;
+}
+
+std::optional<SubscriptionMirror>
+MirrorSubscription(const Event &event)
+{
+	const EventObject &o = event.object;
+	SubscriptionMirror m;
+	m.stripe_status = o.status.value_or("");
+	const StatusRow *row = FindStatus(m.stripe_status);
+	bool deleted = event.type == "customer.subscription.deleted";
+	if (row == nullptr && !deleted)
+		return std::nullopt;
+	Status status = row ? row->billing : Status::kCanceled;
+	m.rule = row ? RuleName(*row) : ToString(Action::kCancelNow);
+	m.cancel_at_period_end = o.cancel_at_period_end;
+	if (deleted && status != Status::kCanceled && status != Status::kExpired) {
+		status = Status::kCanceled;
+		m.rule = ToString(Action::kCancelNow);
+	}
+	// Stripe keeps a subscription that cancels at period end "active"; in
+	// billing that is a pending cancel: canceled, cancel_at_period_end, not ended.
+	bool pending_cancel = status == Status::kActive && o.cancel_at_period_end;
+	if (pending_cancel) {
+		status = Status::kCanceled;
+		m.rule = ToString(Action::kCancelAtPeriodEnd);
+	}
+	if ((status == Status::kCanceled && !pending_cancel) || status == Status::kExpired) {
+		m.ended_at = o.ended_at ? o.ended_at : o.canceled_at ? o.canceled_at : std::optional<int64_t>(event.created);
+		m.end_reason = status == Status::kExpired ? "incomplete_expired" : "canceled";
+	}
+	if (status == Status::kCanceled)
+		m.canceled_at = o.canceled_at ? o.canceled_at : m.ended_at ? m.ended_at : std::optional<int64_t>(event.created);
+	m.status = ToString(status);
+	return m;
+}
+
 std::optional<std::string>
 MapSubscriptionStatus(std::string_view s)
 {
-	if (s == "trialing" || s == "active" || s == "past_due" || s == "canceled" || s == "incomplete" || s == "paused")
-		return std::string(s);
-	if (s == "unpaid")
-		return std::string("past_due");
-	if (s == "incomplete_expired")
-		return std::string("expired");
-	return std::nullopt;
+	const StatusRow *row = FindStatus(s);
+	return row ? std::optional<std::string>(ToString(row->billing)) : std::nullopt;
 }
 
 std::optional<std::string>
@@ -527,10 +618,20 @@ FactsJson(const Event &event)
 	put("customer", o.customer);
 	put("subscription", o.subscription);
 	put("stripe_status", o.status);
-	if (o.status) {
-		if (o.object == "subscription")
-			put("status", MapSubscriptionStatus(*o.status));
-		else if (o.object == "invoice")
+	if (o.object == "subscription") {
+		// what billing's subscription becomes: the core's decision, stored as is
+		if (auto m = MirrorSubscription(event)) {
+			facts["status"] = m->status;
+			facts["mirror"] = {{"status", m->status},
+							   {"stripe_status", m->stripe_status},
+							   {"cancel_at_period_end", m->cancel_at_period_end},
+							   {"canceled_at", m->canceled_at ? json(*m->canceled_at) : json(nullptr)},
+							   {"ended_at", m->ended_at ? json(*m->ended_at) : json(nullptr)},
+							   {"end_reason", m->end_reason ? json(*m->end_reason) : json(nullptr)},
+							   {"rule", m->rule}};
+		}
+	} else if (o.status) {
+		if (o.object == "invoice")
 			put("status", MapInvoiceStatus(*o.status));
 		else
 			facts["status"] = *o.status;

@@ -134,6 +134,33 @@ bool IsNewer(const std::optional<Watermark> &last, const Watermark &incoming);
 // The event types billing applies; any other is recorded as ignored.
 bool Handled(std::string_view type);
 
+// One state machine: what a Stripe subscription event makes of billing's
+// subscription. Stripe is the source of truth for the subscriptions it
+// manages, so the target does not depend on billing's current status; each
+// Stripe status (and event type) is named onto a transition of billing's
+// table (lifecycle.hpp) or an explicit mirror rule, and SQL stores the result.
+struct SubscriptionMirror {
+	std::string status;                    // billing.subscription_status
+	std::string stripe_status;             // as Stripe sent it ("" when absent)
+	bool cancel_at_period_end = false;
+	std::optional<int64_t> canceled_at;    // Unix seconds
+	std::optional<int64_t> ended_at;
+	std::optional<std::string> end_reason; // canceled, incomplete_expired
+	std::string rule;                      // the transition (action name) or "mirror: ..."
+};
+
+// The table behind MirrorSubscription, one row per Stripe status / event
+// (the README shows it): Stripe status, billing status, rule.
+struct StripeStatusRule {
+	const char *stripe;
+	const char *billing;
+	const char *rule;
+};
+const std::vector<StripeStatusRule> &StripeStatusTable();
+
+// nullopt when the Stripe status is unknown (the event is then ignored).
+std::optional<SubscriptionMirror> MirrorSubscription(const Event &event);
+
 // Stripe subscription status -> billing.subscription_status:
 // trialing, active, past_due, canceled, incomplete, paused map to themselves,
 // unpaid -> past_due, incomplete_expired -> expired; anything else nullopt.

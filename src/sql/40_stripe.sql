@@ -53,6 +53,9 @@ CREATE TABLE billing.stripe_customers (
 );
 COMMENT ON TABLE billing.stripe_customers IS 'Stripe customer id -> billing user id, learnt from Checkout';
 CREATE INDEX stripe_customers_user ON billing.stripe_customers (user_id);
+-- Stripe's own subscription status, verbatim (billing's status is the core's
+-- mapping of it, stripe::StripeStatusTable).
+ALTER TABLE billing.subscriptions ADD COLUMN stripe_status text;
 CREATE INDEX subscriptions_stripe_customer
 	ON billing.subscriptions (stripe_customer_id) WHERE stripe_customer_id IS NOT NULL;
 CREATE INDEX payments_stripe_charge ON billing.payments (stripe_charge_id) WHERE stripe_charge_id IS NOT NULL;
@@ -190,36 +193,22 @@ DECLARE
 	s billing.subscriptions;
 	cur billing.subscriptions;
 	uid text;
-	status billing.subscription_status := (facts ->> 'status')::billing.subscription_status;
-	pending_cancel boolean := COALESCE((facts ->> 'cancel_at_period_end')::boolean, false);
+	-- status, pending cancel, cancel and end: the core's decision (stripe::MirrorSubscription)
+	mirror jsonb := facts -> 'mirror';
+	status billing.subscription_status := (mirror ->> 'status')::billing.subscription_status;
+	pending_cancel boolean := (mirror ->> 'cancel_at_period_end')::boolean;
 	started timestamptz := COALESCE(billing._stripe_time(facts, 'start_date'), billing._stripe_time(facts, 'created'),
 									event_created);
 	period_start timestamptz;
 	period_end timestamptz := billing._stripe_time(facts, 'current_period_end');
 	trial_start timestamptz := billing._stripe_time(facts, 'trial_start');
 	trial_end timestamptz := billing._stripe_time(facts, 'trial_end');
-	ended timestamptz;
-	canceled timestamptz;
-	reason text;
+	ended timestamptz := billing._stripe_time(mirror, 'ended_at');
+	canceled timestamptz := billing._stripe_time(mirror, 'canceled_at');
+	reason text := mirror ->> 'end_reason';
 BEGIN
 	SELECT p.* INTO plan FROM billing.subscription_plans p
 	 WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL;
-	IF event_type = 'customer.subscription.deleted' AND status NOT IN ('canceled', 'expired') THEN
-		status := 'canceled';
-	END IF;
-	-- Stripe keeps a subscription that cancels at period end "active"; billing
-	-- calls that a pending cancel: canceled, cancel_at_period_end, not ended.
-	IF status = 'active' AND pending_cancel THEN
-		status := 'canceled';
-	END IF;
-	IF status IN ('canceled', 'expired') AND NOT (status = 'canceled' AND pending_cancel AND
-			facts ->> 'stripe_status' IS DISTINCT FROM 'canceled' AND event_type <> 'customer.subscription.deleted') THEN
-		ended := COALESCE(billing._stripe_time(facts, 'ended_at'), billing._stripe_time(facts, 'canceled_at'), event_created);
-		reason := CASE status WHEN 'expired' THEN 'incomplete_expired' ELSE 'canceled' END;
-	END IF;
-	IF status = 'canceled' THEN
-		canceled := COALESCE(billing._stripe_time(facts, 'canceled_at'), ended, event_created);
-	END IF;
 
 	SELECT x.* INTO s FROM billing.subscriptions x
 	 WHERE x.stripe_subscription_id = facts ->> 'id' AND x.deleted_at IS NULL
@@ -270,12 +259,13 @@ BEGIN
 		INSERT INTO billing.subscriptions AS x
 			(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, billing_anchor,
 			 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at,
-			 ended_at, end_reason, past_due_since, paused_at, stripe_customer_id, stripe_subscription_id, metadata)
+			 ended_at, end_reason, past_due_since, paused_at, stripe_customer_id, stripe_subscription_id, metadata,
+			 stripe_status)
 		VALUES (uid, plan.id, status, plan.price_cents, plan.currency, plan.billing_interval, started, period_start,
 				period_start, period_end, trial_start, trial_end, pending_cancel, canceled,
 				ended, reason, CASE WHEN status = 'past_due' THEN event_created END,
 				CASE WHEN status = 'paused' THEN event_created END,
-				facts ->> 'customer', facts ->> 'id', '{"source": "stripe"}')
+				facts ->> 'customer', facts ->> 'id', '{"source": "stripe"}', mirror ->> 'stripe_status')
 		RETURNING x.* INTO s;
 	ELSIF s.ended_at IS NOT NULL THEN
 		-- billing already ended it (e.g. a plan change); Stripe cannot bring an
@@ -306,6 +296,7 @@ BEGIN
 			   scheduled_change_at = NULL,
 			   stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id),
 			   stripe_subscription_id = facts ->> 'id',
+			   stripe_status = mirror ->> 'stripe_status',
 			   metadata = x.metadata || '{"source": "stripe"}'
 		 WHERE x.id = s.id
 		RETURNING x.* INTO s;

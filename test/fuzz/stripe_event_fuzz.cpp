@@ -32,6 +32,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			MapInvoiceStatus(*prepared.event.object.status);
 		}
 		MapBillingReason(prepared.event.object.billing_reason);
+		if (auto mirror = MirrorSubscription(prepared.event); mirror && mirror->rule.empty())
+			std::abort();  // every mirrored status names its rule
 		Watermark w{prepared.event.created, prepared.stage};
 		if (!IsNewer(w, w))  // the same event again is never stale
 			std::abort();

@@ -288,6 +288,8 @@ ingest_ok("same second, a creation after a change -> stale", event("evt_ooo_0", 
 unpaid = subscription("sub_ooo", "cus_ooo", "unpaid", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo")
 ingest_ok("unpaid", event("evt_ooo_4", "customer.subscription.updated", unpaid, U1 + 15 * DAY), U1 + 15 * DAY)
 check("Stripe unpaid is billing past_due", current("u_ooo"), "pro_monthly past_due sub_ooo")
+check("Stripe's own status kept verbatim", sql("SELECT stripe_status FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_ooo'"),
+      "unpaid")
 pend = subscription("sub_ooo", "cus_ooo", "active", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo", cancel_at_period_end=True)
 ingest_ok("cancel at period end", event("evt_ooo_5", "customer.subscription.updated", pend, U1 + 16 * DAY), U1 + 16 * DAY)
 check("pending cancel: canceled, cancel_at_period_end, not ended",

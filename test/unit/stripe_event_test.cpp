@@ -1,6 +1,7 @@
 // Events built from Stripe's own example objects (../shared/stripe/fixtures.json,
 // read at test time), with realistic timestamps put in place of placeholders.
 #include "core/error.hpp"
+#include "core/lifecycle.hpp"
 #include "core/stripe_event.hpp"
 
 #include <gtest/gtest.h>
@@ -485,6 +486,79 @@ TEST(StripeStatus, MapsStripeStatusesToBillings)
 	EXPECT_FALSE(MapInvoiceStatus("deleted"));
 	EXPECT_EQ(MapBillingReason(std::string("subscription_threshold")), "manual");
 	EXPECT_EQ(MapBillingReason(std::nullopt), "manual");
+}
+
+// One state machine: every Stripe status and the deletion event, onto a
+// transition of billing's table or a named mirror rule.
+TEST(StripeMirror, EveryStripeStatusAndEventHasARule)
+{
+	struct Case {
+		const char *type;
+		const char *status;
+		bool cancel_at_period_end;
+		const char *billing;
+		const char *rule;
+		bool ended;
+	};
+	const Case cases[] = {
+		{"customer.subscription.created", "trialing", false, "trialing", "mirror: Stripe runs the trial", false},
+		{"customer.subscription.updated", "active", false, "active", "payment_succeeded", false},
+		{"customer.subscription.updated", "active", true, "canceled", "cancel_at_period_end", false},
+		{"customer.subscription.updated", "past_due", false, "past_due", "payment_failed", false},
+		{"customer.subscription.updated", "unpaid", false, "past_due", "mirror: Stripe stopped retrying", false},
+		{"customer.subscription.paused", "paused", false, "paused", "pause", false},
+		{"customer.subscription.created", "incomplete", false, "incomplete", "mirror: the first payment", false},
+		{"customer.subscription.updated", "incomplete_expired", false, "expired", "incomplete_timeout", true},
+		{"customer.subscription.updated", "canceled", false, "canceled", "cancel_now", true},
+		{"customer.subscription.updated", "canceled", true, "canceled", "cancel_now", true},
+		{"customer.subscription.deleted", "canceled", false, "canceled", "cancel_now", true},
+		{"customer.subscription.deleted", "active", true, "canceled", "cancel_now", true},
+		{"customer.subscription.deleted", "incomplete_expired", false, "expired", "incomplete_timeout", true},
+	};
+	for (const auto &c : cases) {
+		json sub = Subscription();
+		sub["status"] = c.status;
+		sub["cancel_at_period_end"] = c.cancel_at_period_end;
+		auto m = MirrorSubscription(ParseEvent(MakeEvent(c.type, sub, kCreated + 5)));
+		std::string what = std::string(c.type) + " " + c.status;
+		ASSERT_TRUE(m) << what;
+		EXPECT_EQ(m->status, c.billing) << what;
+		EXPECT_EQ(m->stripe_status, c.status) << what;
+		EXPECT_TRUE(m->rule.starts_with(c.rule)) << what << ": " << m->rule;
+		EXPECT_EQ(m->ended_at.has_value(), c.ended) << what;
+		if (c.ended) {
+			EXPECT_EQ(m->ended_at, kCreated + 5) << what;  // no ended_at / canceled_at sent: the event's time
+			EXPECT_EQ(m->end_reason, std::string(c.billing) == "expired" ? "incomplete_expired" : "canceled");
+		}
+		if (m->status == "canceled")
+			EXPECT_TRUE(m->canceled_at) << what;
+		// a transition rule names an action of billing's own table with that target
+		if (!m->rule.starts_with("mirror")) {
+			bool found = false;
+			for (const auto &t : TransitionTable())
+				found = found || (ToString(t.action) == m->rule && ToString(t.to) == m->status);
+			EXPECT_TRUE(found) << what << " -> " << m->rule;
+		}
+	}
+	json sub = Subscription();
+	sub["status"] = "bogus";
+	EXPECT_FALSE(MirrorSubscription(ParseEvent(MakeEvent("customer.subscription.updated", sub))));
+	// Stripe's own times win over the event's
+	sub = Subscription();
+	sub["status"] = "canceled";
+	sub["canceled_at"] = kCreated + 1;
+	sub["ended_at"] = kCreated + 2;
+	auto m = MirrorSubscription(ParseEvent(MakeEvent("customer.subscription.deleted", sub, kCreated + 9)));
+	EXPECT_EQ(m->canceled_at, kCreated + 1);
+	EXPECT_EQ(m->ended_at, kCreated + 2);
+	// the table the README shows covers every status MapSubscriptionStatus knows
+	for (const char *status : {"trialing", "active", "past_due", "unpaid", "paused", "incomplete",
+							   "incomplete_expired", "canceled"}) {
+		bool listed = false;
+		for (const auto &row : StripeStatusTable())
+			listed = listed || std::string(row.stripe) == status;
+		EXPECT_TRUE(listed) << status;
+	}
 }
 
 TEST(StripeSanitize, CardDetailsAreNotKept)
