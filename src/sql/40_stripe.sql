@@ -375,7 +375,7 @@ BEGIN
 	END IF;
 	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
 											   WHEN 'invoice.paid' THEN 'paid' ELSE 'open' END);
-	IF event_type = 'invoice.paid' THEN
+	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded') THEN
 		status := 'paid';
 	END IF;
 	IF status = 'paid' THEN
@@ -449,16 +449,62 @@ BEGIN
 		RETURNING x.* INTO inv;
 	END IF;
 
-	-- older API versions name the payment intent on the invoice: the payment is
-	-- recorded here, under the same external id payment_intent.succeeded uses
-	IF event_type = 'invoice.paid' AND facts ->> 'payment_intent' IS NOT NULL
+	-- a paid invoice records its payment once: under the payment intent when the
+	-- invoice names it (older API versions, the same external id
+	-- payment_intent.succeeded uses); otherwise (current versions name none) a
+	-- payment_intent.succeeded already stored for this user, amount and
+	-- currency within a day and not yet on an invoice is that payment, and
+	-- failing that one is recorded under the invoice's id, which a later
+	-- payment_intent.succeeded adopts (see billing._stripe_adopt_payment)
+	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded')
 	   AND COALESCE((facts ->> 'amount_paid')::bigint, 0) > 0 THEN
-		PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
-											   facts ->> 'currency', true, facts ->> 'payment_intent',
-											   facts ->> 'charge', NULL, NULL, paid);
+		IF facts ->> 'payment_intent' IS NOT NULL THEN
+			PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
+												   facts ->> 'currency', true, facts ->> 'payment_intent',
+												   facts ->> 'charge', NULL, NULL, paid);
+		ELSIF NOT EXISTS (SELECT 1 FROM billing.payments p
+						   WHERE p.invoice_id = inv.id AND p.refund_of IS NULL AND p.status = 'succeeded'
+							 AND p.deleted_at IS NULL) THEN
+			UPDATE billing.payments p SET invoice_id = inv.id, subscription_id = COALESCE(p.subscription_id, sub.id)
+			 WHERE p.id = (SELECT q.id FROM billing.payments q
+							WHERE q.user_id = uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
+							  AND q.status = 'succeeded' AND q.deleted_at IS NULL
+							  AND q.stripe_payment_intent_id IS NOT NULL
+							  AND q.amount_cents = (facts ->> 'amount_paid')::bigint
+							  AND q.currency = pg_catalog.lower(facts ->> 'currency')
+							  AND q.paid_at BETWEEN paid - interval '1 day' AND paid + interval '1 day'
+							ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - paid)), q.id LIMIT 1);
+			IF NOT FOUND THEN
+				INSERT INTO billing.payments AS p
+					(user_id, subscription_id, invoice_id, amount_cents, currency, status, external_id,
+					 stripe_charge_id, paid_at)
+				VALUES (uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint, pg_catalog.lower(facts ->> 'currency'),
+						'succeeded', 'stripe_invoice:' || (facts ->> 'id'), facts ->> 'charge', paid)
+				ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
+			END IF;
+		END IF;
 	END IF;
 	RETURN NULL;
 END fn
+$$;
+
+-- Internal: a payment intent that succeeds after its invoice.paid (which, in
+-- current API versions, names no payment intent) is the payment that invoice
+-- recorded: that row takes the payment intent's id instead of a second row.
+CREATE FUNCTION billing._stripe_adopt_payment(user_id text, facts jsonb, event_created timestamptz) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	UPDATE billing.payments p
+	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'id',
+		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts ->> 'charge')
+	 WHERE p.id = (SELECT q.id FROM billing.payments q
+					WHERE q.user_id = $1 AND q.external_id LIKE 'stripe\_invoice:%' AND q.refund_of IS NULL
+					  AND q.status = 'succeeded' AND q.deleted_at IS NULL AND q.stripe_payment_intent_id IS NULL
+					  AND q.amount_cents = COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0),
+													(facts ->> 'amount')::bigint)
+					  AND q.currency = pg_catalog.lower(facts ->> 'currency')
+					  AND q.paid_at BETWEEN event_created - interval '1 day' AND event_created + interval '1 day'
+					ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - event_created)), q.id LIMIT 1)
+	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id = facts ->> 'id')
 $$;
 
 -- Internal: payment_intent.succeeded / payment_failed store the payment.
@@ -480,6 +526,9 @@ BEGIN
 		(SELECT s.id FROM billing.subscriptions s
 		  WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
 		  ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1));
+	IF succeeded THEN
+		PERFORM billing._stripe_adopt_payment(uid, facts, event_created);
+	END IF;
 	PERFORM billing._stripe_upsert_payment(
 		uid, sub_id, inv.id,
 		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)

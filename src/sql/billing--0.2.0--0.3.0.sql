@@ -853,7 +853,7 @@ BEGIN
 	END IF;
 	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
 											   WHEN 'invoice.paid' THEN 'paid' ELSE 'open' END);
-	IF event_type = 'invoice.paid' THEN
+	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded') THEN
 		status := 'paid';
 	END IF;
 	IF status = 'paid' THEN
@@ -927,13 +927,40 @@ BEGIN
 		RETURNING x.* INTO inv;
 	END IF;
 
-	-- older API versions name the payment intent on the invoice: the payment is
-	-- recorded here, under the same external id payment_intent.succeeded uses
-	IF event_type = 'invoice.paid' AND facts ->> 'payment_intent' IS NOT NULL
+	-- a paid invoice records its payment once: under the payment intent when the
+	-- invoice names it (older API versions, the same external id
+	-- payment_intent.succeeded uses); otherwise (current versions name none) a
+	-- payment_intent.succeeded already stored for this user, amount and
+	-- currency within a day and not yet on an invoice is that payment, and
+	-- failing that one is recorded under the invoice's id, which a later
+	-- payment_intent.succeeded adopts (see billing._stripe_adopt_payment)
+	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded')
 	   AND COALESCE((facts ->> 'amount_paid')::bigint, 0) > 0 THEN
-		PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
-											   facts ->> 'currency', true, facts ->> 'payment_intent',
-											   facts ->> 'charge', NULL, NULL, paid);
+		IF facts ->> 'payment_intent' IS NOT NULL THEN
+			PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
+												   facts ->> 'currency', true, facts ->> 'payment_intent',
+												   facts ->> 'charge', NULL, NULL, paid);
+		ELSIF NOT EXISTS (SELECT 1 FROM billing.payments p
+						   WHERE p.invoice_id = inv.id AND p.refund_of IS NULL AND p.status = 'succeeded'
+							 AND p.deleted_at IS NULL) THEN
+			UPDATE billing.payments p SET invoice_id = inv.id, subscription_id = COALESCE(p.subscription_id, sub.id)
+			 WHERE p.id = (SELECT q.id FROM billing.payments q
+							WHERE q.user_id = uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
+							  AND q.status = 'succeeded' AND q.deleted_at IS NULL
+							  AND q.stripe_payment_intent_id IS NOT NULL
+							  AND q.amount_cents = (facts ->> 'amount_paid')::bigint
+							  AND q.currency = pg_catalog.lower(facts ->> 'currency')
+							  AND q.paid_at BETWEEN paid - interval '1 day' AND paid + interval '1 day'
+							ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - paid)), q.id LIMIT 1);
+			IF NOT FOUND THEN
+				INSERT INTO billing.payments AS p
+					(user_id, subscription_id, invoice_id, amount_cents, currency, status, external_id,
+					 stripe_charge_id, paid_at)
+				VALUES (uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint, pg_catalog.lower(facts ->> 'currency'),
+						'succeeded', 'stripe_invoice:' || (facts ->> 'id'), facts ->> 'charge', paid)
+				ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
+			END IF;
+		END IF;
 	END IF;
 	RETURN NULL;
 END fn
@@ -957,6 +984,9 @@ BEGIN
 		(SELECT s.id FROM billing.subscriptions s
 		  WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
 		  ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1));
+	IF succeeded THEN
+		PERFORM billing._stripe_adopt_payment(uid, facts, event_created);
+	END IF;
 	PERFORM billing._stripe_upsert_payment(
 		uid, sub_id, inv.id,
 		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)
@@ -1135,6 +1165,22 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION billing._stripe_adopt_payment(user_id text, facts jsonb, event_created timestamptz) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	UPDATE billing.payments p
+	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'id',
+		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts ->> 'charge')
+	 WHERE p.id = (SELECT q.id FROM billing.payments q
+					WHERE q.user_id = $1 AND q.external_id LIKE 'stripe\_invoice:%' AND q.refund_of IS NULL
+					  AND q.status = 'succeeded' AND q.deleted_at IS NULL AND q.stripe_payment_intent_id IS NULL
+					  AND q.amount_cents = COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0),
+													(facts ->> 'amount')::bigint)
+					  AND q.currency = pg_catalog.lower(facts ->> 'currency')
+					  AND q.paid_at BETWEEN event_created - interval '1 day' AND event_created + interval '1 day'
+					ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - event_created)), q.id LIMIT 1)
+	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id = facts ->> 'id')
+$$;
+
 CREATE VIEW billing.stripe_pending AS
 SELECT e.id, e.type, e.object_id, e.customer_id, e.created, e.received_at, e.reason
   FROM billing.stripe_events e
@@ -1148,7 +1194,7 @@ GRANT SELECT ON billing.stripe_pending TO billing_analyst, billing_admin;
 REVOKE ALL ON FUNCTION billing._stripe_record(text, text, text, text, bigint, integer, jsonb, timestamptz, boolean),
 	billing._stripe_lock_object(text), billing._stripe_dispatch(text, text, timestamptz, integer, jsonb, boolean),
 	billing._stripe_pending_for(text), billing._stripe_stored(text), billing._stripe_prune(timestamptz, integer),
-	billing.stripe_replay(text, timestamptz) FROM PUBLIC;
+	billing.stripe_replay(text, timestamptz), billing._stripe_adopt_payment(text, jsonb, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
 
 -- == scale (issue 13)
@@ -1225,7 +1271,7 @@ BEGIN
 	LOOP
 		IF f.proname = ANY (ARRAY['configure', 'attach_users', 'attach_room_quota', 'attach_participant_quota',
 								  'detach', 'reconcile_quotas', 'run_maintenance', 'run_maintenance_batches',
-								  'rollup_usage']) THEN
+								  'rollup_usage', 'stripe_replay']) THEN
 			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_admin', f.sig);
 		ELSIF f.proname = ANY (ARRAY['mrr', 'arr', 'active_subscriptions', 'churn', 'arpu', 'trial_conversion',
 									 'plan_distribution', 'revenue', 'usage_trends', 'daily_report',

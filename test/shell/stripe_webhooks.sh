@@ -351,6 +351,28 @@ check("the payment row becomes succeeded",
       sql("SELECT status || ' ' || (failure_code IS NULL) FROM billing.payments WHERE external_id = 'pi_old_2'"),
       "succeeded true")
 
+# --- payments once, whichever of invoice.paid and payment_intent.succeeded comes first ---
+W = V2 + 40 * DAY
+ingest_ok("payment_intent.succeeded before its invoice", event("evt_rev_1", "payment_intent.succeeded",
+          payment_intent("pi_rev", "cus_old", 1234), W), W)
+rev_inv = invoice("in_rev", "sub_old", "cus_old", "paid", 1234, W, W + 28 * DAY, reason="manual")
+ingest_ok("then invoice.paid (current API: names no payment intent)", event("evt_rev_2", "invoice.paid", rev_inv, W + 5), W + 5)
+check("one payment, on the invoice, under the payment intent",
+      sql("""SELECT count(*) || ' ' || min(p.external_id) || ' ' || bool_and(p.invoice_id = i.id) FROM billing.payments p
+             JOIN billing.invoices i ON i.stripe_invoice_id = 'in_rev' WHERE p.amount_cents = 1234 AND p.user_id = 'u_old'"""),
+      "1 pi_rev true")
+fwd_inv = invoice("in_fwd", "sub_old", "cus_old", "paid", 4321, W + DAY, W + 29 * DAY, reason="manual")
+ingest_ok("invoice.payment_succeeded first", event("evt_fwd_1", "invoice.payment_succeeded", fwd_inv, W + DAY), W + DAY)
+check("records the payment under the invoice",
+      sql("SELECT external_id FROM billing.payments WHERE amount_cents = 4321 AND user_id = 'u_old'"), "stripe_invoice:in_fwd")
+ingest_ok("then invoice.paid of the same invoice", event("evt_fwd_2", "invoice.paid", fwd_inv, W + DAY + 1), W + DAY + 1)
+ingest_ok("then its payment_intent.succeeded", event("evt_fwd_3", "payment_intent.succeeded",
+          payment_intent("pi_fwd", "cus_old", 4321), W + DAY + 2), W + DAY + 2)
+check("still one payment, now under the payment intent, on the invoice",
+      sql("""SELECT count(*) || ' ' || min(p.external_id) || ' ' || bool_and(p.invoice_id = i.id) FROM billing.payments p
+             JOIN billing.invoices i ON i.stripe_invoice_id = 'in_fwd' WHERE p.amount_cents = 4321 AND p.user_id = 'u_old'"""),
+      "1 pi_fwd true")
+
 # --- ignored events -------------------------------------------------------------
 unknown = subscription("sub_unknown", "cus_unknown", "active", T0, T0 + 31 * DAY, user="u_other", price="price_nobody")
 ingest_ok("unknown price -> ignored", event("evt_unknown_price", "customer.subscription.created", unknown, T0), T0, "ignored")
@@ -387,7 +409,7 @@ check("checkout params for a new user: the plan's trial days",
 # --- result: every event row has a result, the audit of one user's story -----------
 check("events by result", sql("SELECT string_agg(result || '=' || n, ' ' ORDER BY result) FROM "
                               "(SELECT result, count(*) n FROM billing.stripe_events GROUP BY result) r"),
-      "applied=25 ignored=3 pending=1 stale=4")
+      "applied=30 ignored=3 pending=1 stale=4")
 
 # --- same-second pairs, both delivery orders --------------------------------------
 def ingest_many(events):
@@ -488,7 +510,8 @@ check("stripe_replay of a stale event is still stale", sql("SELECT billing.strip
 rc, out, err = psql("SELECT billing.stripe_replay('evt_never');", verbosity="verbose")
 check("stripe_replay of an unknown id -> 22023", "22023" in err, True)
 sql("SELECT billing.configure('stripe_event_retention', '30 days')")
-pruned = sql("SELECT billing._stripe_prune('2026-12-31'::timestamptz, 1000000)")
+pruned = sql("SELECT count FROM billing.run_maintenance('2026-12-31') WHERE action = 'stripe_payloads_pruned'")
+check("run_maintenance reports the pruned payloads", int(pruned or 0) > 0, True)
 check("maintenance prunes old payloads, keeps pending ones",
       sql("SELECT count(*) FILTER (WHERE payload IS NULL) > 0 AND bool_and(payload IS NOT NULL OR result <> 'pending') FROM billing.stripe_events"), "t")
 ingest_ok("a redelivery after pruning is still a duplicate", refund1, R1, "duplicate")
