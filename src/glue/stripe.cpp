@@ -4,6 +4,7 @@
 // once and applies it to billing's tables.
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
+#include "glue/lifecycle.hpp"
 #include "glue/spi.hpp"
 
 #include "core/error.hpp"
@@ -199,4 +200,17 @@ BILLING_FUNCTION(billing_stripe_replay)
 		glue::ApplyPending(spi, prepared.event);
 	spi.Finish();
 	return glue::TextResult(result);
+}
+
+// billing._stripe_trial_available(user_id, tier): the core's one-trial-per-tier
+// rule (the same call subscribe and start_trial make), for
+// billing.stripe_checkout_params.
+BILLING_FUNCTION(billing_stripe_trial_available)
+{
+	std::string user_id = glue::TextArgRequired(fcinfo, 0, "user_id");
+	std::string tier = glue::TextArgRequired(fcinfo, 1, "tier");
+	glue::Spi spi(glue::Spi::Access::kReadOnly);
+	bool available = glue::TrialAvailableForTier(spi, user_id, billing::ParseTier(tier));
+	spi.Finish();
+	PG_RETURN_BOOL(available);
 }

@@ -734,6 +734,11 @@ BEGIN
 END
 $$;
 
+-- Internal: the core's one-trial-per-tier rule, as subscribe applies it.
+CREATE FUNCTION billing._stripe_trial_available(user_id text, tier text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'billing_stripe_trial_available' LANGUAGE c STABLE
+SET search_path = pg_catalog, pg_temp;
+
 -- What the application passes to Stripe Checkout for a user and a plan: the
 -- plan's Stripe price, the user as client_reference_id and subscription
 -- metadata, and the plan's trial days when the user has not had a trial of
@@ -766,10 +771,7 @@ BEGIN
 				  HINT = pg_catalog.format('Set it with UPDATE billing.subscription_plans SET stripe_price_id = ''price_...'' WHERE code = %L.', plan_code);
 	END IF;
 	subscription_data := pg_catalog.jsonb_build_object('metadata', pg_catalog.jsonb_build_object('user_id', user_id));
-	IF plan.trial_days > 0 AND NOT EXISTS (
-			SELECT 1 FROM billing.subscriptions s JOIN billing.subscription_plans q ON q.id = s.plan_id
-			 WHERE s.user_id = stripe_checkout_params.user_id AND q.tier = plan.tier
-			   AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL) THEN
+	IF plan.trial_days > 0 AND billing._stripe_trial_available(user_id, plan.tier::text) THEN
 		subscription_data := subscription_data || pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
 	END IF;
 	RETURN pg_catalog.jsonb_build_object(

@@ -1173,6 +1173,48 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION billing.stripe_checkout_params(user_id text, plan_code text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	plan billing.subscription_plans;
+	subscription_data jsonb;
+BEGIN
+	IF user_id IS NULL OR user_id = '' THEN
+		RAISE EXCEPTION 'user id must not be null or empty' USING ERRCODE = '22023';
+	END IF;
+	IF plan_code IS NULL THEN
+		RAISE EXCEPTION 'plan code must not be null' USING ERRCODE = '22023';
+	END IF;
+	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code = plan_code AND p.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown plan "%"', plan_code
+			USING ERRCODE = '22023', HINT = 'The plans are listed in billing.pricing.';
+	END IF;
+	IF NOT plan.active THEN
+		RAISE EXCEPTION 'plan "%" is not active', plan_code
+			USING ERRCODE = '22023', HINT = 'The plans are listed in billing.pricing.';
+	END IF;
+	IF plan.stripe_price_id IS NULL THEN
+		RAISE EXCEPTION 'plan "%" has no stripe price', plan_code
+			USING ERRCODE = '22023',
+				  DETAIL = 'billing.subscription_plans.stripe_price_id is not set for this plan.',
+				  HINT = pg_catalog.format('Set it with UPDATE billing.subscription_plans SET stripe_price_id = ''price_...'' WHERE code = %L.', plan_code);
+	END IF;
+	subscription_data := pg_catalog.jsonb_build_object('metadata', pg_catalog.jsonb_build_object('user_id', user_id));
+	IF plan.trial_days > 0 AND billing._stripe_trial_available(user_id, plan.tier::text) THEN
+		subscription_data := subscription_data || pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
+	END IF;
+	RETURN pg_catalog.jsonb_build_object(
+		'mode', 'subscription',
+		'line_items', pg_catalog.jsonb_build_array(
+			pg_catalog.jsonb_build_object('price', plan.stripe_price_id, 'quantity', 1)),
+		'client_reference_id', user_id,
+		'subscription_data', subscription_data);
+END
+$$;
+COMMENT ON FUNCTION billing.stripe_checkout_params(text, text) IS
+	'The JSON to pass to Stripe Checkout for a user and a plan (price, client_reference_id, metadata, trial days)';
+
 CREATE FUNCTION billing._stripe_record(event_id text, event_type text, object_id text, customer_id text,
 									   event_created bigint, stage integer, payload jsonb, received timestamptz,
 									   handled boolean, OUT recorded boolean, OUT last_created bigint,
@@ -1302,6 +1344,10 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id = facts ->> 'id')
 $$;
 
+CREATE FUNCTION billing._stripe_trial_available(user_id text, tier text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'billing_stripe_trial_available' LANGUAGE c STABLE
+SET search_path = pg_catalog, pg_temp;
+
 CREATE VIEW billing.stripe_pending AS
 SELECT e.id, e.type, e.object_id, e.customer_id, e.created, e.received_at, e.reason
   FROM billing.stripe_events e
@@ -1315,7 +1361,8 @@ GRANT SELECT ON billing.stripe_pending TO billing_analyst, billing_admin;
 REVOKE ALL ON FUNCTION billing._stripe_record(text, text, text, text, bigint, integer, jsonb, timestamptz, boolean),
 	billing._stripe_lock_object(text), billing._stripe_dispatch(text, text, timestamptz, integer, jsonb, boolean),
 	billing._stripe_pending_for(text), billing._stripe_stored(text), billing._stripe_prune(timestamptz, integer),
-	billing.stripe_replay(text, timestamptz), billing._stripe_adopt_payment(text, jsonb, timestamptz) FROM PUBLIC;
+	billing.stripe_replay(text, timestamptz), billing._stripe_adopt_payment(text, jsonb, timestamptz),
+	billing._stripe_trial_available(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
 
 -- == scale (issue 13)
