@@ -13,8 +13,8 @@ psql -X -q -c "SELECT billing.configure('stripe_webhook_secret', '$secret')" \
 deliver() { # deliver LABEL SIGNED_BODY [SENT_BODY]: a different body sent is a forgery
 	local sig
 	sig=$(printf '%s' "$t.$2" | openssl dgst -sha256 -hmac "$secret" | awk '{print $NF}')
-	printf '   %-58s -> %s\n' "$1" "$(psql -X -q -t -A -v body="${3:-$2}" -v sig="t=$t,v1=$sig" \
-		-c "SELECT billing.stripe_ingest(:'body', :'sig')" 2>&1 | sed 's/^ERROR: *//')"
+	printf '   %-58s -> %s\n' "$1" "$(echo "SELECT billing.stripe_ingest(:'body', :'sig')" |
+		psql -X -q -t -A -v VERBOSITY=terse -v body="${3:-$2}" -v sig="t=$t,v1=$sig" 2>&1 | sed 's/^ERROR: */refused: /')"
 }
 sub() { # sub EVENT_ID TYPE STATUS CANCEL_AT_PERIOD_END CREATED
 	printf '{"id":"%s","object":"event","type":"%s","created":%s,"data":{"object":{"id":"sub_demo","object":"subscription","customer":"cus_demo","status":"%s","cancel_at_period_end":%s,"start_date":%s,"items":{"object":"list","data":[{"price":{"id":"price_demo_pro"},"current_period_start":%s,"current_period_end":%s}]}}}}' \
