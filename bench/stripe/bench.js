@@ -19,7 +19,12 @@ const secret = 'whsec_bench_secret';
 const fixtures = JSON.parse(fs.readFileSync(process.env.STRIPE_FIXTURES, 'utf8'));
 const stripe = new Stripe('sk_test_bench_no_network');
 const price = fixtures.subscription.items.data[0].price.id;
-const connection = `postgresql://${process.env.PGUSER || 'postgres'}@${encodeURIComponent(process.env.PGHOST || 'localhost')}:${process.env.PGPORT || 5432}/${process.env.PGDATABASE}`;
+// Two databases of one cluster: the sync engine's migrations skip creating
+// its enums when a type of that name exists in any schema (billing has
+// subscription_status), so it gets a database of its own.
+const url = (db) => `postgresql://${process.env.PGUSER || 'postgres'}@${encodeURIComponent(process.env.PGHOST || 'localhost')}:${process.env.PGPORT || 5432}/${db}`;
+const connection = url(process.env.PGDATABASE);
+const syncConnection = url(process.env.SYNC_DATABASE);
 
 // One subscription's life: created, two updates, its first invoice paid, and
 // ~10% of all deliveries again (Stripe redelivers); ids unique per round.
@@ -75,8 +80,8 @@ async function main() {
 	const pool = new Pool({ connectionString: connection, max: connections });
 	await pool.query(`UPDATE billing.subscription_plans SET stripe_price_id = $1 WHERE code = 'pro_monthly'`, [price]);
 	await pool.query(`SELECT billing.configure('stripe_webhook_secret', $1)`, [secret]);
-	await runMigrations({ databaseUrl: connection, schema: 'stripe', logger: { info() {}, warn() {}, error: console.error } });
-	const sync = new StripeSync({ poolConfig: { connectionString: connection, max: connections }, schema: 'stripe',
+	await runMigrations({ databaseUrl: syncConnection, schema: 'stripe', logger: { info() {}, warn() {}, error: console.error } });
+	const sync = new StripeSync({ poolConfig: { connectionString: syncConnection, max: connections }, schema: 'stripe',
 		stripeSecretKey: 'sk_test_bench_no_network', stripeWebhookSecret: secret, backfillRelatedEntities: false,
 		logger: { info() {}, warn() {}, error() {}, debug() {}, trace() {}, child() { return this; } } });
 	const billing = (e) => pool.query('SELECT billing.stripe_ingest($1, $2)', [e.payload, e.header]);

@@ -13,7 +13,7 @@ cp bench/stripe/bench.js bench/stripe/package.json bench/stripe/package-lock.jso
 [ -d "$work/node_modules" ] || (cd "$work" && npm ci --no-audit --no-fund --loglevel=error)
 make -s -j"$(nproc)" >/dev/null
 cluster_start "shared_buffers = '256MB'" "max_wal_size = '8GB'" "checkpoint_timeout = '1h'" "synchronous_commit = on"
-export PGDATABASE=bench_stripe
-psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench_stripe"
+export PGDATABASE=bench_stripe SYNC_DATABASE=bench_stripe_sync_engine
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE bench_stripe" -c "CREATE DATABASE bench_stripe_sync_engine"
 psql -X -q -v ON_ERROR_STOP=1 -c "CREATE EXTENSION billing"
 node "$work/bench.js" "${1:-1000}" "${2:-3}"
