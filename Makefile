@@ -53,7 +53,7 @@ billing--$(EXTVERSION).sql: $(SQL_PARTS)
 
 EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
-.PHONY: demo test deps unit bench fuzz soak
+.PHONY: demo test deps unit bench bench-scale fuzz soak
 deps:
 	bash test/deps.sh
 
@@ -73,3 +73,7 @@ bench: deps
 # The Stripe event parser under libFuzzer for ten minutes (make test runs it for 20 s).
 fuzz: deps
 	bash test/fuzz/run.sh $${FUZZ_SECONDS:-600}
+
+# the scale book (1,000,000 users) and the paths measured on it: bench/scale/README.md
+bench-scale: deps
+	bash bench/scale/run.sh
