@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # make test: unit tests (GoogleTest via ctest), then on a throwaway cluster the
 # pg_regress tests (sql/ + expected/), the isolation specs (test/isolation/)
-# and the shell tests (test/shell/: dump/restore, pg_cron). Ends with one
+# and the shell tests (test/shell/: dump/restore, pg_cron), then the gates
+# (test/gates/: plpgsql_check, ...), each counted as one test. Ends with one
 # line "N passed, N failed" and exits non-zero if anything failed.
 #
 # While working on one area, run a subset (space-separated names; a variable
 # left unset runs everything of its kind, set to "none" runs nothing):
-#   UNIT=none REGRESS="10_quota 11_quota_counters" ISOLATION=none SHELL_TESTS=upgrade bash test/run.sh
+#   UNIT=none REGRESS="10_quota 11_quota_counters" ISOLATION=none SHELL_TESTS=upgrade GATES=none bash test/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source test/cluster.sh
@@ -111,6 +112,18 @@ for t in $(pick "${SHELL_TESTS:-}" $(ls test/shell/*.sh 2>/dev/null | sed 's|.*/
 		echo "   $name ... FAILED"
 		tail -20 "build/shell-$name.log" | sed 's/^/      /'
 		count "shell/$name" 1
+	fi
+done
+
+echo "== gates (test/gates)"
+for g in $(pick "${GATES:-}" plpgsql_check); do
+	if bash "test/gates/$g.sh" >"build/gate-$g.log" 2>&1; then
+		echo "   $g ... ok ($(tail -1 "build/gate-$g.log"))"
+		count "gate/$g" 0
+	else
+		echo "   $g ... FAILED"
+		tail -40 "build/gate-$g.log" | sed 's/^/      /'
+		count "gate/$g" 1
 	fi
 done
 
