@@ -49,11 +49,14 @@ RESET enable_bitmapscan;
 RESET enable_hashjoin;
 RESET enable_mergejoin;
 
--- == The usual path: HOT updates
+-- == The usual path: HOT updates (one transaction: the statistics are flushed
+-- between transactions once a second, which empties pg_stat_xact_user_tables)
+BEGIN;
 INSERT INTO rooms (owner_id) SELECT 1 + g % 50 FROM generate_series(1, 100) g;   -- two rooms each
 INSERT INTO rooms (owner_id) VALUES (1);
 SELECT counts_match(), counter_indexes_complete();
 SELECT n_tup_hot_upd > 0 AS hot_updates FROM pg_stat_xact_user_tables WHERE relid = 'billing.quota_counters'::regclass;
+COMMIT;
 
 -- == Updates that cannot be HOT (an index on a changing column) keep every index
 CREATE INDEX quota_counters_used ON billing.quota_counters (used);

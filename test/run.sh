@@ -57,12 +57,16 @@ if ! make -s -j"$jobs" >build/make.log 2>&1; then
 	echo "$passed passed, $failed failed"
 	exit 1
 fi
-cluster_start "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'billing_cron'" || {
+# track_functions: the function coverage gate reads pg_stat_user_functions.
+cluster_start "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'billing_cron'" "track_functions = 'all'" || {
 	count "cluster start" 1
 	echo "$passed passed, $failed failed"
 	exit 1
 }
 
+# gate_coverage (test only) keeps billing's call counts across DROP EXTENSION
+# in the pg_regress and isolation databases (test/gates/function_coverage.sh).
+cp test/gates/gate_coverage/gate_coverage* "$CLUSTER_TMP/install$PG_SHAREDIR/extension/"
 PGXS_DIR=$(dirname "$(dirname "$(dirname "$(pg_config --pgxs)")")")
 run_regress() { # run_regress LABEL DRIVER ARGS...
 	local label=$1 driver=$2 log=build/$1.log
@@ -87,7 +91,7 @@ regress_tests=$(pick "${REGRESS:-}" $(ls sql/*.sql 2>/dev/null | sed 's|sql/||; 
 if [ -n "$regress_tests" ]; then
 	mkdir -p build/regress
 	run_regress regress "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir=build/regress \
-		--dbname=billing_regress $regress_tests
+		--dbname=billing_regress --load-extension=gate_coverage $regress_tests
 	[ -f build/regress/regression.diffs ] && [ -s build/regress/regression.diffs ] && head -60 build/regress/regression.diffs
 fi
 
@@ -96,16 +100,21 @@ isolation_tests=$(pick "${ISOLATION:-}" $(ls test/isolation/specs/*.spec 2>/dev/
 if [ -n "$isolation_tests" ]; then
 	mkdir -p build/isolation
 	run_regress isolation "$PGXS_DIR/src/test/isolation/pg_isolation_regress" --inputdir=test/isolation \
-		--outputdir=build/isolation --dbname=billing_isolation $isolation_tests
+		--outputdir=build/isolation --dbname=billing_isolation --load-extension=gate_coverage $isolation_tests
 	[ -f build/isolation/regression.diffs ] && [ -s build/isolation/regression.diffs ] && head -60 build/isolation/regression.diffs
 fi
 
 echo "== shell tests (test/shell)"
+# Their databases are dropped at the end; test/gates/bin/psql saves what was
+# called in each first, for the function coverage gate.
+export GATE_COVERAGE_DIR="$CLUSTER_TMP/coverage" GATE_REAL_PSQL
+GATE_REAL_PSQL=$(command -v psql)
+mkdir -p "$GATE_COVERAGE_DIR"
 for t in $(pick "${SHELL_TESTS:-}" $(ls test/shell/*.sh 2>/dev/null | sed 's|.*/||; s|\.sh$||')); do
 	t=test/shell/$t.sh
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
-	if bash "$t" >"build/shell-$name.log" 2>&1; then
+	if PATH="$PWD/test/gates/bin:$PATH" bash "$t" >"build/shell-$name.log" 2>&1; then
 		echo "   $name ... ok"
 		count "shell/$name" 0
 	else
@@ -116,7 +125,10 @@ for t in $(pick "${SHELL_TESTS:-}" $(ls test/shell/*.sh 2>/dev/null | sed 's|.*/
 done
 
 echo "== gates (test/gates)"
-for g in $(pick "${GATES:-}" plpgsql_check); do
+all_gates="plpgsql_check function_coverage"
+# Function coverage needs every suite; a subset run skips it unless named.
+[ -n "${UNIT:-}${REGRESS:-}${ISOLATION:-}${SHELL_TESTS:-}" ] && all_gates=plpgsql_check
+for g in $(pick "${GATES:-}" $all_gates); do
 	if bash "test/gates/$g.sh" >"build/gate-$g.log" 2>&1; then
 		echo "   $g ... ok ($(tail -1 "build/gate-$g.log"))"
 		count "gate/$g" 0
