@@ -10,6 +10,7 @@
 #include "core/money.hpp"
 #include "core/subscription.hpp"
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -138,12 +139,16 @@ LoadPlanForSale(Spi &spi, const std::string &code)
 	return plan;
 }
 
-// Serialises every lifecycle change of one user (cheap, transaction-scoped).
+// Serialises every lifecycle change of one user until the transaction ends,
+// by locking the user's row in billing.user_locks (made on first use). ON
+// CONFLICT ... WHERE false locks the existing row without updating it; a row
+// lock takes no entry in the shared lock table, whatever the number of users.
 void
 LockUser(Spi &spi, const std::string &user_id)
 {
-	spi.Query("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('billing.user:' || $1, 0))",
-			  {SqlArg::Text(user_id)});
+	spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
+				" ON CONFLICT (user_id) DO UPDATE SET user_id = l.user_id WHERE false",
+				{SqlArg::Text(user_id)});
 }
 
 bool
@@ -357,6 +362,60 @@ ApplyToSubscription(FunctionCallInfo fcinfo, Outcome (*operation)(const Subscrip
 	return ReturnSubscription(spi, saved.subscription_id);
 }
 
+// run_maintenance reads what is due in two phases, each served by its own
+// index (src/sql/02_tables.sql): what time made due (subscriptions_due), then
+// past_due subscriptions whose grace ended (subscriptions_grace). Arguments:
+// due by, keyset (due time, id) to start after, page size. Column 2 is the
+// due time in the core's microseconds, for the keyset.
+struct DuePhase {
+	bool grace;
+	const char *query;
+};
+constexpr DuePhase kDuePhases[] = {
+	{false,
+	 "SELECT s.id, billing._micros(billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at)) AS due"
+	 " FROM billing.subscriptions s"
+	 " WHERE billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at) <= $1"
+	 " AND (billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at), s.id) > ($2, $3)"
+	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
+	 " ORDER BY billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at), s.id"
+	 " LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
+	{true,
+	 "SELECT s.id, billing._micros(s.past_due_since) AS due"
+	 " FROM billing.subscriptions s"
+	 " WHERE s.status = 'past_due' AND s.past_due_since <= $1 AND (s.past_due_since, s.id) > ($2, $3)"
+	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
+	 " ORDER BY s.past_due_since, s.id LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
+};
+constexpr int64_t kMaintenancePage = 1000;
+
+// Applies everything due for one subscription, locked by the due query.
+void
+MaintainOne(Spi &spi, int64_t id, Micros at, Micros grace, std::map<std::string, int64_t> &counts)
+{
+	Subscription sub = LoadSubscription(spi, id, true);
+	counts["subscriptions_processed"]++;
+	// A subscription that missed several periods renews once per period.
+	for (int step = 0; step < 1000; step++) {
+		std::optional<Action> action = DueAction(sub, at, grace);
+		if (!action)
+			break;
+		billing::Plan plan = LoadPlanById(spi, sub.plan_id);
+		std::optional<billing::Plan> scheduled;
+		if (sub.scheduled_plan_id)
+			scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
+		Outcome out = ApplyDue(sub, *action, plan, scheduled, at, grace);
+		PersistOutcome(spi, out, at);
+		std::string name = ToString(*action);
+		if (*action == Action::kPeriodEnd)
+			name = out.updated.Ended() ? (out.successor ? "plan_changed" : "ended_at_period_end") : "renewed";
+		counts[name]++;
+		if (out.updated.Ended())
+			break;
+		sub = out.updated;
+	}
+}
+
 }  // namespace
 }  // namespace billing::glue
 
@@ -545,39 +604,45 @@ BILLING_FUNCTION(billing_run_maintenance)
 	Spi spi;
 	Micros grace = PastDueGrace(spi);
 	SqlArg at_arg = SqlArg::Timestamp(ToPgTime(at));
-	// Due subscriptions, each locked; SKIP LOCKED lets concurrent runs share the work.
-	auto due = spi.Query(
-		"SELECT id FROM billing.subscriptions s WHERE s.ended_at IS NULL AND s.deleted_at IS NULL AND ("
-		" (s.status IN ('active', 'past_due', 'canceled') AND s.current_period_end <= $1)"
-		" OR (s.status = 'trialing' AND s.trial_end <= $1)"
-		" OR (s.status = 'incomplete' AND s.started_at + interval '23 hours' <= $1)"
-		" OR (s.status = 'past_due' AND s.past_due_since + billing._setting('past_due_grace', '14 days')::interval <= $1))"
-		" AND s.stripe_subscription_id IS NULL ORDER BY s.id LIMIT $2 FOR UPDATE SKIP LOCKED",
-		{at_arg, SqlArg::Int64(batch)});
-
 	std::map<std::string, int64_t> counts;
-	for (const auto &row : due) {
-		Subscription sub = LoadSubscription(spi, row.int64_required(0), true);
-		counts["subscriptions_processed"]++;
-		// A subscription that missed several periods renews once per period.
-		for (int step = 0; step < 1000; step++) {
-			std::optional<Action> action = DueAction(sub, at, grace);
-			if (!action)
+	int64_t left = batch.value_or(INT64_MAX);
+	for (const DuePhase &phase : kDuePhases) {
+		// Keyset pagination: each page starts after the last row of the one
+		// before, so it reads only its own index entries.
+		TimestampTz after_due = DT_NOBEGIN;
+		int64_t after_id = 0;
+		// A grace reaching back before timestamptz's range makes nothing due.
+		Micros by = at;
+		if (phase.grace && (__builtin_sub_overflow(at, grace, &by) || by < ToCoreTime(MIN_TIMESTAMP)))
+			continue;
+		TimestampTz due_by = ToPgTime(by);
+		while (left > 0) {
+			int64_t limit = std::min<int64_t>(left, kMaintenancePage);
+			// A nested SPI connection per page: whatever its queries allocate
+			// is freed when it finishes, so memory does not grow with the backlog.
+			Spi page;
+			auto due = page.Query(phase.query, {SqlArg::Timestamp(due_by), SqlArg::Timestamp(after_due),
+												 SqlArg::Int64(after_id), SqlArg::Int64(limit)});
+			for (const auto &row : due)
+				MaintainOne(page, row.int64_required(0), at, grace, counts);
+			if (!due.empty()) {
+				after_due = ToPgTime(due.back().int64_required(1));
+				after_id = due.back().int64_required(0);
+			}
+			page.Finish();
+			left -= static_cast<int64_t>(due.size());
+			if (static_cast<int64_t>(due.size()) < limit)
 				break;
-			billing::Plan plan = LoadPlanById(spi, sub.plan_id);
-			std::optional<billing::Plan> scheduled;
-			if (sub.scheduled_plan_id)
-				scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
-			Outcome out = ApplyDue(sub, *action, plan, scheduled, at, grace);
-			PersistOutcome(spi, out, at);
-			std::string name = ToString(*action);
-			if (*action == Action::kPeriodEnd)
-				name = out.updated.Ended() ? (out.successor ? "plan_changed" : "ended_at_period_end") : "renewed";
-			counts[name]++;
-			if (out.updated.Ended())
-				break;
-			sub = out.updated;
 		}
+	}
+	// Notifications and the usage rollup once the due backlog is done: a run in
+	// batches (run_maintenance_batches) does them in its last batch, not in each.
+	if (left <= 0) {
+		for (const auto &[name, count] : counts)
+			if (count > 0)
+				result.Add({name, std::to_string(count)});
+		spi.Finish();
+		return (Datum) 0;
 	}
 	for (const auto &row : spi.Query("SELECT action, count FROM billing._queue_upcoming($1)", {at_arg}))
 		counts[row.text_required(0)] += row.int64_required(1);

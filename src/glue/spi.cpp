@@ -41,51 +41,81 @@ SqlArg::Jsonb(const std::string &json)
 	return {JSONBOID, d, false};
 }
 
+std::optional<std::string>
+Row::text(int column) const
+{
+	const Value &v = values_.at(column);
+	switch (v.kind) {
+	case Value::Kind::kNull:
+		return std::nullopt;
+	case Value::Kind::kInteger:
+		return std::to_string(v.i);
+	case Value::Kind::kBoolean:
+		return std::string(v.i ? "t" : "f");
+	case Value::Kind::kText:
+		break;
+	}
+	return v.s;
+}
+
 std::string
 Row::text_or(int column, const std::string &fallback) const
 {
-	const auto &v = values_.at(column);
+	std::optional<std::string> v = text(column);
 	return v ? *v : fallback;
 }
 
 std::optional<int64_t>
 Row::int64(int column) const
 {
-	const auto &v = values_.at(column);
-	if (!v)
+	const Value &v = values_.at(column);
+	if (v.kind == Value::Kind::kNull)
 		return std::nullopt;
-	return std::stoll(*v);
+	if (v.kind == Value::Kind::kText)
+		return std::stoll(v.s);
+	return v.i;
 }
 
-const std::string &
+const Value &
 Row::Required(int column) const
 {
-	const auto &v = values_.at(column);
-	if (!v) {
+	const Value &v = values_.at(column);
+	if (v.kind == Value::Kind::kNull) {
 		std::string name = names_ && column < static_cast<int>(names_->size()) ? (*names_)[column] : "?";
 		throw Error(sqlstate::kInternalError, "internal query returned null in column \"" + name + "\"",
 					"Billing requires a value in column " + std::to_string(column + 1) + " of the result.");
 	}
-	return *v;
+	return v;
 }
 
 std::string
 Row::text_required(int column) const
 {
-	return Required(column);
+	Required(column);
+	return *text(column);
 }
 
 int64_t
 Row::int64_required(int column) const
 {
-	return std::stoll(Required(column));
+	Required(column);
+	return *int64(column);
 }
 
 bool
 Row::boolean(int column) const
 {
-	const auto &v = values_.at(column);
-	return v && (*v == "t" || *v == "true");
+	const Value &v = values_.at(column);
+	switch (v.kind) {
+	case Value::Kind::kNull:
+		return false;
+	case Value::Kind::kInteger:
+	case Value::Kind::kBoolean:
+		return v.i != 0;
+	case Value::Kind::kText:
+		break;
+	}
+	return v.s == "t" || v.s == "true";
 }
 
 Spi::Spi(Access access) : read_only_(access == Access::kReadOnly), uncaught_at_start_(std::uncaught_exceptions())
@@ -116,11 +146,45 @@ Spi::Finish()
 	PgCall([] { SPI_finish(); });
 }
 
+namespace {
+
+// Kept plans, found by argument types and query text. Bounded, so that a
+// caller building many distinct texts cannot grow a backend's memory: past
+// the bound a query is planned for its one execution, as SPI_execute would.
+constexpr size_t kMaxKeptPlans = 512;
+
+std::unordered_map<std::string, SPIPlanPtr> &
+KeptPlans()
+{
+	static std::unordered_map<std::string, SPIPlanPtr> plans;
+	return plans;
+}
+
+std::string
+PlanKey(const std::string &sql, const std::vector<SqlArg> &args)
+{
+	std::string key;
+	key.reserve(sql.size() + args.size() * sizeof(Oid) + 1);
+	for (const auto &arg : args)
+		key.append(reinterpret_cast<const char *>(&arg.type), sizeof(Oid));
+	key.push_back('\0');
+	key.append(sql);
+	return key;
+}
+
+}  // namespace
+
 uint64_t
-Spi::Run(const char *sql, const std::vector<SqlArg> &args)
+Spi::Run(const std::string &sql, const std::vector<SqlArg> &args)
 {
 	bool read_only = read_only_;
 	int nargs = static_cast<int>(args.size());
+	const char *text = sql.c_str();
+	auto &plans = KeptPlans();
+	std::string key = PlanKey(sql, args);
+	auto found = plans.find(key);
+	SPIPlanPtr plan = found == plans.end() ? nullptr : found->second;
+	bool keep = plan == nullptr && plans.size() < kMaxKeptPlans;
 	// Arrays live in SPI's procedure memory so the PgCall frame owns nothing.
 	Oid *types = nullptr;
 	Datum *values = nullptr;
@@ -135,9 +199,25 @@ Spi::Run(const char *sql, const std::vector<SqlArg> &args)
 		values[i] = args[i].value;
 		nulls[i] = args[i].isnull ? 'n' : ' ';
 	}
+	if (keep) {
+		// Prepared and kept first, remembered at once: a failing execution
+		// below must not leave a kept plan nobody can find again.
+		PgCall([&] {
+			SPIPlanPtr prepared = SPI_prepare(text, nargs, types);
+			if (prepared == nullptr)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(prepared) != 0)
+				elog(ERROR, "SPI_keepplan failed");
+			plan = prepared;
+		});
+		plans.emplace(std::move(key), plan);
+	}
 	int rc = 0;
 	PgCall([&] {
-		rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
+		if (plan != nullptr)
+			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+		else
+			rc = SPI_execute_with_args(text, nargs, types, values, nulls, read_only, 0);
 		pfree(types);
 		pfree(values);
 		pfree(nulls);
@@ -158,7 +238,7 @@ Spi::ReleaseResult()
 }
 
 uint64_t
-Spi::Execute(const char *sql, const std::vector<SqlArg> &args)
+Spi::Execute(const std::string &sql, const std::vector<SqlArg> &args)
 {
 	uint64_t n = Run(sql, args);
 	ReleaseResult();
@@ -166,63 +246,48 @@ Spi::Execute(const char *sql, const std::vector<SqlArg> &args)
 }
 
 std::vector<Row>
-Spi::Query(const char *sql, const std::vector<SqlArg> &args)
+Spi::Query(const std::string &sql, const std::vector<SqlArg> &args)
 {
 	return CollectRows(Run(sql, args));
 }
 
-std::vector<Row>
-Spi::QueryPrepared(const char *sql, const std::vector<SqlArg> &args)
+namespace {
+
+// How one result column is read.
+enum class ColumnRead : char { kInt8, kInt4, kInt2, kOid, kBool, kBytes, kOutput };
+
+ColumnRead
+ReadOf(Oid type)
 {
-	return CollectRows(RunPrepared(sql, args));
+	switch (type) {
+	case INT8OID:
+		return ColumnRead::kInt8;
+	case INT4OID:
+		return ColumnRead::kInt4;
+	case INT2OID:
+		return ColumnRead::kInt2;
+	case OIDOID:
+		return ColumnRead::kOid;
+	case BOOLOID:
+		return ColumnRead::kBool;
+	case TEXTOID:
+	case VARCHAROID:
+		return ColumnRead::kBytes;
+	default:
+		return ColumnRead::kOutput;
+	}
 }
 
-uint64_t
-Spi::RunPrepared(const char *sql, const std::vector<SqlArg> &args)
-{
-	// Keyed by the literal's address: a handful of statements per backend.
-	static std::unordered_map<const char *, SPIPlanPtr> plans;
-	int nargs = static_cast<int>(args.size());
-	SPIPlanPtr plan = nullptr;
-	auto found = plans.find(sql);
-	if (found != plans.end()) {
-		plan = found->second;
-	} else {
-		Oid *types = nullptr;
-		PgCall([&] { types = static_cast<Oid *>(palloc(sizeof(Oid) * (nargs + 1))); });
-		for (int i = 0; i < nargs; i++)
-			types[i] = args[i].type;
-		PgCall([&] {
-			plan = SPI_prepare(sql, nargs, types);
-			if (plan == nullptr)
-				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-			if (SPI_keepplan(plan) != 0)
-				elog(ERROR, "SPI_keepplan failed");
-			pfree(types);
-		});
-		plans.emplace(sql, plan);
-	}
-	Datum *values = nullptr;
-	char *nulls = nullptr;
-	PgCall([&] {
-		values = static_cast<Datum *>(palloc(sizeof(Datum) * (nargs + 1)));
-		nulls = static_cast<char *>(palloc(nargs + 1));
-	});
-	for (int i = 0; i < nargs; i++) {
-		values[i] = args[i].value;
-		nulls[i] = args[i].isnull ? 'n' : ' ';
-	}
-	int rc = 0;
-	bool read_only = read_only_;
-	PgCall([&] {
-		rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
-		pfree(values);
-		pfree(nulls);
-	});
-	if (rc < 0)
-		throw Error(sqlstate::kInternalError, "internal query failed", std::string("SPI result code ") + std::to_string(rc));
-	return SPI_processed;
-}
+// One row's values as PgCall leaves them: plain data, nothing to destroy.
+struct RawValue {
+	bool null;
+	int64_t i;
+	const char *bytes;
+	int len;
+	void *to_free;  // a detoasted copy or an output function's text
+};
+
+}  // namespace
 
 // Copies the rows of the last query out of SPI's memory, then frees what SPI
 // allocated for them: without that, every query of a long loop (maintenance
@@ -235,46 +300,111 @@ Spi::CollectRows(uint64_t n)
 	if (table == nullptr)
 		return rows;
 	rows.reserve(n);
-	int natts = table->tupdesc->natts;
+	TupleDesc desc = table->tupdesc;
+	int natts = desc->natts;
 	std::shared_ptr<std::vector<std::string>> names;
+	std::vector<ColumnRead> reads;
 	if (n > 0) {
 		names = std::make_shared<std::vector<std::string>>();
 		names->reserve(natts);
-		for (int c = 0; c < natts; c++)
-			names->emplace_back(NameStr(TupleDescAttr(table->tupdesc, c)->attname));
+		for (int c = 0; c < natts; c++) {
+			names->emplace_back(NameStr(TupleDescAttr(desc, c)->attname));
+			reads.push_back(ReadOf(TupleDescAttr(desc, c)->atttypid));
+		}
 	}
-	char **texts = nullptr;
-	PgCall([&] { texts = static_cast<char **>(palloc0(sizeof(char *) * (natts + 1))); });
+	RawValue *raw = nullptr;
+	FmgrInfo *outputs = nullptr;
+	const ColumnRead *read = reads.data();
+	PgCall([&] {
+		raw = static_cast<RawValue *>(palloc0(sizeof(RawValue) * (natts + 1)));
+		outputs = static_cast<FmgrInfo *>(palloc0(sizeof(FmgrInfo) * (natts + 1)));
+		for (int c = 0; c < natts && n > 0; c++) {
+			if (read[c] != ColumnRead::kOutput)
+				continue;
+			Oid output = InvalidOid;
+			bool varlena = false;
+			getTypeOutputInfo(TupleDescAttr(desc, c)->atttypid, &output, &varlena);
+			fmgr_info(output, &outputs[c]);
+		}
+	});
 	for (uint64_t r = 0; r < n; r++) {
+		HeapTuple tuple = table->vals[r];
 		PgCall([&] {
-			for (int c = 0; c < natts; c++)
-				texts[c] = SPI_getvalue(table->vals[r], table->tupdesc, c + 1);
+			for (int c = 0; c < natts; c++) {
+				RawValue &v = raw[c];
+				v = RawValue{false, 0, nullptr, 0, nullptr};
+				Datum d = heap_getattr(tuple, c + 1, desc, &v.null);
+				if (v.null)
+					continue;
+				switch (read[c]) {
+				case ColumnRead::kInt8:
+					v.i = DatumGetInt64(d);
+					break;
+				case ColumnRead::kInt4:
+					v.i = DatumGetInt32(d);
+					break;
+				case ColumnRead::kInt2:
+					v.i = DatumGetInt16(d);
+					break;
+				case ColumnRead::kOid:
+					v.i = DatumGetObjectId(d);
+					break;
+				case ColumnRead::kBool:
+					v.i = DatumGetBool(d) ? 1 : 0;
+					break;
+				case ColumnRead::kBytes: {
+					struct varlena *original = reinterpret_cast<struct varlena *>(DatumGetPointer(d));
+					struct varlena *text = pg_detoast_datum_packed(original);
+					if (text != original)
+						v.to_free = text;
+					v.bytes = VARDATA_ANY(text);
+					v.len = static_cast<int>(VARSIZE_ANY_EXHDR(text));
+					break;
+				}
+				case ColumnRead::kOutput: {
+					char *out = OutputFunctionCall(&outputs[c], d);
+					v.to_free = out;
+					v.bytes = out;
+					v.len = static_cast<int>(std::strlen(out));
+					break;
+				}
+				}
+			}
 		});
 		Row row;
 		row.names_ = names;
-		row.values_.reserve(natts);
+		row.values_.resize(natts);
 		for (int c = 0; c < natts; c++) {
-			if (texts[c] == nullptr)
-				row.values_.emplace_back(std::nullopt);
+			Value &value = row.values_[c];
+			const RawValue &v = raw[c];
+			if (v.null)
+				value.kind = Value::Kind::kNull;
+			else if (read[c] == ColumnRead::kBool)
+				value.kind = Value::Kind::kBoolean, value.i = v.i;
+			else if (v.bytes == nullptr)
+				value.kind = Value::Kind::kInteger, value.i = v.i;
 			else
-				row.values_.emplace_back(std::string(texts[c]));
+				value.kind = Value::Kind::kText, value.s.assign(v.bytes, v.len);
 		}
 		rows.push_back(std::move(row));
 		PgCall([&] {
-			for (int c = 0; c < natts; c++) {
-				if (texts[c] != nullptr)
-					pfree(texts[c]);
-				texts[c] = nullptr;
-			}
+			for (int c = 0; c < natts; c++)
+				if (raw[c].to_free != nullptr) {
+					pfree(raw[c].to_free);
+					raw[c].to_free = nullptr;
+				}
 		});
 	}
-	PgCall([&] { pfree(texts); });
+	PgCall([&] {
+		pfree(raw);
+		pfree(outputs);
+	});
 	ReleaseResult();
 	return rows;
 }
 
 Datum
-Spi::QueryRowDatum(const char *sql, const std::vector<SqlArg> &args)
+Spi::QueryRowDatum(const std::string &sql, const std::vector<SqlArg> &args)
 {
 	uint64_t n = Run(sql, args);
 	if (n != 1 || SPI_tuptable == nullptr)

@@ -33,10 +33,20 @@ struct SqlArg {
 	static SqlArg Null(Oid type) { return {type, 0, true}; }
 };
 
+// One result value, read from the tuple's Datum: integers and booleans in
+// binary, text-like types from their bytes, anything else through its type's
+// output function.
+struct Value {
+	enum class Kind : char { kNull, kInteger, kBoolean, kText };
+	Kind kind = Kind::kNull;
+	int64_t i = 0;  // kInteger and kBoolean (int2/int4/int8/oid, bool)
+	std::string s;  // kText: the value's bytes, or its output function's text
+};
+
 // One result row, values already converted to C++.
 class Row {
  public:
-	std::optional<std::string> text(int column) const { return values_.at(column); }
+	std::optional<std::string> text(int column) const;
 	std::string text_or(int column, const std::string &fallback) const;
 	std::optional<int64_t> int64(int column) const;
 	// For columns the query never returns NULL in: a NULL there is an internal
@@ -44,14 +54,14 @@ class Row {
 	std::string text_required(int column) const;
 	int64_t int64_required(int column) const;
 	bool boolean(int column) const;
-	bool is_null(int column) const { return !values_.at(column).has_value(); }
+	bool is_null(int column) const { return values_.at(column).kind == Value::Kind::kNull; }
 
-	std::vector<std::optional<std::string>> values_;
+	std::vector<Value> values_;
 	// The result's column names, shared by its rows (empty for a hand-made Row).
 	std::shared_ptr<const std::vector<std::string>> names_;
 
  private:
-	const std::string &Required(int column) const;
+	const Value &Required(int column) const;
 };
 
 // The connection to SPI for one entry-point call. Connects on construction;
@@ -77,23 +87,25 @@ class Spi {
 	// finish: the function's result may live in SPI's memory.
 	~Spi();
 
-	// Runs sql and returns its rows as text values (binary for int8/bool).
-	std::vector<Row> Query(const char *sql, const std::vector<SqlArg> &args = {});
+	// Every query runs through a plan prepared once per backend and kept
+	// (SPI_prepare + SPI_keepplan), found again by its text and argument
+	// types; PostgreSQL's plan cache re-plans a kept plan when a table it
+	// uses changes. Results are read from the tuples' Datums (see Value).
+	// Runs sql and returns its rows.
+	std::vector<Row> Query(const std::string &sql, const std::vector<SqlArg> &args = {});
 	// Runs sql and returns the number of rows it processed.
-	uint64_t Execute(const char *sql, const std::vector<SqlArg> &args = {});
+	uint64_t Execute(const std::string &sql, const std::vector<SqlArg> &args = {});
 	// Runs sql, expects one row whose first column is a composite value (e.g.
 	// SELECT s FROM t s) and returns it in the caller's memory context.
-	Datum QueryRowDatum(const char *sql, const std::vector<SqlArg> &args);
+	Datum QueryRowDatum(const std::string &sql, const std::vector<SqlArg> &args);
 
-	// The same, through a plan prepared once per backend and kept (for the
-	// trigger's hot path). `sql` must be a string literal: it is the cache key.
-	std::vector<Row> QueryPrepared(const char *sql, const std::vector<SqlArg> &args);
+	// The same as Query (kept for the trigger's call sites).
+	std::vector<Row> QueryPrepared(const std::string &sql, const std::vector<SqlArg> &args) { return Query(sql, args); }
 
 	void Finish();
 
  private:
-	uint64_t Run(const char *sql, const std::vector<SqlArg> &args);
-	uint64_t RunPrepared(const char *sql, const std::vector<SqlArg> &args);
+	uint64_t Run(const std::string &sql, const std::vector<SqlArg> &args);
 	std::vector<Row> CollectRows(uint64_t n);
 	// Frees SPI_tuptable (the last query's result) and clears it.
 	void ReleaseResult();

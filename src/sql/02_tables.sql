@@ -83,6 +83,41 @@ CREATE INDEX subscriptions_due_trial_end
 	ON billing.subscriptions (trial_end) WHERE status = 'trialing' AND deleted_at IS NULL;
 CREATE INDEX subscriptions_plan ON billing.subscriptions (plan_id);
 
+-- Internal: when time alone makes a current subscription due (trial end,
+-- incomplete timeout, period end); NULL when nothing is due by time. The grace
+-- of a past_due subscription is a setting, served by its own index below.
+-- Immutable and inlined (a RETURN body, no SET clause): the index and
+-- run_maintenance's keyset query share the expression.
+CREATE FUNCTION billing._due_at(status billing.subscription_status, current_period_end timestamptz,
+								trial_end timestamptz, started_at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE status
+	WHEN 'trialing' THEN trial_end
+	WHEN 'incomplete' THEN pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', started_at) + interval '23 hours')
+	WHEN 'active' THEN current_period_end
+	WHEN 'past_due' THEN current_period_end
+	WHEN 'canceled' THEN current_period_end
+END;
+-- run_maintenance reads what is due in (due time, id) order, a page at a time,
+-- each page starting after the last: no page rescans what earlier ones did.
+CREATE INDEX subscriptions_due ON billing.subscriptions
+	(billing._due_at(status, current_period_end, trial_end, started_at), id)
+	WHERE ended_at IS NULL AND deleted_at IS NULL AND stripe_subscription_id IS NULL;
+CREATE INDEX subscriptions_grace ON billing.subscriptions (past_due_since, id)
+	WHERE status = 'past_due' AND ended_at IS NULL AND deleted_at IS NULL AND stripe_subscription_id IS NULL;
+
+-- One row per user whose subscriptions billing has changed. Lifecycle calls
+-- lock it to serialise the changes of one user: a row lock lives in the row,
+-- not in the shared lock table, so one statement may change any number of
+-- users. (The quota cache may serialise per owner on the same row.)
+CREATE TABLE billing.user_locks (
+	user_id text PRIMARY KEY,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.user_locks IS 'One row per user, locked to serialise changes to that user''s subscriptions';
+
 CREATE SEQUENCE billing.invoice_number_seq;
 
 CREATE TABLE billing.invoices (

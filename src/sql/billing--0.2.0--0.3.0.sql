@@ -174,3 +174,42 @@ $$;
 -- == Stripe (issue 12)
 
 -- == scale (issue 13)
+-- run_maintenance's due query: keyset pages over an index on the due time
+CREATE FUNCTION billing._due_at(status billing.subscription_status, current_period_end timestamptz,
+								trial_end timestamptz, started_at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE status
+	WHEN 'trialing' THEN trial_end
+	WHEN 'incomplete' THEN pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', started_at) + interval '23 hours')
+	WHEN 'active' THEN current_period_end
+	WHEN 'past_due' THEN current_period_end
+	WHEN 'canceled' THEN current_period_end
+END;
+REVOKE ALL ON FUNCTION billing._due_at(billing.subscription_status, timestamptz, timestamptz, timestamptz) FROM PUBLIC;
+CREATE INDEX subscriptions_due ON billing.subscriptions
+	(billing._due_at(status, current_period_end, trial_end, started_at), id)
+	WHERE ended_at IS NULL AND deleted_at IS NULL AND stripe_subscription_id IS NULL;
+CREATE INDEX subscriptions_grace ON billing.subscriptions (past_due_since, id)
+	WHERE status = 'past_due' AND ended_at IS NULL AND deleted_at IS NULL AND stripe_subscription_id IS NULL;
+
+-- per-user row locks instead of advisory locks
+CREATE TABLE billing.user_locks (
+	user_id text PRIMARY KEY,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.user_locks IS 'One row per user, locked to serialise changes to that user''s subscriptions';
+REVOKE ALL ON billing.user_locks FROM PUBLIC;
+GRANT SELECT ON billing.user_locks TO billing_analyst, billing_admin;
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.user_locks
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+SELECT pg_catalog.pg_extension_config_dump('billing.user_locks', '');
+
+-- inlinable conversions (RETURN bodies, no SET clause)
+CREATE OR REPLACE FUNCTION billing._micros(t timestamptz) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (EXTRACT(epoch FROM t OPERATOR(pg_catalog.-) '1970-01-01 00:00:00+00'::timestamptz) * 1000000)::bigint;
+CREATE OR REPLACE FUNCTION billing._interval_micros(i interval) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN (EXTRACT(epoch FROM i) * 1000000)::bigint;
