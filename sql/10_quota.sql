@@ -147,11 +147,19 @@ SELECT billing.attach_participant_quota('participants', 'room_id', 'users', 'no_
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM billing.quota('1', 'seats');
 \echo :LAST_ERROR_SQLSTATE
--- a plan whose limit is not a non-negative integer
+-- a plan whose limit is not a non-negative integer is refused when written,
+-- by the same parser the trigger and billing.quota read limits with
 UPDATE billing.subscription_plans SET limits = '{"rooms": -2}' WHERE code = 'free';
-INSERT INTO rooms (owner_id, name) VALUES (2, 'bad plan');
 \echo :LAST_ERROR_SQLSTATE
-UPDATE billing.subscription_plans SET limits = '{"rooms": 3, "participants_per_room": 50}' WHERE code = 'free';
+UPDATE billing.subscription_plans SET limits = '{"rooms": "5"}' WHERE code = 'free';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE billing.subscription_plans SET limits = '{"rooms": 2.5}' WHERE code = 'free';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE billing.subscription_plans SET limits = '[3]' WHERE code = 'free';
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing._plan_limit('{"rooms": 7}', 'rooms') AS seven, billing._plan_limit('{"rooms": null}', 'rooms') AS unlimited,
+       billing._plan_limit('{}', 'rooms') AS missing;
+SELECT "limit" FROM billing.quota('2', 'rooms');
 -- attaching twice changes nothing
 SELECT billing.attach_room_quota('rooms', owner_column => 'owner_id') AS rooms_counted_again;
 SELECT count(*) AS billing_triggers FROM pg_trigger WHERE tgrelid = 'rooms'::regclass AND tgname LIKE 'billing\_%';

@@ -173,7 +173,9 @@ SELECT billing.subscribe('upgrader', 'pro_monthly', '2026-07-10 00:00+00');
 -- renewal invoice.
 BEGIN;
 CREATE TEMP TABLE spi_memory (n serial, tuptables bigint, spi_bytes bigint);
-CREATE FUNCTION pg_temp.sample_spi_memory() RETURNS trigger LANGUAGE plpgsql AS $$
+-- (SECURITY DEFINER: billing's code, and so this trigger, runs as billing_owner,
+-- which may not read the memory contexts)
+CREATE FUNCTION pg_temp.sample_spi_memory() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
 BEGIN
 	INSERT INTO pg_temp.spi_memory (tuptables, spi_bytes)
 	SELECT count(*) FILTER (WHERE name = 'SPI TupTable'), sum(total_bytes) FILTER (WHERE name LIKE 'SPI %')

@@ -13,7 +13,8 @@ ParseLimit(std::string_view limits_json, std::string_view quota, std::string_vie
 {
 	nlohmann::json limits = nlohmann::json::parse(limits_json, nullptr, false);
 	if (limits.is_discarded() || !limits.is_object())
-		throw InvalidParameter("limits of plan \"" + std::string(plan_code) + "\" are not a JSON object");
+		throw InvalidParameter(plan_code.empty() ? std::string("plan limits are not a JSON object")
+												 : "limits of plan \"" + std::string(plan_code) + "\" are not a JSON object");
 	auto it = limits.find(std::string(quota));
 	if (it == limits.end() || it->is_null())
 		return std::nullopt;
@@ -21,7 +22,8 @@ ParseLimit(std::string_view limits_json, std::string_view quota, std::string_vie
 		return static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), INT64_MAX));
 	if (it->is_number_integer() && it->get<int64_t>() >= 0)
 		return it->get<int64_t>();
-	throw InvalidParameter("limit \"" + std::string(quota) + "\" of plan \"" + std::string(plan_code) + "\" is invalid",
+	std::string of_plan = plan_code.empty() ? "" : " of plan \"" + std::string(plan_code) + "\"";
+	throw InvalidParameter("limit \"" + std::string(quota) + "\"" + of_plan + " is invalid",
 						   "A limit is a non-negative integer, or null for unlimited; found " + it->dump() + ".",
 						   "Fix the plan with UPDATE billing.subscription_plans SET limits = ...");
 }

@@ -25,9 +25,12 @@ struct CounterColumns {
 	AttrNumber cap_valid_until;
 	AttrNumber usage_day;
 	AttrNumber usage_pending;
+	AttrNumber updated_at;
 };
 
-// The column's number, checked to have the type this code reads it as.
+// The column's number if it has the type this code reads it as; otherwise
+// InvalidAttrNumber, and every change goes through the slow path's UPDATE
+// (a DBA's ALTER COLUMN ... TYPE is followed, never an internal error).
 AttrNumber
 ColumnNumber(TupleDesc desc, const char *name, Oid type)
 {
@@ -35,12 +38,8 @@ ColumnNumber(TupleDesc desc, const char *name, Oid type)
 		Form_pg_attribute attr = TupleDescAttr(desc, i);
 		if (attr->attisdropped || std::strcmp(NameStr(attr->attname), name) != 0)
 			continue;
-		if (attr->atttypid != type)
-			elog(ERROR, "column \"%s\" of billing.quota_counters has type %s, expected %s", name,
-				 format_type_be(attr->atttypid), format_type_be(type));
-		return attr->attnum;
+		return attr->atttypid == type ? attr->attnum : InvalidAttrNumber;
 	}
-	elog(ERROR, "column \"%s\" of billing.quota_counters is missing", name);
 	return InvalidAttrNumber;
 }
 
@@ -50,7 +49,43 @@ LookUpColumns(TupleDesc desc)
 	return {ColumnNumber(desc, "attachment_id", INT4OID), ColumnNumber(desc, "key", TEXTOID),
 			ColumnNumber(desc, "used", INT8OID),          ColumnNumber(desc, "cap", INT8OID),
 			ColumnNumber(desc, "cap_valid_until", TIMESTAMPTZOID), ColumnNumber(desc, "usage_day", DATEOID),
-			ColumnNumber(desc, "usage_pending", INT8OID)};
+			ColumnNumber(desc, "usage_pending", INT8OID), ColumnNumber(desc, "updated_at", TIMESTAMPTZOID)};
+}
+
+bool
+AllColumnsFound(const CounterColumns &c)
+{
+	return c.attachment_id != InvalidAttrNumber && c.key != InvalidAttrNumber && c.used != InvalidAttrNumber &&
+		   c.cap != InvalidAttrNumber && c.cap_valid_until != InvalidAttrNumber && c.usage_day != InvalidAttrNumber &&
+		   c.usage_pending != InvalidAttrNumber && c.updated_at != InvalidAttrNumber;
+}
+
+// Whether the table has nothing an UPDATE would do beyond heap_update and
+// index entries: no trigger but the foreign key's own (the fast path never
+// changes attachment_id), no CHECK constraint but the two shipped ones (which
+// hold by construction), no generated column, and no rule. Anything a DBA
+// adds sends every change through the slow path's UPDATE.
+bool
+NothingBeyondTheHeap(Relation counters)
+{
+	if (counters->rd_rules != nullptr)
+		return false;
+	if (counters->trigdesc != nullptr)
+		for (int i = 0; i < counters->trigdesc->numtriggers; i++)
+			if (!counters->trigdesc->triggers[i].tgisinternal)
+				return false;
+	TupleConstr *constr = RelationGetDescr(counters)->constr;
+	if (constr == nullptr)
+		return true;
+	if (constr->has_generated_stored)
+		return false;
+	for (int i = 0; i < constr->num_check; i++) {
+		const char *name = constr->check[i].ccname;
+		if (std::strcmp(name, "quota_counters_used_check") != 0 &&
+			std::strcmp(name, "quota_counters_usage_pending_check") != 0)
+			return false;
+	}
+	return true;
 }
 
 // Whether the fast path can keep every index of the table: plain, immediate
@@ -115,7 +150,8 @@ OpenCounters()
 				elog(ERROR, "billing.quota_counters must use the heap access method");
 			CounterColumns columns = LookUpColumns(RelationGetDescr(counters));
 			Oid lookup_index = InvalidOid;
-			bool allowed = IndexesAllowFastPath(counters, columns, &lookup_index);
+			bool allowed = AllColumnsFound(columns) && NothingBeyondTheHeap(counters) &&
+						   IndexesAllowFastPath(counters, columns, &lookup_index);
 			counter_relation = {relid, lookup_index, columns, allowed};
 			return counters;
 		}
@@ -190,9 +226,9 @@ NextVersion(Relation counters, const CounterColumns &columns, HeapTuple current,
 	TupleDesc desc = RelationGetDescr(counters);
 	bool isnull = false;
 	int64 used = DatumGetInt64(heap_getattr(current, columns.used, desc, &isnull));
-	int changed_columns[2];
-	Datum changed_values[2];
-	bool changed_nulls[2] = {false, false};
+	int changed_columns[3];
+	Datum changed_values[3];
+	bool changed_nulls[3] = {false, false, false};
 	int changes = 0;
 
 	if (request.increment) {
@@ -226,6 +262,9 @@ NextVersion(Relation counters, const CounterColumns &columns, HeapTuple current,
 		changed_columns[changes] = columns.used;
 		changed_values[changes++] = Int64GetDatum(used - 1);
 	}
+	// as the slow path's UPDATE sets it
+	changed_columns[changes] = columns.updated_at;
+	changed_values[changes++] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	return heap_modify_tuple_by_cols(current, desc, changes, changed_columns, changed_values, changed_nulls);
 }
 
@@ -267,6 +306,9 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 		table_close(counters, NoLock);
 		return CounterOutcome::kSlowPath;
 	}
+	// A publication of updates needs a replica identity: the same error an
+	// UPDATE raises (ExecSimpleRelationUpdate checks it too).
+	CheckCmdReplicaIdentity(counters, CMD_UPDATE);
 	Oid lookup_index = counter_relation.lookup_index;
 	CounterColumns columns = counter_relation.columns;
 	TupleDesc desc = RelationGetDescr(counters);

@@ -8,6 +8,7 @@
 // the core decides.
 #include "glue/guard.hpp"
 #include "glue/quota_counter.hpp"
+#include "glue/rights.hpp"
 #include "glue/settings.hpp"
 #include "glue/spi.hpp"
 
@@ -17,42 +18,53 @@
 #include <charconv>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace billing::glue {
 namespace {
 
-constexpr const char *kPrepare =
-	"SELECT used, limits, plan_code, plan_name, cap_valid_until::text, owner_id"
+// Before 0.3.0 (an install not yet updated, running this library).
+constexpr const char *kPrepareBefore030 =
+	"SELECT used, limits, plan_code, plan_name, cap_valid_until::pg_catalog.text, owner_id"
 	" FROM billing._quota_prepare($1, $2, $3)";
+
+// owner_id comes back NULL when a participants counter must be created and
+// the room's owner ($4) was not given: the trigger looks it up as the
+// invoking user and asks again.
+constexpr const char *kPrepare =
+	"SELECT p.used, p.limits, p.plan_code, p.plan_name, p.cap_valid_until::pg_catalog.text, p.owner_id"
+	" FROM billing._quota_prepare($1, $2, $3, $4) p";
 
 constexpr const char *kSlowIncrement =
 	"UPDATE billing.quota_counters SET used = used OPERATOR(pg_catalog.+) 1,"
-	" usage_pending = usage_pending OPERATOR(pg_catalog.+) $3, cap = $4, cap_valid_until = $5::pg_catalog.timestamptz,"
-	" updated_at = pg_catalog.now()"
+	" usage_pending = usage_pending OPERATOR(pg_catalog.+) $3, cap = $4,"
+	" cap_valid_until = $5::pg_catalog.timestamptz, updated_at = pg_catalog.now()"
 	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
 constexpr const char *kDecrement =
-	"UPDATE billing.quota_counters SET used = pg_catalog.int8larger(used OPERATOR(pg_catalog.-) 1, 0)"
+	"UPDATE billing.quota_counters SET used = pg_catalog.int8larger(used OPERATOR(pg_catalog.-) 1, 0),"
+	" updated_at = pg_catalog.now()"
 	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
-// Runs the trigger's SQL as the extension's owner: application roles have no
-// rights on billing tables. Restored on every way out (and by PostgreSQL on
-// abort).
-class AsExtensionOwner {
- public:
-	AsExtensionOwner()
-	{
-		GetUserIdAndSecContext(&saved_user_, &saved_context_);
-		SetUserIdAndSecContext(CountersOwner(), saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
-	}
-	~AsExtensionOwner() { SetUserIdAndSecContext(saved_user_, saved_context_); }
-	AsExtensionOwner(const AsExtensionOwner &) = delete;
-	AsExtensionOwner &operator=(const AsExtensionOwner &) = delete;
+constexpr const char *kRoomOwnerChanged =
+	"UPDATE billing.quota_counters q SET owner_id = $3, cap_valid_until = '-infinity'::pg_catalog.timestamptz,"
+	" updated_at = pg_catalog.now()"
+	" WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2";
 
- private:
-	Oid saved_user_ = InvalidOid;
-	int saved_context_ = 0;
-};
+constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
+
+// Whether the install has 0.3.0's billing._quota_prepare (owner argument).
+bool
+HasCurrentSchema()
+{
+	bool found = false;
+	PgCall([&] {
+		Oid types[4] = {INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
+		List *name = list_make2(makeString(pstrdup("billing")), makeString(pstrdup("_quota_prepare")));
+		found = OidIsValid(LookupFuncName(name, 4, types, true));
+	});
+	return found;
+}
 
 struct TriggerArgs {
 	int32_t attachment_id;
@@ -95,25 +107,106 @@ PgDay(TimestampTz at)
 	return static_cast<int32_t>(days);
 }
 
+// The owner of a participant's room, read from the rooms table as the
+// invoking user (who inserts participants and may read rooms): the key is
+// turned into the key column's own type by its input function and compared
+// with the type's own equality operator, so the rooms' primary key is used.
+std::string
+RoomOwner(const Attachment &attachment, const std::string &room)
+{
+	char *owner = nullptr;
+	AsInvoker([&] {
+		PgCall([&] {
+			MemoryContext outer = CurrentMemoryContext;
+			Relation rooms = table_open(attachment.parent_relation, AccessShareLock);
+			TupleDesc desc = RelationGetDescr(rooms);
+			int key_number = SPI_fnumber(desc, attachment.parent_key_column.c_str());
+			int owner_number = SPI_fnumber(desc, attachment.parent_owner_column.c_str());
+			if (key_number <= 0 || owner_number <= 0)
+				ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+								errmsg("columns \"%s\" and \"%s\" of relation \"%s\" are needed to find a room's owner",
+									   attachment.parent_key_column.c_str(), attachment.parent_owner_column.c_str(),
+									   RelationGetRelationName(rooms)),
+								errhint("Attach the participants table again.")));
+			Oid key_type = TupleDescAttr(desc, key_number - 1)->atttypid;
+			TypeCacheEntry *type = lookup_type_cache(key_type, TYPECACHE_EQ_OPR);
+			if (!OidIsValid(type->eq_opr))
+				ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
+								errmsg("type %s has no equality operator", format_type_be(key_type))));
+			HeapTuple op = SearchSysCache1(OPEROID, ObjectIdGetDatum(type->eq_opr));
+			if (!HeapTupleIsValid(op))
+				elog(ERROR, "cache lookup failed for operator %u", type->eq_opr);
+			Form_pg_operator op_form = reinterpret_cast<Form_pg_operator>(GETSTRUCT(op));
+			char *sql = psprintf("SELECT r.%s FROM %s r WHERE r.%s OPERATOR(%s.%s) $1",
+								 quote_identifier(attachment.parent_owner_column.c_str()),
+								 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rooms)),
+															RelationGetRelationName(rooms)),
+								 quote_identifier(attachment.parent_key_column.c_str()),
+								 quote_identifier(get_namespace_name(op_form->oprnamespace)),
+								 NameStr(op_form->oprname));
+			ReleaseSysCache(op);
+			table_close(rooms, NoLock);
+			Oid input = InvalidOid;
+			Oid io_param = InvalidOid;
+			getTypeInputInfo(key_type, &input, &io_param);
+			Datum key = OidInputFunctionCall(input, const_cast<char *>(room.c_str()), io_param, -1);
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			if (SPI_execute_with_args(sql, 1, &key_type, &key, nullptr, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "looking up the owner of room \"%s\" failed", room.c_str());
+			if (SPI_processed > 0) {
+				char *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+				if (value != nullptr)
+					owner = MemoryContextStrdup(outer, value);
+			}
+			SPI_finish();
+		});
+	});
+	return owner == nullptr ? std::string() : std::string(owner);
+}
+
 void
-Increment(const TriggerArgs &args, const std::string &key, TimestampTz at, bool record_usage)
+Increment(const TriggerArgs &args, const Attachment *attachment, const std::string &key, TimestampTz at,
+		  bool record_usage)
 {
 	bool enforce = enforce_quotas;
 	int64_t usage = record_usage ? 1 : 0;
 	if (IncrementCounter(args.attachment_id, key.c_str(), {PgDay(at), at, enforce, usage}) == CounterOutcome::kUpdated)
 		return;
 
-	AsExtensionOwner owner;
-	Spi spi;
-	auto rows = spi.QueryPrepared(kPrepare, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Timestamp(at)});
+	Oid owner = CountersOwner();
+	if (!HasCurrentSchema())
+		attachment = nullptr;  // an install before 0.3.0, until ALTER EXTENSION UPDATE
+	std::optional<std::string> room_owner;
+	if (std::strcmp(args.quota, "rooms") == 0)
+		room_owner = key;
+	std::vector<Row> rows;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		AsBillingOwner(owner, [&] {
+			Spi spi;
+			if (attachment == nullptr)
+				rows = spi.QueryPrepared(kPrepareBefore030,
+										 {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Timestamp(at)});
+			else
+				rows = spi.QueryPrepared(kPrepare, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key),
+													SqlArg::Timestamp(at), SqlArg::Text(room_owner)});
+			spi.Finish();
+		});
+		if (attachment == nullptr || !rows.at(0).is_null(5))
+			break;
+		room_owner = RoomOwner(*attachment, key);
+	}
 	const Row &row = rows.at(0);
 	int64_t used = row.int64_required(0);
 	std::optional<int64_t> cap = ParseLimit(row.text_or(1, "{}"), args.quota, row.text_or(2, ""));
 	if (enforce && !AllowsOneMore(cap, used))
 		throw QuotaExceeded(args.quota, row.text_or(3, ""), *cap, used, row.text_or(5, ""));
-	spi.QueryPrepared(kSlowIncrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Int64(usage),
-									   SqlArg::Int64(cap), SqlArg::Text(row.text_or(4, "infinity"))});
-	spi.Finish();
+	AsBillingOwner(owner, [&] {
+		Spi spi;
+		spi.QueryPrepared(kSlowIncrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Int64(usage),
+										   SqlArg::Int64(cap), SqlArg::Text(row.text_or(4, "infinity"))});
+		spi.Finish();
+	});
 }
 
 void
@@ -121,10 +214,25 @@ Decrement(const TriggerArgs &args, const std::string &key)
 {
 	if (DecrementCounter(args.attachment_id, key.c_str()) == CounterOutcome::kUpdated)
 		return;
-	AsExtensionOwner owner;
-	Spi spi;
-	spi.QueryPrepared(kDecrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key)});
-	spi.Finish();
+	AsBillingOwner(CountersOwner(), [&] {
+		Spi spi;
+		spi.QueryPrepared(kDecrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key)});
+		spi.Finish();
+	});
+}
+
+int32_t
+AttachmentIdArg(const Trigger *trigger, const char *function)
+{
+	const char *id_text = trigger->tgnargs > 0 ? trigger->tgargs[0] : "";
+	const char *id_end = id_text + std::strlen(id_text);
+	int32_t attachment_id = 0;
+	auto [end, error] = std::from_chars(id_text, id_end, attachment_id);
+	if (error != std::errc() || end != id_end || id_text == id_end)
+		throw billing::Error("39P01", std::string(function) + " was given an invalid attachment id",
+							 "The first trigger argument is \"" + std::string(id_text) + "\".",
+							 "Attach the table again with billing.attach_room_quota or billing.attach_participant_quota.");
+	return attachment_id;
 }
 
 // The trigger's arguments, as attach_*_quota wrote them.
@@ -134,14 +242,7 @@ ParseTriggerArgs(const Trigger *trigger)
 	if (trigger->tgnargs < 4)
 		throw billing::Error("39P01", "billing._quota_trigger() must fire for each row, with four arguments");
 	char **targs = trigger->tgargs;
-	const char *id_text = targs[0];
-	const char *id_end = id_text + std::strlen(id_text);
-	int32_t attachment_id = 0;
-	auto [end, error] = std::from_chars(id_text, id_end, attachment_id);
-	if (error != std::errc() || end != id_end)
-		throw billing::Error("39P01", "billing._quota_trigger() was given an invalid attachment id",
-							 "The first trigger argument is \"" + std::string(id_text) + "\".",
-							 "Attach the table again with billing.attach_room_quota or billing.attach_participant_quota.");
+	int32_t attachment_id = AttachmentIdArg(trigger, "billing._quota_trigger()");
 	return {attachment_id, std::strcmp(targs[1], "rooms") == 0 ? "rooms" : "participants_per_room", targs[2],
 			targs[3][0] == 't'};
 }
@@ -160,13 +261,15 @@ BILLING_FUNCTION(billing_quota_trigger)
 	if (!TRIGGER_FIRED_FOR_ROW(event))
 		throw billing::Error("39P01", "billing._quota_trigger() must fire for each row, with four arguments");
 	TriggerArgs args = ParseTriggerArgs(trigger->tg_trigger);
+	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, args.attachment_id,
+											  Watched::kCounted);
 	TupleDesc desc = trigger->tg_relation->rd_att;
 	TimestampTz at = GetCurrentTransactionStartTimestamp();
 
 	HeapTuple result = nullptr;
 	if (TRIGGER_FIRED_BY_INSERT(event)) {
 		if (auto key = CountedKey(args, desc, trigger->tg_trigtuple))
-			Increment(args, *key, at, true);
+			Increment(args, &attachment, *key, at, true);
 		result = trigger->tg_trigtuple;
 	} else if (TRIGGER_FIRED_BY_DELETE(event)) {
 		if (auto key = CountedKey(args, desc, trigger->tg_trigtuple))
@@ -178,7 +281,7 @@ BILLING_FUNCTION(billing_quota_trigger)
 		if (before != after) {
 			// Take the new slot first: if it is refused, nothing was released.
 			if (after)
-				Increment(args, *after, at, false);
+				Increment(args, &attachment, *after, at, false);
 			if (before)
 				Decrement(args, *before);
 		}
@@ -187,4 +290,130 @@ BILLING_FUNCTION(billing_quota_trigger)
 	// 0.2.0 attaches AFTER triggers; BEFORE ones (0.1.0, until ALTER EXTENSION
 	// UPDATE replaces them) must hand the row back.
 	return TRIGGER_FIRED_BEFORE(event) ? PointerGetDatum(result) : PointerGetDatum(nullptr);
+}
+
+// billing._user_inserted(): a new user of an attached users table gets a Free
+// subscription. The id is read as the inserting user, through its type's
+// output function; only that text reaches billing's code.
+BILLING_FUNCTION(billing_user_inserted)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		throw billing::Error("39P01", "billing._user_inserted() may only be called as a trigger");
+	TriggerData *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
+	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigger->tg_event))
+		throw billing::Error("39P01", "billing._user_inserted() must fire for each inserted row");
+	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, -1, Watched::kUsers);
+	std::string user;
+	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty()) {
+		AsBillingOwner(CountersOwner(), [&] {
+			Spi spi;
+			spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
+			spi.Finish();
+		});
+	}
+	return TRIGGER_FIRED_BEFORE(trigger->tg_event) ? PointerGetDatum(trigger->tg_trigtuple) : PointerGetDatum(nullptr);
+}
+
+// billing._quota_room_owner_changed(attachment): a room given to another
+// owner; its participants' counter follows. Both values are read as the
+// updating user.
+BILLING_FUNCTION(billing_room_owner_changed)
+{
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		throw billing::Error("39P01", "billing._quota_room_owner_changed() may only be called as a trigger");
+	TriggerData *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
+	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_BY_UPDATE(trigger->tg_event))
+		throw billing::Error("39P01", "billing._quota_room_owner_changed() must fire for each updated row");
+	int32_t id = AttachmentIdArg(trigger->tg_trigger, "billing._quota_room_owner_changed()");
+	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, id, Watched::kRoomsOwner);
+	std::string room;
+	std::string owner;
+	if (ColumnText(trigger->tg_relation, trigger->tg_newtuple, attachment.parent_key_column, &room)) {
+		(void) ColumnText(trigger->tg_relation, trigger->tg_newtuple, attachment.parent_owner_column, &owner);
+		AsBillingOwner(CountersOwner(), [&] {
+			Spi spi;
+			spi.QueryPrepared(kRoomOwnerChanged, {SqlArg::Int32(id), SqlArg::Text(room), SqlArg::Text(owner)});
+			spi.Finish();
+		});
+	}
+	return PointerGetDatum(nullptr);
+}
+
+// billing._quota_invalidate(owner_id): the cached limits of the owner's
+// counters (all counters when NULL) are stale. Runs with the newest snapshot,
+// as PostgreSQL's own foreign-key checks do, so that also in REPEATABLE READ
+// it reaches a counter another transaction created and committed after this
+// one's snapshot (the caller waited for it on the owner's billing.user_locks
+// row); a counter changed concurrently is a serialization failure there.
+BILLING_FUNCTION(billing_quota_invalidate)
+{
+	bool all = PG_ARGISNULL(0);
+	std::string owner = all ? std::string() : TextArg(fcinfo, 0);
+	uint64_t changed = 0;
+	PgCall([&] {
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		Oid type = TEXTOID;
+		Datum value = all ? Datum(0) : PointerGetDatum(cstring_to_text(owner.c_str()));
+		SPIPlanPtr plan = SPI_prepare(
+			all ? "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+				: "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+				  " WHERE q.owner_id OPERATOR(pg_catalog.=) $1",
+			all ? 0 : 1, &type);
+		if (plan == nullptr)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_execute_snapshot(plan, &value, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, false, 0) !=
+			SPI_OK_UPDATE)
+			elog(ERROR, "invalidating quota counters failed");
+		changed = SPI_processed;
+		SPI_finish();
+	});
+	return Int64GetDatum(static_cast<int64_t>(changed));
+}
+
+// billing._plan_limit(limits, quota): the one reading of a plan's limit
+// (NULL = unlimited), by the core's parser, for the trigger, the reports and
+// the check when a plan is written.
+BILLING_FUNCTION(billing_plan_limit)
+{
+	char *json = nullptr;
+	PgCall([&] {
+		Jsonb *limits = PG_GETARG_JSONB_P(0);
+		json = JsonbToCString(nullptr, &limits->root, VARSIZE(limits));
+	});
+	std::string quota = TextArg(fcinfo, 1);
+	std::string plan = PG_NARGS() > 2 && !PG_ARGISNULL(2) ? TextArg(fcinfo, 2) : std::string();
+	std::optional<int64_t> limit = billing::ParseLimit(json, quota, plan);
+	if (!limit)
+		PG_RETURN_NULL();
+	return Int64GetDatum(*limit);
+}
+
+// billing._before_drop_extension(): DROP EXTENSION billing first detaches
+// every application table. Recognised from the statement's parse tree (a
+// DropStmt of extensions naming billing), never from the query text; at
+// ddl_command_start, because the triggers on application tables depend on
+// billing's functions and would make the drop fail before sql_drop.
+BILLING_FUNCTION(billing_before_drop_extension)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		throw billing::Error("39P01", "billing._before_drop_extension() may only be called as an event trigger");
+	EventTriggerData *data = reinterpret_cast<EventTriggerData *>(fcinfo->context);
+	bool dropping_billing = false;
+	if (data->parsetree != nullptr && IsA(data->parsetree, DropStmt)) {
+		DropStmt *drop = reinterpret_cast<DropStmt *>(data->parsetree);
+		ListCell *cell = nullptr;
+		if (drop->removeType == OBJECT_EXTENSION)
+			foreach (cell, drop->objects)
+				if (IsA(lfirst(cell), String) && std::strcmp(strVal(lfirst(cell)), "billing") == 0)
+					dropping_billing = true;
+	}
+	if (!dropping_billing)
+		return PointerGetDatum(nullptr);
+	AsInvoker([&] {
+		Spi spi;
+		spi.Execute("SELECT billing.detach(a.relation) FROM (SELECT DISTINCT relation FROM billing.attachments) a");
+		spi.Finish();
+	});
+	return PointerGetDatum(nullptr);
 }

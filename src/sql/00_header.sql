@@ -12,11 +12,20 @@ DO $roles$
 DECLARE
 	r text;
 BEGIN
-	FOREACH r IN ARRAY ARRAY['billing_admin', 'billing_app', 'billing_analyst'] LOOP
+	FOREACH r IN ARRAY ARRAY['billing_admin', 'billing_app', 'billing_analyst', 'billing_owner'] LOOP
 		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
 			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
 		END IF;
 	END LOOP;
+	-- billing_owner owns billing's objects and is what its privileged code runs
+	-- as (99_grants_and_dump.sql): it must be no more than that.
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+				WHERE rolname OPERATOR(pg_catalog.=) 'billing_owner'
+				  AND (rolsuper OR rolcanlogin OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls)) THEN
+		RAISE EXCEPTION 'role "billing_owner" must be a plain NOLOGIN role'
+			USING ERRCODE = '42501',
+				  DETAIL = 'billing''s privileged code runs as billing_owner; it must not be a superuser or able to log in.';
+	END IF;
 END
 $roles$;
 

@@ -57,7 +57,7 @@ CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
 -- plans (all of them, edited or not) over the ones CREATE EXTENSION has just
 -- inserted.
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF TG_OP = 'UPDATE' THEN
 		IF OLD.pristine AND NEW.pristine THEN

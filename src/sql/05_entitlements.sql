@@ -42,16 +42,42 @@ BEGIN
 END
 $$;
 
--- Gives each new user a Free subscription.
+-- Gives each new user of an attached users table a Free subscription. C++:
+-- the id is read as the inserting user (its type's output function), only
+-- that text reaches billing's code (src/glue/quota_trigger.cpp).
 CREATE FUNCTION billing._user_inserted() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_user_inserted';
+
+-- Internal: refuses a table the caller may not attach by PostgreSQL's own
+-- rules: the caller must own it (as CREATE TRIGGER requires) and be able to
+-- read the columns billing counts; billing's own tables and the system
+-- catalogs are never attached.
+CREATE FUNCTION billing._check_attachable(relation regclass, columns name[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	uid text := pg_catalog.to_jsonb(NEW) ->> TG_ARGV[0];
+	rel record;
+	col name;
 BEGIN
-	IF uid IS NOT NULL AND uid <> '' THEN
-		PERFORM billing._start_free(uid, pg_catalog.now());
+	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO STRICT rel
+	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE c.oid = relation;
+	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
+		RAISE EXCEPTION 'cannot attach billing to %', relation
+			USING ERRCODE = '42501', DETAIL = 'Billing''s own tables and system catalogs cannot be attached.';
 	END IF;
-	RETURN NULL;
+	IF rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = '42809';
+	END IF;
+	IF NOT pg_catalog.pg_has_role(rel.relowner, 'USAGE') THEN
+		RAISE EXCEPTION 'must be owner of table %', relation
+			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
+	END IF;
+	FOREACH col IN ARRAY columns LOOP
+		PERFORM billing._check_column(relation, col);
+		IF NOT pg_catalog.has_column_privilege(relation, col, 'SELECT') THEN
+			RAISE EXCEPTION 'permission denied for column % of table %', col, relation USING ERRCODE = '42501';
+		END IF;
+	END LOOP;
 END
 $$;
 
@@ -65,63 +91,78 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING
 $$;
 
-CREATE FUNCTION billing.attach_users(users regclass, id_column name) RETURNS bigint
+-- Internal: Free subscriptions for the given users that have no current one.
+CREATE FUNCTION billing._start_free_many(user_ids text[], at timestamptz) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	backfilled bigint;
+	started bigint;
+BEGIN
+	INSERT INTO billing.subscriptions
+		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
+	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
+	  FROM pg_catalog.unnest(user_ids) AS u(id) CROSS JOIN billing.subscription_plans p
+	 WHERE p.code = 'free' AND u.id <> ''
+	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING;
+	GET DIAGNOSTICS started = ROW_COUNT;
+	RETURN started;
+END
+$$;
+
+-- With the caller's rights: the caller owns the users table and reads its ids.
+CREATE FUNCTION billing.attach_users(users regclass, id_column name) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	ids text[];
 BEGIN
 	IF users IS NULL OR id_column IS NULL THEN
 		RAISE EXCEPTION 'users table and id column must not be null' USING ERRCODE = '22023';
 	END IF;
-	PERFORM billing._check_column(users, id_column);
-	-- attaching again with the same column changes nothing
-	INSERT INTO billing.attachments AS a (kind, relation, key_column)
-	VALUES ('users', users, id_column)
-	ON CONFLICT (relation, kind) DO UPDATE SET key_column = EXCLUDED.key_column
-		WHERE a.key_column IS DISTINCT FROM EXCLUDED.key_column;
+	PERFORM billing._check_attachable(users, ARRAY[id_column]);
+	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = users AND t.tgname = 'billing_user_inserted') THEN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+				WHERE t.tgrelid = users AND t.tgname = 'billing_user_inserted'
+				  AND p.pronamespace = 'billing'::regnamespace) THEN
 		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
 	END IF;
 	EXECUTE pg_catalog.format(
 		'CREATE TRIGGER billing_user_inserted AFTER INSERT ON %s
 		 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
 
+	-- the ids as their type's output function writes them, as the trigger reads them
 	EXECUTE pg_catalog.format(
-		'INSERT INTO billing.subscriptions
-			(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
-		 SELECT u.%1$I::text, p.id, ''active'', p.price_cents, p.currency, p.billing_interval, now(), now()
-		   FROM %2$s u CROSS JOIN billing.subscription_plans p
-		  WHERE p.code = ''free'' AND u.%1$I IS NOT NULL
-		 ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING', id_column, users);
-	GET DIAGNOSTICS backfilled = ROW_COUNT;
-	RETURN backfilled;
+		'SELECT pg_catalog.array_agg(DISTINCT pg_catalog.format(''%%s'', u.%1$I)) FROM %2$s u WHERE u.%1$I IS NOT NULL',
+		id_column, users) INTO ids;
+	RETURN billing._start_free_many(COALESCE(ids, '{}'), pg_catalog.now());
 END
 $$;
 COMMENT ON FUNCTION billing.attach_users(regclass, name) IS
 	'Gives every existing and every new user of the table a Free subscription; returns how many were backfilled';
 
--- Removes billing's triggers from an application table; its rows are untouched.
+-- Removes billing's triggers from an application table (only triggers whose
+-- function is billing's, dropped with the caller's rights: the caller must
+-- own the table); its rows are untouched.
 CREATE FUNCTION billing.detach(relation regclass) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	t name;
-	parent regclass;
+	t record;
 BEGIN
-	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
-			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgname LIKE 'billing\_%'
-	LOOP
-		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
-	END LOOP;
+	IF relation IS NULL THEN
+		RAISE EXCEPTION 'relation must not be null' USING ERRCODE = '22023';
+	END IF;
+	PERFORM billing._check_session_owns(relation);
 	-- a participants table's attachment also watches its rooms table
-	FOR t, parent IN SELECT tg.tgname, a.parent_relation FROM billing.attachments a
-					   JOIN pg_catalog.pg_trigger tg ON tg.tgrelid OPERATOR(pg_catalog.=) a.parent_relation
-					  WHERE a.relation OPERATOR(pg_catalog.=) detach.relation
-						AND tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_room_owner_' || a.id)
+	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
+			   FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
+			  WHERE p.pronamespace = 'billing'::regnamespace AND NOT tg.tgisinternal AND tg.tgparentid = 0
+				AND (tg.tgrelid = relation
+					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' || a.id
+													  FROM billing.attachments a
+													 WHERE a.relation = detach.relation AND a.parent_relation IS NOT NULL))
 	LOOP
-		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, parent);
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
 	END LOOP;
-	DELETE FROM billing.attachments a WHERE a.relation = detach.relation;
+	PERFORM billing._attachment_forget(relation);
 END
 $$;
 COMMENT ON FUNCTION billing.detach(regclass) IS 'Removes billing''s triggers from an application table';
@@ -129,18 +170,10 @@ COMMENT ON FUNCTION billing.detach(regclass) IS 'Removes billing''s triggers fro
 -- DROP EXTENSION billing first detaches every application table, so the
 -- triggers on them (which depend on the extension's functions) do not block it
 -- and the tables and rows stay as they were.
+-- Recognised from the statement's parse tree (DROP EXTENSION naming billing),
+-- never from its text; at ddl_command_start, because the triggers would make
+-- the drop fail before sql_drop could act (src/glue/quota_trigger.cpp).
 CREATE FUNCTION billing._before_drop_extension() RETURNS event_trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	r regclass;
-BEGIN
-	IF pg_catalog.lower(pg_catalog.current_query()) !~ 'drop\s+extension.*billing' THEN
-		RETURN;
-	END IF;
-	FOR r IN SELECT DISTINCT a.relation FROM billing.attachments a LOOP
-		PERFORM billing.detach(r);
-	END LOOP;
-END
-$$;
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_drop_extension';
 CREATE EVENT TRIGGER billing_before_drop_extension ON ddl_command_start
 	WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION billing._before_drop_extension();

@@ -36,34 +36,41 @@ $$;
 -- Internal: the slow path of the quota trigger, taken when the one-statement
 -- fast path did not apply (no counter yet, the cached limit is stale, or a new
 -- day began). Creates and locks the counter, moves the previous day's usage
--- into billing.usage_daily, and returns what the C++ decision needs.
-CREATE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz,
+-- into billing.usage_daily, and returns what the C++ decision needs. Reads no
+-- application table: a new participants counter needs its room's owner
+-- (p_owner), which the trigger looks up as the invoking user when this
+-- returns owner_id NULL.
+CREATE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz, p_owner text,
 									   OUT used bigint, OUT limits text, OUT plan_code text, OUT plan_name text,
 									   OUT cap_valid_until timestamptz, OUT owner_id text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	att billing.attachments;
 	c billing.quota_counters;
 	plan billing.subscription_plans;
 	today date := (p_at AT TIME ZONE 'UTC')::date;
 	owner text;
 BEGIN
-	SELECT * INTO c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
+	SELECT q.owner_id INTO owner FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key;
 	IF NOT FOUND THEN
-		SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
-		IF att.kind = 'rooms' THEN
-			owner := p_key;
-		ELSE
-			-- a participant's room: its owner is looked up once, when its counter is made
-			EXECUTE pg_catalog.format('SELECT %I::text FROM %s WHERE %I::text = $1',
-									  att.parent_owner_column, att.parent_relation, att.parent_key_column)
-			   INTO owner USING p_key;
+		owner := p_owner;
+		IF owner IS NULL THEN
+			RETURN;
 		END IF;
-		INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)
-		VALUES (p_attachment, p_key, COALESCE(owner, ''), today)
-		ON CONFLICT DO NOTHING;
-		SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
 	END IF;
+	-- The lock protocol, step 1: the owner's row in billing.user_locks (the
+	-- row lifecycle calls lock too), FOR SHARE, before the plan is read. A
+	-- subscription change writes that row and holds it until it commits (this
+	-- fill then reads the new plan, or fails with 40001 in REPEATABLE READ);
+	-- a change that comes second waits for this fill and then clears what it
+	-- cached.
+	IF owner <> '' THEN
+		INSERT INTO billing.user_locks (user_id) VALUES (owner) ON CONFLICT (user_id) DO NOTHING;
+		PERFORM FROM billing.user_locks l WHERE l.user_id = owner FOR SHARE;
+	END IF;
+	INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)
+	VALUES (p_attachment, p_key, owner, today)
+	ON CONFLICT DO NOTHING;
+	SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
 	IF c.usage_day IS DISTINCT FROM today THEN
 		IF c.usage_pending > 0 THEN
 			INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
@@ -83,6 +90,9 @@ BEGIN
 		RETURN;
 	END IF;
 	plan := billing.effective_plan(c.owner_id, p_at);
+	-- Step 2: the plan's row, so that an edit of its limits waits for this
+	-- fill (and then clears it), or this fill waits for the edit and reads it.
+	SELECT p.* INTO STRICT plan FROM billing.subscription_plans p WHERE p.id = plan.id FOR SHARE;
 	limits := plan.limits::text;
 	plan_code := plan.code;
 	plan_name := plan.name;
@@ -95,25 +105,43 @@ BEGIN
 END
 $$;
 
--- Internal: a plan change (or any subscription write) makes the cached limits
--- of that user's counters stale. Taking their row locks also serialises the
--- change with inserts racing it.
+-- Internal: clears cached limits (all of them when owner_id is NULL) with the
+-- newest snapshot, so also a counter committed after a REPEATABLE READ
+-- transaction's snapshot is reached (src/glue/quota_trigger.cpp).
+CREATE FUNCTION billing._quota_invalidate(owner_id text) RETURNS bigint
+LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_quota_invalidate';
+
+-- Internal: any write to a user's subscriptions makes the cached limits of
+-- that user's counters stale. Writes the user's billing.user_locks row first
+-- (waiting for a fill in progress; a write, not only a lock, so that a
+-- REPEATABLE READ fill that did not see it fails), then clears every counter
+-- of the user, whatever its cached state looks like in this snapshot.
 CREATE FUNCTION billing._quota_invalidate_user() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'
-	 WHERE q.owner_id = NEW.user_id AND q.cap_valid_until <> '-infinity';
+	IF billing._restoring() THEN
+		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
+	END IF;
+	INSERT INTO billing.user_locks AS l (user_id) VALUES (NEW.user_id)
+	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
+	PERFORM billing._quota_invalidate(NEW.user_id);
+	IF TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id THEN
+		PERFORM billing._quota_invalidate(OLD.user_id);
+	END IF;
 	RETURN NULL;
 END
 $$;
 CREATE TRIGGER quota_invalidate AFTER INSERT OR UPDATE ON billing.subscriptions
 	FOR EACH ROW EXECUTE FUNCTION billing._quota_invalidate_user();
 
+-- A plan's limits changed: this transaction holds the plan's row (fills lock
+-- it FOR SHARE), and every cached limit is cleared.
 CREATE FUNCTION billing._quota_invalidate_plan() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF NEW.limits IS DISTINCT FROM OLD.limits THEN
-		UPDATE billing.quota_counters q SET cap_valid_until = '-infinity' WHERE q.cap_valid_until <> '-infinity';
+		PERFORM billing._quota_invalidate(NULL);
 	END IF;
 	RETURN NULL;
 END
@@ -125,61 +153,146 @@ CREATE TRIGGER quota_invalidate AFTER UPDATE ON billing.subscription_plans
 CREATE FUNCTION billing._quota_trigger() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_quota_trigger';
 
--- TRUNCATE of an application table: nothing is counted any more.
+-- TRUNCATE of an application table: nothing is counted any more. Only for the
+-- table the attachment names (anyone may create a trigger calling this).
 CREATE FUNCTION billing._quota_truncated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	UPDATE billing.quota_counters q SET used = 0 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.used <> 0;
+	IF NOT EXISTS (SELECT FROM billing.attachments a
+					WHERE a.id = TG_ARGV[0]::integer AND a.relation = TG_RELID AND a.kind <> 'users') THEN
+		RAISE EXCEPTION 'trigger "%" on table % may not act on billing''s counters', TG_NAME, TG_RELID::regclass
+			USING ERRCODE = '42501', DETAIL = 'The trigger calls a billing function, but billing did not attach that table.';
+	END IF;
+	UPDATE billing.quota_counters q SET used = 0, updated_at = pg_catalog.now()
+	 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.used <> 0;
 	RETURN NULL;
 END
 $$;
 
--- A room given to another owner: its participants' counter follows.
+-- A room given to another owner: its participants' counter follows. C++: the
+-- room's key and owner are read as the updating user, never as billing.
 CREATE FUNCTION billing._quota_room_owner_changed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	new_row jsonb := pg_catalog.to_jsonb(NEW);
-BEGIN
-	UPDATE billing.quota_counters q
-	   SET owner_id = COALESCE(new_row ->> TG_ARGV[2], ''), cap_valid_until = '-infinity'
-	 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.key = new_row ->> TG_ARGV[1];
-	RETURN NULL;
-END
-$$;
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_room_owner_changed';
 
 ALTER TABLE billing.attachments ADD COLUMN parent_key_column name;
 ALTER TABLE billing.attachments ADD COLUMN counts_deleted_at boolean NOT NULL DEFAULT false;
 
--- Internal: installs the counting triggers and fills the counters from what
--- the table holds now. The table is locked so nothing slips in between.
-CREATE FUNCTION billing._quota_attach(att billing.attachments) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
+-- Internal: the session may act as the table's owner (a member of its owning
+-- role). The privileged helpers below check it: the caller of attach_*,
+-- detach and reconcile_quotas must own the table, as CREATE TRIGGER requires.
+CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
-	DELETE FROM billing.quota_counters q WHERE q.attachment_id = att.id;
-	IF att.kind = 'rooms' THEN
-		EXECUTE pg_catalog.format(
-			'INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
-			 SELECT %s, t.%I::text, t.%I::text, count(*) FROM %s t WHERE t.%I IS NOT NULL AND %s GROUP BY 2, 3',
-			att.id, att.key_column, att.key_column, att.relation, att.key_column, live);
-	ELSE
-		EXECUTE pg_catalog.format(
-			'INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
-			 SELECT %s, t.%I::text, COALESCE(r.%I::text, ''''), count(*)
-			   FROM %s t LEFT JOIN %s r ON r.%I = t.%I
-			  WHERE t.%I IS NOT NULL AND %s GROUP BY 2, 3',
-			att.id, att.key_column, att.parent_owner_column, att.relation, att.parent_relation,
-			att.parent_key_column, att.key_column, att.key_column, live);
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
+		RETURN;  -- dropped: what is left of its attachment is billing's alone
 	END IF;
-	PERFORM billing._quota_create_triggers(att);
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
+					WHERE c.oid = relation AND pg_catalog.pg_has_role(session_user, c.relowner, 'MEMBER')) THEN
+		RAISE EXCEPTION 'must be owner of table %', relation
+			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
+	END IF;
 END
 $$;
 
--- Internal: (re)creates the quota triggers of one attachment.
-CREATE FUNCTION billing._quota_create_triggers(att billing.attachments) RETURNS void
+-- Internal: records (or updates) an attachment.
+CREATE FUNCTION billing._attachment_save(p_kind text, p_relation regclass, p_key_column name,
+										 p_parent regclass, p_parent_owner_column name, p_parent_key_column name,
+										 p_counts_deleted_at boolean)
+RETURNS billing.attachments
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+BEGIN
+	PERFORM billing._check_session_owns(p_relation);
+	IF p_parent IS NOT NULL THEN
+		PERFORM billing._check_session_owns(p_parent);
+	END IF;
+	INSERT INTO billing.attachments AS a (kind, relation, key_column, parent_relation, parent_owner_column,
+										  parent_key_column, counts_deleted_at)
+	VALUES (p_kind, p_relation, p_key_column, p_parent, p_parent_owner_column, p_parent_key_column,
+			p_counts_deleted_at)
+	ON CONFLICT (relation, kind) DO UPDATE
+	   SET key_column = EXCLUDED.key_column, parent_relation = EXCLUDED.parent_relation,
+		   parent_owner_column = EXCLUDED.parent_owner_column, parent_key_column = EXCLUDED.parent_key_column,
+		   counts_deleted_at = EXCLUDED.counts_deleted_at
+	 WHERE (a.key_column, a.parent_relation, a.parent_owner_column, a.parent_key_column, a.counts_deleted_at)
+		   IS DISTINCT FROM (EXCLUDED.key_column, EXCLUDED.parent_relation, EXCLUDED.parent_owner_column,
+							 EXCLUDED.parent_key_column, EXCLUDED.counts_deleted_at);
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.relation = p_relation AND a.kind = p_kind;
+	RETURN att;
+END
+$$;
+
+-- Internal: forgets a table's attachments (their counters go with them).
+CREATE FUNCTION billing._attachment_forget(p_relation regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._check_session_owns(p_relation);
+	DELETE FROM billing.attachments a WHERE a.relation = p_relation;
+END
+$$;
+
+-- Internal: what an attached table holds now, counted with the caller's
+-- rights: per key (owner or room) its owner and its live rows. Keys are
+-- written by their type's output function, as the trigger reads them.
+CREATE FUNCTION billing._quota_count(att billing.attachments, OUT keys text[], OUT owners text[], OUT counts bigint[])
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
+BEGIN
+	IF att.kind = 'rooms' THEN
+		EXECUTE pg_catalog.format(
+			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.n)
+			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.count(*) AS n
+					   FROM %2$s t WHERE t.%1$I IS NOT NULL AND %3$s GROUP BY 1) s',
+			att.key_column, att.relation, live) INTO keys, owners, counts;
+	ELSE
+		EXECUTE pg_catalog.format(
+			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.o), pg_catalog.array_agg(s.n)
+			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
+							pg_catalog.count(*) AS n
+					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
+					  WHERE t.%1$I IS NOT NULL AND %6$s GROUP BY 1, 2) s',
+			att.key_column, att.parent_owner_column, att.relation, att.parent_relation, att.parent_key_column, live)
+		  INTO keys, owners, counts;
+	END IF;
+END
+$$;
+
+-- Internal: replaces an attachment's counters with what _quota_count found.
+CREATE FUNCTION billing._quota_counters_load(p_attachment integer, keys text[], owners text[], counts bigint[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+BEGIN
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	PERFORM billing._check_session_owns(att.relation);
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id = p_attachment;
+	INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
+	SELECT p_attachment, u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n);
+	RETURN (SELECT COALESCE(pg_catalog.sum(q.used), 0) FROM billing.quota_counters q WHERE q.attachment_id = p_attachment);
+END
+$$;
+
+-- Internal: installs the counting triggers and fills the counters from what
+-- the table holds now, with the caller's rights. The table is locked so
+-- nothing slips in between.
+CREATE FUNCTION billing._quota_attach(att billing.attachments) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	found record;
+BEGIN
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
+	found := billing._quota_count(att);
+	PERFORM billing._quota_create_triggers(att);
+	PERFORM billing._quota_counters_load(att.id, found.keys, found.owners, found.counts);
+END
+$$;
+
+-- Internal: (re)creates the quota triggers of one attachment, as the caller.
+CREATE FUNCTION billing._quota_create_triggers(att billing.attachments) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
 		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
@@ -216,14 +329,18 @@ BEGIN
 END
 $$;
 
--- Internal: drops the billing triggers of one kind from a table.
+-- Internal: drops the billing triggers of one kind from a table: only
+-- triggers whose function is billing's (a trigger of the application's that
+-- happens to be named billing_... is left alone).
 CREATE FUNCTION billing._detach_triggers(relation regclass, kind text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t name;
 BEGIN
 	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
-			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal
+			   JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
+			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgparentid = 0
+				AND p.pronamespace = 'billing'::regnamespace
 				AND (tg.tgname LIKE 'billing\_zz\_quota\_' || kind || '%' OR tg.tgname = 'billing_quota_' || kind || '_truncate')
 	LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
@@ -238,8 +355,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 					WHERE a.attrelid = $1 AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
 $$;
 
+-- attach_* run with the caller's rights: the caller must own the table (as
+-- CREATE TRIGGER requires) and be able to read the counted columns.
 CREATE FUNCTION billing.attach_room_quota(rooms regclass, owner_column name) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 	counted bigint;
@@ -247,12 +366,11 @@ BEGIN
 	IF rooms IS NULL OR owner_column IS NULL THEN
 		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
 	END IF;
-	PERFORM billing._check_column(rooms, owner_column);
-	INSERT INTO billing.attachments AS a (kind, relation, key_column, counts_deleted_at)
-	VALUES ('rooms', rooms, owner_column, billing._has_deleted_at(rooms))
-	ON CONFLICT (relation, kind) DO UPDATE
-	   SET key_column = EXCLUDED.key_column, counts_deleted_at = EXCLUDED.counts_deleted_at
-	RETURNING * INTO att;
+	PERFORM billing._check_attachable(rooms, ARRAY[owner_column]);
+	IF billing._has_deleted_at(rooms) THEN
+		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::name[]);
+	END IF;
+	att := billing._attachment_save('rooms', rooms, owner_column, NULL, NULL, NULL, billing._has_deleted_at(rooms));
 	PERFORM billing._quota_attach(att);
 	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
 	RETURN counted;
@@ -263,7 +381,7 @@ COMMENT ON FUNCTION billing.attach_room_quota(regclass, name) IS
 
 CREATE FUNCTION billing.attach_participant_quota(participants regclass, room_column name, rooms regclass,
 												 room_owner_column name) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 	room_key name;
@@ -272,24 +390,21 @@ BEGIN
 	IF participants IS NULL OR room_column IS NULL OR rooms IS NULL OR room_owner_column IS NULL THEN
 		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
 	END IF;
-	PERFORM billing._check_column(participants, room_column);
-	PERFORM billing._check_column(rooms, room_owner_column);
+	PERFORM billing._check_attachable(participants, ARRAY[room_column]);
+	IF billing._has_deleted_at(participants) THEN
+		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::name[]);
+	END IF;
 	SELECT a.attname INTO room_key
 	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
 	 WHERE i.indrelid = rooms AND i.indisprimary AND i.indnatts = 1;
+	PERFORM billing._check_attachable(rooms, ARRAY[room_owner_column]);
 	IF room_key IS NULL THEN
 		RAISE EXCEPTION 'table % has no single-column primary key', rooms
 			USING ERRCODE = '22023', HINT = 'Participants are counted per room, named by the rooms'' primary key.';
 	END IF;
-	INSERT INTO billing.attachments AS a (kind, relation, key_column, parent_relation, parent_owner_column,
-										  parent_key_column, counts_deleted_at)
-	VALUES ('participants', participants, room_column, rooms, room_owner_column, room_key,
-			billing._has_deleted_at(participants))
-	ON CONFLICT (relation, kind) DO UPDATE
-	   SET key_column = EXCLUDED.key_column, parent_relation = EXCLUDED.parent_relation,
-		   parent_owner_column = EXCLUDED.parent_owner_column, parent_key_column = EXCLUDED.parent_key_column,
-		   counts_deleted_at = EXCLUDED.counts_deleted_at
-	RETURNING * INTO att;
+	PERFORM billing._check_attachable(rooms, ARRAY[room_key]);
+	att := billing._attachment_save('participants', participants, room_column, rooms, room_owner_column, room_key,
+									billing._has_deleted_at(participants));
 	PERFORM billing._quota_attach(att);
 	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
 	RETURN counted;
@@ -298,12 +413,29 @@ $$;
 COMMENT ON FUNCTION billing.attach_participant_quota(regclass, name, regclass, name) IS
 	'Enforces the plan''s participants-per-room limit on the table; returns the participants counted now';
 
--- The limit a plan sets for a quota: NULL = unlimited. (The C++ trigger parses
--- the same JSON with the core's ParseLimit; this is for reports.)
+-- The limit a plan sets for a quota: NULL = unlimited. The one reading of a
+-- plan's limits, by the core's parser (ParseLimit), for the trigger, the
+-- reports and the check when a plan is written: anything but a non-negative
+-- integer or null is 22023.
 CREATE FUNCTION billing._plan_limit(limits jsonb, quota text) RETURNS bigint
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT CASE WHEN pg_catalog.jsonb_typeof(limits -> quota) = 'number' THEN (limits ->> quota)::bigint END
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_plan_limit';
+-- The same, naming the plan in an error.
+CREATE FUNCTION billing._plan_limit(limits jsonb, quota text, plan_code text) RETURNS bigint
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_plan_limit';
+
+-- Plan limits are checked once, when a plan is written.
+CREATE FUNCTION billing._plan_limits_valid() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._plan_limit(NEW.limits, 'rooms', NEW.code),
+			billing._plan_limit(NEW.limits, 'participants_per_room', NEW.code);
+	RETURN NEW;
+END
 $$;
+CREATE TRIGGER limits_valid BEFORE INSERT OR UPDATE OF limits ON billing.subscription_plans
+	FOR EACH ROW EXECUTE FUNCTION billing._plan_limits_valid();
 
 CREATE FUNCTION billing.quota(user_id text, quota text, at timestamptz DEFAULT pg_catalog.now(),
 							  OUT "limit" bigint, OUT used bigint, OUT remaining bigint)
@@ -363,36 +495,53 @@ $$;
 COMMENT ON FUNCTION billing.over_quota(timestamptz) IS
 	'Users (and rooms) whose usage exceeds their effective limits, e.g. after a downgrade';
 
+-- Internal: repairs an attachment's counters to what _quota_count found and
+-- returns what changed.
+CREATE FUNCTION billing._quota_counters_repair(p_attachment integer, keys text[], owners text[], counts bigint[])
+RETURNS TABLE (key text, counted_before bigint, counted_now bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	att billing.attachments;
+BEGIN
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	PERFORM billing._check_session_owns(att.relation);
+	RETURN QUERY
+	WITH actual AS (
+		SELECT u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n)),
+	 diff AS (
+		SELECT COALESCE(a.k, q.key) AS k, COALESCE(a.o, q.owner_id, '') AS o,
+			   COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
+		  FROM actual a
+		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id = p_attachment) q ON q.key = a.k
+		 WHERE COALESCE(q.used, 0) <> COALESCE(a.n, 0)),
+	 fixed AS (
+		INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
+		SELECT p_attachment, d.k, d.o, d.now FROM diff d
+		ON CONFLICT (attachment_id, key) DO UPDATE
+		   SET used = EXCLUDED.used, cap_valid_until = '-infinity', updated_at = pg_catalog.now()
+		RETURNING c.key)
+	SELECT d.k, d.before, d.now FROM diff d ORDER BY d.k;
+END
+$$;
+
 -- Recounts every attached table and repairs counters that drifted (rows
--- written with the triggers disabled, say). Locks each table against writes
+-- written with the triggers disabled, say). Reads the tables with the
+-- caller's rights (the caller must own them) and locks each against writes
 -- while it counts it.
 CREATE FUNCTION billing.reconcile_quotas()
 RETURNS TABLE (relation regclass, key text, counted_before bigint, counted_now bigint)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
-	live text;
+	found record;
 BEGIN
 	FOR att IN SELECT * FROM billing.attachments a WHERE a.kind IN ('rooms', 'participants') ORDER BY a.id LOOP
+		PERFORM billing._check_session_owns(att.relation);
 		EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', att.relation);
-		live := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
-		RETURN QUERY EXECUTE pg_catalog.format(
-			'WITH actual AS (
-				SELECT t.%1$I::text AS key, count(*) AS n FROM %2$s t WHERE t.%1$I IS NOT NULL AND %3$s GROUP BY 1),
-			 diff AS (
-				SELECT COALESCE(a.key, q.key) AS key, COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
-				  FROM actual a FULL JOIN (SELECT * FROM billing.quota_counters WHERE attachment_id = %4$s) q ON q.key = a.key
-				 WHERE COALESCE(q.used, 0) <> COALESCE(a.n, 0)),
-			 fixed AS (
-				INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
-				SELECT %4$s, d.key, %5$s, d.now FROM diff d
-				ON CONFLICT (attachment_id, key) DO UPDATE SET used = EXCLUDED.used, cap_valid_until = ''-infinity''
-				RETURNING c.key)
-			 SELECT %2$L::regclass, d.key, d.before, d.now FROM diff d ORDER BY d.key',
-			att.key_column, att.relation, live, att.id,
-			CASE WHEN att.kind = 'rooms' THEN 'd.key'
-				 ELSE pg_catalog.format('COALESCE((SELECT r.%I::text FROM %s r WHERE r.%I::text = d.key), '''')',
-										att.parent_owner_column, att.parent_relation, att.parent_key_column) END);
+		found := billing._quota_count(att);
+		RETURN QUERY SELECT att.relation, r.key, r.counted_before, r.counted_now
+					   FROM billing._quota_counters_repair(att.id, found.keys, found.owners, found.counts) r;
 	END LOOP;
 END
 $$;

@@ -55,8 +55,9 @@ BEGIN
 	IF new_id IS NULL THEN
 		RETURN false;
 	END IF;
+	-- Ids only: any role may LISTEN, so the payload carries no personal data.
 	PERFORM pg_catalog.pg_notify('billing_events',
-		pg_catalog.jsonb_build_object('id', new_id, 'user_id', $1, 'subscription_id', $2, 'kind', $3)::text);
+		pg_catalog.jsonb_build_object('id', new_id, 'subscription_id', $2, 'kind', $3)::text);
 	RETURN true;
 END
 $$;

@@ -1,5 +1,6 @@
--- Privileges. Nobody but the extension owner writes billing tables directly:
--- the application goes through SECURITY DEFINER functions with a pinned
+-- Privileges. Nobody but billing_owner writes billing tables directly: the
+-- application goes through SECURITY DEFINER functions (owned by
+-- billing_owner, a NOLOGIN role that is not a superuser) with a pinned
 -- search_path. Analysts read; admins read and edit plans.
 REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA billing FROM PUBLIC;
@@ -39,6 +40,23 @@ BEGIN
 END
 $grants$;
 
+-- attach_*, detach and reconcile_quotas run with the caller's rights; these
+-- are the steps they take, each privileged one checking that the session may
+-- act as the table's owner.
+GRANT EXECUTE ON FUNCTION billing._check_column(regclass, name), billing._check_attachable(regclass, name[]),
+	billing._check_session_owns(regclass), billing._has_deleted_at(regclass),
+	billing._attachment_save(text, regclass, name, regclass, name, name, boolean),
+	billing._attachment_forget(regclass), billing._start_free_many(text[], timestamptz),
+	billing._quota_count(billing.attachments), billing._quota_counters_load(integer, text[], text[], bigint[]),
+	billing._quota_counters_repair(integer, text[], text[], bigint[]), billing._quota_attach(billing.attachments),
+	billing._quota_create_triggers(billing.attachments), billing._detach_triggers(regclass, text)
+	TO billing_admin;
+-- CREATE TRIGGER (and a new partition of an attached table, which clones its
+-- triggers) needs EXECUTE on the trigger functions: every table owner has it.
+-- Each checks that it fires on a table billing attached (42501 otherwise).
+GRANT EXECUTE ON FUNCTION billing._quota_trigger(), billing._quota_truncated(), billing._user_inserted(),
+	billing._quota_room_owner_changed() TO PUBLIC;
+
 -- Every billing table and sequence survives pg_dump, whole: the shipped plans
 -- and seeded settings replace the ones CREATE EXTENSION inserts on restore
 -- (see billing._plans_pristine and billing._settings_restored).
@@ -56,3 +74,40 @@ BEGIN
 	END LOOP;
 END
 $dump$;
+
+-- Least privilege: billing's objects belong to billing_owner, so SECURITY
+-- DEFINER functions and the quota trigger's slow path run as a role that can
+-- touch billing's own tables and nothing else, not as the superuser who ran
+-- CREATE EXTENSION. (The event trigger stays the superuser's: PostgreSQL
+-- requires it; its function runs as whoever runs DROP EXTENSION.)
+DO $owner$
+DECLARE
+	r record;
+BEGIN
+	ALTER SCHEMA billing OWNER TO billing_owner;
+	FOR r IN
+		SELECT c.oid::regclass AS rel, c.relkind
+		  FROM pg_catalog.pg_class c
+		 WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace
+		   AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+		   -- a serial's sequence follows its table
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+							WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::regclass
+							  AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.deptype IN ('a', 'i')
+							  AND c.relkind OPERATOR(pg_catalog.=) 'S')
+	LOOP
+		EXECUTE pg_catalog.format('ALTER %s %s OWNER TO billing_owner',
+			CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+						   ELSE 'TABLE' END, r.rel);
+	END LOOP;
+	FOR r IN SELECT p.oid::regprocedure AS sig FROM pg_catalog.pg_proc p
+			  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace LOOP
+		EXECUTE pg_catalog.format('ALTER ROUTINE %s OWNER TO billing_owner', r.sig);
+	END LOOP;
+	FOR r IN SELECT t.oid::regtype AS typ, t.typtype FROM pg_catalog.pg_type t
+			  WHERE t.typnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND t.typtype IN ('e', 'd') LOOP
+		EXECUTE pg_catalog.format('ALTER %s %s OWNER TO billing_owner',
+			CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.typ);
+	END LOOP;
+END
+$owner$;

@@ -166,6 +166,557 @@ END fn
 $$;
 
 -- == security (issue 9)
+-- billing_owner: the NOLOGIN role that owns billing's objects (see the end of
+-- this file) and that SECURITY DEFINER code and the quota trigger run as.
+DO $roles$
+DECLARE
+	r text;
+BEGIN
+	FOREACH r IN ARRAY ARRAY['billing_admin', 'billing_app', 'billing_analyst', 'billing_owner'] LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
+			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+		END IF;
+	END LOOP;
+	-- billing_owner owns billing's objects and is what its privileged code runs
+	-- as (99_grants_and_dump.sql): it must be no more than that.
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles
+				WHERE rolname OPERATOR(pg_catalog.=) 'billing_owner'
+				  AND (rolsuper OR rolcanlogin OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls)) THEN
+		RAISE EXCEPTION 'role "billing_owner" must be a plain NOLOGIN role'
+			USING ERRCODE = '42501',
+				  DETAIL = 'billing''s privileged code runs as billing_owner; it must not be a superuser or able to log in.';
+	END IF;
+END
+$roles$;
+
+-- The slow path takes the room's owner from the trigger (read as the invoking user).
+DROP FUNCTION billing._quota_prepare(integer, text, timestamptz);
+CREATE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz, p_owner text,
+									   OUT used bigint, OUT limits text, OUT plan_code text, OUT plan_name text,
+									   OUT cap_valid_until timestamptz, OUT owner_id text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	c billing.quota_counters;
+	plan billing.subscription_plans;
+	today date := (p_at AT TIME ZONE 'UTC')::date;
+	owner text;
+BEGIN
+	SELECT q.owner_id INTO owner FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key;
+	IF NOT FOUND THEN
+		owner := p_owner;
+		IF owner IS NULL THEN
+			RETURN;
+		END IF;
+	END IF;
+	-- The lock protocol, step 1: the owner's row in billing.user_locks (the
+	-- row lifecycle calls lock too), FOR SHARE, before the plan is read. A
+	-- subscription change writes that row and holds it until it commits (this
+	-- fill then reads the new plan, or fails with 40001 in REPEATABLE READ);
+	-- a change that comes second waits for this fill and then clears what it
+	-- cached.
+	IF owner <> '' THEN
+		INSERT INTO billing.user_locks (user_id) VALUES (owner) ON CONFLICT (user_id) DO NOTHING;
+		PERFORM FROM billing.user_locks l WHERE l.user_id = owner FOR SHARE;
+	END IF;
+	INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)
+	VALUES (p_attachment, p_key, owner, today)
+	ON CONFLICT DO NOTHING;
+	SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
+	IF c.usage_day IS DISTINCT FROM today THEN
+		IF c.usage_pending > 0 THEN
+			INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
+			VALUES (c.owner_id, billing._quota_metric(p_attachment), c.usage_day, c.usage_pending)
+			ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity;
+		END IF;
+		UPDATE billing.quota_counters q SET usage_day = today, usage_pending = 0
+		 WHERE q.attachment_id = p_attachment AND q.key = p_key;
+	END IF;
+	used := c.used;
+	owner_id := c.owner_id;
+	IF c.owner_id = '' THEN
+		limits := '{}';  -- no owner: nothing to limit
+		plan_code := '';
+		plan_name := '';
+		cap_valid_until := 'infinity';
+		RETURN;
+	END IF;
+	plan := billing.effective_plan(c.owner_id, p_at);
+	-- Step 2: the plan's row, so that an edit of its limits waits for this
+	-- fill (and then clears it), or this fill waits for the edit and reads it.
+	SELECT p.* INTO STRICT plan FROM billing.subscription_plans p WHERE p.id = plan.id FOR SHARE;
+	limits := plan.limits::text;
+	plan_code := plan.code;
+	plan_name := plan.name;
+	-- The cached limit holds until something changes the plan (a trigger on
+	-- subscriptions clears it) or a canceled subscription's period runs out.
+	SELECT COALESCE(pg_catalog.min(s.current_period_end), 'infinity') INTO cap_valid_until
+	  FROM billing.subscriptions s
+	 WHERE s.user_id = c.owner_id AND s.ended_at IS NULL AND s.deleted_at IS NULL
+	   AND s.status = 'canceled' AND s.current_period_end > p_at;
+END
+$$;
+
+CREATE FUNCTION billing._quota_invalidate(owner_id text) RETURNS bigint
+LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_quota_invalidate';
+
+CREATE OR REPLACE FUNCTION billing._quota_invalidate_user() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF billing._restoring() THEN
+		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
+	END IF;
+	INSERT INTO billing.user_locks AS l (user_id) VALUES (NEW.user_id)
+	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
+	PERFORM billing._quota_invalidate(NEW.user_id);
+	IF TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id THEN
+		PERFORM billing._quota_invalidate(OLD.user_id);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._quota_invalidate_plan() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NEW.limits IS DISTINCT FROM OLD.limits THEN
+		PERFORM billing._quota_invalidate(NULL);
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._quota_truncated() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM billing.attachments a
+					WHERE a.id = TG_ARGV[0]::integer AND a.relation = TG_RELID AND a.kind <> 'users') THEN
+		RAISE EXCEPTION 'trigger "%" on table % may not act on billing''s counters', TG_NAME, TG_RELID::regclass
+			USING ERRCODE = '42501', DETAIL = 'The trigger calls a billing function, but billing did not attach that table.';
+	END IF;
+	UPDATE billing.quota_counters q SET used = 0, updated_at = pg_catalog.now()
+	 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.used <> 0;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._quota_room_owner_changed() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_room_owner_changed';
+
+CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
+		RETURN;  -- dropped: what is left of its attachment is billing's alone
+	END IF;
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
+					WHERE c.oid = relation AND pg_catalog.pg_has_role(session_user, c.relowner, 'MEMBER')) THEN
+		RAISE EXCEPTION 'must be owner of table %', relation
+			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
+	END IF;
+END
+$$;
+
+CREATE FUNCTION billing._attachment_save(p_kind text, p_relation regclass, p_key_column name,
+										 p_parent regclass, p_parent_owner_column name, p_parent_key_column name,
+										 p_counts_deleted_at boolean)
+RETURNS billing.attachments
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+BEGIN
+	PERFORM billing._check_session_owns(p_relation);
+	IF p_parent IS NOT NULL THEN
+		PERFORM billing._check_session_owns(p_parent);
+	END IF;
+	INSERT INTO billing.attachments AS a (kind, relation, key_column, parent_relation, parent_owner_column,
+										  parent_key_column, counts_deleted_at)
+	VALUES (p_kind, p_relation, p_key_column, p_parent, p_parent_owner_column, p_parent_key_column,
+			p_counts_deleted_at)
+	ON CONFLICT (relation, kind) DO UPDATE
+	   SET key_column = EXCLUDED.key_column, parent_relation = EXCLUDED.parent_relation,
+		   parent_owner_column = EXCLUDED.parent_owner_column, parent_key_column = EXCLUDED.parent_key_column,
+		   counts_deleted_at = EXCLUDED.counts_deleted_at
+	 WHERE (a.key_column, a.parent_relation, a.parent_owner_column, a.parent_key_column, a.counts_deleted_at)
+		   IS DISTINCT FROM (EXCLUDED.key_column, EXCLUDED.parent_relation, EXCLUDED.parent_owner_column,
+							 EXCLUDED.parent_key_column, EXCLUDED.counts_deleted_at);
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.relation = p_relation AND a.kind = p_kind;
+	RETURN att;
+END
+$$;
+
+CREATE FUNCTION billing._attachment_forget(p_relation regclass) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._check_session_owns(p_relation);
+	DELETE FROM billing.attachments a WHERE a.relation = p_relation;
+END
+$$;
+
+CREATE FUNCTION billing._quota_count(att billing.attachments, OUT keys text[], OUT owners text[], OUT counts bigint[])
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
+BEGIN
+	IF att.kind = 'rooms' THEN
+		EXECUTE pg_catalog.format(
+			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.n)
+			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.count(*) AS n
+					   FROM %2$s t WHERE t.%1$I IS NOT NULL AND %3$s GROUP BY 1) s',
+			att.key_column, att.relation, live) INTO keys, owners, counts;
+	ELSE
+		EXECUTE pg_catalog.format(
+			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.o), pg_catalog.array_agg(s.n)
+			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
+							pg_catalog.count(*) AS n
+					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
+					  WHERE t.%1$I IS NOT NULL AND %6$s GROUP BY 1, 2) s',
+			att.key_column, att.parent_owner_column, att.relation, att.parent_relation, att.parent_key_column, live)
+		  INTO keys, owners, counts;
+	END IF;
+END
+$$;
+
+CREATE FUNCTION billing._quota_counters_load(p_attachment integer, keys text[], owners text[], counts bigint[])
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+BEGIN
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	PERFORM billing._check_session_owns(att.relation);
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id = p_attachment;
+	INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
+	SELECT p_attachment, u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n);
+	RETURN (SELECT COALESCE(pg_catalog.sum(q.used), 0) FROM billing.quota_counters q WHERE q.attachment_id = p_attachment);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._quota_attach(att billing.attachments) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	found record;
+BEGIN
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
+	found := billing._quota_count(att);
+	PERFORM billing._quota_create_triggers(att);
+	PERFORM billing._quota_counters_load(att.id, found.keys, found.owners, found.counts);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._quota_create_triggers(att billing.attachments) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
+		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
+	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
+	owner_watch text := 'billing_quota_room_owner_' || att.id;
+BEGIN
+	PERFORM billing._detach_triggers(att.relation, att.kind);
+	IF att.kind = 'participants' THEN
+		-- On the rooms table, named after this attachment (detach removes it).
+		-- No "UPDATE OF": a column set by the application's own BEFORE
+		-- trigger is not in the statement's SET list; WHEN sees the final row.
+		IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid OPERATOR(pg_catalog.=) att.parent_relation
+					 AND tg.tgname OPERATOR(pg_catalog.=) owner_watch) THEN
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', owner_watch, att.parent_relation);
+		END IF;
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW
+			 WHEN (OLD.%I IS DISTINCT FROM NEW.%I)
+			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
+			owner_watch, att.parent_relation, att.parent_owner_column, att.parent_owner_column,
+			att.id, att.parent_key_column, att.parent_owner_column);
+	END IF;
+	-- AFTER ROW: a row counts once it is really there. A BEFORE trigger would
+	-- count rows that INSERT ... ON CONFLICT then skips or turns into an update.
+	-- A refusal still fails the statement as a whole, and the row lock on the
+	-- counter keeps the limit exact. zz: after the application's own triggers.
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s AFTER INSERT OR DELETE ON %s
+		FOR EACH ROW EXECUTE FUNCTION billing._quota_trigger(%s)', att.kind, att.relation, args);
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_zz_quota_%s_update AFTER UPDATE ON %s
+		FOR EACH ROW WHEN (%s) EXECUTE FUNCTION billing._quota_trigger(%s)',
+		att.kind, att.relation, changed, args);
+	EXECUTE pg_catalog.format('CREATE TRIGGER billing_quota_%s_truncate AFTER TRUNCATE ON %s
+		FOR EACH STATEMENT EXECUTE FUNCTION billing._quota_truncated(%L)', att.kind, att.relation, att.id);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._detach_triggers(relation regclass, kind text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t name;
+BEGIN
+	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
+			   JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
+			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgparentid = 0
+				AND p.pronamespace = 'billing'::regnamespace
+				AND (tg.tgname LIKE 'billing\_zz\_quota\_' || kind || '%' OR tg.tgname = 'billing_quota_' || kind || '_truncate')
+	LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
+	END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.attach_room_quota(rooms regclass, owner_column name) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+	counted bigint;
+BEGIN
+	IF rooms IS NULL OR owner_column IS NULL THEN
+		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
+	END IF;
+	PERFORM billing._check_attachable(rooms, ARRAY[owner_column]);
+	IF billing._has_deleted_at(rooms) THEN
+		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::name[]);
+	END IF;
+	att := billing._attachment_save('rooms', rooms, owner_column, NULL, NULL, NULL, billing._has_deleted_at(rooms));
+	PERFORM billing._quota_attach(att);
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	RETURN counted;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.attach_participant_quota(participants regclass, room_column name, rooms regclass,
+												 room_owner_column name) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+	room_key name;
+	counted bigint;
+BEGIN
+	IF participants IS NULL OR room_column IS NULL OR rooms IS NULL OR room_owner_column IS NULL THEN
+		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
+	END IF;
+	PERFORM billing._check_attachable(participants, ARRAY[room_column]);
+	IF billing._has_deleted_at(participants) THEN
+		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::name[]);
+	END IF;
+	SELECT a.attname INTO room_key
+	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+	 WHERE i.indrelid = rooms AND i.indisprimary AND i.indnatts = 1;
+	PERFORM billing._check_attachable(rooms, ARRAY[room_owner_column]);
+	IF room_key IS NULL THEN
+		RAISE EXCEPTION 'table % has no single-column primary key', rooms
+			USING ERRCODE = '22023', HINT = 'Participants are counted per room, named by the rooms'' primary key.';
+	END IF;
+	PERFORM billing._check_attachable(rooms, ARRAY[room_key]);
+	att := billing._attachment_save('participants', participants, room_column, rooms, room_owner_column, room_key,
+									billing._has_deleted_at(participants));
+	PERFORM billing._quota_attach(att);
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	RETURN counted;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._plan_limit(limits jsonb, quota text) RETURNS bigint
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_plan_limit';
+
+CREATE FUNCTION billing._plan_limit(limits jsonb, quota text, plan_code text) RETURNS bigint
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_plan_limit';
+
+CREATE FUNCTION billing._plan_limits_valid() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._plan_limit(NEW.limits, 'rooms', NEW.code),
+			billing._plan_limit(NEW.limits, 'participants_per_room', NEW.code);
+	RETURN NEW;
+END
+$$;
+CREATE TRIGGER limits_valid BEFORE INSERT OR UPDATE OF limits ON billing.subscription_plans
+	FOR EACH ROW EXECUTE FUNCTION billing._plan_limits_valid();
+
+CREATE FUNCTION billing._quota_counters_repair(p_attachment integer, keys text[], owners text[], counts bigint[])
+RETURNS TABLE (key text, counted_before bigint, counted_now bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	att billing.attachments;
+BEGIN
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	PERFORM billing._check_session_owns(att.relation);
+	RETURN QUERY
+	WITH actual AS (
+		SELECT u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n)),
+	 diff AS (
+		SELECT COALESCE(a.k, q.key) AS k, COALESCE(a.o, q.owner_id, '') AS o,
+			   COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
+		  FROM actual a
+		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id = p_attachment) q ON q.key = a.k
+		 WHERE COALESCE(q.used, 0) <> COALESCE(a.n, 0)),
+	 fixed AS (
+		INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
+		SELECT p_attachment, d.k, d.o, d.now FROM diff d
+		ON CONFLICT (attachment_id, key) DO UPDATE
+		   SET used = EXCLUDED.used, cap_valid_until = '-infinity', updated_at = pg_catalog.now()
+		RETURNING c.key)
+	SELECT d.k, d.before, d.now FROM diff d ORDER BY d.k;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.reconcile_quotas()
+RETURNS TABLE (relation regclass, key text, counted_before bigint, counted_now bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	att billing.attachments;
+	found record;
+BEGIN
+	FOR att IN SELECT * FROM billing.attachments a WHERE a.kind IN ('rooms', 'participants') ORDER BY a.id LOOP
+		PERFORM billing._check_session_owns(att.relation);
+		EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE MODE', att.relation);
+		found := billing._quota_count(att);
+		RETURN QUERY SELECT att.relation, r.key, r.counted_before, r.counted_now
+					   FROM billing._quota_counters_repair(att.id, found.keys, found.owners, found.counts) r;
+	END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._user_inserted() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_user_inserted';
+
+CREATE FUNCTION billing._check_attachable(relation regclass, columns name[]) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	rel record;
+	col name;
+BEGIN
+	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO STRICT rel
+	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+	 WHERE c.oid = relation;
+	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
+		RAISE EXCEPTION 'cannot attach billing to %', relation
+			USING ERRCODE = '42501', DETAIL = 'Billing''s own tables and system catalogs cannot be attached.';
+	END IF;
+	IF rel.relkind NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = '42809';
+	END IF;
+	IF NOT pg_catalog.pg_has_role(rel.relowner, 'USAGE') THEN
+		RAISE EXCEPTION 'must be owner of table %', relation
+			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
+	END IF;
+	FOREACH col IN ARRAY columns LOOP
+		PERFORM billing._check_column(relation, col);
+		IF NOT pg_catalog.has_column_privilege(relation, col, 'SELECT') THEN
+			RAISE EXCEPTION 'permission denied for column % of table %', col, relation USING ERRCODE = '42501';
+		END IF;
+	END LOOP;
+END
+$$;
+
+CREATE FUNCTION billing._start_free_many(user_ids text[], at timestamptz) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	started bigint;
+BEGIN
+	INSERT INTO billing.subscriptions
+		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
+	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
+	  FROM pg_catalog.unnest(user_ids) AS u(id) CROSS JOIN billing.subscription_plans p
+	 WHERE p.code = 'free' AND u.id <> ''
+	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING;
+	GET DIAGNOSTICS started = ROW_COUNT;
+	RETURN started;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.attach_users(users regclass, id_column name) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	ids text[];
+BEGIN
+	IF users IS NULL OR id_column IS NULL THEN
+		RAISE EXCEPTION 'users table and id column must not be null' USING ERRCODE = '22023';
+	END IF;
+	PERFORM billing._check_attachable(users, ARRAY[id_column]);
+	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
+
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+				WHERE t.tgrelid = users AND t.tgname = 'billing_user_inserted'
+				  AND p.pronamespace = 'billing'::regnamespace) THEN
+		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
+	END IF;
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER billing_user_inserted AFTER INSERT ON %s
+		 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
+
+	-- the ids as their type's output function writes them, as the trigger reads them
+	EXECUTE pg_catalog.format(
+		'SELECT pg_catalog.array_agg(DISTINCT pg_catalog.format(''%%s'', u.%1$I)) FROM %2$s u WHERE u.%1$I IS NOT NULL',
+		id_column, users) INTO ids;
+	RETURN billing._start_free_many(COALESCE(ids, '{}'), pg_catalog.now());
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.detach(relation regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	t record;
+BEGIN
+	IF relation IS NULL THEN
+		RAISE EXCEPTION 'relation must not be null' USING ERRCODE = '22023';
+	END IF;
+	PERFORM billing._check_session_owns(relation);
+	-- a participants table's attachment also watches its rooms table
+	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
+			   FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
+			  WHERE p.pronamespace = 'billing'::regnamespace AND NOT tg.tgisinternal AND tg.tgparentid = 0
+				AND (tg.tgrelid = relation
+					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' || a.id
+													  FROM billing.attachments a
+													 WHERE a.relation = detach.relation AND a.parent_relation IS NOT NULL))
+	LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
+	END LOOP;
+	PERFORM billing._attachment_forget(relation);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._before_drop_extension() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_drop_extension';
+
+-- billing_admin adds and edits plans: the pristine-plan trigger deletes as billing_owner.
+CREATE OR REPLACE FUNCTION billing._plans_pristine() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' THEN
+		IF OLD.pristine AND NEW.pristine THEN
+			NEW.pristine := false;
+		END IF;
+		RETURN NEW;
+	END IF;
+	DELETE FROM billing.subscription_plans p
+	 WHERE p.pristine AND (p.code = NEW.code OR p.id = NEW.id)
+	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id = p.id);
+	RETURN NEW;
+END
+$$;
+
+-- Notifications carry ids only.
+CREATE OR REPLACE FUNCTION billing._notify(user_id text, subscription_id bigint, kind text, dedupe_key text, due_at timestamptz)
+RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	new_id bigint;
+BEGIN
+	INSERT INTO billing.notifications (user_id, subscription_id, kind, dedupe_key, due_at, payload)
+	VALUES ($1, $2, $3, $4, $5,
+			pg_catalog.jsonb_build_object('user_id', $1, 'subscription_id', $2, 'kind', $3, 'due_at', $5))
+	ON CONFLICT (dedupe_key) DO NOTHING
+	RETURNING id INTO new_id;
+	IF new_id IS NULL THEN
+		RETURN false;
+	END IF;
+	-- Ids only: any role may LISTEN, so the payload carries no personal data.
+	PERFORM pg_catalog.pg_notify('billing_events',
+		pg_catalog.jsonb_build_object('id', new_id, 'subscription_id', $2, 'kind', $3)::text);
+	RETURN true;
+END
+$$;
+
 
 -- == money and access (issue 10)
 
@@ -213,3 +764,121 @@ RETURN (EXTRACT(epoch FROM t OPERATOR(pg_catalog.-) '1970-01-01 00:00:00+00'::ti
 CREATE OR REPLACE FUNCTION billing._interval_micros(i interval) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN (EXTRACT(epoch FROM i) * 1000000)::bigint;
+
+-- == security (issue 9), continued; keep last: privileges and ownership of every object,
+-- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
+-- are taken back first so that they come out in a fresh install's order).
+REVOKE ALL ON billing.pricing FROM billing_analyst, billing_admin;
+-- Privileges. Nobody but billing_owner writes billing tables directly: the
+-- application goes through SECURITY DEFINER functions (owned by
+-- billing_owner, a NOLOGIN role that is not a superuser) with a pinned
+-- search_path. Analysts read; admins read and edit plans.
+REVOKE ALL ON ALL TABLES IN SCHEMA billing FROM PUBLIC;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA billing FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA billing FROM PUBLIC;
+REVOKE ALL ON ALL PROCEDURES IN SCHEMA billing FROM PUBLIC;
+GRANT SELECT ON billing.pricing TO PUBLIC;
+
+GRANT SELECT ON ALL TABLES IN SCHEMA billing TO billing_analyst, billing_admin;
+REVOKE SELECT ON billing.settings FROM billing_analyst;
+GRANT INSERT, UPDATE ON billing.subscription_plans TO billing_admin;
+GRANT USAGE ON SEQUENCE billing.subscription_plans_id_seq TO billing_admin;
+GRANT billing_app, billing_analyst TO billing_admin;
+
+-- Functions are granted by name: anything not listed stays internal.
+DO $grants$
+DECLARE
+	f record;
+BEGIN
+	FOR f IN
+		SELECT p.oid::regprocedure AS sig, p.proname
+		  FROM pg_catalog.pg_proc p
+		 WHERE p.pronamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace
+		   AND p.proname !~ '^_'
+	LOOP
+		IF f.proname = ANY (ARRAY['configure', 'attach_users', 'attach_room_quota', 'attach_participant_quota',
+								  'detach', 'reconcile_quotas', 'run_maintenance', 'run_maintenance_batches',
+								  'rollup_usage']) THEN
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_admin', f.sig);
+		ELSIF f.proname = ANY (ARRAY['mrr', 'arr', 'active_subscriptions', 'churn', 'arpu', 'trial_conversion',
+									 'plan_distribution', 'revenue', 'usage_trends', 'daily_report',
+									 'over_quota', 'usage', 'transitions']) THEN
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_analyst, billing_app', f.sig);
+		ELSE
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_app', f.sig);
+		END IF;
+	END LOOP;
+END
+$grants$;
+
+-- attach_*, detach and reconcile_quotas run with the caller's rights; these
+-- are the steps they take, each privileged one checking that the session may
+-- act as the table's owner.
+GRANT EXECUTE ON FUNCTION billing._check_column(regclass, name), billing._check_attachable(regclass, name[]),
+	billing._check_session_owns(regclass), billing._has_deleted_at(regclass),
+	billing._attachment_save(text, regclass, name, regclass, name, name, boolean),
+	billing._attachment_forget(regclass), billing._start_free_many(text[], timestamptz),
+	billing._quota_count(billing.attachments), billing._quota_counters_load(integer, text[], text[], bigint[]),
+	billing._quota_counters_repair(integer, text[], text[], bigint[]), billing._quota_attach(billing.attachments),
+	billing._quota_create_triggers(billing.attachments), billing._detach_triggers(regclass, text)
+	TO billing_admin;
+-- CREATE TRIGGER (and a new partition of an attached table, which clones its
+-- triggers) needs EXECUTE on the trigger functions: every table owner has it.
+-- Each checks that it fires on a table billing attached (42501 otherwise).
+GRANT EXECUTE ON FUNCTION billing._quota_trigger(), billing._quota_truncated(), billing._user_inserted(),
+	billing._quota_room_owner_changed() TO PUBLIC;
+
+-- Every billing table and sequence survives pg_dump, whole: the shipped plans
+-- and seeded settings replace the ones CREATE EXTENSION inserts on restore
+-- (see billing._plans_pristine and billing._settings_restored).
+DO $dump$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN
+		SELECT c.oid::regclass AS rel, c.relname, c.relkind
+		  FROM pg_catalog.pg_class c
+		 WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace
+		   AND c.relkind IN ('r', 'S')
+	LOOP
+		PERFORM pg_catalog.pg_extension_config_dump(r.rel, '');
+	END LOOP;
+END
+$dump$;
+
+-- Least privilege: billing's objects belong to billing_owner, so SECURITY
+-- DEFINER functions and the quota trigger's slow path run as a role that can
+-- touch billing's own tables and nothing else, not as the superuser who ran
+-- CREATE EXTENSION. (The event trigger stays the superuser's: PostgreSQL
+-- requires it; its function runs as whoever runs DROP EXTENSION.)
+DO $owner$
+DECLARE
+	r record;
+BEGIN
+	ALTER SCHEMA billing OWNER TO billing_owner;
+	FOR r IN
+		SELECT c.oid::regclass AS rel, c.relkind
+		  FROM pg_catalog.pg_class c
+		 WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace
+		   AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+		   -- a serial's sequence follows its table
+		   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d
+							WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::regclass
+							  AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.deptype IN ('a', 'i')
+							  AND c.relkind OPERATOR(pg_catalog.=) 'S')
+	LOOP
+		EXECUTE pg_catalog.format('ALTER %s %s OWNER TO billing_owner',
+			CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+						   ELSE 'TABLE' END, r.rel);
+	END LOOP;
+	FOR r IN SELECT p.oid::regprocedure AS sig FROM pg_catalog.pg_proc p
+			  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace LOOP
+		EXECUTE pg_catalog.format('ALTER ROUTINE %s OWNER TO billing_owner', r.sig);
+	END LOOP;
+	FOR r IN SELECT t.oid::regtype AS typ, t.typtype FROM pg_catalog.pg_type t
+			  WHERE t.typnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND t.typtype IN ('e', 'd') LOOP
+		EXECUTE pg_catalog.format('ALTER %s %s OWNER TO billing_owner',
+			CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.typ);
+	END LOOP;
+END
+$owner$;
