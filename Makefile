@@ -2,6 +2,7 @@
 #
 #   make demo   install what is missing, build, and play the story on a throwaway cluster
 #   make test   the same set-up, then unit, regression and isolation tests
+#   make coverage  make test on an instrumented build, then line coverage of src/ (gcovr)
 #
 # `make`, `make install` and `make installcheck` are the usual PGXS targets.
 
@@ -51,7 +52,7 @@ billing--$(EXTVERSION).sql: $(SQL_PARTS)
 
 EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
-.PHONY: demo test deps unit bench
+.PHONY: demo test deps unit bench coverage
 deps:
 	bash test/deps.sh
 
@@ -63,3 +64,6 @@ test: deps
 
 bench: deps
 	bash bench/run.sh
+
+coverage: deps
+	bash test/coverage.sh

@@ -2,7 +2,8 @@
 # make test: unit tests (GoogleTest via ctest), then on a throwaway cluster the
 # pg_regress tests (sql/ + expected/), the isolation specs (test/isolation/)
 # and the shell tests (test/shell/: dump/restore, pg_cron), then the gates
-# (test/gates/: plpgsql_check, ...), each counted as one test. Ends with one
+# (test/gates/: plpgsql_check, function coverage, hostile input), each
+# counted as one test. Ends with one
 # line "N passed, N failed" and exits non-zero if anything failed.
 #
 # While working on one area, run a subset (space-separated names; a variable
@@ -125,9 +126,9 @@ for t in $(pick "${SHELL_TESTS:-}" $(ls test/shell/*.sh 2>/dev/null | sed 's|.*/
 done
 
 echo "== gates (test/gates)"
-all_gates="plpgsql_check function_coverage"
+all_gates="plpgsql_check function_coverage hostile_input"
 # Function coverage needs every suite; a subset run skips it unless named.
-[ -n "${UNIT:-}${REGRESS:-}${ISOLATION:-}${SHELL_TESTS:-}" ] && all_gates=plpgsql_check
+[ -n "${UNIT:-}${REGRESS:-}${ISOLATION:-}${SHELL_TESTS:-}" ] && all_gates="plpgsql_check hostile_input"
 for g in $(pick "${GATES:-}" $all_gates); do
 	if bash "test/gates/$g.sh" >"build/gate-$g.log" 2>&1; then
 		echo "   $g ... ok ($(tail -1 "build/gate-$g.log"))"

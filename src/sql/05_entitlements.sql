@@ -4,6 +4,7 @@
 CREATE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS billing.subscription_plans
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required($1, 'user_id'), billing._valid_time($2, 'at');
 	SELECT p.*
 	  FROM (SELECT s.plan_id, 0 AS rank
 			  FROM billing.subscriptions s

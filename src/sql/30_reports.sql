@@ -134,6 +134,7 @@ COMMENT ON FUNCTION billing.arpu(timestamptz, timestamptz) IS
 CREATE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time($1, 'from_time'), billing._valid_time($2, 'to_time');
 	-- A trial converted when its subscription got a paid first period.
 	WITH trials AS (
 		SELECT p.tier, s.billing_anchor IS NOT NULL AS converted,
@@ -209,6 +210,7 @@ COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
 CREATE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_day($1, 'day');
 	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (
 	SELECT 0, 'active_' || a.tier, pg_catalog.sum(a.subscriptions)::bigint
