@@ -35,6 +35,7 @@ GRANT USAGE ON SCHEMA sec_check TO PUBLIC;
 CREATE SCHEMA sec_app AUTHORIZATION regress_sec_migrator;
 CREATE SCHEMA sec_hr AUTHORIZATION regress_sec_hr;
 GRANT USAGE ON SCHEMA sec_app TO regress_sec_plain, regress_sec_admin;
+GRANT CREATE ON SCHEMA public TO regress_sec_plain;   -- a DBA's generosity the attack uses
 
 -- == The migration role's tables, with a column of its own enum type that has
 -- hostile casts to text, json and jsonb (what to_jsonb(NEW) and ::text used).
@@ -85,7 +86,23 @@ SELECT sec_check.superusers() AS superusers;
 -- operators and functions the slow path uses, then inserts a room for an
 -- owner with no counter yet, and a participant in a room with no counter.
 \c - regress_sec_plain
-SET search_path = pg_temp, pg_catalog;
+-- in public: a text equality operator and functions named like pg_catalog's
+CREATE FUNCTION public.evil_eq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'planted = ran as %', current_user;
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = text, FUNCTION = public.evil_eq);
+CREATE FUNCTION public.format(text, anyelement) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'planted format() ran as %', current_user;
+	RETURN '';
+END $$;
+CREATE FUNCTION public.unnest(text[]) RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'planted unnest() ran as %', current_user;
+END $$;
+SET search_path = pg_temp, public, pg_catalog;
 CREATE TYPE pg_temp.text AS ENUM ('infinity', '-infinity');
 CREATE FUNCTION pg_temp.evil(timestamptz) RETURNS pg_temp.text LANGUAGE plpgsql AS $$
 BEGIN
@@ -252,6 +269,9 @@ SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'sec_app.rooms'
 CREATE EXTENSION billing;
 
 SET client_min_messages = warning;
+DROP OPERATOR public.= (text, text);
+DROP FUNCTION public.evil_eq(text, text), public.format(text, anyelement), public.unnest(text[]);
+REVOKE CREATE ON SCHEMA public FROM regress_sec_plain;
 DROP SCHEMA sec_app CASCADE;
 DROP SCHEMA sec_hr CASCADE;
 DROP SCHEMA sec_check CASCADE;

@@ -76,7 +76,7 @@ Attachment
 CheckedAttachment(const Trigger *trigger, Relation relation, int32_t attachment_id, Watched what)
 {
 	for (const CheckedTrigger &checked : checked_triggers)
-		if (checked.trigger == trigger->tgoid && checked.attachment.id == attachment_id)
+		if (checked.trigger == trigger->tgoid && (what == Watched::kUsers || checked.attachment.id == attachment_id))
 			return checked.attachment;
 
 	// The table and the partitioned tables it is a partition of.

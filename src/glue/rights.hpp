@@ -61,7 +61,7 @@ struct Attachment {
 Attachment CheckedAttachment(const Trigger *trigger, Relation relation, int32_t attachment_id, Watched what);
 
 // The value of a column of an application row as text, through its type's
-// output function, called as the current (invoking) user. nullopt for NULL.
+// output function, called as the current (invoking) user; false for NULL.
 bool ColumnText(Relation relation, HeapTuple tuple, const std::string &column, std::string *out);
 
 }  // namespace billing::glue
