@@ -206,25 +206,6 @@ BEGIN
 	RETURN NULL;
 END fn
 $$;
-CREATE OR REPLACE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
-RETURNS billing.subscription_plans
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._required($1, 'user_id'), billing._valid_time($2, 'at');
-	SELECT p.*
-	  FROM (SELECT s.plan_id, 0 AS rank
-			  FROM billing.subscriptions s
-			 WHERE s.user_id = $1
-			   AND s.deleted_at IS NULL
-			   AND s.started_at <= $2
-			   AND (s.ended_at IS NULL OR s.ended_at > $2)
-			   AND (s.status IN ('trialing', 'active', 'past_due')
-					OR (s.status = 'canceled' AND s.current_period_end > $2))
-			UNION ALL
-			SELECT f.id, 1 FROM billing.subscription_plans f WHERE f.code = 'free') AS candidate
-	  JOIN billing.subscription_plans p ON p.id = candidate.plan_id
-	 ORDER BY candidate.rank
-	 LIMIT 1
-$$;
 CREATE OR REPLACE FUNCTION billing.has_feature(user_id text, feature text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -952,6 +933,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS billing.subscription_plans
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required($1, 'user_id'), billing._valid_time($2, 'at');
 	SELECT p.*
 	  FROM (SELECT CASE
 				   WHEN s.status = 'trialing' THEN CASE WHEN s.trial_end > $2 THEN s.plan_id END
