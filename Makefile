@@ -53,7 +53,8 @@ billing--$(EXTVERSION).sql: $(SQL_PARTS)
 
 EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
-.PHONY: demo test deps unit bench soak coverage
+
+.PHONY: demo test deps unit bench bench-scale soak coverage
 deps:
 	bash test/deps.sh
 
@@ -72,3 +73,7 @@ bench: deps
 
 coverage: deps
 	bash test/coverage.sh
+
+# the scale book (1,000,000 users) and the paths measured on it: bench/scale/README.md
+bench-scale: deps
+	bash bench/scale/run.sh

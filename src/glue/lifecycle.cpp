@@ -331,11 +331,20 @@ struct Persisted {
 	std::optional<int64_t> invoice_id;
 };
 
+// The subscription history (billing.subscription_history) dates the changes
+// this transaction writes at `at`, not at the clock.
+void
+DeclareChangeTime(Spi &spi, Micros at)
+{
+	spi.Execute("SELECT billing._set_change_at($1)", {SqlArg::Timestamp(ToPgTime(at))});
+}
+
 // Writes what the core decided, in an order the one-current index accepts.
 Persisted
 PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 {
 	Persisted result{out.updated.id, std::nullopt};
+	DeclareChangeTime(spi, at);
 	if (out.updated.id != 0)
 		SaveSubscription(spi, out.updated);
 	else
@@ -470,9 +479,10 @@ ApplyToSubscription(FunctionCallInfo fcinfo, Outcome (*operation)(const Subscrip
 	return ReturnSubscription(spi, saved.subscription_id);
 }
 
-// run_maintenance reads what is due in two phases, each served by its own
-// index (src/sql/02_tables.sql): what time made due (subscriptions_due), then
-// past_due subscriptions whose grace ended (subscriptions_grace). Arguments:
+// run_maintenance reads what is due in phases, each served by its own index
+// (src/sql/02_tables.sql): what time made due (subscriptions_due), then
+// past_due subscriptions whose grace ended (subscriptions_grace), and so on
+// below. Arguments:
 // due by, keyset (due time, id) to start after, page size. Column 2 is the
 // due time in the core's microseconds, for the keyset.
 struct DuePhase {
