@@ -6,7 +6,10 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 prefix=$(mktemp -d /tmp/billing-gcov.XXXXXX)
-chmod 777 "$prefix"
+# The server runs as postgres, the unit tests as the caller: the directories
+# of the extension's objects must be writable for both.
+mkdir -p "$prefix$PWD/src/core" "$prefix$PWD/src/glue"
+chmod -R 777 "$prefix"
 uninstrument() { find src -name '*.o' -delete; rm -f billing.so; rm -rf build/cmake; }
 uninstrument
 find . -name '*.gcda' -delete
