@@ -9,3 +9,14 @@ BEGIN
 	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
 END
 $$;
+-- ms_scalar(sql): the same for a query of one value, run as it is (a count(*)
+-- around an aggregate lets the planner drop the aggregate).
+CREATE FUNCTION pg_temp.ms_scalar(query text) RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+	t0 timestamptz := clock_timestamp();
+	v text;
+BEGIN
+	EXECUTE query INTO v;
+	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
+END
+$$;

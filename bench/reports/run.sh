@@ -75,8 +75,8 @@ DECLARE
 BEGIN
 	FOR r IN 1 .. current_setting('bench.rounds')::int LOOP
 		INSERT INTO t VALUES
-			('usage()', pg_temp.ms(format('SELECT billing.usage(''heavy'', ''api_calls'', %s)', span))),
-			('plain sum', pg_temp.ms(format('SELECT sum(quantity) FROM billing.usage_records WHERE user_id = ''heavy''
+			('usage()', pg_temp.ms_scalar(format('SELECT billing.usage(''heavy'', ''api_calls'', %s)', span))),
+			('plain sum', pg_temp.ms_scalar(format('SELECT sum(quantity) FROM billing.usage_records WHERE user_id = ''heavy''
 				AND metric = ''api_calls'' AND recorded_at >= %L AND recorded_at < %L', d - interval '365 days', d)));
 	END LOOP;
 END
