@@ -49,9 +49,9 @@ REVOKE ALL ON FUNCTION billing._required(anyelement, text), billing._valid_time(
 	billing._valid_day(date, text) FROM PUBLIC;
 
 -- record_usage: #variable_conflict use_column (every call failed with 42702), NULL
--- arguments 22004, times outside 0001-9999 22008. _stripe_invoice: without the
--- branch calling billing._next_invoice_number(), which never existed (plpgsql_check:
--- 42883). has_feature, over_quota, quota: NULL 22004, times outside 0001-9999
+-- arguments 22004, times outside 0001-9999 22008 (_stripe_invoice without the
+-- call of a billing._next_invoice_number() that never existed: in the Stripe section).
+-- has_feature, over_quota, quota: NULL 22004, times outside 0001-9999
 -- 22008 (effective_plan, usage, trial_conversion, daily_report: in the sections
 -- that redefine them later).
 CREATE OR REPLACE FUNCTION billing.record_usage(user_id text, metric text, quantity bigint DEFAULT 1,
@@ -97,116 +97,6 @@ BEGIN
 	END IF;
 	RETURN rec;
 END
-$$;
-CREATE OR REPLACE FUNCTION billing._stripe_invoice(event_type text, facts jsonb, event_created timestamptz) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-<<fn>>
-DECLARE
-	sub billing.subscriptions;
-	inv billing.invoices;
-	uid text;
-	status text := facts ->> 'status';
-	reason text := COALESCE(facts ->> 'billing_reason', 'manual');
-	period_start timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_start'),
-										 billing._stripe_time(facts, 'period_start'));
-	period_end timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_end'),
-									   billing._stripe_time(facts, 'period_end'));
-	issued timestamptz := COALESCE(billing._stripe_time(facts, 'created'), event_created);
-	paid timestamptz;
-	invoice_number text;
-	lines jsonb;
-BEGIN
-	SELECT x.* INTO sub FROM billing.subscriptions x
-	 WHERE x.stripe_subscription_id = facts ->> 'subscription' AND x.deleted_at IS NULL;
-	uid := COALESCE(sub.user_id, billing._stripe_user(facts));
-	IF uid IS NULL THEN
-		RETURN pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
-								 facts ->> 'id');
-	END IF;
-	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
-											   WHEN 'invoice.paid' THEN 'paid' ELSE 'open' END);
-	IF event_type = 'invoice.paid' THEN
-		status := 'paid';
-	END IF;
-	IF status = 'paid' THEN
-		paid := COALESCE(billing._stripe_time(facts, 'paid_at'), event_created);
-	END IF;
-	IF period_end < period_start THEN
-		period_end := NULL;
-	END IF;
-	SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-			'description', l ->> 'description',
-			'amount_cents', (l ->> 'amount_cents')::bigint,
-			'currency', pg_catalog.lower(l ->> 'currency'),
-			'period_start', billing._stripe_time(l, 'period_start'),
-			'period_end', billing._stripe_time(l, 'period_end'),
-			'stripe_price_id', l ->> 'stripe_price_id') ORDER BY n), '[]')
-	  INTO lines
-	  FROM pg_catalog.jsonb_array_elements(COALESCE(facts -> 'lines', '[]')) WITH ORDINALITY AS e(l, n);
-
-	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'id' FOR UPDATE;
-	IF NOT FOUND AND sub.id IS NOT NULL AND reason IN ('subscription_create', 'subscription_cycle') THEN
-		-- billing's own invoice for this period becomes Stripe's; another Stripe
-		-- invoice for the same period is kept as a manual one
-		SELECT x.* INTO inv FROM billing.invoices x
-		 WHERE x.subscription_id = sub.id AND x.period_start = fn.period_start
-		   AND x.billing_reason IN ('subscription_create', 'subscription_cycle') AND x.deleted_at IS NULL
-		   FOR UPDATE;
-		IF FOUND AND inv.stripe_invoice_id IS NOT NULL THEN
-			inv := NULL;
-			reason := 'manual';
-		END IF;
-	END IF;
-
-	IF inv.id IS NULL THEN
-		invoice_number := facts ->> 'number';
-		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
-			IF pg_catalog.to_regprocedure('billing._next_invoice_number(timestamptz)') IS NOT NULL THEN
-				EXECUTE 'SELECT billing._next_invoice_number($1)' INTO invoice_number USING issued;
-			ELSE
-				invoice_number := 'STRIPE-' || (facts ->> 'id');
-			END IF;
-		END IF;
-		INSERT INTO billing.invoices AS x
-			(number, user_id, subscription_id, status, billing_reason, currency, period_start, period_end,
-			 subtotal_cents, total_cents, amount_paid_cents, amount_due_cents, lines, issued_at, paid_at,
-			 stripe_invoice_id)
-		VALUES (invoice_number, uid, sub.id, status, reason, pg_catalog.lower(facts ->> 'currency'),
-				period_start, period_end,
-				COALESCE((facts ->> 'subtotal')::bigint, 0), COALESCE((facts ->> 'total')::bigint, 0),
-				GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, 0), 0),
-				GREATEST(COALESCE((facts ->> 'amount_due')::bigint, 0), 0),
-				lines, issued, paid, facts ->> 'id')
-		RETURNING x.* INTO inv;
-	ELSE
-		UPDATE billing.invoices x
-		   SET subscription_id = COALESCE(x.subscription_id, sub.id),
-			   status = fn.status,
-			   currency = pg_catalog.lower(facts ->> 'currency'),
-			   period_start = COALESCE(fn.period_start, x.period_start),
-			   period_end = COALESCE(fn.period_end, x.period_end),
-			   subtotal_cents = COALESCE((facts ->> 'subtotal')::bigint, x.subtotal_cents),
-			   total_cents = COALESCE((facts ->> 'total')::bigint, x.total_cents),
-			   amount_paid_cents = GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, x.amount_paid_cents), 0),
-			   amount_due_cents = GREATEST(COALESCE((facts ->> 'amount_due')::bigint, x.amount_due_cents), 0),
-			   lines = CASE WHEN pg_catalog.jsonb_array_length(fn.lines) > 0
-							THEN fn.lines ELSE x.lines END,
-			   paid_at = CASE WHEN fn.status = 'paid' THEN COALESCE(x.paid_at, paid) END,
-			   stripe_invoice_id = facts ->> 'id'
-		 WHERE x.id = inv.id
-		RETURNING x.* INTO inv;
-	END IF;
-
-	-- older API versions name the payment intent on the invoice: the payment is
-	-- recorded here, under the same external id payment_intent.succeeded uses
-	IF event_type = 'invoice.paid' AND facts ->> 'payment_intent' IS NOT NULL
-	   AND COALESCE((facts ->> 'amount_paid')::bigint, 0) > 0 THEN
-		PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
-											   facts ->> 'currency', true, facts ->> 'payment_intent',
-											   facts ->> 'charge', NULL, NULL, paid);
-	END IF;
-	RETURN NULL;
-END fn
 $$;
 CREATE OR REPLACE FUNCTION billing.has_feature(user_id text, feature text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS boolean
