@@ -334,6 +334,30 @@ class Model:
         sub.status = 'trialing' if unpaid_trial else 'past_due' if sub.past_due_since else 'active'
         sub.cancel_at_end = False
 
+    def pause(self, u, target, t):
+        self.catch_up(u, t)
+        sub = u.sub
+        self.require_current(sub, t, target)
+        if sub.status != 'active':
+            raise Refused('QB010', 'transition')
+        if sub.pend is None:
+            raise Refused('QB010', 'no period')
+        sub.status = 'paused'
+        sub.paused_at = t
+
+    def resume(self, u, target, t):
+        self.catch_up(u, t)
+        sub = u.sub
+        self.require_current(sub, t, target)
+        if sub.status != 'paused':
+            raise Refused('QB010', 'transition')
+        # the paused time is not billed: the period and the anchor move by it
+        paused_for = max(t - sub.paused_at, dt.timedelta(0))
+        sub.status = 'active'
+        sub.pend += paused_for
+        if sub.anchor is not None:
+            sub.anchor += paused_for
+
     def is_upgrade(self, a, b):
         ta, ia, pa, _ = PLANS[a]
         tb, ib, pb, _ = PLANS[b]
@@ -500,6 +524,10 @@ def generate(seed, steps, users):
             out.append((t, 'cancel', user, (rng.random() < 0.7,)))
         elif r < 0.61:
             out.append((t, 'reactivate', user, ()))
+        elif r < 0.63:
+            out.append((t, 'pause', user, ()))
+        elif r < 0.65:
+            out.append((t, 'resume', user, ()))
         elif r < 0.73:
             out.append((t, 'change_plan', user, (plan,)))
         elif r < 0.93:
@@ -659,6 +687,10 @@ def operation(model, u, kind, args, t):
         model.cancel(u, target, args[0], t)
     elif kind == 'reactivate':
         model.reactivate(u, target, t)
+    elif kind == 'pause':
+        model.pause(u, target, t)
+    elif kind == 'resume':
+        model.resume(u, target, t)
     elif kind == 'change_plan':
         model.change_plan(u, target, args[0], t)
     elif kind == 'refund':
@@ -696,8 +728,8 @@ def operation_sql(model, u, kind, args, t):
                 f" {ts(t)})")
     if kind == 'cancel':
         return f"SELECT status FROM billing.cancel({sub}, {str(args[0]).lower()}, {ts(t)})"
-    if kind == 'reactivate':
-        return f"SELECT status FROM billing.reactivate({sub}, {ts(t)})"
+    if kind in ('reactivate', 'pause', 'resume'):
+        return f"SELECT status FROM billing.{kind}({sub}, {ts(t)})"
     if kind == 'change_plan':
         return f"SELECT status FROM billing.change_plan({sub}, {q(args[0])}, {ts(t)})"
     if kind == 'refund':
