@@ -770,9 +770,9 @@ def check(sql, model, names, t, n, step, everyone):
         for name, u in model.users.items():
             if u.credit < 0:
                 raise Failure(f'step {n}: the model gives {name} a negative credit')
-        # entitlements are computed, not waited for: ask about later times
-        # that no maintenance has reached yet
-        for ahead in (dt.timedelta(days=5), dt.timedelta(days=40), dt.timedelta(days=400)):
+        # entitlements are computed, not waited for: every 100th step, ask
+        # about later times that no maintenance has reached yet
+        for ahead in (dt.timedelta(days=5), dt.timedelta(days=40), dt.timedelta(days=400)) if n % 100 == 0 else ():
             later = t + ahead
             rows = sql.one(f"SELECT g, e.code FROM unnest({array}) g"
                            f" CROSS JOIN LATERAL billing.effective_plan(g, {ts(later)}) e")
