@@ -794,6 +794,19 @@ CREATE OR REPLACE FUNCTION billing._interval_micros(i interval) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN (EXTRACT(epoch FROM i) * 1000000)::bigint;
 
+-- the audit and updated_at triggers in C++ (the triggers keep their functions' OIDs)
+CREATE OR REPLACE FUNCTION billing._audit() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_audit';
+CREATE OR REPLACE FUNCTION billing._touch_updated_at() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_touch_updated_at';
+CREATE OR REPLACE FUNCTION billing._restoring() RETURNS boolean
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_restoring';
+CREATE OR REPLACE FUNCTION billing._next_invoice_number(at timestamptz) RETURNS text
+LANGUAGE sql VOLATILE
+RETURN 'INV-' OPERATOR(pg_catalog.||) pg_catalog.to_char(pg_catalog.timezone('UTC', at), 'YYYYMM')
+	OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||)
+	pg_catalog.lpad(pg_catalog.nextval('billing.invoice_number_seq')::text, 6, '0');
+
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
 -- are taken back first so that they come out in a fresh install's order).
