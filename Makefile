@@ -2,6 +2,7 @@
 #
 #   make demo   install what is missing, build, and play the story on a throwaway cluster
 #   make test   the same set-up, then unit, regression and isolation tests
+#   make soak   the model-based random test (test/model) with many more seeds and steps
 #
 # `make`, `make install` and `make installcheck` are the usual PGXS targets.
 
@@ -51,7 +52,7 @@ billing--$(EXTVERSION).sql: $(SQL_PARTS)
 
 EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
-.PHONY: demo test deps unit bench
+.PHONY: demo test deps unit bench soak
 deps:
 	bash test/deps.sh
 
@@ -60,6 +61,10 @@ demo: deps
 
 test: deps
 	bash test/run.sh
+
+# the model-based random test of money and access, more seeds and steps (SEEDS=, STEPS=)
+soak: deps
+	bash test/model/run.sh
 
 bench: deps
 	bash bench/run.sh

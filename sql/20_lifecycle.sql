@@ -54,7 +54,10 @@ SELECT billing.reactivate(:story_trial, '2026-03-05 00:00+00');
 SELECT (pg_temp.show(billing.subscribe('anchor', 'pro_monthly', '2026-01-31 12:00+00', with_trial => false))).*;
 SELECT id AS anchor_sub FROM billing.subscriptions WHERE user_id = 'anchor' AND ended_at IS NULL \gset
 SELECT status, total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :anchor_sub;
-SELECT (pg_temp.show(billing.record_payment(:anchor_sub, 2999, 'usd', true, '2026-01-31 12:05+00'))).*;
+-- paid six months ahead: 6 x 2999 = 17994 pays the first invoice (2999) and
+-- leaves 14995 of credit, which pays the next five renewals as they are issued
+SELECT (pg_temp.show(billing.record_payment(:anchor_sub, 17994, 'usd', true, '2026-01-31 12:05+00'))).*;
+SELECT billing.credit_balance('anchor') AS credit;
 SELECT * FROM billing.run_maintenance('2026-02-28 12:00+00') ORDER BY action;
 SELECT (pg_temp.show(s)).period FROM billing.subscriptions s WHERE id = :anchor_sub;
 SELECT * FROM billing.run_maintenance('2026-04-30 12:00+00') ORDER BY action;  -- two periods at once
@@ -120,6 +123,10 @@ ROLLBACK;
 SELECT (pg_temp.show(billing.change_plan(:up_sub, 'enterprise_yearly', '2026-07-01 00:00+00'))).*;
 SELECT billing_reason, status, total_cents, jsonb_array_length(lines) AS lines
   FROM billing.invoices WHERE user_id = 'upgrader' AND billing_reason = 'subscription_update';
+-- the proration invoice is due now; paying it keeps the upgrade out of dunning
+SELECT i.subscription_id AS up_new, i.amount_due_cents AS up_due
+  FROM billing.invoices i WHERE i.user_id = 'upgrader' AND i.status = 'open' \gset
+SELECT (billing.record_payment(:up_new, :up_due, 'usd', true, '2026-07-01 00:10+00')).status;
 SELECT p.code, s.status, s.end_reason FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
  WHERE s.user_id = 'upgrader' ORDER BY s.id;
 -- a new interval starts a new period at the full price, minus the credit
@@ -160,11 +167,13 @@ SELECT sum(amount_cents) AS net FROM billing.payments WHERE id = :paid_payment O
 -- == Transitions that are not allowed change nothing
 SELECT billing.reactivate(:up_sub, '2026-07-05 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
-SELECT (billing.pause(:grace_sub, '2026-01-22 00:00+00')).status AS paused;
-SELECT billing.record_payment(:grace_sub, 2999, 'usd', false, '2026-01-23 00:00+00');
+SELECT id AS paused_sub FROM billing.subscribe('pauser2', 'pro_monthly', '2026-08-01 00:00+00', with_trial => false) \gset
+SELECT (billing.record_payment(:paused_sub, 2999, 'usd', true, '2026-08-01 00:01+00')).status;
+SELECT (billing.pause(:paused_sub, '2026-08-02 00:00+00')).status AS paused;
+SELECT billing.record_payment(:paused_sub, 2999, 'usd', false, '2026-08-03 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
-SELECT status FROM billing.subscriptions WHERE id = :grace_sub;
-SELECT billing.subscribe('upgrader', 'pro_monthly', '2026-07-10 00:00+00');
+SELECT status FROM billing.subscriptions WHERE id = :paused_sub;
+SELECT billing.subscribe('pauser2', 'enterprise_yearly', '2026-08-04 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
 
 -- == Memory: SPI's results are freed query by query, so maintenance over many

@@ -22,6 +22,10 @@ SELECT count(*) AS paid FROM (
 	UNION ALL SELECT billing.record_payment(:e1, 1000, 'eur', true, '2026-01-01 01:00+00')) p;
 SELECT status FROM billing.cancel(:c1, true, '2026-01-10 00:00+00');
 SELECT action, count FROM billing.run_maintenance('2026-02-01 00:00+00') ORDER BY action;
+-- m1 and e1 pay February's renewal invoices (issued 1 Feb, due 4 Feb), so they stay active
+SELECT count(*) AS paid_february FROM (
+	SELECT billing.record_payment(:m1, 2999, 'usd', true, '2026-02-01 00:30+00')
+	UNION ALL SELECT billing.record_payment(:e1, 1000, 'eur', true, '2026-02-01 00:30+00')) p;
 SELECT amount_cents FROM billing.refund((SELECT id FROM billing.payments WHERE subscription_id = :m1 LIMIT 1), 999,
 										'2026-01-20 00:00+00');
 

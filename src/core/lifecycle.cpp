@@ -17,34 +17,41 @@ const std::vector<Transition> kTable = {
 	{S::kTrialing, A::kPaymentFailed, S::kTrialing, "payment stored as failed; trial continues"},
 	{S::kTrialing, A::kCancelAtPeriodEnd, S::kCanceled, "entitlements until the trial ends"},
 	{S::kTrialing, A::kCancelNow, S::kCanceled, "ended now; back to Free"},
-	{S::kTrialing, A::kUpgrade, S::kTrialing, "plan switched now, trial continues, nothing charged"},
-	{S::kTrialing, A::kScheduleDowngrade, S::kTrialing, "plan switched now, trial continues, nothing charged"},
+	{S::kTrialing, A::kUpgrade, S::kTrialing,
+	 "plan switched now, trial continues, nothing charged (incomplete if the new tier's trial was used)"},
+	{S::kTrialing, A::kScheduleDowngrade, S::kTrialing,
+	 "plan switched now, trial continues, nothing charged (incomplete if the new tier's trial was used)"},
 	{S::kTrialing, A::kTrialEnd, S::kExpired, "trial over unpaid; back to Free"},
-	{S::kActive, A::kPaymentSucceeded, S::kActive, "open invoice paid"},
+	{S::kActive, A::kPaymentSucceeded, S::kActive, "open invoices settled oldest first; the rest is credit"},
 	{S::kActive, A::kPaymentFailed, S::kPastDue, "grace period starts; payment_failed notification"},
 	{S::kActive, A::kCancelAtPeriodEnd, S::kCanceled, "entitlements until period end"},
 	{S::kActive, A::kCancelNow, S::kCanceled, "ended now; back to Free"},
-	{S::kActive, A::kUpgrade, S::kActive, "old subscription ends, new one starts now with proration invoice"},
+	{S::kActive, A::kUpgrade, S::kActive,
+	 "old subscription ends, new one starts now with proration invoice (unpaid time is not credited)"},
 	{S::kActive, A::kScheduleDowngrade, S::kActive, "plan change scheduled for period end"},
 	{S::kActive, A::kPause, S::kPaused, "entitlements fall back to Free"},
 	{S::kActive, A::kPeriodEnd, S::kActive, "period rolls; renewal invoice issued; a scheduled change starts the new plan"},
-	{S::kPastDue, A::kPaymentSucceeded, S::kActive, "open invoices paid; grace cleared"},
+	{S::kActive, A::kInvoiceOverdue, S::kPastDue, "an invoice is unpaid past its due date: grace period starts"},
+	{S::kPastDue, A::kPaymentSucceeded, S::kActive, "once no invoice is open: grace cleared"},
 	{S::kPastDue, A::kPaymentFailed, S::kPastDue, "payment stored as failed"},
-	{S::kPastDue, A::kCancelAtPeriodEnd, S::kCanceled, "entitlements until period end"},
+	{S::kPastDue, A::kCancelAtPeriodEnd, S::kCanceled, "entitlements until period end or grace end, whichever first"},
 	{S::kPastDue, A::kCancelNow, S::kCanceled, "ended now; back to Free"},
-	{S::kPastDue, A::kPeriodEnd, S::kPastDue, "period rolls; renewal invoice issued"},
-	{S::kPastDue, A::kGraceEnd, S::kExpired, "grace ran out; back to Free"},
+	{S::kPastDue, A::kPeriodEnd, S::kPastDue, "period rolls; renewal invoice issued; a scheduled change waits for payment"},
+	{S::kPastDue, A::kGraceEnd, S::kExpired, "grace ran out; back to Free; open invoices void"},
 	{S::kCanceled, A::kPaymentSucceeded, S::kCanceled, "open invoice paid; still ends at period end"},
-	{S::kCanceled, A::kPaymentFailed, S::kCanceled, "payment stored as failed"},
+	{S::kCanceled, A::kPaymentFailed, S::kCanceled, "payment stored as failed; grace period starts"},
 	{S::kCanceled, A::kCancelNow, S::kCanceled, "ended now; back to Free"},
-	{S::kCanceled, A::kReactivate, S::kActive, "pending cancel undone before period end (an unpaid trial resumes trialing)"},
-	{S::kCanceled, A::kPeriodEnd, S::kCanceled, "ended at period end; back to Free"},
+	{S::kCanceled, A::kReactivate, S::kActive,
+	 "pending cancel undone before period end (an unpaid trial resumes trialing, a dunned one past_due)"},
+	{S::kCanceled, A::kPeriodEnd, S::kCanceled, "ended at period end; back to Free; open invoices void"},
+	{S::kCanceled, A::kGraceEnd, S::kExpired, "grace ran out before the period end; back to Free"},
+	{S::kCanceled, A::kInvoiceOverdue, S::kCanceled, "an invoice is unpaid past its due date: grace period starts"},
 	{S::kPaused, A::kCancelNow, S::kCanceled, "ended now; back to Free"},
 	{S::kPaused, A::kResume, S::kActive, "period extended by the paused time"},
 	{S::kIncomplete, A::kPaymentSucceeded, S::kActive, "first period paid"},
 	{S::kIncomplete, A::kPaymentFailed, S::kIncomplete, "payment stored as failed"},
 	{S::kIncomplete, A::kCancelNow, S::kCanceled, "ended now"},
-	{S::kIncomplete, A::kIncompleteTimeout, S::kExpired, "no payment within 23 hours"},
+	{S::kIncomplete, A::kIncompleteTimeout, S::kExpired, "no payment within 23 hours; its invoice void"},
 };
 
 constexpr std::array<Status, 7> kStatuses = {S::kTrialing, S::kActive,		S::kPastDue, S::kCanceled,
@@ -113,6 +120,8 @@ ToString(Action action)
 		return "grace_end";
 	case A::kIncompleteTimeout:
 		return "incomplete_timeout";
+	case A::kInvoiceOverdue:
+		return "invoice_overdue";
 	}
 	return "unknown";
 }

@@ -25,6 +25,7 @@ enum class Action {
 	kPeriodEnd,          // maintenance: the period ran out (renew, or end if canceled)
 	kGraceEnd,           // maintenance: past_due longer than the grace period
 	kIncompleteTimeout,  // maintenance: no first payment within 23 hours
+	kInvoiceOverdue,     // maintenance: an invoice unpaid past its due date (dunning starts)
 };
 
 struct Transition {

@@ -45,6 +45,8 @@ PeriodInvoice(const std::string &reason, const std::string &plan_name, const Sub
 	invoice.period_end = sub.period_end;
 	invoice.lines.push_back(PeriodLine(plan_name, sub.price_cents, sub.period_start, sub.period_end));
 	invoice.total_cents = sub.price_cents;
+	invoice.issued_at = sub.period_start;
+	invoice.due_at = invoice.issued_at + kInvoiceDueAfter;
 	return invoice;
 }
 
@@ -77,6 +79,7 @@ EndAndFallBack(Subscription sub, Status status, Micros when, const char *reason,
 	out.free_from = when;
 	out.notifications.push_back("subscription_ended");
 	out.action = action;
+	out.void_reason = reason;
 	return out;
 }
 
@@ -155,6 +158,41 @@ StartTrial(const std::string &user_id, const Plan &plan, Micros at, bool trial_a
 	return Subscribe(user_id, plan, at, true, true);
 }
 
+bool
+TrialAvailable(const std::vector<Tier> &tiers_trialed, Tier tier)
+{
+	for (Tier t : tiers_trialed)
+		if (t == tier)
+			return false;
+	return true;
+}
+
+Outcome
+Replace(const Subscription &current, const Plan &current_plan, const Plan &plan, Micros at)
+{
+	bool replaceable = (current_plan.IsFree() && current.status == Status::kActive) || current.status == Status::kIncomplete;
+	if (current.plan_id == plan.id && current.status != Status::kIncomplete)
+		throw NotAllowed("user \"" + current.user_id + "\" is already on plan \"" + plan.code + "\"",
+						 "Subscription " + std::to_string(current.id) + " is " + ToString(current.status) + ".");
+	if (!replaceable)
+		throw NotAllowed(std::string("cannot subscribe while a subscription is ") + ToString(current.status),
+						 "User \"" + current.user_id + "\" has subscription " + std::to_string(current.id) + ".",
+						 "Use billing.change_plan() to move an existing subscription to another plan.");
+	if (at < current.started_at)
+		throw InvalidParameter("time " + FormatTimestamp(at) + " is before the current subscription started",
+							   "Subscription " + std::to_string(current.id) + " started at " +
+								   FormatTimestamp(current.started_at) + ".");
+	Outcome out;
+	out.updated = current;
+	out.updated.status = Status::kCanceled;
+	out.updated.ended_at = at;
+	out.updated.canceled_at = at;
+	out.updated.end_reason = "plan_changed";
+	out.void_reason = "plan_changed";
+	out.action = Action::kCancelNow;
+	return out;
+}
+
 Outcome
 Cancel(const Subscription &sub, bool at_period_end, Micros at)
 {
@@ -199,7 +237,8 @@ Reactivate(const Subscription &sub, Micros at)
 	out.updated = sub;
 	// A canceled trial that was never paid goes back to trialing.
 	bool unpaid_trial = sub.trial_end && *sub.trial_end > at && !sub.billing_anchor;
-	out.updated.status = unpaid_trial ? Status::kTrialing : t.to;
+	// Dunning that started before the cancel goes on: no way out but paying.
+	out.updated.status = unpaid_trial ? Status::kTrialing : sub.Dunning() ? Status::kPastDue : t.to;
 	out.updated.cancel_at_period_end = false;
 	out.updated.canceled_at.reset();
 	out.action = Action::kReactivate;
@@ -241,17 +280,31 @@ Resume(const Subscription &sub, Micros at)
 	return out;
 }
 
+void
+RequirePayable(const Subscription &sub, const Plan &plan, bool has_open_invoice, Micros at)
+{
+	RequireCurrent(sub, Action::kPaymentSucceeded, at);
+	if (plan.IsFree() || sub.price_cents == 0)
+		throw NotAllowed("a payment cannot be applied to a free subscription",
+						 "Subscription " + std::to_string(sub.id) + " is on the free plan \"" + plan.code + "\".",
+						 "Subscribe to a paid plan first.");
+	if (sub.status == Status::kCanceled && !has_open_invoice)
+		throw NotAllowed("a payment cannot be applied to a canceled subscription with nothing to pay",
+						 "Subscription " + std::to_string(sub.id) + " is canceled and has no open invoice.",
+						 "Reactivate it with billing.reactivate() or subscribe again.");
+}
+
 Outcome
-PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool covers_open_invoice)
+PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool open_invoices_remain, int64_t credit_balance)
 {
 	RequireCurrent(sub, Action::kPaymentSucceeded, at);
 	const Transition &t = Transit(sub.status, Action::kPaymentSucceeded);
 	Outcome out;
 	out.updated = sub;
 	out.action = Action::kPaymentSucceeded;
-	if (!covers_open_invoice)
-		return out;  // stored and applied to the invoice; the status waits for the rest
 	if (sub.status == Status::kTrialing) {
+		if (credit_balance < sub.price_cents)
+			return out;  // held as credit; the trial converts once it covers the first period
 		// The trial ends now and the first paid period starts.
 		Subscription &s = out.updated;
 		s.trial_end = at;
@@ -259,10 +312,23 @@ PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool cove
 		s.period_start = at;
 		s.period_end = sub.interval == Interval::kLifetime ? std::nullopt : std::optional<Micros>(AddPeriods(at, sub.interval, 1));
 		out.invoice = PeriodInvoice("subscription_create", plan.name, s);
+		out.updated.status = t.to;
+		return out;
 	}
-	out.updated.status = t.to;
-	if (t.to == Status::kActive)
-		out.updated.past_due_since.reset();
+	if (open_invoices_remain)
+		return out;  // applied to the open invoices; the status waits for the rest
+	return Settled(sub, at);
+}
+
+Outcome
+Settled(const Subscription &sub, Micros /*at*/)
+{
+	Outcome out;
+	out.updated = sub;
+	out.action = Action::kPaymentSucceeded;
+	if (sub.status == Status::kIncomplete || sub.status == Status::kPastDue)
+		out.updated.status = Transit(sub.status, Action::kPaymentSucceeded).to;
+	out.updated.past_due_since.reset();
 	return out;
 }
 
@@ -274,7 +340,9 @@ PaymentFailed(const Subscription &sub, Micros at)
 	Outcome out;
 	out.updated = sub;
 	out.updated.status = t.to;
-	if (t.to == Status::kPastDue && !sub.past_due_since)
+	// Dunning starts for anything that grants a paid period (a trial and an
+	// incomplete subscription have none yet).
+	if ((t.to == Status::kPastDue || t.to == Status::kCanceled) && !sub.past_due_since)
 		out.updated.past_due_since = at;
 	out.notifications.push_back("payment_failed");
 	out.action = Action::kPaymentFailed;
@@ -301,7 +369,7 @@ IsUpgrade(const Plan &from, const Plan &to)
 }
 
 ProrationResult
-PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at)
+PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid)
 {
 	if (sub.status == Status::kTrialing || !IsUpgrade(from, to)) {
 		// Nothing is billed now: a trial switches for free, a downgrade waits.
@@ -325,8 +393,9 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 		r.amount_due_cents = to.price_cents;
 		return r;
 	}
-	ProrationInput input{from.name, sub.price_cents, sub.interval, sub.period_start, *sub.period_end,
-						 to.name,   to.price_cents,  to.interval,  at};
+	// Only time that was paid for is credited.
+	ProrationInput input{from.name, period_paid ? sub.price_cents : 0, sub.interval, sub.period_start, *sub.period_end,
+						 to.name,   to.price_cents,                     to.interval,  at};
 	ProrationResult r = Prorate(input);
 	if (r.period_kept)
 		r.new_anchor = sub.billing_anchor.value_or(sub.period_start);
@@ -334,7 +403,7 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 }
 
 Outcome
-ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at)
+ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid, bool trial_available)
 {
 	if (from.id == to.id)
 		throw InvalidParameter("subscription is already on plan \"" + to.code + "\"");
@@ -346,6 +415,10 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at)
 	Action action = upgrade ? Action::kUpgrade : Action::kScheduleDowngrade;
 	RequireCurrent(sub, action, at);
 	const Transition &t = Transit(sub.status, action);
+	if (sub.status == Status::kTrialing && sub.trial_end && *sub.trial_end <= at)
+		throw NotAllowed("the trial has ended", 
+						 "Subscription " + std::to_string(sub.id) + "'s trial ended at " + FormatTimestamp(*sub.trial_end) + ".",
+						 "Run billing.run_maintenance() to end it, then subscribe to a plan.");
 	Outcome out;
 	out.action = action;
 	if (!upgrade) {
@@ -358,7 +431,7 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at)
 		out.updated.scheduled_change_at = sub.period_end;
 		return out;
 	}
-	// The old subscription ends now; history is kept.
+	// The old subscription ends now; history is kept; what it leaves open is void.
 	out.updated = sub;
 	out.updated.status = Status::kCanceled;
 	out.updated.ended_at = at;
@@ -366,65 +439,107 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at)
 	out.updated.end_reason = "plan_changed";
 	out.updated.scheduled_plan_id.reset();
 	out.updated.scheduled_change_at.reset();
+	out.void_reason = "plan_changed";
 
 	Subscription next = Fresh(sub.user_id, to, at);
 	if (sub.status == Status::kTrialing) {
-		next.status = to.IsFree() ? Status::kActive : Status::kTrialing;
-		if (!to.IsFree()) {
+		if (to.IsFree()) {
+			next.status = Status::kActive;
+		} else if (to.tier == from.tier || trial_available) {
+			next.status = Status::kTrialing;
 			next.trial_start = sub.trial_start;
 			next.trial_end = sub.trial_end;
 			next.period_start = at;
 			next.period_end = sub.trial_end;
+		} else {
+			// That tier's trial was used: the new plan must be paid for.
+			Outcome paid = Subscribe(sub.user_id, to, at, false, false);
+			next = paid.updated;
+			out.invoice = paid.invoice;
 		}
 	} else {
-		ProrationResult r = PreviewChange(sub, from, to, at);
-		next.status = t.to;
+		ProrationResult r = PreviewChange(sub, from, to, at, period_paid);
+		// From Free (nothing was being paid) the new plan waits for its first
+		// payment, exactly like subscribe(); otherwise it is owed at once.
+		next.status = from.IsFree() || sub.price_cents == 0 ? Status::kIncomplete : t.to;
 		next.billing_anchor = r.new_anchor;
 		next.period_start = r.period_kept ? sub.period_start : r.new_period_start;
 		next.period_end = r.new_period_end;
 		if (next.period_start > at)
 			next.period_start = at;
 		InvoiceDraft invoice;
-		invoice.billing_reason = "subscription_update";
+		invoice.billing_reason = next.status == Status::kIncomplete ? "subscription_create" : "subscription_update";
 		invoice.currency = sub.currency;
 		invoice.period_start = at;
 		invoice.period_end = r.new_period_end;
 		invoice.lines = r.lines;
 		invoice.total_cents = r.amount_due_cents;
+		invoice.issued_at = at;
+		invoice.due_at = at + kInvoiceDueAfter;
 		out.invoice = invoice;
 	}
 	out.successor = next;
 	return out;
 }
 
+Micros
+DueTime(const Subscription &sub, Action action, Micros past_due_grace)
+{
+	switch (action) {
+	case Action::kTrialEnd:
+		return *sub.trial_end;
+	case Action::kIncompleteTimeout:
+		return sub.started_at + kIncompleteTimeout;
+	case Action::kGraceEnd:
+		return *sub.past_due_since + past_due_grace;
+	case Action::kInvoiceOverdue:
+		return *sub.unpaid_due_at;
+	case Action::kPeriodEnd:
+		return *sub.period_end;
+	default:
+		throw Error(sqlstate::kInternalError, std::string("action \"") + ToString(action) + "\" is not a maintenance action");
+	}
+}
+
 std::optional<Action>
 DueAction(const Subscription &sub, Micros at, Micros past_due_grace)
 {
-	if (sub.Ended())
+	if (sub.Ended() || sub.stripe_managed)
 		return std::nullopt;
+	// Candidates in the order they win a tie: dunning before renewal.
+	std::vector<Action> candidates;
 	switch (sub.status) {
 	case Status::kTrialing:
-		if (sub.trial_end && *sub.trial_end <= at)
-			return Action::kTrialEnd;
-		return std::nullopt;
+		if (sub.trial_end)
+			candidates.push_back(Action::kTrialEnd);
+		break;
 	case Status::kIncomplete:
-		if (sub.started_at + kIncompleteTimeout <= at)
-			return Action::kIncompleteTimeout;
-		return std::nullopt;
-	case Status::kPastDue:
-		if (sub.past_due_since && *sub.past_due_since + past_due_grace <= at)
-			return Action::kGraceEnd;
-		[[fallthrough]];
+		candidates.push_back(Action::kIncompleteTimeout);
+		break;
 	case Status::kActive:
+	case Status::kPastDue:
 	case Status::kCanceled:
-		if (sub.period_end && *sub.period_end <= at)
-			return Action::kPeriodEnd;
-		return std::nullopt;
+		if (sub.past_due_since)
+			candidates.push_back(Action::kGraceEnd);
+		else if (sub.unpaid_due_at && sub.status != Status::kPastDue)
+			candidates.push_back(Action::kInvoiceOverdue);
+		if (sub.period_end)
+			candidates.push_back(Action::kPeriodEnd);
+		break;
 	case Status::kPaused:
 	case Status::kExpired:
-		return std::nullopt;
+		break;
 	}
-	return std::nullopt;
+	std::optional<Action> best;
+	Micros best_time = 0;
+	for (Action a : candidates) {
+		Micros when = DueTime(sub, a, past_due_grace);
+		if (when <= at && (!best || when < best_time)) {
+			best = a;
+			best_time = when;
+		}
+	}
+	return best;
 }
 
 Outcome
@@ -439,6 +554,16 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 		return EndAndFallBack(sub, t.to, sub.started_at + kIncompleteTimeout, "incomplete_expired", action);
 	case Action::kGraceEnd:
 		return EndAndFallBack(sub, t.to, *sub.past_due_since + past_due_grace, "payment_failed", action);
+	case Action::kInvoiceOverdue: {
+		// Exactly as a failed payment: past_due (or a canceled one dunned) from the due date.
+		Outcome out;
+		out.updated = sub;
+		out.updated.status = t.to;
+		out.updated.past_due_since = *sub.unpaid_due_at;
+		out.notifications.push_back("payment_failed");
+		out.action = action;
+		return out;
+	}
 	case Action::kPeriodEnd:
 		break;
 	default:
@@ -451,7 +576,7 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 
 	Outcome out;
 	out.action = action;
-	if (scheduled) {
+	if (scheduled && sub.status != Status::kPastDue) {
 		// A scheduled downgrade: the old subscription ends, the new plan starts.
 		out.updated = sub;
 		out.updated.status = Status::kCanceled;
@@ -459,6 +584,7 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 		out.updated.end_reason = "plan_changed";
 		out.updated.scheduled_plan_id.reset();
 		out.updated.scheduled_change_at.reset();
+		out.void_reason = "plan_changed";
 		Subscription next = Fresh(sub.user_id, *scheduled, end);
 		next.status = Status::kActive;
 		if (!scheduled->IsFree()) {
@@ -472,11 +598,14 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 		return out;
 	}
 
-	// Renewal: the next period, anchored so that month ends do not drift.
+	// Renewal: the next period, anchored so that month ends do not drift. A
+	// past-due subscription keeps a scheduled change until it is paid.
 	out.updated = sub;
 	out.updated.status = t.to;
 	out.updated.period_start = end;
 	out.updated.period_end = NextPeriodEnd(sub.billing_anchor.value_or(sub.period_start), sub.interval, end);
+	if (out.updated.scheduled_plan_id)
+		out.updated.scheduled_change_at = out.updated.period_end;
 	out.invoice = PeriodInvoice("subscription_cycle", plan.name, out.updated);
 	return out;
 }

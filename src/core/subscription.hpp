@@ -56,8 +56,13 @@ struct Subscription {
 	std::optional<int64_t> scheduled_plan_id;
 	std::optional<Micros> scheduled_change_at;
 	std::optional<std::string> end_reason;
+	// Not stored on the row: when the oldest open invoice fell due (loaded
+	// with the subscription); an unpaid invoice past this starts dunning.
+	std::optional<Micros> unpaid_due_at;
+	bool stripe_managed = false;  // Stripe drives its lifecycle: maintenance leaves it alone
 
 	bool Ended() const { return ended_at.has_value(); }
+	bool Dunning() const { return past_due_since.has_value(); }
 };
 
 struct InvoiceDraft {
@@ -67,6 +72,8 @@ struct InvoiceDraft {
 	std::optional<Micros> period_end;
 	std::vector<InvoiceLine> lines;
 	int64_t total_cents = 0;
+	Micros issued_at = 0;
+	Micros due_at = 0;  // issued_at + kInvoiceDueAfter; unpaid after it, dunning starts
 };
 
 // What an operation decided. `updated` replaces the stored row; `successor`
@@ -80,9 +87,16 @@ struct Outcome {
 	Micros free_from = 0;
 	std::vector<std::string> notifications;  // kinds: subscription_ended, payment_failed, ...
 	Action action = Action::kPeriodEnd;
+	// Set when `updated` ends: its open invoices become void with this reason
+	// (what was paid toward them goes to the customer's credit balance).
+	std::optional<std::string> void_reason;
 };
 
 inline constexpr Micros kIncompleteTimeout = 23LL * 3600 * kMicrosPerSecond;
+// An invoice is due three days after it is issued (time to pay a renewal
+// without falling into dunning); src/sql/05_entitlements.sql's effective_plan
+// uses the same figure for a renewal maintenance has not issued yet.
+inline constexpr Micros kInvoiceDueAfter = 3 * kMicrosPerDay;
 
 // A new subscription to `plan` for `user_id` at `at`. Free plans start
 // active with no period end; a paid plan starts trialing when `with_trial`
@@ -94,23 +108,51 @@ Outcome Subscribe(const std::string &user_id, const Plan &plan, Micros at, bool 
 // trial of that tier was already used or the plan has no trial.
 Outcome StartTrial(const std::string &user_id, const Plan &plan, Micros at, bool trial_available);
 
+// One trial per tier per user, whatever the route (subscribe, start_trial,
+// a plan switch during a trial, Stripe): `tiers_trialed` are the tiers of
+// every subscription the user ever had with a trial.
+bool TrialAvailable(const std::vector<Tier> &tiers_trialed, Tier tier);
+
+// subscribe() on top of the user's current subscription: only a Free or an
+// unpaid (incomplete) one is replaced; it ends now and its invoice is void.
+Outcome Replace(const Subscription &current, const Plan &current_plan, const Plan &plan, Micros at);
+
 Outcome Cancel(const Subscription &sub, bool at_period_end, Micros at);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);
 
-// A succeeded payment that covers the open invoice (`covers_open_invoice`),
-// or a failed one. Activation of a trial issues and pays the first invoice.
-Outcome PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool covers_open_invoice);
+// A payment is accepted only when something can take it: refused (QB010) on
+// a Free or ended subscription, and on a canceled one with nothing open.
+void RequirePayable(const Subscription &sub, const Plan &plan, bool has_open_invoice, Micros at);
+
+// After a succeeded payment has settled open invoices (oldest first) and left
+// the rest as credit: with nothing open any more, incomplete and past_due
+// become active and dunning stops; a trial converts when the credit balance
+// covers its first period (the first invoice is issued, paid from credit).
+Outcome PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool open_invoices_remain,
+						 int64_t credit_balance);
 Outcome PaymentFailed(const Subscription &sub, Micros at);
+
+// A subscription whose every open invoice got paid by credit when issued.
+Outcome Settled(const Subscription &sub, Micros at);
 
 // Upgrade now with proration, or schedule a downgrade at period end.
 bool IsUpgrade(const Plan &from, const Plan &to);
-ProrationResult PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at);
-Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at);
+ProrationResult PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
+							  bool period_paid = true);
+// `period_paid`: the current period's invoices are all paid, so its unused
+// time may be credited (proration credits only time that was paid for).
+// `trial_available`: the new plan's tier may still be trialed (a switch
+// during a trial to a tier already trialed must be paid for).
+Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid = true,
+				   bool trial_available = true);
 
-// Maintenance: the action time has made due for `sub` at `at`, if any.
+// Maintenance: the earliest action time has made due for `sub` at `at`, if
+// any (events are taken in time order, so a long gap is caught up exactly).
 std::optional<Action> DueAction(const Subscription &sub, Micros at, Micros past_due_grace);
+// When that action falls due.
+Micros DueTime(const Subscription &sub, Action action, Micros past_due_grace);
 // Applies a due action. `scheduled` is the plan of a scheduled change, if any.
 Outcome ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::optional<Plan> &scheduled,
 				 Micros at, Micros past_due_grace);

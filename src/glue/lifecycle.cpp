@@ -3,10 +3,12 @@
 // outcome. Every body runs inside the guard (BILLING_FUNCTION).
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
+#include "glue/lifecycle.hpp"
 #include "glue/result_set.hpp"
 #include "glue/spi.hpp"
 
 #include "core/error.hpp"
+#include "core/ledger.hpp"
 #include "core/money.hpp"
 #include "core/subscription.hpp"
 
@@ -15,6 +17,21 @@
 #include <nlohmann/json.hpp>
 
 namespace billing::glue {
+
+// The core's one-trial-per-tier rule, fed with every tier the user trialed
+// (src/glue/lifecycle.hpp: the Stripe path asks the same question).
+bool
+TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
+{
+	std::vector<Tier> trialed;
+	for (const auto &row : spi.Query("SELECT DISTINCT p.tier::text FROM billing.subscriptions s"
+									 " JOIN billing.subscription_plans p ON p.id = s.plan_id"
+									 " WHERE s.user_id = $1 AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL",
+									 {SqlArg::Text(user_id)}))
+		trialed.push_back(ParseTier(row.text_required(0)));
+	return TrialAvailable(trialed, tier);
+}
+
 namespace {
 
 // Named as the table's columns, so an error about one names it.
@@ -26,7 +43,10 @@ constexpr const char *kSubscriptionColumns =
 	"billing._micros(trial_end) AS trial_end, cancel_at_period_end, billing._micros(canceled_at) AS canceled_at, "
 	"billing._micros(ended_at) AS ended_at, billing._micros(paused_at) AS paused_at, "
 	"billing._micros(past_due_since) AS past_due_since, scheduled_plan_id, "
-	"billing._micros(scheduled_change_at) AS scheduled_change_at, end_reason";
+	"billing._micros(scheduled_change_at) AS scheduled_change_at, end_reason, "
+	"(SELECT billing._micros(pg_catalog.min(i.due_at)) FROM billing.invoices i WHERE i.subscription_id = s.id"
+	" AND i.status = 'open' AND i.deleted_at IS NULL) AS unpaid_due_at, "
+	"stripe_subscription_id IS NOT NULL AS stripe_managed";
 
 Subscription
 SubscriptionFromRow(const Row &row)
@@ -53,6 +73,8 @@ SubscriptionFromRow(const Row &row)
 	s.scheduled_plan_id = row.int64(18);
 	s.scheduled_change_at = row.int64(19);
 	s.end_reason = row.text(20);
+	s.unpaid_due_at = row.int64(21);
+	s.stripe_managed = row.boolean(22);
 	return s;
 }
 
@@ -74,7 +96,7 @@ Subscription
 LoadSubscription(Spi &spi, int64_t id, bool lock)
 {
 	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions WHERE id = $1 AND deleted_at IS NULL" + (lock ? " FOR UPDATE" : "");
+					  " FROM billing.subscriptions s WHERE id = $1 AND deleted_at IS NULL" + (lock ? " FOR UPDATE OF s" : "");
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Int64(id)});
 	if (rows.empty())
 		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
@@ -85,8 +107,8 @@ std::optional<Subscription>
 LoadCurrentSubscription(Spi &spi, const std::string &user_id)
 {
 	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions WHERE user_id = $1 AND ended_at IS NULL AND deleted_at IS NULL"
-					  " FOR UPDATE";
+					  " FROM billing.subscriptions s WHERE user_id = $1 AND ended_at IS NULL AND deleted_at IS NULL"
+					  " FOR UPDATE OF s";
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id)});
 	if (rows.empty())
 		return std::nullopt;
@@ -152,14 +174,9 @@ LockUser(Spi &spi, const std::string &user_id)
 }
 
 bool
-TrialAvailable(Spi &spi, const std::string &user_id, const Plan &plan)
+TrialAvailableFor(Spi &spi, const std::string &user_id, const Plan &plan)
 {
-	auto rows = spi.Query(
-		"SELECT NOT EXISTS (SELECT 1 FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id"
-		" WHERE s.user_id = $1 AND p.tier = (SELECT tier FROM billing.subscription_plans WHERE id = $2)"
-		" AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL)",
-		{SqlArg::Text(user_id), SqlArg::Int64(plan.id)});
-	return rows.at(0).boolean(0);
+	return TrialAvailableForTier(spi, user_id, plan.tier);
 }
 
 std::vector<SqlArg>
@@ -224,22 +241,80 @@ LinesJson(const std::vector<InvoiceLine> &lines, const std::string &currency)
 	return out.dump();
 }
 
-// Issues an invoice; one whose total is not positive is settled at once.
-int64_t
-InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, const InvoiceDraft &draft, Micros at)
+void
+LedgerEntry(Spi &spi, const std::string &user_id, const std::string &currency, const char *kind, int64_t amount,
+			std::optional<int64_t> payment_id, std::optional<int64_t> invoice_id, Micros at)
 {
-	bool settled = draft.total_cents <= 0;
+	if (amount <= 0)
+		return;
+	spi.Execute("INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, payment_id, invoice_id, at)"
+				" VALUES ($1, $2, $3, $4, $5, $6, $7)",
+				{SqlArg::Text(user_id), SqlArg::Text(currency), SqlArg::Text(std::string(kind)), SqlArg::Int64(amount),
+				 SqlArg::Int64(payment_id), SqlArg::Int64(invoice_id), SqlArg::Timestamp(ToPgTime(at))});
+}
+
+int64_t
+CreditBalance(Spi &spi, const std::string &user_id, const std::string &currency)
+{
+	auto rows = spi.Query("SELECT billing.credit_balance($1, $2)", {SqlArg::Text(user_id), SqlArg::Text(currency)});
+	return rows.at(0).int64_required(0);
+}
+
+bool
+HasOpenInvoice(Spi &spi, int64_t subscription_id)
+{
+	auto rows = spi.Query("SELECT EXISTS (SELECT 1 FROM billing.invoices WHERE subscription_id = $1 AND status = 'open'"
+						  " AND deleted_at IS NULL)",
+						  {SqlArg::Int64(subscription_id)});
+	return rows.at(0).boolean(0);
+}
+
+struct IssuedInvoice {
+	int64_t id;
+	bool settled;  // nothing left to pay (credit covered it, or the total was not positive)
+};
+
+// Issues an invoice, due on issue. The credit balance pays what it can first;
+// a negative total (a proration credit) becomes credit.
+IssuedInvoice
+InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, const InvoiceDraft &draft)
+{
+	int64_t credit = CreditToApply(draft.total_cents, CreditBalance(spi, user_id, draft.currency));
+	int64_t due = std::max<int64_t>(draft.total_cents, 0) - credit;
+	bool settled = due == 0;
 	auto rows = spi.Query(
 		"INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency,"
-		" period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, paid_at)"
+		" period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, paid_at, due_at,"
+		" credit_applied_cents)"
 		" VALUES (billing._next_invoice_number($7), $1, $2, $3, $4, $5, $6, $8, $9, $9, $10, $11, $7,"
-		" CASE WHEN $3 = 'paid' THEN $7 END) RETURNING id",
+		" CASE WHEN $3 = 'paid' THEN $7 END, $13, $12) RETURNING id",
 		{SqlArg::Text(user_id), SqlArg::Int64(subscription_id), SqlArg::Text(std::string(settled ? "paid" : "open")),
 		 SqlArg::Text(draft.billing_reason), SqlArg::Text(draft.currency),
-		 SqlArg::Timestamp(ToPgTime(draft.period_start)), SqlArg::Timestamp(ToPgTime(at)), TimeArg(draft.period_end),
-		 SqlArg::Int64(draft.total_cents), SqlArg::Int64(settled ? 0 : draft.total_cents),
-		 SqlArg::Jsonb(LinesJson(draft.lines, draft.currency))});
-	return rows.at(0).int64_required(0);
+		 SqlArg::Timestamp(ToPgTime(draft.period_start)), SqlArg::Timestamp(ToPgTime(draft.issued_at)),
+		 TimeArg(draft.period_end), SqlArg::Int64(draft.total_cents), SqlArg::Int64(due),
+		 SqlArg::Jsonb(LinesJson(draft.lines, draft.currency)), SqlArg::Int64(credit),
+		 SqlArg::Timestamp(ToPgTime(draft.due_at))});
+	int64_t id = rows.at(0).int64_required(0);
+	LedgerEntry(spi, user_id, draft.currency, "credit_to_invoice", credit, std::nullopt, id, draft.issued_at);
+	if (draft.total_cents < 0)
+		LedgerEntry(spi, user_id, draft.currency, "proration_credit", -draft.total_cents, std::nullopt, id,
+					draft.issued_at);
+	return {id, settled};
+}
+
+// A subscription that ends leaves no invoice open: each becomes void, and
+// what was paid toward it (by payment or credit) returns to credit.
+void
+VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, Micros at)
+{
+	auto voided = spi.Query(
+		"UPDATE billing.invoices SET status = 'void', void_reason = $2, amount_due_cents = 0"
+		" WHERE subscription_id = $1 AND status = 'open' AND deleted_at IS NULL"
+		" RETURNING id, user_id, currency, amount_paid_cents + credit_applied_cents",
+		{SqlArg::Int64(subscription_id), SqlArg::Text(reason)});
+	for (const auto &row : voided)
+		LedgerEntry(spi, row.text_required(1), row.text_required(2), "void_to_credit", row.int64_required(3),
+					std::nullopt, row.int64_required(0), at);
 }
 
 void
@@ -265,19 +340,66 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 		SaveSubscription(spi, out.updated);
 	else
 		result.subscription_id = InsertSubscription(spi, out.updated);
+	if (out.void_reason)
+		VoidOpenInvoices(spi, result.subscription_id, *out.void_reason, out.updated.ended_at.value_or(at));
+	Subscription owner = out.successor ? *out.successor : out.updated;
 	if (out.successor)
 		result.subscription_id = InsertSubscription(spi, *out.successor);
-	if (out.invoice)
-		result.invoice_id = InsertInvoice(spi, out.updated.user_id, result.subscription_id, *out.invoice, at);
+	owner.id = result.subscription_id;
+	if (out.invoice) {
+		IssuedInvoice issued = InsertInvoice(spi, out.updated.user_id, result.subscription_id, *out.invoice);
+		result.invoice_id = issued.id;
+		// Credit paid it: an incomplete (or dunned) subscription with nothing open is settled.
+		bool waiting = owner.status == Status::kIncomplete || owner.Dunning();
+		if (issued.settled && waiting && !HasOpenInvoice(spi, owner.id))
+			SaveSubscription(spi, Settled(owner, at).updated);
+	}
 	if (out.fall_back_to_free)
 		spi.Query("SELECT billing._start_free($1, $2)",
 				  {SqlArg::Text(out.updated.user_id), SqlArg::Timestamp(ToPgTime(out.free_from))});
 	for (const auto &kind : out.notifications) {
-		Micros when = out.updated.ended_at.value_or(at);
+		Micros when = out.updated.ended_at.value_or(out.updated.past_due_since.value_or(at));
 		Notify(spi, out.updated.user_id, out.updated.id, kind,
 			   kind + ":" + std::to_string(out.updated.id) + ":" + std::to_string(when), when);
 	}
 	return result;
+}
+
+Micros
+PastDueGrace(Spi &spi)
+{
+	auto rows = spi.Query("SELECT billing._interval_micros(billing._setting('past_due_grace', '14 days')::interval)");
+	return rows.at(0).int64_required(0);
+}
+
+// Applies, in time order, everything due for `sub` up to `at` (renewals,
+// dunning, trial and grace ends, scheduled changes), following a successor;
+// maintenance and every operation call it, so an answer never depends on
+// when maintenance last ran. Returns the id of the subscription it ended on.
+int64_t
+CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::string, int64_t> *counts = nullptr)
+{
+	for (int step = 0; step < 10000; step++) {
+		std::optional<Action> action = DueAction(sub, at, grace);
+		if (!action)
+			break;
+		billing::Plan plan = LoadPlanById(spi, sub.plan_id);
+		std::optional<billing::Plan> scheduled;
+		if (sub.scheduled_plan_id)
+			scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
+		Outcome out = ApplyDue(sub, *action, plan, scheduled, at, grace);
+		Persisted saved = PersistOutcome(spi, out, DueTime(sub, *action, grace));
+		if (counts) {
+			std::string name = ToString(*action);
+			if (*action == Action::kPeriodEnd)
+				name = out.updated.Ended() ? (out.successor ? "plan_changed" : "ended_at_period_end") : "renewed";
+			(*counts)[name]++;
+		}
+		if (out.updated.Ended() && !out.successor)
+			break;
+		sub = LoadSubscription(spi, saved.subscription_id, true);
+	}
+	return sub.id;
 }
 
 Datum
@@ -303,52 +425,38 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 	Plan plan = LoadPlanForSale(spi, plan_code);
 	LockUser(spi, user_id);
 	std::optional<Subscription> current = LoadCurrentSubscription(spi, user_id);
-	bool available = TrialAvailable(spi, user_id, plan);
+	if (current) {
+		// What time made due is applied first, so the decision sees the state at `at`.
+		CatchUp(spi, *current, at, PastDueGrace(spi));
+		current = LoadCurrentSubscription(spi, user_id);
+	}
+	bool available = TrialAvailableFor(spi, user_id, plan);
 	Outcome out = trial_only ? StartTrial(user_id, plan, at, available)
 							 : Subscribe(user_id, plan, at, with_trial, available);
 	if (current) {
 		// Only a Free or an unpaid (incomplete) subscription is replaced here;
 		// anything paid changes through change_plan.
-		bool replaceable = (current->price_cents == 0 && current->status == Status::kActive) ||
-						   current->status == Status::kIncomplete;
-		if (current->plan_id == plan.id && current->status != Status::kIncomplete)
-			throw Error(sqlstate::kTransitionNotAllowed, "user \"" + user_id + "\" is already on plan \"" + plan.code + "\"",
-						"Subscription " + std::to_string(current->id) + " is " + ToString(current->status) + ".");
-		if (!replaceable)
-			throw Error(sqlstate::kTransitionNotAllowed,
-						std::string("cannot subscribe while a subscription is ") + ToString(current->status),
-						"User \"" + user_id + "\" has subscription " + std::to_string(current->id) + ".",
-						"Use billing.change_plan() to move an existing subscription to another plan.");
-		if (at < current->started_at)
-			throw InvalidParameter("time " + FormatTimestamp(at) + " is before the current subscription started",
-								   "Subscription " + std::to_string(current->id) + " started at " +
-									   FormatTimestamp(current->started_at) + ".");
-		Subscription ended = *current;
-		ended.status = Status::kCanceled;
-		ended.ended_at = at;
-		ended.canceled_at = at;
-		ended.end_reason = "plan_changed";
-		SaveSubscription(spi, ended);
+		billing::Plan current_plan = LoadPlanById(spi, current->plan_id);
+		PersistOutcome(spi, Replace(*current, current_plan, plan, at), at);
 	}
 	Persisted saved = PersistOutcome(spi, out, at);
 	return ReturnSubscription(spi, saved.subscription_id);
 }
 
-// Loads and locks the subscription named by argument 0, under its user's lock.
+// Loads and locks the subscription named by argument 0, under its user's
+// lock, with everything due up to `at` applied first.
 Subscription
-LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo)
+LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 {
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	Subscription peek = LoadSubscription(spi, id, false);
 	LockUser(spi, peek.user_id);
-	return LoadSubscription(spi, id, true);
-}
-
-Micros
-PastDueGrace(Spi &spi)
-{
-	auto rows = spi.Query("SELECT billing._interval_micros(billing._setting('past_due_grace', '14 days')::interval)");
-	return rows.at(0).int64_required(0);
+	Subscription sub = LoadSubscription(spi, id, true);
+	if (at >= sub.started_at && DueAction(sub, at, PastDueGrace(spi))) {
+		CatchUp(spi, sub, at, PastDueGrace(spi));
+		sub = LoadSubscription(spi, id, true);
+	}
+	return sub;
 }
 
 // reactivate, pause and resume: (subscription_id, at) -> one core operation.
@@ -357,7 +465,7 @@ ApplyToSubscription(FunctionCallInfo fcinfo, Outcome (*operation)(const Subscrip
 {
 	Micros at = TimeArgRequired(fcinfo, 1, "at");
 	Spi spi;
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo);
+	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	Persisted saved = PersistOutcome(spi, operation(sub, at), at);
 	return ReturnSubscription(spi, saved.subscription_id);
 }
@@ -386,6 +494,22 @@ constexpr DuePhase kDuePhases[] = {
 	 " WHERE s.status = 'past_due' AND s.past_due_since <= $1 AND (s.past_due_since, s.id) > ($2, $3)"
 	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
 	 " ORDER BY s.past_due_since, s.id LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
+	// A subscription canceled at period end while in dunning ends at its grace
+	// end, before the period end (subscriptions_canceled_grace).
+	{true,
+	 "SELECT s.id, billing._micros(s.past_due_since) AS due"
+	 " FROM billing.subscriptions s"
+	 " WHERE s.status = 'canceled' AND s.past_due_since <= $1 AND (s.past_due_since, s.id) > ($2, $3)"
+	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
+	 " ORDER BY s.past_due_since, s.id LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
+	// An invoice unpaid past its due date starts dunning (invoices_open_due).
+	{false,
+	 "SELECT s.id, billing._micros(i.due_at) AS due"
+	 " FROM billing.invoices i JOIN billing.subscriptions s ON s.id = i.subscription_id"
+	 " WHERE i.status = 'open' AND i.deleted_at IS NULL AND i.due_at <= $1 AND (i.due_at, s.id) > ($2, $3)"
+	 " AND s.status IN ('active', 'canceled') AND s.past_due_since IS NULL"
+	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
+	 " ORDER BY i.due_at, s.id LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
 };
 constexpr int64_t kMaintenancePage = 1000;
 
@@ -394,26 +518,11 @@ void
 MaintainOne(Spi &spi, int64_t id, Micros at, Micros grace, std::map<std::string, int64_t> &counts)
 {
 	Subscription sub = LoadSubscription(spi, id, true);
+	if (!DueAction(sub, at, grace))
+		return;  // e.g. a second overdue invoice of a subscription this run already dunned
 	counts["subscriptions_processed"]++;
 	// A subscription that missed several periods renews once per period.
-	for (int step = 0; step < 1000; step++) {
-		std::optional<Action> action = DueAction(sub, at, grace);
-		if (!action)
-			break;
-		billing::Plan plan = LoadPlanById(spi, sub.plan_id);
-		std::optional<billing::Plan> scheduled;
-		if (sub.scheduled_plan_id)
-			scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
-		Outcome out = ApplyDue(sub, *action, plan, scheduled, at, grace);
-		PersistOutcome(spi, out, at);
-		std::string name = ToString(*action);
-		if (*action == Action::kPeriodEnd)
-			name = out.updated.Ended() ? (out.successor ? "plan_changed" : "ended_at_period_end") : "renewed";
-		counts[name]++;
-		if (out.updated.Ended())
-			break;
-		sub = out.updated;
-	}
+	CatchUp(spi, sub, at, grace, &counts);
 }
 
 }  // namespace
@@ -437,7 +546,7 @@ BILLING_FUNCTION(billing_cancel)
 	bool at_period_end = BoolArgRequired(fcinfo, 1, "at_period_end");
 	Micros at = TimeArgRequired(fcinfo, 2, "at");
 	Spi spi;
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo);
+	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	Persisted saved = PersistOutcome(spi, Cancel(sub, at_period_end, at), at);
 	return ReturnSubscription(spi, saved.subscription_id);
 }
@@ -463,9 +572,10 @@ BILLING_FUNCTION(billing_change_plan)
 	Micros at = TimeArgRequired(fcinfo, 2, "at");
 	Spi spi;
 	billing::Plan to = LoadPlanForSale(spi, plan_code);
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo);
+	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
-	Persisted saved = PersistOutcome(spi, ChangePlan(sub, from, to, at), at);
+	Outcome out = ChangePlan(sub, from, to, at, !HasOpenInvoice(spi, sub.id), TrialAvailableFor(spi, sub.user_id, to));
+	Persisted saved = PersistOutcome(spi, out, at);
 	return ReturnSubscription(spi, saved.subscription_id);
 }
 
@@ -480,7 +590,7 @@ BILLING_FUNCTION(billing_preview_change)
 	Subscription sub = LoadSubscription(spi, id, false);
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
 	// The same checks as change_plan, without writing anything.
-	Outcome out = ChangePlan(sub, from, to, at);
+	Outcome out = ChangePlan(sub, from, to, at, !HasOpenInvoice(spi, sub.id), TrialAvailableFor(spi, sub.user_id, to));
 	if (out.invoice)
 		for (const auto &line : out.invoice->lines)
 			result.Add({line.description, std::to_string(line.amount_cents), sub.currency});
@@ -495,63 +605,86 @@ BILLING_FUNCTION(billing_record_payment)
 	bool succeeded = BoolArgRequired(fcinfo, 3, "succeeded");
 	Micros at = TimeArgRequired(fcinfo, 4, "at");
 	std::optional<std::string> external_id = TextArgOptional(fcinfo, 5);
-	if (amount < 0)
-		throw InvalidParameter("payment amount must not be negative", "Amount given: " + std::to_string(amount) + ".",
-							   "Record refunds with billing.refund().");
+	RequirePaymentAmount(amount, succeeded);
 	if (external_id && external_id->empty())
 		throw InvalidParameter("external id must not be empty");
 
 	Spi spi;
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo);
+	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	if (external_id) {
+		Subscription peek = LoadSubscription(spi, id, false);
+		LockUser(spi, peek.user_id);
 		auto seen = spi.Query("SELECT subscription_id FROM billing.payments WHERE external_id = $1",
 							  {SqlArg::Text(*external_id)});
 		if (!seen.empty()) {
-			if (seen[0].int64(0) != std::optional<int64_t>(sub.id))
+			if (seen[0].int64(0) != std::optional<int64_t>(id))
 				throw InvalidParameter("external id \"" + *external_id + "\" belongs to another subscription");
-			return ReturnSubscription(spi, sub.id);  // the same payment again: stored once
+			return ReturnSubscription(spi, id);  // the same payment again: stored once
 		}
 	}
+	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	if (currency != sub.currency)
 		throw InvalidParameter("payment currency \"" + currency + "\" does not match the subscription",
 							   "Subscription " + std::to_string(sub.id) + " is billed in \"" + sub.currency + "\".");
-
-	auto open = spi.Query("SELECT id, amount_due_cents FROM billing.invoices WHERE subscription_id = $1"
-						  " AND status = 'open' AND deleted_at IS NULL ORDER BY issued_at, id LIMIT 1",
-						  {SqlArg::Int64(sub.id)});
-	std::optional<int64_t> invoice_id;
-	int64_t due = 0;
-	if (!open.empty()) {
-		invoice_id = open[0].int64(0);
-		due = open[0].int64_required(1);
+	billing::Plan plan = LoadPlanById(spi, sub.plan_id);
+	auto load_open = [&] {
+		std::vector<OpenInvoice> open;
+		for (const auto &row : spi.Query("SELECT id, amount_due_cents FROM billing.invoices WHERE subscription_id = $1"
+										 " AND status = 'open' AND deleted_at IS NULL ORDER BY issued_at, id FOR UPDATE",
+										 {SqlArg::Int64(sub.id)}))
+			open.push_back({row.int64_required(0), row.int64_required(1)});
+		return open;
+	};
+	std::vector<OpenInvoice> open = load_open();
+	RequirePayable(sub, plan, !open.empty(), at);
+	Outcome out;
+	if (succeeded && sub.status == Status::kTrialing) {
+		// A trial converts when credit and this payment cover the first period:
+		// its invoice is issued first (credit applies), then this payment pays it.
+		out = PaymentSucceeded(sub, plan, at, false, CheckedAdd(CreditBalance(spi, sub.user_id, currency), amount));
+		PersistOutcome(spi, out, at);
+		out = Outcome();
+		open = load_open();
 	}
 
-	Outcome out;
+	Settlement settlement;
+	if (succeeded)
+		settlement = SettlePayment(open, amount);
+	std::optional<int64_t> first_invoice;
+	if (!settlement.to_invoices.empty())
+		first_invoice = settlement.to_invoices.front().invoice_id;
+	auto payment = spi.Query(
+		"INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
+		" external_id, failure_code, paid_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+		{SqlArg::Text(sub.user_id), SqlArg::Int64(sub.id), SqlArg::Int64(first_invoice), SqlArg::Int64(amount),
+		 SqlArg::Text(currency), SqlArg::Text(std::string(succeeded ? "succeeded" : "failed")), SqlArg::Text(external_id),
+		 succeeded ? SqlArg::Null(TEXTOID) : SqlArg::Text(std::string("payment_failed")), SqlArg::Timestamp(ToPgTime(at))});
+	int64_t payment_id = payment.at(0).int64_required(0);
+
 	if (succeeded) {
-		bool covers = open.empty() ? (sub.status != Status::kTrialing || amount >= sub.price_cents) : amount >= due;
-		billing::Plan plan = LoadPlanById(spi, sub.plan_id);
-		out = PaymentSucceeded(sub, plan, at, covers);
+		// Open invoices oldest first, the rest to the customer's credit balance.
+		size_t settled = 0;
+		for (const Allocation &a : settlement.to_invoices) {
+			spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents + $2,"
+						" amount_due_cents = amount_due_cents - $2,"
+						" status = CASE WHEN $4 THEN 'paid' ELSE status END,"
+						" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id = $1",
+						{SqlArg::Int64(a.invoice_id), SqlArg::Int64(a.amount_cents), SqlArg::Timestamp(ToPgTime(at)),
+						 SqlArg::Bool(a.settles)});
+			LedgerEntry(spi, sub.user_id, currency, "payment_to_invoice", a.amount_cents, payment_id, a.invoice_id, at);
+			settled += a.settles ? 1 : 0;
+		}
+		LedgerEntry(spi, sub.user_id, currency, "payment_to_credit", settlement.to_credit_cents, payment_id,
+					std::nullopt, at);
+		Subscription now = LoadSubscription(spi, sub.id, true);
+		out = PaymentSucceeded(now, plan, at, settled < open.size(), CreditBalance(spi, sub.user_id, currency));
+		if (now.status == Status::kTrialing)
+			out.invoice.reset();  // still short of the first period: held as credit
 	} else {
 		out = PaymentFailed(sub, at);
 		out.notifications.clear();  // keyed by the payment below
 	}
 	Persisted saved = PersistOutcome(spi, out, at);
-	if (saved.invoice_id)
-		invoice_id = saved.invoice_id;  // a converted trial's first invoice, paid below
-	auto payment = spi.Query(
-		"INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
-		" external_id, failure_code, paid_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-		{SqlArg::Text(sub.user_id), SqlArg::Int64(sub.id), SqlArg::Int64(invoice_id), SqlArg::Int64(amount),
-		 SqlArg::Text(currency), SqlArg::Text(std::string(succeeded ? "succeeded" : "failed")), SqlArg::Text(external_id),
-		 succeeded ? SqlArg::Null(TEXTOID) : SqlArg::Text(std::string("payment_failed")), SqlArg::Timestamp(ToPgTime(at))});
-	int64_t payment_id = payment.at(0).int64_required(0);
-	if (succeeded && invoice_id) {
-		spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents + $2,"
-					" amount_due_cents = GREATEST(amount_due_cents - $2, 0),"
-					" status = CASE WHEN amount_due_cents - $2 <= 0 THEN 'paid' ELSE status END,"
-					" paid_at = CASE WHEN amount_due_cents - $2 <= 0 THEN $3 ELSE paid_at END WHERE id = $1",
-					{SqlArg::Int64(*invoice_id), SqlArg::Int64(amount), SqlArg::Timestamp(ToPgTime(at))});
-	}
 	if (!succeeded)
 		Notify(spi, sub.user_id, sub.id, "payment_failed", "payment_failed:" + std::to_string(payment_id), at);
 	return ReturnSubscription(spi, saved.subscription_id);
@@ -565,23 +698,24 @@ BILLING_FUNCTION(billing_refund)
 	if (amount <= 0)
 		throw InvalidParameter("refund amount must be positive", "Amount given: " + std::to_string(amount) + ".");
 	Spi spi;
+	// Refunds of one payment are serialised on its row. Updating it (not only
+	// locking it) makes a concurrent refund under REPEATABLE READ or
+	// SERIALIZABLE fail with a serialization error instead of reading a stale sum.
 	auto rows = spi.Query(
-		"SELECT p.amount_cents, p.status, p.refund_of IS NOT NULL,"
-		" COALESCE((SELECT -sum(r.amount_cents) FROM billing.payments r WHERE r.refund_of = p.id AND r.deleted_at IS NULL), 0)"
-		" FROM billing.payments p WHERE p.id = $1 AND p.deleted_at IS NULL FOR UPDATE",
+		"UPDATE billing.payments p SET updated_at = pg_catalog.now() WHERE p.id = $1 AND p.deleted_at IS NULL"
+		" RETURNING p.amount_cents, p.status, p.refund_of IS NOT NULL, billing._micros(p.paid_at)",
 		{SqlArg::Int64(payment_id)});
 	if (rows.empty())
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
 	int64_t paid = rows[0].int64_required(0);
-	int64_t refunded = rows[0].int64_required(3);
 	if (rows[0].boolean(2) || rows[0].text_required(1) != "succeeded")
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " cannot be refunded",
 							   "Only succeeded payments that are not refunds themselves can be refunded.");
-	if (CheckedAdd(refunded, amount) > paid)
-		throw InvalidParameter("refund exceeds what was paid",
-							   "Payment " + std::to_string(payment_id) + " was " + std::to_string(paid) + " cents; " +
-								   std::to_string(refunded) + " already refunded, " + std::to_string(amount) +
-								   " asked.");
+	// Read after the lock: a new statement sees every refund committed before it.
+	auto sum = spi.Query("SELECT COALESCE(-pg_catalog.sum(r.amount_cents), 0)::bigint FROM billing.payments r"
+						 " WHERE r.refund_of = $1 AND r.deleted_at IS NULL",
+						 {SqlArg::Int64(payment_id)});
+	RequireRefund(payment_id, paid, sum.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
 	Datum row = spi.QueryRowDatum(
 		"INSERT INTO billing.payments AS r (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
 		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, -$2, p.currency, 'succeeded', p.id, $3"

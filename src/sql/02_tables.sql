@@ -142,11 +142,17 @@ CREATE TABLE billing.invoices (
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz,
+	-- money: payment is due on issue; credit paid part of it; why it was voided
+	due_at timestamptz,
+	credit_applied_cents bigint NOT NULL DEFAULT 0 CHECK (credit_applied_cents >= 0),
+	void_reason text CHECK (void_reason IN ('canceled', 'plan_changed', 'trial_ended', 'payment_failed', 'incomplete_expired')),
 	CONSTRAINT invoice_period_ends_after_start CHECK (period_end IS NULL OR period_end >= period_start),
 	CONSTRAINT paid_invoice_has_paid_at CHECK (status <> 'paid' OR paid_at IS NOT NULL)
 );
 COMMENT ON TABLE billing.invoices IS 'Invoices: renewal, first period and proration; amounts in minor units';
 CREATE INDEX invoices_subscription ON billing.invoices (subscription_id, issued_at);
+-- Open invoices by due date: what dunning must look at.
+CREATE INDEX invoices_open_due ON billing.invoices (due_at) WHERE status = 'open' AND deleted_at IS NULL;
 CREATE INDEX invoices_user ON billing.invoices (user_id, issued_at);
 -- One renewal invoice per subscription and period, whoever issues it.
 CREATE UNIQUE INDEX invoices_one_per_period
@@ -181,6 +187,36 @@ CREATE INDEX payments_subscription ON billing.payments (subscription_id, paid_at
 CREATE INDEX payments_invoice ON billing.payments (invoice_id);
 CREATE INDEX payments_refund_of ON billing.payments (refund_of) WHERE refund_of IS NOT NULL;
 CREATE INDEX payments_paid_at ON billing.payments (paid_at);
+
+-- The ledger: every movement of money between payments, invoices and the
+-- customer's credit balance (billing.credit_balance() sums it).
+CREATE TABLE billing.ledger_entries (
+	id bigserial PRIMARY KEY,
+	user_id text NOT NULL CHECK (user_id <> ''),
+	currency text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+	-- payment_to_invoice, payment_to_credit: where a payment went;
+	-- credit_to_invoice: credit spent on an invoice; proration_credit: a
+	-- negative proration total; void_to_credit: what was paid toward a voided invoice
+	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
+									   'proration_credit', 'void_to_credit')),
+	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
+	payment_id bigint REFERENCES billing.payments (id),
+	invoice_id bigint REFERENCES billing.invoices (id),
+	at timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	CONSTRAINT payment_entries_name_a_payment CHECK (kind NOT LIKE 'payment%' OR payment_id IS NOT NULL),
+	CONSTRAINT invoice_entries_name_an_invoice CHECK (kind NOT LIKE '%invoice' OR invoice_id IS NOT NULL)
+);
+COMMENT ON TABLE billing.ledger_entries IS 'Where every payment went (invoices, credit) and every movement of credit';
+CREATE INDEX ledger_entries_user ON billing.ledger_entries (user_id, currency);
+CREATE INDEX ledger_entries_payment ON billing.ledger_entries (payment_id) WHERE payment_id IS NOT NULL;
+CREATE INDEX ledger_entries_invoice ON billing.ledger_entries (invoice_id) WHERE invoice_id IS NOT NULL;
+-- Maintenance: a subscription canceled at period end while in dunning ends at its grace end.
+CREATE INDEX subscriptions_canceled_grace ON billing.subscriptions (past_due_since, id)
+	WHERE status = 'canceled' AND past_due_since IS NOT NULL AND ended_at IS NULL AND deleted_at IS NULL
+	  AND stripe_subscription_id IS NULL;
 
 CREATE TABLE billing.usage_records (
 	id bigserial PRIMARY KEY,

@@ -1,18 +1,54 @@
+-- The customer's credit balance in a currency: overpayments, negative
+-- proration totals and what was paid toward voided invoices, less what
+-- invoices took. It pays the next invoice before any payment is due.
+CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind = 'credit_to_invoice' THEN -e.amount_cents ELSE e.amount_cents END), 0)::bigint
+	  FROM billing.ledger_entries e
+	 WHERE e.user_id = $1 AND e.currency = pg_catalog.lower($2) AND e.deleted_at IS NULL
+	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice')
+$$;
+COMMENT ON FUNCTION billing.credit_balance(text, text) IS
+	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
+
 -- The plan whose limits and features apply to a user at a given time (SPEC §2,
--- §3): the current subscription's plan while it is trialing, active or
--- past_due, or canceled with its period not yet ended; the Free plan otherwise.
+-- §3, §8), computed for that time whether or not maintenance has run since:
+-- a trial until its end; active, past_due or canceled until the grace period
+-- of the first unpaid invoice (or failed payment) runs out, a canceled one at
+-- most until its period end; a scheduled change from its time; Free otherwise.
+-- It mirrors the core's DueAction (src/core/subscription.cpp), which maintenance
+-- then applies; the model test (test/model) checks that the two agree.
 CREATE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS billing.subscription_plans
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.*
-	  FROM (SELECT s.plan_id, 0 AS rank
+	  FROM (SELECT CASE
+				   WHEN s.status = 'trialing' THEN CASE WHEN s.trial_end > $2 THEN s.plan_id END
+				   WHEN s.status IN ('active', 'past_due', 'canceled') THEN
+					   CASE WHEN (s.status <> 'canceled' OR s.current_period_end > $2)
+								 AND (d.dunning_from IS NULL OR d.dunning_from + g.grace > $2)
+							THEN CASE WHEN s.status = 'active' AND s.scheduled_change_at <= $2
+									  THEN s.scheduled_plan_id ELSE s.plan_id END
+					   END
+				   END AS plan_id, 0 AS rank
 			  FROM billing.subscriptions s
+			  LEFT JOIN billing.subscription_plans sp ON sp.id = s.scheduled_plan_id
+			 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
+			 CROSS JOIN LATERAL (SELECT COALESCE(
+					s.past_due_since,
+					(SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
+					  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL),
+					-- a renewal maintenance has not issued yet, that credit will not pay,
+					-- falls due 3 days after the period end (core: kInvoiceDueAfter)
+					CASE WHEN s.status IN ('active', 'past_due') AND s.current_period_end <= $2 AND s.price_cents > 0
+							  AND billing.credit_balance(s.user_id, s.currency)
+								  < COALESCE(sp.price_cents, s.price_cents)
+						 THEN s.current_period_end + interval '3 days' END) AS dunning_from) d
 			 WHERE s.user_id = $1
 			   AND s.deleted_at IS NULL
 			   AND s.started_at <= $2
 			   AND (s.ended_at IS NULL OR s.ended_at > $2)
-			   AND (s.status IN ('trialing', 'active', 'past_due')
-					OR (s.status = 'canceled' AND s.current_period_end > $2))
 			UNION ALL
 			SELECT f.id, 1 FROM billing.subscription_plans f WHERE f.code = 'free') AS candidate
 	  JOIN billing.subscription_plans p ON p.id = candidate.plan_id
@@ -21,6 +57,21 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 $$;
 COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
 	'The plan whose limits and features apply to the user at the given time';
+
+-- Internal: the first time after `at` when time alone (no write) may change
+-- the user's effective plan: a trial end, a period end (renewal, scheduled
+-- change, end of a canceled period), a grace end, the grace end of an unpaid
+-- invoice. The quota cache keeps a limit no longer than this.
+CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
+	  FROM billing.subscriptions s
+	 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
+	 CROSS JOIN LATERAL (VALUES (s.trial_end), (s.current_period_end), (s.past_due_since + g.grace),
+			((SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
+			   WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL) + g.grace)) AS v (t)
+	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL AND v.t > $2
+$$;
 
 -- Plans for a pricing page.
 CREATE VIEW billing.pricing AS

@@ -97,11 +97,8 @@ BEGIN
 	plan_code := plan.code;
 	plan_name := plan.name;
 	-- The cached limit holds until something changes the plan (a trigger on
-	-- subscriptions clears it) or a canceled subscription's period runs out.
-	SELECT COALESCE(pg_catalog.min(s.current_period_end), 'infinity') INTO cap_valid_until
-	  FROM billing.subscriptions s
-	 WHERE s.user_id = c.owner_id AND s.ended_at IS NULL AND s.deleted_at IS NULL
-	   AND s.status = 'canceled' AND s.current_period_end > p_at;
+	-- subscriptions clears it) or time alone may change the effective plan.
+	cap_valid_until := billing._entitlement_changes_at(c.owner_id, p_at);
 END
 $$;
 

@@ -65,17 +65,22 @@ $$;
 -- Internal: notifications that time alone makes due (no state change).
 CREATE FUNCTION billing._queue_upcoming(at timestamptz) RETURNS TABLE (action text, count bigint)
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	-- Keyed by user and trial (its start) or period (its end), not by
+	-- subscription row: a plan change during a trial or a same-interval upgrade
+	-- keeps the trial or period, so it is announced once.
 	SELECT 'notified_trial_will_end', pg_catalog.count(*) FILTER (WHERE billing._notify(
-			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' || s.id || ':' || billing._micros(s.trial_end), at))
+			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' || s.user_id || ':' || billing._micros(s.trial_start), at))
 	  FROM billing.subscriptions s
 	 WHERE s.status = 'trialing' AND s.deleted_at IS NULL AND s.ended_at IS NULL
 	   AND s.trial_end > at AND s.trial_end <= at + interval '3 days'
 	UNION ALL
+	-- none for a period that will not be billed (a switch to Free at its end)
 	SELECT 'notified_renewal_upcoming', pg_catalog.count(*) FILTER (WHERE billing._notify(
-			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' || s.id || ':' || billing._micros(s.current_period_end), at))
+			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' || s.user_id || ':' || billing._micros(s.current_period_end), at))
 	  FROM billing.subscriptions s
+	  LEFT JOIN billing.subscription_plans sp ON sp.id = s.scheduled_plan_id
 	 WHERE s.status = 'active' AND s.deleted_at IS NULL AND s.ended_at IS NULL
-	   AND NOT s.cancel_at_period_end AND s.price_cents > 0
+	   AND NOT s.cancel_at_period_end AND s.price_cents > 0 AND COALESCE(sp.price_cents, 1) > 0
 	   AND s.current_period_end > at AND s.current_period_end <= at + interval '7 days'
 $$;
 

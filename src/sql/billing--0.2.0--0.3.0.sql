@@ -135,11 +135,8 @@ BEGIN
 	plan_code := plan.code;
 	plan_name := plan.name;
 	-- The cached limit holds until something changes the plan (a trigger on
-	-- subscriptions clears it) or a canceled subscription's period runs out.
-	SELECT COALESCE(pg_catalog.min(s.current_period_end), 'infinity') INTO cap_valid_until
-	  FROM billing.subscriptions s
-	 WHERE s.user_id = c.owner_id AND s.ended_at IS NULL AND s.deleted_at IS NULL
-	   AND s.status = 'canceled' AND s.current_period_end > p_at;
+	-- subscriptions clears it) or time alone may change the effective plan.
+	cap_valid_until := billing._entitlement_changes_at(c.owner_id, p_at);
 END
 $$;
 
@@ -623,6 +620,130 @@ $$;
 
 
 -- == money and access (issue 10)
+-- The ledger: invoices fall due after issue, credit pays them first, voided
+-- invoices say why; every movement of money is a ledger entry.
+ALTER TABLE billing.invoices
+	ADD COLUMN due_at timestamptz,
+	ADD COLUMN credit_applied_cents bigint NOT NULL DEFAULT 0 CHECK (credit_applied_cents >= 0),
+	ADD COLUMN void_reason text CHECK (void_reason IN ('canceled', 'plan_changed', 'trial_ended', 'payment_failed', 'incomplete_expired'));
+UPDATE billing.invoices SET due_at = issued_at + interval '3 days' WHERE due_at IS NULL;
+CREATE INDEX invoices_open_due ON billing.invoices (due_at) WHERE status = 'open' AND deleted_at IS NULL;
+CREATE TABLE billing.ledger_entries (
+	id bigserial PRIMARY KEY,
+	user_id text NOT NULL CHECK (user_id <> ''),
+	currency text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
+	-- payment_to_invoice, payment_to_credit: where a payment went;
+	-- credit_to_invoice: credit spent on an invoice; proration_credit: a
+	-- negative proration total; void_to_credit: what was paid toward a voided invoice
+	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
+									   'proration_credit', 'void_to_credit')),
+	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
+	payment_id bigint REFERENCES billing.payments (id),
+	invoice_id bigint REFERENCES billing.invoices (id),
+	at timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	CONSTRAINT payment_entries_name_a_payment CHECK (kind NOT LIKE 'payment%' OR payment_id IS NOT NULL),
+	CONSTRAINT invoice_entries_name_an_invoice CHECK (kind NOT LIKE '%invoice' OR invoice_id IS NOT NULL)
+);
+COMMENT ON TABLE billing.ledger_entries IS 'Where every payment went (invoices, credit) and every movement of credit';
+CREATE INDEX ledger_entries_user ON billing.ledger_entries (user_id, currency);
+CREATE INDEX ledger_entries_payment ON billing.ledger_entries (payment_id) WHERE payment_id IS NOT NULL;
+CREATE INDEX ledger_entries_invoice ON billing.ledger_entries (invoice_id) WHERE invoice_id IS NOT NULL;
+-- Maintenance: a subscription canceled at period end while in dunning ends at its grace end.
+CREATE INDEX subscriptions_canceled_grace ON billing.subscriptions (past_due_since, id)
+	WHERE status = 'canceled' AND past_due_since IS NOT NULL AND ended_at IS NULL AND deleted_at IS NULL
+	  AND stripe_subscription_id IS NULL;
+
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.ledger_entries
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+-- (privileges, ownership and pg_dump registration: the last section)
+
+CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind = 'credit_to_invoice' THEN -e.amount_cents ELSE e.amount_cents END), 0)::bigint
+	  FROM billing.ledger_entries e
+	 WHERE e.user_id = $1 AND e.currency = pg_catalog.lower($2) AND e.deleted_at IS NULL
+	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice')
+$$;
+COMMENT ON FUNCTION billing.credit_balance(text, text) IS
+	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
+
+CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
+	  FROM billing.subscriptions s
+	 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
+	 CROSS JOIN LATERAL (VALUES (s.trial_end), (s.current_period_end), (s.past_due_since + g.grace),
+			((SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
+			   WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL) + g.grace)) AS v (t)
+	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL AND v.t > $2
+$$;
+
+
+CREATE OR REPLACE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS billing.subscription_plans
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT p.*
+	  FROM (SELECT CASE
+				   WHEN s.status = 'trialing' THEN CASE WHEN s.trial_end > $2 THEN s.plan_id END
+				   WHEN s.status IN ('active', 'past_due', 'canceled') THEN
+					   CASE WHEN (s.status <> 'canceled' OR s.current_period_end > $2)
+								 AND (d.dunning_from IS NULL OR d.dunning_from + g.grace > $2)
+							THEN CASE WHEN s.status = 'active' AND s.scheduled_change_at <= $2
+									  THEN s.scheduled_plan_id ELSE s.plan_id END
+					   END
+				   END AS plan_id, 0 AS rank
+			  FROM billing.subscriptions s
+			  LEFT JOIN billing.subscription_plans sp ON sp.id = s.scheduled_plan_id
+			 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
+			 CROSS JOIN LATERAL (SELECT COALESCE(
+					s.past_due_since,
+					(SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
+					  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL),
+					-- a renewal maintenance has not issued yet, that credit will not pay,
+					-- falls due 3 days after the period end (core: kInvoiceDueAfter)
+					CASE WHEN s.status IN ('active', 'past_due') AND s.current_period_end <= $2 AND s.price_cents > 0
+							  AND billing.credit_balance(s.user_id, s.currency)
+								  < COALESCE(sp.price_cents, s.price_cents)
+						 THEN s.current_period_end + interval '3 days' END) AS dunning_from) d
+			 WHERE s.user_id = $1
+			   AND s.deleted_at IS NULL
+			   AND s.started_at <= $2
+			   AND (s.ended_at IS NULL OR s.ended_at > $2)
+			UNION ALL
+			SELECT f.id, 1 FROM billing.subscription_plans f WHERE f.code = 'free') AS candidate
+	  JOIN billing.subscription_plans p ON p.id = candidate.plan_id
+	 ORDER BY candidate.rank
+	 LIMIT 1
+$$;
+COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
+	'The plan whose limits and features apply to the user at the given time';
+
+
+CREATE OR REPLACE FUNCTION billing._queue_upcoming(at timestamptz) RETURNS TABLE (action text, count bigint)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	-- Keyed by user and trial (its start) or period (its end), not by
+	-- subscription row: a plan change during a trial or a same-interval upgrade
+	-- keeps the trial or period, so it is announced once.
+	SELECT 'notified_trial_will_end', pg_catalog.count(*) FILTER (WHERE billing._notify(
+			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' || s.user_id || ':' || billing._micros(s.trial_start), at))
+	  FROM billing.subscriptions s
+	 WHERE s.status = 'trialing' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND s.trial_end > at AND s.trial_end <= at + interval '3 days'
+	UNION ALL
+	-- none for a period that will not be billed (a switch to Free at its end)
+	SELECT 'notified_renewal_upcoming', pg_catalog.count(*) FILTER (WHERE billing._notify(
+			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' || s.user_id || ':' || billing._micros(s.current_period_end), at))
+	  FROM billing.subscriptions s
+	  LEFT JOIN billing.subscription_plans sp ON sp.id = s.scheduled_plan_id
+	 WHERE s.status = 'active' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND NOT s.cancel_at_period_end AND s.price_cents > 0 AND COALESCE(sp.price_cents, 1) > 0
+	   AND s.current_period_end > at AND s.current_period_end <= at + interval '7 days'
+$$;
+
 
 -- == reports and history (issue 11)
 

@@ -18,7 +18,7 @@ const Action kActions[] = {Action::kPaymentSucceeded, Action::kPaymentFailed, Ac
 						   Action::kCancelNow,		  Action::kReactivate,	  Action::kUpgrade,
 						   Action::kScheduleDowngrade, Action::kPause,		  Action::kResume,
 						   Action::kTrialEnd,		  Action::kPeriodEnd,	  Action::kGraceEnd,
-						   Action::kIncompleteTimeout};
+						   Action::kIncompleteTimeout, Action::kInvoiceOverdue};
 
 TEST(StateMachine, EveryPairIsAllowedOrRefusedWithQB010)
 {
@@ -47,7 +47,7 @@ TEST(StateMachine, EveryPairIsAllowedOrRefusedWithQB010)
 			}
 		}
 	}
-	EXPECT_EQ(allowed + refused, 7 * 13);
+	EXPECT_EQ(allowed + refused, 7 * 14);
 	EXPECT_EQ(allowed, static_cast<int>(TransitionTable().size()));
 }
 

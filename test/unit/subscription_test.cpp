@@ -51,7 +51,7 @@ Subscription
 ActiveMonthly()
 {
 	Subscription s = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 12), false, false));
-	return Stored(PaymentSucceeded(s, kProMonthly, At(2026, 1, 31, 12), true));
+	return Stored(PaymentSucceeded(s, kProMonthly, At(2026, 1, 31, 12), false, 0));
 }
 
 void
@@ -108,7 +108,7 @@ TEST(StartTrial, SecondTrialOfTheTierIsQB010)
 TEST(Payment, ConvertsTrialAndStartsFirstPeriodNow)
 {
 	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 9), true, true));
-	Outcome out = PaymentSucceeded(trial, kProMonthly, At(2026, 2, 3, 9), true);
+	Outcome out = PaymentSucceeded(trial, kProMonthly, At(2026, 2, 3, 9), false, 2999);
 	EXPECT_EQ(out.updated.status, Status::kActive);
 	EXPECT_EQ(out.updated.trial_end, At(2026, 2, 3, 9));
 	EXPECT_EQ(out.updated.period_start, At(2026, 2, 3, 9));
@@ -120,7 +120,7 @@ TEST(Payment, ConvertsTrialAndStartsFirstPeriodNow)
 TEST(Payment, TooSmallPaymentLeavesStatusAlone)
 {
 	Subscription s = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 12), false, false));
-	EXPECT_EQ(PaymentSucceeded(s, kProMonthly, At(2026, 1, 31, 13), false).updated.status, Status::kIncomplete);
+	EXPECT_EQ(PaymentSucceeded(s, kProMonthly, At(2026, 1, 31, 13), true, 0).updated.status, Status::kIncomplete);
 }
 
 TEST(Payment, FailureMovesActiveToPastDueAndNotifies)
@@ -283,7 +283,7 @@ TEST(Maintenance, CanceledEndsAtPeriodEndAndScheduledChangeStartsNewPlan)
 	EXPECT_TRUE(ended.fall_back_to_free);
 
 	Subscription yearly = Stored(Subscribe("u", kEnterprise, At(2026, 1, 15), false, false));
-	yearly = PaymentSucceeded(yearly, kEnterprise, At(2026, 1, 15), true).updated;
+	yearly = PaymentSucceeded(yearly, kEnterprise, At(2026, 1, 15), false, 0).updated;
 	Subscription scheduled = ChangePlan(yearly, kEnterprise, kProMonthly, At(2026, 6, 1)).updated;
 	Outcome changed = ApplyDue(scheduled, Action::kPeriodEnd, kEnterprise, kProMonthly, At(2027, 1, 15), grace);
 	EXPECT_EQ(changed.updated.end_reason, "plan_changed");
@@ -293,6 +293,107 @@ TEST(Maintenance, CanceledEndsAtPeriodEndAndScheduledChangeStartsNewPlan)
 	EXPECT_EQ(changed.successor->period_end, At(2027, 2, 15));
 	ASSERT_TRUE(changed.invoice);
 	EXPECT_EQ(changed.invoice->total_cents, 2999);
+}
+
+TEST(Payment, PartialTrialPaymentsAccumulateAsCredit)
+{
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), true, true));
+	// 1000 is held as credit: still trialing; 1000 + 1999 = 2999 covers the first month.
+	EXPECT_EQ(PaymentSucceeded(trial, kProMonthly, At(2030, 1, 2), false, 1000).updated.status, Status::kTrialing);
+	Outcome out = PaymentSucceeded(trial, kProMonthly, At(2030, 1, 3), false, 2999);
+	EXPECT_EQ(out.updated.status, Status::kActive);
+	ASSERT_TRUE(out.invoice);
+	EXPECT_EQ(out.invoice->issued_at, At(2030, 1, 3));
+}
+
+TEST(Payment, NothingToSettleIsRefused)
+{
+	Subscription free = Stored(Subscribe("u", kFree, At(2030, 1, 1), true, true));
+	ExpectSqlState([&] { RequirePayable(free, kFree, false, At(2030, 1, 2)); }, "QB010");
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), true, true));
+	Subscription canceled = Cancel(trial, true, At(2030, 1, 2)).updated;
+	ExpectSqlState([&] { RequirePayable(canceled, kProMonthly, false, At(2030, 1, 3)); }, "QB010");
+	RequirePayable(canceled, kProMonthly, true, At(2030, 1, 3));  // an open invoice can be paid
+}
+
+TEST(ChangePlan, FromFreeIsIncompleteUntilPaid)
+{
+	Subscription free = Stored(Subscribe("u", kFree, At(2030, 1, 1), true, true));
+	Outcome out = ChangePlan(free, kFree, kEnterprise, At(2030, 1, 2));
+	ASSERT_TRUE(out.successor);
+	EXPECT_EQ(out.successor->status, Status::kIncomplete);
+	ASSERT_TRUE(out.invoice);
+	EXPECT_EQ(out.invoice->total_cents, 99900);
+}
+
+TEST(ChangePlan, UnpaidPeriodIsNotCredited)
+{
+	// Monthly from 2030-01-01, renewed 2030-02-01 (28-day period) and not paid:
+	// switching to yearly on 2030-02-02 credits nothing (paid: 27/28 x 2999 = 2892).
+	Subscription s = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), false, false));
+	s = PaymentSucceeded(s, kProMonthly, At(2030, 1, 1), false, 0).updated;
+	s = ApplyDue(s, Action::kPeriodEnd, kProMonthly, std::nullopt, At(2030, 2, 1), 0).updated;
+	Outcome unpaid = ChangePlan(s, kProMonthly, kEnterprise, At(2030, 2, 2), false);
+	EXPECT_EQ(unpaid.invoice->total_cents, 99900);
+	EXPECT_EQ(unpaid.void_reason, "plan_changed");
+	Outcome paid = ChangePlan(s, kProMonthly, kEnterprise, At(2030, 2, 2), true);
+	EXPECT_EQ(paid.invoice->total_cents, 99900 - 2892);
+}
+
+TEST(ChangePlan, SwitchDuringTrialToATierAlreadyTrialedMustBePaid)
+{
+	Subscription trial = Stored(Subscribe("u", kEnterprise, At(2030, 1, 1), true, true));
+	Outcome out = ChangePlan(trial, kEnterprise, kProMonthly, At(2030, 1, 2), true, /*trial_available=*/false);
+	EXPECT_EQ(out.successor->status, Status::kIncomplete);
+	ASSERT_TRUE(out.invoice);
+	EXPECT_EQ(out.invoice->total_cents, 2999);
+	EXPECT_TRUE(TrialAvailable({Tier::kEnterprise}, Tier::kPro));
+	EXPECT_FALSE(TrialAvailable({Tier::kEnterprise, Tier::kPro}, Tier::kPro));
+}
+
+TEST(ChangePlan, PassedTrialIsAClearQB010)
+{
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), true, true));
+	ExpectSqlState([&] { ChangePlan(trial, kProMonthly, kEnterprise, At(2030, 3, 1)); }, "QB010");
+}
+
+TEST(Dunning, OverdueInvoiceStartsDunningLikeAFailedPayment)
+{
+	const Micros grace = 14 * kMicrosPerDay;
+	Subscription s = ActiveMonthly();
+	s.unpaid_due_at = At(2026, 2, 28, 12);
+	EXPECT_EQ(DueAction(s, At(2026, 3, 1), grace), Action::kInvoiceOverdue);
+	Outcome out = ApplyDue(s, Action::kInvoiceOverdue, kProMonthly, std::nullopt, At(2026, 3, 1), grace);
+	EXPECT_EQ(out.updated.status, Status::kPastDue);
+	EXPECT_EQ(out.updated.past_due_since, At(2026, 2, 28, 12));
+}
+
+TEST(Dunning, CannotBeEscapedByCancelAndReactivate)
+{
+	const Micros grace = 14 * kMicrosPerDay;
+	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
+	Subscription canceled = Cancel(past_due, true, At(2026, 2, 2)).updated;
+	// Grace ends 2026-02-15, before the period end (2026-02-28): that wins.
+	EXPECT_EQ(DueAction(canceled, At(2026, 3, 1), grace), Action::kGraceEnd);
+	EXPECT_EQ(Reactivate(canceled, At(2026, 2, 3)).updated.status, Status::kPastDue);
+}
+
+TEST(Dunning, PastDueKeepsAScheduledDowngradeUntilPaid)
+{
+	const Micros grace = 30 * kMicrosPerDay;
+	Subscription s = ChangePlan(ActiveMonthly(), kProMonthly, kFree, At(2026, 2, 10)).updated;
+	s = PaymentFailed(s, At(2026, 2, 20)).updated;
+	Outcome out = ApplyDue(s, Action::kPeriodEnd, kProMonthly, kFree, At(2026, 3, 1), grace);
+	EXPECT_FALSE(out.successor);
+	EXPECT_EQ(out.updated.status, Status::kPastDue);
+}
+
+TEST(Maintenance, EventsAreTakenInTimeOrder)
+{
+	const Micros grace = 14 * kMicrosPerDay;
+	Subscription s = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
+	// The period ends 2026-02-28 12:00; grace ends 2026-02-15 first.
+	EXPECT_EQ(DueAction(s, At(2026, 6, 1), grace), Action::kGraceEnd);
 }
 
 }  // namespace

@@ -1,0 +1,67 @@
+#include "core/ledger.hpp"
+
+#include "core/error.hpp"
+#include "core/money.hpp"
+
+#include <algorithm>
+#include <string>
+
+namespace billing {
+
+void
+RequirePaymentAmount(int64_t amount, bool succeeded)
+{
+	if (amount < 0)
+		throw InvalidParameter("payment amount must not be negative", "Amount given: " + std::to_string(amount) + ".",
+							   "Record refunds with billing.refund().");
+	if (succeeded && amount == 0)
+		throw InvalidParameter("a succeeded payment must be positive", "Amount given: 0.");
+	if (amount > kMaxPaymentCents)
+		throw Error(sqlstate::kNumericValueOutOfRange, "payment amount is too large",
+					"Amount given: " + std::to_string(amount) + "; at most " + std::to_string(kMaxPaymentCents) +
+						" minor units per payment.");
+}
+
+Settlement
+SettlePayment(const std::vector<OpenInvoice> &open, int64_t amount)
+{
+	Settlement s;
+	int64_t left = amount;
+	for (const OpenInvoice &invoice : open) {
+		if (left <= 0)
+			break;
+		if (invoice.amount_due_cents <= 0)
+			continue;
+		int64_t take = std::min(left, invoice.amount_due_cents);
+		s.to_invoices.push_back({invoice.id, take, take == invoice.amount_due_cents});
+		left -= take;
+	}
+	s.to_credit_cents = left;
+	return s;
+}
+
+int64_t
+CreditToApply(int64_t total, int64_t credit_balance)
+{
+	if (total <= 0 || credit_balance <= 0)
+		return 0;
+	return std::min(total, credit_balance);
+}
+
+void
+RequireRefund(int64_t payment_id, int64_t paid, int64_t refunded, int64_t amount, Micros paid_at, Micros at)
+{
+	if (amount <= 0)
+		throw InvalidParameter("refund amount must be positive", "Amount given: " + std::to_string(amount) + ".");
+	if (at < paid_at)
+		throw InvalidParameter("a refund cannot be dated before its payment",
+							   "Payment " + std::to_string(payment_id) + " was made at " + FormatTimestamp(paid_at) +
+								   "; the refund is dated " + FormatTimestamp(at) + ".");
+	if (amount > paid - refunded)
+		throw InvalidParameter("refund exceeds what was paid",
+							   "Payment " + std::to_string(payment_id) + " was " + std::to_string(paid) + " cents; " +
+								   std::to_string(refunded) + " already refunded, " + std::to_string(amount) +
+								   " asked.");
+}
+
+}  // namespace billing

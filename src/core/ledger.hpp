@@ -1,0 +1,48 @@
+// The ledger (Stripe's model): payments settle open invoices oldest first,
+// what is left is the customer's credit balance, and credit is applied to the
+// next invoice before any payment is due. Pure arithmetic; the glue stores
+// each movement as a row of billing.ledger_entries.
+#pragma once
+
+#include "core/calendar.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace billing {
+
+// No single payment or refund above this (10^11 cents = 1 000 000 000.00):
+// 92 million of them still sum inside a bigint, so no report overflows.
+inline constexpr int64_t kMaxPaymentCents = 100'000'000'000LL;
+
+struct OpenInvoice {
+	int64_t id = 0;
+	int64_t amount_due_cents = 0;
+};
+
+struct Allocation {
+	int64_t invoice_id = 0;
+	int64_t amount_cents = 0;
+	bool settles = false;  // the invoice is paid in full by this allocation
+};
+
+struct Settlement {
+	std::vector<Allocation> to_invoices;
+	int64_t to_credit_cents = 0;
+};
+
+// Throws 22023 unless 0 <= amount <= kMaxPaymentCents (positive when succeeded).
+void RequirePaymentAmount(int64_t amount, bool succeeded);
+
+// `open` oldest first; every cent goes to an invoice or to credit.
+Settlement SettlePayment(const std::vector<OpenInvoice> &open, int64_t amount);
+
+// How much of the credit balance a new invoice of `total` takes.
+int64_t CreditToApply(int64_t total, int64_t credit_balance);
+
+// A refund of `amount` from a payment of `paid` (at `paid_at`) of which
+// `refunded` is already refunded: positive, at or after the payment, never
+// more than what is left. Throws 22023.
+void RequireRefund(int64_t payment_id, int64_t paid, int64_t refunded, int64_t amount, Micros paid_at, Micros at);
+
+}  // namespace billing

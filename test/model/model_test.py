@@ -1,0 +1,795 @@
+#!/usr/bin/env python3
+"""Model-based random test of money and access (issue 10).
+
+An independent reference model of the billing rules (written from the README's
+rules, not from src/core) drives random valid and invalid operations on ~50
+users over two simulated years through one long-lived psql process, and after
+every step compares the database with the model and checks the invariants:
+
+  - one current subscription per user; effective_plan(user, t) = the model's
+  - the current subscription's plan and status, the credit balance = the model's
+  - every error the model predicts (by SQLSTATE) and no other
+  - every paid invoice covered by payments and credit; every succeeded payment
+    fully placed on invoices or credit; refunds never above their payment
+  - sum of payments = revenue(); one renewal invoice per billed period, at the
+    grandfathered price; period end after start
+  - run_maintenance twice at the same `at` changes nothing
+
+A failing sequence prints its seed and is shrunk to the fewest steps (replayed
+on a fresh extension), then printed as SQL-ish steps for a pg_regress case.
+
+  python3 test/model/model_test.py --seeds 1,2 --steps 2500 --db billing_model
+Uses PGHOST/PGPORT/PGUSER from the environment (test/run.sh sets them).
+"""
+import argparse
+import copy
+import datetime as dt
+import os
+import random
+import subprocess
+import sys
+import time
+
+UTC = dt.timezone.utc
+DAY = dt.timedelta(days=1)
+GRACE = 14 * DAY
+DUE_AFTER = 3 * DAY
+INCOMPLETE_TIMEOUT = dt.timedelta(hours=23)
+MAX_PAYMENT = 100_000_000_000
+
+# code: (tier, interval, price, trial days)
+PLANS = {
+    'free': ('free', 'monthly', 0, 0),
+    'pro_monthly': ('pro', 'monthly', 2999, 14),
+    'pro_yearly': ('pro', 'yearly', 28800, 14),
+    'enterprise_yearly': ('enterprise', 'yearly', 99900, 30),
+}
+RANK = {'free': 0, 'pro': 1, 'enterprise': 2}
+
+
+class Refused(Exception):
+    def __init__(self, sqlstate, why):
+        super().__init__(f'{sqlstate}: {why}')
+        self.sqlstate = sqlstate
+
+
+# ---------------------------------------------------------------- calendar
+
+def add_months(anchor, n):
+    y, m = divmod(anchor.month - 1 + n, 12)
+    year, month = anchor.year + y, m + 1
+    last = [31, 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28, 31, 30, 31, 30, 31, 31,
+            30, 31, 30, 31][month - 1]
+    return anchor.replace(year=year, month=month, day=min(anchor.day, last))
+
+
+def add_periods(anchor, interval, n):
+    return add_months(anchor, n * (12 if interval == 'yearly' else 1))
+
+
+def next_period_end(anchor, interval, after):
+    k = 1
+    while add_periods(anchor, interval, k) <= after:
+        k += 1
+    return add_periods(anchor, interval, k)
+
+
+def scale(amount, part, whole):
+    # amount * part / whole, half away from zero (all non-negative here)
+    return (2 * amount * part + whole) // (2 * whole)
+
+
+def secs(delta):
+    return int(delta.total_seconds())
+
+
+# ---------------------------------------------------------------- the model
+
+class Sub:
+    def __init__(self, plan, start):
+        self.id = None  # learned from the database
+        self.plan = plan
+        tier, interval, price, _ = PLANS[plan]
+        self.tier, self.interval, self.price = tier, interval, price
+        self.status = 'active'
+        self.started = start
+        self.anchor = None
+        self.pstart = start
+        self.pend = None
+        self.trial_start = self.trial_end = None
+        self.cancel_at_end = False
+        self.past_due_since = None
+        self.scheduled = None
+        self.invoices = []  # dicts: total, credit, paid, due, status, issued, due_at, reason, pstart
+
+
+class User:
+    def __init__(self, name):
+        self.name = name
+        self.sub = None
+        self.credit = 0
+        self.trialed = set()
+        self.payments = []  # dicts: id, amount, at, refunded, succeeded
+
+
+class Model:
+    def __init__(self):
+        self.users = {}
+
+    # -- invoices and credit
+    def issue(self, u, sub, reason, total, issued, pstart):
+        credit = min(total, u.credit) if total > 0 and u.credit > 0 else 0
+        u.credit -= credit
+        if total < 0:
+            u.credit += -total
+        due = max(total, 0) - credit
+        inv = dict(total=total, credit=credit, paid=0, due=due, status='paid' if due == 0 else 'open',
+                   issued=issued, due_at=issued + DUE_AFTER, reason=reason, pstart=pstart)
+        sub.invoices.append(inv)
+        waiting = sub.status == 'incomplete' or sub.past_due_since is not None
+        if due == 0 and waiting and not self.open(sub):
+            self.settled(sub)
+        return inv
+
+    def open(self, sub):
+        return [i for i in sub.invoices if i['status'] == 'open']
+
+    def settled(self, sub):
+        if sub.status in ('incomplete', 'past_due'):
+            sub.status = 'active'
+        sub.past_due_since = None
+
+    def end(self, u, sub, status, when, reason, free=True):
+        sub.status = status
+        sub.ended = when
+        for inv in self.open(sub):
+            inv['status'] = 'void'
+            inv['due'] = 0
+            u.credit += inv['paid'] + inv['credit']
+        sub.scheduled = None
+        if free:
+            u.sub = Sub('free', when)
+
+    # -- time
+    def due_action(self, sub, t):
+        cands = []
+        if sub.status == 'trialing':
+            cands.append(('trial_end', sub.trial_end))
+        elif sub.status == 'incomplete':
+            cands.append(('incomplete_timeout', sub.started + INCOMPLETE_TIMEOUT))
+        elif sub.status in ('active', 'past_due', 'canceled'):
+            if sub.past_due_since is not None:
+                cands.append(('grace_end', sub.past_due_since + GRACE))
+            elif sub.status != 'past_due' and self.open(sub):
+                cands.append(('overdue', min(i['due_at'] for i in self.open(sub))))
+            if sub.pend is not None:
+                cands.append(('period_end', sub.pend))
+        best = None
+        for name, when in cands:
+            if when <= t and (best is None or when < best[1]):
+                best = (name, when)
+        return best
+
+    def catch_up(self, u, t):
+        for _ in range(10000):
+            sub = u.sub
+            due = self.due_action(sub, t)
+            if not due:
+                return
+            action, when = due
+            if action == 'trial_end':
+                self.end(u, sub, 'expired', when, 'trial_ended')
+            elif action == 'incomplete_timeout':
+                self.end(u, sub, 'expired', when, 'incomplete_expired')
+            elif action == 'grace_end':
+                self.end(u, sub, 'expired', when, 'payment_failed')
+            elif action == 'overdue':
+                if sub.status == 'active':
+                    sub.status = 'past_due'
+                sub.past_due_since = when
+            elif sub.status == 'canceled':
+                self.end(u, sub, 'canceled', when, 'canceled')
+            elif sub.scheduled and sub.status != 'past_due':
+                new_plan = sub.scheduled
+                self.end(u, sub, 'canceled', when, 'plan_changed', free=False)
+                nxt = Sub(new_plan, when)
+                u.sub = nxt
+                if nxt.price > 0:
+                    nxt.anchor = when
+                    nxt.pend = add_periods(when, nxt.interval, 1)
+                    self.issue(u, nxt, 'subscription_cycle', nxt.price, when, when)
+            else:
+                end = sub.pend
+                sub.pstart = end
+                sub.pend = next_period_end(sub.anchor or sub.pstart, sub.interval, end)
+                self.issue(u, sub, 'subscription_cycle', sub.price, end, end)
+        raise AssertionError('catch-up did not finish')
+
+    def effective(self, name, t):
+        u = copy.deepcopy(self.users[name])
+        self.catch_up(u, t)
+        s = u.sub
+        if s.status in ('trialing', 'active', 'past_due', 'canceled'):
+            return s.plan
+        return 'free'
+
+    # -- operations; each raises Refused or changes the user
+    def require_current(self, sub, t, target_id):
+        if sub.id != target_id or getattr(sub, 'ended', None) is not None:
+            raise Refused('QB010', 'subscription has ended')
+        if t < sub.started:
+            raise Refused('22023', 'before start')
+
+    def new_subscription(self, u, plan, t, with_trial, trial_only):
+        tier, interval, price, trial_days = PLANS[plan]
+        available = tier not in u.trialed
+        if trial_only:
+            if trial_days <= 0:
+                raise Refused('22023', 'no trial')
+            if not available:
+                raise Refused('QB010', 'trial used')
+        s = Sub(plan, t)
+        if price == 0:
+            return s, None
+        if with_trial and available and trial_days > 0:
+            s.status = 'trialing'
+            s.trial_start, s.trial_end = t, t + trial_days * DAY
+            s.pend = s.trial_end
+            return s, None
+        s.status = 'incomplete'
+        s.anchor = t
+        s.pend = add_periods(t, interval, 1)
+        return s, ('subscription_create', price)
+
+    def subscribe(self, u, plan, t, with_trial, trial_only):
+        self.catch_up(u, t)
+        s, invoice = self.new_subscription(u, plan, t, with_trial, trial_only)
+        cur = u.sub
+        replaceable = (cur.price == 0 and cur.status == 'active') or cur.status == 'incomplete'
+        if cur.plan == plan and cur.status != 'incomplete':
+            raise Refused('QB010', 'already on plan')
+        if not replaceable:
+            raise Refused('QB010', 'cannot subscribe')
+        if t < cur.started:
+            raise Refused('22023', 'before start')
+        self.end(u, cur, 'canceled', t, 'plan_changed', free=False)
+        u.sub = s
+        if s.trial_start is not None:
+            u.trialed.add(s.tier)
+        if invoice:
+            self.issue(u, s, invoice[0], invoice[1], t, t)
+
+    def pay(self, u, target, amount, succeeded, t, currency):
+        if amount < 0 or (succeeded and amount == 0):
+            raise Refused('22023', 'amount')
+        if amount > MAX_PAYMENT:
+            raise Refused('22003', 'too large')
+        self.catch_up(u, t)
+        sub = u.sub
+        if currency != 'usd':
+            raise Refused('22023', 'currency')
+        self.require_current(sub, t, target)
+        if sub.price == 0:
+            raise Refused('QB010', 'free')
+        if sub.status == 'canceled' and not self.open(sub):
+            raise Refused('QB010', 'nothing to pay')
+        if sub.status in ('paused', 'expired'):
+            raise Refused('QB010', 'not allowed')
+        payment = dict(amount=amount, at=t, refunded=0, succeeded=succeeded)
+        if not succeeded:
+            if sub.status == 'active':
+                sub.status = 'past_due'
+            if sub.status in ('past_due', 'canceled') and sub.past_due_since is None:
+                sub.past_due_since = t
+            u.payments.append(payment)
+            return
+        if sub.status == 'trialing' and u.credit + amount >= sub.price:
+            sub.status = 'active'
+            sub.trial_end = t
+            sub.anchor = sub.pstart = t
+            sub.pend = add_periods(t, sub.interval, 1)
+            self.issue(u, sub, 'subscription_create', sub.price, t, t)
+        left = amount
+        for inv in sorted(self.open(sub), key=lambda i: i['issued']):
+            take = min(left, inv['due'])
+            if take <= 0:
+                break
+            inv['paid'] += take
+            inv['due'] -= take
+            left -= take
+            if inv['due'] == 0:
+                inv['status'] = 'paid'
+        u.credit += left
+        if sub.status != 'trialing' and not self.open(sub):
+            self.settled(sub)
+        u.payments.append(payment)
+
+    def cancel(self, u, target, at_end, t):
+        self.catch_up(u, t)
+        sub = u.sub
+        self.require_current(sub, t, target)
+        if sub.price == 0 and sub.pend is None and sub.status == 'active':
+            raise Refused('QB010', 'free')
+        allowed = ('trialing', 'active', 'past_due') if at_end else \
+            ('trialing', 'active', 'past_due', 'canceled', 'paused', 'incomplete')
+        if sub.status not in allowed:
+            raise Refused('QB010', 'transition')
+        if not at_end:
+            sub.cancel_at_end = False
+            self.end(u, sub, 'canceled', t, 'canceled')
+            return
+        sub.status = 'canceled'
+        sub.cancel_at_end = True
+        sub.scheduled = None
+
+    def reactivate(self, u, target, t):
+        self.catch_up(u, t)
+        sub = u.sub
+        self.require_current(sub, t, target)
+        if sub.status != 'canceled':
+            raise Refused('QB010', 'transition')
+        if sub.pend is None or sub.pend <= t:
+            raise Refused('QB010', 'period over')
+        unpaid_trial = sub.trial_end is not None and sub.trial_end > t and sub.anchor is None
+        sub.status = 'trialing' if unpaid_trial else 'past_due' if sub.past_due_since else 'active'
+        sub.cancel_at_end = False
+
+    def is_upgrade(self, a, b):
+        ta, ia, pa, _ = PLANS[a]
+        tb, ib, pb, _ = PLANS[b]
+        if RANK[ta] != RANK[tb]:
+            return RANK[tb] > RANK[ta]
+        if ia != ib:
+            return ib == 'yearly'
+        return pb * (12 if ia == 'yearly' else 1) > pa * (12 if ib == 'yearly' else 1)
+
+    def change_plan(self, u, target, plan, t):
+        orig = u.sub
+        self.catch_up(u, t)
+        sub = u.sub
+        if orig.plan == plan:
+            raise Refused('22023', 'same plan')
+        upgrade = sub.status == 'trialing' or self.is_upgrade(sub.plan, plan)
+        self.require_current(sub, t, target)
+        allowed = ('trialing', 'active')
+        if sub.status not in allowed:
+            raise Refused('QB010', 'transition')
+        if not upgrade:
+            if sub.pend is None:
+                raise Refused('QB010', 'no period')
+            sub.scheduled = plan
+            return
+        period_paid = not self.open(sub)
+        was_trialing = sub.status == 'trialing'
+        old = sub
+        self.end(u, old, 'canceled', t, 'plan_changed', free=False)
+        tier, interval, price, _ = PLANS[plan]
+        nxt = Sub(plan, t)
+        u.sub = nxt
+        if was_trialing:
+            if price == 0:
+                return
+            if tier == old.tier or tier not in u.trialed:
+                nxt.status = 'trialing'
+                nxt.trial_start, nxt.trial_end = old.trial_start, old.trial_end
+                nxt.pend = old.trial_end
+                u.trialed.add(tier)
+                return
+            nxt.status = 'incomplete'
+            nxt.anchor = t
+            nxt.pend = add_periods(t, interval, 1)
+            self.issue(u, nxt, 'subscription_create', price, t, t)
+            return
+        if old.price == 0:
+            nxt.status = 'incomplete'
+            nxt.anchor = t
+            nxt.pend = add_periods(t, interval, 1)
+            self.issue(u, nxt, 'subscription_create', price, t, t)
+            return
+        period = secs(old.pend - old.pstart)
+        unused = secs(old.pend - t)
+        credit = scale(old.price, unused, period) if period_paid else 0
+        if old.interval == interval:
+            nxt.anchor = old.anchor or old.pstart
+            nxt.pstart, nxt.pend = old.pstart, old.pend
+            charge = scale(price, unused, period)
+        else:
+            nxt.anchor = t
+            nxt.pend = add_periods(t, interval, 1)
+            charge = price
+        self.issue(u, nxt, 'subscription_update', charge - credit, t, t)
+
+    def refund(self, u, index, amount, t):
+        if amount <= 0:
+            raise Refused('22023', 'amount')
+        p = u.payments[index]
+        if not p['succeeded']:
+            raise Refused('22023', 'failed payment')
+        if t < p['at']:
+            raise Refused('22023', 'before payment')
+        if amount > p['amount'] - p['refunded']:
+            raise Refused('22023', 'too much')
+        p['refunded'] += amount
+
+
+# ---------------------------------------------------------------- psql
+
+class Psql:
+    def __init__(self, db):
+        self.p = subprocess.Popen(['psql', '-X', '-q', '-A', '-t', '-F', '|', '-d', db, '-v', 'ON_ERROR_STOP=0'],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, bufsize=1)
+        self.run("SET timezone = 'UTC'")
+        self.run("SET client_min_messages = warning")
+
+    def run(self, sql):
+        """Returns (rows, sqlstate or None)."""
+        self.p.stdin.write(sql.rstrip().rstrip(';') + ';\n\\echo __END__ :SQLSTATE\n')
+        self.p.stdin.flush()
+        rows = []
+        while True:
+            line = self.p.stdout.readline()
+            if not line:
+                raise RuntimeError('psql exited')
+            line = line.rstrip('\n')
+            if line.startswith('__END__'):
+                state = line.split()[1] if len(line.split()) > 1 else '00000'
+                errors = [r for r in rows if r.startswith('psql:') or r.startswith('ERROR:')]
+                rows = [r for r in rows if not (r.startswith('psql:') or r.startswith('ERROR:') or
+                                                r.startswith('DETAIL:') or r.startswith('HINT:') or
+                                                r.startswith('CONTEXT:') or r.startswith('LINE ') or
+                                                r.startswith('WARNING:'))]
+                return rows, (None if state == '00000' else (state, errors))
+            rows.append(line)
+
+    def one(self, sql):
+        rows, err = self.run(sql)
+        if err:
+            raise RuntimeError(f'{sql}: {err}')
+        return rows
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait()
+
+
+def ts(t):
+    return "'" + t.strftime('%Y-%m-%d %H:%M:%S') + "+00'"
+
+
+def q(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+# ---------------------------------------------------------------- the run
+
+START = dt.datetime(2030, 1, 1, tzinfo=UTC)
+SPAN = dt.timedelta(days=730)
+
+
+def generate(seed, steps, users):
+    """A reproducible list of steps (t, kind, user, args); time only moves forward."""
+    rng = random.Random(seed)
+    t = START
+    out = []
+    per_step = SPAN / steps
+    user = 'u0'
+    for _ in range(steps):
+        # often the same customer again a few minutes later (pays what it just
+        # subscribed to, changes its mind), else someone else, hours or days later
+        if rng.random() < 0.5:
+            t = t + dt.timedelta(seconds=rng.randrange(1, 900))
+        else:
+            t = t + dt.timedelta(seconds=int(rng.expovariate(1 / (2 * per_step.total_seconds()))))
+            user = f'u{rng.randrange(users)}'
+        r = rng.random()
+        plan = rng.choice(list(PLANS))
+        if r < 0.12:
+            out.append((t, 'subscribe', user, (rng.choice(['pro_monthly', 'pro_monthly', 'pro_yearly', plan]),
+                                               rng.random() < 0.5)))
+        elif r < 0.18:
+            out.append((t, 'start_trial', user, (plan,)))
+        elif r < 0.52:
+            kind = rng.random()
+            # what to pay is decided when the step is played, from the model's
+            # state then: what is due, part of it, more than it, or a fixed amount
+            amount = rng.choice(['due'] * 6 + ['half', 'over', 'over', 2999, 1000, 0, -5, MAX_PAYMENT,
+                                                MAX_PAYMENT + 1, 9223372036854775807])
+            out.append((t, 'pay', user, (amount, kind > 0.1, 'eur' if kind > 0.98 else 'usd')))
+        elif r < 0.58:
+            out.append((t, 'cancel', user, (rng.random() < 0.7,)))
+        elif r < 0.61:
+            out.append((t, 'reactivate', user, ()))
+        elif r < 0.73:
+            out.append((t, 'change_plan', user, (plan,)))
+        elif r < 0.93:
+            out.append((t, 'refund', user, (rng.randrange(1000), rng.choice([100, 1000, 2999, 28800, 0]),
+                                            rng.random() < 0.1)))
+        else:
+            out.append((t, 'maintenance', None, ()))
+    return out
+
+
+# Each query looks at the users of the step ({users}: a SQL array); a
+# maintenance step, and every 50th step, looks at every user.
+INVARIANTS = """
+WITH u AS (SELECT unnest({users}::text[]) AS user_id),
+inv AS (SELECT i.* FROM billing.invoices i JOIN u USING (user_id)),
+pay AS (SELECT p.* FROM billing.payments p JOIN u USING (user_id)),
+placed AS (SELECT e.payment_id, e.invoice_id, e.kind, e.amount_cents FROM billing.ledger_entries e JOIN u USING (user_id))
+SELECT 'two current subscriptions: ' || s.user_id FROM billing.subscriptions s JOIN u USING (user_id)
+ WHERE s.ended_at IS NULL AND s.deleted_at IS NULL GROUP BY s.user_id HAVING count(*) > 1
+UNION ALL
+SELECT 'paid invoice not covered: ' || i.id FROM inv i
+ WHERE i.status = 'paid' AND i.total_cents > 0 AND i.amount_paid_cents + i.credit_applied_cents <> i.total_cents
+UNION ALL
+SELECT 'invoice paid amount differs from its payments: ' || i.id FROM inv i
+  LEFT JOIN (SELECT invoice_id, sum(amount_cents) AS s FROM placed WHERE kind = 'payment_to_invoice'
+			  GROUP BY invoice_id) e ON e.invoice_id = i.id
+ WHERE i.amount_paid_cents <> COALESCE(e.s, 0)
+UNION ALL
+SELECT 'open invoice amounts do not add up: ' || i.id FROM inv i
+ WHERE i.status = 'open' AND i.amount_paid_cents + i.credit_applied_cents + i.amount_due_cents <> i.total_cents
+UNION ALL
+SELECT 'payment not fully placed: ' || p.id FROM pay p
+  LEFT JOIN (SELECT payment_id, sum(amount_cents) AS s FROM placed GROUP BY payment_id) e ON e.payment_id = p.id
+ WHERE (p.status = 'succeeded' AND p.refund_of IS NULL AND p.amount_cents <> COALESCE(e.s, 0))
+	OR (p.status = 'failed' AND e.s IS NOT NULL)
+UNION ALL
+SELECT 'refunds above payment: ' || p.id FROM pay p
+  JOIN (SELECT refund_of, -sum(amount_cents) AS s FROM pay WHERE refund_of IS NOT NULL GROUP BY refund_of) r
+	ON r.refund_of = p.id
+ WHERE r.s > p.amount_cents
+UNION ALL
+SELECT 'refund before its payment: ' || r.id FROM pay r JOIN pay p ON p.id = r.refund_of WHERE r.paid_at < p.paid_at
+UNION ALL
+SELECT 'renewal invoices per period: ' || subscription_id FROM inv
+ WHERE billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL
+ GROUP BY subscription_id, period_start HAVING count(*) > 1
+UNION ALL
+SELECT 'renewal not at the grandfathered price: ' || i.id FROM inv i
+  JOIN billing.subscriptions s ON s.id = i.subscription_id
+ WHERE i.billing_reason = 'subscription_cycle' AND i.total_cents <> s.price_cents
+UNION ALL
+SELECT 'period end not after start: ' || s.id FROM billing.subscriptions s JOIN u USING (user_id)
+ WHERE s.current_period_end IS NOT NULL AND s.current_period_end <= s.current_period_start AND s.ended_at IS NULL
+UNION ALL
+SELECT 'open invoice on an ended subscription: ' || i.id FROM inv i
+  JOIN billing.subscriptions s ON s.id = i.subscription_id WHERE i.status = 'open' AND s.ended_at IS NOT NULL
+"""
+
+# After a step that moved money, and on every full check.
+REVENUE = """
+SELECT 'revenue differs from payments: ' || p.s || ' paid, ' || r.s || ' in revenue()'
+  FROM (SELECT COALESCE(sum(amount_cents), 0) AS s FROM billing.payments WHERE status = 'succeeded') p,
+	   (SELECT COALESCE(sum(value), 0) AS s FROM billing.revenue('2029-12-01', '2032-03-01', 'month')) r
+ WHERE p.s <> r.s
+"""
+
+FINGERPRINT = """
+SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
+  SELECT s::text AS x FROM (SELECT id, status, current_period_end, past_due_since, ended_at, plan_id
+							  FROM billing.subscriptions) s
+  UNION ALL SELECT i::text FROM (SELECT id, status, amount_due_cents FROM billing.invoices) i
+  UNION ALL SELECT count(*)::text FROM billing.ledger_entries
+  UNION ALL SELECT count(*)::text FROM billing.notifications) f
+"""
+
+
+class Failure(Exception):
+    pass
+
+
+def play(db, steps, users, verbose=False, check_every=1):
+    """Plays `steps` on a fresh extension; raises Failure at the first violation."""
+    sql = Psql(db)
+    try:
+        sql.one('DROP EXTENSION IF EXISTS billing CASCADE')
+        sql.one('CREATE EXTENSION billing')
+        model = Model()
+        names = [f'u{i}' for i in range(users)]
+        for name in names:
+            u = User(name)
+            u.sub = Sub('free', START)
+            model.users[name] = u
+            sql.one(f"SELECT billing.subscribe({q(name)}, 'free', {ts(START)})")
+        learn_ids(sql, model, names)
+        for n, step in enumerate(steps):
+            apply_step(sql, model, step, n)
+            everyone = step[1] == 'maintenance' or n % 50 == 0 or n == len(steps) - 1
+            check(sql, model, names if everyone else [step[2]], step[0], n, step, everyone)
+    finally:
+        sql.close()
+
+
+def learn_ids(sql, model, names):
+    rows = sql.one("SELECT user_id, id FROM billing.subscriptions WHERE ended_at IS NULL AND user_id LIKE 'u%'")
+    ids = dict(r.split('|') for r in rows)
+    for name in names:
+        model.users[name].sub.id = int(ids[name])
+
+
+def apply_step(sql, model, step, n):
+    t, kind, name, args = step
+    if kind == 'maintenance':
+        for u in model.users.values():
+            model.catch_up(u, t)
+        rows, err = sql.run(f'SELECT action, count FROM billing.run_maintenance({ts(t)})')
+        if err:
+            raise Failure(f'step {n}: run_maintenance failed: {err}')
+        before = sql.one(FINGERPRINT)
+        again = sql.one(f'SELECT action, count FROM billing.run_maintenance({ts(t)})')
+        after = sql.one(FINGERPRINT)
+        if again or before != after:
+            raise Failure(f'step {n}: run_maintenance twice at {t} changed something: {again}')
+        learn_ids(sql, model, list(model.users))
+        return
+    u = model.users[name]
+    trial = copy.deepcopy(u)
+    expected = None
+    try:
+        call = operation(model, trial, kind, args, t)
+    except Refused as r:
+        expected = r.sqlstate
+        call = operation_sql(model, u, kind, args, t)
+    except IndexError:
+        return  # a refund with no payment to pick: nothing to do
+    rows, err = sql.run(call)
+    got = err[0] if err else None
+    if got != expected:
+        raise Failure(f'step {n} at {t}: {call} -> {err or "ok"}, model expected {expected or "ok"}')
+    if expected is None:
+        model.users[name] = trial
+        if kind == 'pay':
+            trial.payments[-1]['id'] = int(sql.one('SELECT max(id) FROM billing.payments')[0])
+        learn_ids(sql, model, [name])
+
+
+def operation(model, u, kind, args, t):
+    """Applies the step to the model's copy `u`; returns the SQL to run."""
+    call = operation_sql(model, u, kind, args, t)
+    target = u.sub.id
+    if kind == 'subscribe':
+        model.subscribe(u, args[0], t, args[1], False)
+    elif kind == 'start_trial':
+        model.subscribe(u, args[0], t, True, True)
+    elif kind == 'pay':
+        model.pay(u, target, resolve_amount(model, u, args[0], t), args[1], t, args[2])
+    elif kind == 'cancel':
+        model.cancel(u, target, args[0], t)
+    elif kind == 'reactivate':
+        model.reactivate(u, target, t)
+    elif kind == 'change_plan':
+        model.change_plan(u, target, args[0], t)
+    elif kind == 'refund':
+        index, amount, early = args
+        succeeded = [i for i, p in enumerate(u.payments)]
+        if not succeeded:
+            raise IndexError
+        p = succeeded[index % len(succeeded)]
+        when = u.payments[p]['at'] - DAY if early else t
+        model.refund(u, p, amount, when)
+    return call
+
+
+def resolve_amount(model, u, mode, t):
+    if not isinstance(mode, str):
+        return mode
+    now = copy.deepcopy(u)
+    model.catch_up(now, t)
+    due = sum(i['due'] for i in model.open(now.sub))
+    if now.sub.status == 'trialing':
+        due = max(now.sub.price - now.credit, 0)
+    due = max(due, 1)
+    return {'due': due, 'half': max(due // 2, 1), 'over': due + 1000}[mode]
+
+
+def operation_sql(model, u, kind, args, t):
+    sub = u.sub.id
+    if kind == 'subscribe':
+        return f"SELECT status FROM billing.subscribe({q(u.name)}, {q(args[0])}, {ts(t)}, {str(args[1]).lower()})"
+    if kind == 'start_trial':
+        return f"SELECT status FROM billing.start_trial({q(u.name)}, {q(args[0])}, {ts(t)})"
+    if kind == 'pay':
+        amount = resolve_amount(model, u, args[0], t)
+        return (f"SELECT status FROM billing.record_payment({sub}, {amount}, {q(args[2])}, {str(args[1]).lower()},"
+                f" {ts(t)})")
+    if kind == 'cancel':
+        return f"SELECT status FROM billing.cancel({sub}, {str(args[0]).lower()}, {ts(t)})"
+    if kind == 'reactivate':
+        return f"SELECT status FROM billing.reactivate({sub}, {ts(t)})"
+    if kind == 'change_plan':
+        return f"SELECT status FROM billing.change_plan({sub}, {q(args[0])}, {ts(t)})"
+    if kind == 'refund':
+        index, amount, early = args
+        if not u.payments:
+            raise IndexError
+        p = u.payments[index % len(u.payments)]
+        when = p['at'] - DAY if early else t
+        return f"SELECT amount_cents FROM billing.refund({p['id']}, {amount}, {ts(when)})"
+    raise ValueError(kind)
+
+
+def check(sql, model, names, t, n, step, everyone):
+    array = "ARRAY[" + ",".join(q(x) for x in names) + "]"
+    problems = sql.one(INVARIANTS.format(users=array))
+    if everyone or step[1] in ('pay', 'refund'):
+        problems += sql.one(REVENUE)
+    if problems:
+        raise Failure(f'step {n} at {t} ({step[1]} {step[2]}): ' + '; '.join(problems[:5]))
+    rows = sql.one(
+        "SELECT s.user_id, p.code, s.status, billing.credit_balance(s.user_id), (billing.effective_plan(s.user_id, "
+        f"{ts(t)})).code FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id"
+        f" WHERE s.ended_at IS NULL AND s.user_id = ANY({array})")
+    seen = set()
+    for row in rows:
+        name, plan, status, credit, effective = row.split('|')
+        seen.add(name)
+        u = model.users[name]
+        want = (u.sub.plan, u.sub.status, u.credit, model.effective(name, t))
+        got = (plan, status, int(credit), effective)
+        if want != got:
+            raise Failure(f'step {n} at {t} ({step[1]} {step[2]}): {name} is (plan, status, credit, effective) '
+                          f'{got}, model says {want}')
+    if seen != set(names):
+        raise Failure(f'step {n}: users without a current subscription: {set(names) - seen}')
+    if everyone:
+        for name, u in model.users.items():
+            if u.credit < 0:
+                raise Failure(f'step {n}: the model gives {name} a negative credit')
+
+
+def shrink(db, steps, users, failing):
+    """Delta debugging: removes chunks of steps while the run still fails."""
+    chunk = len(steps) // 2
+    while chunk >= 1:
+        i = 0
+        while i < len(steps):
+            candidate = steps[:i] + steps[i + chunk:]
+            try:
+                play(db, candidate, users)
+            except Failure as f:
+                steps, failing = candidate, f
+                print(f'   shrunk to {len(steps)} steps', flush=True)
+                continue
+            i += chunk
+        chunk //= 2
+    return steps, failing
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--seeds', default='1,2')
+    ap.add_argument('--steps', type=int, default=2500)
+    ap.add_argument('--users', type=int, default=50)
+    ap.add_argument('--db', default='billing_model')
+    ap.add_argument('--no-shrink', action='store_true')
+    args = ap.parse_args()
+    subprocess.run(['psql', '-X', '-q', '-d', 'postgres', '-c', f'DROP DATABASE IF EXISTS {args.db}',
+                    '-c', f'CREATE DATABASE {args.db}'], check=True)
+    total = 0
+    started = time.time()
+    failed = False
+    for seed in [int(s) for s in args.seeds.split(',')]:
+        steps = generate(seed, args.steps, args.users)
+        t0 = time.time()
+        try:
+            play(args.db, steps, args.users)
+            total += len(steps)
+            print(f'seed {seed}: {len(steps)} steps, {args.users} users, no violation ({time.time() - t0:.1f} s)',
+                  flush=True)
+        except Failure as f:
+            failed = True
+            print(f'seed {seed}: VIOLATION {f}', flush=True)
+            if not args.no_shrink:
+                small, why = shrink(args.db, steps, args.users, f)
+                print(f'seed {seed}: shrunk to {len(small)} steps: {why}')
+                for t, kind, name, a in small:
+                    print(f'   {t.isoformat()} {kind} {name or ""} {a}')
+    print(f'{total} steps without violation in {time.time() - started:.1f} s', flush=True)
+    subprocess.run(['psql', '-X', '-q', '-d', 'postgres', '-c', f'DROP DATABASE IF EXISTS {args.db}'])
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == '__main__':
+    main()

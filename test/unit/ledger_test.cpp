@@ -1,0 +1,62 @@
+// The ledger's arithmetic: settlement oldest first, credit, refund bounds.
+#include "core/error.hpp"
+#include "core/ledger.hpp"
+
+#include <gtest/gtest.h>
+
+namespace billing {
+namespace {
+
+TEST(Ledger, OverpaymentSettlesOldestFirstThenCredit)
+{
+	// Case 1: February (2999) and March (2999) open; 5998 pays both, nothing left.
+	Settlement s = SettlePayment({{10, 2999}, {11, 2999}}, 5998);
+	ASSERT_EQ(s.to_invoices.size(), 2u);
+	EXPECT_EQ(s.to_invoices[0].invoice_id, 10);
+	EXPECT_TRUE(s.to_invoices[0].settles);
+	EXPECT_TRUE(s.to_invoices[1].settles);
+	EXPECT_EQ(s.to_credit_cents, 0);
+	// 7000 on one 2999 invoice: 4001 credit.
+	s = SettlePayment({{10, 2999}}, 7000);
+	EXPECT_EQ(s.to_credit_cents, 4001);
+}
+
+TEST(Ledger, PartialPaymentsAccumulate)
+{
+	Settlement s = SettlePayment({{10, 2999}}, 1000);
+	ASSERT_EQ(s.to_invoices.size(), 1u);
+	EXPECT_EQ(s.to_invoices[0].amount_cents, 1000);
+	EXPECT_FALSE(s.to_invoices[0].settles);
+	EXPECT_EQ(s.to_credit_cents, 0);
+}
+
+TEST(Ledger, CreditAppliesBeforePayment)
+{
+	EXPECT_EQ(CreditToApply(2999, 4001), 2999);
+	EXPECT_EQ(CreditToApply(2999, 1000), 1000);
+	EXPECT_EQ(CreditToApply(-500, 1000), 0);
+}
+
+TEST(Ledger, AmountsAreBounded)
+{
+	try {
+		RequirePaymentAmount(9223372036854775807LL, true);
+		ADD_FAILURE();
+	} catch (const Error &e) {
+		EXPECT_EQ(e.sqlstate(), "22003");
+	}
+	RequirePaymentAmount(kMaxPaymentCents, true);
+	EXPECT_THROW(RequirePaymentAmount(0, true), Error);
+	RequirePaymentAmount(0, false);
+}
+
+TEST(Ledger, RefundsAreBoundedAndDatedAfterThePayment)
+{
+	RequireRefund(1, 2999, 0, 2999, 100, 100);
+	EXPECT_THROW(RequireRefund(1, 2999, 2999, 1, 100, 200), Error);  // the second of two concurrent refunds
+	EXPECT_THROW(RequireRefund(1, 2999, 0, 10, 100, 99), Error);      // before its payment
+	EXPECT_THROW(RequireRefund(1, 2999, 0, 0, 100, 200), Error);
+}
+
+}  // namespace
+}  // namespace billing
