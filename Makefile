@@ -52,7 +52,8 @@ billing--$(EXTVERSION).sql: $(SQL_PARTS)
 
 EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
-.PHONY: demo test deps unit bench soak
+
+.PHONY: demo test deps unit bench bench-scale soak
 deps:
 	bash test/deps.sh
 
@@ -68,3 +69,7 @@ soak: deps
 
 bench: deps
 	bash bench/run.sh
+
+# the scale book (1,000,000 users) and the paths measured on it: bench/scale/README.md
+bench-scale: deps
+	bash bench/scale/run.sh

@@ -50,9 +50,9 @@ SELECT status, count(*) FROM billing.subscriptions WHERE user_id LIKE 'scale-%' 
 -- == per-row helpers are inlined: RETURN bodies, no SET clause
 SELECT p.proname, p.proconfig IS NULL AS no_set, p.prosqlbody IS NOT NULL AS bound_body
   FROM pg_proc p WHERE p.pronamespace = 'billing'::regnamespace
-   AND p.proname IN ('_micros', '_interval_micros', '_due_at') ORDER BY 1;
-SELECT pg_temp.plan($q$SELECT billing._micros(s.started_at), billing._interval_micros(interval '1 day')
-	FROM billing.subscriptions s$q$) !~ '_micros' AS inlined;
+   AND p.proname IN ('_micros', '_interval_micros', '_due_at', '_next_invoice_number') ORDER BY 1;
+SELECT pg_temp.plan($q$SELECT billing._micros(s.started_at), billing._interval_micros(interval '1 day'),
+	billing._next_invoice_number(s.started_at) FROM billing.subscriptions s$q$) !~ '_micros|_next_invoice_number' AS inlined;
 SELECT billing._micros('1970-01-01 00:00:01.000001+00'), billing._micros('2026-03-29 01:30+02'),
 	   billing._micros('1969-12-31 23:59:59+00'), billing._interval_micros('1 day 2 hours');
 

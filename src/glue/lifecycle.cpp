@@ -470,9 +470,10 @@ ApplyToSubscription(FunctionCallInfo fcinfo, Outcome (*operation)(const Subscrip
 	return ReturnSubscription(spi, saved.subscription_id);
 }
 
-// run_maintenance reads what is due in two phases, each served by its own
-// index (src/sql/02_tables.sql): what time made due (subscriptions_due), then
-// past_due subscriptions whose grace ended (subscriptions_grace). Arguments:
+// run_maintenance reads what is due in phases, each served by its own index
+// (src/sql/02_tables.sql): what time made due (subscriptions_due), then
+// past_due subscriptions whose grace ended (subscriptions_grace), and so on
+// below. Arguments:
 // due by, keyset (due time, id) to start after, page size. Column 2 is the
 // due time in the core's microseconds, for the keyset.
 struct DuePhase {

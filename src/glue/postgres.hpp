@@ -53,6 +53,8 @@ extern "C" {
 #include "catalog/pg_class.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
+#include "tcop/tcopprot.h"
+#include "catalog/pg_collation.h"
 }
 
 #undef snprintf

@@ -5,9 +5,4 @@ CREATE TYPE billing.billing_interval AS ENUM ('monthly', 'yearly', 'lifetime');
 
 -- Touches updated_at on every update of a billing table.
 CREATE FUNCTION billing._touch_updated_at() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	NEW.updated_at := pg_catalog.now();
-	RETURN NEW;
-END
-$$;
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_touch_updated_at';

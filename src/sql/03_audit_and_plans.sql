@@ -1,32 +1,11 @@
--- Audit: every insert and update on the business tables is logged with the
+-- Audit: every insert, update and delete on the business tables is logged with the
 -- database role and the application user (SET billing.app_user = '...').
 -- Values of settings whose key contains "secret" are never logged in clear.
+-- A C++ trigger (src/glue/audit.cpp): it inserts the audit row as the
+-- table's owner through a statement prepared once per backend, and skips the
+-- rows pg_restore loads (billing._restoring()).
 CREATE FUNCTION billing._audit() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	new_json jsonb := CASE WHEN TG_OP <> 'DELETE' THEN pg_catalog.to_jsonb(NEW) END;
-	old_json jsonb := CASE WHEN TG_OP <> 'INSERT' THEN pg_catalog.to_jsonb(OLD) END;
-BEGIN
-	-- pg_restore loading the dumped audit log must not log its own loading
-	IF billing._restoring() THEN
-		RETURN NULL;
-	END IF;
-	IF TG_TABLE_NAME = 'settings' THEN
-		IF new_json ->> 'key' LIKE '%secret%' THEN
-			new_json := new_json || '{"value": "********"}';
-		END IF;
-		IF old_json ->> 'key' LIKE '%secret%' THEN
-			old_json := old_json || '{"value": "********"}';
-		END IF;
-	END IF;
-	INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)
-	VALUES (TG_TABLE_NAME,
-			COALESCE(new_json, old_json) ->> TG_ARGV[0],
-			TG_OP, old_json, new_json,
-			NULLIF(pg_catalog.current_setting('billing.app_user', true), ''));
-	RETURN NULL;
-END
-$$;
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_audit';
 
 -- Internal: true while a dump is being restored, that is while a superuser's
 -- COPY billing.<table> ... FROM stdin (what pg_restore and a plain-format dump
@@ -34,10 +13,7 @@ $$;
 -- (the dumped audit log already holds their history) and replace the rows
 -- CREATE EXTENSION has just seeded.
 CREATE FUNCTION billing._restoring() RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT pg_catalog.current_query() ~* '^\s*COPY\s+billing\.\S+.*\sFROM\s+stdin'
-	   AND COALESCE((SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = session_user), false)
-$$;
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_restoring';
 
 -- A restored setting replaces the default CREATE EXTENSION has just seeded.
 CREATE FUNCTION billing._settings_restored() RETURNS trigger

@@ -12,6 +12,21 @@ $$;
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
 
+-- Internal: the start of the first renewal that credit does not pay: periods
+-- keep their anchor day (UTC), as the core's calendar does; `paid` renewals
+-- from `first` on are paid from credit.
+CREATE FUNCTION billing._unpaid_renewal_at(anchor timestamptz, every billing.billing_interval, first timestamptz,
+										   paid bigint) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN paid = 0 OR every = 'lifetime' THEN first ELSE
+		pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', anchor) + pg_catalog.make_interval(months =>
+			((pg_catalog.date_part('year', pg_catalog.timezone('UTC', first))
+			  - pg_catalog.date_part('year', pg_catalog.timezone('UTC', anchor))) * 12
+			 + pg_catalog.date_part('month', pg_catalog.timezone('UTC', first))
+			 - pg_catalog.date_part('month', pg_catalog.timezone('UTC', anchor))
+			 + LEAST(paid, 10000) * CASE every WHEN 'yearly' THEN 12 ELSE 1 END)::integer)) END
+$$;
+
 -- The plan whose limits and features apply to a user at a given time (SPEC §2,
 -- §3, §8), computed for that time whether or not maintenance has run since:
 -- a trial until its end; active, past_due or canceled until the grace period
@@ -39,12 +54,18 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 					s.past_due_since,
 					(SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
 					  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL),
-					-- a renewal maintenance has not issued yet, that credit will not pay,
-					-- falls due 3 days after the period end (core: kInvoiceDueAfter)
+					-- the first renewal maintenance has not issued yet that the credit
+					-- balance will not pay falls due 3 days after it is issued (core:
+					-- kInvoiceDueAfter); after a scheduled change, the new plan's first
+					-- invoice comes at the change. Stripe renews its own subscriptions.
 					CASE WHEN s.status IN ('active', 'past_due') AND s.current_period_end <= $2 AND s.price_cents > 0
-							  AND billing.credit_balance(s.user_id, s.currency)
-								  < COALESCE(sp.price_cents, s.price_cents)
-						 THEN s.current_period_end + interval '3 days' END) AS dunning_from) d
+							  AND s.stripe_subscription_id IS NULL AND COALESCE(sp.price_cents, 1) > 0
+						 THEN billing._unpaid_renewal_at(
+								  CASE WHEN sp.id IS NULL THEN COALESCE(s.billing_anchor, s.current_period_start)
+									   ELSE s.current_period_end END,
+								  COALESCE(sp.billing_interval, s.billing_interval), s.current_period_end,
+								  billing.credit_balance(s.user_id, s.currency) / COALESCE(sp.price_cents, s.price_cents))
+							  + interval '3 days' END) AS dunning_from) d
 			 WHERE s.user_id = $1
 			   AND s.deleted_at IS NULL
 			   AND s.started_at <= $2

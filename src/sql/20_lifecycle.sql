@@ -33,11 +33,12 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN (EXTRACT(epoch FROM i) * 1000000)::bigint;
 
 -- Internal: a human-readable, unique invoice number such as INV-202601-000042.
+-- A RETURN body without a SET clause, bound when created: inlined per row.
 CREATE FUNCTION billing._next_invoice_number(at timestamptz) RETURNS text
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT 'INV-' || pg_catalog.to_char(at AT TIME ZONE 'UTC', 'YYYYMM') || '-'
-		|| pg_catalog.lpad(pg_catalog.nextval('billing.invoice_number_seq')::text, 6, '0')
-$$;
+LANGUAGE sql VOLATILE
+RETURN 'INV-' OPERATOR(pg_catalog.||) pg_catalog.to_char(pg_catalog.timezone('UTC', at), 'YYYYMM')
+	OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||)
+	pg_catalog.lpad(pg_catalog.nextval('billing.invoice_number_seq')::text, 6, '0');
 
 -- Internal: queues a notification once and announces it.
 CREATE FUNCTION billing._notify(user_id text, subscription_id bigint, kind text, dedupe_key text, due_at timestamptz)

@@ -671,6 +671,21 @@ $$;
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
 
+-- Internal: the start of the first renewal that credit does not pay: periods
+-- keep their anchor day (UTC), as the core's calendar does; `paid` renewals
+-- from `first` on are paid from credit.
+CREATE FUNCTION billing._unpaid_renewal_at(anchor timestamptz, every billing.billing_interval, first timestamptz,
+										   paid bigint) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN paid = 0 OR every = 'lifetime' THEN first ELSE
+		pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', anchor) + pg_catalog.make_interval(months =>
+			((pg_catalog.date_part('year', pg_catalog.timezone('UTC', first))
+			  - pg_catalog.date_part('year', pg_catalog.timezone('UTC', anchor))) * 12
+			 + pg_catalog.date_part('month', pg_catalog.timezone('UTC', first))
+			 - pg_catalog.date_part('month', pg_catalog.timezone('UTC', anchor))
+			 + LEAST(paid, 10000) * CASE every WHEN 'yearly' THEN 12 ELSE 1 END)::integer)) END
+$$;
+
 CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
@@ -703,12 +718,18 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 					s.past_due_since,
 					(SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
 					  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL),
-					-- a renewal maintenance has not issued yet, that credit will not pay,
-					-- falls due 3 days after the period end (core: kInvoiceDueAfter)
+					-- the first renewal maintenance has not issued yet that the credit
+					-- balance will not pay falls due 3 days after it is issued (core:
+					-- kInvoiceDueAfter); after a scheduled change, the new plan's first
+					-- invoice comes at the change. Stripe renews its own subscriptions.
 					CASE WHEN s.status IN ('active', 'past_due') AND s.current_period_end <= $2 AND s.price_cents > 0
-							  AND billing.credit_balance(s.user_id, s.currency)
-								  < COALESCE(sp.price_cents, s.price_cents)
-						 THEN s.current_period_end + interval '3 days' END) AS dunning_from) d
+							  AND s.stripe_subscription_id IS NULL AND COALESCE(sp.price_cents, 1) > 0
+						 THEN billing._unpaid_renewal_at(
+								  CASE WHEN sp.id IS NULL THEN COALESCE(s.billing_anchor, s.current_period_start)
+									   ELSE s.current_period_end END,
+								  COALESCE(sp.billing_interval, s.billing_interval), s.current_period_end,
+								  billing.credit_balance(s.user_id, s.currency) / COALESCE(sp.price_cents, s.price_cents))
+							  + interval '3 days' END) AS dunning_from) d
 			 WHERE s.user_id = $1
 			   AND s.deleted_at IS NULL
 			   AND s.started_at <= $2
@@ -789,6 +810,19 @@ RETURN (EXTRACT(epoch FROM t OPERATOR(pg_catalog.-) '1970-01-01 00:00:00+00'::ti
 CREATE OR REPLACE FUNCTION billing._interval_micros(i interval) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN (EXTRACT(epoch FROM i) * 1000000)::bigint;
+
+-- the audit and updated_at triggers in C++ (the triggers keep their functions' OIDs)
+CREATE OR REPLACE FUNCTION billing._audit() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_audit';
+CREATE OR REPLACE FUNCTION billing._touch_updated_at() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_touch_updated_at';
+CREATE OR REPLACE FUNCTION billing._restoring() RETURNS boolean
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_restoring';
+CREATE OR REPLACE FUNCTION billing._next_invoice_number(at timestamptz) RETURNS text
+LANGUAGE sql VOLATILE
+RETURN 'INV-' OPERATOR(pg_catalog.||) pg_catalog.to_char(pg_catalog.timezone('UTC', at), 'YYYYMM')
+	OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||)
+	pg_catalog.lpad(pg_catalog.nextval('billing.invoice_number_seq')::text, 6, '0');
 
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
