@@ -331,11 +331,20 @@ struct Persisted {
 	std::optional<int64_t> invoice_id;
 };
 
+// The subscription history (billing.subscription_history) dates the changes
+// this transaction writes at `at`, not at the clock.
+void
+DeclareChangeTime(Spi &spi, Micros at)
+{
+	spi.Execute("SELECT billing._set_change_at($1)", {SqlArg::Timestamp(ToPgTime(at))});
+}
+
 // Writes what the core decided, in an order the one-current index accepts.
 Persisted
 PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 {
 	Persisted result{out.updated.id, std::nullopt};
+	DeclareChangeTime(spi, at);
 	if (out.updated.id != 0)
 		SaveSubscription(spi, out.updated);
 	else

@@ -23,6 +23,9 @@ namespace {
 // are defined here may be set once the module is loaded (the prefix is
 // reserved), so it must be defined even though C++ code does not read it.
 char *app_user = nullptr;
+// When the subscription changes being written take effect, for the history
+// trigger (billing._change_at reads it); set by billing._set_change_at.
+char *change_at = nullptr;
 }  // namespace
 
 namespace {
@@ -71,6 +74,12 @@ _PG_init(void)
 							   gettext_noop("The application user the audit log records for this session's changes."),
 							   gettext_noop("Set by the application, e.g. SET billing.app_user = 'alice@example.com'."),
 							   &billing::glue::app_user, "", PGC_USERSET, 0, nullptr, nullptr, nullptr);
+	DefineCustomStringVariable("billing.change_at",
+							   gettext_noop("Internal: when the subscription changes being written take effect."),
+							   gettext_noop("Set by billing's own functions (billing._set_change_at) for the subscription "
+											"history; microseconds since 1970-01-01 UTC."),
+							   &billing::glue::change_at, "", PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr,
+							   nullptr, nullptr);
 	MarkGUCPrefixReserved("billing");
 	billing::glue::RegisterCounterInvalidation();
 }

@@ -226,7 +226,8 @@ CREATE TABLE billing.usage_records (
 	quantity bigint NOT NULL CHECK (quantity >= 0),
 	recorded_at timestamptz NOT NULL,
 	idempotency_key text,
-	-- false until billing.rollup_usage() has added it to billing.usage_daily
+	-- 0.2.0's rollup mark, no longer written: what is not rolled up yet is in
+	-- billing.usage_pending, so the rollup never updates this (large) table
 	rolled_up boolean NOT NULL DEFAULT false,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -235,8 +236,6 @@ CREATE TABLE billing.usage_records (
 COMMENT ON TABLE billing.usage_records IS 'Metered usage events, rolled up daily into billing.usage_daily';
 CREATE UNIQUE INDEX usage_records_idempotency
 	ON billing.usage_records (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
--- The rollup reads only what has not been rolled up yet.
-CREATE INDEX usage_records_pending ON billing.usage_records (recorded_at) WHERE NOT rolled_up;
 CREATE INDEX usage_records_user_metric ON billing.usage_records (user_id, metric, recorded_at);
 
 CREATE TABLE billing.usage_daily (

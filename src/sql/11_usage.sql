@@ -4,6 +4,66 @@
 -- counter rows (usage_pending), so an insert writes nothing more; the rollup
 -- moves those counts into usage_daily too.
 
+-- What has not been rolled up yet: one row per usage record, written by a
+-- statement-level trigger in the same transaction as the record and deleted
+-- by the rollup that adds it to billing.usage_daily. The rollup reads only
+-- this small table, never the records' history; a record committed late by a
+-- concurrent transaction is still here for the next rollup (there is no
+-- watermark it could fall behind). The records themselves are never updated.
+CREATE TABLE billing.usage_pending (
+	record_id bigint PRIMARY KEY,
+	user_id text NOT NULL,
+	metric text NOT NULL,
+	quantity bigint NOT NULL,
+	recorded_at timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.usage_pending IS 'Usage records not rolled up into billing.usage_daily yet';
+CREATE INDEX usage_pending_user_metric ON billing.usage_pending (user_id, metric, recorded_at);
+CREATE INDEX usage_pending_recorded ON billing.usage_pending (recorded_at);
+
+CREATE FUNCTION billing._usage_recorded() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- pg_restore loads the dumped pending rows itself
+	IF billing._restoring() THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
+	SELECT n.id, n.user_id, n.metric, n.quantity, n.recorded_at FROM new_rows n
+	 WHERE n.deleted_at IS NULL AND NOT n.rolled_up;
+	RETURN NULL;
+END
+$$;
+
+-- A record edited before its rollup is rolled up as edited; one deleted or
+-- soft-deleted before its rollup is not rolled up.
+CREATE FUNCTION billing._usage_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		DELETE FROM billing.usage_pending p USING old_rows o WHERE p.record_id = o.id;
+		RETURN NULL;
+	END IF;
+	DELETE FROM billing.usage_pending p USING new_rows n WHERE p.record_id = n.id AND n.deleted_at IS NOT NULL;
+	UPDATE billing.usage_pending p
+	   SET user_id = n.user_id, metric = n.metric, quantity = n.quantity, recorded_at = n.recorded_at
+	  FROM new_rows n
+	 WHERE p.record_id = n.id
+	   AND (p.user_id, p.metric, p.quantity, p.recorded_at) IS DISTINCT FROM (n.user_id, n.metric, n.quantity, n.recorded_at);
+	RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER usage_recorded AFTER INSERT ON billing.usage_records
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_recorded();
+CREATE TRIGGER usage_updated AFTER UPDATE ON billing.usage_records
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_changed();
+CREATE TRIGGER usage_deleted AFTER DELETE ON billing.usage_records
+	REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_changed();
+
 CREATE FUNCTION billing.record_usage(user_id text, metric text, quantity bigint DEFAULT 1,
 									 at timestamptz DEFAULT pg_catalog.now(), idempotency_key text DEFAULT NULL)
 RETURNS billing.usage_records
@@ -59,12 +119,12 @@ BEGIN
 	IF upto IS NULL OR NOT pg_catalog.isfinite(upto) THEN
 		RAISE EXCEPTION 'argument "upto" must be a finite timestamp' USING ERRCODE = '22023';
 	END IF;
-	-- The partial index on NOT rolled_up makes this read only the new rows;
-	-- marking them under their row locks makes concurrent rollups add each once.
+	-- Only the pending set is read. Deleting each row under its row lock makes
+	-- concurrent rollups add it once (the second waits, then finds it gone).
 	WITH taken AS (
-		UPDATE billing.usage_records r SET rolled_up = true
-		 WHERE NOT r.rolled_up AND r.recorded_at < upto AND r.deleted_at IS NULL
-		RETURNING r.user_id, r.metric, (r.recorded_at AT TIME ZONE 'UTC')::date AS day, r.quantity),
+		DELETE FROM billing.usage_pending p
+		 WHERE p.recorded_at < upto
+		RETURNING p.user_id, p.metric, (p.recorded_at AT TIME ZONE 'UTC')::date AS day, p.quantity),
 	summed AS (
 		SELECT t.user_id, t.metric, t.day, pg_catalog.sum(t.quantity) AS quantity, pg_catalog.count(*) AS n
 		  FROM taken t GROUP BY 1, 2, 3),
@@ -95,7 +155,8 @@ COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
 	'Adds usage that arrived since the last rollup to the daily totals; run_maintenance calls it';
 
 -- Exact usage for whole UTC days: from's day (inclusive) to to's day
--- (exclusive). Rolled-up days plus everything not rolled up yet.
+-- (exclusive). Rolled-up days, the records not rolled up yet, and the quota
+-- triggers' counts; every part is an index range (no cast of a column).
 CREATE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, to_time timestamptz)
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -103,12 +164,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id = $1 AND d.metric = $2 AND d.day >= span.d0 AND d.day < span.d1
 						 AND d.deleted_at IS NULL), 0)
-		  + COALESCE((SELECT pg_catalog.sum(r.quantity) FROM billing.usage_records r, span
-					   WHERE r.user_id = $1 AND r.metric = $2 AND NOT r.rolled_up AND r.deleted_at IS NULL
-						 AND (r.recorded_at AT TIME ZONE 'UTC')::date >= span.d0
-						 AND (r.recorded_at AT TIME ZONE 'UTC')::date < span.d1), 0)
-		  + COALESCE((SELECT pg_catalog.sum(q.usage_pending) FROM billing.quota_counters q, span
-					   WHERE q.owner_id = $1 AND billing._quota_metric(q.attachment_id) = $2
+		  + COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
+					   WHERE p.user_id = $1 AND p.metric = $2
+						 AND p.recorded_at >= span.d0::timestamp AT TIME ZONE 'UTC'
+						 AND p.recorded_at < span.d1::timestamp AT TIME ZONE 'UTC'), 0)
+		  + COALESCE((SELECT pg_catalog.sum(q.usage_pending)
+						FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id, span
+					   WHERE q.owner_id = $1 AND q.usage_pending > 0
+						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END = $2
 						 AND q.usage_day >= span.d0 AND q.usage_day < span.d1), 0))::bigint
 $$;
 COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS

@@ -2,82 +2,258 @@
 -- and groups money by currency; amounts are exact (numeric, never float).
 -- Time series come back as (time, metric, value) rows for Grafana.
 
--- Internal: was this subscription paying at `at`? Paying means a paid plan
--- after its trial, not paused, not incomplete, and not yet ended. A canceled
--- subscription pays until its period ends (Stripe keeps it active until then);
--- one that ended unpaid (trial or incomplete) never paid.
-CREATE FUNCTION billing._paying_at(s billing.subscriptions, at timestamptz) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT s.price_cents > 0
-	   AND s.deleted_at IS NULL
-	   AND s.billing_interval <> 'lifetime'
-	   AND s.started_at <= at
-	   AND (s.ended_at IS NULL OR s.ended_at > at)
-	   AND (s.trial_end IS NULL OR s.trial_end <= at)
-	   AND COALESCE(s.end_reason, '') NOT IN ('trial_ended', 'incomplete_expired')
-	   AND s.status NOT IN ('incomplete', 'trialing')
-	   AND NOT (s.status = 'paused' AND s.paused_at <= at)
-	   AND NOT (s.status = 'canceled' AND s.ended_at IS NULL AND s.current_period_end <= at)
+-- Subscription history (SPEC §8 "History"): every change of a subscription's
+-- status, plan, price or period is kept as an interval [valid_from, valid_to).
+-- Rows are only appended; the one update closes the open interval (valid_to
+-- from 'infinity' to the time of the next change). Written by statement-level
+-- triggers on billing.subscriptions, so every writer (the C++ lifecycle, the
+-- Stripe path, maintenance, a DBA's UPDATE) records it in the same transaction.
+CREATE TABLE billing.subscription_history (
+	id bigserial PRIMARY KEY,
+	-- a subscription deleted outright (not soft-deleted) takes its history along
+	subscription_id bigint NOT NULL REFERENCES billing.subscriptions (id) ON DELETE CASCADE,
+	-- the subscription's columns as they were (billing.subscriptions holds
+	-- their constraints)
+	user_id text,
+	plan_id bigint,
+	status billing.subscription_status,
+	-- the status before this change (NULL for the first interval)
+	previous_status billing.subscription_status,
+	price_cents bigint,
+	currency text,
+	billing_interval billing.billing_interval,
+	current_period_start timestamptz,
+	current_period_end timestamptz,
+	trial_start timestamptz,
+	trial_end timestamptz,
+	cancel_at_period_end boolean,
+	canceled_at timestamptz,
+	ended_at timestamptz,
+	paused_at timestamptz,
+	end_reason text,
+	-- when the subscription was first active or past_due (paid); NULL: never yet
+	paid_since timestamptz,
+	-- the subscription was soft-deleted at this point
+	removed boolean NOT NULL DEFAULT false,
+	valid_from timestamptz NOT NULL,
+	valid_to timestamptz NOT NULL DEFAULT 'infinity',
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	CONSTRAINT history_interval CHECK (valid_to >= valid_from)
+);
+COMMENT ON TABLE billing.subscription_history IS
+	'Every state a subscription has been in, as intervals [valid_from, valid_to); reports read it';
+-- The trigger finds the open interval through this index.
+CREATE INDEX subscription_history_open
+	ON billing.subscription_history (subscription_id) WHERE valid_to = 'infinity';
+CREATE INDEX subscription_history_subscription ON billing.subscription_history (subscription_id, valid_from);
+CREATE INDEX subscription_history_valid ON billing.subscription_history (valid_from, valid_to);
+
+-- The time a change takes effect: the `at` the writer declared with
+-- billing._set_change_at() (the lifecycle functions do), otherwise the
+-- latest event time on the row itself (see billing._history_updated).
+CREATE FUNCTION billing._set_change_at(at timestamptz) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT pg_catalog.set_config('billing.change_at',
+		(EXTRACT(epoch FROM $1) * 1000000)::bigint::text, true)::void
 $$;
 
--- Internal: the monthly-normalized price (yearly / 12, lifetime 0), exact.
-CREATE FUNCTION billing._monthly_cents(s billing.subscriptions) RETURNS numeric
-LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT CASE s.billing_interval WHEN 'monthly' THEN s.price_cents::numeric
-								   WHEN 'yearly' THEN s.price_cents::numeric / 12
+-- New subscriptions: their first interval starts when they start.
+CREATE FUNCTION billing._history_inserted() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- pg_restore loads the dumped history itself
+	IF billing._restoring() THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, price_cents, currency, billing_interval, current_period_start,
+		 current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at, paused_at,
+		 end_reason, paid_since, removed, valid_from)
+	SELECT n.id, n.user_id, n.plan_id, n.status, n.price_cents, n.currency, n.billing_interval, n.current_period_start,
+		   n.current_period_end, n.trial_start, n.trial_end, n.cancel_at_period_end, n.canceled_at, n.ended_at,
+		   n.paused_at, n.end_reason, CASE WHEN n.status IN ('active', 'past_due') THEN n.started_at END,
+		   n.deleted_at IS NOT NULL, n.started_at
+	  FROM new_rows n;
+	RETURN NULL;
+END
+$$;
+
+-- Changed subscriptions: the open interval closes and the new state opens one,
+-- from the change time (never before the interval it follows).
+CREATE FUNCTION billing._history_updated() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	setting text := pg_catalog.current_setting('billing.change_at', true);
+	declared timestamptz := CASE WHEN setting ~ '^-?[0-9]{1,18}$'
+								 THEN 'epoch'::timestamptz + pg_catalog.make_interval(secs => setting::numeric / 1000000) END;
+BEGIN
+	WITH changed AS (
+		SELECT n.*, o.status AS old_status,
+			   COALESCE(declared, GREATEST(n.started_at, n.current_period_start, n.billing_anchor, n.trial_start,
+										   n.canceled_at, n.ended_at, n.paused_at, n.past_due_since)) AS at
+		  FROM new_rows n JOIN old_rows o ON o.id = n.id
+		 WHERE (n.status, n.plan_id, n.price_cents, n.currency, n.billing_interval, n.current_period_start,
+				n.current_period_end, n.trial_start, n.trial_end, n.cancel_at_period_end, n.canceled_at, n.ended_at,
+				n.paused_at, n.end_reason, n.deleted_at IS NULL)
+			   IS DISTINCT FROM
+			   (o.status, o.plan_id, o.price_cents, o.currency, o.billing_interval, o.current_period_start,
+				o.current_period_end, o.trial_start, o.trial_end, o.cancel_at_period_end, o.canceled_at, o.ended_at,
+				o.paused_at, o.end_reason, o.deleted_at IS NULL)),
+	closed AS (
+		UPDATE billing.subscription_history h SET valid_to = GREATEST(c.at, h.valid_from), updated_at = pg_catalog.now()
+		  FROM changed c
+		 WHERE h.subscription_id = c.id AND h.valid_to = 'infinity'
+		RETURNING h.subscription_id, h.valid_to, h.paid_since)
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from)
+	SELECT c.id, c.user_id, c.plan_id, c.status, c.old_status, c.price_cents, c.currency, c.billing_interval,
+		   c.current_period_start, c.current_period_end, c.trial_start, c.trial_end, c.cancel_at_period_end,
+		   c.canceled_at, c.ended_at, c.paused_at, c.end_reason,
+		   COALESCE(x.paid_since, CASE WHEN c.status IN ('active', 'past_due') THEN COALESCE(x.valid_to, c.at) END),
+		   c.deleted_at IS NOT NULL, COALESCE(x.valid_to, c.at)
+	  FROM changed c LEFT JOIN closed x ON x.subscription_id = c.id;
+	RETURN NULL;
+END
+$$;
+
+-- Internal: the history of subscriptions that have none, from what a
+-- subscription row keeps (used by the upgrade from 0.2.0, and for rows loaded
+-- with the triggers off, e.g. session_replication_role = replica). A trial
+-- that was paid becomes two intervals (trialing until the first paid period,
+-- then the current state); otherwise the current state holds from the start.
+-- Paid: active or past_due now, or a succeeded payment on record.
+CREATE FUNCTION billing._history_backfill() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	added bigint;
+BEGIN
+	CREATE TEMP TABLE history_missing ON COMMIT DROP AS
+	SELECT s.* FROM billing.subscriptions s
+	 WHERE NOT EXISTS (SELECT 1 FROM billing.subscription_history h WHERE h.subscription_id = s.id);
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from, valid_to)
+	SELECT s.id, s.user_id, s.plan_id, 'trialing', NULL, s.price_cents, s.currency, s.billing_interval,
+		   s.trial_start, s.trial_end, s.trial_start, s.trial_end, false, NULL, NULL, NULL, NULL, NULL,
+		   s.deleted_at IS NOT NULL, s.started_at, s.billing_anchor
+	  FROM history_missing s
+	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor > s.trial_start AND s.billing_anchor >= s.started_at
+	   AND s.status NOT IN ('trialing', 'incomplete')
+	 ORDER BY s.id;
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from)
+	SELECT s.id, s.user_id, s.plan_id, s.status, t.status, s.price_cents, s.currency, s.billing_interval,
+		   s.current_period_start, s.current_period_end, s.trial_start, s.trial_end, s.cancel_at_period_end,
+		   s.canceled_at, s.ended_at, s.paused_at, s.end_reason,
+		   CASE WHEN t.subscription_id IS NOT NULL THEN s.billing_anchor
+				WHEN s.status IN ('active', 'past_due') THEN COALESCE(s.billing_anchor, s.started_at)
+				ELSE (SELECT pg_catalog.min(p.paid_at) FROM billing.payments p
+					   WHERE p.subscription_id = s.id AND p.status = 'succeeded' AND p.amount_cents > 0) END,
+		   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at)
+	  FROM history_missing s
+	  LEFT JOIN billing.subscription_history t ON t.subscription_id = s.id
+	 ORDER BY s.id;
+	GET DIAGNOSTICS added = ROW_COUNT;
+	DROP TABLE history_missing;
+	RETURN added;
+END
+$$;
+
+CREATE TRIGGER history_inserted AFTER INSERT ON billing.subscriptions
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._history_inserted();
+CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
+	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._history_updated();
+
+-- Internal: the book as it was at `at`, one row per subscription that had
+-- started, read from the history (the state valid at `at`, not today's).
+-- Plain SQL without SET clauses so that the planner inlines it into the
+-- report that calls it (those pin search_path); no per-row function calls.
+--   current:  not over at `at`: not ended, and not a trial or a pending
+--             cancel whose end has passed (maintenance may run later)
+--   entitled: the plan applies (trialing, active, past_due, or canceled with
+--             its period not ended), as billing.effective_plan decides
+--   paying:   counts in MRR (Stripe's definition): a paid, non-lifetime price,
+--             active, past_due or canceled before its period end, out of
+--             trial, and paid at least once (never-paid subscriptions count 0)
+CREATE FUNCTION billing._book_at(at timestamptz)
+RETURNS TABLE (subscription_id bigint, user_id text, plan_id bigint, status billing.subscription_status,
+			   currency text, current boolean, entitled boolean, paying boolean, monthly_cents numeric)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency, c.current,
+		   c.current AND h.status IN ('trialing', 'active', 'past_due', 'canceled'),
+		   c.current AND h.price_cents > 0 AND h.billing_interval <> 'lifetime' AND h.paid_since IS NOT NULL
+			 AND h.status IN ('active', 'past_due', 'canceled') AND (h.trial_end IS NULL OR h.trial_end <= $1),
+		   CASE h.billing_interval WHEN 'monthly' THEN h.price_cents::numeric
+								   WHEN 'yearly' THEN h.price_cents::numeric / 12
 								   ELSE 0 END
+	  FROM billing.subscription_history h,
+		   LATERAL (SELECT (h.ended_at IS NULL OR h.ended_at > $1)
+						   AND NOT COALESCE(h.status = 'trialing' AND h.trial_end <= $1, false)
+						   AND NOT COALESCE(h.status = 'canceled' AND h.current_period_end <= $1, false) AS current) c
+	 WHERE h.valid_from <= $1 AND h.valid_to > $1 AND NOT h.removed
 $$;
 
 CREATE FUNCTION billing.mrr(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (currency text, mrr_cents bigint, subscriptions bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT s.currency, pg_catalog.round(pg_catalog.sum(billing._monthly_cents(s)))::bigint, pg_catalog.count(*)
-	  FROM billing.subscriptions s
-	 WHERE billing._paying_at(s, at)
-	 GROUP BY s.currency
-	 ORDER BY s.currency
+	SELECT b.currency, pg_catalog.round(pg_catalog.sum(b.monthly_cents))::bigint, pg_catalog.count(*)
+	  FROM billing._book_at(at) b
+	 WHERE b.paying
+	 GROUP BY b.currency
+	 ORDER BY b.currency
 $$;
 COMMENT ON FUNCTION billing.mrr(timestamptz) IS
-	'Monthly recurring revenue by currency (Stripe''s definition: yearly counts 1/12, trials and free count 0)';
+	'Monthly recurring revenue by currency as it was at the given time (Stripe''s definition: yearly counts 1/12, trials, free and never-paid count 0)';
 
 CREATE FUNCTION billing.arr(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (currency text, arr_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT s.currency, pg_catalog.round(12 * pg_catalog.sum(billing._monthly_cents(s)))::bigint
-	  FROM billing.subscriptions s
-	 WHERE billing._paying_at(s, at)
-	 GROUP BY s.currency
-	 ORDER BY s.currency
+	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
+	  FROM billing._book_at(at) b
+	 WHERE b.paying
+	 GROUP BY b.currency
+	 ORDER BY b.currency
 $$;
 COMMENT ON FUNCTION billing.arr(timestamptz) IS 'Annual recurring revenue: 12 x MRR, by currency';
 
 CREATE FUNCTION billing.active_subscriptions(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (tier billing.plan_tier, status billing.subscription_status, subscriptions bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT p.tier, s.status, pg_catalog.count(*)
-	  FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
-	 WHERE s.deleted_at IS NULL AND s.started_at <= at AND (s.ended_at IS NULL OR s.ended_at > at)
-	 GROUP BY p.tier, s.status
-	 ORDER BY p.tier, s.status
+	SELECT p.tier, b.status, pg_catalog.count(*)
+	  FROM billing._book_at(at) b JOIN billing.subscription_plans p ON p.id = b.plan_id
+	 WHERE b.current
+	 GROUP BY p.tier, b.status
+	 ORDER BY p.tier, b.status
 $$;
 COMMENT ON FUNCTION billing.active_subscriptions(timestamptz) IS
-	'Subscriptions current at a time, by tier and status (status as stored now)';
+	'Subscriptions current at a time, by tier and by the status they had then';
 
 CREATE FUNCTION billing.plan_distribution(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (plan_code text, tier billing.plan_tier, users bigint, share numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- every user with a subscription started by `at`; the plan of the one
+	-- that entitles them (at most one is current), Free otherwise
 	WITH users AS (
-		SELECT DISTINCT s.user_id FROM billing.subscriptions s
-		 WHERE s.deleted_at IS NULL AND s.started_at <= at),
-	plans AS (
-		SELECT (billing.effective_plan(u.user_id, at)).* FROM users u)
-	SELECT p.code, p.tier, pg_catalog.count(*),
-		   pg_catalog.round(pg_catalog.count(*)::numeric / NULLIF(pg_catalog.sum(pg_catalog.count(*)) OVER (), 0), 4)
-	  FROM plans p
-	 GROUP BY p.code, p.tier
-	 ORDER BY pg_catalog.count(*) DESC, p.code
+		SELECT b.user_id, pg_catalog.max(b.plan_id) FILTER (WHERE b.entitled) AS plan_id
+		  FROM billing._book_at(at) b
+		 GROUP BY b.user_id),
+	counted AS (
+		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code = 'free')) AS plan_id,
+			   pg_catalog.count(*) AS users
+		  FROM users u GROUP BY 1)
+	SELECT p.code, p.tier, c.users,
+		   pg_catalog.round(c.users::numeric / NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
+	  FROM counted c JOIN billing.subscription_plans p ON p.id = c.plan_id
+	 ORDER BY c.users DESC, p.code
 $$;
-COMMENT ON FUNCTION billing.plan_distribution(timestamptz) IS 'Users per effective plan, with their share';
+COMMENT ON FUNCTION billing.plan_distribution(timestamptz) IS 'Users per effective plan at a time, with their share';
 
 CREATE FUNCTION billing.churn(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, customers_at_start bigint, customers_churned bigint, customer_churn numeric,
@@ -91,10 +267,9 @@ BEGIN
 	-- and the user has no paying subscription then (a plan change is not churn).
 	RETURN QUERY
 	WITH start AS (
-		SELECT s.user_id, s.currency, billing._monthly_cents(s) AS mrr
-		  FROM billing.subscriptions s WHERE billing._paying_at(s, from_time)),
+		SELECT b.user_id, b.currency, b.monthly_cents AS mrr FROM billing._book_at(from_time) b WHERE b.paying),
 	still AS (
-		SELECT DISTINCT s.user_id FROM billing.subscriptions s WHERE billing._paying_at(s, to_time))
+		SELECT DISTINCT b.user_id FROM billing._book_at(to_time) b WHERE b.paying)
 	SELECT st.currency, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL),
 		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric / pg_catalog.count(*), 4),
 		   pg_catalog.round(pg_catalog.sum(st.mrr))::bigint,
@@ -131,16 +306,31 @@ $$;
 COMMENT ON FUNCTION billing.arpu(timestamptz, timestamptz) IS
 	'Average revenue per paying user between two times (net of refunds), by currency';
 
+-- Internal: trials as the history records them: the first interval of a
+-- subscription that started trialing (a reactivated trial, or a plan change
+-- during the trial, is not a new trial).
+CREATE FUNCTION billing._trials_started(from_time timestamptz, to_time timestamptz)
+RETURNS TABLE (subscription_id bigint, plan_id bigint, trial_start timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	SELECT h.subscription_id, h.plan_id, h.trial_start
+	  FROM billing.subscription_history h
+	 WHERE h.status = 'trialing' AND h.previous_status IS NULL AND h.valid_from = h.trial_start
+	   AND h.valid_from >= $1 AND h.valid_from < $2 AND NOT h.removed
+$$;
+
 CREATE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	-- A trial converted when its subscription got a paid first period.
+	-- Trials started in [from, to); converted: paid before `to` (an upgrade
+	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (
-		SELECT p.tier, s.billing_anchor IS NOT NULL AS converted,
-			   s.status = 'trialing' AS trialing
-		  FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
-		 WHERE s.trial_start >= from_time AND s.trial_start < to_time AND s.deleted_at IS NULL
-		   AND COALESCE(s.end_reason, '') <> 'plan_changed')
+		SELECT p.tier,
+			   EXISTS (SELECT 1 FROM billing.subscription_history c
+						WHERE c.subscription_id = t.subscription_id AND c.paid_since < to_time) AS converted,
+			   EXISTS (SELECT 1 FROM billing.subscription_history c
+						WHERE c.subscription_id = t.subscription_id AND c.valid_from < to_time AND c.valid_to >= to_time
+						  AND c.status = 'trialing' AND c.trial_end >= to_time) AS trialing
+		  FROM billing._trials_started(from_time, to_time) t JOIN billing.subscription_plans p ON p.id = t.plan_id)
 	SELECT t.tier, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE t.converted),
 		   pg_catalog.count(*) FILTER (WHERE t.trialing),
 		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE t.converted)::numeric / pg_catalog.count(*), 4)
@@ -149,12 +339,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	 ORDER BY t.tier
 $$;
 COMMENT ON FUNCTION billing.trial_conversion(timestamptz, timestamptz) IS
-	'Trials started between two times and how many became paid, by tier';
+	'Trials started between two times and how many became paid before the end, by tier';
 
--- Internal: the buckets of a time series; grain is hour, day, week, month or year.
+-- Internal: the UTC calendar buckets of a time series, whatever the session's
+-- TimeZone; grain is hour, day, week (ISO, from Monday), month or year.
 CREATE FUNCTION billing._buckets(from_time timestamptz, to_time timestamptz, grain text)
 RETURNS TABLE (bucket timestamptz)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+	step interval;
 BEGIN
 	IF grain IS NULL OR grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
 		RAISE EXCEPTION 'unknown grain "%"', grain
@@ -163,9 +356,22 @@ BEGIN
 	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
 	END IF;
+	IF NOT pg_catalog.isfinite(from_time) OR NOT pg_catalog.isfinite(to_time) THEN
+		RAISE EXCEPTION 'report period must be finite' USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('Period given: [%s, %s).', from_time, to_time);
+	END IF;
+	step := ('1 ' || grain)::interval;
+	-- a series is for plotting: at most 100,000 points
+	IF EXTRACT(epoch FROM to_time - from_time)
+	   > 100000 * EXTRACT(epoch FROM CASE grain WHEN 'month' THEN interval '28 days'
+															WHEN 'year' THEN interval '365 days' ELSE step END) THEN
+		RAISE EXCEPTION 'report period has too many % buckets', grain USING ERRCODE = '22023',
+			DETAIL = 'A time series has at most 100000 buckets.', HINT = 'Use a coarser grain or a shorter period.';
+	END IF;
 	RETURN QUERY
-	SELECT g FROM pg_catalog.generate_series(pg_catalog.date_trunc(grain, from_time, 'UTC'), to_time - interval '1 microsecond',
-											 ('1 ' || grain)::interval) g;
+	SELECT g AT TIME ZONE 'UTC'
+	  FROM pg_catalog.generate_series(pg_catalog.date_trunc(grain, from_time AT TIME ZONE 'UTC'),
+									  (to_time AT TIME ZONE 'UTC') - interval '1 microsecond', step) g;
 END
 $$;
 
@@ -184,19 +390,26 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.revenue(timestamptz, timestamptz, text) IS
-	'Net revenue per time bucket and currency as (time, metric, value) rows';
+	'Net revenue per UTC time bucket and currency as (time, metric, value) rows';
 
 CREATE FUNCTION billing.usage_trends(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
 RETURNS TABLE ("time" timestamptz, metric text, value numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	-- Rolled-up days plus what is not rolled up yet (day granularity, UTC).
+	-- Rolled-up days, the records not rolled up yet, and the counts the quota
+	-- triggers hold (as billing.usage() adds them); days are UTC.
 	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
 	daily AS (
 		SELECT d.day::timestamp AT TIME ZONE 'UTC' AS t, d.metric, d.quantity FROM billing.usage_daily d
 		 WHERE d.deleted_at IS NULL
+		   AND d.day >= (from_time AT TIME ZONE 'UTC')::date - 1 AND d.day <= (to_time AT TIME ZONE 'UTC')::date
 		UNION ALL
-		SELECT r.recorded_at, r.metric, r.quantity FROM billing.usage_records r
-		 WHERE NOT r.rolled_up AND r.deleted_at IS NULL),
+		SELECT p.recorded_at, p.metric, p.quantity FROM billing.usage_pending p
+		 WHERE p.recorded_at >= from_time AND p.recorded_at < to_time
+		UNION ALL
+		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
+			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+		 WHERE q.usage_pending > 0 AND q.owner_id <> ''),
 	agg AS (
 		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
 		  FROM daily d WHERE d.t >= from_time AND d.t < to_time GROUP BY 1, 2)
@@ -204,30 +417,36 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
-	'Usage per time bucket and metric as (time, metric, value) rows';
+	'Usage per UTC time bucket and metric as (time, metric, value) rows';
 
 CREATE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
 	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (
-	SELECT 0, 'active_' || a.tier, pg_catalog.sum(a.subscriptions)::bigint
-	  FROM bounds, billing.active_subscriptions(bounds.d1) a
-	 WHERE a.status NOT IN ('incomplete', 'paused')  -- an ended one was active then
-	 GROUP BY a.tier
+	SELECT 0, 'active_' || p.tier, pg_catalog.count(*)
+	  FROM bounds, billing._book_at(bounds.d1 - interval '1 microsecond') b
+	  JOIN billing.subscription_plans p ON p.id = b.plan_id
+	 WHERE b.current AND b.status NOT IN ('incomplete', 'paused')
+	 GROUP BY p.tier
 	UNION ALL
-	SELECT 10, 'new_trials', pg_catalog.count(*) FROM bounds, billing.subscriptions s
-	 WHERE s.trial_start >= bounds.d0 AND s.trial_start < bounds.d1 AND COALESCE(s.end_reason, '') <> 'plan_changed'
+	SELECT 10, 'new_trials', pg_catalog.count(*) FROM bounds, billing._trials_started(bounds.d0, bounds.d1) t
 	UNION ALL
-	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscriptions s
-	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor >= bounds.d0 AND s.billing_anchor < bounds.d1
+	-- the first paid interval of a subscription that had a trial
+	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscription_history h
+	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.valid_from = h.paid_since
+	   AND h.trial_start IS NOT NULL AND h.status IN ('active', 'past_due')
+	   AND h.previous_status IS NOT NULL AND h.previous_status NOT IN ('active', 'past_due') AND NOT h.removed
 	UNION ALL
-	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscriptions s
-	 WHERE s.canceled_at >= bounds.d0 AND s.canceled_at < bounds.d1 AND COALESCE(s.end_reason, '') <> 'plan_changed'
+	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
+	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.status = 'canceled'
+	   AND h.previous_status IS NOT NULL AND h.previous_status <> 'canceled'
+	   AND COALESCE(h.end_reason, '') <> 'plan_changed' AND NOT h.removed
 	UNION ALL
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
 	 WHERE p.status = 'failed' AND p.paid_at >= bounds.d0 AND p.paid_at < bounds.d1)
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 $$;
 COMMENT ON FUNCTION billing.daily_report(date) IS
-	'One day at a glance: active by tier, new trials, conversions, cancellations, failed payments';
+	'One UTC day at a glance: active by tier, new trials, conversions, cancellations, failed payments';

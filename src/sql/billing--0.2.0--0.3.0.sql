@@ -767,6 +767,616 @@ $$;
 
 
 -- == reports and history (issue 11)
+-- Reports read billing.subscription_history; the helpers over the current
+-- state are gone.
+DROP FUNCTION billing._paying_at(billing.subscriptions, timestamptz);
+DROP FUNCTION billing._monthly_cents(billing.subscriptions);
+
+-- Usage: what is not rolled up yet moves to billing.usage_pending; the
+-- records are no longer updated by the rollup.
+DROP INDEX billing.usage_records_pending;
+-- What has not been rolled up yet: one row per usage record, written by a
+-- statement-level trigger in the same transaction as the record and deleted
+-- by the rollup that adds it to billing.usage_daily. The rollup reads only
+-- this small table, never the records' history; a record committed late by a
+-- concurrent transaction is still here for the next rollup (there is no
+-- watermark it could fall behind). The records themselves are never updated.
+CREATE TABLE billing.usage_pending (
+	record_id bigint PRIMARY KEY,
+	user_id text NOT NULL,
+	metric text NOT NULL,
+	quantity bigint NOT NULL,
+	recorded_at timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.usage_pending IS 'Usage records not rolled up into billing.usage_daily yet';
+CREATE INDEX usage_pending_user_metric ON billing.usage_pending (user_id, metric, recorded_at);
+CREATE INDEX usage_pending_recorded ON billing.usage_pending (recorded_at);
+
+CREATE FUNCTION billing._usage_recorded() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- pg_restore loads the dumped pending rows itself
+	IF billing._restoring() THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
+	SELECT n.id, n.user_id, n.metric, n.quantity, n.recorded_at FROM new_rows n
+	 WHERE n.deleted_at IS NULL AND NOT n.rolled_up;
+	RETURN NULL;
+END
+$$;
+
+-- A record edited before its rollup is rolled up as edited; one deleted or
+-- soft-deleted before its rollup is not rolled up.
+CREATE FUNCTION billing._usage_changed() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP = 'DELETE' THEN
+		DELETE FROM billing.usage_pending p USING old_rows o WHERE p.record_id = o.id;
+		RETURN NULL;
+	END IF;
+	DELETE FROM billing.usage_pending p USING new_rows n WHERE p.record_id = n.id AND n.deleted_at IS NOT NULL;
+	UPDATE billing.usage_pending p
+	   SET user_id = n.user_id, metric = n.metric, quantity = n.quantity, recorded_at = n.recorded_at
+	  FROM new_rows n
+	 WHERE p.record_id = n.id
+	   AND (p.user_id, p.metric, p.quantity, p.recorded_at) IS DISTINCT FROM (n.user_id, n.metric, n.quantity, n.recorded_at);
+	RETURN NULL;
+END
+$$;
+
+INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
+SELECT r.id, r.user_id, r.metric, r.quantity, r.recorded_at FROM billing.usage_records r
+ WHERE NOT r.rolled_up AND r.deleted_at IS NULL;
+CREATE TRIGGER usage_recorded AFTER INSERT ON billing.usage_records
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_recorded();
+CREATE TRIGGER usage_updated AFTER UPDATE ON billing.usage_records
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_changed();
+CREATE TRIGGER usage_deleted AFTER DELETE ON billing.usage_records
+	REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_changed();
+
+-- Adds what arrived since the last rollup (records not yet rolled up, and the
+-- counts the quota triggers hold) to the daily totals, up to `upto`.
+-- Returns how many records and counters it moved.
+CREATE OR REPLACE FUNCTION billing.rollup_usage(upto timestamptz DEFAULT pg_catalog.now()) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	records bigint;
+	counters bigint;
+	upto_day date := (upto AT TIME ZONE 'UTC')::date;
+BEGIN
+	IF upto IS NULL OR NOT pg_catalog.isfinite(upto) THEN
+		RAISE EXCEPTION 'argument "upto" must be a finite timestamp' USING ERRCODE = '22023';
+	END IF;
+	-- Only the pending set is read. Deleting each row under its row lock makes
+	-- concurrent rollups add it once (the second waits, then finds it gone).
+	WITH taken AS (
+		DELETE FROM billing.usage_pending p
+		 WHERE p.recorded_at < upto
+		RETURNING p.user_id, p.metric, (p.recorded_at AT TIME ZONE 'UTC')::date AS day, p.quantity),
+	summed AS (
+		SELECT t.user_id, t.metric, t.day, pg_catalog.sum(t.quantity) AS quantity, pg_catalog.count(*) AS n
+		  FROM taken t GROUP BY 1, 2, 3),
+	added AS (
+		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
+		SELECT s.user_id, s.metric, s.day, s.quantity FROM summed s
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity)
+	SELECT COALESCE(pg_catalog.sum(s.n), 0) INTO records FROM summed s;
+
+	WITH locked AS (
+		SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending
+		  FROM billing.quota_counters q
+		 WHERE q.usage_pending > 0 AND q.usage_day <= upto_day AND q.owner_id <> ''
+		   FOR UPDATE),
+	cleared AS (
+		UPDATE billing.quota_counters q SET usage_pending = 0
+		  FROM locked l WHERE q.attachment_id = l.attachment_id AND q.key = l.key
+		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending),
+	added AS (
+		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
+		SELECT c.owner_id, c.metric, c.usage_day, pg_catalog.sum(c.usage_pending) FROM cleared c GROUP BY 1, 2, 3
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity)
+	SELECT pg_catalog.count(*) INTO counters FROM cleared;
+	RETURN records + counters;
+END
+$$;
+COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
+	'Adds usage that arrived since the last rollup to the daily totals; run_maintenance calls it';
+
+-- Exact usage for whole UTC days: from's day (inclusive) to to's day
+-- (exclusive). Rolled-up days, the records not rolled up yet, and the quota
+-- triggers' counts; every part is an index range (no cast of a column).
+CREATE OR REPLACE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, to_time timestamptz)
+RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::date AS d0, ($4 AT TIME ZONE 'UTC')::date AS d1)
+	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
+					   WHERE d.user_id = $1 AND d.metric = $2 AND d.day >= span.d0 AND d.day < span.d1
+						 AND d.deleted_at IS NULL), 0)
+		  + COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
+					   WHERE p.user_id = $1 AND p.metric = $2
+						 AND p.recorded_at >= span.d0::timestamp AT TIME ZONE 'UTC'
+						 AND p.recorded_at < span.d1::timestamp AT TIME ZONE 'UTC'), 0)
+		  + COALESCE((SELECT pg_catalog.sum(q.usage_pending)
+						FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id, span
+					   WHERE q.owner_id = $1 AND q.usage_pending > 0
+						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END = $2
+						 AND q.usage_day >= span.d0 AND q.usage_day < span.d1), 0))::bigint
+$$;
+COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
+	'Exact usage of a metric over whole UTC days [from, to), rollups plus the tail';
+
+REVOKE ALL ON FUNCTION billing._usage_recorded(), billing._usage_changed() FROM PUBLIC;
+REVOKE ALL ON TABLE billing.usage_pending FROM PUBLIC;
+GRANT SELECT ON billing.usage_pending TO billing_analyst, billing_admin;
+SELECT pg_catalog.pg_extension_config_dump('billing.usage_pending', '');
+-- Reports for DBAs and finance (SPEC §6). Every function takes explicit times
+-- and groups money by currency; amounts are exact (numeric, never float).
+-- Time series come back as (time, metric, value) rows for Grafana.
+
+-- Subscription history (SPEC §8 "History"): every change of a subscription's
+-- status, plan, price or period is kept as an interval [valid_from, valid_to).
+-- Rows are only appended; the one update closes the open interval (valid_to
+-- from 'infinity' to the time of the next change). Written by statement-level
+-- triggers on billing.subscriptions, so every writer (the C++ lifecycle, the
+-- Stripe path, maintenance, a DBA's UPDATE) records it in the same transaction.
+CREATE TABLE billing.subscription_history (
+	id bigserial PRIMARY KEY,
+	-- a subscription deleted outright (not soft-deleted) takes its history along
+	subscription_id bigint NOT NULL REFERENCES billing.subscriptions (id) ON DELETE CASCADE,
+	-- the subscription's columns as they were (billing.subscriptions holds
+	-- their constraints)
+	user_id text,
+	plan_id bigint,
+	status billing.subscription_status,
+	-- the status before this change (NULL for the first interval)
+	previous_status billing.subscription_status,
+	price_cents bigint,
+	currency text,
+	billing_interval billing.billing_interval,
+	current_period_start timestamptz,
+	current_period_end timestamptz,
+	trial_start timestamptz,
+	trial_end timestamptz,
+	cancel_at_period_end boolean,
+	canceled_at timestamptz,
+	ended_at timestamptz,
+	paused_at timestamptz,
+	end_reason text,
+	-- when the subscription was first active or past_due (paid); NULL: never yet
+	paid_since timestamptz,
+	-- the subscription was soft-deleted at this point
+	removed boolean NOT NULL DEFAULT false,
+	valid_from timestamptz NOT NULL,
+	valid_to timestamptz NOT NULL DEFAULT 'infinity',
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	CONSTRAINT history_interval CHECK (valid_to >= valid_from)
+);
+COMMENT ON TABLE billing.subscription_history IS
+	'Every state a subscription has been in, as intervals [valid_from, valid_to); reports read it';
+-- The trigger finds the open interval through this index.
+CREATE INDEX subscription_history_open
+	ON billing.subscription_history (subscription_id) WHERE valid_to = 'infinity';
+CREATE INDEX subscription_history_subscription ON billing.subscription_history (subscription_id, valid_from);
+CREATE INDEX subscription_history_valid ON billing.subscription_history (valid_from, valid_to);
+
+-- The time a change takes effect: the `at` the writer declared with
+-- billing._set_change_at() (the lifecycle functions do), otherwise the
+-- latest event time on the row itself (see billing._history_updated).
+CREATE OR REPLACE FUNCTION billing._set_change_at(at timestamptz) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT pg_catalog.set_config('billing.change_at',
+		(EXTRACT(epoch FROM $1) * 1000000)::bigint::text, true)::void
+$$;
+
+-- New subscriptions: their first interval starts when they start.
+CREATE OR REPLACE FUNCTION billing._history_inserted() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- pg_restore loads the dumped history itself
+	IF billing._restoring() THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, price_cents, currency, billing_interval, current_period_start,
+		 current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at, paused_at,
+		 end_reason, paid_since, removed, valid_from)
+	SELECT n.id, n.user_id, n.plan_id, n.status, n.price_cents, n.currency, n.billing_interval, n.current_period_start,
+		   n.current_period_end, n.trial_start, n.trial_end, n.cancel_at_period_end, n.canceled_at, n.ended_at,
+		   n.paused_at, n.end_reason, CASE WHEN n.status IN ('active', 'past_due') THEN n.started_at END,
+		   n.deleted_at IS NOT NULL, n.started_at
+	  FROM new_rows n;
+	RETURN NULL;
+END
+$$;
+
+-- Changed subscriptions: the open interval closes and the new state opens one,
+-- from the change time (never before the interval it follows).
+CREATE OR REPLACE FUNCTION billing._history_updated() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	setting text := pg_catalog.current_setting('billing.change_at', true);
+	declared timestamptz := CASE WHEN setting ~ '^-?[0-9]{1,18}$'
+								 THEN 'epoch'::timestamptz + pg_catalog.make_interval(secs => setting::numeric / 1000000) END;
+BEGIN
+	WITH changed AS (
+		SELECT n.*, o.status AS old_status,
+			   COALESCE(declared, GREATEST(n.started_at, n.current_period_start, n.billing_anchor, n.trial_start,
+										   n.canceled_at, n.ended_at, n.paused_at, n.past_due_since)) AS at
+		  FROM new_rows n JOIN old_rows o ON o.id = n.id
+		 WHERE (n.status, n.plan_id, n.price_cents, n.currency, n.billing_interval, n.current_period_start,
+				n.current_period_end, n.trial_start, n.trial_end, n.cancel_at_period_end, n.canceled_at, n.ended_at,
+				n.paused_at, n.end_reason, n.deleted_at IS NULL)
+			   IS DISTINCT FROM
+			   (o.status, o.plan_id, o.price_cents, o.currency, o.billing_interval, o.current_period_start,
+				o.current_period_end, o.trial_start, o.trial_end, o.cancel_at_period_end, o.canceled_at, o.ended_at,
+				o.paused_at, o.end_reason, o.deleted_at IS NULL)),
+	closed AS (
+		UPDATE billing.subscription_history h SET valid_to = GREATEST(c.at, h.valid_from), updated_at = pg_catalog.now()
+		  FROM changed c
+		 WHERE h.subscription_id = c.id AND h.valid_to = 'infinity'
+		RETURNING h.subscription_id, h.valid_to, h.paid_since)
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from)
+	SELECT c.id, c.user_id, c.plan_id, c.status, c.old_status, c.price_cents, c.currency, c.billing_interval,
+		   c.current_period_start, c.current_period_end, c.trial_start, c.trial_end, c.cancel_at_period_end,
+		   c.canceled_at, c.ended_at, c.paused_at, c.end_reason,
+		   COALESCE(x.paid_since, CASE WHEN c.status IN ('active', 'past_due') THEN COALESCE(x.valid_to, c.at) END),
+		   c.deleted_at IS NOT NULL, COALESCE(x.valid_to, c.at)
+	  FROM changed c LEFT JOIN closed x ON x.subscription_id = c.id;
+	RETURN NULL;
+END
+$$;
+
+-- Internal: the history of subscriptions that have none, from what a
+-- subscription row keeps (used by the upgrade from 0.2.0, and for rows loaded
+-- with the triggers off, e.g. session_replication_role = replica). A trial
+-- that was paid becomes two intervals (trialing until the first paid period,
+-- then the current state); otherwise the current state holds from the start.
+-- Paid: active or past_due now, or a succeeded payment on record.
+CREATE OR REPLACE FUNCTION billing._history_backfill() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	added bigint;
+BEGIN
+	CREATE TEMP TABLE history_missing ON COMMIT DROP AS
+	SELECT s.* FROM billing.subscriptions s
+	 WHERE NOT EXISTS (SELECT 1 FROM billing.subscription_history h WHERE h.subscription_id = s.id);
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from, valid_to)
+	SELECT s.id, s.user_id, s.plan_id, 'trialing', NULL, s.price_cents, s.currency, s.billing_interval,
+		   s.trial_start, s.trial_end, s.trial_start, s.trial_end, false, NULL, NULL, NULL, NULL, NULL,
+		   s.deleted_at IS NOT NULL, s.started_at, s.billing_anchor
+	  FROM history_missing s
+	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor > s.trial_start AND s.billing_anchor >= s.started_at
+	   AND s.status NOT IN ('trialing', 'incomplete')
+	 ORDER BY s.id;
+	INSERT INTO billing.subscription_history
+		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
+		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
+		 paused_at, end_reason, paid_since, removed, valid_from)
+	SELECT s.id, s.user_id, s.plan_id, s.status, t.status, s.price_cents, s.currency, s.billing_interval,
+		   s.current_period_start, s.current_period_end, s.trial_start, s.trial_end, s.cancel_at_period_end,
+		   s.canceled_at, s.ended_at, s.paused_at, s.end_reason,
+		   CASE WHEN t.subscription_id IS NOT NULL THEN s.billing_anchor
+				WHEN s.status IN ('active', 'past_due') THEN COALESCE(s.billing_anchor, s.started_at)
+				ELSE (SELECT pg_catalog.min(p.paid_at) FROM billing.payments p
+					   WHERE p.subscription_id = s.id AND p.status = 'succeeded' AND p.amount_cents > 0) END,
+		   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at)
+	  FROM history_missing s
+	  LEFT JOIN billing.subscription_history t ON t.subscription_id = s.id
+	 ORDER BY s.id;
+	GET DIAGNOSTICS added = ROW_COUNT;
+	DROP TABLE history_missing;
+	RETURN added;
+END
+$$;
+
+-- Internal: the book as it was at `at`, one row per subscription that had
+-- started, read from the history (the state valid at `at`, not today's).
+-- Plain SQL without SET clauses so that the planner inlines it into the
+-- report that calls it (those pin search_path); no per-row function calls.
+--   current:  not over at `at`: not ended, and not a trial or a pending
+--             cancel whose end has passed (maintenance may run later)
+--   entitled: the plan applies (trialing, active, past_due, or canceled with
+--             its period not ended), as billing.effective_plan decides
+--   paying:   counts in MRR (Stripe's definition): a paid, non-lifetime price,
+--             active, past_due or canceled before its period end, out of
+--             trial, and paid at least once (never-paid subscriptions count 0)
+CREATE OR REPLACE FUNCTION billing._book_at(at timestamptz)
+RETURNS TABLE (subscription_id bigint, user_id text, plan_id bigint, status billing.subscription_status,
+			   currency text, current boolean, entitled boolean, paying boolean, monthly_cents numeric)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency, c.current,
+		   c.current AND h.status IN ('trialing', 'active', 'past_due', 'canceled'),
+		   c.current AND h.price_cents > 0 AND h.billing_interval <> 'lifetime' AND h.paid_since IS NOT NULL
+			 AND h.status IN ('active', 'past_due', 'canceled') AND (h.trial_end IS NULL OR h.trial_end <= $1),
+		   CASE h.billing_interval WHEN 'monthly' THEN h.price_cents::numeric
+								   WHEN 'yearly' THEN h.price_cents::numeric / 12
+								   ELSE 0 END
+	  FROM billing.subscription_history h,
+		   LATERAL (SELECT (h.ended_at IS NULL OR h.ended_at > $1)
+						   AND NOT COALESCE(h.status = 'trialing' AND h.trial_end <= $1, false)
+						   AND NOT COALESCE(h.status = 'canceled' AND h.current_period_end <= $1, false) AS current) c
+	 WHERE h.valid_from <= $1 AND h.valid_to > $1 AND NOT h.removed
+$$;
+
+CREATE OR REPLACE FUNCTION billing.mrr(at timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (currency text, mrr_cents bigint, subscriptions bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT b.currency, pg_catalog.round(pg_catalog.sum(b.monthly_cents))::bigint, pg_catalog.count(*)
+	  FROM billing._book_at(at) b
+	 WHERE b.paying
+	 GROUP BY b.currency
+	 ORDER BY b.currency
+$$;
+COMMENT ON FUNCTION billing.mrr(timestamptz) IS
+	'Monthly recurring revenue by currency as it was at the given time (Stripe''s definition: yearly counts 1/12, trials, free and never-paid count 0)';
+
+CREATE OR REPLACE FUNCTION billing.arr(at timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (currency text, arr_cents bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
+	  FROM billing._book_at(at) b
+	 WHERE b.paying
+	 GROUP BY b.currency
+	 ORDER BY b.currency
+$$;
+COMMENT ON FUNCTION billing.arr(timestamptz) IS 'Annual recurring revenue: 12 x MRR, by currency';
+
+CREATE OR REPLACE FUNCTION billing.active_subscriptions(at timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (tier billing.plan_tier, status billing.subscription_status, subscriptions bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT p.tier, b.status, pg_catalog.count(*)
+	  FROM billing._book_at(at) b JOIN billing.subscription_plans p ON p.id = b.plan_id
+	 WHERE b.current
+	 GROUP BY p.tier, b.status
+	 ORDER BY p.tier, b.status
+$$;
+COMMENT ON FUNCTION billing.active_subscriptions(timestamptz) IS
+	'Subscriptions current at a time, by tier and by the status they had then';
+
+CREATE OR REPLACE FUNCTION billing.plan_distribution(at timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (plan_code text, tier billing.plan_tier, users bigint, share numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- every user with a subscription started by `at`; the plan of the one
+	-- that entitles them (at most one is current), Free otherwise
+	WITH users AS (
+		SELECT b.user_id, pg_catalog.max(b.plan_id) FILTER (WHERE b.entitled) AS plan_id
+		  FROM billing._book_at(at) b
+		 GROUP BY b.user_id),
+	counted AS (
+		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code = 'free')) AS plan_id,
+			   pg_catalog.count(*) AS users
+		  FROM users u GROUP BY 1)
+	SELECT p.code, p.tier, c.users,
+		   pg_catalog.round(c.users::numeric / NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
+	  FROM counted c JOIN billing.subscription_plans p ON p.id = c.plan_id
+	 ORDER BY c.users DESC, p.code
+$$;
+COMMENT ON FUNCTION billing.plan_distribution(timestamptz) IS 'Users per effective plan at a time, with their share';
+
+CREATE OR REPLACE FUNCTION billing.churn(from_time timestamptz, to_time timestamptz)
+RETURNS TABLE (currency text, customers_at_start bigint, customers_churned bigint, customer_churn numeric,
+			   mrr_at_start_cents bigint, mrr_churned_cents bigint, revenue_churn numeric)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
+	END IF;
+	-- A customer churns when what paid at the start no longer pays at the end
+	-- and the user has no paying subscription then (a plan change is not churn).
+	RETURN QUERY
+	WITH start AS (
+		SELECT b.user_id, b.currency, b.monthly_cents AS mrr FROM billing._book_at(from_time) b WHERE b.paying),
+	still AS (
+		SELECT DISTINCT b.user_id FROM billing._book_at(to_time) b WHERE b.paying)
+	SELECT st.currency, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL),
+		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric / pg_catalog.count(*), 4),
+		   pg_catalog.round(pg_catalog.sum(st.mrr))::bigint,
+		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0))::bigint,
+		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0) / NULLIF(pg_catalog.sum(st.mrr), 0), 4)
+	  FROM start st LEFT JOIN still sl ON sl.user_id = st.user_id
+	 GROUP BY st.currency
+	 ORDER BY st.currency;
+END
+$$;
+COMMENT ON FUNCTION billing.churn(timestamptz, timestamptz) IS
+	'Customer and revenue churn between two times, by currency';
+
+-- Internal: net money received (payments minus refunds) in [from, to).
+CREATE OR REPLACE FUNCTION billing._net_payments(from_time timestamptz, to_time timestamptz)
+RETURNS TABLE (user_id text, currency text, paid_at timestamptz, amount_cents bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT p.user_id, p.currency, p.paid_at, p.amount_cents
+	  FROM billing.payments p
+	 WHERE p.status = 'succeeded' AND p.deleted_at IS NULL AND p.paid_at >= from_time AND p.paid_at < to_time
+$$;
+
+CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
+RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
+		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0),
+		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
+				/ NULLIF(pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0), 0))::bigint
+	  FROM billing._net_payments(from_time, to_time) n
+	 GROUP BY n.currency
+	 ORDER BY n.currency
+$$;
+COMMENT ON FUNCTION billing.arpu(timestamptz, timestamptz) IS
+	'Average revenue per paying user between two times (net of refunds), by currency';
+
+-- Internal: trials as the history records them: the first interval of a
+-- subscription that started trialing (a reactivated trial, or a plan change
+-- during the trial, is not a new trial).
+CREATE OR REPLACE FUNCTION billing._trials_started(from_time timestamptz, to_time timestamptz)
+RETURNS TABLE (subscription_id bigint, plan_id bigint, trial_start timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+	SELECT h.subscription_id, h.plan_id, h.trial_start
+	  FROM billing.subscription_history h
+	 WHERE h.status = 'trialing' AND h.previous_status IS NULL AND h.valid_from = h.trial_start
+	   AND h.valid_from >= $1 AND h.valid_from < $2 AND NOT h.removed
+$$;
+
+CREATE OR REPLACE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
+RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- Trials started in [from, to); converted: paid before `to` (an upgrade
+	-- afterwards does not undo it); still trialing: trialing just before `to`.
+	WITH trials AS (
+		SELECT p.tier,
+			   EXISTS (SELECT 1 FROM billing.subscription_history c
+						WHERE c.subscription_id = t.subscription_id AND c.paid_since < to_time) AS converted,
+			   EXISTS (SELECT 1 FROM billing.subscription_history c
+						WHERE c.subscription_id = t.subscription_id AND c.valid_from < to_time AND c.valid_to >= to_time
+						  AND c.status = 'trialing' AND c.trial_end >= to_time) AS trialing
+		  FROM billing._trials_started(from_time, to_time) t JOIN billing.subscription_plans p ON p.id = t.plan_id)
+	SELECT t.tier, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE t.converted),
+		   pg_catalog.count(*) FILTER (WHERE t.trialing),
+		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE t.converted)::numeric / pg_catalog.count(*), 4)
+	  FROM trials t
+	 GROUP BY t.tier
+	 ORDER BY t.tier
+$$;
+COMMENT ON FUNCTION billing.trial_conversion(timestamptz, timestamptz) IS
+	'Trials started between two times and how many became paid before the end, by tier';
+
+-- Internal: the UTC calendar buckets of a time series, whatever the session's
+-- TimeZone; grain is hour, day, week (ISO, from Monday), month or year.
+CREATE OR REPLACE FUNCTION billing._buckets(from_time timestamptz, to_time timestamptz, grain text)
+RETURNS TABLE (bucket timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
+DECLARE
+	step interval;
+BEGIN
+	IF grain IS NULL OR grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
+		RAISE EXCEPTION 'unknown grain "%"', grain
+			USING ERRCODE = '22023', HINT = 'Use hour, day, week, month or year.';
+	END IF;
+	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
+	END IF;
+	IF NOT pg_catalog.isfinite(from_time) OR NOT pg_catalog.isfinite(to_time) THEN
+		RAISE EXCEPTION 'report period must be finite' USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('Period given: [%s, %s).', from_time, to_time);
+	END IF;
+	step := ('1 ' || grain)::interval;
+	-- a series is for plotting: at most 100,000 points
+	IF EXTRACT(epoch FROM to_time - from_time)
+	   > 100000 * EXTRACT(epoch FROM CASE grain WHEN 'month' THEN interval '28 days'
+															WHEN 'year' THEN interval '365 days' ELSE step END) THEN
+		RAISE EXCEPTION 'report period has too many % buckets', grain USING ERRCODE = '22023',
+			DETAIL = 'A time series has at most 100000 buckets.', HINT = 'Use a coarser grain or a shorter period.';
+	END IF;
+	RETURN QUERY
+	SELECT g AT TIME ZONE 'UTC'
+	  FROM pg_catalog.generate_series(pg_catalog.date_trunc(grain, from_time AT TIME ZONE 'UTC'),
+									  (to_time AT TIME ZONE 'UTC') - interval '1 microsecond', step) g;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.revenue(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
+RETURNS TABLE ("time" timestamptz, metric text, value numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
+	cur AS (SELECT DISTINCT currency FROM billing.payments),
+	money AS (
+		SELECT pg_catalog.date_trunc(grain, n.paid_at, 'UTC') AS bucket, n.currency, pg_catalog.sum(n.amount_cents) AS cents
+		  FROM billing._net_payments(from_time, to_time) n
+		 GROUP BY 1, 2)
+	SELECT b.bucket, 'revenue_cents_' || c.currency, COALESCE(m.cents, 0)
+	  FROM b CROSS JOIN cur c
+	  LEFT JOIN money m ON m.bucket = b.bucket AND m.currency = c.currency
+	 ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION billing.revenue(timestamptz, timestamptz, text) IS
+	'Net revenue per UTC time bucket and currency as (time, metric, value) rows';
+
+CREATE OR REPLACE FUNCTION billing.usage_trends(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
+RETURNS TABLE ("time" timestamptz, metric text, value numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- Rolled-up days, the records not rolled up yet, and the counts the quota
+	-- triggers hold (as billing.usage() adds them); days are UTC.
+	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
+	daily AS (
+		SELECT d.day::timestamp AT TIME ZONE 'UTC' AS t, d.metric, d.quantity FROM billing.usage_daily d
+		 WHERE d.deleted_at IS NULL
+		   AND d.day >= (from_time AT TIME ZONE 'UTC')::date - 1 AND d.day <= (to_time AT TIME ZONE 'UTC')::date
+		UNION ALL
+		SELECT p.recorded_at, p.metric, p.quantity FROM billing.usage_pending p
+		 WHERE p.recorded_at >= from_time AND p.recorded_at < to_time
+		UNION ALL
+		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
+			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+		 WHERE q.usage_pending > 0 AND q.owner_id <> ''),
+	agg AS (
+		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
+		  FROM daily d WHERE d.t >= from_time AND d.t < to_time GROUP BY 1, 2)
+	SELECT a.bucket, a.metric, a.total FROM agg a JOIN b ON b.bucket = a.bucket
+	 ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
+	'Usage per UTC time bucket and metric as (time, metric, value) rows';
+
+CREATE OR REPLACE FUNCTION billing.daily_report(day date)
+RETURNS TABLE (metric text, value bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
+	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
+	report (ord, metric, value) AS (
+	SELECT 0, 'active_' || p.tier, pg_catalog.count(*)
+	  FROM bounds, billing._book_at(bounds.d1 - interval '1 microsecond') b
+	  JOIN billing.subscription_plans p ON p.id = b.plan_id
+	 WHERE b.current AND b.status NOT IN ('incomplete', 'paused')
+	 GROUP BY p.tier
+	UNION ALL
+	SELECT 10, 'new_trials', pg_catalog.count(*) FROM bounds, billing._trials_started(bounds.d0, bounds.d1) t
+	UNION ALL
+	-- the first paid interval of a subscription that had a trial
+	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscription_history h
+	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.valid_from = h.paid_since
+	   AND h.trial_start IS NOT NULL AND h.status IN ('active', 'past_due')
+	   AND h.previous_status IS NOT NULL AND h.previous_status NOT IN ('active', 'past_due') AND NOT h.removed
+	UNION ALL
+	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
+	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.status = 'canceled'
+	   AND h.previous_status IS NOT NULL AND h.previous_status <> 'canceled'
+	   AND COALESCE(h.end_reason, '') <> 'plan_changed' AND NOT h.removed
+	UNION ALL
+	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
+	 WHERE p.status = 'failed' AND p.paid_at >= bounds.d0 AND p.paid_at < bounds.d1)
+	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
+$$;
+COMMENT ON FUNCTION billing.daily_report(date) IS
+	'One UTC day at a glance: active by tier, new trials, conversions, cancellations, failed payments';
+
+-- Backfill: see billing._history_backfill.
+SELECT billing._history_backfill() AS subscriptions_backfilled;
+
+CREATE TRIGGER history_inserted AFTER INSERT ON billing.subscriptions
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._history_inserted();
+CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
+	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._history_updated();
+
+
+REVOKE ALL ON FUNCTION billing._set_change_at(timestamptz), billing._history_inserted(),
+	billing._history_updated(), billing._history_backfill(), billing._book_at(timestamptz), billing._trials_started(timestamptz, timestamptz)
+	FROM PUBLIC;
+GRANT SELECT ON billing.subscription_history TO billing_analyst, billing_admin;
+REVOKE ALL ON SEQUENCE billing.subscription_history_id_seq FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('billing.subscription_history', '');
+SELECT pg_catalog.pg_extension_config_dump('billing.subscription_history_id_seq', '');
 
 -- == Stripe (issue 12)
 

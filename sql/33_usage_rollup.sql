@@ -1,0 +1,49 @@
+-- Usage: the rollup reads only billing.usage_pending (what arrived since the
+-- last one), never updates the records, and usage() and usage_trends() agree
+-- before and after it, the quota triggers' counts included.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS billing CASCADE;
+CREATE EXTENSION billing;
+SET timezone = 'Asia/Kolkata';  -- days are UTC days all the same
+CREATE TABLE usage_users (id text PRIMARY KEY);
+CREATE TABLE usage_rooms (id bigserial PRIMARY KEY, owner_id text REFERENCES usage_users);
+SELECT billing.attach_users('usage_users', 'id');
+SELECT billing.attach_room_quota('usage_rooms', 'owner_id');
+INSERT INTO usage_users VALUES ('u1'), ('u2');
+-- two rooms today: counted by the quota trigger in its counter row, not as records
+INSERT INTO usage_rooms (owner_id) VALUES ('u1'), ('u1');
+-- records: 5 + 7 on 1 Jan (UTC; 23:30 UTC is 2 Jan in Kolkata), 11 on 2 Jan, one soft-deleted (100)
+INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at) VALUES
+	('u1', 'api_calls', 5, '2026-01-01 10:00+00'), ('u1', 'api_calls', 7, '2026-01-01 23:30+00'),
+	('u1', 'api_calls', 11, '2026-01-02 00:30+00'), ('u2', 'api_calls', 100, '2026-01-01 12:00+00');
+UPDATE billing.usage_records SET deleted_at = '2026-01-03 00:00+00' WHERE quantity = 100;
+SELECT count(*) AS pending FROM billing.usage_pending;  -- 3: the deleted one is not pending
+
+CREATE FUNCTION pg_temp.agree(day0 timestamptz, day1 timestamptz) RETURNS TABLE (metric text, usage bigint, trends numeric)
+LANGUAGE sql AS $$
+	SELECT m, billing.usage('u1', m, day0, day1),
+		   (SELECT COALESCE(sum(t.value), 0) FROM billing.usage_trends(day0, day1, 'day') t WHERE t.metric = m)
+	  FROM unnest(ARRAY['api_calls', 'rooms_created']) m
+$$;
+-- 1 Jan: 5 + 7 = 12; 2 Jan: 11
+SELECT * FROM pg_temp.agree('2026-01-01 00:00+00', '2026-01-02 00:00+00');
+SELECT * FROM pg_temp.agree('2026-01-02 00:00+00', '2026-01-03 00:00+00');
+-- today: the two rooms the trigger counted (0.2.0's usage_trends left them out: 0)
+SELECT * FROM pg_temp.agree(date_trunc('day', now(), 'UTC'), date_trunc('day', now(), 'UTC') + interval '1 day');
+
+-- the rollup up to 2 Jan takes the two records of 1 Jan; up to tomorrow, the rest
+SELECT billing.rollup_usage('2026-01-02 00:00+00') AS moved;
+SELECT billing.rollup_usage('2026-01-02 00:00+00') AS again;  -- nothing new: 0
+SELECT billing.rollup_usage(date_trunc('day', now(), 'UTC') + interval '1 day') AS moved;
+SELECT count(*) AS pending FROM billing.usage_pending;
+SELECT user_id, metric, CASE WHEN day = (now() AT TIME ZONE 'UTC')::date THEN 'today' ELSE day::text END AS day, quantity
+  FROM billing.usage_daily ORDER BY usage_daily.day, metric;
+-- the records were not touched (the one updated is the soft-deleted one)
+SELECT count(*) FILTER (WHERE rolled_up) AS marked, count(*) FILTER (WHERE updated_at <> created_at) AS updated
+  FROM billing.usage_records;
+-- and the figures are the same
+SELECT * FROM pg_temp.agree('2026-01-01 00:00+00', '2026-01-02 00:00+00');
+SELECT * FROM pg_temp.agree('2026-01-02 00:00+00', '2026-01-03 00:00+00');
+SELECT * FROM pg_temp.agree(date_trunc('day', now(), 'UTC'), date_trunc('day', now(), 'UTC') + interval '1 day');
+
+DROP TABLE usage_rooms, usage_users;
