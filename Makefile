@@ -2,6 +2,7 @@
 #
 #   make demo   install what is missing, build, and play the story on a throwaway cluster
 #   make test   the same set-up, then unit, regression and isolation tests
+#   make fuzz   the Stripe event parser under libFuzzer for ten minutes
 #   make soak   the model-based random test (test/model) with many more seeds and steps
 #
 # `make`, `make install` and `make installcheck` are the usual PGXS targets.
@@ -52,8 +53,7 @@ billing--$(EXTVERSION).sql: $(SQL_PARTS)
 
 EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
-
-.PHONY: demo test deps unit bench bench-scale soak
+.PHONY: demo test deps unit bench bench-scale fuzz soak
 deps:
 	bash test/deps.sh
 
@@ -69,6 +69,10 @@ soak: deps
 
 bench: deps
 	bash bench/run.sh
+
+# The Stripe event parser under libFuzzer for ten minutes (make test runs it for 20 s).
+fuzz: deps
+	bash test/fuzz/run.sh $${FUZZ_SECONDS:-600}
 
 # the scale book (1,000,000 users) and the paths measured on it: bench/scale/README.md
 bench-scale: deps

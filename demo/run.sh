@@ -13,5 +13,6 @@ psql -X -q -e -f demo/story.sql 2>&1 | grep -v '^SET$'
 psql -X -q -e -f demo/story_quota.sql 2>&1 | grep -v "^SET$"
 psql -X -q -e -f demo/story_lifecycle.sql 2>&1 | grep -v "^SET$"
 psql -X -q -e -f demo/story_reports.sql 2>&1 | grep -v "^SET$"
+bash demo/story_stripe.sh
 echo
 echo "== demo finished; the cluster is stopped and removed"

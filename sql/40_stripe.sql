@@ -84,6 +84,18 @@ SELECT id, type, object_id, created, result, reason, received_at, payload = :'p2
 -- nothing was recorded by the refused calls
 SELECT count(*) FROM billing.stripe_events;
 
+-- replay: NULL is 22004, an unknown id 22023; a stored event replays to its result
+SELECT billing.stripe_replay(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_replay('evt_never_received');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.stripe_replay('evt_r1');
+-- a validly signed payload nested 100,000 levels deep: 54000, nothing stored, no crash
+-- (signature: printf '1700000000.' followed by 100000 '[' | openssl dgst -sha256 -hmac 'whsec_test_secret')
+SELECT billing.stripe_ingest(repeat('[', 100000), 't=1700000000,v1=afd88d850381800ee8df7790362ef18a2de70ace72976fc0cc8e5f07abf0169b', :t0);
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) FROM billing.stripe_events;
+
 -- checkout parameters
 UPDATE billing.subscription_plans SET stripe_price_id = 'price_pro_monthly_regress' WHERE code = 'pro_monthly';
 SELECT jsonb_pretty(billing.stripe_checkout_params('user_1', 'pro_monthly'));

@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
 	postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-cron
 	libssl-dev nlohmann-json3-dev libgtest-dev cmake g++ make bc jq
+	clang-14 libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

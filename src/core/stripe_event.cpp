@@ -1,6 +1,7 @@
 #include "core/stripe_event.hpp"
 
 #include "core/error.hpp"
+#include "core/lifecycle.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -63,45 +64,65 @@ Str(const json &object, std::string_view key)
 	return Str(Member(object, key));
 }
 
-// An integer field; floats, strings and out-of-range numbers are absent.
+[[noreturn]] void
+OutOfRange(std::string_view name, const char *range)
+{
+	throw InvalidParameter("invalid stripe event",
+						   "Field \"" + std::string(name) + "\" is not an integer " + range + ".",
+						   "Pass the request body exactly as Stripe sent it.");
+}
+
+enum class Sign { kAny, kNonNegative };
+
+// An integer field: absent or null is nullopt; anything else that is not an
+// integer in range (a float such as 1e30, a string, a bool) is refused, never
+// coerced.
 std::optional<int64_t>
-Int(const json *value)
+Int(const json *value, std::string_view name, Sign sign = Sign::kNonNegative)
 {
 	if (value == nullptr)
 		return std::nullopt;
+	const char *range = sign == Sign::kAny ? "between -2^63 and 2^63-1" : "between 0 and 2^63-1";
+	int64_t result = 0;
 	if (value->is_number_unsigned()) {
 		auto u = value->get<uint64_t>();
 		if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-			return std::nullopt;
-		return static_cast<int64_t>(u);
-	}
-	if (value->is_number_integer())
-		return value->get<int64_t>();
-	return std::nullopt;
+			OutOfRange(name, range);
+		result = static_cast<int64_t>(u);
+	} else if (value->is_number_integer())
+		result = value->get<int64_t>();
+	else
+		OutOfRange(name, range);
+	if (sign == Sign::kNonNegative && result < 0)
+		OutOfRange(name, range);
+	return result;
 }
 
 std::optional<int64_t>
-Int(const json &object, std::string_view key)
+Int(const json &object, std::string_view key, Sign sign = Sign::kNonNegative)
 {
-	return Int(Member(object, key));
+	return Int(Member(object, key), key, sign);
 }
 
-// A Unix time in seconds; outside 1970..9999 it is absent.
+// A Unix time in whole seconds, 1970-01-01 to 9999-12-31 (UTC); anything
+// else present is refused.
 constexpr int64_t kMaxUnixSeconds = 253402300799;  // 9999-12-31 23:59:59 UTC
 
 std::optional<int64_t>
-Time(const json *value)
+Time(const json *value, std::string_view name)
 {
-	auto seconds = Int(value);
-	if (!seconds || *seconds < 0 || *seconds > kMaxUnixSeconds)
+	if (value == nullptr)
 		return std::nullopt;
-	return seconds;
+	if (!value->is_number_integer() || (value->is_number_unsigned() && value->get<uint64_t>() > kMaxUnixSeconds) ||
+		value->get<int64_t>() < 0 || value->get<int64_t>() > kMaxUnixSeconds)
+		OutOfRange(name, "of seconds between 1970 and 9999 (a Unix time)");
+	return value->get<int64_t>();
 }
 
 std::optional<int64_t>
 Time(const json &object, std::string_view key)
 {
-	return Time(Member(object, key));
+	return Time(Member(object, key), key);
 }
 
 bool
@@ -165,6 +186,13 @@ ReadSubscription(const json &o, EventObject &out)
 	FirstOf(out.current_period_end, Time(o, "current_period_end"));
 	FirstOf(out.price_id, Str(Path(o, {"plan", "id"})));
 	out.subscription = out.id;
+	out.cancel_at_period_end = Bool(o, "cancel_at_period_end");
+	out.cancel_at = Time(o, "cancel_at");
+	out.canceled_at = Time(o, "canceled_at");
+	out.ended_at = Time(o, "ended_at");
+	out.trial_start = Time(o, "trial_start");
+	out.trial_end = Time(o, "trial_end");
+	out.start_date = Time(o, "start_date");
 }
 
 void
@@ -176,13 +204,13 @@ ReadInvoice(const json &o, EventObject &out)
 	FirstOf(out.metadata_user_id, Str(Path(o, {"subscription_details", "metadata", "user_id"})));
 	out.number = Str(o, "number");
 	out.billing_reason = Str(o, "billing_reason");
-	out.subtotal = Int(o, "subtotal");
-	out.total = Int(o, "total");
+	out.subtotal = Int(o, "subtotal", Sign::kAny);
+	out.total = Int(o, "total", Sign::kAny);
 	out.amount_paid = Int(o, "amount_paid");
 	out.amount_due = Int(o, "amount_due");
 	out.period_start = Time(o, "period_start");
 	out.period_end = Time(o, "period_end");
-	out.paid_at = Time(Path(o, {"status_transitions", "paid_at"}));
+	out.paid_at = Time(Path(o, {"status_transitions", "paid_at"}), "status_transitions.paid_at");
 	out.charge = Str(o, "charge");
 	FirstOf(out.payment_intent, Str(o, "payment_intent"));
 	if (const json *payments = ListData(o, "payments")) {
@@ -193,10 +221,10 @@ ReadInvoice(const json &o, EventObject &out)
 		for (const auto &l : *lines) {
 			InvoiceLine line;
 			line.description = Str(l, "description");
-			line.amount = Int(l, "amount");
+			line.amount = Int(l, "amount", Sign::kAny);
 			line.currency = Str(l, "currency");
-			line.period_start = Time(Path(l, {"period", "start"}));
-			line.period_end = Time(Path(l, {"period", "end"}));
+			line.period_start = Time(Path(l, {"period", "start"}), "lines.period.start");
+			line.period_end = Time(Path(l, {"period", "end"}), "lines.period.end");
 			FirstOf(line.price_id, Str(Path(l, {"pricing", "price_details", "price"})));
 			FirstOf(line.price_id, Str(Path(l, {"price", "id"})));
 			out.lines.push_back(std::move(line));
@@ -242,7 +270,7 @@ ReadCheckoutSession(const json &o, EventObject &out)
 	out.amount = Int(o, "amount_total");
 }
 
-// Removes "card" objects everywhere and payment_method_details at the top.
+// Removes "card" objects everywhere (recursion bounded by CheckBounds).
 void
 StripCards(json &node)
 {
@@ -261,12 +289,27 @@ StripCards(json &node)
 	}
 }
 
-}  // namespace
-
-Event
-ParseEvent(std::string_view payload)
+// Card data is never kept: data.object.payment_method_details and every
+// "card" object go.
+void
+StripCardData(json &root)
 {
-	json root = ParseJson(payload);
+	if (root.is_object()) {
+		auto data = root.find("data");
+		if (data != root.end() && data->is_object()) {
+			auto object = data->find("object");
+			if (object != data->end() && object->is_object())
+				object->erase("payment_method_details");
+		}
+	}
+	StripCards(root);
+}
+
+
+// The event inside an already parsed payload.
+Event
+ReadEvent(const json &root)
+{
 	if (!root.is_object())
 		throw InvalidParameter("invalid stripe event", "The payload is not a JSON object.");
 	Event event;
@@ -295,13 +338,6 @@ ParseEvent(std::string_view payload)
 	out.status = Str(o, "status");
 	out.currency = Str(o, "currency");
 	out.created = Time(o, "created");
-	out.cancel_at_period_end = Bool(o, "cancel_at_period_end");
-	out.cancel_at = Time(o, "cancel_at");
-	out.canceled_at = Time(o, "canceled_at");
-	out.ended_at = Time(o, "ended_at");
-	out.trial_start = Time(o, "trial_start");
-	out.trial_end = Time(o, "trial_end");
-	out.start_date = Time(o, "start_date");
 	out.metadata_user_id = Str(Path(o, {"metadata", "user_id"}));
 
 	std::string kind = out.object.value_or("");
@@ -318,16 +354,228 @@ ParseEvent(std::string_view payload)
 	return event;
 }
 
+bool
+EndsWith(std::string_view text, std::string_view suffix)
+{
+	return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+void
+CheckBounds(std::string_view payload)
+{
+	if (payload.size() > kMaxPayloadBytes)
+		throw Error(sqlstate::kProgramLimitExceeded, "stripe event payload is too large",
+					"The payload has " + std::to_string(payload.size()) + " bytes; at most " +
+						std::to_string(kMaxPayloadBytes) + " are accepted.",
+					"Stripe's events are far smaller; check what is posted to the webhook endpoint.");
+	int depth = 0;
+	bool in_string = false;
+	for (size_t i = 0; i < payload.size(); ++i) {
+		char c = payload[i];
+		if (in_string) {
+			if (c == '\\')
+				++i;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"')
+			in_string = true;
+		else if (c == '{' || c == '[') {
+			if (++depth > kMaxNesting)
+				throw Error(sqlstate::kProgramLimitExceeded, "stripe event payload is nested too deeply",
+							"Objects and arrays nest more than " + std::to_string(kMaxNesting) + " levels deep.",
+							"Stripe's events are far shallower; check what is posted to the webhook endpoint.");
+		} else if (c == '}' || c == ']')
+			--depth;
+	}
+}
+
+Event
+ParseEvent(std::string_view payload)
+{
+	CheckBounds(payload);
+	return ReadEvent(ParseJson(payload));
+}
+
+Prepared
+Prepare(std::string_view payload)
+{
+	CheckBounds(payload);
+	json root = ParseJson(payload);
+	Prepared prepared;
+	prepared.event = ReadEvent(root);
+	prepared.facts = FactsJson(prepared.event);
+	prepared.stage = EventStage(prepared.event);
+	StripCardData(root);
+	prepared.stored_payload = root.dump();
+	return prepared;
+}
+
+int
+EventStage(const Event &event)
+{
+	const std::string &type = event.type;
+	const EventObject &o = event.object;
+	if (EndsWith(type, ".deleted"))
+		return 3;
+	std::string_view kind = o.object ? std::string_view(*o.object) : std::string_view();
+	std::string_view status = o.status ? std::string_view(*o.status) : std::string_view();
+	bool terminal = false;
+	if (kind == "subscription")
+		terminal = status == "canceled" || status == "incomplete_expired";
+	else if (kind == "invoice")
+		terminal = status == "paid" || status == "void" || type == "invoice.paid" ||
+				   type == "invoice.payment_succeeded" || type == "invoice.voided";
+	else if (kind == "payment_intent")
+		terminal = status == "succeeded" || status == "canceled" || type == "payment_intent.succeeded" ||
+				   type == "payment_intent.canceled";
+	else if (kind == "charge")
+		terminal = o.amount && o.amount_refunded && *o.amount > 0 && *o.amount_refunded >= *o.amount;
+	else if (kind == "checkout.session")
+		terminal = status == "complete" || status == "expired";
+	if (terminal)
+		return 2;
+	return EndsWith(type, ".created") ? 0 : 1;
+}
+
+bool
+IsNewer(const std::optional<Watermark> &last, const Watermark &incoming)
+{
+	if (!last || incoming.created > last->created)
+		return true;
+	return incoming.created == last->created && incoming.stage >= last->stage;
+}
+
+bool
+Handled(std::string_view type)
+{
+	static constexpr std::string_view kHandled[] = {
+		"checkout.session.completed",
+		"customer.subscription.created",
+		"customer.subscription.updated",
+		"customer.subscription.deleted",
+		"customer.subscription.paused",
+		"customer.subscription.resumed",
+		"customer.subscription.trial_will_end",
+		"invoice.created",
+		"invoice.finalized",
+		"invoice.paid",
+		"invoice.payment_succeeded",
+		"invoice.payment_failed",
+		"invoice.voided",
+		"invoice.marked_uncollectible",
+		"payment_intent.succeeded",
+		"payment_intent.payment_failed",
+		"charge.refunded",
+	};
+	for (auto handled : kHandled) {
+		if (type == handled)
+			return true;
+	}
+	return false;
+}
+
+namespace {
+
+// The action of billing's state machine a Stripe status stands for, or none
+// (a mirror rule: Stripe reached a state billing's own operations reach
+// differently, or not at all).
+struct StatusRow {
+	std::string_view stripe;
+	Status billing;
+	std::optional<Action> action;
+	const char *mirror;  // why it is mirrored, when there is no action
+};
+
+constexpr StatusRow kStatusRows[] = {
+	{"trialing", Status::kTrialing, std::nullopt, "mirror: Stripe runs the trial (start_trial's state)"},
+	{"active", Status::kActive, Action::kPaymentSucceeded, nullptr},
+	{"past_due", Status::kPastDue, Action::kPaymentFailed, nullptr},
+	{"unpaid", Status::kPastDue, std::nullopt, "mirror: Stripe stopped retrying; billing's grace period decides"},
+	{"paused", Status::kPaused, Action::kPause, nullptr},
+	{"incomplete", Status::kIncomplete, std::nullopt, "mirror: the first payment is pending (subscribe's state)"},
+	{"incomplete_expired", Status::kExpired, Action::kIncompleteTimeout, nullptr},
+	{"canceled", Status::kCanceled, Action::kCancelNow, nullptr},
+};
+
+const StatusRow *
+FindStatus(std::string_view stripe_status)
+{
+	for (const auto &row : kStatusRows) {
+		if (row.stripe == stripe_status)
+			return &row;
+	}
+	return nullptr;
+}
+
+std::string
+RuleName(const StatusRow &row)
+{
+	return row.action ? std::string(ToString(*row.action)) : std::string(row.mirror);
+}
+
+}  // namespace
+
+const std::vector<StripeStatusRule> &
+StripeStatusTable()
+{
+	static const std::vector<StripeStatusRule> table = [] {
+		std::vector<StripeStatusRule> rows;
+		static std::vector<std::string> names;  // keeps the rule strings alive
+		names.reserve(std::size(kStatusRows) + 2);
+		for (const auto &row : kStatusRows) {
+			names.push_back(RuleName(row));
+			rows.push_back({row.stripe.data(), ToString(row.billing), names.back().c_str()});
+		}
+		names.push_back(ToString(Action::kCancelAtPeriodEnd));
+		rows.push_back({"active + cancel_at_period_end", ToString(Status::kCanceled), names.back().c_str()});
+		names.push_back(ToString(Action::kCancelNow));
+		rows.push_back({"customer.subscription.deleted (any status)", ToString(Status::kCanceled), names.back().c_str()});
+		return rows;
+	}();
+	return table;
+}
+
+std::optional<SubscriptionMirror>
+MirrorSubscription(const Event &event)
+{
+	const EventObject &o = event.object;
+	SubscriptionMirror m;
+	m.stripe_status = o.status.value_or("");
+	const StatusRow *row = FindStatus(m.stripe_status);
+	bool deleted = event.type == "customer.subscription.deleted";
+	if (row == nullptr && !deleted)
+		return std::nullopt;
+	Status status = row ? row->billing : Status::kCanceled;
+	m.rule = row ? RuleName(*row) : ToString(Action::kCancelNow);
+	m.cancel_at_period_end = o.cancel_at_period_end;
+	if (deleted && status != Status::kCanceled && status != Status::kExpired) {
+		status = Status::kCanceled;
+		m.rule = ToString(Action::kCancelNow);
+	}
+	// Stripe keeps a subscription that cancels at period end "active"; in
+	// billing that is a pending cancel: canceled, cancel_at_period_end, not ended.
+	bool pending_cancel = status == Status::kActive && o.cancel_at_period_end;
+	if (pending_cancel) {
+		status = Status::kCanceled;
+		m.rule = ToString(Action::kCancelAtPeriodEnd);
+	}
+	if ((status == Status::kCanceled && !pending_cancel) || status == Status::kExpired) {
+		m.ended_at = o.ended_at ? o.ended_at : o.canceled_at ? o.canceled_at : std::optional<int64_t>(event.created);
+		m.end_reason = status == Status::kExpired ? "incomplete_expired" : "canceled";
+	}
+	if (status == Status::kCanceled)
+		m.canceled_at = o.canceled_at ? o.canceled_at : m.ended_at ? m.ended_at : std::optional<int64_t>(event.created);
+	m.status = ToString(status);
+	return m;
+}
+
 std::optional<std::string>
 MapSubscriptionStatus(std::string_view s)
 {
-	if (s == "trialing" || s == "active" || s == "past_due" || s == "canceled" || s == "incomplete" || s == "paused")
-		return std::string(s);
-	if (s == "unpaid")
-		return std::string("past_due");
-	if (s == "incomplete_expired")
-		return std::string("expired");
-	return std::nullopt;
+	const StatusRow *row = FindStatus(s);
+	return row ? std::optional<std::string>(ToString(row->billing)) : std::nullopt;
 }
 
 std::optional<std::string>
@@ -350,13 +598,9 @@ MapBillingReason(const std::optional<std::string> &reason)
 std::string
 SanitizedPayload(std::string_view payload)
 {
+	CheckBounds(payload);
 	json root = ParseJson(payload);
-	if (json *object = root.is_object() && root.contains("data") && root["data"].is_object() &&
-							   root["data"].contains("object") && root["data"]["object"].is_object()
-						   ? &root["data"]["object"]
-						   : nullptr)
-		object->erase("payment_method_details");
-	StripCards(root);
+	StripCardData(root);
 	return root.dump();
 }
 
@@ -374,10 +618,20 @@ FactsJson(const Event &event)
 	put("customer", o.customer);
 	put("subscription", o.subscription);
 	put("stripe_status", o.status);
-	if (o.status) {
-		if (o.object == "subscription")
-			put("status", MapSubscriptionStatus(*o.status));
-		else if (o.object == "invoice")
+	if (o.object == "subscription") {
+		// what billing's subscription becomes: the core's decision, stored as is
+		if (auto m = MirrorSubscription(event)) {
+			facts["status"] = m->status;
+			facts["mirror"] = {{"status", m->status},
+							   {"stripe_status", m->stripe_status},
+							   {"cancel_at_period_end", m->cancel_at_period_end},
+							   {"canceled_at", m->canceled_at ? json(*m->canceled_at) : json(nullptr)},
+							   {"ended_at", m->ended_at ? json(*m->ended_at) : json(nullptr)},
+							   {"end_reason", m->end_reason ? json(*m->end_reason) : json(nullptr)},
+							   {"rule", m->rule}};
+		}
+	} else if (o.status) {
+		if (o.object == "invoice")
 			put("status", MapInvoiceStatus(*o.status));
 		else
 			facts["status"] = *o.status;

@@ -2,8 +2,10 @@
 //
 // Stripe objects change shape between API versions and fields may be null,
 // empty or absent: every field here is optional and absence is never an error.
-// Only JSON that does not parse, or an event without id, type, created or
-// data.object, is refused (22023).
+// Refused: a payload larger than kMaxPayloadBytes or nested deeper than
+// kMaxNesting (54000, checked before anything is parsed); JSON that does not
+// parse, an event without id, type, created or data.object, and a number or
+// time billing reads that is not an integer in range (22023).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,15 @@
 #include <vector>
 
 namespace billing::stripe {
+
+// Stripe's events are a few kilobytes and a handful of levels deep; these
+// bounds leave ample room and keep every recursion over the JSON shallow.
+inline constexpr size_t kMaxPayloadBytes = 1024 * 1024;
+inline constexpr int kMaxNesting = 64;
+
+// Throws 54000 when the payload is too large or nested too deeply. Scans the
+// bytes once without recursion (strings are skipped, escapes respected).
+void CheckBounds(std::string_view payload);
 
 // One invoice line, as much of it as an invoice row keeps.
 struct InvoiceLine {
@@ -82,9 +93,73 @@ struct Event {
 	EventObject object;
 };
 
-// Parses a webhook payload. Throws billing::Error 22023 for JSON that does
-// not parse or an event without id, type, created or data.object.
+// Parses a webhook payload (CheckBounds first). Throws billing::Error 22023
+// for JSON that does not parse, an event without id, type, created or
+// data.object, or a read number out of range (amounts: 0..2^63-1, except
+// invoice totals and line amounts, which may be negative; times: 1970..9999).
 Event ParseEvent(std::string_view payload);
+
+// What ingesting keeps of a payload: the parsed event, the payload to store
+// (SanitizedPayload) and the facts for SQL (FactsJson), from one parse.
+struct Prepared {
+	Event event;
+	std::string stored_payload;
+	std::string facts;
+	int stage = 0;  // EventStage(event)
+};
+Prepared Prepare(std::string_view payload);
+
+// Ordering (per Stripe object). Stripe's `created` is whole seconds, so two
+// events of one object often share it; then the object's own state decides:
+//   0 creation  the object's *.created event (its first state)
+//   1 change    any other event that leaves the object in a non-terminal state
+//   2 terminal  a final state: subscription canceled / incomplete_expired,
+//               invoice paid / void, payment intent succeeded / canceled,
+//               charge fully refunded, checkout session complete / expired
+//   3 deletion  customer.subscription.deleted, *.deleted
+int EventStage(const Event &event);
+
+struct Watermark {
+	int64_t created = 0;  // Unix seconds of the newest applied event
+	int stage = 0;        // its stage
+};
+
+// True when an event (created, stage) may be applied over the last applied
+// one: newer in seconds, or the same second and a stage at least as far.
+// So a terminal state is never undone by a non-terminal one of the same
+// second, whatever the delivery order, and a creation never overwrites a
+// change of its own second; same-second changes apply in delivery order.
+bool IsNewer(const std::optional<Watermark> &last, const Watermark &incoming);
+
+// The event types billing applies; any other is recorded as ignored.
+bool Handled(std::string_view type);
+
+// One state machine: what a Stripe subscription event makes of billing's
+// subscription. Stripe is the source of truth for the subscriptions it
+// manages, so the target does not depend on billing's current status; each
+// Stripe status (and event type) is named onto a transition of billing's
+// table (lifecycle.hpp) or an explicit mirror rule, and SQL stores the result.
+struct SubscriptionMirror {
+	std::string status;                    // billing.subscription_status
+	std::string stripe_status;             // as Stripe sent it ("" when absent)
+	bool cancel_at_period_end = false;
+	std::optional<int64_t> canceled_at;    // Unix seconds
+	std::optional<int64_t> ended_at;
+	std::optional<std::string> end_reason; // canceled, incomplete_expired
+	std::string rule;                      // the transition (action name) or "mirror: ..."
+};
+
+// The table behind MirrorSubscription, one row per Stripe status / event
+// (the README shows it): Stripe status, billing status, rule.
+struct StripeStatusRule {
+	const char *stripe;
+	const char *billing;
+	const char *rule;
+};
+const std::vector<StripeStatusRule> &StripeStatusTable();
+
+// nullopt when the Stripe status is unknown (the event is then ignored).
+std::optional<SubscriptionMirror> MirrorSubscription(const Event &event);
 
 // Stripe subscription status -> billing.subscription_status:
 // trialing, active, past_due, canceled, incomplete, paused map to themselves,

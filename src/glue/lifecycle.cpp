@@ -796,6 +796,9 @@ BILLING_FUNCTION(billing_run_maintenance)
 		if (!rolled.empty() && rolled[0].text(0))
 			counts["usage_rolled_up"] += std::stoll(rolled[0].text_required(0));
 	}
+	// Stripe payloads past stripe_event_retention (their rows stay, for duplicate detection)
+	auto pruned = spi.Query("SELECT billing._stripe_prune($1)", {at_arg});
+	counts["stripe_payloads_pruned"] += pruned.at(0).int64(0).value_or(0);
 	for (const auto &[name, count] : counts)
 		if (count > 0)
 			result.Add({name, std::to_string(count)});

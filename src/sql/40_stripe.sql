@@ -12,20 +12,24 @@ CREATE TABLE billing.stripe_events (
 	type text NOT NULL,
 	object_id text,
 	created timestamptz NOT NULL,  -- the event's time at Stripe
-	payload jsonb NOT NULL,  -- as received, without payment_method_details and card objects
-	result text NOT NULL CHECK (result IN ('applied', 'stale', 'ignored')),
-	reason text,  -- why an event was ignored or stale
+	payload jsonb,  -- as received, without payment_method_details and card objects; NULL once pruned
+	result text NOT NULL CHECK (result IN ('applied', 'stale', 'ignored', 'pending')),
+	reason text,  -- why an event was ignored, stale or is pending
 	received_at timestamptz NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	deleted_at timestamptz
+	deleted_at timestamptz,
+	stage smallint,  -- the ordering stage the core gave it (stripe::EventStage)
+	customer_id text  -- the Stripe customer it names: a pending event waits for that customer's user
 );
 COMMENT ON TABLE billing.stripe_events IS 'Stripe webhook events received, each applied at most once';
 CREATE INDEX stripe_events_object ON billing.stripe_events (object_id, created);
 CREATE INDEX stripe_events_received ON billing.stripe_events (received_at);
+CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
 
--- Per Stripe object, the newest event applied to it: an older event for the
--- same object (by created, then event id) is stale and changes nothing.
+-- Per Stripe object, the newest event applied to it: the core decides whether
+-- another event is newer (stripe::IsNewer: by created, then by the stage of
+-- the object's state); one that is not is stale and changes nothing.
 CREATE TABLE billing.stripe_objects (
 	object_id text PRIMARY KEY,
 	object_type text,
@@ -34,6 +38,7 @@ CREATE TABLE billing.stripe_objects (
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz,
+	last_event_stage smallint,  -- stripe::EventStage of the newest applied event
 	CONSTRAINT watermark_complete CHECK ((last_event_created IS NULL) = (last_event_id IS NULL))
 );
 COMMENT ON TABLE billing.stripe_objects IS 'The newest Stripe event applied per Stripe object (out-of-order protection)';
@@ -48,6 +53,9 @@ CREATE TABLE billing.stripe_customers (
 );
 COMMENT ON TABLE billing.stripe_customers IS 'Stripe customer id -> billing user id, learnt from Checkout';
 CREATE INDEX stripe_customers_user ON billing.stripe_customers (user_id);
+-- Stripe's own subscription status, verbatim (billing's status is the core's
+-- mapping of it, stripe::StripeStatusTable).
+ALTER TABLE billing.subscriptions ADD COLUMN stripe_status text;
 CREATE INDEX subscriptions_stripe_customer
 	ON billing.subscriptions (stripe_customer_id) WHERE stripe_customer_id IS NOT NULL;
 CREATE INDEX payments_stripe_charge ON billing.payments (stripe_charge_id) WHERE stripe_charge_id IS NOT NULL;
@@ -102,13 +110,7 @@ $$;
 CREATE FUNCTION billing._stripe_precheck(event_type text, facts jsonb) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF event_type NOT IN ('checkout.session.completed',
-						  'customer.subscription.created', 'customer.subscription.updated',
-						  'customer.subscription.deleted', 'customer.subscription.trial_will_end',
-						  'invoice.created', 'invoice.finalized', 'invoice.paid', 'invoice.payment_failed',
-						  'payment_intent.succeeded', 'payment_intent.payment_failed', 'charge.refunded') THEN
-		RETURN 'event type not handled';
-	END IF;
+	-- which event types are handled at all is the core's (stripe::Handled)
 	IF facts ->> 'id' IS NULL THEN
 		RETURN 'the event''s object has no id';
 	END IF;
@@ -191,36 +193,22 @@ DECLARE
 	s billing.subscriptions;
 	cur billing.subscriptions;
 	uid text;
-	status billing.subscription_status := (facts ->> 'status')::billing.subscription_status;
-	pending_cancel boolean := COALESCE((facts ->> 'cancel_at_period_end')::boolean, false);
+	-- status, pending cancel, cancel and end: the core's decision (stripe::MirrorSubscription)
+	mirror jsonb := facts -> 'mirror';
+	status billing.subscription_status := (mirror ->> 'status')::billing.subscription_status;
+	pending_cancel boolean := (mirror ->> 'cancel_at_period_end')::boolean;
 	started timestamptz := COALESCE(billing._stripe_time(facts, 'start_date'), billing._stripe_time(facts, 'created'),
 									event_created);
 	period_start timestamptz;
 	period_end timestamptz := billing._stripe_time(facts, 'current_period_end');
 	trial_start timestamptz := billing._stripe_time(facts, 'trial_start');
 	trial_end timestamptz := billing._stripe_time(facts, 'trial_end');
-	ended timestamptz;
-	canceled timestamptz;
-	reason text;
+	ended timestamptz := billing._stripe_time(mirror, 'ended_at');
+	canceled timestamptz := billing._stripe_time(mirror, 'canceled_at');
+	reason text := mirror ->> 'end_reason';
 BEGIN
 	SELECT p.* INTO plan FROM billing.subscription_plans p
 	 WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL;
-	IF event_type = 'customer.subscription.deleted' AND status NOT IN ('canceled', 'expired') THEN
-		status := 'canceled';
-	END IF;
-	-- Stripe keeps a subscription that cancels at period end "active"; billing
-	-- calls that a pending cancel: canceled, cancel_at_period_end, not ended.
-	IF status = 'active' AND pending_cancel THEN
-		status := 'canceled';
-	END IF;
-	IF status IN ('canceled', 'expired') AND NOT (status = 'canceled' AND pending_cancel AND
-			facts ->> 'stripe_status' IS DISTINCT FROM 'canceled' AND event_type <> 'customer.subscription.deleted') THEN
-		ended := COALESCE(billing._stripe_time(facts, 'ended_at'), billing._stripe_time(facts, 'canceled_at'), event_created);
-		reason := CASE status WHEN 'expired' THEN 'incomplete_expired' ELSE 'canceled' END;
-	END IF;
-	IF status = 'canceled' THEN
-		canceled := COALESCE(billing._stripe_time(facts, 'canceled_at'), ended, event_created);
-	END IF;
 
 	SELECT x.* INTO s FROM billing.subscriptions x
 	 WHERE x.stripe_subscription_id = facts ->> 'id' AND x.deleted_at IS NULL
@@ -231,7 +219,7 @@ BEGIN
 	ELSE
 		uid := billing._stripe_user(facts);
 		IF uid IS NULL THEN
-			RETURN pg_catalog.format('no billing user for stripe subscription "%s": it has no metadata.user_id '
+			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe subscription "%s": it has no metadata.user_id '
 									 'and its customer is not linked', facts ->> 'id');
 		END IF;
 	END IF;
@@ -271,12 +259,13 @@ BEGIN
 		INSERT INTO billing.subscriptions AS x
 			(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, billing_anchor,
 			 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at,
-			 ended_at, end_reason, past_due_since, paused_at, stripe_customer_id, stripe_subscription_id, metadata)
+			 ended_at, end_reason, past_due_since, paused_at, stripe_customer_id, stripe_subscription_id, metadata,
+			 stripe_status)
 		VALUES (uid, plan.id, status, plan.price_cents, plan.currency, plan.billing_interval, started, period_start,
 				period_start, period_end, trial_start, trial_end, pending_cancel, canceled,
 				ended, reason, CASE WHEN status = 'past_due' THEN event_created END,
 				CASE WHEN status = 'paused' THEN event_created END,
-				facts ->> 'customer', facts ->> 'id', '{"source": "stripe"}')
+				facts ->> 'customer', facts ->> 'id', '{"source": "stripe"}', mirror ->> 'stripe_status')
 		RETURNING x.* INTO s;
 	ELSIF s.ended_at IS NOT NULL THEN
 		-- billing already ended it (e.g. a plan change); Stripe cannot bring an
@@ -307,6 +296,7 @@ BEGIN
 			   scheduled_change_at = NULL,
 			   stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id),
 			   stripe_subscription_id = facts ->> 'id',
+			   stripe_status = mirror ->> 'stripe_status',
 			   metadata = x.metadata || '{"source": "stripe"}'
 		 WHERE x.id = s.id
 		RETURNING x.* INTO s;
@@ -380,12 +370,12 @@ BEGIN
 	 WHERE x.stripe_subscription_id = facts ->> 'subscription' AND x.deleted_at IS NULL;
 	uid := COALESCE(sub.user_id, billing._stripe_user(facts));
 	IF uid IS NULL THEN
-		RETURN pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
+		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
 								 facts ->> 'id');
 	END IF;
 	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
 											   WHEN 'invoice.paid' THEN 'paid' ELSE 'open' END);
-	IF event_type = 'invoice.paid' THEN
+	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded') THEN
 		status := 'paid';
 	END IF;
 	IF status = 'paid' THEN
@@ -459,16 +449,62 @@ BEGIN
 		RETURNING x.* INTO inv;
 	END IF;
 
-	-- older API versions name the payment intent on the invoice: the payment is
-	-- recorded here, under the same external id payment_intent.succeeded uses
-	IF event_type = 'invoice.paid' AND facts ->> 'payment_intent' IS NOT NULL
+	-- a paid invoice records its payment once: under the payment intent when the
+	-- invoice names it (older API versions, the same external id
+	-- payment_intent.succeeded uses); otherwise (current versions name none) a
+	-- payment_intent.succeeded already stored for this user, amount and
+	-- currency within a day and not yet on an invoice is that payment, and
+	-- failing that one is recorded under the invoice's id, which a later
+	-- payment_intent.succeeded adopts (see billing._stripe_adopt_payment)
+	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded')
 	   AND COALESCE((facts ->> 'amount_paid')::bigint, 0) > 0 THEN
-		PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
-											   facts ->> 'currency', true, facts ->> 'payment_intent',
-											   facts ->> 'charge', NULL, NULL, paid);
+		IF facts ->> 'payment_intent' IS NOT NULL THEN
+			PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
+												   facts ->> 'currency', true, facts ->> 'payment_intent',
+												   facts ->> 'charge', NULL, NULL, paid);
+		ELSIF NOT EXISTS (SELECT 1 FROM billing.payments p
+						   WHERE p.invoice_id = inv.id AND p.refund_of IS NULL AND p.status = 'succeeded'
+							 AND p.deleted_at IS NULL) THEN
+			UPDATE billing.payments p SET invoice_id = inv.id, subscription_id = COALESCE(p.subscription_id, sub.id)
+			 WHERE p.id = (SELECT q.id FROM billing.payments q
+							WHERE q.user_id = uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
+							  AND q.status = 'succeeded' AND q.deleted_at IS NULL
+							  AND q.stripe_payment_intent_id IS NOT NULL
+							  AND q.amount_cents = (facts ->> 'amount_paid')::bigint
+							  AND q.currency = pg_catalog.lower(facts ->> 'currency')
+							  AND q.paid_at BETWEEN paid - interval '1 day' AND paid + interval '1 day'
+							ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - paid)), q.id LIMIT 1);
+			IF NOT FOUND THEN
+				INSERT INTO billing.payments AS p
+					(user_id, subscription_id, invoice_id, amount_cents, currency, status, external_id,
+					 stripe_charge_id, paid_at)
+				VALUES (uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint, pg_catalog.lower(facts ->> 'currency'),
+						'succeeded', 'stripe_invoice:' || (facts ->> 'id'), facts ->> 'charge', paid)
+				ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
+			END IF;
+		END IF;
 	END IF;
 	RETURN NULL;
 END fn
+$$;
+
+-- Internal: a payment intent that succeeds after its invoice.paid (which, in
+-- current API versions, names no payment intent) is the payment that invoice
+-- recorded: that row takes the payment intent's id instead of a second row.
+CREATE FUNCTION billing._stripe_adopt_payment(user_id text, facts jsonb, event_created timestamptz) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	UPDATE billing.payments p
+	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'id',
+		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts ->> 'charge')
+	 WHERE p.id = (SELECT q.id FROM billing.payments q
+					WHERE q.user_id = $1 AND q.external_id LIKE 'stripe\_invoice:%' AND q.refund_of IS NULL
+					  AND q.status = 'succeeded' AND q.deleted_at IS NULL AND q.stripe_payment_intent_id IS NULL
+					  AND q.amount_cents = COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0),
+													(facts ->> 'amount')::bigint)
+					  AND q.currency = pg_catalog.lower(facts ->> 'currency')
+					  AND q.paid_at BETWEEN event_created - interval '1 day' AND event_created + interval '1 day'
+					ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - event_created)), q.id LIMIT 1)
+	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id = facts ->> 'id')
 $$;
 
 -- Internal: payment_intent.succeeded / payment_failed store the payment.
@@ -483,13 +519,16 @@ BEGIN
 	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'invoice';
 	uid := COALESCE(inv.user_id, billing._stripe_user(facts));
 	IF uid IS NULL THEN
-		RETURN pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
+		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
 								 'and its customer is not linked', facts ->> 'id');
 	END IF;
 	sub_id := COALESCE(inv.subscription_id,
 		(SELECT s.id FROM billing.subscriptions s
 		  WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
 		  ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1));
+	IF succeeded THEN
+		PERFORM billing._stripe_adopt_payment(uid, facts, event_created);
+	END IF;
 	PERFORM billing._stripe_upsert_payment(
 		uid, sub_id, inv.id,
 		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)
@@ -523,7 +562,7 @@ BEGIN
 		-- the payment itself never arrived: it is recorded from the charge
 		uid := billing._stripe_user(facts);
 		IF uid IS NULL THEN
-			RETURN pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
+			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
 									 'and its customer is not linked', facts ->> 'id');
 		END IF;
 		payment_id := billing._stripe_upsert_payment(
@@ -557,41 +596,64 @@ BEGIN
 END
 $$;
 
--- Internal: records the event once, checks it is not stale, applies it.
--- Called by billing.stripe_ingest after the signature has been verified.
-CREATE FUNCTION billing._stripe_apply(event_id text, event_type text, event_created timestamptz, facts jsonb,
-									  payload jsonb, received timestamptz) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-<<fn>>
-DECLARE
-	object_id text := facts ->> 'id';
-	w billing.stripe_objects;
-	result text;
-	reason text;
+-- Internal: records an event once (false: a redelivered id, a duplicate) and,
+-- for a handled event, locks its Stripe object's watermark and returns it for
+-- the core to compare (stripe::IsNewer). Called by billing.stripe_ingest after
+-- the signature has been verified.
+CREATE FUNCTION billing._stripe_record(event_id text, event_type text, object_id text, customer_id text,
+									   event_created bigint, stage integer, payload jsonb, received timestamptz,
+									   handled boolean, OUT recorded boolean, OUT last_created bigint,
+									   OUT last_stage integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	-- exactly once: a concurrent delivery of the same id waits here for the
 	-- other transaction, then finds the row and is a duplicate
-	INSERT INTO billing.stripe_events (id, type, object_id, created, payload, result, received_at)
-	VALUES (event_id, event_type, object_id, event_created, payload, 'ignored', received)
+	INSERT INTO billing.stripe_events (id, type, object_id, customer_id, created, stage, payload, result, reason,
+									   received_at)
+	VALUES (event_id, event_type, object_id, customer_id, pg_catalog.to_timestamp(event_created), stage, payload,
+			'ignored', CASE WHEN NOT handled THEN 'event type not handled' END, received)
 	ON CONFLICT (id) DO NOTHING;
-	IF NOT FOUND THEN
-		RETURN 'duplicate';
+	recorded := FOUND;
+	IF recorded AND handled AND object_id IS NOT NULL THEN
+		SELECT w.last_created, w.last_stage INTO last_created, last_stage
+		  FROM billing._stripe_lock_object(object_id) w;
 	END IF;
+END
+$$;
 
-	reason := billing._stripe_precheck(event_type, facts);
-	IF reason IS NOT NULL THEN
-		result := 'ignored';
+-- Internal: locks a Stripe object's watermark (one event per object at a
+-- time) and returns the newest applied event's time and stage.
+CREATE FUNCTION billing._stripe_lock_object(object_id text, OUT last_created bigint, OUT last_stage integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1)
+	ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
+	SELECT EXTRACT(epoch FROM o.last_event_created)::bigint, o.last_event_stage INTO last_created, last_stage
+	  FROM billing.stripe_objects o WHERE o.object_id = $1 FOR UPDATE;
+END
+$$;
+
+-- Internal: applies an event the core found newer than its object's
+-- watermark (or records it stale) and stores the outcome. Returns applied,
+-- stale, ignored or pending (no billing user yet: applied when the event
+-- naming its customer's user arrives, see billing.stripe_pending).
+CREATE FUNCTION billing._stripe_dispatch(event_id text, event_type text, event_created timestamptz, stage integer,
+										 facts jsonb, stale boolean) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
+DECLARE
+	object_id text := facts ->> 'id';
+	result text;
+	reason text;
+BEGIN
+	IF stale THEN
+		result := 'stale';
+		SELECT pg_catalog.format('event "%s" of %s is as new or newer for this object', o.last_event_id,
+								 o.last_event_created)
+		  INTO reason FROM billing.stripe_objects o WHERE o.object_id = fn.object_id;
 	ELSE
-		-- one event per Stripe object at a time, newest wins
-		INSERT INTO billing.stripe_objects (object_id, object_type) VALUES (object_id, facts ->> 'object')
-		ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
-		SELECT o.* INTO w FROM billing.stripe_objects o WHERE o.object_id = fn.object_id FOR UPDATE;
-		IF w.last_event_created IS NOT NULL
-		   AND (w.last_event_created, w.last_event_id) >= (event_created, event_id) THEN
-			result := 'stale';
-			reason := pg_catalog.format('event "%s" of %s is newer for this object', w.last_event_id,
-										w.last_event_created);
-		ELSE
+		reason := billing._stripe_precheck(event_type, facts);
+		IF reason IS NULL THEN
 			reason := CASE
 				WHEN event_type = 'checkout.session.completed' THEN billing._stripe_checkout_completed(facts)
 				WHEN event_type LIKE 'customer.subscription.%' THEN
@@ -601,21 +663,81 @@ BEGIN
 					billing._stripe_payment_intent(event_type, facts, event_created)
 				WHEN event_type = 'charge.refunded' THEN billing._stripe_charge_refunded(facts, event_created)
 			END;
-			IF reason IS NULL THEN
-				result := 'applied';
-				UPDATE billing.stripe_objects o
-				   SET last_event_created = event_created, last_event_id = event_id, object_type = facts ->> 'object'
-				 WHERE o.object_id = fn.object_id;
-			ELSE
-				result := 'ignored';
-			END IF;
+		END IF;
+		IF reason IS NULL THEN
+			result := 'applied';
+			UPDATE billing.stripe_objects o
+			   SET last_event_created = event_created, last_event_id = event_id, last_event_stage = stage,
+				   object_type = facts ->> 'object'
+			 WHERE o.object_id = fn.object_id;
+		ELSIF reason LIKE 'pending: %' THEN
+			result := 'pending';
+			reason := pg_catalog.substr(reason, 10);
+		ELSE
+			result := 'ignored';
 		END IF;
 	END IF;
 	UPDATE billing.stripe_events e SET result = fn.result, reason = fn.reason
-	 WHERE e.id = event_id;
+	 WHERE e.id = event_id AND (e.result, e.reason) IS DISTINCT FROM (fn.result, fn.reason);
 	RETURN result;
 END fn
 $$;
+
+-- Internal: the payloads of the events pending for a Stripe customer, in the
+-- order they are applied once the customer's user is known.
+CREATE FUNCTION billing._stripe_pending_for(customer_id text)
+RETURNS TABLE (id text, payload text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT e.id, e.payload::text FROM billing.stripe_events e
+	 WHERE e.result = 'pending' AND e.customer_id = $1 AND e.payload IS NOT NULL
+	 ORDER BY e.created, e.stage, e.received_at, e.id
+$$;
+
+-- Internal: a stored event's payload for billing.stripe_replay (NULL once pruned).
+CREATE FUNCTION billing._stripe_stored(event_id text, OUT found boolean, OUT payload text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT true, e.payload::text FROM billing.stripe_events e WHERE e.id = $1
+	UNION ALL SELECT false, NULL LIMIT 1
+$$;
+
+-- What a DBA looks at: events waiting for the event that names their user.
+CREATE VIEW billing.stripe_pending AS
+SELECT e.id, e.type, e.object_id, e.customer_id, e.created, e.received_at, e.reason
+  FROM billing.stripe_events e
+ WHERE e.result = 'pending'
+ ORDER BY e.customer_id, e.created, e.stage, e.received_at, e.id;
+COMMENT ON VIEW billing.stripe_pending IS
+	'Stripe events kept until their user is known (applied in order when the event naming the user arrives)';
+
+CREATE FUNCTION billing.stripe_replay(event_id text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS text
+AS 'MODULE_PATHNAME', 'billing_stripe_replay' LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION billing.stripe_replay(text, timestamptz) IS
+	'Applies a stored Stripe event again, as ingesting it would (idempotent); returns its result';
+
+-- Internal: maintenance drops the payloads of events received more than
+-- stripe_event_retention ago (default 90 days); the rows stay, so a late
+-- redelivery of their id is still a duplicate. Pending events are kept whole.
+CREATE FUNCTION billing._stripe_prune(at timestamptz, batch integer DEFAULT 10000) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cutoff timestamptz := at - billing._setting('stripe_event_retention', '90 days')::interval;
+	pruned bigint;
+BEGIN
+	UPDATE billing.stripe_events e SET payload = NULL
+	 WHERE e.id IN (SELECT x.id FROM billing.stripe_events x
+					 WHERE x.received_at < cutoff AND x.payload IS NOT NULL AND x.result <> 'pending'
+					 ORDER BY x.received_at LIMIT batch);
+	GET DIAGNOSTICS pruned = ROW_COUNT;
+	RETURN pruned;
+END
+$$;
+
+-- Internal: the core's one-trial-per-tier rule, as subscribe applies it.
+CREATE FUNCTION billing._stripe_trial_available(user_id text, tier text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'billing_stripe_trial_available' LANGUAGE c STABLE
+SET search_path = pg_catalog, pg_temp;
 
 -- What the application passes to Stripe Checkout for a user and a plan: the
 -- plan's Stripe price, the user as client_reference_id and subscription
@@ -649,10 +771,7 @@ BEGIN
 				  HINT = pg_catalog.format('Set it with UPDATE billing.subscription_plans SET stripe_price_id = ''price_...'' WHERE code = %L.', plan_code);
 	END IF;
 	subscription_data := pg_catalog.jsonb_build_object('metadata', pg_catalog.jsonb_build_object('user_id', user_id));
-	IF plan.trial_days > 0 AND NOT EXISTS (
-			SELECT 1 FROM billing.subscriptions s JOIN billing.subscription_plans q ON q.id = s.plan_id
-			 WHERE s.user_id = stripe_checkout_params.user_id AND q.tier = plan.tier
-			   AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL) THEN
+	IF plan.trial_days > 0 AND billing._stripe_trial_available(user_id, plan.tier::text) THEN
 		subscription_data := subscription_data || pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
 	END IF;
 	RETURN pg_catalog.jsonb_build_object(

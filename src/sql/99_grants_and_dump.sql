@@ -27,7 +27,7 @@ BEGIN
 	LOOP
 		IF f.proname = ANY (ARRAY['configure', 'attach_users', 'attach_room_quota', 'attach_participant_quota',
 								  'detach', 'reconcile_quotas', 'run_maintenance', 'run_maintenance_batches',
-								  'rollup_usage']) THEN
+								  'rollup_usage', 'stripe_replay']) THEN
 			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_admin', f.sig);
 		ELSIF f.proname = ANY (ARRAY['mrr', 'arr', 'active_subscriptions', 'churn', 'arpu', 'trial_conversion',
 									 'plan_distribution', 'revenue', 'usage_trends', 'daily_report',

@@ -1379,6 +1379,639 @@ SELECT pg_catalog.pg_extension_config_dump('billing.subscription_history', '');
 SELECT pg_catalog.pg_extension_config_dump('billing.subscription_history_id_seq', '');
 
 -- == Stripe (issue 12)
+-- ordering by (created, stage), pending events, replay, retention, bounds
+ALTER TABLE billing.stripe_events ALTER COLUMN payload DROP NOT NULL,
+	DROP CONSTRAINT stripe_events_result_check,
+	ADD CONSTRAINT stripe_events_result_check CHECK (result IN ('applied', 'stale', 'ignored', 'pending')),
+	ADD COLUMN stage smallint,
+	ADD COLUMN customer_id text;
+ALTER TABLE billing.stripe_objects ADD COLUMN last_event_stage smallint;
+ALTER TABLE billing.subscriptions ADD COLUMN stripe_status text;
+CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
+DROP FUNCTION billing._stripe_apply(text, text, timestamptz, jsonb, jsonb, timestamptz);
+
+CREATE OR REPLACE FUNCTION billing.configure(key text, value text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF key IS NULL OR value IS NULL THEN
+		RAISE EXCEPTION 'setting key and value must not be null' USING ERRCODE = '22023';
+	END IF;
+	CASE key
+	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention' THEN
+		BEGIN
+			IF value::interval < interval '0' THEN
+				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
+			END IF;
+		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
+			RAISE EXCEPTION 'invalid value for setting "%": "%"', key, value
+				USING ERRCODE = '22023', HINT = 'Give an interval such as ''14 days''.';
+		END;
+	WHEN 'stripe_webhook_secret' THEN
+		IF pg_catalog.btrim(value) = '' THEN
+			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not be empty' USING ERRCODE = '22023';
+		END IF;
+		-- secrets are separated by commas (for rotation); none may be empty
+		IF EXISTS (SELECT 1 FROM pg_catalog.unnest(pg_catalog.string_to_array(value, ',')) AS secret
+					WHERE pg_catalog.btrim(secret) = '') THEN
+			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not hold an empty secret'
+				USING ERRCODE = '22023', HINT = 'Separate two or more secrets with single commas.';
+		END IF;
+	ELSE
+		RAISE EXCEPTION 'unknown setting "%"', key
+			USING ERRCODE = '22023',
+				  HINT = 'Known settings are past_due_grace, stripe_event_retention, stripe_tolerance and stripe_webhook_secret.';
+	END CASE;
+	INSERT INTO billing.settings AS s (key, value) VALUES (key, value)
+	ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, deleted_at = NULL;
+END
+$$;
+COMMENT ON FUNCTION billing.configure(text, text) IS 'Changes a billing setting (billing_admin only)';
+
+CREATE OR REPLACE FUNCTION billing._stripe_precheck(event_type text, facts jsonb) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- which event types are handled at all is the core's (stripe::Handled)
+	IF facts ->> 'id' IS NULL THEN
+		RETURN 'the event''s object has no id';
+	END IF;
+	IF event_type LIKE 'customer.subscription.%' THEN
+		IF facts ->> 'object' IS DISTINCT FROM 'subscription' THEN
+			RETURN 'the event''s object is not a subscription';
+		END IF;
+		IF facts ->> 'price_id' IS NULL THEN
+			RETURN 'the stripe subscription has no price';
+		END IF;
+		IF NOT EXISTS (SELECT 1 FROM billing.subscription_plans p
+						WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL) THEN
+			RETURN pg_catalog.format('no plan has stripe price "%s"; set billing.subscription_plans.stripe_price_id',
+									 facts ->> 'price_id');
+		END IF;
+		IF facts ->> 'status' IS NULL THEN
+			RETURN pg_catalog.format('unknown stripe subscription status "%s"', facts ->> 'stripe_status');
+		END IF;
+	ELSIF event_type LIKE 'invoice.%' AND facts ->> 'object' IS DISTINCT FROM 'invoice' THEN
+		RETURN 'the event''s object is not an invoice';
+	ELSIF event_type LIKE 'payment_intent.%' AND facts ->> 'object' IS DISTINCT FROM 'payment_intent' THEN
+		RETURN 'the event''s object is not a payment intent';
+	ELSIF event_type = 'charge.refunded' AND facts ->> 'object' IS DISTINCT FROM 'charge' THEN
+		RETURN 'the event''s object is not a charge';
+	END IF;
+	IF event_type LIKE 'invoice.%' OR event_type LIKE 'payment_intent.%' OR event_type = 'charge.refunded' THEN
+		IF COALESCE(facts ->> 'currency', '') !~ '^[A-Za-z]{3}$' THEN
+			RETURN 'the stripe object has no currency';
+		END IF;
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._stripe_subscription(event_type text, facts jsonb, event_created timestamptz) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
+DECLARE
+	plan billing.subscription_plans;
+	s billing.subscriptions;
+	cur billing.subscriptions;
+	uid text;
+	-- status, pending cancel, cancel and end: the core's decision (stripe::MirrorSubscription)
+	mirror jsonb := facts -> 'mirror';
+	status billing.subscription_status := (mirror ->> 'status')::billing.subscription_status;
+	pending_cancel boolean := (mirror ->> 'cancel_at_period_end')::boolean;
+	started timestamptz := COALESCE(billing._stripe_time(facts, 'start_date'), billing._stripe_time(facts, 'created'),
+									event_created);
+	period_start timestamptz;
+	period_end timestamptz := billing._stripe_time(facts, 'current_period_end');
+	trial_start timestamptz := billing._stripe_time(facts, 'trial_start');
+	trial_end timestamptz := billing._stripe_time(facts, 'trial_end');
+	ended timestamptz := billing._stripe_time(mirror, 'ended_at');
+	canceled timestamptz := billing._stripe_time(mirror, 'canceled_at');
+	reason text := mirror ->> 'end_reason';
+BEGIN
+	SELECT p.* INTO plan FROM billing.subscription_plans p
+	 WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL;
+
+	SELECT x.* INTO s FROM billing.subscriptions x
+	 WHERE x.stripe_subscription_id = facts ->> 'id' AND x.deleted_at IS NULL
+	   FOR UPDATE;
+	IF FOUND THEN
+		uid := s.user_id;
+		started := s.started_at;
+	ELSE
+		uid := billing._stripe_user(facts);
+		IF uid IS NULL THEN
+			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe subscription "%s": it has no metadata.user_id '
+									 'and its customer is not linked', facts ->> 'id');
+		END IF;
+	END IF;
+
+	period_start := COALESCE(billing._stripe_time(facts, 'current_period_start'), started);
+	IF period_end < period_start THEN
+		period_end := NULL;
+	END IF;
+	IF trial_end IS NOT NULL THEN
+		trial_start := COALESCE(trial_start, LEAST(started, trial_end));
+		IF trial_end < trial_start THEN
+			trial_end := trial_start;
+		END IF;
+	END IF;
+	IF ended IS NOT NULL THEN
+		ended := GREATEST(ended, started);
+	END IF;
+	PERFORM billing._stripe_link_customer(facts ->> 'customer', uid);
+
+	IF s.id IS NULL THEN
+		-- the user's current subscription: adopted when it is the same paid plan
+		-- not yet linked to Stripe, otherwise ended as a plan change
+		SELECT x.* INTO cur FROM billing.subscriptions x
+		 WHERE x.user_id = uid AND x.ended_at IS NULL AND x.deleted_at IS NULL
+		   FOR UPDATE;
+		IF cur.id IS NOT NULL AND cur.stripe_subscription_id IS NULL AND cur.plan_id = plan.id AND plan.tier <> 'free' THEN
+			s := cur;
+		ELSIF ended IS NULL AND cur.id IS NOT NULL THEN
+			UPDATE billing.subscriptions x
+			   SET status = 'canceled', canceled_at = COALESCE(x.canceled_at, GREATEST(x.started_at, started)),
+				   ended_at = GREATEST(x.started_at, started), end_reason = 'plan_changed', cancel_at_period_end = false
+			 WHERE x.id = cur.id;
+		END IF;
+	END IF;
+
+	IF s.id IS NULL THEN
+		INSERT INTO billing.subscriptions AS x
+			(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, billing_anchor,
+			 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at,
+			 ended_at, end_reason, past_due_since, paused_at, stripe_customer_id, stripe_subscription_id, metadata,
+			 stripe_status)
+		VALUES (uid, plan.id, status, plan.price_cents, plan.currency, plan.billing_interval, started, period_start,
+				period_start, period_end, trial_start, trial_end, pending_cancel, canceled,
+				ended, reason, CASE WHEN status = 'past_due' THEN event_created END,
+				CASE WHEN status = 'paused' THEN event_created END,
+				facts ->> 'customer', facts ->> 'id', '{"source": "stripe"}', mirror ->> 'stripe_status')
+		RETURNING x.* INTO s;
+	ELSIF s.ended_at IS NOT NULL THEN
+		-- billing already ended it (e.g. a plan change); Stripe cannot bring an
+		-- ended subscription back, so only the links are kept up to date
+		UPDATE billing.subscriptions x
+		   SET stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id)
+		 WHERE x.id = s.id AND x.stripe_customer_id IS DISTINCT FROM COALESCE(facts ->> 'customer', x.stripe_customer_id);
+		RETURN NULL;
+	ELSE
+		UPDATE billing.subscriptions x
+		   SET plan_id = plan.id,
+			   price_cents = CASE WHEN x.plan_id = plan.id THEN x.price_cents ELSE plan.price_cents END,
+			   currency = CASE WHEN x.plan_id = plan.id THEN x.currency ELSE plan.currency END,
+			   billing_interval = plan.billing_interval,
+			   status = fn.status,
+			   current_period_start = period_start,
+			   current_period_end = period_end,
+			   trial_start = COALESCE(fn.trial_start, x.trial_start),
+			   trial_end = COALESCE(fn.trial_end, x.trial_end),
+			   cancel_at_period_end = pending_cancel,
+			   canceled_at = canceled,
+			   ended_at = ended,
+			   end_reason = reason,
+			   past_due_since = CASE WHEN fn.status = 'past_due'
+									 THEN COALESCE(x.past_due_since, event_created) END,
+			   paused_at = CASE WHEN fn.status = 'paused' THEN COALESCE(x.paused_at, event_created) END,
+			   scheduled_plan_id = NULL,
+			   scheduled_change_at = NULL,
+			   stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id),
+			   stripe_subscription_id = facts ->> 'id',
+			   stripe_status = mirror ->> 'stripe_status',
+			   metadata = x.metadata || '{"source": "stripe"}'
+		 WHERE x.id = s.id
+		RETURNING x.* INTO s;
+	END IF;
+
+	IF s.ended_at IS NOT NULL THEN
+		PERFORM billing._start_free(uid, s.ended_at);
+	END IF;
+	IF event_type = 'customer.subscription.trial_will_end' THEN
+		PERFORM billing._stripe_notify(uid, s.id, 'trial_will_end',
+			pg_catalog.jsonb_build_object('source', 'stripe', 'stripe_subscription_id', facts ->> 'id',
+										  'trial_end', s.trial_end, 'plan', plan.code),
+			event_created, 'stripe:trial_will_end:' || (facts ->> 'id') || ':' || COALESCE(facts ->> 'trial_end', ''));
+	END IF;
+	RETURN NULL;
+END fn
+$$;
+
+CREATE OR REPLACE FUNCTION billing._stripe_invoice(event_type text, facts jsonb, event_created timestamptz) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
+DECLARE
+	sub billing.subscriptions;
+	inv billing.invoices;
+	uid text;
+	status text := facts ->> 'status';
+	reason text := COALESCE(facts ->> 'billing_reason', 'manual');
+	period_start timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_start'),
+										 billing._stripe_time(facts, 'period_start'));
+	period_end timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_end'),
+									   billing._stripe_time(facts, 'period_end'));
+	issued timestamptz := COALESCE(billing._stripe_time(facts, 'created'), event_created);
+	paid timestamptz;
+	invoice_number text;
+	lines jsonb;
+BEGIN
+	SELECT x.* INTO sub FROM billing.subscriptions x
+	 WHERE x.stripe_subscription_id = facts ->> 'subscription' AND x.deleted_at IS NULL;
+	uid := COALESCE(sub.user_id, billing._stripe_user(facts));
+	IF uid IS NULL THEN
+		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
+								 facts ->> 'id');
+	END IF;
+	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
+											   WHEN 'invoice.paid' THEN 'paid' ELSE 'open' END);
+	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded') THEN
+		status := 'paid';
+	END IF;
+	IF status = 'paid' THEN
+		paid := COALESCE(billing._stripe_time(facts, 'paid_at'), event_created);
+	END IF;
+	IF period_end < period_start THEN
+		period_end := NULL;
+	END IF;
+	SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+			'description', l ->> 'description',
+			'amount_cents', (l ->> 'amount_cents')::bigint,
+			'currency', pg_catalog.lower(l ->> 'currency'),
+			'period_start', billing._stripe_time(l, 'period_start'),
+			'period_end', billing._stripe_time(l, 'period_end'),
+			'stripe_price_id', l ->> 'stripe_price_id') ORDER BY n), '[]')
+	  INTO lines
+	  FROM pg_catalog.jsonb_array_elements(COALESCE(facts -> 'lines', '[]')) WITH ORDINALITY AS e(l, n);
+
+	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'id' FOR UPDATE;
+	IF NOT FOUND AND sub.id IS NOT NULL AND reason IN ('subscription_create', 'subscription_cycle') THEN
+		-- billing's own invoice for this period becomes Stripe's; another Stripe
+		-- invoice for the same period is kept as a manual one
+		SELECT x.* INTO inv FROM billing.invoices x
+		 WHERE x.subscription_id = sub.id AND x.period_start = fn.period_start
+		   AND x.billing_reason IN ('subscription_create', 'subscription_cycle') AND x.deleted_at IS NULL
+		   FOR UPDATE;
+		IF FOUND AND inv.stripe_invoice_id IS NOT NULL THEN
+			inv := NULL;
+			reason := 'manual';
+		END IF;
+	END IF;
+
+	IF inv.id IS NULL THEN
+		invoice_number := facts ->> 'number';
+		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
+			IF pg_catalog.to_regprocedure('billing._next_invoice_number(timestamptz)') IS NOT NULL THEN
+				EXECUTE 'SELECT billing._next_invoice_number($1)' INTO invoice_number USING issued;
+			ELSIF pg_catalog.to_regprocedure('billing._next_invoice_number()') IS NOT NULL THEN
+				EXECUTE 'SELECT billing._next_invoice_number()' INTO invoice_number;
+			ELSE
+				invoice_number := 'STRIPE-' || (facts ->> 'id');
+			END IF;
+		END IF;
+		INSERT INTO billing.invoices AS x
+			(number, user_id, subscription_id, status, billing_reason, currency, period_start, period_end,
+			 subtotal_cents, total_cents, amount_paid_cents, amount_due_cents, lines, issued_at, paid_at,
+			 stripe_invoice_id)
+		VALUES (invoice_number, uid, sub.id, status, reason, pg_catalog.lower(facts ->> 'currency'),
+				period_start, period_end,
+				COALESCE((facts ->> 'subtotal')::bigint, 0), COALESCE((facts ->> 'total')::bigint, 0),
+				GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, 0), 0),
+				GREATEST(COALESCE((facts ->> 'amount_due')::bigint, 0), 0),
+				lines, issued, paid, facts ->> 'id')
+		RETURNING x.* INTO inv;
+	ELSE
+		UPDATE billing.invoices x
+		   SET subscription_id = COALESCE(x.subscription_id, sub.id),
+			   status = fn.status,
+			   currency = pg_catalog.lower(facts ->> 'currency'),
+			   period_start = COALESCE(fn.period_start, x.period_start),
+			   period_end = COALESCE(fn.period_end, x.period_end),
+			   subtotal_cents = COALESCE((facts ->> 'subtotal')::bigint, x.subtotal_cents),
+			   total_cents = COALESCE((facts ->> 'total')::bigint, x.total_cents),
+			   amount_paid_cents = GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, x.amount_paid_cents), 0),
+			   amount_due_cents = GREATEST(COALESCE((facts ->> 'amount_due')::bigint, x.amount_due_cents), 0),
+			   lines = CASE WHEN pg_catalog.jsonb_array_length(fn.lines) > 0
+							THEN fn.lines ELSE x.lines END,
+			   paid_at = CASE WHEN fn.status = 'paid' THEN COALESCE(x.paid_at, paid) END,
+			   stripe_invoice_id = facts ->> 'id'
+		 WHERE x.id = inv.id
+		RETURNING x.* INTO inv;
+	END IF;
+
+	-- a paid invoice records its payment once: under the payment intent when the
+	-- invoice names it (older API versions, the same external id
+	-- payment_intent.succeeded uses); otherwise (current versions name none) a
+	-- payment_intent.succeeded already stored for this user, amount and
+	-- currency within a day and not yet on an invoice is that payment, and
+	-- failing that one is recorded under the invoice's id, which a later
+	-- payment_intent.succeeded adopts (see billing._stripe_adopt_payment)
+	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded')
+	   AND COALESCE((facts ->> 'amount_paid')::bigint, 0) > 0 THEN
+		IF facts ->> 'payment_intent' IS NOT NULL THEN
+			PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
+												   facts ->> 'currency', true, facts ->> 'payment_intent',
+												   facts ->> 'charge', NULL, NULL, paid);
+		ELSIF NOT EXISTS (SELECT 1 FROM billing.payments p
+						   WHERE p.invoice_id = inv.id AND p.refund_of IS NULL AND p.status = 'succeeded'
+							 AND p.deleted_at IS NULL) THEN
+			UPDATE billing.payments p SET invoice_id = inv.id, subscription_id = COALESCE(p.subscription_id, sub.id)
+			 WHERE p.id = (SELECT q.id FROM billing.payments q
+							WHERE q.user_id = uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
+							  AND q.status = 'succeeded' AND q.deleted_at IS NULL
+							  AND q.stripe_payment_intent_id IS NOT NULL
+							  AND q.amount_cents = (facts ->> 'amount_paid')::bigint
+							  AND q.currency = pg_catalog.lower(facts ->> 'currency')
+							  AND q.paid_at BETWEEN paid - interval '1 day' AND paid + interval '1 day'
+							ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - paid)), q.id LIMIT 1);
+			IF NOT FOUND THEN
+				INSERT INTO billing.payments AS p
+					(user_id, subscription_id, invoice_id, amount_cents, currency, status, external_id,
+					 stripe_charge_id, paid_at)
+				VALUES (uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint, pg_catalog.lower(facts ->> 'currency'),
+						'succeeded', 'stripe_invoice:' || (facts ->> 'id'), facts ->> 'charge', paid)
+				ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
+			END IF;
+		END IF;
+	END IF;
+	RETURN NULL;
+END fn
+$$;
+
+CREATE OR REPLACE FUNCTION billing._stripe_payment_intent(event_type text, facts jsonb, event_created timestamptz) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	inv billing.invoices;
+	uid text;
+	sub_id bigint;
+	succeeded boolean := event_type = 'payment_intent.succeeded';
+BEGIN
+	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'invoice';
+	uid := COALESCE(inv.user_id, billing._stripe_user(facts));
+	IF uid IS NULL THEN
+		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
+								 'and its customer is not linked', facts ->> 'id');
+	END IF;
+	sub_id := COALESCE(inv.subscription_id,
+		(SELECT s.id FROM billing.subscriptions s
+		  WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+		  ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1));
+	IF succeeded THEN
+		PERFORM billing._stripe_adopt_payment(uid, facts, event_created);
+	END IF;
+	PERFORM billing._stripe_upsert_payment(
+		uid, sub_id, inv.id,
+		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)
+			 ELSE COALESCE((facts ->> 'amount')::bigint, 0) END,
+		facts ->> 'currency', succeeded, facts ->> 'id', facts ->> 'charge',
+		facts ->> 'failure_code', facts ->> 'failure_message', event_created);
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._stripe_charge_refunded(facts jsonb, event_created timestamptz) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	original billing.payments;
+	uid text;
+	refunded bigint;
+	target bigint;
+	delta bigint;
+	payment_id bigint;
+BEGIN
+	SELECT p.* INTO original FROM billing.payments p
+	 WHERE p.refund_of IS NULL AND p.deleted_at IS NULL AND p.status = 'succeeded'
+	   AND (p.stripe_charge_id = facts ->> 'id' OR p.external_id = facts ->> 'payment_intent'
+			OR p.stripe_payment_intent_id = facts ->> 'payment_intent')
+	 ORDER BY (p.stripe_charge_id = facts ->> 'id') DESC NULLS LAST, p.id
+	 LIMIT 1
+	   FOR UPDATE;
+	IF NOT FOUND THEN
+		-- the payment itself never arrived: it is recorded from the charge
+		uid := billing._stripe_user(facts);
+		IF uid IS NULL THEN
+			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
+									 'and its customer is not linked', facts ->> 'id');
+		END IF;
+		payment_id := billing._stripe_upsert_payment(
+			uid, (SELECT s.id FROM billing.subscriptions s
+				   WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+				   ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1),
+			(SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id = facts ->> 'invoice'),
+			COALESCE((facts ->> 'amount')::bigint, 0), facts ->> 'currency', true,
+			facts ->> 'payment_intent', facts ->> 'id', NULL, NULL,
+			COALESCE(billing._stripe_time(facts, 'created'), event_created));
+		SELECT p.* INTO original FROM billing.payments p WHERE p.id = payment_id FOR UPDATE;
+	ELSIF original.stripe_charge_id IS NULL THEN
+		UPDATE billing.payments p SET stripe_charge_id = facts ->> 'id' WHERE p.id = original.id;
+	END IF;
+
+	SELECT COALESCE(-pg_catalog.sum(p.amount_cents), 0) INTO refunded
+	  FROM billing.payments p
+	 WHERE p.refund_of = original.id AND p.status = 'succeeded' AND p.deleted_at IS NULL;
+	target := LEAST(COALESCE((facts ->> 'amount_refunded')::bigint, 0), original.amount_cents);
+	delta := target - refunded;
+	IF delta > 0 THEN
+		INSERT INTO billing.payments
+			(user_id, subscription_id, invoice_id, amount_cents, currency, status, refund_of, external_id,
+			 stripe_payment_intent_id, stripe_charge_id, paid_at)
+		VALUES (original.user_id, original.subscription_id, original.invoice_id, -delta, original.currency,
+				'succeeded', original.id, 'stripe_refund:' || (facts ->> 'id') || ':' || target,
+				facts ->> 'payment_intent', facts ->> 'id', event_created)
+		ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
+	END IF;
+	RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.stripe_checkout_params(user_id text, plan_code text) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	plan billing.subscription_plans;
+	subscription_data jsonb;
+BEGIN
+	IF user_id IS NULL OR user_id = '' THEN
+		RAISE EXCEPTION 'user id must not be null or empty' USING ERRCODE = '22023';
+	END IF;
+	IF plan_code IS NULL THEN
+		RAISE EXCEPTION 'plan code must not be null' USING ERRCODE = '22023';
+	END IF;
+	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code = plan_code AND p.deleted_at IS NULL;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown plan "%"', plan_code
+			USING ERRCODE = '22023', HINT = 'The plans are listed in billing.pricing.';
+	END IF;
+	IF NOT plan.active THEN
+		RAISE EXCEPTION 'plan "%" is not active', plan_code
+			USING ERRCODE = '22023', HINT = 'The plans are listed in billing.pricing.';
+	END IF;
+	IF plan.stripe_price_id IS NULL THEN
+		RAISE EXCEPTION 'plan "%" has no stripe price', plan_code
+			USING ERRCODE = '22023',
+				  DETAIL = 'billing.subscription_plans.stripe_price_id is not set for this plan.',
+				  HINT = pg_catalog.format('Set it with UPDATE billing.subscription_plans SET stripe_price_id = ''price_...'' WHERE code = %L.', plan_code);
+	END IF;
+	subscription_data := pg_catalog.jsonb_build_object('metadata', pg_catalog.jsonb_build_object('user_id', user_id));
+	IF plan.trial_days > 0 AND billing._stripe_trial_available(user_id, plan.tier::text) THEN
+		subscription_data := subscription_data || pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
+	END IF;
+	RETURN pg_catalog.jsonb_build_object(
+		'mode', 'subscription',
+		'line_items', pg_catalog.jsonb_build_array(
+			pg_catalog.jsonb_build_object('price', plan.stripe_price_id, 'quantity', 1)),
+		'client_reference_id', user_id,
+		'subscription_data', subscription_data);
+END
+$$;
+COMMENT ON FUNCTION billing.stripe_checkout_params(text, text) IS
+	'The JSON to pass to Stripe Checkout for a user and a plan (price, client_reference_id, metadata, trial days)';
+
+CREATE FUNCTION billing._stripe_record(event_id text, event_type text, object_id text, customer_id text,
+									   event_created bigint, stage integer, payload jsonb, received timestamptz,
+									   handled boolean, OUT recorded boolean, OUT last_created bigint,
+									   OUT last_stage integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	-- exactly once: a concurrent delivery of the same id waits here for the
+	-- other transaction, then finds the row and is a duplicate
+	INSERT INTO billing.stripe_events (id, type, object_id, customer_id, created, stage, payload, result, reason,
+									   received_at)
+	VALUES (event_id, event_type, object_id, customer_id, pg_catalog.to_timestamp(event_created), stage, payload,
+			'ignored', CASE WHEN NOT handled THEN 'event type not handled' END, received)
+	ON CONFLICT (id) DO NOTHING;
+	recorded := FOUND;
+	IF recorded AND handled AND object_id IS NOT NULL THEN
+		SELECT w.last_created, w.last_stage INTO last_created, last_stage
+		  FROM billing._stripe_lock_object(object_id) w;
+	END IF;
+END
+$$;
+
+CREATE FUNCTION billing._stripe_lock_object(object_id text, OUT last_created bigint, OUT last_stage integer)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1)
+	ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
+	SELECT EXTRACT(epoch FROM o.last_event_created)::bigint, o.last_event_stage INTO last_created, last_stage
+	  FROM billing.stripe_objects o WHERE o.object_id = $1 FOR UPDATE;
+END
+$$;
+
+CREATE FUNCTION billing._stripe_dispatch(event_id text, event_type text, event_created timestamptz, stage integer,
+										 facts jsonb, stale boolean) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+<<fn>>
+DECLARE
+	object_id text := facts ->> 'id';
+	result text;
+	reason text;
+BEGIN
+	IF stale THEN
+		result := 'stale';
+		SELECT pg_catalog.format('event "%s" of %s is as new or newer for this object', o.last_event_id,
+								 o.last_event_created)
+		  INTO reason FROM billing.stripe_objects o WHERE o.object_id = fn.object_id;
+	ELSE
+		reason := billing._stripe_precheck(event_type, facts);
+		IF reason IS NULL THEN
+			reason := CASE
+				WHEN event_type = 'checkout.session.completed' THEN billing._stripe_checkout_completed(facts)
+				WHEN event_type LIKE 'customer.subscription.%' THEN
+					billing._stripe_subscription(event_type, facts, event_created)
+				WHEN event_type LIKE 'invoice.%' THEN billing._stripe_invoice(event_type, facts, event_created)
+				WHEN event_type LIKE 'payment_intent.%' THEN
+					billing._stripe_payment_intent(event_type, facts, event_created)
+				WHEN event_type = 'charge.refunded' THEN billing._stripe_charge_refunded(facts, event_created)
+			END;
+		END IF;
+		IF reason IS NULL THEN
+			result := 'applied';
+			UPDATE billing.stripe_objects o
+			   SET last_event_created = event_created, last_event_id = event_id, last_event_stage = stage,
+				   object_type = facts ->> 'object'
+			 WHERE o.object_id = fn.object_id;
+		ELSIF reason LIKE 'pending: %' THEN
+			result := 'pending';
+			reason := pg_catalog.substr(reason, 10);
+		ELSE
+			result := 'ignored';
+		END IF;
+	END IF;
+	UPDATE billing.stripe_events e SET result = fn.result, reason = fn.reason
+	 WHERE e.id = event_id AND (e.result, e.reason) IS DISTINCT FROM (fn.result, fn.reason);
+	RETURN result;
+END fn
+$$;
+
+CREATE FUNCTION billing._stripe_pending_for(customer_id text)
+RETURNS TABLE (id text, payload text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT e.id, e.payload::text FROM billing.stripe_events e
+	 WHERE e.result = 'pending' AND e.customer_id = $1 AND e.payload IS NOT NULL
+	 ORDER BY e.created, e.stage, e.received_at, e.id
+$$;
+
+CREATE FUNCTION billing._stripe_stored(event_id text, OUT found boolean, OUT payload text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT true, e.payload::text FROM billing.stripe_events e WHERE e.id = $1
+	UNION ALL SELECT false, NULL LIMIT 1
+$$;
+
+CREATE FUNCTION billing.stripe_replay(event_id text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS text
+AS 'MODULE_PATHNAME', 'billing_stripe_replay' LANGUAGE c VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION billing.stripe_replay(text, timestamptz) IS
+	'Applies a stored Stripe event again, as ingesting it would (idempotent); returns its result';
+
+CREATE FUNCTION billing._stripe_prune(at timestamptz, batch integer DEFAULT 10000) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	cutoff timestamptz := at - billing._setting('stripe_event_retention', '90 days')::interval;
+	pruned bigint;
+BEGIN
+	UPDATE billing.stripe_events e SET payload = NULL
+	 WHERE e.id IN (SELECT x.id FROM billing.stripe_events x
+					 WHERE x.received_at < cutoff AND x.payload IS NOT NULL AND x.result <> 'pending'
+					 ORDER BY x.received_at LIMIT batch);
+	GET DIAGNOSTICS pruned = ROW_COUNT;
+	RETURN pruned;
+END
+$$;
+
+CREATE FUNCTION billing._stripe_adopt_payment(user_id text, facts jsonb, event_created timestamptz) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	UPDATE billing.payments p
+	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'id',
+		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts ->> 'charge')
+	 WHERE p.id = (SELECT q.id FROM billing.payments q
+					WHERE q.user_id = $1 AND q.external_id LIKE 'stripe\_invoice:%' AND q.refund_of IS NULL
+					  AND q.status = 'succeeded' AND q.deleted_at IS NULL AND q.stripe_payment_intent_id IS NULL
+					  AND q.amount_cents = COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0),
+													(facts ->> 'amount')::bigint)
+					  AND q.currency = pg_catalog.lower(facts ->> 'currency')
+					  AND q.paid_at BETWEEN event_created - interval '1 day' AND event_created + interval '1 day'
+					ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - event_created)), q.id LIMIT 1)
+	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id = facts ->> 'id')
+$$;
+
+CREATE FUNCTION billing._stripe_trial_available(user_id text, tier text) RETURNS boolean
+AS 'MODULE_PATHNAME', 'billing_stripe_trial_available' LANGUAGE c STABLE
+SET search_path = pg_catalog, pg_temp;
+
+CREATE VIEW billing.stripe_pending AS
+SELECT e.id, e.type, e.object_id, e.customer_id, e.created, e.received_at, e.reason
+  FROM billing.stripe_events e
+ WHERE e.result = 'pending'
+ ORDER BY e.customer_id, e.created, e.stage, e.received_at, e.id;
+COMMENT ON VIEW billing.stripe_pending IS
+	'Stripe events kept until their user is known (applied in order when the event naming the user arrives)';
+
+REVOKE ALL ON billing.stripe_pending FROM PUBLIC;
+GRANT SELECT ON billing.stripe_pending TO billing_analyst, billing_admin;
+REVOKE ALL ON FUNCTION billing._stripe_record(text, text, text, text, bigint, integer, jsonb, timestamptz, boolean),
+	billing._stripe_lock_object(text), billing._stripe_dispatch(text, text, timestamptz, integer, jsonb, boolean),
+	billing._stripe_pending_for(text), billing._stripe_stored(text), billing._stripe_prune(timestamptz, integer),
+	billing.stripe_replay(text, timestamptz), billing._stripe_adopt_payment(text, jsonb, timestamptz),
+	billing._stripe_trial_available(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
 
 -- == scale (issue 13)
 -- run_maintenance's due query: keyset pages over an index on the due time
@@ -1467,7 +2100,7 @@ BEGIN
 	LOOP
 		IF f.proname = ANY (ARRAY['configure', 'attach_users', 'attach_room_quota', 'attach_participant_quota',
 								  'detach', 'reconcile_quotas', 'run_maintenance', 'run_maintenance_batches',
-								  'rollup_usage']) THEN
+								  'rollup_usage', 'stripe_replay']) THEN
 			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_admin', f.sig);
 		ELSIF f.proname = ANY (ARRAY['mrr', 'arr', 'active_subscriptions', 'churn', 'arpu', 'trial_conversion',
 									 'plan_distribution', 'revenue', 'usage_trends', 'daily_report',

@@ -61,8 +61,10 @@ def ingest(payload, created, secret=SECRET, at=None, header=None):
     t = created
     hdr = header if header is not None else sign(payload, secret, t)
     at = t + 30 if at is None else at
-    rc, out, err = psql("\\set ON_ERROR_STOP 1\nSELECT billing.stripe_ingest(:'p', :'h', pg_catalog.to_timestamp(:'at'));",
-                        {"p": payload, "h": hdr, "at": str(at)}, verbosity="verbose")
+    # the payload goes in the script (dollar-quoted): a large one does not fit in an argument
+    assert "$pl$" not in payload
+    rc, out, err = psql("\\set ON_ERROR_STOP 1\nSELECT billing.stripe_ingest($pl$" + payload +
+                        "$pl$, :'h', pg_catalog.to_timestamp(:'at'));", {"h": hdr, "at": str(at)}, verbosity="verbose")
     if rc != 0:
         state = err.split("ERROR:", 1)[-1].strip().split(":", 1)[0] if "ERROR:" in err else "?"
         return None, state, err
@@ -276,16 +278,18 @@ check("out-of-order ends in the newest state", current("u_ooo"), "pro_monthly ac
 check("with the newest period", sql("""SELECT current_period_start || ' ' || current_period_end
     FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_ooo'"""),
       "2026-01-17 00:00:00+00 2026-02-14 00:00:00+00")
-# same second: the event id breaks the tie
+# same second, two changes: the one delivered last is Stripe's latest
 tie = subscription("sub_ooo", "cus_ooo", "past_due", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo")
-ingest_ok("same time, smaller event id -> stale", event("evt_ooo_0", "customer.subscription.updated", tie, U1 + 14 * DAY),
-          U1 + 14 * DAY, "stale")
-ingest_ok("same time, larger event id -> applied", event("evt_ooo_3", "customer.subscription.updated", tie, U1 + 14 * DAY),
+ingest_ok("same second, another change -> applied", event("evt_ooo_3", "customer.subscription.updated", tie, U1 + 14 * DAY),
           U1 + 14 * DAY)
-check("unpaid/past_due mirrored", current("u_ooo"), "pro_monthly past_due sub_ooo")
+creation_again = subscription("sub_ooo", "cus_ooo", "trialing", U1, U1 + 14 * DAY, user="u_ooo", trial=(U1, U1 + 14 * DAY))
+ingest_ok("same second, a creation after a change -> stale", event("evt_ooo_0", "customer.subscription.created",
+          creation_again, U1 + 14 * DAY), U1 + 14 * DAY, "stale")
 unpaid = subscription("sub_ooo", "cus_ooo", "unpaid", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo")
 ingest_ok("unpaid", event("evt_ooo_4", "customer.subscription.updated", unpaid, U1 + 15 * DAY), U1 + 15 * DAY)
 check("Stripe unpaid is billing past_due", current("u_ooo"), "pro_monthly past_due sub_ooo")
+check("Stripe's own status kept verbatim", sql("SELECT stripe_status FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_ooo'"),
+      "unpaid")
 pend = subscription("sub_ooo", "cus_ooo", "active", U1 + 14 * DAY, U2 + 14 * DAY, user="u_ooo", cancel_at_period_end=True)
 ingest_ok("cancel at period end", event("evt_ooo_5", "customer.subscription.updated", pend, U1 + 16 * DAY), U1 + 16 * DAY)
 check("pending cancel: canceled, cancel_at_period_end, not ended",
@@ -347,6 +351,28 @@ check("the payment row becomes succeeded",
       sql("SELECT status || ' ' || (failure_code IS NULL) FROM billing.payments WHERE external_id = 'pi_old_2'"),
       "succeeded true")
 
+# --- payments once, whichever of invoice.paid and payment_intent.succeeded comes first ---
+W = V2 + 40 * DAY
+ingest_ok("payment_intent.succeeded before its invoice", event("evt_rev_1", "payment_intent.succeeded",
+          payment_intent("pi_rev", "cus_old", 1234), W), W)
+rev_inv = invoice("in_rev", "sub_old", "cus_old", "paid", 1234, W, W + 28 * DAY, reason="manual")
+ingest_ok("then invoice.paid (current API: names no payment intent)", event("evt_rev_2", "invoice.paid", rev_inv, W + 5), W + 5)
+check("one payment, on the invoice, under the payment intent",
+      sql("""SELECT count(*) || ' ' || min(p.external_id) || ' ' || bool_and(p.invoice_id = i.id) FROM billing.payments p
+             JOIN billing.invoices i ON i.stripe_invoice_id = 'in_rev' WHERE p.amount_cents = 1234 AND p.user_id = 'u_old'"""),
+      "1 pi_rev true")
+fwd_inv = invoice("in_fwd", "sub_old", "cus_old", "paid", 4321, W + DAY, W + 29 * DAY, reason="manual")
+ingest_ok("invoice.payment_succeeded first", event("evt_fwd_1", "invoice.payment_succeeded", fwd_inv, W + DAY), W + DAY)
+check("records the payment under the invoice",
+      sql("SELECT external_id FROM billing.payments WHERE amount_cents = 4321 AND user_id = 'u_old'"), "stripe_invoice:in_fwd")
+ingest_ok("then invoice.paid of the same invoice", event("evt_fwd_2", "invoice.paid", fwd_inv, W + DAY + 1), W + DAY + 1)
+ingest_ok("then its payment_intent.succeeded", event("evt_fwd_3", "payment_intent.succeeded",
+          payment_intent("pi_fwd", "cus_old", 4321), W + DAY + 2), W + DAY + 2)
+check("still one payment, now under the payment intent, on the invoice",
+      sql("""SELECT count(*) || ' ' || min(p.external_id) || ' ' || bool_and(p.invoice_id = i.id) FROM billing.payments p
+             JOIN billing.invoices i ON i.stripe_invoice_id = 'in_fwd' WHERE p.amount_cents = 4321 AND p.user_id = 'u_old'"""),
+      "1 pi_fwd true")
+
 # --- ignored events -------------------------------------------------------------
 unknown = subscription("sub_unknown", "cus_unknown", "active", T0, T0 + 31 * DAY, user="u_other", price="price_nobody")
 ingest_ok("unknown price -> ignored", event("evt_unknown_price", "customer.subscription.created", unknown, T0), T0, "ignored")
@@ -355,8 +381,8 @@ check("with a reason naming the price",
       'no plan has stripe price "price_nobody"; set billing.subscription_plans.stripe_price_id')
 check("and nothing changed", current("u_other"), "free active -")
 stranger = subscription("sub_stranger", "cus_stranger", "active", T0, T0 + 31 * DAY)
-ingest_ok("no user for the subscription -> ignored", event("evt_stranger", "customer.subscription.created", stranger, T0),
-          T0, "ignored")
+ingest_ok("no user for the subscription -> pending", event("evt_stranger", "customer.subscription.created", stranger, T0),
+          T0, "pending")
 
 # --- trial_will_end -------------------------------------------------------------
 tw = subscription("sub_tw", "cus_tw", "trialing", T0, T0 + 14 * DAY, user="u_other", trial=(T0, T0 + 14 * DAY))
@@ -383,7 +409,134 @@ check("checkout params for a new user: the plan's trial days",
 # --- result: every event row has a result, the audit of one user's story -----------
 check("events by result", sql("SELECT string_agg(result || '=' || n, ' ' ORDER BY result) FROM "
                               "(SELECT result, count(*) n FROM billing.stripe_events GROUP BY result) r"),
-      "applied=25 ignored=4 stale=4")
+      "applied=30 ignored=3 pending=1 stale=4")
+
+# --- same-second pairs, both delivery orders --------------------------------------
+def ingest_many(events):
+    """events: [(payload, created)] in delivery order, one psql session; returns the results."""
+    lines = []
+    for payload, created in events:
+        assert "$pl$" not in payload
+        lines.append(f"SELECT billing.stripe_ingest($pl${payload}$pl$, '{sign(payload, SECRET, created)}', "
+                     f"pg_catalog.to_timestamp({created + 30}));")
+    return sql("\n".join(lines)).split("\n")
+
+S = T0 + 40 * DAY  # the shared second
+S_END = S + 30 * DAY
+specs = [  # (name, event type, Stripe status, cancel_at_period_end, final in billing's eyes)
+    ("created", "customer.subscription.created", "trialing", False, False),
+    ("active", "customer.subscription.updated", "active", False, False),
+    ("past_due", "customer.subscription.updated", "past_due", False, False),
+    ("pending_cancel", "customer.subscription.updated", "active", True, False),
+    ("trial_will_end", "customer.subscription.trial_will_end", "trialing", False, False),
+    ("canceled", "customer.subscription.updated", "canceled", False, True),
+    ("deleted", "customer.subscription.deleted", "canceled", False, True),
+]
+def expected_survivor(a, b):
+    # an independent statement of the promise: final beats non-final, deletion
+    # beats the rest, a creation never overwrites a change; else the last delivered
+    rank = lambda x: (x[4], x[1].endswith(".deleted"), not x[1].endswith(".created"))
+    return a if rank(a) > rank(b) else b
+batch, pairs = [], []
+for i, a in enumerate(specs):
+    for j, b in enumerate(specs):
+        if i == j:
+            continue
+        sub_id, user = f"sub_pair_{i}_{j}", f"u_pair_{i}_{j}"
+        for k, spec in enumerate((a, b)):
+            name, etype, status, cape, final = spec
+            obj = subscription(sub_id, f"cus_pair_{i}_{j}", status, S, S_END, user=user, cancel_at_period_end=cape,
+                               ended_at=S if etype.endswith(".deleted") or status == "canceled" else None)
+            batch.append((event(f"evt_pair_{i}_{j}_{k}", etype, obj, S), S))
+        pairs.append((a, b, sub_id))
+results = ingest_many(batch)
+state = dict(line.split("|", 1) for line in sql(
+    "SELECT stripe_subscription_id || '|' || status || ' ' || cancel_at_period_end || ' ' || (ended_at IS NOT NULL) "
+    "FROM billing.subscriptions WHERE stripe_subscription_id LIKE 'sub_pair_%'").split("\n"))
+billing_state = {"created": "trialing false false", "active": "active false false", "past_due": "past_due false false",
+                 "pending_cancel": "canceled true false", "trial_will_end": "trialing false false",
+                 "canceled": "canceled false true", "deleted": "canceled false true"}
+wrong = [f"{a[0]} then {b[0]}: {state.get(sub)}" for a, b, sub in pairs
+         if state.get(sub) != billing_state[expected_survivor(a, b)[0]]]
+check(f"{len(pairs)} same-second pairs of subscription events, both orders, end in the promised state", wrong, [])
+check("the issue's case: updated then deleted in one second ends canceled and ended",
+      state["sub_pair_1_6"], "canceled false true")
+check("and deleted then updated too", state["sub_pair_6_1"], "canceled false true")
+check("both users of that case are back on Free", current("u_pair_1_6") + " / " + current("u_pair_6_1"),
+      "free active - / free active -")
+
+# invoices and payment intents of one second
+inv_open = invoice("in_pair", "sub_old", "cus_old", "open", 2999, S, S_END)
+inv_paid = invoice("in_pair", "sub_old", "cus_old", "paid", 2999, S, S_END)
+ingest_many([(event("evt_inv_pair_paid", "invoice.paid", inv_paid, S), S),
+             (event("evt_inv_pair_failed", "invoice.payment_failed", inv_open, S), S)])
+check("invoice.paid then payment_failed of the same second: stays paid",
+      sql("SELECT status FROM billing.invoices WHERE stripe_invoice_id = 'in_pair'"), "paid")
+pi_ok, pi_bad = payment_intent("pi_pair", "cus_old", 500), payment_intent("pi_pair", "cus_old", 500, status="requires_payment_method")
+ingest_many([(event("evt_pi_pair_ok", "payment_intent.succeeded", pi_ok, S), S),
+             (event("evt_pi_pair_bad", "payment_intent.payment_failed", pi_bad, S), S)])
+check("payment_intent succeeded then failed of the same second: stays succeeded",
+      sql("SELECT status FROM billing.payments WHERE external_id = 'pi_pair'"), "succeeded")
+
+# --- pending: events before the checkout that names their user ------------------
+P0 = T0 + 50 * DAY
+pend_sub = subscription("sub_pend", "cus_pend", "active", P0, P0 + 31 * DAY)  # no metadata.user_id
+pend_inv = invoice("in_pend", "sub_pend", "cus_pend", "paid", 2999, P0, P0 + 31 * DAY, reason="subscription_create")
+pend_upd = subscription("sub_pend", "cus_pend", "active", P0, P0 + 31 * DAY, cancel_at_period_end=True)
+ingest_ok("subscription before its checkout -> pending", event("evt_pend_1", "customer.subscription.created", pend_sub, P0), P0, "pending")
+ingest_ok("its invoice -> pending", event("evt_pend_2", "invoice.paid", pend_inv, P0 + 1), P0 + 1, "pending")
+ingest_ok("its later update -> pending", event("evt_pend_3", "customer.subscription.updated", pend_upd, P0 + 2), P0 + 2, "pending")
+check("a DBA sees what is pending, in order",
+      sql("SELECT string_agg(id, ',' ORDER BY created) FROM billing.stripe_pending WHERE customer_id = 'cus_pend'"),
+      "evt_pend_1,evt_pend_2,evt_pend_3")
+check("nothing applied yet", current("u_pend"), "")
+cs_pend = copy.deepcopy(FIX["checkout.session"])
+cs_pend.update(mode="subscription", client_reference_id="u_pend", customer="cus_pend", subscription="sub_pend",
+               status="complete", payment_intent=None, created=P0)
+ingest_ok("checkout.session.completed arrives last", event("evt_pend_4", "checkout.session.completed", cs_pend, P0 + 3), P0 + 3)
+check("the pending events were applied in order", current("u_pend"), "pro_monthly canceled sub_pend")
+check("with the update's pending cancel", sql("SELECT cancel_at_period_end || ' ' || (ended_at IS NULL) FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_pend'"), "true true")
+check("and the invoice stored for that user", sql("SELECT user_id || ' ' || status FROM billing.invoices WHERE stripe_invoice_id = 'in_pend'"), "u_pend paid")
+check("nothing left pending for that customer", sql("SELECT count(*) FROM billing.stripe_pending WHERE customer_id = 'cus_pend'"), "0")
+check("their results are now applied", sql("SELECT string_agg(result, ',' ORDER BY id) FROM billing.stripe_events WHERE id LIKE 'evt_pend_%'"),
+      "applied,applied,applied,applied")
+
+# --- replay and retention ------------------------------------------------------
+payments_before = sql("SELECT count(*) || ' ' || sum(amount_cents) FROM billing.payments")
+check("stripe_replay of an applied refund", sql("SELECT billing.stripe_replay('evt_story_7')"), "applied")
+check("stripe_replay of an applied invoice", sql("SELECT billing.stripe_replay('evt_old_2')"), "applied")
+check("replays change nothing", sql("SELECT count(*) || ' ' || sum(amount_cents) FROM billing.payments"), payments_before)
+check("stripe_replay of a stale event is still stale", sql("SELECT billing.stripe_replay('evt_story_5b')"), "stale")
+rc, out, err = psql("SELECT billing.stripe_replay('evt_never');", verbosity="verbose")
+check("stripe_replay of an unknown id -> 22023", "22023" in err, True)
+sql("SELECT billing.configure('stripe_event_retention', '30 days')")
+pruned = sql("SELECT count FROM billing.run_maintenance('2026-12-31') WHERE action = 'stripe_payloads_pruned'")
+check("run_maintenance reports the pruned payloads", int(pruned or 0) > 0, True)
+check("maintenance prunes old payloads, keeps pending ones",
+      sql("SELECT count(*) FILTER (WHERE payload IS NULL) > 0 AND bool_and(payload IS NOT NULL OR result <> 'pending') FROM billing.stripe_events"), "t")
+ingest_ok("a redelivery after pruning is still a duplicate", refund1, R1, "duplicate")
+rc, out, err = psql("SELECT billing.stripe_replay('evt_story_7');", verbosity="verbose")
+check("a pruned event cannot be replayed (22023)", "22023" in err and "pruned" in err, True)
+
+# --- hostile payloads, validly signed ---------------------------------------------
+H = T0 + 60 * DAY
+deep = subscription("sub_deep", "cus_deep", "active", H, H + DAY, user="u_deep")
+deep["metadata"]["x"] = "PLACEHOLDER"
+deep_payload = event("evt_deep", "customer.subscription.updated", deep, H).replace('"PLACEHOLDER"', "[" * 100000 + "]" * 100000)
+res, state_, err = ingest(deep_payload, H)
+check("100,000 nested arrays -> 54000, no crash", state_, "54000")
+huge = subscription("sub_huge", "cus_huge", "active", H, H + DAY, user="u_deep")
+huge["metadata"]["x"] = "x" * (2 * 1024 * 1024)
+res, state_, err = ingest(event("evt_huge", "customer.subscription.updated", huge, H), H)
+check("a 2 MB payload -> 54000", state_, "54000")
+big = payment_intent("pi_big", "cus_old", 2999)
+big_payload = event("evt_big", "payment_intent.succeeded", big, H).replace('"amount": 2999', '"amount": 1e30', 1)
+res, state_, err = ingest(big_payload, H)
+check("amount 1e30 -> 22023, not 0", state_, "22023")
+far = subscription("sub_far", "cus_far", "active", H, 253402300800, user="u_deep")
+res, state_, err = ingest(event("evt_far", "customer.subscription.updated", far, H), H)
+check("current_period_end past 9999 -> 22023, not NULL", state_, "22023")
+check("none of them stored", sql("SELECT count(*) FROM billing.stripe_events WHERE id IN ('evt_deep', 'evt_huge', 'evt_big', 'evt_far')"), "0")
 
 print(f"{checks - failures} of {checks} checks passed")
 sys.exit(1 if failures else 0)

@@ -1,12 +1,14 @@
 // Events built from Stripe's own example objects (../shared/stripe/fixtures.json,
 // read at test time), with realistic timestamps put in place of placeholders.
 #include "core/error.hpp"
+#include "core/lifecycle.hpp"
 #include "core/stripe_event.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace billing::stripe {
@@ -275,14 +277,197 @@ TEST(StripeEvent, MalformedJsonAndMissingEnvelopeAre22023)
 	EXPECT_NO_THROW(ParseEvent(R"({"id":"evt","type":"x","created":1,"data":{"object":{}}})"));
 }
 
-TEST(StripeEvent, AmountsAreIntegersOnly)
+TEST(StripeEvent, NumbersOutOfRangeAreRefusedNotCoerced)
 {
+	auto refused = [](const std::string &type, json object, const char *field, json value) {
+		object[field] = value;
+		try {
+			ParseEvent(MakeEvent(type, object));
+			ADD_FAILURE() << field << " = " << value.dump() << " was accepted";
+		} catch (const Error &e) {
+			EXPECT_EQ(e.sqlstate(), "22023") << field;
+			EXPECT_NE(e.detail().find(field), std::string::npos) << e.detail();
+		}
+	};
 	json ch = Fixtures().at("charge");
-	ch["amount"] = 10.5;
-	ch["amount_refunded"] = "40";
-	Event e = ParseEvent(MakeEvent("charge.refunded", ch));
-	EXPECT_FALSE(e.object.amount);
-	EXPECT_FALSE(e.object.amount_refunded);
+	refused("charge.refunded", ch, "amount", 1e30);
+	refused("charge.refunded", ch, "amount", 10.5);
+	refused("charge.refunded", ch, "amount", -1);
+	refused("charge.refunded", ch, "amount", json::parse("9223372036854775808"));
+	refused("charge.refunded", ch, "amount_refunded", "40");
+	json pi = Fixtures().at("payment_intent");
+	refused("payment_intent.succeeded", pi, "amount_received", true);
+	json sub = Subscription();
+	refused("customer.subscription.updated", sub, "current_period_end", json::parse("253402300800"));
+	refused("customer.subscription.updated", sub, "trial_end", -5);
+	refused("customer.subscription.updated", sub, "canceled_at", 1.5);
+	sub["items"]["data"][0]["current_period_end"] = 1e30;
+	EXPECT_THROW(ParseEvent(MakeEvent("customer.subscription.updated", sub)), Error);
+	// the extremes that are in range
+	ch["amount"] = json::parse("9223372036854775807");
+	EXPECT_EQ(ParseEvent(MakeEvent("charge.refunded", ch)).object.amount, std::numeric_limits<int64_t>::max());
+	json inv = Fixtures().at("invoice");
+	inv["total"] = -500;  // a credit
+	EXPECT_EQ(ParseEvent(MakeEvent("invoice.finalized", inv)).object.total, -500);
+	sub = Subscription();
+	sub["ended_at"] = 253402300799;
+	EXPECT_EQ(ParseEvent(MakeEvent("customer.subscription.deleted", sub)).object.ended_at, 253402300799);
+}
+
+TEST(StripeBounds, DeepNestingAndHugePayloadsAre54000BeforeParsing)
+{
+	auto limit = [](const std::string &payload) {
+		try {
+			Prepare(payload);
+			ADD_FAILURE() << "accepted " << payload.size() << " bytes";
+		} catch (const Error &e) {
+			EXPECT_EQ(e.sqlstate(), "54000") << e.what();
+		}
+	};
+	// a value nested n levels below data.object.metadata (itself 4 levels deep)
+	auto nested = [](int levels) {
+		json sub = Subscription();
+		sub["metadata"]["x"] = "PLACEHOLDER";
+		std::string event = MakeEvent("customer.subscription.updated", sub);
+		event.replace(event.find("\"PLACEHOLDER\""), 13, std::string(levels, '[') + std::string(levels, ']'));
+		return event;
+	};
+	limit(nested(100000));
+	limit(std::string(100000, '{'));  // not even valid JSON: the bound is checked first
+	// exactly the limit is fine; one more level is not
+	ASSERT_NO_THROW(json::parse(nested(kMaxNesting - 4)));
+	EXPECT_NO_THROW(Prepare(nested(kMaxNesting - 4)));
+	limit(nested(kMaxNesting - 3));
+	json sub = Subscription();
+	// brackets inside strings (and escaped quotes) do not count
+	sub["metadata"]["note"] = std::string(500, '[') + "\"" + std::string(500, '{');
+	EXPECT_NO_THROW(Prepare(MakeEvent("customer.subscription.updated", sub)));
+	sub["metadata"]["note"] = std::string(kMaxPayloadBytes, 'x');
+	limit(MakeEvent("customer.subscription.updated", sub));
+}
+
+// Pairs of events of one object that Stripe can send in the same second,
+// delivered in both orders: what the rule keeps.
+struct Delivered {
+	const char *type;
+	const char *status;
+	bool final = false;  // the object's state is final (independent of EventStage)
+};
+
+Event
+SameSecond(const Delivered &d, const char *object_fixture)
+{
+	json o = std::string(object_fixture) == "subscription" ? Subscription() : Fixtures().at(object_fixture);
+	o["status"] = std::string(d.status) == "refunded" ? "succeeded" : d.status;
+	if (std::string(object_fixture) == "charge" && std::string(d.type) == "charge.refunded")
+		o["amount_refunded"] = o["amount"];
+	else if (std::string(object_fixture) == "charge")
+		o["amount_refunded"] = 0;
+	json e = json::parse(MakeEvent(d.type, o));
+	return ParseEvent(e.dump());
+}
+
+// Applies a then b (both in the same second) and returns the one in force.
+const Delivered &
+Survivor(const Delivered &a, const Delivered &b, const char *fixture)
+{
+	std::optional<Watermark> last;
+	const Delivered *in_force = nullptr;
+	for (const Delivered *d : {&a, &b}) {
+		Watermark w{kCreated, EventStage(SameSecond(*d, fixture))};
+		if (IsNewer(last, w)) {
+			last = w;
+			in_force = d;
+		}
+	}
+	return *in_force;
+}
+
+bool
+Final(const Delivered &d)
+{
+	return d.final || std::string(d.type).ends_with(".deleted");
+}
+
+void
+EveryPairBothOrders(const std::vector<Delivered> &events, const char *fixture)
+{
+	for (const auto &a : events) {
+		for (const auto &b : events) {
+			const Delivered &kept = Survivor(a, b, fixture);
+			std::string pair = std::string(a.type) + "/" + a.status + " then " + b.type + "/" + b.status;
+			// a final state is never undone by a non-final one of the same second
+			if (Final(a) || Final(b))
+				EXPECT_TRUE(Final(kept)) << pair;
+			// a creation never overwrites a later state of its own second
+			bool a_creates = std::string(a.type).ends_with(".created") && !Final(a);
+			bool b_creates = std::string(b.type).ends_with(".created") && !Final(b);
+			if (a_creates != b_creates && !Final(a) && !Final(b))
+				EXPECT_EQ(&kept, a_creates ? &b : &a) << pair;
+			// a deletion is the last word
+			if (std::string(a.type).ends_with(".deleted") || std::string(b.type).ends_with(".deleted"))
+				EXPECT_TRUE(std::string(kept.type).ends_with(".deleted")) << pair;
+			// otherwise the state delivered last is Stripe's latest
+			if (Final(a) == Final(b) && a_creates == b_creates &&
+				std::string(a.type).ends_with(".deleted") == std::string(b.type).ends_with(".deleted"))
+				EXPECT_EQ(&kept, &b) << pair;
+		}
+	}
+}
+
+TEST(StripeOrder, SubscriptionEventsOfTheSameSecondInBothOrders)
+{
+	EveryPairBothOrders({{"customer.subscription.created", "incomplete"},
+						 {"customer.subscription.created", "trialing"},
+						 {"customer.subscription.created", "active"},
+						 {"customer.subscription.updated", "active"},
+						 {"customer.subscription.updated", "trialing"},
+						 {"customer.subscription.updated", "past_due"},
+						 {"customer.subscription.updated", "unpaid"},
+						 {"customer.subscription.updated", "paused"},
+						 {"customer.subscription.updated", "canceled", true},
+						 {"customer.subscription.updated", "incomplete_expired", true},
+						 {"customer.subscription.trial_will_end", "trialing"},
+						 {"customer.subscription.deleted", "canceled", true}},
+						"subscription");
+}
+
+TEST(StripeOrder, TheIssuesCaseUpdatedAndDeletedInTheSameSecond)
+{
+	Delivered updated{"customer.subscription.updated", "active"};
+	Delivered deleted{"customer.subscription.deleted", "canceled", true};
+	EXPECT_STREQ(Survivor(updated, deleted, "subscription").type, "customer.subscription.deleted");
+	EXPECT_STREQ(Survivor(deleted, updated, "subscription").type, "customer.subscription.deleted");
+}
+
+TEST(StripeOrder, InvoicePaymentIntentChargeAndCheckoutEventsInBothOrders)
+{
+	EveryPairBothOrders({{"invoice.created", "draft"},
+						 {"invoice.finalized", "open"},
+						 {"invoice.payment_failed", "open"},
+						 {"invoice.paid", "paid", true},
+						 {"invoice.payment_succeeded", "paid", true},
+						 {"invoice.voided", "void", true},
+						 {"invoice.marked_uncollectible", "uncollectible"}},
+						"invoice");
+	EveryPairBothOrders({{"payment_intent.created", "requires_payment_method"},
+						 {"payment_intent.processing", "processing"},
+						 {"payment_intent.payment_failed", "requires_payment_method"},
+						 {"payment_intent.succeeded", "succeeded", true},
+						 {"payment_intent.canceled", "canceled", true}},
+						"payment_intent");
+	EveryPairBothOrders({{"charge.succeeded", "succeeded"}, {"charge.refund.updated", "succeeded"}, {"charge.refunded", "refunded", true}}, "charge");
+	EveryPairBothOrders({{"checkout.session.completed", "complete", true}, {"checkout.session.expired", "expired", true}},
+						"checkout.session");
+}
+
+TEST(StripeOrder, SecondsDecideFirst)
+{
+	EXPECT_TRUE(IsNewer(std::nullopt, {kCreated, 0}));
+	EXPECT_TRUE(IsNewer(Watermark{kCreated, 3}, {kCreated + 1, 0}));
+	EXPECT_FALSE(IsNewer(Watermark{kCreated, 0}, {kCreated - 1, 3}));
+	EXPECT_TRUE(IsNewer(Watermark{kCreated, 1}, {kCreated, 1}));
+	EXPECT_FALSE(IsNewer(Watermark{kCreated, 2}, {kCreated, 1}));
 }
 
 TEST(StripeStatus, MapsStripeStatusesToBillings)
@@ -301,6 +486,79 @@ TEST(StripeStatus, MapsStripeStatusesToBillings)
 	EXPECT_FALSE(MapInvoiceStatus("deleted"));
 	EXPECT_EQ(MapBillingReason(std::string("subscription_threshold")), "manual");
 	EXPECT_EQ(MapBillingReason(std::nullopt), "manual");
+}
+
+// One state machine: every Stripe status and the deletion event, onto a
+// transition of billing's table or a named mirror rule.
+TEST(StripeMirror, EveryStripeStatusAndEventHasARule)
+{
+	struct Case {
+		const char *type;
+		const char *status;
+		bool cancel_at_period_end;
+		const char *billing;
+		const char *rule;
+		bool ended;
+	};
+	const Case cases[] = {
+		{"customer.subscription.created", "trialing", false, "trialing", "mirror: Stripe runs the trial", false},
+		{"customer.subscription.updated", "active", false, "active", "payment_succeeded", false},
+		{"customer.subscription.updated", "active", true, "canceled", "cancel_at_period_end", false},
+		{"customer.subscription.updated", "past_due", false, "past_due", "payment_failed", false},
+		{"customer.subscription.updated", "unpaid", false, "past_due", "mirror: Stripe stopped retrying", false},
+		{"customer.subscription.paused", "paused", false, "paused", "pause", false},
+		{"customer.subscription.created", "incomplete", false, "incomplete", "mirror: the first payment", false},
+		{"customer.subscription.updated", "incomplete_expired", false, "expired", "incomplete_timeout", true},
+		{"customer.subscription.updated", "canceled", false, "canceled", "cancel_now", true},
+		{"customer.subscription.updated", "canceled", true, "canceled", "cancel_now", true},
+		{"customer.subscription.deleted", "canceled", false, "canceled", "cancel_now", true},
+		{"customer.subscription.deleted", "active", true, "canceled", "cancel_now", true},
+		{"customer.subscription.deleted", "incomplete_expired", false, "expired", "incomplete_timeout", true},
+	};
+	for (const auto &c : cases) {
+		json sub = Subscription();
+		sub["status"] = c.status;
+		sub["cancel_at_period_end"] = c.cancel_at_period_end;
+		auto m = MirrorSubscription(ParseEvent(MakeEvent(c.type, sub, kCreated + 5)));
+		std::string what = std::string(c.type) + " " + c.status;
+		ASSERT_TRUE(m) << what;
+		EXPECT_EQ(m->status, c.billing) << what;
+		EXPECT_EQ(m->stripe_status, c.status) << what;
+		EXPECT_TRUE(m->rule.starts_with(c.rule)) << what << ": " << m->rule;
+		EXPECT_EQ(m->ended_at.has_value(), c.ended) << what;
+		if (c.ended) {
+			EXPECT_EQ(m->ended_at, kCreated + 5) << what;  // no ended_at / canceled_at sent: the event's time
+			EXPECT_EQ(m->end_reason, std::string(c.billing) == "expired" ? "incomplete_expired" : "canceled");
+		}
+		if (m->status == "canceled")
+			EXPECT_TRUE(m->canceled_at) << what;
+		// a transition rule names an action of billing's own table with that target
+		if (!m->rule.starts_with("mirror")) {
+			bool found = false;
+			for (const auto &t : TransitionTable())
+				found = found || (ToString(t.action) == m->rule && ToString(t.to) == m->status);
+			EXPECT_TRUE(found) << what << " -> " << m->rule;
+		}
+	}
+	json sub = Subscription();
+	sub["status"] = "bogus";
+	EXPECT_FALSE(MirrorSubscription(ParseEvent(MakeEvent("customer.subscription.updated", sub))));
+	// Stripe's own times win over the event's
+	sub = Subscription();
+	sub["status"] = "canceled";
+	sub["canceled_at"] = kCreated + 1;
+	sub["ended_at"] = kCreated + 2;
+	auto m = MirrorSubscription(ParseEvent(MakeEvent("customer.subscription.deleted", sub, kCreated + 9)));
+	EXPECT_EQ(m->canceled_at, kCreated + 1);
+	EXPECT_EQ(m->ended_at, kCreated + 2);
+	// the table the README shows covers every status MapSubscriptionStatus knows
+	for (const char *status : {"trialing", "active", "past_due", "unpaid", "paused", "incomplete",
+							   "incomplete_expired", "canceled"}) {
+		bool listed = false;
+		for (const auto &row : StripeStatusTable())
+			listed = listed || std::string(row.stripe) == status;
+		EXPECT_TRUE(listed) << status;
+	}
 }
 
 TEST(StripeSanitize, CardDetailsAreNotKept)
