@@ -94,6 +94,14 @@ SELECT billing.cancel(:sub, true, '2026-01-02 00:00+00');
 \echo :LAST_ERROR_SQLSTATE
 ROLLBACK;
 
+-- keys of unique indexes have a bounded length: 22023, not 54000 from the index
+SELECT billing.subscribe(repeat('u', 256), 'free', '2026-01-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.start_trial(repeat('u', 1000000), 'pro_monthly', '2026-01-02 00:00+00');
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.record_payment(:sub, 100, 'usd', true, '2026-01-02 00:00+00', repeat('x', 1000000));
+\echo :LAST_ERROR_SQLSTATE
+
 -- nothing changed
 SELECT count(*) = :rows_before AS subscriptions_unchanged FROM billing.subscriptions;
 SELECT count(*) = :payments_before AS payments_unchanged FROM billing.payments;

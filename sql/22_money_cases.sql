@@ -205,3 +205,16 @@ SELECT status FROM billing.record_payment(pg_temp.c('c9e'), 2999, 'usd', true, '
 SELECT status FROM billing.change_plan(pg_temp.c('c9e'), 'free', '2030-01-10');
 SELECT * FROM billing.run_maintenance('2030-01-27') ORDER BY action;
 SELECT count(*) AS renewal_notices FROM billing.notifications WHERE user_id = 'c9e' AND kind = 'renewal_upcoming';
+
+-- == Found by the model test (seed 1, look-ahead): a renewal paid from credit
+-- before the grace end settles dunning a failed payment started
+SELECT status FROM billing.subscribe('m1', 'pro_monthly', '2030-01-01', false);
+-- 5998: 2999 pays January, 2999 is credit
+SELECT status FROM billing.record_payment(pg_temp.c('m1'), 5998, 'usd', true, '2030-01-01');
+-- a failed payment on 25 Jan: past_due, grace until 8 Feb
+SELECT status FROM billing.record_payment(pg_temp.c('m1'), 2999, 'usd', false, '2030-01-25');
+-- 1 Feb: the renewal is paid from credit, nothing is open: active again, so on 20 Feb still Pro;
+-- March's renewal (1 Mar, due 4 Mar) is unpaid: grace ends 18 Mar
+SELECT code FROM billing.effective_plan('m1', '2030-02-20');
+SELECT code FROM billing.effective_plan('m1', '2030-03-17 23:59');
+SELECT code FROM billing.effective_plan('m1', '2030-03-18');

@@ -107,6 +107,17 @@ MonthsIn(Interval interval)
 
 }  // namespace
 
+void
+RequireUserId(const std::string &user_id)
+{
+	if (user_id.empty())
+		throw InvalidParameter("user id must not be empty");
+	if (user_id.size() > kMaxKeyBytes)
+		throw InvalidParameter("user id is too long",
+							   "It has " + std::to_string(user_id.size()) + " bytes; at most " +
+								   std::to_string(kMaxKeyBytes) + " are allowed.");
+}
+
 Tier
 ParseTier(std::string_view text)
 {
@@ -124,8 +135,7 @@ ParseTier(std::string_view text)
 Outcome
 Subscribe(const std::string &user_id, const Plan &plan, Micros at, bool with_trial, bool trial_available)
 {
-	if (user_id.empty())
-		throw InvalidParameter("user id must not be empty");
+	RequireUserId(user_id);
 	Outcome out;
 	Subscription sub = Fresh(user_id, plan, at);
 	if (plan.IsFree()) {

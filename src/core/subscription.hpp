@@ -17,6 +17,11 @@
 namespace billing {
 
 enum class Tier { kFree, kPro, kEnterprise, kCustom };
+
+// User ids and external payment ids are keys of unique indexes: longer ones
+// are refused (22023) instead of failing in the index (54000).
+inline constexpr size_t kMaxKeyBytes = 255;
+void RequireUserId(const std::string &user_id);
 Tier ParseTier(std::string_view text);
 
 struct Plan {

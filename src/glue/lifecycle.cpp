@@ -427,8 +427,7 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 	std::string plan_code = TextArgRequired(fcinfo, 1, "plan_code");
 	Micros at = TimeArgRequired(fcinfo, 2, "at");
 	bool with_trial = trial_only ? true : BoolArgRequired(fcinfo, 3, "with_trial");
-	if (user_id.empty())
-		throw InvalidParameter("user id must not be empty");
+	RequireUserId(user_id);
 
 	Spi spi;
 	Plan plan = LoadPlanForSale(spi, plan_code);
@@ -618,6 +617,8 @@ BILLING_FUNCTION(billing_record_payment)
 	RequirePaymentAmount(amount, succeeded);
 	if (external_id && external_id->empty())
 		throw InvalidParameter("external id must not be empty");
+	if (external_id && external_id->size() > kMaxKeyBytes)
+		throw InvalidParameter("external id is too long", "At most " + std::to_string(kMaxKeyBytes) + " bytes.");
 
 	Spi spi;
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");

@@ -714,10 +714,17 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 			  FROM billing.subscriptions s
 			  LEFT JOIN billing.subscription_plans sp ON sp.id = s.scheduled_plan_id
 			 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
+			 CROSS JOIN LATERAL (SELECT (SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
+										  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL)
+									AS open_due) o
 			 CROSS JOIN LATERAL (SELECT COALESCE(
-					s.past_due_since,
-					(SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
-					  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL),
+					-- dunning goes on, unless nothing is open and the credit pays the
+					-- renewal that comes before the grace end (that settles it)
+					CASE WHEN NOT (o.open_due IS NULL AND s.current_period_end < s.past_due_since + g.grace
+								   AND s.stripe_subscription_id IS NULL AND sp.id IS NULL
+								   AND billing.credit_balance(s.user_id, s.currency) >= s.price_cents)
+						 THEN s.past_due_since END,
+					o.open_due,
 					-- the first renewal maintenance has not issued yet that the credit
 					-- balance will not pay falls due 3 days after it is issued (core:
 					-- kInvoiceDueAfter); after a scheduled change, the new plan's first

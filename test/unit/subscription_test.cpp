@@ -97,6 +97,8 @@ TEST(Subscribe, PaidPlanWithoutTrialIsIncompleteWithFirstInvoice)
 TEST(Subscribe, RefusesEmptyUser)
 {
 	ExpectSqlState([] { Subscribe("", kFree, 0, true, true); }, "22023");
+	ExpectSqlState([] { Subscribe(std::string(256, 'u'), kFree, 0, true, true); }, "22023");
+	Subscribe(std::string(255, 'u'), kFree, 0, true, true);
 }
 
 TEST(StartTrial, SecondTrialOfTheTierIsQB010)
