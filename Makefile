@@ -4,6 +4,7 @@
 #   make test   the same set-up, then unit, regression and isolation tests
 #   make fuzz   the Stripe event parser under libFuzzer for ten minutes
 #   make soak   the model-based random test (test/model) with many more seeds and steps
+#   make coverage  make test on an instrumented build, then line coverage of src/ (gcovr)
 #
 # `make`, `make install` and `make installcheck` are the usual PGXS targets.
 
@@ -53,7 +54,7 @@ billing--$(EXTVERSION).sql: $(SQL_PARTS)
 
 EXTRA_CLEAN = billing--$(EXTVERSION).sql build $(OBJS:.o=.d)
 
-.PHONY: demo test deps unit bench bench-scale fuzz soak
+.PHONY: demo test deps unit bench bench-scale fuzz soak coverage
 deps:
 	bash test/deps.sh
 
@@ -69,6 +70,9 @@ soak: deps
 
 bench: deps
 	bash bench/run.sh
+
+coverage: deps
+	bash test/coverage.sh
 
 # The Stripe event parser under libFuzzer for ten minutes (make test runs it for 20 s).
 fuzz: deps

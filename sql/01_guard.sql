@@ -12,6 +12,21 @@ SELECT pg_temp.guard_selftest('bad_alloc');
 \echo :LAST_ERROR_SQLSTATE
 SELECT pg_temp.guard_selftest('pg_error');
 \echo :LAST_ERROR_SQLSTATE
+-- an error text longer than the guard keeps (1023 bytes) is cut between
+-- characters, so a client in another encoding still gets it (a cut UTF-8
+-- sequence could not be converted: 22021 instead of the error)
+SET client_encoding = 'LATIN1';
+\set VERBOSITY sqlstate
+SELECT pg_temp.guard_selftest('billing_error' || repeat(chr(233), 600));
+\set VERBOSITY default
+RESET client_encoding;
+DO $$
+BEGIN
+	PERFORM pg_temp.guard_selftest('billing_error' || repeat(chr(233), 600));
+EXCEPTION WHEN OTHERS THEN
+	RAISE NOTICE '% bytes, ends with %', octet_length(SQLERRM), right(SQLERRM, 1);
+END
+$$;
 -- a C++ exception that passes through PgCall (a bug in the callable) leaves
 -- PostgreSQL's error stack as it was: the next error in the same statement is
 -- an ordinary error

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make test: unit tests (GoogleTest via ctest), then on a throwaway cluster the
 # pg_regress tests (sql/ + expected/), the isolation specs (test/isolation/)
-# and the shell tests (test/shell/: dump/restore, pg_cron). Ends with one
+# and the shell tests (test/shell/: dump/restore, pg_cron), then the gates
+# (test/gates/: plpgsql_check, function coverage, hostile input), each
+# counted as one test. Ends with one
 # line "N passed, N failed" and exits non-zero if anything failed.
 #
 # While working on one area, run a subset (space-separated names; a variable
 # left unset runs everything of its kind, set to "none" runs nothing):
-#   UNIT=none REGRESS="10_quota 11_quota_counters" ISOLATION=none SHELL_TESTS=upgrade bash test/run.sh
+#   UNIT=none REGRESS="10_quota 11_quota_counters" ISOLATION=none SHELL_TESTS=upgrade GATES=none bash test/run.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source test/cluster.sh
@@ -56,12 +58,16 @@ if ! make -s -j"$jobs" >build/make.log 2>&1; then
 	echo "$passed passed, $failed failed"
 	exit 1
 fi
-cluster_start "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'billing_cron'" || {
+# track_functions: the function coverage gate reads pg_stat_user_functions.
+cluster_start "shared_preload_libraries = 'pg_cron'" "cron.database_name = 'billing_cron'" "track_functions = 'all'" || {
 	count "cluster start" 1
 	echo "$passed passed, $failed failed"
 	exit 1
 }
 
+# gate_coverage (test only) keeps billing's call counts across DROP EXTENSION
+# in the pg_regress and isolation databases (test/gates/function_coverage.sh).
+cp test/gates/gate_coverage/gate_coverage* "$CLUSTER_TMP/install$PG_SHAREDIR/extension/"
 PGXS_DIR=$(dirname "$(dirname "$(dirname "$(pg_config --pgxs)")")")
 run_regress() { # run_regress LABEL DRIVER ARGS...
 	local label=$1 driver=$2 log=build/$1.log
@@ -86,7 +92,7 @@ regress_tests=$(pick "${REGRESS:-}" $(ls sql/*.sql 2>/dev/null | sed 's|sql/||; 
 if [ -n "$regress_tests" ]; then
 	mkdir -p build/regress
 	run_regress regress "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir=build/regress \
-		--dbname=billing_regress $regress_tests
+		--dbname=billing_regress --load-extension=gate_coverage $regress_tests
 	[ -f build/regress/regression.diffs ] && [ -s build/regress/regression.diffs ] && head -60 build/regress/regression.diffs
 fi
 
@@ -95,22 +101,42 @@ isolation_tests=$(pick "${ISOLATION:-}" $(ls test/isolation/specs/*.spec 2>/dev/
 if [ -n "$isolation_tests" ]; then
 	mkdir -p build/isolation
 	run_regress isolation "$PGXS_DIR/src/test/isolation/pg_isolation_regress" --inputdir=test/isolation \
-		--outputdir=build/isolation --dbname=billing_isolation $isolation_tests
+		--outputdir=build/isolation --dbname=billing_isolation --load-extension=gate_coverage $isolation_tests
 	[ -f build/isolation/regression.diffs ] && [ -s build/isolation/regression.diffs ] && head -60 build/isolation/regression.diffs
 fi
 
 echo "== shell tests (test/shell)"
+# Their databases are dropped at the end; test/gates/bin/psql saves what was
+# called in each first, for the function coverage gate.
+export GATE_COVERAGE_DIR="$CLUSTER_TMP/coverage" GATE_REAL_PSQL
+GATE_REAL_PSQL=$(command -v psql)
+mkdir -p "$GATE_COVERAGE_DIR"
 for t in $(pick "${SHELL_TESTS:-}" $(ls test/shell/*.sh 2>/dev/null | sed 's|.*/||; s|\.sh$||')); do
 	t=test/shell/$t.sh
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .sh)
-	if bash "$t" >"build/shell-$name.log" 2>&1; then
+	if PATH="$PWD/test/gates/bin:$PATH" bash "$t" >"build/shell-$name.log" 2>&1; then
 		echo "   $name ... ok"
 		count "shell/$name" 0
 	else
 		echo "   $name ... FAILED"
 		tail -20 "build/shell-$name.log" | sed 's/^/      /'
 		count "shell/$name" 1
+	fi
+done
+
+echo "== gates (test/gates)"
+all_gates="plpgsql_check function_coverage hostile_input"
+# Function coverage needs every suite; a subset run skips it unless named.
+[ -n "${UNIT:-}${REGRESS:-}${ISOLATION:-}${SHELL_TESTS:-}" ] && all_gates="plpgsql_check hostile_input"
+for g in $(pick "${GATES:-}" $all_gates); do
+	if bash "test/gates/$g.sh" >"build/gate-$g.log" 2>&1; then
+		echo "   $g ... ok ($(tail -1 "build/gate-$g.log"))"
+		count "gate/$g" 0
+	else
+		echo "   $g ... FAILED"
+		tail -40 "build/gate-$g.log" | sed 's/^/      /'
+		count "gate/$g" 1
 	fi
 done
 

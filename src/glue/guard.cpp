@@ -2,6 +2,8 @@
 
 #include "core/error.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -18,11 +20,17 @@ struct CaughtError {
 	char hint[1024];
 };
 
+// Copies at most size - 1 bytes, never cutting a character in two (a cut
+// UTF-8 sequence cannot be converted to the client's encoding: 22021).
 void
 CopyText(char *target, size_t size, const char *source)
 {
-	std::strncpy(target, source ? source : "", size - 1);
-	target[size - 1] = '\0';
+	const char *text = source ? source : "";
+	size_t length = std::strlen(text);
+	if (length >= size)
+		length = pg_mbcliplen(text, static_cast<int>(std::min(length, size_t{INT_MAX})), static_cast<int>(size - 1));
+	std::memcpy(target, text, length);
+	target[length] = '\0';
 }
 
 void

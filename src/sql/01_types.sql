@@ -6,3 +6,41 @@ CREATE TYPE billing.billing_interval AS ENUM ('monthly', 'yearly', 'lifetime');
 -- Touches updated_at on every update of a billing table.
 CREATE FUNCTION billing._touch_updated_at() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_touch_updated_at';
+
+-- Argument checks every area uses, for the README's error table: a required
+-- argument that is NULL is 22004, a time outside the years 0001 to 9999 (UTC)
+-- is 22008. Each returns its value.
+CREATE FUNCTION billing._required(value anyelement, name text) RETURNS anyelement
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF value IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	END IF;
+	RETURN value;
+END
+$$;
+CREATE FUNCTION billing._valid_time(value timestamptz, name text) RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF value IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	END IF;
+	-- (timestamptz literals with an explicit offset: the same in every time zone)
+	IF NOT (value >= '0001-01-01 00:00:00+00' AND value < '10000-01-01 00:00:00+00') THEN
+		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999 (UTC)', name USING ERRCODE = '22008';
+	END IF;
+	RETURN value;
+END
+$$;
+CREATE FUNCTION billing._valid_day(value date, name text) RETURNS date
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF value IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	END IF;
+	IF NOT (value >= '0001-01-01' AND value <= '9999-12-31') THEN
+		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999', name USING ERRCODE = '22008';
+	END IF;
+	RETURN value;
+END
+$$;

@@ -37,6 +37,7 @@ $$;
 CREATE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS billing.subscription_plans
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required($1, 'user_id'), billing._valid_time($2, 'at');
 	SELECT p.*
 	  FROM (SELECT CASE
 				   WHEN s.status = 'trialing' THEN CASE WHEN s.trial_end > $2 THEN s.plan_id END

@@ -455,9 +455,7 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp A
 DECLARE
 	plan billing.subscription_plans;
 BEGIN
-	IF user_id IS NULL OR quota IS NULL THEN
-		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(user_id, 'user_id'), billing._required(quota, 'quota'), billing._valid_time(at, 'at');
 	IF quota NOT IN ('rooms', 'participants_per_room') THEN
 		RAISE EXCEPTION 'unknown quota "%"', quota
 			USING ERRCODE = '22023', HINT = 'Quotas are rooms and participants_per_room.';
@@ -478,6 +476,7 @@ COMMENT ON FUNCTION billing.quota(text, text, timestamptz) IS
 CREATE FUNCTION billing.has_feature(user_id text, feature text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required($1, 'user_id'), billing._required($2, 'feature'), billing._valid_time($3, 'at');
 	-- true, a positive number or a non-empty string switch a feature on
 	SELECT CASE pg_catalog.jsonb_typeof(p.features -> $2)
 			   WHEN 'boolean' THEN (p.features ->> $2)::boolean
@@ -491,6 +490,7 @@ COMMENT ON FUNCTION billing.has_feature(text, text, timestamptz) IS 'Whether the
 CREATE FUNCTION billing.over_quota(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (user_id text, quota text, "limit" bigint, used bigint, room text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time($1, 'at');
 	WITH owners AS (
 		SELECT q.owner_id, a.kind, q.key, q.used
 		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id

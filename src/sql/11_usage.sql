@@ -87,6 +87,11 @@ BEGIN
 		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
 			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
 	END IF;
+	-- (they are indexed: a longer value could not be stored, 54000)
+	IF octet_length(user_id) > 1000 OR octet_length(metric) > 200 OR octet_length(idempotency_key) > 1000 THEN
+		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
+			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
+	END IF;
 	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00') THEN
 		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
 	END IF;
@@ -160,6 +165,8 @@ COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
 CREATE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, to_time timestamptz)
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
+		   billing._valid_time($3, 'from_time'), billing._valid_time($4, 'to_time');
 	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::date AS d0, ($4 AT TIME ZONE 'UTC')::date AS d1)
 	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id = $1 AND d.metric = $2 AND d.day >= span.d0 AND d.day < span.d1

@@ -413,8 +413,6 @@ BEGIN
 		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
 			IF pg_catalog.to_regprocedure('billing._next_invoice_number(timestamptz)') IS NOT NULL THEN
 				EXECUTE 'SELECT billing._next_invoice_number($1)' INTO invoice_number USING issued;
-			ELSIF pg_catalog.to_regprocedure('billing._next_invoice_number()') IS NOT NULL THEN
-				EXECUTE 'SELECT billing._next_invoice_number()' INTO invoice_number;
 			ELSE
 				invoice_number := 'STRIPE-' || (facts ->> 'id');
 			END IF;

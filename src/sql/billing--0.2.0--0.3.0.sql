@@ -10,8 +10,50 @@ SET LOCAL search_path TO pg_catalog, pg_temp;
 
 -- == test gate (issue 8)
 
--- record_usage: #variable_conflict use_column (every call failed with 42702),
--- NULL arguments 22004, times outside 0001-9999 22008.
+-- Argument checks for the README's 22004 / 22008 (new, internal).
+CREATE OR REPLACE FUNCTION billing._required(value anyelement, name text) RETURNS anyelement
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF value IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	END IF;
+	RETURN value;
+END
+$$;
+CREATE OR REPLACE FUNCTION billing._valid_time(value timestamptz, name text) RETURNS timestamptz
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF value IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	END IF;
+	-- (timestamptz literals with an explicit offset: the same in every time zone)
+	IF NOT (value >= '0001-01-01 00:00:00+00' AND value < '10000-01-01 00:00:00+00') THEN
+		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999 (UTC)', name USING ERRCODE = '22008';
+	END IF;
+	RETURN value;
+END
+$$;
+CREATE OR REPLACE FUNCTION billing._valid_day(value date, name text) RETURNS date
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF value IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	END IF;
+	IF NOT (value >= '0001-01-01' AND value <= '9999-12-31') THEN
+		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999', name USING ERRCODE = '22008';
+	END IF;
+	RETURN value;
+END
+$$;
+REVOKE ALL ON FUNCTION billing._required(anyelement, text), billing._valid_time(timestamptz, text),
+	billing._valid_day(date, text) FROM PUBLIC;
+
+-- record_usage: #variable_conflict use_column (every call failed with 42702), NULL
+-- arguments 22004, times outside 0001-9999 22008 (_stripe_invoice without the
+-- call of a billing._next_invoice_number() that never existed: in the Stripe section).
+-- has_feature, over_quota, quota: NULL 22004, times outside 0001-9999
+-- 22008 (effective_plan, usage, trial_conversion, daily_report: in the sections
+-- that redefine them later).
 CREATE OR REPLACE FUNCTION billing.record_usage(user_id text, metric text, quantity bigint DEFAULT 1,
 									 at timestamptz DEFAULT pg_catalog.now(), idempotency_key text DEFAULT NULL)
 RETURNS billing.usage_records
@@ -35,6 +77,11 @@ BEGIN
 		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
 			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
 	END IF;
+	-- (they are indexed: a longer value could not be stored, 54000)
+	IF octet_length(user_id) > 1000 OR octet_length(metric) > 200 OR octet_length(idempotency_key) > 1000 THEN
+		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
+			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
+	END IF;
 	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00') THEN
 		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
 	END IF;
@@ -49,6 +96,56 @@ BEGIN
 		SELECT * INTO rec FROM billing.usage_records r WHERE r.user_id = $1 AND r.idempotency_key = $5;
 	END IF;
 	RETURN rec;
+END
+$$;
+CREATE OR REPLACE FUNCTION billing.has_feature(user_id text, feature text, at timestamptz DEFAULT pg_catalog.now())
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required($1, 'user_id'), billing._required($2, 'feature'), billing._valid_time($3, 'at');
+	-- true, a positive number or a non-empty string switch a feature on
+	SELECT CASE pg_catalog.jsonb_typeof(p.features -> $2)
+			   WHEN 'boolean' THEN (p.features ->> $2)::boolean
+			   WHEN 'number' THEN (p.features ->> $2)::numeric > 0
+			   WHEN 'string' THEN p.features ->> $2 <> ''
+			   ELSE false END
+	  FROM billing.effective_plan($1, $3) p
+$$;
+CREATE OR REPLACE FUNCTION billing.over_quota(at timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (user_id text, quota text, "limit" bigint, used bigint, room text)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time($1, 'at');
+	WITH owners AS (
+		SELECT q.owner_id, a.kind, q.key, q.used
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+		 WHERE q.owner_id <> '' AND q.used > 0),
+	limited AS (
+		SELECT o.*, billing._plan_limit(p.limits, CASE o.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END) AS cap
+		  FROM owners o CROSS JOIN LATERAL billing.effective_plan(o.owner_id, at) p)
+	SELECT l.owner_id, CASE l.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END, l.cap, l.used,
+		   CASE WHEN l.kind = 'participants' THEN l.key END
+	  FROM limited l
+	 WHERE l.cap IS NOT NULL AND l.used > l.cap
+	 ORDER BY 1, 2, 5
+$$;
+CREATE OR REPLACE FUNCTION billing.quota(user_id text, quota text, at timestamptz DEFAULT pg_catalog.now(),
+							  OUT "limit" bigint, OUT used bigint, OUT remaining bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	plan billing.subscription_plans;
+BEGIN
+	PERFORM billing._required(user_id, 'user_id'), billing._required(quota, 'quota'), billing._valid_time(at, 'at');
+	IF quota NOT IN ('rooms', 'participants_per_room') THEN
+		RAISE EXCEPTION 'unknown quota "%"', quota
+			USING ERRCODE = '22023', HINT = 'Quotas are rooms and participants_per_room.';
+	END IF;
+	plan := billing.effective_plan(user_id, at);
+	"limit" := billing._plan_limit(plan.limits, quota);
+	-- rooms: the user's rooms; participants_per_room: the fullest of their rooms
+	SELECT COALESCE(CASE WHEN quota = 'rooms' THEN pg_catalog.sum(q.used) ELSE pg_catalog.max(q.used) END, 0)
+	  INTO used
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
+	 WHERE q.owner_id = quota.user_id AND a.kind = CASE WHEN quota = 'rooms' THEN 'rooms' ELSE 'participants' END;
+	remaining := pg_catalog.int8larger("limit" - used, 0);
 END
 $$;
 
@@ -701,6 +798,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS billing.subscription_plans
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required($1, 'user_id'), billing._valid_time($2, 'at');
 	SELECT p.*
 	  FROM (SELECT CASE
 				   WHEN s.status = 'trialing' THEN CASE WHEN s.trial_end > $2 THEN s.plan_id END
@@ -899,6 +997,8 @@ COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
 CREATE OR REPLACE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, to_time timestamptz)
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
+		   billing._valid_time($3, 'from_time'), billing._valid_time($4, 'to_time');
 	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::date AS d0, ($4 AT TIME ZONE 'UTC')::date AS d1)
 	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id = $1 AND d.metric = $2 AND d.day >= span.d0 AND d.day < span.d1
@@ -1667,8 +1767,6 @@ BEGIN
 		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
 			IF pg_catalog.to_regprocedure('billing._next_invoice_number(timestamptz)') IS NOT NULL THEN
 				EXECUTE 'SELECT billing._next_invoice_number($1)' INTO invoice_number USING issued;
-			ELSIF pg_catalog.to_regprocedure('billing._next_invoice_number()') IS NOT NULL THEN
-				EXECUTE 'SELECT billing._next_invoice_number()' INTO invoice_number;
 			ELSE
 				invoice_number := 'STRIPE-' || (facts ->> 'id');
 			END IF;

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Gate: hostile input for every function. Every function and procedure in
+# schema billing that a billing role may execute is called, for each argument
+# in turn, with each hostile value of its type (NULL, empty and 1 MB strings,
+# malformed JSON, 0/-1/max/min numbers, ±infinity and year 294276 times,
+# system catalogs and billing's own tables as regclass; hostile_input.sql),
+# the other arguments valid. Each call must succeed or fail with a SQLSTATE
+# from the README's error table (so never XX000, never a crash, never the
+# statement_timeout), and a failing call must leave every billing table as it
+# was (a checksum). Stops at the first violation and prints the call.
+#
+# The caller is a role below superuser, a member of billing_app,
+# billing_analyst and billing_admin, with client_encoding LATIN1 (an error text
+# cut inside a UTF-8 character cannot be sent to it). Its calls are not
+# counted by the function coverage gate (track_functions = none).
+set -euo pipefail
+cd "$(dirname "$0")"
+db=billing_gate_hostile
+role=billing_gate_hostile
+timeout=${HOSTILE_TIMEOUT:-2s}
+out=$(mktemp -d /tmp/billing-hostile.XXXXXX)
+chmod 755 "$out"
+cleanup() {
+	psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS $role" >/dev/null 2>&1 || true
+	rm -rf "$out"
+}
+trap cleanup EXIT
+q() { psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" "$@"; }
+
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
+	-c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "DROP ROLE IF EXISTS $role" -c "CREATE DATABASE $db" \
+	-c "ALTER DATABASE $db SET track_functions = 'none'"
+# (the billing roles come with the extension)
+q -c "SET client_min_messages = warning" -c "CREATE EXTENSION billing" -f app_schema.sql -f hostile_input.sql \
+	-c "CREATE ROLE $role LOGIN IN ROLE billing_app, billing_analyst, billing_admin" \
+	-c "GRANT USAGE ON SCHEMA gate TO $role" -c "GRANT EXECUTE ON FUNCTION gate.judge(int, text) TO $role" >/dev/null
+
+# A small book of business, so that the valid arguments name real things.
+q >/dev/null <<'SQL'
+SELECT billing.configure('stripe_webhook_secret', 'whsec_hostile');
+SELECT billing.subscribe('1', 'pro_monthly', '2026-06-01 00:00+00', with_trial => false);
+SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = '1' AND ended_at IS NULL),
+							  2999, 'usd', true, '2026-06-01 01:00+00', 'pi_hostile');
+SELECT billing.start_trial('2', 'pro_monthly', '2026-06-01 00:00+00');
+SELECT billing.record_usage('1', 'api.calls', 3, '2026-06-02 00:00+00', 'k1');
+INSERT INTO app.users SELECT g, 'u' || g FROM generate_series(1, 3) g;
+INSERT INTO app.rooms VALUES (1, 1, NULL), (2, 1, NULL);
+INSERT INTO app.participants (room_id, person) VALUES (1, 'a'), (1, 'b');
+SQL
+sub=$(q -c "SELECT id FROM billing.subscriptions WHERE user_id = '1' AND ended_at IS NULL")
+payment=$(q -c "SELECT id FROM billing.payments WHERE external_id = 'pi_hostile'")
+body='{"id":"evt_hostile","type":"customer.created","created":1781049600,"data":{"object":{"id":"cus_h","object":"customer"}}}'
+sig=$(printf '%s' "1781049600.$body" | openssl dgst -sha256 -hmac whsec_hostile | sed 's/.*= //')
+q >/dev/null <<SQL
+INSERT INTO gate.baseline VALUES
+	('user_id', 'text', '''1'''), ('plan_code', 'text', '''pro_yearly'''), ('metric', 'text', '''api.calls'''),
+	('quota', 'text', '''rooms'''), ('feature', 'text', '''api'''), ('currency', 'text', '''usd'''),
+	('grain', 'text', '''day'''), ('key', 'text', '''past_due_grace'''), ('value', 'text', '''14 days'''),
+	('payload', 'text', \$q\$'$body'\$q\$), ('signature_header', 'text', '''t=1781049600,v1=$sig'''),
+	('secret', 'text', '''whsec_hostile'''), ('subscription_id', 'bigint', '$sub'), ('payment_id', 'bigint', '$payment'),
+	('amount_cents', 'bigint', '100'), ('quantity', 'bigint', '1'), ('batch_size', 'integer', '10'),
+	('users', 'regclass', '''app.users'''), ('rooms', 'regclass', '''app.rooms'''),
+	('participants', 'regclass', '''app.participants'''), ('relation', 'regclass', '''app.participants'''),
+	('id_column', 'name', '''id'''), ('owner_column', 'name', '''owner_id'''), ('room_column', 'name', '''room_id'''),
+	('room_owner_column', 'name', '''owner_id'''), ('from_time', 'timestamptz', '''2026-06-01 00:00+00'''),
+	('to_time', 'timestamptz', '''2026-07-01 00:00+00'''), ('at', 'timestamptz', '''2026-06-10 12:00:00+00'''),
+	('tolerance', 'interval', '''5 minutes'''),
+	(NULL, 'text', '''x'''), (NULL, 'name', '''id'''), (NULL, 'bigint', '1'), (NULL, 'integer', '1'),
+	(NULL, 'boolean', 'true'), (NULL, 'timestamptz', '''2026-06-10 12:00:00+00'''), (NULL, 'date', '''2026-06-10'''),
+	(NULL, 'interval', '''1 day'''), (NULL, 'jsonb', '''{}'''), (NULL, 'regclass', '''app.users''');
+SQL
+# The README's error table is the list of SQLSTATEs a caller may see.
+allowed=$(sed -n '/^## Errors/,/^## /p' ../../README.md | sed -nE 's/^\| `([0-9A-Z]{5})` \|.*/\1/p')
+[ -n "$allowed" ] || { echo "no SQLSTATEs found in README.md's error table"; exit 1; }
+for s in 00000 $allowed; do echo "$s"; done | q -c "\copy gate.allowed_sqlstates FROM STDIN"
+# Known violations: function | argument | value label (LIKE patterns) | issue | what.
+grep -vE '^\s*(#|$)' hostile_known_violations.txt | q -c "\copy gate.known_violations FROM STDIN (FORMAT csv, DELIMITER '|')" || true
+total=$(q -c "SELECT gate.generate()")
+q -c "INSERT INTO gate.state SELECT gate.checksum(), ${HOSTILE_ALL:-0} = 1"
+
+# The script: each call, then its judgement; \quit at the first violation.
+q -c "SELECT format(E'%s \\\\g /dev/null\nSELECT * FROM gate.judge(%s, :''SQLSTATE'') \\\\gset\n\\\\if :stop\n\\\\echo :verdict\n\\\\quit\n\\\\endif', sql, n)
+      FROM gate.calls ORDER BY n" >"$out/calls.sql"
+echo "allowed SQLSTATEs (README): $(echo $allowed); $total calls; statement_timeout $timeout"
+start=$(date +%s)
+set +e
+PGOPTIONS="-c statement_timeout=$timeout -c client_min_messages=warning" PGCLIENTENCODING=LATIN1 \
+	psql -X -q -U "$role" -d "$db" -f "$out/calls.sql" >"$out/stdout" 2>"$out/stderr"
+rc=$?
+set -e
+judged=$(q -c "SELECT count(*) FROM gate.results")
+known=$(q -c "SELECT count(*) FROM gate.results WHERE verdict LIKE 'known%'")
+echo "$judged of $total calls judged in $(($(date +%s) - start)) s; $known known violations"
+echo "known violations (their owners must empty hostile_known_violations.txt):"
+q -F ' | ' -c "SELECT k.issue, k.fn, k.arg, k.label, k.what,
+                      (SELECT count(*) FROM gate.results r JOIN gate.calls c USING (n)
+                        WHERE r.verdict LIKE 'known%' AND c.fn::text LIKE k.fn || '(%' AND c.arg LIKE k.arg AND c.label LIKE k.label) AS seen
+                 FROM gate.known_violations k ORDER BY 1, 2" | sed 's/^/  issue /'
+# Errors in the table, but not the one the README names for the value.
+mismatched=$(q -c "SELECT count(*) FROM gate.results r JOIN gate.calls c USING (n)
+                    WHERE c.expect IS NOT NULL AND r.sqlstate NOT IN ('00000', c.expect)")
+echo "$mismatched calls answered NULL or a time outside 0001-9999 with another SQLSTATE of the table than 22004/22008:"
+q -c "SELECT '  ' || c.fn::regproc || ': ' || string_agg(DISTINCT c.label || ' ' || r.sqlstate, ', ')
+        FROM gate.results r JOIN gate.calls c USING (n)
+       WHERE c.expect IS NOT NULL AND r.sqlstate NOT IN ('00000', c.expect) GROUP BY c.fn ORDER BY 1"
+bad=0
+if grep -q 'WARNING:  VIOLATION' "$out/stderr"; then # HOSTILE_ALL=1
+	grep -o 'VIOLATION.*' "$out/stderr"
+	bad=1
+fi
+if grep -q '^VIOLATION' "$out/stdout"; then
+	grep '^VIOLATION' "$out/stdout"
+	echo "its error: $(grep -E '^psql:.*(ERROR|FATAL)' "$out/stderr" | tail -1 | cut -c1-600)"
+	bad=1
+elif [ "$rc" -ne 0 ] || [ "$judged" -lt "$total" ]; then
+	next=$((judged + 1))
+	echo "VIOLATION: psql ended (exit $rc) after $judged calls; call $next: $(q -c "SELECT left(sql, 600) FROM gate.calls WHERE n = $next")"
+	tail -5 "$out/stderr" | cut -c1-600
+	bad=1
+fi
+stale=$(q -c "SELECT k.fn || ' ' || k.arg || ' ' || k.label FROM gate.known_violations k
+               WHERE NOT EXISTS (SELECT FROM gate.results r JOIN gate.calls c USING (n)
+                                  WHERE r.verdict LIKE 'known%' AND c.fn::text LIKE k.fn || '(%' AND c.arg LIKE k.arg AND c.label LIKE k.label)")
+if [ "$bad" -eq 0 ] && [ -n "$stale" ]; then
+	echo "known violations that no longer occur (remove them from hostile_known_violations.txt):"
+	sed 's/^/  /' <<<"$stale"
+	bad=1
+fi
+echo "hostile input: $judged calls, $known known violations, $([ $bad -eq 0 ] && echo 'no new violation' || echo 'FAILED')"
+exit "$bad"
