@@ -53,6 +53,23 @@ CREATE FUNCTION sec_app.evil_jsonb(f sec_app.flag) RETURNS jsonb LANGUAGE sql AS
 CREATE CAST (sec_app.flag AS text) WITH FUNCTION sec_app.evil(sec_app.flag);
 CREATE CAST (sec_app.flag AS json) WITH FUNCTION sec_app.evil_json(sec_app.flag);
 CREATE CAST (sec_app.flag AS jsonb) WITH FUNCTION sec_app.evil_jsonb(sec_app.flag);
+-- and, first on its search_path, a text equality and functions named like pg_catalog's
+CREATE FUNCTION sec_app.evil_eq(text, text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'planted = ran as %', current_user;
+	RETURN $1 OPERATOR(pg_catalog.=) $2;
+END $$;
+CREATE OPERATOR sec_app.= (LEFTARG = text, RIGHTARG = text, FUNCTION = sec_app.evil_eq);
+CREATE FUNCTION sec_app.now() RETURNS timestamptz LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'planted now() ran as %', current_user;
+	RETURN pg_catalog.now();
+END $$;
+CREATE FUNCTION sec_app.format(text, anyelement) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+	RAISE NOTICE 'planted format() ran as %', current_user;
+	RETURN '';
+END $$;
 CREATE TABLE sec_app.users (id bigint PRIMARY KEY, f sec_app.flag DEFAULT 'on');
 CREATE TABLE sec_app.rooms (id bigint PRIMARY KEY, owner_id bigint, f sec_app.flag DEFAULT 'on');
 CREATE TABLE sec_app.participants (id bigserial PRIMARY KEY, room_id bigint REFERENCES sec_app.rooms, person text,
@@ -77,7 +94,8 @@ TRUNCATE sec_app.rooms CASCADE;
 INSERT INTO sec_app.rooms VALUES (10, 2), (11, 2), (12, 2);
 INSERT INTO sec_app.rooms VALUES (13, 2);
 \echo :LAST_ERROR_SQLSTATE
-INSERT INTO sec_app.participants (room_id, person) VALUES (10, 'ada');
+INSERT INTO sec_app.participants (room_id, person) VALUES (10, 'ada'), (10, 'bob');
+DELETE FROM sec_app.participants WHERE person OPERATOR(pg_catalog.=) 'bob';   -- (its own = would run, as itself)
 SELECT key, owner_id, used FROM billing.quota_counters ORDER BY attachment_id, key;
 SELECT sec_check.superusers() AS superusers;
 
@@ -235,6 +253,7 @@ SELECT count(*) AS billing_triggers FROM pg_trigger t JOIN pg_proc p ON p.oid = 
 
 -- == Partitioned tables keep working for their owner after attach
 \c - regress_sec_migrator
+SET search_path = sec_app, pg_catalog;
 CREATE TABLE sec_app.events (id bigint, owner_id bigint, PRIMARY KEY (id, owner_id)) PARTITION BY RANGE (owner_id);
 CREATE TABLE sec_app.events_low PARTITION OF sec_app.events FOR VALUES FROM (0) TO (100);
 SELECT billing.attach_room_quota('sec_app.events', 'owner_id');

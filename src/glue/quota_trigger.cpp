@@ -339,7 +339,7 @@ BILLING_FUNCTION(billing_room_owner_changed)
 	return PointerGetDatum(nullptr);
 }
 
-// billing._quota_invalidate(owner_id): the cached limits of the owner's
+// billing._quota_invalidate(owner_ids): the cached limits of the owners'
 // counters (all counters when NULL) are stale. Runs with the newest snapshot,
 // as PostgreSQL's own foreign-key checks do, so that also in REPEATABLE READ
 // it reaches a counter another transaction created and committed after this
@@ -348,20 +348,27 @@ BILLING_FUNCTION(billing_room_owner_changed)
 BILLING_FUNCTION(billing_quota_invalidate)
 {
 	bool all = PG_ARGISNULL(0);
-	std::string owner = all ? std::string() : TextArg(fcinfo, 0);
 	uint64_t changed = 0;
+	// Prepared once per backend: a backfill writes a subscription per user.
+	static SPIPlanPtr plans[2] = {nullptr, nullptr};
 	PgCall([&] {
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		Oid type = TEXTOID;
-		Datum value = all ? Datum(0) : PointerGetDatum(cstring_to_text(owner.c_str()));
-		SPIPlanPtr plan = SPI_prepare(
-			all ? "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
-				: "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
-				  " WHERE q.owner_id OPERATOR(pg_catalog.=) $1",
-			all ? 0 : 1, &type);
-		if (plan == nullptr)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		Oid type = TEXTARRAYOID;
+		Datum value = all ? Datum(0) : PG_GETARG_DATUM(0);
+		SPIPlanPtr &plan = plans[all ? 1 : 0];
+		if (plan == nullptr) {
+			SPIPlanPtr prepared = SPI_prepare(
+				all ? "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+					: "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+					  " WHERE q.owner_id OPERATOR(pg_catalog.=) ANY ($1)",
+				all ? 0 : 1, &type);
+			if (prepared == nullptr)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(prepared) != 0)
+				elog(ERROR, "SPI_keepplan failed");
+			plan = prepared;
+		}
 		if (SPI_execute_snapshot(plan, &value, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, false, 0) !=
 			SPI_OK_UPDATE)
 			elog(ERROR, "invalidating quota counters failed");

@@ -102,35 +102,50 @@ BEGIN
 END
 $$;
 
--- Internal: clears cached limits (all of them when owner_id is NULL) with the
--- newest snapshot, so also a counter committed after a REPEATABLE READ
--- transaction's snapshot is reached (src/glue/quota_trigger.cpp).
-CREATE FUNCTION billing._quota_invalidate(owner_id text) RETURNS bigint
+-- Internal: clears the cached limits of the given owners' counters (all
+-- counters when NULL) with the newest snapshot, so also a counter committed
+-- after a REPEATABLE READ transaction's snapshot is reached
+-- (src/glue/quota_trigger.cpp).
+CREATE FUNCTION billing._quota_invalidate(owner_ids text[]) RETURNS bigint
 LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'billing_quota_invalidate';
 
--- Internal: any write to a user's subscriptions makes the cached limits of
--- that user's counters stale. Writes the user's billing.user_locks row first
--- (waiting for a fill in progress; a write, not only a lock, so that a
--- REPEATABLE READ fill that did not see it fails), then clears every counter
--- of the user, whatever its cached state looks like in this snapshot.
-CREATE FUNCTION billing._quota_invalidate_user() RETURNS trigger
+-- Internal: any write to users' subscriptions makes the cached limits of
+-- those users' counters stale. Once per statement (a backfill writes a
+-- subscription per user): writes each user's billing.user_locks row first, in
+-- user order (waiting for a fill in progress; a write, not only a lock, so
+-- that a REPEATABLE READ fill that did not see it fails), then clears every
+-- counter of those users, whatever its cached state looks like in this
+-- snapshot.
+CREATE FUNCTION billing._quota_invalidate_users() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	users text[];
 BEGIN
 	IF billing._restoring() THEN
 		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
 	END IF;
-	INSERT INTO billing.user_locks AS l (user_id) VALUES (NEW.user_id)
-	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
-	PERFORM billing._quota_invalidate(NEW.user_id);
-	IF TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id THEN
-		PERFORM billing._quota_invalidate(OLD.user_id);
+	IF TG_OP = 'INSERT' THEN
+		SELECT pg_catalog.array_agg(DISTINCT n.user_id ORDER BY n.user_id) INTO users FROM new_rows n;
+	ELSE
+		SELECT pg_catalog.array_agg(DISTINCT x.user_id ORDER BY x.user_id) INTO users
+		  FROM (SELECT n.user_id FROM new_rows n UNION ALL SELECT o.user_id FROM old_rows o) x;
 	END IF;
+	IF users IS NULL THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO billing.user_locks AS l (user_id)
+	SELECT u.id FROM pg_catalog.unnest(users) AS u(id) ORDER BY u.id
+	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
+	PERFORM billing._quota_invalidate(users);
 	RETURN NULL;
 END
 $$;
-CREATE TRIGGER quota_invalidate AFTER INSERT OR UPDATE ON billing.subscriptions
-	FOR EACH ROW EXECUTE FUNCTION billing._quota_invalidate_user();
+CREATE TRIGGER quota_invalidate_insert AFTER INSERT ON billing.subscriptions
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._quota_invalidate_users();
+CREATE TRIGGER quota_invalidate_update AFTER UPDATE ON billing.subscriptions
+	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION billing._quota_invalidate_users();
 
 -- A plan's limits changed: this transaction holds the plan's row (fills lock
 -- it FOR SHARE), and every cached limit is cleared.

@@ -237,25 +237,42 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION billing._quota_invalidate(owner_id text) RETURNS bigint
+CREATE FUNCTION billing._quota_invalidate(owner_ids text[]) RETURNS bigint
 LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'billing_quota_invalidate';
 
-CREATE OR REPLACE FUNCTION billing._quota_invalidate_user() RETURNS trigger
+-- Cached limits cleared once per statement, not per subscription row.
+DROP TRIGGER quota_invalidate ON billing.subscriptions;
+DROP FUNCTION billing._quota_invalidate_user();
+CREATE FUNCTION billing._quota_invalidate_users() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	users text[];
 BEGIN
 	IF billing._restoring() THEN
 		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
 	END IF;
-	INSERT INTO billing.user_locks AS l (user_id) VALUES (NEW.user_id)
-	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
-	PERFORM billing._quota_invalidate(NEW.user_id);
-	IF TG_OP = 'UPDATE' AND OLD.user_id IS DISTINCT FROM NEW.user_id THEN
-		PERFORM billing._quota_invalidate(OLD.user_id);
+	IF TG_OP = 'INSERT' THEN
+		SELECT pg_catalog.array_agg(DISTINCT n.user_id ORDER BY n.user_id) INTO users FROM new_rows n;
+	ELSE
+		SELECT pg_catalog.array_agg(DISTINCT x.user_id ORDER BY x.user_id) INTO users
+		  FROM (SELECT n.user_id FROM new_rows n UNION ALL SELECT o.user_id FROM old_rows o) x;
 	END IF;
+	IF users IS NULL THEN
+		RETURN NULL;
+	END IF;
+	INSERT INTO billing.user_locks AS l (user_id)
+	SELECT u.id FROM pg_catalog.unnest(users) AS u(id) ORDER BY u.id
+	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
+	PERFORM billing._quota_invalidate(users);
 	RETURN NULL;
 END
 $$;
+CREATE TRIGGER quota_invalidate_insert AFTER INSERT ON billing.subscriptions
+	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._quota_invalidate_users();
+CREATE TRIGGER quota_invalidate_update AFTER UPDATE ON billing.subscriptions
+	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+	FOR EACH STATEMENT EXECUTE FUNCTION billing._quota_invalidate_users();
 
 CREATE OR REPLACE FUNCTION billing._quota_invalidate_plan() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
