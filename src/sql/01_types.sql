@@ -32,15 +32,3 @@ BEGIN
 	RETURN value;
 END
 $$;
-CREATE FUNCTION billing._valid_day(value date, name text) RETURNS date
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	IF value IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
-	END IF;
-	IF NOT (value >= '0001-01-01' AND value <= '9999-12-31') THEN
-		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999', name USING ERRCODE = '22008';
-	END IF;
-	RETURN value;
-END
-$$;

@@ -33,20 +33,7 @@ BEGIN
 	RETURN value;
 END
 $$;
-CREATE OR REPLACE FUNCTION billing._valid_day(value date, name text) RETURNS date
-LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	IF value IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
-	END IF;
-	IF NOT (value >= '0001-01-01' AND value <= '9999-12-31') THEN
-		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999', name USING ERRCODE = '22008';
-	END IF;
-	RETURN value;
-END
-$$;
-REVOKE ALL ON FUNCTION billing._required(anyelement, text), billing._valid_time(timestamptz, text),
-	billing._valid_day(date, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing._required(anyelement, text), billing._valid_time(timestamptz, text) FROM PUBLIC;
 
 -- record_usage: #variable_conflict use_column (every call failed with 42702), NULL
 -- arguments 22004, times outside 0001-9999 22008 (_stripe_invoice without the
