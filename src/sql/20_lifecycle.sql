@@ -172,6 +172,8 @@ DECLARE
 	run_at timestamptz := COALESCE(at, pg_catalog.now());
 	done bigint;
 BEGIN
+	-- a NULL batch size would never compare below itself: the loop would not end
+	PERFORM billing._required(batch_size, 'batch_size');
 	LOOP
 		SELECT COALESCE(pg_catalog.sum(m.count) FILTER (WHERE m.action OPERATOR(pg_catalog.=) 'subscriptions_processed'), 0)
 		  INTO done FROM billing.run_maintenance(run_at, batch_size) m;

@@ -2106,6 +2106,25 @@ REVOKE ALL ON FUNCTION billing._stripe_record(text, text, text, text, bigint, in
 GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
 
 -- == scale (issue 13)
+
+-- run_maintenance_batches: a NULL batch size is 22004 (it looped until statement_timeout).
+CREATE OR REPLACE PROCEDURE billing.run_maintenance_batches(at timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql AS $$
+DECLARE
+	run_at timestamptz := COALESCE(at, pg_catalog.now());
+	done bigint;
+BEGIN
+	-- a NULL batch size would never compare below itself: the loop would not end
+	PERFORM billing._required(batch_size, 'batch_size');
+	LOOP
+		SELECT COALESCE(pg_catalog.sum(m.count) FILTER (WHERE m.action OPERATOR(pg_catalog.=) 'subscriptions_processed'), 0)
+		  INTO done FROM billing.run_maintenance(run_at, batch_size) m;
+		COMMIT;
+		EXIT WHEN done OPERATOR(pg_catalog.<) batch_size;
+	END LOOP;
+END
+$$;
+
 -- run_maintenance's due query: keyset pages over an index on the due time
 CREATE FUNCTION billing._due_at(status billing.subscription_status, current_period_end timestamptz,
 								trial_end timestamptz, started_at timestamptz) RETURNS timestamptz
