@@ -218,3 +218,18 @@ SELECT status FROM billing.record_payment(pg_temp.c('m1'), 2999, 'usd', false, '
 SELECT code FROM billing.effective_plan('m1', '2030-02-20');
 SELECT code FROM billing.effective_plan('m1', '2030-03-17 23:59');
 SELECT code FROM billing.effective_plan('m1', '2030-03-18');
+
+-- == Found by the model test (seed 1, step 2073, with pause/resume): a downgrade
+-- scheduled before a pause happens at the period end the pause moved, not before.
+SELECT status FROM billing.subscribe('m2', 'pro_monthly', '2030-12-24 18:37:58', false);
+-- 3999: 2999 pays the first period (24 Dec 2030 18:37:58 to 24 Jan 2031), 1000 is credit
+SELECT status FROM billing.record_payment(pg_temp.c('m2'), 3999, 'usd', true, '2030-12-24 18:40:38');
+-- the switch to Free waits for the period end, 24 Jan 2031 18:37:58
+SELECT status, scheduled_change_at FROM billing.change_plan(pg_temp.c('m2'), 'free', '2030-12-24 18:47:27');
+-- paused 30 Dec 2030 12:25:46 to 11 Aug 2031 15:34:31 = 224 d 03:08:45 not billed:
+-- the period ends 24 Jan 2031 18:37:58 + 224 d 03:08:45 = 5 Sep 2031 21:46:43, and the switch with it
+SELECT status FROM billing.pause(pg_temp.c('m2'), '2030-12-30 12:25:46');
+SELECT status, current_period_end, scheduled_change_at FROM billing.resume(pg_temp.c('m2'), '2031-08-11 15:34:31');
+SELECT code FROM billing.effective_plan('m2', '2031-08-11 15:34:31');
+SELECT code FROM billing.effective_plan('m2', '2031-09-05 21:46:42');
+SELECT code FROM billing.effective_plan('m2', '2031-09-05 21:46:43');

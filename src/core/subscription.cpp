@@ -286,6 +286,9 @@ Resume(const Subscription &sub, Micros at)
 		*out.updated.period_end += paused_for;
 	if (out.updated.billing_anchor)
 		*out.updated.billing_anchor += paused_for;
+	// A scheduled change happens at the (moved) period end, not at the old one.
+	if (out.updated.scheduled_change_at)
+		out.updated.scheduled_change_at = out.updated.period_end;
 	out.action = Action::kResume;
 	return out;
 }

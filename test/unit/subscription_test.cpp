@@ -184,6 +184,21 @@ TEST(PauseResume, PeriodMovesByThePausedTime)
 	EXPECT_EQ(resumed.period_end, At(2026, 3, 5, 12));  // 28 Feb 12:00 + 5 days
 }
 
+// Found by the model test (seed 1): a downgrade scheduled before a pause
+// stayed at the old period end, so effective_plan switched to Free while the
+// period (moved by the pause) was still paid for.
+TEST(PauseResume, ScheduledChangeMovesWithThePeriod)
+{
+	Subscription sub = ActiveMonthly();
+	sub = ChangePlan(sub, kProMonthly, kFree, At(2026, 2, 1)).updated;
+	ASSERT_EQ(sub.scheduled_change_at, sub.period_end);
+	Subscription paused = Pause(sub, At(2026, 2, 10)).updated;
+	Subscription resumed = Resume(paused, At(2026, 2, 15)).updated;
+	EXPECT_EQ(resumed.period_end, At(2026, 3, 5, 12));
+	EXPECT_EQ(resumed.scheduled_change_at, At(2026, 3, 5, 12));
+	EXPECT_EQ(resumed.scheduled_plan_id, kFree.id);
+}
+
 TEST(ChangePlan, UpgradeOrDowngrade)
 {
 	EXPECT_TRUE(IsUpgrade(kFree, kProMonthly));
