@@ -602,6 +602,29 @@ SELECT md5(string_agg(x, ',' ORDER BY x)) FROM (
 """
 
 
+# After maintenance at t everything due by t is written down, so the one SQL
+# mirror of the core's rule (plan_distribution, set-based over the history)
+# must agree with the core's effective_plan for every user.
+DISTRIBUTION = """
+SELECT 'plan_distribution differs from effective_plan: ' || COALESCE(d.plan_code, e.code) || ' '
+	   || COALESCE(d.users, 0) || ' vs ' || COALESCE(e.users, 0)
+  FROM billing.plan_distribution({at}) d
+  FULL JOIN (SELECT p.code, count(*) AS users
+			   FROM (SELECT DISTINCT user_id FROM billing.subscriptions WHERE started_at <= {at}) u
+			  CROSS JOIN LATERAL billing.effective_plan(u.user_id, {at}) p GROUP BY p.code) e ON e.code = d.plan_code
+ WHERE d.users IS DISTINCT FROM e.users
+"""
+
+# The reports of a date D, taken just after maintenance has written down
+# everything due by D; later operations (dated D or after) must not change them.
+REPORTS_AT = """
+SELECT 'mrr ' || string_agg(m::text, ',' ORDER BY m::text) FROM billing.mrr({at}) m
+UNION ALL SELECT 'plan_distribution ' || string_agg(d::text, ',' ORDER BY d::text) FROM billing.plan_distribution({at}) d
+UNION ALL SELECT 'active_subscriptions ' || string_agg(a::text, ',' ORDER BY a::text)
+  FROM billing.active_subscriptions({at}) a
+"""
+
+
 class Failure(Exception):
     pass
 
@@ -620,10 +643,21 @@ def play(db, steps, users, verbose=False, check_every=1):
             model.users[name] = u
             sql.one(f"SELECT billing.subscribe({q(name)}, 'free', {ts(START)})")
         learn_ids(sql, model, names)
+        reports = []  # (step, D, the reports of D taken right after maintenance at D + 1 s)
         for n, step in enumerate(steps):
             apply_step(sql, model, step, n)
             everyone = step[1] == 'maintenance' or n % 50 == 0 or n == len(steps) - 1
             check(sql, model, names if everyone else [step[2]], step[0], n, step, everyone)
+            if step[1] == 'maintenance':
+                problems = sql.one(DISTRIBUTION.format(at=ts(step[0])))
+                if problems:
+                    raise Failure(f'step {n} at {step[0]} (maintenance): ' + '; '.join(problems[:5]))
+                d = step[0] - dt.timedelta(seconds=1)
+                reports.append((n, d, sql.one(REPORTS_AT.format(at=ts(d)))))
+        for n, d, then in reports:
+            now = sql.one(REPORTS_AT.format(at=ts(d)))
+            if now != then:
+                raise Failure(f'step {n}: the reports of {d} changed after later operations: {then} -> {now}')
     finally:
         sql.close()
 
