@@ -798,29 +798,48 @@ BILLING_FUNCTION(billing_refund)
 	if (amount <= 0)
 		throw InvalidParameter("refund amount must be positive", "Amount given: " + std::to_string(amount) + ".");
 	Spi spi;
+	auto owner = spi.Query("SELECT user_id FROM billing.payments WHERE id = $1 AND deleted_at IS NULL",
+						   {SqlArg::Int64(payment_id)});
+	if (owner.empty())
+		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
+	// The user's lock: the credit balance a refund may take back from is read and
+	// written under the same lock as every other movement of it.
+	LockUser(spi, owner[0].text_required(0));
 	// Refunds of one payment are serialised on its row. Updating it (not only
 	// locking it) makes a concurrent refund under REPEATABLE READ or
 	// SERIALIZABLE fail with a serialization error instead of reading a stale sum.
 	auto rows = spi.Query(
 		"UPDATE billing.payments p SET updated_at = pg_catalog.now() WHERE p.id = $1 AND p.deleted_at IS NULL"
-		" RETURNING p.amount_cents, p.status, p.refund_of IS NOT NULL, billing._micros(p.paid_at)",
+		" RETURNING p.amount_cents, p.status, p.refund_of IS NOT NULL, billing._micros(p.paid_at), p.user_id, p.currency",
 		{SqlArg::Int64(payment_id)});
 	if (rows.empty())
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
 	int64_t paid = rows[0].int64_required(0);
+	std::string user_id = rows[0].text_required(4), currency = rows[0].text_required(5);
 	if (rows[0].boolean(2) || rows[0].text_required(1) != "succeeded")
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " cannot be refunded",
 							   "Only succeeded payments that are not refunds themselves can be refunded.");
 	// Read after the lock: a new statement sees every refund committed before it.
-	auto sum = spi.Query("SELECT COALESCE(-pg_catalog.sum(r.amount_cents), 0)::bigint FROM billing.payments r"
-						 " WHERE r.refund_of = $1 AND r.deleted_at IS NULL",
-						 {SqlArg::Int64(payment_id)});
-	RequireRefund(payment_id, paid, sum.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
-	Datum row = spi.QueryRowDatum(
+	auto sums = spi.Query(
+		"SELECT COALESCE(-pg_catalog.sum(r.amount_cents), 0)::bigint,"
+		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
+		"   WHERE e.payment_id = $1 AND e.kind = 'payment_to_credit' AND e.deleted_at IS NULL),"
+		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
+		"   JOIN billing.payments b ON b.id = e.payment_id"
+		"   WHERE b.refund_of = $1 AND e.kind = 'credit_refunded' AND e.deleted_at IS NULL)"
+		" FROM billing.payments r WHERE r.refund_of = $1 AND r.deleted_at IS NULL",
+		{SqlArg::Int64(payment_id)});
+	RequireRefund(payment_id, paid, sums.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
+	int64_t taken_back = CreditTakenBackByRefund(amount, sums[0].int64_required(1), sums[0].int64_required(2),
+												 CreditBalance(spi, user_id, currency));
+	auto inserted = spi.Query(
 		"INSERT INTO billing.payments AS r (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
 		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, -$2, p.currency, 'succeeded', p.id, $3"
-		" FROM billing.payments p WHERE p.id = $1 RETURNING r",
+		" FROM billing.payments p WHERE p.id = $1 RETURNING r.id",
 		{SqlArg::Int64(payment_id), SqlArg::Int64(amount), SqlArg::Timestamp(ToPgTime(at))});
+	int64_t refund_id = inserted.at(0).int64_required(0);
+	LedgerEntry(spi, user_id, currency, "credit_refunded", taken_back, refund_id, std::nullopt, at);
+	Datum row = spi.QueryRowDatum("SELECT r FROM billing.payments r WHERE r.id = $1", {SqlArg::Int64(refund_id)});
 	spi.Finish();
 	return row;
 }

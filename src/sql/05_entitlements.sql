@@ -1,13 +1,15 @@
 -- The customer's credit balance in a currency: overpayments, negative
 -- proration totals and what was paid toward voided invoices, less what
--- invoices took. It pays the next invoice before any payment is due.
+-- invoices took and what refunds took back. It pays the next invoice before any payment is due.
 CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind = 'credit_to_invoice' THEN -e.amount_cents ELSE e.amount_cents END), 0)::bigint
+	SELECT billing._required($1, 'user_id'), billing._required($2, 'currency');
+	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind IN ('credit_to_invoice', 'credit_refunded') THEN -e.amount_cents
+										ELSE e.amount_cents END), 0)::bigint
 	  FROM billing.ledger_entries e
 	 WHERE e.user_id = $1 AND e.currency = pg_catalog.lower($2) AND e.deleted_at IS NULL
-	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice')
+	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice', 'credit_refunded')
 $$;
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';

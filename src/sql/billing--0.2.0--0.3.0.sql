@@ -718,9 +718,10 @@ CREATE TABLE billing.ledger_entries (
 	currency text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
 	-- payment_to_invoice, payment_to_credit: where a payment went;
 	-- credit_to_invoice: credit spent on an invoice; proration_credit: a
-	-- negative proration total; void_to_credit: what was paid toward a voided invoice
+	-- negative proration total; void_to_credit: what was paid toward a voided
+	-- invoice; credit_refunded: credit a refund took back (payment_id: the refund)
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
-									   'proration_credit', 'void_to_credit')),
+									   'proration_credit', 'void_to_credit', 'credit_refunded')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),
@@ -747,10 +748,12 @@ CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.ledger_entries
 CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind = 'credit_to_invoice' THEN -e.amount_cents ELSE e.amount_cents END), 0)::bigint
+	SELECT billing._required($1, 'user_id'), billing._required($2, 'currency');
+	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind IN ('credit_to_invoice', 'credit_refunded') THEN -e.amount_cents
+										ELSE e.amount_cents END), 0)::bigint
 	  FROM billing.ledger_entries e
 	 WHERE e.user_id = $1 AND e.currency = pg_catalog.lower($2) AND e.deleted_at IS NULL
-	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice')
+	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice', 'credit_refunded')
 $$;
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';

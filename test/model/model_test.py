@@ -275,7 +275,7 @@ class Model:
             raise Refused('QB010', 'nothing to pay')
         if sub.status in ('paused', 'expired'):
             raise Refused('QB010', 'not allowed')
-        payment = dict(amount=amount, at=t, refunded=0, succeeded=succeeded)
+        payment = dict(amount=amount, at=t, refunded=0, succeeded=succeeded, to_credit=0, taken_back=0)
         if not succeeded:
             if sub.status == 'active':
                 sub.status = 'past_due'
@@ -300,6 +300,7 @@ class Model:
             if inv['due'] == 0:
                 inv['status'] = 'paid'
         u.credit += left
+        payment['to_credit'] = left
         if sub.status != 'trialing' and not self.open(sub):
             self.settled(sub)
         u.payments.append(payment)
@@ -434,6 +435,11 @@ class Model:
         if amount > p['amount'] - p['refunded']:
             raise Refused('22023', 'too much')
         p['refunded'] += amount
+        # what the payment put into credit and is still there goes back first;
+        # invoices it paid stay paid
+        take = max(0, min(amount, p['to_credit'] - p['taken_back'], u.credit))
+        u.credit -= take
+        p['taken_back'] += take
 
 
 # ---------------------------------------------------------------- psql
@@ -566,6 +572,13 @@ SELECT 'refunds above payment: ' || p.id FROM pay p
   JOIN (SELECT refund_of, -sum(amount_cents) AS s FROM pay WHERE refund_of IS NOT NULL GROUP BY refund_of) r
 	ON r.refund_of = p.id
  WHERE r.s > p.amount_cents
+UNION ALL
+SELECT 'refunds took back more credit than the payment made: ' || p.id FROM pay p
+  JOIN (SELECT r.refund_of, sum(e.amount_cents) AS s FROM pay r JOIN placed e ON e.payment_id = r.id
+		 WHERE e.kind = 'credit_refunded' GROUP BY r.refund_of) b ON b.refund_of = p.id
+  LEFT JOIN (SELECT payment_id, sum(amount_cents) AS s FROM placed WHERE kind = 'payment_to_credit'
+			  GROUP BY payment_id) c ON c.payment_id = p.id
+ WHERE b.s > COALESCE(c.s, 0)
 UNION ALL
 SELECT 'refund before its payment: ' || r.id FROM pay r JOIN pay p ON p.id = r.refund_of WHERE r.paid_at < p.paid_at
 UNION ALL
