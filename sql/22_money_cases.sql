@@ -300,3 +300,24 @@ SELECT billing._entitlement_changes_at('m7', '2030-01-15') AS jan_15,
 	   billing._entitlement_changes_at('m7', '2030-02-02') AS feb_2,
 	   billing._entitlement_changes_at('m7', '2030-02-05') AS feb_5,
 	   billing._entitlement_changes_at('m7', '2030-02-18') AS feb_18;
+
+-- == Found by the model test's history property (seeds 102, 121): an invoice
+-- that fell due while paused started dunning at its old due date, so a
+-- subscription resumed months later was ended in the past (before its resume)
+-- and the reports of those months changed. The paused time moves the open
+-- invoices' due dates, as it moves the period.
+SELECT status FROM billing.subscribe('m8', 'pro_monthly', '2030-01-01', false);
+SELECT status FROM billing.record_payment(pg_temp.c('m8'), 2999, 'usd', true, '2030-01-01');
+-- 1 Feb: the renewal (2999) is issued, due 4 Feb; paused on 2 Feb, unpaid
+SELECT count(*) AS maintenance_ran FROM billing.run_maintenance('2030-02-01') WHERE action = 'renewed';
+SELECT status FROM billing.pause(pg_temp.c('m8'), '2030-02-02');
+-- resumed 1 Jun: paused 119 days; the period ends 1 Mar + 119 d = 28 Jun, the
+-- invoice falls due 4 Feb + 119 d = 3 Jun, dunning runs to 3 Jun + 14 d = 17 Jun
+SELECT status, current_period_end FROM billing.resume(pg_temp.c('m8'), '2030-06-01');
+SELECT due_at FROM billing.invoices WHERE user_id = 'm8' AND status = 'open';
+SELECT code FROM billing.effective_plan('m8', '2030-06-01');
+SELECT code FROM billing.effective_plan('m8', '2030-06-16 23:59');
+SELECT code FROM billing.effective_plan('m8', '2030-06-17');
+-- maintenance then writes down the same: ended at the grace end, 17 Jun, after the resume
+SELECT count(*) > 0 AS maintenance_ran FROM billing.run_maintenance('2030-06-17');
+SELECT plan, status, ended_at, end_reason FROM pg_temp.subs('m8');

@@ -289,6 +289,12 @@ Resume(const Subscription &sub, Micros at)
 	// A scheduled change happens at the (moved) period end, not at the old one.
 	if (out.updated.scheduled_change_at)
 		out.updated.scheduled_change_at = out.updated.period_end;
+	// Found by the model test's history property (seeds 102, 121): an invoice
+	// that fell due while paused started dunning at its old due date, so a
+	// subscription resumed months later ended in the past, before its resume.
+	out.open_invoices_due_later = paused_for;
+	if (out.updated.unpaid_due_at)
+		*out.updated.unpaid_due_at += paused_for;
 	out.action = Action::kResume;
 	return out;
 }

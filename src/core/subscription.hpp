@@ -96,6 +96,10 @@ struct Outcome {
 	// Set when `updated` ends: its open invoices become void with this reason
 	// (what was paid toward them goes to the customer's credit balance).
 	std::optional<std::string> void_reason;
+	// Set by resume: the open invoices of `updated` fall due this much later
+	// (the paused time), so dunning never starts, nor ends the subscription,
+	// at a time before it was resumed.
+	Micros open_invoices_due_later = 0;
 };
 
 inline constexpr Micros kIncompleteTimeout = 23LL * 3600 * kMicrosPerSecond;

@@ -351,6 +351,10 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 		result.subscription_id = InsertSubscription(spi, out.updated);
 	if (out.void_reason)
 		VoidOpenInvoices(spi, result.subscription_id, *out.void_reason, out.updated.ended_at.value_or(at));
+	if (out.open_invoices_due_later > 0)
+		spi.Execute("UPDATE billing.invoices SET due_at = due_at + $2::pg_catalog.float8 * interval '1 microsecond'"
+					" WHERE subscription_id = $1 AND status = 'open' AND deleted_at IS NULL",
+					{SqlArg::Int64(result.subscription_id), SqlArg::Int64(out.open_invoices_due_later)});
 	Subscription owner = out.successor ? *out.successor : out.updated;
 	if (out.successor)
 		result.subscription_id = InsertSubscription(spi, *out.successor);

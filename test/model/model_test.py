@@ -358,6 +358,9 @@ class Model:
         sub.pend += paused_for
         if sub.anchor is not None:
             sub.anchor += paused_for
+        # and so do the open invoices' due dates: dunning never starts before the resume
+        for inv in self.open(sub):
+            inv['due_at'] += paused_for
 
     def is_upgrade(self, a, b):
         ta, ia, pa, _ = PLANS[a]

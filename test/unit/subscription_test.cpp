@@ -522,5 +522,15 @@ TEST(Projection, NextEntitlementChangeSeesRenewalsNotIssuedYet)
 	EXPECT_EQ(NextEntitlementChange(p, At(2026, 3, 18), kGrace), std::nullopt);  // on Free
 }
 
+TEST(PauseResume, OpenInvoicesFallDueLaterByThePausedTime)
+{
+	Subscription sub = ActiveMonthly();
+	sub.unpaid_due_at = At(2026, 2, 12);
+	Subscription paused = Pause(sub, At(2026, 2, 10)).updated;
+	Outcome resumed = Resume(paused, At(2026, 2, 15));
+	EXPECT_EQ(resumed.open_invoices_due_later, 5 * kMicrosPerDay);
+	EXPECT_EQ(resumed.updated.unpaid_due_at, At(2026, 2, 17));
+}
+
 }  // namespace
 }  // namespace billing
