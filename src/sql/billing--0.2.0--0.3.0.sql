@@ -136,6 +136,23 @@ BEGIN
 END
 $$;
 
+-- Internal helpers: a NULL argument is 22004 (the hostile-input gate).
+CREATE OR REPLACE FUNCTION billing._check_column(relation regclass, col name) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._required(relation, 'relation'), billing._required(col, 'col');
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+					WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', col, relation USING ERRCODE = '42703';
+	END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+					WHERE a.attrelid = billing._required($1, 'relation') AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
+$$;
+
 -- == security (issue 9)
 -- billing_owner: the NOLOGIN role that owns billing's objects (see the end of
 -- this file) and that SECURITY DEFINER code and the quota trigger run as.
@@ -291,11 +308,20 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'billing_room_owner_changed';
 CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	PERFORM billing._required(relation, 'relation');
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
 		RETURN;  -- dropped: what is left of its attachment is billing's alone
 	END IF;
+	-- Called from SECURITY DEFINER code, where current_user is billing's
+	-- owner: the role that counts is the one in effect outside it (SET ROLE's,
+	-- else the login's), which must have the owner's privileges. Not every
+	-- role the login could SET ROLE to.
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
-					WHERE c.oid = relation AND pg_catalog.pg_has_role(session_user, c.relowner, 'MEMBER')) THEN
+					WHERE c.oid = relation
+					  AND pg_catalog.pg_has_role(CASE pg_catalog.current_setting('role')
+												 WHEN 'none' THEN session_user
+												 ELSE pg_catalog.current_setting('role')::name END,
+												 c.relowner, 'USAGE')) THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
 			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
 	END IF;
@@ -310,6 +336,18 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
+	PERFORM billing._required(p_kind, 'p_kind'), billing._required(p_relation, 'p_relation'),
+			billing._required(p_key_column, 'p_key_column'), billing._required(p_counts_deleted_at, 'p_counts_deleted_at');
+	IF p_kind NOT IN ('users', 'rooms', 'participants') THEN
+		RAISE EXCEPTION 'unknown attachment kind "%"', p_kind USING ERRCODE = '22023';
+	END IF;
+	-- a participants table names its rooms table; the others name none
+	IF p_kind = 'participants' THEN
+		PERFORM billing._required(p_parent, 'p_parent'), billing._required(p_parent_owner_column, 'p_parent_owner_column'),
+				billing._required(p_parent_key_column, 'p_parent_key_column');
+	ELSIF p_parent IS NOT NULL OR p_parent_owner_column IS NOT NULL OR p_parent_key_column IS NOT NULL THEN
+		RAISE EXCEPTION 'a % attachment has no parent table', p_kind USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(p_relation);
 	IF p_parent IS NOT NULL THEN
 		PERFORM billing._check_session_owns(p_parent);
@@ -343,6 +381,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	IF att.kind = 'rooms' THEN
 		EXECUTE pg_catalog.format(
 			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.n)
@@ -368,7 +407,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(att.relation);
 	DELETE FROM billing.quota_counters q WHERE q.attachment_id = p_attachment;
 	INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
@@ -382,6 +424,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	found record;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
 	found := billing._quota_count(att);
 	PERFORM billing._quota_create_triggers(att);
@@ -397,6 +440,7 @@ DECLARE
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
 	owner_watch text := 'billing_quota_room_owner_' || att.id;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
 	IF att.kind = 'participants' THEN
 		-- On the rooms table, named after this attachment (detach removes it).
@@ -432,6 +476,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t name;
 BEGIN
+	PERFORM billing._required(relation, 'relation'), billing._required(kind, 'kind');
 	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
 			   JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
 			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgparentid = 0
@@ -449,9 +494,7 @@ DECLARE
 	att billing.attachments;
 	counted bigint;
 BEGIN
-	IF rooms IS NULL OR owner_column IS NULL THEN
-		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(rooms, 'rooms'), billing._required(owner_column, 'owner_column');
 	PERFORM billing._check_attachable(rooms, ARRAY[owner_column]);
 	IF billing._has_deleted_at(rooms) THEN
 		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::name[]);
@@ -471,9 +514,8 @@ DECLARE
 	room_key name;
 	counted bigint;
 BEGIN
-	IF participants IS NULL OR room_column IS NULL OR rooms IS NULL OR room_owner_column IS NULL THEN
-		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(participants, 'participants'), billing._required(room_column, 'room_column'),
+			billing._required(rooms, 'rooms'), billing._required(room_owner_column, 'room_owner_column');
 	PERFORM billing._check_attachable(participants, ARRAY[room_column]);
 	IF billing._has_deleted_at(participants) THEN
 		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::name[]);
@@ -521,7 +563,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(att.relation);
 	RETURN QUERY
 	WITH actual AS (
@@ -568,9 +613,13 @@ DECLARE
 	rel record;
 	col name;
 BEGIN
-	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO STRICT rel
+	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
+	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
 	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 	 WHERE c.oid = relation;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', relation::pg_catalog.oid USING ERRCODE = '42P01';
+	END IF;
 	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
 		RAISE EXCEPTION 'cannot attach billing to %', relation
 			USING ERRCODE = '42501', DETAIL = 'Billing''s own tables and system catalogs cannot be attached.';
@@ -596,6 +645,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	started bigint;
 BEGIN
+	PERFORM billing._required(user_ids, 'user_ids'), billing._valid_time(at, 'at');
 	INSERT INTO billing.subscriptions
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
@@ -612,9 +662,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	ids text[];
 BEGIN
-	IF users IS NULL OR id_column IS NULL THEN
-		RAISE EXCEPTION 'users table and id column must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(users, 'users'), billing._required(id_column, 'id_column');
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
@@ -640,9 +688,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t record;
 BEGIN
-	IF relation IS NULL THEN
-		RAISE EXCEPTION 'relation must not be null' USING ERRCODE = '22023';
-	END IF;
 	PERFORM billing._check_session_owns(relation);
 	-- a participants table's attachment also watches its rooms table
 	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
@@ -747,6 +792,7 @@ CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.ledger_entries
 CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._required(user_id, 'user_id'), billing._required(currency, 'currency');
 	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind = 'credit_to_invoice' THEN -e.amount_cents ELSE e.amount_cents END), 0)::bigint
 	  FROM billing.ledger_entries e
 	 WHERE e.user_id = $1 AND e.currency = pg_catalog.lower($2) AND e.deleted_at IS NULL
@@ -940,9 +986,7 @@ DECLARE
 	counters bigint;
 	upto_day date := (upto AT TIME ZONE 'UTC')::date;
 BEGIN
-	IF upto IS NULL OR NOT pg_catalog.isfinite(upto) THEN
-		RAISE EXCEPTION 'argument "upto" must be a finite timestamp' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._valid_time(upto, 'upto');
 	-- Only the pending set is read. Deleting each row under its row lock makes
 	-- concurrent rollups add it once (the second waits, then finds it gone).
 	WITH taken AS (
@@ -1207,6 +1251,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.mrr(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (currency text, mrr_cents bigint, subscriptions bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT b.currency, pg_catalog.round(pg_catalog.sum(b.monthly_cents))::bigint, pg_catalog.count(*)
 	  FROM billing._book_at(at) b
 	 WHERE b.paying
@@ -1219,6 +1264,7 @@ COMMENT ON FUNCTION billing.mrr(timestamptz) IS
 CREATE OR REPLACE FUNCTION billing.arr(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (currency text, arr_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
 	  FROM billing._book_at(at) b
 	 WHERE b.paying
@@ -1230,6 +1276,7 @@ COMMENT ON FUNCTION billing.arr(timestamptz) IS 'Annual recurring revenue: 12 x 
 CREATE OR REPLACE FUNCTION billing.active_subscriptions(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (tier billing.plan_tier, status billing.subscription_status, subscriptions bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT p.tier, b.status, pg_catalog.count(*)
 	  FROM billing._book_at(at) b JOIN billing.subscription_plans p ON p.id = b.plan_id
 	 WHERE b.current
@@ -1242,6 +1289,7 @@ COMMENT ON FUNCTION billing.active_subscriptions(timestamptz) IS
 CREATE OR REPLACE FUNCTION billing.plan_distribution(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (plan_code text, tier billing.plan_tier, users bigint, share numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	-- every user with a subscription started by `at`; the plan of the one
 	-- that entitles them (at most one is current), Free otherwise
 	WITH users AS (
@@ -1264,7 +1312,8 @@ RETURNS TABLE (currency text, customers_at_start bigint, customers_churned bigin
 			   mrr_at_start_cents bigint, mrr_churned_cents bigint, revenue_churn numeric)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time <= from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
@@ -1299,6 +1348,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
 		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
@@ -1325,6 +1375,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (
@@ -1357,12 +1408,9 @@ BEGIN
 		RAISE EXCEPTION 'unknown grain "%"', grain
 			USING ERRCODE = '22023', HINT = 'Use hour, day, week, month or year.';
 	END IF;
-	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time <= from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
-	END IF;
-	IF NOT pg_catalog.isfinite(from_time) OR NOT pg_catalog.isfinite(to_time) THEN
-		RAISE EXCEPTION 'report period must be finite' USING ERRCODE = '22008',
-			DETAIL = pg_catalog.format('Period given: [%s, %s).', from_time, to_time);
 	END IF;
 	step := ('1 ' || grain)::interval;
 	-- a series is for plotting: at most 100,000 points
@@ -1426,6 +1474,7 @@ COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
 CREATE OR REPLACE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(billing._required(day, 'day')::timestamp AT TIME ZONE 'UTC', 'day');
 	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
 	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (
@@ -1487,9 +1536,7 @@ DROP FUNCTION billing._stripe_apply(text, text, timestamptz, jsonb, jsonb, times
 CREATE OR REPLACE FUNCTION billing.configure(key text, value text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF key IS NULL OR value IS NULL THEN
-		RAISE EXCEPTION 'setting key and value must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(key, 'key'), billing._required(value, 'value');
 	CASE key
 	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention' THEN
 		BEGIN
@@ -1919,11 +1966,9 @@ DECLARE
 	plan billing.subscription_plans;
 	subscription_data jsonb;
 BEGIN
-	IF user_id IS NULL OR user_id = '' THEN
-		RAISE EXCEPTION 'user id must not be null or empty' USING ERRCODE = '22023';
-	END IF;
-	IF plan_code IS NULL THEN
-		RAISE EXCEPTION 'plan code must not be null' USING ERRCODE = '22023';
+	PERFORM billing._required(user_id, 'user_id'), billing._required(plan_code, 'plan_code');
+	IF user_id = '' THEN
+		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
 	END IF;
 	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code = plan_code AND p.deleted_at IS NULL;
 	IF NOT FOUND THEN
@@ -2237,6 +2282,8 @@ GRANT EXECUTE ON FUNCTION billing._check_column(regclass, name), billing._check_
 	billing._quota_counters_repair(integer, text[], text[], bigint[]), billing._quota_attach(billing.attachments),
 	billing._quota_create_triggers(billing.attachments), billing._detach_triggers(regclass, text)
 	TO billing_admin;
+-- The argument checks (pure) run inside every caller's-rights function too.
+GRANT EXECUTE ON FUNCTION billing._required(anyelement, text), billing._valid_time(timestamptz, text) TO PUBLIC;
 -- CREATE TRIGGER (and a new partition of an attached table, which clones its
 -- triggers) needs EXECUTE on the trigger functions: every table owner has it.
 -- Each checks that it fires on a table billing attached (42501 otherwise).
