@@ -276,13 +276,15 @@ BEGIN
 	PERFORM billing._required(att.relation, 'att');
 	IF att.kind = 'rooms' THEN
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.n)
+			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.k), ''{}''),
+					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.count(*) AS n
 					   FROM %2$s t WHERE t.%1$I IS NOT NULL AND %3$s GROUP BY 1) s',
 			att.key_column, att.relation, live) INTO keys, owners, counts;
 	ELSE
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.o), pg_catalog.array_agg(s.n)
+			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.o), ''{}''),
+					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
 					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
@@ -300,6 +302,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
 	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
@@ -387,6 +390,14 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- ALTER TABLE ... ATTACH PARTITION of a table that holds rows, to a table
+-- whose rows billing counts: refused (55000), its rows would not be counted.
+-- From the statement's parse tree, at ddl_command_start (src/glue/quota_trigger.cpp).
+CREATE FUNCTION billing._before_attach_partition() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_attach_partition';
+CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
+	WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION billing._before_attach_partition();
 
 -- Internal: does the table have a deleted_at column (soft delete)?
 CREATE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
@@ -541,6 +552,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
 	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';

@@ -356,7 +356,8 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UT
 DECLARE
 	step interval;
 BEGIN
-	IF grain IS NULL OR grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
+	PERFORM billing._required(grain, 'grain');
+	IF grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
 		RAISE EXCEPTION 'unknown grain "%"', grain
 			USING ERRCODE = '22023', HINT = 'Use hour, day, week, month or year.';
 	END IF;

@@ -14,8 +14,8 @@ SET LOCAL search_path TO pg_catalog, pg_temp;
 CREATE OR REPLACE FUNCTION billing._required(value anyelement, name text) RETURNS anyelement
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF value IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	IF value IS NULL OR name IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	RETURN value;
 END
@@ -23,8 +23,8 @@ $$;
 CREATE OR REPLACE FUNCTION billing._valid_time(value timestamptz, name text) RETURNS timestamptz
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF value IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	IF value IS NULL OR name IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	-- (timestamptz literals with an explicit offset: the same in every time zone)
 	IF NOT (value >= '0001-01-01 00:00:00+00' AND value < '10000-01-01 00:00:00+00') THEN
@@ -384,13 +384,15 @@ BEGIN
 	PERFORM billing._required(att.relation, 'att');
 	IF att.kind = 'rooms' THEN
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.n)
+			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.k), ''{}''),
+					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.count(*) AS n
 					   FROM %2$s t WHERE t.%1$I IS NOT NULL AND %3$s GROUP BY 1) s',
 			att.key_column, att.relation, live) INTO keys, owners, counts;
 	ELSE
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.o), pg_catalog.array_agg(s.n)
+			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.o), ''{}''),
+					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
 					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
@@ -407,6 +409,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
 	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
@@ -563,6 +566,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
 	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
@@ -747,6 +751,15 @@ BEGIN
 END
 $$;
 
+
+-- (security) ATTACH PARTITION of a table holding rows to a counted table: refused.
+-- ALTER TABLE ... ATTACH PARTITION of a table that holds rows, to a table
+-- whose rows billing counts: refused (55000), its rows would not be counted.
+-- From the statement's parse tree, at ddl_command_start (src/glue/quota_trigger.cpp).
+CREATE FUNCTION billing._before_attach_partition() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_attach_partition';
+CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
+	WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION billing._before_attach_partition();
 
 -- == money and access (issue 10)
 -- The ledger: invoices fall due after issue, credit pays them first, voided
@@ -1404,7 +1417,8 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UT
 DECLARE
 	step interval;
 BEGIN
-	IF grain IS NULL OR grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
+	PERFORM billing._required(grain, 'grain');
+	IF grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
 		RAISE EXCEPTION 'unknown grain "%"', grain
 			USING ERRCODE = '22023', HINT = 'Use hour, day, week, month or year.';
 	END IF;
@@ -2156,7 +2170,7 @@ GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_ad
 CREATE OR REPLACE PROCEDURE billing.run_maintenance_batches(at timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)
 LANGUAGE plpgsql AS $$
 DECLARE
-	run_at timestamptz := COALESCE(at, pg_catalog.now());
+	run_at pg_catalog.timestamptz := COALESCE(at, pg_catalog.now());
 	done bigint;
 BEGIN
 	-- a NULL batch size would never compare below itself: the loop would not end

@@ -19,8 +19,12 @@
 # counted by the function coverage gate (track_functions = none).
 set -euo pipefail
 cd "$(dirname "$0")"
+# HOSTILE_SHADOWS=1: the shadowing gate (shadowing.sh) runs the same calls
+# after the caller planted shadowing objects (shadows.sql).
+shadows=${HOSTILE_SHADOWS:-0}
 db=billing_gate_hostile
-role=billing_gate_hostile
+[ "$shadows" = 1 ] && db=billing_gate_shadows
+role=$db
 timeout=${HOSTILE_TIMEOUT:-2s}
 out=$(mktemp -d /tmp/billing-hostile.XXXXXX)
 chmod 755 "$out"
@@ -73,7 +77,8 @@ INSERT INTO gate.baseline VALUES
 	('tolerance', 'interval', '''5 minutes'''),
 	(NULL, 'text', '''x'''), (NULL, 'name', '''id'''), (NULL, 'bigint', '1'), (NULL, 'integer', '1'),
 	(NULL, 'boolean', 'true'), (NULL, 'timestamptz', '''2026-06-10 12:00:00+00'''), (NULL, 'date', '''2026-06-10'''),
-	(NULL, 'interval', '''1 day'''), (NULL, 'jsonb', '''{}'''), (NULL, 'regclass', '''app.users''');
+	(NULL, 'interval', '''1 day'''), (NULL, 'jsonb', '''{}'''), (NULL, 'regclass', '''app.users'''),
+	(NULL, 'text[]', '''{}'''), (NULL, 'bigint[]', '''{}'''), (NULL, 'name[]', '''{id}''');
 SQL
 # The README's error table is the list of SQLSTATEs a caller may see.
 allowed=$(sed -n '/^## Errors/,/^## /p' ../../README.md | sed -nE 's/^\| `([0-9A-Z]{5})` \|.*/\1/p')
@@ -91,8 +96,12 @@ total=$(q -c "SELECT gate.generate()")
 q -c "INSERT INTO gate.state SELECT gate.checksum(), ${HOSTILE_ALL:-0} = 1"
 
 # The script: each call, then its judgement; \quit at the first violation.
-q -c "SELECT format(E'%s \\\\g /dev/null\nSELECT * FROM gate.judge(%s, :''SQLSTATE'') \\\\gset\n\\\\if :stop\n\\\\echo :verdict\n\\\\quit\n\\\\endif', sql, n)
-      FROM gate.calls ORDER BY n" >"$out/calls.sql"
+if [ "$shadows" = 1 ]; then
+	q -c "GRANT CREATE ON SCHEMA public TO $role"
+	printf '\\i %s/shadows.sql\n\\warn shadow_workload.sql\n\\i %s/shadow_workload.sql\n' "$PWD" "$PWD" >"$out/calls.sql"
+fi
+q -c "SELECT format(E'\\\\warn call %s\n%s \\\\g /dev/null\nSELECT * FROM gate.judge(%s, :''SQLSTATE'') \\\\gset\n\\\\if :stop\n\\\\echo :verdict\n\\\\quit\n\\\\endif', n, sql, n)
+      FROM gate.calls ORDER BY n" >>"$out/calls.sql"
 echo "allowed SQLSTATEs (README): $(echo $allowed); $total calls; statement_timeout $timeout"
 start=$(date +%s)
 set +e
@@ -110,9 +119,9 @@ if grep -q 'WARNING:  VIOLATION' "$out/stderr"; then # HOSTILE_ALL=1
 	grep -o 'VIOLATION.*' "$out/stderr"
 	bad=1
 fi
-if grep -q '^VIOLATION' "$out/stdout"; then
+if grep -aq '^VIOLATION' "$out/stdout"; then
 	grep '^VIOLATION' "$out/stdout"
-	echo "its error: $(grep -E '^psql:.*(ERROR|FATAL)' "$out/stderr" | tail -1 | cut -c1-600)"
+	echo "its error: $(grep -aE '^psql:.*(ERROR|FATAL)' "$out/stderr" | tail -1 | cut -c1-600)"
 	bad=1
 elif [ "$rc" -ne 0 ] || [ "$judged" -lt "$total" ]; then
 	next=$((judged + 1))
@@ -120,5 +129,27 @@ elif [ "$rc" -ne 0 ] || [ "$judged" -lt "$total" ]; then
 	tail -5 "$out/stderr" | cut -c1-600
 	bad=1
 fi
-echo "hostile input: $judged calls, $([ $bad -eq 0 ] && echo 'no violation' || echo 'FAILED')"
+if [ "$shadows" = 1 ]; then
+	# the planting itself must have worked
+	if sed '/^shadow_workload.sql$/q' "$out/stderr" | grep -q 'ERROR'; then
+		echo "VIOLATION: planting the shadows failed:"
+		sed '/^shadow_workload.sql$/q' "$out/stderr" | grep -A3 'ERROR' | head -20
+		bad=1
+	fi
+	echo "the trigger workload's errors (a refusal past Free's limit is expected):"
+	sed -n '/^shadow_workload.sql$/,/^call 1$/p' "$out/stderr" | grep -a 'ERROR' | sed 's/^psql:[^ ]* /  /' | cut -c1-200
+	# each planted object that ran, after the call (or workload) that ran it
+	ran=$(awk '/^call [0-9]+$|^shadow_workload/ { at = $0 } /SHADOW RAN/ { sub(/.*SHADOW RAN: /, ""); print at ": " $0 }' "$out/stderr" | sort -u)
+	if [ -n "$ran" ]; then
+		echo "VIOLATION: billing ran objects the caller planted ($(wc -l <<<"$ran") distinct):"
+		head -40 <<<"$ran" | while IFS= read -r line; do
+			n=$(sed -nE 's/^call ([0-9]+):.*/\1/p' <<<"$line")
+			echo "  $line${n:+  -- $(q -c "SELECT left(sql, 200) FROM gate.calls WHERE n = $n")}"
+		done
+		bad=1
+	fi
+	planted=$(psql -X -At -U "$role" -d "$db" -c "SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace")
+	echo "shadowing: $planted functions and operators' functions planted in public, types, casts and views in pg_temp"
+fi
+echo "$([ "$shadows" = 1 ] && echo shadowing || echo hostile input): $judged calls, $([ $bad -eq 0 ] && echo 'no violation' || echo 'FAILED')"
 exit "$bad"

@@ -43,8 +43,9 @@ DECLARE
 	refused boolean;
 BEGIN
 	SELECT * INTO c FROM gate.calls WHERE calls.n = judge.n;
-	SELECT d.sqlstate INTO c.expect FROM gate.documented_null d
-	 WHERE c.label = 'NULL' AND d.fn = c.fn AND d.arg = c.arg;
+	-- (an assignment: SELECT INTO would set expect to NULL when no row is found)
+	c.expect := COALESCE((SELECT d.sqlstate FROM gate.documented_null d
+						   WHERE c.label = 'NULL' AND d.fn = c.fn AND d.arg = c.arg), c.expect);
 	refused := EXISTS (SELECT FROM gate.calls b JOIN gate.results r USING (n)
 						WHERE b.fn = c.fn AND b.label = 'baseline' AND r.sqlstate = '42501');
 	verdict := CASE
@@ -84,19 +85,28 @@ BEGIN
 	END IF;
 END $$;
 
+-- A type's name as the calls write it: qualified, because the shadowing
+-- gate's caller has planted types named text, jsonb, ... first in its path.
+CREATE FUNCTION gate.type_name(t regtype) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE WHEN ty.typnamespace = 'pg_catalog'::regnamespace THEN 'pg_catalog.' || quote_ident(ty.typname)
+				ELSE format_type(ty.oid, NULL) END
+	  FROM pg_type ty WHERE ty.oid = t
+$$;
+
 -- The values each argument type gets in turn.
 CREATE TABLE gate.hostile_values (type regtype, label text, expr text);
 INSERT INTO gate.hostile_values VALUES
 	('text', 'NULL', 'NULL'), ('text', 'empty', ''''''),
-	('text', '1 MB', 'repeat(''x'', 1048576)'),
-	('text', '1 MB, 2-byte chars', 'repeat(chr(233), 524288)'),
+	('text', '1 MB', 'pg_catalog.repeat(''x'', 1048576)'),
+	('text', '1 MB, 2-byte chars', 'pg_catalog.repeat(pg_catalog.chr(233), 524288)'),
 	('text', 'malformed JSON', '''{"id": "evt_1", "type":'''),
 	('name', 'NULL', 'NULL'), ('name', 'empty', ''''''), ('name', 'system column', '''xmin'''),
 	('name', 'no such column', '''no_such_column'''),
 	('bigint', 'NULL', 'NULL'), ('bigint', '0', '0'), ('bigint', '-1', '-1'),
-	('bigint', 'bigint max', '9223372036854775807'), ('bigint', 'bigint min', '(-9223372036854775807 - 1)'),
+	('bigint', 'bigint max', '9223372036854775807'), ('bigint', 'bigint min', '(-9223372036854775807 OPERATOR(pg_catalog.-) 1)'),
 	('integer', 'NULL', 'NULL'), ('integer', '0', '0'), ('integer', '-1', '-1'),
-	('integer', 'int max', '2147483647'), ('integer', 'int min', '(-2147483647 - 1)'),
+	('integer', 'int max', '2147483647'), ('integer', 'int min', '(-2147483647 OPERATOR(pg_catalog.-) 1)'),
 	('boolean', 'NULL', 'NULL'),
 	('timestamptz', 'NULL', 'NULL'), ('timestamptz', 'infinity', '''infinity'''),
 	('timestamptz', '-infinity', '''-infinity'''), ('timestamptz', 'year 294276', '''294276-12-31 23:59:59+00'''),
@@ -104,6 +114,8 @@ INSERT INTO gate.hostile_values VALUES
 	('date', 'year 5874897', '''5874897-12-31'''),
 	('interval', 'NULL', 'NULL'), ('interval', 'negative', '''-1 day'''), ('interval', 'huge', '''178000000 years'''),
 	('jsonb', 'NULL', 'NULL'), ('jsonb', 'JSON null', '''null'''), ('jsonb', 'array', '''[]'''),
+	('text[]', 'NULL', 'NULL'), ('text[]', 'NULL element', '''{NULL}'''), ('bigint[]', 'NULL', 'NULL'),
+	('bigint[]', 'NULL element', '''{NULL}'''), ('name[]', 'NULL', 'NULL'),
 	('regclass', 'NULL', 'NULL'), ('regclass', 'pg_class', '''pg_catalog.pg_class'''),
 	('regclass', 'pg_authid', '''pg_catalog.pg_authid'''), ('regclass', 'billing.payments', '''billing.payments'''),
 	('regclass', 'billing.quota_counters', '''billing.quota_counters'''), ('regclass', 'invalid oid 0', '0');
@@ -149,7 +161,7 @@ BEGIN
 		args := ARRAY(SELECT COALESCE(
 						(SELECT b.expr FROM gate.baseline b WHERE b.name = names[k] AND b.type = types[k]),
 						(SELECT b.expr FROM gate.baseline b WHERE b.name IS NULL AND b.type = types[k]),
-						'NULL') || '::' || format_type(types[k], NULL)
+						'NULL') || '::' || gate.type_name(types[k])
 					  FROM generate_subscripts(COALESCE(types, '{}'), 1) k ORDER BY k);
 		IF types IS NULL THEN
 			n := n + 1;
@@ -166,7 +178,7 @@ BEGIN
 				n := n + 1;
 				INSERT INTO gate.calls VALUES (n, f.oid, names[i], v.label,
 					format('%s %s(%s)', CASE f.prokind WHEN 'p' THEN 'CALL' ELSE 'SELECT' END, f.oid::regproc,
-						   array_to_string(ARRAY(SELECT CASE WHEN k = i THEN '(' || v.expr || ')::' || format_type(types[k], NULL)
+						   array_to_string(ARRAY(SELECT CASE WHEN k = i THEN '(' || v.expr || ')::' || gate.type_name(types[k])
 														ELSE args[k] END
 												   FROM generate_subscripts(types, 1) k ORDER BY k), ', ')),
 					CASE WHEN v.label = 'NULL' AND defaults[i] NOT LIKE 'NULL%' THEN '22004'
