@@ -490,8 +490,11 @@ BILLING_FUNCTION(billing_before_attach_partition)
 			name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(partition)), get_rel_name(partition));
 		});
 		bool holds_rows = false;
+		// locked first (the ALTER locks it only later): no row slips in
+		// between this look and the attach
 		AsInvoker([&] {
-			Spi spi(Spi::Access::kReadOnly);
+			Spi spi;
+			spi.Execute("LOCK TABLE " + name + " IN SHARE MODE");
 			holds_rows = spi.Query("SELECT EXISTS (SELECT FROM " + name + ")", {}).at(0).text_or(0, "f") == "t";
 			spi.Finish();
 		});
