@@ -12,6 +12,8 @@
 -- The session's search_path then puts pg_temp and public before pg_catalog.
 SET search_path = pg_catalog, pg_temp;
 SET client_min_messages = warning;
+-- (planting is not a call under test: no statement_timeout, reset below)
+SET statement_timeout = 0;
 
 DO $plant$
 DECLARE
@@ -116,4 +118,5 @@ END
 $plant$;
 
 -- what an attacker's session does: its own objects first
+RESET statement_timeout;
 SET search_path = pg_temp, public, pg_catalog;
