@@ -60,19 +60,12 @@ CREATE FUNCTION billing._grants_plan_core(status text, trial_end timestamptz,
 RETURNS boolean LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'billing_grants_plan_core';
 
 -- Internal: the first time after `at` when time alone (no write) may change
--- the user's effective plan: a trial end, a period end (renewal, scheduled
--- change, end of a canceled period), a grace end, the grace end of an unpaid
--- invoice. The quota cache keeps a limit no longer than this.
+-- the user's effective plan (a trial, period or grace end, an invoice falling
+-- due), from the core's projection (billing::NextEntitlementChange), so also
+-- for renewals maintenance has not issued yet. The quota cache keeps a limit
+-- no longer than this.
 CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
-	  FROM billing.subscriptions s
-	 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
-	 CROSS JOIN LATERAL (VALUES (s.trial_end), (s.current_period_end), (s.past_due_since + g.grace),
-			((SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
-			   WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL) + g.grace)) AS v (t)
-	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL AND v.t > $2
-$$;
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_entitlement_changes_at';
 
 -- Plans for a pricing page.
 CREATE VIEW billing.pricing AS

@@ -816,16 +816,13 @@ $$;
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
 
+-- Internal: the first time after `at` when time alone (no write) may change
+-- the user's effective plan (a trial, period or grace end, an invoice falling
+-- due), from the core's projection (billing::NextEntitlementChange), so also
+-- for renewals maintenance has not issued yet. The quota cache keeps a limit
+-- no longer than this.
 CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
-	  FROM billing.subscriptions s
-	 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
-	 CROSS JOIN LATERAL (VALUES (s.trial_end), (s.current_period_end), (s.past_due_since + g.grace),
-			((SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
-			   WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL) + g.grace)) AS v (t)
-	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL AND v.t > $2
-$$;
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_entitlement_changes_at';
 
 
 -- Internal: the id of the plan that applies to a user at `at`, decided by
