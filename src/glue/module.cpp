@@ -28,6 +28,17 @@ char *app_user = nullptr;
 char *change_at = nullptr;
 }  // namespace
 
+void
+SetChangeAt(std::optional<int64_t> unix_micros)
+{
+	std::string value = unix_micros ? std::to_string(*unix_micros) : std::string();
+	const char *text = unix_micros ? value.c_str() : nullptr;  // NULL: back to the default ('')
+	PgCall([&] {
+		(void) set_config_option("billing.change_at", text, superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	});
+}
+
 namespace {
 
 // Turning enforcement off is for superusers and members of billing_admin.
@@ -82,6 +93,16 @@ _PG_init(void)
 							   nullptr, nullptr);
 	MarkGUCPrefixReserved("billing");
 	billing::glue::RegisterCounterInvalidation();
+}
+
+// billing._set_change_at(at): see SetChangeAt; NULL resets.
+BILLING_FUNCTION(billing_set_change_at)
+{
+	std::optional<int64_t> at;
+	if (!PG_ARGISNULL(0))
+		at = billing::glue::ToCoreTime(PG_GETARG_TIMESTAMPTZ(0));
+	billing::glue::SetChangeAt(at);
+	PG_RETURN_VOID();
 }
 
 // billing._guard_selftest(kind): raises each kind of failure the guard must

@@ -1,14 +1,12 @@
 -- The customer's credit balance in a currency: overpayments, negative
 -- proration totals and what was paid toward voided invoices, less what
 -- invoices took. It pays the next invoice before any payment is due.
+-- (C++, src/glue/lifecycle.cpp CreditBalance: the one definition, which the
+-- lifecycle functions query through a kept plan.)
 CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
 RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind = 'credit_to_invoice' THEN -e.amount_cents ELSE e.amount_cents END), 0)::bigint
-	  FROM billing.ledger_entries e
-	 WHERE e.user_id = $1 AND e.currency = pg_catalog.lower($2) AND e.deleted_at IS NULL
-	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice')
-$$;
+LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_credit_balance';
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
 

@@ -53,11 +53,11 @@ CREATE INDEX subscription_history_valid ON billing.subscription_history (valid_f
 -- The time a change takes effect: the `at` the writer declared with
 -- billing._set_change_at() (the lifecycle functions do), otherwise the
 -- latest event time on the row itself (see billing._history_updated).
+-- (C++, src/glue/module.cpp: the glue sets it directly, without a statement;
+-- NULL resets it).
 CREATE FUNCTION billing._set_change_at(at timestamptz) RETURNS void
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT pg_catalog.set_config('billing.change_at',
-		(EXTRACT(epoch FROM $1) * 1000000)::bigint::text, true)::void
-$$;
+LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_set_change_at';
 
 -- New subscriptions: their first interval starts when they start.
 CREATE FUNCTION billing._history_inserted() RETURNS trigger

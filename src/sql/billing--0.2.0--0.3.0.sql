@@ -2180,6 +2180,17 @@ RETURN 'INV-' OPERATOR(pg_catalog.||) pg_catalog.to_char(pg_catalog.timezone('UT
 	OPERATOR(pg_catalog.||) '-' OPERATOR(pg_catalog.||)
 	pg_catalog.lpad(pg_catalog.nextval('billing.invoice_number_seq')::text, 6, '0');
 
+-- the history's change time set in C++ (the glue calls it without a statement)
+CREATE OR REPLACE FUNCTION billing._set_change_at(at timestamptz) RETURNS void
+LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_set_change_at';
+
+-- the credit balance in C++, queried by the lifecycle functions through a kept plan
+CREATE OR REPLACE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
+RETURNS bigint
+LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_credit_balance';
+
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
 -- are taken back first so that they come out in a fresh install's order).
