@@ -104,6 +104,17 @@ SELECT count(*) AS audited FROM billing.audit_log a JOIN billing.subscriptions s
  WHERE a.table_name = 'subscriptions' AND a.action = 'UPDATE' AND s.user_id LIKE 'renew-%'
    AND a.new_row ->> 'current_period_start' = a.old_row ->> 'current_period_end';
 
+-- == the audit trail is written per statement: one call of the trigger for a
+-- statement of 4,000 rows (four inserts of 1,000), an audit row for each
+BEGIN;
+SET LOCAL track_functions = 'all';
+UPDATE billing.subscriptions SET metadata = pg_catalog.jsonb_build_object('probe', id) WHERE user_id LIKE 'scale-%';
+SELECT calls AS audit_trigger_calls FROM pg_stat_xact_user_functions WHERE schemaname = 'billing' AND funcname = '_audit';
+SELECT count(*) AS audited, count(DISTINCT row_id) AS rows FROM billing.audit_log
+ WHERE table_name = 'subscriptions' AND action = 'UPDATE' AND row_id = new_row ->> 'id' AND row_id = old_row ->> 'id'
+   AND new_row -> 'metadata' ->> 'probe' = row_id AND old_row -> 'metadata' ->> 'probe' IS NULL;
+ROLLBACK;
+
 -- == kept plans are re-planned when the schema changes under them
 ALTER TABLE billing.subscriptions ADD COLUMN scale_probe int;
 SELECT status FROM billing.start_trial('after-alter', 'pro_monthly', '2026-01-01 00:00+00');

@@ -2191,6 +2191,27 @@ RETURNS bigint
 LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'billing_credit_balance';
 
+-- the audit trail per statement: one insert per statement's rows (per 1,000)
+DO $audit$
+DECLARE
+	t record;
+BEGIN
+	FOR t IN SELECT * FROM (VALUES
+			('settings', 'key'), ('subscription_plans', 'id'), ('subscriptions', 'id'),
+			('invoices', 'id'), ('payments', 'id')) AS v(name, key)
+	LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER audit ON billing.%I', t.name);
+		EXECUTE pg_catalog.format('CREATE TRIGGER audit_insert AFTER INSERT ON billing.%I'
+			' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._audit(%L)', t.name, t.key);
+		EXECUTE pg_catalog.format('CREATE TRIGGER audit_update AFTER UPDATE ON billing.%I'
+			' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._audit(%L)',
+			t.name, t.key);
+		EXECUTE pg_catalog.format('CREATE TRIGGER audit_delete AFTER DELETE ON billing.%I'
+			' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._audit(%L)', t.name, t.key);
+	END LOOP;
+END
+$audit$;
+
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
 -- are taken back first so that they come out in a fresh install's order).
