@@ -36,8 +36,8 @@ END
 $$;
 COMMENT ON FUNCTION billing.configure(text, text) IS 'Changes a billing setting (billing_admin only)';
 
--- Internal: a setting's value, or the given default.
+-- Internal: a setting's value, or the given default (C++, src/glue/module.cpp:
+-- a kept plan, not an SQL function planned again on every call).
 CREATE FUNCTION billing._setting(key text, fallback text DEFAULT NULL) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE((SELECT s.value FROM billing.settings s WHERE s.key = $1 AND s.deleted_at IS NULL), $2)
-$$;
+LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_setting';

@@ -2212,6 +2212,11 @@ BEGIN
 END
 $audit$;
 
+-- settings read through a kept plan (reports and entitlements call it per row)
+CREATE OR REPLACE FUNCTION billing._setting(key text, fallback text DEFAULT NULL) RETURNS text
+LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_setting';
+
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
 -- are taken back first so that they come out in a fresh install's order).
