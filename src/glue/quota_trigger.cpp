@@ -361,11 +361,12 @@ BILLING_FUNCTION(billing_quota_invalidate)
 		Datum value = all ? Datum(0) : PG_GETARG_DATUM(0);
 		SPIPlanPtr &plan = plans[all ? 1 : 0];
 		if (plan == nullptr) {
-			SPIPlanPtr prepared = SPI_prepare(
+			// generic: planned once, not again for every array of owners
+			SPIPlanPtr prepared = SPI_prepare_cursor(
 				all ? "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
 					: "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
 					  " WHERE q.owner_id OPERATOR(pg_catalog.=) ANY ($1)",
-				all ? 0 : 1, &type);
+				all ? 0 : 1, &type, CURSOR_OPT_GENERIC_PLAN);
 			if (prepared == nullptr)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			if (SPI_keepplan(prepared) != 0)

@@ -271,7 +271,10 @@ Spi::Run(const std::string &sql, const std::vector<SqlArg> &args)
 		// Prepared and kept first, remembered at once: a failing execution
 		// below must not leave a kept plan nobody can find again.
 		PgCall([&] {
-			SPIPlanPtr prepared = SPI_prepare(text, nargs, types);
+			// A generic plan, planned once: left to choose, the plan cache plans
+			// a query again on every execution whenever a custom plan looks
+			// cheaper (generate_series(1, $n), LIMIT $n, = ANY ($n) ...).
+			SPIPlanPtr prepared = SPI_prepare_cursor(text, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 			if (prepared == nullptr)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			if (SPI_keepplan(prepared) != 0)
