@@ -115,6 +115,15 @@ SELECT count(*) AS audited, count(DISTINCT row_id) AS rows FROM billing.audit_lo
    AND new_row -> 'metadata' ->> 'probe' = row_id AND old_row -> 'metadata' ->> 'probe' IS NULL;
 ROLLBACK;
 
+-- == billing._set_change_at declares the history's change time (the glue sets
+-- the same setting directly); microseconds since 1970 UTC, NULL resets it
+BEGIN;
+SELECT billing._set_change_at('2026-01-01 00:00:01.5+00');
+SELECT pg_catalog.current_setting('billing.change_at') AS change_at;
+SELECT billing._set_change_at(NULL);
+SELECT pg_catalog.current_setting('billing.change_at') = '' AS reset;
+ROLLBACK;
+
 -- == kept plans are re-planned when the schema changes under them
 ALTER TABLE billing.subscriptions ADD COLUMN scale_probe int;
 SELECT status FROM billing.start_trial('after-alter', 'pro_monthly', '2026-01-01 00:00+00');
