@@ -797,6 +797,11 @@ BILLING_FUNCTION(billing_run_maintenance)
 		if (!rolled.empty() && rolled[0].text(0))
 			counts["usage_rolled_up"] += std::stoll(rolled[0].text_required(0));
 	}
+	// Usage partitions for this month and the next two, and records past
+	// usage_record_retention (not counted in the result)
+	auto partitions = spi.Query("SELECT pg_catalog.to_regprocedure('billing._usage_partitions(timestamptz)') IS NOT NULL");
+	if (partitions.at(0).boolean(0))
+		(void) spi.Query("SELECT pg_catalog.count(*) FROM billing._usage_partitions($1)", {at_arg});
 	// Stripe payloads past stripe_event_retention (their rows stay, for duplicate detection)
 	auto pruned = spi.Query("SELECT billing._stripe_prune($1)", {at_arg});
 	counts["stripe_payloads_pruned"] += pruned.at(0).int64(0).value_or(0);
