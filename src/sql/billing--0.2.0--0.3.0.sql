@@ -1064,12 +1064,12 @@ COMMENT ON FUNCTION billing.record_usage(text, text, bigint, timestamptz, text) 
 -- Internal: the partition of billing.usage_records for the UTC month holding
 -- `month_of` (named usage_records_YYYY_MM), created when missing; the month's
 -- records that waited in usage_records_default move into it. Returns whether
--- it created one. The default partition stays locked against inserts from the
--- move to the attach, so no record of the month can slip in between.
+-- it created one. The default partition stays locked from the move to the
+-- attach, so no record of the month can slip in between.
 CREATE FUNCTION billing._usage_partition(month_of timestamptz) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	month_start timestamp := pg_catalog.date_trunc('month', month_of AT TIME ZONE 'UTC');
+	month_start timestamp := pg_catalog.date_trunc('month', billing._valid_time(month_of, 'month_of') AT TIME ZONE 'UTC');
 	part text := 'usage_records_' || pg_catalog.to_char(month_start, 'YYYY_MM');
 	bound_from text := pg_catalog.to_char(month_start, 'YYYY-MM-DD') || ' 00:00:00+00';
 	bound_to text := pg_catalog.to_char(month_start + interval '1 month', 'YYYY-MM-DD') || ' 00:00:00+00';
@@ -1077,8 +1077,15 @@ BEGIN
 	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
 		RETURN false;
 	END IF;
-	LOCK TABLE billing.usage_records_default IN EXCLUSIVE MODE;
-	-- a concurrent run may have created it while this one waited
+	-- The attach needs these locks; NOWAIT, so that this never queues up
+	-- inserts behind it or waits for another maintenance run: if they are
+	-- taken (that run is creating the partition), the next run tries again.
+	BEGIN
+		LOCK TABLE billing.usage_records IN SHARE UPDATE EXCLUSIVE MODE NOWAIT;
+		LOCK TABLE billing.usage_records_default IN ACCESS EXCLUSIVE MODE NOWAIT;
+	EXCEPTION WHEN lock_not_available THEN
+		RETURN false;
+	END;
 	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
 		RETURN false;
 	END IF;
@@ -1109,6 +1116,7 @@ DECLARE
 	cutoff timestamptz;
 	r record;
 BEGIN
+	PERFORM billing._required(at, 'at');
 	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '9999-10-01 00:00:00+00') THEN
 		RETURN;  -- no month of records to prepare (or to drop) that far away
 	END IF;
@@ -1117,6 +1125,15 @@ BEGIN
 			created := created + 1;
 		END IF;
 	END LOOP;
+	IF retention IS NOT NULL THEN
+		-- dropping a partition locks out every reader and writer of the
+		-- records until commit: only when nobody holds a lock on them now
+		BEGIN
+			LOCK TABLE billing.usage_records IN ACCESS EXCLUSIVE MODE NOWAIT;
+		EXCEPTION WHEN lock_not_available THEN
+			retention := NULL;  -- the next run drops them
+		END;
+	END IF;
 	IF retention IS NOT NULL THEN
 		cutoff := at - retention;
 		-- whole months before the cut-off, none of their records still pending
