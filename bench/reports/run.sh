@@ -85,3 +85,4 @@ SELECT variant, format('%s / %s / %s', round(min(ms)::numeric, 1), round(percent
 					   round(max(ms)::numeric, 1)) AS ms_min_median_max
   FROM t GROUP BY variant ORDER BY variant DESC;
 SQL
+echo "== done   [$(uptime | sed "s/.*load/load/")]"
