@@ -371,6 +371,9 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 		Notify(spi, out.updated.user_id, out.updated.id, kind,
 			   kind + ":" + std::to_string(out.updated.id) + ":" + std::to_string(when), when);
 	}
+	// A later write in the same transaction (a Stripe event, a DBA's UPDATE)
+	// declares its own time or is dated by its row, not by this `at`.
+	spi.Execute("SELECT billing._set_change_at(NULL)");
 	return result;
 }
 

@@ -204,12 +204,15 @@ BEGIN
 	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
 		RETURN false;
 	END IF;
-	-- The attach needs these locks; NOWAIT, so that this never queues up
-	-- inserts behind it or waits for another maintenance run: if they are
-	-- taken (that run is creating the partition), the next run tries again.
+	-- The attach needs these locks (billing.subscriptions: it adds the foreign
+	-- key's triggers there); NOWAIT, so that this never queues inserts or
+	-- lifecycle writes behind it, nor waits for a concurrent transaction: if
+	-- one holds them, the next maintenance run tries again (until then the
+	-- month's records wait in the default partition).
 	BEGIN
 		LOCK TABLE billing.usage_records IN SHARE UPDATE EXCLUSIVE MODE NOWAIT;
 		LOCK TABLE billing.usage_records_default IN ACCESS EXCLUSIVE MODE NOWAIT;
+		LOCK TABLE billing.subscriptions IN SHARE ROW EXCLUSIVE MODE NOWAIT;
 	EXCEPTION WHEN lock_not_available THEN
 		RETURN false;
 	END;
@@ -257,6 +260,7 @@ BEGIN
 		-- records until commit: only when nobody holds a lock on them now
 		BEGIN
 			LOCK TABLE billing.usage_records IN ACCESS EXCLUSIVE MODE NOWAIT;
+			LOCK TABLE billing.subscriptions IN SHARE ROW EXCLUSIVE MODE NOWAIT;
 		EXCEPTION WHEN lock_not_available THEN
 			retention := NULL;  -- the next run drops them
 		END;

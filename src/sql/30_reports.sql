@@ -51,12 +51,14 @@ CREATE INDEX subscription_history_subscription ON billing.subscription_history (
 CREATE INDEX subscription_history_valid ON billing.subscription_history (valid_from, valid_to);
 
 -- The time a change takes effect: the `at` the writer declared with
--- billing._set_change_at() (the lifecycle functions do), otherwise the
--- latest event time on the row itself (see billing._history_updated).
+-- billing._set_change_at(at) before its UPDATE of billing.subscriptions (the
+-- lifecycle functions do; the setting is transaction-local, and NULL clears
+-- it when the writer is done), otherwise the latest event time on the row
+-- itself (see billing._history_updated).
 CREATE FUNCTION billing._set_change_at(at timestamptz) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT pg_catalog.set_config('billing.change_at',
-		(EXTRACT(epoch FROM $1) * 1000000)::bigint::text, true)::void
+		COALESCE((EXTRACT(epoch FROM $1) * 1000000)::bigint::text, ''), true)::void
 $$;
 
 -- New subscriptions: their first interval starts when they start.

@@ -1077,12 +1077,15 @@ BEGIN
 	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
 		RETURN false;
 	END IF;
-	-- The attach needs these locks; NOWAIT, so that this never queues up
-	-- inserts behind it or waits for another maintenance run: if they are
-	-- taken (that run is creating the partition), the next run tries again.
+	-- The attach needs these locks (billing.subscriptions: it adds the foreign
+	-- key's triggers there); NOWAIT, so that this never queues inserts or
+	-- lifecycle writes behind it, nor waits for a concurrent transaction: if
+	-- one holds them, the next maintenance run tries again (until then the
+	-- month's records wait in the default partition).
 	BEGIN
 		LOCK TABLE billing.usage_records IN SHARE UPDATE EXCLUSIVE MODE NOWAIT;
 		LOCK TABLE billing.usage_records_default IN ACCESS EXCLUSIVE MODE NOWAIT;
+		LOCK TABLE billing.subscriptions IN SHARE ROW EXCLUSIVE MODE NOWAIT;
 	EXCEPTION WHEN lock_not_available THEN
 		RETURN false;
 	END;
@@ -1130,6 +1133,7 @@ BEGIN
 		-- records until commit: only when nobody holds a lock on them now
 		BEGIN
 			LOCK TABLE billing.usage_records IN ACCESS EXCLUSIVE MODE NOWAIT;
+			LOCK TABLE billing.subscriptions IN SHARE ROW EXCLUSIVE MODE NOWAIT;
 		EXCEPTION WHEN lock_not_available THEN
 			retention := NULL;  -- the next run drops them
 		END;
@@ -1323,7 +1327,7 @@ CREATE INDEX subscription_history_valid ON billing.subscription_history (valid_f
 CREATE OR REPLACE FUNCTION billing._set_change_at(at timestamptz) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT pg_catalog.set_config('billing.change_at',
-		(EXTRACT(epoch FROM $1) * 1000000)::bigint::text, true)::void
+		COALESCE((EXTRACT(epoch FROM $1) * 1000000)::bigint::text, ''), true)::void
 $$;
 
 -- New subscriptions: their first interval starts when they start.
