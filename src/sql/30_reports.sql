@@ -86,14 +86,17 @@ $$;
 -- from the change time (never before the interval it follows).
 CREATE FUNCTION billing._history_updated() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	setting text := pg_catalog.current_setting('billing.change_at', true);
-	declared timestamptz := CASE WHEN setting ~ '^-?[0-9]{1,18}$'
-								 THEN 'epoch'::timestamptz + pg_catalog.make_interval(secs => setting::numeric / 1000000) END;
 BEGIN
-	WITH changed AS (
+	-- One statement without PL/pgSQL variables: it is planned once per
+	-- session (a statement with parameters is re-planned for its first five
+	-- calls), and the declared change time is read when it runs.
+	WITH declared AS (
+		SELECT CASE WHEN x.setting ~ '^-?[0-9]{1,18}$'
+					THEN 'epoch'::timestamptz + pg_catalog.make_interval(secs => x.setting::numeric / 1000000) END AS at
+		  FROM (SELECT pg_catalog.current_setting('billing.change_at', true) AS setting) x),
+	changed AS (
 		SELECT n.*, o.status AS old_status,
-			   COALESCE(declared, GREATEST(n.started_at, n.current_period_start, n.billing_anchor, n.trial_start,
+			   COALESCE((SELECT d.at FROM declared d), GREATEST(n.started_at, n.current_period_start, n.billing_anchor, n.trial_start,
 										   n.canceled_at, n.ended_at, n.paused_at, n.past_due_since)) AS at
 		  FROM new_rows n JOIN old_rows o ON o.id = n.id
 		 WHERE (n.status, n.plan_id, n.price_cents, n.currency, n.billing_interval, n.current_period_start,
