@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <limits>
 
 #include "core/pure.hpp"
@@ -447,33 +448,77 @@ IsNewer(const std::optional<Watermark> &last, const Watermark &incoming)
 	return incoming.created == last->created && incoming.stage >= last->stage;
 }
 
-bool
-Handled(std::string_view type)
+Handler
+HandlerOf(std::string_view type)
 {
-	static constexpr std::string_view kHandled[] = {
-		"checkout.session.completed",
-		"customer.subscription.created",
-		"customer.subscription.updated",
-		"customer.subscription.deleted",
-		"customer.subscription.paused",
-		"customer.subscription.resumed",
-		"customer.subscription.trial_will_end",
-		"invoice.created",
-		"invoice.finalized",
-		"invoice.paid",
-		"invoice.payment_succeeded",
-		"invoice.payment_failed",
-		"invoice.voided",
-		"invoice.marked_uncollectible",
-		"payment_intent.succeeded",
-		"payment_intent.payment_failed",
-		"charge.refunded",
+	static constexpr std::pair<std::string_view, Handler> kHandled[] = {
+		{"checkout.session.completed", Handler::kCheckout},
+		{"customer.subscription.created", Handler::kSubscription},
+		{"customer.subscription.updated", Handler::kSubscription},
+		{"customer.subscription.deleted", Handler::kSubscription},
+		{"customer.subscription.paused", Handler::kSubscription},
+		{"customer.subscription.resumed", Handler::kSubscription},
+		{"customer.subscription.trial_will_end", Handler::kSubscription},
+		{"invoice.created", Handler::kInvoice},
+		{"invoice.finalized", Handler::kInvoice},
+		{"invoice.paid", Handler::kInvoice},
+		{"invoice.payment_succeeded", Handler::kInvoice},
+		{"invoice.payment_failed", Handler::kInvoice},
+		{"invoice.voided", Handler::kInvoice},
+		{"invoice.marked_uncollectible", Handler::kInvoice},
+		{"payment_intent.succeeded", Handler::kPaymentIntent},
+		{"payment_intent.payment_failed", Handler::kPaymentIntent},
+		{"charge.refunded", Handler::kChargeRefunded},
 	};
-	for (auto handled : kHandled) {
-		if (type == handled)
-			return true;
+	for (const auto &[name, handler] : kHandled) {
+		if (type == name)
+			return handler;
 	}
-	return false;
+	return Handler::kNone;
+}
+
+std::optional<std::string>
+Precheck(const Event &event, const std::function<bool(const std::string &price_id)> &has_plan)
+{
+	const EventObject &o = event.object;
+	Handler handler = HandlerOf(event.type);
+	if (!o.id)
+		return "the event's object has no id";
+	auto is = [&o](const char *kind) { return o.object && *o.object == kind; };
+	switch (handler) {
+	case Handler::kSubscription:
+		if (!is("subscription"))
+			return "the event's object is not a subscription";
+		if (!o.price_id)
+			return "the stripe subscription has no price";
+		if (!has_plan(*o.price_id))
+			return "no plan has stripe price \"" + *o.price_id +
+				   "\"; set billing.subscription_plans.stripe_price_id";
+		if (!MirrorSubscription(event))
+			return "unknown stripe subscription status \"" + o.status.value_or("") + "\"";
+		return std::nullopt;
+	case Handler::kInvoice:
+		if (!is("invoice"))
+			return "the event's object is not an invoice";
+		break;
+	case Handler::kPaymentIntent:
+		if (!is("payment_intent"))
+			return "the event's object is not a payment intent";
+		break;
+	case Handler::kChargeRefunded:
+		if (!is("charge"))
+			return "the event's object is not a charge";
+		break;
+	case Handler::kCheckout:
+	case Handler::kNone:
+		return std::nullopt;
+	}
+	bool currency = o.currency && o.currency->size() == 3 &&
+					std::all_of(o.currency->begin(), o.currency->end(),
+								[](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); });
+	if (!currency)
+		return "the stripe object has no currency";
+	return std::nullopt;
 }
 
 namespace {

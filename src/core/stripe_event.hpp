@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -131,8 +132,19 @@ struct Watermark {
 // change of its own second; same-second changes apply in delivery order.
 bool IsNewer(const std::optional<Watermark> &last, const Watermark &incoming);
 
-// The event types billing applies; any other is recorded as ignored.
-bool Handled(std::string_view type);
+// The event types billing applies, by the handler that applies them; any
+// other type is kNone and recorded as ignored.
+enum class Handler { kNone, kCheckout, kSubscription, kInvoice, kPaymentIntent, kChargeRefunded };
+Handler HandlerOf(std::string_view type);
+inline bool Handled(std::string_view type) { return HandlerOf(type) != Handler::kNone; }
+
+// Why a handled event cannot be applied whatever billing holds (its object is
+// not of the event's kind, has no id, no price, a price no plan has, an
+// unknown subscription status, no currency), or nullopt when it can. The
+// reasons are stored with the ignored event. `has_plan` answers whether a
+// plan has a Stripe price (the one fact the core cannot know).
+std::optional<std::string> Precheck(const Event &event,
+									const std::function<bool(const std::string &price_id)> &has_plan);
 
 // One state machine: what a Stripe subscription event makes of billing's
 // subscription. Stripe is the source of truth for the subscriptions it

@@ -1,7 +1,7 @@
 // Stripe webhooks (SPEC §5): billing.stripe_verify and billing.stripe_ingest.
-// Verification and parsing are the core's (src/core/stripe_*.hpp); ingest
-// hands the parsed facts to billing._stripe_apply, which records the event
-// once and applies it to billing's tables.
+// Verification, parsing, ordering and what can apply are the core's
+// (src/core/stripe_*.hpp); ingest records the event once with kept plans and
+// hands the core's facts to the SQL handler of its type.
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
@@ -76,25 +76,110 @@ BILLING_FUNCTION(billing_stripe_verify)
 namespace billing::glue {
 namespace {
 
-// Applies a prepared event that is already recorded: locks its object's
-// watermark, lets the core decide whether it is newer, and has SQL store what
-// follows. `last` is the watermark when the caller already holds it.
+// Every statement below is prepared once per backend and kept (glue/spi.hpp).
+
+// Locks a Stripe object's watermark (one event per object at a time: a
+// concurrent event of the same object waits here) and returns it.
+std::optional<stripe::Watermark>
+LockObject(Spi &spi, const std::string &object_id)
+{
+	spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
+				"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING",
+				{SqlArg::Text(object_id)});
+	auto w = spi.Query("SELECT EXTRACT(epoch FROM o.last_event_created)::pg_catalog.int8, o.last_event_stage "
+					   "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					   {SqlArg::Text(object_id)});
+	if (w.empty() || w.at(0).is_null(0))
+		return std::nullopt;
+	return stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
+}
+
+SqlArg
+EventTime(int64_t unix_seconds)
+{
+	return SqlArg::Timestamp(ToPgTime(unix_seconds * kMicrosPerSecond));
+}
+
+// The SQL handler of an event type: it stores what the event says and returns
+// NULL when applied, 'pending: ...' when its billing user is not known yet,
+// or why it is ignored.
+std::optional<std::string>
+RunHandler(Spi &spi, const stripe::Prepared &prepared)
+{
+	const stripe::Event &event = prepared.event;
+	SqlArg facts = SqlArg::Jsonb(prepared.facts);
+	SqlArg created = EventTime(event.created);
+	SqlArg type = SqlArg::Text(event.type);
+	std::vector<Row> rows;
+	switch (stripe::HandlerOf(event.type)) {
+	case stripe::Handler::kCheckout:
+		rows = spi.Query("SELECT billing._stripe_checkout_completed($1)", {facts});
+		break;
+	case stripe::Handler::kSubscription:
+		rows = spi.Query("SELECT billing._stripe_subscription($1, $2, $3)", {type, facts, created});
+		break;
+	case stripe::Handler::kInvoice:
+		rows = spi.Query("SELECT billing._stripe_invoice($1, $2, $3)", {type, facts, created});
+		break;
+	case stripe::Handler::kPaymentIntent:
+		rows = spi.Query("SELECT billing._stripe_payment_intent($1, $2, $3)", {type, facts, created});
+		break;
+	case stripe::Handler::kChargeRefunded:
+		rows = spi.Query("SELECT billing._stripe_charge_refunded($1, $2)", {facts, created});
+		break;
+	case stripe::Handler::kNone:
+		return "event type not handled";
+	}
+	return rows.at(0).text(0);
+}
+
+// Applies a recorded event: the core decides whether it is newer than its
+// object's watermark (stripe::IsNewer) and whether it can apply at all
+// (stripe::Precheck); the handler stores it; the outcome is recorded on the
+// event. `last` is the watermark when the caller already holds its lock.
 std::string
 ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::Watermark> last, bool locked)
 {
 	const stripe::Event &event = prepared.event;
-	if (!locked && event.object.id) {
-		auto w = spi.QueryPrepared("SELECT last_created, last_stage FROM billing._stripe_lock_object($1)",
-								   {SqlArg::Text(*event.object.id)});
-		if (!w.at(0).is_null(0))
-			last = stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
+	if (!locked && event.object.id)
+		last = LockObject(spi, *event.object.id);
+	std::string result;
+	std::optional<std::string> reason;
+	if (!stripe::IsNewer(last, stripe::Watermark{event.created, prepared.stage})) {
+		result = "stale";
+		auto rows = spi.Query("SELECT pg_catalog.format('event \"%s\" of %s is as new or newer for this object', "
+							  "o.last_event_id, o.last_event_created) "
+							  "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1",
+							  {SqlArg::Text(event.object.id)});
+		if (!rows.empty())
+			reason = rows.at(0).text(0);
+	} else {
+		reason = stripe::Precheck(event, [&spi](const std::string &price_id) {
+			return !spi.Query("SELECT 1 FROM billing.subscription_plans p "
+							  "WHERE p.stripe_price_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL",
+							  {SqlArg::Text(price_id)})
+						.empty();
+		});
+		if (!reason)
+			reason = RunHandler(spi, prepared);
+		constexpr std::string_view kPending = "pending: ";
+		if (!reason) {
+			result = "applied";
+			spi.Execute("UPDATE billing.stripe_objects o SET last_event_created = $2, last_event_id = $3, "
+						"last_event_stage = $4, object_type = $5 WHERE o.object_id OPERATOR(pg_catalog.=) $1",
+						{SqlArg::Text(event.object.id), EventTime(event.created), SqlArg::Text(event.id),
+						 SqlArg::Int32(prepared.stage), SqlArg::Text(event.object.object)});
+		} else if (reason->starts_with(kPending)) {
+			result = "pending";
+			reason = reason->substr(kPending.size());
+		} else {
+			result = "ignored";
+		}
 	}
-	bool stale = !stripe::IsNewer(last, stripe::Watermark{event.created, prepared.stage});
-	auto rows = spi.QueryPrepared(
-		"SELECT billing._stripe_dispatch($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6)",
-		{SqlArg::Text(event.id), SqlArg::Text(event.type), SqlArg::Int64(event.created),
-		 SqlArg::Int32(prepared.stage), SqlArg::Jsonb(prepared.facts), SqlArg::Bool(stale)});
-	return rows.at(0).text_required(0);
+	spi.Execute("UPDATE billing.stripe_events e SET result = $2, reason = $3 WHERE e.id OPERATOR(pg_catalog.=) $1 "
+				"AND (e.result, e.reason) IS DISTINCT FROM ($2, $3)",
+				{SqlArg::Text(event.id), SqlArg::Text(result), SqlArg::Text(reason)});
+	return result;
 }
 
 // Once an event that can name a customer's user is applied, the events kept
@@ -102,13 +187,15 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::
 void
 ApplyPending(Spi &spi, const stripe::Event &event)
 {
-	if (!event.object.customer ||
-		!(event.type.starts_with("checkout.session.") || event.type.starts_with("customer.subscription.")))
+	auto handler = stripe::HandlerOf(event.type);
+	if (!event.object.customer || (handler != stripe::Handler::kCheckout && handler != stripe::Handler::kSubscription))
 		return;
-	auto pending = spi.QueryPrepared("SELECT id, payload FROM billing._stripe_pending_for($1)",
-									 {SqlArg::Text(*event.object.customer)});
+	auto pending = spi.Query("SELECT e.payload::pg_catalog.text FROM billing.stripe_events e "
+							 "WHERE e.result OPERATOR(pg_catalog.=) 'pending' AND e.customer_id OPERATOR(pg_catalog.=) $1 "
+							 "AND e.payload IS NOT NULL ORDER BY e.created, e.stage, e.received_at, e.id",
+							 {SqlArg::Text(*event.object.customer)});
 	for (const auto &row : pending) {
-		stripe::Prepared waiting = stripe::Prepare(row.text_required(1));
+		stripe::Prepared waiting = stripe::Prepare(row.text_required(0));
 		ApplyRecorded(spi, waiting, std::nullopt, false);
 	}
 }
@@ -127,10 +214,11 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	billing::Micros at = glue::TimeArgRequired(fcinfo, 2, "at");
 
 	glue::Spi spi;
-	auto settings = spi.QueryPrepared(
-		"SELECT billing._setting('stripe_webhook_secret'), "
-		"(EXTRACT(epoch FROM billing._setting('stripe_tolerance', '5 minutes')::pg_catalog.interval)"
-		" * 1000000)::pg_catalog.int8",
+	auto settings = spi.Query(
+		"SELECT (SELECT s.value FROM billing.settings s WHERE s.key OPERATOR(pg_catalog.=) 'stripe_webhook_secret' "
+		"AND s.deleted_at IS NULL), (EXTRACT(epoch FROM (SELECT s.value FROM billing.settings s "
+		"WHERE s.key OPERATOR(pg_catalog.=) 'stripe_tolerance' AND s.deleted_at IS NULL)::pg_catalog.interval)"
+		" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8",
 		{});
 	std::vector<std::string> secrets = stripe::SplitSecrets(settings.at(0).text_or(0, ""));
 	billing::Micros tolerance = settings.at(0).int64(1).value_or(300 * billing::kMicrosPerSecond);
@@ -152,23 +240,24 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	stripe::Prepared prepared = stripe::Prepare(payload);
 	const stripe::Event &event = prepared.event;
 	bool handled = stripe::Handled(event.type);
-	auto recorded = spi.QueryPrepared(
-		"SELECT recorded, last_created, last_stage FROM billing._stripe_record($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-		{glue::SqlArg::Text(event.id), glue::SqlArg::Text(event.type), glue::SqlArg::Text(event.object.id),
-		 glue::SqlArg::Text(event.object.customer), glue::SqlArg::Int64(event.created), glue::SqlArg::Int32(prepared.stage),
-		 glue::SqlArg::Jsonb(prepared.stored_payload), glue::SqlArg::Timestamp(glue::ToPgTime(at)),
-		 glue::SqlArg::Bool(handled)});
+	// exactly once: a concurrent delivery of the same id waits on the
+	// primary key for the other transaction, then finds the row: a duplicate
+	bool recorded =
+		spi.Execute("INSERT INTO billing.stripe_events (id, type, object_id, customer_id, created, stage, payload, "
+					"result, reason, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'ignored', $8, $9) "
+					"ON CONFLICT (id) DO NOTHING",
+					{glue::SqlArg::Text(event.id), glue::SqlArg::Text(event.type), glue::SqlArg::Text(event.object.id),
+					 glue::SqlArg::Text(event.object.customer), glue::EventTime(event.created),
+					 glue::SqlArg::Int32(prepared.stage), glue::SqlArg::Jsonb(prepared.stored_payload),
+					 handled ? glue::SqlArg::Null(TEXTOID) : glue::SqlArg::Text("event type not handled"),
+					 glue::SqlArg::Timestamp(glue::ToPgTime(at))}) > 0;
 	std::string result;
-	if (!recorded.at(0).boolean(0))
+	if (!recorded)
 		result = "duplicate";
 	else if (!handled)
 		result = "ignored";
 	else {
-		std::optional<stripe::Watermark> last;
-		if (!recorded.at(0).is_null(1))
-			last = stripe::Watermark{recorded.at(0).int64_required(1),
-									 static_cast<int>(recorded.at(0).int64(2).value_or(0))};
-		result = glue::ApplyRecorded(spi, prepared, last, true);
+		result = glue::ApplyRecorded(spi, prepared, std::nullopt, false);
 		if (result == "applied")
 			glue::ApplyPending(spi, event);
 	}

@@ -1521,43 +1521,8 @@ END
 $$;
 COMMENT ON FUNCTION billing.configure(text, text) IS 'Changes a billing setting (billing_admin only)';
 
-CREATE OR REPLACE FUNCTION billing._stripe_precheck(event_type text, facts jsonb) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	-- which event types are handled at all is the core's (stripe::Handled)
-	IF facts ->> 'id' IS NULL THEN
-		RETURN 'the event''s object has no id';
-	END IF;
-	IF event_type LIKE 'customer.subscription.%' THEN
-		IF facts ->> 'object' IS DISTINCT FROM 'subscription' THEN
-			RETURN 'the event''s object is not a subscription';
-		END IF;
-		IF facts ->> 'price_id' IS NULL THEN
-			RETURN 'the stripe subscription has no price';
-		END IF;
-		IF NOT EXISTS (SELECT 1 FROM billing.subscription_plans p
-						WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL) THEN
-			RETURN pg_catalog.format('no plan has stripe price "%s"; set billing.subscription_plans.stripe_price_id',
-									 facts ->> 'price_id');
-		END IF;
-		IF facts ->> 'status' IS NULL THEN
-			RETURN pg_catalog.format('unknown stripe subscription status "%s"', facts ->> 'stripe_status');
-		END IF;
-	ELSIF event_type LIKE 'invoice.%' AND facts ->> 'object' IS DISTINCT FROM 'invoice' THEN
-		RETURN 'the event''s object is not an invoice';
-	ELSIF event_type LIKE 'payment_intent.%' AND facts ->> 'object' IS DISTINCT FROM 'payment_intent' THEN
-		RETURN 'the event''s object is not a payment intent';
-	ELSIF event_type = 'charge.refunded' AND facts ->> 'object' IS DISTINCT FROM 'charge' THEN
-		RETURN 'the event''s object is not a charge';
-	END IF;
-	IF event_type LIKE 'invoice.%' OR event_type LIKE 'payment_intent.%' OR event_type = 'charge.refunded' THEN
-		IF COALESCE(facts ->> 'currency', '') !~ '^[A-Za-z]{3}$' THEN
-			RETURN 'the stripe object has no currency';
-		END IF;
-	END IF;
-	RETURN NULL;
-END
-$$;
+-- the core decides what can apply (stripe::Precheck)
+DROP FUNCTION billing._stripe_precheck(text, jsonb);
 
 CREATE OR REPLACE FUNCTION billing._stripe_subscription(event_type text, facts jsonb, event_created timestamptz) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -1954,91 +1919,6 @@ END
 $$;
 COMMENT ON FUNCTION billing.stripe_checkout_params(text, text) IS
 	'The JSON to pass to Stripe Checkout for a user and a plan (price, client_reference_id, metadata, trial days)';
-
-CREATE FUNCTION billing._stripe_record(event_id text, event_type text, object_id text, customer_id text,
-									   event_created bigint, stage integer, payload jsonb, received timestamptz,
-									   handled boolean, OUT recorded boolean, OUT last_created bigint,
-									   OUT last_stage integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	-- exactly once: a concurrent delivery of the same id waits here for the
-	-- other transaction, then finds the row and is a duplicate
-	INSERT INTO billing.stripe_events (id, type, object_id, customer_id, created, stage, payload, result, reason,
-									   received_at)
-	VALUES (event_id, event_type, object_id, customer_id, pg_catalog.to_timestamp(event_created), stage, payload,
-			'ignored', CASE WHEN NOT handled THEN 'event type not handled' END, received)
-	ON CONFLICT (id) DO NOTHING;
-	recorded := FOUND;
-	IF recorded AND handled AND object_id IS NOT NULL THEN
-		SELECT w.last_created, w.last_stage INTO last_created, last_stage
-		  FROM billing._stripe_lock_object(object_id) w;
-	END IF;
-END
-$$;
-
-CREATE FUNCTION billing._stripe_lock_object(object_id text, OUT last_created bigint, OUT last_stage integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1)
-	ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
-	SELECT EXTRACT(epoch FROM o.last_event_created)::bigint, o.last_event_stage INTO last_created, last_stage
-	  FROM billing.stripe_objects o WHERE o.object_id = $1 FOR UPDATE;
-END
-$$;
-
-CREATE FUNCTION billing._stripe_dispatch(event_id text, event_type text, event_created timestamptz, stage integer,
-										 facts jsonb, stale boolean) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-<<fn>>
-DECLARE
-	object_id text := facts ->> 'id';
-	result text;
-	reason text;
-BEGIN
-	IF stale THEN
-		result := 'stale';
-		SELECT pg_catalog.format('event "%s" of %s is as new or newer for this object', o.last_event_id,
-								 o.last_event_created)
-		  INTO reason FROM billing.stripe_objects o WHERE o.object_id = fn.object_id;
-	ELSE
-		reason := billing._stripe_precheck(event_type, facts);
-		IF reason IS NULL THEN
-			reason := CASE
-				WHEN event_type = 'checkout.session.completed' THEN billing._stripe_checkout_completed(facts)
-				WHEN event_type LIKE 'customer.subscription.%' THEN
-					billing._stripe_subscription(event_type, facts, event_created)
-				WHEN event_type LIKE 'invoice.%' THEN billing._stripe_invoice(event_type, facts, event_created)
-				WHEN event_type LIKE 'payment_intent.%' THEN
-					billing._stripe_payment_intent(event_type, facts, event_created)
-				WHEN event_type = 'charge.refunded' THEN billing._stripe_charge_refunded(facts, event_created)
-			END;
-		END IF;
-		IF reason IS NULL THEN
-			result := 'applied';
-			UPDATE billing.stripe_objects o
-			   SET last_event_created = event_created, last_event_id = event_id, last_event_stage = stage,
-				   object_type = facts ->> 'object'
-			 WHERE o.object_id = fn.object_id;
-		ELSIF reason LIKE 'pending: %' THEN
-			result := 'pending';
-			reason := pg_catalog.substr(reason, 10);
-		ELSE
-			result := 'ignored';
-		END IF;
-	END IF;
-	UPDATE billing.stripe_events e SET result = fn.result, reason = fn.reason
-	 WHERE e.id = event_id AND (e.result, e.reason) IS DISTINCT FROM (fn.result, fn.reason);
-	RETURN result;
-END fn
-$$;
-
-CREATE FUNCTION billing._stripe_pending_for(customer_id text)
-RETURNS TABLE (id text, payload text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT e.id, e.payload::text FROM billing.stripe_events e
-	 WHERE e.result = 'pending' AND e.customer_id = $1 AND e.payload IS NOT NULL
-	 ORDER BY e.created, e.stage, e.received_at, e.id
-$$;
 
 CREATE FUNCTION billing._stripe_stored(event_id text, OUT found boolean, OUT payload text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -236,6 +236,39 @@ TEST(StripeEvent, CheckoutSession)
 	EXPECT_EQ(ParseEvent(MakeEvent("checkout.session.completed", cs)).object.customer, "cus_QXg1o8vcGmoR32");
 }
 
+TEST(StripePrecheck, WhatCanNeverApplyIsIgnoredWithItsReason)
+{
+	auto any_plan = [](const std::string &) { return true; };
+	auto no_plan = [](const std::string &) { return false; };
+	json s = Subscription();
+	s["status"] = "active";
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("customer.subscription.updated", s)), any_plan), std::nullopt);
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("customer.subscription.updated", s)), no_plan),
+			  "no plan has stripe price \"" + s["items"]["data"][0]["price"]["id"].get<std::string>() +
+				  "\"; set billing.subscription_plans.stripe_price_id");
+	json unknown = s;
+	unknown["status"] = "frozen";
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("customer.subscription.updated", unknown)), any_plan),
+			  "unknown stripe subscription status \"frozen\"");
+	json no_price = s;
+	no_price["items"]["data"] = json::array();
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("customer.subscription.updated", no_price)), any_plan),
+			  "the stripe subscription has no price");
+	// an invoice event whose object is a subscription, a payment intent without currency
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("invoice.paid", s)), any_plan), "the event's object is not an invoice");
+	json pi = Fixtures().at("payment_intent");
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("payment_intent.succeeded", pi)), any_plan), std::nullopt);
+	pi["currency"] = "us";
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("payment_intent.succeeded", pi)), any_plan),
+			  "the stripe object has no currency");
+	json ch = Fixtures().at("charge");
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("charge.refunded", ch)), any_plan), std::nullopt);
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("charge.refunded", pi)), any_plan), "the event's object is not a charge");
+	EXPECT_EQ(HandlerOf("charge.refunded"), Handler::kChargeRefunded);
+	EXPECT_EQ(HandlerOf("customer.created"), Handler::kNone);
+	EXPECT_FALSE(Handled("customer.created"));
+}
+
 TEST(StripeEvent, UnhandledObjectsStillParse)
 {
 	// the fixture event itself: a plan.created event
