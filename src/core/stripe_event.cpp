@@ -468,6 +468,7 @@ HandlerOf(std::string_view type)
 		{"invoice.marked_uncollectible", Handler::kInvoice},
 		{"payment_intent.succeeded", Handler::kPaymentIntent},
 		{"payment_intent.payment_failed", Handler::kPaymentIntent},
+		{"charge.succeeded", Handler::kChargeSucceeded},
 		{"charge.refunded", Handler::kChargeRefunded},
 	};
 	for (const auto &[name, handler] : kHandled) {
@@ -505,6 +506,7 @@ Precheck(const Event &event, const std::function<bool(const std::string &price_i
 		if (!is("payment_intent"))
 			return "the event's object is not a payment intent";
 		break;
+	case Handler::kChargeSucceeded:
 	case Handler::kChargeRefunded:
 		if (!is("charge"))
 			return "the event's object is not a charge";
@@ -616,6 +618,44 @@ MirrorSubscription(const Event &event)
 	return m;
 }
 
+std::optional<SubscriptionRow>
+DecideSubscriptionRow(const Event &event, std::optional<int64_t> started)
+{
+	auto mirror = MirrorSubscription(event);
+	if (!mirror)
+		return std::nullopt;
+	const EventObject &o = event.object;
+	SubscriptionRow row;
+	row.mirror = *mirror;
+	row.started = started ? *started : o.start_date ? *o.start_date : o.created ? *o.created : event.created;
+	row.period_start = o.current_period_start.value_or(row.started);
+	if (o.current_period_end && *o.current_period_end >= row.period_start)
+		row.period_end = o.current_period_end;
+	row.trial_start = o.trial_start;
+	row.trial_end = o.trial_end;
+	if (row.trial_end) {
+		if (!row.trial_start)
+			row.trial_start = std::min(row.started, *row.trial_end);
+		row.trial_end = std::max(*row.trial_end, *row.trial_start);
+	}
+	if (mirror->ended_at)
+		row.ended_at = std::max(*mirror->ended_at, row.started);
+	if (mirror->status == "past_due")
+		row.past_due_since = event.created;
+	if (mirror->status == "paused")
+		row.paused_at = event.created;
+	return row;
+}
+
+std::optional<std::string>
+NamedUser(const EventObject &o)
+{
+	std::optional<std::string> user = o.metadata_user_id;
+	FirstOf(user, o.subscription_data_user_id);
+	FirstOf(user, o.client_reference_id);
+	return user;
+}
+
 std::optional<std::string>
 MapSubscriptionStatus(std::string_view s)
 {
@@ -638,6 +678,20 @@ MapBillingReason(const std::optional<std::string> &reason)
 				   *reason == "subscription_update"))
 		return *reason;
 	return "manual";
+}
+
+std::string
+ChargePaymentFacts(const Event &charge_event)
+{
+	Event payment = charge_event;
+	EventObject &o = payment.object;
+	o.charge = o.id;
+	if (o.payment_intent)
+		o.id = o.payment_intent;
+	o.amount_received = o.amount;
+	o.failure_code.reset();
+	o.failure_message.reset();
+	return FactsJson(payment);
 }
 
 std::string
@@ -729,10 +783,7 @@ FactsJson(const Event &event)
 	put("mode", o.mode);
 	put("client_reference_id", o.client_reference_id);
 	// the billing user the object names, in order of trust
-	std::optional<std::string> user = o.metadata_user_id;
-	FirstOf(user, o.subscription_data_user_id);
-	FirstOf(user, o.client_reference_id);
-	put("user_id", user);
+	put("user_id", NamedUser(o));
 	return facts.dump();
 }
 

@@ -134,7 +134,7 @@ bool IsNewer(const std::optional<Watermark> &last, const Watermark &incoming);
 
 // The event types billing applies, by the handler that applies them; any
 // other type is kNone and recorded as ignored.
-enum class Handler { kNone, kCheckout, kSubscription, kInvoice, kPaymentIntent, kChargeRefunded };
+enum class Handler { kNone, kCheckout, kSubscription, kInvoice, kPaymentIntent, kChargeSucceeded, kChargeRefunded };
 Handler HandlerOf(std::string_view type);
 inline bool Handled(std::string_view type) { return HandlerOf(type) != Handler::kNone; }
 
@@ -173,6 +173,27 @@ const std::vector<StripeStatusRule> &StripeStatusTable();
 // nullopt when the Stripe status is unknown (the event is then ignored).
 std::optional<SubscriptionMirror> MirrorSubscription(const Event &event);
 
+// What billing stores for a Stripe subscription event: the mirror and the
+// times, made consistent with each other (Unix seconds). `started` is when
+// billing's subscription started if it exists (its start never moves).
+struct SubscriptionRow {
+	SubscriptionMirror mirror;
+	int64_t started = 0;                    // existing start, else start_date, created, the event's time
+	int64_t period_start = 0;               // current_period_start, else started
+	std::optional<int64_t> period_end;      // dropped when before period_start
+	std::optional<int64_t> trial_start;     // defaults to min(started, trial_end) when a trial end is known
+	std::optional<int64_t> trial_end;       // never before trial_start
+	std::optional<int64_t> ended_at;        // never before started
+	std::optional<int64_t> past_due_since;  // the event's time when past_due (kept if already past due)
+	std::optional<int64_t> paused_at;       // the event's time when paused (likewise)
+};
+// nullopt when the Stripe status is unknown (Precheck has refused it).
+std::optional<SubscriptionRow> DecideSubscriptionRow(const Event &event, std::optional<int64_t> started);
+
+// The billing user an object names itself (metadata.user_id, the checkout's
+// subscription_data.metadata.user_id, client_reference_id), in that order.
+std::optional<std::string> NamedUser(const EventObject &object);
+
 // Stripe subscription status -> billing.subscription_status:
 // trialing, active, past_due, canceled, incomplete, paused map to themselves,
 // unpaid -> past_due, incomplete_expired -> expired; anything else nullopt.
@@ -183,6 +204,13 @@ std::optional<std::string> MapInvoiceStatus(std::string_view stripe_status);
 
 // Stripe billing_reason -> the invoices.billing_reason values billing knows.
 std::string MapBillingReason(const std::optional<std::string> &stripe_reason);
+
+// A succeeded charge as the payment it records (FactsJson of it): one payment
+// per payment intent, so its id is the charge's payment intent (the charge's
+// own id for a charge without one), the charge id kept beside it, the
+// charge's amount as received. Payment intents' and invoices' events of the
+// same payment find it under that id.
+std::string ChargePaymentFacts(const Event &charge_event);
 
 // The payload to keep: the same JSON without data.object.payment_method_details
 // and without any "card" object anywhere (card data is never stored).

@@ -141,140 +141,6 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._notify($1, $2, $3, $6, $5)
 $$;
 
--- Internal: customer.subscription.* mirrors the Stripe subscription into the
--- user's subscription (found by stripe_subscription_id, else created, ending
--- the user's current one as a plan change). A subscription Stripe ended is
--- canceled/expired with ended_at, and the user is back on Free.
-CREATE FUNCTION billing._stripe_subscription(event_type text, facts jsonb, event_created timestamptz) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-<<fn>>
-DECLARE
-	plan billing.subscription_plans;
-	s billing.subscriptions;
-	cur billing.subscriptions;
-	uid text;
-	-- status, pending cancel, cancel and end: the core's decision (stripe::MirrorSubscription)
-	mirror jsonb := facts -> 'mirror';
-	status billing.subscription_status := (mirror ->> 'status')::billing.subscription_status;
-	pending_cancel boolean := (mirror ->> 'cancel_at_period_end')::boolean;
-	started timestamptz := COALESCE(billing._stripe_time(facts, 'start_date'), billing._stripe_time(facts, 'created'),
-									event_created);
-	period_start timestamptz;
-	period_end timestamptz := billing._stripe_time(facts, 'current_period_end');
-	trial_start timestamptz := billing._stripe_time(facts, 'trial_start');
-	trial_end timestamptz := billing._stripe_time(facts, 'trial_end');
-	ended timestamptz := billing._stripe_time(mirror, 'ended_at');
-	canceled timestamptz := billing._stripe_time(mirror, 'canceled_at');
-	reason text := mirror ->> 'end_reason';
-BEGIN
-	SELECT p.* INTO plan FROM billing.subscription_plans p
-	 WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL;
-
-	SELECT x.* INTO s FROM billing.subscriptions x
-	 WHERE x.stripe_subscription_id = facts ->> 'id' AND x.deleted_at IS NULL
-	   FOR UPDATE;
-	IF FOUND THEN
-		uid := s.user_id;
-		started := s.started_at;
-	ELSE
-		uid := billing._stripe_user(facts);
-		IF uid IS NULL THEN
-			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe subscription "%s": it has no metadata.user_id '
-									 'and its customer is not linked', facts ->> 'id');
-		END IF;
-	END IF;
-
-	period_start := COALESCE(billing._stripe_time(facts, 'current_period_start'), started);
-	IF period_end < period_start THEN
-		period_end := NULL;
-	END IF;
-	IF trial_end IS NOT NULL THEN
-		trial_start := COALESCE(trial_start, LEAST(started, trial_end));
-		IF trial_end < trial_start THEN
-			trial_end := trial_start;
-		END IF;
-	END IF;
-	IF ended IS NOT NULL THEN
-		ended := GREATEST(ended, started);
-	END IF;
-	PERFORM billing._stripe_link_customer(facts ->> 'customer', uid);
-
-	IF s.id IS NULL THEN
-		-- the user's current subscription: adopted when it is the same paid plan
-		-- not yet linked to Stripe, otherwise ended as a plan change
-		SELECT x.* INTO cur FROM billing.subscriptions x
-		 WHERE x.user_id = uid AND x.ended_at IS NULL AND x.deleted_at IS NULL
-		   FOR UPDATE;
-		IF cur.id IS NOT NULL AND cur.stripe_subscription_id IS NULL AND cur.plan_id = plan.id AND plan.tier <> 'free' THEN
-			s := cur;
-		ELSIF ended IS NULL AND cur.id IS NOT NULL THEN
-			UPDATE billing.subscriptions x
-			   SET status = 'canceled', canceled_at = COALESCE(x.canceled_at, GREATEST(x.started_at, started)),
-				   ended_at = GREATEST(x.started_at, started), end_reason = 'plan_changed', cancel_at_period_end = false
-			 WHERE x.id = cur.id;
-		END IF;
-	END IF;
-
-	IF s.id IS NULL THEN
-		INSERT INTO billing.subscriptions AS x
-			(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, billing_anchor,
-			 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at,
-			 ended_at, end_reason, past_due_since, paused_at, stripe_customer_id, stripe_subscription_id, metadata,
-			 stripe_status)
-		VALUES (uid, plan.id, status, plan.price_cents, plan.currency, plan.billing_interval, started, period_start,
-				period_start, period_end, trial_start, trial_end, pending_cancel, canceled,
-				ended, reason, CASE WHEN status = 'past_due' THEN event_created END,
-				CASE WHEN status = 'paused' THEN event_created END,
-				facts ->> 'customer', facts ->> 'id', '{"source": "stripe"}', mirror ->> 'stripe_status')
-		RETURNING x.* INTO s;
-	ELSIF s.ended_at IS NOT NULL THEN
-		-- billing already ended it (e.g. a plan change); Stripe cannot bring an
-		-- ended subscription back, so only the links are kept up to date
-		UPDATE billing.subscriptions x
-		   SET stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id)
-		 WHERE x.id = s.id AND x.stripe_customer_id IS DISTINCT FROM COALESCE(facts ->> 'customer', x.stripe_customer_id);
-		RETURN NULL;
-	ELSE
-		UPDATE billing.subscriptions x
-		   SET plan_id = plan.id,
-			   price_cents = CASE WHEN x.plan_id = plan.id THEN x.price_cents ELSE plan.price_cents END,
-			   currency = CASE WHEN x.plan_id = plan.id THEN x.currency ELSE plan.currency END,
-			   billing_interval = plan.billing_interval,
-			   status = fn.status,
-			   current_period_start = period_start,
-			   current_period_end = period_end,
-			   trial_start = COALESCE(fn.trial_start, x.trial_start),
-			   trial_end = COALESCE(fn.trial_end, x.trial_end),
-			   cancel_at_period_end = pending_cancel,
-			   canceled_at = canceled,
-			   ended_at = ended,
-			   end_reason = reason,
-			   past_due_since = CASE WHEN fn.status = 'past_due'
-									 THEN COALESCE(x.past_due_since, event_created) END,
-			   paused_at = CASE WHEN fn.status = 'paused' THEN COALESCE(x.paused_at, event_created) END,
-			   scheduled_plan_id = NULL,
-			   scheduled_change_at = NULL,
-			   stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id),
-			   stripe_subscription_id = facts ->> 'id',
-			   stripe_status = mirror ->> 'stripe_status',
-			   metadata = x.metadata || '{"source": "stripe"}'
-		 WHERE x.id = s.id
-		RETURNING x.* INTO s;
-	END IF;
-
-	IF s.ended_at IS NOT NULL THEN
-		PERFORM billing._start_free(uid, s.ended_at);
-	END IF;
-	IF event_type = 'customer.subscription.trial_will_end' THEN
-		PERFORM billing._stripe_notify(uid, s.id, 'trial_will_end',
-			pg_catalog.jsonb_build_object('source', 'stripe', 'stripe_subscription_id', facts ->> 'id',
-										  'trial_end', s.trial_end, 'plan', plan.code),
-			event_created, 'stripe:trial_will_end:' || (facts ->> 'id') || ':' || COALESCE(facts ->> 'trial_end', ''));
-	END IF;
-	RETURN NULL;
-END fn
-$$;
-
 -- Internal: a payment from Stripe, stored once per payment intent (its id is
 -- the external_id, as billing.record_payment uses it). A succeeded payment is
 -- never turned back into a failed one.
@@ -427,7 +293,7 @@ BEGIN
 			 WHERE p.id = (SELECT q.id FROM billing.payments q
 							WHERE q.user_id = uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
 							  AND q.status = 'succeeded' AND q.deleted_at IS NULL
-							  AND q.stripe_payment_intent_id IS NOT NULL
+							  AND (q.stripe_payment_intent_id IS NOT NULL OR q.stripe_charge_id IS NOT NULL)
 							  AND q.amount_cents = (facts ->> 'amount_paid')::bigint
 							  AND q.currency = pg_catalog.lower(facts ->> 'currency')
 							  AND q.paid_at BETWEEN paid - interval '1 day' AND paid + interval '1 day'
@@ -452,7 +318,7 @@ $$;
 CREATE FUNCTION billing._stripe_adopt_payment(user_id text, facts jsonb, event_created timestamptz) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	UPDATE billing.payments p
-	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'id',
+	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'payment_intent',
 		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts ->> 'charge')
 	 WHERE p.id = (SELECT q.id FROM billing.payments q
 					WHERE q.user_id = $1 AND q.external_id LIKE 'stripe\_invoice:%' AND q.refund_of IS NULL
@@ -491,7 +357,7 @@ BEGIN
 		uid, sub_id, inv.id,
 		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)
 			 ELSE COALESCE((facts ->> 'amount')::bigint, 0) END,
-		facts ->> 'currency', succeeded, facts ->> 'id', facts ->> 'charge',
+		facts ->> 'currency', succeeded, facts ->> 'payment_intent', facts ->> 'charge',
 		facts ->> 'failure_code', facts ->> 'failure_message', event_created);
 	RETURN NULL;
 END

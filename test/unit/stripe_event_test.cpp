@@ -269,6 +269,48 @@ TEST(StripePrecheck, WhatCanNeverApplyIsIgnoredWithItsReason)
 	EXPECT_FALSE(Handled("customer.created"));
 }
 
+TEST(StripeSubscriptionRow, TimesAreMadeConsistentAndTheStartNeverMoves)
+{
+	json s = Subscription();
+	s["status"] = "trialing";
+	s["trial_end"] = kCreated + 14 * 86400;  // no trial_start: the trial starts with the subscription
+	auto row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.created", s)), std::nullopt);
+	ASSERT_TRUE(row);
+	EXPECT_EQ(row->mirror.status, "trialing");
+	EXPECT_EQ(row->started, kCreated);
+	EXPECT_EQ(row->period_start, kCreated);
+	EXPECT_EQ(row->period_end, kPeriodEnd);
+	EXPECT_EQ(row->trial_start, kCreated);
+	EXPECT_EQ(row->trial_end, kCreated + 14 * 86400);
+	EXPECT_FALSE(row->ended_at);
+	// an existing subscription keeps its start; a period end before its start is dropped
+	s["items"]["data"][0]["current_period_end"] = kCreated - 1;
+	s["trial_start"] = kCreated + 100;
+	s["trial_end"] = kCreated + 50;  // before its start: held at the start
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.updated", s)), kCreated - 3600);
+	EXPECT_EQ(row->started, kCreated - 3600);
+	EXPECT_FALSE(row->period_end);
+	EXPECT_EQ(row->trial_start, kCreated + 100);
+	EXPECT_EQ(row->trial_end, kCreated + 100);
+	// ended before billing's start: it ends at the start; past due and paused date from the event
+	s["status"] = "canceled";
+	s["ended_at"] = kCreated - 7200;
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.deleted", s, kCreated + 5)), kCreated - 3600);
+	EXPECT_EQ(row->ended_at, kCreated - 3600);
+	EXPECT_EQ(row->mirror.end_reason, "canceled");
+	s["status"] = "past_due";
+	s["ended_at"] = nullptr;
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.updated", s, kCreated + 9)), std::nullopt);
+	EXPECT_EQ(row->past_due_since, kCreated + 9);
+	EXPECT_FALSE(row->paused_at);
+	s["status"] = "paused";
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.paused", s, kCreated + 9)), std::nullopt);
+	EXPECT_EQ(row->paused_at, kCreated + 9);
+	EXPECT_FALSE(row->past_due_since);
+	s["status"] = "frozen";
+	EXPECT_FALSE(DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.updated", s)), std::nullopt));
+}
+
 TEST(StripeEvent, UnhandledObjectsStillParse)
 {
 	// the fixture event itself: a plan.created event
