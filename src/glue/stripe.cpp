@@ -278,16 +278,20 @@ RecordSettlements(Spi &spi, const stripe::Event &event)
 	bool is_invoice = o.object && *o.object == "invoice";
 	std::optional<std::string> payment = is_invoice ? std::nullopt : o.payment_intent ? o.payment_intent : o.charge;
 	std::optional<std::string> invoice = is_invoice ? o.id : o.invoice;
-	spi.Execute("INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, payment_id, invoice_id, at) "
-				"SELECT p.user_id, p.currency, 'payment_to_invoice', p.amount_cents, p.id, p.invoice_id, "
-				"COALESCE(p.paid_at, $3) FROM billing.payments p "
-				"WHERE (p.external_id OPERATOR(pg_catalog.=) $1 OR p.invoice_id OPERATOR(pg_catalog.=) "
-				"(SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $2)) "
-				"AND p.invoice_id IS NOT NULL AND p.refund_of IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded' "
-				"AND p.amount_cents OPERATOR(pg_catalog.>) 0 AND p.deleted_at IS NULL "
-				"AND NOT EXISTS (SELECT FROM billing.ledger_entries e WHERE e.payment_id OPERATOR(pg_catalog.=) p.id "
-				"AND e.deleted_at IS NULL)",
-				{SqlArg::Text(payment), SqlArg::Text(invoice), EventTime(event.created)});
+	// by the payment's id or by the invoice: two statements, each on its index
+	std::string select =
+		"INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, payment_id, invoice_id, at) "
+		"SELECT p.user_id, p.currency, 'payment_to_invoice', p.amount_cents, p.id, p.invoice_id, COALESCE(p.paid_at, $2) "
+		"FROM billing.payments p WHERE p.invoice_id IS NOT NULL AND p.refund_of IS NULL "
+		"AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.amount_cents OPERATOR(pg_catalog.>) 0 "
+		"AND p.deleted_at IS NULL AND NOT EXISTS (SELECT FROM billing.ledger_entries e "
+		"WHERE e.payment_id OPERATOR(pg_catalog.=) p.id AND e.deleted_at IS NULL) AND ";
+	if (payment)
+		spi.Execute(select + "p.external_id OPERATOR(pg_catalog.=) $1", {SqlArg::Text(*payment), EventTime(event.created)});
+	if (invoice)
+		spi.Execute(select + "p.invoice_id OPERATOR(pg_catalog.=) (SELECT i.id FROM billing.invoices i "
+							 "WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1)",
+					{SqlArg::Text(*invoice), EventTime(event.created)});
 }
 
 // The SQL handler of an event type: it stores what the event says and returns
@@ -447,11 +451,13 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	// primary key for the other transaction, then finds the row: a duplicate
 	bool recorded =
 		spi.Execute("INSERT INTO billing.stripe_events (id, type, object_id, customer_id, created, stage, payload, "
-					"result, reason, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'ignored', $8, $9) "
+					"result, reason, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
 					"ON CONFLICT (id) DO NOTHING",
 					{glue::SqlArg::Text(event.id), glue::SqlArg::Text(event.type), glue::SqlArg::Text(event.object.id),
 					 glue::SqlArg::Text(event.object.customer), glue::EventTime(event.created),
 					 glue::SqlArg::Int32(prepared.stage), glue::SqlArg::Jsonb(prepared.stored_payload),
+					 // the usual outcome, so that storing it (below) rarely writes the row again
+					 glue::SqlArg::Text(handled ? "applied" : "ignored"),
 					 handled ? glue::SqlArg::Null(TEXTOID) : glue::SqlArg::Text("event type not handled"),
 					 glue::SqlArg::Timestamp(glue::ToPgTime(at))}) > 0;
 	std::string result;
