@@ -218,3 +218,74 @@ SELECT status FROM billing.record_payment(pg_temp.c('m1'), 2999, 'usd', false, '
 SELECT code FROM billing.effective_plan('m1', '2030-02-20');
 SELECT code FROM billing.effective_plan('m1', '2030-03-17 23:59');
 SELECT code FROM billing.effective_plan('m1', '2030-03-18');
+
+-- == Found by the model test (seed 1, step 2073, with pause/resume): a downgrade
+-- scheduled before a pause happens at the period end the pause moved, not before.
+SELECT status FROM billing.subscribe('m2', 'pro_monthly', '2030-12-24 18:37:58', false);
+-- 3999: 2999 pays the first period (24 Dec 2030 18:37:58 to 24 Jan 2031), 1000 is credit
+SELECT status FROM billing.record_payment(pg_temp.c('m2'), 3999, 'usd', true, '2030-12-24 18:40:38');
+-- the switch to Free waits for the period end, 24 Jan 2031 18:37:58
+SELECT status, scheduled_change_at FROM billing.change_plan(pg_temp.c('m2'), 'free', '2030-12-24 18:47:27');
+-- paused 30 Dec 2030 12:25:46 to 11 Aug 2031 15:34:31 = 224 d 03:08:45 not billed:
+-- the period ends 24 Jan 2031 18:37:58 + 224 d 03:08:45 = 5 Sep 2031 21:46:43, and the switch with it
+SELECT status FROM billing.pause(pg_temp.c('m2'), '2030-12-30 12:25:46');
+SELECT status, current_period_end, scheduled_change_at FROM billing.resume(pg_temp.c('m2'), '2031-08-11 15:34:31');
+SELECT code FROM billing.effective_plan('m2', '2031-08-11 15:34:31');
+SELECT code FROM billing.effective_plan('m2', '2031-09-05 21:46:42');
+SELECT code FROM billing.effective_plan('m2', '2031-09-05 21:46:43');
+
+-- == Refunds (Stripe's behaviour): a refund never reopens an invoice; it first
+-- takes back the credit its payment created, if that credit is still unspent.
+SELECT status FROM billing.subscribe('m3', 'pro_monthly', '2030-01-01', false);
+-- 3999: 2999 pays January's invoice, 1000 is credit
+SELECT status FROM billing.record_payment(pg_temp.c('m3'), 3999, 'usd', true, '2030-01-01');
+-- refund 1500: min(1500, 1000 put into credit, 1000 balance) = 1000 of credit
+-- taken back, 500 of invoice money; the invoice stays paid, the subscription active
+SELECT amount_cents FROM billing.refund((SELECT max(id) FROM billing.payments WHERE user_id = 'm3'), 1500, '2030-01-05');
+SELECT billing.credit_balance('m3') AS credit;
+SELECT * FROM pg_temp.invoices('m3');
+SELECT status FROM billing.subscriptions WHERE id = pg_temp.c('m3');
+-- refund the remaining 3999 - 1500 = 2499: the 1000 of credit was taken back
+-- already, nothing more comes from credit
+SELECT amount_cents FROM billing.refund((SELECT min(id) FROM billing.payments WHERE user_id = 'm3'), 2499, '2030-01-06');
+SELECT billing.credit_balance('m3') AS credit;
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm3' ORDER BY id;
+-- what m3 paid net: 3999 - 1500 - 2499 = 0 (revenue() sums the same rows)
+SELECT sum(amount_cents) AS net FROM billing.payments WHERE user_id = 'm3';
+-- credit already spent is not taken back: 5998 = 2999 (January) + 2999 credit,
+-- which pays February's renewal on 1 Feb; a refund of 2999 on 2 Feb takes 0 of credit
+SELECT status FROM billing.subscribe('m4', 'pro_monthly', '2030-01-01', false);
+SELECT status FROM billing.record_payment(pg_temp.c('m4'), 5998, 'usd', true, '2030-01-01');
+SELECT count(*) AS maintenance_ran FROM billing.run_maintenance('2030-02-01') WHERE action = 'renewed';
+SELECT amount_cents FROM billing.refund((SELECT max(id) FROM billing.payments WHERE user_id = 'm4'), 2999, '2030-02-02');
+SELECT billing.credit_balance('m4') AS credit;
+SELECT * FROM pg_temp.invoices('m4');
+
+-- == preview_change sees the subscription as change_plan will at `at`: what
+-- time made due is applied first (projected, nothing written)
+SELECT status FROM billing.subscribe('m5', 'pro_monthly', '2030-01-01', false);
+SELECT status FROM billing.record_payment(pg_temp.c('m5'), 2999, 'usd', true, '2030-01-01');
+-- no maintenance since: on 2 Feb the 1 Feb renewal (2999) is issued and unpaid,
+-- so the period 1 Feb - 1 Mar was not paid for and nothing of it is credited:
+-- the year of Enterprise costs 99900 (the old preview credited 27/28 of the
+-- January price for a period that had already ended)
+SELECT * FROM billing.preview_change(pg_temp.c('m5'), 'enterprise_yearly', '2030-02-02');
+SELECT count(*) AS invoices_written FROM billing.invoices WHERE user_id = 'm5';
+SELECT status FROM billing.change_plan(pg_temp.c('m5'), 'enterprise_yearly', '2030-02-02');
+SELECT l->>'description' AS description, l->>'amount_cents' AS amount_cents
+  FROM billing.invoices i, jsonb_array_elements(i.lines) l
+ WHERE i.subscription_id = pg_temp.c('m5');
+-- a subscription whose canceled period has ended by `at` cannot change: QB010, as change_plan
+SELECT status FROM billing.subscribe('m6', 'pro_monthly', '2030-01-01', false);
+SELECT status FROM billing.record_payment(pg_temp.c('m6'), 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.cancel(pg_temp.c('m6'), true, '2030-01-10');
+SELECT * FROM billing.preview_change(pg_temp.c('m6'), 'enterprise_yearly', '2030-02-02');
+\echo :LAST_ERROR_SQLSTATE
+-- before its period end it is canceled: an upgrade needs reactivate first (QB010)
+SELECT * FROM billing.preview_change(pg_temp.c('m6'), 'enterprise_yearly', '2030-01-31');
+\echo :LAST_ERROR_SQLSTATE
+-- credit_balance needs a user and a currency (22004), like every other function
+SELECT billing.credit_balance(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT billing.credit_balance('m3', NULL);
+\echo :LAST_ERROR_SQLSTATE

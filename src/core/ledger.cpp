@@ -48,6 +48,24 @@ CreditToApply(int64_t total, int64_t credit_balance)
 	return std::min(total, credit_balance);
 }
 
+IssuedAmounts
+IssueAgainstCredit(int64_t total, int64_t credit_balance)
+{
+	IssuedAmounts out;
+	out.credit_applied_cents = CreditToApply(total, credit_balance);
+	out.amount_due_cents = std::max<int64_t>(total, 0) - out.credit_applied_cents;
+	out.credit_added_cents = total < 0 ? -total : 0;
+	out.settled = out.amount_due_cents == 0;
+	return out;
+}
+
+int64_t
+CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t taken_back_before, int64_t credit_balance)
+{
+	int64_t take = std::min({amount, to_credit - taken_back_before, credit_balance});
+	return std::max<int64_t>(take, 0);
+}
+
 void
 RequireRefund(int64_t payment_id, int64_t paid, int64_t refunded, int64_t amount, Micros paid_at, Micros at)
 {

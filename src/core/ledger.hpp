@@ -40,6 +40,22 @@ Settlement SettlePayment(const std::vector<OpenInvoice> &open, int64_t amount);
 // How much of the credit balance a new invoice of `total` takes.
 int64_t CreditToApply(int64_t total, int64_t credit_balance);
 
+// A new invoice against the credit balance: credit pays what it can first; a
+// negative total (a proration credit) adds to the balance instead.
+struct IssuedAmounts {
+	int64_t credit_applied_cents = 0;
+	int64_t amount_due_cents = 0;
+	int64_t credit_added_cents = 0;
+	bool settled = false;  // nothing left to pay
+};
+IssuedAmounts IssueAgainstCredit(int64_t total, int64_t credit_balance);
+
+// A refund takes back first what its payment put into the credit balance and
+// is still there (`to_credit` minus what earlier refunds of it took back, at
+// most the balance); the rest is money invoices were paid with, and they stay
+// paid (Stripe: a refund does not reopen an invoice). Returns the credit taken back.
+int64_t CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t taken_back_before, int64_t credit_balance);
+
 // A refund of `amount` from a payment of `paid` (at `paid_at`) of which
 // `refunded` is already refunded: positive, at or after the payment, never
 // more than what is left. Throws 22023.

@@ -286,6 +286,9 @@ Resume(const Subscription &sub, Micros at)
 		*out.updated.period_end += paused_for;
 	if (out.updated.billing_anchor)
 		*out.updated.billing_anchor += paused_for;
+	// A scheduled change happens at the (moved) period end, not at the old one.
+	if (out.updated.scheduled_change_at)
+		out.updated.scheduled_change_at = out.updated.period_end;
 	out.action = Action::kResume;
 	return out;
 }
@@ -618,6 +621,110 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 		out.updated.scheduled_change_at = out.updated.period_end;
 	out.invoice = PeriodInvoice("subscription_cycle", plan.name, out.updated);
 	return out;
+}
+
+std::optional<Subscription>
+SettledOnIssue(const Subscription &owner, bool invoice_settled, bool other_open)
+{
+	bool waiting = owner.status == Status::kIncomplete || owner.Dunning();
+	if (!invoice_settled || !waiting || other_open)
+		return std::nullopt;
+	return Settled(owner, 0).updated;
+}
+
+namespace {
+
+std::optional<Micros>
+EarliestDue(const std::vector<OpenInvoiceState> &open)
+{
+	std::optional<Micros> first;
+	for (const OpenInvoiceState &invoice : open)
+		if (!first || invoice.due_at < *first)
+			first = invoice.due_at;
+	return first;
+}
+
+}  // namespace
+
+Projection
+Project(const Book &stored, const Plan &plan, const std::optional<Plan> &scheduled, Micros at, Micros past_due_grace)
+{
+	Projection p;
+	p.book = stored;
+	p.stored = stored.sub;
+	Book &book = p.book;
+	Plan current_plan = plan;
+	std::optional<Plan> next_plan = scheduled;
+	// As run_maintenance's catch-up (src/glue/lifecycle.cpp CatchUp) bounds it.
+	for (int step = 0; step < 10000; step++) {
+		book.sub.unpaid_due_at = EarliestDue(book.open);
+		std::optional<Action> action = DueAction(book.sub, at, past_due_grace);
+		if (!action)
+			break;
+		Outcome out = ApplyDue(book.sub, *action, current_plan, next_plan, at, past_due_grace);
+		bool same = book.sub.id == p.stored.id;
+		if (out.void_reason) {
+			for (const OpenInvoiceState &invoice : book.open)
+				book.credit_cents += invoice.paid_toward_cents;
+			book.open.clear();
+		}
+		if (same)
+			p.stored = out.updated;
+		if (out.updated.Ended() && !out.successor) {
+			book.sub = out.updated;
+			p.fell_back_to_free = out.fall_back_to_free;
+			return p;
+		}
+		Subscription owner = out.successor ? *out.successor : out.updated;
+		if (out.successor) {
+			current_plan = *next_plan;
+			next_plan.reset();
+		}
+		if (out.invoice) {
+			IssuedAmounts issued = IssueAgainstCredit(out.invoice->total_cents, book.credit_cents);
+			book.credit_cents += issued.credit_added_cents - issued.credit_applied_cents;
+			if (!issued.settled)
+				book.open.push_back({out.invoice->due_at, issued.credit_applied_cents});
+			if (std::optional<Subscription> settled = SettledOnIssue(owner, issued.settled, !book.open.empty()))
+				owner = *settled;
+		}
+		book.sub = owner;
+		if (same && !out.successor)
+			p.stored = owner;
+	}
+	book.sub.unpaid_due_at = EarliestDue(book.open);
+	return p;
+}
+
+bool
+GrantsAt(const Subscription &sub, Micros at, Micros past_due_grace)
+{
+	if ((sub.ended_at && *sub.ended_at <= at) || at < sub.started_at)
+		return false;
+	switch (sub.status) {
+	case Status::kTrialing:
+		return !sub.trial_end || *sub.trial_end > at;
+	case Status::kActive:
+	case Status::kPastDue:
+	case Status::kCanceled: {
+		if (sub.status == Status::kCanceled && (!sub.period_end || *sub.period_end <= at))
+			return false;
+		Micros grace_end = 0;
+		if (sub.past_due_since && !__builtin_add_overflow(*sub.past_due_since, past_due_grace, &grace_end))
+			return grace_end > at;
+		return true;
+	}
+	default:
+		return false;
+	}
+}
+
+std::optional<int64_t>
+EntitledPlanId(const Projection &projection, Micros at, Micros past_due_grace)
+{
+	if (projection.fell_back_to_free || !GrantsAt(projection.book.sub, at, past_due_grace))
+		return std::nullopt;
+	return projection.book.sub.plan_id;
 }
 
 }  // namespace billing

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "core/calendar.hpp"
+#include "core/ledger.hpp"
 #include "core/lifecycle.hpp"
 #include "core/proration.hpp"
 
@@ -161,5 +162,53 @@ Micros DueTime(const Subscription &sub, Action action, Micros past_due_grace);
 // Applies a due action. `scheduled` is the plan of a scheduled change, if any.
 Outcome ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::optional<Plan> &scheduled,
 				 Micros at, Micros past_due_grace);
+
+// A subscription that waited for money (incomplete, or in dunning) is
+// settled when an invoice issued to it is paid in full (by credit) and
+// nothing else is open: what it becomes, or nothing.
+std::optional<Subscription> SettledOnIssue(const Subscription &owner, bool invoice_settled, bool other_open);
+
+// -- Entitlements for any `at`, whether or not maintenance has run since.
+
+// An open invoice as the projection sees it: when it falls due, and what was
+// already paid toward it (payments and credit), which returns to credit if
+// the invoice is voided.
+struct OpenInvoiceState {
+	Micros due_at = 0;
+	int64_t paid_toward_cents = 0;
+};
+
+// One user's billing state as stored: the current subscription, its open
+// invoices, the credit balance in its currency.
+struct Book {
+	Subscription sub;
+	std::vector<OpenInvoiceState> open;
+	int64_t credit_cents = 0;
+};
+
+struct Projection {
+	Book book;                   // the current subscription at `at` (a successor has id 0) and its ledger
+	Subscription stored;         // the stored subscription as of `at` (ended, if it ended by then)
+	bool fell_back_to_free = false;  // it ended with no successor: the user is on Free
+};
+
+// What maintenance would leave at `at`: every due action (renewals against
+// the credit balance, dunning, trial and grace ends, scheduled changes)
+// applied in time order, with the ledger's rules (IssueAgainstCredit,
+// SettledOnIssue, voiding what an ending subscription leaves open). `plan` is
+// the subscription's plan, `scheduled` the plan of its scheduled change.
+Projection Project(const Book &book, const Plan &plan, const std::optional<Plan> &scheduled, Micros at,
+				   Micros past_due_grace);
+
+// Whether a subscription's state gives its plan at `at`: trialing before its
+// trial end; active, past_due or canceled before the grace end of its
+// dunning, canceled at most until its period end. Applied to a projection
+// (effective_plan), it needs no maintenance; src/sql/05_entitlements.sql's
+// billing._grants_plan is its one SQL mirror, for set-based reports.
+bool GrantsAt(const Subscription &sub, Micros at, Micros past_due_grace);
+
+// The plan that applies at `at` after Project: the subscription's, or
+// nullopt for Free.
+std::optional<int64_t> EntitledPlanId(const Projection &projection, Micros at, Micros past_due_grace);
 
 }  // namespace billing

@@ -279,9 +279,10 @@ struct IssuedInvoice {
 IssuedInvoice
 InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, const InvoiceDraft &draft)
 {
-	int64_t credit = CreditToApply(draft.total_cents, CreditBalance(spi, user_id, draft.currency));
-	int64_t due = std::max<int64_t>(draft.total_cents, 0) - credit;
-	bool settled = due == 0;
+	IssuedAmounts amounts = IssueAgainstCredit(draft.total_cents, CreditBalance(spi, user_id, draft.currency));
+	int64_t credit = amounts.credit_applied_cents;
+	int64_t due = amounts.amount_due_cents;
+	bool settled = amounts.settled;
 	auto rows = spi.Query(
 		"INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency,"
 		" period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, paid_at, due_at,"
@@ -296,9 +297,8 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 		 SqlArg::Timestamp(ToPgTime(draft.due_at))});
 	int64_t id = rows.at(0).int64_required(0);
 	LedgerEntry(spi, user_id, draft.currency, "credit_to_invoice", credit, std::nullopt, id, draft.issued_at);
-	if (draft.total_cents < 0)
-		LedgerEntry(spi, user_id, draft.currency, "proration_credit", -draft.total_cents, std::nullopt, id,
-					draft.issued_at);
+	LedgerEntry(spi, user_id, draft.currency, "proration_credit", amounts.credit_added_cents, std::nullopt, id,
+				draft.issued_at);
 	return {id, settled};
 }
 
@@ -359,9 +359,9 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 		IssuedInvoice issued = InsertInvoice(spi, out.updated.user_id, result.subscription_id, *out.invoice);
 		result.invoice_id = issued.id;
 		// Credit paid it: an incomplete (or dunned) subscription with nothing open is settled.
-		bool waiting = owner.status == Status::kIncomplete || owner.Dunning();
-		if (issued.settled && waiting && !HasOpenInvoice(spi, owner.id))
-			SaveSubscription(spi, Settled(owner, at).updated);
+		if (issued.settled)
+			if (std::optional<Subscription> settled = SettledOnIssue(owner, true, HasOpenInvoice(spi, owner.id)))
+				SaveSubscription(spi, *settled);
 	}
 	if (out.fall_back_to_free)
 		spi.Query("SELECT billing._start_free($1, $2)",
@@ -379,6 +379,34 @@ PastDueGrace(Spi &spi)
 {
 	auto rows = spi.Query("SELECT billing._interval_micros(billing._setting('past_due_grace', '14 days')::interval)");
 	return rows.at(0).int64_required(0);
+}
+
+// A subscription as stored with its open invoices and the credit balance,
+// for the core's projection (read only: nothing is locked).
+Book
+LoadBook(Spi &spi, const Subscription &sub)
+{
+	Book book;
+	book.sub = sub;
+	for (const auto &row : spi.Query("SELECT billing._micros(due_at), amount_paid_cents + credit_applied_cents"
+									 " FROM billing.invoices WHERE subscription_id = $1 AND status = 'open'"
+									 " AND deleted_at IS NULL",
+									 {SqlArg::Int64(sub.id)}))
+		book.open.push_back({row.int64_required(0), row.int64_required(1)});
+	book.credit_cents = CreditBalance(spi, sub.user_id, sub.currency);
+	return book;
+}
+
+// The core's projection of a stored subscription to `at`, as if maintenance
+// had run (nothing is written).
+Projection
+ProjectSubscription(Spi &spi, const Subscription &sub, Micros at, Micros grace)
+{
+	billing::Plan plan = LoadPlanById(spi, sub.plan_id);
+	std::optional<billing::Plan> scheduled;
+	if (sub.scheduled_plan_id)
+		scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
+	return Project(LoadBook(spi, sub), plan, scheduled, at, grace);
 }
 
 // Applies, in time order, everything due for `sub` up to `at` (renewals,
@@ -597,14 +625,75 @@ BILLING_FUNCTION(billing_preview_change)
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
 	billing::Plan to = LoadPlanForSale(spi, plan_code);
 	Subscription sub = LoadSubscription(spi, id, false);
+	// As change_plan sees it: everything due up to `at` applied first (projected,
+	// not written), then the same checks, without writing anything.
+	bool period_paid = !HasOpenInvoice(spi, sub.id);
+	if (at >= sub.started_at) {
+		Projection projected = ProjectSubscription(spi, sub, at, PastDueGrace(spi));
+		sub = projected.stored;
+		if (projected.book.sub.id == sub.id)
+			period_paid = projected.book.open.empty();
+	}
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
-	// The same checks as change_plan, without writing anything.
-	Outcome out = ChangePlan(sub, from, to, at, !HasOpenInvoice(spi, sub.id), TrialAvailableFor(spi, sub.user_id, to));
+	Outcome out = ChangePlan(sub, from, to, at, period_paid, TrialAvailableFor(spi, sub.user_id, to));
 	if (out.invoice)
 		for (const auto &line : out.invoice->lines)
 			result.Add({line.description, std::to_string(line.amount_cents), sub.currency});
 	spi.Finish();
 	return (Datum) 0;
+}
+
+// billing._entitled_plan_id(user_id, at): the id of the plan that applies to
+// the user at `at` (billing.effective_plan returns its row), decided by the
+// core: the subscription current at `at`, projected to `at` as if maintenance
+// had run. A time before the current subscription started is answered from
+// the subscription that was current then, as stored.
+BILLING_FUNCTION(billing_entitled_plan_id)
+{
+	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
+	Micros at = TimeArgRequired(fcinfo, 1, "at");
+	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
+	Micros grace = PastDueGrace(spi);
+	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
+					  " FROM billing.subscriptions s WHERE user_id = $1 AND deleted_at IS NULL AND started_at <= $2"
+					  " AND (ended_at IS NULL OR ended_at > $2) ORDER BY started_at DESC, id DESC LIMIT 1";
+	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
+	std::optional<int64_t> plan_id;
+	if (!rows.empty()) {
+		Subscription sub = SubscriptionFromRow(rows[0]);
+		if (sub.Ended())
+			plan_id = GrantsAt(sub, at, grace) ? std::optional<int64_t>(sub.plan_id) : std::nullopt;
+		else
+			plan_id = EntitledPlanId(ProjectSubscription(spi, sub, at, grace), at, grace);
+	}
+	if (!plan_id) {
+		auto free = spi.Query("SELECT id FROM billing.subscription_plans WHERE code = 'free'");
+		if (!free.empty())
+			plan_id = free[0].int64_required(0);
+	}
+	spi.Finish();
+	if (!plan_id)
+		PG_RETURN_NULL();
+	PG_RETURN_INT64(*plan_id);
+}
+
+// billing._grants_plan_core(status, trial_end, period_end, grace_end, at): the
+// core's GrantsAt, so that a test can compare billing._grants_plan with it.
+BILLING_FUNCTION(billing_grants_plan_core)
+{
+	auto optional_time = [&](int n) -> std::optional<Micros> {
+		if (PG_ARGISNULL(n))
+			return std::nullopt;
+		return TimeArgRequired(fcinfo, n, "time");
+	};
+	Subscription sub;
+	sub.status = ParseStatus(TextArgRequired(fcinfo, 0, "status"));
+	sub.trial_end = optional_time(1);
+	sub.period_end = optional_time(2);
+	sub.past_due_since = optional_time(3);  // the grace end itself: grace 0
+	Micros at = TimeArgRequired(fcinfo, 4, "at");
+	sub.started_at = kFirstTime;
+	PG_RETURN_BOOL(GrantsAt(sub, at, 0));
 }
 
 BILLING_FUNCTION(billing_record_payment)
@@ -709,29 +798,48 @@ BILLING_FUNCTION(billing_refund)
 	if (amount <= 0)
 		throw InvalidParameter("refund amount must be positive", "Amount given: " + std::to_string(amount) + ".");
 	Spi spi;
+	auto owner = spi.Query("SELECT user_id FROM billing.payments WHERE id = $1 AND deleted_at IS NULL",
+						   {SqlArg::Int64(payment_id)});
+	if (owner.empty())
+		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
+	// The user's lock: the credit balance a refund may take back from is read and
+	// written under the same lock as every other movement of it.
+	LockUser(spi, owner[0].text_required(0));
 	// Refunds of one payment are serialised on its row. Updating it (not only
 	// locking it) makes a concurrent refund under REPEATABLE READ or
 	// SERIALIZABLE fail with a serialization error instead of reading a stale sum.
 	auto rows = spi.Query(
 		"UPDATE billing.payments p SET updated_at = pg_catalog.now() WHERE p.id = $1 AND p.deleted_at IS NULL"
-		" RETURNING p.amount_cents, p.status, p.refund_of IS NOT NULL, billing._micros(p.paid_at)",
+		" RETURNING p.amount_cents, p.status, p.refund_of IS NOT NULL, billing._micros(p.paid_at), p.user_id, p.currency",
 		{SqlArg::Int64(payment_id)});
 	if (rows.empty())
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
 	int64_t paid = rows[0].int64_required(0);
+	std::string user_id = rows[0].text_required(4), currency = rows[0].text_required(5);
 	if (rows[0].boolean(2) || rows[0].text_required(1) != "succeeded")
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " cannot be refunded",
 							   "Only succeeded payments that are not refunds themselves can be refunded.");
 	// Read after the lock: a new statement sees every refund committed before it.
-	auto sum = spi.Query("SELECT COALESCE(-pg_catalog.sum(r.amount_cents), 0)::bigint FROM billing.payments r"
-						 " WHERE r.refund_of = $1 AND r.deleted_at IS NULL",
-						 {SqlArg::Int64(payment_id)});
-	RequireRefund(payment_id, paid, sum.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
-	Datum row = spi.QueryRowDatum(
+	auto sums = spi.Query(
+		"SELECT COALESCE(-pg_catalog.sum(r.amount_cents), 0)::bigint,"
+		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
+		"   WHERE e.payment_id = $1 AND e.kind = 'payment_to_credit' AND e.deleted_at IS NULL),"
+		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
+		"   JOIN billing.payments b ON b.id = e.payment_id"
+		"   WHERE b.refund_of = $1 AND e.kind = 'credit_refunded' AND e.deleted_at IS NULL)"
+		" FROM billing.payments r WHERE r.refund_of = $1 AND r.deleted_at IS NULL",
+		{SqlArg::Int64(payment_id)});
+	RequireRefund(payment_id, paid, sums.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
+	int64_t taken_back = CreditTakenBackByRefund(amount, sums[0].int64_required(1), sums[0].int64_required(2),
+												 CreditBalance(spi, user_id, currency));
+	auto inserted = spi.Query(
 		"INSERT INTO billing.payments AS r (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
 		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, -$2, p.currency, 'succeeded', p.id, $3"
-		" FROM billing.payments p WHERE p.id = $1 RETURNING r",
+		" FROM billing.payments p WHERE p.id = $1 RETURNING r.id",
 		{SqlArg::Int64(payment_id), SqlArg::Int64(amount), SqlArg::Timestamp(ToPgTime(at))});
+	int64_t refund_id = inserted.at(0).int64_required(0);
+	LedgerEntry(spi, user_id, currency, "credit_refunded", taken_back, refund_id, std::nullopt, at);
+	Datum row = spi.QueryRowDatum("SELECT r FROM billing.payments r WHERE r.id = $1", {SqlArg::Int64(refund_id)});
 	spi.Finish();
 	return row;
 }

@@ -177,8 +177,9 @@ CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
 -- report that calls it (those pin search_path); no per-row function calls.
 --   current:  not over at `at`: not ended, and not a trial or a pending
 --             cancel whose end has passed (maintenance may run later)
---   entitled: the plan applies (trialing, active, past_due, or canceled with
---             its period not ended), as billing.effective_plan decides
+--   entitled: the plan applies, by billing._grants_plan (the one SQL mirror of
+--             the core's rule; the history keeps no dunning, so the grace end
+--             is the subscription's end, written by maintenance)
 --   paying:   counts in MRR (Stripe's definition): a paid, non-lifetime price,
 --             active, past_due or canceled before its period end, out of
 --             trial, and paid at least once (never-paid subscriptions count 0)
@@ -187,7 +188,7 @@ RETURNS TABLE (subscription_id bigint, user_id text, plan_id bigint, status bill
 			   currency text, current boolean, entitled boolean, paying boolean, monthly_cents numeric)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency, c.current,
-		   c.current AND h.status IN ('trialing', 'active', 'past_due', 'canceled'),
+		   c.current AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, NULL, $1),
 		   c.current AND h.price_cents > 0 AND h.billing_interval <> 'lifetime' AND h.paid_since IS NOT NULL
 			 AND h.status IN ('active', 'past_due', 'canceled') AND (h.trial_end IS NULL OR h.trial_end <= $1),
 		   CASE h.billing_interval WHEN 'monthly' THEN h.price_cents::numeric

@@ -718,9 +718,10 @@ CREATE TABLE billing.ledger_entries (
 	currency text NOT NULL CHECK (currency ~ '^[a-z]{3}$'),
 	-- payment_to_invoice, payment_to_credit: where a payment went;
 	-- credit_to_invoice: credit spent on an invoice; proration_credit: a
-	-- negative proration total; void_to_credit: what was paid toward a voided invoice
+	-- negative proration total; void_to_credit: what was paid toward a voided
+	-- invoice; credit_refunded: credit a refund took back (payment_id: the refund)
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
-									   'proration_credit', 'void_to_credit')),
+									   'proration_credit', 'void_to_credit', 'credit_refunded')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),
@@ -747,28 +748,15 @@ CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.ledger_entries
 CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind = 'credit_to_invoice' THEN -e.amount_cents ELSE e.amount_cents END), 0)::bigint
+	SELECT billing._required($1, 'user_id'), billing._required($2, 'currency');
+	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind IN ('credit_to_invoice', 'credit_refunded') THEN -e.amount_cents
+										ELSE e.amount_cents END), 0)::bigint
 	  FROM billing.ledger_entries e
 	 WHERE e.user_id = $1 AND e.currency = pg_catalog.lower($2) AND e.deleted_at IS NULL
-	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice')
+	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice', 'credit_refunded')
 $$;
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
-
--- Internal: the start of the first renewal that credit does not pay: periods
--- keep their anchor day (UTC), as the core's calendar does; `paid` renewals
--- from `first` on are paid from credit.
-CREATE FUNCTION billing._unpaid_renewal_at(anchor timestamptz, every billing.billing_interval, first timestamptz,
-										   paid bigint) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
-	SELECT CASE WHEN paid = 0 OR every = 'lifetime' THEN first ELSE
-		pg_catalog.timezone('UTC', pg_catalog.timezone('UTC', anchor) + pg_catalog.make_interval(months =>
-			((pg_catalog.date_part('year', pg_catalog.timezone('UTC', first))
-			  - pg_catalog.date_part('year', pg_catalog.timezone('UTC', anchor))) * 12
-			 + pg_catalog.date_part('month', pg_catalog.timezone('UTC', first))
-			 - pg_catalog.date_part('month', pg_catalog.timezone('UTC', anchor))
-			 + LEAST(paid, 10000) * CASE every WHEN 'yearly' THEN 12 ELSE 1 END)::integer)) END
-$$;
 
 CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -782,58 +770,50 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 
+-- Internal: the id of the plan that applies to a user at `at`, decided by
+-- the core (src/glue/lifecycle.cpp, billing::Project and billing::GrantsAt):
+-- the subscription current at `at` projected to `at` as if maintenance had
+-- run (renewals against the credit balance, dunning, trial and grace ends,
+-- scheduled changes), nothing written.
+CREATE FUNCTION billing._entitled_plan_id(user_id text, at timestamptz) RETURNS bigint
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_entitled_plan_id';
+
+-- The plan whose limits and features apply to a user at a given time (SPEC §2,
+-- §3, §8), for any time whether or not maintenance has run since; Free for
+-- users billing has never seen. The rule is the core's (_entitled_plan_id).
 CREATE OR REPLACE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS billing.subscription_plans
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._valid_time($2, 'at');
-	SELECT p.*
-	  FROM (SELECT CASE
-				   WHEN s.status = 'trialing' THEN CASE WHEN s.trial_end > $2 THEN s.plan_id END
-				   WHEN s.status IN ('active', 'past_due', 'canceled') THEN
-					   CASE WHEN (s.status <> 'canceled' OR s.current_period_end > $2)
-								 AND (d.dunning_from IS NULL OR d.dunning_from + g.grace > $2)
-							THEN CASE WHEN s.status = 'active' AND s.scheduled_change_at <= $2
-									  THEN s.scheduled_plan_id ELSE s.plan_id END
-					   END
-				   END AS plan_id, 0 AS rank
-			  FROM billing.subscriptions s
-			  LEFT JOIN billing.subscription_plans sp ON sp.id = s.scheduled_plan_id
-			 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
-			 CROSS JOIN LATERAL (SELECT (SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
-										  WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL)
-									AS open_due) o
-			 CROSS JOIN LATERAL (SELECT COALESCE(
-					-- dunning goes on, unless nothing is open and the credit pays the
-					-- renewal that comes before the grace end (that settles it)
-					CASE WHEN NOT (o.open_due IS NULL AND s.current_period_end < s.past_due_since + g.grace
-								   AND s.stripe_subscription_id IS NULL AND sp.id IS NULL
-								   AND billing.credit_balance(s.user_id, s.currency) >= s.price_cents)
-						 THEN s.past_due_since END,
-					o.open_due,
-					-- the first renewal maintenance has not issued yet that the credit
-					-- balance will not pay falls due 3 days after it is issued (core:
-					-- kInvoiceDueAfter); after a scheduled change, the new plan's first
-					-- invoice comes at the change. Stripe renews its own subscriptions.
-					CASE WHEN s.status IN ('active', 'past_due') AND s.current_period_end <= $2 AND s.price_cents > 0
-							  AND s.stripe_subscription_id IS NULL AND COALESCE(sp.price_cents, 1) > 0
-						 THEN billing._unpaid_renewal_at(
-								  CASE WHEN sp.id IS NULL THEN COALESCE(s.billing_anchor, s.current_period_start)
-									   ELSE s.current_period_end END,
-								  COALESCE(sp.billing_interval, s.billing_interval), s.current_period_end,
-								  billing.credit_balance(s.user_id, s.currency) / COALESCE(sp.price_cents, s.price_cents))
-							  + interval '3 days' END) AS dunning_from) d
-			 WHERE s.user_id = $1
-			   AND s.deleted_at IS NULL
-			   AND s.started_at <= $2
-			   AND (s.ended_at IS NULL OR s.ended_at > $2)
-			UNION ALL
-			SELECT f.id, 1 FROM billing.subscription_plans f WHERE f.code = 'free') AS candidate
-	  JOIN billing.subscription_plans p ON p.id = candidate.plan_id
-	 ORDER BY candidate.rank
-	 LIMIT 1
+	SELECT p.* FROM billing.subscription_plans p WHERE p.id = billing._entitled_plan_id($1, $2)
 $$;
 COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
 	'The plan whose limits and features apply to the user at the given time';
+
+-- Internal: the ONE SQL mirror of the core's billing::GrantsAt, for set-based
+-- reports that cannot call the core per row (plan_distribution through
+-- billing._book_at): whether a subscription in `status` gives its plan at
+-- `at`. grace_end is past_due_since + past_due_grace (NULL: not in dunning);
+-- whether the subscription had started and not ended is the caller's.
+-- IMMUTABLE plain SQL without SET, so the planner inlines it.
+-- sql/23_entitlement_mirror.sql compares it with the core on every status and
+-- every order of the times.
+CREATE FUNCTION billing._grants_plan(status billing.subscription_status, trial_end timestamptz,
+									 period_end timestamptz, grace_end timestamptz, at timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT CASE $1::text
+		   WHEN 'trialing' THEN $2 IS NULL OR $2 OPERATOR(pg_catalog.>) $5
+		   WHEN 'active' THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
+		   WHEN 'past_due' THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
+		   WHEN 'canceled' THEN COALESCE($3 OPERATOR(pg_catalog.>) $5, false)
+								AND ($4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5)
+		   ELSE false END
+$$;
+
+-- Internal, for sql/23_entitlement_mirror.sql: the core's GrantsAt itself.
+CREATE FUNCTION billing._grants_plan_core(status text, trial_end timestamptz,
+										  period_end timestamptz, grace_end timestamptz, at timestamptz)
+RETURNS boolean LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'billing_grants_plan_core';
 
 
 CREATE OR REPLACE FUNCTION billing._queue_upcoming(at timestamptz) RETURNS TABLE (action text, count bigint)
@@ -1181,8 +1161,9 @@ $$;
 -- report that calls it (those pin search_path); no per-row function calls.
 --   current:  not over at `at`: not ended, and not a trial or a pending
 --             cancel whose end has passed (maintenance may run later)
---   entitled: the plan applies (trialing, active, past_due, or canceled with
---             its period not ended), as billing.effective_plan decides
+--   entitled: the plan applies, by billing._grants_plan (the one SQL mirror of
+--             the core's rule; the history keeps no dunning, so the grace end
+--             is the subscription's end, written by maintenance)
 --   paying:   counts in MRR (Stripe's definition): a paid, non-lifetime price,
 --             active, past_due or canceled before its period end, out of
 --             trial, and paid at least once (never-paid subscriptions count 0)
@@ -1191,7 +1172,7 @@ RETURNS TABLE (subscription_id bigint, user_id text, plan_id bigint, status bill
 			   currency text, current boolean, entitled boolean, paying boolean, monthly_cents numeric)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency, c.current,
-		   c.current AND h.status IN ('trialing', 'active', 'past_due', 'canceled'),
+		   c.current AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, NULL, $1),
 		   c.current AND h.price_cents > 0 AND h.billing_interval <> 'lifetime' AND h.paid_since IS NOT NULL
 			 AND h.status IN ('active', 'past_due', 'canceled') AND (h.trial_end IS NULL OR h.trial_end <= $1),
 		   CASE h.billing_interval WHEN 'monthly' THEN h.price_cents::numeric

@@ -58,5 +58,31 @@ TEST(Ledger, RefundsAreBoundedAndDatedAfterThePayment)
 	EXPECT_THROW(RequireRefund(1, 2999, 0, 0, 100, 200), Error);
 }
 
+TEST(Refund, TakesBackUnspentCreditOfItsPaymentFirst)
+{
+	// 3999 paid 2999 of an invoice and put 1000 into credit
+	EXPECT_EQ(CreditTakenBackByRefund(1500, 1000, 0, 1000), 1000);  // 500 comes from invoice money
+	EXPECT_EQ(CreditTakenBackByRefund(2499, 1000, 1000, 0), 0);     // taken back already
+	EXPECT_EQ(CreditTakenBackByRefund(300, 1000, 0, 5000), 300);    // never more than the refund
+	EXPECT_EQ(CreditTakenBackByRefund(2999, 2999, 0, 0), 0);        // spent on a renewal: stays paid
+	EXPECT_EQ(CreditTakenBackByRefund(2999, 2999, 0, 1200), 1200);  // partly spent
+	EXPECT_EQ(CreditTakenBackByRefund(100, 0, 0, 1000), 0);         // the payment made no credit
+}
+
+TEST(Ledger, IssueAgainstCredit)
+{
+	IssuedAmounts a = IssueAgainstCredit(2999, 1000);
+	EXPECT_EQ(a.credit_applied_cents, 1000);
+	EXPECT_EQ(a.amount_due_cents, 1999);
+	EXPECT_FALSE(a.settled);
+	a = IssueAgainstCredit(2999, 5000);
+	EXPECT_EQ(a.credit_applied_cents, 2999);
+	EXPECT_TRUE(a.settled);
+	a = IssueAgainstCredit(-700, 100);  // a negative proration total becomes credit
+	EXPECT_EQ(a.credit_applied_cents, 0);
+	EXPECT_EQ(a.credit_added_cents, 700);
+	EXPECT_TRUE(a.settled);
+}
+
 }  // namespace
 }  // namespace billing

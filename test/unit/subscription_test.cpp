@@ -184,6 +184,21 @@ TEST(PauseResume, PeriodMovesByThePausedTime)
 	EXPECT_EQ(resumed.period_end, At(2026, 3, 5, 12));  // 28 Feb 12:00 + 5 days
 }
 
+// Found by the model test (seed 1): a downgrade scheduled before a pause
+// stayed at the old period end, so effective_plan switched to Free while the
+// period (moved by the pause) was still paid for.
+TEST(PauseResume, ScheduledChangeMovesWithThePeriod)
+{
+	Subscription sub = ActiveMonthly();
+	sub = ChangePlan(sub, kProMonthly, kFree, At(2026, 2, 1)).updated;
+	ASSERT_EQ(sub.scheduled_change_at, sub.period_end);
+	Subscription paused = Pause(sub, At(2026, 2, 10)).updated;
+	Subscription resumed = Resume(paused, At(2026, 2, 15)).updated;
+	EXPECT_EQ(resumed.period_end, At(2026, 3, 5, 12));
+	EXPECT_EQ(resumed.scheduled_change_at, At(2026, 3, 5, 12));
+	EXPECT_EQ(resumed.scheduled_plan_id, kFree.id);
+}
+
 TEST(ChangePlan, UpgradeOrDowngrade)
 {
 	EXPECT_TRUE(IsUpgrade(kFree, kProMonthly));
@@ -396,6 +411,100 @@ TEST(Maintenance, EventsAreTakenInTimeOrder)
 	Subscription s = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
 	// The period ends 2026-02-28 12:00; grace ends 2026-02-15 first.
 	EXPECT_EQ(DueAction(s, At(2026, 6, 1), grace), Action::kGraceEnd);
+}
+
+}  // namespace
+}  // namespace billing
+
+namespace billing {
+namespace {
+
+constexpr Micros kGrace = 14 * kMicrosPerDay;
+
+Book
+PaidBook(int64_t credit)
+{
+	Book book;
+	book.sub = ActiveMonthly();  // period 31 Jan 12:00 to 28 Feb 12:00, paid
+	book.credit_cents = credit;
+	return book;
+}
+
+// Entitlements are computed, not waited for: the projection is what
+// maintenance would leave, so effective_plan needs no maintenance run.
+TEST(Projection, UnpaidRenewalLeadsToDunningThenFree)
+{
+	// 28 Feb 12:00: renewal of 2999, unpaid, due 3 Mar 12:00; grace ends 17 Mar 12:00
+	Projection p = Project(PaidBook(0), kProMonthly, std::nullopt, At(2026, 3, 2), kGrace);
+	EXPECT_EQ(p.book.sub.status, Status::kActive);
+	ASSERT_EQ(p.book.open.size(), 1u);
+	EXPECT_EQ(p.book.open[0].due_at, At(2026, 3, 3, 12));
+	EXPECT_EQ(EntitledPlanId(p, At(2026, 3, 2), kGrace), kProMonthly.id);
+	p = Project(PaidBook(0), kProMonthly, std::nullopt, At(2026, 3, 17, 11), kGrace);
+	EXPECT_EQ(p.book.sub.status, Status::kPastDue);
+	EXPECT_EQ(p.book.sub.past_due_since, At(2026, 3, 3, 12));
+	EXPECT_EQ(EntitledPlanId(p, At(2026, 3, 17, 11), kGrace), kProMonthly.id);
+	p = Project(PaidBook(0), kProMonthly, std::nullopt, At(2026, 3, 17, 12), kGrace);
+	EXPECT_TRUE(p.fell_back_to_free);
+	EXPECT_EQ(p.stored.end_reason, "payment_failed");
+	EXPECT_EQ(p.book.credit_cents, 0);
+	EXPECT_EQ(EntitledPlanId(p, At(2026, 3, 17, 12), kGrace), std::nullopt);
+}
+
+TEST(Projection, CreditPaysRenewalsUntilItRunsOut)
+{
+	// 7000 of credit pays 28 Feb and 31 Mar (2 x 2999 = 5998, 1002 left); the
+	// 30 Apr renewal takes the 1002, 1997 is due 3 May 12:00, grace to 17 May 12:00
+	Projection p = Project(PaidBook(7000), kProMonthly, std::nullopt, At(2026, 5, 1), kGrace);
+	EXPECT_EQ(p.book.credit_cents, 0);
+	ASSERT_EQ(p.book.open.size(), 1u);
+	EXPECT_EQ(p.book.open[0].paid_toward_cents, 1002);
+	EXPECT_EQ(p.book.sub.period_end, At(2026, 5, 31, 12));
+	p = Project(PaidBook(7000), kProMonthly, std::nullopt, At(2026, 5, 17, 11), kGrace);
+	EXPECT_EQ(EntitledPlanId(p, At(2026, 5, 17, 11), kGrace), kProMonthly.id);
+	p = Project(PaidBook(7000), kProMonthly, std::nullopt, At(2026, 5, 17, 12), kGrace);
+	EXPECT_TRUE(p.fell_back_to_free);
+	// the 1002 paid toward the voided invoice returns to credit
+	EXPECT_EQ(p.book.credit_cents, 1002);
+}
+
+TEST(Projection, ScheduledDowngradeStartsTheNewPlan)
+{
+	Book book = PaidBook(0);
+	book.sub = Stored(ChangePlan(book.sub, kProMonthly, kFree, At(2026, 2, 1)));
+	Projection p = Project(book, kProMonthly, kFree, At(2026, 2, 28, 11), kGrace);
+	EXPECT_EQ(EntitledPlanId(p, At(2026, 2, 28, 11), kGrace), kProMonthly.id);
+	p = Project(book, kProMonthly, kFree, At(2026, 2, 28, 12), kGrace);
+	EXPECT_EQ(p.stored.end_reason, "plan_changed");
+	EXPECT_EQ(p.book.sub.id, 0);  // the successor, not stored yet
+	EXPECT_EQ(EntitledPlanId(p, At(2026, 2, 28, 12), kGrace), kFree.id);
+	EXPECT_TRUE(p.book.open.empty());
+}
+
+TEST(Projection, DunningSettledByACreditPaidRenewal)
+{
+	// past_due since 25 Feb (a failed payment), 2999 of credit: the 28 Feb
+	// renewal is paid from credit, nothing is open: active again, dunning over
+	Book book = PaidBook(2999);
+	book.sub = Stored(PaymentFailed(book.sub, At(2026, 2, 25)));
+	Projection p = Project(book, kProMonthly, std::nullopt, At(2026, 3, 20), kGrace);
+	EXPECT_EQ(p.book.sub.status, Status::kActive);
+	EXPECT_FALSE(p.book.sub.past_due_since);
+	EXPECT_EQ(EntitledPlanId(p, At(2026, 3, 20), kGrace), kProMonthly.id);
+}
+
+TEST(Projection, GrantsAtFollowsStatusAndTimes)
+{
+	Subscription s = ActiveMonthly();
+	EXPECT_TRUE(GrantsAt(s, At(2026, 2, 1), kGrace));
+	EXPECT_FALSE(GrantsAt(s, At(2026, 1, 1), kGrace));  // before it started
+	s.status = Status::kCanceled;
+	EXPECT_TRUE(GrantsAt(s, At(2026, 2, 28, 11), kGrace));
+	EXPECT_FALSE(GrantsAt(s, At(2026, 2, 28, 12), kGrace));
+	s.past_due_since = At(2026, 2, 1);
+	EXPECT_FALSE(GrantsAt(s, At(2026, 2, 15), kGrace));  // grace over before the period end
+	s.status = Status::kPaused;
+	EXPECT_FALSE(GrantsAt(s, At(2026, 2, 2), kGrace));
 }
 
 }  // namespace
