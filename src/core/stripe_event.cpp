@@ -663,6 +663,39 @@ MapSubscriptionStatus(std::string_view s)
 	return row ? std::optional<std::string>(ToString(row->billing)) : std::nullopt;
 }
 
+InvoiceDecision
+DecideInvoice(const Event &event)
+{
+	const EventObject &o = event.object;
+	InvoiceDecision d;
+	std::optional<std::string> mapped = o.status ? MapInvoiceStatus(*o.status) : std::nullopt;
+	if (event.type == "invoice.paid" || event.type == "invoice.payment_succeeded")
+		d.status = "paid";
+	else if (mapped)
+		d.status = *mapped;
+	else
+		d.status = event.type == "invoice.created" ? "draft" : "open";
+	if (d.status == "paid")
+		d.paid_at = o.paid_at.value_or(event.created);
+	const InvoiceLine *first = o.lines.empty() ? nullptr : &o.lines.front();
+	d.period_start = first && first->period_start ? first->period_start : o.period_start;
+	d.period_end = first && first->period_end ? first->period_end : o.period_end;
+	if (d.period_start && d.period_end && *d.period_end < *d.period_start)
+		d.period_end.reset();
+	d.issued_at = o.created.value_or(event.created);
+	return d;
+}
+
+std::optional<std::string>
+PaymentStatus(std::string_view event_type)
+{
+	if (event_type == "payment_intent.succeeded" || event_type == "charge.succeeded")
+		return "succeeded";
+	if (event_type == "payment_intent.payment_failed")
+		return "failed";
+	return std::nullopt;
+}
+
 std::optional<std::string>
 MapInvoiceStatus(std::string_view s)
 {
@@ -729,12 +762,18 @@ FactsJson(const Event &event)
 							   {"end_reason", m->end_reason ? json(*m->end_reason) : json(nullptr)},
 							   {"rule", m->rule}};
 		}
+	} else if (o.object == "invoice") {
+		// what billing's invoice becomes: the core's decision (DecideInvoice)
+		InvoiceDecision d = DecideInvoice(event);
+		facts["status"] = d.status;
+		facts["decided"] = {{"paid_at", d.paid_at ? json(*d.paid_at) : json(nullptr)},
+							{"period_start", d.period_start ? json(*d.period_start) : json(nullptr)},
+							{"period_end", d.period_end ? json(*d.period_end) : json(nullptr)},
+							{"issued_at", d.issued_at}};
 	} else if (o.status) {
-		if (o.object == "invoice")
-			put("status", MapInvoiceStatus(*o.status));
-		else
-			facts["status"] = *o.status;
+		facts["status"] = *o.status;
 	}
+	put("payment_status", PaymentStatus(event.type));
 	put("price_id", o.price_id);
 	put("current_period_start", o.current_period_start);
 	put("current_period_end", o.current_period_end);

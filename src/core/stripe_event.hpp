@@ -199,6 +199,26 @@ std::optional<std::string> NamedUser(const EventObject &object);
 // unpaid -> past_due, incomplete_expired -> expired; anything else nullopt.
 std::optional<std::string> MapSubscriptionStatus(std::string_view stripe_status);
 
+// What billing stores for a Stripe invoice event (Unix seconds). Status:
+// Stripe's (MapInvoiceStatus) when known, else by the event (created: draft,
+// paid: paid, otherwise open); invoice.paid and invoice.payment_succeeded
+// always make it paid. Paid at status_transitions.paid_at, else the event's
+// time. Period from the first line, else the invoice's own, the end dropped
+// when before the start. Issued when Stripe created it, else the event's time.
+struct InvoiceDecision {
+	std::string status;
+	std::optional<int64_t> paid_at;
+	std::optional<int64_t> period_start;
+	std::optional<int64_t> period_end;
+	int64_t issued_at = 0;
+};
+InvoiceDecision DecideInvoice(const Event &event);
+
+// What a payment event says of its payment: "succeeded" for
+// payment_intent.succeeded and charge.succeeded, "failed" for
+// payment_intent.payment_failed; nullopt for other events.
+std::optional<std::string> PaymentStatus(std::string_view event_type);
+
 // Stripe invoice status (draft, open, paid, void, uncollectible); nullopt otherwise.
 std::optional<std::string> MapInvoiceStatus(std::string_view stripe_status);
 

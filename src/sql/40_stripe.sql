@@ -181,14 +181,13 @@ DECLARE
 	sub billing.subscriptions;
 	inv billing.invoices;
 	uid text;
+	-- status, paid time, period and issue time: the core's decision (stripe::DecideInvoice)
 	status text := facts ->> 'status';
 	reason text := COALESCE(facts ->> 'billing_reason', 'manual');
-	period_start timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_start'),
-										 billing._stripe_time(facts, 'period_start'));
-	period_end timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_end'),
-									   billing._stripe_time(facts, 'period_end'));
-	issued timestamptz := COALESCE(billing._stripe_time(facts, 'created'), event_created);
-	paid timestamptz;
+	period_start timestamptz := billing._stripe_time(facts -> 'decided', 'period_start');
+	period_end timestamptz := billing._stripe_time(facts -> 'decided', 'period_end');
+	issued timestamptz := billing._stripe_time(facts -> 'decided', 'issued_at');
+	paid timestamptz := billing._stripe_time(facts -> 'decided', 'paid_at');
 	invoice_number text;
 	lines jsonb;
 BEGIN
@@ -198,17 +197,6 @@ BEGIN
 	IF uid IS NULL THEN
 		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
 								 facts ->> 'id');
-	END IF;
-	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
-											   WHEN 'invoice.paid' THEN 'paid' ELSE 'open' END);
-	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded') THEN
-		status := 'paid';
-	END IF;
-	IF status = 'paid' THEN
-		paid := COALESCE(billing._stripe_time(facts, 'paid_at'), event_created);
-	END IF;
-	IF period_end < period_start THEN
-		period_end := NULL;
 	END IF;
 	SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
 			'description', l ->> 'description',
@@ -237,11 +225,7 @@ BEGIN
 	IF inv.id IS NULL THEN
 		invoice_number := facts ->> 'number';
 		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
-			IF pg_catalog.to_regprocedure('billing._next_invoice_number(timestamptz)') IS NOT NULL THEN
-				EXECUTE 'SELECT billing._next_invoice_number($1)' INTO invoice_number USING issued;
-			ELSE
-				invoice_number := 'STRIPE-' || (facts ->> 'id');
-			END IF;
+			invoice_number := billing._next_invoice_number(issued);
 		END IF;
 		INSERT INTO billing.invoices AS x
 			(number, user_id, subscription_id, status, billing_reason, currency, period_start, period_end,
@@ -338,7 +322,7 @@ DECLARE
 	inv billing.invoices;
 	uid text;
 	sub_id bigint;
-	succeeded boolean := event_type = 'payment_intent.succeeded';
+	succeeded boolean := facts ->> 'payment_status' = 'succeeded';  -- the core's (stripe::PaymentStatus)
 BEGIN
 	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'invoice';
 	uid := COALESCE(inv.user_id, billing._stripe_user(facts));

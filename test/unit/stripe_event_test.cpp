@@ -170,6 +170,39 @@ TEST(StripeEvent, InvoiceSubscriptionFromParentDetails)
 	EXPECT_EQ(facts["lines"].size(), 1u);
 }
 
+TEST(StripeInvoice, TheCoreDecidesStatusPaidTimeAndPeriod)
+{
+	json in = Fixtures().at("invoice");
+	in["status"] = "open";
+	in["created"] = kCreated;
+	in["status_transitions"]["paid_at"] = nullptr;
+	in["lines"]["data"][0]["period"] = {{"start", kCreated}, {"end", kPeriodEnd}};
+	InvoiceDecision d = DecideInvoice(ParseEvent(MakeEvent("invoice.finalized", in, kCreated + 5)));
+	EXPECT_EQ(d.status, "open");
+	EXPECT_FALSE(d.paid_at);
+	EXPECT_EQ(d.period_start, kCreated);
+	EXPECT_EQ(d.period_end, kPeriodEnd);
+	EXPECT_EQ(d.issued_at, kCreated);
+	// invoice.paid is paid whatever the object says, at the event's time when Stripe gives none
+	d = DecideInvoice(ParseEvent(MakeEvent("invoice.paid", in, kCreated + 7)));
+	EXPECT_EQ(d.status, "paid");
+	EXPECT_EQ(d.paid_at, kCreated + 7);
+	in["status_transitions"]["paid_at"] = kCreated + 6;
+	EXPECT_EQ(DecideInvoice(ParseEvent(MakeEvent("invoice.payment_succeeded", in))).paid_at, kCreated + 6);
+	// an unknown status falls back on the event; a period ending before it starts has no end
+	in["status"] = "weird";
+	in["lines"]["data"][0]["period"] = {{"start", kPeriodEnd}, {"end", kCreated}};
+	d = DecideInvoice(ParseEvent(MakeEvent("invoice.created", in)));
+	EXPECT_EQ(d.status, "draft");
+	EXPECT_FALSE(d.period_end);
+	EXPECT_EQ(DecideInvoice(ParseEvent(MakeEvent("invoice.voided", in))).status, "open");
+	in["status"] = "void";
+	EXPECT_EQ(DecideInvoice(ParseEvent(MakeEvent("invoice.voided", in))).status, "void");
+	EXPECT_EQ(PaymentStatus("charge.succeeded"), "succeeded");
+	EXPECT_EQ(PaymentStatus("payment_intent.payment_failed"), "failed");
+	EXPECT_FALSE(PaymentStatus("charge.refunded"));
+}
+
 TEST(StripeEvent, InvoiceSubscriptionFromOldTopLevelField)
 {
 	json in = Fixtures().at("invoice");
