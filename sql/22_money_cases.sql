@@ -289,3 +289,14 @@ SELECT billing.credit_balance(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT billing.credit_balance('m3', NULL);
 \echo :LAST_ERROR_SQLSTATE
+
+-- == The quota cache's bound comes from the same projection: paid monthly from
+-- 1 Jan, no maintenance. On 2 Feb the 1 Feb renewal (unpaid, projected) falls
+-- due on 4 Feb; on 5 Feb dunning runs until 4 Feb + 14 days = 18 Feb; after
+-- that the user is on Free and nothing more changes by time alone.
+SELECT status FROM billing.subscribe('m7', 'pro_monthly', '2030-01-01', false);
+SELECT status FROM billing.record_payment(pg_temp.c('m7'), 2999, 'usd', true, '2030-01-01');
+SELECT billing._entitlement_changes_at('m7', '2030-01-15') AS jan_15,
+	   billing._entitlement_changes_at('m7', '2030-02-02') AS feb_2,
+	   billing._entitlement_changes_at('m7', '2030-02-05') AS feb_5,
+	   billing._entitlement_changes_at('m7', '2030-02-18') AS feb_18;

@@ -105,7 +105,7 @@ SELECT count(*) AS buckets, min("time" AT TIME ZONE 'UTC') AS first_utc FROM bil
 SELECT "time" AT TIME ZONE 'UTC' AS utc_week, value FROM billing.revenue('2030-06-01 00:00+00', '2030-06-10 00:00+00', 'week');
 SET timezone = 'UTC';
 
--- == Unbounded periods: a bounded answer or a clear error, never a long run
+-- == Unbounded periods: refused with 22008 (README, Errors), never a long run
 SELECT * FROM billing.mrr('infinity');
 SELECT * FROM billing.mrr('-infinity');
 SELECT * FROM billing.churn('-infinity', 'infinity');

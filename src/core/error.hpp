@@ -19,6 +19,7 @@ inline constexpr const char *kNumericValueOutOfRange = "22003";
 inline constexpr const char *kDatetimeFieldOverflow = "22008";
 inline constexpr const char *kInsufficientPrivilege = "42501";
 inline constexpr const char *kProgramLimitExceeded = "54000";
+inline constexpr const char *kObjectNotInPrerequisiteState = "55000";
 inline constexpr const char *kInternalError = "XX000";
 }  // namespace sqlstate
 

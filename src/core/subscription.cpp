@@ -727,4 +727,26 @@ EntitledPlanId(const Projection &projection, Micros at, Micros past_due_grace)
 	return projection.book.sub.plan_id;
 }
 
+std::optional<Micros>
+NextEntitlementChange(const Projection &projection, Micros at, Micros past_due_grace)
+{
+	if (projection.fell_back_to_free)
+		return std::nullopt;
+	const Subscription &sub = projection.book.sub;
+	std::optional<Micros> next;
+	auto consider = [&](const std::optional<Micros> &t) {
+		if (t && *t > at && (!next || *t < *next))
+			next = t;
+	};
+	consider(sub.trial_end);
+	consider(sub.period_end);
+	consider(sub.unpaid_due_at);
+	Micros grace_end = 0;
+	if (sub.past_due_since && !__builtin_add_overflow(*sub.past_due_since, past_due_grace, &grace_end))
+		consider(grace_end);
+	if (sub.status == Status::kIncomplete)
+		consider(sub.started_at + kIncompleteTimeout);
+	return next;
+}
+
 }  // namespace billing

@@ -211,4 +211,10 @@ bool GrantsAt(const Subscription &sub, Micros at, Micros past_due_grace);
 // nullopt for Free.
 std::optional<int64_t> EntitledPlanId(const Projection &projection, Micros at, Micros past_due_grace);
 
+// The first time after `at` when time alone (no write) may change what the
+// projection grants: the next due action of the projected subscription, or
+// the end of its trial, period or grace. nullopt: never (Free). The quota
+// cache keeps a limit no longer than this.
+std::optional<Micros> NextEntitlementChange(const Projection &projection, Micros at, Micros past_due_grace);
+
 }  // namespace billing

@@ -52,11 +52,9 @@ TimeArgRequired(FunctionCallInfo fcinfo, int n, const char *name)
 {
 	RequireArg(fcinfo, n, name);
 	TimestampTz t = PG_GETARG_TIMESTAMPTZ(n);
-	if (TIMESTAMP_NOT_FINITE(t))
-		throw InvalidParameter(std::string("argument \"") + name + "\" must be a finite timestamp");
-	// Compared on PostgreSQL's side, before converting: every finite
-	// timestamptz is a valid comparand, while the conversion of the extreme
-	// ones would overflow.
+	// Compared on PostgreSQL's side, before converting: every timestamptz
+	// (also +/-infinity) is a valid comparand, while the conversion of the
+	// extreme ones would overflow.
 	if (t < ToPgTime(kFirstTime) || t >= ToPgTime(kEndTime)) {
 		char *shown = nullptr;
 		PgCall([&] { shown = DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t))); });

@@ -1,6 +1,6 @@
 // Reading SQL arguments into C++ values. A NULL where a value is required,
 // an infinite timestamp or one outside the years 0001 to 9999, is a clear
-// error (22004 / 22023 / 22008), never a crash or a silent NULL result.
+// error (22004 / 22008), never a crash or a silent NULL result.
 #pragma once
 
 #include "glue/spi.hpp"
@@ -18,7 +18,7 @@ std::optional<std::string> TextArgOptional(FunctionCallInfo fcinfo, int n);
 int64_t Int64ArgRequired(FunctionCallInfo fcinfo, int n, const char *name);
 int32_t Int32ArgRequired(FunctionCallInfo fcinfo, int n, const char *name);
 bool BoolArgRequired(FunctionCallInfo fcinfo, int n, const char *name);
-// A timestamptz argument as core time; NULL (22004), +/-infinity (22023) and
+// A timestamptz argument as core time; NULL (22004), +/-infinity and other
 // times outside the years 0001 to 9999 UTC (22008) are refused.
 Micros TimeArgRequired(FunctionCallInfo fcinfo, int n, const char *name);
 

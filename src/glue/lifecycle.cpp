@@ -648,23 +648,31 @@ BILLING_FUNCTION(billing_preview_change)
 // core: the subscription current at `at`, projected to `at` as if maintenance
 // had run. A time before the current subscription started is answered from
 // the subscription that was current then, as stored.
+// The subscription of `user_id` that was current at `at`, if any.
+std::optional<Subscription>
+SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
+{
+	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
+					  " FROM billing.subscriptions s WHERE user_id = $1 AND deleted_at IS NULL AND started_at <= $2"
+					  " AND (ended_at IS NULL OR ended_at > $2) ORDER BY started_at DESC, id DESC LIMIT 1";
+	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
+	if (rows.empty())
+		return std::nullopt;
+	return SubscriptionFromRow(rows[0]);
+}
+
 BILLING_FUNCTION(billing_entitled_plan_id)
 {
 	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
 	Micros at = TimeArgRequired(fcinfo, 1, "at");
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
 	Micros grace = PastDueGrace(spi);
-	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions s WHERE user_id = $1 AND deleted_at IS NULL AND started_at <= $2"
-					  " AND (ended_at IS NULL OR ended_at > $2) ORDER BY started_at DESC, id DESC LIMIT 1";
-	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
 	std::optional<int64_t> plan_id;
-	if (!rows.empty()) {
-		Subscription sub = SubscriptionFromRow(rows[0]);
-		if (sub.Ended())
-			plan_id = GrantsAt(sub, at, grace) ? std::optional<int64_t>(sub.plan_id) : std::nullopt;
+	if (std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at)) {
+		if (sub->Ended())
+			plan_id = GrantsAt(*sub, at, grace) ? std::optional<int64_t>(sub->plan_id) : std::nullopt;
 		else
-			plan_id = EntitledPlanId(ProjectSubscription(spi, sub, at, grace), at, grace);
+			plan_id = EntitledPlanId(ProjectSubscription(spi, *sub, at, grace), at, grace);
 	}
 	if (!plan_id) {
 		auto free = spi.Query("SELECT id FROM billing.subscription_plans WHERE code = 'free'");
@@ -675,6 +683,23 @@ BILLING_FUNCTION(billing_entitled_plan_id)
 	if (!plan_id)
 		PG_RETURN_NULL();
 	PG_RETURN_INT64(*plan_id);
+}
+
+// billing._entitlement_changes_at(user_id, at): until when the quota cache may
+// keep the limit of the plan effective at `at` (the core's
+// NextEntitlementChange on the same projection; 'infinity' when nothing is due).
+BILLING_FUNCTION(billing_entitlement_changes_at)
+{
+	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
+	Micros at = TimeArgRequired(fcinfo, 1, "at");
+	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
+	Micros grace = PastDueGrace(spi);
+	std::optional<Micros> next;
+	std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at);
+	if (sub && !sub->Ended())
+		next = NextEntitlementChange(ProjectSubscription(spi, *sub, at, grace), at, grace);
+	spi.Finish();
+	PG_RETURN_TIMESTAMPTZ(next ? ToPgTime(*next) : DT_NOEND);
 }
 
 // billing._grants_plan_core(status, trial_end, period_end, grace_end, at): the

@@ -424,3 +424,86 @@ BILLING_FUNCTION(billing_before_drop_extension)
 	});
 	return PointerGetDatum(nullptr);
 }
+
+// billing._before_attach_partition(): ALTER TABLE t ATTACH PARTITION p, where t
+// is a table whose rows billing counts (rooms, participants) or a partition of
+// one, and p already holds rows: refused, because those rows would arrive
+// without passing the quota triggers. Read from the statement's parse tree at
+// ddl_command_start; p is read as the invoking user (who must own it to attach
+// it). An empty p, and CREATE TABLE ... PARTITION OF, need nothing: rows
+// arriving later pass the triggers the partition inherits.
+BILLING_FUNCTION(billing_before_attach_partition)
+{
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		throw billing::Error("39P01", "billing._before_attach_partition() may only be called as an event trigger");
+	EventTriggerData *data = reinterpret_cast<EventTriggerData *>(fcinfo->context);
+	if (data->parsetree == nullptr || !IsA(data->parsetree, AlterTableStmt))
+		return PointerGetDatum(nullptr);
+	AlterTableStmt *stmt = reinterpret_cast<AlterTableStmt *>(data->parsetree);
+	std::vector<Oid> tables;  // the table and the tables it is a partition of
+	std::vector<Oid> partitions;
+	PgCall([&] {
+		ListCell *cell = nullptr;
+		foreach (cell, stmt->cmds) {
+			AlterTableCmd *cmd = reinterpret_cast<AlterTableCmd *>(lfirst(cell));
+			if (cmd->subtype != AT_AttachPartition || cmd->def == nullptr)
+				continue;
+			Oid partition = RangeVarGetRelid(reinterpret_cast<PartitionCmd *>(cmd->def)->name, NoLock, true);
+			if (OidIsValid(partition))
+				partitions.push_back(partition);
+		}
+		if (partitions.empty())
+			return;
+		Oid table = RangeVarGetRelid(stmt->relation, NoLock, true);
+		if (!OidIsValid(table))
+			return;
+		tables.push_back(table);
+		if (get_rel_relispartition(table)) {
+			List *ancestors = get_partition_ancestors(table);
+			foreach (cell, ancestors)
+				tables.push_back(lfirst_oid(cell));
+			list_free(ancestors);
+		}
+	});
+	if (partitions.empty() || tables.empty())
+		return PointerGetDatum(nullptr);
+
+	std::string oids = "{";
+	for (size_t i = 0; i < tables.size(); i++)
+		oids += (i ? "," : "") + std::to_string(tables[i]);
+	oids += "}";
+	bool counted = false;
+	AsBillingOwner(CountersOwner(), [&] {
+		Spi spi(Spi::Access::kReadOnly);
+		auto rows = spi.Query("SELECT EXISTS (SELECT FROM billing.attachments a"
+							  " WHERE a.kind OPERATOR(pg_catalog.<>) 'users'"
+							  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]))",
+							  {SqlArg::Text(oids)});
+		counted = rows.at(0).text_or(0, "f") == "t";
+		spi.Finish();
+	});
+	if (!counted)
+		return PointerGetDatum(nullptr);
+	for (Oid partition : partitions) {
+		std::string name;
+		PgCall([&] {
+			name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(partition)), get_rel_name(partition));
+		});
+		bool holds_rows = false;
+		// locked first (the ALTER locks it only later): no row slips in
+		// between this look and the attach
+		AsInvoker([&] {
+			Spi spi;
+			spi.Execute("LOCK TABLE " + name + " IN SHARE MODE");
+			holds_rows = spi.Query("SELECT EXISTS (SELECT FROM " + name + ")", {}).at(0).text_or(0, "f") == "t";
+			spi.Finish();
+		});
+		if (holds_rows)
+			throw billing::Error(billing::sqlstate::kObjectNotInPrerequisiteState,
+								 "cannot attach partition " + name + " that holds rows to a table whose rows billing counts",
+								 "Its rows would not pass the quota triggers.",
+								 "Attach it empty and insert its rows through the partitioned table, or detach billing "
+								 "first and attach the table again (billing then counts every row).");
+	}
+	return PointerGetDatum(nullptr);
+}

@@ -57,18 +57,19 @@ namespace glue = billing::glue;
 namespace stripe = billing::stripe;
 
 // billing.stripe_verify(payload, signature_header, secret, tolerance, at):
-// false for a missing or malformed header, a bad signature or a timestamp
-// outside the tolerance; an absent secret, tolerance or time is an error.
+// false for a missing (NULL) or malformed header, a bad signature or a
+// timestamp outside the tolerance, as a request without the header is;
+// an absent payload, secret, tolerance or time is an error (22004).
 BILLING_FUNCTION(billing_stripe_verify)
 {
+	std::string payload = glue::TextArgRequired(fcinfo, 0, "payload");
 	std::string secret = glue::TextArgRequired(fcinfo, 2, "secret");
 	if (secret.empty())
 		throw billing::InvalidParameter("webhook secret must not be empty");
 	billing::Micros tolerance = glue::ToleranceArg(fcinfo, 3, "tolerance");
 	billing::Micros at = glue::TimeArgRequired(fcinfo, 4, "at");
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+	if (PG_ARGISNULL(1))
 		PG_RETURN_BOOL(false);
-	std::string payload = glue::TextArg(fcinfo, 0);
 	std::string header = glue::TextArg(fcinfo, 1);
 	PG_RETURN_BOOL(stripe::Verify(payload, header, secret, tolerance, at));
 }

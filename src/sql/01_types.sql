@@ -13,8 +13,8 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'billing_touch_updated_at';
 CREATE FUNCTION billing._required(value anyelement, name text) RETURNS anyelement
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF value IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	IF value IS NULL OR name IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	RETURN value;
 END
@@ -22,8 +22,8 @@ $$;
 CREATE FUNCTION billing._valid_time(value timestamptz, name text) RETURNS timestamptz
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF value IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	IF value IS NULL OR name IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	-- (timestamptz literals with an explicit offset: the same in every time zone)
 	IF NOT (value >= '0001-01-01 00:00:00+00' AND value < '10000-01-01 00:00:00+00') THEN

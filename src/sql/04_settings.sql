@@ -2,9 +2,7 @@
 CREATE FUNCTION billing.configure(key text, value text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF key IS NULL OR value IS NULL THEN
-		RAISE EXCEPTION 'setting key and value must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(key, 'key'), billing._required(value, 'value');
 	CASE key
 	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention' THEN
 		BEGIN

@@ -60,19 +60,12 @@ CREATE FUNCTION billing._grants_plan_core(status text, trial_end timestamptz,
 RETURNS boolean LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'billing_grants_plan_core';
 
 -- Internal: the first time after `at` when time alone (no write) may change
--- the user's effective plan: a trial end, a period end (renewal, scheduled
--- change, end of a canceled period), a grace end, the grace end of an unpaid
--- invoice. The quota cache keeps a limit no longer than this.
+-- the user's effective plan (a trial, period or grace end, an invoice falling
+-- due), from the core's projection (billing::NextEntitlementChange), so also
+-- for renewals maintenance has not issued yet. The quota cache keeps a limit
+-- no longer than this.
 CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
-	  FROM billing.subscriptions s
-	 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
-	 CROSS JOIN LATERAL (VALUES (s.trial_end), (s.current_period_end), (s.past_due_since + g.grace),
-			((SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
-			   WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL) + g.grace)) AS v (t)
-	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL AND v.t > $2
-$$;
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_entitlement_changes_at';
 
 -- Plans for a pricing page.
 CREATE VIEW billing.pricing AS
@@ -87,6 +80,7 @@ GRANT SELECT ON billing.pricing TO PUBLIC;
 CREATE FUNCTION billing._check_column(relation regclass, col name) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	PERFORM billing._required(relation, 'relation'), billing._required(col, 'col');
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
 					WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', col, relation USING ERRCODE = '42703';
@@ -110,9 +104,13 @@ DECLARE
 	rel record;
 	col name;
 BEGIN
-	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO STRICT rel
+	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
+	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
 	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 	 WHERE c.oid = relation;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', relation::pg_catalog.oid USING ERRCODE = '42P01';
+	END IF;
 	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
 		RAISE EXCEPTION 'cannot attach billing to %', relation
 			USING ERRCODE = '42501', DETAIL = 'Billing''s own tables and system catalogs cannot be attached.';
@@ -149,6 +147,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	started bigint;
 BEGIN
+	PERFORM billing._required(user_ids, 'user_ids'), billing._valid_time(at, 'at');
 	INSERT INTO billing.subscriptions
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
@@ -166,9 +165,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	ids text[];
 BEGIN
-	IF users IS NULL OR id_column IS NULL THEN
-		RAISE EXCEPTION 'users table and id column must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(users, 'users'), billing._required(id_column, 'id_column');
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
@@ -199,9 +196,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t record;
 BEGIN
-	IF relation IS NULL THEN
-		RAISE EXCEPTION 'relation must not be null' USING ERRCODE = '22023';
-	END IF;
 	PERFORM billing._check_session_owns(relation);
 	-- a participants table's attachment also watches its rooms table
 	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel

@@ -195,11 +195,20 @@ ALTER TABLE billing.attachments ADD COLUMN counts_deleted_at boolean NOT NULL DE
 CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	PERFORM billing._required(relation, 'relation');
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
 		RETURN;  -- dropped: what is left of its attachment is billing's alone
 	END IF;
+	-- Called from SECURITY DEFINER code, where current_user is billing's
+	-- owner: the role that counts is the one in effect outside it (SET ROLE's,
+	-- else the login's), which must have the owner's privileges. Not every
+	-- role the login could SET ROLE to.
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
-					WHERE c.oid = relation AND pg_catalog.pg_has_role(session_user, c.relowner, 'MEMBER')) THEN
+					WHERE c.oid = relation
+					  AND pg_catalog.pg_has_role(CASE pg_catalog.current_setting('role')
+												 WHEN 'none' THEN session_user
+												 ELSE pg_catalog.current_setting('role')::name END,
+												 c.relowner, 'USAGE')) THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
 			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
 	END IF;
@@ -215,6 +224,18 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
+	PERFORM billing._required(p_kind, 'p_kind'), billing._required(p_relation, 'p_relation'),
+			billing._required(p_key_column, 'p_key_column'), billing._required(p_counts_deleted_at, 'p_counts_deleted_at');
+	IF p_kind NOT IN ('users', 'rooms', 'participants') THEN
+		RAISE EXCEPTION 'unknown attachment kind "%"', p_kind USING ERRCODE = '22023';
+	END IF;
+	-- a participants table names its rooms table; the others name none
+	IF p_kind = 'participants' THEN
+		PERFORM billing._required(p_parent, 'p_parent'), billing._required(p_parent_owner_column, 'p_parent_owner_column'),
+				billing._required(p_parent_key_column, 'p_parent_key_column');
+	ELSIF p_parent IS NOT NULL OR p_parent_owner_column IS NOT NULL OR p_parent_key_column IS NOT NULL THEN
+		RAISE EXCEPTION 'a % attachment has no parent table', p_kind USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(p_relation);
 	IF p_parent IS NOT NULL THEN
 		PERFORM billing._check_session_owns(p_parent);
@@ -252,15 +273,18 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	IF att.kind = 'rooms' THEN
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.n)
+			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.k), ''{}''),
+					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.count(*) AS n
 					   FROM %2$s t WHERE t.%1$I IS NOT NULL AND %3$s GROUP BY 1) s',
 			att.key_column, att.relation, live) INTO keys, owners, counts;
 	ELSE
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.o), pg_catalog.array_agg(s.n)
+			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.o), ''{}''),
+					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
 					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
@@ -278,7 +302,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(att.relation);
 	DELETE FROM billing.quota_counters q WHERE q.attachment_id = p_attachment;
 	INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
@@ -295,6 +323,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	found record;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
 	found := billing._quota_count(att);
 	PERFORM billing._quota_create_triggers(att);
@@ -311,6 +340,7 @@ DECLARE
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
 	owner_watch text := 'billing_quota_room_owner_' || att.id;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
 	IF att.kind = 'participants' THEN
 		-- On the rooms table, named after this attachment (detach removes it).
@@ -349,6 +379,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t name;
 BEGIN
+	PERFORM billing._required(relation, 'relation'), billing._required(kind, 'kind');
 	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
 			   JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
 			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgparentid = 0
@@ -360,11 +391,19 @@ BEGIN
 END
 $$;
 
+-- ALTER TABLE ... ATTACH PARTITION of a table that holds rows, to a table
+-- whose rows billing counts: refused (55000), its rows would not be counted.
+-- From the statement's parse tree, at ddl_command_start (src/glue/quota_trigger.cpp).
+CREATE FUNCTION billing._before_attach_partition() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_attach_partition';
+CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
+	WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION billing._before_attach_partition();
+
 -- Internal: does the table have a deleted_at column (soft delete)?
 CREATE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-					WHERE a.attrelid = $1 AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
+					WHERE a.attrelid = billing._required($1, 'relation') AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
 $$;
 
 -- attach_* run with the caller's rights: the caller must own the table (as
@@ -375,9 +414,7 @@ DECLARE
 	att billing.attachments;
 	counted bigint;
 BEGIN
-	IF rooms IS NULL OR owner_column IS NULL THEN
-		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(rooms, 'rooms'), billing._required(owner_column, 'owner_column');
 	PERFORM billing._check_attachable(rooms, ARRAY[owner_column]);
 	IF billing._has_deleted_at(rooms) THEN
 		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::name[]);
@@ -399,9 +436,8 @@ DECLARE
 	room_key name;
 	counted bigint;
 BEGIN
-	IF participants IS NULL OR room_column IS NULL OR rooms IS NULL OR room_owner_column IS NULL THEN
-		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(participants, 'participants'), billing._required(room_column, 'room_column'),
+			billing._required(rooms, 'rooms'), billing._required(room_owner_column, 'room_owner_column');
 	PERFORM billing._check_attachable(participants, ARRAY[room_column]);
 	IF billing._has_deleted_at(participants) THEN
 		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::name[]);
@@ -516,7 +552,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(att.relation);
 	RETURN QUERY
 	WITH actual AS (

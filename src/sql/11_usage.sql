@@ -121,9 +121,7 @@ DECLARE
 	counters bigint;
 	upto_day date := (upto AT TIME ZONE 'UTC')::date;
 BEGIN
-	IF upto IS NULL OR NOT pg_catalog.isfinite(upto) THEN
-		RAISE EXCEPTION 'argument "upto" must be a finite timestamp' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._valid_time(upto, 'upto');
 	-- Only the pending set is read. Deleting each row under its row lock makes
 	-- concurrent rollups add it once (the second waits, then finds it gone).
 	WITH taken AS (

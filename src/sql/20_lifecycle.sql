@@ -169,7 +169,7 @@ COMMENT ON FUNCTION billing.run_maintenance(timestamptz, integer) IS
 CREATE PROCEDURE billing.run_maintenance_batches(at timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)
 LANGUAGE plpgsql AS $$
 DECLARE
-	run_at timestamptz := COALESCE(at, pg_catalog.now());
+	run_at pg_catalog.timestamptz := COALESCE(at, pg_catalog.now());
 	done bigint;
 BEGIN
 	-- a NULL batch size would never compare below itself: the loop would not end

@@ -204,6 +204,7 @@ $$;
 CREATE FUNCTION billing.mrr(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (currency text, mrr_cents bigint, subscriptions bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT b.currency, pg_catalog.round(pg_catalog.sum(b.monthly_cents))::bigint, pg_catalog.count(*)
 	  FROM billing._book_at(at) b
 	 WHERE b.paying
@@ -216,6 +217,7 @@ COMMENT ON FUNCTION billing.mrr(timestamptz) IS
 CREATE FUNCTION billing.arr(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (currency text, arr_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
 	  FROM billing._book_at(at) b
 	 WHERE b.paying
@@ -227,6 +229,7 @@ COMMENT ON FUNCTION billing.arr(timestamptz) IS 'Annual recurring revenue: 12 x 
 CREATE FUNCTION billing.active_subscriptions(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (tier billing.plan_tier, status billing.subscription_status, subscriptions bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT p.tier, b.status, pg_catalog.count(*)
 	  FROM billing._book_at(at) b JOIN billing.subscription_plans p ON p.id = b.plan_id
 	 WHERE b.current
@@ -239,6 +242,7 @@ COMMENT ON FUNCTION billing.active_subscriptions(timestamptz) IS
 CREATE FUNCTION billing.plan_distribution(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (plan_code text, tier billing.plan_tier, users bigint, share numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	-- every user with a subscription started by `at`; the plan of the one
 	-- that entitles them (at most one is current), Free otherwise
 	WITH users AS (
@@ -261,7 +265,8 @@ RETURNS TABLE (currency text, customers_at_start bigint, customers_churned bigin
 			   mrr_at_start_cents bigint, mrr_churned_cents bigint, revenue_churn numeric)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time <= from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
@@ -296,6 +301,7 @@ $$;
 CREATE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
 		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
@@ -322,6 +328,7 @@ $$;
 CREATE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (
@@ -350,16 +357,14 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UT
 DECLARE
 	step interval;
 BEGIN
-	IF grain IS NULL OR grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
+	PERFORM billing._required(grain, 'grain');
+	IF grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
 		RAISE EXCEPTION 'unknown grain "%"', grain
 			USING ERRCODE = '22023', HINT = 'Use hour, day, week, month or year.';
 	END IF;
-	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time <= from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
-	END IF;
-	IF NOT pg_catalog.isfinite(from_time) OR NOT pg_catalog.isfinite(to_time) THEN
-		RAISE EXCEPTION 'report period must be finite' USING ERRCODE = '22008',
-			DETAIL = pg_catalog.format('Period given: [%s, %s).', from_time, to_time);
 	END IF;
 	step := ('1 ' || grain)::interval;
 	-- a series is for plotting: at most 100,000 points
@@ -423,6 +428,7 @@ COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
 CREATE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(billing._required(day, 'day')::timestamp AT TIME ZONE 'UTC', 'day');
 	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
 	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (

@@ -460,11 +460,9 @@ DECLARE
 	plan billing.subscription_plans;
 	subscription_data jsonb;
 BEGIN
-	IF user_id IS NULL OR user_id = '' THEN
-		RAISE EXCEPTION 'user id must not be null or empty' USING ERRCODE = '22023';
-	END IF;
-	IF plan_code IS NULL THEN
-		RAISE EXCEPTION 'plan code must not be null' USING ERRCODE = '22023';
+	PERFORM billing._required(user_id, 'user_id'), billing._required(plan_code, 'plan_code');
+	IF user_id = '' THEN
+		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
 	END IF;
 	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code = plan_code AND p.deleted_at IS NULL;
 	IF NOT FOUND THEN

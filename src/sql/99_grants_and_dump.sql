@@ -51,6 +51,8 @@ GRANT EXECUTE ON FUNCTION billing._check_column(regclass, name), billing._check_
 	billing._quota_counters_repair(integer, text[], text[], bigint[]), billing._quota_attach(billing.attachments),
 	billing._quota_create_triggers(billing.attachments), billing._detach_triggers(regclass, text)
 	TO billing_admin;
+-- The argument checks (pure) run inside every caller's-rights function too.
+GRANT EXECUTE ON FUNCTION billing._required(anyelement, text), billing._valid_time(timestamptz, text) TO PUBLIC;
 -- CREATE TRIGGER (and a new partition of an attached table, which clones its
 -- triggers) needs EXECUTE on the trigger functions: every table owner has it.
 -- Each checks that it fires on a table billing attached (42501 otherwise).

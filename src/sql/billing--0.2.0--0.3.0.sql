@@ -14,8 +14,8 @@ SET LOCAL search_path TO pg_catalog, pg_temp;
 CREATE OR REPLACE FUNCTION billing._required(value anyelement, name text) RETURNS anyelement
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF value IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	IF value IS NULL OR name IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	RETURN value;
 END
@@ -23,8 +23,8 @@ $$;
 CREATE OR REPLACE FUNCTION billing._valid_time(value timestamptz, name text) RETURNS timestamptz
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF value IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', name USING ERRCODE = '22004';
+	IF value IS NULL OR name IS NULL THEN
+		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	-- (timestamptz literals with an explicit offset: the same in every time zone)
 	IF NOT (value >= '0001-01-01 00:00:00+00' AND value < '10000-01-01 00:00:00+00') THEN
@@ -134,6 +134,23 @@ BEGIN
 	 WHERE q.owner_id = quota.user_id AND a.kind = CASE WHEN quota = 'rooms' THEN 'rooms' ELSE 'participants' END;
 	remaining := pg_catalog.int8larger("limit" - used, 0);
 END
+$$;
+
+-- Internal helpers: a NULL argument is 22004 (the hostile-input gate).
+CREATE OR REPLACE FUNCTION billing._check_column(relation regclass, col name) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._required(relation, 'relation'), billing._required(col, 'col');
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+					WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+		RAISE EXCEPTION 'column "%" of relation % does not exist', col, relation USING ERRCODE = '42703';
+	END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+					WHERE a.attrelid = billing._required($1, 'relation') AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
 $$;
 
 -- == security (issue 9)
@@ -291,11 +308,20 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'billing_room_owner_changed';
 CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+	PERFORM billing._required(relation, 'relation');
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
 		RETURN;  -- dropped: what is left of its attachment is billing's alone
 	END IF;
+	-- Called from SECURITY DEFINER code, where current_user is billing's
+	-- owner: the role that counts is the one in effect outside it (SET ROLE's,
+	-- else the login's), which must have the owner's privileges. Not every
+	-- role the login could SET ROLE to.
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
-					WHERE c.oid = relation AND pg_catalog.pg_has_role(session_user, c.relowner, 'MEMBER')) THEN
+					WHERE c.oid = relation
+					  AND pg_catalog.pg_has_role(CASE pg_catalog.current_setting('role')
+												 WHEN 'none' THEN session_user
+												 ELSE pg_catalog.current_setting('role')::name END,
+												 c.relowner, 'USAGE')) THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
 			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
 	END IF;
@@ -310,6 +336,18 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
+	PERFORM billing._required(p_kind, 'p_kind'), billing._required(p_relation, 'p_relation'),
+			billing._required(p_key_column, 'p_key_column'), billing._required(p_counts_deleted_at, 'p_counts_deleted_at');
+	IF p_kind NOT IN ('users', 'rooms', 'participants') THEN
+		RAISE EXCEPTION 'unknown attachment kind "%"', p_kind USING ERRCODE = '22023';
+	END IF;
+	-- a participants table names its rooms table; the others name none
+	IF p_kind = 'participants' THEN
+		PERFORM billing._required(p_parent, 'p_parent'), billing._required(p_parent_owner_column, 'p_parent_owner_column'),
+				billing._required(p_parent_key_column, 'p_parent_key_column');
+	ELSIF p_parent IS NOT NULL OR p_parent_owner_column IS NOT NULL OR p_parent_key_column IS NOT NULL THEN
+		RAISE EXCEPTION 'a % attachment has no parent table', p_kind USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(p_relation);
 	IF p_parent IS NOT NULL THEN
 		PERFORM billing._check_session_owns(p_parent);
@@ -343,15 +381,18 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	IF att.kind = 'rooms' THEN
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.n)
+			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.k), ''{}''),
+					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.count(*) AS n
 					   FROM %2$s t WHERE t.%1$I IS NOT NULL AND %3$s GROUP BY 1) s',
 			att.key_column, att.relation, live) INTO keys, owners, counts;
 	ELSE
 		EXECUTE pg_catalog.format(
-			'SELECT pg_catalog.array_agg(s.k), pg_catalog.array_agg(s.o), pg_catalog.array_agg(s.n)
+			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.o), ''{}''),
+					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
 					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
@@ -368,7 +409,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(att.relation);
 	DELETE FROM billing.quota_counters q WHERE q.attachment_id = p_attachment;
 	INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
@@ -382,6 +427,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	found record;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
 	found := billing._quota_count(att);
 	PERFORM billing._quota_create_triggers(att);
@@ -397,6 +443,7 @@ DECLARE
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
 	owner_watch text := 'billing_quota_room_owner_' || att.id;
 BEGIN
+	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
 	IF att.kind = 'participants' THEN
 		-- On the rooms table, named after this attachment (detach removes it).
@@ -432,6 +479,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t name;
 BEGIN
+	PERFORM billing._required(relation, 'relation'), billing._required(kind, 'kind');
 	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
 			   JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
 			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgparentid = 0
@@ -449,9 +497,7 @@ DECLARE
 	att billing.attachments;
 	counted bigint;
 BEGIN
-	IF rooms IS NULL OR owner_column IS NULL THEN
-		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(rooms, 'rooms'), billing._required(owner_column, 'owner_column');
 	PERFORM billing._check_attachable(rooms, ARRAY[owner_column]);
 	IF billing._has_deleted_at(rooms) THEN
 		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::name[]);
@@ -471,9 +517,8 @@ DECLARE
 	room_key name;
 	counted bigint;
 BEGIN
-	IF participants IS NULL OR room_column IS NULL OR rooms IS NULL OR room_owner_column IS NULL THEN
-		RAISE EXCEPTION 'arguments must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(participants, 'participants'), billing._required(room_column, 'room_column'),
+			billing._required(rooms, 'rooms'), billing._required(room_owner_column, 'room_owner_column');
 	PERFORM billing._check_attachable(participants, ARRAY[room_column]);
 	IF billing._has_deleted_at(participants) THEN
 		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::name[]);
@@ -521,7 +566,11 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 BEGIN
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.id = p_attachment;
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
+	END IF;
 	PERFORM billing._check_session_owns(att.relation);
 	RETURN QUERY
 	WITH actual AS (
@@ -568,9 +617,13 @@ DECLARE
 	rel record;
 	col name;
 BEGIN
-	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO STRICT rel
+	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
+	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
 	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 	 WHERE c.oid = relation;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'relation with OID % does not exist', relation::pg_catalog.oid USING ERRCODE = '42P01';
+	END IF;
 	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
 		RAISE EXCEPTION 'cannot attach billing to %', relation
 			USING ERRCODE = '42501', DETAIL = 'Billing''s own tables and system catalogs cannot be attached.';
@@ -596,6 +649,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	started bigint;
 BEGIN
+	PERFORM billing._required(user_ids, 'user_ids'), billing._valid_time(at, 'at');
 	INSERT INTO billing.subscriptions
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
@@ -612,9 +666,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	ids text[];
 BEGIN
-	IF users IS NULL OR id_column IS NULL THEN
-		RAISE EXCEPTION 'users table and id column must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(users, 'users'), billing._required(id_column, 'id_column');
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
@@ -640,9 +692,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	t record;
 BEGIN
-	IF relation IS NULL THEN
-		RAISE EXCEPTION 'relation must not be null' USING ERRCODE = '22023';
-	END IF;
 	PERFORM billing._check_session_owns(relation);
 	-- a participants table's attachment also watches its rooms table
 	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
@@ -703,6 +752,15 @@ END
 $$;
 
 
+-- (security) ATTACH PARTITION of a table holding rows to a counted table: refused.
+-- ALTER TABLE ... ATTACH PARTITION of a table that holds rows, to a table
+-- whose rows billing counts: refused (55000), its rows would not be counted.
+-- From the statement's parse tree, at ddl_command_start (src/glue/quota_trigger.cpp).
+CREATE FUNCTION billing._before_attach_partition() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_attach_partition';
+CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
+	WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION billing._before_attach_partition();
+
 -- == money and access (issue 10)
 -- The ledger: invoices fall due after issue, credit pays them first, voided
 -- invoices say why; every movement of money is a ledger entry.
@@ -758,16 +816,13 @@ $$;
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
 
+-- Internal: the first time after `at` when time alone (no write) may change
+-- the user's effective plan (a trial, period or grace end, an invoice falling
+-- due), from the core's projection (billing::NextEntitlementChange), so also
+-- for renewals maintenance has not issued yet. The quota cache keeps a limit
+-- no longer than this.
 CREATE FUNCTION billing._entitlement_changes_at(user_id text, at timestamptz) RETURNS timestamptz
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE(pg_catalog.min(v.t), 'infinity')
-	  FROM billing.subscriptions s
-	 CROSS JOIN LATERAL (SELECT billing._setting('past_due_grace', '14 days')::interval AS grace) g
-	 CROSS JOIN LATERAL (VALUES (s.trial_end), (s.current_period_end), (s.past_due_since + g.grace),
-			((SELECT pg_catalog.min(i.due_at) FROM billing.invoices i
-			   WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL) + g.grace)) AS v (t)
-	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL AND v.t > $2
-$$;
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_entitlement_changes_at';
 
 
 -- Internal: the id of the plan that applies to a user at `at`, decided by
@@ -920,9 +975,7 @@ DECLARE
 	counters bigint;
 	upto_day date := (upto AT TIME ZONE 'UTC')::date;
 BEGIN
-	IF upto IS NULL OR NOT pg_catalog.isfinite(upto) THEN
-		RAISE EXCEPTION 'argument "upto" must be a finite timestamp' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._valid_time(upto, 'upto');
 	-- Only the pending set is read. Deleting each row under its row lock makes
 	-- concurrent rollups add it once (the second waits, then finds it gone).
 	WITH taken AS (
@@ -1188,6 +1241,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.mrr(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (currency text, mrr_cents bigint, subscriptions bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT b.currency, pg_catalog.round(pg_catalog.sum(b.monthly_cents))::bigint, pg_catalog.count(*)
 	  FROM billing._book_at(at) b
 	 WHERE b.paying
@@ -1200,6 +1254,7 @@ COMMENT ON FUNCTION billing.mrr(timestamptz) IS
 CREATE OR REPLACE FUNCTION billing.arr(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (currency text, arr_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
 	  FROM billing._book_at(at) b
 	 WHERE b.paying
@@ -1211,6 +1266,7 @@ COMMENT ON FUNCTION billing.arr(timestamptz) IS 'Annual recurring revenue: 12 x 
 CREATE OR REPLACE FUNCTION billing.active_subscriptions(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (tier billing.plan_tier, status billing.subscription_status, subscriptions bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	SELECT p.tier, b.status, pg_catalog.count(*)
 	  FROM billing._book_at(at) b JOIN billing.subscription_plans p ON p.id = b.plan_id
 	 WHERE b.current
@@ -1223,6 +1279,7 @@ COMMENT ON FUNCTION billing.active_subscriptions(timestamptz) IS
 CREATE OR REPLACE FUNCTION billing.plan_distribution(at timestamptz DEFAULT pg_catalog.now())
 RETURNS TABLE (plan_code text, tier billing.plan_tier, users bigint, share numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(at, 'at');
 	-- every user with a subscription started by `at`; the plan of the one
 	-- that entitles them (at most one is current), Free otherwise
 	WITH users AS (
@@ -1245,7 +1302,8 @@ RETURNS TABLE (currency text, customers_at_start bigint, customers_churned bigin
 			   mrr_at_start_cents bigint, mrr_churned_cents bigint, revenue_churn numeric)
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time <= from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
@@ -1280,6 +1338,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
 		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
@@ -1306,6 +1365,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (
@@ -1334,16 +1394,14 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UT
 DECLARE
 	step interval;
 BEGIN
-	IF grain IS NULL OR grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
+	PERFORM billing._required(grain, 'grain');
+	IF grain NOT IN ('hour', 'day', 'week', 'month', 'year') THEN
 		RAISE EXCEPTION 'unknown grain "%"', grain
 			USING ERRCODE = '22023', HINT = 'Use hour, day, week, month or year.';
 	END IF;
-	IF from_time IS NULL OR to_time IS NULL OR to_time <= from_time THEN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time <= from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
-	END IF;
-	IF NOT pg_catalog.isfinite(from_time) OR NOT pg_catalog.isfinite(to_time) THEN
-		RAISE EXCEPTION 'report period must be finite' USING ERRCODE = '22008',
-			DETAIL = pg_catalog.format('Period given: [%s, %s).', from_time, to_time);
 	END IF;
 	step := ('1 ' || grain)::interval;
 	-- a series is for plotting: at most 100,000 points
@@ -1407,6 +1465,7 @@ COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
 CREATE OR REPLACE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_time(billing._required(day, 'day')::timestamp AT TIME ZONE 'UTC', 'day');
 	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
 	WITH bounds AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS d0, (day + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (
@@ -1468,9 +1527,7 @@ DROP FUNCTION billing._stripe_apply(text, text, timestamptz, jsonb, jsonb, times
 CREATE OR REPLACE FUNCTION billing.configure(key text, value text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF key IS NULL OR value IS NULL THEN
-		RAISE EXCEPTION 'setting key and value must not be null' USING ERRCODE = '22023';
-	END IF;
+	PERFORM billing._required(key, 'key'), billing._required(value, 'value');
 	CASE key
 	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention' THEN
 		BEGIN
@@ -1722,11 +1779,9 @@ DECLARE
 	plan billing.subscription_plans;
 	subscription_data jsonb;
 BEGIN
-	IF user_id IS NULL OR user_id = '' THEN
-		RAISE EXCEPTION 'user id must not be null or empty' USING ERRCODE = '22023';
-	END IF;
-	IF plan_code IS NULL THEN
-		RAISE EXCEPTION 'plan code must not be null' USING ERRCODE = '22023';
+	PERFORM billing._required(user_id, 'user_id'), billing._required(plan_code, 'plan_code');
+	IF user_id = '' THEN
+		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
 	END IF;
 	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code = plan_code AND p.deleted_at IS NULL;
 	IF NOT FOUND THEN
@@ -1827,7 +1882,7 @@ GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_ad
 CREATE OR REPLACE PROCEDURE billing.run_maintenance_batches(at timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)
 LANGUAGE plpgsql AS $$
 DECLARE
-	run_at timestamptz := COALESCE(at, pg_catalog.now());
+	run_at pg_catalog.timestamptz := COALESCE(at, pg_catalog.now());
 	done bigint;
 BEGIN
 	-- a NULL batch size would never compare below itself: the loop would not end
@@ -1953,6 +2008,8 @@ GRANT EXECUTE ON FUNCTION billing._check_column(regclass, name), billing._check_
 	billing._quota_counters_repair(integer, text[], text[], bigint[]), billing._quota_attach(billing.attachments),
 	billing._quota_create_triggers(billing.attachments), billing._detach_triggers(regclass, text)
 	TO billing_admin;
+-- The argument checks (pure) run inside every caller's-rights function too.
+GRANT EXECUTE ON FUNCTION billing._required(anyelement, text), billing._valid_time(timestamptz, text) TO PUBLIC;
 -- CREATE TRIGGER (and a new partition of an attached table, which clones its
 -- triggers) needs EXECUTE on the trigger functions: every table owner has it.
 -- Each checks that it fires on a table billing attached (42501 otherwise).

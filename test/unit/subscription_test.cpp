@@ -507,5 +507,20 @@ TEST(Projection, GrantsAtFollowsStatusAndTimes)
 	EXPECT_FALSE(GrantsAt(s, At(2026, 2, 2), kGrace));
 }
 
+TEST(Projection, NextEntitlementChangeSeesRenewalsNotIssuedYet)
+{
+	// paid to 28 Feb 12:00; no maintenance. On 1 Mar the renewal is issued
+	// (projected) and unpaid: next is its due date, 3 Mar 12:00; after that,
+	// the grace end 17 Mar 12:00
+	Projection p = Project(PaidBook(0), kProMonthly, std::nullopt, At(2026, 2, 1), kGrace);
+	EXPECT_EQ(NextEntitlementChange(p, At(2026, 2, 1), kGrace), At(2026, 2, 28, 12));
+	p = Project(PaidBook(0), kProMonthly, std::nullopt, At(2026, 3, 1), kGrace);
+	EXPECT_EQ(NextEntitlementChange(p, At(2026, 3, 1), kGrace), At(2026, 3, 3, 12));
+	p = Project(PaidBook(0), kProMonthly, std::nullopt, At(2026, 3, 4), kGrace);
+	EXPECT_EQ(NextEntitlementChange(p, At(2026, 3, 4), kGrace), At(2026, 3, 17, 12));
+	p = Project(PaidBook(0), kProMonthly, std::nullopt, At(2026, 3, 18), kGrace);
+	EXPECT_EQ(NextEntitlementChange(p, At(2026, 3, 18), kGrace), std::nullopt);  // on Free
+}
+
 }  // namespace
 }  // namespace billing
