@@ -371,6 +371,9 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 		Notify(spi, out.updated.user_id, out.updated.id, kind,
 			   kind + ":" + std::to_string(out.updated.id) + ":" + std::to_string(when), when);
 	}
+	// A later write in the same transaction (a Stripe event, a DBA's UPDATE)
+	// declares its own time or is dated by its row, not by this `at`.
+	spi.Execute("SELECT billing._set_change_at(NULL)");
 	return result;
 }
 
@@ -930,6 +933,11 @@ BILLING_FUNCTION(billing_run_maintenance)
 		if (!rolled.empty() && rolled[0].text(0))
 			counts["usage_rolled_up"] += std::stoll(rolled[0].text_required(0));
 	}
+	// Usage partitions for this month and the next two, and records past
+	// usage_record_retention (not counted in the result)
+	auto partitions = spi.Query("SELECT pg_catalog.to_regprocedure('billing._usage_partitions(timestamptz)') IS NOT NULL");
+	if (partitions.at(0).boolean(0))
+		(void) spi.Query("SELECT pg_catalog.count(*) FROM billing._usage_partitions($1)", {at_arg});
 	// Stripe payloads past stripe_event_retention (their rows stay, for duplicate detection)
 	auto pruned = spi.Query("SELECT billing._stripe_prune($1)", {at_arg});
 	counts["stripe_payloads_pruned"] += pruned.at(0).int64(0).value_or(0);

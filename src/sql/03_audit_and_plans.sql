@@ -88,7 +88,8 @@ BEGIN
 	END LOOP;
 	FOR t IN SELECT c.relname AS name FROM pg_catalog.pg_class c
 			JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-		WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND c.relkind IN ('r', 'p')
+		  AND NOT c.relispartition  -- a partition has its parent's trigger
 		  AND a.attname OPERATOR(pg_catalog.=) 'updated_at'
 	LOOP
 		EXECUTE pg_catalog.format(

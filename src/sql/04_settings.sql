@@ -4,7 +4,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._required(key, 'key'), billing._required(value, 'value');
 	CASE key
-	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention' THEN
+	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention', 'usage_record_retention' THEN
 		BEGIN
 			IF value::interval < interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
@@ -26,7 +26,7 @@ BEGIN
 	ELSE
 		RAISE EXCEPTION 'unknown setting "%"', key
 			USING ERRCODE = '22023',
-				  HINT = 'Known settings are past_due_grace, stripe_event_retention, stripe_tolerance and stripe_webhook_secret.';
+				  HINT = 'Known settings are past_due_grace, stripe_event_retention, stripe_tolerance, stripe_webhook_secret and usage_record_retention.';
 	END CASE;
 	INSERT INTO billing.settings AS s (key, value) VALUES (key, value)
 	ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, deleted_at = NULL;

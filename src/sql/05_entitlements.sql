@@ -45,12 +45,17 @@ COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
 CREATE FUNCTION billing._grants_plan(status billing.subscription_status, trial_end timestamptz,
 									 period_end timestamptz, grace_end timestamptz, at timestamptz) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT CASE $1::text
-		   WHEN 'trialing' THEN $2 IS NULL OR $2 OPERATOR(pg_catalog.>) $5
-		   WHEN 'active' THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
-		   WHEN 'past_due' THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
-		   WHEN 'canceled' THEN COALESCE($3 OPERATOR(pg_catalog.>) $5, false)
-								AND ($4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5)
+	-- (the enum compared as itself: a cast to text calls enum_out, which is
+	-- STABLE, and an IMMUTABLE function calling it is not inlined)
+	SELECT CASE
+		   WHEN $1 OPERATOR(pg_catalog.=) 'trialing'::billing.subscription_status
+			 THEN $2 IS NULL OR $2 OPERATOR(pg_catalog.>) $5
+		   WHEN $1 OPERATOR(pg_catalog.=) 'active'::billing.subscription_status
+			 THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
+		   WHEN $1 OPERATOR(pg_catalog.=) 'past_due'::billing.subscription_status
+			 THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
+		   WHEN $1 OPERATOR(pg_catalog.=) 'canceled'::billing.subscription_status
+			 THEN COALESCE($3 OPERATOR(pg_catalog.>) $5, false) AND ($4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5)
 		   ELSE false END
 $$;
 
