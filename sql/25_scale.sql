@@ -74,6 +74,56 @@ SELECT count(*) < 100 AS few_locks FROM pg_locks WHERE pid = pg_backend_pid();
 SELECT count(*) AS users_locked FROM billing.user_locks WHERE user_id LIKE 'bulk-%';
 ROLLBACK;
 
+-- == plain renewals of a page are written set-based (one statement per change
+-- time): 300 subscriptions due at three different times, with no credit,
+-- credit for half a period and credit for a whole one
+SELECT count(*) FROM (
+	SELECT billing.record_payment(s.id, 2999 + (i % 3) * 1500, 'usd', true, '2026-01-01 05:00+00')
+	  FROM generate_series(1, 300) i,
+		   LATERAL billing.subscribe('renew-' || i, 'pro_monthly', '2026-01-01 00:00+00'::timestamptz + (i % 3) * interval '1 hour', false) s) t;
+SELECT * FROM billing.run_maintenance('2026-02-01 03:00+00') ORDER BY action;
+-- each one invoice for its new period: 1500 of credit pays part of it, 3000 all of it
+SELECT i.status, i.credit_applied_cents, i.amount_due_cents, count(*)
+  FROM billing.invoices i WHERE i.user_id LIKE 'renew-%' AND i.billing_reason = 'subscription_cycle'
+ GROUP BY 1, 2, 3 ORDER BY 1, 2;
+SELECT count(*) AS wrong_period FROM billing.invoices i JOIN billing.subscriptions s ON s.id = i.subscription_id
+ WHERE i.user_id LIKE 'renew-%' AND i.billing_reason = 'subscription_cycle'
+   AND (i.period_start, i.period_end, i.due_at) IS DISTINCT FROM
+	   (s.current_period_start, s.current_period_end, s.current_period_start + interval '3 days');
+-- what credit is left: 100 x (3000 - 2999) + 100 x 0
+SELECT sum(billing.credit_balance(user_id)) AS credit_left, count(*) FILTER (WHERE billing.credit_balance(user_id) > 0)
+  FROM billing.subscriptions WHERE user_id LIKE 'renew-%' AND ended_at IS NULL;
+SELECT count(*) AS ledger_rows, sum(amount_cents) FROM billing.ledger_entries
+ WHERE user_id LIKE 'renew-%' AND kind = 'credit_to_invoice';
+-- the history dates each renewal at its own period end, not at one time for the page
+SELECT h.valid_from = s.current_period_start AS dated_at_period_end, count(*)
+  FROM billing.subscription_history h JOIN billing.subscriptions s ON s.id = h.subscription_id
+ WHERE s.user_id LIKE 'renew-%' AND h.valid_to = 'infinity' GROUP BY 1;
+-- an audit row per renewal, as row by row
+SELECT count(*) AS audited FROM billing.audit_log a JOIN billing.subscriptions s ON a.row_id = s.id::text
+ WHERE a.table_name = 'subscriptions' AND a.action = 'UPDATE' AND s.user_id LIKE 'renew-%'
+   AND a.new_row ->> 'current_period_start' = a.old_row ->> 'current_period_end';
+
+-- == the audit trail is written per statement: one call of the trigger for a
+-- statement of 4,000 rows (four inserts of 1,000), an audit row for each
+BEGIN;
+SET LOCAL track_functions = 'all';
+UPDATE billing.subscriptions SET metadata = pg_catalog.jsonb_build_object('probe', id) WHERE user_id LIKE 'scale-%';
+SELECT calls AS audit_trigger_calls FROM pg_stat_xact_user_functions WHERE schemaname = 'billing' AND funcname = '_audit';
+SELECT count(*) AS audited, count(DISTINCT row_id) AS rows FROM billing.audit_log
+ WHERE table_name = 'subscriptions' AND action = 'UPDATE' AND row_id = new_row ->> 'id' AND row_id = old_row ->> 'id'
+   AND new_row -> 'metadata' ->> 'probe' = row_id AND old_row -> 'metadata' ->> 'probe' IS NULL;
+ROLLBACK;
+
+-- == billing._set_change_at declares the history's change time (the glue sets
+-- the same setting directly); microseconds since 1970 UTC, NULL resets it
+BEGIN;
+SELECT billing._set_change_at('2026-01-01 00:00:01.5+00');
+SELECT pg_catalog.current_setting('billing.change_at') AS change_at;
+SELECT billing._set_change_at(NULL);
+SELECT pg_catalog.current_setting('billing.change_at') = '' AS reset;
+ROLLBACK;
+
 -- == kept plans are re-planned when the schema changes under them
 ALTER TABLE billing.subscriptions ADD COLUMN scale_probe int;
 SELECT status FROM billing.start_trial('after-alter', 'pro_monthly', '2026-01-01 00:00+00');

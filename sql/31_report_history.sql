@@ -120,3 +120,33 @@ SELECT * FROM billing.usage_trends('2030-01-01 00:00+00', 'infinity', 'month');
 SELECT * FROM billing.usage_trends('1000-01-01 00:00+00', '3000-01-01 00:00+00', 'hour');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM billing.revenue('1000-01-01 00:00+00', '3000-01-01 00:00+00', 'year');
+
+-- == The change time a lifecycle call declares ends with it: a later UPDATE
+-- in the same transaction is dated by its own row (before: by the call's
+-- `at`, so this cancel would have started on 10 Jan, not on 20 Jan)
+SELECT id AS d1 FROM billing.subscribe('d1', 'pro_monthly', '2031-01-01 00:00+00', with_trial => false) \gset
+SELECT status FROM billing.record_payment(:d1, 2999, 'usd', true, '2031-01-01 01:00+00');
+BEGIN;
+SELECT status FROM billing.pause(:d1, '2031-01-10 00:00+00');
+SELECT current_setting('billing.change_at') AS declared_after_the_call;
+UPDATE billing.subscriptions SET cancel_at_period_end = true, canceled_at = '2031-01-20 00:00+00' WHERE id = :d1;
+COMMIT;
+SELECT status, cancel_at_period_end, valid_from, valid_to FROM billing.subscription_history
+ WHERE subscription_id = :d1 ORDER BY valid_from, id;
+
+-- == Set-based: the helpers are inlined into the reports' queries (no
+-- function call per history row; EXPLAIN VERBOSE names none of them)
+CREATE FUNCTION pg_temp.calls_in_plan(q text) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+	plan text := '';
+	line text;
+BEGIN
+	FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP
+		plan := plan || line || E'\n';
+	END LOOP;
+	RETURN ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(plan, '(_[a-z_]+)\(', 'g') m ORDER BY 1);
+END
+$$;
+SELECT pg_temp.calls_in_plan($$SELECT count(*) FILTER (WHERE b.paying), count(*) FILTER (WHERE b.entitled),
+	count(*) FILTER (WHERE b.current), sum(b.monthly_cents) FROM billing._book_at('2031-01-15 00:00+00') b$$) AS book_at,
+	   pg_temp.calls_in_plan($$SELECT count(*) FROM billing._trials_started('2031-01-01 00:00+00', '2031-02-01 00:00+00')$$) AS trials;

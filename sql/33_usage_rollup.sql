@@ -46,4 +46,24 @@ SELECT * FROM pg_temp.agree('2026-01-01 00:00+00', '2026-01-02 00:00+00');
 SELECT * FROM pg_temp.agree('2026-01-02 00:00+00', '2026-01-03 00:00+00');
 SELECT * FROM pg_temp.agree(date_trunc('day', now(), 'UTC'), date_trunc('day', now(), 'UTC') + interval '1 day');
 
-DROP TABLE usage_rooms, usage_users;
+-- A room counter rolling over a day writes the previous day's count for the
+-- room's owner, and nothing for a room without one (its counter's owner is
+-- ''): one participant yesterday in u2's room and one in an ownerless room
+-- (moved back a day by hand), then one more in each today.
+CREATE TABLE usage_participants (id bigserial PRIMARY KEY, room_id bigint REFERENCES usage_rooms);
+SELECT billing.attach_participant_quota('usage_participants', 'room_id', 'usage_rooms', 'owner_id');
+INSERT INTO usage_rooms (id, owner_id) VALUES (100, 'u2'), (101, NULL);
+INSERT INTO usage_participants (room_id) VALUES (100), (101);
+UPDATE billing.quota_counters SET usage_day = usage_day - 1 WHERE key IN ('100', '101') AND usage_pending > 0;
+SELECT key, owner_id, usage_pending FROM billing.quota_counters WHERE key IN ('100', '101') ORDER BY key;
+INSERT INTO usage_participants (room_id) VALUES (100), (101);
+-- u2: 1 yesterday (written by the rollover), 1 today (still in the counter);
+-- nobody's: nothing written (its count today stays in its counter, which
+-- the rollup skips)
+SELECT user_id, metric, (now() AT TIME ZONE 'UTC')::date - day AS days_ago, quantity
+  FROM billing.usage_daily WHERE metric = 'participants_joined' ORDER BY user_id, day;
+SELECT key, owner_id, usage_pending FROM billing.quota_counters WHERE key IN ('100', '101') ORDER BY key;
+SELECT billing.rollup_usage(date_trunc('day', now(), 'UTC') + interval '1 day') AS moved;
+SELECT count(*) AS written_for_nobody FROM billing.usage_daily WHERE user_id = '';
+
+DROP TABLE usage_participants, usage_rooms, usage_users;

@@ -21,6 +21,28 @@ SELECT DISTINCT pg_get_userbyid(p.proowner) AS function_owner FROM pg_proc p
 SELECT DISTINCT pg_get_userbyid(c.relowner) AS table_owner FROM pg_class c
  WHERE c.relnamespace = 'billing'::regnamespace AND c.relkind IN ('r', 'S', 'v');
 SELECT pg_get_userbyid(nspowner) AS schema_owner FROM pg_namespace WHERE nspname = 'billing';
+-- Every function runs with search_path pinned to pg_catalog, pg_temp, except
+-- these (a new one changes this output and must say why here):
+--   C: triggers and event triggers pin it themselves (src/glue/rights.hpp)
+--      before any SQL; _restoring and stripe_verify run no SQL; the core's
+--      entitlement entry points (_entitled_plan_id, _entitlement_changes_at,
+--      _grants_plan_core) are executable by no billing role and called only
+--      from pinned callers;
+--   SQL with a RETURN body (_due_at, _micros, _interval_micros,
+--      _next_invoice_number): names bound when created, under the install's
+--      pinned path;
+--   SQL inlined into pinned callers (_book_at, _trials_started,
+--      _grants_plan): not executable by any billing role;
+--   run_maintenance_batches: a procedure that COMMITs cannot have SET; it
+--      qualifies every name (gate/shadowing holds it).
+SELECT l.lanname AS language, p.oid::regprocedure AS unpinned,
+	   p.prosqlbody IS NOT NULL AS bound_when_created,
+	   has_function_privilege('billing_app', p.oid, 'EXECUTE') OR has_function_privilege('billing_analyst', p.oid, 'EXECUTE')
+		 OR has_function_privilege('billing_admin', p.oid, 'EXECUTE') AS billing_roles_may_call
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.pronamespace = 'billing'::regnamespace
+   AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c = 'search_path=pg_catalog, pg_temp')
+ ORDER BY 1, 2::text;
 
 CREATE ROLE regress_sec_migrator LOGIN IN ROLE billing_admin;   -- owns the application's tables
 CREATE ROLE regress_sec_plain LOGIN;                             -- the application's login

@@ -21,19 +21,19 @@ rounds=${ROUNDS:-5}
 due='2026-12-01 00:00:00+00'
 
 scale_cluster_start
-echo "== the scale book ($users users), its history, $usage usage records"
+echo "== the scale book ($users users), its history, $usage usage records   [$(uptime | sed "s/.*load/load/")]"
 scale_book book "$users"
 psql -X -q -d book -v usage="$usage" -v heavy="$heavy" -v due="$due" -f bench/reports/setup.sql
 createdb empty
 psql -X -q -d empty -c "CREATE EXTENSION billing"
 
-echo "== 1. reports for 15 Sep 2026 against the DBA's history queries, $rounds rounds"
+echo "== 1. reports for 15 Sep 2026 against the DBA's history queries, $rounds rounds   [$(uptime | sed "s/.*load/load/")]"
 psql -X -q -d book -v rounds="$rounds" -v at='2026-09-15 00:00:00+00' -f bench/reports/reports.sql
 
-echo "== 2. the history trigger on pause/resume, $rounds rounds"
+echo "== 2. the history trigger on pause/resume, $rounds rounds   [$(uptime | sed "s/.*load/load/")]"
 psql -X -q -d book -v rounds="$rounds" -f bench/reports/trigger_cost.sql
 
-echo "== 3. rollup of 100,000 new records: on $usage rolled up vs on an empty history, $rounds rounds"
+echo "== 3. rollup of 100,000 new records: on $usage rolled up vs on an empty history, $rounds rounds   [$(uptime | sed "s/.*load/load/")]"
 add_new() { # add_new DB ROUND: 100,000 records of the last day before $due, through the usual insert path
 	psql -X -q -d "$1" -c "INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at)
 		SELECT (1 + (g * 31 + $2) % 1000000)::text, 'api_calls', 1, '$due'::timestamptz - interval '1 day'
@@ -61,7 +61,7 @@ SELECT round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM t WHER
 SQL
 rm -f "$results"
 
-echo "== 4. usage() for a user with $heavy records against a plain indexed sum, $rounds rounds"
+echo "== 4. usage() for a user with $heavy records against a plain indexed sum, $rounds rounds   [$(uptime | sed "s/.*load/load/")]"
 psql -X -q -d book -v rounds="$rounds" -v due="$due" <<'SQL'
 \set ON_ERROR_STOP 1
 \i bench/reports/lib.sql
@@ -85,3 +85,4 @@ SELECT variant, format('%s / %s / %s', round(min(ms)::numeric, 1), round(percent
 					   round(max(ms)::numeric, 1)) AS ms_min_median_max
   FROM t GROUP BY variant ORDER BY variant DESC;
 SQL
+echo "== done   [$(uptime | sed "s/.*load/load/")]"

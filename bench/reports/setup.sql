@@ -9,6 +9,9 @@ SET work_mem = '64MB';
 \echo '   subscription history'
 SELECT billing._history_backfill() AS subscriptions_with_history;
 \echo '   usage records (loaded as already rolled up) and their daily totals'
+-- the monthly partitions run_maintenance would have made over the year
+SELECT sum(p.count) AS partitions_made FROM generate_series(0, 13) m,
+	   LATERAL billing._usage_partitions(:'due'::timestamptz - interval '365 days' + m * interval '1 month') p;
 SET session_replication_role = replica;
 INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at, rolled_up)
 SELECT CASE WHEN g <= :heavy THEN 'heavy' ELSE (1 + (g::bigint * 7919) % 1000000)::text END,

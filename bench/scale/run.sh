@@ -162,4 +162,9 @@ echo "$batches" | awk -v batch="$MAINTENANCE_BATCH" '
 left=$(q -d book -c "SELECT count(*) FROM billing.subscriptions WHERE billing._due_at(status, current_period_end, trial_end, started_at) <= '$at' AND ended_at IS NULL AND deleted_at IS NULL")
 echo "   still due afterwards: $left"
 }
-for p in $PARTS; do "part_$p"; done
+# the machine's load beside each part's figures (ratios are noisy under load)
+for p in $PARTS; do
+	echo "   load before part $p: $(uptime | sed 's/.*load average/load average/')"
+	"part_$p"
+done
+echo "   load at the end: $(uptime | sed 's/.*load average/load average/')"

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <limits>
 
 #include "core/pure.hpp"
@@ -447,33 +448,79 @@ IsNewer(const std::optional<Watermark> &last, const Watermark &incoming)
 	return incoming.created == last->created && incoming.stage >= last->stage;
 }
 
-bool
-Handled(std::string_view type)
+Handler
+HandlerOf(std::string_view type)
 {
-	static constexpr std::string_view kHandled[] = {
-		"checkout.session.completed",
-		"customer.subscription.created",
-		"customer.subscription.updated",
-		"customer.subscription.deleted",
-		"customer.subscription.paused",
-		"customer.subscription.resumed",
-		"customer.subscription.trial_will_end",
-		"invoice.created",
-		"invoice.finalized",
-		"invoice.paid",
-		"invoice.payment_succeeded",
-		"invoice.payment_failed",
-		"invoice.voided",
-		"invoice.marked_uncollectible",
-		"payment_intent.succeeded",
-		"payment_intent.payment_failed",
-		"charge.refunded",
+	static constexpr std::pair<std::string_view, Handler> kHandled[] = {
+		{"checkout.session.completed", Handler::kCheckout},
+		{"customer.subscription.created", Handler::kSubscription},
+		{"customer.subscription.updated", Handler::kSubscription},
+		{"customer.subscription.deleted", Handler::kSubscription},
+		{"customer.subscription.paused", Handler::kSubscription},
+		{"customer.subscription.resumed", Handler::kSubscription},
+		{"customer.subscription.trial_will_end", Handler::kSubscription},
+		{"invoice.created", Handler::kInvoice},
+		{"invoice.finalized", Handler::kInvoice},
+		{"invoice.paid", Handler::kInvoice},
+		{"invoice.payment_succeeded", Handler::kInvoice},
+		{"invoice.payment_failed", Handler::kInvoice},
+		{"invoice.voided", Handler::kInvoice},
+		{"invoice.marked_uncollectible", Handler::kInvoice},
+		{"payment_intent.succeeded", Handler::kPaymentIntent},
+		{"payment_intent.payment_failed", Handler::kPaymentIntent},
+		{"charge.succeeded", Handler::kChargeSucceeded},
+		{"charge.refunded", Handler::kChargeRefunded},
 	};
-	for (auto handled : kHandled) {
-		if (type == handled)
-			return true;
+	for (const auto &[name, handler] : kHandled) {
+		if (type == name)
+			return handler;
 	}
-	return false;
+	return Handler::kNone;
+}
+
+std::optional<std::string>
+Precheck(const Event &event, const std::function<bool(const std::string &price_id)> &has_plan)
+{
+	const EventObject &o = event.object;
+	Handler handler = HandlerOf(event.type);
+	if (!o.id)
+		return "the event's object has no id";
+	auto is = [&o](const char *kind) { return o.object && *o.object == kind; };
+	switch (handler) {
+	case Handler::kSubscription:
+		if (!is("subscription"))
+			return "the event's object is not a subscription";
+		if (!o.price_id)
+			return "the stripe subscription has no price";
+		if (!has_plan(*o.price_id))
+			return "no plan has stripe price \"" + *o.price_id +
+				   "\"; set billing.subscription_plans.stripe_price_id";
+		if (!MirrorSubscription(event))
+			return "unknown stripe subscription status \"" + o.status.value_or("") + "\"";
+		return std::nullopt;
+	case Handler::kInvoice:
+		if (!is("invoice"))
+			return "the event's object is not an invoice";
+		break;
+	case Handler::kPaymentIntent:
+		if (!is("payment_intent"))
+			return "the event's object is not a payment intent";
+		break;
+	case Handler::kChargeSucceeded:
+	case Handler::kChargeRefunded:
+		if (!is("charge"))
+			return "the event's object is not a charge";
+		break;
+	case Handler::kCheckout:
+	case Handler::kNone:
+		return std::nullopt;
+	}
+	bool currency = o.currency && o.currency->size() == 3 &&
+					std::all_of(o.currency->begin(), o.currency->end(),
+								[](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); });
+	if (!currency)
+		return "the stripe object has no currency";
+	return std::nullopt;
 }
 
 namespace {
@@ -571,11 +618,82 @@ MirrorSubscription(const Event &event)
 	return m;
 }
 
+std::optional<SubscriptionRow>
+DecideSubscriptionRow(const Event &event, std::optional<int64_t> started)
+{
+	auto mirror = MirrorSubscription(event);
+	if (!mirror)
+		return std::nullopt;
+	const EventObject &o = event.object;
+	SubscriptionRow row;
+	row.mirror = *mirror;
+	row.started = started ? *started : o.start_date ? *o.start_date : o.created ? *o.created : event.created;
+	row.period_start = o.current_period_start.value_or(row.started);
+	if (o.current_period_end && *o.current_period_end >= row.period_start)
+		row.period_end = o.current_period_end;
+	row.trial_start = o.trial_start;
+	row.trial_end = o.trial_end;
+	if (row.trial_end) {
+		if (!row.trial_start)
+			row.trial_start = std::min(row.started, *row.trial_end);
+		row.trial_end = std::max(*row.trial_end, *row.trial_start);
+	}
+	if (mirror->ended_at)
+		row.ended_at = std::max(*mirror->ended_at, row.started);
+	if (mirror->status == "past_due")
+		row.past_due_since = event.created;
+	if (mirror->status == "paused")
+		row.paused_at = event.created;
+	return row;
+}
+
+std::optional<std::string>
+NamedUser(const EventObject &o)
+{
+	std::optional<std::string> user = o.metadata_user_id;
+	FirstOf(user, o.subscription_data_user_id);
+	FirstOf(user, o.client_reference_id);
+	return user;
+}
+
 std::optional<std::string>
 MapSubscriptionStatus(std::string_view s)
 {
 	const StatusRow *row = FindStatus(s);
 	return row ? std::optional<std::string>(ToString(row->billing)) : std::nullopt;
+}
+
+InvoiceDecision
+DecideInvoice(const Event &event)
+{
+	const EventObject &o = event.object;
+	InvoiceDecision d;
+	std::optional<std::string> mapped = o.status ? MapInvoiceStatus(*o.status) : std::nullopt;
+	if (event.type == "invoice.paid" || event.type == "invoice.payment_succeeded")
+		d.status = "paid";
+	else if (mapped)
+		d.status = *mapped;
+	else
+		d.status = event.type == "invoice.created" ? "draft" : "open";
+	if (d.status == "paid")
+		d.paid_at = o.paid_at.value_or(event.created);
+	const InvoiceLine *first = o.lines.empty() ? nullptr : &o.lines.front();
+	d.period_start = first && first->period_start ? first->period_start : o.period_start;
+	d.period_end = first && first->period_end ? first->period_end : o.period_end;
+	if (d.period_start && d.period_end && *d.period_end < *d.period_start)
+		d.period_end.reset();
+	d.issued_at = o.created.value_or(event.created);
+	return d;
+}
+
+std::optional<std::string>
+PaymentStatus(std::string_view event_type)
+{
+	if (event_type == "payment_intent.succeeded" || event_type == "charge.succeeded")
+		return "succeeded";
+	if (event_type == "payment_intent.payment_failed")
+		return "failed";
+	return std::nullopt;
 }
 
 std::optional<std::string>
@@ -593,6 +711,20 @@ MapBillingReason(const std::optional<std::string> &reason)
 				   *reason == "subscription_update"))
 		return *reason;
 	return "manual";
+}
+
+std::string
+ChargePaymentFacts(const Event &charge_event)
+{
+	Event payment = charge_event;
+	EventObject &o = payment.object;
+	o.charge = o.id;
+	if (o.payment_intent)
+		o.id = o.payment_intent;
+	o.amount_received = o.amount;
+	o.failure_code.reset();
+	o.failure_message.reset();
+	return FactsJson(payment);
 }
 
 std::string
@@ -630,12 +762,18 @@ FactsJson(const Event &event)
 							   {"end_reason", m->end_reason ? json(*m->end_reason) : json(nullptr)},
 							   {"rule", m->rule}};
 		}
+	} else if (o.object == "invoice") {
+		// what billing's invoice becomes: the core's decision (DecideInvoice)
+		InvoiceDecision d = DecideInvoice(event);
+		facts["status"] = d.status;
+		facts["decided"] = {{"paid_at", d.paid_at ? json(*d.paid_at) : json(nullptr)},
+							{"period_start", d.period_start ? json(*d.period_start) : json(nullptr)},
+							{"period_end", d.period_end ? json(*d.period_end) : json(nullptr)},
+							{"issued_at", d.issued_at}};
 	} else if (o.status) {
-		if (o.object == "invoice")
-			put("status", MapInvoiceStatus(*o.status));
-		else
-			facts["status"] = *o.status;
+		facts["status"] = *o.status;
 	}
+	put("payment_status", PaymentStatus(event.type));
 	put("price_id", o.price_id);
 	put("current_period_start", o.current_period_start);
 	put("current_period_end", o.current_period_end);
@@ -684,10 +822,7 @@ FactsJson(const Event &event)
 	put("mode", o.mode);
 	put("client_reference_id", o.client_reference_id);
 	// the billing user the object names, in order of trust
-	std::optional<std::string> user = o.metadata_user_id;
-	FirstOf(user, o.subscription_data_user_id);
-	FirstOf(user, o.client_reference_id);
-	put("user_id", user);
+	put("user_id", NamedUser(o));
 	return facts.dump();
 }
 

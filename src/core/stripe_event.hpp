@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -131,8 +132,19 @@ struct Watermark {
 // change of its own second; same-second changes apply in delivery order.
 bool IsNewer(const std::optional<Watermark> &last, const Watermark &incoming);
 
-// The event types billing applies; any other is recorded as ignored.
-bool Handled(std::string_view type);
+// The event types billing applies, by the handler that applies them; any
+// other type is kNone and recorded as ignored.
+enum class Handler { kNone, kCheckout, kSubscription, kInvoice, kPaymentIntent, kChargeSucceeded, kChargeRefunded };
+Handler HandlerOf(std::string_view type);
+inline bool Handled(std::string_view type) { return HandlerOf(type) != Handler::kNone; }
+
+// Why a handled event cannot be applied whatever billing holds (its object is
+// not of the event's kind, has no id, no price, a price no plan has, an
+// unknown subscription status, no currency), or nullopt when it can. The
+// reasons are stored with the ignored event. `has_plan` answers whether a
+// plan has a Stripe price (the one fact the core cannot know).
+std::optional<std::string> Precheck(const Event &event,
+									const std::function<bool(const std::string &price_id)> &has_plan);
 
 // One state machine: what a Stripe subscription event makes of billing's
 // subscription. Stripe is the source of truth for the subscriptions it
@@ -161,16 +173,64 @@ const std::vector<StripeStatusRule> &StripeStatusTable();
 // nullopt when the Stripe status is unknown (the event is then ignored).
 std::optional<SubscriptionMirror> MirrorSubscription(const Event &event);
 
+// What billing stores for a Stripe subscription event: the mirror and the
+// times, made consistent with each other (Unix seconds). `started` is when
+// billing's subscription started if it exists (its start never moves).
+struct SubscriptionRow {
+	SubscriptionMirror mirror;
+	int64_t started = 0;                    // existing start, else start_date, created, the event's time
+	int64_t period_start = 0;               // current_period_start, else started
+	std::optional<int64_t> period_end;      // dropped when before period_start
+	std::optional<int64_t> trial_start;     // defaults to min(started, trial_end) when a trial end is known
+	std::optional<int64_t> trial_end;       // never before trial_start
+	std::optional<int64_t> ended_at;        // never before started
+	std::optional<int64_t> past_due_since;  // the event's time when past_due (kept if already past due)
+	std::optional<int64_t> paused_at;       // the event's time when paused (likewise)
+};
+// nullopt when the Stripe status is unknown (Precheck has refused it).
+std::optional<SubscriptionRow> DecideSubscriptionRow(const Event &event, std::optional<int64_t> started);
+
+// The billing user an object names itself (metadata.user_id, the checkout's
+// subscription_data.metadata.user_id, client_reference_id), in that order.
+std::optional<std::string> NamedUser(const EventObject &object);
+
 // Stripe subscription status -> billing.subscription_status:
 // trialing, active, past_due, canceled, incomplete, paused map to themselves,
 // unpaid -> past_due, incomplete_expired -> expired; anything else nullopt.
 std::optional<std::string> MapSubscriptionStatus(std::string_view stripe_status);
+
+// What billing stores for a Stripe invoice event (Unix seconds). Status:
+// Stripe's (MapInvoiceStatus) when known, else by the event (created: draft,
+// paid: paid, otherwise open); invoice.paid and invoice.payment_succeeded
+// always make it paid. Paid at status_transitions.paid_at, else the event's
+// time. Period from the first line, else the invoice's own, the end dropped
+// when before the start. Issued when Stripe created it, else the event's time.
+struct InvoiceDecision {
+	std::string status;
+	std::optional<int64_t> paid_at;
+	std::optional<int64_t> period_start;
+	std::optional<int64_t> period_end;
+	int64_t issued_at = 0;
+};
+InvoiceDecision DecideInvoice(const Event &event);
+
+// What a payment event says of its payment: "succeeded" for
+// payment_intent.succeeded and charge.succeeded, "failed" for
+// payment_intent.payment_failed; nullopt for other events.
+std::optional<std::string> PaymentStatus(std::string_view event_type);
 
 // Stripe invoice status (draft, open, paid, void, uncollectible); nullopt otherwise.
 std::optional<std::string> MapInvoiceStatus(std::string_view stripe_status);
 
 // Stripe billing_reason -> the invoices.billing_reason values billing knows.
 std::string MapBillingReason(const std::optional<std::string> &stripe_reason);
+
+// A succeeded charge as the payment it records (FactsJson of it): one payment
+// per payment intent, so its id is the charge's payment intent (the charge's
+// own id for a charge without one), the charge id kept beside it, the
+// charge's amount as received. Payment intents' and invoices' events of the
+// same payment find it under that id.
+std::string ChargePaymentFacts(const Event &charge_event);
 
 // The payload to keep: the same JSON without data.object.payment_method_details
 // and without any "card" object anywhere (card data is never stored).

@@ -5,6 +5,7 @@
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
 #include "glue/result_set.hpp"
+#include "glue/settings.hpp"
 #include "glue/spi.hpp"
 
 #include "core/error.hpp"
@@ -14,6 +15,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 namespace billing::glue {
@@ -253,10 +255,23 @@ LedgerEntry(Spi &spi, const std::string &user_id, const std::string &currency, c
 				 SqlArg::Int64(payment_id), SqlArg::Int64(invoice_id), SqlArg::Timestamp(ToPgTime(at))});
 }
 
+// The credit balance, the one definition (billing.credit_balance() is this
+// C++ too): what credit received, less what invoices took. Queried directly,
+// through a kept plan, so it is neither parsed nor planned per call.
+constexpr const char *kCreditBalanceSum =
+	"COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) ANY ('{credit_to_invoice,credit_refunded}'::pg_catalog.text[])"
+	" THEN OPERATOR(pg_catalog.-) e.amount_cents ELSE e.amount_cents END), 0)::pg_catalog.int8";
+constexpr const char *kCreditBalanceEntries =
+	" FROM billing.ledger_entries e WHERE e.deleted_at IS NULL"
+	" AND e.kind OPERATOR(pg_catalog.=) ANY"
+	" ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[])";
+
 int64_t
 CreditBalance(Spi &spi, const std::string &user_id, const std::string &currency)
 {
-	auto rows = spi.Query("SELECT billing.credit_balance($1, $2)", {SqlArg::Text(user_id), SqlArg::Text(currency)});
+	static const std::string sql = std::string("SELECT ") + kCreditBalanceSum + kCreditBalanceEntries +
+								   " AND e.user_id OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2";
+	auto rows = spi.Query(sql, {SqlArg::Text(user_id), SqlArg::Text(currency)});
 	return rows.at(0).int64_required(0);
 }
 
@@ -331,20 +346,13 @@ struct Persisted {
 	std::optional<int64_t> invoice_id;
 };
 
-// The subscription history (billing.subscription_history) dates the changes
-// this transaction writes at `at`, not at the clock.
-void
-DeclareChangeTime(Spi &spi, Micros at)
-{
-	spi.Execute("SELECT billing._set_change_at($1)", {SqlArg::Timestamp(ToPgTime(at))});
-}
-
 // Writes what the core decided, in an order the one-current index accepts.
 Persisted
 PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 {
 	Persisted result{out.updated.id, std::nullopt};
-	DeclareChangeTime(spi, at);
+	// The subscription history dates these changes at `at`, not at the clock.
+	SetChangeAt(at);
 	if (out.updated.id != 0)
 		SaveSubscription(spi, out.updated);
 	else
@@ -375,6 +383,9 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 		Notify(spi, out.updated.user_id, out.updated.id, kind,
 			   kind + ":" + std::to_string(out.updated.id) + ":" + std::to_string(when), when);
 	}
+	// A later write in the same transaction (a Stripe event, a DBA's UPDATE)
+	// declares its own time or is dated by its row, not by this `at`.
+	SetChangeAt(std::nullopt);
 	return result;
 }
 
@@ -564,6 +575,244 @@ MaintainOne(Spi &spi, int64_t id, Micros at, Micros grace, std::map<std::string,
 	counts["subscriptions_processed"]++;
 	// A subscription that missed several periods renews once per period.
 	CatchUp(spi, sub, at, grace, &counts);
+}
+
+// A due step the batch writes set-based: a renewal of an active subscription
+// (not in dunning) that stays active, ends nothing, starts nothing, notifies
+// nobody and leaves nothing else due by `at`. Everything else (trial ends,
+// dunning, ends, scheduled changes, several periods to catch up) goes row by
+// row through CatchUp. The decision itself is the core's (ApplyDue) either way.
+bool
+PlainRenewal(const Subscription &sub, Action action, const Outcome &out)
+{
+	return action == Action::kPeriodEnd && sub.status == Status::kActive && !sub.Dunning() && out.updated.id == sub.id &&
+		   out.updated.status == Status::kActive && !out.updated.Ended() && !out.updated.Dunning() && !out.successor &&
+		   !out.void_reason && !out.fall_back_to_free && out.notifications.empty() &&
+		   (!out.invoice || out.invoice->currency == sub.currency);
+}
+
+// One renewal of a page, decided and not yet written.
+struct PageRenewal {
+	Subscription updated;
+	std::optional<InvoiceDraft> invoice;
+	IssuedAmounts amounts;  // the invoice against the credit balance (the core's IssueAgainstCredit)
+	Micros change_at = 0;
+};
+
+std::optional<int64_t>
+PgTimeOpt(const std::optional<Micros> &t)
+{
+	return t ? std::optional<int64_t>(ToPgTime(*t)) : std::nullopt;
+}
+
+// "pg_catalog.unnest($1), ..., pg_catalog.unnest($n)": ROWS FROM over n
+// arrays (the multi-argument unnest is only the unqualified name's syntax).
+std::string
+UnnestArgs(int n)
+{
+	std::string out;
+	for (int i = 1; i <= n; i++)
+		out += (i > 1 ? ", " : "") + std::string("pg_catalog.unnest($") + std::to_string(i) + ")";
+	return out;
+}
+
+// Writes a page's renewals: per change time (the history dates each
+// statement's changes with one time) one UPDATE over arrays, then one INSERT
+// of their invoices and one of their ledger entries.
+void
+WriteRenewals(Spi &spi, const std::vector<PageRenewal> &renewals)
+{
+	std::map<Micros, std::vector<const PageRenewal *>> by_time;
+	for (const auto &r : renewals)
+		by_time[r.change_at].push_back(&r);
+	for (const auto &[time, group] : by_time) {
+		std::vector<std::optional<int64_t>> id, price, plan, anchor, start, end, trial_start, trial_end, canceled, ended,
+			paused, past_due, scheduled_plan, scheduled_at;
+		std::vector<std::optional<std::string>> status, end_reason;
+		std::vector<bool> cancel_at_end;
+		for (const PageRenewal *r : group) {
+			const Subscription &s = r->updated;
+			id.push_back(s.id);
+			status.push_back(ToString(s.status));
+			price.push_back(s.price_cents);
+			anchor.push_back(PgTimeOpt(s.billing_anchor));
+			start.push_back(ToPgTime(s.period_start));
+			end.push_back(PgTimeOpt(s.period_end));
+			trial_start.push_back(PgTimeOpt(s.trial_start));
+			trial_end.push_back(PgTimeOpt(s.trial_end));
+			cancel_at_end.push_back(s.cancel_at_period_end);
+			canceled.push_back(PgTimeOpt(s.canceled_at));
+			ended.push_back(PgTimeOpt(s.ended_at));
+			paused.push_back(PgTimeOpt(s.paused_at));
+			past_due.push_back(PgTimeOpt(s.past_due_since));
+			scheduled_plan.push_back(s.scheduled_plan_id);
+			scheduled_at.push_back(PgTimeOpt(s.scheduled_change_at));
+			end_reason.push_back(s.end_reason);
+		}
+		SetChangeAt(time);
+		spi.Execute(
+			"UPDATE billing.subscriptions s SET status = u.status::billing.subscription_status,"
+			" price_cents = u.price_cents, billing_anchor = u.billing_anchor, current_period_start = u.period_start,"
+			" current_period_end = u.period_end, trial_start = u.trial_start, trial_end = u.trial_end,"
+			" cancel_at_period_end = u.cancel_at_end, canceled_at = u.canceled_at, ended_at = u.ended_at,"
+			" paused_at = u.paused_at, past_due_since = u.past_due_since, scheduled_plan_id = u.scheduled_plan_id,"
+			" scheduled_change_at = u.scheduled_at, end_reason = u.end_reason"
+			" FROM ROWS FROM (" + UnnestArgs(16) + ")"
+			" AS u(id, status, price_cents, billing_anchor, period_start, period_end, trial_start, trial_end,"
+			" cancel_at_end, canceled_at, ended_at, paused_at, past_due_since, scheduled_plan_id, scheduled_at, end_reason)"
+			" WHERE s.id OPERATOR(pg_catalog.=) u.id",
+			{SqlArg::Int64Array(id), SqlArg::TextArray(status), SqlArg::Int64Array(price), SqlArg::TimestampArray(anchor),
+			 SqlArg::TimestampArray(start), SqlArg::TimestampArray(end), SqlArg::TimestampArray(trial_start),
+			 SqlArg::TimestampArray(trial_end), SqlArg::BoolArray(cancel_at_end), SqlArg::TimestampArray(canceled),
+			 SqlArg::TimestampArray(ended), SqlArg::TimestampArray(paused), SqlArg::TimestampArray(past_due),
+			 SqlArg::Int64Array(scheduled_plan), SqlArg::TimestampArray(scheduled_at), SqlArg::TextArray(end_reason)});
+	}
+	SetChangeAt(std::nullopt);  // later writes in the transaction declare their own time
+
+	std::vector<std::optional<std::string>> user, status, reason, currency, lines;
+	std::vector<std::optional<int64_t>> subscription, period_start, period_end, total, due, issued, due_at, credit;
+	for (const auto &r : renewals) {
+		if (!r.invoice)
+			continue;
+		const InvoiceDraft &d = *r.invoice;
+		user.push_back(r.updated.user_id);
+		subscription.push_back(r.updated.id);
+		status.push_back(std::string(r.amounts.settled ? "paid" : "open"));
+		reason.push_back(d.billing_reason);
+		currency.push_back(d.currency);
+		period_start.push_back(ToPgTime(d.period_start));
+		period_end.push_back(PgTimeOpt(d.period_end));
+		total.push_back(d.total_cents);
+		due.push_back(r.amounts.amount_due_cents);
+		lines.push_back(LinesJson(d.lines, d.currency));
+		issued.push_back(ToPgTime(d.issued_at));
+		due_at.push_back(ToPgTime(d.due_at));
+		credit.push_back(r.amounts.credit_applied_cents);
+	}
+	if (user.empty())
+		return;
+	auto inserted = spi.Query(
+		"INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency, period_start,"
+		" period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, paid_at, due_at,"
+		" credit_applied_cents)"
+		" SELECT billing._next_invoice_number(u.issued_at), u.user_id, u.subscription_id, u.status, u.reason, u.currency,"
+		" u.period_start, u.period_end, u.total, u.total, u.due, u.lines::pg_catalog.jsonb, u.issued_at,"
+		" CASE WHEN u.status OPERATOR(pg_catalog.=) 'paid' THEN u.issued_at END, u.due_at, u.credit"
+		" FROM ROWS FROM (" + UnnestArgs(13) + ")"
+		" AS u(user_id, subscription_id, status, reason, currency, period_start, period_end, total, due, lines, issued_at,"
+		" due_at, credit)"
+		" RETURNING id, subscription_id",
+		{SqlArg::TextArray(user), SqlArg::Int64Array(subscription), SqlArg::TextArray(status), SqlArg::TextArray(reason),
+		 SqlArg::TextArray(currency), SqlArg::TimestampArray(period_start), SqlArg::TimestampArray(period_end),
+		 SqlArg::Int64Array(total), SqlArg::Int64Array(due), SqlArg::TextArray(lines), SqlArg::TimestampArray(issued),
+		 SqlArg::TimestampArray(due_at), SqlArg::Int64Array(credit)});
+	std::map<int64_t, int64_t> invoice_of;  // subscription -> its new invoice
+	for (const auto &row : inserted)
+		invoice_of[row.int64_required(1)] = row.int64_required(0);
+
+	// The ledger: credit the invoices took, and negative totals to credit (as InsertInvoice).
+	std::vector<std::optional<std::string>> entry_user, entry_currency, entry_kind;
+	std::vector<std::optional<int64_t>> entry_amount, entry_invoice, entry_at;
+	auto entry = [&](const PageRenewal &r, const char *kind, int64_t amount) {
+		if (amount <= 0)
+			return;
+		entry_user.push_back(r.updated.user_id);
+		entry_currency.push_back(r.invoice->currency);
+		entry_kind.push_back(std::string(kind));
+		entry_amount.push_back(amount);
+		entry_invoice.push_back(invoice_of.at(r.updated.id));
+		entry_at.push_back(ToPgTime(r.invoice->issued_at));
+	};
+	for (const auto &r : renewals) {
+		if (!r.invoice)
+			continue;
+		entry(r, "credit_to_invoice", r.amounts.credit_applied_cents);
+		entry(r, "proration_credit", r.amounts.credit_added_cents);
+	}
+	if (entry_user.empty())
+		return;
+	spi.Execute("INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, invoice_id, at)"
+				" SELECT u.user_id, u.currency, u.kind, u.amount, u.invoice_id, u.at"
+				" FROM ROWS FROM (" + UnnestArgs(6) + ") AS u(user_id, currency, kind, amount, invoice_id, at)",
+				{SqlArg::TextArray(entry_user), SqlArg::TextArray(entry_currency), SqlArg::TextArray(entry_kind),
+				 SqlArg::Int64Array(entry_amount), SqlArg::Int64Array(entry_invoice), SqlArg::TimestampArray(entry_at)});
+}
+
+// One page of due subscriptions (locked by the due query, oldest due first):
+// loaded with one query, decided in the core one by one, plain renewals
+// written set-based (WriteRenewals), the rest row by row (MaintainOne).
+void
+MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
+			 std::map<int64_t, billing::Plan> &plans, std::map<std::string, int64_t> &counts)
+{
+	std::vector<std::optional<int64_t>> id_array(ids.begin(), ids.end());
+	static const std::string load = std::string("SELECT ") + kSubscriptionColumns +
+									" FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) ANY ($1)"
+									" AND s.deleted_at IS NULL";
+	std::map<int64_t, Subscription> loaded;
+	std::vector<std::optional<std::string>> users;
+	for (const auto &row : spi.Query(load, {SqlArg::Int64Array(id_array)})) {
+		Subscription sub = SubscriptionFromRow(row);
+		users.push_back(sub.user_id);
+		loaded.emplace(sub.id, std::move(sub));
+	}
+	static const std::string balances = std::string("SELECT e.user_id, e.currency, ") + kCreditBalanceSum +
+										kCreditBalanceEntries +
+										" AND e.user_id OPERATOR(pg_catalog.=) ANY ($1) GROUP BY e.user_id, e.currency";
+	std::map<std::pair<std::string, std::string>, int64_t> credit;
+	for (const auto &row : spi.Query(balances, {SqlArg::TextArray(users)}))
+		credit[{row.text_required(0), row.text_required(1)}] = row.int64_required(2);
+	auto plan_of = [&](int64_t id) -> const billing::Plan & {
+		auto found = plans.find(id);
+		if (found == plans.end())
+			found = plans.emplace(id, LoadPlanById(spi, id)).first;
+		return found->second;
+	};
+
+	std::vector<PageRenewal> renewals;
+	std::vector<int64_t> row_by_row;
+	std::set<int64_t> seen;  // the overdue-invoice phase may name a subscription twice
+	for (int64_t id : ids) {
+		auto found = loaded.find(id);
+		if (found == loaded.end() || !seen.insert(id).second)
+			continue;
+		const Subscription &sub = found->second;
+		std::optional<Action> action = DueAction(sub, at, grace);
+		if (!action)
+			continue;  // e.g. a second overdue invoice of a subscription this run already dunned
+		std::optional<billing::Plan> scheduled;
+		if (sub.scheduled_plan_id)
+			scheduled = plan_of(*sub.scheduled_plan_id);
+		Outcome out = ApplyDue(sub, *action, plan_of(sub.plan_id), scheduled, at, grace);
+		if (!PlainRenewal(sub, *action, out)) {
+			row_by_row.push_back(id);
+			continue;
+		}
+		PageRenewal r{out.updated, out.invoice, {}, DueTime(sub, *action, grace)};
+		int64_t *balance = nullptr;
+		if (r.invoice) {
+			balance = &credit[{sub.user_id, r.invoice->currency}];
+			r.amounts = IssueAgainstCredit(r.invoice->total_cents, *balance);
+			if (!r.amounts.settled)
+				r.updated.unpaid_due_at = std::min(r.updated.unpaid_due_at.value_or(INT64_MAX), r.invoice->due_at);
+		}
+		// the core's settle-on-issue rule never applies to a plain renewal; if
+		// it ever did, the row-by-row path applies it
+		bool settles = r.invoice && SettledOnIssue(r.updated, r.amounts.settled, sub.unpaid_due_at.has_value());
+		if (settles || DueAction(r.updated, at, grace)) {
+			row_by_row.push_back(id);  // more to catch up: CatchUp walks it period by period
+			continue;
+		}
+		if (balance != nullptr)
+			*balance = *balance - r.amounts.credit_applied_cents + r.amounts.credit_added_cents;
+		counts["subscriptions_processed"]++;
+		counts["renewed"]++;
+		renewals.push_back(std::move(r));
+	}
+	if (!renewals.empty())
+		WriteRenewals(spi, renewals);
+	for (int64_t id : row_by_row)
+		MaintainOne(spi, id, at, grace, counts);
 }
 
 }  // namespace
@@ -887,6 +1136,7 @@ BILLING_FUNCTION(billing_run_maintenance)
 	Micros grace = PastDueGrace(spi);
 	SqlArg at_arg = SqlArg::Timestamp(ToPgTime(at));
 	std::map<std::string, int64_t> counts;
+	std::map<int64_t, billing::Plan> plans;  // read once per call
 	int64_t left = batch.value_or(INT64_MAX);
 	for (const DuePhase &phase : kDuePhases) {
 		// Keyset pagination: each page starts after the last row of the one
@@ -905,8 +1155,10 @@ BILLING_FUNCTION(billing_run_maintenance)
 			Spi page;
 			auto due = page.Query(phase.query, {SqlArg::Timestamp(due_by), SqlArg::Timestamp(after_due),
 												 SqlArg::Int64(after_id), SqlArg::Int64(limit)});
+			std::vector<int64_t> ids;
 			for (const auto &row : due)
-				MaintainOne(page, row.int64_required(0), at, grace, counts);
+				ids.push_back(row.int64_required(0));
+			MaintainPage(page, ids, at, grace, plans, counts);
 			if (!due.empty()) {
 				after_due = ToPgTime(due.back().int64_required(1));
 				after_id = due.back().int64_required(0);
@@ -934,6 +1186,11 @@ BILLING_FUNCTION(billing_run_maintenance)
 		if (!rolled.empty() && rolled[0].text(0))
 			counts["usage_rolled_up"] += std::stoll(rolled[0].text_required(0));
 	}
+	// Usage partitions for this month and the next two, and records past
+	// usage_record_retention (not counted in the result)
+	auto partitions = spi.Query("SELECT pg_catalog.to_regprocedure('billing._usage_partitions(timestamptz)') IS NOT NULL");
+	if (partitions.at(0).boolean(0))
+		(void) spi.Query("SELECT pg_catalog.count(*) FROM billing._usage_partitions($1)", {at_arg});
 	// Stripe payloads past stripe_event_retention (their rows stay, for duplicate detection)
 	auto pruned = spi.Query("SELECT billing._stripe_prune($1)", {at_arg});
 	counts["stripe_payloads_pruned"] += pruned.at(0).int64(0).value_or(0);
@@ -942,6 +1199,19 @@ BILLING_FUNCTION(billing_run_maintenance)
 			result.Add({name, std::to_string(count)});
 	spi.Finish();
 	return (Datum) 0;
+}
+
+// billing.credit_balance(user_id, currency): see CreditBalance.
+BILLING_FUNCTION(billing_credit_balance)
+{
+	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
+	std::string currency = TextArgRequired(fcinfo, 1, "currency");
+	std::transform(currency.begin(), currency.end(), currency.begin(),
+				   [](unsigned char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c); });
+	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
+	int64_t balance = CreditBalance(spi, user_id, currency);
+	spi.Finish();
+	return Int64GetDatum(balance);
 }
 
 BILLING_FUNCTION(billing_transitions)

@@ -1,4 +1,5 @@
 // Module entry: the magic block, _PG_init and the billing.* settings.
+#include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/quota_counter.hpp"
 #include "glue/settings.hpp"
@@ -27,6 +28,17 @@ char *app_user = nullptr;
 // trigger (billing._change_at reads it); set by billing._set_change_at.
 char *change_at = nullptr;
 }  // namespace
+
+void
+SetChangeAt(std::optional<int64_t> unix_micros)
+{
+	std::string value = unix_micros ? std::to_string(*unix_micros) : std::string();
+	const char *text = unix_micros ? value.c_str() : nullptr;  // NULL: back to the default ('')
+	PgCall([&] {
+		(void) set_config_option("billing.change_at", text, superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, 0, false);
+	});
+}
 
 namespace {
 
@@ -82,6 +94,38 @@ _PG_init(void)
 							   nullptr, nullptr);
 	MarkGUCPrefixReserved("billing");
 	billing::glue::RegisterCounterInvalidation();
+}
+
+// billing._setting(key, fallback): a setting's value, or the fallback. In
+// C++ with a kept plan: reports and entitlements call it per row, where an
+// SQL function would be parsed and planned again on every call.
+BILLING_FUNCTION(billing_setting)
+{
+	using billing::glue::SqlArg;
+	std::string key = billing::glue::TextArgRequired(fcinfo, 0, "key");
+	std::optional<std::string> value = billing::glue::TextArgOptional(fcinfo, 1);
+	billing::glue::Spi spi(billing::glue::Spi::Access::kReadOnly);  // declared STABLE
+	auto rows = spi.Query("SELECT s.value FROM billing.settings s WHERE s.key OPERATOR(pg_catalog.=) $1"
+						  " AND s.deleted_at IS NULL",
+						  {SqlArg::Text(key)});
+	if (!rows.empty() && !rows[0].is_null(0))
+		value = rows[0].text(0);
+	spi.Finish();
+	if (!value)
+		PG_RETURN_NULL();
+	Datum result = 0;
+	billing::glue::PgCall([&] { result = PointerGetDatum(cstring_to_text_with_len(value->data(), static_cast<int>(value->size()))); });
+	return result;
+}
+
+// billing._set_change_at(at): see SetChangeAt; NULL resets.
+BILLING_FUNCTION(billing_set_change_at)
+{
+	std::optional<int64_t> at;
+	if (!PG_ARGISNULL(0))
+		at = billing::glue::ToCoreTime(PG_GETARG_TIMESTAMPTZ(0));
+	billing::glue::SetChangeAt(at);
+	PG_RETURN_VOID();
 }
 
 // billing._guard_selftest(kind): raises each kind of failure the guard must

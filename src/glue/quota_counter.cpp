@@ -326,7 +326,7 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 	Datum key_text = PointerGetDatum(cstring_to_text(key));
 	HeapTuple current = FindCounter(counters, lookup_index, snapshot, columns, attachment_id, key_text);
 
-	CounterOutcome outcome = CounterOutcome::kSlowPath;
+	CounterOutcome outcome = current == nullptr ? CounterOutcome::kNoCounter : CounterOutcome::kSlowPath;
 	TupleTableSlot *newest = nullptr;
 	while (current != nullptr) {
 		HeapTuple next = NextVersion(counters, columns, current, request);

@@ -30,6 +30,7 @@ enum class CounterOutcome {
 	kUpdated,      // the counter was changed
 	kSlowPath,     // no counter yet, stale cache, a new day, the limit reached, or an index
 				   // the fast path cannot keep: the slow path decides
+	kNoCounter,    // the slow path decides, and this snapshot saw no counter for the key
 };
 
 // Called once from _PG_init: forget the cached table when it changes.

@@ -111,13 +111,17 @@ PgDay(TimestampTz at)
 // invoking user (who inserts participants and may read rooms): the key is
 // turned into the key column's own type by its input function and compared
 // with the type's own equality operator, so the rooms' primary key is used.
+// The query goes through Spi's kept plans (one per rooms table, key type and
+// columns: a new attachment or a schema change gets a new or re-planned one).
 std::string
 RoomOwner(const Attachment &attachment, const std::string &room)
 {
-	char *owner = nullptr;
+	std::string owner;
 	AsInvoker([&] {
+		char *sql = nullptr;
+		Oid key_type = InvalidOid;
+		Datum key = 0;
 		PgCall([&] {
-			MemoryContext outer = CurrentMemoryContext;
 			Relation rooms = table_open(attachment.parent_relation, AccessShareLock);
 			TupleDesc desc = RelationGetDescr(rooms);
 			int key_number = SPI_fnumber(desc, attachment.parent_key_column.c_str());
@@ -128,7 +132,7 @@ RoomOwner(const Attachment &attachment, const std::string &room)
 									   attachment.parent_key_column.c_str(), attachment.parent_owner_column.c_str(),
 									   RelationGetRelationName(rooms)),
 								errhint("Attach the participants table again.")));
-			Oid key_type = TupleDescAttr(desc, key_number - 1)->atttypid;
+			key_type = TupleDescAttr(desc, key_number - 1)->atttypid;
 			TypeCacheEntry *type = lookup_type_cache(key_type, TYPECACHE_EQ_OPR);
 			if (!OidIsValid(type->eq_opr))
 				ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
@@ -137,32 +141,28 @@ RoomOwner(const Attachment &attachment, const std::string &room)
 			if (!HeapTupleIsValid(op))
 				elog(ERROR, "cache lookup failed for operator %u", type->eq_opr);
 			Form_pg_operator op_form = reinterpret_cast<Form_pg_operator>(GETSTRUCT(op));
-			char *sql = psprintf("SELECT r.%s FROM %s r WHERE r.%s OPERATOR(%s.%s) $1",
-								 quote_identifier(attachment.parent_owner_column.c_str()),
-								 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rooms)),
-															RelationGetRelationName(rooms)),
-								 quote_identifier(attachment.parent_key_column.c_str()),
-								 quote_identifier(get_namespace_name(op_form->oprnamespace)),
-								 NameStr(op_form->oprname));
+			sql = psprintf("SELECT r.%s FROM %s r WHERE r.%s OPERATOR(%s.%s) $1",
+						   quote_identifier(attachment.parent_owner_column.c_str()),
+						   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rooms)),
+													  RelationGetRelationName(rooms)),
+						   quote_identifier(attachment.parent_key_column.c_str()),
+						   quote_identifier(get_namespace_name(op_form->oprnamespace)), NameStr(op_form->oprname));
 			ReleaseSysCache(op);
 			table_close(rooms, NoLock);
 			Oid input = InvalidOid;
 			Oid io_param = InvalidOid;
 			getTypeInputInfo(key_type, &input, &io_param);
-			Datum key = OidInputFunctionCall(input, const_cast<char *>(room.c_str()), io_param, -1);
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			if (SPI_execute_with_args(sql, 1, &key_type, &key, nullptr, true, 1) != SPI_OK_SELECT)
-				elog(ERROR, "looking up the owner of room \"%s\" failed", room.c_str());
-			if (SPI_processed > 0) {
-				char *value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-				if (value != nullptr)
-					owner = MemoryContextStrdup(outer, value);
-			}
-			SPI_finish();
+			key = OidInputFunctionCall(input, const_cast<char *>(room.c_str()), io_param, -1);
 		});
+		std::string query(sql);
+		PgCall([&] { pfree(sql); });
+		Spi spi(Spi::Access::kReadOnly);
+		auto rows = spi.Query(query, {SqlArg{key_type, key, false}});
+		if (!rows.empty() && !rows[0].is_null(0))
+			owner = rows[0].text_required(0);
+		spi.Finish();
 	});
-	return owner == nullptr ? std::string() : std::string(owner);
+	return owner;
 }
 
 void
@@ -171,7 +171,8 @@ Increment(const TriggerArgs &args, const Attachment *attachment, const std::stri
 {
 	bool enforce = enforce_quotas;
 	int64_t usage = record_usage ? 1 : 0;
-	if (IncrementCounter(args.attachment_id, key.c_str(), {PgDay(at), at, enforce, usage}) == CounterOutcome::kUpdated)
+	CounterOutcome fast = IncrementCounter(args.attachment_id, key.c_str(), {PgDay(at), at, enforce, usage});
+	if (fast == CounterOutcome::kUpdated)
 		return;
 
 	Oid owner = CountersOwner();
@@ -180,6 +181,8 @@ Increment(const TriggerArgs &args, const Attachment *attachment, const std::stri
 	std::optional<std::string> room_owner;
 	if (std::strcmp(args.quota, "rooms") == 0)
 		room_owner = key;
+	else if (attachment != nullptr && fast == CounterOutcome::kNoCounter)
+		room_owner = RoomOwner(*attachment, key);  // a new room: one _quota_prepare, not two
 	std::vector<Row> rows;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		AsBillingOwner(owner, [&] {
@@ -358,11 +361,12 @@ BILLING_FUNCTION(billing_quota_invalidate)
 		Datum value = all ? Datum(0) : PG_GETARG_DATUM(0);
 		SPIPlanPtr &plan = plans[all ? 1 : 0];
 		if (plan == nullptr) {
-			SPIPlanPtr prepared = SPI_prepare(
+			// generic: planned once, not again for every array of owners
+			SPIPlanPtr prepared = SPI_prepare_cursor(
 				all ? "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
 					: "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
 					  " WHERE q.owner_id OPERATOR(pg_catalog.=) ANY ($1)",
-				all ? 0 : 1, &type);
+				all ? 0 : 1, &type, CURSOR_OPT_GENERIC_PLAN);
 			if (prepared == nullptr)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			if (SPI_keepplan(prepared) != 0)

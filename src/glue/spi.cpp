@@ -41,6 +41,74 @@ SqlArg::Jsonb(const std::string &json)
 	return {JSONBOID, d, false};
 }
 
+namespace {
+
+// A one-dimensional array of `n` elements of a by-value 8-byte or bool type, or
+// of text; element i comes from datum(i), which sets its null flag.
+template <typename Fill>
+SqlArg
+ArrayArg(Oid array_type, Oid element_type, size_t n, Fill fill)
+{
+	Datum d = 0;
+	int count = static_cast<int>(n);
+	PgCall([&] {
+		Datum *elements = static_cast<Datum *>(palloc0(sizeof(Datum) * (n + 1)));
+		bool *nulls = static_cast<bool *>(palloc0(sizeof(bool) * (n + 1)));
+		for (int i = 0; i < count; i++)
+			elements[i] = fill(i, &nulls[i]);
+		int16 len = 0;
+		bool byval = false;
+		char align = 0;
+		get_typlenbyvalalign(element_type, &len, &byval, &align);
+		int dims[1] = {count};
+		int lbs[1] = {1};
+		d = PointerGetDatum(construct_md_array(elements, nulls, 1, dims, lbs, element_type, len, byval, align));
+		pfree(elements);
+		pfree(nulls);
+	});
+	return {array_type, d, false};
+}
+
+}  // namespace
+
+SqlArg
+SqlArg::Int64Array(const std::vector<std::optional<int64_t>> &values)
+{
+	return ArrayArg(INT8ARRAYOID, INT8OID, values.size(), [&](int i, bool *null) {
+		*null = !values[i];
+		return Int64GetDatum(values[i].value_or(0));
+	});
+}
+
+SqlArg
+SqlArg::TimestampArray(const std::vector<std::optional<int64_t>> &pg_micros)
+{
+	return ArrayArg(TIMESTAMPTZARRAYOID, TIMESTAMPTZOID, pg_micros.size(), [&](int i, bool *null) {
+		*null = !pg_micros[i];
+		return TimestampTzGetDatum(pg_micros[i].value_or(0));
+	});
+}
+
+SqlArg
+SqlArg::BoolArray(const std::vector<bool> &values)
+{
+	return ArrayArg(BOOLARRAYOID, BOOLOID, values.size(), [&](int i, bool *null) {
+		*null = false;
+		return BoolGetDatum(values[i]);
+	});
+}
+
+// Called inside PgCall (ArrayArg): cstring_to_text_with_len may raise.
+SqlArg
+SqlArg::TextArray(const std::vector<std::optional<std::string>> &values)
+{
+	return ArrayArg(TEXTARRAYOID, TEXTOID, values.size(), [&](int i, bool *null) {
+		*null = !values[i];
+		return values[i] ? PointerGetDatum(cstring_to_text_with_len(values[i]->data(), static_cast<int>(values[i]->size())))
+						 : Datum(0);
+	});
+}
+
 std::optional<std::string>
 Row::text(int column) const
 {
@@ -203,7 +271,10 @@ Spi::Run(const std::string &sql, const std::vector<SqlArg> &args)
 		// Prepared and kept first, remembered at once: a failing execution
 		// below must not leave a kept plan nobody can find again.
 		PgCall([&] {
-			SPIPlanPtr prepared = SPI_prepare(text, nargs, types);
+			// A generic plan, planned once: left to choose, the plan cache plans
+			// a query again on every execution whenever a custom plan looks
+			// cheaper (generate_series(1, $n), LIMIT $n, = ANY ($n) ...).
+			SPIPlanPtr prepared = SPI_prepare_cursor(text, nargs, types, CURSOR_OPT_GENERIC_PLAN);
 			if (prepared == nullptr)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			if (SPI_keepplan(prepared) != 0)

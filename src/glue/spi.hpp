@@ -31,6 +31,12 @@ struct SqlArg {
 	static SqlArg Jsonb(const std::string &json);
 	static SqlArg Date(int32_t pg_days) { return {DATEOID, DateADTGetDatum(pg_days), false}; }
 	static SqlArg Null(Oid type) { return {type, 0, true}; }
+	// One-dimensional arrays (a set-based statement reads them with unnest);
+	// an empty optional is a NULL element. Built in the current memory context.
+	static SqlArg Int64Array(const std::vector<std::optional<int64_t>> &values);
+	static SqlArg TimestampArray(const std::vector<std::optional<int64_t>> &pg_micros);
+	static SqlArg BoolArray(const std::vector<bool> &values);
+	static SqlArg TextArray(const std::vector<std::optional<std::string>> &values);
 };
 
 // One result value, read from the tuple's Datum: integers and booleans in

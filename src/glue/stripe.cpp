@@ -1,7 +1,7 @@
 // Stripe webhooks (SPEC §5): billing.stripe_verify and billing.stripe_ingest.
-// Verification and parsing are the core's (src/core/stripe_*.hpp); ingest
-// hands the parsed facts to billing._stripe_apply, which records the event
-// once and applies it to billing's tables.
+// Verification, parsing, ordering and what can apply are the core's
+// (src/core/stripe_*.hpp); ingest records the event once with kept plans and
+// hands the core's facts to the SQL handler of its type.
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
@@ -77,25 +77,317 @@ BILLING_FUNCTION(billing_stripe_verify)
 namespace billing::glue {
 namespace {
 
-// Applies a prepared event that is already recorded: locks its object's
-// watermark, lets the core decide whether it is newer, and has SQL store what
-// follows. `last` is the watermark when the caller already holds it.
+// Every statement below is prepared once per backend and kept (glue/spi.hpp).
+
+// Locks a Stripe object's watermark (one event per object at a time: a
+// concurrent event of the same object waits here) and returns it.
+std::optional<stripe::Watermark>
+LockObject(Spi &spi, const std::string &object_id)
+{
+	spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
+				"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING",
+				{SqlArg::Text(object_id)});
+	auto w = spi.Query("SELECT EXTRACT(epoch FROM o.last_event_created)::pg_catalog.int8, o.last_event_stage "
+					   "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+					   {SqlArg::Text(object_id)});
+	if (w.empty() || w.at(0).is_null(0))
+		return std::nullopt;
+	return stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
+}
+
+SqlArg
+EventTime(int64_t unix_seconds)
+{
+	return SqlArg::Timestamp(ToPgTime(unix_seconds * kMicrosPerSecond));
+}
+
+SqlArg
+EventTime(const std::optional<int64_t> &unix_seconds)
+{
+	return unix_seconds ? EventTime(*unix_seconds) : SqlArg::Null(TIMESTAMPTZOID);
+}
+
+// The plan a Stripe price stands for (Precheck has found one).
+struct StripePlan {
+	int64_t id = 0;
+	bool free = false;
+	std::string code;
+};
+
+std::optional<StripePlan>
+PlanOfPrice(Spi &spi, const std::string &price_id)
+{
+	auto rows = spi.Query("SELECT p.id, p.tier OPERATOR(pg_catalog.=) 'free', p.code FROM billing.subscription_plans p "
+						  "WHERE p.stripe_price_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL",
+						  {SqlArg::Text(price_id)});
+	if (rows.empty())
+		return std::nullopt;
+	return StripePlan{rows.at(0).int64_required(0), rows.at(0).boolean(1), rows.at(0).text_required(2)};
+}
+
+// Remembers that a Stripe customer is a billing user.
+void
+LinkCustomer(Spi &spi, const std::optional<std::string> &customer, const std::string &user_id)
+{
+	if (!customer)
+		return;
+	spi.Execute("INSERT INTO billing.stripe_customers AS c (customer_id, user_id) VALUES ($1, $2) "
+				"ON CONFLICT (customer_id) DO UPDATE SET user_id = EXCLUDED.user_id, deleted_at = NULL "
+				"WHERE c.user_id IS DISTINCT FROM EXCLUDED.user_id OR c.deleted_at IS NOT NULL",
+				{SqlArg::Text(*customer), SqlArg::Text(user_id)});
+}
+
+// customer.subscription.*: billing's subscription mirrors Stripe's. The core
+// decides what it becomes (stripe::DecideSubscriptionRow over
+// stripe::MirrorSubscription); these statements store it. Found by
+// stripe_subscription_id, else created for the user the object names (or the
+// customer's linked user), ending the user's current subscription as a plan
+// change or adopting it when it is the same paid plan not yet on Stripe. A
+// subscription Stripe ended puts the user back on Free.
+std::optional<std::string>
+ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &plan)
+{
+	const stripe::Event &event = prepared.event;
+	const stripe::EventObject &o = event.object;
+	auto found = spi.Query("SELECT s.id, s.user_id, EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, "
+						   "s.ended_at IS NOT NULL FROM billing.subscriptions s "
+						   "WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL FOR UPDATE",
+						   {SqlArg::Text(o.id)});
+	std::optional<int64_t> id;
+	std::optional<int64_t> started;
+	std::string user_id;
+	if (!found.empty()) {
+		id = found.at(0).int64_required(0);
+		user_id = found.at(0).text_required(1);
+		started = found.at(0).int64_required(2);
+		if (found.at(0).boolean(3)) {
+			// billing already ended it (e.g. a plan change); Stripe cannot bring
+			// an ended subscription back: only the links are kept up to date
+			LinkCustomer(spi, o.customer, user_id);
+			if (o.customer)
+				spi.Execute("UPDATE billing.subscriptions s SET stripe_customer_id = $2 WHERE s.id OPERATOR(pg_catalog.=) $1 "
+							"AND s.stripe_customer_id IS DISTINCT FROM $2",
+							{SqlArg::Int64(*id), SqlArg::Text(o.customer)});
+			return std::nullopt;
+		}
+	} else {
+		std::optional<std::string> named = stripe::NamedUser(o);
+		if (!named && o.customer) {
+			auto linked = spi.Query(
+				"SELECT COALESCE((SELECT c.user_id FROM billing.stripe_customers c "
+				"WHERE c.customer_id OPERATOR(pg_catalog.=) $1 AND c.deleted_at IS NULL), "
+				"(SELECT s.user_id FROM billing.subscriptions s WHERE s.stripe_customer_id OPERATOR(pg_catalog.=) $1 "
+				"AND s.deleted_at IS NULL ORDER BY s.started_at DESC, s.id DESC LIMIT 1))",
+				{SqlArg::Text(o.customer)});
+			named = linked.at(0).text(0);
+		}
+		if (!named)
+			return "pending: no billing user for stripe subscription \"" + *o.id +
+				   "\": it has no metadata.user_id and its customer is not linked";
+		user_id = *named;
+	}
+	LinkCustomer(spi, o.customer, user_id);
+	if (!id) {
+		auto current = spi.Query("SELECT s.id, s.stripe_subscription_id IS NULL AND s.plan_id OPERATOR(pg_catalog.=) $2, "
+								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8 FROM billing.subscriptions s "
+								 "WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL "
+								 "FOR UPDATE",
+								 {SqlArg::Text(user_id), SqlArg::Int64(plan.id)});
+		if (!current.empty() && current.at(0).boolean(1) && !plan.free) {
+			id = current.at(0).int64_required(0);
+			started = current.at(0).int64_required(2);
+		} else if (!current.empty()) {
+			auto ends = stripe::DecideSubscriptionRow(event, std::nullopt);
+			if (ends && !ends->ended_at)
+				spi.Execute("UPDATE billing.subscriptions s SET status = 'canceled', "
+							"canceled_at = COALESCE(s.canceled_at, GREATEST(s.started_at, $2)), "
+							"ended_at = GREATEST(s.started_at, $2), end_reason = 'plan_changed', "
+							"cancel_at_period_end = false WHERE s.id OPERATOR(pg_catalog.=) $1",
+							{SqlArg::Int64(current.at(0).int64_required(0)), EventTime(ends->started)});
+		}
+	}
+	auto row = stripe::DecideSubscriptionRow(event, started);
+	if (!row)
+		return "unknown stripe subscription status \"" + o.status.value_or("") + "\"";
+	const stripe::SubscriptionMirror &m = row->mirror;
+	std::vector<SqlArg> args{SqlArg::Int64(plan.id),
+							 SqlArg::Text(m.status),
+							 EventTime(row->started),
+							 EventTime(row->period_start),
+							 EventTime(row->period_end),
+							 EventTime(row->trial_start),
+							 EventTime(row->trial_end),
+							 SqlArg::Bool(m.cancel_at_period_end),
+							 EventTime(m.canceled_at),
+							 EventTime(row->ended_at),
+							 SqlArg::Text(m.end_reason),
+							 EventTime(row->past_due_since),
+							 EventTime(row->paused_at),
+							 SqlArg::Text(o.customer),
+							 SqlArg::Text(o.id),
+							 SqlArg::Text(m.stripe_status.empty() ? std::optional<std::string>() : m.stripe_status),
+							 SqlArg::Text(user_id)};
+	if (!id) {
+		spi.Execute("INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, "
+					"started_at, billing_anchor, current_period_start, current_period_end, trial_start, trial_end, "
+					"cancel_at_period_end, canceled_at, ended_at, end_reason, past_due_since, paused_at, "
+					"stripe_customer_id, stripe_subscription_id, metadata, stripe_status) "
+					"SELECT $17, p.id, $2::billing.subscription_status, p.price_cents, p.currency, p.billing_interval, "
+					"$3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{\"source\": \"stripe\"}', $16 "
+					"FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) $1",
+					args);
+	} else {
+		args.push_back(SqlArg::Int64(*id));
+		spi.Execute("UPDATE billing.subscriptions x SET plan_id = p.id, "
+					"price_cents = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.price_cents ELSE p.price_cents END, "
+					"currency = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.currency ELSE p.currency END, "
+					"billing_interval = p.billing_interval, status = $2::billing.subscription_status, "
+					"current_period_start = $4, current_period_end = $5, "
+					"trial_start = COALESCE($6, x.trial_start), trial_end = COALESCE($7, x.trial_end), "
+					"cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, end_reason = $11, "
+					"past_due_since = CASE WHEN $12 IS NOT NULL THEN COALESCE(x.past_due_since, $12) END, "
+					"paused_at = CASE WHEN $13 IS NOT NULL THEN COALESCE(x.paused_at, $13) END, "
+					"scheduled_plan_id = NULL, scheduled_change_at = NULL, "
+					"stripe_customer_id = COALESCE($14, x.stripe_customer_id), stripe_subscription_id = $15, "
+					"stripe_status = $16, metadata = x.metadata OPERATOR(pg_catalog.||) '{\"source\": \"stripe\"}' "
+					"FROM billing.subscription_plans p "
+					"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $18",
+					args);
+	}
+	if (row->ended_at)
+		spi.Execute("SELECT billing._start_free($1, $2)", {SqlArg::Text(user_id), EventTime(row->ended_at)});
+	if (event.type == "customer.subscription.trial_will_end")
+		spi.Execute("SELECT billing._stripe_notify(s.user_id, s.id, 'trial_will_end', pg_catalog.jsonb_build_object("
+					"'source', 'stripe', 'stripe_subscription_id', s.stripe_subscription_id, 'trial_end', s.trial_end, "
+					"'plan', $2::pg_catalog.text), $3, $4) FROM billing.subscriptions s "
+					"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL",
+					{SqlArg::Text(o.id), SqlArg::Text(plan.code), EventTime(event.created),
+					 SqlArg::Text("stripe:trial_will_end:" + *o.id + ":" +
+								  (o.trial_end ? std::to_string(*o.trial_end) : std::string()))});
+	return std::nullopt;
+}
+
+// Stripe settles its own invoices: a succeeded Stripe payment on a Stripe
+// invoice goes into billing's ledger as payment_to_invoice, once per payment,
+// so the ledger's invariants (every payment placed in full; every paid
+// invoice covered) hold for Stripe's payments as for billing's. The payment
+// is found by the event's payment (payment intent, else charge) or invoice.
+void
+RecordSettlements(Spi &spi, const stripe::Event &event)
+{
+	const stripe::EventObject &o = event.object;
+	bool is_invoice = o.object && *o.object == "invoice";
+	std::optional<std::string> payment = is_invoice ? std::nullopt : o.payment_intent ? o.payment_intent : o.charge;
+	std::optional<std::string> invoice = is_invoice ? o.id : o.invoice;
+	// by the payment's id or by the invoice: two statements, each on its index
+	std::string select =
+		"INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, payment_id, invoice_id, at) "
+		"SELECT p.user_id, p.currency, 'payment_to_invoice', p.amount_cents, p.id, p.invoice_id, COALESCE(p.paid_at, $2) "
+		"FROM billing.payments p WHERE p.invoice_id IS NOT NULL AND p.refund_of IS NULL "
+		"AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.amount_cents OPERATOR(pg_catalog.>) 0 "
+		"AND p.deleted_at IS NULL AND NOT EXISTS (SELECT FROM billing.ledger_entries e "
+		"WHERE e.payment_id OPERATOR(pg_catalog.=) p.id AND e.deleted_at IS NULL) AND ";
+	if (payment)
+		spi.Execute(select + "p.external_id OPERATOR(pg_catalog.=) $1", {SqlArg::Text(*payment), EventTime(event.created)});
+	if (invoice)
+		spi.Execute(select + "p.invoice_id OPERATOR(pg_catalog.=) (SELECT i.id FROM billing.invoices i "
+							 "WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1)",
+					{SqlArg::Text(*invoice), EventTime(event.created)});
+}
+
+// The SQL handler of an event type: it stores what the event says and returns
+// NULL when applied, 'pending: ...' when its billing user is not known yet,
+// or why it is ignored.
+std::optional<std::string>
+RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<StripePlan> &plan)
+{
+	const stripe::Event &event = prepared.event;
+	if (stripe::HandlerOf(event.type) == stripe::Handler::kSubscription) {
+		// the subscription history dates what this event changes at the event's time
+		spi.Execute("SELECT pg_catalog.set_config('billing.change_at', $1, true)",
+					{SqlArg::Text(std::to_string(event.created * kMicrosPerSecond))});
+		auto reason = ApplySubscription(spi, prepared, plan.value());
+		spi.Execute("SELECT pg_catalog.set_config('billing.change_at', '', true)");
+		return reason;
+	}
+	SqlArg facts = SqlArg::Jsonb(prepared.facts);
+	SqlArg created = EventTime(event.created);
+	SqlArg type = SqlArg::Text(event.type);
+	std::vector<Row> rows;
+	switch (stripe::HandlerOf(event.type)) {
+	case stripe::Handler::kCheckout:
+		rows = spi.Query("SELECT billing._stripe_checkout_completed($1)", {facts});
+		break;
+	case stripe::Handler::kInvoice:
+		rows = spi.Query("SELECT billing._stripe_invoice($1, $2, $3)", {type, facts, created});
+		break;
+	case stripe::Handler::kPaymentIntent:
+		rows = spi.Query("SELECT billing._stripe_payment_intent($1, $2, $3)", {type, facts, created});
+		break;
+	case stripe::Handler::kChargeSucceeded:
+		// the payment the charge is, as its payment intent's event records it
+		rows = spi.Query("SELECT billing._stripe_payment_intent('payment_intent.succeeded', $1, $2)",
+						 {SqlArg::Jsonb(stripe::ChargePaymentFacts(event)), created});
+		break;
+	case stripe::Handler::kChargeRefunded:
+		rows = spi.Query("SELECT billing._stripe_charge_refunded($1, $2)", {facts, created});
+		break;
+	case stripe::Handler::kSubscription:  // above
+	case stripe::Handler::kNone:
+		return "event type not handled";
+	}
+	std::optional<std::string> reason = rows.at(0).text(0);
+	if (!reason && stripe::HandlerOf(event.type) != stripe::Handler::kCheckout)
+		RecordSettlements(spi, event);
+	return reason;
+}
+
+// Applies a recorded event: the core decides whether it is newer than its
+// object's watermark (stripe::IsNewer) and whether it can apply at all
+// (stripe::Precheck); the handler stores it; the outcome is recorded on the
+// event. `last` is the watermark when the caller already holds its lock.
 std::string
 ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::Watermark> last, bool locked)
 {
 	const stripe::Event &event = prepared.event;
-	if (!locked && event.object.id) {
-		auto w = spi.QueryPrepared("SELECT last_created, last_stage FROM billing._stripe_lock_object($1)",
-								   {SqlArg::Text(*event.object.id)});
-		if (!w.at(0).is_null(0))
-			last = stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
+	if (!locked && event.object.id)
+		last = LockObject(spi, *event.object.id);
+	std::string result;
+	std::optional<std::string> reason;
+	if (!stripe::IsNewer(last, stripe::Watermark{event.created, prepared.stage})) {
+		result = "stale";
+		auto rows = spi.Query("SELECT pg_catalog.format('event \"%s\" of %s is as new or newer for this object', "
+							  "o.last_event_id, o.last_event_created) "
+							  "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1",
+							  {SqlArg::Text(event.object.id)});
+		if (!rows.empty())
+			reason = rows.at(0).text(0);
+	} else {
+		std::optional<StripePlan> plan;
+		reason = stripe::Precheck(event, [&spi, &plan](const std::string &price_id) {
+			plan = PlanOfPrice(spi, price_id);
+			return plan.has_value();
+		});
+		if (!reason)
+			reason = RunHandler(spi, prepared, plan);
+		constexpr std::string_view kPending = "pending: ";
+		if (!reason) {
+			result = "applied";
+			spi.Execute("UPDATE billing.stripe_objects o SET last_event_created = $2, last_event_id = $3, "
+						"last_event_stage = $4, object_type = $5 WHERE o.object_id OPERATOR(pg_catalog.=) $1",
+						{SqlArg::Text(event.object.id), EventTime(event.created), SqlArg::Text(event.id),
+						 SqlArg::Int32(prepared.stage), SqlArg::Text(event.object.object)});
+		} else if (reason->starts_with(kPending)) {
+			result = "pending";
+			reason = reason->substr(kPending.size());
+		} else {
+			result = "ignored";
+		}
 	}
-	bool stale = !stripe::IsNewer(last, stripe::Watermark{event.created, prepared.stage});
-	auto rows = spi.QueryPrepared(
-		"SELECT billing._stripe_dispatch($1, $2, pg_catalog.to_timestamp($3), $4, $5, $6)",
-		{SqlArg::Text(event.id), SqlArg::Text(event.type), SqlArg::Int64(event.created),
-		 SqlArg::Int32(prepared.stage), SqlArg::Jsonb(prepared.facts), SqlArg::Bool(stale)});
-	return rows.at(0).text_required(0);
+	spi.Execute("UPDATE billing.stripe_events e SET result = $2, reason = $3 WHERE e.id OPERATOR(pg_catalog.=) $1 "
+				"AND (e.result, e.reason) IS DISTINCT FROM ($2, $3)",
+				{SqlArg::Text(event.id), SqlArg::Text(result), SqlArg::Text(reason)});
+	return result;
 }
 
 // Once an event that can name a customer's user is applied, the events kept
@@ -103,13 +395,15 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::
 void
 ApplyPending(Spi &spi, const stripe::Event &event)
 {
-	if (!event.object.customer ||
-		!(event.type.starts_with("checkout.session.") || event.type.starts_with("customer.subscription.")))
+	auto handler = stripe::HandlerOf(event.type);
+	if (!event.object.customer || (handler != stripe::Handler::kCheckout && handler != stripe::Handler::kSubscription))
 		return;
-	auto pending = spi.QueryPrepared("SELECT id, payload FROM billing._stripe_pending_for($1)",
-									 {SqlArg::Text(*event.object.customer)});
+	auto pending = spi.Query("SELECT e.payload::pg_catalog.text FROM billing.stripe_events e "
+							 "WHERE e.result OPERATOR(pg_catalog.=) 'pending' AND e.customer_id OPERATOR(pg_catalog.=) $1 "
+							 "AND e.payload IS NOT NULL ORDER BY e.created, e.stage, e.received_at, e.id",
+							 {SqlArg::Text(*event.object.customer)});
 	for (const auto &row : pending) {
-		stripe::Prepared waiting = stripe::Prepare(row.text_required(1));
+		stripe::Prepared waiting = stripe::Prepare(row.text_required(0));
 		ApplyRecorded(spi, waiting, std::nullopt, false);
 	}
 }
@@ -128,10 +422,11 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	billing::Micros at = glue::TimeArgRequired(fcinfo, 2, "at");
 
 	glue::Spi spi;
-	auto settings = spi.QueryPrepared(
-		"SELECT billing._setting('stripe_webhook_secret'), "
-		"(EXTRACT(epoch FROM billing._setting('stripe_tolerance', '5 minutes')::pg_catalog.interval)"
-		" * 1000000)::pg_catalog.int8",
+	auto settings = spi.Query(
+		"SELECT (SELECT s.value FROM billing.settings s WHERE s.key OPERATOR(pg_catalog.=) 'stripe_webhook_secret' "
+		"AND s.deleted_at IS NULL), (EXTRACT(epoch FROM (SELECT s.value FROM billing.settings s "
+		"WHERE s.key OPERATOR(pg_catalog.=) 'stripe_tolerance' AND s.deleted_at IS NULL)::pg_catalog.interval)"
+		" OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8",
 		{});
 	std::vector<std::string> secrets = stripe::SplitSecrets(settings.at(0).text_or(0, ""));
 	billing::Micros tolerance = settings.at(0).int64(1).value_or(300 * billing::kMicrosPerSecond);
@@ -153,23 +448,26 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	stripe::Prepared prepared = stripe::Prepare(payload);
 	const stripe::Event &event = prepared.event;
 	bool handled = stripe::Handled(event.type);
-	auto recorded = spi.QueryPrepared(
-		"SELECT recorded, last_created, last_stage FROM billing._stripe_record($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-		{glue::SqlArg::Text(event.id), glue::SqlArg::Text(event.type), glue::SqlArg::Text(event.object.id),
-		 glue::SqlArg::Text(event.object.customer), glue::SqlArg::Int64(event.created), glue::SqlArg::Int32(prepared.stage),
-		 glue::SqlArg::Jsonb(prepared.stored_payload), glue::SqlArg::Timestamp(glue::ToPgTime(at)),
-		 glue::SqlArg::Bool(handled)});
+	// exactly once: a concurrent delivery of the same id waits on the
+	// primary key for the other transaction, then finds the row: a duplicate
+	bool recorded =
+		spi.Execute("INSERT INTO billing.stripe_events (id, type, object_id, customer_id, created, stage, payload, "
+					"result, reason, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+					"ON CONFLICT (id) DO NOTHING",
+					{glue::SqlArg::Text(event.id), glue::SqlArg::Text(event.type), glue::SqlArg::Text(event.object.id),
+					 glue::SqlArg::Text(event.object.customer), glue::EventTime(event.created),
+					 glue::SqlArg::Int32(prepared.stage), glue::SqlArg::Jsonb(prepared.stored_payload),
+					 // the usual outcome, so that storing it (below) rarely writes the row again
+					 glue::SqlArg::Text(handled ? "applied" : "ignored"),
+					 handled ? glue::SqlArg::Null(TEXTOID) : glue::SqlArg::Text("event type not handled"),
+					 glue::SqlArg::Timestamp(glue::ToPgTime(at))}) > 0;
 	std::string result;
-	if (!recorded.at(0).boolean(0))
+	if (!recorded)
 		result = "duplicate";
 	else if (!handled)
 		result = "ignored";
 	else {
-		std::optional<stripe::Watermark> last;
-		if (!recorded.at(0).is_null(1))
-			last = stripe::Watermark{recorded.at(0).int64_required(1),
-									 static_cast<int>(recorded.at(0).int64(2).value_or(0))};
-		result = glue::ApplyRecorded(spi, prepared, last, true);
+		result = glue::ApplyRecorded(spi, prepared, std::nullopt, false);
 		if (result == "applied")
 			glue::ApplyPending(spi, event);
 	}

@@ -223,13 +223,22 @@ CREATE INDEX subscriptions_canceled_grace ON billing.subscriptions (past_due_sin
 	WHERE status = 'canceled' AND past_due_since IS NOT NULL AND ended_at IS NULL AND deleted_at IS NULL
 	  AND stripe_subscription_id IS NULL;
 
+-- Partitioned by UTC month of recorded_at: run_maintenance creates each
+-- month's partition ahead of time (billing._usage_partitions), a record for a
+-- month without one lands in usage_records_default (an insert never fails),
+-- and whole months past the retention setting are dropped. The parent has no
+-- index: each partition gets its own (billing._usage_partition), because
+-- pg_restore attaches a partition before it creates the partition's indexes,
+-- and a parent index would make the attach build them a second time.
 CREATE TABLE billing.usage_records (
-	id bigserial PRIMARY KEY,
+	-- unique: every id comes from the sequence (each partition has a unique index)
+	id bigserial NOT NULL,
 	user_id text NOT NULL CHECK (user_id <> ''),
 	subscription_id bigint REFERENCES billing.subscriptions (id),
 	metric text NOT NULL CHECK (metric ~ '^[a-z][a-z0-9_.]*$'),
 	quantity bigint NOT NULL CHECK (quantity >= 0),
 	recorded_at timestamptz NOT NULL,
+	-- unique per user (billing.usage_keys holds them across partitions)
 	idempotency_key text,
 	-- 0.2.0's rollup mark, no longer written: what is not rolled up yet is in
 	-- billing.usage_pending, so the rollup never updates this (large) table
@@ -237,11 +246,28 @@ CREATE TABLE billing.usage_records (
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz
-);
+) PARTITION BY RANGE (recorded_at);
 COMMENT ON TABLE billing.usage_records IS 'Metered usage events, rolled up daily into billing.usage_daily';
-CREATE UNIQUE INDEX usage_records_idempotency
-	ON billing.usage_records (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX usage_records_user_metric ON billing.usage_records (user_id, metric, recorded_at);
+CREATE TABLE billing.usage_records_default PARTITION OF billing.usage_records DEFAULT;
+COMMENT ON TABLE billing.usage_records_default IS 'Usage records of months without a partition of their own';
+CREATE UNIQUE INDEX usage_records_default_id ON billing.usage_records_default (id);
+CREATE INDEX usage_records_default_user_metric ON billing.usage_records_default (user_id, metric, recorded_at);
+
+-- Idempotency keys of usage records: a unique index on a partitioned table
+-- must contain the partition key, so the keys live here, one row per key.
+CREATE TABLE billing.usage_keys (
+	user_id text NOT NULL,
+	idempotency_key text NOT NULL,
+	record_id bigint NOT NULL,
+	recorded_at timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz,
+	PRIMARY KEY (user_id, idempotency_key)
+);
+COMMENT ON TABLE billing.usage_keys IS 'The idempotency key of each usage record that has one (unique per user)';
+CREATE INDEX usage_keys_record ON billing.usage_keys (record_id);
+CREATE INDEX usage_keys_recorded ON billing.usage_keys (recorded_at);
 
 CREATE TABLE billing.usage_daily (
 	user_id text NOT NULL,

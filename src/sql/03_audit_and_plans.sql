@@ -1,9 +1,10 @@
 -- Audit: every insert, update and delete on the business tables is logged with the
 -- database role and the application user (SET billing.app_user = '...').
 -- Values of settings whose key contains "secret" are never logged in clear.
--- A C++ trigger (src/glue/audit.cpp): it inserts the audit row as the
--- table's owner through a statement prepared once per backend, and skips the
--- rows pg_restore loads (billing._restoring()).
+-- A C++ statement trigger (src/glue/audit.cpp): it inserts the audit rows of
+-- a statement at once (one insert per 1,000 rows, from the transition tables)
+-- as the table's owner through a statement prepared once per backend, and
+-- skips the rows pg_restore loads (billing._restoring()).
 CREATE FUNCTION billing._audit() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_audit';
 
@@ -82,13 +83,21 @@ BEGIN
 			('settings', 'key'), ('subscription_plans', 'id'), ('subscriptions', 'id'),
 			('invoices', 'id'), ('payments', 'id')) AS v(name, key)
 	LOOP
-		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON billing.%I
-			 FOR EACH ROW EXECUTE FUNCTION billing._audit(%L)', t.name, t.key);
+		-- per statement with its transition tables (one trigger per event:
+		-- PostgreSQL allows transition tables only on single-event triggers),
+		-- so a statement that changes 1,000 rows writes their audit rows at once
+		EXECUTE pg_catalog.format('CREATE TRIGGER audit_insert AFTER INSERT ON billing.%I'
+			' REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._audit(%L)', t.name, t.key);
+		EXECUTE pg_catalog.format('CREATE TRIGGER audit_update AFTER UPDATE ON billing.%I'
+			' REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._audit(%L)',
+			t.name, t.key);
+		EXECUTE pg_catalog.format('CREATE TRIGGER audit_delete AFTER DELETE ON billing.%I'
+			' REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._audit(%L)', t.name, t.key);
 	END LOOP;
 	FOR t IN SELECT c.relname AS name FROM pg_catalog.pg_class c
 			JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
-		WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND c.relkind OPERATOR(pg_catalog.=) 'r'
+		WHERE c.relnamespace OPERATOR(pg_catalog.=) 'billing'::regnamespace AND c.relkind IN ('r', 'p')
+		  AND NOT c.relispartition  -- a partition has its parent's trigger
 		  AND a.attname OPERATOR(pg_catalog.=) 'updated_at'
 	LOOP
 		EXECUTE pg_catalog.format(

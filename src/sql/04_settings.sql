@@ -4,7 +4,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._required(key, 'key'), billing._required(value, 'value');
 	CASE key
-	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention' THEN
+	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention', 'usage_record_retention' THEN
 		BEGIN
 			IF value::interval < interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
@@ -26,7 +26,7 @@ BEGIN
 	ELSE
 		RAISE EXCEPTION 'unknown setting "%"', key
 			USING ERRCODE = '22023',
-				  HINT = 'Known settings are past_due_grace, stripe_event_retention, stripe_tolerance and stripe_webhook_secret.';
+				  HINT = 'Known settings are past_due_grace, stripe_event_retention, stripe_tolerance, stripe_webhook_secret and usage_record_retention.';
 	END CASE;
 	INSERT INTO billing.settings AS s (key, value) VALUES (key, value)
 	ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE SET value = EXCLUDED.value, deleted_at = NULL;
@@ -34,8 +34,8 @@ END
 $$;
 COMMENT ON FUNCTION billing.configure(text, text) IS 'Changes a billing setting (billing_admin only)';
 
--- Internal: a setting's value, or the given default.
+-- Internal: a setting's value, or the given default (C++, src/glue/module.cpp:
+-- a kept plan, not an SQL function planned again on every call).
 CREATE FUNCTION billing._setting(key text, fallback text DEFAULT NULL) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT COALESCE((SELECT s.value FROM billing.settings s WHERE s.key = $1 AND s.deleted_at IS NULL), $2)
-$$;
+LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_setting';

@@ -1,16 +1,12 @@
 -- The customer's credit balance in a currency: overpayments, negative
 -- proration totals and what was paid toward voided invoices, less what
 -- invoices took and what refunds took back. It pays the next invoice before any payment is due.
+-- (C++, src/glue/lifecycle.cpp CreditBalance: the one definition, which the
+-- lifecycle functions query through a kept plan.)
 CREATE FUNCTION billing.credit_balance(user_id text, currency text DEFAULT 'usd')
 RETURNS bigint
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._required($1, 'user_id'), billing._required($2, 'currency');
-	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind IN ('credit_to_invoice', 'credit_refunded') THEN -e.amount_cents
-										ELSE e.amount_cents END), 0)::bigint
-	  FROM billing.ledger_entries e
-	 WHERE e.user_id = $1 AND e.currency = pg_catalog.lower($2) AND e.deleted_at IS NULL
-	   AND e.kind IN ('payment_to_credit', 'proration_credit', 'void_to_credit', 'credit_to_invoice', 'credit_refunded')
-$$;
+LANGUAGE c STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_credit_balance';
 COMMENT ON FUNCTION billing.credit_balance(text, text) IS
 	'The customer''s credit balance (minor units) in a currency, applied to the next invoice';
 
@@ -45,12 +41,17 @@ COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
 CREATE FUNCTION billing._grants_plan(status billing.subscription_status, trial_end timestamptz,
 									 period_end timestamptz, grace_end timestamptz, at timestamptz) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT CASE $1::text
-		   WHEN 'trialing' THEN $2 IS NULL OR $2 OPERATOR(pg_catalog.>) $5
-		   WHEN 'active' THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
-		   WHEN 'past_due' THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
-		   WHEN 'canceled' THEN COALESCE($3 OPERATOR(pg_catalog.>) $5, false)
-								AND ($4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5)
+	-- (the enum compared as itself: a cast to text calls enum_out, which is
+	-- STABLE, and an IMMUTABLE function calling it is not inlined)
+	SELECT CASE
+		   WHEN $1 OPERATOR(pg_catalog.=) 'trialing'::billing.subscription_status
+			 THEN $2 IS NULL OR $2 OPERATOR(pg_catalog.>) $5
+		   WHEN $1 OPERATOR(pg_catalog.=) 'active'::billing.subscription_status
+			 THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
+		   WHEN $1 OPERATOR(pg_catalog.=) 'past_due'::billing.subscription_status
+			 THEN $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5
+		   WHEN $1 OPERATOR(pg_catalog.=) 'canceled'::billing.subscription_status
+			 THEN COALESCE($3 OPERATOR(pg_catalog.>) $5, false) AND ($4 IS NULL OR $4 OPERATOR(pg_catalog.>) $5)
 		   ELSE false END
 $$;
 

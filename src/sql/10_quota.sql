@@ -72,7 +72,8 @@ BEGIN
 	ON CONFLICT DO NOTHING;
 	SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
 	IF c.usage_day IS DISTINCT FROM today THEN
-		IF c.usage_pending > 0 THEN
+		-- a counter without an owner (a room whose owner is NULL) is usage of nobody
+		IF c.usage_pending > 0 AND c.owner_id <> '' THEN
 			INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
 			VALUES (c.owner_id, billing._quota_metric(p_attachment), c.usage_day, c.usage_pending)
 			ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity;

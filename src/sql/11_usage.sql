@@ -34,6 +34,13 @@ BEGIN
 	INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
 	SELECT n.id, n.user_id, n.metric, n.quantity, n.recorded_at FROM new_rows n
 	 WHERE n.deleted_at IS NULL AND NOT n.rolled_up;
+	-- record_usage stores a key before its record; a record inserted directly
+	-- with a key another record holds fails here (23505), as a unique index would
+	INSERT INTO billing.usage_keys (user_id, idempotency_key, record_id, recorded_at)
+	SELECT n.user_id, n.idempotency_key, n.id, n.recorded_at FROM new_rows n
+	 WHERE n.idempotency_key IS NOT NULL
+	   AND NOT EXISTS (SELECT FROM billing.usage_keys k
+					    WHERE k.user_id = n.user_id AND k.idempotency_key = n.idempotency_key AND k.record_id = n.id);
 	RETURN NULL;
 END
 $$;
@@ -45,8 +52,18 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF TG_OP = 'DELETE' THEN
 		DELETE FROM billing.usage_pending p USING old_rows o WHERE p.record_id = o.id;
+		-- a record deleted outright frees its key (a soft-deleted one keeps it)
+		DELETE FROM billing.usage_keys k USING old_rows o WHERE k.record_id = o.id;
 		RETURN NULL;
 	END IF;
+	-- a record whose user, key or time was edited: its key follows
+	DELETE FROM billing.usage_keys k USING new_rows n
+	 WHERE k.record_id = n.id
+	   AND (k.user_id, k.idempotency_key, k.recorded_at) IS DISTINCT FROM (n.user_id, n.idempotency_key, n.recorded_at);
+	INSERT INTO billing.usage_keys (user_id, idempotency_key, record_id, recorded_at)
+	SELECT n.user_id, n.idempotency_key, n.id, n.recorded_at FROM new_rows n
+	 WHERE n.idempotency_key IS NOT NULL
+	   AND NOT EXISTS (SELECT FROM billing.usage_keys k WHERE k.record_id = n.id);
 	DELETE FROM billing.usage_pending p USING new_rows n WHERE p.record_id = n.id AND n.deleted_at IS NOT NULL;
 	UPDATE billing.usage_pending p
 	   SET user_id = n.user_id, metric = n.metric, quantity = n.quantity, recorded_at = n.recorded_at
@@ -71,6 +88,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
 	rec billing.usage_records;
+	new_id bigint;
 BEGIN
 	-- Parameters share the columns' names; in SQL, a bare name is the column.
 	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
@@ -95,16 +113,27 @@ BEGIN
 	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00') THEN
 		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
 	END IF;
-	INSERT INTO billing.usage_records AS r (user_id, subscription_id, metric, quantity, recorded_at, idempotency_key)
-	VALUES ($1, (SELECT s.id FROM billing.subscriptions s
-				  WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL),
-			$2, $3, $4, $5)
-	ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-	RETURNING * INTO rec;
-	IF rec.id IS NULL THEN
-		-- the same key again: nothing new is recorded
-		SELECT * INTO rec FROM billing.usage_records r WHERE r.user_id = $1 AND r.idempotency_key = $5;
+	IF $5 IS NOT NULL THEN
+		-- The key first: a second call with it waits here for the first to
+		-- commit (or roll back), then returns the first call's record.
+		INSERT INTO billing.usage_keys AS k (user_id, idempotency_key, record_id, recorded_at)
+		VALUES ($1, $5, pg_catalog.nextval('billing.usage_records_id_seq'::pg_catalog.regclass), $4)
+		ON CONFLICT ON CONSTRAINT usage_keys_pkey DO NOTHING
+		RETURNING k.record_id INTO new_id;
+		IF new_id IS NULL THEN
+			SELECT r.* INTO rec
+			  FROM billing.usage_keys k
+			  JOIN billing.usage_records r ON r.id = k.record_id AND r.recorded_at = k.recorded_at
+			 WHERE k.user_id = $1 AND k.idempotency_key = $5;
+			RETURN rec;
+		END IF;
 	END IF;
+	INSERT INTO billing.usage_records AS r (id, user_id, subscription_id, metric, quantity, recorded_at, idempotency_key)
+	VALUES (COALESCE(new_id, pg_catalog.nextval('billing.usage_records_id_seq'::pg_catalog.regclass)), $1,
+			(SELECT s.id FROM billing.subscriptions s
+			  WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL),
+			$2, $3, $4, $5)
+	RETURNING * INTO rec;
 	RETURN rec;
 END
 $$;
@@ -156,6 +185,123 @@ END
 $$;
 COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
 	'Adds usage that arrived since the last rollup to the daily totals; run_maintenance calls it';
+
+-- Internal: the partition of billing.usage_records for the UTC month holding
+-- `month_of` (named usage_records_YYYY_MM), created when missing; the month's
+-- records that waited in usage_records_default move into it. Returns whether
+-- it created one. The default partition stays locked from the move to the
+-- attach, so no record of the month can slip in between.
+CREATE FUNCTION billing._usage_partition(month_of timestamptz) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	month_start timestamp := pg_catalog.date_trunc('month', billing._valid_time(month_of, 'month_of') AT TIME ZONE 'UTC');
+	part text := 'usage_records_' || pg_catalog.to_char(month_start, 'YYYY_MM');
+	bound_from text := pg_catalog.to_char(month_start, 'YYYY-MM-DD') || ' 00:00:00+00';
+	bound_to text := pg_catalog.to_char(month_start + interval '1 month', 'YYYY-MM-DD') || ' 00:00:00+00';
+BEGIN
+	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
+		RETURN false;
+	END IF;
+	-- The attach needs these locks (billing.subscriptions: it adds the foreign
+	-- key's triggers there); NOWAIT, so that this never queues inserts or
+	-- lifecycle writes behind it, nor waits for a concurrent transaction: if
+	-- one holds them, the next maintenance run tries again (until then the
+	-- month's records wait in the default partition).
+	BEGIN
+		LOCK TABLE billing.usage_records IN SHARE UPDATE EXCLUSIVE MODE NOWAIT;
+		LOCK TABLE billing.usage_records_default IN ACCESS EXCLUSIVE MODE NOWAIT;
+		LOCK TABLE billing.subscriptions IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+	EXCEPTION WHEN lock_not_available THEN
+		RETURN false;
+	END;
+	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
+		RETURN false;
+	END IF;
+	EXECUTE pg_catalog.format('CREATE TABLE billing.%I (LIKE billing.usage_records INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+							  part);
+	EXECUTE pg_catalog.format(
+		'WITH moved AS (DELETE FROM ONLY billing.usage_records_default d'
+		' WHERE d.recorded_at >= $1::pg_catalog.timestamptz AND d.recorded_at < $2::pg_catalog.timestamptz RETURNING d.*)'
+		' INSERT INTO billing.%I SELECT * FROM moved', part) USING bound_from, bound_to;
+	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON billing.%I (id)', part || '_id', part);
+	EXECUTE pg_catalog.format('CREATE INDEX %I ON billing.%I (user_id, metric, recorded_at)', part || '_user_metric', part);
+	EXECUTE pg_catalog.format('ALTER TABLE billing.usage_records ATTACH PARTITION billing.%I FOR VALUES FROM (%L) TO (%L)',
+							  part, bound_from, bound_to);
+	RETURN true;
+END
+$$;
+
+-- Internal, run by run_maintenance: partitions for the month of `at` and the
+-- two after it; with the setting usage_record_retention (default: keep),
+-- records older than `at` minus it are dropped once rolled up, a month's
+-- partition at a time (and those waiting in the default partition).
+CREATE FUNCTION billing._usage_partitions(at timestamptz) RETURNS TABLE (action text, count bigint)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	created bigint := 0;
+	dropped bigint := 0;
+	retention interval := billing._setting('usage_record_retention')::interval;
+	cutoff timestamptz;
+	r record;
+BEGIN
+	PERFORM billing._required(at, 'at');
+	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '9999-10-01 00:00:00+00') THEN
+		RETURN;  -- no month of records to prepare (or to drop) that far away
+	END IF;
+	FOR i IN 0..2 LOOP
+		IF billing._usage_partition(((at AT TIME ZONE 'UTC') + pg_catalog.make_interval(months => i)) AT TIME ZONE 'UTC') THEN
+			created := created + 1;
+		END IF;
+	END LOOP;
+	IF retention IS NOT NULL THEN
+		-- dropping a partition locks out every reader and writer of the
+		-- records until commit: only when nobody holds a lock on them now
+		BEGIN
+			LOCK TABLE billing.usage_records IN ACCESS EXCLUSIVE MODE NOWAIT;
+			LOCK TABLE billing.subscriptions IN SHARE ROW EXCLUSIVE MODE NOWAIT;
+		EXCEPTION WHEN lock_not_available THEN
+			retention := NULL;  -- the next run drops them
+		END;
+	END IF;
+	IF retention IS NOT NULL THEN
+		cutoff := at - retention;
+		-- whole months before the cut-off, none of their records still pending
+		FOR r IN
+			SELECT c.relname, m.month_start AT TIME ZONE 'UTC' AS lo,
+				   (m.month_start + interval '1 month') AT TIME ZONE 'UTC' AS hi
+			  FROM pg_catalog.pg_inherits i
+			  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid,
+				   LATERAL (SELECT pg_catalog.to_date(pg_catalog.substr(c.relname, 15), 'YYYY_MM')::timestamp
+									 AS month_start) m
+			 WHERE i.inhparent = 'billing.usage_records'::pg_catalog.regclass
+			   AND c.relname ~ '^usage_records_[0-9]{4}_[0-9]{2}$'
+			 ORDER BY 2
+		LOOP
+			CONTINUE WHEN r.hi > cutoff;
+			CONTINUE WHEN EXISTS (SELECT FROM billing.usage_pending p WHERE p.recorded_at >= r.lo AND p.recorded_at < r.hi);
+			DELETE FROM billing.usage_keys k WHERE k.recorded_at >= r.lo AND k.recorded_at < r.hi;
+			EXECUTE pg_catalog.format('DROP TABLE billing.%I', r.relname);
+			dropped := dropped + 1;
+		END LOOP;
+		-- records of months without a partition: one by one
+		WITH gone AS (
+			DELETE FROM ONLY billing.usage_records_default d
+			 WHERE d.recorded_at < cutoff AND NOT EXISTS (SELECT FROM billing.usage_pending p WHERE p.record_id = d.id)
+			RETURNING d.id)
+		DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id = g.id;
+	END IF;
+	IF created > 0 THEN
+		action := 'usage_partitions_created';
+		count := created;
+		RETURN NEXT;
+	END IF;
+	IF dropped > 0 THEN
+		action := 'usage_partitions_dropped';
+		count := dropped;
+		RETURN NEXT;
+	END IF;
+END
+$$;
 
 -- Exact usage for whole UTC days: from's day (inclusive) to to's day
 -- (exclusive). Rolled-up days, the records not rolled up yet, and the quota

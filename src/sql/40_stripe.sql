@@ -105,46 +105,6 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 		  ORDER BY s.started_at DESC, s.id DESC LIMIT 1))
 $$;
 
--- Internal: what ingesting checks before an event may touch anything. NULL
--- when the event can be applied, else the reason it is ignored.
-CREATE FUNCTION billing._stripe_precheck(event_type text, facts jsonb) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	-- which event types are handled at all is the core's (stripe::Handled)
-	IF facts ->> 'id' IS NULL THEN
-		RETURN 'the event''s object has no id';
-	END IF;
-	IF event_type LIKE 'customer.subscription.%' THEN
-		IF facts ->> 'object' IS DISTINCT FROM 'subscription' THEN
-			RETURN 'the event''s object is not a subscription';
-		END IF;
-		IF facts ->> 'price_id' IS NULL THEN
-			RETURN 'the stripe subscription has no price';
-		END IF;
-		IF NOT EXISTS (SELECT 1 FROM billing.subscription_plans p
-						WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL) THEN
-			RETURN pg_catalog.format('no plan has stripe price "%s"; set billing.subscription_plans.stripe_price_id',
-									 facts ->> 'price_id');
-		END IF;
-		IF facts ->> 'status' IS NULL THEN
-			RETURN pg_catalog.format('unknown stripe subscription status "%s"', facts ->> 'stripe_status');
-		END IF;
-	ELSIF event_type LIKE 'invoice.%' AND facts ->> 'object' IS DISTINCT FROM 'invoice' THEN
-		RETURN 'the event''s object is not an invoice';
-	ELSIF event_type LIKE 'payment_intent.%' AND facts ->> 'object' IS DISTINCT FROM 'payment_intent' THEN
-		RETURN 'the event''s object is not a payment intent';
-	ELSIF event_type = 'charge.refunded' AND facts ->> 'object' IS DISTINCT FROM 'charge' THEN
-		RETURN 'the event''s object is not a charge';
-	END IF;
-	IF event_type LIKE 'invoice.%' OR event_type LIKE 'payment_intent.%' OR event_type = 'charge.refunded' THEN
-		IF COALESCE(facts ->> 'currency', '') !~ '^[A-Za-z]{3}$' THEN
-			RETURN 'the stripe object has no currency';
-		END IF;
-	END IF;
-	RETURN NULL;
-END
-$$;
-
 -- Internal: remembers that a Stripe customer is a billing user.
 CREATE FUNCTION billing._stripe_link_customer(customer_id text, user_id text) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
@@ -179,140 +139,6 @@ CREATE FUNCTION billing._stripe_notify(user_id text, subscription_id bigint, kin
 									   due_at timestamptz, dedupe_key text) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._notify($1, $2, $3, $6, $5)
-$$;
-
--- Internal: customer.subscription.* mirrors the Stripe subscription into the
--- user's subscription (found by stripe_subscription_id, else created, ending
--- the user's current one as a plan change). A subscription Stripe ended is
--- canceled/expired with ended_at, and the user is back on Free.
-CREATE FUNCTION billing._stripe_subscription(event_type text, facts jsonb, event_created timestamptz) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-<<fn>>
-DECLARE
-	plan billing.subscription_plans;
-	s billing.subscriptions;
-	cur billing.subscriptions;
-	uid text;
-	-- status, pending cancel, cancel and end: the core's decision (stripe::MirrorSubscription)
-	mirror jsonb := facts -> 'mirror';
-	status billing.subscription_status := (mirror ->> 'status')::billing.subscription_status;
-	pending_cancel boolean := (mirror ->> 'cancel_at_period_end')::boolean;
-	started timestamptz := COALESCE(billing._stripe_time(facts, 'start_date'), billing._stripe_time(facts, 'created'),
-									event_created);
-	period_start timestamptz;
-	period_end timestamptz := billing._stripe_time(facts, 'current_period_end');
-	trial_start timestamptz := billing._stripe_time(facts, 'trial_start');
-	trial_end timestamptz := billing._stripe_time(facts, 'trial_end');
-	ended timestamptz := billing._stripe_time(mirror, 'ended_at');
-	canceled timestamptz := billing._stripe_time(mirror, 'canceled_at');
-	reason text := mirror ->> 'end_reason';
-BEGIN
-	SELECT p.* INTO plan FROM billing.subscription_plans p
-	 WHERE p.stripe_price_id = facts ->> 'price_id' AND p.deleted_at IS NULL;
-
-	SELECT x.* INTO s FROM billing.subscriptions x
-	 WHERE x.stripe_subscription_id = facts ->> 'id' AND x.deleted_at IS NULL
-	   FOR UPDATE;
-	IF FOUND THEN
-		uid := s.user_id;
-		started := s.started_at;
-	ELSE
-		uid := billing._stripe_user(facts);
-		IF uid IS NULL THEN
-			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe subscription "%s": it has no metadata.user_id '
-									 'and its customer is not linked', facts ->> 'id');
-		END IF;
-	END IF;
-
-	period_start := COALESCE(billing._stripe_time(facts, 'current_period_start'), started);
-	IF period_end < period_start THEN
-		period_end := NULL;
-	END IF;
-	IF trial_end IS NOT NULL THEN
-		trial_start := COALESCE(trial_start, LEAST(started, trial_end));
-		IF trial_end < trial_start THEN
-			trial_end := trial_start;
-		END IF;
-	END IF;
-	IF ended IS NOT NULL THEN
-		ended := GREATEST(ended, started);
-	END IF;
-	PERFORM billing._stripe_link_customer(facts ->> 'customer', uid);
-
-	IF s.id IS NULL THEN
-		-- the user's current subscription: adopted when it is the same paid plan
-		-- not yet linked to Stripe, otherwise ended as a plan change
-		SELECT x.* INTO cur FROM billing.subscriptions x
-		 WHERE x.user_id = uid AND x.ended_at IS NULL AND x.deleted_at IS NULL
-		   FOR UPDATE;
-		IF cur.id IS NOT NULL AND cur.stripe_subscription_id IS NULL AND cur.plan_id = plan.id AND plan.tier <> 'free' THEN
-			s := cur;
-		ELSIF ended IS NULL AND cur.id IS NOT NULL THEN
-			UPDATE billing.subscriptions x
-			   SET status = 'canceled', canceled_at = COALESCE(x.canceled_at, GREATEST(x.started_at, started)),
-				   ended_at = GREATEST(x.started_at, started), end_reason = 'plan_changed', cancel_at_period_end = false
-			 WHERE x.id = cur.id;
-		END IF;
-	END IF;
-
-	IF s.id IS NULL THEN
-		INSERT INTO billing.subscriptions AS x
-			(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, billing_anchor,
-			 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at,
-			 ended_at, end_reason, past_due_since, paused_at, stripe_customer_id, stripe_subscription_id, metadata,
-			 stripe_status)
-		VALUES (uid, plan.id, status, plan.price_cents, plan.currency, plan.billing_interval, started, period_start,
-				period_start, period_end, trial_start, trial_end, pending_cancel, canceled,
-				ended, reason, CASE WHEN status = 'past_due' THEN event_created END,
-				CASE WHEN status = 'paused' THEN event_created END,
-				facts ->> 'customer', facts ->> 'id', '{"source": "stripe"}', mirror ->> 'stripe_status')
-		RETURNING x.* INTO s;
-	ELSIF s.ended_at IS NOT NULL THEN
-		-- billing already ended it (e.g. a plan change); Stripe cannot bring an
-		-- ended subscription back, so only the links are kept up to date
-		UPDATE billing.subscriptions x
-		   SET stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id)
-		 WHERE x.id = s.id AND x.stripe_customer_id IS DISTINCT FROM COALESCE(facts ->> 'customer', x.stripe_customer_id);
-		RETURN NULL;
-	ELSE
-		UPDATE billing.subscriptions x
-		   SET plan_id = plan.id,
-			   price_cents = CASE WHEN x.plan_id = plan.id THEN x.price_cents ELSE plan.price_cents END,
-			   currency = CASE WHEN x.plan_id = plan.id THEN x.currency ELSE plan.currency END,
-			   billing_interval = plan.billing_interval,
-			   status = fn.status,
-			   current_period_start = period_start,
-			   current_period_end = period_end,
-			   trial_start = COALESCE(fn.trial_start, x.trial_start),
-			   trial_end = COALESCE(fn.trial_end, x.trial_end),
-			   cancel_at_period_end = pending_cancel,
-			   canceled_at = canceled,
-			   ended_at = ended,
-			   end_reason = reason,
-			   past_due_since = CASE WHEN fn.status = 'past_due'
-									 THEN COALESCE(x.past_due_since, event_created) END,
-			   paused_at = CASE WHEN fn.status = 'paused' THEN COALESCE(x.paused_at, event_created) END,
-			   scheduled_plan_id = NULL,
-			   scheduled_change_at = NULL,
-			   stripe_customer_id = COALESCE(facts ->> 'customer', x.stripe_customer_id),
-			   stripe_subscription_id = facts ->> 'id',
-			   stripe_status = mirror ->> 'stripe_status',
-			   metadata = x.metadata || '{"source": "stripe"}'
-		 WHERE x.id = s.id
-		RETURNING x.* INTO s;
-	END IF;
-
-	IF s.ended_at IS NOT NULL THEN
-		PERFORM billing._start_free(uid, s.ended_at);
-	END IF;
-	IF event_type = 'customer.subscription.trial_will_end' THEN
-		PERFORM billing._stripe_notify(uid, s.id, 'trial_will_end',
-			pg_catalog.jsonb_build_object('source', 'stripe', 'stripe_subscription_id', facts ->> 'id',
-										  'trial_end', s.trial_end, 'plan', plan.code),
-			event_created, 'stripe:trial_will_end:' || (facts ->> 'id') || ':' || COALESCE(facts ->> 'trial_end', ''));
-	END IF;
-	RETURN NULL;
-END fn
 $$;
 
 -- Internal: a payment from Stripe, stored once per payment intent (its id is
@@ -355,14 +181,13 @@ DECLARE
 	sub billing.subscriptions;
 	inv billing.invoices;
 	uid text;
+	-- status, paid time, period and issue time: the core's decision (stripe::DecideInvoice)
 	status text := facts ->> 'status';
 	reason text := COALESCE(facts ->> 'billing_reason', 'manual');
-	period_start timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_start'),
-										 billing._stripe_time(facts, 'period_start'));
-	period_end timestamptz := COALESCE(billing._stripe_time(facts -> 'lines' -> 0, 'period_end'),
-									   billing._stripe_time(facts, 'period_end'));
-	issued timestamptz := COALESCE(billing._stripe_time(facts, 'created'), event_created);
-	paid timestamptz;
+	period_start timestamptz := billing._stripe_time(facts -> 'decided', 'period_start');
+	period_end timestamptz := billing._stripe_time(facts -> 'decided', 'period_end');
+	issued timestamptz := billing._stripe_time(facts -> 'decided', 'issued_at');
+	paid timestamptz := billing._stripe_time(facts -> 'decided', 'paid_at');
 	invoice_number text;
 	lines jsonb;
 BEGIN
@@ -372,17 +197,6 @@ BEGIN
 	IF uid IS NULL THEN
 		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
 								 facts ->> 'id');
-	END IF;
-	status := COALESCE(status, CASE event_type WHEN 'invoice.created' THEN 'draft'
-											   WHEN 'invoice.paid' THEN 'paid' ELSE 'open' END);
-	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded') THEN
-		status := 'paid';
-	END IF;
-	IF status = 'paid' THEN
-		paid := COALESCE(billing._stripe_time(facts, 'paid_at'), event_created);
-	END IF;
-	IF period_end < period_start THEN
-		period_end := NULL;
 	END IF;
 	SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
 			'description', l ->> 'description',
@@ -411,11 +225,7 @@ BEGIN
 	IF inv.id IS NULL THEN
 		invoice_number := facts ->> 'number';
 		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
-			IF pg_catalog.to_regprocedure('billing._next_invoice_number(timestamptz)') IS NOT NULL THEN
-				EXECUTE 'SELECT billing._next_invoice_number($1)' INTO invoice_number USING issued;
-			ELSE
-				invoice_number := 'STRIPE-' || (facts ->> 'id');
-			END IF;
+			invoice_number := billing._next_invoice_number(issued);
 		END IF;
 		INSERT INTO billing.invoices AS x
 			(number, user_id, subscription_id, status, billing_reason, currency, period_start, period_end,
@@ -467,7 +277,7 @@ BEGIN
 			 WHERE p.id = (SELECT q.id FROM billing.payments q
 							WHERE q.user_id = uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
 							  AND q.status = 'succeeded' AND q.deleted_at IS NULL
-							  AND q.stripe_payment_intent_id IS NOT NULL
+							  AND (q.stripe_payment_intent_id IS NOT NULL OR q.stripe_charge_id IS NOT NULL)
 							  AND q.amount_cents = (facts ->> 'amount_paid')::bigint
 							  AND q.currency = pg_catalog.lower(facts ->> 'currency')
 							  AND q.paid_at BETWEEN paid - interval '1 day' AND paid + interval '1 day'
@@ -492,7 +302,7 @@ $$;
 CREATE FUNCTION billing._stripe_adopt_payment(user_id text, facts jsonb, event_created timestamptz) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	UPDATE billing.payments p
-	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'id',
+	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'payment_intent',
 		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts ->> 'charge')
 	 WHERE p.id = (SELECT q.id FROM billing.payments q
 					WHERE q.user_id = $1 AND q.external_id LIKE 'stripe\_invoice:%' AND q.refund_of IS NULL
@@ -512,7 +322,7 @@ DECLARE
 	inv billing.invoices;
 	uid text;
 	sub_id bigint;
-	succeeded boolean := event_type = 'payment_intent.succeeded';
+	succeeded boolean := facts ->> 'payment_status' = 'succeeded';  -- the core's (stripe::PaymentStatus)
 BEGIN
 	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'invoice';
 	uid := COALESCE(inv.user_id, billing._stripe_user(facts));
@@ -531,7 +341,7 @@ BEGIN
 		uid, sub_id, inv.id,
 		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)
 			 ELSE COALESCE((facts ->> 'amount')::bigint, 0) END,
-		facts ->> 'currency', succeeded, facts ->> 'id', facts ->> 'charge',
+		facts ->> 'currency', succeeded, facts ->> 'payment_intent', facts ->> 'charge',
 		facts ->> 'failure_code', facts ->> 'failure_message', event_created);
 	RETURN NULL;
 END
@@ -592,103 +402,6 @@ BEGIN
 	END IF;
 	RETURN NULL;
 END
-$$;
-
--- Internal: records an event once (false: a redelivered id, a duplicate) and,
--- for a handled event, locks its Stripe object's watermark and returns it for
--- the core to compare (stripe::IsNewer). Called by billing.stripe_ingest after
--- the signature has been verified.
-CREATE FUNCTION billing._stripe_record(event_id text, event_type text, object_id text, customer_id text,
-									   event_created bigint, stage integer, payload jsonb, received timestamptz,
-									   handled boolean, OUT recorded boolean, OUT last_created bigint,
-									   OUT last_stage integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	-- exactly once: a concurrent delivery of the same id waits here for the
-	-- other transaction, then finds the row and is a duplicate
-	INSERT INTO billing.stripe_events (id, type, object_id, customer_id, created, stage, payload, result, reason,
-									   received_at)
-	VALUES (event_id, event_type, object_id, customer_id, pg_catalog.to_timestamp(event_created), stage, payload,
-			'ignored', CASE WHEN NOT handled THEN 'event type not handled' END, received)
-	ON CONFLICT (id) DO NOTHING;
-	recorded := FOUND;
-	IF recorded AND handled AND object_id IS NOT NULL THEN
-		SELECT w.last_created, w.last_stage INTO last_created, last_stage
-		  FROM billing._stripe_lock_object(object_id) w;
-	END IF;
-END
-$$;
-
--- Internal: locks a Stripe object's watermark (one event per object at a
--- time) and returns the newest applied event's time and stage.
-CREATE FUNCTION billing._stripe_lock_object(object_id text, OUT last_created bigint, OUT last_stage integer)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-	INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1)
-	ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING;
-	SELECT EXTRACT(epoch FROM o.last_event_created)::bigint, o.last_event_stage INTO last_created, last_stage
-	  FROM billing.stripe_objects o WHERE o.object_id = $1 FOR UPDATE;
-END
-$$;
-
--- Internal: applies an event the core found newer than its object's
--- watermark (or records it stale) and stores the outcome. Returns applied,
--- stale, ignored or pending (no billing user yet: applied when the event
--- naming its customer's user arrives, see billing.stripe_pending).
-CREATE FUNCTION billing._stripe_dispatch(event_id text, event_type text, event_created timestamptz, stage integer,
-										 facts jsonb, stale boolean) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-<<fn>>
-DECLARE
-	object_id text := facts ->> 'id';
-	result text;
-	reason text;
-BEGIN
-	IF stale THEN
-		result := 'stale';
-		SELECT pg_catalog.format('event "%s" of %s is as new or newer for this object', o.last_event_id,
-								 o.last_event_created)
-		  INTO reason FROM billing.stripe_objects o WHERE o.object_id = fn.object_id;
-	ELSE
-		reason := billing._stripe_precheck(event_type, facts);
-		IF reason IS NULL THEN
-			reason := CASE
-				WHEN event_type = 'checkout.session.completed' THEN billing._stripe_checkout_completed(facts)
-				WHEN event_type LIKE 'customer.subscription.%' THEN
-					billing._stripe_subscription(event_type, facts, event_created)
-				WHEN event_type LIKE 'invoice.%' THEN billing._stripe_invoice(event_type, facts, event_created)
-				WHEN event_type LIKE 'payment_intent.%' THEN
-					billing._stripe_payment_intent(event_type, facts, event_created)
-				WHEN event_type = 'charge.refunded' THEN billing._stripe_charge_refunded(facts, event_created)
-			END;
-		END IF;
-		IF reason IS NULL THEN
-			result := 'applied';
-			UPDATE billing.stripe_objects o
-			   SET last_event_created = event_created, last_event_id = event_id, last_event_stage = stage,
-				   object_type = facts ->> 'object'
-			 WHERE o.object_id = fn.object_id;
-		ELSIF reason LIKE 'pending: %' THEN
-			result := 'pending';
-			reason := pg_catalog.substr(reason, 10);
-		ELSE
-			result := 'ignored';
-		END IF;
-	END IF;
-	UPDATE billing.stripe_events e SET result = fn.result, reason = fn.reason
-	 WHERE e.id = event_id AND (e.result, e.reason) IS DISTINCT FROM (fn.result, fn.reason);
-	RETURN result;
-END fn
-$$;
-
--- Internal: the payloads of the events pending for a Stripe customer, in the
--- order they are applied once the customer's user is known.
-CREATE FUNCTION billing._stripe_pending_for(customer_id text)
-RETURNS TABLE (id text, payload text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT e.id, e.payload::text FROM billing.stripe_events e
-	 WHERE e.result = 'pending' AND e.customer_id = $1 AND e.payload IS NOT NULL
-	 ORDER BY e.created, e.stage, e.received_at, e.id
 $$;
 
 -- Internal: a stored event's payload for billing.stripe_replay (NULL once pruned).

@@ -34,6 +34,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		MapBillingReason(prepared.event.object.billing_reason);
 		if (auto mirror = MirrorSubscription(prepared.event); mirror && mirror->rule.empty())
 			std::abort();  // every mirrored status names its rule
+		// what can apply, and the row a subscription event stores: consistent times
+		Precheck(prepared.event, [](const std::string &) { return true; });
+		if (auto row = DecideSubscriptionRow(prepared.event, std::nullopt)) {
+			if ((row->period_end && *row->period_end < row->period_start) ||
+				(row->trial_end && (!row->trial_start || *row->trial_end < *row->trial_start)) ||
+				(row->ended_at && *row->ended_at < row->started))
+				std::abort();
+		}
 		Watermark w{prepared.event.created, prepared.stage};
 		if (!IsNewer(w, w))  // the same event again is never stale
 			std::abort();

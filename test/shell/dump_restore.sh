@@ -91,6 +91,11 @@ SELECT p.user_id, p.subscription_id, -345, 'usd', 'succeeded', p.id, now()
   FROM billing.payments p WHERE p.external_id = 'evt_1';
 INSERT INTO billing.payments (user_id, amount_cents, currency, status, failure_code, failure_message, paid_at)
 VALUES ('1', 500, 'usd', 'failed', 'card_declined', 'Your card was declined.', now());
+-- usage records are partitioned by month: this month's partition (and the next
+-- two) exist, as run_maintenance makes them; 2020 has none (the default partition)
+SELECT count(*) >= 0 FROM billing._usage_partitions(now());
+INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at, idempotency_key)
+VALUES ('1', 'api_calls', 3, '2020-01-15 12:00+00', 'old-key');
 INSERT INTO billing.usage_records (user_id, subscription_id, metric, quantity, recorded_at, idempotency_key, rolled_up)
 SELECT '2', s.id, 'rooms_created', 1, now() - interval '2 days', 'k1', true
   FROM billing.subscriptions s WHERE s.stripe_subscription_id = 'sub_123';
@@ -216,6 +221,14 @@ SELECT count(DISTINCT table_name) FROM billing.audit_log WHERE app_user = 'resto
 SQL
 )
 [ "$(tail -2 <<<"$out" | tr '\n' ' ')" = "1 5 " ] || { fail "inserting after restore failed"; echo "$out" | sed 's/^/   /'; }
+# The monthly partitions came back attached, each with its two indexes, once
+# (pg_restore attaches a partition before it creates the partition's indexes).
+out=$(psql_q "$dst" -c "SELECT string_agg(c.relname || ':' || (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid), ',' ORDER BY c.relname)
+	FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'billing.usage_records'::regclass")
+want=$(psql_q "$src" -c "SELECT string_agg(c.relname || ':' || (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid), ',' ORDER BY c.relname)
+	FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'billing.usage_records'::regclass")
+[ "$(tr ',' '\n' <<<"$want" | wc -l)" -ge 4 ] || fail "the source has no monthly usage partitions: $want"
+[ "$out" = "$want" ] || fail "usage partitions after restore: $out (want $want)"
 
 if [ $failed -ne 0 ]; then
 	echo "dump/restore: FAILED"

@@ -301,6 +301,11 @@ react = subscription("sub_ooo", "cus_ooo", "active", U1 + 14 * DAY, U2 + 14 * DA
 ingest_ok("reactivated", event("evt_ooo_6", "customer.subscription.updated", react, U1 + 17 * DAY), U1 + 17 * DAY)
 check("reactivation mirrored", sql("""SELECT status || ' ' || cancel_at_period_end || ' ' || (canceled_at IS NULL)
     FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_ooo'"""), "active false true")
+check("the history dates each change at its event's time (not now, not a time on the row)",
+      sql("""SELECT string_agg(h.status || ' ' || h.valid_from, ', ' ORDER BY h.valid_from) FROM billing.subscription_history h
+             JOIN billing.subscriptions s ON s.id = h.subscription_id
+             WHERE s.stripe_subscription_id = 'sub_ooo' AND h.valid_from >= '2026-01-18'"""),
+      "canceled 2026-01-19 00:00:00+00, active 2026-01-20 00:00:00+00")
 # a plan change in Stripe (same subscription, new price)
 yearly = subscription("sub_ooo", "cus_ooo", "active", U1 + 18 * DAY, U1 + 18 * DAY + 365 * DAY, user="u_ooo",
                       price="price_pro_yearly_test")
@@ -373,6 +378,29 @@ check("still one payment, now under the payment intent, on the invoice",
              JOIN billing.invoices i ON i.stripe_invoice_id = 'in_fwd' WHERE p.amount_cents = 4321 AND p.user_id = 'u_old'"""),
       "1 pi_fwd true")
 
+# --- one payment from invoice.paid, payment_intent.succeeded and charge.succeeded, in every order ---
+import itertools
+wrong = []
+for k, order in enumerate(itertools.permutations(["invoice.paid", "payment_intent.succeeded", "charge.succeeded"])):
+    amount, at = 700 + k, W + (3 + k) * DAY
+    objects = {"invoice.paid": invoice(f"in_perm_{k}", "sub_old", "cus_old", "paid", amount, at, at + 28 * DAY, reason="manual"),
+               "payment_intent.succeeded": payment_intent(f"pi_perm_{k}", "cus_old", amount),
+               "charge.succeeded": charge(f"ch_perm_{k}", f"pi_perm_{k}", "cus_old", amount, 0)}
+    for n, etype in enumerate(order):
+        res, state, err = ingest(event(f"evt_perm_{k}_{n}", etype, objects[etype], at + n), at + n)
+        if res != "applied":
+            wrong.append(f"{order}: {etype} -> {res or state}")
+    got = sql(f"""SELECT count(*) || ' ' || min(p.external_id) || ' ' || min(p.stripe_charge_id) || ' '
+                         || bool_and(p.invoice_id = i.id) || ' ' || count(e.id)
+                    FROM billing.payments p JOIN billing.invoices i ON i.stripe_invoice_id = 'in_perm_{k}'
+                    LEFT JOIN billing.ledger_entries e ON e.payment_id = p.id AND e.kind = 'payment_to_invoice'
+                         AND e.invoice_id = i.id AND e.amount_cents = p.amount_cents
+                   WHERE p.user_id = 'u_old' AND p.amount_cents = {amount}""")
+    if got != f"1 pi_perm_{k} ch_perm_{k} true 1":
+        wrong.append(f"{order}: {got}")
+check("invoice.paid, payment_intent.succeeded, charge.succeeded in all 6 orders: one payment under the "
+      "payment intent, with its charge, on the invoice, settling it in the ledger", wrong, [])
+
 # --- ignored events -------------------------------------------------------------
 unknown = subscription("sub_unknown", "cus_unknown", "active", T0, T0 + 31 * DAY, user="u_other", price="price_nobody")
 ingest_ok("unknown price -> ignored", event("evt_unknown_price", "customer.subscription.created", unknown, T0), T0, "ignored")
@@ -409,7 +437,7 @@ check("checkout params for a new user: the plan's trial days",
 # --- result: every event row has a result, the audit of one user's story -----------
 check("events by result", sql("SELECT string_agg(result || '=' || n, ' ' ORDER BY result) FROM "
                               "(SELECT result, count(*) n FROM billing.stripe_events GROUP BY result) r"),
-      "applied=30 ignored=3 pending=1 stale=4")
+      "applied=48 ignored=3 pending=1 stale=4")
 
 # --- same-second pairs, both delivery orders --------------------------------------
 def ingest_many(events):

@@ -119,7 +119,7 @@ SELECT 'column', c.relname, a.attnum::text || ' ' || a.attname, format_type(a.at
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
   LEFT JOIN pg_collation co ON co.oid = a.attcollation AND a.attcollation <> 100
- WHERE c.relnamespace = 'billing'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v')
+ WHERE c.relnamespace = 'billing'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v')
 UNION ALL
 SELECT 'index', i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid), '', '', ''
   FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'billing'::regnamespace

@@ -170,6 +170,39 @@ TEST(StripeEvent, InvoiceSubscriptionFromParentDetails)
 	EXPECT_EQ(facts["lines"].size(), 1u);
 }
 
+TEST(StripeInvoice, TheCoreDecidesStatusPaidTimeAndPeriod)
+{
+	json in = Fixtures().at("invoice");
+	in["status"] = "open";
+	in["created"] = kCreated;
+	in["status_transitions"]["paid_at"] = nullptr;
+	in["lines"]["data"][0]["period"] = {{"start", kCreated}, {"end", kPeriodEnd}};
+	InvoiceDecision d = DecideInvoice(ParseEvent(MakeEvent("invoice.finalized", in, kCreated + 5)));
+	EXPECT_EQ(d.status, "open");
+	EXPECT_FALSE(d.paid_at);
+	EXPECT_EQ(d.period_start, kCreated);
+	EXPECT_EQ(d.period_end, kPeriodEnd);
+	EXPECT_EQ(d.issued_at, kCreated);
+	// invoice.paid is paid whatever the object says, at the event's time when Stripe gives none
+	d = DecideInvoice(ParseEvent(MakeEvent("invoice.paid", in, kCreated + 7)));
+	EXPECT_EQ(d.status, "paid");
+	EXPECT_EQ(d.paid_at, kCreated + 7);
+	in["status_transitions"]["paid_at"] = kCreated + 6;
+	EXPECT_EQ(DecideInvoice(ParseEvent(MakeEvent("invoice.payment_succeeded", in))).paid_at, kCreated + 6);
+	// an unknown status falls back on the event; a period ending before it starts has no end
+	in["status"] = "weird";
+	in["lines"]["data"][0]["period"] = {{"start", kPeriodEnd}, {"end", kCreated}};
+	d = DecideInvoice(ParseEvent(MakeEvent("invoice.created", in)));
+	EXPECT_EQ(d.status, "draft");
+	EXPECT_FALSE(d.period_end);
+	EXPECT_EQ(DecideInvoice(ParseEvent(MakeEvent("invoice.voided", in))).status, "open");
+	in["status"] = "void";
+	EXPECT_EQ(DecideInvoice(ParseEvent(MakeEvent("invoice.voided", in))).status, "void");
+	EXPECT_EQ(PaymentStatus("charge.succeeded"), "succeeded");
+	EXPECT_EQ(PaymentStatus("payment_intent.payment_failed"), "failed");
+	EXPECT_FALSE(PaymentStatus("charge.refunded"));
+}
+
 TEST(StripeEvent, InvoiceSubscriptionFromOldTopLevelField)
 {
 	json in = Fixtures().at("invoice");
@@ -234,6 +267,81 @@ TEST(StripeEvent, CheckoutSession)
 	// an expanded customer object stands for its id
 	cs["customer"] = Fixtures().at("customer");
 	EXPECT_EQ(ParseEvent(MakeEvent("checkout.session.completed", cs)).object.customer, "cus_QXg1o8vcGmoR32");
+}
+
+TEST(StripePrecheck, WhatCanNeverApplyIsIgnoredWithItsReason)
+{
+	auto any_plan = [](const std::string &) { return true; };
+	auto no_plan = [](const std::string &) { return false; };
+	json s = Subscription();
+	s["status"] = "active";
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("customer.subscription.updated", s)), any_plan), std::nullopt);
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("customer.subscription.updated", s)), no_plan),
+			  "no plan has stripe price \"" + s["items"]["data"][0]["price"]["id"].get<std::string>() +
+				  "\"; set billing.subscription_plans.stripe_price_id");
+	json unknown = s;
+	unknown["status"] = "frozen";
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("customer.subscription.updated", unknown)), any_plan),
+			  "unknown stripe subscription status \"frozen\"");
+	json no_price = s;
+	no_price["items"]["data"] = json::array();
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("customer.subscription.updated", no_price)), any_plan),
+			  "the stripe subscription has no price");
+	// an invoice event whose object is a subscription, a payment intent without currency
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("invoice.paid", s)), any_plan), "the event's object is not an invoice");
+	json pi = Fixtures().at("payment_intent");
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("payment_intent.succeeded", pi)), any_plan), std::nullopt);
+	pi["currency"] = "us";
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("payment_intent.succeeded", pi)), any_plan),
+			  "the stripe object has no currency");
+	json ch = Fixtures().at("charge");
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("charge.refunded", ch)), any_plan), std::nullopt);
+	EXPECT_EQ(Precheck(ParseEvent(MakeEvent("charge.refunded", pi)), any_plan), "the event's object is not a charge");
+	EXPECT_EQ(HandlerOf("charge.refunded"), Handler::kChargeRefunded);
+	EXPECT_EQ(HandlerOf("customer.created"), Handler::kNone);
+	EXPECT_FALSE(Handled("customer.created"));
+}
+
+TEST(StripeSubscriptionRow, TimesAreMadeConsistentAndTheStartNeverMoves)
+{
+	json s = Subscription();
+	s["status"] = "trialing";
+	s["trial_end"] = kCreated + 14 * 86400;  // no trial_start: the trial starts with the subscription
+	auto row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.created", s)), std::nullopt);
+	ASSERT_TRUE(row);
+	EXPECT_EQ(row->mirror.status, "trialing");
+	EXPECT_EQ(row->started, kCreated);
+	EXPECT_EQ(row->period_start, kCreated);
+	EXPECT_EQ(row->period_end, kPeriodEnd);
+	EXPECT_EQ(row->trial_start, kCreated);
+	EXPECT_EQ(row->trial_end, kCreated + 14 * 86400);
+	EXPECT_FALSE(row->ended_at);
+	// an existing subscription keeps its start; a period end before its start is dropped
+	s["items"]["data"][0]["current_period_end"] = kCreated - 1;
+	s["trial_start"] = kCreated + 100;
+	s["trial_end"] = kCreated + 50;  // before its start: held at the start
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.updated", s)), kCreated - 3600);
+	EXPECT_EQ(row->started, kCreated - 3600);
+	EXPECT_FALSE(row->period_end);
+	EXPECT_EQ(row->trial_start, kCreated + 100);
+	EXPECT_EQ(row->trial_end, kCreated + 100);
+	// ended before billing's start: it ends at the start; past due and paused date from the event
+	s["status"] = "canceled";
+	s["ended_at"] = kCreated - 7200;
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.deleted", s, kCreated + 5)), kCreated - 3600);
+	EXPECT_EQ(row->ended_at, kCreated - 3600);
+	EXPECT_EQ(row->mirror.end_reason, "canceled");
+	s["status"] = "past_due";
+	s["ended_at"] = nullptr;
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.updated", s, kCreated + 9)), std::nullopt);
+	EXPECT_EQ(row->past_due_since, kCreated + 9);
+	EXPECT_FALSE(row->paused_at);
+	s["status"] = "paused";
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.paused", s, kCreated + 9)), std::nullopt);
+	EXPECT_EQ(row->paused_at, kCreated + 9);
+	EXPECT_FALSE(row->past_due_since);
+	s["status"] = "frozen";
+	EXPECT_FALSE(DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.updated", s)), std::nullopt));
 }
 
 TEST(StripeEvent, UnhandledObjectsStillParse)
