@@ -162,7 +162,11 @@ DECLARE
 BEGIN
 	FOREACH r IN ARRAY ARRAY['billing_admin', 'billing_app', 'billing_analyst', 'billing_owner'] LOOP
 		IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) r) THEN
-			EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+			BEGIN
+				EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+			EXCEPTION WHEN unique_violation OR duplicate_object THEN
+				NULL;  -- a concurrent CREATE EXTENSION in another database created it first
+			END;
 		END IF;
 	END LOOP;
 	-- billing_owner owns billing's objects and is what its privileged code runs
