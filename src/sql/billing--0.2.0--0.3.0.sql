@@ -35,56 +35,11 @@ END
 $$;
 REVOKE ALL ON FUNCTION billing._required(anyelement, text), billing._valid_time(timestamptz, text) FROM PUBLIC;
 
--- record_usage: #variable_conflict use_column (every call failed with 42702), NULL
--- arguments 22004, times outside 0001-9999 22008 (_stripe_invoice without the
--- call of a billing._next_invoice_number() that never existed: in the Stripe section).
+-- record_usage (42702 on every call in 0.2.0) is redefined in the issue 11 section,
+-- on the partitioned table.
 -- has_feature, over_quota, quota: NULL 22004, times outside 0001-9999
 -- 22008 (effective_plan, usage, trial_conversion, daily_report: in the sections
 -- that redefine them later).
-CREATE OR REPLACE FUNCTION billing.record_usage(user_id text, metric text, quantity bigint DEFAULT 1,
-									 at timestamptz DEFAULT pg_catalog.now(), idempotency_key text DEFAULT NULL)
-RETURNS billing.usage_records
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-#variable_conflict use_column
-DECLARE
-	rec billing.usage_records;
-BEGIN
-	-- Parameters share the columns' names; in SQL, a bare name is the column.
-	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
-		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
-	END IF;
-	IF user_id = '' THEN
-		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
-	END IF;
-	IF metric !~ '^[a-z][a-z0-9_.]*$' THEN
-		RAISE EXCEPTION 'invalid metric name "%"', metric
-			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
-	END IF;
-	IF quantity < 0 THEN
-		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
-			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
-	END IF;
-	-- (they are indexed: a longer value could not be stored, 54000)
-	IF octet_length(user_id) > 1000 OR octet_length(metric) > 200 OR octet_length(idempotency_key) > 1000 THEN
-		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
-			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
-	END IF;
-	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00') THEN
-		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
-	END IF;
-	INSERT INTO billing.usage_records AS r (user_id, subscription_id, metric, quantity, recorded_at, idempotency_key)
-	VALUES ($1, (SELECT s.id FROM billing.subscriptions s
-				  WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL),
-			$2, $3, $4, $5)
-	ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-	RETURNING * INTO rec;
-	IF rec.id IS NULL THEN
-		-- the same key again: nothing new is recorded
-		SELECT * INTO rec FROM billing.usage_records r WHERE r.user_id = $1 AND r.idempotency_key = $5;
-	END IF;
-	RETURN rec;
-END
-$$;
 CREATE OR REPLACE FUNCTION billing.has_feature(user_id text, feature text, at timestamptz DEFAULT pg_catalog.now())
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
