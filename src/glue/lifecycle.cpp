@@ -26,7 +26,7 @@ bool
 TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
 {
 	std::vector<Tier> trialed;
-	for (const auto &row : spi.Query("SELECT DISTINCT p.tier::text FROM billing.subscriptions s"
+	for (const auto &row : spi.Query("SELECT DISTINCT p.tier::pg_catalog.text FROM billing.subscriptions s"
 									 " JOIN billing.subscription_plans p ON p.id = s.plan_id"
 									 " WHERE s.user_id = $1 AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL",
 									 {SqlArg::Text(user_id)}))
@@ -38,7 +38,7 @@ namespace {
 
 // Named as the table's columns, so an error about one names it.
 constexpr const char *kSubscriptionColumns =
-	"id, user_id, plan_id, status::text AS status, price_cents, currency, billing_interval::text AS billing_interval, "
+	"id, user_id, plan_id, status::pg_catalog.text AS status, price_cents, currency, billing_interval::pg_catalog.text AS billing_interval, "
 	"billing._micros(started_at) AS started_at, billing._micros(billing_anchor) AS billing_anchor, "
 	"billing._micros(current_period_start) AS current_period_start, "
 	"billing._micros(current_period_end) AS current_period_end, billing._micros(trial_start) AS trial_start, "
@@ -118,7 +118,7 @@ LoadCurrentSubscription(Spi &spi, const std::string &user_id)
 }
 
 constexpr const char *kPlanColumns =
-	"id, code, name, tier::text AS tier, billing_interval::text AS billing_interval, price_cents, currency, trial_days,"
+	"id, code, name, tier::pg_catalog.text AS tier, billing_interval::pg_catalog.text AS billing_interval, price_cents, currency, trial_days,"
 	" active";
 
 Plan
@@ -207,7 +207,7 @@ SaveSubscription(Spi &spi, const Subscription &s)
 	std::vector<SqlArg> args = MutableColumns(s);
 	args.push_back(SqlArg::Int64(s.id));
 	spi.Execute(
-		"UPDATE billing.subscriptions SET status = $1::text::billing.subscription_status, price_cents = $2,"
+		"UPDATE billing.subscriptions SET status = $1::pg_catalog.text::billing.subscription_status, price_cents = $2,"
 		" billing_anchor = $3, current_period_start = $4, current_period_end = $5, trial_start = $6, trial_end = $7,"
 		" cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, paused_at = $11, past_due_since = $12,"
 		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id = $16",
@@ -228,8 +228,8 @@ InsertSubscription(Spi &spi, const Subscription &s)
 		" current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at, paused_at,"
 		" past_due_since, scheduled_plan_id, scheduled_change_at, end_reason, user_id, plan_id, currency,"
 		" billing_interval, started_at)"
-		" VALUES ($1::text::billing.subscription_status, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-		" $15, $16, $17, $18, $19::text::billing.billing_interval, $20) RETURNING id",
+		" VALUES ($1::pg_catalog.text::billing.subscription_status, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING id",
 		args);
 	return rows.at(0).int64_required(0);
 }
@@ -1182,7 +1182,7 @@ BILLING_FUNCTION(billing_run_maintenance)
 		counts[row.text_required(0)] += row.int64_required(1);
 	auto rollup = spi.Query("SELECT pg_catalog.to_regprocedure('billing.rollup_usage(timestamptz)') IS NOT NULL");
 	if (rollup.at(0).boolean(0)) {
-		auto rolled = spi.Query("SELECT billing.rollup_usage($1)::text", {at_arg});
+		auto rolled = spi.Query("SELECT billing.rollup_usage($1)::pg_catalog.text", {at_arg});
 		if (!rolled.empty() && rolled[0].text(0))
 			counts["usage_rolled_up"] += std::stoll(rolled[0].text_required(0));
 	}
