@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 
 #include <string>
+#include <unordered_map>
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -38,6 +39,70 @@ SetChangeAt(std::optional<int64_t> unix_micros)
 		(void) set_config_option("billing.change_at", text, superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
 	});
+}
+
+namespace {
+
+std::unordered_map<int64_t, int64_t> &
+DeclaredChangeTimes()
+{
+	static std::unordered_map<int64_t, int64_t> times;
+	return times;
+}
+
+// The end of a transaction and the abort of a subtransaction forget the
+// per-row times: a writer that failed between declaring and clearing them
+// leaves none behind.
+void
+ForgetChangeTimesAtXactEnd(XactEvent, void *)
+{
+	DeclaredChangeTimes().clear();
+}
+
+void
+ForgetChangeTimesAtSubXactEnd(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		DeclaredChangeTimes().clear();
+}
+
+}  // namespace
+
+void
+DeclareChangeAt(int64_t subscription_id, int64_t unix_micros)
+{
+	DeclaredChangeTimes()[subscription_id] = unix_micros;
+}
+
+void
+ClearDeclaredChangeTimes()
+{
+	DeclaredChangeTimes().clear();
+}
+
+std::optional<int64_t>
+DeclaredChangeAt(int64_t subscription_id)
+{
+	const auto &times = DeclaredChangeTimes();
+	if (!times.empty()) {
+		auto found = times.find(subscription_id);
+		if (found != times.end())
+			return found->second;
+	}
+	// billing.change_at: '^-?[0-9]{1,18}$', as the SQL trigger read it
+	const char *p = change_at;
+	if (p == nullptr)
+		return std::nullopt;
+	bool negative = *p == '-';
+	if (negative)
+		p++;
+	int64_t value = 0;
+	int digits = 0;
+	for (; *p >= '0' && *p <= '9'; p++, digits++)
+		value = value * 10 + (*p - '0');
+	if (*p != '\0' || digits == 0 || digits > 18)
+		return std::nullopt;
+	return negative ? -value : value;
 }
 
 namespace {
@@ -93,6 +158,8 @@ _PG_init(void)
 							   &billing::glue::change_at, "", PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr,
 							   nullptr, nullptr);
 	MarkGUCPrefixReserved("billing");
+	RegisterXactCallback(billing::glue::ForgetChangeTimesAtXactEnd, nullptr);
+	RegisterSubXactCallback(billing::glue::ForgetChangeTimesAtSubXactEnd, nullptr);
 	billing::glue::RegisterCounterInvalidation();
 }
 
