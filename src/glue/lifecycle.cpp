@@ -616,22 +616,20 @@ UnnestArgs(int n)
 	return out;
 }
 
-// Writes a page's renewals: per change time (the history dates each
-// statement's changes with one time) one UPDATE over arrays, then one INSERT
+// Writes a page's renewals: one UPDATE over arrays (each row's change time
+// declared for the history trigger, whatever the due times), then one INSERT
 // of their invoices and one of their ledger entries.
 void
 WriteRenewals(Spi &spi, const std::vector<PageRenewal> &renewals)
 {
-	std::map<Micros, std::vector<const PageRenewal *>> by_time;
-	for (const auto &r : renewals)
-		by_time[r.change_at].push_back(&r);
-	for (const auto &[time, group] : by_time) {
+	{
 		std::vector<std::optional<int64_t>> id, price, plan, anchor, start, end, trial_start, trial_end, canceled, ended,
 			paused, past_due, scheduled_plan, scheduled_at;
 		std::vector<std::optional<std::string>> status, end_reason;
 		std::vector<bool> cancel_at_end;
-		for (const PageRenewal *r : group) {
-			const Subscription &s = r->updated;
+		for (const PageRenewal &r : renewals) {
+			DeclareChangeAt(r.updated.id, r.change_at);
+			const Subscription &s = r.updated;
 			id.push_back(s.id);
 			status.push_back(ToString(s.status));
 			price.push_back(s.price_cents);
@@ -649,7 +647,6 @@ WriteRenewals(Spi &spi, const std::vector<PageRenewal> &renewals)
 			scheduled_at.push_back(PgTimeOpt(s.scheduled_change_at));
 			end_reason.push_back(s.end_reason);
 		}
-		SetChangeAt(time);
 		spi.Execute(
 			"UPDATE billing.subscriptions s SET status = u.status::billing.subscription_status,"
 			" price_cents = u.price_cents, billing_anchor = u.billing_anchor, current_period_start = u.period_start,"
@@ -667,7 +664,7 @@ WriteRenewals(Spi &spi, const std::vector<PageRenewal> &renewals)
 			 SqlArg::TimestampArray(ended), SqlArg::TimestampArray(paused), SqlArg::TimestampArray(past_due),
 			 SqlArg::Int64Array(scheduled_plan), SqlArg::TimestampArray(scheduled_at), SqlArg::TextArray(end_reason)});
 	}
-	SetChangeAt(std::nullopt);  // later writes in the transaction declare their own time
+	ClearDeclaredChangeTimes();  // later writes in the transaction declare their own time
 
 	std::vector<std::optional<std::string>> user, status, reason, currency, lines;
 	std::vector<std::optional<int64_t>> subscription, period_start, period_end, total, due, issued, due_at, credit;
