@@ -85,9 +85,10 @@ SELECT count(*) FROM (
 BEGIN;
 SET LOCAL track_functions = 'all';
 SELECT * FROM billing.run_maintenance('2026-02-01 03:00+00') ORDER BY action;
--- the 500 incomplete subscriptions that time out go row by row (an UPDATE
--- each, then a Free subscription's INSERT); the 300 renewals are one UPDATE:
--- 501 calls of the history trigger (503 with one statement per due time)
+-- the 500 incomplete subscriptions that time out and the 300 renewals are
+-- one UPDATE: one call of the history trigger (503 with row-by-row timeouts
+-- and one statement per due time); the Free fallbacks are one INSERT each
+-- (billing._start_free per user, in one statement)
 SELECT funcname, calls FROM pg_stat_xact_user_functions
  WHERE schemaname = 'billing' AND funcname IN ('_history_updated', '_quota_invalidate_users') ORDER BY 1;
 -- the per-row times are gone after the statement: a later UPDATE in the same

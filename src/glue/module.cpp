@@ -18,6 +18,7 @@ void _PG_init(void);
 namespace billing::glue {
 
 bool enforce_quotas = true;
+bool maintenance_row_by_row = false;
 
 namespace {
 // The application's user for the audit log; billing._audit reads it with
@@ -146,6 +147,11 @@ _PG_init(void)
 							 gettext_noop("Refuses inserts that would take an owner past the plan's quota."),
 							 gettext_noop("Only superusers and members of billing_admin may turn it off."),
 							 &billing::glue::enforce_quotas, true, PGC_USERSET, 0, billing::glue::CheckEnforceQuotas,
+							 nullptr, nullptr);
+	DefineCustomBoolVariable("billing.maintenance_row_by_row",
+							 gettext_noop("Diagnostic: run_maintenance writes every due step row by row."),
+							 gettext_noop("Off: a page's single steps are written set-based (the same rows)."),
+							 &billing::glue::maintenance_row_by_row, false, PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr,
 							 nullptr, nullptr);
 	DefineCustomStringVariable("billing.app_user",
 							   gettext_noop("The application user the audit log records for this session's changes."),

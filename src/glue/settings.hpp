@@ -6,6 +6,10 @@
 
 namespace billing::glue {
 extern bool enforce_quotas;
+// billing.maintenance_row_by_row (superusers): run_maintenance writes every
+// due step row by row, as every operation does, instead of a page's single
+// steps set-based; a diagnostic the set-based writes are compared with.
+extern bool maintenance_row_by_row;
 
 // Declares when the subscription changes this transaction writes next take
 // effect (billing.change_at, transaction-local; microseconds since 1970 UTC),
