@@ -68,9 +68,9 @@ AS 'MODULE_PATHNAME', 'billing_set_change_at';
 -- (src/glue/history.cpp): the transition tables read there, one prepared
 -- statement per 1,000 changed rows.
 CREATE FUNCTION billing._history_inserted() RETURNS trigger
-LANGUAGE c AS 'MODULE_PATHNAME', 'billing_history_inserted';
+LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_history_inserted';
 CREATE FUNCTION billing._history_updated() RETURNS trigger
-LANGUAGE c AS 'MODULE_PATHNAME', 'billing_history_updated';
+LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_history_updated';
 
 -- Internal: the history of subscriptions that have none, from what a
 -- subscription row keeps (used by the upgrade from 0.2.0, and for rows loaded

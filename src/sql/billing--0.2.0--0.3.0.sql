@@ -2250,9 +2250,9 @@ AS 'MODULE_PATHNAME', 'billing_setting';
 -- the history and the quota cache's invalidation triggers in C++ (the
 -- triggers keep their functions' OIDs)
 CREATE OR REPLACE FUNCTION billing._history_inserted() RETURNS trigger
-LANGUAGE c AS 'MODULE_PATHNAME', 'billing_history_inserted';
+LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_history_inserted';
 CREATE OR REPLACE FUNCTION billing._history_updated() RETURNS trigger
-LANGUAGE c AS 'MODULE_PATHNAME', 'billing_history_updated';
+LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_history_updated';
 CREATE OR REPLACE FUNCTION billing._quota_invalidate_users() RETURNS trigger
 LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'billing_quota_invalidate_users';
