@@ -752,16 +752,8 @@ FactsJson(const Event &event)
 	put("stripe_status", o.status);
 	if (o.object == "subscription") {
 		// what billing's subscription becomes: the core's decision, stored as is
-		if (auto m = MirrorSubscription(event)) {
+		if (auto m = MirrorSubscription(event))
 			facts["status"] = m->status;
-			facts["mirror"] = {{"status", m->status},
-							   {"stripe_status", m->stripe_status},
-							   {"cancel_at_period_end", m->cancel_at_period_end},
-							   {"canceled_at", m->canceled_at ? json(*m->canceled_at) : json(nullptr)},
-							   {"ended_at", m->ended_at ? json(*m->ended_at) : json(nullptr)},
-							   {"end_reason", m->end_reason ? json(*m->end_reason) : json(nullptr)},
-							   {"rule", m->rule}};
-		}
 	} else if (o.object == "invoice") {
 		// what billing's invoice becomes: the core's decision (DecideInvoice)
 		InvoiceDecision d = DecideInvoice(event);

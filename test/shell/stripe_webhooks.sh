@@ -360,12 +360,22 @@ check("the payment row becomes succeeded",
 W = V2 + 40 * DAY
 ingest_ok("payment_intent.succeeded before its invoice", event("evt_rev_1", "payment_intent.succeeded",
           payment_intent("pi_rev", "cus_old", 1234), W), W)
+check("a payment on no invoice yet: revenue, but no ledger row (billing grants no credit Stripe never did)",
+      sql("""SELECT count(e.id) || ' ' || (SELECT sum(r.value) FROM billing.revenue(%s, %s, 'day') r
+                                         WHERE r.metric = 'revenue_cents_usd')
+             FROM billing.payments p LEFT JOIN billing.ledger_entries e ON e.payment_id = p.id
+            WHERE p.external_id = 'pi_rev'""" % (f"to_timestamp({W})", f"to_timestamp({W + 1})")),
+      "0 1234")
 rev_inv = invoice("in_rev", "sub_old", "cus_old", "paid", 1234, W, W + 28 * DAY, reason="manual")
 ingest_ok("then invoice.paid (current API: names no payment intent)", event("evt_rev_2", "invoice.paid", rev_inv, W + 5), W + 5)
 check("one payment, on the invoice, under the payment intent",
       sql("""SELECT count(*) || ' ' || min(p.external_id) || ' ' || bool_and(p.invoice_id = i.id) FROM billing.payments p
              JOIN billing.invoices i ON i.stripe_invoice_id = 'in_rev' WHERE p.amount_cents = 1234 AND p.user_id = 'u_old'"""),
       "1 pi_rev true")
+check("and once its invoice arrives, one payment_to_invoice ledger row for it",
+      sql("""SELECT string_agg(e.kind || ' ' || e.amount_cents, ',') FROM billing.payments p
+             JOIN billing.ledger_entries e ON e.payment_id = p.id WHERE p.external_id = 'pi_rev'"""),
+      "payment_to_invoice 1234")
 fwd_inv = invoice("in_fwd", "sub_old", "cus_old", "paid", 4321, W + DAY, W + 29 * DAY, reason="manual")
 ingest_ok("invoice.payment_succeeded first", event("evt_fwd_1", "invoice.payment_succeeded", fwd_inv, W + DAY), W + DAY)
 check("records the payment under the invoice",
