@@ -258,7 +258,44 @@ def check_sql(text, plpgsql=False, pinned=False):
     elsewhere (inlined functions, C++ texts, which run with the caller's
     search_path) those are findings too."""
     tokens = lex(text)
-    return check_tokens(tokens, plpgsql, pinned), tokens
+    findings = check_tokens(tokens, plpgsql, pinned)
+    for k, inner, offset in dynamic_queries(tokens):
+        found, _ = check_sql(inner, False, pinned)
+        line = tokens[k].line + text.count('\n', tokens[k].start, offset) - 1
+        findings += [Finding(k, 'nested', line + f.line, 'in EXECUTE: ' + f.message) for f in found]
+    return findings, tokens
+
+
+def dynamic_queries(tokens):
+    """(token index, text, offset of the text) of each query PL/pgSQL runs
+    with EXECUTE: a string literal right after EXECUTE, or the template of
+    EXECUTE format('...', ...) with its %I, %L and %s as a name, a literal and
+    a name. DDL (CREATE, DROP, ALTER, LOCK) is left out: it names billing's
+    objects with their schema and runs no operator or function."""
+    out = []
+    for k, t in enumerate(tokens):
+        if t.kind != 'string' or k == 0:
+            continue
+        if tokens[k - 1].word == 'execute':
+            template = False
+        elif (k >= 4 and tokens[k - 1].text == '(' and tokens[k - 2].word == 'format'
+              and tokens[k - 3].text == '.' and tokens[k - 5].word == 'execute'):
+            template = True
+        else:
+            continue
+        if t.text.startswith('$'):
+            tag = re.match(r'\$[^$]*\$', t.text).group(0)
+            inner, offset = t.text[len(tag):-len(tag)], t.start + len(tag)
+        elif t.text.startswith("'"):
+            inner, offset = t.text[1:-1].replace("''", "'"), t.start + 1
+        else:
+            continue
+        if template:
+            inner = re.sub(r'%(\d+\$)?([IsL%])', lambda m: {'I': 'fmt_i', 's': 'fmt_s', 'L': "'fmt'", '%': '%'}[m.group(2)], inner)
+        if re.match(r'\s*(create|drop|alter|lock)\b', inner, re.I):
+            continue
+        out.append((k, inner, offset))
+    return out
 
 
 def check_tokens(tokens, plpgsql, pinned):
@@ -612,7 +649,7 @@ def fix_spans(text, plpgsql, pinned):
                 op = '!' + op
             edit(f.k, replace=f'OPERATOR(pg_catalog.{op})')
             binary[f.k] = (PRECEDENCE[t.word], 1)
-        else:
+        elif f.kind != 'nested':  # (EXECUTE's query: fixed on its own below)
             manual.append(f)
 
     # operands: the token span of one operand starting at k, or None
@@ -747,6 +784,13 @@ def fix_spans(text, plpgsql, pinned):
                                   'expression: check its operands keep their grouping'))
 
     spans = [(tokens[k].start, tokens[k].end, edits[k]) for k in sorted(edits)]
+    for k, inner, offset in dynamic_queries(tokens):
+        if tokens[k - 1].word != 'execute' or not tokens[k].text.startswith('$'):
+            continue  # a format() template or a quoted string: by hand
+        inner_spans, inner_manual = fix_spans(inner, False, pinned)
+        spans += [(offset + a, offset + b, e) for a, b, e in inner_spans]
+        manual += inner_manual
+    spans.sort(key=lambda x: x[0])
     return spans, manual
 
 
@@ -855,6 +899,9 @@ SELF_TEST = [
      "\tGET DIAGNOSTICS n = ROW_COUNT;\n\tIF NOT FOUND THEN\n\t\tRAISE EXCEPTION 'bad %', n USING ERRCODE = '22023';\n"
      "\tEND IF;\n\tRETURN billing.f(x => 1);\nEND", True, True, []),
     ("BEGIN\n\tIF n > 0 THEN\n\t\tn := n + 1;\n\tEND IF;\nEND", True, True, ['op', 'op']),
+    ("BEGIN\n\tRETURN QUERY EXECUTE $q$ SELECT a = b $q$ USING x;\n"
+     "\tEXECUTE pg_catalog.format('SELECT %I = %L', c, d);\n\tEXECUTE 'DROP TABLE x';\nEND", True, True,
+     ['nested', 'nested']),
 ]
 
 
