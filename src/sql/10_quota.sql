@@ -30,7 +30,7 @@ CREATE INDEX quota_counters_key ON billing.quota_counters USING hash (key);
 CREATE FUNCTION billing._quota_metric(attachment_id integer) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END
-	  FROM billing.attachments a WHERE a.id = $1
+	  FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) $1
 $$;
 
 -- Internal: the slow path of the quota trigger, taken when the one-statement
@@ -117,12 +117,12 @@ CREATE FUNCTION billing._quota_truncated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF NOT EXISTS (SELECT FROM billing.attachments a
-					WHERE a.id = TG_ARGV[0]::integer AND a.relation = TG_RELID AND a.kind <> 'users') THEN
-		RAISE EXCEPTION 'trigger "%" on table % may not act on billing''s counters', TG_NAME, TG_RELID::regclass
+					WHERE a.id OPERATOR(pg_catalog.=) TG_ARGV[0]::integer AND a.relation OPERATOR(pg_catalog.=) TG_RELID AND a.kind OPERATOR(pg_catalog.<>) 'users') THEN
+		RAISE EXCEPTION 'trigger "%" on table % may not act on billing''s counters', TG_NAME, TG_RELID::pg_catalog.regclass
 			USING ERRCODE = '42501', DETAIL = 'The trigger calls a billing function, but billing did not attach that table.';
 	END IF;
 	UPDATE billing.quota_counters q SET used = 0, updated_at = pg_catalog.now()
-	 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.used <> 0;
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) TG_ARGV[0]::integer AND q.used OPERATOR(pg_catalog.<>) 0;
 	RETURN NULL;
 END
 $$;
@@ -142,7 +142,7 @@ CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._required(relation, 'relation');
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) relation) THEN
 		RETURN;  -- dropped: what is left of its attachment is billing's alone
 	END IF;
 	-- Called from SECURITY DEFINER code, where current_user is billing's
@@ -150,10 +150,10 @@ BEGIN
 	-- else the login's), which must have the owner's privileges. Not every
 	-- role the login could SET ROLE to.
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
-					WHERE c.oid = relation
+					WHERE c.oid OPERATOR(pg_catalog.=) relation
 					  AND pg_catalog.pg_has_role(CASE pg_catalog.current_setting('role')
 												 WHEN 'none' THEN session_user
-												 ELSE pg_catalog.current_setting('role')::name END,
+												 ELSE pg_catalog.current_setting('role')::pg_catalog.name END,
 												 c.relowner, 'USAGE')) THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
 			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
@@ -176,7 +176,7 @@ BEGIN
 		RAISE EXCEPTION 'unknown attachment kind "%"', p_kind USING ERRCODE = '22023';
 	END IF;
 	-- a participants table names its rooms table; the others name none
-	IF p_kind = 'participants' THEN
+	IF p_kind OPERATOR(pg_catalog.=) 'participants' THEN
 		PERFORM billing._required(p_parent, 'p_parent'), billing._required(p_parent_owner_column, 'p_parent_owner_column'),
 				billing._required(p_parent_key_column, 'p_parent_key_column');
 	ELSIF p_parent IS NOT NULL OR p_parent_owner_column IS NOT NULL OR p_parent_key_column IS NOT NULL THEN
@@ -197,7 +197,7 @@ BEGIN
 	 WHERE (a.key_column, a.parent_relation, a.parent_owner_column, a.parent_key_column, a.counts_deleted_at)
 		   IS DISTINCT FROM (EXCLUDED.key_column, EXCLUDED.parent_relation, EXCLUDED.parent_owner_column,
 							 EXCLUDED.parent_key_column, EXCLUDED.counts_deleted_at);
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.relation = p_relation AND a.kind = p_kind;
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.relation OPERATOR(pg_catalog.=) p_relation AND a.kind OPERATOR(pg_catalog.=) p_kind;
 	RETURN att;
 END
 $$;
@@ -207,7 +207,7 @@ CREATE FUNCTION billing._attachment_forget(p_relation regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._check_session_owns(p_relation);
-	DELETE FROM billing.attachments a WHERE a.relation = p_relation;
+	DELETE FROM billing.attachments a WHERE a.relation OPERATOR(pg_catalog.=) p_relation;
 END
 $$;
 
@@ -220,7 +220,7 @@ DECLARE
 	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
-	IF att.kind = 'rooms' THEN
+	IF att.kind OPERATOR(pg_catalog.=) 'rooms' THEN
 		EXECUTE pg_catalog.format(
 			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.k), ''{}''),
 					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
@@ -249,15 +249,15 @@ DECLARE
 	att billing.attachments;
 BEGIN
 	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
-	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
 	END IF;
 	PERFORM billing._check_session_owns(att.relation);
-	DELETE FROM billing.quota_counters q WHERE q.attachment_id = p_attachment;
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment;
 	INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
 	SELECT p_attachment, u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n);
-	RETURN (SELECT COALESCE(pg_catalog.sum(q.used), 0) FROM billing.quota_counters q WHERE q.attachment_id = p_attachment);
+	RETURN (SELECT COALESCE(pg_catalog.sum(q.used), 0) FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment);
 END
 $$;
 
@@ -282,13 +282,13 @@ CREATE FUNCTION billing._quota_create_triggers(att billing.attachments) RETURNS 
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
-		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
+		OPERATOR(pg_catalog.||) CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
-	owner_watch text := 'billing_quota_room_owner_' || att.id;
+	owner_watch text := 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) att.id;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
-	IF att.kind = 'participants' THEN
+	IF att.kind OPERATOR(pg_catalog.=) 'participants' THEN
 		-- On the rooms table, named after this attachment (detach removes it).
 		-- No "UPDATE OF": a column set by the application's own BEFORE
 		-- trigger is not in the statement's SET list; WHEN sees the final row.
@@ -327,10 +327,10 @@ DECLARE
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(kind, 'kind');
 	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
-			   JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
-			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgparentid = 0
-				AND p.pronamespace = 'billing'::regnamespace
-				AND (tg.tgname LIKE 'billing\_zz\_quota\_' || kind || '%' OR tg.tgname = 'billing_quota_' || kind || '_truncate')
+			   JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+			  WHERE tg.tgrelid OPERATOR(pg_catalog.=) relation AND NOT tg.tgisinternal AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+				AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace
+				AND (tg.tgname OPERATOR(pg_catalog.~~) ('billing\_zz\_quota\_' OPERATOR(pg_catalog.||) kind OPERATOR(pg_catalog.||) '%') OR tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_' OPERATOR(pg_catalog.||) kind OPERATOR(pg_catalog.||) '_truncate'))
 	LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
 	END LOOP;
@@ -349,7 +349,7 @@ CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
 CREATE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-					WHERE a.attrelid = billing._required($1, 'relation') AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
+					WHERE a.attrelid OPERATOR(pg_catalog.=) billing._required($1, 'relation') AND a.attname OPERATOR(pg_catalog.=) 'deleted_at' AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
 $$;
 
 -- attach_* run with the caller's rights: the caller must own the table (as
@@ -363,11 +363,11 @@ BEGIN
 	PERFORM billing._required(rooms, 'rooms'), billing._required(owner_column, 'owner_column');
 	PERFORM billing._check_attachable(rooms, ARRAY[owner_column]);
 	IF billing._has_deleted_at(rooms) THEN
-		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::name[]);
+		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::pg_catalog.name[]);
 	END IF;
 	att := billing._attachment_save('rooms', rooms, owner_column, NULL, NULL, NULL, billing._has_deleted_at(rooms));
 	PERFORM billing._quota_attach(att);
-	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) att.id;
 	RETURN counted;
 END
 $$;
@@ -386,11 +386,11 @@ BEGIN
 			billing._required(rooms, 'rooms'), billing._required(room_owner_column, 'room_owner_column');
 	PERFORM billing._check_attachable(participants, ARRAY[room_column]);
 	IF billing._has_deleted_at(participants) THEN
-		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::name[]);
+		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::pg_catalog.name[]);
 	END IF;
 	SELECT a.attname INTO room_key
-	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-	 WHERE i.indrelid = rooms AND i.indisprimary AND i.indnatts = 1;
+	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) rooms AND i.indisprimary AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	PERFORM billing._check_attachable(rooms, ARRAY[room_owner_column]);
 	IF room_key IS NULL THEN
 		RAISE EXCEPTION 'table % has no single-column primary key', rooms
@@ -400,7 +400,7 @@ BEGIN
 	att := billing._attachment_save('participants', participants, room_column, rooms, room_owner_column, room_key,
 									billing._has_deleted_at(participants));
 	PERFORM billing._quota_attach(att);
-	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) att.id;
 	RETURN counted;
 END
 $$;
@@ -445,11 +445,11 @@ BEGIN
 	plan := billing.effective_plan(user_id, at);
 	"limit" := billing._plan_limit(plan.limits, quota);
 	-- rooms: the user's rooms; participants_per_room: the fullest of their rooms
-	SELECT COALESCE(CASE WHEN quota = 'rooms' THEN pg_catalog.sum(q.used) ELSE pg_catalog.max(q.used) END, 0)
+	SELECT COALESCE(CASE WHEN quota OPERATOR(pg_catalog.=) 'rooms' THEN pg_catalog.sum(q.used) ELSE pg_catalog.max(q.used) END, 0)
 	  INTO used
-	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
-	 WHERE q.owner_id = quota.user_id AND a.kind = CASE WHEN quota = 'rooms' THEN 'rooms' ELSE 'participants' END;
-	remaining := pg_catalog.int8larger("limit" - used, 0);
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+	 WHERE q.owner_id OPERATOR(pg_catalog.=) quota.user_id AND a.kind OPERATOR(pg_catalog.=) CASE WHEN quota OPERATOR(pg_catalog.=) 'rooms' THEN 'rooms' ELSE 'participants' END;
+	remaining := pg_catalog.int8larger("limit" OPERATOR(pg_catalog.-) used, 0);
 END
 $$;
 COMMENT ON FUNCTION billing.quota(text, text, timestamptz) IS
@@ -460,10 +460,10 @@ RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'feature'), billing._valid_time($3, 'at');
 	-- true, a positive number or a non-empty string switch a feature on
-	SELECT CASE pg_catalog.jsonb_typeof(p.features -> $2)
-			   WHEN 'boolean' THEN (p.features ->> $2)::boolean
-			   WHEN 'number' THEN (p.features ->> $2)::numeric > 0
-			   WHEN 'string' THEN p.features ->> $2 <> ''
+	SELECT CASE pg_catalog.jsonb_typeof(p.features OPERATOR(pg_catalog.->) $2)
+			   WHEN 'boolean' THEN (p.features OPERATOR(pg_catalog.->>) $2)::boolean
+			   WHEN 'number' THEN (p.features OPERATOR(pg_catalog.->>) $2)::numeric OPERATOR(pg_catalog.>) 0
+			   WHEN 'string' THEN p.features OPERATOR(pg_catalog.->>) $2 OPERATOR(pg_catalog.<>) ''
 			   ELSE false END
 	  FROM billing.effective_plan($1, $3) p
 $$;
@@ -475,15 +475,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._valid_time($1, 'at');
 	WITH owners AS (
 		SELECT q.owner_id, a.kind, q.key, q.used
-		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
-		 WHERE q.owner_id <> '' AND q.used > 0),
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+		 WHERE q.owner_id OPERATOR(pg_catalog.<>) '' AND q.used OPERATOR(pg_catalog.>) 0),
 	limited AS (
 		SELECT o.*, billing._plan_limit(p.limits, CASE o.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END) AS cap
 		  FROM owners o CROSS JOIN LATERAL billing.effective_plan(o.owner_id, at) p)
 	SELECT l.owner_id, CASE l.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END, l.cap, l.used,
-		   CASE WHEN l.kind = 'participants' THEN l.key END
+		   CASE WHEN l.kind OPERATOR(pg_catalog.=) 'participants' THEN l.key END
 	  FROM limited l
-	 WHERE l.cap IS NOT NULL AND l.used > l.cap
+	 WHERE l.cap IS NOT NULL AND l.used OPERATOR(pg_catalog.>) l.cap
 	 ORDER BY 1, 2, 5
 $$;
 COMMENT ON FUNCTION billing.over_quota(timestamptz) IS
@@ -499,7 +499,7 @@ DECLARE
 	att billing.attachments;
 BEGIN
 	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
-	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
 	END IF;
@@ -511,8 +511,8 @@ BEGIN
 		SELECT COALESCE(a.k, q.key) AS k, COALESCE(a.o, q.owner_id, '') AS o,
 			   COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
 		  FROM actual a
-		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id = p_attachment) q ON q.key = a.k
-		 WHERE COALESCE(q.used, 0) <> COALESCE(a.n, 0)),
+		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id OPERATOR(pg_catalog.=) p_attachment) q ON q.key OPERATOR(pg_catalog.=) a.k
+		 WHERE COALESCE(q.used, 0) OPERATOR(pg_catalog.<>) COALESCE(a.n, 0)),
 	 fixed AS (
 		INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
 		SELECT p_attachment, d.k, d.o, d.now FROM diff d
