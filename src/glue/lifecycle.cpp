@@ -897,11 +897,6 @@ BILLING_FUNCTION(billing_preview_change)
 	return (Datum) 0;
 }
 
-// billing._entitled_plan_id(user_id, at): the id of the plan that applies to
-// the user at `at` (billing.effective_plan returns its row), decided by the
-// core: the subscription current at `at`, projected to `at` as if maintenance
-// had run. A time before the current subscription started is answered from
-// the subscription that was current then, as stored.
 // The subscription of `user_id` that was current at `at`, if any.
 std::optional<Subscription>
 SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
@@ -915,28 +910,48 @@ SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
 	return SubscriptionFromRow(rows[0]);
 }
 
+// The plan that applies to `user_id` at `at` and until when it may hold
+// unchanged: one load of the subscription current at `at` and one
+// projection, shared by effective_plan (through _entitled_plan_id), the
+// quota cache's fill (glue/quota_trigger.cpp) and _entitlement_changes_at.
+Entitlement
+billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
+{
+	Entitlement result;
+	Micros grace = PastDueGrace(spi);
+	if (std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at)) {
+		if (sub->Ended()) {
+			if (GrantsAt(*sub, at, grace))
+				result.plan_id = sub->plan_id;
+		} else {
+			Projection projection = ProjectSubscription(spi, *sub, at, grace);
+			result.plan_id = EntitledPlanId(projection, at, grace);
+			result.changes_at = NextEntitlementChange(projection, at, grace);
+		}
+	}
+	if (!result.plan_id) {
+		auto free = spi.Query("SELECT p.id FROM billing.subscription_plans p WHERE p.code OPERATOR(pg_catalog.=) 'free'");
+		if (!free.empty())
+			result.plan_id = free[0].int64_required(0);
+	}
+	return result;
+}
+
+// billing._entitled_plan_id(user_id, at): the id of the plan that applies to
+// the user at `at` (billing.effective_plan returns its row), decided by the
+// core: the subscription current at `at`, projected to `at` as if maintenance
+// had run. A time before the current subscription started is answered from
+// the subscription that was current then, as stored.
 BILLING_FUNCTION(billing_entitled_plan_id)
 {
 	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
 	Micros at = TimeArgRequired(fcinfo, 1, "at");
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
-	Micros grace = PastDueGrace(spi);
-	std::optional<int64_t> plan_id;
-	if (std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at)) {
-		if (sub->Ended())
-			plan_id = GrantsAt(*sub, at, grace) ? std::optional<int64_t>(sub->plan_id) : std::nullopt;
-		else
-			plan_id = EntitledPlanId(ProjectSubscription(spi, *sub, at, grace), at, grace);
-	}
-	if (!plan_id) {
-		auto free = spi.Query("SELECT id FROM billing.subscription_plans WHERE code OPERATOR(pg_catalog.=) 'free'");
-		if (!free.empty())
-			plan_id = free[0].int64_required(0);
-	}
+	Entitlement entitlement = EntitlementAt(spi, user_id, at);
 	spi.Finish();
-	if (!plan_id)
+	if (!entitlement.plan_id)
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(*plan_id);
+	PG_RETURN_INT64(*entitlement.plan_id);
 }
 
 // billing._entitlement_changes_at(user_id, at): until when the quota cache may
@@ -947,13 +962,9 @@ BILLING_FUNCTION(billing_entitlement_changes_at)
 	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
 	Micros at = TimeArgRequired(fcinfo, 1, "at");
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
-	Micros grace = PastDueGrace(spi);
-	std::optional<Micros> next;
-	std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at);
-	if (sub && !sub->Ended())
-		next = NextEntitlementChange(ProjectSubscription(spi, *sub, at, grace), at, grace);
+	Entitlement entitlement = EntitlementAt(spi, user_id, at);
 	spi.Finish();
-	PG_RETURN_TIMESTAMPTZ(next ? ToPgTime(*next) : DT_NOEND);
+	PG_RETURN_TIMESTAMPTZ(entitlement.changes_at ? ToPgTime(*entitlement.changes_at) : DT_NOEND);
 }
 
 // billing._grants_plan_core(status, trial_end, period_end, grace_end, at): the

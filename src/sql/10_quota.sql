@@ -36,72 +36,17 @@ $$;
 -- Internal: the slow path of the quota trigger, taken when the one-statement
 -- fast path did not apply (no counter yet, the cached limit is stale, or a new
 -- day began). Creates and locks the counter, moves the previous day's usage
--- into billing.usage_daily, and returns what the C++ decision needs. Reads no
--- application table: a new participants counter needs its room's owner
--- (p_owner), which the trigger looks up as the invoking user when this
--- returns owner_id NULL.
+-- into billing.usage_daily, and returns what the C++ decision needs: the
+-- owner's plan and until when it may be cached (one load of the owner's
+-- subscription, the core's projection). Reads no application table: a new
+-- participants counter needs its room's owner (p_owner), which the trigger
+-- looks up as the invoking user when this returns all NULL. The trigger runs
+-- the same C++ (src/glue/quota_trigger.cpp, PrepareCounter) without a call.
 CREATE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz, p_owner text,
 									   OUT used bigint, OUT limits text, OUT plan_code text, OUT plan_name text,
 									   OUT cap_valid_until timestamptz, OUT owner_id text)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	c billing.quota_counters;
-	plan billing.subscription_plans;
-	today date := (p_at AT TIME ZONE 'UTC')::pg_catalog.date;
-	owner text;
-BEGIN
-	SELECT q.owner_id INTO owner FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) p_key;
-	IF NOT FOUND THEN
-		owner := p_owner;
-		IF owner IS NULL THEN
-			RETURN;
-		END IF;
-	END IF;
-	-- The lock protocol, step 1: the owner's row in billing.user_locks (the
-	-- row lifecycle calls lock too), FOR SHARE, before the plan is read. A
-	-- subscription change writes that row and holds it until it commits (this
-	-- fill then reads the new plan, or fails with 40001 in REPEATABLE READ);
-	-- a change that comes second waits for this fill and then clears what it
-	-- cached.
-	IF owner OPERATOR(pg_catalog.<>) '' THEN
-		INSERT INTO billing.user_locks (user_id) VALUES (owner) ON CONFLICT (user_id) DO NOTHING;
-		PERFORM FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) owner FOR SHARE;
-	END IF;
-	INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)
-	VALUES (p_attachment, p_key, owner, today)
-	ON CONFLICT DO NOTHING;
-	SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) p_key FOR UPDATE;
-	IF c.usage_day IS DISTINCT FROM today THEN
-		-- a counter without an owner (a room whose owner is NULL) is usage of nobody
-		IF c.usage_pending OPERATOR(pg_catalog.>) 0 AND c.owner_id OPERATOR(pg_catalog.<>) '' THEN
-			INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
-			VALUES (c.owner_id, billing._quota_metric(p_attachment), c.usage_day, c.usage_pending)
-			ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity;
-		END IF;
-		UPDATE billing.quota_counters q SET usage_day = today, usage_pending = 0
-		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) p_key;
-	END IF;
-	used := c.used;
-	owner_id := c.owner_id;
-	IF c.owner_id OPERATOR(pg_catalog.=) '' THEN
-		limits := '{}';  -- no owner: nothing to limit
-		plan_code := '';
-		plan_name := '';
-		cap_valid_until := 'infinity';
-		RETURN;
-	END IF;
-	plan := billing.effective_plan(c.owner_id, p_at);
-	-- Step 2: the plan's row, so that an edit of its limits waits for this
-	-- fill (and then clears it), or this fill waits for the edit and reads it.
-	SELECT p.* INTO STRICT plan FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) plan.id FOR SHARE;
-	limits := plan.limits::pg_catalog.text;
-	plan_code := plan.code;
-	plan_name := plan.name;
-	-- The cached limit holds until something changes the plan (a trigger on
-	-- subscriptions clears it) or time alone may change the effective plan.
-	cap_valid_until := billing._entitlement_changes_at(c.owner_id, p_at);
-END
-$$;
+LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_quota_prepare';
 
 -- Internal: clears the cached limits of the given owners' counters (all
 -- counters when NULL) with the newest snapshot, so also a counter committed

@@ -2232,6 +2232,14 @@ REVOKE ALL ON FUNCTION billing._stripe_stored(text), billing._stripe_prune(times
 GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
 
 -- == scale (issue 13)
+-- The quota trigger's slow path in C++ (one load of the owner's subscription
+-- for both the plan and how long it may be cached; no PL/pgSQL).
+CREATE OR REPLACE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz, p_owner text,
+									   OUT used bigint, OUT limits text, OUT plan_code text, OUT plan_name text,
+									   OUT cap_valid_until timestamptz, OUT owner_id text)
+LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_quota_prepare';
+
 
 -- run_maintenance_batches: a NULL batch size is 22004 (it looped until statement_timeout).
 CREATE OR REPLACE PROCEDURE billing.run_maintenance_batches(at timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)
