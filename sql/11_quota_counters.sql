@@ -189,6 +189,23 @@ SELECT counts_match(), counter_indexes_complete();
 DROP TABLE public.counter_writes;
 DROP FUNCTION count_counter_writes();
 
+-- == billing._quota_prepare: the trigger's slow path as a function
+-- Owner 900 is unknown to billing: no subscription, so Free, cached until
+-- something is written (infinity); the counter is created with 0 rows used.
+SELECT p.used, p.limits, p.plan_code, p.plan_name, p.cap_valid_until, p.owner_id
+  FROM billing.attachments a, billing._quota_prepare(a.id, '900', '2030-01-01 00:00+00', '900') p
+ WHERE a.relation = 'rooms'::regclass;
+SELECT key, owner_id, used, usage_day FROM billing.quota_counters WHERE key = '900';
+-- no counter yet and no owner given: all NULL (the trigger then looks the owner up)
+SELECT p.* IS NULL AS asks_for_owner
+  FROM billing.attachments a, billing._quota_prepare(a.id, '901', '2030-01-01 00:00+00', NULL) p
+ WHERE a.relation = 'rooms'::regclass;
+SELECT count(*) AS created FROM billing.quota_counters WHERE key = '901';
+\set VERBOSITY terse
+SELECT * FROM billing._quota_prepare(-1, '900', '2030-01-01 00:00+00', '900');
+\set VERBOSITY default
+DELETE FROM billing.quota_counters WHERE key = '900';
+
 -- == The extension made again in this session: the triggers find the new table
 DROP EXTENSION billing CASCADE;
 CREATE EXTENSION billing;

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
 	postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-cron postgresql-15-plpgsql-check
 	libssl-dev nlohmann-json3-dev libgtest-dev cmake g++ make bc jq gcovr
-	clang-14 libclang-rt-14-dev
+	clang-14 libclang-rt-14-dev python3
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -126,9 +126,9 @@ for t in $(pick "${SHELL_TESTS:-}" $(ls test/shell/*.sh 2>/dev/null | sed 's|.*/
 done
 
 echo "== gates (test/gates)"
-all_gates="plpgsql_check function_coverage hostile_input shadowing"
+all_gates="plpgsql_check function_coverage hostile_input shadowing qualified_names"
 # Function coverage needs every suite; a subset run skips it unless named.
-[ -n "${UNIT:-}${REGRESS:-}${ISOLATION:-}${SHELL_TESTS:-}" ] && all_gates="plpgsql_check hostile_input shadowing"
+[ -n "${UNIT:-}${REGRESS:-}${ISOLATION:-}${SHELL_TESTS:-}" ] && all_gates="plpgsql_check hostile_input shadowing qualified_names"
 for g in $(pick "${GATES:-}" $all_gates); do
 	if bash "test/gates/$g.sh" >"build/gate-$g.log" 2>&1; then
 		echo "   $g ... ok ($(tail -1 "build/gate-$g.log"))"

@@ -27,8 +27,8 @@ TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
 {
 	std::vector<Tier> trialed;
 	for (const auto &row : spi.Query("SELECT DISTINCT p.tier::pg_catalog.text FROM billing.subscriptions s"
-									 " JOIN billing.subscription_plans p ON p.id = s.plan_id"
-									 " WHERE s.user_id = $1 AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL",
+									 " JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) s.plan_id"
+									 " WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.trial_start IS NOT NULL AND s.deleted_at IS NULL",
 									 {SqlArg::Text(user_id)}))
 		trialed.push_back(ParseTier(row.text_required(0)));
 	return TrialAvailable(trialed, tier);
@@ -46,8 +46,8 @@ constexpr const char *kSubscriptionColumns =
 	"billing._micros(ended_at) AS ended_at, billing._micros(paused_at) AS paused_at, "
 	"billing._micros(past_due_since) AS past_due_since, scheduled_plan_id, "
 	"billing._micros(scheduled_change_at) AS scheduled_change_at, end_reason, "
-	"(SELECT billing._micros(pg_catalog.min(i.due_at)) FROM billing.invoices i WHERE i.subscription_id = s.id"
-	" AND i.status = 'open' AND i.deleted_at IS NULL) AS unpaid_due_at, "
+	"(SELECT billing._micros(pg_catalog.min(i.due_at)) FROM billing.invoices i WHERE i.subscription_id OPERATOR(pg_catalog.=) s.id"
+	" AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL) AS unpaid_due_at, "
 	"stripe_subscription_id IS NOT NULL AS stripe_managed";
 
 Subscription
@@ -98,7 +98,7 @@ Subscription
 LoadSubscription(Spi &spi, int64_t id, bool lock)
 {
 	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions s WHERE id = $1 AND deleted_at IS NULL" + (lock ? " FOR UPDATE OF s" : "");
+					  " FROM billing.subscriptions s WHERE id OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL" + (lock ? " FOR UPDATE OF s" : "");
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Int64(id)});
 	if (rows.empty())
 		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
@@ -109,7 +109,7 @@ std::optional<Subscription>
 LoadCurrentSubscription(Spi &spi, const std::string &user_id)
 {
 	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions s WHERE user_id = $1 AND ended_at IS NULL AND deleted_at IS NULL"
+					  " FROM billing.subscriptions s WHERE user_id OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL AND deleted_at IS NULL"
 					  " FOR UPDATE OF s";
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id)});
 	if (rows.empty())
@@ -140,7 +140,7 @@ PlanFromRow(const Row &row)
 Plan
 LoadPlanById(Spi &spi, int64_t id)
 {
-	std::string sql = std::string("SELECT ") + kPlanColumns + " FROM billing.subscription_plans WHERE id = $1";
+	std::string sql = std::string("SELECT ") + kPlanColumns + " FROM billing.subscription_plans WHERE id OPERATOR(pg_catalog.=) $1";
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Int64(id)});
 	if (rows.empty())
 		throw Error(sqlstate::kInternalError, "plan " + std::to_string(id) + " does not exist");
@@ -152,7 +152,7 @@ Plan
 LoadPlanForSale(Spi &spi, const std::string &code)
 {
 	std::string sql = std::string("SELECT ") + kPlanColumns +
-					  " FROM billing.subscription_plans WHERE code = $1 AND deleted_at IS NULL";
+					  " FROM billing.subscription_plans WHERE code OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL";
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(code)});
 	if (rows.empty())
 		throw InvalidParameter("unknown plan code \"" + code + "\"", "",
@@ -210,7 +210,7 @@ SaveSubscription(Spi &spi, const Subscription &s)
 		"UPDATE billing.subscriptions SET status = $1::pg_catalog.text::billing.subscription_status, price_cents = $2,"
 		" billing_anchor = $3, current_period_start = $4, current_period_end = $5, trial_start = $6, trial_end = $7,"
 		" cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, paused_at = $11, past_due_since = $12,"
-		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id = $16",
+		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16",
 		args);
 }
 
@@ -278,7 +278,7 @@ CreditBalance(Spi &spi, const std::string &user_id, const std::string &currency)
 bool
 HasOpenInvoice(Spi &spi, int64_t subscription_id)
 {
-	auto rows = spi.Query("SELECT EXISTS (SELECT 1 FROM billing.invoices WHERE subscription_id = $1 AND status = 'open'"
+	auto rows = spi.Query("SELECT EXISTS (SELECT 1 FROM billing.invoices WHERE subscription_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'open'"
 						  " AND deleted_at IS NULL)",
 						  {SqlArg::Int64(subscription_id)});
 	return rows.at(0).boolean(0);
@@ -303,7 +303,7 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 		" period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, paid_at, due_at,"
 		" credit_applied_cents)"
 		" VALUES (billing._next_invoice_number($7), $1, $2, $3, $4, $5, $6, $8, $9, $9, $10, $11, $7,"
-		" CASE WHEN $3 = 'paid' THEN $7 END, $13, $12) RETURNING id",
+		" CASE WHEN $3 OPERATOR(pg_catalog.=) 'paid' THEN $7 END, $13, $12) RETURNING id",
 		{SqlArg::Text(user_id), SqlArg::Int64(subscription_id), SqlArg::Text(std::string(settled ? "paid" : "open")),
 		 SqlArg::Text(draft.billing_reason), SqlArg::Text(draft.currency),
 		 SqlArg::Timestamp(ToPgTime(draft.period_start)), SqlArg::Timestamp(ToPgTime(draft.issued_at)),
@@ -324,8 +324,8 @@ VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, M
 {
 	auto voided = spi.Query(
 		"UPDATE billing.invoices SET status = 'void', void_reason = $2, amount_due_cents = 0"
-		" WHERE subscription_id = $1 AND status = 'open' AND deleted_at IS NULL"
-		" RETURNING id, user_id, currency, amount_paid_cents + credit_applied_cents",
+		" WHERE subscription_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'open' AND deleted_at IS NULL"
+		" RETURNING id, user_id, currency, amount_paid_cents OPERATOR(pg_catalog.+) credit_applied_cents",
 		{SqlArg::Int64(subscription_id), SqlArg::Text(reason)});
 	for (const auto &row : voided)
 		LedgerEntry(spi, row.text_required(1), row.text_required(2), "void_to_credit", row.int64_required(3),
@@ -360,8 +360,8 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at)
 	if (out.void_reason)
 		VoidOpenInvoices(spi, result.subscription_id, *out.void_reason, out.updated.ended_at.value_or(at));
 	if (out.open_invoices_due_later > 0)
-		spi.Execute("UPDATE billing.invoices SET due_at = due_at + $2::pg_catalog.float8 * interval '1 microsecond'"
-					" WHERE subscription_id = $1 AND status = 'open' AND deleted_at IS NULL",
+		spi.Execute("UPDATE billing.invoices SET due_at = due_at OPERATOR(pg_catalog.+) ($2::pg_catalog.float8 OPERATOR(pg_catalog.*) interval '1 microsecond')"
+					" WHERE subscription_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'open' AND deleted_at IS NULL",
 					{SqlArg::Int64(result.subscription_id), SqlArg::Int64(out.open_invoices_due_later)});
 	Subscription owner = out.successor ? *out.successor : out.updated;
 	if (out.successor)
@@ -403,8 +403,8 @@ LoadBook(Spi &spi, const Subscription &sub)
 {
 	Book book;
 	book.sub = sub;
-	for (const auto &row : spi.Query("SELECT billing._micros(due_at), amount_paid_cents + credit_applied_cents"
-									 " FROM billing.invoices WHERE subscription_id = $1 AND status = 'open'"
+	for (const auto &row : spi.Query("SELECT billing._micros(due_at), amount_paid_cents OPERATOR(pg_catalog.+) credit_applied_cents"
+									 " FROM billing.invoices WHERE subscription_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'open'"
 									 " AND deleted_at IS NULL",
 									 {SqlArg::Int64(sub.id)}))
 		book.open.push_back({row.int64_required(0), row.int64_required(1)});
@@ -462,7 +462,7 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 Datum
 ReturnSubscription(Spi &spi, int64_t id)
 {
-	Datum row = spi.QueryRowDatum("SELECT s FROM billing.subscriptions s WHERE s.id = $1", {SqlArg::Int64(id)});
+	Datum row = spi.QueryRowDatum("SELECT s FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(id)});
 	spi.Finish();
 	return row;
 }
@@ -540,15 +540,15 @@ constexpr DuePhase kDuePhases[] = {
 	{false,
 	 "SELECT s.id, billing._micros(billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at)) AS due"
 	 " FROM billing.subscriptions s"
-	 " WHERE billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at) <= $1"
-	 " AND (billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at), s.id) > ($2, $3)"
+	 " WHERE billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at) OPERATOR(pg_catalog.<=) $1"
+	 " AND (billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at), s.id) OPERATOR(pg_catalog.>) ($2, $3)"
 	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
 	 " ORDER BY billing._due_at(s.status, s.current_period_end, s.trial_end, s.started_at), s.id"
 	 " LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
 	{true,
 	 "SELECT s.id, billing._micros(s.past_due_since) AS due"
 	 " FROM billing.subscriptions s"
-	 " WHERE s.status = 'past_due' AND s.past_due_since <= $1 AND (s.past_due_since, s.id) > ($2, $3)"
+	 " WHERE s.status OPERATOR(pg_catalog.=) 'past_due' AND s.past_due_since OPERATOR(pg_catalog.<=) $1 AND (s.past_due_since, s.id) OPERATOR(pg_catalog.>) ($2, $3)"
 	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
 	 " ORDER BY s.past_due_since, s.id LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
 	// A subscription canceled at period end while in dunning ends at its grace
@@ -556,15 +556,16 @@ constexpr DuePhase kDuePhases[] = {
 	{true,
 	 "SELECT s.id, billing._micros(s.past_due_since) AS due"
 	 " FROM billing.subscriptions s"
-	 " WHERE s.status = 'canceled' AND s.past_due_since <= $1 AND (s.past_due_since, s.id) > ($2, $3)"
+	 " WHERE s.status OPERATOR(pg_catalog.=) 'canceled' AND s.past_due_since OPERATOR(pg_catalog.<=) $1 AND (s.past_due_since, s.id) OPERATOR(pg_catalog.>) ($2, $3)"
 	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
 	 " ORDER BY s.past_due_since, s.id LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
 	// An invoice unpaid past its due date starts dunning (invoices_open_due).
 	{false,
 	 "SELECT s.id, billing._micros(i.due_at) AS due"
-	 " FROM billing.invoices i JOIN billing.subscriptions s ON s.id = i.subscription_id"
-	 " WHERE i.status = 'open' AND i.deleted_at IS NULL AND i.due_at <= $1 AND (i.due_at, s.id) > ($2, $3)"
-	 " AND s.status IN ('active', 'canceled') AND s.past_due_since IS NULL"
+	 " FROM billing.invoices i JOIN billing.subscriptions s ON s.id OPERATOR(pg_catalog.=) i.subscription_id"
+	 " WHERE i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL AND i.due_at OPERATOR(pg_catalog.<=) $1 AND (i.due_at, s.id) OPERATOR(pg_catalog.>) ($2, $3)"
+	 " AND s.status OPERATOR(pg_catalog.=) ANY ('{active,canceled}'::billing.subscription_status[])"
+	 " AND s.past_due_since IS NULL"
 	 " AND s.ended_at IS NULL AND s.deleted_at IS NULL AND s.stripe_subscription_id IS NULL"
 	 " ORDER BY i.due_at, s.id LIMIT $4 FOR UPDATE OF s SKIP LOCKED"},
 };
@@ -979,46 +980,61 @@ BILLING_FUNCTION(billing_preview_change)
 	return (Datum) 0;
 }
 
-// billing._entitled_plan_id(user_id, at): the id of the plan that applies to
-// the user at `at` (billing.effective_plan returns its row), decided by the
-// core: the subscription current at `at`, projected to `at` as if maintenance
-// had run. A time before the current subscription started is answered from
-// the subscription that was current then, as stored.
 // The subscription of `user_id` that was current at `at`, if any.
 std::optional<Subscription>
 SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
 {
 	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions s WHERE user_id = $1 AND deleted_at IS NULL AND started_at <= $2"
-					  " AND (ended_at IS NULL OR ended_at > $2) ORDER BY started_at DESC, id DESC LIMIT 1";
+					  " FROM billing.subscriptions s WHERE user_id OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL AND started_at OPERATOR(pg_catalog.<=) $2"
+					  " AND (ended_at IS NULL OR ended_at OPERATOR(pg_catalog.>) $2) ORDER BY started_at DESC, id DESC LIMIT 1";
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
 	if (rows.empty())
 		return std::nullopt;
 	return SubscriptionFromRow(rows[0]);
 }
 
+// The plan that applies to `user_id` at `at` and until when it may hold
+// unchanged: one load of the subscription current at `at` and one
+// projection, shared by effective_plan (through _entitled_plan_id), the
+// quota cache's fill (glue/quota_trigger.cpp) and _entitlement_changes_at.
+Entitlement
+billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
+{
+	Entitlement result;
+	Micros grace = PastDueGrace(spi);
+	if (std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at)) {
+		if (sub->Ended()) {
+			if (GrantsAt(*sub, at, grace))
+				result.plan_id = sub->plan_id;
+		} else {
+			Projection projection = ProjectSubscription(spi, *sub, at, grace);
+			result.plan_id = EntitledPlanId(projection, at, grace);
+			result.changes_at = NextEntitlementChange(projection, at, grace);
+		}
+	}
+	if (!result.plan_id) {
+		auto free = spi.Query("SELECT p.id FROM billing.subscription_plans p WHERE p.code OPERATOR(pg_catalog.=) 'free'");
+		if (!free.empty())
+			result.plan_id = free[0].int64_required(0);
+	}
+	return result;
+}
+
+// billing._entitled_plan_id(user_id, at): the id of the plan that applies to
+// the user at `at` (billing.effective_plan returns its row), decided by the
+// core: the subscription current at `at`, projected to `at` as if maintenance
+// had run. A time before the current subscription started is answered from
+// the subscription that was current then, as stored.
 BILLING_FUNCTION(billing_entitled_plan_id)
 {
 	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
 	Micros at = TimeArgRequired(fcinfo, 1, "at");
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
-	Micros grace = PastDueGrace(spi);
-	std::optional<int64_t> plan_id;
-	if (std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at)) {
-		if (sub->Ended())
-			plan_id = GrantsAt(*sub, at, grace) ? std::optional<int64_t>(sub->plan_id) : std::nullopt;
-		else
-			plan_id = EntitledPlanId(ProjectSubscription(spi, *sub, at, grace), at, grace);
-	}
-	if (!plan_id) {
-		auto free = spi.Query("SELECT id FROM billing.subscription_plans WHERE code = 'free'");
-		if (!free.empty())
-			plan_id = free[0].int64_required(0);
-	}
+	Entitlement entitlement = EntitlementAt(spi, user_id, at);
 	spi.Finish();
-	if (!plan_id)
+	if (!entitlement.plan_id)
 		PG_RETURN_NULL();
-	PG_RETURN_INT64(*plan_id);
+	PG_RETURN_INT64(*entitlement.plan_id);
 }
 
 // billing._entitlement_changes_at(user_id, at): until when the quota cache may
@@ -1029,13 +1045,9 @@ BILLING_FUNCTION(billing_entitlement_changes_at)
 	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
 	Micros at = TimeArgRequired(fcinfo, 1, "at");
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
-	Micros grace = PastDueGrace(spi);
-	std::optional<Micros> next;
-	std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at);
-	if (sub && !sub->Ended())
-		next = NextEntitlementChange(ProjectSubscription(spi, *sub, at, grace), at, grace);
+	Entitlement entitlement = EntitlementAt(spi, user_id, at);
 	spi.Finish();
-	PG_RETURN_TIMESTAMPTZ(next ? ToPgTime(*next) : DT_NOEND);
+	PG_RETURN_TIMESTAMPTZ(entitlement.changes_at ? ToPgTime(*entitlement.changes_at) : DT_NOEND);
 }
 
 // billing._grants_plan_core(status, trial_end, period_end, grace_end, at): the
@@ -1075,7 +1087,7 @@ BILLING_FUNCTION(billing_record_payment)
 	if (external_id) {
 		Subscription peek = LoadSubscription(spi, id, false);
 		LockUser(spi, peek.user_id);
-		auto seen = spi.Query("SELECT subscription_id FROM billing.payments WHERE external_id = $1",
+		auto seen = spi.Query("SELECT subscription_id FROM billing.payments WHERE external_id OPERATOR(pg_catalog.=) $1",
 							  {SqlArg::Text(*external_id)});
 		if (!seen.empty()) {
 			if (seen[0].int64(0) != std::optional<int64_t>(id))
@@ -1090,8 +1102,8 @@ BILLING_FUNCTION(billing_record_payment)
 	billing::Plan plan = LoadPlanById(spi, sub.plan_id);
 	auto load_open = [&] {
 		std::vector<OpenInvoice> open;
-		for (const auto &row : spi.Query("SELECT id, amount_due_cents FROM billing.invoices WHERE subscription_id = $1"
-										 " AND status = 'open' AND deleted_at IS NULL ORDER BY issued_at, id FOR UPDATE",
+		for (const auto &row : spi.Query("SELECT id, amount_due_cents FROM billing.invoices WHERE subscription_id OPERATOR(pg_catalog.=) $1"
+										 " AND status OPERATOR(pg_catalog.=) 'open' AND deleted_at IS NULL ORDER BY issued_at, id FOR UPDATE",
 										 {SqlArg::Int64(sub.id)}))
 			open.push_back({row.int64_required(0), row.int64_required(1)});
 		return open;
@@ -1126,10 +1138,10 @@ BILLING_FUNCTION(billing_record_payment)
 		// Open invoices oldest first, the rest to the customer's credit balance.
 		size_t settled = 0;
 		for (const Allocation &a : settlement.to_invoices) {
-			spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents + $2,"
-						" amount_due_cents = amount_due_cents - $2,"
+			spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.+) $2,"
+						" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.-) $2,"
 						" status = CASE WHEN $4 THEN 'paid' ELSE status END,"
-						" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id = $1",
+						" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1",
 						{SqlArg::Int64(a.invoice_id), SqlArg::Int64(a.amount_cents), SqlArg::Timestamp(ToPgTime(at)),
 						 SqlArg::Bool(a.settles)});
 			LedgerEntry(spi, sub.user_id, currency, "payment_to_invoice", a.amount_cents, payment_id, a.invoice_id, at);
@@ -1159,7 +1171,7 @@ BILLING_FUNCTION(billing_refund)
 	if (amount <= 0)
 		throw InvalidParameter("refund amount must be positive", "Amount given: " + std::to_string(amount) + ".");
 	Spi spi;
-	auto owner = spi.Query("SELECT user_id FROM billing.payments WHERE id = $1 AND deleted_at IS NULL",
+	auto owner = spi.Query("SELECT user_id FROM billing.payments WHERE id OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL",
 						   {SqlArg::Int64(payment_id)});
 	if (owner.empty())
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
@@ -1170,7 +1182,7 @@ BILLING_FUNCTION(billing_refund)
 	// locking it) makes a concurrent refund under REPEATABLE READ or
 	// SERIALIZABLE fail with a serialization error instead of reading a stale sum.
 	auto rows = spi.Query(
-		"UPDATE billing.payments p SET updated_at = pg_catalog.now() WHERE p.id = $1 AND p.deleted_at IS NULL"
+		"UPDATE billing.payments p SET updated_at = pg_catalog.now() WHERE p.id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL"
 		" RETURNING p.amount_cents, p.status, p.refund_of IS NOT NULL, billing._micros(p.paid_at), p.user_id, p.currency",
 		{SqlArg::Int64(payment_id)});
 	if (rows.empty())
@@ -1182,25 +1194,25 @@ BILLING_FUNCTION(billing_refund)
 							   "Only succeeded payments that are not refunds themselves can be refunded.");
 	// Read after the lock: a new statement sees every refund committed before it.
 	auto sums = spi.Query(
-		"SELECT COALESCE(-pg_catalog.sum(r.amount_cents), 0)::bigint,"
+		"SELECT COALESCE(OPERATOR(pg_catalog.-) pg_catalog.sum(r.amount_cents), 0)::bigint,"
 		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
-		"   WHERE e.payment_id = $1 AND e.kind = 'payment_to_credit' AND e.deleted_at IS NULL),"
+		"   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_credit' AND e.deleted_at IS NULL),"
 		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
-		"   JOIN billing.payments b ON b.id = e.payment_id"
-		"   WHERE b.refund_of = $1 AND e.kind = 'credit_refunded' AND e.deleted_at IS NULL)"
-		" FROM billing.payments r WHERE r.refund_of = $1 AND r.deleted_at IS NULL",
+		"   JOIN billing.payments b ON b.id OPERATOR(pg_catalog.=) e.payment_id"
+		"   WHERE b.refund_of OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded' AND e.deleted_at IS NULL)"
+		" FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 AND r.deleted_at IS NULL",
 		{SqlArg::Int64(payment_id)});
 	RequireRefund(payment_id, paid, sums.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
 	int64_t taken_back = CreditTakenBackByRefund(amount, sums[0].int64_required(1), sums[0].int64_required(2),
 												 CreditBalance(spi, user_id, currency));
 	auto inserted = spi.Query(
 		"INSERT INTO billing.payments AS r (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
-		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, -$2, p.currency, 'succeeded', p.id, $3"
-		" FROM billing.payments p WHERE p.id = $1 RETURNING r.id",
+		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, OPERATOR(pg_catalog.-) $2, p.currency, 'succeeded', p.id, $3"
+		" FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING r.id",
 		{SqlArg::Int64(payment_id), SqlArg::Int64(amount), SqlArg::Timestamp(ToPgTime(at))});
 	int64_t refund_id = inserted.at(0).int64_required(0);
 	LedgerEntry(spi, user_id, currency, "credit_refunded", taken_back, refund_id, std::nullopt, at);
-	Datum row = spi.QueryRowDatum("SELECT r FROM billing.payments r WHERE r.id = $1", {SqlArg::Int64(refund_id)});
+	Datum row = spi.QueryRowDatum("SELECT r FROM billing.payments r WHERE r.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(refund_id)});
 	spi.Finish();
 	return row;
 }

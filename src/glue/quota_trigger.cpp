@@ -6,7 +6,9 @@
 // limit exact under concurrency. Otherwise the slow path
 // (billing._quota_prepare, through SPI) creates or refreshes the counter, and
 // the core decides.
+#include "glue/args.hpp"
 #include "glue/guard.hpp"
+#include "glue/lifecycle.hpp"
 #include "glue/quota_counter.hpp"
 #include "glue/rights.hpp"
 #include "glue/settings.hpp"
@@ -30,17 +32,10 @@ constexpr const char *kPrepareBefore030 =
 	"SELECT used, limits, plan_code, plan_name, cap_valid_until::pg_catalog.text, owner_id"
 	" FROM billing._quota_prepare($1, $2, $3)";
 
-// owner_id comes back NULL when a participants counter must be created and
-// the room's owner ($4) was not given: the trigger looks it up as the
-// invoking user and asks again.
-constexpr const char *kPrepare =
-	"SELECT p.used, p.limits, p.plan_code, p.plan_name, p.cap_valid_until::pg_catalog.text, p.owner_id"
-	" FROM billing._quota_prepare($1, $2, $3, $4) p";
-
 constexpr const char *kSlowIncrement =
 	"UPDATE billing.quota_counters SET used = used OPERATOR(pg_catalog.+) 1,"
 	" usage_pending = usage_pending OPERATOR(pg_catalog.+) $3, cap = $4,"
-	" cap_valid_until = $5::pg_catalog.timestamptz, updated_at = pg_catalog.now()"
+	" cap_valid_until = $5, updated_at = pg_catalog.now()"
 	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
 constexpr const char *kDecrement =
@@ -167,6 +162,118 @@ RoomOwner(const Attachment &attachment, const std::string &room)
 	return owner;
 }
 
+// What the slow path needs to decide: the counter's count and its owner's
+// plan (limits as stored, checked by the core's ParseLimit), and until when
+// that plan may be cached. An empty owner_id: a participants counter must be
+// created and the room's owner was not given.
+struct PreparedCounter {
+	int64_t used = 0;
+	std::string limits = "{}";
+	std::string plan_code;
+	std::string plan_name;
+	TimestampTz cap_valid_until = DT_NOEND;
+	std::optional<std::string> owner_id;
+};
+
+// The metric an attachment's inserts are recorded as (billing._quota_metric).
+const char *
+UsageMetric(const char *quota)
+{
+	return std::strcmp(quota, "rooms") == 0 ? "rooms_created" : "participants_joined";
+}
+
+// The slow path (billing._quota_prepare; run as the counters' owner): creates
+// and locks the counter, moves the previous day's usage into
+// billing.usage_daily, and reads the owner's plan. The lock protocol: the
+// owner's billing.user_locks row FOR SHARE before the plan is read (a
+// subscription change writes that row and holds it until it commits: this
+// fill then reads the new plan, or fails with 40001 in REPEATABLE READ; a
+// change that comes second waits for this fill and then clears what it
+// cached), then the plan's row FOR SHARE (an edit of its limits waits for
+// this fill, or this fill waits for the edit and reads it).
+PreparedCounter
+PrepareCounter(Spi &spi, int32_t attachment_id, const std::string &key, TimestampTz at,
+			   const std::optional<std::string> &given_owner, const char *metric)
+{
+	PreparedCounter out;
+	SqlArg attachment = SqlArg::Int32(attachment_id);
+	SqlArg key_arg = SqlArg::Text(key);
+	auto existing = spi.Query("SELECT q.owner_id FROM billing.quota_counters q"
+							  " WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2",
+							  {attachment, key_arg});
+	std::optional<std::string> owner = existing.empty() ? given_owner : existing[0].text(0);
+	if (!owner)
+		return out;  // the caller looks the room's owner up and asks again
+	if (!owner->empty()) {
+		spi.Execute("INSERT INTO billing.user_locks (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
+					{SqlArg::Text(*owner)});
+		spi.Query("SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE",
+				  {SqlArg::Text(*owner)});
+	}
+	int32_t today = PgDay(at);
+	spi.Execute("INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)"
+				" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+				{attachment, key_arg, SqlArg::Text(*owner), SqlArg::Date(today)});
+	auto locked = spi.Query("SELECT q.used, q.usage_pending, q.usage_day OPERATOR(pg_catalog.=) $3, q.owner_id"
+							" FROM billing.quota_counters q"
+							" WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2"
+							" FOR UPDATE",
+							{attachment, key_arg, SqlArg::Date(today)});
+	const Row &counter = locked.at(0);
+	out.used = counter.int64_required(0);
+	out.owner_id = counter.text_required(3);
+	// usage_day NULL or another day: a new day began for this counter
+	if (counter.is_null(2) || !counter.boolean(2)) {
+		int64_t pending = counter.int64_required(1);
+		// a counter without an owner (a room whose owner is NULL) is usage of nobody
+		if (pending > 0 && !out.owner_id->empty())
+			spi.Execute("INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)"
+						" SELECT $1, $2, q.usage_day, $3 FROM billing.quota_counters q"
+						" WHERE q.attachment_id OPERATOR(pg_catalog.=) $4 AND q.key OPERATOR(pg_catalog.=) $5"
+						" ON CONFLICT ON CONSTRAINT usage_daily_pkey"
+						" DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity",
+						{SqlArg::Text(*out.owner_id), SqlArg::Text(metric), SqlArg::Int64(pending), attachment, key_arg});
+		spi.Execute("UPDATE billing.quota_counters q SET usage_day = $3, usage_pending = 0"
+					" WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2",
+					{attachment, key_arg, SqlArg::Date(today)});
+	}
+	if (out.owner_id->empty())
+		return out;  // no owner: nothing to limit ('{}', valid until infinity)
+	Entitlement entitlement = EntitlementAt(spi, *out.owner_id, ToCoreTime(at));
+	if (!entitlement.plan_id)
+		throw Error(sqlstate::kInternalError, "no plan applies to user \"" + *out.owner_id + "\"",
+					"Billing has no plan with code 'free'.");
+	auto plan = spi.Query("SELECT p.limits::pg_catalog.text, p.code, p.name FROM billing.subscription_plans p"
+						  " WHERE p.id OPERATOR(pg_catalog.=) $1 FOR SHARE",
+						  {SqlArg::Int64(*entitlement.plan_id)});
+	out.limits = plan.at(0).text_or(0, "{}");
+	out.plan_code = plan.at(0).text_or(1, "");
+	out.plan_name = plan.at(0).text_or(2, "");
+	out.cap_valid_until = entitlement.changes_at ? ToPgTime(*entitlement.changes_at) : DT_NOEND;
+	return out;
+}
+
+// An install before 0.3.0 (until ALTER EXTENSION UPDATE) has its own
+// billing._quota_prepare(attachment, key, at), in SQL.
+PreparedCounter
+PrepareCounterBefore030(Spi &spi, int32_t attachment_id, const std::string &key, TimestampTz at)
+{
+	auto rows = spi.Query(kPrepareBefore030, {SqlArg::Int32(attachment_id), SqlArg::Text(key), SqlArg::Timestamp(at)});
+	const Row &row = rows.at(0);
+	PreparedCounter out;
+	out.used = row.int64_required(0);
+	out.limits = row.text_or(1, "{}");
+	out.plan_code = row.text_or(2, "");
+	out.plan_name = row.text_or(3, "");
+	out.owner_id = row.text(5);
+	std::string until = row.text_or(4, "infinity");
+	PgCall([&] {
+		out.cap_valid_until = DatumGetTimestampTz(DirectFunctionCall3(
+			timestamptz_in, CStringGetDatum(until.c_str()), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+	});
+	return out;
+}
+
 void
 Increment(const TriggerArgs &args, const Attachment *attachment, const std::string &key, TimestampTz at,
 		  bool record_usage)
@@ -185,31 +292,26 @@ Increment(const TriggerArgs &args, const Attachment *attachment, const std::stri
 		room_owner = key;
 	else if (attachment != nullptr && fast == CounterOutcome::kNoCounter)
 		room_owner = RoomOwner(*attachment, key);  // a new room: one _quota_prepare, not two
-	std::vector<Row> rows;
+	PreparedCounter prepared;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		AsBillingOwner(owner, [&] {
 			Spi spi;
-			if (attachment == nullptr)
-				rows = spi.QueryPrepared(kPrepareBefore030,
-										 {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Timestamp(at)});
-			else
-				rows = spi.QueryPrepared(kPrepare, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key),
-													SqlArg::Timestamp(at), SqlArg::Text(room_owner)});
+			prepared = attachment == nullptr
+						   ? PrepareCounterBefore030(spi, args.attachment_id, key, at)
+						   : PrepareCounter(spi, args.attachment_id, key, at, room_owner, UsageMetric(args.quota));
 			spi.Finish();
 		});
-		if (attachment == nullptr || !rows.at(0).is_null(5))
+		if (attachment == nullptr || prepared.owner_id)
 			break;
 		room_owner = RoomOwner(*attachment, key);
 	}
-	const Row &row = rows.at(0);
-	int64_t used = row.int64_required(0);
-	std::optional<int64_t> cap = ParseLimit(row.text_or(1, "{}"), args.quota, row.text_or(2, ""));
-	if (enforce && !AllowsOneMore(cap, used))
-		throw QuotaExceeded(args.quota, row.text_or(3, ""), *cap, used, row.text_or(5, ""));
+	std::optional<int64_t> cap = ParseLimit(prepared.limits, args.quota, prepared.plan_code);
+	if (enforce && !AllowsOneMore(cap, prepared.used))
+		throw QuotaExceeded(args.quota, prepared.plan_name, *cap, prepared.used, prepared.owner_id.value_or(""));
 	AsBillingOwner(owner, [&] {
 		Spi spi;
 		spi.QueryPrepared(kSlowIncrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Int64(usage),
-										   SqlArg::Int64(cap), SqlArg::Text(row.text_or(4, "infinity"))});
+										   SqlArg::Int64(cap), SqlArg::Timestamp(prepared.cap_valid_until)});
 		spi.Finish();
 	});
 }
@@ -381,6 +483,45 @@ BILLING_FUNCTION(billing_room_owner_changed)
 		});
 	}
 	return PointerGetDatum(nullptr);
+}
+
+// billing._quota_prepare(attachment, key, at, owner): the trigger's slow
+// path (PrepareCounter) as a function, for tests and for a DBA looking into
+// a counter; all NULL when the counter needs its room's owner. Internal:
+// only billing's owner may call it.
+BILLING_FUNCTION(billing_quota_prepare)
+{
+	int32_t attachment_id = Int32ArgRequired(fcinfo, 0, "p_attachment");
+	std::string key = TextArgRequired(fcinfo, 1, "p_key");
+	TimestampTz at = ToPgTime(TimeArgRequired(fcinfo, 2, "p_at"));
+	std::optional<std::string> owner = TextArgOptional(fcinfo, 3);
+	Spi spi;
+	auto metric = spi.Query("SELECT billing._quota_metric($1)", {SqlArg::Int32(attachment_id)});
+	if (metric.empty() || metric[0].is_null(0))
+		throw billing::InvalidParameter("attachment " + std::to_string(attachment_id) + " does not exist");
+	std::string metric_name = metric[0].text_required(0);
+	PreparedCounter prepared = PrepareCounter(spi, attachment_id, key, at, owner, metric_name.c_str());
+	spi.Finish();
+	Datum result = 0;
+	PgCall([&] {
+		TupleDesc desc = nullptr;
+		if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+			elog(ERROR, "billing._quota_prepare must return a record");
+		desc = BlessTupleDesc(desc);
+		Datum values[6] = {};
+		bool nulls[6] = {true, true, true, true, true, true};
+		if (prepared.owner_id) {
+			values[0] = Int64GetDatum(prepared.used);
+			values[1] = CStringGetTextDatum(prepared.limits.c_str());
+			values[2] = CStringGetTextDatum(prepared.plan_code.c_str());
+			values[3] = CStringGetTextDatum(prepared.plan_name.c_str());
+			values[4] = TimestampTzGetDatum(prepared.cap_valid_until);
+			values[5] = CStringGetTextDatum(prepared.owner_id->c_str());
+			std::fill(std::begin(nulls), std::end(nulls), false);
+		}
+		result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+	});
+	return result;
 }
 
 // billing._quota_invalidate(owner_ids): the cached limits of the owners'

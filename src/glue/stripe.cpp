@@ -131,9 +131,10 @@ LinkCustomer(Spi &spi, const std::optional<std::string> &customer, const std::st
 {
 	if (!customer)
 		return;
+	// (IS DISTINCT FROM looks = up through search_path: written out; both user ids are NOT NULL)
 	spi.Execute("INSERT INTO billing.stripe_customers AS c (customer_id, user_id) VALUES ($1, $2) "
 				"ON CONFLICT (customer_id) DO UPDATE SET user_id = EXCLUDED.user_id, deleted_at = NULL "
-				"WHERE c.user_id IS DISTINCT FROM EXCLUDED.user_id OR c.deleted_at IS NOT NULL",
+				"WHERE c.user_id OPERATOR(pg_catalog.<>) EXCLUDED.user_id OR c.deleted_at IS NOT NULL",
 				{SqlArg::Text(*customer), SqlArg::Text(user_id)});
 }
 
@@ -164,9 +165,9 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			// billing already ended it (e.g. a plan change); Stripe cannot bring
 			// an ended subscription back: only the links are kept up to date
 			LinkCustomer(spi, o.customer, user_id);
-			if (o.customer)
+			if (o.customer)  // (IS DISTINCT FROM $2, written out: $2 is not NULL)
 				spi.Execute("UPDATE billing.subscriptions s SET stripe_customer_id = $2 WHERE s.id OPERATOR(pg_catalog.=) $1 "
-							"AND s.stripe_customer_id IS DISTINCT FROM $2",
+							"AND (s.stripe_customer_id OPERATOR(pg_catalog.<>) $2) IS NOT FALSE",
 							{SqlArg::Int64(*id), SqlArg::Text(o.customer)});
 			return std::nullopt;
 		}
@@ -384,8 +385,10 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::
 			result = "ignored";
 		}
 	}
+	// (e.result, e.reason) IS DISTINCT FROM ($2, $3), written out: result is NOT NULL
 	spi.Execute("UPDATE billing.stripe_events e SET result = $2, reason = $3 WHERE e.id OPERATOR(pg_catalog.=) $1 "
-				"AND (e.result, e.reason) IS DISTINCT FROM ($2, $3)",
+				"AND (e.result OPERATOR(pg_catalog.<>) $2 OR (e.reason OPERATOR(pg_catalog.<>) $3) IS NOT FALSE "
+				"AND (e.reason IS NOT NULL OR $3 IS NOT NULL))",
 				{SqlArg::Text(event.id), SqlArg::Text(result), SqlArg::Text(reason)});
 	return result;
 }

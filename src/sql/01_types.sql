@@ -26,7 +26,7 @@ BEGIN
 		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	-- (timestamptz literals with an explicit offset: the same in every time zone)
-	IF NOT (value >= '0001-01-01 00:00:00+00' AND value < '10000-01-01 00:00:00+00') THEN
+	IF NOT (value OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND value OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
 		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999 (UTC)', name USING ERRCODE = '22008';
 	END IF;
 	RETURN value;

@@ -21,7 +21,7 @@ CREATE FUNCTION billing._settings_restored() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF billing._restoring() THEN
-		DELETE FROM billing.settings s WHERE s.key = NEW.key;
+		DELETE FROM billing.settings s WHERE s.key OPERATOR(pg_catalog.=) NEW.key;
 	END IF;
 	RETURN NEW;
 END
@@ -36,15 +36,15 @@ CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF TG_OP = 'UPDATE' THEN
+	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
 		IF OLD.pristine AND NEW.pristine THEN
 			NEW.pristine := false;
 		END IF;
 		RETURN NEW;
 	END IF;
 	DELETE FROM billing.subscription_plans p
-	 WHERE p.pristine AND (p.code = NEW.code OR p.id = NEW.id)
-	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id = p.id);
+	 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
+	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
 	RETURN NEW;
 END
 $$;

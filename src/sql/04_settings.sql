@@ -6,7 +6,7 @@ BEGIN
 	CASE key
 	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention', 'usage_record_retention' THEN
 		BEGIN
-			IF value::interval < interval '0' THEN
+			IF value::interval OPERATOR(pg_catalog.<) interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
 			END IF;
 		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
@@ -14,12 +14,12 @@ BEGIN
 				USING ERRCODE = '22023', HINT = 'Give an interval such as ''14 days''.';
 		END;
 	WHEN 'stripe_webhook_secret' THEN
-		IF pg_catalog.btrim(value) = '' THEN
+		IF pg_catalog.btrim(value) OPERATOR(pg_catalog.=) '' THEN
 			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not be empty' USING ERRCODE = '22023';
 		END IF;
 		-- secrets are separated by commas (for rotation); none may be empty
 		IF EXISTS (SELECT 1 FROM pg_catalog.unnest(pg_catalog.string_to_array(value, ',')) AS secret
-					WHERE pg_catalog.btrim(secret) = '') THEN
+					WHERE pg_catalog.btrim(secret) OPERATOR(pg_catalog.=) '') THEN
 			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not hold an empty secret'
 				USING ERRCODE = '22023', HINT = 'Separate two or more secrets with single commas.';
 		END IF;

@@ -25,7 +25,7 @@ CREATE FUNCTION billing.effective_plan(user_id text, at timestamptz DEFAULT pg_c
 RETURNS billing.subscription_plans
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._valid_time($2, 'at');
-	SELECT p.* FROM billing.subscription_plans p WHERE p.id = billing._entitled_plan_id($1, $2)
+	SELECT p.* FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) billing._entitled_plan_id($1, $2)
 $$;
 COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
 	'The plan whose limits and features apply to the user at the given time';
@@ -83,7 +83,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(col, 'col');
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-					WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+					WHERE a.attrelid OPERATOR(pg_catalog.=) relation AND a.attname OPERATOR(pg_catalog.=) col AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', col, relation USING ERRCODE = '42703';
 	END IF;
 END
@@ -107,12 +107,12 @@ DECLARE
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
 	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
-	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-	 WHERE c.oid = relation;
+	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+	 WHERE c.oid OPERATOR(pg_catalog.=) relation;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'relation with OID % does not exist', relation::pg_catalog.oid USING ERRCODE = '42P01';
 	END IF;
-	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
+	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname OPERATOR(pg_catalog.~~) 'pg\_toast%' THEN
 		RAISE EXCEPTION 'cannot attach billing to %', relation
 			USING ERRCODE = '42501', DETAIL = 'Billing''s own tables and system catalogs cannot be attached.';
 	END IF;
@@ -138,7 +138,7 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	INSERT INTO billing.subscriptions
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT $1, p.id, 'active', p.price_cents, p.currency, p.billing_interval, $2, $2
-	  FROM billing.subscription_plans p WHERE p.code = 'free'
+	  FROM billing.subscription_plans p WHERE p.code OPERATOR(pg_catalog.=) 'free'
 	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING
 $$;
 
@@ -153,7 +153,7 @@ BEGIN
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
 	  FROM pg_catalog.unnest(user_ids) AS u(id) CROSS JOIN billing.subscription_plans p
-	 WHERE p.code = 'free' AND u.id <> ''
+	 WHERE p.code OPERATOR(pg_catalog.=) 'free' AND u.id OPERATOR(pg_catalog.<>) ''
 	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING;
 	GET DIAGNOSTICS started = ROW_COUNT;
 	RETURN started;
@@ -170,9 +170,9 @@ BEGIN
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-				WHERE t.tgrelid = users AND t.tgname = 'billing_user_inserted'
-				  AND p.pronamespace = 'billing'::regnamespace) THEN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.tgfoid
+				WHERE t.tgrelid OPERATOR(pg_catalog.=) users AND t.tgname OPERATOR(pg_catalog.=) 'billing_user_inserted'
+				  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace) THEN
 		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
 	END IF;
 	EXECUTE pg_catalog.format(
@@ -199,13 +199,13 @@ DECLARE
 BEGIN
 	PERFORM billing._check_session_owns(relation);
 	-- a participants table's attachment also watches its rooms table
-	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
-			   FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
-			  WHERE p.pronamespace = 'billing'::regnamespace AND NOT tg.tgisinternal AND tg.tgparentid = 0
-				AND (tg.tgrelid = relation
-					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' || a.id
+	FOR t IN SELECT tg.tgname, tg.tgrelid::pg_catalog.regclass AS rel
+			   FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+			  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace AND NOT tg.tgisinternal AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+				AND (tg.tgrelid OPERATOR(pg_catalog.=) relation
+					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id
 													  FROM billing.attachments a
-													 WHERE a.relation = detach.relation AND a.parent_relation IS NOT NULL))
+													 WHERE a.relation OPERATOR(pg_catalog.=) detach.relation AND a.parent_relation IS NOT NULL))
 	LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
 	END LOOP;

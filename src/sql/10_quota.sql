@@ -30,78 +30,23 @@ CREATE INDEX quota_counters_key ON billing.quota_counters USING hash (key);
 CREATE FUNCTION billing._quota_metric(attachment_id integer) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END
-	  FROM billing.attachments a WHERE a.id = $1
+	  FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) $1
 $$;
 
 -- Internal: the slow path of the quota trigger, taken when the one-statement
 -- fast path did not apply (no counter yet, the cached limit is stale, or a new
 -- day began). Creates and locks the counter, moves the previous day's usage
--- into billing.usage_daily, and returns what the C++ decision needs. Reads no
--- application table: a new participants counter needs its room's owner
--- (p_owner), which the trigger looks up as the invoking user when this
--- returns owner_id NULL.
+-- into billing.usage_daily, and returns what the C++ decision needs: the
+-- owner's plan and until when it may be cached (one load of the owner's
+-- subscription, the core's projection). Reads no application table: a new
+-- participants counter needs its room's owner (p_owner), which the trigger
+-- looks up as the invoking user when this returns all NULL. The trigger runs
+-- the same C++ (src/glue/quota_trigger.cpp, PrepareCounter) without a call.
 CREATE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz, p_owner text,
 									   OUT used bigint, OUT limits text, OUT plan_code text, OUT plan_name text,
 									   OUT cap_valid_until timestamptz, OUT owner_id text)
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	c billing.quota_counters;
-	plan billing.subscription_plans;
-	today date := (p_at AT TIME ZONE 'UTC')::date;
-	owner text;
-BEGIN
-	SELECT q.owner_id INTO owner FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key;
-	IF NOT FOUND THEN
-		owner := p_owner;
-		IF owner IS NULL THEN
-			RETURN;
-		END IF;
-	END IF;
-	-- The lock protocol, step 1: the owner's row in billing.user_locks (the
-	-- row lifecycle calls lock too), FOR SHARE, before the plan is read. A
-	-- subscription change writes that row and holds it until it commits (this
-	-- fill then reads the new plan, or fails with 40001 in REPEATABLE READ);
-	-- a change that comes second waits for this fill and then clears what it
-	-- cached.
-	IF owner <> '' THEN
-		INSERT INTO billing.user_locks (user_id) VALUES (owner) ON CONFLICT (user_id) DO NOTHING;
-		PERFORM FROM billing.user_locks l WHERE l.user_id = owner FOR SHARE;
-	END IF;
-	INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)
-	VALUES (p_attachment, p_key, owner, today)
-	ON CONFLICT DO NOTHING;
-	SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
-	IF c.usage_day IS DISTINCT FROM today THEN
-		-- a counter without an owner (a room whose owner is NULL) is usage of nobody
-		IF c.usage_pending > 0 AND c.owner_id <> '' THEN
-			INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
-			VALUES (c.owner_id, billing._quota_metric(p_attachment), c.usage_day, c.usage_pending)
-			ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity;
-		END IF;
-		UPDATE billing.quota_counters q SET usage_day = today, usage_pending = 0
-		 WHERE q.attachment_id = p_attachment AND q.key = p_key;
-	END IF;
-	used := c.used;
-	owner_id := c.owner_id;
-	IF c.owner_id = '' THEN
-		limits := '{}';  -- no owner: nothing to limit
-		plan_code := '';
-		plan_name := '';
-		cap_valid_until := 'infinity';
-		RETURN;
-	END IF;
-	plan := billing.effective_plan(c.owner_id, p_at);
-	-- Step 2: the plan's row, so that an edit of its limits waits for this
-	-- fill (and then clears it), or this fill waits for the edit and reads it.
-	SELECT p.* INTO STRICT plan FROM billing.subscription_plans p WHERE p.id = plan.id FOR SHARE;
-	limits := plan.limits::text;
-	plan_code := plan.code;
-	plan_name := plan.name;
-	-- The cached limit holds until something changes the plan (a trigger on
-	-- subscriptions clears it) or time alone may change the effective plan.
-	cap_valid_until := billing._entitlement_changes_at(c.owner_id, p_at);
-END
-$$;
+LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_quota_prepare';
 
 -- Internal: clears the cached limits of the given owners' counters (all
 -- counters when NULL) with the newest snapshot, so also a counter committed
@@ -152,12 +97,12 @@ CREATE FUNCTION billing._quota_truncated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF NOT EXISTS (SELECT FROM billing.attachments a
-					WHERE a.id = TG_ARGV[0]::integer AND a.relation = TG_RELID AND a.kind <> 'users') THEN
-		RAISE EXCEPTION 'trigger "%" on table % may not act on billing''s counters', TG_NAME, TG_RELID::regclass
+					WHERE a.id OPERATOR(pg_catalog.=) TG_ARGV[0]::integer AND a.relation OPERATOR(pg_catalog.=) TG_RELID AND a.kind OPERATOR(pg_catalog.<>) 'users') THEN
+		RAISE EXCEPTION 'trigger "%" on table % may not act on billing''s counters', TG_NAME, TG_RELID::pg_catalog.regclass
 			USING ERRCODE = '42501', DETAIL = 'The trigger calls a billing function, but billing did not attach that table.';
 	END IF;
 	UPDATE billing.quota_counters q SET used = 0, updated_at = pg_catalog.now()
-	 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.used <> 0;
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) TG_ARGV[0]::integer AND q.used OPERATOR(pg_catalog.<>) 0;
 	RETURN NULL;
 END
 $$;
@@ -177,7 +122,7 @@ CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._required(relation, 'relation');
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) relation) THEN
 		RETURN;  -- dropped: what is left of its attachment is billing's alone
 	END IF;
 	-- Called from SECURITY DEFINER code, where current_user is billing's
@@ -185,10 +130,10 @@ BEGIN
 	-- else the login's), which must have the owner's privileges. Not every
 	-- role the login could SET ROLE to.
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
-					WHERE c.oid = relation
+					WHERE c.oid OPERATOR(pg_catalog.=) relation
 					  AND pg_catalog.pg_has_role(CASE pg_catalog.current_setting('role')
 												 WHEN 'none' THEN session_user
-												 ELSE pg_catalog.current_setting('role')::name END,
+												 ELSE pg_catalog.current_setting('role')::pg_catalog.name END,
 												 c.relowner, 'USAGE')) THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
 			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
@@ -211,7 +156,7 @@ BEGIN
 		RAISE EXCEPTION 'unknown attachment kind "%"', p_kind USING ERRCODE = '22023';
 	END IF;
 	-- a participants table names its rooms table; the others name none
-	IF p_kind = 'participants' THEN
+	IF p_kind OPERATOR(pg_catalog.=) 'participants' THEN
 		PERFORM billing._required(p_parent, 'p_parent'), billing._required(p_parent_owner_column, 'p_parent_owner_column'),
 				billing._required(p_parent_key_column, 'p_parent_key_column');
 	ELSIF p_parent IS NOT NULL OR p_parent_owner_column IS NOT NULL OR p_parent_key_column IS NOT NULL THEN
@@ -232,7 +177,7 @@ BEGIN
 	 WHERE (a.key_column, a.parent_relation, a.parent_owner_column, a.parent_key_column, a.counts_deleted_at)
 		   IS DISTINCT FROM (EXCLUDED.key_column, EXCLUDED.parent_relation, EXCLUDED.parent_owner_column,
 							 EXCLUDED.parent_key_column, EXCLUDED.counts_deleted_at);
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.relation = p_relation AND a.kind = p_kind;
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.relation OPERATOR(pg_catalog.=) p_relation AND a.kind OPERATOR(pg_catalog.=) p_kind;
 	RETURN att;
 END
 $$;
@@ -242,7 +187,7 @@ CREATE FUNCTION billing._attachment_forget(p_relation regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._check_session_owns(p_relation);
-	DELETE FROM billing.attachments a WHERE a.relation = p_relation;
+	DELETE FROM billing.attachments a WHERE a.relation OPERATOR(pg_catalog.=) p_relation;
 END
 $$;
 
@@ -255,7 +200,7 @@ DECLARE
 	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
-	IF att.kind = 'rooms' THEN
+	IF att.kind OPERATOR(pg_catalog.=) 'rooms' THEN
 		EXECUTE pg_catalog.format(
 			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.k), ''{}''),
 					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
@@ -268,7 +213,7 @@ BEGIN
 					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
-					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
+					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I OPERATOR(pg_catalog.=) t.%1$I
 					  WHERE t.%1$I IS NOT NULL AND %6$s GROUP BY 1, 2) s',
 			att.key_column, att.parent_owner_column, att.relation, att.parent_relation, att.parent_key_column, live)
 		  INTO keys, owners, counts;
@@ -284,15 +229,15 @@ DECLARE
 	att billing.attachments;
 BEGIN
 	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
-	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
 	END IF;
 	PERFORM billing._check_session_owns(att.relation);
-	DELETE FROM billing.quota_counters q WHERE q.attachment_id = p_attachment;
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment;
 	INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
 	SELECT p_attachment, u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n);
-	RETURN (SELECT COALESCE(pg_catalog.sum(q.used), 0) FROM billing.quota_counters q WHERE q.attachment_id = p_attachment);
+	RETURN (SELECT COALESCE(pg_catalog.sum(q.used), 0) FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment);
 END
 $$;
 
@@ -317,13 +262,13 @@ CREATE FUNCTION billing._quota_create_triggers(att billing.attachments) RETURNS 
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
-		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
+		OPERATOR(pg_catalog.||) CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
-	owner_watch text := 'billing_quota_room_owner_' || att.id;
+	owner_watch text := 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) att.id;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
-	IF att.kind = 'participants' THEN
+	IF att.kind OPERATOR(pg_catalog.=) 'participants' THEN
 		-- On the rooms table, named after this attachment (detach removes it).
 		-- No "UPDATE OF": a column set by the application's own BEFORE
 		-- trigger is not in the statement's SET list; WHEN sees the final row.
@@ -362,10 +307,10 @@ DECLARE
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(kind, 'kind');
 	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
-			   JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
-			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgparentid = 0
-				AND p.pronamespace = 'billing'::regnamespace
-				AND (tg.tgname LIKE 'billing\_zz\_quota\_' || kind || '%' OR tg.tgname = 'billing_quota_' || kind || '_truncate')
+			   JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+			  WHERE tg.tgrelid OPERATOR(pg_catalog.=) relation AND NOT tg.tgisinternal AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+				AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace
+				AND (tg.tgname OPERATOR(pg_catalog.~~) ('billing\_zz\_quota\_' OPERATOR(pg_catalog.||) kind OPERATOR(pg_catalog.||) '%') OR tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_' OPERATOR(pg_catalog.||) kind OPERATOR(pg_catalog.||) '_truncate'))
 	LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
 	END LOOP;
@@ -384,7 +329,7 @@ CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
 CREATE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-					WHERE a.attrelid = billing._required($1, 'relation') AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
+					WHERE a.attrelid OPERATOR(pg_catalog.=) billing._required($1, 'relation') AND a.attname OPERATOR(pg_catalog.=) 'deleted_at' AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
 $$;
 
 -- attach_* run with the caller's rights: the caller must own the table (as
@@ -398,11 +343,11 @@ BEGIN
 	PERFORM billing._required(rooms, 'rooms'), billing._required(owner_column, 'owner_column');
 	PERFORM billing._check_attachable(rooms, ARRAY[owner_column]);
 	IF billing._has_deleted_at(rooms) THEN
-		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::name[]);
+		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::pg_catalog.name[]);
 	END IF;
 	att := billing._attachment_save('rooms', rooms, owner_column, NULL, NULL, NULL, billing._has_deleted_at(rooms));
 	PERFORM billing._quota_attach(att);
-	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) att.id;
 	RETURN counted;
 END
 $$;
@@ -421,11 +366,11 @@ BEGIN
 			billing._required(rooms, 'rooms'), billing._required(room_owner_column, 'room_owner_column');
 	PERFORM billing._check_attachable(participants, ARRAY[room_column]);
 	IF billing._has_deleted_at(participants) THEN
-		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::name[]);
+		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::pg_catalog.name[]);
 	END IF;
 	SELECT a.attname INTO room_key
-	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-	 WHERE i.indrelid = rooms AND i.indisprimary AND i.indnatts = 1;
+	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) rooms AND i.indisprimary AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	PERFORM billing._check_attachable(rooms, ARRAY[room_owner_column]);
 	IF room_key IS NULL THEN
 		RAISE EXCEPTION 'table % has no single-column primary key', rooms
@@ -435,7 +380,7 @@ BEGIN
 	att := billing._attachment_save('participants', participants, room_column, rooms, room_owner_column, room_key,
 									billing._has_deleted_at(participants));
 	PERFORM billing._quota_attach(att);
-	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) att.id;
 	RETURN counted;
 END
 $$;
@@ -480,11 +425,11 @@ BEGIN
 	plan := billing.effective_plan(user_id, at);
 	"limit" := billing._plan_limit(plan.limits, quota);
 	-- rooms: the user's rooms; participants_per_room: the fullest of their rooms
-	SELECT COALESCE(CASE WHEN quota = 'rooms' THEN pg_catalog.sum(q.used) ELSE pg_catalog.max(q.used) END, 0)
+	SELECT COALESCE(CASE WHEN quota OPERATOR(pg_catalog.=) 'rooms' THEN pg_catalog.sum(q.used) ELSE pg_catalog.max(q.used) END, 0)
 	  INTO used
-	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
-	 WHERE q.owner_id = quota.user_id AND a.kind = CASE WHEN quota = 'rooms' THEN 'rooms' ELSE 'participants' END;
-	remaining := pg_catalog.int8larger("limit" - used, 0);
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+	 WHERE q.owner_id OPERATOR(pg_catalog.=) quota.user_id AND a.kind OPERATOR(pg_catalog.=) CASE WHEN quota OPERATOR(pg_catalog.=) 'rooms' THEN 'rooms' ELSE 'participants' END;
+	remaining := pg_catalog.int8larger("limit" OPERATOR(pg_catalog.-) used, 0);
 END
 $$;
 COMMENT ON FUNCTION billing.quota(text, text, timestamptz) IS
@@ -495,10 +440,10 @@ RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'feature'), billing._valid_time($3, 'at');
 	-- true, a positive number or a non-empty string switch a feature on
-	SELECT CASE pg_catalog.jsonb_typeof(p.features -> $2)
-			   WHEN 'boolean' THEN (p.features ->> $2)::boolean
-			   WHEN 'number' THEN (p.features ->> $2)::numeric > 0
-			   WHEN 'string' THEN p.features ->> $2 <> ''
+	SELECT CASE pg_catalog.jsonb_typeof(p.features OPERATOR(pg_catalog.->) $2)
+			   WHEN 'boolean' THEN (p.features OPERATOR(pg_catalog.->>) $2)::boolean
+			   WHEN 'number' THEN (p.features OPERATOR(pg_catalog.->>) $2)::numeric OPERATOR(pg_catalog.>) 0
+			   WHEN 'string' THEN p.features OPERATOR(pg_catalog.->>) $2 OPERATOR(pg_catalog.<>) ''
 			   ELSE false END
 	  FROM billing.effective_plan($1, $3) p
 $$;
@@ -510,15 +455,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._valid_time($1, 'at');
 	WITH owners AS (
 		SELECT q.owner_id, a.kind, q.key, q.used
-		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
-		 WHERE q.owner_id <> '' AND q.used > 0),
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+		 WHERE q.owner_id OPERATOR(pg_catalog.<>) '' AND q.used OPERATOR(pg_catalog.>) 0),
 	limited AS (
 		SELECT o.*, billing._plan_limit(p.limits, CASE o.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END) AS cap
 		  FROM owners o CROSS JOIN LATERAL billing.effective_plan(o.owner_id, at) p)
 	SELECT l.owner_id, CASE l.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END, l.cap, l.used,
-		   CASE WHEN l.kind = 'participants' THEN l.key END
+		   CASE WHEN l.kind OPERATOR(pg_catalog.=) 'participants' THEN l.key END
 	  FROM limited l
-	 WHERE l.cap IS NOT NULL AND l.used > l.cap
+	 WHERE l.cap IS NOT NULL AND l.used OPERATOR(pg_catalog.>) l.cap
 	 ORDER BY 1, 2, 5
 $$;
 COMMENT ON FUNCTION billing.over_quota(timestamptz) IS
@@ -534,7 +479,7 @@ DECLARE
 	att billing.attachments;
 BEGIN
 	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
-	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
 	END IF;
@@ -546,8 +491,8 @@ BEGIN
 		SELECT COALESCE(a.k, q.key) AS k, COALESCE(a.o, q.owner_id, '') AS o,
 			   COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
 		  FROM actual a
-		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id = p_attachment) q ON q.key = a.k
-		 WHERE COALESCE(q.used, 0) <> COALESCE(a.n, 0)),
+		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id OPERATOR(pg_catalog.=) p_attachment) q ON q.key OPERATOR(pg_catalog.=) a.k
+		 WHERE COALESCE(q.used, 0) OPERATOR(pg_catalog.<>) COALESCE(a.n, 0)),
 	 fixed AS (
 		INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
 		SELECT p_attachment, d.k, d.o, d.now FROM diff d

@@ -40,7 +40,7 @@ BEGIN
 	SELECT n.user_id, n.idempotency_key, n.id, n.recorded_at FROM new_rows n
 	 WHERE n.idempotency_key IS NOT NULL
 	   AND NOT EXISTS (SELECT FROM billing.usage_keys k
-					    WHERE k.user_id = n.user_id AND k.idempotency_key = n.idempotency_key AND k.record_id = n.id);
+					    WHERE k.user_id OPERATOR(pg_catalog.=) n.user_id AND k.idempotency_key OPERATOR(pg_catalog.=) n.idempotency_key AND k.record_id OPERATOR(pg_catalog.=) n.id);
 	RETURN NULL;
 END
 $$;
@@ -50,25 +50,25 @@ $$;
 CREATE FUNCTION billing._usage_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF TG_OP = 'DELETE' THEN
-		DELETE FROM billing.usage_pending p USING old_rows o WHERE p.record_id = o.id;
+	IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+		DELETE FROM billing.usage_pending p USING old_rows o WHERE p.record_id OPERATOR(pg_catalog.=) o.id;
 		-- a record deleted outright frees its key (a soft-deleted one keeps it)
-		DELETE FROM billing.usage_keys k USING old_rows o WHERE k.record_id = o.id;
+		DELETE FROM billing.usage_keys k USING old_rows o WHERE k.record_id OPERATOR(pg_catalog.=) o.id;
 		RETURN NULL;
 	END IF;
 	-- a record whose user, key or time was edited: its key follows
 	DELETE FROM billing.usage_keys k USING new_rows n
-	 WHERE k.record_id = n.id
+	 WHERE k.record_id OPERATOR(pg_catalog.=) n.id
 	   AND (k.user_id, k.idempotency_key, k.recorded_at) IS DISTINCT FROM (n.user_id, n.idempotency_key, n.recorded_at);
 	INSERT INTO billing.usage_keys (user_id, idempotency_key, record_id, recorded_at)
 	SELECT n.user_id, n.idempotency_key, n.id, n.recorded_at FROM new_rows n
 	 WHERE n.idempotency_key IS NOT NULL
-	   AND NOT EXISTS (SELECT FROM billing.usage_keys k WHERE k.record_id = n.id);
-	DELETE FROM billing.usage_pending p USING new_rows n WHERE p.record_id = n.id AND n.deleted_at IS NOT NULL;
+	   AND NOT EXISTS (SELECT FROM billing.usage_keys k WHERE k.record_id OPERATOR(pg_catalog.=) n.id);
+	DELETE FROM billing.usage_pending p USING new_rows n WHERE p.record_id OPERATOR(pg_catalog.=) n.id AND n.deleted_at IS NOT NULL;
 	UPDATE billing.usage_pending p
 	   SET user_id = n.user_id, metric = n.metric, quantity = n.quantity, recorded_at = n.recorded_at
 	  FROM new_rows n
-	 WHERE p.record_id = n.id
+	 WHERE p.record_id OPERATOR(pg_catalog.=) n.id
 	   AND (p.user_id, p.metric, p.quantity, p.recorded_at) IS DISTINCT FROM (n.user_id, n.metric, n.quantity, n.recorded_at);
 	RETURN NULL;
 END
@@ -94,23 +94,23 @@ BEGIN
 	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
 		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
 	END IF;
-	IF user_id = '' THEN
+	IF user_id OPERATOR(pg_catalog.=) '' THEN
 		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
 	END IF;
-	IF metric !~ '^[a-z][a-z0-9_.]*$' THEN
+	IF metric OPERATOR(pg_catalog.!~) '^[a-z][a-z0-9_.]*$' THEN
 		RAISE EXCEPTION 'invalid metric name "%"', metric
 			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
 	END IF;
-	IF quantity < 0 THEN
+	IF quantity OPERATOR(pg_catalog.<) 0 THEN
 		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
 			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
 	END IF;
 	-- (they are indexed: a longer value could not be stored, 54000)
-	IF octet_length(user_id) > 1000 OR octet_length(metric) > 200 OR octet_length(idempotency_key) > 1000 THEN
+	IF pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 1000 OR pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
 		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
 			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
 	END IF;
-	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00') THEN
+	IF NOT (at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND at OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
 		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
 	END IF;
 	IF $5 IS NOT NULL THEN
@@ -123,15 +123,15 @@ BEGIN
 		IF new_id IS NULL THEN
 			SELECT r.* INTO rec
 			  FROM billing.usage_keys k
-			  JOIN billing.usage_records r ON r.id = k.record_id AND r.recorded_at = k.recorded_at
-			 WHERE k.user_id = $1 AND k.idempotency_key = $5;
+			  JOIN billing.usage_records r ON r.id OPERATOR(pg_catalog.=) k.record_id AND r.recorded_at OPERATOR(pg_catalog.=) k.recorded_at
+			 WHERE k.user_id OPERATOR(pg_catalog.=) $1 AND k.idempotency_key OPERATOR(pg_catalog.=) $5;
 			RETURN rec;
 		END IF;
 	END IF;
 	INSERT INTO billing.usage_records AS r (id, user_id, subscription_id, metric, quantity, recorded_at, idempotency_key)
 	VALUES (COALESCE(new_id, pg_catalog.nextval('billing.usage_records_id_seq'::pg_catalog.regclass)), $1,
 			(SELECT s.id FROM billing.subscriptions s
-			  WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL),
+			  WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL),
 			$2, $3, $4, $5)
 	RETURNING * INTO rec;
 	RETURN rec;
@@ -148,39 +148,39 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	records bigint;
 	counters bigint;
-	upto_day date := (upto AT TIME ZONE 'UTC')::date;
+	upto_day date := (upto AT TIME ZONE 'UTC')::pg_catalog.date;
 BEGIN
 	PERFORM billing._valid_time(upto, 'upto');
 	-- Only the pending set is read. Deleting each row under its row lock makes
 	-- concurrent rollups add it once (the second waits, then finds it gone).
 	WITH taken AS (
 		DELETE FROM billing.usage_pending p
-		 WHERE p.recorded_at < upto
-		RETURNING p.user_id, p.metric, (p.recorded_at AT TIME ZONE 'UTC')::date AS day, p.quantity),
+		 WHERE p.recorded_at OPERATOR(pg_catalog.<) upto
+		RETURNING p.user_id, p.metric, (p.recorded_at AT TIME ZONE 'UTC')::pg_catalog.date AS day, p.quantity),
 	summed AS (
 		SELECT t.user_id, t.metric, t.day, pg_catalog.sum(t.quantity) AS quantity, pg_catalog.count(*) AS n
 		  FROM taken t GROUP BY 1, 2, 3),
 	added AS (
 		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
 		SELECT s.user_id, s.metric, s.day, s.quantity FROM summed s
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity)
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity)
 	SELECT COALESCE(pg_catalog.sum(s.n), 0) INTO records FROM summed s;
 
 	WITH locked AS (
 		SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending
 		  FROM billing.quota_counters q
-		 WHERE q.usage_pending > 0 AND q.usage_day <= upto_day AND q.owner_id <> ''
+		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day OPERATOR(pg_catalog.<=) upto_day AND q.owner_id OPERATOR(pg_catalog.<>) ''
 		   FOR UPDATE),
 	cleared AS (
 		UPDATE billing.quota_counters q SET usage_pending = 0
-		  FROM locked l WHERE q.attachment_id = l.attachment_id AND q.key = l.key
+		  FROM locked l WHERE q.attachment_id OPERATOR(pg_catalog.=) l.attachment_id AND q.key OPERATOR(pg_catalog.=) l.key
 		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending),
 	added AS (
 		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
 		SELECT c.owner_id, c.metric, c.usage_day, pg_catalog.sum(c.usage_pending) FROM cleared c GROUP BY 1, 2, 3
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity)
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity)
 	SELECT pg_catalog.count(*) INTO counters FROM cleared;
-	RETURN records + counters;
+	RETURN records OPERATOR(pg_catalog.+) counters;
 END
 $$;
 COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
@@ -195,9 +195,9 @@ CREATE FUNCTION billing._usage_partition(month_of timestamptz) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	month_start timestamp := pg_catalog.date_trunc('month', billing._valid_time(month_of, 'month_of') AT TIME ZONE 'UTC');
-	part text := 'usage_records_' || pg_catalog.to_char(month_start, 'YYYY_MM');
-	bound_from text := pg_catalog.to_char(month_start, 'YYYY-MM-DD') || ' 00:00:00+00';
-	bound_to text := pg_catalog.to_char(month_start + interval '1 month', 'YYYY-MM-DD') || ' 00:00:00+00';
+	part text := 'usage_records_' OPERATOR(pg_catalog.||) pg_catalog.to_char(month_start, 'YYYY_MM');
+	bound_from text := pg_catalog.to_char(month_start, 'YYYY-MM-DD') OPERATOR(pg_catalog.||) ' 00:00:00+00';
+	bound_to text := pg_catalog.to_char(month_start OPERATOR(pg_catalog.+) interval '1 month', 'YYYY-MM-DD') OPERATOR(pg_catalog.||) ' 00:00:00+00';
 BEGIN
 	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
 		RETURN false;
@@ -223,8 +223,8 @@ BEGIN
 		'WITH moved AS (DELETE FROM ONLY billing.usage_records_default d'
 		' WHERE d.recorded_at >= $1::pg_catalog.timestamptz AND d.recorded_at < $2::pg_catalog.timestamptz RETURNING d.*)'
 		' INSERT INTO billing.%I SELECT * FROM moved', part) USING bound_from, bound_to;
-	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON billing.%I (id)', part || '_id', part);
-	EXECUTE pg_catalog.format('CREATE INDEX %I ON billing.%I (user_id, metric, recorded_at)', part || '_user_metric', part);
+	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON billing.%I (id)', part OPERATOR(pg_catalog.||) '_id', part);
+	EXECUTE pg_catalog.format('CREATE INDEX %I ON billing.%I (user_id, metric, recorded_at)', part OPERATOR(pg_catalog.||) '_user_metric', part);
 	EXECUTE pg_catalog.format('ALTER TABLE billing.usage_records ATTACH PARTITION billing.%I FOR VALUES FROM (%L) TO (%L)',
 							  part, bound_from, bound_to);
 	RETURN true;
@@ -245,12 +245,12 @@ DECLARE
 	r record;
 BEGIN
 	PERFORM billing._required(at, 'at');
-	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '9999-10-01 00:00:00+00') THEN
+	IF NOT (at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND at OPERATOR(pg_catalog.<) '9999-10-01 00:00:00+00') THEN
 		RETURN;  -- no month of records to prepare (or to drop) that far away
 	END IF;
 	FOR i IN 0..2 LOOP
-		IF billing._usage_partition(((at AT TIME ZONE 'UTC') + pg_catalog.make_interval(months => i)) AT TIME ZONE 'UTC') THEN
-			created := created + 1;
+		IF billing._usage_partition(((at AT TIME ZONE 'UTC') OPERATOR(pg_catalog.+) pg_catalog.make_interval(months => i)) AT TIME ZONE 'UTC') THEN
+			created := created OPERATOR(pg_catalog.+) 1;
 		END IF;
 	END LOOP;
 	IF retention IS NOT NULL THEN
@@ -264,38 +264,38 @@ BEGIN
 		END;
 	END IF;
 	IF retention IS NOT NULL THEN
-		cutoff := at - retention;
+		cutoff := at OPERATOR(pg_catalog.-) retention;
 		-- whole months before the cut-off, none of their records still pending
 		FOR r IN
 			SELECT c.relname, m.month_start AT TIME ZONE 'UTC' AS lo,
-				   (m.month_start + interval '1 month') AT TIME ZONE 'UTC' AS hi
+				   (m.month_start OPERATOR(pg_catalog.+) interval '1 month') AT TIME ZONE 'UTC' AS hi
 			  FROM pg_catalog.pg_inherits i
-			  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid,
+			  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid,
 				   LATERAL (SELECT pg_catalog.to_date(pg_catalog.substr(c.relname, 15), 'YYYY_MM')::timestamp
 									 AS month_start) m
-			 WHERE i.inhparent = 'billing.usage_records'::pg_catalog.regclass
-			   AND c.relname ~ '^usage_records_[0-9]{4}_[0-9]{2}$'
+			 WHERE i.inhparent OPERATOR(pg_catalog.=) 'billing.usage_records'::pg_catalog.regclass
+			   AND c.relname OPERATOR(pg_catalog.~) '^usage_records_[0-9]{4}_[0-9]{2}$'
 			 ORDER BY 2
 		LOOP
-			CONTINUE WHEN r.hi > cutoff;
-			CONTINUE WHEN EXISTS (SELECT FROM billing.usage_pending p WHERE p.recorded_at >= r.lo AND p.recorded_at < r.hi);
-			DELETE FROM billing.usage_keys k WHERE k.recorded_at >= r.lo AND k.recorded_at < r.hi;
+			CONTINUE WHEN r.hi OPERATOR(pg_catalog.>) cutoff;
+			CONTINUE WHEN EXISTS (SELECT FROM billing.usage_pending p WHERE p.recorded_at OPERATOR(pg_catalog.>=) r.lo AND p.recorded_at OPERATOR(pg_catalog.<) r.hi);
+			DELETE FROM billing.usage_keys k WHERE k.recorded_at OPERATOR(pg_catalog.>=) r.lo AND k.recorded_at OPERATOR(pg_catalog.<) r.hi;
 			EXECUTE pg_catalog.format('DROP TABLE billing.%I', r.relname);
-			dropped := dropped + 1;
+			dropped := dropped OPERATOR(pg_catalog.+) 1;
 		END LOOP;
 		-- records of months without a partition: one by one
 		WITH gone AS (
 			DELETE FROM ONLY billing.usage_records_default d
-			 WHERE d.recorded_at < cutoff AND NOT EXISTS (SELECT FROM billing.usage_pending p WHERE p.record_id = d.id)
+			 WHERE d.recorded_at OPERATOR(pg_catalog.<) cutoff AND NOT EXISTS (SELECT FROM billing.usage_pending p WHERE p.record_id OPERATOR(pg_catalog.=) d.id)
 			RETURNING d.id)
-		DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id = g.id;
+		DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id OPERATOR(pg_catalog.=) g.id;
 	END IF;
-	IF created > 0 THEN
+	IF created OPERATOR(pg_catalog.>) 0 THEN
 		action := 'usage_partitions_created';
 		count := created;
 		RETURN NEXT;
 	END IF;
-	IF dropped > 0 THEN
+	IF dropped OPERATOR(pg_catalog.>) 0 THEN
 		action := 'usage_partitions_dropped';
 		count := dropped;
 		RETURN NEXT;
@@ -311,19 +311,19 @@ RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
 		   billing._valid_time($3, 'from_time'), billing._valid_time($4, 'to_time');
-	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::date AS d0, ($4 AT TIME ZONE 'UTC')::date AS d1)
+	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::pg_catalog.date AS d0, ($4 AT TIME ZONE 'UTC')::pg_catalog.date AS d1)
 	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
-					   WHERE d.user_id = $1 AND d.metric = $2 AND d.day >= span.d0 AND d.day < span.d1
+					   WHERE d.user_id OPERATOR(pg_catalog.=) $1 AND d.metric OPERATOR(pg_catalog.=) $2 AND d.day OPERATOR(pg_catalog.>=) span.d0 AND d.day OPERATOR(pg_catalog.<) span.d1
 						 AND d.deleted_at IS NULL), 0)
-		  + COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
-					   WHERE p.user_id = $1 AND p.metric = $2
-						 AND p.recorded_at >= span.d0::timestamp AT TIME ZONE 'UTC'
-						 AND p.recorded_at < span.d1::timestamp AT TIME ZONE 'UTC'), 0)
-		  + COALESCE((SELECT pg_catalog.sum(q.usage_pending)
-						FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id, span
-					   WHERE q.owner_id = $1 AND q.usage_pending > 0
-						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END = $2
-						 AND q.usage_day >= span.d0 AND q.usage_day < span.d1), 0))::bigint
+		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
+					   WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.metric OPERATOR(pg_catalog.=) $2
+						 AND p.recorded_at OPERATOR(pg_catalog.>=) span.d0::timestamp AT TIME ZONE 'UTC'
+						 AND p.recorded_at OPERATOR(pg_catalog.<) span.d1::timestamp AT TIME ZONE 'UTC'), 0)
+		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(q.usage_pending)
+						FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id, span
+					   WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.usage_pending OPERATOR(pg_catalog.>) 0
+						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END OPERATOR(pg_catalog.=) $2
+						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0))::bigint
 $$;
 COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
 	'Exact usage of a metric over whole UTC days [from, to), rollups plus the tail';

@@ -58,7 +58,7 @@ BEGIN
 	END IF;
 	-- Ids only: any role may LISTEN, so the payload carries no personal data.
 	PERFORM pg_catalog.pg_notify('billing_events',
-		pg_catalog.jsonb_build_object('id', new_id, 'subscription_id', $2, 'kind', $3)::text);
+		pg_catalog.jsonb_build_object('id', new_id, 'subscription_id', $2, 'kind', $3)::pg_catalog.text);
 	RETURN true;
 END
 $$;
@@ -70,19 +70,19 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	-- subscription row: a plan change during a trial or a same-interval upgrade
 	-- keeps the trial or period, so it is announced once.
 	SELECT 'notified_trial_will_end', pg_catalog.count(*) FILTER (WHERE billing._notify(
-			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' || s.user_id || ':' || billing._micros(s.trial_start), at))
+			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' OPERATOR(pg_catalog.||) s.user_id OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) billing._micros(s.trial_start), at))
 	  FROM billing.subscriptions s
-	 WHERE s.status = 'trialing' AND s.deleted_at IS NULL AND s.ended_at IS NULL
-	   AND s.trial_end > at AND s.trial_end <= at + interval '3 days'
+	 WHERE s.status OPERATOR(pg_catalog.=) 'trialing' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND s.trial_end OPERATOR(pg_catalog.>) at AND s.trial_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '3 days')
 	UNION ALL
 	-- none for a period that will not be billed (a switch to Free at its end)
 	SELECT 'notified_renewal_upcoming', pg_catalog.count(*) FILTER (WHERE billing._notify(
-			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' || s.user_id || ':' || billing._micros(s.current_period_end), at))
+			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' OPERATOR(pg_catalog.||) s.user_id OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) billing._micros(s.current_period_end), at))
 	  FROM billing.subscriptions s
-	  LEFT JOIN billing.subscription_plans sp ON sp.id = s.scheduled_plan_id
-	 WHERE s.status = 'active' AND s.deleted_at IS NULL AND s.ended_at IS NULL
-	   AND NOT s.cancel_at_period_end AND s.price_cents > 0 AND COALESCE(sp.price_cents, 1) > 0
-	   AND s.current_period_end > at AND s.current_period_end <= at + interval '7 days'
+	  LEFT JOIN billing.subscription_plans sp ON sp.id OPERATOR(pg_catalog.=) s.scheduled_plan_id
+	 WHERE s.status OPERATOR(pg_catalog.=) 'active' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND NOT s.cancel_at_period_end AND s.price_cents OPERATOR(pg_catalog.>) 0 AND COALESCE(sp.price_cents, 1) OPERATOR(pg_catalog.>) 0
+	   AND s.current_period_end OPERATOR(pg_catalog.>) at AND s.current_period_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '7 days')
 $$;
 
 CREATE FUNCTION billing.subscribe(user_id text, plan_code text, at timestamptz DEFAULT pg_catalog.now(),

@@ -85,7 +85,7 @@ DECLARE
 BEGIN
 	CREATE TEMP TABLE history_missing ON COMMIT DROP AS
 	SELECT s.* FROM billing.subscriptions s
-	 WHERE NOT EXISTS (SELECT 1 FROM billing.subscription_history h WHERE h.subscription_id = s.id);
+	 WHERE NOT EXISTS (SELECT 1 FROM billing.subscription_history h WHERE h.subscription_id OPERATOR(pg_catalog.=) s.id);
 	INSERT INTO billing.subscription_history
 		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
 		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
@@ -94,7 +94,7 @@ BEGIN
 		   s.trial_start, s.trial_end, s.trial_start, s.trial_end, false, NULL, NULL, NULL, NULL, NULL,
 		   s.deleted_at IS NOT NULL, s.started_at, s.billing_anchor
 	  FROM history_missing s
-	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor > s.trial_start AND s.billing_anchor >= s.started_at
+	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor OPERATOR(pg_catalog.>) s.trial_start AND s.billing_anchor OPERATOR(pg_catalog.>=) s.started_at
 	   AND s.status NOT IN ('trialing', 'incomplete')
 	 ORDER BY s.id;
 	INSERT INTO billing.subscription_history
@@ -107,10 +107,10 @@ BEGIN
 		   CASE WHEN t.subscription_id IS NOT NULL THEN s.billing_anchor
 				WHEN s.status IN ('active', 'past_due') THEN COALESCE(s.billing_anchor, s.started_at)
 				ELSE (SELECT pg_catalog.min(p.paid_at) FROM billing.payments p
-					   WHERE p.subscription_id = s.id AND p.status = 'succeeded' AND p.amount_cents > 0) END,
+					   WHERE p.subscription_id OPERATOR(pg_catalog.=) s.id AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.amount_cents OPERATOR(pg_catalog.>) 0) END,
 		   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at)
 	  FROM history_missing s
-	  LEFT JOIN billing.subscription_history t ON t.subscription_id = s.id
+	  LEFT JOIN billing.subscription_history t ON t.subscription_id OPERATOR(pg_catalog.=) s.id
 	 ORDER BY s.id;
 	GET DIAGNOSTICS added = ROW_COUNT;
 	DROP TABLE history_missing;
@@ -141,16 +141,16 @@ RETURNS TABLE (subscription_id bigint, user_id text, plan_id bigint, status bill
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency, c.current,
 		   c.current AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, NULL, $1),
-		   c.current AND h.price_cents > 0 AND h.billing_interval <> 'lifetime' AND h.paid_since IS NOT NULL
-			 AND h.status IN ('active', 'past_due', 'canceled') AND (h.trial_end IS NULL OR h.trial_end <= $1),
-		   CASE h.billing_interval WHEN 'monthly' THEN h.price_cents::numeric
-								   WHEN 'yearly' THEN h.price_cents::numeric / 12
-								   ELSE 0 END
+		   c.current AND h.price_cents OPERATOR(pg_catalog.>) 0 AND h.billing_interval OPERATOR(pg_catalog.<>) 'lifetime' AND h.paid_since IS NOT NULL
+			 AND h.status OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[]) AND (h.trial_end IS NULL OR h.trial_end OPERATOR(pg_catalog.<=) $1),
+		   CASE WHEN h.billing_interval OPERATOR(pg_catalog.=) 'monthly' THEN h.price_cents::numeric
+				WHEN h.billing_interval OPERATOR(pg_catalog.=) 'yearly' THEN h.price_cents::numeric OPERATOR(pg_catalog./) 12
+				ELSE 0 END
 	  FROM billing.subscription_history h,
-		   LATERAL (SELECT (h.ended_at IS NULL OR h.ended_at > $1)
-						   AND NOT COALESCE(h.status = 'trialing' AND h.trial_end <= $1, false)
-						   AND NOT COALESCE(h.status = 'canceled' AND h.current_period_end <= $1, false) AS current) c
-	 WHERE h.valid_from <= $1 AND h.valid_to > $1 AND NOT h.removed
+		   LATERAL (SELECT (h.ended_at IS NULL OR h.ended_at OPERATOR(pg_catalog.>) $1)
+						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'trialing' AND h.trial_end OPERATOR(pg_catalog.<=) $1, false)
+						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'canceled' AND h.current_period_end OPERATOR(pg_catalog.<=) $1, false) AS current) c
+	 WHERE h.valid_from OPERATOR(pg_catalog.<=) $1 AND h.valid_to OPERATOR(pg_catalog.>) $1 AND NOT h.removed
 $$;
 
 CREATE FUNCTION billing.mrr(at timestamptz DEFAULT pg_catalog.now())
@@ -181,7 +181,7 @@ BEGIN
 	PERFORM billing._valid_time(at, 'at');
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
+	SELECT b.currency, pg_catalog.round(12 OPERATOR(pg_catalog.*) pg_catalog.sum(b.monthly_cents))::bigint
 	  FROM billing._book_at($1) b
 	 WHERE b.paying
 	 GROUP BY b.currency
@@ -199,7 +199,7 @@ BEGIN
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
 	SELECT p.tier, b.status, pg_catalog.count(*)
-	  FROM billing._book_at($1) b JOIN billing.subscription_plans p ON p.id = b.plan_id
+	  FROM billing._book_at($1) b JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
 	 WHERE b.current
 	 GROUP BY p.tier, b.status
 	 ORDER BY p.tier, b.status
@@ -223,12 +223,12 @@ BEGIN
 		  FROM billing._book_at($1) b
 		 GROUP BY b.user_id),
 	counted AS (
-		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code = 'free')) AS plan_id,
+		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code OPERATOR(pg_catalog.=) 'free')) AS plan_id,
 			   pg_catalog.count(*) AS users
 		  FROM users u GROUP BY 1)
 	SELECT p.code, p.tier, c.users,
-		   pg_catalog.round(c.users::numeric / NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
-	  FROM counted c JOIN billing.subscription_plans p ON p.id = c.plan_id
+		   pg_catalog.round(c.users::numeric OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
+	  FROM counted c JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) c.plan_id
 	 ORDER BY c.users DESC, p.code
 	$q$ USING at;
 END
@@ -241,7 +241,7 @@ RETURNS TABLE (currency text, customers_at_start bigint, customers_churned bigin
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
-	IF to_time <= from_time THEN
+	IF to_time OPERATOR(pg_catalog.<=) from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
@@ -253,11 +253,11 @@ BEGIN
 	still AS (
 		SELECT DISTINCT b.user_id FROM billing._book_at($2) b WHERE b.paying)
 	SELECT st.currency, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL),
-		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric / pg_catalog.count(*), 4),
+		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric OPERATOR(pg_catalog./) pg_catalog.count(*), 4),
 		   pg_catalog.round(pg_catalog.sum(st.mrr))::bigint,
 		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0))::bigint,
-		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0) / NULLIF(pg_catalog.sum(st.mrr), 0), 4)
-	  FROM start st LEFT JOIN still sl ON sl.user_id = st.user_id
+		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0) OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(st.mrr), 0), 4)
+	  FROM start st LEFT JOIN still sl ON sl.user_id OPERATOR(pg_catalog.=) st.user_id
 	 GROUP BY st.currency
 	 ORDER BY st.currency
 	$q$ USING from_time, to_time;
@@ -272,7 +272,7 @@ RETURNS TABLE (user_id text, currency text, paid_at timestamptz, amount_cents bi
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.user_id, p.currency, p.paid_at, p.amount_cents
 	  FROM billing.payments p
-	 WHERE p.status = 'succeeded' AND p.deleted_at IS NULL AND p.paid_at >= from_time AND p.paid_at < to_time
+	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
 $$;
 
 CREATE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
@@ -280,9 +280,9 @@ RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_ce
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
-		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0),
+		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
-				/ NULLIF(pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0), 0))::bigint
+				OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0), 0))::bigint
 	  FROM billing._net_payments(from_time, to_time) n
 	 GROUP BY n.currency
 	 ORDER BY n.currency
@@ -298,8 +298,8 @@ RETURNS TABLE (subscription_id bigint, plan_id bigint, trial_start timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT h.subscription_id, h.plan_id, h.trial_start
 	  FROM billing.subscription_history h
-	 WHERE h.status = 'trialing' AND h.previous_status IS NULL AND h.valid_from = h.trial_start
-	   AND h.valid_from >= $1 AND h.valid_from < $2 AND NOT h.removed
+	 WHERE h.status OPERATOR(pg_catalog.=) 'trialing' AND h.previous_status IS NULL AND h.valid_from OPERATOR(pg_catalog.=) h.trial_start
+	   AND h.valid_from OPERATOR(pg_catalog.>=) $1 AND h.valid_from OPERATOR(pg_catalog.<) $2 AND NOT h.removed
 $$;
 
 CREATE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
@@ -311,14 +311,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	WITH trials AS (
 		SELECT p.tier,
 			   EXISTS (SELECT 1 FROM billing.subscription_history c
-						WHERE c.subscription_id = t.subscription_id AND c.paid_since < to_time) AS converted,
+						WHERE c.subscription_id OPERATOR(pg_catalog.=) t.subscription_id AND c.paid_since OPERATOR(pg_catalog.<) to_time) AS converted,
 			   EXISTS (SELECT 1 FROM billing.subscription_history c
-						WHERE c.subscription_id = t.subscription_id AND c.valid_from < to_time AND c.valid_to >= to_time
-						  AND c.status = 'trialing' AND c.trial_end >= to_time) AS trialing
-		  FROM billing._trials_started(from_time, to_time) t JOIN billing.subscription_plans p ON p.id = t.plan_id)
+						WHERE c.subscription_id OPERATOR(pg_catalog.=) t.subscription_id AND c.valid_from OPERATOR(pg_catalog.<) to_time AND c.valid_to OPERATOR(pg_catalog.>=) to_time
+						  AND c.status OPERATOR(pg_catalog.=) 'trialing' AND c.trial_end OPERATOR(pg_catalog.>=) to_time) AS trialing
+		  FROM billing._trials_started(from_time, to_time) t JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id)
 	SELECT t.tier, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE t.converted),
 		   pg_catalog.count(*) FILTER (WHERE t.trialing),
-		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE t.converted)::numeric / pg_catalog.count(*), 4)
+		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE t.converted)::numeric OPERATOR(pg_catalog./) pg_catalog.count(*), 4)
 	  FROM trials t
 	 GROUP BY t.tier
 	 ORDER BY t.tier
@@ -340,21 +340,21 @@ BEGIN
 			USING ERRCODE = '22023', HINT = 'Use hour, day, week, month or year.';
 	END IF;
 	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
-	IF to_time <= from_time THEN
+	IF to_time OPERATOR(pg_catalog.<=) from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
 	END IF;
-	step := ('1 ' || grain)::interval;
+	step := ('1 ' OPERATOR(pg_catalog.||) grain)::interval;
 	-- a series is for plotting: at most 100,000 points
-	IF EXTRACT(epoch FROM to_time - from_time)
-	   > 100000 * EXTRACT(epoch FROM CASE grain WHEN 'month' THEN interval '28 days'
-															WHEN 'year' THEN interval '365 days' ELSE step END) THEN
+	IF EXTRACT(epoch FROM to_time OPERATOR(pg_catalog.-) from_time)
+	   OPERATOR(pg_catalog.>) (100000 OPERATOR(pg_catalog.*) EXTRACT(epoch FROM CASE grain WHEN 'month' THEN interval '28 days'
+															WHEN 'year' THEN interval '365 days' ELSE step END)) THEN
 		RAISE EXCEPTION 'report period has too many % buckets', grain USING ERRCODE = '22023',
 			DETAIL = 'A time series has at most 100000 buckets.', HINT = 'Use a coarser grain or a shorter period.';
 	END IF;
 	RETURN QUERY
 	SELECT g AT TIME ZONE 'UTC'
 	  FROM pg_catalog.generate_series(pg_catalog.date_trunc(grain, from_time AT TIME ZONE 'UTC'),
-									  (to_time AT TIME ZONE 'UTC') - interval '1 microsecond', step) g;
+									  (to_time AT TIME ZONE 'UTC') OPERATOR(pg_catalog.-) interval '1 microsecond', step) g;
 END
 $$;
 
@@ -367,9 +367,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		SELECT pg_catalog.date_trunc(grain, n.paid_at, 'UTC') AS bucket, n.currency, pg_catalog.sum(n.amount_cents) AS cents
 		  FROM billing._net_payments(from_time, to_time) n
 		 GROUP BY 1, 2)
-	SELECT b.bucket, 'revenue_cents_' || c.currency, COALESCE(m.cents, 0)
+	SELECT b.bucket, 'revenue_cents_' OPERATOR(pg_catalog.||) c.currency, COALESCE(m.cents, 0)
 	  FROM b CROSS JOIN cur c
-	  LEFT JOIN money m ON m.bucket = b.bucket AND m.currency = c.currency
+	  LEFT JOIN money m ON m.bucket OPERATOR(pg_catalog.=) b.bucket AND m.currency OPERATOR(pg_catalog.=) c.currency
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.revenue(timestamptz, timestamptz, text) IS
@@ -384,19 +384,19 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	daily AS (
 		SELECT d.day::timestamp AT TIME ZONE 'UTC' AS t, d.metric, d.quantity FROM billing.usage_daily d
 		 WHERE d.deleted_at IS NULL
-		   AND d.day >= (from_time AT TIME ZONE 'UTC')::date - 1 AND d.day <= (to_time AT TIME ZONE 'UTC')::date
+		   AND d.day OPERATOR(pg_catalog.>=) ((from_time AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.-) 1) AND d.day OPERATOR(pg_catalog.<=) (to_time AT TIME ZONE 'UTC')::pg_catalog.date
 		UNION ALL
 		SELECT p.recorded_at, p.metric, p.quantity FROM billing.usage_pending p
-		 WHERE p.recorded_at >= from_time AND p.recorded_at < to_time
+		 WHERE p.recorded_at OPERATOR(pg_catalog.>=) from_time AND p.recorded_at OPERATOR(pg_catalog.<) to_time
 		UNION ALL
 		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
 			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
-		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
-		 WHERE q.usage_pending > 0 AND q.owner_id <> ''),
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''),
 	agg AS (
 		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
-		  FROM daily d WHERE d.t >= from_time AND d.t < to_time GROUP BY 1, 2)
-	SELECT a.bucket, a.metric, a.total FROM agg a JOIN b ON b.bucket = a.bucket
+		  FROM daily d WHERE d.t OPERATOR(pg_catalog.>=) from_time AND d.t OPERATOR(pg_catalog.<) to_time GROUP BY 1, 2)
+	SELECT a.bucket, a.metric, a.total FROM agg a JOIN b ON b.bucket OPERATOR(pg_catalog.=) a.bucket
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
@@ -410,11 +410,11 @@ BEGIN
 	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
+	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (
-	SELECT 0, 'active_' || p.tier, pg_catalog.count(*)
-	  FROM bounds, billing._book_at(bounds.d1 - interval '1 microsecond') b
-	  JOIN billing.subscription_plans p ON p.id = b.plan_id
+	SELECT 0, 'active_' OPERATOR(pg_catalog.||) p.tier, pg_catalog.count(*)
+	  FROM bounds, billing._book_at(bounds.d1 OPERATOR(pg_catalog.-) interval '1 microsecond') b
+	  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
 	 WHERE b.current AND b.status NOT IN ('incomplete', 'paused')
 	 GROUP BY p.tier
 	UNION ALL
@@ -422,17 +422,17 @@ BEGIN
 	UNION ALL
 	-- the first paid interval of a subscription that had a trial
 	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.valid_from = h.paid_since
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.valid_from OPERATOR(pg_catalog.=) h.paid_since
 	   AND h.trial_start IS NOT NULL AND h.status IN ('active', 'past_due')
 	   AND h.previous_status IS NOT NULL AND h.previous_status NOT IN ('active', 'past_due') AND NOT h.removed
 	UNION ALL
 	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.status = 'canceled'
-	   AND h.previous_status IS NOT NULL AND h.previous_status <> 'canceled'
-	   AND COALESCE(h.end_reason, '') <> 'plan_changed' AND NOT h.removed
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.status OPERATOR(pg_catalog.=) 'canceled'
+	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
+	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
 	UNION ALL
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status = 'failed' AND p.paid_at >= bounds.d0 AND p.paid_at < bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END

@@ -84,7 +84,7 @@ COMMENT ON FUNCTION billing.stripe_ingest(text, text, timestamptz) IS
 -- Internal: Unix seconds in a facts object as timestamptz (NULL when absent).
 CREATE FUNCTION billing._stripe_time(facts jsonb, key text) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT pg_catalog.to_timestamp((facts ->> key)::bigint)
+	SELECT pg_catalog.to_timestamp((facts OPERATOR(pg_catalog.->>) key)::bigint)
 $$;
 
 -- Internal: the billing user a Stripe object belongs to: the user of the
@@ -94,14 +94,14 @@ CREATE FUNCTION billing._stripe_user(facts jsonb) RETURNS text
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT COALESCE(
 		(SELECT s.user_id FROM billing.subscriptions s
-		  WHERE s.stripe_subscription_id = facts ->> 'subscription' AND s.deleted_at IS NULL),
+		  WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'subscription') AND s.deleted_at IS NULL),
 		(SELECT i.user_id FROM billing.invoices i
-		  WHERE i.stripe_invoice_id = facts ->> 'invoice' AND i.deleted_at IS NULL),
-		NULLIF(facts ->> 'user_id', ''),
+		  WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'invoice') AND i.deleted_at IS NULL),
+		NULLIF(facts OPERATOR(pg_catalog.->>) 'user_id', ''),
 		(SELECT c.user_id FROM billing.stripe_customers c
-		  WHERE c.customer_id = facts ->> 'customer' AND c.deleted_at IS NULL),
+		  WHERE c.customer_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'customer') AND c.deleted_at IS NULL),
 		(SELECT s.user_id FROM billing.subscriptions s
-		  WHERE s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+		  WHERE s.stripe_customer_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'customer') AND s.deleted_at IS NULL
 		  ORDER BY s.started_at DESC, s.id DESC LIMIT 1))
 $$;
 
@@ -119,16 +119,16 @@ $$;
 CREATE FUNCTION billing._stripe_checkout_completed(facts jsonb) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	uid text := NULLIF(facts ->> 'user_id', '');
+	uid text := NULLIF(facts OPERATOR(pg_catalog.->>) 'user_id', '');
 BEGIN
 	IF uid IS NULL THEN
 		RETURN 'the checkout session has no client_reference_id or metadata.user_id';
 	END IF;
-	PERFORM billing._stripe_link_customer(facts ->> 'customer', uid);
-	IF facts ->> 'subscription' IS NOT NULL AND facts ->> 'customer' IS NOT NULL THEN
-		UPDATE billing.subscriptions s SET stripe_customer_id = facts ->> 'customer'
-		 WHERE s.stripe_subscription_id = facts ->> 'subscription'
-		   AND s.stripe_customer_id IS DISTINCT FROM facts ->> 'customer';
+	PERFORM billing._stripe_link_customer(facts OPERATOR(pg_catalog.->>) 'customer', uid);
+	IF facts OPERATOR(pg_catalog.->>) 'subscription' IS NOT NULL AND facts OPERATOR(pg_catalog.->>) 'customer' IS NOT NULL THEN
+		UPDATE billing.subscriptions s SET stripe_customer_id = facts OPERATOR(pg_catalog.->>) 'customer'
+		 WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'subscription')
+		   AND s.stripe_customer_id IS DISTINCT FROM facts OPERATOR(pg_catalog.->>) 'customer';
 	END IF;
 	RETURN NULL;
 END
@@ -163,11 +163,11 @@ BEGIN
 		   invoice_id = COALESCE(p.invoice_id, EXCLUDED.invoice_id),
 		   stripe_payment_intent_id = COALESCE(p.stripe_payment_intent_id, EXCLUDED.stripe_payment_intent_id),
 		   stripe_charge_id = COALESCE(EXCLUDED.stripe_charge_id, p.stripe_charge_id),
-		   amount_cents = CASE WHEN p.status = 'succeeded' THEN p.amount_cents ELSE EXCLUDED.amount_cents END,
-		   status = CASE WHEN p.status = 'succeeded' THEN 'succeeded' ELSE EXCLUDED.status END,
-		   failure_code = CASE WHEN p.status = 'succeeded' THEN NULL ELSE EXCLUDED.failure_code END,
-		   failure_message = CASE WHEN p.status = 'succeeded' THEN NULL ELSE EXCLUDED.failure_message END,
-		   paid_at = CASE WHEN p.status = 'succeeded' THEN p.paid_at ELSE EXCLUDED.paid_at END
+		   amount_cents = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN p.amount_cents ELSE EXCLUDED.amount_cents END,
+		   status = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN 'succeeded' ELSE EXCLUDED.status END,
+		   failure_code = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN NULL ELSE EXCLUDED.failure_code END,
+		   failure_message = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN NULL ELSE EXCLUDED.failure_message END,
+		   paid_at = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN p.paid_at ELSE EXCLUDED.paid_at END
 	RETURNING p.id INTO payment_id;
 	RETURN payment_id;
 END
@@ -182,38 +182,38 @@ DECLARE
 	inv billing.invoices;
 	uid text;
 	-- status, paid time, period and issue time: the core's decision (stripe::DecideInvoice)
-	status text := facts ->> 'status';
-	reason text := COALESCE(facts ->> 'billing_reason', 'manual');
-	period_start timestamptz := billing._stripe_time(facts -> 'decided', 'period_start');
-	period_end timestamptz := billing._stripe_time(facts -> 'decided', 'period_end');
-	issued timestamptz := billing._stripe_time(facts -> 'decided', 'issued_at');
-	paid timestamptz := billing._stripe_time(facts -> 'decided', 'paid_at');
+	status text := facts OPERATOR(pg_catalog.->>) 'status';
+	reason text := COALESCE(facts OPERATOR(pg_catalog.->>) 'billing_reason', 'manual');
+	period_start timestamptz := billing._stripe_time(facts OPERATOR(pg_catalog.->) 'decided', 'period_start');
+	period_end timestamptz := billing._stripe_time(facts OPERATOR(pg_catalog.->) 'decided', 'period_end');
+	issued timestamptz := billing._stripe_time(facts OPERATOR(pg_catalog.->) 'decided', 'issued_at');
+	paid timestamptz := billing._stripe_time(facts OPERATOR(pg_catalog.->) 'decided', 'paid_at');
 	invoice_number text;
 	lines jsonb;
 BEGIN
 	SELECT x.* INTO sub FROM billing.subscriptions x
-	 WHERE x.stripe_subscription_id = facts ->> 'subscription' AND x.deleted_at IS NULL;
+	 WHERE x.stripe_subscription_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'subscription') AND x.deleted_at IS NULL;
 	uid := COALESCE(sub.user_id, billing._stripe_user(facts));
 	IF uid IS NULL THEN
-		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
-								 facts ->> 'id');
+		RETURN 'pending: ' OPERATOR(pg_catalog.||) pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
+								 facts OPERATOR(pg_catalog.->>) 'id');
 	END IF;
 	SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-			'description', l ->> 'description',
-			'amount_cents', (l ->> 'amount_cents')::bigint,
-			'currency', pg_catalog.lower(l ->> 'currency'),
+			'description', l OPERATOR(pg_catalog.->>) 'description',
+			'amount_cents', (l OPERATOR(pg_catalog.->>) 'amount_cents')::bigint,
+			'currency', pg_catalog.lower(l OPERATOR(pg_catalog.->>) 'currency'),
 			'period_start', billing._stripe_time(l, 'period_start'),
 			'period_end', billing._stripe_time(l, 'period_end'),
-			'stripe_price_id', l ->> 'stripe_price_id') ORDER BY n), '[]')
+			'stripe_price_id', l OPERATOR(pg_catalog.->>) 'stripe_price_id') ORDER BY n), '[]')
 	  INTO lines
-	  FROM pg_catalog.jsonb_array_elements(COALESCE(facts -> 'lines', '[]')) WITH ORDINALITY AS e(l, n);
+	  FROM pg_catalog.jsonb_array_elements(COALESCE(facts OPERATOR(pg_catalog.->) 'lines', '[]')) WITH ORDINALITY AS e(l, n);
 
-	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'id' FOR UPDATE;
+	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'id') FOR UPDATE;
 	IF NOT FOUND AND sub.id IS NOT NULL AND reason IN ('subscription_create', 'subscription_cycle') THEN
 		-- billing's own invoice for this period becomes Stripe's; another Stripe
 		-- invoice for the same period is kept as a manual one
 		SELECT x.* INTO inv FROM billing.invoices x
-		 WHERE x.subscription_id = sub.id AND x.period_start = fn.period_start
+		 WHERE x.subscription_id OPERATOR(pg_catalog.=) sub.id AND x.period_start OPERATOR(pg_catalog.=) fn.period_start
 		   AND x.billing_reason IN ('subscription_create', 'subscription_cycle') AND x.deleted_at IS NULL
 		   FOR UPDATE;
 		IF FOUND AND inv.stripe_invoice_id IS NOT NULL THEN
@@ -223,37 +223,37 @@ BEGIN
 	END IF;
 
 	IF inv.id IS NULL THEN
-		invoice_number := facts ->> 'number';
-		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
+		invoice_number := facts OPERATOR(pg_catalog.->>) 'number';
+		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number OPERATOR(pg_catalog.=) invoice_number) THEN
 			invoice_number := billing._next_invoice_number(issued);
 		END IF;
 		INSERT INTO billing.invoices AS x
 			(number, user_id, subscription_id, status, billing_reason, currency, period_start, period_end,
 			 subtotal_cents, total_cents, amount_paid_cents, amount_due_cents, lines, issued_at, paid_at,
 			 stripe_invoice_id)
-		VALUES (invoice_number, uid, sub.id, status, reason, pg_catalog.lower(facts ->> 'currency'),
+		VALUES (invoice_number, uid, sub.id, status, reason, pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency'),
 				period_start, period_end,
-				COALESCE((facts ->> 'subtotal')::bigint, 0), COALESCE((facts ->> 'total')::bigint, 0),
-				GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, 0), 0),
-				GREATEST(COALESCE((facts ->> 'amount_due')::bigint, 0), 0),
-				lines, issued, paid, facts ->> 'id')
+				COALESCE((facts OPERATOR(pg_catalog.->>) 'subtotal')::bigint, 0), COALESCE((facts OPERATOR(pg_catalog.->>) 'total')::bigint, 0),
+				GREATEST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint, 0), 0),
+				GREATEST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_due')::bigint, 0), 0),
+				lines, issued, paid, facts OPERATOR(pg_catalog.->>) 'id')
 		RETURNING x.* INTO inv;
 	ELSE
 		UPDATE billing.invoices x
 		   SET subscription_id = COALESCE(x.subscription_id, sub.id),
 			   status = fn.status,
-			   currency = pg_catalog.lower(facts ->> 'currency'),
+			   currency = pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency'),
 			   period_start = COALESCE(fn.period_start, x.period_start),
 			   period_end = COALESCE(fn.period_end, x.period_end),
-			   subtotal_cents = COALESCE((facts ->> 'subtotal')::bigint, x.subtotal_cents),
-			   total_cents = COALESCE((facts ->> 'total')::bigint, x.total_cents),
-			   amount_paid_cents = GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, x.amount_paid_cents), 0),
-			   amount_due_cents = GREATEST(COALESCE((facts ->> 'amount_due')::bigint, x.amount_due_cents), 0),
-			   lines = CASE WHEN pg_catalog.jsonb_array_length(fn.lines) > 0
+			   subtotal_cents = COALESCE((facts OPERATOR(pg_catalog.->>) 'subtotal')::bigint, x.subtotal_cents),
+			   total_cents = COALESCE((facts OPERATOR(pg_catalog.->>) 'total')::bigint, x.total_cents),
+			   amount_paid_cents = GREATEST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint, x.amount_paid_cents), 0),
+			   amount_due_cents = GREATEST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_due')::bigint, x.amount_due_cents), 0),
+			   lines = CASE WHEN pg_catalog.jsonb_array_length(fn.lines) OPERATOR(pg_catalog.>) 0
 							THEN fn.lines ELSE x.lines END,
-			   paid_at = CASE WHEN fn.status = 'paid' THEN COALESCE(x.paid_at, paid) END,
-			   stripe_invoice_id = facts ->> 'id'
-		 WHERE x.id = inv.id
+			   paid_at = CASE WHEN fn.status OPERATOR(pg_catalog.=) 'paid' THEN COALESCE(x.paid_at, paid) END,
+			   stripe_invoice_id = facts OPERATOR(pg_catalog.->>) 'id'
+		 WHERE x.id OPERATOR(pg_catalog.=) inv.id
 		RETURNING x.* INTO inv;
 	END IF;
 
@@ -265,29 +265,30 @@ BEGIN
 	-- failing that one is recorded under the invoice's id, which a later
 	-- payment_intent.succeeded adopts (see billing._stripe_adopt_payment)
 	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded')
-	   AND COALESCE((facts ->> 'amount_paid')::bigint, 0) > 0 THEN
-		IF facts ->> 'payment_intent' IS NOT NULL THEN
-			PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
-												   facts ->> 'currency', true, facts ->> 'payment_intent',
-												   facts ->> 'charge', NULL, NULL, paid);
+	   AND COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint, 0) OPERATOR(pg_catalog.>) 0 THEN
+		IF facts OPERATOR(pg_catalog.->>) 'payment_intent' IS NOT NULL THEN
+			PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint,
+												   facts OPERATOR(pg_catalog.->>) 'currency', true, facts OPERATOR(pg_catalog.->>) 'payment_intent',
+												   facts OPERATOR(pg_catalog.->>) 'charge', NULL, NULL, paid);
 		ELSIF NOT EXISTS (SELECT 1 FROM billing.payments p
-						   WHERE p.invoice_id = inv.id AND p.refund_of IS NULL AND p.status = 'succeeded'
+						   WHERE p.invoice_id OPERATOR(pg_catalog.=) inv.id AND p.refund_of IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded'
 							 AND p.deleted_at IS NULL) THEN
 			UPDATE billing.payments p SET invoice_id = inv.id, subscription_id = COALESCE(p.subscription_id, sub.id)
-			 WHERE p.id = (SELECT q.id FROM billing.payments q
-							WHERE q.user_id = uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
-							  AND q.status = 'succeeded' AND q.deleted_at IS NULL
+			 WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q
+							WHERE q.user_id OPERATOR(pg_catalog.=) uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
+							  AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL
 							  AND (q.stripe_payment_intent_id IS NOT NULL OR q.stripe_charge_id IS NOT NULL)
-							  AND q.amount_cents = (facts ->> 'amount_paid')::bigint
-							  AND q.currency = pg_catalog.lower(facts ->> 'currency')
-							  AND q.paid_at BETWEEN paid - interval '1 day' AND paid + interval '1 day'
-							ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - paid)), q.id LIMIT 1);
+							  AND q.amount_cents OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint
+							  AND q.currency OPERATOR(pg_catalog.=) pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency')
+							  AND q.paid_at OPERATOR(pg_catalog.>=) (paid OPERATOR(pg_catalog.-) interval '1 day')
+							  AND q.paid_at OPERATOR(pg_catalog.<=) (paid OPERATOR(pg_catalog.+) interval '1 day')
+							ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) paid)), q.id LIMIT 1);
 			IF NOT FOUND THEN
 				INSERT INTO billing.payments AS p
 					(user_id, subscription_id, invoice_id, amount_cents, currency, status, external_id,
 					 stripe_charge_id, paid_at)
-				VALUES (uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint, pg_catalog.lower(facts ->> 'currency'),
-						'succeeded', 'stripe_invoice:' || (facts ->> 'id'), facts ->> 'charge', paid)
+				VALUES (uid, sub.id, inv.id, (facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint, pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency'),
+						'succeeded', 'stripe_invoice:' OPERATOR(pg_catalog.||) (facts OPERATOR(pg_catalog.->>) 'id'), facts OPERATOR(pg_catalog.->>) 'charge', paid)
 				ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
 			END IF;
 		END IF;
@@ -302,17 +303,18 @@ $$;
 CREATE FUNCTION billing._stripe_adopt_payment(user_id text, facts jsonb, event_created timestamptz) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	UPDATE billing.payments p
-	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'payment_intent',
-		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts ->> 'charge')
-	 WHERE p.id = (SELECT q.id FROM billing.payments q
-					WHERE q.user_id = $1 AND q.external_id LIKE 'stripe\_invoice:%' AND q.refund_of IS NULL
-					  AND q.status = 'succeeded' AND q.deleted_at IS NULL AND q.stripe_payment_intent_id IS NULL
-					  AND q.amount_cents = COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0),
-													(facts ->> 'amount')::bigint)
-					  AND q.currency = pg_catalog.lower(facts ->> 'currency')
-					  AND q.paid_at BETWEEN event_created - interval '1 day' AND event_created + interval '1 day'
-					ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - event_created)), q.id LIMIT 1)
-	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id = facts ->> 'id')
+	   SET external_id = facts OPERATOR(pg_catalog.->>) 'id', stripe_payment_intent_id = facts OPERATOR(pg_catalog.->>) 'payment_intent',
+		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts OPERATOR(pg_catalog.->>) 'charge')
+	 WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q
+					WHERE q.user_id OPERATOR(pg_catalog.=) $1 AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\_invoice:%' AND q.refund_of IS NULL
+					  AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL AND q.stripe_payment_intent_id IS NULL
+					  AND q.amount_cents OPERATOR(pg_catalog.=) COALESCE(NULLIF((facts OPERATOR(pg_catalog.->>) 'amount_received')::bigint, 0),
+													(facts OPERATOR(pg_catalog.->>) 'amount')::bigint)
+					  AND q.currency OPERATOR(pg_catalog.=) pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency')
+					  AND q.paid_at OPERATOR(pg_catalog.>=) (event_created OPERATOR(pg_catalog.-) interval '1 day')
+					  AND q.paid_at OPERATOR(pg_catalog.<=) (event_created OPERATOR(pg_catalog.+) interval '1 day')
+					ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) event_created)), q.id LIMIT 1)
+	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'id'))
 $$;
 
 -- Internal: payment_intent.succeeded / payment_failed store the payment.
@@ -322,27 +324,27 @@ DECLARE
 	inv billing.invoices;
 	uid text;
 	sub_id bigint;
-	succeeded boolean := facts ->> 'payment_status' = 'succeeded';  -- the core's (stripe::PaymentStatus)
+	succeeded boolean := facts OPERATOR(pg_catalog.->>) 'payment_status' OPERATOR(pg_catalog.=) 'succeeded';  -- the core's (stripe::PaymentStatus)
 BEGIN
-	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'invoice';
+	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'invoice');
 	uid := COALESCE(inv.user_id, billing._stripe_user(facts));
 	IF uid IS NULL THEN
-		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
-								 'and its customer is not linked', facts ->> 'id');
+		RETURN 'pending: ' OPERATOR(pg_catalog.||) pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
+								 'and its customer is not linked', facts OPERATOR(pg_catalog.->>) 'id');
 	END IF;
 	sub_id := COALESCE(inv.subscription_id,
 		(SELECT s.id FROM billing.subscriptions s
-		  WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+		  WHERE s.user_id OPERATOR(pg_catalog.=) uid AND s.stripe_customer_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'customer') AND s.deleted_at IS NULL
 		  ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1));
 	IF succeeded THEN
 		PERFORM billing._stripe_adopt_payment(uid, facts, event_created);
 	END IF;
 	PERFORM billing._stripe_upsert_payment(
 		uid, sub_id, inv.id,
-		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)
-			 ELSE COALESCE((facts ->> 'amount')::bigint, 0) END,
-		facts ->> 'currency', succeeded, facts ->> 'payment_intent', facts ->> 'charge',
-		facts ->> 'failure_code', facts ->> 'failure_message', event_created);
+		CASE WHEN succeeded THEN COALESCE(NULLIF((facts OPERATOR(pg_catalog.->>) 'amount_received')::bigint, 0), (facts OPERATOR(pg_catalog.->>) 'amount')::bigint, 0)
+			 ELSE COALESCE((facts OPERATOR(pg_catalog.->>) 'amount')::bigint, 0) END,
+		facts OPERATOR(pg_catalog.->>) 'currency', succeeded, facts OPERATOR(pg_catalog.->>) 'payment_intent', facts OPERATOR(pg_catalog.->>) 'charge',
+		facts OPERATOR(pg_catalog.->>) 'failure_code', facts OPERATOR(pg_catalog.->>) 'failure_message', event_created);
 	RETURN NULL;
 END
 $$;
@@ -360,44 +362,44 @@ DECLARE
 	payment_id bigint;
 BEGIN
 	SELECT p.* INTO original FROM billing.payments p
-	 WHERE p.refund_of IS NULL AND p.deleted_at IS NULL AND p.status = 'succeeded'
-	   AND (p.stripe_charge_id = facts ->> 'id' OR p.external_id = facts ->> 'payment_intent'
-			OR p.stripe_payment_intent_id = facts ->> 'payment_intent')
-	 ORDER BY (p.stripe_charge_id = facts ->> 'id') DESC NULLS LAST, p.id
+	 WHERE p.refund_of IS NULL AND p.deleted_at IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded'
+	   AND (p.stripe_charge_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'id') OR p.external_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'payment_intent')
+			OR p.stripe_payment_intent_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'payment_intent'))
+	 ORDER BY (p.stripe_charge_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'id')) DESC NULLS LAST, p.id
 	 LIMIT 1
 	   FOR UPDATE;
 	IF NOT FOUND THEN
 		-- the payment itself never arrived: it is recorded from the charge
 		uid := billing._stripe_user(facts);
 		IF uid IS NULL THEN
-			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
-									 'and its customer is not linked', facts ->> 'id');
+			RETURN 'pending: ' OPERATOR(pg_catalog.||) pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
+									 'and its customer is not linked', facts OPERATOR(pg_catalog.->>) 'id');
 		END IF;
 		payment_id := billing._stripe_upsert_payment(
 			uid, (SELECT s.id FROM billing.subscriptions s
-				   WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+				   WHERE s.user_id OPERATOR(pg_catalog.=) uid AND s.stripe_customer_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'customer') AND s.deleted_at IS NULL
 				   ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1),
-			(SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id = facts ->> 'invoice'),
-			COALESCE((facts ->> 'amount')::bigint, 0), facts ->> 'currency', true,
-			facts ->> 'payment_intent', facts ->> 'id', NULL, NULL,
+			(SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'invoice')),
+			COALESCE((facts OPERATOR(pg_catalog.->>) 'amount')::bigint, 0), facts OPERATOR(pg_catalog.->>) 'currency', true,
+			facts OPERATOR(pg_catalog.->>) 'payment_intent', facts OPERATOR(pg_catalog.->>) 'id', NULL, NULL,
 			COALESCE(billing._stripe_time(facts, 'created'), event_created));
-		SELECT p.* INTO original FROM billing.payments p WHERE p.id = payment_id FOR UPDATE;
+		SELECT p.* INTO original FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) payment_id FOR UPDATE;
 	ELSIF original.stripe_charge_id IS NULL THEN
-		UPDATE billing.payments p SET stripe_charge_id = facts ->> 'id' WHERE p.id = original.id;
+		UPDATE billing.payments p SET stripe_charge_id = facts OPERATOR(pg_catalog.->>) 'id' WHERE p.id OPERATOR(pg_catalog.=) original.id;
 	END IF;
 
-	SELECT COALESCE(-pg_catalog.sum(p.amount_cents), 0) INTO refunded
+	SELECT COALESCE(OPERATOR(pg_catalog.-) pg_catalog.sum(p.amount_cents), 0) INTO refunded
 	  FROM billing.payments p
-	 WHERE p.refund_of = original.id AND p.status = 'succeeded' AND p.deleted_at IS NULL;
-	target := LEAST(COALESCE((facts ->> 'amount_refunded')::bigint, 0), original.amount_cents);
-	delta := target - refunded;
-	IF delta > 0 THEN
+	 WHERE p.refund_of OPERATOR(pg_catalog.=) original.id AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL;
+	target := LEAST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_refunded')::bigint, 0), original.amount_cents);
+	delta := target OPERATOR(pg_catalog.-) refunded;
+	IF delta OPERATOR(pg_catalog.>) 0 THEN
 		INSERT INTO billing.payments
 			(user_id, subscription_id, invoice_id, amount_cents, currency, status, refund_of, external_id,
 			 stripe_payment_intent_id, stripe_charge_id, paid_at)
-		VALUES (original.user_id, original.subscription_id, original.invoice_id, -delta, original.currency,
-				'succeeded', original.id, 'stripe_refund:' || (facts ->> 'id') || ':' || target,
-				facts ->> 'payment_intent', facts ->> 'id', event_created)
+		VALUES (original.user_id, original.subscription_id, original.invoice_id, OPERATOR(pg_catalog.-) delta, original.currency,
+				'succeeded', original.id, 'stripe_refund:' OPERATOR(pg_catalog.||) (facts OPERATOR(pg_catalog.->>) 'id') OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) target,
+				facts OPERATOR(pg_catalog.->>) 'payment_intent', facts OPERATOR(pg_catalog.->>) 'id', event_created)
 		ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
 	END IF;
 	RETURN NULL;
@@ -407,7 +409,7 @@ $$;
 -- Internal: a stored event's payload for billing.stripe_replay (NULL once pruned).
 CREATE FUNCTION billing._stripe_stored(event_id text, OUT found boolean, OUT payload text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT true, e.payload::text FROM billing.stripe_events e WHERE e.id = $1
+	SELECT true, e.payload::pg_catalog.text FROM billing.stripe_events e WHERE e.id OPERATOR(pg_catalog.=) $1
 	UNION ALL SELECT false, NULL LIMIT 1
 $$;
 
@@ -433,12 +435,12 @@ COMMENT ON FUNCTION billing.stripe_replay(text, timestamptz) IS
 CREATE FUNCTION billing._stripe_prune(at timestamptz, batch integer DEFAULT 10000) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	cutoff timestamptz := at - billing._setting('stripe_event_retention', '90 days')::interval;
+	cutoff timestamptz := at OPERATOR(pg_catalog.-) billing._setting('stripe_event_retention', '90 days')::interval;
 	pruned bigint;
 BEGIN
 	UPDATE billing.stripe_events e SET payload = NULL
 	 WHERE e.id IN (SELECT x.id FROM billing.stripe_events x
-					 WHERE x.received_at < cutoff AND x.payload IS NOT NULL AND x.result <> 'pending'
+					 WHERE x.received_at OPERATOR(pg_catalog.<) cutoff AND x.payload IS NOT NULL AND x.result OPERATOR(pg_catalog.<>) 'pending'
 					 ORDER BY x.received_at LIMIT batch);
 	GET DIAGNOSTICS pruned = ROW_COUNT;
 	RETURN pruned;
@@ -461,10 +463,10 @@ DECLARE
 	subscription_data jsonb;
 BEGIN
 	PERFORM billing._required(user_id, 'user_id'), billing._required(plan_code, 'plan_code');
-	IF user_id = '' THEN
+	IF user_id OPERATOR(pg_catalog.=) '' THEN
 		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
 	END IF;
-	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code = plan_code AND p.deleted_at IS NULL;
+	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code OPERATOR(pg_catalog.=) plan_code AND p.deleted_at IS NULL;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown plan "%"', plan_code
 			USING ERRCODE = '22023', HINT = 'The plans are listed in billing.pricing.';
@@ -480,8 +482,8 @@ BEGIN
 				  HINT = pg_catalog.format('Set it with UPDATE billing.subscription_plans SET stripe_price_id = ''price_...'' WHERE code = %L.', plan_code);
 	END IF;
 	subscription_data := pg_catalog.jsonb_build_object('metadata', pg_catalog.jsonb_build_object('user_id', user_id));
-	IF plan.trial_days > 0 AND billing._stripe_trial_available(user_id, plan.tier::text) THEN
-		subscription_data := subscription_data || pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
+	IF plan.trial_days OPERATOR(pg_catalog.>) 0 AND billing._stripe_trial_available(user_id, plan.tier::pg_catalog.text) THEN
+		subscription_data := subscription_data OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
 	END IF;
 	RETURN pg_catalog.jsonb_build_object(
 		'mode', 'subscription',

@@ -27,7 +27,7 @@ BEGIN
 		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	-- (timestamptz literals with an explicit offset: the same in every time zone)
-	IF NOT (value >= '0001-01-01 00:00:00+00' AND value < '10000-01-01 00:00:00+00') THEN
+	IF NOT (value OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND value OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
 		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999 (UTC)', name USING ERRCODE = '22008';
 	END IF;
 	RETURN value;
@@ -45,10 +45,10 @@ RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'feature'), billing._valid_time($3, 'at');
 	-- true, a positive number or a non-empty string switch a feature on
-	SELECT CASE pg_catalog.jsonb_typeof(p.features -> $2)
-			   WHEN 'boolean' THEN (p.features ->> $2)::boolean
-			   WHEN 'number' THEN (p.features ->> $2)::numeric > 0
-			   WHEN 'string' THEN p.features ->> $2 <> ''
+	SELECT CASE pg_catalog.jsonb_typeof(p.features OPERATOR(pg_catalog.->) $2)
+			   WHEN 'boolean' THEN (p.features OPERATOR(pg_catalog.->>) $2)::boolean
+			   WHEN 'number' THEN (p.features OPERATOR(pg_catalog.->>) $2)::numeric OPERATOR(pg_catalog.>) 0
+			   WHEN 'string' THEN p.features OPERATOR(pg_catalog.->>) $2 OPERATOR(pg_catalog.<>) ''
 			   ELSE false END
 	  FROM billing.effective_plan($1, $3) p
 $$;
@@ -58,15 +58,15 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._valid_time($1, 'at');
 	WITH owners AS (
 		SELECT q.owner_id, a.kind, q.key, q.used
-		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
-		 WHERE q.owner_id <> '' AND q.used > 0),
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+		 WHERE q.owner_id OPERATOR(pg_catalog.<>) '' AND q.used OPERATOR(pg_catalog.>) 0),
 	limited AS (
 		SELECT o.*, billing._plan_limit(p.limits, CASE o.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END) AS cap
 		  FROM owners o CROSS JOIN LATERAL billing.effective_plan(o.owner_id, at) p)
 	SELECT l.owner_id, CASE l.kind WHEN 'rooms' THEN 'rooms' ELSE 'participants_per_room' END, l.cap, l.used,
-		   CASE WHEN l.kind = 'participants' THEN l.key END
+		   CASE WHEN l.kind OPERATOR(pg_catalog.=) 'participants' THEN l.key END
 	  FROM limited l
-	 WHERE l.cap IS NOT NULL AND l.used > l.cap
+	 WHERE l.cap IS NOT NULL AND l.used OPERATOR(pg_catalog.>) l.cap
 	 ORDER BY 1, 2, 5
 $$;
 CREATE OR REPLACE FUNCTION billing.quota(user_id text, quota text, at timestamptz DEFAULT pg_catalog.now(),
@@ -83,11 +83,11 @@ BEGIN
 	plan := billing.effective_plan(user_id, at);
 	"limit" := billing._plan_limit(plan.limits, quota);
 	-- rooms: the user's rooms; participants_per_room: the fullest of their rooms
-	SELECT COALESCE(CASE WHEN quota = 'rooms' THEN pg_catalog.sum(q.used) ELSE pg_catalog.max(q.used) END, 0)
+	SELECT COALESCE(CASE WHEN quota OPERATOR(pg_catalog.=) 'rooms' THEN pg_catalog.sum(q.used) ELSE pg_catalog.max(q.used) END, 0)
 	  INTO used
-	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
-	 WHERE q.owner_id = quota.user_id AND a.kind = CASE WHEN quota = 'rooms' THEN 'rooms' ELSE 'participants' END;
-	remaining := pg_catalog.int8larger("limit" - used, 0);
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+	 WHERE q.owner_id OPERATOR(pg_catalog.=) quota.user_id AND a.kind OPERATOR(pg_catalog.=) CASE WHEN quota OPERATOR(pg_catalog.=) 'rooms' THEN 'rooms' ELSE 'participants' END;
+	remaining := pg_catalog.int8larger("limit" OPERATOR(pg_catalog.-) used, 0);
 END
 $$;
 
@@ -97,7 +97,7 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(col, 'col');
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-					WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+					WHERE a.attrelid OPERATOR(pg_catalog.=) relation AND a.attname OPERATOR(pg_catalog.=) col AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) THEN
 		RAISE EXCEPTION 'column "%" of relation % does not exist', col, relation USING ERRCODE = '42703';
 	END IF;
 END
@@ -105,7 +105,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
-					WHERE a.attrelid = billing._required($1, 'relation') AND a.attname = 'deleted_at' AND a.attnum > 0 AND NOT a.attisdropped)
+					WHERE a.attrelid OPERATOR(pg_catalog.=) billing._required($1, 'relation') AND a.attname OPERATOR(pg_catalog.=) 'deleted_at' AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
 $$;
 
 -- == security (issue 9)
@@ -145,10 +145,10 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	c billing.quota_counters;
 	plan billing.subscription_plans;
-	today date := (p_at AT TIME ZONE 'UTC')::date;
+	today date := (p_at AT TIME ZONE 'UTC')::pg_catalog.date;
 	owner text;
 BEGIN
-	SELECT q.owner_id INTO owner FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key;
+	SELECT q.owner_id INTO owner FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) p_key;
 	IF NOT FOUND THEN
 		owner := p_owner;
 		IF owner IS NULL THEN
@@ -161,27 +161,27 @@ BEGIN
 	-- fill then reads the new plan, or fails with 40001 in REPEATABLE READ);
 	-- a change that comes second waits for this fill and then clears what it
 	-- cached.
-	IF owner <> '' THEN
+	IF owner OPERATOR(pg_catalog.<>) '' THEN
 		INSERT INTO billing.user_locks (user_id) VALUES (owner) ON CONFLICT (user_id) DO NOTHING;
-		PERFORM FROM billing.user_locks l WHERE l.user_id = owner FOR SHARE;
+		PERFORM FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) owner FOR SHARE;
 	END IF;
 	INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)
 	VALUES (p_attachment, p_key, owner, today)
 	ON CONFLICT DO NOTHING;
-	SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id = p_attachment AND q.key = p_key FOR UPDATE;
+	SELECT * INTO STRICT c FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) p_key FOR UPDATE;
 	IF c.usage_day IS DISTINCT FROM today THEN
 		-- a counter without an owner (a room whose owner is NULL) is usage of nobody
-		IF c.usage_pending > 0 AND c.owner_id <> '' THEN
+		IF c.usage_pending OPERATOR(pg_catalog.>) 0 AND c.owner_id OPERATOR(pg_catalog.<>) '' THEN
 			INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
 			VALUES (c.owner_id, billing._quota_metric(p_attachment), c.usage_day, c.usage_pending)
-			ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity;
+			ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity;
 		END IF;
 		UPDATE billing.quota_counters q SET usage_day = today, usage_pending = 0
-		 WHERE q.attachment_id = p_attachment AND q.key = p_key;
+		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) p_key;
 	END IF;
 	used := c.used;
 	owner_id := c.owner_id;
-	IF c.owner_id = '' THEN
+	IF c.owner_id OPERATOR(pg_catalog.=) '' THEN
 		limits := '{}';  -- no owner: nothing to limit
 		plan_code := '';
 		plan_name := '';
@@ -191,8 +191,8 @@ BEGIN
 	plan := billing.effective_plan(c.owner_id, p_at);
 	-- Step 2: the plan's row, so that an edit of its limits waits for this
 	-- fill (and then clears it), or this fill waits for the edit and reads it.
-	SELECT p.* INTO STRICT plan FROM billing.subscription_plans p WHERE p.id = plan.id FOR SHARE;
-	limits := plan.limits::text;
+	SELECT p.* INTO STRICT plan FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) plan.id FOR SHARE;
+	limits := plan.limits::pg_catalog.text;
 	plan_code := plan.code;
 	plan_name := plan.name;
 	-- The cached limit holds until something changes the plan (a trigger on
@@ -252,12 +252,12 @@ CREATE OR REPLACE FUNCTION billing._quota_truncated() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF NOT EXISTS (SELECT FROM billing.attachments a
-					WHERE a.id = TG_ARGV[0]::integer AND a.relation = TG_RELID AND a.kind <> 'users') THEN
-		RAISE EXCEPTION 'trigger "%" on table % may not act on billing''s counters', TG_NAME, TG_RELID::regclass
+					WHERE a.id OPERATOR(pg_catalog.=) TG_ARGV[0]::integer AND a.relation OPERATOR(pg_catalog.=) TG_RELID AND a.kind OPERATOR(pg_catalog.<>) 'users') THEN
+		RAISE EXCEPTION 'trigger "%" on table % may not act on billing''s counters', TG_NAME, TG_RELID::pg_catalog.regclass
 			USING ERRCODE = '42501', DETAIL = 'The trigger calls a billing function, but billing did not attach that table.';
 	END IF;
 	UPDATE billing.quota_counters q SET used = 0, updated_at = pg_catalog.now()
-	 WHERE q.attachment_id = TG_ARGV[0]::integer AND q.used <> 0;
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) TG_ARGV[0]::integer AND q.used OPERATOR(pg_catalog.<>) 0;
 	RETURN NULL;
 END
 $$;
@@ -269,7 +269,7 @@ CREATE FUNCTION billing._check_session_owns(relation regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._required(relation, 'relation');
-	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid = relation) THEN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) relation) THEN
 		RETURN;  -- dropped: what is left of its attachment is billing's alone
 	END IF;
 	-- Called from SECURITY DEFINER code, where current_user is billing's
@@ -277,10 +277,10 @@ BEGIN
 	-- else the login's), which must have the owner's privileges. Not every
 	-- role the login could SET ROLE to.
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_class c
-					WHERE c.oid = relation
+					WHERE c.oid OPERATOR(pg_catalog.=) relation
 					  AND pg_catalog.pg_has_role(CASE pg_catalog.current_setting('role')
 												 WHEN 'none' THEN session_user
-												 ELSE pg_catalog.current_setting('role')::name END,
+												 ELSE pg_catalog.current_setting('role')::pg_catalog.name END,
 												 c.relowner, 'USAGE')) THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
 			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
@@ -302,7 +302,7 @@ BEGIN
 		RAISE EXCEPTION 'unknown attachment kind "%"', p_kind USING ERRCODE = '22023';
 	END IF;
 	-- a participants table names its rooms table; the others name none
-	IF p_kind = 'participants' THEN
+	IF p_kind OPERATOR(pg_catalog.=) 'participants' THEN
 		PERFORM billing._required(p_parent, 'p_parent'), billing._required(p_parent_owner_column, 'p_parent_owner_column'),
 				billing._required(p_parent_key_column, 'p_parent_key_column');
 	ELSIF p_parent IS NOT NULL OR p_parent_owner_column IS NOT NULL OR p_parent_key_column IS NOT NULL THEN
@@ -323,7 +323,7 @@ BEGIN
 	 WHERE (a.key_column, a.parent_relation, a.parent_owner_column, a.parent_key_column, a.counts_deleted_at)
 		   IS DISTINCT FROM (EXCLUDED.key_column, EXCLUDED.parent_relation, EXCLUDED.parent_owner_column,
 							 EXCLUDED.parent_key_column, EXCLUDED.counts_deleted_at);
-	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.relation = p_relation AND a.kind = p_kind;
+	SELECT * INTO STRICT att FROM billing.attachments a WHERE a.relation OPERATOR(pg_catalog.=) p_relation AND a.kind OPERATOR(pg_catalog.=) p_kind;
 	RETURN att;
 END
 $$;
@@ -332,7 +332,7 @@ CREATE FUNCTION billing._attachment_forget(p_relation regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._check_session_owns(p_relation);
-	DELETE FROM billing.attachments a WHERE a.relation = p_relation;
+	DELETE FROM billing.attachments a WHERE a.relation OPERATOR(pg_catalog.=) p_relation;
 END
 $$;
 
@@ -342,7 +342,7 @@ DECLARE
 	live text := CASE WHEN att.counts_deleted_at THEN 't.deleted_at IS NULL' ELSE 'true' END;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
-	IF att.kind = 'rooms' THEN
+	IF att.kind OPERATOR(pg_catalog.=) 'rooms' THEN
 		EXECUTE pg_catalog.format(
 			'SELECT COALESCE(pg_catalog.array_agg(s.k), ''{}''), COALESCE(pg_catalog.array_agg(s.k), ''{}''),
 					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
@@ -355,7 +355,7 @@ BEGIN
 					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
-					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
+					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I OPERATOR(pg_catalog.=) t.%1$I
 					  WHERE t.%1$I IS NOT NULL AND %6$s GROUP BY 1, 2) s',
 			att.key_column, att.parent_owner_column, att.relation, att.parent_relation, att.parent_key_column, live)
 		  INTO keys, owners, counts;
@@ -370,15 +370,15 @@ DECLARE
 	att billing.attachments;
 BEGIN
 	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
-	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
 	END IF;
 	PERFORM billing._check_session_owns(att.relation);
-	DELETE FROM billing.quota_counters q WHERE q.attachment_id = p_attachment;
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment;
 	INSERT INTO billing.quota_counters (attachment_id, key, owner_id, used)
 	SELECT p_attachment, u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n);
-	RETURN (SELECT COALESCE(pg_catalog.sum(q.used), 0) FROM billing.quota_counters q WHERE q.attachment_id = p_attachment);
+	RETURN (SELECT COALESCE(pg_catalog.sum(q.used), 0) FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment);
 END
 $$;
 
@@ -399,13 +399,13 @@ CREATE OR REPLACE FUNCTION billing._quota_create_triggers(att billing.attachment
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	changed text := pg_catalog.format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', att.key_column)
-		|| CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
+		OPERATOR(pg_catalog.||) CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
-	owner_watch text := 'billing_quota_room_owner_' || att.id;
+	owner_watch text := 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) att.id;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
-	IF att.kind = 'participants' THEN
+	IF att.kind OPERATOR(pg_catalog.=) 'participants' THEN
 		-- On the rooms table, named after this attachment (detach removes it).
 		-- No "UPDATE OF": a column set by the application's own BEFORE
 		-- trigger is not in the statement's SET list; WHEN sees the final row.
@@ -441,10 +441,10 @@ DECLARE
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(kind, 'kind');
 	FOR t IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg
-			   JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
-			  WHERE tg.tgrelid = relation AND NOT tg.tgisinternal AND tg.tgparentid = 0
-				AND p.pronamespace = 'billing'::regnamespace
-				AND (tg.tgname LIKE 'billing\_zz\_quota\_' || kind || '%' OR tg.tgname = 'billing_quota_' || kind || '_truncate')
+			   JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+			  WHERE tg.tgrelid OPERATOR(pg_catalog.=) relation AND NOT tg.tgisinternal AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+				AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace
+				AND (tg.tgname OPERATOR(pg_catalog.~~) ('billing\_zz\_quota\_' OPERATOR(pg_catalog.||) kind OPERATOR(pg_catalog.||) '%') OR tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_' OPERATOR(pg_catalog.||) kind OPERATOR(pg_catalog.||) '_truncate'))
 	LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t, relation);
 	END LOOP;
@@ -460,11 +460,11 @@ BEGIN
 	PERFORM billing._required(rooms, 'rooms'), billing._required(owner_column, 'owner_column');
 	PERFORM billing._check_attachable(rooms, ARRAY[owner_column]);
 	IF billing._has_deleted_at(rooms) THEN
-		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::name[]);
+		PERFORM billing._check_attachable(rooms, ARRAY['deleted_at']::pg_catalog.name[]);
 	END IF;
 	att := billing._attachment_save('rooms', rooms, owner_column, NULL, NULL, NULL, billing._has_deleted_at(rooms));
 	PERFORM billing._quota_attach(att);
-	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) att.id;
 	RETURN counted;
 END
 $$;
@@ -481,11 +481,11 @@ BEGIN
 			billing._required(rooms, 'rooms'), billing._required(room_owner_column, 'room_owner_column');
 	PERFORM billing._check_attachable(participants, ARRAY[room_column]);
 	IF billing._has_deleted_at(participants) THEN
-		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::name[]);
+		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::pg_catalog.name[]);
 	END IF;
 	SELECT a.attname INTO room_key
-	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-	 WHERE i.indrelid = rooms AND i.indisprimary AND i.indnatts = 1;
+	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
+	 WHERE i.indrelid OPERATOR(pg_catalog.=) rooms AND i.indisprimary AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	PERFORM billing._check_attachable(rooms, ARRAY[room_owner_column]);
 	IF room_key IS NULL THEN
 		RAISE EXCEPTION 'table % has no single-column primary key', rooms
@@ -495,7 +495,7 @@ BEGIN
 	att := billing._attachment_save('participants', participants, room_column, rooms, room_owner_column, room_key,
 									billing._has_deleted_at(participants));
 	PERFORM billing._quota_attach(att);
-	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id = att.id;
+	SELECT COALESCE(pg_catalog.sum(q.used), 0) INTO counted FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) att.id;
 	RETURN counted;
 END
 $$;
@@ -527,7 +527,7 @@ DECLARE
 	att billing.attachments;
 BEGIN
 	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
-	SELECT * INTO att FROM billing.attachments a WHERE a.id = billing._required(p_attachment, 'p_attachment');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
 	END IF;
@@ -539,8 +539,8 @@ BEGIN
 		SELECT COALESCE(a.k, q.key) AS k, COALESCE(a.o, q.owner_id, '') AS o,
 			   COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
 		  FROM actual a
-		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id = p_attachment) q ON q.key = a.k
-		 WHERE COALESCE(q.used, 0) <> COALESCE(a.n, 0)),
+		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id OPERATOR(pg_catalog.=) p_attachment) q ON q.key OPERATOR(pg_catalog.=) a.k
+		 WHERE COALESCE(q.used, 0) OPERATOR(pg_catalog.<>) COALESCE(a.n, 0)),
 	 fixed AS (
 		INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
 		SELECT p_attachment, d.k, d.o, d.now FROM diff d
@@ -579,12 +579,12 @@ DECLARE
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
 	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
-	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-	 WHERE c.oid = relation;
+	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+	 WHERE c.oid OPERATOR(pg_catalog.=) relation;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'relation with OID % does not exist', relation::pg_catalog.oid USING ERRCODE = '42P01';
 	END IF;
-	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname LIKE 'pg\_toast%' THEN
+	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname OPERATOR(pg_catalog.~~) 'pg\_toast%' THEN
 		RAISE EXCEPTION 'cannot attach billing to %', relation
 			USING ERRCODE = '42501', DETAIL = 'Billing''s own tables and system catalogs cannot be attached.';
 	END IF;
@@ -614,7 +614,7 @@ BEGIN
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
 	  FROM pg_catalog.unnest(user_ids) AS u(id) CROSS JOIN billing.subscription_plans p
-	 WHERE p.code = 'free' AND u.id <> ''
+	 WHERE p.code OPERATOR(pg_catalog.=) 'free' AND u.id OPERATOR(pg_catalog.<>) ''
 	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING;
 	GET DIAGNOSTICS started = ROW_COUNT;
 	RETURN started;
@@ -630,9 +630,9 @@ BEGIN
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-				WHERE t.tgrelid = users AND t.tgname = 'billing_user_inserted'
-				  AND p.pronamespace = 'billing'::regnamespace) THEN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.tgfoid
+				WHERE t.tgrelid OPERATOR(pg_catalog.=) users AND t.tgname OPERATOR(pg_catalog.=) 'billing_user_inserted'
+				  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace) THEN
 		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
 	END IF;
 	EXECUTE pg_catalog.format(
@@ -654,13 +654,13 @@ DECLARE
 BEGIN
 	PERFORM billing._check_session_owns(relation);
 	-- a participants table's attachment also watches its rooms table
-	FOR t IN SELECT tg.tgname, tg.tgrelid::regclass AS rel
-			   FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
-			  WHERE p.pronamespace = 'billing'::regnamespace AND NOT tg.tgisinternal AND tg.tgparentid = 0
-				AND (tg.tgrelid = relation
-					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' || a.id
+	FOR t IN SELECT tg.tgname, tg.tgrelid::pg_catalog.regclass AS rel
+			   FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+			  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace AND NOT tg.tgisinternal AND tg.tgparentid OPERATOR(pg_catalog.=) 0
+				AND (tg.tgrelid OPERATOR(pg_catalog.=) relation
+					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id
 													  FROM billing.attachments a
-													 WHERE a.relation = detach.relation AND a.parent_relation IS NOT NULL))
+													 WHERE a.relation OPERATOR(pg_catalog.=) detach.relation AND a.parent_relation IS NOT NULL))
 	LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
 	END LOOP;
@@ -675,15 +675,15 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_drop_extension';
 CREATE OR REPLACE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF TG_OP = 'UPDATE' THEN
+	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
 		IF OLD.pristine AND NEW.pristine THEN
 			NEW.pristine := false;
 		END IF;
 		RETURN NEW;
 	END IF;
 	DELETE FROM billing.subscription_plans p
-	 WHERE p.pristine AND (p.code = NEW.code OR p.id = NEW.id)
-	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id = p.id);
+	 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
+	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
 	RETURN NEW;
 END
 $$;
@@ -706,7 +706,7 @@ BEGIN
 	END IF;
 	-- Ids only: any role may LISTEN, so the payload carries no personal data.
 	PERFORM pg_catalog.pg_notify('billing_events',
-		pg_catalog.jsonb_build_object('id', new_id, 'subscription_id', $2, 'kind', $3)::text);
+		pg_catalog.jsonb_build_object('id', new_id, 'subscription_id', $2, 'kind', $3)::pg_catalog.text);
 	RETURN true;
 END
 $$;
@@ -720,6 +720,100 @@ CREATE FUNCTION billing._before_attach_partition() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_attach_partition';
 CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
 	WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION billing._before_attach_partition();
+
+-- Issue 9: every function, operator and cast in these bodies is schema-qualified
+-- (test/gates/qualified_names.sh); their text is the install's.
+CREATE OR REPLACE FUNCTION billing._quota_metric(attachment_id integer) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END
+	  FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) $1
+$$;;
+
+CREATE OR REPLACE FUNCTION billing._settings_restored() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF billing._restoring() THEN
+		DELETE FROM billing.settings s WHERE s.key OPERATOR(pg_catalog.=) NEW.key;
+	END IF;
+	RETURN NEW;
+END
+$$;;
+
+CREATE OR REPLACE FUNCTION billing._start_free(user_id text, at timestamptz) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	INSERT INTO billing.subscriptions
+		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
+	SELECT $1, p.id, 'active', p.price_cents, p.currency, p.billing_interval, $2, $2
+	  FROM billing.subscription_plans p WHERE p.code OPERATOR(pg_catalog.=) 'free'
+	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING
+$$;;
+
+CREATE OR REPLACE FUNCTION billing._stripe_checkout_completed(facts jsonb) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	uid text := NULLIF(facts OPERATOR(pg_catalog.->>) 'user_id', '');
+BEGIN
+	IF uid IS NULL THEN
+		RETURN 'the checkout session has no client_reference_id or metadata.user_id';
+	END IF;
+	PERFORM billing._stripe_link_customer(facts OPERATOR(pg_catalog.->>) 'customer', uid);
+	IF facts OPERATOR(pg_catalog.->>) 'subscription' IS NOT NULL AND facts OPERATOR(pg_catalog.->>) 'customer' IS NOT NULL THEN
+		UPDATE billing.subscriptions s SET stripe_customer_id = facts OPERATOR(pg_catalog.->>) 'customer'
+		 WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'subscription')
+		   AND s.stripe_customer_id IS DISTINCT FROM facts OPERATOR(pg_catalog.->>) 'customer';
+	END IF;
+	RETURN NULL;
+END
+$$;;
+
+CREATE OR REPLACE FUNCTION billing._stripe_time(facts jsonb, key text) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT pg_catalog.to_timestamp((facts OPERATOR(pg_catalog.->>) key)::bigint)
+$$;;
+
+CREATE OR REPLACE FUNCTION billing._stripe_upsert_payment(user_id text, subscription_id bigint, invoice_id bigint,
+											   amount_cents bigint, currency text, succeeded boolean,
+											   payment_intent text, charge text, failure_code text,
+											   failure_message text, paid_at timestamptz) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	payment_id bigint;
+BEGIN
+	INSERT INTO billing.payments AS p
+		(user_id, subscription_id, invoice_id, amount_cents, currency, status, external_id,
+		 stripe_payment_intent_id, stripe_charge_id, failure_code, failure_message, paid_at)
+	VALUES ($1, $2, $3, GREATEST($4, 0), pg_catalog.lower($5), CASE WHEN $6 THEN 'succeeded' ELSE 'failed' END,
+			COALESCE($7, $8), $7, $8, CASE WHEN NOT $6 THEN COALESCE($9, 'payment_failed') END,
+			CASE WHEN NOT $6 THEN $10 END, $11)
+	ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO UPDATE
+	   SET subscription_id = COALESCE(p.subscription_id, EXCLUDED.subscription_id),
+		   invoice_id = COALESCE(p.invoice_id, EXCLUDED.invoice_id),
+		   stripe_payment_intent_id = COALESCE(p.stripe_payment_intent_id, EXCLUDED.stripe_payment_intent_id),
+		   stripe_charge_id = COALESCE(EXCLUDED.stripe_charge_id, p.stripe_charge_id),
+		   amount_cents = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN p.amount_cents ELSE EXCLUDED.amount_cents END,
+		   status = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN 'succeeded' ELSE EXCLUDED.status END,
+		   failure_code = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN NULL ELSE EXCLUDED.failure_code END,
+		   failure_message = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN NULL ELSE EXCLUDED.failure_message END,
+		   paid_at = CASE WHEN p.status OPERATOR(pg_catalog.=) 'succeeded' THEN p.paid_at ELSE EXCLUDED.paid_at END
+	RETURNING p.id INTO payment_id;
+	RETURN payment_id;
+END
+$$;;
+
+CREATE OR REPLACE FUNCTION billing._stripe_user(facts jsonb) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	SELECT COALESCE(
+		(SELECT s.user_id FROM billing.subscriptions s
+		  WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'subscription') AND s.deleted_at IS NULL),
+		(SELECT i.user_id FROM billing.invoices i
+		  WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'invoice') AND i.deleted_at IS NULL),
+		NULLIF(facts OPERATOR(pg_catalog.->>) 'user_id', ''),
+		(SELECT c.user_id FROM billing.stripe_customers c
+		  WHERE c.customer_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'customer') AND c.deleted_at IS NULL),
+		(SELECT s.user_id FROM billing.subscriptions s
+		  WHERE s.stripe_customer_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'customer') AND s.deleted_at IS NULL
+		  ORDER BY s.started_at DESC, s.id DESC LIMIT 1))
+$$;;
 
 -- == money and access (issue 10)
 -- The ledger: invoices fall due after issue, credit pays them first, voided
@@ -800,7 +894,7 @@ CREATE OR REPLACE FUNCTION billing.effective_plan(user_id text, at timestamptz D
 RETURNS billing.subscription_plans
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._valid_time($2, 'at');
-	SELECT p.* FROM billing.subscription_plans p WHERE p.id = billing._entitled_plan_id($1, $2)
+	SELECT p.* FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) billing._entitled_plan_id($1, $2)
 $$;
 COMMENT ON FUNCTION billing.effective_plan(text, timestamptz) IS
 	'The plan whose limits and features apply to the user at the given time';
@@ -842,19 +936,19 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	-- subscription row: a plan change during a trial or a same-interval upgrade
 	-- keeps the trial or period, so it is announced once.
 	SELECT 'notified_trial_will_end', pg_catalog.count(*) FILTER (WHERE billing._notify(
-			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' || s.user_id || ':' || billing._micros(s.trial_start), at))
+			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' OPERATOR(pg_catalog.||) s.user_id OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) billing._micros(s.trial_start), at))
 	  FROM billing.subscriptions s
-	 WHERE s.status = 'trialing' AND s.deleted_at IS NULL AND s.ended_at IS NULL
-	   AND s.trial_end > at AND s.trial_end <= at + interval '3 days'
+	 WHERE s.status OPERATOR(pg_catalog.=) 'trialing' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND s.trial_end OPERATOR(pg_catalog.>) at AND s.trial_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '3 days')
 	UNION ALL
 	-- none for a period that will not be billed (a switch to Free at its end)
 	SELECT 'notified_renewal_upcoming', pg_catalog.count(*) FILTER (WHERE billing._notify(
-			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' || s.user_id || ':' || billing._micros(s.current_period_end), at))
+			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' OPERATOR(pg_catalog.||) s.user_id OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) billing._micros(s.current_period_end), at))
 	  FROM billing.subscriptions s
-	  LEFT JOIN billing.subscription_plans sp ON sp.id = s.scheduled_plan_id
-	 WHERE s.status = 'active' AND s.deleted_at IS NULL AND s.ended_at IS NULL
-	   AND NOT s.cancel_at_period_end AND s.price_cents > 0 AND COALESCE(sp.price_cents, 1) > 0
-	   AND s.current_period_end > at AND s.current_period_end <= at + interval '7 days'
+	  LEFT JOIN billing.subscription_plans sp ON sp.id OPERATOR(pg_catalog.=) s.scheduled_plan_id
+	 WHERE s.status OPERATOR(pg_catalog.=) 'active' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND NOT s.cancel_at_period_end AND s.price_cents OPERATOR(pg_catalog.>) 0 AND COALESCE(sp.price_cents, 1) OPERATOR(pg_catalog.>) 0
+	   AND s.current_period_end OPERATOR(pg_catalog.>) at AND s.current_period_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '7 days')
 $$;
 
 
@@ -903,7 +997,7 @@ BEGIN
 	SELECT n.user_id, n.idempotency_key, n.id, n.recorded_at FROM new_rows n
 	 WHERE n.idempotency_key IS NOT NULL
 	   AND NOT EXISTS (SELECT FROM billing.usage_keys k
-					    WHERE k.user_id = n.user_id AND k.idempotency_key = n.idempotency_key AND k.record_id = n.id);
+					    WHERE k.user_id OPERATOR(pg_catalog.=) n.user_id AND k.idempotency_key OPERATOR(pg_catalog.=) n.idempotency_key AND k.record_id OPERATOR(pg_catalog.=) n.id);
 	RETURN NULL;
 END
 $$;
@@ -913,25 +1007,25 @@ $$;
 CREATE FUNCTION billing._usage_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-	IF TG_OP = 'DELETE' THEN
-		DELETE FROM billing.usage_pending p USING old_rows o WHERE p.record_id = o.id;
+	IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+		DELETE FROM billing.usage_pending p USING old_rows o WHERE p.record_id OPERATOR(pg_catalog.=) o.id;
 		-- a record deleted outright frees its key (a soft-deleted one keeps it)
-		DELETE FROM billing.usage_keys k USING old_rows o WHERE k.record_id = o.id;
+		DELETE FROM billing.usage_keys k USING old_rows o WHERE k.record_id OPERATOR(pg_catalog.=) o.id;
 		RETURN NULL;
 	END IF;
 	-- a record whose user, key or time was edited: its key follows
 	DELETE FROM billing.usage_keys k USING new_rows n
-	 WHERE k.record_id = n.id
+	 WHERE k.record_id OPERATOR(pg_catalog.=) n.id
 	   AND (k.user_id, k.idempotency_key, k.recorded_at) IS DISTINCT FROM (n.user_id, n.idempotency_key, n.recorded_at);
 	INSERT INTO billing.usage_keys (user_id, idempotency_key, record_id, recorded_at)
 	SELECT n.user_id, n.idempotency_key, n.id, n.recorded_at FROM new_rows n
 	 WHERE n.idempotency_key IS NOT NULL
-	   AND NOT EXISTS (SELECT FROM billing.usage_keys k WHERE k.record_id = n.id);
-	DELETE FROM billing.usage_pending p USING new_rows n WHERE p.record_id = n.id AND n.deleted_at IS NOT NULL;
+	   AND NOT EXISTS (SELECT FROM billing.usage_keys k WHERE k.record_id OPERATOR(pg_catalog.=) n.id);
+	DELETE FROM billing.usage_pending p USING new_rows n WHERE p.record_id OPERATOR(pg_catalog.=) n.id AND n.deleted_at IS NOT NULL;
 	UPDATE billing.usage_pending p
 	   SET user_id = n.user_id, metric = n.metric, quantity = n.quantity, recorded_at = n.recorded_at
 	  FROM new_rows n
-	 WHERE p.record_id = n.id
+	 WHERE p.record_id OPERATOR(pg_catalog.=) n.id
 	   AND (p.user_id, p.metric, p.quantity, p.recorded_at) IS DISTINCT FROM (n.user_id, n.metric, n.quantity, n.recorded_at);
 	RETURN NULL;
 END
@@ -1014,23 +1108,23 @@ BEGIN
 	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
 		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
 	END IF;
-	IF user_id = '' THEN
+	IF user_id OPERATOR(pg_catalog.=) '' THEN
 		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
 	END IF;
-	IF metric !~ '^[a-z][a-z0-9_.]*$' THEN
+	IF metric OPERATOR(pg_catalog.!~) '^[a-z][a-z0-9_.]*$' THEN
 		RAISE EXCEPTION 'invalid metric name "%"', metric
 			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
 	END IF;
-	IF quantity < 0 THEN
+	IF quantity OPERATOR(pg_catalog.<) 0 THEN
 		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
 			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
 	END IF;
 	-- (they are indexed: a longer value could not be stored, 54000)
-	IF octet_length(user_id) > 1000 OR octet_length(metric) > 200 OR octet_length(idempotency_key) > 1000 THEN
+	IF pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 1000 OR pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
 		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
 			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
 	END IF;
-	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '10000-01-01 00:00:00+00') THEN
+	IF NOT (at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND at OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
 		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
 	END IF;
 	IF $5 IS NOT NULL THEN
@@ -1043,15 +1137,15 @@ BEGIN
 		IF new_id IS NULL THEN
 			SELECT r.* INTO rec
 			  FROM billing.usage_keys k
-			  JOIN billing.usage_records r ON r.id = k.record_id AND r.recorded_at = k.recorded_at
-			 WHERE k.user_id = $1 AND k.idempotency_key = $5;
+			  JOIN billing.usage_records r ON r.id OPERATOR(pg_catalog.=) k.record_id AND r.recorded_at OPERATOR(pg_catalog.=) k.recorded_at
+			 WHERE k.user_id OPERATOR(pg_catalog.=) $1 AND k.idempotency_key OPERATOR(pg_catalog.=) $5;
 			RETURN rec;
 		END IF;
 	END IF;
 	INSERT INTO billing.usage_records AS r (id, user_id, subscription_id, metric, quantity, recorded_at, idempotency_key)
 	VALUES (COALESCE(new_id, pg_catalog.nextval('billing.usage_records_id_seq'::pg_catalog.regclass)), $1,
 			(SELECT s.id FROM billing.subscriptions s
-			  WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL),
+			  WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL),
 			$2, $3, $4, $5)
 	RETURNING * INTO rec;
 	RETURN rec;
@@ -1069,9 +1163,9 @@ CREATE FUNCTION billing._usage_partition(month_of timestamptz) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	month_start timestamp := pg_catalog.date_trunc('month', billing._valid_time(month_of, 'month_of') AT TIME ZONE 'UTC');
-	part text := 'usage_records_' || pg_catalog.to_char(month_start, 'YYYY_MM');
-	bound_from text := pg_catalog.to_char(month_start, 'YYYY-MM-DD') || ' 00:00:00+00';
-	bound_to text := pg_catalog.to_char(month_start + interval '1 month', 'YYYY-MM-DD') || ' 00:00:00+00';
+	part text := 'usage_records_' OPERATOR(pg_catalog.||) pg_catalog.to_char(month_start, 'YYYY_MM');
+	bound_from text := pg_catalog.to_char(month_start, 'YYYY-MM-DD') OPERATOR(pg_catalog.||) ' 00:00:00+00';
+	bound_to text := pg_catalog.to_char(month_start OPERATOR(pg_catalog.+) interval '1 month', 'YYYY-MM-DD') OPERATOR(pg_catalog.||) ' 00:00:00+00';
 BEGIN
 	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
 		RETURN false;
@@ -1097,8 +1191,8 @@ BEGIN
 		'WITH moved AS (DELETE FROM ONLY billing.usage_records_default d'
 		' WHERE d.recorded_at >= $1::pg_catalog.timestamptz AND d.recorded_at < $2::pg_catalog.timestamptz RETURNING d.*)'
 		' INSERT INTO billing.%I SELECT * FROM moved', part) USING bound_from, bound_to;
-	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON billing.%I (id)', part || '_id', part);
-	EXECUTE pg_catalog.format('CREATE INDEX %I ON billing.%I (user_id, metric, recorded_at)', part || '_user_metric', part);
+	EXECUTE pg_catalog.format('CREATE UNIQUE INDEX %I ON billing.%I (id)', part OPERATOR(pg_catalog.||) '_id', part);
+	EXECUTE pg_catalog.format('CREATE INDEX %I ON billing.%I (user_id, metric, recorded_at)', part OPERATOR(pg_catalog.||) '_user_metric', part);
 	EXECUTE pg_catalog.format('ALTER TABLE billing.usage_records ATTACH PARTITION billing.%I FOR VALUES FROM (%L) TO (%L)',
 							  part, bound_from, bound_to);
 	RETURN true;
@@ -1119,12 +1213,12 @@ DECLARE
 	r record;
 BEGIN
 	PERFORM billing._required(at, 'at');
-	IF NOT (at >= '0001-01-01 00:00:00+00' AND at < '9999-10-01 00:00:00+00') THEN
+	IF NOT (at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND at OPERATOR(pg_catalog.<) '9999-10-01 00:00:00+00') THEN
 		RETURN;  -- no month of records to prepare (or to drop) that far away
 	END IF;
 	FOR i IN 0..2 LOOP
-		IF billing._usage_partition(((at AT TIME ZONE 'UTC') + pg_catalog.make_interval(months => i)) AT TIME ZONE 'UTC') THEN
-			created := created + 1;
+		IF billing._usage_partition(((at AT TIME ZONE 'UTC') OPERATOR(pg_catalog.+) pg_catalog.make_interval(months => i)) AT TIME ZONE 'UTC') THEN
+			created := created OPERATOR(pg_catalog.+) 1;
 		END IF;
 	END LOOP;
 	IF retention IS NOT NULL THEN
@@ -1138,38 +1232,38 @@ BEGIN
 		END;
 	END IF;
 	IF retention IS NOT NULL THEN
-		cutoff := at - retention;
+		cutoff := at OPERATOR(pg_catalog.-) retention;
 		-- whole months before the cut-off, none of their records still pending
 		FOR r IN
 			SELECT c.relname, m.month_start AT TIME ZONE 'UTC' AS lo,
-				   (m.month_start + interval '1 month') AT TIME ZONE 'UTC' AS hi
+				   (m.month_start OPERATOR(pg_catalog.+) interval '1 month') AT TIME ZONE 'UTC' AS hi
 			  FROM pg_catalog.pg_inherits i
-			  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid,
+			  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid,
 				   LATERAL (SELECT pg_catalog.to_date(pg_catalog.substr(c.relname, 15), 'YYYY_MM')::timestamp
 									 AS month_start) m
-			 WHERE i.inhparent = 'billing.usage_records'::pg_catalog.regclass
-			   AND c.relname ~ '^usage_records_[0-9]{4}_[0-9]{2}$'
+			 WHERE i.inhparent OPERATOR(pg_catalog.=) 'billing.usage_records'::pg_catalog.regclass
+			   AND c.relname OPERATOR(pg_catalog.~) '^usage_records_[0-9]{4}_[0-9]{2}$'
 			 ORDER BY 2
 		LOOP
-			CONTINUE WHEN r.hi > cutoff;
-			CONTINUE WHEN EXISTS (SELECT FROM billing.usage_pending p WHERE p.recorded_at >= r.lo AND p.recorded_at < r.hi);
-			DELETE FROM billing.usage_keys k WHERE k.recorded_at >= r.lo AND k.recorded_at < r.hi;
+			CONTINUE WHEN r.hi OPERATOR(pg_catalog.>) cutoff;
+			CONTINUE WHEN EXISTS (SELECT FROM billing.usage_pending p WHERE p.recorded_at OPERATOR(pg_catalog.>=) r.lo AND p.recorded_at OPERATOR(pg_catalog.<) r.hi);
+			DELETE FROM billing.usage_keys k WHERE k.recorded_at OPERATOR(pg_catalog.>=) r.lo AND k.recorded_at OPERATOR(pg_catalog.<) r.hi;
 			EXECUTE pg_catalog.format('DROP TABLE billing.%I', r.relname);
-			dropped := dropped + 1;
+			dropped := dropped OPERATOR(pg_catalog.+) 1;
 		END LOOP;
 		-- records of months without a partition: one by one
 		WITH gone AS (
 			DELETE FROM ONLY billing.usage_records_default d
-			 WHERE d.recorded_at < cutoff AND NOT EXISTS (SELECT FROM billing.usage_pending p WHERE p.record_id = d.id)
+			 WHERE d.recorded_at OPERATOR(pg_catalog.<) cutoff AND NOT EXISTS (SELECT FROM billing.usage_pending p WHERE p.record_id OPERATOR(pg_catalog.=) d.id)
 			RETURNING d.id)
-		DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id = g.id;
+		DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id OPERATOR(pg_catalog.=) g.id;
 	END IF;
-	IF created > 0 THEN
+	IF created OPERATOR(pg_catalog.>) 0 THEN
 		action := 'usage_partitions_created';
 		count := created;
 		RETURN NEXT;
 	END IF;
-	IF dropped > 0 THEN
+	IF dropped OPERATOR(pg_catalog.>) 0 THEN
 		action := 'usage_partitions_dropped';
 		count := dropped;
 		RETURN NEXT;
@@ -1199,39 +1293,39 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	records bigint;
 	counters bigint;
-	upto_day date := (upto AT TIME ZONE 'UTC')::date;
+	upto_day date := (upto AT TIME ZONE 'UTC')::pg_catalog.date;
 BEGIN
 	PERFORM billing._valid_time(upto, 'upto');
 	-- Only the pending set is read. Deleting each row under its row lock makes
 	-- concurrent rollups add it once (the second waits, then finds it gone).
 	WITH taken AS (
 		DELETE FROM billing.usage_pending p
-		 WHERE p.recorded_at < upto
-		RETURNING p.user_id, p.metric, (p.recorded_at AT TIME ZONE 'UTC')::date AS day, p.quantity),
+		 WHERE p.recorded_at OPERATOR(pg_catalog.<) upto
+		RETURNING p.user_id, p.metric, (p.recorded_at AT TIME ZONE 'UTC')::pg_catalog.date AS day, p.quantity),
 	summed AS (
 		SELECT t.user_id, t.metric, t.day, pg_catalog.sum(t.quantity) AS quantity, pg_catalog.count(*) AS n
 		  FROM taken t GROUP BY 1, 2, 3),
 	added AS (
 		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
 		SELECT s.user_id, s.metric, s.day, s.quantity FROM summed s
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity)
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity)
 	SELECT COALESCE(pg_catalog.sum(s.n), 0) INTO records FROM summed s;
 
 	WITH locked AS (
 		SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending
 		  FROM billing.quota_counters q
-		 WHERE q.usage_pending > 0 AND q.usage_day <= upto_day AND q.owner_id <> ''
+		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day OPERATOR(pg_catalog.<=) upto_day AND q.owner_id OPERATOR(pg_catalog.<>) ''
 		   FOR UPDATE),
 	cleared AS (
 		UPDATE billing.quota_counters q SET usage_pending = 0
-		  FROM locked l WHERE q.attachment_id = l.attachment_id AND q.key = l.key
+		  FROM locked l WHERE q.attachment_id OPERATOR(pg_catalog.=) l.attachment_id AND q.key OPERATOR(pg_catalog.=) l.key
 		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending),
 	added AS (
 		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
 		SELECT c.owner_id, c.metric, c.usage_day, pg_catalog.sum(c.usage_pending) FROM cleared c GROUP BY 1, 2, 3
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity + EXCLUDED.quantity)
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity)
 	SELECT pg_catalog.count(*) INTO counters FROM cleared;
-	RETURN records + counters;
+	RETURN records OPERATOR(pg_catalog.+) counters;
 END
 $$;
 COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
@@ -1245,19 +1339,19 @@ RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
 		   billing._valid_time($3, 'from_time'), billing._valid_time($4, 'to_time');
-	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::date AS d0, ($4 AT TIME ZONE 'UTC')::date AS d1)
+	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::pg_catalog.date AS d0, ($4 AT TIME ZONE 'UTC')::pg_catalog.date AS d1)
 	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
-					   WHERE d.user_id = $1 AND d.metric = $2 AND d.day >= span.d0 AND d.day < span.d1
+					   WHERE d.user_id OPERATOR(pg_catalog.=) $1 AND d.metric OPERATOR(pg_catalog.=) $2 AND d.day OPERATOR(pg_catalog.>=) span.d0 AND d.day OPERATOR(pg_catalog.<) span.d1
 						 AND d.deleted_at IS NULL), 0)
-		  + COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
-					   WHERE p.user_id = $1 AND p.metric = $2
-						 AND p.recorded_at >= span.d0::timestamp AT TIME ZONE 'UTC'
-						 AND p.recorded_at < span.d1::timestamp AT TIME ZONE 'UTC'), 0)
-		  + COALESCE((SELECT pg_catalog.sum(q.usage_pending)
-						FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id, span
-					   WHERE q.owner_id = $1 AND q.usage_pending > 0
-						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END = $2
-						 AND q.usage_day >= span.d0 AND q.usage_day < span.d1), 0))::bigint
+		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
+					   WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.metric OPERATOR(pg_catalog.=) $2
+						 AND p.recorded_at OPERATOR(pg_catalog.>=) span.d0::timestamp AT TIME ZONE 'UTC'
+						 AND p.recorded_at OPERATOR(pg_catalog.<) span.d1::timestamp AT TIME ZONE 'UTC'), 0)
+		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(q.usage_pending)
+						FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id, span
+					   WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.usage_pending OPERATOR(pg_catalog.>) 0
+						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END OPERATOR(pg_catalog.=) $2
+						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0))::bigint
 $$;
 COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
 	'Exact usage of a metric over whole UTC days [from, to), rollups plus the tail';
@@ -1404,7 +1498,7 @@ DECLARE
 BEGIN
 	CREATE TEMP TABLE history_missing ON COMMIT DROP AS
 	SELECT s.* FROM billing.subscriptions s
-	 WHERE NOT EXISTS (SELECT 1 FROM billing.subscription_history h WHERE h.subscription_id = s.id);
+	 WHERE NOT EXISTS (SELECT 1 FROM billing.subscription_history h WHERE h.subscription_id OPERATOR(pg_catalog.=) s.id);
 	INSERT INTO billing.subscription_history
 		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
 		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
@@ -1413,7 +1507,7 @@ BEGIN
 		   s.trial_start, s.trial_end, s.trial_start, s.trial_end, false, NULL, NULL, NULL, NULL, NULL,
 		   s.deleted_at IS NOT NULL, s.started_at, s.billing_anchor
 	  FROM history_missing s
-	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor > s.trial_start AND s.billing_anchor >= s.started_at
+	 WHERE s.trial_start IS NOT NULL AND s.billing_anchor OPERATOR(pg_catalog.>) s.trial_start AND s.billing_anchor OPERATOR(pg_catalog.>=) s.started_at
 	   AND s.status NOT IN ('trialing', 'incomplete')
 	 ORDER BY s.id;
 	INSERT INTO billing.subscription_history
@@ -1426,10 +1520,10 @@ BEGIN
 		   CASE WHEN t.subscription_id IS NOT NULL THEN s.billing_anchor
 				WHEN s.status IN ('active', 'past_due') THEN COALESCE(s.billing_anchor, s.started_at)
 				ELSE (SELECT pg_catalog.min(p.paid_at) FROM billing.payments p
-					   WHERE p.subscription_id = s.id AND p.status = 'succeeded' AND p.amount_cents > 0) END,
+					   WHERE p.subscription_id OPERATOR(pg_catalog.=) s.id AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.amount_cents OPERATOR(pg_catalog.>) 0) END,
 		   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at)
 	  FROM history_missing s
-	  LEFT JOIN billing.subscription_history t ON t.subscription_id = s.id
+	  LEFT JOIN billing.subscription_history t ON t.subscription_id OPERATOR(pg_catalog.=) s.id
 	 ORDER BY s.id;
 	GET DIAGNOSTICS added = ROW_COUNT;
 	DROP TABLE history_missing;
@@ -1455,16 +1549,16 @@ RETURNS TABLE (subscription_id bigint, user_id text, plan_id bigint, status bill
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency, c.current,
 		   c.current AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, NULL, $1),
-		   c.current AND h.price_cents > 0 AND h.billing_interval <> 'lifetime' AND h.paid_since IS NOT NULL
-			 AND h.status IN ('active', 'past_due', 'canceled') AND (h.trial_end IS NULL OR h.trial_end <= $1),
-		   CASE h.billing_interval WHEN 'monthly' THEN h.price_cents::numeric
-								   WHEN 'yearly' THEN h.price_cents::numeric / 12
-								   ELSE 0 END
+		   c.current AND h.price_cents OPERATOR(pg_catalog.>) 0 AND h.billing_interval OPERATOR(pg_catalog.<>) 'lifetime' AND h.paid_since IS NOT NULL
+			 AND h.status OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[]) AND (h.trial_end IS NULL OR h.trial_end OPERATOR(pg_catalog.<=) $1),
+		   CASE WHEN h.billing_interval OPERATOR(pg_catalog.=) 'monthly' THEN h.price_cents::numeric
+				WHEN h.billing_interval OPERATOR(pg_catalog.=) 'yearly' THEN h.price_cents::numeric OPERATOR(pg_catalog./) 12
+				ELSE 0 END
 	  FROM billing.subscription_history h,
-		   LATERAL (SELECT (h.ended_at IS NULL OR h.ended_at > $1)
-						   AND NOT COALESCE(h.status = 'trialing' AND h.trial_end <= $1, false)
-						   AND NOT COALESCE(h.status = 'canceled' AND h.current_period_end <= $1, false) AS current) c
-	 WHERE h.valid_from <= $1 AND h.valid_to > $1 AND NOT h.removed
+		   LATERAL (SELECT (h.ended_at IS NULL OR h.ended_at OPERATOR(pg_catalog.>) $1)
+						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'trialing' AND h.trial_end OPERATOR(pg_catalog.<=) $1, false)
+						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'canceled' AND h.current_period_end OPERATOR(pg_catalog.<=) $1, false) AS current) c
+	 WHERE h.valid_from OPERATOR(pg_catalog.<=) $1 AND h.valid_to OPERATOR(pg_catalog.>) $1 AND NOT h.removed
 $$;
 
 CREATE OR REPLACE FUNCTION billing.mrr(at timestamptz DEFAULT pg_catalog.now())
@@ -1495,7 +1589,7 @@ BEGIN
 	PERFORM billing._valid_time(at, 'at');
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
+	SELECT b.currency, pg_catalog.round(12 OPERATOR(pg_catalog.*) pg_catalog.sum(b.monthly_cents))::bigint
 	  FROM billing._book_at($1) b
 	 WHERE b.paying
 	 GROUP BY b.currency
@@ -1513,7 +1607,7 @@ BEGIN
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
 	SELECT p.tier, b.status, pg_catalog.count(*)
-	  FROM billing._book_at($1) b JOIN billing.subscription_plans p ON p.id = b.plan_id
+	  FROM billing._book_at($1) b JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
 	 WHERE b.current
 	 GROUP BY p.tier, b.status
 	 ORDER BY p.tier, b.status
@@ -1537,12 +1631,12 @@ BEGIN
 		  FROM billing._book_at($1) b
 		 GROUP BY b.user_id),
 	counted AS (
-		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code = 'free')) AS plan_id,
+		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code OPERATOR(pg_catalog.=) 'free')) AS plan_id,
 			   pg_catalog.count(*) AS users
 		  FROM users u GROUP BY 1)
 	SELECT p.code, p.tier, c.users,
-		   pg_catalog.round(c.users::numeric / NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
-	  FROM counted c JOIN billing.subscription_plans p ON p.id = c.plan_id
+		   pg_catalog.round(c.users::numeric OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
+	  FROM counted c JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) c.plan_id
 	 ORDER BY c.users DESC, p.code
 	$q$ USING at;
 END
@@ -1555,7 +1649,7 @@ RETURNS TABLE (currency text, customers_at_start bigint, customers_churned bigin
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
-	IF to_time <= from_time THEN
+	IF to_time OPERATOR(pg_catalog.<=) from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
@@ -1567,11 +1661,11 @@ BEGIN
 	still AS (
 		SELECT DISTINCT b.user_id FROM billing._book_at($2) b WHERE b.paying)
 	SELECT st.currency, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL),
-		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric / pg_catalog.count(*), 4),
+		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric OPERATOR(pg_catalog./) pg_catalog.count(*), 4),
 		   pg_catalog.round(pg_catalog.sum(st.mrr))::bigint,
 		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0))::bigint,
-		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0) / NULLIF(pg_catalog.sum(st.mrr), 0), 4)
-	  FROM start st LEFT JOIN still sl ON sl.user_id = st.user_id
+		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0) OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(st.mrr), 0), 4)
+	  FROM start st LEFT JOIN still sl ON sl.user_id OPERATOR(pg_catalog.=) st.user_id
 	 GROUP BY st.currency
 	 ORDER BY st.currency
 	$q$ USING from_time, to_time;
@@ -1586,7 +1680,7 @@ RETURNS TABLE (user_id text, currency text, paid_at timestamptz, amount_cents bi
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.user_id, p.currency, p.paid_at, p.amount_cents
 	  FROM billing.payments p
-	 WHERE p.status = 'succeeded' AND p.deleted_at IS NULL AND p.paid_at >= from_time AND p.paid_at < to_time
+	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
 $$;
 
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
@@ -1594,9 +1688,9 @@ RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_ce
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
-		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0),
+		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
-				/ NULLIF(pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents > 0), 0))::bigint
+				OPERATOR(pg_catalog./) NULLIF(pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0), 0))::bigint
 	  FROM billing._net_payments(from_time, to_time) n
 	 GROUP BY n.currency
 	 ORDER BY n.currency
@@ -1612,8 +1706,8 @@ RETURNS TABLE (subscription_id bigint, plan_id bigint, trial_start timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT h.subscription_id, h.plan_id, h.trial_start
 	  FROM billing.subscription_history h
-	 WHERE h.status = 'trialing' AND h.previous_status IS NULL AND h.valid_from = h.trial_start
-	   AND h.valid_from >= $1 AND h.valid_from < $2 AND NOT h.removed
+	 WHERE h.status OPERATOR(pg_catalog.=) 'trialing' AND h.previous_status IS NULL AND h.valid_from OPERATOR(pg_catalog.=) h.trial_start
+	   AND h.valid_from OPERATOR(pg_catalog.>=) $1 AND h.valid_from OPERATOR(pg_catalog.<) $2 AND NOT h.removed
 $$;
 
 CREATE OR REPLACE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
@@ -1625,14 +1719,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	WITH trials AS (
 		SELECT p.tier,
 			   EXISTS (SELECT 1 FROM billing.subscription_history c
-						WHERE c.subscription_id = t.subscription_id AND c.paid_since < to_time) AS converted,
+						WHERE c.subscription_id OPERATOR(pg_catalog.=) t.subscription_id AND c.paid_since OPERATOR(pg_catalog.<) to_time) AS converted,
 			   EXISTS (SELECT 1 FROM billing.subscription_history c
-						WHERE c.subscription_id = t.subscription_id AND c.valid_from < to_time AND c.valid_to >= to_time
-						  AND c.status = 'trialing' AND c.trial_end >= to_time) AS trialing
-		  FROM billing._trials_started(from_time, to_time) t JOIN billing.subscription_plans p ON p.id = t.plan_id)
+						WHERE c.subscription_id OPERATOR(pg_catalog.=) t.subscription_id AND c.valid_from OPERATOR(pg_catalog.<) to_time AND c.valid_to OPERATOR(pg_catalog.>=) to_time
+						  AND c.status OPERATOR(pg_catalog.=) 'trialing' AND c.trial_end OPERATOR(pg_catalog.>=) to_time) AS trialing
+		  FROM billing._trials_started(from_time, to_time) t JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id)
 	SELECT t.tier, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE t.converted),
 		   pg_catalog.count(*) FILTER (WHERE t.trialing),
-		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE t.converted)::numeric / pg_catalog.count(*), 4)
+		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE t.converted)::numeric OPERATOR(pg_catalog./) pg_catalog.count(*), 4)
 	  FROM trials t
 	 GROUP BY t.tier
 	 ORDER BY t.tier
@@ -1654,21 +1748,21 @@ BEGIN
 			USING ERRCODE = '22023', HINT = 'Use hour, day, week, month or year.';
 	END IF;
 	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
-	IF to_time <= from_time THEN
+	IF to_time OPERATOR(pg_catalog.<=) from_time THEN
 		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
 	END IF;
-	step := ('1 ' || grain)::interval;
+	step := ('1 ' OPERATOR(pg_catalog.||) grain)::interval;
 	-- a series is for plotting: at most 100,000 points
-	IF EXTRACT(epoch FROM to_time - from_time)
-	   > 100000 * EXTRACT(epoch FROM CASE grain WHEN 'month' THEN interval '28 days'
-															WHEN 'year' THEN interval '365 days' ELSE step END) THEN
+	IF EXTRACT(epoch FROM to_time OPERATOR(pg_catalog.-) from_time)
+	   OPERATOR(pg_catalog.>) (100000 OPERATOR(pg_catalog.*) EXTRACT(epoch FROM CASE grain WHEN 'month' THEN interval '28 days'
+															WHEN 'year' THEN interval '365 days' ELSE step END)) THEN
 		RAISE EXCEPTION 'report period has too many % buckets', grain USING ERRCODE = '22023',
 			DETAIL = 'A time series has at most 100000 buckets.', HINT = 'Use a coarser grain or a shorter period.';
 	END IF;
 	RETURN QUERY
 	SELECT g AT TIME ZONE 'UTC'
 	  FROM pg_catalog.generate_series(pg_catalog.date_trunc(grain, from_time AT TIME ZONE 'UTC'),
-									  (to_time AT TIME ZONE 'UTC') - interval '1 microsecond', step) g;
+									  (to_time AT TIME ZONE 'UTC') OPERATOR(pg_catalog.-) interval '1 microsecond', step) g;
 END
 $$;
 
@@ -1681,9 +1775,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		SELECT pg_catalog.date_trunc(grain, n.paid_at, 'UTC') AS bucket, n.currency, pg_catalog.sum(n.amount_cents) AS cents
 		  FROM billing._net_payments(from_time, to_time) n
 		 GROUP BY 1, 2)
-	SELECT b.bucket, 'revenue_cents_' || c.currency, COALESCE(m.cents, 0)
+	SELECT b.bucket, 'revenue_cents_' OPERATOR(pg_catalog.||) c.currency, COALESCE(m.cents, 0)
 	  FROM b CROSS JOIN cur c
-	  LEFT JOIN money m ON m.bucket = b.bucket AND m.currency = c.currency
+	  LEFT JOIN money m ON m.bucket OPERATOR(pg_catalog.=) b.bucket AND m.currency OPERATOR(pg_catalog.=) c.currency
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.revenue(timestamptz, timestamptz, text) IS
@@ -1698,19 +1792,19 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	daily AS (
 		SELECT d.day::timestamp AT TIME ZONE 'UTC' AS t, d.metric, d.quantity FROM billing.usage_daily d
 		 WHERE d.deleted_at IS NULL
-		   AND d.day >= (from_time AT TIME ZONE 'UTC')::date - 1 AND d.day <= (to_time AT TIME ZONE 'UTC')::date
+		   AND d.day OPERATOR(pg_catalog.>=) ((from_time AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.-) 1) AND d.day OPERATOR(pg_catalog.<=) (to_time AT TIME ZONE 'UTC')::pg_catalog.date
 		UNION ALL
 		SELECT p.recorded_at, p.metric, p.quantity FROM billing.usage_pending p
-		 WHERE p.recorded_at >= from_time AND p.recorded_at < to_time
+		 WHERE p.recorded_at OPERATOR(pg_catalog.>=) from_time AND p.recorded_at OPERATOR(pg_catalog.<) to_time
 		UNION ALL
 		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
 			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
-		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
-		 WHERE q.usage_pending > 0 AND q.owner_id <> ''),
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''),
 	agg AS (
 		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
-		  FROM daily d WHERE d.t >= from_time AND d.t < to_time GROUP BY 1, 2)
-	SELECT a.bucket, a.metric, a.total FROM agg a JOIN b ON b.bucket = a.bucket
+		  FROM daily d WHERE d.t OPERATOR(pg_catalog.>=) from_time AND d.t OPERATOR(pg_catalog.<) to_time GROUP BY 1, 2)
+	SELECT a.bucket, a.metric, a.total FROM agg a JOIN b ON b.bucket OPERATOR(pg_catalog.=) a.bucket
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
@@ -1724,11 +1818,11 @@ BEGIN
 	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
+	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (
-	SELECT 0, 'active_' || p.tier, pg_catalog.count(*)
-	  FROM bounds, billing._book_at(bounds.d1 - interval '1 microsecond') b
-	  JOIN billing.subscription_plans p ON p.id = b.plan_id
+	SELECT 0, 'active_' OPERATOR(pg_catalog.||) p.tier, pg_catalog.count(*)
+	  FROM bounds, billing._book_at(bounds.d1 OPERATOR(pg_catalog.-) interval '1 microsecond') b
+	  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
 	 WHERE b.current AND b.status NOT IN ('incomplete', 'paused')
 	 GROUP BY p.tier
 	UNION ALL
@@ -1736,17 +1830,17 @@ BEGIN
 	UNION ALL
 	-- the first paid interval of a subscription that had a trial
 	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.valid_from = h.paid_since
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.valid_from OPERATOR(pg_catalog.=) h.paid_since
 	   AND h.trial_start IS NOT NULL AND h.status IN ('active', 'past_due')
 	   AND h.previous_status IS NOT NULL AND h.previous_status NOT IN ('active', 'past_due') AND NOT h.removed
 	UNION ALL
 	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.status = 'canceled'
-	   AND h.previous_status IS NOT NULL AND h.previous_status <> 'canceled'
-	   AND COALESCE(h.end_reason, '') <> 'plan_changed' AND NOT h.removed
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.status OPERATOR(pg_catalog.=) 'canceled'
+	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
+	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
 	UNION ALL
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status = 'failed' AND p.paid_at >= bounds.d0 AND p.paid_at < bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END
@@ -1790,7 +1884,7 @@ BEGIN
 	CASE key
 	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention', 'usage_record_retention' THEN
 		BEGIN
-			IF value::interval < interval '0' THEN
+			IF value::interval OPERATOR(pg_catalog.<) interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
 			END IF;
 		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
@@ -1798,12 +1892,12 @@ BEGIN
 				USING ERRCODE = '22023', HINT = 'Give an interval such as ''14 days''.';
 		END;
 	WHEN 'stripe_webhook_secret' THEN
-		IF pg_catalog.btrim(value) = '' THEN
+		IF pg_catalog.btrim(value) OPERATOR(pg_catalog.=) '' THEN
 			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not be empty' USING ERRCODE = '22023';
 		END IF;
 		-- secrets are separated by commas (for rotation); none may be empty
 		IF EXISTS (SELECT 1 FROM pg_catalog.unnest(pg_catalog.string_to_array(value, ',')) AS secret
-					WHERE pg_catalog.btrim(secret) = '') THEN
+					WHERE pg_catalog.btrim(secret) OPERATOR(pg_catalog.=) '') THEN
 			RAISE EXCEPTION 'setting "stripe_webhook_secret" must not hold an empty secret'
 				USING ERRCODE = '22023', HINT = 'Separate two or more secrets with single commas.';
 		END IF;
@@ -1832,38 +1926,38 @@ DECLARE
 	inv billing.invoices;
 	uid text;
 	-- status, paid time, period and issue time: the core's decision (stripe::DecideInvoice)
-	status text := facts ->> 'status';
-	reason text := COALESCE(facts ->> 'billing_reason', 'manual');
-	period_start timestamptz := billing._stripe_time(facts -> 'decided', 'period_start');
-	period_end timestamptz := billing._stripe_time(facts -> 'decided', 'period_end');
-	issued timestamptz := billing._stripe_time(facts -> 'decided', 'issued_at');
-	paid timestamptz := billing._stripe_time(facts -> 'decided', 'paid_at');
+	status text := facts OPERATOR(pg_catalog.->>) 'status';
+	reason text := COALESCE(facts OPERATOR(pg_catalog.->>) 'billing_reason', 'manual');
+	period_start timestamptz := billing._stripe_time(facts OPERATOR(pg_catalog.->) 'decided', 'period_start');
+	period_end timestamptz := billing._stripe_time(facts OPERATOR(pg_catalog.->) 'decided', 'period_end');
+	issued timestamptz := billing._stripe_time(facts OPERATOR(pg_catalog.->) 'decided', 'issued_at');
+	paid timestamptz := billing._stripe_time(facts OPERATOR(pg_catalog.->) 'decided', 'paid_at');
 	invoice_number text;
 	lines jsonb;
 BEGIN
 	SELECT x.* INTO sub FROM billing.subscriptions x
-	 WHERE x.stripe_subscription_id = facts ->> 'subscription' AND x.deleted_at IS NULL;
+	 WHERE x.stripe_subscription_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'subscription') AND x.deleted_at IS NULL;
 	uid := COALESCE(sub.user_id, billing._stripe_user(facts));
 	IF uid IS NULL THEN
-		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
-								 facts ->> 'id');
+		RETURN 'pending: ' OPERATOR(pg_catalog.||) pg_catalog.format('no billing user for stripe invoice "%s": neither its subscription nor its customer is known',
+								 facts OPERATOR(pg_catalog.->>) 'id');
 	END IF;
 	SELECT COALESCE(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-			'description', l ->> 'description',
-			'amount_cents', (l ->> 'amount_cents')::bigint,
-			'currency', pg_catalog.lower(l ->> 'currency'),
+			'description', l OPERATOR(pg_catalog.->>) 'description',
+			'amount_cents', (l OPERATOR(pg_catalog.->>) 'amount_cents')::bigint,
+			'currency', pg_catalog.lower(l OPERATOR(pg_catalog.->>) 'currency'),
 			'period_start', billing._stripe_time(l, 'period_start'),
 			'period_end', billing._stripe_time(l, 'period_end'),
-			'stripe_price_id', l ->> 'stripe_price_id') ORDER BY n), '[]')
+			'stripe_price_id', l OPERATOR(pg_catalog.->>) 'stripe_price_id') ORDER BY n), '[]')
 	  INTO lines
-	  FROM pg_catalog.jsonb_array_elements(COALESCE(facts -> 'lines', '[]')) WITH ORDINALITY AS e(l, n);
+	  FROM pg_catalog.jsonb_array_elements(COALESCE(facts OPERATOR(pg_catalog.->) 'lines', '[]')) WITH ORDINALITY AS e(l, n);
 
-	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'id' FOR UPDATE;
+	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'id') FOR UPDATE;
 	IF NOT FOUND AND sub.id IS NOT NULL AND reason IN ('subscription_create', 'subscription_cycle') THEN
 		-- billing's own invoice for this period becomes Stripe's; another Stripe
 		-- invoice for the same period is kept as a manual one
 		SELECT x.* INTO inv FROM billing.invoices x
-		 WHERE x.subscription_id = sub.id AND x.period_start = fn.period_start
+		 WHERE x.subscription_id OPERATOR(pg_catalog.=) sub.id AND x.period_start OPERATOR(pg_catalog.=) fn.period_start
 		   AND x.billing_reason IN ('subscription_create', 'subscription_cycle') AND x.deleted_at IS NULL
 		   FOR UPDATE;
 		IF FOUND AND inv.stripe_invoice_id IS NOT NULL THEN
@@ -1873,37 +1967,37 @@ BEGIN
 	END IF;
 
 	IF inv.id IS NULL THEN
-		invoice_number := facts ->> 'number';
-		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number = invoice_number) THEN
+		invoice_number := facts OPERATOR(pg_catalog.->>) 'number';
+		IF invoice_number IS NULL OR EXISTS (SELECT 1 FROM billing.invoices x WHERE x.number OPERATOR(pg_catalog.=) invoice_number) THEN
 			invoice_number := billing._next_invoice_number(issued);
 		END IF;
 		INSERT INTO billing.invoices AS x
 			(number, user_id, subscription_id, status, billing_reason, currency, period_start, period_end,
 			 subtotal_cents, total_cents, amount_paid_cents, amount_due_cents, lines, issued_at, paid_at,
 			 stripe_invoice_id)
-		VALUES (invoice_number, uid, sub.id, status, reason, pg_catalog.lower(facts ->> 'currency'),
+		VALUES (invoice_number, uid, sub.id, status, reason, pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency'),
 				period_start, period_end,
-				COALESCE((facts ->> 'subtotal')::bigint, 0), COALESCE((facts ->> 'total')::bigint, 0),
-				GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, 0), 0),
-				GREATEST(COALESCE((facts ->> 'amount_due')::bigint, 0), 0),
-				lines, issued, paid, facts ->> 'id')
+				COALESCE((facts OPERATOR(pg_catalog.->>) 'subtotal')::bigint, 0), COALESCE((facts OPERATOR(pg_catalog.->>) 'total')::bigint, 0),
+				GREATEST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint, 0), 0),
+				GREATEST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_due')::bigint, 0), 0),
+				lines, issued, paid, facts OPERATOR(pg_catalog.->>) 'id')
 		RETURNING x.* INTO inv;
 	ELSE
 		UPDATE billing.invoices x
 		   SET subscription_id = COALESCE(x.subscription_id, sub.id),
 			   status = fn.status,
-			   currency = pg_catalog.lower(facts ->> 'currency'),
+			   currency = pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency'),
 			   period_start = COALESCE(fn.period_start, x.period_start),
 			   period_end = COALESCE(fn.period_end, x.period_end),
-			   subtotal_cents = COALESCE((facts ->> 'subtotal')::bigint, x.subtotal_cents),
-			   total_cents = COALESCE((facts ->> 'total')::bigint, x.total_cents),
-			   amount_paid_cents = GREATEST(COALESCE((facts ->> 'amount_paid')::bigint, x.amount_paid_cents), 0),
-			   amount_due_cents = GREATEST(COALESCE((facts ->> 'amount_due')::bigint, x.amount_due_cents), 0),
-			   lines = CASE WHEN pg_catalog.jsonb_array_length(fn.lines) > 0
+			   subtotal_cents = COALESCE((facts OPERATOR(pg_catalog.->>) 'subtotal')::bigint, x.subtotal_cents),
+			   total_cents = COALESCE((facts OPERATOR(pg_catalog.->>) 'total')::bigint, x.total_cents),
+			   amount_paid_cents = GREATEST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint, x.amount_paid_cents), 0),
+			   amount_due_cents = GREATEST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_due')::bigint, x.amount_due_cents), 0),
+			   lines = CASE WHEN pg_catalog.jsonb_array_length(fn.lines) OPERATOR(pg_catalog.>) 0
 							THEN fn.lines ELSE x.lines END,
-			   paid_at = CASE WHEN fn.status = 'paid' THEN COALESCE(x.paid_at, paid) END,
-			   stripe_invoice_id = facts ->> 'id'
-		 WHERE x.id = inv.id
+			   paid_at = CASE WHEN fn.status OPERATOR(pg_catalog.=) 'paid' THEN COALESCE(x.paid_at, paid) END,
+			   stripe_invoice_id = facts OPERATOR(pg_catalog.->>) 'id'
+		 WHERE x.id OPERATOR(pg_catalog.=) inv.id
 		RETURNING x.* INTO inv;
 	END IF;
 
@@ -1915,29 +2009,30 @@ BEGIN
 	-- failing that one is recorded under the invoice's id, which a later
 	-- payment_intent.succeeded adopts (see billing._stripe_adopt_payment)
 	IF event_type IN ('invoice.paid', 'invoice.payment_succeeded')
-	   AND COALESCE((facts ->> 'amount_paid')::bigint, 0) > 0 THEN
-		IF facts ->> 'payment_intent' IS NOT NULL THEN
-			PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint,
-												   facts ->> 'currency', true, facts ->> 'payment_intent',
-												   facts ->> 'charge', NULL, NULL, paid);
+	   AND COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint, 0) OPERATOR(pg_catalog.>) 0 THEN
+		IF facts OPERATOR(pg_catalog.->>) 'payment_intent' IS NOT NULL THEN
+			PERFORM billing._stripe_upsert_payment(uid, sub.id, inv.id, (facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint,
+												   facts OPERATOR(pg_catalog.->>) 'currency', true, facts OPERATOR(pg_catalog.->>) 'payment_intent',
+												   facts OPERATOR(pg_catalog.->>) 'charge', NULL, NULL, paid);
 		ELSIF NOT EXISTS (SELECT 1 FROM billing.payments p
-						   WHERE p.invoice_id = inv.id AND p.refund_of IS NULL AND p.status = 'succeeded'
+						   WHERE p.invoice_id OPERATOR(pg_catalog.=) inv.id AND p.refund_of IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded'
 							 AND p.deleted_at IS NULL) THEN
 			UPDATE billing.payments p SET invoice_id = inv.id, subscription_id = COALESCE(p.subscription_id, sub.id)
-			 WHERE p.id = (SELECT q.id FROM billing.payments q
-							WHERE q.user_id = uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
-							  AND q.status = 'succeeded' AND q.deleted_at IS NULL
+			 WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q
+							WHERE q.user_id OPERATOR(pg_catalog.=) uid AND q.invoice_id IS NULL AND q.refund_of IS NULL
+							  AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL
 							  AND (q.stripe_payment_intent_id IS NOT NULL OR q.stripe_charge_id IS NOT NULL)
-							  AND q.amount_cents = (facts ->> 'amount_paid')::bigint
-							  AND q.currency = pg_catalog.lower(facts ->> 'currency')
-							  AND q.paid_at BETWEEN paid - interval '1 day' AND paid + interval '1 day'
-							ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - paid)), q.id LIMIT 1);
+							  AND q.amount_cents OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint
+							  AND q.currency OPERATOR(pg_catalog.=) pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency')
+							  AND q.paid_at OPERATOR(pg_catalog.>=) (paid OPERATOR(pg_catalog.-) interval '1 day')
+							  AND q.paid_at OPERATOR(pg_catalog.<=) (paid OPERATOR(pg_catalog.+) interval '1 day')
+							ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) paid)), q.id LIMIT 1);
 			IF NOT FOUND THEN
 				INSERT INTO billing.payments AS p
 					(user_id, subscription_id, invoice_id, amount_cents, currency, status, external_id,
 					 stripe_charge_id, paid_at)
-				VALUES (uid, sub.id, inv.id, (facts ->> 'amount_paid')::bigint, pg_catalog.lower(facts ->> 'currency'),
-						'succeeded', 'stripe_invoice:' || (facts ->> 'id'), facts ->> 'charge', paid)
+				VALUES (uid, sub.id, inv.id, (facts OPERATOR(pg_catalog.->>) 'amount_paid')::bigint, pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency'),
+						'succeeded', 'stripe_invoice:' OPERATOR(pg_catalog.||) (facts OPERATOR(pg_catalog.->>) 'id'), facts OPERATOR(pg_catalog.->>) 'charge', paid)
 				ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
 			END IF;
 		END IF;
@@ -1952,27 +2047,27 @@ DECLARE
 	inv billing.invoices;
 	uid text;
 	sub_id bigint;
-	succeeded boolean := facts ->> 'payment_status' = 'succeeded';  -- the core's (stripe::PaymentStatus)
+	succeeded boolean := facts OPERATOR(pg_catalog.->>) 'payment_status' OPERATOR(pg_catalog.=) 'succeeded';  -- the core's (stripe::PaymentStatus)
 BEGIN
-	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id = facts ->> 'invoice';
+	SELECT x.* INTO inv FROM billing.invoices x WHERE x.stripe_invoice_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'invoice');
 	uid := COALESCE(inv.user_id, billing._stripe_user(facts));
 	IF uid IS NULL THEN
-		RETURN 'pending: ' || pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
-								 'and its customer is not linked', facts ->> 'id');
+		RETURN 'pending: ' OPERATOR(pg_catalog.||) pg_catalog.format('no billing user for stripe payment intent "%s": it has no metadata.user_id '
+								 'and its customer is not linked', facts OPERATOR(pg_catalog.->>) 'id');
 	END IF;
 	sub_id := COALESCE(inv.subscription_id,
 		(SELECT s.id FROM billing.subscriptions s
-		  WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+		  WHERE s.user_id OPERATOR(pg_catalog.=) uid AND s.stripe_customer_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'customer') AND s.deleted_at IS NULL
 		  ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1));
 	IF succeeded THEN
 		PERFORM billing._stripe_adopt_payment(uid, facts, event_created);
 	END IF;
 	PERFORM billing._stripe_upsert_payment(
 		uid, sub_id, inv.id,
-		CASE WHEN succeeded THEN COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0), (facts ->> 'amount')::bigint, 0)
-			 ELSE COALESCE((facts ->> 'amount')::bigint, 0) END,
-		facts ->> 'currency', succeeded, facts ->> 'payment_intent', facts ->> 'charge',
-		facts ->> 'failure_code', facts ->> 'failure_message', event_created);
+		CASE WHEN succeeded THEN COALESCE(NULLIF((facts OPERATOR(pg_catalog.->>) 'amount_received')::bigint, 0), (facts OPERATOR(pg_catalog.->>) 'amount')::bigint, 0)
+			 ELSE COALESCE((facts OPERATOR(pg_catalog.->>) 'amount')::bigint, 0) END,
+		facts OPERATOR(pg_catalog.->>) 'currency', succeeded, facts OPERATOR(pg_catalog.->>) 'payment_intent', facts OPERATOR(pg_catalog.->>) 'charge',
+		facts OPERATOR(pg_catalog.->>) 'failure_code', facts OPERATOR(pg_catalog.->>) 'failure_message', event_created);
 	RETURN NULL;
 END
 $$;
@@ -1988,44 +2083,44 @@ DECLARE
 	payment_id bigint;
 BEGIN
 	SELECT p.* INTO original FROM billing.payments p
-	 WHERE p.refund_of IS NULL AND p.deleted_at IS NULL AND p.status = 'succeeded'
-	   AND (p.stripe_charge_id = facts ->> 'id' OR p.external_id = facts ->> 'payment_intent'
-			OR p.stripe_payment_intent_id = facts ->> 'payment_intent')
-	 ORDER BY (p.stripe_charge_id = facts ->> 'id') DESC NULLS LAST, p.id
+	 WHERE p.refund_of IS NULL AND p.deleted_at IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded'
+	   AND (p.stripe_charge_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'id') OR p.external_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'payment_intent')
+			OR p.stripe_payment_intent_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'payment_intent'))
+	 ORDER BY (p.stripe_charge_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'id')) DESC NULLS LAST, p.id
 	 LIMIT 1
 	   FOR UPDATE;
 	IF NOT FOUND THEN
 		-- the payment itself never arrived: it is recorded from the charge
 		uid := billing._stripe_user(facts);
 		IF uid IS NULL THEN
-			RETURN 'pending: ' || pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
-									 'and its customer is not linked', facts ->> 'id');
+			RETURN 'pending: ' OPERATOR(pg_catalog.||) pg_catalog.format('no billing user for stripe charge "%s": it has no metadata.user_id '
+									 'and its customer is not linked', facts OPERATOR(pg_catalog.->>) 'id');
 		END IF;
 		payment_id := billing._stripe_upsert_payment(
 			uid, (SELECT s.id FROM billing.subscriptions s
-				   WHERE s.user_id = uid AND s.stripe_customer_id = facts ->> 'customer' AND s.deleted_at IS NULL
+				   WHERE s.user_id OPERATOR(pg_catalog.=) uid AND s.stripe_customer_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'customer') AND s.deleted_at IS NULL
 				   ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1),
-			(SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id = facts ->> 'invoice'),
-			COALESCE((facts ->> 'amount')::bigint, 0), facts ->> 'currency', true,
-			facts ->> 'payment_intent', facts ->> 'id', NULL, NULL,
+			(SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'invoice')),
+			COALESCE((facts OPERATOR(pg_catalog.->>) 'amount')::bigint, 0), facts OPERATOR(pg_catalog.->>) 'currency', true,
+			facts OPERATOR(pg_catalog.->>) 'payment_intent', facts OPERATOR(pg_catalog.->>) 'id', NULL, NULL,
 			COALESCE(billing._stripe_time(facts, 'created'), event_created));
-		SELECT p.* INTO original FROM billing.payments p WHERE p.id = payment_id FOR UPDATE;
+		SELECT p.* INTO original FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) payment_id FOR UPDATE;
 	ELSIF original.stripe_charge_id IS NULL THEN
-		UPDATE billing.payments p SET stripe_charge_id = facts ->> 'id' WHERE p.id = original.id;
+		UPDATE billing.payments p SET stripe_charge_id = facts OPERATOR(pg_catalog.->>) 'id' WHERE p.id OPERATOR(pg_catalog.=) original.id;
 	END IF;
 
-	SELECT COALESCE(-pg_catalog.sum(p.amount_cents), 0) INTO refunded
+	SELECT COALESCE(OPERATOR(pg_catalog.-) pg_catalog.sum(p.amount_cents), 0) INTO refunded
 	  FROM billing.payments p
-	 WHERE p.refund_of = original.id AND p.status = 'succeeded' AND p.deleted_at IS NULL;
-	target := LEAST(COALESCE((facts ->> 'amount_refunded')::bigint, 0), original.amount_cents);
-	delta := target - refunded;
-	IF delta > 0 THEN
+	 WHERE p.refund_of OPERATOR(pg_catalog.=) original.id AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL;
+	target := LEAST(COALESCE((facts OPERATOR(pg_catalog.->>) 'amount_refunded')::bigint, 0), original.amount_cents);
+	delta := target OPERATOR(pg_catalog.-) refunded;
+	IF delta OPERATOR(pg_catalog.>) 0 THEN
 		INSERT INTO billing.payments
 			(user_id, subscription_id, invoice_id, amount_cents, currency, status, refund_of, external_id,
 			 stripe_payment_intent_id, stripe_charge_id, paid_at)
-		VALUES (original.user_id, original.subscription_id, original.invoice_id, -delta, original.currency,
-				'succeeded', original.id, 'stripe_refund:' || (facts ->> 'id') || ':' || target,
-				facts ->> 'payment_intent', facts ->> 'id', event_created)
+		VALUES (original.user_id, original.subscription_id, original.invoice_id, OPERATOR(pg_catalog.-) delta, original.currency,
+				'succeeded', original.id, 'stripe_refund:' OPERATOR(pg_catalog.||) (facts OPERATOR(pg_catalog.->>) 'id') OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) target,
+				facts OPERATOR(pg_catalog.->>) 'payment_intent', facts OPERATOR(pg_catalog.->>) 'id', event_created)
 		ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING;
 	END IF;
 	RETURN NULL;
@@ -2039,10 +2134,10 @@ DECLARE
 	subscription_data jsonb;
 BEGIN
 	PERFORM billing._required(user_id, 'user_id'), billing._required(plan_code, 'plan_code');
-	IF user_id = '' THEN
+	IF user_id OPERATOR(pg_catalog.=) '' THEN
 		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
 	END IF;
-	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code = plan_code AND p.deleted_at IS NULL;
+	SELECT p.* INTO plan FROM billing.subscription_plans p WHERE p.code OPERATOR(pg_catalog.=) plan_code AND p.deleted_at IS NULL;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown plan "%"', plan_code
 			USING ERRCODE = '22023', HINT = 'The plans are listed in billing.pricing.';
@@ -2058,8 +2153,8 @@ BEGIN
 				  HINT = pg_catalog.format('Set it with UPDATE billing.subscription_plans SET stripe_price_id = ''price_...'' WHERE code = %L.', plan_code);
 	END IF;
 	subscription_data := pg_catalog.jsonb_build_object('metadata', pg_catalog.jsonb_build_object('user_id', user_id));
-	IF plan.trial_days > 0 AND billing._stripe_trial_available(user_id, plan.tier::text) THEN
-		subscription_data := subscription_data || pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
+	IF plan.trial_days OPERATOR(pg_catalog.>) 0 AND billing._stripe_trial_available(user_id, plan.tier::pg_catalog.text) THEN
+		subscription_data := subscription_data OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('trial_period_days', plan.trial_days);
 	END IF;
 	RETURN pg_catalog.jsonb_build_object(
 		'mode', 'subscription',
@@ -2074,7 +2169,7 @@ COMMENT ON FUNCTION billing.stripe_checkout_params(text, text) IS
 
 CREATE FUNCTION billing._stripe_stored(event_id text, OUT found boolean, OUT payload text)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	SELECT true, e.payload::text FROM billing.stripe_events e WHERE e.id = $1
+	SELECT true, e.payload::pg_catalog.text FROM billing.stripe_events e WHERE e.id OPERATOR(pg_catalog.=) $1
 	UNION ALL SELECT false, NULL LIMIT 1
 $$;
 
@@ -2088,12 +2183,12 @@ COMMENT ON FUNCTION billing.stripe_replay(text, timestamptz) IS
 CREATE FUNCTION billing._stripe_prune(at timestamptz, batch integer DEFAULT 10000) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-	cutoff timestamptz := at - billing._setting('stripe_event_retention', '90 days')::interval;
+	cutoff timestamptz := at OPERATOR(pg_catalog.-) billing._setting('stripe_event_retention', '90 days')::interval;
 	pruned bigint;
 BEGIN
 	UPDATE billing.stripe_events e SET payload = NULL
 	 WHERE e.id IN (SELECT x.id FROM billing.stripe_events x
-					 WHERE x.received_at < cutoff AND x.payload IS NOT NULL AND x.result <> 'pending'
+					 WHERE x.received_at OPERATOR(pg_catalog.<) cutoff AND x.payload IS NOT NULL AND x.result OPERATOR(pg_catalog.<>) 'pending'
 					 ORDER BY x.received_at LIMIT batch);
 	GET DIAGNOSTICS pruned = ROW_COUNT;
 	RETURN pruned;
@@ -2103,17 +2198,18 @@ $$;
 CREATE FUNCTION billing._stripe_adopt_payment(user_id text, facts jsonb, event_created timestamptz) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	UPDATE billing.payments p
-	   SET external_id = facts ->> 'id', stripe_payment_intent_id = facts ->> 'payment_intent',
-		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts ->> 'charge')
-	 WHERE p.id = (SELECT q.id FROM billing.payments q
-					WHERE q.user_id = $1 AND q.external_id LIKE 'stripe\_invoice:%' AND q.refund_of IS NULL
-					  AND q.status = 'succeeded' AND q.deleted_at IS NULL AND q.stripe_payment_intent_id IS NULL
-					  AND q.amount_cents = COALESCE(NULLIF((facts ->> 'amount_received')::bigint, 0),
-													(facts ->> 'amount')::bigint)
-					  AND q.currency = pg_catalog.lower(facts ->> 'currency')
-					  AND q.paid_at BETWEEN event_created - interval '1 day' AND event_created + interval '1 day'
-					ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at - event_created)), q.id LIMIT 1)
-	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id = facts ->> 'id')
+	   SET external_id = facts OPERATOR(pg_catalog.->>) 'id', stripe_payment_intent_id = facts OPERATOR(pg_catalog.->>) 'payment_intent',
+		   stripe_charge_id = COALESCE(p.stripe_charge_id, facts OPERATOR(pg_catalog.->>) 'charge')
+	 WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q
+					WHERE q.user_id OPERATOR(pg_catalog.=) $1 AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\_invoice:%' AND q.refund_of IS NULL
+					  AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL AND q.stripe_payment_intent_id IS NULL
+					  AND q.amount_cents OPERATOR(pg_catalog.=) COALESCE(NULLIF((facts OPERATOR(pg_catalog.->>) 'amount_received')::bigint, 0),
+													(facts OPERATOR(pg_catalog.->>) 'amount')::bigint)
+					  AND q.currency OPERATOR(pg_catalog.=) pg_catalog.lower(facts OPERATOR(pg_catalog.->>) 'currency')
+					  AND q.paid_at OPERATOR(pg_catalog.>=) (event_created OPERATOR(pg_catalog.-) interval '1 day')
+					  AND q.paid_at OPERATOR(pg_catalog.<=) (event_created OPERATOR(pg_catalog.+) interval '1 day')
+					ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) event_created)), q.id LIMIT 1)
+	   AND NOT EXISTS (SELECT 1 FROM billing.payments x WHERE x.external_id OPERATOR(pg_catalog.=) (facts OPERATOR(pg_catalog.->>) 'id'))
 $$;
 
 CREATE FUNCTION billing._stripe_trial_available(user_id text, tier text) RETURNS boolean
@@ -2136,6 +2232,14 @@ REVOKE ALL ON FUNCTION billing._stripe_stored(text), billing._stripe_prune(times
 GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
 
 -- == scale (issue 13)
+-- The quota trigger's slow path in C++ (one load of the owner's subscription
+-- for both the plan and how long it may be cached; no PL/pgSQL).
+CREATE OR REPLACE FUNCTION billing._quota_prepare(p_attachment integer, p_key text, p_at timestamptz, p_owner text,
+									   OUT used bigint, OUT limits text, OUT plan_code text, OUT plan_name text,
+									   OUT cap_valid_until timestamptz, OUT owner_id text)
+LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_quota_prepare';
+
 
 -- run_maintenance_batches: a NULL batch size is 22004 (it looped until statement_timeout).
 CREATE OR REPLACE PROCEDURE billing.run_maintenance_batches(at timestamptz DEFAULT NULL, batch_size integer DEFAULT 1000)
