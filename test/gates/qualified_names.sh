@@ -42,8 +42,5 @@ if [ -n "$stray" ]; then
 	echo "$stray"
 	status=1
 fi
-# Being rewritten in C++ (issues 13/12, branch scale): not qualified in the
-# meantime; drop a name here when its SQL body is gone.
-pending=_history_inserted,_history_updated,_quota_invalidate_users
-python3 qualified_names.py --pending "$pending" --bodies "$out/bodies.tsv" --cpp ../../src/glue/*.cpp || status=1
+python3 qualified_names.py --bodies "$out/bodies.tsv" --cpp ../../src/glue/*.cpp || status=1
 exit $status
