@@ -330,7 +330,7 @@ $$;
 CREATE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
 		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
@@ -357,7 +357,7 @@ $$;
 CREATE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (

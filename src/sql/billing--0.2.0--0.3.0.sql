@@ -9,6 +9,18 @@
 SET LOCAL search_path TO pg_catalog, pg_temp;
 
 -- == test gate (issue 8)
+-- A report period: both ends valid times (22004 / 22008) and the end after
+-- the start (22023).
+CREATE FUNCTION billing._valid_period(from_time timestamptz, to_time timestamptz) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time OPERATOR(pg_catalog.<=) from_time THEN
+		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+
 
 -- Argument checks for the README's 22004 / 22008 (new, internal).
 CREATE OR REPLACE FUNCTION billing._required(value anyelement, name text) RETURNS anyelement
@@ -1338,7 +1350,7 @@ CREATE OR REPLACE FUNCTION billing.usage(user_id text, metric text, from_time ti
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
-		   billing._valid_time($3, 'from_time'), billing._valid_time($4, 'to_time');
+		   billing._valid_period($3, $4);
 	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::pg_catalog.date AS d0, ($4 AT TIME ZONE 'UTC')::pg_catalog.date AS d1)
 	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id OPERATOR(pg_catalog.=) $1 AND d.metric OPERATOR(pg_catalog.=) $2 AND d.day OPERATOR(pg_catalog.>=) span.d0 AND d.day OPERATOR(pg_catalog.<) span.d1
@@ -1686,7 +1698,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
 		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
@@ -1713,7 +1725,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (
@@ -1886,6 +1898,10 @@ BEGIN
 		BEGIN
 			IF value::interval OPERATOR(pg_catalog.<) interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
+			END IF;
+			-- every time billing adds it to stays far inside timestamptz's range
+			IF value::interval OPERATOR(pg_catalog.>) interval '100 years' THEN
+				RAISE EXCEPTION 'setting "%" must be at most 100 years', key USING ERRCODE = '22023';
 			END IF;
 		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
 			RAISE EXCEPTION 'invalid value for setting "%": "%"', key, value
