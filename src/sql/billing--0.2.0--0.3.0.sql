@@ -2247,6 +2247,37 @@ REVOKE ALL ON FUNCTION billing._stripe_stored(text), billing._stripe_prune(times
 	billing._stripe_trial_available(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
 
+-- == security (issue 9): the attachment of a dropped table is forgotten
+-- A dropped application table (or its schema) takes its attachment along:
+-- its counters' pending usage is kept in billing.usage_daily first, then the
+-- attachment and its counters are deleted, so quota() and reconcile_quotas()
+-- never read a table that is gone, and attaching a new table starts afresh.
+CREATE FUNCTION billing._after_drop_table() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	gone integer[];
+BEGIN
+	SELECT pg_catalog.array_agg(a.id) INTO gone
+	  FROM billing.attachments a, pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid OPERATOR(pg_catalog.=) 0 AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid;
+	IF gone IS NULL THEN
+		RETURN;
+	END IF;
+	INSERT INTO billing.usage_daily AS u (user_id, metric, day, quantity)
+	SELECT q.owner_id, CASE WHEN a.kind OPERATOR(pg_catalog.=) 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END,
+		   q.usage_day, pg_catalog.sum(q.usage_pending)
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
+	   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
+	 GROUP BY 1, 2, 3
+	ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity;
+	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
+END
+$$;
+CREATE EVENT TRIGGER billing_after_drop_table ON sql_drop
+	WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED') EXECUTE FUNCTION billing._after_drop_table();
+
 -- == scale (issue 13)
 -- The quota trigger's slow path in C++ (one load of the owner's subscription
 -- for both the plan and how long it may be cached; no PL/pgSQL).
