@@ -367,7 +367,7 @@ BEGIN
 					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
-					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
+					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I OPERATOR(pg_catalog.=) t.%1$I
 					  WHERE t.%1$I IS NOT NULL AND %6$s GROUP BY 1, 2) s',
 			att.key_column, att.parent_owner_column, att.relation, att.parent_relation, att.parent_key_column, live)
 		  INTO keys, owners, counts;
@@ -1601,7 +1601,7 @@ BEGIN
 	PERFORM billing._valid_time(at, 'at');
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
+	SELECT b.currency, pg_catalog.round(12 OPERATOR(pg_catalog.*) pg_catalog.sum(b.monthly_cents))::bigint
 	  FROM billing._book_at($1) b
 	 WHERE b.paying
 	 GROUP BY b.currency
@@ -1619,7 +1619,7 @@ BEGIN
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
 	SELECT p.tier, b.status, pg_catalog.count(*)
-	  FROM billing._book_at($1) b JOIN billing.subscription_plans p ON p.id = b.plan_id
+	  FROM billing._book_at($1) b JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
 	 WHERE b.current
 	 GROUP BY p.tier, b.status
 	 ORDER BY p.tier, b.status
@@ -1643,12 +1643,12 @@ BEGIN
 		  FROM billing._book_at($1) b
 		 GROUP BY b.user_id),
 	counted AS (
-		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code = 'free')) AS plan_id,
+		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code OPERATOR(pg_catalog.=) 'free')) AS plan_id,
 			   pg_catalog.count(*) AS users
 		  FROM users u GROUP BY 1)
 	SELECT p.code, p.tier, c.users,
-		   pg_catalog.round(c.users::numeric / NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
-	  FROM counted c JOIN billing.subscription_plans p ON p.id = c.plan_id
+		   pg_catalog.round(c.users::numeric OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
+	  FROM counted c JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) c.plan_id
 	 ORDER BY c.users DESC, p.code
 	$q$ USING at;
 END
@@ -1837,11 +1837,11 @@ BEGIN
 	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
+	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (
-	SELECT 0, 'active_' || p.tier, pg_catalog.count(*)
-	  FROM bounds, billing._book_at(bounds.d1 - interval '1 microsecond') b
-	  JOIN billing.subscription_plans p ON p.id = b.plan_id
+	SELECT 0, 'active_' OPERATOR(pg_catalog.||) p.tier, pg_catalog.count(*)
+	  FROM bounds, billing._book_at(bounds.d1 OPERATOR(pg_catalog.-) interval '1 microsecond') b
+	  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
 	 WHERE b.current AND b.status NOT IN ('incomplete', 'paused')
 	 GROUP BY p.tier
 	UNION ALL
@@ -1849,17 +1849,17 @@ BEGIN
 	UNION ALL
 	-- the first paid interval of a subscription that had a trial
 	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.valid_from = h.paid_since
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.valid_from OPERATOR(pg_catalog.=) h.paid_since
 	   AND h.trial_start IS NOT NULL AND h.status IN ('active', 'past_due')
 	   AND h.previous_status IS NOT NULL AND h.previous_status NOT IN ('active', 'past_due') AND NOT h.removed
 	UNION ALL
 	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.status = 'canceled'
-	   AND h.previous_status IS NOT NULL AND h.previous_status <> 'canceled'
-	   AND COALESCE(h.end_reason, '') <> 'plan_changed' AND NOT h.removed
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.status OPERATOR(pg_catalog.=) 'canceled'
+	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
+	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
 	UNION ALL
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status = 'failed' AND p.paid_at >= bounds.d0 AND p.paid_at < bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END
