@@ -90,7 +90,7 @@ SELECT billing.usage('ov1', 'api_calls', '2030-06-01', '2030-07-01'),
 
 -- == H1: an operation with more than 1000 due actions to apply first is
 -- 54000 at once, not a catch-up that runs until statement_timeout. 10^11
--- prepays 33 million months; cancel dated 2200 would renew 2039 times.
+-- prepays 33 million months; cancel dated 2200 would renew 170 * 12 = 2040 times.
 SELECT id AS s FROM billing.subscribe('h1', 'pro_monthly', '2030-01-01', false) \gset
 SELECT status FROM billing.record_payment(:s, 100000000000, 'usd', true, '2030-01-01');
 SELECT status FROM billing.cancel(:s, true, '2200-01-01');

@@ -118,12 +118,12 @@ LatestChange(const Subscription &sub)
 }
 
 Error
-CatchUpTooLong(const Subscription &sub, Micros at)
+CatchUpTooLong(int64_t id, Micros period_start, Micros at)
 {
 	return Error(sqlstate::kProgramLimitExceeded,
-				 "subscription " + std::to_string(sub.id) + " has more than " + std::to_string(kMaxCatchUpSteps) +
+				 "subscription " + std::to_string(id) + " has more than " + std::to_string(kMaxCatchUpSteps) +
 					 " billing events to apply before " + FormatTimestamp(at),
-				 "Its current period started at " + FormatTimestamp(sub.period_start) + ".",
+				 "Its current period started at " + FormatTimestamp(period_start) + ".",
 				 "Date the operation closer to the subscription's current period, or let billing.run_maintenance() catch it up first.");
 }
 

@@ -180,7 +180,8 @@ Micros DueTime(const Subscription &sub, Action action, Micros past_due_grace);
 // Beyond it the operation is refused (54000) rather than running until a
 // statement timeout; maintenance instead stops there and goes on at its next run.
 inline constexpr int kMaxCatchUpSteps = 1000;
-Error CatchUpTooLong(const Subscription &sub, Micros at);
+// The error, for subscription `id` whose period started at `period_start`.
+Error CatchUpTooLong(int64_t id, Micros period_start, Micros at);
 
 // Applies a due action. `scheduled` is the plan of a scheduled change, if any.
 Outcome ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::optional<Plan> &scheduled,

@@ -434,6 +434,7 @@ ProjectSubscription(Spi &spi, const Subscription &sub, Micros at, Micros grace)
 int64_t
 CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::string, int64_t> *counts = nullptr)
 {
+	const Micros first_period_start = sub.period_start;
 	for (int step = 0;; step++) {
 		std::optional<Action> action = DueAction(sub, at, grace);
 		if (!action)
@@ -441,7 +442,7 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 		if (step == kMaxCatchUpSteps) {
 			if (counts)
 				break;
-			throw CatchUpTooLong(sub, at);
+			throw CatchUpTooLong(sub.id, first_period_start, at);
 		}
 		billing::Plan plan = LoadPlanById(spi, sub.plan_id);
 		std::optional<billing::Plan> scheduled;

@@ -204,6 +204,15 @@ TEST(Operations, TimeBeforeTheLatestChangeIs22023)
 	}
 }
 
+// H1: the catch-up bound's error is 54000 and names the subscription.
+TEST(Operations, CatchUpTooLongIs54000)
+{
+	Error e = CatchUpTooLong(10, At(2030, 1, 1), At(2200, 1, 1));
+	EXPECT_EQ(e.sqlstate(), "54000");
+	EXPECT_NE(std::string(e.what()).find("subscription 10"), std::string::npos);
+	EXPECT_FALSE(e.hint().empty());
+}
+
 TEST(PauseResume, PeriodMovesByThePausedTime)
 {
 	Subscription paused = Pause(ActiveMonthly(), At(2026, 2, 10)).updated;
