@@ -268,6 +268,21 @@ VALUES ('broken', 'Broken', 'custom', 'monthly', 100, 'usd', '{"rooms": -1}');
 \c - postgres
 SELECT code, price_cents, limits FROM billing.subscription_plans WHERE code IN ('team_monthly', 'pro_monthly') ORDER BY code;
 
+-- == A participant whose room the inserting role cannot read (row-level
+-- security hides it; the foreign key check does not see policies) is refused
+-- with 23503: counted as a room without an owner, its counter would have no
+-- limit for good.
+\c - regress_sec_migrator
+INSERT INTO sec_app.rooms VALUES (40, 1);
+ALTER TABLE sec_app.rooms ENABLE ROW LEVEL SECURITY;   -- no policy: others see no room
+\c - regress_sec_plain
+SELECT count(*) AS rooms_visible FROM sec_app.rooms;
+INSERT INTO sec_app.participants (room_id, person) VALUES (40, 'eve');
+\echo :LAST_ERROR_SQLSTATE
+\c - postgres
+SELECT count(*) AS counters_for_room_40 FROM billing.quota_counters WHERE key = '40';
+ALTER TABLE sec_app.rooms DISABLE ROW LEVEL SECURITY;
+
 -- == DROP EXTENSION of another extension detaches nothing
 DROP EXTENSION IF EXISTS billing_legacy;
 SELECT count(*) AS billing_triggers FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid

@@ -233,7 +233,7 @@ BEGIN
 					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
-					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
+					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I OPERATOR(pg_catalog.=) t.%1$I
 					  WHERE t.%1$I IS NOT NULL AND %6$s GROUP BY 1, 2) s',
 			att.key_column, att.parent_owner_column, att.relation, att.parent_relation, att.parent_key_column, live)
 		  INTO keys, owners, counts;

@@ -9,6 +9,18 @@
 SET LOCAL search_path TO pg_catalog, pg_temp;
 
 -- == test gate (issue 8)
+-- A report period: both ends valid times (22004 / 22008) and the end after
+-- the start (22023).
+CREATE FUNCTION billing._valid_period(from_time timestamptz, to_time timestamptz) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time OPERATOR(pg_catalog.<=) from_time THEN
+		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+
 
 -- Argument checks for the README's 22004 / 22008 (new, internal).
 CREATE OR REPLACE FUNCTION billing._required(value anyelement, name text) RETURNS anyelement
@@ -355,7 +367,7 @@ BEGIN
 					COALESCE(pg_catalog.array_agg(s.n), ''{}'')
 			   FROM (SELECT pg_catalog.format(''%%s'', t.%1$I) AS k, pg_catalog.format(''%%s'', r.%2$I) AS o,
 							pg_catalog.count(*) AS n
-					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I = t.%1$I
+					   FROM %3$s t LEFT JOIN %4$s r ON r.%5$I OPERATOR(pg_catalog.=) t.%1$I
 					  WHERE t.%1$I IS NOT NULL AND %6$s GROUP BY 1, 2) s',
 			att.key_column, att.parent_owner_column, att.relation, att.parent_relation, att.parent_key_column, live)
 		  INTO keys, owners, counts;
@@ -1346,7 +1358,7 @@ CREATE OR REPLACE FUNCTION billing.usage(user_id text, metric text, from_time ti
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
-		   billing._valid_time($3, 'from_time'), billing._valid_time($4, 'to_time');
+		   billing._valid_period($3, $4);
 	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::pg_catalog.date AS d0, ($4 AT TIME ZONE 'UTC')::pg_catalog.date AS d1)
 	SELECT LEAST(COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id OPERATOR(pg_catalog.=) $1 AND d.metric OPERATOR(pg_catalog.=) $2 AND d.day OPERATOR(pg_catalog.>=) span.d0 AND d.day OPERATOR(pg_catalog.<) span.d1
@@ -1598,7 +1610,7 @@ BEGIN
 	PERFORM billing._valid_time(at, 'at');
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	SELECT b.currency, pg_catalog.round(12 * pg_catalog.sum(b.monthly_cents))::bigint
+	SELECT b.currency, pg_catalog.round(12 OPERATOR(pg_catalog.*) pg_catalog.sum(b.monthly_cents))::bigint
 	  FROM billing._book_at($1) b
 	 WHERE b.paying
 	 GROUP BY b.currency
@@ -1616,7 +1628,7 @@ BEGIN
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
 	SELECT p.tier, b.status, pg_catalog.count(*)
-	  FROM billing._book_at($1) b JOIN billing.subscription_plans p ON p.id = b.plan_id
+	  FROM billing._book_at($1) b JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
 	 WHERE b.current
 	 GROUP BY p.tier, b.status
 	 ORDER BY p.tier, b.status
@@ -1640,12 +1652,12 @@ BEGIN
 		  FROM billing._book_at($1) b
 		 GROUP BY b.user_id),
 	counted AS (
-		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code = 'free')) AS plan_id,
+		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code OPERATOR(pg_catalog.=) 'free')) AS plan_id,
 			   pg_catalog.count(*) AS users
 		  FROM users u GROUP BY 1)
 	SELECT p.code, p.tier, c.users,
-		   pg_catalog.round(c.users::numeric / NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
-	  FROM counted c JOIN billing.subscription_plans p ON p.id = c.plan_id
+		   pg_catalog.round(c.users::numeric OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(c.users) OVER (), 0), 4)
+	  FROM counted c JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) c.plan_id
 	 ORDER BY c.users DESC, p.code
 	$q$ USING at;
 END
@@ -1663,20 +1675,27 @@ BEGIN
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
 	-- and the user has no paying subscription then (a plan change is not churn).
-	-- EXECUTE: planned for these arguments (see billing.mrr)
+	-- EXECUTE: planned for these arguments (see billing.mrr). An anti join,
+	-- not a DISTINCT of the users paying at the end: a hash aggregate of
+	-- hundreds of thousands of users spilled past work_mem ran for minutes
+	-- (bench/reports, 1,000,000 subscriptions, work_mem 4MB).
 	RETURN QUERY EXECUTE $q$
 	WITH start AS (
 		SELECT b.user_id, b.currency, b.monthly_cents AS mrr FROM billing._book_at($1) b WHERE b.paying),
-	still AS (
-		SELECT DISTINCT b.user_id FROM billing._book_at($2) b WHERE b.paying)
-	SELECT st.currency, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL),
-		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric / pg_catalog.count(*), 4),
-		   pg_catalog.round(pg_catalog.sum(st.mrr))::bigint,
-		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0))::bigint,
-		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0) / NULLIF(pg_catalog.sum(st.mrr), 0), 4)
-	  FROM start st LEFT JOIN still sl ON sl.user_id = st.user_id
-	 GROUP BY st.currency
-	 ORDER BY st.currency
+	churned AS (
+		SELECT s.currency, s.mrr FROM start s
+		 WHERE NOT EXISTS (SELECT FROM billing._book_at($2) e
+							WHERE e.paying AND e.user_id OPERATOR(pg_catalog.=) s.user_id)),
+	totals AS (
+		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM start s GROUP BY s.currency),
+	lost AS (
+		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM churned s GROUP BY s.currency)
+	SELECT t.currency, t.n, COALESCE(l.n, 0),
+		   pg_catalog.round(COALESCE(l.n, 0)::pg_catalog.numeric OPERATOR(pg_catalog./) t.n, 4),
+		   pg_catalog.round(t.mrr)::pg_catalog.int8, pg_catalog.round(COALESCE(l.mrr, 0))::pg_catalog.int8,
+		   pg_catalog.round(COALESCE(l.mrr, 0) OPERATOR(pg_catalog./) NULLIF(t.mrr, 0), 4)
+	  FROM totals t LEFT JOIN lost l ON l.currency OPERATOR(pg_catalog.=) t.currency
+	 ORDER BY t.currency
 	$q$ USING from_time, to_time;
 END
 $$;
@@ -1695,7 +1714,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
 		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
@@ -1722,7 +1741,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (
@@ -1827,11 +1846,11 @@ BEGIN
 	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 + 1)::timestamp AT TIME ZONE 'UTC' AS d1),
+	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC' AS d1),
 	report (ord, metric, value) AS (
-	SELECT 0, 'active_' || p.tier, pg_catalog.count(*)
-	  FROM bounds, billing._book_at(bounds.d1 - interval '1 microsecond') b
-	  JOIN billing.subscription_plans p ON p.id = b.plan_id
+	SELECT 0, 'active_' OPERATOR(pg_catalog.||) p.tier, pg_catalog.count(*)
+	  FROM bounds, billing._book_at(bounds.d1 OPERATOR(pg_catalog.-) interval '1 microsecond') b
+	  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
 	 WHERE b.current AND b.status NOT IN ('incomplete', 'paused')
 	 GROUP BY p.tier
 	UNION ALL
@@ -1839,17 +1858,17 @@ BEGIN
 	UNION ALL
 	-- the first paid interval of a subscription that had a trial
 	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.valid_from = h.paid_since
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.valid_from OPERATOR(pg_catalog.=) h.paid_since
 	   AND h.trial_start IS NOT NULL AND h.status IN ('active', 'past_due')
 	   AND h.previous_status IS NOT NULL AND h.previous_status NOT IN ('active', 'past_due') AND NOT h.removed
 	UNION ALL
 	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from >= bounds.d0 AND h.valid_from < bounds.d1 AND h.status = 'canceled'
-	   AND h.previous_status IS NOT NULL AND h.previous_status <> 'canceled'
-	   AND COALESCE(h.end_reason, '') <> 'plan_changed' AND NOT h.removed
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.status OPERATOR(pg_catalog.=) 'canceled'
+	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
+	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
 	UNION ALL
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status = 'failed' AND p.paid_at >= bounds.d0 AND p.paid_at < bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END
@@ -1895,6 +1914,10 @@ BEGIN
 		BEGIN
 			IF value::interval OPERATOR(pg_catalog.<) interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
+			END IF;
+			-- every time billing adds it to stays far inside timestamptz's range
+			IF value::interval OPERATOR(pg_catalog.>) interval '100 years' THEN
+				RAISE EXCEPTION 'setting "%" must be at most 100 years', key USING ERRCODE = '22023';
 			END IF;
 		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
 			RAISE EXCEPTION 'invalid value for setting "%": "%"', key, value
@@ -2239,6 +2262,37 @@ REVOKE ALL ON FUNCTION billing._stripe_stored(text), billing._stripe_prune(times
 	billing.stripe_replay(text, timestamptz), billing._stripe_adopt_payment(text, jsonb, timestamptz),
 	billing._stripe_trial_available(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
+
+-- == security (issue 9): the attachment of a dropped table is forgotten
+-- A dropped application table (or its schema) takes its attachment along:
+-- its counters' pending usage is kept in billing.usage_daily first, then the
+-- attachment and its counters are deleted, so quota() and reconcile_quotas()
+-- never read a table that is gone, and attaching a new table starts afresh.
+CREATE FUNCTION billing._after_drop_table() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	gone integer[];
+BEGIN
+	SELECT pg_catalog.array_agg(a.id) INTO gone
+	  FROM billing.attachments a, pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid OPERATOR(pg_catalog.=) 0 AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid;
+	IF gone IS NULL THEN
+		RETURN;
+	END IF;
+	INSERT INTO billing.usage_daily AS u (user_id, metric, day, quantity)
+	SELECT q.owner_id, CASE WHEN a.kind OPERATOR(pg_catalog.=) 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END,
+		   q.usage_day, pg_catalog.sum(q.usage_pending)
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
+	   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
+	 GROUP BY 1, 2, 3
+	ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity;
+	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
+END
+$$;
+CREATE EVENT TRIGGER billing_after_drop_table ON sql_drop
+	WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED') EXECUTE FUNCTION billing._after_drop_table();
 
 -- == scale (issue 13)
 -- The quota trigger's slow path in C++ (one load of the owner's subscription

@@ -8,6 +8,8 @@ schema-qualified (issue 9; run by qualified_names.sh).
     --cpp FILE...  C++ sources: every SQL text in them (cpp_sql_texts)
     --pending      function names whose findings are counted, not failed
   Prints one line per finding, then a summary line; exits 1 on a finding.
+  qualified_names.py --self-test
+    the lint on known texts (SELF_TEST): the gate runs it first.
   qualified_names.py --fix [--skip NAME,...] FILE.sql|FILE.cpp...
     rewrites what it can in place (fix_spans) and prints the rest.
 
@@ -256,7 +258,44 @@ def check_sql(text, plpgsql=False, pinned=False):
     elsewhere (inlined functions, C++ texts, which run with the caller's
     search_path) those are findings too."""
     tokens = lex(text)
-    return check_tokens(tokens, plpgsql, pinned), tokens
+    findings = check_tokens(tokens, plpgsql, pinned)
+    for k, inner, offset in dynamic_queries(tokens):
+        found, _ = check_sql(inner, False, pinned)
+        line = tokens[k].line + text.count('\n', tokens[k].start, offset) - 1
+        findings += [Finding(k, 'nested', line + f.line, 'in EXECUTE: ' + f.message) for f in found]
+    return findings, tokens
+
+
+def dynamic_queries(tokens):
+    """(token index, text, offset of the text) of each query PL/pgSQL runs
+    with EXECUTE: a string literal right after EXECUTE, or the template of
+    EXECUTE format('...', ...) with its %I, %L and %s as a name, a literal and
+    a name. DDL (CREATE, DROP, ALTER, LOCK) is left out: it names billing's
+    objects with their schema and runs no operator or function."""
+    out = []
+    for k, t in enumerate(tokens):
+        if t.kind != 'string' or k == 0:
+            continue
+        if tokens[k - 1].word == 'execute':
+            template = False
+        elif (k >= 4 and tokens[k - 1].text == '(' and tokens[k - 2].word == 'format'
+              and tokens[k - 3].text == '.' and tokens[k - 5].word == 'execute'):
+            template = True
+        else:
+            continue
+        if t.text.startswith('$'):
+            tag = re.match(r'\$[^$]*\$', t.text).group(0)
+            inner, offset = t.text[len(tag):-len(tag)], t.start + len(tag)
+        elif t.text.startswith("'"):
+            inner, offset = t.text[1:-1].replace("''", "'"), t.start + 1
+        else:
+            continue
+        if template:
+            inner = re.sub(r'%(\d+\$)?([IsL%])', lambda m: {'I': 'fmt_i', 's': 'fmt_s', 'L': "'fmt'", '%': '%'}[m.group(2)], inner)
+        if re.match(r'\s*(create|drop|alter|lock)\b', inner, re.I):
+            continue
+        out.append((k, inner, offset))
+    return out
 
 
 def check_tokens(tokens, plpgsql, pinned):
@@ -404,8 +443,9 @@ def check_tokens(tokens, plpgsql, pinned):
             if p is not None and (p.text == ')' or p.word == 'as'):
                 continue  # alias(column, ...) after a FROM item
             close = matching_paren(tokens, k + 1)
-            if word(close + 1) == 'as':
-                continue  # WITH name(column, ...) AS (...)
+            if word(close + 1) == 'as' and (close + 2 < n and tokens[close + 2].text == '('
+                                            or word(close + 2) in ('materialized', 'not')):
+                continue  # WITH name(column, ...) AS [NOT MATERIALIZED] (...)
             add(k, 'func', f'unqualified function {t.text}(')
             continue
 
@@ -609,7 +649,7 @@ def fix_spans(text, plpgsql, pinned):
                 op = '!' + op
             edit(f.k, replace=f'OPERATOR(pg_catalog.{op})')
             binary[f.k] = (PRECEDENCE[t.word], 1)
-        else:
+        elif f.kind != 'nested':  # (EXECUTE's query: fixed on its own below)
             manual.append(f)
 
     # operands: the token span of one operand starting at k, or None
@@ -744,6 +784,13 @@ def fix_spans(text, plpgsql, pinned):
                                   'expression: check its operands keep their grouping'))
 
     spans = [(tokens[k].start, tokens[k].end, edits[k]) for k in sorted(edits)]
+    for k, inner, offset in dynamic_queries(tokens):
+        if tokens[k - 1].word != 'execute' or not tokens[k].text.startswith('$'):
+            continue  # a format() template or a quoted string: by hand
+        inner_spans, inner_manual = fix_spans(inner, False, pinned)
+        spans += [(offset + a, offset + b, e) for a, b, e in inner_spans]
+        manual += inner_manual
+    spans.sort(key=lambda x: x[0])
     return spans, manual
 
 
@@ -832,10 +879,54 @@ def fix_cpp_file(path):
     print(f'{path}: {len(edits)} edits')
 
 
+# ---- --self-test: the lint on known texts (run by the gate first, so a
+# lint that stopped finding anything fails instead of passing everything)
+SELF_TEST = [
+    # (text, plpgsql, pinned, expected findings)
+    ("SELECT a = b", False, True, ['op']),
+    ("SELECT a OPERATOR(pg_catalog.=) b, pg_catalog.now(), x::pg_catalog.text, y::bigint", False, True, []),
+    ("SELECT now(), x::text, CAST(y AS jsonb), timestamptz 'infinity'", False, True, ['func', 'type', 'type', 'type']),
+    ("SELECT 'a = b', \"x=y\", $q$ now() $q$ -- a = b\n /* now() */", False, True, []),
+    ("SELECT a LIKE b, c BETWEEN 1 AND 2", False, True, ['keyword', 'manual']),
+    ("SELECT a IS DISTINCT FROM b, c IN (1, 2), NULLIF(d, 0), CASE e WHEN 1 THEN 2 END", False, True, []),
+    ("SELECT a IS DISTINCT FROM b, c IN (1, 2), NULLIF(d, 0), CASE e WHEN 1 THEN 2 END", False, False,
+     ['manual', 'manual', 'manual', 'manual']),
+    ("UPDATE t SET a = 1, b = c WHERE d = 2", False, True, ['op']),
+    ("SELECT count(*), t.*, -1, COALESCE(a, 0), EXISTS (SELECT 1) FROM f() AS x(a, b)", False, True, ['func', 'func']),
+    ("WITH w(a) AS (SELECT 1), v(b) AS MATERIALIZED (SELECT 2) SELECT * FROM w, v", False, True, []),
+    ("#variable_conflict use_column\nDECLARE\n\tn bigint := 0;\n\tr billing.t%ROWTYPE;\nBEGIN\n"
+     "\t<<outer>>\n\tFOR i IN 1..10 LOOP\n\t\tn := n OPERATOR(pg_catalog.+) i;\n\t\tn = i;\n\tEND LOOP;\n"
+     "\tGET DIAGNOSTICS n = ROW_COUNT;\n\tIF NOT FOUND THEN\n\t\tRAISE EXCEPTION 'bad %', n USING ERRCODE = '22023';\n"
+     "\tEND IF;\n\tRETURN billing.f(x => 1);\nEND", True, True, []),
+    ("BEGIN\n\tIF n > 0 THEN\n\t\tn := n + 1;\n\tEND IF;\nEND", True, True, ['op', 'op']),
+    ("BEGIN\n\tRETURN QUERY EXECUTE $q$ SELECT a = b $q$ USING x;\n"
+     "\tEXECUTE pg_catalog.format('SELECT %I = %L', c, d);\n\tEXECUTE 'DROP TABLE x';\nEND", True, True,
+     ['nested', 'nested']),
+]
+
+
+def self_test():
+    failures = 0
+    for text, plpgsql, pinned, expected in SELF_TEST:
+        found, _ = check_sql(text, plpgsql, pinned)
+        if sorted(f.kind for f in found) != sorted(expected):
+            failures += 1
+            print(f'self-test: {text!r}: expected {expected}, found {[(f.kind, f.message) for f in found]}')
+    if fix_text("SELECT a = b + c * d", False, True)[0] != \
+            'SELECT a OPERATOR(pg_catalog.=) (b OPERATOR(pg_catalog.+) (c OPERATOR(pg_catalog.*) d))':
+        failures += 1
+        print('self-test: --fix lost the precedence of a = b + c * d')
+    return failures
+
+
 def main(argv):
     findings, checked_bodies, checked_cpp = [], 0, 0
     pending, pending_findings = set(), 0
     mode = None
+    if argv[1:2] == ['--self-test']:
+        failures = self_test()
+        print(f'self-test: {len(SELF_TEST) + 1} cases, {failures} failed')
+        return 1 if failures else 0
     if argv[1:2] == ['--fix']:
         skip = set(argv[argv.index('--skip') + 1].split(',')) if '--skip' in argv else set()
         for path in argv[2:]:

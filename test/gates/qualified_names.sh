@@ -10,6 +10,7 @@
 # PGHOST/PGPORT/PGUSER set.
 set -euo pipefail
 cd "$(dirname "$0")"
+python3 qualified_names.py --self-test
 db=billing_gate_qualified
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "SET client_min_messages = warning" \
 	-c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
