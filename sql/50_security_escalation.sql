@@ -265,8 +265,13 @@ UPDATE billing.subscription_plans SET price_cents = 3999 WHERE code = 'pro_month
 INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, limits)
 VALUES ('broken', 'Broken', 'custom', 'monthly', 100, 'usd', '{"rooms": -1}');
 \echo :LAST_ERROR_SQLSTATE
+-- a plan with a shipped plan's code: refused by the unique key, the shipped
+-- plan stays (the admin may not delete plans)
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, limits)
+VALUES ('pro_yearly', 'Pro (yearly) v2', 'pro', 'yearly', 1, 'usd', '{"rooms": 50}');
+\echo :LAST_ERROR_SQLSTATE
 \c - postgres
-SELECT code, price_cents, limits FROM billing.subscription_plans WHERE code IN ('team_monthly', 'pro_monthly') ORDER BY code;
+SELECT code, price_cents, limits FROM billing.subscription_plans WHERE code IN ('team_monthly', 'pro_monthly', 'pro_yearly') ORDER BY code;
 
 -- == A participant whose room the inserting role cannot read (row-level
 -- security hides it; the foreign key check does not see policies) is refused

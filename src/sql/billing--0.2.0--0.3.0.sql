@@ -693,9 +693,13 @@ BEGIN
 		END IF;
 		RETURN NEW;
 	END IF;
-	DELETE FROM billing.subscription_plans p
-	 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
-	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
+	-- only for pg_restore: anyone else's insert of an existing code fails on
+	-- the unique key (billing_admin may not delete plans)
+	IF billing._restoring() THEN
+		DELETE FROM billing.subscription_plans p
+		 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
+		   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
+	END IF;
 	RETURN NEW;
 END
 $$;
