@@ -97,13 +97,3 @@ SELECT status FROM billing.cancel(:s, true, '2200-01-01');
 SELECT count(*) AS invoices FROM billing.invoices WHERE user_id = 'h1';
 -- within the bound (2 renewals) it is caught up and applied
 SELECT status, current_period_start FROM billing.cancel(:s, true, '2030-03-15');
-
--- == M1 for refunds: a refund is dated at or after its subscription's latest
--- change too. vr3 pays 1 Jan 01:00, cancels 5 Jan (the change): a refund dated
--- 3 Jan is refused, one dated 5 Jan is accepted.
-SELECT id AS s FROM billing.subscribe('vr3', 'pro_monthly', '2030-01-01', false) \gset
-SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01 01:00');
-SELECT status FROM billing.cancel(:s, true, '2030-01-05');
-SELECT id AS p FROM billing.payments WHERE user_id = 'vr3' \gset
-SELECT amount_cents FROM billing.refund(:p, 100, '2030-01-03');
-SELECT amount_cents FROM billing.refund(:p, 100, '2030-01-05');

@@ -1143,8 +1143,7 @@ BILLING_FUNCTION(billing_refund)
 	// SERIALIZABLE fail with a serialization error instead of reading a stale sum.
 	auto rows = spi.Query(
 		"UPDATE billing.payments p SET updated_at = pg_catalog.now() WHERE p.id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL"
-		" RETURNING p.amount_cents, p.status, p.refund_of IS NOT NULL, billing._micros(p.paid_at), p.user_id, p.currency,"
-		" p.subscription_id",
+		" RETURNING p.amount_cents, p.status, p.refund_of IS NOT NULL, billing._micros(p.paid_at), p.user_id, p.currency",
 		{SqlArg::Int64(payment_id)});
 	if (rows.empty())
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
@@ -1168,11 +1167,6 @@ BILLING_FUNCTION(billing_refund)
 		" FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 AND r.deleted_at IS NULL",
 		{SqlArg::Int64(payment_id)});
 	RequireRefund(payment_id, paid, sums.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
-	// Like every operation on its subscription, never dated before its latest change.
-	std::optional<int64_t> subscription_id = rows[0].int64(6);
-	if (subscription_id && !spi.Query("SELECT 1 FROM billing.subscriptions WHERE id OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL",
-									  {SqlArg::Int64(*subscription_id)}).empty())
-		RequireNotBeforeLatestChange(WithLastPayment(spi, LoadSubscription(spi, *subscription_id, false)), at);
 	int64_t taken_back = CreditTakenBackByRefund(amount, sums[0].int64_required(1), sums[0].int64_required(2),
 												 sums[0].int64_required(3), CreditBalance(spi, user_id, currency));
 	auto inserted = spi.Query(
