@@ -56,6 +56,9 @@ SELECT billing.configure('past_due_grace', 'a fortnight');
 \echo :LAST_ERROR_SQLSTATE
 SELECT billing.configure('past_due_grace', '-1 day');
 \echo :LAST_ERROR_SQLSTATE
+-- accepted before, it then made every effective_plan fail with 22003
+SELECT billing.configure('past_due_grace', '178000000 years');
+\echo :LAST_ERROR_SQLSTATE
 SELECT billing.configure('stripe_tolerance', '1 minute ago');
 \echo :LAST_ERROR_SQLSTATE
 SELECT billing.configure('stripe_tolerance', '999999999999 years');

@@ -147,6 +147,12 @@ SELECT billing.attach_participant_quota('participants', 'room_id', 'users', 'no_
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM billing.quota('1', 'seats');
 \echo :LAST_ERROR_SQLSTATE
+-- a counted column renamed after attaching: 42703 with a hint, never XX000
+BEGIN;
+ALTER TABLE rooms RENAME owner_id TO owner;
+INSERT INTO rooms (owner, name) VALUES (2, 'renamed');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
 -- a plan whose limit is not a non-negative integer is refused when written,
 -- by the same parser the trigger and billing.quota read limits with
 UPDATE billing.subscription_plans SET limits = '{"rooms": -2}' WHERE code = 'free';

@@ -206,6 +206,19 @@ SELECT * FROM billing._quota_prepare(-1, '900', '2030-01-01 00:00+00', '900');
 \set VERBOSITY default
 DELETE FROM billing.quota_counters WHERE key = '900';
 
+-- == A dropped attached table takes its attachment and counters along (its
+-- pending usage is kept): quota() and reconcile_quotas() never read it again
+CREATE TABLE rooms_v1 (id bigserial PRIMARY KEY, owner_id bigint);
+SELECT billing.attach_room_quota('rooms_v1', 'owner_id') AS v1_counted;
+INSERT INTO rooms_v1 (owner_id) VALUES (77), (77), (77);
+SELECT used FROM billing.quota('77', 'rooms');
+DROP TABLE rooms_v1;
+SELECT count(*) AS attachments_of_dropped_tables FROM billing.attachments a
+ WHERE NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = a.relation::oid);
+SELECT used FROM billing.quota('77', 'rooms');
+SELECT quantity AS rooms_created_kept FROM billing.usage_daily WHERE user_id = '77' AND metric = 'rooms_created';
+SELECT count(*) AS repaired FROM billing.reconcile_quotas();
+
 -- == The extension made again in this session: the triggers find the new table
 DROP EXTENSION billing CASCADE;
 CREATE EXTENSION billing;

@@ -23,3 +23,9 @@ SELECT call, pg_temp.sqlstate_of('SELECT * FROM billing.' || call) AS error
                ($$over_quota('2026-01-01')$$), ($$over_quota(NULL)$$), ($$over_quota('infinity')$$),
                ($$usage('u', 'api.calls', '2026-01-01', '2026-02-01')$$), ($$usage(NULL, 'api.calls', '2026-01-01', '2026-02-01')$$),
                ($$usage('u', 'api.calls', '-infinity', '2026-02-01')$$), ($$usage('u', 'api.calls', '2026-01-01', 'infinity')$$)) c(call);
+-- a period whose end is not after its start: 22023 for every function taking one
+SELECT call, pg_temp.sqlstate_of('SELECT * FROM billing.' || call) AS error
+  FROM (VALUES ($$arpu('2031-05-01', '2020-01-01')$$), ($$trial_conversion('2031-05-01', '2020-01-01')$$),
+               ($$usage('u', 'api.calls', '2031-05-01', '2020-01-01')$$), ($$usage('u', 'api.calls', '2031-05-01', '2031-05-01')$$),
+               ($$churn('2031-05-01', '2020-01-01')$$), ($$revenue('2031-05-01', '2020-01-01')$$),
+               ($$arpu('2020-01-01', '2031-05-01')$$)) c(call);

@@ -265,8 +265,28 @@ UPDATE billing.subscription_plans SET price_cents = 3999 WHERE code = 'pro_month
 INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, limits)
 VALUES ('broken', 'Broken', 'custom', 'monthly', 100, 'usd', '{"rooms": -1}');
 \echo :LAST_ERROR_SQLSTATE
+-- a plan with a shipped plan's code: refused by the unique key, the shipped
+-- plan stays (the admin may not delete plans)
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, limits)
+VALUES ('pro_yearly', 'Pro (yearly) v2', 'pro', 'yearly', 1, 'usd', '{"rooms": 50}');
+\echo :LAST_ERROR_SQLSTATE
 \c - postgres
-SELECT code, price_cents, limits FROM billing.subscription_plans WHERE code IN ('team_monthly', 'pro_monthly') ORDER BY code;
+SELECT code, price_cents, limits FROM billing.subscription_plans WHERE code IN ('team_monthly', 'pro_monthly', 'pro_yearly') ORDER BY code;
+
+-- == A participant whose room the inserting role cannot read (row-level
+-- security hides it; the foreign key check does not see policies) is refused
+-- with 23503: counted as a room without an owner, its counter would have no
+-- limit for good.
+\c - regress_sec_migrator
+INSERT INTO sec_app.rooms VALUES (40, 1);
+ALTER TABLE sec_app.rooms ENABLE ROW LEVEL SECURITY;   -- no policy: others see no room
+\c - regress_sec_plain
+SELECT count(*) AS rooms_visible FROM sec_app.rooms;
+INSERT INTO sec_app.participants (room_id, person) VALUES (40, 'eve');
+\echo :LAST_ERROR_SQLSTATE
+\c - postgres
+SELECT count(*) AS counters_for_room_40 FROM billing.quota_counters WHERE key = '40';
+ALTER TABLE sec_app.rooms DISABLE ROW LEVEL SECURITY;
 
 -- == DROP EXTENSION of another extension detaches nothing
 DROP EXTENSION IF EXISTS billing_legacy;

@@ -60,10 +60,31 @@ IssueAgainstCredit(int64_t total, int64_t credit_balance)
 }
 
 int64_t
-CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t taken_back_before, int64_t credit_balance)
+CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_to_voided, int64_t taken_back_before,
+						int64_t credit_balance)
 {
-	int64_t take = std::min({amount, to_credit - taken_back_before, credit_balance});
+	// Each term is at most the payment (<= kMaxPaymentCents): no overflow.
+	int64_t created = to_credit + paid_to_voided;
+	int64_t take = std::min({amount, created - taken_back_before, credit_balance});
 	return std::max<int64_t>(take, 0);
+}
+
+void
+RequireSameAsRecorded(const std::string &external_id, const RecordedPayment &recorded, int64_t subscription_id,
+					  int64_t amount, const std::string &currency, bool succeeded)
+{
+	auto outcome = [](bool ok) { return std::string(ok ? "succeeded" : "failed"); };
+	if (recorded.subscription_id != subscription_id)
+		throw InvalidParameter("external id \"" + external_id + "\" belongs to another subscription",
+							   "Payment " + std::to_string(recorded.id) + " of subscription " +
+								   std::to_string(recorded.subscription_id) + " has it.");
+	if (recorded.amount_cents != amount || recorded.currency != currency || recorded.succeeded != succeeded)
+		throw InvalidParameter("external id \"" + external_id + "\" is already recorded for a different payment",
+							   "Payment " + std::to_string(recorded.id) + " has it: " +
+								   std::to_string(recorded.amount_cents) + " " + recorded.currency + ", " +
+								   outcome(recorded.succeeded) + "; this call: " + std::to_string(amount) + " " + currency +
+								   ", " + outcome(succeeded) + ".",
+							   "Record each attempt (a retry after a failure too) under its own external id.");
 }
 
 void

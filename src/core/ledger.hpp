@@ -7,6 +7,7 @@
 #include "core/calendar.hpp"
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace billing {
@@ -34,6 +35,25 @@ struct Settlement {
 // Throws 22023 unless 0 <= amount <= kMaxPaymentCents (positive when succeeded).
 void RequirePaymentAmount(int64_t amount, bool succeeded);
 
+// A payment already recorded under the same external id (the unique key of
+// a payment intent at the processor).
+struct RecordedPayment {
+	int64_t id = 0;
+	int64_t subscription_id = 0;
+	int64_t amount_cents = 0;
+	std::string currency;
+	bool succeeded = false;
+};
+
+// record_payment with an external id that is already recorded: the same
+// payment again (same subscription, amount, currency and outcome) is
+// idempotent and returns normally (the caller stores nothing); anything else
+// is refused with 22023, never dropped silently. A failed attempt and a later
+// success of the same payment intent therefore need distinct external ids
+// (e.g. the charge id): one payment row per external id.
+void RequireSameAsRecorded(const std::string &external_id, const RecordedPayment &recorded, int64_t subscription_id,
+						   int64_t amount, const std::string &currency, bool succeeded);
+
 // `open` oldest first; every cent goes to an invoice or to credit.
 Settlement SettlePayment(const std::vector<OpenInvoice> &open, int64_t amount);
 
@@ -50,11 +70,14 @@ struct IssuedAmounts {
 };
 IssuedAmounts IssueAgainstCredit(int64_t total, int64_t credit_balance);
 
-// A refund takes back first what its payment put into the credit balance and
-// is still there (`to_credit` minus what earlier refunds of it took back, at
-// most the balance); the rest is money invoices were paid with, and they stay
-// paid (Stripe: a refund does not reopen an invoice). Returns the credit taken back.
-int64_t CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t taken_back_before, int64_t credit_balance);
+// A refund takes back first the credit its payment created and is still there:
+// what the payment put into credit directly (`to_credit`) plus what it paid
+// toward invoices that were later voided (`paid_to_voided`: the void returned
+// it to credit), minus what earlier refunds of it took back, at most the
+// balance. The rest is money invoices were paid with, and they stay paid
+// (Stripe: a refund does not reopen an invoice). Returns the credit taken back.
+int64_t CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_to_voided, int64_t taken_back_before,
+								int64_t credit_balance);
 
 // A refund of `amount` from a payment of `paid` (at `paid_at`) of which
 // `refunded` is already refunded: positive, at or after the payment, never

@@ -3,6 +3,8 @@
 #include "core/error.hpp"
 #include "core/pure.hpp"
 
+#include <algorithm>
+
 namespace billing {
 namespace {
 
@@ -20,10 +22,7 @@ RequireCurrent(const Subscription &sub, Action action, Micros at)
 		throw NotAllowed(std::string("action \"") + ToString(action) + "\" is not allowed for a subscription that has ended",
 						 "Subscription " + std::to_string(sub.id) + " ended at " + FormatTimestamp(*sub.ended_at) + ".",
 						 "Start a new subscription with billing.subscribe().");
-	if (at < sub.started_at)
-		throw InvalidParameter("time " + FormatTimestamp(at) + " is before the subscription started",
-							   "Subscription " + std::to_string(sub.id) + " started at " + FormatTimestamp(sub.started_at) +
-								   ".");
+	RequireNotBeforeLatestChange(sub, at);
 }
 
 InvoiceLine
@@ -107,6 +106,39 @@ MonthsIn(Interval interval)
 
 }  // namespace
 
+Micros
+LatestChange(const Subscription &sub)
+{
+	Micros latest = sub.started_at;
+	for (Micros t : {sub.period_start, sub.billing_anchor.value_or(latest), sub.trial_start.value_or(latest),
+					 sub.canceled_at.value_or(latest), sub.ended_at.value_or(latest), sub.paused_at.value_or(latest),
+					 sub.past_due_since.value_or(latest), sub.last_payment_at.value_or(latest)})
+		latest = std::max(latest, t);
+	return latest;
+}
+
+Error
+CatchUpTooLong(int64_t id, Micros period_start, Micros at)
+{
+	return Error(sqlstate::kProgramLimitExceeded,
+				 "subscription " + std::to_string(id) + " has more than " + std::to_string(kMaxCatchUpSteps) +
+					 " billing events to apply before " + FormatTimestamp(at),
+				 "Its current period started at " + FormatTimestamp(period_start) + ".",
+				 "Date the operation closer to the subscription's current period, or let billing.run_maintenance() catch it up first.");
+}
+
+void
+RequireNotBeforeLatestChange(const Subscription &sub, Micros at)
+{
+	Micros latest = LatestChange(sub);
+	if (at < latest)
+		throw InvalidParameter("time " + FormatTimestamp(at) + " is before the latest change of subscription " +
+								   std::to_string(sub.id),
+							   "Subscription " + std::to_string(sub.id) + " last changed at " + FormatTimestamp(latest) +
+								   " (it started at " + FormatTimestamp(sub.started_at) + ").",
+							   "Operations on a subscription must be dated at or after its latest change.");
+}
+
 void
 RequireUserId(const std::string &user_id)
 {
@@ -188,10 +220,7 @@ Replace(const Subscription &current, const Plan &current_plan, const Plan &plan,
 		throw NotAllowed(std::string("cannot subscribe while a subscription is ") + ToString(current.status),
 						 "User \"" + current.user_id + "\" has subscription " + std::to_string(current.id) + ".",
 						 "Use billing.change_plan() to move an existing subscription to another plan.");
-	if (at < current.started_at)
-		throw InvalidParameter("time " + FormatTimestamp(at) + " is before the current subscription started",
-							   "Subscription " + std::to_string(current.id) + " started at " +
-								   FormatTimestamp(current.started_at) + ".");
+	RequireNotBeforeLatestChange(current, at);
 	Outcome out;
 	out.updated = current;
 	out.updated.status = Status::kCanceled;

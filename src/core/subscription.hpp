@@ -5,6 +5,7 @@
 #pragma once
 
 #include "core/calendar.hpp"
+#include "core/error.hpp"
 #include "core/ledger.hpp"
 #include "core/lifecycle.hpp"
 #include "core/proration.hpp"
@@ -65,6 +66,8 @@ struct Subscription {
 	// Not stored on the row: when the oldest open invoice fell due (loaded
 	// with the subscription); an unpaid invoice past this starts dunning.
 	std::optional<Micros> unpaid_due_at;
+	// Not stored on the row either: when its latest payment (or refund) was made.
+	std::optional<Micros> last_payment_at;
 	bool stripe_managed = false;  // Stripe drives its lifecycle: maintenance leaves it alone
 
 	bool Ended() const { return ended_at.has_value(); }
@@ -127,6 +130,15 @@ bool TrialAvailable(const std::vector<Tier> &tiers_trialed, Tier tier);
 // unpaid (incomplete) one is replaced; it ends now and its invoice is void.
 Outcome Replace(const Subscription &current, const Plan &current_plan, const Plan &plan, Micros at);
 
+// The latest time the subscription records a change at: the latest of its
+// start, period start, billing anchor, trial start, cancel, end, pause,
+// dunning start and latest payment. Every operation on it (cancel,
+// reactivate, pause, resume, change_plan, record_payment, a replacing
+// subscribe) dated before this is refused (22023): a backdated operation
+// would rewrite a history that later operations already built on.
+Micros LatestChange(const Subscription &sub);
+void RequireNotBeforeLatestChange(const Subscription &sub, Micros at);
+
 Outcome Cancel(const Subscription &sub, bool at_period_end, Micros at);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
@@ -163,6 +175,14 @@ Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Mi
 std::optional<Action> DueAction(const Subscription &sub, Micros at, Micros past_due_grace);
 // When that action falls due.
 Micros DueTime(const Subscription &sub, Action action, Micros past_due_grace);
+// An operation applies what time made due before it decides (the glue's
+// CatchUp), at most this many actions: 1000 monthly renewals are 83 years.
+// Beyond it the operation is refused (54000) rather than running until a
+// statement timeout; maintenance instead stops there and goes on at its next run.
+inline constexpr int kMaxCatchUpSteps = 1000;
+// The error, for subscription `id` whose period started at `period_start`.
+Error CatchUpTooLong(int64_t id, Micros period_start, Micros at);
+
 // Applies a due action. `scheduled` is the plan of a scheduled change, if any.
 Outcome ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::optional<Plan> &scheduled,
 				 Micros at, Micros past_due_grace);

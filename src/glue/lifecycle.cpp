@@ -437,13 +437,22 @@ StepName(Action action, const Outcome &out)
 // dunning, trial and grace ends, scheduled changes), following a successor;
 // maintenance and every operation call it, so an answer never depends on
 // when maintenance last ran. Returns the id of the subscription it ended on.
+// At most kMaxCatchUpSteps actions: an operation (no `counts`) with more due
+// is refused (54000) before anything else; maintenance stops there and its
+// next run goes on.
 int64_t
 CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::string, int64_t> *counts = nullptr)
 {
-	for (int step = 0; step < 10000; step++) {
+	const Micros first_period_start = sub.period_start;
+	for (int step = 0;; step++) {
 		std::optional<Action> action = DueAction(sub, at, grace);
 		if (!action)
 			break;
+		if (step == kMaxCatchUpSteps) {
+			if (counts)
+				break;
+			throw CatchUpTooLong(sub.id, first_period_start, at);
+		}
 		billing::Plan plan = LoadPlanById(spi, sub.plan_id);
 		std::optional<billing::Plan> scheduled;
 		if (sub.scheduled_plan_id)
@@ -467,6 +476,18 @@ ReturnSubscription(Spi &spi, int64_t id)
 	return row;
 }
 
+// The time of the subscription's latest payment or refund, which the core's
+// LatestChange counts (read only for operations, not on the entitlement path).
+Subscription
+WithLastPayment(Spi &spi, Subscription sub)
+{
+	auto rows = spi.Query("SELECT billing._micros(pg_catalog.max(p.paid_at)) FROM billing.payments p"
+						  " WHERE p.subscription_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL",
+						  {SqlArg::Int64(sub.id)});
+	sub.last_payment_at = rows.at(0).int64(0);
+	return sub;
+}
+
 // subscribe and start_trial share everything but the trial rule.
 Datum
 StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
@@ -482,9 +503,11 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 	LockUser(spi, user_id);
 	std::optional<Subscription> current = LoadCurrentSubscription(spi, user_id);
 	if (current) {
+		current = WithLastPayment(spi, *current);
+		RequireNotBeforeLatestChange(*current, at);
 		// What time made due is applied first, so the decision sees the state at `at`.
 		CatchUp(spi, *current, at, PastDueGrace(spi));
-		current = LoadCurrentSubscription(spi, user_id);
+		current = WithLastPayment(spi, *LoadCurrentSubscription(spi, user_id));
 	}
 	bool available = TrialAvailableFor(spi, user_id, plan);
 	Outcome out = trial_only ? StartTrial(user_id, plan, at, available)
@@ -500,17 +523,20 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 }
 
 // Loads and locks the subscription named by argument 0, under its user's
-// lock, with everything due up to `at` applied first.
+// lock, with everything due up to `at` applied first. A time before its
+// latest change is refused before anything is caught up.
 Subscription
 LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 {
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	Subscription peek = LoadSubscription(spi, id, false);
 	LockUser(spi, peek.user_id);
-	Subscription sub = LoadSubscription(spi, id, true);
+	Subscription sub = WithLastPayment(spi, LoadSubscription(spi, id, true));
+	if (!sub.Ended())
+		RequireNotBeforeLatestChange(sub, at);
 	if (at >= sub.started_at && DueAction(sub, at, PastDueGrace(spi))) {
 		CatchUp(spi, sub, at, PastDueGrace(spi));
-		sub = LoadSubscription(spi, id, true);
+		sub = WithLastPayment(spi, LoadSubscription(spi, id, true));
 	}
 	return sub;
 }
@@ -1084,14 +1110,22 @@ BILLING_FUNCTION(billing_record_payment)
 
 	Spi spi;
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
+	// The payment stored under `external_id`, if any (the unique index covers
+	// every row, deleted or not).
+	auto recorded_with_external_id = [&]() -> std::optional<RecordedPayment> {
+		auto seen = spi.Query("SELECT id, subscription_id, amount_cents, currency, status OPERATOR(pg_catalog.=) 'succeeded'"
+							  " FROM billing.payments WHERE external_id OPERATOR(pg_catalog.=) $1",
+							  {SqlArg::Text(*external_id)});
+		if (seen.empty())
+			return std::nullopt;
+		return RecordedPayment{seen[0].int64_required(0), seen[0].int64(1).value_or(0), seen[0].int64_required(2),
+							   seen[0].text_required(3), seen[0].boolean(4)};
+	};
 	if (external_id) {
 		Subscription peek = LoadSubscription(spi, id, false);
 		LockUser(spi, peek.user_id);
-		auto seen = spi.Query("SELECT subscription_id FROM billing.payments WHERE external_id OPERATOR(pg_catalog.=) $1",
-							  {SqlArg::Text(*external_id)});
-		if (!seen.empty()) {
-			if (seen[0].int64(0) != std::optional<int64_t>(id))
-				throw InvalidParameter("external id \"" + *external_id + "\" belongs to another subscription");
+		if (std::optional<RecordedPayment> recorded = recorded_with_external_id()) {
+			RequireSameAsRecorded(*external_id, *recorded, id, amount, currency, succeeded);
 			return ReturnSubscription(spi, id);  // the same payment again: stored once
 		}
 	}
@@ -1128,10 +1162,19 @@ BILLING_FUNCTION(billing_record_payment)
 		first_invoice = settlement.to_invoices.front().invoice_id;
 	auto payment = spi.Query(
 		"INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
-		" external_id, failure_code, paid_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+		" external_id, failure_code, paid_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+		" ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING id",
 		{SqlArg::Text(sub.user_id), SqlArg::Int64(sub.id), SqlArg::Int64(first_invoice), SqlArg::Int64(amount),
 		 SqlArg::Text(currency), SqlArg::Text(std::string(succeeded ? "succeeded" : "failed")), SqlArg::Text(external_id),
 		 succeeded ? SqlArg::Null(TEXTOID) : SqlArg::Text(std::string("payment_failed")), SqlArg::Timestamp(ToPgTime(at))});
+	if (payment.empty()) {
+		// Another user's transaction committed the same external id after our
+		// check (the user lock does not serialise different users): the same
+		// answer as sequentially, not the unique index's 23505.
+		if (std::optional<RecordedPayment> recorded = recorded_with_external_id())
+			RequireSameAsRecorded(*external_id, *recorded, sub.id, amount, currency, succeeded);
+		throw InvalidParameter("external id \"" + external_id.value_or("") + "\" was recorded by a concurrent payment");
+	}
 	int64_t payment_id = payment.at(0).int64_required(0);
 
 	if (succeeded) {
@@ -1198,13 +1241,17 @@ BILLING_FUNCTION(billing_refund)
 		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
 		"   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_credit' AND e.deleted_at IS NULL),"
 		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
+		"   JOIN billing.invoices i ON i.id OPERATOR(pg_catalog.=) e.invoice_id"
+		"   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' AND e.deleted_at IS NULL"
+		"   AND i.status OPERATOR(pg_catalog.=) 'void'),"
+		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
 		"   JOIN billing.payments b ON b.id OPERATOR(pg_catalog.=) e.payment_id"
 		"   WHERE b.refund_of OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded' AND e.deleted_at IS NULL)"
 		" FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 AND r.deleted_at IS NULL",
 		{SqlArg::Int64(payment_id)});
 	RequireRefund(payment_id, paid, sums.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
 	int64_t taken_back = CreditTakenBackByRefund(amount, sums[0].int64_required(1), sums[0].int64_required(2),
-												 CreditBalance(spi, user_id, currency));
+												 sums[0].int64_required(3), CreditBalance(spi, user_id, currency));
 	auto inserted = spi.Query(
 		"INSERT INTO billing.payments AS r (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
 		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, OPERATOR(pg_catalog.-) $2, p.currency, 'succeeded', p.id, $3"

@@ -87,7 +87,9 @@ CountedKey(const TriggerArgs &args, TupleDesc desc, HeapTuple tuple)
 		}
 		int key = SPI_fnumber(desc, args.key_column);
 		if (key <= 0)
-			elog(ERROR, "column \"%s\" is missing", args.key_column);
+			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+							errmsg("column \"%s\" that billing counts is missing", args.key_column),
+							errhint("Attach the table again after renaming or dropping a counted column.")));
 		value = SPI_getvalue(tuple, desc, key);
 	});
 	if (!live || value == nullptr)
@@ -110,10 +112,16 @@ PgDay(TimestampTz at)
 // with the type's own equality operator, so the rooms' primary key is used.
 // The query goes through Spi's kept plans (one per rooms table, key type and
 // columns: a new attachment or a schema change gets a new or re-planned one).
+// A room the inserting role cannot read (it does not exist yet, or row-level
+// security hides it) is refused: counting it as a room without an owner
+// would leave its counter unlimited for good. A room whose owner is NULL is
+// "" (nobody's: not limited).
 std::string
 RoomOwner(const Attachment &attachment, const std::string &room)
 {
 	std::string owner;
+	bool found = false;
+	std::string rooms_name;
 	AsInvoker([&] {
 		char *sql = nullptr;
 		Oid key_type = InvalidOid;
@@ -145,6 +153,8 @@ RoomOwner(const Attachment &attachment, const std::string &room)
 						   quote_identifier(attachment.parent_key_column.c_str()),
 						   quote_identifier(get_namespace_name(op_form->oprnamespace)), NameStr(op_form->oprname));
 			ReleaseSysCache(op);
+			rooms_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rooms)),
+													RelationGetRelationName(rooms));
 			table_close(rooms, NoLock);
 			Oid input = InvalidOid;
 			Oid io_param = InvalidOid;
@@ -155,10 +165,19 @@ RoomOwner(const Attachment &attachment, const std::string &room)
 		PgCall([&] { pfree(sql); });
 		Spi spi(Spi::Access::kReadOnly);
 		auto rows = spi.Query(query, {SqlArg{key_type, key, false}});
-		if (!rows.empty() && !rows[0].is_null(0))
+		found = !rows.empty();
+		if (found && !rows[0].is_null(0))
 			owner = rows[0].text_required(0);
 		spi.Finish();
 	});
+	if (!found) {
+		std::string role;
+		PgCall([&] { role = GetUserNameFromId(GetUserId(), false); });
+		throw Error("23503", "room \"" + room + "\" is not in " + rooms_name + " for role \"" + role + "\"",
+					"The participants-per-room quota needs the room's owner: the room does not exist, or "
+					"row-level security or privileges hide it from this role.",
+					"Insert the room before its participants, and let the role that inserts participants read it.");
+	}
 	return owner;
 }
 

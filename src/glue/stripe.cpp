@@ -150,9 +150,12 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 {
 	const stripe::Event &event = prepared.event;
 	const stripe::EventObject &o = event.object;
+	// FOR NO KEY UPDATE: the subscription's key never changes here, and an
+	// invoice or payment of the same subscription (its foreign key check takes
+	// FOR KEY SHARE) need not wait for this event to commit.
 	auto found = spi.Query("SELECT s.id, s.user_id, EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, "
 						   "s.ended_at IS NOT NULL FROM billing.subscriptions s "
-						   "WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL FOR UPDATE",
+						   "WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL FOR NO KEY UPDATE",
 						   {SqlArg::Text(o.id)});
 	std::optional<int64_t> id;
 	std::optional<int64_t> started;

@@ -32,3 +32,14 @@ BEGIN
 	RETURN value;
 END
 $$;
+-- A report period: both ends valid times (22004 / 22008) and the end after
+-- the start (22023).
+CREATE FUNCTION billing._valid_period(from_time timestamptz, to_time timestamptz) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time OPERATOR(pg_catalog.<=) from_time THEN
+		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
+	END IF;
+END
+$$;

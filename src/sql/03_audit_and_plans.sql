@@ -29,10 +29,9 @@ $$;
 CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
 	FOR EACH ROW EXECUTE FUNCTION billing._settings_restored();
 
--- A shipped plan stops being pristine when edited; inserting a plan whose code
--- is still pristine replaces it. That is what lets pg_restore load the dumped
--- plans (all of them, edited or not) over the ones CREATE EXTENSION has just
--- inserted.
+-- A shipped plan stops being pristine when edited; while pg_restore loads
+-- the dumped plans (all of them, edited or not), each replaces the pristine
+-- one CREATE EXTENSION has just inserted with the same code or id.
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -42,9 +41,13 @@ BEGIN
 		END IF;
 		RETURN NEW;
 	END IF;
-	DELETE FROM billing.subscription_plans p
-	 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
-	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
+	-- only for pg_restore: anyone else's insert of an existing code fails on
+	-- the unique key (billing_admin may not delete plans)
+	IF billing._restoring() THEN
+		DELETE FROM billing.subscription_plans p
+		 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
+		   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
+	END IF;
 	RETURN NEW;
 END
 $$;

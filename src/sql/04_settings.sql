@@ -9,6 +9,10 @@ BEGIN
 			IF value::interval OPERATOR(pg_catalog.<) interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
 			END IF;
+			-- every time billing adds it to stays far inside timestamptz's range
+			IF value::interval OPERATOR(pg_catalog.>) interval '100 years' THEN
+				RAISE EXCEPTION 'setting "%" must be at most 100 years', key USING ERRCODE = '22023';
+			END IF;
 		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
 			RAISE EXCEPTION 'invalid value for setting "%": "%"', key, value
 				USING ERRCODE = '22023', HINT = 'Give an interval such as ''14 days''.';

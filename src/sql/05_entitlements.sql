@@ -224,3 +224,33 @@ CREATE FUNCTION billing._before_drop_extension() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_drop_extension';
 CREATE EVENT TRIGGER billing_before_drop_extension ON ddl_command_start
 	WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION billing._before_drop_extension();
+
+-- A dropped application table (or its schema) takes its attachment along:
+-- its counters' pending usage is kept in billing.usage_daily first, then the
+-- attachment and its counters are deleted, so quota() and reconcile_quotas()
+-- never read a table that is gone, and attaching a new table starts afresh.
+CREATE FUNCTION billing._after_drop_table() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	gone integer[];
+BEGIN
+	SELECT pg_catalog.array_agg(a.id) INTO gone
+	  FROM billing.attachments a, pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid OPERATOR(pg_catalog.=) 0 AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid;
+	IF gone IS NULL THEN
+		RETURN;
+	END IF;
+	INSERT INTO billing.usage_daily AS u (user_id, metric, day, quantity)
+	SELECT q.owner_id, CASE WHEN a.kind OPERATOR(pg_catalog.=) 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END,
+		   q.usage_day, pg_catalog.sum(q.usage_pending)
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
+	   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
+	 GROUP BY 1, 2, 3
+	ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity;
+	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
+END
+$$;
+CREATE EVENT TRIGGER billing_after_drop_table ON sql_drop
+	WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED') EXECUTE FUNCTION billing._after_drop_table();

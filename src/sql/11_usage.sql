@@ -105,6 +105,12 @@ BEGIN
 		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
 			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
 	END IF;
+	-- Bounded like a payment, so one record cannot push a total near the
+	-- bigint range (the sums below saturate anyway).
+	IF quantity OPERATOR(pg_catalog.>) 1000000000000 THEN
+		RAISE EXCEPTION 'usage quantity is out of range' USING ERRCODE = '22003',
+			DETAIL = pg_catalog.format('Quantity given: %s; at most 10^12 per record.', quantity);
+	END IF;
 	-- (they are indexed: a longer value could not be stored, 54000)
 	IF pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 1000 OR pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
 		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
@@ -162,8 +168,9 @@ BEGIN
 		  FROM taken t GROUP BY 1, 2, 3),
 	added AS (
 		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
-		SELECT s.user_id, s.metric, s.day, s.quantity FROM summed s
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity)
+		SELECT s.user_id, s.metric, s.day, LEAST(s.quantity, 9223372036854775807)::pg_catalog.int8 FROM summed s
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE
+		SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric, 9223372036854775807)::pg_catalog.int8)
 	SELECT COALESCE(pg_catalog.sum(s.n), 0) INTO records FROM summed s;
 
 	WITH locked AS (
@@ -177,8 +184,9 @@ BEGIN
 		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending),
 	added AS (
 		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
-		SELECT c.owner_id, c.metric, c.usage_day, pg_catalog.sum(c.usage_pending) FROM cleared c GROUP BY 1, 2, 3
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity)
+		SELECT c.owner_id, c.metric, c.usage_day, LEAST(pg_catalog.sum(c.usage_pending), 9223372036854775807)::pg_catalog.int8 FROM cleared c GROUP BY 1, 2, 3
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE
+		SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric, 9223372036854775807)::pg_catalog.int8)
 	SELECT pg_catalog.count(*) INTO counters FROM cleared;
 	RETURN records OPERATOR(pg_catalog.+) counters;
 END
@@ -310,9 +318,9 @@ CREATE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, 
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
-		   billing._valid_time($3, 'from_time'), billing._valid_time($4, 'to_time');
+		   billing._valid_period($3, $4);
 	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::pg_catalog.date AS d0, ($4 AT TIME ZONE 'UTC')::pg_catalog.date AS d1)
-	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
+	SELECT LEAST(COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id OPERATOR(pg_catalog.=) $1 AND d.metric OPERATOR(pg_catalog.=) $2 AND d.day OPERATOR(pg_catalog.>=) span.d0 AND d.day OPERATOR(pg_catalog.<) span.d1
 						 AND d.deleted_at IS NULL), 0)
 		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
@@ -323,7 +331,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 						FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id, span
 					   WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.usage_pending OPERATOR(pg_catalog.>) 0
 						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END OPERATOR(pg_catalog.=) $2
-						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0))::bigint
+						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0),
+				 9223372036854775807)::pg_catalog.int8
 $$;
 COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
 	'Exact usage of a metric over whole UTC days [from, to), rollups plus the tail';

@@ -246,20 +246,27 @@ BEGIN
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
 	-- and the user has no paying subscription then (a plan change is not churn).
-	-- EXECUTE: planned for these arguments (see billing.mrr)
+	-- EXECUTE: planned for these arguments (see billing.mrr). An anti join,
+	-- not a DISTINCT of the users paying at the end: a hash aggregate of
+	-- hundreds of thousands of users spilled past work_mem ran for minutes
+	-- (bench/reports, 1,000,000 subscriptions, work_mem 4MB).
 	RETURN QUERY EXECUTE $q$
 	WITH start AS (
 		SELECT b.user_id, b.currency, b.monthly_cents AS mrr FROM billing._book_at($1) b WHERE b.paying),
-	still AS (
-		SELECT DISTINCT b.user_id FROM billing._book_at($2) b WHERE b.paying)
-	SELECT st.currency, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL),
-		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric OPERATOR(pg_catalog./) pg_catalog.count(*), 4),
-		   pg_catalog.round(pg_catalog.sum(st.mrr))::bigint,
-		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0))::bigint,
-		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0) OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(st.mrr), 0), 4)
-	  FROM start st LEFT JOIN still sl ON sl.user_id OPERATOR(pg_catalog.=) st.user_id
-	 GROUP BY st.currency
-	 ORDER BY st.currency
+	churned AS (
+		SELECT s.currency, s.mrr FROM start s
+		 WHERE NOT EXISTS (SELECT FROM billing._book_at($2) e
+							WHERE e.paying AND e.user_id OPERATOR(pg_catalog.=) s.user_id)),
+	totals AS (
+		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM start s GROUP BY s.currency),
+	lost AS (
+		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM churned s GROUP BY s.currency)
+	SELECT t.currency, t.n, COALESCE(l.n, 0),
+		   pg_catalog.round(COALESCE(l.n, 0)::pg_catalog.numeric OPERATOR(pg_catalog./) t.n, 4),
+		   pg_catalog.round(t.mrr)::pg_catalog.int8, pg_catalog.round(COALESCE(l.mrr, 0))::pg_catalog.int8,
+		   pg_catalog.round(COALESCE(l.mrr, 0) OPERATOR(pg_catalog./) NULLIF(t.mrr, 0), 4)
+	  FROM totals t LEFT JOIN lost l ON l.currency OPERATOR(pg_catalog.=) t.currency
+	 ORDER BY t.currency
 	$q$ USING from_time, to_time;
 END
 $$;
@@ -278,7 +285,7 @@ $$;
 CREATE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
 		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
@@ -305,7 +312,7 @@ $$;
 CREATE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (

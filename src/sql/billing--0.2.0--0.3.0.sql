@@ -9,6 +9,18 @@
 SET LOCAL search_path TO pg_catalog, pg_temp;
 
 -- == test gate (issue 8)
+-- A report period: both ends valid times (22004 / 22008) and the end after
+-- the start (22023).
+CREATE FUNCTION billing._valid_period(from_time timestamptz, to_time timestamptz) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	IF to_time OPERATOR(pg_catalog.<=) from_time THEN
+		RAISE EXCEPTION 'report period must have a start before its end' USING ERRCODE = '22023';
+	END IF;
+END
+$$;
+
 
 -- Argument checks for the README's 22004 / 22008 (new, internal).
 CREATE OR REPLACE FUNCTION billing._required(value anyelement, name text) RETURNS anyelement
@@ -681,9 +693,13 @@ BEGIN
 		END IF;
 		RETURN NEW;
 	END IF;
-	DELETE FROM billing.subscription_plans p
-	 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
-	   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
+	-- only for pg_restore: anyone else's insert of an existing code fails on
+	-- the unique key (billing_admin may not delete plans)
+	IF billing._restoring() THEN
+		DELETE FROM billing.subscription_plans p
+		 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
+		   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
+	END IF;
 	RETURN NEW;
 END
 $$;
@@ -1119,6 +1135,12 @@ BEGIN
 		RAISE EXCEPTION 'usage quantity must not be negative' USING ERRCODE = '22023',
 			DETAIL = pg_catalog.format('Quantity given: %s.', quantity);
 	END IF;
+	-- Bounded like a payment, so one record cannot push a total near the
+	-- bigint range (the sums below saturate anyway).
+	IF quantity OPERATOR(pg_catalog.>) 1000000000000 THEN
+		RAISE EXCEPTION 'usage quantity is out of range' USING ERRCODE = '22003',
+			DETAIL = pg_catalog.format('Quantity given: %s; at most 10^12 per record.', quantity);
+	END IF;
 	-- (they are indexed: a longer value could not be stored, 54000)
 	IF pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 1000 OR pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
 		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
@@ -1307,8 +1329,9 @@ BEGIN
 		  FROM taken t GROUP BY 1, 2, 3),
 	added AS (
 		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
-		SELECT s.user_id, s.metric, s.day, s.quantity FROM summed s
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity)
+		SELECT s.user_id, s.metric, s.day, LEAST(s.quantity, 9223372036854775807)::pg_catalog.int8 FROM summed s
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE
+		SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric, 9223372036854775807)::pg_catalog.int8)
 	SELECT COALESCE(pg_catalog.sum(s.n), 0) INTO records FROM summed s;
 
 	WITH locked AS (
@@ -1322,8 +1345,9 @@ BEGIN
 		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending),
 	added AS (
 		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
-		SELECT c.owner_id, c.metric, c.usage_day, pg_catalog.sum(c.usage_pending) FROM cleared c GROUP BY 1, 2, 3
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity)
+		SELECT c.owner_id, c.metric, c.usage_day, LEAST(pg_catalog.sum(c.usage_pending), 9223372036854775807)::pg_catalog.int8 FROM cleared c GROUP BY 1, 2, 3
+		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE
+		SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric, 9223372036854775807)::pg_catalog.int8)
 	SELECT pg_catalog.count(*) INTO counters FROM cleared;
 	RETURN records OPERATOR(pg_catalog.+) counters;
 END
@@ -1338,9 +1362,9 @@ CREATE OR REPLACE FUNCTION billing.usage(user_id text, metric text, from_time ti
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
-		   billing._valid_time($3, 'from_time'), billing._valid_time($4, 'to_time');
+		   billing._valid_period($3, $4);
 	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::pg_catalog.date AS d0, ($4 AT TIME ZONE 'UTC')::pg_catalog.date AS d1)
-	SELECT (COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
+	SELECT LEAST(COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id OPERATOR(pg_catalog.=) $1 AND d.metric OPERATOR(pg_catalog.=) $2 AND d.day OPERATOR(pg_catalog.>=) span.d0 AND d.day OPERATOR(pg_catalog.<) span.d1
 						 AND d.deleted_at IS NULL), 0)
 		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
@@ -1351,7 +1375,8 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 						FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id, span
 					   WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.usage_pending OPERATOR(pg_catalog.>) 0
 						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END OPERATOR(pg_catalog.=) $2
-						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0))::bigint
+						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0),
+				 9223372036854775807)::pg_catalog.int8
 $$;
 COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
 	'Exact usage of a metric over whole UTC days [from, to), rollups plus the tail';
@@ -1654,20 +1679,27 @@ BEGIN
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
 	-- and the user has no paying subscription then (a plan change is not churn).
-	-- EXECUTE: planned for these arguments (see billing.mrr)
+	-- EXECUTE: planned for these arguments (see billing.mrr). An anti join,
+	-- not a DISTINCT of the users paying at the end: a hash aggregate of
+	-- hundreds of thousands of users spilled past work_mem ran for minutes
+	-- (bench/reports, 1,000,000 subscriptions, work_mem 4MB).
 	RETURN QUERY EXECUTE $q$
 	WITH start AS (
 		SELECT b.user_id, b.currency, b.monthly_cents AS mrr FROM billing._book_at($1) b WHERE b.paying),
-	still AS (
-		SELECT DISTINCT b.user_id FROM billing._book_at($2) b WHERE b.paying)
-	SELECT st.currency, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL),
-		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE sl.user_id IS NULL)::numeric OPERATOR(pg_catalog./) pg_catalog.count(*), 4),
-		   pg_catalog.round(pg_catalog.sum(st.mrr))::bigint,
-		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0))::bigint,
-		   pg_catalog.round(COALESCE(pg_catalog.sum(st.mrr) FILTER (WHERE sl.user_id IS NULL), 0) OPERATOR(pg_catalog./) NULLIF(pg_catalog.sum(st.mrr), 0), 4)
-	  FROM start st LEFT JOIN still sl ON sl.user_id OPERATOR(pg_catalog.=) st.user_id
-	 GROUP BY st.currency
-	 ORDER BY st.currency
+	churned AS (
+		SELECT s.currency, s.mrr FROM start s
+		 WHERE NOT EXISTS (SELECT FROM billing._book_at($2) e
+							WHERE e.paying AND e.user_id OPERATOR(pg_catalog.=) s.user_id)),
+	totals AS (
+		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM start s GROUP BY s.currency),
+	lost AS (
+		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM churned s GROUP BY s.currency)
+	SELECT t.currency, t.n, COALESCE(l.n, 0),
+		   pg_catalog.round(COALESCE(l.n, 0)::pg_catalog.numeric OPERATOR(pg_catalog./) t.n, 4),
+		   pg_catalog.round(t.mrr)::pg_catalog.int8, pg_catalog.round(COALESCE(l.mrr, 0))::pg_catalog.int8,
+		   pg_catalog.round(COALESCE(l.mrr, 0) OPERATOR(pg_catalog./) NULLIF(t.mrr, 0), 4)
+	  FROM totals t LEFT JOIN lost l ON l.currency OPERATOR(pg_catalog.=) t.currency
+	 ORDER BY t.currency
 	$q$ USING from_time, to_time;
 END
 $$;
@@ -1686,7 +1718,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (currency text, revenue_cents bigint, paying_users bigint, arpu_cents bigint)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	SELECT n.currency, pg_catalog.sum(n.amount_cents)::bigint,
 		   pg_catalog.count(DISTINCT n.user_id) FILTER (WHERE n.amount_cents OPERATOR(pg_catalog.>) 0),
 		   pg_catalog.round(pg_catalog.sum(n.amount_cents)::numeric
@@ -1713,7 +1745,7 @@ $$;
 CREATE OR REPLACE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	SELECT billing._valid_time(from_time, 'from_time'), billing._valid_time(to_time, 'to_time');
+	SELECT billing._valid_period(from_time, to_time);
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
 	WITH trials AS (
@@ -1886,6 +1918,10 @@ BEGIN
 		BEGIN
 			IF value::interval OPERATOR(pg_catalog.<) interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
+			END IF;
+			-- every time billing adds it to stays far inside timestamptz's range
+			IF value::interval OPERATOR(pg_catalog.>) interval '100 years' THEN
+				RAISE EXCEPTION 'setting "%" must be at most 100 years', key USING ERRCODE = '22023';
 			END IF;
 		EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow THEN
 			RAISE EXCEPTION 'invalid value for setting "%": "%"', key, value
@@ -2230,6 +2266,37 @@ REVOKE ALL ON FUNCTION billing._stripe_stored(text), billing._stripe_prune(times
 	billing.stripe_replay(text, timestamptz), billing._stripe_adopt_payment(text, jsonb, timestamptz),
 	billing._stripe_trial_available(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.stripe_replay(text, timestamptz) TO billing_admin;
+
+-- == security (issue 9): the attachment of a dropped table is forgotten
+-- A dropped application table (or its schema) takes its attachment along:
+-- its counters' pending usage is kept in billing.usage_daily first, then the
+-- attachment and its counters are deleted, so quota() and reconcile_quotas()
+-- never read a table that is gone, and attaching a new table starts afresh.
+CREATE FUNCTION billing._after_drop_table() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	gone integer[];
+BEGIN
+	SELECT pg_catalog.array_agg(a.id) INTO gone
+	  FROM billing.attachments a, pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid OPERATOR(pg_catalog.=) 0 AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) d.objid;
+	IF gone IS NULL THEN
+		RETURN;
+	END IF;
+	INSERT INTO billing.usage_daily AS u (user_id, metric, day, quantity)
+	SELECT q.owner_id, CASE WHEN a.kind OPERATOR(pg_catalog.=) 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END,
+		   q.usage_day, pg_catalog.sum(q.usage_pending)
+	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
+	   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
+	 GROUP BY 1, 2, 3
+	ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity;
+	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
+END
+$$;
+CREATE EVENT TRIGGER billing_after_drop_table ON sql_drop
+	WHEN TAG IN ('DROP TABLE', 'DROP SCHEMA', 'DROP OWNED') EXECUTE FUNCTION billing._after_drop_table();
 
 -- == scale (issue 13)
 -- The quota trigger's slow path in C++ (one load of the owner's subscription

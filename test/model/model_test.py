@@ -146,6 +146,9 @@ class Model:
             inv['status'] = 'void'
             inv['due'] = 0
             u.credit += inv['paid'] + inv['credit']
+            # what a payment paid toward a voided invoice is credit that payment created
+            for payment, amount in inv.get('paid_by', []):
+                payment['to_credit'] += amount
         sub.scheduled = None
         if free:
             u.sub = Sub('free', when)
@@ -296,11 +299,12 @@ class Model:
                 break
             inv['paid'] += take
             inv['due'] -= take
+            inv.setdefault('paid_by', []).append((payment, take))
             left -= take
             if inv['due'] == 0:
                 inv['status'] = 'paid'
         u.credit += left
-        payment['to_credit'] = left
+        payment['to_credit'] += left
         if sub.status != 'trialing' and not self.open(sub):
             self.settled(sub)
         u.payments.append(payment)
@@ -579,8 +583,9 @@ UNION ALL
 SELECT 'refunds took back more credit than the payment made: ' || p.id FROM pay p
   JOIN (SELECT r.refund_of, sum(e.amount_cents) AS s FROM pay r JOIN placed e ON e.payment_id = r.id
 		 WHERE e.kind = 'credit_refunded' GROUP BY r.refund_of) b ON b.refund_of = p.id
-  LEFT JOIN (SELECT payment_id, sum(amount_cents) AS s FROM placed WHERE kind = 'payment_to_credit'
-			  GROUP BY payment_id) c ON c.payment_id = p.id
+  LEFT JOIN (SELECT e.payment_id, sum(e.amount_cents) AS s FROM placed e LEFT JOIN inv i ON i.id = e.invoice_id
+			  WHERE e.kind = 'payment_to_credit' OR (e.kind = 'payment_to_invoice' AND i.status = 'void')
+			  GROUP BY e.payment_id) c ON c.payment_id = p.id
  WHERE b.s > COALESCE(c.s, 0)
 UNION ALL
 SELECT 'refund before its payment: ' || r.id FROM pay r JOIN pay p ON p.id = r.refund_of WHERE r.paid_at < p.paid_at

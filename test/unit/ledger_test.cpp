@@ -61,12 +61,17 @@ TEST(Ledger, RefundsAreBoundedAndDatedAfterThePayment)
 TEST(Refund, TakesBackUnspentCreditOfItsPaymentFirst)
 {
 	// 3999 paid 2999 of an invoice and put 1000 into credit
-	EXPECT_EQ(CreditTakenBackByRefund(1500, 1000, 0, 1000), 1000);  // 500 comes from invoice money
-	EXPECT_EQ(CreditTakenBackByRefund(2499, 1000, 1000, 0), 0);     // taken back already
-	EXPECT_EQ(CreditTakenBackByRefund(300, 1000, 0, 5000), 300);    // never more than the refund
-	EXPECT_EQ(CreditTakenBackByRefund(2999, 2999, 0, 0), 0);        // spent on a renewal: stays paid
-	EXPECT_EQ(CreditTakenBackByRefund(2999, 2999, 0, 1200), 1200);  // partly spent
-	EXPECT_EQ(CreditTakenBackByRefund(100, 0, 0, 1000), 0);         // the payment made no credit
+	EXPECT_EQ(CreditTakenBackByRefund(1500, 1000, 0, 0, 1000), 1000);  // 500 comes from invoice money
+	EXPECT_EQ(CreditTakenBackByRefund(2499, 1000, 0, 1000, 0), 0);     // taken back already
+	EXPECT_EQ(CreditTakenBackByRefund(300, 1000, 0, 0, 5000), 300);    // never more than the refund
+	EXPECT_EQ(CreditTakenBackByRefund(2999, 2999, 0, 0, 0), 0);        // spent on a renewal: stays paid
+	EXPECT_EQ(CreditTakenBackByRefund(2999, 2999, 0, 0, 1200), 1200);  // partly spent
+	EXPECT_EQ(CreditTakenBackByRefund(100, 0, 0, 0, 1000), 0);         // the payment made no credit
+	// M2: 1000 paid an invoice that was then voided (void_to_credit): that
+	// credit is the payment's, so a refund of it takes it back.
+	EXPECT_EQ(CreditTakenBackByRefund(1000, 0, 1000, 0, 1000), 1000);
+	EXPECT_EQ(CreditTakenBackByRefund(1000, 200, 800, 300, 5000), 700);  // 200 + 800 created, 300 taken before
+	EXPECT_EQ(CreditTakenBackByRefund(1000, 0, 1000, 0, 400), 400);      // 600 of it was spent since
 }
 
 TEST(Ledger, IssueAgainstCredit)
@@ -82,6 +87,31 @@ TEST(Ledger, IssueAgainstCredit)
 	EXPECT_EQ(a.credit_applied_cents, 0);
 	EXPECT_EQ(a.credit_added_cents, 700);
 	EXPECT_TRUE(a.settled);
+}
+
+}  // namespace
+}  // namespace billing
+
+namespace billing {
+namespace {
+
+// M3: a repeat of an external id is the same payment or an error, never dropped.
+TEST(ExternalId, SameAgainIsIdempotentAnythingElseIs22023)
+{
+	RecordedPayment failed{7, 10, 2999, "usd", false};
+	EXPECT_NO_THROW(RequireSameAsRecorded("pi", failed, 10, 2999, "usd", false));
+	auto state = [&](int64_t sub, int64_t amount, const char *currency, bool ok) {
+		try {
+			RequireSameAsRecorded("pi", failed, sub, amount, currency, ok);
+		} catch (const Error &e) {
+			return e.sqlstate();
+		}
+		return std::string("none");
+	};
+	EXPECT_EQ(state(10, 2999, "usd", true), "22023");   // a success after the failure
+	EXPECT_EQ(state(10, 1000, "usd", false), "22023");  // another amount
+	EXPECT_EQ(state(10, 2999, "eur", false), "22023");  // another currency
+	EXPECT_EQ(state(11, 2999, "usd", false), "22023");  // another subscription
 }
 
 }  // namespace

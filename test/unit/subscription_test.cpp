@@ -175,6 +175,44 @@ TEST(Operations, TimeBeforeTheStartIs22023)
 	ExpectSqlState([] { Cancel(ActiveMonthly(), true, At(2026, 1, 1)); }, "22023");
 }
 
+// M1: a time after the start but before a later recorded change (a renewal,
+// a pause, dunning, a payment) is refused, so no paid period is rewritten.
+TEST(Operations, TimeBeforeTheLatestChangeIs22023)
+{
+	Subscription renewed = ActiveMonthly();
+	renewed.period_start = At(2026, 2, 28, 12);  // the February renewal
+	EXPECT_EQ(LatestChange(renewed), At(2026, 2, 28, 12));
+	ExpectSqlState([&] { Cancel(renewed, false, At(2026, 2, 15)); }, "22023");
+	EXPECT_NO_THROW(Cancel(renewed, false, At(2026, 2, 28, 12)));  // at the change itself: allowed
+
+	Subscription paused = Stored(Pause(ActiveMonthly(), At(2026, 2, 10)));
+	ExpectSqlState([&] { Resume(paused, At(2026, 2, 9)); }, "22023");
+
+	Subscription paid = ActiveMonthly();
+	paid.last_payment_at = At(2026, 2, 5);
+	ExpectSqlState([&] { RequirePayable(paid, kProMonthly, true, At(2026, 2, 4)); }, "22023");
+	ExpectSqlState([&] { ChangePlan(paid, kProMonthly, kProYearly, At(2026, 2, 4)); }, "22023");
+
+	Subscription dunning = ActiveMonthly();
+	dunning.past_due_since = At(2026, 3, 3, 12);
+	dunning.status = Status::kPastDue;
+	ExpectSqlState([&] { Cancel(dunning, false, At(2026, 3, 1)); }, "22023");
+	try {
+		Cancel(renewed, false, At(2026, 2, 15));
+	} catch (const Error &e) {
+		EXPECT_FALSE(e.hint().empty());
+	}
+}
+
+// H1: the catch-up bound's error is 54000 and names the subscription.
+TEST(Operations, CatchUpTooLongIs54000)
+{
+	Error e = CatchUpTooLong(10, At(2030, 1, 1), At(2200, 1, 1));
+	EXPECT_EQ(e.sqlstate(), "54000");
+	EXPECT_NE(std::string(e.what()).find("subscription 10"), std::string::npos);
+	EXPECT_FALSE(e.hint().empty());
+}
+
 TEST(PauseResume, PeriodMovesByThePausedTime)
 {
 	Subscription paused = Pause(ActiveMonthly(), At(2026, 2, 10)).updated;

@@ -1,0 +1,99 @@
+-- Money defects a hostile tester found (session 3): M1 backdated operations,
+-- M2 refund after a void, M3 external id retries, M6 usage overflow, H1
+-- unbounded catch-up. Each case with its hand arithmetic. Times UTC.
+DROP EXTENSION IF EXISTS billing CASCADE;
+CREATE EXTENSION billing;
+SET timezone = 'UTC';
+\set VERBOSITY default
+
+-- == M1: an operation dated before the subscription's latest change is 22023.
+-- Subscribed 1 Jan, paid 1 Jan 01:00; paid again 2 Feb: catch-up renews on
+-- 1 Feb (period 1 Feb - 1 Mar) and the 2999 pays it. A cancel dated 15 Jan
+-- would end a subscription whose paid period starts 1 Feb: refused.
+SELECT id AS s FROM billing.subscribe('bd1', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01 01:00');
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-02-02');
+SELECT status, ended_at, current_period_start FROM billing.cancel(:s, false, '2030-01-15');
+-- every operation, and a payment, refuses the same time; nothing changed
+SELECT status FROM billing.pause(:s, '2030-01-20');
+SELECT status FROM billing.change_plan(:s, 'pro_yearly', '2030-01-20');
+SELECT status FROM billing.record_payment(:s, 100, 'usd', true, '2030-02-01 12:00');
+SELECT status, current_period_start, current_period_end, ended_at FROM billing.subscriptions WHERE id = :s;
+-- at or after the latest change (the 2 Feb payment) it is accepted
+SELECT status, current_period_end FROM billing.cancel(:s, true, '2030-02-02');
+-- a pause is a change too: a resume dated before it is refused
+SELECT id AS s FROM billing.subscribe('bd2', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.pause(:s, '2030-01-10');
+SELECT status FROM billing.resume(:s, '2030-01-09');
+SELECT status FROM billing.resume(:s, '2030-01-10');
+
+-- == M2: a refund after a void takes back the credit the void gave back.
+-- 1000 pays toward the 2999 first invoice (open, 1999 due); the cancel voids
+-- it and returns the 1000 to credit (void_to_credit). That credit is the
+-- payment's: refunding the 1000 takes it back, credit 1000 - 1000 = 0.
+SELECT id AS s FROM billing.subscribe('vr1', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 1000, 'usd', true, '2030-01-01 01:00');
+SELECT status FROM billing.cancel(:s, false, '2030-01-01 02:00');
+SELECT billing.credit_balance('vr1') AS credit_after_void;
+SELECT id AS p FROM billing.payments WHERE user_id = 'vr1' AND amount_cents = 1000 \gset
+SELECT amount_cents FROM billing.refund(:p, 1000, '2030-01-01 03:00');
+SELECT billing.credit_balance('vr1') AS credit_after_refund;
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'vr1' ORDER BY id;
+-- partial refunds of a payment whose invoice was voided:
+-- 2000 toward a 2999 invoice, voided by a cancel (2000 back to credit)
+SELECT id AS s FROM billing.subscribe('vr2', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2000, 'usd', true, '2030-01-01 01:00');
+SELECT status FROM billing.cancel(:s, false, '2030-01-01 02:00');
+SELECT id AS p FROM billing.payments WHERE user_id = 'vr2' AND amount_cents = 2000 \gset
+-- credit 2000; refund 500: 500 taken back, credit 1500; refund 1500 more: credit 0
+SELECT amount_cents FROM billing.refund(:p, 500, '2030-01-01 03:00');
+SELECT billing.credit_balance('vr2') AS credit_after_500;
+SELECT amount_cents FROM billing.refund(:p, 1500, '2030-01-01 04:00');
+SELECT billing.credit_balance('vr2') AS credit_after_2000;
+
+-- == M3: a repeat of an external id. The same payment again (same amount,
+-- currency and outcome) is stored once; a different one is 22023, never
+-- dropped silently: a retry after a failure needs its own external id.
+SELECT id AS s FROM billing.subscribe('ex1', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', false, '2030-01-01 01:00', 'pi_retry');
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', false, '2030-01-01 01:30', 'pi_retry');
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01 02:00', 'pi_retry');
+SELECT status FROM billing.record_payment(:s, 1000, 'usd', false, '2030-01-01 02:00', 'pi_retry');
+-- the success under its own id (the charge) pays the invoice: 2999 - 2999 = 0 due
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01 02:00', 'ch_retry');
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01 02:30', 'ch_retry');
+SELECT external_id, amount_cents, status FROM billing.payments WHERE user_id = 'ex1' ORDER BY id;
+SELECT status, amount_due_cents FROM billing.invoices WHERE user_id = 'ex1';
+-- another subscription's external id
+SELECT id AS s FROM billing.subscribe('ex2', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01 03:00', 'ch_retry');
+
+-- == M6: usage cannot overflow the rollup or maintenance. A record is at most
+-- 10^12 (22003 above, like a payment's 10^11); totals are summed as numeric
+-- and a daily total or usage() beyond bigint saturates at 9223372036854775807.
+SELECT quantity FROM billing.record_usage('ov1', 'api_calls', 9223372036854775807, '2030-06-05 10:00', 'k1');
+SELECT quantity FROM billing.record_usage('ov1', 'api_calls', 1000000000000, '2030-06-05 10:00', 'k1');
+-- 9,300,000 records of 10^12 would pass bigint; a superuser-written pending
+-- row stands in for them: 9223372036854775000 + 10^12 saturates
+INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
+VALUES (-1, 'ov1', 'api_calls', 9223372036854775000, '2030-06-05 11:00');
+SELECT billing.usage('ov1', 'api_calls', '2030-06-01', '2030-07-01');
+SELECT quantity FROM billing.record_usage('ov2', 'api_calls', 5, '2030-06-05 10:00');
+SELECT count(*) AS maintenance_ran FROM billing.run_maintenance('2030-09-01');
+SELECT user_id, day, quantity FROM billing.usage_daily WHERE user_id IN ('ov1', 'ov2') ORDER BY 1;
+-- a later rollup onto the saturated day stays saturated
+SELECT quantity FROM billing.record_usage('ov1', 'api_calls', 7, '2030-06-05 12:00');
+SELECT count(*) AS maintenance_ran FROM billing.run_maintenance('2030-09-02');
+SELECT billing.usage('ov1', 'api_calls', '2030-06-01', '2030-07-01'),
+	   billing.usage('ov2', 'api_calls', '2030-06-01', '2030-07-01');
+
+-- == H1: an operation with more than 1000 due actions to apply first is
+-- 54000 at once, not a catch-up that runs until statement_timeout. 10^11
+-- prepays 33 million months; cancel dated 2200 would renew 170 * 12 = 2040 times.
+SELECT id AS s FROM billing.subscribe('h1', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 100000000000, 'usd', true, '2030-01-01');
+SELECT status FROM billing.cancel(:s, true, '2200-01-01');
+SELECT count(*) AS invoices FROM billing.invoices WHERE user_id = 'h1';
+-- within the bound (2 renewals) it is caught up and applied
+SELECT status, current_period_start FROM billing.cancel(:s, true, '2030-03-15');
