@@ -132,8 +132,11 @@ SELECT count(*) AS audited FROM billing.audit_log a JOIN billing.subscriptions s
 -- statement of 4,000 rows (four inserts of 1,000), an audit row for each
 BEGIN;
 SET LOCAL track_functions = 'all';
+SELECT COALESCE(pg_catalog.sum(calls), 0) AS audit_before FROM pg_stat_xact_user_functions
+ WHERE schemaname = 'billing' AND funcname = '_audit' \gset
 UPDATE billing.subscriptions SET metadata = pg_catalog.jsonb_build_object('probe', id) WHERE user_id LIKE 'scale-%';
-SELECT calls AS audit_trigger_calls FROM pg_stat_xact_user_functions WHERE schemaname = 'billing' AND funcname = '_audit';
+SELECT calls - :audit_before AS audit_trigger_calls FROM pg_stat_xact_user_functions
+ WHERE schemaname = 'billing' AND funcname = '_audit';
 SELECT count(*) AS audited, count(DISTINCT row_id) AS rows FROM billing.audit_log
  WHERE table_name = 'subscriptions' AND action = 'UPDATE' AND row_id = new_row ->> 'id' AND row_id = old_row ->> 'id'
    AND new_row -> 'metadata' ->> 'probe' = row_id AND old_row -> 'metadata' ->> 'probe' IS NULL;
