@@ -921,7 +921,7 @@ def self_test():
 
 def main(argv):
     findings, checked_bodies, checked_cpp = [], 0, 0
-    pending, pending_findings = set(), 0
+    pending, pending_findings, pending_seen = set(), 0, set()
     mode = None
     if argv[1:2] == ['--self-test']:
         failures = self_test()
@@ -951,6 +951,7 @@ def main(argv):
                     found, _ = check_sql(body, plpgsql=language == 'plpgsql', pinned=pinned == 'pinned')
                     if name.split('(')[0].split('.')[-1] in pending:
                         pending_findings += len(found)
+                        pending_seen.add(name.split('(')[0].split('.')[-1])
                         continue
                     for f in found:
                         findings.append(f'{name} line {f.line}: {f.message}')
@@ -962,6 +963,8 @@ def main(argv):
                     findings.append(f'{arg}:{line + f.line - 1}: {f.message}  [{text.strip()[:90]}]')
     for f in findings:
         print(f)
+    if pending - pending_seen:  # gone: the name can leave --pending
+        print('no SQL body any more (drop from --pending): ' + ', '.join(sorted(pending - pending_seen)))
     print(f'qualified_names: {checked_bodies} SQL bodies and {checked_cpp} C++ SQL texts checked, '
           f'{len(findings)} unqualified names' +
           (f' ({pending_findings} more in {len(pending)} bodies being replaced: --pending)' if pending else ''))
