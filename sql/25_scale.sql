@@ -74,14 +74,33 @@ SELECT count(*) < 100 AS few_locks FROM pg_locks WHERE pid = pg_backend_pid();
 SELECT count(*) AS users_locked FROM billing.user_locks WHERE user_id LIKE 'bulk-%';
 ROLLBACK;
 
--- == plain renewals of a page are written set-based (one statement per change
--- time): 300 subscriptions due at three different times, with no credit,
--- credit for half a period and credit for a whole one
+-- == plain renewals of a page are written set-based (one statement for the
+-- page, each row's change time declared for the history): 300 subscriptions
+-- due at three different times, with no credit, credit for half a period and
+-- credit for a whole one
 SELECT count(*) FROM (
 	SELECT billing.record_payment(s.id, 2999 + (i % 3) * 1500, 'usd', true, '2026-01-01 05:00+00')
 	  FROM generate_series(1, 300) i,
 		   LATERAL billing.subscribe('renew-' || i, 'pro_monthly', '2026-01-01 00:00+00'::timestamptz + (i % 3) * interval '1 hour', false) s) t;
+BEGIN;
+SET LOCAL track_functions = 'all';
 SELECT * FROM billing.run_maintenance('2026-02-01 03:00+00') ORDER BY action;
+-- the 500 incomplete subscriptions that time out and the 300 renewals are
+-- one UPDATE: one call of the history trigger (503 with row-by-row timeouts
+-- and one statement per due time); the Free fallbacks are one INSERT each
+-- (billing._start_free per user, in one statement)
+SELECT funcname, calls FROM pg_stat_xact_user_functions
+ WHERE schemaname = 'billing' AND funcname IN ('_history_updated', '_quota_invalidate_users') ORDER BY 1;
+-- the per-row times are gone after the statement: a later UPDATE in the same
+-- transaction is dated by billing.change_at
+SAVEPOINT probe;
+SELECT billing._set_change_at('2026-02-01 04:00+00');
+UPDATE billing.subscriptions SET cancel_at_period_end = true WHERE user_id = 'renew-1' AND ended_at IS NULL;
+SELECT h.valid_from, h.previous_status, h.cancel_at_period_end FROM billing.subscription_history h
+  JOIN billing.subscriptions s ON s.id = h.subscription_id
+ WHERE s.user_id = 'renew-1' AND h.valid_to = 'infinity';
+ROLLBACK TO probe;
+COMMIT;
 -- each one invoice for its new period: 1500 of credit pays part of it, 3000 all of it
 SELECT i.status, i.credit_applied_cents, i.amount_due_cents, count(*)
   FROM billing.invoices i WHERE i.user_id LIKE 'renew-%' AND i.billing_reason = 'subscription_cycle'

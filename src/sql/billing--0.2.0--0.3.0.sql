@@ -2424,6 +2424,16 @@ CREATE OR REPLACE FUNCTION billing._setting(key text, fallback text DEFAULT NULL
 LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'billing_setting';
 
+-- the history and the quota cache's invalidation triggers in C++ (the
+-- triggers keep their functions' OIDs)
+CREATE OR REPLACE FUNCTION billing._history_inserted() RETURNS trigger
+LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_history_inserted';
+CREATE OR REPLACE FUNCTION billing._history_updated() RETURNS trigger
+LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_history_updated';
+CREATE OR REPLACE FUNCTION billing._quota_invalidate_users() RETURNS trigger
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_quota_invalidate_users';
+
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
 -- are taken back first so that they come out in a fresh install's order).
