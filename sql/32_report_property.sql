@@ -134,3 +134,9 @@ SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2031-03-01');
 SELECT status, ended_at FROM billing.subscriptions WHERE id = :grace_sub;
 SELECT b.report, b.result = pg_temp.render(q.query, 'UTC') AS unchanged
   FROM grace_before b JOIN pg_temp.reports('2031-02-20 00:00+00') q USING (report) ORDER BY 1;
+-- What still changes: only the Free subscription that maintenance opens at the
+-- grace end (it does not exist before maintenance runs), counted by
+-- active_subscriptions and daily_report's active_free; every paid figure holds.
+SELECT b.report, b.result AS before, pg_temp.render(q.query, 'UTC') AS after
+  FROM grace_before b JOIN pg_temp.reports('2031-02-20 00:00+00') q USING (report)
+ WHERE b.result <> pg_temp.render(q.query, 'UTC') ORDER BY 1;

@@ -132,11 +132,11 @@ CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
 -- started, read from the history (the state valid at `at`, not today's).
 -- Plain SQL without SET clauses so that the planner inlines it into the
 -- report that calls it (those pin search_path); no per-row function calls.
---   current:  not over at `at`: not ended, and not a trial or a pending
---             cancel whose end has passed (maintenance may run later)
+--   current:  not over at `at`: not ended, and not a trial, a pending
+--             cancel or a dunning grace whose end has passed (maintenance may
+--             run later)
 --   entitled: the plan applies, by billing._grants_plan (the one SQL mirror of
---             the core's rule; the history keeps no dunning, so the grace end
---             is the subscription's end, written by maintenance)
+--             the core's rule, given the grace end the history recorded)
 --   paying:   counts in MRR (Stripe's definition): a paid, non-lifetime price,
 --             active, past_due or canceled before its period end, out of
 --             trial, and paid at least once (never-paid subscriptions count 0)
