@@ -27,6 +27,13 @@ SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
 SELECT status FROM billing.pause(:s, '2030-01-10');
 SELECT status FROM billing.resume(:s, '2030-01-09');
 SELECT status FROM billing.resume(:s, '2030-01-10');
+-- a reactivate leaves no time on the row (canceled_at is cleared); the
+-- history's open interval records it: canceled 12 Jan, reactivated 20 Jan,
+-- a cancel dated 15 Jan is refused
+SELECT status FROM billing.cancel(:s, true, '2030-01-12');
+SELECT status FROM billing.reactivate(:s, '2030-01-20');
+SELECT status FROM billing.cancel(:s, false, '2030-01-15');
+SELECT status FROM billing.cancel(:s, false, '2030-01-20');
 
 -- == M2: a refund after a void takes back the credit the void gave back.
 -- 1000 pays toward the 2999 first invoice (open, 1999 due); the cancel voids

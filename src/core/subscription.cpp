@@ -112,7 +112,8 @@ LatestChange(const Subscription &sub)
 	Micros latest = sub.started_at;
 	for (Micros t : {sub.period_start, sub.billing_anchor.value_or(latest), sub.trial_start.value_or(latest),
 					 sub.canceled_at.value_or(latest), sub.ended_at.value_or(latest), sub.paused_at.value_or(latest),
-					 sub.past_due_since.value_or(latest), sub.last_payment_at.value_or(latest)})
+					 sub.past_due_since.value_or(latest), sub.last_payment_at.value_or(latest),
+					 sub.history_from.value_or(latest)})
 		latest = std::max(latest, t);
 	return latest;
 }

@@ -68,6 +68,8 @@ struct Subscription {
 	std::optional<Micros> unpaid_due_at;
 	// Not stored on the row either: when its latest payment (or refund) was made.
 	std::optional<Micros> last_payment_at;
+	// Nor this: when its latest recorded change took effect (its history's open interval).
+	std::optional<Micros> history_from;
 	bool stripe_managed = false;  // Stripe drives its lifecycle: maintenance leaves it alone
 
 	bool Ended() const { return ended_at.has_value(); }
@@ -132,7 +134,7 @@ Outcome Replace(const Subscription &current, const Plan &current_plan, const Pla
 
 // The latest time the subscription records a change at: the latest of its
 // start, period start, billing anchor, trial start, cancel, end, pause,
-// dunning start and latest payment. Every operation on it (cancel,
+// dunning start, latest payment and latest recorded change (history). Every operation on it (cancel,
 // reactivate, pause, resume, change_plan, record_payment, a replacing
 // subscribe) dated before this is refused (22023): a backdated operation
 // would rewrite a history that later operations already built on.

@@ -471,15 +471,21 @@ ReturnSubscription(Spi &spi, int64_t id)
 	return row;
 }
 
-// The time of the subscription's latest payment or refund, which the core's
-// LatestChange counts (read only for operations, not on the entitlement path).
+// The times of the subscription's latest payment or refund and of its latest
+// recorded change in billing.subscription_history (the start of its open
+// interval: a resume or a reactivate leaves no time on the row), which the
+// core's LatestChange counts (read only for operations, not on the
+// entitlement path).
 Subscription
 WithLastPayment(Spi &spi, Subscription sub)
 {
-	auto rows = spi.Query("SELECT billing._micros(pg_catalog.max(p.paid_at)) FROM billing.payments p"
-						  " WHERE p.subscription_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL",
+	auto rows = spi.Query("SELECT billing._micros((SELECT pg_catalog.max(p.paid_at) FROM billing.payments p"
+						  " WHERE p.subscription_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL)),"
+						  " billing._micros((SELECT pg_catalog.max(h.valid_from) FROM billing.subscription_history h"
+						  " WHERE h.subscription_id OPERATOR(pg_catalog.=) $1 AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz))",
 						  {SqlArg::Int64(sub.id)});
 	sub.last_payment_at = rows.at(0).int64(0);
+	sub.history_from = rows.at(0).int64(1);
 	return sub;
 }
 

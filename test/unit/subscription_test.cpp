@@ -193,6 +193,10 @@ TEST(Operations, TimeBeforeTheLatestChangeIs22023)
 	ExpectSqlState([&] { RequirePayable(paid, kProMonthly, true, At(2026, 2, 4)); }, "22023");
 	ExpectSqlState([&] { ChangePlan(paid, kProMonthly, kProYearly, At(2026, 2, 4)); }, "22023");
 
+	Subscription reactivated = ActiveMonthly();
+	reactivated.history_from = At(2026, 2, 20);  // a reactivate: recorded only in the history
+	ExpectSqlState([&] { Pause(reactivated, At(2026, 2, 15)); }, "22023");
+
 	Subscription dunning = ActiveMonthly();
 	dunning.past_due_since = At(2026, 3, 3, 12);
 	dunning.status = Status::kPastDue;
