@@ -74,14 +74,38 @@ SELECT count(*) < 100 AS few_locks FROM pg_locks WHERE pid = pg_backend_pid();
 SELECT count(*) AS users_locked FROM billing.user_locks WHERE user_id LIKE 'bulk-%';
 ROLLBACK;
 
--- == plain renewals of a page are written set-based (one statement per change
--- time): 300 subscriptions due at three different times, with no credit,
--- credit for half a period and credit for a whole one
+-- == plain renewals of a page are written set-based (one statement for the
+-- page, each row's change time declared for the history): 300 subscriptions
+-- due at three different times, with no credit, credit for half a period and
+-- credit for a whole one
 SELECT count(*) FROM (
 	SELECT billing.record_payment(s.id, 2999 + (i % 3) * 1500, 'usd', true, '2026-01-01 05:00+00')
 	  FROM generate_series(1, 300) i,
 		   LATERAL billing.subscribe('renew-' || i, 'pro_monthly', '2026-01-01 00:00+00'::timestamptz + (i % 3) * interval '1 hour', false) s) t;
+BEGIN;
+SET LOCAL track_functions = 'all';
+-- (calls of statements before, not yet reported to the statistics, are shown too)
+SELECT COALESCE(pg_catalog.sum(calls) FILTER (WHERE funcname = '_history_updated'), 0) AS history_before,
+	   COALESCE(pg_catalog.sum(calls) FILTER (WHERE funcname = '_quota_invalidate_users'), 0) AS quota_before
+  FROM pg_stat_xact_user_functions WHERE schemaname = 'billing' \gset
 SELECT * FROM billing.run_maintenance('2026-02-01 03:00+00') ORDER BY action;
+-- the 500 incomplete subscriptions that time out and the 300 renewals are
+-- one UPDATE: one call of the history trigger (503 with row-by-row timeouts
+-- and one statement per due time); the Free fallbacks are one INSERT each
+-- (billing._start_free per user, in one statement)
+SELECT funcname, calls - CASE funcname WHEN '_history_updated' THEN :history_before ELSE :quota_before END AS calls
+  FROM pg_stat_xact_user_functions
+ WHERE schemaname = 'billing' AND funcname IN ('_history_updated', '_quota_invalidate_users') ORDER BY 1;
+-- the per-row times are gone after the statement: a later UPDATE in the same
+-- transaction is dated by billing.change_at
+SAVEPOINT probe;
+SELECT billing._set_change_at('2026-02-01 04:00+00');
+UPDATE billing.subscriptions SET cancel_at_period_end = true WHERE user_id = 'renew-1' AND ended_at IS NULL;
+SELECT h.valid_from, h.previous_status, h.cancel_at_period_end FROM billing.subscription_history h
+  JOIN billing.subscriptions s ON s.id = h.subscription_id
+ WHERE s.user_id = 'renew-1' AND h.valid_to = 'infinity';
+ROLLBACK TO probe;
+COMMIT;
 -- each one invoice for its new period: 1500 of credit pays part of it, 3000 all of it
 SELECT i.status, i.credit_applied_cents, i.amount_due_cents, count(*)
   FROM billing.invoices i WHERE i.user_id LIKE 'renew-%' AND i.billing_reason = 'subscription_cycle'
@@ -113,6 +137,22 @@ SELECT calls AS audit_trigger_calls FROM pg_stat_xact_user_functions WHERE schem
 SELECT count(*) AS audited, count(DISTINCT row_id) AS rows FROM billing.audit_log
  WHERE table_name = 'subscriptions' AND action = 'UPDATE' AND row_id = new_row ->> 'id' AND row_id = old_row ->> 'id'
    AND new_row -> 'metadata' ->> 'probe' = row_id AND old_row -> 'metadata' ->> 'probe' IS NULL;
+ROLLBACK;
+
+-- == the history pairs an update's old and new rows by id, as the SQL join
+-- did: a statement that changes ids (here of a subscription loaded without
+-- triggers, so without history) records nothing for a new id no old row had
+BEGIN;
+SET LOCAL session_replication_role = replica;
+INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, started_at,
+								   current_period_start)
+SELECT 'id-change', p.id, 'active', p.price_cents, p.currency, p.billing_interval, '2026-01-01', '2026-01-01'
+  FROM billing.subscription_plans p WHERE p.code = 'free';
+SET LOCAL session_replication_role = origin;
+UPDATE billing.subscriptions SET id = id + 1000000, status = 'canceled', canceled_at = '2026-01-02', ended_at = '2026-01-02'
+ WHERE user_id = 'id-change';
+SELECT count(*) AS history_rows FROM billing.subscription_history h
+  JOIN billing.subscriptions s ON s.id = h.subscription_id WHERE s.user_id = 'id-change';
 ROLLBACK;
 
 -- == billing._set_change_at declares the history's change time (the glue sets

@@ -42,7 +42,7 @@ SELECT l.lanname AS language, p.oid::regprocedure AS unpinned,
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
  WHERE p.pronamespace = 'billing'::regnamespace
    AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c = 'search_path=pg_catalog, pg_temp')
- ORDER BY 1, 2::text;
+ ORDER BY 1, p.oid::regprocedure::text;
 
 CREATE ROLE regress_sec_migrator LOGIN IN ROLE billing_admin;   -- owns the application's tables
 CREATE ROLE regress_sec_plain LOGIN;                             -- the application's login

@@ -8,6 +8,7 @@
 //   billing._restoring(): whether pg_restore is loading a billing table.
 #include "glue/guard.hpp"
 #include "glue/spi.hpp"
+#include "glue/triggers.hpp"
 
 #include "core/error.hpp"
 
@@ -65,10 +66,10 @@ constexpr const char *kAuditSettingsInsert =
 // that changes millions of rows.
 constexpr int kAuditChunk = 1000;
 
-// True while a superuser's COPY billing.<table> ... FROM stdin (what
-// pg_restore and a plain-format dump run) loads a billing table. Every
-// statement that does not start with COPY is answered without a regular
-// expression: the audit and quota triggers ask on every row.
+}  // namespace
+
+// Every statement that does not start with COPY is answered without a
+// regular expression: the audit and quota triggers ask on every row.
 bool
 Restoring()
 {
@@ -96,7 +97,14 @@ TriggerDataOf(FunctionCallInfo fcinfo, const char *name)
 	return reinterpret_cast<TriggerData *>(fcinfo->context);
 }
 
-}  // namespace
+void
+RewindTransitionTable(Tuplestorestate *rows)
+{
+	int pointer = tuplestore_alloc_read_pointer(rows, EXEC_FLAG_REWIND);
+	tuplestore_select_read_pointer(rows, pointer);
+	tuplestore_rescan(rows);
+}
+
 }  // namespace billing::glue
 
 using namespace billing;
@@ -154,13 +162,9 @@ BILLING_FUNCTION(billing_audit)
 		chunk_context = AllocSetContextCreate(CurrentMemoryContext, "billing audit chunk", ALLOCSET_DEFAULT_SIZES);
 		old_values = static_cast<Datum *>(palloc(sizeof(Datum) * kAuditChunk));
 		new_values = static_cast<Datum *>(palloc(sizeof(Datum) * kAuditChunk));
-		for (Tuplestorestate *rows : {old_rows, new_rows}) {
-			if (rows == nullptr)
-				continue;
-			int pointer = tuplestore_alloc_read_pointer(rows, 0);
-			tuplestore_select_read_pointer(rows, pointer);
-			tuplestore_rescan(rows);
-		}
+		for (Tuplestorestate *rows : {old_rows, new_rows})
+			if (rows != nullptr)
+				RewindTransitionTable(rows);
 	});
 	bool more = true;
 	while (more) {

@@ -424,6 +424,15 @@ ProjectSubscription(Spi &spi, const Subscription &sub, Micros at, Micros grace)
 	return Project(LoadBook(spi, sub), plan, scheduled, at, grace);
 }
 
+// What run_maintenance counts a due step as.
+std::string
+StepName(Action action, const Outcome &out)
+{
+	if (action != Action::kPeriodEnd)
+		return ToString(action);
+	return out.updated.Ended() ? (out.successor ? "plan_changed" : "ended_at_period_end") : "renewed";
+}
+
 // Applies, in time order, everything due for `sub` up to `at` (renewals,
 // dunning, trial and grace ends, scheduled changes), following a successor;
 // maintenance and every operation call it, so an answer never depends on
@@ -450,12 +459,8 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 			scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
 		Outcome out = ApplyDue(sub, *action, plan, scheduled, at, grace);
 		Persisted saved = PersistOutcome(spi, out, DueTime(sub, *action, grace));
-		if (counts) {
-			std::string name = ToString(*action);
-			if (*action == Action::kPeriodEnd)
-				name = out.updated.Ended() ? (out.successor ? "plan_changed" : "ended_at_period_end") : "renewed";
-			(*counts)[name]++;
-		}
+		if (counts)
+			(*counts)[StepName(*action, out)]++;
 		if (out.updated.Ended() && !out.successor)
 			break;
 		sub = LoadSubscription(spi, saved.subscription_id, true);
@@ -610,26 +615,27 @@ MaintainOne(Spi &spi, int64_t id, Micros at, Micros grace, std::map<std::string,
 	CatchUp(spi, sub, at, grace, &counts);
 }
 
-// A due step the batch writes set-based: a renewal of an active subscription
-// (not in dunning) that stays active, ends nothing, starts nothing, notifies
-// nobody and leaves nothing else due by `at`. Everything else (trial ends,
-// dunning, ends, scheduled changes, several periods to catch up) goes row by
-// row through CatchUp. The decision itself is the core's (ApplyDue) either way.
+// A due step the page writes set-based: one step that keeps the
+// subscription's row (no successor), does not move open invoices, and does
+// not both void and issue. Renewals, renewals into dunning, overdue invoices,
+// trial ends, grace ends and timeouts (with their Free fallback, voided
+// invoices and notifications) all qualify; scheduled plan changes, several
+// steps to catch up and an invoice that credit settles on issue go row by
+// row through CatchUp. The decision itself is the core's (ApplyDue) either
+// way, and billing.maintenance_row_by_row (superusers) sends every step row
+// by row, for comparison (sql/25_scale.sql).
 bool
-PlainRenewal(const Subscription &sub, Action action, const Outcome &out)
+SetBasedStep(const Subscription &sub, const Outcome &out)
 {
-	return action == Action::kPeriodEnd && sub.status == Status::kActive && !sub.Dunning() && out.updated.id == sub.id &&
-		   out.updated.status == Status::kActive && !out.updated.Ended() && !out.updated.Dunning() && !out.successor &&
-		   !out.void_reason && !out.fall_back_to_free && out.notifications.empty() &&
-		   (!out.invoice || out.invoice->currency == sub.currency);
+	return !maintenance_row_by_row && out.updated.id == sub.id && !out.successor && out.open_invoices_due_later == 0 &&
+		   !(out.invoice && out.void_reason) && (!out.invoice || out.invoice->currency == sub.currency);
 }
 
-// One renewal of a page, decided and not yet written.
-struct PageRenewal {
-	Subscription updated;
-	std::optional<InvoiceDraft> invoice;
+// One due step of a page, decided and not yet written.
+struct PageStep {
+	Outcome out;
 	IssuedAmounts amounts;  // the invoice against the credit balance (the core's IssueAgainstCredit)
-	Micros change_at = 0;
+	Micros change_at = 0;   // DueTime: what PersistOutcome would date it at
 };
 
 std::optional<int64_t>
@@ -649,67 +655,49 @@ UnnestArgs(int n)
 	return out;
 }
 
-// Writes a page's renewals: per change time (the history dates each
-// statement's changes with one time) one UPDATE over arrays, then one INSERT
-// of their invoices and one of their ledger entries.
-void
-WriteRenewals(Spi &spi, const std::vector<PageRenewal> &renewals)
-{
-	std::map<Micros, std::vector<const PageRenewal *>> by_time;
-	for (const auto &r : renewals)
-		by_time[r.change_at].push_back(&r);
-	for (const auto &[time, group] : by_time) {
-		std::vector<std::optional<int64_t>> id, price, plan, anchor, start, end, trial_start, trial_end, canceled, ended,
-			paused, past_due, scheduled_plan, scheduled_at;
-		std::vector<std::optional<std::string>> status, end_reason;
-		std::vector<bool> cancel_at_end;
-		for (const PageRenewal *r : group) {
-			const Subscription &s = r->updated;
-			id.push_back(s.id);
-			status.push_back(ToString(s.status));
-			price.push_back(s.price_cents);
-			anchor.push_back(PgTimeOpt(s.billing_anchor));
-			start.push_back(ToPgTime(s.period_start));
-			end.push_back(PgTimeOpt(s.period_end));
-			trial_start.push_back(PgTimeOpt(s.trial_start));
-			trial_end.push_back(PgTimeOpt(s.trial_end));
-			cancel_at_end.push_back(s.cancel_at_period_end);
-			canceled.push_back(PgTimeOpt(s.canceled_at));
-			ended.push_back(PgTimeOpt(s.ended_at));
-			paused.push_back(PgTimeOpt(s.paused_at));
-			past_due.push_back(PgTimeOpt(s.past_due_since));
-			scheduled_plan.push_back(s.scheduled_plan_id);
-			scheduled_at.push_back(PgTimeOpt(s.scheduled_change_at));
-			end_reason.push_back(s.end_reason);
-		}
-		SetChangeAt(time);
-		spi.Execute(
-			"UPDATE billing.subscriptions s SET status = u.status::billing.subscription_status,"
-			" price_cents = u.price_cents, billing_anchor = u.billing_anchor, current_period_start = u.period_start,"
-			" current_period_end = u.period_end, trial_start = u.trial_start, trial_end = u.trial_end,"
-			" cancel_at_period_end = u.cancel_at_end, canceled_at = u.canceled_at, ended_at = u.ended_at,"
-			" paused_at = u.paused_at, past_due_since = u.past_due_since, scheduled_plan_id = u.scheduled_plan_id,"
-			" scheduled_change_at = u.scheduled_at, end_reason = u.end_reason"
-			" FROM ROWS FROM (" + UnnestArgs(16) + ")"
-			" AS u(id, status, price_cents, billing_anchor, period_start, period_end, trial_start, trial_end,"
-			" cancel_at_end, canceled_at, ended_at, paused_at, past_due_since, scheduled_plan_id, scheduled_at, end_reason)"
-			" WHERE s.id OPERATOR(pg_catalog.=) u.id",
-			{SqlArg::Int64Array(id), SqlArg::TextArray(status), SqlArg::Int64Array(price), SqlArg::TimestampArray(anchor),
-			 SqlArg::TimestampArray(start), SqlArg::TimestampArray(end), SqlArg::TimestampArray(trial_start),
-			 SqlArg::TimestampArray(trial_end), SqlArg::BoolArray(cancel_at_end), SqlArg::TimestampArray(canceled),
-			 SqlArg::TimestampArray(ended), SqlArg::TimestampArray(paused), SqlArg::TimestampArray(past_due),
-			 SqlArg::Int64Array(scheduled_plan), SqlArg::TimestampArray(scheduled_at), SqlArg::TextArray(end_reason)});
-	}
-	SetChangeAt(std::nullopt);  // later writes in the transaction declare their own time
+// The ledger entries of a page, written with one INSERT.
+struct PageLedger {
+	std::vector<std::optional<std::string>> user, currency, kind;
+	std::vector<std::optional<int64_t>> amount, invoice, at;
 
+	void Add(const std::string &user_id, const std::string &entry_currency, const char *entry_kind, int64_t cents,
+			 int64_t invoice_id, Micros entry_at)
+	{
+		if (cents <= 0)
+			return;
+		user.push_back(user_id);
+		currency.push_back(entry_currency);
+		kind.push_back(std::string(entry_kind));
+		amount.push_back(cents);
+		invoice.push_back(invoice_id);
+		at.push_back(ToPgTime(entry_at));
+	}
+
+	void Write(Spi &spi) const
+	{
+		if (user.empty())
+			return;
+		spi.Execute("INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, invoice_id, at)"
+					" SELECT u.user_id, u.currency, u.kind, u.amount, u.invoice_id, u.at"
+					" FROM ROWS FROM (" + UnnestArgs(6) + ") AS u(user_id, currency, kind, amount, invoice_id, at)",
+					{SqlArg::TextArray(user), SqlArg::TextArray(currency), SqlArg::TextArray(kind),
+					 SqlArg::Int64Array(amount), SqlArg::Int64Array(invoice), SqlArg::TimestampArray(at)});
+	}
+};
+
+// The page's new invoices, one INSERT; the credit they take (and negative
+// totals given back as credit) go to `ledger`, as InsertInvoice.
+void
+WritePageInvoices(Spi &spi, const std::vector<PageStep> &steps, PageLedger &ledger)
+{
 	std::vector<std::optional<std::string>> user, status, reason, currency, lines;
 	std::vector<std::optional<int64_t>> subscription, period_start, period_end, total, due, issued, due_at, credit;
-	for (const auto &r : renewals) {
-		if (!r.invoice)
+	for (const auto &r : steps) {
+		if (!r.out.invoice)
 			continue;
-		const InvoiceDraft &d = *r.invoice;
-		user.push_back(r.updated.user_id);
-		subscription.push_back(r.updated.id);
+		const InvoiceDraft &d = *r.out.invoice;
+		user.push_back(r.out.updated.user_id);
+		subscription.push_back(r.out.updated.id);
 		status.push_back(std::string(r.amounts.settled ? "paid" : "open"));
 		reason.push_back(d.billing_reason);
 		currency.push_back(d.currency);
@@ -743,37 +731,129 @@ WriteRenewals(Spi &spi, const std::vector<PageRenewal> &renewals)
 	for (const auto &row : inserted)
 		invoice_of[row.int64_required(1)] = row.int64_required(0);
 
-	// The ledger: credit the invoices took, and negative totals to credit (as InsertInvoice).
-	std::vector<std::optional<std::string>> entry_user, entry_currency, entry_kind;
-	std::vector<std::optional<int64_t>> entry_amount, entry_invoice, entry_at;
-	auto entry = [&](const PageRenewal &r, const char *kind, int64_t amount) {
-		if (amount <= 0)
-			return;
-		entry_user.push_back(r.updated.user_id);
-		entry_currency.push_back(r.invoice->currency);
-		entry_kind.push_back(std::string(kind));
-		entry_amount.push_back(amount);
-		entry_invoice.push_back(invoice_of.at(r.updated.id));
-		entry_at.push_back(ToPgTime(r.invoice->issued_at));
-	};
-	for (const auto &r : renewals) {
-		if (!r.invoice)
+	for (const auto &r : steps) {
+		if (!r.out.invoice)
 			continue;
-		entry(r, "credit_to_invoice", r.amounts.credit_applied_cents);
-		entry(r, "proration_credit", r.amounts.credit_added_cents);
+		const InvoiceDraft &d = *r.out.invoice;
+		int64_t invoice_id = invoice_of.at(r.out.updated.id);
+		ledger.Add(r.out.updated.user_id, d.currency, "credit_to_invoice", r.amounts.credit_applied_cents, invoice_id,
+				   d.issued_at);
+		ledger.Add(r.out.updated.user_id, d.currency, "proration_credit", r.amounts.credit_added_cents, invoice_id,
+				   d.issued_at);
 	}
-	if (entry_user.empty())
-		return;
-	spi.Execute("INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, invoice_id, at)"
-				" SELECT u.user_id, u.currency, u.kind, u.amount, u.invoice_id, u.at"
-				" FROM ROWS FROM (" + UnnestArgs(6) + ") AS u(user_id, currency, kind, amount, invoice_id, at)",
-				{SqlArg::TextArray(entry_user), SqlArg::TextArray(entry_currency), SqlArg::TextArray(entry_kind),
-				 SqlArg::Int64Array(entry_amount), SqlArg::Int64Array(entry_invoice), SqlArg::TimestampArray(entry_at)});
+}
+
+// Writes a page's steps in PersistOutcome's order, each part one statement
+// over arrays: the subscriptions (one UPDATE, each row's change time declared
+// for the history trigger whatever the due times), their voided invoices
+// (what was paid toward them back to credit), their new invoices, the ledger,
+// the Free fallbacks (billing._start_free per user) and the notifications
+// (billing._notify per notification).
+void
+WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
+{
+	{
+		std::vector<std::optional<int64_t>> id, price, plan, anchor, start, end, trial_start, trial_end, canceled, ended,
+			paused, past_due, scheduled_plan, scheduled_at;
+		std::vector<std::optional<std::string>> status, end_reason;
+		std::vector<bool> cancel_at_end;
+		for (const PageStep &r : steps) {
+			DeclareChangeAt(r.out.updated.id, r.change_at);
+			const Subscription &s = r.out.updated;
+			id.push_back(s.id);
+			status.push_back(ToString(s.status));
+			price.push_back(s.price_cents);
+			anchor.push_back(PgTimeOpt(s.billing_anchor));
+			start.push_back(ToPgTime(s.period_start));
+			end.push_back(PgTimeOpt(s.period_end));
+			trial_start.push_back(PgTimeOpt(s.trial_start));
+			trial_end.push_back(PgTimeOpt(s.trial_end));
+			cancel_at_end.push_back(s.cancel_at_period_end);
+			canceled.push_back(PgTimeOpt(s.canceled_at));
+			ended.push_back(PgTimeOpt(s.ended_at));
+			paused.push_back(PgTimeOpt(s.paused_at));
+			past_due.push_back(PgTimeOpt(s.past_due_since));
+			scheduled_plan.push_back(s.scheduled_plan_id);
+			scheduled_at.push_back(PgTimeOpt(s.scheduled_change_at));
+			end_reason.push_back(s.end_reason);
+		}
+		spi.Execute(
+			"UPDATE billing.subscriptions s SET status = u.status::billing.subscription_status,"
+			" price_cents = u.price_cents, billing_anchor = u.billing_anchor, current_period_start = u.period_start,"
+			" current_period_end = u.period_end, trial_start = u.trial_start, trial_end = u.trial_end,"
+			" cancel_at_period_end = u.cancel_at_end, canceled_at = u.canceled_at, ended_at = u.ended_at,"
+			" paused_at = u.paused_at, past_due_since = u.past_due_since, scheduled_plan_id = u.scheduled_plan_id,"
+			" scheduled_change_at = u.scheduled_at, end_reason = u.end_reason"
+			" FROM ROWS FROM (" + UnnestArgs(16) + ")"
+			" AS u(id, status, price_cents, billing_anchor, period_start, period_end, trial_start, trial_end,"
+			" cancel_at_end, canceled_at, ended_at, paused_at, past_due_since, scheduled_plan_id, scheduled_at, end_reason)"
+			" WHERE s.id OPERATOR(pg_catalog.=) u.id",
+			{SqlArg::Int64Array(id), SqlArg::TextArray(status), SqlArg::Int64Array(price), SqlArg::TimestampArray(anchor),
+			 SqlArg::TimestampArray(start), SqlArg::TimestampArray(end), SqlArg::TimestampArray(trial_start),
+			 SqlArg::TimestampArray(trial_end), SqlArg::BoolArray(cancel_at_end), SqlArg::TimestampArray(canceled),
+			 SqlArg::TimestampArray(ended), SqlArg::TimestampArray(paused), SqlArg::TimestampArray(past_due),
+			 SqlArg::Int64Array(scheduled_plan), SqlArg::TimestampArray(scheduled_at), SqlArg::TextArray(end_reason)});
+	}
+	ClearDeclaredChangeTimes();  // later writes in the transaction declare their own time
+
+	PageLedger ledger;
+	{
+		// A subscription that ends leaves no invoice open (VoidOpenInvoices).
+		std::vector<std::optional<int64_t>> id;
+		std::vector<std::optional<std::string>> reason;
+		std::map<int64_t, Micros> void_at;
+		for (const PageStep &r : steps)
+			if (r.out.void_reason) {
+				id.push_back(r.out.updated.id);
+				reason.push_back(r.out.void_reason);
+				void_at[r.out.updated.id] = r.out.updated.ended_at.value_or(r.change_at);
+			}
+		if (!id.empty())
+			for (const auto &row : spi.Query(
+					 "UPDATE billing.invoices i SET status = 'void', void_reason = u.reason, amount_due_cents = 0"
+					 " FROM ROWS FROM (" + UnnestArgs(2) + ") AS u(subscription_id, reason)"
+					 " WHERE i.subscription_id OPERATOR(pg_catalog.=) u.subscription_id"
+					 " AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
+					 " RETURNING i.id, i.user_id, i.currency,"
+					 " i.amount_paid_cents OPERATOR(pg_catalog.+) i.credit_applied_cents, i.subscription_id",
+					 {SqlArg::Int64Array(id), SqlArg::TextArray(reason)}))
+				ledger.Add(row.text_required(1), row.text_required(2), "void_to_credit", row.int64_required(3),
+						   row.int64_required(0), void_at.at(row.int64_required(4)));
+	}
+	WritePageInvoices(spi, steps, ledger);
+	ledger.Write(spi);
+	std::vector<std::optional<std::string>> free_user;
+	std::vector<std::optional<int64_t>> free_from;
+	std::vector<std::optional<std::string>> note_user, note_kind, note_key;
+	std::vector<std::optional<int64_t>> note_subscription, note_at;
+	for (const PageStep &r : steps) {
+		const Outcome &out = r.out;
+		if (out.fall_back_to_free) {
+			free_user.push_back(out.updated.user_id);
+			free_from.push_back(ToPgTime(out.free_from));
+		}
+		for (const auto &kind : out.notifications) {
+			Micros when = out.updated.ended_at.value_or(out.updated.past_due_since.value_or(r.change_at));
+			note_user.push_back(out.updated.user_id);
+			note_subscription.push_back(out.updated.id);
+			note_kind.push_back(kind);
+			note_key.push_back(kind + ":" + std::to_string(out.updated.id) + ":" + std::to_string(when));
+			note_at.push_back(ToPgTime(when));
+		}
+	}
+	if (!free_user.empty())
+		spi.Execute("SELECT billing._start_free(u.user_id, u.at) FROM ROWS FROM (" + UnnestArgs(2) + ") AS u(user_id, at)",
+					{SqlArg::TextArray(free_user), SqlArg::TimestampArray(free_from)});
+	if (!note_user.empty())
+		spi.Execute("SELECT billing._notify(u.user_id, u.subscription_id, u.kind, u.dedupe_key, u.at)"
+					" FROM ROWS FROM (" + UnnestArgs(5) + ") AS u(user_id, subscription_id, kind, dedupe_key, at)",
+					{SqlArg::TextArray(note_user), SqlArg::Int64Array(note_subscription), SqlArg::TextArray(note_kind),
+					 SqlArg::TextArray(note_key), SqlArg::TimestampArray(note_at)});
 }
 
 // One page of due subscriptions (locked by the due query, oldest due first):
-// loaded with one query, decided in the core one by one, plain renewals
-// written set-based (WriteRenewals), the rest row by row (MaintainOne).
+// loaded with one query, decided in the core one by one, single steps
+// written set-based (WritePageSteps), the rest row by row (MaintainOne).
 void
 MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 			 std::map<int64_t, billing::Plan> &plans, std::map<std::string, int64_t> &counts)
@@ -789,6 +869,30 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 		users.push_back(sub.user_id);
 		loaded.emplace(sub.id, std::move(sub));
 	}
+	// The page's users are locked without waiting, before anything is
+	// written: a user whose billing.user_locks row another transaction holds
+	// (a quota fill keeps it FOR SHARE until it commits, an operation locks
+	// it) waits for the next run. So an idle application transaction cannot
+	// stall maintenance for the whole book, and maintenance never waits for a
+	// user while holding subscriptions (an operation locks the user first,
+	// then the subscription: waiting here the other way round deadlocked).
+	spi.Execute("INSERT INTO billing.user_locks (user_id) SELECT DISTINCT u.id FROM pg_catalog.unnest($1) AS u(id)"
+				" ORDER BY u.id ON CONFLICT (user_id) DO NOTHING",
+				{SqlArg::TextArray(users)});
+	std::set<std::string> locked_users;
+	for (const auto &row : spi.Query("SELECT l.user_id FROM billing.user_locks l"
+									 " WHERE l.user_id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY l.user_id"
+									 " FOR UPDATE SKIP LOCKED",
+									 {SqlArg::TextArray(users)}))
+		locked_users.insert(row.text_required(0));
+	for (auto it = loaded.begin(); it != loaded.end();) {
+		if (locked_users.count(it->second.user_id) == 0) {
+			counts["deferred_user_busy"]++;
+			it = loaded.erase(it);
+		} else {
+			++it;
+		}
+	}
 	static const std::string balances = std::string("SELECT e.user_id, e.currency, ") + kCreditBalanceSum +
 										kCreditBalanceEntries +
 										" AND e.user_id OPERATOR(pg_catalog.=) ANY ($1) GROUP BY e.user_id, e.currency";
@@ -802,7 +906,7 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 		return found->second;
 	};
 
-	std::vector<PageRenewal> renewals;
+	std::vector<PageStep> steps;
 	std::vector<int64_t> row_by_row;
 	std::set<int64_t> seen;  // the overdue-invoice phase may name a subscription twice
 	for (int64_t id : ids) {
@@ -817,33 +921,36 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 		if (sub.scheduled_plan_id)
 			scheduled = plan_of(*sub.scheduled_plan_id);
 		Outcome out = ApplyDue(sub, *action, plan_of(sub.plan_id), scheduled, at, grace);
-		if (!PlainRenewal(sub, *action, out)) {
+		if (!SetBasedStep(sub, out)) {
 			row_by_row.push_back(id);
 			continue;
 		}
-		PageRenewal r{out.updated, out.invoice, {}, DueTime(sub, *action, grace)};
+		PageStep r{out, {}, DueTime(sub, *action, grace)};
+		Subscription &updated = r.out.updated;
 		int64_t *balance = nullptr;
-		if (r.invoice) {
-			balance = &credit[{sub.user_id, r.invoice->currency}];
-			r.amounts = IssueAgainstCredit(r.invoice->total_cents, *balance);
+		if (r.out.void_reason)
+			updated.unpaid_due_at.reset();  // its open invoices become void
+		if (r.out.invoice) {
+			balance = &credit[{sub.user_id, r.out.invoice->currency}];
+			r.amounts = IssueAgainstCredit(r.out.invoice->total_cents, *balance);
 			if (!r.amounts.settled)
-				r.updated.unpaid_due_at = std::min(r.updated.unpaid_due_at.value_or(INT64_MAX), r.invoice->due_at);
+				updated.unpaid_due_at = std::min(updated.unpaid_due_at.value_or(INT64_MAX), r.out.invoice->due_at);
 		}
-		// the core's settle-on-issue rule never applies to a plain renewal; if
-		// it ever did, the row-by-row path applies it
-		bool settles = r.invoice && SettledOnIssue(r.updated, r.amounts.settled, sub.unpaid_due_at.has_value());
-		if (settles || DueAction(r.updated, at, grace)) {
-			row_by_row.push_back(id);  // more to catch up: CatchUp walks it period by period
+		// credit settling an incomplete or dunned subscription's invoice on
+		// issue, and anything else due by `at`: row by row (CatchUp walks it)
+		bool settles = r.out.invoice && SettledOnIssue(updated, r.amounts.settled, sub.unpaid_due_at.has_value());
+		if (settles || DueAction(updated, at, grace)) {
+			row_by_row.push_back(id);
 			continue;
 		}
 		if (balance != nullptr)
 			*balance = *balance - r.amounts.credit_applied_cents + r.amounts.credit_added_cents;
 		counts["subscriptions_processed"]++;
-		counts["renewed"]++;
-		renewals.push_back(std::move(r));
+		counts[StepName(*action, r.out)]++;
+		steps.push_back(std::move(r));
 	}
-	if (!renewals.empty())
-		WriteRenewals(spi, renewals);
+	if (!steps.empty())
+		WritePageSteps(spi, steps);
 	for (int64_t id : row_by_row)
 		MaintainOne(spi, id, at, grace, counts);
 }

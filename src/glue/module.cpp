@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 
 #include <string>
+#include <unordered_map>
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -17,6 +18,7 @@ void _PG_init(void);
 namespace billing::glue {
 
 bool enforce_quotas = true;
+bool maintenance_row_by_row = false;
 
 namespace {
 // The application's user for the audit log; billing._audit reads it with
@@ -38,6 +40,70 @@ SetChangeAt(std::optional<int64_t> unix_micros)
 		(void) set_config_option("billing.change_at", text, superuser() ? PGC_SUSET : PGC_USERSET, PGC_S_SESSION,
 								 GUC_ACTION_LOCAL, true, 0, false);
 	});
+}
+
+namespace {
+
+std::unordered_map<int64_t, int64_t> &
+DeclaredChangeTimes()
+{
+	static std::unordered_map<int64_t, int64_t> times;
+	return times;
+}
+
+// The end of a transaction and the abort of a subtransaction forget the
+// per-row times: a writer that failed between declaring and clearing them
+// leaves none behind.
+void
+ForgetChangeTimesAtXactEnd(XactEvent, void *)
+{
+	DeclaredChangeTimes().clear();
+}
+
+void
+ForgetChangeTimesAtSubXactEnd(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		DeclaredChangeTimes().clear();
+}
+
+}  // namespace
+
+void
+DeclareChangeAt(int64_t subscription_id, int64_t unix_micros)
+{
+	DeclaredChangeTimes()[subscription_id] = unix_micros;
+}
+
+void
+ClearDeclaredChangeTimes()
+{
+	DeclaredChangeTimes().clear();
+}
+
+std::optional<int64_t>
+DeclaredChangeAt(int64_t subscription_id)
+{
+	const auto &times = DeclaredChangeTimes();
+	if (!times.empty()) {
+		auto found = times.find(subscription_id);
+		if (found != times.end())
+			return found->second;
+	}
+	// billing.change_at: '^-?[0-9]{1,18}$', as the SQL trigger read it
+	const char *p = change_at;
+	if (p == nullptr)
+		return std::nullopt;
+	bool negative = *p == '-';
+	if (negative)
+		p++;
+	int64_t value = 0;
+	int digits = 0;
+	for (; *p >= '0' && *p <= '9'; p++, digits++)
+		value = value * 10 + (*p - '0');
+	if (*p != '\0' || digits == 0 || digits > 18)
+		return std::nullopt;
+	return negative ? -value : value;
 }
 
 namespace {
@@ -82,6 +148,11 @@ _PG_init(void)
 							 gettext_noop("Only superusers and members of billing_admin may turn it off."),
 							 &billing::glue::enforce_quotas, true, PGC_USERSET, 0, billing::glue::CheckEnforceQuotas,
 							 nullptr, nullptr);
+	DefineCustomBoolVariable("billing.maintenance_row_by_row",
+							 gettext_noop("Diagnostic: run_maintenance writes every due step row by row."),
+							 gettext_noop("Off: a page's single steps are written set-based (the same rows)."),
+							 &billing::glue::maintenance_row_by_row, false, PGC_SUSET, GUC_NOT_IN_SAMPLE, nullptr,
+							 nullptr, nullptr);
 	DefineCustomStringVariable("billing.app_user",
 							   gettext_noop("The application user the audit log records for this session's changes."),
 							   gettext_noop("Set by the application, e.g. SET billing.app_user = 'alice@example.com'."),
@@ -93,6 +164,8 @@ _PG_init(void)
 							   &billing::glue::change_at, "", PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr,
 							   nullptr, nullptr);
 	MarkGUCPrefixReserved("billing");
+	RegisterXactCallback(billing::glue::ForgetChangeTimesAtXactEnd, nullptr);
+	RegisterSubXactCallback(billing::glue::ForgetChangeTimesAtSubXactEnd, nullptr);
 	billing::glue::RegisterCounterInvalidation();
 }
 

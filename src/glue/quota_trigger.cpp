@@ -13,12 +13,14 @@
 #include "glue/rights.hpp"
 #include "glue/settings.hpp"
 #include "glue/spi.hpp"
+#include "glue/triggers.hpp"
 
 #include "core/error.hpp"
 #include "core/quota.hpp"
 
 #include <charconv>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -371,6 +373,45 @@ ParseTriggerArgs(const Trigger *trigger)
 			targs[3][0] == 't'};
 }
 
+// Clears the cached limits of the given owners' counters (a text[]; all
+// counters when nullopt) with the newest snapshot, so also a counter
+// committed after a REPEATABLE READ transaction's snapshot is reached.
+// Returns how many counters it cleared.
+uint64_t
+InvalidateCachedLimits(std::optional<Datum> owners)
+{
+	bool all = !owners;
+	uint64_t changed = 0;
+	// Prepared once per backend: a backfill writes a subscription per user.
+	static SPIPlanPtr plans[2] = {nullptr, nullptr};
+	PgCall([&] {
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		Oid type = TEXTARRAYOID;
+		Datum value = all ? Datum(0) : *owners;
+		SPIPlanPtr &plan = plans[all ? 1 : 0];
+		if (plan == nullptr) {
+			// generic: planned once, not again for every array of owners
+			SPIPlanPtr prepared = SPI_prepare_cursor(
+				all ? "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+					: "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+					  " WHERE q.owner_id OPERATOR(pg_catalog.=) ANY ($1)",
+				all ? 0 : 1, &type, CURSOR_OPT_GENERIC_PLAN);
+			if (prepared == nullptr)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(prepared) != 0)
+				elog(ERROR, "SPI_keepplan failed");
+			plan = prepared;
+		}
+		if (SPI_execute_snapshot(plan, &value, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, false, 0) !=
+			SPI_OK_UPDATE)
+			elog(ERROR, "invalidating quota counters failed");
+		changed = SPI_processed;
+		SPI_finish();
+	});
+	return changed;
+}
+
 }  // namespace
 }  // namespace billing::glue
 
@@ -510,36 +551,84 @@ BILLING_FUNCTION(billing_quota_prepare)
 // row); a counter changed concurrently is a serialization failure there.
 BILLING_FUNCTION(billing_quota_invalidate)
 {
-	bool all = PG_ARGISNULL(0);
-	uint64_t changed = 0;
-	// Prepared once per backend: a backfill writes a subscription per user.
-	static SPIPlanPtr plans[2] = {nullptr, nullptr};
+	return Int64GetDatum(static_cast<int64_t>(InvalidateCachedLimits(PG_ARGISNULL(0) ? std::nullopt
+																					 : std::optional<Datum>(PG_GETARG_DATUM(0)))));
+}
+
+// billing._quota_invalidate_users(): the statement trigger on
+// billing.subscriptions (SECURITY DEFINER, src/sql/10_quota.sql). Any write to
+// users' subscriptions makes the cached limits of those users' counters
+// stale: each user's billing.user_locks row is written first, in user order
+// (waiting for a fill in progress; a write, not only a lock, so that a
+// REPEATABLE READ fill that did not see it fails), then every counter of
+// those users is cleared, whatever its cached state looks like in this
+// snapshot. The users come from the transition tables, read here.
+BILLING_FUNCTION(billing_quota_invalidate_users)
+{
+	TriggerData *trigger = TriggerDataOf(fcinfo, "billing._quota_invalidate_users()");
+	if (!TRIGGER_FIRED_FOR_STATEMENT(trigger->tg_event) || !TRIGGER_FIRED_AFTER(trigger->tg_event) ||
+		trigger->tg_newtable == nullptr || (TRIGGER_FIRED_BY_UPDATE(trigger->tg_event) && trigger->tg_oldtable == nullptr))
+		throw billing::Error(billing::sqlstate::kInternalError,
+							 "billing._quota_invalidate_users() must be an AFTER INSERT or UPDATE statement trigger with "
+							 "its transition tables");
+	if (Restoring())
+		return PointerGetDatum(nullptr);  // pg_restore: the dumped counters and locks come as they were
+	// Distinct users in byte order; the statement below orders them by the
+	// column's collation, as the lock protocol's other writers do.
+	std::set<std::string> users;
+	Relation rel = trigger->tg_relation;
+	TupleTableSlot *slot = nullptr;
+	AttrNumber user_column = InvalidAttrNumber;
 	PgCall([&] {
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		Oid type = TEXTARRAYOID;
-		Datum value = all ? Datum(0) : PG_GETARG_DATUM(0);
-		SPIPlanPtr &plan = plans[all ? 1 : 0];
-		if (plan == nullptr) {
-			// generic: planned once, not again for every array of owners
-			SPIPlanPtr prepared = SPI_prepare_cursor(
-				all ? "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
-					: "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
-					  " WHERE q.owner_id OPERATOR(pg_catalog.=) ANY ($1)",
-				all ? 0 : 1, &type, CURSOR_OPT_GENERIC_PLAN);
-			if (prepared == nullptr)
-				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-			if (SPI_keepplan(prepared) != 0)
-				elog(ERROR, "SPI_keepplan failed");
-			plan = prepared;
-		}
-		if (SPI_execute_snapshot(plan, &value, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, false, 0) !=
-			SPI_OK_UPDATE)
-			elog(ERROR, "invalidating quota counters failed");
-		changed = SPI_processed;
-		SPI_finish();
+		user_column = SPI_fnumber(RelationGetDescr(rel), "user_id");
+		if (user_column <= 0)
+			elog(ERROR, "relation \"%s\" has no column \"user_id\"", RelationGetRelationName(rel));
+		slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsMinimalTuple);
 	});
-	return Int64GetDatum(static_cast<int64_t>(changed));
+	for (Tuplestorestate *rows : {trigger->tg_newtable, TRIGGER_FIRED_BY_UPDATE(trigger->tg_event) ? trigger->tg_oldtable : nullptr}) {
+		if (rows == nullptr)
+			continue;
+		PgCall([&] { RewindTransitionTable(rows); });
+		for (;;) {
+			bool got = false;
+			bool isnull = true;
+			const char *bytes = nullptr;
+			int len = 0;
+			PgCall([&] {
+				got = tuplestore_gettupleslot(rows, true, false, slot);
+				if (!got)
+					return;
+				Datum value = slot_getattr(slot, user_column, &isnull);
+				if (isnull)
+					return;
+				struct varlena *text = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(value)));
+				bytes = VARDATA_ANY(text);
+				len = static_cast<int>(VARSIZE_ANY_EXHDR(text));
+			});
+			if (!got)
+				break;
+			if (!isnull)
+				users.emplace(bytes, len);
+		}
+	}
+	PgCall([&] { ExecDropSingleTupleTableSlot(slot); });
+	if (users.empty())
+		return PointerGetDatum(nullptr);
+	Spi spi;
+	std::vector<std::optional<std::string>> owners(users.begin(), users.end());
+	SqlArg owner_array = SqlArg::TextArray(owners);
+	if (owners.size() == 1)
+		spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
+					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
+					{SqlArg::Text(owners[0])});
+	else
+		spi.Execute("INSERT INTO billing.user_locks AS l (user_id)"
+					" SELECT u.id FROM pg_catalog.unnest($1) AS u(id) ORDER BY u.id"
+					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
+					{owner_array});
+	InvalidateCachedLimits(owner_array.value);
+	spi.Finish();
+	return PointerGetDatum(nullptr);
 }
 
 // billing._plan_limit(limits, quota): the one reading of a plan's limit

@@ -6,6 +6,10 @@
 
 namespace billing::glue {
 extern bool enforce_quotas;
+// billing.maintenance_row_by_row (superusers): run_maintenance writes every
+// due step row by row, as every operation does, instead of a page's single
+// steps set-based; a diagnostic the set-based writes are compared with.
+extern bool maintenance_row_by_row;
 
 // Declares when the subscription changes this transaction writes next take
 // effect (billing.change_at, transaction-local; microseconds since 1970 UTC),
@@ -13,4 +17,19 @@ extern bool enforce_quotas;
 // the rows' own times. The one writer of the setting (billing._set_change_at
 // calls it too): a direct call, no statement.
 void SetChangeAt(std::optional<int64_t> unix_micros);
+
+// Per-row change times, for a writer whose one statement changes
+// subscriptions that take effect at different times (maintenance's page of
+// renewals): the history trigger dates subscription_id's change at
+// unix_micros, before billing.change_at. Backend-local; the writer clears
+// them after its statement, and every transaction or subtransaction end
+// clears them too (an error between the two).
+void DeclareChangeAt(int64_t subscription_id, int64_t unix_micros);
+void ClearDeclaredChangeTimes();
+
+// When the change of subscription_id the history is writing took effect, as
+// declared: its per-row time, else billing.change_at (when it holds an
+// integer of at most 18 digits, as SetChangeAt writes it), else nullopt (the
+// trigger dates the change by the row's own times).
+std::optional<int64_t> DeclaredChangeAt(int64_t subscription_id);
 }

@@ -62,31 +62,11 @@ AS 'MODULE_PATHNAME', 'billing_quota_invalidate';
 -- user order (waiting for a fill in progress; a write, not only a lock, so
 -- that a REPEATABLE READ fill that did not see it fails), then clears every
 -- counter of those users, whatever its cached state looks like in this
--- snapshot.
+-- snapshot. C++ (src/glue/quota_trigger.cpp): reads the users from the
+-- transition tables itself.
 CREATE FUNCTION billing._quota_invalidate_users() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	users text[];
-BEGIN
-	IF billing._restoring() THEN
-		RETURN NULL;  -- pg_restore: the dumped counters and locks come as they were
-	END IF;
-	IF TG_OP = 'INSERT' THEN
-		SELECT pg_catalog.array_agg(DISTINCT n.user_id ORDER BY n.user_id) INTO users FROM new_rows n;
-	ELSE
-		SELECT pg_catalog.array_agg(DISTINCT x.user_id ORDER BY x.user_id) INTO users
-		  FROM (SELECT n.user_id FROM new_rows n UNION ALL SELECT o.user_id FROM old_rows o) x;
-	END IF;
-	IF users IS NULL THEN
-		RETURN NULL;
-	END IF;
-	INSERT INTO billing.user_locks AS l (user_id)
-	SELECT u.id FROM pg_catalog.unnest(users) AS u(id) ORDER BY u.id
-	ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now();
-	PERFORM billing._quota_invalidate(users);
-	RETURN NULL;
-END
-$$;
+LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS 'MODULE_PATHNAME', 'billing_quota_invalidate_users';
 CREATE TRIGGER quota_invalidate_insert AFTER INSERT ON billing.subscriptions
 	REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._quota_invalidate_users();
 CREATE TRIGGER quota_invalidate_update AFTER UPDATE ON billing.subscriptions

@@ -42,10 +42,7 @@ if [ -n "$stray" ]; then
 	echo "$stray"
 	status=1
 fi
-# Being rewritten in C++ (issues 13/12, branch scale): not qualified in the
-# meantime; drop a name here when its SQL body is gone.
-pending=_history_inserted,_history_updated,_quota_invalidate_users
-if ! python3 qualified_names.py --pending "$pending" --bodies "$out/bodies.tsv" --cpp ../../src/glue/*.cpp; then
+if ! python3 qualified_names.py --bodies "$out/bodies.tsv" --cpp ../../src/glue/*.cpp; then
 	status=1
 	echo "(python3 test/gates/qualified_names.py --fix src/sql/NN_x.sql src/glue/x.cpp rewrites most of it in place;" \
 		"a function's last definition in the upgrade script needs the same text)"
