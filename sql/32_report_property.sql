@@ -116,3 +116,27 @@ SELECT tz, report, count(*) AS dates, count(*) FILTER (WHERE now <> result) AS c
   FROM rechecked GROUP BY tz, report ORDER BY tz, report;
 -- Any difference is shown here (no rows when the property holds).
 SELECT tz, d, report, result AS recorded, now FROM rechecked WHERE now <> result ORDER BY 1, 2, 3 LIMIT 5;
+
+-- A date in dunning after the grace end, reported before maintenance has
+-- ended the subscription: the reports already count it as ended there (the
+-- history keeps when dunning began), and do not change once maintenance
+-- writes the end, dated at the grace end. pro_monthly from 1 Jan 2031, paid;
+-- February's invoice (issued 1 Feb, due 4 Feb) is not paid: past_due from
+-- 4 Feb, the 14 days of grace end on 18 Feb; 20 Feb is after it.
+SELECT id AS grace_sub FROM billing.subscribe('grace_user', 'pro_monthly', '2031-01-01', false) \gset
+SELECT status FROM billing.record_payment(:grace_sub, 2999, 'usd', true, '2031-01-01 01:00');
+SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2031-02-10');
+SELECT status, past_due_since FROM billing.subscriptions WHERE id = :grace_sub;
+CREATE TEMP TABLE grace_before AS
+SELECT q.report, pg_temp.render(q.query, 'UTC') AS result FROM pg_temp.reports('2031-02-20 00:00+00') q;
+SELECT plan_code, users FROM billing.plan_distribution('2031-02-20') WHERE plan_code = 'pro_monthly';
+SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2031-03-01');
+SELECT status, ended_at FROM billing.subscriptions WHERE id = :grace_sub;
+SELECT b.report, b.result = pg_temp.render(q.query, 'UTC') AS unchanged
+  FROM grace_before b JOIN pg_temp.reports('2031-02-20 00:00+00') q USING (report) ORDER BY 1;
+-- What still changes: only the Free subscription that maintenance opens at the
+-- grace end (it does not exist before maintenance runs), counted by
+-- active_subscriptions and daily_report's active_free; every paid figure holds.
+SELECT b.report, b.result AS before, pg_temp.render(q.query, 'UTC') AS after
+  FROM grace_before b JOIN pg_temp.reports('2031-02-20 00:00+00') q USING (report)
+ WHERE b.result <> pg_temp.render(q.query, 'UTC') ORDER BY 1;

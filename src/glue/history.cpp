@@ -65,7 +65,7 @@ constexpr Column kEventTimes[] = {kStartedAt,  kCurrentPeriodStart, kBillingAnch
 
 // The statements' parameters per history row: the sixteen copied columns,
 // then these.
-enum Extra : int { kPreviousStatus = kCopied, kRemoved, kAt, kParams };
+enum Extra : int { kPreviousStatus = kCopied, kRemoved, kAt, kGraceEnd, kParams };
 
 // Rows per statement: bounds the arrays (and the memory) of a statement that
 // changes millions of subscriptions.
@@ -77,7 +77,7 @@ SourceColumns()
 	std::string out;
 	for (int c = 0; c < kCopied; c++)
 		out += std::string(kColumnNames[c]) + ", ";
-	return out + "previous_status, removed, at";
+	return out + "previous_status, removed, at, grace_end";
 }
 
 // The rows to write as relation c: one row of scalars, or arrays.
@@ -100,10 +100,10 @@ HistoryInsert(const std::string &valid_from, const std::string &paid_since)
 	std::string out = "INSERT INTO billing.subscription_history (subscription_id";
 	for (int c = 1; c < kCopied; c++)
 		out += std::string(", ") + kColumnNames[c];
-	out += ", previous_status, removed, valid_from, paid_since) SELECT c.id";
+	out += ", previous_status, removed, grace_end, valid_from, paid_since) SELECT c.id";
 	for (int c = 1; c < kCopied; c++)
 		out += std::string(", c.") + kColumnNames[c];
-	return out + ", c.previous_status, c.removed, " + valid_from + ", " + paid_since;
+	return out + ", c.previous_status, c.removed, c.grace_end, " + valid_from + ", " + paid_since;
 }
 
 // New subscriptions: the first interval from started_at (c.at), paid from
@@ -168,6 +168,7 @@ ReadLayout(TupleDesc desc, Layout *layout)
 	layout->type[kPreviousStatus] = layout->type[kStatus];
 	layout->type[kRemoved] = BOOLOID;
 	layout->type[kAt] = TIMESTAMPTZOID;
+	layout->type[kGraceEnd] = TIMESTAMPTZOID;
 	for (int p = 0; p < kParams; p++) {
 		get_typlenbyvalalign(layout->type[p], &layout->len[p], &layout->byval[p], &layout->align[p]);
 		layout->array_type[p] = get_array_type(layout->type[p]);
@@ -212,6 +213,9 @@ class HistoryWriter {
 			}
 			chunk_.n = 0;
 		});
+		grace_ = spi_.Query("SELECT billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval)")
+					 .at(0)
+					 .int64_required(0);
 	}
 	HistoryWriter(const HistoryWriter &) = delete;
 	HistoryWriter &operator=(const HistoryWriter &) = delete;
@@ -259,6 +263,11 @@ class HistoryWriter {
 				c.values[kPreviousStatus][i] = slot_getattr(old, l.attno[kStatus], &c.nulls[kPreviousStatus][i]);
 			c.nulls[kRemoved][i] = false;
 			c.values[kRemoved][i] = BoolGetDatum(!nulls[kDeletedAt]);
+			// in dunning: when its grace ends, as the setting stands now
+			TimestampTz grace_end = 0;
+			c.nulls[kGraceEnd][i] = nulls[kPastDueSince] ||
+									__builtin_add_overflow(DatumGetTimestampTz(values[kPastDueSince]), grace_, &grace_end);
+			c.values[kGraceEnd][i] = TimestampTzGetDatum(grace_end);
 			MemoryContextSwitchTo(outer);
 			id = DatumGetInt64(values[kId]);
 			if (old == nullptr) {
@@ -337,6 +346,7 @@ class HistoryWriter {
 	Chunk chunk_{};
 	MemoryContext context_ = nullptr;
 	bool updated_;
+	int64_t grace_ = 0;  // past_due_grace in microseconds
 };
 
 TriggerData *

@@ -869,6 +869,30 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 		users.push_back(sub.user_id);
 		loaded.emplace(sub.id, std::move(sub));
 	}
+	// The page's users are locked without waiting, before anything is
+	// written: a user whose billing.user_locks row another transaction holds
+	// (a quota fill keeps it FOR SHARE until it commits, an operation locks
+	// it) waits for the next run. So an idle application transaction cannot
+	// stall maintenance for the whole book, and maintenance never waits for a
+	// user while holding subscriptions (an operation locks the user first,
+	// then the subscription: waiting here the other way round deadlocked).
+	spi.Execute("INSERT INTO billing.user_locks (user_id) SELECT DISTINCT u.id FROM pg_catalog.unnest($1) AS u(id)"
+				" ORDER BY u.id ON CONFLICT (user_id) DO NOTHING",
+				{SqlArg::TextArray(users)});
+	std::set<std::string> locked_users;
+	for (const auto &row : spi.Query("SELECT l.user_id FROM billing.user_locks l"
+									 " WHERE l.user_id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY l.user_id"
+									 " FOR UPDATE SKIP LOCKED",
+									 {SqlArg::TextArray(users)}))
+		locked_users.insert(row.text_required(0));
+	for (auto it = loaded.begin(); it != loaded.end();) {
+		if (locked_users.count(it->second.user_id) == 0) {
+			counts["deferred_user_busy"]++;
+			it = loaded.erase(it);
+		} else {
+			++it;
+		}
+	}
 	static const std::string balances = std::string("SELECT e.user_id, e.currency, ") + kCreditBalanceSum +
 										kCreditBalanceEntries +
 										" AND e.user_id OPERATOR(pg_catalog.=) ANY ($1) GROUP BY e.user_id, e.currency";

@@ -171,14 +171,18 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	run_at pg_catalog.timestamptz := COALESCE(at, pg_catalog.now());
 	done bigint;
+	deferred bigint;
 BEGIN
 	-- a NULL batch size would never compare below itself: the loop would not end
 	PERFORM billing._required(batch_size, 'batch_size');
 	LOOP
-		SELECT COALESCE(pg_catalog.sum(m.count) FILTER (WHERE m.action OPERATOR(pg_catalog.=) 'subscriptions_processed'), 0)
-		  INTO done FROM billing.run_maintenance(run_at, batch_size) m;
+		SELECT COALESCE(pg_catalog.sum(m.count) FILTER (WHERE m.action OPERATOR(pg_catalog.=) 'subscriptions_processed'), 0),
+			   COALESCE(pg_catalog.sum(m.count) FILTER (WHERE m.action OPERATOR(pg_catalog.=) 'deferred_user_busy'), 0)
+		  INTO done, deferred FROM billing.run_maintenance(run_at, batch_size) m;
 		COMMIT;
-		EXIT WHEN done OPERATOR(pg_catalog.<) batch_size;
+		-- a full batch may leave more; one of only busy users (deferred to the
+		-- next run) ends the loop rather than reading them again
+		EXIT WHEN done OPERATOR(pg_catalog.+) deferred OPERATOR(pg_catalog.<) batch_size OR done OPERATOR(pg_catalog.=) 0;
 	END LOOP;
 END
 $$;

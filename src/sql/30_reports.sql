@@ -40,6 +40,10 @@ CREATE TABLE billing.subscription_history (
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz,
+	-- in dunning (past_due, or canceled while past_due): when the grace
+	-- period ends, as it stood when this state began; reports treat the
+	-- subscription as ended from then even before maintenance writes the end
+	grace_end timestamptz,
 	CONSTRAINT history_interval CHECK (valid_to >= valid_from)
 );
 COMMENT ON TABLE billing.subscription_history IS
@@ -100,7 +104,7 @@ BEGIN
 	INSERT INTO billing.subscription_history
 		(subscription_id, user_id, plan_id, status, previous_status, price_cents, currency, billing_interval,
 		 current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at,
-		 paused_at, end_reason, paid_since, removed, valid_from)
+		 paused_at, end_reason, paid_since, removed, valid_from, grace_end)
 	SELECT s.id, s.user_id, s.plan_id, s.status, t.status, s.price_cents, s.currency, s.billing_interval,
 		   s.current_period_start, s.current_period_end, s.trial_start, s.trial_end, s.cancel_at_period_end,
 		   s.canceled_at, s.ended_at, s.paused_at, s.end_reason,
@@ -108,7 +112,8 @@ BEGIN
 				WHEN s.status IN ('active', 'past_due') THEN COALESCE(s.billing_anchor, s.started_at)
 				ELSE (SELECT pg_catalog.min(p.paid_at) FROM billing.payments p
 					   WHERE p.subscription_id OPERATOR(pg_catalog.=) s.id AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.amount_cents OPERATOR(pg_catalog.>) 0) END,
-		   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at)
+		   s.deleted_at IS NOT NULL, COALESCE(t.valid_to, s.started_at),
+		   s.past_due_since OPERATOR(pg_catalog.+) billing._setting('past_due_grace', '14 days')::pg_catalog.interval
 	  FROM history_missing s
 	  LEFT JOIN billing.subscription_history t ON t.subscription_id OPERATOR(pg_catalog.=) s.id
 	 ORDER BY s.id;
@@ -127,11 +132,11 @@ CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
 -- started, read from the history (the state valid at `at`, not today's).
 -- Plain SQL without SET clauses so that the planner inlines it into the
 -- report that calls it (those pin search_path); no per-row function calls.
---   current:  not over at `at`: not ended, and not a trial or a pending
---             cancel whose end has passed (maintenance may run later)
+--   current:  not over at `at`: not ended, and not a trial, a pending
+--             cancel or a dunning grace whose end has passed (maintenance may
+--             run later)
 --   entitled: the plan applies, by billing._grants_plan (the one SQL mirror of
---             the core's rule; the history keeps no dunning, so the grace end
---             is the subscription's end, written by maintenance)
+--             the core's rule, given the grace end the history recorded)
 --   paying:   counts in MRR (Stripe's definition): a paid, non-lifetime price,
 --             active, past_due or canceled before its period end, out of
 --             trial, and paid at least once (never-paid subscriptions count 0)
@@ -140,7 +145,7 @@ RETURNS TABLE (subscription_id bigint, user_id text, plan_id bigint, status bill
 			   currency text, current boolean, entitled boolean, paying boolean, monthly_cents numeric)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency, c.current,
-		   c.current AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, NULL, $1),
+		   c.current AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, h.grace_end, $1),
 		   c.current AND h.price_cents OPERATOR(pg_catalog.>) 0 AND h.billing_interval OPERATOR(pg_catalog.<>) 'lifetime' AND h.paid_since IS NOT NULL
 			 AND h.status OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[]) AND (h.trial_end IS NULL OR h.trial_end OPERATOR(pg_catalog.<=) $1),
 		   CASE WHEN h.billing_interval OPERATOR(pg_catalog.=) 'monthly' THEN h.price_cents::numeric
@@ -149,7 +154,8 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	  FROM billing.subscription_history h,
 		   LATERAL (SELECT (h.ended_at IS NULL OR h.ended_at OPERATOR(pg_catalog.>) $1)
 						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'trialing' AND h.trial_end OPERATOR(pg_catalog.<=) $1, false)
-						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'canceled' AND h.current_period_end OPERATOR(pg_catalog.<=) $1, false) AS current) c
+						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'canceled' AND h.current_period_end OPERATOR(pg_catalog.<=) $1, false)
+						   AND NOT COALESCE(h.grace_end OPERATOR(pg_catalog.<=) $1, false) AS current) c
 	 WHERE h.valid_from OPERATOR(pg_catalog.<=) $1 AND h.valid_to OPERATOR(pg_catalog.>) $1 AND NOT h.removed
 $$;
 

@@ -87,9 +87,12 @@ BEGIN
 	END IF;
 
 	-- pg_temp: types named like built-in ones, each with casts from common types
+	-- (bigint, integer, numeric, ...: the SQL-standard names billing writes
+	-- unqualified, which the grammar itself maps to pg_catalog's types)
 	n := 0;
 	FOREACH ty IN ARRAY ARRAY['text', 'name', 'jsonb', 'json', 'timestamptz', 'int8', 'int4', 'int2', 'bool',
-							  'date', 'oid', 'regclass', 'regprocedure', 'bytea', 'float8', 'varchar'] LOOP
+							  'date', 'oid', 'regclass', 'regprocedure', 'bytea', 'float8', 'varchar',
+							  'bigint', 'integer', 'numeric', 'boolean', 'interval', 'timestamp'] LOOP
 		EXECUTE format('CREATE TYPE pg_temp.%I AS ENUM (''infinity'', ''0'', '''')', ty);
 		FOREACH src IN ARRAY common LOOP
 			n := n + 1;
