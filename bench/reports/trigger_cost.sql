@@ -17,6 +17,10 @@ BEGIN
 				SELECT s.id FROM billing.subscriptions s
 				 WHERE s.status = 'active' AND s.price_cents > 0 AND s.ended_at IS NULL AND s.paused_at IS NULL
 				   AND s.billing_interval = 'monthly'
+				   -- billing refuses an operation dated before a subscription's latest change
+				   AND s.current_period_start <= '2026-11-20 00:00+00'
+				   AND NOT EXISTS (SELECT FROM billing.payments p WHERE p.subscription_id = s.id
+									  AND p.paid_at > '2026-11-20 00:00+00')
 				 ORDER BY s.id OFFSET ((r - 1) * 2 + v) * n LIMIT n) x;
 			IF v = 1 THEN
 				ALTER TABLE billing.subscriptions DISABLE TRIGGER history_updated;
