@@ -20,6 +20,7 @@
 
 #include "core/error.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -213,9 +214,6 @@ class HistoryWriter {
 			}
 			chunk_.n = 0;
 		});
-		grace_ = spi_.Query("SELECT billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval)")
-					 .at(0)
-					 .int64_required(0);
 	}
 	HistoryWriter(const HistoryWriter &) = delete;
 	HistoryWriter &operator=(const HistoryWriter &) = delete;
@@ -263,11 +261,8 @@ class HistoryWriter {
 				c.values[kPreviousStatus][i] = slot_getattr(old, l.attno[kStatus], &c.nulls[kPreviousStatus][i]);
 			c.nulls[kRemoved][i] = false;
 			c.values[kRemoved][i] = BoolGetDatum(!nulls[kDeletedAt]);
-			// in dunning: when its grace ends, as the setting stands now
-			TimestampTz grace_end = 0;
-			c.nulls[kGraceEnd][i] = nulls[kPastDueSince] ||
-									__builtin_add_overflow(DatumGetTimestampTz(values[kPastDueSince]), grace_, &grace_end);
-			c.values[kGraceEnd][i] = TimestampTzGetDatum(grace_end);
+			c.nulls[kGraceEnd][i] = nulls[kPastDueSince];
+			c.values[kGraceEnd][i] = nulls[kPastDueSince] ? 0 : values[kPastDueSince];
 			MemoryContextSwitchTo(outer);
 			id = DatumGetInt64(values[kId]);
 			if (old == nullptr) {
@@ -292,6 +287,19 @@ class HistoryWriter {
 		}
 		c.values[kAt][i] = TimestampTzGetDatum(at);
 		c.nulls[kAt][i] = false;
+		if (!c.nulls[kGraceEnd][i]) {
+			// in dunning: when its grace ends, as the setting stands now (read
+			// once per statement, and only when a row is in dunning)
+			if (!grace_)
+				grace_ = spi_.Query("SELECT billing._interval_micros(billing._setting('past_due_grace', '14 days')"
+									"::pg_catalog.interval)")
+							 .at(0)
+							 .int64_required(0);
+			TimestampTz grace_end = 0;
+			c.nulls[kGraceEnd][i] =
+				__builtin_add_overflow(DatumGetTimestampTz(c.values[kGraceEnd][i]), *grace_, &grace_end);
+			c.values[kGraceEnd][i] = TimestampTzGetDatum(grace_end);
+		}
 		c.n++;
 		if (c.n == kChunk)
 			Flush();
@@ -346,7 +354,7 @@ class HistoryWriter {
 	Chunk chunk_{};
 	MemoryContext context_ = nullptr;
 	bool updated_;
-	int64_t grace_ = 0;  // past_due_grace in microseconds
+	std::optional<int64_t> grace_;  // past_due_grace in microseconds, once a row needs it
 };
 
 TriggerData *

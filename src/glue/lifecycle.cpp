@@ -482,7 +482,7 @@ ReturnSubscription(Spi &spi, int64_t id)
 // core's LatestChange counts (read only for operations, not on the
 // entitlement path).
 Subscription
-WithLastPayment(Spi &spi, Subscription sub)
+WithLatestChanges(Spi &spi, Subscription sub)
 {
 	auto rows = spi.Query("SELECT billing._micros((SELECT pg_catalog.max(p.paid_at) FROM billing.payments p"
 						  " WHERE p.subscription_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL)),"
@@ -509,11 +509,11 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 	LockUser(spi, user_id);
 	std::optional<Subscription> current = LoadCurrentSubscription(spi, user_id);
 	if (current) {
-		current = WithLastPayment(spi, *current);
+		current = WithLatestChanges(spi, *current);
 		RequireNotBeforeLatestChange(*current, at);
 		// What time made due is applied first, so the decision sees the state at `at`.
 		CatchUp(spi, *current, at, PastDueGrace(spi));
-		current = WithLastPayment(spi, *LoadCurrentSubscription(spi, user_id));
+		current = WithLatestChanges(spi, *LoadCurrentSubscription(spi, user_id));
 	}
 	bool available = TrialAvailableFor(spi, user_id, plan);
 	Outcome out = trial_only ? StartTrial(user_id, plan, at, available)
@@ -537,12 +537,13 @@ LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	Subscription peek = LoadSubscription(spi, id, false);
 	LockUser(spi, peek.user_id);
-	Subscription sub = WithLastPayment(spi, LoadSubscription(spi, id, true));
+	Subscription sub = WithLatestChanges(spi, LoadSubscription(spi, id, true));
 	if (!sub.Ended())
 		RequireNotBeforeLatestChange(sub, at);
-	if (at >= sub.started_at && DueAction(sub, at, PastDueGrace(spi))) {
-		CatchUp(spi, sub, at, PastDueGrace(spi));
-		sub = WithLastPayment(spi, LoadSubscription(spi, id, true));
+	Micros grace = PastDueGrace(spi);
+	if (at >= sub.started_at && DueAction(sub, at, grace)) {
+		CatchUp(spi, sub, at, grace);
+		sub = WithLatestChanges(spi, LoadSubscription(spi, id, true));
 	}
 	return sub;
 }

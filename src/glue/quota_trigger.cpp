@@ -194,13 +194,6 @@ struct PreparedCounter {
 	std::optional<std::string> owner_id;
 };
 
-// The metric an attachment's inserts are recorded as (billing._quota_metric).
-const char *
-UsageMetric(const char *quota)
-{
-	return std::strcmp(quota, "rooms") == 0 ? "rooms_created" : "participants_joined";
-}
-
 // The slow path (billing._quota_prepare; run as the counters' owner): creates
 // and locks the counter, moves the previous day's usage into
 // billing.usage_daily, and reads the owner's plan. The lock protocol: the
@@ -212,7 +205,7 @@ UsageMetric(const char *quota)
 // this fill, or this fill waits for the edit and reads it).
 PreparedCounter
 PrepareCounter(Spi &spi, int32_t attachment_id, const std::string &key, TimestampTz at,
-			   const std::optional<std::string> &given_owner, const char *metric)
+			   const std::optional<std::string> &given_owner)
 {
 	PreparedCounter out;
 	SqlArg attachment = SqlArg::Int32(attachment_id);
@@ -247,11 +240,11 @@ PrepareCounter(Spi &spi, int32_t attachment_id, const std::string &key, Timestam
 		// a counter without an owner (a room whose owner is NULL) is usage of nobody
 		if (pending > 0 && !out.owner_id->empty())
 			spi.Execute("INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)"
-						" SELECT $1, $2, q.usage_day, $3 FROM billing.quota_counters q"
-						" WHERE q.attachment_id OPERATOR(pg_catalog.=) $4 AND q.key OPERATOR(pg_catalog.=) $5"
+						" SELECT $1, billing._quota_metric(q.attachment_id), q.usage_day, $2 FROM billing.quota_counters q"
+						" WHERE q.attachment_id OPERATOR(pg_catalog.=) $3 AND q.key OPERATOR(pg_catalog.=) $4"
 						" ON CONFLICT ON CONSTRAINT usage_daily_pkey"
 						" DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity",
-						{SqlArg::Text(*out.owner_id), SqlArg::Text(metric), SqlArg::Int64(pending), attachment, key_arg});
+						{SqlArg::Text(*out.owner_id), SqlArg::Int64(pending), attachment, key_arg});
 		spi.Execute("UPDATE billing.quota_counters q SET usage_day = $3, usage_pending = 0"
 					" WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2",
 					{attachment, key_arg, SqlArg::Date(today)});
@@ -317,7 +310,7 @@ Increment(const TriggerArgs &args, const Attachment *attachment, const std::stri
 			Spi spi;
 			prepared = attachment == nullptr
 						   ? PrepareCounterBefore030(spi, args.attachment_id, key, at)
-						   : PrepareCounter(spi, args.attachment_id, key, at, room_owner, UsageMetric(args.quota));
+						   : PrepareCounter(spi, args.attachment_id, key, at, room_owner);
 			spi.Finish();
 		});
 		if (attachment == nullptr || prepared.owner_id)
@@ -515,11 +508,11 @@ BILLING_FUNCTION(billing_quota_prepare)
 	TimestampTz at = ToPgTime(TimeArgRequired(fcinfo, 2, "p_at"));
 	std::optional<std::string> owner = TextArgOptional(fcinfo, 3);
 	Spi spi;
-	auto metric = spi.Query("SELECT billing._quota_metric($1)", {SqlArg::Int32(attachment_id)});
-	if (metric.empty() || metric[0].is_null(0))
+	auto exists = spi.Query("SELECT EXISTS (SELECT FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) $1)",
+							{SqlArg::Int32(attachment_id)});
+	if (!exists.at(0).boolean(0))
 		throw billing::InvalidParameter("attachment " + std::to_string(attachment_id) + " does not exist");
-	std::string metric_name = metric[0].text_required(0);
-	PreparedCounter prepared = PrepareCounter(spi, attachment_id, key, at, owner, metric_name.c_str());
+	PreparedCounter prepared = PrepareCounter(spi, attachment_id, key, at, owner);
 	spi.Finish();
 	Datum result = 0;
 	PgCall([&] {

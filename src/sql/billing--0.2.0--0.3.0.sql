@@ -2291,9 +2291,8 @@ BEGIN
 		RETURN;
 	END IF;
 	INSERT INTO billing.usage_daily AS u (user_id, metric, day, quantity)
-	SELECT q.owner_id, CASE WHEN a.kind OPERATOR(pg_catalog.=) 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END,
-		   q.usage_day, pg_catalog.sum(q.usage_pending)
-	  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+	SELECT q.owner_id, billing._quota_metric(q.attachment_id), q.usage_day, pg_catalog.sum(q.usage_pending)
+	  FROM billing.quota_counters q
 	 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
 	   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
 	 GROUP BY 1, 2, 3
