@@ -72,18 +72,27 @@ SELECT * FROM billing.run_maintenance('2026-05-31 12:00+00') ORDER BY action;
 SELECT total_cents FROM billing.invoices WHERE subscription_id = :anchor_sub ORDER BY period_start DESC LIMIT 1;
 UPDATE billing.subscription_plans SET price_cents = 2999 WHERE code = 'pro_monthly';
 
--- == Dunning: a failed payment -> past_due -> grace runs out -> expired, Free
+-- == A failed payment with nothing owed starts no dunning: on 1 June the
+-- credit has paid every invoice issued so far (the last renewal, 31 May)
 SELECT (pg_temp.show(billing.record_payment(:anchor_sub, 2999, 'usd', false, '2026-06-01 12:00+00'))).status;
-SELECT code FROM billing.effective_plan('anchor', '2026-06-10 00:00+00');
-SELECT * FROM billing.run_maintenance('2026-06-14 12:00+00') ORDER BY action;  -- still in grace
-SELECT * FROM billing.run_maintenance('2026-06-15 12:00+00') ORDER BY action;
+SELECT past_due_since IS NULL AS no_grace FROM billing.subscriptions WHERE id = :anchor_sub;
+
+-- == Dunning: a failed payment -> past_due -> grace runs out -> expired, Free.
+-- 30 June's renewal takes the last of the credit (5 x 2999 = 14995); 31 July's
+-- is open when the payment for it fails at 13:00, so grace runs to 14 August 13:00
+SELECT (pg_temp.show(billing.record_payment(:anchor_sub, 2999, 'usd', false, '2026-07-31 13:00+00'))).status;
+SELECT status, amount_due_cents FROM billing.invoices WHERE subscription_id = :anchor_sub AND status = 'open';
+SELECT code FROM billing.effective_plan('anchor', '2026-08-10 00:00+00');
+SELECT * FROM billing.run_maintenance('2026-08-14 12:00+00') ORDER BY action;  -- still in grace
+SELECT * FROM billing.run_maintenance('2026-08-15 12:00+00') ORDER BY action;
 SELECT status, end_reason, ended_at FROM billing.subscriptions WHERE id = :anchor_sub;
-SELECT code FROM billing.effective_plan('anchor', '2026-06-16 00:00+00');
+SELECT code FROM billing.effective_plan('anchor', '2026-08-16 00:00+00');
 SELECT kind FROM billing.notifications WHERE user_id = 'anchor' ORDER BY id;
 
 -- == A failed payment, then a successful one, within grace
-SELECT id AS grace_sub FROM billing.subscribe('grace', 'pro_monthly', '2026-01-10 00:00+00', with_trial => false) \gset
-SELECT (billing.record_payment(:grace_sub, 2999, 'usd', true, '2026-01-10 00:01+00')).status;
+-- (subscribed 20 December: the renewal of 20 January is what the failure owes)
+SELECT id AS grace_sub FROM billing.subscribe('grace', 'pro_monthly', '2025-12-20 00:00+00', with_trial => false) \gset
+SELECT (billing.record_payment(:grace_sub, 2999, 'usd', true, '2025-12-20 00:01+00')).status;
 SELECT (billing.record_payment(:grace_sub, 2999, 'usd', false, '2026-01-20 00:00+00')).status;
 SELECT (billing.record_payment(:grace_sub, 2999, 'usd', true, '2026-01-21 00:00+00')).status;
 

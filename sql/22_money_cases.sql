@@ -121,29 +121,38 @@ SELECT * FROM billing.run_maintenance('2030-02-04') ORDER BY action;
 SELECT status, past_due_since FROM billing.subscriptions WHERE id = pg_temp.c('c5b');
 
 -- == 6. Dunning cannot be escaped
-SELECT status FROM billing.subscribe('c6', 'pro_monthly', '2030-01-01', false);
-SELECT status FROM billing.record_payment(pg_temp.c('c6'), 2999, 'usd', true, '2030-01-01');
+-- (subscribed 10 December: the failure on 10 January owes that day's renewal;
+-- a failure with nothing owed starts no dunning, sql/20_lifecycle.sql)
+SELECT status FROM billing.subscribe('c6', 'pro_monthly', '2029-12-10', false);
+SELECT status FROM billing.record_payment(pg_temp.c('c6'), 2999, 'usd', true, '2029-12-10');
 SELECT status FROM billing.record_payment(pg_temp.c('c6'), 2999, 'usd', false, '2030-01-10');
 -- past_due -> cancel at period end -> reactivate: still past_due, dunning since 10 Jan
 SELECT status FROM billing.cancel(pg_temp.c('c6'), true, '2030-01-11');
 SELECT status, past_due_since FROM billing.reactivate(pg_temp.c('c6'), '2030-01-12');
--- canceled at period end (1 Feb) while past_due: access ends at the grace end,
+-- canceled at period end (10 Feb) while past_due: access ends at the grace end,
 -- 10 Jan + 14 days = 24 Jan, before the period end
 SELECT status FROM billing.cancel(pg_temp.c('c6'), true, '2030-01-13');
 SELECT code FROM billing.effective_plan('c6', '2030-01-23 23:59');
 SELECT code FROM billing.effective_plan('c6', '2030-01-24');
 SELECT * FROM billing.run_maintenance('2030-01-25') ORDER BY action;
 SELECT * FROM pg_temp.subs('c6');
--- a scheduled downgrade does not start a fresh active subscription while past_due
-SELECT status FROM billing.subscribe('c6b', 'pro_yearly', '2030-01-01', false);
-SELECT status FROM billing.record_payment(pg_temp.c('c6b'), 28800, 'usd', true, '2030-01-01');
-SELECT status FROM billing.change_plan(pg_temp.c('c6b'), 'pro_monthly', '2030-06-01');
-SELECT status FROM billing.record_payment(pg_temp.c('c6b'), 28800, 'usd', false, '2030-12-25');
+-- a scheduled downgrade does not start a fresh active subscription while
+-- past_due: 1 Dec's renewal is issued, the downgrade to Free is scheduled for
+-- the period end (1 Jan 2031), then the renewal's payment fails. On 1 Jan the
+-- period rolls (a renewal) instead of the downgrade; the grace of 40 days
+-- (1 Dec 02:00 + 40 days = 10 Jan 2031 02:00) then ends it: expired, Free.
+SELECT billing.configure('past_due_grace', '40 days');
+SELECT status FROM billing.subscribe('c6b', 'pro_monthly', '2030-11-01', false);
+SELECT status FROM billing.record_payment(pg_temp.c('c6b'), 2999, 'usd', true, '2030-11-01');
+SELECT * FROM billing.run_maintenance('2030-12-01') ORDER BY action;
+SELECT status, scheduled_change_at FROM billing.change_plan(pg_temp.c('c6b'), 'free', '2030-12-01 01:00');
+SELECT status FROM billing.record_payment(pg_temp.c('c6b'), 2999, 'usd', false, '2030-12-01 02:00');
 SELECT * FROM billing.run_maintenance('2031-01-02') ORDER BY action;
 SELECT * FROM pg_temp.subs('c6b');
-SELECT code FROM billing.effective_plan('c6b', '2031-01-08');  -- grace ends 8 Jan 2031
-SELECT * FROM billing.run_maintenance('2031-01-08') ORDER BY action;
+SELECT code FROM billing.effective_plan('c6b', '2031-01-09');  -- grace ends 10 Jan 2031 02:00
+SELECT * FROM billing.run_maintenance('2031-01-10 02:00') ORDER BY action;
 SELECT * FROM pg_temp.subs('c6b');
+SELECT billing.configure('past_due_grace', '14 days');
 
 -- == 7. Entitlements are computed for any `at`, whether or not maintenance has run
 SELECT status FROM billing.start_trial('c7', 'pro_monthly', '2030-01-01');
@@ -206,14 +215,17 @@ SELECT status FROM billing.change_plan(pg_temp.c('c9e'), 'free', '2030-01-10');
 SELECT * FROM billing.run_maintenance('2030-01-27') ORDER BY action;
 SELECT count(*) AS renewal_notices FROM billing.notifications WHERE user_id = 'c9e' AND kind = 'renewal_upcoming';
 
--- == Found by the model test (seed 1, look-ahead): a renewal paid from credit
--- before the grace end settles dunning a failed payment started
+-- == Found by the model test (seed 1, look-ahead): a failed payment while a
+-- renewal is paid ahead from credit. (It used to start dunning that the
+-- renewal paid from credit then settled; now a failure with nothing owed
+-- starts none.)
 SELECT status FROM billing.subscribe('m1', 'pro_monthly', '2030-01-01', false);
 -- 5998: 2999 pays January, 2999 is credit
 SELECT status FROM billing.record_payment(pg_temp.c('m1'), 5998, 'usd', true, '2030-01-01');
--- a failed payment on 25 Jan: past_due, grace until 8 Feb
+-- a failed payment on 25 Jan: January is paid, nothing owed: stays active
 SELECT status FROM billing.record_payment(pg_temp.c('m1'), 2999, 'usd', false, '2030-01-25');
--- 1 Feb: the renewal is paid from credit, nothing is open: active again, so on 20 Feb still Pro;
+SELECT past_due_since IS NULL AS no_grace FROM billing.subscriptions WHERE id = pg_temp.c('m1');
+-- 1 Feb: the renewal is paid from credit, nothing is open, so on 20 Feb still Pro;
 -- March's renewal (1 Mar, due 4 Mar) is unpaid: grace ends 18 Mar
 SELECT code FROM billing.effective_plan('m1', '2030-02-20');
 SELECT code FROM billing.effective_plan('m1', '2030-03-17 23:59');

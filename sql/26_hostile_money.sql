@@ -1,6 +1,6 @@
 -- Money defects a hostile tester found (session 3): M1 backdated operations,
--- M2 refund after a void, M3 external id retries, M6 usage overflow, H1
--- unbounded catch-up. Each case with its hand arithmetic. Times UTC.
+-- M2 refund after a void, M3 external id retries, M5 a failed payment with
+-- nothing owed, M6 usage overflow, H1 unbounded catch-up. Each case with its hand arithmetic. Times UTC.
 DROP EXTENSION IF EXISTS billing CASCADE;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
@@ -104,3 +104,14 @@ SELECT status FROM billing.cancel(:s, true, '2200-01-01');
 SELECT count(*) AS invoices FROM billing.invoices WHERE user_id = 'h1';
 -- within the bound (2 renewals) it is caught up and applied
 SELECT status, current_period_start FROM billing.cancel(:s, true, '2030-03-15');
+
+-- == M5: a failed payment with nothing owed starts no dunning. Paid 1 Jan for
+-- January; a failure on 15 Jan owes nothing: still active, no grace, Pro on
+-- 1 Feb (the renewal then is open, due 4 Feb, not yet overdue).
+SELECT id AS s FROM billing.subscribe('m5', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status, past_due_since FROM billing.record_payment(:s, 2999, 'usd', false, '2030-01-15');
+SELECT kind FROM billing.notifications WHERE user_id = 'm5' AND kind = 'payment_failed';
+SELECT code FROM billing.effective_plan('m5', '2030-02-01 12:00');
+-- the same failure once the renewal is open starts dunning: grace from 2 Feb
+SELECT status, past_due_since FROM billing.record_payment(:s, 2999, 'usd', false, '2030-02-02');

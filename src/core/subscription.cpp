@@ -382,17 +382,20 @@ Settled(const Subscription &sub, Micros /*at*/)
 }
 
 Outcome
-PaymentFailed(const Subscription &sub, Micros at)
+PaymentFailed(const Subscription &sub, Micros at, bool has_open_invoice)
 {
 	RequireCurrent(sub, Action::kPaymentFailed, at);
 	const Transition &t = Transit(sub.status, Action::kPaymentFailed);
 	Outcome out;
 	out.updated = sub;
-	out.updated.status = t.to;
 	// Dunning starts for anything that grants a paid period (a trial and an
-	// incomplete subscription have none yet).
-	if ((t.to == Status::kPastDue || t.to == Status::kCanceled) && !sub.past_due_since)
-		out.updated.past_due_since = at;
+	// incomplete subscription have none yet), and only when something is owed:
+	// a failed payment with no open invoice is stored and notified, nothing more.
+	if (has_open_invoice) {
+		out.updated.status = t.to;
+		if ((t.to == Status::kPastDue || t.to == Status::kCanceled) && !sub.past_due_since)
+			out.updated.past_due_since = at;
+	}
 	out.notifications.push_back("payment_failed");
 	out.action = Action::kPaymentFailed;
 	return out;

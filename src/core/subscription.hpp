@@ -156,7 +156,9 @@ void RequirePayable(const Subscription &sub, const Plan &plan, bool has_open_inv
 // covers its first period (the first invoice is issued, paid from credit).
 Outcome PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool open_invoices_remain,
 						 int64_t credit_balance);
-Outcome PaymentFailed(const Subscription &sub, Micros at);
+// A failed payment: dunning starts only when an invoice is open (nothing owed,
+// nothing to chase).
+Outcome PaymentFailed(const Subscription &sub, Micros at, bool has_open_invoice);
 
 // A subscription whose every open invoice got paid by credit when issued.
 Outcome Settled(const Subscription &sub, Micros at);

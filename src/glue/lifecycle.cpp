@@ -1228,7 +1228,7 @@ BILLING_FUNCTION(billing_record_payment)
 		if (now.status == Status::kTrialing)
 			out.invoice.reset();  // still short of the first period: held as credit
 	} else {
-		out = PaymentFailed(sub, at);
+		out = PaymentFailed(sub, at, !open.empty());
 		out.notifications.clear();  // keyed by the payment below
 	}
 	Persisted saved = PersistOutcome(spi, out, at);

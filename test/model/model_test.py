@@ -280,10 +280,12 @@ class Model:
             raise Refused('QB010', 'not allowed')
         payment = dict(amount=amount, at=t, refunded=0, succeeded=succeeded, to_credit=0, taken_back=0)
         if not succeeded:
-            if sub.status == 'active':
-                sub.status = 'past_due'
-            if sub.status in ('past_due', 'canceled') and sub.past_due_since is None:
-                sub.past_due_since = t
+            # dunning only when something is owed
+            if self.open(sub):
+                if sub.status == 'active':
+                    sub.status = 'past_due'
+                if sub.status in ('past_due', 'canceled') and sub.past_due_since is None:
+                    sub.past_due_since = t
             u.payments.append(payment)
             return
         if sub.status == 'trialing' and u.credit + amount >= sub.price:

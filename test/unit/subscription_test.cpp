@@ -127,10 +127,20 @@ TEST(Payment, TooSmallPaymentLeavesStatusAlone)
 
 TEST(Payment, FailureMovesActiveToPastDueAndNotifies)
 {
-	Outcome out = PaymentFailed(ActiveMonthly(), At(2026, 3, 1));
+	Outcome out = PaymentFailed(ActiveMonthly(), At(2026, 3, 1), true);
 	EXPECT_EQ(out.updated.status, Status::kPastDue);
 	EXPECT_EQ(out.updated.past_due_since, At(2026, 3, 1));
 	ASSERT_EQ(out.notifications.size(), 1u);
+	EXPECT_EQ(out.notifications[0], "payment_failed");
+}
+
+TEST(Payment, FailureWithNothingOwedStartsNoDunning)
+{
+	Subscription active = ActiveMonthly();
+	Outcome out = PaymentFailed(active, At(2026, 3, 1), false);
+	EXPECT_EQ(out.updated.status, Status::kActive);
+	EXPECT_FALSE(out.updated.past_due_since);
+	ASSERT_EQ(out.notifications.size(), 1u);  // the failure is still told
 	EXPECT_EQ(out.notifications[0], "payment_failed");
 }
 
@@ -284,7 +294,7 @@ TEST(ChangePlan, DowngradeIsScheduledAtPeriodEnd)
 TEST(ChangePlan, SamePlanIs22023AndPastDueCannotUpgrade)
 {
 	ExpectSqlState([] { ChangePlan(ActiveMonthly(), kProMonthly, kProMonthly, At(2026, 2, 10)); }, "22023");
-	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
+	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1), true).updated;
 	ExpectSqlState([&] { ChangePlan(past_due, kProMonthly, kEnterprise, At(2026, 2, 10)); }, "QB010");
 }
 
@@ -320,7 +330,7 @@ TEST(Maintenance, DueActionsByStatus)
 	EXPECT_FALSE(DueAction(incomplete, At(2026, 1, 1, 22), grace));
 	EXPECT_EQ(DueAction(incomplete, At(2026, 1, 1, 23), grace), Action::kIncompleteTimeout);
 
-	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
+	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1), true).updated;
 	EXPECT_FALSE(DueAction(past_due, At(2026, 2, 14, 23), grace));
 	EXPECT_EQ(DueAction(past_due, At(2026, 2, 15), grace), Action::kGraceEnd);
 	Outcome expired = ApplyDue(past_due, Action::kGraceEnd, kProMonthly, std::nullopt, At(2026, 2, 20), grace);
@@ -430,7 +440,7 @@ TEST(Dunning, OverdueInvoiceStartsDunningLikeAFailedPayment)
 TEST(Dunning, CannotBeEscapedByCancelAndReactivate)
 {
 	const Micros grace = 14 * kMicrosPerDay;
-	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
+	Subscription past_due = PaymentFailed(ActiveMonthly(), At(2026, 2, 1), true).updated;
 	Subscription canceled = Cancel(past_due, true, At(2026, 2, 2)).updated;
 	// Grace ends 2026-02-15, before the period end (2026-02-28): that wins.
 	EXPECT_EQ(DueAction(canceled, At(2026, 3, 1), grace), Action::kGraceEnd);
@@ -441,7 +451,7 @@ TEST(Dunning, PastDueKeepsAScheduledDowngradeUntilPaid)
 {
 	const Micros grace = 30 * kMicrosPerDay;
 	Subscription s = ChangePlan(ActiveMonthly(), kProMonthly, kFree, At(2026, 2, 10)).updated;
-	s = PaymentFailed(s, At(2026, 2, 20)).updated;
+	s = PaymentFailed(s, At(2026, 2, 20), true).updated;
 	Outcome out = ApplyDue(s, Action::kPeriodEnd, kProMonthly, kFree, At(2026, 3, 1), grace);
 	EXPECT_FALSE(out.successor);
 	EXPECT_EQ(out.updated.status, Status::kPastDue);
@@ -450,7 +460,7 @@ TEST(Dunning, PastDueKeepsAScheduledDowngradeUntilPaid)
 TEST(Maintenance, EventsAreTakenInTimeOrder)
 {
 	const Micros grace = 14 * kMicrosPerDay;
-	Subscription s = PaymentFailed(ActiveMonthly(), At(2026, 2, 1)).updated;
+	Subscription s = PaymentFailed(ActiveMonthly(), At(2026, 2, 1), true).updated;
 	// The period ends 2026-02-28 12:00; grace ends 2026-02-15 first.
 	EXPECT_EQ(DueAction(s, At(2026, 6, 1), grace), Action::kGraceEnd);
 }
@@ -528,7 +538,7 @@ TEST(Projection, DunningSettledByACreditPaidRenewal)
 	// past_due since 25 Feb (a failed payment), 2999 of credit: the 28 Feb
 	// renewal is paid from credit, nothing is open: active again, dunning over
 	Book book = PaidBook(2999);
-	book.sub = Stored(PaymentFailed(book.sub, At(2026, 2, 25)));
+	book.sub = Stored(PaymentFailed(book.sub, At(2026, 2, 25), true));
 	Projection p = Project(book, kProMonthly, std::nullopt, At(2026, 3, 20), kGrace);
 	EXPECT_EQ(p.book.sub.status, Status::kActive);
 	EXPECT_FALSE(p.book.sub.past_due_since);
