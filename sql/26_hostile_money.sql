@@ -1,6 +1,7 @@
 -- Money defects a hostile tester found (session 3): M1 backdated operations,
 -- M2 refund after a void, M3 external id retries, M5 a failed payment with
--- nothing owed, M6 usage overflow, H1 unbounded catch-up. Each case with its hand arithmetic. Times UTC.
+-- nothing owed, M6 usage overflow, H1 unbounded catch-up, M7 a partial refund
+-- then a void. Each case with its hand arithmetic. Times UTC.
 DROP EXTENSION IF EXISTS billing CASCADE;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
@@ -115,3 +116,22 @@ SELECT kind FROM billing.notifications WHERE user_id = 'm5' AND kind = 'payment_
 SELECT code FROM billing.effective_plan('m5', '2030-02-01 12:00');
 -- the same failure once the renewal is open starts dunning: grace from 2 Feb
 SELECT status, past_due_since FROM billing.record_payment(:s, 2999, 'usd', false, '2030-02-02');
+
+-- == M7: a refund of part of a payment whose invoice is still open, then a
+-- void of that invoice. Subscribed without a trial: invoice 2999 open. 1200
+-- paid: 1200 paid, 1799 due. Refund 600: no credit to take back, so 600
+-- leaves the open invoice (paid 600, due 2399). Canceled now: the invoice is
+-- void and returns only the 600 still paid to credit, not 1200. Refunding the
+-- other 600 takes that credit back: balance 0, payments net 0.
+SELECT id AS s FROM billing.subscribe('pr', 'pro_monthly', '2030-03-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 1200, 'usd', true, '2030-03-01 01:00');
+SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT amount_cents FROM billing.refund(:p, 600, '2030-03-01 02:00');
+SELECT status, amount_paid_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'pr' ORDER BY id;
+SELECT status FROM billing.cancel(:s, false, '2030-03-01 03:00');
+SELECT status, amount_paid_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT billing.credit_balance('pr') AS credit_after_void;
+SELECT amount_cents FROM billing.refund(:p, 600, '2030-03-01 04:00');
+SELECT billing.credit_balance('pr') AS credit_after_refund,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'pr') AS payments_net;

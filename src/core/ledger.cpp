@@ -69,6 +69,22 @@ CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_to_voide
 	return std::max<int64_t>(take, 0);
 }
 
+std::vector<Allocation>
+RefundFromOpenInvoices(int64_t rest, const std::vector<Allocation> &placed)
+{
+	std::vector<Allocation> out;
+	for (const Allocation &on : placed) {
+		if (rest <= 0)
+			break;
+		int64_t take = std::min(rest, on.amount_cents);
+		if (take <= 0)
+			continue;
+		out.push_back({on.invoice_id, take, false});
+		rest -= take;
+	}
+	return out;
+}
+
 void
 RequireSameAsRecorded(const std::string &external_id, const RecordedPayment &recorded, int64_t subscription_id,
 					  int64_t amount, const std::string &currency, bool succeeded)

@@ -79,6 +79,14 @@ IssuedAmounts IssueAgainstCredit(int64_t total, int64_t credit_balance);
 int64_t CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_to_voided, int64_t taken_back_before,
 								int64_t credit_balance);
 
+// The rest of a refund, after the credit it took back, leaves the invoices its
+// payment paid that are still open (`placed`: what the payment has on each,
+// net of earlier refunds, newest invoice first): they owe it again, and a
+// later void returns only what is still paid toward them. Invoices already
+// paid stay paid (Stripe: a refund does not reopen an invoice). Returns what
+// leaves each invoice, in `placed`'s order, none of 0.
+std::vector<Allocation> RefundFromOpenInvoices(int64_t rest, const std::vector<Allocation> &placed);
+
 // A refund of `amount` from a payment of `paid` (at `paid_at`) of which
 // `refunded` is already refunded: positive, at or after the payment, never
 // more than what is left. Throws 22023.

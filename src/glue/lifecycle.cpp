@@ -1271,10 +1271,14 @@ BILLING_FUNCTION(billing_refund)
 		"SELECT COALESCE(OPERATOR(pg_catalog.-) pg_catalog.sum(r.amount_cents), 0)::bigint,"
 		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
 		"   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_credit' AND e.deleted_at IS NULL),"
-		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
+		// paid toward invoices since voided, net of what earlier refunds took off them
+		" (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' THEN e.amount_cents"
+		"   ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint FROM billing.ledger_entries e"
 		"   JOIN billing.invoices i ON i.id OPERATOR(pg_catalog.=) e.invoice_id"
-		"   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' AND e.deleted_at IS NULL"
-		"   AND i.status OPERATOR(pg_catalog.=) 'void'),"
+		"   WHERE e.deleted_at IS NULL AND i.status OPERATOR(pg_catalog.=) 'void'"
+		"   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
+		"     OR (e.kind OPERATOR(pg_catalog.=) 'refund_from_invoice' AND e.payment_id OPERATOR(pg_catalog.=) ANY"
+		"       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1)))),"
 		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
 		"   JOIN billing.payments b ON b.id OPERATOR(pg_catalog.=) e.payment_id"
 		"   WHERE b.refund_of OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded' AND e.deleted_at IS NULL)"
@@ -1290,6 +1294,29 @@ BILLING_FUNCTION(billing_refund)
 		{SqlArg::Int64(payment_id), SqlArg::Int64(amount), SqlArg::Timestamp(ToPgTime(at))});
 	int64_t refund_id = inserted.at(0).int64_required(0);
 	LedgerEntry(spi, user_id, currency, "credit_refunded", taken_back, refund_id, std::nullopt, at);
+	// The rest leaves the invoices the payment paid that are still open (they
+	// owe it again), newest first, net of earlier refunds.
+	std::vector<Allocation> placed;
+	for (const auto &r : spi.Query(
+			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
+			 "   THEN e.amount_cents ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint"
+			 "   FROM billing.ledger_entries e WHERE e.invoice_id OPERATOR(pg_catalog.=) i.id AND e.deleted_at IS NULL"
+			 "   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
+			 "     OR (e.kind OPERATOR(pg_catalog.=) 'refund_from_invoice' AND e.payment_id OPERATOR(pg_catalog.=) ANY"
+			 "       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1))))"
+			 " FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
+			 " AND i.id OPERATOR(pg_catalog.=) ANY (SELECT e.invoice_id FROM billing.ledger_entries e"
+			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
+			 "   AND e.deleted_at IS NULL)"
+			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
+			 {SqlArg::Int64(payment_id)}))
+		placed.push_back({r.int64_required(0), r.int64_required(1), false});
+	for (const Allocation &off : RefundFromOpenInvoices(amount - taken_back, placed)) {
+		spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.-) $2,"
+					" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(off.invoice_id), SqlArg::Int64(off.amount_cents)});
+		LedgerEntry(spi, user_id, currency, "refund_from_invoice", off.amount_cents, refund_id, off.invoice_id, at);
+	}
 	Datum row = spi.QueryRowDatum("SELECT r FROM billing.payments r WHERE r.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(refund_id)});
 	spi.Finish();
 	return row;

@@ -847,9 +847,11 @@ CREATE TABLE billing.ledger_entries (
 	-- payment_to_invoice, payment_to_credit: where a payment went;
 	-- credit_to_invoice: credit spent on an invoice; proration_credit: a
 	-- negative proration total; void_to_credit: what was paid toward a voided
-	-- invoice; credit_refunded: credit a refund took back (payment_id: the refund)
+	-- invoice; credit_refunded: credit a refund took back (payment_id: the refund);
+	-- refund_from_invoice: what a refund took off an invoice still open
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
-									   'proration_credit', 'void_to_credit', 'credit_refunded')),
+									   'proration_credit', 'void_to_credit', 'credit_refunded',
+									   'refund_from_invoice')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),

@@ -302,6 +302,7 @@ class Model:
             inv['paid'] += take
             inv['due'] -= take
             inv.setdefault('paid_by', []).append((payment, take))
+            payment.setdefault('invoices', []).append(inv)
             left -= take
             if inv['due'] == 0:
                 inv['status'] = 'paid'
@@ -449,6 +450,22 @@ class Model:
         take = max(0, min(amount, p['to_credit'] - p['taken_back'], u.credit))
         u.credit -= take
         p['taken_back'] += take
+        # the rest leaves the invoices it paid that are still open, newest
+        # first: they owe it again (a later void returns only what stays paid)
+        rest = amount - take
+        for inv in reversed(p.get('invoices', [])):
+            if rest <= 0:
+                break
+            if inv['status'] != 'open':
+                continue
+            net = sum(x for q, x in inv.get('paid_by', []) if q is p)
+            off = min(rest, net)
+            if off <= 0:
+                continue
+            inv['paid'] -= off
+            inv['due'] += off
+            inv['paid_by'].append((p, -off))
+            rest -= off
 
 
 # ---------------------------------------------------------------- psql
@@ -565,7 +582,8 @@ SELECT 'paid invoice not covered: ' || i.id FROM inv i
  WHERE i.status = 'paid' AND i.total_cents > 0 AND i.amount_paid_cents + i.credit_applied_cents <> i.total_cents
 UNION ALL
 SELECT 'invoice paid amount differs from its payments: ' || i.id FROM inv i
-  LEFT JOIN (SELECT invoice_id, sum(amount_cents) AS s FROM placed WHERE kind = 'payment_to_invoice'
+  LEFT JOIN (SELECT invoice_id, sum(CASE WHEN kind = 'refund_from_invoice' THEN -amount_cents ELSE amount_cents END) AS s
+			  FROM placed WHERE kind IN ('payment_to_invoice', 'refund_from_invoice')
 			  GROUP BY invoice_id) e ON e.invoice_id = i.id
  WHERE i.amount_paid_cents <> COALESCE(e.s, 0)
 UNION ALL
@@ -585,10 +603,19 @@ UNION ALL
 SELECT 'refunds took back more credit than the payment made: ' || p.id FROM pay p
   JOIN (SELECT r.refund_of, sum(e.amount_cents) AS s FROM pay r JOIN placed e ON e.payment_id = r.id
 		 WHERE e.kind = 'credit_refunded' GROUP BY r.refund_of) b ON b.refund_of = p.id
-  LEFT JOIN (SELECT e.payment_id, sum(e.amount_cents) AS s FROM placed e LEFT JOIN inv i ON i.id = e.invoice_id
-			  WHERE e.kind = 'payment_to_credit' OR (e.kind = 'payment_to_invoice' AND i.status = 'void')
-			  GROUP BY e.payment_id) c ON c.payment_id = p.id
+  LEFT JOIN (SELECT COALESCE(r.refund_of, e.payment_id) AS payment_id,
+				   sum(CASE WHEN e.kind = 'refund_from_invoice' THEN -e.amount_cents ELSE e.amount_cents END) AS s
+			  FROM placed e LEFT JOIN inv i ON i.id = e.invoice_id
+			  LEFT JOIN pay r ON r.id = e.payment_id AND e.kind = 'refund_from_invoice'
+			  WHERE e.kind = 'payment_to_credit'
+				 OR (e.kind IN ('payment_to_invoice', 'refund_from_invoice') AND i.status = 'void')
+			  GROUP BY 1) c ON c.payment_id = p.id
  WHERE b.s > COALESCE(c.s, 0)
+UNION ALL
+SELECT 'refund placed more than its amount: ' || r.id FROM pay r
+  JOIN (SELECT payment_id, sum(amount_cents) AS s FROM placed WHERE kind IN ('credit_refunded', 'refund_from_invoice')
+		 GROUP BY payment_id) e ON e.payment_id = r.id
+ WHERE r.refund_of IS NOT NULL AND e.s > -r.amount_cents
 UNION ALL
 SELECT 'refund before its payment: ' || r.id FROM pay r JOIN pay p ON p.id = r.refund_of WHERE r.paid_at < p.paid_at
 UNION ALL

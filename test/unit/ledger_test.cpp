@@ -114,5 +114,24 @@ TEST(ExternalId, SameAgainIsIdempotentAnythingElseIs22023)
 	EXPECT_EQ(state(11, 2999, "usd", false), "22023");  // another subscription
 }
 
+TEST(Ledger, RefundFromOpenInvoices)
+{
+	// 2500 to refund; the payment has 600 on invoice 9 (newest), 0 left on 8
+	// (refunded before), 3000 on 7: 600 leaves 9, 1900 leaves 7.
+	std::vector<Allocation> placed = {{9, 600, false}, {8, 0, false}, {7, 3000, false}};
+	std::vector<Allocation> out = RefundFromOpenInvoices(2500, placed);
+	ASSERT_EQ(out.size(), 2u);
+	EXPECT_EQ(out[0].invoice_id, 9);
+	EXPECT_EQ(out[0].amount_cents, 600);
+	EXPECT_EQ(out[1].invoice_id, 7);
+	EXPECT_EQ(out[1].amount_cents, 1900);
+	// more than is placed: only what is there leaves (the rest was spent on paid invoices)
+	out = RefundFromOpenInvoices(10000, placed);
+	ASSERT_EQ(out.size(), 2u);
+	EXPECT_EQ(out[0].amount_cents + out[1].amount_cents, 3600);
+	EXPECT_TRUE(RefundFromOpenInvoices(0, placed).empty());
+	EXPECT_TRUE(RefundFromOpenInvoices(500, {}).empty());
+}
+
 }  // namespace
 }  // namespace billing
