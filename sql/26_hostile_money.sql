@@ -1,7 +1,7 @@
 -- Money defects a hostile tester found (session 3): M1 backdated operations,
 -- M2 refund after a void, M3 external id retries, M5 a failed payment with
 -- nothing owed, M6 usage overflow, H1 unbounded catch-up, M7 a partial refund
--- then a void. Each case with its hand arithmetic. Times UTC.
+-- then a void, M4 two upgrades in one second. Each case with its hand arithmetic. Times UTC.
 DROP EXTENSION IF EXISTS billing CASCADE;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
@@ -135,3 +135,20 @@ SELECT billing.credit_balance('pr') AS credit_after_void;
 SELECT amount_cents FROM billing.refund(:p, 600, '2030-03-01 04:00');
 SELECT billing.credit_balance('pr') AS credit_after_refund,
 	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'pr') AS payments_net;
+
+-- == M4: two upgrades at the same instant before the first one's invoice is
+-- paid. March paid (2999); at 1 Mar 00:00 the upgrade to pro_yearly credits
+-- the whole unused month: invoice 28800 - 2999 = 25801, open. At the same
+-- instant the upgrade to enterprise_yearly credits nothing for pro_yearly
+-- (not paid) and voids that invoice; the void undoes it, so the 2999 credit
+-- line comes back as credit (proration_credit) and the new invoice takes it:
+-- 99900 - 2999 = 96901 due. Before, the 2999 paid for March was lost.
+SELECT id AS s FROM billing.subscribe('m4', 'pro_monthly', '2030-03-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-03-01');
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-03-01') \gset
+SELECT status, total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT id AS s FROM billing.change_plan(:s, 'enterprise_yearly', '2030-03-01') \gset
+SELECT i.billing_reason, i.status, i.total_cents, i.credit_applied_cents, i.amount_due_cents
+  FROM billing.invoices i WHERE i.user_id = 'm4' ORDER BY i.id;
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm4' ORDER BY id;
+SELECT billing.credit_balance('m4') AS credit;

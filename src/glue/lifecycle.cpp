@@ -317,19 +317,34 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 	return {id, settled};
 }
 
-// A subscription that ends leaves no invoice open: each becomes void, and
-// what was paid toward it (by payment or credit) returns to credit.
+// What a void of invoice `i` gives back, the one definition for both void
+// paths: the invoice is undone, so what was paid toward it (by payment or by
+// credit) returns as void_to_credit, and the credit lines it netted (an
+// upgrade's credit for the unused paid time, the negative lines) return as
+// proration_credit. Columns: id, user_id, currency, returned paid, subscription_id,
+// returned credit lines.
+constexpr const char *kVoidReturning =
+	" RETURNING i.id, i.user_id, i.currency, i.amount_paid_cents OPERATOR(pg_catalog.+) i.credit_applied_cents,"
+	" i.subscription_id, COALESCE((SELECT pg_catalog.sum(OPERATOR(pg_catalog.-) (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint)"
+	"   FROM pg_catalog.jsonb_array_elements(i.lines) AS l(e)"
+	"   WHERE (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint OPERATOR(pg_catalog.<) 0), 0)::bigint";
+
+// A subscription that ends leaves no invoice open: each becomes void and
+// gives back what kVoidReturning says.
 void
 VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, Micros at)
 {
 	auto voided = spi.Query(
-		"UPDATE billing.invoices SET status = 'void', void_reason = $2, amount_due_cents = 0"
-		" WHERE subscription_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'open' AND deleted_at IS NULL"
-		" RETURNING id, user_id, currency, amount_paid_cents OPERATOR(pg_catalog.+) credit_applied_cents",
+		std::string("UPDATE billing.invoices i SET status = 'void', void_reason = $2, amount_due_cents = 0"
+					" WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 AND i.status OPERATOR(pg_catalog.=) 'open'"
+					" AND i.deleted_at IS NULL") + kVoidReturning,
 		{SqlArg::Int64(subscription_id), SqlArg::Text(reason)});
-	for (const auto &row : voided)
+	for (const auto &row : voided) {
 		LedgerEntry(spi, row.text_required(1), row.text_required(2), "void_to_credit", row.int64_required(3),
 					std::nullopt, row.int64_required(0), at);
+		LedgerEntry(spi, row.text_required(1), row.text_required(2), "proration_credit", row.int64_required(5),
+					std::nullopt, row.int64_required(0), at);
+	}
 }
 
 void
@@ -814,12 +829,14 @@ WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
 					 "UPDATE billing.invoices i SET status = 'void', void_reason = u.reason, amount_due_cents = 0"
 					 " FROM ROWS FROM (" + UnnestArgs(2) + ") AS u(subscription_id, reason)"
 					 " WHERE i.subscription_id OPERATOR(pg_catalog.=) u.subscription_id"
-					 " AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
-					 " RETURNING i.id, i.user_id, i.currency,"
-					 " i.amount_paid_cents OPERATOR(pg_catalog.+) i.credit_applied_cents, i.subscription_id",
-					 {SqlArg::Int64Array(id), SqlArg::TextArray(reason)}))
+					 " AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL" + kVoidReturning,
+					 {SqlArg::Int64Array(id), SqlArg::TextArray(reason)})) {
+				Micros when = void_at.at(row.int64_required(4));
 				ledger.Add(row.text_required(1), row.text_required(2), "void_to_credit", row.int64_required(3),
-						   row.int64_required(0), void_at.at(row.int64_required(4)));
+						   row.int64_required(0), when);
+				ledger.Add(row.text_required(1), row.text_required(2), "proration_credit", row.int64_required(5),
+						   row.int64_required(0), when);
+			}
 	}
 	WritePageInvoices(spi, steps, ledger);
 	ledger.Write(spi);

@@ -117,14 +117,15 @@ class Model:
         self.users = {}
 
     # -- invoices and credit
-    def issue(self, u, sub, reason, total, issued, pstart):
+    def issue(self, u, sub, reason, total, issued, pstart, credit_lines=0):
         credit = min(total, u.credit) if total > 0 and u.credit > 0 else 0
         u.credit -= credit
         if total < 0:
             u.credit += -total
         due = max(total, 0) - credit
         inv = dict(total=total, credit=credit, paid=0, due=due, status='paid' if due == 0 else 'open',
-                   issued=issued, due_at=issued + DUE_AFTER, reason=reason, pstart=pstart)
+                   issued=issued, due_at=issued + DUE_AFTER, reason=reason, pstart=pstart,
+                   credit_lines=credit_lines)
         sub.invoices.append(inv)
         waiting = sub.status == 'incomplete' or sub.past_due_since is not None
         if due == 0 and waiting and not self.open(sub):
@@ -145,7 +146,8 @@ class Model:
         for inv in self.open(sub):
             inv['status'] = 'void'
             inv['due'] = 0
-            u.credit += inv['paid'] + inv['credit']
+            # a void undoes the invoice: its credit lines come back too
+            u.credit += inv['paid'] + inv['credit'] + inv['credit_lines']
             # what a payment paid toward a voided invoice is credit that payment created
             for payment, amount in inv.get('paid_by', []):
                 payment['to_credit'] += amount
@@ -432,7 +434,7 @@ class Model:
             nxt.anchor = t
             nxt.pend = add_periods(t, interval, 1)
             charge = price
-        self.issue(u, nxt, 'subscription_update', charge - credit, t, t)
+        self.issue(u, nxt, 'subscription_update', charge - credit, t, t, credit_lines=credit)
 
     def refund(self, u, index, amount, t):
         if amount <= 0:
