@@ -152,3 +152,54 @@ SELECT i.billing_reason, i.status, i.total_cents, i.credit_applied_cents, i.amou
   FROM billing.invoices i WHERE i.user_id = 'm4' ORDER BY i.id;
 SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm4' ORDER BY id;
 SELECT billing.credit_balance('m4') AS credit;
+
+-- == M8: a refund never leaves the customer holding more than they paid net.
+-- (a) 2999 paid for January (1 Jan). Upgraded to pro_yearly on 2 Jan: the
+-- unused 30 of 31 days are credited, 2999 * 30 / 31 = 2902.26 -> 2902, so the
+-- invoice is 28800 - 2902 = 25898, open. Canceled now on 3 Jan: the void
+-- returns the 2902 credit line as credit. Refunding the whole 2999 on 4 Jan
+-- leaves 0 paid net, so the 2902 is taken back (credit_refunded); the other
+-- 97 paid for the two days used. Before, the credit stayed: 2902 created.
+SELECT id AS s FROM billing.subscribe('m8a', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-01-02') \gset
+SELECT status, total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT status FROM billing.cancel(:s, false, '2030-01-03');
+SELECT billing.credit_balance('m8a') AS credit_after_void;
+SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-04');
+SELECT billing.credit_balance('m8a') AS credit_after_refund,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'm8a') AS payments_net;
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm8a' ORDER BY id;
+-- (b) M4's user: the enterprise invoice took the 2999 credit the paid March
+-- came back as. Refunding that payment leaves 0 paid net: the credit comes
+-- off the open invoice (refund_credit_from_invoice), which owes 99900 again;
+-- a cancel then voids it and returns nothing.
+SELECT p.id AS p FROM billing.payments p WHERE p.user_id = 'm4' \gset
+SELECT id AS s FROM billing.subscriptions WHERE user_id = 'm4' AND ended_at IS NULL \gset
+SELECT amount_cents FROM billing.refund(:p, 2999, '2030-03-02');
+SELECT i.status, i.credit_applied_cents, i.amount_due_cents FROM billing.invoices i
+ WHERE i.user_id = 'm4' AND i.status = 'open';
+SELECT status FROM billing.cancel(:s, false, '2030-03-03');
+SELECT billing.credit_balance('m4') AS credit,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'm4') AS payments_net;
+-- (c) a customer's other credit is theirs: 5000 paid ahead sits in credit,
+-- 2999 paid January; refunding the 2999 leaves 5000 paid net and 5000 held:
+-- nothing is taken back.
+SELECT id AS s FROM billing.subscribe('m8c', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT status FROM billing.record_payment(:s, 5000, 'usd', true, '2030-01-02');
+SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-03');
+SELECT billing.credit_balance('m8c') AS credit;
+
+-- == M9: a plan's price is at most one payment's bound (10^11 minor units),
+-- so the reports' sums cannot overflow; a Free-tier plan costs nothing.
+\set VERBOSITY terse
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency)
+VALUES ('huge', 'Huge', 'enterprise', 'monthly', 9223372036854775807, 'usd');
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency)
+VALUES ('free_paid', 'Free but paid', 'free', 'monthly', 100, 'usd');
+UPDATE billing.subscription_plans SET price_cents = 100000000001 WHERE code = 'pro_monthly';
+SELECT pg_catalog.sum(price_cents) AS prices_unchanged FROM billing.subscription_plans;
+\set VERBOSITY default

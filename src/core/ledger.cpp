@@ -4,6 +4,7 @@
 #include "core/money.hpp"
 
 #include <algorithm>
+#include <map>
 #include <string>
 
 namespace billing {
@@ -81,6 +82,57 @@ RefundFromOpenInvoices(int64_t rest, const std::vector<Allocation> &placed)
 			continue;
 		out.push_back({on.invoice_id, take, false});
 		rest -= take;
+	}
+	return out;
+}
+
+RefundTakeBack
+TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allocation> &placed,
+				  const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before)
+{
+	RefundTakeBack out;
+	out.credit_cents = std::clamp<int64_t>(payment_credit, 0, std::min(amount, std::max<int64_t>(credit_balance, 0)));
+	out.paid_off = RefundFromOpenInvoices(amount - out.credit_cents, placed);
+	std::map<int64_t, int64_t> paid_left;  // per open invoice, after the payment's own money left
+	for (const HeldInvoice &invoice : open)
+		paid_left[invoice.id] = invoice.paid_cents;
+	int64_t taken = out.credit_cents;
+	for (Allocation &off : out.paid_off) {
+		auto it = paid_left.find(off.invoice_id);
+		int64_t there = it == paid_left.end() ? 0 : it->second;
+		off.amount_cents = std::min(off.amount_cents, there);  // never below what the invoice holds
+		if (it != paid_left.end())
+			it->second -= off.amount_cents;
+		taken += off.amount_cents;
+	}
+	std::erase_if(out.paid_off, [](const Allocation &a) { return a.amount_cents <= 0; });
+
+	// Sums of at most a few hundred amounts each <= kMaxPaymentCents: no overflow.
+	int64_t held = credit_balance - out.credit_cents;
+	for (const HeldInvoice &invoice : open)
+		held += paid_left[invoice.id] + invoice.credit_cents;
+	int64_t excess = std::min(held - (net_paid_before - amount), amount - taken);
+	if (excess <= 0)
+		return out;
+	int64_t from_balance = std::clamp<int64_t>(credit_balance - out.credit_cents, 0, excess);
+	out.credit_cents += from_balance;
+	excess -= from_balance;
+	for (const HeldInvoice &invoice : open) {
+		if (excess <= 0)
+			break;
+		if (int64_t paid = std::min(excess, paid_left[invoice.id]); paid > 0) {
+			auto same = std::find_if(out.paid_off.begin(), out.paid_off.end(),
+									 [&](const Allocation &a) { return a.invoice_id == invoice.id; });
+			if (same != out.paid_off.end())
+				same->amount_cents += paid;
+			else
+				out.paid_off.push_back({invoice.id, paid, false});
+			excess -= paid;
+		}
+		if (int64_t credit = std::min(excess, invoice.credit_cents); credit > 0) {
+			out.credit_off.push_back({invoice.id, credit, false});
+			excess -= credit;
+		}
 	}
 	return out;
 }

@@ -87,6 +87,34 @@ int64_t CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_
 // leaves each invoice, in `placed`'s order, none of 0.
 std::vector<Allocation> RefundFromOpenInvoices(int64_t rest, const std::vector<Allocation> &placed);
 
+// An open invoice of the user and what it holds: payment money and credit
+// (a void would return both to the credit balance).
+struct HeldInvoice {
+	int64_t id = 0;
+	int64_t paid_cents = 0;
+	int64_t credit_cents = 0;
+};
+
+// Everything a refund takes back besides the cash it returns.
+struct RefundTakeBack {
+	int64_t credit_cents = 0;            // off the credit balance
+	std::vector<Allocation> paid_off;    // payment money off open invoices (they owe it again)
+	std::vector<Allocation> credit_off;  // credit off open invoices (they owe it again)
+};
+
+// The whole refund rule. First what the refunded payment itself still holds:
+// `payment_credit` (CreditTakenBackByRefund) off the balance, then its money
+// on open invoices (`placed`, RefundFromOpenInvoices). Then conservation: the
+// customer must never hold more than they paid net. What they hold is the
+// credit balance plus what open invoices hold (`open`, newest first: a void
+// returns it as credit); if after the refund that exceeds `net_paid_before`
+// less the refund (credit that came back for paid time, whatever its path:
+// an upgrade's unused time, a voided upgrade's credit lines), the excess is
+// taken from the balance, then off open invoices, newest first. Never more in
+// all than `amount`: what is left was spent on paid invoices, which stay paid.
+RefundTakeBack TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allocation> &placed,
+								 const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before);
+
 // A refund of `amount` from a payment of `paid` (at `paid_at`) of which
 // `refunded` is already refunded: positive, at or after the payment, never
 // more than what is left. Throws 22023.

@@ -1302,17 +1302,11 @@ BILLING_FUNCTION(billing_refund)
 		" FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 AND r.deleted_at IS NULL",
 		{SqlArg::Int64(payment_id)});
 	RequireRefund(payment_id, paid, sums.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
-	int64_t taken_back = CreditTakenBackByRefund(amount, sums[0].int64_required(1), sums[0].int64_required(2),
-												 sums[0].int64_required(3), CreditBalance(spi, user_id, currency));
-	auto inserted = spi.Query(
-		"INSERT INTO billing.payments AS r (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
-		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, OPERATOR(pg_catalog.-) $2, p.currency, 'succeeded', p.id, $3"
-		" FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING r.id",
-		{SqlArg::Int64(payment_id), SqlArg::Int64(amount), SqlArg::Timestamp(ToPgTime(at))});
-	int64_t refund_id = inserted.at(0).int64_required(0);
-	LedgerEntry(spi, user_id, currency, "credit_refunded", taken_back, refund_id, std::nullopt, at);
-	// The rest leaves the invoices the payment paid that are still open (they
-	// owe it again), newest first, net of earlier refunds.
+	int64_t credit_balance = CreditBalance(spi, user_id, currency);
+	int64_t payment_credit = CreditTakenBackByRefund(amount, sums[0].int64_required(1), sums[0].int64_required(2),
+													 sums[0].int64_required(3), credit_balance);
+	// The invoices the payment paid that are still open, newest first, with
+	// what it has on each net of earlier refunds.
 	std::vector<Allocation> placed;
 	for (const auto &r : spi.Query(
 			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
@@ -1328,11 +1322,41 @@ BILLING_FUNCTION(billing_refund)
 			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
 			 {SqlArg::Int64(payment_id)}))
 		placed.push_back({r.int64_required(0), r.int64_required(1), false});
-	for (const Allocation &off : RefundFromOpenInvoices(amount - taken_back, placed)) {
+	// Every open invoice of the user, newest first, with what a void would return.
+	std::vector<HeldInvoice> open;
+	for (const auto &r : spi.Query(
+			 "SELECT i.id, i.amount_paid_cents, i.credit_applied_cents FROM billing.invoices i"
+			 " WHERE i.user_id OPERATOR(pg_catalog.=) $1 AND i.currency OPERATOR(pg_catalog.=) $2"
+			 " AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
+			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
+			 {SqlArg::Text(user_id), SqlArg::Text(currency)}))
+		open.push_back({r.int64_required(0), r.int64_required(1), r.int64_required(2)});
+	auto net = spi.Query("SELECT COALESCE(pg_catalog.sum(p.amount_cents), 0)::pg_catalog.int8 FROM billing.payments p"
+						 " WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.currency OPERATOR(pg_catalog.=) $2"
+						 " AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL",
+						 {SqlArg::Text(user_id), SqlArg::Text(currency)});
+	RefundTakeBack back =
+		TakeBackForRefund(amount, payment_credit, placed, open, credit_balance, net.at(0).int64_required(0));
+	auto inserted = spi.Query(
+		"INSERT INTO billing.payments AS r (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
+		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, OPERATOR(pg_catalog.-) $2, p.currency, 'succeeded', p.id, $3"
+		" FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING r.id",
+		{SqlArg::Int64(payment_id), SqlArg::Int64(amount), SqlArg::Timestamp(ToPgTime(at))});
+	int64_t refund_id = inserted.at(0).int64_required(0);
+	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents, refund_id, std::nullopt, at);
+	// What leaves an open invoice is owed again.
+	for (const Allocation &off : back.paid_off) {
 		spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.-) $2,"
 					" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
 					{SqlArg::Int64(off.invoice_id), SqlArg::Int64(off.amount_cents)});
 		LedgerEntry(spi, user_id, currency, "refund_from_invoice", off.amount_cents, refund_id, off.invoice_id, at);
+	}
+	for (const Allocation &off : back.credit_off) {
+		spi.Execute("UPDATE billing.invoices SET credit_applied_cents = credit_applied_cents OPERATOR(pg_catalog.-) $2,"
+					" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(off.invoice_id), SqlArg::Int64(off.amount_cents)});
+		LedgerEntry(spi, user_id, currency, "refund_credit_from_invoice", off.amount_cents, refund_id, off.invoice_id,
+					at);
 	}
 	Datum row = spi.QueryRowDatum("SELECT r FROM billing.payments r WHERE r.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(refund_id)});
 	spi.Finish();

@@ -30,7 +30,11 @@ CREATE TABLE billing.subscription_plans (
 	pristine boolean NOT NULL DEFAULT false,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	deleted_at timestamptz
+	deleted_at timestamptz,
+	-- at most one payment's bound (billing::kMaxPaymentCents), so a million
+	-- subscriptions' MRR still sums inside a bigint
+	CONSTRAINT price_within_payment_bound CHECK (price_cents <= 100000000000),
+	CONSTRAINT free_tier_costs_nothing CHECK (tier <> 'free' OR price_cents = 0)
 );
 COMMENT ON TABLE billing.subscription_plans IS 'The plans users can be on; limits and features are JSON objects';
 
@@ -191,6 +195,8 @@ CREATE INDEX payments_subscription ON billing.payments (subscription_id, paid_at
 CREATE INDEX payments_invoice ON billing.payments (invoice_id);
 CREATE INDEX payments_refund_of ON billing.payments (refund_of) WHERE refund_of IS NOT NULL;
 CREATE INDEX payments_paid_at ON billing.payments (paid_at);
+-- a refund reads what the user paid net
+CREATE INDEX payments_user ON billing.payments (user_id, currency);
 
 -- The ledger: every movement of money between payments, invoices and the
 -- customer's credit balance (billing.credit_balance() sums it).
@@ -202,10 +208,11 @@ CREATE TABLE billing.ledger_entries (
 	-- credit_to_invoice: credit spent on an invoice; proration_credit: a
 	-- negative proration total; void_to_credit: what was paid toward a voided
 	-- invoice; credit_refunded: credit a refund took back (payment_id: the refund);
-	-- refund_from_invoice: what a refund took off an invoice still open
+	-- refund_from_invoice: payment money a refund took off an invoice still
+	-- open; refund_credit_from_invoice: credit it took off one (both owed again)
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
 									   'proration_credit', 'void_to_credit', 'credit_refunded',
-									   'refund_from_invoice')),
+									   'refund_from_invoice', 'refund_credit_from_invoice')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),

@@ -848,10 +848,11 @@ CREATE TABLE billing.ledger_entries (
 	-- credit_to_invoice: credit spent on an invoice; proration_credit: a
 	-- negative proration total; void_to_credit: what was paid toward a voided
 	-- invoice; credit_refunded: credit a refund took back (payment_id: the refund);
-	-- refund_from_invoice: what a refund took off an invoice still open
+	-- refund_from_invoice: payment money a refund took off an invoice still
+	-- open; refund_credit_from_invoice: credit it took off one (both owed again)
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
 									   'proration_credit', 'void_to_credit', 'credit_refunded',
-									   'refund_from_invoice')),
+									   'refund_from_invoice', 'refund_credit_from_invoice')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),
@@ -2438,6 +2439,14 @@ LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_
 CREATE OR REPLACE FUNCTION billing._quota_invalidate_users() RETURNS trigger
 LANGUAGE c SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'billing_quota_invalidate_users';
+
+-- == money (hostile review): plans within one payment's bound (billing::kMaxPaymentCents),
+-- so the reports' sums cannot overflow, and a Free-tier plan costs nothing; a
+-- refund reads what the user paid net.
+ALTER TABLE billing.subscription_plans
+	ADD CONSTRAINT price_within_payment_bound CHECK (price_cents <= 100000000000),
+	ADD CONSTRAINT free_tier_costs_nothing CHECK (tier <> 'free' OR price_cents = 0);
+CREATE INDEX payments_user ON billing.payments (user_id, currency);
 
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants

@@ -89,6 +89,59 @@ TEST(Ledger, IssueAgainstCredit)
 	EXPECT_TRUE(a.settled);
 }
 
+TEST(Ledger, RefundKeepsTheCustomerFromHoldingMoreThanTheyPaid)
+{
+	// Paid 2999 for a month; an upgrade's credit for the unused time (2902)
+	// came back to the balance when its invoice was voided. The payment put
+	// nothing into credit itself, but refunding all of it leaves 0 paid net:
+	// the 2902 is taken back.
+	RefundTakeBack back = TakeBackForRefund(2999, 0, {}, {}, 2902, 2999);
+	EXPECT_EQ(back.credit_cents, 2902);
+	EXPECT_TRUE(back.paid_off.empty() && back.credit_off.empty());
+	// A partial refund of 97 leaves 2902 paid net: the credit stays.
+	EXPECT_EQ(TakeBackForRefund(97, 0, {}, {}, 2902, 2999).credit_cents, 0);
+	// Credit another payment made (5000 of 7999 paid) is not touched.
+	EXPECT_EQ(TakeBackForRefund(2999, 0, {}, {}, 5000, 7999).credit_cents, 0);
+	// The credit sits on an open invoice (it took it): off that invoice.
+	back = TakeBackForRefund(2999, 0, {}, {{31, 0, 2999}}, 0, 2999);
+	EXPECT_EQ(back.credit_cents, 0);
+	ASSERT_EQ(back.credit_off.size(), 1u);
+	EXPECT_EQ(back.credit_off[0].invoice_id, 31);
+	EXPECT_EQ(back.credit_off[0].amount_cents, 2999);
+	// Newest open invoice first, its payment money before its credit: 2500
+	// refunded of 10000 paid, 9000 held on invoices 41 (1000 paid, 500
+	// credit) and 40 (7500 paid). 7500 stays paid net, so 1500 of the 9000
+	// leaves: 1000 and 500 off 41; 40 keeps its 7500.
+	back = TakeBackForRefund(2500, 0, {}, {{41, 1000, 500}, {40, 7500, 0}}, 0, 10000);
+	ASSERT_EQ(back.paid_off.size(), 1u);
+	EXPECT_EQ(back.paid_off[0].invoice_id, 41);
+	EXPECT_EQ(back.paid_off[0].amount_cents, 1000);
+	ASSERT_EQ(back.credit_off.size(), 1u);
+	EXPECT_EQ(back.credit_off[0].amount_cents, 500);
+	// never more than the refund: 100 refunded while 9000 is held of 1000 paid
+	// (data from before this rule) takes 100
+	back = TakeBackForRefund(100, 0, {}, {{41, 9000, 0}}, 0, 1000);
+	ASSERT_EQ(back.paid_off.size(), 1u);
+	EXPECT_EQ(back.paid_off[0].amount_cents, 100);
+}
+
+TEST(Ledger, RefundTakesThePaymentsOwnMoneyFirst)
+{
+	// 1200 paid toward invoice 9 (open, 1200 held); 600 refunded: it leaves 9,
+	// which keeps 600 for the 600 still paid net: nothing more is taken.
+	RefundTakeBack back = TakeBackForRefund(600, 0, {{9, 1200, false}}, {{9, 1200, 0}}, 0, 1200);
+	ASSERT_EQ(back.paid_off.size(), 1u);
+	EXPECT_EQ(back.paid_off[0].amount_cents, 600);
+	EXPECT_EQ(back.credit_cents, 0);
+	// what the payment created as credit goes first, at most the balance
+	back = TakeBackForRefund(600, 1000, {}, {}, 400, 1200);
+	EXPECT_EQ(back.credit_cents, 400);
+	// the payment's placement is capped by what the invoice still holds
+	back = TakeBackForRefund(600, 0, {{9, 600, false}}, {{9, 200, 0}}, 0, 5000);
+	ASSERT_EQ(back.paid_off.size(), 1u);
+	EXPECT_EQ(back.paid_off[0].amount_cents, 200);
+}
+
 }  // namespace
 }  // namespace billing
 
