@@ -193,6 +193,34 @@ SELECT status FROM billing.record_payment(:s, 5000, 'usd', true, '2030-01-02');
 SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-03');
 SELECT billing.credit_balance('m8c') AS credit;
 
+-- (d) credit for unused time comes back within what was paid net: 2999
+-- paid for January, 966 of it refunded at once (the invoice is paid, nothing
+-- held: nothing taken back), 2033 net. The upgrade on 2 Jan nets the 2902
+-- credit line into an open invoice of 25898; the cancel on 3 Jan voids it and
+-- the credit line comes back, but only 2033 of it.
+SELECT id AS s FROM billing.subscribe('m8d', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT amount_cents FROM billing.refund(:p, 966, '2030-01-01 01:00');
+SELECT billing.credit_balance('m8d') AS credit_after_refund;
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-01-02') \gset
+SELECT status FROM billing.cancel(:s, false, '2030-01-03');
+SELECT billing.credit_balance('m8d') AS credit_after_void;
+-- (e) the same for an upgrade whose credit exceeds the new price: 28800 paid
+-- for a year, 20000 refunded (8800 net). On 2 Jan an Enterprise monthly plan
+-- at 9999: 364 of 365 days unused, 28800 * 364 / 365 = 28721.09 -> 28721,
+-- total 9999 - 28721 = -18722; only 8800 becomes credit.
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency)
+VALUES ('enterprise_monthly_m8', 'Enterprise (monthly)', 'enterprise', 'monthly', 9999, 'usd');
+SELECT id AS s FROM billing.subscribe('m8e', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT amount_cents FROM billing.refund(:p, 20000, '2030-01-01 01:00');
+SELECT id AS s FROM billing.change_plan(:s, 'enterprise_monthly_m8', '2030-01-02') \gset
+SELECT total_cents, status FROM billing.invoices WHERE subscription_id = :s;
+SELECT billing.credit_balance('m8e') AS credit;
+UPDATE billing.subscription_plans SET active = false WHERE code = 'enterprise_monthly_m8';
+
 -- == M9: a plan's price is at most one payment's bound (10^11 minor units),
 -- so the reports' sums cannot overflow; a Free-tier plan costs nothing.
 \set VERBOSITY terse

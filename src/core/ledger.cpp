@@ -86,6 +86,12 @@ RefundFromOpenInvoices(int64_t rest, const std::vector<Allocation> &placed)
 	return out;
 }
 
+int64_t
+CreditForUnusedTime(int64_t credit, int64_t held, int64_t paid_net)
+{
+	return std::clamp<int64_t>(paid_net - held, 0, std::max<int64_t>(credit, 0));
+}
+
 RefundTakeBack
 TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allocation> &placed,
 				  const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before)

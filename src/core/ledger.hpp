@@ -87,6 +87,13 @@ int64_t CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_
 // leaves each invoice, in `placed`'s order, none of 0.
 std::vector<Allocation> RefundFromOpenInvoices(int64_t rest, const std::vector<Allocation> &placed);
 
+// Credit for unused paid time (an upgrade's negative total, or a voided
+// upgrade's credit lines coming back) never lets the customer hold more than
+// they paid net: `held` is their credit plus what open invoices hold, after
+// everything else of the same change; a refund may have taken back part of
+// what paid that time. Returns the part of `credit` to add.
+int64_t CreditForUnusedTime(int64_t credit, int64_t held, int64_t paid_net);
+
 // An open invoice of the user and what it holds: payment money and credit
 // (a void would return both to the credit balance).
 struct HeldInvoice {

@@ -284,6 +284,29 @@ HasOpenInvoice(Spi &spi, int64_t subscription_id)
 	return rows.at(0).boolean(0);
 }
 
+// What the customer holds (credit balance plus what open invoices hold: a
+// void would return it) and what they paid net, for CreditForUnusedTime.
+struct Holdings {
+	int64_t held = 0;
+	int64_t paid_net = 0;
+};
+
+Holdings
+CustomerHoldings(Spi &spi, const std::string &user_id, const std::string &currency)
+{
+	static const std::string sql =
+		std::string("SELECT (SELECT ") + kCreditBalanceSum + kCreditBalanceEntries +
+		" AND e.user_id OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2)"
+		" OPERATOR(pg_catalog.+) (SELECT COALESCE(pg_catalog.sum(i.amount_paid_cents OPERATOR(pg_catalog.+) i.credit_applied_cents), 0)::pg_catalog.int8"
+		"   FROM billing.invoices i WHERE i.user_id OPERATOR(pg_catalog.=) $1 AND i.currency OPERATOR(pg_catalog.=) $2"
+		"   AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL),"
+		" (SELECT COALESCE(pg_catalog.sum(p.amount_cents), 0)::pg_catalog.int8 FROM billing.payments p"
+		"   WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.currency OPERATOR(pg_catalog.=) $2"
+		"   AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL)";
+	auto rows = spi.Query(sql, {SqlArg::Text(user_id), SqlArg::Text(currency)});
+	return {rows.at(0).int64_required(0), rows.at(0).int64_required(1)};
+}
+
 struct IssuedInvoice {
 	int64_t id;
 	bool settled;  // nothing left to pay (credit covered it, or the total was not positive)
@@ -295,6 +318,10 @@ IssuedInvoice
 InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, const InvoiceDraft &draft)
 {
 	IssuedAmounts amounts = IssueAgainstCredit(draft.total_cents, CreditBalance(spi, user_id, draft.currency));
+	if (amounts.credit_added_cents > 0) {
+		Holdings now = CustomerHoldings(spi, user_id, draft.currency);
+		amounts.credit_added_cents = CreditForUnusedTime(amounts.credit_added_cents, now.held, now.paid_net);
+	}
 	int64_t credit = amounts.credit_applied_cents;
 	int64_t due = amounts.amount_due_cents;
 	bool settled = amounts.settled;
@@ -339,12 +366,16 @@ VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, M
 					" WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 AND i.status OPERATOR(pg_catalog.=) 'open'"
 					" AND i.deleted_at IS NULL") + kVoidReturning,
 		{SqlArg::Int64(subscription_id), SqlArg::Text(reason)});
-	for (const auto &row : voided) {
+	for (const auto &row : voided)
 		LedgerEntry(spi, row.text_required(1), row.text_required(2), "void_to_credit", row.int64_required(3),
 					std::nullopt, row.int64_required(0), at);
-		LedgerEntry(spi, row.text_required(1), row.text_required(2), "proration_credit", row.int64_required(5),
-					std::nullopt, row.int64_required(0), at);
-	}
+	// then the credit lines, once everything paid toward them is back
+	for (const auto &row : voided)
+		if (int64_t lines = row.int64_required(5); lines > 0) {
+			Holdings now = CustomerHoldings(spi, row.text_required(1), row.text_required(2));
+			LedgerEntry(spi, row.text_required(1), row.text_required(2), "proration_credit",
+						CreditForUnusedTime(lines, now.held, now.paid_net), std::nullopt, row.int64_required(0), at);
+		}
 }
 
 void
@@ -824,19 +855,31 @@ WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
 				reason.push_back(r.out.void_reason);
 				void_at[r.out.updated.id] = r.out.updated.ended_at.value_or(r.change_at);
 			}
-		if (!id.empty())
-			for (const auto &row : spi.Query(
-					 "UPDATE billing.invoices i SET status = 'void', void_reason = u.reason, amount_due_cents = 0"
-					 " FROM ROWS FROM (" + UnnestArgs(2) + ") AS u(subscription_id, reason)"
-					 " WHERE i.subscription_id OPERATOR(pg_catalog.=) u.subscription_id"
-					 " AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL" + kVoidReturning,
-					 {SqlArg::Int64Array(id), SqlArg::TextArray(reason)})) {
-				Micros when = void_at.at(row.int64_required(4));
+		if (!id.empty()) {
+			auto voided = spi.Query(
+				"UPDATE billing.invoices i SET status = 'void', void_reason = u.reason, amount_due_cents = 0"
+				" FROM ROWS FROM (" + UnnestArgs(2) + ") AS u(subscription_id, reason)"
+				" WHERE i.subscription_id OPERATOR(pg_catalog.=) u.subscription_id"
+				" AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL" + kVoidReturning,
+				{SqlArg::Int64Array(id), SqlArg::TextArray(reason)});
+			// credit not yet written (the page's ledger is written at the end),
+			// per user and currency, for CustomerHoldings
+			std::map<std::pair<std::string, std::string>, int64_t> pending;
+			for (const auto &row : voided) {
 				ledger.Add(row.text_required(1), row.text_required(2), "void_to_credit", row.int64_required(3),
-						   row.int64_required(0), when);
-				ledger.Add(row.text_required(1), row.text_required(2), "proration_credit", row.int64_required(5),
-						   row.int64_required(0), when);
+						   row.int64_required(0), void_at.at(row.int64_required(4)));
+				pending[{row.text_required(1), row.text_required(2)}] += row.int64_required(3);
 			}
+			for (const auto &row : voided)
+				if (int64_t lines = row.int64_required(5); lines > 0) {
+					auto key = std::make_pair(row.text_required(1), row.text_required(2));
+					Holdings now = CustomerHoldings(spi, key.first, key.second);
+					int64_t credit = CreditForUnusedTime(lines, now.held + pending[key], now.paid_net);
+					ledger.Add(key.first, key.second, "proration_credit", credit, row.int64_required(0),
+							   void_at.at(row.int64_required(4)));
+					pending[key] += credit;
+				}
+		}
 	}
 	WritePageInvoices(spi, steps, ledger);
 	ledger.Write(spi);

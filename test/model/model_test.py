@@ -121,7 +121,8 @@ class Model:
         credit = min(total, u.credit) if total > 0 and u.credit > 0 else 0
         u.credit -= credit
         if total < 0:
-            u.credit += -total
+            # credit for unused paid time, within what the customer paid net
+            u.credit += max(0, min(-total, self.paid_net(u) - self.held(u)))
         due = max(total, 0) - credit
         inv = dict(total=total, credit=credit, paid=0, due=due, status='paid' if due == 0 else 'open',
                    issued=issued, due_at=issued + DUE_AFTER, reason=reason, pstart=pstart,
@@ -131,6 +132,13 @@ class Model:
         if due == 0 and waiting and not self.open(sub):
             self.settled(sub)
         return inv
+
+    def paid_net(self, u):
+        return sum(q['amount'] - q['refunded'] for q in u.payments if q['succeeded'])
+
+    def held(self, u):
+        # credit plus what open invoices hold (a void would return it)
+        return u.credit + sum(i['paid'] + i['credit'] for i in (self.open(u.sub) if u.sub else []))
 
     def open(self, sub):
         return [i for i in sub.invoices if i['status'] == 'open']
@@ -143,14 +151,18 @@ class Model:
     def end(self, u, sub, status, when, reason, free=True):
         sub.status = status
         sub.ended = when
-        for inv in self.open(sub):
+        voided = self.open(sub)
+        for inv in voided:
             inv['status'] = 'void'
             inv['due'] = 0
-            # a void undoes the invoice: its credit lines come back too
-            u.credit += inv['paid'] + inv['credit'] + inv['credit_lines']
+            u.credit += inv['paid'] + inv['credit']
             # what a payment paid toward a voided invoice is credit that payment created
             for payment, amount in inv.get('paid_by', []):
                 payment['to_credit'] += amount
+        # a void undoes the invoice: its credit lines come back too, within
+        # what the customer paid net (a refund may have taken some back)
+        for inv in voided:
+            u.credit += max(0, min(inv['credit_lines'], self.paid_net(u) - self.held(u)))
         sub.scheduled = None
         if free:
             u.sub = Sub('free', when)
@@ -461,13 +473,39 @@ class Model:
             if inv['status'] != 'open':
                 continue
             net = sum(x for q, x in inv.get('paid_by', []) if q is p)
-            off = min(rest, net)
+            off = min(rest, net, inv['paid'])
             if off <= 0:
                 continue
             inv['paid'] -= off
             inv['due'] += off
             inv['paid_by'].append((p, -off))
             rest -= off
+        # conservation: the customer never holds (credit, plus what open
+        # invoices would return on a void) more than they paid net; the
+        # excess comes off the credit, then off open invoices newest first
+        # (their payment money, then their credit), at most the rest
+        opened = self.open(u.sub) if u.sub else []
+        newest_first = list(reversed(sorted(opened, key=lambda i: i['issued'])))
+        excess = min(self.held(u) - self.paid_net(u), rest)
+        if excess > 0:
+            off = min(excess, u.credit)
+            u.credit -= off
+            p['taken_back'] += off
+            excess -= off
+        for inv in newest_first:
+            if excess <= 0:
+                break
+            off = min(excess, inv['paid'])
+            if off > 0:
+                inv['paid'] -= off
+                inv['due'] += off
+                inv.setdefault('paid_by', []).append((p, -off))
+                excess -= off
+            off = min(excess, inv['credit'])
+            if off > 0:
+                inv['credit'] -= off
+                inv['due'] += off
+                excess -= off
 
 
 # ---------------------------------------------------------------- psql
@@ -602,20 +640,19 @@ SELECT 'refunds above payment: ' || p.id FROM pay p
 	ON r.refund_of = p.id
  WHERE r.s > p.amount_cents
 UNION ALL
-SELECT 'refunds took back more credit than the payment made: ' || p.id FROM pay p
-  JOIN (SELECT r.refund_of, sum(e.amount_cents) AS s FROM pay r JOIN placed e ON e.payment_id = r.id
-		 WHERE e.kind = 'credit_refunded' GROUP BY r.refund_of) b ON b.refund_of = p.id
-  LEFT JOIN (SELECT COALESCE(r.refund_of, e.payment_id) AS payment_id,
-				   sum(CASE WHEN e.kind = 'refund_from_invoice' THEN -e.amount_cents ELSE e.amount_cents END) AS s
-			  FROM placed e LEFT JOIN inv i ON i.id = e.invoice_id
-			  LEFT JOIN pay r ON r.id = e.payment_id AND e.kind = 'refund_from_invoice'
-			  WHERE e.kind = 'payment_to_credit'
-				 OR (e.kind IN ('payment_to_invoice', 'refund_from_invoice') AND i.status = 'void')
-			  GROUP BY 1) c ON c.payment_id = p.id
- WHERE b.s > COALESCE(c.s, 0)
+SELECT 'customer holds more than they paid net: ' || h.user_id FROM
+  (SELECT u.user_id, u.currency,
+		  billing.credit_balance(u.user_id, u.currency)
+		  + (SELECT COALESCE(sum(i.amount_paid_cents + i.credit_applied_cents), 0) FROM inv i
+			  WHERE i.user_id = u.user_id AND i.currency = u.currency AND i.status = 'open') AS held,
+		  (SELECT COALESCE(sum(p.amount_cents), 0) FROM pay p
+			WHERE p.user_id = u.user_id AND p.currency = u.currency AND p.status = 'succeeded') AS paid_net
+	 FROM (SELECT DISTINCT user_id, currency FROM pay) u) h
+ WHERE h.held > h.paid_net
 UNION ALL
 SELECT 'refund placed more than its amount: ' || r.id FROM pay r
-  JOIN (SELECT payment_id, sum(amount_cents) AS s FROM placed WHERE kind IN ('credit_refunded', 'refund_from_invoice')
+  JOIN (SELECT payment_id, sum(amount_cents) AS s FROM placed
+		 WHERE kind IN ('credit_refunded', 'refund_from_invoice', 'refund_credit_from_invoice')
 		 GROUP BY payment_id) e ON e.payment_id = r.id
  WHERE r.refund_of IS NOT NULL AND e.s > -r.amount_cents
 UNION ALL

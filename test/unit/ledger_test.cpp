@@ -125,6 +125,17 @@ TEST(Ledger, RefundKeepsTheCustomerFromHoldingMoreThanTheyPaid)
 	EXPECT_EQ(back.paid_off[0].amount_cents, 100);
 }
 
+TEST(Ledger, CreditForUnusedTimeWithinWhatWasPaid)
+{
+	// 2999 paid, 966 refunded: 2033 net; nothing held: at most 2033 of a 2999 credit.
+	EXPECT_EQ(CreditForUnusedTime(2999, 0, 2033), 2033);
+	EXPECT_EQ(CreditForUnusedTime(1000, 0, 2033), 1000);
+	// already holding all they paid: nothing
+	EXPECT_EQ(CreditForUnusedTime(1000, 2033, 2033), 0);
+	EXPECT_EQ(CreditForUnusedTime(1000, 5000, 2033), 0);
+	EXPECT_EQ(CreditForUnusedTime(0, 0, 2033), 0);
+}
+
 TEST(Ledger, RefundTakesThePaymentsOwnMoneyFirst)
 {
 	// 1200 paid toward invoice 9 (open, 1200 held); 600 refunded: it leaves 9,
