@@ -2,7 +2,9 @@
 -- M2 refund after a void, M3 external id retries, M5 a failed payment with
 -- nothing owed, M6 usage overflow, H1 unbounded catch-up, M7 a partial refund
 -- then a void, M4 two upgrades in one second. Each case with its hand arithmetic. Times UTC.
+SET client_min_messages = warning;  -- the extension may or may not exist: no NOTICE either way
 DROP EXTENSION IF EXISTS billing CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
 \set VERBOSITY default

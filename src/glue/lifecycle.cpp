@@ -1297,6 +1297,82 @@ BILLING_FUNCTION(billing_record_payment)
 	return ReturnSubscription(spi, saved.subscription_id);
 }
 
+// What a refund takes back besides the cash (billing::TakeBackForRefund),
+// written as ledger entries on the refund: the one home of the refund rule
+// for billing.refund and Stripe's charge.refunded. Called with the user's
+// lock and the payment's row lock held, once the refund row is inserted.
+void
+billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_id, const std::string &user_id,
+								   const std::string &currency, int64_t amount, Micros at)
+{
+	auto sums = spi.Query(
+		"SELECT (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
+		"   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_credit' AND e.deleted_at IS NULL),"
+		// paid toward invoices since voided, net of what earlier refunds took off them
+		" (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' THEN e.amount_cents"
+		"   ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint FROM billing.ledger_entries e"
+		"   JOIN billing.invoices i ON i.id OPERATOR(pg_catalog.=) e.invoice_id"
+		"   WHERE e.deleted_at IS NULL AND i.status OPERATOR(pg_catalog.=) 'void'"
+		"   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
+		"     OR (e.kind OPERATOR(pg_catalog.=) 'refund_from_invoice' AND e.payment_id OPERATOR(pg_catalog.=) ANY"
+		"       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1)))),"
+		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
+		"   JOIN billing.payments b ON b.id OPERATOR(pg_catalog.=) e.payment_id"
+		"   WHERE b.refund_of OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded' AND e.deleted_at IS NULL)",
+		{SqlArg::Int64(payment_id)});
+	int64_t credit_balance = CreditBalance(spi, user_id, currency);
+	int64_t payment_credit = CreditTakenBackByRefund(amount, sums[0].int64_required(0), sums[0].int64_required(1),
+													 sums[0].int64_required(2), credit_balance);
+	// The invoices the payment paid that are still open, newest first, with
+	// what it has on each net of earlier refunds.
+	std::vector<Allocation> placed;
+	for (const auto &r : spi.Query(
+			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
+			 "   THEN e.amount_cents ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint"
+			 "   FROM billing.ledger_entries e WHERE e.invoice_id OPERATOR(pg_catalog.=) i.id AND e.deleted_at IS NULL"
+			 "   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
+			 "     OR (e.kind OPERATOR(pg_catalog.=) 'refund_from_invoice' AND e.payment_id OPERATOR(pg_catalog.=) ANY"
+			 "       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1))))"
+			 " FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
+			 " AND i.id OPERATOR(pg_catalog.=) ANY (SELECT e.invoice_id FROM billing.ledger_entries e"
+			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
+			 "   AND e.deleted_at IS NULL)"
+			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
+			 {SqlArg::Int64(payment_id)}))
+		placed.push_back({r.int64_required(0), r.int64_required(1), false});
+	// Every open invoice of the user, newest first, with what a void would return.
+	std::vector<HeldInvoice> open;
+	for (const auto &r : spi.Query(
+			 "SELECT i.id, i.amount_paid_cents, i.credit_applied_cents FROM billing.invoices i"
+			 " WHERE i.user_id OPERATOR(pg_catalog.=) $1 AND i.currency OPERATOR(pg_catalog.=) $2"
+			 " AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
+			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
+			 {SqlArg::Text(user_id), SqlArg::Text(currency)}))
+		open.push_back({r.int64_required(0), r.int64_required(1), r.int64_required(2)});
+	// paid net, the new refund included
+	auto net = spi.Query("SELECT COALESCE(pg_catalog.sum(p.amount_cents), 0)::pg_catalog.int8 FROM billing.payments p"
+						 " WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.currency OPERATOR(pg_catalog.=) $2"
+						 " AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL",
+						 {SqlArg::Text(user_id), SqlArg::Text(currency)});
+	RefundTakeBack back =
+		TakeBackForRefund(amount, payment_credit, placed, open, credit_balance, net.at(0).int64_required(0) + amount);
+	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents, refund_id, std::nullopt, at);
+	// What leaves an open invoice is owed again.
+	for (const Allocation &off : back.paid_off) {
+		spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.-) $2,"
+					" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(off.invoice_id), SqlArg::Int64(off.amount_cents)});
+		LedgerEntry(spi, user_id, currency, "refund_from_invoice", off.amount_cents, refund_id, off.invoice_id, at);
+	}
+	for (const Allocation &off : back.credit_off) {
+		spi.Execute("UPDATE billing.invoices SET credit_applied_cents = credit_applied_cents OPERATOR(pg_catalog.-) $2,"
+					" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(off.invoice_id), SqlArg::Int64(off.amount_cents)});
+		LedgerEntry(spi, user_id, currency, "refund_credit_from_invoice", off.amount_cents, refund_id, off.invoice_id,
+					at);
+	}
+}
+
 BILLING_FUNCTION(billing_refund)
 {
 	int64_t payment_id = Int64ArgRequired(fcinfo, 0, "payment_id");
@@ -1327,80 +1403,17 @@ BILLING_FUNCTION(billing_refund)
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " cannot be refunded",
 							   "Only succeeded payments that are not refunds themselves can be refunded.");
 	// Read after the lock: a new statement sees every refund committed before it.
-	auto sums = spi.Query(
-		"SELECT COALESCE(OPERATOR(pg_catalog.-) pg_catalog.sum(r.amount_cents), 0)::bigint,"
-		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
-		"   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_credit' AND e.deleted_at IS NULL),"
-		// paid toward invoices since voided, net of what earlier refunds took off them
-		" (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' THEN e.amount_cents"
-		"   ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint FROM billing.ledger_entries e"
-		"   JOIN billing.invoices i ON i.id OPERATOR(pg_catalog.=) e.invoice_id"
-		"   WHERE e.deleted_at IS NULL AND i.status OPERATOR(pg_catalog.=) 'void'"
-		"   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
-		"     OR (e.kind OPERATOR(pg_catalog.=) 'refund_from_invoice' AND e.payment_id OPERATOR(pg_catalog.=) ANY"
-		"       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1)))),"
-		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
-		"   JOIN billing.payments b ON b.id OPERATOR(pg_catalog.=) e.payment_id"
-		"   WHERE b.refund_of OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded' AND e.deleted_at IS NULL)"
-		" FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 AND r.deleted_at IS NULL",
-		{SqlArg::Int64(payment_id)});
-	RequireRefund(payment_id, paid, sums.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
-	int64_t credit_balance = CreditBalance(spi, user_id, currency);
-	int64_t payment_credit = CreditTakenBackByRefund(amount, sums[0].int64_required(1), sums[0].int64_required(2),
-													 sums[0].int64_required(3), credit_balance);
-	// The invoices the payment paid that are still open, newest first, with
-	// what it has on each net of earlier refunds.
-	std::vector<Allocation> placed;
-	for (const auto &r : spi.Query(
-			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   THEN e.amount_cents ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint"
-			 "   FROM billing.ledger_entries e WHERE e.invoice_id OPERATOR(pg_catalog.=) i.id AND e.deleted_at IS NULL"
-			 "   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
-			 "     OR (e.kind OPERATOR(pg_catalog.=) 'refund_from_invoice' AND e.payment_id OPERATOR(pg_catalog.=) ANY"
-			 "       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1))))"
-			 " FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
-			 " AND i.id OPERATOR(pg_catalog.=) ANY (SELECT e.invoice_id FROM billing.ledger_entries e"
-			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   AND e.deleted_at IS NULL)"
-			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
-			 {SqlArg::Int64(payment_id)}))
-		placed.push_back({r.int64_required(0), r.int64_required(1), false});
-	// Every open invoice of the user, newest first, with what a void would return.
-	std::vector<HeldInvoice> open;
-	for (const auto &r : spi.Query(
-			 "SELECT i.id, i.amount_paid_cents, i.credit_applied_cents FROM billing.invoices i"
-			 " WHERE i.user_id OPERATOR(pg_catalog.=) $1 AND i.currency OPERATOR(pg_catalog.=) $2"
-			 " AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
-			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
-			 {SqlArg::Text(user_id), SqlArg::Text(currency)}))
-		open.push_back({r.int64_required(0), r.int64_required(1), r.int64_required(2)});
-	auto net = spi.Query("SELECT COALESCE(pg_catalog.sum(p.amount_cents), 0)::pg_catalog.int8 FROM billing.payments p"
-						 " WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.currency OPERATOR(pg_catalog.=) $2"
-						 " AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL",
-						 {SqlArg::Text(user_id), SqlArg::Text(currency)});
-	RefundTakeBack back =
-		TakeBackForRefund(amount, payment_credit, placed, open, credit_balance, net.at(0).int64_required(0));
+	auto refunded = spi.Query("SELECT COALESCE(OPERATOR(pg_catalog.-) pg_catalog.sum(r.amount_cents), 0)::bigint"
+							  " FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 AND r.deleted_at IS NULL",
+							  {SqlArg::Int64(payment_id)});
+	RequireRefund(payment_id, paid, refunded.at(0).int64_required(0), amount, rows[0].int64_required(3), at);
 	auto inserted = spi.Query(
 		"INSERT INTO billing.payments AS r (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
 		" refund_of, paid_at) SELECT p.user_id, p.subscription_id, p.invoice_id, OPERATOR(pg_catalog.-) $2, p.currency, 'succeeded', p.id, $3"
 		" FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING r.id",
 		{SqlArg::Int64(payment_id), SqlArg::Int64(amount), SqlArg::Timestamp(ToPgTime(at))});
 	int64_t refund_id = inserted.at(0).int64_required(0);
-	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents, refund_id, std::nullopt, at);
-	// What leaves an open invoice is owed again.
-	for (const Allocation &off : back.paid_off) {
-		spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.-) $2,"
-					" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
-					{SqlArg::Int64(off.invoice_id), SqlArg::Int64(off.amount_cents)});
-		LedgerEntry(spi, user_id, currency, "refund_from_invoice", off.amount_cents, refund_id, off.invoice_id, at);
-	}
-	for (const Allocation &off : back.credit_off) {
-		spi.Execute("UPDATE billing.invoices SET credit_applied_cents = credit_applied_cents OPERATOR(pg_catalog.-) $2,"
-					" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
-					{SqlArg::Int64(off.invoice_id), SqlArg::Int64(off.amount_cents)});
-		LedgerEntry(spi, user_id, currency, "refund_credit_from_invoice", off.amount_cents, refund_id, off.invoice_id,
-					at);
-	}
+	TakeBackForRefundOf(spi, payment_id, refund_id, user_id, currency, amount, at);
 	Datum row = spi.QueryRowDatum("SELECT r FROM billing.payments r WHERE r.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(refund_id)});
 	spi.Finish();
 	return row;

@@ -22,4 +22,10 @@ struct Entitlement {
 };
 Entitlement EntitlementAt(Spi &spi, const std::string &user_id, Micros at);
 
+// What a refund of `amount` from `payment_id` takes back besides the cash
+// (credit, open invoices' money), recorded on refund `refund_id`. With the
+// user's lock and the payment's row lock held, after the refund row is stored.
+void TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_id, const std::string &user_id,
+						 const std::string &currency, int64_t amount, Micros at);
+
 }  // namespace billing::glue
