@@ -261,6 +261,8 @@ SELECT status FROM billing.subscriptions WHERE id = pg_temp.c('m3');
 -- already, nothing more comes from credit
 SELECT amount_cents FROM billing.refund((SELECT min(id) FROM billing.payments WHERE user_id = 'm3'), 2499, '2030-01-06');
 SELECT billing.credit_balance('m3') AS credit;
+-- (what each refund did not take from credit is recorded against January's
+-- paid invoice: 500, then 2499, refund_of_paid_invoice)
 SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm3' ORDER BY id;
 -- what m3 paid net: 3999 - 1500 - 2499 = 0 (revenue() sums the same rows)
 SELECT sum(amount_cents) AS net FROM billing.payments WHERE user_id = 'm3';

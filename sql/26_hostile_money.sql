@@ -173,6 +173,7 @@ SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-04');
 SELECT billing.credit_balance('m8a') AS credit_after_refund,
 	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'm8a') AS payments_net;
 SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm8a' ORDER BY id;
+-- (the 97 is recorded against January's paid invoice: refund_of_paid_invoice)
 -- (b) M4's user: the enterprise invoice took the 2999 credit the paid March
 -- came back as. Refunding that payment leaves 0 paid net: the credit comes
 -- off the open invoice (refund_credit_from_invoice), which owes 99900 again;
@@ -195,32 +196,72 @@ SELECT status FROM billing.record_payment(:s, 5000, 'usd', true, '2030-01-02');
 SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-03');
 SELECT billing.credit_balance('m8c') AS credit;
 
--- (d) credit for unused time comes back within what was paid net: 2999
--- paid for January, 966 of it refunded at once (the invoice is paid, nothing
--- held: nothing taken back), 2033 net. The upgrade on 2 Jan nets the 2902
--- credit line into an open invoice of 25898; the cancel on 3 Jan voids it and
--- the credit line comes back, but only 2033 of it.
+-- (d) credit for unused time comes back within what was paid net. A refund
+-- is recorded against the invoices its payment paid itself (M10); money it
+-- put into credit that a later invoice took is not traced that far, so the
+-- bound is what holds there. 5998 paid on 1 Jan: 2999 for January, 2999 to
+-- credit, which February's invoice takes at the renewal (maintenance, 1 Feb).
+-- 4000 refunded at 01:00: no credit left, nothing open; 2999 recorded against
+-- January, 1001 against nothing; 1998 paid net. Upgrade on 2 Feb: 27 of 28
+-- days unused, 2999 * 27 / 28 = 2891.9 -> 2892, open invoice 28800 - 2892 =
+-- 25908. The cancel on 3 Feb voids it; of the 2892 credit line only 1998
+-- comes back.
 SELECT id AS s FROM billing.subscribe('m8d', 'pro_monthly', '2030-01-01', false) \gset
-SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.record_payment(:s, 5998, 'usd', true, '2030-01-01');
 SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
-SELECT amount_cents FROM billing.refund(:p, 966, '2030-01-01 01:00');
-SELECT billing.credit_balance('m8d') AS credit_after_refund;
-SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-01-02') \gset
-SELECT status FROM billing.cancel(:s, false, '2030-01-03');
-SELECT billing.credit_balance('m8d') AS credit_after_void;
--- (e) the same for an upgrade whose credit exceeds the new price: 28800 paid
--- for a year, 20000 refunded (8800 net). On 2 Jan an Enterprise monthly plan
--- at 9999: 364 of 365 days unused, 28800 * 364 / 365 = 28721.09 -> 28721,
--- total 9999 - 28721 = -18722; only 8800 becomes credit.
+SELECT count(*) > 0 AS renewed FROM billing.run_maintenance('2030-02-01');
+SELECT billing.credit_balance('m8d') AS credit_after_renewal;
+SELECT amount_cents FROM billing.refund(:p, 4000, '2030-02-01 01:00');
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-02-02') \gset
+SELECT total_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT status FROM billing.cancel(:s, false, '2030-02-03');
+SELECT billing.credit_balance('m8d') AS credit_after_void,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'm8d') AS payments_net;
 INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency)
 VALUES ('enterprise_monthly_m8', 'Enterprise (monthly)', 'enterprise', 'monthly', 9999, 'usd');
-SELECT id AS s FROM billing.subscribe('m8e', 'pro_yearly', '2030-01-01', false) \gset
-SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+UPDATE billing.subscription_plans SET active = false WHERE code = 'enterprise_monthly_m8';
+
+-- == M10: refunded time is not credited again by an upgrade. What a refund
+-- does not take back from credit or open invoices is recorded against the
+-- paid invoices its payment paid (refund_of_paid_invoice), and an upgrade
+-- credits the period's price less that.
+-- (a) January 2999 paid and refunded in full at 01:00; upgrade to pro_yearly
+-- on 2 Jan: nothing of January is credited, the invoice is the full 28800
+-- (before: 28800 - 2902, a discount for money already returned).
+SELECT id AS s FROM billing.subscribe('m10a', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
 SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
-SELECT amount_cents FROM billing.refund(:p, 20000, '2030-01-01 01:00');
-SELECT id AS s FROM billing.change_plan(:s, 'enterprise_monthly_m8', '2030-01-02') \gset
-SELECT total_cents, status FROM billing.invoices WHERE subscription_id = :s;
-SELECT billing.credit_balance('m8e') AS credit;
+SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-01 01:00');
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm10a' ORDER BY id;
+SELECT description, amount_cents FROM billing.preview_change(:s, 'pro_yearly', '2030-01-02');
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-01-02') \gset
+SELECT total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
+-- (b) the earlier period's money is no headroom: January paid and used,
+-- February's 2999 paid (1 Feb 00:00:01) and refunded in full at 01:00,
+-- upgraded on 2 Feb (nothing of February credited: 28800 due), canceled on
+-- 3 Feb: the void returns nothing; credit 0, 2999 paid net for January.
+SELECT id AS s FROM billing.subscribe('m10b', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-02-01 00:00:01');
+SELECT max(id) AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT amount_cents FROM billing.refund(:p, 2999, '2030-02-01 01:00');
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-02-02') \gset
+SELECT total_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT status FROM billing.cancel(:s, false, '2030-02-03');
+SELECT billing.credit_balance('m10b') AS credit,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'm10b') AS payments_net;
+-- (c) partly refunded: the second year's 28800 paid, 20000 of it refunded,
+-- so 8800 paid for it. On 2 Jan 2031 the 9999 Enterprise monthly plan: 364
+-- of 365 days unused, 8800 * 364 / 365 = 8775.89 -> 8776 credited; 9999 -
+-- 8776 = 1223 due.
+UPDATE billing.subscription_plans SET active = true WHERE code = 'enterprise_monthly_m8';
+SELECT id AS s FROM billing.subscribe('m10c', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2031-01-01 00:00:01');
+SELECT max(id) AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT amount_cents FROM billing.refund(:p, 20000, '2031-01-01 01:00');
+SELECT id AS s FROM billing.change_plan(:s, 'enterprise_monthly_m8', '2031-01-02') \gset
+SELECT total_cents, amount_due_cents, status FROM billing.invoices WHERE subscription_id = :s;
 UPDATE billing.subscription_plans SET active = false WHERE code = 'enterprise_monthly_m8';
 
 -- == M9: a plan's price is at most one payment's bound (10^11 minor units),

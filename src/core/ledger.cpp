@@ -71,7 +71,7 @@ CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_to_voide
 }
 
 std::vector<Allocation>
-RefundFromOpenInvoices(int64_t rest, const std::vector<Allocation> &placed)
+RefundOffInvoices(int64_t rest, const std::vector<Allocation> &placed)
 {
 	std::vector<Allocation> out;
 	for (const Allocation &on : placed) {
@@ -94,11 +94,12 @@ CreditForUnusedTime(int64_t credit, int64_t held, int64_t paid_net)
 
 RefundTakeBack
 TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allocation> &placed,
-				  const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before)
+				  const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before,
+				  const std::vector<Allocation> &paid_placed)
 {
 	RefundTakeBack out;
 	out.credit_cents = std::clamp<int64_t>(payment_credit, 0, std::min(amount, std::max<int64_t>(credit_balance, 0)));
-	out.paid_off = RefundFromOpenInvoices(amount - out.credit_cents, placed);
+	out.paid_off = RefundOffInvoices(amount - out.credit_cents, placed);
 	std::map<int64_t, int64_t> paid_left;  // per open invoice, after the payment's own money left
 	for (const HeldInvoice &invoice : open)
 		paid_left[invoice.id] = invoice.paid_cents;
@@ -117,9 +118,7 @@ TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allo
 	int64_t held = credit_balance - out.credit_cents;
 	for (const HeldInvoice &invoice : open)
 		held += paid_left[invoice.id] + invoice.credit_cents;
-	int64_t excess = std::min(held - (net_paid_before - amount), amount - taken);
-	if (excess <= 0)
-		return out;
+	int64_t excess = std::max<int64_t>(std::min(held - (net_paid_before - amount), amount - taken), 0);
 	int64_t from_balance = std::clamp<int64_t>(credit_balance - out.credit_cents, 0, excess);
 	out.credit_cents += from_balance;
 	excess -= from_balance;
@@ -140,6 +139,11 @@ TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allo
 			excess -= credit;
 		}
 	}
+	int64_t left = amount - out.credit_cents;
+	for (const auto *list : {&out.paid_off, &out.credit_off})
+		for (const Allocation &off : *list)
+			left -= off.amount_cents;
+	out.of_paid = RefundOffInvoices(left, paid_placed);
 	return out;
 }
 

@@ -79,13 +79,13 @@ IssuedAmounts IssueAgainstCredit(int64_t total, int64_t credit_balance);
 int64_t CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_to_voided, int64_t taken_back_before,
 								int64_t credit_balance);
 
-// The rest of a refund, after the credit it took back, leaves the invoices its
-// payment paid that are still open (`placed`: what the payment has on each,
-// net of earlier refunds, newest invoice first): they owe it again, and a
-// later void returns only what is still paid toward them. Invoices already
-// paid stay paid (Stripe: a refund does not reopen an invoice). Returns what
-// leaves each invoice, in `placed`'s order, none of 0.
-std::vector<Allocation> RefundFromOpenInvoices(int64_t rest, const std::vector<Allocation> &placed);
+// `rest` of a refund spread over the invoices its payment paid (`placed`:
+// what the payment has on each, net of earlier refunds, newest invoice
+// first), greedily. For open invoices it leaves them (they owe it again, and a
+// later void returns only what is still paid toward them); for paid ones it
+// only records what they were paid with (Stripe: a refund does not reopen an
+// invoice). Returns the part for each invoice, in `placed`'s order, none of 0.
+std::vector<Allocation> RefundOffInvoices(int64_t rest, const std::vector<Allocation> &placed);
 
 // Credit for unused paid time (an upgrade's negative total, or a voided
 // upgrade's credit lines coming back) never lets the customer hold more than
@@ -107,20 +107,25 @@ struct RefundTakeBack {
 	int64_t credit_cents = 0;            // off the credit balance
 	std::vector<Allocation> paid_off;    // payment money off open invoices (they owe it again)
 	std::vector<Allocation> credit_off;  // credit off open invoices (they owe it again)
+	std::vector<Allocation> of_paid;     // the rest: what paid invoices were paid with (they stay paid)
 };
 
 // The whole refund rule. First what the refunded payment itself still holds:
 // `payment_credit` (CreditTakenBackByRefund) off the balance, then its money
-// on open invoices (`placed`, RefundFromOpenInvoices). Then conservation: the
+// on open invoices (`placed`, RefundOffInvoices). Then conservation: the
 // customer must never hold more than they paid net. What they hold is the
 // credit balance plus what open invoices hold (`open`, newest first: a void
 // returns it as credit); if after the refund that exceeds `net_paid_before`
 // less the refund (credit that came back for paid time, whatever its path:
 // an upgrade's unused time, a voided upgrade's credit lines), the excess is
 // taken from the balance, then off open invoices, newest first. Never more in
-// all than `amount`: what is left was spent on paid invoices, which stay paid.
+// all than `amount`: what is left was spent on paid invoices, which stay paid;
+// it is recorded against the paid invoices the payment paid (`paid_placed`,
+// newest first, net of earlier refunds), so an upgrade does not credit the
+// refunded time again (PreviewChange's `refunded_for_period`).
 RefundTakeBack TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allocation> &placed,
-								 const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before);
+								 const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before,
+								 const std::vector<Allocation> &paid_placed = {});
 
 // A refund of `amount` from a payment of `paid` (at `paid_at`) of which
 // `refunded` is already refunded: positive, at or after the payment, never

@@ -421,7 +421,8 @@ IsUpgrade(const Plan &from, const Plan &to)
 }
 
 ProrationResult
-PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid)
+PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid,
+			  int64_t refunded_for_period)
 {
 	if (sub.status == Status::kTrialing || !IsUpgrade(from, to)) {
 		// Nothing is billed now: a trial switches for free, a downgrade waits.
@@ -445,9 +446,10 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 		r.amount_due_cents = to.price_cents;
 		return r;
 	}
-	// Only time that was paid for is credited.
-	ProrationInput input{from.name, period_paid ? sub.price_cents : 0, sub.interval, sub.period_start, *sub.period_end,
-						 to.name,   to.price_cents,                     to.interval,  at};
+	// Only time that was paid for, and not refunded, is credited.
+	int64_t paid = period_paid ? std::clamp<int64_t>(sub.price_cents - refunded_for_period, 0, sub.price_cents) : 0;
+	ProrationInput input{from.name, paid, sub.interval, sub.period_start, *sub.period_end,
+						 to.name,   to.price_cents, to.interval, at};
 	ProrationResult r = Prorate(input);
 	if (r.period_kept)
 		r.new_anchor = sub.billing_anchor.value_or(sub.period_start);
@@ -455,7 +457,8 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 }
 
 Outcome
-ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid, bool trial_available)
+ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid, bool trial_available,
+		   int64_t refunded_for_period)
 {
 	if (from.id == to.id)
 		throw InvalidParameter("subscription is already on plan \"" + to.code + "\"");
@@ -510,7 +513,7 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
 			out.invoice = paid.invoice;
 		}
 	} else {
-		ProrationResult r = PreviewChange(sub, from, to, at, period_paid);
+		ProrationResult r = PreviewChange(sub, from, to, at, period_paid, refunded_for_period);
 		// From Free (nothing was being paid) the new plan waits for its first
 		// payment, exactly like subscribe(); otherwise it is owed at once.
 		next.status = from.IsFree() || sub.price_cents == 0 ? Status::kIncomplete : t.to;

@@ -166,13 +166,15 @@ Outcome Settled(const Subscription &sub, Micros at);
 // Upgrade now with proration, or schedule a downgrade at period end.
 bool IsUpgrade(const Plan &from, const Plan &to);
 ProrationResult PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
-							  bool period_paid = true);
+							  bool period_paid = true, int64_t refunded_for_period = 0);
 // `period_paid`: the current period's invoices are all paid, so its unused
-// time may be credited (proration credits only time that was paid for).
+// time may be credited (proration credits only time that was paid for);
+// `refunded_for_period`: what refunds took back of what paid the current
+// period, so only the price less that is credited.
 // `trial_available`: the new plan's tier may still be trialed (a switch
 // during a trial to a tier already trialed must be paid for).
 Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid = true,
-				   bool trial_available = true);
+				   bool trial_available = true, int64_t refunded_for_period = 0);
 
 // Maintenance: the earliest action time has made due for `sub` at `at`, if
 // any (events are taken in time order, so a long gap is caught up exactly).

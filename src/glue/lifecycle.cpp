@@ -307,6 +307,21 @@ CustomerHoldings(Spi &spi, const std::string &user_id, const std::string &curren
 	return {rows.at(0).int64_required(0), rows.at(0).int64_required(1)};
 }
 
+// What refunds took back of what paid the subscription's current period
+// (refund_of_paid_invoice entries on its invoices issued since the period
+// started), for the core's proration.
+int64_t
+RefundedForPeriod(Spi &spi, const Subscription &sub)
+{
+	auto rows = spi.Query(
+		"SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::pg_catalog.int8 FROM billing.invoices i"
+		" JOIN billing.ledger_entries e ON e.invoice_id OPERATOR(pg_catalog.=) i.id"
+		" WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 AND i.issued_at OPERATOR(pg_catalog.>=) $2"
+		" AND i.deleted_at IS NULL AND e.kind OPERATOR(pg_catalog.=) 'refund_of_paid_invoice' AND e.deleted_at IS NULL",
+		{SqlArg::Int64(sub.id), SqlArg::Timestamp(ToPgTime(sub.period_start))});
+	return rows.at(0).int64_required(0);
+}
+
 struct IssuedInvoice {
 	int64_t id;
 	bool settled;  // nothing left to pay (credit covered it, or the total was not positive)
@@ -1065,7 +1080,8 @@ BILLING_FUNCTION(billing_change_plan)
 	billing::Plan to = LoadPlanForSale(spi, plan_code);
 	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
-	Outcome out = ChangePlan(sub, from, to, at, !HasOpenInvoice(spi, sub.id), TrialAvailableFor(spi, sub.user_id, to));
+	Outcome out = ChangePlan(sub, from, to, at, !HasOpenInvoice(spi, sub.id), TrialAvailableFor(spi, sub.user_id, to),
+							 RefundedForPeriod(spi, sub));
 	Persisted saved = PersistOutcome(spi, out, at);
 	return ReturnSubscription(spi, saved.subscription_id);
 }
@@ -1089,7 +1105,8 @@ BILLING_FUNCTION(billing_preview_change)
 			period_paid = projected.book.open.empty();
 	}
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
-	Outcome out = ChangePlan(sub, from, to, at, period_paid, TrialAvailableFor(spi, sub.user_id, to));
+	Outcome out =
+		ChangePlan(sub, from, to, at, period_paid, TrialAvailableFor(spi, sub.user_id, to), RefundedForPeriod(spi, sub));
 	if (out.invoice)
 		for (const auto &line : out.invoice->lines)
 			result.Add({line.description, std::to_string(line.amount_cents), sub.currency});
@@ -1354,8 +1371,26 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 						 " WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.currency OPERATOR(pg_catalog.=) $2"
 						 " AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL",
 						 {SqlArg::Text(user_id), SqlArg::Text(currency)});
-	RefundTakeBack back =
-		TakeBackForRefund(amount, payment_credit, placed, open, credit_balance, net.at(0).int64_required(0) + amount);
+	// The paid invoices the payment paid, newest first, net of what earlier
+	// refunds of it were recorded against.
+	std::vector<Allocation> paid_placed;
+	for (const auto &r : spi.Query(
+			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
+			 "   THEN e.amount_cents ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint"
+			 "   FROM billing.ledger_entries e WHERE e.invoice_id OPERATOR(pg_catalog.=) i.id AND e.deleted_at IS NULL"
+			 "   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
+			 "     OR (e.kind OPERATOR(pg_catalog.=) ANY ('{refund_of_paid_invoice,refund_from_invoice}'::pg_catalog.text[])"
+			 "       AND e.payment_id OPERATOR(pg_catalog.=) ANY"
+			 "       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1))))"
+			 " FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) 'paid' AND i.deleted_at IS NULL"
+			 " AND i.id OPERATOR(pg_catalog.=) ANY (SELECT e.invoice_id FROM billing.ledger_entries e"
+			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
+			 "   AND e.deleted_at IS NULL)"
+			 " ORDER BY i.issued_at DESC, i.id DESC",
+			 {SqlArg::Int64(payment_id)}))
+		paid_placed.push_back({r.int64_required(0), r.int64_required(1), false});
+	RefundTakeBack back = TakeBackForRefund(amount, payment_credit, placed, open, credit_balance,
+											net.at(0).int64_required(0) + amount, paid_placed);
 	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents, refund_id, std::nullopt, at);
 	// What leaves an open invoice is owed again.
 	for (const Allocation &off : back.paid_off) {
@@ -1371,6 +1406,10 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		LedgerEntry(spi, user_id, currency, "refund_credit_from_invoice", off.amount_cents, refund_id, off.invoice_id,
 					at);
 	}
+	// What paid invoices were paid with: they stay paid; recorded so that an
+	// upgrade does not credit the refunded time (RefundedForPeriod).
+	for (const Allocation &of : back.of_paid)
+		LedgerEntry(spi, user_id, currency, "refund_of_paid_invoice", of.amount_cents, refund_id, of.invoice_id, at);
 }
 
 BILLING_FUNCTION(billing_refund)

@@ -209,10 +209,13 @@ CREATE TABLE billing.ledger_entries (
 	-- negative proration total; void_to_credit: what was paid toward a voided
 	-- invoice; credit_refunded: credit a refund took back (payment_id: the refund);
 	-- refund_from_invoice: payment money a refund took off an invoice still
-	-- open; refund_credit_from_invoice: credit it took off one (both owed again)
+	-- open; refund_credit_from_invoice: credit it took off one (both owed
+	-- again); refund_of_paid_invoice: the rest, what a paid invoice was paid
+	-- with (it stays paid; its period's unused time is credited less this)
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
 									   'proration_credit', 'void_to_credit', 'credit_refunded',
-									   'refund_from_invoice', 'refund_credit_from_invoice')),
+									   'refund_from_invoice', 'refund_credit_from_invoice',
+									   'refund_of_paid_invoice')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),

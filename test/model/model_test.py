@@ -437,7 +437,10 @@ class Model:
             return
         period = secs(old.pend - old.pstart)
         unused = secs(old.pend - t)
-        credit = scale(old.price, unused, period) if period_paid else 0
+        # what refunds took back of what paid this period is not credited
+        refunded = sum(x for inv in old.invoices if inv['issued'] >= old.pstart
+                       for _, x in inv.get('refunded_of', []))
+        credit = scale(max(0, old.price - refunded), unused, period) if period_paid else 0
         if old.interval == interval:
             nxt.anchor = old.anchor or old.pstart
             nxt.pstart, nxt.pend = old.pstart, old.pend
@@ -486,7 +489,8 @@ class Model:
         # (their payment money, then their credit), at most the rest
         opened = self.open(u.sub) if u.sub else []
         newest_first = list(reversed(sorted(opened, key=lambda i: i['issued'])))
-        excess = min(self.held(u) - self.paid_net(u), rest)
+        excess = max(0, min(self.held(u) - self.paid_net(u), rest))
+        rest -= excess
         if excess > 0:
             off = min(excess, u.credit)
             u.credit -= off
@@ -506,6 +510,22 @@ class Model:
                 inv['credit'] -= off
                 inv['due'] += off
                 excess -= off
+        rest += excess  # (never left over when the bound held before)
+        # the rest is what paid invoices were paid with: they stay paid, and
+        # it is recorded against the ones this payment paid, newest first, so
+        # an upgrade credits the period less what was refunded of it
+        for inv in reversed(p.get('invoices', [])):
+            if rest <= 0:
+                break
+            if inv['status'] != 'paid':
+                continue
+            net = (sum(x for q, x in inv.get('paid_by', []) if q is p)
+                   - sum(x for q, x in inv.get('refunded_of', []) if q is p))
+            off = min(rest, net)
+            if off <= 0:
+                continue
+            inv.setdefault('refunded_of', []).append((p, off))
+            rest -= off
 
 
 # ---------------------------------------------------------------- psql
@@ -652,7 +672,7 @@ SELECT 'customer holds more than they paid net: ' || h.user_id FROM
 UNION ALL
 SELECT 'refund placed more than its amount: ' || r.id FROM pay r
   JOIN (SELECT payment_id, sum(amount_cents) AS s FROM placed
-		 WHERE kind IN ('credit_refunded', 'refund_from_invoice', 'refund_credit_from_invoice')
+		 WHERE kind IN ('credit_refunded', 'refund_from_invoice', 'refund_credit_from_invoice', 'refund_of_paid_invoice')
 		 GROUP BY payment_id) e ON e.payment_id = r.id
  WHERE r.refund_of IS NOT NULL AND e.s > -r.amount_cents
 UNION ALL

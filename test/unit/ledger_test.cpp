@@ -136,6 +136,21 @@ TEST(Ledger, CreditForUnusedTimeWithinWhatWasPaid)
 	EXPECT_EQ(CreditForUnusedTime(0, 0, 2033), 0);
 }
 
+TEST(Ledger, RefundRestIsRecordedAgainstThePaidInvoices)
+{
+	// 2999 paid invoice 5 (paid); refunding 2999 with nothing held: all of it
+	// is recorded against invoice 5, so an upgrade credits none of that period.
+	RefundTakeBack back = TakeBackForRefund(2999, 0, {}, {}, 0, 2999, {{5, 2999, false}});
+	ASSERT_EQ(back.of_paid.size(), 1u);
+	EXPECT_EQ(back.of_paid[0].invoice_id, 5);
+	EXPECT_EQ(back.of_paid[0].amount_cents, 2999);
+	// after 2902 taken from credit, only 97 falls on the paid invoice
+	back = TakeBackForRefund(2999, 0, {}, {}, 2902, 2999, {{5, 2999, false}});
+	EXPECT_EQ(back.credit_cents, 2902);
+	ASSERT_EQ(back.of_paid.size(), 1u);
+	EXPECT_EQ(back.of_paid[0].amount_cents, 97);
+}
+
 TEST(Ledger, RefundTakesThePaymentsOwnMoneyFirst)
 {
 	// 1200 paid toward invoice 9 (open, 1200 held); 600 refunded: it leaves 9,
@@ -178,23 +193,23 @@ TEST(ExternalId, SameAgainIsIdempotentAnythingElseIs22023)
 	EXPECT_EQ(state(11, 2999, "usd", false), "22023");  // another subscription
 }
 
-TEST(Ledger, RefundFromOpenInvoices)
+TEST(Ledger, RefundOffInvoices)
 {
 	// 2500 to refund; the payment has 600 on invoice 9 (newest), 0 left on 8
 	// (refunded before), 3000 on 7: 600 leaves 9, 1900 leaves 7.
 	std::vector<Allocation> placed = {{9, 600, false}, {8, 0, false}, {7, 3000, false}};
-	std::vector<Allocation> out = RefundFromOpenInvoices(2500, placed);
+	std::vector<Allocation> out = RefundOffInvoices(2500, placed);
 	ASSERT_EQ(out.size(), 2u);
 	EXPECT_EQ(out[0].invoice_id, 9);
 	EXPECT_EQ(out[0].amount_cents, 600);
 	EXPECT_EQ(out[1].invoice_id, 7);
 	EXPECT_EQ(out[1].amount_cents, 1900);
 	// more than is placed: only what is there leaves (the rest was spent on paid invoices)
-	out = RefundFromOpenInvoices(10000, placed);
+	out = RefundOffInvoices(10000, placed);
 	ASSERT_EQ(out.size(), 2u);
 	EXPECT_EQ(out[0].amount_cents + out[1].amount_cents, 3600);
-	EXPECT_TRUE(RefundFromOpenInvoices(0, placed).empty());
-	EXPECT_TRUE(RefundFromOpenInvoices(500, {}).empty());
+	EXPECT_TRUE(RefundOffInvoices(0, placed).empty());
+	EXPECT_TRUE(RefundOffInvoices(500, {}).empty());
 }
 
 }  // namespace

@@ -407,6 +407,12 @@ TEST(ChangePlan, UnpaidPeriodIsNotCredited)
 	EXPECT_EQ(unpaid.void_reason, "plan_changed");
 	Outcome paid = ChangePlan(s, kProMonthly, kEnterprise, At(2030, 2, 2), true);
 	EXPECT_EQ(paid.invoice->total_cents, 99900 - 2892);
+	// 966 of the period's 2999 refunded: 27/28 x 2033 = 1960.39 -> 1960
+	Outcome refunded = ChangePlan(s, kProMonthly, kEnterprise, At(2030, 2, 2), true, true, 966);
+	EXPECT_EQ(refunded.invoice->total_cents, 99900 - 1960);
+	// all of it refunded (or more, by data from before): nothing
+	EXPECT_EQ(ChangePlan(s, kProMonthly, kEnterprise, At(2030, 2, 2), true, true, 2999).invoice->total_cents, 99900);
+	EXPECT_EQ(ChangePlan(s, kProMonthly, kEnterprise, At(2030, 2, 2), true, true, 5000).invoice->total_cents, 99900);
 }
 
 TEST(ChangePlan, SwitchDuringTrialToATierAlreadyTrialedMustBePaid)
