@@ -284,6 +284,17 @@ HasOpenInvoice(Spi &spi, int64_t subscription_id)
 	return rows.at(0).boolean(0);
 }
 
+// What a customer paid net in a currency ($1 user, $2 currency): payments
+// placed in the ledger (on invoices or credit) less their refunds. A Stripe
+// payment waiting for its invoice is not placed yet and does not count.
+constexpr const char *kPaidNet =
+	"SELECT COALESCE(pg_catalog.sum(p.amount_cents), 0)::pg_catalog.int8 FROM billing.payments p"
+	" WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.currency OPERATOR(pg_catalog.=) $2"
+	" AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL"
+	" AND EXISTS (SELECT FROM billing.ledger_entries e"
+	"   WHERE e.payment_id OPERATOR(pg_catalog.=) COALESCE(p.refund_of, p.id) AND e.deleted_at IS NULL"
+	"   AND e.kind OPERATOR(pg_catalog.=) ANY ('{payment_to_invoice,payment_to_credit}'::pg_catalog.text[]))";
+
 // What the customer holds (credit balance plus what open invoices hold: a
 // void would return it) and what they paid net, for CreditForUnusedTime.
 struct Holdings {
@@ -299,10 +310,7 @@ CustomerHoldings(Spi &spi, const std::string &user_id, const std::string &curren
 		" AND e.user_id OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2)"
 		" OPERATOR(pg_catalog.+) (SELECT COALESCE(pg_catalog.sum(i.amount_paid_cents OPERATOR(pg_catalog.+) i.credit_applied_cents), 0)::pg_catalog.int8"
 		"   FROM billing.invoices i WHERE i.user_id OPERATOR(pg_catalog.=) $1 AND i.currency OPERATOR(pg_catalog.=) $2"
-		"   AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL),"
-		" (SELECT COALESCE(pg_catalog.sum(p.amount_cents), 0)::pg_catalog.int8 FROM billing.payments p"
-		"   WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.currency OPERATOR(pg_catalog.=) $2"
-		"   AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL)";
+		"   AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL), (" + std::string(kPaidNet) + ")";
 	auto rows = spi.Query(sql, {SqlArg::Text(user_id), SqlArg::Text(currency)});
 	return {rows.at(0).int64_required(0), rows.at(0).int64_required(1)};
 }
@@ -1367,10 +1375,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 {SqlArg::Text(user_id), SqlArg::Text(currency)}))
 		open.push_back({r.int64_required(0), r.int64_required(1), r.int64_required(2)});
 	// paid net, the new refund included
-	auto net = spi.Query("SELECT COALESCE(pg_catalog.sum(p.amount_cents), 0)::pg_catalog.int8 FROM billing.payments p"
-						 " WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.currency OPERATOR(pg_catalog.=) $2"
-						 " AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL",
-						 {SqlArg::Text(user_id), SqlArg::Text(currency)});
+	auto net = spi.Query(kPaidNet, {SqlArg::Text(user_id), SqlArg::Text(currency)});
 	// The paid invoices the payment paid, newest first, net of what earlier
 	// refunds of it were recorded against.
 	std::vector<Allocation> paid_placed;
