@@ -274,3 +274,24 @@ VALUES ('free_paid', 'Free but paid', 'free', 'monthly', 100, 'usd');
 UPDATE billing.subscription_plans SET price_cents = 100000000001 WHERE code = 'pro_monthly';
 SELECT pg_catalog.sum(price_cents) AS prices_unchanged FROM billing.subscription_plans;
 \set VERBOSITY default
+
+-- == M11: a refund takes back only its own payment's unspent credit, in
+-- whatever order (attacker review R6). 5998 paid on 1 Jan: 2999 for
+-- January, 2999 to credit, which February's renewal takes (maintenance on
+-- 1 Feb). On 2 Feb a new payment of 5000 goes to credit and 2999 of the first
+-- payment is refunded, in either order: its credit was spent (oldest credit
+-- first), so the refund takes none of the 5000. Both customers: credit 5000.
+SELECT id AS sx FROM billing.subscribe('m11x', 'pro_monthly', '2030-01-01', false) \gset
+SELECT id AS sy FROM billing.subscribe('m11y', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:sx, 5998, 'usd', true, '2030-01-01');
+SELECT status FROM billing.record_payment(:sy, 5998, 'usd', true, '2030-01-01');
+SELECT id AS px FROM billing.payments WHERE subscription_id = :sx \gset
+SELECT id AS py FROM billing.payments WHERE subscription_id = :sy \gset
+SELECT count(*) > 0 AS renewed FROM billing.run_maintenance('2030-02-01 00:00:01');
+SELECT amount_cents FROM billing.refund(:px, 2999, '2030-02-02 00:00');
+SELECT status FROM billing.record_payment(:sx, 5000, 'usd', true, '2030-02-02 00:01');
+SELECT status FROM billing.record_payment(:sy, 5000, 'usd', true, '2030-02-02 00:00');
+SELECT amount_cents FROM billing.refund(:py, 2999, '2030-02-02 00:01');
+SELECT u, billing.credit_balance(u) AS credit,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = u) AS payments_net
+  FROM (VALUES ('m11x'), ('m11y')) v(u);

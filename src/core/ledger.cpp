@@ -4,6 +4,8 @@
 #include "core/money.hpp"
 
 #include <algorithm>
+#include <deque>
+#include <optional>
 #include <map>
 #include <string>
 
@@ -61,13 +63,58 @@ IssueAgainstCredit(int64_t total, int64_t credit_balance)
 }
 
 int64_t
-CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_to_voided, int64_t taken_back_before,
-						int64_t credit_balance)
+UnspentCreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements)
 {
-	// Each term is at most the payment (<= kMaxPaymentCents): no overflow.
-	int64_t created = to_credit + paid_to_voided;
-	int64_t take = std::min({amount, created - taken_back_before, credit_balance});
-	return std::max<int64_t>(take, 0);
+	struct Lot {
+		int64_t owner;  // 0: nobody's
+		int64_t cents;
+	};
+	std::deque<Lot> lots;
+	auto spend = [&lots](int64_t cents, std::optional<int64_t> owner_first) {
+		if (owner_first)
+			for (Lot &lot : lots)
+				if (lot.owner == *owner_first && cents > 0) {
+					int64_t take = std::min(cents, lot.cents);
+					lot.cents -= take;
+					cents -= take;
+				}
+		for (Lot &lot : lots) {
+			if (cents <= 0)
+				break;
+			int64_t take = std::min(cents, lot.cents);
+			lot.cents -= take;
+			cents -= take;
+		}
+		while (!lots.empty() && lots.front().cents == 0)
+			lots.pop_front();
+	};
+	for (const CreditMovement &m : movements) {
+		switch (m.kind) {
+		case CreditMovement::Kind::kAdd: {
+			int64_t left = m.amount_cents;
+			for (const auto &[owner, cents] : m.owners) {
+				int64_t part = std::min(left, cents);
+				if (part > 0)
+					lots.push_back({owner, part});
+				left -= std::max<int64_t>(part, 0);
+			}
+			if (left > 0)
+				lots.push_back({0, left});
+			break;
+		}
+		case CreditMovement::Kind::kSpend:
+			spend(m.amount_cents, std::nullopt);
+			break;
+		case CreditMovement::Kind::kTakeBack:
+			spend(m.amount_cents, m.for_payment);
+			break;
+		}
+	}
+	int64_t unspent = 0;
+	for (const Lot &lot : lots)
+		if (lot.owner == payment_id)
+			unspent += lot.cents;
+	return unspent;
 }
 
 std::vector<Allocation>

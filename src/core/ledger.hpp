@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace billing {
@@ -70,14 +71,27 @@ struct IssuedAmounts {
 };
 IssuedAmounts IssueAgainstCredit(int64_t total, int64_t credit_balance);
 
-// A refund takes back first the credit its payment created and is still there:
-// what the payment put into credit directly (`to_credit`) plus what it paid
-// toward invoices that were later voided (`paid_to_voided`: the void returned
-// it to credit), minus what earlier refunds of it took back, at most the
-// balance. The rest is money invoices were paid with, and they stay paid
-// (Stripe: a refund does not reopen an invoice). Returns the credit taken back.
-int64_t CreditTakenBackByRefund(int64_t amount, int64_t to_credit, int64_t paid_to_voided, int64_t taken_back_before,
-								int64_t credit_balance);
+// One movement of a customer's credit balance, in ledger order.
+struct CreditMovement {
+	enum class Kind { kAdd, kSpend, kTakeBack };
+	Kind kind = Kind::kAdd;
+	int64_t amount_cents = 0;
+	// kAdd: the payments whose money it is (what each paid toward a voided
+	// invoice, or the payment that put it into credit); the rest is nobody's
+	// (credit for unused time, credit a voided invoice had taken).
+	std::vector<std::pair<int64_t, int64_t>> owners;
+	// kTakeBack: the payment whose refund took it back.
+	int64_t for_payment = 0;
+};
+
+// The credit `payment_id` created that is still unspent: the balance is
+// replayed as lots, spent oldest first (an invoice takes the oldest credit),
+// a refund's take-back from its own payment's lots first. A refund takes
+// this back first (TakeBackForRefund's `payment_credit`), so a refund of an
+// overpayment does not leave the customer both the money and the credit, and
+// never takes credit another payment made while that one's credit was
+// already spent.
+int64_t UnspentCreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements);
 
 // `rest` of a refund spread over the invoices its payment paid (`placed`:
 // what the payment has on each, net of earlier refunds, newest invoice
@@ -111,7 +125,7 @@ struct RefundTakeBack {
 };
 
 // The whole refund rule. First what the refunded payment itself still holds:
-// `payment_credit` (CreditTakenBackByRefund) off the balance, then its money
+// `payment_credit` (UnspentCreditOf) off the balance, then its money
 // on open invoices (`placed`, RefundOffInvoices). Then conservation: the
 // customer must never hold more than they paid net. What they hold is the
 // credit balance plus what open invoices hold (`open`, newest first: a void

@@ -1330,24 +1330,51 @@ void
 billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_id, const std::string &user_id,
 								   const std::string &currency, int64_t amount, Micros at)
 {
-	auto sums = spi.Query(
-		"SELECT (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
-		"   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_credit' AND e.deleted_at IS NULL),"
-		// paid toward invoices since voided, net of what earlier refunds took off them
-		" (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' THEN e.amount_cents"
-		"   ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint FROM billing.ledger_entries e"
-		"   JOIN billing.invoices i ON i.id OPERATOR(pg_catalog.=) e.invoice_id"
-		"   WHERE e.deleted_at IS NULL AND i.status OPERATOR(pg_catalog.=) 'void'"
-		"   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
-		"     OR (e.kind OPERATOR(pg_catalog.=) 'refund_from_invoice' AND e.payment_id OPERATOR(pg_catalog.=) ANY"
-		"       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1)))),"
-		" (SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::bigint FROM billing.ledger_entries e"
-		"   JOIN billing.payments b ON b.id OPERATOR(pg_catalog.=) e.payment_id"
-		"   WHERE b.refund_of OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded' AND e.deleted_at IS NULL)",
-		{SqlArg::Int64(payment_id)});
+	// The user's credit movements in ledger order, for UnspentCreditOf: what
+	// a void returned belongs to the payments that had paid the invoice (one
+	// row per payment), a take-back to the payment refunded.
+	std::vector<CreditMovement> movements;
+	std::optional<int64_t> last_entry;
+	for (const auto &r : spi.Query(
+			 "SELECT e.id, e.kind, e.amount_cents, e.payment_id, r.refund_of, o.payment_id, o.net"
+			 " FROM billing.ledger_entries e"
+			 " LEFT JOIN billing.payments r ON r.id OPERATOR(pg_catalog.=) e.payment_id"
+			 "   AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded'"
+			 " LEFT JOIN LATERAL (SELECT COALESCE(b.refund_of, f.payment_id) AS payment_id,"
+			 "     pg_catalog.sum(CASE WHEN f.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' THEN f.amount_cents"
+			 "       ELSE OPERATOR(pg_catalog.-) f.amount_cents END)::pg_catalog.int8 AS net"
+			 "   FROM billing.ledger_entries f LEFT JOIN billing.payments b ON b.id OPERATOR(pg_catalog.=) f.payment_id"
+			 "     AND f.kind OPERATOR(pg_catalog.=) 'refund_from_invoice'"
+			 "   WHERE e.kind OPERATOR(pg_catalog.=) 'void_to_credit' AND f.invoice_id OPERATOR(pg_catalog.=) e.invoice_id"
+			 "   AND f.kind OPERATOR(pg_catalog.=) ANY ('{payment_to_invoice,refund_from_invoice}'::pg_catalog.text[])"
+			 "   AND f.deleted_at IS NULL GROUP BY 1) o ON o.net OPERATOR(pg_catalog.>) 0"
+			 " WHERE e.user_id OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2 AND e.deleted_at IS NULL"
+			 " AND e.kind OPERATOR(pg_catalog.=) ANY"
+			 "   ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[])"
+			 " ORDER BY e.id, o.payment_id",
+			 {SqlArg::Text(user_id), SqlArg::Text(currency)})) {
+		int64_t entry = r.int64_required(0);
+		std::string kind = r.text_required(1);
+		if (last_entry == entry) {  // another payment of the same void
+			movements.back().owners.emplace_back(r.int64_required(5), r.int64_required(6));
+			continue;
+		}
+		last_entry = entry;
+		CreditMovement m;
+		m.amount_cents = r.int64_required(2);
+		if (kind == "credit_to_invoice")
+			m.kind = CreditMovement::Kind::kSpend;
+		else if (kind == "credit_refunded") {
+			m.kind = CreditMovement::Kind::kTakeBack;
+			m.for_payment = r.int64(4).value_or(0);
+		} else if (kind == "payment_to_credit")
+			m.owners.emplace_back(r.int64_required(3), m.amount_cents);
+		else if (!r.is_null(5))
+			m.owners.emplace_back(r.int64_required(5), r.int64_required(6));
+		movements.push_back(std::move(m));
+	}
 	int64_t credit_balance = CreditBalance(spi, user_id, currency);
-	int64_t payment_credit = CreditTakenBackByRefund(amount, sums[0].int64_required(0), sums[0].int64_required(1),
-													 sums[0].int64_required(2), credit_balance);
+	int64_t payment_credit = std::min({amount, UnspentCreditOf(payment_id, movements), credit_balance});
 	// The invoices the payment paid that are still open, newest first, with
 	// what it has on each net of earlier refunds.
 	std::vector<Allocation> placed;

@@ -108,6 +108,7 @@ class User:
         self.name = name
         self.sub = None
         self.credit = 0
+        self.lots = []  # [owner payment or None, cents], oldest first: the credit balance as lots
         self.trialed = set()
         self.payments = []  # dicts: id, amount, at, refunded, succeeded
 
@@ -119,10 +120,10 @@ class Model:
     # -- invoices and credit
     def issue(self, u, sub, reason, total, issued, pstart, credit_lines=0):
         credit = min(total, u.credit) if total > 0 and u.credit > 0 else 0
-        u.credit -= credit
+        self.spend_credit(u, credit)
         if total < 0:
             # credit for unused paid time, within what the customer paid net
-            u.credit += max(0, min(-total, self.paid_net(u) - self.held(u)))
+            self.add_credit(u, max(0, min(-total, self.paid_net(u) - self.held(u))))
         due = max(total, 0) - credit
         inv = dict(total=total, credit=credit, paid=0, due=due, status='paid' if due == 0 else 'open',
                    issued=issued, due_at=issued + DUE_AFTER, reason=reason, pstart=pstart,
@@ -132,6 +133,27 @@ class Model:
         if due == 0 and waiting and not self.open(sub):
             self.settled(sub)
         return inv
+
+    # -- credit as lots: added at the end, spent oldest first, a refund's
+    # take-back from its own payment's lots first
+    def add_credit(self, u, cents, owner=None):
+        if cents > 0:
+            u.credit += cents
+            u.lots.append([owner, cents])
+
+    def spend_credit(self, u, cents, owner=None):
+        u.credit -= cents
+        order = ([lot for lot in u.lots if lot[0] is owner] if owner is not None else []) + u.lots
+        for lot in order:
+            if cents <= 0:
+                break
+            take = min(cents, lot[1])
+            lot[1] -= take
+            cents -= take
+        u.lots = [lot for lot in u.lots if lot[1] > 0]
+
+    def unspent(self, u, payment):
+        return sum(c for o, c in u.lots if o is payment)
 
     def paid_net(self, u):
         return sum(q['amount'] - q['refunded'] for q in u.payments if q['succeeded'])
@@ -155,14 +177,22 @@ class Model:
         for inv in voided:
             inv['status'] = 'void'
             inv['due'] = 0
-            u.credit += inv['paid'] + inv['credit']
-            # what a payment paid toward a voided invoice is credit that payment created
+            # what a payment paid toward a voided invoice is credit that
+            # payment's (in payment order); the rest (credit it had taken) nobody's
+            net = {}
             for payment, amount in inv.get('paid_by', []):
-                payment['to_credit'] += amount
+                net[id(payment)] = (payment, net.get(id(payment), (payment, 0))[1] + amount)
+            back = inv['paid'] + inv['credit']
+            for payment, amount in sorted(net.values(), key=lambda x: u.payments.index(x[0])):
+                part = min(back, amount)
+                if part > 0:
+                    self.add_credit(u, part, payment)
+                    back -= part
+            self.add_credit(u, back)
         # a void undoes the invoice: its credit lines come back too, within
         # what the customer paid net (a refund may have taken some back)
         for inv in voided:
-            u.credit += max(0, min(inv['credit_lines'], self.paid_net(u) - self.held(u)))
+            self.add_credit(u, max(0, min(inv['credit_lines'], self.paid_net(u) - self.held(u))))
         sub.scheduled = None
         if free:
             u.sub = Sub('free', when)
@@ -292,7 +322,7 @@ class Model:
             raise Refused('QB010', 'nothing to pay')
         if sub.status in ('paused', 'expired'):
             raise Refused('QB010', 'not allowed')
-        payment = dict(amount=amount, at=t, refunded=0, succeeded=succeeded, to_credit=0, taken_back=0)
+        payment = dict(amount=amount, at=t, refunded=0, succeeded=succeeded)
         if not succeeded:
             # dunning only when something is owed
             if self.open(sub):
@@ -320,8 +350,7 @@ class Model:
             left -= take
             if inv['due'] == 0:
                 inv['status'] = 'paid'
-        u.credit += left
-        payment['to_credit'] += left
+        self.add_credit(u, left, payment)
         if sub.status != 'trialing' and not self.open(sub):
             self.settled(sub)
         u.payments.append(payment)
@@ -464,9 +493,7 @@ class Model:
         p['refunded'] += amount
         # what the payment put into credit and is still there goes back first;
         # invoices it paid stay paid
-        take = max(0, min(amount, p['to_credit'] - p['taken_back'], u.credit))
-        u.credit -= take
-        p['taken_back'] += take
+        take = max(0, min(amount, self.unspent(u, p), u.credit))
         # the rest leaves the invoices it paid that are still open, newest
         # first: they owe it again (a later void returns only what stays paid)
         rest = amount - take
@@ -489,13 +516,14 @@ class Model:
         # (their payment money, then their credit), at most the rest
         opened = self.open(u.sub) if u.sub else []
         newest_first = list(reversed(sorted(opened, key=lambda i: i['issued'])))
-        excess = max(0, min(self.held(u) - self.paid_net(u), rest))
+        excess = max(0, min(self.held(u) - take - self.paid_net(u), rest))
         rest -= excess
         if excess > 0:
-            off = min(excess, u.credit)
-            u.credit -= off
-            p['taken_back'] += off
+            off = min(excess, u.credit - take)
+            take += off
             excess -= off
+        # one take-back from the credit: this payment's lots first
+        self.spend_credit(u, take, p)
         for inv in newest_first:
             if excess <= 0:
                 break
