@@ -78,7 +78,7 @@ SELECT value AS cancellations_12_jan FROM billing.daily_report('2027-01-12') WHE
 -- canceled at period end still pays until then: 2999 on 11 Jan
 SELECT * FROM billing.mrr('2027-01-11 00:00+00');
 
--- == Churn is per user (one scan, a window per user): a plan change between
+-- == Churn is per user (one scan, an anti join by user): a plan change between
 -- the two times is not churn, nor is a customer who pays in another currency
 -- at the end; one who stops paying is
 DROP EXTENSION billing CASCADE;

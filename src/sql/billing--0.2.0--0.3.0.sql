@@ -2536,36 +2536,41 @@ BEGIN
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
 	-- and the user has no paying subscription then (a plan change is not churn).
-	-- EXECUTE: planned for these arguments (see billing.mrr). One scan of the
-	-- history: the rows paying at the start or at the end (the predicates the
-	-- two share are factored out by the planner), and per user, with a window,
-	-- whether any pays at the end. Earlier forms were slower: a DISTINCT of the
-	-- users paying at the end (a hash aggregate of hundreds of thousands of
-	-- users spilled past work_mem and ran for minutes at 1,000,000
-	-- subscriptions), then an anti join of two scans (bench/reports).
+	-- EXECUTE: planned for these arguments (see billing.mrr). One (parallel)
+	-- scan of the history keeps the rows paying at the start or at the end (the
+	-- planner factors out the predicates the two share); the rows paying at the
+	-- start whose user has none paying at the end are an anti join of the two.
+	-- Not a DISTINCT of the users paying at the end: that hash aggregate of
+	-- hundreds of thousands of users spilled past work_mem and ran for minutes
+	-- (bench/reports, 1,000,000 subscriptions, work_mem 4MB). Not a window
+	-- per user either: its sort by user costs more than the hash join
+	-- (bench/reports, 200,000 users: 1.1-1.3 of the DBA's query, this 0.8-0.9).
 	RETURN QUERY EXECUTE $q$
-	WITH book AS (
-		SELECT h.user_id, h.currency, billing._monthly_cents(h.billing_interval, h.price_cents) AS mrr,
-			   billing._valid_at(h.valid_from, h.valid_to, h.removed, $1)
-				 AND billing._pays_at(h.status, h.price_cents, h.billing_interval, h.paid_since, h.trial_end, $1)
-				 AND billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $1) AS at_start,
-			   billing._valid_at(h.valid_from, h.valid_to, h.removed, $2)
-				 AND billing._pays_at(h.status, h.price_cents, h.billing_interval, h.paid_since, h.trial_end, $2)
-				 AND billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $2) AS at_end
-		  FROM billing.subscription_history h),
-	users AS (
-		SELECT b.currency, b.mrr, b.at_start, pg_catalog.bool_or(b.at_end) OVER (PARTITION BY b.user_id) AS pays_at_end
-		  FROM book b WHERE b.at_start OR b.at_end),
+	WITH book AS MATERIALIZED (
+		SELECT b.user_id, b.currency, b.mrr, b.at_start, b.at_end FROM (
+			SELECT h.user_id, h.currency, billing._monthly_cents(h.billing_interval, h.price_cents) AS mrr,
+				   billing._valid_at(h.valid_from, h.valid_to, h.removed, $1)
+					 AND billing._pays_at(h.status, h.price_cents, h.billing_interval, h.paid_since, h.trial_end, $1)
+					 AND billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $1) AS at_start,
+				   billing._valid_at(h.valid_from, h.valid_to, h.removed, $2)
+					 AND billing._pays_at(h.status, h.price_cents, h.billing_interval, h.paid_since, h.trial_end, $2)
+					 AND billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $2) AS at_end
+			  FROM billing.subscription_history h) b
+		 WHERE b.at_start OR b.at_end),
+	start AS (
+		SELECT s.user_id, s.currency, s.mrr FROM book s WHERE s.at_start),
+	churned AS (
+		SELECT s.currency, s.mrr FROM start s
+		 WHERE NOT EXISTS (SELECT FROM book e WHERE e.at_end AND e.user_id OPERATOR(pg_catalog.=) s.user_id)),
 	totals AS (
-		SELECT u.currency, pg_catalog.count(*) AS n, pg_catalog.sum(u.mrr) AS mrr,
-			   pg_catalog.count(*) FILTER (WHERE NOT u.pays_at_end) AS lost_n,
-			   pg_catalog.sum(u.mrr) FILTER (WHERE NOT u.pays_at_end) AS lost_mrr
-		  FROM users u WHERE u.at_start GROUP BY u.currency)
-	SELECT t.currency, t.n, t.lost_n,
-		   pg_catalog.round(t.lost_n::pg_catalog.numeric OPERATOR(pg_catalog./) t.n, 4),
-		   pg_catalog.round(t.mrr)::pg_catalog.int8, pg_catalog.round(COALESCE(t.lost_mrr, 0))::pg_catalog.int8,
-		   pg_catalog.round(COALESCE(t.lost_mrr, 0) OPERATOR(pg_catalog./) NULLIF(t.mrr, 0), 4)
-	  FROM totals t
+		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM start s GROUP BY s.currency),
+	lost AS (
+		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM churned s GROUP BY s.currency)
+	SELECT t.currency, t.n, COALESCE(l.n, 0),
+		   pg_catalog.round(COALESCE(l.n, 0)::pg_catalog.numeric OPERATOR(pg_catalog./) t.n, 4),
+		   pg_catalog.round(t.mrr)::pg_catalog.int8, pg_catalog.round(COALESCE(l.mrr, 0))::pg_catalog.int8,
+		   pg_catalog.round(COALESCE(l.mrr, 0) OPERATOR(pg_catalog./) NULLIF(t.mrr, 0), 4)
+	  FROM totals t LEFT JOIN lost l ON l.currency OPERATOR(pg_catalog.=) t.currency
 	 ORDER BY t.currency
 	$q$ USING from_time, to_time;
 END
