@@ -174,9 +174,19 @@ BEGIN
 	FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP
 		plan := plan || line || E'\n';
 	END LOOP;
-	RETURN ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(plan, '(_[a-z_]+)\(', 'g') m ORDER BY 1);
+	RETURN ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(plan, '\m(_[a-z_]+)\(', 'g') m ORDER BY 1);
 END
 $$;
 SELECT pg_temp.calls_in_plan($$SELECT count(*) FILTER (WHERE b.paying), count(*) FILTER (WHERE b.entitled),
 	count(*) FILTER (WHERE b.current), sum(b.monthly_cents) FROM billing._book_at('2031-01-15 00:00+00') b$$) AS book_at,
 	   pg_temp.calls_in_plan($$SELECT count(*) FROM billing._trials_started('2031-01-01 00:00+00', '2031-02-01 00:00+00')$$) AS trials;
+-- and the reports' own queries, read from the functions as installed (the
+-- query each runs with EXECUTE, and trial_conversion's), with the arguments
+-- as literals: no helper left as a call either (churn's predicates included)
+SELECT p.proname, pg_temp.calls_in_plan(replace(replace(substring(p.prosrc from '\$q\$(.*)\$q\$'),
+		 '$1', CASE WHEN p.proname = 'daily_report' THEN '''2031-01-15''::date' ELSE '''2031-01-01 00:00+00''::timestamptz' END),
+		 '$2', '''2031-02-01 00:00+00''::timestamptz')) AS calls
+  FROM pg_proc p WHERE p.pronamespace = 'billing'::regnamespace AND p.prosrc LIKE '%$q$%' ORDER BY 1;
+SELECT pg_temp.calls_in_plan(replace(replace(substring(prosrc from '(WITH trials AS.*)$'),
+		 'from_time', '''2031-01-01 00:00+00''::timestamptz'), 'to_time', '''2031-02-01 00:00+00''::timestamptz')) AS trial_conversion
+  FROM pg_proc WHERE oid = 'billing.trial_conversion(timestamptz, timestamptz)'::regprocedure;
