@@ -78,6 +78,36 @@ SELECT value AS cancellations_12_jan FROM billing.daily_report('2027-01-12') WHE
 -- canceled at period end still pays until then: 2999 on 11 Jan
 SELECT * FROM billing.mrr('2027-01-11 00:00+00');
 
+-- == Churn is per user (one scan, an anti join by user): a plan change between
+-- the two times is not churn, nor is a customer who pays in another currency
+-- at the end; one who stops paying is
+DROP EXTENSION billing CASCADE;
+CREATE EXTENSION billing;
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency)
+VALUES ('eu_basic', 'EU basic', 'custom', 'monthly', 1000, 'eur');
+SELECT id AS k1 FROM billing.subscribe('k1', 'pro_monthly', '2032-01-01 00:00+00', with_trial => false) \gset
+SELECT id AS k2 FROM billing.subscribe('k2', 'pro_monthly', '2032-01-01 00:00+00', with_trial => false) \gset
+SELECT id AS k3 FROM billing.subscribe('k3', 'pro_monthly', '2032-01-01 00:00+00', with_trial => false) \gset
+SELECT count(*) FROM (SELECT billing.record_payment(:k1, 2999, 'usd', true, '2032-01-01 01:00+00')
+			UNION ALL SELECT billing.record_payment(:k2, 2999, 'usd', true, '2032-01-01 01:00+00')
+			UNION ALL SELECT billing.record_payment(:k3, 2999, 'usd', true, '2032-01-01 01:00+00')) p;
+-- k1 upgrades on 10 Jan and pays the upgrade's invoice
+SELECT plan_id = (SELECT id FROM billing.subscription_plans WHERE code = 'enterprise_yearly') AS upgraded
+  FROM billing.change_plan(:k1, 'enterprise_yearly', '2032-01-10 00:00+00');
+SELECT id AS k1b FROM billing.subscriptions WHERE user_id = 'k1' AND ended_at IS NULL \gset
+SELECT status FROM billing.record_payment(:k1b, (SELECT amount_due_cents FROM billing.invoices
+	WHERE subscription_id = :k1b AND status = 'open' ORDER BY issued_at LIMIT 1), 'usd', true, '2032-01-10 01:00+00');
+-- k2 cancels now on 10 Jan and pays for eu_basic in eur from 11 Jan; k3 cancels now on 10 Jan
+SELECT status FROM billing.cancel(:k2, false, '2032-01-10 00:00+00');
+SELECT id AS k2b FROM billing.subscribe('k2', 'eu_basic', '2032-01-11 00:00+00', with_trial => false) \gset
+SELECT status FROM billing.record_payment(:k2b, 1000, 'eur', true, '2032-01-11 01:00+00');
+SELECT status FROM billing.cancel(:k3, false, '2032-01-10 00:00+00');
+-- 5 Jan to 20 Jan: 3 usd customers at the start (3 x 2999 = 8997), only k3 lost (2999, 1/3);
+-- eur had no customer at the start
+SELECT * FROM billing.churn('2032-01-05 00:00+00', '2032-01-20 00:00+00');
+-- on 20 Jan: k1 on enterprise_yearly (99900 / 12 = 8325) usd, k2 1000 eur
+SELECT * FROM billing.mrr('2032-01-20 00:00+00');
+
 -- == An incomplete subscription canceled before any payment never paid
 DROP EXTENSION billing CASCADE;
 CREATE EXTENSION billing;
@@ -144,9 +174,19 @@ BEGIN
 	FOR line IN EXECUTE 'EXPLAIN (VERBOSE, COSTS OFF) ' || q LOOP
 		plan := plan || line || E'\n';
 	END LOOP;
-	RETURN ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(plan, '(_[a-z_]+)\(', 'g') m ORDER BY 1);
+	RETURN ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(plan, '\m(_[a-z_]+)\(', 'g') m ORDER BY 1);
 END
 $$;
 SELECT pg_temp.calls_in_plan($$SELECT count(*) FILTER (WHERE b.paying), count(*) FILTER (WHERE b.entitled),
 	count(*) FILTER (WHERE b.current), sum(b.monthly_cents) FROM billing._book_at('2031-01-15 00:00+00') b$$) AS book_at,
 	   pg_temp.calls_in_plan($$SELECT count(*) FROM billing._trials_started('2031-01-01 00:00+00', '2031-02-01 00:00+00')$$) AS trials;
+-- and the reports' own queries, read from the functions as installed (the
+-- query each runs with EXECUTE, and trial_conversion's), with the arguments
+-- as literals: no helper left as a call either (churn's predicates included)
+SELECT p.proname, pg_temp.calls_in_plan(replace(replace(substring(p.prosrc from '\$q\$(.*)\$q\$'),
+		 '$1', CASE WHEN p.proname = 'daily_report' THEN '''2031-01-15''::date' ELSE '''2031-01-01 00:00+00''::timestamptz' END),
+		 '$2', '''2031-02-01 00:00+00''::timestamptz')) AS calls
+  FROM pg_proc p WHERE p.pronamespace = 'billing'::regnamespace AND p.prosrc LIKE '%$q$%' ORDER BY 1;
+SELECT pg_temp.calls_in_plan(replace(replace(substring(prosrc from '(WITH trials AS.*)$'),
+		 'from_time', '''2031-01-01 00:00+00''::timestamptz'), 'to_time', '''2031-02-01 00:00+00''::timestamptz')) AS trial_conversion
+  FROM pg_proc WHERE oid = 'billing.trial_conversion(timestamptz, timestamptz)'::regprocedure;

@@ -32,7 +32,9 @@ SELECT pg_get_userbyid(nspowner) AS schema_owner FROM pg_namespace WHERE nspname
 --      _next_invoice_number): names bound when created, under the install's
 --      pinned path;
 --   SQL inlined into pinned callers (_book_at, _trials_started,
---      _grants_plan): not executable by any billing role;
+--      _grants_plan, and the history predicates _valid_at, _current_at,
+--      _pays_at, _monthly_cents, _starts_trial): not executable by any
+--      billing role;
 --   run_maintenance_batches: a procedure that COMMITs cannot have SET; it
 --      qualifies every name (gate/shadowing holds it).
 SELECT l.lanname AS language, p.oid::regprocedure AS unpinned,

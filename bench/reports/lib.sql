@@ -1,11 +1,15 @@
 -- Timing helpers for bench/reports/run.sh (kept in pg_temp of the session).
 -- ms(sql): milliseconds to run sql to the end (its rows are counted, not sent).
+-- count(q.*), not count(*): the whole row is read, so a query's output columns
+-- are computed; under count(*) the planner drops the columns nobody reads (a
+-- DBA query's sum() was never computed, while a report function computes
+-- every column it returns).
 CREATE FUNCTION pg_temp.ms(query text) RETURNS double precision LANGUAGE plpgsql AS $$
 DECLARE
 	t0 timestamptz := clock_timestamp();
 	n bigint;
 BEGIN
-	EXECUTE 'SELECT count(*) FROM (' || query || ') q' INTO n;
+	EXECUTE 'SELECT count(q.*) FROM (' || query || ') q' INTO n;
 	RETURN extract(epoch FROM clock_timestamp() - t0) * 1000;
 END
 $$;

@@ -128,35 +128,86 @@ CREATE TRIGGER history_inserted AFTER INSERT ON billing.subscriptions
 CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
 	REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._history_updated();
 
+-- Internal predicates on one history row, for the set-based reports: plain
+-- IMMUTABLE SQL without SET clauses and with every name qualified, so the
+-- planner inlines them into the report's query (sql/31_report_history.sql
+-- checks with EXPLAIN VERBOSE that no call is left): no function runs per
+-- row, and each report evaluates only the predicates its figure needs, in the
+-- NULL-safe form the planner can estimate (no COALESCE around a comparison).
+--   _valid_at:     the row is the subscription's state at `at` (its interval
+--                  holds `at`) and the subscription was not removed then
+--   _current_at:   not over at `at`: not ended, and not a trial, a pending
+--                  cancel or a dunning grace whose end has passed
+--                  (maintenance may run later)
+--   _pays_at:      of a current row, counts in MRR (Stripe's definition): a
+--                  paid, non-lifetime price, active, past_due or canceled
+--                  (before its period end, by _current_at), out of trial, and
+--                  paid at least once (never-paid subscriptions count 0)
+--   _monthly_cents: what the price adds to MRR (yearly counts 1/12, lifetime 0)
+--   _starts_trial: the row is a trial as the history records it: the first
+--                  interval of a subscription that started trialing (a
+--                  reactivated trial, or a plan change during the trial, is
+--                  not a new trial)
+-- (the enum compared as itself: a cast to text calls the STABLE enum_out, and
+-- an IMMUTABLE function calling it is not inlined)
+CREATE FUNCTION billing._valid_at(valid_from timestamptz, valid_to timestamptz, removed boolean, at timestamptz)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT $1 OPERATOR(pg_catalog.<=) $4 AND $2 OPERATOR(pg_catalog.>) $4 AND NOT $3
+$$;
+
+CREATE FUNCTION billing._current_at(status billing.subscription_status, ended_at timestamptz, trial_end timestamptz,
+									period_end timestamptz, grace_end timestamptz, at timestamptz)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT ($2 IS NULL OR $2 OPERATOR(pg_catalog.>) $6)
+	   AND ($1 OPERATOR(pg_catalog.<>) 'trialing'::billing.subscription_status OR $3 IS NULL OR $3 OPERATOR(pg_catalog.>) $6)
+	   AND ($1 OPERATOR(pg_catalog.<>) 'canceled'::billing.subscription_status OR $4 IS NULL OR $4 OPERATOR(pg_catalog.>) $6)
+	   AND ($5 IS NULL OR $5 OPERATOR(pg_catalog.>) $6)
+$$;
+
+CREATE FUNCTION billing._pays_at(status billing.subscription_status, price_cents bigint, billing_interval billing.billing_interval,
+								 paid_since timestamptz, trial_end timestamptz, at timestamptz)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $3 OPERATOR(pg_catalog.<>) 'lifetime'::billing.billing_interval AND $4 IS NOT NULL
+	   AND $1 OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[])
+	   AND ($5 IS NULL OR $5 OPERATOR(pg_catalog.<=) $6)
+$$;
+
+CREATE FUNCTION billing._monthly_cents(billing_interval billing.billing_interval, price_cents bigint)
+RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT CASE WHEN $1 OPERATOR(pg_catalog.=) 'monthly'::billing.billing_interval THEN $2::pg_catalog.numeric
+				WHEN $1 OPERATOR(pg_catalog.=) 'yearly'::billing.billing_interval THEN $2::pg_catalog.numeric OPERATOR(pg_catalog./) 12
+				ELSE 0::pg_catalog.numeric END
+$$;
+
+CREATE FUNCTION billing._starts_trial(status billing.subscription_status, previous_status billing.subscription_status,
+									  valid_from timestamptz, trial_start timestamptz)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT $1 OPERATOR(pg_catalog.=) 'trialing'::billing.subscription_status AND $2 IS NULL AND $3 OPERATOR(pg_catalog.=) $4
+$$;
+
 -- Internal: the book as it was at `at`, one row per subscription that had
 -- started, read from the history (the state valid at `at`, not today's).
 -- Plain SQL without SET clauses so that the planner inlines it into the
--- report that calls it (those pin search_path); no per-row function calls.
---   current:  not over at `at`: not ended, and not a trial, a pending
---             cancel or a dunning grace whose end has passed (maintenance may
---             run later)
---   entitled: the plan applies, by billing._grants_plan (the one SQL mirror of
---             the core's rule, given the grace end the history recorded)
---   paying:   counts in MRR (Stripe's definition): a paid, non-lifetime price,
---             active, past_due or canceled before its period end, out of
---             trial, and paid at least once (never-paid subscriptions count 0)
+-- report that calls it (those pin search_path), and the predicates above into
+-- it; a report reads only the columns it needs, so only their predicates run.
+--   current:  billing._current_at
+--   entitled: current, and the plan applies by billing._grants_plan (the one
+--             SQL mirror of the core's rule, given the grace end the history
+--             recorded)
+--   paying:   current, and billing._pays_at
 CREATE FUNCTION billing._book_at(at timestamptz)
 RETURNS TABLE (subscription_id bigint, user_id text, plan_id bigint, status billing.subscription_status,
 			   currency text, current boolean, entitled boolean, paying boolean, monthly_cents numeric)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency, c.current,
-		   c.current AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, h.grace_end, $1),
-		   c.current AND h.price_cents OPERATOR(pg_catalog.>) 0 AND h.billing_interval OPERATOR(pg_catalog.<>) 'lifetime' AND h.paid_since IS NOT NULL
-			 AND h.status OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[]) AND (h.trial_end IS NULL OR h.trial_end OPERATOR(pg_catalog.<=) $1),
-		   CASE WHEN h.billing_interval OPERATOR(pg_catalog.=) 'monthly' THEN h.price_cents::numeric
-				WHEN h.billing_interval OPERATOR(pg_catalog.=) 'yearly' THEN h.price_cents::numeric OPERATOR(pg_catalog./) 12
-				ELSE 0 END
-	  FROM billing.subscription_history h,
-		   LATERAL (SELECT (h.ended_at IS NULL OR h.ended_at OPERATOR(pg_catalog.>) $1)
-						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'trialing' AND h.trial_end OPERATOR(pg_catalog.<=) $1, false)
-						   AND NOT COALESCE(h.status OPERATOR(pg_catalog.=) 'canceled' AND h.current_period_end OPERATOR(pg_catalog.<=) $1, false)
-						   AND NOT COALESCE(h.grace_end OPERATOR(pg_catalog.<=) $1, false) AS current) c
-	 WHERE h.valid_from OPERATOR(pg_catalog.<=) $1 AND h.valid_to OPERATOR(pg_catalog.>) $1 AND NOT h.removed
+	SELECT h.subscription_id, h.user_id, h.plan_id, h.status, h.currency,
+		   billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $1),
+		   billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $1)
+			 AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, h.grace_end, $1),
+		   billing._pays_at(h.status, h.price_cents, h.billing_interval, h.paid_since, h.trial_end, $1)
+			 AND billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $1),
+		   billing._monthly_cents(h.billing_interval, h.price_cents)
+	  FROM billing.subscription_history h
+	 WHERE billing._valid_at(h.valid_from, h.valid_to, h.removed, $1)
 $$;
 
 CREATE FUNCTION billing.mrr(at timestamptz DEFAULT pg_catalog.now())
@@ -252,17 +303,32 @@ BEGIN
 	END IF;
 	-- A customer churns when what paid at the start no longer pays at the end
 	-- and the user has no paying subscription then (a plan change is not churn).
-	-- EXECUTE: planned for these arguments (see billing.mrr). An anti join,
-	-- not a DISTINCT of the users paying at the end: a hash aggregate of
-	-- hundreds of thousands of users spilled past work_mem ran for minutes
-	-- (bench/reports, 1,000,000 subscriptions, work_mem 4MB).
+	-- EXECUTE: planned for these arguments (see billing.mrr). One (parallel)
+	-- scan of the history keeps the rows paying at the start or at the end (the
+	-- planner factors out the predicates the two share); the rows paying at the
+	-- start whose user has none paying at the end are an anti join of the two.
+	-- Not a DISTINCT of the users paying at the end: that hash aggregate of
+	-- hundreds of thousands of users spilled past work_mem and ran for minutes
+	-- (bench/reports, 1,000,000 subscriptions, work_mem 4MB). Not a window
+	-- per user either: its sort by user costs more than the hash join
+	-- (bench/reports, 200,000 users: 1.1-1.3 of the DBA's query, this 0.8-0.9).
 	RETURN QUERY EXECUTE $q$
-	WITH start AS (
-		SELECT b.user_id, b.currency, b.monthly_cents AS mrr FROM billing._book_at($1) b WHERE b.paying),
+	WITH book AS MATERIALIZED (
+		SELECT b.user_id, b.currency, b.mrr, b.at_start, b.at_end FROM (
+			SELECT h.user_id, h.currency, billing._monthly_cents(h.billing_interval, h.price_cents) AS mrr,
+				   billing._valid_at(h.valid_from, h.valid_to, h.removed, $1)
+					 AND billing._pays_at(h.status, h.price_cents, h.billing_interval, h.paid_since, h.trial_end, $1)
+					 AND billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $1) AS at_start,
+				   billing._valid_at(h.valid_from, h.valid_to, h.removed, $2)
+					 AND billing._pays_at(h.status, h.price_cents, h.billing_interval, h.paid_since, h.trial_end, $2)
+					 AND billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $2) AS at_end
+			  FROM billing.subscription_history h) b
+		 WHERE b.at_start OR b.at_end),
+	start AS (
+		SELECT s.user_id, s.currency, s.mrr FROM book s WHERE s.at_start),
 	churned AS (
 		SELECT s.currency, s.mrr FROM start s
-		 WHERE NOT EXISTS (SELECT FROM billing._book_at($2) e
-							WHERE e.paying AND e.user_id OPERATOR(pg_catalog.=) s.user_id)),
+		 WHERE NOT EXISTS (SELECT FROM book e WHERE e.at_end AND e.user_id OPERATOR(pg_catalog.=) s.user_id)),
 	totals AS (
 		SELECT s.currency, pg_catalog.count(*) AS n, pg_catalog.sum(s.mrr) AS mrr FROM start s GROUP BY s.currency),
 	lost AS (
@@ -303,15 +369,14 @@ $$;
 COMMENT ON FUNCTION billing.arpu(timestamptz, timestamptz) IS
 	'Average revenue per paying user between two times (net of refunds), by currency';
 
--- Internal: trials as the history records them: the first interval of a
--- subscription that started trialing (a reactivated trial, or a plan change
--- during the trial, is not a new trial).
+-- Internal: trials as the history records them (billing._starts_trial)
+-- started in [from, to).
 CREATE FUNCTION billing._trials_started(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (subscription_id bigint, plan_id bigint, trial_start timestamptz)
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
 	SELECT h.subscription_id, h.plan_id, h.trial_start
 	  FROM billing.subscription_history h
-	 WHERE h.status OPERATOR(pg_catalog.=) 'trialing' AND h.previous_status IS NULL AND h.valid_from OPERATOR(pg_catalog.=) h.trial_start
+	 WHERE billing._starts_trial(h.status, h.previous_status, h.valid_from, h.trial_start)
 	   AND h.valid_from OPERATOR(pg_catalog.>=) $1 AND h.valid_from OPERATOR(pg_catalog.<) $2 AND NOT h.removed
 $$;
 
@@ -321,14 +386,17 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._valid_period(from_time, to_time);
 	-- Trials started in [from, to); converted: paid before `to` (an upgrade
 	-- afterwards does not undo it); still trialing: trialing just before `to`.
+	-- One join of the trials with their subscriptions' history (no subquery
+	-- run per trial); a subscription has one trial, its first interval.
 	WITH trials AS (
 		SELECT p.tier,
-			   EXISTS (SELECT 1 FROM billing.subscription_history c
-						WHERE c.subscription_id OPERATOR(pg_catalog.=) t.subscription_id AND c.paid_since OPERATOR(pg_catalog.<) to_time) AS converted,
-			   EXISTS (SELECT 1 FROM billing.subscription_history c
-						WHERE c.subscription_id OPERATOR(pg_catalog.=) t.subscription_id AND c.valid_from OPERATOR(pg_catalog.<) to_time AND c.valid_to OPERATOR(pg_catalog.>=) to_time
-						  AND c.status OPERATOR(pg_catalog.=) 'trialing' AND c.trial_end OPERATOR(pg_catalog.>=) to_time) AS trialing
-		  FROM billing._trials_started(from_time, to_time) t JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id)
+			   pg_catalog.bool_or(c.paid_since OPERATOR(pg_catalog.<) to_time) AS converted,
+			   pg_catalog.bool_or(c.valid_from OPERATOR(pg_catalog.<) to_time AND c.valid_to OPERATOR(pg_catalog.>=) to_time
+								  AND c.status OPERATOR(pg_catalog.=) 'trialing' AND c.trial_end OPERATOR(pg_catalog.>=) to_time) AS trialing
+		  FROM billing._trials_started(from_time, to_time) t
+		  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id
+		  JOIN billing.subscription_history c ON c.subscription_id OPERATOR(pg_catalog.=) t.subscription_id
+		 GROUP BY t.subscription_id, p.tier)
 	SELECT t.tier, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE t.converted),
 		   pg_catalog.count(*) FILTER (WHERE t.trialing),
 		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE t.converted)::numeric OPERATOR(pg_catalog./) pg_catalog.count(*), 4)
