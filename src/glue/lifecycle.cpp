@@ -1330,6 +1330,17 @@ void
 billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_id, const std::string &user_id,
 								   const std::string &currency, int64_t amount, Micros at)
 {
+	// Under REPEATABLE READ or SERIALIZABLE the reads below use the
+	// transaction's snapshot, so serialise with every other movement of the
+	// user's credit: a refund writes the user's lock row (an operation after
+	// it, locking that row, then fails with 40001 instead of reading a balance
+	// without it), and locks the current subscription, which every other
+	// movement writes (a refund after one fails with 40001 the same way).
+	spi.Execute("UPDATE billing.user_locks SET updated_at = pg_catalog.now() WHERE user_id OPERATOR(pg_catalog.=) $1",
+				{SqlArg::Text(user_id)});
+	spi.Query("SELECT FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL"
+			  " AND s.deleted_at IS NULL FOR UPDATE",
+			  {SqlArg::Text(user_id)});
 	// The user's credit movements in ledger order, for UnspentCreditOf: what
 	// a void returned belongs to the payments that had paid the invoice (one
 	// row per payment), a take-back to the payment refunded.
