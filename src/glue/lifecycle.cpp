@@ -4,6 +4,7 @@
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
+#include "glue/quota_counter.hpp"
 #include "glue/result_set.hpp"
 #include "glue/settings.hpp"
 #include "glue/spi.hpp"
@@ -94,6 +95,61 @@ TimeArg(const std::optional<Micros> &t)
 	return SqlArg::Timestamp(PgTime(t));
 }
 
+// Read with an operation's load of the subscription, after
+// kSubscriptionColumns (one statement instead of three): the times of its
+// latest payment or refund and of its latest recorded change in
+// billing.subscription_history (the start of its open interval: a resume or
+// a reactivate leaves no time on the row), which the core's LatestChange
+// counts, and past_due_grace in microseconds.
+constexpr int kLatestChangesColumn = 23;
+constexpr const char *kLatestChangesColumns =
+	", billing._micros((SELECT pg_catalog.max(p.paid_at) FROM billing.payments p"
+	" WHERE p.subscription_id OPERATOR(pg_catalog.=) s.id AND p.deleted_at IS NULL)) AS last_payment_at"
+	", billing._micros((SELECT pg_catalog.max(h.valid_from) FROM billing.subscription_history h"
+	" WHERE h.subscription_id OPERATOR(pg_catalog.=) s.id AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz))"
+	" AS history_from"
+	", billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval) AS past_due_grace";
+
+// A subscription loaded for an operation, with its latest changes, and the grace.
+struct ForChange {
+	Subscription sub;
+	Micros grace = 0;
+};
+
+ForChange
+ForChangeFromRow(const Row &row)
+{
+	ForChange loaded{SubscriptionFromRow(row), row.int64_required(kLatestChangesColumn + 2)};
+	loaded.sub.last_payment_at = row.int64(kLatestChangesColumn);
+	loaded.sub.history_from = row.int64(kLatestChangesColumn + 1);
+	return loaded;
+}
+
+// The subscription `id`, locked, with its latest changes and the grace.
+ForChange
+LoadForChange(Spi &spi, int64_t id)
+{
+	static const std::string sql = std::string("SELECT ") + kSubscriptionColumns + kLatestChangesColumns +
+								   " FROM billing.subscriptions s WHERE id OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL FOR UPDATE OF s";
+	auto rows = spi.Query(sql, {SqlArg::Int64(id)});
+	if (rows.empty())
+		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
+	return ForChangeFromRow(rows[0]);
+}
+
+// The user's current subscription, locked, with its latest changes and the grace.
+std::optional<ForChange>
+LoadCurrentForChange(Spi &spi, const std::string &user_id)
+{
+	static const std::string sql = std::string("SELECT ") + kSubscriptionColumns + kLatestChangesColumns +
+								   " FROM billing.subscriptions s WHERE user_id OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL"
+								   " AND deleted_at IS NULL FOR UPDATE OF s";
+	auto rows = spi.Query(sql, {SqlArg::Text(user_id)});
+	if (rows.empty())
+		return std::nullopt;
+	return ForChangeFromRow(rows[0]);
+}
+
 Subscription
 LoadSubscription(Spi &spi, int64_t id, bool lock)
 {
@@ -102,18 +158,6 @@ LoadSubscription(Spi &spi, int64_t id, bool lock)
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Int64(id)});
 	if (rows.empty())
 		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
-	return SubscriptionFromRow(rows[0]);
-}
-
-std::optional<Subscription>
-LoadCurrentSubscription(Spi &spi, const std::string &user_id)
-{
-	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions s WHERE user_id OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL AND deleted_at IS NULL"
-					  " FOR UPDATE OF s";
-	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id)});
-	if (rows.empty())
-		return std::nullopt;
 	return SubscriptionFromRow(rows[0]);
 }
 
@@ -483,30 +527,25 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 	return sub.id;
 }
 
-Datum
-ReturnSubscription(Spi &spi, int64_t id)
+// The user's lock row held, the quota invalidation of the user's
+// subscription writes waits for ReturnSubscription (one instead of one per
+// statement; glue/settings.hpp).
+void
+LockUserForChange(Spi &spi, const std::string &user_id)
 {
+	LockUser(spi, user_id);
+	DeferQuotaInvalidation(user_id);
+}
+
+// Ends the call: the user's deferred quota invalidation, then the row.
+Datum
+ReturnSubscription(Spi &spi, int64_t id, const std::string &user_id)
+{
+	if (FinishDeferredQuotaInvalidation(user_id))
+		InvalidateUsersQuota(spi, {user_id}, false);
 	Datum row = spi.QueryRowDatum("SELECT s FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(id)});
 	spi.Finish();
 	return row;
-}
-
-// The times of the subscription's latest payment or refund and of its latest
-// recorded change in billing.subscription_history (the start of its open
-// interval: a resume or a reactivate leaves no time on the row), which the
-// core's LatestChange counts (read only for operations, not on the
-// entitlement path).
-Subscription
-WithLatestChanges(Spi &spi, Subscription sub)
-{
-	auto rows = spi.Query("SELECT billing._micros((SELECT pg_catalog.max(p.paid_at) FROM billing.payments p"
-						  " WHERE p.subscription_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL)),"
-						  " billing._micros((SELECT pg_catalog.max(h.valid_from) FROM billing.subscription_history h"
-						  " WHERE h.subscription_id OPERATOR(pg_catalog.=) $1 AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz))",
-						  {SqlArg::Int64(sub.id)});
-	sub.last_payment_at = rows.at(0).int64(0);
-	sub.history_from = rows.at(0).int64(1);
-	return sub;
 }
 
 // subscribe and start_trial share everything but the trial rule.
@@ -521,14 +560,17 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 
 	Spi spi;
 	Plan plan = LoadPlanForSale(spi, plan_code);
-	LockUser(spi, user_id);
-	std::optional<Subscription> current = LoadCurrentSubscription(spi, user_id);
-	if (current) {
-		current = WithLatestChanges(spi, *current);
+	LockUserForChange(spi, user_id);
+	std::optional<Subscription> current;
+	if (std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id)) {
+		current = loaded->sub;
 		RequireNotBeforeLatestChange(*current, at);
 		// What time made due is applied first, so the decision sees the state at `at`.
-		CatchUp(spi, *current, at, PastDueGrace(spi));
-		current = WithLatestChanges(spi, *LoadCurrentSubscription(spi, user_id));
+		if (DueAction(*current, at, loaded->grace)) {
+			CatchUp(spi, *current, at, loaded->grace);
+			std::optional<ForChange> again = LoadCurrentForChange(spi, user_id);
+			current = again ? std::optional<Subscription>(again->sub) : std::nullopt;
+		}
 	}
 	bool available = TrialAvailableFor(spi, user_id, plan);
 	Outcome out = trial_only ? StartTrial(user_id, plan, at, available)
@@ -540,7 +582,7 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 		PersistOutcome(spi, Replace(*current, current_plan, plan, at), at);
 	}
 	Persisted saved = PersistOutcome(spi, out, at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, user_id);
 }
 
 // Loads and locks the subscription named by argument 0, under its user's
@@ -551,14 +593,14 @@ LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 {
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	Subscription peek = LoadSubscription(spi, id, false);
-	LockUser(spi, peek.user_id);
-	Subscription sub = WithLatestChanges(spi, LoadSubscription(spi, id, true));
+	LockUserForChange(spi, peek.user_id);
+	ForChange loaded = LoadForChange(spi, id);
+	Subscription sub = loaded.sub;
 	if (!sub.Ended())
 		RequireNotBeforeLatestChange(sub, at);
-	Micros grace = PastDueGrace(spi);
-	if (at >= sub.started_at && DueAction(sub, at, grace)) {
-		CatchUp(spi, sub, at, grace);
-		sub = WithLatestChanges(spi, LoadSubscription(spi, id, true));
+	if (at >= sub.started_at && DueAction(sub, at, loaded.grace)) {
+		CatchUp(spi, sub, at, loaded.grace);
+		sub = LoadForChange(spi, id).sub;
 	}
 	return sub;
 }
@@ -571,7 +613,7 @@ ApplyToSubscription(FunctionCallInfo fcinfo, Outcome (*operation)(const Subscrip
 	Spi spi;
 	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	Persisted saved = PersistOutcome(spi, operation(sub, at), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
 // run_maintenance reads what is due in phases, each served by its own index
@@ -996,7 +1038,7 @@ BILLING_FUNCTION(billing_cancel)
 	Spi spi;
 	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	Persisted saved = PersistOutcome(spi, Cancel(sub, at_period_end, at), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
 BILLING_FUNCTION(billing_reactivate)
@@ -1024,7 +1066,7 @@ BILLING_FUNCTION(billing_change_plan)
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
 	Outcome out = ChangePlan(sub, from, to, at, !HasOpenInvoice(spi, sub.id), TrialAvailableFor(spi, sub.user_id, to));
 	Persisted saved = PersistOutcome(spi, out, at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
 BILLING_FUNCTION(billing_preview_change)
@@ -1174,7 +1216,7 @@ BILLING_FUNCTION(billing_record_payment)
 		LockUser(spi, peek.user_id);
 		if (std::optional<RecordedPayment> recorded = recorded_with_external_id()) {
 			RequireSameAsRecorded(*external_id, *recorded, id, amount, currency, succeeded);
-			return ReturnSubscription(spi, id);  // the same payment again: stored once
+			return ReturnSubscription(spi, id, peek.user_id);  // the same payment again: stored once
 		}
 	}
 	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
@@ -1251,7 +1293,7 @@ BILLING_FUNCTION(billing_record_payment)
 	Persisted saved = PersistOutcome(spi, out, at);
 	if (!succeeded)
 		Notify(spi, sub.user_id, sub.id, "payment_failed", "payment_failed:" + std::to_string(payment_id), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
 BILLING_FUNCTION(billing_refund)
