@@ -458,7 +458,7 @@ PastDueGrace(Spi &spi)
 // A subscription as stored with its open invoices and the credit balance,
 // for the core's projection (read only: nothing is locked).
 Book
-LoadBook(Spi &spi, const Subscription &sub)
+LoadBook(Spi &spi, const Subscription &sub, std::optional<int64_t> credit_cents = std::nullopt)
 {
 	Book book;
 	book.sub = sub;
@@ -467,20 +467,21 @@ LoadBook(Spi &spi, const Subscription &sub)
 									 " AND deleted_at IS NULL",
 									 {SqlArg::Int64(sub.id)}))
 		book.open.push_back({row.int64_required(0), row.int64_required(1)});
-	book.credit_cents = CreditBalance(spi, sub.user_id, sub.currency);
+	book.credit_cents = credit_cents ? *credit_cents : CreditBalance(spi, sub.user_id, sub.currency);
 	return book;
 }
 
 // The core's projection of a stored subscription to `at`, as if maintenance
 // had run (nothing is written).
 Projection
-ProjectSubscription(Spi &spi, const Subscription &sub, Micros at, Micros grace)
+ProjectSubscription(Spi &spi, const Subscription &sub, Micros at, Micros grace,
+					std::optional<int64_t> credit_cents = std::nullopt)
 {
 	billing::Plan plan = LoadPlanById(spi, sub.plan_id);
 	std::optional<billing::Plan> scheduled;
 	if (sub.scheduled_plan_id)
 		scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
-	return Project(LoadBook(spi, sub), plan, scheduled, at, grace);
+	return Project(LoadBook(spi, sub, credit_cents), plan, scheduled, at, grace);
 }
 
 // What run_maintenance counts a due step as.
@@ -1113,17 +1114,30 @@ BILLING_FUNCTION(billing_preview_change)
 	return (Datum) 0;
 }
 
-// The subscription of `user_id` that was current at `at`, if any.
-std::optional<Subscription>
+// The subscription of `user_id` that was current at `at`, if any, with
+// past_due_grace and the user's credit balance in its currency read by the
+// same statement (columns 23 and 24).
+struct SubscriptionAtResult {
+	Subscription sub;
+	Micros grace = 0;
+	int64_t credit_cents = 0;
+};
+
+std::optional<SubscriptionAtResult>
 SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
 {
-	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions s WHERE user_id OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL AND started_at OPERATOR(pg_catalog.<=) $2"
-					  " AND (ended_at IS NULL OR ended_at OPERATOR(pg_catalog.>) $2) ORDER BY started_at DESC, id DESC LIMIT 1";
-	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
+	static const std::string sql =
+		std::string("SELECT ") + kSubscriptionColumns +
+		", billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval) AS past_due_grace"
+		", (SELECT " + kCreditBalanceSum + kCreditBalanceEntries +
+		" AND e.user_id OPERATOR(pg_catalog.=) s.user_id AND e.currency OPERATOR(pg_catalog.=) s.currency) AS credit_cents"
+		" FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
+		" AND s.started_at OPERATOR(pg_catalog.<=) $2 AND (s.ended_at IS NULL OR s.ended_at OPERATOR(pg_catalog.>) $2)"
+		" ORDER BY s.started_at DESC, s.id DESC LIMIT 1";
+	auto rows = spi.Query(sql, {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
 	if (rows.empty())
 		return std::nullopt;
-	return SubscriptionFromRow(rows[0]);
+	return SubscriptionAtResult{SubscriptionFromRow(rows[0]), rows[0].int64_required(23), rows[0].int64_required(24)};
 }
 
 // The plan that applies to `user_id` at `at` and until when it may hold
@@ -1134,13 +1148,14 @@ Entitlement
 billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 {
 	Entitlement result;
-	Micros grace = PastDueGrace(spi);
-	if (std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at)) {
+	if (std::optional<SubscriptionAtResult> found = SubscriptionAt(spi, user_id, at)) {
+		const Subscription *sub = &found->sub;
+		Micros grace = found->grace;
 		if (sub->Ended()) {
 			if (GrantsAt(*sub, at, grace))
 				result.plan_id = sub->plan_id;
 		} else {
-			Projection projection = ProjectSubscription(spi, *sub, at, grace);
+			Projection projection = ProjectSubscription(spi, *sub, at, grace, found->credit_cents);
 			result.plan_id = EntitledPlanId(projection, at, grace);
 			result.changes_at = NextEntitlementChange(projection, at, grace);
 		}
