@@ -7,6 +7,7 @@
 //   billing._touch_updated_at(): updated_at = now() on every update;
 //   billing._restoring(): whether pg_restore is loading a billing table.
 #include "glue/guard.hpp"
+#include "glue/settings.hpp"
 #include "glue/spi.hpp"
 #include "glue/triggers.hpp"
 
@@ -147,6 +148,8 @@ BILLING_FUNCTION(billing_audit)
 	std::string table = RelationGetRelationName(rel);
 	Oid row_type = rel->rd_rel->reltype;
 	if (Restoring())  // the dumped audit log already holds these rows' history
+		return PointerGetDatum(nullptr);
+	if (IsAuditedByStatement(table.c_str()))  // the statement wrote its audit rows itself
 		return PointerGetDatum(nullptr);
 	Oid array_type = InvalidOid;
 	PgCall([&] { array_type = get_array_type(row_type); });

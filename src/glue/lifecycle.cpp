@@ -15,6 +15,7 @@
 #include "core/subscription.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -245,17 +246,46 @@ MutableColumns(const Subscription &s)
 			SqlArg::Text(s.end_reason)};
 }
 
+// A lifecycle write and its audit_log row in one statement, the row as
+// billing._audit writes it (the trigger leaves the statement alone:
+// AuditedByStatement): the change is the CTE "changed" (RETURNING the whole
+// new row), an UPDATE's old row the CTE "before". Returns the statement's rows.
+// table_literal: the table's name as an SQL literal ("'subscriptions'").
+std::string
+AuditedChange(const char *table_literal, bool update, const std::string &ctes, const std::string &select)
+{
+	return "WITH " + ctes +
+		   ", audited AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)"
+		   " SELECT " + table_literal + ", j.n OPERATOR(pg_catalog.->>) 'id', " + (update ? "'UPDATE'" : "'INSERT'") +
+		   ", j.o, j.n, CASE WHEN v.v OPERATOR(pg_catalog.<>) '' THEN v.v END"
+		   " FROM (SELECT " + (update ? "pg_catalog.to_jsonb(b)" : "NULL::pg_catalog.jsonb") + " AS o, pg_catalog.to_jsonb(c) AS n"
+		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + ") j,"
+		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) " + select;
+}
+
+std::vector<Row>
+RunAudited(Spi &spi, const char *table, const std::string &sql, const std::vector<SqlArg> &args)
+{
+	AuditedByStatement(table);
+	std::vector<Row> rows = spi.Query(sql, args);
+	AuditedByStatement(nullptr);
+	return rows;
+}
+
 void
 SaveSubscription(Spi &spi, const Subscription &s)
 {
-	std::vector<SqlArg> args = MutableColumns(s);
-	args.push_back(SqlArg::Int64(s.id));
-	spi.Execute(
-		"UPDATE billing.subscriptions SET status = $1::pg_catalog.text::billing.subscription_status, price_cents = $2,"
+	static const std::string sql = AuditedChange(
+		"'subscriptions'", true,
+		"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $16),"
+		" changed AS (UPDATE billing.subscriptions SET status = $1::pg_catalog.text::billing.subscription_status, price_cents = $2,"
 		" billing_anchor = $3, current_period_start = $4, current_period_end = $5, trial_start = $6, trial_end = $7,"
 		" cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, paused_at = $11, past_due_since = $12,"
-		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16",
-		args);
+		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16 RETURNING *)",
+		"SELECT FROM changed");
+	std::vector<SqlArg> args = MutableColumns(s);
+	args.push_back(SqlArg::Int64(s.id));
+	RunAudited(spi, "subscriptions", sql, args);
 }
 
 int64_t
@@ -267,14 +297,16 @@ InsertSubscription(Spi &spi, const Subscription &s)
 	args.push_back(SqlArg::Text(s.currency));
 	args.push_back(SqlArg::Text(ToString(s.interval)));
 	args.push_back(SqlArg::Timestamp(ToPgTime(s.started_at)));
-	auto rows = spi.Query(
-		"INSERT INTO billing.subscriptions (status, price_cents, billing_anchor, current_period_start,"
+	static const std::string sql = AuditedChange(
+		"'subscriptions'", false,
+		"changed AS (INSERT INTO billing.subscriptions (status, price_cents, billing_anchor, current_period_start,"
 		" current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at, paused_at,"
 		" past_due_since, scheduled_plan_id, scheduled_change_at, end_reason, user_id, plan_id, currency,"
 		" billing_interval, started_at)"
 		" VALUES ($1::pg_catalog.text::billing.subscription_status, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING id",
-		args);
+		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING *)",
+		"SELECT id FROM changed");
+	auto rows = RunAudited(spi, "subscriptions", sql, args);
 	return rows.at(0).int64_required(0);
 }
 

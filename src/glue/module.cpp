@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 
+#include <cstring>
 #include <string>
 #include <unordered_map>
 
@@ -51,6 +52,9 @@ DeclaredChangeTimes()
 	return times;
 }
 
+// The billing table whose current statement writes its own audit rows (none: nullptr).
+const char *audited_by_statement = nullptr;
+
 // Users whose quota invalidation a lifecycle call defers: the subtransaction
 // that started the deferral, and whether the trigger left a write out.
 struct Deferral {
@@ -74,6 +78,7 @@ ForgetChangeTimesAtXactEnd(XactEvent, void *)
 {
 	DeclaredChangeTimes().clear();
 	DeferredInvalidations().clear();
+	audited_by_statement = nullptr;
 }
 
 void
@@ -82,6 +87,7 @@ ForgetChangeTimesAtSubXactEnd(SubXactEvent event, SubTransactionId subid, SubTra
 	if (event != SUBXACT_EVENT_ABORT_SUB)
 		return;
 	DeclaredChangeTimes().clear();
+	audited_by_statement = nullptr;
 	auto &users = DeferredInvalidations();
 	for (auto it = users.begin(); it != users.end();)
 		it = it->second.started_in >= subid ? users.erase(it) : std::next(it);
@@ -93,6 +99,18 @@ void
 DeclareChangeAt(int64_t subscription_id, int64_t unix_micros)
 {
 	DeclaredChangeTimes()[subscription_id] = unix_micros;
+}
+
+void
+AuditedByStatement(const char *table)
+{
+	audited_by_statement = table;
+}
+
+bool
+IsAuditedByStatement(const char *table)
+{
+	return audited_by_statement != nullptr && std::strcmp(audited_by_statement, table) == 0;
 }
 
 bool

@@ -48,4 +48,13 @@ std::optional<int64_t> DeclaredChangeAt(int64_t subscription_id);
 bool DeferQuotaInvalidation(const std::string &user_id);
 bool QuotaInvalidationDeferred(const std::string &user_id);
 bool FinishDeferredQuotaInvalidation(const std::string &user_id);
+
+// A statement that writes its own audit rows (a lifecycle write: the change
+// and its audit_log row in one statement, as plain SQL would): between
+// AuditedByStatement("table") and AuditedByStatement(nullptr), billing._audit
+// leaves billing.table's statements alone. Backend-local; every transaction
+// end and subtransaction abort clears it (an error in between).
+void AuditedByStatement(const char *table);
+bool IsAuditedByStatement(const char *table);
 }
+
