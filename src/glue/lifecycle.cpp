@@ -374,12 +374,15 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 	int64_t credit = amounts.credit_applied_cents;
 	int64_t due = amounts.amount_due_cents;
 	bool settled = amounts.settled;
-	auto rows = spi.Query(
-		"INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency,"
+	static const std::string sql = AuditedChange(
+		"'invoices'", false,
+		"changed AS (INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency,"
 		" period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, paid_at, due_at,"
 		" credit_applied_cents)"
 		" VALUES (billing._next_invoice_number($7), $1, $2, $3, $4, $5, $6, $8, $9, $9, $10, $11, $7,"
-		" CASE WHEN $3 OPERATOR(pg_catalog.=) 'paid' THEN $7 END, $13, $12) RETURNING id",
+		" CASE WHEN $3 OPERATOR(pg_catalog.=) 'paid' THEN $7 END, $13, $12) RETURNING *)",
+		"SELECT id FROM changed");
+	auto rows = RunAudited(spi, "invoices", sql,
 		{SqlArg::Text(user_id), SqlArg::Int64(subscription_id), SqlArg::Text(std::string(settled ? "paid" : "open")),
 		 SqlArg::Text(draft.billing_reason), SqlArg::Text(draft.currency),
 		 SqlArg::Timestamp(ToPgTime(draft.period_start)), SqlArg::Timestamp(ToPgTime(draft.issued_at)),
@@ -1314,10 +1317,13 @@ BILLING_FUNCTION(billing_record_payment)
 	std::optional<int64_t> first_invoice;
 	if (!settlement.to_invoices.empty())
 		first_invoice = settlement.to_invoices.front().invoice_id;
-	auto payment = spi.Query(
-		"INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
+	static const std::string insert_payment = AuditedChange(
+		"'payments'", false,
+		"changed AS (INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
 		" external_id, failure_code, paid_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-		" ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING id",
+		" ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING *)",
+		"SELECT id FROM changed");
+	auto payment = RunAudited(spi, "payments", insert_payment,
 		{SqlArg::Text(sub.user_id), SqlArg::Int64(sub.id), SqlArg::Int64(first_invoice), SqlArg::Int64(amount),
 		 SqlArg::Text(currency), SqlArg::Text(std::string(succeeded ? "succeeded" : "failed")), SqlArg::Text(external_id),
 		 succeeded ? SqlArg::Null(TEXTOID) : SqlArg::Text(std::string("payment_failed")), SqlArg::Timestamp(ToPgTime(at))});
@@ -1335,12 +1341,17 @@ BILLING_FUNCTION(billing_record_payment)
 		// Open invoices oldest first, the rest to the customer's credit balance.
 		size_t settled = 0;
 		for (const Allocation &a : settlement.to_invoices) {
-			spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.+) $2,"
-						" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.-) $2,"
-						" status = CASE WHEN $4 THEN 'paid' ELSE status END,"
-						" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1",
-						{SqlArg::Int64(a.invoice_id), SqlArg::Int64(a.amount_cents), SqlArg::Timestamp(ToPgTime(at)),
-						 SqlArg::Bool(a.settles)});
+			static const std::string pay_invoice = AuditedChange(
+				"'invoices'", true,
+				"before AS (SELECT i.* FROM billing.invoices i WHERE i.id OPERATOR(pg_catalog.=) $1),"
+				" changed AS (UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.+) $2,"
+				" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.-) $2,"
+				" status = CASE WHEN $4 THEN 'paid' ELSE status END,"
+				" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1 RETURNING *)",
+				"SELECT FROM changed");
+			RunAudited(spi, "invoices", pay_invoice,
+					   {SqlArg::Int64(a.invoice_id), SqlArg::Int64(a.amount_cents), SqlArg::Timestamp(ToPgTime(at)),
+						SqlArg::Bool(a.settles)});
 			LedgerEntry(spi, sub.user_id, currency, "payment_to_invoice", a.amount_cents, payment_id, a.invoice_id, at);
 			settled += a.settles ? 1 : 0;
 		}
