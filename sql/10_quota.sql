@@ -170,6 +170,30 @@ SELECT "limit" FROM billing.quota('2', 'rooms');
 SELECT billing.attach_room_quota('rooms', owner_column => 'owner_id') AS rooms_counted_again;
 SELECT count(*) AS billing_triggers FROM pg_trigger WHERE tgrelid = 'rooms'::regclass AND tgname LIKE 'billing\_%';
 
+-- == a lifecycle call clears its user's cached limits once, when it returns
+-- (the invalidation trigger, called for each statement that writes the
+-- user's subscriptions, leaves that user to the call)
+INSERT INTO users (email) VALUES ('cache probe') RETURNING id::text AS probe \gset
+INSERT INTO rooms (owner_id, name) VALUES (:probe, 'fills the cache');
+SELECT cap_valid_until > now() AS cached FROM billing.quota_counters WHERE owner_id = :'probe';
+BEGIN;
+SET LOCAL track_functions = 'all';
+SELECT COALESCE(pg_catalog.sum(calls), 0) AS invalidations_before FROM pg_stat_xact_user_functions
+ WHERE schemaname = 'billing' AND funcname = '_quota_invalidate_users' \gset
+SELECT status FROM billing.start_trial(:'probe', 'pro_monthly');
+SELECT calls - :invalidations_before AS trigger_calls FROM pg_stat_xact_user_functions
+ WHERE schemaname = 'billing' AND funcname = '_quota_invalidate_users';
+SELECT cap_valid_until AS after_trial FROM billing.quota_counters WHERE owner_id = :'probe';
+-- a later write in the transaction is the trigger's again
+INSERT INTO rooms (owner_id, name) VALUES (:probe, 'fills it again');
+SELECT cap_valid_until > now() AS cached_again FROM billing.quota_counters WHERE owner_id = :'probe';
+UPDATE billing.subscriptions SET metadata = '{"probe": true}' WHERE user_id = :'probe' AND ended_at IS NULL;
+SELECT cap_valid_until AS after_update FROM billing.quota_counters WHERE owner_id = :'probe';
+COMMIT;
+-- the call's writes were audited by their own statements, the UPDATE by the trigger
+SELECT action, new_row ->> 'status' AS status, new_row -> 'metadata' AS metadata FROM billing.audit_log
+ WHERE table_name = 'subscriptions' AND (new_row ->> 'user_id') = :'probe' ORDER BY id;
+
 -- == detach and DROP EXTENSION leave the application's rows alone
 SELECT count(*) AS rooms_before FROM rooms \gset
 SELECT billing.attach_participant_quota('participants', room_column => 'room_id', rooms => 'rooms',

@@ -91,8 +91,8 @@ SELECT COALESCE(pg_catalog.sum(calls) FILTER (WHERE funcname = '_history_updated
 SELECT * FROM billing.run_maintenance('2026-02-01 03:00+00') ORDER BY action;
 -- the 500 incomplete subscriptions that time out and the 300 renewals are
 -- one UPDATE: one call of the history trigger (503 with row-by-row timeouts
--- and one statement per due time); the Free fallbacks are one INSERT each
--- (billing._start_free per user, in one statement)
+-- and one statement per due time); the Free fallbacks are one INSERT for the
+-- page (501 calls when billing._start_free ran per user)
 SELECT funcname, calls - CASE funcname WHEN '_history_updated' THEN :history_before ELSE :quota_before END AS calls
   FROM pg_stat_xact_user_functions
  WHERE schemaname = 'billing' AND funcname IN ('_history_updated', '_quota_invalidate_users') ORDER BY 1;

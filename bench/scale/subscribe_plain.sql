@@ -13,11 +13,12 @@ started AS (INSERT INTO billing.subscriptions (user_id, plan_id, status, price_c
 				   '2026-12-01 00:00+00', '2026-12-01 00:00+00', '2027-01-01 00:00+00'
 			  FROM ended e, p RETURNING *),
 invoice AS (INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency,
-				period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at)
+				period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, due_at)
 			SELECT billing._next_invoice_number('2026-12-01 00:00+00'), s.user_id, s.id, 'open', 'subscription_create',
 				   s.currency, s.current_period_start, s.current_period_end, s.price_cents, s.price_cents, s.price_cents,
 				   jsonb_build_array(jsonb_build_object('description', 'Pro (monthly) from 2026-12-01 to 2027-01-01',
-						'amount_cents', s.price_cents, 'currency', s.currency)), '2026-12-01 00:00+00'
+						'amount_cents', s.price_cents, 'currency', s.currency)), '2026-12-01 00:00+00',
+				   '2026-12-04 00:00+00'
 			  FROM started s RETURNING *),
 audit AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row)
 		  SELECT 'subscriptions', e.id::text, 'UPDATE', to_jsonb(o), to_jsonb(e) FROM ended e JOIN old o ON o.id = e.id

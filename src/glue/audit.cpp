@@ -7,11 +7,13 @@
 //   billing._touch_updated_at(): updated_at = now() on every update;
 //   billing._restoring(): whether pg_restore is loading a billing table.
 #include "glue/guard.hpp"
+#include "glue/settings.hpp"
 #include "glue/spi.hpp"
 #include "glue/triggers.hpp"
 
 #include "core/error.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <string>
@@ -45,6 +47,12 @@ class AsTableOwner {
 constexpr const char *kAuditRows =
 	" FROM (SELECT pg_catalog.to_jsonb($4[i.i]) AS o, pg_catalog.to_jsonb($5[i.i]) AS n"
 	" FROM pg_catalog.generate_series(1, $6) AS i(i)) j,"
+	" (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) s";
+
+// The same for a statement of one row (most of them): $4 and $5 are the old
+// and new rows themselves, no arrays and no generate_series.
+constexpr const char *kAuditOneRow =
+	" FROM (SELECT pg_catalog.to_jsonb($4) AS o, pg_catalog.to_jsonb($5) AS n) j,"
 	" (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) s";
 
 constexpr const char *kAuditInsert =
@@ -141,12 +149,16 @@ BILLING_FUNCTION(billing_audit)
 	Oid row_type = rel->rd_rel->reltype;
 	if (Restoring())  // the dumped audit log already holds these rows' history
 		return PointerGetDatum(nullptr);
+	if (IsAuditedByStatement(table.c_str()))  // the statement wrote its audit rows itself
+		return PointerGetDatum(nullptr);
 	Oid array_type = InvalidOid;
 	PgCall([&] { array_type = get_array_type(row_type); });
 	if (!OidIsValid(array_type))
 		throw Error(sqlstate::kInternalError, "table \"" + table + "\" has no array type");
-	std::string sql = std::string(table == "settings" ? kAuditSettingsInsert : kAuditInsert) + kAuditRows +
-					  (table == "settings" ? ") m" : "");
+	auto sql_for = [&](bool one_row) {
+		return std::string(table == "settings" ? kAuditSettingsInsert : kAuditInsert) + (one_row ? kAuditOneRow : kAuditRows) +
+			   (table == "settings" ? ") m" : "");
+	};
 	AsTableOwner owner(rel->rd_rel->relowner);
 	Spi spi;
 	// The old and new rows in the statement's order (both tuplestores are
@@ -157,11 +169,16 @@ BILLING_FUNCTION(billing_audit)
 	MemoryContext chunk_context = nullptr;
 	Datum *old_values = nullptr;
 	Datum *new_values = nullptr;
+	int64 total_rows = 0;
+	int capacity = 1;
 	PgCall([&] {
 		slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 		chunk_context = AllocSetContextCreate(CurrentMemoryContext, "billing audit chunk", ALLOCSET_DEFAULT_SIZES);
-		old_values = static_cast<Datum *>(palloc(sizeof(Datum) * kAuditChunk));
-		new_values = static_cast<Datum *>(palloc(sizeof(Datum) * kAuditChunk));
+		// sized for the statement's rows, at most a chunk
+		total_rows = tuplestore_tuple_count(new_rows != nullptr ? new_rows : old_rows);
+		capacity = static_cast<int>(std::clamp<int64>(total_rows, 1, kAuditChunk));
+		old_values = static_cast<Datum *>(palloc(sizeof(Datum) * capacity));
+		new_values = static_cast<Datum *>(palloc(sizeof(Datum) * capacity));
 		for (Tuplestorestate *rows : {old_rows, new_rows})
 			if (rows != nullptr)
 				RewindTransitionTable(rows);
@@ -171,9 +188,10 @@ BILLING_FUNCTION(billing_audit)
 		int n = 0;
 		Datum old_array = 0;
 		Datum new_array = 0;
+		bool one_row = false;  // the statement's only row: passed as itself
 		PgCall([&] {
 			MemoryContext outer = MemoryContextSwitchTo(chunk_context);
-			for (; n < kAuditChunk; n++) {
+			for (; n < capacity; n++) {
 				bool got = false;
 				if (old_rows != nullptr && (got = tuplestore_gettupleslot(old_rows, true, false, slot)))
 					old_values[n] = ExecFetchSlotHeapTupleDatum(slot);
@@ -183,6 +201,13 @@ BILLING_FUNCTION(billing_audit)
 					more = false;
 					break;
 				}
+			}
+			if (n == 1 && total_rows == 1) {
+				one_row = true;
+				old_array = old_rows != nullptr ? old_values[0] : 0;
+				new_array = new_rows != nullptr ? new_values[0] : 0;
+				MemoryContextSwitchTo(outer);
+				return;
 			}
 			int16 len = 0;
 			bool byval = false;
@@ -194,10 +219,14 @@ BILLING_FUNCTION(billing_audit)
 				new_array = PointerGetDatum(construct_array(new_values, n, row_type, len, byval, align));
 			MemoryContextSwitchTo(outer);
 		});
-		if (n > 0)
-			spi.Execute(sql, {SqlArg::Text(table), SqlArg::Text(action), SqlArg::Text(trigger->tg_trigger->tgargs[0]),
-							  SqlArg{array_type, old_array, old_rows == nullptr},
-							  SqlArg{array_type, new_array, new_rows == nullptr}, SqlArg::Int32(n)});
+		Oid type = one_row ? row_type : array_type;
+		if (one_row)
+			spi.Execute(sql_for(true), {SqlArg::Text(table), SqlArg::Text(action), SqlArg::Text(trigger->tg_trigger->tgargs[0]),
+										SqlArg{type, old_array, old_rows == nullptr}, SqlArg{type, new_array, new_rows == nullptr}});
+		else if (n > 0)
+			spi.Execute(sql_for(false), {SqlArg::Text(table), SqlArg::Text(action), SqlArg::Text(trigger->tg_trigger->tgargs[0]),
+										 SqlArg{type, old_array, old_rows == nullptr},
+										 SqlArg{type, new_array, new_rows == nullptr}, SqlArg::Int32(n)});
 		PgCall([&] { MemoryContextReset(chunk_context); });
 	}
 	PgCall([&] {

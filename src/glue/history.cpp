@@ -20,6 +20,7 @@
 
 #include "core/error.hpp"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -203,14 +204,18 @@ struct Chunk {
 
 class HistoryWriter {
  public:
-	HistoryWriter(Relation rel, bool updated) : updated_(updated)
+	// rows: how many the statement changed (the chunk arrays are sized for
+	// them, at most kChunk: a one-row statement does not allocate and touch
+	// arrays for a thousand).
+	HistoryWriter(Relation rel, bool updated, int64 rows) : updated_(updated)
 	{
+		capacity_ = static_cast<int>(std::clamp<int64>(rows, 1, kChunk));
 		PgCall([&] {
 			ReadLayout(RelationGetDescr(rel), &layout_);
 			context_ = AllocSetContextCreate(CurrentMemoryContext, "billing history chunk", ALLOCSET_DEFAULT_SIZES);
 			for (int p = 0; p < kParams; p++) {
-				chunk_.values[p] = static_cast<Datum *>(palloc(sizeof(Datum) * kChunk));
-				chunk_.nulls[p] = static_cast<bool *>(palloc(sizeof(bool) * kChunk));
+				chunk_.values[p] = static_cast<Datum *>(palloc(sizeof(Datum) * capacity_));
+				chunk_.nulls[p] = static_cast<bool *>(palloc(sizeof(bool) * capacity_));
 			}
 			chunk_.n = 0;
 		});
@@ -301,7 +306,7 @@ class HistoryWriter {
 			c.values[kGraceEnd][i] = TimestampTzGetDatum(grace_end);
 		}
 		c.n++;
-		if (c.n == kChunk)
+		if (c.n == capacity_)
 			Flush();
 	}
 
@@ -354,6 +359,7 @@ class HistoryWriter {
 	Chunk chunk_{};
 	MemoryContext context_ = nullptr;
 	bool updated_;
+	int capacity_ = 1;  // rows per chunk
 	std::optional<int64_t> grace_;  // past_due_grace in microseconds, once a row needs it
 };
 
@@ -405,7 +411,7 @@ BILLING_FUNCTION(billing_history_inserted)
 	if (Restoring())  // pg_restore loads the dumped history itself
 		return PointerGetDatum(nullptr);
 	Tuplestorestate *new_rows = trigger->tg_newtable;
-	HistoryWriter writer(trigger->tg_relation, false);
+	HistoryWriter writer(trigger->tg_relation, false, tuplestore_tuple_count(new_rows));
 	TupleTableSlot *slot = nullptr;
 	PgCall([&] {
 		slot = MakeSingleTupleTableSlot(RelationGetDescr(trigger->tg_relation), &TTSOpsMinimalTuple);
@@ -430,7 +436,7 @@ BILLING_FUNCTION(billing_history_updated)
 		return PointerGetDatum(nullptr);
 	Tuplestorestate *old_rows = trigger->tg_oldtable;
 	Tuplestorestate *new_rows = trigger->tg_newtable;
-	HistoryWriter writer(trigger->tg_relation, true);
+	HistoryWriter writer(trigger->tg_relation, true, tuplestore_tuple_count(new_rows));
 	AttrNumber id = writer.layout().attno[kId];
 	TupleTableSlot *old_slot = nullptr;
 	TupleTableSlot *new_slot = nullptr;

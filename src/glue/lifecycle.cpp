@@ -4,6 +4,7 @@
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
+#include "glue/quota_counter.hpp"
 #include "glue/result_set.hpp"
 #include "glue/settings.hpp"
 #include "glue/spi.hpp"
@@ -14,6 +15,7 @@
 #include "core/subscription.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -94,6 +96,61 @@ TimeArg(const std::optional<Micros> &t)
 	return SqlArg::Timestamp(PgTime(t));
 }
 
+// Read with an operation's load of the subscription, after
+// kSubscriptionColumns (one statement instead of three): the times of its
+// latest payment or refund and of its latest recorded change in
+// billing.subscription_history (the start of its open interval: a resume or
+// a reactivate leaves no time on the row), which the core's LatestChange
+// counts, and past_due_grace in microseconds.
+constexpr int kLatestChangesColumn = 23;
+constexpr const char *kLatestChangesColumns =
+	", billing._micros((SELECT pg_catalog.max(p.paid_at) FROM billing.payments p"
+	" WHERE p.subscription_id OPERATOR(pg_catalog.=) s.id AND p.deleted_at IS NULL)) AS last_payment_at"
+	", billing._micros((SELECT pg_catalog.max(h.valid_from) FROM billing.subscription_history h"
+	" WHERE h.subscription_id OPERATOR(pg_catalog.=) s.id AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz))"
+	" AS history_from"
+	", billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval) AS past_due_grace";
+
+// A subscription loaded for an operation, with its latest changes, and the grace.
+struct ForChange {
+	Subscription sub;
+	Micros grace = 0;
+};
+
+ForChange
+ForChangeFromRow(const Row &row)
+{
+	ForChange loaded{SubscriptionFromRow(row), row.int64_required(kLatestChangesColumn + 2)};
+	loaded.sub.last_payment_at = row.int64(kLatestChangesColumn);
+	loaded.sub.history_from = row.int64(kLatestChangesColumn + 1);
+	return loaded;
+}
+
+// The subscription `id`, locked, with its latest changes and the grace.
+ForChange
+LoadForChange(Spi &spi, int64_t id)
+{
+	static const std::string sql = std::string("SELECT ") + kSubscriptionColumns + kLatestChangesColumns +
+								   " FROM billing.subscriptions s WHERE id OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL FOR UPDATE OF s";
+	auto rows = spi.Query(sql, {SqlArg::Int64(id)});
+	if (rows.empty())
+		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
+	return ForChangeFromRow(rows[0]);
+}
+
+// The user's current subscription, locked, with its latest changes and the grace.
+std::optional<ForChange>
+LoadCurrentForChange(Spi &spi, const std::string &user_id)
+{
+	static const std::string sql = std::string("SELECT ") + kSubscriptionColumns + kLatestChangesColumns +
+								   " FROM billing.subscriptions s WHERE user_id OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL"
+								   " AND deleted_at IS NULL FOR UPDATE OF s";
+	auto rows = spi.Query(sql, {SqlArg::Text(user_id)});
+	if (rows.empty())
+		return std::nullopt;
+	return ForChangeFromRow(rows[0]);
+}
+
 Subscription
 LoadSubscription(Spi &spi, int64_t id, bool lock)
 {
@@ -102,18 +159,6 @@ LoadSubscription(Spi &spi, int64_t id, bool lock)
 	auto rows = spi.Query(sql.c_str(), {SqlArg::Int64(id)});
 	if (rows.empty())
 		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
-	return SubscriptionFromRow(rows[0]);
-}
-
-std::optional<Subscription>
-LoadCurrentSubscription(Spi &spi, const std::string &user_id)
-{
-	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions s WHERE user_id OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL AND deleted_at IS NULL"
-					  " FOR UPDATE OF s";
-	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id)});
-	if (rows.empty())
-		return std::nullopt;
 	return SubscriptionFromRow(rows[0]);
 }
 
@@ -201,17 +246,46 @@ MutableColumns(const Subscription &s)
 			SqlArg::Text(s.end_reason)};
 }
 
+// A lifecycle write and its audit_log row in one statement, the row as
+// billing._audit writes it (the trigger leaves the statement alone:
+// AuditedByStatement): the change is the CTE "changed" (RETURNING the whole
+// new row), an UPDATE's old row the CTE "before". Returns the statement's rows.
+// table_literal: the table's name as an SQL literal ("'subscriptions'").
+std::string
+AuditedChange(const char *table_literal, bool update, const std::string &ctes, const std::string &select)
+{
+	return "WITH " + ctes +
+		   ", audited AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)"
+		   " SELECT " + table_literal + ", j.n OPERATOR(pg_catalog.->>) 'id', " + (update ? "'UPDATE'" : "'INSERT'") +
+		   ", j.o, j.n, CASE WHEN v.v OPERATOR(pg_catalog.<>) '' THEN v.v END"
+		   " FROM (SELECT " + (update ? "pg_catalog.to_jsonb(b)" : "NULL::pg_catalog.jsonb") + " AS o, pg_catalog.to_jsonb(c) AS n"
+		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + ") j,"
+		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) " + select;
+}
+
+std::vector<Row>
+RunAudited(Spi &spi, const char *table, const std::string &sql, const std::vector<SqlArg> &args)
+{
+	AuditedByStatement(table);
+	std::vector<Row> rows = spi.Query(sql, args);
+	AuditedByStatement(nullptr);
+	return rows;
+}
+
 void
 SaveSubscription(Spi &spi, const Subscription &s)
 {
-	std::vector<SqlArg> args = MutableColumns(s);
-	args.push_back(SqlArg::Int64(s.id));
-	spi.Execute(
-		"UPDATE billing.subscriptions SET status = $1::pg_catalog.text::billing.subscription_status, price_cents = $2,"
+	static const std::string sql = AuditedChange(
+		"'subscriptions'", true,
+		"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $16),"
+		" changed AS (UPDATE billing.subscriptions SET status = $1::pg_catalog.text::billing.subscription_status, price_cents = $2,"
 		" billing_anchor = $3, current_period_start = $4, current_period_end = $5, trial_start = $6, trial_end = $7,"
 		" cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, paused_at = $11, past_due_since = $12,"
-		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16",
-		args);
+		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16 RETURNING *)",
+		"SELECT FROM changed");
+	std::vector<SqlArg> args = MutableColumns(s);
+	args.push_back(SqlArg::Int64(s.id));
+	RunAudited(spi, "subscriptions", sql, args);
 }
 
 int64_t
@@ -223,14 +297,16 @@ InsertSubscription(Spi &spi, const Subscription &s)
 	args.push_back(SqlArg::Text(s.currency));
 	args.push_back(SqlArg::Text(ToString(s.interval)));
 	args.push_back(SqlArg::Timestamp(ToPgTime(s.started_at)));
-	auto rows = spi.Query(
-		"INSERT INTO billing.subscriptions (status, price_cents, billing_anchor, current_period_start,"
+	static const std::string sql = AuditedChange(
+		"'subscriptions'", false,
+		"changed AS (INSERT INTO billing.subscriptions (status, price_cents, billing_anchor, current_period_start,"
 		" current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at, paused_at,"
 		" past_due_since, scheduled_plan_id, scheduled_change_at, end_reason, user_id, plan_id, currency,"
 		" billing_interval, started_at)"
 		" VALUES ($1::pg_catalog.text::billing.subscription_status, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING id",
-		args);
+		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING *)",
+		"SELECT id FROM changed");
+	auto rows = RunAudited(spi, "subscriptions", sql, args);
 	return rows.at(0).int64_required(0);
 }
 
@@ -348,12 +424,15 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 	int64_t credit = amounts.credit_applied_cents;
 	int64_t due = amounts.amount_due_cents;
 	bool settled = amounts.settled;
-	auto rows = spi.Query(
-		"INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency,"
+	static const std::string sql = AuditedChange(
+		"'invoices'", false,
+		"changed AS (INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency,"
 		" period_start, period_end, subtotal_cents, total_cents, amount_due_cents, lines, issued_at, paid_at, due_at,"
 		" credit_applied_cents)"
 		" VALUES (billing._next_invoice_number($7), $1, $2, $3, $4, $5, $6, $8, $9, $9, $10, $11, $7,"
-		" CASE WHEN $3 OPERATOR(pg_catalog.=) 'paid' THEN $7 END, $13, $12) RETURNING id",
+		" CASE WHEN $3 OPERATOR(pg_catalog.=) 'paid' THEN $7 END, $13, $12) RETURNING *)",
+		"SELECT id FROM changed");
+	auto rows = RunAudited(spi, "invoices", sql,
 		{SqlArg::Text(user_id), SqlArg::Int64(subscription_id), SqlArg::Text(std::string(settled ? "paid" : "open")),
 		 SqlArg::Text(draft.billing_reason), SqlArg::Text(draft.currency),
 		 SqlArg::Timestamp(ToPgTime(draft.period_start)), SqlArg::Timestamp(ToPgTime(draft.issued_at)),
@@ -468,7 +547,7 @@ PastDueGrace(Spi &spi)
 // A subscription as stored with its open invoices and the credit balance,
 // for the core's projection (read only: nothing is locked).
 Book
-LoadBook(Spi &spi, const Subscription &sub)
+LoadBook(Spi &spi, const Subscription &sub, std::optional<int64_t> credit_cents = std::nullopt)
 {
 	Book book;
 	book.sub = sub;
@@ -477,20 +556,21 @@ LoadBook(Spi &spi, const Subscription &sub)
 									 " AND deleted_at IS NULL",
 									 {SqlArg::Int64(sub.id)}))
 		book.open.push_back({row.int64_required(0), row.int64_required(1)});
-	book.credit_cents = CreditBalance(spi, sub.user_id, sub.currency);
+	book.credit_cents = credit_cents ? *credit_cents : CreditBalance(spi, sub.user_id, sub.currency);
 	return book;
 }
 
 // The core's projection of a stored subscription to `at`, as if maintenance
 // had run (nothing is written).
 Projection
-ProjectSubscription(Spi &spi, const Subscription &sub, Micros at, Micros grace)
+ProjectSubscription(Spi &spi, const Subscription &sub, Micros at, Micros grace,
+					std::optional<int64_t> credit_cents = std::nullopt)
 {
 	billing::Plan plan = LoadPlanById(spi, sub.plan_id);
 	std::optional<billing::Plan> scheduled;
 	if (sub.scheduled_plan_id)
 		scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
-	return Project(LoadBook(spi, sub), plan, scheduled, at, grace);
+	return Project(LoadBook(spi, sub, credit_cents), plan, scheduled, at, grace);
 }
 
 // What run_maintenance counts a due step as.
@@ -537,30 +617,25 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 	return sub.id;
 }
 
-Datum
-ReturnSubscription(Spi &spi, int64_t id)
+// The user's lock row held, the quota invalidation of the user's
+// subscription writes waits for ReturnSubscription (one instead of one per
+// statement; glue/settings.hpp).
+void
+LockUserForChange(Spi &spi, const std::string &user_id)
 {
+	LockUser(spi, user_id);
+	DeferQuotaInvalidation(user_id);
+}
+
+// Ends the call: the user's deferred quota invalidation, then the row.
+Datum
+ReturnSubscription(Spi &spi, int64_t id, const std::string &user_id)
+{
+	if (FinishDeferredQuotaInvalidation(user_id))
+		InvalidateUsersQuota(spi, {user_id}, false);
 	Datum row = spi.QueryRowDatum("SELECT s FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(id)});
 	spi.Finish();
 	return row;
-}
-
-// The times of the subscription's latest payment or refund and of its latest
-// recorded change in billing.subscription_history (the start of its open
-// interval: a resume or a reactivate leaves no time on the row), which the
-// core's LatestChange counts (read only for operations, not on the
-// entitlement path).
-Subscription
-WithLatestChanges(Spi &spi, Subscription sub)
-{
-	auto rows = spi.Query("SELECT billing._micros((SELECT pg_catalog.max(p.paid_at) FROM billing.payments p"
-						  " WHERE p.subscription_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL)),"
-						  " billing._micros((SELECT pg_catalog.max(h.valid_from) FROM billing.subscription_history h"
-						  " WHERE h.subscription_id OPERATOR(pg_catalog.=) $1 AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz))",
-						  {SqlArg::Int64(sub.id)});
-	sub.last_payment_at = rows.at(0).int64(0);
-	sub.history_from = rows.at(0).int64(1);
-	return sub;
 }
 
 // subscribe and start_trial share everything but the trial rule.
@@ -575,14 +650,17 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 
 	Spi spi;
 	Plan plan = LoadPlanForSale(spi, plan_code);
-	LockUser(spi, user_id);
-	std::optional<Subscription> current = LoadCurrentSubscription(spi, user_id);
-	if (current) {
-		current = WithLatestChanges(spi, *current);
+	LockUserForChange(spi, user_id);
+	std::optional<Subscription> current;
+	if (std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id)) {
+		current = loaded->sub;
 		RequireNotBeforeLatestChange(*current, at);
 		// What time made due is applied first, so the decision sees the state at `at`.
-		CatchUp(spi, *current, at, PastDueGrace(spi));
-		current = WithLatestChanges(spi, *LoadCurrentSubscription(spi, user_id));
+		if (DueAction(*current, at, loaded->grace)) {
+			CatchUp(spi, *current, at, loaded->grace);
+			std::optional<ForChange> again = LoadCurrentForChange(spi, user_id);
+			current = again ? std::optional<Subscription>(again->sub) : std::nullopt;
+		}
 	}
 	bool available = TrialAvailableFor(spi, user_id, plan);
 	Outcome out = trial_only ? StartTrial(user_id, plan, at, available)
@@ -594,7 +672,7 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 		PersistOutcome(spi, Replace(*current, current_plan, plan, at), at);
 	}
 	Persisted saved = PersistOutcome(spi, out, at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, user_id);
 }
 
 // Loads and locks the subscription named by argument 0, under its user's
@@ -605,14 +683,14 @@ LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 {
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	Subscription peek = LoadSubscription(spi, id, false);
-	LockUser(spi, peek.user_id);
-	Subscription sub = WithLatestChanges(spi, LoadSubscription(spi, id, true));
+	LockUserForChange(spi, peek.user_id);
+	ForChange loaded = LoadForChange(spi, id);
+	Subscription sub = loaded.sub;
 	if (!sub.Ended())
 		RequireNotBeforeLatestChange(sub, at);
-	Micros grace = PastDueGrace(spi);
-	if (at >= sub.started_at && DueAction(sub, at, grace)) {
-		CatchUp(spi, sub, at, grace);
-		sub = WithLatestChanges(spi, LoadSubscription(spi, id, true));
+	if (at >= sub.started_at && DueAction(sub, at, loaded.grace)) {
+		CatchUp(spi, sub, at, loaded.grace);
+		sub = LoadForChange(spi, id).sub;
 	}
 	return sub;
 }
@@ -625,7 +703,7 @@ ApplyToSubscription(FunctionCallInfo fcinfo, Outcome (*operation)(const Subscrip
 	Spi spi;
 	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	Persisted saved = PersistOutcome(spi, operation(sub, at), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
 // run_maintenance reads what is due in phases, each served by its own index
@@ -817,8 +895,8 @@ WritePageInvoices(Spi &spi, const std::vector<PageStep> &steps, PageLedger &ledg
 // over arrays: the subscriptions (one UPDATE, each row's change time declared
 // for the history trigger whatever the due times), their voided invoices
 // (what was paid toward them back to credit), their new invoices, the ledger,
-// the Free fallbacks (billing._start_free per user) and the notifications
-// (billing._notify per notification).
+// the Free fallbacks and the notifications (the rows billing._start_free and
+// billing._notify write, one statement each for the page).
 void
 WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
 {
@@ -925,12 +1003,29 @@ WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
 			note_at.push_back(ToPgTime(when));
 		}
 	}
+	// The rows billing._start_free and billing._notify write, for the whole
+	// page in one statement each (called per user and per notification, each
+	// was an INSERT with its statement triggers: 0.4 ms per Free fallback).
+	// sql/26_scale_dunning.sql compares them with the row-by-row path's.
 	if (!free_user.empty())
-		spi.Execute("SELECT billing._start_free(u.user_id, u.at) FROM ROWS FROM (" + UnnestArgs(2) + ") AS u(user_id, at)",
+		spi.Execute("INSERT INTO billing.subscriptions"
+					" (user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)"
+					" SELECT u.user_id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, u.at, u.at"
+					" FROM ROWS FROM (" + UnnestArgs(2) + ") WITH ORDINALITY AS u(user_id, at, n)"
+					" CROSS JOIN billing.subscription_plans p WHERE p.code OPERATOR(pg_catalog.=) 'free' ORDER BY u.n"
+					" ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING",
 					{SqlArg::TextArray(free_user), SqlArg::TimestampArray(free_from)});
 	if (!note_user.empty())
-		spi.Execute("SELECT billing._notify(u.user_id, u.subscription_id, u.kind, u.dedupe_key, u.at)"
-					" FROM ROWS FROM (" + UnnestArgs(5) + ") AS u(user_id, subscription_id, kind, dedupe_key, at)",
+		spi.Execute("WITH added AS (INSERT INTO billing.notifications AS n"
+					" (user_id, subscription_id, kind, dedupe_key, due_at, payload)"
+					" SELECT u.user_id, u.subscription_id, u.kind, u.dedupe_key, u.at,"
+					" pg_catalog.jsonb_build_object('user_id', u.user_id, 'subscription_id', u.subscription_id, 'kind', u.kind,"
+					" 'due_at', u.at)"
+					" FROM ROWS FROM (" + UnnestArgs(5) + ") WITH ORDINALITY AS u(user_id, subscription_id, kind, dedupe_key, at, o)"
+					" ORDER BY u.o ON CONFLICT (dedupe_key) DO NOTHING RETURNING n.id, n.subscription_id, n.kind)"
+					// ids only: any role may LISTEN (as billing._notify)
+					" SELECT pg_catalog.pg_notify('billing_events', pg_catalog.jsonb_build_object('id', a.id,"
+					" 'subscription_id', a.subscription_id, 'kind', a.kind)::pg_catalog.text) FROM added a ORDER BY a.id",
 					{SqlArg::TextArray(note_user), SqlArg::Int64Array(note_subscription), SqlArg::TextArray(note_kind),
 					 SqlArg::TextArray(note_key), SqlArg::TimestampArray(note_at)});
 }
@@ -1062,7 +1157,7 @@ BILLING_FUNCTION(billing_cancel)
 	Spi spi;
 	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	Persisted saved = PersistOutcome(spi, Cancel(sub, at_period_end, at), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
 BILLING_FUNCTION(billing_reactivate)
@@ -1091,7 +1186,7 @@ BILLING_FUNCTION(billing_change_plan)
 	Outcome out = ChangePlan(sub, from, to, at, !HasOpenInvoice(spi, sub.id), TrialAvailableFor(spi, sub.user_id, to),
 							 RefundedForPeriod(spi, sub));
 	Persisted saved = PersistOutcome(spi, out, at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
 BILLING_FUNCTION(billing_preview_change)
@@ -1122,17 +1217,30 @@ BILLING_FUNCTION(billing_preview_change)
 	return (Datum) 0;
 }
 
-// The subscription of `user_id` that was current at `at`, if any.
-std::optional<Subscription>
+// The subscription of `user_id` that was current at `at`, if any, with
+// past_due_grace and the user's credit balance in its currency read by the
+// same statement (columns 23 and 24).
+struct SubscriptionAtResult {
+	Subscription sub;
+	Micros grace = 0;
+	int64_t credit_cents = 0;
+};
+
+std::optional<SubscriptionAtResult>
 SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
 {
-	std::string sql = std::string("SELECT ") + kSubscriptionColumns +
-					  " FROM billing.subscriptions s WHERE user_id OPERATOR(pg_catalog.=) $1 AND deleted_at IS NULL AND started_at OPERATOR(pg_catalog.<=) $2"
-					  " AND (ended_at IS NULL OR ended_at OPERATOR(pg_catalog.>) $2) ORDER BY started_at DESC, id DESC LIMIT 1";
-	auto rows = spi.Query(sql.c_str(), {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
+	static const std::string sql =
+		std::string("SELECT ") + kSubscriptionColumns +
+		", billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval) AS past_due_grace"
+		", (SELECT " + kCreditBalanceSum + kCreditBalanceEntries +
+		" AND e.user_id OPERATOR(pg_catalog.=) s.user_id AND e.currency OPERATOR(pg_catalog.=) s.currency) AS credit_cents"
+		" FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
+		" AND s.started_at OPERATOR(pg_catalog.<=) $2 AND (s.ended_at IS NULL OR s.ended_at OPERATOR(pg_catalog.>) $2)"
+		" ORDER BY s.started_at DESC, s.id DESC LIMIT 1";
+	auto rows = spi.Query(sql, {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
 	if (rows.empty())
 		return std::nullopt;
-	return SubscriptionFromRow(rows[0]);
+	return SubscriptionAtResult{SubscriptionFromRow(rows[0]), rows[0].int64_required(23), rows[0].int64_required(24)};
 }
 
 // The plan that applies to `user_id` at `at` and until when it may hold
@@ -1143,13 +1251,14 @@ Entitlement
 billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 {
 	Entitlement result;
-	Micros grace = PastDueGrace(spi);
-	if (std::optional<Subscription> sub = SubscriptionAt(spi, user_id, at)) {
+	if (std::optional<SubscriptionAtResult> found = SubscriptionAt(spi, user_id, at)) {
+		const Subscription *sub = &found->sub;
+		Micros grace = found->grace;
 		if (sub->Ended()) {
 			if (GrantsAt(*sub, at, grace))
 				result.plan_id = sub->plan_id;
 		} else {
-			Projection projection = ProjectSubscription(spi, *sub, at, grace);
+			Projection projection = ProjectSubscription(spi, *sub, at, grace, found->credit_cents);
 			result.plan_id = EntitledPlanId(projection, at, grace);
 			result.changes_at = NextEntitlementChange(projection, at, grace);
 		}
@@ -1242,7 +1351,7 @@ BILLING_FUNCTION(billing_record_payment)
 		LockUser(spi, peek.user_id);
 		if (std::optional<RecordedPayment> recorded = recorded_with_external_id()) {
 			RequireSameAsRecorded(*external_id, *recorded, id, amount, currency, succeeded);
-			return ReturnSubscription(spi, id);  // the same payment again: stored once
+			return ReturnSubscription(spi, id, peek.user_id);  // the same payment again: stored once
 		}
 	}
 	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
@@ -1276,10 +1385,13 @@ BILLING_FUNCTION(billing_record_payment)
 	std::optional<int64_t> first_invoice;
 	if (!settlement.to_invoices.empty())
 		first_invoice = settlement.to_invoices.front().invoice_id;
-	auto payment = spi.Query(
-		"INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
+	static const std::string insert_payment = AuditedChange(
+		"'payments'", false,
+		"changed AS (INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status,"
 		" external_id, failure_code, paid_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-		" ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING id",
+		" ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING *)",
+		"SELECT id FROM changed");
+	auto payment = RunAudited(spi, "payments", insert_payment,
 		{SqlArg::Text(sub.user_id), SqlArg::Int64(sub.id), SqlArg::Int64(first_invoice), SqlArg::Int64(amount),
 		 SqlArg::Text(currency), SqlArg::Text(std::string(succeeded ? "succeeded" : "failed")), SqlArg::Text(external_id),
 		 succeeded ? SqlArg::Null(TEXTOID) : SqlArg::Text(std::string("payment_failed")), SqlArg::Timestamp(ToPgTime(at))});
@@ -1297,12 +1409,17 @@ BILLING_FUNCTION(billing_record_payment)
 		// Open invoices oldest first, the rest to the customer's credit balance.
 		size_t settled = 0;
 		for (const Allocation &a : settlement.to_invoices) {
-			spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.+) $2,"
-						" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.-) $2,"
-						" status = CASE WHEN $4 THEN 'paid' ELSE status END,"
-						" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1",
-						{SqlArg::Int64(a.invoice_id), SqlArg::Int64(a.amount_cents), SqlArg::Timestamp(ToPgTime(at)),
-						 SqlArg::Bool(a.settles)});
+			static const std::string pay_invoice = AuditedChange(
+				"'invoices'", true,
+				"before AS (SELECT i.* FROM billing.invoices i WHERE i.id OPERATOR(pg_catalog.=) $1),"
+				" changed AS (UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.+) $2,"
+				" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.-) $2,"
+				" status = CASE WHEN $4 THEN 'paid' ELSE status END,"
+				" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1 RETURNING *)",
+				"SELECT FROM changed");
+			RunAudited(spi, "invoices", pay_invoice,
+					   {SqlArg::Int64(a.invoice_id), SqlArg::Int64(a.amount_cents), SqlArg::Timestamp(ToPgTime(at)),
+						SqlArg::Bool(a.settles)});
 			LedgerEntry(spi, sub.user_id, currency, "payment_to_invoice", a.amount_cents, payment_id, a.invoice_id, at);
 			settled += a.settles ? 1 : 0;
 		}
@@ -1319,7 +1436,7 @@ BILLING_FUNCTION(billing_record_payment)
 	Persisted saved = PersistOutcome(spi, out, at);
 	if (!succeeded)
 		Notify(spi, sub.user_id, sub.id, "payment_failed", "payment_failed:" + std::to_string(payment_id), at);
-	return ReturnSubscription(spi, saved.subscription_id);
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
 // What a refund takes back besides the cash (billing::TakeBackForRefund),

@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 
+#include <cstring>
 #include <string>
 #include <unordered_map>
 
@@ -51,20 +52,45 @@ DeclaredChangeTimes()
 	return times;
 }
 
+// The billing table whose current statement writes its own audit rows (none: nullptr).
+const char *audited_by_statement = nullptr;
+
+// Users whose quota invalidation a lifecycle call defers: the subtransaction
+// that started the deferral, and whether the trigger left a write out.
+struct Deferral {
+	SubTransactionId started_in;
+	bool left_out;
+};
+
+std::unordered_map<std::string, Deferral> &
+DeferredInvalidations()
+{
+	static std::unordered_map<std::string, Deferral> users;
+	return users;
+}
+
 // The end of a transaction and the abort of a subtransaction forget the
 // per-row times: a writer that failed between declaring and clearing them
-// leaves none behind.
+// leaves none behind. Likewise the deferred invalidations (an aborted
+// subtransaction forgets those it or its children started).
 void
 ForgetChangeTimesAtXactEnd(XactEvent, void *)
 {
 	DeclaredChangeTimes().clear();
+	DeferredInvalidations().clear();
+	audited_by_statement = nullptr;
 }
 
 void
-ForgetChangeTimesAtSubXactEnd(SubXactEvent event, SubTransactionId, SubTransactionId, void *)
+ForgetChangeTimesAtSubXactEnd(SubXactEvent event, SubTransactionId subid, SubTransactionId, void *)
 {
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		DeclaredChangeTimes().clear();
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	DeclaredChangeTimes().clear();
+	audited_by_statement = nullptr;
+	auto &users = DeferredInvalidations();
+	for (auto it = users.begin(); it != users.end();)
+		it = it->second.started_in >= subid ? users.erase(it) : std::next(it);
 }
 
 }  // namespace
@@ -73,6 +99,49 @@ void
 DeclareChangeAt(int64_t subscription_id, int64_t unix_micros)
 {
 	DeclaredChangeTimes()[subscription_id] = unix_micros;
+}
+
+void
+AuditedByStatement(const char *table)
+{
+	audited_by_statement = table;
+}
+
+bool
+IsAuditedByStatement(const char *table)
+{
+	return audited_by_statement != nullptr && std::strcmp(audited_by_statement, table) == 0;
+}
+
+bool
+DeferQuotaInvalidation(const std::string &user_id)
+{
+	return DeferredInvalidations().emplace(user_id, Deferral{GetCurrentSubTransactionId(), false}).second;
+}
+
+bool
+QuotaInvalidationDeferred(const std::string &user_id)
+{
+	auto &users = DeferredInvalidations();
+	if (users.empty())
+		return false;
+	auto found = users.find(user_id);
+	if (found == users.end())
+		return false;
+	found->second.left_out = true;
+	return true;
+}
+
+bool
+FinishDeferredQuotaInvalidation(const std::string &user_id)
+{
+	auto &users = DeferredInvalidations();
+	auto found = users.find(user_id);
+	if (found == users.end())
+		return false;
+	bool left_out = found->second.left_out;
+	users.erase(found);
+	return left_out;
 }
 
 void

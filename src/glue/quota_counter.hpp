@@ -14,6 +14,9 @@
 #include "glue/postgres.hpp"
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
 
 namespace billing::glue {
 
@@ -32,6 +35,18 @@ enum class CounterOutcome {
 				   // the fast path cannot keep: the slow path decides
 	kNoCounter,    // the slow path decides, and this snapshot saw no counter for the key
 };
+
+class Spi;
+
+// Any write to users' subscriptions makes the cached limits of those users'
+// counters stale: each user's billing.user_locks row is written first, in
+// user order (sorted by the column's collation; waiting for a fill in
+// progress; a write, not only a lock, so that a REPEATABLE READ fill that did
+// not see it fails), then every counter of those users is cleared with the
+// newest snapshot. Run as the counters' owner (billing._quota_invalidate_users,
+// SECURITY DEFINER, and the lifecycle calls that defer it). in_trigger: called
+// by a trigger (the counters' after-row events join the firing statement's).
+void InvalidateUsersQuota(Spi &spi, const std::vector<std::optional<std::string>> &owners, bool in_trigger);
 
 // Called once from _PG_init: forget the cached table when it changes.
 void RegisterCounterInvalidation();

@@ -369,9 +369,11 @@ ParseTriggerArgs(const Trigger *trigger)
 // Clears the cached limits of the given owners' counters (a text[]; all
 // counters when nullopt) with the newest snapshot, so also a counter
 // committed after a REPEATABLE READ transaction's snapshot is reached.
-// Returns how many counters it cleared.
+// Returns how many counters it cleared. Inside a trigger the statement's
+// own after-row events join the firing statement's; elsewhere (a lifecycle
+// call's deferred invalidation) they fire with the statement.
 uint64_t
-InvalidateCachedLimits(std::optional<Datum> owners)
+InvalidateCachedLimits(std::optional<Datum> owners, bool in_trigger = true)
 {
 	bool all = !owners;
 	uint64_t changed = 0;
@@ -396,7 +398,7 @@ InvalidateCachedLimits(std::optional<Datum> owners)
 				elog(ERROR, "SPI_keepplan failed");
 			plan = prepared;
 		}
-		if (SPI_execute_snapshot(plan, &value, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, false, 0) !=
+		if (SPI_execute_snapshot(plan, &value, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, !in_trigger, 0) !=
 			SPI_OK_UPDATE)
 			elog(ERROR, "invalidating quota counters failed");
 		changed = SPI_processed;
@@ -406,6 +408,23 @@ InvalidateCachedLimits(std::optional<Datum> owners)
 }
 
 }  // namespace
+
+void
+InvalidateUsersQuota(Spi &spi, const std::vector<std::optional<std::string>> &owners, bool in_trigger)
+{
+	SqlArg owner_array = SqlArg::TextArray(owners);
+	if (owners.size() == 1)
+		spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
+					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
+					{SqlArg::Text(owners[0])});
+	else
+		spi.Execute("INSERT INTO billing.user_locks AS l (user_id)"
+					" SELECT u.id FROM pg_catalog.unnest($1) AS u(id) ORDER BY u.id"
+					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
+					{owner_array});
+	InvalidateCachedLimits(owner_array.value, in_trigger);
+}
+
 }  // namespace billing::glue
 
 using namespace billing::glue;
@@ -605,21 +624,14 @@ BILLING_FUNCTION(billing_quota_invalidate_users)
 		}
 	}
 	PgCall([&] { ExecDropSingleTupleTableSlot(slot); });
+	// A lifecycle call writing a user's subscriptions invalidates once, when
+	// it is done (FinishDeferredQuotaInvalidation).
+	for (auto it = users.begin(); it != users.end();)
+		it = QuotaInvalidationDeferred(*it) ? users.erase(it) : std::next(it);
 	if (users.empty())
 		return PointerGetDatum(nullptr);
 	Spi spi;
-	std::vector<std::optional<std::string>> owners(users.begin(), users.end());
-	SqlArg owner_array = SqlArg::TextArray(owners);
-	if (owners.size() == 1)
-		spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
-					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
-					{SqlArg::Text(owners[0])});
-	else
-		spi.Execute("INSERT INTO billing.user_locks AS l (user_id)"
-					" SELECT u.id FROM pg_catalog.unnest($1) AS u(id) ORDER BY u.id"
-					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
-					{owner_array});
-	InvalidateCachedLimits(owner_array.value);
+	InvalidateUsersQuota(spi, std::vector<std::optional<std::string>>(users.begin(), users.end()), true);
 	spi.Finish();
 	return PointerGetDatum(nullptr);
 }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace billing::glue {
 extern bool enforce_quotas;
@@ -32,4 +33,28 @@ void ClearDeclaredChangeTimes();
 // integer of at most 18 digits, as SetChangeAt writes it), else nullopt (the
 // trigger dates the change by the row's own times).
 std::optional<int64_t> DeclaredChangeAt(int64_t subscription_id);
+
+// A lifecycle call that writes one user's subscriptions invalidates that
+// user's cached quota limits once, when it is done, instead of once per
+// statement that writes the user's subscriptions (billing._quota_invalidate_users).
+// DeferQuotaInvalidation(user), after the user's lock row is held, returns
+// true when this call started the deferral (false: an outer call holds it);
+// while deferred, the trigger leaves the user out and notes that it did
+// (QuotaInvalidationDeferred); FinishDeferredQuotaInvalidation(user) ends
+// the deferral and returns whether a write was left out, and the caller then
+// invalidates as the trigger would have (InvalidateUsersQuota). Backend-local:
+// a transaction's end forgets every deferral, a subtransaction's abort those
+// it started (an error in between: its writes are rolled back with it).
+bool DeferQuotaInvalidation(const std::string &user_id);
+bool QuotaInvalidationDeferred(const std::string &user_id);
+bool FinishDeferredQuotaInvalidation(const std::string &user_id);
+
+// A statement that writes its own audit rows (a lifecycle write: the change
+// and its audit_log row in one statement, as plain SQL would): between
+// AuditedByStatement("table") and AuditedByStatement(nullptr), billing._audit
+// leaves billing.table's statements alone. Backend-local; every transaction
+// end and subtransaction abort clears it (an error in between).
+void AuditedByStatement(const char *table);
+bool IsAuditedByStatement(const char *table);
 }
+
