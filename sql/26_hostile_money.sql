@@ -295,3 +295,15 @@ SELECT amount_cents FROM billing.refund(:py, 2999, '2030-02-02 00:01');
 SELECT u, billing.credit_balance(u) AS credit,
 	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = u) AS payments_net
   FROM (VALUES ('m11x'), ('m11y')) v(u);
+
+-- == M12: an open invoice without a due date (as a Stripe invoice is
+-- mirrored) is not chased by the projection: effective_plan and
+-- preview_change work (were XX000), and maintenance leaves it alone.
+SELECT id AS s FROM billing.subscribe('m12', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency, period_start,
+							  subtotal_cents, total_cents, amount_due_cents, issued_at)
+VALUES ('M12-1', 'm12', :s, 'open', 'manual', 'usd', '2030-01-05', 500, 500, 500, '2030-01-05');
+SELECT code FROM billing.effective_plan('m12', '2030-01-20');
+SELECT count(*) AS lines FROM billing.preview_change(:s, 'pro_yearly', '2030-01-20');
+SELECT status FROM billing.subscriptions WHERE id = :s;

@@ -551,9 +551,12 @@ LoadBook(Spi &spi, const Subscription &sub, std::optional<int64_t> credit_cents 
 {
 	Book book;
 	book.sub = sub;
+	// An open invoice without a due date (mirrored from Stripe, which chases
+	// it itself) is not the projection's to chase, as maintenance's due query
+	// never selects it.
 	for (const auto &row : spi.Query("SELECT billing._micros(due_at), amount_paid_cents OPERATOR(pg_catalog.+) credit_applied_cents"
 									 " FROM billing.invoices WHERE subscription_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'open'"
-									 " AND deleted_at IS NULL",
+									 " AND deleted_at IS NULL AND due_at IS NOT NULL",
 									 {SqlArg::Int64(sub.id)}))
 		book.open.push_back({row.int64_required(0), row.int64_required(1)});
 	book.credit_cents = credit_cents ? *credit_cents : CreditBalance(spi, sub.user_id, sub.currency);
