@@ -1442,6 +1442,31 @@ BILLING_FUNCTION(billing_record_payment)
 	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
 
+// What payment `payment_id` has on each invoice of `status` it paid, newest
+// first, net of what its refunds took off it or were recorded against it;
+// the invoices are locked.
+std::vector<Allocation>
+PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status)
+{
+	std::vector<Allocation> placed;
+	for (const auto &r : spi.Query(
+			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
+			 "   THEN e.amount_cents ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint"
+			 "   FROM billing.ledger_entries e WHERE e.invoice_id OPERATOR(pg_catalog.=) i.id AND e.deleted_at IS NULL"
+			 "   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
+			 "     OR (e.kind OPERATOR(pg_catalog.=) ANY ('{refund_from_invoice,refund_of_paid_invoice}'::pg_catalog.text[])"
+			 "       AND e.payment_id OPERATOR(pg_catalog.=) ANY"
+			 "       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1))))"
+			 " FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) $2 AND i.deleted_at IS NULL"
+			 " AND i.id OPERATOR(pg_catalog.=) ANY (SELECT e.invoice_id FROM billing.ledger_entries e"
+			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
+			 "   AND e.deleted_at IS NULL)"
+			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
+			 {SqlArg::Int64(payment_id), SqlArg::Text(status)}))
+		placed.push_back({r.int64_required(0), r.int64_required(1), false});
+	return placed;
+}
+
 // What a refund takes back besides the cash (billing::TakeBackForRefund),
 // written as ledger entries on the refund: the one home of the refund rule
 // for billing.refund and Stripe's charge.refunded. Called with the user's
@@ -1508,21 +1533,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	int64_t payment_credit = std::min({amount, UnspentCreditOf(payment_id, movements), credit_balance});
 	// The invoices the payment paid that are still open, newest first, with
 	// what it has on each net of earlier refunds.
-	std::vector<Allocation> placed;
-	for (const auto &r : spi.Query(
-			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   THEN e.amount_cents ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint"
-			 "   FROM billing.ledger_entries e WHERE e.invoice_id OPERATOR(pg_catalog.=) i.id AND e.deleted_at IS NULL"
-			 "   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
-			 "     OR (e.kind OPERATOR(pg_catalog.=) 'refund_from_invoice' AND e.payment_id OPERATOR(pg_catalog.=) ANY"
-			 "       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1))))"
-			 " FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL"
-			 " AND i.id OPERATOR(pg_catalog.=) ANY (SELECT e.invoice_id FROM billing.ledger_entries e"
-			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   AND e.deleted_at IS NULL)"
-			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
-			 {SqlArg::Int64(payment_id)}))
-		placed.push_back({r.int64_required(0), r.int64_required(1), false});
+	std::vector<Allocation> placed = PaymentOnInvoices(spi, payment_id, "open");
 	// Every open invoice of the user, newest first, with what a void would return.
 	std::vector<HeldInvoice> open;
 	for (const auto &r : spi.Query(
@@ -1536,22 +1547,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	auto net = spi.Query(kPaidNet, {SqlArg::Text(user_id), SqlArg::Text(currency)});
 	// The paid invoices the payment paid, newest first, net of what earlier
 	// refunds of it were recorded against.
-	std::vector<Allocation> paid_placed;
-	for (const auto &r : spi.Query(
-			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   THEN e.amount_cents ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint"
-			 "   FROM billing.ledger_entries e WHERE e.invoice_id OPERATOR(pg_catalog.=) i.id AND e.deleted_at IS NULL"
-			 "   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
-			 "     OR (e.kind OPERATOR(pg_catalog.=) ANY ('{refund_of_paid_invoice,refund_from_invoice}'::pg_catalog.text[])"
-			 "       AND e.payment_id OPERATOR(pg_catalog.=) ANY"
-			 "       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1))))"
-			 " FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) 'paid' AND i.deleted_at IS NULL"
-			 " AND i.id OPERATOR(pg_catalog.=) ANY (SELECT e.invoice_id FROM billing.ledger_entries e"
-			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   AND e.deleted_at IS NULL)"
-			 " ORDER BY i.issued_at DESC, i.id DESC",
-			 {SqlArg::Int64(payment_id)}))
-		paid_placed.push_back({r.int64_required(0), r.int64_required(1), false});
+	std::vector<Allocation> paid_placed = PaymentOnInvoices(spi, payment_id, "paid");
 	RefundTakeBack back = TakeBackForRefund(amount, payment_credit, placed, open, credit_balance,
 											net.at(0).int64_required(0) + amount, paid_placed);
 	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents, refund_id, std::nullopt, at);
