@@ -96,6 +96,32 @@ SELECT billing.stripe_ingest(repeat('[', 100000), 't=1700000000,v1=afd88d8503818
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM billing.stripe_events;
 
+-- an invoice's times are stored in UTC whatever the session's TimeZone: the
+-- same invoice.paid ingested under UTC and under America/New_York stores the
+-- same period, issue and paid times, the same lines (their times written in
+-- UTC by the core) and the same payment (signatures as above, t=1700000000)
+\set tz_utc '{"id":"evt_tz_utc","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"object":"invoice","id":"in_tz_utc","customer":"cus_tz","currency":"usd","status":"paid","billing_reason":"manual","amount_paid":1500,"amount_due":1500,"subtotal":1500,"total":1500,"created":1699990000,"period_start":1699990000,"period_end":1699990000,"status_transitions":{"paid_at":1699999990},"metadata":{"user_id":"tz_user_utc"},"lines":{"object":"list","data":[{"description":"Seats","amount":1500,"currency":"USD","period":{"start":1699990000,"end":1702582000}}]}}}}'
+\set tz_ny '{"id":"evt_tz_ny","object":"event","type":"invoice.paid","created":1700000000,"data":{"object":{"object":"invoice","id":"in_tz_ny","customer":"cus_tz","currency":"usd","status":"paid","billing_reason":"manual","amount_paid":1500,"amount_due":1500,"subtotal":1500,"total":1500,"created":1699990000,"period_start":1699990000,"period_end":1699990000,"status_transitions":{"paid_at":1699999990},"metadata":{"user_id":"tz_user_ny"},"lines":{"object":"list","data":[{"description":"Seats","amount":1500,"currency":"USD","period":{"start":1699990000,"end":1702582000}}]}}}}'
+SET timezone = 'UTC';
+SELECT billing.stripe_ingest(:'tz_utc', 't=1700000000,v1=0027639b58c641712233ccd1d25c888973ba6060db032d009541107f3ab6c9e1', :t0);
+SET timezone = 'America/New_York';
+SELECT billing.stripe_ingest(:'tz_ny', 't=1700000000,v1=c822fb670aef07d140fac3c95eae59c1608985cedff45909d703d75700bc7bad', :t0);
+SET timezone = 'UTC';
+SELECT u.lines = n.lines AS same_lines, u.period_start = n.period_start AND u.period_end = n.period_end AS same_period,
+       u.issued_at = n.issued_at AND u.paid_at = n.paid_at AS same_times, n.lines ->> 0 AS lines_ny,
+       n.status, n.paid_at, n.currency, n.amount_paid_cents
+  FROM billing.invoices u, billing.invoices n
+ WHERE u.stripe_invoice_id = 'in_tz_utc' AND n.stripe_invoice_id = 'in_tz_ny';
+SELECT p.external_id, p.amount_cents, p.currency, p.paid_at, i.stripe_invoice_id,
+       (SELECT count(*) FROM billing.ledger_entries e WHERE e.payment_id = p.id AND e.kind = 'payment_to_invoice') AS ledger
+  FROM billing.payments p JOIN billing.invoices i ON i.id = p.invoice_id
+ WHERE p.user_id LIKE 'tz_user_%' ORDER BY p.external_id;
+DELETE FROM billing.ledger_entries WHERE user_id LIKE 'tz_user_%';
+DELETE FROM billing.payments WHERE user_id LIKE 'tz_user_%';
+DELETE FROM billing.invoices WHERE user_id LIKE 'tz_user_%';
+DELETE FROM billing.stripe_objects WHERE object_id LIKE 'in_tz_%';
+DELETE FROM billing.stripe_events WHERE id LIKE 'evt_tz_%';
+
 -- checkout parameters
 UPDATE billing.subscription_plans SET stripe_price_id = 'price_pro_monthly_regress' WHERE code = 'pro_monthly';
 SELECT jsonb_pretty(billing.stripe_checkout_params('user_1', 'pro_monthly'));

@@ -1,6 +1,7 @@
 #include "core/stripe_event.hpp"
 
 #include "core/error.hpp"
+#include "core/calendar.hpp"
 #include "core/lifecycle.hpp"
 
 #include <nlohmann/json.hpp>
@@ -361,6 +362,16 @@ EndsWith(std::string_view text, std::string_view suffix)
 	return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }
 
+std::string
+LowerAscii(std::string text)
+{
+	for (char &c : text) {
+		if (c >= 'A' && c <= 'Z')
+			c = static_cast<char>(c - 'A' + 'a');
+	}
+	return text;
+}
+
 }  // namespace
 
 void
@@ -683,7 +694,112 @@ DecideInvoice(const Event &event)
 	if (d.period_start && d.period_end && *d.period_end < *d.period_start)
 		d.period_end.reset();
 	d.issued_at = o.created.value_or(event.created);
+	d.billing_reason = MapBillingReason(o.billing_reason);
+	d.currency = LowerAscii(o.currency.value_or(""));
+	d.subtotal = o.subtotal;
+	d.total = o.total;
+	d.amount_paid = o.amount_paid;
+	d.amount_due = o.amount_due;
+	d.lines = InvoiceLinesJson(o.lines);
 	return d;
+}
+
+std::string
+JsonTime(int64_t unix_seconds)
+{
+	std::string t = FormatTimestamp(unix_seconds * kMicrosPerSecond);  // "2026-01-31 09:00:00+00"
+	t[10] = 'T';
+	return t + ":00";
+}
+
+std::string
+InvoiceLinesJson(const std::vector<InvoiceLine> &lines)
+{
+	json out = json::array();
+	auto time = [](const std::optional<int64_t> &t) { return t ? json(JsonTime(*t)) : json(nullptr); };
+	for (const auto &l : lines) {
+		out.push_back({{"description", l.description ? json(*l.description) : json(nullptr)},
+					   {"amount_cents", l.amount ? json(*l.amount) : json(nullptr)},
+					   {"currency", l.currency ? json(LowerAscii(*l.currency)) : json(nullptr)},
+					   {"period_start", time(l.period_start)},
+					   {"period_end", time(l.period_end)},
+					   {"stripe_price_id", l.price_id ? json(*l.price_id) : json(nullptr)}});
+	}
+	return out.dump();
+}
+
+std::optional<std::string>
+UserOf(const EventObject &object, const UserCandidates &held)
+{
+	std::optional<std::string> user = held.of_subscription;
+	FirstOf(user, held.of_invoice);
+	FirstOf(user, NamedUser(object));
+	FirstOf(user, held.linked_to_customer);
+	FirstOf(user, held.of_customers_subscription);
+	return user;
+}
+
+bool
+SeeksOwnInvoice(const Event &event, const StoredInvoice &stored)
+{
+	std::string reason = MapBillingReason(event.object.billing_reason);
+	return !stored.invoice_id && stored.subscription_id &&
+		   (reason == "subscription_create" || reason == "subscription_cycle") && DecideInvoice(event).period_start;
+}
+
+InvoiceAction
+DecideInvoice(const Event &event, const StoredInvoice &stored)
+{
+	InvoiceAction action;
+	if (!stored.user_id) {
+		action.pending_reason = "no billing user for stripe invoice \"" + event.object.id.value_or("") +
+								"\": neither its subscription nor its customer is known";
+		return action;
+	}
+	action.row = DecideInvoice(event);
+	std::optional<int64_t> target = stored.invoice_id;
+	if (!target && SeeksOwnInvoice(event, stored) && stored.own_invoice_id) {
+		if (stored.own_invoice_taken)
+			action.row.billing_reason = "manual";  // kept beside the Stripe invoice that took the period
+		else
+			target = stored.own_invoice_id;
+	}
+	action.write = target ? InvoiceWrite::kUpdate : InvoiceWrite::kInsert;
+	action.invoice_id = target;
+	action.replace_lines = !event.object.lines.empty();
+	return action;
+}
+
+std::optional<std::string>
+InvoiceNumber(const Event &event, bool stripe_number_taken)
+{
+	if (!event.object.number || stripe_number_taken)
+		return std::nullopt;
+	return event.object.number;
+}
+
+std::optional<InvoicePaymentPlan>
+InvoicePayment(const Event &event, const InvoiceDecision &row)
+{
+	const EventObject &o = event.object;
+	if (event.type != "invoice.paid" && event.type != "invoice.payment_succeeded")
+		return std::nullopt;
+	if (!row.amount_paid || *row.amount_paid <= 0 || !row.paid_at)
+		return std::nullopt;
+	InvoicePaymentPlan plan;
+	plan.amount = *row.amount_paid;
+	plan.currency = row.currency;
+	plan.paid_at = *row.paid_at;
+	plan.charge = o.charge;
+	if (o.payment_intent) {
+		plan.kind = InvoicePaymentPlan::Kind::kUnderIntent;
+		plan.external_id = *o.payment_intent;
+		plan.payment_intent = o.payment_intent;
+	} else {
+		plan.kind = InvoicePaymentPlan::Kind::kAdoptOrRecord;
+		plan.external_id = "stripe_invoice:" + o.id.value_or("");
+	}
+	return plan;
 }
 
 std::optional<std::string>
@@ -755,13 +871,8 @@ FactsJson(const Event &event)
 		if (auto m = MirrorSubscription(event))
 			facts["status"] = m->status;
 	} else if (o.object == "invoice") {
-		// what billing's invoice becomes: the core's decision (DecideInvoice)
-		InvoiceDecision d = DecideInvoice(event);
-		facts["status"] = d.status;
-		facts["decided"] = {{"paid_at", d.paid_at ? json(*d.paid_at) : json(nullptr)},
-							{"period_start", d.period_start ? json(*d.period_start) : json(nullptr)},
-							{"period_end", d.period_end ? json(*d.period_end) : json(nullptr)},
-							{"issued_at", d.issued_at}};
+		// billing's invoice status (DecideInvoice; the glue stores the whole decision)
+		facts["status"] = DecideInvoice(event).status;
 	} else if (o.status) {
 		facts["status"] = *o.status;
 	}

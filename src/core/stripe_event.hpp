@@ -205,14 +205,101 @@ std::optional<std::string> MapSubscriptionStatus(std::string_view stripe_status)
 // always make it paid. Paid at status_transitions.paid_at, else the event's
 // time. Period from the first line, else the invoice's own, the end dropped
 // when before the start. Issued when Stripe created it, else the event's time.
+// Also the rest of the row, as stored: billing_reason (MapBillingReason),
+// currency lower-cased, the amounts as sent, and the lines as a JSON array
+// (InvoiceLinesJson: times in UTC whatever the session's TimeZone).
 struct InvoiceDecision {
 	std::string status;
 	std::optional<int64_t> paid_at;
 	std::optional<int64_t> period_start;
 	std::optional<int64_t> period_end;
 	int64_t issued_at = 0;
+	std::string billing_reason;
+	std::string currency;
+	std::optional<int64_t> subtotal;
+	std::optional<int64_t> total;
+	std::optional<int64_t> amount_paid;
+	std::optional<int64_t> amount_due;
+	std::string lines;  // JSON array; "[]" when the event has no lines
 };
 InvoiceDecision DecideInvoice(const Event &event);
+
+// A Unix time as PostgreSQL writes a timestamptz into JSON in UTC:
+// "2026-01-15T00:00:00+00:00" (whole seconds, years 1970..9999).
+std::string JsonTime(int64_t unix_seconds);
+
+// The invoice lines billing keeps, as a JSON array of objects with
+// description, amount_cents, currency (lower-cased), period_start,
+// period_end (JsonTime, or null) and stripe_price_id; absent values are null.
+std::string InvoiceLinesJson(const std::vector<InvoiceLine> &lines);
+
+// The billing user a Stripe object belongs to, from what billing holds, in
+// order of trust: the user of the subscription it names, of the invoice it
+// names, the user the object names itself (NamedUser), the user its customer
+// was linked to (checkout), the user of the customer's latest subscription.
+struct UserCandidates {
+	std::optional<std::string> of_subscription;
+	std::optional<std::string> of_invoice;
+	std::optional<std::string> linked_to_customer;
+	std::optional<std::string> of_customers_subscription;
+};
+std::optional<std::string> UserOf(const EventObject &object, const UserCandidates &held);
+
+// What billing holds for an invoice event (the glue's lookups, in order).
+struct StoredInvoice {
+	std::optional<int64_t> subscription_id;  // billing's subscription with the invoice's Stripe subscription id
+	std::optional<std::string> user_id;      // UserOf the invoice
+	std::optional<int64_t> invoice_id;       // billing's invoice with this stripe_invoice_id
+	// billing's own invoice of the subscription for the invoice's period
+	// (looked up only when SeeksOwnInvoice), and whether another Stripe
+	// invoice already took it
+	std::optional<int64_t> own_invoice_id;
+	bool own_invoice_taken = false;
+};
+
+// Whether billing's own invoice of the period may become this Stripe invoice:
+// none is stored under its id yet, billing holds its subscription, and it is
+// a first-period or renewal invoice with a known period start.
+bool SeeksOwnInvoice(const Event &event, const StoredInvoice &stored);
+
+// What an invoice event does: wait for its user (kPending, with the reason),
+// insert a new invoice, or update the stored one (invoice_id): the one stored
+// under its Stripe id, else billing's own invoice of the period. Another
+// Stripe invoice for a period whose invoice a Stripe invoice already took is
+// inserted as a manual one.
+enum class InvoiceWrite { kPending, kInsert, kUpdate };
+struct InvoiceAction {
+	InvoiceWrite write = InvoiceWrite::kPending;
+	std::string pending_reason;
+	std::optional<int64_t> invoice_id;  // kUpdate
+	InvoiceDecision row;
+	bool replace_lines = false;  // kUpdate: the event's lines replace the stored ones (it has some)
+};
+InvoiceAction DecideInvoice(const Event &event, const StoredInvoice &stored);
+
+// The number a new invoice takes: Stripe's, unless it has none or another
+// invoice has it (nullopt: billing's next INV-YYYYMM-NNNNNN at issued_at).
+std::optional<std::string> InvoiceNumber(const Event &event, bool stripe_number_taken);
+
+// The payment a paid invoice event records, once: invoice.paid and
+// invoice.payment_succeeded with an amount paid. Under its payment intent
+// when the invoice names one (older API versions: the external id
+// payment_intent.succeeded uses); otherwise (kAdoptOrRecord) an unplaced
+// Stripe payment of the same user, amount and currency within a day of
+// paid_at is that payment (when the invoice has no payment yet), and failing
+// that it is recorded under "stripe_invoice:<id>" (which a later
+// payment_intent.succeeded adopts).
+struct InvoicePaymentPlan {
+	enum class Kind { kUnderIntent, kAdoptOrRecord } kind = Kind::kAdoptOrRecord;
+	std::string external_id;  // the payment intent, or stripe_invoice:<id>
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+	int64_t amount = 0;
+	std::string currency;
+	int64_t paid_at = 0;  // Unix seconds
+	int64_t window = 86400;  // seconds either side of paid_at an unplaced payment may be
+};
+std::optional<InvoicePaymentPlan> InvoicePayment(const Event &event, const InvoiceDecision &row);
 
 // What a payment event says of its payment: "succeeded" for
 // payment_intent.succeeded and charge.succeeded, "failed" for

@@ -271,6 +271,153 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	return std::nullopt;
 }
 
+// What billing holds about the user of a Stripe object (stripe::UserOf picks):
+// the user of the subscription it names (and that subscription's id), of the
+// invoice it names, of its customer's link and of the customer's latest
+// subscription. One statement, each on its index.
+struct HeldUsers {
+	std::optional<int64_t> subscription_id;
+	stripe::UserCandidates candidates;
+};
+
+HeldUsers
+UsersOf(Spi &spi, const stripe::EventObject &o)
+{
+	auto rows = spi.Query(
+		"SELECT s.id, s.user_id, "
+		"(SELECT i.user_id FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $2 "
+		"AND i.deleted_at IS NULL), "
+		"(SELECT c.user_id FROM billing.stripe_customers c WHERE c.customer_id OPERATOR(pg_catalog.=) $3 "
+		"AND c.deleted_at IS NULL), "
+		"(SELECT x.user_id FROM billing.subscriptions x WHERE x.stripe_customer_id OPERATOR(pg_catalog.=) $3 "
+		"AND x.deleted_at IS NULL ORDER BY x.started_at DESC, x.id DESC LIMIT 1) "
+		"FROM (SELECT) AS one LEFT JOIN billing.subscriptions s "
+		"ON s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL LIMIT 1",
+		{SqlArg::Text(o.subscription), SqlArg::Text(o.invoice), SqlArg::Text(o.customer)});
+	const Row &r = rows.at(0);
+	HeldUsers held;
+	held.subscription_id = r.int64(0);
+	held.candidates = {r.text(1), r.text(2), r.text(3), r.text(4)};
+	return held;
+}
+
+// invoice.*: billing's invoice mirrors Stripe's. The core decides whether the
+// event waits for its user, which row it writes and what goes in it
+// (stripe::DecideInvoice), and the payment a paid invoice records
+// (stripe::InvoicePayment); these statements store it.
+std::optional<std::string>
+ApplyInvoice(Spi &spi, const stripe::Event &event)
+{
+	const stripe::EventObject &o = event.object;
+	HeldUsers users = UsersOf(spi, o);
+	stripe::StoredInvoice stored;
+	stored.subscription_id = users.subscription_id;
+	stored.user_id = stripe::UserOf(o, users.candidates);
+	if (stored.user_id) {
+		auto found = spi.Query("SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1 "
+							   "FOR UPDATE",
+							   {SqlArg::Text(o.id)});
+		if (!found.empty())
+			stored.invoice_id = found.at(0).int64_required(0);
+		if (stripe::SeeksOwnInvoice(event, stored)) {
+			// billing's own invoice for this period (one per period: invoices_one_per_period)
+			auto own = spi.Query("SELECT i.id, i.stripe_invoice_id IS NOT NULL FROM billing.invoices i "
+								 "WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 "
+								 "AND i.period_start OPERATOR(pg_catalog.=) $2 "
+								 "AND i.billing_reason OPERATOR(pg_catalog.=) ANY (ARRAY['subscription_create', 'subscription_cycle']) "
+								 "AND i.deleted_at IS NULL FOR UPDATE",
+								 {SqlArg::Int64(*stored.subscription_id),
+								  EventTime(stripe::DecideInvoice(event).period_start)});
+			if (!own.empty()) {
+				stored.own_invoice_id = own.at(0).int64_required(0);
+				stored.own_invoice_taken = own.at(0).boolean(1);
+			}
+		}
+	}
+	stripe::InvoiceAction action = stripe::DecideInvoice(event, stored);
+	if (action.write == stripe::InvoiceWrite::kPending)
+		return "pending: " + action.pending_reason;
+	const stripe::InvoiceDecision &row = action.row;
+	int64_t invoice_id = 0;
+	if (action.write == stripe::InvoiceWrite::kInsert) {
+		bool taken = false;
+		if (o.number)
+			taken = spi.Query("SELECT EXISTS (SELECT FROM billing.invoices i WHERE i.number OPERATOR(pg_catalog.=) $1)",
+							  {SqlArg::Text(o.number)})
+						.at(0)
+						.boolean(0);
+		auto inserted = spi.Query(
+			"INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency, "
+			"period_start, period_end, subtotal_cents, total_cents, amount_paid_cents, amount_due_cents, lines, "
+			"issued_at, paid_at, stripe_invoice_id) "
+			"VALUES (COALESCE($1, billing._next_invoice_number($14)), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+			"$13, $14, $15, $16) RETURNING id",
+			{SqlArg::Text(stripe::InvoiceNumber(event, taken)), SqlArg::Text(*stored.user_id),
+			 SqlArg::Int64(stored.subscription_id), SqlArg::Text(row.status), SqlArg::Text(row.billing_reason),
+			 SqlArg::Text(row.currency), EventTime(row.period_start), EventTime(row.period_end),
+			 SqlArg::Int64(row.subtotal.value_or(0)), SqlArg::Int64(row.total.value_or(0)),
+			 SqlArg::Int64(row.amount_paid.value_or(0)), SqlArg::Int64(row.amount_due.value_or(0)),
+			 SqlArg::Jsonb(row.lines), EventTime(row.issued_at), EventTime(row.paid_at), SqlArg::Text(o.id)});
+		invoice_id = inserted.at(0).int64_required(0);
+	} else {
+		invoice_id = *action.invoice_id;
+		spi.Execute("UPDATE billing.invoices x SET subscription_id = COALESCE(x.subscription_id, $2), status = $3, "
+					"currency = $4, period_start = COALESCE($5, x.period_start), "
+					"period_end = COALESCE($6, x.period_end), subtotal_cents = COALESCE($7, x.subtotal_cents), "
+					"total_cents = COALESCE($8, x.total_cents), "
+					"amount_paid_cents = COALESCE($9, x.amount_paid_cents), "
+					"amount_due_cents = COALESCE($10, x.amount_due_cents), lines = COALESCE($11, x.lines), "
+					"paid_at = CASE WHEN $12 THEN COALESCE(x.paid_at, $13) END, stripe_invoice_id = $14 "
+					"WHERE x.id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(invoice_id), SqlArg::Int64(stored.subscription_id), SqlArg::Text(row.status),
+					 SqlArg::Text(row.currency), EventTime(row.period_start), EventTime(row.period_end),
+					 SqlArg::Int64(row.subtotal), SqlArg::Int64(row.total), SqlArg::Int64(row.amount_paid),
+					 SqlArg::Int64(row.amount_due),
+					 action.replace_lines ? SqlArg::Jsonb(row.lines) : SqlArg::Null(JSONBOID),
+					 SqlArg::Bool(row.status == "paid"), EventTime(row.paid_at), SqlArg::Text(o.id)});
+	}
+
+	auto payment = stripe::InvoicePayment(event, row);
+	if (!payment)
+		return std::nullopt;
+	if (payment->kind == stripe::InvoicePaymentPlan::Kind::kUnderIntent) {
+		spi.Execute("SELECT billing._stripe_upsert_payment($1, $2, $3, $4, $5, true, $6, $7, NULL, NULL, $8)",
+					{SqlArg::Text(*stored.user_id), SqlArg::Int64(stored.subscription_id), SqlArg::Int64(invoice_id),
+					 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency),
+					 SqlArg::Text(payment->payment_intent), SqlArg::Text(payment->charge), EventTime(payment->paid_at)});
+		return std::nullopt;
+	}
+	bool has_payment = spi.Query("SELECT EXISTS (SELECT FROM billing.payments p WHERE p.invoice_id OPERATOR(pg_catalog.=) $1 "
+								 "AND p.refund_of IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded' "
+								 "AND p.deleted_at IS NULL)",
+								 {SqlArg::Int64(invoice_id)})
+						   .at(0)
+						   .boolean(0);
+	if (has_payment)
+		return std::nullopt;
+	// an unplaced Stripe payment of the user, amount and currency nearest the paid time
+	uint64_t adopted = spi.Execute(
+		"UPDATE billing.payments p SET invoice_id = $1, subscription_id = COALESCE(p.subscription_id, $2) "
+		"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
+		"WHERE q.user_id OPERATOR(pg_catalog.=) $3 AND q.invoice_id IS NULL AND q.refund_of IS NULL "
+		"AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
+		"AND (q.stripe_payment_intent_id IS NOT NULL OR q.stripe_charge_id IS NOT NULL) "
+		"AND q.amount_cents OPERATOR(pg_catalog.=) $4 AND q.currency OPERATOR(pg_catalog.=) $5 "
+		"AND q.paid_at OPERATOR(pg_catalog.>=) $7 AND q.paid_at OPERATOR(pg_catalog.<=) $8 "
+		"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $6)), q.id LIMIT 1)",
+		{SqlArg::Int64(invoice_id), SqlArg::Int64(stored.subscription_id), SqlArg::Text(*stored.user_id),
+		 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency), EventTime(payment->paid_at),
+		 EventTime(payment->paid_at - payment->window), EventTime(payment->paid_at + payment->window)});
+	if (adopted == 0)
+		spi.Execute("INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
+					"external_id, stripe_charge_id, paid_at) VALUES ($1, $2, $3, $4, $5, 'succeeded', $6, $7, $8) "
+					"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING",
+					{SqlArg::Text(*stored.user_id), SqlArg::Int64(stored.subscription_id), SqlArg::Int64(invoice_id),
+					 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency),
+					 SqlArg::Text(payment->external_id), SqlArg::Text(payment->charge), EventTime(payment->paid_at)});
+	return std::nullopt;
+}
+
 // Stripe settles its own invoices: a succeeded Stripe payment on a Stripe
 // invoice goes into billing's ledger as payment_to_invoice, once per payment,
 // so the ledger's invariants (every payment placed in full; every paid
@@ -318,12 +465,13 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 	SqlArg created = EventTime(event.created);
 	SqlArg type = SqlArg::Text(event.type);
 	std::vector<Row> rows;
+	std::optional<std::string> reason;
 	switch (stripe::HandlerOf(event.type)) {
 	case stripe::Handler::kCheckout:
 		rows = spi.Query("SELECT billing._stripe_checkout_completed($1)", {facts});
 		break;
 	case stripe::Handler::kInvoice:
-		rows = spi.Query("SELECT billing._stripe_invoice($1, $2, $3)", {type, facts, created});
+		reason = ApplyInvoice(spi, event);
 		break;
 	case stripe::Handler::kPaymentIntent:
 		rows = spi.Query("SELECT billing._stripe_payment_intent($1, $2, $3)", {type, facts, created});
@@ -340,7 +488,8 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 	case stripe::Handler::kNone:
 		return "event type not handled";
 	}
-	std::optional<std::string> reason = rows.at(0).text(0);
+	if (!rows.empty())
+		reason = rows.at(0).text(0);
 	if (!reason && stripe::HandlerOf(event.type) != stripe::Handler::kCheckout)
 		RecordSettlements(spi, event);
 	return reason;

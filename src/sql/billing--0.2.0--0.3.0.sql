@@ -2522,6 +2522,11 @@ BEGIN
 END
 $dump$;
 
+-- Issue 12, one state machine: invoice.* events are decided in the core
+-- (stripe::DecideInvoice, stripe::InvoicePayment) and stored by the glue
+-- (ApplyInvoice in glue/stripe.cpp).
+DROP FUNCTION IF EXISTS billing._stripe_invoice(text, jsonb, timestamptz);
+
 -- Least privilege: billing's objects belong to billing_owner, so SECURITY
 -- DEFINER functions and the quota trigger's slow path run as a role that can
 -- touch billing's own tables and nothing else, not as the superuser who ran

@@ -13,7 +13,7 @@ CXX=${FUZZ_CXX:-clang++-14}
 command -v "$CXX" >/dev/null || { echo "fuzz: $CXX not found (test/deps.sh installs clang-14)" >&2; exit 1; }
 if [ ! -x "$out/stripe_event_fuzz" ] || [ -n "$(find src/core test/fuzz -newer "$out/stripe_event_fuzz" -name '*.[ch]pp' | head -1)" ]; then
 	"$CXX" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc \
-		test/fuzz/stripe_event_fuzz.cpp src/core/stripe_event.cpp src/core/stripe_signature.cpp src/core/lifecycle.cpp \
+		test/fuzz/stripe_event_fuzz.cpp src/core/stripe_event.cpp src/core/stripe_signature.cpp src/core/lifecycle.cpp src/core/calendar.cpp \
 		-lcrypto -o "$out/stripe_event_fuzz"
 fi
 python3 - "$out/corpus" <<'PYTHON'

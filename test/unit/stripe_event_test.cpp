@@ -203,6 +203,154 @@ TEST(StripeInvoice, TheCoreDecidesStatusPaidTimeAndPeriod)
 	EXPECT_FALSE(PaymentStatus("charge.refunded"));
 }
 
+json
+PaidInvoice(const std::string &reason = "subscription_cycle")
+{
+	json in = Fixtures().at("invoice");
+	in["parent"]["subscription_details"]["subscription"] = "sub_unit";
+	in["status"] = "paid";
+	in["currency"] = "USD";
+	in["billing_reason"] = reason;
+	in["amount_paid"] = 2999;
+	in["amount_due"] = 2999;
+	in["created"] = kCreated;
+	in["status_transitions"]["paid_at"] = kCreated + 60;
+	in["lines"]["data"][0]["period"] = {{"start", kCreated}, {"end", kPeriodEnd}};
+	in["lines"]["data"][0]["currency"] = "USD";
+	return in;
+}
+
+TEST(StripeInvoice, WithoutAUserTheEventWaits)
+{
+	Event e = ParseEvent(MakeEvent("invoice.paid", PaidInvoice()));
+	InvoiceAction a = DecideInvoice(e, StoredInvoice{});
+	EXPECT_EQ(a.write, InvoiceWrite::kPending);
+	EXPECT_EQ(a.pending_reason, "no billing user for stripe invoice \"in_1Pgc6tB7WZ01zgkWu9fdqL6I\": "
+								"neither its subscription nor its customer is known");
+}
+
+TEST(StripeInvoice, UpdatesTheStoredInvoiceElseBillingsOwnForThePeriodElseInserts)
+{
+	Event e = ParseEvent(MakeEvent("invoice.paid", PaidInvoice()));
+	StoredInvoice stored;
+	stored.user_id = "u1";
+	// no subscription: nothing to seek, a new invoice
+	EXPECT_FALSE(SeeksOwnInvoice(e, stored));
+	InvoiceAction a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kInsert);
+	EXPECT_EQ(a.row.billing_reason, "subscription_cycle");
+	EXPECT_EQ(a.row.currency, "usd");
+	EXPECT_TRUE(a.replace_lines);
+	// with the subscription, billing's own invoice of the period becomes Stripe's
+	stored.subscription_id = 7;
+	EXPECT_TRUE(SeeksOwnInvoice(e, stored));
+	stored.own_invoice_id = 41;
+	a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kUpdate);
+	EXPECT_EQ(a.invoice_id, 41);
+	// ... unless another Stripe invoice took it: then this one is a manual one beside it
+	stored.own_invoice_taken = true;
+	a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kInsert);
+	EXPECT_EQ(a.row.billing_reason, "manual");
+	// the invoice stored under its Stripe id wins, and no other is sought
+	stored.invoice_id = 40;
+	EXPECT_FALSE(SeeksOwnInvoice(e, stored));
+	a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kUpdate);
+	EXPECT_EQ(a.invoice_id, 40);
+	EXPECT_EQ(a.row.billing_reason, "subscription_cycle");
+	// an upgrade's or a manual invoice never takes billing's period invoice
+	stored.invoice_id.reset();
+	for (const char *reason : {"subscription_update", "manual", "upcoming"})
+		EXPECT_FALSE(SeeksOwnInvoice(ParseEvent(MakeEvent("invoice.paid", PaidInvoice(reason))), stored)) << reason;
+	// an invoice without lines keeps the stored lines
+	json no_lines = PaidInvoice();
+	no_lines["lines"]["data"] = json::array();
+	stored.invoice_id = 40;
+	EXPECT_FALSE(DecideInvoice(ParseEvent(MakeEvent("invoice.paid", no_lines)), stored).replace_lines);
+}
+
+TEST(StripeInvoice, NumberIsStripesUnlessAbsentOrTaken)
+{
+	json in = PaidInvoice();
+	in["number"] = "STRIPE-1";
+	Event e = ParseEvent(MakeEvent("invoice.paid", in));
+	EXPECT_EQ(InvoiceNumber(e, false), "STRIPE-1");
+	EXPECT_FALSE(InvoiceNumber(e, true));
+	in["number"] = nullptr;
+	EXPECT_FALSE(InvoiceNumber(ParseEvent(MakeEvent("invoice.paid", in)), false));
+}
+
+TEST(StripeInvoice, LinesAreJsonWithUtcTimes)
+{
+	EXPECT_EQ(JsonTime(kCreated), "2026-01-01T00:00:00+00:00");
+	EXPECT_EQ(JsonTime(0), "1970-01-01T00:00:00+00:00");
+	EXPECT_EQ(JsonTime(253402300799), "9999-12-31T23:59:59+00:00");
+	json in = PaidInvoice();
+	in["lines"]["data"][0]["period"] = {{"start", kCreated + 3661}, {"end", nullptr}};
+	Event e = ParseEvent(MakeEvent("invoice.paid", in));
+	json lines = json::parse(DecideInvoice(e).lines);
+	ASSERT_EQ(lines.size(), 1u);
+	EXPECT_EQ(lines[0]["period_start"], "2026-01-01T01:01:01+00:00");
+	EXPECT_TRUE(lines[0]["period_end"].is_null());
+	EXPECT_EQ(lines[0]["currency"], "usd");
+	EXPECT_EQ(lines[0]["amount_cents"], 1000);
+	EXPECT_EQ(lines[0]["description"], "My First Invoice Item (created for API docs)");
+	EXPECT_TRUE(lines[0].contains("stripe_price_id"));
+	EXPECT_EQ(InvoiceLinesJson({}), "[]");
+}
+
+TEST(StripeInvoice, UserOfIsTheSubscriptionsThenTheInvoicesThenNamedThenTheCustomers)
+{
+	EventObject o;
+	UserCandidates held{"sub_user", "inv_user", "linked", "latest"};
+	o.metadata_user_id = "named";
+	EXPECT_EQ(UserOf(o, held), "sub_user");
+	held.of_subscription.reset();
+	EXPECT_EQ(UserOf(o, held), "inv_user");
+	held.of_invoice.reset();
+	EXPECT_EQ(UserOf(o, held), "named");
+	o.metadata_user_id.reset();
+	EXPECT_EQ(UserOf(o, held), "linked");
+	held.linked_to_customer.reset();
+	EXPECT_EQ(UserOf(o, held), "latest");
+	held.of_customers_subscription.reset();
+	EXPECT_FALSE(UserOf(o, held));
+}
+
+TEST(StripeInvoice, APaidInvoiceRecordsItsPaymentOnce)
+{
+	json in = PaidInvoice();
+	Event e = ParseEvent(MakeEvent("invoice.paid", in, kCreated + 70));
+	auto plan = InvoicePayment(e, DecideInvoice(e));
+	ASSERT_TRUE(plan);
+	// current API versions name no payment intent: adopt an unplaced payment, or record under the invoice
+	EXPECT_EQ(plan->kind, InvoicePaymentPlan::Kind::kAdoptOrRecord);
+	EXPECT_EQ(plan->external_id, "stripe_invoice:in_1Pgc6tB7WZ01zgkWu9fdqL6I");
+	EXPECT_EQ(plan->amount, 2999);
+	EXPECT_EQ(plan->currency, "usd");
+	EXPECT_EQ(plan->paid_at, kCreated + 60);
+	EXPECT_EQ(plan->window, 86400);
+	// older versions name it: the payment intent's own external id
+	in["payment_intent"] = "pi_1";
+	in["charge"] = "ch_1";
+	e = ParseEvent(MakeEvent("invoice.payment_succeeded", in));
+	plan = InvoicePayment(e, DecideInvoice(e));
+	ASSERT_TRUE(plan);
+	EXPECT_EQ(plan->kind, InvoicePaymentPlan::Kind::kUnderIntent);
+	EXPECT_EQ(plan->external_id, "pi_1");
+	EXPECT_EQ(plan->charge, "ch_1");
+	// nothing paid, or an event that is not a payment: no payment
+	for (const char *type : {"invoice.finalized", "invoice.payment_failed", "invoice.voided", "invoice.created"}) {
+		e = ParseEvent(MakeEvent(type, in));
+		EXPECT_FALSE(InvoicePayment(e, DecideInvoice(e))) << type;
+	}
+	in["amount_paid"] = 0;
+	e = ParseEvent(MakeEvent("invoice.paid", in));
+	EXPECT_FALSE(InvoicePayment(e, DecideInvoice(e)));
+}
+
 TEST(StripeEvent, InvoiceSubscriptionFromOldTopLevelField)
 {
 	json in = Fixtures().at("invoice");
