@@ -752,8 +752,7 @@ DecideInvoice(const Event &event, const StoredInvoice &stored)
 {
 	InvoiceAction action;
 	if (!stored.user_id) {
-		action.pending_reason = "no billing user for stripe invoice \"" + event.object.id.value_or("") +
-								"\": neither its subscription nor its customer is known";
+		action.pending_reason = PendingReason(event);
 		return action;
 	}
 	action.row = DecideInvoice(event);
@@ -800,6 +799,149 @@ InvoicePayment(const Event &event, const InvoiceDecision &row)
 		plan.external_id = "stripe_invoice:" + o.id.value_or("");
 	}
 	return plan;
+}
+
+std::string
+PendingReason(const Event &event)
+{
+	const EventObject &o = event.object;
+	switch (HandlerOf(event.type)) {
+	case Handler::kInvoice:
+		return "no billing user for stripe invoice \"" + o.id.value_or("") +
+			   "\": neither its subscription nor its customer is known";
+	case Handler::kChargeRefunded:
+		return "no billing user for stripe charge \"" + o.id.value_or("") +
+			   "\": it has no metadata.user_id and its customer is not linked";
+	case Handler::kSubscription:
+		return "no billing user for stripe subscription \"" + o.id.value_or("") +
+			   "\": it has no metadata.user_id and its customer is not linked";
+	default: {
+		// a payment: named by its payment intent (a charge without one: the charge)
+		std::optional<std::string> id = o.payment_intent ? o.payment_intent : o.id;
+		return "no billing user for stripe payment intent \"" + id.value_or("") +
+			   "\": it has no metadata.user_id and its customer is not linked";
+	}
+	}
+}
+
+std::optional<PaymentRecord>
+DecidePayment(const Event &event)
+{
+	Handler handler = HandlerOf(event.type);
+	std::optional<std::string> status = PaymentStatus(event.type);
+	if ((handler != Handler::kPaymentIntent && handler != Handler::kChargeSucceeded) || !status)
+		return std::nullopt;
+	const EventObject &o = event.object;
+	PaymentRecord p;
+	p.succeeded = *status == "succeeded";
+	p.currency = LowerAscii(o.currency.value_or(""));
+	p.paid_at = event.created;
+	p.payment_intent = o.payment_intent;
+	if (handler == Handler::kChargeSucceeded) {
+		// the payment the charge is, as its payment intent's event records it
+		p.charge = o.id;
+		p.amount = o.amount.value_or(0);
+	} else {
+		p.charge = o.charge;
+		if (p.succeeded)
+			p.amount = o.amount_received && *o.amount_received != 0 ? *o.amount_received : o.amount.value_or(0);
+		else
+			p.amount = o.amount.value_or(0);
+		if (!p.succeeded) {
+			p.failure_code = o.failure_code.value_or("payment_failed");
+			p.failure_message = o.failure_message;
+		}
+	}
+	p.external_id = p.payment_intent ? *p.payment_intent : p.charge.value_or("");
+	return p;
+}
+
+PaymentRecord
+PaymentOfRefundedCharge(const Event &event)
+{
+	const EventObject &o = event.object;
+	PaymentRecord p;
+	p.succeeded = true;
+	p.payment_intent = o.payment_intent;
+	p.charge = o.id;
+	p.external_id = p.payment_intent ? *p.payment_intent : p.charge.value_or("");
+	p.amount = o.amount.value_or(0);
+	p.currency = LowerAscii(o.currency.value_or(""));
+	p.paid_at = o.created.value_or(event.created);
+	return p;
+}
+
+bool
+OutcomeReplaces(const StoredPayment &stored, const PaymentRecord &)
+{
+	// a succeeded payment stays succeeded; anything else takes the newer outcome
+	return !stored.succeeded;
+}
+
+PaymentRow
+MergePayment(const StoredPayment &stored, const PaymentRecord &incoming, std::optional<int64_t> subscription_id,
+			 std::optional<int64_t> invoice_id)
+{
+	PaymentRow row;
+	row.subscription_id = stored.subscription_id ? stored.subscription_id : subscription_id;
+	row.invoice_id = stored.invoice_id ? stored.invoice_id : invoice_id;
+	row.payment_intent = stored.payment_intent ? stored.payment_intent : incoming.payment_intent;
+	row.charge = incoming.charge ? incoming.charge : stored.charge;
+	row.replaces_outcome = OutcomeReplaces(stored, incoming);
+	return row;
+}
+
+std::optional<Adoption>
+AdoptionOf(const Event &event, const PaymentRecord &payment)
+{
+	if (!payment.succeeded)
+		return std::nullopt;
+	Adoption a;
+	a.external_id = payment.external_id;
+	a.payment_intent = payment.payment_intent;
+	a.charge = payment.charge;
+	a.amount = payment.amount;
+	a.currency = payment.currency;
+	a.at = event.created;
+	return a;
+}
+
+std::optional<int64_t>
+RefundedPayment(const std::vector<RefundCandidate> &candidates)
+{
+	const RefundCandidate *best = nullptr;
+	for (const auto &c : candidates) {
+		if (best == nullptr || (c.by_charge && !best->by_charge) || (c.by_charge == best->by_charge && c.id < best->id))
+			best = &c;
+	}
+	return best ? std::optional<int64_t>(best->id) : std::nullopt;
+}
+
+std::optional<Refund>
+DecideRefund(const Event &event, int64_t paid, int64_t already_refunded)
+{
+	const EventObject &o = event.object;
+	int64_t total = std::min(o.amount_refunded.value_or(0), paid);
+	if (total <= already_refunded)
+		return std::nullopt;
+	return Refund{total - already_refunded, total, "stripe_refund:" + o.id.value_or("") + ":" + std::to_string(total)};
+}
+
+CheckoutLink
+DecideCheckout(const Event &event)
+{
+	const EventObject &o = event.object;
+	CheckoutLink link;
+	std::optional<std::string> user = NamedUser(o);
+	if (!user) {
+		link.ignored = "the checkout session has no client_reference_id or metadata.user_id";
+		return link;
+	}
+	link.user_id = *user;
+	link.customer = o.customer;
+	if (o.customer)
+		link.subscription = o.subscription;
+	return link;
 }
 
 std::optional<std::string>

@@ -301,6 +301,105 @@ struct InvoicePaymentPlan {
 };
 std::optional<InvoicePaymentPlan> InvoicePayment(const Event &event, const InvoiceDecision &row);
 
+// The payment a payment_intent.succeeded / .payment_failed or
+// charge.succeeded stores, once per payment intent: external_id is the
+// payment intent (a charge without one: the charge), the amount the amount
+// received (else the amount; a failed one: the amount), paid at the event's
+// time; a failure keeps its code (payment_failed when Stripe gives none) and
+// message. nullopt for other events.
+struct PaymentRecord {
+	std::string external_id;
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+	bool succeeded = false;
+	int64_t amount = 0;
+	std::string currency;  // lower-cased
+	std::optional<std::string> failure_code;
+	std::optional<std::string> failure_message;
+	int64_t paid_at = 0;  // Unix seconds
+};
+std::optional<PaymentRecord> DecidePayment(const Event &event);
+
+// The payment a charge.refunded refunds when billing never received it: the
+// charge as a succeeded payment (under its payment intent, else its own id),
+// its amount, paid when the charge was created (else the event's time).
+PaymentRecord PaymentOfRefundedCharge(const Event &event);
+
+// A payment as billing holds it, and what storing an incoming outcome over it
+// makes of it. A succeeded payment never turns back into a failed one: it
+// keeps its status, amount and paid time (and has no failure); otherwise the
+// incoming outcome replaces it. Links are kept once set (subscription,
+// invoice, payment intent); the charge is the newest known.
+struct StoredPayment {
+	std::optional<int64_t> subscription_id;
+	std::optional<int64_t> invoice_id;
+	bool succeeded = false;
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+};
+struct PaymentRow {
+	std::optional<int64_t> subscription_id;
+	std::optional<int64_t> invoice_id;
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+	// true: status, amount, paid time and failure are the incoming ones;
+	// false: the stored outcome stays (a succeeded payment has no failure)
+	bool replaces_outcome = false;
+};
+bool OutcomeReplaces(const StoredPayment &stored, const PaymentRecord &incoming);
+PaymentRow MergePayment(const StoredPayment &stored, const PaymentRecord &incoming,
+						std::optional<int64_t> subscription_id, std::optional<int64_t> invoice_id);
+
+// A succeeded payment intent (or charge) that billing recorded under its
+// invoice first (stripe_invoice:<id>, current API versions name no payment
+// intent on the invoice) is that payment: an unplaced-on-an-intent payment of
+// the same user, amount and currency within `window` seconds of the event
+// takes its external id, unless one is stored under it already.
+struct Adoption {
+	std::string external_id;
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+	int64_t amount = 0;
+	std::string currency;
+	int64_t at = 0;  // the event's time
+	int64_t window = 86400;
+};
+std::optional<Adoption> AdoptionOf(const Event &event, const PaymentRecord &payment);
+
+// Which stored payment a charge.refunded refunds: among the succeeded
+// payments that are not refunds and match the charge id or its payment
+// intent, the one with the charge id, else the oldest.
+struct RefundCandidate {
+	int64_t id = 0;
+	bool by_charge = false;
+};
+std::optional<int64_t> RefundedPayment(const std::vector<RefundCandidate> &candidates);
+
+// charge.refunded carries the cumulative amount refunded: the refund to
+// record is what is not recorded yet, the total never above what was paid.
+// nullopt when nothing new. Its external id names the charge and the total
+// (stripe_refund:<charge>:<total>), so a redelivery records nothing twice.
+struct Refund {
+	int64_t amount = 0;  // positive; stored negative
+	int64_t total = 0;   // refunded in all once recorded
+	std::string external_id;
+};
+std::optional<Refund> DecideRefund(const Event &event, int64_t paid, int64_t already_refunded);
+
+// checkout.session.completed: the user it names is linked to its customer
+// (and the customer to its subscription, when both are known); without a
+// user it is ignored with this reason.
+struct CheckoutLink {
+	std::optional<std::string> ignored;
+	std::string user_id;
+	std::optional<std::string> customer;
+	std::optional<std::string> subscription;  // set when the customer is known too
+};
+CheckoutLink DecideCheckout(const Event &event);
+
+// The message of an event that waits for its user (kept as its reason).
+std::string PendingReason(const Event &event);
+
 // What a payment event says of its payment: "succeeded" for
 // payment_intent.succeeded and charge.succeeded, "failed" for
 // payment_intent.payment_failed; nullopt for other events.

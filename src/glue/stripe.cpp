@@ -261,11 +261,9 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	if (row->ended_at)
 		spi.Execute("SELECT billing._start_free($1, $2)", {SqlArg::Text(user_id), EventTime(row->ended_at)});
 	if (event.type == "customer.subscription.trial_will_end")
-		spi.Execute("SELECT billing._stripe_notify(s.user_id, s.id, 'trial_will_end', pg_catalog.jsonb_build_object("
-					"'source', 'stripe', 'stripe_subscription_id', s.stripe_subscription_id, 'trial_end', s.trial_end, "
-					"'plan', $2::pg_catalog.text), $3, $4) FROM billing.subscriptions s "
+		spi.Execute("SELECT billing._notify(s.user_id, s.id, 'trial_will_end', $3, $2) FROM billing.subscriptions s "
 					"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL",
-					{SqlArg::Text(o.id), SqlArg::Text(plan.code), EventTime(event.created),
+					{SqlArg::Text(o.id), EventTime(event.created),
 					 SqlArg::Text("stripe:trial_will_end:" + *o.id + ":" +
 								  (o.trial_end ? std::to_string(*o.trial_end) : std::string()))});
 	return std::nullopt;
@@ -273,10 +271,14 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 
 // What billing holds about the user of a Stripe object (stripe::UserOf picks):
 // the user of the subscription it names (and that subscription's id), of the
-// invoice it names, of its customer's link and of the customer's latest
-// subscription. One statement, each on its index.
+// invoice it names (and that invoice's id and subscription), of its
+// customer's link and of the customer's latest subscription. One statement,
+// each on its index.
 struct HeldUsers {
 	std::optional<int64_t> subscription_id;
+	std::optional<int64_t> invoice_id;
+	std::optional<int64_t> invoice_subscription_id;
+	std::optional<std::string> invoice_user;  // also when the invoice is deleted
 	stripe::UserCandidates candidates;
 };
 
@@ -284,21 +286,83 @@ HeldUsers
 UsersOf(Spi &spi, const stripe::EventObject &o)
 {
 	auto rows = spi.Query(
-		"SELECT s.id, s.user_id, "
-		"(SELECT i.user_id FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $2 "
-		"AND i.deleted_at IS NULL), "
+		"SELECT s.id, s.user_id, i.id, i.subscription_id, i.user_id, "
+		"CASE WHEN i.deleted_at IS NULL THEN i.user_id END, "
 		"(SELECT c.user_id FROM billing.stripe_customers c WHERE c.customer_id OPERATOR(pg_catalog.=) $3 "
 		"AND c.deleted_at IS NULL), "
 		"(SELECT x.user_id FROM billing.subscriptions x WHERE x.stripe_customer_id OPERATOR(pg_catalog.=) $3 "
 		"AND x.deleted_at IS NULL ORDER BY x.started_at DESC, x.id DESC LIMIT 1) "
 		"FROM (SELECT) AS one LEFT JOIN billing.subscriptions s "
-		"ON s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL LIMIT 1",
+		"ON s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL "
+		"LEFT JOIN billing.invoices i ON i.stripe_invoice_id OPERATOR(pg_catalog.=) $2 LIMIT 1",
 		{SqlArg::Text(o.subscription), SqlArg::Text(o.invoice), SqlArg::Text(o.customer)});
 	const Row &r = rows.at(0);
 	HeldUsers held;
 	held.subscription_id = r.int64(0);
-	held.candidates = {r.text(1), r.text(2), r.text(3), r.text(4)};
+	held.invoice_id = r.int64(2);
+	held.invoice_subscription_id = r.int64(3);
+	held.invoice_user = r.text(4);
+	held.candidates = {r.text(1), r.text(5), r.text(6), r.text(7)};
 	return held;
+}
+
+// The subscription a Stripe payment of a user belongs to when its invoice
+// names none: the user's current (else latest) subscription with its customer.
+std::optional<int64_t>
+SubscriptionOfCustomer(Spi &spi, const std::string &user_id, const std::optional<std::string> &customer)
+{
+	if (!customer)
+		return std::nullopt;
+	auto rows = spi.Query("SELECT s.id FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 "
+						  "AND s.stripe_customer_id OPERATOR(pg_catalog.=) $2 AND s.deleted_at IS NULL "
+						  "ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1",
+						  {SqlArg::Text(user_id), SqlArg::Text(customer)});
+	return rows.empty() ? std::nullopt : rows.at(0).int64(0);
+}
+
+// Stores a Stripe payment once per external id and returns its id: a new one
+// is inserted; a stored one is locked and the core decides what the incoming
+// outcome makes of it (stripe::MergePayment). A concurrent insert of the same
+// id is waited for by ON CONFLICT, then found and locked here.
+int64_t
+StorePayment(Spi &spi, const std::string &user_id, std::optional<int64_t> subscription_id,
+			 std::optional<int64_t> invoice_id, const stripe::PaymentRecord &p)
+{
+	auto inserted = spi.Query(
+		"INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
+		"external_id, stripe_payment_intent_id, stripe_charge_id, failure_code, failure_message, paid_at) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+		"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING id",
+		{SqlArg::Text(user_id), SqlArg::Int64(subscription_id), SqlArg::Int64(invoice_id), SqlArg::Int64(p.amount),
+		 SqlArg::Text(p.currency), SqlArg::Text(p.succeeded ? "succeeded" : "failed"), SqlArg::Text(p.external_id),
+		 SqlArg::Text(p.payment_intent), SqlArg::Text(p.charge), SqlArg::Text(p.failure_code),
+		 SqlArg::Text(p.failure_message), EventTime(p.paid_at)});
+	if (!inserted.empty())
+		return inserted.at(0).int64_required(0);
+	auto found = spi.Query("SELECT p.id, p.subscription_id, p.invoice_id, p.status OPERATOR(pg_catalog.=) 'succeeded', "
+						   "p.stripe_payment_intent_id, p.stripe_charge_id FROM billing.payments p "
+						   "WHERE p.external_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+						   {SqlArg::Text(p.external_id)});
+	const Row &r = found.at(0);
+	int64_t id = r.int64_required(0);
+	stripe::StoredPayment stored{r.int64(1), r.int64(2), r.boolean(3), r.text(4), r.text(5)};
+	stripe::PaymentRow row = stripe::MergePayment(stored, p, subscription_id, invoice_id);
+	std::vector<SqlArg> args{SqlArg::Int64(id), SqlArg::Int64(row.subscription_id), SqlArg::Int64(row.invoice_id),
+							 SqlArg::Text(row.payment_intent), SqlArg::Text(row.charge)};
+	if (!row.replaces_outcome) {
+		spi.Execute("UPDATE billing.payments p SET subscription_id = $2, invoice_id = $3, "
+					"stripe_payment_intent_id = $4, stripe_charge_id = $5, failure_code = NULL, failure_message = NULL "
+					"WHERE p.id OPERATOR(pg_catalog.=) $1",
+					args);
+	} else {
+		args.insert(args.end(), {SqlArg::Int64(p.amount), SqlArg::Text(p.succeeded ? "succeeded" : "failed"),
+								 SqlArg::Text(p.failure_code), SqlArg::Text(p.failure_message), EventTime(p.paid_at)});
+		spi.Execute("UPDATE billing.payments p SET subscription_id = $2, invoice_id = $3, "
+					"stripe_payment_intent_id = $4, stripe_charge_id = $5, amount_cents = $6, status = $7, "
+					"failure_code = $8, failure_message = $9, paid_at = $10 WHERE p.id OPERATOR(pg_catalog.=) $1",
+					args);
+	}
+	return id;
 }
 
 // invoice.*: billing's invoice mirrors Stripe's. The core decides whether the
@@ -381,10 +445,15 @@ ApplyInvoice(Spi &spi, const stripe::Event &event)
 	if (!payment)
 		return std::nullopt;
 	if (payment->kind == stripe::InvoicePaymentPlan::Kind::kUnderIntent) {
-		spi.Execute("SELECT billing._stripe_upsert_payment($1, $2, $3, $4, $5, true, $6, $7, NULL, NULL, $8)",
-					{SqlArg::Text(*stored.user_id), SqlArg::Int64(stored.subscription_id), SqlArg::Int64(invoice_id),
-					 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency),
-					 SqlArg::Text(payment->payment_intent), SqlArg::Text(payment->charge), EventTime(payment->paid_at)});
+		stripe::PaymentRecord record;
+		record.external_id = payment->external_id;
+		record.payment_intent = payment->payment_intent;
+		record.charge = payment->charge;
+		record.succeeded = true;
+		record.amount = payment->amount;
+		record.currency = payment->currency;
+		record.paid_at = payment->paid_at;
+		StorePayment(spi, *stored.user_id, stored.subscription_id, invoice_id, record);
 		return std::nullopt;
 	}
 	bool has_payment = spi.Query("SELECT EXISTS (SELECT FROM billing.payments p WHERE p.invoice_id OPERATOR(pg_catalog.=) $1 "
@@ -415,6 +484,116 @@ ApplyInvoice(Spi &spi, const stripe::Event &event)
 					{SqlArg::Text(*stored.user_id), SqlArg::Int64(stored.subscription_id), SqlArg::Int64(invoice_id),
 					 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency),
 					 SqlArg::Text(payment->external_id), SqlArg::Text(payment->charge), EventTime(payment->paid_at)});
+	return std::nullopt;
+}
+
+// payment_intent.succeeded / .payment_failed and charge.succeeded: the
+// payment, once per payment intent (stripe::DecidePayment). A succeeded one
+// first takes over the row its invoice.paid recorded under the invoice
+// (stripe::AdoptionOf), so the two events make one payment in any order.
+std::optional<std::string>
+ApplyPayment(Spi &spi, const stripe::Event &event)
+{
+	const stripe::EventObject &o = event.object;
+	std::optional<stripe::PaymentRecord> payment = stripe::DecidePayment(event);
+	if (!payment)
+		return "event type not handled";
+	HeldUsers users = UsersOf(spi, o);
+	// the invoice's user first, also when that invoice is deleted
+	if (users.invoice_user)
+		users.candidates.of_invoice = users.invoice_user;
+	std::optional<std::string> user_id = stripe::UserOf(o, users.candidates);
+	if (!user_id)
+		return "pending: " + stripe::PendingReason(event);
+	std::optional<int64_t> subscription_id = users.invoice_subscription_id;
+	if (!subscription_id)
+		subscription_id = SubscriptionOfCustomer(spi, *user_id, o.customer);
+	if (auto adoption = stripe::AdoptionOf(event, *payment)) {
+		spi.Execute(
+			"UPDATE billing.payments p SET external_id = $2, stripe_payment_intent_id = $3, "
+			"stripe_charge_id = COALESCE(p.stripe_charge_id, $4) "
+			"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
+			"WHERE q.user_id OPERATOR(pg_catalog.=) $1 AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\\_invoice:%' "
+			"AND q.refund_of IS NULL AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
+			"AND q.stripe_payment_intent_id IS NULL AND q.amount_cents OPERATOR(pg_catalog.=) $5 "
+			"AND q.currency OPERATOR(pg_catalog.=) $6 AND q.paid_at OPERATOR(pg_catalog.>=) $8 "
+			"AND q.paid_at OPERATOR(pg_catalog.<=) $9 "
+			"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $7)), q.id LIMIT 1) "
+			"AND NOT EXISTS (SELECT FROM billing.payments x WHERE x.external_id OPERATOR(pg_catalog.=) $2)",
+			{SqlArg::Text(*user_id), SqlArg::Text(adoption->external_id), SqlArg::Text(adoption->payment_intent),
+			 SqlArg::Text(adoption->charge), SqlArg::Int64(adoption->amount), SqlArg::Text(adoption->currency),
+			 EventTime(adoption->at), EventTime(adoption->at - adoption->window),
+			 EventTime(adoption->at + adoption->window)});
+	}
+	StorePayment(spi, *user_id, subscription_id, users.invoice_id, *payment);
+	return std::nullopt;
+}
+
+// charge.refunded: the refund not recorded yet (stripe::DecideRefund) on the
+// payment the charge is (stripe::RefundedPayment), recorded from the charge
+// when it never arrived (stripe::PaymentOfRefundedCharge). The payment's row
+// lock serialises refunds of one payment; the refunded sum is read after it.
+std::optional<std::string>
+ApplyRefund(Spi &spi, const stripe::Event &event)
+{
+	const stripe::EventObject &o = event.object;
+	auto rows = spi.Query("SELECT p.id, COALESCE(p.stripe_charge_id OPERATOR(pg_catalog.=) $1, false) "
+						  "FROM billing.payments p WHERE p.refund_of IS NULL AND p.deleted_at IS NULL "
+						  "AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.stripe_charge_id OPERATOR(pg_catalog.=) $1 "
+						  "OR p.external_id OPERATOR(pg_catalog.=) $2 OR p.stripe_payment_intent_id OPERATOR(pg_catalog.=) $2)",
+						  {SqlArg::Text(o.id), SqlArg::Text(o.payment_intent)});
+	std::vector<stripe::RefundCandidate> candidates;
+	for (const auto &r : rows)
+		candidates.push_back({r.int64_required(0), r.boolean(1)});
+	std::optional<int64_t> payment_id = stripe::RefundedPayment(candidates);
+	if (!payment_id) {
+		// the payment itself never arrived: it is recorded from the charge
+		HeldUsers users = UsersOf(spi, o);
+		std::optional<std::string> user_id = stripe::UserOf(o, users.candidates);
+		if (!user_id)
+			return "pending: " + stripe::PendingReason(event);
+		payment_id = StorePayment(spi, *user_id, SubscriptionOfCustomer(spi, *user_id, o.customer), users.invoice_id,
+								  stripe::PaymentOfRefundedCharge(event));
+	}
+	auto original = spi.Query("SELECT p.amount_cents, p.stripe_charge_id IS NULL FROM billing.payments p "
+							  "WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							  {SqlArg::Int64(*payment_id)});
+	if (original.at(0).boolean(1))
+		spi.Execute("UPDATE billing.payments p SET stripe_charge_id = $2 WHERE p.id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(*payment_id), SqlArg::Text(o.id)});
+	// read after the lock (a statement of its own: a refund committed while
+	// this one waited is seen)
+	auto refunded = spi.Query("SELECT COALESCE(OPERATOR(pg_catalog.-) pg_catalog.sum(r.amount_cents), 0)::pg_catalog.int8 "
+							  "FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 "
+							  "AND r.status OPERATOR(pg_catalog.=) 'succeeded' AND r.deleted_at IS NULL",
+							  {SqlArg::Int64(*payment_id)});
+	auto refund = stripe::DecideRefund(event, original.at(0).int64_required(0), refunded.at(0).int64_required(0));
+	if (refund)
+		spi.Execute("INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
+					"refund_of, external_id, stripe_payment_intent_id, stripe_charge_id, paid_at) "
+					"SELECT p.user_id, p.subscription_id, p.invoice_id, $2, p.currency, 'succeeded', p.id, $3, $4, $5, $6 "
+					"FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 "
+					"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING",
+					{SqlArg::Int64(*payment_id), SqlArg::Int64(-refund->amount), SqlArg::Text(refund->external_id),
+					 SqlArg::Text(o.payment_intent), SqlArg::Text(o.id), EventTime(event.created)});
+	return std::nullopt;
+}
+
+// checkout.session.completed: links the user it names to the Stripe customer,
+// and the customer to the subscription when that has already arrived
+// (stripe::DecideCheckout).
+std::optional<std::string>
+ApplyCheckout(Spi &spi, const stripe::Event &event)
+{
+	stripe::CheckoutLink link = stripe::DecideCheckout(event);
+	if (link.ignored)
+		return link.ignored;
+	LinkCustomer(spi, link.customer, link.user_id);
+	if (link.subscription)  // (IS DISTINCT FROM $2, written out: $2 is not NULL)
+		spi.Execute("UPDATE billing.subscriptions s SET stripe_customer_id = $2 "
+					"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 "
+					"AND (s.stripe_customer_id OPERATOR(pg_catalog.<>) $2) IS NOT FALSE",
+					{SqlArg::Text(link.subscription), SqlArg::Text(link.customer)});
 	return std::nullopt;
 }
 
@@ -461,36 +640,25 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 		spi.Execute("SELECT pg_catalog.set_config('billing.change_at', '', true)");
 		return reason;
 	}
-	SqlArg facts = SqlArg::Jsonb(prepared.facts);
-	SqlArg created = EventTime(event.created);
-	SqlArg type = SqlArg::Text(event.type);
-	std::vector<Row> rows;
 	std::optional<std::string> reason;
 	switch (stripe::HandlerOf(event.type)) {
 	case stripe::Handler::kCheckout:
-		rows = spi.Query("SELECT billing._stripe_checkout_completed($1)", {facts});
-		break;
+		return ApplyCheckout(spi, event);
 	case stripe::Handler::kInvoice:
 		reason = ApplyInvoice(spi, event);
 		break;
 	case stripe::Handler::kPaymentIntent:
-		rows = spi.Query("SELECT billing._stripe_payment_intent($1, $2, $3)", {type, facts, created});
-		break;
 	case stripe::Handler::kChargeSucceeded:
-		// the payment the charge is, as its payment intent's event records it
-		rows = spi.Query("SELECT billing._stripe_payment_intent('payment_intent.succeeded', $1, $2)",
-						 {SqlArg::Jsonb(stripe::ChargePaymentFacts(event)), created});
+		reason = ApplyPayment(spi, event);
 		break;
 	case stripe::Handler::kChargeRefunded:
-		rows = spi.Query("SELECT billing._stripe_charge_refunded($1, $2)", {facts, created});
+		reason = ApplyRefund(spi, event);
 		break;
 	case stripe::Handler::kSubscription:  // above
 	case stripe::Handler::kNone:
 		return "event type not handled";
 	}
-	if (!rows.empty())
-		reason = rows.at(0).text(0);
-	if (!reason && stripe::HandlerOf(event.type) != stripe::Handler::kCheckout)
+	if (!reason)
 		RecordSettlements(spi, event);
 	return reason;
 }

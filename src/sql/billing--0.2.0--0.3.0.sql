@@ -2526,6 +2526,19 @@ $dump$;
 -- (stripe::DecideInvoice, stripe::InvoicePayment) and stored by the glue
 -- (ApplyInvoice in glue/stripe.cpp).
 DROP FUNCTION IF EXISTS billing._stripe_invoice(text, jsonb, timestamptz);
+-- Step 2: payment intents, charges, refunds and checkout sessions likewise
+-- (stripe::DecidePayment, MergePayment, AdoptionOf, RefundedPayment,
+-- DecideRefund, DecideCheckout, UserOf; glue ApplyPayment, ApplyRefund,
+-- ApplyCheckout, StorePayment).
+DROP FUNCTION IF EXISTS billing._stripe_payment_intent(text, jsonb, timestamptz);
+DROP FUNCTION IF EXISTS billing._stripe_charge_refunded(jsonb, timestamptz);
+DROP FUNCTION IF EXISTS billing._stripe_adopt_payment(text, jsonb, timestamptz);
+DROP FUNCTION IF EXISTS billing._stripe_upsert_payment(text, bigint, bigint, bigint, text, boolean, text, text, text, text, timestamptz);
+DROP FUNCTION IF EXISTS billing._stripe_checkout_completed(jsonb);
+DROP FUNCTION IF EXISTS billing._stripe_link_customer(text, text);
+DROP FUNCTION IF EXISTS billing._stripe_notify(text, bigint, text, jsonb, timestamptz, text);
+DROP FUNCTION IF EXISTS billing._stripe_user(jsonb);
+DROP FUNCTION IF EXISTS billing._stripe_time(jsonb, text);
 
 -- Least privilege: billing's objects belong to billing_owner, so SECURITY
 -- DEFINER functions and the quota trigger's slow path run as a role that can

@@ -21,9 +21,9 @@ import copy, json, os, sys
 fix = json.load(open(os.path.join(os.path.dirname(os.path.abspath("test")), "..", "shared", "stripe", "fixtures.json")))
 corpus = sys.argv[1]
 types = {"subscription": ["customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"],
-         "invoice": ["invoice.created", "invoice.paid", "invoice.payment_failed"],
+         "invoice": ["invoice.created", "invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded", "invoice.voided"],
          "payment_intent": ["payment_intent.succeeded", "payment_intent.payment_failed"],
-         "charge": ["charge.refunded"], "checkout.session": ["checkout.session.completed"],
+         "charge": ["charge.refunded", "charge.succeeded"], "checkout.session": ["checkout.session.completed"],
          "customer": ["customer.created"]}
 n = 0
 for name, event_types in types.items():

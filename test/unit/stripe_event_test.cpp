@@ -399,6 +399,155 @@ TEST(StripeEvent, ChargeRefunded)
 	EXPECT_EQ(e.object.currency, "usd");
 }
 
+TEST(StripePayment, OnePaymentPerPaymentIntentWhateverEventRecordsIt)
+{
+	json pi = Fixtures().at("payment_intent");
+	pi["status"] = "succeeded";
+	pi["amount"] = 2999;
+	pi["amount_received"] = 2999;
+	pi["currency"] = "USD";
+	pi["latest_charge"] = "ch_1";
+	auto p = DecidePayment(ParseEvent(MakeEvent("payment_intent.succeeded", pi, kCreated + 5)));
+	ASSERT_TRUE(p);
+	EXPECT_EQ(p->external_id, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(p->payment_intent, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(p->charge, "ch_1");
+	EXPECT_TRUE(p->succeeded);
+	EXPECT_EQ(p->amount, 2999);
+	EXPECT_EQ(p->currency, "usd");
+	EXPECT_EQ(p->paid_at, kCreated + 5);
+	EXPECT_FALSE(p->failure_code);
+	// nothing received yet: the amount asked
+	pi["amount_received"] = 0;
+	EXPECT_EQ(DecidePayment(ParseEvent(MakeEvent("payment_intent.succeeded", pi)))->amount, 2999);
+	// a failure keeps its code (payment_failed when Stripe gives none) and message
+	pi["last_payment_error"] = {{"message", "Your card was declined."}};
+	p = DecidePayment(ParseEvent(MakeEvent("payment_intent.payment_failed", pi)));
+	ASSERT_TRUE(p);
+	EXPECT_FALSE(p->succeeded);
+	EXPECT_EQ(p->failure_code, "payment_failed");
+	EXPECT_EQ(p->failure_message, "Your card was declined.");
+	// charge.succeeded is the same payment: under its payment intent, the charge beside it
+	json ch = Fixtures().at("charge");
+	ch["payment_intent"] = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
+	ch["failure_code"] = "ignored_on_success";
+	p = DecidePayment(ParseEvent(MakeEvent("charge.succeeded", ch)));
+	ASSERT_TRUE(p);
+	EXPECT_EQ(p->external_id, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(p->charge, "ch_1PgafuB7WZ01zgkWXYmPNZs8");
+	EXPECT_EQ(p->amount, 100);
+	EXPECT_FALSE(p->failure_code);
+	// a charge without a payment intent is its own payment
+	ch["payment_intent"] = nullptr;
+	EXPECT_EQ(DecidePayment(ParseEvent(MakeEvent("charge.succeeded", ch)))->external_id, "ch_1PgafuB7WZ01zgkWXYmPNZs8");
+	// other events record no payment this way
+	EXPECT_FALSE(DecidePayment(ParseEvent(MakeEvent("charge.refunded", ch))));
+	EXPECT_FALSE(DecidePayment(ParseEvent(MakeEvent("invoice.paid", PaidInvoice()))));
+}
+
+TEST(StripePayment, ASucceededPaymentNeverTurnsBackIntoAFailedOne)
+{
+	PaymentRecord failed;
+	failed.succeeded = false;
+	failed.charge = "ch_new";
+	PaymentRecord succeeded;
+	succeeded.succeeded = true;
+	succeeded.payment_intent = "pi_new";
+	StoredPayment stored;
+	stored.succeeded = true;
+	stored.charge = "ch_old";
+	EXPECT_FALSE(OutcomeReplaces(stored, failed));
+	EXPECT_FALSE(OutcomeReplaces(stored, succeeded));
+	PaymentRow row = MergePayment(stored, failed, 3, 4);
+	EXPECT_FALSE(row.replaces_outcome);
+	EXPECT_EQ(row.charge, "ch_new");  // the newest charge
+	EXPECT_EQ(row.subscription_id, 3);  // links fill in once
+	EXPECT_EQ(row.invoice_id, 4);
+	stored.succeeded = false;
+	stored.subscription_id = 1;
+	stored.invoice_id = 2;
+	stored.payment_intent = "pi_old";
+	EXPECT_TRUE(OutcomeReplaces(stored, failed));
+	EXPECT_TRUE(OutcomeReplaces(stored, succeeded));
+	row = MergePayment(stored, succeeded, 3, 4);
+	EXPECT_TRUE(row.replaces_outcome);
+	EXPECT_EQ(row.subscription_id, 1);  // kept once set
+	EXPECT_EQ(row.invoice_id, 2);
+	EXPECT_EQ(row.payment_intent, "pi_old");
+	EXPECT_EQ(row.charge, "ch_old");  // the event names none: kept
+}
+
+TEST(StripePayment, OnlyASucceededPaymentAdoptsItsInvoicesRow)
+{
+	json pi = Fixtures().at("payment_intent");
+	pi["amount"] = 2999;
+	pi["amount_received"] = 2999;
+	Event e = ParseEvent(MakeEvent("payment_intent.succeeded", pi, kCreated + 9));
+	auto a = AdoptionOf(e, *DecidePayment(e));
+	ASSERT_TRUE(a);
+	EXPECT_EQ(a->external_id, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(a->amount, 2999);
+	EXPECT_EQ(a->at, kCreated + 9);
+	EXPECT_EQ(a->window, 86400);
+	e = ParseEvent(MakeEvent("payment_intent.payment_failed", pi));
+	EXPECT_FALSE(AdoptionOf(e, *DecidePayment(e)));
+}
+
+TEST(StripeRefund, TheChargesPaymentAndOnlyTheNewPartNeverAboveWhatWasPaid)
+{
+	EXPECT_FALSE(RefundedPayment({}));
+	EXPECT_EQ(RefundedPayment({{5, false}, {3, false}}), 3);  // the oldest
+	EXPECT_EQ(RefundedPayment({{5, false}, {9, true}, {7, true}}), 7);  // the charge's own first
+	json ch = Fixtures().at("charge");
+	ch["amount"] = 1000;
+	ch["amount_refunded"] = 400;
+	Event e = ParseEvent(MakeEvent("charge.refunded", ch));
+	auto r = DecideRefund(e, 1000, 0);
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->amount, 400);
+	EXPECT_EQ(r->total, 400);
+	EXPECT_EQ(r->external_id, "stripe_refund:ch_1PgafuB7WZ01zgkWXYmPNZs8:400");
+	EXPECT_FALSE(DecideRefund(e, 1000, 400));  // a redelivery: nothing new
+	EXPECT_FALSE(DecideRefund(e, 1000, 600));  // never negative
+	ch["amount_refunded"] = 1500;  // more than billing recorded as paid: capped
+	e = ParseEvent(MakeEvent("charge.refunded", ch));
+	r = DecideRefund(e, 1000, 400);
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->amount, 600);
+	EXPECT_EQ(r->total, 1000);
+	// a charge whose payment never arrived is recorded from the charge, at its creation
+	ch["created"] = kCreated - 100;
+	ch["payment_intent"] = "pi_x";
+	PaymentRecord p = PaymentOfRefundedCharge(ParseEvent(MakeEvent("charge.refunded", ch, kCreated)));
+	EXPECT_TRUE(p.succeeded);
+	EXPECT_EQ(p.external_id, "pi_x");
+	EXPECT_EQ(p.charge, "ch_1PgafuB7WZ01zgkWXYmPNZs8");
+	EXPECT_EQ(p.amount, 1000);
+	EXPECT_EQ(p.paid_at, kCreated - 100);
+	EXPECT_EQ(PendingReason(ParseEvent(MakeEvent("charge.refunded", ch))),
+			  "no billing user for stripe charge \"ch_1PgafuB7WZ01zgkWXYmPNZs8\": it has no metadata.user_id "
+			  "and its customer is not linked");
+}
+
+TEST(StripeCheckout, LinksTheNamedUserOrIsIgnored)
+{
+	json cs = Fixtures().at("checkout.session");
+	cs["client_reference_id"] = "u42";
+	cs["customer"] = "cus_1";
+	cs["subscription"] = "sub_1";
+	cs["metadata"] = json::object();
+	CheckoutLink link = DecideCheckout(ParseEvent(MakeEvent("checkout.session.completed", cs)));
+	EXPECT_FALSE(link.ignored);
+	EXPECT_EQ(link.user_id, "u42");
+	EXPECT_EQ(link.customer, "cus_1");
+	EXPECT_EQ(link.subscription, "sub_1");
+	cs["customer"] = nullptr;  // no customer: nothing to link the subscription to
+	EXPECT_FALSE(DecideCheckout(ParseEvent(MakeEvent("checkout.session.completed", cs))).subscription);
+	cs["client_reference_id"] = nullptr;
+	link = DecideCheckout(ParseEvent(MakeEvent("checkout.session.completed", cs)));
+	EXPECT_EQ(link.ignored, "the checkout session has no client_reference_id or metadata.user_id");
+}
+
 TEST(StripeEvent, CheckoutSession)
 {
 	json cs = Fixtures().at("checkout.session");
