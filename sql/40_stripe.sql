@@ -122,6 +122,33 @@ DELETE FROM billing.invoices WHERE user_id LIKE 'tz_user_%';
 DELETE FROM billing.stripe_objects WHERE object_id LIKE 'in_tz_%';
 DELETE FROM billing.stripe_events WHERE id LIKE 'evt_tz_%';
 
+-- the glue's lookups of Stripe payments by their ids and state are served by
+-- indexes: the statements of glue/stripe.cpp with values for their parameters
+-- (scans turned off: these tables are tiny here, where a scan would win)
+SET enable_seqscan = off;
+-- invoice.paid naming no payment intent: the unplaced payment it takes (payments_stripe_unplaced)
+EXPLAIN (COSTS OFF) SELECT q.id FROM billing.payments q
+ WHERE q.user_id OPERATOR(pg_catalog.=) 'u1' AND q.invoice_id IS NULL AND q.refund_of IS NULL
+   AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL
+   AND (q.stripe_payment_intent_id IS NOT NULL OR q.stripe_charge_id IS NOT NULL)
+   AND q.amount_cents OPERATOR(pg_catalog.=) 2999 AND q.currency OPERATOR(pg_catalog.=) 'usd'
+   AND q.paid_at OPERATOR(pg_catalog.>=) '2026-01-01 00:00:00+00' AND q.paid_at OPERATOR(pg_catalog.<=) '2026-01-03 00:00:00+00'
+ ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) '2026-01-02 00:00:00+00'::timestamptz)), q.id LIMIT 1;
+-- payment_intent.succeeded: the row its invoice.paid recorded (payments_stripe_awaiting_intent)
+EXPLAIN (COSTS OFF) SELECT q.id FROM billing.payments q
+ WHERE q.user_id OPERATOR(pg_catalog.=) 'u1' AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\_invoice:%'
+   AND q.refund_of IS NULL AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL
+   AND q.stripe_payment_intent_id IS NULL AND q.amount_cents OPERATOR(pg_catalog.=) 2999
+   AND q.currency OPERATOR(pg_catalog.=) 'usd' AND q.paid_at OPERATOR(pg_catalog.>=) '2026-01-01 00:00:00+00'
+   AND q.paid_at OPERATOR(pg_catalog.<=) '2026-01-03 00:00:00+00'
+ ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) '2026-01-02 00:00:00+00'::timestamptz)), q.id LIMIT 1;
+-- charge.refunded: the charge's payment by charge, external id or payment intent (three indexes)
+EXPLAIN (COSTS OFF) SELECT p.id, COALESCE(p.stripe_charge_id OPERATOR(pg_catalog.=) 'ch_1', false)
+  FROM billing.payments p WHERE p.refund_of IS NULL AND p.deleted_at IS NULL
+   AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.stripe_charge_id OPERATOR(pg_catalog.=) 'ch_1'
+    OR p.external_id OPERATOR(pg_catalog.=) 'pi_1' OR p.stripe_payment_intent_id OPERATOR(pg_catalog.=) 'pi_1');
+RESET enable_seqscan;
+
 -- checkout parameters
 UPDATE billing.subscription_plans SET stripe_price_id = 'price_pro_monthly_regress' WHERE code = 'pro_monthly';
 SELECT jsonb_pretty(billing.stripe_checkout_params('user_1', 'pro_monthly'));

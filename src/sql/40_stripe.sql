@@ -59,6 +59,18 @@ ALTER TABLE billing.subscriptions ADD COLUMN stripe_status text;
 CREATE INDEX subscriptions_stripe_customer
 	ON billing.subscriptions (stripe_customer_id) WHERE stripe_customer_id IS NOT NULL;
 CREATE INDEX payments_stripe_charge ON billing.payments (stripe_charge_id) WHERE stripe_charge_id IS NOT NULL;
+CREATE INDEX payments_stripe_payment_intent ON billing.payments (stripe_payment_intent_id)
+	WHERE stripe_payment_intent_id IS NOT NULL;
+-- The glue's lookups of Stripe payments by their state (stripe::InvoicePayment,
+-- stripe::AdoptionOf): a Stripe payment on no invoice yet, which an invoice.paid
+-- naming no payment intent takes; a payment recorded under its invoice,
+-- which the later payment_intent.succeeded adopts.
+CREATE INDEX payments_stripe_unplaced ON billing.payments (user_id, amount_cents, paid_at)
+	WHERE invoice_id IS NULL AND refund_of IS NULL AND status = 'succeeded' AND deleted_at IS NULL
+	  AND (stripe_payment_intent_id IS NOT NULL OR stripe_charge_id IS NOT NULL);
+CREATE INDEX payments_stripe_awaiting_intent ON billing.payments (user_id, amount_cents, paid_at)
+	WHERE external_id LIKE 'stripe\_invoice:%' AND stripe_payment_intent_id IS NULL AND refund_of IS NULL
+	  AND status = 'succeeded' AND deleted_at IS NULL;
 
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.stripe_events
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();

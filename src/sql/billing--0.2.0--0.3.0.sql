@@ -2539,6 +2539,19 @@ DROP FUNCTION IF EXISTS billing._stripe_link_customer(text, text);
 DROP FUNCTION IF EXISTS billing._stripe_notify(text, bigint, text, jsonb, timestamptz, text);
 DROP FUNCTION IF EXISTS billing._stripe_user(jsonb);
 DROP FUNCTION IF EXISTS billing._stripe_time(jsonb, text);
+-- Step 3: the Stripe payment lookups' indexes (as in 40_stripe.sql).
+CREATE INDEX IF NOT EXISTS payments_stripe_payment_intent ON billing.payments (stripe_payment_intent_id)
+	WHERE stripe_payment_intent_id IS NOT NULL;
+-- The glue's lookups of Stripe payments by their state (stripe::InvoicePayment,
+-- stripe::AdoptionOf): a Stripe payment on no invoice yet, which an invoice.paid
+-- naming no payment intent takes; a payment recorded under its invoice,
+-- which the later payment_intent.succeeded adopts.
+CREATE INDEX IF NOT EXISTS payments_stripe_unplaced ON billing.payments (user_id, amount_cents, paid_at)
+	WHERE invoice_id IS NULL AND refund_of IS NULL AND status = 'succeeded' AND deleted_at IS NULL
+	  AND (stripe_payment_intent_id IS NOT NULL OR stripe_charge_id IS NOT NULL);
+CREATE INDEX IF NOT EXISTS payments_stripe_awaiting_intent ON billing.payments (user_id, amount_cents, paid_at)
+	WHERE external_id LIKE 'stripe\_invoice:%' AND stripe_payment_intent_id IS NULL AND refund_of IS NULL
+	  AND status = 'succeeded' AND deleted_at IS NULL;
 
 -- Least privilege: billing's objects belong to billing_owner, so SECURITY
 -- DEFINER functions and the quota trigger's slow path run as a role that can
