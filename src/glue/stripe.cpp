@@ -1,7 +1,8 @@
 // Stripe webhooks (SPEC §5): billing.stripe_verify and billing.stripe_ingest.
-// Verification, parsing, ordering and what can apply are the core's
-// (src/core/stripe_*.hpp); ingest records the event once with kept plans and
-// hands the core's facts to the SQL handler of its type.
+// Verification, parsing, ordering, what can apply and every decision an event
+// makes are the core's (src/core/stripe_*.hpp); ingest records the event once,
+// reads what billing holds, asks the core and stores its answer, all with
+// kept prepared statements (no PL/pgSQL on this path).
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
@@ -186,8 +187,7 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			named = linked.at(0).text(0);
 		}
 		if (!named)
-			return "pending: no billing user for stripe subscription \"" + *o.id +
-				   "\": it has no metadata.user_id and its customer is not linked";
+			return "pending: " + stripe::PendingReason(event);
 		user_id = *named;
 	}
 	LinkCustomer(spi, o.customer, user_id);
