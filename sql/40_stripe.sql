@@ -116,11 +116,25 @@ SELECT p.external_id, p.amount_cents, p.currency, p.paid_at, i.stripe_invoice_id
        (SELECT count(*) FROM billing.ledger_entries e WHERE e.payment_id = p.id AND e.kind = 'payment_to_invoice') AS ledger
   FROM billing.payments p JOIN billing.invoices i ON i.id = p.invoice_id
  WHERE p.user_id LIKE 'tz_user_%' ORDER BY p.external_id;
+-- "within a day" of an invoice's paid time is 86,400 seconds, not the
+-- session's calendar day: under America/New_York the day of the fall-back
+-- (2023-11-05) is 25 hours, and a payment 24.5 hours before the invoice was
+-- paid was taken as its payment under that zone and not under UTC; now under
+-- none (the invoice records its own payment, the earlier one stays unplaced)
+\set dst_pi '{"id":"evt_dst_pi","object":"event","type":"payment_intent.succeeded","created":1699099200,"data":{"object":{"object":"payment_intent","id":"pi_dst","amount":700,"amount_received":700,"currency":"usd","status":"succeeded","metadata":{"user_id":"tz_user_dst"}}}}'
+\set dst_inv '{"id":"evt_dst_inv","object":"event","type":"invoice.paid","created":1699187400,"data":{"object":{"object":"invoice","id":"in_dst","customer":"cus_dst","currency":"usd","status":"paid","billing_reason":"manual","amount_paid":700,"amount_due":700,"subtotal":700,"total":700,"created":1699187400,"status_transitions":{"paid_at":1699187400},"metadata":{"user_id":"tz_user_dst"},"lines":{"object":"list","data":[]}}}}'
+SET timezone = 'America/New_York';
+SELECT billing.stripe_ingest(:'dst_pi', 't=1700000000,v1=8aff052b484f7e6284a6f977b63e09bc387278a2f4c809e2ff243898ff5f1c02', :t0);
+SELECT billing.stripe_ingest(:'dst_inv', 't=1700000000,v1=88dd60a49b68be0cae013dcf3428bea53cd5398f7cdd6ab943cb117cb517c750', :t0);
+SET timezone = 'UTC';
+SELECT p.external_id, p.amount_cents, p.paid_at, i.stripe_invoice_id
+  FROM billing.payments p LEFT JOIN billing.invoices i ON i.id = p.invoice_id
+ WHERE p.user_id = 'tz_user_dst' ORDER BY p.paid_at;
 DELETE FROM billing.ledger_entries WHERE user_id LIKE 'tz_user_%';
 DELETE FROM billing.payments WHERE user_id LIKE 'tz_user_%';
 DELETE FROM billing.invoices WHERE user_id LIKE 'tz_user_%';
-DELETE FROM billing.stripe_objects WHERE object_id LIKE 'in_tz_%';
-DELETE FROM billing.stripe_events WHERE id LIKE 'evt_tz_%';
+DELETE FROM billing.stripe_objects WHERE object_id LIKE 'in_tz_%' OR object_id IN ('pi_dst', 'in_dst');
+DELETE FROM billing.stripe_events WHERE id LIKE 'evt_tz_%' OR id LIKE 'evt_dst_%';
 
 -- the glue's lookups of Stripe payments by their ids and state are served by
 -- indexes: the statements of glue/stripe.cpp with values for their parameters
