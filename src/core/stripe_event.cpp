@@ -417,7 +417,6 @@ Prepare(std::string_view payload)
 	json root = ParseJson(payload);
 	Prepared prepared;
 	prepared.event = ReadEvent(root);
-	prepared.facts = FactsJson(prepared.event);
 	prepared.stage = EventStage(prepared.event);
 	StripCardData(root);
 	prepared.stored_payload = root.dump();
@@ -972,103 +971,12 @@ MapBillingReason(const std::optional<std::string> &reason)
 }
 
 std::string
-ChargePaymentFacts(const Event &charge_event)
-{
-	Event payment = charge_event;
-	EventObject &o = payment.object;
-	o.charge = o.id;
-	if (o.payment_intent)
-		o.id = o.payment_intent;
-	o.amount_received = o.amount;
-	o.failure_code.reset();
-	o.failure_message.reset();
-	return FactsJson(payment);
-}
-
-std::string
 SanitizedPayload(std::string_view payload)
 {
 	CheckBounds(payload);
 	json root = ParseJson(payload);
 	StripCardData(root);
 	return root.dump();
-}
-
-std::string
-FactsJson(const Event &event)
-{
-	json facts = json::object();
-	const EventObject &o = event.object;
-	auto put = [&facts](const char *key, const auto &value) {
-		if (value)
-			facts[key] = *value;
-	};
-	put("object", o.object);
-	put("id", o.id);
-	put("customer", o.customer);
-	put("subscription", o.subscription);
-	put("stripe_status", o.status);
-	if (o.object == "subscription") {
-		// what billing's subscription becomes: the core's decision, stored as is
-		if (auto m = MirrorSubscription(event))
-			facts["status"] = m->status;
-	} else if (o.object == "invoice") {
-		// billing's invoice status (DecideInvoice; the glue stores the whole decision)
-		facts["status"] = DecideInvoice(event).status;
-	} else if (o.status) {
-		facts["status"] = *o.status;
-	}
-	put("payment_status", PaymentStatus(event.type));
-	put("price_id", o.price_id);
-	put("current_period_start", o.current_period_start);
-	put("current_period_end", o.current_period_end);
-	facts["cancel_at_period_end"] = o.cancel_at_period_end;
-	put("cancel_at", o.cancel_at);
-	put("canceled_at", o.canceled_at);
-	put("ended_at", o.ended_at);
-	put("trial_start", o.trial_start);
-	put("trial_end", o.trial_end);
-	put("start_date", o.start_date);
-	put("created", o.created);
-	put("number", o.number);
-	if (o.object == "invoice")
-		facts["billing_reason"] = MapBillingReason(o.billing_reason);
-	put("subtotal", o.subtotal);
-	put("total", o.total);
-	put("amount_paid", o.amount_paid);
-	put("amount_due", o.amount_due);
-	put("period_start", o.period_start);
-	put("period_end", o.period_end);
-	put("paid_at", o.paid_at);
-	if (o.object == "invoice") {
-		json lines = json::array();
-		for (const auto &l : o.lines) {
-			json line = json::object();
-			line["description"] = l.description ? json(*l.description) : json(nullptr);
-			line["amount_cents"] = l.amount ? json(*l.amount) : json(nullptr);
-			line["currency"] = l.currency ? json(*l.currency) : json(nullptr);
-			line["period_start"] = l.period_start ? json(*l.period_start) : json(nullptr);
-			line["period_end"] = l.period_end ? json(*l.period_end) : json(nullptr);
-			if (l.price_id)
-				line["stripe_price_id"] = *l.price_id;
-			lines.push_back(std::move(line));
-		}
-		facts["lines"] = std::move(lines);
-	}
-	put("currency", o.currency);
-	put("amount", o.amount);
-	put("amount_received", o.amount_received);
-	put("amount_refunded", o.amount_refunded);
-	put("payment_intent", o.payment_intent);
-	put("charge", o.charge);
-	put("invoice", o.invoice);
-	put("failure_code", o.failure_code);
-	put("failure_message", o.failure_message);
-	put("mode", o.mode);
-	put("client_reference_id", o.client_reference_id);
-	// the billing user the object names, in order of trust
-	put("user_id", NamedUser(o));
-	return facts.dump();
 }
 
 }  // namespace billing::stripe

@@ -100,12 +100,11 @@ struct Event {
 // invoice totals and line amounts, which may be negative; times: 1970..9999).
 Event ParseEvent(std::string_view payload);
 
-// What ingesting keeps of a payload: the parsed event, the payload to store
-// (SanitizedPayload) and the facts for SQL (FactsJson), from one parse.
+// What ingesting keeps of a payload: the parsed event and the payload to
+// store (SanitizedPayload), from one parse.
 struct Prepared {
 	Event event;
 	std::string stored_payload;
-	std::string facts;
 	int stage = 0;  // EventStage(event)
 };
 Prepared Prepare(std::string_view payload);
@@ -411,21 +410,9 @@ std::optional<std::string> MapInvoiceStatus(std::string_view stripe_status);
 // Stripe billing_reason -> the invoices.billing_reason values billing knows.
 std::string MapBillingReason(const std::optional<std::string> &stripe_reason);
 
-// A succeeded charge as the payment it records (FactsJson of it): one payment
-// per payment intent, so its id is the charge's payment intent (the charge's
-// own id for a charge without one), the charge id kept beside it, the
-// charge's amount as received. Payment intents' and invoices' events of the
-// same payment find it under that id.
-std::string ChargePaymentFacts(const Event &charge_event);
-
 // The payload to keep: the same JSON without data.object.payment_method_details
 // and without any "card" object anywhere (card data is never stored).
 // Throws 22023 for JSON that does not parse.
 std::string SanitizedPayload(std::string_view payload);
-
-// The facts of an event as one JSON object (for the SQL side): every field of
-// EventObject that has a value, times as Unix seconds, plus "status" mapped to
-// billing's and "stripe_status" as sent.
-std::string FactsJson(const Event &event);
 
 }  // namespace billing::stripe
