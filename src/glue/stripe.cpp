@@ -343,6 +343,12 @@ StorePayment(Spi &spi, const std::string &user_id, std::optional<int64_t> subscr
 						   "p.stripe_payment_intent_id, p.stripe_charge_id FROM billing.payments p "
 						   "WHERE p.external_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 						   {SqlArg::Text(p.external_id)});
+	// (under REPEATABLE READ the INSERT above already failed with 40001 when
+	// the row it met is not in this transaction's snapshot; a row deleted
+	// since is the same conflict)
+	if (found.empty())
+		throw Error("40001", "could not serialize access due to concurrent update",
+					"Stripe payment \"" + p.external_id + "\" changed while this event was applied.");
 	const Row &r = found.at(0);
 	int64_t id = r.int64_required(0);
 	stripe::StoredPayment stored{r.int64(1), r.int64(2), r.boolean(3), r.text(4), r.text(5)};
