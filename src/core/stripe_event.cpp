@@ -1,6 +1,7 @@
 #include "core/stripe_event.hpp"
 
 #include "core/error.hpp"
+#include "core/calendar.hpp"
 #include "core/lifecycle.hpp"
 
 #include <nlohmann/json.hpp>
@@ -361,6 +362,16 @@ EndsWith(std::string_view text, std::string_view suffix)
 	return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }
 
+std::string
+LowerAscii(std::string text)
+{
+	for (char &c : text) {
+		if (c >= 'A' && c <= 'Z')
+			c = static_cast<char>(c - 'A' + 'a');
+	}
+	return text;
+}
+
 }  // namespace
 
 void
@@ -406,7 +417,6 @@ Prepare(std::string_view payload)
 	json root = ParseJson(payload);
 	Prepared prepared;
 	prepared.event = ReadEvent(root);
-	prepared.facts = FactsJson(prepared.event);
 	prepared.stage = EventStage(prepared.event);
 	StripCardData(root);
 	prepared.stored_payload = root.dump();
@@ -683,7 +693,254 @@ DecideInvoice(const Event &event)
 	if (d.period_start && d.period_end && *d.period_end < *d.period_start)
 		d.period_end.reset();
 	d.issued_at = o.created.value_or(event.created);
+	d.billing_reason = MapBillingReason(o.billing_reason);
+	d.currency = LowerAscii(o.currency.value_or(""));
+	d.subtotal = o.subtotal;
+	d.total = o.total;
+	d.amount_paid = o.amount_paid;
+	d.amount_due = o.amount_due;
+	d.lines = InvoiceLinesJson(o.lines);
 	return d;
+}
+
+std::string
+JsonTime(int64_t unix_seconds)
+{
+	std::string t = FormatTimestamp(unix_seconds * kMicrosPerSecond);  // "2026-01-31 09:00:00+00"
+	t[10] = 'T';
+	return t + ":00";
+}
+
+std::string
+InvoiceLinesJson(const std::vector<InvoiceLine> &lines)
+{
+	json out = json::array();
+	auto time = [](const std::optional<int64_t> &t) { return t ? json(JsonTime(*t)) : json(nullptr); };
+	for (const auto &l : lines) {
+		out.push_back({{"description", l.description ? json(*l.description) : json(nullptr)},
+					   {"amount_cents", l.amount ? json(*l.amount) : json(nullptr)},
+					   {"currency", l.currency ? json(LowerAscii(*l.currency)) : json(nullptr)},
+					   {"period_start", time(l.period_start)},
+					   {"period_end", time(l.period_end)},
+					   {"stripe_price_id", l.price_id ? json(*l.price_id) : json(nullptr)}});
+	}
+	return out.dump();
+}
+
+std::optional<std::string>
+UserOf(const EventObject &object, const UserCandidates &held)
+{
+	std::optional<std::string> user = held.of_subscription;
+	FirstOf(user, held.of_invoice);
+	FirstOf(user, NamedUser(object));
+	FirstOf(user, held.linked_to_customer);
+	FirstOf(user, held.of_customers_subscription);
+	return user;
+}
+
+bool
+SeeksOwnInvoice(const Event &event, const StoredInvoice &stored)
+{
+	std::string reason = MapBillingReason(event.object.billing_reason);
+	return !stored.invoice_id && stored.subscription_id &&
+		   (reason == "subscription_create" || reason == "subscription_cycle") && DecideInvoice(event).period_start;
+}
+
+InvoiceAction
+DecideInvoice(const Event &event, const StoredInvoice &stored)
+{
+	InvoiceAction action;
+	if (!stored.user_id) {
+		action.pending_reason = PendingReason(event);
+		return action;
+	}
+	action.row = DecideInvoice(event);
+	std::optional<int64_t> target = stored.invoice_id;
+	if (!target && SeeksOwnInvoice(event, stored) && stored.own_invoice_id) {
+		if (stored.own_invoice_taken)
+			action.row.billing_reason = "manual";  // kept beside the Stripe invoice that took the period
+		else
+			target = stored.own_invoice_id;
+	}
+	action.write = target ? InvoiceWrite::kUpdate : InvoiceWrite::kInsert;
+	action.invoice_id = target;
+	action.replace_lines = !event.object.lines.empty();
+	return action;
+}
+
+std::optional<std::string>
+InvoiceNumber(const Event &event, bool stripe_number_taken)
+{
+	if (!event.object.number || stripe_number_taken)
+		return std::nullopt;
+	return event.object.number;
+}
+
+std::optional<InvoicePaymentPlan>
+InvoicePayment(const Event &event, const InvoiceDecision &row)
+{
+	const EventObject &o = event.object;
+	if (event.type != "invoice.paid" && event.type != "invoice.payment_succeeded")
+		return std::nullopt;
+	if (!row.amount_paid || *row.amount_paid <= 0 || !row.paid_at)
+		return std::nullopt;
+	InvoicePaymentPlan plan;
+	plan.amount = *row.amount_paid;
+	plan.currency = row.currency;
+	plan.paid_at = *row.paid_at;
+	plan.charge = o.charge;
+	if (o.payment_intent) {
+		plan.kind = InvoicePaymentPlan::Kind::kUnderIntent;
+		plan.external_id = *o.payment_intent;
+		plan.payment_intent = o.payment_intent;
+	} else {
+		plan.kind = InvoicePaymentPlan::Kind::kAdoptOrRecord;
+		plan.external_id = "stripe_invoice:" + o.id.value_or("");
+	}
+	return plan;
+}
+
+std::string
+PendingReason(const Event &event)
+{
+	const EventObject &o = event.object;
+	switch (HandlerOf(event.type)) {
+	case Handler::kInvoice:
+		return "no billing user for stripe invoice \"" + o.id.value_or("") +
+			   "\": neither its subscription nor its customer is known";
+	case Handler::kChargeRefunded:
+		return "no billing user for stripe charge \"" + o.id.value_or("") +
+			   "\": it has no metadata.user_id and its customer is not linked";
+	case Handler::kSubscription:
+		return "no billing user for stripe subscription \"" + o.id.value_or("") +
+			   "\": it has no metadata.user_id and its customer is not linked";
+	default: {
+		// a payment: named by its payment intent (a charge without one: the charge)
+		std::optional<std::string> id = o.payment_intent ? o.payment_intent : o.id;
+		return "no billing user for stripe payment intent \"" + id.value_or("") +
+			   "\": it has no metadata.user_id and its customer is not linked";
+	}
+	}
+}
+
+std::optional<PaymentRecord>
+DecidePayment(const Event &event)
+{
+	Handler handler = HandlerOf(event.type);
+	std::optional<std::string> status = PaymentStatus(event.type);
+	if ((handler != Handler::kPaymentIntent && handler != Handler::kChargeSucceeded) || !status)
+		return std::nullopt;
+	const EventObject &o = event.object;
+	PaymentRecord p;
+	p.succeeded = *status == "succeeded";
+	p.currency = LowerAscii(o.currency.value_or(""));
+	p.paid_at = event.created;
+	p.payment_intent = o.payment_intent;
+	if (handler == Handler::kChargeSucceeded) {
+		// the payment the charge is, as its payment intent's event records it
+		p.charge = o.id;
+		p.amount = o.amount.value_or(0);
+	} else {
+		p.charge = o.charge;
+		if (p.succeeded)
+			p.amount = o.amount_received && *o.amount_received != 0 ? *o.amount_received : o.amount.value_or(0);
+		else
+			p.amount = o.amount.value_or(0);
+		if (!p.succeeded) {
+			p.failure_code = o.failure_code.value_or("payment_failed");
+			p.failure_message = o.failure_message;
+		}
+	}
+	p.external_id = p.payment_intent ? *p.payment_intent : p.charge.value_or("");
+	return p;
+}
+
+PaymentRecord
+PaymentOfRefundedCharge(const Event &event)
+{
+	const EventObject &o = event.object;
+	PaymentRecord p;
+	p.succeeded = true;
+	p.payment_intent = o.payment_intent;
+	p.charge = o.id;
+	p.external_id = p.payment_intent ? *p.payment_intent : p.charge.value_or("");
+	p.amount = o.amount.value_or(0);
+	p.currency = LowerAscii(o.currency.value_or(""));
+	p.paid_at = o.created.value_or(event.created);
+	return p;
+}
+
+bool
+OutcomeReplaces(const StoredPayment &stored, const PaymentRecord &)
+{
+	// a succeeded payment stays succeeded; anything else takes the newer outcome
+	return !stored.succeeded;
+}
+
+PaymentRow
+MergePayment(const StoredPayment &stored, const PaymentRecord &incoming, std::optional<int64_t> subscription_id,
+			 std::optional<int64_t> invoice_id)
+{
+	PaymentRow row;
+	row.subscription_id = stored.subscription_id ? stored.subscription_id : subscription_id;
+	row.invoice_id = stored.invoice_id ? stored.invoice_id : invoice_id;
+	row.payment_intent = stored.payment_intent ? stored.payment_intent : incoming.payment_intent;
+	row.charge = incoming.charge ? incoming.charge : stored.charge;
+	row.replaces_outcome = OutcomeReplaces(stored, incoming);
+	return row;
+}
+
+std::optional<Adoption>
+AdoptionOf(const Event &event, const PaymentRecord &payment)
+{
+	if (!payment.succeeded)
+		return std::nullopt;
+	Adoption a;
+	a.external_id = payment.external_id;
+	a.payment_intent = payment.payment_intent;
+	a.charge = payment.charge;
+	a.amount = payment.amount;
+	a.currency = payment.currency;
+	a.at = event.created;
+	return a;
+}
+
+std::optional<int64_t>
+RefundedPayment(const std::vector<RefundCandidate> &candidates)
+{
+	const RefundCandidate *best = nullptr;
+	for (const auto &c : candidates) {
+		if (best == nullptr || (c.by_charge && !best->by_charge) || (c.by_charge == best->by_charge && c.id < best->id))
+			best = &c;
+	}
+	return best ? std::optional<int64_t>(best->id) : std::nullopt;
+}
+
+std::optional<Refund>
+DecideRefund(const Event &event, int64_t paid, int64_t already_refunded)
+{
+	const EventObject &o = event.object;
+	int64_t total = std::min(o.amount_refunded.value_or(0), paid);
+	if (total <= already_refunded)
+		return std::nullopt;
+	return Refund{total - already_refunded, total, "stripe_refund:" + o.id.value_or("") + ":" + std::to_string(total)};
+}
+
+CheckoutLink
+DecideCheckout(const Event &event)
+{
+	const EventObject &o = event.object;
+	CheckoutLink link;
+	std::optional<std::string> user = NamedUser(o);
+	if (!user) {
+		link.ignored = "the checkout session has no client_reference_id or metadata.user_id";
+		return link;
+	}
+	link.user_id = *user;
+	link.customer = o.customer;
+	if (o.customer)
+		link.subscription = o.subscription;
+	return link;
 }
 
 std::optional<std::string>
@@ -714,108 +971,12 @@ MapBillingReason(const std::optional<std::string> &reason)
 }
 
 std::string
-ChargePaymentFacts(const Event &charge_event)
-{
-	Event payment = charge_event;
-	EventObject &o = payment.object;
-	o.charge = o.id;
-	if (o.payment_intent)
-		o.id = o.payment_intent;
-	o.amount_received = o.amount;
-	o.failure_code.reset();
-	o.failure_message.reset();
-	return FactsJson(payment);
-}
-
-std::string
 SanitizedPayload(std::string_view payload)
 {
 	CheckBounds(payload);
 	json root = ParseJson(payload);
 	StripCardData(root);
 	return root.dump();
-}
-
-std::string
-FactsJson(const Event &event)
-{
-	json facts = json::object();
-	const EventObject &o = event.object;
-	auto put = [&facts](const char *key, const auto &value) {
-		if (value)
-			facts[key] = *value;
-	};
-	put("object", o.object);
-	put("id", o.id);
-	put("customer", o.customer);
-	put("subscription", o.subscription);
-	put("stripe_status", o.status);
-	if (o.object == "subscription") {
-		// what billing's subscription becomes: the core's decision, stored as is
-		if (auto m = MirrorSubscription(event))
-			facts["status"] = m->status;
-	} else if (o.object == "invoice") {
-		// what billing's invoice becomes: the core's decision (DecideInvoice)
-		InvoiceDecision d = DecideInvoice(event);
-		facts["status"] = d.status;
-		facts["decided"] = {{"paid_at", d.paid_at ? json(*d.paid_at) : json(nullptr)},
-							{"period_start", d.period_start ? json(*d.period_start) : json(nullptr)},
-							{"period_end", d.period_end ? json(*d.period_end) : json(nullptr)},
-							{"issued_at", d.issued_at}};
-	} else if (o.status) {
-		facts["status"] = *o.status;
-	}
-	put("payment_status", PaymentStatus(event.type));
-	put("price_id", o.price_id);
-	put("current_period_start", o.current_period_start);
-	put("current_period_end", o.current_period_end);
-	facts["cancel_at_period_end"] = o.cancel_at_period_end;
-	put("cancel_at", o.cancel_at);
-	put("canceled_at", o.canceled_at);
-	put("ended_at", o.ended_at);
-	put("trial_start", o.trial_start);
-	put("trial_end", o.trial_end);
-	put("start_date", o.start_date);
-	put("created", o.created);
-	put("number", o.number);
-	if (o.object == "invoice")
-		facts["billing_reason"] = MapBillingReason(o.billing_reason);
-	put("subtotal", o.subtotal);
-	put("total", o.total);
-	put("amount_paid", o.amount_paid);
-	put("amount_due", o.amount_due);
-	put("period_start", o.period_start);
-	put("period_end", o.period_end);
-	put("paid_at", o.paid_at);
-	if (o.object == "invoice") {
-		json lines = json::array();
-		for (const auto &l : o.lines) {
-			json line = json::object();
-			line["description"] = l.description ? json(*l.description) : json(nullptr);
-			line["amount_cents"] = l.amount ? json(*l.amount) : json(nullptr);
-			line["currency"] = l.currency ? json(*l.currency) : json(nullptr);
-			line["period_start"] = l.period_start ? json(*l.period_start) : json(nullptr);
-			line["period_end"] = l.period_end ? json(*l.period_end) : json(nullptr);
-			if (l.price_id)
-				line["stripe_price_id"] = *l.price_id;
-			lines.push_back(std::move(line));
-		}
-		facts["lines"] = std::move(lines);
-	}
-	put("currency", o.currency);
-	put("amount", o.amount);
-	put("amount_received", o.amount_received);
-	put("amount_refunded", o.amount_refunded);
-	put("payment_intent", o.payment_intent);
-	put("charge", o.charge);
-	put("invoice", o.invoice);
-	put("failure_code", o.failure_code);
-	put("failure_message", o.failure_message);
-	put("mode", o.mode);
-	put("client_reference_id", o.client_reference_id);
-	// the billing user the object names, in order of trust
-	put("user_id", NamedUser(o));
-	return facts.dump();
 }
 
 }  // namespace billing::stripe

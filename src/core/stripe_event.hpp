@@ -100,12 +100,11 @@ struct Event {
 // invoice totals and line amounts, which may be negative; times: 1970..9999).
 Event ParseEvent(std::string_view payload);
 
-// What ingesting keeps of a payload: the parsed event, the payload to store
-// (SanitizedPayload) and the facts for SQL (FactsJson), from one parse.
+// What ingesting keeps of a payload: the parsed event and the payload to
+// store (SanitizedPayload), from one parse.
 struct Prepared {
 	Event event;
 	std::string stored_payload;
-	std::string facts;
 	int stage = 0;  // EventStage(event)
 };
 Prepared Prepare(std::string_view payload);
@@ -205,14 +204,200 @@ std::optional<std::string> MapSubscriptionStatus(std::string_view stripe_status)
 // always make it paid. Paid at status_transitions.paid_at, else the event's
 // time. Period from the first line, else the invoice's own, the end dropped
 // when before the start. Issued when Stripe created it, else the event's time.
+// Also the rest of the row, as stored: billing_reason (MapBillingReason),
+// currency lower-cased, the amounts as sent, and the lines as a JSON array
+// (InvoiceLinesJson: times in UTC whatever the session's TimeZone).
 struct InvoiceDecision {
 	std::string status;
 	std::optional<int64_t> paid_at;
 	std::optional<int64_t> period_start;
 	std::optional<int64_t> period_end;
 	int64_t issued_at = 0;
+	std::string billing_reason;
+	std::string currency;
+	std::optional<int64_t> subtotal;
+	std::optional<int64_t> total;
+	std::optional<int64_t> amount_paid;
+	std::optional<int64_t> amount_due;
+	std::string lines;  // JSON array; "[]" when the event has no lines
 };
 InvoiceDecision DecideInvoice(const Event &event);
+
+// A Unix time as PostgreSQL writes a timestamptz into JSON in UTC:
+// "2026-01-15T00:00:00+00:00" (whole seconds, years 1970..9999).
+std::string JsonTime(int64_t unix_seconds);
+
+// The invoice lines billing keeps, as a JSON array of objects with
+// description, amount_cents, currency (lower-cased), period_start,
+// period_end (JsonTime, or null) and stripe_price_id; absent values are null.
+std::string InvoiceLinesJson(const std::vector<InvoiceLine> &lines);
+
+// The billing user a Stripe object belongs to, from what billing holds, in
+// order of trust: the user of the subscription it names, of the invoice it
+// names, the user the object names itself (NamedUser), the user its customer
+// was linked to (checkout), the user of the customer's latest subscription.
+struct UserCandidates {
+	std::optional<std::string> of_subscription;
+	std::optional<std::string> of_invoice;
+	std::optional<std::string> linked_to_customer;
+	std::optional<std::string> of_customers_subscription;
+};
+std::optional<std::string> UserOf(const EventObject &object, const UserCandidates &held);
+
+// What billing holds for an invoice event (the glue's lookups, in order).
+struct StoredInvoice {
+	std::optional<int64_t> subscription_id;  // billing's subscription with the invoice's Stripe subscription id
+	std::optional<std::string> user_id;      // UserOf the invoice
+	std::optional<int64_t> invoice_id;       // billing's invoice with this stripe_invoice_id
+	// billing's own invoice of the subscription for the invoice's period
+	// (looked up only when SeeksOwnInvoice), and whether another Stripe
+	// invoice already took it
+	std::optional<int64_t> own_invoice_id;
+	bool own_invoice_taken = false;
+};
+
+// Whether billing's own invoice of the period may become this Stripe invoice:
+// none is stored under its id yet, billing holds its subscription, and it is
+// a first-period or renewal invoice with a known period start.
+bool SeeksOwnInvoice(const Event &event, const StoredInvoice &stored);
+
+// What an invoice event does: wait for its user (kPending, with the reason),
+// insert a new invoice, or update the stored one (invoice_id): the one stored
+// under its Stripe id, else billing's own invoice of the period. Another
+// Stripe invoice for a period whose invoice a Stripe invoice already took is
+// inserted as a manual one.
+enum class InvoiceWrite { kPending, kInsert, kUpdate };
+struct InvoiceAction {
+	InvoiceWrite write = InvoiceWrite::kPending;
+	std::string pending_reason;
+	std::optional<int64_t> invoice_id;  // kUpdate
+	InvoiceDecision row;
+	bool replace_lines = false;  // kUpdate: the event's lines replace the stored ones (it has some)
+};
+InvoiceAction DecideInvoice(const Event &event, const StoredInvoice &stored);
+
+// The number a new invoice takes: Stripe's, unless it has none or another
+// invoice has it (nullopt: billing's next INV-YYYYMM-NNNNNN at issued_at).
+std::optional<std::string> InvoiceNumber(const Event &event, bool stripe_number_taken);
+
+// The payment a paid invoice event records, once: invoice.paid and
+// invoice.payment_succeeded with an amount paid. Under its payment intent
+// when the invoice names one (older API versions: the external id
+// payment_intent.succeeded uses); otherwise (kAdoptOrRecord) an unplaced
+// Stripe payment of the same user, amount and currency within a day of
+// paid_at is that payment (when the invoice has no payment yet), and failing
+// that it is recorded under "stripe_invoice:<id>" (which a later
+// payment_intent.succeeded adopts).
+struct InvoicePaymentPlan {
+	enum class Kind { kUnderIntent, kAdoptOrRecord } kind = Kind::kAdoptOrRecord;
+	std::string external_id;  // the payment intent, or stripe_invoice:<id>
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+	int64_t amount = 0;
+	std::string currency;
+	int64_t paid_at = 0;  // Unix seconds
+	int64_t window = 86400;  // seconds either side of paid_at an unplaced payment may be
+};
+std::optional<InvoicePaymentPlan> InvoicePayment(const Event &event, const InvoiceDecision &row);
+
+// The payment a payment_intent.succeeded / .payment_failed or
+// charge.succeeded stores, once per payment intent: external_id is the
+// payment intent (a charge without one: the charge), the amount the amount
+// received (else the amount; a failed one: the amount), paid at the event's
+// time; a failure keeps its code (payment_failed when Stripe gives none) and
+// message. nullopt for other events.
+struct PaymentRecord {
+	std::string external_id;
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+	bool succeeded = false;
+	int64_t amount = 0;
+	std::string currency;  // lower-cased
+	std::optional<std::string> failure_code;
+	std::optional<std::string> failure_message;
+	int64_t paid_at = 0;  // Unix seconds
+};
+std::optional<PaymentRecord> DecidePayment(const Event &event);
+
+// The payment a charge.refunded refunds when billing never received it: the
+// charge as a succeeded payment (under its payment intent, else its own id),
+// its amount, paid when the charge was created (else the event's time).
+PaymentRecord PaymentOfRefundedCharge(const Event &event);
+
+// A payment as billing holds it, and what storing an incoming outcome over it
+// makes of it. A succeeded payment never turns back into a failed one: it
+// keeps its status, amount and paid time (and has no failure); otherwise the
+// incoming outcome replaces it. Links are kept once set (subscription,
+// invoice, payment intent); the charge is the newest known.
+struct StoredPayment {
+	std::optional<int64_t> subscription_id;
+	std::optional<int64_t> invoice_id;
+	bool succeeded = false;
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+};
+struct PaymentRow {
+	std::optional<int64_t> subscription_id;
+	std::optional<int64_t> invoice_id;
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+	// true: status, amount, paid time and failure are the incoming ones;
+	// false: the stored outcome stays (a succeeded payment has no failure)
+	bool replaces_outcome = false;
+};
+bool OutcomeReplaces(const StoredPayment &stored, const PaymentRecord &incoming);
+PaymentRow MergePayment(const StoredPayment &stored, const PaymentRecord &incoming,
+						std::optional<int64_t> subscription_id, std::optional<int64_t> invoice_id);
+
+// A succeeded payment intent (or charge) that billing recorded under its
+// invoice first (stripe_invoice:<id>, current API versions name no payment
+// intent on the invoice) is that payment: an unplaced-on-an-intent payment of
+// the same user, amount and currency within `window` seconds of the event
+// takes its external id, unless one is stored under it already.
+struct Adoption {
+	std::string external_id;
+	std::optional<std::string> payment_intent;
+	std::optional<std::string> charge;
+	int64_t amount = 0;
+	std::string currency;
+	int64_t at = 0;  // the event's time
+	int64_t window = 86400;
+};
+std::optional<Adoption> AdoptionOf(const Event &event, const PaymentRecord &payment);
+
+// Which stored payment a charge.refunded refunds: among the succeeded
+// payments that are not refunds and match the charge id or its payment
+// intent, the one with the charge id, else the oldest.
+struct RefundCandidate {
+	int64_t id = 0;
+	bool by_charge = false;
+};
+std::optional<int64_t> RefundedPayment(const std::vector<RefundCandidate> &candidates);
+
+// charge.refunded carries the cumulative amount refunded: the refund to
+// record is what is not recorded yet, the total never above what was paid.
+// nullopt when nothing new. Its external id names the charge and the total
+// (stripe_refund:<charge>:<total>), so a redelivery records nothing twice.
+struct Refund {
+	int64_t amount = 0;  // positive; stored negative
+	int64_t total = 0;   // refunded in all once recorded
+	std::string external_id;
+};
+std::optional<Refund> DecideRefund(const Event &event, int64_t paid, int64_t already_refunded);
+
+// checkout.session.completed: the user it names is linked to its customer
+// (and the customer to its subscription, when both are known); without a
+// user it is ignored with this reason.
+struct CheckoutLink {
+	std::optional<std::string> ignored;
+	std::string user_id;
+	std::optional<std::string> customer;
+	std::optional<std::string> subscription;  // set when the customer is known too
+};
+CheckoutLink DecideCheckout(const Event &event);
+
+// The message of an event that waits for its user (kept as its reason).
+std::string PendingReason(const Event &event);
 
 // What a payment event says of its payment: "succeeded" for
 // payment_intent.succeeded and charge.succeeded, "failed" for
@@ -225,21 +410,9 @@ std::optional<std::string> MapInvoiceStatus(std::string_view stripe_status);
 // Stripe billing_reason -> the invoices.billing_reason values billing knows.
 std::string MapBillingReason(const std::optional<std::string> &stripe_reason);
 
-// A succeeded charge as the payment it records (FactsJson of it): one payment
-// per payment intent, so its id is the charge's payment intent (the charge's
-// own id for a charge without one), the charge id kept beside it, the
-// charge's amount as received. Payment intents' and invoices' events of the
-// same payment find it under that id.
-std::string ChargePaymentFacts(const Event &charge_event);
-
 // The payload to keep: the same JSON without data.object.payment_method_details
 // and without any "card" object anywhere (card data is never stored).
 // Throws 22023 for JSON that does not parse.
 std::string SanitizedPayload(std::string_view payload);
-
-// The facts of an event as one JSON object (for the SQL side): every field of
-// EventObject that has a value, times as Unix seconds, plus "status" mapped to
-// billing's and "stripe_status" as sent.
-std::string FactsJson(const Event &event);
 
 }  // namespace billing::stripe

@@ -1,7 +1,8 @@
 // Stripe webhooks (SPEC §5): billing.stripe_verify and billing.stripe_ingest.
-// Verification, parsing, ordering and what can apply are the core's
-// (src/core/stripe_*.hpp); ingest records the event once with kept plans and
-// hands the core's facts to the SQL handler of its type.
+// Verification, parsing, ordering, what can apply and every decision an event
+// makes are the core's (src/core/stripe_*.hpp); ingest records the event once,
+// reads what billing holds, asks the core and stores its answer, all with
+// kept prepared statements (no PL/pgSQL on this path).
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
@@ -186,8 +187,7 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			named = linked.at(0).text(0);
 		}
 		if (!named)
-			return "pending: no billing user for stripe subscription \"" + *o.id +
-				   "\": it has no metadata.user_id and its customer is not linked";
+			return "pending: " + stripe::PendingReason(event);
 		user_id = *named;
 	}
 	LinkCustomer(spi, o.customer, user_id);
@@ -261,13 +261,345 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	if (row->ended_at)
 		spi.Execute("SELECT billing._start_free($1, $2)", {SqlArg::Text(user_id), EventTime(row->ended_at)});
 	if (event.type == "customer.subscription.trial_will_end")
-		spi.Execute("SELECT billing._stripe_notify(s.user_id, s.id, 'trial_will_end', pg_catalog.jsonb_build_object("
-					"'source', 'stripe', 'stripe_subscription_id', s.stripe_subscription_id, 'trial_end', s.trial_end, "
-					"'plan', $2::pg_catalog.text), $3, $4) FROM billing.subscriptions s "
+		spi.Execute("SELECT billing._notify(s.user_id, s.id, 'trial_will_end', $3, $2) FROM billing.subscriptions s "
 					"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL",
-					{SqlArg::Text(o.id), SqlArg::Text(plan.code), EventTime(event.created),
+					{SqlArg::Text(o.id), EventTime(event.created),
 					 SqlArg::Text("stripe:trial_will_end:" + *o.id + ":" +
 								  (o.trial_end ? std::to_string(*o.trial_end) : std::string()))});
+	return std::nullopt;
+}
+
+// What billing holds about the user of a Stripe object (stripe::UserOf picks):
+// the user of the subscription it names (and that subscription's id), of the
+// invoice it names (and that invoice's id and subscription), of its
+// customer's link and of the customer's latest subscription. One statement,
+// each on its index.
+struct HeldUsers {
+	std::optional<int64_t> subscription_id;
+	std::optional<int64_t> invoice_id;
+	std::optional<int64_t> invoice_subscription_id;
+	std::optional<std::string> invoice_user;  // also when the invoice is deleted
+	stripe::UserCandidates candidates;
+};
+
+HeldUsers
+UsersOf(Spi &spi, const stripe::EventObject &o)
+{
+	auto rows = spi.Query(
+		"SELECT s.id, s.user_id, i.id, i.subscription_id, i.user_id, "
+		"CASE WHEN i.deleted_at IS NULL THEN i.user_id END, "
+		"(SELECT c.user_id FROM billing.stripe_customers c WHERE c.customer_id OPERATOR(pg_catalog.=) $3 "
+		"AND c.deleted_at IS NULL), "
+		"(SELECT x.user_id FROM billing.subscriptions x WHERE x.stripe_customer_id OPERATOR(pg_catalog.=) $3 "
+		"AND x.deleted_at IS NULL ORDER BY x.started_at DESC, x.id DESC LIMIT 1) "
+		"FROM (SELECT) AS one LEFT JOIN billing.subscriptions s "
+		"ON s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL "
+		"LEFT JOIN billing.invoices i ON i.stripe_invoice_id OPERATOR(pg_catalog.=) $2 LIMIT 1",
+		{SqlArg::Text(o.subscription), SqlArg::Text(o.invoice), SqlArg::Text(o.customer)});
+	const Row &r = rows.at(0);
+	HeldUsers held;
+	held.subscription_id = r.int64(0);
+	held.invoice_id = r.int64(2);
+	held.invoice_subscription_id = r.int64(3);
+	held.invoice_user = r.text(4);
+	held.candidates = {r.text(1), r.text(5), r.text(6), r.text(7)};
+	return held;
+}
+
+// The subscription a Stripe payment of a user belongs to when its invoice
+// names none: the user's current (else latest) subscription with its customer.
+std::optional<int64_t>
+SubscriptionOfCustomer(Spi &spi, const std::string &user_id, const std::optional<std::string> &customer)
+{
+	if (!customer)
+		return std::nullopt;
+	auto rows = spi.Query("SELECT s.id FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 "
+						  "AND s.stripe_customer_id OPERATOR(pg_catalog.=) $2 AND s.deleted_at IS NULL "
+						  "ORDER BY s.ended_at IS NULL DESC, s.started_at DESC, s.id DESC LIMIT 1",
+						  {SqlArg::Text(user_id), SqlArg::Text(customer)});
+	return rows.empty() ? std::nullopt : rows.at(0).int64(0);
+}
+
+// Stores a Stripe payment once per external id and returns its id: a new one
+// is inserted; a stored one is locked and the core decides what the incoming
+// outcome makes of it (stripe::MergePayment). A concurrent insert of the same
+// id is waited for by ON CONFLICT, then found and locked here.
+int64_t
+StorePayment(Spi &spi, const std::string &user_id, std::optional<int64_t> subscription_id,
+			 std::optional<int64_t> invoice_id, const stripe::PaymentRecord &p)
+{
+	auto inserted = spi.Query(
+		"INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
+		"external_id, stripe_payment_intent_id, stripe_charge_id, failure_code, failure_message, paid_at) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
+		"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING id",
+		{SqlArg::Text(user_id), SqlArg::Int64(subscription_id), SqlArg::Int64(invoice_id), SqlArg::Int64(p.amount),
+		 SqlArg::Text(p.currency), SqlArg::Text(p.succeeded ? "succeeded" : "failed"), SqlArg::Text(p.external_id),
+		 SqlArg::Text(p.payment_intent), SqlArg::Text(p.charge), SqlArg::Text(p.failure_code),
+		 SqlArg::Text(p.failure_message), EventTime(p.paid_at)});
+	if (!inserted.empty())
+		return inserted.at(0).int64_required(0);
+	auto found = spi.Query("SELECT p.id, p.subscription_id, p.invoice_id, p.status OPERATOR(pg_catalog.=) 'succeeded', "
+						   "p.stripe_payment_intent_id, p.stripe_charge_id FROM billing.payments p "
+						   "WHERE p.external_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+						   {SqlArg::Text(p.external_id)});
+	// (under REPEATABLE READ the INSERT above already failed with 40001 when
+	// the row it met is not in this transaction's snapshot; a row deleted
+	// since is the same conflict)
+	if (found.empty())
+		throw Error("40001", "could not serialize access due to concurrent update",
+					"Stripe payment \"" + p.external_id + "\" changed while this event was applied.");
+	const Row &r = found.at(0);
+	int64_t id = r.int64_required(0);
+	stripe::StoredPayment stored{r.int64(1), r.int64(2), r.boolean(3), r.text(4), r.text(5)};
+	stripe::PaymentRow row = stripe::MergePayment(stored, p, subscription_id, invoice_id);
+	std::vector<SqlArg> args{SqlArg::Int64(id), SqlArg::Int64(row.subscription_id), SqlArg::Int64(row.invoice_id),
+							 SqlArg::Text(row.payment_intent), SqlArg::Text(row.charge)};
+	if (!row.replaces_outcome) {
+		spi.Execute("UPDATE billing.payments p SET subscription_id = $2, invoice_id = $3, "
+					"stripe_payment_intent_id = $4, stripe_charge_id = $5, failure_code = NULL, failure_message = NULL "
+					"WHERE p.id OPERATOR(pg_catalog.=) $1",
+					args);
+	} else {
+		args.insert(args.end(), {SqlArg::Int64(p.amount), SqlArg::Text(p.succeeded ? "succeeded" : "failed"),
+								 SqlArg::Text(p.failure_code), SqlArg::Text(p.failure_message), EventTime(p.paid_at)});
+		spi.Execute("UPDATE billing.payments p SET subscription_id = $2, invoice_id = $3, "
+					"stripe_payment_intent_id = $4, stripe_charge_id = $5, amount_cents = $6, status = $7, "
+					"failure_code = $8, failure_message = $9, paid_at = $10 WHERE p.id OPERATOR(pg_catalog.=) $1",
+					args);
+	}
+	return id;
+}
+
+// invoice.*: billing's invoice mirrors Stripe's. The core decides whether the
+// event waits for its user, which row it writes and what goes in it
+// (stripe::DecideInvoice), and the payment a paid invoice records
+// (stripe::InvoicePayment); these statements store it.
+std::optional<std::string>
+ApplyInvoice(Spi &spi, const stripe::Event &event)
+{
+	const stripe::EventObject &o = event.object;
+	HeldUsers users = UsersOf(spi, o);
+	stripe::StoredInvoice stored;
+	stored.subscription_id = users.subscription_id;
+	stored.user_id = stripe::UserOf(o, users.candidates);
+	if (stored.user_id) {
+		auto found = spi.Query("SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1 "
+							   "FOR UPDATE",
+							   {SqlArg::Text(o.id)});
+		if (!found.empty())
+			stored.invoice_id = found.at(0).int64_required(0);
+		if (stripe::SeeksOwnInvoice(event, stored)) {
+			// billing's own invoice for this period (one per period: invoices_one_per_period)
+			auto own = spi.Query("SELECT i.id, i.stripe_invoice_id IS NOT NULL FROM billing.invoices i "
+								 "WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 "
+								 "AND i.period_start OPERATOR(pg_catalog.=) $2 "
+								 "AND i.billing_reason OPERATOR(pg_catalog.=) ANY (ARRAY['subscription_create', 'subscription_cycle']) "
+								 "AND i.deleted_at IS NULL FOR UPDATE",
+								 {SqlArg::Int64(*stored.subscription_id),
+								  EventTime(stripe::DecideInvoice(event).period_start)});
+			if (!own.empty()) {
+				stored.own_invoice_id = own.at(0).int64_required(0);
+				stored.own_invoice_taken = own.at(0).boolean(1);
+			}
+		}
+	}
+	stripe::InvoiceAction action = stripe::DecideInvoice(event, stored);
+	if (action.write == stripe::InvoiceWrite::kPending)
+		return "pending: " + action.pending_reason;
+	const stripe::InvoiceDecision &row = action.row;
+	int64_t invoice_id = 0;
+	if (action.write == stripe::InvoiceWrite::kInsert) {
+		bool taken = false;
+		if (o.number)
+			taken = spi.Query("SELECT EXISTS (SELECT FROM billing.invoices i WHERE i.number OPERATOR(pg_catalog.=) $1)",
+							  {SqlArg::Text(o.number)})
+						.at(0)
+						.boolean(0);
+		auto inserted = spi.Query(
+			"INSERT INTO billing.invoices (number, user_id, subscription_id, status, billing_reason, currency, "
+			"period_start, period_end, subtotal_cents, total_cents, amount_paid_cents, amount_due_cents, lines, "
+			"issued_at, paid_at, stripe_invoice_id) "
+			"VALUES (COALESCE($1, billing._next_invoice_number($14)), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+			"$13, $14, $15, $16) RETURNING id",
+			{SqlArg::Text(stripe::InvoiceNumber(event, taken)), SqlArg::Text(*stored.user_id),
+			 SqlArg::Int64(stored.subscription_id), SqlArg::Text(row.status), SqlArg::Text(row.billing_reason),
+			 SqlArg::Text(row.currency), EventTime(row.period_start), EventTime(row.period_end),
+			 SqlArg::Int64(row.subtotal.value_or(0)), SqlArg::Int64(row.total.value_or(0)),
+			 SqlArg::Int64(row.amount_paid.value_or(0)), SqlArg::Int64(row.amount_due.value_or(0)),
+			 SqlArg::Jsonb(row.lines), EventTime(row.issued_at), EventTime(row.paid_at), SqlArg::Text(o.id)});
+		invoice_id = inserted.at(0).int64_required(0);
+	} else {
+		invoice_id = *action.invoice_id;
+		spi.Execute("UPDATE billing.invoices x SET subscription_id = COALESCE(x.subscription_id, $2), status = $3, "
+					"currency = $4, period_start = COALESCE($5, x.period_start), "
+					"period_end = COALESCE($6, x.period_end), subtotal_cents = COALESCE($7, x.subtotal_cents), "
+					"total_cents = COALESCE($8, x.total_cents), "
+					"amount_paid_cents = COALESCE($9, x.amount_paid_cents), "
+					"amount_due_cents = COALESCE($10, x.amount_due_cents), lines = COALESCE($11, x.lines), "
+					"paid_at = CASE WHEN $12 THEN COALESCE(x.paid_at, $13) END, stripe_invoice_id = $14 "
+					"WHERE x.id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(invoice_id), SqlArg::Int64(stored.subscription_id), SqlArg::Text(row.status),
+					 SqlArg::Text(row.currency), EventTime(row.period_start), EventTime(row.period_end),
+					 SqlArg::Int64(row.subtotal), SqlArg::Int64(row.total), SqlArg::Int64(row.amount_paid),
+					 SqlArg::Int64(row.amount_due),
+					 action.replace_lines ? SqlArg::Jsonb(row.lines) : SqlArg::Null(JSONBOID),
+					 SqlArg::Bool(row.status == "paid"), EventTime(row.paid_at), SqlArg::Text(o.id)});
+	}
+
+	auto payment = stripe::InvoicePayment(event, row);
+	if (!payment)
+		return std::nullopt;
+	if (payment->kind == stripe::InvoicePaymentPlan::Kind::kUnderIntent) {
+		stripe::PaymentRecord record;
+		record.external_id = payment->external_id;
+		record.payment_intent = payment->payment_intent;
+		record.charge = payment->charge;
+		record.succeeded = true;
+		record.amount = payment->amount;
+		record.currency = payment->currency;
+		record.paid_at = payment->paid_at;
+		StorePayment(spi, *stored.user_id, stored.subscription_id, invoice_id, record);
+		return std::nullopt;
+	}
+	bool has_payment = spi.Query("SELECT EXISTS (SELECT FROM billing.payments p WHERE p.invoice_id OPERATOR(pg_catalog.=) $1 "
+								 "AND p.refund_of IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded' "
+								 "AND p.deleted_at IS NULL)",
+								 {SqlArg::Int64(invoice_id)})
+						   .at(0)
+						   .boolean(0);
+	if (has_payment)
+		return std::nullopt;
+	// an unplaced Stripe payment of the user, amount and currency nearest the paid time
+	uint64_t adopted = spi.Execute(
+		"UPDATE billing.payments p SET invoice_id = $1, subscription_id = COALESCE(p.subscription_id, $2) "
+		"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
+		"WHERE q.user_id OPERATOR(pg_catalog.=) $3 AND q.invoice_id IS NULL AND q.refund_of IS NULL "
+		"AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
+		"AND (q.stripe_payment_intent_id IS NOT NULL OR q.stripe_charge_id IS NOT NULL) "
+		"AND q.amount_cents OPERATOR(pg_catalog.=) $4 AND q.currency OPERATOR(pg_catalog.=) $5 "
+		"AND q.paid_at OPERATOR(pg_catalog.>=) $7 AND q.paid_at OPERATOR(pg_catalog.<=) $8 "
+		"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $6)), q.id LIMIT 1)",
+		{SqlArg::Int64(invoice_id), SqlArg::Int64(stored.subscription_id), SqlArg::Text(*stored.user_id),
+		 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency), EventTime(payment->paid_at),
+		 EventTime(payment->paid_at - payment->window), EventTime(payment->paid_at + payment->window)});
+	if (adopted == 0)
+		spi.Execute("INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
+					"external_id, stripe_charge_id, paid_at) VALUES ($1, $2, $3, $4, $5, 'succeeded', $6, $7, $8) "
+					"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING",
+					{SqlArg::Text(*stored.user_id), SqlArg::Int64(stored.subscription_id), SqlArg::Int64(invoice_id),
+					 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency),
+					 SqlArg::Text(payment->external_id), SqlArg::Text(payment->charge), EventTime(payment->paid_at)});
+	return std::nullopt;
+}
+
+// payment_intent.succeeded / .payment_failed and charge.succeeded: the
+// payment, once per payment intent (stripe::DecidePayment). A succeeded one
+// first takes over the row its invoice.paid recorded under the invoice
+// (stripe::AdoptionOf), so the two events make one payment in any order.
+std::optional<std::string>
+ApplyPayment(Spi &spi, const stripe::Event &event)
+{
+	const stripe::EventObject &o = event.object;
+	std::optional<stripe::PaymentRecord> payment = stripe::DecidePayment(event);
+	if (!payment)
+		return "event type not handled";
+	HeldUsers users = UsersOf(spi, o);
+	// the invoice's user first, also when that invoice is deleted
+	if (users.invoice_user)
+		users.candidates.of_invoice = users.invoice_user;
+	std::optional<std::string> user_id = stripe::UserOf(o, users.candidates);
+	if (!user_id)
+		return "pending: " + stripe::PendingReason(event);
+	std::optional<int64_t> subscription_id = users.invoice_subscription_id;
+	if (!subscription_id)
+		subscription_id = SubscriptionOfCustomer(spi, *user_id, o.customer);
+	if (auto adoption = stripe::AdoptionOf(event, *payment)) {
+		spi.Execute(
+			"UPDATE billing.payments p SET external_id = $2, stripe_payment_intent_id = $3, "
+			"stripe_charge_id = COALESCE(p.stripe_charge_id, $4) "
+			"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
+			"WHERE q.user_id OPERATOR(pg_catalog.=) $1 AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\\_invoice:%' "
+			"AND q.refund_of IS NULL AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
+			"AND q.stripe_payment_intent_id IS NULL AND q.amount_cents OPERATOR(pg_catalog.=) $5 "
+			"AND q.currency OPERATOR(pg_catalog.=) $6 AND q.paid_at OPERATOR(pg_catalog.>=) $8 "
+			"AND q.paid_at OPERATOR(pg_catalog.<=) $9 "
+			"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $7)), q.id LIMIT 1) "
+			"AND NOT EXISTS (SELECT FROM billing.payments x WHERE x.external_id OPERATOR(pg_catalog.=) $2)",
+			{SqlArg::Text(*user_id), SqlArg::Text(adoption->external_id), SqlArg::Text(adoption->payment_intent),
+			 SqlArg::Text(adoption->charge), SqlArg::Int64(adoption->amount), SqlArg::Text(adoption->currency),
+			 EventTime(adoption->at), EventTime(adoption->at - adoption->window),
+			 EventTime(adoption->at + adoption->window)});
+	}
+	StorePayment(spi, *user_id, subscription_id, users.invoice_id, *payment);
+	return std::nullopt;
+}
+
+// charge.refunded: the refund not recorded yet (stripe::DecideRefund) on the
+// payment the charge is (stripe::RefundedPayment), recorded from the charge
+// when it never arrived (stripe::PaymentOfRefundedCharge). The payment's row
+// lock serialises refunds of one payment; the refunded sum is read after it.
+std::optional<std::string>
+ApplyRefund(Spi &spi, const stripe::Event &event)
+{
+	const stripe::EventObject &o = event.object;
+	auto rows = spi.Query("SELECT p.id, COALESCE(p.stripe_charge_id OPERATOR(pg_catalog.=) $1, false) "
+						  "FROM billing.payments p WHERE p.refund_of IS NULL AND p.deleted_at IS NULL "
+						  "AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.stripe_charge_id OPERATOR(pg_catalog.=) $1 "
+						  "OR p.external_id OPERATOR(pg_catalog.=) $2 OR p.stripe_payment_intent_id OPERATOR(pg_catalog.=) $2)",
+						  {SqlArg::Text(o.id), SqlArg::Text(o.payment_intent)});
+	std::vector<stripe::RefundCandidate> candidates;
+	for (const auto &r : rows)
+		candidates.push_back({r.int64_required(0), r.boolean(1)});
+	std::optional<int64_t> payment_id = stripe::RefundedPayment(candidates);
+	if (!payment_id) {
+		// the payment itself never arrived: it is recorded from the charge
+		HeldUsers users = UsersOf(spi, o);
+		std::optional<std::string> user_id = stripe::UserOf(o, users.candidates);
+		if (!user_id)
+			return "pending: " + stripe::PendingReason(event);
+		payment_id = StorePayment(spi, *user_id, SubscriptionOfCustomer(spi, *user_id, o.customer), users.invoice_id,
+								  stripe::PaymentOfRefundedCharge(event));
+	}
+	auto original = spi.Query("SELECT p.amount_cents, p.stripe_charge_id IS NULL FROM billing.payments p "
+							  "WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
+							  {SqlArg::Int64(*payment_id)});
+	if (original.at(0).boolean(1))
+		spi.Execute("UPDATE billing.payments p SET stripe_charge_id = $2 WHERE p.id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(*payment_id), SqlArg::Text(o.id)});
+	// read after the lock (a statement of its own: a refund committed while
+	// this one waited is seen)
+	auto refunded = spi.Query("SELECT COALESCE(OPERATOR(pg_catalog.-) pg_catalog.sum(r.amount_cents), 0)::pg_catalog.int8 "
+							  "FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 "
+							  "AND r.status OPERATOR(pg_catalog.=) 'succeeded' AND r.deleted_at IS NULL",
+							  {SqlArg::Int64(*payment_id)});
+	auto refund = stripe::DecideRefund(event, original.at(0).int64_required(0), refunded.at(0).int64_required(0));
+	if (refund)
+		spi.Execute("INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
+					"refund_of, external_id, stripe_payment_intent_id, stripe_charge_id, paid_at) "
+					"SELECT p.user_id, p.subscription_id, p.invoice_id, $2, p.currency, 'succeeded', p.id, $3, $4, $5, $6 "
+					"FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 "
+					"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING",
+					{SqlArg::Int64(*payment_id), SqlArg::Int64(-refund->amount), SqlArg::Text(refund->external_id),
+					 SqlArg::Text(o.payment_intent), SqlArg::Text(o.id), EventTime(event.created)});
+	return std::nullopt;
+}
+
+// checkout.session.completed: links the user it names to the Stripe customer,
+// and the customer to the subscription when that has already arrived
+// (stripe::DecideCheckout).
+std::optional<std::string>
+ApplyCheckout(Spi &spi, const stripe::Event &event)
+{
+	stripe::CheckoutLink link = stripe::DecideCheckout(event);
+	if (link.ignored)
+		return link.ignored;
+	LinkCustomer(spi, link.customer, link.user_id);
+	if (link.subscription)  // (IS DISTINCT FROM $2, written out: $2 is not NULL)
+		spi.Execute("UPDATE billing.subscriptions s SET stripe_customer_id = $2 "
+					"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 "
+					"AND (s.stripe_customer_id OPERATOR(pg_catalog.<>) $2) IS NOT FALSE",
+					{SqlArg::Text(link.subscription), SqlArg::Text(link.customer)});
 	return std::nullopt;
 }
 
@@ -314,34 +646,25 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 		spi.Execute("SELECT pg_catalog.set_config('billing.change_at', '', true)");
 		return reason;
 	}
-	SqlArg facts = SqlArg::Jsonb(prepared.facts);
-	SqlArg created = EventTime(event.created);
-	SqlArg type = SqlArg::Text(event.type);
-	std::vector<Row> rows;
+	std::optional<std::string> reason;
 	switch (stripe::HandlerOf(event.type)) {
 	case stripe::Handler::kCheckout:
-		rows = spi.Query("SELECT billing._stripe_checkout_completed($1)", {facts});
-		break;
+		return ApplyCheckout(spi, event);
 	case stripe::Handler::kInvoice:
-		rows = spi.Query("SELECT billing._stripe_invoice($1, $2, $3)", {type, facts, created});
+		reason = ApplyInvoice(spi, event);
 		break;
 	case stripe::Handler::kPaymentIntent:
-		rows = spi.Query("SELECT billing._stripe_payment_intent($1, $2, $3)", {type, facts, created});
-		break;
 	case stripe::Handler::kChargeSucceeded:
-		// the payment the charge is, as its payment intent's event records it
-		rows = spi.Query("SELECT billing._stripe_payment_intent('payment_intent.succeeded', $1, $2)",
-						 {SqlArg::Jsonb(stripe::ChargePaymentFacts(event)), created});
+		reason = ApplyPayment(spi, event);
 		break;
 	case stripe::Handler::kChargeRefunded:
-		rows = spi.Query("SELECT billing._stripe_charge_refunded($1, $2)", {facts, created});
+		reason = ApplyRefund(spi, event);
 		break;
 	case stripe::Handler::kSubscription:  // above
 	case stripe::Handler::kNone:
 		return "event type not handled";
 	}
-	std::optional<std::string> reason = rows.at(0).text(0);
-	if (!reason && stripe::HandlerOf(event.type) != stripe::Handler::kCheckout)
+	if (!reason)
 		RecordSettlements(spi, event);
 	return reason;
 }

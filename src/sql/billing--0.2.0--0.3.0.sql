@@ -2706,6 +2706,37 @@ BEGIN
 END
 $dump$;
 
+-- Issue 12, one state machine: invoice.* events are decided in the core
+-- (stripe::DecideInvoice, stripe::InvoicePayment) and stored by the glue
+-- (ApplyInvoice in glue/stripe.cpp).
+DROP FUNCTION IF EXISTS billing._stripe_invoice(text, jsonb, timestamptz);
+-- Step 2: payment intents, charges, refunds and checkout sessions likewise
+-- (stripe::DecidePayment, MergePayment, AdoptionOf, RefundedPayment,
+-- DecideRefund, DecideCheckout, UserOf; glue ApplyPayment, ApplyRefund,
+-- ApplyCheckout, StorePayment).
+DROP FUNCTION IF EXISTS billing._stripe_payment_intent(text, jsonb, timestamptz);
+DROP FUNCTION IF EXISTS billing._stripe_charge_refunded(jsonb, timestamptz);
+DROP FUNCTION IF EXISTS billing._stripe_adopt_payment(text, jsonb, timestamptz);
+DROP FUNCTION IF EXISTS billing._stripe_upsert_payment(text, bigint, bigint, bigint, text, boolean, text, text, text, text, timestamptz);
+DROP FUNCTION IF EXISTS billing._stripe_checkout_completed(jsonb);
+DROP FUNCTION IF EXISTS billing._stripe_link_customer(text, text);
+DROP FUNCTION IF EXISTS billing._stripe_notify(text, bigint, text, jsonb, timestamptz, text);
+DROP FUNCTION IF EXISTS billing._stripe_user(jsonb);
+DROP FUNCTION IF EXISTS billing._stripe_time(jsonb, text);
+-- Step 3: the Stripe payment lookups' indexes (as in 40_stripe.sql).
+CREATE INDEX IF NOT EXISTS payments_stripe_payment_intent ON billing.payments (stripe_payment_intent_id)
+	WHERE stripe_payment_intent_id IS NOT NULL;
+-- The glue's lookups of Stripe payments by their state (stripe::InvoicePayment,
+-- stripe::AdoptionOf): a Stripe payment on no invoice yet, which an invoice.paid
+-- naming no payment intent takes; a payment recorded under its invoice,
+-- which the later payment_intent.succeeded adopts.
+CREATE INDEX IF NOT EXISTS payments_stripe_unplaced ON billing.payments (user_id, amount_cents, paid_at)
+	WHERE invoice_id IS NULL AND refund_of IS NULL AND status = 'succeeded' AND deleted_at IS NULL
+	  AND (stripe_payment_intent_id IS NOT NULL OR stripe_charge_id IS NOT NULL);
+CREATE INDEX IF NOT EXISTS payments_stripe_awaiting_intent ON billing.payments (user_id, amount_cents, paid_at)
+	WHERE external_id LIKE 'stripe\_invoice:%' AND stripe_payment_intent_id IS NULL AND refund_of IS NULL
+	  AND status = 'succeeded' AND deleted_at IS NULL;
+
 -- Least privilege: billing's objects belong to billing_owner, so SECURITY
 -- DEFINER functions and the quota trigger's slow path run as a role that can
 -- touch billing's own tables and nothing else, not as the superuser who ran

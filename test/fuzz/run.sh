@@ -13,7 +13,7 @@ CXX=${FUZZ_CXX:-clang++-14}
 command -v "$CXX" >/dev/null || { echo "fuzz: $CXX not found (test/deps.sh installs clang-14)" >&2; exit 1; }
 if [ ! -x "$out/stripe_event_fuzz" ] || [ -n "$(find src/core test/fuzz -newer "$out/stripe_event_fuzz" -name '*.[ch]pp' | head -1)" ]; then
 	"$CXX" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Isrc \
-		test/fuzz/stripe_event_fuzz.cpp src/core/stripe_event.cpp src/core/stripe_signature.cpp src/core/lifecycle.cpp \
+		test/fuzz/stripe_event_fuzz.cpp src/core/stripe_event.cpp src/core/stripe_signature.cpp src/core/lifecycle.cpp src/core/calendar.cpp \
 		-lcrypto -o "$out/stripe_event_fuzz"
 fi
 python3 - "$out/corpus" <<'PYTHON'
@@ -21,9 +21,9 @@ import copy, json, os, sys
 fix = json.load(open(os.path.join(os.path.dirname(os.path.abspath("test")), "..", "shared", "stripe", "fixtures.json")))
 corpus = sys.argv[1]
 types = {"subscription": ["customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted"],
-         "invoice": ["invoice.created", "invoice.paid", "invoice.payment_failed"],
+         "invoice": ["invoice.created", "invoice.paid", "invoice.payment_failed", "invoice.payment_succeeded", "invoice.voided"],
          "payment_intent": ["payment_intent.succeeded", "payment_intent.payment_failed"],
-         "charge": ["charge.refunded"], "checkout.session": ["checkout.session.completed"],
+         "charge": ["charge.refunded", "charge.succeeded"], "checkout.session": ["checkout.session.completed"],
          "customer": ["customer.created"]}
 n = 0
 for name, event_types in types.items():

@@ -115,10 +115,8 @@ TEST(StripeEvent, SubscriptionTrialAndCancelFields)
 	EXPECT_EQ(e.object.trial_start, kCreated);
 	EXPECT_EQ(e.object.trial_end, kCreated + 14 * 86400);
 	EXPECT_TRUE(e.object.cancel_at_period_end);
-	auto facts = json::parse(FactsJson(e));
-	EXPECT_EQ(facts["status"], "trialing");
-	EXPECT_EQ(facts["user_id"], "user_42");
-	EXPECT_EQ(facts["trial_end"], kCreated + 14 * 86400);
+	EXPECT_EQ(MirrorSubscription(e)->status, "trialing");
+	EXPECT_EQ(NamedUser(e.object), "user_42");
 }
 
 TEST(StripeEvent, EmptyItemsAndNullsAreAbsenceNotErrors)
@@ -137,9 +135,9 @@ TEST(StripeEvent, EmptyItemsAndNullsAreAbsenceNotErrors)
 	s.erase("items");
 	s.erase("metadata");
 	EXPECT_NO_THROW(ParseEvent(MakeEvent("customer.subscription.updated", s)));
-	auto facts = json::parse(FactsJson(ParseEvent(MakeEvent("customer.subscription.updated", s))));
-	EXPECT_FALSE(facts.contains("status"));
-	EXPECT_FALSE(facts.contains("user_id"));
+	Event bare = ParseEvent(MakeEvent("customer.subscription.updated", s));
+	EXPECT_FALSE(MirrorSubscription(bare));
+	EXPECT_FALSE(NamedUser(bare.object));
 }
 
 TEST(StripeEvent, InvoiceSubscriptionFromParentDetails)
@@ -164,10 +162,10 @@ TEST(StripeEvent, InvoiceSubscriptionFromParentDetails)
 	ASSERT_EQ(o.lines.size(), 1u);
 	EXPECT_EQ(o.lines[0].amount, 1000);
 	EXPECT_EQ(o.lines[0].period_start, 1721954054);
-	auto facts = json::parse(FactsJson(e));
-	EXPECT_EQ(facts["status"], "paid");
-	EXPECT_EQ(facts["billing_reason"], "manual");
-	EXPECT_EQ(facts["lines"].size(), 1u);
+	InvoiceDecision d = DecideInvoice(e);
+	EXPECT_EQ(d.status, "paid");
+	EXPECT_EQ(d.billing_reason, "manual");
+	EXPECT_EQ(json::parse(d.lines).size(), 1u);
 }
 
 TEST(StripeInvoice, TheCoreDecidesStatusPaidTimeAndPeriod)
@@ -203,6 +201,154 @@ TEST(StripeInvoice, TheCoreDecidesStatusPaidTimeAndPeriod)
 	EXPECT_FALSE(PaymentStatus("charge.refunded"));
 }
 
+json
+PaidInvoice(const std::string &reason = "subscription_cycle")
+{
+	json in = Fixtures().at("invoice");
+	in["parent"]["subscription_details"]["subscription"] = "sub_unit";
+	in["status"] = "paid";
+	in["currency"] = "USD";
+	in["billing_reason"] = reason;
+	in["amount_paid"] = 2999;
+	in["amount_due"] = 2999;
+	in["created"] = kCreated;
+	in["status_transitions"]["paid_at"] = kCreated + 60;
+	in["lines"]["data"][0]["period"] = {{"start", kCreated}, {"end", kPeriodEnd}};
+	in["lines"]["data"][0]["currency"] = "USD";
+	return in;
+}
+
+TEST(StripeInvoice, WithoutAUserTheEventWaits)
+{
+	Event e = ParseEvent(MakeEvent("invoice.paid", PaidInvoice()));
+	InvoiceAction a = DecideInvoice(e, StoredInvoice{});
+	EXPECT_EQ(a.write, InvoiceWrite::kPending);
+	EXPECT_EQ(a.pending_reason, "no billing user for stripe invoice \"in_1Pgc6tB7WZ01zgkWu9fdqL6I\": "
+								"neither its subscription nor its customer is known");
+}
+
+TEST(StripeInvoice, UpdatesTheStoredInvoiceElseBillingsOwnForThePeriodElseInserts)
+{
+	Event e = ParseEvent(MakeEvent("invoice.paid", PaidInvoice()));
+	StoredInvoice stored;
+	stored.user_id = "u1";
+	// no subscription: nothing to seek, a new invoice
+	EXPECT_FALSE(SeeksOwnInvoice(e, stored));
+	InvoiceAction a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kInsert);
+	EXPECT_EQ(a.row.billing_reason, "subscription_cycle");
+	EXPECT_EQ(a.row.currency, "usd");
+	EXPECT_TRUE(a.replace_lines);
+	// with the subscription, billing's own invoice of the period becomes Stripe's
+	stored.subscription_id = 7;
+	EXPECT_TRUE(SeeksOwnInvoice(e, stored));
+	stored.own_invoice_id = 41;
+	a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kUpdate);
+	EXPECT_EQ(a.invoice_id, 41);
+	// ... unless another Stripe invoice took it: then this one is a manual one beside it
+	stored.own_invoice_taken = true;
+	a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kInsert);
+	EXPECT_EQ(a.row.billing_reason, "manual");
+	// the invoice stored under its Stripe id wins, and no other is sought
+	stored.invoice_id = 40;
+	EXPECT_FALSE(SeeksOwnInvoice(e, stored));
+	a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kUpdate);
+	EXPECT_EQ(a.invoice_id, 40);
+	EXPECT_EQ(a.row.billing_reason, "subscription_cycle");
+	// an upgrade's or a manual invoice never takes billing's period invoice
+	stored.invoice_id.reset();
+	for (const char *reason : {"subscription_update", "manual", "upcoming"})
+		EXPECT_FALSE(SeeksOwnInvoice(ParseEvent(MakeEvent("invoice.paid", PaidInvoice(reason))), stored)) << reason;
+	// an invoice without lines keeps the stored lines
+	json no_lines = PaidInvoice();
+	no_lines["lines"]["data"] = json::array();
+	stored.invoice_id = 40;
+	EXPECT_FALSE(DecideInvoice(ParseEvent(MakeEvent("invoice.paid", no_lines)), stored).replace_lines);
+}
+
+TEST(StripeInvoice, NumberIsStripesUnlessAbsentOrTaken)
+{
+	json in = PaidInvoice();
+	in["number"] = "STRIPE-1";
+	Event e = ParseEvent(MakeEvent("invoice.paid", in));
+	EXPECT_EQ(InvoiceNumber(e, false), "STRIPE-1");
+	EXPECT_FALSE(InvoiceNumber(e, true));
+	in["number"] = nullptr;
+	EXPECT_FALSE(InvoiceNumber(ParseEvent(MakeEvent("invoice.paid", in)), false));
+}
+
+TEST(StripeInvoice, LinesAreJsonWithUtcTimes)
+{
+	EXPECT_EQ(JsonTime(kCreated), "2026-01-01T00:00:00+00:00");
+	EXPECT_EQ(JsonTime(0), "1970-01-01T00:00:00+00:00");
+	EXPECT_EQ(JsonTime(253402300799), "9999-12-31T23:59:59+00:00");
+	json in = PaidInvoice();
+	in["lines"]["data"][0]["period"] = {{"start", kCreated + 3661}, {"end", nullptr}};
+	Event e = ParseEvent(MakeEvent("invoice.paid", in));
+	json lines = json::parse(DecideInvoice(e).lines);
+	ASSERT_EQ(lines.size(), 1u);
+	EXPECT_EQ(lines[0]["period_start"], "2026-01-01T01:01:01+00:00");
+	EXPECT_TRUE(lines[0]["period_end"].is_null());
+	EXPECT_EQ(lines[0]["currency"], "usd");
+	EXPECT_EQ(lines[0]["amount_cents"], 1000);
+	EXPECT_EQ(lines[0]["description"], "My First Invoice Item (created for API docs)");
+	EXPECT_TRUE(lines[0].contains("stripe_price_id"));
+	EXPECT_EQ(InvoiceLinesJson({}), "[]");
+}
+
+TEST(StripeInvoice, UserOfIsTheSubscriptionsThenTheInvoicesThenNamedThenTheCustomers)
+{
+	EventObject o;
+	UserCandidates held{"sub_user", "inv_user", "linked", "latest"};
+	o.metadata_user_id = "named";
+	EXPECT_EQ(UserOf(o, held), "sub_user");
+	held.of_subscription.reset();
+	EXPECT_EQ(UserOf(o, held), "inv_user");
+	held.of_invoice.reset();
+	EXPECT_EQ(UserOf(o, held), "named");
+	o.metadata_user_id.reset();
+	EXPECT_EQ(UserOf(o, held), "linked");
+	held.linked_to_customer.reset();
+	EXPECT_EQ(UserOf(o, held), "latest");
+	held.of_customers_subscription.reset();
+	EXPECT_FALSE(UserOf(o, held));
+}
+
+TEST(StripeInvoice, APaidInvoiceRecordsItsPaymentOnce)
+{
+	json in = PaidInvoice();
+	Event e = ParseEvent(MakeEvent("invoice.paid", in, kCreated + 70));
+	auto plan = InvoicePayment(e, DecideInvoice(e));
+	ASSERT_TRUE(plan);
+	// current API versions name no payment intent: adopt an unplaced payment, or record under the invoice
+	EXPECT_EQ(plan->kind, InvoicePaymentPlan::Kind::kAdoptOrRecord);
+	EXPECT_EQ(plan->external_id, "stripe_invoice:in_1Pgc6tB7WZ01zgkWu9fdqL6I");
+	EXPECT_EQ(plan->amount, 2999);
+	EXPECT_EQ(plan->currency, "usd");
+	EXPECT_EQ(plan->paid_at, kCreated + 60);
+	EXPECT_EQ(plan->window, 86400);
+	// older versions name it: the payment intent's own external id
+	in["payment_intent"] = "pi_1";
+	in["charge"] = "ch_1";
+	e = ParseEvent(MakeEvent("invoice.payment_succeeded", in));
+	plan = InvoicePayment(e, DecideInvoice(e));
+	ASSERT_TRUE(plan);
+	EXPECT_EQ(plan->kind, InvoicePaymentPlan::Kind::kUnderIntent);
+	EXPECT_EQ(plan->external_id, "pi_1");
+	EXPECT_EQ(plan->charge, "ch_1");
+	// nothing paid, or an event that is not a payment: no payment
+	for (const char *type : {"invoice.finalized", "invoice.payment_failed", "invoice.voided", "invoice.created"}) {
+		e = ParseEvent(MakeEvent(type, in));
+		EXPECT_FALSE(InvoicePayment(e, DecideInvoice(e))) << type;
+	}
+	in["amount_paid"] = 0;
+	e = ParseEvent(MakeEvent("invoice.paid", in));
+	EXPECT_FALSE(InvoicePayment(e, DecideInvoice(e)));
+}
+
 TEST(StripeEvent, InvoiceSubscriptionFromOldTopLevelField)
 {
 	json in = Fixtures().at("invoice");
@@ -213,7 +359,7 @@ TEST(StripeEvent, InvoiceSubscriptionFromOldTopLevelField)
 	Event e = ParseEvent(MakeEvent("invoice.paid", in));
 	EXPECT_EQ(e.object.subscription, "sub_old_api");
 	EXPECT_EQ(e.object.payment_intent, "pi_old_api");
-	EXPECT_EQ(json::parse(FactsJson(e))["billing_reason"], "subscription_cycle");
+	EXPECT_EQ(DecideInvoice(e).billing_reason, "subscription_cycle");
 	// neither: no subscription, no error
 	in.erase("subscription");
 	EXPECT_FALSE(ParseEvent(MakeEvent("invoice.created", in)).object.subscription);
@@ -251,6 +397,155 @@ TEST(StripeEvent, ChargeRefunded)
 	EXPECT_EQ(e.object.currency, "usd");
 }
 
+TEST(StripePayment, OnePaymentPerPaymentIntentWhateverEventRecordsIt)
+{
+	json pi = Fixtures().at("payment_intent");
+	pi["status"] = "succeeded";
+	pi["amount"] = 2999;
+	pi["amount_received"] = 2999;
+	pi["currency"] = "USD";
+	pi["latest_charge"] = "ch_1";
+	auto p = DecidePayment(ParseEvent(MakeEvent("payment_intent.succeeded", pi, kCreated + 5)));
+	ASSERT_TRUE(p);
+	EXPECT_EQ(p->external_id, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(p->payment_intent, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(p->charge, "ch_1");
+	EXPECT_TRUE(p->succeeded);
+	EXPECT_EQ(p->amount, 2999);
+	EXPECT_EQ(p->currency, "usd");
+	EXPECT_EQ(p->paid_at, kCreated + 5);
+	EXPECT_FALSE(p->failure_code);
+	// nothing received yet: the amount asked
+	pi["amount_received"] = 0;
+	EXPECT_EQ(DecidePayment(ParseEvent(MakeEvent("payment_intent.succeeded", pi)))->amount, 2999);
+	// a failure keeps its code (payment_failed when Stripe gives none) and message
+	pi["last_payment_error"] = {{"message", "Your card was declined."}};
+	p = DecidePayment(ParseEvent(MakeEvent("payment_intent.payment_failed", pi)));
+	ASSERT_TRUE(p);
+	EXPECT_FALSE(p->succeeded);
+	EXPECT_EQ(p->failure_code, "payment_failed");
+	EXPECT_EQ(p->failure_message, "Your card was declined.");
+	// charge.succeeded is the same payment: under its payment intent, the charge beside it
+	json ch = Fixtures().at("charge");
+	ch["payment_intent"] = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
+	ch["failure_code"] = "ignored_on_success";
+	p = DecidePayment(ParseEvent(MakeEvent("charge.succeeded", ch)));
+	ASSERT_TRUE(p);
+	EXPECT_EQ(p->external_id, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(p->charge, "ch_1PgafuB7WZ01zgkWXYmPNZs8");
+	EXPECT_EQ(p->amount, 100);
+	EXPECT_FALSE(p->failure_code);
+	// a charge without a payment intent is its own payment
+	ch["payment_intent"] = nullptr;
+	EXPECT_EQ(DecidePayment(ParseEvent(MakeEvent("charge.succeeded", ch)))->external_id, "ch_1PgafuB7WZ01zgkWXYmPNZs8");
+	// other events record no payment this way
+	EXPECT_FALSE(DecidePayment(ParseEvent(MakeEvent("charge.refunded", ch))));
+	EXPECT_FALSE(DecidePayment(ParseEvent(MakeEvent("invoice.paid", PaidInvoice()))));
+}
+
+TEST(StripePayment, ASucceededPaymentNeverTurnsBackIntoAFailedOne)
+{
+	PaymentRecord failed;
+	failed.succeeded = false;
+	failed.charge = "ch_new";
+	PaymentRecord succeeded;
+	succeeded.succeeded = true;
+	succeeded.payment_intent = "pi_new";
+	StoredPayment stored;
+	stored.succeeded = true;
+	stored.charge = "ch_old";
+	EXPECT_FALSE(OutcomeReplaces(stored, failed));
+	EXPECT_FALSE(OutcomeReplaces(stored, succeeded));
+	PaymentRow row = MergePayment(stored, failed, 3, 4);
+	EXPECT_FALSE(row.replaces_outcome);
+	EXPECT_EQ(row.charge, "ch_new");  // the newest charge
+	EXPECT_EQ(row.subscription_id, 3);  // links fill in once
+	EXPECT_EQ(row.invoice_id, 4);
+	stored.succeeded = false;
+	stored.subscription_id = 1;
+	stored.invoice_id = 2;
+	stored.payment_intent = "pi_old";
+	EXPECT_TRUE(OutcomeReplaces(stored, failed));
+	EXPECT_TRUE(OutcomeReplaces(stored, succeeded));
+	row = MergePayment(stored, succeeded, 3, 4);
+	EXPECT_TRUE(row.replaces_outcome);
+	EXPECT_EQ(row.subscription_id, 1);  // kept once set
+	EXPECT_EQ(row.invoice_id, 2);
+	EXPECT_EQ(row.payment_intent, "pi_old");
+	EXPECT_EQ(row.charge, "ch_old");  // the event names none: kept
+}
+
+TEST(StripePayment, OnlyASucceededPaymentAdoptsItsInvoicesRow)
+{
+	json pi = Fixtures().at("payment_intent");
+	pi["amount"] = 2999;
+	pi["amount_received"] = 2999;
+	Event e = ParseEvent(MakeEvent("payment_intent.succeeded", pi, kCreated + 9));
+	auto a = AdoptionOf(e, *DecidePayment(e));
+	ASSERT_TRUE(a);
+	EXPECT_EQ(a->external_id, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+	EXPECT_EQ(a->amount, 2999);
+	EXPECT_EQ(a->at, kCreated + 9);
+	EXPECT_EQ(a->window, 86400);
+	e = ParseEvent(MakeEvent("payment_intent.payment_failed", pi));
+	EXPECT_FALSE(AdoptionOf(e, *DecidePayment(e)));
+}
+
+TEST(StripeRefund, TheChargesPaymentAndOnlyTheNewPartNeverAboveWhatWasPaid)
+{
+	EXPECT_FALSE(RefundedPayment({}));
+	EXPECT_EQ(RefundedPayment({{5, false}, {3, false}}), 3);  // the oldest
+	EXPECT_EQ(RefundedPayment({{5, false}, {9, true}, {7, true}}), 7);  // the charge's own first
+	json ch = Fixtures().at("charge");
+	ch["amount"] = 1000;
+	ch["amount_refunded"] = 400;
+	Event e = ParseEvent(MakeEvent("charge.refunded", ch));
+	auto r = DecideRefund(e, 1000, 0);
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->amount, 400);
+	EXPECT_EQ(r->total, 400);
+	EXPECT_EQ(r->external_id, "stripe_refund:ch_1PgafuB7WZ01zgkWXYmPNZs8:400");
+	EXPECT_FALSE(DecideRefund(e, 1000, 400));  // a redelivery: nothing new
+	EXPECT_FALSE(DecideRefund(e, 1000, 600));  // never negative
+	ch["amount_refunded"] = 1500;  // more than billing recorded as paid: capped
+	e = ParseEvent(MakeEvent("charge.refunded", ch));
+	r = DecideRefund(e, 1000, 400);
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->amount, 600);
+	EXPECT_EQ(r->total, 1000);
+	// a charge whose payment never arrived is recorded from the charge, at its creation
+	ch["created"] = kCreated - 100;
+	ch["payment_intent"] = "pi_x";
+	PaymentRecord p = PaymentOfRefundedCharge(ParseEvent(MakeEvent("charge.refunded", ch, kCreated)));
+	EXPECT_TRUE(p.succeeded);
+	EXPECT_EQ(p.external_id, "pi_x");
+	EXPECT_EQ(p.charge, "ch_1PgafuB7WZ01zgkWXYmPNZs8");
+	EXPECT_EQ(p.amount, 1000);
+	EXPECT_EQ(p.paid_at, kCreated - 100);
+	EXPECT_EQ(PendingReason(ParseEvent(MakeEvent("charge.refunded", ch))),
+			  "no billing user for stripe charge \"ch_1PgafuB7WZ01zgkWXYmPNZs8\": it has no metadata.user_id "
+			  "and its customer is not linked");
+}
+
+TEST(StripeCheckout, LinksTheNamedUserOrIsIgnored)
+{
+	json cs = Fixtures().at("checkout.session");
+	cs["client_reference_id"] = "u42";
+	cs["customer"] = "cus_1";
+	cs["subscription"] = "sub_1";
+	cs["metadata"] = json::object();
+	CheckoutLink link = DecideCheckout(ParseEvent(MakeEvent("checkout.session.completed", cs)));
+	EXPECT_FALSE(link.ignored);
+	EXPECT_EQ(link.user_id, "u42");
+	EXPECT_EQ(link.customer, "cus_1");
+	EXPECT_EQ(link.subscription, "sub_1");
+	cs["customer"] = nullptr;  // no customer: nothing to link the subscription to
+	EXPECT_FALSE(DecideCheckout(ParseEvent(MakeEvent("checkout.session.completed", cs))).subscription);
+	cs["client_reference_id"] = nullptr;
+	link = DecideCheckout(ParseEvent(MakeEvent("checkout.session.completed", cs)));
+	EXPECT_EQ(link.ignored, "the checkout session has no client_reference_id or metadata.user_id");
+}
+
 TEST(StripeEvent, CheckoutSession)
 {
 	json cs = Fixtures().at("checkout.session");
@@ -263,7 +558,7 @@ TEST(StripeEvent, CheckoutSession)
 	EXPECT_EQ(e.object.customer, "cus_QXg1o8vcGmoR32");
 	EXPECT_EQ(e.object.subscription, "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw");
 	EXPECT_EQ(e.object.mode, "subscription");
-	EXPECT_EQ(json::parse(FactsJson(e))["user_id"], "user_42");
+	EXPECT_EQ(NamedUser(e.object), "user_42");
 	// an expanded customer object stands for its id
 	cs["customer"] = Fixtures().at("customer");
 	EXPECT_EQ(ParseEvent(MakeEvent("checkout.session.completed", cs)).object.customer, "cus_QXg1o8vcGmoR32");
