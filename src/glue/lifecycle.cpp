@@ -36,6 +36,18 @@ TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
 	return TrialAvailable(trialed, tier);
 }
 
+// Serialises every lifecycle change of one user until the transaction ends,
+// by locking the user's row in billing.user_locks (made on first use). ON
+// CONFLICT ... WHERE false locks the existing row without updating it; a row
+// lock takes no entry in the shared lock table, whatever the number of users.
+void
+LockUser(Spi &spi, const std::string &user_id)
+{
+	spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
+				" ON CONFLICT (user_id) DO UPDATE SET user_id = l.user_id WHERE false",
+				{SqlArg::Text(user_id)});
+}
+
 namespace {
 
 // Named as the table's columns, so an error about one names it.
@@ -208,17 +220,6 @@ LoadPlanForSale(Spi &spi, const std::string &code)
 	return plan;
 }
 
-// Serialises every lifecycle change of one user until the transaction ends,
-// by locking the user's row in billing.user_locks (made on first use). ON
-// CONFLICT ... WHERE false locks the existing row without updating it; a row
-// lock takes no entry in the shared lock table, whatever the number of users.
-void
-LockUser(Spi &spi, const std::string &user_id)
-{
-	spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
-				" ON CONFLICT (user_id) DO UPDATE SET user_id = l.user_id WHERE false",
-				{SqlArg::Text(user_id)});
-}
 
 bool
 TrialAvailableFor(Spi &spi, const std::string &user_id, const Plan &plan)

@@ -22,6 +22,10 @@ struct Entitlement {
 };
 Entitlement EntitlementAt(Spi &spi, const std::string &user_id, Micros at);
 
+// Serialises every change of one user's subscriptions and credit until the
+// transaction ends (a row lock on billing.user_locks, no lock-table entry).
+void LockUser(Spi &spi, const std::string &user_id);
+
 // What a refund of `amount` from `payment_id` takes back besides the cash
 // (credit, open invoices' money), recorded on refund `refund_id`. With the
 // user's lock and the payment's row lock held, after the refund row is stored.

@@ -561,6 +561,12 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 		payment_id = StorePayment(spi, *user_id, SubscriptionOfCustomer(spi, *user_id, o.customer), users.invoice_id,
 								  stripe::PaymentOfRefundedCharge(event));
 	}
+	// The user's lock before the payment's, as billing.refund takes them: the
+	// refund takes back what it must from the user's credit (TakeBackForRefundOf).
+	auto owner = spi.Query("SELECT p.user_id, p.currency FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1",
+						   {SqlArg::Int64(*payment_id)});
+	std::string user_id = owner.at(0).text_required(0), currency = owner.at(0).text_required(1);
+	LockUser(spi, user_id);
 	auto original = spi.Query("SELECT p.amount_cents, p.stripe_charge_id IS NULL FROM billing.payments p "
 							  "WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							  {SqlArg::Int64(*payment_id)});
@@ -574,14 +580,20 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 							  "AND r.status OPERATOR(pg_catalog.=) 'succeeded' AND r.deleted_at IS NULL",
 							  {SqlArg::Int64(*payment_id)});
 	auto refund = stripe::DecideRefund(event, original.at(0).int64_required(0), refunded.at(0).int64_required(0));
-	if (refund)
-		spi.Execute("INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
-					"refund_of, external_id, stripe_payment_intent_id, stripe_charge_id, paid_at) "
-					"SELECT p.user_id, p.subscription_id, p.invoice_id, $2, p.currency, 'succeeded', p.id, $3, $4, $5, $6 "
-					"FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 "
-					"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING",
-					{SqlArg::Int64(*payment_id), SqlArg::Int64(-refund->amount), SqlArg::Text(refund->external_id),
-					 SqlArg::Text(o.payment_intent), SqlArg::Text(o.id), EventTime(event.created)});
+	if (!refund)
+		return std::nullopt;
+	auto inserted =
+		spi.Query("INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
+				  "refund_of, external_id, stripe_payment_intent_id, stripe_charge_id, paid_at) "
+				  "SELECT p.user_id, p.subscription_id, p.invoice_id, $2, p.currency, 'succeeded', p.id, $3, $4, $5, $6 "
+				  "FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 "
+				  "ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING id",
+				  {SqlArg::Int64(*payment_id), SqlArg::Int64(-refund->amount), SqlArg::Text(refund->external_id),
+				   SqlArg::Text(o.payment_intent), SqlArg::Text(o.id), EventTime(event.created)});
+	// the same take-back as billing.refund: one rule for both routes
+	if (!inserted.empty())
+		TakeBackForRefundOf(spi, *payment_id, inserted[0].int64_required(0), user_id, currency, refund->amount,
+							event.created * kMicrosPerSecond);
 	return std::nullopt;
 }
 

@@ -556,6 +556,27 @@ ingest_ok("a redelivery after pruning is still a duplicate", refund1, R1, "dupli
 rc, out, err = psql("SELECT billing.stripe_replay('evt_story_7');", verbosity="verbose")
 check("a pruned event cannot be replayed (22023)", "22023" in err and "pruned" in err, True)
 
+# --- a Stripe refund takes back what billing.refund would (attacker review R3) ----
+# 8000 recorded by billing.record_payment under the payment intent's id: 2999
+# pays the first invoice, 5001 goes to credit. Stripe refunds the whole charge:
+# the refund takes the 5001 of credit back (its payment's own credit first),
+# the rest stays with the paid invoice; paid net 0, credit 0 (before: the
+# refund row alone, credit 5001 kept and no way to take it back).
+G = T0 + 50 * DAY
+sql("""SELECT billing.subscribe('u_r3', 'pro_monthly', pg_catalog.to_timestamp(:'t'), false);
+SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'u_r3' AND ended_at IS NULL),
+       8000, 'usd', true, pg_catalog.to_timestamp(:'t'), 'pi_r3');""", {"t": str(G)})
+check("8000 paid: 5001 in credit", sql("SELECT billing.credit_balance('u_r3')"), "5001")
+r3 = charge("ch_r3", "pi_r3", "cus_r3", 8000, 8000)
+r3.update(created=G + 3600, metadata={"user_id": "u_r3"})
+ingest_ok("charge.refunded of a payment recorded by record_payment", event("evt_r3", "charge.refunded", r3, G + 3600), G + 3600)
+check("the Stripe refund takes back the credit as billing.refund does",
+      sql("""SELECT billing.credit_balance('u_r3') || ' ' || sum(amount_cents) || ' '
+             || (SELECT string_agg(kind || ':' || amount_cents, ',' ORDER BY id) FROM billing.ledger_entries
+                  WHERE user_id = 'u_r3' AND kind IN ('credit_refunded', 'refund_of_paid_invoice'))
+             FROM billing.payments WHERE user_id = 'u_r3'"""),
+      "0 0 credit_refunded:5001,refund_of_paid_invoice:2999")
+
 # --- hostile payloads, validly signed ---------------------------------------------
 H = T0 + 60 * DAY
 deep = subscription("sub_deep", "cus_deep", "active", H, H + DAY, user="u_deep")
