@@ -543,9 +543,14 @@ std::optional<std::string>
 ApplyRefund(Spi &spi, const stripe::Event &event)
 {
 	const stripe::EventObject &o = event.object;
-	auto rows = spi.Query("SELECT p.id, COALESCE(p.stripe_charge_id OPERATOR(pg_catalog.=) $1, false) "
+	// The charge's payment: recorded with the charge's id (by Stripe, or by
+	// billing.record_payment under the charge id as its external id) or with
+	// its payment intent's.
+	auto rows = spi.Query("SELECT p.id, COALESCE(p.stripe_charge_id OPERATOR(pg_catalog.=) $1"
+						  " OR p.external_id OPERATOR(pg_catalog.=) $1, false) "
 						  "FROM billing.payments p WHERE p.refund_of IS NULL AND p.deleted_at IS NULL "
 						  "AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.stripe_charge_id OPERATOR(pg_catalog.=) $1 "
+						  "OR p.external_id OPERATOR(pg_catalog.=) $1 "
 						  "OR p.external_id OPERATOR(pg_catalog.=) $2 OR p.stripe_payment_intent_id OPERATOR(pg_catalog.=) $2)",
 						  {SqlArg::Text(o.id), SqlArg::Text(o.payment_intent)});
 	std::vector<stripe::RefundCandidate> candidates;

@@ -577,6 +577,20 @@ check("the Stripe refund takes back the credit as billing.refund does",
              FROM billing.payments WHERE user_id = 'u_r3'"""),
       "0 0 credit_refunded:5001,refund_of_paid_invoice:2999")
 
+# The same when record_payment stored the payment under the charge's id (as
+# a success's external id should be, sql/26_hostile_money.sql M3): the refund
+# finds that payment, not a new one made up from the charge (second attacker
+# review F1: a phantom 8000 was stored and refunded, the 5001 credit kept).
+sql("""SELECT billing.subscribe('u_f1', 'pro_monthly', pg_catalog.to_timestamp(:'t'), false);
+SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'u_f1' AND ended_at IS NULL),
+       8000, 'usd', true, pg_catalog.to_timestamp(:'t'), 'ch_f1');""", {"t": str(G)})
+f1 = charge("ch_f1", "pi_f1", "cus_f1", 8000, 8000)
+f1.update(created=G + 3600, metadata={"user_id": "u_f1"})
+ingest_ok("charge.refunded of a payment recorded under the charge id", event("evt_f1", "charge.refunded", f1, G + 3600), G + 3600)
+check("the refund is of that payment: one payment, credit 0, paid net 0",
+      sql("""SELECT count(*) FILTER (WHERE refund_of IS NULL) || ' ' || billing.credit_balance('u_f1') || ' '
+             || sum(amount_cents) FROM billing.payments WHERE user_id = 'u_f1'"""), "1 0 0")
+
 # A Stripe payment billing holds no invoice for is not placed in the ledger, and
 # does not count in what the customer paid net (attacker review R7): M8 d of
 # sql/26_hostile_money.sql (5998 paid, the renewal takes the 2999 of credit,
