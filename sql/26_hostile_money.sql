@@ -196,16 +196,16 @@ SELECT status FROM billing.record_payment(:s, 5000, 'usd', true, '2030-01-02');
 SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-03');
 SELECT billing.credit_balance('m8c') AS credit;
 
--- (d) credit for unused time comes back within what was paid net. A refund
--- is recorded against the invoices its payment paid itself (M10); money it
--- put into credit that a later invoice took is not traced that far, so the
--- bound is what holds there. 5998 paid on 1 Jan: 2999 for January, 2999 to
--- credit, which February's invoice takes at the renewal (maintenance, 1 Feb).
--- 4000 refunded at 01:00: no credit left, nothing open; 2999 recorded against
--- January, 1001 against nothing; 1998 paid net. Upgrade on 2 Feb: 27 of 28
--- days unused, 2999 * 27 / 28 = 2891.9 -> 2892, open invoice 28800 - 2892 =
--- 25908. The cancel on 3 Feb voids it; of the 2892 credit line only 1998
--- comes back.
+-- (d) a refund of money that paid a period through the credit balance. 5998
+-- paid on 1 Jan: 2999 for January, 2999 to credit, which February's invoice
+-- takes at the renewal (maintenance, 1 Feb). 4000 refunded at 01:00: no
+-- credit left, nothing open; 2999 is recorded against February (the
+-- payment's credit paid it, M13) and 1001 against January: 1998 paid net.
+-- The upgrade on 2 Feb credits nothing of February: 28800; the cancel on
+-- 3 Feb voids it and nothing comes back. (Before the lots were traced to
+-- the invoices they paid, the upgrade credited 2892 and only the
+-- conservation bound, billing::CreditForUnusedTime, held the void's return
+-- to 1998.)
 SELECT id AS s FROM billing.subscribe('m8d', 'pro_monthly', '2030-01-01', false) \gset
 SELECT status FROM billing.record_payment(:s, 5998, 'usd', true, '2030-01-01');
 SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
@@ -307,3 +307,21 @@ VALUES ('M12-1', 'm12', :s, 'open', 'manual', 'usd', '2030-01-05', 500, 500, 500
 SELECT code FROM billing.effective_plan('m12', '2030-01-20');
 SELECT count(*) AS lines FROM billing.preview_change(:s, 'pro_yearly', '2030-01-20');
 SELECT status FROM billing.subscriptions WHERE id = :s;
+
+-- == M13: a refund of a payment whose credit paid a later invoice is recorded
+-- against that invoice (second attacker review F2). 2999 for January on
+-- 1 Jan, 2999 more on 20 Jan into credit; February's renewal (maintenance,
+-- 1 Feb) takes that credit. Refunding the second payment on 1 Feb 01:00 takes
+-- no credit back (none left) and is recorded against February's invoice, so
+-- the upgrade on 2 Feb credits nothing for February: 28800 (it credited 2892,
+-- 27 of 28 days, before; in the other order, the refund before the renewal,
+-- it was already 0).
+SELECT id AS s FROM billing.subscribe('m13', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-20');
+SELECT max(id) AS p FROM billing.payments WHERE user_id = 'm13' \gset
+SELECT count(*) > 0 AS renewed FROM billing.run_maintenance('2030-02-01');
+SELECT amount_cents FROM billing.refund(:p, 2999, '2030-02-01 01:00');
+SELECT e.kind, e.amount_cents, i.period_start FROM billing.ledger_entries e JOIN billing.invoices i ON i.id = e.invoice_id
+ WHERE e.user_id = 'm13' AND e.kind = 'refund_of_paid_invoice';
+SELECT description, amount_cents FROM billing.preview_change(:s, 'pro_yearly', '2030-02-02');

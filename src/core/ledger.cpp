@@ -65,12 +65,28 @@ IssueAgainstCredit(int64_t total, int64_t credit_balance)
 int64_t
 UnspentCreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements)
 {
+	return CreditOf(payment_id, movements).unspent;
+}
+
+PaymentCredit
+CreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements)
+{
 	struct Lot {
 		int64_t owner;  // 0: nobody's
 		int64_t cents;
 	};
 	std::deque<Lot> lots;
-	auto spend = [&lots](int64_t cents, std::optional<int64_t> owner_first) {
+	PaymentCredit out;
+	// what of the payment's lots an invoice took
+	auto took = [&out, payment_id](const Lot &lot, int64_t cents, int64_t invoice_id) {
+		if (lot.owner != payment_id || invoice_id == 0 || cents <= 0)
+			return;
+		if (!out.spent_on.empty() && out.spent_on.back().invoice_id == invoice_id)
+			out.spent_on.back().amount_cents += cents;
+		else
+			out.spent_on.push_back({invoice_id, cents, false});
+	};
+	auto spend = [&lots, &took](int64_t cents, std::optional<int64_t> owner_first, int64_t invoice_id) {
 		if (owner_first)
 			for (Lot &lot : lots)
 				if (lot.owner == *owner_first && cents > 0) {
@@ -82,6 +98,7 @@ UnspentCreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements
 			if (cents <= 0)
 				break;
 			int64_t take = std::min(cents, lot.cents);
+			took(lot, take, invoice_id);
 			lot.cents -= take;
 			cents -= take;
 		}
@@ -103,18 +120,17 @@ UnspentCreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements
 			break;
 		}
 		case CreditMovement::Kind::kSpend:
-			spend(m.amount_cents, std::nullopt);
+			spend(m.amount_cents, std::nullopt, m.invoice_id);
 			break;
 		case CreditMovement::Kind::kTakeBack:
-			spend(m.amount_cents, m.for_payment);
+			spend(m.amount_cents, m.for_payment, 0);
 			break;
 		}
 	}
-	int64_t unspent = 0;
 	for (const Lot &lot : lots)
 		if (lot.owner == payment_id)
-			unspent += lot.cents;
-	return unspent;
+			out.unspent += lot.cents;
+	return out;
 }
 
 std::vector<Allocation>

@@ -82,6 +82,8 @@ struct CreditMovement {
 	std::vector<std::pair<int64_t, int64_t>> owners;
 	// kTakeBack: the payment whose refund took it back.
 	int64_t for_payment = 0;
+	// kSpend: the invoice that took it.
+	int64_t invoice_id = 0;
 };
 
 // The credit `payment_id` created that is still unspent: the balance is
@@ -92,6 +94,15 @@ struct CreditMovement {
 // never takes credit another payment made while that one's credit was
 // already spent.
 int64_t UnspentCreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements);
+
+// The same replay: what of `payment_id`'s credit is unspent, and what each
+// invoice took of it (`spent_on`, in ledger order), so a refund of that
+// payment is recorded against the periods its credit paid.
+struct PaymentCredit {
+	int64_t unspent = 0;
+	std::vector<Allocation> spent_on;
+};
+PaymentCredit CreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements);
 
 // `rest` of a refund spread over the invoices its payment paid (`placed`:
 // what the payment has on each, net of earlier refunds, newest invoice

@@ -1444,26 +1444,38 @@ BILLING_FUNCTION(billing_record_payment)
 }
 
 // What payment `payment_id` has on each invoice of `status` it paid, newest
-// first, net of what its refunds took off it or were recorded against it;
-// the invoices are locked.
+// first: its own money, plus what the invoice took of its credit (`lots`,
+// from CreditOf), net of what its refunds took off the invoice or were
+// recorded against it; the invoices are locked.
 std::vector<Allocation>
-PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status)
+PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status, const std::vector<Allocation> &lots = {})
 {
+	std::vector<std::optional<int64_t>> lot_invoice, lot_cents;
+	for (const Allocation &lot : lots) {
+		lot_invoice.push_back(lot.invoice_id);
+		lot_cents.push_back(lot.amount_cents);
+	}
 	std::vector<Allocation> placed;
 	for (const auto &r : spi.Query(
-			 "SELECT i.id, (SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   THEN e.amount_cents ELSE OPERATOR(pg_catalog.-) e.amount_cents END), 0)::bigint"
-			 "   FROM billing.ledger_entries e WHERE e.invoice_id OPERATOR(pg_catalog.=) i.id AND e.deleted_at IS NULL"
-			 "   AND ((e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice')"
-			 "     OR (e.kind OPERATOR(pg_catalog.=) ANY ('{refund_from_invoice,refund_of_paid_invoice}'::pg_catalog.text[])"
-			 "       AND e.payment_id OPERATOR(pg_catalog.=) ANY"
-			 "       (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1))))"
-			 " FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) $2 AND i.deleted_at IS NULL"
-			 " AND i.id OPERATOR(pg_catalog.=) ANY (SELECT e.invoice_id FROM billing.ledger_entries e"
+			 "SELECT i.id, (COALESCE(d.cents, 0) OPERATOR(pg_catalog.+) COALESCE(l.cents, 0)"
+			 "   OPERATOR(pg_catalog.-) COALESCE(b.cents, 0))::pg_catalog.int8"
+			 " FROM billing.invoices i"
+			 " LEFT JOIN (SELECT e.invoice_id, pg_catalog.sum(e.amount_cents) AS cents FROM billing.ledger_entries e"
 			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   AND e.deleted_at IS NULL)"
+			 "   AND e.deleted_at IS NULL GROUP BY 1) d ON d.invoice_id OPERATOR(pg_catalog.=) i.id"
+			 " LEFT JOIN (SELECT u.invoice_id, pg_catalog.sum(u.cents) AS cents"
+			 "   FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int8[]), pg_catalog.unnest($4::pg_catalog.int8[])) AS u(invoice_id, cents)"
+			 "   GROUP BY 1) l ON l.invoice_id OPERATOR(pg_catalog.=) i.id"
+			 " LEFT JOIN (SELECT e.invoice_id, pg_catalog.sum(e.amount_cents) AS cents FROM billing.ledger_entries e"
+			 "   WHERE e.kind OPERATOR(pg_catalog.=) ANY ('{refund_from_invoice,refund_of_paid_invoice}'::pg_catalog.text[])"
+			 "   AND e.deleted_at IS NULL AND e.payment_id OPERATOR(pg_catalog.=) ANY"
+			 "     (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1)"
+			 "   GROUP BY 1) b ON b.invoice_id OPERATOR(pg_catalog.=) i.id"
+			 " WHERE i.status OPERATOR(pg_catalog.=) $2 AND i.deleted_at IS NULL"
+			 " AND (d.invoice_id IS NOT NULL OR l.invoice_id IS NOT NULL)"
 			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
-			 {SqlArg::Int64(payment_id), SqlArg::Text(status)}))
+			 {SqlArg::Int64(payment_id), SqlArg::Text(status), SqlArg::Int64Array(lot_invoice),
+			  SqlArg::Int64Array(lot_cents)}))
 		placed.push_back({r.int64_required(0), r.int64_required(1), false});
 	return placed;
 }
@@ -1493,7 +1505,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	std::vector<CreditMovement> movements;
 	std::optional<int64_t> last_entry;
 	for (const auto &r : spi.Query(
-			 "SELECT e.id, e.kind, e.amount_cents, e.payment_id, r.refund_of, o.payment_id, o.net"
+			 "SELECT e.id, e.kind, e.amount_cents, e.payment_id, r.refund_of, o.payment_id, o.net, e.invoice_id"
 			 " FROM billing.ledger_entries e"
 			 " LEFT JOIN billing.payments r ON r.id OPERATOR(pg_catalog.=) e.payment_id"
 			 "   AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded'"
@@ -1519,8 +1531,10 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		last_entry = entry;
 		CreditMovement m;
 		m.amount_cents = r.int64_required(2);
-		if (kind == "credit_to_invoice")
+		if (kind == "credit_to_invoice") {
 			m.kind = CreditMovement::Kind::kSpend;
+			m.invoice_id = r.int64(7).value_or(0);
+		}
 		else if (kind == "credit_refunded") {
 			m.kind = CreditMovement::Kind::kTakeBack;
 			m.for_payment = r.int64(4).value_or(0);
@@ -1531,7 +1545,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		movements.push_back(std::move(m));
 	}
 	int64_t credit_balance = CreditBalance(spi, user_id, currency);
-	int64_t payment_credit = std::min({amount, UnspentCreditOf(payment_id, movements), credit_balance});
+	PaymentCredit credit = CreditOf(payment_id, movements);
+	int64_t payment_credit = std::min({amount, credit.unspent, credit_balance});
 	// The invoices the payment paid that are still open, newest first, with
 	// what it has on each net of earlier refunds.
 	std::vector<Allocation> placed = PaymentOnInvoices(spi, payment_id, "open");
@@ -1546,9 +1561,9 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		open.push_back({r.int64_required(0), r.int64_required(1), r.int64_required(2)});
 	// paid net, the new refund included
 	auto net = spi.Query(kPaidNet, {SqlArg::Text(user_id), SqlArg::Text(currency)});
-	// The paid invoices the payment paid, newest first, net of what earlier
-	// refunds of it were recorded against.
-	std::vector<Allocation> paid_placed = PaymentOnInvoices(spi, payment_id, "paid");
+	// The paid invoices the payment paid, with its money or its credit,
+	// newest first, net of what earlier refunds of it were recorded against.
+	std::vector<Allocation> paid_placed = PaymentOnInvoices(spi, payment_id, "paid", credit.spent_on);
 	RefundTakeBack back = TakeBackForRefund(amount, payment_credit, placed, open, credit_balance,
 											net.at(0).int64_required(0) + amount, paid_placed);
 	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents, refund_id, std::nullopt, at);

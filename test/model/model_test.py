@@ -120,14 +120,18 @@ class Model:
     # -- invoices and credit
     def issue(self, u, sub, reason, total, issued, pstart, credit_lines=0):
         credit = min(total, u.credit) if total > 0 and u.credit > 0 else 0
-        self.spend_credit(u, credit)
+        took = self.spend_credit(u, credit)
         if total < 0:
             # credit for unused paid time, within what the customer paid net
             self.add_credit(u, max(0, min(-total, self.paid_net(u) - self.held(u))))
         due = max(total, 0) - credit
         inv = dict(total=total, credit=credit, paid=0, due=due, status='paid' if due == 0 else 'open',
                    issued=issued, due_at=issued + DUE_AFTER, reason=reason, pstart=pstart,
-                   credit_lines=credit_lines)
+                   credit_lines=credit_lines, seq=self.next_seq())
+        # which payments' credit it took (a refund of one is recorded against it)
+        inv['credit_by'] = [(o, c) for o, c in took if o is not None and c > 0]
+        for o, c in inv['credit_by']:
+            o.setdefault('credit_invoices', []).append(inv)
         sub.invoices.append(inv)
         waiting = sub.status == 'incomplete' or sub.past_due_since is not None
         if due == 0 and waiting and not self.open(sub):
@@ -144,13 +148,21 @@ class Model:
     def spend_credit(self, u, cents, owner=None):
         u.credit -= cents
         order = ([lot for lot in u.lots if lot[0] is owner] if owner is not None else []) + u.lots
+        took = []
         for lot in order:
             if cents <= 0:
                 break
             take = min(cents, lot[1])
             lot[1] -= take
             cents -= take
+            if take > 0:
+                took.append((lot[0], take))
         u.lots = [lot for lot in u.lots if lot[1] > 0]
+        return took
+
+    def next_seq(self):
+        self.seq = getattr(self, 'seq', 0) + 1
+        return self.seq
 
     def unspent(self, u, payment):
         return sum(c for o, c in u.lots if o is payment)
@@ -542,12 +554,15 @@ class Model:
         # the rest is what paid invoices were paid with: they stay paid, and
         # it is recorded against the ones this payment paid, newest first, so
         # an upgrade credits the period less what was refunded of it
-        for inv in reversed(p.get('invoices', [])):
+        # (with its money, or with its credit)
+        mine = {id(i): i for i in p.get('invoices', []) + p.get('credit_invoices', [])}
+        for inv in sorted(mine.values(), key=lambda i: (i['issued'], i['seq']), reverse=True):
             if rest <= 0:
                 break
             if inv['status'] != 'paid':
                 continue
             net = (sum(x for q, x in inv.get('paid_by', []) if q is p)
+                   + sum(x for q, x in inv.get('credit_by', []) if q is p)
                    - sum(x for q, x in inv.get('refunded_of', []) if q is p))
             off = min(rest, net)
             if off <= 0:

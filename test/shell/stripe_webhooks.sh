@@ -592,24 +592,25 @@ check("the refund is of that payment: one payment, credit 0, paid net 0",
              || sum(amount_cents) FROM billing.payments WHERE user_id = 'u_f1'"""), "1 0 0")
 
 # A Stripe payment billing holds no invoice for is not placed in the ledger, and
-# does not count in what the customer paid net (attacker review R7): M8 d of
-# sql/26_hostile_money.sql (5998 paid, the renewal takes the 2999 of credit,
-# 4000 refunded: 1998 paid net; upgrade, cancel: of the 2892 credit line only
-# 1998 comes back) with an unrelated 1000 Stripe payment of the same user
-# beside it: still 1998 (2892 before: the 1000 widened the bound).
+# does not count in what the customer paid net (attacker review R7): M8 a of
+# sql/26_hostile_money.sql (2999 for January, an upgrade on 2 Jan whose
+# invoice nets a 2902 credit line, a cancel on 3 Jan that voids it and
+# returns the 2902 as credit, the 2999 refunded on 4 Jan: the customer would
+# hold 2902 of 0 paid net, so the refund takes it back) with an unrelated
+# 1000 Stripe payment of the same user beside it: credit 0 (1000 was left
+# when that payment counted as paid).
 sql("""SELECT billing.subscribe('u_r7', 'pro_monthly', '2030-01-01', false);
 SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'u_r7' AND ended_at IS NULL),
-       5998, 'usd', true, '2030-01-01', 'pi_r7_own');""")
+       2999, 'usd', true, '2030-01-01', 'pi_r7_own');""")
 ingest_ok("payment_intent.succeeded on no invoice", event("evt_r7", "payment_intent.succeeded",
           payment_intent("pi_r7_free", "cus_r7", 1000, user="u_r7"), G + 7200), G + 7200)
-sql("""SELECT count(*) FROM billing.run_maintenance('2030-02-01');
-SELECT billing.refund((SELECT id FROM billing.payments WHERE external_id = 'pi_r7_own'), 4000, '2030-02-01 01:00');
-SELECT billing.change_plan((SELECT id FROM billing.subscriptions WHERE user_id = 'u_r7' AND ended_at IS NULL),
-       'pro_yearly', '2030-02-02');
+sql("""SELECT billing.change_plan((SELECT id FROM billing.subscriptions WHERE user_id = 'u_r7' AND ended_at IS NULL),
+       'pro_yearly', '2030-01-02');
 SELECT billing.cancel((SELECT id FROM billing.subscriptions WHERE user_id = 'u_r7' AND ended_at IS NULL),
-       false, '2030-02-03');""")
+       false, '2030-01-03');
+SELECT billing.refund((SELECT id FROM billing.payments WHERE external_id = 'pi_r7_own'), 2999, '2030-01-04');""")
 check("an unplaced Stripe payment does not widen the conservation bound",
-      sql("SELECT billing.credit_balance('u_r7')"), "1998")
+      sql("SELECT billing.credit_balance('u_r7')"), "0")
 
 # --- hostile payloads, validly signed ---------------------------------------------
 H = T0 + 60 * DAY

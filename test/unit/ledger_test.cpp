@@ -90,6 +90,29 @@ TEST(Refund, UnspentCreditOfAPaymentIsReplayedOldestSpentFirst)
 	EXPECT_EQ(UnspentCreditOf(1, {add(1000, {{1, 1000}}), add(1000, {{2, 1000}}), take_back(1500, 2)}), 500);
 }
 
+TEST(Refund, CreditOfAPaymentSaysWhichInvoicesTookIt)
+{
+	using K = CreditMovement::Kind;
+	// payment 1 put 2999 into credit, payment 2 1000; invoice 7 took 2500
+	// (all payment 1's oldest lot), invoice 8 took 1000 (499 of payment 1, 501
+	// of payment 2)
+	std::vector<CreditMovement> m = {{K::kAdd, 2999, {{1, 2999}}, 0, 0},
+									 {K::kAdd, 1000, {{2, 1000}}, 0, 0},
+									 {K::kSpend, 2500, {}, 0, 7},
+									 {K::kSpend, 1000, {}, 0, 8}};
+	PaymentCredit one = CreditOf(1, m);
+	EXPECT_EQ(one.unspent, 0);
+	ASSERT_EQ(one.spent_on.size(), 2u);
+	EXPECT_EQ(one.spent_on[0].invoice_id, 7);
+	EXPECT_EQ(one.spent_on[0].amount_cents, 2500);
+	EXPECT_EQ(one.spent_on[1].invoice_id, 8);
+	EXPECT_EQ(one.spent_on[1].amount_cents, 499);
+	PaymentCredit two = CreditOf(2, m);
+	EXPECT_EQ(two.unspent, 499);
+	ASSERT_EQ(two.spent_on.size(), 1u);
+	EXPECT_EQ(two.spent_on[0].amount_cents, 501);
+}
+
 TEST(Ledger, IssueAgainstCredit)
 {
 	IssuedAmounts a = IssueAgainstCredit(2999, 1000);
