@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <deque>
-#include <optional>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace billing {
@@ -60,12 +60,6 @@ IssueAgainstCredit(int64_t total, int64_t credit_balance)
 	out.credit_added_cents = total < 0 ? -total : 0;
 	out.settled = out.amount_due_cents == 0;
 	return out;
-}
-
-int64_t
-UnspentCreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements)
-{
-	return CreditOf(payment_id, movements).unspent;
 }
 
 PaymentCredit

@@ -86,18 +86,14 @@ struct CreditMovement {
 	int64_t invoice_id = 0;
 };
 
-// The credit `payment_id` created that is still unspent: the balance is
+// The credit `payment_id` created that is still unspent (`unspent`), and what
+// each invoice took of it (`spent_on`, in ledger order): the balance is
 // replayed as lots, spent oldest first (an invoice takes the oldest credit),
-// a refund's take-back from its own payment's lots first. A refund takes
-// this back first (TakeBackForRefund's `payment_credit`), so a refund of an
-// overpayment does not leave the customer both the money and the credit, and
-// never takes credit another payment made while that one's credit was
-// already spent.
-int64_t UnspentCreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements);
-
-// The same replay: what of `payment_id`'s credit is unspent, and what each
-// invoice took of it (`spent_on`, in ledger order), so a refund of that
-// payment is recorded against the periods its credit paid.
+// a refund's take-back from its own payment's lots first. A refund takes the
+// unspent part back first (TakeBackForRefund's `payment_credit`), so a refund
+// of an overpayment does not leave the customer both the money and the
+// credit, and never takes credit another payment made while that one's credit
+// was already spent; what invoices took is recorded against them.
 struct PaymentCredit {
 	int64_t unspent = 0;
 	std::vector<Allocation> spent_on;
@@ -136,7 +132,7 @@ struct RefundTakeBack {
 };
 
 // The whole refund rule. First what the refunded payment itself still holds:
-// `payment_credit` (UnspentCreditOf) off the balance, then its money
+// `payment_credit` (CreditOf) off the balance, then its money
 // on open invoices (`placed`, RefundOffInvoices). Then conservation: the
 // customer must never hold more than they paid net. What they hold is the
 // credit balance plus what open invoices hold (`open`, newest first: a void

@@ -1457,22 +1457,27 @@ PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status, const std::v
 	}
 	std::vector<Allocation> placed;
 	for (const auto &r : spi.Query(
-			 "SELECT i.id, (COALESCE(d.cents, 0) OPERATOR(pg_catalog.+) COALESCE(l.cents, 0)"
-			 "   OPERATOR(pg_catalog.-) COALESCE(b.cents, 0))::pg_catalog.int8"
-			 " FROM billing.invoices i"
-			 " LEFT JOIN (SELECT e.invoice_id, pg_catalog.sum(e.amount_cents) AS cents FROM billing.ledger_entries e"
+			 // driven by the payment's invoices (its ledger entries, its credit's
+			 // lots), each found by its key: never a scan of all invoices
+			 "WITH d AS (SELECT e.invoice_id, pg_catalog.sum(e.amount_cents) AS cents FROM billing.ledger_entries e"
 			 "   WHERE e.payment_id OPERATOR(pg_catalog.=) $1 AND e.kind OPERATOR(pg_catalog.=) 'payment_to_invoice'"
-			 "   AND e.deleted_at IS NULL GROUP BY 1) d ON d.invoice_id OPERATOR(pg_catalog.=) i.id"
-			 " LEFT JOIN (SELECT u.invoice_id, pg_catalog.sum(u.cents) AS cents"
+			 "   AND e.deleted_at IS NULL GROUP BY 1),"
+			 " l AS (SELECT u.invoice_id, pg_catalog.sum(u.cents) AS cents"
 			 "   FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int8[]), pg_catalog.unnest($4::pg_catalog.int8[])) AS u(invoice_id, cents)"
-			 "   GROUP BY 1) l ON l.invoice_id OPERATOR(pg_catalog.=) i.id"
-			 " LEFT JOIN (SELECT e.invoice_id, pg_catalog.sum(e.amount_cents) AS cents FROM billing.ledger_entries e"
+			 "   GROUP BY 1),"
+			 " b AS (SELECT e.invoice_id, pg_catalog.sum(e.amount_cents) AS cents FROM billing.ledger_entries e"
 			 "   WHERE e.kind OPERATOR(pg_catalog.=) ANY ('{refund_from_invoice,refund_of_paid_invoice}'::pg_catalog.text[])"
 			 "   AND e.deleted_at IS NULL AND e.payment_id OPERATOR(pg_catalog.=) ANY"
-			 "     (SELECT b.id FROM billing.payments b WHERE b.refund_of OPERATOR(pg_catalog.=) $1)"
-			 "   GROUP BY 1) b ON b.invoice_id OPERATOR(pg_catalog.=) i.id"
+			 "     (SELECT r.id FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1)"
+			 "   GROUP BY 1)"
+			 " SELECT i.id, (COALESCE(d.cents, 0) OPERATOR(pg_catalog.+) COALESCE(l.cents, 0)"
+			 "   OPERATOR(pg_catalog.-) COALESCE(b.cents, 0))::pg_catalog.int8"
+			 " FROM (SELECT d.invoice_id FROM d UNION SELECT l.invoice_id FROM l) c"
+			 " JOIN billing.invoices i ON i.id OPERATOR(pg_catalog.=) c.invoice_id"
+			 " LEFT JOIN d ON d.invoice_id OPERATOR(pg_catalog.=) i.id"
+			 " LEFT JOIN l ON l.invoice_id OPERATOR(pg_catalog.=) i.id"
+			 " LEFT JOIN b ON b.invoice_id OPERATOR(pg_catalog.=) i.id"
 			 " WHERE i.status OPERATOR(pg_catalog.=) $2 AND i.deleted_at IS NULL"
-			 " AND (d.invoice_id IS NOT NULL OR l.invoice_id IS NOT NULL)"
 			 " ORDER BY i.issued_at DESC, i.id DESC FOR UPDATE OF i",
 			 {SqlArg::Int64(payment_id), SqlArg::Text(status), SqlArg::Int64Array(lot_invoice),
 			  SqlArg::Int64Array(lot_cents)}))
@@ -1499,7 +1504,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	spi.Query("SELECT FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL"
 			  " AND s.deleted_at IS NULL FOR UPDATE",
 			  {SqlArg::Text(user_id)});
-	// The user's credit movements in ledger order, for UnspentCreditOf: what
+	// The user's credit movements in ledger order, for CreditOf: what
 	// a void returned belongs to the payments that had paid the invoice (one
 	// row per payment), a take-back to the payment refunded.
 	std::vector<CreditMovement> movements;

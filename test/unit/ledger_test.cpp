@@ -67,27 +67,27 @@ TEST(Refund, UnspentCreditOfAPaymentIsReplayedOldestSpentFirst)
 	auto spend = [](int64_t cents) { return CreditMovement{K::kSpend, cents, {}, 0}; };
 	auto take_back = [](int64_t cents, int64_t payment) { return CreditMovement{K::kTakeBack, cents, {}, payment}; };
 	// 3999 paid 2999 of an invoice and put 1000 into credit (payment 1)
-	EXPECT_EQ(UnspentCreditOf(1, {add(1000, {{1, 1000}})}), 1000);
-	EXPECT_EQ(UnspentCreditOf(1, {add(1000, {{1, 1000}}), take_back(1000, 1)}), 0);  // taken back already
-	EXPECT_EQ(UnspentCreditOf(1, {add(2999, {{1, 2999}}), spend(2999)}), 0);          // spent on a renewal
-	EXPECT_EQ(UnspentCreditOf(1, {add(2999, {{1, 2999}}), spend(1799)}), 1200);       // partly spent
-	EXPECT_EQ(UnspentCreditOf(1, {add(1000, {{2, 1000}})}), 0);                       // another payment's
+	EXPECT_EQ(CreditOf(1, {add(1000, {{1, 1000}})}).unspent, 1000);
+	EXPECT_EQ(CreditOf(1, {add(1000, {{1, 1000}}), take_back(1000, 1)}).unspent, 0);  // taken back already
+	EXPECT_EQ(CreditOf(1, {add(2999, {{1, 2999}}), spend(2999)}).unspent, 0);          // spent on a renewal
+	EXPECT_EQ(CreditOf(1, {add(2999, {{1, 2999}}), spend(1799)}).unspent, 1200);       // partly spent
+	EXPECT_EQ(CreditOf(1, {add(1000, {{2, 1000}})}).unspent, 0);                       // another payment's
 	// M2: 1000 paid an invoice that was then voided: that credit is the payment's
-	EXPECT_EQ(UnspentCreditOf(1, {add(1000, {{1, 1000}})}), 1000);
+	EXPECT_EQ(CreditOf(1, {add(1000, {{1, 1000}})}).unspent, 1000);
 	// a void of 3000 of which payment 1 paid 1000: the rest is nobody's
-	EXPECT_EQ(UnspentCreditOf(1, {add(3000, {{1, 1000}}), spend(2500)}), 0);  // oldest first: its lot went first
-	EXPECT_EQ(UnspentCreditOf(1, {add(500, {}), add(3000, {{1, 1000}}), spend(500)}), 1000);
+	EXPECT_EQ(CreditOf(1, {add(3000, {{1, 1000}}), spend(2500)}).unspent, 0);  // oldest first: its lot went first
+	EXPECT_EQ(CreditOf(1, {add(500, {}), add(3000, {{1, 1000}}), spend(500)}).unspent, 1000);
 	// attacker review R6: payment 1's credit paid February, then payment 2
 	// put 5000 into credit; a refund of payment 1 finds none of it left
-	EXPECT_EQ(UnspentCreditOf(1, {add(2999, {{1, 2999}}), spend(2999), add(5000, {{2, 5000}})}), 0);
-	EXPECT_EQ(UnspentCreditOf(2, {add(2999, {{1, 2999}}), spend(2999), add(5000, {{2, 5000}})}), 5000);
+	EXPECT_EQ(CreditOf(1, {add(2999, {{1, 2999}}), spend(2999), add(5000, {{2, 5000}})}).unspent, 0);
+	EXPECT_EQ(CreditOf(2, {add(2999, {{1, 2999}}), spend(2999), add(5000, {{2, 5000}})}).unspent, 5000);
 	// oldest spent first; a take-back comes off its own payment's lots first
 	std::vector<CreditMovement> two = {add(1000, {{1, 1000}}), add(1000, {{2, 1000}}), spend(1500)};
-	EXPECT_EQ(UnspentCreditOf(1, two), 0);
-	EXPECT_EQ(UnspentCreditOf(2, two), 500);
-	EXPECT_EQ(UnspentCreditOf(1, {add(1000, {{1, 1000}}), add(1000, {{2, 1000}}), take_back(500, 2)}), 1000);
-	EXPECT_EQ(UnspentCreditOf(2, {add(1000, {{1, 1000}}), add(1000, {{2, 1000}}), take_back(1500, 2)}), 0);
-	EXPECT_EQ(UnspentCreditOf(1, {add(1000, {{1, 1000}}), add(1000, {{2, 1000}}), take_back(1500, 2)}), 500);
+	EXPECT_EQ(CreditOf(1, two).unspent, 0);
+	EXPECT_EQ(CreditOf(2, two).unspent, 500);
+	EXPECT_EQ(CreditOf(1, {add(1000, {{1, 1000}}), add(1000, {{2, 1000}}), take_back(500, 2)}).unspent, 1000);
+	EXPECT_EQ(CreditOf(2, {add(1000, {{1, 1000}}), add(1000, {{2, 1000}}), take_back(1500, 2)}).unspent, 0);
+	EXPECT_EQ(CreditOf(1, {add(1000, {{1, 1000}}), add(1000, {{2, 1000}}), take_back(1500, 2)}).unspent, 500);
 }
 
 TEST(Refund, CreditOfAPaymentSaysWhichInvoicesTookIt)
