@@ -264,13 +264,25 @@ AuditedChange(const char *table_literal, bool update, const std::string &ctes, c
 		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) " + select;
 }
 
+// The table whose statements audit themselves, for one scope: restores what
+// was declared before on the way out, an error included (assigns a pointer:
+// nothing of PostgreSQL's in the destructor).
+class AuditedScope {
+public:
+	explicit AuditedScope(const char *table) : outer_(AuditedByStatementTable()) { AuditedByStatement(table); }
+	~AuditedScope() { AuditedByStatement(outer_); }
+	AuditedScope(const AuditedScope &) = delete;
+	AuditedScope &operator=(const AuditedScope &) = delete;
+
+private:
+	const char *outer_;
+};
+
 std::vector<Row>
 RunAudited(Spi &spi, const char *table, const std::string &sql, const std::vector<SqlArg> &args)
 {
-	AuditedByStatement(table);
-	std::vector<Row> rows = spi.Query(sql, args);
-	AuditedByStatement(nullptr);
-	return rows;
+	AuditedScope scope(table);
+	return spi.Query(sql, args);
 }
 
 void

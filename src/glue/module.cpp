@@ -56,9 +56,11 @@ DeclaredChangeTimes()
 const char *audited_by_statement = nullptr;
 
 // Users whose quota invalidation a lifecycle call defers: the subtransaction
-// that started the deferral, and whether the trigger left a write out.
+// that started the deferral, how many calls (nested, for the same user) hold
+// it, and whether the trigger left a write out.
 struct Deferral {
 	SubTransactionId started_in;
+	int holders;
 	bool left_out;
 };
 
@@ -107,6 +109,12 @@ AuditedByStatement(const char *table)
 	audited_by_statement = table;
 }
 
+const char *
+AuditedByStatementTable()
+{
+	return audited_by_statement;
+}
+
 bool
 IsAuditedByStatement(const char *table)
 {
@@ -116,7 +124,10 @@ IsAuditedByStatement(const char *table)
 bool
 DeferQuotaInvalidation(const std::string &user_id)
 {
-	return DeferredInvalidations().emplace(user_id, Deferral{GetCurrentSubTransactionId(), false}).second;
+	auto [it, started] = DeferredInvalidations().emplace(user_id, Deferral{GetCurrentSubTransactionId(), 1, false});
+	if (!started)
+		++it->second.holders;  // a call nested in another one for the same user: the outer one ends it
+	return started;
 }
 
 bool
@@ -137,7 +148,7 @@ FinishDeferredQuotaInvalidation(const std::string &user_id)
 {
 	auto &users = DeferredInvalidations();
 	auto found = users.find(user_id);
-	if (found == users.end())
+	if (found == users.end() || --found->second.holders > 0)
 		return false;
 	bool left_out = found->second.left_out;
 	users.erase(found);

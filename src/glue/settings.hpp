@@ -38,11 +38,13 @@ std::optional<int64_t> DeclaredChangeAt(int64_t subscription_id);
 // user's cached quota limits once, when it is done, instead of once per
 // statement that writes the user's subscriptions (billing._quota_invalidate_users).
 // DeferQuotaInvalidation(user), after the user's lock row is held, returns
-// true when this call started the deferral (false: an outer call holds it);
+// true when this call started the deferral (false: an outer call holds it,
+// and the deferral counts this one too);
 // while deferred, the trigger leaves the user out and notes that it did
 // (QuotaInvalidationDeferred); FinishDeferredQuotaInvalidation(user) ends
-// the deferral and returns whether a write was left out, and the caller then
-// invalidates as the trigger would have (InvalidateUsersQuota). Backend-local:
+// this call's hold and, when it was the last, the deferral, returning whether
+// a write was left out; the caller then invalidates as the trigger would
+// have (InvalidateUsersQuota). Backend-local:
 // a transaction's end forgets every deferral, a subtransaction's abort those
 // it started (an error in between: its writes are rolled back with it).
 bool DeferQuotaInvalidation(const std::string &user_id);
@@ -56,5 +58,7 @@ bool FinishDeferredQuotaInvalidation(const std::string &user_id);
 // end and subtransaction abort clears it (an error in between).
 void AuditedByStatement(const char *table);
 bool IsAuditedByStatement(const char *table);
+// The table declared now (nullptr: none), to restore after a nested declaration.
+const char *AuditedByStatementTable();
 }
 

@@ -547,7 +547,7 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 	// billing.record_payment under the charge id as its external id) or with
 	// its payment intent's.
 	auto rows = spi.Query("SELECT p.id, COALESCE(p.stripe_charge_id OPERATOR(pg_catalog.=) $1"
-						  " OR p.external_id OPERATOR(pg_catalog.=) $1, false) "
+						  " OR p.external_id OPERATOR(pg_catalog.=) $1, false), p.user_id, p.currency "
 						  "FROM billing.payments p WHERE p.refund_of IS NULL AND p.deleted_at IS NULL "
 						  "AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.stripe_charge_id OPERATOR(pg_catalog.=) $1 "
 						  "OR p.external_id OPERATOR(pg_catalog.=) $1 "
@@ -557,20 +557,26 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 	for (const auto &r : rows)
 		candidates.push_back({r.int64_required(0), r.boolean(1)});
 	std::optional<int64_t> payment_id = stripe::RefundedPayment(candidates);
+	std::string user_id, currency;  // whose credit the refund may take back from (TakeBackForRefundOf)
+	for (const auto &r : rows)
+		if (payment_id && r.int64_required(0) == *payment_id) {
+			user_id = r.text_required(2);
+			currency = r.text_required(3);
+		}
 	if (!payment_id) {
 		// the payment itself never arrived: it is recorded from the charge
 		HeldUsers users = UsersOf(spi, o);
-		std::optional<std::string> user_id = stripe::UserOf(o, users.candidates);
-		if (!user_id)
+		std::optional<std::string> user = stripe::UserOf(o, users.candidates);
+		if (!user)
 			return "pending: " + stripe::PendingReason(event);
-		payment_id = StorePayment(spi, *user_id, SubscriptionOfCustomer(spi, *user_id, o.customer), users.invoice_id,
+		payment_id = StorePayment(spi, *user, SubscriptionOfCustomer(spi, *user, o.customer), users.invoice_id,
 								  stripe::PaymentOfRefundedCharge(event));
+		auto stored = spi.Query("SELECT p.user_id, p.currency FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1",
+								{SqlArg::Int64(*payment_id)});
+		user_id = stored.at(0).text_required(0);
+		currency = stored.at(0).text_required(1);
 	}
-	// The user's lock before the payment's, as billing.refund takes them: the
-	// refund takes back what it must from the user's credit (TakeBackForRefundOf).
-	auto owner = spi.Query("SELECT p.user_id, p.currency FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1",
-						   {SqlArg::Int64(*payment_id)});
-	std::string user_id = owner.at(0).text_required(0), currency = owner.at(0).text_required(1);
+	// The user's lock before the payment's, as billing.refund takes them.
 	LockUser(spi, user_id);
 	auto original = spi.Query("SELECT p.amount_cents, p.stripe_charge_id IS NULL FROM billing.payments p "
 							  "WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
