@@ -325,3 +325,54 @@ SELECT amount_cents FROM billing.refund(:p, 2999, '2030-02-01 01:00');
 SELECT e.kind, e.amount_cents, i.period_start FROM billing.ledger_entries e JOIN billing.invoices i ON i.id = e.invoice_id
  WHERE e.user_id = 'm13' AND e.kind = 'refund_of_paid_invoice';
 SELECT description, amount_cents FROM billing.preview_change(:s, 'pro_yearly', '2030-02-02');
+
+-- == M14: a refund after an upgrade gives what it gives before it (attacker
+-- review F3). (a) M8 d's customer, the refund after the upgrade: 5998 paid
+-- on 1 Jan, February's renewal takes the 2999 credit, the upgrade on 2 Feb
+-- credits 27 of 28 days, 2999 * 27 / 28 = 2891.8 -> 2892: 25908 due. Then
+-- 4000 refunded: 2999 against February, 1001 against January, so February's
+-- unused time is worth nothing now and the credit line comes off the open
+-- upgrade invoice (refund_credit_line_from_invoice): 28800 due, as M8 d
+-- (before: 25908 stayed due). A cancel voids it and returns nothing.
+SELECT id AS s FROM billing.subscribe('m14a', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 5998, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT count(*) > 0 AS renewed FROM billing.run_maintenance('2030-02-01');
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-02-02') \gset
+SELECT total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT amount_cents FROM billing.refund(:p, 4000, '2030-02-02 01:00');
+SELECT total_cents, subtotal_cents, amount_due_cents, lines -> 0 ->> 'amount_cents' AS credit_line
+  FROM billing.invoices WHERE subscription_id = :s;
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm14a' ORDER BY id;
+SELECT status FROM billing.cancel(:s, false, '2030-02-03');
+SELECT billing.credit_balance('m14a') AS credit_after_void,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'm14a') AS payments_net;
+-- (b) part of the period refunded, in both orders. February's 2999 paid on
+-- 1 Feb 00:00:01; 1000 of it refunded, before the upgrade on 2 Feb (user
+-- m14b) or after it (m14c): 1999 * 27 / 28 = 1927.6 -> 1928 credited either
+-- way, 28800 - 1928 = 26872 due (after: the line comes down from 2892 by 964).
+SELECT id AS sb FROM billing.subscribe('m14b', 'pro_monthly', '2030-01-01', false) \gset
+SELECT id AS sc FROM billing.subscribe('m14c', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:sb, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.record_payment(:sc, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.record_payment(:sb, 2999, 'usd', true, '2030-02-01 00:00:01');
+SELECT status FROM billing.record_payment(:sc, 2999, 'usd', true, '2030-02-01 00:00:01');
+SELECT max(id) AS pb FROM billing.payments WHERE subscription_id = :sb \gset
+SELECT max(id) AS pc FROM billing.payments WHERE subscription_id = :sc \gset
+SELECT amount_cents FROM billing.refund(:pb, 1000, '2030-02-01 01:00');
+SELECT id AS sb FROM billing.change_plan(:sb, 'pro_yearly', '2030-02-02') \gset
+SELECT id AS sc FROM billing.change_plan(:sc, 'pro_yearly', '2030-02-02') \gset
+SELECT amount_cents FROM billing.refund(:pc, 1000, '2030-02-02 01:00');
+SELECT i.user_id, i.total_cents, i.amount_due_cents, i.lines -> 0 ->> 'amount_cents' AS credit_line
+  FROM billing.invoices i WHERE i.subscription_id IN (:sb, :sc) ORDER BY i.user_id;
+-- (c) an upgrade invoice already paid keeps its credit (nothing is open to
+-- owe it again): the refund is recorded against February, as in M10.
+SELECT id AS s FROM billing.subscribe('m14d', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-02-01 00:00:01');
+SELECT max(id) AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-02-02') \gset
+SELECT status FROM billing.record_payment(:s, 25908, 'usd', true, '2030-02-02 00:30');
+SELECT amount_cents FROM billing.refund(:p, 2999, '2030-02-02 01:00');
+SELECT status, total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm14d' AND kind LIKE 'refund%' ORDER BY id;

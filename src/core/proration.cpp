@@ -6,6 +6,17 @@
 
 namespace billing {
 
+int64_t
+UnusedTimeCredit(int64_t paid_cents, Interval interval, Micros period_start, Micros period_end, Micros at)
+{
+	// Whole seconds, truncated: proration is by the second (SPEC §3).
+	int64_t period_seconds = (period_end - period_start) / kMicrosPerSecond;
+	int64_t unused_seconds = (period_end - at) / kMicrosPerSecond;
+	if (interval == Interval::kLifetime || period_seconds <= 0)
+		return 0;
+	return ScaleAmount(paid_cents, unused_seconds, period_seconds);
+}
+
 ProrationResult
 Prorate(const ProrationInput &in)
 {
@@ -25,7 +36,7 @@ Prorate(const ProrationInput &in)
 
 	ProrationResult r;
 	// A lifetime plan has nothing unused to credit.
-	int64_t credit = in.old_interval == Interval::kLifetime ? 0 : ScaleAmount(in.old_price_cents, unused_seconds, period_seconds);
+	int64_t credit = UnusedTimeCredit(in.old_price_cents, in.old_interval, in.period_start, in.period_end, in.at);
 	r.lines.push_back({"Unused time on " + in.old_plan_name + " from " + FormatDate(in.at) + " to " +
 						   FormatDate(in.period_end),
 					   -credit});

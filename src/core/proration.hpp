@@ -44,4 +44,8 @@ struct ProrationResult {
 // Throws 22023 if `at` lies outside the period or a price is negative.
 ProrationResult Prorate(const ProrationInput &input);
 
+// The credit line's amount (positive): `paid_cents` x unused seconds / period
+// seconds, the one formula Prorate uses; 0 for a lifetime plan.
+int64_t UnusedTimeCredit(int64_t paid_cents, Interval interval, Micros period_start, Micros period_end, Micros at);
+
 }  // namespace billing

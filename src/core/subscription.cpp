@@ -456,6 +456,17 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 	return r;
 }
 
+int64_t
+UpgradeCreditTakenBack(const Subscription &ended, int64_t credited, int64_t refunded_for_period)
+{
+	if (credited <= 0 || !ended.ended_at || !ended.period_end || *ended.ended_at < ended.period_start ||
+		*ended.ended_at > *ended.period_end)
+		return 0;
+	int64_t paid = std::clamp<int64_t>(ended.price_cents - refunded_for_period, 0, ended.price_cents);
+	int64_t now = UnusedTimeCredit(paid, ended.interval, ended.period_start, *ended.period_end, *ended.ended_at);
+	return std::clamp<int64_t>(credited - now, 0, credited);
+}
+
 Outcome
 ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid, bool trial_available,
 		   int64_t refunded_for_period)

@@ -176,6 +176,13 @@ ProrationResult PreviewChange(const Subscription &sub, const Plan &from, const P
 Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid = true,
 				   bool trial_available = true, int64_t refunded_for_period = 0);
 
+// An upgrade ended `ended` (at its ended_at) and credited `credited` for its
+// period's unused time on an invoice that is still open; refunds have since
+// taken back `refunded_for_period` of what paid that period. Returns how much
+// of the credit line comes off (the invoice owes it): the line becomes what
+// the upgrade would have credited had the refunds come first.
+int64_t UpgradeCreditTakenBack(const Subscription &ended, int64_t credited, int64_t refunded_for_period);
+
 // Maintenance: the earliest action time has made due for `sub` at `at`, if
 // any (events are taken in time order, so a long gap is caught up exactly).
 std::optional<Action> DueAction(const Subscription &sub, Micros at, Micros past_due_grace);

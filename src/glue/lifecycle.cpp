@@ -1602,6 +1602,45 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// upgrade does not credit the refunded time (RefundedForPeriod).
 	for (const Allocation &of : back.of_paid)
 		LedgerEntry(spi, user_id, currency, "refund_of_paid_invoice", of.amount_cents, refund_id, of.invoice_id, at);
+	if (back.of_paid.empty())
+		return;
+	// A period refunded after an upgrade already credited its unused time on
+	// an invoice still open: that credit line comes down to what the upgrade
+	// would have credited had the refund come first (UpgradeCreditTakenBack),
+	// and the invoice owes the difference. The upgrade's invoice is the one
+	// the direct successor (the next subscription of the user, started when
+	// this one ended) was issued at that moment; its credit line is its first.
+	std::vector<std::optional<int64_t>> refunded_invoices;
+	for (const Allocation &of : back.of_paid)
+		refunded_invoices.push_back(of.invoice_id);
+	static const std::string upgraded =
+		"SELECT s.id, u.id, OPERATOR(pg_catalog.-) (u.lines OPERATOR(pg_catalog.->) 0"
+		"   OPERATOR(pg_catalog.->>) 'amount_cents')::pg_catalog.int8"
+		" FROM billing.subscriptions s"
+		" CROSS JOIN LATERAL (SELECT n.id FROM billing.subscriptions n WHERE n.user_id OPERATOR(pg_catalog.=) s.user_id"
+		"   AND n.started_at OPERATOR(pg_catalog.=) s.ended_at AND n.id OPERATOR(pg_catalog.>) s.id ORDER BY n.id LIMIT 1) n"
+		" JOIN billing.invoices u ON u.subscription_id OPERATOR(pg_catalog.=) n.id"
+		"   AND u.billing_reason OPERATOR(pg_catalog.=) 'subscription_update' AND u.issued_at OPERATOR(pg_catalog.=) s.ended_at"
+		"   AND u.status OPERATOR(pg_catalog.=) 'open' AND u.deleted_at IS NULL"
+		" WHERE s.id OPERATOR(pg_catalog.=) ANY (SELECT i.subscription_id FROM billing.invoices i"
+		"   WHERE i.id OPERATOR(pg_catalog.=) ANY ($1))"
+		" AND s.end_reason OPERATOR(pg_catalog.=) 'plan_changed' AND s.deleted_at IS NULL"
+		" ORDER BY s.id FOR UPDATE OF u";
+	for (const auto &r : spi.Query(upgraded, {SqlArg::Int64Array(refunded_invoices)})) {
+		Subscription ended = LoadSubscription(spi, r.int64_required(0), false);
+		int64_t invoice_id = r.int64_required(1);
+		int64_t credited = r.int64(2).value_or(0);
+		int64_t off = UpgradeCreditTakenBack(ended, credited, RefundedForPeriod(spi, ended));
+		if (off <= 0)
+			continue;
+		spi.Execute(
+			"UPDATE billing.invoices SET lines = pg_catalog.jsonb_set(lines, '{0,amount_cents}',"
+			" pg_catalog.to_jsonb(OPERATOR(pg_catalog.-) $3::pg_catalog.int8)),"
+			" subtotal_cents = subtotal_cents OPERATOR(pg_catalog.+) $2, total_cents = total_cents OPERATOR(pg_catalog.+) $2,"
+			" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
+			{SqlArg::Int64(invoice_id), SqlArg::Int64(off), SqlArg::Int64(credited - off)});
+		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
+	}
 }
 
 BILLING_FUNCTION(billing_refund)

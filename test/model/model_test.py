@@ -127,7 +127,7 @@ class Model:
         due = max(total, 0) - credit
         inv = dict(total=total, credit=credit, paid=0, due=due, status='paid' if due == 0 else 'open',
                    issued=issued, due_at=issued + DUE_AFTER, reason=reason, pstart=pstart,
-                   credit_lines=credit_lines, seq=self.next_seq())
+                   credit_lines=credit_lines, seq=self.next_seq(), sub=sub)
         # which payments' credit it took (a refund of one is recorded against it)
         inv['credit_by'] = [(o, c) for o, c in took if o is not None and c > 0]
         for o, c in inv['credit_by']:
@@ -490,7 +490,10 @@ class Model:
             nxt.anchor = t
             nxt.pend = add_periods(t, interval, 1)
             charge = price
-        self.issue(u, nxt, 'subscription_update', charge - credit, t, t, credit_lines=credit)
+        inv = self.issue(u, nxt, 'subscription_update', charge - credit, t, t, credit_lines=credit)
+        # a refund of this period after the upgrade takes the credit line down
+        # to what it would have been had the refund come first
+        old.upgraded = dict(invoice=inv, unused=unused, period=period) if period_paid else None
 
     def refund(self, u, index, amount, t):
         if amount <= 0:
@@ -556,6 +559,7 @@ class Model:
         # an upgrade credits the period less what was refunded of it
         # (with its money, or with its credit)
         mine = {id(i): i for i in p.get('invoices', []) + p.get('credit_invoices', [])}
+        touched = []
         for inv in sorted(mine.values(), key=lambda i: (i['issued'], i['seq']), reverse=True):
             if rest <= 0:
                 break
@@ -568,7 +572,20 @@ class Model:
             if off <= 0:
                 continue
             inv.setdefault('refunded_of', []).append((p, off))
+            touched.append(inv)
             rest -= off
+        for old in {id(i['sub']): i['sub'] for i in touched}.values():
+            up = getattr(old, 'upgraded', None)
+            if not up or up['invoice']['status'] != 'open' or up['invoice']['credit_lines'] <= 0:
+                continue
+            refunded = sum(x for inv in old.invoices if inv['issued'] >= old.pstart
+                           for _, x in inv.get('refunded_of', []))
+            line = up['invoice']['credit_lines']
+            off = max(0, line - scale(max(0, old.price - refunded), up['unused'], up['period']))
+            if off > 0:
+                up['invoice']['credit_lines'] -= off
+                up['invoice']['total'] += off
+                up['invoice']['due'] += off
 
 
 # ---------------------------------------------------------------- psql

@@ -415,6 +415,26 @@ TEST(ChangePlan, UnpaidPeriodIsNotCredited)
 	EXPECT_EQ(ChangePlan(s, kProMonthly, kEnterprise, At(2030, 2, 2), true, true, 5000).invoice->total_cents, 99900);
 }
 
+TEST(ChangePlan, RefundAfterTheUpgradeTakesTheCreditLineDownToRefundFirst)
+{
+	// As UnpaidPeriodIsNotCredited: the upgrade on 2030-02-02 credited 2892.
+	// A refund afterwards takes the line down to what the same refund before
+	// the upgrade gives: the differences from the totals above.
+	Subscription s = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), false, false));
+	s = PaymentSucceeded(s, kProMonthly, At(2030, 1, 1), false, 0).updated;
+	s = ApplyDue(s, Action::kPeriodEnd, kProMonthly, std::nullopt, At(2030, 2, 1), 0).updated;
+	Subscription ended = ChangePlan(s, kProMonthly, kEnterprise, At(2030, 2, 2), true).updated;
+	EXPECT_EQ(UpgradeCreditTakenBack(ended, 2892, 0), 0);
+	EXPECT_EQ(UpgradeCreditTakenBack(ended, 2892, 966), 2892 - 1960);
+	EXPECT_EQ(UpgradeCreditTakenBack(ended, 2892, 2999), 2892);
+	EXPECT_EQ(UpgradeCreditTakenBack(ended, 2892, 5000), 2892);
+	// never more than the line holds (a line already taken down)
+	EXPECT_EQ(UpgradeCreditTakenBack(ended, 100, 2999), 100);
+	// nothing credited, or not ended by an upgrade in its period: nothing
+	EXPECT_EQ(UpgradeCreditTakenBack(ended, 0, 2999), 0);
+	EXPECT_EQ(UpgradeCreditTakenBack(s, 2892, 2999), 0);
+}
+
 TEST(ChangePlan, SwitchDuringTrialToATierAlreadyTrialedMustBePaid)
 {
 	Subscription trial = Stored(Subscribe("u", kEnterprise, At(2030, 1, 1), true, true));
