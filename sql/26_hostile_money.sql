@@ -376,3 +376,32 @@ SELECT status FROM billing.record_payment(:s, 25908, 'usd', true, '2030-02-02 00
 SELECT amount_cents FROM billing.refund(:p, 2999, '2030-02-02 01:00');
 SELECT status, total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
 SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm14d' AND kind LIKE 'refund%' ORDER BY id;
+
+-- == M15: an upgrade after a pause credits the unused paid time (attacker
+-- review R5). January paid (2999), paused 2 Jan to 1 Nov (303 days): the
+-- resume moves the period end to 1 Dec. Upgraded at once, 30 of the 31 paid
+-- days are unused: 2999 * 30 / 31 = 2902.26 -> 2902 (it was prorated over
+-- the 334 days including the pause: 269). (b) Within the same interval, the
+-- period kept starts where the proration starts it, 31 Oct, so a later
+-- upgrade prorates 31 days too: Enterprise monthly 9999 on 1 Nov, 30 of 31
+-- days: 9999 * 30 / 31 = 9676.45 -> 9676, less 2902: 6774 due, paid; on
+-- 15 Nov to Enterprise yearly: 16 of 31 days unused, 9999 * 16 / 31 =
+-- 5160.77 -> 5161 credited (not 9999 * 16 / 334 = 479).
+SELECT id AS s FROM billing.subscribe('m15a', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.pause(:s, '2030-01-02');
+SELECT status, current_period_end FROM billing.resume(:s, '2030-11-01');
+SELECT description, amount_cents FROM billing.preview_change(:s, 'pro_yearly', '2030-11-01');
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-11-01') \gset
+SELECT total_cents FROM billing.invoices WHERE subscription_id = :s;
+UPDATE billing.subscription_plans SET active = true WHERE code = 'enterprise_monthly_m8';
+SELECT id AS s FROM billing.subscribe('m15b', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.pause(:s, '2030-01-02');
+SELECT status FROM billing.resume(:s, '2030-11-01');
+SELECT id AS s FROM billing.change_plan(:s, 'enterprise_monthly_m8', '2030-11-01') \gset
+SELECT current_period_start, current_period_end FROM billing.subscriptions WHERE id = :s;
+SELECT total_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT status FROM billing.record_payment(:s, 6774, 'usd', true, '2030-11-01 00:10');
+SELECT description, amount_cents FROM billing.preview_change(:s, 'enterprise_yearly', '2030-11-15');
+UPDATE billing.subscription_plans SET active = false WHERE code = 'enterprise_monthly_m8';

@@ -190,3 +190,20 @@ SELECT p.proname, pg_temp.calls_in_plan(replace(replace(substring(p.prosrc from 
 SELECT pg_temp.calls_in_plan(replace(replace(substring(prosrc from '(WITH trials AS.*)$'),
 		 'from_time', '''2031-01-01 00:00+00''::timestamptz'), 'to_time', '''2031-02-01 00:00+00''::timestamptz')) AS trial_conversion
   FROM pg_proc WHERE oid = 'billing.trial_conversion(timestamptz, timestamptz)'::regprocedure;
+
+-- == A payment that ends dunning while the subscription is canceled at
+-- period end changes only past_due_since: the history records it (a new
+-- interval without a grace end), so the reports count the customer as
+-- paying until the period ends, as effective_plan does (the model test,
+-- seed 8, shrunk: plan_distribution said free). Trial 21 Sep, paid at once
+-- (period to 21 Oct), renewed unpaid (due 24 Oct: past_due, grace to
+-- 7 Nov), canceled at period end on 5 Nov, paid on 5 Nov; on 19 Nov the
+-- period (to 21 Nov) is paid and still running.
+SELECT id AS s8 FROM billing.start_trial('rh_grace', 'pro_monthly', '2030-09-21 05:53:17+00') \gset
+SELECT status FROM billing.record_payment(:s8, 2999, 'usd', true, '2030-09-21 06:03:00+00');
+SELECT status, past_due_since FROM billing.cancel(:s8, true, '2030-11-05 09:43:02+00');
+SELECT status, past_due_since FROM billing.record_payment(:s8, 2999, 'usd', true, '2030-11-05 09:49:46+00');
+SELECT status, previous_status, valid_from, valid_to, grace_end FROM billing.subscription_history
+ WHERE subscription_id = :s8 AND valid_from >= '2030-11-05 00:00+00' ORDER BY valid_from, id;
+SELECT code FROM billing.effective_plan('rh_grace', '2030-11-19 23:30:05+00');
+SELECT b.entitled, b.paying FROM billing._book_at('2030-11-19 23:30:05+00') b WHERE b.user_id = 'rh_grace';

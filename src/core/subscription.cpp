@@ -422,7 +422,7 @@ IsUpgrade(const Plan &from, const Plan &to)
 
 ProrationResult
 PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid,
-			  int64_t refunded_for_period)
+			  int64_t refunded_for_period, Micros paused_in_period)
 {
 	if (sub.status == Status::kTrialing || !IsUpgrade(from, to)) {
 		// Nothing is billed now: a trial switches for free, a downgrade waits.
@@ -448,7 +448,11 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 	}
 	// Only time that was paid for, and not refunded, is credited.
 	int64_t paid = period_paid ? std::clamp<int64_t>(sub.price_cents - refunded_for_period, 0, sub.price_cents) : 0;
-	ProrationInput input{from.name, paid, sub.interval, sub.period_start, *sub.period_end,
+	// Paused time was not billed (the resume moved the period end by it).
+	Micros start = std::min(sub.period_start + std::max<Micros>(paused_in_period, 0), at);
+	if (start >= *sub.period_end)
+		start = sub.period_start;
+	ProrationInput input{from.name, paid, sub.interval, start, *sub.period_end,
 						 to.name,   to.price_cents, to.interval, at};
 	ProrationResult r = Prorate(input);
 	if (r.period_kept)
@@ -469,7 +473,7 @@ UpgradeCreditTakenBack(const Subscription &ended, int64_t credited, int64_t refu
 
 Outcome
 ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid, bool trial_available,
-		   int64_t refunded_for_period)
+		   int64_t refunded_for_period, Micros paused_in_period)
 {
 	if (from.id == to.id)
 		throw InvalidParameter("subscription is already on plan \"" + to.code + "\"");
@@ -524,12 +528,13 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
 			out.invoice = paid.invoice;
 		}
 	} else {
-		ProrationResult r = PreviewChange(sub, from, to, at, period_paid, refunded_for_period);
+		ProrationResult r = PreviewChange(sub, from, to, at, period_paid, refunded_for_period, paused_in_period);
 		// From Free (nothing was being paid) the new plan waits for its first
 		// payment, exactly like subscribe(); otherwise it is owed at once.
 		next.status = from.IsFree() || sub.price_cents == 0 ? Status::kIncomplete : t.to;
 		next.billing_anchor = r.new_anchor;
-		next.period_start = r.period_kept ? sub.period_start : r.new_period_start;
+		// a kept period starts where the proration started it (after a pause)
+		next.period_start = r.new_period_start;
 		next.period_end = r.new_period_end;
 		if (next.period_start > at)
 			next.period_start = at;

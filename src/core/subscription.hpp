@@ -166,15 +166,18 @@ Outcome Settled(const Subscription &sub, Micros at);
 // Upgrade now with proration, or schedule a downgrade at period end.
 bool IsUpgrade(const Plan &from, const Plan &to);
 ProrationResult PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
-							  bool period_paid = true, int64_t refunded_for_period = 0);
+							  bool period_paid = true, int64_t refunded_for_period = 0, Micros paused_in_period = 0);
 // `period_paid`: the current period's invoices are all paid, so its unused
 // time may be credited (proration credits only time that was paid for);
 // `refunded_for_period`: what refunds took back of what paid the current
 // period, so only the price less that is credited.
+// `paused_in_period`: how long the subscription was paused in its current
+// period (a resume moved the period end by it): not billed, so the period
+// is prorated as if it started that much later.
 // `trial_available`: the new plan's tier may still be trialed (a switch
 // during a trial to a tier already trialed must be paid for).
 Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid = true,
-				   bool trial_available = true, int64_t refunded_for_period = 0);
+				   bool trial_available = true, int64_t refunded_for_period = 0, Micros paused_in_period = 0);
 
 // An upgrade ended `ended` (at its ended_at) and credited `credited` for its
 // period's unused time on an invoice that is still open; refunds have since

@@ -30,8 +30,8 @@ namespace {
 
 // The columns of billing.subscriptions the triggers read. The first sixteen
 // are written to the history under the same names (id as subscription_id);
-// kPlanId..kEndReason, with deleted_at's nullness, are the ones whose change
-// makes a new interval.
+// kPlanId..kEndReason, with deleted_at's nullness and past_due_since (the
+// grace end), are the ones whose change makes a new interval.
 enum Column : int {
 	kId,
 	kUserId,
@@ -252,6 +252,14 @@ class HistoryWriter {
 				bool old_deleted_null = false;
 				(void) slot_getattr(old, l.attno[kDeletedAt], &old_deleted_null);
 				changed = changed || old_deleted_null != nulls[kDeletedAt];
+				// the grace end is recorded too: a payment that ends dunning
+				// while canceled at period end changes only past_due_since
+				if (!changed) {
+					bool old_null = false;
+					Datum old_value = slot_getattr(old, l.attno[kPastDueSince], &old_null);
+					changed = !SameValue(l, kPastDueSince, values[kPastDueSince], nulls[kPastDueSince], old_value,
+										 old_null);
+				}
 			}
 			if (!changed)
 				return;

@@ -419,6 +419,21 @@ RefundedForPeriod(Spi &spi, const Subscription &sub)
 	return rows.at(0).int64_required(0);
 }
 
+// How long the subscription was paused in its current period, up to `at`
+// (its history's paused intervals since the period started), for the core's
+// proration: the resume moved the period end by it, and it is not billed.
+Micros
+PausedInPeriod(Spi &spi, const Subscription &sub, Micros at)
+{
+	auto rows = spi.Query(
+		"SELECT COALESCE(pg_catalog.sum(billing._micros(LEAST(h.valid_to, $3)) OPERATOR(pg_catalog.-)"
+		" billing._micros(h.valid_from)), 0)::pg_catalog.int8 FROM billing.subscription_history h"
+		" WHERE h.subscription_id OPERATOR(pg_catalog.=) $1 AND h.valid_from OPERATOR(pg_catalog.>=) $2"
+		" AND h.valid_from OPERATOR(pg_catalog.<) $3 AND h.status OPERATOR(pg_catalog.=) 'paused' AND h.deleted_at IS NULL",
+		{SqlArg::Int64(sub.id), SqlArg::Timestamp(ToPgTime(sub.period_start)), SqlArg::Timestamp(ToPgTime(at))});
+	return rows.at(0).int64_required(0);
+}
+
 struct IssuedInvoice {
 	int64_t id;
 	bool settled;  // nothing left to pay (credit covered it, or the total was not positive)
@@ -1200,7 +1215,7 @@ BILLING_FUNCTION(billing_change_plan)
 	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
 	Outcome out = ChangePlan(sub, from, to, at, !HasOpenInvoice(spi, sub.id), TrialAvailableFor(spi, sub.user_id, to),
-							 RefundedForPeriod(spi, sub));
+							 RefundedForPeriod(spi, sub), PausedInPeriod(spi, sub, at));
 	Persisted saved = PersistOutcome(spi, out, at);
 	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
 }
@@ -1225,7 +1240,8 @@ BILLING_FUNCTION(billing_preview_change)
 	}
 	billing::Plan from = LoadPlanById(spi, sub.plan_id);
 	Outcome out =
-		ChangePlan(sub, from, to, at, period_paid, TrialAvailableFor(spi, sub.user_id, to), RefundedForPeriod(spi, sub));
+		ChangePlan(sub, from, to, at, period_paid, TrialAvailableFor(spi, sub.user_id, to), RefundedForPeriod(spi, sub),
+				   PausedInPeriod(spi, sub, at));
 	if (out.invoice)
 		for (const auto &line : out.invoice->lines)
 			result.Add({line.description, std::to_string(line.amount_cents), sub.currency});

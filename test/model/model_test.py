@@ -101,6 +101,7 @@ class Sub:
         self.past_due_since = None
         self.scheduled = None
         self.invoices = []  # dicts: total, credit, paid, due, status, issued, due_at, reason, pstart
+        self.pauses = []  # (paused at, resumed at)
 
 
 class User:
@@ -416,6 +417,7 @@ class Model:
             raise Refused('QB010', 'transition')
         # the paused time is not billed: the period and the anchor move by it
         paused_for = max(t - sub.paused_at, dt.timedelta(0))
+        sub.pauses.append((sub.paused_at, t))
         sub.status = 'active'
         sub.pend += paused_for
         if sub.anchor is not None:
@@ -476,7 +478,13 @@ class Model:
             nxt.pend = add_periods(t, interval, 1)
             self.issue(u, nxt, 'subscription_create', price, t, t)
             return
-        period = secs(old.pend - old.pstart)
+        # the paused time in this period was not billed: prorate as if the
+        # period had started that much later
+        paused = sum((min(b, t) - a for a, b in old.pauses if old.pstart <= a < t), dt.timedelta(0))
+        start = min(old.pstart + paused, t)
+        if start >= old.pend:
+            start = old.pstart
+        period = secs(old.pend - start)
         unused = secs(old.pend - t)
         # what refunds took back of what paid this period is not credited
         refunded = sum(x for inv in old.invoices if inv['issued'] >= old.pstart
@@ -484,7 +492,7 @@ class Model:
         credit = scale(max(0, old.price - refunded), unused, period) if period_paid else 0
         if old.interval == interval:
             nxt.anchor = old.anchor or old.pstart
-            nxt.pstart, nxt.pend = old.pstart, old.pend
+            nxt.pstart, nxt.pend = start, old.pend
             charge = scale(price, unused, period)
         else:
             nxt.anchor = t

@@ -435,6 +435,23 @@ TEST(ChangePlan, RefundAfterTheUpgradeTakesTheCreditLineDownToRefundFirst)
 	EXPECT_EQ(UpgradeCreditTakenBack(s, 2892, 2999), 0);
 }
 
+TEST(ChangePlan, PausedTimeIsNotProrated)
+{
+	// January paid; paused 2 Jan, resumed 1 Nov: the period end moved by the
+	// 303 paused days to 1 Dec. Upgraded on 1 Nov: 30 of the 31 paid days are
+	// unused, 2999 x 30 / 31 = 2902.26 -> 2902 (over the 334 days: 269).
+	Subscription s = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), false, false));
+	s = PaymentSucceeded(s, kProMonthly, At(2030, 1, 1), false, 0).updated;
+	s = Pause(s, At(2030, 1, 2)).updated;
+	s = Resume(s, At(2030, 11, 1)).updated;
+	ASSERT_EQ(s.period_end, At(2030, 12, 1));
+	Micros paused = At(2030, 11, 1) - At(2030, 1, 2);
+	EXPECT_EQ(ChangePlan(s, kProMonthly, kEnterprise, At(2030, 11, 1), true, true, 0, paused).invoice->total_cents,
+			  99900 - 2902);
+	EXPECT_EQ(ChangePlan(s, kProMonthly, kEnterprise, At(2030, 11, 1), true, true, 0, 0).invoice->total_cents,
+			  99900 - 269);
+}
+
 TEST(ChangePlan, SwitchDuringTrialToATierAlreadyTrialedMustBePaid)
 {
 	Subscription trial = Stored(Subscribe("u", kEnterprise, At(2030, 1, 1), true, true));
