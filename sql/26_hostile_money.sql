@@ -405,3 +405,47 @@ SELECT total_cents FROM billing.invoices WHERE subscription_id = :s;
 SELECT status FROM billing.record_payment(:s, 6774, 'usd', true, '2030-11-01 00:10');
 SELECT description, amount_cents FROM billing.preview_change(:s, 'enterprise_yearly', '2030-11-15');
 UPDATE billing.subscription_plans SET active = false WHERE code = 'enterprise_monthly_m8';
+-- (c) with a refund after the upgrade (review of M14 and M15 together):
+-- m15a's January payment, 1 cent refunded after the upgrade: the line is
+-- what a refund first gives over the same 31 paid days, 2998 * 30 / 31 =
+-- 2901.35 -> 2901, so 1 comes off (it was prorated over the 334 days: 2633).
+SELECT p.id AS p FROM billing.payments p WHERE p.user_id = 'm15a' \gset
+SELECT amount_cents FROM billing.refund(:p, 1, '2030-11-01 01:00');
+SELECT i.total_cents, i.lines -> 0 ->> 'amount_cents' AS credit_line
+  FROM billing.invoices i WHERE i.user_id = 'm15a' AND i.status = 'open';
+-- (d) a subscription paused when its history was backfilled (the update
+-- from 0.2.0) has a paused interval dated from its start: the pause counts
+-- from paused_at. Paid 1 Jan, paused 20 Jan, history backfilled, resumed
+-- 30 Jan (period end 11 Feb); on 31 Jan 11 of the 31 paid days are unused:
+-- 2999 * 11 / 31 = 1064.2 -> 1064 (2749 counting the pause from 1 Jan).
+SELECT id AS s FROM billing.subscribe('m15d', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT status FROM billing.pause(:s, '2030-01-20');
+DELETE FROM billing.subscription_history WHERE user_id = 'm15d';
+SELECT billing._history_backfill() > 0 AS backfilled;
+SELECT status, valid_from, paused_at FROM billing.subscription_history WHERE user_id = 'm15d';
+SELECT status, current_period_end FROM billing.resume(:s, '2030-01-30');
+SELECT description, amount_cents FROM billing.preview_change(:s, 'pro_yearly', '2030-01-31');
+
+-- == M16: an upgrade invoice its own credit line settled (the credit beyond
+-- the charge went to the credit balance) is owed again when the period it
+-- credited is refunded after the upgrade, as a refund first gives (review
+-- of M14). pro_yearly 28800 paid 1 Jan; on 1 Feb Enterprise monthly 9999:
+-- 334 of 365 days unused, 28800 * 334 / 365 = 26353.97 -> 26354 credited,
+-- total -16355: paid at once, 16355 to credit. The whole 28800 refunded on
+-- 1 Feb 01:00: the 16355 credit comes back (the conservation bound) and the
+-- line comes down to 0: the invoice owes 9999, open again; credit 0, paid
+-- net 0. (Before: a paid Enterprise month for nothing.)
+UPDATE billing.subscription_plans SET active = true WHERE code = 'enterprise_monthly_m8';
+SELECT id AS s FROM billing.subscribe('m16', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
+SELECT id AS s FROM billing.change_plan(:s, 'enterprise_monthly_m8', '2030-02-01') \gset
+SELECT status, total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT billing.credit_balance('m16') AS credit_before_refund;
+SELECT amount_cents FROM billing.refund(:p, 28800, '2030-02-01 01:00');
+SELECT status, total_cents, amount_due_cents, paid_at, lines -> 0 ->> 'amount_cents' AS credit_line
+  FROM billing.invoices WHERE subscription_id = :s;
+SELECT billing.credit_balance('m16') AS credit,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'm16') AS payments_net;
+UPDATE billing.subscription_plans SET active = false WHERE code = 'enterprise_monthly_m8';

@@ -178,6 +178,7 @@ TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allo
 	int64_t excess = std::max<int64_t>(std::min(held - (net_paid_before - amount), amount - taken), 0);
 	int64_t from_balance = std::clamp<int64_t>(credit_balance - out.credit_cents, 0, excess);
 	out.credit_cents += from_balance;
+	out.excess_credit_cents = from_balance;
 	excess -= from_balance;
 	for (const HeldInvoice &invoice : open) {
 		if (excess <= 0)

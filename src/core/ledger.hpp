@@ -126,6 +126,7 @@ struct HeldInvoice {
 // Everything a refund takes back besides the cash it returns.
 struct RefundTakeBack {
 	int64_t credit_cents = 0;            // off the credit balance
+	int64_t excess_credit_cents = 0;     // the part of it the conservation bound took (not the payment's own)
 	std::vector<Allocation> paid_off;    // payment money off open invoices (they owe it again)
 	std::vector<Allocation> credit_off;  // credit off open invoices (they owe it again)
 	std::vector<Allocation> of_paid;     // the rest: what paid invoices were paid with (they stay paid)

@@ -448,10 +448,7 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 	}
 	// Only time that was paid for, and not refunded, is credited.
 	int64_t paid = period_paid ? std::clamp<int64_t>(sub.price_cents - refunded_for_period, 0, sub.price_cents) : 0;
-	// Paused time was not billed (the resume moved the period end by it).
-	Micros start = std::min(sub.period_start + std::max<Micros>(paused_in_period, 0), at);
-	if (start >= *sub.period_end)
-		start = sub.period_start;
+	Micros start = ProratedPeriodStart(sub, at, paused_in_period);
 	ProrationInput input{from.name, paid, sub.interval, start, *sub.period_end,
 						 to.name,   to.price_cents, to.interval, at};
 	ProrationResult r = Prorate(input);
@@ -460,14 +457,26 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 	return r;
 }
 
+Micros
+ProratedPeriodStart(const Subscription &sub, Micros at, Micros paused_in_period)
+{
+	// Paused time was not billed (the resume moved the period end by it).
+	Micros start = std::min(sub.period_start + std::max<Micros>(paused_in_period, 0), at);
+	if (sub.period_end && start >= *sub.period_end)
+		start = sub.period_start;
+	return start;
+}
+
 int64_t
-UpgradeCreditTakenBack(const Subscription &ended, int64_t credited, int64_t refunded_for_period)
+UpgradeCreditTakenBack(const Subscription &ended, int64_t credited, int64_t refunded_for_period,
+					   Micros paused_in_period)
 {
 	if (credited <= 0 || !ended.ended_at || !ended.period_end || *ended.ended_at < ended.period_start ||
 		*ended.ended_at > *ended.period_end)
 		return 0;
 	int64_t paid = std::clamp<int64_t>(ended.price_cents - refunded_for_period, 0, ended.price_cents);
-	int64_t now = UnusedTimeCredit(paid, ended.interval, ended.period_start, *ended.period_end, *ended.ended_at);
+	Micros start = ProratedPeriodStart(ended, *ended.ended_at, paused_in_period);
+	int64_t now = UnusedTimeCredit(paid, ended.interval, start, *ended.period_end, *ended.ended_at);
 	return std::clamp<int64_t>(credited - now, 0, credited);
 }
 

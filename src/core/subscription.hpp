@@ -179,12 +179,18 @@ ProrationResult PreviewChange(const Subscription &sub, const Plan &from, const P
 Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid = true,
 				   bool trial_available = true, int64_t refunded_for_period = 0, Micros paused_in_period = 0);
 
-// An upgrade ended `ended` (at its ended_at) and credited `credited` for its
-// period's unused time on an invoice that is still open; refunds have since
-// taken back `refunded_for_period` of what paid that period. Returns how much
-// of the credit line comes off (the invoice owes it): the line becomes what
-// the upgrade would have credited had the refunds come first.
-int64_t UpgradeCreditTakenBack(const Subscription &ended, int64_t credited, int64_t refunded_for_period);
+// Where the proration of `sub`'s current period at `at` starts: the period
+// start moved later by the time it was paused in it (not billed), never
+// after `at`.
+Micros ProratedPeriodStart(const Subscription &sub, Micros at, Micros paused_in_period);
+
+// An upgrade ended `ended` (at its ended_at, after `paused_in_period` of
+// pause in that period) and credited `credited` for its period's unused time;
+// refunds have since taken back `refunded_for_period` of what paid that
+// period. Returns how much of the credit line comes off: the line becomes
+// what the upgrade would have credited had the refunds come first.
+int64_t UpgradeCreditTakenBack(const Subscription &ended, int64_t credited, int64_t refunded_for_period,
+							   Micros paused_in_period = 0);
 
 // Maintenance: the earliest action time has made due for `sub` at `at`, if
 // any (events are taken in time order, so a long gap is caught up exactly).

@@ -420,16 +420,19 @@ RefundedForPeriod(Spi &spi, const Subscription &sub)
 }
 
 // How long the subscription was paused in its current period, up to `at`
-// (its history's paused intervals since the period started), for the core's
+// (its history's paused intervals since the period started; each from its
+// paused_at, which a backfilled interval may start before), for the core's
 // proration: the resume moved the period end by it, and it is not billed.
 Micros
 PausedInPeriod(Spi &spi, const Subscription &sub, Micros at)
 {
 	auto rows = spi.Query(
 		"SELECT COALESCE(pg_catalog.sum(billing._micros(LEAST(h.valid_to, $3)) OPERATOR(pg_catalog.-)"
-		" billing._micros(h.valid_from)), 0)::pg_catalog.int8 FROM billing.subscription_history h"
-		" WHERE h.subscription_id OPERATOR(pg_catalog.=) $1 AND h.valid_from OPERATOR(pg_catalog.>=) $2"
-		" AND h.valid_from OPERATOR(pg_catalog.<) $3 AND h.status OPERATOR(pg_catalog.=) 'paused' AND h.deleted_at IS NULL",
+		" billing._micros(GREATEST(h.valid_from, h.paused_at, $2))), 0)::pg_catalog.int8"
+		" FROM billing.subscription_history h"
+		" WHERE h.subscription_id OPERATOR(pg_catalog.=) $1 AND h.status OPERATOR(pg_catalog.=) 'paused'"
+		" AND h.deleted_at IS NULL AND h.valid_from OPERATOR(pg_catalog.<) $3"
+		" AND LEAST(h.valid_to, $3) OPERATOR(pg_catalog.>) GREATEST(h.valid_from, h.paused_at, $2)",
 		{SqlArg::Int64(sub.id), SqlArg::Timestamp(ToPgTime(sub.period_start)), SqlArg::Timestamp(ToPgTime(at))});
 	return rows.at(0).int64_required(0);
 }
@@ -1620,24 +1623,28 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		LedgerEntry(spi, user_id, currency, "refund_of_paid_invoice", of.amount_cents, refund_id, of.invoice_id, at);
 	if (back.of_paid.empty())
 		return;
-	// A period refunded after an upgrade already credited its unused time on
-	// an invoice still open: that credit line comes down to what the upgrade
-	// would have credited had the refund come first (UpgradeCreditTakenBack),
-	// and the invoice owes the difference. The upgrade's invoice is the one
-	// the direct successor (the next subscription of the user, started when
-	// this one ended) was issued at that moment; its credit line is its first.
+	// A period refunded after an upgrade already credited its unused time:
+	// that credit line comes down to what the upgrade would have credited had
+	// the refund come first (UpgradeCreditTakenBack), on an invoice still
+	// open, or one the line itself settled (its total was not positive: the
+	// customer paid nothing toward it), and the invoice owes the difference
+	// (the latter reopens if its total becomes positive). The upgrade's
+	// invoice is the one the direct successor (the next subscription of the
+	// user, started when this one ended) was issued at that moment; its credit
+	// line is its first.
 	std::vector<std::optional<int64_t>> refunded_invoices;
 	for (const Allocation &of : back.of_paid)
 		refunded_invoices.push_back(of.invoice_id);
 	static const std::string upgraded =
 		"SELECT s.id, u.id, OPERATOR(pg_catalog.-) (u.lines OPERATOR(pg_catalog.->) 0"
-		"   OPERATOR(pg_catalog.->>) 'amount_cents')::pg_catalog.int8"
+		"   OPERATOR(pg_catalog.->>) 'amount_cents')::pg_catalog.int8, u.status OPERATOR(pg_catalog.=) 'paid', u.total_cents"
 		" FROM billing.subscriptions s"
 		" CROSS JOIN LATERAL (SELECT n.id FROM billing.subscriptions n WHERE n.user_id OPERATOR(pg_catalog.=) s.user_id"
 		"   AND n.started_at OPERATOR(pg_catalog.=) s.ended_at AND n.id OPERATOR(pg_catalog.>) s.id ORDER BY n.id LIMIT 1) n"
 		" JOIN billing.invoices u ON u.subscription_id OPERATOR(pg_catalog.=) n.id"
 		"   AND u.billing_reason OPERATOR(pg_catalog.=) 'subscription_update' AND u.issued_at OPERATOR(pg_catalog.=) s.ended_at"
-		"   AND u.status OPERATOR(pg_catalog.=) 'open' AND u.deleted_at IS NULL"
+		"   AND (u.status OPERATOR(pg_catalog.=) 'open' OR (u.status OPERATOR(pg_catalog.=) 'paid'"
+		"     AND u.total_cents OPERATOR(pg_catalog.<=) 0)) AND u.deleted_at IS NULL"
 		" WHERE s.id OPERATOR(pg_catalog.=) ANY (SELECT i.subscription_id FROM billing.invoices i"
 		"   WHERE i.id OPERATOR(pg_catalog.=) ANY ($1))"
 		" AND s.end_reason OPERATOR(pg_catalog.=) 'plan_changed' AND s.deleted_at IS NULL"
@@ -1646,14 +1653,29 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		Subscription ended = LoadSubscription(spi, r.int64_required(0), false);
 		int64_t invoice_id = r.int64_required(1);
 		int64_t credited = r.int64(2).value_or(0);
-		int64_t off = UpgradeCreditTakenBack(ended, credited, RefundedForPeriod(spi, ended));
+		// A line that settled its invoice put the rest into the credit
+		// balance; what the conservation bound took back of the balance in
+		// this refund (up to that rest) was refunded of this period too.
+		int64_t refunded = RefundedForPeriod(spi, ended);
+		if (r.boolean(3))
+			refunded += std::min(back.excess_credit_cents, std::max<int64_t>(-r.int64_required(4), 0));
+		int64_t off = UpgradeCreditTakenBack(ended, credited, refunded, PausedInPeriod(spi, ended, *ended.ended_at));
 		if (off <= 0)
 			continue;
+		// What the line settled beyond the charge went to the credit balance
+		// (proration_credit); the refund's conservation bound takes it back
+		// from there. An open invoice owes all of `off`; one the line settled
+		// owes what its total becomes above 0, and is open again.
 		spi.Execute(
 			"UPDATE billing.invoices SET lines = pg_catalog.jsonb_set(lines, '{0,amount_cents}',"
 			" pg_catalog.to_jsonb(OPERATOR(pg_catalog.-) $3::pg_catalog.int8)),"
 			" subtotal_cents = subtotal_cents OPERATOR(pg_catalog.+) $2, total_cents = total_cents OPERATOR(pg_catalog.+) $2,"
-			" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.+) $2 WHERE id OPERATOR(pg_catalog.=) $1",
+			" amount_due_cents = CASE WHEN status OPERATOR(pg_catalog.=) 'open'"
+			"   THEN amount_due_cents OPERATOR(pg_catalog.+) $2"
+			"   ELSE GREATEST(total_cents OPERATOR(pg_catalog.+) $2, 0) END,"
+			" status = CASE WHEN total_cents OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.>) 0 THEN 'open' ELSE status END,"
+			" paid_at = CASE WHEN total_cents OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.>) 0 THEN NULL ELSE paid_at END"
+			" WHERE id OPERATOR(pg_catalog.=) $1",
 			{SqlArg::Int64(invoice_id), SqlArg::Int64(off), SqlArg::Int64(credited - off)});
 		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
 	}

@@ -541,10 +541,12 @@ class Model:
         newest_first = list(reversed(sorted(opened, key=lambda i: i['issued'])))
         excess = max(0, min(self.held(u) - take - self.paid_net(u), rest))
         rest -= excess
+        from_balance = 0
         if excess > 0:
             off = min(excess, u.credit - take)
             take += off
             excess -= off
+            from_balance = off
         # one take-back from the credit: this payment's lots first
         self.spend_credit(u, take, p)
         for inv in newest_first:
@@ -584,16 +586,27 @@ class Model:
             rest -= off
         for old in {id(i['sub']): i['sub'] for i in touched}.values():
             up = getattr(old, 'upgraded', None)
-            if not up or up['invoice']['status'] != 'open' or up['invoice']['credit_lines'] <= 0:
+            if not up:
                 continue
-            refunded = sum(x for inv in old.invoices if inv['issued'] >= old.pstart
-                           for _, x in inv.get('refunded_of', []))
-            line = up['invoice']['credit_lines']
+            inv = up['invoice']
+            # open, or settled by the line itself (the rest went to credit)
+            by_line = inv['status'] == 'paid' and inv['total'] <= 0
+            if not (inv['status'] == 'open' or by_line) or inv['credit_lines'] <= 0:
+                continue
+            refunded = sum(x for i in old.invoices if i['issued'] >= old.pstart
+                           for _, x in i.get('refunded_of', []))
+            if by_line:
+                refunded += min(from_balance, -inv['total'])
+            line = inv['credit_lines']
             off = max(0, line - scale(max(0, old.price - refunded), up['unused'], up['period']))
             if off > 0:
-                up['invoice']['credit_lines'] -= off
-                up['invoice']['total'] += off
-                up['invoice']['due'] += off
+                inv['credit_lines'] -= off
+                inv['total'] += off
+                if inv['status'] == 'open':
+                    inv['due'] += off
+                elif inv['total'] > 0:
+                    inv['status'] = 'open'
+                    inv['due'] = inv['total']
 
 
 # ---------------------------------------------------------------- psql

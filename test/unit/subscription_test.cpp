@@ -450,6 +450,14 @@ TEST(ChangePlan, PausedTimeIsNotProrated)
 			  99900 - 2902);
 	EXPECT_EQ(ChangePlan(s, kProMonthly, kEnterprise, At(2030, 11, 1), true, true, 0, 0).invoice->total_cents,
 			  99900 - 269);
+	// the proration starts 303 days later, never after the change
+	EXPECT_EQ(ProratedPeriodStart(s, At(2030, 11, 1), paused), At(2030, 10, 31));
+	EXPECT_EQ(ProratedPeriodStart(s, At(2030, 11, 1), At(2031, 1, 1) - At(2030, 1, 1)), At(2030, 11, 1));
+	// a refund after the upgrade recomputes the line over the same 31 days:
+	// 2998 x 30 / 31 = 2901.35 -> 2901, 1 comes off (over 334 days: 2633)
+	Subscription ended = ChangePlan(s, kProMonthly, kEnterprise, At(2030, 11, 1), true, true, 0, paused).updated;
+	EXPECT_EQ(UpgradeCreditTakenBack(ended, 2902, 1, paused), 1);
+	EXPECT_EQ(UpgradeCreditTakenBack(ended, 2902, 1, 0), 2902 - 269);
 }
 
 TEST(ChangePlan, SwitchDuringTrialToATierAlreadyTrialedMustBePaid)
