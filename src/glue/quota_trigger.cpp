@@ -208,8 +208,12 @@ struct PreparedCounter {
 void
 ShareLockOwner(Spi &spi, const std::string &owner)
 {
-	spi.Execute("INSERT INTO billing.user_locks (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
-				{SqlArg::Text(owner)});
+	// A row this transaction has just inserted holds off a subscription
+	// change as a lock would (its INSERT ... ON CONFLICT waits for this
+	// transaction to end): it needs no FOR SHARE of its own.
+	if (spi.Execute("INSERT INTO billing.user_locks (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
+					{SqlArg::Text(owner)}) == 1)
+		return;
 	spi.Query("SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE",
 			  {SqlArg::Text(owner)});
 }
