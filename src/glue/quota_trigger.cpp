@@ -203,6 +203,42 @@ struct PreparedCounter {
 // change that comes second waits for this fill and then clears what it
 // cached), then the plan's row FOR SHARE (an edit of its limits waits for
 // this fill, or this fill waits for the edit and reads it).
+// The first step of the lock protocol (below): the owner's
+// billing.user_locks row, created when the owner has none, locked FOR SHARE.
+void
+ShareLockOwner(Spi &spi, const std::string &owner)
+{
+	// A row this transaction has just inserted holds off a subscription
+	// change as a lock would (its INSERT ... ON CONFLICT waits for this
+	// transaction to end): it needs no FOR SHARE of its own.
+	if (spi.Execute("INSERT INTO billing.user_locks (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
+					{SqlArg::Text(owner)}) == 1)
+		return;
+	spi.Query("SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE",
+			  {SqlArg::Text(owner)});
+}
+
+// The owner's plan (out->owner_id, its user_locks row already locked): its
+// row FOR SHARE, its limits as stored and until when they may be cached.
+// Nobody's counter (owner "") is not limited ('{}', valid until infinity).
+void
+ReadOwnerPlan(Spi &spi, TimestampTz at, PreparedCounter *out)
+{
+	if (out->owner_id->empty())
+		return;
+	Entitlement entitlement = EntitlementAt(spi, *out->owner_id, ToCoreTime(at));
+	if (!entitlement.plan_id)
+		throw Error(sqlstate::kInternalError, "no plan applies to user \"" + *out->owner_id + "\"",
+					"Billing has no plan with code 'free'.");
+	auto plan = spi.Query("SELECT p.limits::pg_catalog.text, p.code, p.name FROM billing.subscription_plans p"
+						  " WHERE p.id OPERATOR(pg_catalog.=) $1 FOR SHARE",
+						  {SqlArg::Int64(*entitlement.plan_id)});
+	out->limits = plan.at(0).text_or(0, "{}");
+	out->plan_code = plan.at(0).text_or(1, "");
+	out->plan_name = plan.at(0).text_or(2, "");
+	out->cap_valid_until = entitlement.changes_at ? ToPgTime(*entitlement.changes_at) : DT_NOEND;
+}
+
 PreparedCounter
 PrepareCounter(Spi &spi, int32_t attachment_id, const std::string &key, TimestampTz at,
 			   const std::optional<std::string> &given_owner)
@@ -216,16 +252,20 @@ PrepareCounter(Spi &spi, int32_t attachment_id, const std::string &key, Timestam
 	std::optional<std::string> owner = existing.empty() ? given_owner : existing[0].text(0);
 	if (!owner)
 		return out;  // the caller looks the room's owner up and asks again
-	if (!owner->empty()) {
-		spi.Execute("INSERT INTO billing.user_locks (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
-					{SqlArg::Text(*owner)});
-		spi.Query("SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE",
-				  {SqlArg::Text(*owner)});
-	}
+	if (!owner->empty())
+		ShareLockOwner(spi, *owner);
 	int32_t today = PgDay(at);
-	spi.Execute("INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)"
-				" VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-				{attachment, key_arg, SqlArg::Text(*owner), SqlArg::Date(today)});
+	uint64_t created = spi.Execute("INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, usage_day)"
+								   " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+								   {attachment, key_arg, SqlArg::Text(*owner), SqlArg::Date(today)});
+	if (created == 1) {
+		// Ours: no other transaction sees it (nor can lock it) before we
+		// commit, so it needs no FOR UPDATE; it counts nothing yet, today.
+		out.used = 0;
+		out.owner_id = *owner;
+		ReadOwnerPlan(spi, at, &out);
+		return out;
+	}
 	auto locked = spi.Query("SELECT q.used, q.usage_pending, q.usage_day OPERATOR(pg_catalog.=) $3, q.owner_id"
 							" FROM billing.quota_counters q"
 							" WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2"
@@ -249,19 +289,7 @@ PrepareCounter(Spi &spi, int32_t attachment_id, const std::string &key, Timestam
 					" WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2",
 					{attachment, key_arg, SqlArg::Date(today)});
 	}
-	if (out.owner_id->empty())
-		return out;  // no owner: nothing to limit ('{}', valid until infinity)
-	Entitlement entitlement = EntitlementAt(spi, *out.owner_id, ToCoreTime(at));
-	if (!entitlement.plan_id)
-		throw Error(sqlstate::kInternalError, "no plan applies to user \"" + *out.owner_id + "\"",
-					"Billing has no plan with code 'free'.");
-	auto plan = spi.Query("SELECT p.limits::pg_catalog.text, p.code, p.name FROM billing.subscription_plans p"
-						  " WHERE p.id OPERATOR(pg_catalog.=) $1 FOR SHARE",
-						  {SqlArg::Int64(*entitlement.plan_id)});
-	out.limits = plan.at(0).text_or(0, "{}");
-	out.plan_code = plan.at(0).text_or(1, "");
-	out.plan_name = plan.at(0).text_or(2, "");
-	out.cap_valid_until = entitlement.changes_at ? ToPgTime(*entitlement.changes_at) : DT_NOEND;
+	ReadOwnerPlan(spi, at, &out);
 	return out;
 }
 
@@ -286,6 +314,35 @@ PrepareCounterBefore030(Spi &spi, int32_t attachment_id, const std::string &key,
 	return out;
 }
 
+// A counter the fast path found none of, for a key whose owner is known (a
+// new room, or an owner's first room): the lock protocol's steps as
+// PrepareCounter takes them (the owner's user_locks row FOR SHARE, then the
+// plan's row FOR SHARE), then the counter inserted already counting this row:
+// one insert where creating it empty, locking it and updating it took three
+// statements. False, with nothing written but the owner's lock row, when the
+// row must go the usual way: the limit refuses it (the usual way words the
+// refusal from the counter as it then stands), or another transaction
+// created the counter meanwhile.
+bool
+CreateCounted(Spi &spi, const TriggerArgs &args, const std::string &key, TimestampTz at, const std::string &owner,
+			  bool enforce, int64_t usage)
+{
+	PreparedCounter plan;
+	plan.owner_id = owner;
+	if (!owner.empty())
+		ShareLockOwner(spi, owner);
+	ReadOwnerPlan(spi, at, &plan);
+	std::optional<int64_t> cap = ParseLimit(plan.limits, args.quota, plan.plan_code);
+	if (enforce && !AllowsOneMore(cap, 0))
+		return false;
+	return spi.Execute("INSERT INTO billing.quota_counters AS q"
+					   " (attachment_id, key, owner_id, usage_day, used, usage_pending, cap, cap_valid_until)"
+					   " VALUES ($1, $2, $3, $4, 1, $5, $6, $7) ON CONFLICT DO NOTHING",
+					   {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Text(owner),
+						SqlArg::Date(PgDay(at)), SqlArg::Int64(usage), SqlArg::Int64(cap),
+						SqlArg::Timestamp(plan.cap_valid_until)}) == 1;
+}
+
 void
 Increment(const TriggerArgs &args, const Attachment *attachment, const std::string &key, TimestampTz at,
 		  bool record_usage)
@@ -304,28 +361,41 @@ Increment(const TriggerArgs &args, const Attachment *attachment, const std::stri
 		room_owner = key;
 	else if (attachment != nullptr && fast == CounterOutcome::kNoCounter)
 		room_owner = RoomOwner(*attachment, key);  // a new room: one _quota_prepare, not two
+	// Prepares the counter, decides, and counts the row in the same SPI
+	// connection; false when the counter needs its room's owner first.
 	PreparedCounter prepared;
+	std::optional<int64_t> cap;
+	bool refused = false;
+	auto prepare_and_count = [&](Spi &spi) {
+		prepared = attachment == nullptr ? PrepareCounterBefore030(spi, args.attachment_id, key, at)
+										 : PrepareCounter(spi, args.attachment_id, key, at, room_owner);
+		if (attachment != nullptr && !prepared.owner_id)
+			return false;
+		cap = ParseLimit(prepared.limits, args.quota, prepared.plan_code);
+		if (enforce && !AllowsOneMore(cap, prepared.used)) {
+			refused = true;
+			return true;
+		}
+		spi.QueryPrepared(kSlowIncrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Int64(usage),
+										   SqlArg::Int64(cap), SqlArg::Timestamp(prepared.cap_valid_until)});
+		return true;
+	};
+	// No counter in this snapshot and its owner known: created counting the row.
+	bool fresh = attachment != nullptr && fast == CounterOutcome::kNoCounter && room_owner.has_value();
 	for (int attempt = 0; attempt < 2; attempt++) {
+		bool decided = false;
 		AsBillingOwner(owner, [&] {
 			Spi spi;
-			prepared = attachment == nullptr
-						   ? PrepareCounterBefore030(spi, args.attachment_id, key, at)
-						   : PrepareCounter(spi, args.attachment_id, key, at, room_owner);
+			decided = (fresh && attempt == 0 && CreateCounted(spi, args, key, at, *room_owner, enforce, usage)) ||
+					  prepare_and_count(spi);
 			spi.Finish();
 		});
-		if (attachment == nullptr || prepared.owner_id)
+		if (decided || attachment == nullptr)
 			break;
 		room_owner = RoomOwner(*attachment, key);
 	}
-	std::optional<int64_t> cap = ParseLimit(prepared.limits, args.quota, prepared.plan_code);
-	if (enforce && !AllowsOneMore(cap, prepared.used))
+	if (refused)
 		throw QuotaExceeded(args.quota, prepared.plan_name, *cap, prepared.used, prepared.owner_id.value_or(""));
-	AsBillingOwner(owner, [&] {
-		Spi spi;
-		spi.QueryPrepared(kSlowIncrement, {SqlArg::Int32(args.attachment_id), SqlArg::Text(key), SqlArg::Int64(usage),
-										   SqlArg::Int64(cap), SqlArg::Timestamp(prepared.cap_valid_until)});
-		spi.Finish();
-	});
 }
 
 void
