@@ -1128,6 +1128,14 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 			++it;
 		}
 	}
+	// The quota invalidation of the page's users waits for the end of the
+	// page, as a lifecycle call's does (LockUserForChange): one statement
+	// for the page instead of one per statement writing their subscriptions
+	// (the renewals' UPDATE, the Free fallbacks' INSERT, each row-by-row step).
+	std::vector<std::string> deferred;
+	for (const auto &[id, sub] : loaded)
+		if (DeferQuotaInvalidation(sub.user_id))
+			deferred.push_back(sub.user_id);
 	static const std::string balances = std::string("SELECT e.user_id, e.currency, ") + kCreditBalanceSum +
 										kCreditBalanceEntries +
 										" AND e.user_id OPERATOR(pg_catalog.=) ANY ($1) GROUP BY e.user_id, e.currency";
@@ -1188,6 +1196,12 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 		WritePageSteps(spi, steps);
 	for (int64_t id : row_by_row)
 		MaintainOne(spi, id, at, grace, counts);
+	std::vector<std::optional<std::string>> written;
+	for (const auto &user : deferred)
+		if (FinishDeferredQuotaInvalidation(user))
+			written.push_back(user);
+	if (!written.empty())
+		InvalidateUsersQuota(spi, written, false);
 }
 
 }  // namespace
