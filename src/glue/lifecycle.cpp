@@ -1498,7 +1498,9 @@ BILLING_FUNCTION(billing_record_payment)
 					std::nullopt, at);
 		Subscription now = LoadSubscription(spi, sub.id, true);
 		stored = now;
-		out = PaymentSucceeded(now, plan, at, settled < open.size(), CreditBalance(spi, sub.user_id, currency));
+		// The core reads the credit balance only for a trial still running.
+		int64_t credit = now.status == Status::kTrialing ? CreditBalance(spi, sub.user_id, currency) : 0;
+		out = PaymentSucceeded(now, plan, at, settled < open.size(), credit);
 		if (now.status == Status::kTrialing)
 			out.invoice.reset();  // still short of the first period: held as credit
 	} else {
