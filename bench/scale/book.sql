@@ -139,7 +139,18 @@ INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents
 							  created_at, updated_at)
 SELECT i.user_id, i.subscription_id, i.id, i.total_cents, 'usd', 'succeeded', i.paid_at, i.paid_at, i.paid_at
   FROM billing.invoices i WHERE i.number LIKE 'BOOK-%';
+-- where each payment went, as billing records it: the invoice it paid in full
+INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, payment_id, invoice_id, at, created_at, updated_at)
+SELECT p.user_id, p.currency, 'payment_to_invoice', p.amount_cents, p.id, p.invoice_id, p.paid_at, p.paid_at, p.paid_at
+  FROM billing.payments p JOIN billing.invoices i ON i.id = p.invoice_id WHERE i.number LIKE 'BOOK-%';
 SET session_replication_role = origin;
+-- the subscription history a running install has (every subscription its
+-- open interval), backfilled as the upgrade from 0.2.0 does it: loaded with
+-- the triggers off, the book had none, and every lifecycle call's history
+-- statement ran against a table that started empty (plans kept by a session
+-- that began with it small scanned it whole, as it grew, until an ANALYZE)
+\echo '   subscription history'
+SELECT billing._history_backfill() AS subscriptions_with_history;
 
 \echo '   attaching billing to the application (users, rooms, participants)'
 SELECT billing.attach_users('app.users', 'id') AS free_subscriptions_backfilled;

@@ -11,11 +11,14 @@ SELECT row_number() OVER (ORDER BY s.id) AS n, s.id FROM billing.subscriptions s
  WHERE s.ended_at IS NULL AND s.status = 'trialing';
 -- (cancel is dated at the due moment, and billing refuses an operation dated
 -- before a subscription's latest change: some of the book's last payments are
--- an hour after their period start, i.e. after the due moment)
+-- an hour after their period start, i.e. after the due moment; and a period
+-- ending at the due moment is excluded: billing renews it before canceling,
+-- an invoice and a second update the plain statement does not write, which
+-- made 57% of billing's cancels two operations against plain SQL's one)
 CREATE TABLE bench.paid AS
 SELECT row_number() OVER (ORDER BY s.id) AS n, s.id FROM billing.subscriptions s
  WHERE s.ended_at IS NULL AND s.status = 'active' AND s.price_cents > 0 AND NOT s.cancel_at_period_end
-   AND s.current_period_start <= '2026-12-01 00:00+00'
+   AND s.current_period_start <= '2026-12-01 00:00+00' AND s.current_period_end > '2026-12-01 00:00+00'
    AND NOT EXISTS (SELECT FROM billing.payments p WHERE p.subscription_id = s.id AND p.paid_at > '2026-12-01 00:00+00');
 ALTER TABLE bench.free ADD PRIMARY KEY (n);
 ALTER TABLE bench.trialing ADD PRIMARY KEY (n);

@@ -42,11 +42,13 @@ class AsTableOwner {
 // Every name qualified (the caller's search_path is not pinned here). One
 // statement per chunk of a statement's rows: $4 and $5 are arrays of the
 // table's row type (old and new rows, in the statement's order; NULL for an
-// INSERT's old side and a DELETE's new side), $6 their length; each row's
-// JSON is built once and read for the key.
+// INSERT's old side and a DELETE's new side), read in step by two unnests in
+// one target list (an empty side gives NULLs); each row's JSON is built once
+// and read for the key. (Subscripting $4[i] walked the array from its start
+// for every row: a chunk's cost grew with the square of its rows.)
 constexpr const char *kAuditRows =
-	" FROM (SELECT pg_catalog.to_jsonb($4[i.i]) AS o, pg_catalog.to_jsonb($5[i.i]) AS n"
-	" FROM pg_catalog.generate_series(1, $6) AS i(i)) j,"
+	" FROM (SELECT pg_catalog.to_jsonb(r.o) AS o, pg_catalog.to_jsonb(r.n) AS n"
+	" FROM (SELECT pg_catalog.unnest($4) AS o, pg_catalog.unnest($5) AS n) r) j,"
 	" (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) s";
 
 // The same for a statement of one row (most of them): $4 and $5 are the old
@@ -226,7 +228,7 @@ BILLING_FUNCTION(billing_audit)
 		else if (n > 0)
 			spi.Execute(sql_for(false), {SqlArg::Text(table), SqlArg::Text(action), SqlArg::Text(trigger->tg_trigger->tgargs[0]),
 										 SqlArg{type, old_array, old_rows == nullptr},
-										 SqlArg{type, new_array, new_rows == nullptr}, SqlArg::Int32(n)});
+										 SqlArg{type, new_array, new_rows == nullptr}});
 		PgCall([&] { MemoryContextReset(chunk_context); });
 	}
 	PgCall([&] {

@@ -121,7 +121,12 @@ constexpr const char *kLatestChangesColumns =
 	", billing._micros((SELECT pg_catalog.max(h.valid_from) FROM billing.subscription_history h"
 	" WHERE h.subscription_id OPERATOR(pg_catalog.=) s.id AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz))"
 	" AS history_from"
-	", billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval) AS past_due_grace";
+	// billing._setting's answer read in place (every caller of these loads is
+	// SECURITY DEFINER, as billing._setting runs): the C function with its
+	// SET clause cost a GUC save and restore and a statement of its own per load
+	", billing._interval_micros(COALESCE((SELECT g.value FROM billing.settings g"
+	" WHERE g.key OPERATOR(pg_catalog.=) 'past_due_grace' AND g.deleted_at IS NULL), '14 days')::pg_catalog.interval)"
+	" AS past_due_grace";
 
 // A subscription loaded for an operation, with its latest changes, and the grace.
 struct ForChange {
@@ -172,6 +177,19 @@ LoadSubscription(Spi &spi, int64_t id, bool lock)
 	if (rows.empty())
 		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
 	return SubscriptionFromRow(rows[0]);
+}
+
+// The user of subscription `id` (not locked), read before the user's lock
+// is taken; the subscription itself is loaded (and locked) under it.
+std::string
+UserOfSubscription(Spi &spi, int64_t id)
+{
+	auto rows = spi.Query("SELECT s.user_id FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1"
+						  " AND s.deleted_at IS NULL",
+						  {SqlArg::Int64(id)});
+	if (rows.empty())
+		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
+	return rows[0].text_required(0);
 }
 
 constexpr const char *kPlanColumns =
@@ -525,16 +543,35 @@ struct Persisted {
 	std::optional<int64_t> invoice_id;
 };
 
+// Whether two states of one subscription store the same values in every
+// column SaveSubscription writes.
+bool
+SameStoredColumns(const Subscription &a, const Subscription &b)
+{
+	return a.id == b.id && a.status == b.status && a.price_cents == b.price_cents && a.billing_anchor == b.billing_anchor &&
+		   a.period_start == b.period_start && a.period_end == b.period_end && a.trial_start == b.trial_start &&
+		   a.trial_end == b.trial_end && a.cancel_at_period_end == b.cancel_at_period_end &&
+		   a.canceled_at == b.canceled_at && a.ended_at == b.ended_at && a.paused_at == b.paused_at &&
+		   a.past_due_since == b.past_due_since && a.scheduled_plan_id == b.scheduled_plan_id &&
+		   a.scheduled_change_at == b.scheduled_change_at && a.end_reason == b.end_reason;
+}
+
 // Writes what the core decided, in an order the one-current index accepts.
+// `stored`, when the caller holds the row as stored (locked, and read in
+// this transaction after its last write), lets an outcome that leaves every
+// column as it is skip its UPDATE: that UPDATE changed no value (updated_at
+// is the transaction's start either way) and wrote an audit row whose old
+// and new rows were the same.
 Persisted
-PersistOutcome(Spi &spi, const Outcome &out, Micros at)
+PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stored = nullptr)
 {
 	Persisted result{out.updated.id, std::nullopt};
 	// The subscription history dates these changes at `at`, not at the clock.
 	SetChangeAt(at);
-	if (out.updated.id != 0)
-		SaveSubscription(spi, out.updated);
-	else
+	if (out.updated.id != 0) {
+		if (stored == nullptr || !SameStoredColumns(*stored, out.updated))
+			SaveSubscription(spi, out.updated);
+	} else
 		result.subscription_id = InsertSubscription(spi, out.updated);
 	if (out.void_reason)
 		VoidOpenInvoices(spi, result.subscription_id, *out.void_reason, out.updated.ended_at.value_or(at));
@@ -696,7 +733,11 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 			current = again ? std::optional<Subscription>(again->sub) : std::nullopt;
 		}
 	}
-	bool available = TrialAvailableFor(spi, user_id, plan);
+	// The trial rule is asked only when its answer counts (the core's
+	// Subscribe reads it for a trial of a paid plan with trial days).
+	bool available = (trial_only || (with_trial && !plan.IsFree() && plan.trial_days > 0))
+						 ? TrialAvailableFor(spi, user_id, plan)
+						 : false;
 	Outcome out = trial_only ? StartTrial(user_id, plan, at, available)
 							 : Subscribe(user_id, plan, at, with_trial, available);
 	if (current) {
@@ -716,8 +757,7 @@ Subscription
 LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 {
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
-	Subscription peek = LoadSubscription(spi, id, false);
-	LockUserForChange(spi, peek.user_id);
+	LockUserForChange(spi, UserOfSubscription(spi, id));
 	ForChange loaded = LoadForChange(spi, id);
 	Subscription sub = loaded.sub;
 	if (!sub.Ended())
@@ -1106,6 +1146,14 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 			++it;
 		}
 	}
+	// The quota invalidation of the page's users waits for the end of the
+	// page, as a lifecycle call's does (LockUserForChange): one statement
+	// for the page instead of one per statement writing their subscriptions
+	// (the renewals' UPDATE, the Free fallbacks' INSERT, each row-by-row step).
+	std::vector<std::string> deferred;
+	for (const auto &[id, sub] : loaded)
+		if (DeferQuotaInvalidation(sub.user_id))
+			deferred.push_back(sub.user_id);
 	static const std::string balances = std::string("SELECT e.user_id, e.currency, ") + kCreditBalanceSum +
 										kCreditBalanceEntries +
 										" AND e.user_id OPERATOR(pg_catalog.=) ANY ($1) GROUP BY e.user_id, e.currency";
@@ -1166,6 +1214,12 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 		WritePageSteps(spi, steps);
 	for (int64_t id : row_by_row)
 		MaintainOne(spi, id, at, grace, counts);
+	std::vector<std::optional<std::string>> written;
+	for (const auto &user : deferred)
+		if (FinishDeferredQuotaInvalidation(user))
+			written.push_back(user);
+	if (!written.empty())
+		InvalidateUsersQuota(spi, written, false);
 }
 
 }  // namespace
@@ -1440,6 +1494,7 @@ BILLING_FUNCTION(billing_record_payment)
 	}
 	int64_t payment_id = payment.at(0).int64_required(0);
 
+	Subscription stored;  // the row as stored when the last outcome is decided
 	if (succeeded) {
 		// Open invoices oldest first, the rest to the customer's credit balance.
 		size_t settled = 0;
@@ -1461,14 +1516,18 @@ BILLING_FUNCTION(billing_record_payment)
 		LedgerEntry(spi, sub.user_id, currency, "payment_to_credit", settlement.to_credit_cents, payment_id,
 					std::nullopt, at);
 		Subscription now = LoadSubscription(spi, sub.id, true);
-		out = PaymentSucceeded(now, plan, at, settled < open.size(), CreditBalance(spi, sub.user_id, currency));
+		stored = now;
+		// The core reads the credit balance only for a trial still running.
+		int64_t credit = now.status == Status::kTrialing ? CreditBalance(spi, sub.user_id, currency) : 0;
+		out = PaymentSucceeded(now, plan, at, settled < open.size(), credit);
 		if (now.status == Status::kTrialing)
 			out.invoice.reset();  // still short of the first period: held as credit
 	} else {
 		out = PaymentFailed(sub, at, !open.empty());
 		out.notifications.clear();  // keyed by the payment below
+		stored = sub;
 	}
-	Persisted saved = PersistOutcome(spi, out, at);
+	Persisted saved = PersistOutcome(spi, out, at, &stored);
 	if (!succeeded)
 		Notify(spi, sub.user_id, sub.id, "payment_failed", "payment_failed:" + std::to_string(payment_id), at);
 	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
