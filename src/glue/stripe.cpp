@@ -6,6 +6,7 @@
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
+#include "glue/settings.hpp"
 #include "glue/spi.hpp"
 
 #include "core/error.hpp"
@@ -80,20 +81,39 @@ namespace {
 
 // Every statement below is prepared once per backend and kept (glue/spi.hpp).
 
+// A Stripe object's watermark, read under its lock, and why an event that is
+// not newer is stale (formatted by the statement that takes the lock).
+struct ObjectLock {
+	std::optional<stripe::Watermark> last;
+	std::optional<std::string> stale_reason;
+};
+
 // Locks a Stripe object's watermark (one event per object at a time: a
-// concurrent event of the same object waits here) and returns it.
-std::optional<stripe::Watermark>
+// concurrent event of the same object waits here) and returns it. The row
+// is locked where it is, else made first: the insert of a concurrent first
+// event is waited for by ON CONFLICT, and the lock taken then reads the row
+// that event committed (one statement for an object seen before, most
+// events; three for its first).
+ObjectLock
 LockObject(Spi &spi, const std::string &object_id)
 {
-	spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
-				"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING",
-				{SqlArg::Text(object_id)});
-	auto w = spi.Query("SELECT EXTRACT(epoch FROM o.last_event_created)::pg_catalog.int8, o.last_event_stage "
-					   "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-					   {SqlArg::Text(object_id)});
+	const char *lock = "SELECT EXTRACT(epoch FROM o.last_event_created)::pg_catalog.int8, o.last_event_stage, "
+					   "pg_catalog.format('event \"%s\" of %s is as new or newer for this object', "
+					   "o.last_event_id, o.last_event_created) "
+					   "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE";
+	auto w = spi.Query(lock, {SqlArg::Text(object_id)});
+	if (w.empty()) {
+		spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
+					"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING",
+					{SqlArg::Text(object_id)});
+		w = spi.Query(lock, {SqlArg::Text(object_id)});
+	}
+	ObjectLock held;
 	if (w.empty() || w.at(0).is_null(0))
-		return std::nullopt;
-	return stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
+		return held;
+	held.last = stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
+	held.stale_reason = w.at(0).text(2);
+	return held;
 }
 
 SqlArg
@@ -376,7 +396,7 @@ StorePayment(Spi &spi, const std::string &user_id, std::optional<int64_t> subscr
 // (stripe::DecideInvoice), and the payment a paid invoice records
 // (stripe::InvoicePayment); these statements store it.
 std::optional<std::string>
-ApplyInvoice(Spi &spi, const stripe::Event &event)
+ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 {
 	const stripe::EventObject &o = event.object;
 	HeldUsers users = UsersOf(spi, o);
@@ -408,7 +428,6 @@ ApplyInvoice(Spi &spi, const stripe::Event &event)
 	if (action.write == stripe::InvoiceWrite::kPending)
 		return "pending: " + action.pending_reason;
 	const stripe::InvoiceDecision &row = action.row;
-	int64_t invoice_id = 0;
 	if (action.write == stripe::InvoiceWrite::kInsert) {
 		bool taken = false;
 		if (o.number)
@@ -462,7 +481,8 @@ ApplyInvoice(Spi &spi, const stripe::Event &event)
 		StorePayment(spi, *stored.user_id, stored.subscription_id, invoice_id, record);
 		return std::nullopt;
 	}
-	bool has_payment = spi.Query("SELECT EXISTS (SELECT FROM billing.payments p WHERE p.invoice_id OPERATOR(pg_catalog.=) $1 "
+	// (an invoice inserted just now has no payment yet: nothing to look for)
+	bool has_payment = action.write != stripe::InvoiceWrite::kInsert && spi.Query("SELECT EXISTS (SELECT FROM billing.payments p WHERE p.invoice_id OPERATOR(pg_catalog.=) $1 "
 								 "AND p.refund_of IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded' "
 								 "AND p.deleted_at IS NULL)",
 								 {SqlArg::Int64(invoice_id)})
@@ -632,7 +652,7 @@ ApplyCheckout(Spi &spi, const stripe::Event &event)
 // invoice covered) hold for Stripe's payments as for billing's. The payment
 // is found by the event's payment (payment intent, else charge) or invoice.
 void
-RecordSettlements(Spi &spi, const stripe::Event &event)
+RecordSettlements(Spi &spi, const stripe::Event &event, std::optional<int64_t> invoice_id)
 {
 	const stripe::EventObject &o = event.object;
 	bool is_invoice = o.object && *o.object == "invoice";
@@ -648,7 +668,10 @@ RecordSettlements(Spi &spi, const stripe::Event &event)
 		"WHERE e.payment_id OPERATOR(pg_catalog.=) p.id AND e.deleted_at IS NULL) AND ";
 	if (payment)
 		spi.Execute(select + "p.external_id OPERATOR(pg_catalog.=) $1", {SqlArg::Text(*payment), EventTime(event.created)});
-	if (invoice)
+	if (invoice_id)  // the invoice the handler wrote: no need to look it up again
+		spi.Execute(select + "p.invoice_id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(*invoice_id), EventTime(event.created)});
+	else if (invoice)
 		spi.Execute(select + "p.invoice_id OPERATOR(pg_catalog.=) (SELECT i.id FROM billing.invoices i "
 							 "WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1)",
 					{SqlArg::Text(*invoice), EventTime(event.created)});
@@ -663,18 +686,19 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 	const stripe::Event &event = prepared.event;
 	if (stripe::HandlerOf(event.type) == stripe::Handler::kSubscription) {
 		// the subscription history dates what this event changes at the event's time
-		spi.Execute("SELECT pg_catalog.set_config('billing.change_at', $1, true)",
-					{SqlArg::Text(std::to_string(event.created * kMicrosPerSecond))});
+		// (a direct call, no statement; an error rolls the setting back with the transaction)
+		SetChangeAt(event.created * kMicrosPerSecond);
 		auto reason = ApplySubscription(spi, prepared, plan.value());
-		spi.Execute("SELECT pg_catalog.set_config('billing.change_at', '', true)");
+		SetChangeAt(std::nullopt);
 		return reason;
 	}
 	std::optional<std::string> reason;
+	int64_t invoice_id = 0;  // the invoice an invoice event wrote (ids start at 1)
 	switch (stripe::HandlerOf(event.type)) {
 	case stripe::Handler::kCheckout:
 		return ApplyCheckout(spi, event);
 	case stripe::Handler::kInvoice:
-		reason = ApplyInvoice(spi, event);
+		reason = ApplyInvoice(spi, event, invoice_id);
 		break;
 	case stripe::Handler::kPaymentIntent:
 	case stripe::Handler::kChargeSucceeded:
@@ -688,36 +712,35 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 		return "event type not handled";
 	}
 	if (!reason)
-		RecordSettlements(spi, event);
+		RecordSettlements(spi, event, invoice_id > 0 ? std::optional<int64_t>(invoice_id) : std::nullopt);
 	return reason;
 }
 
-// Applies a recorded event: the core decides whether it is newer than its
-// object's watermark (stripe::IsNewer) and whether it can apply at all
-// (stripe::Precheck); the handler stores it; the outcome is recorded on the
-// event. `last` is the watermark when the caller already holds its lock.
+// Applies a recorded event: the core decides whether it can apply at all
+// (stripe::Precheck, before the object's lock: it reads no state of the
+// object) and whether it is newer than its object's watermark
+// (stripe::IsNewer, under the lock); the handler stores it; the outcome is
+// recorded on the event. `recorded` says what the event's row holds already
+// (stripe_ingest records it as applied): that outcome is not written again.
 std::string
-ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::Watermark> last, bool locked)
+ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<std::string> &recorded = std::nullopt)
 {
 	const stripe::Event &event = prepared.event;
-	if (!locked && event.object.id)
-		last = LockObject(spi, *event.object.id);
+	std::optional<StripePlan> plan;
+	std::optional<std::string> precheck = stripe::Precheck(event, [&spi, &plan](const std::string &price_id) {
+		plan = PlanOfPrice(spi, price_id);
+		return plan.has_value();
+	});
+	std::optional<ObjectLock> lock;
+	if (event.object.id)
+		lock = LockObject(spi, *event.object.id);
 	std::string result;
 	std::optional<std::string> reason;
-	if (!stripe::IsNewer(last, stripe::Watermark{event.created, prepared.stage})) {
+	if (!stripe::IsNewer(lock ? lock->last : std::nullopt, stripe::Watermark{event.created, prepared.stage})) {
 		result = "stale";
-		auto rows = spi.Query("SELECT pg_catalog.format('event \"%s\" of %s is as new or newer for this object', "
-							  "o.last_event_id, o.last_event_created) "
-							  "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1",
-							  {SqlArg::Text(event.object.id)});
-		if (!rows.empty())
-			reason = rows.at(0).text(0);
+		reason = lock ? lock->stale_reason : std::nullopt;
 	} else {
-		std::optional<StripePlan> plan;
-		reason = stripe::Precheck(event, [&spi, &plan](const std::string &price_id) {
-			plan = PlanOfPrice(spi, price_id);
-			return plan.has_value();
-		});
+		reason = precheck;
 		if (!reason)
 			reason = RunHandler(spi, prepared, plan);
 		constexpr std::string_view kPending = "pending: ";
@@ -734,6 +757,8 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::
 			result = "ignored";
 		}
 	}
+	if (recorded && result == *recorded && !reason)
+		return result;
 	// (e.result, e.reason) IS DISTINCT FROM ($2, $3), written out: result is NOT NULL
 	spi.Execute("UPDATE billing.stripe_events e SET result = $2, reason = $3 WHERE e.id OPERATOR(pg_catalog.=) $1 "
 				"AND (e.result OPERATOR(pg_catalog.<>) $2 OR (e.reason OPERATOR(pg_catalog.<>) $3) IS NOT FALSE "
@@ -756,7 +781,7 @@ ApplyPending(Spi &spi, const stripe::Event &event)
 							 {SqlArg::Text(*event.object.customer)});
 	for (const auto &row : pending) {
 		stripe::Prepared waiting = stripe::Prepare(row.text_required(0));
-		ApplyRecorded(spi, waiting, std::nullopt, false);
+		ApplyRecorded(spi, waiting);
 	}
 }
 
@@ -819,7 +844,7 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	else if (!handled)
 		result = "ignored";
 	else {
-		result = glue::ApplyRecorded(spi, prepared, std::nullopt, false);
+		result = glue::ApplyRecorded(spi, prepared, std::string("applied"));
 		if (result == "applied")
 			glue::ApplyPending(spi, event);
 	}
@@ -845,7 +870,7 @@ BILLING_FUNCTION(billing_stripe_replay)
 										"Its payload was pruned after the stripe_event_retention period.");
 	stripe::Prepared prepared = stripe::Prepare(stored.at(0).text_required(1));
 	std::string result = stripe::Handled(prepared.event.type)
-							 ? glue::ApplyRecorded(spi, prepared, std::nullopt, false)
+							 ? glue::ApplyRecorded(spi, prepared)
 							 : std::string("ignored");
 	if (result == "applied")
 		glue::ApplyPending(spi, prepared.event);
