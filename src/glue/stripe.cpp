@@ -174,21 +174,28 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	// FOR NO KEY UPDATE: the subscription's key never changes here, and an
 	// invoice or payment of the same subscription (its foreign key check takes
 	// FOR KEY SHARE) need not wait for this event to commit.
+	// (and whether the customer is linked to its user already: most events of
+	// a subscription find it so, and LinkCustomer would change nothing)
 	auto found = spi.Query("SELECT s.id, s.user_id, EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, "
-						   "s.ended_at IS NOT NULL FROM billing.subscriptions s "
-						   "WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL FOR NO KEY UPDATE",
-						   {SqlArg::Text(o.id)});
+						   "s.ended_at IS NOT NULL, EXISTS (SELECT FROM billing.stripe_customers c "
+						   "WHERE c.customer_id OPERATOR(pg_catalog.=) $2 AND c.user_id OPERATOR(pg_catalog.=) s.user_id "
+						   "AND c.deleted_at IS NULL) FROM billing.subscriptions s "
+						   "WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL FOR NO KEY UPDATE OF s",
+						   {SqlArg::Text(o.id), SqlArg::Text(o.customer)});
 	std::optional<int64_t> id;
 	std::optional<int64_t> started;
 	std::string user_id;
+	bool linked = false;
 	if (!found.empty()) {
 		id = found.at(0).int64_required(0);
 		user_id = found.at(0).text_required(1);
 		started = found.at(0).int64_required(2);
+		linked = found.at(0).boolean(4);
 		if (found.at(0).boolean(3)) {
 			// billing already ended it (e.g. a plan change); Stripe cannot bring
 			// an ended subscription back: only the links are kept up to date
-			LinkCustomer(spi, o.customer, user_id);
+			if (!linked)
+				LinkCustomer(spi, o.customer, user_id);
 			if (o.customer)  // (IS DISTINCT FROM $2, written out: $2 is not NULL)
 				spi.Execute("UPDATE billing.subscriptions s SET stripe_customer_id = $2 WHERE s.id OPERATOR(pg_catalog.=) $1 "
 							"AND (s.stripe_customer_id OPERATOR(pg_catalog.<>) $2) IS NOT FALSE",
@@ -210,7 +217,8 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			return "pending: " + stripe::PendingReason(event);
 		user_id = *named;
 	}
-	LinkCustomer(spi, o.customer, user_id);
+	if (!linked)
+		LinkCustomer(spi, o.customer, user_id);
 	if (!id) {
 		auto current = spi.Query("SELECT s.id, s.stripe_subscription_id IS NULL AND s.plan_id OPERATOR(pg_catalog.=) $2, "
 								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8 FROM billing.subscriptions s "
