@@ -128,6 +128,38 @@ EventTime(const std::optional<int64_t> &unix_seconds)
 	return unix_seconds ? EventTime(*unix_seconds) : SqlArg::Null(TIMESTAMPTZOID);
 }
 
+// A subscription's write that writes its own audit_log row, as lifecycle's
+// writes do (glue/lifecycle.cpp, AuditedChange): the change is the CTE
+// `changed` (and, for an update, the row before it is `before`), and its
+// audit row is inserted by the same statement, with what billing._audit
+// would write; the audit trigger leaves the statement alone
+// (AuditedByStatement), one statement less per subscription event.
+std::string
+AuditedSubscriptionWrite(bool update, const std::string &ctes)
+{
+	return "WITH " + ctes +
+		   ", audited AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)"
+		   " SELECT 'subscriptions', j.n OPERATOR(pg_catalog.->>) 'id', " + (update ? "'UPDATE'" : "'INSERT'") +
+		   ", j.o, j.n, CASE WHEN v.v OPERATOR(pg_catalog.<>) '' THEN v.v END"
+		   " FROM (SELECT " + (update ? "pg_catalog.to_jsonb(b)" : "NULL::pg_catalog.jsonb") + " AS o, pg_catalog.to_jsonb(c) AS n"
+		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + ") j,"
+		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) SELECT FROM changed";
+}
+
+// Declares billing.subscriptions' statements self-audited for one scope and
+// restores what was declared before on the way out, an error included
+// (assigns a pointer: nothing of PostgreSQL's in the destructor).
+class SubscriptionsAudited {
+public:
+	SubscriptionsAudited() : outer_(AuditedByStatementTable()) { AuditedByStatement("subscriptions"); }
+	~SubscriptionsAudited() { AuditedByStatement(outer_); }
+	SubscriptionsAudited(const SubscriptionsAudited &) = delete;
+	SubscriptionsAudited &operator=(const SubscriptionsAudited &) = delete;
+
+private:
+	const char *outer_;
+};
+
 // The plan a Stripe price stands for (Precheck has found one).
 struct StripePlan {
 	int64_t id = 0;
@@ -260,31 +292,38 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 							 SqlArg::Text(m.stripe_status.empty() ? std::optional<std::string>() : m.stripe_status),
 							 SqlArg::Text(user_id)};
 	if (!id) {
-		spi.Execute("INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, "
-					"started_at, billing_anchor, current_period_start, current_period_end, trial_start, trial_end, "
-					"cancel_at_period_end, canceled_at, ended_at, end_reason, past_due_since, paused_at, "
-					"stripe_customer_id, stripe_subscription_id, metadata, stripe_status) "
-					"SELECT $17, p.id, $2::billing.subscription_status, p.price_cents, p.currency, p.billing_interval, "
-					"$3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{\"source\": \"stripe\"}', $16 "
-					"FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) $1",
-					args);
+		static const std::string insert = AuditedSubscriptionWrite(
+			false,
+			"changed AS (INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, "
+			"started_at, billing_anchor, current_period_start, current_period_end, trial_start, trial_end, "
+			"cancel_at_period_end, canceled_at, ended_at, end_reason, past_due_since, paused_at, "
+			"stripe_customer_id, stripe_subscription_id, metadata, stripe_status) "
+			"SELECT $17, p.id, $2::billing.subscription_status, p.price_cents, p.currency, p.billing_interval, "
+			"$3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{\"source\": \"stripe\"}', $16 "
+			"FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING *)");
+		SubscriptionsAudited audited;
+		spi.Query(insert, args);
 	} else {
 		args.push_back(SqlArg::Int64(*id));
-		spi.Execute("UPDATE billing.subscriptions x SET plan_id = p.id, "
-					"price_cents = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.price_cents ELSE p.price_cents END, "
-					"currency = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.currency ELSE p.currency END, "
-					"billing_interval = p.billing_interval, status = $2::billing.subscription_status, "
-					"current_period_start = $4, current_period_end = $5, "
-					"trial_start = COALESCE($6, x.trial_start), trial_end = COALESCE($7, x.trial_end), "
-					"cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, end_reason = $11, "
-					"past_due_since = CASE WHEN $12 IS NOT NULL THEN COALESCE(x.past_due_since, $12) END, "
-					"paused_at = CASE WHEN $13 IS NOT NULL THEN COALESCE(x.paused_at, $13) END, "
-					"scheduled_plan_id = NULL, scheduled_change_at = NULL, "
-					"stripe_customer_id = COALESCE($14, x.stripe_customer_id), stripe_subscription_id = $15, "
-					"stripe_status = $16, metadata = x.metadata OPERATOR(pg_catalog.||) '{\"source\": \"stripe\"}' "
-					"FROM billing.subscription_plans p "
-					"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $18",
-					args);
+		static const std::string update = AuditedSubscriptionWrite(
+			true,
+			"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $18), "
+			"changed AS (UPDATE billing.subscriptions x SET plan_id = p.id, "
+			"price_cents = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.price_cents ELSE p.price_cents END, "
+			"currency = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.currency ELSE p.currency END, "
+			"billing_interval = p.billing_interval, status = $2::billing.subscription_status, "
+			"current_period_start = $4, current_period_end = $5, "
+			"trial_start = COALESCE($6, x.trial_start), trial_end = COALESCE($7, x.trial_end), "
+			"cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, end_reason = $11, "
+			"past_due_since = CASE WHEN $12 IS NOT NULL THEN COALESCE(x.past_due_since, $12) END, "
+			"paused_at = CASE WHEN $13 IS NOT NULL THEN COALESCE(x.paused_at, $13) END, "
+			"scheduled_plan_id = NULL, scheduled_change_at = NULL, "
+			"stripe_customer_id = COALESCE($14, x.stripe_customer_id), stripe_subscription_id = $15, "
+			"stripe_status = $16, metadata = x.metadata OPERATOR(pg_catalog.||) '{\"source\": \"stripe\"}' "
+			"FROM billing.subscription_plans p "
+			"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $18 RETURNING x.*)");
+		SubscriptionsAudited audited;
+		spi.Query(update, args);
 	}
 	if (row->ended_at)
 		spi.Execute("SELECT billing._start_free($1, $2)", {SqlArg::Text(user_id), EventTime(row->ended_at)});
@@ -724,6 +763,15 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 	return reason;
 }
 
+// Whether an event can name its customer's user (a checkout, a subscription
+// event), so that events pending for that customer may apply after it.
+bool
+NamesUser(const stripe::Event &event)
+{
+	auto handler = stripe::HandlerOf(event.type);
+	return event.object.customer && (handler == stripe::Handler::kCheckout || handler == stripe::Handler::kSubscription);
+}
+
 // Applies a recorded event: the core decides whether it can apply at all
 // (stripe::Precheck, before the object's lock: it reads no state of the
 // object) and whether it is newer than its object's watermark
@@ -731,7 +779,8 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 // recorded on the event. `recorded` says what the event's row holds already
 // (stripe_ingest records it as applied): that outcome is not written again.
 std::string
-ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<std::string> &recorded = std::nullopt)
+ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<std::string> &recorded = std::nullopt,
+			  bool *pending_waiting = nullptr)
 {
 	const stripe::Event &event = prepared.event;
 	std::optional<StripePlan> plan;
@@ -754,10 +803,17 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 		constexpr std::string_view kPending = "pending: ";
 		if (!reason) {
 			result = "applied";
-			spi.Execute("UPDATE billing.stripe_objects o SET last_event_created = $2, last_event_id = $3, "
-						"last_event_stage = $4, object_type = $5 WHERE o.object_id OPERATOR(pg_catalog.=) $1",
-						{SqlArg::Text(event.object.id), EventTime(event.created), SqlArg::Text(event.id),
-						 SqlArg::Int32(prepared.stage), SqlArg::Text(event.object.object)});
+			// (and whether events wait for the user this event may have named:
+			// ApplyPending reads them only then)
+			auto waiting = spi.Query("UPDATE billing.stripe_objects o SET last_event_created = $2, last_event_id = $3, "
+									 "last_event_stage = $4, object_type = $5 WHERE o.object_id OPERATOR(pg_catalog.=) $1 "
+									 "RETURNING $6::pg_catalog.text IS NOT NULL AND EXISTS (SELECT FROM billing.stripe_events e "
+									 "WHERE e.result OPERATOR(pg_catalog.=) 'pending' AND e.customer_id OPERATOR(pg_catalog.=) $6)",
+									 {SqlArg::Text(event.object.id), EventTime(event.created), SqlArg::Text(event.id),
+									  SqlArg::Int32(prepared.stage), SqlArg::Text(event.object.object),
+									  SqlArg::Text(NamesUser(event) ? event.object.customer : std::nullopt)});
+			if (pending_waiting)
+				*pending_waiting = !waiting.empty() && waiting.at(0).boolean(0);
 		} else if (reason->starts_with(kPending)) {
 			result = "pending";
 			reason = reason->substr(kPending.size());
@@ -777,19 +833,19 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 
 // Once an event that can name a customer's user is applied, the events kept
 // pending for that customer are applied in order (each as ingesting would).
+// ApplyRecorded says whether any wait (`waiting`): only then are they read.
 void
-ApplyPending(Spi &spi, const stripe::Event &event)
+ApplyPending(Spi &spi, const stripe::Event &event, bool waiting)
 {
-	auto handler = stripe::HandlerOf(event.type);
-	if (!event.object.customer || (handler != stripe::Handler::kCheckout && handler != stripe::Handler::kSubscription))
+	if (!waiting || !NamesUser(event))
 		return;
 	auto pending = spi.Query("SELECT e.payload::pg_catalog.text FROM billing.stripe_events e "
 							 "WHERE e.result OPERATOR(pg_catalog.=) 'pending' AND e.customer_id OPERATOR(pg_catalog.=) $1 "
 							 "AND e.payload IS NOT NULL ORDER BY e.created, e.stage, e.received_at, e.id",
 							 {SqlArg::Text(*event.object.customer)});
 	for (const auto &row : pending) {
-		stripe::Prepared waiting = stripe::Prepare(row.text_required(0));
-		ApplyRecorded(spi, waiting);
+		stripe::Prepared held = stripe::Prepare(row.text_required(0));
+		ApplyRecorded(spi, held);
 	}
 }
 
@@ -852,9 +908,10 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	else if (!handled)
 		result = "ignored";
 	else {
-		result = glue::ApplyRecorded(spi, prepared, std::string("applied"));
+		bool waiting = false;
+		result = glue::ApplyRecorded(spi, prepared, std::string("applied"), &waiting);
 		if (result == "applied")
-			glue::ApplyPending(spi, event);
+			glue::ApplyPending(spi, event, waiting);
 	}
 	spi.Finish();
 	return glue::TextResult(result);
@@ -877,11 +934,12 @@ BILLING_FUNCTION(billing_stripe_replay)
 		throw billing::InvalidParameter("stripe event \"" + event_id + "\" can no longer be replayed",
 										"Its payload was pruned after the stripe_event_retention period.");
 	stripe::Prepared prepared = stripe::Prepare(stored.at(0).text_required(1));
+	bool waiting = false;
 	std::string result = stripe::Handled(prepared.event.type)
-							 ? glue::ApplyRecorded(spi, prepared)
+							 ? glue::ApplyRecorded(spi, prepared, std::nullopt, &waiting)
 							 : std::string("ignored");
 	if (result == "applied")
-		glue::ApplyPending(spi, prepared.event);
+		glue::ApplyPending(spi, prepared.event, waiting);
 	spi.Finish();
 	return glue::TextResult(result);
 }
