@@ -27,10 +27,9 @@ CREATE INDEX stripe_events_object ON billing.stripe_events (object_id, created);
 CREATE INDEX stripe_events_received ON billing.stripe_events (received_at);
 CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
 -- The payload (about 5 kB as jsonb, one per event) is compressed with lz4
--- where the server has it (as small as pglz's for Stripe's events, at a
--- fraction of the CPU) and kept in the row when it fits: no TOAST insert per
--- event on stripe_ingest's path.
-ALTER TABLE billing.stripe_events ALTER COLUMN payload SET STORAGE MAIN;
+-- where the server has it: as small as pglz's for Stripe's events, at a
+-- fraction of the CPU. (It stays out of line: kept in the row, every update
+-- of an event's outcome would write it to the WAL again.)
 DO $lz4$
 BEGIN
 	ALTER TABLE billing.stripe_events ALTER COLUMN payload SET COMPRESSION lz4;
