@@ -6,6 +6,7 @@
 #include "glue/args.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
+#include "glue/settings.hpp"
 #include "glue/spi.hpp"
 
 #include "core/error.hpp"
@@ -80,20 +81,39 @@ namespace {
 
 // Every statement below is prepared once per backend and kept (glue/spi.hpp).
 
+// A Stripe object's watermark, read under its lock, and why an event that is
+// not newer is stale (formatted by the statement that takes the lock).
+struct ObjectLock {
+	std::optional<stripe::Watermark> last;
+	std::optional<std::string> stale_reason;
+};
+
 // Locks a Stripe object's watermark (one event per object at a time: a
-// concurrent event of the same object waits here) and returns it.
-std::optional<stripe::Watermark>
+// concurrent event of the same object waits here) and returns it. The row
+// is locked where it is, else made first: the insert of a concurrent first
+// event is waited for by ON CONFLICT, and the lock taken then reads the row
+// that event committed (one statement for an object seen before, most
+// events; three for its first).
+ObjectLock
 LockObject(Spi &spi, const std::string &object_id)
 {
-	spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
-				"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING",
-				{SqlArg::Text(object_id)});
-	auto w = spi.Query("SELECT EXTRACT(epoch FROM o.last_event_created)::pg_catalog.int8, o.last_event_stage "
-					   "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
-					   {SqlArg::Text(object_id)});
+	const char *lock = "SELECT EXTRACT(epoch FROM o.last_event_created)::pg_catalog.int8, o.last_event_stage, "
+					   "pg_catalog.format('event \"%s\" of %s is as new or newer for this object', "
+					   "o.last_event_id, o.last_event_created) "
+					   "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE";
+	auto w = spi.Query(lock, {SqlArg::Text(object_id)});
+	if (w.empty()) {
+		spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
+					"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING",
+					{SqlArg::Text(object_id)});
+		w = spi.Query(lock, {SqlArg::Text(object_id)});
+	}
+	ObjectLock held;
 	if (w.empty() || w.at(0).is_null(0))
-		return std::nullopt;
-	return stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
+		return held;
+	held.last = stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
+	held.stale_reason = w.at(0).text(2);
+	return held;
 }
 
 SqlArg
@@ -107,6 +127,38 @@ EventTime(const std::optional<int64_t> &unix_seconds)
 {
 	return unix_seconds ? EventTime(*unix_seconds) : SqlArg::Null(TIMESTAMPTZOID);
 }
+
+// A subscription's write that writes its own audit_log row, as lifecycle's
+// writes do (glue/lifecycle.cpp, AuditedChange): the change is the CTE
+// `changed` (and, for an update, the row before it is `before`), and its
+// audit row is inserted by the same statement, with what billing._audit
+// would write; the audit trigger leaves the statement alone
+// (AuditedByStatement), one statement less per subscription event.
+std::string
+AuditedSubscriptionWrite(bool update, const std::string &ctes)
+{
+	return "WITH " + ctes +
+		   ", audited AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)"
+		   " SELECT 'subscriptions', j.n OPERATOR(pg_catalog.->>) 'id', " + (update ? "'UPDATE'" : "'INSERT'") +
+		   ", j.o, j.n, CASE WHEN v.v OPERATOR(pg_catalog.<>) '' THEN v.v END"
+		   " FROM (SELECT " + (update ? "pg_catalog.to_jsonb(b)" : "NULL::pg_catalog.jsonb") + " AS o, pg_catalog.to_jsonb(c) AS n"
+		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + ") j,"
+		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) SELECT FROM changed";
+}
+
+// Declares billing.subscriptions' statements self-audited for one scope and
+// restores what was declared before on the way out, an error included
+// (assigns a pointer: nothing of PostgreSQL's in the destructor).
+class SubscriptionsAudited {
+public:
+	SubscriptionsAudited() : outer_(AuditedByStatementTable()) { AuditedByStatement("subscriptions"); }
+	~SubscriptionsAudited() { AuditedByStatement(outer_); }
+	SubscriptionsAudited(const SubscriptionsAudited &) = delete;
+	SubscriptionsAudited &operator=(const SubscriptionsAudited &) = delete;
+
+private:
+	const char *outer_;
+};
 
 // The plan a Stripe price stands for (Precheck has found one).
 struct StripePlan {
@@ -154,21 +206,28 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	// FOR NO KEY UPDATE: the subscription's key never changes here, and an
 	// invoice or payment of the same subscription (its foreign key check takes
 	// FOR KEY SHARE) need not wait for this event to commit.
+	// (and whether the customer is linked to its user already: most events of
+	// a subscription find it so, and LinkCustomer would change nothing)
 	auto found = spi.Query("SELECT s.id, s.user_id, EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, "
-						   "s.ended_at IS NOT NULL FROM billing.subscriptions s "
-						   "WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL FOR NO KEY UPDATE",
-						   {SqlArg::Text(o.id)});
+						   "s.ended_at IS NOT NULL, EXISTS (SELECT FROM billing.stripe_customers c "
+						   "WHERE c.customer_id OPERATOR(pg_catalog.=) $2 AND c.user_id OPERATOR(pg_catalog.=) s.user_id "
+						   "AND c.deleted_at IS NULL) FROM billing.subscriptions s "
+						   "WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL FOR NO KEY UPDATE OF s",
+						   {SqlArg::Text(o.id), SqlArg::Text(o.customer)});
 	std::optional<int64_t> id;
 	std::optional<int64_t> started;
 	std::string user_id;
+	bool linked = false;
 	if (!found.empty()) {
 		id = found.at(0).int64_required(0);
 		user_id = found.at(0).text_required(1);
 		started = found.at(0).int64_required(2);
+		linked = found.at(0).boolean(4);
 		if (found.at(0).boolean(3)) {
 			// billing already ended it (e.g. a plan change); Stripe cannot bring
 			// an ended subscription back: only the links are kept up to date
-			LinkCustomer(spi, o.customer, user_id);
+			if (!linked)
+				LinkCustomer(spi, o.customer, user_id);
 			if (o.customer)  // (IS DISTINCT FROM $2, written out: $2 is not NULL)
 				spi.Execute("UPDATE billing.subscriptions s SET stripe_customer_id = $2 WHERE s.id OPERATOR(pg_catalog.=) $1 "
 							"AND (s.stripe_customer_id OPERATOR(pg_catalog.<>) $2) IS NOT FALSE",
@@ -190,7 +249,8 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			return "pending: " + stripe::PendingReason(event);
 		user_id = *named;
 	}
-	LinkCustomer(spi, o.customer, user_id);
+	if (!linked)
+		LinkCustomer(spi, o.customer, user_id);
 	if (!id) {
 		auto current = spi.Query("SELECT s.id, s.stripe_subscription_id IS NULL AND s.plan_id OPERATOR(pg_catalog.=) $2, "
 								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8 FROM billing.subscriptions s "
@@ -232,31 +292,38 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 							 SqlArg::Text(m.stripe_status.empty() ? std::optional<std::string>() : m.stripe_status),
 							 SqlArg::Text(user_id)};
 	if (!id) {
-		spi.Execute("INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, "
-					"started_at, billing_anchor, current_period_start, current_period_end, trial_start, trial_end, "
-					"cancel_at_period_end, canceled_at, ended_at, end_reason, past_due_since, paused_at, "
-					"stripe_customer_id, stripe_subscription_id, metadata, stripe_status) "
-					"SELECT $17, p.id, $2::billing.subscription_status, p.price_cents, p.currency, p.billing_interval, "
-					"$3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{\"source\": \"stripe\"}', $16 "
-					"FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) $1",
-					args);
+		static const std::string insert = AuditedSubscriptionWrite(
+			false,
+			"changed AS (INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, "
+			"started_at, billing_anchor, current_period_start, current_period_end, trial_start, trial_end, "
+			"cancel_at_period_end, canceled_at, ended_at, end_reason, past_due_since, paused_at, "
+			"stripe_customer_id, stripe_subscription_id, metadata, stripe_status) "
+			"SELECT $17, p.id, $2::billing.subscription_status, p.price_cents, p.currency, p.billing_interval, "
+			"$3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{\"source\": \"stripe\"}', $16 "
+			"FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING *)");
+		SubscriptionsAudited audited;
+		spi.Query(insert, args);
 	} else {
 		args.push_back(SqlArg::Int64(*id));
-		spi.Execute("UPDATE billing.subscriptions x SET plan_id = p.id, "
-					"price_cents = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.price_cents ELSE p.price_cents END, "
-					"currency = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.currency ELSE p.currency END, "
-					"billing_interval = p.billing_interval, status = $2::billing.subscription_status, "
-					"current_period_start = $4, current_period_end = $5, "
-					"trial_start = COALESCE($6, x.trial_start), trial_end = COALESCE($7, x.trial_end), "
-					"cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, end_reason = $11, "
-					"past_due_since = CASE WHEN $12 IS NOT NULL THEN COALESCE(x.past_due_since, $12) END, "
-					"paused_at = CASE WHEN $13 IS NOT NULL THEN COALESCE(x.paused_at, $13) END, "
-					"scheduled_plan_id = NULL, scheduled_change_at = NULL, "
-					"stripe_customer_id = COALESCE($14, x.stripe_customer_id), stripe_subscription_id = $15, "
-					"stripe_status = $16, metadata = x.metadata OPERATOR(pg_catalog.||) '{\"source\": \"stripe\"}' "
-					"FROM billing.subscription_plans p "
-					"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $18",
-					args);
+		static const std::string update = AuditedSubscriptionWrite(
+			true,
+			"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $18), "
+			"changed AS (UPDATE billing.subscriptions x SET plan_id = p.id, "
+			"price_cents = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.price_cents ELSE p.price_cents END, "
+			"currency = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.currency ELSE p.currency END, "
+			"billing_interval = p.billing_interval, status = $2::billing.subscription_status, "
+			"current_period_start = $4, current_period_end = $5, "
+			"trial_start = COALESCE($6, x.trial_start), trial_end = COALESCE($7, x.trial_end), "
+			"cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, end_reason = $11, "
+			"past_due_since = CASE WHEN $12 IS NOT NULL THEN COALESCE(x.past_due_since, $12) END, "
+			"paused_at = CASE WHEN $13 IS NOT NULL THEN COALESCE(x.paused_at, $13) END, "
+			"scheduled_plan_id = NULL, scheduled_change_at = NULL, "
+			"stripe_customer_id = COALESCE($14, x.stripe_customer_id), stripe_subscription_id = $15, "
+			"stripe_status = $16, metadata = x.metadata OPERATOR(pg_catalog.||) '{\"source\": \"stripe\"}' "
+			"FROM billing.subscription_plans p "
+			"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $18 RETURNING x.*)");
+		SubscriptionsAudited audited;
+		spi.Query(update, args);
 	}
 	if (row->ended_at)
 		spi.Execute("SELECT billing._start_free($1, $2)", {SqlArg::Text(user_id), EventTime(row->ended_at)});
@@ -376,7 +443,7 @@ StorePayment(Spi &spi, const std::string &user_id, std::optional<int64_t> subscr
 // (stripe::DecideInvoice), and the payment a paid invoice records
 // (stripe::InvoicePayment); these statements store it.
 std::optional<std::string>
-ApplyInvoice(Spi &spi, const stripe::Event &event)
+ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 {
 	const stripe::EventObject &o = event.object;
 	HeldUsers users = UsersOf(spi, o);
@@ -408,7 +475,6 @@ ApplyInvoice(Spi &spi, const stripe::Event &event)
 	if (action.write == stripe::InvoiceWrite::kPending)
 		return "pending: " + action.pending_reason;
 	const stripe::InvoiceDecision &row = action.row;
-	int64_t invoice_id = 0;
 	if (action.write == stripe::InvoiceWrite::kInsert) {
 		bool taken = false;
 		if (o.number)
@@ -462,7 +528,8 @@ ApplyInvoice(Spi &spi, const stripe::Event &event)
 		StorePayment(spi, *stored.user_id, stored.subscription_id, invoice_id, record);
 		return std::nullopt;
 	}
-	bool has_payment = spi.Query("SELECT EXISTS (SELECT FROM billing.payments p WHERE p.invoice_id OPERATOR(pg_catalog.=) $1 "
+	// (an invoice inserted just now has no payment yet: nothing to look for)
+	bool has_payment = action.write != stripe::InvoiceWrite::kInsert && spi.Query("SELECT EXISTS (SELECT FROM billing.payments p WHERE p.invoice_id OPERATOR(pg_catalog.=) $1 "
 								 "AND p.refund_of IS NULL AND p.status OPERATOR(pg_catalog.=) 'succeeded' "
 								 "AND p.deleted_at IS NULL)",
 								 {SqlArg::Int64(invoice_id)})
@@ -632,7 +699,7 @@ ApplyCheckout(Spi &spi, const stripe::Event &event)
 // invoice covered) hold for Stripe's payments as for billing's. The payment
 // is found by the event's payment (payment intent, else charge) or invoice.
 void
-RecordSettlements(Spi &spi, const stripe::Event &event)
+RecordSettlements(Spi &spi, const stripe::Event &event, std::optional<int64_t> invoice_id)
 {
 	const stripe::EventObject &o = event.object;
 	bool is_invoice = o.object && *o.object == "invoice";
@@ -648,7 +715,10 @@ RecordSettlements(Spi &spi, const stripe::Event &event)
 		"WHERE e.payment_id OPERATOR(pg_catalog.=) p.id AND e.deleted_at IS NULL) AND ";
 	if (payment)
 		spi.Execute(select + "p.external_id OPERATOR(pg_catalog.=) $1", {SqlArg::Text(*payment), EventTime(event.created)});
-	if (invoice)
+	if (invoice_id)  // the invoice the handler wrote: no need to look it up again
+		spi.Execute(select + "p.invoice_id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Int64(*invoice_id), EventTime(event.created)});
+	else if (invoice)
 		spi.Execute(select + "p.invoice_id OPERATOR(pg_catalog.=) (SELECT i.id FROM billing.invoices i "
 							 "WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1)",
 					{SqlArg::Text(*invoice), EventTime(event.created)});
@@ -663,18 +733,19 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 	const stripe::Event &event = prepared.event;
 	if (stripe::HandlerOf(event.type) == stripe::Handler::kSubscription) {
 		// the subscription history dates what this event changes at the event's time
-		spi.Execute("SELECT pg_catalog.set_config('billing.change_at', $1, true)",
-					{SqlArg::Text(std::to_string(event.created * kMicrosPerSecond))});
+		// (a direct call, no statement; an error rolls the setting back with the transaction)
+		SetChangeAt(event.created * kMicrosPerSecond);
 		auto reason = ApplySubscription(spi, prepared, plan.value());
-		spi.Execute("SELECT pg_catalog.set_config('billing.change_at', '', true)");
+		SetChangeAt(std::nullopt);
 		return reason;
 	}
 	std::optional<std::string> reason;
+	int64_t invoice_id = 0;  // the invoice an invoice event wrote (ids start at 1)
 	switch (stripe::HandlerOf(event.type)) {
 	case stripe::Handler::kCheckout:
 		return ApplyCheckout(spi, event);
 	case stripe::Handler::kInvoice:
-		reason = ApplyInvoice(spi, event);
+		reason = ApplyInvoice(spi, event, invoice_id);
 		break;
 	case stripe::Handler::kPaymentIntent:
 	case stripe::Handler::kChargeSucceeded:
@@ -688,45 +759,61 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 		return "event type not handled";
 	}
 	if (!reason)
-		RecordSettlements(spi, event);
+		RecordSettlements(spi, event, invoice_id > 0 ? std::optional<int64_t>(invoice_id) : std::nullopt);
 	return reason;
 }
 
-// Applies a recorded event: the core decides whether it is newer than its
-// object's watermark (stripe::IsNewer) and whether it can apply at all
-// (stripe::Precheck); the handler stores it; the outcome is recorded on the
-// event. `last` is the watermark when the caller already holds its lock.
+// Whether an event can name its customer's user (a checkout, a subscription
+// event), so that events pending for that customer may apply after it.
+bool
+NamesUser(const stripe::Event &event)
+{
+	auto handler = stripe::HandlerOf(event.type);
+	return event.object.customer && (handler == stripe::Handler::kCheckout || handler == stripe::Handler::kSubscription);
+}
+
+// Applies a recorded event: the core decides whether it can apply at all
+// (stripe::Precheck, before the object's lock: it reads no state of the
+// object) and whether it is newer than its object's watermark
+// (stripe::IsNewer, under the lock); the handler stores it; the outcome is
+// recorded on the event. `recorded` says what the event's row holds already
+// (stripe_ingest records it as applied): that outcome is not written again.
 std::string
-ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::Watermark> last, bool locked)
+ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<std::string> &recorded = std::nullopt,
+			  bool *pending_waiting = nullptr)
 {
 	const stripe::Event &event = prepared.event;
-	if (!locked && event.object.id)
-		last = LockObject(spi, *event.object.id);
+	std::optional<StripePlan> plan;
+	std::optional<std::string> precheck = stripe::Precheck(event, [&spi, &plan](const std::string &price_id) {
+		plan = PlanOfPrice(spi, price_id);
+		return plan.has_value();
+	});
+	std::optional<ObjectLock> lock;
+	if (event.object.id)
+		lock = LockObject(spi, *event.object.id);
 	std::string result;
 	std::optional<std::string> reason;
-	if (!stripe::IsNewer(last, stripe::Watermark{event.created, prepared.stage})) {
+	if (!stripe::IsNewer(lock ? lock->last : std::nullopt, stripe::Watermark{event.created, prepared.stage})) {
 		result = "stale";
-		auto rows = spi.Query("SELECT pg_catalog.format('event \"%s\" of %s is as new or newer for this object', "
-							  "o.last_event_id, o.last_event_created) "
-							  "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1",
-							  {SqlArg::Text(event.object.id)});
-		if (!rows.empty())
-			reason = rows.at(0).text(0);
+		reason = lock ? lock->stale_reason : std::nullopt;
 	} else {
-		std::optional<StripePlan> plan;
-		reason = stripe::Precheck(event, [&spi, &plan](const std::string &price_id) {
-			plan = PlanOfPrice(spi, price_id);
-			return plan.has_value();
-		});
+		reason = precheck;
 		if (!reason)
 			reason = RunHandler(spi, prepared, plan);
 		constexpr std::string_view kPending = "pending: ";
 		if (!reason) {
 			result = "applied";
-			spi.Execute("UPDATE billing.stripe_objects o SET last_event_created = $2, last_event_id = $3, "
-						"last_event_stage = $4, object_type = $5 WHERE o.object_id OPERATOR(pg_catalog.=) $1",
-						{SqlArg::Text(event.object.id), EventTime(event.created), SqlArg::Text(event.id),
-						 SqlArg::Int32(prepared.stage), SqlArg::Text(event.object.object)});
+			// (and whether events wait for the user this event may have named:
+			// ApplyPending reads them only then)
+			auto waiting = spi.Query("UPDATE billing.stripe_objects o SET last_event_created = $2, last_event_id = $3, "
+									 "last_event_stage = $4, object_type = $5 WHERE o.object_id OPERATOR(pg_catalog.=) $1 "
+									 "RETURNING $6::pg_catalog.text IS NOT NULL AND EXISTS (SELECT FROM billing.stripe_events e "
+									 "WHERE e.result OPERATOR(pg_catalog.=) 'pending' AND e.customer_id OPERATOR(pg_catalog.=) $6)",
+									 {SqlArg::Text(event.object.id), EventTime(event.created), SqlArg::Text(event.id),
+									  SqlArg::Int32(prepared.stage), SqlArg::Text(event.object.object),
+									  SqlArg::Text(NamesUser(event) ? event.object.customer : std::nullopt)});
+			if (pending_waiting)
+				*pending_waiting = !waiting.empty() && waiting.at(0).boolean(0);
 		} else if (reason->starts_with(kPending)) {
 			result = "pending";
 			reason = reason->substr(kPending.size());
@@ -734,6 +821,8 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::
 			result = "ignored";
 		}
 	}
+	if (recorded && result == *recorded && !reason)
+		return result;
 	// (e.result, e.reason) IS DISTINCT FROM ($2, $3), written out: result is NOT NULL
 	spi.Execute("UPDATE billing.stripe_events e SET result = $2, reason = $3 WHERE e.id OPERATOR(pg_catalog.=) $1 "
 				"AND (e.result OPERATOR(pg_catalog.<>) $2 OR (e.reason OPERATOR(pg_catalog.<>) $3) IS NOT FALSE "
@@ -744,19 +833,19 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, std::optional<stripe::
 
 // Once an event that can name a customer's user is applied, the events kept
 // pending for that customer are applied in order (each as ingesting would).
+// ApplyRecorded says whether any wait (`waiting`): only then are they read.
 void
-ApplyPending(Spi &spi, const stripe::Event &event)
+ApplyPending(Spi &spi, const stripe::Event &event, bool waiting)
 {
-	auto handler = stripe::HandlerOf(event.type);
-	if (!event.object.customer || (handler != stripe::Handler::kCheckout && handler != stripe::Handler::kSubscription))
+	if (!waiting || !NamesUser(event))
 		return;
 	auto pending = spi.Query("SELECT e.payload::pg_catalog.text FROM billing.stripe_events e "
 							 "WHERE e.result OPERATOR(pg_catalog.=) 'pending' AND e.customer_id OPERATOR(pg_catalog.=) $1 "
 							 "AND e.payload IS NOT NULL ORDER BY e.created, e.stage, e.received_at, e.id",
 							 {SqlArg::Text(*event.object.customer)});
 	for (const auto &row : pending) {
-		stripe::Prepared waiting = stripe::Prepare(row.text_required(0));
-		ApplyRecorded(spi, waiting, std::nullopt, false);
+		stripe::Prepared held = stripe::Prepare(row.text_required(0));
+		ApplyRecorded(spi, held);
 	}
 }
 
@@ -819,9 +908,10 @@ BILLING_FUNCTION(billing_stripe_ingest)
 	else if (!handled)
 		result = "ignored";
 	else {
-		result = glue::ApplyRecorded(spi, prepared, std::nullopt, false);
+		bool waiting = false;
+		result = glue::ApplyRecorded(spi, prepared, std::string("applied"), &waiting);
 		if (result == "applied")
-			glue::ApplyPending(spi, event);
+			glue::ApplyPending(spi, event, waiting);
 	}
 	spi.Finish();
 	return glue::TextResult(result);
@@ -844,11 +934,12 @@ BILLING_FUNCTION(billing_stripe_replay)
 		throw billing::InvalidParameter("stripe event \"" + event_id + "\" can no longer be replayed",
 										"Its payload was pruned after the stripe_event_retention period.");
 	stripe::Prepared prepared = stripe::Prepare(stored.at(0).text_required(1));
+	bool waiting = false;
 	std::string result = stripe::Handled(prepared.event.type)
-							 ? glue::ApplyRecorded(spi, prepared, std::nullopt, false)
+							 ? glue::ApplyRecorded(spi, prepared, std::nullopt, &waiting)
 							 : std::string("ignored");
 	if (result == "applied")
-		glue::ApplyPending(spi, prepared.event);
+		glue::ApplyPending(spi, prepared.event, waiting);
 	spi.Finish();
 	return glue::TextResult(result);
 }

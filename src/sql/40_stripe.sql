@@ -26,6 +26,17 @@ COMMENT ON TABLE billing.stripe_events IS 'Stripe webhook events received, each 
 CREATE INDEX stripe_events_object ON billing.stripe_events (object_id, created);
 CREATE INDEX stripe_events_received ON billing.stripe_events (received_at);
 CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
+-- The payload (about 5 kB as jsonb, one per event) is compressed with lz4
+-- where the server has it: as small as pglz's for Stripe's events, at a
+-- fraction of the CPU. (It stays out of line: kept in the row, every update
+-- of an event's outcome would write it to the WAL again.)
+DO $lz4$
+BEGIN
+	ALTER TABLE billing.stripe_events ALTER COLUMN payload SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+	NULL;  -- a server built without lz4 keeps pglz
+END
+$lz4$;
 
 -- Per Stripe object, the newest event applied to it: the core decides whether
 -- another event is newer (stripe::IsNewer: by created, then by the stage of

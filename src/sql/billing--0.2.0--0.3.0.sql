@@ -1921,6 +1921,17 @@ ALTER TABLE billing.stripe_events ALTER COLUMN payload DROP NOT NULL,
 ALTER TABLE billing.stripe_objects ADD COLUMN last_event_stage smallint;
 ALTER TABLE billing.subscriptions ADD COLUMN stripe_status text;
 CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
+-- The payload (about 5 kB as jsonb, one per event) is compressed with lz4
+-- where the server has it: as small as pglz's for Stripe's events, at a
+-- fraction of the CPU. (It stays out of line: kept in the row, every update
+-- of an event's outcome would write it to the WAL again.)
+DO $lz4$
+BEGIN
+	ALTER TABLE billing.stripe_events ALTER COLUMN payload SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+	NULL;  -- a server built without lz4 keeps pglz
+END
+$lz4$;
 DROP FUNCTION billing._stripe_apply(text, text, timestamptz, jsonb, jsonb, timestamptz);
 
 CREATE OR REPLACE FUNCTION billing.configure(key text, value text) RETURNS void
