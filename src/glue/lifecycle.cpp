@@ -571,6 +571,13 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stor
 	if (out.updated.id != 0) {
 		if (stored == nullptr || !SameStoredColumns(*stored, out.updated))
 			SaveSubscription(spi, out.updated);
+		else
+			// Still a write under the user's lock: a refund under REPEATABLE
+			// READ whose snapshot predates this call then fails with 40001
+			// (it writes the same row) instead of reading the credit without it.
+			spi.Execute("UPDATE billing.user_locks SET updated_at = pg_catalog.now()"
+						" WHERE user_id OPERATOR(pg_catalog.=) $1",
+						{SqlArg::Text(out.updated.user_id)});
 	} else
 		result.subscription_id = InsertSubscription(spi, out.updated);
 	if (out.void_reason)
@@ -1588,7 +1595,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// user's credit: a refund writes the user's lock row (an operation after
 	// it, locking that row, then fails with 40001 instead of reading a balance
 	// without it), and locks the current subscription, which every other
-	// movement writes (a refund after one fails with 40001 the same way).
+	// movement writes, or the lock row when it leaves the subscription as it
+	// is (a refund after one fails with 40001 the same way).
 	spi.Execute("UPDATE billing.user_locks SET updated_at = pg_catalog.now() WHERE user_id OPERATOR(pg_catalog.=) $1",
 				{SqlArg::Text(user_id)});
 	spi.Query("SELECT FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL"
