@@ -816,4 +816,21 @@ NextEntitlementChange(const Projection &projection, Micros at, Micros past_due_g
 	return next;
 }
 
+std::optional<Micros>
+EndedEntitlementChange(const Subscription &sub, Micros at, Micros past_due_grace)
+{
+	std::optional<Micros> next;
+	auto consider = [&](const std::optional<Micros> &t) {
+		if (t && *t > at && (!next || *t < *next))
+			next = t;
+	};
+	consider(sub.ended_at);
+	consider(sub.trial_end);
+	consider(sub.period_end);
+	Micros grace_end = 0;
+	if (sub.past_due_since && !__builtin_add_overflow(*sub.past_due_since, past_due_grace, &grace_end))
+		consider(grace_end);
+	return next;
+}
+
 }  // namespace billing

@@ -263,4 +263,10 @@ std::optional<int64_t> EntitledPlanId(const Projection &projection, Micros at, M
 // cache keeps a limit no longer than this.
 std::optional<Micros> NextEntitlementChange(const Projection &projection, Micros at, Micros past_due_grace);
 
+// The same for a subscription that has ended, asked about a time `at`
+// before its end (a transaction that began before the end was written):
+// what it grants changes at its end at the latest, or earlier at its trial,
+// period or grace end. The quota cache must not keep its plan past that.
+std::optional<Micros> EndedEntitlementChange(const Subscription &sub, Micros at, Micros past_due_grace);
+
 }  // namespace billing

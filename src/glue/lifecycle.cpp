@@ -1351,13 +1351,24 @@ billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 		const Subscription *sub = &found->sub;
 		Micros grace = found->grace;
 		if (sub->Ended()) {
+			// asked about a time before its end (a transaction older than the
+			// write that ended it): what it grants holds until its end at most
 			if (GrantsAt(*sub, at, grace))
 				result.plan_id = sub->plan_id;
+			result.changes_at = EndedEntitlementChange(*sub, at, grace);
 		} else {
 			Projection projection = ProjectSubscription(spi, *sub, at, grace, found->credit_cents);
 			result.plan_id = EntitledPlanId(projection, at, grace);
 			result.changes_at = NextEntitlementChange(projection, at, grace);
 		}
+	} else {
+		// None at `at`: Free until the user's next subscription starts (one
+		// written after `at` by a transaction newer than the asker's).
+		auto next = spi.Query("SELECT billing._micros(pg_catalog.min(s.started_at)) FROM billing.subscriptions s"
+							  " WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
+							  " AND s.started_at OPERATOR(pg_catalog.>) $2",
+							  {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
+		result.changes_at = next.at(0).int64(0);
 	}
 	if (!result.plan_id) {
 		auto free = spi.Query("SELECT p.id FROM billing.subscription_plans p WHERE p.code OPERATOR(pg_catalog.=) 'free'");

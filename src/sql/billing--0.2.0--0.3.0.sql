@@ -2385,6 +2385,11 @@ GRANT SELECT ON billing.user_locks TO billing_analyst, billing_admin;
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.user_locks
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
 SELECT pg_catalog.pg_extension_config_dump('billing.user_locks', '');
+-- Every user with a subscription has a lock row, as on a new install (a
+-- subscription write makes it): without it, maintenance's insert of the row
+-- waits for an application transaction whose quota fill inserted it.
+INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
+ON CONFLICT (user_id) DO NOTHING;
 
 -- inlinable conversions (RETURN bodies, no SET clause)
 CREATE OR REPLACE FUNCTION billing._micros(t timestamptz) RETURNS bigint

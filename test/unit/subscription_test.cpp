@@ -625,6 +625,23 @@ TEST(Projection, NextEntitlementChangeSeesRenewalsNotIssuedYet)
 	EXPECT_EQ(NextEntitlementChange(p, At(2026, 3, 18), kGrace), std::nullopt);  // on Free
 }
 
+TEST(Projection, AnEndedSubscriptionGrantsUntilItsEndAtMost)
+{
+	// A Pro trial (1 Jan to 15 Jan) canceled now on 5 Jan, asked about 3 Jan
+	// (a transaction older than the cancel): Pro holds until 5 Jan at most,
+	// not forever; asked about 4 Jan 12:00, the same end.
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), true, true));
+	Subscription ended = Cancel(trial, false, At(2030, 1, 5)).updated;
+	ASSERT_TRUE(ended.Ended());
+	EXPECT_TRUE(GrantsAt(ended, At(2030, 1, 3), kGrace));
+	EXPECT_EQ(EndedEntitlementChange(ended, At(2030, 1, 3), kGrace), At(2030, 1, 5));
+	EXPECT_EQ(EndedEntitlementChange(ended, At(2030, 1, 4, 12), kGrace), At(2030, 1, 5));
+	// an earlier trial end comes first
+	Subscription late = Cancel(trial, false, At(2030, 1, 14)).updated;
+	late.trial_end = At(2030, 1, 10);
+	EXPECT_EQ(EndedEntitlementChange(late, At(2030, 1, 3), kGrace), At(2030, 1, 10));
+}
+
 TEST(PauseResume, OpenInvoicesFallDueLaterByThePausedTime)
 {
 	Subscription sub = ActiveMonthly();
