@@ -11,6 +11,7 @@
 #
 #   bash bench/reports/run.sh [USERS]       # default 1,000,000 users
 #   USAGE=10000000 HEAVY=500000 ROUNDS=5 bash bench/reports/run.sh 1000000
+#   SECTIONS="3 4" bash bench/reports/run.sh 200000   # only the usage parts
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source bench/scale/lib.sh
@@ -18,6 +19,7 @@ users=${1:-1000000}
 usage=${USAGE:-10000000}
 heavy=${HEAVY:-500000}
 rounds=${ROUNDS:-5}
+sections=" ${SECTIONS:-1 2 3 4} "
 due='2026-12-01 00:00:00+00'
 
 scale_cluster_start
@@ -27,12 +29,17 @@ psql -X -q -d book -v usage="$usage" -v heavy="$heavy" -v due="$due" -f bench/re
 createdb empty
 psql -X -q -d empty -c "CREATE EXTENSION billing"
 
+if [[ $sections == *" 1 "* ]]; then
 echo "== 1. reports for 15 Sep 2026 against the DBA's history queries, $rounds rounds   [$(uptime | sed "s/.*load/load/")]"
 psql -X -q -d book -v rounds="$rounds" -v at='2026-09-15 00:00:00+00' -f bench/reports/reports.sql
+fi
 
+if [[ $sections == *" 2 "* ]]; then
 echo "== 2. the history trigger on pause/resume, $rounds rounds   [$(uptime | sed "s/.*load/load/")]"
 psql -X -q -d book -v rounds="$rounds" -f bench/reports/trigger_cost.sql
+fi
 
+if [[ $sections == *" 3 "* ]]; then
 echo "== 3. rollup of 100,000 new records: on $usage rolled up vs on an empty history, $rounds rounds   [$(uptime | sed "s/.*load/load/")]"
 add_new() { # add_new DB ROUND: 100,000 records of the last day before $due, through the usual insert path
 	psql -X -q -d "$1" -c "INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at)
@@ -60,7 +67,9 @@ SELECT round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM t WHER
 	   AS median_ratio_history_to_empty;
 SQL
 rm -f "$results"
+fi
 
+if [[ $sections == *" 4 "* ]]; then
 echo "== 4. usage() for a user with $heavy records against a plain indexed sum, $rounds rounds   [$(uptime | sed "s/.*load/load/")]"
 psql -X -q -d book -v rounds="$rounds" -v due="$due" <<'SQL'
 \set ON_ERROR_STOP 1
@@ -85,4 +94,5 @@ SELECT variant, format('%s / %s / %s', round(min(ms)::numeric, 1), round(percent
 					   round(max(ms)::numeric, 1)) AS ms_min_median_max
   FROM t GROUP BY variant ORDER BY variant DESC;
 SQL
+fi
 echo "== done   [$(uptime | sed "s/.*load/load/")]"
