@@ -46,9 +46,12 @@ add_new() { # add_new DB ROUND: 100,000 records of the last day before $due, thr
 		SELECT (1 + (g * 31 + $2) % 1000000)::text, 'api_calls', 1, '$due'::timestamptz - interval '1 day'
 			   + (g % 86400) * interval '1 second' FROM generate_series(1, 100000) g"
 }
-rollup_ms() { # rollup_ms DB: milliseconds of one rollup
-	psql -X -q -At -d "$1" -c "SELECT extract(epoch FROM clock_timestamp() - t0) * 1000 FROM
-		(SELECT clock_timestamp() AS t0) s, LATERAL (SELECT billing.rollup_usage('$due')) r"
+rollup_ms() { # rollup_ms DB: milliseconds of one rollup, and the WAL it wrote (bytes; the cluster is otherwise idle)
+	psql -X -q -At -F ' ' -d "$1" <<SQL
+SELECT pg_current_wal_insert_lsn() AS w0 \gset
+SELECT extract(epoch FROM clock_timestamp() - t0) * 1000, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'w0')
+  FROM (SELECT clock_timestamp() AS t0) s, LATERAL (SELECT billing.rollup_usage('$due')) r;
+SQL
 }
 results=$(mktemp)
 for r in $(seq 1 "$rounds"); do
@@ -58,10 +61,10 @@ for r in $(seq 1 "$rounds"); do
 	echo "history $r $(rollup_ms book)" >>"$results"
 done
 psql -X -q -d empty -v ON_ERROR_STOP=1 <<SQL
-CREATE TEMP TABLE t (variant text, round int, ms double precision);
+CREATE TEMP TABLE t (variant text, round int, ms double precision, wal numeric);
 \copy t FROM '$results' WITH (DELIMITER ' ')
 SELECT variant, format('%s / %s / %s', round(min(ms)), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)), round(max(ms)))
-	   AS ms_min_median_max FROM t GROUP BY variant ORDER BY variant DESC;
+	   AS ms_min_median_max, round(avg(wal) / 1048576, 1) AS wal_mb_mean FROM t GROUP BY variant ORDER BY variant DESC;
 SELECT round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM t WHERE variant = 'history')::numeric
 		   / (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM t WHERE variant = 'empty')::numeric, 2)
 	   AS median_ratio_history_to_empty;
