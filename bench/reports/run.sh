@@ -5,7 +5,9 @@
 #      history for the same figures, alternately (bench/reports/reports.sql);
 #   2. the history trigger's cost on lifecycle writes (trigger_cost.sql);
 #   3. rolling up 100,000 new usage records on top of USAGE already rolled up,
-#      against the same on an empty database, alternately;
+#      against the same on an empty database, alternately (with the WAL each
+#      wrote, and the time of its search for quota counters with pending
+#      usage, a scan of every counter, timed separately after it);
 #   4. billing.usage() for a user with HEAVY records against a plain indexed sum.
 # Every figure is min / median / max over ROUNDS rounds.
 #
@@ -53,21 +55,35 @@ SELECT extract(epoch FROM clock_timestamp() - t0) * 1000, pg_wal_lsn_diff(pg_cur
   FROM (SELECT clock_timestamp() AS t0) s, LATERAL (SELECT billing.rollup_usage('$due')) r;
 SQL
 }
+counters_ms() { # counters_ms DB: milliseconds of the rollup's search for quota counters with pending usage (none here)
+	# serial, as the rollup's (FOR UPDATE) is
+	psql -X -q -At -d "$1" -c "SET max_parallel_workers_per_gather = 0" -c "SELECT extract(epoch FROM clock_timestamp() - t0) * 1000 FROM
+		(SELECT clock_timestamp() AS t0) s, LATERAL (SELECT count(*) FROM billing.quota_counters q
+		 WHERE q.usage_pending > 0 AND q.usage_day <= '$due'::date AND q.owner_id <> '') r"
+}
 results=$(mktemp)
 for r in $(seq 1 "$rounds"); do
 	add_new empty "$r"
 	add_new book "$r"
-	echo "empty $r $(rollup_ms empty)" >>"$results"
-	echo "history $r $(rollup_ms book)" >>"$results"
+	echo "empty $r $(rollup_ms empty) $(counters_ms empty)" >>"$results"
+	echo "history $r $(rollup_ms book) $(counters_ms book)" >>"$results"
 done
 psql -X -q -d empty -v ON_ERROR_STOP=1 <<SQL
-CREATE TEMP TABLE t (variant text, round int, ms double precision, wal numeric);
+CREATE TEMP TABLE t (variant text, round int, ms double precision, wal numeric, counters_ms double precision);
 \copy t FROM '$results' WITH (DELIMITER ' ')
 SELECT variant, format('%s / %s / %s', round(min(ms)), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)), round(max(ms)))
-	   AS ms_min_median_max, round(avg(wal) / 1048576, 1) AS wal_mb_mean FROM t GROUP BY variant ORDER BY variant DESC;
+	   AS ms_min_median_max, round(avg(wal) / 1048576, 1) AS wal_mb_mean,
+	   format('%s / %s / %s', round(min(counters_ms)), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY counters_ms)),
+			  round(max(counters_ms))) AS counters_search_ms
+  FROM t GROUP BY variant ORDER BY variant DESC;
 SELECT round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM t WHERE variant = 'history')::numeric
 		   / (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) FROM t WHERE variant = 'empty')::numeric, 2)
 	   AS median_ratio_history_to_empty;
+-- the rollup without its search of the quota counters (a scan of every
+-- counter: the book's 1,200,000, the empty database's none), per round
+SELECT round((SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms - counters_ms) FROM t WHERE variant = 'history')::numeric
+		   / (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms - counters_ms) FROM t WHERE variant = 'empty')::numeric, 2)
+	   AS median_ratio_without_counters_search;
 SQL
 rm -f "$results"
 fi
