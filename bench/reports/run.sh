@@ -57,9 +57,13 @@ SQL
 }
 counters_ms() { # counters_ms DB: milliseconds of the rollup's search for quota counters with pending usage (none here)
 	# serial, as the rollup's (FOR UPDATE) is
-	psql -X -q -At -d "$1" -c "SET max_parallel_workers_per_gather = 0" -c "SELECT extract(epoch FROM clock_timestamp() - t0) * 1000 FROM
-		(SELECT clock_timestamp() AS t0) s, LATERAL (SELECT count(*) FROM billing.quota_counters q
-		 WHERE q.usage_pending > 0 AND q.usage_day <= '$due'::date AND q.owner_id <> '') r"
+	psql -X -q -At -d "$1" <<SQL
+SET max_parallel_workers_per_gather = 0;
+SELECT clock_timestamp() AS t0 \gset
+SELECT count(*) >= 0 AS found FROM billing.quota_counters q
+ WHERE q.usage_pending > 0 AND q.usage_day <= '$due'::date AND q.owner_id <> '' \gset
+SELECT extract(epoch FROM clock_timestamp() - :'t0') * 1000;
+SQL
 }
 results=$(mktemp)
 for r in $(seq 1 "$rounds"); do
