@@ -60,3 +60,29 @@ SELECT * FROM pg_temp.parts();
 SELECT billing.usage('u1', 'api_calls', '2026-05-31 00:00+00', '2026-06-02 00:00+00') AS may_june;
 -- the dropped record's key is free again
 SELECT count(*) AS keys FROM billing.usage_keys;
+
+-- The daily totals are partitioned by UTC month too (a rollup writes into its
+-- month's primary key, not into one over the whole history): the maintenance
+-- and _usage_partitions calls above made May to October 2026 and June to
+-- August 2027; each total is in its month's partition, year 1's in the default
+SELECT c.relname AS partition, (SELECT count(*) FROM billing.usage_daily d WHERE d.tableoid = c.oid) AS totals
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+ WHERE i.inhparent = 'billing.usage_daily'::regclass ORDER BY 1;
+SELECT pg_get_expr(c.relpartbound, c.oid) AS bound FROM pg_class c WHERE c.relname = 'usage_daily_2026_05';
+SELECT indexrelid::regclass AS index FROM pg_index WHERE indrelid = 'billing.usage_daily_2026_05'::regclass ORDER BY 1;
+-- a day of a month without a partition waits in the default partition ...
+SELECT (billing.record_usage('u2', 'api_calls', 4, '2030-01-15 10:00+00')).quantity AS recorded;
+SELECT billing.rollup_usage('2030-02-01 00:00+00') AS rolled_up;
+SELECT tableoid::regclass AS partition, day, quantity FROM billing.usage_daily WHERE user_id = 'u2';
+-- ... and moves into its month's partition when that is made (once)
+SELECT billing._usage_daily_partition('2030-01-31 23:59+00') AS created,
+	   billing._usage_daily_partition('2030-01-01 00:00+00') AS again;
+SELECT tableoid::regclass AS partition, day, quantity FROM billing.usage_daily WHERE user_id = 'u2';
+-- the next rollup adds to that total in the partition: 4 + 6 + 5 = 15 on 15 Jan
+-- (the record of 1 Feb, 2, goes to the default partition: February has none)
+SELECT (billing.record_usage('u2', 'api_calls', 6, '2030-01-15 23:00+00')).quantity AS recorded,
+	   (billing.record_usage('u2', 'api_calls', 5, '2030-01-15 01:00+00')).quantity AS recorded,
+	   (billing.record_usage('u2', 'api_calls', 2, '2030-02-01 00:00+00')).quantity AS recorded;
+SELECT billing.rollup_usage('2030-03-01 00:00+00') AS rolled_up;
+SELECT tableoid::regclass AS partition, day, quantity FROM billing.usage_daily WHERE user_id = 'u2' ORDER BY day;
+SELECT billing.usage('u2', 'api_calls', '2030-01-01 00:00+00', '2030-03-01 00:00+00') AS jan_feb;

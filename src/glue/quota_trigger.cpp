@@ -279,11 +279,10 @@ PrepareCounter(Spi &spi, int32_t attachment_id, const std::string &key, Timestam
 		int64_t pending = counter.int64_required(1);
 		// a counter without an owner (a room whose owner is NULL) is usage of nobody
 		if (pending > 0 && !out.owner_id->empty())
-			spi.Execute("INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)"
-						" SELECT $1, billing._quota_metric(q.attachment_id), q.usage_day, $2 FROM billing.quota_counters q"
-						" WHERE q.attachment_id OPERATOR(pg_catalog.=) $3 AND q.key OPERATOR(pg_catalog.=) $4"
-						" ON CONFLICT ON CONSTRAINT usage_daily_pkey"
-						" DO UPDATE SET quantity = d.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity",
+			// (through billing._usage_daily_add: the totals are partitioned by month)
+			spi.Execute("SELECT billing._usage_daily_add(ARRAY[$1], ARRAY[billing._quota_metric(q.attachment_id)],"
+						" ARRAY[q.usage_day], ARRAY[$2::pg_catalog.numeric]) FROM billing.quota_counters q"
+						" WHERE q.attachment_id OPERATOR(pg_catalog.=) $3 AND q.key OPERATOR(pg_catalog.=) $4",
 						{SqlArg::Text(*out.owner_id), SqlArg::Int64(pending), attachment, key_arg});
 		spi.Execute("UPDATE billing.quota_counters q SET usage_day = $3, usage_pending = 0"
 					" WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2",

@@ -283,6 +283,16 @@ COMMENT ON TABLE billing.usage_keys IS 'The idempotency key of each usage record
 CREATE INDEX usage_keys_record ON billing.usage_keys (record_id);
 CREATE INDEX usage_keys_recorded ON billing.usage_keys (recorded_at);
 
+-- Partitioned by UTC month of day, like the records: a rollup writes into the
+-- current month's partition, whose primary key holds one month, not the whole
+-- history (100,000 new totals on a history of millions touched as many leaf
+-- pages of one large key). run_maintenance creates each month's partition
+-- ahead of time (billing._usage_partition); a day of a month without one goes
+-- to usage_daily_default and moves when its month's partition is made. The
+-- parent has no index (pg_restore would build each partition's a second
+-- time, and fail on its primary key): each partition has its own primary key
+-- (user_id, metric, day) and (day, metric) index, and writers add to the
+-- totals through billing._usage_daily_add, which upserts into the partition.
 CREATE TABLE billing.usage_daily (
 	user_id text NOT NULL,
 	metric text NOT NULL,
@@ -290,11 +300,12 @@ CREATE TABLE billing.usage_daily (
 	quantity bigint NOT NULL CHECK (quantity >= 0),
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	deleted_at timestamptz,
-	PRIMARY KEY (user_id, metric, day)
-);
+	deleted_at timestamptz
+) PARTITION BY RANGE (day);
 COMMENT ON TABLE billing.usage_daily IS 'Daily per-user, per-metric usage totals (UTC days)';
-CREATE INDEX usage_daily_day ON billing.usage_daily (day, metric);
+CREATE TABLE billing.usage_daily_default PARTITION OF billing.usage_daily (PRIMARY KEY (user_id, metric, day)) DEFAULT;
+COMMENT ON TABLE billing.usage_daily_default IS 'Daily usage totals of months without a partition of their own';
+CREATE INDEX usage_daily_default_day ON billing.usage_daily_default (day, metric);
 
 CREATE TABLE billing.audit_log (
 	id bigserial PRIMARY KEY,

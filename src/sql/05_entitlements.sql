@@ -241,13 +241,11 @@ BEGIN
 	IF gone IS NULL THEN
 		RETURN;
 	END IF;
-	INSERT INTO billing.usage_daily AS u (user_id, metric, day, quantity)
-	SELECT q.owner_id, billing._quota_metric(q.attachment_id), q.usage_day, pg_catalog.sum(q.usage_pending)
-	  FROM billing.quota_counters q
-	 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
-	   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
-	 GROUP BY 1, 2, 3
-	ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE SET quantity = u.quantity OPERATOR(pg_catalog.+) EXCLUDED.quantity;
+	PERFORM billing._usage_daily_add(pg_catalog.array_agg(q.owner_id), pg_catalog.array_agg(billing._quota_metric(q.attachment_id)),
+									 pg_catalog.array_agg(q.usage_day), pg_catalog.array_agg(q.usage_pending::pg_catalog.numeric))
+	   FROM billing.quota_counters q
+	  WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
+	    AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL;
 	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
 END
 $$;

@@ -146,6 +146,46 @@ $$;
 COMMENT ON FUNCTION billing.record_usage(text, text, bigint, timestamptz, text) IS
 	'Records metered usage; a repeated idempotency key records nothing new';
 
+-- Internal: adds to the daily totals, through each month's partition of
+-- billing.usage_daily (the parent has no key an ON CONFLICT could name:
+-- 02_tables.sql): one upsert per month present, into the month's partition or
+-- the default one. Entries for the same (user, metric, day) are summed; a total
+-- saturates at the bigint maximum. Concurrent callers adding to the same day
+-- each add theirs (the second waits on the key, then updates). A month's
+-- partition created by maintenance between the look-up and the insert (the
+-- default partition then refuses the month, 23514) fails the call, which the
+-- caller's next run repeats: maintenance makes them two months ahead.
+CREATE FUNCTION billing._usage_daily_add(user_ids text[], metrics text[], days date[], quantities numeric[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	month_start date;
+	part text;
+BEGIN
+	FOR month_start IN
+		SELECT DISTINCT pg_catalog.date_trunc('month', x.day::pg_catalog.timestamp)::pg_catalog.date
+		  FROM pg_catalog.unnest(days) x(day) ORDER BY 1
+	LOOP
+		part := 'usage_daily_' OPERATOR(pg_catalog.||) pg_catalog.to_char(month_start::pg_catalog.timestamp, 'YYYY_MM');
+		IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NULL THEN
+			part := 'usage_daily_default';
+		END IF;
+		EXECUTE pg_catalog.format(
+			'INSERT INTO billing.%I AS d (user_id, metric, day, quantity)'
+			' SELECT x.user_id, x.metric, x.day, LEAST(pg_catalog.sum(x.quantity), 9223372036854775807)::pg_catalog.int8'
+			'   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))'
+			'        x(user_id, metric, day, quantity)'
+			'  WHERE x.day OPERATOR(pg_catalog.>=) $5 AND x.day OPERATOR(pg_catalog.<) $6'
+			'  GROUP BY 1, 2, 3'
+			' ON CONFLICT (user_id, metric, day) DO UPDATE'
+			' SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric,'
+			' 9223372036854775807)::pg_catalog.int8', part)
+		USING user_ids, metrics, days, quantities, month_start,
+			  (month_start::pg_catalog.timestamp OPERATOR(pg_catalog.+) interval '1 month')::pg_catalog.date;
+	END LOOP;
+END
+$$;
+
 -- Adds what arrived since the last rollup (records not yet rolled up, and the
 -- counts the quota triggers hold) to the daily totals, up to `upto`.
 -- Returns how many records and counters it moved.
@@ -155,6 +195,10 @@ DECLARE
 	records bigint;
 	counters bigint;
 	upto_day date := (upto AT TIME ZONE 'UTC')::pg_catalog.date;
+	user_ids text[];
+	metrics text[];
+	days date[];
+	quantities numeric[];
 BEGIN
 	PERFORM billing._valid_time(upto, 'upto');
 	-- Only the pending set is read. Deleting each row under its row lock makes
@@ -165,13 +209,11 @@ BEGIN
 		RETURNING p.user_id, p.metric, (p.recorded_at AT TIME ZONE 'UTC')::pg_catalog.date AS day, p.quantity),
 	summed AS (
 		SELECT t.user_id, t.metric, t.day, pg_catalog.sum(t.quantity) AS quantity, pg_catalog.count(*) AS n
-		  FROM taken t GROUP BY 1, 2, 3),
-	added AS (
-		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
-		SELECT s.user_id, s.metric, s.day, LEAST(s.quantity, 9223372036854775807)::pg_catalog.int8 FROM summed s
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE
-		SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric, 9223372036854775807)::pg_catalog.int8)
-	SELECT COALESCE(pg_catalog.sum(s.n), 0) INTO records FROM summed s;
+		  FROM taken t GROUP BY 1, 2, 3)
+	SELECT COALESCE(pg_catalog.sum(s.n), 0), pg_catalog.array_agg(s.user_id), pg_catalog.array_agg(s.metric),
+		   pg_catalog.array_agg(s.day), pg_catalog.array_agg(s.quantity)
+	  INTO records, user_ids, metrics, days, quantities FROM summed s;
+	PERFORM billing._usage_daily_add(user_ids, metrics, days, quantities);
 
 	WITH locked AS (
 		SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending
@@ -181,13 +223,11 @@ BEGIN
 	cleared AS (
 		UPDATE billing.quota_counters q SET usage_pending = 0
 		  FROM locked l WHERE q.attachment_id OPERATOR(pg_catalog.=) l.attachment_id AND q.key OPERATOR(pg_catalog.=) l.key
-		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending),
-	added AS (
-		INSERT INTO billing.usage_daily AS d (user_id, metric, day, quantity)
-		SELECT c.owner_id, c.metric, c.usage_day, LEAST(pg_catalog.sum(c.usage_pending), 9223372036854775807)::pg_catalog.int8 FROM cleared c GROUP BY 1, 2, 3
-		ON CONFLICT ON CONSTRAINT usage_daily_pkey DO UPDATE
-		SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric, 9223372036854775807)::pg_catalog.int8)
-	SELECT pg_catalog.count(*) INTO counters FROM cleared;
+		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending)
+	SELECT pg_catalog.count(*), pg_catalog.array_agg(c.owner_id), pg_catalog.array_agg(c.metric),
+		   pg_catalog.array_agg(c.usage_day), pg_catalog.array_agg(c.usage_pending::pg_catalog.numeric)
+	  INTO counters, user_ids, metrics, days, quantities FROM cleared c;
+	PERFORM billing._usage_daily_add(user_ids, metrics, days, quantities);
 	RETURN records OPERATOR(pg_catalog.+) counters;
 END
 $$;
@@ -239,14 +279,62 @@ BEGIN
 END
 $$;
 
--- Internal, run by run_maintenance: partitions for the month of `at` and the
--- two after it; with the setting usage_record_retention (default: keep),
+-- Internal: the partition of billing.usage_daily for the UTC month holding
+-- `month_of` (named usage_daily_YYYY_MM, with its primary key and (day,
+-- metric) index), created when missing; the month's totals that waited in
+-- usage_daily_default move into it. Returns whether it created one. Locks as
+-- billing._usage_partition does (NOWAIT: the next maintenance run tries again).
+-- The partition belongs to the owner of billing.usage_daily, as the default does.
+CREATE FUNCTION billing._usage_daily_partition(month_of timestamptz) RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	month_start timestamp := pg_catalog.date_trunc('month', billing._valid_time(month_of, 'month_of') AT TIME ZONE 'UTC');
+	part text := 'usage_daily_' OPERATOR(pg_catalog.||) pg_catalog.to_char(month_start, 'YYYY_MM');
+	bound_from text := pg_catalog.to_char(month_start, 'YYYY-MM-DD');
+	bound_to text := pg_catalog.to_char(month_start OPERATOR(pg_catalog.+) interval '1 month', 'YYYY-MM-DD');
+BEGIN
+	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
+		RETURN false;
+	END IF;
+	BEGIN
+		LOCK TABLE billing.usage_daily IN SHARE UPDATE EXCLUSIVE MODE NOWAIT;
+		LOCK TABLE billing.usage_daily_default IN ACCESS EXCLUSIVE MODE NOWAIT;
+	EXCEPTION WHEN lock_not_available THEN
+		RETURN false;
+	END;
+	IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NOT NULL THEN
+		RETURN false;
+	END IF;
+	EXECUTE pg_catalog.format('CREATE TABLE billing.%I (LIKE billing.usage_daily INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+							  part);
+	-- the writers insert into the partition itself (billing._usage_daily_add):
+	-- it belongs to the totals' owner whoever made it
+	EXECUTE pg_catalog.format('ALTER TABLE billing.%I OWNER TO %I', part,
+							  (SELECT r.rolname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+								WHERE c.oid OPERATOR(pg_catalog.=) 'billing.usage_daily'::pg_catalog.regclass));
+	EXECUTE pg_catalog.format(
+		'WITH moved AS (DELETE FROM ONLY billing.usage_daily_default d'
+		' WHERE d.day OPERATOR(pg_catalog.>=) $1::pg_catalog.date AND d.day OPERATOR(pg_catalog.<) $2::pg_catalog.date RETURNING d.*)'
+		' INSERT INTO billing.%I SELECT * FROM moved', part) USING bound_from, bound_to;
+	EXECUTE pg_catalog.format('ALTER TABLE billing.%I ADD CONSTRAINT %I PRIMARY KEY (user_id, metric, day)',
+							  part, part OPERATOR(pg_catalog.||) '_pkey');
+	EXECUTE pg_catalog.format('CREATE INDEX %I ON billing.%I (day, metric)', part OPERATOR(pg_catalog.||) '_day', part);
+	EXECUTE pg_catalog.format('ALTER TABLE billing.usage_daily ATTACH PARTITION billing.%I FOR VALUES FROM (%L) TO (%L)',
+							  part, bound_from, bound_to);
+	RETURN true;
+END
+$$;
+
+-- Internal, run by run_maintenance: partitions of the records and of the
+-- daily totals for the month of `at` and the two after it (the totals are
+-- kept whatever the retention); with the setting usage_record_retention (default: keep),
 -- records older than `at` minus it are dropped once rolled up, a month's
 -- partition at a time (and those waiting in the default partition).
 CREATE FUNCTION billing._usage_partitions(at timestamptz) RETURNS TABLE (action text, count bigint)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	created bigint := 0;
+	created_daily bigint := 0;
 	dropped bigint := 0;
 	retention interval := billing._setting('usage_record_retention')::interval;
 	cutoff timestamptz;
@@ -259,6 +347,9 @@ BEGIN
 	FOR i IN 0..2 LOOP
 		IF billing._usage_partition(((at AT TIME ZONE 'UTC') OPERATOR(pg_catalog.+) pg_catalog.make_interval(months => i)) AT TIME ZONE 'UTC') THEN
 			created := created OPERATOR(pg_catalog.+) 1;
+		END IF;
+		IF billing._usage_daily_partition(((at AT TIME ZONE 'UTC') OPERATOR(pg_catalog.+) pg_catalog.make_interval(months => i)) AT TIME ZONE 'UTC') THEN
+			created_daily := created_daily OPERATOR(pg_catalog.+) 1;
 		END IF;
 	END LOOP;
 	IF retention IS NOT NULL THEN
@@ -301,6 +392,11 @@ BEGIN
 	IF created OPERATOR(pg_catalog.>) 0 THEN
 		action := 'usage_partitions_created';
 		count := created;
+		RETURN NEXT;
+	END IF;
+	IF created_daily OPERATOR(pg_catalog.>) 0 THEN
+		action := 'usage_daily_partitions_created';
+		count := created_daily;
 		RETURN NEXT;
 	END IF;
 	IF dropped OPERATOR(pg_catalog.>) 0 THEN

@@ -221,14 +221,27 @@ SELECT count(DISTINCT table_name) FROM billing.audit_log WHERE app_user = 'resto
 SQL
 )
 [ "$(tail -2 <<<"$out" | tr '\n' ' ')" = "1 5 " ] || { fail "inserting after restore failed"; echo "$out" | sed 's/^/   /'; }
-# The monthly partitions came back attached, each with its two indexes, once
-# (pg_restore attaches a partition before it creates the partition's indexes).
-out=$(psql_q "$dst" -c "SELECT string_agg(c.relname || ':' || (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid), ',' ORDER BY c.relname)
-	FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'billing.usage_records'::regclass")
-want=$(psql_q "$src" -c "SELECT string_agg(c.relname || ':' || (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid), ',' ORDER BY c.relname)
-	FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'billing.usage_records'::regclass")
-[ "$(tr ',' '\n' <<<"$want" | wc -l)" -ge 4 ] || fail "the source has no monthly usage partitions: $want"
-[ "$out" = "$want" ] || fail "usage partitions after restore: $out (want $want)"
+# The monthly partitions (of the records and of the daily totals) came back
+# attached, each with its two indexes, once (pg_restore attaches a partition
+# before it creates the partition's indexes).
+for parent in usage_records usage_daily; do
+	parts="SELECT string_agg(c.relname || ':' || (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid), ',' ORDER BY c.relname)
+	FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE h.inhparent = 'billing.$parent'::regclass"
+	out=$(psql_q "$dst" -c "$parts")
+	want=$(psql_q "$src" -c "$parts")
+	[ "$(tr ',' '\n' <<<"$want" | wc -l)" -ge 4 ] || fail "the source has no monthly $parent partitions: $want"
+	[ "$out" = "$want" ] || fail "$parent partitions after restore: $out (want $want)"
+done
+# a rollup after the restore adds to a restored total, in its partition (the
+# default one, or this month's: the rollup, running as billing_owner, writes
+# into the partition directly), and into this month's: 1 + 4 rooms, 6 calls
+out=$(psql_q "$dst" -c "INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at)
+	VALUES ('2', 'rooms_created', 4, now() - interval '2 days'), ('2', 'api_calls', 6, now())" \
+	-c "SELECT billing.rollup_usage() >= 2" \
+	-c "SELECT string_agg(d.metric || ' ' || d.quantity || ' ' || (d.tableoid = 'billing.usage_daily_default'::regclass), ',' ORDER BY d.metric)
+		  FROM billing.usage_daily d WHERE d.user_id = '2' AND d.day >= (now() - interval '2 days')::date" 2>&1)
+this_month=$([ "$(date -u -d '2 days ago' +%m)" = "$(date -u +%m)" ] && echo false || echo true)
+[ "$(tail -2 <<<"$out" | tr '\n' ' ')" = "t api_calls 6 false,rooms_created 5 $this_month " ] || fail "a rollup after restore: $out"
 
 if [ $failed -ne 0 ]; then
 	echo "dump/restore: FAILED"
