@@ -43,10 +43,15 @@ constexpr const char *kDecrement =
 	" updated_at = pg_catalog.now()"
 	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
+// A room given to another owner: its participants' counter names the new
+// owner, and its cached limit is stale. An upsert, not an UPDATE, so that it
+// also reaches a counter another transaction is creating (it waits for it on
+// the key) and leaves a counter (of 0: no counter means no rows) that a first
+// participant racing the move waits for and then reads the new owner from.
 constexpr const char *kRoomOwnerChanged =
-	"UPDATE billing.quota_counters q SET owner_id = $3, cap_valid_until = '-infinity'::pg_catalog.timestamptz,"
-	" updated_at = pg_catalog.now()"
-	" WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2";
+	"INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, used) VALUES ($1, $2, $3, 0)"
+	" ON CONFLICT (attachment_id, key) DO UPDATE SET owner_id = EXCLUDED.owner_id,"
+	" cap_valid_until = '-infinity'::pg_catalog.timestamptz, updated_at = pg_catalog.now()";
 
 constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
 
