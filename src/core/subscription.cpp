@@ -4,6 +4,7 @@
 #include "core/pure.hpp"
 
 #include <algorithm>
+#include <initializer_list>
 
 namespace billing {
 namespace {
@@ -794,43 +795,47 @@ EntitledPlanId(const Projection &projection, Micros at, Micros past_due_grace)
 	return projection.book.sub.plan_id;
 }
 
+namespace {
+
+// The first time after `at` when what `sub` grants may change by time alone:
+// its trial, period and grace ends, and `also`.
+std::optional<Micros>
+FirstChangeAfter(const Subscription &sub, Micros at, Micros past_due_grace,
+				 std::initializer_list<std::optional<Micros>> also)
+{
+	std::optional<Micros> next;
+	auto consider = [&](const std::optional<Micros> &t) {
+		if (t && *t > at && (!next || *t < *next))
+			next = t;
+	};
+	consider(sub.trial_end);
+	consider(sub.period_end);
+	Micros grace_end = 0;
+	if (sub.past_due_since && !__builtin_add_overflow(*sub.past_due_since, past_due_grace, &grace_end))
+		consider(grace_end);
+	for (const auto &t : also)
+		consider(t);
+	return next;
+}
+
+}  // namespace
+
 std::optional<Micros>
 NextEntitlementChange(const Projection &projection, Micros at, Micros past_due_grace)
 {
 	if (projection.fell_back_to_free)
 		return std::nullopt;
 	const Subscription &sub = projection.book.sub;
-	std::optional<Micros> next;
-	auto consider = [&](const std::optional<Micros> &t) {
-		if (t && *t > at && (!next || *t < *next))
-			next = t;
-	};
-	consider(sub.trial_end);
-	consider(sub.period_end);
-	consider(sub.unpaid_due_at);
-	Micros grace_end = 0;
-	if (sub.past_due_since && !__builtin_add_overflow(*sub.past_due_since, past_due_grace, &grace_end))
-		consider(grace_end);
+	std::optional<Micros> incomplete_timeout;
 	if (sub.status == Status::kIncomplete)
-		consider(sub.started_at + kIncompleteTimeout);
-	return next;
+		incomplete_timeout = sub.started_at + kIncompleteTimeout;
+	return FirstChangeAfter(sub, at, past_due_grace, {sub.unpaid_due_at, incomplete_timeout});
 }
 
 std::optional<Micros>
 EndedEntitlementChange(const Subscription &sub, Micros at, Micros past_due_grace)
 {
-	std::optional<Micros> next;
-	auto consider = [&](const std::optional<Micros> &t) {
-		if (t && *t > at && (!next || *t < *next))
-			next = t;
-	};
-	consider(sub.ended_at);
-	consider(sub.trial_end);
-	consider(sub.period_end);
-	Micros grace_end = 0;
-	if (sub.past_due_since && !__builtin_add_overflow(*sub.past_due_since, past_due_grace, &grace_end))
-		consider(grace_end);
-	return next;
+	return FirstChangeAfter(sub, at, past_due_grace, {sub.ended_at});
 }
 
 }  // namespace billing

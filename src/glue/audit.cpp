@@ -6,6 +6,7 @@
 //     (one insert per 1,000 rows) through a statement prepared once per backend;
 //   billing._touch_updated_at(): updated_at = now() on every update;
 //   billing._restoring(): whether pg_restore is loading a billing table.
+#include "glue/audit.hpp"
 #include "glue/guard.hpp"
 #include "glue/settings.hpp"
 #include "glue/spi.hpp"
@@ -113,6 +114,19 @@ RewindTransitionTable(Tuplestorestate *rows)
 	int pointer = tuplestore_alloc_read_pointer(rows, EXEC_FLAG_REWIND);
 	tuplestore_select_read_pointer(rows, pointer);
 	tuplestore_rescan(rows);
+}
+
+std::string
+AuditedChange(const char *table_literal, bool update, const std::string &ctes, const std::string &select)
+{
+	// kAuditInsert's columns and values, read from the statement's own rows.
+	return "WITH " + ctes +
+		   ", audited AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)"
+		   " SELECT " + std::string(table_literal) + ", j.n OPERATOR(pg_catalog.->>) 'id', " +
+		   (update ? "'UPDATE'" : "'INSERT'") + ", j.o, j.n, CASE WHEN v.v OPERATOR(pg_catalog.<>) '' THEN v.v END"
+		   " FROM (SELECT " + (update ? "pg_catalog.to_jsonb(b)" : "NULL::pg_catalog.jsonb") + " AS o, pg_catalog.to_jsonb(c) AS n"
+		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + ") j,"
+		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) " + select;
 }
 
 }  // namespace billing::glue

@@ -2,6 +2,7 @@
 // rows, asks the core (src/core/subscription.cpp) what happens, and writes the
 // outcome. Every body runs inside the guard (BILLING_FUNCTION).
 #include "glue/args.hpp"
+#include "glue/audit.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
 #include "glue/quota_counter.hpp"
@@ -264,37 +265,6 @@ MutableColumns(const Subscription &s)
 			TimeArg(s.scheduled_change_at),
 			SqlArg::Text(s.end_reason)};
 }
-
-// A lifecycle write and its audit_log row in one statement, the row as
-// billing._audit writes it (the trigger leaves the statement alone:
-// AuditedByStatement): the change is the CTE "changed" (RETURNING the whole
-// new row), an UPDATE's old row the CTE "before". Returns the statement's rows.
-// table_literal: the table's name as an SQL literal ("'subscriptions'").
-std::string
-AuditedChange(const char *table_literal, bool update, const std::string &ctes, const std::string &select)
-{
-	return "WITH " + ctes +
-		   ", audited AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)"
-		   " SELECT " + table_literal + ", j.n OPERATOR(pg_catalog.->>) 'id', " + (update ? "'UPDATE'" : "'INSERT'") +
-		   ", j.o, j.n, CASE WHEN v.v OPERATOR(pg_catalog.<>) '' THEN v.v END"
-		   " FROM (SELECT " + (update ? "pg_catalog.to_jsonb(b)" : "NULL::pg_catalog.jsonb") + " AS o, pg_catalog.to_jsonb(c) AS n"
-		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + ") j,"
-		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) " + select;
-}
-
-// The table whose statements audit themselves, for one scope: restores what
-// was declared before on the way out, an error included (assigns a pointer:
-// nothing of PostgreSQL's in the destructor).
-class AuditedScope {
-public:
-	explicit AuditedScope(const char *table) : outer_(AuditedByStatementTable()) { AuditedByStatement(table); }
-	~AuditedScope() { AuditedByStatement(outer_); }
-	AuditedScope(const AuditedScope &) = delete;
-	AuditedScope &operator=(const AuditedScope &) = delete;
-
-private:
-	const char *outer_;
-};
 
 std::vector<Row>
 RunAudited(Spi &spi, const char *table, const std::string &sql, const std::vector<SqlArg> &args)

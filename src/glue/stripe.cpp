@@ -4,6 +4,7 @@
 // reads what billing holds, asks the core and stores its answer, all with
 // kept prepared statements (no PL/pgSQL on this path).
 #include "glue/args.hpp"
+#include "glue/audit.hpp"
 #include "glue/guard.hpp"
 #include "glue/lifecycle.hpp"
 #include "glue/settings.hpp"
@@ -127,38 +128,6 @@ EventTime(const std::optional<int64_t> &unix_seconds)
 {
 	return unix_seconds ? EventTime(*unix_seconds) : SqlArg::Null(TIMESTAMPTZOID);
 }
-
-// A subscription's write that writes its own audit_log row, as lifecycle's
-// writes do (glue/lifecycle.cpp, AuditedChange): the change is the CTE
-// `changed` (and, for an update, the row before it is `before`), and its
-// audit row is inserted by the same statement, with what billing._audit
-// would write; the audit trigger leaves the statement alone
-// (AuditedByStatement), one statement less per subscription event.
-std::string
-AuditedSubscriptionWrite(bool update, const std::string &ctes)
-{
-	return "WITH " + ctes +
-		   ", audited AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)"
-		   " SELECT 'subscriptions', j.n OPERATOR(pg_catalog.->>) 'id', " + (update ? "'UPDATE'" : "'INSERT'") +
-		   ", j.o, j.n, CASE WHEN v.v OPERATOR(pg_catalog.<>) '' THEN v.v END"
-		   " FROM (SELECT " + (update ? "pg_catalog.to_jsonb(b)" : "NULL::pg_catalog.jsonb") + " AS o, pg_catalog.to_jsonb(c) AS n"
-		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + ") j,"
-		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) SELECT FROM changed";
-}
-
-// Declares billing.subscriptions' statements self-audited for one scope and
-// restores what was declared before on the way out, an error included
-// (assigns a pointer: nothing of PostgreSQL's in the destructor).
-class SubscriptionsAudited {
-public:
-	SubscriptionsAudited() : outer_(AuditedByStatementTable()) { AuditedByStatement("subscriptions"); }
-	~SubscriptionsAudited() { AuditedByStatement(outer_); }
-	SubscriptionsAudited(const SubscriptionsAudited &) = delete;
-	SubscriptionsAudited &operator=(const SubscriptionsAudited &) = delete;
-
-private:
-	const char *outer_;
-};
 
 // The plan a Stripe price stands for (Precheck has found one).
 struct StripePlan {
@@ -292,21 +261,21 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 							 SqlArg::Text(m.stripe_status.empty() ? std::optional<std::string>() : m.stripe_status),
 							 SqlArg::Text(user_id)};
 	if (!id) {
-		static const std::string insert = AuditedSubscriptionWrite(
-			false,
+		static const std::string insert = AuditedChange(
+			"'subscriptions'", false,
 			"changed AS (INSERT INTO billing.subscriptions (user_id, plan_id, status, price_cents, currency, billing_interval, "
 			"started_at, billing_anchor, current_period_start, current_period_end, trial_start, trial_end, "
 			"cancel_at_period_end, canceled_at, ended_at, end_reason, past_due_since, paused_at, "
 			"stripe_customer_id, stripe_subscription_id, metadata, stripe_status) "
 			"SELECT $17, p.id, $2::billing.subscription_status, p.price_cents, p.currency, p.billing_interval, "
 			"$3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{\"source\": \"stripe\"}', $16 "
-			"FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING *)");
-		SubscriptionsAudited audited;
+			"FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING *)", "SELECT FROM changed");
+		AuditedScope audited("subscriptions");
 		spi.Query(insert, args);
 	} else {
 		args.push_back(SqlArg::Int64(*id));
-		static const std::string update = AuditedSubscriptionWrite(
-			true,
+		static const std::string update = AuditedChange(
+			"'subscriptions'", true,
 			"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $18), "
 			"changed AS (UPDATE billing.subscriptions x SET plan_id = p.id, "
 			"price_cents = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.price_cents ELSE p.price_cents END, "
@@ -321,8 +290,8 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			"stripe_customer_id = COALESCE($14, x.stripe_customer_id), stripe_subscription_id = $15, "
 			"stripe_status = $16, metadata = x.metadata OPERATOR(pg_catalog.||) '{\"source\": \"stripe\"}' "
 			"FROM billing.subscription_plans p "
-			"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $18 RETURNING x.*)");
-		SubscriptionsAudited audited;
+			"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $18 RETURNING x.*)", "SELECT FROM changed");
+		AuditedScope audited("subscriptions");
 		spi.Query(update, args);
 	}
 	if (row->ended_at)
