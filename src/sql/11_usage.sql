@@ -146,42 +146,61 @@ $$;
 COMMENT ON FUNCTION billing.record_usage(text, text, bigint, timestamptz, text) IS
 	'Records metered usage; a repeated idempotency key records nothing new';
 
--- Internal: adds to the daily totals, through each month's partition of
--- billing.usage_daily (the parent has no key an ON CONFLICT could name:
--- 02_tables.sql): one upsert per month present, into the month's partition or
--- the default one. Entries for the same (user, metric, day) are summed; a total
--- saturates at the bigint maximum. Concurrent callers adding to the same day
--- each add theirs (the second waits on the key, then updates). A month's
--- partition created by maintenance between the look-up and the insert (the
--- default partition then refuses the month, 23514) fails the call, which the
--- caller's next run repeats: maintenance makes them two months ahead.
+-- Internal: adds to the daily totals through billing.usage_daily itself
+-- (the parent has no key an ON CONFLICT could name: 02_tables.sql), per
+-- month present: an UPDATE of the totals that exist, an INSERT of the rest,
+-- routed by PostgreSQL to the month's partition or the default one; if
+-- another writer inserted one of those days first (23505), again. Through
+-- the parent, so a partition owned by whoever restored a dump (pg_restore
+-- --no-owner), or a month detached to archive it, is never written directly.
+-- The default partition is locked first (ROW EXCLUSIVE): a month's partition
+-- being made (which takes it ACCESS EXCLUSIVE) is then either done, and the
+-- rows go to it, or not started (it gives up with NOWAIT until the next
+-- maintenance run). Entries for the same (user, metric, day) are summed; a
+-- total saturates at the bigint maximum.
 CREATE FUNCTION billing._usage_daily_add(user_ids text[], metrics text[], days date[], quantities numeric[])
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	month_start date;
-	part text;
+	month_end date;
 BEGIN
+	IF pg_catalog.cardinality(days) IS NULL OR pg_catalog.cardinality(days) OPERATOR(pg_catalog.=) 0 THEN
+		RETURN;
+	END IF;
+	LOCK TABLE billing.usage_daily_default IN ROW EXCLUSIVE MODE;
 	FOR month_start IN
 		SELECT DISTINCT pg_catalog.date_trunc('month', x.day::pg_catalog.timestamp)::pg_catalog.date
 		  FROM pg_catalog.unnest(days) x(day) ORDER BY 1
 	LOOP
-		part := 'usage_daily_' OPERATOR(pg_catalog.||) pg_catalog.to_char(month_start::pg_catalog.timestamp, 'YYYY_MM');
-		IF pg_catalog.to_regclass(pg_catalog.format('billing.%I', part)) IS NULL THEN
-			part := 'usage_daily_default';
-		END IF;
-		EXECUTE pg_catalog.format(
-			'INSERT INTO billing.%I AS d (user_id, metric, day, quantity)'
-			' SELECT x.user_id, x.metric, x.day, LEAST(pg_catalog.sum(x.quantity), 9223372036854775807)::pg_catalog.int8'
-			'   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))'
-			'        x(user_id, metric, day, quantity)'
-			'  WHERE x.day OPERATOR(pg_catalog.>=) $5 AND x.day OPERATOR(pg_catalog.<) $6'
-			'  GROUP BY 1, 2, 3'
-			' ON CONFLICT (user_id, metric, day) DO UPDATE'
-			' SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric,'
-			' 9223372036854775807)::pg_catalog.int8', part)
-		USING user_ids, metrics, days, quantities, month_start,
-			  (month_start::pg_catalog.timestamp OPERATOR(pg_catalog.+) interval '1 month')::pg_catalog.date;
+		month_end := (month_start::pg_catalog.timestamp OPERATOR(pg_catalog.+) interval '1 month')::pg_catalog.date;
+		LOOP
+			BEGIN
+				WITH input AS (
+					SELECT x.user_id, x.metric, x.day,
+						   LEAST(pg_catalog.sum(x.quantity), 9223372036854775807)::pg_catalog.int8 AS quantity
+					  FROM ROWS FROM (pg_catalog.unnest(user_ids), pg_catalog.unnest(metrics), pg_catalog.unnest(days),
+									  pg_catalog.unnest(quantities)) x(user_id, metric, day, quantity)
+					 WHERE x.day OPERATOR(pg_catalog.>=) month_start AND x.day OPERATOR(pg_catalog.<) month_end
+					 GROUP BY 1, 2, 3),
+				updated AS (
+					UPDATE billing.usage_daily d
+					   SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) i.quantity::pg_catalog.numeric,
+											9223372036854775807)::pg_catalog.int8
+					  FROM input i
+					 WHERE d.day OPERATOR(pg_catalog.>=) month_start AND d.day OPERATOR(pg_catalog.<) month_end
+					   AND d.user_id OPERATOR(pg_catalog.=) i.user_id AND d.metric OPERATOR(pg_catalog.=) i.metric
+					   AND d.day OPERATOR(pg_catalog.=) i.day
+					RETURNING d.user_id, d.metric, d.day)
+				INSERT INTO billing.usage_daily (user_id, metric, day, quantity)
+				SELECT i.user_id, i.metric, i.day, i.quantity FROM input i
+				 WHERE NOT EXISTS (SELECT FROM updated u WHERE u.user_id OPERATOR(pg_catalog.=) i.user_id
+									  AND u.metric OPERATOR(pg_catalog.=) i.metric AND u.day OPERATOR(pg_catalog.=) i.day);
+				EXIT;
+			EXCEPTION WHEN unique_violation THEN
+				-- another writer added one of these days first: again, adding to it
+			END;
+		END LOOP;
 	END LOOP;
 END
 $$;
@@ -307,8 +326,7 @@ BEGIN
 	END IF;
 	EXECUTE pg_catalog.format('CREATE TABLE billing.%I (LIKE billing.usage_daily INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
 							  part);
-	-- the writers insert into the partition itself (billing._usage_daily_add):
-	-- it belongs to the totals' owner whoever made it
+	-- it belongs to the totals' owner whoever made it (retention drops it)
 	EXECUTE pg_catalog.format('ALTER TABLE billing.%I OWNER TO %I', part,
 							  (SELECT r.rolname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
 								WHERE c.oid OPERATOR(pg_catalog.=) 'billing.usage_daily'::pg_catalog.regclass));

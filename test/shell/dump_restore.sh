@@ -233,8 +233,8 @@ for parent in usage_records usage_daily; do
 	[ "$out" = "$want" ] || fail "$parent partitions after restore: $out (want $want)"
 done
 # a rollup after the restore adds to a restored total, in its partition (the
-# default one, or this month's: the rollup, running as billing_owner, writes
-# into the partition directly), and into this month's: 1 + 4 rooms, 6 calls
+# default one, or this month's: the rollup adds through the parent), and
+# into this month's: 1 + 4 rooms, 6 calls
 out=$(psql_q "$dst" -c "INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at)
 	VALUES ('2', 'rooms_created', 4, now() - interval '2 days'), ('2', 'api_calls', 6, now())" \
 	-c "SELECT billing.rollup_usage() >= 2" \
@@ -242,6 +242,33 @@ out=$(psql_q "$dst" -c "INSERT INTO billing.usage_records (user_id, metric, quan
 		  FROM billing.usage_daily d WHERE d.user_id = '2' AND d.day >= (now() - interval '2 days')::date" 2>&1)
 this_month=$([ "$(date -u -d '2 days ago' +%m)" = "$(date -u +%m)" ] && echo false || echo true)
 [ "$(tail -2 <<<"$out" | tr '\n' ' ')" = "t api_calls 6 false,rooms_created 5 $this_month " ] || fail "a rollup after restore: $out"
+
+# Restored without owners (pg_restore --no-owner, as a managed service or
+# another role restores): the monthly partitions then belong to the
+# restoring role, not billing_owner. A room's first insert of a new day (its
+# counter's pending usage of the day before goes to the totals) and
+# run_maintenance (its rollup) add through the parent: no 42501 (session 7's
+# final review F1: both failed, "permission denied for table usage_daily_...").
+noowner="billing_dump_noowner_$$"
+psql_q postgres -c "CREATE DATABASE $noowner" || fail "could not create $noowner"
+"$PG_BINDIR/pg_restore" --no-owner -d "$noowner" "$dump" >"$dump.log" 2>&1 || fail "pg_restore --no-owner: $(tail -3 "$dump.log")"
+owners=$(psql_q "$noowner" -c "SELECT count(*) FROM pg_catalog.pg_class c WHERE c.relname ~ '^usage_daily_2'
+	AND c.relowner <> (SELECT p.relowner FROM pg_catalog.pg_class p WHERE p.oid = 'billing.usage_daily'::regclass)")
+[ "${owners:-0}" -gt 0 ] || fail "after a restore without owners the partitions should belong to the restoring role: $owners"
+out=$(psql_q "$noowner" \
+	-c "INSERT INTO public.rooms (owner_id, name) VALUES (1, 'restored room')" \
+	-c "SELECT billing.attach_participant_quota('public.participants', 'room_id', 'public.rooms', 'owner_id') >= 0" \
+	-c "INSERT INTO public.participants (room_id, name) SELECT max(r.id), 'first' FROM public.rooms r" \
+	-c "UPDATE billing.quota_counters q SET usage_day = (now() AT TIME ZONE 'UTC')::date - 1, usage_pending = 2
+		  FROM billing.attachments a WHERE a.id = q.attachment_id AND a.kind = 'participants'
+		   AND q.key = (SELECT max(r.id)::text FROM public.rooms r)" \
+	-c "INSERT INTO public.participants (room_id, name) SELECT max(r.id), 'after restore' FROM public.rooms r" \
+	-c "SELECT q.used FROM billing.quota_counters q WHERE q.key = (SELECT max(r.id)::text FROM public.rooms r)" \
+	-c "INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at) VALUES ('2', 'api_calls', 3, now())" \
+	-c "SELECT count(*) >= 0 FROM billing.run_maintenance()" 2>&1)
+grep -q "permission denied\|ERROR" <<<"$out" && fail "after a restore without owners: $out"
+[ "$(tail -2 <<<"$out" | head -1)" = "2" ] || fail "after a restore without owners, the room's counter: $out"
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $noowner WITH (FORCE)" >/dev/null 2>&1
 
 if [ $failed -ne 0 ]; then
 	echo "dump/restore: FAILED"
