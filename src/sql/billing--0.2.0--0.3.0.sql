@@ -2440,6 +2440,10 @@ CREATE FUNCTION billing._after_drop_table() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	gone integer[];
+	owners text[];
+	metrics text[];
+	days date[];
+	quantities numeric[];
 BEGIN
 	SELECT pg_catalog.array_agg(a.id) INTO gone
 	  FROM billing.attachments a, pg_catalog.pg_event_trigger_dropped_objects() d
@@ -2448,11 +2452,16 @@ BEGIN
 	IF gone IS NULL THEN
 		RETURN;
 	END IF;
-	PERFORM billing._usage_daily_add(pg_catalog.array_agg(q.owner_id), pg_catalog.array_agg(billing._quota_metric(q.attachment_id)),
-									 pg_catalog.array_agg(q.usage_day), pg_catalog.array_agg(q.usage_pending::pg_catalog.numeric))
-	   FROM billing.quota_counters q
-	  WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
-	    AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL;
+	-- Locked: a rollup that took a counter's pending usage and has not
+	-- committed yet is waited for, and its zero read (never added twice).
+	SELECT pg_catalog.array_agg(l.owner_id), pg_catalog.array_agg(billing._quota_metric(l.attachment_id)),
+		   pg_catalog.array_agg(l.usage_day), pg_catalog.array_agg(l.usage_pending::pg_catalog.numeric)
+	  INTO owners, metrics, days, quantities
+	  FROM (SELECT q.owner_id, q.attachment_id, q.usage_day, q.usage_pending FROM billing.quota_counters q
+			 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
+			   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
+			   FOR UPDATE) l;
+	PERFORM billing._usage_daily_add(owners, metrics, days, quantities);
 	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
 END
 $$;
