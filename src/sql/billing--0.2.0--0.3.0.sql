@@ -1395,24 +1395,26 @@ CREATE TRIGGER usage_updated AFTER UPDATE ON billing.usage_records
 CREATE TRIGGER usage_deleted AFTER DELETE ON billing.usage_records
 	REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION billing._usage_changed();
 
--- Internal: adds to the daily totals through billing.usage_daily itself
--- (the parent has no key an ON CONFLICT could name: 02_tables.sql), per
--- month present: an UPDATE of the totals that exist, an INSERT of the rest,
--- routed by PostgreSQL to the month's partition or the default one; if
--- another writer inserted one of those days first (23505), again. Through
--- the parent, so a partition owned by whoever restored a dump (pg_restore
--- --no-owner), or a month detached to archive it, is never written directly.
--- The default partition is locked first (ROW EXCLUSIVE): a month's partition
--- being made (which takes it ACCESS EXCLUSIVE) is then either done, and the
--- rows go to it, or not started (it gives up with NOWAIT until the next
--- maintenance run). Entries for the same (user, metric, day) are summed; a
--- total saturates at the bigint maximum.
+-- Internal: adds to the daily totals, per month present, with one upsert
+-- into the month's partition, or into the default one while the month has
+-- none. The partition is looked up among usage_daily's attached partitions
+-- and used only if it belongs to the totals' owner; otherwise (a dump
+-- restored with --no-owner leaves partitions to whoever restored it) the
+-- month goes through the parent: an UPDATE of the totals that exist and an
+-- INSERT of the rest, again on a 23505 from a concurrent writer (the parent
+-- has no key an ON CONFLICT could name: 02_tables.sql). A month detached to
+-- archive it is never written. The default partition is locked first (ROW
+-- EXCLUSIVE): a month's partition being made (which takes it ACCESS
+-- EXCLUSIVE NOWAIT) is then either committed and found, or not started.
+-- Entries for the same (user, metric, day) are summed; a total saturates at
+-- the bigint maximum.
 CREATE FUNCTION billing._usage_daily_add(user_ids text[], metrics text[], days date[], quantities numeric[])
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	month_start date;
 	month_end date;
+	part text;
 BEGIN
 	IF pg_catalog.cardinality(days) IS NULL OR pg_catalog.cardinality(days) OPERATOR(pg_catalog.=) 0 THEN
 		RETURN;
@@ -1423,6 +1425,32 @@ BEGIN
 		  FROM pg_catalog.unnest(days) x(day) ORDER BY 1
 	LOOP
 		month_end := (month_start::pg_catalog.timestamp OPERATOR(pg_catalog.+) interval '1 month')::pg_catalog.date;
+		part := 'usage_daily_' OPERATOR(pg_catalog.||) pg_catalog.to_char(month_start::pg_catalog.timestamp, 'YYYY_MM');
+		IF NOT EXISTS (SELECT FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+						WHERE i.inhparent OPERATOR(pg_catalog.=) 'billing.usage_daily'::pg_catalog.regclass
+						  AND c.relname OPERATOR(pg_catalog.=) part) THEN
+			part := 'usage_daily_default';
+		ELSIF NOT EXISTS (SELECT FROM pg_catalog.pg_class c, pg_catalog.pg_class p
+						   WHERE c.relname OPERATOR(pg_catalog.=) part
+							 AND c.relnamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace
+							 AND p.oid OPERATOR(pg_catalog.=) 'billing.usage_daily'::pg_catalog.regclass
+							 AND c.relowner OPERATOR(pg_catalog.=) p.relowner) THEN
+			part := NULL;
+		END IF;
+		IF part IS NOT NULL THEN
+			EXECUTE pg_catalog.format(
+				'INSERT INTO billing.%I AS d (user_id, metric, day, quantity)'
+				' SELECT x.user_id, x.metric, x.day, LEAST(pg_catalog.sum(x.quantity), 9223372036854775807)::pg_catalog.int8'
+				'   FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3), pg_catalog.unnest($4))'
+				'        x(user_id, metric, day, quantity)'
+				'  WHERE x.day OPERATOR(pg_catalog.>=) $5 AND x.day OPERATOR(pg_catalog.<) $6'
+				'  GROUP BY 1, 2, 3'
+				' ON CONFLICT (user_id, metric, day) DO UPDATE'
+				' SET quantity = LEAST(d.quantity::pg_catalog.numeric OPERATOR(pg_catalog.+) EXCLUDED.quantity::pg_catalog.numeric,'
+				' 9223372036854775807)::pg_catalog.int8', part)
+			USING user_ids, metrics, days, quantities, month_start, month_end;
+			CONTINUE;
+		END IF;
 		LOOP
 			BEGIN
 				WITH input AS (
