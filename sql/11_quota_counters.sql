@@ -230,3 +230,22 @@ SELECT counts_match(), counter_indexes_complete();
 DROP TABLE rooms, users;
 DROP FUNCTION counts_match(), counter_indexes_complete(), rooms_archive();
 DROP EXTENSION amcheck;
+
+-- == A room given to another owner: the joins its counter holds that no
+-- rollup has taken yet are the old owner's (final review of session 7, F6:
+-- the rollup billed them to the new owner). Owner 41's room gets a
+-- participant, then goes to 42: the join is 41's, and a join after the move
+-- is 42's.
+CREATE TABLE mu_rooms (id int PRIMARY KEY, owner_id int);
+CREATE TABLE mu_participants (id serial PRIMARY KEY, room_id int REFERENCES mu_rooms);
+SELECT billing.attach_participant_quota('mu_participants', 'room_id', 'mu_rooms', 'owner_id');
+INSERT INTO mu_rooms VALUES (30, 41);
+INSERT INTO mu_participants (room_id) VALUES (30);
+UPDATE mu_rooms SET owner_id = 42 WHERE id = 30;
+INSERT INTO mu_participants (room_id) VALUES (30);
+SELECT q.owner_id, q.used, q.usage_pending FROM billing.quota_counters q WHERE q.key = '30';
+SELECT billing.rollup_usage(now() + interval '2 days') >= 1 AS rolled_up;
+SELECT user_id, metric, quantity FROM billing.usage_daily
+ WHERE metric = 'participants_joined' AND user_id IN ('41', '42') ORDER BY user_id;
+SELECT billing.detach('mu_participants');
+DROP TABLE mu_participants, mu_rooms;

@@ -48,6 +48,20 @@ constexpr const char *kDecrement =
 // also reaches a counter another transaction is creating (it waits for it on
 // the key) and leaves a counter (of 0: no counter means no rows) that a first
 // participant racing the move waits for and then reads the new owner from.
+// Before a room changes hands, the joins its counter holds and no rollup
+// has taken yet are the old owner's: they go to the old owner's daily
+// totals (under the counter's lock, as the rollup takes them).
+constexpr const char *kRoomOwnerPendingUsage =
+	"WITH old AS (SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending FROM billing.quota_counters q"
+	"   WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2"
+	"   AND q.owner_id OPERATOR(pg_catalog.<>) $3 AND q.owner_id OPERATOR(pg_catalog.<>) ''"
+	"   AND q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day IS NOT NULL FOR UPDATE),"
+	" taken AS (UPDATE billing.quota_counters q SET usage_pending = 0 FROM old"
+	"   WHERE q.attachment_id OPERATOR(pg_catalog.=) old.attachment_id AND q.key OPERATOR(pg_catalog.=) old.key"
+	"   RETURNING old.owner_id, old.attachment_id, old.usage_day, old.usage_pending)"
+	" SELECT billing._usage_daily_add(pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(billing._quota_metric(t.attachment_id)),"
+	"   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric)) FROM taken t";
+
 constexpr const char *kRoomOwnerChanged =
 	"INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, used) VALUES ($1, $2, $3, 0)"
 	" ON CONFLICT (attachment_id, key) DO UPDATE SET owner_id = EXCLUDED.owner_id,"
@@ -583,6 +597,7 @@ BILLING_FUNCTION(billing_room_owner_changed)
 		(void) ColumnText(trigger->tg_relation, trigger->tg_newtuple, attachment.parent_owner_column, &owner);
 		AsBillingOwner(CountersOwner(), [&] {
 			Spi spi;
+			spi.QueryPrepared(kRoomOwnerPendingUsage, {SqlArg::Int32(id), SqlArg::Text(room), SqlArg::Text(owner)});
 			spi.QueryPrepared(kRoomOwnerChanged, {SqlArg::Int32(id), SqlArg::Text(room), SqlArg::Text(owner)});
 			spi.Finish();
 		});
