@@ -1618,8 +1618,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		if (kind == "credit_to_invoice") {
 			m.kind = CreditMovement::Kind::kSpend;
 			m.invoice_id = r.int64(7).value_or(0);
-		}
-		else if (kind == "credit_refunded") {
+		} else if (kind == "credit_refunded") {
 			m.kind = CreditMovement::Kind::kTakeBack;
 			m.for_payment = r.int64(4).value_or(0);
 		} else if (kind == "payment_to_credit")

@@ -43,11 +43,6 @@ constexpr const char *kDecrement =
 	" updated_at = pg_catalog.now()"
 	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
-// A room given to another owner: its participants' counter names the new
-// owner, and its cached limit is stale. An upsert, not an UPDATE, so that it
-// also reaches a counter another transaction is creating (it waits for it on
-// the key) and leaves a counter (of 0: no counter means no rows) that a first
-// participant racing the move waits for and then reads the new owner from.
 // Before a room changes hands, the joins its counter holds and no rollup
 // has taken yet are the old owner's: they go to the old owner's daily
 // totals (under the counter's lock, as the rollup takes them).
@@ -62,6 +57,11 @@ constexpr const char *kRoomOwnerPendingUsage =
 	" SELECT billing._usage_daily_add(pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(billing._quota_metric(t.attachment_id)),"
 	"   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric)) FROM taken t";
 
+// A room given to another owner: its participants' counter names the new
+// owner, and its cached limit is stale. An upsert, not an UPDATE, so that it
+// also reaches a counter another transaction is creating (it waits for it on
+// the key) and leaves a counter (of 0: no counter means no rows) that a first
+// participant racing the move waits for and then reads the new owner from.
 constexpr const char *kRoomOwnerChanged =
 	"INSERT INTO billing.quota_counters AS q (attachment_id, key, owner_id, used) VALUES ($1, $2, $3, 0)"
 	" ON CONFLICT (attachment_id, key) DO UPDATE SET owner_id = EXCLUDED.owner_id,"

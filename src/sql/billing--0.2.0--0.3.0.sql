@@ -1426,16 +1426,15 @@ BEGIN
 	LOOP
 		month_end := (month_start::pg_catalog.timestamp OPERATOR(pg_catalog.+) interval '1 month')::pg_catalog.date;
 		part := 'usage_daily_' OPERATOR(pg_catalog.||) pg_catalog.to_char(month_start::pg_catalog.timestamp, 'YYYY_MM');
-		IF NOT EXISTS (SELECT FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
-						WHERE i.inhparent OPERATOR(pg_catalog.=) 'billing.usage_daily'::pg_catalog.regclass
-						  AND c.relname OPERATOR(pg_catalog.=) part) THEN
+		-- the month's attached partition: its name if it is the totals' owner's, else NULL
+		SELECT CASE WHEN c.relowner OPERATOR(pg_catalog.=) p.relowner THEN c.relname::pg_catalog.text END INTO part
+		  FROM pg_catalog.pg_inherits i
+		  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+		  JOIN pg_catalog.pg_class p ON p.oid OPERATOR(pg_catalog.=) i.inhparent
+		 WHERE i.inhparent OPERATOR(pg_catalog.=) 'billing.usage_daily'::pg_catalog.regclass AND c.relname OPERATOR(pg_catalog.=) part
+		   AND c.relnamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace;
+		IF NOT FOUND THEN
 			part := 'usage_daily_default';
-		ELSIF NOT EXISTS (SELECT FROM pg_catalog.pg_class c, pg_catalog.pg_class p
-						   WHERE c.relname OPERATOR(pg_catalog.=) part
-							 AND c.relnamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace
-							 AND p.oid OPERATOR(pg_catalog.=) 'billing.usage_daily'::pg_catalog.regclass
-							 AND c.relowner OPERATOR(pg_catalog.=) p.relowner) THEN
-			part := NULL;
 		END IF;
 		IF part IS NOT NULL THEN
 			EXECUTE pg_catalog.format(
