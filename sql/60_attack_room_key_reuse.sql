@@ -66,6 +66,32 @@ SELECT relation, key, counted_before, counted_now FROM billing.reconcile_quotas(
 SELECT key, owner_id, used FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
  WHERE a.kind = 'participants' AND q.used > 0 ORDER BY key;
 
+-- A counter an older install left naming the old owner (the owner watch
+-- trigger disabled here to make one): reconcile_quotas gives it the room's
+-- owner, and the joins no rollup took yet go to the old owner's totals first.
+-- Room 70 (ent) gets 2 joins today, is deleted, key 70 goes to free1 with
+-- 1 join: the counter holds used 1, pending 3, owner ent.
+INSERT INTO atk_app.rooms VALUES (70, 'ent');
+SELECT 'billing_quota_room_owner_' || a.id AS room_watch, a.id AS att FROM billing.attachments a WHERE a.kind = 'participants' \gset
+ALTER TABLE atk_app.rooms DISABLE TRIGGER :"room_watch";
+\c - regress_atk_app
+SET timezone = 'UTC';
+INSERT INTO atk_app.participants (room_id) VALUES (70), (70);
+DELETE FROM atk_app.participants WHERE room_id = 70;
+DELETE FROM atk_app.rooms WHERE id = 70;
+INSERT INTO atk_app.rooms VALUES (70, 'free1');
+INSERT INTO atk_app.participants (room_id) VALUES (70);
+\c - postgres
+ALTER TABLE atk_app.rooms ENABLE TRIGGER :"room_watch";
+SELECT key, owner_id, used, usage_pending FROM billing.quota_counters q WHERE q.attachment_id = :att AND key = '70';
+SELECT relation, key, counted_before, counted_now FROM billing.reconcile_quotas();
+SELECT key, owner_id, used, usage_pending FROM billing.quota_counters q WHERE q.attachment_id = :att AND key = '70';
+-- ent's totals: room 50's 60 joins (moved when free1's room 50 took the key),
+-- room 60's 1 (moved when free1's room 60 took it), room 70's 3 (2 before the
+-- deletion, 1 after the reuse, all counted under ent's counter before the
+-- repair); free1's 50 joins of room 60 wait for the rollup: 60 + 1 + 3 = 64
+SELECT user_id, metric, quantity FROM billing.usage_daily WHERE metric = 'participants_joined' ORDER BY user_id;
+
 SET client_min_messages = warning;
 DROP SCHEMA atk_app CASCADE;
 DROP OWNED BY regress_atk_migrator, regress_atk_app;

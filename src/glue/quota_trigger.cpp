@@ -67,6 +67,25 @@ constexpr const char *kRoomOwnerChanged =
 	" ON CONFLICT (attachment_id, key) DO UPDATE SET owner_id = EXCLUDED.owner_id,"
 	" cap_valid_until = '-infinity'::pg_catalog.timestamptz, updated_at = pg_catalog.now()";
 
+// A new room takes a key whose participants' counter another room left (it
+// was deleted, or its key changed): the counter names the new owner, and the
+// joins no rollup has taken yet go to the old owner's totals first. An
+// UPDATE, not kRoomOwnerChanged's upsert: most new rooms have no counter, and
+// none is made for them (a participant's first insert makes it, reading the
+// room's owner).
+constexpr const char *kRoomKeyTaken =
+	"WITH old AS (SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending FROM billing.quota_counters q"
+	"   WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2"
+	"   AND q.owner_id OPERATOR(pg_catalog.<>) $3 FOR UPDATE),"
+	" moved AS (UPDATE billing.quota_counters q SET owner_id = $3, usage_pending = 0,"
+	"   cap_valid_until = '-infinity'::pg_catalog.timestamptz, updated_at = pg_catalog.now() FROM old"
+	"   WHERE q.attachment_id OPERATOR(pg_catalog.=) old.attachment_id AND q.key OPERATOR(pg_catalog.=) old.key"
+	"   RETURNING old.owner_id, old.attachment_id, old.usage_day, old.usage_pending)"
+	" SELECT billing._usage_daily_add(pg_catalog.array_agg(m.owner_id), pg_catalog.array_agg(billing._quota_metric(m.attachment_id)),"
+	"   pg_catalog.array_agg(m.usage_day), pg_catalog.array_agg(m.usage_pending::pg_catalog.numeric))"
+	" FROM moved m WHERE m.owner_id OPERATOR(pg_catalog.<>) '' AND m.usage_pending OPERATOR(pg_catalog.>) 0"
+	"   AND m.usage_day IS NOT NULL";
+
 constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
 
 // Whether the install has 0.3.0's billing._quota_prepare (owner argument).
@@ -580,28 +599,45 @@ BILLING_FUNCTION(billing_user_inserted)
 }
 
 // billing._quota_room_owner_changed(attachment): a room given to another
-// owner; its participants' counter follows. Both values are read as the
-// updating user.
+// owner, or a room key taken by a new room (inserted, or a room's key changed
+// to it); its participants' counter follows, whatever room had that key
+// before. Both values are read as the writing user.
 BILLING_FUNCTION(billing_room_owner_changed)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		throw billing::Error("39P01", "billing._quota_room_owner_changed() may only be called as a trigger");
 	TriggerData *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
-	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_BY_UPDATE(trigger->tg_event))
-		throw billing::Error("39P01", "billing._quota_room_owner_changed() must fire for each updated row");
+	bool inserted = TRIGGER_FIRED_BY_INSERT(trigger->tg_event);
+	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_AFTER(trigger->tg_event) ||
+		!(inserted || TRIGGER_FIRED_BY_UPDATE(trigger->tg_event)))
+		throw billing::Error("39P01", "billing._quota_room_owner_changed() must fire after each inserted or updated row");
 	int32_t id = AttachmentIdArg(trigger->tg_trigger, "billing._quota_room_owner_changed()");
 	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, id, Watched::kRoomsOwner);
+	HeapTuple row = inserted ? trigger->tg_trigtuple : trigger->tg_newtuple;
 	std::string room;
 	std::string owner;
-	if (ColumnText(trigger->tg_relation, trigger->tg_newtuple, attachment.parent_key_column, &room)) {
-		(void) ColumnText(trigger->tg_relation, trigger->tg_newtuple, attachment.parent_owner_column, &owner);
-		AsBillingOwner(CountersOwner(), [&] {
-			Spi spi;
-			spi.QueryPrepared(kRoomOwnerPendingUsage, {SqlArg::Int32(id), SqlArg::Text(room), SqlArg::Text(owner)});
-			spi.QueryPrepared(kRoomOwnerChanged, {SqlArg::Int32(id), SqlArg::Text(room), SqlArg::Text(owner)});
-			spi.Finish();
-		});
+	if (!ColumnText(trigger->tg_relation, row, attachment.parent_key_column, &room))
+		return PointerGetDatum(nullptr);
+	(void) ColumnText(trigger->tg_relation, row, attachment.parent_owner_column, &owner);
+	if (!inserted) {
+		std::string old_room;
+		std::string old_owner;
+		bool had_room = ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.parent_key_column, &old_room);
+		(void) ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.parent_owner_column, &old_owner);
+		if (had_room && old_room == room && old_owner == owner)
+			return PointerGetDatum(nullptr);  // neither the key nor the owner changed
 	}
+	AsBillingOwner(CountersOwner(), [&] {
+		Spi spi;
+		std::vector<SqlArg> args{SqlArg::Int32(id), SqlArg::Text(room), SqlArg::Text(owner)};
+		if (inserted) {
+			spi.QueryPrepared(kRoomKeyTaken, args);
+		} else {
+			spi.QueryPrepared(kRoomOwnerPendingUsage, args);
+			spi.QueryPrepared(kRoomOwnerChanged, args);
+		}
+		spi.Finish();
+	});
 	return PointerGetDatum(nullptr);
 }
 

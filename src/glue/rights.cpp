@@ -138,9 +138,8 @@ ColumnText(Relation relation, HeapTuple tuple, const std::string &column, std::s
 		int number = SPI_fnumber(desc, column.c_str());
 		if (number <= 0)
 			ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
-							errmsg("column \"%s\" of relation \"%s\" does not exist", column.c_str(),
-								   RelationGetRelationName(relation)),
-							errhint("Attach the table again.")));
+							errmsg("column \"%s\" that billing counts is missing", column.c_str()),
+							errhint("Attach the table again after renaming or dropping a counted column.")));
 		value = SPI_getvalue(tuple, desc, number);
 	});
 	if (value == nullptr)

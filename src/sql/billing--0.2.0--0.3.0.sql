@@ -418,19 +418,20 @@ BEGIN
 	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
 	IF att.kind OPERATOR(pg_catalog.=) 'participants' THEN
-		-- On the rooms table, named after this attachment (detach removes it).
-		-- No "UPDATE OF": a column set by the application's own BEFORE
-		-- trigger is not in the statement's SET list; WHEN sees the final row.
+		-- On the rooms table, named after this attachment (detach removes it):
+		-- a room given to another owner, and a room key another room had
+		-- (inserted, or a key changed to it), move the room's counter. No
+		-- "UPDATE OF" and no WHEN: a column set by the application's own
+		-- BEFORE trigger is not in the statement's SET list, and a WHEN on
+		-- OLD cannot serve INSERT; the function compares the two rows.
 		IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid OPERATOR(pg_catalog.=) att.parent_relation
 					 AND tg.tgname OPERATOR(pg_catalog.=) owner_watch) THEN
 			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', owner_watch, att.parent_relation);
 		END IF;
 		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW
-			 WHEN (OLD.%I IS DISTINCT FROM NEW.%I)
+			'CREATE TRIGGER %I AFTER INSERT OR UPDATE ON %s FOR EACH ROW
 			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
-			owner_watch, att.parent_relation, att.parent_owner_column, att.parent_owner_column,
-			att.id, att.parent_key_column, att.parent_owner_column);
+			owner_watch, att.parent_relation, att.id, att.parent_key_column, att.parent_owner_column);
 	END IF;
 	-- AFTER ROW: a row counts once it is really there. A BEFORE trigger would
 	-- count rows that INSERT ... ON CONFLICT then skips or turns into an update.
@@ -537,6 +538,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
 	att billing.attachments;
+	ignored text;
 BEGIN
 	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
 	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
@@ -544,6 +546,23 @@ BEGIN
 		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
 	END IF;
 	PERFORM billing._check_session_owns(att.relation);
+	-- A counter naming another owner than its rows' (a room key another room
+	-- had, before session 8): the joins no rollup has taken yet are the old
+	-- owner's, then the counter takes the owner the table says.
+	WITH actual AS (
+		SELECT u.k, u.o FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners)) AS u(k, o)),
+	 old AS (
+		SELECT q.key, q.owner_id, q.usage_day, q.usage_pending FROM billing.quota_counters q JOIN actual a ON a.k OPERATOR(pg_catalog.=) q.key
+		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.owner_id OPERATOR(pg_catalog.<>) a.o
+		   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day IS NOT NULL
+		   FOR UPDATE OF q),
+	 taken AS (
+		UPDATE billing.quota_counters q SET usage_pending = 0 FROM old
+		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) old.key
+		RETURNING old.owner_id, old.usage_day, old.usage_pending)
+	SELECT billing._usage_daily_add(pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(billing._quota_metric(p_attachment)),
+		   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric))
+	  INTO STRICT ignored FROM taken t;
 	RETURN QUERY
 	WITH actual AS (
 		SELECT u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n)),
@@ -552,12 +571,12 @@ BEGIN
 			   COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
 		  FROM actual a
 		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id OPERATOR(pg_catalog.=) p_attachment) q ON q.key OPERATOR(pg_catalog.=) a.k
-		 WHERE COALESCE(q.used, 0) OPERATOR(pg_catalog.<>) COALESCE(a.n, 0)),
+		 WHERE COALESCE(q.used, 0) OPERATOR(pg_catalog.<>) COALESCE(a.n, 0) OR q.owner_id OPERATOR(pg_catalog.<>) a.o),
 	 fixed AS (
 		INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
 		SELECT p_attachment, d.k, d.o, d.now FROM diff d
 		ON CONFLICT (attachment_id, key) DO UPDATE
-		   SET used = EXCLUDED.used, cap_valid_until = '-infinity', updated_at = pg_catalog.now()
+		   SET used = EXCLUDED.used, owner_id = EXCLUDED.owner_id, cap_valid_until = '-infinity', updated_at = pg_catalog.now()
 		RETURNING c.key)
 	SELECT d.k, d.before, d.now FROM diff d ORDER BY d.k;
 END
@@ -2927,6 +2946,31 @@ CREATE INDEX IF NOT EXISTS payments_stripe_unplaced ON billing.payments (user_id
 CREATE INDEX IF NOT EXISTS payments_stripe_awaiting_intent ON billing.payments (user_id, amount_cents, paid_at)
 	WHERE external_id LIKE 'stripe\_invoice:%' AND stripe_payment_intent_id IS NULL AND refund_of IS NULL
 	  AND status = 'succeeded' AND deleted_at IS NULL;
+
+-- Session 8: a room's participants counter follows a room key another room
+-- takes (inserted, or a key changed to it), not only an owner change: the
+-- owner watch trigger of every participants attachment fires on INSERT too
+-- (as _quota_create_triggers makes it). Counters a reused key left with the
+-- old owner are mended by billing.reconcile_quotas().
+DO $room_watch$
+DECLARE
+	att record;
+BEGIN
+	FOR att IN SELECT a.id, a.parent_relation, a.parent_key_column, a.parent_owner_column
+				 FROM billing.attachments a JOIN pg_catalog.pg_trigger tg
+				   ON tg.tgrelid OPERATOR(pg_catalog.=) a.parent_relation
+				  AND tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id)
+				WHERE a.kind OPERATOR(pg_catalog.=) 'participants' ORDER BY a.id LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) att.id,
+			att.parent_relation);
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER %I AFTER INSERT OR UPDATE ON %s FOR EACH ROW
+			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
+			'billing_quota_room_owner_' OPERATOR(pg_catalog.||) att.id, att.parent_relation, att.id,
+			att.parent_key_column, att.parent_owner_column);
+	END LOOP;
+END
+$room_watch$;
 
 -- Least privilege: billing's objects belong to billing_owner, so SECURITY
 -- DEFINER functions and the quota trigger's slow path run as a role that can
