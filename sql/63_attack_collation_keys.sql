@@ -1,0 +1,57 @@
+-- Attack (session 8, hostile tester): billing keys its counters by the
+-- counted column's output text (COLLATE "C"), but the application's own
+-- equality (its foreign keys, its joins) follows the column's collation. With
+-- a case-insensitive (nondeterministic) collation, 'alice' and 'ALICE' are one
+-- user to the application and two owners to billing, each with its own Free
+-- limit: the application's login gives one Free user as many rooms as the
+-- owner id has spellings (7 here, Free allows 3). The same holds for citext
+-- and for a participants table keyed by such a room key.
+-- SAFE outcome (this expected file): attach_room_quota refuses a counted
+-- column with a nondeterministic collation, or alice ends with at most 3.
+SET client_min_messages = warning;
+DROP EXTENSION IF EXISTS billing CASCADE;
+DROP SCHEMA IF EXISTS atk_app CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION billing;
+SET timezone = 'UTC';
+\set VERBOSITY terse
+CREATE ROLE regress_atk_migrator LOGIN IN ROLE billing_admin;
+CREATE ROLE regress_atk_app LOGIN;
+CREATE SCHEMA atk_app AUTHORIZATION regress_atk_migrator;
+\c - regress_atk_migrator
+CREATE COLLATION atk_app.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE atk_app.users (id text COLLATE atk_app.ci PRIMARY KEY);
+CREATE TABLE atk_app.rooms (id bigserial PRIMARY KEY, owner_id text COLLATE atk_app.ci NOT NULL REFERENCES atk_app.users);
+GRANT USAGE ON SCHEMA atk_app TO regress_atk_app;
+GRANT SELECT, INSERT ON atk_app.users, atk_app.rooms TO regress_atk_app;
+GRANT USAGE ON SEQUENCE atk_app.rooms_id_seq TO regress_atk_app;
+DO $$
+BEGIN
+	PERFORM billing.attach_room_quota('atk_app.rooms', 'owner_id');
+EXCEPTION WHEN OTHERS THEN
+	NULL;  -- a refusal is a safe outcome too
+END
+$$;
+\c - regress_atk_app
+INSERT INTO atk_app.users VALUES ('alice');
+DO $$
+DECLARE
+	spelling text;
+BEGIN
+	FOREACH spelling IN ARRAY ARRAY['alice', 'alice', 'alice', 'alice', 'ALICE', 'Alice', 'aLice', 'alIce'] LOOP
+		BEGIN
+			INSERT INTO atk_app.rooms (owner_id) VALUES (spelling);
+		EXCEPTION WHEN SQLSTATE 'QB001' THEN
+			NULL;
+		END;
+	END LOOP;
+END
+$$;
+\c - postgres
+SELECT NOT EXISTS (SELECT FROM billing.attachments WHERE relation = 'atk_app.rooms'::regclass)
+	   OR (SELECT count(*) FROM atk_app.rooms WHERE owner_id = 'alice') <= 3 AS safe;
+SET client_min_messages = warning;
+DROP SCHEMA atk_app CASCADE;
+DROP OWNED BY regress_atk_migrator, regress_atk_app;
+DROP ROLE regress_atk_migrator, regress_atk_app;
+RESET client_min_messages;
