@@ -5,9 +5,13 @@
 -- user to the application and two owners to billing, each with its own Free
 -- limit: the application's login gives one Free user as many rooms as the
 -- owner id has spellings (7 here, Free allows 3). The same holds for citext
--- and for a participants table keyed by such a room key.
+-- and for a participants table keyed by such a room key. Without any collation,
+-- a plain numeric room key does it too: 42, 42.0 and 42.00 are one room to
+-- the foreign key and three counters to billing (150 participants in a Free
+-- room that allows 50).
 -- SAFE outcome (this expected file): attach_room_quota refuses a counted
--- column with a nondeterministic collation, or alice ends with at most 3.
+-- column with a nondeterministic collation, or alice ends with at most 3;
+-- likewise room 42 ends with at most 50 participants (or attach refuses it).
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS atk_app CASCADE;
@@ -32,7 +36,32 @@ EXCEPTION WHEN OTHERS THEN
 	NULL;  -- a refusal is a safe outcome too
 END
 $$;
+CREATE TABLE atk_app.nrooms (id numeric PRIMARY KEY, owner_id text);
+CREATE TABLE atk_app.nparticipants (id bigserial PRIMARY KEY, room_id numeric REFERENCES atk_app.nrooms);
+GRANT SELECT, INSERT ON atk_app.nrooms, atk_app.nparticipants TO regress_atk_app;
+GRANT USAGE ON SEQUENCE atk_app.nparticipants_id_seq TO regress_atk_app;
+DO $$
+BEGIN
+	PERFORM billing.attach_participant_quota('atk_app.nparticipants', 'room_id', 'atk_app.nrooms', 'owner_id');
+EXCEPTION WHEN OTHERS THEN
+	NULL;  -- a refusal is a safe outcome too
+END
+$$;
 \c - regress_atk_app
+INSERT INTO atk_app.nrooms VALUES (42, 'bob');
+DO $$
+DECLARE
+	spelling numeric;
+BEGIN
+	FOREACH spelling IN ARRAY ARRAY[42, 42.0, 42.00] LOOP
+		BEGIN
+			INSERT INTO atk_app.nparticipants (room_id) SELECT spelling FROM generate_series(1, 50);
+		EXCEPTION WHEN SQLSTATE 'QB001' THEN
+			NULL;
+		END;
+	END LOOP;
+END
+$$;
 INSERT INTO atk_app.users VALUES ('alice');
 DO $$
 DECLARE
@@ -50,6 +79,8 @@ $$;
 \c - postgres
 SELECT NOT EXISTS (SELECT FROM billing.attachments WHERE relation = 'atk_app.rooms'::regclass)
 	   OR (SELECT count(*) FROM atk_app.rooms WHERE owner_id = 'alice') <= 3 AS safe;
+SELECT NOT EXISTS (SELECT FROM billing.attachments WHERE relation = 'atk_app.nparticipants'::regclass)
+	   OR (SELECT count(*) FROM atk_app.nparticipants WHERE room_id = 42) <= 50 AS safe_numeric;
 SET client_min_messages = warning;
 DROP SCHEMA atk_app CASCADE;
 DROP OWNED BY regress_atk_migrator, regress_atk_app;
