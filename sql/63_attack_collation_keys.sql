@@ -8,10 +8,13 @@
 -- and for a participants table keyed by such a room key. Without any collation,
 -- a plain numeric room key does it too: 42, 42.0 and 42.00 are one room to
 -- the foreign key and three counters to billing (150 participants in a Free
--- room that allows 50).
+-- room that allows 50). And the key text depends on the inserting session's
+-- settings: with a bytea owner id, SET bytea_output = 'escape' makes a new
+-- owner of the same bytes (6 rooms for one Free owner).
 -- SAFE outcome (this expected file): attach_room_quota refuses a counted
 -- column with a nondeterministic collation, or alice ends with at most 3;
--- likewise room 42 ends with at most 50 participants (or attach refuses it).
+-- likewise room 42 ends with at most 50 participants and the bytea owner
+-- with at most 3 rooms (or attach refuses those tables).
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS atk_app CASCADE;
@@ -47,7 +50,31 @@ EXCEPTION WHEN OTHERS THEN
 	NULL;  -- a refusal is a safe outcome too
 END
 $$;
+CREATE TABLE atk_app.brooms (id bigserial PRIMARY KEY, owner_id bytea NOT NULL);
+GRANT SELECT, INSERT ON atk_app.brooms TO regress_atk_app;
+GRANT USAGE ON SEQUENCE atk_app.brooms_id_seq TO regress_atk_app;
+DO $$
+BEGIN
+	PERFORM billing.attach_room_quota('atk_app.brooms', 'owner_id');
+EXCEPTION WHEN OTHERS THEN
+	NULL;  -- a refusal is a safe outcome too
+END
+$$;
 \c - regress_atk_app
+DO $$
+DECLARE
+	style text;
+BEGIN
+	FOREACH style IN ARRAY ARRAY['hex', 'escape'] LOOP
+		PERFORM set_config('bytea_output', style, true);
+		BEGIN
+			INSERT INTO atk_app.brooms (owner_id) SELECT '\x0102'::bytea FROM generate_series(1, 3);
+		EXCEPTION WHEN SQLSTATE 'QB001' THEN
+			NULL;
+		END;
+	END LOOP;
+END
+$$;
 INSERT INTO atk_app.nrooms VALUES (42, 'bob');
 DO $$
 DECLARE
@@ -81,6 +108,8 @@ SELECT NOT EXISTS (SELECT FROM billing.attachments WHERE relation = 'atk_app.roo
 	   OR (SELECT count(*) FROM atk_app.rooms WHERE owner_id = 'alice') <= 3 AS safe;
 SELECT NOT EXISTS (SELECT FROM billing.attachments WHERE relation = 'atk_app.nparticipants'::regclass)
 	   OR (SELECT count(*) FROM atk_app.nparticipants WHERE room_id = 42) <= 50 AS safe_numeric;
+SELECT NOT EXISTS (SELECT FROM billing.attachments WHERE relation = 'atk_app.brooms'::regclass)
+	   OR (SELECT count(*) FROM atk_app.brooms WHERE owner_id = '\x0102'::bytea) <= 3 AS safe_bytea;
 SET client_min_messages = warning;
 DROP SCHEMA atk_app CASCADE;
 DROP OWNED BY regress_atk_migrator, regress_atk_app;
