@@ -25,6 +25,9 @@ EXCEPTION WHEN undefined_object THEN
 	GRANT billing_owner TO regress_atk_mallory;
 END
 $$;
+-- refused: billing_owner has a member
+CREATE EXTENSION billing;
+SELECT count(*) AS billing_installed FROM pg_extension WHERE extname = 'billing';
 DO $$
 BEGIN
 	CREATE EXTENSION billing;

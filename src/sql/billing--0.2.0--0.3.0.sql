@@ -145,6 +145,18 @@ BEGIN
 			USING ERRCODE = '42501',
 				  DETAIL = 'billing''s privileged code runs as billing_owner; it must not be a superuser or able to log in.';
 	END IF;
+	-- Whoever can act as billing_owner can replace billing's functions, which
+	-- superusers call (pg_cron's maintenance, the event triggers on their
+	-- DDL): a member would be a superuser in waiting. Nor may billing_owner
+	-- hold another role's rights (pg_execute_server_program, say).
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles r
+				 ON r.oid OPERATOR(pg_catalog.=) m.roleid OR r.oid OPERATOR(pg_catalog.=) m.member
+				WHERE r.rolname OPERATOR(pg_catalog.=) 'billing_owner') THEN
+		RAISE EXCEPTION 'role "billing_owner" must have no members and belong to no role'
+			USING ERRCODE = '42501',
+				  DETAIL = 'billing''s objects belong to billing_owner, and superusers run its functions: a member of billing_owner could become a superuser.',
+				  HINT = 'REVOKE billing_owner FROM every member (and every role FROM billing_owner) before installing or updating billing.';
+	END IF;
 END
 $roles$;
 
