@@ -165,7 +165,13 @@ RoomOwner(const Attachment &attachment, const std::string &room)
 		Oid key_type = InvalidOid;
 		Datum key = 0;
 		PgCall([&] {
-			Relation rooms = table_open(attachment.parent_relation, AccessShareLock);
+			Relation rooms = try_table_open(attachment.parent_relation, AccessShareLock);
+			if (rooms == nullptr)
+				ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+								errmsg("the rooms table of billing's participants attachment %d no longer exists",
+									   attachment.id),
+								errhint("Detach the participants table with billing.detach, or attach it again to "
+										"its new rooms table.")));
 			TupleDesc desc = RelationGetDescr(rooms);
 			int key_number = SPI_fnumber(desc, attachment.parent_key_column.c_str());
 			int owner_number = SPI_fnumber(desc, attachment.parent_owner_column.c_str());
@@ -547,6 +553,17 @@ BILLING_FUNCTION(billing_quota_trigger)
 	TriggerArgs args = ParseTriggerArgs(trigger->tg_trigger);
 	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, args.attachment_id,
 											  Watched::kCounted);
+	// The arguments must be the attachment's own (_quota_create_triggers
+	// writes them): a hand-made trigger naming another kind or column would
+	// count the wrong thing.
+	if (attachment.kind != (std::strcmp(args.quota, "rooms") == 0 ? "rooms" : "participants") ||
+		attachment.key_column != args.key_column || attachment.counts_deleted_at != args.counts_deleted_at)
+		throw billing::Error("42501",
+							 "trigger \"" + std::string(trigger->tg_trigger->tgname) + "\" on table \"" +
+								 std::string(RelationGetRelationName(trigger->tg_relation)) + "\" does not match billing's attachment " +
+								 std::to_string(attachment.id),
+							 "The trigger's arguments name another kind of quota or another column than the attachment.",
+							 "Attach the table again with billing.attach_room_quota or billing.attach_participant_quota.");
 	TupleDesc desc = trigger->tg_relation->rd_att;
 	TimestampTz at = GetCurrentTransactionStartTimestamp();
 

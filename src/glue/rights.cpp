@@ -60,14 +60,14 @@ std::vector<CheckedTrigger> checked_triggers;
 constexpr const char *kAttachmentById =
 	"SELECT a.kind::pg_catalog.text, a.relation::pg_catalog.oid::pg_catalog.text,"
 	" a.parent_relation::pg_catalog.oid::pg_catalog.text, a.key_column::pg_catalog.text,"
-	" a.parent_key_column::pg_catalog.text, a.parent_owner_column::pg_catalog.text, a.id::pg_catalog.text"
-	" FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) $1";
+	" a.parent_key_column::pg_catalog.text, a.parent_owner_column::pg_catalog.text, a.id::pg_catalog.text,"
+	" a.counts_deleted_at::pg_catalog.text FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) $1";
 
 constexpr const char *kUsersAttachment =
 	"SELECT a.kind::pg_catalog.text, a.relation::pg_catalog.oid::pg_catalog.text,"
 	" a.parent_relation::pg_catalog.oid::pg_catalog.text, a.key_column::pg_catalog.text,"
-	" a.parent_key_column::pg_catalog.text, a.parent_owner_column::pg_catalog.text, a.id::pg_catalog.text"
-	" FROM billing.attachments a WHERE a.kind OPERATOR(pg_catalog.=) 'users'"
+	" a.parent_key_column::pg_catalog.text, a.parent_owner_column::pg_catalog.text, a.id::pg_catalog.text,"
+	" a.counts_deleted_at::pg_catalog.text FROM billing.attachments a WHERE a.kind OPERATOR(pg_catalog.=) 'users'"
 	" AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])";
 
 }  // namespace
@@ -117,7 +117,7 @@ CheckedAttachment(const Trigger *trigger, Relation relation, int32_t attachment_
 		if (what == Watched::kUsers ? kind != "users" : kind == "users")
 			allowed = false;
 		found = {static_cast<int32_t>(std::stol(row.text_or(6, "0"))), row.text_or(3, ""), row.text_or(4, ""),
-				 row.text_or(5, ""), OidFrom(row.text(2))};
+				 row.text_or(5, ""), OidFrom(row.text(2)), kind, row.text_or(7, "false") == "true"};
 	}
 	if (!allowed)
 		throw billing::Error("42501", "trigger \"" + std::string(trigger->tgname) + "\" on table \"" + table_name +

@@ -57,6 +57,8 @@ struct Attachment {
 	std::string parent_key_column;   // rooms' key (participants)
 	std::string parent_owner_column; // rooms' owner column (participants)
 	Oid parent_relation;
+	std::string kind;                // users, rooms or participants
+	bool counts_deleted_at = false;  // soft-deleted rows do not count
 };
 Attachment CheckedAttachment(const Trigger *trigger, Relation relation, int32_t attachment_id, Watched what);
 
