@@ -110,6 +110,19 @@ SELECT NOT EXISTS (SELECT FROM billing.attachments WHERE relation = 'atk_app.npa
 	   OR (SELECT count(*) FROM atk_app.nparticipants WHERE room_id = 42) <= 50 AS safe_numeric;
 SELECT NOT EXISTS (SELECT FROM billing.attachments WHERE relation = 'atk_app.brooms'::regclass)
 	   OR (SELECT count(*) FROM atk_app.brooms WHERE owner_id = '\x0102'::bytea) <= 3 AS safe_bytea;
+-- The refusals themselves (42804 for a type, 0A000 for a collation), and
+-- keys billing can count: a domain over text, uuid, integer.
+\set VERBOSITY default
+\c - regress_atk_migrator
+SELECT billing.attach_room_quota('atk_app.rooms', 'owner_id');
+SELECT billing.attach_participant_quota('atk_app.nparticipants', 'room_id', 'atk_app.nrooms', 'owner_id');
+SELECT billing.attach_room_quota('atk_app.brooms', 'owner_id');
+CREATE DOMAIN atk_app.handle AS text CHECK (VALUE <> '');
+CREATE TABLE atk_app.drooms (id uuid PRIMARY KEY, owner_id atk_app.handle);
+CREATE TABLE atk_app.dparticipants (id integer PRIMARY KEY, room_id uuid);
+SELECT billing.attach_room_quota('atk_app.drooms', 'owner_id');
+SELECT billing.attach_participant_quota('atk_app.dparticipants', 'room_id', 'atk_app.drooms', 'owner_id');
+\c - postgres
 SET client_min_messages = warning;
 DROP SCHEMA atk_app CASCADE;
 DROP OWNED BY regress_atk_migrator, regress_atk_app;

@@ -99,11 +99,22 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'billing_user_inserted';
 -- rules: the caller must own it (as CREATE TRIGGER requires) and be able to
 -- read the columns billing counts; billing's own tables and the system
 -- catalogs are never attached.
+-- Internal: a type's base type (a domain's, through nested domains).
+CREATE FUNCTION billing._base_type(t regtype) RETURNS regtype
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	WITH RECURSIVE d AS (
+		SELECT ty.oid, ty.typbasetype FROM pg_catalog.pg_type ty WHERE ty.oid OPERATOR(pg_catalog.=) t
+		UNION ALL
+		SELECT ty.oid, ty.typbasetype FROM pg_catalog.pg_type ty JOIN d ON ty.oid OPERATOR(pg_catalog.=) d.typbasetype)
+	SELECT d.oid::pg_catalog.regtype FROM d WHERE d.typbasetype OPERATOR(pg_catalog.=) 0
+$$;
+
 CREATE FUNCTION billing._check_attachable(relation regclass, columns name[]) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	rel record;
 	col name;
+	key_type record;
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
 	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
@@ -127,6 +138,29 @@ BEGIN
 		PERFORM billing._check_column(relation, col);
 		IF NOT pg_catalog.has_column_privilege(relation, col, 'SELECT') THEN
 			RAISE EXCEPTION 'permission denied for column % of table %', col, relation USING ERRCODE = '42501';
+		END IF;
+		-- A key is counted by its text: only types whose text is one value's
+		-- alone, whatever the session's settings (not numeric's 42 and 42.0,
+		-- bytea's two output styles, citext's cases), and no collation that
+		-- calls two texts equal (attack finding 63).
+		CONTINUE WHEN col OPERATOR(pg_catalog.=) 'deleted_at';
+		SELECT pg_catalog.format_type(a.atttypid, NULL) AS type_name, billing._base_type(a.atttypid) AS base,
+			   COALESCE((SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co
+						  WHERE co.oid OPERATOR(pg_catalog.=) a.attcollation), false) AS fuzzy
+		  INTO key_type
+		  FROM pg_catalog.pg_attribute a
+		 WHERE a.attrelid OPERATOR(pg_catalog.=) relation AND a.attname OPERATOR(pg_catalog.=) col;
+		IF key_type.base NOT IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype,
+								 'pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype,
+								 'pg_catalog.int8'::pg_catalog.regtype, 'pg_catalog.uuid'::pg_catalog.regtype) THEN
+			RAISE EXCEPTION 'billing cannot count keys of type %', key_type.type_name
+				USING ERRCODE = '42804', DETAIL = pg_catalog.format('Column %I of %s is a key billing counts by its text.', col, relation),
+					  HINT = 'Use a key column of type text, varchar, smallint, integer, bigint or uuid.';
+		END IF;
+		IF key_type.fuzzy THEN
+			RAISE EXCEPTION 'billing cannot count keys with a nondeterministic collation'
+				USING ERRCODE = '0A000', DETAIL = pg_catalog.format('Column %I of %s compares texts that differ as equal.', col, relation),
+					  HINT = 'Give the key column a deterministic collation, or store its keys normalised (lower case, say).';
 		END IF;
 	END LOOP;
 END

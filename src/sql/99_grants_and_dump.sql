@@ -44,6 +44,7 @@ $grants$;
 -- are the steps they take, each privileged one checking that the session may
 -- act as the table's owner.
 GRANT EXECUTE ON FUNCTION billing._check_column(regclass, name), billing._check_attachable(regclass, name[]),
+	billing._base_type(regtype),
 	billing._check_session_owns(regclass), billing._has_deleted_at(regclass),
 	billing._attachment_save(text, regclass, name, regclass, name, name, boolean),
 	billing._attachment_forget(regclass), billing._start_free_many(text[], timestamptz),
