@@ -32,6 +32,11 @@ DELETE FROM atk_app.users WHERE id = 'carol';
 INSERT INTO atk_app.users VALUES ('carol');
 SELECT (billing.effective_plan('carol')).code AS new_carols_plan;
 \c - postgres
+-- the deleted user's Enterprise subscription ended at the DELETE, canceled
+-- (as Stripe ends a deleted customer's), the Free one it fell back to stays
+SELECT p.code, s.status, s.end_reason, s.ended_at IS NOT NULL AS ended
+  FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
+ WHERE s.user_id = 'carol' ORDER BY s.id;
 SET client_min_messages = warning;
 DROP SCHEMA atk_app CASCADE;
 DROP OWNED BY regress_atk_migrator, regress_atk_app;

@@ -88,6 +88,16 @@ constexpr const char *kRoomKeyTaken =
 
 constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
 
+// A deleted user's subscriptions are canceled now through billing.cancel
+// (the core's rule: ended now, back to Free), all but a plain Free one,
+// which billing::Cancel refuses and which grants nothing to take back.
+constexpr const char *kEndDeletedUser =
+	"SELECT billing.cancel(s.id, false, pg_catalog.now()) FROM billing.subscriptions s"
+	" WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL"
+	" AND NOT (s.price_cents OPERATOR(pg_catalog.=) 0 AND s.current_period_end IS NULL"
+	" AND s.status OPERATOR(pg_catalog.=) 'active'::billing.subscription_status)"
+	" ORDER BY s.id";
+
 // Whether the install has 0.3.0's billing._quota_prepare (owner argument).
 bool
 HasCurrentSchema()
@@ -594,21 +604,24 @@ BILLING_FUNCTION(billing_quota_trigger)
 }
 
 // billing._user_inserted(): a new user of an attached users table gets a Free
-// subscription. The id is read as the inserting user, through its type's
-// output function; only that text reaches billing's code.
+// subscription; a deleted user's subscriptions end now, as Stripe ends a
+// deleted customer's (so whoever takes the id later starts on Free, not on
+// the old owner's plan). The id is read as the writing user, through its
+// type's output function; only that text reaches billing's code.
 BILLING_FUNCTION(billing_user_inserted)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		throw billing::Error("39P01", "billing._user_inserted() may only be called as a trigger");
 	TriggerData *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
-	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_BY_INSERT(trigger->tg_event))
-		throw billing::Error("39P01", "billing._user_inserted() must fire for each inserted row");
+	bool deleted = TRIGGER_FIRED_BY_DELETE(trigger->tg_event);
+	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !(deleted || TRIGGER_FIRED_BY_INSERT(trigger->tg_event)))
+		throw billing::Error("39P01", "billing._user_inserted() must fire for each inserted or deleted row");
 	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, -1, Watched::kUsers);
 	std::string user;
 	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty()) {
 		AsBillingOwner(CountersOwner(), [&] {
 			Spi spi;
-			spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
+			spi.QueryPrepared(deleted ? kEndDeletedUser : kStartFree, {SqlArg::Text(user)});
 			spi.Finish();
 		});
 	}

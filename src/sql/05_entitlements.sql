@@ -210,7 +210,7 @@ BEGIN
 		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
 	END IF;
 	EXECUTE pg_catalog.format(
-		'CREATE TRIGGER billing_user_inserted AFTER INSERT ON %s
+		'CREATE TRIGGER billing_user_inserted AFTER INSERT OR DELETE ON %s
 		 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
 
 	-- the ids as their type's output function writes them, as the trigger reads them

@@ -688,7 +688,7 @@ BEGIN
 		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
 	END IF;
 	EXECUTE pg_catalog.format(
-		'CREATE TRIGGER billing_user_inserted AFTER INSERT ON %s
+		'CREATE TRIGGER billing_user_inserted AFTER INSERT OR DELETE ON %s
 		 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
 
 	-- the ids as their type's output function writes them, as the trigger reads them
@@ -3046,7 +3046,8 @@ CREATE INDEX IF NOT EXISTS payments_stripe_awaiting_intent ON billing.payments (
 	  AND status = 'succeeded' AND deleted_at IS NULL;
 
 -- Session 8: a room's participants counter follows a room key another room
--- takes (inserted, or a key changed to it), not only an owner change: the
+-- takes (inserted, or a key changed to it), not only an owner change, and a
+-- deleted user's subscriptions end: the
 -- owner watch trigger of every participants attachment fires on INSERT too
 -- (as _quota_create_triggers makes it). Counters a reused key left with the
 -- old owner are mended by billing.reconcile_quotas().
@@ -3066,6 +3067,15 @@ BEGIN
 			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
 			'billing_quota_room_owner_' OPERATOR(pg_catalog.||) att.id, att.parent_relation, att.id,
 			att.parent_key_column, att.parent_owner_column);
+	END LOOP;
+	-- and a deleted user's subscriptions end (attack finding 67)
+	FOR att IN SELECT a.relation, a.key_column FROM billing.attachments a JOIN pg_catalog.pg_trigger tg
+				   ON tg.tgrelid OPERATOR(pg_catalog.=) a.relation AND tg.tgname OPERATOR(pg_catalog.=) 'billing_user_inserted'
+				WHERE a.kind OPERATOR(pg_catalog.=) 'users' ORDER BY a.id LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', att.relation);
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER billing_user_inserted AFTER INSERT OR DELETE ON %s
+			 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', att.relation, att.key_column);
 	END LOOP;
 END
 $room_watch$;
