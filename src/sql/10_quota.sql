@@ -168,6 +168,20 @@ BEGIN
 	IF p_parent IS NOT NULL THEN
 		PERFORM billing._check_session_owns(p_parent);
 	END IF;
+	-- A plan limits a user's rooms, and the rooms counter is per table: a
+	-- second rooms table would give every user the limit once more (attack
+	-- finding 66). Locked, so two attaches at once cannot both pass.
+	IF p_kind OPERATOR(pg_catalog.=) 'rooms' THEN
+		LOCK TABLE billing.attachments IN SHARE ROW EXCLUSIVE MODE;
+		IF EXISTS (SELECT FROM billing.attachments a WHERE a.kind OPERATOR(pg_catalog.=) 'rooms'
+					 AND a.relation OPERATOR(pg_catalog.<>) p_relation) THEN
+			RAISE EXCEPTION 'billing counts rooms in one table only'
+				USING ERRCODE = '0A000',
+					  DETAIL = pg_catalog.format('Table %s is attached as the rooms table already.',
+						(SELECT a.relation FROM billing.attachments a WHERE a.kind OPERATOR(pg_catalog.=) 'rooms' LIMIT 1)),
+					  HINT = 'Keep every kind of room in one table (partitioned, if need be), or detach the other table first.';
+		END IF;
+	END IF;
 	INSERT INTO billing.attachments AS a (kind, relation, key_column, parent_relation, parent_owner_column,
 										  parent_key_column, counts_deleted_at)
 	VALUES (p_kind, p_relation, p_key_column, p_parent, p_parent_owner_column, p_parent_key_column,
