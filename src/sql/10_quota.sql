@@ -494,7 +494,10 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
 	att billing.attachments;
-	ignored text;
+	moved_keys text[];
+	moved_owners text[];
+	moved_days date[];
+	moved_joins numeric[];
 BEGIN
 	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
 	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
@@ -505,20 +508,21 @@ BEGIN
 	-- A counter naming another owner than its rows' (a room key another room
 	-- had, before session 8): the joins no rollup has taken yet are the old
 	-- owner's, then the counter takes the owner the table says.
-	WITH actual AS (
-		SELECT u.k, u.o FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners)) AS u(k, o)),
-	 old AS (
-		SELECT q.key, q.owner_id, q.usage_day, q.usage_pending FROM billing.quota_counters q JOIN actual a ON a.k OPERATOR(pg_catalog.=) q.key
-		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.owner_id OPERATOR(pg_catalog.<>) a.o
-		   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day IS NOT NULL
-		   FOR UPDATE OF q),
-	 taken AS (
-		UPDATE billing.quota_counters q SET usage_pending = 0 FROM old
-		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) old.key
-		RETURNING old.owner_id, old.usage_day, old.usage_pending)
-	SELECT billing._usage_daily_add(pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(billing._quota_metric(p_attachment)),
-		   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric))
-	  INTO STRICT ignored FROM taken t;
+	SELECT pg_catalog.array_agg(l.key), pg_catalog.array_agg(l.owner_id), pg_catalog.array_agg(l.usage_day),
+		   pg_catalog.array_agg(l.usage_pending::pg_catalog.numeric)
+	  INTO moved_keys, moved_owners, moved_days, moved_joins
+	  FROM (SELECT q.key, q.owner_id, q.usage_day, q.usage_pending
+			  FROM billing.quota_counters q
+			  JOIN ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners)) AS a(k, o) ON a.k OPERATOR(pg_catalog.=) q.key
+			 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.owner_id OPERATOR(pg_catalog.<>) a.o
+			   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day IS NOT NULL
+			   FOR UPDATE OF q) l;
+	IF moved_keys IS NOT NULL THEN
+		UPDATE billing.quota_counters q SET usage_pending = 0
+		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) ANY (moved_keys);
+		PERFORM billing._usage_daily_add(moved_owners, pg_catalog.array_fill(billing._quota_metric(p_attachment),
+			ARRAY[pg_catalog.cardinality(moved_keys)]), moved_days, moved_joins);
+	END IF;
 	RETURN QUERY
 	WITH actual AS (
 		SELECT u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n)),
