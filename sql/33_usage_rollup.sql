@@ -66,4 +66,26 @@ SELECT key, owner_id, usage_pending FROM billing.quota_counters WHERE key IN ('1
 SELECT billing.rollup_usage(date_trunc('day', now(), 'UTC') + interval '1 day') AS moved;
 SELECT count(*) AS written_for_nobody FROM billing.usage_daily WHERE user_id = '';
 
+-- The rollup finds counters with pending usage among those whose day it has
+-- not closed (an index range on usage_day, never every counter). That
+-- rollup, up to tomorrow, closed every counter of a day before tomorrow:
+-- usage_day NULL, pending 0 (nobody's 1 in room 101 dropped, as a new day
+-- drops it). A join into a closed counter opens it again for its day
+-- (through the slow path: the fast path counts only into today's counter),
+-- and a rollup up to today takes its count and keeps the day open; the next
+-- join counts into it in place.
+SELECT key, owner_id, usage_day, usage_pending FROM billing.quota_counters
+ WHERE key IN ('u1', 'u2', '100', '101') ORDER BY key;
+INSERT INTO usage_participants (room_id) VALUES (100), (101);
+SELECT key, owner_id, usage_day = (now() AT TIME ZONE 'UTC')::date AS today, usage_pending FROM billing.quota_counters
+ WHERE key IN ('100', '101') ORDER BY key;
+SELECT billing.rollup_usage() AS moved;  -- room 100's 1 (nobody's is not taken)
+INSERT INTO usage_participants (room_id) VALUES (100);
+SELECT key, owner_id, usage_day = (now() AT TIME ZONE 'UTC')::date AS today, usage_pending FROM billing.quota_counters
+ WHERE key IN ('100', '101') ORDER BY key;
+-- u2 today: 1 (rolled up by the rollup to tomorrow) + 1 (rolled up now) + 1
+-- (in the counter): 3
+SELECT billing.usage('u2', 'participants_joined', date_trunc('day', now(), 'UTC'),
+					 date_trunc('day', now(), 'UTC') + interval '1 day') AS u2_joins_today;
+
 DROP TABLE usage_participants, usage_rooms, usage_users;

@@ -232,6 +232,10 @@ NextVersion(Relation counters, const CounterColumns &columns, HeapTuple current,
 	int changes = 0;
 
 	if (request.increment) {
+		// Only into the counter's open day, today's: NULL is a day the rollup
+		// closed (billing.rollup_usage finds counters with pending usage by
+		// their usage_day), another day one that is over; the slow path opens
+		// the counter for today, which keeps the rollup's search exact.
 		Datum day = heap_getattr(current, columns.usage_day, desc, &isnull);
 		if (isnull || DatumGetDateADT(day) != request.add.today)
 			return nullptr;

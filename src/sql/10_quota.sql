@@ -25,6 +25,14 @@ CREATE INDEX quota_counters_owner ON billing.quota_counters (owner_id);
 -- How the trigger's fast path finds a counter: one hash bucket page, cheaper
 -- than descending the primary key (which keeps the pair unique).
 CREATE INDEX quota_counters_key ON billing.quota_counters USING hash (key);
+-- How the rollup finds the counters with pending usage without reading every
+-- counter: a counter counts usage only into its open day (usage_day), and
+-- the rollup closes a day once it is over (usage_day NULL, usage_pending 0),
+-- so it reads only the counters counted since it last closed their day
+-- (billing.rollup_usage). An index on usage_pending or with a predicate on
+-- it would make every count a non-HOT update; usage_day changes once per
+-- counter and day, in the slow path.
+CREATE INDEX quota_counters_usage_day ON billing.quota_counters (usage_day);
 
 -- Internal: the metric a counter's inserts are recorded as.
 CREATE FUNCTION billing._quota_metric(attachment_id integer) RETURNS text

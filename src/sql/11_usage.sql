@@ -261,18 +261,36 @@ BEGIN
 	  INTO records, user_ids, metrics, days, quantities FROM summed s;
 	PERFORM billing._usage_daily_add(user_ids, metrics, days, quantities);
 
+	-- The quota counters' pending usage, found through the index on
+	-- usage_day: a counter of a day before upto's is closed here (usage_day
+	-- NULL, usage_pending 0, under its row lock), so this reads the counters
+	-- counted since their day was last closed, never every counter. Nothing
+	-- counts into a closed counter without the slow path, which opens it for
+	-- its day again (the fast path counts only into a counter whose
+	-- usage_day is the inserting transaction's day: one that waited for this
+	-- lock finds the day closed). A counter of upto's day keeps its day.
+	-- Pending usage of nobody (owner '') is dropped when its day is closed,
+	-- as the slow path drops it when a new day begins.
 	WITH locked AS (
 		SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending
 		  FROM billing.quota_counters q
-		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day OPERATOR(pg_catalog.<=) upto_day AND q.owner_id OPERATOR(pg_catalog.<>) ''
+		 WHERE q.usage_day OPERATOR(pg_catalog.<=) upto_day
+		   AND (q.usage_day OPERATOR(pg_catalog.<) upto_day
+				OR (q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''))
 		   FOR UPDATE),
 	cleared AS (
-		UPDATE billing.quota_counters q SET usage_pending = 0
+		UPDATE billing.quota_counters q
+		   SET usage_pending = 0,
+			   usage_day = CASE WHEN l.usage_day OPERATOR(pg_catalog.<) upto_day THEN NULL ELSE l.usage_day END
 		  FROM locked l WHERE q.attachment_id OPERATOR(pg_catalog.=) l.attachment_id AND q.key OPERATOR(pg_catalog.=) l.key
-		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending)
-	SELECT pg_catalog.count(*), pg_catalog.array_agg(c.owner_id), pg_catalog.array_agg(c.metric),
-		   pg_catalog.array_agg(c.usage_day), pg_catalog.array_agg(c.usage_pending::pg_catalog.numeric)
-	  INTO counters, user_ids, metrics, days, quantities FROM cleared c;
+		RETURNING l.owner_id, l.attachment_id, l.usage_day, l.usage_pending),
+	taken AS (
+		SELECT c.owner_id, billing._quota_metric(c.attachment_id) AS metric, c.usage_day, c.usage_pending
+		  FROM cleared c
+		 WHERE c.usage_pending OPERATOR(pg_catalog.>) 0 AND c.owner_id OPERATOR(pg_catalog.<>) '')
+	SELECT pg_catalog.count(*), pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(t.metric),
+		   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric)
+	  INTO counters, user_ids, metrics, days, quantities FROM taken t;
 	PERFORM billing._usage_daily_add(user_ids, metrics, days, quantities);
 	RETURN records OPERATOR(pg_catalog.+) counters;
 END

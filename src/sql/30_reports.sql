@@ -473,7 +473,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
 			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
 		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
-		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''),
+		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''
+		   -- the period's days, as above (an index range: not every counter)
+		   AND q.usage_day OPERATOR(pg_catalog.>=) ((from_time AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.-) 1) AND q.usage_day OPERATOR(pg_catalog.<=) (to_time AT TIME ZONE 'UTC')::pg_catalog.date),
 	agg AS (
 		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
 		  FROM daily d WHERE d.t OPERATOR(pg_catalog.>=) from_time AND d.t OPERATOR(pg_catalog.<) to_time GROUP BY 1, 2)

@@ -1539,6 +1539,11 @@ BEGIN
 END
 $$;
 
+-- How the rollup finds the quota counters with pending usage without reading
+-- every counter (10_quota.sql): built from the existing counters; the first
+-- rollup closes the days they hold that are over.
+CREATE INDEX quota_counters_usage_day ON billing.quota_counters (usage_day);
+
 -- Adds what arrived since the last rollup (records not yet rolled up, and the
 -- counts the quota triggers hold) to the daily totals, up to `upto`.
 -- Returns how many records and counters it moved.
@@ -1568,18 +1573,36 @@ BEGIN
 	  INTO records, user_ids, metrics, days, quantities FROM summed s;
 	PERFORM billing._usage_daily_add(user_ids, metrics, days, quantities);
 
+	-- The quota counters' pending usage, found through the index on
+	-- usage_day: a counter of a day before upto's is closed here (usage_day
+	-- NULL, usage_pending 0, under its row lock), so this reads the counters
+	-- counted since their day was last closed, never every counter. Nothing
+	-- counts into a closed counter without the slow path, which opens it for
+	-- its day again (the fast path counts only into a counter whose
+	-- usage_day is the inserting transaction's day: one that waited for this
+	-- lock finds the day closed). A counter of upto's day keeps its day.
+	-- Pending usage of nobody (owner '') is dropped when its day is closed,
+	-- as the slow path drops it when a new day begins.
 	WITH locked AS (
 		SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending
 		  FROM billing.quota_counters q
-		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day OPERATOR(pg_catalog.<=) upto_day AND q.owner_id OPERATOR(pg_catalog.<>) ''
+		 WHERE q.usage_day OPERATOR(pg_catalog.<=) upto_day
+		   AND (q.usage_day OPERATOR(pg_catalog.<) upto_day
+				OR (q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''))
 		   FOR UPDATE),
 	cleared AS (
-		UPDATE billing.quota_counters q SET usage_pending = 0
+		UPDATE billing.quota_counters q
+		   SET usage_pending = 0,
+			   usage_day = CASE WHEN l.usage_day OPERATOR(pg_catalog.<) upto_day THEN NULL ELSE l.usage_day END
 		  FROM locked l WHERE q.attachment_id OPERATOR(pg_catalog.=) l.attachment_id AND q.key OPERATOR(pg_catalog.=) l.key
-		RETURNING l.owner_id, billing._quota_metric(l.attachment_id) AS metric, l.usage_day, l.usage_pending)
-	SELECT pg_catalog.count(*), pg_catalog.array_agg(c.owner_id), pg_catalog.array_agg(c.metric),
-		   pg_catalog.array_agg(c.usage_day), pg_catalog.array_agg(c.usage_pending::pg_catalog.numeric)
-	  INTO counters, user_ids, metrics, days, quantities FROM cleared c;
+		RETURNING l.owner_id, l.attachment_id, l.usage_day, l.usage_pending),
+	taken AS (
+		SELECT c.owner_id, billing._quota_metric(c.attachment_id) AS metric, c.usage_day, c.usage_pending
+		  FROM cleared c
+		 WHERE c.usage_pending OPERATOR(pg_catalog.>) 0 AND c.owner_id OPERATOR(pg_catalog.<>) '')
+	SELECT pg_catalog.count(*), pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(t.metric),
+		   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric)
+	  INTO counters, user_ids, metrics, days, quantities FROM taken t;
 	PERFORM billing._usage_daily_add(user_ids, metrics, days, quantities);
 	RETURN records OPERATOR(pg_catalog.+) counters;
 END
@@ -2070,7 +2093,9 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
 			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
 		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
-		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''),
+		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''
+		   -- the period's days, as above (an index range: not every counter)
+		   AND q.usage_day OPERATOR(pg_catalog.>=) ((from_time AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.-) 1) AND q.usage_day OPERATOR(pg_catalog.<=) (to_time AT TIME ZONE 'UTC')::pg_catalog.date),
 	agg AS (
 		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
 		  FROM daily d WHERE d.t OPERATOR(pg_catalog.>=) from_time AND d.t OPERATOR(pg_catalog.<) to_time GROUP BY 1, 2)
