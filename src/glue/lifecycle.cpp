@@ -4,6 +4,7 @@
 #include "glue/args.hpp"
 #include "glue/audit.hpp"
 #include "glue/guard.hpp"
+#include "glue/history.hpp"
 #include "glue/lifecycle.hpp"
 #include "glue/quota_counter.hpp"
 #include "glue/result_set.hpp"
@@ -180,19 +181,6 @@ LoadSubscription(Spi &spi, int64_t id, bool lock)
 	return SubscriptionFromRow(rows[0]);
 }
 
-// The user of subscription `id` (not locked), read before the user's lock
-// is taken; the subscription itself is loaded (and locked) under it.
-std::string
-UserOfSubscription(Spi &spi, int64_t id)
-{
-	auto rows = spi.Query("SELECT s.user_id FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1"
-						  " AND s.deleted_at IS NULL",
-						  {SqlArg::Int64(id)});
-	if (rows.empty())
-		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
-	return rows[0].text_required(0);
-}
-
 constexpr const char *kPlanColumns =
 	"id, code, name, tier::pg_catalog.text AS tier, billing_interval::pg_catalog.text AS billing_interval, price_cents, currency, trial_days,"
 	" active";
@@ -273,20 +261,34 @@ RunAudited(Spi &spi, const char *table, const std::string &sql, const std::vecto
 	return spi.Query(sql, args);
 }
 
+// A lifecycle write of a subscription writes its audit row and its history
+// rows in its own statement, as plain SQL would, instead of the statement
+// triggers reading them back from the transition tables and running
+// statements of their own (glue/history.hpp: the same rows). A row in
+// dunning (its history records a grace end, from the setting) or a change
+// with no declared time is left to the history trigger.
 void
 SaveSubscription(Spi &spi, const Subscription &s)
 {
-	static const std::string sql = AuditedChange(
-		"'subscriptions'", true,
+	static const std::string ctes =
 		"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $16),"
 		" changed AS (UPDATE billing.subscriptions SET status = $1::pg_catalog.text::billing.subscription_status, price_cents = $2,"
 		" billing_anchor = $3, current_period_start = $4, current_period_end = $5, trial_start = $6, trial_end = $7,"
 		" cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, paused_at = $11, past_due_since = $12,"
-		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16 RETURNING *)",
-		"SELECT FROM changed");
+		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16 RETURNING *)";
+	static const std::string sql = AuditedChange("'subscriptions'", true, ctes, "SELECT FROM changed");
+	static const std::string historied =
+		AuditedChange("'subscriptions'", true, ctes + StatementHistory(true, 17), "SELECT FROM changed");
 	std::vector<SqlArg> args = MutableColumns(s);
 	args.push_back(SqlArg::Int64(s.id));
-	RunAudited(spi, "subscriptions", sql, args);
+	std::optional<Micros> change_at = DeclaredChangeAt(s.id);
+	if (s.past_due_since || !change_at) {
+		RunAudited(spi, "subscriptions", sql, args);
+		return;
+	}
+	args.push_back(SqlArg::Timestamp(ToPgTime(*change_at)));
+	HistoriedScope history;
+	RunAudited(spi, "subscriptions", historied, args);
 }
 
 int64_t
@@ -298,17 +300,20 @@ InsertSubscription(Spi &spi, const Subscription &s)
 	args.push_back(SqlArg::Text(s.currency));
 	args.push_back(SqlArg::Text(ToString(s.interval)));
 	args.push_back(SqlArg::Timestamp(ToPgTime(s.started_at)));
-	static const std::string sql = AuditedChange(
-		"'subscriptions'", false,
+	static const std::string ctes =
 		"changed AS (INSERT INTO billing.subscriptions (status, price_cents, billing_anchor, current_period_start,"
 		" current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at, paused_at,"
 		" past_due_since, scheduled_plan_id, scheduled_change_at, end_reason, user_id, plan_id, currency,"
 		" billing_interval, started_at)"
 		" VALUES ($1::pg_catalog.text::billing.subscription_status, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING *)",
-		"SELECT id FROM changed");
-	auto rows = RunAudited(spi, "subscriptions", sql, args);
-	return rows.at(0).int64_required(0);
+		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING *)";
+	static const std::string sql = AuditedChange("'subscriptions'", false, ctes, "SELECT id FROM changed");
+	static const std::string historied =
+		AuditedChange("'subscriptions'", false, ctes + StatementHistory(false, 0), "SELECT id FROM changed");
+	if (s.past_due_since)
+		return RunAudited(spi, "subscriptions", sql, args).at(0).int64_required(0);
+	HistoriedScope history;
+	return RunAudited(spi, "subscriptions", historied, args).at(0).int64_required(0);
 }
 
 std::string
@@ -531,7 +536,8 @@ SameStoredColumns(const Subscription &a, const Subscription &b)
 // this transaction after its last write), lets an outcome that leaves every
 // column as it is skip its UPDATE: that UPDATE changed no value (updated_at
 // is the transaction's start either way) and wrote an audit row whose old
-// and new rows were the same.
+// and new rows were the same; the caller holds the user's lock through
+// LockUserForChange (its lock row written: see there).
 Persisted
 PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stored = nullptr)
 {
@@ -539,15 +545,13 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stor
 	// The subscription history dates these changes at `at`, not at the clock.
 	SetChangeAt(at);
 	if (out.updated.id != 0) {
+		// Left as stored, it is still a write under the user's lock: the
+		// caller took that lock with LockUserForChange, which wrote the lock
+		// row, so a refund under REPEATABLE READ whose snapshot predates this
+		// call fails with 40001 (it writes the same row) instead of reading
+		// the credit without it.
 		if (stored == nullptr || !SameStoredColumns(*stored, out.updated))
 			SaveSubscription(spi, out.updated);
-		else
-			// Still a write under the user's lock: a refund under REPEATABLE
-			// READ whose snapshot predates this call then fails with 40001
-			// (it writes the same row) instead of reading the credit without it.
-			spi.Execute("UPDATE billing.user_locks SET updated_at = pg_catalog.now()"
-						" WHERE user_id OPERATOR(pg_catalog.=) $1",
-						{SqlArg::Text(out.updated.user_id)});
 	} else
 		result.subscription_id = InsertSubscription(spi, out.updated);
 	if (out.void_reason)
@@ -667,12 +671,52 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 
 // The user's lock row held, the quota invalidation of the user's
 // subscription writes waits for ReturnSubscription (one instead of one per
-// statement; glue/settings.hpp).
+// statement; glue/settings.hpp). The lock row is written, not only locked,
+// by the one statement that locks it: the invalidation's write of it (a
+// REPEATABLE READ quota fill that did not see it then fails), and the write
+// a payment that leaves its subscription as stored owes a REPEATABLE READ
+// refund (PersistOutcome), are this one, made when the lock is taken instead
+// of by a second statement at the end (the row stays locked to the end of
+// the transaction either way; FOR NO KEY UPDATE instead of FOR UPDATE: no
+// foreign key references the lock rows, and every other taker of one (an
+// operation, a quota fill's FOR SHARE, maintenance's FOR UPDATE SKIP LOCKED)
+// conflicts with it as before).
+// Every user who ever had a subscription has the row (the upgrade from 0.2.0
+// made them): an UPDATE writes it (one WAL record; the upsert locked the
+// row and then updated it), the upsert only makes a missing one.
 void
 LockUserForChange(Spi &spi, const std::string &user_id)
 {
-	LockUser(spi, user_id);
+	if (spi.Execute("UPDATE billing.user_locks l SET updated_at = pg_catalog.now()"
+					" WHERE l.user_id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Text(user_id)}) == 0)
+		spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
+					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
+					{SqlArg::Text(user_id)});
 	DeferQuotaInvalidation(user_id);
+}
+
+// LockUserForChange for the user of subscription `id` (not locked; loaded
+// and locked under the user's lock afterwards), found by the statement that
+// writes the lock row; the user, or an error when there is no such
+// subscription. (Reading the user and then locking were two statements.)
+std::string
+LockUserOfSubscriptionForChange(Spi &spi, int64_t id)
+{
+	auto rows = spi.Query("UPDATE billing.user_locks l SET updated_at = pg_catalog.now() FROM billing.subscriptions s"
+						  " WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
+						  " AND l.user_id OPERATOR(pg_catalog.=) s.user_id RETURNING l.user_id",
+						  {SqlArg::Int64(id)});
+	if (rows.empty())  // no lock row yet, or no such subscription
+		rows = spi.Query("INSERT INTO billing.user_locks AS l (user_id) SELECT s.user_id FROM billing.subscriptions s"
+						 " WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
+						 " ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now() RETURNING l.user_id",
+						 {SqlArg::Int64(id)});
+	if (rows.empty())
+		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
+	std::string user_id = rows[0].text_required(0);
+	DeferQuotaInvalidation(user_id);
+	return user_id;
 }
 
 // Ends the call: the user's deferred quota invalidation, then the row.
@@ -680,7 +724,7 @@ Datum
 ReturnSubscription(Spi &spi, int64_t id, const std::string &user_id)
 {
 	if (FinishDeferredQuotaInvalidation(user_id))
-		InvalidateUsersQuota(spi, {user_id}, false);
+		InvalidateUsersQuota(spi, {user_id}, false, true);  // the lock row: LockUserForChange
 	Datum row = spi.QueryRowDatum("SELECT s FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(id)});
 	spi.Finish();
 	return row;
@@ -734,7 +778,7 @@ Subscription
 LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 {
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
-	LockUserForChange(spi, UserOfSubscription(spi, id));
+	LockUserOfSubscriptionForChange(spi, id);
 	ForChange loaded = LoadForChange(spi, id);
 	Subscription sub = loaded.sub;
 	if (!sub.Ended())
@@ -1487,18 +1531,22 @@ BILLING_FUNCTION(billing_record_payment)
 		// Open invoices oldest first, the rest to the customer's credit balance.
 		size_t settled = 0;
 		for (const Allocation &a : settlement.to_invoices) {
+			// the invoice's update, its audit row and the payment's ledger
+			// entry for it (LedgerEntry's row, written when the amount is
+			// positive) in one statement
 			static const std::string pay_invoice = AuditedChange(
 				"'invoices'", true,
 				"before AS (SELECT i.* FROM billing.invoices i WHERE i.id OPERATOR(pg_catalog.=) $1),"
 				" changed AS (UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.+) $2,"
 				" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.-) $2,"
 				" status = CASE WHEN $4 THEN 'paid' ELSE status END,"
-				" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1 RETURNING *)",
+				" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1 RETURNING *),"
+				" ledger AS (INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, payment_id, invoice_id, at)"
+				" SELECT $5, $6, 'payment_to_invoice', $2, $7, $1, $3 WHERE $2 OPERATOR(pg_catalog.>) 0)",
 				"SELECT FROM changed");
 			RunAudited(spi, "invoices", pay_invoice,
 					   {SqlArg::Int64(a.invoice_id), SqlArg::Int64(a.amount_cents), SqlArg::Timestamp(ToPgTime(at)),
-						SqlArg::Bool(a.settles)});
-			LedgerEntry(spi, sub.user_id, currency, "payment_to_invoice", a.amount_cents, payment_id, a.invoice_id, at);
+						SqlArg::Bool(a.settles), SqlArg::Text(sub.user_id), SqlArg::Text(currency), SqlArg::Int64(payment_id)});
 			settled += a.settles ? 1 : 0;
 		}
 		LedgerEntry(spi, sub.user_id, currency, "payment_to_credit", settlement.to_credit_cents, payment_id,
