@@ -185,20 +185,68 @@ constexpr const char *kPlanColumns =
 	"id, code, name, tier::pg_catalog.text AS tier, billing_interval::pg_catalog.text AS billing_interval, price_cents, currency, trial_days,"
 	" active";
 
+// kPlanColumns from column `at` of the row on.
 Plan
-PlanFromRow(const Row &row)
+PlanFromRow(const Row &row, int at = 0)
 {
 	Plan p;
-	p.id = row.int64_required(0);
-	p.code = row.text_required(1);
-	p.name = row.text_required(2);
-	p.tier = ParseTier(row.text_required(3));
-	p.interval = ParseInterval(row.text_required(4));
-	p.price_cents = row.int64_required(5);
-	p.currency = row.text_required(6);
-	p.trial_days = static_cast<int32_t>(row.int64_required(7));
-	p.active = row.boolean(8);
+	p.id = row.int64_required(at + 0);
+	p.code = row.text_required(at + 1);
+	p.name = row.text_required(at + 2);
+	p.tier = ParseTier(row.text_required(at + 3));
+	p.interval = ParseInterval(row.text_required(at + 4));
+	p.price_cents = row.int64_required(at + 5);
+	p.currency = row.text_required(at + 6);
+	p.trial_days = static_cast<int32_t>(row.int64_required(at + 7));
+	p.active = row.boolean(at + 8);
 	return p;
+}
+
+// subscribe and start_trial: the user's current subscription, locked, as
+// LoadCurrentForChange loads it, with what the two read of it next in the
+// same statement (were three statements): its plan (kPlanColumns), whether
+// it has an open invoice (Replace voids them), and every tier the user
+// trialed (TrialAvailableForTier's question).
+struct StartLoad {
+	ForChange change;
+	Plan plan;
+	bool has_open = true;
+	std::vector<Tier> trialed;
+};
+
+std::optional<StartLoad>
+LoadCurrentForStart(Spi &spi, const std::string &user_id)
+{
+	static const std::string sql =
+		std::string("SELECT ") + kSubscriptionColumns + kLatestChangesColumns +
+		", (SELECT pg_catalog.string_agg(DISTINCT p.tier::pg_catalog.text, ',') FROM billing.subscriptions t"
+		" JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id"
+		" WHERE t.user_id OPERATOR(pg_catalog.=) s.user_id AND t.trial_start IS NOT NULL AND t.deleted_at IS NULL) AS trialed"
+		", EXISTS (SELECT FROM billing.invoices i WHERE i.subscription_id OPERATOR(pg_catalog.=) s.id"
+		" AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL) AS has_open"
+		", cp.* FROM billing.subscriptions s LEFT JOIN LATERAL (SELECT p.id AS plan_row_id, p.code AS plan_code,"
+		" p.name AS plan_name, p.tier::pg_catalog.text AS plan_tier, p.billing_interval::pg_catalog.text AS plan_interval,"
+		" p.price_cents AS plan_price_cents, p.currency AS plan_currency, p.trial_days AS plan_trial_days,"
+		" p.active AS plan_active FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) s.plan_id) cp ON true"
+		" WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL FOR UPDATE OF s";
+	constexpr int kTrialed = kLatestChangesColumn + 3;
+	auto rows = spi.Query(sql, {SqlArg::Text(user_id)});
+	if (rows.empty())
+		return std::nullopt;
+	const Row &row = rows[0];
+	StartLoad loaded{ForChangeFromRow(row), {}, row.boolean(kTrialed + 1), {}};
+	if (row.is_null(kTrialed + 2))  // as LoadPlanById: every subscription's plan exists
+		throw Error(sqlstate::kInternalError, "plan " + std::to_string(loaded.change.sub.plan_id) + " does not exist");
+	loaded.plan = PlanFromRow(row, kTrialed + 2);
+	std::string tiers = row.text_or(kTrialed, "");
+	for (size_t from = 0; from < tiers.size();) {
+		size_t comma = tiers.find(',', from);
+		if (comma == std::string::npos)
+			comma = tiers.size();
+		loaded.trialed.push_back(ParseTier(tiers.substr(from, comma - from)));
+		from = comma + 1;
+	}
+	return loaded;
 }
 
 Plan
@@ -744,28 +792,38 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 	Plan plan = LoadPlanForSale(spi, plan_code);
 	LockUserForChange(spi, user_id);
 	std::optional<Subscription> current;
-	if (std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id)) {
-		current = loaded->sub;
+	// read with the current subscription when nothing was caught up
+	std::optional<billing::Plan> current_plan;
+	std::optional<std::vector<Tier>> trialed;
+	bool current_has_open = true;
+	if (std::optional<StartLoad> loaded = LoadCurrentForStart(spi, user_id)) {
+		current = loaded->change.sub;
 		RequireNotBeforeLatestChange(*current, at);
 		// What time made due is applied first, so the decision sees the state at `at`.
-		if (DueAction(*current, at, loaded->grace)) {
-			CatchUp(spi, *current, at, loaded->grace);
+		if (DueAction(*current, at, loaded->change.grace)) {
+			CatchUp(spi, *current, at, loaded->change.grace);
 			std::optional<ForChange> again = LoadCurrentForChange(spi, user_id);
 			current = again ? std::optional<Subscription>(again->sub) : std::nullopt;
+		} else {
+			current_plan = loaded->plan;
+			trialed = loaded->trialed;
+			current_has_open = loaded->has_open;
 		}
 	}
 	// The trial rule is asked only when its answer counts (the core's
 	// Subscribe reads it for a trial of a paid plan with trial days).
 	bool available = (trial_only || (with_trial && !plan.IsFree() && plan.trial_days > 0))
-						 ? TrialAvailableFor(spi, user_id, plan)
+						 ? (trialed ? TrialAvailable(*trialed, plan.tier) : TrialAvailableFor(spi, user_id, plan))
 						 : false;
 	Outcome out = trial_only ? StartTrial(user_id, plan, at, available)
 							 : Subscribe(user_id, plan, at, with_trial, available);
 	if (current) {
 		// Only a Free or an unpaid (incomplete) subscription is replaced here;
 		// anything paid changes through change_plan.
-		billing::Plan current_plan = LoadPlanById(spi, current->plan_id);
-		PersistOutcome(spi, Replace(*current, current_plan, plan, at), at);
+		Outcome replaced = Replace(*current, current_plan ? *current_plan : LoadPlanById(spi, current->plan_id), plan, at);
+		if (!current_has_open)
+			replaced.void_reason.reset();  // nothing open to void: its UPDATE would change no row
+		PersistOutcome(spi, replaced, at);
 	}
 	Persisted saved = PersistOutcome(spi, out, at);
 	return ReturnSubscription(spi, saved.subscription_id, user_id);
