@@ -31,17 +31,4 @@ private:
 	const char *outer_;
 };
 
-// The same for the subscription history (HistoriedByStatement): a
-// subscription write that writes its history rows itself.
-class HistoriedScope {
-public:
-	HistoriedScope() : outer_(IsHistoriedByStatement()) { HistoriedByStatement(true); }
-	~HistoriedScope() { HistoriedByStatement(outer_); }
-	HistoriedScope(const HistoriedScope &) = delete;
-	HistoriedScope &operator=(const HistoriedScope &) = delete;
-
-private:
-	bool outer_;
-};
-
 }  // namespace billing::glue

@@ -14,7 +14,6 @@
 //     else the latest event time on the row; never before the interval it
 //     follows.
 #include "glue/guard.hpp"
-#include "glue/history.hpp"
 #include "glue/settings.hpp"
 #include "glue/spi.hpp"
 #include "glue/triggers.hpp"
@@ -139,48 +138,6 @@ UpdatedSql(bool single)
 	static const std::string sql[2] = {text(false), text(true)};
 	return sql[single ? 1 : 0];
 }
-
-}  // namespace
-
-std::string
-StatementHistory(bool update, int at_param)
-{
-	const std::string at = "$" + std::to_string(at_param);
-	std::string columns = "subscription_id";
-	std::string values = "c.id";
-	for (int c = 1; c < kCopied; c++) {
-		columns += std::string(", ") + kColumnNames[c];
-		values += std::string(", c.") + kColumnNames[c];
-	}
-	columns += ", previous_status, removed, grace_end, valid_from, paid_since";
-	if (!update)
-		return ", history_opened AS (INSERT INTO billing.subscription_history (" + columns + ") SELECT " + values +
-			   ", NULL::billing.subscription_status, c.deleted_at IS NOT NULL, NULL::pg_catalog.timestamptz, c.started_at,"
-			   " CASE WHEN " + kPaid + " THEN c.started_at END FROM changed c)";
-	// HistoryWriter::Add's test, null-safe per column: a nullness that
-	// differs, or two values that differ
-	std::string differs;
-	auto differ = [&](const std::string &x, const std::string &y) {
-		differs += std::string(differs.empty() ? "" : " OR ") + "(" + x + " IS NULL) OPERATOR(pg_catalog.<>) (" + y +
-				   " IS NULL) OR " + x + " OPERATOR(pg_catalog.<>) " + y;
-	};
-	for (int c = kPlanId; c <= kEndReason; c++)
-		differ(std::string("c.") + kColumnNames[c], std::string("b.") + kColumnNames[c]);
-	differs += " OR (c.deleted_at IS NULL) OPERATOR(pg_catalog.<>) (b.deleted_at IS NULL)";
-	differ("c.past_due_since", "b.past_due_since");
-	return ", history_rows AS (SELECT c.*, b.status AS previous_status FROM changed c JOIN before b"
-		   " ON b.id OPERATOR(pg_catalog.=) c.id WHERE " + differs + "),"
-		   " history_closed AS (UPDATE billing.subscription_history h SET updated_at = pg_catalog.now(),"
-		   " valid_to = GREATEST(" + at + ", h.valid_from) FROM history_rows c WHERE h.subscription_id OPERATOR(pg_catalog.=) c.id"
-		   " AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz"
-		   " RETURNING h.subscription_id, h.valid_to, h.paid_since),"
-		   " history_opened AS (INSERT INTO billing.subscription_history (" + columns + ") SELECT " + values +
-		   ", c.previous_status, c.deleted_at IS NOT NULL, NULL::pg_catalog.timestamptz, COALESCE(x.valid_to, " + at +
-		   "), COALESCE(x.paid_since, CASE WHEN " + kPaid + " THEN COALESCE(x.valid_to, " + at + ") END)"
-		   " FROM history_rows c LEFT JOIN history_closed x ON x.subscription_id OPERATOR(pg_catalog.=) c.id)";
-}
-
-namespace {
 
 // Where each column is in the table, and its type.
 struct Layout {
@@ -461,8 +418,6 @@ BILLING_FUNCTION(billing_history_inserted)
 	TriggerData *trigger = HistoryTrigger(fcinfo, "billing._history_inserted()", false);
 	if (Restoring())  // pg_restore loads the dumped history itself
 		return PointerGetDatum(nullptr);
-	if (IsHistoriedByStatement())  // the statement wrote its history rows itself
-		return PointerGetDatum(nullptr);
 	Tuplestorestate *new_rows = trigger->tg_newtable;
 	HistoryWriter writer(trigger->tg_relation, false, tuplestore_tuple_count(new_rows));
 	TupleTableSlot *slot = nullptr;
@@ -486,8 +441,6 @@ BILLING_FUNCTION(billing_history_updated)
 {
 	TriggerData *trigger = HistoryTrigger(fcinfo, "billing._history_updated()", true);
 	if (Restoring())
-		return PointerGetDatum(nullptr);
-	if (IsHistoriedByStatement())  // the statement wrote its history rows itself
 		return PointerGetDatum(nullptr);
 	Tuplestorestate *old_rows = trigger->tg_oldtable;
 	Tuplestorestate *new_rows = trigger->tg_newtable;

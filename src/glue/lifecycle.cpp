@@ -4,7 +4,6 @@
 #include "glue/args.hpp"
 #include "glue/audit.hpp"
 #include "glue/guard.hpp"
-#include "glue/history.hpp"
 #include "glue/lifecycle.hpp"
 #include "glue/quota_counter.hpp"
 #include "glue/result_set.hpp"
@@ -309,34 +308,20 @@ RunAudited(Spi &spi, const char *table, const std::string &sql, const std::vecto
 	return spi.Query(sql, args);
 }
 
-// A lifecycle write of a subscription writes its audit row and its history
-// rows in its own statement, as plain SQL would, instead of the statement
-// triggers reading them back from the transition tables and running
-// statements of their own (glue/history.hpp: the same rows). A row in
-// dunning (its history records a grace end, from the setting) or a change
-// with no declared time is left to the history trigger.
 void
 SaveSubscription(Spi &spi, const Subscription &s)
 {
-	static const std::string ctes =
+	static const std::string sql = AuditedChange(
+		"'subscriptions'", true,
 		"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $16),"
 		" changed AS (UPDATE billing.subscriptions SET status = $1::pg_catalog.text::billing.subscription_status, price_cents = $2,"
 		" billing_anchor = $3, current_period_start = $4, current_period_end = $5, trial_start = $6, trial_end = $7,"
 		" cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, paused_at = $11, past_due_since = $12,"
-		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16 RETURNING *)";
-	static const std::string sql = AuditedChange("'subscriptions'", true, ctes, "SELECT FROM changed");
-	static const std::string historied =
-		AuditedChange("'subscriptions'", true, ctes + StatementHistory(true, 17), "SELECT FROM changed");
+		" scheduled_plan_id = $13, scheduled_change_at = $14, end_reason = $15 WHERE id OPERATOR(pg_catalog.=) $16 RETURNING *)",
+		"SELECT FROM changed");
 	std::vector<SqlArg> args = MutableColumns(s);
 	args.push_back(SqlArg::Int64(s.id));
-	std::optional<Micros> change_at = DeclaredChangeAt(s.id);
-	if (s.past_due_since || !change_at) {
-		RunAudited(spi, "subscriptions", sql, args);
-		return;
-	}
-	args.push_back(SqlArg::Timestamp(ToPgTime(*change_at)));
-	HistoriedScope history;
-	RunAudited(spi, "subscriptions", historied, args);
+	RunAudited(spi, "subscriptions", sql, args);
 }
 
 int64_t
@@ -348,20 +333,17 @@ InsertSubscription(Spi &spi, const Subscription &s)
 	args.push_back(SqlArg::Text(s.currency));
 	args.push_back(SqlArg::Text(ToString(s.interval)));
 	args.push_back(SqlArg::Timestamp(ToPgTime(s.started_at)));
-	static const std::string ctes =
+	static const std::string sql = AuditedChange(
+		"'subscriptions'", false,
 		"changed AS (INSERT INTO billing.subscriptions (status, price_cents, billing_anchor, current_period_start,"
 		" current_period_end, trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at, paused_at,"
 		" past_due_since, scheduled_plan_id, scheduled_change_at, end_reason, user_id, plan_id, currency,"
 		" billing_interval, started_at)"
 		" VALUES ($1::pg_catalog.text::billing.subscription_status, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
-		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING *)";
-	static const std::string sql = AuditedChange("'subscriptions'", false, ctes, "SELECT id FROM changed");
-	static const std::string historied =
-		AuditedChange("'subscriptions'", false, ctes + StatementHistory(false, 0), "SELECT id FROM changed");
-	if (s.past_due_since)
-		return RunAudited(spi, "subscriptions", sql, args).at(0).int64_required(0);
-	HistoriedScope history;
-	return RunAudited(spi, "subscriptions", historied, args).at(0).int64_required(0);
+		" $15, $16, $17, $18, $19::pg_catalog.text::billing.billing_interval, $20) RETURNING *)",
+		"SELECT id FROM changed");
+	auto rows = RunAudited(spi, "subscriptions", sql, args);
+	return rows.at(0).int64_required(0);
 }
 
 std::string

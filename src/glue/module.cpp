@@ -54,8 +54,6 @@ DeclaredChangeTimes()
 
 // The billing table whose current statement writes its own audit rows (none: nullptr).
 const char *audited_by_statement = nullptr;
-// Whether the current statement writes its subscriptions' history itself.
-bool historied_by_statement = false;
 
 // Users whose quota invalidation a lifecycle call defers: the subtransaction
 // that started the deferral, how many calls (nested, for the same user) hold
@@ -83,7 +81,6 @@ ForgetChangeTimesAtXactEnd(XactEvent, void *)
 	DeclaredChangeTimes().clear();
 	DeferredInvalidations().clear();
 	audited_by_statement = nullptr;
-	historied_by_statement = false;
 }
 
 void
@@ -93,7 +90,6 @@ ForgetChangeTimesAtSubXactEnd(SubXactEvent event, SubTransactionId subid, SubTra
 		return;
 	DeclaredChangeTimes().clear();
 	audited_by_statement = nullptr;
-	historied_by_statement = false;
 	auto &users = DeferredInvalidations();
 	for (auto it = users.begin(); it != users.end();)
 		it = it->second.started_in >= subid ? users.erase(it) : std::next(it);
@@ -117,18 +113,6 @@ const char *
 AuditedByStatementTable()
 {
 	return audited_by_statement;
-}
-
-void
-HistoriedByStatement(bool on)
-{
-	historied_by_statement = on;
-}
-
-bool
-IsHistoriedByStatement()
-{
-	return historied_by_statement;
 }
 
 bool

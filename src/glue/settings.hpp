@@ -60,14 +60,5 @@ void AuditedByStatement(const char *table);
 bool IsAuditedByStatement(const char *table);
 // The table declared now (nullptr: none), to restore after a nested declaration.
 const char *AuditedByStatementTable();
-
-// A statement that writes its subscriptions' history rows itself (a lifecycle
-// write: StatementHistory in glue/history.hpp): between
-// HistoriedByStatement(true) and HistoriedByStatement(false),
-// billing._history_inserted and billing._history_updated leave
-// billing.subscriptions' statements alone. Backend-local; every transaction
-// end and subtransaction abort clears it (an error in between).
-void HistoriedByStatement(bool on);
-bool IsHistoriedByStatement();
 }
 
