@@ -46,16 +46,19 @@ class AsTableOwner {
 // INSERT's old side and a DELETE's new side), read in step by two unnests in
 // one target list (an empty side gives NULLs); each row's JSON is built once
 // and read for the key. (Subscripting $4[i] walked the array from its start
-// for every row: a chunk's cost grew with the square of its rows.)
+// for every row: a chunk's cost grew with the square of its rows.) OFFSET 0
+// keeps the subquery j from being pulled up into the INSERT's target list,
+// where each reference to j.n (the row id and the new row) evaluated its
+// to_jsonb again: two to_jsonb of the new row per audit row, not one.
 constexpr const char *kAuditRows =
 	" FROM (SELECT pg_catalog.to_jsonb(r.o) AS o, pg_catalog.to_jsonb(r.n) AS n"
-	" FROM (SELECT pg_catalog.unnest($4) AS o, pg_catalog.unnest($5) AS n) r) j,"
+	" FROM (SELECT pg_catalog.unnest($4) AS o, pg_catalog.unnest($5) AS n) r OFFSET 0) j,"
 	" (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) s";
 
 // The same for a statement of one row (most of them): $4 and $5 are the old
 // and new rows themselves, no arrays and no generate_series.
 constexpr const char *kAuditOneRow =
-	" FROM (SELECT pg_catalog.to_jsonb($4) AS o, pg_catalog.to_jsonb($5) AS n) j,"
+	" FROM (SELECT pg_catalog.to_jsonb($4) AS o, pg_catalog.to_jsonb($5) AS n OFFSET 0) j,"
 	" (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) s";
 
 constexpr const char *kAuditInsert =
@@ -119,13 +122,14 @@ RewindTransitionTable(Tuplestorestate *rows)
 std::string
 AuditedChange(const char *table_literal, bool update, const std::string &ctes, const std::string &select)
 {
-	// kAuditInsert's columns and values, read from the statement's own rows.
+	// kAuditInsert's columns and values, read from the statement's own rows
+	// (OFFSET 0: each row's to_jsonb once, as in kAuditRows).
 	return "WITH " + ctes +
 		   ", audited AS (INSERT INTO billing.audit_log (table_name, row_id, action, old_row, new_row, app_user)"
 		   " SELECT " + std::string(table_literal) + ", j.n OPERATOR(pg_catalog.->>) 'id', " +
 		   (update ? "'UPDATE'" : "'INSERT'") + ", j.o, j.n, CASE WHEN v.v OPERATOR(pg_catalog.<>) '' THEN v.v END"
 		   " FROM (SELECT " + (update ? "pg_catalog.to_jsonb(b)" : "NULL::pg_catalog.jsonb") + " AS o, pg_catalog.to_jsonb(c) AS n"
-		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + ") j,"
+		   " FROM changed c" + (update ? " JOIN before b ON b.id OPERATOR(pg_catalog.=) c.id" : "") + " OFFSET 0) j,"
 		   " (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) v) " + select;
 }
 

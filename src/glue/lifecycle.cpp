@@ -180,37 +180,72 @@ LoadSubscription(Spi &spi, int64_t id, bool lock)
 	return SubscriptionFromRow(rows[0]);
 }
 
-// The user of subscription `id` (not locked), read before the user's lock
-// is taken; the subscription itself is loaded (and locked) under it.
-std::string
-UserOfSubscription(Spi &spi, int64_t id)
-{
-	auto rows = spi.Query("SELECT s.user_id FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1"
-						  " AND s.deleted_at IS NULL",
-						  {SqlArg::Int64(id)});
-	if (rows.empty())
-		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
-	return rows[0].text_required(0);
-}
-
 constexpr const char *kPlanColumns =
 	"id, code, name, tier::pg_catalog.text AS tier, billing_interval::pg_catalog.text AS billing_interval, price_cents, currency, trial_days,"
 	" active";
 
+// kPlanColumns from column `at` of the row on.
 Plan
-PlanFromRow(const Row &row)
+PlanFromRow(const Row &row, int at = 0)
 {
 	Plan p;
-	p.id = row.int64_required(0);
-	p.code = row.text_required(1);
-	p.name = row.text_required(2);
-	p.tier = ParseTier(row.text_required(3));
-	p.interval = ParseInterval(row.text_required(4));
-	p.price_cents = row.int64_required(5);
-	p.currency = row.text_required(6);
-	p.trial_days = static_cast<int32_t>(row.int64_required(7));
-	p.active = row.boolean(8);
+	p.id = row.int64_required(at + 0);
+	p.code = row.text_required(at + 1);
+	p.name = row.text_required(at + 2);
+	p.tier = ParseTier(row.text_required(at + 3));
+	p.interval = ParseInterval(row.text_required(at + 4));
+	p.price_cents = row.int64_required(at + 5);
+	p.currency = row.text_required(at + 6);
+	p.trial_days = static_cast<int32_t>(row.int64_required(at + 7));
+	p.active = row.boolean(at + 8);
 	return p;
+}
+
+// subscribe and start_trial: the user's current subscription, locked, as
+// LoadCurrentForChange loads it, with what the two read of it next in the
+// same statement (were three statements): its plan (kPlanColumns), whether
+// it has an open invoice (Replace voids them), and every tier the user
+// trialed (TrialAvailableForTier's question).
+struct StartLoad {
+	ForChange change;
+	Plan plan;
+	bool has_open = true;
+	std::vector<Tier> trialed;
+};
+
+std::optional<StartLoad>
+LoadCurrentForStart(Spi &spi, const std::string &user_id)
+{
+	static const std::string sql =
+		std::string("SELECT ") + kSubscriptionColumns + kLatestChangesColumns +
+		", (SELECT pg_catalog.string_agg(DISTINCT p.tier::pg_catalog.text, ',') FROM billing.subscriptions t"
+		" JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id"
+		" WHERE t.user_id OPERATOR(pg_catalog.=) s.user_id AND t.trial_start IS NOT NULL AND t.deleted_at IS NULL) AS trialed"
+		", EXISTS (SELECT FROM billing.invoices i WHERE i.subscription_id OPERATOR(pg_catalog.=) s.id"
+		" AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL) AS has_open"
+		", cp.* FROM billing.subscriptions s LEFT JOIN LATERAL (SELECT p.id AS plan_row_id, p.code AS plan_code,"
+		" p.name AS plan_name, p.tier::pg_catalog.text AS plan_tier, p.billing_interval::pg_catalog.text AS plan_interval,"
+		" p.price_cents AS plan_price_cents, p.currency AS plan_currency, p.trial_days AS plan_trial_days,"
+		" p.active AS plan_active FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) s.plan_id) cp ON true"
+		" WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL FOR UPDATE OF s";
+	constexpr int kTrialed = kLatestChangesColumn + 3;
+	auto rows = spi.Query(sql, {SqlArg::Text(user_id)});
+	if (rows.empty())
+		return std::nullopt;
+	const Row &row = rows[0];
+	StartLoad loaded{ForChangeFromRow(row), {}, row.boolean(kTrialed + 1), {}};
+	if (row.is_null(kTrialed + 2))  // as LoadPlanById: every subscription's plan exists
+		throw Error(sqlstate::kInternalError, "plan " + std::to_string(loaded.change.sub.plan_id) + " does not exist");
+	loaded.plan = PlanFromRow(row, kTrialed + 2);
+	std::string tiers = row.text_or(kTrialed, "");
+	for (size_t from = 0; from < tiers.size();) {
+		size_t comma = tiers.find(',', from);
+		if (comma == std::string::npos)
+			comma = tiers.size();
+		loaded.trialed.push_back(ParseTier(tiers.substr(from, comma - from)));
+		from = comma + 1;
+	}
+	return loaded;
 }
 
 Plan
@@ -531,7 +566,8 @@ SameStoredColumns(const Subscription &a, const Subscription &b)
 // this transaction after its last write), lets an outcome that leaves every
 // column as it is skip its UPDATE: that UPDATE changed no value (updated_at
 // is the transaction's start either way) and wrote an audit row whose old
-// and new rows were the same.
+// and new rows were the same; the caller holds the user's lock through
+// LockUserForChange (its lock row written: see there).
 Persisted
 PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stored = nullptr)
 {
@@ -539,15 +575,13 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stor
 	// The subscription history dates these changes at `at`, not at the clock.
 	SetChangeAt(at);
 	if (out.updated.id != 0) {
+		// Left as stored, it is still a write under the user's lock: the
+		// caller took that lock with LockUserForChange, which wrote the lock
+		// row, so a refund under REPEATABLE READ whose snapshot predates this
+		// call fails with 40001 (it writes the same row) instead of reading
+		// the credit without it.
 		if (stored == nullptr || !SameStoredColumns(*stored, out.updated))
 			SaveSubscription(spi, out.updated);
-		else
-			// Still a write under the user's lock: a refund under REPEATABLE
-			// READ whose snapshot predates this call then fails with 40001
-			// (it writes the same row) instead of reading the credit without it.
-			spi.Execute("UPDATE billing.user_locks SET updated_at = pg_catalog.now()"
-						" WHERE user_id OPERATOR(pg_catalog.=) $1",
-						{SqlArg::Text(out.updated.user_id)});
 	} else
 		result.subscription_id = InsertSubscription(spi, out.updated);
 	if (out.void_reason)
@@ -667,12 +701,52 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 
 // The user's lock row held, the quota invalidation of the user's
 // subscription writes waits for ReturnSubscription (one instead of one per
-// statement; glue/settings.hpp).
+// statement; glue/settings.hpp). The lock row is written, not only locked,
+// by the one statement that locks it: the invalidation's write of it (a
+// REPEATABLE READ quota fill that did not see it then fails), and the write
+// a payment that leaves its subscription as stored owes a REPEATABLE READ
+// refund (PersistOutcome), are this one, made when the lock is taken instead
+// of by a second statement at the end (the row stays locked to the end of
+// the transaction either way; FOR NO KEY UPDATE instead of FOR UPDATE: no
+// foreign key references the lock rows, and every other taker of one (an
+// operation, a quota fill's FOR SHARE, maintenance's FOR UPDATE SKIP LOCKED)
+// conflicts with it as before).
+// Every user who ever had a subscription has the row (the upgrade from 0.2.0
+// made them): an UPDATE writes it (one WAL record; the upsert locked the
+// row and then updated it), the upsert only makes a missing one.
 void
 LockUserForChange(Spi &spi, const std::string &user_id)
 {
-	LockUser(spi, user_id);
+	if (spi.Execute("UPDATE billing.user_locks l SET updated_at = pg_catalog.now()"
+					" WHERE l.user_id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Text(user_id)}) == 0)
+		spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
+					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
+					{SqlArg::Text(user_id)});
 	DeferQuotaInvalidation(user_id);
+}
+
+// LockUserForChange for the user of subscription `id` (not locked; loaded
+// and locked under the user's lock afterwards), found by the statement that
+// writes the lock row; the user, or an error when there is no such
+// subscription. (Reading the user and then locking were two statements.)
+std::string
+LockUserOfSubscriptionForChange(Spi &spi, int64_t id)
+{
+	auto rows = spi.Query("UPDATE billing.user_locks l SET updated_at = pg_catalog.now() FROM billing.subscriptions s"
+						  " WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
+						  " AND l.user_id OPERATOR(pg_catalog.=) s.user_id RETURNING l.user_id",
+						  {SqlArg::Int64(id)});
+	if (rows.empty())  // no lock row yet, or no such subscription
+		rows = spi.Query("INSERT INTO billing.user_locks AS l (user_id) SELECT s.user_id FROM billing.subscriptions s"
+						 " WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
+						 " ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now() RETURNING l.user_id",
+						 {SqlArg::Int64(id)});
+	if (rows.empty())
+		throw InvalidParameter("subscription " + std::to_string(id) + " does not exist");
+	std::string user_id = rows[0].text_required(0);
+	DeferQuotaInvalidation(user_id);
+	return user_id;
 }
 
 // Ends the call: the user's deferred quota invalidation, then the row.
@@ -680,7 +754,7 @@ Datum
 ReturnSubscription(Spi &spi, int64_t id, const std::string &user_id)
 {
 	if (FinishDeferredQuotaInvalidation(user_id))
-		InvalidateUsersQuota(spi, {user_id}, false);
+		InvalidateUsersQuota(spi, {user_id}, false, true);  // the lock row: LockUserForChange
 	Datum row = spi.QueryRowDatum("SELECT s FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(id)});
 	spi.Finish();
 	return row;
@@ -700,28 +774,38 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 	Plan plan = LoadPlanForSale(spi, plan_code);
 	LockUserForChange(spi, user_id);
 	std::optional<Subscription> current;
-	if (std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id)) {
-		current = loaded->sub;
+	// read with the current subscription when nothing was caught up
+	std::optional<billing::Plan> current_plan;
+	std::optional<std::vector<Tier>> trialed;
+	bool current_has_open = true;
+	if (std::optional<StartLoad> loaded = LoadCurrentForStart(spi, user_id)) {
+		current = loaded->change.sub;
 		RequireNotBeforeLatestChange(*current, at);
 		// What time made due is applied first, so the decision sees the state at `at`.
-		if (DueAction(*current, at, loaded->grace)) {
-			CatchUp(spi, *current, at, loaded->grace);
+		if (DueAction(*current, at, loaded->change.grace)) {
+			CatchUp(spi, *current, at, loaded->change.grace);
 			std::optional<ForChange> again = LoadCurrentForChange(spi, user_id);
 			current = again ? std::optional<Subscription>(again->sub) : std::nullopt;
+		} else {
+			current_plan = loaded->plan;
+			trialed = loaded->trialed;
+			current_has_open = loaded->has_open;
 		}
 	}
 	// The trial rule is asked only when its answer counts (the core's
 	// Subscribe reads it for a trial of a paid plan with trial days).
 	bool available = (trial_only || (with_trial && !plan.IsFree() && plan.trial_days > 0))
-						 ? TrialAvailableFor(spi, user_id, plan)
+						 ? (trialed ? TrialAvailable(*trialed, plan.tier) : TrialAvailableFor(spi, user_id, plan))
 						 : false;
 	Outcome out = trial_only ? StartTrial(user_id, plan, at, available)
 							 : Subscribe(user_id, plan, at, with_trial, available);
 	if (current) {
 		// Only a Free or an unpaid (incomplete) subscription is replaced here;
 		// anything paid changes through change_plan.
-		billing::Plan current_plan = LoadPlanById(spi, current->plan_id);
-		PersistOutcome(spi, Replace(*current, current_plan, plan, at), at);
+		Outcome replaced = Replace(*current, current_plan ? *current_plan : LoadPlanById(spi, current->plan_id), plan, at);
+		if (!current_has_open)
+			replaced.void_reason.reset();  // nothing open to void: its UPDATE would change no row
+		PersistOutcome(spi, replaced, at);
 	}
 	Persisted saved = PersistOutcome(spi, out, at);
 	return ReturnSubscription(spi, saved.subscription_id, user_id);
@@ -734,7 +818,7 @@ Subscription
 LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 {
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
-	LockUserForChange(spi, UserOfSubscription(spi, id));
+	LockUserOfSubscriptionForChange(spi, id);
 	ForChange loaded = LoadForChange(spi, id);
 	Subscription sub = loaded.sub;
 	if (!sub.Ended())
@@ -1487,18 +1571,22 @@ BILLING_FUNCTION(billing_record_payment)
 		// Open invoices oldest first, the rest to the customer's credit balance.
 		size_t settled = 0;
 		for (const Allocation &a : settlement.to_invoices) {
+			// the invoice's update, its audit row and the payment's ledger
+			// entry for it (LedgerEntry's row, written when the amount is
+			// positive) in one statement
 			static const std::string pay_invoice = AuditedChange(
 				"'invoices'", true,
 				"before AS (SELECT i.* FROM billing.invoices i WHERE i.id OPERATOR(pg_catalog.=) $1),"
 				" changed AS (UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.+) $2,"
 				" amount_due_cents = amount_due_cents OPERATOR(pg_catalog.-) $2,"
 				" status = CASE WHEN $4 THEN 'paid' ELSE status END,"
-				" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1 RETURNING *)",
+				" paid_at = CASE WHEN $4 THEN $3 ELSE paid_at END WHERE id OPERATOR(pg_catalog.=) $1 RETURNING *),"
+				" ledger AS (INSERT INTO billing.ledger_entries (user_id, currency, kind, amount_cents, payment_id, invoice_id, at)"
+				" SELECT $5, $6, 'payment_to_invoice', $2, $7, $1, $3 WHERE $2 OPERATOR(pg_catalog.>) 0)",
 				"SELECT FROM changed");
 			RunAudited(spi, "invoices", pay_invoice,
 					   {SqlArg::Int64(a.invoice_id), SqlArg::Int64(a.amount_cents), SqlArg::Timestamp(ToPgTime(at)),
-						SqlArg::Bool(a.settles)});
-			LedgerEntry(spi, sub.user_id, currency, "payment_to_invoice", a.amount_cents, payment_id, a.invoice_id, at);
+						SqlArg::Bool(a.settles), SqlArg::Text(sub.user_id), SqlArg::Text(currency), SqlArg::Int64(payment_id)});
 			settled += a.settles ? 1 : 0;
 		}
 		LedgerEntry(spi, sub.user_id, currency, "payment_to_credit", settlement.to_credit_cents, payment_id,

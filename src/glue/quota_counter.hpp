@@ -46,7 +46,11 @@ class Spi;
 // newest snapshot. Run as the counters' owner (billing._quota_invalidate_users,
 // SECURITY DEFINER, and the lifecycle calls that defer it). in_trigger: called
 // by a trigger (the counters' after-row events join the firing statement's).
-void InvalidateUsersQuota(Spi &spi, const std::vector<std::optional<std::string>> &owners, bool in_trigger);
+// lock_row_written: the caller's transaction has already written the (one)
+// owner's lock row while holding it (a lifecycle call, LockUserForChange):
+// only the counters are cleared.
+void InvalidateUsersQuota(Spi &spi, const std::vector<std::optional<std::string>> &owners, bool in_trigger,
+						  bool lock_row_written = false);
 
 // Called once from _PG_init: forget the cached table when it changes.
 void RegisterCounterInvalidation();

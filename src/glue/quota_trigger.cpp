@@ -533,10 +533,13 @@ InvalidateCachedLimits(std::optional<Datum> owners, bool in_trigger = true)
 }  // namespace
 
 void
-InvalidateUsersQuota(Spi &spi, const std::vector<std::optional<std::string>> &owners, bool in_trigger)
+InvalidateUsersQuota(Spi &spi, const std::vector<std::optional<std::string>> &owners, bool in_trigger,
+					 bool lock_row_written)
 {
 	SqlArg owner_array = SqlArg::TextArray(owners);
-	if (owners.size() == 1)
+	if (lock_row_written && owners.size() == 1)
+		;  // written by the caller's lock statement in this transaction
+	else if (owners.size() == 1)
 		spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
 					" ON CONFLICT (user_id) DO UPDATE SET updated_at = pg_catalog.now()",
 					{SqlArg::Text(owners[0])});
