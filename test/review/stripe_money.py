@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Session 8 money review: a Stripe subscription meeting billing's own money.
+Each case asserts what a billing user expects (README "The ledger", "Nothing
+is stranded", "Stripe webhooks"); the script exits 1 while any case fails.
+Events are built from ../shared/stripe/fixtures.json and signed here (hmac).
+
+  PGHOST=... PGPORT=... PGUSER=postgres python3 test/review/stripe_money.py
+
+S1 (High) a new Stripe subscription replaces a local, partly paid one: the
+   local one ends (plan_changed) but its open invoice stays open and the
+   money paid toward it is stranded. Local pro_yearly subscribed without
+   trial at T0 (invoice 28800 open), 10000 paid at T0+60 (18800 due, still
+   incomplete); customer.subscription.created (active, pro_monthly, user st1)
+   at T0+600. Expected, as for every other end: the invoice void, the 10000
+   back as credit (void_to_credit): credit 10000, no open invoice on an ended
+   subscription. Actual: invoice open 18800 due, credit 0.
+S2 (Medium) the same paid plan is adopted, Stripe's period starting 10 minutes
+   after billing's: billing's own first invoice (2999, 1000 paid) stays open
+   beside Stripe's paid first invoice, and a Stripe-managed subscription is
+   never dunned nor voided, so the 1000 is held forever and 1999 is owed for
+   a month Stripe was paid 2999 for. Expected: billing's own invoice of the
+   first period void (or taken by Stripe's), the 1000 back as credit.
+S3 (High) as S2 with Stripe's period starting at billing's: Stripe's first
+   invoice takes billing's own row, which already holds the local 1000; the
+   row says 2999 paid while its payments are 1000 (model invariant "invoice
+   paid amount differs from its payments"), Stripe's 2999 (pi_st3) is on no
+   invoice and in no ledger row (the invariant "payment not fully placed"):
+   the customer paid 3999 for a 2999 month and the 1000 is gone. Expected:
+   2999 Stripe payment on the invoice, the local 1000 as credit.
+"""
+import copy, hashlib, hmac, json, os, re, subprocess, sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DB = "billing_review_stripe_money"
+FIX = json.load(open(os.path.join(HERE, "..", "..", "..", "shared", "stripe", "fixtures.json")))
+SECRET = "whsec_rev"
+DAY = 86400
+T0 = 1893456000  # 2030-01-01 00:00:00 UTC
+PRICE = FIX["subscription"]["items"]["data"][0]["price"]["id"]
+failures = 0
+
+
+def psql(script):
+    p = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-d", DB, "-v", "VERBOSITY=terse"], input=script,
+                       capture_output=True, text=True)
+    return (p.stdout.strip() + ("\nSTDERR " + p.stderr.strip() if p.stderr.strip() else "")).strip()
+
+
+def sign(payload, t):
+    mac = hmac.new(SECRET.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def ingest(eid, etype, obj, created):
+    e = copy.deepcopy(FIX["event"])
+    e.update(id=eid, type=etype, created=created, api_version="2025-06-30.basil")
+    e["data"] = {"object": obj}
+    payload = json.dumps(e)
+    return psql("SELECT billing.stripe_ingest($pl$" + payload + "$pl$, '" + sign(payload, created) +
+                f"', to_timestamp({created + 30}));")
+
+
+def subscription(sub_id, customer, status, start, end, user):
+    s = copy.deepcopy(FIX["subscription"])
+    s.update(id=sub_id, customer=customer, status=status, created=start, start_date=start, billing_cycle_anchor=start,
+             cancel_at=None, canceled_at=None, ended_at=None, cancel_at_period_end=False, trial_start=None,
+             trial_end=None, metadata={"user_id": user}, latest_invoice=None, next_pending_invoice_item_invoice=None)
+    item = s["items"]["data"][0]
+    item["subscription"] = sub_id
+    item["price"]["id"] = PRICE
+    item["current_period_start"], item["current_period_end"] = start, end
+    return s
+
+
+def invoice(inv_id, sub_id, customer, amount, start, end):
+    i = copy.deepcopy(FIX["invoice"])
+    i.update(id=inv_id, customer=customer, status="paid", amount_due=amount, amount_paid=amount, amount_remaining=0,
+             subtotal=amount, total=amount, number=None, created=start, period_start=start, period_end=start,
+             billing_reason="subscription_create", due_date=None, effective_at=start, next_payment_attempt=None,
+             webhooks_delivered_at=None)
+    i["status_transitions"]["paid_at"] = start + 60
+    line = i["lines"]["data"][0]
+    line.update(amount=amount, invoice=inv_id, description="1 x Pro (monthly)")
+    line["period"] = {"start": start, "end": end}
+    i["parent"] = {"type": "subscription_details", "quote_details": None,
+                   "subscription_details": {"metadata": {}, "subscription": sub_id}}
+    return i
+
+
+def payment_intent(pi_id, customer, amount, created):
+    p = copy.deepcopy(FIX["payment_intent"])
+    p.update(id=pi_id, customer=customer, amount=amount, amount_received=amount, status="succeeded", created=created,
+             canceled_at=None, metadata={}, last_payment_error=None)
+    return p
+
+
+def check(name, got, want):
+    global failures
+    if got != want:
+        failures += 1
+        print(f"FAIL {name}: got {got!r}, want {want!r}")
+    else:
+        print(f"ok   {name}")
+
+
+INVARIANTS = re.search(r'INVARIANTS = """(.*?)"""',
+                       open(os.path.join(HERE, "..", "model", "model_test.py")).read(), re.S).group(1)
+
+
+def invariants(user):
+    return psql(INVARIANTS.format(users=f"ARRAY['{user}']") + ";")
+
+
+def local_start(user, plan, paid):
+    psql(f"""SELECT billing.subscribe('{user}', '{plan}', to_timestamp({T0}), false);
+SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = '{user}' AND ended_at IS NULL),
+                              {paid}, 'usd', true, to_timestamp({T0 + 60}));""")
+
+
+subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}", "-c",
+                f"CREATE DATABASE {DB}"], check=True, capture_output=True)
+psql(f"""CREATE EXTENSION billing;
+UPDATE billing.subscription_plans SET stripe_price_id = '{PRICE}' WHERE code = 'pro_monthly';
+SELECT billing.configure('stripe_webhook_secret', '{SECRET}');""")
+
+# S1
+local_start("st1", "pro_yearly", 10000)
+check("S1 event", ingest("evt_st1_1", "customer.subscription.created",
+                         subscription("sub_st1", "cus_st1", "active", T0 + 600, T0 + 600 + 31 * DAY, "st1"), T0 + 600),
+      "applied")
+check("S1 local pro_yearly ended as a plan change",
+      psql("SELECT status || ' ' || end_reason FROM billing.subscriptions WHERE user_id = 'st1' AND stripe_subscription_id IS NULL AND price_cents = 28800"),
+      "canceled plan_changed")
+check("S1 its invoice is void", psql("SELECT status FROM billing.invoices WHERE user_id = 'st1'"), "void")
+check("S1 the 10000 paid toward it is credit", psql("SELECT billing.credit_balance('st1')"), "10000")
+check("S1 invariants", invariants("st1"), "")
+
+# S2
+local_start("st2", "pro_monthly", 1000)
+ingest("evt_st2_1", "customer.subscription.created",
+       subscription("sub_st2", "cus_st2", "active", T0 + 600, T0 + 600 + 31 * DAY, "st2"), T0 + 600)
+ingest("evt_st2_2", "invoice.paid", invoice("in_st2", "sub_st2", "cus_st2", 2999, T0 + 600, T0 + 600 + 31 * DAY), T0 + 660)
+ingest("evt_st2_3", "payment_intent.succeeded", payment_intent("pi_st2", "cus_st2", 2999, T0 + 661), T0 + 661)
+check("S2 adopted", psql("SELECT count(*) || ' ' || min(stripe_subscription_id) FROM billing.subscriptions WHERE user_id = 'st2' AND ended_at IS NULL"),
+      "1 sub_st2")
+check("S2 no invoice of st2 left open (Stripe was paid for the month)",
+      psql("SELECT count(*) FROM billing.invoices WHERE user_id = 'st2' AND status = 'open'"), "0")
+check("S2 the local 1000 is credit", psql("SELECT billing.credit_balance('st2')"), "1000")
+check("S2 invariants", invariants("st2"), "")
+
+# S3
+psql(f"SELECT billing.subscribe('st3', 'pro_monthly', to_timestamp({T0}), false)")
+psql(f"SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'st3' AND ended_at IS NULL), 1000, 'usd', true, to_timestamp({T0 + 60}))")
+ingest("evt_st3_1", "customer.subscription.created",
+       subscription("sub_st3", "cus_st3", "active", T0, T0 + 31 * DAY, "st3"), T0 + 600)
+ingest("evt_st3_2", "invoice.paid", invoice("in_st3", "sub_st3", "cus_st3", 2999, T0, T0 + 31 * DAY), T0 + 660)
+ingest("evt_st3_3", "payment_intent.succeeded", payment_intent("pi_st3", "cus_st3", 2999, T0 + 661), T0 + 661)
+check("S3 the Stripe payment is on the invoice",
+      psql("SELECT invoice_id IS NOT NULL FROM billing.payments WHERE external_id = 'pi_st3'"), "t")
+check("S3 the local 1000 is credit", psql("SELECT billing.credit_balance('st3')"), "1000")
+check("S3 invariants", invariants("st3"), "")
+
+subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}"], capture_output=True)
+print(f"{failures} failing check(s)")
+sys.exit(1 if failures else 0)
