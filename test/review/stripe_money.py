@@ -27,6 +27,15 @@ S3 (High) as S2 with Stripe's period starting at billing's: Stripe's first
    invoice and in no ledger row (the invariant "payment not fully placed"):
    the customer paid 3999 for a 2999 month and the 1000 is gone. Expected:
    2999 Stripe payment on the invoice, the local 1000 as credit.
+S4 (Medium, design gap) a local lifecycle call on a Stripe-managed
+   subscription is accepted. Stripe subscription sub_st4 (pro_monthly) created
+   and its first invoice paid (2999) on T0; billing.change_plan(it,
+   'pro_yearly', T0+10d) ends the Stripe row locally and issues billing's own
+   invoice 28800 - 2999 * 21 / 31 (2031.7 -> 2032) = 26768; Stripe then
+   renews sub_st4 (customer.subscription.updated "applied", nothing changes)
+   and its invoice.paid 2999 lands on the ended subscription for a period
+   after its end: the customer is billed by both. Expected: the local call
+   refused (QB010, "managed by Stripe"), as Stripe is the source of truth.
 """
 import copy, hashlib, hmac, json, os, re, subprocess, sys
 
@@ -159,6 +168,18 @@ check("S3 the Stripe payment is on the invoice",
       psql("SELECT invoice_id IS NOT NULL FROM billing.payments WHERE external_id = 'pi_st3'"), "t")
 check("S3 the local 1000 is credit", psql("SELECT billing.credit_balance('st3')"), "1000")
 check("S3 invariants", invariants("st3"), "")
+
+# S4
+M = 31 * DAY
+psql(f"SELECT billing._start_free('st4', to_timestamp({T0 - DAY}))")
+ingest("evt_st4_1", "customer.subscription.created", subscription("sub_st4", "cus_st4", "active", T0, T0 + M, "st4"), T0)
+ingest("evt_st4_2", "invoice.paid", invoice("in_st4", "sub_st4", "cus_st4", 2999, T0, T0 + M), T0 + 60)
+ingest("evt_st4_3", "payment_intent.succeeded", payment_intent("pi_st4", "cus_st4", 2999, T0 + 61), T0 + 61)
+got = psql(f"""SELECT 'changed' FROM billing.change_plan((SELECT id FROM billing.subscriptions WHERE user_id = 'st4'
+               AND ended_at IS NULL), 'pro_yearly', to_timestamp({T0 + 10 * DAY}))""")
+check("S4 a local change_plan on a Stripe-managed subscription is refused", "ERROR" in got, True)
+check("S4 the Stripe subscription is still current",
+      psql("SELECT ended_at IS NULL FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_st4'"), "t")
 
 subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}"], capture_output=True)
 print(f"{failures} failing check(s)")
