@@ -36,6 +36,14 @@ S4 (Medium, design gap) a local lifecycle call on a Stripe-managed
    and its invoice.paid 2999 lands on the ended subscription for a period
    after its end: the customer is billed by both. Expected: the local call
    refused (QB010, "managed by Stripe"), as Stripe is the source of truth.
+S5 (Low) a Stripe refund delivered before its payment is placed on its
+   invoice is never recorded against that invoice. Stripe subscription paid
+   2999 (invoice.paid + payment_intent.succeeded), 1000 refunded
+   (charge.refunded). In the order invoice, payment, refund: the refund row
+   names the invoice and the ledger has refund_of_paid_invoice 1000. In the
+   order refund, invoice, payment (or payment, refund, invoice): no ledger row
+   for the refund and no invoice on it, for ever. Expected: the same ledger
+   in every order (the README: "make one payment in any order").
 """
 import copy, hashlib, hmac, json, os, re, subprocess, sys
 
@@ -180,6 +188,27 @@ got = psql(f"""SELECT 'changed' FROM billing.change_plan((SELECT id FROM billing
 check("S4 a local change_plan on a Stripe-managed subscription is refused", "ERROR" in got, True)
 check("S4 the Stripe subscription is still current",
       psql("SELECT ended_at IS NULL FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_st4'"), "t")
+
+# S5
+def charge(ch_id, pi_id, customer, amount, refunded, created):
+    c = copy.deepcopy(FIX["charge"])
+    c.update(id=ch_id, payment_intent=pi_id, customer=customer, amount=amount, amount_captured=amount,
+             amount_refunded=refunded, refunded=refunded == amount, captured=True, created=created)
+    return c
+
+
+for u, seq in (("o1", ["inv", "pi", "ref"]), ("o2", ["ref", "inv", "pi"]), ("o3", ["pi", "ref", "inv"])):
+    psql(f"SELECT billing._start_free('{u}', to_timestamp({T0 - DAY}))")
+    ingest(f"{u}_1", "customer.subscription.created", subscription(f"sub_{u}", f"cus_{u}", "active", T0, T0 + M, u), T0)
+    events = {"inv": (f"{u}_2", "invoice.paid", invoice(f"in_{u}", f"sub_{u}", f"cus_{u}", 2999, T0, T0 + M), T0 + 60),
+              "pi": (f"{u}_3", "payment_intent.succeeded", payment_intent(f"pi_{u}", f"cus_{u}", 2999, T0 + 61), T0 + 61),
+              "ref": (f"{u}_4", "charge.refunded", charge(f"ch_{u}", f"pi_{u}", f"cus_{u}", 2999, 1000, T0 + 62), T0 + 3600)}
+    for k in seq:
+        ingest(*events[k])
+    check(f"S5 {'/'.join(seq)}: the refund is recorded against the invoice",
+          psql(f"""SELECT string_agg(e.kind || ' ' || e.amount_cents, ',') FROM billing.ledger_entries e
+                   JOIN billing.payments r ON r.id = e.payment_id WHERE r.user_id = '{u}' AND r.refund_of IS NOT NULL"""),
+          "refund_of_paid_invoice 1000")
 
 subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}"], capture_output=True)
 print(f"{failures} failing check(s)")
