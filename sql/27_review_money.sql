@@ -79,3 +79,28 @@ SELECT billing.credit_balance('r1b') AS credit;
 -- action"; the attempted action is payment_failed. (Today the message says
 -- "payment_succeeded".) r1b's Enterprise subscription ended at 00:30.
 SELECT status FROM billing.record_payment(:s, 1000, 'usd', false, '2030-02-02');
+
+-- == R2 (High): a refund that reopens an upgrade invoice (M16's rule) leaves
+-- it due at its old due date, so the customer is dunned and expired in the
+-- past, before the refund happened, with no grace at all, and reports of
+-- earlier dates change. M16's sequence with the refund 24 days later:
+-- pro_yearly 28800 paid 1 Jan; Enterprise monthly on 1 Feb (credit 26354,
+-- total -16355, paid); 28800 refunded on 25 Feb: the invoice owes 9999
+-- again. Expected, as a resume moves due dates so that "dunning never starts
+-- before the resume": due three days after the refund (28 Feb), so on
+-- 25 Feb the customer is still on Enterprise, and the reports of 20 Feb
+-- (before the refund) still show Enterprise for this user. (Today: due
+-- 4 Feb, past_due since 4 Feb, expired 18 Feb; Free on 20 Feb after the
+-- fact, and plan_distribution of 20 Feb loses the Enterprise user.)
+SELECT id AS s FROM billing.subscribe('r2', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE user_id = 'r2' \gset
+SELECT id AS s FROM billing.change_plan(:s, 'ent_monthly_r', '2030-02-01') \gset
+SELECT users AS enterprise_users_feb20 FROM billing.plan_distribution('2030-02-20') WHERE plan_code = 'ent_monthly_r';
+SELECT amount_cents FROM billing.refund(:p, 28800, '2030-02-25');
+SELECT status, amount_due_cents, to_char(due_at, 'YYYY-MM-DD') AS due FROM billing.invoices WHERE subscription_id = :s;
+SELECT (billing.effective_plan('r2', '2030-02-20')).code AS feb20, (billing.effective_plan('r2', '2030-02-25 00:00:01')).code AS feb25;
+SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-02-25 00:00:01');
+SELECT status, to_char(past_due_since, 'YYYY-MM-DD') AS past_due_since, to_char(ended_at, 'YYYY-MM-DD') AS ended
+  FROM billing.subscriptions WHERE id = :s;
+SELECT users AS enterprise_users_feb20 FROM billing.plan_distribution('2030-02-20') WHERE plan_code = 'ent_monthly_r';
