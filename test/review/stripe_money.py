@@ -44,6 +44,14 @@ S5 (Low) a Stripe refund delivered before its payment is placed on its
    order refund, invoice, payment (or payment, refund, invoice): no ledger row
    for the refund and no invoice on it, for ever. Expected: the same ledger
    in every order (the README: "make one payment in any order").
+S6 (Medium) a Stripe subscription replacing a local one the customer paid
+   for forfeits the unused paid time. Local pro_yearly paid 28800 on T0
+   (2030-01-01); Stripe creates a pro_monthly subscription for the user on
+   1 Feb: billing ends the local one as plan_changed and credits nothing. A
+   billing plan change at that time credits the unused 334 of 365 days,
+   28800 * 334 / 365 = 26353.97 -> 26354 (README, proration). Expected: that
+   credit (or the local subscription kept until its paid period ends).
+   Actual: credit 0, the 11 paid months gone.
 """
 import copy, hashlib, hmac, json, os, re, subprocess, sys
 
@@ -209,6 +217,15 @@ for u, seq in (("o1", ["inv", "pi", "ref"]), ("o2", ["ref", "inv", "pi"]), ("o3"
           psql(f"""SELECT string_agg(e.kind || ' ' || e.amount_cents, ',') FROM billing.ledger_entries e
                    JOIN billing.payments r ON r.id = e.payment_id WHERE r.user_id = '{u}' AND r.refund_of IS NOT NULL"""),
           "refund_of_paid_invoice 1000")
+
+# S6
+psql(f"SELECT billing.subscribe('st6', 'pro_yearly', to_timestamp({T0}), false)")
+psql(f"SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'st6' AND ended_at IS NULL), 28800, 'usd', true, to_timestamp({T0}))")
+FEB1 = T0 + 31 * DAY
+ingest("evt_st6_1", "customer.subscription.created", subscription("sub_st6", "cus_st6", "active", FEB1, FEB1 + 28 * DAY, "st6"), FEB1)
+check("S6 the local pro_yearly ended", psql("SELECT end_reason FROM billing.subscriptions WHERE user_id = 'st6' AND price_cents = 28800"),
+      "plan_changed")
+check("S6 its unused paid time is credit", psql("SELECT billing.credit_balance('st6')"), "26354")
 
 subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}"], capture_output=True)
 print(f"{failures} failing check(s)")
