@@ -52,6 +52,17 @@ S6 (Medium) a Stripe subscription replacing a local one the customer paid
    28800 * 334 / 365 = 26353.97 -> 26354 (README, proration). Expected: that
    credit (or the local subscription kept until its paid period ends).
    Actual: credit 0, the 11 paid months gone.
+S7 (High) invoice.paid, then charge.refunded, then payment_intent.succeeded
+   records the payment twice. Stripe subscription, its first invoice paid
+   2999 (invoice.paid naming no payment intent: billing stores the payment
+   as stripe_invoice:in_o7), 1000 refunded (charge.refunded, charge ch_o7 of
+   pi_o7) before payment_intent.succeeded arrives. The refund's "payment
+   never arrived" path records pi_o7 as a second 2999 payment instead of
+   adopting the stripe_invoice: row (as payment_intent.succeeded and
+   charge.succeeded do), and the later payment_intent.succeeded finds it.
+   Expected: one payment 2999, one refund -1000, revenue 2999 - 1000 = 1999,
+   every payment placed. Actual: two payments of 2999, revenue 4998, the
+   second "not fully placed" (model invariant).
 """
 import copy, hashlib, hmac, json, os, re, subprocess, sys
 
@@ -226,6 +237,20 @@ ingest("evt_st6_1", "customer.subscription.created", subscription("sub_st6", "cu
 check("S6 the local pro_yearly ended", psql("SELECT end_reason FROM billing.subscriptions WHERE user_id = 'st6' AND price_cents = 28800"),
       "plan_changed")
 check("S6 its unused paid time is credit", psql("SELECT billing.credit_balance('st6')"), "26354")
+
+# S7
+u = "o7"
+psql(f"SELECT billing._start_free('{u}', to_timestamp({T0 - DAY}))")
+ingest(f"{u}_1", "customer.subscription.created", subscription(f"sub_{u}", f"cus_{u}", "active", T0, T0 + M, u), T0)
+ingest(f"{u}_2", "invoice.paid", invoice(f"in_{u}", f"sub_{u}", f"cus_{u}", 2999, T0, T0 + M), T0 + 600)
+ingest(f"{u}_3", "charge.refunded", charge(f"ch_{u}", f"pi_{u}", f"cus_{u}", 2999, 1000, T0 + 62), T0 + 100)
+ingest(f"{u}_4", "payment_intent.succeeded", payment_intent(f"pi_{u}", f"cus_{u}", 2999, T0 + 700), T0 + 700)
+check("S7 one payment and one refund",
+      psql(f"SELECT string_agg(amount_cents::text, ',' ORDER BY amount_cents DESC) FROM billing.payments WHERE user_id = '{u}'"),
+      "2999,-1000")
+check("S7 the customer's net payments (what revenue() sums) 1999",
+      psql(f"SELECT sum(amount_cents) FROM billing.payments WHERE user_id = '{u}' AND status = 'succeeded'"), "1999")
+check("S7 invariants", invariants(u), "")
 
 subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}"], capture_output=True)
 print(f"{failures} failing check(s)")
