@@ -63,6 +63,14 @@ S7 (High) invoice.paid, then charge.refunded, then payment_intent.succeeded
    Expected: one payment 2999, one refund -1000, revenue 2999 - 1000 = 1999,
    every payment placed. Actual: two payments of 2999, revenue 4998, the
    second "not fully placed" (model invariant).
+S8 every order of the four events of one paid-then-partly-refunded Stripe
+   payment (invoice.paid, payment_intent.succeeded, charge.succeeded,
+   charge.refunded 1000 of 2999): 24 orders, each expected to end with one
+   2999 payment, one -1000 refund (net 1999), every payment placed, and the
+   refund recorded against the invoice (refund_of_paid_invoice 1000), as the
+   order invoice, payment, charge, refund gives. Today: 2 orders (invoice.paid
+   then charge.refunded first: S7) record the payment twice; 12 orders (S5)
+   leave the refund off the invoice's ledger.
 """
 import copy, hashlib, hmac, json, os, re, subprocess, sys
 
@@ -251,6 +259,26 @@ check("S7 one payment and one refund",
 check("S7 the customer's net payments (what revenue() sums) 1999",
       psql(f"SELECT sum(amount_cents) FROM billing.payments WHERE user_id = '{u}' AND status = 'succeeded'"), "1999")
 check("S7 invariants", invariants(u), "")
+
+# S8
+import itertools
+for n, seq in enumerate(itertools.permutations(["inv", "pi", "ch", "ref"])):
+    u = f"p{n}"
+    psql(f"SELECT billing._start_free('{u}', to_timestamp({T0 - DAY}))")
+    ingest(f"{u}_1", "customer.subscription.created", subscription(f"sub_{u}", f"cus_{u}", "active", T0, T0 + M, u), T0)
+    succeeded = charge(f"ch_{u}", f"pi_{u}", f"cus_{u}", 2999, 0, T0 + 62)
+    succeeded.update(status="succeeded", paid=True)
+    events = {"inv": (f"{u}_2", "invoice.paid", invoice(f"in_{u}", f"sub_{u}", f"cus_{u}", 2999, T0, T0 + M), T0 + 60),
+              "pi": (f"{u}_3", "payment_intent.succeeded", payment_intent(f"pi_{u}", f"cus_{u}", 2999, T0 + 61), T0 + 61),
+              "ch": (f"{u}_5", "charge.succeeded", succeeded, T0 + 62),
+              "ref": (f"{u}_4", "charge.refunded", charge(f"ch_{u}", f"pi_{u}", f"cus_{u}", 2999, 1000, T0 + 62), T0 + 3600)}
+    for k in seq:
+        ingest(*events[k])
+    got = (psql(f"SELECT string_agg(amount_cents::text, ',' ORDER BY amount_cents DESC) FROM billing.payments WHERE user_id = '{u}'"),
+           invariants(u),
+           psql(f"""SELECT string_agg(e.kind || ' ' || e.amount_cents, ',') FROM billing.ledger_entries e
+                    JOIN billing.payments r ON r.id = e.payment_id WHERE r.user_id = '{u}' AND r.refund_of IS NOT NULL"""))
+    check(f"S8 {'/'.join(seq)}", got, ("2999,-1000", "", "refund_of_paid_invoice 1000"))
 
 subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", f"DROP DATABASE IF EXISTS {DB}"], capture_output=True)
 print(f"{failures} failing check(s)")
