@@ -34,7 +34,12 @@ def one(self, sql):
 mt.Psql.one = one
 
 
+BIAS = os.environ.get('BIAS', '')
+
+
 def generate(seed, steps, users):
+    if BIAS == 'yearly_refunds':
+        return generate_yearly_refunds(seed, steps, users)
     rng = random.Random(seed)
     t = mt.START
     out = []
@@ -69,6 +74,46 @@ def generate(seed, steps, users):
         elif r < 0.97:
             out.append((t, 'refund', user, (rng.randrange(1000), rng.choice([1, 100, 1000, 2999, 9999, 28800]),
                                             rng.random() < 0.2)))
+        else:
+            out.append((t, 'maintenance', None, ()))
+    return out
+
+
+def generate_yearly_refunds(seed, steps, users):
+    """BIAS=yearly_refunds: yearly plans paid up front, upgrades to monthly
+    Enterprise (negative proration totals, credit), refunds of whole yearly
+    payments after them, maintenance often (so the reports' history property
+    sees what a later refund rewrites)."""
+    rng = random.Random(seed)
+    t = mt.START
+    out = []
+    per_step = mt.SPAN / steps
+    user = 'u0'
+    for _ in range(steps):
+        if rng.random() < 0.5:
+            t = t + dt.timedelta(seconds=rng.choice([1, 60, 3600, rng.randrange(1, 86400)]))
+        else:
+            t = t + dt.timedelta(seconds=int(rng.expovariate(1 / (2 * per_step.total_seconds()))))
+            user = f'u{rng.randrange(users)}'
+        r = rng.random()
+        if r < 0.12:
+            out.append((t, 'subscribe', user, (rng.choice(['pro_yearly', 'pro_yearly', 'enterprise_yearly',
+                                                           'pro_monthly']), rng.random() < 0.3)))
+        elif r < 0.40:
+            out.append((t, 'pay', user, (rng.choice(['due', 'due', 'due', 'over', 'half', 28800]), rng.random() > 0.05,
+                                         'usd')))
+        elif r < 0.46:
+            out.append((t, 'cancel', user, (rng.random() < 0.5,)))
+        elif r < 0.48:
+            out.append((t, 'reactivate', user, ()))
+        elif r < 0.52:
+            out.append((t, 'pause' if r < 0.50 else 'resume', user, ()))
+        elif r < 0.66:
+            out.append((t, 'change_plan', user, (rng.choice(['ent_monthly', 'ent_monthly', 'enterprise_yearly',
+                                                             'pro_monthly', 'pro_yearly']),)))
+        elif r < 0.90:
+            out.append((t, 'refund', user, (rng.randrange(1000), rng.choice([28800, 99900, 9999, 2999, 1000, 1]),
+                                            rng.random() < 0.3)))
         else:
             out.append((t, 'maintenance', None, ()))
     return out
