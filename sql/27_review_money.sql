@@ -104,3 +104,23 @@ SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-02-25 00:00
 SELECT status, to_char(past_due_since, 'YYYY-MM-DD') AS past_due_since, to_char(ended_at, 'YYYY-MM-DD') AS ended
   FROM billing.subscriptions WHERE id = :s;
 SELECT users AS enterprise_users_feb20 FROM billing.plan_distribution('2030-02-20') WHERE plan_code = 'ent_monthly_r';
+
+-- == U1 (Medium): an immediate cancel forfeits a paid period's unused time,
+-- but an upgrade followed by an immediate cancel turns it into credit.
+-- pro_yearly 28800 paid 1 Jan. (a) Canceled now on 2 Jan: credit 0 (cancel
+-- now refunds nothing). (b) Upgraded to enterprise_yearly on 2 Jan (credit
+-- line 28800 * 364 / 365 = 28721.1 -> 28721, invoice 99900 - 28721 = 71179
+-- open), canceled now one second later without paying it: the void returns
+-- the credit line, credit 28721, spendable on any later subscription. The
+-- same customer decision (stop now) must not be worth 28721 more through a
+-- plan change never paid for: expected 0, as (a). (Today: 28721.)
+SELECT id AS s FROM billing.subscribe('u1a', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT status FROM billing.cancel(:s, false, '2030-01-02');
+SELECT billing.credit_balance('u1a') AS cancel_now_credit;
+SELECT id AS s FROM billing.subscribe('u1b', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS s FROM billing.change_plan(:s, 'enterprise_yearly', '2030-01-02') \gset
+SELECT total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
+SELECT status FROM billing.cancel(:s, false, '2030-01-02 00:00:01');
+SELECT billing.credit_balance('u1b') AS upgrade_then_cancel_now_credit;
