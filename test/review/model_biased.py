@@ -91,7 +91,7 @@ def generate_yearly_refunds(seed, steps, users):
     user = 'u0'
     for _ in range(steps):
         if rng.random() < 0.5:
-            t = t + dt.timedelta(seconds=rng.choice([1, 60, 3600, rng.randrange(1, 86400)]))
+            t = t + dt.timedelta(seconds=rng.choice([1, 60, 600, rng.randrange(1, 3600)]))
         else:
             t = t + dt.timedelta(seconds=int(rng.expovariate(1 / (2 * per_step.total_seconds()))))
             user = f'u{rng.randrange(users)}'
