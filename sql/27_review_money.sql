@@ -124,3 +124,21 @@ SELECT id AS s FROM billing.change_plan(:s, 'enterprise_yearly', '2030-01-02') \
 SELECT total_cents, amount_due_cents FROM billing.invoices WHERE subscription_id = :s;
 SELECT status FROM billing.cancel(:s, false, '2030-01-02 00:00:01');
 SELECT billing.credit_balance('u1b') AS upgrade_then_cancel_now_credit;
+
+-- == V1 (Medium): a plan sold without a trial is had for free by switching
+-- to it during another plan's trial. An Enterprise plan with trial_days 0,
+-- 50000 a month: subscribe(..., with_trial => true) gives incomplete (the
+-- README: "a paid plan reached by any route without a payment is
+-- incomplete"). A Pro trial started 1 Jan (ends 15 Jan), switched on 2 Jan
+-- to that plan: expected the same as subscribing to it, incomplete with its
+-- 50000 invoice open, Free until paid. (Today: trialing Enterprise until
+-- 15 Jan, nothing billed.)
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, trial_days, limits, features)
+VALUES ('ent_notrial_r', 'Enterprise (no trial)', 'enterprise', 'monthly', 50000, 'usd', 0, '{}', '{}');
+SELECT status FROM billing.subscribe('v1a', 'ent_notrial_r', '2030-01-01', true);
+SELECT id AS s FROM billing.start_trial('v1b', 'pro_monthly', '2030-01-01') \gset
+SELECT id AS s, status FROM billing.change_plan(:s, 'ent_notrial_r', '2030-01-02') \gset
+SELECT :'status' AS status_after_switch;
+SELECT count(*) AS open_invoices, COALESCE(sum(amount_due_cents), 0) AS due
+  FROM billing.invoices WHERE subscription_id = :s AND status = 'open';
+SELECT (billing.effective_plan('v1b', '2030-01-10')).code AS jan10;
