@@ -109,8 +109,11 @@ SELECT users AS enterprise_users_feb20 FROM billing.plan_distribution('2030-02-2
 -- but an upgrade followed by an immediate cancel turns it into credit.
 -- pro_yearly 28800 paid 1 Jan. (a) Canceled now on 2 Jan: credit 0 (cancel
 -- now refunds nothing). (b) Upgraded to enterprise_yearly on 2 Jan (credit
--- line 28800 * 364 / 365 = 28721.1 -> 28721, invoice 99900 - 28721 = 71179
--- open), canceled now one second later without paying it: the void returns
+-- line 28800 * 364 / 365 = 28721.1 -> 28721; yearly to yearly keeps the
+-- period, so the charge is 99900 * 364 / 365 = 99626.3 -> 99626 and the
+-- invoice 99626 - 28721 = 70905 open; the review's comment said 99900 -
+-- 28721 = 71179, its expected row already 70905), canceled now one second
+-- later without paying it: the void returns
 -- the credit line, credit 28721, spendable on any later subscription. The
 -- same customer decision (stop now) must not be worth 28721 more through a
 -- plan change never paid for: expected 0, as (a). (Today: 28721.)
