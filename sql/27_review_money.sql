@@ -145,3 +145,27 @@ SELECT :'status' AS status_after_switch;
 SELECT count(*) AS open_invoices, COALESCE(sum(amount_due_cents), 0) AS due
   FROM billing.invoices WHERE subscription_id = :s AND status = 'open';
 SELECT (billing.effective_plan('v1b', '2030-01-10')).code AS jan10;
+
+-- == U1 (c) (session 8 fix): an upgrade left unpaid until its grace ends is
+-- not a cancel, so the void (payment_failed) still gives its credit line
+-- back, within what the customer paid net (M4's rule); and a refund then
+-- takes that credit back by the conservation bound (what M8 a held before
+-- U1 made its cancel forfeit the line). pro_monthly 2999 paid 1 Jan;
+-- pro_yearly on 2 Jan: 30 of 31 days unused, 2999 * 30 / 31 = 2902.26 ->
+-- 2902 credited, invoice 28800 - 2902 = 25898 open, due 5 Jan; dunned from
+-- 5 Jan, expired at the grace end 19 Jan (14 days): credit 2902. The whole
+-- 2999 refunded on 20 Jan: 0 paid net and 2902 held, so the 2902 is taken
+-- back (credit_refunded) and the other 97 is recorded against January.
+SELECT id AS s FROM billing.subscribe('u1c', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE user_id = 'u1c' \gset
+SELECT id AS s FROM billing.change_plan(:s, 'pro_yearly', '2030-01-02') \gset
+SELECT total_cents, amount_due_cents, to_char(due_at, 'YYYY-MM-DD') AS due FROM billing.invoices WHERE subscription_id = :s;
+SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-01-20');
+SELECT status, end_reason, to_char(ended_at, 'YYYY-MM-DD') AS ended FROM billing.subscriptions WHERE id = :s;
+SELECT status, void_reason FROM billing.invoices WHERE subscription_id = :s;
+SELECT billing.credit_balance('u1c') AS credit_after_void;
+SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-20');
+SELECT billing.credit_balance('u1c') AS credit_after_refund,
+	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'u1c') AS payments_net;
+SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'u1c' ORDER BY id;
