@@ -1738,6 +1738,10 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 SqlArg::Text(std::string(to_void ? "open" : ToString(change.status))),
 			 SqlArg::Timestamp(ToPgTime(change.due_at))});
 		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
+		// owed again: dunning may now end the plan before the limit a quota
+		// counter cached (its bound came from a projection without this invoice)
+		if (change.reopened)
+			InvalidateUsersQuota(spi, {user_id}, false);
 		if (to_void)
 			VoidOpenInvoices(spi, r.int64_required(8), r.text(10).value_or("canceled"), at);
 	}
