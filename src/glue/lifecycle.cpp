@@ -1736,7 +1736,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			{SqlArg::Int64(invoice_id), SqlArg::Int64(credited - off),
 			 SqlArg::Int64(change.total_cents), SqlArg::Int64(to_void ? change.total_cents : change.amount_due_cents),
 			 SqlArg::Text(std::string(to_void ? "open" : ToString(change.status))),
-			 SqlArg::Timestamp(ToPgTime(change.due_at))});
+			 // an invoice without a due date (Stripe chases it) keeps none unless it reopens
+			 TimeArg(r.is_null(7) && !change.reopened ? std::nullopt : std::optional<Micros>(change.due_at))});
 		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
 		// owed again: dunning may now end the plan before the limit a quota
 		// counter cached (its bound came from a projection without this invoice)
