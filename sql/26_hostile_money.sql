@@ -159,9 +159,15 @@ SELECT billing.credit_balance('m4') AS credit;
 -- (a) 2999 paid for January (1 Jan). Upgraded to pro_yearly on 2 Jan: the
 -- unused 30 of 31 days are credited, 2999 * 30 / 31 = 2902.26 -> 2902, so the
 -- invoice is 28800 - 2902 = 25898, open. Canceled now on 3 Jan: the void
--- returns the 2902 credit line as credit. Refunding the whole 2999 on 4 Jan
--- leaves 0 paid net, so the 2902 is taken back (credit_refunded); the other
--- 97 paid for the two days used. Before, the credit stayed: 2902 created.
+-- returned the 2902 credit line as credit until session 8; since review U1
+-- (sql/27_review_money.sql) a cancel forfeits the unused paid time, upgrade
+-- or not: credit 0. Refunding the whole 2999 on 4 Jan leaves 0 paid net and
+-- nothing held: all 2999 is recorded against January's paid invoice
+-- (refund_of_paid_invoice). (Before U1: the 2902 was taken back,
+-- credit_refunded, and 97 recorded against January; before M8 the credit
+-- stayed: 2902 created. The conservation bound's take-back of a returned
+-- credit line is now held by U1 (c) in sql/27_review_money.sql, a void at
+-- the grace end.)
 SELECT id AS s FROM billing.subscribe('m8a', 'pro_monthly', '2030-01-01', false) \gset
 SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
 SELECT id AS p FROM billing.payments WHERE subscription_id = :s \gset
@@ -173,7 +179,6 @@ SELECT amount_cents FROM billing.refund(:p, 2999, '2030-01-04');
 SELECT billing.credit_balance('m8a') AS credit_after_refund,
 	   (SELECT sum(amount_cents) FROM billing.payments WHERE user_id = 'm8a') AS payments_net;
 SELECT kind, amount_cents FROM billing.ledger_entries WHERE user_id = 'm8a' ORDER BY id;
--- (the 97 is recorded against January's paid invoice: refund_of_paid_invoice)
 -- (b) M4's user: the enterprise invoice took the 2999 credit the paid March
 -- came back as. Refunding that payment leaves 0 paid net: the credit comes
 -- off the open invoice (refund_credit_from_invoice), which owes 99900 again;

@@ -83,6 +83,24 @@ EndAndFallBack(Subscription sub, Status status, Micros when, const char *reason,
 	return out;
 }
 
+// A trial converts at `at`: the trial ends, the first paid period starts,
+// its invoice (subscription_create) is issued; the credit balance pays it.
+Outcome
+ConvertTrial(const Subscription &sub, const Plan &plan, Micros at)
+{
+	Outcome out;
+	out.updated = sub;
+	out.action = Action::kPaymentSucceeded;
+	Subscription &s = out.updated;
+	s.trial_end = at;
+	s.billing_anchor = at;
+	s.period_start = at;
+	s.period_end = sub.interval == Interval::kLifetime ? std::nullopt : std::optional<Micros>(AddPeriods(at, sub.interval, 1));
+	out.invoice = PeriodInvoice("subscription_create", plan.name, s);
+	s.status = Transit(sub.status, Action::kPaymentSucceeded).to;
+	return out;
+}
+
 int
 TierRank(Tier tier)
 {
@@ -331,9 +349,9 @@ Resume(const Subscription &sub, Micros at)
 }
 
 void
-RequirePayable(const Subscription &sub, const Plan &plan, bool has_open_invoice, Micros at)
+RequirePayable(const Subscription &sub, const Plan &plan, bool has_open_invoice, Micros at, bool succeeded)
 {
-	RequireCurrent(sub, Action::kPaymentSucceeded, at);
+	RequireCurrent(sub, succeeded ? Action::kPaymentSucceeded : Action::kPaymentFailed, at);
 	if (plan.IsFree() || sub.price_cents == 0)
 		throw NotAllowed("a payment cannot be applied to a free subscription",
 						 "Subscription " + std::to_string(sub.id) + " is on the free plan \"" + plan.code + "\".",
@@ -348,22 +366,14 @@ Outcome
 PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool open_invoices_remain, int64_t credit_balance)
 {
 	RequireCurrent(sub, Action::kPaymentSucceeded, at);
-	const Transition &t = Transit(sub.status, Action::kPaymentSucceeded);
+	(void) Transit(sub.status, Action::kPaymentSucceeded);  // refused (QB010) where not allowed
 	Outcome out;
 	out.updated = sub;
 	out.action = Action::kPaymentSucceeded;
 	if (sub.status == Status::kTrialing) {
 		if (credit_balance < sub.price_cents)
 			return out;  // held as credit; the trial converts once it covers the first period
-		// The trial ends now and the first paid period starts.
-		Subscription &s = out.updated;
-		s.trial_end = at;
-		s.billing_anchor = at;
-		s.period_start = at;
-		s.period_end = sub.interval == Interval::kLifetime ? std::nullopt : std::optional<Micros>(AddPeriods(at, sub.interval, 1));
-		out.invoice = PeriodInvoice("subscription_create", plan.name, s);
-		out.updated.status = t.to;
-		return out;
+		return ConvertTrial(sub, plan, at);
 	}
 	if (open_invoices_remain)
 		return out;  // applied to the open invoices; the status waits for the rest
@@ -525,14 +535,14 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
 	if (sub.status == Status::kTrialing) {
 		if (to.IsFree()) {
 			next.status = Status::kActive;
-		} else if (to.tier == from.tier || trial_available) {
+		} else if (to.trial_days > 0 && (to.tier == from.tier || trial_available)) {
 			next.status = Status::kTrialing;
 			next.trial_start = sub.trial_start;
 			next.trial_end = sub.trial_end;
 			next.period_start = at;
 			next.period_end = sub.trial_end;
 		} else {
-			// That tier's trial was used: the new plan must be paid for.
+			// That tier's trial was used, or the plan has none: it must be paid for.
 			Outcome paid = Subscribe(sub.user_id, to, at, false, false);
 			next = paid.updated;
 			out.invoice = paid.invoice;
@@ -623,13 +633,24 @@ DueAction(const Subscription &sub, Micros at, Micros past_due_grace)
 	return best;
 }
 
+bool
+TrialConvertsFromCredit(const Subscription &sub, int64_t credit_cents)
+{
+	return sub.status == Status::kTrialing && sub.price_cents > 0 && credit_cents >= sub.price_cents;
+}
+
 Outcome
 ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::optional<Plan> &scheduled, Micros /*at*/,
-		 Micros past_due_grace)
+		 Micros past_due_grace, int64_t credit_cents)
 {
 	const Transition &t = Transit(sub.status, action);
 	switch (action) {
 	case Action::kTrialEnd:
+		if (TrialConvertsFromCredit(sub, credit_cents)) {
+			Outcome converted = ConvertTrial(sub, plan, *sub.trial_end);
+			converted.action = action;
+			return converted;
+		}
 		return EndAndFallBack(sub, t.to, *sub.trial_end, "trial_ended", action);
 	case Action::kIncompleteTimeout:
 		return EndAndFallBack(sub, t.to, sub.started_at + kIncompleteTimeout, "incomplete_expired", action);
@@ -691,6 +712,55 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 	return out;
 }
 
+int64_t
+CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines)
+{
+	if (void_reason == "canceled")
+		return 0;
+	return std::max<int64_t>(lines, 0);
+}
+
+const char *
+ToString(InvoiceStatus status)
+{
+	switch (status) {
+	case InvoiceStatus::kOpen:
+		return "open";
+	case InvoiceStatus::kPaid:
+		return "paid";
+	case InvoiceStatus::kVoid:
+		return "void";
+	}
+	return "open";
+}
+
+UpgradeInvoiceChange
+CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscription_ended, Micros at)
+{
+	UpgradeInvoiceChange out;
+	off = std::max<int64_t>(off, 0);
+	out.total_cents = invoice.total_cents + off;
+	out.due_at = invoice.due_at;
+	if (invoice.open) {
+		out.status = InvoiceStatus::kOpen;
+		out.amount_due_cents = invoice.amount_due_cents + off;
+	} else if (out.total_cents > 0) {
+		out.status = InvoiceStatus::kOpen;
+		out.amount_due_cents = out.total_cents;
+		out.due_at = std::max(at, invoice.issued_at) + kInvoiceDueAfter;
+		out.reopened = true;
+	} else {
+		out.status = InvoiceStatus::kPaid;
+		out.amount_due_cents = 0;
+	}
+	if (subscription_ended && out.status == InvoiceStatus::kOpen) {
+		out.status = InvoiceStatus::kVoid;
+		out.amount_due_cents = 0;
+		out.reopened = false;
+	}
+	return out;
+}
+
 std::optional<Subscription>
 SettledOnIssue(const Subscription &owner, bool invoice_settled, bool other_open)
 {
@@ -729,7 +799,7 @@ Project(const Book &stored, const Plan &plan, const std::optional<Plan> &schedul
 		std::optional<Action> action = DueAction(book.sub, at, past_due_grace);
 		if (!action)
 			break;
-		Outcome out = ApplyDue(book.sub, *action, current_plan, next_plan, at, past_due_grace);
+		Outcome out = ApplyDue(book.sub, *action, current_plan, next_plan, at, past_due_grace, book.credit_cents);
 		bool same = book.sub.id == p.stored.id;
 		if (out.void_reason) {
 			for (const OpenInvoiceState &invoice : book.open)

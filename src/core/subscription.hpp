@@ -147,8 +147,11 @@ Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);
 
 // A payment is accepted only when something can take it: refused (QB010) on
-// a Free or ended subscription, and on a canceled one with nothing open.
-void RequirePayable(const Subscription &sub, const Plan &plan, bool has_open_invoice, Micros at);
+// a Free or ended subscription, and on a canceled one with nothing open. The
+// refusal names the attempted action: payment_succeeded, or payment_failed
+// when `succeeded` is false (review L1).
+void RequirePayable(const Subscription &sub, const Plan &plan, bool has_open_invoice, Micros at,
+					bool succeeded = true);
 
 // After a succeeded payment has settled open invoices (oldest first) and left
 // the rest as credit: with nothing open any more, incomplete and past_due
@@ -175,7 +178,9 @@ ProrationResult PreviewChange(const Subscription &sub, const Plan &from, const P
 // period (a resume moved the period end by it): not billed, so the period
 // is prorated as if it started that much later.
 // `trial_available`: the new plan's tier may still be trialed (a switch
-// during a trial to a tier already trialed must be paid for).
+// during a trial to a tier already trialed must be paid for). A switch
+// during a trial to a plan without a trial (trial_days 0) must be paid for
+// too, like subscribing to it (review V1).
 Outcome ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at, bool period_paid = true,
 				   bool trial_available = true, int64_t refunded_for_period = 0, Micros paused_in_period = 0);
 
@@ -206,8 +211,61 @@ inline constexpr int kMaxCatchUpSteps = 1000;
 Error CatchUpTooLong(int64_t id, Micros period_start, Micros at);
 
 // Applies a due action. `scheduled` is the plan of a scheduled change, if any.
+// `credit_cents` is the customer's credit balance in the subscription's
+// currency, read only by a trial end: a trial whose customer's credit covers
+// the first period converts at its end (the first invoice, issued then, is
+// paid from credit: the ledger's "credit applies to the next invoice the
+// moment it is issued") instead of expiring (review T1).
 Outcome ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::optional<Plan> &scheduled,
-				 Micros at, Micros past_due_grace);
+				 Micros at, Micros past_due_grace, int64_t credit_cents = 0);
+
+// Whether a trial ending at its trial end converts from the credit balance
+// (`credit_cents`, in its currency) rather than expiring: the credit covers
+// its first period.
+bool TrialConvertsFromCredit(const Subscription &sub, int64_t credit_cents);
+
+// What a void of an invoice gives back of its credit lines (an upgrade's
+// credit for the unused paid time of the period it replaced), before the
+// conservation bound (CreditForUnusedTime), by why its subscription ended:
+// all of them when it was replaced (plan_changed: M4, two upgrades in one
+// second before the first is paid keep the original period's credit) or ran
+// out (trial, grace, incomplete); none when it was canceled, now or at its
+// period end ("canceled"): a cancel forfeits the unused time of a paid period
+// (or it was used), whether or not an unpaid upgrade came between (review U1:
+// upgrade, then cancel now, turned the forfeited time into 28721 credit).
+int64_t CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines);
+
+// An upgrade invoice whose credit line a refund takes down by `off`
+// (UpgradeCreditTakenBack): still open, or settled by the line itself (paid,
+// total not positive).
+struct UpgradeInvoice {
+	bool open = false;
+	int64_t total_cents = 0;
+	int64_t amount_due_cents = 0;
+	Micros issued_at = 0;
+	Micros due_at = 0;
+};
+enum class InvoiceStatus { kOpen, kPaid, kVoid };
+const char *ToString(InvoiceStatus status);
+struct UpgradeInvoiceChange {
+	InvoiceStatus status = InvoiceStatus::kOpen;
+	int64_t total_cents = 0;
+	int64_t amount_due_cents = 0;
+	Micros due_at = 0;
+	bool reopened = false;  // it was paid and owes again
+};
+// An open invoice owes `off` more, due when it was. One the line settled owes
+// what its total becomes above 0 and is open again, due three days after the
+// refund reopened it (never before its issue plus three days), as a resume
+// moves due dates: dunning never starts, nor ends the subscription, before
+// the refund that made it owe (review R2: it was due at its old due date, so
+// the customer was dunned and expired in the past). When the subscription it
+// belongs to has ended (`subscription_ended`), nothing can pay it any more
+// (payments to an ended subscription are refused): instead of reopening it is
+// void, as the end would have voided it had the refund come first (review
+// R1: it stayed open for ever).
+UpgradeInvoiceChange CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscription_ended,
+										 Micros at);
 
 // A subscription that waited for money (incomplete, or in dunning) is
 // settled when an invoice issued to it is paid in full (by credit) and

@@ -527,7 +527,7 @@ VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, M
 					std::nullopt, row.int64_required(0), at);
 	// then the credit lines, once everything paid toward them is back
 	for (const auto &row : voided)
-		if (int64_t lines = row.int64_required(5); lines > 0) {
+		if (int64_t lines = CreditLinesBackOnVoid(reason, row.int64_required(5)); lines > 0) {
 			Holdings now = CustomerHoldings(spi, row.text_required(1), row.text_required(2));
 			LedgerEntry(spi, row.text_required(1), row.text_required(2), "proration_credit",
 						CreditForUnusedTime(lines, now.held, now.paid_net), std::nullopt, row.int64_required(0), at);
@@ -688,7 +688,9 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 		std::optional<billing::Plan> scheduled;
 		if (sub.scheduled_plan_id)
 			scheduled = LoadPlanById(spi, *sub.scheduled_plan_id);
-		Outcome out = ApplyDue(sub, *action, plan, scheduled, at, grace);
+		// a trial end reads the credit balance: credit covering the first period converts it
+		int64_t credit = *action == Action::kTrialEnd ? CreditBalance(spi, sub.user_id, sub.currency) : 0;
+		Outcome out = ApplyDue(sub, *action, plan, scheduled, at, grace, credit);
 		Persisted saved = PersistOutcome(spi, out, DueTime(sub, *action, grace));
 		if (counts)
 			(*counts)[StepName(*action, out)]++;
@@ -1085,11 +1087,13 @@ WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
 		std::vector<std::optional<int64_t>> id;
 		std::vector<std::optional<std::string>> reason;
 		std::map<int64_t, Micros> void_at;
+		std::map<int64_t, std::string> void_reason;
 		for (const PageStep &r : steps)
 			if (r.out.void_reason) {
 				id.push_back(r.out.updated.id);
 				reason.push_back(r.out.void_reason);
 				void_at[r.out.updated.id] = r.out.updated.ended_at.value_or(r.change_at);
+				void_reason[r.out.updated.id] = *r.out.void_reason;
 			}
 		if (!id.empty()) {
 			auto voided = spi.Query(
@@ -1107,7 +1111,8 @@ WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
 				pending[{row.text_required(1), row.text_required(2)}] += row.int64_required(3);
 			}
 			for (const auto &row : voided)
-				if (int64_t lines = row.int64_required(5); lines > 0) {
+				if (int64_t lines = CreditLinesBackOnVoid(void_reason.at(row.int64_required(4)), row.int64_required(5));
+					lines > 0) {
 					auto key = std::make_pair(row.text_required(1), row.text_required(2));
 					Holdings now = CustomerHoldings(spi, key.first, key.second);
 					int64_t credit = CreditForUnusedTime(lines, now.held + pending[key], now.paid_net);
@@ -1242,7 +1247,8 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 		std::optional<billing::Plan> scheduled;
 		if (sub.scheduled_plan_id)
 			scheduled = plan_of(*sub.scheduled_plan_id);
-		Outcome out = ApplyDue(sub, *action, plan_of(sub.plan_id), scheduled, at, grace);
+		int64_t trial_credit = *action == Action::kTrialEnd ? credit[{sub.user_id, sub.currency}] : 0;
+		Outcome out = ApplyDue(sub, *action, plan_of(sub.plan_id), scheduled, at, grace, trial_credit);
 		if (!SetBasedStep(sub, out)) {
 			row_by_row.push_back(id);
 			continue;
@@ -1529,7 +1535,7 @@ BILLING_FUNCTION(billing_record_payment)
 		return open;
 	};
 	std::vector<OpenInvoice> open = load_open();
-	RequirePayable(sub, plan, !open.empty(), at);
+	RequirePayable(sub, plan, !open.empty(), at, succeeded);
 	Outcome out;
 	if (succeeded && sub.status == Status::kTrialing) {
 		// A trial converts when credit and this payment cover the first period:
@@ -1763,7 +1769,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// the refund come first (UpgradeCreditTakenBack), on an invoice still
 	// open, or one the line itself settled (its total was not positive: the
 	// customer paid nothing toward it), and the invoice owes the difference
-	// (the latter reopens if its total becomes positive). The upgrade's
+	// (the latter reopens if its total becomes positive, due anew, or is void
+	// if its subscription has ended: CreditLineTakenBack). The upgrade's
 	// invoice is the one the direct successor (the next subscription of the
 	// user, started when this one ended) was issued at that moment; its credit
 	// line is its first.
@@ -1772,9 +1779,12 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		refunded_invoices.push_back(of.invoice_id);
 	static const std::string upgraded =
 		"SELECT s.id, u.id, OPERATOR(pg_catalog.-) (u.lines OPERATOR(pg_catalog.->) 0"
-		"   OPERATOR(pg_catalog.->>) 'amount_cents')::pg_catalog.int8, u.status OPERATOR(pg_catalog.=) 'paid', u.total_cents"
+		"   OPERATOR(pg_catalog.->>) 'amount_cents')::pg_catalog.int8, u.status OPERATOR(pg_catalog.=) 'paid', u.total_cents,"
+		" u.amount_due_cents, billing._micros(u.issued_at), billing._micros(u.due_at), n.id, n.ended_at IS NOT NULL,"
+		" n.end_reason"
 		" FROM billing.subscriptions s"
-		" CROSS JOIN LATERAL (SELECT n.id FROM billing.subscriptions n WHERE n.user_id OPERATOR(pg_catalog.=) s.user_id"
+		" CROSS JOIN LATERAL (SELECT n.id, n.ended_at, n.end_reason FROM billing.subscriptions n"
+		"   WHERE n.user_id OPERATOR(pg_catalog.=) s.user_id"
 		"   AND n.started_at OPERATOR(pg_catalog.=) s.ended_at AND n.id OPERATOR(pg_catalog.>) s.id ORDER BY n.id LIMIT 1) n"
 		" JOIN billing.invoices u ON u.subscription_id OPERATOR(pg_catalog.=) n.id"
 		"   AND u.billing_reason OPERATOR(pg_catalog.=) 'subscription_update' AND u.issued_at OPERATOR(pg_catalog.=) s.ended_at"
@@ -1799,20 +1809,30 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			continue;
 		// What the line settled beyond the charge went to the credit balance
 		// (proration_credit); the refund's conservation bound takes it back
-		// from there. An open invoice owes all of `off`; one the line settled
-		// owes what its total becomes above 0, and is open again.
+		// from there. What the invoice becomes is the core's.
+		UpgradeInvoice invoice{!r.boolean(3), r.int64_required(4), r.int64_required(5), r.int64_required(6),
+							   r.int64(7).value_or(r.int64_required(6) + kInvoiceDueAfter)};
+		UpgradeInvoiceChange change = CreditLineTakenBack(invoice, off, r.boolean(9), at);
+		// written open when void: VoidOpenInvoices below voids it as the end would have
+		bool to_void = change.status == InvoiceStatus::kVoid;
 		spi.Execute(
 			"UPDATE billing.invoices SET lines = pg_catalog.jsonb_set(lines, '{0,amount_cents}',"
-			" pg_catalog.to_jsonb(OPERATOR(pg_catalog.-) $3::pg_catalog.int8)),"
-			" subtotal_cents = subtotal_cents OPERATOR(pg_catalog.+) $2, total_cents = total_cents OPERATOR(pg_catalog.+) $2,"
-			" amount_due_cents = CASE WHEN status OPERATOR(pg_catalog.=) 'open'"
-			"   THEN amount_due_cents OPERATOR(pg_catalog.+) $2"
-			"   ELSE GREATEST(total_cents OPERATOR(pg_catalog.+) $2, 0) END,"
-			" status = CASE WHEN total_cents OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.>) 0 THEN 'open' ELSE status END,"
-			" paid_at = CASE WHEN total_cents OPERATOR(pg_catalog.+) $2 OPERATOR(pg_catalog.>) 0 THEN NULL ELSE paid_at END"
+			" pg_catalog.to_jsonb(OPERATOR(pg_catalog.-) $2::pg_catalog.int8)),"
+			" subtotal_cents = $3, total_cents = $3, amount_due_cents = $4, status = $5, due_at = $6,"
+			" paid_at = CASE WHEN $5 OPERATOR(pg_catalog.=) 'paid' THEN paid_at END"
 			" WHERE id OPERATOR(pg_catalog.=) $1",
-			{SqlArg::Int64(invoice_id), SqlArg::Int64(off), SqlArg::Int64(credited - off)});
+			{SqlArg::Int64(invoice_id), SqlArg::Int64(credited - off),
+			 SqlArg::Int64(change.total_cents), SqlArg::Int64(to_void ? change.total_cents : change.amount_due_cents),
+			 SqlArg::Text(std::string(to_void ? "open" : ToString(change.status))),
+			 // an invoice without a due date (Stripe chases it) keeps none unless it reopens
+			 TimeArg(r.is_null(7) && !change.reopened ? std::nullopt : std::optional<Micros>(change.due_at))});
 		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
+		// owed again: dunning may now end the plan before the limit a quota
+		// counter cached (its bound came from a projection without this invoice)
+		if (change.reopened)
+			InvalidateUsersQuota(spi, {user_id}, false);
+		if (to_void)
+			VoidOpenInvoices(spi, r.int64_required(8), r.text(10).value_or("canceled"), at);
 	}
 }
 

@@ -186,7 +186,13 @@ class Model:
     def end(self, u, sub, status, when, reason, free=True):
         sub.status = status
         sub.ended = when
-        voided = self.open(sub)
+        sub.end_reason = reason
+        self.void(u, self.open(sub), reason)
+        sub.scheduled = None
+        if free:
+            u.sub = Sub('free', when)
+
+    def void(self, u, voided, reason):
         for inv in voided:
             inv['status'] = 'void'
             inv['due'] = 0
@@ -203,12 +209,12 @@ class Model:
                     back -= part
             self.add_credit(u, back)
         # a void undoes the invoice: its credit lines come back too, within
-        # what the customer paid net (a refund may have taken some back)
+        # what the customer paid net (a refund may have taken some back);
+        # not when the subscription was canceled: a cancel forfeits the
+        # unused time of a paid period, upgraded or not (review U1)
         for inv in voided:
-            self.add_credit(u, max(0, min(inv['credit_lines'], self.paid_net(u) - self.held(u))))
-        sub.scheduled = None
-        if free:
-            u.sub = Sub('free', when)
+            lines = 0 if reason == 'canceled' else inv['credit_lines']
+            self.add_credit(u, max(0, min(lines, self.paid_net(u) - self.held(u))))
 
     # -- time
     def due_action(self, sub, t):
@@ -238,7 +244,15 @@ class Model:
                 return
             action, when = due
             if action == 'trial_end':
-                self.end(u, sub, 'expired', when, 'trial_ended')
+                if sub.price > 0 and u.credit >= sub.price:
+                    # credit the customer holds pays the first period at the
+                    # trial end: the invoice issued then takes it (review T1)
+                    sub.status = 'active'
+                    sub.anchor = sub.pstart = when
+                    sub.pend = add_periods(when, sub.interval, 1)
+                    self.issue(u, sub, 'subscription_create', sub.price, when, when)
+                else:
+                    self.end(u, sub, 'expired', when, 'trial_ended')
             elif action == 'incomplete_timeout':
                 self.end(u, sub, 'expired', when, 'incomplete_expired')
             elif action == 'grace_end':
@@ -455,13 +469,14 @@ class Model:
         was_trialing = sub.status == 'trialing'
         old = sub
         self.end(u, old, 'canceled', t, 'plan_changed', free=False)
-        tier, interval, price, _ = PLANS[plan]
+        tier, interval, price, trial_days = PLANS[plan]
         nxt = Sub(plan, t)
         u.sub = nxt
         if was_trialing:
             if price == 0:
                 return
-            if tier == old.tier or tier not in u.trialed:
+            # the trial goes on only onto a plan that has one (review V1)
+            if trial_days > 0 and (tier == old.tier or tier not in u.trialed):
                 nxt.status = 'trialing'
                 nxt.trial_start, nxt.trial_end = old.trial_start, old.trial_end
                 nxt.pend = old.trial_end
@@ -607,6 +622,14 @@ class Model:
                 elif inv['total'] > 0:
                     inv['status'] = 'open'
                     inv['due'] = inv['total']
+                    # owed again from the refund on: due three days later,
+                    # so dunning never starts before the refund (review R2)
+                    inv['due_at'] = max(t, inv['issued']) + DUE_AFTER
+                    # nothing can pay it on a subscription that has ended:
+                    # void, as the end would have made it (review R1)
+                    owner = inv['sub']
+                    if getattr(owner, 'ended', None) is not None:
+                        self.void(u, [inv], owner.end_reason)
 
 
 # ---------------------------------------------------------------- psql

@@ -652,5 +652,135 @@ TEST(PauseResume, OpenInvoicesFallDueLaterByThePausedTime)
 	EXPECT_EQ(resumed.updated.unpaid_due_at, At(2026, 2, 17));
 }
 
+// Review L1: the refusal on an ended subscription names the attempted
+// action, payment_failed for a failed payment.
+TEST(Payment, RefusalOnAnEndedSubscriptionNamesTheAttemptedAction)
+{
+	Subscription ended = Stored(Cancel(ActiveMonthly(), false, At(2026, 2, 2)));
+	auto message = [&](bool succeeded) {
+		try {
+			RequirePayable(ended, kProMonthly, false, At(2026, 2, 3), succeeded);
+		} catch (const Error &e) {
+			EXPECT_EQ(e.sqlstate(), std::string("QB010"));
+			return std::string(e.what());
+		}
+		ADD_FAILURE() << "no error";
+		return std::string();
+	};
+	EXPECT_NE(message(false).find("\"payment_failed\""), std::string::npos) << message(false);
+	EXPECT_NE(message(true).find("\"payment_succeeded\""), std::string::npos) << message(true);
+}
+
+// Review V1: a switch during a trial to a plan sold without a trial is paid
+// for, as subscribing to it is (the tier's trial is not the question).
+TEST(ChangePlan, SwitchDuringTrialToAPlanWithoutTrialMustBePaid)
+{
+	const Plan no_trial = MakePlan(5, "ent_notrial", Tier::kEnterprise, Interval::kMonthly, 50000, 0);
+	EXPECT_EQ(Subscribe("u", no_trial, At(2030, 1, 1), true, true).updated.status, Status::kIncomplete);
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), true, true));
+	Outcome out = ChangePlan(trial, kProMonthly, no_trial, At(2030, 1, 2), true, /*trial_available=*/true);
+	ASSERT_TRUE(out.successor);
+	EXPECT_EQ(out.successor->status, Status::kIncomplete);
+	EXPECT_FALSE(out.successor->trial_end);
+	ASSERT_TRUE(out.invoice);
+	EXPECT_EQ(out.invoice->total_cents, 50000);
+	// the same tier without a trial too
+	const Plan pro_no_trial = MakePlan(6, "pro_notrial", Tier::kPro, Interval::kYearly, 28800, 0);
+	EXPECT_EQ(ChangePlan(trial, kProMonthly, pro_no_trial, At(2030, 1, 2), true, false).successor->status,
+			  Status::kIncomplete);
+	// a plan with a trial: the trial goes on
+	EXPECT_EQ(ChangePlan(trial, kProMonthly, kEnterprise, At(2030, 1, 2), true, true).successor->status,
+			  Status::kTrialing);
+}
+
+// Review T1: a trial whose customer's credit covers the first period
+// converts at its end (the first invoice is issued then; credit pays it).
+TEST(Maintenance, TrialEndConvertsWhenCreditCoversTheFirstPeriod)
+{
+	const Micros grace = 14 * kMicrosPerDay;
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2030, 1, 3), true, true));
+	ASSERT_EQ(trial.trial_end, At(2030, 1, 17));
+	EXPECT_FALSE(TrialConvertsFromCredit(trial, 2998));
+	EXPECT_TRUE(TrialConvertsFromCredit(trial, 2999));
+	Outcome expired = ApplyDue(trial, Action::kTrialEnd, kProMonthly, std::nullopt, At(2030, 1, 18), grace, 2998);
+	EXPECT_EQ(expired.updated.status, Status::kExpired);
+	EXPECT_TRUE(expired.fall_back_to_free);
+	EXPECT_FALSE(expired.invoice);
+
+	Outcome converted = ApplyDue(trial, Action::kTrialEnd, kProMonthly, std::nullopt, At(2030, 1, 18), grace, 5000);
+	EXPECT_EQ(converted.updated.status, Status::kActive);
+	EXPECT_FALSE(converted.updated.Ended());
+	EXPECT_FALSE(converted.fall_back_to_free);
+	EXPECT_FALSE(converted.void_reason);
+	EXPECT_EQ(converted.updated.period_start, At(2030, 1, 17));
+	EXPECT_EQ(converted.updated.period_end, At(2030, 2, 17));
+	EXPECT_EQ(converted.updated.billing_anchor, At(2030, 1, 17));
+	ASSERT_TRUE(converted.invoice);
+	EXPECT_EQ(converted.invoice->billing_reason, "subscription_create");
+	EXPECT_EQ(converted.invoice->total_cents, 2999);
+	EXPECT_EQ(converted.invoice->issued_at, At(2030, 1, 17));
+
+	// the projection (effective_plan before maintenance) does the same
+	Book book{trial, {}, 5000};
+	Projection p = Project(book, kProMonthly, std::nullopt, At(2030, 1, 18), grace);
+	EXPECT_FALSE(p.fell_back_to_free);
+	EXPECT_EQ(p.book.sub.status, Status::kActive);
+	EXPECT_EQ(p.book.credit_cents, 2001);
+	EXPECT_TRUE(p.book.open.empty());
+	EXPECT_EQ(EntitledPlanId(p, At(2030, 1, 18), grace), kProMonthly.id);
+	book.credit_cents = 2000;
+	p = Project(book, kProMonthly, std::nullopt, At(2030, 1, 18), grace);
+	EXPECT_TRUE(p.fell_back_to_free);
+	EXPECT_EQ(p.book.credit_cents, 2000);
+}
+
+// Review U1: a cancel forfeits the unused paid time; a void on any other
+// end gives the credit lines back (M4).
+TEST(Ledger, CreditLinesBackOnVoidByEndReason)
+{
+	EXPECT_EQ(CreditLinesBackOnVoid("canceled", 28721), 0);
+	EXPECT_EQ(CreditLinesBackOnVoid("plan_changed", 28721), 28721);
+	EXPECT_EQ(CreditLinesBackOnVoid("payment_failed", 28721), 28721);
+	EXPECT_EQ(CreditLinesBackOnVoid("plan_changed", -5), 0);
+}
+
+// Reviews R1 and R2: what a refund's take-down of an upgrade's credit line
+// makes of its invoice.
+TEST(ChangePlan, CreditLineTakenBackReopensDueAnewOrVoidsOnAnEndedSubscription)
+{
+	// M16 / R2: -16355 settled by its line on 1 Feb; 26354 off on 25 Feb
+	UpgradeInvoice settled{false, -16355, 0, At(2030, 2, 1), At(2030, 2, 4)};
+	UpgradeInvoiceChange c = CreditLineTakenBack(settled, 26354, false, At(2030, 2, 25));
+	EXPECT_EQ(c.status, InvoiceStatus::kOpen);
+	EXPECT_TRUE(c.reopened);
+	EXPECT_EQ(c.total_cents, 9999);
+	EXPECT_EQ(c.amount_due_cents, 9999);
+	EXPECT_EQ(c.due_at, At(2030, 2, 28));  // three days after the refund, not 4 Feb
+	// a refund dated before the invoice was issued: never due before issue + 3 days
+	EXPECT_EQ(CreditLineTakenBack(settled, 26354, false, At(2030, 1, 20)).due_at, At(2030, 2, 4));
+	// still not positive: stays paid
+	c = CreditLineTakenBack(settled, 1000, false, At(2030, 2, 25));
+	EXPECT_EQ(c.status, InvoiceStatus::kPaid);
+	EXPECT_EQ(c.total_cents, -15355);
+	EXPECT_EQ(c.amount_due_cents, 0);
+	EXPECT_FALSE(c.reopened);
+	// R1: the subscription has ended: void, nothing due
+	c = CreditLineTakenBack(settled, 26354, true, At(2030, 2, 1, 1));
+	EXPECT_EQ(c.status, InvoiceStatus::kVoid);
+	EXPECT_EQ(c.total_cents, 9999);
+	EXPECT_EQ(c.amount_due_cents, 0);
+	EXPECT_FALSE(c.reopened);
+	EXPECT_EQ(CreditLineTakenBack(settled, 1000, true, At(2030, 2, 25)).status, InvoiceStatus::kPaid);
+	// an open invoice owes `off` more, due when it was
+	UpgradeInvoice open{true, 71179, 70000, At(2030, 1, 2), At(2030, 1, 5)};
+	c = CreditLineTakenBack(open, 500, false, At(2030, 1, 3));
+	EXPECT_EQ(c.status, InvoiceStatus::kOpen);
+	EXPECT_EQ(c.total_cents, 71679);
+	EXPECT_EQ(c.amount_due_cents, 70500);
+	EXPECT_EQ(c.due_at, At(2030, 1, 5));
+	EXPECT_FALSE(c.reopened);
+	EXPECT_STREQ(ToString(InvoiceStatus::kVoid), "void");
+}
+
 }  // namespace
 }  // namespace billing
