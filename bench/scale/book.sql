@@ -151,6 +151,14 @@ SET session_replication_role = origin;
 -- that began with it small scanned it whole, as it grew, until an ANALYZE)
 \echo '   subscription history'
 SELECT billing._history_backfill() AS subscriptions_with_history;
+-- every subscriber's lock row, as a running install has it (a subscription
+-- write makes it; the upgrade from 0.2.0 inserts it): loaded with the
+-- triggers off, the book had none, and maintenance inserted 1,000 rows per
+-- page into a table its kept plan had seen empty (a sequential scan of all
+-- the lock rows written so far for every page: its batches slowed as it went)
+\echo '   user lock rows'
+INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
+ON CONFLICT (user_id) DO NOTHING;
 
 \echo '   attaching billing to the application (users, rooms, participants)'
 SELECT billing.attach_users('app.users', 'id') AS free_subscriptions_backfilled;
