@@ -1120,15 +1120,26 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 	// stall maintenance for the whole book, and maintenance never waits for a
 	// user while holding subscriptions (an operation locks the user first,
 	// then the subscription: waiting here the other way round deadlocked).
-	spi.Execute("INSERT INTO billing.user_locks (user_id) SELECT DISTINCT u.id FROM pg_catalog.unnest($1) AS u(id)"
-				" ORDER BY u.id ON CONFLICT (user_id) DO NOTHING",
-				{SqlArg::TextArray(users)});
+	// Every subscriber has a lock row (a subscription write makes it), so
+	// the rows are locked first; only users the lock did not return (no row
+	// yet, or busy) have theirs inserted, and are tried again.
+	static const char *const lock_users = "SELECT l.user_id FROM billing.user_locks l"
+										  " WHERE l.user_id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY l.user_id"
+										  " FOR UPDATE SKIP LOCKED";
 	std::set<std::string> locked_users;
-	for (const auto &row : spi.Query("SELECT l.user_id FROM billing.user_locks l"
-									 " WHERE l.user_id OPERATOR(pg_catalog.=) ANY ($1) ORDER BY l.user_id"
-									 " FOR UPDATE SKIP LOCKED",
-									 {SqlArg::TextArray(users)}))
+	for (const auto &row : spi.Query(lock_users, {SqlArg::TextArray(users)}))
 		locked_users.insert(row.text_required(0));
+	std::vector<std::optional<std::string>> unlocked;
+	for (const auto &user : users)
+		if (locked_users.count(*user) == 0)
+			unlocked.push_back(user);
+	if (!unlocked.empty()) {
+		spi.Execute("INSERT INTO billing.user_locks (user_id) SELECT DISTINCT u.id FROM pg_catalog.unnest($1) AS u(id)"
+					" ORDER BY u.id ON CONFLICT (user_id) DO NOTHING",
+					{SqlArg::TextArray(unlocked)});
+		for (const auto &row : spi.Query(lock_users, {SqlArg::TextArray(unlocked)}))
+			locked_users.insert(row.text_required(0));
+	}
 	for (auto it = loaded.begin(); it != loaded.end();) {
 		if (locked_users.count(it->second.user_id) == 0) {
 			counts["deferred_user_busy"]++;
