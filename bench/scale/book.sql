@@ -151,12 +151,13 @@ SET session_replication_role = origin;
 -- that began with it small scanned it whole, as it grew, until an ANALYZE)
 \echo '   subscription history'
 SELECT billing._history_backfill() AS subscriptions_with_history;
--- and every subscriber's lock row, which a running install has (a new
--- install's first subscription write makes it, the upgrade from 0.2.0 makes
--- them all): loaded with the triggers off, the book had them for the few
--- users the quota attachment filled, and the lifecycle benchmark measured
--- almost every call making its user's row (an insert into user_locks and its
--- index) where a running install updates it
+-- every subscriber's lock row, as a running install has it (a subscription
+-- write makes it; the upgrade from 0.2.0 inserts it): loaded with the
+-- triggers off, the book had none: nearly every lifecycle call measured made
+-- its user's row, and maintenance inserted 1,000 rows per page into a table
+-- its kept plan had seen empty (a sequential scan of all the lock rows
+-- written so far for every page: its batches slowed as it went)
+\echo '   user lock rows'
 INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
 ON CONFLICT (user_id) DO NOTHING;
 

@@ -136,21 +136,30 @@ due=$(q -d book -c "SELECT count(*) FROM billing.subscriptions WHERE billing._du
 echo "   due at $at: $due"
 # one call over MAINT_ONE of them, its backend's private memory sampled
 first=$MAINT_ONE
-q -d book -c "SELECT pg_sleep(1)" -c "\\timing on" -c "SELECT sum(count) FILTER (WHERE action = 'subscriptions_processed') FROM billing.run_maintenance('$at', $first)" >/tmp/scale_one_call.out &
+# (and its CPU time: user + system ticks from /proc, read while it sleeps
+# before and after the call, so a loaded machine's figure can be compared)
+q -d book -c "SELECT pg_sleep(1)" -c "\\timing on" -c "SELECT sum(count) FILTER (WHERE action = 'subscriptions_processed') FROM billing.run_maintenance('$at', $first)" -c "SELECT pg_sleep(1)" >/tmp/scale_one_call.out &
 call=$!
 sleep 0.5
 pid=$(q -d book -c "SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_sleep(1)%' AND pid <> pg_backend_pid()")
+ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo ""; }
+cpu0=$(ticks)
+cpu1=$cpu0
 peak=0
 while kill -0 "$call" 2>/dev/null; do
 	kb=$(awk '/^RssAnon/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
 	[ "${kb:-0}" -gt "$peak" ] && peak=$kb
+	t=$(ticks)
+	[ -n "$t" ] && cpu1=$t
 	sleep 0.2
 done
 wait "$call"
-ms=$(sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' /tmp/scale_one_call.out | tail -1)
+ms=$(sed -nE 's/^Time: ([0-9.]+) ms.*/\1/p' /tmp/scale_one_call.out | head -1)
 done_one=$(grep -E '^[0-9]+$' /tmp/scale_one_call.out | head -1)
-printf '   one call, %d subscriptions: %.1f s, %.0f subscriptions/s, peak private memory of the backend %d MB\n' \
-	"$done_one" "$(echo "$ms / 1000" | bc -l)" "$(echo "$done_one * 1000 / $ms" | bc -l)" "$((peak / 1024))"
+cpu_s=$(echo "($cpu1 - $cpu0) / $(getconf CLK_TCK)" | bc -l)
+printf '   one call, %d subscriptions: %.1f s, %.0f subscriptions/s, peak private memory of the backend %d MB; backend CPU %.1f s (%.0f subscriptions per CPU second)\n' \
+	"$done_one" "$(echo "$ms / 1000" | bc -l)" "$(echo "$done_one * 1000 / $ms" | bc -l)" "$((peak / 1024))" "$cpu_s" \
+	"$(echo "$done_one / ($cpu_s + 0.000001)" | bc -l)"
 # then committed batches, as run_maintenance_batches does, each timed
 batches=$(seq 1 "$MAINT_BATCHES" | while read -r _; do
 	echo "SELECT sum(count) FILTER (WHERE action = 'subscriptions_processed') FROM billing.run_maintenance('$at', $MAINTENANCE_BATCH);"

@@ -80,6 +80,178 @@ constexpr const char *kAuditSettingsInsert =
 // that changes millions of rows.
 constexpr int kAuditChunk = 1000;
 
+// The same statements when the trigger has built each row's JSON itself
+// (RowJsonb): $4 and $5 are jsonb arrays (or, for one row, jsonb values).
+constexpr const char *kAuditJsonRows =
+	" FROM (SELECT pg_catalog.unnest($4) AS o, pg_catalog.unnest($5) AS n) j,"
+	" (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) s";
+constexpr const char *kAuditJsonOneRow =
+	" FROM (SELECT $4 AS o, $5 AS n) j,"
+	" (SELECT pg_catalog.current_setting('billing.app_user', true) AS v) s";
+
+// How one column goes into a row's JSON: to_jsonb's categories
+// (jsonb_categorize_type, src/backend/utils/adt/jsonb.c) for the types
+// billing's audited tables have.
+enum class JsonKind : char { kNumber, kBool, kTimestamptz, kJsonb, kString };
+
+struct JsonColumn {
+	int index;         // in the slot's values
+	const char *name;  // the column's name (the relation's tuple descriptor)
+	int name_length;
+	JsonKind kind;
+	Oid output;        // output function (kNumber, kString)
+};
+
+// The columns of a table in the order jsonb stores an object's keys
+// (shorter first, then by bytes: lengthCompareJsonbStringValue), so that
+// the object is built already sorted; nullptr when a column's type is not
+// one RowJsonb converts exactly as to_jsonb does (the trigger then calls
+// to_jsonb in SQL). Call in PgCall; palloc'd in the current context.
+JsonColumn *
+JsonLayout(TupleDesc desc, int *count)
+{
+	JsonColumn *columns = static_cast<JsonColumn *>(palloc(sizeof(JsonColumn) * (desc->natts + 1)));
+	int n = 0;
+	for (int a = 0; a < desc->natts; a++) {
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		if (att->attisdropped)
+			continue;
+		JsonColumn c{a, NameStr(att->attname), static_cast<int>(std::strlen(NameStr(att->attname))), JsonKind::kString,
+					 InvalidOid};
+		bool varlena = false;
+		switch (att->atttypid) {
+			case INT2OID:
+			case INT4OID:
+			case INT8OID:
+			case FLOAT4OID:
+			case FLOAT8OID:
+			case NUMERICOID:
+				c.kind = JsonKind::kNumber;
+				getTypeOutputInfo(att->atttypid, &c.output, &varlena);
+				break;
+			case BOOLOID:
+				c.kind = JsonKind::kBool;
+				break;
+			case TIMESTAMPTZOID:
+				c.kind = JsonKind::kTimestamptz;
+				break;
+			case JSONBOID:
+				c.kind = JsonKind::kJsonb;
+				break;
+			case TEXTOID:
+			case VARCHAROID:
+				getTypeOutputInfo(att->atttypid, &c.output, &varlena);
+				break;
+			default: {
+				// an enum, unless it has a cast to json (to_jsonb would call it)
+				if (get_typtype(att->atttypid) != TYPTYPE_ENUM)
+					return nullptr;
+				Oid cast = InvalidOid;
+				if (find_coercion_pathway(JSONOID, att->atttypid, COERCION_EXPLICIT, &cast) == COERCION_PATH_FUNC &&
+					OidIsValid(cast))
+					return nullptr;
+				getTypeOutputInfo(att->atttypid, &c.output, &varlena);
+				break;
+			}
+		}
+		columns[n++] = c;
+	}
+	std::sort(columns, columns + n, [](const JsonColumn &x, const JsonColumn &y) {
+		if (x.name_length != y.name_length)
+			return x.name_length < y.name_length;
+		return std::memcmp(x.name, y.name, x.name_length) < 0;
+	});
+	*count = n;
+	return columns;
+}
+
+// A string value; to_jsonb refuses one jsonb cannot hold the same way.
+JsonbValue
+JsonString(char *text)
+{
+	size_t length = std::strlen(text);
+	if (length > JENTRY_OFFLENMASK)
+		ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg("string too long to represent as jsonb string"),
+						errdetail("Due to an implementation restriction, jsonb strings cannot exceed %d bytes.",
+								  JENTRY_OFFLENMASK)));
+	JsonbValue v;
+	v.type = jbvString;
+	v.val.string.len = static_cast<int>(length);
+	v.val.string.val = text;
+	return v;
+}
+
+// to_jsonb(row) for the row in `slot`, built directly: the same object
+// (composite_to_jsonb and datum_to_jsonb's conversions, value by value)
+// without looking every column's type up again for every row and without
+// sorting the keys. Call in PgCall.
+Datum
+RowJsonb(TupleTableSlot *slot, const JsonColumn *columns, int count)
+{
+	slot_getallattrs(slot);
+	JsonbParseState *state = nullptr;
+	JsonbValue *result = pushJsonbValue(&state, WJB_BEGIN_OBJECT, nullptr);
+	for (int i = 0; i < count; i++) {
+		const JsonColumn &c = columns[i];
+		JsonbValue key;
+		key.type = jbvString;
+		key.val.string.len = c.name_length;
+		key.val.string.val = const_cast<char *>(c.name);
+		result = pushJsonbValue(&state, WJB_KEY, &key);
+		JsonbValue v;
+		Datum value = slot->tts_values[c.index];
+		if (slot->tts_isnull[c.index]) {
+			v.type = jbvNull;
+		} else {
+			switch (c.kind) {
+				case JsonKind::kNumber: {
+					char *text = OidOutputFunctionCall(c.output, value);
+					// NaN and the infinities are strings in JSON
+					if (std::strchr(text, 'N') != nullptr || std::strchr(text, 'n') != nullptr) {
+						v = JsonString(text);
+					} else {
+						v.type = jbvNumeric;
+						v.val.numeric = DatumGetNumeric(DirectFunctionCall3(
+							numeric_in, CStringGetDatum(text), ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+					}
+					break;
+				}
+				case JsonKind::kBool:
+					v.type = jbvBool;
+					v.val.boolean = DatumGetBool(value);
+					break;
+				case JsonKind::kTimestamptz:
+					v = JsonString(JsonEncodeDateTime(nullptr, value, TIMESTAMPTZOID, nullptr));
+					break;
+				case JsonKind::kJsonb: {
+					// the value's own tokens, or its scalar
+					Jsonb *jsonb = DatumGetJsonbP(value);
+					JsonbIterator *it = JsonbIteratorInit(&jsonb->root);
+					if (JB_ROOT_IS_SCALAR(jsonb)) {
+						(void) JsonbIteratorNext(&it, &v, true);
+						(void) JsonbIteratorNext(&it, &v, true);
+						break;
+					}
+					JsonbIteratorToken token;
+					while ((token = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+						result = pushJsonbValue(&state, token,
+												(token == WJB_BEGIN_ARRAY || token == WJB_END_ARRAY ||
+												 token == WJB_BEGIN_OBJECT || token == WJB_END_OBJECT)
+													? nullptr
+													: &v);
+					continue;  // pushed already
+				}
+				case JsonKind::kString:
+					v = JsonString(OidOutputFunctionCall(c.output, value));
+					break;
+			}
+		}
+		result = pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, nullptr);
+	return JsonbPGetDatum(JsonbValueToJsonb(result));
+}
+
 }  // namespace
 
 // Every statement that does not start with COPY is answered without a
@@ -175,10 +347,21 @@ BILLING_FUNCTION(billing_audit)
 	PgCall([&] { array_type = get_array_type(row_type); });
 	if (!OidIsValid(array_type))
 		throw Error(sqlstate::kInternalError, "table \"" + table + "\" has no array type");
+	// Each row's JSON built here (RowJsonb) when every column's type allows,
+	// else to_jsonb of the rows in SQL.
+	JsonColumn *json_columns = nullptr;
+	int json_count = 0;
+	PgCall([&] { json_columns = JsonLayout(RelationGetDescr(rel), &json_count); });
+	bool built = json_columns != nullptr;
 	auto sql_for = [&](bool one_row) {
-		return std::string(table == "settings" ? kAuditSettingsInsert : kAuditInsert) + (one_row ? kAuditOneRow : kAuditRows) +
+		const char *rows = built ? (one_row ? kAuditJsonOneRow : kAuditJsonRows) : (one_row ? kAuditOneRow : kAuditRows);
+		return std::string(table == "settings" ? kAuditSettingsInsert : kAuditInsert) + rows +
 			   (table == "settings" ? ") m" : "");
 	};
+	if (built) {
+		row_type = JSONBOID;
+		array_type = JSONBARRAYOID;
+	}
 	AsTableOwner owner(rel->rd_rel->relowner);
 	Spi spi;
 	// The old and new rows in the statement's order (both tuplestores are
@@ -187,6 +370,18 @@ BILLING_FUNCTION(billing_audit)
 	TupleDesc desc = RelationGetDescr(rel);
 	TupleTableSlot *slot = nullptr;
 	MemoryContext chunk_context = nullptr;
+	// a row's JSON is built in row_context, reset after each row, and only
+	// the result is kept in chunk_context (building 1,000 rows there grew it
+	// by megabytes that each reset gave back to the system: page faults)
+	MemoryContext row_context = nullptr;
+	auto CopiedRowJsonb = [&](TupleTableSlot *row) {
+		MemoryContext chunk = MemoryContextSwitchTo(row_context);
+		Datum built_json = RowJsonb(row, json_columns, json_count);
+		MemoryContextSwitchTo(chunk);
+		Datum kept = datumCopy(built_json, false, -1);
+		MemoryContextReset(row_context);
+		return kept;
+	};
 	Datum *old_values = nullptr;
 	Datum *new_values = nullptr;
 	int64 total_rows = 0;
@@ -194,6 +389,7 @@ BILLING_FUNCTION(billing_audit)
 	PgCall([&] {
 		slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 		chunk_context = AllocSetContextCreate(CurrentMemoryContext, "billing audit chunk", ALLOCSET_DEFAULT_SIZES);
+		row_context = AllocSetContextCreate(CurrentMemoryContext, "billing audit row", ALLOCSET_DEFAULT_SIZES);
 		// sized for the statement's rows, at most a chunk
 		total_rows = tuplestore_tuple_count(new_rows != nullptr ? new_rows : old_rows);
 		capacity = static_cast<int>(std::clamp<int64>(total_rows, 1, kAuditChunk));
@@ -214,9 +410,9 @@ BILLING_FUNCTION(billing_audit)
 			for (; n < capacity; n++) {
 				bool got = false;
 				if (old_rows != nullptr && (got = tuplestore_gettupleslot(old_rows, true, false, slot)))
-					old_values[n] = ExecFetchSlotHeapTupleDatum(slot);
+					old_values[n] = built ? CopiedRowJsonb(slot) : ExecFetchSlotHeapTupleDatum(slot);
 				if (new_rows != nullptr && (got = tuplestore_gettupleslot(new_rows, true, false, slot)))
-					new_values[n] = ExecFetchSlotHeapTupleDatum(slot);
+					new_values[n] = built ? CopiedRowJsonb(slot) : ExecFetchSlotHeapTupleDatum(slot);
 				if (!got) {
 					more = false;
 					break;
@@ -252,6 +448,7 @@ BILLING_FUNCTION(billing_audit)
 	PgCall([&] {
 		ExecDropSingleTupleTableSlot(slot);
 		MemoryContextDelete(chunk_context);
+		MemoryContextDelete(row_context);
 	});
 	spi.Finish();
 	return PointerGetDatum(nullptr);
