@@ -757,8 +757,8 @@ DecideInvoice(const Event &event, const StoredInvoice &stored)
 	action.row = DecideInvoice(event);
 	std::optional<int64_t> target = stored.invoice_id;
 	if (!target && SeeksOwnInvoice(event, stored) && stored.own_invoice_id) {
-		if (stored.own_invoice_taken)
-			action.row.billing_reason = "manual";  // kept beside the Stripe invoice that took the period
+		if (stored.own_invoice_taken || stored.own_invoice_void)
+			action.row.billing_reason = "manual";  // kept beside the invoice that holds the period
 		else
 			target = stored.own_invoice_id;
 	}
@@ -901,8 +901,24 @@ AdoptionOf(const Event &event, const PaymentRecord &payment)
 	a.charge = payment.charge;
 	a.amount = payment.amount;
 	a.currency = payment.currency;
-	a.at = event.created;
+	a.at = payment.paid_at;
 	return a;
+}
+
+bool
+RefundAwaitsPlacement(bool payment_placed_now, bool refund_has_entries)
+{
+	return payment_placed_now && !refund_has_entries;
+}
+
+Takeover
+TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended)
+{
+	if (!has_current)
+		return Takeover::kNone;
+	if (!current_on_stripe && same_plan && !plan_free)
+		return Takeover::kAdopt;
+	return arrives_ended ? Takeover::kNone : Takeover::kEnd;
 }
 
 std::optional<int64_t>
