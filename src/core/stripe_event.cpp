@@ -891,7 +891,7 @@ MergePayment(const StoredPayment &stored, const PaymentRecord &incoming, std::op
 }
 
 std::optional<Adoption>
-AdoptionOf(const Event &event, const PaymentRecord &payment)
+AdoptionOf(const Event & /*event: the payment has its time*/, const PaymentRecord &payment)
 {
 	if (!payment.succeeded)
 		return std::nullopt;
