@@ -264,7 +264,7 @@ Outcome
 ReplaceByStripe(const Subscription &sub, Micros at, bool period_paid, int64_t refunded_for_period,
 				Micros paused_in_period)
 {
-	Micros when = std::max(sub.started_at, at);
+	Micros when = std::max(LatestChange(sub), at);
 	Outcome out = EndForPlanChange(sub, when);
 	out.action = Action::kCancelNow;
 	out.updated.canceled_at = sub.canceled_at ? sub.canceled_at : std::optional<Micros>(when);

@@ -151,7 +151,9 @@ Outcome EndForPlanChange(const Subscription &sub, Micros at);
 int64_t PaidForPeriod(const Subscription &sub, bool period_paid, int64_t refunded_for_period);
 
 // A Stripe subscription replaces the user's current one at `at` (its start;
-// never before the current one started: Stripe's event cannot be refused).
+// never before the current one's latest recorded change, LatestChange: a
+// Stripe event cannot be refused, so it is not refused as a backdated
+// operation is, it ends the subscription no earlier).
 // Billing's own subscription ends by EndForPlanChange: its open invoices void
 // (what was paid toward them back as credit) and, as change_plan credits it,
 // the unused paid time of its period as credit (PreviewChange's credit line:

@@ -213,6 +213,29 @@ check("S6 the local pro_yearly ended", psql("SELECT end_reason FROM billing.subs
       "plan_changed")
 check("S6 its unused paid time is credit", psql("SELECT billing.credit_balance('st6')"), "26354")
 
+# S6b a paused pro_yearly replaced: paid 28800 on T0, paused on day 10, Stripe
+# on day 20: the paused time is not billed (change_plan's ProratedPeriodStart),
+# so 28800 x (365 - 20) / (365 - 10) = 27988.7 -> 27989.
+psql(f"SELECT billing.subscribe('st6b', 'pro_yearly', to_timestamp({T0}), false)")
+psql(f"SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'st6b' AND ended_at IS NULL), 28800, 'usd', true, to_timestamp({T0}))")
+psql(f"SELECT billing.pause((SELECT id FROM billing.subscriptions WHERE user_id = 'st6b' AND ended_at IS NULL), to_timestamp({T0 + 10 * DAY}))")
+ingest("evt_st6b_1", "customer.subscription.created", subscription("sub_st6b", "cus_st6b", "active", T0 + 20 * DAY, T0 + 51 * DAY, "st6b"), T0 + 20 * DAY)
+check("S6b a paused subscription's unused paid time, less the paused time, is credit", psql("SELECT billing.credit_balance('st6b')"), "27989")
+check("S6b invariants", invariants("st6b"), "")
+# S6c what time made due comes first: pro_yearly paid on T0, Stripe on day 400;
+# the renewal of 1 Jan 2031 (28800, due 4 Jan) went unpaid, the grace ended
+# 18 Jan (expired, Free), so Stripe replaces Free: the renewal void, credit 0.
+psql(f"SELECT billing.subscribe('st6c', 'pro_yearly', to_timestamp({T0}), false)")
+psql(f"SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'st6c' AND ended_at IS NULL), 28800, 'usd', true, to_timestamp({T0}))")
+ingest("evt_st6c_1", "customer.subscription.created", subscription("sub_st6c", "cus_st6c", "active", T0 + 400 * DAY, T0 + 431 * DAY, "st6c"), T0 + 400 * DAY)
+check("S6c caught up, then replaced",
+      psql("SELECT string_agg(s.status || ' ' || COALESCE(s.end_reason, '-') || ' ' || COALESCE(s.ended_at::date::text, '-'), ', ' ORDER BY s.id) FROM billing.subscriptions s WHERE s.user_id = 'st6c'"),
+      "expired payment_failed 2031-01-18, canceled plan_changed 2031-02-05, active - -")
+check("S6c the unpaid renewal void, credit 0",
+      psql("SELECT string_agg(status || ' ' || total_cents, ', ' ORDER BY id) || ' / ' || billing.credit_balance('st6c') FROM billing.invoices WHERE user_id = 'st6c'"),
+      "paid 28800, void 28800 / 0")
+check("S6c invariants", invariants("st6c"), "")
+
 # S7
 u = "o7"
 psql(f"SELECT billing._start_free('{u}', to_timestamp({T0 - DAY}))")

@@ -331,8 +331,11 @@ TEST(StripeReplacement, EndsAsAPlanChangeAndCreditsTheUnusedPaidTime)
 	EXPECT_EQ(ReplaceByStripe(s, At(2030, 2, 1), false, 0, 0).unused_time_credit_cents, 0);
 	// a refund of 10000 leaves 18800 x 334 / 365 = 17203.3 -> 17203
 	EXPECT_EQ(ReplaceByStripe(s, At(2030, 2, 1), true, 10000, 0).unused_time_credit_cents, 17203);
-	// never before the replaced subscription started
+	// never before the replaced subscription's latest recorded change (here its start; a payment later)
 	EXPECT_EQ(ReplaceByStripe(s, At(2029, 12, 1), true, 0, 0).updated.ended_at, At(2030, 1, 1));
+	Subscription later = s;
+	later.last_payment_at = At(2030, 1, 1, 5);
+	EXPECT_EQ(ReplaceByStripe(later, At(2030, 1, 1, 1), true, 0, 0).updated.ended_at, At(2030, 1, 1, 5));
 	// a trial has no paid time
 	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), true, true));
 	EXPECT_EQ(ReplaceByStripe(trial, At(2030, 1, 5), true, 0, 0).unused_time_credit_cents, 0);
