@@ -757,7 +757,8 @@ DecideInvoice(const Event &event, const StoredInvoice &stored)
 	action.row = DecideInvoice(event);
 	std::optional<int64_t> target = stored.invoice_id;
 	if (!target && SeeksOwnInvoice(event, stored) && stored.own_invoice_id) {
-		if (stored.own_invoice_taken || stored.own_invoice_void)
+		bool closed = stored.own_invoice_status && (*stored.own_invoice_status == "void" || *stored.own_invoice_status == "paid");
+		if (stored.own_invoice_taken || closed)
 			action.row.billing_reason = "manual";  // kept beside the invoice that holds the period
 		else
 			target = stored.own_invoice_id;

@@ -265,9 +265,10 @@ struct StoredInvoice {
 	// invoice already took it
 	std::optional<int64_t> own_invoice_id;
 	bool own_invoice_taken = false;
-	// it was voided (Stripe adopted its subscription; what it held went back
-	// as credit): it is not taken either
-	bool own_invoice_void = false;
+	// its status: a void one (Stripe adopted its subscription; what it held
+	// went back as credit) or a paid one (it holds billing's own payments) is
+	// never taken either: Stripe's is kept beside it
+	std::optional<std::string> own_invoice_status;
 };
 
 // Whether billing's own invoice of the period may become this Stripe invoice:

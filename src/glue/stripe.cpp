@@ -436,7 +436,7 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 			stored.invoice_id = found.at(0).int64_required(0);
 		if (stripe::SeeksOwnInvoice(event, stored)) {
 			// billing's own invoice for this period (one per period: invoices_one_per_period)
-			auto own = spi.Query("SELECT i.id, i.stripe_invoice_id IS NOT NULL, i.status OPERATOR(pg_catalog.=) 'void' "
+			auto own = spi.Query("SELECT i.id, i.stripe_invoice_id IS NOT NULL, i.status::pg_catalog.text "
 								 "FROM billing.invoices i "
 								 "WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 "
 								 "AND i.period_start OPERATOR(pg_catalog.=) $2 "
@@ -447,7 +447,7 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 			if (!own.empty()) {
 				stored.own_invoice_id = own.at(0).int64_required(0);
 				stored.own_invoice_taken = own.at(0).boolean(1);
-				stored.own_invoice_void = own.at(0).boolean(2);
+				stored.own_invoice_status = own.at(0).text(2);
 			}
 		}
 	}

@@ -56,7 +56,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (variant > 2) {
 				stored.own_invoice_id = 2;
 				stored.own_invoice_taken = variant == 3;
-				stored.own_invoice_void = variant == 4;
+				if (variant == 4)
+					stored.own_invoice_status = "void";
 			}
 			InvoiceAction a = DecideInvoice(e, stored);
 			if ((a.write == InvoiceWrite::kPending) != !stored.user_id ||

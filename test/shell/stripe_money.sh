@@ -161,6 +161,22 @@ check("S3 the Stripe payment is on the invoice",
 check("S3 the local 1000 is credit", psql("SELECT billing.credit_balance('st3')"), "1000")
 check("S3 invariants", invariants("st3"), "")
 
+# S3b a fully paid local pro_monthly (2999) adopted, Stripe's period starting at
+# billing's: billing's paid invoice keeps its payment, Stripe's invoice is kept
+# beside it (manual) with pi_f1 on it; every payment placed, credit 0 (the
+# customer paid both; refunding one is the application's call).
+local_start("st3b", "pro_monthly", 2999)
+ingest("evt_st3b_1", "customer.subscription.created", subscription("sub_st3b", "cus_st3b", "active", T0, T0 + 31 * DAY, "st3b"), T0 + 600)
+ingest("evt_st3b_2", "invoice.paid", invoice("in_st3b", "sub_st3b", "cus_st3b", 2999, T0, T0 + 31 * DAY), T0 + 660)
+ingest("evt_st3b_3", "payment_intent.succeeded", payment_intent("pi_st3b", "cus_st3b", 2999, T0 + 661), T0 + 661)
+check("S3b billing's paid invoice is not taken; Stripe's beside it with its payment",
+      psql("""SELECT string_agg(i.status || ' ' || i.billing_reason || ' ' || COALESCE(i.stripe_invoice_id, '-') || ' '
+                                || (SELECT string_agg(COALESCE(p.external_id, 'local') || ' ' || p.amount_cents, ',') FROM billing.payments p WHERE p.invoice_id = i.id),
+                                ', ' ORDER BY i.id)
+                FROM billing.invoices i WHERE i.user_id = 'st3b'"""),
+      "paid subscription_create - local 2999, paid manual in_st3b pi_st3b 2999")
+check("S3b invariants", invariants("st3b"), "")
+
 # S4
 M = 31 * DAY
 psql(f"SELECT billing._start_free('st4', to_timestamp({T0 - DAY}))")

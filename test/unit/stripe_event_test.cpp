@@ -531,19 +531,24 @@ TEST(StripeSubscription, TakeoverAdoptsTheSamePaidPlanElseEndsTheCurrentOne)
 	EXPECT_EQ(TakeoverOf(true, false, false, false, true), Takeover::kNone); // arrives ended: nothing replaced
 }
 
-// S3: billing's own invoice of the period that adoption voided is not taken by
-// Stripe's (it holds the local payment and its void): Stripe's is kept beside it.
-TEST(StripeInvoice, AVoidedOwnInvoiceIsNotTaken)
+// S3: billing's own invoice of the period that adoption voided, or that
+// billing's own payments paid, is not taken by Stripe's (it holds the local
+// payments): Stripe's is kept beside it. An open one is taken.
+TEST(StripeInvoice, AVoidedOrPaidOwnInvoiceIsNotTaken)
 {
 	Event e = ParseEvent(MakeEvent("invoice.paid", PaidInvoice()));
 	StoredInvoice stored;
 	stored.user_id = "u1";
 	stored.subscription_id = 7;
 	stored.own_invoice_id = 41;
-	stored.own_invoice_void = true;
-	InvoiceAction a = DecideInvoice(e, stored);
-	EXPECT_EQ(a.write, InvoiceWrite::kInsert);
-	EXPECT_EQ(a.row.billing_reason, "manual");
+	for (const char *status : {"void", "paid"}) {
+		stored.own_invoice_status = status;
+		InvoiceAction a = DecideInvoice(e, stored);
+		EXPECT_EQ(a.write, InvoiceWrite::kInsert) << status;
+		EXPECT_EQ(a.row.billing_reason, "manual") << status;
+	}
+	stored.own_invoice_status = "open";
+	EXPECT_EQ(DecideInvoice(e, stored).invoice_id, 41);
 }
 
 TEST(StripeRefund, TheChargesPaymentAndOnlyTheNewPartNeverAboveWhatWasPaid)
