@@ -547,20 +547,20 @@ void
 AdoptInvoicePayment(Spi &spi, const std::string &user_id, const stripe::Adoption &adoption)
 {
 	spi.Execute(
-			"UPDATE billing.payments p SET external_id = $2, stripe_payment_intent_id = $3, "
-			"stripe_charge_id = COALESCE(p.stripe_charge_id, $4) "
-			"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
-			"WHERE q.user_id OPERATOR(pg_catalog.=) $1 AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\\_invoice:%' "
-			"AND q.refund_of IS NULL AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
-			"AND q.stripe_payment_intent_id IS NULL AND q.amount_cents OPERATOR(pg_catalog.=) $5 "
-			"AND q.currency OPERATOR(pg_catalog.=) $6 AND q.paid_at OPERATOR(pg_catalog.>=) $8 "
-			"AND q.paid_at OPERATOR(pg_catalog.<=) $9 "
-			"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $7)), q.id LIMIT 1) "
-			"AND NOT EXISTS (SELECT FROM billing.payments x WHERE x.external_id OPERATOR(pg_catalog.=) $2)",
-			{SqlArg::Text(user_id), SqlArg::Text(adoption.external_id), SqlArg::Text(adoption.payment_intent),
-			 SqlArg::Text(adoption.charge), SqlArg::Int64(adoption.amount), SqlArg::Text(adoption.currency),
-			 EventTime(adoption.at), EventTime(adoption.at - adoption.window),
-			 EventTime(adoption.at + adoption.window)});
+		"UPDATE billing.payments p SET external_id = $2, stripe_payment_intent_id = $3, "
+		"stripe_charge_id = COALESCE(p.stripe_charge_id, $4) "
+		"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
+		"WHERE q.user_id OPERATOR(pg_catalog.=) $1 AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\\_invoice:%' "
+		"AND q.refund_of IS NULL AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
+		"AND q.stripe_payment_intent_id IS NULL AND q.amount_cents OPERATOR(pg_catalog.=) $5 "
+		"AND q.currency OPERATOR(pg_catalog.=) $6 AND q.paid_at OPERATOR(pg_catalog.>=) $8 "
+		"AND q.paid_at OPERATOR(pg_catalog.<=) $9 "
+		"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $7)), q.id LIMIT 1) "
+		"AND NOT EXISTS (SELECT FROM billing.payments x WHERE x.external_id OPERATOR(pg_catalog.=) $2)",
+		{SqlArg::Text(user_id), SqlArg::Text(adoption.external_id), SqlArg::Text(adoption.payment_intent),
+		 SqlArg::Text(adoption.charge), SqlArg::Int64(adoption.amount), SqlArg::Text(adoption.currency),
+		 EventTime(adoption.at), EventTime(adoption.at - adoption.window),
+		 EventTime(adoption.at + adoption.window)});
 }
 
 // payment_intent.succeeded / .payment_failed and charge.succeeded: the
