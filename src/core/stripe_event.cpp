@@ -757,8 +757,9 @@ DecideInvoice(const Event &event, const StoredInvoice &stored)
 	action.row = DecideInvoice(event);
 	std::optional<int64_t> target = stored.invoice_id;
 	if (!target && SeeksOwnInvoice(event, stored) && stored.own_invoice_id) {
-		if (stored.own_invoice_taken)
-			action.row.billing_reason = "manual";  // kept beside the Stripe invoice that took the period
+		bool closed = stored.own_invoice_status && (*stored.own_invoice_status == "void" || *stored.own_invoice_status == "paid");
+		if (stored.own_invoice_taken || closed)
+			action.row.billing_reason = "manual";  // kept beside the invoice that holds the period
 		else
 			target = stored.own_invoice_id;
 	}
@@ -891,7 +892,7 @@ MergePayment(const StoredPayment &stored, const PaymentRecord &incoming, std::op
 }
 
 std::optional<Adoption>
-AdoptionOf(const Event &event, const PaymentRecord &payment)
+AdoptionOf(const Event & /*event: the payment has its time*/, const PaymentRecord &payment)
 {
 	if (!payment.succeeded)
 		return std::nullopt;
@@ -901,8 +902,24 @@ AdoptionOf(const Event &event, const PaymentRecord &payment)
 	a.charge = payment.charge;
 	a.amount = payment.amount;
 	a.currency = payment.currency;
-	a.at = event.created;
+	a.at = payment.paid_at;
 	return a;
+}
+
+bool
+RefundAwaitsPlacement(bool payment_placed_now, bool refund_has_entries)
+{
+	return payment_placed_now && !refund_has_entries;
+}
+
+Takeover
+TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended)
+{
+	if (!has_current)
+		return Takeover::kNone;
+	if (!current_on_stripe && same_plan && !plan_free)
+		return Takeover::kAdopt;
+	return arrives_ended ? Takeover::kNone : Takeover::kEnd;
 }
 
 std::optional<int64_t>

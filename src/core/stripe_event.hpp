@@ -189,6 +189,17 @@ struct SubscriptionRow {
 // nullopt when the Stripe status is unknown (Precheck has refused it).
 std::optional<SubscriptionRow> DecideSubscriptionRow(const Event &event, std::optional<int64_t> started);
 
+// What a Stripe subscription billing does not hold yet does to the user's
+// current subscription: nothing (there is none, or the new one arrives
+// ended); adopts it, when it is the same paid plan not yet linked to Stripe
+// (its own open invoices become void, what was paid toward them the
+// customer's credit: Stripe bills the subscription from now on); otherwise
+// ends it as a plan change (billing::ReplaceByStripe, the rule change_plan
+// ends a subscription by: its open invoices void, its unused paid time
+// credited).
+enum class Takeover { kNone, kAdopt, kEnd };
+Takeover TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended);
+
 // The billing user an object names itself (metadata.user_id, the checkout's
 // subscription_data.metadata.user_id, client_reference_id), in that order.
 std::optional<std::string> NamedUser(const EventObject &object);
@@ -254,6 +265,10 @@ struct StoredInvoice {
 	// invoice already took it
 	std::optional<int64_t> own_invoice_id;
 	bool own_invoice_taken = false;
+	// its status: a void one (Stripe adopted its subscription; what it held
+	// went back as credit) or a paid one (it holds billing's own payments) is
+	// never taken either: Stripe's is kept beside it
+	std::optional<std::string> own_invoice_status;
 };
 
 // Whether billing's own invoice of the period may become this Stripe invoice:
@@ -360,10 +375,21 @@ struct Adoption {
 	std::optional<std::string> charge;
 	int64_t amount = 0;
 	std::string currency;
-	int64_t at = 0;  // the event's time
+	int64_t at = 0;  // the payment's time (the event's; a refunded charge's creation)
 	int64_t window = 86400;
 };
+// Also for charge.refunded, when the refunded payment never arrived: the
+// charge (PaymentOfRefundedCharge) adopts the invoice's row first, so a
+// refund between invoice.paid and payment_intent.succeeded does not record
+// the payment twice.
 std::optional<Adoption> AdoptionOf(const Event &event, const PaymentRecord &payment);
+
+// A refund Stripe delivered before its payment was placed on an invoice took
+// back nothing then (the payment held nothing yet). When the payment is
+// placed, such a refund (one with no ledger entries) is taken back as if it
+// had come after: the same TakeBackForRefund, on the payment's invoice, so
+// the ledger does not depend on the delivery order.
+bool RefundAwaitsPlacement(bool payment_placed_now, bool refund_has_entries);
 
 // Which stored payment a charge.refunded refunds: among the succeeded
 // payments that are not refunds and match the charge id or its payment

@@ -240,15 +240,64 @@ Replace(const Subscription &current, const Plan &current_plan, const Plan &plan,
 		throw NotAllowed(std::string("cannot subscribe while a subscription is ") + ToString(current.status),
 						 "User \"" + current.user_id + "\" has subscription " + std::to_string(current.id) + ".",
 						 "Use billing.change_plan() to move an existing subscription to another plan.");
+	RequireManagedByBilling(current, Action::kCancelNow);
 	RequireNotBeforeLatestChange(current, at);
+	Outcome out = EndForPlanChange(current, at);
+	out.action = Action::kCancelNow;
+	return out;
+}
+
+void
+RequireManagedByBilling(const Subscription &sub, Action action)
+{
+	if (sub.stripe_managed && !sub.Ended())
+		throw NotAllowed(std::string("action \"") + ToString(action) + "\" is not allowed for a subscription managed by Stripe",
+						 "Subscription " + std::to_string(sub.id) + " mirrors a Stripe subscription; Stripe is the source of truth for it.",
+						 "Make the change in Stripe (Dashboard, customer portal or API); its webhook event updates billing.");
+}
+
+Outcome
+EndForPlanChange(const Subscription &sub, Micros at)
+{
 	Outcome out;
-	out.updated = current;
+	out.updated = sub;
 	out.updated.status = Status::kCanceled;
 	out.updated.ended_at = at;
 	out.updated.canceled_at = at;
 	out.updated.end_reason = "plan_changed";
+	out.updated.scheduled_plan_id.reset();
+	out.updated.scheduled_change_at.reset();
 	out.void_reason = "plan_changed";
+	out.action = Action::kUpgrade;
+	return out;
+}
+
+int64_t
+PaidForPeriod(const Subscription &sub, bool period_paid, int64_t refunded_for_period)
+{
+	return period_paid ? std::clamp<int64_t>(sub.price_cents - refunded_for_period, 0, sub.price_cents) : 0;
+}
+
+Outcome
+ReplaceByStripe(const Subscription &sub, Micros at, bool period_paid, int64_t refunded_for_period,
+				Micros paused_in_period)
+{
+	Micros when = std::max(LatestChange(sub), at);
+	Outcome out = EndForPlanChange(sub, when);
 	out.action = Action::kCancelNow;
+	out.updated.canceled_at = sub.canceled_at ? sub.canceled_at : std::optional<Micros>(when);
+	out.updated.cancel_at_period_end = false;
+	if (sub.stripe_managed) {
+		out.void_reason.reset();  // Stripe voids (and prorates) its own invoices, and says so in its events
+		return out;
+	}
+	// as PreviewChange credits an upgrade: only a paid, running period's unused time
+	if (sub.status != Status::kTrialing && sub.period_end && sub.price_cents > 0 &&
+		sub.interval != Interval::kLifetime && when >= sub.period_start && when < *sub.period_end) {
+		Micros start = ProratedPeriodStart(sub, when, paused_in_period);
+		out.unused_time_credit_cents =
+			UnusedTimeCredit(PaidForPeriod(sub, period_paid, refunded_for_period), sub.interval, start, *sub.period_end, when);
+	}
 	return out;
 }
 
@@ -257,6 +306,7 @@ Cancel(const Subscription &sub, bool at_period_end, Micros at)
 {
 	Action action = at_period_end ? Action::kCancelAtPeriodEnd : Action::kCancelNow;
 	RequireCurrent(sub, action, at);
+	RequireManagedByBilling(sub, action);
 	if (sub.price_cents == 0 && !sub.period_end && sub.status == Status::kActive)
 		throw NotAllowed("a free subscription cannot be canceled",
 						 "Subscription " + std::to_string(sub.id) + " is on a free plan.");
@@ -287,6 +337,7 @@ Outcome
 Reactivate(const Subscription &sub, Micros at)
 {
 	RequireCurrent(sub, Action::kReactivate, at);
+	RequireManagedByBilling(sub, Action::kReactivate);
 	const Transition &t = Transit(sub.status, Action::kReactivate);
 	if (!sub.period_end || *sub.period_end <= at)
 		throw NotAllowed("subscription period has already ended",
@@ -308,6 +359,7 @@ Outcome
 Pause(const Subscription &sub, Micros at)
 {
 	RequireCurrent(sub, Action::kPause, at);
+	RequireManagedByBilling(sub, Action::kPause);
 	const Transition &t = Transit(sub.status, Action::kPause);
 	if (!sub.period_end)
 		throw NotAllowed("a subscription without billing periods cannot be paused",
@@ -324,6 +376,7 @@ Outcome
 Resume(const Subscription &sub, Micros at)
 {
 	RequireCurrent(sub, Action::kResume, at);
+	RequireManagedByBilling(sub, Action::kResume);
 	const Transition &t = Transit(sub.status, Action::kResume);
 	Micros paused_for = sub.paused_at && at > *sub.paused_at ? at - *sub.paused_at : 0;
 	Outcome out;
@@ -458,7 +511,7 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 		return r;
 	}
 	// Only time that was paid for, and not refunded, is credited.
-	int64_t paid = period_paid ? std::clamp<int64_t>(sub.price_cents - refunded_for_period, 0, sub.price_cents) : 0;
+	int64_t paid = PaidForPeriod(sub, period_paid, refunded_for_period);
 	Micros start = ProratedPeriodStart(sub, at, paused_in_period);
 	ProrationInput input{from.name, paid, sub.interval, start, *sub.period_end,
 						 to.name,   to.price_cents, to.interval, at};
@@ -504,6 +557,7 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
 	bool upgrade = sub.status == Status::kTrialing || IsUpgrade(from, to);
 	Action action = upgrade ? Action::kUpgrade : Action::kScheduleDowngrade;
 	RequireCurrent(sub, action, at);
+	RequireManagedByBilling(sub, action);
 	const Transition &t = Transit(sub.status, action);
 	if (sub.status == Status::kTrialing && sub.trial_end && *sub.trial_end <= at)
 		throw NotAllowed("the trial has ended", 
@@ -522,14 +576,9 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
 		return out;
 	}
 	// The old subscription ends now; history is kept; what it leaves open is void.
-	out.updated = sub;
-	out.updated.status = Status::kCanceled;
-	out.updated.ended_at = at;
-	out.updated.canceled_at = at;
-	out.updated.end_reason = "plan_changed";
-	out.updated.scheduled_plan_id.reset();
-	out.updated.scheduled_change_at.reset();
-	out.void_reason = "plan_changed";
+	Outcome ended = EndForPlanChange(sub, at);
+	out.updated = ended.updated;
+	out.void_reason = ended.void_reason;
 
 	Subscription next = Fresh(sub.user_id, to, at);
 	if (sub.status == Status::kTrialing) {

@@ -105,6 +105,12 @@ struct Outcome {
 	// (the paused time), so dunning never starts, nor ends the subscription,
 	// at a time before it was resumed.
 	Micros open_invoices_due_later = 0;
+	// Set when `updated` ends for a replacement that billing does not invoice
+	// (a Stripe subscription): credit for its period's unused paid time, the
+	// credit line a plan change would net into the new plan's invoice. The
+	// glue adds it as proration_credit after the voids (CreditForUnusedTime
+	// bounds it by what the customer paid net).
+	int64_t unused_time_credit_cents = 0;
 };
 
 inline constexpr Micros kIncompleteTimeout = 23LL * 3600 * kMicrosPerSecond;
@@ -127,6 +133,34 @@ Outcome StartTrial(const std::string &user_id, const Plan &plan, Micros at, bool
 // a plan switch during a trial, Stripe): `tiers_trialed` are the tiers of
 // every subscription the user ever had with a trial.
 bool TrialAvailable(const std::vector<Tier> &tiers_trialed, Tier tier);
+
+// Billing's lifecycle calls (cancel, reactivate, pause, resume, change_plan,
+// a subscribe that would replace it) on a subscription Stripe manages are
+// refused (QB010): Stripe is the source of truth for it, and a local change
+// would be undone by, or bill beside, Stripe's next event. Payments and
+// refunds are still recorded on it (they are money that moved).
+void RequireManagedByBilling(const Subscription &sub, Action action);
+
+// The one rule for a subscription that another one replaces now (change_plan's
+// upgrade, subscribe over an unpaid one, a Stripe subscription): canceled at
+// `at` as plan_changed, its scheduled change dropped, what it leaves open void.
+Outcome EndForPlanChange(const Subscription &sub, Micros at);
+
+// What paid the current period and may be credited for its unused time:
+// the price, less what refunds took back of it; 0 when the period is not paid.
+int64_t PaidForPeriod(const Subscription &sub, bool period_paid, int64_t refunded_for_period);
+
+// A Stripe subscription replaces the user's current one at `at` (its start;
+// never before the current one's latest recorded change, LatestChange: a
+// Stripe event cannot be refused, so it is not refused as a backdated
+// operation is, it ends the subscription no earlier).
+// Billing's own subscription ends by EndForPlanChange: its open invoices void
+// (what was paid toward them back as credit) and, as change_plan credits it,
+// the unused paid time of its period as credit (PreviewChange's credit line:
+// PaidForPeriod x unused / period, from ProratedPeriodStart). Stripe's own
+// subscription ends without either: Stripe voids and prorates its invoices.
+Outcome ReplaceByStripe(const Subscription &sub, Micros at, bool period_paid, int64_t refunded_for_period,
+						Micros paused_in_period);
 
 // subscribe() on top of the user's current subscription: only a Free or an
 // unpaid (incomplete) one is replaced; it ends now and its invoice is void.

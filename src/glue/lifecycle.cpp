@@ -586,6 +586,13 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stor
 		result.subscription_id = InsertSubscription(spi, out.updated);
 	if (out.void_reason)
 		VoidOpenInvoices(spi, result.subscription_id, *out.void_reason, out.updated.ended_at.value_or(at));
+	if (out.unused_time_credit_cents > 0) {
+		// after the voids, as InsertInvoice adds a plan change's credit line
+		Holdings now = CustomerHoldings(spi, out.updated.user_id, out.updated.currency);
+		LedgerEntry(spi, out.updated.user_id, out.updated.currency, "proration_credit",
+					CreditForUnusedTime(out.unused_time_credit_cents, now.held, now.paid_net), std::nullopt, std::nullopt,
+					out.updated.ended_at.value_or(at));
+	}
 	if (out.open_invoices_due_later > 0)
 		spi.Execute("UPDATE billing.invoices SET due_at = due_at OPERATOR(pg_catalog.+) ($2::pg_catalog.float8 OPERATOR(pg_catalog.*) interval '1 microsecond')"
 					" WHERE subscription_id OPERATOR(pg_catalog.=) $1 AND status OPERATOR(pg_catalog.=) 'open' AND deleted_at IS NULL",
@@ -1315,6 +1322,40 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 }
 
 }  // namespace
+
+// A Stripe subscription billing does not hold yet replaces the user's
+// current one (stripe::TakeoverOf said kEnd): under the user's lock, what
+// time made due before `at` first (CatchUp, as every operation), then the
+// core's ReplaceByStripe, written as every lifecycle outcome is
+// (PersistOutcome: the voids, the credit for unused paid time).
+void
+EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at)
+{
+	LockUser(spi, user_id);
+	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
+	if (!loaded)
+		return;
+	if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
+		CatchUp(spi, loaded->sub, at, loaded->grace);
+		loaded = LoadCurrentForChange(spi, user_id);
+		if (!loaded)
+			return;
+	}
+	const Subscription &current = loaded->sub;
+	Outcome out = ReplaceByStripe(current, at, !HasOpenInvoice(spi, current.id), RefundedForPeriod(spi, current),
+								  PausedInPeriod(spi, current, at));
+	PersistOutcome(spi, out, out.updated.ended_at.value_or(at), &current);
+}
+
+// Stripe adopts billing's own subscription (stripe::TakeoverOf said kAdopt):
+// its open invoices become void, what was paid toward them credit.
+void
+VoidForStripeAdoption(Spi &spi, const std::string &user_id, int64_t subscription_id, Micros at)
+{
+	LockUser(spi, user_id);
+	VoidOpenInvoices(spi, subscription_id, "plan_changed", at);
+}
+
 }  // namespace billing::glue
 
 using namespace billing;

@@ -32,4 +32,12 @@ void LockUser(Spi &spi, const std::string &user_id);
 void TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_id, const std::string &user_id,
 						 const std::string &currency, int64_t amount, Micros at);
 
+// A Stripe subscription replaces the user's current one at `at`: the core's
+// ReplaceByStripe (the plan change's end rule), written as every outcome.
+void EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at);
+
+// Stripe adopts billing's own subscription: its open invoices become void,
+// what was paid toward them the customer's credit.
+void VoidForStripeAdoption(Spi &spi, const std::string &user_id, int64_t subscription_id, Micros at);
+
 }  // namespace billing::glue

@@ -14,6 +14,7 @@
 #include "core/stripe_event.hpp"
 #include "core/stripe_signature.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
@@ -221,22 +222,30 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	if (!linked)
 		LinkCustomer(spi, o.customer, user_id);
 	if (!id) {
-		auto current = spi.Query("SELECT s.id, s.stripe_subscription_id IS NULL AND s.plan_id OPERATOR(pg_catalog.=) $2, "
-								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8 FROM billing.subscriptions s "
+		// the user's lock before the current subscription's, as billing's own operations take them
+		LockUser(spi, user_id);
+		auto current = spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
+								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL "
+								 "FROM billing.subscriptions s "
 								 "WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL "
 								 "FOR UPDATE",
 								 {SqlArg::Text(user_id), SqlArg::Int64(plan.id)});
-		if (!current.empty() && current.at(0).boolean(1) && !plan.free) {
+		auto arrives = stripe::DecideSubscriptionRow(event, std::nullopt);
+		switch (stripe::TakeoverOf(!current.empty(), !current.empty() && current.at(0).boolean(3),
+								   !current.empty() && current.at(0).boolean(1), plan.free,
+								   !arrives || arrives->ended_at.has_value())) {
+		case stripe::Takeover::kNone:
+			break;
+		case stripe::Takeover::kAdopt:
 			id = current.at(0).int64_required(0);
 			started = current.at(0).int64_required(2);
-		} else if (!current.empty()) {
-			auto ends = stripe::DecideSubscriptionRow(event, std::nullopt);
-			if (ends && !ends->ended_at)
-				spi.Execute("UPDATE billing.subscriptions s SET status = 'canceled', "
-							"canceled_at = COALESCE(s.canceled_at, GREATEST(s.started_at, $2)), "
-							"ended_at = GREATEST(s.started_at, $2), end_reason = 'plan_changed', "
-							"cancel_at_period_end = false WHERE s.id OPERATOR(pg_catalog.=) $1",
-							{SqlArg::Int64(current.at(0).int64_required(0)), EventTime(ends->started)});
+			VoidForStripeAdoption(spi, user_id, *id, event.created * kMicrosPerSecond);
+			break;
+		case stripe::Takeover::kEnd:
+			// the rule change_plan ends a subscription by (billing::ReplaceByStripe)
+			EndForStripeSubscription(spi, user_id, arrives->started * kMicrosPerSecond);
+			SetChangeAt(event.created * kMicrosPerSecond);  // PersistOutcome cleared it
+			break;
 		}
 	}
 	auto row = stripe::DecideSubscriptionRow(event, started);
@@ -427,7 +436,8 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 			stored.invoice_id = found.at(0).int64_required(0);
 		if (stripe::SeeksOwnInvoice(event, stored)) {
 			// billing's own invoice for this period (one per period: invoices_one_per_period)
-			auto own = spi.Query("SELECT i.id, i.stripe_invoice_id IS NOT NULL FROM billing.invoices i "
+			auto own = spi.Query("SELECT i.id, i.stripe_invoice_id IS NOT NULL, i.status::pg_catalog.text "
+								 "FROM billing.invoices i "
 								 "WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 "
 								 "AND i.period_start OPERATOR(pg_catalog.=) $2 "
 								 "AND i.billing_reason OPERATOR(pg_catalog.=) ANY (ARRAY['subscription_create', 'subscription_cycle']) "
@@ -437,6 +447,7 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 			if (!own.empty()) {
 				stored.own_invoice_id = own.at(0).int64_required(0);
 				stored.own_invoice_taken = own.at(0).boolean(1);
+				stored.own_invoice_status = own.at(0).text(2);
 			}
 		}
 	}
@@ -529,6 +540,29 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 	return std::nullopt;
 }
 
+// The row invoice.paid recorded under its invoice (stripe_invoice:<id>) is the
+// payment `adoption` names (stripe::AdoptionOf): it takes the payment's
+// external id, unless a row has it already.
+void
+AdoptInvoicePayment(Spi &spi, const std::string &user_id, const stripe::Adoption &adoption)
+{
+	spi.Execute(
+		"UPDATE billing.payments p SET external_id = $2, stripe_payment_intent_id = $3, "
+		"stripe_charge_id = COALESCE(p.stripe_charge_id, $4) "
+		"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
+		"WHERE q.user_id OPERATOR(pg_catalog.=) $1 AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\\_invoice:%' "
+		"AND q.refund_of IS NULL AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
+		"AND q.stripe_payment_intent_id IS NULL AND q.amount_cents OPERATOR(pg_catalog.=) $5 "
+		"AND q.currency OPERATOR(pg_catalog.=) $6 AND q.paid_at OPERATOR(pg_catalog.>=) $8 "
+		"AND q.paid_at OPERATOR(pg_catalog.<=) $9 "
+		"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $7)), q.id LIMIT 1) "
+		"AND NOT EXISTS (SELECT FROM billing.payments x WHERE x.external_id OPERATOR(pg_catalog.=) $2)",
+		{SqlArg::Text(user_id), SqlArg::Text(adoption.external_id), SqlArg::Text(adoption.payment_intent),
+		 SqlArg::Text(adoption.charge), SqlArg::Int64(adoption.amount), SqlArg::Text(adoption.currency),
+		 EventTime(adoption.at), EventTime(adoption.at - adoption.window),
+		 EventTime(adoption.at + adoption.window)});
+}
+
 // payment_intent.succeeded / .payment_failed and charge.succeeded: the
 // payment, once per payment intent (stripe::DecidePayment). A succeeded one
 // first takes over the row its invoice.paid recorded under the invoice
@@ -550,23 +584,8 @@ ApplyPayment(Spi &spi, const stripe::Event &event)
 	std::optional<int64_t> subscription_id = users.invoice_subscription_id;
 	if (!subscription_id)
 		subscription_id = SubscriptionOfCustomer(spi, *user_id, o.customer);
-	if (auto adoption = stripe::AdoptionOf(event, *payment)) {
-		spi.Execute(
-			"UPDATE billing.payments p SET external_id = $2, stripe_payment_intent_id = $3, "
-			"stripe_charge_id = COALESCE(p.stripe_charge_id, $4) "
-			"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
-			"WHERE q.user_id OPERATOR(pg_catalog.=) $1 AND q.external_id OPERATOR(pg_catalog.~~) 'stripe\\_invoice:%' "
-			"AND q.refund_of IS NULL AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
-			"AND q.stripe_payment_intent_id IS NULL AND q.amount_cents OPERATOR(pg_catalog.=) $5 "
-			"AND q.currency OPERATOR(pg_catalog.=) $6 AND q.paid_at OPERATOR(pg_catalog.>=) $8 "
-			"AND q.paid_at OPERATOR(pg_catalog.<=) $9 "
-			"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $7)), q.id LIMIT 1) "
-			"AND NOT EXISTS (SELECT FROM billing.payments x WHERE x.external_id OPERATOR(pg_catalog.=) $2)",
-			{SqlArg::Text(*user_id), SqlArg::Text(adoption->external_id), SqlArg::Text(adoption->payment_intent),
-			 SqlArg::Text(adoption->charge), SqlArg::Int64(adoption->amount), SqlArg::Text(adoption->currency),
-			 EventTime(adoption->at), EventTime(adoption->at - adoption->window),
-			 EventTime(adoption->at + adoption->window)});
-	}
+	if (auto adoption = stripe::AdoptionOf(event, *payment))
+		AdoptInvoicePayment(spi, *user_id, *adoption);
 	StorePayment(spi, *user_id, subscription_id, users.invoice_id, *payment);
 	return std::nullopt;
 }
@@ -605,8 +624,11 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 		std::optional<std::string> user = stripe::UserOf(o, users.candidates);
 		if (!user)
 			return "pending: " + stripe::PendingReason(event);
-		payment_id = StorePayment(spi, *user, SubscriptionOfCustomer(spi, *user, o.customer), users.invoice_id,
-								  stripe::PaymentOfRefundedCharge(event));
+		stripe::PaymentRecord charged = stripe::PaymentOfRefundedCharge(event);
+		// invoice.paid may have recorded it under its invoice: that row is this payment
+		if (auto adoption = stripe::AdoptionOf(event, charged))
+			AdoptInvoicePayment(spi, *user, *adoption);
+		payment_id = StorePayment(spi, *user, SubscriptionOfCustomer(spi, *user, o.customer), users.invoice_id, charged);
 		auto stored = spi.Query("SELECT p.user_id, p.currency FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1",
 								{SqlArg::Int64(*payment_id)});
 		user_id = stored.at(0).text_required(0);
@@ -662,6 +684,39 @@ ApplyCheckout(Spi &spi, const stripe::Event &event)
 	return std::nullopt;
 }
 
+// What RecordSettlements returns of each payment it placed: its id, user,
+// currency, invoice, and whether every refund of it already has its ledger
+// entries (false: a refund arrived before the payment was placed).
+constexpr const char *kPlacedReturning =
+	" RETURNING payment_id, user_id, currency, invoice_id, NOT EXISTS (SELECT FROM billing.payments r "
+	"WHERE r.refund_of OPERATOR(pg_catalog.=) ledger_entries.payment_id AND r.status OPERATOR(pg_catalog.=) 'succeeded' "
+	"AND r.deleted_at IS NULL AND NOT EXISTS (SELECT FROM billing.ledger_entries x "
+	"WHERE x.payment_id OPERATOR(pg_catalog.=) r.id AND x.deleted_at IS NULL))";
+
+// The refunds of `payment_id` delivered before it was placed on `invoice_id`
+// (stripe::RefundAwaitsPlacement): each now names the invoice and takes back
+// what billing.refund would (TakeBackForRefundOf), oldest first, under the
+// user's lock and the payment's row lock, as ApplyRefund does.
+void
+TakeBackEarlierRefunds(Spi &spi, int64_t payment_id, const std::string &user_id, const std::string &currency,
+					   int64_t invoice_id)
+{
+	LockUser(spi, user_id);
+	spi.Execute("SELECT FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE", {SqlArg::Int64(payment_id)});
+	auto refunds = spi.Query("UPDATE billing.payments r SET invoice_id = $2 WHERE r.refund_of OPERATOR(pg_catalog.=) $1 "
+							 "AND r.status OPERATOR(pg_catalog.=) 'succeeded' AND r.deleted_at IS NULL "
+							 "AND NOT EXISTS (SELECT FROM billing.ledger_entries x WHERE x.payment_id OPERATOR(pg_catalog.=) r.id "
+							 "AND x.deleted_at IS NULL) "
+							 "RETURNING r.id, OPERATOR(pg_catalog.-) r.amount_cents, billing._micros(r.paid_at)",
+							 {SqlArg::Int64(payment_id), SqlArg::Int64(invoice_id)});
+	std::sort(refunds.begin(), refunds.end(),
+			  [](const Row &a, const Row &b) { return a.int64_required(0) < b.int64_required(0); });
+	for (const Row &r : refunds)
+		if (stripe::RefundAwaitsPlacement(true, false))
+			TakeBackForRefundOf(spi, payment_id, r.int64_required(0), user_id, currency, r.int64_required(1),
+								r.int64_required(2));
+}
+
 // Stripe settles its own invoices: a succeeded Stripe payment on a Stripe
 // invoice goes into billing's ledger as payment_to_invoice, once per payment,
 // so the ledger's invariants (every payment placed in full; every paid
@@ -682,15 +737,23 @@ RecordSettlements(Spi &spi, const stripe::Event &event, std::optional<int64_t> i
 		"AND p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.amount_cents OPERATOR(pg_catalog.>) 0 "
 		"AND p.deleted_at IS NULL AND NOT EXISTS (SELECT FROM billing.ledger_entries e "
 		"WHERE e.payment_id OPERATOR(pg_catalog.=) p.id AND e.deleted_at IS NULL) AND ";
+	std::vector<Row> placed;
+	auto place = [&](const std::string &where, const std::vector<SqlArg> &args) {
+		for (auto &row : spi.Query(select + where + kPlacedReturning, args))
+			placed.push_back(std::move(row));
+	};
 	if (payment)
-		spi.Execute(select + "p.external_id OPERATOR(pg_catalog.=) $1", {SqlArg::Text(*payment), EventTime(event.created)});
+		place("p.external_id OPERATOR(pg_catalog.=) $1", {SqlArg::Text(*payment), EventTime(event.created)});
 	if (invoice_id)  // the invoice the handler wrote: no need to look it up again
-		spi.Execute(select + "p.invoice_id OPERATOR(pg_catalog.=) $1",
-					{SqlArg::Int64(*invoice_id), EventTime(event.created)});
+		place("p.invoice_id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(*invoice_id), EventTime(event.created)});
 	else if (invoice)
-		spi.Execute(select + "p.invoice_id OPERATOR(pg_catalog.=) (SELECT i.id FROM billing.invoices i "
-							 "WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1)",
-					{SqlArg::Text(*invoice), EventTime(event.created)});
+		place("p.invoice_id OPERATOR(pg_catalog.=) (SELECT i.id FROM billing.invoices i "
+			  "WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1)",
+			  {SqlArg::Text(*invoice), EventTime(event.created)});
+	for (const Row &row : placed)
+		if (stripe::RefundAwaitsPlacement(true, row.boolean(4)))
+			TakeBackEarlierRefunds(spi, row.int64_required(0), row.text_required(1), row.text_required(2),
+								   row.int64_required(3));
 }
 
 // The SQL handler of an event type: it stores what the event says and returns

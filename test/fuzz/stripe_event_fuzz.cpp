@@ -47,7 +47,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		InvoiceDecision row = DecideInvoice(e);
 		if (!nlohmann::json::parse(row.lines).is_array() || (row.status == "paid") != row.paid_at.has_value())
 			std::abort();
-		for (int variant = 0; variant < 4; ++variant) {
+		for (int variant = 0; variant < 5; ++variant) {
 			StoredInvoice stored;
 			if (variant > 0)
 				stored.user_id = "u";
@@ -55,12 +55,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				stored.subscription_id = 1;
 			if (variant > 2) {
 				stored.own_invoice_id = 2;
-				stored.own_invoice_taken = true;
+				stored.own_invoice_taken = variant == 3;
+				if (variant == 4)
+					stored.own_invoice_status = "void";
 			}
 			InvoiceAction a = DecideInvoice(e, stored);
 			if ((a.write == InvoiceWrite::kPending) != !stored.user_id ||
 				(a.write == InvoiceWrite::kUpdate) != a.invoice_id.has_value())
 				std::abort();
+			if (a.invoice_id == stored.own_invoice_id && stored.own_invoice_id)
+				std::abort();  // an own invoice another took, or adoption voided, is never written over
 		}
 		InvoiceNumber(e, false);
 		if (auto pay = InvoicePayment(e, row); pay && (pay->amount <= 0 || pay->external_id.empty()))
@@ -77,6 +81,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		PaymentRecord charge = PaymentOfRefundedCharge(e);
 		if (charge.amount < 0 || !charge.succeeded)
+			std::abort();
+		// the refunded charge adopts invoice.paid's row as the payment itself would: same id, amount, time
+		if (auto a = AdoptionOf(e, charge);
+			!a || a->external_id != charge.external_id || a->amount != charge.amount || a->at != charge.paid_at)
 			std::abort();
 		for (int64_t paid : {int64_t{0}, int64_t{1}, charge.amount}) {
 			for (int64_t already : {int64_t{0}, paid / 2, paid}) {

@@ -491,6 +491,66 @@ TEST(StripePayment, OnlyASucceededPaymentAdoptsItsInvoicesRow)
 	EXPECT_FALSE(AdoptionOf(e, *DecidePayment(e)));
 }
 
+// S7 (session 8 money review): a refund whose payment never arrived adopts the
+// row invoice.paid recorded under its invoice, at the charge's time, as
+// payment_intent.succeeded would: one payment, not two.
+TEST(StripePayment, ARefundedChargeAdoptsItsInvoicesRowAtTheChargesTime)
+{
+	json ch = Fixtures().at("charge");
+	ch["amount"] = 2999;
+	ch["amount_refunded"] = 1000;
+	ch["created"] = kCreated + 62;
+	Event e = ParseEvent(MakeEvent("charge.refunded", ch, kCreated + 3600));
+	PaymentRecord charged = PaymentOfRefundedCharge(e);
+	auto a = AdoptionOf(e, charged);
+	ASSERT_TRUE(a);
+	EXPECT_EQ(a->external_id, charged.external_id);
+	EXPECT_EQ(a->amount, 2999);
+	EXPECT_EQ(a->at, kCreated + 62);  // the payment's time, not the refund's
+}
+
+// S5/S8: a refund that arrived before its payment was placed is taken back when
+// the payment is placed; one already taken back (it has entries) is not again.
+TEST(StripeRefund, ARefundBeforeItsPaymentWasPlacedIsTakenBackOnPlacement)
+{
+	EXPECT_TRUE(RefundAwaitsPlacement(true, false));
+	EXPECT_FALSE(RefundAwaitsPlacement(true, true));
+	EXPECT_FALSE(RefundAwaitsPlacement(false, false));
+}
+
+// S1/S2/S3/S6: what a new Stripe subscription does to the user's current one.
+TEST(StripeSubscription, TakeoverAdoptsTheSamePaidPlanElseEndsTheCurrentOne)
+{
+	// (has_current, current_on_stripe, same_plan, plan_free, arrives_ended)
+	EXPECT_EQ(TakeoverOf(false, false, false, false, false), Takeover::kNone);
+	EXPECT_EQ(TakeoverOf(true, false, true, false, false), Takeover::kAdopt);
+	EXPECT_EQ(TakeoverOf(true, false, true, false, true), Takeover::kAdopt);
+	EXPECT_EQ(TakeoverOf(true, true, true, false, false), Takeover::kEnd);   // another Stripe subscription
+	EXPECT_EQ(TakeoverOf(true, false, true, true, false), Takeover::kEnd);   // a free plan is never adopted
+	EXPECT_EQ(TakeoverOf(true, false, false, false, false), Takeover::kEnd); // another plan
+	EXPECT_EQ(TakeoverOf(true, false, false, false, true), Takeover::kNone); // arrives ended: nothing replaced
+}
+
+// S3: billing's own invoice of the period that adoption voided, or that
+// billing's own payments paid, is not taken by Stripe's (it holds the local
+// payments): Stripe's is kept beside it. An open one is taken.
+TEST(StripeInvoice, AVoidedOrPaidOwnInvoiceIsNotTaken)
+{
+	Event e = ParseEvent(MakeEvent("invoice.paid", PaidInvoice()));
+	StoredInvoice stored;
+	stored.user_id = "u1";
+	stored.subscription_id = 7;
+	stored.own_invoice_id = 41;
+	for (const char *status : {"void", "paid"}) {
+		stored.own_invoice_status = status;
+		InvoiceAction a = DecideInvoice(e, stored);
+		EXPECT_EQ(a.write, InvoiceWrite::kInsert) << status;
+		EXPECT_EQ(a.row.billing_reason, "manual") << status;
+	}
+	stored.own_invoice_status = "open";
+	EXPECT_EQ(DecideInvoice(e, stored).invoice_id, 41);
+}
+
 TEST(StripeRefund, TheChargesPaymentAndOnlyTheNewPartNeverAboveWhatWasPaid)
 {
 	EXPECT_FALSE(RefundedPayment({}));

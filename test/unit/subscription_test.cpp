@@ -281,6 +281,72 @@ TEST(ChangePlan, UpgradeEndsOldAndStartsNewWithProrationInvoice)
 	EXPECT_EQ(out.successor->period_end, At(2027, 2, 14, 12));
 }
 
+// S4 (session 8 money review): billing's lifecycle calls on a subscription
+// Stripe manages are refused (QB010); payments are still accepted.
+TEST(StripeManaged, LifecycleCallsAreRefused)
+{
+	Subscription s = ActiveMonthly();
+	s.stripe_managed = true;
+	Micros at = At(2026, 2, 10);
+	ExpectSqlState([&] { ChangePlan(s, kProMonthly, kProYearly, at); }, "QB010");
+	ExpectSqlState([&] { ChangePlan(s, kProYearly, kProMonthly, at); }, "QB010");
+	ExpectSqlState([&] { Cancel(s, true, at); }, "QB010");
+	ExpectSqlState([&] { Cancel(s, false, at); }, "QB010");
+	ExpectSqlState([&] { Pause(s, at); }, "QB010");
+	ExpectSqlState([&] { Replace(s, kProMonthly, kProYearly, at); }, "QB010");
+	Subscription paused = s;
+	paused.status = Status::kPaused;
+	ExpectSqlState([&] { Resume(paused, at); }, "QB010");
+	Subscription canceled = s;
+	canceled.status = Status::kCanceled;
+	canceled.cancel_at_period_end = true;
+	ExpectSqlState([&] { Reactivate(canceled, at); }, "QB010");
+	EXPECT_NO_THROW(RequirePayable(s, kProMonthly, true, at));
+	EXPECT_NO_THROW(PaymentSucceeded(s, kProMonthly, at, false, 0));
+}
+
+// S1/S6: a Stripe subscription replacing billing's own one ends it by the
+// plan change's rule: plan_changed, its open invoices void, and the unused
+// paid time credited as change_plan's credit line would be.
+TEST(StripeReplacement, EndsAsAPlanChangeAndCreditsTheUnusedPaidTime)
+{
+	// pro_yearly paid 1 Jan 2030, replaced 1 Feb: 28800 x 334 / 365 = 26353.97 -> 26354
+	Subscription s = Stored(Subscribe("u", kProYearly, At(2030, 1, 1), false, false));
+	s = Stored(PaymentSucceeded(s, kProYearly, At(2030, 1, 1), false, 0));
+	Outcome out = ReplaceByStripe(s, At(2030, 2, 1), true, 0, 0);
+	EXPECT_EQ(out.updated.status, Status::kCanceled);
+	EXPECT_EQ(out.updated.end_reason, "plan_changed");
+	EXPECT_EQ(out.updated.ended_at, At(2030, 2, 1));
+	EXPECT_EQ(out.void_reason, "plan_changed");
+	EXPECT_EQ(out.unused_time_credit_cents, 26354);
+	// the same figure change_plan nets into the new plan's invoice
+	Outcome change = ChangePlan(s, kProYearly, kEnterprise, At(2030, 2, 1));
+	ASSERT_TRUE(change.invoice);
+	int64_t credit_line = 0;
+	for (const auto &line : change.invoice->lines)
+		if (line.amount_cents < 0)
+			credit_line = -line.amount_cents;
+	EXPECT_EQ(credit_line, 26354);
+	// an unpaid period (open invoice) credits no time; its void returns what was paid
+	EXPECT_EQ(ReplaceByStripe(s, At(2030, 2, 1), false, 0, 0).unused_time_credit_cents, 0);
+	// a refund of 10000 leaves 18800 x 334 / 365 = 17203.3 -> 17203
+	EXPECT_EQ(ReplaceByStripe(s, At(2030, 2, 1), true, 10000, 0).unused_time_credit_cents, 17203);
+	// never before the replaced subscription's latest recorded change (here its start; a payment later)
+	EXPECT_EQ(ReplaceByStripe(s, At(2029, 12, 1), true, 0, 0).updated.ended_at, At(2030, 1, 1));
+	Subscription later = s;
+	later.last_payment_at = At(2030, 1, 1, 5);
+	EXPECT_EQ(ReplaceByStripe(later, At(2030, 1, 1, 1), true, 0, 0).updated.ended_at, At(2030, 1, 1, 5));
+	// a trial has no paid time
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2030, 1, 1), true, true));
+	EXPECT_EQ(ReplaceByStripe(trial, At(2030, 1, 5), true, 0, 0).unused_time_credit_cents, 0);
+	// another Stripe subscription: Stripe voids and prorates its own invoices
+	s.stripe_managed = true;
+	out = ReplaceByStripe(s, At(2030, 2, 1), true, 0, 0);
+	EXPECT_EQ(out.updated.end_reason, "plan_changed");
+	EXPECT_FALSE(out.void_reason);
+	EXPECT_EQ(out.unused_time_credit_cents, 0);
+}
+
 TEST(ChangePlan, DowngradeIsScheduledAtPeriodEnd)
 {
 	Subscription s = ActiveMonthly();
