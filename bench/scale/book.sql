@@ -151,6 +151,12 @@ SET session_replication_role = origin;
 -- that began with it small scanned it whole, as it grew, until an ANALYZE)
 \echo '   subscription history'
 SELECT billing._history_backfill() AS subscriptions_with_history;
+-- every user with a subscription has a lock row on a running install (each
+-- subscription write makes it; the update from 0.2.0 backfills it): loaded
+-- with the triggers off, the book had none, and the first room or
+-- participant of every owner inserted one where an install only locks it
+INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
+ON CONFLICT (user_id) DO NOTHING;
 
 \echo '   attaching billing to the application (users, rooms, participants)'
 SELECT billing.attach_users('app.users', 'id') AS free_subscriptions_backfilled;

@@ -197,19 +197,20 @@ constexpr const char *kPlanColumns =
 	"id, code, name, tier::pg_catalog.text AS tier, billing_interval::pg_catalog.text AS billing_interval, price_cents, currency, trial_days,"
 	" active";
 
+// The plan read as kPlanColumns, from column `first` of the row.
 Plan
-PlanFromRow(const Row &row)
+PlanFromRow(const Row &row, int first = 0)
 {
 	Plan p;
-	p.id = row.int64_required(0);
-	p.code = row.text_required(1);
-	p.name = row.text_required(2);
-	p.tier = ParseTier(row.text_required(3));
-	p.interval = ParseInterval(row.text_required(4));
-	p.price_cents = row.int64_required(5);
-	p.currency = row.text_required(6);
-	p.trial_days = static_cast<int32_t>(row.int64_required(7));
-	p.active = row.boolean(8);
+	p.id = row.int64_required(first);
+	p.code = row.text_required(first + 1);
+	p.name = row.text_required(first + 2);
+	p.tier = ParseTier(row.text_required(first + 3));
+	p.interval = ParseInterval(row.text_required(first + 4));
+	p.price_cents = row.int64_required(first + 5);
+	p.currency = row.text_required(first + 6);
+	p.trial_days = static_cast<int32_t>(row.int64_required(first + 7));
+	p.active = row.boolean(first + 8);
 	return p;
 }
 
@@ -1284,29 +1285,51 @@ BILLING_FUNCTION(billing_preview_change)
 }
 
 // The subscription of `user_id` that was current at `at`, if any, with
-// past_due_grace and the user's credit balance in its currency read by the
-// same statement (columns 23 and 24).
+// past_due_grace and the user's credit balance in its currency (columns 23
+// and 24), its plan (from column 25) and its scheduled plan (from column 34,
+// NULL when none): one statement where four read them (the quota fill of a
+// new counter runs it for an owner it has never seen).
 struct SubscriptionAtResult {
 	Subscription sub;
 	Micros grace = 0;
 	int64_t credit_cents = 0;
+	billing::Plan plan;
+	std::optional<billing::Plan> scheduled;
 };
+
+constexpr int kSubscriptionAtPlan = 25;
+constexpr int kSubscriptionAtScheduled = kSubscriptionAtPlan + 9;
 
 std::optional<SubscriptionAtResult>
 SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
 {
+	// (billing._setting's answer read in place, as kLatestChangesColumns
+	// does: every caller is billing's owner)
 	static const std::string sql =
-		std::string("SELECT ") + kSubscriptionColumns +
-		", billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval) AS past_due_grace"
+		std::string("SELECT s.*, p.id, p.code, p.name, p.tier::pg_catalog.text, p.billing_interval::pg_catalog.text,"
+					" p.price_cents, p.currency, p.trial_days, p.active,"
+					" n.id, n.code, n.name, n.tier::pg_catalog.text, n.billing_interval::pg_catalog.text,"
+					" n.price_cents, n.currency, n.trial_days, n.active FROM (SELECT ") +
+		kSubscriptionColumns +
+		", billing._interval_micros(COALESCE((SELECT g.value FROM billing.settings g"
+		" WHERE g.key OPERATOR(pg_catalog.=) 'past_due_grace' AND g.deleted_at IS NULL), '14 days')::pg_catalog.interval)"
+		" AS past_due_grace"
 		", (SELECT " + kCreditBalanceSum + kCreditBalanceEntries +
 		" AND e.user_id OPERATOR(pg_catalog.=) s.user_id AND e.currency OPERATOR(pg_catalog.=) s.currency) AS credit_cents"
 		" FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
 		" AND s.started_at OPERATOR(pg_catalog.<=) $2 AND (s.ended_at IS NULL OR s.ended_at OPERATOR(pg_catalog.>) $2)"
-		" ORDER BY s.started_at DESC, s.id DESC LIMIT 1";
+		" ORDER BY s.started_at DESC, s.id DESC LIMIT 1) s"
+		" LEFT JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) s.plan_id"
+		" LEFT JOIN billing.subscription_plans n ON n.id OPERATOR(pg_catalog.=) s.scheduled_plan_id";
 	auto rows = spi.Query(sql, {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
 	if (rows.empty())
 		return std::nullopt;
-	return SubscriptionAtResult{SubscriptionFromRow(rows[0]), rows[0].int64_required(23), rows[0].int64_required(24)};
+	const Row &row = rows[0];
+	SubscriptionAtResult result{SubscriptionFromRow(row), row.int64_required(23), row.int64_required(24),
+								PlanFromRow(row, kSubscriptionAtPlan), std::nullopt};
+	if (!row.is_null(kSubscriptionAtScheduled))
+		result.scheduled = PlanFromRow(row, kSubscriptionAtScheduled);
+	return result;
 }
 
 // The plan that applies to `user_id` at `at` and until when it may hold
@@ -1327,7 +1350,14 @@ billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 				result.plan_id = sub->plan_id;
 			result.changes_at = EndedEntitlementChange(*sub, at, grace);
 		} else {
-			Projection projection = ProjectSubscription(spi, *sub, at, grace, found->credit_cents);
+			// Its open invoices are read only when it has some (unpaid_due_at,
+			// read by the same statement as the subscription).
+			Book book;
+			if (sub->unpaid_due_at)
+				book = LoadBook(spi, *sub, found->credit_cents);
+			else
+				book = Book{*sub, {}, found->credit_cents};
+			Projection projection = Project(book, found->plan, found->scheduled, at, grace);
 			result.plan_id = EntitledPlanId(projection, at, grace);
 			result.changes_at = NextEntitlementChange(projection, at, grace);
 		}

@@ -69,16 +69,34 @@ constexpr const char *kRoomOwnerChanged =
 
 constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
 
-// Whether the install has 0.3.0's billing._quota_prepare (owner argument).
+// Whether the install has 0.3.0's billing._quota_prepare (owner argument):
+// looked up once, again after any change to pg_proc (ALTER EXTENSION UPDATE).
+enum class SchemaKnown : char { kUnknown, kCurrent, kBefore030 };
+SchemaKnown schema_known = SchemaKnown::kUnknown;
+
+void
+ForgetSchema(Datum, int, uint32)
+{
+	schema_known = SchemaKnown::kUnknown;
+}
+
 bool
 HasCurrentSchema()
 {
+	if (schema_known != SchemaKnown::kUnknown)
+		return schema_known == SchemaKnown::kCurrent;
 	bool found = false;
 	PgCall([&] {
+		static bool registered = false;
+		if (!registered) {
+			CacheRegisterSyscacheCallback(PROCOID, ForgetSchema, 0);
+			registered = true;
+		}
 		Oid types[4] = {INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
 		List *name = list_make2(makeString(pstrdup("billing")), makeString(pstrdup("_quota_prepare")));
 		found = OidIsValid(LookupFuncName(name, 4, types, true));
 	});
+	schema_known = found ? SchemaKnown::kCurrent : SchemaKnown::kBefore030;
 	return found;
 }
 
@@ -227,14 +245,23 @@ struct PreparedCounter {
 void
 ShareLockOwner(Spi &spi, const std::string &owner)
 {
+	// Every user with a subscription has the row (each subscription write
+	// makes it): one statement, the lock. Only an owner without one (never
+	// subscribed: Free by default) inserts it.
+	constexpr const char *kLock =
+		"SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE";
+	if (!spi.Query(kLock, {SqlArg::Text(owner)}).empty())
+		return;
 	// A row this transaction has just inserted holds off a subscription
 	// change as a lock would (its INSERT ... ON CONFLICT waits for this
-	// transaction to end): it needs no FOR SHARE of its own.
+	// transaction to end): it needs no FOR SHARE of its own. One another
+	// transaction inserted meanwhile is waited for; then locked (READ
+	// COMMITTED: this new statement sees it; REPEATABLE READ: the INSERT
+	// already failed with 40001, the row not in its snapshot).
 	if (spi.Execute("INSERT INTO billing.user_locks (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
 					{SqlArg::Text(owner)}) == 1)
 		return;
-	spi.Query("SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE",
-			  {SqlArg::Text(owner)});
+	spi.Query(kLock, {SqlArg::Text(owner)});
 }
 
 // The owner's plan (out->owner_id, its user_locks row already locked): its
