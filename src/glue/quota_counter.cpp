@@ -91,8 +91,9 @@ NothingBeyondTheHeap(Relation counters)
 // Whether the fast path can keep every index of the table: plain, immediate
 // btree or hash column indexes. Anything else (added by a DBA) sends every
 // change through the slow path's UPDATE, which keeps any index; checked
-// before anything is written. Also finds the hash index on key the fast
-// path looks counters up with (InvalidOid when it is missing: slow path).
+// before anything is written. Also finds the unique btree on
+// (attachment_id, key), the primary key the fast path looks counters up
+// with (InvalidOid when it is missing: slow path).
 bool
 IndexesAllowFastPath(Relation counters, const CounterColumns &columns, Oid *lookup_index)
 {
@@ -108,7 +109,9 @@ IndexesAllowFastPath(Relation counters, const CounterColumns &columns, Oid *look
 			!heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) ||
 			!heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr))
 			allowed = false;
-		else if (am == HASH_AM_OID && form->indnkeyatts == 1 && form->indkey.values[0] == columns.key &&
+		else if (am == BTREE_AM_OID && form->indisunique && form->indnkeyatts == 2 &&
+				 form->indkey.values[0] == columns.attachment_id && form->indkey.values[1] == columns.key &&
+				 index->rd_opfamily[0] == INTEGER_BTREE_FAM_OID && index->rd_opfamily[1] == TEXT_BTREE_FAM_OID &&
 				 form->indisvalid && form->indisready)
 			*lookup_index = RelationGetRelid(index);
 		index_close(index, AccessShareLock);
@@ -122,7 +125,7 @@ IndexesAllowFastPath(Relation counters, const CounterColumns &columns, Oid *look
 // (ALTER, DROP EXTENSION) forgets it.
 struct CounterRelation {
 	Oid relid;
-	Oid lookup_index;  // hash index on key
+	Oid lookup_index;  // the primary key (attachment_id, key)
 	CounterColumns columns;
 	bool fast_path_allowed;
 };
@@ -180,10 +183,12 @@ SameCounter(HeapTuple tuple, TupleDesc desc, const CounterColumns &columns, int3
 }
 
 // The counter (attachment_id, key) visible to snapshot, copied, or nullptr.
-// Looked up through the hash index on key: one bucket page instead of a
-// btree descent comparing (int, text) pairs through fmgr at every level,
-// about a sixth of the trigger's cost. Hash indexes are lossy and the same
-// key may exist under another attachment, so every candidate is checked.
+// Looked up through the primary key, as the slow path's statements and the
+// new counter's insert find it. (Session 7 looked it up through a hash index
+// on key, one bucket page; but every new counter then wrote an entry into a
+// bucket chosen at random, a full-page image after each checkpoint on a
+// large book, where the primary key's entry for a new room lands beside the
+// previous new room's.) Every candidate is checked again (cheap).
 HeapTuple
 FindCounter(Relation counters, Oid lookup_index, Snapshot snapshot, const CounterColumns &columns,
 			int32 attachment_id, Datum key_text)
@@ -199,11 +204,12 @@ FindCounter(Relation counters, Oid lookup_index, Snapshot snapshot, const Counte
 		index_close(index, NoLock);
 		return nullptr;
 	}
-	ScanKeyData scan_key;
-	ScanKeyInit(&scan_key, 1, HTEqualStrategyNumber, F_TEXTEQ, key_text);
-	scan_key.sk_collation = index->rd_indcollation[0];
-	IndexScanDesc scan = index_beginscan(counters, index, snapshot, 1, 0);
-	index_rescan(scan, &scan_key, 1, nullptr, 0);
+	ScanKeyData scan_keys[2];
+	ScanKeyInit(&scan_keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(attachment_id));
+	ScanKeyInit(&scan_keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, key_text);
+	scan_keys[1].sk_collation = index->rd_indcollation[1];
+	IndexScanDesc scan = index_beginscan(counters, index, snapshot, 2, 0);
+	index_rescan(scan, scan_keys, 2, nullptr, 0);
 	TupleTableSlot *slot = table_slot_create(counters, nullptr);
 	HeapTuple found = nullptr;
 	while (found == nullptr && index_getnext_slot(scan, ForwardScanDirection, slot)) {
