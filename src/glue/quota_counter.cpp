@@ -374,6 +374,81 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 	return outcome;
 }
 
+// The user's billing.user_locks row locked FOR SHARE, as
+// "SELECT FROM billing.user_locks l WHERE l.user_id = $1 FOR SHARE" locks it,
+// without a statement: found through the primary key with a new snapshot
+// (a new statement's, after CommandCounterIncrement, as SPI takes it),
+// locked with table_tuple_lock by the rules of ExecLockRows: a concurrent
+// writer is waited for; READ COMMITTED then locks the version it committed
+// (the key never changes), REPEATABLE READ and SERIALIZABLE fail with 40001.
+UserLockOutcome
+ShareLockUserRow(const char *user)
+{
+	Oid relid = get_relname_relid("user_locks", get_namespace_oid("billing", false));
+	if (!OidIsValid(relid))
+		return UserLockOutcome::kUseSql;
+	Relation locks = table_open(relid, RowShareLock);  // as SELECT ... FOR SHARE
+	AttrNumber user_column = ColumnNumber(RelationGetDescr(locks), "user_id", TEXTOID);
+	Oid key_index = RelationGetPrimaryKeyIndex(locks);
+	if (locks->rd_rel->relam != HEAP_TABLE_AM_OID || locks->rd_rules != nullptr || user_column == InvalidAttrNumber ||
+		!OidIsValid(key_index)) {
+		table_close(locks, NoLock);
+		return UserLockOutcome::kUseSql;
+	}
+	Relation index = index_open(key_index, AccessShareLock);
+	Form_pg_index form = index->rd_index;
+	if (index->rd_rel->relam != BTREE_AM_OID || form->indnkeyatts != 1 || form->indkey.values[0] != user_column ||
+		index->rd_opfamily[0] != TEXT_BTREE_FAM_OID || !form->indisvalid || !form->indisready || form->indcheckxmin) {
+		index_close(index, NoLock);
+		table_close(locks, NoLock);
+		return UserLockOutcome::kUseSql;
+	}
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	Snapshot snapshot = GetActiveSnapshot();
+	ScanKeyData scan_key;
+	ScanKeyInit(&scan_key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(user));
+	scan_key.sk_collation = index->rd_indcollation[0];
+	IndexScanDesc scan = index_beginscan(locks, index, snapshot, 1, 0);
+	index_rescan(scan, &scan_key, 1, nullptr, 0);
+	TupleTableSlot *slot = table_slot_create(locks, nullptr);
+	bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	ItemPointerData tid;
+	ItemPointerSetInvalid(&tid);
+	if (found)
+		tid = slot->tts_tid;
+	index_endscan(scan);
+	UserLockOutcome outcome = UserLockOutcome::kMissing;
+	if (found) {
+		TM_FailureData failure;
+		bool xact_snapshot = IsolationUsesXactSnapshot();
+		TM_Result result = table_tuple_lock(locks, &tid, snapshot, slot, GetCurrentCommandId(true), LockTupleShare,
+											LockWaitBlock, xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+											&failure);
+		switch (result) {
+			case TM_Ok:
+			case TM_SelfModified:  // this transaction's own later version: it holds the row already
+				outcome = UserLockOutcome::kLocked;
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (xact_snapshot)
+					ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+									errmsg("could not serialize access due to concurrent update")));
+				if (result == TM_Updated)
+					elog(ERROR, "unexpected result %d locking a user's lock row", static_cast<int>(result));
+				break;  // deleted meanwhile: missing
+			default:
+				elog(ERROR, "unexpected result %d locking a user's lock row", static_cast<int>(result));
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(index, NoLock);
+	table_close(locks, NoLock);
+	return outcome;
+}
+
 CounterOutcome
 ChangeCounterGuarded(int32_t attachment_id, const char *key, const CounterRequest &request)
 {
@@ -412,6 +487,14 @@ CounterOutcome
 DecrementCounter(int32_t attachment_id, const char *key)
 {
 	return ChangeCounterGuarded(attachment_id, key, {false, {}});
+}
+
+UserLockOutcome
+ShareLockUser(const std::string &user)
+{
+	UserLockOutcome outcome = UserLockOutcome::kUseSql;
+	PgCall([&] { outcome = ShareLockUserRow(user.c_str()); });
+	return outcome;
 }
 
 }  // namespace billing::glue

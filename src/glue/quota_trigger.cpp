@@ -250,8 +250,15 @@ ShareLockOwner(Spi &spi, const std::string &owner)
 	// subscribed: Free by default) inserts it.
 	constexpr const char *kLock =
 		"SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE";
-	if (!spi.Query(kLock, {SqlArg::Text(owner)}).empty())
-		return;
+	switch (ShareLockUser(owner)) {
+		case UserLockOutcome::kLocked:
+			return;
+		case UserLockOutcome::kMissing:
+			break;
+		case UserLockOutcome::kUseSql:
+			if (!spi.Query(kLock, {SqlArg::Text(owner)}).empty())
+				return;
+	}
 	// A row this transaction has just inserted holds off a subscription
 	// change as a lock would (its INSERT ... ON CONFLICT waits for this
 	// transaction to end): it needs no FOR SHARE of its own. One another
