@@ -21,8 +21,8 @@ CREATE FUNCTION counts_match() RETURNS boolean LANGUAGE sql AS $$
 		WHERE r.n IS DISTINCT FROM q.used)
 $$;
 -- Every index of the counters holds every live version: amcheck's
--- heapallindexed for the btrees; for the hash index the trigger looks
--- counters up with, every counter must be found through it.
+-- heapallindexed for the btrees; and every counter is found through the
+-- primary key, as the trigger looks counters up.
 CREATE FUNCTION counter_indexes_complete() RETURNS boolean LANGUAGE plpgsql
 SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE
@@ -34,16 +34,18 @@ BEGIN
 		PERFORM bt_index_check(i, heapallindexed => true);
 	END LOOP;
 	RETURN NOT EXISTS (SELECT FROM billing.quota_counters q
-					   WHERE NOT EXISTS (SELECT FROM billing.quota_counters h WHERE h.key = q.key AND h.ctid = q.ctid));
+					   WHERE NOT EXISTS (SELECT FROM billing.quota_counters h WHERE h.attachment_id = q.attachment_id
+														AND h.key = q.key AND h.ctid = q.ctid));
 END
 $$;
--- (the probe goes through the hash index)
+-- (the probe goes through the primary key)
 SET enable_seqscan = off;
 SET enable_bitmapscan = off;
 SET enable_hashjoin = off;
 SET enable_mergejoin = off;
 EXPLAIN (COSTS OFF) SELECT FROM billing.quota_counters q
-	WHERE NOT EXISTS (SELECT FROM billing.quota_counters h WHERE h.key = q.key AND h.ctid = q.ctid);
+	WHERE NOT EXISTS (SELECT FROM billing.quota_counters h WHERE h.attachment_id = q.attachment_id
+						AND h.key = q.key AND h.ctid = q.ctid);
 RESET enable_seqscan;
 RESET enable_bitmapscan;
 RESET enable_hashjoin;

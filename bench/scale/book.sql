@@ -156,7 +156,8 @@ SELECT billing._history_backfill() AS subscriptions_with_history;
 -- triggers off, the book had none: nearly every lifecycle call measured made
 -- its user's row, and maintenance inserted 1,000 rows per page into a table
 -- its kept plan had seen empty (a sequential scan of all the lock rows
--- written so far for every page: its batches slowed as it went)
+-- written so far for every page: its batches slowed as it went), and the
+-- first room or participant of every owner inserted one
 \echo '   user lock rows'
 INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
 ON CONFLICT (user_id) DO NOTHING;

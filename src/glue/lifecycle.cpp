@@ -65,6 +65,18 @@ constexpr const char *kSubscriptionColumns =
 	" AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL) AS unpaid_due_at, "
 	"stripe_subscription_id IS NOT NULL AS stripe_managed";
 
+// kSubscriptionColumns with the times as stored, for Spi::QueryCoreTimes
+// (which reads them as the core's time, as billing._micros computes it):
+// the same row for SubscriptionFromRow without 14 conversions to set up and
+// run per statement.
+constexpr const char *kSubscriptionColumnsTimes =
+	"id, user_id, plan_id, status::pg_catalog.text AS status, price_cents, currency, billing_interval::pg_catalog.text AS billing_interval, "
+	"started_at, billing_anchor, current_period_start, current_period_end, trial_start, trial_end, cancel_at_period_end, "
+	"canceled_at, ended_at, paused_at, past_due_since, scheduled_plan_id, scheduled_change_at, end_reason, "
+	"(SELECT pg_catalog.min(i.due_at) FROM billing.invoices i WHERE i.subscription_id OPERATOR(pg_catalog.=) s.id"
+	" AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL) AS unpaid_due_at, "
+	"stripe_subscription_id IS NOT NULL AS stripe_managed";
+
 Subscription
 SubscriptionFromRow(const Row &row)
 {
@@ -1441,7 +1453,8 @@ BILLING_FUNCTION(billing_preview_change)
 
 // The subscription of `user_id` that was current at `at`, if any, with
 // past_due_grace and the user's credit balance in its currency read by the
-// same statement (columns 23 and 24).
+// same statement (columns 23 and 24), its times read in binary
+// (Spi::QueryCoreTimes: fourteen conversions fewer to set up and run).
 struct SubscriptionAtResult {
 	Subscription sub;
 	Micros grace = 0;
@@ -1451,15 +1464,19 @@ struct SubscriptionAtResult {
 std::optional<SubscriptionAtResult>
 SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
 {
+	// (billing._setting's answer read in place, as kLatestChangesColumns
+	// does: every caller is billing's owner)
 	static const std::string sql =
-		std::string("SELECT ") + kSubscriptionColumns +
-		", billing._interval_micros(billing._setting('past_due_grace', '14 days')::pg_catalog.interval) AS past_due_grace"
+		std::string("SELECT ") + kSubscriptionColumnsTimes +
+		", billing._interval_micros(COALESCE((SELECT g.value FROM billing.settings g"
+		" WHERE g.key OPERATOR(pg_catalog.=) 'past_due_grace' AND g.deleted_at IS NULL), '14 days')::pg_catalog.interval)"
+		" AS past_due_grace"
 		", (SELECT " + kCreditBalanceSum + kCreditBalanceEntries +
 		" AND e.user_id OPERATOR(pg_catalog.=) s.user_id AND e.currency OPERATOR(pg_catalog.=) s.currency) AS credit_cents"
 		" FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
 		" AND s.started_at OPERATOR(pg_catalog.<=) $2 AND (s.ended_at IS NULL OR s.ended_at OPERATOR(pg_catalog.>) $2)"
 		" ORDER BY s.started_at DESC, s.id DESC LIMIT 1";
-	auto rows = spi.Query(sql, {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
+	auto rows = spi.QueryCoreTimes(sql, {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
 	if (rows.empty())
 		return std::nullopt;
 	return SubscriptionAtResult{SubscriptionFromRow(rows[0]), rows[0].int64_required(23), rows[0].int64_required(24)};
@@ -1483,7 +1500,21 @@ billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 				result.plan_id = sub->plan_id;
 			result.changes_at = EndedEntitlementChange(*sub, at, grace);
 		} else {
-			Projection projection = ProjectSubscription(spi, *sub, at, grace, found->credit_cents);
+			// Its open invoices are read only when it has some (unpaid_due_at,
+			// read by the same statement as the subscription). (Its plans
+			// joined to that statement cost more than their own statements:
+			// a wide row through two more nested loops; callgrind, per first
+			// participant: 0.89 M instructions joined, 0.79 M apart.)
+			Book book;
+			if (sub->unpaid_due_at)
+				book = LoadBook(spi, *sub, found->credit_cents);
+			else
+				book = Book{*sub, {}, found->credit_cents};
+			billing::Plan plan = LoadPlanById(spi, sub->plan_id);
+			std::optional<billing::Plan> scheduled;
+			if (sub->scheduled_plan_id)
+				scheduled = LoadPlanById(spi, *sub->scheduled_plan_id);
+			Projection projection = Project(book, plan, scheduled, at, grace);
 			result.plan_id = EntitledPlanId(projection, at, grace);
 			result.changes_at = NextEntitlementChange(projection, at, grace);
 		}

@@ -91,8 +91,9 @@ NothingBeyondTheHeap(Relation counters)
 // Whether the fast path can keep every index of the table: plain, immediate
 // btree or hash column indexes. Anything else (added by a DBA) sends every
 // change through the slow path's UPDATE, which keeps any index; checked
-// before anything is written. Also finds the hash index on key the fast
-// path looks counters up with (InvalidOid when it is missing: slow path).
+// before anything is written. Also finds the unique btree on
+// (attachment_id, key), the primary key the fast path looks counters up
+// with (InvalidOid when it is missing: slow path).
 bool
 IndexesAllowFastPath(Relation counters, const CounterColumns &columns, Oid *lookup_index)
 {
@@ -108,7 +109,9 @@ IndexesAllowFastPath(Relation counters, const CounterColumns &columns, Oid *look
 			!heap_attisnull(index->rd_indextuple, Anum_pg_index_indexprs, nullptr) ||
 			!heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, nullptr))
 			allowed = false;
-		else if (am == HASH_AM_OID && form->indnkeyatts == 1 && form->indkey.values[0] == columns.key &&
+		else if (am == BTREE_AM_OID && form->indisunique && form->indnkeyatts == 2 &&
+				 form->indkey.values[0] == columns.attachment_id && form->indkey.values[1] == columns.key &&
+				 index->rd_opfamily[0] == INTEGER_BTREE_FAM_OID && index->rd_opfamily[1] == TEXT_BTREE_FAM_OID &&
 				 form->indisvalid && form->indisready)
 			*lookup_index = RelationGetRelid(index);
 		index_close(index, AccessShareLock);
@@ -122,7 +125,7 @@ IndexesAllowFastPath(Relation counters, const CounterColumns &columns, Oid *look
 // (ALTER, DROP EXTENSION) forgets it.
 struct CounterRelation {
 	Oid relid;
-	Oid lookup_index;  // hash index on key
+	Oid lookup_index;  // the primary key (attachment_id, key)
 	CounterColumns columns;
 	bool fast_path_allowed;
 };
@@ -180,10 +183,12 @@ SameCounter(HeapTuple tuple, TupleDesc desc, const CounterColumns &columns, int3
 }
 
 // The counter (attachment_id, key) visible to snapshot, copied, or nullptr.
-// Looked up through the hash index on key: one bucket page instead of a
-// btree descent comparing (int, text) pairs through fmgr at every level,
-// about a sixth of the trigger's cost. Hash indexes are lossy and the same
-// key may exist under another attachment, so every candidate is checked.
+// Looked up through the primary key, as the slow path's statements and the
+// new counter's insert find it. (Session 7 looked it up through a hash index
+// on key, one bucket page; but every new counter then wrote an entry into a
+// bucket chosen at random, a full-page image after each checkpoint on a
+// large book, where the primary key's entry for a new room lands beside the
+// previous new room's.) Every candidate is checked again (cheap).
 HeapTuple
 FindCounter(Relation counters, Oid lookup_index, Snapshot snapshot, const CounterColumns &columns,
 			int32 attachment_id, Datum key_text)
@@ -199,11 +204,12 @@ FindCounter(Relation counters, Oid lookup_index, Snapshot snapshot, const Counte
 		index_close(index, NoLock);
 		return nullptr;
 	}
-	ScanKeyData scan_key;
-	ScanKeyInit(&scan_key, 1, HTEqualStrategyNumber, F_TEXTEQ, key_text);
-	scan_key.sk_collation = index->rd_indcollation[0];
-	IndexScanDesc scan = index_beginscan(counters, index, snapshot, 1, 0);
-	index_rescan(scan, &scan_key, 1, nullptr, 0);
+	ScanKeyData scan_keys[2];
+	ScanKeyInit(&scan_keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(attachment_id));
+	ScanKeyInit(&scan_keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, key_text);
+	scan_keys[1].sk_collation = index->rd_indcollation[1];
+	IndexScanDesc scan = index_beginscan(counters, index, snapshot, 2, 0);
+	index_rescan(scan, scan_keys, 2, nullptr, 0);
 	TupleTableSlot *slot = table_slot_create(counters, nullptr);
 	HeapTuple found = nullptr;
 	while (found == nullptr && index_getnext_slot(scan, ForwardScanDirection, slot)) {
@@ -372,6 +378,81 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 	return outcome;
 }
 
+// The user's billing.user_locks row locked FOR SHARE, as
+// "SELECT FROM billing.user_locks l WHERE l.user_id = $1 FOR SHARE" locks it,
+// without a statement: found through the primary key with a new snapshot
+// (a new statement's, after CommandCounterIncrement, as SPI takes it),
+// locked with table_tuple_lock by the rules of ExecLockRows: a concurrent
+// writer is waited for; READ COMMITTED then locks the version it committed
+// (the key never changes), REPEATABLE READ and SERIALIZABLE fail with 40001.
+UserLockOutcome
+ShareLockUserRow(const char *user)
+{
+	Oid relid = get_relname_relid("user_locks", get_namespace_oid("billing", false));
+	if (!OidIsValid(relid))
+		return UserLockOutcome::kUseSql;
+	Relation locks = table_open(relid, RowShareLock);  // as SELECT ... FOR SHARE
+	AttrNumber user_column = ColumnNumber(RelationGetDescr(locks), "user_id", TEXTOID);
+	Oid key_index = RelationGetPrimaryKeyIndex(locks);
+	if (locks->rd_rel->relam != HEAP_TABLE_AM_OID || locks->rd_rules != nullptr || user_column == InvalidAttrNumber ||
+		!OidIsValid(key_index)) {
+		table_close(locks, NoLock);
+		return UserLockOutcome::kUseSql;
+	}
+	Relation index = index_open(key_index, AccessShareLock);
+	Form_pg_index form = index->rd_index;
+	if (index->rd_rel->relam != BTREE_AM_OID || form->indnkeyatts != 1 || form->indkey.values[0] != user_column ||
+		index->rd_opfamily[0] != TEXT_BTREE_FAM_OID || !form->indisvalid || !form->indisready || form->indcheckxmin) {
+		index_close(index, NoLock);
+		table_close(locks, NoLock);
+		return UserLockOutcome::kUseSql;
+	}
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	Snapshot snapshot = GetActiveSnapshot();
+	ScanKeyData scan_key;
+	ScanKeyInit(&scan_key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(user));
+	scan_key.sk_collation = index->rd_indcollation[0];
+	IndexScanDesc scan = index_beginscan(locks, index, snapshot, 1, 0);
+	index_rescan(scan, &scan_key, 1, nullptr, 0);
+	TupleTableSlot *slot = table_slot_create(locks, nullptr);
+	bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	ItemPointerData tid;
+	ItemPointerSetInvalid(&tid);
+	if (found)
+		tid = slot->tts_tid;
+	index_endscan(scan);
+	UserLockOutcome outcome = UserLockOutcome::kMissing;
+	if (found) {
+		TM_FailureData failure;
+		bool xact_snapshot = IsolationUsesXactSnapshot();
+		TM_Result result = table_tuple_lock(locks, &tid, snapshot, slot, GetCurrentCommandId(true), LockTupleShare,
+											LockWaitBlock, xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+											&failure);
+		switch (result) {
+			case TM_Ok:
+			case TM_SelfModified:  // this transaction's own later version: it holds the row already
+				outcome = UserLockOutcome::kLocked;
+				break;
+			case TM_Updated:
+			case TM_Deleted:
+				if (xact_snapshot)
+					ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+									errmsg("could not serialize access due to concurrent update")));
+				if (result == TM_Updated)
+					elog(ERROR, "unexpected result %d locking a user's lock row", static_cast<int>(result));
+				break;  // deleted meanwhile: missing
+			default:
+				elog(ERROR, "unexpected result %d locking a user's lock row", static_cast<int>(result));
+		}
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(index, NoLock);
+	table_close(locks, NoLock);
+	return outcome;
+}
+
 CounterOutcome
 ChangeCounterGuarded(int32_t attachment_id, const char *key, const CounterRequest &request)
 {
@@ -410,6 +491,14 @@ CounterOutcome
 DecrementCounter(int32_t attachment_id, const char *key)
 {
 	return ChangeCounterGuarded(attachment_id, key, {false, {}});
+}
+
+UserLockOutcome
+ShareLockUser(const std::string &user)
+{
+	UserLockOutcome outcome = UserLockOutcome::kUseSql;
+	PgCall([&] { outcome = ShareLockUserRow(user.c_str()); });
+	return outcome;
 }
 
 }  // namespace billing::glue

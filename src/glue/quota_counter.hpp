@@ -38,6 +38,14 @@ enum class CounterOutcome {
 
 class Spi;
 
+// The lock protocol's first step for a counter's owner: the owner's
+// billing.user_locks row FOR SHARE, as SELECT ... FOR SHARE takes it, but
+// through the table's primary key without a statement. kMissing: no row in
+// a new snapshot (the caller inserts it); kUseSql: the table is not as
+// billing made it (the caller runs the SELECT).
+enum class UserLockOutcome { kLocked, kMissing, kUseSql };
+UserLockOutcome ShareLockUser(const std::string &user);
+
 // Any write to users' subscriptions makes the cached limits of those users'
 // counters stale: each user's billing.user_locks row is written first, in
 // user order (sorted by the column's collation; waiting for a fill in

@@ -90,24 +90,45 @@ constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.no
 
 // A deleted user's subscriptions are canceled now through billing.cancel
 // (the core's rule: ended now, back to Free), all but a plain Free one,
-// which billing::Cancel refuses and which grants nothing to take back.
+// which billing::Cancel refuses and which grants nothing to take back, and
+// a Stripe-managed one (Stripe cancels a deleted customer's subscriptions
+// and its event ends billing's row; billing.cancel refuses it, QB010).
 constexpr const char *kEndDeletedUser =
 	"SELECT billing.cancel(s.id, false, pg_catalog.now()) FROM billing.subscriptions s"
 	" WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL"
 	" AND NOT (s.price_cents OPERATOR(pg_catalog.=) 0 AND s.current_period_end IS NULL"
 	" AND s.status OPERATOR(pg_catalog.=) 'active'::billing.subscription_status)"
+	" AND s.stripe_subscription_id IS NULL"
 	" ORDER BY s.id";
 
-// Whether the install has 0.3.0's billing._quota_prepare (owner argument).
+// Whether the install has 0.3.0's billing._quota_prepare (owner argument):
+// looked up once, again after any change to pg_proc (ALTER EXTENSION UPDATE).
+enum class SchemaKnown : char { kUnknown, kCurrent, kBefore030 };
+SchemaKnown schema_known = SchemaKnown::kUnknown;
+
+void
+ForgetSchema(Datum, int, uint32)
+{
+	schema_known = SchemaKnown::kUnknown;
+}
+
 bool
 HasCurrentSchema()
 {
+	if (schema_known != SchemaKnown::kUnknown)
+		return schema_known == SchemaKnown::kCurrent;
 	bool found = false;
 	PgCall([&] {
+		static bool registered = false;
+		if (!registered) {
+			CacheRegisterSyscacheCallback(PROCOID, ForgetSchema, 0);
+			registered = true;
+		}
 		Oid types[4] = {INT4OID, TEXTOID, TIMESTAMPTZOID, TEXTOID};
 		List *name = list_make2(makeString(pstrdup("billing")), makeString(pstrdup("_quota_prepare")));
 		found = OidIsValid(LookupFuncName(name, 4, types, true));
 	});
+	schema_known = found ? SchemaKnown::kCurrent : SchemaKnown::kBefore030;
 	return found;
 }
 
@@ -262,14 +283,30 @@ struct PreparedCounter {
 void
 ShareLockOwner(Spi &spi, const std::string &owner)
 {
+	// Every user with a subscription has the row (each subscription write
+	// makes it): one statement, the lock. Only an owner without one (never
+	// subscribed: Free by default) inserts it.
+	constexpr const char *kLock =
+		"SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE";
+	switch (ShareLockUser(owner)) {
+		case UserLockOutcome::kLocked:
+			return;
+		case UserLockOutcome::kMissing:
+			break;
+		case UserLockOutcome::kUseSql:
+			if (!spi.Query(kLock, {SqlArg::Text(owner)}).empty())
+				return;
+	}
 	// A row this transaction has just inserted holds off a subscription
 	// change as a lock would (its INSERT ... ON CONFLICT waits for this
-	// transaction to end): it needs no FOR SHARE of its own.
+	// transaction to end): it needs no FOR SHARE of its own. One another
+	// transaction inserted meanwhile is waited for; then locked (READ
+	// COMMITTED: this new statement sees it; REPEATABLE READ: the INSERT
+	// already failed with 40001, the row not in its snapshot).
 	if (spi.Execute("INSERT INTO billing.user_locks (user_id) VALUES ($1) ON CONFLICT (user_id) DO NOTHING",
 					{SqlArg::Text(owner)}) == 1)
 		return;
-	spi.Query("SELECT FROM billing.user_locks l WHERE l.user_id OPERATOR(pg_catalog.=) $1 FOR SHARE",
-			  {SqlArg::Text(owner)});
+	spi.Query(kLock, {SqlArg::Text(owner)});
 }
 
 // The owner's plan (out->owner_id, its user_locks row already locked): its

@@ -322,15 +322,23 @@ Spi::Query(const std::string &sql, const std::vector<SqlArg> &args)
 	return CollectRows(Run(sql, args));
 }
 
+std::vector<Row>
+Spi::QueryCoreTimes(const std::string &sql, const std::vector<SqlArg> &args)
+{
+	return CollectRows(Run(sql, args), true);
+}
+
 namespace {
 
 // How one result column is read.
-enum class ColumnRead : char { kInt8, kInt4, kInt2, kOid, kBool, kBytes, kOutput };
+enum class ColumnRead : char { kInt8, kInt4, kInt2, kOid, kBool, kBytes, kOutput, kCoreTime };
 
 ColumnRead
-ReadOf(Oid type)
+ReadOf(Oid type, bool core_times)
 {
 	switch (type) {
+	case TIMESTAMPTZOID:
+		return core_times ? ColumnRead::kCoreTime : ColumnRead::kOutput;
 	case INT8OID:
 		return ColumnRead::kInt8;
 	case INT4OID:
@@ -364,7 +372,7 @@ struct RawValue {
 // allocated for them: without that, every query of a long loop (maintenance
 // over many subscriptions) would keep its result until SPI_finish.
 std::vector<Row>
-Spi::CollectRows(uint64_t n)
+Spi::CollectRows(uint64_t n, bool core_times)
 {
 	std::vector<Row> rows;
 	SPITupleTable *table = SPI_tuptable;
@@ -380,7 +388,7 @@ Spi::CollectRows(uint64_t n)
 		names->reserve(natts);
 		for (int c = 0; c < natts; c++) {
 			names->emplace_back(NameStr(TupleDescAttr(desc, c)->attname));
-			reads.push_back(ReadOf(TupleDescAttr(desc, c)->atttypid));
+			reads.push_back(ReadOf(TupleDescAttr(desc, c)->atttypid, core_times));
 		}
 	}
 	RawValue *raw = nullptr;
@@ -423,6 +431,17 @@ Spi::CollectRows(uint64_t n)
 				case ColumnRead::kBool:
 					v.i = DatumGetBool(d) ? 1 : 0;
 					break;
+				case ColumnRead::kCoreTime: {
+					// as billing._micros(t) computes it (t - '1970-01-01'): an
+					// infinity or a time beyond int64 is 22008, as there
+					TimestampTz t = DatumGetTimestampTz(d);
+					if (TIMESTAMP_NOT_FINITE(t))
+						ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+										errmsg("cannot subtract infinite timestamps")));
+					if (pg_add_s64_overflow(t, (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY, &v.i))
+						ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE), errmsg("timestamp out of range")));
+					break;
+				}
 				case ColumnRead::kBytes: {
 					struct varlena *original = reinterpret_cast<struct varlena *>(DatumGetPointer(d));
 					struct varlena *text = pg_detoast_datum_packed(original);

@@ -295,6 +295,7 @@ BEGIN
 			   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
 			   FOR UPDATE) l;
 	PERFORM billing._usage_daily_add(owners, metrics, days, quantities);
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone);
 	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
 END
 $$;

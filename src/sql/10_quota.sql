@@ -5,8 +5,13 @@
 
 -- The two columns an insert changes come first and side by side: an update
 -- logs only the bytes that differ, so the WAL record stays small.
+-- No foreign key to billing.attachments: its check on every new counter was
+-- a statement and a row lock (a MultiXact when first participants race) of
+-- the same attachments row per first participant. The counters go with
+-- their attachment where billing deletes it (_attachment_forget,
+-- _after_drop_table), each time after the table's triggers are gone.
 CREATE TABLE billing.quota_counters (
-	attachment_id integer NOT NULL REFERENCES billing.attachments (id) ON DELETE CASCADE,
+	attachment_id integer NOT NULL,
 	used bigint NOT NULL DEFAULT 0 CHECK (used >= 0),
 	usage_pending bigint NOT NULL DEFAULT 0 CHECK (usage_pending >= 0),
 	cap bigint,                          -- cached limit; NULL = unlimited
@@ -21,10 +26,11 @@ CREATE TABLE billing.quota_counters (
 ) WITH (fillfactor = 20);
 COMMENT ON TABLE billing.quota_counters IS
 	'Rows counted per owner or room, with the cached limit; maintained by the quota triggers';
+-- The primary key is how the trigger's fast path finds a counter too (a new
+-- room's entry lands beside the previous new room's; a hash index on key
+-- scattered them, a full-page image per first participant on a large book).
+-- The owner index is how a subscription change finds the owner's counters.
 CREATE INDEX quota_counters_owner ON billing.quota_counters (owner_id);
--- How the trigger's fast path finds a counter: one hash bucket page, cheaper
--- than descending the primary key (which keeps the pair unique).
-CREATE INDEX quota_counters_key ON billing.quota_counters USING hash (key);
 -- How the rollup finds the counters with pending usage without reading every
 -- counter: a counter counts usage only into its open day (usage_day), and
 -- the rollup closes a day once it is over (usage_day NULL, usage_pending 0),
@@ -211,6 +217,8 @@ CREATE FUNCTION billing._attachment_forget(p_relation regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._check_session_owns(p_relation);
+	DELETE FROM billing.quota_counters q USING billing.attachments a
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) a.id AND a.relation OPERATOR(pg_catalog.=) p_relation;
 	DELETE FROM billing.attachments a WHERE a.relation OPERATOR(pg_catalog.=) p_relation;
 END
 $$;

@@ -372,6 +372,8 @@ CREATE FUNCTION billing._attachment_forget(p_relation regclass) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._check_session_owns(p_relation);
+	DELETE FROM billing.quota_counters q USING billing.attachments a
+	 WHERE q.attachment_id OPERATOR(pg_catalog.=) a.id AND a.relation OPERATOR(pg_catalog.=) p_relation;
 	DELETE FROM billing.attachments a WHERE a.relation OPERATOR(pg_catalog.=) p_relation;
 END
 $$;
@@ -2578,6 +2580,7 @@ BEGIN
 			   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
 			   FOR UPDATE) l;
 	PERFORM billing._usage_daily_add(owners, metrics, days, quantities);
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone);
 	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
 END
 $$;
@@ -2593,6 +2596,12 @@ CREATE OR REPLACE FUNCTION billing._quota_prepare(p_attachment integer, p_key te
 									   OUT cap_valid_until timestamptz, OUT owner_id text)
 LANGUAGE c CALLED ON NULL INPUT SET search_path = pg_catalog, pg_temp
 AS 'MODULE_PATHNAME', 'billing_quota_prepare';
+-- A first participant's counter: no foreign-key check (a statement and a
+-- lock of the attachment's row; billing deletes the counters with their
+-- attachment itself) and no hash index entry (the fast path finds counters
+-- through the primary key, whose entry for a new room lands beside the last).
+ALTER TABLE billing.quota_counters DROP CONSTRAINT quota_counters_attachment_id_fkey;
+DROP INDEX billing.quota_counters_key;
 
 
 -- run_maintenance_batches: a NULL batch size is 22004 (it looped until statement_timeout).
