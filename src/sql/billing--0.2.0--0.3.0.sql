@@ -643,11 +643,22 @@ $$;
 CREATE OR REPLACE FUNCTION billing._user_inserted() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_user_inserted';
 
+-- Internal: a type's base type (a domain's, through nested domains).
+CREATE FUNCTION billing._base_type(t regtype) RETURNS regtype
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+	WITH RECURSIVE d AS (
+		SELECT ty.oid, ty.typbasetype FROM pg_catalog.pg_type ty WHERE ty.oid OPERATOR(pg_catalog.=) t
+		UNION ALL
+		SELECT ty.oid, ty.typbasetype FROM pg_catalog.pg_type ty JOIN d ON ty.oid OPERATOR(pg_catalog.=) d.typbasetype)
+	SELECT d.oid::pg_catalog.regtype FROM d WHERE d.typbasetype OPERATOR(pg_catalog.=) 0
+$$;
+
 CREATE FUNCTION billing._check_attachable(relation regclass, columns name[]) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	rel record;
 	col name;
+	key_type record;
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
 	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
@@ -671,6 +682,29 @@ BEGIN
 		PERFORM billing._check_column(relation, col);
 		IF NOT pg_catalog.has_column_privilege(relation, col, 'SELECT') THEN
 			RAISE EXCEPTION 'permission denied for column % of table %', col, relation USING ERRCODE = '42501';
+		END IF;
+		-- A key is counted by its text: only types whose text is one value's
+		-- alone, whatever the session's settings (not numeric's 42 and 42.0,
+		-- bytea's two output styles, citext's cases), and no collation that
+		-- calls two texts equal (attack finding 63).
+		CONTINUE WHEN col OPERATOR(pg_catalog.=) 'deleted_at';
+		SELECT pg_catalog.format_type(a.atttypid, NULL) AS type_name, billing._base_type(a.atttypid) AS base,
+			   COALESCE((SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co
+						  WHERE co.oid OPERATOR(pg_catalog.=) a.attcollation), false) AS fuzzy
+		  INTO key_type
+		  FROM pg_catalog.pg_attribute a
+		 WHERE a.attrelid OPERATOR(pg_catalog.=) relation AND a.attname OPERATOR(pg_catalog.=) col;
+		IF key_type.base NOT IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype,
+								 'pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype,
+								 'pg_catalog.int8'::pg_catalog.regtype, 'pg_catalog.uuid'::pg_catalog.regtype) THEN
+			RAISE EXCEPTION 'billing cannot count keys of type %', key_type.type_name
+				USING ERRCODE = '42804', DETAIL = pg_catalog.format('Column %I of %s is a key billing counts by its text.', col, relation),
+					  HINT = 'Use a key column of type text, varchar, smallint, integer, bigint or uuid.';
+		END IF;
+		IF key_type.fuzzy THEN
+			RAISE EXCEPTION 'billing cannot count keys with a nondeterministic collation'
+				USING ERRCODE = '0A000', DETAIL = pg_catalog.format('Column %I of %s compares texts that differ as equal.', col, relation),
+					  HINT = 'Give the key column a deterministic collation, or store its keys normalised (lower case, say).';
 		END IF;
 	END LOOP;
 END
@@ -2917,75 +2951,6 @@ $$;
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
 -- are taken back first so that they come out in a fresh install's order).
 REVOKE ALL ON billing.pricing FROM billing_analyst, billing_admin;
--- Session 8: attach_* refuses keys billing cannot count by their text (attack
--- finding 63).
--- Internal: a type's base type (a domain's, through nested domains).
-CREATE FUNCTION billing._base_type(t regtype) RETURNS regtype
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-	WITH RECURSIVE d AS (
-		SELECT ty.oid, ty.typbasetype FROM pg_catalog.pg_type ty WHERE ty.oid OPERATOR(pg_catalog.=) t
-		UNION ALL
-		SELECT ty.oid, ty.typbasetype FROM pg_catalog.pg_type ty JOIN d ON ty.oid OPERATOR(pg_catalog.=) d.typbasetype)
-	SELECT d.oid::pg_catalog.regtype FROM d WHERE d.typbasetype OPERATOR(pg_catalog.=) 0
-$$;
-
-CREATE OR REPLACE FUNCTION billing._check_attachable(relation regclass, columns name[]) RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-	rel record;
-	col name;
-	key_type record;
-BEGIN
-	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
-	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
-	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-	 WHERE c.oid OPERATOR(pg_catalog.=) relation;
-	IF NOT FOUND THEN
-		RAISE EXCEPTION 'relation with OID % does not exist', relation::pg_catalog.oid USING ERRCODE = '42P01';
-	END IF;
-	IF rel.nspname IN ('billing', 'pg_catalog', 'information_schema') OR rel.nspname OPERATOR(pg_catalog.~~) 'pg\_toast%' THEN
-		RAISE EXCEPTION 'cannot attach billing to %', relation
-			USING ERRCODE = '42501', DETAIL = 'Billing''s own tables and system catalogs cannot be attached.';
-	END IF;
-	IF rel.relkind NOT IN ('r', 'p') THEN
-		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = '42809';
-	END IF;
-	IF NOT pg_catalog.pg_has_role(rel.relowner, 'USAGE') THEN
-		RAISE EXCEPTION 'must be owner of table %', relation
-			USING ERRCODE = '42501', HINT = 'Billing is attached to a table by its owner, as CREATE TRIGGER requires.';
-	END IF;
-	FOREACH col IN ARRAY columns LOOP
-		PERFORM billing._check_column(relation, col);
-		IF NOT pg_catalog.has_column_privilege(relation, col, 'SELECT') THEN
-			RAISE EXCEPTION 'permission denied for column % of table %', col, relation USING ERRCODE = '42501';
-		END IF;
-		-- A key is counted by its text: only types whose text is one value's
-		-- alone, whatever the session's settings (not numeric's 42 and 42.0,
-		-- bytea's two output styles, citext's cases), and no collation that
-		-- calls two texts equal (attack finding 63).
-		CONTINUE WHEN col OPERATOR(pg_catalog.=) 'deleted_at';
-		SELECT pg_catalog.format_type(a.atttypid, NULL) AS type_name, billing._base_type(a.atttypid) AS base,
-			   COALESCE((SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co
-						  WHERE co.oid OPERATOR(pg_catalog.=) a.attcollation), false) AS fuzzy
-		  INTO key_type
-		  FROM pg_catalog.pg_attribute a
-		 WHERE a.attrelid OPERATOR(pg_catalog.=) relation AND a.attname OPERATOR(pg_catalog.=) col;
-		IF key_type.base NOT IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype,
-								 'pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype,
-								 'pg_catalog.int8'::pg_catalog.regtype, 'pg_catalog.uuid'::pg_catalog.regtype) THEN
-			RAISE EXCEPTION 'billing cannot count keys of type %', key_type.type_name
-				USING ERRCODE = '42804', DETAIL = pg_catalog.format('Column %I of %s is a key billing counts by its text.', col, relation),
-					  HINT = 'Use a key column of type text, varchar, smallint, integer, bigint or uuid.';
-		END IF;
-		IF key_type.fuzzy THEN
-			RAISE EXCEPTION 'billing cannot count keys with a nondeterministic collation'
-				USING ERRCODE = '0A000', DETAIL = pg_catalog.format('Column %I of %s compares texts that differ as equal.', col, relation),
-					  HINT = 'Give the key column a deterministic collation, or store its keys normalised (lower case, say).';
-		END IF;
-	END LOOP;
-END
-$$;
-
 -- Privileges. Nobody but billing_owner writes billing tables directly: the
 -- application goes through SECURITY DEFINER functions (owned by
 -- billing_owner, a NOLOGIN role that is not a superuser) with a pinned
