@@ -191,7 +191,7 @@ SameCounter(HeapTuple tuple, TupleDesc desc, const CounterColumns &columns, int3
 // previous new room's.) Every candidate is checked again (cheap).
 HeapTuple
 FindCounter(Relation counters, Oid lookup_index, Snapshot snapshot, const CounterColumns &columns,
-			int32 attachment_id, Datum key_text)
+			int32 attachment_id, Datum key_text, bool *index_usable = nullptr)
 {
 	TupleDesc desc = RelationGetDescr(counters);
 	Relation index = index_open(lookup_index, AccessShareLock);
@@ -202,8 +202,12 @@ FindCounter(Relation counters, Oid lookup_index, Snapshot snapshot, const Counte
 		(form->indcheckxmin &&
 		 !TransactionIdPrecedes(HeapTupleHeaderGetXmin(index->rd_indextuple->t_data), TransactionXmin))) {
 		index_close(index, NoLock);
+		if (index_usable != nullptr)
+			*index_usable = false;
 		return nullptr;
 	}
+	if (index_usable != nullptr)
+		*index_usable = true;
 	ScanKeyData scan_keys[2];
 	ScanKeyInit(&scan_keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(attachment_id));
 	ScanKeyInit(&scan_keys[1], 2, BTEqualStrategyNumber, F_TEXTEQ, key_text);
@@ -453,6 +457,28 @@ ShareLockUserRow(const char *user)
 	return outcome;
 }
 
+// Whether a counter (attachment_id, key) exists in the snapshot a new
+// statement would take (SPI's: after CommandCounterIncrement, the
+// transaction's in REPEATABLE READ, a new one in READ COMMITTED); true also
+// when it cannot tell (the table or its index not as billing made it).
+bool
+CounterVisible(int32 attachment_id, const char *key)
+{
+	Relation counters = OpenCounters();
+	if (!counter_relation.fast_path_allowed) {
+		table_close(counters, NoLock);
+		return true;
+	}
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	bool usable = false;
+	HeapTuple found = FindCounter(counters, counter_relation.lookup_index, GetActiveSnapshot(), counter_relation.columns,
+								  attachment_id, PointerGetDatum(cstring_to_text(key)), &usable);
+	PopActiveSnapshot();
+	table_close(counters, NoLock);
+	return found != nullptr || !usable;
+}
+
 CounterOutcome
 ChangeCounterGuarded(int32_t attachment_id, const char *key, const CounterRequest &request)
 {
@@ -491,6 +517,14 @@ CounterOutcome
 DecrementCounter(int32_t attachment_id, const char *key)
 {
 	return ChangeCounterGuarded(attachment_id, key, {false, {}});
+}
+
+bool
+CounterExists(int32_t attachment_id, const std::string &key)
+{
+	bool visible = true;
+	PgCall([&] { visible = CounterVisible(attachment_id, key.c_str()); });
+	return visible;
 }
 
 UserLockOutcome

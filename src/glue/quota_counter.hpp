@@ -71,6 +71,11 @@ Oid CountersOwner();
 // serialization failure, like any UPDATE.
 CounterOutcome IncrementCounter(int32_t attachment_id, const char *key, const CounterIncrement &increment);
 
+// Whether the counter (attachment_id, key) exists for a new statement of
+// this transaction (true when that cannot be told without SQL): lets a new
+// room that takes no other room's key skip the statement that would move one.
+bool CounterExists(int32_t attachment_id, const std::string &key);
+
 // Takes one from the counter (never below zero). kSlowPath when the key has
 // no counter, or the table's indexes need the slow path's UPDATE.
 CounterOutcome DecrementCounter(int32_t attachment_id, const char *key);

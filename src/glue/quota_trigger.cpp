@@ -81,10 +81,12 @@ constexpr const char *kRoomKeyTaken =
 	"   cap_valid_until = '-infinity'::pg_catalog.timestamptz, updated_at = pg_catalog.now() FROM old"
 	"   WHERE q.attachment_id OPERATOR(pg_catalog.=) old.attachment_id AND q.key OPERATOR(pg_catalog.=) old.key"
 	"   RETURNING old.owner_id, old.attachment_id, old.usage_day, old.usage_pending)"
-	" SELECT billing._usage_daily_add(pg_catalog.array_agg(m.owner_id), pg_catalog.array_agg(billing._quota_metric(m.attachment_id)),"
-	"   pg_catalog.array_agg(m.usage_day), pg_catalog.array_agg(m.usage_pending::pg_catalog.numeric))"
-	" FROM moved m WHERE m.owner_id OPERATOR(pg_catalog.<>) '' AND m.usage_pending OPERATOR(pg_catalog.>) 0"
-	"   AND m.usage_day IS NOT NULL";
+	" SELECT billing._usage_daily_add(a.owners, a.metrics, a.days, a.joins) FROM"
+	"  (SELECT pg_catalog.array_agg(m.owner_id) AS owners, pg_catalog.array_agg(billing._quota_metric(m.attachment_id)) AS metrics,"
+	"   pg_catalog.array_agg(m.usage_day) AS days, pg_catalog.array_agg(m.usage_pending::pg_catalog.numeric) AS joins"
+	"   FROM moved m WHERE m.owner_id OPERATOR(pg_catalog.<>) '' AND m.usage_pending OPERATOR(pg_catalog.>) 0"
+	"   AND m.usage_day IS NOT NULL) a"
+	" WHERE a.owners IS NOT NULL";  // no call (a PL/pgSQL function) for the many new rooms that take no key
 
 constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
 
@@ -700,6 +702,8 @@ BILLING_FUNCTION(billing_room_owner_changed)
 		if (had_room && old_room == room && old_owner == owner)
 			return PointerGetDatum(nullptr);  // neither the key nor the owner changed
 	}
+	if (inserted && !CounterExists(id, room))
+		return PointerGetDatum(nullptr);  // most new rooms: no key another room left
 	AsBillingOwner(CountersOwner(), [&] {
 		Spi spi;
 		std::vector<SqlArg> args{SqlArg::Int32(id), SqlArg::Text(room), SqlArg::Text(owner)};
