@@ -1,0 +1,79 @@
+-- Session 8 money review, second pass (after today's fixes R1, R2, U1, T1,
+-- V1, L1 and the deleted-user cancel): each case with its hand arithmetic and
+-- the outcome a billing user expects. The expected file holds that outcome,
+-- not what the code does today. Times UTC. test/review/MONEY_FINDINGS2.md.
+SET client_min_messages = warning;  -- the extension may or may not exist: no NOTICE either way
+DROP EXTENSION IF EXISTS billing CASCADE;
+DROP TABLE IF EXISTS public.review2_users;
+RESET client_min_messages;
+CREATE EXTENSION billing;
+SET timezone = 'UTC';
+\set VERBOSITY terse
+
+-- == C1 (Medium): U1's rule ("a cancel forfeits the unused time of a paid
+-- period ... whether or not an upgrade nobody paid for came between", README:
+-- "Except when the subscription was canceled (now, or at its period end)")
+-- holds for cancel now only. pro_yearly 28800 paid 1 Jan 2030; 2 Jan
+-- change_plan to enterprise_yearly: 364 of 365 days unused, 28800 * 364 / 365
+-- = 28721.1 -> credit line 28721; yearly to yearly keeps the period, so the
+-- charge is 99900 * 364 / 365 = 99626.3 -> 99626, total 99626 - 28721 =
+-- 70905, open, due 5 Jan.
+--   c1a: cancel now 1 s later: void, credit 0 (U1, fixed).
+--   c1b: cancel at period end 1 s later; nobody pays: past_due 5 Jan, grace
+--        ends 19 Jan: expired, the upgrade invoice void. The subscription was
+--        canceled at its period end, so by the README its void gives no
+--        credit lines back: credit 0, as c1a. (Today: void_reason
+--        payment_failed, the 28721 line comes back as credit: cancel at
+--        period end after an unpaid upgrade turns the paid year into 28721 of
+--        credit plus 17 days of Enterprise nobody paid for; cancel now gives 0.)
+SELECT id AS s FROM billing.subscribe('c1a', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS s FROM billing.change_plan(:s, 'enterprise_yearly', '2030-01-02') \gset
+SELECT total_cents, status FROM billing.invoices WHERE subscription_id = :s;
+SELECT status FROM billing.cancel(:s, false, '2030-01-02 00:00:01');
+SELECT id AS s FROM billing.subscribe('c1b', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS s FROM billing.change_plan(:s, 'enterprise_yearly', '2030-01-02') \gset
+SELECT status, cancel_at_period_end FROM billing.cancel(:s, true, '2030-01-02 00:00:01');
+SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-02-01');
+SELECT user_id, status FROM billing.invoices WHERE user_id IN ('c1a', 'c1b') AND total_cents = 70905 ORDER BY user_id;
+SELECT billing.credit_balance('c1a') AS c1a_credit, billing.credit_balance('c1b') AS c1b_credit;
+
+-- == D1 (Medium): a deleted user's credit passes to whoever takes the id.
+-- Deleting a row of an attached users table cancels that user's subscriptions
+-- (README "A deleted user", attack finding 67: "so whoever takes the id later
+-- starts on Free, not on the old owner's plan"). Their credit stays keyed by
+-- the id: d1 pays 7999 for pro_monthly (2999 invoice, 5000 credit), is
+-- deleted; a new d1 registers and subscribes to pro_monthly: the old owner's
+-- credit pays the new owner's first invoice. Expected: the new d1 starts
+-- with credit 0 and owes 2999 (incomplete). (Today: credit 5000, active, the
+-- 2999 paid from the previous owner's money.)
+CREATE TABLE public.review2_users (id text PRIMARY KEY);
+SELECT billing.attach_users('public.review2_users', 'id');
+INSERT INTO public.review2_users VALUES ('d1');
+SELECT (billing.subscribe('d1', 'pro_monthly', with_trial => false)).id AS s \gset
+SELECT status FROM billing.record_payment(:s, 7999, 'usd', true);
+SELECT billing.credit_balance('d1') AS old_owner_credit;
+DELETE FROM public.review2_users WHERE id = 'd1';
+INSERT INTO public.review2_users VALUES ('d1');
+SELECT billing.credit_balance('d1') AS new_owner_credit;
+SELECT (billing.subscribe('d1', 'pro_monthly', with_trial => false)).status AS new_owner_subscription;
+
+-- == D2 (Low): deleting a user whose subscription holds a change dated after
+-- now() (a payment recorded with a future at, which record_payment accepts)
+-- fails: the trigger's cancel at now() is refused 22023 ("before the latest
+-- change"), so the application cannot delete its own user. Expected: the
+-- DELETE succeeds and the subscription ends (at its latest change at the
+-- earliest). (Today: ERROR, the row stays.)
+INSERT INTO public.review2_users VALUES ('d2');
+SELECT (billing.subscribe('d2', 'pro_monthly', with_trial => false)).id AS s \gset
+SELECT status FROM billing.record_payment(:s, 1000, 'usd', true, pg_catalog.now() + interval '1 hour');
+DELETE FROM public.review2_users WHERE id = 'd2';
+SELECT count(*) AS d2_rows_left FROM public.review2_users WHERE id = 'd2';
+SELECT count(*) AS d2_current_paid_subscriptions FROM billing.subscriptions
+ WHERE user_id = 'd2' AND ended_at IS NULL AND price_cents > 0;
+
+SET client_min_messages = warning;
+SELECT billing.detach('public.review2_users');
+DROP TABLE public.review2_users;
+RESET client_min_messages;
