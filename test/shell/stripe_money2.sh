@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Second money review of session 8 (test/review/MONEY_FINDINGS2.md): today's
+# Stripe fixes (23520ab, 8d8d8bc, e4688da) against today's local fixes (T1,
+# U1). Each case with its hand arithmetic; the checks hold the CORRECT outcome.
+#
+# X2 (Medium) path dependence, T1 x adoption: pro_monthly 7999 paid on T0
+#    (1 Jan 2030: 2999 invoice, 5000 credit), canceled now on 2 Jan, Pro trial
+#    3-17 Jan. Credit 5000 covers the first period, so at 17 Jan the trial
+#    converts (T1: 2999 invoice paid from credit, credit 2001, period
+#    17 Jan - 17 Feb). Stripe's subscription for the same plan (adoption)
+#    arrives on 21 Jan. x2a: the Stripe event before any maintenance; x2b:
+#    run_maintenance(21 Jan) first. Whatever rule adoption applies to the
+#    converted period, both orders must end the same (S6c: what time made due
+#    comes first). Today x2a skips the trial end (no conversion, the trial
+#    adopted as is, credit 5000, Pro 17-21 Jan unpaid) while x2b converts
+#    (credit 2001): 2999 of credit apart.
+# X1 (Medium) credit for time already used: pro_yearly 28800 paid on T0,
+#    change_plan to enterprise_yearly on T0 + 1 d (credit line 28800 x 364 /
+#    365 = 28721.1 -> 28721, invoice 70905 open, never paid), Stripe replaces it
+#    (pro_monthly) on T0 + 10 d. The replacement credits unused paid time
+#    (change_plan's rule, S6): at T0 + 10 d, 355 of 365 days: 28800 x 355 /
+#    365 = 28010.96 -> 28011. Today 28721: the void gives back the credit
+#    line computed at the upgrade, so the 9 days the customer spent on
+#    Enterprise (never paid) are credited as unused Pro time too.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+export STRIPE_FIXTURES="$REPO/../shared/stripe/fixtures.json"
+export STRIPE_MONEY_DB="billing_stripe_money_$$"
+export STRIPE_MONEY_HERE="$REPO"
+[ -r "$STRIPE_FIXTURES" ] || { echo "fixtures not found at $STRIPE_FIXTURES" >&2; exit 1; }
+psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $STRIPE_MONEY_DB"
+trap 'psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $STRIPE_MONEY_DB" >/dev/null 2>&1 || true' EXIT
+
+python3 - <<'PYTHON'
+import copy, hashlib, hmac, json, os, re, subprocess, sys
+
+HERE = os.environ["STRIPE_MONEY_HERE"]
+DB = os.environ["STRIPE_MONEY_DB"]
+FIX = json.load(open(os.environ["STRIPE_FIXTURES"]))
+SECRET = "whsec_rev"
+DAY = 86400
+T0 = 1893456000  # 2030-01-01 00:00:00 UTC
+PRICE = FIX["subscription"]["items"]["data"][0]["price"]["id"]
+failures = 0
+
+
+def psql(script):
+    p = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-d", DB, "-v", "VERBOSITY=terse"], input=script,
+                       capture_output=True, text=True)
+    return (p.stdout.strip() + ("\nSTDERR " + p.stderr.strip() if p.stderr.strip() else "")).strip()
+
+
+def sign(payload, t):
+    mac = hmac.new(SECRET.encode(), f"{t}.{payload}".encode(), hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def ingest(eid, etype, obj, created):
+    e = copy.deepcopy(FIX["event"])
+    e.update(id=eid, type=etype, created=created, api_version="2025-06-30.basil")
+    e["data"] = {"object": obj}
+    payload = json.dumps(e)
+    return psql("SELECT billing.stripe_ingest($pl$" + payload + "$pl$, '" + sign(payload, created) +
+                f"', to_timestamp({created + 30}));")
+
+
+def subscription(sub_id, customer, status, start, end, user):
+    s = copy.deepcopy(FIX["subscription"])
+    s.update(id=sub_id, customer=customer, status=status, created=start, start_date=start, billing_cycle_anchor=start,
+             cancel_at=None, canceled_at=None, ended_at=None, cancel_at_period_end=False, trial_start=None,
+             trial_end=None, metadata={"user_id": user}, latest_invoice=None, next_pending_invoice_item_invoice=None)
+    item = s["items"]["data"][0]
+    item["subscription"] = sub_id
+    item["price"]["id"] = PRICE
+    item["current_period_start"], item["current_period_end"] = start, end
+    return s
+
+
+def invoice(inv_id, sub_id, customer, amount, start, end):
+    i = copy.deepcopy(FIX["invoice"])
+    i.update(id=inv_id, customer=customer, status="paid", amount_due=amount, amount_paid=amount, amount_remaining=0,
+             subtotal=amount, total=amount, number=None, created=start, period_start=start, period_end=start,
+             billing_reason="subscription_create", due_date=None, effective_at=start, next_payment_attempt=None,
+             webhooks_delivered_at=None)
+    i["status_transitions"]["paid_at"] = start + 60
+    line = i["lines"]["data"][0]
+    line.update(amount=amount, invoice=inv_id, description="1 x Pro (monthly)")
+    line["period"] = {"start": start, "end": end}
+    i["parent"] = {"type": "subscription_details", "quote_details": None,
+                   "subscription_details": {"metadata": {}, "subscription": sub_id}}
+    return i
+
+
+def payment_intent(pi_id, customer, amount, created):
+    p = copy.deepcopy(FIX["payment_intent"])
+    p.update(id=pi_id, customer=customer, amount=amount, amount_received=amount, status="succeeded", created=created,
+             canceled_at=None, metadata={}, last_payment_error=None)
+    return p
+
+
+def check(name, got, want):
+    global failures
+    if got != want:
+        failures += 1
+        print(f"FAIL {name}: got {got!r}, want {want!r}")
+    else:
+        print(f"ok   {name}")
+
+
+INVARIANTS = re.search(r'INVARIANTS = """(.*?)"""',
+                       open(os.path.join(HERE, "test", "model", "model_test.py")).read(), re.S).group(1)
+
+
+def invariants(user):
+    return psql(INVARIANTS.format(users=f"ARRAY['{user}']") + ";")
+
+
+def local_start(user, plan, paid):
+    psql(f"""SELECT billing.subscribe('{user}', '{plan}', to_timestamp({T0}), false);
+SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = '{user}' AND ended_at IS NULL),
+                              {paid}, 'usd', true, to_timestamp({T0 + 60}));""")
+
+
+psql(f"""CREATE EXTENSION billing;
+UPDATE billing.subscription_plans SET stripe_price_id = '{PRICE}' WHERE code = 'pro_monthly';
+SELECT billing.configure('stripe_webhook_secret', '{SECRET}');""")
+
+psql(f"""CREATE EXTENSION billing;
+UPDATE billing.subscription_plans SET stripe_price_id = '{PRICE}' WHERE code = 'pro_monthly';
+SELECT billing.configure('stripe_webhook_secret', '{SECRET}');""")
+
+
+def current(user):
+    return f"(SELECT id FROM billing.subscriptions WHERE user_id = '{user}' AND ended_at IS NULL)"
+
+
+# X2
+got = {}
+for u, maintenance_first in (("x2a", False), ("x2b", True)):
+    psql(f"SELECT billing.subscribe('{u}', 'pro_monthly', to_timestamp({T0}), false)")
+    psql(f"SELECT billing.record_payment({current(u)}, 7999, 'usd', true, to_timestamp({T0}))")
+    psql(f"SELECT billing.cancel({current(u)}, false, to_timestamp({T0 + DAY}))")
+    psql(f"SELECT billing.start_trial('{u}', 'pro_monthly', to_timestamp({T0 + 2 * DAY}))")
+    if maintenance_first:
+        psql(f"SELECT count(*) FROM billing.run_maintenance(to_timestamp({T0 + 20 * DAY}))")
+    check(f"X2 {u} Stripe's subscription applied",
+          ingest(f"{u}_1", "customer.subscription.created",
+                 subscription(f"sub_{u}", f"cus_{u}", "active", T0 + 20 * DAY, T0 + 51 * DAY, u), T0 + 20 * DAY), "applied")
+    check(f"X2 {u} invariants", invariants(u), "")
+    got[u] = (psql(f"SELECT billing.credit_balance('{u}')"),
+              psql(f"""SELECT string_agg(billing_reason || ' ' || status || ' ' || total_cents || ' ' || credit_applied_cents
+                                         || ' ' || period_start::date, ', ' ORDER BY id)
+                         FROM billing.invoices WHERE user_id = '{u}'"""))
+check("X2 the trial was converted at its end (T1) before the adoption, in both orders",
+      [g[1] for g in got.values()],
+      ["subscription_create paid 2999 0 2030-01-01, subscription_create paid 2999 2999 2030-01-17"] * 2)
+check("X2 the same credit whichever came first, maintenance or Stripe's event", got["x2a"][0], got["x2b"][0])
+
+# X1
+psql(f"SELECT billing.subscribe('x1', 'pro_yearly', to_timestamp({T0}), false)")
+psql(f"SELECT billing.record_payment({current('x1')}, 28800, 'usd', true, to_timestamp({T0}))")
+psql(f"SELECT billing.change_plan({current('x1')}, 'enterprise_yearly', to_timestamp({T0 + DAY}))")
+check("X1 the upgrade invoice open", psql("SELECT status || ' ' || total_cents FROM billing.invoices WHERE user_id = 'x1' ORDER BY id DESC LIMIT 1"),
+      "open 70905")
+check("X1 Stripe's subscription applied",
+      ingest("x1_1", "customer.subscription.created",
+             subscription("sub_x1", "cus_x1", "active", T0 + 10 * DAY, T0 + 41 * DAY, "x1"), T0 + 10 * DAY), "applied")
+check("X1 the upgrade invoice void", psql("SELECT status FROM billing.invoices WHERE user_id = 'x1' ORDER BY id DESC LIMIT 1"), "void")
+check("X1 credit for the Pro time unused at the replacement: 28800 x 355 / 365 -> 28011",
+      psql("SELECT billing.credit_balance('x1')"), "28011")
+check("X1 invariants", invariants("x1"), "")
+
+print(f"{failures} failing check(s)")
+sys.exit(1 if failures else 0)
+PYTHON
