@@ -56,6 +56,40 @@ SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-03-10');
 SELECT status, end_reason FROM billing.subscriptions WHERE id = :s;
 SELECT (billing.effective_plan('h1', '2030-01-05')).code AS h1_jan5_after;
 
+-- == R3 (High): a refund split in two gives the customer 8374 of Enterprise
+-- that one refund of the same total charges. As 27_review_money R1/R2:
+-- pro_yearly 28800 paid 1 Jan 2030; 1 Feb change_plan to an Enterprise
+-- monthly 9999 plan: 334 of 365 days unused, 28800 * 334 / 365 = 26353.97 ->
+-- credit line 26354, total 9999 - 26354 = -16355, paid, credit 16355.
+--   r3a: the whole 28800 refunded on 12 Feb in one refund: nothing paid net,
+--        the line goes (26354 taken back), the upgrade invoice owes 9999,
+--        due 15 Feb (R2), credit 0. (Right today.)
+--   r3b: the same 28800 refunded in two refunds at the same instant, 10000
+--        then 18800: the same end state, 9999 owed, credit 0. (Today: 1625
+--        owed: the second refund takes back 16355 of credit (credit_refunded)
+--        and only 8829 of the line, which keeps 8374 although nothing is paid
+--        net; and after the first refund alone the customer still held 16355
+--        of credit, the invoice saying -7204.)
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, trial_days, limits, features)
+VALUES ('ent_monthly_r2', 'Enterprise (monthly)', 'enterprise', 'monthly', 9999, 'usd', 30, '{}', '{}');
+SELECT id AS s FROM billing.subscribe('r3a', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE user_id = 'r3a' \gset
+SELECT id AS s FROM billing.change_plan(:s, 'ent_monthly_r2', '2030-02-01') \gset
+SELECT amount_cents FROM billing.refund(:p, 28800, '2030-02-12');
+SELECT id AS s FROM billing.subscribe('r3b', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE user_id = 'r3b' \gset
+SELECT id AS s FROM billing.change_plan(:s, 'ent_monthly_r2', '2030-02-01') \gset
+SELECT amount_cents FROM billing.refund(:p, 10000, '2030-02-12');
+SELECT amount_cents FROM billing.refund(:p, 18800, '2030-02-12');
+SELECT i.user_id, i.status, i.total_cents, i.amount_due_cents, to_char(i.due_at, 'YYYY-MM-DD') AS due,
+       billing.credit_balance(i.user_id) AS credit
+  FROM billing.invoices i JOIN billing.subscription_plans p ON p.code = 'ent_monthly_r2'
+  JOIN billing.subscriptions s ON s.id = i.subscription_id AND s.plan_id = p.id
+ WHERE i.user_id IN ('r3a', 'r3b') ORDER BY i.user_id;
+SELECT user_id, sum(amount_cents) AS paid_net FROM billing.payments WHERE user_id IN ('r3a', 'r3b') GROUP BY user_id ORDER BY user_id;
+
 -- == D1 (Medium): a deleted user's credit passes to whoever takes the id.
 -- Deleting a row of an attached users table cancels that user's subscriptions
 -- (README "A deleted user", attack finding 67: "so whoever takes the id later
