@@ -22,6 +22,18 @@
 #    365 = 28010.96 -> 28011. Today 28721: the void gives back the credit
 #    line computed at the upgrade, so the 9 days the customer spent on
 #    Enterprise (never paid) are credited as unused Pro time too.
+# Y2 (High) a local payment converts a Stripe-managed trial (S4's QB010 vs
+#    T1's conversion): pro_monthly 7999 paid on T0 (credit 5000), canceled
+#    2 Jan; Stripe's trialing subscription sub_y2 3-17 Jan for the user;
+#    billing.record_payment(it, 100) on 6 Jan (accepted on a Stripe-managed
+#    subscription: "money that moved", S4). Stripe decides when its trial
+#    ends and bills the first period itself, so billing must not: expected
+#    the 100 held as credit (5100), still trialing until 17 Jan, no billing
+#    invoice on sub_y2 (or the payment refused QB010). Today: billing's own
+#    subscription_create invoice 2999 (no stripe_invoice_id) paid from credit,
+#    trial ended 6 Jan, active, credit 5100 - 2999 = 2101; Stripe's first
+#    invoice in_y2 (2999, 17 Jan) is then paid too: the first month charged
+#    twice (17 Jan - 6 Feb covered by both).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 export STRIPE_FIXTURES="$REPO/../shared/stripe/fixtures.json"
@@ -169,6 +181,33 @@ check("X1 the upgrade invoice void", psql("SELECT status FROM billing.invoices W
 check("X1 credit for the Pro time unused at the replacement: 28800 x 355 / 365 -> 28011",
       psql("SELECT billing.credit_balance('x1')"), "28011")
 check("X1 invariants", invariants("x1"), "")
+
+# Y2
+u = "y2"
+psql(f"SELECT billing.subscribe('{u}', 'pro_monthly', to_timestamp({T0}), false)")
+psql(f"SELECT billing.record_payment({current(u)}, 7999, 'usd', true, to_timestamp({T0}))")
+psql(f"SELECT billing.cancel({current(u)}, false, to_timestamp({T0 + DAY}))")
+trial = subscription("sub_y2", "cus_y2", "trialing", T0 + 2 * DAY, T0 + 16 * DAY, u)
+trial.update(trial_start=T0 + 2 * DAY, trial_end=T0 + 16 * DAY)
+check("Y2 Stripe's trial applied", ingest("y2_1", "customer.subscription.created", trial, T0 + 2 * DAY), "applied")
+got = psql(f"SELECT status FROM billing.record_payment({current(u)}, 100, 'usd', true, to_timestamp({T0 + 5 * DAY}))")
+if "QB010" not in got:
+    check("Y2 the Stripe-managed trial goes on after a local payment",
+          psql(f"SELECT status || ' ' || trial_end::date FROM billing.subscriptions WHERE stripe_subscription_id = 'sub_y2'"),
+          "trialing 2030-01-17")
+    check("Y2 billing issued no invoice of its own on the Stripe-managed subscription",
+          psql("""SELECT count(*) FROM billing.invoices i JOIN billing.subscriptions s ON s.id = i.subscription_id
+                   WHERE s.stripe_subscription_id = 'sub_y2' AND i.stripe_invoice_id IS NULL"""), "0")
+    check("Y2 the payment held as credit: 5000 + 100", psql(f"SELECT billing.credit_balance('{u}')"), "5100")
+active = subscription("sub_y2", "cus_y2", "active", T0 + 16 * DAY, T0 + 47 * DAY, u)
+active.update(trial_start=T0 + 2 * DAY, trial_end=T0 + 16 * DAY)
+ingest("y2_2", "customer.subscription.updated", active, T0 + 16 * DAY)
+ingest("y2_3", "invoice.paid", invoice("in_y2", "sub_y2", "cus_y2", 2999, T0 + 16 * DAY, T0 + 47 * DAY), T0 + 16 * DAY + 60)
+check("Y2 one paid first-period invoice on the Stripe-managed subscription (Stripe's)",
+      psql("""SELECT string_agg(i.billing_reason || ' ' || i.total_cents || ' ' || COALESCE(i.stripe_invoice_id, 'billing'), ', ' ORDER BY i.id)
+                FROM billing.invoices i JOIN billing.subscriptions s ON s.id = i.subscription_id
+               WHERE s.stripe_subscription_id = 'sub_y2' AND i.status = 'paid'"""),
+      "subscription_create 2999 in_y2")
 
 print(f"{failures} failing check(s)")
 sys.exit(1 if failures else 0)
