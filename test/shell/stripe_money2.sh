@@ -34,6 +34,17 @@
 #    trial ended 6 Jan, active, credit 5100 - 2999 = 2101; Stripe's first
 #    invoice in_y2 (2999, 17 Jan) is then paid too: the first month charged
 #    twice (17 Jan - 6 Feb covered by both).
+# X3 (Medium) e4688da's rule (a Stripe replacement ends billing's
+#    subscription no earlier than its latest recorded change) makes the two
+#    overlap: pro_yearly 28800 paid on T0, 100 more paid on T0 + 10 d (to
+#    credit), Stripe's pro_monthly subscription starting T0 + 5 d delivered on
+#    T0 + 12 d. The local one ends T0 + 10 d, Stripe's starts T0 + 5 d: for
+#    five days the user has two current subscriptions. mrr(T0 + 7 d) counted
+#    x3's 2400 (28800 / 12) as 1 subscription; expected one subscription for the
+#    user (2400 or, by S9's rule that Stripe's dates win, 2999), never both.
+#    Today both (+2999 and one subscription more; 5399 for 2 on a book of x3 alone). (The customer also pays twice for those five days:
+#    Stripe's month from T0 + 5 d, billing's credit for unused time only from
+#    T0 + 10 d, 28800 x 355 / 365 = 28011, + 100 = 28111.)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 export STRIPE_FIXTURES="$REPO/../shared/stripe/fixtures.json"
@@ -208,6 +219,25 @@ check("Y2 one paid first-period invoice on the Stripe-managed subscription (Stri
                 FROM billing.invoices i JOIN billing.subscriptions s ON s.id = i.subscription_id
                WHERE s.stripe_subscription_id = 'sub_y2' AND i.status = 'paid'"""),
       "subscription_create 2999 in_y2")
+
+# X3
+u = "x3"
+psql(f"SELECT billing.subscribe('{u}', 'pro_yearly', to_timestamp({T0}), false)")
+psql(f"SELECT billing.record_payment({current(u)}, 28800, 'usd', true, to_timestamp({T0}))")
+psql(f"SELECT billing.record_payment({current(u)}, 100, 'usd', true, to_timestamp({T0 + 10 * DAY}))")
+before = psql(f"SELECT subscriptions FROM billing.mrr(to_timestamp({T0 + 7 * DAY}))")  # x3's pro_yearly among them
+check("X3 Stripe's subscription applied",
+      ingest("x3_1", "customer.subscription.created",
+             subscription("sub_x3", "cus_x3", "active", T0 + 5 * DAY, T0 + 36 * DAY, u), T0 + 12 * DAY), "applied")
+ingest("x3_2", "invoice.paid", invoice("in_x3", "sub_x3", "cus_x3", 2999, T0 + 5 * DAY, T0 + 36 * DAY), T0 + 12 * DAY + 60)
+check("X3 no two subscriptions of the user current at once",
+      psql(f"""SELECT count(*) FROM billing.subscriptions a JOIN billing.subscriptions b
+                 ON a.user_id = b.user_id AND a.id < b.id
+                AND tstzrange(a.started_at, a.ended_at) && tstzrange(b.started_at, b.ended_at)
+               WHERE a.user_id = '{u}'"""), "0")
+check("X3 mrr of T0 + 7 d counts one subscription for the user (as many subscriptions as before the event)",
+      psql(f"SELECT subscriptions FROM billing.mrr(to_timestamp({T0 + 7 * DAY}))"), before)
+check("X3 invariants", invariants(u), "")
 
 print(f"{failures} failing check(s)")
 sys.exit(1 if failures else 0)
