@@ -45,6 +45,17 @@
 #    Today both (+2999 and one subscription more; 5399 for 2 on a book of x3 alone). (The customer also pays twice for those five days:
 #    Stripe's month from T0 + 5 d, billing's credit for unused time only from
 #    T0 + 10 d, 28800 x 355 / 365 = 28011, + 100 = 28111.)
+# Y3 (Medium) a refund reopens billing's own upgrade invoice on a subscription
+#    Stripe has adopted (R1/M16's reopen vs S2's "adoption voids billing's own
+#    open invoices"): pro_yearly 28800 paid on T0; 1 Feb change_plan to an
+#    Enterprise monthly 9999 plan (Stripe price price_ent_y3): credit line
+#    28800 x 334 / 365 = 26354, total -16355, paid, credit 16355; Stripe's
+#    subscription for that price adopts it 10 minutes later; 28800 refunded on
+#    6 Feb (credit 16355 taken back). Expected: nothing of billing's open on
+#    the Stripe-managed subscription (Stripe bills it; billing neither duns
+#    nor voids a Stripe-managed subscription's invoices): the upgrade invoice
+#    void (as R1 does when nothing can settle it), credit 0. Today: open,
+#    9999 due 9 Feb, still open after maintenance 40 days later.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 export STRIPE_FIXTURES="$REPO/../shared/stripe/fixtures.json"
@@ -238,6 +249,29 @@ check("X3 no two subscriptions of the user current at once",
 check("X3 mrr of T0 + 7 d counts one subscription for the user (as many subscriptions as before the event)",
       psql(f"SELECT subscriptions FROM billing.mrr(to_timestamp({T0 + 7 * DAY}))"), before)
 check("X3 invariants", invariants(u), "")
+
+# Y3
+u = "y3"
+FEB1 = T0 + 31 * DAY
+psql("""INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, trial_days,
+                                               limits, features, stripe_price_id)
+        VALUES ('ent_monthly_y3', 'Enterprise (monthly)', 'enterprise', 'monthly', 9999, 'usd', 30, '{}', '{}', 'price_ent_y3')""")
+psql(f"SELECT billing.subscribe('{u}', 'pro_yearly', to_timestamp({T0}), false)")
+psql(f"SELECT billing.record_payment({current(u)}, 28800, 'usd', true, to_timestamp({T0}))")
+psql(f"SELECT billing.change_plan({current(u)}, 'ent_monthly_y3', to_timestamp({FEB1}))")
+check("Y3 the upgrade paid by its credit line", psql(f"SELECT string_agg(status || ' ' || total_cents, ', ' ORDER BY id) FROM billing.invoices WHERE user_id = '{u}'"),
+      "paid 28800, paid -16355")
+adopted = subscription("sub_y3", "cus_y3", "active", FEB1 + 600, FEB1 + 600 + 28 * DAY, u)
+adopted["items"]["data"][0]["price"]["id"] = "price_ent_y3"
+check("Y3 Stripe's subscription applied", ingest("y3_1", "customer.subscription.created", adopted, FEB1 + 600), "applied")
+check("Y3 adopted", psql(f"SELECT stripe_subscription_id FROM billing.subscriptions WHERE user_id = '{u}' AND ended_at IS NULL"), "sub_y3")
+psql(f"SELECT billing.refund((SELECT id FROM billing.payments WHERE user_id = '{u}'), 28800, to_timestamp({FEB1 + 5 * DAY}))")
+psql(f"SELECT count(*) FROM billing.run_maintenance(to_timestamp({FEB1 + 40 * DAY}))")
+check("Y3 no billing invoice left open on the Stripe-managed subscription",
+      psql(f"""SELECT count(*) FROM billing.invoices i JOIN billing.subscriptions s ON s.id = i.subscription_id
+                WHERE s.stripe_subscription_id = 'sub_y3' AND i.stripe_invoice_id IS NULL AND i.status = 'open'"""), "0")
+check("Y3 credit 0 (nothing paid net)", psql(f"SELECT billing.credit_balance('{u}')"), "0")
+check("Y3 invariants", invariants(u), "")
 
 print(f"{failures} failing check(s)")
 sys.exit(1 if failures else 0)
