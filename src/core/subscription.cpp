@@ -423,6 +423,11 @@ PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool open
 	Outcome out;
 	out.updated = sub;
 	out.action = Action::kPaymentSucceeded;
+	// A Stripe-managed subscription's lifecycle is Stripe's (S4): a local
+	// payment on it is money that moved, settled on open invoices and held
+	// as credit, never a trial conversion nor a status change (review Y2).
+	if (sub.stripe_managed)
+		return out;
 	if (sub.status == Status::kTrialing) {
 		if (credit_balance < sub.price_cents)
 			return out;  // held as credit; the trial converts once it covers the first period

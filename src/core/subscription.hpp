@@ -191,6 +191,8 @@ void RequirePayable(const Subscription &sub, const Plan &plan, bool has_open_inv
 // the rest as credit: with nothing open any more, incomplete and past_due
 // become active and dunning stops; a trial converts when the credit balance
 // covers its first period (the first invoice is issued, paid from credit).
+// On a Stripe-managed subscription nothing of that: the outcome changes
+// nothing (Stripe converts its trials and sets its statuses; review Y2).
 Outcome PaymentSucceeded(const Subscription &sub, const Plan &plan, Micros at, bool open_invoices_remain,
 						 int64_t credit_balance);
 // A failed payment: dunning starts only when an invoice is open (nothing owed,

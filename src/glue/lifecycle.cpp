@@ -527,13 +527,15 @@ constexpr const char *kVoidReturning =
 // A subscription that ends leaves no invoice open: each becomes void and
 // gives back what kVoidReturning says.
 void
-VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, Micros at)
+VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, Micros at,
+				 bool billing_own_only = false)
 {
+	// `billing_own_only`: leave Stripe's mirrored invoices alone (Stripe voids its own)
 	auto voided = spi.Query(
 		std::string("UPDATE billing.invoices i SET status = 'void', void_reason = $2, amount_due_cents = 0"
 					" WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 AND i.status OPERATOR(pg_catalog.=) 'open'"
-					" AND i.deleted_at IS NULL") + kVoidReturning,
-		{SqlArg::Int64(subscription_id), SqlArg::Text(reason)});
+					" AND i.deleted_at IS NULL AND (NOT $3 OR i.stripe_invoice_id IS NULL)") + kVoidReturning,
+		{SqlArg::Int64(subscription_id), SqlArg::Text(reason), SqlArg::Bool(billing_own_only)});
 	for (const auto &row : voided)
 		LedgerEntry(spi, row.text_required(1), row.text_required(2), "void_to_credit", row.int64_required(3),
 					std::nullopt, row.int64_required(0), at);
@@ -1634,7 +1636,7 @@ BILLING_FUNCTION(billing_record_payment)
 	std::vector<OpenInvoice> open = load_open();
 	RequirePayable(sub, plan, !open.empty(), at, succeeded);
 	Outcome out;
-	if (succeeded && sub.status == Status::kTrialing) {
+	if (succeeded && sub.status == Status::kTrialing && !sub.stripe_managed) {
 		// A trial converts when credit and this payment cover the first period:
 		// its invoice is issued first (credit applies), then this payment pays it.
 		out = PaymentSucceeded(sub, plan, at, false, CheckedAdd(CreditBalance(spi, sub.user_id, currency), amount));
@@ -1878,9 +1880,9 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		"SELECT s.id, u.id, OPERATOR(pg_catalog.-) (u.lines OPERATOR(pg_catalog.->) 0"
 		"   OPERATOR(pg_catalog.->>) 'amount_cents')::pg_catalog.int8, u.status OPERATOR(pg_catalog.=) 'paid', u.total_cents,"
 		" u.amount_due_cents, billing._micros(u.issued_at), billing._micros(u.due_at), n.id, n.ended_at IS NOT NULL,"
-		" n.end_reason"
+		" n.end_reason, n.stripe_subscription_id IS NOT NULL"
 		" FROM billing.subscriptions s"
-		" CROSS JOIN LATERAL (SELECT n.id, n.ended_at, n.end_reason FROM billing.subscriptions n"
+		" CROSS JOIN LATERAL (SELECT n.id, n.ended_at, n.end_reason, n.stripe_subscription_id FROM billing.subscriptions n"
 		"   WHERE n.user_id OPERATOR(pg_catalog.=) s.user_id"
 		"   AND n.started_at OPERATOR(pg_catalog.=) s.ended_at AND n.id OPERATOR(pg_catalog.>) s.id ORDER BY n.id LIMIT 1) n"
 		" JOIN billing.invoices u ON u.subscription_id OPERATOR(pg_catalog.=) n.id"
@@ -1909,7 +1911,11 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		// from there. What the invoice becomes is the core's.
 		UpgradeInvoice invoice{!r.boolean(3), r.int64_required(4), r.int64_required(5), r.int64_required(6),
 							   r.int64(7).value_or(r.int64_required(6) + kInvoiceDueAfter)};
-		UpgradeInvoiceChange change = CreditLineTakenBack(invoice, off, r.boolean(9), at);
+		// A successor Stripe has adopted is billed by Stripe: billing neither
+		// duns nor collects its own invoice there, so nothing would settle it
+		// either (review Y3): void, as the adoption voided billing's own.
+		bool stripe_managed = r.boolean(11);
+		UpgradeInvoiceChange change = CreditLineTakenBack(invoice, off, r.boolean(9) || stripe_managed, at);
 		// written open when void: VoidOpenInvoices below voids it as the end would have
 		bool to_void = change.status == InvoiceStatus::kVoid;
 		spi.Execute(
@@ -1929,7 +1935,9 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		if (change.reopened)
 			InvalidateUsersQuota(spi, {user_id}, false);
 		if (to_void)
-			VoidOpenInvoices(spi, r.int64_required(8), r.text(10).value_or("canceled"), at);
+			VoidOpenInvoices(spi, r.int64_required(8),
+							 stripe_managed && !r.boolean(9) ? std::string("plan_changed") : r.text(10).value_or("canceled"),
+							 at, stripe_managed);
 	}
 }
 

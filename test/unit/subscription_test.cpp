@@ -119,6 +119,27 @@ TEST(Payment, ConvertsTrialAndStartsFirstPeriodNow)
 	EXPECT_EQ(out.invoice->total_cents, 2999);
 }
 
+// Review Y2: a local payment on a Stripe-managed trial neither converts it
+// nor issues billing's own first invoice (Stripe converts its trials); the
+// money stays credit. Likewise a Stripe-managed past_due stays past_due
+// until Stripe says otherwise.
+TEST(Payment, StripeManagedTrialIsNotConverted)
+{
+	Subscription trial = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 9), true, true));
+	trial.stripe_managed = true;
+	Outcome out = PaymentSucceeded(trial, kProMonthly, At(2026, 2, 3, 9), false, 5100);
+	EXPECT_EQ(out.updated.status, Status::kTrialing);
+	EXPECT_EQ(out.updated.trial_end, trial.trial_end);
+	EXPECT_FALSE(out.invoice);
+	Subscription past_due = ActiveMonthly();
+	past_due.status = Status::kPastDue;
+	past_due.past_due_since = At(2026, 3, 1);
+	past_due.stripe_managed = true;
+	Outcome settled = PaymentSucceeded(past_due, kProMonthly, At(2026, 3, 2), false, 0);
+	EXPECT_EQ(settled.updated.status, Status::kPastDue);
+	EXPECT_EQ(settled.updated.past_due_since, At(2026, 3, 1));
+}
+
 TEST(Payment, TooSmallPaymentLeavesStatusAlone)
 {
 	Subscription s = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 12), false, false));
