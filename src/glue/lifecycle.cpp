@@ -1337,6 +1337,15 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 
 }  // namespace
 
+void
+CatchUpBeforeStripe(Spi &spi, const std::string &user_id, Micros at)
+{
+	LockUser(spi, user_id);
+	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
+	if (loaded && at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace))
+		CatchUp(spi, loaded->sub, at, loaded->grace);
+}
+
 // A Stripe subscription billing does not hold yet replaces the user's
 // current one (stripe::TakeoverOf said kEnd): under the user's lock, what
 // time made due before `at` first (CatchUp, as every operation), then the

@@ -32,6 +32,12 @@ void LockUser(Spi &spi, const std::string &user_id);
 void TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_id, const std::string &user_id,
 						 const std::string &currency, int64_t amount, Micros at);
 
+// Before a Stripe subscription takes over (adopts or ends) the user's current
+// one: what time made due before `at` is applied first (a trial end, a
+// renewal, dunning), as maintenance would have (review X2: the result must
+// not depend on whether maintenance ran before Stripe's event).
+void CatchUpBeforeStripe(Spi &spi, const std::string &user_id, Micros at);
+
 // A Stripe subscription replaces the user's current one at `at`: the core's
 // ReplaceByStripe (the plan change's end rule), written as every outcome.
 void EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at);

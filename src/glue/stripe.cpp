@@ -224,13 +224,16 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	if (!id) {
 		// the user's lock before the current subscription's, as billing's own operations take them
 		LockUser(spi, user_id);
+		auto arrives = stripe::DecideSubscriptionRow(event, std::nullopt);
+		// what time made due before Stripe's subscription takes over comes first (review X2)
+		CatchUpBeforeStripe(spi, user_id,
+							(arrives ? std::min(arrives->started, event.created) : event.created) * kMicrosPerSecond);
 		auto current = spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
 								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL "
 								 "FROM billing.subscriptions s "
 								 "WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL "
 								 "FOR UPDATE",
 								 {SqlArg::Text(user_id), SqlArg::Int64(plan.id)});
-		auto arrives = stripe::DecideSubscriptionRow(event, std::nullopt);
 		switch (stripe::TakeoverOf(!current.empty(), !current.empty() && current.at(0).boolean(3),
 								   !current.empty() && current.at(0).boolean(1), plan.free,
 								   !arrives || arrives->ended_at.has_value())) {
