@@ -996,4 +996,16 @@ SanitizedPayload(std::string_view payload)
 	return root.dump();
 }
 
+int64_t
+StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replaced_ended_micros)
+{
+	if (!replaced_ended_micros)
+		return stripe_started;
+	constexpr int64_t kPerSecond = 1000000;
+	int64_t ended = *replaced_ended_micros / kPerSecond;
+	if (*replaced_ended_micros % kPerSecond > 0)
+		ended += 1;  // rounded up: never before the end
+	return std::max(stripe_started, ended);
+}
+
 }  // namespace billing::stripe

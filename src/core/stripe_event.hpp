@@ -189,6 +189,15 @@ struct SubscriptionRow {
 // nullopt when the Stripe status is unknown (Precheck has refused it).
 std::optional<SubscriptionRow> DecideSubscriptionRow(const Event &event, std::optional<int64_t> started);
 
+// When a Stripe subscription that replaces billing's own (Takeover::kEnd)
+// starts, in epoch seconds: Stripe's start, or the end of the replaced one
+// when that is later (ReplaceByStripe ends it no earlier than its latest
+// recorded change, which may be after Stripe's start). The user has one
+// current subscription at any instant: the two never overlap, so mrr and
+// plan_distribution of a past date count one (review X3). `replaced_ended`
+// is in microseconds since the epoch, rounded up to the second.
+int64_t StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replaced_ended_micros);
+
 // What a Stripe subscription billing does not hold yet does to the user's
 // current subscription: nothing (there is none, or the new one arrives
 // ended); adopts it, when it is the same paid plan not yet linked to Stripe

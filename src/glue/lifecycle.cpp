@@ -1351,23 +1351,24 @@ CatchUpBeforeStripe(Spi &spi, const std::string &user_id, Micros at)
 // time made due before `at` first (CatchUp, as every operation), then the
 // core's ReplaceByStripe, written as every lifecycle outcome is
 // (PersistOutcome: the voids, the credit for unused paid time).
-void
+std::optional<Micros>
 EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at)
 {
 	LockUser(spi, user_id);
 	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
 	if (!loaded)
-		return;
+		return std::nullopt;
 	if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
 		CatchUp(spi, loaded->sub, at, loaded->grace);
 		loaded = LoadCurrentForChange(spi, user_id);
 		if (!loaded)
-			return;
+			return std::nullopt;
 	}
 	const Subscription &current = loaded->sub;
 	Outcome out = ReplaceByStripe(current, at, !HasOpenInvoice(spi, current.id), RefundedForPeriod(spi, current),
 								  PausedInPeriod(spi, current, at));
 	PersistOutcome(spi, out, out.updated.ended_at.value_or(at), &current);
+	return out.updated.ended_at;
 }
 
 // Stripe adopts billing's own subscription (stripe::TakeoverOf said kAdopt):

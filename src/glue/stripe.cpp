@@ -246,7 +246,9 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			break;
 		case stripe::Takeover::kEnd:
 			// the rule change_plan ends a subscription by (billing::ReplaceByStripe)
-			EndForStripeSubscription(spi, user_id, arrives->started * kMicrosPerSecond);
+			// Stripe's starts when the replaced one ended, if later (stripe::StartAfterReplaced)
+			started = stripe::StartAfterReplaced(
+				arrives->started, EndForStripeSubscription(spi, user_id, arrives->started * kMicrosPerSecond));
 			SetChangeAt(event.created * kMicrosPerSecond);  // PersistOutcome cleared it
 			break;
 		}

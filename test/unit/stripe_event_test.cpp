@@ -1045,5 +1045,17 @@ TEST(StripeSanitize, CardDetailsAreNotKept)
 	EXPECT_THROW(SanitizedPayload("{"), Error);
 }
 
+// Review X3: a Stripe subscription replacing billing's own starts when the
+// replaced one ended if that is later than Stripe's start (never overlapping).
+TEST(StripeTakeover, ReplacementStartsNoEarlierThanTheReplacedEnd)
+{
+	const int64_t t0 = 1893456000;  // 2030-01-01
+	const int64_t day = 86400;
+	EXPECT_EQ(StartAfterReplaced(t0 + 5 * day, std::nullopt), t0 + 5 * day);
+	EXPECT_EQ(StartAfterReplaced(t0 + 5 * day, (t0 + 10 * day) * int64_t{1000000}), t0 + 10 * day);
+	EXPECT_EQ(StartAfterReplaced(t0 + 5 * day, (t0 + 10 * day) * int64_t{1000000} + 1), t0 + 10 * day + 1);
+	EXPECT_EQ(StartAfterReplaced(t0 + 12 * day, (t0 + 10 * day) * int64_t{1000000}), t0 + 12 * day);
+}
+
 }  // namespace
 }  // namespace billing::stripe
