@@ -997,9 +997,9 @@ SanitizedPayload(std::string_view payload)
 }
 
 int64_t
-StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replaced_ended_micros)
+StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replaced_ended_micros, bool replaced_free)
 {
-	if (!replaced_ended_micros)
+	if (!replaced_ended_micros || replaced_free)
 		return stripe_started;
 	constexpr int64_t kPerSecond = 1000000;
 	int64_t ended = *replaced_ended_micros / kPerSecond;

@@ -195,8 +195,12 @@ std::optional<SubscriptionRow> DecideSubscriptionRow(const Event &event, std::op
 // recorded change, which may be after Stripe's start). The user has one
 // current subscription at any instant: the two never overlap, so mrr and
 // plan_distribution of a past date count one (review X3). `replaced_ended`
-// is in microseconds since the epoch, rounded up to the second.
-int64_t StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replaced_ended_micros);
+// is in microseconds since the epoch, rounded up to the second. A replaced
+// Free subscription (`replaced_free`) keeps Stripe's start: a Free one is
+// often started by billing itself at the real time (a user first seen), long
+// after Stripe's start, and it neither counts in mrr nor was paid for.
+int64_t StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replaced_ended_micros,
+						   bool replaced_free = false);
 
 // What a Stripe subscription billing does not hold yet does to the user's
 // current subscription: nothing (there is none, or the new one arrives

@@ -774,6 +774,20 @@ CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines)
 	return std::max<int64_t>(lines, 0);
 }
 
+int64_t
+CreditLineUnusedAt(int64_t line, Micros line_at, std::optional<Micros> period_end, Micros at)
+{
+	if (line <= 0)
+		return 0;
+	if (!period_end || *period_end <= line_at || at <= line_at)
+		return line;
+	if (at >= *period_end)
+		return 0;
+	__int128 num = static_cast<__int128>(line) * (*period_end - at);
+	__int128 den = *period_end - line_at;
+	return static_cast<int64_t>((2 * num + den) / (2 * den));
+}
+
 const char *
 ToString(InvoiceStatus status)
 {

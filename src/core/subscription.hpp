@@ -271,6 +271,17 @@ bool TrialConvertsFromCredit(const Subscription &sub, int64_t credit_cents);
 // upgrade, then cancel now, turned the forfeited time into 28721 credit).
 int64_t CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines);
 
+// What a credit line given back by a void (CreditLinesBackOnVoid) is worth at
+// the void: the line credited the replaced period's time unused at the
+// upgrade (`line_at`, up to `period_end`, the replaced period's end); by the
+// void, the time since the upgrade was spent on the upgraded plan (never
+// paid), so only the time still unused comes back: line x (period_end - at)
+// / (period_end - line_at), rounded half up; 0 from period_end on; the whole
+// line when the void is at the upgrade or the period end is unknown (review
+// X1: a Stripe replacement 9 days after an unpaid upgrade gave back 28721,
+// the Pro time unused at the upgrade, instead of 28011 at the replacement).
+int64_t CreditLineUnusedAt(int64_t line, Micros line_at, std::optional<Micros> period_end, Micros at);
+
 // An upgrade invoice whose credit line a refund takes down by `off`
 // (UpgradeCreditTakenBack): still open, or settled by the line itself (paid,
 // total not positive).

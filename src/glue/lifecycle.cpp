@@ -542,6 +542,19 @@ VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, M
 	// then the credit lines, once everything paid toward them is back
 	for (const auto &row : voided)
 		if (int64_t lines = CreditLinesBackOnVoid(reason, row.int64_required(5)); lines > 0) {
+			// only the replaced period's time still unused at the void (review X1)
+			auto when = spi.Query(
+				"SELECT billing._micros(i.issued_at), billing._micros(p.current_period_end) FROM billing.invoices i"
+				" LEFT JOIN LATERAL (SELECT p.current_period_end FROM billing.subscriptions p"
+				"   WHERE p.user_id OPERATOR(pg_catalog.=) i.user_id AND p.ended_at OPERATOR(pg_catalog.=) i.issued_at"
+				"   AND p.id OPERATOR(pg_catalog.<) i.subscription_id AND p.deleted_at IS NULL"
+				"   ORDER BY p.id DESC LIMIT 1) p ON true"
+				" WHERE i.id OPERATOR(pg_catalog.=) $1",
+				{SqlArg::Int64(row.int64_required(0))});
+			if (!when.empty())
+				lines = CreditLineUnusedAt(lines, when[0].int64_required(0), when[0].int64(1), at);
+			if (lines <= 0)
+				continue;
 			Holdings now = CustomerHoldings(spi, row.text_required(1), row.text_required(2));
 			LedgerEntry(spi, row.text_required(1), row.text_required(2), "proration_credit",
 						CreditForUnusedTime(lines, now.held, now.paid_net), std::nullopt, row.int64_required(0), at);
@@ -1351,7 +1364,7 @@ CatchUpBeforeStripe(Spi &spi, const std::string &user_id, Micros at)
 // time made due before `at` first (CatchUp, as every operation), then the
 // core's ReplaceByStripe, written as every lifecycle outcome is
 // (PersistOutcome: the voids, the credit for unused paid time).
-std::optional<Micros>
+std::optional<StripeReplaced>
 EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at)
 {
 	LockUser(spi, user_id);
@@ -1368,7 +1381,7 @@ EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at)
 	Outcome out = ReplaceByStripe(current, at, !HasOpenInvoice(spi, current.id), RefundedForPeriod(spi, current),
 								  PausedInPeriod(spi, current, at));
 	PersistOutcome(spi, out, out.updated.ended_at.value_or(at), &current);
-	return out.updated.ended_at;
+	return StripeReplaced{out.updated.ended_at.value_or(at), current.price_cents == 0};
 }
 
 // Stripe adopts billing's own subscription (stripe::TakeoverOf said kAdopt):

@@ -40,8 +40,13 @@ void CatchUpBeforeStripe(Spi &spi, const std::string &user_id, Micros at);
 
 // A Stripe subscription replaces the user's current one at `at`: the core's
 // ReplaceByStripe (the plan change's end rule), written as every outcome.
-// Returns when the replaced one ended (nullopt: the user had none).
-std::optional<Micros> EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at);
+// Returns when the replaced one ended and whether it was free (nullopt: the
+// user had none).
+struct StripeReplaced {
+	Micros ended_at = 0;
+	bool free = false;
+};
+std::optional<StripeReplaced> EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at);
 
 // Stripe adopts billing's own subscription: its open invoices become void,
 // what was paid toward them the customer's credit.

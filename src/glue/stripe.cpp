@@ -247,8 +247,8 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 		case stripe::Takeover::kEnd:
 			// the rule change_plan ends a subscription by (billing::ReplaceByStripe)
 			// Stripe's starts when the replaced one ended, if later (stripe::StartAfterReplaced)
-			started = stripe::StartAfterReplaced(
-				arrives->started, EndForStripeSubscription(spi, user_id, arrives->started * kMicrosPerSecond));
+			if (auto replaced = EndForStripeSubscription(spi, user_id, arrives->started * kMicrosPerSecond))
+				started = stripe::StartAfterReplaced(arrives->started, replaced->ended_at, replaced->free);
 			SetChangeAt(event.created * kMicrosPerSecond);  // PersistOutcome cleared it
 			break;
 		}

@@ -1055,6 +1055,7 @@ TEST(StripeTakeover, ReplacementStartsNoEarlierThanTheReplacedEnd)
 	EXPECT_EQ(StartAfterReplaced(t0 + 5 * day, (t0 + 10 * day) * int64_t{1000000}), t0 + 10 * day);
 	EXPECT_EQ(StartAfterReplaced(t0 + 5 * day, (t0 + 10 * day) * int64_t{1000000} + 1), t0 + 10 * day + 1);
 	EXPECT_EQ(StartAfterReplaced(t0 + 12 * day, (t0 + 10 * day) * int64_t{1000000}), t0 + 12 * day);
+	EXPECT_EQ(StartAfterReplaced(t0 + 5 * day, (t0 + 10 * day) * int64_t{1000000}, true), t0 + 5 * day);  // Free
 }
 
 }  // namespace

@@ -140,6 +140,19 @@ TEST(Payment, StripeManagedTrialIsNotConverted)
 	EXPECT_EQ(settled.updated.past_due_since, At(2026, 3, 1));
 }
 
+// Review X1: a void long after an unpaid upgrade gives back only the
+// replaced period's time still unused at the void.
+TEST(Void, CreditLineBackOnlyForTimeStillUnused)
+{
+	Micros upgrade = At(2030, 1, 2);
+	Micros end = At(2031, 1, 1);
+	EXPECT_EQ(CreditLineUnusedAt(28721, upgrade, end, At(2030, 1, 11)), 28011);  // 28721 x 355 / 364
+	EXPECT_EQ(CreditLineUnusedAt(28721, upgrade, end, upgrade), 28721);
+	EXPECT_EQ(CreditLineUnusedAt(28721, upgrade, std::nullopt, At(2030, 1, 11)), 28721);
+	EXPECT_EQ(CreditLineUnusedAt(28721, upgrade, end, end), 0);
+	EXPECT_EQ(CreditLineUnusedAt(0, upgrade, end, At(2030, 1, 11)), 0);
+}
+
 TEST(Payment, TooSmallPaymentLeavesStatusAlone)
 {
 	Subscription s = Stored(Subscribe("u", kProMonthly, At(2026, 1, 31, 12), false, false));
