@@ -775,11 +775,12 @@ CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines)
 }
 
 int64_t
-CreditLineUnusedAt(int64_t line, Micros line_at, std::optional<Micros> period_end, Micros at)
+CreditLineUnusedAt(const std::string &void_reason, int64_t line, Micros line_at, std::optional<Micros> period_end,
+				   Micros at)
 {
 	if (line <= 0)
 		return 0;
-	if (!period_end || *period_end <= line_at || at <= line_at)
+	if (void_reason != "plan_changed" || !period_end || *period_end <= line_at || at <= line_at)
 		return line;
 	if (at >= *period_end)
 		return 0;

@@ -280,7 +280,12 @@ int64_t CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines);
 // line when the void is at the upgrade or the period end is unknown (review
 // X1: a Stripe replacement 9 days after an unpaid upgrade gave back 28721,
 // the Pro time unused at the upgrade, instead of 28011 at the replacement).
-int64_t CreditLineUnusedAt(int64_t line, Micros line_at, std::optional<Micros> period_end, Micros at);
+// Applied to a `plan_changed` void only (a replacement: Stripe's, or another
+// plan change); the grace-end void (`payment_failed`) still gives the whole
+// line, as 27_review_money U1 (c) holds, pending the local credit-line rules
+// (C1) being settled.
+int64_t CreditLineUnusedAt(const std::string &void_reason, int64_t line, Micros line_at,
+						   std::optional<Micros> period_end, Micros at);
 
 // An upgrade invoice whose credit line a refund takes down by `off`
 // (UpgradeCreditTakenBack): still open, or settled by the line itself (paid,

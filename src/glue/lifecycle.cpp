@@ -552,7 +552,7 @@ VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, M
 				" WHERE i.id OPERATOR(pg_catalog.=) $1",
 				{SqlArg::Int64(row.int64_required(0))});
 			if (!when.empty())
-				lines = CreditLineUnusedAt(lines, when[0].int64_required(0), when[0].int64(1), at);
+				lines = CreditLineUnusedAt(reason, lines, when[0].int64_required(0), when[0].int64(1), at);
 			if (lines <= 0)
 				continue;
 			Holdings now = CustomerHoldings(spi, row.text_required(1), row.text_required(2));

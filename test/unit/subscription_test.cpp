@@ -146,11 +146,13 @@ TEST(Void, CreditLineBackOnlyForTimeStillUnused)
 {
 	Micros upgrade = At(2030, 1, 2);
 	Micros end = At(2031, 1, 1);
-	EXPECT_EQ(CreditLineUnusedAt(28721, upgrade, end, At(2030, 1, 11)), 28011);  // 28721 x 355 / 364
-	EXPECT_EQ(CreditLineUnusedAt(28721, upgrade, end, upgrade), 28721);
-	EXPECT_EQ(CreditLineUnusedAt(28721, upgrade, std::nullopt, At(2030, 1, 11)), 28721);
-	EXPECT_EQ(CreditLineUnusedAt(28721, upgrade, end, end), 0);
-	EXPECT_EQ(CreditLineUnusedAt(0, upgrade, end, At(2030, 1, 11)), 0);
+	EXPECT_EQ(CreditLineUnusedAt("plan_changed", 28721, upgrade, end, At(2030, 1, 11)), 28011);  // 28721 x 355 / 364
+	EXPECT_EQ(CreditLineUnusedAt("plan_changed", 28721, upgrade, end, upgrade), 28721);
+	EXPECT_EQ(CreditLineUnusedAt("plan_changed", 28721, upgrade, std::nullopt, At(2030, 1, 11)), 28721);
+	EXPECT_EQ(CreditLineUnusedAt("plan_changed", 28721, upgrade, end, end), 0);
+	EXPECT_EQ(CreditLineUnusedAt("plan_changed", 0, upgrade, end, At(2030, 1, 11)), 0);
+	// the grace-end void keeps the whole line (27_review_money U1 (c))
+	EXPECT_EQ(CreditLineUnusedAt("payment_failed", 28721, upgrade, end, At(2030, 1, 20)), 28721);
 }
 
 TEST(Payment, TooSmallPaymentLeavesStatusAlone)
