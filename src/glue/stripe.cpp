@@ -228,6 +228,7 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 		// what time made due before Stripe's subscription takes over comes first (review X2)
 		CatchUpBeforeStripe(spi, user_id,
 							(arrives ? std::min(arrives->started, event.created) : event.created) * kMicrosPerSecond);
+		SetChangeAt(event.created * kMicrosPerSecond);  // a catch-up's PersistOutcome cleared it
 		auto current = spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
 								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL "
 								 "FROM billing.subscriptions s "

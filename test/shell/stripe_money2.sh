@@ -181,6 +181,10 @@ for u, maintenance_first in (("x2a", False), ("x2b", True)):
           ingest(f"{u}_1", "customer.subscription.created",
                  subscription(f"sub_{u}", f"cus_{u}", "active", T0 + 20 * DAY, T0 + 51 * DAY, u), T0 + 20 * DAY), "applied")
     check(f"X2 {u} invariants", invariants(u), "")
+    # the history of the catch-up and of the adoption dated in 2030 (by the events), never at the real time
+    check(f"X2 {u} history dated by the events", psql(f"""SELECT count(*) FROM billing.subscription_history h
+                 JOIN billing.subscriptions s ON s.id = h.subscription_id
+                WHERE s.user_id = '{u}' AND h.valid_from < '2029-01-01'"""), "0")
     got[u] = (psql(f"SELECT billing.credit_balance('{u}')"),
               psql(f"""SELECT string_agg(billing_reason || ' ' || status || ' ' || total_cents || ' ' || credit_applied_cents
                                          || ' ' || period_start::date, ', ' ORDER BY id)
