@@ -247,6 +247,27 @@ Replace(const Subscription &current, const Plan &current_plan, const Plan &plan,
 	return out;
 }
 
+namespace {
+// A Free subscription: nothing to cancel (it grants Free, as no subscription does).
+bool
+PlainFree(const Subscription &sub)
+{
+	return sub.price_cents == 0 && !sub.period_end && sub.status == Status::kActive;
+}
+}  // namespace
+
+bool
+CanceledWithItsUser(const Subscription &sub)
+{
+	return !sub.Ended() && !sub.stripe_managed && !PlainFree(sub);
+}
+
+Micros
+UserDeletionTime(const Subscription &sub, Micros now)
+{
+	return std::max(now, LatestChange(sub));
+}
+
 void
 RequireManagedByBilling(const Subscription &sub, Action action)
 {
@@ -307,7 +328,7 @@ Cancel(const Subscription &sub, bool at_period_end, Micros at)
 	Action action = at_period_end ? Action::kCancelAtPeriodEnd : Action::kCancelNow;
 	RequireCurrent(sub, action, at);
 	RequireManagedByBilling(sub, action);
-	if (sub.price_cents == 0 && !sub.period_end && sub.status == Status::kActive)
+	if (PlainFree(sub))
 		throw NotAllowed("a free subscription cannot be canceled",
 						 "Subscription " + std::to_string(sub.id) + " is on a free plan.");
 	const Transition &t = Transit(sub.status, action);

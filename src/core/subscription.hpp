@@ -176,6 +176,13 @@ Micros LatestChange(const Subscription &sub);
 void RequireNotBeforeLatestChange(const Subscription &sub, Micros at);
 
 Outcome Cancel(const Subscription &sub, bool at_period_end, Micros at);
+
+// A user deleted from the application's users table: whether this
+// subscription of theirs is canceled now (a Free one that grants nothing and
+// cannot be canceled stays; a Stripe-managed one ends by Stripe's own event),
+// and when: now, or its latest recorded change if that is later.
+bool CanceledWithItsUser(const Subscription &sub);
+Micros UserDeletionTime(const Subscription &sub, Micros now);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);

@@ -1368,6 +1368,27 @@ VoidForStripeAdoption(Spi &spi, const std::string &user_id, int64_t subscription
 	VoidOpenInvoices(spi, subscription_id, "plan_changed", at);
 }
 
+// A user deleted from the attached users table: under the user's lock, the
+// current subscription the core says ends with its user (CanceledWithItsUser)
+// is canceled now, or at its latest change if that is later (a payment dated
+// ahead), with what time made due first (CatchUp, as every operation).
+void
+CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now)
+{
+	LockUser(spi, user_id);
+	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
+	if (!loaded || !CanceledWithItsUser(loaded->sub))
+		return;
+	Micros at = UserDeletionTime(loaded->sub, now);
+	if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
+		CatchUp(spi, loaded->sub, at, loaded->grace);
+		loaded = LoadCurrentForChange(spi, user_id);
+		if (!loaded || !CanceledWithItsUser(loaded->sub))
+			return;
+	}
+	PersistOutcome(spi, Cancel(loaded->sub, false, at), at);
+}
+
 }  // namespace billing::glue
 
 using namespace billing;

@@ -90,18 +90,6 @@ constexpr const char *kRoomKeyTaken =
 
 constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
 
-// A deleted user's subscriptions are canceled now through billing.cancel
-// (the core's rule: ended now, back to Free), all but a plain Free one,
-// which billing::Cancel refuses and which grants nothing to take back, and
-// a Stripe-managed one (Stripe cancels a deleted customer's subscriptions
-// and its event ends billing's row; billing.cancel refuses it, QB010).
-constexpr const char *kEndDeletedUser =
-	"SELECT billing.cancel(s.id, false, pg_catalog.now()) FROM billing.subscriptions s"
-	" WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL"
-	" AND NOT (s.price_cents OPERATOR(pg_catalog.=) 0 AND s.current_period_end IS NULL"
-	" AND s.status OPERATOR(pg_catalog.=) 'active'::billing.subscription_status)"
-	" AND s.stripe_subscription_id IS NULL"
-	" ORDER BY s.id";
 
 // Whether the install has 0.3.0's billing._quota_prepare (owner argument):
 // looked up once, again after any change to pg_proc (ALTER EXTENSION UPDATE).
@@ -666,7 +654,10 @@ BILLING_FUNCTION(billing_user_inserted)
 	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty()) {
 		AsBillingOwner(CountersOwner(), [&] {
 			Spi spi;
-			spi.QueryPrepared(deleted ? kEndDeletedUser : kStartFree, {SqlArg::Text(user)});
+			if (deleted)
+				CancelForDeletedUser(spi, user, ToCoreTime(GetCurrentTransactionStartTimestamp()));
+			else
+				spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
 			spi.Finish();
 		});
 	}

@@ -180,6 +180,25 @@ TEST(Cancel, FreeSubscriptionCannotBeCanceled)
 	ExpectSqlState([&] { Cancel(free, true, At(2026, 1, 2)); }, "QB010");
 }
 
+// Attack finding 67 and review D2: a user deleted from the users table.
+TEST(Cancel, DeletedUsersPaidSubscriptionEndsAtTheLaterOfNowAndItsLatestChange)
+{
+	Subscription paid = ActiveMonthly();
+	EXPECT_TRUE(CanceledWithItsUser(paid));
+	EXPECT_EQ(UserDeletionTime(paid, At(2026, 2, 10)), At(2026, 2, 10));
+	// a payment dated ahead of the deletion: the cancel comes no earlier
+	paid.last_payment_at = At(2026, 2, 11);
+	EXPECT_EQ(UserDeletionTime(paid, At(2026, 2, 10)), At(2026, 2, 11));
+	Outcome out = Cancel(paid, false, UserDeletionTime(paid, At(2026, 2, 10)));
+	EXPECT_EQ(out.updated.ended_at, At(2026, 2, 11));
+	// what stays: a plain Free one, an ended one, a Stripe-managed one
+	EXPECT_FALSE(CanceledWithItsUser(Stored(Subscribe("u", kFree, At(2026, 1, 1), true, true))));
+	EXPECT_FALSE(CanceledWithItsUser(out.updated));
+	Subscription stripe = ActiveMonthly();
+	stripe.stripe_managed = true;
+	EXPECT_FALSE(CanceledWithItsUser(stripe));
+}
+
 TEST(Operations, TimeBeforeTheStartIs22023)
 {
 	ExpectSqlState([] { Cancel(ActiveMonthly(), true, At(2026, 1, 1)); }, "22023");
