@@ -175,8 +175,10 @@ PgDay(TimestampTz at)
 // security hides it) is refused: counting it as a room without an owner
 // would leave its counter unlimited for good. A room whose owner is NULL is
 // "" (nobody's: not limited).
-std::string
-RoomOwner(const Attachment &attachment, const std::string &room)
+// The lookup itself: whether a row with the key exists for the current
+// role, and its owner column ("" for NULL).
+bool
+KeyRowOwner(const Attachment &attachment, const std::string &room, std::string *owner_out, std::string *table_out)
 {
 	std::string owner;
 	bool found = false;
@@ -235,7 +237,17 @@ RoomOwner(const Attachment &attachment, const std::string &room)
 			owner = rows[0].text_required(0);
 		spi.Finish();
 	});
-	if (!found) {
+	*owner_out = owner;
+	*table_out = rooms_name;
+	return found;
+}
+
+std::string
+RoomOwner(const Attachment &attachment, const std::string &room)
+{
+	std::string owner;
+	std::string rooms_name;
+	if (!KeyRowOwner(attachment, room, &owner, &rooms_name)) {
 		std::string role;
 		PgCall([&] { role = GetUserNameFromId(GetUserId(), false); });
 		throw Error("23503", "room \"" + room + "\" is not in " + rooms_name + " for role \"" + role + "\"",
@@ -636,6 +648,23 @@ BILLING_FUNCTION(billing_quota_trigger)
 	return TRIGGER_FIRED_BEFORE(event) ? PointerGetDatum(result) : PointerGetDatum(nullptr);
 }
 
+// Whether a deleted user row is gone from the attached users table at the
+// end of its statement: an UPDATE that moves a row to another partition fires
+// DELETE and INSERT (attack finding 69), and a statement may delete and
+// insert one id again. Read as the deleting role, through the id column's
+// own type and equality, as a room's owner is.
+bool
+UserGone(const Attachment &users, const std::string &user)
+{
+	Attachment lookup = users;
+	lookup.parent_relation = users.relation;
+	lookup.parent_key_column = users.key_column;
+	lookup.parent_owner_column = users.key_column;
+	std::string ignored_owner;
+	std::string ignored_table;
+	return !KeyRowOwner(lookup, user, &ignored_owner, &ignored_table);
+}
+
 // billing._user_inserted(): a new user of an attached users table gets a Free
 // subscription; a deleted user's subscriptions end now, as Stripe ends a
 // deleted customer's (so whoever takes the id later starts on Free, not on
@@ -654,7 +683,7 @@ BILLING_FUNCTION(billing_user_inserted)
 	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty()) {
 		AsBillingOwner(CountersOwner(), [&] {
 			Spi spi;
-			if (deleted)
+			if (deleted && UserGone(attachment, user))
 				CancelForDeletedUser(spi, user, ToCoreTime(GetCurrentTransactionStartTimestamp()));
 			else
 				spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
