@@ -8,6 +8,8 @@
 -- concurrent subscribe, payment or renewal committed; reproduced with two
 -- sessions), and billing_app can arrange it on purpose (a lifecycle call
 -- dated a minute ahead, or by clock_timestamp() in the same transaction).
+-- A subscription row soft-deleted by an operator blocks it as well
+-- ("subscription N does not exist").
 -- SAFE outcome (this expected file): the DELETE succeeds (the subscription
 -- ends no earlier than its latest change, or is left to end later), never
 -- 22023 from a trigger the application did not write.
@@ -38,6 +40,17 @@ SELECT (billing.start_trial('frank', 'pro_monthly', pg_catalog.clock_timestamp()
 DELETE FROM atk_app.users WHERE id = 'frank';
 COMMIT;
 SELECT count(*) AS frank_rows_left FROM atk_app.users WHERE id = 'frank';
+-- a subscription row soft-deleted by an operator (every billing table has
+-- deleted_at): kEndDeletedUser does not skip it, billing.cancel says it
+-- does not exist, and the DELETE fails with that
+INSERT INTO atk_app.users VALUES ('hank');
+\c - postgres
+SELECT (billing.subscribe('hank', 'pro_monthly', with_trial => false)).status;
+UPDATE billing.subscriptions SET deleted_at = pg_catalog.now()
+ WHERE user_id = 'hank' AND ended_at IS NULL AND price_cents > 0;
+\c - regress_atk_app
+DELETE FROM atk_app.users WHERE id = 'hank';
+SELECT count(*) AS hank_rows_left FROM atk_app.users WHERE id = 'hank';
 \c - postgres
 SET client_min_messages = warning;
 DROP SCHEMA atk_app CASCADE;
