@@ -662,7 +662,16 @@ UserGone(const Attachment &users, const std::string &user)
 	lookup.parent_owner_column = users.key_column;
 	std::string ignored_owner;
 	std::string ignored_table;
-	return !KeyRowOwner(lookup, user, &ignored_owner, &ignored_table);
+	// a snapshot that sees the statement's own changes (the row deleted, the
+	// moved row inserted): the read-only lookup runs on the active snapshot
+	PgCall([] {
+		CommandCounterIncrement();
+		PushCopiedSnapshot(GetTransactionSnapshot());
+		UpdateActiveSnapshotCommandId();
+	});
+	bool present = KeyRowOwner(lookup, user, &ignored_owner, &ignored_table);
+	PgCall([] { PopActiveSnapshot(); });
+	return !present;
 }
 
 // billing._user_inserted(): a new user of an attached users table gets a Free
@@ -680,10 +689,13 @@ BILLING_FUNCTION(billing_user_inserted)
 		throw billing::Error("39P01", "billing._user_inserted() must fire for each inserted or deleted row");
 	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, -1, Watched::kUsers);
 	std::string user;
-	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty()) {
+	// a deleted id still in the table (a partition move, deleted and inserted
+	// again by one statement) is no deletion: checked as the deleting role
+	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty() &&
+		(!deleted || UserGone(attachment, user))) {
 		AsBillingOwner(CountersOwner(), [&] {
 			Spi spi;
-			if (deleted && UserGone(attachment, user))
+			if (deleted)
 				CancelForDeletedUser(spi, user, ToCoreTime(GetCurrentTransactionStartTimestamp()));
 			else
 				spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
