@@ -810,6 +810,15 @@ CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscriptio
 	return out;
 }
 
+int64_t
+LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64_t credit_balance)
+{
+	int64_t before = std::max<int64_t>(-total_cents, 0);
+	int64_t after = std::max<int64_t>(-(total_cents + std::max<int64_t>(off, 0)), 0);
+	return std::clamp<int64_t>(before - after - std::max<int64_t>(already_taken, 0), 0,
+							   std::max<int64_t>(credit_balance, 0));
+}
+
 std::optional<Subscription>
 SettledOnIssue(const Subscription &owner, bool invoice_settled, bool other_open)
 {

@@ -301,6 +301,17 @@ struct UpgradeInvoiceChange {
 UpgradeInvoiceChange CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscription_ended,
 										 Micros at);
 
+// A line that settled its invoice (total not positive) put what it settled
+// beyond the charge into the credit balance. When a refund takes the line
+// down by `off`, that part of the balance goes with it: the rest it put there
+// before (-total_cents) less the rest it puts there after, less what the
+// refund's conservation bound already took of it (`already_taken`), never
+// more than the balance holds. So k refunds summing to A end as one refund of
+// A (review R3: after a 10000 refund the line came down by 9151 but the
+// balance kept its 16355; the second refund's bound then took the balance,
+// and the line kept 8374 although nothing was paid net).
+int64_t LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64_t credit_balance);
+
 // A subscription that waited for money (incomplete, or in dunning) is
 // settled when an invoice issued to it is paid in full (by credit) and
 // nothing else is open: what it becomes, or nothing.

@@ -1891,6 +1891,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		"   WHERE i.id OPERATOR(pg_catalog.=) ANY ($1))"
 		" AND s.end_reason OPERATOR(pg_catalog.=) 'plan_changed' AND s.deleted_at IS NULL"
 		" ORDER BY s.id FOR UPDATE OF u";
+	int64_t balance_left = credit_balance - back.credit_cents;
 	for (const auto &r : spi.Query(upgraded, {SqlArg::Int64Array(refunded_invoices)})) {
 		Subscription ended = LoadSubscription(spi, r.int64_required(0), false);
 		int64_t invoice_id = r.int64_required(1);
@@ -1899,8 +1900,11 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		// balance; what the conservation bound took back of the balance in
 		// this refund (up to that rest) was refunded of this period too.
 		int64_t refunded = RefundedForPeriod(spi, ended);
-		if (r.boolean(3))
-			refunded += std::min(back.excess_credit_cents, std::max<int64_t>(-r.int64_required(4), 0));
+		int64_t bound_took = 0;
+		if (r.boolean(3)) {
+			bound_took = std::min(back.excess_credit_cents, std::max<int64_t>(-r.int64_required(4), 0));
+			refunded += bound_took;
+		}
 		int64_t off = UpgradeCreditTakenBack(ended, credited, refunded, PausedInPeriod(spi, ended, *ended.ended_at));
 		if (off <= 0)
 			continue;
@@ -1924,6 +1928,12 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 // an invoice without a due date (Stripe chases it) keeps none unless it reopens
 			 TimeArg(r.is_null(7) && !change.reopened ? std::nullopt : std::optional<Micros>(change.due_at))});
 		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
+		// the part of the balance the line had put there goes with it (review R3)
+		if (r.boolean(3)) {
+			int64_t rest = LineRestTakenBack(r.int64_required(4), off, bound_took, balance_left);
+			LedgerEntry(spi, user_id, currency, "credit_refunded", rest, refund_id, std::nullopt, at);
+			balance_left -= rest;
+		}
 		// owed again: dunning may now end the plan before the limit a quota
 		// counter cached (its bound came from a projection without this invoice)
 		if (change.reopened)
