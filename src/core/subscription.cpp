@@ -762,9 +762,9 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 }
 
 int64_t
-CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines)
+CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines, bool canceled)
 {
-	if (void_reason == "canceled")
+	if (void_reason == "canceled" || canceled)
 		return 0;
 	return std::max<int64_t>(lines, 0);
 }

@@ -517,12 +517,15 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 // credit) returns as void_to_credit, and the credit lines it netted (an
 // upgrade's credit for the unused paid time, the negative lines) return as
 // proration_credit. Columns: id, user_id, currency, returned paid, subscription_id,
-// returned credit lines.
+// returned credit lines, whether the subscription was canceled (a cancel time:
+// CreditLinesBackOnVoid).
 constexpr const char *kVoidReturning =
 	" RETURNING i.id, i.user_id, i.currency, i.amount_paid_cents OPERATOR(pg_catalog.+) i.credit_applied_cents,"
 	" i.subscription_id, COALESCE((SELECT pg_catalog.sum(OPERATOR(pg_catalog.-) (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint)"
 	"   FROM pg_catalog.jsonb_array_elements(i.lines) AS l(e)"
-	"   WHERE (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint OPERATOR(pg_catalog.<) 0), 0)::bigint";
+	"   WHERE (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint OPERATOR(pg_catalog.<) 0), 0)::bigint,"
+	" COALESCE((SELECT c.canceled_at IS NOT NULL FROM billing.subscriptions c"
+	"   WHERE c.id OPERATOR(pg_catalog.=) i.subscription_id), false)";
 
 // A subscription that ends leaves no invoice open: each becomes void and
 // gives back what kVoidReturning says.
@@ -539,7 +542,7 @@ VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, M
 					std::nullopt, row.int64_required(0), at);
 	// then the credit lines, once everything paid toward them is back
 	for (const auto &row : voided)
-		if (int64_t lines = CreditLinesBackOnVoid(reason, row.int64_required(5)); lines > 0) {
+		if (int64_t lines = CreditLinesBackOnVoid(reason, row.int64_required(5), row.boolean(6)); lines > 0) {
 			Holdings now = CustomerHoldings(spi, row.text_required(1), row.text_required(2));
 			LedgerEntry(spi, row.text_required(1), row.text_required(2), "proration_credit",
 						CreditForUnusedTime(lines, now.held, now.paid_net), std::nullopt, row.int64_required(0), at);
@@ -1144,7 +1147,8 @@ WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
 				pending[{row.text_required(1), row.text_required(2)}] += row.int64_required(3);
 			}
 			for (const auto &row : voided)
-				if (int64_t lines = CreditLinesBackOnVoid(void_reason.at(row.int64_required(4)), row.int64_required(5));
+				if (int64_t lines = CreditLinesBackOnVoid(void_reason.at(row.int64_required(4)), row.int64_required(5),
+														  row.boolean(6));
 					lines > 0) {
 					auto key = std::make_pair(row.text_required(1), row.text_required(2));
 					Holdings now = CustomerHoldings(spi, key.first, key.second);

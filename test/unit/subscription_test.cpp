@@ -808,6 +808,11 @@ TEST(Ledger, CreditLinesBackOnVoidByEndReason)
 	EXPECT_EQ(CreditLinesBackOnVoid("plan_changed", 28721), 28721);
 	EXPECT_EQ(CreditLinesBackOnVoid("payment_failed", 28721), 28721);
 	EXPECT_EQ(CreditLinesBackOnVoid("plan_changed", -5), 0);
+	// review C1: canceled at its period end, then expired at the grace end
+	// with the upgrade unpaid: forfeited as by a cancel now
+	EXPECT_EQ(CreditLinesBackOnVoid("payment_failed", 28721, true), 0);
+	EXPECT_EQ(CreditLinesBackOnVoid("plan_changed", 28721, true), 0);
+	EXPECT_EQ(CreditLinesBackOnVoid("payment_failed", 28721, false), 28721);
 }
 
 // Reviews R1 and R2: what a refund's take-down of an upgrade's credit line
