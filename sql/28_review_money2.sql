@@ -39,6 +39,23 @@ SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-02-01');
 SELECT user_id, status FROM billing.invoices WHERE user_id IN ('c1a', 'c1b') AND total_cents = 70905 ORDER BY user_id;
 SELECT billing.credit_balance('c1a') AS c1a_credit, billing.credit_balance('c1b') AS c1b_credit;
 
+-- == H1 (Medium): effective_plan of a past date changes once the
+-- subscription that was current then has ended (SPEC: "effective_plan, quota
+-- and has_feature are exact for any at, whether or not maintenance has run
+-- since"). pro_monthly subscribed and paid 2999 on 1 Jan 2030: Pro from 1 Jan
+-- to 1 Feb. Nothing else paid: renewal 1 Feb (due 4 Feb), past_due, grace
+-- ends 18 Feb: expired, Free. On 5 Jan the user had Pro, before and after the
+-- maintenance that expired the subscription. (Today: Pro before, Free after:
+-- the ended subscription is judged as finally stored, period 1 Feb - 1 Mar,
+-- status expired, not as it was on 5 Jan; also for a trial converted from
+-- credit at its end, T1, and any subscription that ends.)
+SELECT id AS s FROM billing.subscribe('h1', 'pro_monthly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 2999, 'usd', true, '2030-01-01');
+SELECT (billing.effective_plan('h1', '2030-01-05')).code AS h1_jan5_before;
+SELECT count(*) > 0 AS maintained FROM billing.run_maintenance('2030-03-10');
+SELECT status, end_reason FROM billing.subscriptions WHERE id = :s;
+SELECT (billing.effective_plan('h1', '2030-01-05')).code AS h1_jan5_after;
+
 -- == R3 (High): a refund split in two gives the customer 8374 of Enterprise
 -- that one refund of the same total charges. As 27_review_money R1/R2:
 -- pro_yearly 28800 paid 1 Jan 2030; 1 Feb change_plan to an Enterprise

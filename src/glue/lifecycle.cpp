@@ -1498,11 +1498,38 @@ billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 		const Subscription *sub = &found->sub;
 		Micros grace = found->grace;
 		if (sub->Ended()) {
-			// asked about a time before its end (a transaction older than the
-			// write that ended it): what it grants holds until its end at most
-			if (GrantsAt(*sub, at, grace))
-				result.plan_id = sub->plan_id;
-			result.changes_at = EndedEntitlementChange(*sub, at, grace);
+			// asked about a time before its end: judged by the state its
+			// history holds at `at` (review H1: by its final row, expired with
+			// the period it ended in, a past date lost the plan the user had
+			// then once maintenance ended the subscription), ending no later
+			// than that state did; without history (a transaction older than
+			// the write that ended it), by the stored row
+			Subscription then = *sub;
+			auto h = spi.Query(
+				"SELECT h.plan_id, h.status::pg_catalog.text, billing._micros(h.current_period_start),"
+				" billing._micros(h.current_period_end), billing._micros(h.trial_end), billing._micros(h.grace_end),"
+				" billing._micros(LEAST(NULLIF(h.valid_to, 'infinity'), h.ended_at)),"
+				" COALESCE(h.cancel_at_period_end, false)"
+				" FROM billing.subscription_history h WHERE h.subscription_id OPERATOR(pg_catalog.=) $1"
+				" AND h.valid_from OPERATOR(pg_catalog.<=) $2 AND h.valid_to OPERATOR(pg_catalog.>) $2 AND NOT h.removed"
+				" AND h.deleted_at IS NULL ORDER BY h.valid_from DESC, h.id DESC LIMIT 1",
+				{SqlArg::Int64(sub->id), SqlArg::Timestamp(ToPgTime(at))});
+			if (!h.empty() && !h[0].is_null(1) && !h[0].is_null(2)) {
+				then.plan_id = h[0].int64(0).value_or(sub->plan_id);
+				then.status = ParseStatus(h[0].text_required(1));
+				then.period_start = h[0].int64_required(2);
+				then.period_end = h[0].int64(3);
+				then.trial_end = h[0].int64(4);
+				then.past_due_since.reset();
+				if (std::optional<Micros> grace_end = h[0].int64(5))
+					then.past_due_since = *grace_end - grace;
+				if (std::optional<Micros> until = h[0].int64(6))
+					then.ended_at = std::min(*until, sub->ended_at.value_or(*until));
+				then.cancel_at_period_end = h[0].boolean(7);
+			}
+			if (GrantsAt(then, at, grace))
+				result.plan_id = then.plan_id;
+			result.changes_at = EndedEntitlementChange(then, at, grace);
 		} else {
 			// Its open invoices are read only when it has some (unpaid_due_at,
 			// read by the same statement as the subscription). (Its plans
