@@ -267,7 +267,7 @@ bool TrialConvertsFromCredit(const Subscription &sub, int64_t credit_cents);
 // period end ("canceled"): a cancel forfeits the unused time of a paid period
 // (or it was used), whether or not an unpaid upgrade came between (review U1:
 // upgrade, then cancel now, turned the forfeited time into 28721 credit).
-// `canceled`: the subscription was canceled (it has a cancel time) whatever
+// `canceled`: the subscription was canceled at its period end whatever
 // ended it: canceled at its period end and then expired at the grace end
 // with the upgrade still unpaid ("payment_failed") forfeits the lines as a
 // cancel now does (review C1: it gave the 28721 line back as credit).

@@ -517,14 +517,15 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 // credit) returns as void_to_credit, and the credit lines it netted (an
 // upgrade's credit for the unused paid time, the negative lines) return as
 // proration_credit. Columns: id, user_id, currency, returned paid, subscription_id,
-// returned credit lines, whether the subscription was canceled (a cancel time:
-// CreditLinesBackOnVoid).
+// returned credit lines, whether the subscription was canceled at its period
+// end (CreditLinesBackOnVoid; a cancel time alone is no sign: an upgrade's
+// end records one too).
 constexpr const char *kVoidReturning =
 	" RETURNING i.id, i.user_id, i.currency, i.amount_paid_cents OPERATOR(pg_catalog.+) i.credit_applied_cents,"
 	" i.subscription_id, COALESCE((SELECT pg_catalog.sum(OPERATOR(pg_catalog.-) (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint)"
 	"   FROM pg_catalog.jsonb_array_elements(i.lines) AS l(e)"
 	"   WHERE (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint OPERATOR(pg_catalog.<) 0), 0)::bigint,"
-	" COALESCE((SELECT c.canceled_at IS NOT NULL FROM billing.subscriptions c"
+	" COALESCE((SELECT c.cancel_at_period_end FROM billing.subscriptions c"
 	"   WHERE c.id OPERATOR(pg_catalog.=) i.subscription_id), false)";
 
 // A subscription that ends leaves no invoice open: each becomes void and
@@ -1508,7 +1509,8 @@ billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 			auto h = spi.Query(
 				"SELECT h.plan_id, h.status::pg_catalog.text, billing._micros(h.current_period_start),"
 				" billing._micros(h.current_period_end), billing._micros(h.trial_end), billing._micros(h.grace_end),"
-				" billing._micros(LEAST(NULLIF(h.valid_to, 'infinity'), h.ended_at)),"
+				" billing._micros(CASE WHEN pg_catalog.isfinite(h.valid_to) THEN LEAST(h.valid_to, h.ended_at)"
+				"   ELSE h.ended_at END),"
 				" COALESCE(h.cancel_at_period_end, false)"
 				" FROM billing.subscription_history h WHERE h.subscription_id OPERATOR(pg_catalog.=) $1"
 				" AND h.valid_from OPERATOR(pg_catalog.<=) $2 AND h.valid_to OPERATOR(pg_catalog.>) $2 AND NOT h.removed"

@@ -864,15 +864,15 @@ TEST(ChangePlan, LineRestTakenBackFollowsTheLine)
 	// -16355 settled by a 26354 line; a 10000 refund takes it down by 9151
 	// (26354 - 18800 x 334 / 365 = 26354 - 17203): the total becomes -7204,
 	// so 16355 - 7204 = 9151 leaves the balance
-	EXPECT_EQ(LineRestTakenBack(-16355, 9151, 0, 16355), 9151);
+	EXPECT_EQ(billing::LineRestTakenBack(-16355, 9151, 0, 16355), 9151);
 	// then 18800 more: the bound took the 7204 left; the line's 17203 reopens
 	// the invoice at 9999 and nothing more leaves the balance
-	EXPECT_EQ(LineRestTakenBack(-7204, 17203, 7204, 0), 0);
+	EXPECT_EQ(billing::LineRestTakenBack(-7204, 17203, 7204, 0), 0);
 	// one refund of 28800: the bound took the 16355, the line's 26354 nothing more
-	EXPECT_EQ(LineRestTakenBack(-16355, 26354, 16355, 0), 0);
+	EXPECT_EQ(billing::LineRestTakenBack(-16355, 26354, 16355, 0), 0);
 	// never more than the balance holds (the customer spent the credit)
-	EXPECT_EQ(LineRestTakenBack(-16355, 9151, 0, 5000), 5000);
+	EXPECT_EQ(billing::LineRestTakenBack(-16355, 9151, 0, 5000), 5000);
 	// a positive total put nothing into the balance
-	EXPECT_EQ(LineRestTakenBack(500, 1000, 0, 9999), 0);
-	EXPECT_EQ(LineRestTakenBack(-100, -5, 0, 9999), 0);
+	EXPECT_EQ(billing::LineRestTakenBack(500, 1000, 0, 9999), 0);
+	EXPECT_EQ(billing::LineRestTakenBack(-100, -5, 0, 9999), 0);
 }
