@@ -1961,10 +1961,14 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 // an invoice without a due date (Stripe chases it) keeps none unless it reopens
 			 TimeArg(r.is_null(7) && !change.reopened ? std::nullopt : std::optional<Micros>(change.due_at))});
 		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
-		// the part of the balance the line had put there goes with it (review R3)
+		// the part of the balance the line had put there goes with it (review
+		// R3), named by the invoice, not the refund: it is no part of the
+		// refund's amount (the refund returns cash; this undoes proration
+		// credit), and CreditOf takes it from nobody's lots first, as the line
+		// put it there
 		if (r.boolean(3)) {
 			int64_t rest = LineRestTakenBack(r.int64_required(4), off, bound_took, balance_left);
-			LedgerEntry(spi, user_id, currency, "credit_refunded", rest, refund_id, std::nullopt, at);
+			LedgerEntry(spi, user_id, currency, "credit_refunded", rest, std::nullopt, invoice_id, at);
 			balance_left -= rest;
 		}
 		// owed again: dunning may now end the plan before the limit a quota

@@ -625,7 +625,13 @@ class Model:
                 rest = (max(-inv['total'], 0) - max(-(inv['total'] + off), 0)) - bound_took
                 rest = max(0, min(rest, u.credit))
                 if rest > 0:
-                    self.spend_credit(u, rest, p)
+                    # nobody's lots first (the line put it there), then in order
+                    u.credit -= rest
+                    for lot in [lot for lot in u.lots if lot[0] is None] + u.lots:
+                        took = min(rest, lot[1])
+                        lot[1] -= took
+                        rest -= took
+                    u.lots = [lot for lot in u.lots if lot[1] > 0]
             if off > 0:
                 inv['credit_lines'] -= off
                 inv['total'] += off
