@@ -1,5 +1,5 @@
--- The case of sql/28_review_money2.sql NOT fixed in session 8 (branch s8-mfix2),
--- moved here so that make test passes; it still fails today and holds the
+-- Cases of sql/28_review_money2.sql (and a variant) NOT fixed in session 8 (branch s8-mfix2),
+-- moved here so that make test passes; each still fails today and holds the
 -- outcome expected (test/review/MONEY_FINDINGS2.md). Run on a scratch cluster:
 --   psql -X -f test/review/money2_open.sql
 -- and compare with the outcomes in the comments (the lines marked "Expected").
@@ -48,3 +48,24 @@ SELECT count(*) AS r4_expired_before_the_refund_was_recorded FROM billing.subscr
 SELECT (billing.effective_plan('r4', '2030-02-20')).code AS r4_feb20_after,
        (SELECT users FROM billing.plan_distribution('2030-02-20') WHERE plan_code = 'ent_monthly_r4') AS enterprise_users_feb20_after;
 
+
+-- == R3 variant (open): 20000 on 10 Feb, then 8800 on 13 Feb. After the
+-- first refund: the bound takes 7555 of the 16355 credit, 12445 is recorded
+-- against the paid year, the line comes down to 8800 x 334 / 365 = 8053
+-- (total 1946, reopened) and the rest of its balance part (8800) leaves:
+-- credit 0, 1946 owed, as a 20000 refund first gives. The second refund finds
+-- only 12445 recorded against the year (the bound's 7555 is not), so it takes
+-- the line to (28800 - 12445 - 8800) x 334 / 365 = 6913, not 0. Expected (as
+-- one 28800 refund): 9999 owed, credit 0. Today: 3086 owed (1946 before
+-- s8-mfix2). Needs the bound's take from a line-settled balance recorded as
+-- refunded of the period (RefundedForPeriod reads refund_of_paid_invoice only).
+INSERT INTO billing.subscription_plans (code, name, tier, billing_interval, price_cents, currency, trial_days, limits, features)
+VALUES ('ent_monthly_r3v', 'Enterprise (monthly)', 'enterprise', 'monthly', 9999, 'usd', 30, '{}', '{}');
+SELECT id AS s FROM billing.subscribe('r3v', 'pro_yearly', '2030-01-01', false) \gset
+SELECT status FROM billing.record_payment(:s, 28800, 'usd', true, '2030-01-01');
+SELECT id AS p FROM billing.payments WHERE user_id = 'r3v' \gset
+SELECT id AS s FROM billing.change_plan(:s, 'ent_monthly_r3v', '2030-02-01') \gset
+SELECT amount_cents FROM billing.refund(:p, 20000, '2030-02-10');
+SELECT amount_cents FROM billing.refund(:p, 8800, '2030-02-13');
+SELECT status, total_cents, amount_due_cents, billing.credit_balance('r3v') AS credit
+  FROM billing.invoices WHERE subscription_id = :s;  -- expected: open 9999 9999 0
