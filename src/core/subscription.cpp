@@ -783,9 +783,9 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 }
 
 int64_t
-CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines)
+CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines, bool canceled)
 {
-	if (void_reason == "canceled")
+	if (void_reason == "canceled" || canceled)
 		return 0;
 	return std::max<int64_t>(lines, 0);
 }
@@ -829,6 +829,15 @@ CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscriptio
 		out.reopened = false;
 	}
 	return out;
+}
+
+int64_t
+LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64_t credit_balance)
+{
+	int64_t before = std::max<int64_t>(-total_cents, 0);
+	int64_t after = std::max<int64_t>(-(total_cents + std::max<int64_t>(off, 0)), 0);
+	return std::clamp<int64_t>(before - after - std::max<int64_t>(already_taken, 0), 0,
+							   std::max<int64_t>(credit_balance, 0));
 }
 
 std::optional<Subscription>
