@@ -69,3 +69,29 @@ SELECT amount_cents FROM billing.refund(:p, 20000, '2030-02-10');
 SELECT amount_cents FROM billing.refund(:p, 8800, '2030-02-13');
 SELECT status, total_cents, amount_due_cents, billing.credit_balance('r3v') AS credit
   FROM billing.invoices WHERE subscription_id = :s;  -- expected: open 9999 9999 0
+
+-- Open (lead, session 8): D1, kept as a known limit (README, "A deleted user").
+-- == D1 (Medium): a deleted user's credit passes to whoever takes the id.
+-- Deleting a row of an attached users table cancels that user's subscriptions
+-- (README "A deleted user", attack finding 67: "so whoever takes the id later
+-- starts on Free, not on the old owner's plan"). Their credit stays keyed by
+-- the id: d1 pays 7999 for pro_monthly (2999 invoice, 5000 credit), is
+-- deleted; a new d1 registers and subscribes to pro_monthly: the old owner's
+-- credit pays the new owner's first invoice. Expected: the new d1 starts
+-- with credit 0 and owes 2999 (incomplete). (Today: credit 5000, active, the
+-- 2999 paid from the previous owner's money.)
+CREATE TABLE public.review2_users (id text PRIMARY KEY);
+SELECT billing.attach_users('public.review2_users', 'id');
+INSERT INTO public.review2_users VALUES ('d1');
+SELECT (billing.subscribe('d1', 'pro_monthly', with_trial => false)).id AS s \gset
+SELECT status FROM billing.record_payment(:s, 7999, 'usd', true);
+SELECT billing.credit_balance('d1') AS old_owner_credit;
+DELETE FROM public.review2_users WHERE id = 'd1';
+INSERT INTO public.review2_users VALUES ('d1');
+SELECT billing.credit_balance('d1') AS new_owner_credit;
+SELECT (billing.subscribe('d1', 'pro_monthly', with_trial => false)).status AS new_owner_subscription;
+
+SET client_min_messages = warning;
+SELECT billing.detach('public.review2_users');
+DROP TABLE public.review2_users;
+RESET client_min_messages;
