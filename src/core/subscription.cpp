@@ -247,6 +247,27 @@ Replace(const Subscription &current, const Plan &current_plan, const Plan &plan,
 	return out;
 }
 
+namespace {
+// A Free subscription: nothing to cancel (it grants Free, as no subscription does).
+bool
+PlainFree(const Subscription &sub)
+{
+	return sub.price_cents == 0 && !sub.period_end && sub.status == Status::kActive;
+}
+}  // namespace
+
+bool
+CanceledWithItsUser(const Subscription &sub)
+{
+	return !sub.Ended() && !sub.stripe_managed && !PlainFree(sub);
+}
+
+Micros
+UserDeletionTime(const Subscription &sub, Micros now)
+{
+	return std::max(now, LatestChange(sub));
+}
+
 void
 RequireManagedByBilling(const Subscription &sub, Action action)
 {
@@ -307,7 +328,7 @@ Cancel(const Subscription &sub, bool at_period_end, Micros at)
 	Action action = at_period_end ? Action::kCancelAtPeriodEnd : Action::kCancelNow;
 	RequireCurrent(sub, action, at);
 	RequireManagedByBilling(sub, action);
-	if (sub.price_cents == 0 && !sub.period_end && sub.status == Status::kActive)
+	if (PlainFree(sub))
 		throw NotAllowed("a free subscription cannot be canceled",
 						 "Subscription " + std::to_string(sub.id) + " is on a free plan.");
 	const Transition &t = Transit(sub.status, action);
@@ -767,9 +788,9 @@ ApplyDue(const Subscription &sub, Action action, const Plan &plan, const std::op
 }
 
 int64_t
-CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines)
+CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines, bool canceled)
 {
-	if (void_reason == "canceled")
+	if (void_reason == "canceled" || canceled)
 		return 0;
 	return std::max<int64_t>(lines, 0);
 }
@@ -828,6 +849,15 @@ CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscriptio
 		out.reopened = false;
 	}
 	return out;
+}
+
+int64_t
+LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64_t credit_balance)
+{
+	int64_t before = std::max<int64_t>(-total_cents, 0);
+	int64_t after = std::max<int64_t>(-(total_cents + std::max<int64_t>(off, 0)), 0);
+	return std::clamp<int64_t>(before - after - std::max<int64_t>(already_taken, 0), 0,
+							   std::max<int64_t>(credit_balance, 0));
 }
 
 std::optional<Subscription>

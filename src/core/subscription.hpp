@@ -176,6 +176,13 @@ Micros LatestChange(const Subscription &sub);
 void RequireNotBeforeLatestChange(const Subscription &sub, Micros at);
 
 Outcome Cancel(const Subscription &sub, bool at_period_end, Micros at);
+
+// A user deleted from the application's users table: whether this
+// subscription of theirs is canceled now (a Free one that grants nothing and
+// cannot be canceled stays; a Stripe-managed one ends by Stripe's own event),
+// and when: now, or its latest recorded change if that is later.
+bool CanceledWithItsUser(const Subscription &sub);
+Micros UserDeletionTime(const Subscription &sub, Micros now);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);
@@ -269,7 +276,11 @@ bool TrialConvertsFromCredit(const Subscription &sub, int64_t credit_cents);
 // period end ("canceled"): a cancel forfeits the unused time of a paid period
 // (or it was used), whether or not an unpaid upgrade came between (review U1:
 // upgrade, then cancel now, turned the forfeited time into 28721 credit).
-int64_t CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines);
+// `canceled`: the subscription was canceled at its period end whatever
+// ended it: canceled at its period end and then expired at the grace end
+// with the upgrade still unpaid ("payment_failed") forfeits the lines as a
+// cancel now does (review C1: it gave the 28721 line back as credit).
+int64_t CreditLinesBackOnVoid(const std::string &void_reason, int64_t lines, bool canceled = false);
 
 // What a credit line given back by a void (CreditLinesBackOnVoid) is worth at
 // the void: the line credited the replaced period's time unused at the
@@ -318,6 +329,17 @@ struct UpgradeInvoiceChange {
 // R1: it stayed open for ever).
 UpgradeInvoiceChange CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscription_ended,
 										 Micros at);
+
+// A line that settled its invoice (total not positive) put what it settled
+// beyond the charge into the credit balance. When a refund takes the line
+// down by `off`, that part of the balance goes with it: the rest it put there
+// before (-total_cents) less the rest it puts there after, less what the
+// refund's conservation bound already took of it (`already_taken`), never
+// more than the balance holds. So k refunds summing to A end as one refund of
+// A (review R3: after a 10000 refund the line came down by 9151 but the
+// balance kept its 16355; the second refund's bound then took the balance,
+// and the line kept 8374 although nothing was paid net).
+int64_t LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64_t credit_balance);
 
 // A subscription that waited for money (incomplete, or in dunning) is
 // settled when an invoice issued to it is paid in full (by credit) and

@@ -517,12 +517,16 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 // credit) returns as void_to_credit, and the credit lines it netted (an
 // upgrade's credit for the unused paid time, the negative lines) return as
 // proration_credit. Columns: id, user_id, currency, returned paid, subscription_id,
-// returned credit lines.
+// returned credit lines, whether the subscription was canceled at its period
+// end (CreditLinesBackOnVoid; a cancel time alone is no sign: an upgrade's
+// end records one too).
 constexpr const char *kVoidReturning =
 	" RETURNING i.id, i.user_id, i.currency, i.amount_paid_cents OPERATOR(pg_catalog.+) i.credit_applied_cents,"
 	" i.subscription_id, COALESCE((SELECT pg_catalog.sum(OPERATOR(pg_catalog.-) (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint)"
 	"   FROM pg_catalog.jsonb_array_elements(i.lines) AS l(e)"
-	"   WHERE (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint OPERATOR(pg_catalog.<) 0), 0)::bigint";
+	"   WHERE (l.e OPERATOR(pg_catalog.->>) 'amount_cents')::bigint OPERATOR(pg_catalog.<) 0), 0)::bigint,"
+	" COALESCE((SELECT c.cancel_at_period_end FROM billing.subscriptions c"
+	"   WHERE c.id OPERATOR(pg_catalog.=) i.subscription_id), false)";
 
 // A subscription that ends leaves no invoice open: each becomes void and
 // gives back what kVoidReturning says.
@@ -541,7 +545,7 @@ VoidOpenInvoices(Spi &spi, int64_t subscription_id, const std::string &reason, M
 					std::nullopt, row.int64_required(0), at);
 	// then the credit lines, once everything paid toward them is back
 	for (const auto &row : voided)
-		if (int64_t lines = CreditLinesBackOnVoid(reason, row.int64_required(5)); lines > 0) {
+		if (int64_t lines = CreditLinesBackOnVoid(reason, row.int64_required(5), row.boolean(6)); lines > 0) {
 			// only the replaced period's time still unused at the void (review X1)
 			auto when = spi.Query(
 				"SELECT billing._micros(i.issued_at), billing._micros(p.current_period_end) FROM billing.invoices i"
@@ -1159,7 +1163,8 @@ WritePageSteps(Spi &spi, const std::vector<PageStep> &steps)
 				pending[{row.text_required(1), row.text_required(2)}] += row.int64_required(3);
 			}
 			for (const auto &row : voided)
-				if (int64_t lines = CreditLinesBackOnVoid(void_reason.at(row.int64_required(4)), row.int64_required(5));
+				if (int64_t lines = CreditLinesBackOnVoid(void_reason.at(row.int64_required(4)), row.int64_required(5),
+														  row.boolean(6));
 					lines > 0) {
 					auto key = std::make_pair(row.text_required(1), row.text_required(2));
 					Holdings now = CustomerHoldings(spi, key.first, key.second);
@@ -1393,6 +1398,27 @@ VoidForStripeAdoption(Spi &spi, const std::string &user_id, int64_t subscription
 	VoidOpenInvoices(spi, subscription_id, "plan_changed", at);
 }
 
+// A user deleted from the attached users table: under the user's lock, the
+// current subscription the core says ends with its user (CanceledWithItsUser)
+// is canceled now, or at its latest change if that is later (a payment dated
+// ahead), with what time made due first (CatchUp, as every operation).
+void
+CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now)
+{
+	LockUser(spi, user_id);
+	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
+	if (!loaded || !CanceledWithItsUser(loaded->sub))
+		return;
+	Micros at = UserDeletionTime(loaded->sub, now);
+	if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
+		CatchUp(spi, loaded->sub, at, loaded->grace);
+		loaded = LoadCurrentForChange(spi, user_id);
+		if (!loaded || !CanceledWithItsUser(loaded->sub))
+			return;
+	}
+	PersistOutcome(spi, Cancel(loaded->sub, false, at), at);
+}
+
 }  // namespace billing::glue
 
 using namespace billing;
@@ -1519,11 +1545,39 @@ billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 		const Subscription *sub = &found->sub;
 		Micros grace = found->grace;
 		if (sub->Ended()) {
-			// asked about a time before its end (a transaction older than the
-			// write that ended it): what it grants holds until its end at most
-			if (GrantsAt(*sub, at, grace))
-				result.plan_id = sub->plan_id;
-			result.changes_at = EndedEntitlementChange(*sub, at, grace);
+			// asked about a time before its end: judged by the state its
+			// history holds at `at` (review H1: by its final row, expired with
+			// the period it ended in, a past date lost the plan the user had
+			// then once maintenance ended the subscription), ending no later
+			// than that state did; without history (a transaction older than
+			// the write that ended it), by the stored row
+			Subscription then = *sub;
+			auto h = spi.Query(
+				"SELECT h.plan_id, h.status::pg_catalog.text, billing._micros(h.current_period_start),"
+				" billing._micros(h.current_period_end), billing._micros(h.trial_end), billing._micros(h.grace_end),"
+				" billing._micros(CASE WHEN pg_catalog.isfinite(h.valid_to) THEN LEAST(h.valid_to, h.ended_at)"
+				"   ELSE h.ended_at END),"
+				" COALESCE(h.cancel_at_period_end, false)"
+				" FROM billing.subscription_history h WHERE h.subscription_id OPERATOR(pg_catalog.=) $1"
+				" AND h.valid_from OPERATOR(pg_catalog.<=) $2 AND h.valid_to OPERATOR(pg_catalog.>) $2 AND NOT h.removed"
+				" AND h.deleted_at IS NULL ORDER BY h.valid_from DESC, h.id DESC LIMIT 1",
+				{SqlArg::Int64(sub->id), SqlArg::Timestamp(ToPgTime(at))});
+			if (!h.empty() && !h[0].is_null(1) && !h[0].is_null(2)) {
+				then.plan_id = h[0].int64(0).value_or(sub->plan_id);
+				then.status = ParseStatus(h[0].text_required(1));
+				then.period_start = h[0].int64_required(2);
+				then.period_end = h[0].int64(3);
+				then.trial_end = h[0].int64(4);
+				then.past_due_since.reset();
+				if (std::optional<Micros> grace_end = h[0].int64(5))
+					then.past_due_since = *grace_end - grace;
+				if (std::optional<Micros> until = h[0].int64(6))
+					then.ended_at = std::min(*until, sub->ended_at.value_or(*until));
+				then.cancel_at_period_end = h[0].boolean(7);
+			}
+			if (GrantsAt(then, at, grace))
+				result.plan_id = then.plan_id;
+			result.changes_at = EndedEntitlementChange(then, at, grace);
 		} else {
 			// Its open invoices are read only when it has some (unpaid_due_at,
 			// read by the same statement as the subscription). (Its plans
@@ -1916,6 +1970,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		"   WHERE i.id OPERATOR(pg_catalog.=) ANY ($1))"
 		" AND s.end_reason OPERATOR(pg_catalog.=) 'plan_changed' AND s.deleted_at IS NULL"
 		" ORDER BY s.id FOR UPDATE OF u";
+	int64_t balance_left = credit_balance - back.credit_cents;
 	for (const auto &r : spi.Query(upgraded, {SqlArg::Int64Array(refunded_invoices)})) {
 		Subscription ended = LoadSubscription(spi, r.int64_required(0), false);
 		int64_t invoice_id = r.int64_required(1);
@@ -1924,8 +1979,11 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		// balance; what the conservation bound took back of the balance in
 		// this refund (up to that rest) was refunded of this period too.
 		int64_t refunded = RefundedForPeriod(spi, ended);
-		if (r.boolean(3))
-			refunded += std::min(back.excess_credit_cents, std::max<int64_t>(-r.int64_required(4), 0));
+		int64_t bound_took = 0;
+		if (r.boolean(3)) {
+			bound_took = std::min(back.excess_credit_cents, std::max<int64_t>(-r.int64_required(4), 0));
+			refunded += bound_took;
+		}
 		int64_t off = UpgradeCreditTakenBack(ended, credited, refunded, PausedInPeriod(spi, ended, *ended.ended_at));
 		if (off <= 0)
 			continue;
@@ -1953,6 +2011,16 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 // an invoice without a due date (Stripe chases it) keeps none unless it reopens
 			 TimeArg(r.is_null(7) && !change.reopened ? std::nullopt : std::optional<Micros>(change.due_at))});
 		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
+		// the part of the balance the line had put there goes with it (review
+		// R3), named by the invoice, not the refund: it is no part of the
+		// refund's amount (the refund returns cash; this undoes proration
+		// credit), and CreditOf takes it from nobody's lots first, as the line
+		// put it there
+		if (r.boolean(3)) {
+			int64_t rest = LineRestTakenBack(r.int64_required(4), off, bound_took, balance_left);
+			LedgerEntry(spi, user_id, currency, "credit_refunded", rest, std::nullopt, invoice_id, at);
+			balance_left -= rest;
+		}
 		// owed again: dunning may now end the plan before the limit a quota
 		// counter cached (its bound came from a projection without this invoice)
 		if (change.reopened)

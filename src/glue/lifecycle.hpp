@@ -48,6 +48,11 @@ struct StripeReplaced {
 };
 std::optional<StripeReplaced> EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at);
 
+// A user deleted from the attached users table: their current subscription
+// is canceled now (or at its latest change, if later), unless the core keeps
+// it (a plain Free one; a Stripe-managed one, which Stripe's event ends).
+void CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now);
+
 // Stripe adopts billing's own subscription: its open invoices become void,
 // what was paid toward them the customer's credit.
 void VoidForStripeAdoption(Spi &spi, const std::string &user_id, int64_t subscription_id, Micros at);

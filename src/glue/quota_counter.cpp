@@ -472,9 +472,23 @@ CounterVisible(int32 attachment_id, const char *key)
 	CommandCounterIncrement();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	bool usable = false;
+	Datum key_text = PointerGetDatum(cstring_to_text(key));
 	HeapTuple found = FindCounter(counters, counter_relation.lookup_index, GetActiveSnapshot(), counter_relation.columns,
-								  attachment_id, PointerGetDatum(cstring_to_text(key)), &usable);
+								  attachment_id, key_text, &usable);
 	PopActiveSnapshot();
+	// REPEATABLE READ: a counter committed after the transaction's snapshot
+	// cannot be moved by this transaction; as an UPDATE of it would, fail
+	// with 40001 rather than leave it naming the old owner (second attack
+	// review, finding 6).
+	if (found == nullptr && usable && IsolationUsesXactSnapshot()) {
+		Snapshot latest = RegisterSnapshot(GetLatestSnapshot());
+		HeapTuple newer = FindCounter(counters, counter_relation.lookup_index, latest, counter_relation.columns,
+									  attachment_id, key_text);
+		UnregisterSnapshot(latest);
+		if (newer != nullptr)
+			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							errmsg("could not serialize access due to concurrent update")));
+	}
 	table_close(counters, NoLock);
 	return found != nullptr || !usable;
 }

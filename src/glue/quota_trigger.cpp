@@ -90,18 +90,6 @@ constexpr const char *kRoomKeyTaken =
 
 constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
 
-// A deleted user's subscriptions are canceled now through billing.cancel
-// (the core's rule: ended now, back to Free), all but a plain Free one,
-// which billing::Cancel refuses and which grants nothing to take back, and
-// a Stripe-managed one (Stripe cancels a deleted customer's subscriptions
-// and its event ends billing's row; billing.cancel refuses it, QB010).
-constexpr const char *kEndDeletedUser =
-	"SELECT billing.cancel(s.id, false, pg_catalog.now()) FROM billing.subscriptions s"
-	" WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL"
-	" AND NOT (s.price_cents OPERATOR(pg_catalog.=) 0 AND s.current_period_end IS NULL"
-	" AND s.status OPERATOR(pg_catalog.=) 'active'::billing.subscription_status)"
-	" AND s.stripe_subscription_id IS NULL"
-	" ORDER BY s.id";
 
 // Whether the install has 0.3.0's billing._quota_prepare (owner argument):
 // looked up once, again after any change to pg_proc (ALTER EXTENSION UPDATE).
@@ -187,8 +175,10 @@ PgDay(TimestampTz at)
 // security hides it) is refused: counting it as a room without an owner
 // would leave its counter unlimited for good. A room whose owner is NULL is
 // "" (nobody's: not limited).
-std::string
-RoomOwner(const Attachment &attachment, const std::string &room)
+// The lookup itself: whether a row with the key exists for the current
+// role, and its owner column ("" for NULL).
+bool
+KeyRowOwner(const Attachment &attachment, const std::string &room, std::string *owner_out, std::string *table_out)
 {
 	std::string owner;
 	bool found = false;
@@ -247,7 +237,17 @@ RoomOwner(const Attachment &attachment, const std::string &room)
 			owner = rows[0].text_required(0);
 		spi.Finish();
 	});
-	if (!found) {
+	*owner_out = owner;
+	*table_out = rooms_name;
+	return found;
+}
+
+std::string
+RoomOwner(const Attachment &attachment, const std::string &room)
+{
+	std::string owner;
+	std::string rooms_name;
+	if (!KeyRowOwner(attachment, room, &owner, &rooms_name)) {
 		std::string role;
 		PgCall([&] { role = GetUserNameFromId(GetUserId(), false); });
 		throw Error("23503", "room \"" + room + "\" is not in " + rooms_name + " for role \"" + role + "\"",
@@ -648,6 +648,32 @@ BILLING_FUNCTION(billing_quota_trigger)
 	return TRIGGER_FIRED_BEFORE(event) ? PointerGetDatum(result) : PointerGetDatum(nullptr);
 }
 
+// Whether a deleted user row is gone from the attached users table at the
+// end of its statement: an UPDATE that moves a row to another partition fires
+// DELETE and INSERT (attack finding 69), and a statement may delete and
+// insert one id again. Read as the deleting role, through the id column's
+// own type and equality, as a room's owner is.
+bool
+UserGone(const Attachment &users, const std::string &user)
+{
+	Attachment lookup = users;
+	lookup.parent_relation = users.relation;
+	lookup.parent_key_column = users.key_column;
+	lookup.parent_owner_column = users.key_column;
+	std::string ignored_owner;
+	std::string ignored_table;
+	// a snapshot that sees the statement's own changes (the row deleted, the
+	// moved row inserted): the read-only lookup runs on the active snapshot
+	PgCall([] {
+		CommandCounterIncrement();
+		PushCopiedSnapshot(GetTransactionSnapshot());
+		UpdateActiveSnapshotCommandId();
+	});
+	bool present = KeyRowOwner(lookup, user, &ignored_owner, &ignored_table);
+	PgCall([] { PopActiveSnapshot(); });
+	return !present;
+}
+
 // billing._user_inserted(): a new user of an attached users table gets a Free
 // subscription; a deleted user's subscriptions end now, as Stripe ends a
 // deleted customer's (so whoever takes the id later starts on Free, not on
@@ -663,10 +689,16 @@ BILLING_FUNCTION(billing_user_inserted)
 		throw billing::Error("39P01", "billing._user_inserted() must fire for each inserted or deleted row");
 	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, -1, Watched::kUsers);
 	std::string user;
-	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty()) {
+	// a deleted id still in the table (a partition move, deleted and inserted
+	// again by one statement) is no deletion: checked as the deleting role
+	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty() &&
+		(!deleted || UserGone(attachment, user))) {
 		AsBillingOwner(CountersOwner(), [&] {
 			Spi spi;
-			spi.QueryPrepared(deleted ? kEndDeletedUser : kStartFree, {SqlArg::Text(user)});
+			if (deleted)
+				CancelForDeletedUser(spi, user, ToCoreTime(GetCurrentTransactionStartTimestamp()));
+			else
+				spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
 			spi.Finish();
 		});
 	}

@@ -117,7 +117,7 @@ CheckedAttachment(const Trigger *trigger, Relation relation, int32_t attachment_
 		if (what == Watched::kUsers ? kind != "users" : kind == "users")
 			allowed = false;
 		found = {static_cast<int32_t>(std::stol(row.text_or(6, "0"))), row.text_or(3, ""), row.text_or(4, ""),
-				 row.text_or(5, ""), OidFrom(row.text(2)), kind, row.text_or(7, "false") == "true"};
+				 row.text_or(5, ""), OidFrom(row.text(2)), kind, row.text_or(7, "false") == "true", OidFrom(row.text(1))};
 	}
 	if (!allowed)
 		throw billing::Error("42501", "trigger \"" + std::string(trigger->tgname) + "\" on table \"" + table_name +

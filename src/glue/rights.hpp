@@ -59,6 +59,7 @@ struct Attachment {
 	Oid parent_relation;
 	std::string kind;                // users, rooms or participants
 	bool counts_deleted_at = false;  // soft-deleted rows do not count
+	Oid relation = InvalidOid;       // the attached table (a partitioned one: the parent)
 };
 Attachment CheckedAttachment(const Trigger *trigger, Relation relation, int32_t attachment_id, Watched what);
 

@@ -117,7 +117,7 @@ DECLARE
 	key_type record;
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
-	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
+	SELECT c.relname, c.relkind, c.relowner, c.relpersistence, n.nspname INTO rel
 	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 	 WHERE c.oid OPERATOR(pg_catalog.=) relation;
 	IF NOT FOUND THEN
@@ -129,6 +129,12 @@ BEGIN
 	END IF;
 	IF rel.relkind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = '42809';
+	END IF;
+	-- a temporary table goes without any event (session end, DISCARD ALL):
+	-- its attachment would outlive it (attack finding 74)
+	IF rel.relpersistence OPERATOR(pg_catalog.=) 't' THEN
+		RAISE EXCEPTION 'billing cannot count the rows of temporary table %', relation
+			USING ERRCODE = '0A000', HINT = 'Attach a permanent (or unlogged) table.';
 	END IF;
 	IF NOT pg_catalog.pg_has_role(rel.relowner, 'USAGE') THEN
 		RAISE EXCEPTION 'must be owner of table %', relation

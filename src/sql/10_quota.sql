@@ -297,6 +297,7 @@ DECLARE
 		OPERATOR(pg_catalog.||) CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
 	owner_watch text := 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) att.id;
+	old_watch record;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
@@ -307,10 +308,13 @@ BEGIN
 		-- "UPDATE OF" and no WHEN: a column set by the application's own
 		-- BEFORE trigger is not in the statement's SET list, and a WHEN on
 		-- OLD cannot serve INSERT; the function compares the two rows.
-		IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid OPERATOR(pg_catalog.=) att.parent_relation
-					 AND tg.tgname OPERATOR(pg_catalog.=) owner_watch) THEN
-			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', owner_watch, att.parent_relation);
-		END IF;
+		-- wherever it is: a participants table attached again to another
+		-- rooms table leaves none on the old one (attack finding 75)
+		FOR old_watch IN SELECT tg.tgrelid::pg_catalog.regclass AS rel FROM pg_catalog.pg_trigger tg
+						  WHERE tg.tgname OPERATOR(pg_catalog.=) owner_watch
+							AND tg.tgfoid OPERATOR(pg_catalog.=) 'billing._quota_room_owner_changed()'::pg_catalog.regprocedure LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', owner_watch, old_watch.rel);
+		END LOOP;
 		EXECUTE pg_catalog.format(
 			'CREATE TRIGGER %I AFTER INSERT OR UPDATE ON %s FOR EACH ROW
 			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',

@@ -287,7 +287,10 @@ BEGIN
 	taken AS (
 		SELECT c.owner_id, billing._quota_metric(c.attachment_id) AS metric, c.usage_day, c.usage_pending
 		  FROM cleared c
-		 WHERE c.usage_pending OPERATOR(pg_catalog.>) 0 AND c.owner_id OPERATOR(pg_catalog.<>) '')
+		 WHERE c.usage_pending OPERATOR(pg_catalog.>) 0 AND c.owner_id OPERATOR(pg_catalog.<>) ''
+		   -- a counter its attachment left behind (a detach in REPEATABLE READ
+		   -- that did not see it): its table is no longer billing's
+		   AND billing._quota_metric(c.attachment_id) IS NOT NULL)
 	SELECT pg_catalog.count(*), pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(t.metric),
 		   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric)
 	  INTO counters, user_ids, metrics, days, quantities FROM taken t;

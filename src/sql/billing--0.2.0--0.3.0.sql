@@ -444,6 +444,7 @@ DECLARE
 		OPERATOR(pg_catalog.||) CASE WHEN att.counts_deleted_at THEN ' OR OLD.deleted_at IS DISTINCT FROM NEW.deleted_at' ELSE '' END;
 	args text := pg_catalog.format('%L, %L, %L, %L', att.id, att.kind, att.key_column, att.counts_deleted_at);
 	owner_watch text := 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) att.id;
+	old_watch record;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
 	PERFORM billing._detach_triggers(att.relation, att.kind);
@@ -454,10 +455,13 @@ BEGIN
 		-- "UPDATE OF" and no WHEN: a column set by the application's own
 		-- BEFORE trigger is not in the statement's SET list, and a WHEN on
 		-- OLD cannot serve INSERT; the function compares the two rows.
-		IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg WHERE tg.tgrelid OPERATOR(pg_catalog.=) att.parent_relation
-					 AND tg.tgname OPERATOR(pg_catalog.=) owner_watch) THEN
-			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', owner_watch, att.parent_relation);
-		END IF;
+		-- wherever it is: a participants table attached again to another
+		-- rooms table leaves none on the old one (attack finding 75)
+		FOR old_watch IN SELECT tg.tgrelid::pg_catalog.regclass AS rel FROM pg_catalog.pg_trigger tg
+						  WHERE tg.tgname OPERATOR(pg_catalog.=) owner_watch
+							AND tg.tgfoid OPERATOR(pg_catalog.=) 'billing._quota_room_owner_changed()'::pg_catalog.regprocedure LOOP
+			EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', owner_watch, old_watch.rel);
+		END LOOP;
 		EXECUTE pg_catalog.format(
 			'CREATE TRIGGER %I AFTER INSERT OR UPDATE ON %s FOR EACH ROW
 			 EXECUTE FUNCTION billing._quota_room_owner_changed(%L, %L, %L)',
@@ -661,7 +665,7 @@ DECLARE
 	key_type record;
 BEGIN
 	PERFORM billing._required(relation, 'relation'), billing._required(columns, 'columns');
-	SELECT c.relname, c.relkind, c.relowner, n.nspname INTO rel
+	SELECT c.relname, c.relkind, c.relowner, c.relpersistence, n.nspname INTO rel
 	  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 	 WHERE c.oid OPERATOR(pg_catalog.=) relation;
 	IF NOT FOUND THEN
@@ -673,6 +677,12 @@ BEGIN
 	END IF;
 	IF rel.relkind NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION '% is not a table', relation USING ERRCODE = '42809';
+	END IF;
+	-- a temporary table goes without any event (session end, DISCARD ALL):
+	-- its attachment would outlive it (attack finding 74)
+	IF rel.relpersistence OPERATOR(pg_catalog.=) 't' THEN
+		RAISE EXCEPTION 'billing cannot count the rows of temporary table %', relation
+			USING ERRCODE = '0A000', HINT = 'Attach a permanent (or unlogged) table.';
 	END IF;
 	IF NOT pg_catalog.pg_has_role(rel.relowner, 'USAGE') THEN
 		RAISE EXCEPTION 'must be owner of table %', relation
@@ -1635,7 +1645,10 @@ BEGIN
 	taken AS (
 		SELECT c.owner_id, billing._quota_metric(c.attachment_id) AS metric, c.usage_day, c.usage_pending
 		  FROM cleared c
-		 WHERE c.usage_pending OPERATOR(pg_catalog.>) 0 AND c.owner_id OPERATOR(pg_catalog.<>) '')
+		 WHERE c.usage_pending OPERATOR(pg_catalog.>) 0 AND c.owner_id OPERATOR(pg_catalog.<>) ''
+		   -- a counter its attachment left behind (a detach in REPEATABLE READ
+		   -- that did not see it): its table is no longer billing's
+		   AND billing._quota_metric(c.attachment_id) IS NOT NULL)
 	SELECT pg_catalog.count(*), pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(t.metric),
 		   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric)
 	  INTO counters, user_ids, metrics, days, quantities FROM taken t;

@@ -212,8 +212,10 @@ class Model:
         # what the customer paid net (a refund may have taken some back);
         # not when the subscription was canceled: a cancel forfeits the
         # unused time of a paid period, upgraded or not (review U1)
+        # (canceled at its period end and ended otherwise too: review C1)
         for inv in voided:
-            lines = 0 if reason == 'canceled' else inv['credit_lines']
+            canceled = reason == 'canceled' or getattr(inv['sub'], 'cancel_at_end', False)
+            lines = 0 if canceled else inv['credit_lines']
             self.add_credit(u, max(0, min(lines, self.paid_net(u) - self.held(u))))
 
     # -- time
@@ -610,10 +612,26 @@ class Model:
                 continue
             refunded = sum(x for i in old.invoices if i['issued'] >= old.pstart
                            for _, x in i.get('refunded_of', []))
+            bound_took = 0
             if by_line:
-                refunded += min(from_balance, -inv['total'])
+                bound_took = min(from_balance, -inv['total'])
+                refunded += bound_took
             line = inv['credit_lines']
             off = max(0, line - scale(max(0, old.price - refunded), up['unused'], up['period']))
+            if off > 0 and by_line:
+                # what the line put into the credit beyond the charge goes
+                # with it, less what the bound took already: k refunds
+                # summing to A end as one refund of A (review R3)
+                rest = (max(-inv['total'], 0) - max(-(inv['total'] + off), 0)) - bound_took
+                rest = max(0, min(rest, u.credit))
+                if rest > 0:
+                    # nobody's lots first (the line put it there), then in order
+                    u.credit -= rest
+                    for lot in [lot for lot in u.lots if lot[0] is None] + u.lots:
+                        took = min(rest, lot[1])
+                        lot[1] -= took
+                        rest -= took
+                    u.lots = [lot for lot in u.lots if lot[1] > 0]
             if off > 0:
                 inv['credit_lines'] -= off
                 inv['total'] += off

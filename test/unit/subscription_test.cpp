@@ -216,6 +216,25 @@ TEST(Cancel, FreeSubscriptionCannotBeCanceled)
 	ExpectSqlState([&] { Cancel(free, true, At(2026, 1, 2)); }, "QB010");
 }
 
+// Attack finding 67 and review D2: a user deleted from the users table.
+TEST(Cancel, DeletedUsersPaidSubscriptionEndsAtTheLaterOfNowAndItsLatestChange)
+{
+	Subscription paid = ActiveMonthly();
+	EXPECT_TRUE(CanceledWithItsUser(paid));
+	EXPECT_EQ(UserDeletionTime(paid, At(2026, 2, 10)), At(2026, 2, 10));
+	// a payment dated ahead of the deletion: the cancel comes no earlier
+	paid.last_payment_at = At(2026, 2, 11);
+	EXPECT_EQ(UserDeletionTime(paid, At(2026, 2, 10)), At(2026, 2, 11));
+	Outcome out = Cancel(paid, false, UserDeletionTime(paid, At(2026, 2, 10)));
+	EXPECT_EQ(out.updated.ended_at, At(2026, 2, 11));
+	// what stays: a plain Free one, an ended one, a Stripe-managed one
+	EXPECT_FALSE(CanceledWithItsUser(Stored(Subscribe("u", kFree, At(2026, 1, 1), true, true))));
+	EXPECT_FALSE(CanceledWithItsUser(out.updated));
+	Subscription stripe = ActiveMonthly();
+	stripe.stripe_managed = true;
+	EXPECT_FALSE(CanceledWithItsUser(stripe));
+}
+
 TEST(Operations, TimeBeforeTheStartIs22023)
 {
 	ExpectSqlState([] { Cancel(ActiveMonthly(), true, At(2026, 1, 1)); }, "22023");
@@ -844,6 +863,11 @@ TEST(Ledger, CreditLinesBackOnVoidByEndReason)
 	EXPECT_EQ(CreditLinesBackOnVoid("plan_changed", 28721), 28721);
 	EXPECT_EQ(CreditLinesBackOnVoid("payment_failed", 28721), 28721);
 	EXPECT_EQ(CreditLinesBackOnVoid("plan_changed", -5), 0);
+	// review C1: canceled at its period end, then expired at the grace end
+	// with the upgrade unpaid: forfeited as by a cancel now
+	EXPECT_EQ(CreditLinesBackOnVoid("payment_failed", 28721, true), 0);
+	EXPECT_EQ(CreditLinesBackOnVoid("plan_changed", 28721, true), 0);
+	EXPECT_EQ(CreditLinesBackOnVoid("payment_failed", 28721, false), 28721);
 }
 
 // Reviews R1 and R2: what a refund's take-down of an upgrade's credit line
@@ -886,3 +910,24 @@ TEST(ChangePlan, CreditLineTakenBackReopensDueAnewOrVoidsOnAnEndedSubscription)
 
 }  // namespace
 }  // namespace billing
+
+// Review R3: a line that settled its invoice put the rest into the credit
+// balance; taking the line down takes that rest with it, so two refunds
+// summing to A end as one refund of A.
+TEST(ChangePlan, LineRestTakenBackFollowsTheLine)
+{
+	// -16355 settled by a 26354 line; a 10000 refund takes it down by 9151
+	// (26354 - 18800 x 334 / 365 = 26354 - 17203): the total becomes -7204,
+	// so 16355 - 7204 = 9151 leaves the balance
+	EXPECT_EQ(billing::LineRestTakenBack(-16355, 9151, 0, 16355), 9151);
+	// then 18800 more: the bound took the 7204 left; the line's 17203 reopens
+	// the invoice at 9999 and nothing more leaves the balance
+	EXPECT_EQ(billing::LineRestTakenBack(-7204, 17203, 7204, 0), 0);
+	// one refund of 28800: the bound took the 16355, the line's 26354 nothing more
+	EXPECT_EQ(billing::LineRestTakenBack(-16355, 26354, 16355, 0), 0);
+	// never more than the balance holds (the customer spent the credit)
+	EXPECT_EQ(billing::LineRestTakenBack(-16355, 9151, 0, 5000), 5000);
+	// a positive total put nothing into the balance
+	EXPECT_EQ(billing::LineRestTakenBack(500, 1000, 0, 9999), 0);
+	EXPECT_EQ(billing::LineRestTakenBack(-100, -5, 0, 9999), 0);
+}
