@@ -648,6 +648,36 @@ BILLING_FUNCTION(billing_quota_trigger)
 	return TRIGGER_FIRED_BEFORE(event) ? PointerGetDatum(result) : PointerGetDatum(nullptr);
 }
 
+// Whether the two versions of a row hold the same bytes in the named columns
+// (both NULL counts as the same). Different bytes may still be equal values:
+// the caller compares their texts then.
+bool
+SameStoredValues(Relation relation, HeapTuple old_row, HeapTuple new_row, std::initializer_list<std::string> columns)
+{
+	bool same = true;
+	PgCall([&] {
+		TupleDesc desc = RelationGetDescr(relation);
+		for (const std::string &column : columns) {
+			int number = SPI_fnumber(desc, column.c_str());
+			if (number <= 0) {
+				same = false;  // the caller's ColumnText raises the error
+				return;
+			}
+			Form_pg_attribute attr = TupleDescAttr(desc, number - 1);
+			bool old_null = false;
+			bool new_null = false;
+			Datum old_value = heap_getattr(old_row, number, desc, &old_null);
+			Datum new_value = heap_getattr(new_row, number, desc, &new_null);
+			if (old_null != new_null ||
+				(!old_null && !datumIsEqual(old_value, new_value, attr->attbyval, attr->attlen))) {
+				same = false;
+				return;
+			}
+		}
+	});
+	return same;
+}
+
 // Whether a deleted user row is gone from the attached users table at the
 // end of its statement: an UPDATE that moves a row to another partition fires
 // DELETE and INSERT (attack finding 69), and a statement may delete and
@@ -721,6 +751,12 @@ BILLING_FUNCTION(billing_room_owner_changed)
 	int32_t id = AttachmentIdArg(trigger->tg_trigger, "billing._quota_room_owner_changed()");
 	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, id, Watched::kRoomsOwner);
 	HeapTuple row = inserted ? trigger->tg_trigtuple : trigger->tg_newtuple;
+	// An update that leaves the key and the owner as they were (most: a
+	// room's title, say) is told apart by their stored bytes, without
+	// calling their types' output functions.
+	if (!inserted && SameStoredValues(trigger->tg_relation, trigger->tg_trigtuple, trigger->tg_newtuple,
+									  {attachment.parent_key_column, attachment.parent_owner_column}))
+		return PointerGetDatum(nullptr);
 	std::string room;
 	std::string owner;
 	if (!ColumnText(trigger->tg_relation, row, attachment.parent_key_column, &room))
