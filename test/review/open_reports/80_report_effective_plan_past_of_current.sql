@@ -7,8 +7,11 @@
 -- resumed / paid. SPEC §8: "effective_plan, quota and has_feature are exact
 -- for any at"; "a report of a past date never changes afterwards".
 -- plan_distribution of the same date reads the history and stays Free.
--- SAFE outcome (this expected file): Free (3 rooms) for those dates, before
--- and after the later operation.
+-- The reverse too: pausing today makes a date BEFORE the pause, when the
+-- customer was active and paid, answer Free (rp3).
+-- SAFE outcome (this expected file): Free (3 rooms) for the paused and the
+-- incomplete dates, the paid plan for the paid date, before and after the
+-- later operation.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 RESET client_min_messages;
@@ -35,3 +38,13 @@ SELECT status FROM billing.record_payment((SELECT id FROM billing.subscriptions 
 SELECT (billing.effective_plan('rp2', '2030-01-02 10:00')).code AS incomplete_10h,
 	   (billing.quota('rp2', 'rooms', '2030-01-02 10:00')).limit AS rooms_limit;
 SELECT plan_code, users FROM billing.plan_distribution('2030-01-02 10:00') ORDER BY plan_code;
+-- rp3: pro_monthly paid 1 Jan 2030; the effective plan on 10 Jan, before and
+-- after a pause on 20 Jan
+SELECT status FROM billing.subscribe('rp3', 'pro_monthly', '2030-01-01', with_trial => false);
+SELECT status FROM billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'rp3' AND ended_at IS NULL),
+	2999, 'usd', true, '2030-01-01');
+SELECT (billing.effective_plan('rp3', '2030-01-10')).code AS paid_10_jan,
+	   (billing.quota('rp3', 'rooms', '2030-01-10')).limit AS rooms_limit;
+SELECT status FROM billing.pause((SELECT id FROM billing.subscriptions WHERE user_id = 'rp3' AND ended_at IS NULL), '2030-01-20');
+SELECT (billing.effective_plan('rp3', '2030-01-10')).code AS paid_10_jan,
+	   (billing.quota('rp3', 'rooms', '2030-01-10')).limit AS rooms_limit;
