@@ -1,4 +1,4 @@
--- Review of the reports and history (session 9, hostile tester), finding R4.
+-- Review of the reports and history (session 9, hostile tester), finding R5.
 -- arr(at) is not 12 x mrr(at): mrr rounds the exact sum of the
 -- monthly-normalised prices, arr rounds 12 x that sum, so with yearly prices
 -- not divisible by 12 the two disagree (three yearly subscriptions of 1001:

@@ -1,4 +1,4 @@
--- Review of the reports and history (session 9, hostile tester), finding R5.
+-- Review of the reports and history (session 9, hostile tester), finding R6.
 -- A soft delete of a subscription (UPDATE ... SET deleted_at, by its owner
 -- role: the README's soft delete) records `removed` from the latest event
 -- time on the row (here its period start), not from deleted_at: the

@@ -1,4 +1,4 @@
--- Review of the reports and history (session 9, hostile tester), finding R6.
+-- Review of the reports and history (session 9, hostile tester), finding R4.
 -- revenue(from, to, grain) reads every payment ever recorded, whatever the
 -- period: its list of currencies is `SELECT DISTINCT currency FROM
 -- billing.payments`, a sequential scan of the whole table (plus a zero series
