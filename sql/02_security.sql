@@ -120,6 +120,20 @@ SELECT code FROM billing.effective_plan('sec-user');
 SELECT count(*) FROM billing.subscription_plans;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- The business's figures (reports) are the analyst's: an application login
+-- may not read revenue or MRR (it may read entitlements, usage, over_quota).
+SELECT p.proname AS report, has_function_privilege('billing_app', p.oid, 'EXECUTE') AS app_may,
+       has_function_privilege('billing_analyst', p.oid, 'EXECUTE') AS analyst_may
+  FROM pg_proc p
+ WHERE p.pronamespace = 'billing'::regnamespace
+   AND p.proname IN ('mrr', 'arr', 'active_subscriptions', 'churn', 'arpu', 'trial_conversion',
+                     'plan_distribution', 'revenue', 'usage_trends', 'daily_report',
+                     'over_quota', 'usage', 'transitions')
+ ORDER BY 1, 2, 3;
+SET ROLE regress_billing_sec_app;
+SELECT billing.revenue('2030-01-01', '2030-02-01');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
 -- internal functions (leading underscore) are not granted to the application roles
 SELECT p.oid::regprocedure AS internal_granted
   FROM pg_proc p

@@ -30,8 +30,12 @@ BEGIN
 								  'rollup_usage', 'stripe_replay']) THEN
 			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_admin', f.sig);
 		ELSIF f.proname = ANY (ARRAY['mrr', 'arr', 'active_subscriptions', 'churn', 'arpu', 'trial_conversion',
-									 'plan_distribution', 'revenue', 'usage_trends', 'daily_report',
-									 'over_quota', 'usage', 'transitions']) THEN
+									 'plan_distribution', 'revenue', 'usage_trends', 'daily_report']) THEN
+			-- the business's figures are the analyst's, not the application login's
+			-- (0.2.0 granted them to billing_app too: the update takes that back)
+			EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM billing_app', f.sig);
+			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_analyst', f.sig);
+		ELSIF f.proname = ANY (ARRAY['over_quota', 'usage', 'transitions']) THEN
 			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_analyst, billing_app', f.sig);
 		ELSE
 			EXECUTE pg_catalog.format('GRANT EXECUTE ON ROUTINE %s TO billing_app', f.sig);
