@@ -860,6 +860,14 @@ LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64
 							   std::max<int64_t>(credit_balance, 0));
 }
 
+int64_t
+BoundTakeOfLine(const UpgradeInvoice &invoice, int64_t excess_left)
+{
+	if (invoice.open || invoice.total_cents >= 0)
+		return 0;
+	return std::clamp<int64_t>(excess_left, 0, -invoice.total_cents);
+}
+
 std::optional<Subscription>
 SettledOnIssue(const Subscription &owner, bool invoice_settled, bool other_open)
 {

@@ -341,6 +341,19 @@ UpgradeInvoiceChange CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t 
 // and the line kept 8374 although nothing was paid net).
 int64_t LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64_t credit_balance);
 
+// Of what a refund's conservation bound takes from the credit balance
+// (`excess_left`: what it took and no earlier line of the same refund
+// claimed), the part that the balance part of a line that settled its
+// invoice (`invoice`: paid, total not positive) accounts for, up to that part
+// (-total). It was refunded of the replaced period as much as what is
+// recorded against its paid invoices: the glue records it against the
+// period's invoice (a credit_refunded entry naming it), so later refunds and
+// upgrades read it as refunded of the period (RefundedForPeriod), and split
+// refunds end as one refund of their sum (review R3 variant: 20000 then 8800
+// left 3086 owed, one 28800 leaves 9999: the first bound's 7555 was counted
+// for the first refund only). 0 for an open invoice.
+int64_t BoundTakeOfLine(const UpgradeInvoice &invoice, int64_t excess_left);
+
 // A subscription that waited for money (incomplete, or in dunning) is
 // settled when an invoice issued to it is paid in full (by credit) and
 // nothing else is open: what it becomes, or nothing.

@@ -608,14 +608,23 @@ class Model:
             inv = up['invoice']
             # open, or settled by the line itself (the rest went to credit)
             by_line = inv['status'] == 'paid' and inv['total'] <= 0
-            if not (inv['status'] == 'open' or by_line) or inv['credit_lines'] <= 0:
+            if not (inv['status'] == 'open' or by_line):
+                continue
+            bound_took = 0
+            if by_line:
+                # what the bound took of the balance part the line put there
+                # was refunded of this period: recorded against its newest
+                # invoice this refund touched, as what paid invoices were paid
+                # with is, so a later refund reads it too (review R3 variant)
+                bound_took = max(0, min(from_balance, -inv['total']))
+                from_balance -= bound_took
+                if bound_took > 0:
+                    mine_old = max((i for i in touched if i['sub'] is old), key=lambda i: i['seq'])
+                    mine_old.setdefault('refunded_of', []).append((p, bound_took))
+            if inv['credit_lines'] <= 0:
                 continue
             refunded = sum(x for i in old.invoices if i['issued'] >= old.pstart
                            for _, x in i.get('refunded_of', []))
-            bound_took = 0
-            if by_line:
-                bound_took = min(from_balance, -inv['total'])
-                refunded += bound_took
             line = inv['credit_lines']
             off = max(0, line - scale(max(0, old.price - refunded), up['unused'], up['period']))
             if off > 0 and by_line:
