@@ -383,12 +383,14 @@ LedgerEntry(Spi &spi, const std::string &user_id, const std::string &currency, c
 // C++ too): what credit received, less what invoices took. Queried directly,
 // through a kept plan, so it is neither parsed nor planned per call.
 constexpr const char *kCreditBalanceSum =
-	"COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) ANY ('{credit_to_invoice,credit_refunded}'::pg_catalog.text[])"
+	"COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) ANY"
+	" ('{credit_to_invoice,credit_refunded,credit_to_deleted_user}'::pg_catalog.text[])"
 	" THEN OPERATOR(pg_catalog.-) e.amount_cents ELSE e.amount_cents END), 0)::pg_catalog.int8";
 constexpr const char *kCreditBalanceEntries =
 	" FROM billing.ledger_entries e WHERE e.deleted_at IS NULL"
 	" AND e.kind OPERATOR(pg_catalog.=) ANY"
-	" ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[])";
+	" ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded,"
+	"credit_to_deleted_user}'::pg_catalog.text[])";
 
 int64_t
 CreditBalance(Spi &spi, const std::string &user_id, const std::string &currency)
@@ -1409,17 +1411,32 @@ void
 CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now)
 {
 	LockUser(spi, user_id);
-	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
-	if (!loaded || !CanceledWithItsUser(loaded->sub))
-		return;
-	Micros at = UserDeletionTime(loaded->sub, now);
-	if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
-		CatchUp(spi, loaded->sub, at, loaded->grace);
-		loaded = LoadCurrentForChange(spi, user_id);
+	Micros at = now;
+	auto cancel = [&] {
+		std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
 		if (!loaded || !CanceledWithItsUser(loaded->sub))
 			return;
-	}
-	PersistOutcome(spi, Cancel(loaded->sub, false, at), at);
+		at = UserDeletionTime(loaded->sub, now);
+		if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
+			CatchUp(spi, loaded->sub, at, loaded->grace);
+			loaded = LoadCurrentForChange(spi, user_id);
+			if (!loaded || !CanceledWithItsUser(loaded->sub))
+				return;
+		}
+		PersistOutcome(spi, Cancel(loaded->sub, false, at), at);
+	};
+	cancel();
+	// Billing keys credit by the id: what the deleted customer holds (the
+	// cancel's voids included) leaves the id with them, in each currency, as
+	// a ledger entry that keeps it owed to them (review D1: whoever took the
+	// id next spent it). Stripe-managed or not: this is billing's own credit
+	// (Stripe keeps its customer balance on its deleted customer).
+	static const std::string balances = std::string("SELECT e.currency, ") + kCreditBalanceSum +
+										kCreditBalanceEntries +
+										" AND e.user_id OPERATOR(pg_catalog.=) $1 GROUP BY e.currency ORDER BY e.currency";
+	for (const auto &r : spi.Query(balances, {SqlArg::Text(user_id)}))
+		LedgerEntry(spi, user_id, r.text_required(0), "credit_to_deleted_user",
+					CreditLeavingWithItsUser(r.int64_required(1)), std::nullopt, std::nullopt, at);
 }
 
 }  // namespace billing::glue
@@ -1877,7 +1894,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 "   AND f.deleted_at IS NULL GROUP BY 1) o ON o.net OPERATOR(pg_catalog.>) 0"
 			 " WHERE e.user_id OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2 AND e.deleted_at IS NULL"
 			 " AND e.kind OPERATOR(pg_catalog.=) ANY"
-			 "   ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[])"
+			 "   ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded,"
+			 "credit_to_deleted_user}'::pg_catalog.text[])"
 			 " ORDER BY e.id, o.payment_id",
 			 {SqlArg::Text(user_id), SqlArg::Text(currency)})) {
 		int64_t entry = r.int64_required(0);
@@ -1895,6 +1913,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		} else if (kind == "credit_refunded") {
 			m.kind = CreditMovement::Kind::kTakeBack;
 			m.for_payment = r.int64(4).value_or(0);
+		} else if (kind == "credit_to_deleted_user") {
+			m.kind = CreditMovement::Kind::kTakeBack;  // the whole balance: every lot
 		} else if (kind == "payment_to_credit")
 			m.owners.emplace_back(r.int64_required(3), m.amount_cents);
 		else if (!r.is_null(5))
@@ -2002,6 +2022,13 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	for (const Allocation &of : back.of_paid)
 		LedgerEntry(spi, user_id, currency, "refund_of_paid_invoice", of.amount_cents, refund_id, of.invoice_id, at);
 	int64_t balance_left = credit_balance - back.credit_cents;
+	// how far maintenance has run: a reopened invoice falls due after it
+	std::optional<Micros> maintained_to;
+	if (!lines.empty())
+		maintained_to = spi.Query("SELECT billing._micros(pg_catalog.max(r.ran_to)) FROM billing.maintenance_runs r"
+								  " WHERE r.deleted_at IS NULL")
+							.at(0)
+							.int64(0);
 	for (const UpgradedLine &line : lines) {
 		Subscription ended = LoadSubscription(spi, line.ended_id, false);
 		int64_t invoice_id = line.invoice_id;
@@ -2020,7 +2047,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		// duns nor collects its own invoice there, so nothing would settle it
 		// either (review Y3): void, as the adoption voided billing's own.
 		bool stripe_managed = line.stripe_managed;
-		UpgradeInvoiceChange change = CreditLineTakenBack(line.invoice, off, line.successor_ended || stripe_managed, at);
+		UpgradeInvoiceChange change = CreditLineTakenBack(line.invoice, off, line.successor_ended || stripe_managed, at,
+															maintained_to);
 		// written open when void: VoidOpenInvoices below voids it as the end would have
 		bool to_void = change.status == InvoiceStatus::kVoid;
 		spi.Execute(
@@ -2152,6 +2180,13 @@ BILLING_FUNCTION(billing_run_maintenance)
 	}
 	// Notifications and the usage rollup once the due backlog is done: a run in
 	// batches (run_maintenance_batches) does them in its last batch, not in each.
+	// So is the record of how far maintenance has run (a refund dated back
+	// reopens an invoice due after it: CreditLineTakenBack's maintained_to).
+	if (left > 0)
+		spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
+					" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
+					" AND r.deleted_at IS NULL)",
+					{at_arg});
 	if (left <= 0) {
 		for (const auto &[name, count] : counts)
 			if (count > 0)
