@@ -117,6 +117,8 @@ class User:
 class Model:
     def __init__(self):
         self.users = {}
+        # how far maintenance has run (its latest complete run's `at`)
+        self.ran_to = None
 
     # -- invoices and credit
     def issue(self, u, sub, reason, total, issued, pstart, credit_lines=0):
@@ -650,8 +652,10 @@ class Model:
                     inv['status'] = 'open'
                     inv['due'] = inv['total']
                     # owed again from the refund on: due three days later,
-                    # so dunning never starts before the refund (review R2)
-                    inv['due_at'] = max(t, inv['issued']) + DUE_AFTER
+                    # so dunning never starts before the refund (review R2);
+                    # a refund dated back counts them from where maintenance
+                    # has run to, if later: nothing it wrote changes (R4)
+                    inv['due_at'] = max(t, inv['issued'], self.ran_to or t) + DUE_AFTER
                     # nothing can pay it on a subscription that has ended:
                     # void, as the end would have made it (review R1)
                     owner = inv['sub']
@@ -914,6 +918,7 @@ def apply_step(sql, model, step, n):
     if kind == 'maintenance':
         for u in model.users.values():
             model.catch_up(u, t)
+        model.ran_to = t if model.ran_to is None else max(model.ran_to, t)
         rows, err = sql.run(f'SELECT action, count FROM billing.run_maintenance({ts(t)})')
         if err:
             raise Failure(f'step {n}: run_maintenance failed: {err}')
@@ -945,6 +950,17 @@ def apply_step(sql, model, step, n):
         learn_ids(sql, model, [name])
 
 
+def refund_time(p, index, early, t):
+    """When a refund step is dated: now, or (`early`) a day before its payment
+    (refused) or, for an odd index, dated back halfway to its payment (a refund
+    recorded late: it must not change what maintenance already wrote, R4)."""
+    if not early:
+        return t
+    if index % 2:
+        return p['at'] + dt.timedelta(seconds=int((t - p['at']).total_seconds()) // 2)
+    return p['at'] - DAY
+
+
 def operation(model, u, kind, args, t):
     """Applies the step to the model's copy `u`; returns the SQL to run."""
     call = operation_sql(model, u, kind, args, t)
@@ -971,8 +987,7 @@ def operation(model, u, kind, args, t):
         if not succeeded:
             raise IndexError
         p = succeeded[index % len(succeeded)]
-        when = u.payments[p]['at'] - DAY if early else t
-        model.refund(u, p, amount, when)
+        model.refund(u, p, amount, refund_time(u.payments[p], index, early, t))
     return call
 
 
@@ -1009,7 +1024,7 @@ def operation_sql(model, u, kind, args, t):
         if not u.payments:
             raise IndexError
         p = u.payments[index % len(u.payments)]
-        when = p['at'] - DAY if early else t
+        when = refund_time(p, index, early, t)
         return f"SELECT amount_cents FROM billing.refund({p['id']}, {amount}, {ts(when)})"
     raise ValueError(kind)
 
