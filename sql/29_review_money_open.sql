@@ -1,7 +1,7 @@
 -- Session 9: the money findings of the second session-8 review left open
 -- (test/review/MONEY_FINDINGS2.md, "Status after s8-mfix2" and "after the
 -- lead's merge"): the R3 variant, R4 and D1, moved here from
--- test/review/money2_open.sql once fixed. Each case holds the outcome a
+-- test/review/money2_open.sql (now removed: nothing left open). Each case holds the outcome a
 -- billing user expects, with the hand arithmetic; "Before:" says what the
 -- code gave. Times UTC.
 SET client_min_messages = warning;  -- the extension may or may not exist: no NOTICE either way
