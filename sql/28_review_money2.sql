@@ -63,7 +63,10 @@ SELECT (billing.effective_plan('h1', '2030-01-05')).code AS h1_jan5_after;
 -- credit line 26354, total 9999 - 26354 = -16355, paid, credit 16355.
 --   r3a: the whole 28800 refunded on 12 Feb in one refund: nothing paid net,
 --        the line goes (26354 taken back), the upgrade invoice owes 9999,
---        due 15 Feb (R2), credit 0. (Right today.)
+--        due 15 Feb (R2), credit 0. (Right today.) Since session 9 (R4) due
+--        13 Mar: H1 above ran maintenance to 10 Mar before these refunds
+--        dated 12 Feb were recorded, and a reopened invoice falls due three
+--        days after the later of the refund and how far maintenance has run.
 --   r3b: the same 28800 refunded in two refunds at the same instant, 10000
 --        then 18800: the same end state, 9999 owed, credit 0. (Today: 1625
 --        owed: the second refund takes back 16355 of credit (credit_refunded)
@@ -91,7 +94,7 @@ SELECT i.user_id, i.status, i.total_cents, i.amount_due_cents, to_char(i.due_at,
 SELECT user_id, sum(amount_cents) AS paid_net FROM billing.payments WHERE user_id IN ('r3a', 'r3b') GROUP BY user_id ORDER BY user_id;
 
 -- The users table for D2 (D1, a deleted user's credit passing to whoever
--- takes the id, is a known limit: test/review/money2_open.sql).
+-- takes the id: sql/29_review_money_open.sql).
 CREATE TABLE public.review2_users (id text PRIMARY KEY);
 SELECT billing.attach_users('public.review2_users', 'id');
 

@@ -268,6 +268,12 @@ UserDeletionTime(const Subscription &sub, Micros now)
 	return std::max(now, LatestChange(sub));
 }
 
+int64_t
+CreditLeavingWithItsUser(int64_t balance)
+{
+	return std::max<int64_t>(balance, 0);
+}
+
 void
 RequireManagedByBilling(const Subscription &sub, Action action)
 {
@@ -825,7 +831,8 @@ ToString(InvoiceStatus status)
 }
 
 UpgradeInvoiceChange
-CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscription_ended, Micros at)
+CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscription_ended, Micros at,
+					std::optional<Micros> maintained_to)
 {
 	UpgradeInvoiceChange out;
 	off = std::max<int64_t>(off, 0);
@@ -837,7 +844,7 @@ CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscriptio
 	} else if (out.total_cents > 0) {
 		out.status = InvoiceStatus::kOpen;
 		out.amount_due_cents = out.total_cents;
-		out.due_at = std::max(at, invoice.issued_at) + kInvoiceDueAfter;
+		out.due_at = std::max({at, invoice.issued_at, maintained_to.value_or(at)}) + kInvoiceDueAfter;
 		out.reopened = true;
 	} else {
 		out.status = InvoiceStatus::kPaid;
@@ -858,6 +865,14 @@ LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64
 	int64_t after = std::max<int64_t>(-(total_cents + std::max<int64_t>(off, 0)), 0);
 	return std::clamp<int64_t>(before - after - std::max<int64_t>(already_taken, 0), 0,
 							   std::max<int64_t>(credit_balance, 0));
+}
+
+int64_t
+BoundTakeOfLine(const UpgradeInvoice &invoice, int64_t excess_left)
+{
+	if (invoice.open || invoice.total_cents >= 0)
+		return 0;
+	return std::clamp<int64_t>(excess_left, 0, -invoice.total_cents);
 }
 
 std::optional<Subscription>

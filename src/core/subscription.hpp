@@ -183,6 +183,12 @@ Outcome Cancel(const Subscription &sub, bool at_period_end, Micros at);
 // and when: now, or its latest recorded change if that is later.
 bool CanceledWithItsUser(const Subscription &sub);
 Micros UserDeletionTime(const Subscription &sub, Micros now);
+// What of a deleted user's credit balance in a currency (`balance`) leaves
+// the id with them: all of it (never below 0). Billing keys credit by the
+// id, so it would otherwise pay whoever takes the id next (review D1); the
+// glue records it as credit_to_deleted_user, owed to the deleted customer.
+// The same for a Stripe-managed customer: this is billing's own credit.
+int64_t CreditLeavingWithItsUser(int64_t balance);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);
@@ -322,13 +328,21 @@ struct UpgradeInvoiceChange {
 // refund reopened it (never before its issue plus three days), as a resume
 // moves due dates: dunning never starts, nor ends the subscription, before
 // the refund that made it owe (review R2: it was due at its old due date, so
-// the customer was dunned and expired in the past). When the subscription it
+// the customer was dunned and expired in the past). A refund may be dated
+// back (recorded late); it reopens the invoice when it is recorded, and
+// maintenance has already written the dates up to `maintained_to` (how far
+// it has run): the three days count from the latest of the refund's `at`,
+// the issue and `maintained_to`, so dunning never starts, nor ends the
+// subscription, at a date maintenance had already passed and a report of
+// such a date never changes (review R4: refunded dated 2 Feb after
+// maintenance to 25 Feb, it fell due 5 Feb and expired the subscription on
+// 19 Feb, changing plan_distribution of 20 Feb). When the subscription it
 // belongs to has ended (`subscription_ended`), nothing can pay it any more
 // (payments to an ended subscription are refused): instead of reopening it is
 // void, as the end would have voided it had the refund come first (review
 // R1: it stayed open for ever).
 UpgradeInvoiceChange CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t off, bool subscription_ended,
-										 Micros at);
+										 Micros at, std::optional<Micros> maintained_to = std::nullopt);
 
 // A line that settled its invoice (total not positive) put what it settled
 // beyond the charge into the credit balance. When a refund takes the line
@@ -340,6 +354,19 @@ UpgradeInvoiceChange CreditLineTakenBack(const UpgradeInvoice &invoice, int64_t 
 // balance kept its 16355; the second refund's bound then took the balance,
 // and the line kept 8374 although nothing was paid net).
 int64_t LineRestTakenBack(int64_t total_cents, int64_t off, int64_t already_taken, int64_t credit_balance);
+
+// Of what a refund's conservation bound takes from the credit balance
+// (`excess_left`: what it took and no earlier line of the same refund
+// claimed), the part that the balance part of a line that settled its
+// invoice (`invoice`: paid, total not positive) accounts for, up to that part
+// (-total). It was refunded of the replaced period as much as what is
+// recorded against its paid invoices: the glue records it against the
+// period's invoice (a credit_refunded entry naming it), so later refunds and
+// upgrades read it as refunded of the period (RefundedForPeriod), and split
+// refunds end as one refund of their sum (review R3 variant: 20000 then 8800
+// left 3086 owed, one 28800 leaves 9999: the first bound's 7555 was counted
+// for the first refund only). 0 for an open invoice.
+int64_t BoundTakeOfLine(const UpgradeInvoice &invoice, int64_t excess_left);
 
 // A subscription that waited for money (incomplete, or in dunning) is
 // settled when an invoice issued to it is paid in full (by credit) and

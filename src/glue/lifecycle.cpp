@@ -383,12 +383,14 @@ LedgerEntry(Spi &spi, const std::string &user_id, const std::string &currency, c
 // C++ too): what credit received, less what invoices took. Queried directly,
 // through a kept plan, so it is neither parsed nor planned per call.
 constexpr const char *kCreditBalanceSum =
-	"COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) ANY ('{credit_to_invoice,credit_refunded}'::pg_catalog.text[])"
+	"COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) ANY"
+	" ('{credit_to_invoice,credit_refunded,credit_to_deleted_user}'::pg_catalog.text[])"
 	" THEN OPERATOR(pg_catalog.-) e.amount_cents ELSE e.amount_cents END), 0)::pg_catalog.int8";
 constexpr const char *kCreditBalanceEntries =
 	" FROM billing.ledger_entries e WHERE e.deleted_at IS NULL"
 	" AND e.kind OPERATOR(pg_catalog.=) ANY"
-	" ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[])";
+	" ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded,"
+	"credit_to_deleted_user}'::pg_catalog.text[])";
 
 int64_t
 CreditBalance(Spi &spi, const std::string &user_id, const std::string &currency)
@@ -441,7 +443,9 @@ CustomerHoldings(Spi &spi, const std::string &user_id, const std::string &curren
 
 // What refunds took back of what paid the subscription's current period
 // (refund_of_paid_invoice entries on its invoices issued since the period
-// started), for the core's proration.
+// started, and the credit a refund's conservation bound took of what an
+// upgrade's line had put into the balance, recorded against them:
+// BoundTakeOfLine), for the core's proration.
 int64_t
 RefundedForPeriod(Spi &spi, const Subscription &sub)
 {
@@ -449,7 +453,8 @@ RefundedForPeriod(Spi &spi, const Subscription &sub)
 		"SELECT COALESCE(pg_catalog.sum(e.amount_cents), 0)::pg_catalog.int8 FROM billing.invoices i"
 		" JOIN billing.ledger_entries e ON e.invoice_id OPERATOR(pg_catalog.=) i.id"
 		" WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 AND i.issued_at OPERATOR(pg_catalog.>=) $2"
-		" AND i.deleted_at IS NULL AND e.kind OPERATOR(pg_catalog.=) 'refund_of_paid_invoice' AND e.deleted_at IS NULL",
+		" AND i.deleted_at IS NULL AND e.deleted_at IS NULL AND (e.kind OPERATOR(pg_catalog.=) 'refund_of_paid_invoice'"
+		"   OR (e.kind OPERATOR(pg_catalog.=) 'credit_refunded' AND e.payment_id IS NOT NULL))",
 		{SqlArg::Int64(sub.id), SqlArg::Timestamp(ToPgTime(sub.period_start))});
 	return rows.at(0).int64_required(0);
 }
@@ -1406,17 +1411,32 @@ void
 CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now)
 {
 	LockUser(spi, user_id);
-	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
-	if (!loaded || !CanceledWithItsUser(loaded->sub))
-		return;
-	Micros at = UserDeletionTime(loaded->sub, now);
-	if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
-		CatchUp(spi, loaded->sub, at, loaded->grace);
-		loaded = LoadCurrentForChange(spi, user_id);
+	Micros at = now;
+	auto cancel = [&] {
+		std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
 		if (!loaded || !CanceledWithItsUser(loaded->sub))
 			return;
-	}
-	PersistOutcome(spi, Cancel(loaded->sub, false, at), at);
+		at = UserDeletionTime(loaded->sub, now);
+		if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
+			CatchUp(spi, loaded->sub, at, loaded->grace);
+			loaded = LoadCurrentForChange(spi, user_id);
+			if (!loaded || !CanceledWithItsUser(loaded->sub))
+				return;
+		}
+		PersistOutcome(spi, Cancel(loaded->sub, false, at), at);
+	};
+	cancel();
+	// Billing keys credit by the id: what the deleted customer holds (the
+	// cancel's voids included) leaves the id with them, in each currency, as
+	// a ledger entry that keeps it owed to them (review D1: whoever took the
+	// id next spent it). Stripe-managed or not: this is billing's own credit
+	// (Stripe keeps its customer balance on its deleted customer).
+	static const std::string balances = std::string("SELECT e.currency, ") + kCreditBalanceSum +
+										kCreditBalanceEntries +
+										" AND e.user_id OPERATOR(pg_catalog.=) $1 GROUP BY e.currency ORDER BY e.currency";
+	for (const auto &r : spi.Query(balances, {SqlArg::Text(user_id)}))
+		LedgerEntry(spi, user_id, r.text_required(0), "credit_to_deleted_user",
+					CreditLeavingWithItsUser(r.int64_required(1)), std::nullopt, std::nullopt, at);
 }
 
 }  // namespace billing::glue
@@ -1814,7 +1834,8 @@ PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status, const std::v
 			 "   FROM ROWS FROM (pg_catalog.unnest($3::pg_catalog.int8[]), pg_catalog.unnest($4::pg_catalog.int8[])) AS u(invoice_id, cents)"
 			 "   GROUP BY 1),"
 			 " b AS (SELECT e.invoice_id, pg_catalog.sum(e.amount_cents) AS cents FROM billing.ledger_entries e"
-			 "   WHERE e.kind OPERATOR(pg_catalog.=) ANY ('{refund_from_invoice,refund_of_paid_invoice}'::pg_catalog.text[])"
+			 "   WHERE e.kind OPERATOR(pg_catalog.=) ANY ('{refund_from_invoice,refund_of_paid_invoice,credit_refunded}'::pg_catalog.text[])"
+			 "   AND e.invoice_id IS NOT NULL"
 			 "   AND e.deleted_at IS NULL AND e.payment_id OPERATOR(pg_catalog.=) ANY"
 			 "     (SELECT r.id FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1)"
 			 "   GROUP BY 1)"
@@ -1873,7 +1894,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 "   AND f.deleted_at IS NULL GROUP BY 1) o ON o.net OPERATOR(pg_catalog.>) 0"
 			 " WHERE e.user_id OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2 AND e.deleted_at IS NULL"
 			 " AND e.kind OPERATOR(pg_catalog.=) ANY"
-			 "   ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[])"
+			 "   ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded,"
+			 "credit_to_deleted_user}'::pg_catalog.text[])"
 			 " ORDER BY e.id, o.payment_id",
 			 {SqlArg::Text(user_id), SqlArg::Text(currency)})) {
 		int64_t entry = r.int64_required(0);
@@ -1891,6 +1913,8 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		} else if (kind == "credit_refunded") {
 			m.kind = CreditMovement::Kind::kTakeBack;
 			m.for_payment = r.int64(4).value_or(0);
+		} else if (kind == "credit_to_deleted_user") {
+			m.kind = CreditMovement::Kind::kTakeBack;  // the whole balance: every lot
 		} else if (kind == "payment_to_credit")
 			m.owners.emplace_back(r.int64_required(3), m.amount_cents);
 		else if (!r.is_null(5))
@@ -1919,7 +1943,66 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	std::vector<Allocation> paid_placed = PaymentOnInvoices(spi, payment_id, "paid", credit.spent_on);
 	RefundTakeBack back = TakeBackForRefund(amount, payment_credit, placed, open, credit_balance,
 											net.at(0).int64_required(0) + amount, paid_placed);
-	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents, refund_id, std::nullopt, at);
+	// A period refunded after an upgrade already credited its unused time:
+	// that credit line comes down to what the upgrade would have credited had
+	// the refund come first (UpgradeCreditTakenBack), on an invoice still
+	// open, or one the line itself settled (its total was not positive: the
+	// customer paid nothing toward it), and the invoice owes the difference
+	// (the latter reopens if its total becomes positive, due anew, or is void
+	// if its subscription has ended: CreditLineTakenBack). The upgrade's
+	// invoice is the one the direct successor (the next subscription of the
+	// user, started when this one ended) was issued at that moment; its credit
+	// line is its first. Read before anything is written: the bound's take
+	// from a balance such a line settled is recorded against the period.
+	std::vector<std::optional<int64_t>> refunded_invoices;
+	for (const Allocation &of : back.of_paid)
+		refunded_invoices.push_back(of.invoice_id);
+	static const std::string upgraded =
+		"SELECT s.id, u.id, OPERATOR(pg_catalog.-) (u.lines OPERATOR(pg_catalog.->) 0"
+		"   OPERATOR(pg_catalog.->>) 'amount_cents')::pg_catalog.int8, u.status OPERATOR(pg_catalog.=) 'paid', u.total_cents,"
+		" u.amount_due_cents, billing._micros(u.issued_at), billing._micros(u.due_at), n.id, n.ended_at IS NOT NULL,"
+		" n.end_reason, n.stripe_subscription_id IS NOT NULL,"
+		" (SELECT pg_catalog.max(i.id) FROM billing.invoices i WHERE i.id OPERATOR(pg_catalog.=) ANY ($1)"
+		"   AND i.subscription_id OPERATOR(pg_catalog.=) s.id)"
+		" FROM billing.subscriptions s"
+		" CROSS JOIN LATERAL (SELECT n.id, n.ended_at, n.end_reason, n.stripe_subscription_id FROM billing.subscriptions n"
+		"   WHERE n.user_id OPERATOR(pg_catalog.=) s.user_id"
+		"   AND n.started_at OPERATOR(pg_catalog.=) s.ended_at AND n.id OPERATOR(pg_catalog.>) s.id ORDER BY n.id LIMIT 1) n"
+		" JOIN billing.invoices u ON u.subscription_id OPERATOR(pg_catalog.=) n.id"
+		"   AND u.billing_reason OPERATOR(pg_catalog.=) 'subscription_update' AND u.issued_at OPERATOR(pg_catalog.=) s.ended_at"
+		"   AND (u.status OPERATOR(pg_catalog.=) 'open' OR (u.status OPERATOR(pg_catalog.=) 'paid'"
+		"     AND u.total_cents OPERATOR(pg_catalog.<=) 0)) AND u.deleted_at IS NULL"
+		" WHERE s.id OPERATOR(pg_catalog.=) ANY (SELECT i.subscription_id FROM billing.invoices i"
+		"   WHERE i.id OPERATOR(pg_catalog.=) ANY ($1))"
+		" AND s.end_reason OPERATOR(pg_catalog.=) 'plan_changed' AND s.deleted_at IS NULL"
+		" ORDER BY s.id FOR UPDATE OF u";
+	struct UpgradedLine {
+		int64_t ended_id, invoice_id, credited, successor_id, period_invoice_id;
+		UpgradeInvoice invoice;
+		bool due_null, successor_ended, stripe_managed;
+		std::optional<std::string> end_reason;
+		int64_t bound_took = 0;
+	};
+	std::vector<UpgradedLine> lines;
+	if (!back.of_paid.empty())
+		for (const auto &r : spi.Query(upgraded, {SqlArg::Int64Array(refunded_invoices)}))
+			lines.push_back({r.int64_required(0), r.int64_required(1), r.int64(2).value_or(0), r.int64_required(8),
+							 r.int64_required(12),
+							 UpgradeInvoice{!r.boolean(3), r.int64_required(4), r.int64_required(5), r.int64_required(6),
+											r.int64(7).value_or(r.int64_required(6) + kInvoiceDueAfter)},
+							 r.is_null(7), r.boolean(9), r.boolean(11), r.text(10)});
+	// What the conservation bound took of a balance part a line had put there
+	// was refunded of the replaced period (review R3 variant): recorded
+	// against the period's invoice, the rest of the take-back against none.
+	int64_t excess_left = back.excess_credit_cents, of_periods = 0;
+	for (UpgradedLine &line : lines) {
+		line.bound_took = BoundTakeOfLine(line.invoice, excess_left);
+		excess_left -= line.bound_took;
+		of_periods += line.bound_took;
+	}
+	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents - of_periods, refund_id, std::nullopt, at);
+	for (const UpgradedLine &line : lines)
+		LedgerEntry(spi, user_id, currency, "credit_refunded", line.bound_took, refund_id, line.period_invoice_id, at);
 	// What leaves an open invoice is owed again.
 	for (const Allocation &off : back.paid_off) {
 		spi.Execute("UPDATE billing.invoices SET amount_paid_cents = amount_paid_cents OPERATOR(pg_catalog.-) $2,"
@@ -1938,65 +2021,34 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// upgrade does not credit the refunded time (RefundedForPeriod).
 	for (const Allocation &of : back.of_paid)
 		LedgerEntry(spi, user_id, currency, "refund_of_paid_invoice", of.amount_cents, refund_id, of.invoice_id, at);
-	if (back.of_paid.empty())
-		return;
-	// A period refunded after an upgrade already credited its unused time:
-	// that credit line comes down to what the upgrade would have credited had
-	// the refund come first (UpgradeCreditTakenBack), on an invoice still
-	// open, or one the line itself settled (its total was not positive: the
-	// customer paid nothing toward it), and the invoice owes the difference
-	// (the latter reopens if its total becomes positive, due anew, or is void
-	// if its subscription has ended: CreditLineTakenBack). The upgrade's
-	// invoice is the one the direct successor (the next subscription of the
-	// user, started when this one ended) was issued at that moment; its credit
-	// line is its first.
-	std::vector<std::optional<int64_t>> refunded_invoices;
-	for (const Allocation &of : back.of_paid)
-		refunded_invoices.push_back(of.invoice_id);
-	static const std::string upgraded =
-		"SELECT s.id, u.id, OPERATOR(pg_catalog.-) (u.lines OPERATOR(pg_catalog.->) 0"
-		"   OPERATOR(pg_catalog.->>) 'amount_cents')::pg_catalog.int8, u.status OPERATOR(pg_catalog.=) 'paid', u.total_cents,"
-		" u.amount_due_cents, billing._micros(u.issued_at), billing._micros(u.due_at), n.id, n.ended_at IS NOT NULL,"
-		" n.end_reason, n.stripe_subscription_id IS NOT NULL"
-		" FROM billing.subscriptions s"
-		" CROSS JOIN LATERAL (SELECT n.id, n.ended_at, n.end_reason, n.stripe_subscription_id FROM billing.subscriptions n"
-		"   WHERE n.user_id OPERATOR(pg_catalog.=) s.user_id"
-		"   AND n.started_at OPERATOR(pg_catalog.=) s.ended_at AND n.id OPERATOR(pg_catalog.>) s.id ORDER BY n.id LIMIT 1) n"
-		" JOIN billing.invoices u ON u.subscription_id OPERATOR(pg_catalog.=) n.id"
-		"   AND u.billing_reason OPERATOR(pg_catalog.=) 'subscription_update' AND u.issued_at OPERATOR(pg_catalog.=) s.ended_at"
-		"   AND (u.status OPERATOR(pg_catalog.=) 'open' OR (u.status OPERATOR(pg_catalog.=) 'paid'"
-		"     AND u.total_cents OPERATOR(pg_catalog.<=) 0)) AND u.deleted_at IS NULL"
-		" WHERE s.id OPERATOR(pg_catalog.=) ANY (SELECT i.subscription_id FROM billing.invoices i"
-		"   WHERE i.id OPERATOR(pg_catalog.=) ANY ($1))"
-		" AND s.end_reason OPERATOR(pg_catalog.=) 'plan_changed' AND s.deleted_at IS NULL"
-		" ORDER BY s.id FOR UPDATE OF u";
 	int64_t balance_left = credit_balance - back.credit_cents;
-	for (const auto &r : spi.Query(upgraded, {SqlArg::Int64Array(refunded_invoices)})) {
-		Subscription ended = LoadSubscription(spi, r.int64_required(0), false);
-		int64_t invoice_id = r.int64_required(1);
-		int64_t credited = r.int64(2).value_or(0);
-		// A line that settled its invoice put the rest into the credit
-		// balance; what the conservation bound took back of the balance in
-		// this refund (up to that rest) was refunded of this period too.
+	// how far maintenance has run: a reopened invoice falls due after it
+	std::optional<Micros> maintained_to;
+	if (!lines.empty())
+		maintained_to = spi.Query("SELECT billing._micros(pg_catalog.max(r.ran_to)) FROM billing.maintenance_runs r"
+								  " WHERE r.deleted_at IS NULL")
+							.at(0)
+							.int64(0);
+	for (const UpgradedLine &line : lines) {
+		Subscription ended = LoadSubscription(spi, line.ended_id, false);
+		int64_t invoice_id = line.invoice_id;
+		int64_t credited = line.credited;
+		bool settled_by_line = !line.invoice.open;
+		// what refunds took back of the period, this one's included (its
+		// bound's take from the balance the line settled too: recorded above)
 		int64_t refunded = RefundedForPeriod(spi, ended);
-		int64_t bound_took = 0;
-		if (r.boolean(3)) {
-			bound_took = std::min(back.excess_credit_cents, std::max<int64_t>(-r.int64_required(4), 0));
-			refunded += bound_took;
-		}
 		int64_t off = UpgradeCreditTakenBack(ended, credited, refunded, PausedInPeriod(spi, ended, *ended.ended_at));
 		if (off <= 0)
 			continue;
 		// What the line settled beyond the charge went to the credit balance
 		// (proration_credit); the refund's conservation bound takes it back
 		// from there. What the invoice becomes is the core's.
-		UpgradeInvoice invoice{!r.boolean(3), r.int64_required(4), r.int64_required(5), r.int64_required(6),
-							   r.int64(7).value_or(r.int64_required(6) + kInvoiceDueAfter)};
 		// A successor Stripe has adopted is billed by Stripe: billing neither
 		// duns nor collects its own invoice there, so nothing would settle it
 		// either (review Y3): void, as the adoption voided billing's own.
-		bool stripe_managed = r.boolean(11);
-		UpgradeInvoiceChange change = CreditLineTakenBack(invoice, off, r.boolean(9) || stripe_managed, at);
+		bool stripe_managed = line.stripe_managed;
+		UpgradeInvoiceChange change = CreditLineTakenBack(line.invoice, off, line.successor_ended || stripe_managed, at,
+															maintained_to);
 		// written open when void: VoidOpenInvoices below voids it as the end would have
 		bool to_void = change.status == InvoiceStatus::kVoid;
 		spi.Execute(
@@ -2009,15 +2061,15 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 SqlArg::Int64(change.total_cents), SqlArg::Int64(to_void ? change.total_cents : change.amount_due_cents),
 			 SqlArg::Text(std::string(to_void ? "open" : ToString(change.status))),
 			 // an invoice without a due date (Stripe chases it) keeps none unless it reopens
-			 TimeArg(r.is_null(7) && !change.reopened ? std::nullopt : std::optional<Micros>(change.due_at))});
+			 TimeArg(line.due_null && !change.reopened ? std::nullopt : std::optional<Micros>(change.due_at))});
 		LedgerEntry(spi, user_id, currency, "refund_credit_line_from_invoice", off, refund_id, invoice_id, at);
 		// the part of the balance the line had put there goes with it (review
 		// R3), named by the invoice, not the refund: it is no part of the
 		// refund's amount (the refund returns cash; this undoes proration
 		// credit), and CreditOf takes it from nobody's lots first, as the line
 		// put it there
-		if (r.boolean(3)) {
-			int64_t rest = LineRestTakenBack(r.int64_required(4), off, bound_took, balance_left);
+		if (settled_by_line) {
+			int64_t rest = LineRestTakenBack(line.invoice.total_cents, off, line.bound_took, balance_left);
 			LedgerEntry(spi, user_id, currency, "credit_refunded", rest, std::nullopt, invoice_id, at);
 			balance_left -= rest;
 		}
@@ -2026,8 +2078,9 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		if (change.reopened)
 			InvalidateUsersQuota(spi, {user_id}, false);
 		if (to_void)
-			VoidOpenInvoices(spi, r.int64_required(8),
-							 stripe_managed && !r.boolean(9) ? std::string("plan_changed") : r.text(10).value_or("canceled"),
+			VoidOpenInvoices(spi, line.successor_id,
+							 stripe_managed && !line.successor_ended ? std::string("plan_changed")
+																	 : line.end_reason.value_or("canceled"),
 							 at, stripe_managed);
 	}
 }
@@ -2127,6 +2180,13 @@ BILLING_FUNCTION(billing_run_maintenance)
 	}
 	// Notifications and the usage rollup once the due backlog is done: a run in
 	// batches (run_maintenance_batches) does them in its last batch, not in each.
+	// So is the record of how far maintenance has run (a refund dated back
+	// reopens an invoice due after it: CreditLineTakenBack's maintained_to).
+	if (left > 0)
+		spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
+					" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
+					" AND r.deleted_at IS NULL)",
+					{at_arg});
 	if (left <= 0) {
 		for (const auto &[name, count] : counts)
 			if (count > 0)

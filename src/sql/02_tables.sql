@@ -213,11 +213,15 @@ CREATE TABLE billing.ledger_entries (
 	-- again); refund_of_paid_invoice: the rest, what a paid invoice was paid
 	-- with (it stays paid; its period's unused time is credited less this);
 	-- refund_credit_line_from_invoice: what an open upgrade invoice's credit
-	-- for that period's unused time came down by (owed again)
+	-- for that period's unused time came down by (owed again);
+	-- credit_to_deleted_user: the credit balance of a user deleted from the
+	-- attached users table, taken off the id (whoever takes the id next starts
+	-- at 0) and owed to the deleted customer: a DBA finds it here
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
 									   'proration_credit', 'void_to_credit', 'credit_refunded',
 									   'refund_from_invoice', 'refund_credit_from_invoice',
-									   'refund_of_paid_invoice', 'refund_credit_line_from_invoice')),
+									   'refund_of_paid_invoice', 'refund_credit_line_from_invoice',
+									   'credit_to_deleted_user')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),

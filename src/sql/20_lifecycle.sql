@@ -21,6 +21,25 @@ CREATE INDEX notifications_unsent ON billing.notifications (due_at) WHERE sent_a
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.notifications
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
 
+-- How far maintenance has run: a row for each run_maintenance that finished
+-- its due backlog at an `at` later than any before (a run in batches: its
+-- last batch). A refund dated back that reopens an invoice counts the three
+-- days to its due date from the later of its own `at` and the latest ran_to
+-- (billing::CreditLineTakenBack), so dunning never starts, nor ends a
+-- subscription, at a date maintenance had already written (money review R4).
+-- Only inserted: two runs at once never wait on each other here.
+CREATE TABLE billing.maintenance_runs (
+	id bigserial PRIMARY KEY,
+	ran_to timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest complete run_maintenance at)';
+CREATE INDEX maintenance_runs_ran_to ON billing.maintenance_runs (ran_to);
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.maintenance_runs
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+
 -- Exact conversions between timestamptz and the core's microseconds since 1970.
 -- RETURN bodies without a SET clause, bound when created: the planner inlines
 -- them into the queries that call them once per row.

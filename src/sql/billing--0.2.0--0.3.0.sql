@@ -957,11 +957,15 @@ CREATE TABLE billing.ledger_entries (
 	-- again); refund_of_paid_invoice: the rest, what a paid invoice was paid
 	-- with (it stays paid; its period's unused time is credited less this);
 	-- refund_credit_line_from_invoice: what an open upgrade invoice's credit
-	-- for that period's unused time came down by (owed again)
+	-- for that period's unused time came down by (owed again);
+	-- credit_to_deleted_user: the credit balance of a user deleted from the
+	-- attached users table, taken off the id (whoever takes the id next starts
+	-- at 0) and owed to the deleted customer: a DBA finds it here
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
 									   'proration_credit', 'void_to_credit', 'credit_refunded',
 									   'refund_from_invoice', 'refund_credit_from_invoice',
-									   'refund_of_paid_invoice', 'refund_credit_line_from_invoice')),
+									   'refund_of_paid_invoice', 'refund_credit_line_from_invoice',
+									   'credit_to_deleted_user')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),
@@ -2709,6 +2713,30 @@ SELECT pg_catalog.pg_extension_config_dump('billing.user_locks', '');
 -- waits for an application transaction whose quota fill inserted it.
 INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
 ON CONFLICT (user_id) DO NOTHING;
+
+-- How far maintenance has run: a row for each run_maintenance that finished
+-- its due backlog at an `at` later than any before (a run in batches: its
+-- last batch). A refund dated back that reopens an invoice counts the three
+-- days to its due date from the later of its own `at` and the latest ran_to
+-- (billing::CreditLineTakenBack), so dunning never starts, nor ends a
+-- subscription, at a date maintenance had already written (money review R4).
+-- Only inserted: two runs at once never wait on each other here.
+CREATE TABLE billing.maintenance_runs (
+	id bigserial PRIMARY KEY,
+	ran_to timestamptz NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	deleted_at timestamptz
+);
+COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest complete run_maintenance at)';
+CREATE INDEX maintenance_runs_ran_to ON billing.maintenance_runs (ran_to);
+CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.maintenance_runs
+	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
+REVOKE ALL ON billing.maintenance_runs FROM PUBLIC;
+REVOKE ALL ON SEQUENCE billing.maintenance_runs_id_seq FROM PUBLIC;
+GRANT SELECT ON billing.maintenance_runs TO billing_analyst, billing_admin;
+SELECT pg_catalog.pg_extension_config_dump('billing.maintenance_runs', '');
+SELECT pg_catalog.pg_extension_config_dump('billing.maintenance_runs_id_seq', '');
 
 -- inlinable conversions (RETURN bodies, no SET clause)
 CREATE OR REPLACE FUNCTION billing._micros(t timestamptz) RETURNS bigint

@@ -117,6 +117,8 @@ class User:
 class Model:
     def __init__(self):
         self.users = {}
+        # how far maintenance has run (its latest complete run's `at`)
+        self.ran_to = None
 
     # -- invoices and credit
     def issue(self, u, sub, reason, total, issued, pstart, credit_lines=0):
@@ -608,14 +610,23 @@ class Model:
             inv = up['invoice']
             # open, or settled by the line itself (the rest went to credit)
             by_line = inv['status'] == 'paid' and inv['total'] <= 0
-            if not (inv['status'] == 'open' or by_line) or inv['credit_lines'] <= 0:
+            if not (inv['status'] == 'open' or by_line):
+                continue
+            bound_took = 0
+            if by_line:
+                # what the bound took of the balance part the line put there
+                # was refunded of this period: recorded against its newest
+                # invoice this refund touched, as what paid invoices were paid
+                # with is, so a later refund reads it too (review R3 variant)
+                bound_took = max(0, min(from_balance, -inv['total']))
+                from_balance -= bound_took
+                if bound_took > 0:
+                    mine_old = max((i for i in touched if i['sub'] is old), key=lambda i: i['seq'])
+                    mine_old.setdefault('refunded_of', []).append((p, bound_took))
+            if inv['credit_lines'] <= 0:
                 continue
             refunded = sum(x for i in old.invoices if i['issued'] >= old.pstart
                            for _, x in i.get('refunded_of', []))
-            bound_took = 0
-            if by_line:
-                bound_took = min(from_balance, -inv['total'])
-                refunded += bound_took
             line = inv['credit_lines']
             off = max(0, line - scale(max(0, old.price - refunded), up['unused'], up['period']))
             if off > 0 and by_line:
@@ -641,8 +652,10 @@ class Model:
                     inv['status'] = 'open'
                     inv['due'] = inv['total']
                     # owed again from the refund on: due three days later,
-                    # so dunning never starts before the refund (review R2)
-                    inv['due_at'] = max(t, inv['issued']) + DUE_AFTER
+                    # so dunning never starts before the refund (review R2);
+                    # a refund dated back counts them from where maintenance
+                    # has run to, if later: nothing it wrote changes (R4)
+                    inv['due_at'] = max(t, inv['issued'], self.ran_to or t) + DUE_AFTER
                     # nothing can pay it on a subscription that has ended:
                     # void, as the end would have made it (review R1)
                     owner = inv['sub']
@@ -905,6 +918,7 @@ def apply_step(sql, model, step, n):
     if kind == 'maintenance':
         for u in model.users.values():
             model.catch_up(u, t)
+        model.ran_to = t if model.ran_to is None else max(model.ran_to, t)
         rows, err = sql.run(f'SELECT action, count FROM billing.run_maintenance({ts(t)})')
         if err:
             raise Failure(f'step {n}: run_maintenance failed: {err}')
@@ -936,6 +950,17 @@ def apply_step(sql, model, step, n):
         learn_ids(sql, model, [name])
 
 
+def refund_time(p, index, early, t):
+    """When a refund step is dated: now, or (`early`) a day before its payment
+    (refused) or, for an odd index, dated back halfway to its payment (a refund
+    recorded late: it must not change what maintenance already wrote, R4)."""
+    if not early:
+        return t
+    if index % 2:
+        return p['at'] + dt.timedelta(seconds=int((t - p['at']).total_seconds()) // 2)
+    return p['at'] - DAY
+
+
 def operation(model, u, kind, args, t):
     """Applies the step to the model's copy `u`; returns the SQL to run."""
     call = operation_sql(model, u, kind, args, t)
@@ -962,8 +987,7 @@ def operation(model, u, kind, args, t):
         if not succeeded:
             raise IndexError
         p = succeeded[index % len(succeeded)]
-        when = u.payments[p]['at'] - DAY if early else t
-        model.refund(u, p, amount, when)
+        model.refund(u, p, amount, refund_time(u.payments[p], index, early, t))
     return call
 
 
@@ -1000,7 +1024,7 @@ def operation_sql(model, u, kind, args, t):
         if not u.payments:
             raise IndexError
         p = u.payments[index % len(u.payments)]
-        when = p['at'] - DAY if early else t
+        when = refund_time(p, index, early, t)
         return f"SELECT amount_cents FROM billing.refund({p['id']}, {amount}, {ts(when)})"
     raise ValueError(kind)
 

@@ -69,6 +69,8 @@ TEST(Refund, UnspentCreditOfAPaymentIsReplayedOldestSpentFirst)
 	// 3999 paid 2999 of an invoice and put 1000 into credit (payment 1)
 	EXPECT_EQ(CreditOf(1, {add(1000, {{1, 1000}})}).unspent, 1000);
 	EXPECT_EQ(CreditOf(1, {add(1000, {{1, 1000}}), take_back(1000, 1)}).unspent, 0);  // taken back already
+	// review D1: the whole balance left with its deleted user (a take-back of nobody's): nothing left of it
+	EXPECT_EQ(CreditOf(1, {add(500, {}), add(1000, {{1, 1000}}), take_back(1500, 0)}).unspent, 0);
 	EXPECT_EQ(CreditOf(1, {add(2999, {{1, 2999}}), spend(2999)}).unspent, 0);          // spent on a renewal
 	EXPECT_EQ(CreditOf(1, {add(2999, {{1, 2999}}), spend(1799)}).unspent, 1200);       // partly spent
 	EXPECT_EQ(CreditOf(1, {add(1000, {{2, 1000}})}).unspent, 0);                       // another payment's

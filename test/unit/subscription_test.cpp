@@ -235,6 +235,16 @@ TEST(Cancel, DeletedUsersPaidSubscriptionEndsAtTheLaterOfNowAndItsLatestChange)
 	EXPECT_FALSE(CanceledWithItsUser(stripe));
 }
 
+// Review D1: a deleted user's credit leaves the id with them (owed to the
+// deleted customer), whoever takes the id next starts at 0; the same for a
+// Stripe-managed customer (billing's own credit).
+TEST(Cancel, DeletedUsersCreditLeavesTheId)
+{
+	EXPECT_EQ(CreditLeavingWithItsUser(5000), 5000);
+	EXPECT_EQ(CreditLeavingWithItsUser(0), 0);
+	EXPECT_EQ(CreditLeavingWithItsUser(-1), 0);  // never adds to the id
+}
+
 TEST(Operations, TimeBeforeTheStartIs22023)
 {
 	ExpectSqlState([] { Cancel(ActiveMonthly(), true, At(2026, 1, 1)); }, "22023");
@@ -884,6 +894,18 @@ TEST(ChangePlan, CreditLineTakenBackReopensDueAnewOrVoidsOnAnEndedSubscription)
 	EXPECT_EQ(c.due_at, At(2030, 2, 28));  // three days after the refund, not 4 Feb
 	// a refund dated before the invoice was issued: never due before issue + 3 days
 	EXPECT_EQ(CreditLineTakenBack(settled, 26354, false, At(2030, 1, 20)).due_at, At(2030, 2, 4));
+	// R4: dated back to 2 Feb after maintenance ran to 25 Feb: due three days
+	// after maintenance's 25 Feb, not 5 Feb (dunning never starts at a date
+	// maintenance had passed); maintenance behind the refund changes nothing
+	EXPECT_EQ(CreditLineTakenBack(settled, 26354, false, At(2030, 2, 2), At(2030, 2, 25)).due_at, At(2030, 2, 28));
+	EXPECT_EQ(CreditLineTakenBack(settled, 26354, false, At(2030, 2, 2)).due_at, At(2030, 2, 5));
+	EXPECT_EQ(CreditLineTakenBack(settled, 26354, false, At(2030, 2, 25), At(2030, 2, 2)).due_at, At(2030, 2, 28));
+	EXPECT_EQ(CreditLineTakenBack(settled, 26354, false, At(2030, 1, 20), At(2030, 1, 25)).due_at, At(2030, 2, 4));
+	// an open invoice keeps its due date whatever maintenance did
+	EXPECT_EQ(CreditLineTakenBack(UpgradeInvoice{true, 500, 500, At(2030, 2, 1), At(2030, 2, 4)}, 100, false,
+								  At(2030, 2, 2), At(2030, 2, 25))
+				  .due_at,
+			  At(2030, 2, 4));
 	// still not positive: stays paid
 	c = CreditLineTakenBack(settled, 1000, false, At(2030, 2, 25));
 	EXPECT_EQ(c.status, InvoiceStatus::kPaid);
