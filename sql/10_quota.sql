@@ -1,5 +1,7 @@
 -- Quotas enforced by the C++ triggers on the application's own tables.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
 CREATE TABLE users (id bigserial PRIMARY KEY, email text);
@@ -193,6 +195,13 @@ COMMIT;
 -- the call's writes were audited by their own statements, the UPDATE by the trigger
 SELECT action, new_row ->> 'status' AS status, new_row -> 'metadata' AS metadata FROM billing.audit_log
  WHERE table_name = 'subscriptions' AND (new_row ->> 'user_id') = :'probe' ORDER BY id;
+-- a counter whose cache is already clear is not written again by the next
+-- invalidation (no new row version: a maintenance page clears its owners by
+-- the thousand, most of them already clear, each a random counter page)
+SELECT ctid AS clear_ctid, cap_valid_until AS already_clear FROM billing.quota_counters WHERE owner_id = :'probe' \gset
+SELECT :'already_clear' AS already_clear;
+UPDATE billing.subscriptions SET metadata = '{}' WHERE user_id = :'probe' AND ended_at IS NULL;
+SELECT ctid = :'clear_ctid' AS left_alone, cap_valid_until FROM billing.quota_counters WHERE owner_id = :'probe';
 
 -- == detach and DROP EXTENSION leave the application's rows alone
 SELECT count(*) AS rooms_before FROM rooms \gset

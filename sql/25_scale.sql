@@ -2,7 +2,9 @@
 -- bench/scale/): what is due comes from an index a page at a time, per-row
 -- helpers are inlined, one statement can change thousands of users without a
 -- lock-table entry each, and kept plans survive schema changes.
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
 CREATE FUNCTION pg_temp.plan(query text) RETURNS text LANGUAGE plpgsql AS $$
@@ -56,6 +58,22 @@ SELECT pg_temp.plan($q$
 	SELECT (SELECT min(i.due_at) FROM billing.invoices i
 			 WHERE i.subscription_id = s.id AND i.status = 'open' AND i.deleted_at IS NULL)
 	  FROM billing.subscriptions s WHERE s.id = 1$q$) ~ 'invoices_open_by_subscription' AS own_invoices_only;
+
+-- == a credit balance reads the credit kinds' own index (the balance query of
+-- src/glue/lifecycle.cpp), not every ledger entry of the user (most are
+-- payment_to_invoice, a random heap page each on a large book)
+SET enable_seqscan = off;  -- a small ledger would be read whole
+SET enable_bitmapscan = off;
+SELECT pg_temp.plan($q$
+	SELECT COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) ANY ('{credit_to_invoice,credit_refunded}'::pg_catalog.text[])
+		   THEN OPERATOR(pg_catalog.-) e.amount_cents ELSE e.amount_cents END), 0)::pg_catalog.int8
+	  FROM billing.ledger_entries e WHERE e.deleted_at IS NULL
+	   AND e.kind OPERATOR(pg_catalog.=) ANY
+	   ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[])
+	   AND e.user_id OPERATOR(pg_catalog.=) 'open-1' AND e.currency OPERATOR(pg_catalog.=) 'usd'$q$)
+	~ 'Index Scan using ledger_entries_credit' AS credit_entries_only;
+RESET enable_seqscan;
+RESET enable_bitmapscan;
 
 -- == per-row helpers are inlined: RETURN bodies, no SET clause
 SELECT p.proname, p.proconfig IS NULL AS no_set, p.prosqlbody IS NOT NULL AS bound_body

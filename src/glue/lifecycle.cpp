@@ -382,6 +382,8 @@ LedgerEntry(Spi &spi, const std::string &user_id, const std::string &currency, c
 // The credit balance, the one definition (billing.credit_balance() is this
 // C++ too): what credit received, less what invoices took. Queried directly,
 // through a kept plan, so it is neither parsed nor planned per call.
+// kCreditBalanceEntries is the predicate of the index that serves it
+// (ledger_entries_credit, src/sql/02_tables.sql): change both together.
 constexpr const char *kCreditBalanceSum =
 	"COALESCE(pg_catalog.sum(CASE WHEN e.kind OPERATOR(pg_catalog.=) ANY"
 	" ('{credit_to_invoice,credit_refunded,credit_to_deleted_user}'::pg_catalog.text[])"

@@ -549,13 +549,21 @@ InvalidateCachedLimits(std::optional<Datum> owners, bool in_trigger = true)
 		SPIPlanPtr &plan = plans[all ? 1 : 0];
 		if (plan == nullptr) {
 			// generic: planned once, not again for every array of owners
+			// A counter whose cache is already clear ('-infinity') is left
+			// alone: nobody can fill it meanwhile (a fill holds the owner's
+			// lock row, which the caller holds written; a plan's limits, its
+			// plan row), and the fast path never touches an uncached one. Its
+			// rewrite was most of a maintenance page's invalidation (a random
+			// counter page and its full-page image per owner).
 			SPIPlanPtr prepared = SPI_prepare_cursor(
 				all ? "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+					  " WHERE q.cap_valid_until OPERATOR(pg_catalog.<>) '-infinity'::pg_catalog.timestamptz"
 					// one index probe per owner: "owner_id = ANY ($1)" rechecked every
 					// counter the bitmap scan found against the whole array (a page of
 					// maintenance: 1,000 owners, 9% of its CPU)
 					: "UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
-					  " FROM pg_catalog.unnest($1) AS o(id) WHERE q.owner_id OPERATOR(pg_catalog.=) o.id",
+					  " FROM pg_catalog.unnest($1) AS o(id) WHERE q.owner_id OPERATOR(pg_catalog.=) o.id"
+					  " AND q.cap_valid_until OPERATOR(pg_catalog.<>) '-infinity'::pg_catalog.timestamptz",
 				all ? 0 : 1, &type, CURSOR_OPT_GENERIC_PLAN);
 			if (prepared == nullptr)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));

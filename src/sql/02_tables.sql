@@ -236,6 +236,14 @@ COMMENT ON TABLE billing.ledger_entries IS 'Where every payment went (invoices, 
 CREATE INDEX ledger_entries_user ON billing.ledger_entries (user_id, currency);
 CREATE INDEX ledger_entries_payment ON billing.ledger_entries (payment_id) WHERE payment_id IS NOT NULL;
 CREATE INDEX ledger_entries_invoice ON billing.ledger_entries (invoice_id) WHERE invoice_id IS NOT NULL;
+-- The credit balance (billing.credit_balance, and every lifecycle call,
+-- maintenance page and quota fill that reads it) sums only these kinds: their
+-- own index, so that it does not visit every payment_to_invoice entry of the
+-- user (a random heap page each; most entries are that kind). The predicate
+-- is the balance query's own clauses (src/glue/lifecycle.cpp).
+CREATE INDEX ledger_entries_credit ON billing.ledger_entries (user_id, currency)
+	WHERE deleted_at IS NULL
+	  AND kind OPERATOR(pg_catalog.=) ANY ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[]);
 -- Maintenance: a subscription canceled at period end while in dunning ends at its grace end.
 CREATE INDEX subscriptions_canceled_grace ON billing.subscriptions (past_due_since, id)
 	WHERE status = 'canceled' AND past_due_since IS NOT NULL AND ended_at IS NULL AND deleted_at IS NULL
