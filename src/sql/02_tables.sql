@@ -243,7 +243,7 @@ CREATE INDEX ledger_entries_invoice ON billing.ledger_entries (invoice_id) WHERE
 -- is the balance query's own clauses (src/glue/lifecycle.cpp).
 CREATE INDEX ledger_entries_credit ON billing.ledger_entries (user_id, currency)
 	WHERE deleted_at IS NULL
-	  AND kind OPERATOR(pg_catalog.=) ANY ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded}'::pg_catalog.text[]);
+	  AND kind OPERATOR(pg_catalog.=) ANY ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded,credit_to_deleted_user}'::pg_catalog.text[]);
 -- Maintenance: a subscription canceled at period end while in dunning ends at its grace end.
 CREATE INDEX subscriptions_canceled_grace ON billing.subscriptions (past_due_since, id)
 	WHERE status = 'canceled' AND past_due_since IS NOT NULL AND ended_at IS NULL AND deleted_at IS NULL
