@@ -89,9 +89,11 @@ BEGIN
 END
 $$;
 
--- Gives each new user of an attached users table a Free subscription. C++:
--- the id is read as the inserting user (its type's output function), only
--- that text reaches billing's code (src/glue/quota_trigger.cpp).
+-- Gives each new user of an attached users table a Free subscription, ends a
+-- deleted user's subscriptions, and refuses a renamed id billing holds
+-- anything live for. C++: the id is read as the writing user (its type's
+-- output function), only that text reaches billing's code
+-- (src/glue/quota_trigger.cpp).
 CREATE FUNCTION billing._user_inserted() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_user_inserted';
 
