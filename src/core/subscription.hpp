@@ -193,8 +193,9 @@ struct HeldForUser {
 	std::vector<std::string> open_invoices;     // their numbers
 	std::vector<std::string> stripe_customers;  // Stripe customer ids linked to the id
 };
-// A renamed id is refused, as a foreign key ON UPDATE RESTRICT refuses it
-// (23503, the id in DETAIL), while billing holds anything live for it: a
+// A renamed id is refused, as a foreign key refuses it (23503, the id in
+// DETAIL; the glue checks at the end of the statement, as the default NO
+// ACTION does), while billing holds anything live for it: a
 // subscription not ended (but a plain Free one, which grants what no
 // subscription grants), a non-zero credit balance, an open invoice, a
 // Stripe customer link. Billing keys all of these by the id's text: left on

@@ -752,8 +752,9 @@ UserGone(const Attachment &users, const std::string &user)
 // the old owner's plan). A renamed id (an UPDATE of the id column, attack
 // finding 70: trigger billing_user_renamed, whose WHEN passes only rows whose
 // id changed) is refused while billing holds anything live for the old id,
-// as a foreign key ON UPDATE RESTRICT is (the core's UserRenameRefusal), and
-// otherwise the new id starts on Free as an inserted one does. The id is read
+// as a foreign key's default NO ACTION refuses it at the end of the statement
+// (the core's UserRenameRefusal), and otherwise the new id starts on Free as
+// an inserted one does. The id is read
 // as the writing user, through its type's output function; only that text
 // reaches billing's code.
 BILLING_FUNCTION(billing_user_inserted)
