@@ -29,7 +29,7 @@ SELECT subscriptions, current_free, digest = :'digest_before' AS unchanged FROM 
 SELECT md5(string_agg(a::text, '|' ORDER BY a.id)) = :'attachments_before' AS attachments_unchanged
   FROM billing.attachments a;
 SELECT relation, kind, key_column FROM billing.attachments WHERE relation = 'attach_app.users'::regclass;
-SELECT tgname FROM pg_trigger WHERE tgrelid = 'attach_app.users'::regclass AND NOT tgisinternal;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'attach_app.users'::regclass AND NOT tgisinternal ORDER BY 1;
 -- the new user still gets exactly one
 INSERT INTO attach_app.users (email) VALUES ('e@example.com');
 SELECT subscriptions, current_free FROM pg_temp.state();
@@ -127,5 +127,5 @@ VALUES ('x', -100, 'usd', 'succeeded', now());
 -- clean up: detach leaves the application's table and rows as they were
 SELECT billing.detach('attach_app.users');
 SELECT count(*) AS users FROM attach_app.users;
-SELECT tgname FROM pg_trigger WHERE tgrelid = 'attach_app.users'::regclass AND NOT tgisinternal;
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'attach_app.users'::regclass AND NOT tgisinternal ORDER BY 1;
 DROP SCHEMA attach_app CASCADE;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <utility>
 
 namespace billing {
 namespace {
@@ -272,6 +273,36 @@ int64_t
 CreditLeavingWithItsUser(int64_t balance)
 {
 	return std::max<int64_t>(balance, 0);
+}
+
+std::optional<Error>
+UserRenameRefusal(const HeldForUser &held, const std::string &table, const std::string &column,
+				  const std::string &user_id)
+{
+	std::vector<std::string> live;
+	if (held.current && !held.current->Ended() && (held.current->stripe_managed || !PlainFree(*held.current)))
+		live.push_back("subscription " + std::to_string(held.current->id) + " (" + ToString(held.current->status) +
+					   (held.current->stripe_managed ? ", managed by Stripe" : "") + ")");
+	for (const auto &[currency, balance] : held.credit)
+		if (balance != 0)
+			live.push_back("a credit balance of " + std::to_string(balance) + " " + currency);
+	if (held.open_invoices.size() == 1)
+		live.push_back("open invoice " + held.open_invoices.front());
+	else if (!held.open_invoices.empty())
+		live.push_back(std::to_string(held.open_invoices.size()) + " open invoices (" + held.open_invoices.front() +
+					   ", ...)");
+	if (!held.stripe_customers.empty())
+		live.push_back("Stripe customer " + held.stripe_customers.front());
+	if (live.empty())
+		return std::nullopt;
+	std::string what;
+	for (size_t i = 0; i < live.size(); i++)
+		what += (i == 0 ? "" : i + 1 == live.size() ? " and " : ", ") + live[i];
+	return Error("23503", "update on table \"" + table + "\" changes a user id that billing still refers to",
+				 "Key (" + column + ")=(" + user_id + ") is still referenced by billing: " + what + ".",
+				 "Billing keys a user's subscriptions, invoices, credit and Stripe customer by the id: keep it, or "
+				 "end what billing holds for it first (cancel the subscription now, settle the open invoices, "
+				 "refund the credit).");
 }
 
 void

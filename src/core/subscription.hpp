@@ -189,6 +189,29 @@ Micros UserDeletionTime(const Subscription &sub, Micros now);
 // glue records it as credit_to_deleted_user, owed to the deleted customer.
 // The same for a Stripe-managed customer: this is billing's own credit.
 int64_t CreditLeavingWithItsUser(int64_t balance);
+
+// What billing holds for a user id (read under the user's lock, with the
+// newest snapshot) when the application's UPDATE changes that id in the
+// attached users table (attack finding 70).
+struct HeldForUser {
+	std::optional<Subscription> current;  // not ended, not soft-deleted
+	std::vector<std::pair<std::string, int64_t>> credit;  // currency, balance (each currency with entries)
+	std::vector<std::string> open_invoices;     // their numbers
+	std::vector<std::string> stripe_customers;  // Stripe customer ids linked to the id
+};
+// A renamed id is refused, as a foreign key refuses it (23503, the id in
+// DETAIL; the glue checks at the end of the statement, as the default NO
+// ACTION does), while billing holds anything live for it: a
+// subscription not ended (but a plain Free one, which grants what no
+// subscription grants), a non-zero credit balance, an open invoice, a
+// Stripe customer link. Billing keys all of these by the id's text: left on
+// the old id they would renew and bill nobody, and whoever registers the old
+// id next would take them over. An id billing holds nothing live for may be
+// renamed (its history stays with the old id, as a deleted user's does).
+// Empty: allowed. `table` and `column` name the users table and its id
+// column, for the message.
+std::optional<Error> UserRenameRefusal(const HeldForUser &held, const std::string &table, const std::string &column,
+									   const std::string &user_id);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);

@@ -443,7 +443,14 @@ BILLING_FUNCTION(billing_audit)
 			spi.Execute(sql_for(false), {SqlArg::Text(table), SqlArg::Text(action), SqlArg::Text(trigger->tg_trigger->tgargs[0]),
 										 SqlArg{type, old_array, old_rows == nullptr},
 										 SqlArg{type, new_array, new_rows == nullptr}});
-		PgCall([&] { MemoryContextReset(chunk_context); });
+		// The slot may hold the chunk's last row: a transition table that
+		// spilled to disk hands out rows palloc'd in the current context
+		// (chunk_context) for the slot to free. Freed now, before the reset:
+		// after it, the slot's next store or drop would free them again.
+		PgCall([&] {
+			ExecClearTuple(slot);
+			MemoryContextReset(chunk_context);
+		});
 	}
 	PgCall([&] {
 		ExecDropSingleTupleTableSlot(slot);

@@ -1441,6 +1441,51 @@ CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now)
 					CreditLeavingWithItsUser(r.int64_required(1)), std::nullopt, std::nullopt, at);
 }
 
+// A user id the application renames in the attached users table (attack
+// finding 70): the old id's lock first, as a lifecycle call takes it (a
+// change in progress is waited for; in REPEATABLE READ one committed after
+// the snapshot fails with 40001, as at a deletion), then what billing holds
+// for the id, read with the newest snapshot (as PostgreSQL's foreign-key
+// checks read: also a Stripe customer linked after the snapshot, which takes
+// no user lock), and the core's UserRenameRefusal.
+std::optional<Error>
+UserRenameRefusalFor(const std::string &user_id, const std::string &table, const std::string &column)
+{
+	{
+		Spi spi;
+		LockUser(spi, user_id);
+		spi.Finish();
+	}
+	PgCall([] {
+		CommandCounterIncrement();
+		PushActiveSnapshot(GetLatestSnapshot());
+	});
+	HeldForUser held;
+	Spi spi(Spi::Access::kReadOnly);  // its queries run on the active snapshot
+	static const std::string current = std::string("SELECT ") + kSubscriptionColumns +
+									   " FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1"
+									   " AND s.ended_at IS NULL AND s.deleted_at IS NULL";
+	auto rows = spi.Query(current, {SqlArg::Text(user_id)});
+	if (!rows.empty())
+		held.current = SubscriptionFromRow(rows[0]);
+	static const std::string credit = std::string("SELECT e.currency, ") + kCreditBalanceSum + kCreditBalanceEntries +
+									  " AND e.user_id OPERATOR(pg_catalog.=) $1 GROUP BY e.currency ORDER BY e.currency";
+	for (const Row &row : spi.Query(credit, {SqlArg::Text(user_id)}))
+		held.credit.emplace_back(row.text_required(0), row.int64_required(1));
+	for (const Row &row : spi.Query("SELECT i.number FROM billing.invoices i WHERE i.user_id OPERATOR(pg_catalog.=) $1"
+									" AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL ORDER BY i.id",
+									{SqlArg::Text(user_id)}))
+		held.open_invoices.push_back(row.text_required(0));
+	for (const Row &row : spi.Query("SELECT c.customer_id FROM billing.stripe_customers c"
+									" WHERE c.user_id OPERATOR(pg_catalog.=) $1 AND c.deleted_at IS NULL"
+									" ORDER BY c.customer_id",
+									{SqlArg::Text(user_id)}))
+		held.stripe_customers.push_back(row.text_required(0));
+	spi.Finish();
+	PgCall([] { PopActiveSnapshot(); });
+	return UserRenameRefusal(held, table, column, user_id);
+}
+
 }  // namespace billing::glue
 
 using namespace billing;

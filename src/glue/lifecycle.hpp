@@ -53,6 +53,12 @@ std::optional<StripeReplaced> EndForStripeSubscription(Spi &spi, const std::stri
 // it (a plain Free one; a Stripe-managed one, which Stripe's event ends).
 void CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now);
 
+// A user id renamed in the attached users table: the core's refusal (23503)
+// while billing holds anything live for it, empty when it may be renamed.
+// Takes the id's lock; reads with the newest snapshot. Run as billing's owner.
+std::optional<Error> UserRenameRefusalFor(const std::string &user_id, const std::string &table,
+										  const std::string &column);
+
 // Stripe adopts billing's own subscription: its open invoices become void,
 // what was paid toward them the customer's credit.
 void VoidForStripeAdoption(Spi &spi, const std::string &user_id, int64_t subscription_id, Micros at);

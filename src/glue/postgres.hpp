@@ -62,6 +62,7 @@ extern "C" {
 #include "utils/tuplestore.h"
 #include "tcop/tcopprot.h"
 #include "catalog/pg_collation.h"
+#include "catalog/pg_index.h"
 }
 
 #undef snprintf

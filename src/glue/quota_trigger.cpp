@@ -165,6 +165,45 @@ PgDay(TimestampTz at)
 	return static_cast<int32_t>(days);
 }
 
+// A participants attachment finds a room's owner by the rooms table's key:
+// that key must be unique at every moment, i.e. a unique index on exactly
+// that column, valid, not partial and checked at once (not DEFERRABLE). A
+// deferrable key lets one transaction hold two rooms of one key until it
+// commits, and the owner watch would hand the key's counter to the
+// duplicate (attack finding 73). attach_participant_quota refuses a
+// deferrable key; this catches one put in place afterwards (the key dropped
+// and added again DEFERRABLE, or dropped). Read from the relcache's index
+// list and the syscache: no query. Raises 55000; call inside PgCall.
+void
+RequireImmediateKey(Relation rooms, const char *column)
+{
+	int number = SPI_fnumber(RelationGetDescr(rooms), column);
+	bool found = false;
+	List *indexes = RelationGetIndexList(rooms);
+	ListCell *cell = nullptr;
+	foreach (cell, indexes) {
+		HeapTuple tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(cell)));
+		if (!HeapTupleIsValid(tuple))
+			continue;
+		Form_pg_index index = reinterpret_cast<Form_pg_index>(GETSTRUCT(tuple));
+		found = number > 0 && index->indisunique && index->indimmediate && index->indisvalid &&
+				index->indnkeyatts == 1 && index->indkey.values[0] == number &&
+				heap_attisnull(tuple, Anum_pg_index_indpred, nullptr);
+		ReleaseSysCache(tuple);
+		if (found)
+			break;
+	}
+	list_free(indexes);
+	if (!found)
+		ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						errmsg("table \"%s\" has no immediate unique key on column \"%s\" to find a room's owner by",
+							   RelationGetRelationName(rooms), column),
+						errdetail("Billing's participants quota finds a room's owner by that key; a DEFERRABLE or missing key "
+								  "lets a transaction hold two rooms with one key."),
+						errhint("Give the table a NOT DEFERRABLE primary key on the column again, or detach the "
+								"participants table with billing.detach.")));
+}
+
 // The owner of a participant's room, read from the rooms table as the
 // invoking user (who inserts participants and may read rooms): the key is
 // turned into the key column's own type by its input function and compared
@@ -178,7 +217,8 @@ PgDay(TimestampTz at)
 // The lookup itself: whether a row with the key exists for the current
 // role, and its owner column ("" for NULL).
 bool
-KeyRowOwner(const Attachment &attachment, const std::string &room, std::string *owner_out, std::string *table_out)
+KeyRowOwner(const Attachment &attachment, const std::string &room, std::string *owner_out, std::string *table_out,
+			bool unique_key_required = true)
 {
 	std::string owner;
 	bool found = false;
@@ -195,6 +235,8 @@ KeyRowOwner(const Attachment &attachment, const std::string &room, std::string *
 									   attachment.id),
 								errhint("Detach the participants table with billing.detach, or attach it again to "
 										"its new rooms table.")));
+			if (unique_key_required)
+				RequireImmediateKey(rooms, attachment.parent_key_column.c_str());
 			TupleDesc desc = RelationGetDescr(rooms);
 			int key_number = SPI_fnumber(desc, attachment.parent_key_column.c_str());
 			int owner_number = SPI_fnumber(desc, attachment.parent_owner_column.c_str());
@@ -707,7 +749,7 @@ UserGone(const Attachment &users, const std::string &user)
 		PushCopiedSnapshot(GetTransactionSnapshot());
 		UpdateActiveSnapshotCommandId();
 	});
-	bool present = KeyRowOwner(lookup, user, &ignored_owner, &ignored_table);
+	bool present = KeyRowOwner(lookup, user, &ignored_owner, &ignored_table, false);
 	PgCall([] { PopActiveSnapshot(); });
 	return !present;
 }
@@ -715,32 +757,63 @@ UserGone(const Attachment &users, const std::string &user)
 // billing._user_inserted(): a new user of an attached users table gets a Free
 // subscription; a deleted user's subscriptions end now, as Stripe ends a
 // deleted customer's (so whoever takes the id later starts on Free, not on
-// the old owner's plan). The id is read as the writing user, through its
-// type's output function; only that text reaches billing's code.
+// the old owner's plan). A renamed id (an UPDATE of the id column, attack
+// finding 70: trigger billing_user_renamed, whose WHEN passes only rows whose
+// id changed) is refused while billing holds anything live for the old id,
+// as a foreign key's default NO ACTION refuses it at the end of the statement
+// (the core's UserRenameRefusal), and otherwise the new id starts on Free as
+// an inserted one does. The id is read
+// as the writing user, through its type's output function; only that text
+// reaches billing's code.
 BILLING_FUNCTION(billing_user_inserted)
 {
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		throw billing::Error("39P01", "billing._user_inserted() may only be called as a trigger");
 	TriggerData *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
 	bool deleted = TRIGGER_FIRED_BY_DELETE(trigger->tg_event);
-	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !(deleted || TRIGGER_FIRED_BY_INSERT(trigger->tg_event)))
-		throw billing::Error("39P01", "billing._user_inserted() must fire for each inserted or deleted row");
+	bool updated = TRIGGER_FIRED_BY_UPDATE(trigger->tg_event);
+	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !(deleted || updated || TRIGGER_FIRED_BY_INSERT(trigger->tg_event)))
+		throw billing::Error("39P01", "billing._user_inserted() must fire for each inserted, updated or deleted row");
+	Datum result = TRIGGER_FIRED_BEFORE(trigger->tg_event)
+					   ? PointerGetDatum(updated ? trigger->tg_newtuple : trigger->tg_trigtuple)
+					   : PointerGetDatum(nullptr);
 	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, -1, Watched::kUsers);
 	std::string user;
-	// a deleted id still in the table (a partition move, deleted and inserted
-	// again by one statement) is no deletion: checked as the deleting role
-	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty() &&
-		(!deleted || UserGone(attachment, user))) {
-		AsBillingOwner(CountersOwner(), [&] {
-			Spi spi;
-			if (deleted)
-				CancelForDeletedUser(spi, user, ToCoreTime(GetCurrentTransactionStartTimestamp()));
-			else
-				spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
-			spi.Finish();
-		});
+	if (updated) {
+		std::string old_user;
+		bool had = ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &old_user) &&
+				   !old_user.empty();
+		bool has = ColumnText(trigger->tg_relation, trigger->tg_newtuple, attachment.key_column, &user) && !user.empty();
+		if (had && has && old_user == user)
+			return result;  // the same id (the same text)
+		if (had) {
+			std::string table;
+			PgCall([&] { table = RelationGetRelationName(trigger->tg_relation); });
+			std::optional<billing::Error> refusal;
+			AsBillingOwner(CountersOwner(), [&] { refusal = UserRenameRefusalFor(old_user, table, attachment.key_column); });
+			// an old id still in the table at the end of the statement (ids
+			// swapped by one statement) leaves nothing behind
+			if (refusal && UserGone(attachment, old_user))
+				throw *refusal;
+		}
+		if (!has)
+			return result;
+	} else if (!ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) || user.empty() ||
+			   // a deleted id still in the table (a partition move, deleted and
+			   // inserted again by one statement) is no deletion: checked as the
+			   // deleting role
+			   (deleted && !UserGone(attachment, user))) {
+		return result;
 	}
-	return TRIGGER_FIRED_BEFORE(trigger->tg_event) ? PointerGetDatum(trigger->tg_trigtuple) : PointerGetDatum(nullptr);
+	AsBillingOwner(CountersOwner(), [&] {
+		Spi spi;
+		if (deleted)
+			CancelForDeletedUser(spi, user, ToCoreTime(GetCurrentTransactionStartTimestamp()));
+		else
+			spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
+		spi.Finish();
+	});
+	return result;
 }
 
 // billing._quota_room_owner_changed(attachment): a room given to another
@@ -780,6 +853,8 @@ BILLING_FUNCTION(billing_room_owner_changed)
 	}
 	if (inserted && !CounterExists(id, room))
 		return PointerGetDatum(nullptr);  // most new rooms: no key another room left
+	// the key must name one room at every moment before a counter follows it
+	PgCall([&] { RequireImmediateKey(trigger->tg_relation, attachment.parent_key_column.c_str()); });
 	AsBillingOwner(CountersOwner(), [&] {
 		Spi spi;
 		std::vector<SqlArg> args{SqlArg::Int32(id), SqlArg::Text(room), SqlArg::Text(owner)};

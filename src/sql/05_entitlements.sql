@@ -89,9 +89,11 @@ BEGIN
 END
 $$;
 
--- Gives each new user of an attached users table a Free subscription. C++:
--- the id is read as the inserting user (its type's output function), only
--- that text reaches billing's code (src/glue/quota_trigger.cpp).
+-- Gives each new user of an attached users table a Free subscription, ends a
+-- deleted user's subscriptions, and refuses a renamed id billing holds
+-- anything live for. C++: the id is read as the writing user (its type's
+-- output function), only that text reaches billing's code
+-- (src/glue/quota_trigger.cpp).
 CREATE FUNCTION billing._user_inserted() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_user_inserted';
 
@@ -205,19 +207,29 @@ CREATE FUNCTION billing.attach_users(users regclass, id_column name) RETURNS big
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	ids text[];
+	old_trigger name;
 BEGIN
 	PERFORM billing._required(users, 'users'), billing._required(id_column, 'id_column');
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.tgfoid
-				WHERE t.tgrelid OPERATOR(pg_catalog.=) users AND t.tgname OPERATOR(pg_catalog.=) 'billing_user_inserted'
-				  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace) THEN
-		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
-	END IF;
+	FOR old_trigger IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+						WHERE tg.tgrelid OPERATOR(pg_catalog.=) users
+						  AND tg.tgname OPERATOR(pg_catalog.=) ANY ('{billing_user_inserted,billing_user_renamed}'::pg_catalog.name[])
+						  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_trigger, users);
+	END LOOP;
 	EXECUTE pg_catalog.format(
 		'CREATE TRIGGER billing_user_inserted AFTER INSERT OR DELETE ON %s
 		 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
+	-- A renamed id (attack finding 70): refused while billing holds anything
+	-- live for the old id. No "UPDATE OF" (an id set by the application's own
+	-- BEFORE trigger is not in the SET list); the WHEN compares the id alone,
+	-- so an update that leaves it (nearly all) queues no event.
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER billing_user_renamed AFTER UPDATE ON %s
+		 FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION billing._user_inserted(%L)',
+		users, id_column, id_column, id_column);
 
 	-- the ids as their type's output function writes them, as the trigger reads them
 	EXECUTE pg_catalog.format(
@@ -238,11 +250,21 @@ DECLARE
 	t record;
 BEGIN
 	PERFORM billing._check_session_owns(relation);
-	-- a participants table's attachment also watches its rooms table
+	-- The table's own attachments' triggers, wherever they are: a
+	-- participants table's attachment also watches its rooms table. The owner
+	-- watch another table's participants attachment keeps on this (rooms)
+	-- table stays: it is that attachment's, which still needs it (attack
+	-- finding 72: detaching and re-attaching the rooms table dropped it, and
+	-- a room given to a Free user kept an Enterprise counter).
 	FOR t IN SELECT tg.tgname, tg.tgrelid::pg_catalog.regclass AS rel
 			   FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
 			  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace AND NOT tg.tgisinternal AND tg.tgparentid OPERATOR(pg_catalog.=) 0
-				AND (tg.tgrelid OPERATOR(pg_catalog.=) relation
+				AND ((tg.tgrelid OPERATOR(pg_catalog.=) relation
+					  AND NOT EXISTS (SELECT FROM billing.attachments a
+									   WHERE a.kind OPERATOR(pg_catalog.=) 'participants'
+										 AND a.relation OPERATOR(pg_catalog.<>) detach.relation
+										 AND a.parent_relation OPERATOR(pg_catalog.=) detach.relation
+										 AND tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id)))
 					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id
 													  FROM billing.attachments a
 													 WHERE a.relation OPERATOR(pg_catalog.=) detach.relation AND a.parent_relation IS NOT NULL))

@@ -397,6 +397,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 	room_key name;
+	key_immediate boolean;
 	counted bigint;
 BEGIN
 	PERFORM billing._required(participants, 'participants'), billing._required(room_column, 'room_column'),
@@ -405,13 +406,23 @@ BEGIN
 	IF billing._has_deleted_at(participants) THEN
 		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::pg_catalog.name[]);
 	END IF;
-	SELECT a.attname INTO room_key
+	SELECT a.attname, i.indimmediate INTO room_key, key_immediate
 	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
 	 WHERE i.indrelid OPERATOR(pg_catalog.=) rooms AND i.indisprimary AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	PERFORM billing._check_attachable(rooms, ARRAY[room_owner_column]);
 	IF room_key IS NULL THEN
 		RAISE EXCEPTION 'table % has no single-column primary key', rooms
 			USING ERRCODE = '22023', HINT = 'Participants are counted per room, named by the rooms'' primary key.';
+	END IF;
+	-- A deferrable key lets a transaction hold two rooms of one key until it
+	-- commits, and the owner watch would hand the key's counter to the
+	-- duplicate (attack finding 73). PostgreSQL's own foreign keys refuse to
+	-- reference one; the trigger checks again (the key may be replaced later).
+	IF NOT key_immediate THEN
+		RAISE EXCEPTION 'cannot use a deferrable primary key of table % to find a room''s owner', rooms
+			USING ERRCODE = '0A000',
+				  DETAIL = pg_catalog.format('Column %I of table %s is a DEFERRABLE primary key: a transaction may hold two rooms with one key.', room_key, rooms),
+				  HINT = 'Make the rooms table''s primary key NOT DEFERRABLE (drop and add it again), as a foreign key requires.';
 	END IF;
 	PERFORM billing._check_attachable(rooms, ARRAY[room_key]);
 	att := billing._attachment_save('participants', participants, room_column, rooms, room_owner_column, room_key,

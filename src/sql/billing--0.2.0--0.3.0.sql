@@ -522,6 +522,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	att billing.attachments;
 	room_key name;
+	key_immediate boolean;
 	counted bigint;
 BEGIN
 	PERFORM billing._required(participants, 'participants'), billing._required(room_column, 'room_column'),
@@ -530,13 +531,23 @@ BEGIN
 	IF billing._has_deleted_at(participants) THEN
 		PERFORM billing._check_attachable(participants, ARRAY['deleted_at']::pg_catalog.name[]);
 	END IF;
-	SELECT a.attname INTO room_key
+	SELECT a.attname, i.indimmediate INTO room_key, key_immediate
 	  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0]
 	 WHERE i.indrelid OPERATOR(pg_catalog.=) rooms AND i.indisprimary AND i.indnatts OPERATOR(pg_catalog.=) 1;
 	PERFORM billing._check_attachable(rooms, ARRAY[room_owner_column]);
 	IF room_key IS NULL THEN
 		RAISE EXCEPTION 'table % has no single-column primary key', rooms
 			USING ERRCODE = '22023', HINT = 'Participants are counted per room, named by the rooms'' primary key.';
+	END IF;
+	-- A deferrable key lets a transaction hold two rooms of one key until it
+	-- commits, and the owner watch would hand the key's counter to the
+	-- duplicate (attack finding 73). PostgreSQL's own foreign keys refuse to
+	-- reference one; the trigger checks again (the key may be replaced later).
+	IF NOT key_immediate THEN
+		RAISE EXCEPTION 'cannot use a deferrable primary key of table % to find a room''s owner', rooms
+			USING ERRCODE = '0A000',
+				  DETAIL = pg_catalog.format('Column %I of table %s is a DEFERRABLE primary key: a transaction may hold two rooms with one key.', room_key, rooms),
+				  HINT = 'Make the rooms table''s primary key NOT DEFERRABLE (drop and add it again), as a foreign key requires.';
 	END IF;
 	PERFORM billing._check_attachable(rooms, ARRAY[room_key]);
 	att := billing._attachment_save('participants', participants, room_column, rooms, room_owner_column, room_key,
@@ -741,19 +752,29 @@ CREATE OR REPLACE FUNCTION billing.attach_users(users regclass, id_column name) 
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	ids text[];
+	old_trigger name;
 BEGIN
 	PERFORM billing._required(users, 'users'), billing._required(id_column, 'id_column');
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
-	IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.tgfoid
-				WHERE t.tgrelid OPERATOR(pg_catalog.=) users AND t.tgname OPERATOR(pg_catalog.=) 'billing_user_inserted'
-				  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace) THEN
-		EXECUTE pg_catalog.format('DROP TRIGGER billing_user_inserted ON %s', users);
-	END IF;
+	FOR old_trigger IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+						WHERE tg.tgrelid OPERATOR(pg_catalog.=) users
+						  AND tg.tgname OPERATOR(pg_catalog.=) ANY ('{billing_user_inserted,billing_user_renamed}'::pg_catalog.name[])
+						  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace LOOP
+		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_trigger, users);
+	END LOOP;
 	EXECUTE pg_catalog.format(
 		'CREATE TRIGGER billing_user_inserted AFTER INSERT OR DELETE ON %s
 		 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
+	-- A renamed id (attack finding 70): refused while billing holds anything
+	-- live for the old id. No "UPDATE OF" (an id set by the application's own
+	-- BEFORE trigger is not in the SET list); the WHEN compares the id alone,
+	-- so an update that leaves it (nearly all) queues no event.
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER billing_user_renamed AFTER UPDATE ON %s
+		 FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION billing._user_inserted(%L)',
+		users, id_column, id_column, id_column);
 
 	-- the ids as their type's output function writes them, as the trigger reads them
 	EXECUTE pg_catalog.format(
@@ -769,11 +790,21 @@ DECLARE
 	t record;
 BEGIN
 	PERFORM billing._check_session_owns(relation);
-	-- a participants table's attachment also watches its rooms table
+	-- The table's own attachments' triggers, wherever they are: a
+	-- participants table's attachment also watches its rooms table. The owner
+	-- watch another table's participants attachment keeps on this (rooms)
+	-- table stays: it is that attachment's, which still needs it (attack
+	-- finding 72: detaching and re-attaching the rooms table dropped it, and
+	-- a room given to a Free user kept an Enterprise counter).
 	FOR t IN SELECT tg.tgname, tg.tgrelid::pg_catalog.regclass AS rel
 			   FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
 			  WHERE p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace AND NOT tg.tgisinternal AND tg.tgparentid OPERATOR(pg_catalog.=) 0
-				AND (tg.tgrelid OPERATOR(pg_catalog.=) relation
+				AND ((tg.tgrelid OPERATOR(pg_catalog.=) relation
+					  AND NOT EXISTS (SELECT FROM billing.attachments a
+									   WHERE a.kind OPERATOR(pg_catalog.=) 'participants'
+										 AND a.relation OPERATOR(pg_catalog.<>) detach.relation
+										 AND a.parent_relation OPERATOR(pg_catalog.=) detach.relation
+										 AND tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id)))
 					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id
 													  FROM billing.attachments a
 													 WHERE a.relation OPERATOR(pg_catalog.=) detach.relation AND a.parent_relation IS NOT NULL))
@@ -3146,6 +3177,11 @@ BEGIN
 		EXECUTE pg_catalog.format(
 			'CREATE TRIGGER billing_user_inserted AFTER INSERT OR DELETE ON %s
 			 FOR EACH ROW EXECUTE FUNCTION billing._user_inserted(%L)', att.relation, att.key_column);
+		-- and a renamed id is refused while billing holds something for it (attack finding 70)
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER billing_user_renamed AFTER UPDATE ON %s
+			 FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION billing._user_inserted(%L)',
+			att.relation, att.key_column, att.key_column, att.key_column);
 	END LOOP;
 END
 $room_watch$;

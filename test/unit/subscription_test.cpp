@@ -245,6 +245,62 @@ TEST(Cancel, DeletedUsersCreditLeavesTheId)
 	EXPECT_EQ(CreditLeavingWithItsUser(-1), 0);  // never adds to the id
 }
 
+// Attack finding 70: the application renames a user id (an UPDATE of the
+// users table's id column). Refused as a foreign key ON UPDATE RESTRICT
+// would, while billing holds anything live for the id; allowed otherwise.
+TEST(UserRename, RefusedWhileBillingHoldsSomethingLiveForTheId)
+{
+	HeldForUser nothing;
+	EXPECT_FALSE(UserRenameRefusal(nothing, "users", "id", "carol"));
+	// a plain Free subscription, ended subscriptions and a zero balance hold nothing
+	HeldForUser free;
+	free.current = Stored(Subscribe("carol", kFree, At(2026, 1, 1), true, true));
+	free.credit = {{"usd", 0}};
+	EXPECT_FALSE(UserRenameRefusal(free, "users", "id", "carol"));
+	Subscription ended = Cancel(ActiveMonthly(), false, At(2026, 2, 10)).updated;
+	HeldForUser only_ended;
+	only_ended.current = ended;
+	EXPECT_FALSE(UserRenameRefusal(only_ended, "users", "id", "carol"));
+
+	HeldForUser paid;
+	paid.current = ActiveMonthly();
+	std::optional<Error> refusal = UserRenameRefusal(paid, "app.users", "id", "carol");
+	ASSERT_TRUE(refusal);
+	EXPECT_EQ(refusal->sqlstate(), "23503");
+	EXPECT_STREQ(refusal->what(), "update on table \"app.users\" changes a user id that billing still refers to");
+	EXPECT_EQ(refusal->detail(), "Key (id)=(carol) is still referenced by billing: subscription " +
+									 std::to_string(paid.current->id) + " (active).");
+	EXPECT_FALSE(refusal->hint().empty());
+
+	// each live holding alone refuses, and the DETAIL names it
+	HeldForUser trial;
+	trial.current = Stored(Subscribe("carol", kProMonthly, At(2026, 1, 1), true, true));
+	ASSERT_EQ(trial.current->status, Status::kTrialing);
+	EXPECT_TRUE(UserRenameRefusal(trial, "users", "id", "carol"));
+	HeldForUser stripe_free = free;
+	stripe_free.current->stripe_managed = true;
+	EXPECT_TRUE(UserRenameRefusal(stripe_free, "users", "id", "carol"));
+	HeldForUser credit;
+	credit.credit = {{"eur", 0}, {"usd", 500}};
+	EXPECT_NE(UserRenameRefusal(credit, "users", "id", "carol")->detail().find("a credit balance of 500 usd"),
+			  std::string::npos);
+	HeldForUser invoices;
+	invoices.open_invoices = {"INV-1", "INV-2"};
+	EXPECT_NE(UserRenameRefusal(invoices, "users", "id", "carol")->detail().find("2 open invoices (INV-1, ...)"),
+			  std::string::npos);
+	HeldForUser linked;
+	linked.stripe_customers = {"cus_1"};
+	EXPECT_NE(UserRenameRefusal(linked, "users", "id", "carol")->detail().find("Stripe customer cus_1"),
+			  std::string::npos);
+	HeldForUser all = paid;
+	all.credit = credit.credit;
+	all.open_invoices = {"INV-1"};
+	all.stripe_customers = {"cus_1"};
+	EXPECT_EQ(UserRenameRefusal(all, "users", "id", "carol")->detail(),
+			  "Key (id)=(carol) is still referenced by billing: subscription " + std::to_string(paid.current->id) +
+				  " (active), a credit balance of 500 usd, open invoice INV-1 and Stripe customer cus_1.");
+}
+
 TEST(Operations, TimeBeforeTheStartIs22023)
 {
 	ExpectSqlState([] { Cancel(ActiveMonthly(), true, At(2026, 1, 1)); }, "22023");

@@ -11,6 +11,9 @@
 -- SAFE outcome (this expected file): the owner watch survives detach/attach
 -- of the rooms table (or detach of a rooms table a participants attachment
 -- uses is refused); the room ends with at most 50, its counter names free1.
+-- As fixed (session 9): detach of the rooms table leaves the owner watch of
+-- the participants attachment that uses it (detach of the participants
+-- table removes it, as before).
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS atk_app CASCADE;
@@ -55,6 +58,15 @@ SELECT count(*) <= 50 AS free_room_within_limit FROM atk_app.participants WHERE 
 \c - postgres
 SELECT key, owner_id FROM billing.quota_counters q JOIN billing.attachments a ON a.id = q.attachment_id
  WHERE a.kind = 'participants';
+-- the rooms table detached alone: the participants stay counted and watched
+\c - regress_atk_migrator
+SELECT billing.detach('atk_app.rooms');
+SELECT tgname FROM pg_trigger WHERE tgrelid = 'atk_app.rooms'::regclass AND NOT tgisinternal ORDER BY 1;
+-- the participants table detached: its watch on the rooms table goes with it
+SELECT billing.detach('atk_app.participants');
+SELECT count(*) AS billing_triggers FROM pg_trigger
+ WHERE tgrelid IN ('atk_app.rooms'::regclass, 'atk_app.participants'::regclass) AND NOT tgisinternal;
+\c - postgres
 SET client_min_messages = warning;
 DROP SCHEMA atk_app CASCADE;
 DROP OWNED BY regress_atk_migrator, regress_atk_app;
