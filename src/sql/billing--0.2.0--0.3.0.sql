@@ -3029,21 +3029,26 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	-- upgrade afterwards does not undo it); still trialing: trialing just
 	-- before `to`. A trial lives on in the subscriptions a plan change during
 	-- it opens (same user, same trial_start; review R3: a switch then a
-	-- payment is converted). One join of the trials with those
-	-- subscriptions' history (index lookups, no subquery run per trial); a
-	-- subscription has one trial, its first interval.
+	-- payment is converted). The trials (billing._starts_trial, as
+	-- billing._trials_started, read with their user) joined with those
+	-- subscriptions (subscriptions_user_history) and their history
+	-- (subscription_history_subscription): index lookups that a plan made
+	-- for any period keeps (a join on the period's history by user and
+	-- trial_start was planned as a nested loop of two ranges); no subquery
+	-- run per trial; a subscription has one trial, its first interval.
 	WITH trials AS (
 		SELECT p.tier,
 			   pg_catalog.bool_or(billing._converts_trial(c.status, c.previous_status, c.valid_from, c.paid_since, c.trial_start)
 								  AND c.valid_from OPERATOR(pg_catalog.<) to_time AND NOT c.removed) AS converted,
 			   pg_catalog.bool_or(c.valid_from OPERATOR(pg_catalog.<) to_time AND c.valid_to OPERATOR(pg_catalog.>=) to_time
 								  AND c.status OPERATOR(pg_catalog.=) 'trialing' AND c.trial_end OPERATOR(pg_catalog.>=) to_time) AS trialing
-		  FROM billing._trials_started(from_time, to_time) t
+		  FROM billing.subscription_history t
 		  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id
-		  JOIN billing.subscriptions s0 ON s0.id OPERATOR(pg_catalog.=) t.subscription_id
-		  JOIN billing.subscriptions s ON s.user_id OPERATOR(pg_catalog.=) s0.user_id
+		  JOIN billing.subscriptions s ON s.user_id OPERATOR(pg_catalog.=) t.user_id
 		   AND s.started_at OPERATOR(pg_catalog.>=) t.trial_start AND s.trial_start OPERATOR(pg_catalog.=) t.trial_start
 		  JOIN billing.subscription_history c ON c.subscription_id OPERATOR(pg_catalog.=) s.id
+		 WHERE billing._starts_trial(t.status, t.previous_status, t.valid_from, t.trial_start)
+		   AND t.valid_from OPERATOR(pg_catalog.>=) from_time AND t.valid_from OPERATOR(pg_catalog.<) to_time AND NOT t.removed
 		 GROUP BY t.subscription_id, p.tier)
 	SELECT t.tier, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE t.converted),
 		   pg_catalog.count(*) FILTER (WHERE t.trialing),
