@@ -1,5 +1,7 @@
 -- Reports on a small, fully simulated book of business (SPEC §6).
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
 -- Four customers in usd, one in eur:

@@ -147,7 +147,7 @@ SELECT * FROM billing.revenue('-infinity', '2030-01-01 00:00+00', 'day');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM billing.usage_trends('2030-01-01 00:00+00', 'infinity', 'month');
 \echo :LAST_ERROR_SQLSTATE
-SELECT * FROM billing.usage_trends('1000-01-01 00:00+00', '3000-01-01 00:00+00', 'hour');
+SELECT * FROM billing.usage_trends('1000-01-01 00:00+00', '3000-01-01 00:00+00', 'day');
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM billing.revenue('1000-01-01 00:00+00', '3000-01-01 00:00+00', 'year');
 

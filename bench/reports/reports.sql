@@ -21,7 +21,7 @@ INSERT INTO pairs VALUES
 	  AND (trial_end IS NULL OR trial_end <= $T) AND (grace_end IS NULL OR grace_end > $T)
 	GROUP BY currency$$),
 ('arr', 'SELECT * FROM billing.arr($T)',
- $$SELECT currency, round(12 * sum(CASE billing_interval WHEN 'monthly' THEN price_cents::numeric
+ $$SELECT currency, 12 * round(sum(CASE billing_interval WHEN 'monthly' THEN price_cents::numeric
 										  WHEN 'yearly' THEN price_cents / 12.0 ELSE 0 END))::bigint
 	 FROM billing.subscription_history
 	WHERE valid_from <= $T AND valid_to > $T AND NOT removed AND price_cents > 0 AND paid_since IS NOT NULL

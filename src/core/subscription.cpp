@@ -1002,6 +1002,12 @@ GrantsAt(const Subscription &sub, Micros at, Micros past_due_grace)
 	}
 }
 
+bool
+JudgedByHistory(const Subscription &sub, std::optional<Micros> latest_change, Micros at)
+{
+	return sub.Ended() || (latest_change && at < *latest_change);
+}
+
 std::optional<int64_t>
 EntitledPlanId(const Projection &projection, Micros at, Micros past_due_grace)
 {

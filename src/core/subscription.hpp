@@ -435,6 +435,17 @@ Projection Project(const Book &book, const Plan &plan, const std::optional<Plan>
 // billing._grants_plan is its one SQL mirror, for set-based reports.
 bool GrantsAt(const Subscription &sub, Micros at, Micros past_due_grace);
 
+// Whether what a subscription grants at `at` is judged by the state its
+// history holds at `at` (then GrantsAt and EndedEntitlementChange on that
+// state, as plan_distribution reads it) rather than by its stored row
+// projected to `at` (Project, EntitledPlanId): when it has ended (review H1),
+// or when `at` is before `latest_change`, the time its stored state began
+// (the open history interval's valid_from; review R1: a pause, a payment of
+// an incomplete subscription or a resume written later must not rewrite an
+// earlier date). At or after its latest change (the quota trigger's `at` =
+// now), the stored row is the state and the projection is exact.
+bool JudgedByHistory(const Subscription &sub, std::optional<Micros> latest_change, Micros at);
+
 // The plan that applies at `at` after Project: the subscription's, or
 // nullopt for Free.
 std::optional<int64_t> EntitledPlanId(const Projection &projection, Micros at, Micros past_due_grace);

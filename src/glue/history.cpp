@@ -61,9 +61,11 @@ constexpr const char *kColumnNames[kColumns] = {
 	"cancel_at_period_end", "canceled_at", "ended_at",	"paused_at",	 "end_reason",	 "started_at",
 	"billing_anchor", "past_due_since", "deleted_at"};
 constexpr int kCopied = kEndReason + 1;
-// A change of the row dates itself by the latest of these (GREATEST ignores NULLs).
+// A change of the row dates itself by the latest of these (GREATEST ignores
+// NULLs); deleted_at too, so that a soft delete is dated at its deletion, not
+// at the period start (review R6).
 constexpr Column kEventTimes[] = {kStartedAt,  kCurrentPeriodStart, kBillingAnchor, kTrialStart,
-								  kCanceledAt, kEndedAt,			kPausedAt,		kPastDueSince};
+								  kCanceledAt, kEndedAt,			kPausedAt,		kPastDueSince, kDeletedAt};
 
 // The statements' parameters per history row: the sixteen copied columns,
 // then these.

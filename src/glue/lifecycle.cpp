@@ -1577,6 +1577,10 @@ struct SubscriptionAtResult {
 	Subscription sub;
 	Micros grace = 0;
 	int64_t credit_cents = 0;
+	// when its stored state began: the open history interval's valid_from
+	// (column 25; one probe of subscription_history_open), nullopt without
+	// history
+	std::optional<Micros> latest_change;
 };
 
 std::optional<SubscriptionAtResult>
@@ -1591,13 +1595,17 @@ SubscriptionAt(Spi &spi, const std::string &user_id, Micros at)
 		" AS past_due_grace"
 		", (SELECT " + kCreditBalanceSum + kCreditBalanceEntries +
 		" AND e.user_id OPERATOR(pg_catalog.=) s.user_id AND e.currency OPERATOR(pg_catalog.=) s.currency) AS credit_cents"
+		", (SELECT pg_catalog.max(h.valid_from) FROM billing.subscription_history h"
+		" WHERE h.subscription_id OPERATOR(pg_catalog.=) s.id"
+		" AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz) AS latest_change"
 		" FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
 		" AND s.started_at OPERATOR(pg_catalog.<=) $2 AND (s.ended_at IS NULL OR s.ended_at OPERATOR(pg_catalog.>) $2)"
 		" ORDER BY s.started_at DESC, s.id DESC LIMIT 1";
 	auto rows = spi.QueryCoreTimes(sql, {SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
 	if (rows.empty())
 		return std::nullopt;
-	return SubscriptionAtResult{SubscriptionFromRow(rows[0]), rows[0].int64_required(23), rows[0].int64_required(24)};
+	return SubscriptionAtResult{SubscriptionFromRow(rows[0]), rows[0].int64_required(23), rows[0].int64_required(24),
+								rows[0].int64(25)};
 }
 
 // The plan that applies to `user_id` at `at` and until when it may hold
@@ -1611,14 +1619,10 @@ billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 	if (std::optional<SubscriptionAtResult> found = SubscriptionAt(spi, user_id, at)) {
 		const Subscription *sub = &found->sub;
 		Micros grace = found->grace;
-		if (sub->Ended()) {
-			// asked about a time before its end: judged by the state its
-			// history holds at `at` (review H1: by its final row, expired with
-			// the period it ended in, a past date lost the plan the user had
-			// then once maintenance ended the subscription), ending no later
-			// than that state did; without history (a transaction older than
-			// the write that ended it), by the stored row
-			Subscription then = *sub;
+		// the core's rule: an ended subscription, or a time before the
+		// current one's latest change, is judged by its history at `at`
+		std::optional<Row> state;
+		if (JudgedByHistory(*sub, found->latest_change, at)) {
 			auto h = spi.Query(
 				"SELECT h.plan_id, h.status::pg_catalog.text, billing._micros(h.current_period_start),"
 				" billing._micros(h.current_period_end), billing._micros(h.trial_end), billing._micros(h.grace_end),"
@@ -1629,18 +1633,33 @@ billing::glue::EntitlementAt(Spi &spi, const std::string &user_id, Micros at)
 				" AND h.valid_from OPERATOR(pg_catalog.<=) $2 AND h.valid_to OPERATOR(pg_catalog.>) $2 AND NOT h.removed"
 				" AND h.deleted_at IS NULL ORDER BY h.valid_from DESC, h.id DESC LIMIT 1",
 				{SqlArg::Int64(sub->id), SqlArg::Timestamp(ToPgTime(at))});
-			if (!h.empty() && !h[0].is_null(1) && !h[0].is_null(2)) {
-				then.plan_id = h[0].int64(0).value_or(sub->plan_id);
-				then.status = ParseStatus(h[0].text_required(1));
-				then.period_start = h[0].int64_required(2);
-				then.period_end = h[0].int64(3);
-				then.trial_end = h[0].int64(4);
+			if (!h.empty() && !h[0].is_null(1) && !h[0].is_null(2))
+				state = h[0];
+		}
+		if (sub->Ended() || state) {
+			// asked about a time before its end (review H1: by its final row,
+			// expired with the period it ended in, a past date lost the plan
+			// the user had then once maintenance ended the subscription) or
+			// before the current one's latest change (review R1: a later
+			// pause, resume or first payment rewrote the date): judged by the
+			// state its history holds at `at`, ending no later than that
+			// state did; without history (a transaction older than the write
+			// that ended it), an ended one by its stored row, a current one
+			// by the projection below
+			Subscription then = *sub;
+			if (state) {
+				const Row *h = &*state;
+				then.plan_id = h->int64(0).value_or(sub->plan_id);
+				then.status = ParseStatus(h->text_required(1));
+				then.period_start = h->int64_required(2);
+				then.period_end = h->int64(3);
+				then.trial_end = h->int64(4);
 				then.past_due_since.reset();
-				if (std::optional<Micros> grace_end = h[0].int64(5))
+				if (std::optional<Micros> grace_end = h->int64(5))
 					then.past_due_since = *grace_end - grace;
-				if (std::optional<Micros> until = h[0].int64(6))
+				if (std::optional<Micros> until = h->int64(6))
 					then.ended_at = std::min(*until, sub->ended_at.value_or(*until));
-				then.cancel_at_period_end = h[0].boolean(7);
+				then.cancel_at_period_end = h->boolean(7);
 			}
 			if (GrantsAt(then, at, grace))
 				result.plan_id = then.plan_id;

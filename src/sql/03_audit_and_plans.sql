@@ -32,10 +32,22 @@ CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
 -- A shipped plan stops being pristine when edited; while pg_restore loads
 -- the dumped plans (all of them, edited or not), each replaces the pristine
 -- one CREATE EXTENSION has just inserted with the same code or id.
+-- Plan rows are not history (review R7): the reports group the history's
+-- plan_id by the plan's code and tier as they are now, so the code and tier
+-- of a plan a subscription has used are frozen (55000); add a new plan
+-- instead. Name, limits, features, price for new subscriptions, trial days,
+-- sort order and deletion stay editable.
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+		IF (NEW.code IS DISTINCT FROM OLD.code OR NEW.tier IS DISTINCT FROM OLD.tier)
+		   AND EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) OLD.id) THEN
+			RAISE EXCEPTION 'plan "%" has subscriptions: its code and tier cannot change', OLD.code
+				USING ERRCODE = '55000',
+					  DETAIL = 'Reports of past dates group subscriptions by the plan''s code and tier; plans are not history.',
+					  HINT = 'Add a new plan with the new code or tier and move subscriptions to it with change_plan.';
+		END IF;
 		IF OLD.pristine AND NEW.pristine THEN
 			NEW.pristine := false;
 		END IF;

@@ -148,6 +148,12 @@ CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
 --                  interval of a subscription that started trialing (a
 --                  reactivated trial, or a plan change during the trial, is
 --                  not a new trial)
+--   _converts_trial: the row is a trial's conversion, the one definition
+--                  trial_conversion and daily_report count (review R3): the
+--                  first paid interval (active or past_due from an unpaid
+--                  state) of a subscription that carries a trial (trial_start
+--                  set: its own, or one a plan change during the trial
+--                  opened, which keeps the trial's trial_start)
 -- (the enum compared as itself: a cast to text calls the STABLE enum_out, and
 -- an IMMUTABLE function calling it is not inlined)
 CREATE FUNCTION billing._valid_at(valid_from timestamptz, valid_to timestamptz, removed boolean, at timestamptz)
@@ -183,6 +189,14 @@ CREATE FUNCTION billing._starts_trial(status billing.subscription_status, previo
 									  valid_from timestamptz, trial_start timestamptz)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 	SELECT $1 OPERATOR(pg_catalog.=) 'trialing'::billing.subscription_status AND $2 IS NULL AND $3 OPERATOR(pg_catalog.=) $4
+$$;
+
+CREATE FUNCTION billing._converts_trial(status billing.subscription_status, previous_status billing.subscription_status,
+										valid_from timestamptz, paid_since timestamptz, trial_start timestamptz)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT $5 IS NOT NULL AND $3 OPERATOR(pg_catalog.=) $4
+	   AND $1 OPERATOR(pg_catalog.=) ANY ('{active,past_due}'::billing.subscription_status[])
+	   AND $2 OPERATOR(pg_catalog.<>) ALL ('{active,past_due}'::billing.subscription_status[])
 $$;
 
 -- Internal: the book as it was at `at`, one row per subscription that had
@@ -238,7 +252,9 @@ BEGIN
 	PERFORM billing._valid_time(at, 'at');
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
-	SELECT b.currency, pg_catalog.round(12 OPERATOR(pg_catalog.*) pg_catalog.sum(b.monthly_cents))::bigint
+	-- 12 x mrr exactly (SPEC §6, review R5): MRR rounded to the minor unit
+	-- first (half away from zero, as billing.mrr), then times 12
+	SELECT b.currency, 12 OPERATOR(pg_catalog.*) pg_catalog.round(pg_catalog.sum(b.monthly_cents))::bigint
 	  FROM billing._book_at($1) b
 	 WHERE b.paying
 	 GROUP BY b.currency
@@ -384,18 +400,31 @@ CREATE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestam
 RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._valid_period(from_time, to_time);
-	-- Trials started in [from, to); converted: paid before `to` (an upgrade
-	-- afterwards does not undo it); still trialing: trialing just before `to`.
-	-- One join of the trials with their subscriptions' history (no subquery
-	-- run per trial); a subscription has one trial, its first interval.
+	-- Trials started in [from, to); converted: a conversion
+	-- (billing._converts_trial, the one daily_report counts) before `to` (an
+	-- upgrade afterwards does not undo it); still trialing: trialing just
+	-- before `to`. A trial lives on in the subscriptions a plan change during
+	-- it opens (same user, same trial_start; review R3: a switch then a
+	-- payment is converted). The trials (billing._starts_trial, as
+	-- billing._trials_started, read with their user) joined with those
+	-- subscriptions (subscriptions_user_history) and their history
+	-- (subscription_history_subscription): index lookups that a plan made
+	-- for any period keeps (a join on the period's history by user and
+	-- trial_start was planned as a nested loop of two ranges); no subquery
+	-- run per trial; a subscription has one trial, its first interval.
 	WITH trials AS (
 		SELECT p.tier,
-			   pg_catalog.bool_or(c.paid_since OPERATOR(pg_catalog.<) to_time) AS converted,
+			   pg_catalog.bool_or(billing._converts_trial(c.status, c.previous_status, c.valid_from, c.paid_since, c.trial_start)
+								  AND c.valid_from OPERATOR(pg_catalog.<) to_time AND NOT c.removed) AS converted,
 			   pg_catalog.bool_or(c.valid_from OPERATOR(pg_catalog.<) to_time AND c.valid_to OPERATOR(pg_catalog.>=) to_time
 								  AND c.status OPERATOR(pg_catalog.=) 'trialing' AND c.trial_end OPERATOR(pg_catalog.>=) to_time) AS trialing
-		  FROM billing._trials_started(from_time, to_time) t
+		  FROM billing.subscription_history t
 		  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id
-		  JOIN billing.subscription_history c ON c.subscription_id OPERATOR(pg_catalog.=) t.subscription_id
+		  JOIN billing.subscriptions s ON s.user_id OPERATOR(pg_catalog.=) t.user_id
+		   AND s.started_at OPERATOR(pg_catalog.>=) t.trial_start AND s.trial_start OPERATOR(pg_catalog.=) t.trial_start
+		  JOIN billing.subscription_history c ON c.subscription_id OPERATOR(pg_catalog.=) s.id
+		 WHERE billing._starts_trial(t.status, t.previous_status, t.valid_from, t.trial_start)
+		   AND t.valid_from OPERATOR(pg_catalog.>=) from_time AND t.valid_from OPERATOR(pg_catalog.<) to_time AND NOT t.removed
 		 GROUP BY t.subscription_id, p.tier)
 	SELECT t.tier, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE t.converted),
 		   pg_catalog.count(*) FILTER (WHERE t.trialing),
@@ -442,12 +471,18 @@ $$;
 CREATE FUNCTION billing.revenue(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
 RETURNS TABLE ("time" timestamptz, metric text, value numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- the arguments checked first (the buckets below may not be read when
+	-- nothing was paid in the period)
+	SELECT pg_catalog.count(*) FROM billing._buckets(from_time, to_time, grain);
+	-- One series per currency paid in during the period (review R4: not
+	-- SELECT DISTINCT over every payment ever recorded): the period's rows
+	-- only, read once through payments_paid_at, zero for its empty buckets.
 	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
-	cur AS (SELECT DISTINCT currency FROM billing.payments),
-	money AS (
+	money AS MATERIALIZED (
 		SELECT pg_catalog.date_trunc(grain, n.paid_at, 'UTC') AS bucket, n.currency, pg_catalog.sum(n.amount_cents) AS cents
 		  FROM billing._net_payments(from_time, to_time) n
-		 GROUP BY 1, 2)
+		 GROUP BY 1, 2),
+	cur AS (SELECT DISTINCT m.currency FROM money m)
 	SELECT b.bucket, 'revenue_cents_' OPERATOR(pg_catalog.||) c.currency, COALESCE(m.cents, 0)
 	  FROM b CROSS JOIN cur c
 	  LEFT JOIN money m ON m.bucket OPERATOR(pg_catalog.=) b.bucket AND m.currency OPERATOR(pg_catalog.=) c.currency
@@ -456,34 +491,55 @@ $$;
 COMMENT ON FUNCTION billing.revenue(timestamptz, timestamptz, text) IS
 	'Net revenue per UTC time bucket and currency as (time, metric, value) rows';
 
+-- Internal: usage_trends' grain: required, and no hour grain (review R2:
+-- usage is kept per UTC day).
+CREATE FUNCTION billing._usage_grain(grain text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._required(grain, 'grain');
+	IF grain OPERATOR(pg_catalog.=) 'hour' THEN
+		RAISE EXCEPTION 'usage_trends has no hour grain: usage is kept per UTC day'
+			USING ERRCODE = '22023', HINT = 'Use day, week, month or year (billing.usage() counts whole UTC days too).';
+	END IF;
+END
+$$;
+
 CREATE FUNCTION billing.usage_trends(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
 RETURNS TABLE ("time" timestamptz, metric text, value numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	-- Rolled-up days, the records not rolled up yet, and the counts the quota
-	-- triggers hold (as billing.usage() adds them); days are UTC.
+	-- Usage is kept per UTC day (the rollup keeps daily totals, the quota
+	-- triggers count per day), so a series counts whole UTC days as
+	-- billing.usage() does: the days [from's UTC day, to's UTC day), each at
+	-- its UTC midnight, whether rolled up yet or not (review R2: a record
+	-- counted at its own time until the rollup moved it to midnight, so an
+	-- hourly series, or a period starting within a day, changed at the
+	-- rollup). No hour grain: there is no hourly total to keep.
+	SELECT billing._usage_grain(grain), (SELECT pg_catalog.count(*) FROM billing._buckets(from_time, to_time, grain));
 	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
+	span AS (SELECT ((from_time AT TIME ZONE 'UTC')::pg_catalog.date::pg_catalog.timestamp AT TIME ZONE 'UTC') AS t0,
+					((to_time AT TIME ZONE 'UTC')::pg_catalog.date::pg_catalog.timestamp AT TIME ZONE 'UTC') AS t1),
 	daily AS (
 		SELECT d.day::timestamp AT TIME ZONE 'UTC' AS t, d.metric, d.quantity FROM billing.usage_daily d
 		 WHERE d.deleted_at IS NULL
-		   AND d.day OPERATOR(pg_catalog.>=) ((from_time AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.-) 1) AND d.day OPERATOR(pg_catalog.<=) (to_time AT TIME ZONE 'UTC')::pg_catalog.date
+		   AND d.day OPERATOR(pg_catalog.>=) (from_time AT TIME ZONE 'UTC')::pg_catalog.date AND d.day OPERATOR(pg_catalog.<) (to_time AT TIME ZONE 'UTC')::pg_catalog.date
 		UNION ALL
-		SELECT p.recorded_at, p.metric, p.quantity FROM billing.usage_pending p
-		 WHERE p.recorded_at OPERATOR(pg_catalog.>=) from_time AND p.recorded_at OPERATOR(pg_catalog.<) to_time
+		SELECT pg_catalog.date_trunc('day', p.recorded_at, 'UTC'), p.metric, p.quantity FROM billing.usage_pending p, span
+		 WHERE p.recorded_at OPERATOR(pg_catalog.>=) span.t0 AND p.recorded_at OPERATOR(pg_catalog.<) span.t1
 		UNION ALL
 		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
 			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
 		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
 		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''
 		   -- the period's days, as above (an index range: not every counter)
-		   AND q.usage_day OPERATOR(pg_catalog.>=) ((from_time AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.-) 1) AND q.usage_day OPERATOR(pg_catalog.<=) (to_time AT TIME ZONE 'UTC')::pg_catalog.date),
+		   AND q.usage_day OPERATOR(pg_catalog.>=) (from_time AT TIME ZONE 'UTC')::pg_catalog.date AND q.usage_day OPERATOR(pg_catalog.<) (to_time AT TIME ZONE 'UTC')::pg_catalog.date),
 	agg AS (
 		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
-		  FROM daily d WHERE d.t OPERATOR(pg_catalog.>=) from_time AND d.t OPERATOR(pg_catalog.<) to_time GROUP BY 1, 2)
+		  FROM daily d GROUP BY 1, 2)
 	SELECT a.bucket, a.metric, a.total FROM agg a JOIN b ON b.bucket OPERATOR(pg_catalog.=) a.bucket
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
-	'Usage per UTC time bucket and metric as (time, metric, value) rows';
+	'Usage per UTC day, week, month or year and metric as (time, metric, value) rows, over whole UTC days as billing.usage() counts';
 
 CREATE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
@@ -503,11 +559,10 @@ BEGIN
 	UNION ALL
 	SELECT 10, 'new_trials', pg_catalog.count(*) FROM bounds, billing._trials_started(bounds.d0, bounds.d1) t
 	UNION ALL
-	-- the first paid interval of a subscription that had a trial
+	-- a trial's conversion (billing._converts_trial, as trial_conversion counts it)
 	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscription_history h
-	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.valid_from OPERATOR(pg_catalog.=) h.paid_since
-	   AND h.trial_start IS NOT NULL AND h.status IN ('active', 'past_due')
-	   AND h.previous_status IS NOT NULL AND h.previous_status NOT IN ('active', 'past_due') AND NOT h.removed
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1
+	   AND billing._converts_trial(h.status, h.previous_status, h.valid_from, h.paid_since, h.trial_start) AND NOT h.removed
 	UNION ALL
 	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
 	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.status OPERATOR(pg_catalog.=) 'canceled'

@@ -3027,6 +3027,214 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	 ORDER BY t.tier
 $$;
 
+-- == reports and history, session 9 review (R1-R7): the LAST definitions of
+-- these functions (R1 and R6 are C++ only). arr is 12 x the rounded mrr (R5);
+-- revenue reads only the period's payments (R4); usage_trends counts whole
+-- UTC days, no hour grain (R2); trial_conversion and daily_report share
+-- _converts_trial and follow a trial across a plan change (R3); the code and
+-- tier of a plan in use cannot change (R7).
+CREATE OR REPLACE FUNCTION billing._plans_pristine() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+		IF (NEW.code IS DISTINCT FROM OLD.code OR NEW.tier IS DISTINCT FROM OLD.tier)
+		   AND EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) OLD.id) THEN
+			RAISE EXCEPTION 'plan "%" has subscriptions: its code and tier cannot change', OLD.code
+				USING ERRCODE = '55000',
+					  DETAIL = 'Reports of past dates group subscriptions by the plan''s code and tier; plans are not history.',
+					  HINT = 'Add a new plan with the new code or tier and move subscriptions to it with change_plan.';
+		END IF;
+		IF OLD.pristine AND NEW.pristine THEN
+			NEW.pristine := false;
+		END IF;
+		RETURN NEW;
+	END IF;
+	-- only for pg_restore: anyone else's insert of an existing code fails on
+	-- the unique key (billing_admin may not delete plans)
+	IF billing._restoring() THEN
+		DELETE FROM billing.subscription_plans p
+		 WHERE p.pristine AND (p.code OPERATOR(pg_catalog.=) NEW.code OR p.id OPERATOR(pg_catalog.=) NEW.id)
+		   AND NOT EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) p.id);
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing._converts_trial(status billing.subscription_status, previous_status billing.subscription_status,
+										valid_from timestamptz, paid_since timestamptz, trial_start timestamptz)
+RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+	SELECT $5 IS NOT NULL AND $3 OPERATOR(pg_catalog.=) $4
+	   AND $1 OPERATOR(pg_catalog.=) ANY ('{active,past_due}'::billing.subscription_status[])
+	   AND $2 OPERATOR(pg_catalog.<>) ALL ('{active,past_due}'::billing.subscription_status[])
+$$;
+
+CREATE OR REPLACE FUNCTION billing.arr(at timestamptz DEFAULT pg_catalog.now())
+RETURNS TABLE (currency text, arr_cents bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._valid_time(at, 'at');
+	-- EXECUTE: planned for these arguments (see billing.mrr)
+	RETURN QUERY EXECUTE $q$
+	-- 12 x mrr exactly (SPEC §6, review R5): MRR rounded to the minor unit
+	-- first (half away from zero, as billing.mrr), then times 12
+	SELECT b.currency, 12 OPERATOR(pg_catalog.*) pg_catalog.round(pg_catalog.sum(b.monthly_cents))::bigint
+	  FROM billing._book_at($1) b
+	 WHERE b.paying
+	 GROUP BY b.currency
+	 ORDER BY b.currency
+	$q$ USING at;
+END
+$$;
+COMMENT ON FUNCTION billing.arr(timestamptz) IS 'Annual recurring revenue: 12 x MRR, by currency';
+
+CREATE OR REPLACE FUNCTION billing.trial_conversion(from_time timestamptz, to_time timestamptz)
+RETURNS TABLE (tier billing.plan_tier, trials bigint, converted bigint, still_trialing bigint, conversion numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	SELECT billing._valid_period(from_time, to_time);
+	-- Trials started in [from, to); converted: a conversion
+	-- (billing._converts_trial, the one daily_report counts) before `to` (an
+	-- upgrade afterwards does not undo it); still trialing: trialing just
+	-- before `to`. A trial lives on in the subscriptions a plan change during
+	-- it opens (same user, same trial_start; review R3: a switch then a
+	-- payment is converted). The trials (billing._starts_trial, as
+	-- billing._trials_started, read with their user) joined with those
+	-- subscriptions (subscriptions_user_history) and their history
+	-- (subscription_history_subscription): index lookups that a plan made
+	-- for any period keeps (a join on the period's history by user and
+	-- trial_start was planned as a nested loop of two ranges); no subquery
+	-- run per trial; a subscription has one trial, its first interval.
+	WITH trials AS (
+		SELECT p.tier,
+			   pg_catalog.bool_or(billing._converts_trial(c.status, c.previous_status, c.valid_from, c.paid_since, c.trial_start)
+								  AND c.valid_from OPERATOR(pg_catalog.<) to_time AND NOT c.removed) AS converted,
+			   pg_catalog.bool_or(c.valid_from OPERATOR(pg_catalog.<) to_time AND c.valid_to OPERATOR(pg_catalog.>=) to_time
+								  AND c.status OPERATOR(pg_catalog.=) 'trialing' AND c.trial_end OPERATOR(pg_catalog.>=) to_time) AS trialing
+		  FROM billing.subscription_history t
+		  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) t.plan_id
+		  JOIN billing.subscriptions s ON s.user_id OPERATOR(pg_catalog.=) t.user_id
+		   AND s.started_at OPERATOR(pg_catalog.>=) t.trial_start AND s.trial_start OPERATOR(pg_catalog.=) t.trial_start
+		  JOIN billing.subscription_history c ON c.subscription_id OPERATOR(pg_catalog.=) s.id
+		 WHERE billing._starts_trial(t.status, t.previous_status, t.valid_from, t.trial_start)
+		   AND t.valid_from OPERATOR(pg_catalog.>=) from_time AND t.valid_from OPERATOR(pg_catalog.<) to_time AND NOT t.removed
+		 GROUP BY t.subscription_id, p.tier)
+	SELECT t.tier, pg_catalog.count(*), pg_catalog.count(*) FILTER (WHERE t.converted),
+		   pg_catalog.count(*) FILTER (WHERE t.trialing),
+		   pg_catalog.round(pg_catalog.count(*) FILTER (WHERE t.converted)::numeric OPERATOR(pg_catalog./) pg_catalog.count(*), 4)
+	  FROM trials t
+	 GROUP BY t.tier
+	 ORDER BY t.tier
+$$;
+COMMENT ON FUNCTION billing.trial_conversion(timestamptz, timestamptz) IS
+	'Trials started between two times and how many became paid before the end, by tier';
+
+CREATE OR REPLACE FUNCTION billing.revenue(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
+RETURNS TABLE ("time" timestamptz, metric text, value numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- the arguments checked first (the buckets below may not be read when
+	-- nothing was paid in the period)
+	SELECT pg_catalog.count(*) FROM billing._buckets(from_time, to_time, grain);
+	-- One series per currency paid in during the period (review R4: not
+	-- SELECT DISTINCT over every payment ever recorded): the period's rows
+	-- only, read once through payments_paid_at, zero for its empty buckets.
+	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
+	money AS MATERIALIZED (
+		SELECT pg_catalog.date_trunc(grain, n.paid_at, 'UTC') AS bucket, n.currency, pg_catalog.sum(n.amount_cents) AS cents
+		  FROM billing._net_payments(from_time, to_time) n
+		 GROUP BY 1, 2),
+	cur AS (SELECT DISTINCT m.currency FROM money m)
+	SELECT b.bucket, 'revenue_cents_' OPERATOR(pg_catalog.||) c.currency, COALESCE(m.cents, 0)
+	  FROM b CROSS JOIN cur c
+	  LEFT JOIN money m ON m.bucket OPERATOR(pg_catalog.=) b.bucket AND m.currency OPERATOR(pg_catalog.=) c.currency
+	 ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION billing.revenue(timestamptz, timestamptz, text) IS
+	'Net revenue per UTC time bucket and currency as (time, metric, value) rows';
+
+CREATE OR REPLACE FUNCTION billing._usage_grain(grain text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._required(grain, 'grain');
+	IF grain OPERATOR(pg_catalog.=) 'hour' THEN
+		RAISE EXCEPTION 'usage_trends has no hour grain: usage is kept per UTC day'
+			USING ERRCODE = '22023', HINT = 'Use day, week, month or year (billing.usage() counts whole UTC days too).';
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION billing.usage_trends(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
+RETURNS TABLE ("time" timestamptz, metric text, value numeric)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+	-- Usage is kept per UTC day (the rollup keeps daily totals, the quota
+	-- triggers count per day), so a series counts whole UTC days as
+	-- billing.usage() does: the days [from's UTC day, to's UTC day), each at
+	-- its UTC midnight, whether rolled up yet or not (review R2: a record
+	-- counted at its own time until the rollup moved it to midnight, so an
+	-- hourly series, or a period starting within a day, changed at the
+	-- rollup). No hour grain: there is no hourly total to keep.
+	SELECT billing._usage_grain(grain), (SELECT pg_catalog.count(*) FROM billing._buckets(from_time, to_time, grain));
+	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
+	span AS (SELECT ((from_time AT TIME ZONE 'UTC')::pg_catalog.date::pg_catalog.timestamp AT TIME ZONE 'UTC') AS t0,
+					((to_time AT TIME ZONE 'UTC')::pg_catalog.date::pg_catalog.timestamp AT TIME ZONE 'UTC') AS t1),
+	daily AS (
+		SELECT d.day::timestamp AT TIME ZONE 'UTC' AS t, d.metric, d.quantity FROM billing.usage_daily d
+		 WHERE d.deleted_at IS NULL
+		   AND d.day OPERATOR(pg_catalog.>=) (from_time AT TIME ZONE 'UTC')::pg_catalog.date AND d.day OPERATOR(pg_catalog.<) (to_time AT TIME ZONE 'UTC')::pg_catalog.date
+		UNION ALL
+		SELECT pg_catalog.date_trunc('day', p.recorded_at, 'UTC'), p.metric, p.quantity FROM billing.usage_pending p, span
+		 WHERE p.recorded_at OPERATOR(pg_catalog.>=) span.t0 AND p.recorded_at OPERATOR(pg_catalog.<) span.t1
+		UNION ALL
+		SELECT q.usage_day::timestamp AT TIME ZONE 'UTC',
+			   CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END, q.usage_pending
+		  FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id
+		 WHERE q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''
+		   -- the period's days, as above (an index range: not every counter)
+		   AND q.usage_day OPERATOR(pg_catalog.>=) (from_time AT TIME ZONE 'UTC')::pg_catalog.date AND q.usage_day OPERATOR(pg_catalog.<) (to_time AT TIME ZONE 'UTC')::pg_catalog.date),
+	agg AS (
+		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
+		  FROM daily d GROUP BY 1, 2)
+	SELECT a.bucket, a.metric, a.total FROM agg a JOIN b ON b.bucket OPERATOR(pg_catalog.=) a.bucket
+	 ORDER BY 1, 2
+$$;
+COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
+	'Usage per UTC day, week, month or year and metric as (time, metric, value) rows, over whole UTC days as billing.usage() counts';
+
+CREATE OR REPLACE FUNCTION billing.daily_report(day date)
+RETURNS TABLE (metric text, value bigint)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM billing._valid_time(billing._required(day, 'day')::timestamp AT TIME ZONE 'UTC', 'day');
+	-- The UTC day [d0, d1); "active" is the book at the day's last microsecond.
+	-- EXECUTE: planned for these arguments (see billing.mrr)
+	RETURN QUERY EXECUTE $q$
+	WITH bounds AS (SELECT $1::timestamp AT TIME ZONE 'UTC' AS d0, ($1 OPERATOR(pg_catalog.+) 1)::timestamp AT TIME ZONE 'UTC' AS d1),
+	report (ord, metric, value) AS (
+	SELECT 0, 'active_' OPERATOR(pg_catalog.||) p.tier, pg_catalog.count(*)
+	  FROM bounds, billing._book_at(bounds.d1 OPERATOR(pg_catalog.-) interval '1 microsecond') b
+	  JOIN billing.subscription_plans p ON p.id OPERATOR(pg_catalog.=) b.plan_id
+	 WHERE b.current AND b.status NOT IN ('incomplete', 'paused')
+	 GROUP BY p.tier
+	UNION ALL
+	SELECT 10, 'new_trials', pg_catalog.count(*) FROM bounds, billing._trials_started(bounds.d0, bounds.d1) t
+	UNION ALL
+	-- a trial's conversion (billing._converts_trial, as trial_conversion counts it)
+	SELECT 11, 'conversions', pg_catalog.count(*) FROM bounds, billing.subscription_history h
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1
+	   AND billing._converts_trial(h.status, h.previous_status, h.valid_from, h.paid_since, h.trial_start) AND NOT h.removed
+	UNION ALL
+	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
+	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.status OPERATOR(pg_catalog.=) 'canceled'
+	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
+	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
+	UNION ALL
+	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
+	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
+	$q$ USING day;
+END
+$$;
+COMMENT ON FUNCTION billing.daily_report(date) IS
+	'One UTC day at a glance: active by tier, new trials, conversions, cancellations, failed payments';
+
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
 -- are taken back first so that they come out in a fresh install's order).

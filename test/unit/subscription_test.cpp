@@ -797,6 +797,23 @@ TEST(Projection, GrantsAtFollowsStatusAndTimes)
 	EXPECT_FALSE(GrantsAt(s, At(2026, 2, 2), kGrace));
 }
 
+TEST(Projection, JudgedByHistoryBeforeTheLatestChange)
+{
+	Subscription s = ActiveMonthly();
+	// current, asked at or after its latest change: the stored row (fast path)
+	EXPECT_FALSE(JudgedByHistory(s, At(2026, 2, 10), At(2026, 2, 10)));
+	EXPECT_FALSE(JudgedByHistory(s, At(2026, 2, 10), At(2026, 3, 1)));
+	// no history known (older transaction): the stored row
+	EXPECT_FALSE(JudgedByHistory(s, std::nullopt, At(2026, 2, 1)));
+	// review R1: a date before the latest change (a later pause, resume or
+	// first payment) is judged by the history
+	EXPECT_TRUE(JudgedByHistory(s, At(2026, 2, 10), At(2026, 2, 9, 23)));
+	// ended: always by the history (review H1)
+	s.ended_at = At(2026, 3, 1);
+	EXPECT_TRUE(JudgedByHistory(s, At(2026, 3, 1), At(2026, 3, 1)));
+	EXPECT_TRUE(JudgedByHistory(s, std::nullopt, At(2026, 2, 1)));
+}
+
 TEST(Projection, NextEntitlementChangeSeesRenewalsNotIssuedYet)
 {
 	// paid to 28 Feb 12:00; no maintenance. On 1 Mar the renewal is issued

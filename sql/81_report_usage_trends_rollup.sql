@@ -9,6 +9,11 @@
 -- (usage() itself is unchanged). Grafana's hourly usage panel ($__interval
 -- mapped onto hour) shows it.
 -- SAFE outcome (this expected file): no row differs before and after.
+-- Fix (session 9, decided): usage is kept per UTC day, so usage_trends counts
+-- whole UTC days as usage() does (a period from noon counts the whole day,
+-- 12), each at its UTC midnight whether rolled up or not, and refuses the
+-- hour grain (22023) instead of an hourly series that the rollup would
+-- redraw at 00:00.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 RESET client_min_messages;
@@ -16,44 +21,24 @@ CREATE EXTENSION billing;
 SET timezone = 'UTC';
 \set VERBOSITY terse
 SELECT (billing.record_usage('ur1', 'api_calls', 7, '2026-03-10 02:10+00')).quantity;
- quantity 
-----------
-        7
-(1 row)
-
 SELECT (billing.record_usage('ur1', 'api_calls', 5, '2026-03-10 15:30+00')).quantity;
- quantity 
-----------
-        5
-(1 row)
-
 CREATE TEMP TABLE before AS
-SELECT 'hourly' AS report, * FROM billing.usage_trends('2026-03-10', '2026-03-11', 'hour')
+SELECT 'daily' AS report, * FROM billing.usage_trends('2026-03-09', '2026-03-12', 'day')
+UNION ALL
+SELECT 'weekly', * FROM billing.usage_trends('2026-03-09', '2026-03-16', 'week')
 UNION ALL
 SELECT 'daily from noon', * FROM billing.usage_trends('2026-03-10 12:00', '2026-03-11', 'day');
 SELECT * FROM before ORDER BY 1, 2;
-     report      |             time             |  metric   | value 
------------------+------------------------------+-----------+-------
- daily from noon | Tue Mar 10 00:00:00 2026 UTC | api_calls |     5
- hourly          | Tue Mar 10 02:00:00 2026 UTC | api_calls |     7
- hourly          | Tue Mar 10 15:00:00 2026 UTC | api_calls |     5
-(3 rows)
-
+-- no hour grain: there is no hourly total to keep after the rollup
+SELECT * FROM billing.usage_trends('2026-03-10', '2026-03-11', 'hour');
+\echo :LAST_ERROR_SQLSTATE
 SELECT billing.usage('ur1', 'api_calls', '2026-03-10', '2026-03-11');
- usage 
--------
-    12
-(1 row)
-
 -- the next day's maintenance (it rolls the usage up)
 SELECT action, count FROM billing.run_maintenance('2026-03-11 00:05') WHERE action = 'usage_rolled_up';
-     action      | count 
------------------+-------
- usage_rolled_up |     2
-(1 row)
-
 CREATE TEMP TABLE after AS
-SELECT 'hourly' AS report, * FROM billing.usage_trends('2026-03-10', '2026-03-11', 'hour')
+SELECT 'daily' AS report, * FROM billing.usage_trends('2026-03-09', '2026-03-12', 'day')
+UNION ALL
+SELECT 'weekly', * FROM billing.usage_trends('2026-03-09', '2026-03-16', 'week')
 UNION ALL
 SELECT 'daily from noon', * FROM billing.usage_trends('2026-03-10 12:00', '2026-03-11', 'day');
 -- rows that changed
@@ -61,13 +46,4 @@ SELECT 'daily from noon', * FROM billing.usage_trends('2026-03-10 12:00', '2026-
 UNION ALL
 (SELECT 'only after', * FROM after EXCEPT SELECT 'only after', * FROM before)
 ORDER BY 1, 2, 3;
- side | report | time | metric | value 
-------+--------+------+--------+-------
-(0 rows)
-
 SELECT billing.usage('ur1', 'api_calls', '2026-03-10', '2026-03-11');
- usage 
--------
-    12
-(1 row)
-
