@@ -943,6 +943,27 @@ DecideRefund(const Event &event, int64_t paid, int64_t already_refunded)
 	return Refund{total - already_refunded, total, "stripe_refund:" + o.id.value_or("") + ":" + std::to_string(total)};
 }
 
+bool
+EndsSubscription(const Event &event)
+{
+	if (HandlerOf(event.type) != Handler::kSubscription)
+		return false;
+	std::optional<SubscriptionMirror> m = MirrorSubscription(event);
+	return m && m->ended_at.has_value();
+}
+
+std::optional<std::string>
+HeldForDeletedUser(const Event &event, const std::optional<ClosedCustomer> &closed, bool subscription_held)
+{
+	if (!closed)
+		return std::nullopt;
+	if (subscription_held && EndsSubscription(event))
+		return std::nullopt;  // the deleted user's Stripe subscription ends, as the deletion left it to
+	return "stripe customer \"" + closed->customer + "\" belonged to user \"" + closed->user_id +
+		   "\", deleted at " + FormatTimestamp(closed->user_deleted_at * kMicrosPerSecond) +
+		   ": not applied to whoever holds the id now";
+}
+
 CheckoutLink
 DecideCheckout(const Event &event)
 {

@@ -438,6 +438,33 @@ CheckoutLink DecideCheckout(const Event &event);
 // The message of an event that waits for its user (kept as its reason).
 std::string PendingReason(const Event &event);
 
+// A Stripe customer whose link to its billing user was closed when the
+// application deleted that user from the users table attach_users watches
+// (billing.stripe_customers.user_deleted_at). Billing keys everything by the
+// id's text: whoever registers the same id next is another person.
+struct ClosedCustomer {
+	std::string customer;
+	std::string user_id;
+	int64_t user_deleted_at = 0;  // Unix seconds
+};
+
+// Whether an event ends the Stripe subscription it is about (a subscription
+// event whose mirror ends it: canceled, incomplete_expired, .deleted).
+bool EndsSubscription(const Event &event);
+
+// What an event of a customer closed by its user's deletion (its own
+// customer, else the customer of the subscription it names) does: nullopt
+// when it applies, otherwise why it is kept pending (the DBA's
+// billing.stripe_pending shows it; stripe_replay applies it once a DBA
+// reopens the link). Only the event that ends the deleted user's Stripe
+// subscription billing still holds (`subscription_held`) applies: the
+// deletion left that subscription for Stripe's own event. Anything else (an
+// update or a new subscription, also one naming the id in metadata.user_id,
+// an invoice, a payment, a refund, a checkout) would land on the id's new
+// holder (money on the wrong person). `closed` absent: applies.
+std::optional<std::string> HeldForDeletedUser(const Event &event, const std::optional<ClosedCustomer> &closed,
+											  bool subscription_held);
+
 // What a payment event says of its payment: "succeeded" for
 // payment_intent.succeeded and charge.succeeded, "failed" for
 // payment_intent.payment_failed; nullopt for other events.

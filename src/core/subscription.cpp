@@ -275,9 +275,10 @@ CreditLeavingWithItsUser(int64_t balance)
 	return std::max<int64_t>(balance, 0);
 }
 
-std::optional<Error>
-UserRenameRefusal(const HeldForUser &held, const std::string &table, const std::string &column,
-				  const std::string &user_id)
+namespace {
+// What billing holds live for an id, as a phrase ("" when nothing).
+std::string
+LiveHeld(const HeldForUser &held)
 {
 	std::vector<std::string> live;
 	if (held.current && !held.current->Ended() && (held.current->stripe_managed || !PlainFree(*held.current)))
@@ -293,16 +294,39 @@ UserRenameRefusal(const HeldForUser &held, const std::string &table, const std::
 					   ", ...)");
 	if (!held.stripe_customers.empty())
 		live.push_back("Stripe customer " + held.stripe_customers.front());
-	if (live.empty())
-		return std::nullopt;
 	std::string what;
 	for (size_t i = 0; i < live.size(); i++)
 		what += (i == 0 ? "" : i + 1 == live.size() ? " and " : ", ") + live[i];
+	return what;
+}
+}  // namespace
+
+std::optional<Error>
+UserRenameRefusal(const HeldForUser &held, const std::string &table, const std::string &column,
+				  const std::string &user_id)
+{
+	std::string what = LiveHeld(held);
+	if (what.empty())
+		return std::nullopt;
 	return Error("23503", "update on table \"" + table + "\" changes a user id that billing still refers to",
 				 "Key (" + column + ")=(" + user_id + ") is still referenced by billing: " + what + ".",
 				 "Billing keys a user's subscriptions, invoices, credit and Stripe customer by the id: keep it, or "
 				 "end what billing holds for it first (cancel the subscription now, settle the open invoices, "
 				 "refund the credit).");
+}
+
+std::optional<Error>
+UsersTruncateRefusal(const HeldForUser &held, const std::string &table, const std::string &user_id)
+{
+	std::string what = LiveHeld(held);
+	if (what.empty())
+		return std::nullopt;
+	return Error("55000", "cannot truncate table \"" + table + "\": billing still holds live state for its users",
+				 "User \"" + user_id + "\" has " + what + ".",
+				 "A TRUNCATE deletes every user without the row triggers that end a deleted user's subscriptions "
+				 "and move their credit: DELETE the users instead, or, for a reload that keeps the same ids, "
+				 "run billing.detach() on the table first (attach_users again after) or load with "
+				 "SET session_replication_role = replica.");
 }
 
 void

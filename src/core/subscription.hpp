@@ -212,6 +212,15 @@ struct HeldForUser {
 // column, for the message.
 std::optional<Error> UserRenameRefusal(const HeldForUser &held, const std::string &table, const std::string &column,
 									   const std::string &user_id);
+// A TRUNCATE of the attached users table deletes every user at once, and
+// no row trigger fires: their subscriptions would renew, their credit stay
+// on the ids, for whoever registers them next. Refused (55000, with a HINT:
+// DELETE, or detach / session_replication_role = replica for a reload)
+// while billing holds anything live for an id, by the same measure as
+// UserRenameRefusal; `held` is what billing holds for `user_id`, one such id.
+// Treating it as deleting every user would make a reload cancel the book.
+std::optional<Error> UsersTruncateRefusal(const HeldForUser &held, const std::string &table,
+										  const std::string &user_id);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);

@@ -1439,6 +1439,13 @@ CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now)
 	for (const auto &r : spi.Query(balances, {SqlArg::Text(user_id)}))
 		LedgerEntry(spi, user_id, r.text_required(0), "credit_to_deleted_user",
 					CreditLeavingWithItsUser(r.int64_required(1)), std::nullopt, std::nullopt, at);
+	// The user's Stripe customers are the deleted person's, not the id's:
+	// their links close (kept, with when the user was deleted), so a late
+	// event of such a customer is not applied to whoever registers the id
+	// next (stripe::HeldForDeletedUser), and the id may be renamed.
+	spi.Execute("UPDATE billing.stripe_customers c SET deleted_at = $2, user_deleted_at = $2 "
+				"WHERE c.user_id OPERATOR(pg_catalog.=) $1 AND c.deleted_at IS NULL",
+				{SqlArg::Text(user_id), SqlArg::Timestamp(ToPgTime(at))});
 }
 
 // A user id the application renames in the attached users table (attack
@@ -1460,8 +1467,19 @@ UserRenameRefusalFor(const std::string &user_id, const std::string &table, const
 		CommandCounterIncrement();
 		PushActiveSnapshot(GetLatestSnapshot());
 	});
-	HeldForUser held;
 	Spi spi(Spi::Access::kReadOnly);  // its queries run on the active snapshot
+	HeldForUser held = ReadHeldForUser(spi, user_id);
+	spi.Finish();
+	PgCall([] { PopActiveSnapshot(); });
+	return UserRenameRefusal(held, table, column, user_id);
+}
+
+// What billing holds for a user id (UserRenameRefusal's and
+// UsersTruncateRefusal's measure), read with the Spi's snapshot.
+HeldForUser
+ReadHeldForUser(Spi &spi, const std::string &user_id)
+{
+	HeldForUser held;
 	static const std::string current = std::string("SELECT ") + kSubscriptionColumns +
 									   " FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1"
 									   " AND s.ended_at IS NULL AND s.deleted_at IS NULL";
@@ -1481,9 +1499,38 @@ UserRenameRefusalFor(const std::string &user_id, const std::string &table, const
 									" ORDER BY c.customer_id",
 									{SqlArg::Text(user_id)}))
 		held.stripe_customers.push_back(row.text_required(0));
+	return held;
+}
+
+// A TRUNCATE of the attached users table: the ids that may hold something
+// live (a subscription not ended that is not plain Free, or on Stripe; an
+// open invoice; an open Stripe customer link; a non-zero credit balance),
+// one of each at most, each measured by the core (UsersTruncateRefusal); the
+// first refused is the error. TRUNCATE holds the table's ACCESS EXCLUSIVE
+// lock: no user is inserted or deleted meanwhile.
+std::optional<Error>
+UsersTruncateRefusalFor(const std::string &table)
+{
+	Spi spi(Spi::Access::kReadOnly);
+	static const std::string candidates =
+		std::string("(SELECT s.user_id FROM billing.subscriptions s WHERE s.ended_at IS NULL AND s.deleted_at IS NULL"
+					" AND (s.price_cents OPERATOR(pg_catalog.<>) 0 OR s.current_period_end IS NOT NULL"
+					" OR s.status OPERATOR(pg_catalog.<>) 'active' OR s.stripe_subscription_id IS NOT NULL) LIMIT 1)"
+					" UNION ALL (SELECT i.user_id FROM billing.invoices i WHERE i.status OPERATOR(pg_catalog.=) 'open'"
+					" AND i.deleted_at IS NULL LIMIT 1)"
+					" UNION ALL (SELECT c.user_id FROM billing.stripe_customers c WHERE c.deleted_at IS NULL LIMIT 1)"
+					" UNION ALL (SELECT e.user_id") +
+		kCreditBalanceEntries + " GROUP BY e.user_id, e.currency HAVING " + kCreditBalanceSum +
+		" OPERATOR(pg_catalog.<>) 0 LIMIT 1)";
+	std::optional<Error> refusal;
+	for (const Row &row : spi.Query(candidates, {})) {
+		std::string user_id = row.text_required(0);
+		refusal = UsersTruncateRefusal(ReadHeldForUser(spi, user_id), table, user_id);
+		if (refusal)
+			break;
+	}
 	spi.Finish();
-	PgCall([] { PopActiveSnapshot(); });
-	return UserRenameRefusal(held, table, column, user_id);
+	return refusal;
 }
 
 }  // namespace billing::glue

@@ -59,6 +59,14 @@ void CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now);
 std::optional<Error> UserRenameRefusalFor(const std::string &user_id, const std::string &table,
 										  const std::string &column);
 
+// What billing holds for a user id, read with the Spi's snapshot.
+HeldForUser ReadHeldForUser(Spi &spi, const std::string &user_id);
+
+// A TRUNCATE of the attached users table `table`: the core's refusal (55000)
+// while billing holds anything live for some id, empty when it may go on.
+// Run as billing's owner.
+std::optional<Error> UsersTruncateRefusalFor(const std::string &table);
+
 // Stripe adopts billing's own subscription: its open invoices become void,
 // what was paid toward them the customer's credit.
 void VoidForStripeAdoption(Spi &spi, const std::string &user_id, int64_t subscription_id, Micros at);

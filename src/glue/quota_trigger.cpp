@@ -772,6 +772,20 @@ BILLING_FUNCTION(billing_user_inserted)
 	TriggerData *trigger = reinterpret_cast<TriggerData *>(fcinfo->context);
 	bool deleted = TRIGGER_FIRED_BY_DELETE(trigger->tg_event);
 	bool updated = TRIGGER_FIRED_BY_UPDATE(trigger->tg_event);
+	if (TRIGGER_FIRED_BY_TRUNCATE(trigger->tg_event)) {
+		// billing_user_truncated: refused while billing holds anything live
+		// (the core's UsersTruncateRefusal); BEFORE, so nothing is emptied
+		if (TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !TRIGGER_FIRED_BEFORE(trigger->tg_event))
+			throw billing::Error("39P01", "billing._user_inserted() must fire before a TRUNCATE, for the statement");
+		(void) CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, -1, Watched::kUsers);
+		std::string table;
+		PgCall([&] { table = RelationGetRelationName(trigger->tg_relation); });
+		std::optional<billing::Error> refusal;
+		AsBillingOwner(CountersOwner(), [&] { refusal = UsersTruncateRefusalFor(table); });
+		if (refusal)
+			throw *refusal;
+		return PointerGetDatum(nullptr);
+	}
 	if (!TRIGGER_FIRED_FOR_ROW(trigger->tg_event) || !(deleted || updated || TRIGGER_FIRED_BY_INSERT(trigger->tg_event)))
 		throw billing::Error("39P01", "billing._user_inserted() must fire for each inserted, updated or deleted row");
 	Datum result = TRIGGER_FIRED_BEFORE(trigger->tg_event)

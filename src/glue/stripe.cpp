@@ -157,7 +157,9 @@ LinkCustomer(Spi &spi, const std::optional<std::string> &customer, const std::st
 	// (IS DISTINCT FROM looks = up through search_path: written out; both user ids are NOT NULL)
 	spi.Execute("INSERT INTO billing.stripe_customers AS c (customer_id, user_id) VALUES ($1, $2) "
 				"ON CONFLICT (customer_id) DO UPDATE SET user_id = EXCLUDED.user_id, deleted_at = NULL "
-				"WHERE c.user_id OPERATOR(pg_catalog.<>) EXCLUDED.user_id OR c.deleted_at IS NOT NULL",
+				// a link its user's deletion closed stays closed (stripe::HeldForDeletedUser)
+				"WHERE c.user_deleted_at IS NULL "
+				"AND (c.user_id OPERATOR(pg_catalog.<>) EXCLUDED.user_id OR c.deleted_at IS NOT NULL)",
 				{SqlArg::Text(*customer), SqlArg::Text(user_id)});
 }
 
@@ -801,6 +803,33 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 	return reason;
 }
 
+// Why an event of a Stripe customer whose link its user's deletion closed
+// waits (stripe::HeldForDeletedUser), or nullopt: its own customer, else the
+// customer of the subscription it names (the held subscription's, for a
+// subscription event), looked up by the customer's primary key.
+std::optional<std::string>
+DeletedUserHold(Spi &spi, const stripe::Event &event)
+{
+	const stripe::EventObject &o = event.object;
+	bool of_subscription = stripe::HandlerOf(event.type) == stripe::Handler::kSubscription;
+	std::optional<std::string> subscription = of_subscription ? o.id : o.subscription;
+	if (!o.customer && !subscription)
+		return std::nullopt;
+	auto rows = spi.Query(
+		"SELECT c.customer_id, c.user_id, EXTRACT(epoch FROM c.user_deleted_at)::pg_catalog.int8, "
+		"EXISTS (SELECT FROM billing.subscriptions s WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $2 "
+		"AND s.deleted_at IS NULL) FROM billing.stripe_customers c "
+		"WHERE c.customer_id OPERATOR(pg_catalog.=) COALESCE($1, (SELECT s.stripe_customer_id FROM billing.subscriptions s "
+		"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $2 AND s.deleted_at IS NULL LIMIT 1)) "
+		"AND c.user_deleted_at IS NOT NULL AND c.deleted_at IS NOT NULL",
+		{SqlArg::Text(o.customer), SqlArg::Text(subscription)});
+	if (rows.empty())
+		return std::nullopt;
+	const Row &r = rows.at(0);
+	stripe::ClosedCustomer closed{r.text_required(0), r.text_required(1), r.int64_required(2)};
+	return stripe::HeldForDeletedUser(event, closed, of_subscription && r.boolean(3));
+}
+
 // Whether an event can name its customer's user (a checkout, a subscription
 // event), so that events pending for that customer may apply after it.
 bool
@@ -836,6 +865,10 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 		reason = lock ? lock->stale_reason : std::nullopt;
 	} else {
 		reason = precheck;
+		if (!reason) {
+			if (auto held = DeletedUserHold(spi, event))
+				reason = "pending: " + *held;
+		}
 		if (!reason)
 			reason = RunHandler(spi, prepared, plan);
 		constexpr std::string_view kPending = "pending: ";

@@ -60,7 +60,11 @@ CREATE TABLE billing.stripe_customers (
 	user_id text NOT NULL CHECK (user_id <> ''),
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
-	deleted_at timestamptz
+	deleted_at timestamptz,
+	-- when the application deleted the user (a DELETE of the users table
+	-- attach_users watches closed the link, deleted_at too): the customer's
+	-- later events are not applied to whoever registers the id next
+	user_deleted_at timestamptz
 );
 COMMENT ON TABLE billing.stripe_customers IS 'Stripe customer id -> billing user id, learnt from Checkout';
 CREATE INDEX stripe_customers_user ON billing.stripe_customers (user_id);

@@ -760,7 +760,7 @@ BEGIN
 
 	FOR old_trigger IN SELECT tg.tgname FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
 						WHERE tg.tgrelid OPERATOR(pg_catalog.=) users
-						  AND tg.tgname OPERATOR(pg_catalog.=) ANY ('{billing_user_inserted,billing_user_renamed}'::pg_catalog.name[])
+						  AND tg.tgname OPERATOR(pg_catalog.=) ANY ('{billing_user_inserted,billing_user_renamed,billing_user_truncated}'::pg_catalog.name[])
 						  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', old_trigger, users);
 	END LOOP;
@@ -775,6 +775,11 @@ BEGIN
 		'CREATE TRIGGER billing_user_renamed AFTER UPDATE ON %s
 		 FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION billing._user_inserted(%L)',
 		users, id_column, id_column, id_column);
+	-- A TRUNCATE deletes every user without a row trigger: refused while
+	-- billing holds anything live (the core's UsersTruncateRefusal).
+	EXECUTE pg_catalog.format(
+		'CREATE TRIGGER billing_user_truncated BEFORE TRUNCATE ON %s
+		 FOR EACH STATEMENT EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
 
 	-- the ids as their type's output function writes them, as the trigger reads them
 	EXECUTE pg_catalog.format(
@@ -2260,6 +2265,8 @@ ALTER TABLE billing.stripe_events ALTER COLUMN payload DROP NOT NULL,
 	ADD COLUMN stage smallint,
 	ADD COLUMN customer_id text;
 ALTER TABLE billing.stripe_objects ADD COLUMN last_event_stage smallint;
+-- a deleted user's Stripe customer link is closed, and its events kept from the id's next holder
+ALTER TABLE billing.stripe_customers ADD COLUMN user_deleted_at timestamptz;
 ALTER TABLE billing.subscriptions ADD COLUMN stripe_status text;
 CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
 -- The payload (about 5 kB as jsonb, one per event) is compressed with lz4
@@ -3390,6 +3397,10 @@ BEGIN
 			'CREATE TRIGGER billing_user_renamed AFTER UPDATE ON %s
 			 FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION billing._user_inserted(%L)',
 			att.relation, att.key_column, att.key_column, att.key_column);
+		-- and a TRUNCATE is refused while billing holds anything live
+		EXECUTE pg_catalog.format(
+			'CREATE TRIGGER billing_user_truncated BEFORE TRUNCATE ON %s
+			 FOR EACH STATEMENT EXECUTE FUNCTION billing._user_inserted(%L)', att.relation, att.key_column);
 	END LOOP;
 END
 $room_watch$;

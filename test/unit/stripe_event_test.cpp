@@ -587,6 +587,48 @@ TEST(StripeRefund, TheChargesPaymentAndOnlyTheNewPartNeverAboveWhatWasPaid)
 			  "and its customer is not linked");
 }
 
+// A customer whose link a user deletion closed: only the event ending the
+// deleted user's Stripe subscription billing holds applies; the rest waits
+// (it would land on whoever registers the id next).
+TEST(StripeDeletedUser, OnlyTheEndOfTheHeldSubscriptionApplies)
+{
+	ClosedCustomer closed{"cus_old", "d1", kCreated};
+	json s = Subscription();
+	s["customer"] = "cus_old";
+	Event updated = ParseEvent(MakeEvent("customer.subscription.updated", s));
+	Event deleted = ParseEvent(MakeEvent("customer.subscription.deleted", s));
+	EXPECT_FALSE(EndsSubscription(updated));
+	EXPECT_TRUE(EndsSubscription(deleted));
+	// not closed: everything applies as before
+	EXPECT_FALSE(HeldForDeletedUser(updated, std::nullopt, true));
+	// the deletion-ending event of the held subscription applies
+	EXPECT_FALSE(HeldForDeletedUser(deleted, closed, true));
+	json canceled = s;
+	canceled["status"] = "canceled";
+	EXPECT_FALSE(HeldForDeletedUser(ParseEvent(MakeEvent("customer.subscription.updated", canceled)), closed, true));
+	// a subscription billing does not hold, even ending, is not created for the id
+	EXPECT_TRUE(HeldForDeletedUser(deleted, closed, false));
+	// an update (renewal, plan change, cancel at period end) waits
+	std::optional<std::string> reason = HeldForDeletedUser(updated, closed, true);
+	ASSERT_TRUE(reason);
+	EXPECT_EQ(*reason, "stripe customer \"cus_old\" belonged to user \"d1\", deleted at 2026-01-01 00:00:00+00: "
+					   "not applied to whoever holds the id now");
+	json pending_cancel = s;
+	pending_cancel["cancel_at_period_end"] = true;
+	EXPECT_TRUE(HeldForDeletedUser(ParseEvent(MakeEvent("customer.subscription.updated", pending_cancel)), closed, true));
+	s["metadata"] = json{{"user_id", "d1"}};  // naming the reused id changes nothing
+	EXPECT_TRUE(HeldForDeletedUser(ParseEvent(MakeEvent("customer.subscription.created", s)), closed, false));
+	// money and links wait too
+	json in = Fixtures().at("invoice");
+	in["customer"] = "cus_old";
+	EXPECT_TRUE(HeldForDeletedUser(ParseEvent(MakeEvent("invoice.paid", in)), closed, true));
+	json ch = Fixtures().at("charge");
+	EXPECT_TRUE(HeldForDeletedUser(ParseEvent(MakeEvent("charge.refunded", ch)), closed, true));
+	json cs = Fixtures().at("checkout.session");
+	cs["client_reference_id"] = "d1";
+	EXPECT_TRUE(HeldForDeletedUser(ParseEvent(MakeEvent("checkout.session.completed", cs)), closed, false));
+}
+
 TEST(StripeCheckout, LinksTheNamedUserOrIsIgnored)
 {
 	json cs = Fixtures().at("checkout.session");

@@ -245,6 +245,31 @@ TEST(Cancel, DeletedUsersCreditLeavesTheId)
 	EXPECT_EQ(CreditLeavingWithItsUser(-1), 0);  // never adds to the id
 }
 
+// A TRUNCATE of the attached users table (no row trigger fires): refused
+// while billing holds anything live, by UserRenameRefusal's measure.
+TEST(UserTruncate, RefusedWhileBillingHoldsSomethingLive)
+{
+	HeldForUser free;
+	free.current = Stored(Subscribe("carol", kFree, At(2026, 1, 1), true, true));
+	free.credit = {{"usd", 0}};
+	EXPECT_FALSE(UsersTruncateRefusal(free, "users", "carol"));
+	EXPECT_FALSE(UsersTruncateRefusal(HeldForUser{}, "users", "carol"));
+	HeldForUser paid;
+	paid.current = ActiveMonthly();
+	std::optional<Error> refusal = UsersTruncateRefusal(paid, "users", "carol");
+	ASSERT_TRUE(refusal);
+	EXPECT_EQ(refusal->sqlstate(), "55000");
+	EXPECT_STREQ(refusal->what(), "cannot truncate table \"users\": billing still holds live state for its users");
+	EXPECT_EQ(refusal->detail(), "User \"carol\" has subscription " + std::to_string(paid.current->id) + " (active).");
+	EXPECT_NE(refusal->hint().find("session_replication_role = replica"), std::string::npos);
+	HeldForUser linked;
+	linked.stripe_customers = {"cus_1"};
+	EXPECT_TRUE(UsersTruncateRefusal(linked, "users", "carol"));
+	HeldForUser credit;
+	credit.credit = {{"usd", -5}};
+	EXPECT_TRUE(UsersTruncateRefusal(credit, "users", "carol"));
+}
+
 // Attack finding 70: the application renames a user id (an UPDATE of the
 // users table's id column). Refused as a foreign key ON UPDATE RESTRICT
 // would, while billing holds anything live for the id; allowed otherwise.
