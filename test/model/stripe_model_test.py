@@ -323,6 +323,10 @@ class Sub:
         self.pend = self.trial_end = self.past_due_since = None
 
 
+def nearest(rows, e):
+    return min(rows, key=lambda r: abs(r['at'] - e['c']), default=None)  # min() keeps the first of a tie
+
+
 class Model:
     """Written from the README's "Stripe webhooks" section."""
 
@@ -347,11 +351,12 @@ class Model:
             return e['user']
         return self.known.get(e['cus'])
 
-    def deliver(self, e):
+    def deliver(self, e, at):
         if e['id'] in self.seen:
             return 'duplicate'
         self.seen.add(e['id'])
         if self.user_of(e) is None:
+            e = dict(e, received=at)
             # "Pending": kept with the Stripe customer until an event names that customer's user
             self.pending.append(e)
             return 'pending'
@@ -361,7 +366,8 @@ class Model:
             # "the customer's pending events are applied in order (created, stage, arrival)"
             waiting = [p for p in self.pending if p['cus'] == e['cus']]
             self.pending = [p for p in self.pending if p['cus'] != e['cus']]
-            for p in sorted(waiting, key=lambda p: (p['c'], p['stage'])):  # sorted() is stable: arrival
+            # arrival is what billing knows of it: the `at` given to stripe_ingest, then the event id
+            for p in sorted(waiting, key=lambda p: (p['c'], p['stage'], p['received'], p['id'])):
                 self.apply(p)
         return result
 
@@ -388,10 +394,11 @@ class Model:
                 return
             # "a payment_intent.succeeded already stored for the same user, amount and currency
             # within 86,400 s and on no invoice is that payment"
-            for r in rows:
-                if r['key'].startswith('pi_') and r['invoice'] is None and near(r):
-                    r['invoice'] = e['obj']
-                    return
+            # (of several, the nearest in time, then the oldest: "that payment")
+            r = nearest([r for r in rows if r['key'].startswith('pi_') and r['invoice'] is None and near(r)], e)
+            if r is not None:
+                r['invoice'] = e['obj']
+                return
             # "and failing that the payment is recorded under stripe_invoice:<id>"
             self.payments.append(dict(user=user, key='stripe_invoice:' + e['obj'], invoice=e['obj'],
                                       amount=e['amount'], at=e['c'], refunded=0))
@@ -401,7 +408,7 @@ class Model:
         if row is None:
             # "the later payment_intent.succeeded adopts that row instead of adding one";
             # charge.succeeded / charge.refunded of a payment never arrived: "as payment_intent.succeeded does"
-            row = next((r for r in rows if r['key'].startswith('stripe_invoice:') and near(r)), None)
+            row = nearest([r for r in rows if r['key'].startswith('stripe_invoice:') and near(r)], e)
             if row is not None:
                 row['key'] = pi
             else:
@@ -418,7 +425,12 @@ class Model:
             s = self.subs[e['obj']] = Sub(e['obj'], e['start'])
             cur = self.current[user]
             cur = self.subs[cur] if cur else None
-            if cur is not None and not cur.ended and cur.start > s.start and 'D1' not in self.open_findings:
+            final = e['status'] in FINAL_SUB or e['type'].endswith('.deleted')
+            if final:
+                # first seen already ended: it never was the user's current subscription, so it
+                # replaces nothing (the user keeps one current subscription)
+                s.ended = True
+            elif cur is not None and not cur.ended and cur.start > s.start and 'D1' not in self.open_findings:
                 # an older Stripe subscription delivered late does not replace the newer one
                 # (the user has one current subscription; Stripe's time decides: "A late event
                 # corrects the past"): it is recorded as ended
@@ -553,7 +565,7 @@ def play(db, names, steps, findings=OPEN_FINDINGS):
                 e = arg
                 body = payload(e)
                 rows, err = sql.run(f"SELECT billing.stripe_ingest($pl${body}$pl$, {q(sign(body, at))}, {tsu(at)})")
-                want = model.deliver(e)
+                want = model.deliver(e, at)
                 got = rows[0] if not err and rows else f'error {err}'
                 if got != want:
                     raise Failure(f'{where}: stripe_ingest returned {got}, model says {want}')
@@ -567,7 +579,9 @@ def play(db, names, steps, findings=OPEN_FINDINGS):
                     'pause': "billing.pause({s}, {at})",
                     'resume': "billing.resume({s}, {at})",
                     'reactivate': "billing.reactivate({s}, {at})",
-                    'change_plan': "billing.change_plan({s}, 'pro_yearly', {at})",
+                    # to another plan: the same plan is 22023 ("already on plan"), an argument error first
+                    'change_plan': "billing.change_plan({s}, " + q('pro_yearly' if model.subs[sid].plan != 'pro_yearly'
+                                                                  else 'pro_monthly') + ", {at})",
                     'subscribe': "billing.subscribe({u}, 'enterprise_yearly', {at}, false)",
                 }[arg].format(s=f"(SELECT id FROM billing.subscriptions WHERE stripe_subscription_id = {q(sid)})",
                               u=q(name), at=tsu(at))
