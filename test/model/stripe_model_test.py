@@ -56,6 +56,7 @@ PLANS = {
     'pro_yearly': ('price_model_pro_yearly', 365),
     'enterprise_yearly': ('price_model_enterprise', 365),
 }
+UNKNOWN_PRICE = 'price_model_unknown'  # no plan has it
 PRICE = {'pro_monthly': 2999, 'pro_yearly': 28800, 'enterprise_yearly': 99900}
 
 # README, the mirror table: Stripe status -> billing status, ended
@@ -104,7 +105,7 @@ def sub_object(e):
              next_pending_invoice_item_invoice=None)
     item = s['items']['data'][0]
     item['subscription'] = e['obj']
-    item['price']['id'] = PLANS[e['plan']][0]
+    item['price']['id'] = PLANS[e['plan']][0] if e['plan'] in PLANS else UNKNOWN_PRICE
     item['current_period_start'], item['current_period_end'] = e['pstart'], e['pend']
     return s
 
@@ -241,6 +242,9 @@ def history(rng, user, findings):
                 add(type='customer.subscription.updated', c=t, **st)
                 break
             add(type='customer.subscription.updated', c=t, **st)
+            if rng.random() < 0.08:
+                # a price no plan has: ignored (README "Ignored"), Stripe's state unchanged
+                add(type='customer.subscription.updated', c=t + rng.choice([0, 1]), **dict(st, plan='unknown'))
             if st['status'] == 'active' and rng.random() < 0.6:
                 groups += 1
                 g = f'{user}_{groups}'
@@ -362,6 +366,8 @@ class Model:
         if e['id'] in self.seen:
             return 'duplicate'
         self.seen.add(e['id'])
+        if e['kind'] == 'sub' and e['plan'] not in PLANS and self.user_of(e) is None:
+            return 'ignored'  # nothing to wait for: it cannot apply whoever its user is
         if self.user_of(e) is None:
             e = dict(e, received=at)
             # "Pending": kept with the Stripe customer until an event names that customer's user
@@ -379,11 +385,16 @@ class Model:
         return result
 
     def apply(self, e):
-        key = (e['kind'] if e['kind'] != 'ch' else 'ch', e['obj'])
+        key = (e['kind'], e['obj'])
         have = self.objects.get(key)
         # "applied when its second is later, or the same second with a stage at least as far"
         if have is not None and not (e['c'] > have[0] or (e['c'] == have[0] and e['stage'] >= have[1])):
             return 'stale'
+        if e['kind'] == 'sub' and e['plan'] not in PLANS:
+            # README "Ignored (recorded with a reason ...)": a subscription whose price no plan has;
+            # an older event of the object is stale first (the table "Where each rule lives" puts
+            # the order, then "can it apply at all")
+            return 'ignored'
         self.objects[key] = (e['c'], e['stage'])
         if e['kind'] == 'sub':
             self.apply_sub(e)
@@ -624,7 +635,7 @@ def check(sql, model, names, at, where):
         if want != got:
             raise Failure(f'{where}: {u} is (plan, status, stripe_status, subscription, effective_plan, payments,'
                           f' paid, refunded) {got}, model says {want}')
-    pending = set(sql.one("SELECT id FROM billing.stripe_events WHERE result = 'pending'"))
+    pending = set(sql.one("SELECT id FROM billing.stripe_pending"))
     if pending != {p['id'] for p in model.pending}:
         raise Failure(f'{where}: pending events {sorted(pending)}, model says {sorted(p["id"] for p in model.pending)}')
 
