@@ -497,6 +497,14 @@ class Model:
             return s.plan
         return 'free'
 
+    def edges(self, user):
+        """The times at which the current subscription's entitlement may end by time alone."""
+        sid = self.current[user]
+        if sid is None:
+            return []
+        s = self.subs[sid]
+        return [x for x in (s.trial_end, s.pend, s.past_due_since and s.past_due_since + GRACE) if x]
+
     def row(self, user):
         sid = self.current[user]
         if sid is None:
@@ -618,6 +626,21 @@ def play(db, names, steps, findings=OPEN_FINDINGS):
                 if err:
                     raise Failure(f'{where}: run_maintenance -> {err}')
             check(sql, model, names if kind in ('maintenance', 'look') or n % 25 == 0 else [name], at, where)
+            if kind == 'look':
+                # entitlements are computed for any time: trial, period and grace ends to come
+                # (5, 20, 400 days ahead, and a second before and at each of them for every user)
+                asks = [(u, at + ahead) for u in names for ahead in (5 * DAY, 20 * DAY, 400 * DAY)]
+                for u in names:
+                    for edge in model.edges(u):
+                        asks += [(u, t) for t in (edge - 1, edge) if t >= at]
+                rows = sql.one('SELECT a.u, a.t, e.code FROM (VALUES ' +
+                               ','.join(f'({q(u)}, {t})' for u, t in asks) + ') a(u, t)'
+                               ' CROSS JOIN LATERAL billing.effective_plan(a.u, to_timestamp(a.t)) e')
+                for row in rows:
+                    u, t, code = row.split('|')
+                    if code != model.effective(u, int(t)):
+                        raise Failure(f'{where}: effective_plan({u}, {iso(int(t))}) is {code}, model says '
+                                      f'{model.effective(u, int(t))}')
         check(sql, model, names, steps[-1][0] if steps else T0, 'the end')
     finally:
         sql.close()
