@@ -689,8 +689,9 @@ def main():
     ap.add_argument('--strict', action='store_true', help='expect the safe outcome of the open findings too')
     args = ap.parse_args()
     findings = () if args.strict else OPEN_FINDINGS
+    quiet = dict(os.environ, PGOPTIONS='-c client_min_messages=warning')
     subprocess.run(['psql', '-X', '-q', '-d', 'postgres', '-c', f'DROP DATABASE IF EXISTS {args.db}',
-                    '-c', f'CREATE DATABASE {args.db}'], check=True)
+                    '-c', f'CREATE DATABASE {args.db}'], check=True, env=quiet)
     total, failed, started = 0, False, time.time()
     for seed in [int(s) for s in args.seeds.split(',')]:
         names, steps = generate(seed, args.users, findings)
@@ -709,7 +710,7 @@ def main():
                 for s in small:
                     print('   ' + describe(s))
     print(f'{total} steps without violation in {time.time() - started:.1f} s', flush=True)
-    subprocess.run(['psql', '-X', '-q', '-d', 'postgres', '-c', f'DROP DATABASE IF EXISTS {args.db}'])
+    subprocess.run(['psql', '-X', '-q', '-d', 'postgres', '-c', f'DROP DATABASE IF EXISTS {args.db}'], env=quiet)
     sys.exit(1 if failed else 0)
 
 
