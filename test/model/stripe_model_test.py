@@ -325,8 +325,9 @@ OPEN_FINDINGS = ('D1', 'D2')
 
 
 class Sub:
-    def __init__(self, sid, start):
+    def __init__(self, sid, start, user):
         self.id = sid
+        self.user = user
         self.start = start
         self.ended = False
         self.status = self.stripe_status = self.plan = None
@@ -440,7 +441,7 @@ class Model:
         user = e['user']
         s = self.subs.get(e['obj'])
         if s is None:
-            s = self.subs[e['obj']] = Sub(e['obj'], e['start'])
+            s = self.subs[e['obj']] = Sub(e['obj'], e['start'], user)
             cur = self.current[user]
             cur = self.subs[cur] if cur else None
             final = e['status'] in FINAL_SUB or e['type'].endswith('.deleted')
@@ -658,6 +659,12 @@ def check(sql, model, names, at, where):
         if want != got:
             raise Failure(f'{where}: {u} is (plan, status, stripe_status, subscription, effective_plan, payments,'
                           f' paid, refunded) {got}, model says {want}')
+    # terminal states are never undone, and nothing else ends a Stripe subscription
+    ended = sql.one("SELECT stripe_subscription_id, ended_at IS NOT NULL FROM billing.subscriptions"
+                    f" WHERE stripe_subscription_id IS NOT NULL AND user_id = ANY({users}) ORDER BY 1")
+    want = [f"{sid}|{'t' if s.ended else 'f'}" for sid, s in sorted(model.subs.items()) if s.user in names]
+    if ended != want:
+        raise Failure(f'{where}: Stripe subscriptions (id|ended) {ended}, model says {want}')
     pending = set(sql.one("SELECT id FROM billing.stripe_pending"))
     if pending != {p['id'] for p in model.pending}:
         raise Failure(f'{where}: pending events {sorted(pending)}, model says {sorted(p["id"] for p in model.pending)}')
