@@ -48,6 +48,7 @@ SECRET = 'whsec_model'
 DAY = 86400
 GRACE = 14 * DAY  # past_due_grace (README "Subscription lifecycle": dunning)
 T0 = 1893456000  # 2030-01-01 00:00:00 UTC
+RETENTION = 20 * DAY  # stripe_event_retention (default 90 days): the runs span about 80 days
 
 # plan code: (Stripe price id, days of a period) -- the price ids are set on
 # the plans at set-up, as the README's Stripe example does
@@ -305,8 +306,10 @@ def generate(seed, users, findings=()):
     for _ in range(len(steps) // 4):
         at = rng.randrange(first, last + 40 * DAY)
         name = rng.choice(names)
-        kind = rng.choice(['local', 'local', 'local', 'usage', 'maintenance', 'look'])
+        kind = rng.choice(['local', 'local', 'local', 'usage', 'maintenance', 'look', 'replay', 'replay'])
         arg = rng.choice(['cancel', 'cancel_now', 'pause', 'resume', 'reactivate', 'change_plan', 'subscribe'])
+        if kind == 'replay':
+            arg = rng.randrange(1000)
         steps.append((at, rng.random(), kind, name, arg))
     steps.sort(key=lambda s: (s[0], s[1]))
     return names, [(s[0], s[2], s[3], s[4]) for s in steps]
@@ -351,6 +354,26 @@ class Model:
         self.subs = {}  # Stripe subscription id -> Sub (once billing has it)
         self.current = {n: None for n in names}  # user -> Stripe subscription id or None (Free)
         self.payments = []  # billing.payments rows of Stripe money (not refunds)
+        self.recorded = []  # (event, received at), in arrival order
+        self.pruned = set()  # event ids whose payload maintenance dropped
+
+    def maintenance(self, at, retention=None):
+        retention = RETENTION if retention is None else retention
+        """README "Replay and retention": payloads of events received more than
+        stripe_event_retention ago are dropped, pending events kept whole."""
+        waiting = {p['id'] for p in self.pending}
+        for e, received in self.recorded:
+            if received < at - retention and e['id'] not in waiting:
+                self.pruned.add(e['id'])
+
+    def replay(self, e):
+        """README: stripe_replay "runs a stored event through the same path again (ordering
+        included ...) and returns its result"; a pruned one cannot be replayed (22023)."""
+        if e['id'] in self.pruned:
+            return '22023'
+        if any(p['id'] == e['id'] for p in self.pending):
+            return 'pending'  # its user is still unknown (else it would have been applied)
+        return self.apply(e)
 
     def user_of(self, e):
         """README "Mirror": by stripe_subscription_id, else metadata.user_id, else the checkout's customer link."""
@@ -367,6 +390,7 @@ class Model:
         if e['id'] in self.seen:
             return 'duplicate'
         self.seen.add(e['id'])
+        self.recorded.append((e, at))
         if e['kind'] == 'sub' and e['plan'] not in PLANS and self.user_of(e) is None:
             return 'ignored'  # nothing to wait for: it cannot apply whoever its user is
         if self.user_of(e) is None:
@@ -567,6 +591,7 @@ def setup(sql, names):
     for code, (price, _) in PLANS.items():
         sql.one(f"UPDATE billing.subscription_plans SET stripe_price_id = {q(price)} WHERE code = {q(code)}")
     sql.one(f"SELECT billing.configure('stripe_webhook_secret', {q(SECRET)})")
+    sql.one(f"SELECT billing.configure('stripe_event_retention', '{RETENTION // DAY} days')")
     for name in names:
         sql.one(f"SELECT billing.subscribe({q(name)}, 'free', {tsu(T0 - DAY)})")
 
@@ -579,8 +604,9 @@ def describe(step):
     return f'{iso(at)} {kind} {name} {arg}'
 
 
-def play(db, names, steps, findings=OPEN_FINDINGS):
+def play(db, names, steps, findings=OPEN_FINDINGS, tally=None):
     """Plays the steps on a fresh extension; raises Failure at the first difference."""
+    tally = {} if tally is None else tally
     sql = Psql(db)
     try:
         setup(sql, names)
@@ -593,13 +619,17 @@ def play(db, names, steps, findings=OPEN_FINDINGS):
                 body = payload(e)
                 rows, err = sql.run(f"SELECT billing.stripe_ingest($pl${body}$pl$, {q(sign(body, at))}, {tsu(at)})")
                 want = model.deliver(e, at)
+                tally[want] = tally.get(want, 0) + 1
                 got = rows[0] if not err and rows else f'error {err}'
                 if got != want:
                     raise Failure(f'{where}: stripe_ingest returned {got}, model says {want}')
             elif kind == 'local':
+                on_stripe = [u for u in names if model.current[u] is not None]
+                if not on_stripe:
+                    continue  # billing's own Free subscriptions are the local model's business
+                # the named user, else the next one (in name order) on a Stripe subscription
+                name = min(on_stripe, key=lambda u: (names.index(u) - names.index(name)) % len(names))
                 sid = model.current[name]
-                if sid is None:
-                    continue  # billing's own Free subscription: the local model's business
                 call = {
                     'cancel': "billing.cancel({s}, true, {at})",
                     'cancel_now': "billing.cancel({s}, false, {at})",
@@ -614,6 +644,7 @@ def play(db, names, steps, findings=OPEN_FINDINGS):
                               u=q(name), at=tsu(at))
                 rows, err = sql.run(f'SELECT status FROM {call}')
                 # README: "Stripe-managed subscriptions are changed in Stripe ... refused with QB010"
+                tally['QB010'] = tally.get('QB010', 0) + 1
                 if not err or err[0] != 'QB010':
                     raise Failure(f'{where}: {call} on a Stripe-managed subscription -> {err or rows}, '
                                   f'model expected QB010')
@@ -626,6 +657,19 @@ def play(db, names, steps, findings=OPEN_FINDINGS):
                 rows, err = sql.run(f"SELECT action, count FROM billing.run_maintenance({tsu(at)})")
                 if err:
                     raise Failure(f'{where}: run_maintenance -> {err}')
+                model.maintenance(at)
+            elif kind == 'replay':
+                mine = [e for e, _ in model.recorded if e['user'] == name]
+                if not mine:
+                    continue
+                e = mine[arg % len(mine)]
+                where += f' of {e["id"]}'
+                rows, err = sql.run(f"SELECT billing.stripe_replay({q(e['id'])})")
+                got = err[0] if err else rows[0]
+                want = model.replay(e)
+                tally['replay ' + want] = tally.get('replay ' + want, 0) + 1
+                if got != want:
+                    raise Failure(f'{where}: stripe_replay returned {got}, model says {want}')
             check(sql, model, names if kind in ('maintenance', 'look') or n % 25 == 0 else [name], at, where)
             if kind == 'look':
                 # entitlements are computed for any time: trial, period and grace ends to come
@@ -704,10 +748,11 @@ def main():
         names, steps = generate(seed, args.users, findings)
         t0 = time.time()
         try:
-            play(args.db, names, steps, findings)
+            tally = {}
+            play(args.db, names, steps, findings, tally)
             total += len(steps)
-            print(f'seed {seed}: {len(steps)} steps ({sum(s[1] == "deliver" for s in steps)} deliveries),'
-                  f' {args.users} users, no violation ({time.time() - t0:.1f} s)', flush=True)
+            print(f'seed {seed}: {len(steps)} steps, {args.users} users, no violation ({time.time() - t0:.1f} s); '
+                  + ', '.join(f'{k} {v}' for k, v in sorted(tally.items())), flush=True)
         except Failure as f:
             failed = True
             print(f'seed {seed}: VIOLATION {f}', flush=True)
