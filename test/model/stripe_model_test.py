@@ -137,7 +137,7 @@ def pi_object(e):
 def charge_object(e):
     c = copy.deepcopy(fixtures()['charge'])
     c.update(id=e['obj'], payment_intent=e['pi'], customer=e['cus'], amount=e['amount'], amount_captured=e['amount'],
-             amount_refunded=e['refunded'], refunded=e['refunded'] == e['amount'], captured=True, created=e['c'])
+             amount_refunded=e['refunded'], refunded=e['refunded'] == e['amount'], captured=True, created=e['paid'])
     return c
 
 
@@ -260,7 +260,7 @@ def history(rng, user, findings):
                     add(type=typ, c=c, **inv)
                 add(kind='pi', type='payment_intent.succeeded', obj=f'pi_{g}', amount=amount, group=g,
                     c=c + rng.choice([0, 0, 1]))
-                ch = dict(kind='ch', obj=f'ch_{g}', pi=f'pi_{g}', amount=amount, group=g)
+                ch = dict(kind='ch', obj=f'ch_{g}', pi=f'pi_{g}', amount=amount, group=g, paid=c)  # the charge's time
                 if rng.random() < 0.6:
                     add(type='charge.succeeded', refunded=0, c=c + rng.choice([0, 1]), **ch)
                 refunded, rc = 0, c + 2
@@ -324,7 +324,9 @@ def generate(seed, users, findings=()):
 #   D2: a paid invoice stored before its subscription, another paid invoice of
 #       that subscription and period, then the first one's next event: 23505
 #       (the generator gives each invoice of a subscription its own period)
-OPEN_FINDINGS = ('D1', 'D2')
+#   D3: a charge.refunded adopting a paid invoice's payment row dates the refund
+#       before that payment (the invariant skips refunds of Stripe payments)
+OPEN_FINDINGS = ('D1', 'D2', 'D3')
 
 
 class Sub:
@@ -338,8 +340,8 @@ class Sub:
         self.pend = self.trial_end = self.past_due_since = None
 
 
-def nearest(rows, e):
-    return min(rows, key=lambda r: abs(r['at'] - e['c']), default=None)  # min() keeps the first of a tie
+def nearest(rows, when):
+    return min(rows, key=lambda r: abs(r['at'] - when), default=None)  # min() keeps the first of a tie
 
 
 class Model:
@@ -431,14 +433,15 @@ class Model:
         """README "Payments are stored once per payment intent" ... "make one payment in any order"."""
         user = e['user']
         rows = [r for r in self.payments if r['user'] == user]
-        near = lambda r: r['amount'] == e['amount'] and abs(r['at'] - e['c']) <= DAY
+        when = e['paid'] if e['kind'] == 'ch' else e['c']  # a charge's own time is when it was paid
+        near = lambda r: r['amount'] == e['amount'] and abs(r['at'] - when) <= DAY
         if e['kind'] == 'inv':
             if any(r['invoice'] == e['obj'] for r in rows):
                 return
             # "a payment_intent.succeeded already stored for the same user, amount and currency
             # within 86,400 s and on no invoice is that payment"
             # (of several, the nearest in time, then the oldest: "that payment")
-            r = nearest([r for r in rows if r['key'].startswith('pi_') and r['invoice'] is None and near(r)], e)
+            r = nearest([r for r in rows if r['key'].startswith('pi_') and r['invoice'] is None and near(r)], when)
             if r is not None:
                 r['invoice'] = e['obj']
                 return
@@ -451,11 +454,11 @@ class Model:
         if row is None:
             # "the later payment_intent.succeeded adopts that row instead of adding one";
             # charge.succeeded / charge.refunded of a payment never arrived: "as payment_intent.succeeded does"
-            row = nearest([r for r in rows if r['key'].startswith('stripe_invoice:') and near(r)], e)
+            row = nearest([r for r in rows if r['key'].startswith('stripe_invoice:') and near(r)], when)
             if row is not None:
                 row['key'] = pi
             else:
-                row = dict(user=user, key=pi, invoice=None, amount=e['amount'], at=e['c'], refunded=0)
+                row = dict(user=user, key=pi, invoice=None, amount=e['amount'], at=when, refunded=0)
                 self.payments.append(row)
         if e['type'] == 'charge.refunded':
             # "carries the cumulative refunded amount: only the part not yet recorded becomes a new negative payment"
@@ -575,6 +578,12 @@ SELECT u, COALESCE(p.code, '-'), COALESCE(s.status::text, '-'), COALESCE(s.strip
 """
 
 
+# D3 (open): a refund of a Stripe payment may be dated before it
+BEFORE = "WHERE r.paid_at < p.paid_at"
+assert BEFORE in LEDGER
+LEDGER_D3 = LEDGER.replace(BEFORE, BEFORE + r" AND p.external_id NOT LIKE 'pi\_%'")
+
+
 class Failure(Exception):
     pass
 
@@ -687,7 +696,7 @@ def play(db, names, steps, findings=OPEN_FINDINGS, tally=None):
 
 def check(sql, model, names, at, where):
     users = 'ARRAY[' + ','.join(q(x) for x in names) + ']::text[]'
-    problems = sql.one(LEDGER.format(users=users))
+    problems = sql.one((LEDGER_D3 if 'D3' in model.open_findings else LEDGER).format(users=users))
     if problems:
         raise Failure(f'{where}: ' + '; '.join(problems[:5]))
     for row in sql.one(STATE.format(users=users, at=tsu(at))):
