@@ -553,10 +553,13 @@ class Model:
 # stripe_invoice_id"), not billing's grandfathered renewal price.
 UNPLACED = "WHERE (p.status = 'succeeded' AND p.refund_of IS NULL AND p.amount_cents <> COALESCE(e.s, 0))"
 GRANDFATHERED = "WHERE i.billing_reason = 'subscription_cycle' AND i.total_cents <> s.price_cents"
-assert UNPLACED in INVARIANTS and GRANDFATHERED in INVARIANTS
+# (and a Stripe invoice stored before its subscription has none: not one of its periods)
+PER_PERIOD = "WHERE billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL"
+assert UNPLACED in INVARIANTS and GRANDFATHERED in INVARIANTS and PER_PERIOD in INVARIANTS
 LEDGER = INVARIANTS.replace(UNPLACED, UNPLACED[:-1] + """
 	   AND NOT (e.s IS NULL AND (p.external_id LIKE 'pi\\_%' OR p.external_id LIKE 'ch\\_%')))""").replace(
-    GRANDFATHERED, GRANDFATHERED + " AND i.stripe_invoice_id IS NULL") + """
+    GRANDFATHERED, GRANDFATHERED + " AND i.stripe_invoice_id IS NULL").replace(
+    PER_PERIOD, PER_PERIOD + " AND subscription_id IS NOT NULL") + """
 UNION ALL
 SELECT 'revenue differs from payments: ' || p.s || ' paid, ' || r.s || ' in revenue()'
   FROM (SELECT COALESCE(sum(amount_cents), 0) AS s FROM billing.payments WHERE status = 'succeeded') p,
