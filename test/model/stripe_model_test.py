@@ -433,7 +433,8 @@ class Model:
         """README "Payments are stored once per payment intent" ... "make one payment in any order"."""
         user = e['user']
         rows = [r for r in self.payments if r['user'] == user]
-        when = e['paid'] if e['kind'] == 'ch' else e['c']  # a charge's own time is when it was paid
+        # a payment's time: its event's; a refunded charge's payment "is recorded from the charge" (its created)
+        when = e['paid'] if e['type'] == 'charge.refunded' else e['c']
         near = lambda r: r['amount'] == e['amount'] and abs(r['at'] - when) <= DAY
         if e['kind'] == 'inv':
             if any(r['invoice'] == e['obj'] for r in rows):
