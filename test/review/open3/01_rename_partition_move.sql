@@ -8,8 +8,12 @@
 -- refund), the credit balance leaves the id. A role with UPDATE on the users
 -- table and no DELETE (finding 69's profile editor) cancels a paid customer,
 -- and the rename the README says is refused (23503) goes through.
--- SAFE outcome (this expected file): the UPDATE is refused with 23503, as the
--- same rename within one partition is; carol keeps enterprise_yearly.
+-- A users table partitioned BY HASH (id) needs no second column: a plain
+-- rename lands in another partition for most new ids ('frank' -> 'frank_v'
+-- below), so the refusal holds only by chance ('erin' -> 'erin_v' stays).
+-- SAFE outcome (this expected file): each UPDATE is refused with 23503, as
+-- the same rename within one partition is; carol and frank keep
+-- enterprise_yearly.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS atk_app CASCADE;
@@ -44,6 +48,26 @@ SELECT (billing.effective_plan('carol')).code AS carols_plan;
 SELECT s.user_id, p.code, s.status, s.ended_at IS NOT NULL AS ended
   FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
  WHERE s.user_id LIKE 'carol%' ORDER BY s.id;
+-- the same through a users table hash-partitioned by its id
+\c - regress_atk_migrator
+CREATE TABLE atk_app.members (id text PRIMARY KEY) PARTITION BY HASH (id);
+CREATE TABLE atk_app.members_0 PARTITION OF atk_app.members FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+CREATE TABLE atk_app.members_1 PARTITION OF atk_app.members FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+GRANT SELECT, INSERT, UPDATE ON atk_app.members TO regress_atk_profile;
+SELECT billing.attach_users('atk_app.members', 'id');
+\c - regress_atk_profile
+INSERT INTO atk_app.members VALUES ('erin'), ('frank');
+\c - postgres
+SELECT (billing.subscribe(u, 'enterprise_yearly', with_trial => false)).status FROM unnest(ARRAY['erin', 'frank']) u;
+SELECT (billing.record_payment(s.id, s.price_cents, s.currency, true)).status
+  FROM billing.subscriptions s WHERE s.user_id IN ('erin', 'frank') AND s.ended_at IS NULL ORDER BY s.user_id;
+\c - regress_atk_profile
+UPDATE atk_app.members SET id = 'erin_v' WHERE id = 'erin';
+UPDATE atk_app.members SET id = 'frank_v' WHERE id = 'frank';
+SELECT id FROM atk_app.members ORDER BY id;
+\c - postgres
+SELECT s.user_id, p.code, s.status FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
+ WHERE s.user_id IN ('erin', 'frank') AND p.code <> 'free' ORDER BY s.user_id;
 SET client_min_messages = warning;
 DROP SCHEMA atk_app CASCADE;
 DROP OWNED BY regress_atk_migrator, regress_atk_profile;
