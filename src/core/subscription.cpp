@@ -263,6 +263,37 @@ CanceledWithItsUser(const Subscription &sub)
 	return !sub.Ended() && !sub.stripe_managed && !PlainFree(sub);
 }
 
+bool
+ClosedWithItsUser(const Subscription &sub)
+{
+	return !sub.Ended() && !sub.stripe_managed && PlainFree(sub);
+}
+
+Outcome
+EndWithItsUser(const Subscription &sub, Micros at)
+{
+	if (CanceledWithItsUser(sub)) {
+		Outcome out = Cancel(sub, false, at);
+		out.fall_back_to_free = false;
+		return out;
+	}
+	if (!ClosedWithItsUser(sub))
+		throw NotAllowed("subscription does not end with its user",
+						 "Subscription " + std::to_string(sub.id) + " is " + ToString(sub.status) +
+							 (sub.stripe_managed ? ", managed by Stripe." : "."));
+	RequireNotBeforeLatestChange(sub, at);
+	Outcome out;
+	out.updated = sub;
+	out.updated.status = Status::kCanceled;
+	out.updated.canceled_at = at;
+	out.updated.ended_at = at;
+	out.updated.end_reason = "user_gone";
+	out.updated.scheduled_plan_id.reset();
+	out.updated.scheduled_change_at.reset();
+	out.action = Action::kCancelNow;
+	return out;
+}
+
 Micros
 UserDeletionTime(const Subscription &sub, Micros now)
 {

@@ -182,6 +182,18 @@ Outcome Cancel(const Subscription &sub, bool at_period_end, Micros at);
 // cannot be canceled stays; a Stripe-managed one ends by Stripe's own event),
 // and when: now, or its latest recorded change if that is later.
 bool CanceledWithItsUser(const Subscription &sub);
+// A user deleted from the users table, or an id renamed away in it while
+// billing held nothing live for it (attack finding 3/6): whether this
+// subscription of theirs is closed with the user: a plain Free one, not
+// ended, not Stripe-managed. Left current, it counted the gone user (and,
+// after a rename, the same user twice) in every report of later dates.
+bool ClosedWithItsUser(const Subscription &sub);
+// The deleted (or renamed-away) user's subscription ended at `at`: canceled
+// now when CanceledWithItsUser (the cancel rule, no refund), closed (status
+// canceled, end_reason user_gone: no cancellation in the reports, nothing
+// voided) when ClosedWithItsUser; in both cases the id gets
+// no Free subscription after it: the user is gone. QB010 for any other.
+Outcome EndWithItsUser(const Subscription &sub, Micros at);
 Micros UserDeletionTime(const Subscription &sub, Micros now);
 // What of a deleted user's credit balance in a currency (`balance`) leaves
 // the id with them: all of it (never below 0). Billing keys credit by the

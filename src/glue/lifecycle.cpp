@@ -1405,29 +1405,46 @@ VoidForStripeAdoption(Spi &spi, const std::string &user_id, int64_t subscription
 	VoidOpenInvoices(spi, subscription_id, "plan_changed", at);
 }
 
-// A user deleted from the attached users table: under the user's lock, the
-// current subscription the core says ends with its user (CanceledWithItsUser)
-// is canceled now, or at its latest change if that is later (a payment dated
-// ahead), with what time made due first (CatchUp, as every operation).
+namespace {
+bool
+EndsWithItsUser(const Subscription &sub)
+{
+	return CanceledWithItsUser(sub) || ClosedWithItsUser(sub);
+}
+
+// Under the user's lock: the current subscription the core says ends with
+// its user (CanceledWithItsUser: canceled; ClosedWithItsUser: a plain Free
+// one closed) ends now, or at its latest change if that is later (a payment
+// dated ahead), with what time made due first (CatchUp, as every operation);
+// no Free one follows (EndWithItsUser). Returns when it ended (`now` if
+// nothing did).
+Micros
+EndCurrentWithItsUser(Spi &spi, const std::string &user_id, Micros now)
+{
+	Micros at = now;
+	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
+	if (!loaded || !EndsWithItsUser(loaded->sub))
+		return at;
+	at = UserDeletionTime(loaded->sub, now);
+	if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
+		CatchUp(spi, loaded->sub, at, loaded->grace);
+		loaded = LoadCurrentForChange(spi, user_id);
+		if (!loaded || !EndsWithItsUser(loaded->sub))
+			return at;
+	}
+	PersistOutcome(spi, EndWithItsUser(loaded->sub, at), at);
+	return at;
+}
+}  // namespace
+
+// A user deleted from the attached users table: its current subscription
+// ends with it (EndCurrentWithItsUser), then its credit and Stripe links
+// leave the id.
 void
 CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now)
 {
 	LockUser(spi, user_id);
-	Micros at = now;
-	auto cancel = [&] {
-		std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
-		if (!loaded || !CanceledWithItsUser(loaded->sub))
-			return;
-		at = UserDeletionTime(loaded->sub, now);
-		if (at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace)) {
-			CatchUp(spi, loaded->sub, at, loaded->grace);
-			loaded = LoadCurrentForChange(spi, user_id);
-			if (!loaded || !CanceledWithItsUser(loaded->sub))
-				return;
-		}
-		PersistOutcome(spi, Cancel(loaded->sub, false, at), at);
-	};
-	cancel();
+	Micros at = EndCurrentWithItsUser(spi, user_id, now);
 	// Billing keys credit by the id: what the deleted customer holds (the
 	// cancel's voids included) leaves the id with them, in each currency, as
 	// a ledger entry that keeps it owed to them (review D1: whoever took the
@@ -1472,6 +1489,20 @@ UserRenameRefusalFor(const std::string &user_id, const std::string &table, const
 	spi.Finish();
 	PgCall([] { PopActiveSnapshot(); });
 	return UserRenameRefusal(held, table, column, user_id);
+}
+
+// An id renamed away while billing held nothing live for it (the rename was
+// allowed, the old id is gone at the end of the statement): its plain Free
+// subscription is closed as a deleted user's is (attack finding 3/6), so the
+// reports count the user once, on the new id. Run as billing's owner, after
+// UserRenameRefusalFor (which took the old id's lock).
+void
+CloseForRenamedUser(const std::string &user_id, Micros now)
+{
+	Spi spi;
+	LockUser(spi, user_id);
+	(void) EndCurrentWithItsUser(spi, user_id, now);
+	spi.Finish();
 }
 
 // What billing holds for a user id (UserRenameRefusal's and

@@ -49,8 +49,9 @@ struct StripeReplaced {
 std::optional<StripeReplaced> EndForStripeSubscription(Spi &spi, const std::string &user_id, Micros at);
 
 // A user deleted from the attached users table: their current subscription
-// is canceled now (or at its latest change, if later), unless the core keeps
-// it (a plain Free one; a Stripe-managed one, which Stripe's event ends).
+// is canceled now (or at its latest change, if later), a plain Free one
+// closed, no Free one after it; a Stripe-managed one is left to Stripe's
+// event.
 void CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now);
 
 // A user id renamed in the attached users table: the core's refusal (23503)
@@ -58,6 +59,10 @@ void CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now);
 // Takes the id's lock; reads with the newest snapshot. Run as billing's owner.
 std::optional<Error> UserRenameRefusalFor(const std::string &user_id, const std::string &table,
 										  const std::string &column);
+
+// An id renamed away while billing held nothing live for it: its plain Free
+// subscription is closed as a deleted user's is. Run as billing's owner.
+void CloseForRenamedUser(const std::string &user_id, Micros now);
 
 // What billing holds for a user id, read with the Spi's snapshot.
 HeldForUser ReadHeldForUser(Spi &spi, const std::string &user_id);

@@ -792,6 +792,23 @@ BILLING_FUNCTION(billing_user_inserted)
 					   ? PointerGetDatum(updated ? trigger->tg_newtuple : trigger->tg_trigtuple)
 					   : PointerGetDatum(nullptr);
 	Attachment attachment = CheckedAttachment(trigger->tg_trigger, trigger->tg_relation, -1, Watched::kUsers);
+	billing::Micros transaction_start = ToCoreTime(GetCurrentTransactionStartTimestamp());
+	// An old id gone from the table at the end of the statement: refused
+	// while billing holds anything live for it (23503), its plain Free
+	// subscription closed otherwise (attack finding 3/6). An old id still in
+	// the table (ids swapped by one statement) leaves nothing behind. Checked
+	// as the writing role.
+	auto renamed_away = [&](const std::string &old_user) {
+		std::string table;
+		PgCall([&] { table = RelationGetRelationName(trigger->tg_relation); });
+		std::optional<billing::Error> refusal;
+		AsBillingOwner(CountersOwner(), [&] { refusal = UserRenameRefusalFor(old_user, table, attachment.key_column); });
+		if (!UserGone(attachment, old_user))
+			return;
+		if (refusal)
+			throw *refusal;
+		AsBillingOwner(CountersOwner(), [&] { CloseForRenamedUser(old_user, transaction_start); });
+	};
 	std::string user;
 	if (updated) {
 		std::string old_user;
@@ -800,16 +817,8 @@ BILLING_FUNCTION(billing_user_inserted)
 		bool has = ColumnText(trigger->tg_relation, trigger->tg_newtuple, attachment.key_column, &user) && !user.empty();
 		if (had && has && old_user == user)
 			return result;  // the same id (the same text)
-		if (had) {
-			std::string table;
-			PgCall([&] { table = RelationGetRelationName(trigger->tg_relation); });
-			std::optional<billing::Error> refusal;
-			AsBillingOwner(CountersOwner(), [&] { refusal = UserRenameRefusalFor(old_user, table, attachment.key_column); });
-			// an old id still in the table at the end of the statement (ids
-			// swapped by one statement) leaves nothing behind
-			if (refusal && UserGone(attachment, old_user))
-				throw *refusal;
-		}
+		if (had)
+			renamed_away(old_user);
 		if (!has)
 			return result;
 	} else if (!ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) || user.empty() ||
@@ -818,11 +827,28 @@ BILLING_FUNCTION(billing_user_inserted)
 			   // deleting role
 			   (deleted && !UserGone(attachment, user))) {
 		return result;
+	} else if (deleted) {
+		// An UPDATE that moves the row to another partition is run as a
+		// DELETE and an INSERT, and fires no UPDATE trigger (attack finding
+		// 3/1): heap_delete marks the old version of a row moved that way
+		// ("moved partitions", its t_ctid), and the AFTER trigger receives
+		// that very version (fetched from the heap by its ctid with
+		// SnapshotAny). Its id is gone (checked above): a renamed id, not a
+		// deleted user; the INSERT trigger starts the new id on Free.
+		bool moved = false;
+		PgCall([&] {
+			moved = trigger->tg_trigtuple != nullptr && trigger->tg_trigtuple->t_data != nullptr &&
+					HeapTupleHeaderIndicatesMovedPartitions(trigger->tg_trigtuple->t_data);
+		});
+		if (moved) {
+			renamed_away(user);
+			return result;
+		}
 	}
 	AsBillingOwner(CountersOwner(), [&] {
 		Spi spi;
 		if (deleted)
-			CancelForDeletedUser(spi, user, ToCoreTime(GetCurrentTransactionStartTimestamp()));
+			CancelForDeletedUser(spi, user, transaction_start);
 		else
 			spi.QueryPrepared(kStartFree, {SqlArg::Text(user)});
 		spi.Finish();

@@ -60,7 +60,7 @@ CREATE TABLE billing.subscriptions (
 	past_due_since timestamptz,
 	scheduled_plan_id bigint REFERENCES billing.subscription_plans (id),
 	scheduled_change_at timestamptz,
-	end_reason text CHECK (end_reason IN ('canceled', 'plan_changed', 'trial_ended', 'payment_failed', 'incomplete_expired')),
+	end_reason text CHECK (end_reason IN ('canceled', 'plan_changed', 'trial_ended', 'payment_failed', 'incomplete_expired', 'user_gone')),
 	stripe_customer_id text,
 	stripe_subscription_id text,
 	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),

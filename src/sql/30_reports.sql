@@ -287,14 +287,22 @@ RETURNS TABLE (plan_code text, tier billing.plan_tier, users bigint, share numer
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM billing._valid_time(at, 'at');
-	-- every user with a subscription started by `at`; the plan of the one
-	-- that entitles them (at most one is current), Free otherwise
+	-- every user with a subscription started by `at` and not ended then
+	-- (an ended one is followed by the user's next one, Free at least, but
+	-- for a user deleted from, or renamed away in, the users table: attack
+	-- finding 3/6); the plan of the one that entitles them (at most one is
+	-- current), Free otherwise. The book at `at` (billing._book_at) with
+	-- ended_at, which it does not return.
 	-- EXECUTE: planned for these arguments (see billing.mrr)
 	RETURN QUERY EXECUTE $q$
 	WITH users AS (
-		SELECT b.user_id, pg_catalog.max(b.plan_id) FILTER (WHERE b.entitled) AS plan_id
-		  FROM billing._book_at($1) b
-		 GROUP BY b.user_id),
+		SELECT h.user_id, pg_catalog.max(h.plan_id) FILTER (WHERE
+				 billing._current_at(h.status, h.ended_at, h.trial_end, h.current_period_end, h.grace_end, $1)
+				 AND billing._grants_plan(h.status, h.trial_end, h.current_period_end, h.grace_end, $1)) AS plan_id
+		  FROM billing.subscription_history h
+		 WHERE billing._valid_at(h.valid_from, h.valid_to, h.removed, $1)
+		 GROUP BY h.user_id
+		HAVING pg_catalog.bool_or(h.ended_at IS NULL OR h.ended_at OPERATOR(pg_catalog.>) $1)),
 	counted AS (
 		SELECT COALESCE(u.plan_id, (SELECT f.id FROM billing.subscription_plans f WHERE f.code OPERATOR(pg_catalog.=) 'free')) AS plan_id,
 			   pg_catalog.count(*) AS users
@@ -567,7 +575,7 @@ BEGIN
 	SELECT 12, 'cancellations', pg_catalog.count(*) FROM bounds, billing.subscription_history h
 	 WHERE h.valid_from OPERATOR(pg_catalog.>=) bounds.d0 AND h.valid_from OPERATOR(pg_catalog.<) bounds.d1 AND h.status OPERATOR(pg_catalog.=) 'canceled'
 	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
-	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
+	   AND COALESCE(h.end_reason, '') NOT IN ('plan_changed', 'user_gone') AND NOT h.removed
 	UNION ALL
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
 	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)

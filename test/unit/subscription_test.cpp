@@ -235,6 +235,34 @@ TEST(Cancel, DeletedUsersPaidSubscriptionEndsAtTheLaterOfNowAndItsLatestChange)
 	EXPECT_FALSE(CanceledWithItsUser(stripe));
 }
 
+// Attack finding 3/6: a deleted user, or an id renamed away while billing
+// held nothing live for it, closes its plain Free subscription too (the
+// reports count each user once); the paid one is canceled without a Free
+// one after it (the user is gone).
+TEST(Cancel, DeletedOrRenamedUsersFreeSubscriptionIsClosedWithThem)
+{
+	Subscription free = Stored(Subscribe("u", kFree, At(2026, 1, 1), true, true));
+	EXPECT_TRUE(ClosedWithItsUser(free));
+	EXPECT_FALSE(CanceledWithItsUser(free));
+	Outcome closed = EndWithItsUser(free, UserDeletionTime(free, At(2026, 2, 10)));
+	EXPECT_EQ(closed.updated.ended_at, At(2026, 2, 10));
+	EXPECT_EQ(closed.updated.status, Status::kCanceled);
+	EXPECT_EQ(closed.updated.end_reason, "user_gone");  // no cancellation in daily_report
+	EXPECT_FALSE(closed.fall_back_to_free);
+	EXPECT_FALSE(closed.void_reason);
+	EXPECT_FALSE(ClosedWithItsUser(closed.updated));  // ended: nothing more
+	Subscription paid = ActiveMonthly();
+	EXPECT_FALSE(ClosedWithItsUser(paid));
+	Outcome canceled = EndWithItsUser(paid, At(2026, 2, 10));
+	EXPECT_EQ(canceled.updated.ended_at, At(2026, 2, 10));
+	EXPECT_FALSE(canceled.fall_back_to_free);
+	Subscription stripe_free = free;
+	stripe_free.stripe_managed = true;
+	EXPECT_FALSE(ClosedWithItsUser(stripe_free));  // Stripe's own event ends it
+	ExpectSqlState([&] { EndWithItsUser(stripe_free, At(2026, 2, 10)); }, "QB010");
+	ExpectSqlState([&] { EndWithItsUser(closed.updated, At(2026, 2, 11)); }, "QB010");
+}
+
 // Review D1: a deleted user's credit leaves the id with them (owed to the
 // deleted customer), whoever takes the id next starts at 0; the same for a
 // Stripe-managed customer (billing's own credit).

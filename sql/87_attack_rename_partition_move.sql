@@ -11,7 +11,7 @@
 -- A users table partitioned BY HASH (id) needs no second column: a plain
 -- rename lands in another partition for most new ids ('frank' -> 'frank_v'
 -- below), so the refusal holds only by chance ('erin' -> 'erin_v' stays).
--- SAFE outcome (this expected file): each UPDATE is refused with 23503, as
+-- Fixed (session 9): each UPDATE is refused with 23503, as
 -- the same rename within one partition is; carol and frank keep
 -- enterprise_yearly.
 SET client_min_messages = warning;
@@ -48,6 +48,19 @@ SELECT (billing.effective_plan('carol')).code AS carols_plan;
 SELECT s.user_id, p.code, s.status, s.ended_at IS NOT NULL AS ended
   FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
  WHERE s.user_id LIKE 'carol%' ORDER BY s.id;
+-- an id billing holds nothing live for (Free) may be renamed and moved by
+-- one statement, as within a partition: the old id's Free subscription is
+-- closed (user_gone), the new id starts on Free; a move that keeps the id
+-- changes nothing
+\c - regress_atk_profile
+INSERT INTO atk_app.users VALUES ('gina', 'us');
+UPDATE atk_app.users SET id = 'gina_v', region = 'eu' WHERE id = 'gina';
+UPDATE atk_app.users SET region = 'us' WHERE id = 'gina_v';
+SELECT id, region FROM atk_app.users WHERE id LIKE 'gina%' ORDER BY id;
+\c - postgres
+SELECT s.user_id, p.code, s.status, s.end_reason, s.ended_at IS NOT NULL AS ended
+  FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
+ WHERE s.user_id LIKE 'gina%' ORDER BY s.id;
 -- the same through a users table hash-partitioned by its id
 \c - regress_atk_migrator
 CREATE TABLE atk_app.members (id text PRIMARY KEY) PARTITION BY HASH (id);
