@@ -6,6 +6,7 @@
 //     (one insert per 1,000 rows) through a statement prepared once per backend;
 //   billing._touch_updated_at(): updated_at = now() on every update;
 //   billing._restoring(): whether pg_restore is loading a billing table.
+#include "glue/args.hpp"
 #include "glue/audit.hpp"
 #include "glue/guard.hpp"
 #include "glue/settings.hpp"
@@ -464,6 +465,29 @@ BILLING_FUNCTION(billing_audit)
 BILLING_FUNCTION(billing_restoring)
 {
 	return BoolGetDatum(Restoring());
+}
+
+// billing._plan_used(plan_id): whether a subscription names the plan, or
+// ever did (the history keeps a plan a Stripe price switch rewrote in place:
+// attack finding 3/5), read with the newest snapshot, as PostgreSQL's
+// foreign-key checks read (attack finding 3/4: a subscription committed
+// after a REPEATABLE READ caller's snapshot counts). _plans_pristine calls
+// it after locking the plan row FOR UPDATE, which waits for a subscription
+// still being inserted (its foreign key holds FOR KEY SHARE of the row).
+BILLING_FUNCTION(billing_plan_used)
+{
+	int64_t plan_id = Int64ArgRequired(fcinfo, 0, "plan_id");
+	PgCall([] { PushActiveSnapshot(GetLatestSnapshot()); });
+	Spi spi(Spi::Access::kReadOnly);  // its queries run on the active snapshot
+	bool used = !spi.Query("SELECT 1 WHERE EXISTS (SELECT 1 FROM billing.subscriptions s"
+						   " WHERE s.plan_id OPERATOR(pg_catalog.=) $1)"
+						   " OR EXISTS (SELECT 1 FROM billing.subscription_history h"
+						   " WHERE h.plan_id OPERATOR(pg_catalog.=) $1)",
+						   {SqlArg::Int64(plan_id)})
+					 .empty();
+	spi.Finish();
+	PgCall([] { PopActiveSnapshot(); });
+	return BoolGetDatum(used);
 }
 
 BILLING_FUNCTION(billing_touch_updated_at)

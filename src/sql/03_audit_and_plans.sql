@@ -36,13 +36,28 @@ CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
 -- plan_id by the plan's code and tier as they are now, so the code and tier
 -- of a plan a subscription has used are frozen (55000); add a new plan
 -- instead. Name, limits, features, price for new subscriptions, trial days,
--- sort order and deletion stay editable.
+-- sort order and deletion stay editable. "Used": named by a subscription
+-- or by the history (a Stripe price switch rewrites a subscription's plan
+-- in place, attack finding 3/5), read with the newest snapshot after the
+-- plan row is locked FOR UPDATE (a subscription committed after a
+-- REPEATABLE READ admin's snapshot, or still being inserted, counts: attack
+-- finding 3/4).
+-- Internal: billing._plan_used(plan_id) (src/glue/audit.cpp).
+CREATE FUNCTION billing._plan_used(plan_id bigint) RETURNS boolean
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_plan_used';
+
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+		IF NEW.code IS DISTINCT FROM OLD.code OR NEW.tier IS DISTINCT FROM OLD.tier THEN
+			-- a subscription being inserted holds FOR KEY SHARE of the plan row
+			-- (its foreign key), which this UPDATE's lock does not wait for:
+			-- FOR UPDATE does (attack finding 3/4)
+			PERFORM 1 FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) OLD.id FOR UPDATE;
+		END IF;
 		IF (NEW.code IS DISTINCT FROM OLD.code OR NEW.tier IS DISTINCT FROM OLD.tier)
-		   AND EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) OLD.id) THEN
+		   AND billing._plan_used(OLD.id) THEN
 			RAISE EXCEPTION 'plan "%" has subscriptions: its code and tier cannot change', OLD.code
 				USING ERRCODE = '55000',
 					  DETAIL = 'Reports of past dates group subscriptions by the plan''s code and tier; plans are not history.',

@@ -3053,12 +3053,23 @@ $$;
 -- UTC days, no hour grain (R2); trial_conversion and daily_report share
 -- _converts_trial and follow a trial across a plan change (R3); the code and
 -- tier of a plan in use cannot change (R7).
+-- attack findings 3/4 and 3/5: a plan used by the history, or by a
+-- subscription committed or being inserted concurrently, is used
+CREATE FUNCTION billing._plan_used(plan_id bigint) RETURNS boolean
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_plan_used';
+
 CREATE OR REPLACE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+		IF NEW.code IS DISTINCT FROM OLD.code OR NEW.tier IS DISTINCT FROM OLD.tier THEN
+			-- a subscription being inserted holds FOR KEY SHARE of the plan row
+			-- (its foreign key), which this UPDATE's lock does not wait for:
+			-- FOR UPDATE does (attack finding 3/4)
+			PERFORM 1 FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) OLD.id FOR UPDATE;
+		END IF;
 		IF (NEW.code IS DISTINCT FROM OLD.code OR NEW.tier IS DISTINCT FROM OLD.tier)
-		   AND EXISTS (SELECT 1 FROM billing.subscriptions s WHERE s.plan_id OPERATOR(pg_catalog.=) OLD.id) THEN
+		   AND billing._plan_used(OLD.id) THEN
 			RAISE EXCEPTION 'plan "%" has subscriptions: its code and tier cannot change', OLD.code
 				USING ERRCODE = '55000',
 					  DETAIL = 'Reports of past dates group subscriptions by the plan''s code and tier; plans are not history.',

@@ -7,14 +7,17 @@
 # subscription had before is then named only by the history. A billing_admin
 # may then change that plan's tier, and every report of the dates it was
 # used regroups it: review R7 again (a past report changes).
-# SAFE outcome: the tier edit is refused (55000) and active_subscriptions of
-# day 5 reads 'pro' before and after.
-# Run on a scratch cluster (PGHOST/PGPORT set): bash test/review/open3/04_plan_retier_after_stripe_switch.sh
+# Fixed (session 9, attack finding 3/5): _plans_pristine asks
+# billing._plan_used, which reads the history too: the tier edit is refused
+# (55000) and active_subscriptions of day 5 reads 'pro' before and after.
+# Run by test/run.sh (SHELL_TESTS=plan_retier_stripe_switch), or on a
+# scratch cluster (PGHOST/PGPORT set): bash test/shell/plan_retier_stripe_switch.sh
 set -euo pipefail
-REPO=$(cd "$(dirname "$0")/../../.." && pwd)
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 export STRIPE_FIXTURES="$REPO/../shared/stripe/fixtures.json"
-export STRIPE_MONEY_DB="billing_open3_04_$$"
+export STRIPE_MONEY_DB="billing_plan_retier_$$"
 export STRIPE_MONEY_HERE="$REPO"
+[ -r "$STRIPE_FIXTURES" ] || { echo "fixtures not found at $STRIPE_FIXTURES" >&2; exit 1; }
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE $STRIPE_MONEY_DB"
 trap 'psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $STRIPE_MONEY_DB" >/dev/null 2>&1 || true' EXIT
 python3 - <<'PYTHON'
