@@ -44,7 +44,7 @@ CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
 -- finding 3/4).
 -- Internal: billing._plan_used(plan_id) (src/glue/audit.cpp).
 CREATE FUNCTION billing._plan_used(plan_id bigint) RETURNS boolean
-LANGUAGE c AS 'MODULE_PATHNAME', 'billing_plan_used';
+LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_plan_used';
 
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

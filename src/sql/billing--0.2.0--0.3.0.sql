@@ -3056,7 +3056,7 @@ $$;
 -- attack findings 3/4 and 3/5: a plan used by the history, or by a
 -- subscription committed or being inserted concurrently, is used
 CREATE FUNCTION billing._plan_used(plan_id bigint) RETURNS boolean
-LANGUAGE c AS 'MODULE_PATHNAME', 'billing_plan_used';
+LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_plan_used';
 
 CREATE OR REPLACE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
