@@ -2217,13 +2217,21 @@ BILLING_FUNCTION(billing_run_maintenance)
 	return (Datum) 0;
 }
 
+// billing._valid_user_id(user_id): the core's one user id rule for the SQL
+// routes (record_usage, attach_users' backfill); returns the id.
+BILLING_FUNCTION(billing_valid_user_id)
+{
+	RequireUserId(TextArgRequired(fcinfo, 0, "user_id"));
+	return PG_GETARG_DATUM(0);  // the argument as given (no detoasting)
+}
+
 // billing.credit_balance(user_id, currency): see CreditBalance.
 BILLING_FUNCTION(billing_credit_balance)
 {
 	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
-	std::string currency = TextArgRequired(fcinfo, 1, "currency");
-	std::transform(currency.begin(), currency.end(), currency.begin(),
-				   [](unsigned char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c); });
+	// the one currency check (core/money): 22023 for an unknown code, so a
+	// typo is an error and not a balance of 0
+	std::string currency = NormalizeCurrency(TextArgRequired(fcinfo, 1, "currency"));
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
 	int64_t balance = CreditBalance(spi, user_id, currency);
 	spi.Finish();
