@@ -2831,10 +2831,12 @@ CREATE INDEX payments_user ON billing.payments (user_id, currency);
 --   _current_at:   not over at `at`: not ended, and not a trial, a pending
 --                  cancel or a dunning grace whose end has passed
 --                  (maintenance may run later)
---   _pays_at:      of a current row, counts in MRR (Stripe's definition): a
---                  paid, non-lifetime price, active, past_due or canceled
---                  (before its period end, by _current_at), out of trial, and
---                  paid at least once (never-paid subscriptions count 0)
+--   _pays_at:      of a current row, a paying customer's: a paid price (a
+--                  lifetime one too: it adds 0 to MRR by _monthly_cents but is
+--                  a paying customer, so moving to it is not churn), active,
+--                  past_due or canceled (before its period end, by
+--                  _current_at), out of trial, and paid at least once
+--                  (never-paid subscriptions count 0)
 --   _monthly_cents: what the price adds to MRR (yearly counts 1/12, lifetime 0)
 --   _starts_trial: the row is a trial as the history records it: the first
 --                  interval of a subscription that started trialing (a
@@ -2859,7 +2861,7 @@ $$;
 CREATE FUNCTION billing._pays_at(status billing.subscription_status, price_cents bigint, billing_interval billing.billing_interval,
 								 paid_since timestamptz, trial_end timestamptz, at timestamptz)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $3 OPERATOR(pg_catalog.<>) 'lifetime'::billing.billing_interval AND $4 IS NOT NULL
+	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $4 IS NOT NULL
 	   AND $1 OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[])
 	   AND ($5 IS NULL OR $5 OPERATOR(pg_catalog.<=) $6)
 $$;
