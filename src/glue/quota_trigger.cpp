@@ -17,6 +17,7 @@
 
 #include "core/error.hpp"
 #include "core/quota.hpp"
+#include "core/subscription.hpp"
 
 #include <charconv>
 #include <optional>
@@ -723,6 +724,10 @@ BILLING_FUNCTION(billing_user_inserted)
 	// again by one statement) is no deletion: checked as the deleting role
 	if (ColumnText(trigger->tg_relation, trigger->tg_trigtuple, attachment.key_column, &user) && !user.empty() &&
 		(!deleted || UserGone(attachment, user))) {
+		// a new user's id obeys the user id rule every route checks (22023:
+		// a user billing could not sell a plan to is refused, not put on Free)
+		if (!deleted)
+			billing::RequireUserId(user);
 		AsBillingOwner(CountersOwner(), [&] {
 			Spi spi;
 			if (deleted)
