@@ -545,15 +545,21 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 		return none;
 	}
 	if (!sub.period_end || sub.price_cents == 0) {
-		// Nothing unused to credit (free or lifetime): the new plan starts now.
+		// No period to prorate (free or lifetime): the new plan starts now.
+		// A paid lifetime plan never uses up what was paid for it, so an
+		// upgrade credits all of it (less refunds), as an upgrade credits
+		// the unused time of a period; free credits nothing.
 		ProrationResult r;
 		r.period_kept = false;
 		r.new_period_start = at;
 		r.new_anchor = at;
 		if (to.interval != Interval::kLifetime)
 			r.new_period_end = AddPeriods(at, to.interval, 1);
+		int64_t credit = sub.period_end ? 0 : PaidForPeriod(sub, period_paid, refunded_for_period);
+		if (credit > 0)
+			r.lines.push_back({"Paid for " + from.name + " (lifetime)", -credit});
 		r.lines.push_back(PeriodLine(to.name, to.price_cents, at, r.new_period_end));
-		r.amount_due_cents = to.price_cents;
+		r.amount_due_cents = to.price_cents - credit;  // both within the payment bound
 		return r;
 	}
 	// Only time that was paid for, and not refunded, is credited.
