@@ -557,7 +557,7 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 			r.new_period_end = AddPeriods(at, to.interval, 1);
 		int64_t credit = sub.period_end ? 0 : PaidForPeriod(sub, period_paid, refunded_for_period);
 		if (credit > 0)
-			r.lines.push_back({"Paid for " + from.name + " (lifetime)", -credit});
+			r.lines.push_back({"Paid for " + from.name, -credit});
 		r.lines.push_back(PeriodLine(to.name, to.price_cents, at, r.new_period_end));
 		r.amount_due_cents = to.price_cents - credit;  // both within the payment bound
 		return r;

@@ -711,7 +711,7 @@ TEST(Lifetime, UpgradeToAHigherLifetimePlanCreditsWhatWasPaid)
 	ProrationResult r = PreviewChange(s, kProLifetime, kEntLifetime, At(2026, 6, 1));
 	ASSERT_EQ(r.lines.size(), 2u);
 	EXPECT_EQ(r.lines[0].amount_cents, -49900);
-	EXPECT_EQ(r.lines[0].description, "Paid for pro_lifetime (lifetime)");
+	EXPECT_EQ(r.lines[0].description, "Paid for pro_lifetime");
 	EXPECT_EQ(r.lines[1].amount_cents, 199900);
 	EXPECT_EQ(r.amount_due_cents, 199900 - 49900);
 	EXPECT_FALSE(r.new_period_end);
