@@ -2036,13 +2036,17 @@ $$;
 COMMENT ON FUNCTION billing.churn(timestamptz, timestamptz) IS
 	'Customer and revenue churn between two times, by currency';
 
--- Internal: net money received (payments minus refunds) in [from, to).
+-- Internal: net money received (payments minus refunds) in [from, to). A
+-- soft-deleted payment leaves the reports from its deletion on, as a
+-- soft-deleted subscription does (SPEC §8): a period that ended before the
+-- deletion still counts it, so a past figure never changes.
 CREATE OR REPLACE FUNCTION billing._net_payments(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (user_id text, currency text, paid_at timestamptz, amount_cents bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.user_id, p.currency, p.paid_at, p.amount_cents
 	  FROM billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
+	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) to_time)
+	   AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
 $$;
 
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
@@ -2203,8 +2207,10 @@ BEGIN
 	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
 	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
 	UNION ALL
+	-- (a soft-deleted payment counts until its deletion, as in billing._net_payments)
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1
+	   AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) bounds.d1))
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END
