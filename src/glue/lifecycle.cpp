@@ -41,9 +41,33 @@ TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
 // by locking the user's row in billing.user_locks (made on first use). ON
 // CONFLICT ... WHERE false locks the existing row without updating it; a row
 // lock takes no entry in the shared lock table, whatever the number of users.
+// The library is shared by every version's SQL: between installing a new
+// package and ALTER EXTENSION billing UPDATE, an older database lacks the
+// objects this library's lifecycle and maintenance use (billing.user_locks
+// is 0.3.0's), and they failed with 42P01 / 42883, saying nothing of why.
+// One clear error instead. Two syscache lookups (hash probes, kept fresh by
+// PostgreSQL's invalidations), so nothing to cache; skipped while the
+// extension's own script runs (CREATE or ALTER EXTENSION).
+void
+RequireUpdatedExtension()
+{
+	bool current = true;
+	PgCall([&] {
+		if (creating_extension)
+			return;
+		Oid schema = get_namespace_oid("billing", true);
+		current = OidIsValid(schema) && OidIsValid(get_relname_relid("user_locks", schema));
+	});
+	if (!current)
+		throw Error(sqlstate::kObjectNotInPrerequisiteState, "billing library 0.3.0 needs the extension updated",
+					"This database's billing extension is older than the installed library (0.3.0).",
+					"Run ALTER EXTENSION billing UPDATE in this database.");
+}
+
 void
 LockUser(Spi &spi, const std::string &user_id)
 {
+	RequireUpdatedExtension();
 	spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
 				" ON CONFLICT (user_id) DO UPDATE SET user_id = l.user_id WHERE false",
 				{SqlArg::Text(user_id)});
@@ -762,6 +786,7 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 void
 LockUserForChange(Spi &spi, const std::string &user_id)
 {
+	RequireUpdatedExtension();
 	if (spi.Execute("UPDATE billing.user_locks l SET updated_at = pg_catalog.now()"
 					" WHERE l.user_id OPERATOR(pg_catalog.=) $1",
 					{SqlArg::Text(user_id)}) == 0)
@@ -778,6 +803,7 @@ LockUserForChange(Spi &spi, const std::string &user_id)
 std::string
 LockUserOfSubscriptionForChange(Spi &spi, int64_t id)
 {
+	RequireUpdatedExtension();
 	auto rows = spi.Query("UPDATE billing.user_locks l SET updated_at = pg_catalog.now() FROM billing.subscriptions s"
 						  " WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
 						  " AND l.user_id OPERATOR(pg_catalog.=) s.user_id RETURNING l.user_id",
@@ -2133,6 +2159,7 @@ BILLING_FUNCTION(billing_refund)
 
 BILLING_FUNCTION(billing_run_maintenance)
 {
+	RequireUpdatedExtension();
 	ResultSet result(fcinfo);
 	Micros at = TimeArgRequired(fcinfo, 0, "at");
 	std::optional<int64_t> batch;
