@@ -41,9 +41,33 @@ TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
 // by locking the user's row in billing.user_locks (made on first use). ON
 // CONFLICT ... WHERE false locks the existing row without updating it; a row
 // lock takes no entry in the shared lock table, whatever the number of users.
+// The library is shared by every version's SQL: between installing a new
+// package and ALTER EXTENSION billing UPDATE, an older database lacks the
+// objects this library's lifecycle and maintenance use (billing.user_locks
+// is 0.3.0's), and they failed with 42P01 / 42883, saying nothing of why.
+// One clear error instead. Two syscache lookups (hash probes, kept fresh by
+// PostgreSQL's invalidations), so nothing to cache; skipped while the
+// extension's own script runs (CREATE or ALTER EXTENSION).
+void
+RequireUpdatedExtension()
+{
+	bool current = true;
+	PgCall([&] {
+		if (creating_extension)
+			return;
+		Oid schema = get_namespace_oid("billing", true);
+		current = OidIsValid(schema) && OidIsValid(get_relname_relid("user_locks", schema));
+	});
+	if (!current)
+		throw Error(sqlstate::kObjectNotInPrerequisiteState, "billing library 0.3.0 needs the extension updated",
+					"This database's billing extension is older than the installed library (0.3.0).",
+					"Run ALTER EXTENSION billing UPDATE in this database.");
+}
+
 void
 LockUser(Spi &spi, const std::string &user_id)
 {
+	RequireUpdatedExtension();
 	spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
 				" ON CONFLICT (user_id) DO UPDATE SET user_id = l.user_id WHERE false",
 				{SqlArg::Text(user_id)});
@@ -764,6 +788,7 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 void
 LockUserForChange(Spi &spi, const std::string &user_id)
 {
+	RequireUpdatedExtension();
 	if (spi.Execute("UPDATE billing.user_locks l SET updated_at = pg_catalog.now()"
 					" WHERE l.user_id OPERATOR(pg_catalog.=) $1",
 					{SqlArg::Text(user_id)}) == 0)
@@ -780,6 +805,7 @@ LockUserForChange(Spi &spi, const std::string &user_id)
 std::string
 LockUserOfSubscriptionForChange(Spi &spi, int64_t id)
 {
+	RequireUpdatedExtension();
 	auto rows = spi.Query("UPDATE billing.user_locks l SET updated_at = pg_catalog.now() FROM billing.subscriptions s"
 						  " WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
 						  " AND l.user_id OPERATOR(pg_catalog.=) s.user_id RETURNING l.user_id",
@@ -2246,6 +2272,7 @@ BILLING_FUNCTION(billing_refund)
 
 BILLING_FUNCTION(billing_run_maintenance)
 {
+	RequireUpdatedExtension();
 	ResultSet result(fcinfo);
 	Micros at = TimeArgRequired(fcinfo, 0, "at");
 	std::optional<int64_t> batch;
@@ -2330,13 +2357,21 @@ BILLING_FUNCTION(billing_run_maintenance)
 	return (Datum) 0;
 }
 
+// billing._valid_user_id(user_id): the core's one user id rule for the SQL
+// routes (record_usage, attach_users' backfill); returns the id.
+BILLING_FUNCTION(billing_valid_user_id)
+{
+	RequireUserId(TextArgRequired(fcinfo, 0, "user_id"));
+	return PG_GETARG_DATUM(0);  // the argument as given (no detoasting)
+}
+
 // billing.credit_balance(user_id, currency): see CreditBalance.
 BILLING_FUNCTION(billing_credit_balance)
 {
 	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
-	std::string currency = TextArgRequired(fcinfo, 1, "currency");
-	std::transform(currency.begin(), currency.end(), currency.begin(),
-				   [](unsigned char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c); });
+	// the one currency check (core/money): 22023 for an unknown code, so a
+	// typo is an error and not a balance of 0
+	std::string currency = NormalizeCurrency(TextArgRequired(fcinfo, 1, "currency"));
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
 	int64_t balance = CreditBalance(spi, user_id, currency);
 	spi.Finish();

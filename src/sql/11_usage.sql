@@ -91,12 +91,18 @@ DECLARE
 	new_id bigint;
 BEGIN
 	-- Parameters share the columns' names; in SQL, a bare name is the column.
-	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
-		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
+	-- (each NULL argument named, as billing._required names it)
+	IF user_id IS NULL THEN
+		RAISE EXCEPTION 'argument "user_id" must not be null' USING ERRCODE = '22004';
+	ELSIF metric IS NULL THEN
+		RAISE EXCEPTION 'argument "metric" must not be null' USING ERRCODE = '22004';
+	ELSIF quantity IS NULL THEN
+		RAISE EXCEPTION 'argument "quantity" must not be null' USING ERRCODE = '22004';
+	ELSIF at IS NULL THEN
+		RAISE EXCEPTION 'argument "at" must not be null' USING ERRCODE = '22004';
 	END IF;
-	IF user_id OPERATOR(pg_catalog.=) '' THEN
-		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
-	END IF;
+	-- the one user id rule (empty or over 255 bytes: 22023), as every route checks it
+	PERFORM billing._valid_user_id($1);
 	IF metric OPERATOR(pg_catalog.!~) '^[a-z][a-z0-9_.]*$' THEN
 		RAISE EXCEPTION 'invalid metric name "%"', metric
 			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
@@ -112,12 +118,13 @@ BEGIN
 			DETAIL = pg_catalog.format('Quantity given: %s; at most 10^12 per record.', quantity);
 	END IF;
 	-- (they are indexed: a longer value could not be stored, 54000)
-	IF pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 1000 OR pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
-		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
-			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
+	IF pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
+		RAISE EXCEPTION 'metric or idempotency key too long' USING ERRCODE = '22023',
+			DETAIL = 'Idempotency keys have at most 1000 bytes, metric names 200.';
 	END IF;
 	IF NOT (at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND at OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
-		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
+		RAISE EXCEPTION 'argument "at" is out of range' USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('The timestamp %s is outside the years 0001 to 9999 (UTC) that billing supports.', at);
 	END IF;
 	IF $5 IS NOT NULL THEN
 		-- The key first: a second call with it waits here for the first to

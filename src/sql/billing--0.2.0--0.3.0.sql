@@ -27,7 +27,7 @@ CREATE OR REPLACE FUNCTION billing._required(value anyelement, name text) RETURN
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF value IS NULL OR name IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
+		RAISE EXCEPTION 'argument "%" must not be null', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	RETURN value;
 END
@@ -36,11 +36,12 @@ CREATE OR REPLACE FUNCTION billing._valid_time(value timestamptz, name text) RET
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF value IS NULL OR name IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
+		RAISE EXCEPTION 'argument "%" must not be null', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	-- (timestamptz literals with an explicit offset: the same in every time zone)
 	IF NOT (value OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND value OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
-		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999 (UTC)', name USING ERRCODE = '22008';
+		RAISE EXCEPTION 'argument "%" is out of range', name USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('The timestamp %s is outside the years 0001 to 9999 (UTC) that billing supports.', value);
 	END IF;
 	RETURN value;
 END
@@ -731,12 +732,20 @@ BEGIN
 END
 $$;
 
+-- Internal: the core's one user id rule (not empty, at most 255 bytes, 22023
+-- otherwise), for the SQL routes that take a user id (record_usage,
+-- attach_users' backfill); returns the id.
+CREATE FUNCTION billing._valid_user_id(user_id text) RETURNS text
+LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'billing_valid_user_id';
+
 CREATE FUNCTION billing._start_free_many(user_ids text[], at timestamptz) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	started bigint;
 BEGIN
 	PERFORM billing._required(user_ids, 'user_ids'), billing._valid_time(at, 'at');
+	-- the one user id rule (22023 over 255 bytes), as every route checks it
+	PERFORM billing._valid_user_id(u.id) FROM pg_catalog.unnest(user_ids) AS u(id) WHERE u.id OPERATOR(pg_catalog.<>) '';
 	INSERT INTO billing.subscriptions
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
@@ -1306,12 +1315,18 @@ DECLARE
 	new_id bigint;
 BEGIN
 	-- Parameters share the columns' names; in SQL, a bare name is the column.
-	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
-		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
+	-- (each NULL argument named, as billing._required names it)
+	IF user_id IS NULL THEN
+		RAISE EXCEPTION 'argument "user_id" must not be null' USING ERRCODE = '22004';
+	ELSIF metric IS NULL THEN
+		RAISE EXCEPTION 'argument "metric" must not be null' USING ERRCODE = '22004';
+	ELSIF quantity IS NULL THEN
+		RAISE EXCEPTION 'argument "quantity" must not be null' USING ERRCODE = '22004';
+	ELSIF at IS NULL THEN
+		RAISE EXCEPTION 'argument "at" must not be null' USING ERRCODE = '22004';
 	END IF;
-	IF user_id OPERATOR(pg_catalog.=) '' THEN
-		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
-	END IF;
+	-- the one user id rule (empty or over 255 bytes: 22023), as every route checks it
+	PERFORM billing._valid_user_id($1);
 	IF metric OPERATOR(pg_catalog.!~) '^[a-z][a-z0-9_.]*$' THEN
 		RAISE EXCEPTION 'invalid metric name "%"', metric
 			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
@@ -1327,12 +1342,13 @@ BEGIN
 			DETAIL = pg_catalog.format('Quantity given: %s; at most 10^12 per record.', quantity);
 	END IF;
 	-- (they are indexed: a longer value could not be stored, 54000)
-	IF pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 1000 OR pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
-		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
-			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
+	IF pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
+		RAISE EXCEPTION 'metric or idempotency key too long' USING ERRCODE = '22023',
+			DETAIL = 'Idempotency keys have at most 1000 bytes, metric names 200.';
 	END IF;
 	IF NOT (at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND at OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
-		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
+		RAISE EXCEPTION 'argument "at" is out of range' USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('The timestamp %s is outside the years 0001 to 9999 (UTC) that billing supports.', at);
 	END IF;
 	IF $5 IS NOT NULL THEN
 		-- The key first: a second call with it waits here for the first to
@@ -2064,13 +2080,17 @@ $$;
 COMMENT ON FUNCTION billing.churn(timestamptz, timestamptz) IS
 	'Customer and revenue churn between two times, by currency';
 
--- Internal: net money received (payments minus refunds) in [from, to).
+-- Internal: net money received (payments minus refunds) in [from, to). A
+-- soft-deleted payment leaves the reports from its deletion on, as a
+-- soft-deleted subscription does (SPEC §8): a period that ended before the
+-- deletion still counts it, so a past figure never changes.
 CREATE OR REPLACE FUNCTION billing._net_payments(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (user_id text, currency text, paid_at timestamptz, amount_cents bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.user_id, p.currency, p.paid_at, p.amount_cents
 	  FROM billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
+	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) to_time)
+	   AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
 $$;
 
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
@@ -2231,8 +2251,10 @@ BEGIN
 	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
 	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
 	UNION ALL
+	-- (a soft-deleted payment counts until its deletion, as in billing._net_payments)
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1
+	   AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) bounds.d1))
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END
@@ -2877,10 +2899,12 @@ CREATE INDEX payments_user ON billing.payments (user_id, currency);
 --   _current_at:   not over at `at`: not ended, and not a trial, a pending
 --                  cancel or a dunning grace whose end has passed
 --                  (maintenance may run later)
---   _pays_at:      of a current row, counts in MRR (Stripe's definition): a
---                  paid, non-lifetime price, active, past_due or canceled
---                  (before its period end, by _current_at), out of trial, and
---                  paid at least once (never-paid subscriptions count 0)
+--   _pays_at:      of a current row, a paying customer's: a paid price (a
+--                  lifetime one too: it adds 0 to MRR by _monthly_cents but is
+--                  a paying customer, so moving to it is not churn), active,
+--                  past_due or canceled (before its period end, by
+--                  _current_at), out of trial, and paid at least once
+--                  (never-paid subscriptions count 0)
 --   _monthly_cents: what the price adds to MRR (yearly counts 1/12, lifetime 0)
 --   _starts_trial: the row is a trial as the history records it: the first
 --                  interval of a subscription that started trialing (a
@@ -2905,7 +2929,7 @@ $$;
 CREATE FUNCTION billing._pays_at(status billing.subscription_status, price_cents bigint, billing_interval billing.billing_interval,
 								 paid_since timestamptz, trial_end timestamptz, at timestamptz)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $3 OPERATOR(pg_catalog.<>) 'lifetime'::billing.billing_interval AND $4 IS NOT NULL
+	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $4 IS NOT NULL
 	   AND $1 OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[])
 	   AND ($5 IS NULL OR $5 OPERATOR(pg_catalog.<=) $6)
 $$;
@@ -3441,3 +3465,7 @@ BEGIN
 	END LOOP;
 END
 $owner$;
+
+-- stripe_ingest also returns pending (an event waiting for its customer link)
+COMMENT ON FUNCTION billing.stripe_ingest(text, text, timestamptz) IS
+	'Verifies and applies a Stripe webhook event exactly once; returns applied, duplicate, stale, ignored or pending';
