@@ -3257,8 +3257,10 @@ BEGIN
 	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
 	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
 	UNION ALL
+	-- (a soft-deleted payment counts until its deletion, as in billing._net_payments)
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1
+	   AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) bounds.d1))
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END
