@@ -34,7 +34,7 @@ SELECT pg_get_userbyid(nspowner) AS schema_owner FROM pg_namespace WHERE nspname
 --      pinned path;
 --   SQL inlined into pinned callers (_book_at, _trials_started,
 --      _grants_plan, and the history predicates _valid_at, _current_at,
---      _pays_at, _monthly_cents, _starts_trial): not executable by any
+--      _pays_at, _monthly_cents, _starts_trial, _converts_trial): not executable by any
 --      billing role;
 --   run_maintenance_batches: a procedure that COMMITs cannot have SET; it
 --      qualifies every name (gate/shadowing holds it).
