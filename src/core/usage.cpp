@@ -38,6 +38,12 @@ SplitUsageSpan(Micros from, Micros to)
 	return span;
 }
 
+bool
+CountedPerDayOnly(std::string_view metric)
+{
+	return metric == "rooms_created" || metric == "participants_joined";
+}
+
 void
 RequireExactPartialDays(const UsageSpan &span, std::string_view metric, bool counted_per_day,
 						std::optional<Micros> records_dropped_before, std::string_view retention)

@@ -39,6 +39,10 @@ Micros UtcDayStart(Micros t);
 // checks). Throws 22023 when to <= from.
 UsageSpan SplitUsageSpan(Micros from, Micros to);
 
+// The metrics the quota triggers count per UTC day in their counter rows
+// (rooms_created, participants_joined): they have no time of day.
+bool CountedPerDayOnly(std::string_view metric);
+
 // Refuses (22023, with a DETAIL and a HINT to pass UTC-midnight bounds) a span
 // with a partial day that cannot be answered exactly:
 // - counted_per_day: the metric is counted per UTC day only (the quota

@@ -109,6 +109,9 @@ RefusalOf(const UsageSpan &span, bool per_day, std::optional<Micros> dropped_bef
 
 TEST(UsageSpan, PerDayMetricsTakeWholeDaysOnly)
 {
+	EXPECT_TRUE(CountedPerDayOnly("rooms_created"));
+	EXPECT_TRUE(CountedPerDayOnly("participants_joined"));
+	EXPECT_FALSE(CountedPerDayOnly("api_calls"));
 	EXPECT_EQ(RefusalOf(SplitUsageSpan(At(2026, 1, 5), At(2026, 1, 9)), true, std::nullopt), "");
 	EXPECT_NE(RefusalOf(SplitUsageSpan(At(2026, 1, 5, 1), At(2026, 1, 9)), true, std::nullopt), "");
 	EXPECT_NE(RefusalOf(SplitUsageSpan(At(2026, 1, 5), At(2026, 1, 9, 1)), true, std::nullopt), "");
