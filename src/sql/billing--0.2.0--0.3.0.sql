@@ -1518,11 +1518,13 @@ BEGIN
 		SELECT pg_catalog.max(g.recorded_at) INTO last_gone FROM gone g;
 		kept_from := GREATEST(kept_from, (last_gone AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.+) 1);
 		IF kept_from IS NOT NULL THEN
-			INSERT INTO billing.settings AS s (key, value) VALUES ('_usage_records_dropped_before', kept_from::pg_catalog.text)
+			-- kept as an ISO date (YYYY-MM-DD, whatever the DateStyle), never moved back
+			INSERT INTO billing.settings AS s (key, value)
+			VALUES ('_usage_records_dropped_before', pg_catalog.to_char(kept_from, 'YYYY-MM-DD'))
 			ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE
-			   SET value = GREATEST(s.value::pg_catalog.date, EXCLUDED.value::pg_catalog.date)::pg_catalog.text, deleted_at = NULL
-			 WHERE s.value IS DISTINCT FROM GREATEST(s.value::pg_catalog.date, EXCLUDED.value::pg_catalog.date)::pg_catalog.text
-				OR s.deleted_at IS NOT NULL;
+			   SET value = pg_catalog.to_char(GREATEST(s.value::pg_catalog.date, EXCLUDED.value::pg_catalog.date), 'YYYY-MM-DD'),
+				   deleted_at = NULL
+			 WHERE s.value::pg_catalog.date OPERATOR(pg_catalog.<) EXCLUDED.value::pg_catalog.date OR s.deleted_at IS NOT NULL;
 		END IF;
 	END IF;
 	IF created OPERATOR(pg_catalog.>) 0 THEN
