@@ -502,13 +502,40 @@ CREATE FUNCTION billing._usage_span(from_time timestamptz, to_time timestamptz, 
 									OUT tail_from timestamptz, OUT tail_to timestamptz)
 LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_usage_span';
 
+-- Internal: the usage records of the partial days of a usage() period (the
+-- head [head_from, head_to) and the tail [tail_from, tail_to), either NULL
+-- when there is none), as they are now: a soft-deleted record is not
+-- counted. Each an index range on the (user_id, metric, recorded_at) index
+-- of the day's partition. PL/pgSQL, so that usage() of whole days does not
+-- plan these statements at all, and the session keeps their plans.
+CREATE FUNCTION billing._usage_partial_days(user_id text, metric text, head_from timestamptz, head_to timestamptz,
+											 tail_from timestamptz, tail_to timestamptz)
+RETURNS numeric
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	head numeric;
+	tail numeric;
+BEGIN
+	IF head_from IS NOT NULL THEN
+		SELECT pg_catalog.sum(r.quantity) INTO head FROM billing.usage_records r
+		 WHERE r.user_id OPERATOR(pg_catalog.=) $1 AND r.metric OPERATOR(pg_catalog.=) $2
+		   AND r.recorded_at OPERATOR(pg_catalog.>=) $3 AND r.recorded_at OPERATOR(pg_catalog.<) $4 AND r.deleted_at IS NULL;
+	END IF;
+	IF tail_from IS NOT NULL THEN
+		SELECT pg_catalog.sum(r.quantity) INTO tail FROM billing.usage_records r
+		 WHERE r.user_id OPERATOR(pg_catalog.=) $1 AND r.metric OPERATOR(pg_catalog.=) $2
+		   AND r.recorded_at OPERATOR(pg_catalog.>=) $5 AND r.recorded_at OPERATOR(pg_catalog.<) $6 AND r.deleted_at IS NULL;
+	END IF;
+	RETURN COALESCE(head, 0) OPERATOR(pg_catalog.+) COALESCE(tail, 0);
+END
+$$;
+
 -- Exact usage over [from, to), any bounds (SPEC §4). The whole UTC days
 -- inside it (the core decides which: billing._usage_span) from the rolled-up
 -- days, the records not rolled up yet and the quota triggers' counts; a
--- partial day at either edge from the usage records of that day. Every part
--- is an index range (no cast of a column): the records through each
--- partition's (user_id, metric, recorded_at) index, only the partitions of
--- the edge days.
+-- partial day at either edge from the usage records of that day
+-- (billing._usage_partial_days). Every part is an index range (no cast of a
+-- column).
 CREATE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, to_time timestamptz)
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -530,15 +557,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 					   WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.usage_pending OPERATOR(pg_catalog.>) 0
 						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END OPERATOR(pg_catalog.=) $2
 						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0)
-		  -- the partial days: the records as they are now (a soft-deleted one not counted)
-		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(r.quantity) FROM billing.usage_records r, span
-					   WHERE r.user_id OPERATOR(pg_catalog.=) $1 AND r.metric OPERATOR(pg_catalog.=) $2
-						 AND r.recorded_at OPERATOR(pg_catalog.>=) span.head_from
-						 AND r.recorded_at OPERATOR(pg_catalog.<) span.head_to AND r.deleted_at IS NULL), 0)
-		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(r.quantity) FROM billing.usage_records r, span
-					   WHERE r.user_id OPERATOR(pg_catalog.=) $1 AND r.metric OPERATOR(pg_catalog.=) $2
-						 AND r.recorded_at OPERATOR(pg_catalog.>=) span.tail_from
-						 AND r.recorded_at OPERATOR(pg_catalog.<) span.tail_to AND r.deleted_at IS NULL), 0),
+		  -- the partial days, from the records (only when there is one)
+		  OPERATOR(pg_catalog.+) (SELECT CASE WHEN span.head_from IS NULL AND span.tail_from IS NULL THEN 0
+			  ELSE billing._usage_partial_days($1, $2, span.head_from, span.head_to, span.tail_from, span.tail_to) END
+			  FROM span),
 				 9223372036854775807)::pg_catalog.int8
 $$;
 COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
