@@ -1729,7 +1729,7 @@ CREATE FUNCTION billing._usage_span(from_time timestamptz, to_time timestamptz, 
 									OUT whole_from timestamptz, OUT whole_to timestamptz,
 									OUT head_from timestamptz, OUT head_to timestamptz,
 									OUT tail_from timestamptz, OUT tail_to timestamptz)
-LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'billing_usage_span';
+LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_usage_span';
 
 -- Internal: the usage records of the partial days of a usage() period (the
 -- head [head_from, head_to) and the tail [tail_from, tail_to), either NULL
