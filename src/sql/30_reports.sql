@@ -505,7 +505,7 @@ BEGIN
 	PERFORM billing._required(grain, 'grain');
 	IF grain OPERATOR(pg_catalog.=) 'hour' THEN
 		RAISE EXCEPTION 'usage_trends has no hour grain: usage is kept per UTC day'
-			USING ERRCODE = '22023', HINT = 'Use day, week, month or year (billing.usage() counts whole UTC days too).';
+			USING ERRCODE = '22023', HINT = 'Use day, week, month or year.';
 	END IF;
 END
 $$;
@@ -514,9 +514,10 @@ CREATE FUNCTION billing.usage_trends(from_time timestamptz, to_time timestamptz,
 RETURNS TABLE ("time" timestamptz, metric text, value numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	-- Usage is kept per UTC day (the rollup keeps daily totals, the quota
-	-- triggers count per day), so a series counts whole UTC days as
-	-- billing.usage() does: the days [from's UTC day, to's UTC day), each at
-	-- its UTC midnight, whether rolled up yet or not (review R2: a record
+	-- triggers count per day), so a series counts whole UTC days: the days
+	-- [from's UTC day, to's UTC day), whatever the times of from and to, each
+	-- at its UTC midnight, whether rolled up yet or not (billing.usage(), by
+	-- contrast, is exact for any bounds: W2). (Review R2: a record
 	-- counted at its own time until the rollup moved it to midnight, so an
 	-- hourly series, or a period starting within a day, changed at the
 	-- rollup). No hour grain: there is no hourly total to keep.
@@ -545,7 +546,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
-	'Usage per UTC day, week, month or year and metric as (time, metric, value) rows, over whole UTC days as billing.usage() counts';
+	'Usage per UTC day, week, month or year and metric as (time, metric, value) rows, over whole UTC days [from''s day, to''s day)';
 
 CREATE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
