@@ -1996,7 +1996,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 "SELECT e.id, e.kind, e.amount_cents, e.payment_id, r.refund_of, o.payment_id, o.net, e.invoice_id"
 			 " FROM billing.ledger_entries e"
 			 " LEFT JOIN billing.payments r ON r.id OPERATOR(pg_catalog.=) e.payment_id"
-			 "   AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded'"
+			 "   AND e.kind OPERATOR(pg_catalog.=) ANY ('{credit_refunded,deleted_user_credit_refunded}'::pg_catalog.text[])"
 			 " LEFT JOIN LATERAL (SELECT COALESCE(b.refund_of, f.payment_id) AS payment_id,"
 			 "     pg_catalog.sum(CASE WHEN f.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' THEN f.amount_cents"
 			 "       ELSE OPERATOR(pg_catalog.-) f.amount_cents END)::pg_catalog.int8 AS net"
@@ -2008,7 +2008,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 " WHERE e.user_id OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2 AND e.deleted_at IS NULL"
 			 " AND e.kind OPERATOR(pg_catalog.=) ANY"
 			 "   ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded,"
-			 "credit_to_deleted_user}'::pg_catalog.text[])"
+			 "credit_to_deleted_user,deleted_user_credit_refunded}'::pg_catalog.text[])"
 			 " ORDER BY e.id, o.payment_id",
 			 {SqlArg::Text(user_id), SqlArg::Text(currency)})) {
 		int64_t entry = r.int64_required(0);
@@ -2027,7 +2027,10 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			m.kind = CreditMovement::Kind::kTakeBack;
 			m.for_payment = r.int64(4).value_or(0);
 		} else if (kind == "credit_to_deleted_user") {
-			m.kind = CreditMovement::Kind::kTakeBack;  // the whole balance: every lot
+			m.kind = CreditMovement::Kind::kLeaveWithUser;  // the whole balance: every lot, owed to them
+		} else if (kind == "deleted_user_credit_refunded") {
+			m.kind = CreditMovement::Kind::kOwedRefunded;
+			m.for_payment = r.int64(4).value_or(0);
 		} else if (kind == "payment_to_credit")
 			m.owners.emplace_back(r.int64_required(3), m.amount_cents);
 		else if (!r.is_null(5))
@@ -2054,8 +2057,12 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// The paid invoices the payment paid, with its money or its credit,
 	// newest first, net of what earlier refunds of it were recorded against.
 	std::vector<Allocation> paid_placed = PaymentOnInvoices(spi, payment_id, "paid", credit.spent_on);
+	// A deleted user's payment: its credit left the id with them and is owed
+	// to them (credit_to_deleted_user); the core takes the refund's credit
+	// part from there (attack finding 3.2).
 	RefundTakeBack back = TakeBackForRefund(amount, payment_credit, placed, open, credit_balance,
-											net.at(0).int64_required(0) + amount, paid_placed);
+											net.at(0).int64_required(0) + amount, paid_placed,
+											std::min(credit.owed, credit.owed_total));
 	// A period refunded after an upgrade already credited its unused time:
 	// that credit line comes down to what the upgrade would have credited had
 	// the refund come first (UpgradeCreditTakenBack), on an invoice still
@@ -2114,6 +2121,9 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		of_periods += line.bound_took;
 	}
 	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents - of_periods, refund_id, std::nullopt, at);
+	// paid back as this refund's cash: owed to the deleted customer no more
+	LedgerEntry(spi, user_id, currency, "deleted_user_credit_refunded", back.owed_credit_cents, refund_id, std::nullopt,
+				at);
 	for (const UpgradedLine &line : lines)
 		LedgerEntry(spi, user_id, currency, "credit_refunded", line.bound_took, refund_id, line.period_invoice_id, at);
 	// What leaves an open invoice is owed again.
