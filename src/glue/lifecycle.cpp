@@ -1967,6 +1967,43 @@ PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status, const std::v
 	return placed;
 }
 
+// How far maintenance has run (the latest ran_to), for a refund that may
+// reopen an invoice (CreditLineTakenBack's maintained_to), ordered with every
+// maintenance run (attack finding 3.3): a run records its point when it
+// starts, which takes ROW EXCLUSIVE on billing.maintenance_runs until it
+// commits; this SHARE lock waits for every run in progress to commit (runs
+// stay compatible with each other, refunds too), and a run starting after it
+// waits for this refund. In READ COMMITTED the read after the lock sees the
+// committed runs. Under REPEATABLE READ or SERIALIZABLE the transaction's
+// snapshot may predate a run that committed since: the same read with the
+// newest snapshot says so, and the refund fails with 40001 rather than date
+// the invoice before a point a committed run passed. Only a refund that
+// reopens an invoice gets here (one lock, two index probes).
+std::optional<Micros>
+MaintainedTo(Spi &spi)
+{
+	static const char *const ran_to = "SELECT billing._micros(pg_catalog.max(r.ran_to)) FROM billing.maintenance_runs r"
+									  " WHERE r.deleted_at IS NULL";
+	spi.Execute("LOCK TABLE billing.maintenance_runs IN SHARE MODE");
+	std::optional<Micros> seen = spi.Query(ran_to).at(0).int64(0);
+	if (!IsolationUsesXactSnapshot())
+		return seen;
+	PgCall([] { PushActiveSnapshot(GetLatestSnapshot()); });
+	std::optional<Micros> newest;
+	{
+		Spi latest(Spi::Access::kReadOnly);  // its query runs on the active snapshot
+		newest = latest.Query(ran_to).at(0).int64(0);
+		latest.Finish();
+	}
+	PgCall([] { PopActiveSnapshot(); });
+	if (newest != seen)
+		throw Error("40001", "could not serialize access due to a concurrent maintenance run",
+					"A maintenance run committed after this transaction's snapshot; the refund reopens an invoice "
+					"due after how far maintenance has run.",
+					"Retry the transaction.");
+	return seen;
+}
+
 // What a refund takes back besides the cash (billing::TakeBackForRefund),
 // written as ledger entries on the refund: the one home of the refund rule
 // for billing.refund and Stripe's charge.refunded. Called with the user's
@@ -2148,10 +2185,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// how far maintenance has run: a reopened invoice falls due after it
 	std::optional<Micros> maintained_to;
 	if (!lines.empty())
-		maintained_to = spi.Query("SELECT billing._micros(pg_catalog.max(r.ran_to)) FROM billing.maintenance_runs r"
-								  " WHERE r.deleted_at IS NULL")
-							.at(0)
-							.int64(0);
+		maintained_to = MaintainedTo(spi);
 	for (const UpgradedLine &line : lines) {
 		Subscription ended = LoadSubscription(spi, line.ended_id, false);
 		int64_t invoice_id = line.invoice_id;
@@ -2265,8 +2299,20 @@ BILLING_FUNCTION(billing_run_maintenance)
 			throw InvalidParameter("batch size must be positive");
 	}
 	Spi spi;
-	Micros grace = PastDueGrace(spi);
 	SqlArg at_arg = SqlArg::Timestamp(ToPgTime(at));
+	// How far maintenance runs, recorded first (every call, each batch of
+	// run_maintenance_batches included): its INSERT takes ROW EXCLUSIVE on
+	// billing.maintenance_runs until this run commits, which a refund that
+	// reopens an invoice waits for (SHARE, MaintainedTo) before it reads
+	// ran_to, and it waits for such a refund in progress. So the reopened
+	// invoice falls due after this run's `at`, or this run sees it
+	// (attack finding 3.3: a run in progress was invisible to the refund).
+	// Runs do not wait on each other (ROW EXCLUSIVE is self-compatible).
+	spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
+				" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
+				" AND r.deleted_at IS NULL)",
+				{at_arg});
+	Micros grace = PastDueGrace(spi);
 	std::map<std::string, int64_t> counts;
 	std::map<int64_t, billing::Plan> plans;  // read once per call
 	int64_t left = batch.value_or(INT64_MAX);
@@ -2303,13 +2349,6 @@ BILLING_FUNCTION(billing_run_maintenance)
 	}
 	// Notifications and the usage rollup once the due backlog is done: a run in
 	// batches (run_maintenance_batches) does them in its last batch, not in each.
-	// So is the record of how far maintenance has run (a refund dated back
-	// reopens an invoice due after it: CreditLineTakenBack's maintained_to).
-	if (left > 0)
-		spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
-					" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
-					" AND r.deleted_at IS NULL)",
-					{at_arg});
 	if (left <= 0) {
 		for (const auto &[name, count] : counts)
 			if (count > 0)

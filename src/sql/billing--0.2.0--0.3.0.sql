@@ -2764,13 +2764,15 @@ SELECT pg_catalog.pg_extension_config_dump('billing.user_locks', '');
 INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
 ON CONFLICT (user_id) DO NOTHING;
 
--- How far maintenance has run: a row for each run_maintenance that finished
--- its due backlog at an `at` later than any before (a run in batches: its
--- last batch). A refund dated back that reopens an invoice counts the three
--- days to its due date from the later of its own `at` and the latest ran_to
--- (billing::CreditLineTakenBack), so dunning never starts, nor ends a
+-- How far maintenance has run: a row for each run_maintenance call at an
+-- `at` later than any before, inserted when the call starts (each batch of a
+-- run in batches too). A refund dated back that reopens an invoice counts the
+-- three days to its due date from the later of its own `at` and the latest
+-- ran_to (billing::CreditLineTakenBack), so dunning never starts, nor ends a
 -- subscription, at a date maintenance had already written (money review R4).
--- Only inserted: two runs at once never wait on each other here.
+-- The insert's ROW EXCLUSIVE lock, held until the run commits, orders the
+-- run with such a refund, which takes SHARE before it reads ran_to (attack
+-- finding 3.3); two runs at once never wait on each other here.
 CREATE TABLE billing.maintenance_runs (
 	id bigserial PRIMARY KEY,
 	ran_to timestamptz NOT NULL,
@@ -2778,7 +2780,7 @@ CREATE TABLE billing.maintenance_runs (
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz
 );
-COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest complete run_maintenance at)';
+COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest run_maintenance at, recorded when the run starts)';
 CREATE INDEX maintenance_runs_ran_to ON billing.maintenance_runs (ran_to);
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.maintenance_runs
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
