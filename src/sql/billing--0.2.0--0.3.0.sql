@@ -1005,12 +1005,16 @@ CREATE TABLE billing.ledger_entries (
 	-- for that period's unused time came down by (owed again);
 	-- credit_to_deleted_user: the credit balance of a user deleted from the
 	-- attached users table, taken off the id (whoever takes the id next starts
-	-- at 0) and owed to the deleted customer: a DBA finds it here
+	-- at 0) and owed to the deleted customer: a DBA finds it here;
+	-- deleted_user_credit_refunded: what a refund of the deleted customer's
+	-- payment took back of that (paid back as the refund's cash, owed no
+	-- more; payment_id: the refund): what is owed is credit_to_deleted_user
+	-- less these, per user and currency; neither is in the id's balance
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
 									   'proration_credit', 'void_to_credit', 'credit_refunded',
 									   'refund_from_invoice', 'refund_credit_from_invoice',
 									   'refund_of_paid_invoice', 'refund_credit_line_from_invoice',
-									   'credit_to_deleted_user')),
+									   'credit_to_deleted_user', 'deleted_user_credit_refunded')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),
@@ -2849,13 +2853,15 @@ SELECT pg_catalog.pg_extension_config_dump('billing.user_locks', '');
 INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
 ON CONFLICT (user_id) DO NOTHING;
 
--- How far maintenance has run: a row for each run_maintenance that finished
--- its due backlog at an `at` later than any before (a run in batches: its
--- last batch). A refund dated back that reopens an invoice counts the three
--- days to its due date from the later of its own `at` and the latest ran_to
--- (billing::CreditLineTakenBack), so dunning never starts, nor ends a
+-- How far maintenance has run: a row for each run_maintenance call at an
+-- `at` later than any before, inserted when the call starts (each batch of a
+-- run in batches too). A refund dated back that reopens an invoice counts the
+-- three days to its due date from the later of its own `at` and the latest
+-- ran_to (billing::CreditLineTakenBack), so dunning never starts, nor ends a
 -- subscription, at a date maintenance had already written (money review R4).
--- Only inserted: two runs at once never wait on each other here.
+-- The insert's ROW EXCLUSIVE lock, held until the run commits, orders the
+-- run with such a refund, which takes SHARE before it reads ran_to (attack
+-- finding 3.3); two runs at once never wait on each other here.
 CREATE TABLE billing.maintenance_runs (
 	id bigserial PRIMARY KEY,
 	ran_to timestamptz NOT NULL,
@@ -2863,7 +2869,7 @@ CREATE TABLE billing.maintenance_runs (
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz
 );
-COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest complete run_maintenance at)';
+COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest run_maintenance at, recorded when the run starts)';
 CREATE INDEX maintenance_runs_ran_to ON billing.maintenance_runs (ran_to);
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.maintenance_runs
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
