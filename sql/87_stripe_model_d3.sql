@@ -39,6 +39,6 @@ SELECT pg_temp.ingest('{"id":"evt_d3_3","object":"event","type":"charge.refunded
   1895189374);
 SELECT count(*) AS refunds_before_their_payment
   FROM billing.payments r JOIN billing.payments p ON p.id = r.refund_of WHERE r.paid_at < p.paid_at;
-SELECT p.external_id, p.amount_cents, p.paid_at, p.refund_of IS NOT NULL AS is_refund
+SELECT p.external_id, p.amount_cents, to_char(p.paid_at, 'YYYY-MM-DD HH24:MI:SS') AS paid_at, p.refund_of IS NOT NULL AS is_refund
   FROM billing.payments p WHERE p.user_id = 'd3_user' ORDER BY p.id;
 SELECT sum(value) AS revenue FROM billing.revenue('2030-01-01', '2030-03-01', 'month');
