@@ -52,3 +52,19 @@ SELECT pg_temp.ingest('{"id":"evt_d1_b2","object":"event","type":"customer.subsc
 SELECT s.stripe_subscription_id, s.status, s.stripe_status FROM billing.subscriptions s
  WHERE s.user_id = 'd1_user' AND s.ended_at IS NULL;
 SELECT id, result FROM billing.stripe_events ORDER BY id;
+-- "Older" is by Stripe's start, not by billing's started_at: a Stripe
+-- subscription B2 replacing billing's own paid subscription (another plan:
+-- not adopted) starts in billing
+-- when that one ended (stripe::StartAfterReplaced: at T, its subscribe, 100 s
+-- after B2's Stripe start); A2, started in Stripe 50 s after B2 and delivered
+-- after it, is the newer one and replaces B2 (kept aside it would leave the
+-- user on B2 while Stripe bills A2).
+SELECT status FROM billing.subscribe('d1b_user', 'pro_monthly', to_timestamp(1894972800));
+SELECT pg_temp.ingest('{"id":"evt_d1b_b1","object":"event","type":"customer.subscription.created","created":1894972700,"api_version":"2025-06-30.basil","livemode":false,"data":{"object":{"id":"sub_d1b_b","object":"subscription","customer":"cus_d1b","status":"active","currency":"usd","created":1894972700,"start_date":1894972700,"cancel_at_period_end":false,"canceled_at":null,"ended_at":null,"trial_start":null,"trial_end":null,"metadata":{"user_id":"d1b_user"},"items":{"object":"list","data":[{"id":"si_sub_d1b_b","object":"subscription_item","subscription":"sub_d1b_b","price":{"id":"price_review_ent","object":"price","currency":"usd"},"current_period_start":1894972700,"current_period_end":1897564700}]}}}}',
+  1894972810);
+SELECT pg_temp.ingest('{"id":"evt_d1b_a1","object":"event","type":"customer.subscription.created","created":1894972750,"api_version":"2025-06-30.basil","livemode":false,"data":{"object":{"id":"sub_d1b_a","object":"subscription","customer":"cus_d1b","status":"active","currency":"usd","created":1894972750,"start_date":1894972750,"cancel_at_period_end":false,"canceled_at":null,"ended_at":null,"trial_start":null,"trial_end":null,"metadata":{"user_id":"d1b_user"},"items":{"object":"list","data":[{"id":"si_sub_d1b_a","object":"subscription_item","subscription":"sub_d1b_a","price":{"id":"price_review_pro","object":"price","currency":"usd"},"current_period_start":1894972750,"current_period_end":1897564750}]}}}}',
+  1894972820);
+SELECT s.stripe_subscription_id, s.status, s.end_reason, s.ended_at IS NULL AS current,
+       extract(epoch FROM s.started_at)::bigint - 1894972800 AS started_after_t
+  FROM billing.subscriptions s WHERE s.user_id = 'd1b_user' AND s.stripe_subscription_id IS NOT NULL
+ ORDER BY s.started_at, s.id;

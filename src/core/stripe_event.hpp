@@ -224,7 +224,10 @@ Takeover TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bo
 // Whether a Stripe subscription billing does not hold yet is older than the
 // user's current Stripe subscription: the same customer (both known), and its
 // own start (SubscriptionRow::started: start_date, else created) before the
-// current one's start. A tie is not older (the later delivery replaces).
+// current one's start (Stripe's: the glue passes the earlier of its started_at
+// and billing_anchor, its first period start as Stripe sent it, since
+// StartAfterReplaced may have started it later). A tie is not older (the
+// later delivery replaces).
 bool OlderThanCurrent(const std::optional<std::string> &arriving_customer, int64_t arriving_started,
 					  const std::optional<std::string> &current_customer, int64_t current_started);
 

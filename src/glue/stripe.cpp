@@ -234,14 +234,18 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 		SetChangeAt(event.created * kMicrosPerSecond);  // a catch-up's PersistOutcome cleared it
 		auto current = spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
 								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL, "
-								 "s.stripe_customer_id FROM billing.subscriptions s "
+								 "s.stripe_customer_id, EXTRACT(epoch FROM LEAST(s.started_at, s.billing_anchor))::pg_catalog.int8 "
+								 "FROM billing.subscriptions s "
 								 "WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL "
 								 "FOR UPDATE",
 								 {SqlArg::Text(user_id), SqlArg::Int64(plan.id)});
-		// an older Stripe subscription of the customer delivered late replaces nothing (stripe::OlderThanCurrent)
+		// an older Stripe subscription of the customer delivered late replaces nothing
+		// (stripe::OlderThanCurrent); the current one's own start: a Stripe subscription's
+		// billing_anchor is Stripe's first period start, its started_at may be later
+		// (stripe::StartAfterReplaced)
 		bool older = arrives && !current.empty() &&
 					 stripe::OlderThanCurrent(o.customer, arrives->started, current.at(0).text(4),
-											  current.at(0).int64_required(2));
+											  current.at(0).int64_required(5));
 		switch (stripe::TakeoverOf(!current.empty(), !current.empty() && current.at(0).boolean(3),
 								   !current.empty() && current.at(0).boolean(1), plan.free,
 								   !arrives || arrives->ended_at.has_value(), older)) {
