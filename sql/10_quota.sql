@@ -133,9 +133,14 @@ SELECT relation, key, counted_before, counted_now FROM billing.reconcile_quotas(
 SELECT count(*) AS nothing_left FROM billing.reconcile_quotas();
 
 -- == Usage events from the triggers, without a write per insert
-SELECT billing.usage('3', 'rooms_created', now(), now() + interval '1 day') AS rooms_created_today;
+-- (counted per UTC day: usage() of them takes UTC-midnight bounds, a part of a
+-- day is refused with 22023, README "Usage")
+SELECT billing.usage('3', 'rooms_created', date_trunc('day', now(), 'UTC'), date_trunc('day', now(), 'UTC') + interval '1 day') AS rooms_created_today;
+\set VERBOSITY sqlstate
+SELECT billing.usage('3', 'rooms_created', now(), now() + interval '1 day') AS part_of_a_day;
+\set VERBOSITY default
 SELECT billing.rollup_usage(now() + interval '1 day') > 0 AS rolled;
-SELECT billing.usage('3', 'rooms_created', now(), now() + interval '1 day') AS still_exact;
+SELECT billing.usage('3', 'rooms_created', date_trunc('day', now(), 'UTC'), date_trunc('day', now(), 'UTC') + interval '1 day') AS still_exact;
 SELECT metric, quantity FROM billing.usage_daily WHERE user_id = '3' ORDER BY metric;
 
 -- == Bad input

@@ -1,7 +1,9 @@
 -- The subscription lifecycle on simulated time (SPEC §3): every function takes
 -- an explicit `at`, so the story runs over months in one test.
 -- a fresh install, so counts and ids do not depend on earlier tests
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
 -- a compact view of a subscription row

@@ -24,7 +24,8 @@ SELECT pg_get_userbyid(nspowner) AS schema_owner FROM pg_namespace WHERE nspname
 -- Every function runs with search_path pinned to pg_catalog, pg_temp, except
 -- these (a new one changes this output and must say why here):
 --   C: triggers and event triggers pin it themselves (src/glue/rights.hpp)
---      before any SQL; _restoring and stripe_verify run no SQL; the core's
+--      before any SQL; _restoring, stripe_verify and _valid_user_id (the
+--      core's user id rule, executable by no billing role) run no SQL; the core's
 --      entitlement entry points (_entitled_plan_id, _entitlement_changes_at,
 --      _grants_plan_core) are executable by no billing role and called only
 --      from pinned callers;
@@ -33,7 +34,7 @@ SELECT pg_get_userbyid(nspowner) AS schema_owner FROM pg_namespace WHERE nspname
 --      pinned path;
 --   SQL inlined into pinned callers (_book_at, _trials_started,
 --      _grants_plan, and the history predicates _valid_at, _current_at,
---      _pays_at, _monthly_cents, _starts_trial): not executable by any
+--      _pays_at, _monthly_cents, _starts_trial, _converts_trial): not executable by any
 --      billing role;
 --   run_maintenance_batches: a procedure that COMMITs cannot have SET; it
 --      qualifies every name (gate/shadowing holds it).

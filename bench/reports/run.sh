@@ -9,7 +9,8 @@
 #      wrote, and the time of its search for quota counters with pending
 #      usage, timed separately after it: until session 8 a scan of every
 #      counter, now an index range on their usage_day);
-#   4. billing.usage() for a user with HEAVY records against a plain indexed sum.
+#   4. billing.usage() for a user with HEAVY records against a plain indexed sum
+#      (whole days, and noon to noon: two partial days from the records).
 # Every figure is min / median / max over ROUNDS rounds.
 #
 #   bash bench/reports/run.sh [USERS]       # default 1,000,000 users
@@ -117,6 +118,9 @@ BEGIN
 	FOR r IN 1 .. current_setting('bench.rounds')::int LOOP
 		INSERT INTO t VALUES
 			('usage()', pg_temp.ms_scalar(format('SELECT billing.usage(''heavy'', ''api_calls'', %s)', span))),
+			-- bounds at noon: two partial days read from the records (W2)
+			('usage(), noon to noon', pg_temp.ms_scalar(format('SELECT billing.usage(''heavy'', ''api_calls'', %L::timestamptz, %L::timestamptz)',
+				d - interval '365 days' + interval '12 hours', d - interval '12 hours'))),
 			('plain sum', pg_temp.ms_scalar(format('SELECT sum(quantity) FROM billing.usage_records WHERE user_id = ''heavy''
 				AND metric = ''api_calls'' AND recorded_at >= %L AND recorded_at < %L', d - interval '365 days', d)));
 	END LOOP;

@@ -70,6 +70,7 @@ CreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements)
 		int64_t cents;
 	};
 	std::deque<Lot> lots;
+	std::deque<Lot> owed;  // lots that left the id with its deleted user
 	PaymentCredit out;
 	// what of the payment's lots an invoice took
 	auto took = [&out, payment_id](const Lot &lot, int64_t cents, int64_t invoice_id) {
@@ -119,11 +120,44 @@ CreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements)
 		case CreditMovement::Kind::kTakeBack:
 			spend(m.amount_cents, m.for_payment, 0);
 			break;
+		case CreditMovement::Kind::kLeaveWithUser: {
+			// the lots move, oldest first, each keeping its owner
+			int64_t cents = m.amount_cents;
+			for (Lot &lot : lots) {
+				if (cents <= 0)
+					break;
+				int64_t take = std::min(cents, lot.cents);
+				if (take > 0)
+					owed.push_back({lot.owner, take});
+				lot.cents -= take;
+				cents -= take;
+			}
+			while (!lots.empty() && lots.front().cents == 0)
+				lots.pop_front();
+			break;
+		}
+		case CreditMovement::Kind::kOwedRefunded: {
+			int64_t cents = m.amount_cents;
+			for (bool own : {true, false})
+				for (Lot &lot : owed)
+					if (cents > 0 && (!own || lot.owner == m.for_payment)) {
+						int64_t take = std::min(cents, lot.cents);
+						lot.cents -= take;
+						cents -= take;
+					}
+			std::erase_if(owed, [](const Lot &lot) { return lot.cents <= 0; });
+			break;
+		}
 		}
 	}
 	for (const Lot &lot : lots)
 		if (lot.owner == payment_id)
 			out.unspent += lot.cents;
+	for (const Lot &lot : owed) {
+		out.owed_total += lot.cents;
+		if (lot.owner == payment_id)
+			out.owed += lot.cents;
+	}
 	return out;
 }
 
@@ -152,15 +186,16 @@ CreditForUnusedTime(int64_t credit, int64_t held, int64_t paid_net)
 RefundTakeBack
 TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allocation> &placed,
 				  const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before,
-				  const std::vector<Allocation> &paid_placed)
+				  const std::vector<Allocation> &paid_placed, int64_t payment_owed)
 {
 	RefundTakeBack out;
 	out.credit_cents = std::clamp<int64_t>(payment_credit, 0, std::min(amount, std::max<int64_t>(credit_balance, 0)));
-	out.paid_off = RefundOffInvoices(amount - out.credit_cents, placed);
+	out.owed_credit_cents = std::clamp<int64_t>(payment_owed, 0, amount - out.credit_cents);
+	out.paid_off = RefundOffInvoices(amount - out.credit_cents - out.owed_credit_cents, placed);
 	std::map<int64_t, int64_t> paid_left;  // per open invoice, after the payment's own money left
 	for (const HeldInvoice &invoice : open)
 		paid_left[invoice.id] = invoice.paid_cents;
-	int64_t taken = out.credit_cents;
+	int64_t taken = out.credit_cents + out.owed_credit_cents;
 	for (Allocation &off : out.paid_off) {
 		auto it = paid_left.find(off.invoice_id);
 		int64_t there = it == paid_left.end() ? 0 : it->second;
@@ -197,7 +232,7 @@ TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allo
 			excess -= credit;
 		}
 	}
-	int64_t left = amount - out.credit_cents;
+	int64_t left = amount - out.credit_cents - out.owed_credit_cents;
 	for (const auto *list : {&out.paid_off, &out.credit_off})
 		for (const Allocation &off : *list)
 			left -= off.amount_cents;

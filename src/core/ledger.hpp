@@ -73,14 +73,18 @@ IssuedAmounts IssueAgainstCredit(int64_t total, int64_t credit_balance);
 
 // One movement of a customer's credit balance, in ledger order.
 struct CreditMovement {
-	enum class Kind { kAdd, kSpend, kTakeBack };
+	// kLeaveWithUser: credit_to_deleted_user, the whole balance leaving the id
+	// with its deleted user (every lot, oldest first), owed to them from then
+	// on; kOwedRefunded: deleted_user_credit_refunded, a refund's take of what
+	// is owed to the deleted customer (`for_payment`'s lots first).
+	enum class Kind { kAdd, kSpend, kTakeBack, kLeaveWithUser, kOwedRefunded };
 	Kind kind = Kind::kAdd;
 	int64_t amount_cents = 0;
 	// kAdd: the payments whose money it is (what each paid toward a voided
 	// invoice, or the payment that put it into credit); the rest is nobody's
 	// (credit for unused time, credit a voided invoice had taken).
 	std::vector<std::pair<int64_t, int64_t>> owners;
-	// kTakeBack: the payment whose refund took it back.
+	// kTakeBack, kOwedRefunded: the payment whose refund took it back.
 	int64_t for_payment = 0;
 	// kSpend: the invoice that took it.
 	int64_t invoice_id = 0;
@@ -94,9 +98,15 @@ struct CreditMovement {
 // of an overpayment does not leave the customer both the money and the
 // credit, and never takes credit another payment made while that one's credit
 // was already spent; what invoices took is recorded against them.
+// A user deleted from the attached users table: their balance left the id
+// (kLeaveWithUser) lot by lot, so `owed` is what of `payment_id`'s credit is
+// still owed to the deleted customer (no refund took it back yet), and
+// `owed_total` all that is still owed to them.
 struct PaymentCredit {
 	int64_t unspent = 0;
 	std::vector<Allocation> spent_on;
+	int64_t owed = 0;
+	int64_t owed_total = 0;
 };
 PaymentCredit CreditOf(int64_t payment_id, const std::vector<CreditMovement> &movements);
 
@@ -126,6 +136,7 @@ struct HeldInvoice {
 // Everything a refund takes back besides the cash it returns.
 struct RefundTakeBack {
 	int64_t credit_cents = 0;            // off the credit balance
+	int64_t owed_credit_cents = 0;       // off what is owed to the deleted customer (credit that left the id)
 	int64_t excess_credit_cents = 0;     // the part of it the conservation bound took (not the payment's own)
 	std::vector<Allocation> paid_off;    // payment money off open invoices (they owe it again)
 	std::vector<Allocation> credit_off;  // credit off open invoices (they owe it again)
@@ -145,9 +156,17 @@ struct RefundTakeBack {
 // it is recorded against the paid invoices the payment paid (`paid_placed`,
 // newest first, net of earlier refunds), so an upgrade does not credit the
 // refunded time again (PreviewChange's `refunded_for_period`).
+//
+// A deleted user's payment (attack finding 3.2): the credit it had put into
+// the balance left the id at the deletion, owed to the deleted customer
+// (`payment_owed`: CreditOf's `owed`, never above its `owed_total`). The
+// refund pays it out as cash, so it comes off what is owed to them
+// (`owed_credit_cents`), after the payment's credit still on the balance and
+// before its money on invoices, as that credit would have: every cent of the
+// refund is accounted, and the ledger no longer says it is owed.
 RefundTakeBack TakeBackForRefund(int64_t amount, int64_t payment_credit, const std::vector<Allocation> &placed,
 								 const std::vector<HeldInvoice> &open, int64_t credit_balance, int64_t net_paid_before,
-								 const std::vector<Allocation> &paid_placed = {});
+								 const std::vector<Allocation> &paid_placed = {}, int64_t payment_owed = 0);
 
 // A refund of `amount` from a payment of `paid` (at `paid_at`) of which
 // `refunded` is already refunded: positive, at or after the payment, never

@@ -37,7 +37,11 @@ AllowsOneMore(const std::optional<int64_t> &limit, int64_t used) noexcept
 Error
 QuotaExceeded(std::string_view quota, std::string_view plan_name, int64_t limit, int64_t used, std::string_view owner)
 {
-	std::string what = quota == "participants_per_room" ? "participants in this room" : std::string(quota);
+	// singular and plural, as errmsg_plural would choose them ("allows 1 room")
+	bool one = limit == 1;
+	std::string what = quota == "participants_per_room" ? (one ? "participant in this room" : "participants in this room")
+					   : quota == "rooms"               ? (one ? "room" : "rooms")
+														: std::string(quota);
 	std::string holder = quota == "participants_per_room" ? "the room has" : "user \"" + std::string(owner) + "\" has";
 	return Error(sqlstate::kQuotaExceeded, "quota \"" + std::string(quota) + "\" exceeded",
 				 "Plan \"" + std::string(plan_name) + "\" allows " + std::to_string(limit) + " " + what + "; " + holder +

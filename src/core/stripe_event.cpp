@@ -765,6 +765,10 @@ DecideInvoice(const Event &event, const StoredInvoice &stored)
 	}
 	action.write = target ? InvoiceWrite::kUpdate : InvoiceWrite::kInsert;
 	action.invoice_id = target;
+	if (stored.invoice_id && stored.period_held_by_another) {
+		action.row.billing_reason = "manual";  // kept beside the invoice that holds the period
+		action.becomes_manual = true;
+	}
 	action.replace_lines = !event.object.lines.empty();
 	return action;
 }
@@ -913,13 +917,36 @@ RefundAwaitsPlacement(bool payment_placed_now, bool refund_has_entries)
 }
 
 Takeover
-TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended)
+TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended,
+		   bool older_than_current)
 {
 	if (!has_current)
 		return Takeover::kNone;
 	if (!current_on_stripe && same_plan && !plan_free)
 		return Takeover::kAdopt;
-	return arrives_ended ? Takeover::kNone : Takeover::kEnd;
+	if (arrives_ended)
+		return Takeover::kNone;
+	return current_on_stripe && older_than_current ? Takeover::kAside : Takeover::kEnd;
+}
+
+bool
+OlderThanCurrent(const std::optional<std::string> &arriving_customer, int64_t arriving_started,
+				 const std::optional<std::string> &current_customer, int64_t current_started)
+{
+	return arriving_customer && current_customer && *arriving_customer == *current_customer &&
+		   arriving_started < current_started;
+}
+
+SubscriptionRow
+KeptAside(SubscriptionRow row)
+{
+	row.mirror.status = "canceled";
+	row.mirror.end_reason = "plan_changed";
+	row.mirror.rule = "mirror: an older subscription delivered late is kept aside, ended at its start";
+	row.ended_at = row.started;
+	row.past_due_since.reset();
+	row.paused_at.reset();
+	return row;
 }
 
 std::optional<int64_t>
@@ -934,13 +961,14 @@ RefundedPayment(const std::vector<RefundCandidate> &candidates)
 }
 
 std::optional<Refund>
-DecideRefund(const Event &event, int64_t paid, int64_t already_refunded)
+DecideRefund(const Event &event, int64_t paid, int64_t already_refunded, std::optional<int64_t> paid_at)
 {
 	const EventObject &o = event.object;
 	int64_t total = std::min(o.amount_refunded.value_or(0), paid);
 	if (total <= already_refunded)
 		return std::nullopt;
-	return Refund{total - already_refunded, total, "stripe_refund:" + o.id.value_or("") + ":" + std::to_string(total)};
+	return Refund{total - already_refunded, total, "stripe_refund:" + o.id.value_or("") + ":" + std::to_string(total),
+				  std::max(event.created, paid_at.value_or(event.created))};
 }
 
 bool

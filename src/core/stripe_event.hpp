@@ -210,8 +210,34 @@ int64_t StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replac
 // ends it as a plan change (billing::ReplaceByStripe, the rule change_plan
 // ends a subscription by: its open invoices void, its unused paid time
 // credited).
-enum class Takeover { kNone, kAdopt, kEnd };
-Takeover TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended);
+//
+// kAside: the user's current subscription is a Stripe subscription of the
+// same customer that started after the arriving one (`older_than_current`,
+// see OlderThanCurrent): an older subscription delivered late (Stripe
+// replaced it by the current one; its creation or its last events came
+// after) replaces nothing. It is recorded aside (KeptAside) and the user
+// stays on the newer one (review D1, session 9).
+enum class Takeover { kNone, kAdopt, kEnd, kAside };
+Takeover TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended,
+					bool older_than_current = false);
+
+// Whether a Stripe subscription billing does not hold yet is older than the
+// user's current Stripe subscription: the same customer (both known), and its
+// own start (SubscriptionRow::started: start_date, else created) before the
+// current one's start (Stripe's: the glue passes the earlier of its started_at
+// and billing_anchor, its first period start as Stripe sent it, since
+// StartAfterReplaced may have started it later). A tie is not older (the
+// later delivery replaces).
+bool OlderThanCurrent(const std::optional<std::string> &arriving_customer, int64_t arriving_started,
+					  const std::optional<std::string> &current_customer, int64_t current_started);
+
+// The row of a subscription kept aside (Takeover::kAside): Stripe's data as
+// sent, but ended at its own start (canceled, end_reason plan_changed: the
+// customer moved to the newer one), so it is visible in the history yet was
+// the user's current subscription at no instant (the user keeps one current
+// subscription, and the two never overlap). Its later events find it ended
+// and change nothing (Stripe cannot bring an ended subscription back).
+SubscriptionRow KeptAside(SubscriptionRow row);
 
 // The billing user an object names itself (metadata.user_id, the checkout's
 // subscription_data.metadata.user_id, client_reference_id), in that order.
@@ -282,6 +308,12 @@ struct StoredInvoice {
 	// went back as credit) or a paid one (it holds billing's own payments) is
 	// never taken either: Stripe's is kept beside it
 	std::optional<std::string> own_invoice_status;
+	// the invoice stored under its Stripe id (invoice_id) is a first-period or
+	// renewal one, and once it takes the event's subscription and period
+	// another such invoice holds them (invoices_one_per_period): it was stored
+	// before its subscription arrived, then another Stripe invoice of that
+	// subscription and period took the period (review D2, session 9)
+	bool period_held_by_another = false;
 };
 
 // Whether billing's own invoice of the period may become this Stripe invoice:
@@ -293,7 +325,8 @@ bool SeeksOwnInvoice(const Event &event, const StoredInvoice &stored);
 // insert a new invoice, or update the stored one (invoice_id): the one stored
 // under its Stripe id, else billing's own invoice of the period. Another
 // Stripe invoice for a period whose invoice a Stripe invoice already took is
-// inserted as a manual one.
+// inserted as a manual one; so is a stored one whose period another took
+// (StoredInvoice::period_held_by_another: it becomes manual, kept beside).
 enum class InvoiceWrite { kPending, kInsert, kUpdate };
 struct InvoiceAction {
 	InvoiceWrite write = InvoiceWrite::kPending;
@@ -301,6 +334,7 @@ struct InvoiceAction {
 	std::optional<int64_t> invoice_id;  // kUpdate
 	InvoiceDecision row;
 	bool replace_lines = false;  // kUpdate: the event's lines replace the stored ones (it has some)
+	bool becomes_manual = false;  // kUpdate: billing_reason becomes manual (row.billing_reason says so)
 };
 InvoiceAction DecideInvoice(const Event &event, const StoredInvoice &stored);
 
@@ -417,12 +451,19 @@ std::optional<int64_t> RefundedPayment(const std::vector<RefundCandidate> &candi
 // record is what is not recorded yet, the total never above what was paid.
 // nullopt when nothing new. Its external id names the charge and the total
 // (stripe_refund:<charge>:<total>), so a redelivery records nothing twice.
+// Dated at the event's time, or at the refunded payment's time (`paid_at`,
+// Unix seconds) when that is later: a refund is never before its payment.
+// (A charge whose payment never arrived adopts the row a paid invoice
+// recorded under stripe_invoice:<id>, which is dated at the invoice's payment,
+// up to 86,400 s after the charge's refund event; review D3, session 9.)
 struct Refund {
 	int64_t amount = 0;  // positive; stored negative
 	int64_t total = 0;   // refunded in all once recorded
 	std::string external_id;
+	int64_t at = 0;      // Unix seconds: max(event.created, paid_at)
 };
-std::optional<Refund> DecideRefund(const Event &event, int64_t paid, int64_t already_refunded);
+std::optional<Refund> DecideRefund(const Event &event, int64_t paid, int64_t already_refunded,
+								   std::optional<int64_t> paid_at = std::nullopt);
 
 // checkout.session.completed: the user it names is linked to its customer
 // (and the customer to its subscription, when both are known); without a

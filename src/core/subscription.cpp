@@ -16,6 +16,18 @@ NotAllowed(const std::string &message, const std::string &detail, const std::str
 	return Error(sqlstate::kTransitionNotAllowed, message, detail, hint);
 }
 
+// QB010 naming the action and the from-status (SPEC §3), like Transit's
+// refusal, with what about the subscription refuses it: `action "pause" is
+// not allowed for a subscription in status "active" on a lifetime plan`.
+Error
+NotAllowedIn(Action action, Status status, const std::string &why, const std::string &detail,
+			 const std::string &hint = {})
+{
+	return NotAllowed(std::string("action \"") + ToString(action) + "\" is not allowed for a subscription in status \"" +
+						  ToString(status) + "\" " + why,
+					  detail, hint);
+}
+
 // Every operation on a stored subscription starts here.
 void
 RequireCurrent(const Subscription &sub, Action action, Micros at)
@@ -216,7 +228,8 @@ StartTrial(const std::string &user_id, const Plan &plan, Micros at, bool trial_a
 		throw InvalidParameter("plan \"" + plan.code + "\" has no trial",
 							   "Only plans with trial days greater than zero offer a trial.");
 	if (!trial_available)
-		throw NotAllowed("trial already used", "User \"" + user_id + "\" has already had a trial of this plan's tier.",
+		throw NotAllowed("action \"start_trial\" is not allowed for user \"" + user_id + "\" in trial status \"used\"",
+						 "User \"" + user_id + "\" has already had a trial of plan \"" + plan.code + "\"'s tier.",
 						 "Subscribe without a trial: billing.subscribe(user_id, plan_code, with_trial => false).");
 	return Subscribe(user_id, plan, at, true, true);
 }
@@ -421,8 +434,8 @@ Cancel(const Subscription &sub, bool at_period_end, Micros at)
 	RequireCurrent(sub, action, at);
 	RequireManagedByBilling(sub, action);
 	if (PlainFree(sub))
-		throw NotAllowed("a free subscription cannot be canceled",
-						 "Subscription " + std::to_string(sub.id) + " is on a free plan.");
+		throw NotAllowedIn(action, sub.status, "on a free plan",
+						   "Subscription " + std::to_string(sub.id) + " is on a free plan: there is nothing to cancel.");
 	const Transition &t = Transit(sub.status, action);
 	if (!at_period_end)
 		return [&] {
@@ -432,8 +445,8 @@ Cancel(const Subscription &sub, bool at_period_end, Micros at)
 			return EndAndFallBack(ended, t.to, at, "canceled", action);
 		}();
 	if (!sub.period_end)
-		throw NotAllowed("subscription has no period end to cancel at",
-						 "Subscription " + std::to_string(sub.id) + " has no period end.",
+		throw NotAllowedIn(action, sub.status, "without a period end",
+						   "Subscription " + std::to_string(sub.id) + " is on a lifetime plan: it has no period end to cancel at.",
 						 "Cancel it now with billing.cancel(id, at_period_end => false).");
 	Outcome out;
 	out.updated = sub;
@@ -453,7 +466,7 @@ Reactivate(const Subscription &sub, Micros at)
 	RequireManagedByBilling(sub, Action::kReactivate);
 	const Transition &t = Transit(sub.status, Action::kReactivate);
 	if (!sub.period_end || *sub.period_end <= at)
-		throw NotAllowed("subscription period has already ended",
+		throw NotAllowedIn(Action::kReactivate, sub.status, "whose period has ended",
 						 "Subscription " + std::to_string(sub.id) + " was canceled and its period is over.",
 						 "Start a new subscription with billing.subscribe().");
 	Outcome out;
@@ -475,8 +488,9 @@ Pause(const Subscription &sub, Micros at)
 	RequireManagedByBilling(sub, Action::kPause);
 	const Transition &t = Transit(sub.status, Action::kPause);
 	if (!sub.period_end)
-		throw NotAllowed("a subscription without billing periods cannot be paused",
-						 "Subscription " + std::to_string(sub.id) + " has no period end.");
+		throw NotAllowedIn(Action::kPause, sub.status, "without billing periods",
+						   "Subscription " + std::to_string(sub.id) + " is on a " +
+							   (sub.price_cents == 0 ? "free" : "lifetime") + " plan: it has no period to pause.");
 	Outcome out;
 	out.updated = sub;
 	out.updated.status = t.to;
@@ -617,15 +631,21 @@ PreviewChange(const Subscription &sub, const Plan &from, const Plan &to, Micros 
 		return none;
 	}
 	if (!sub.period_end || sub.price_cents == 0) {
-		// Nothing unused to credit (free or lifetime): the new plan starts now.
+		// No period to prorate (free or lifetime): the new plan starts now.
+		// A paid lifetime plan never uses up what was paid for it, so an
+		// upgrade credits all of it (less refunds), as an upgrade credits
+		// the unused time of a period; free credits nothing.
 		ProrationResult r;
 		r.period_kept = false;
 		r.new_period_start = at;
 		r.new_anchor = at;
 		if (to.interval != Interval::kLifetime)
 			r.new_period_end = AddPeriods(at, to.interval, 1);
+		int64_t credit = sub.period_end ? 0 : PaidForPeriod(sub, period_paid, refunded_for_period);
+		if (credit > 0)
+			r.lines.push_back({"Paid for " + from.name, -credit});
 		r.lines.push_back(PeriodLine(to.name, to.price_cents, at, r.new_period_end));
-		r.amount_due_cents = to.price_cents;
+		r.amount_due_cents = to.price_cents - credit;  // both within the payment bound
 		return r;
 	}
 	// Only time that was paid for, and not refunded, is credited.
@@ -678,15 +698,17 @@ ChangePlan(const Subscription &sub, const Plan &from, const Plan &to, Micros at,
 	RequireManagedByBilling(sub, action);
 	const Transition &t = Transit(sub.status, action);
 	if (sub.status == Status::kTrialing && sub.trial_end && *sub.trial_end <= at)
-		throw NotAllowed("the trial has ended", 
+		throw NotAllowedIn(action, sub.status, "whose trial has ended",
 						 "Subscription " + std::to_string(sub.id) + "'s trial ended at " + FormatTimestamp(*sub.trial_end) + ".",
 						 "Run billing.run_maintenance() to end it, then subscribe to a plan.");
 	Outcome out;
 	out.action = action;
 	if (!upgrade) {
 		if (!sub.period_end)
-			throw NotAllowed("subscription has no period end to schedule the change at",
-							 "Subscription " + std::to_string(sub.id) + " has no billing periods.");
+			throw NotAllowedIn(action, sub.status, "without a period end",
+							   "Subscription " + std::to_string(sub.id) +
+								   " is on a lifetime plan: it has no period end to schedule the change at.",
+							   "Only an upgrade (or billing.cancel(id, at_period_end => false)) leaves a lifetime plan.");
 		out.updated = sub;
 		out.updated.status = t.to;
 		out.updated.scheduled_plan_id = to.id;

@@ -41,9 +41,33 @@ TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
 // by locking the user's row in billing.user_locks (made on first use). ON
 // CONFLICT ... WHERE false locks the existing row without updating it; a row
 // lock takes no entry in the shared lock table, whatever the number of users.
+// The library is shared by every version's SQL: between installing a new
+// package and ALTER EXTENSION billing UPDATE, an older database lacks the
+// objects this library's lifecycle and maintenance use (billing.user_locks
+// is 0.3.0's), and they failed with 42P01 / 42883, saying nothing of why.
+// One clear error instead. Two syscache lookups (hash probes, kept fresh by
+// PostgreSQL's invalidations), so nothing to cache; skipped while the
+// extension's own script runs (CREATE or ALTER EXTENSION).
+void
+RequireUpdatedExtension()
+{
+	bool current = true;
+	PgCall([&] {
+		if (creating_extension)
+			return;
+		Oid schema = get_namespace_oid("billing", true);
+		current = OidIsValid(schema) && OidIsValid(get_relname_relid("user_locks", schema));
+	});
+	if (!current)
+		throw Error(sqlstate::kObjectNotInPrerequisiteState, "billing library 0.3.0 needs the extension updated",
+					"This database's billing extension is older than the installed library (0.3.0).",
+					"Run ALTER EXTENSION billing UPDATE in this database.");
+}
+
 void
 LockUser(Spi &spi, const std::string &user_id)
 {
+	RequireUpdatedExtension();
 	spi.Execute("INSERT INTO billing.user_locks AS l (user_id) VALUES ($1)"
 				" ON CONFLICT (user_id) DO UPDATE SET user_id = l.user_id WHERE false",
 				{SqlArg::Text(user_id)});
@@ -764,6 +788,7 @@ CatchUp(Spi &spi, Subscription sub, Micros at, Micros grace, std::map<std::strin
 void
 LockUserForChange(Spi &spi, const std::string &user_id)
 {
+	RequireUpdatedExtension();
 	if (spi.Execute("UPDATE billing.user_locks l SET updated_at = pg_catalog.now()"
 					" WHERE l.user_id OPERATOR(pg_catalog.=) $1",
 					{SqlArg::Text(user_id)}) == 0)
@@ -780,6 +805,7 @@ LockUserForChange(Spi &spi, const std::string &user_id)
 std::string
 LockUserOfSubscriptionForChange(Spi &spi, int64_t id)
 {
+	RequireUpdatedExtension();
 	auto rows = spi.Query("UPDATE billing.user_locks l SET updated_at = pg_catalog.now() FROM billing.subscriptions s"
 						  " WHERE s.id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL"
 						  " AND l.user_id OPERATOR(pg_catalog.=) s.user_id RETURNING l.user_id",
@@ -1998,6 +2024,43 @@ PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status, const std::v
 	return placed;
 }
 
+// How far maintenance has run (the latest ran_to), for a refund that may
+// reopen an invoice (CreditLineTakenBack's maintained_to), ordered with every
+// maintenance run (attack finding 3.3): a run records its point when it
+// starts, which takes ROW EXCLUSIVE on billing.maintenance_runs until it
+// commits; this SHARE lock waits for every run in progress to commit (runs
+// stay compatible with each other, refunds too), and a run starting after it
+// waits for this refund. In READ COMMITTED the read after the lock sees the
+// committed runs. Under REPEATABLE READ or SERIALIZABLE the transaction's
+// snapshot may predate a run that committed since: the same read with the
+// newest snapshot says so, and the refund fails with 40001 rather than date
+// the invoice before a point a committed run passed. Only a refund that
+// reopens an invoice gets here (one lock, two index probes).
+std::optional<Micros>
+MaintainedTo(Spi &spi)
+{
+	static const char *const ran_to = "SELECT billing._micros(pg_catalog.max(r.ran_to)) FROM billing.maintenance_runs r"
+									  " WHERE r.deleted_at IS NULL";
+	spi.Execute("LOCK TABLE billing.maintenance_runs IN SHARE MODE");
+	std::optional<Micros> seen = spi.Query(ran_to).at(0).int64(0);
+	if (!IsolationUsesXactSnapshot())
+		return seen;
+	PgCall([] { PushActiveSnapshot(GetLatestSnapshot()); });
+	std::optional<Micros> newest;
+	{
+		Spi latest(Spi::Access::kReadOnly);  // its query runs on the active snapshot
+		newest = latest.Query(ran_to).at(0).int64(0);
+		latest.Finish();
+	}
+	PgCall([] { PopActiveSnapshot(); });
+	if (newest != seen)
+		throw Error("40001", "could not serialize access due to a concurrent maintenance run",
+					"A maintenance run committed after this transaction's snapshot; the refund reopens an invoice "
+					"due after how far maintenance has run.",
+					"Retry the transaction.");
+	return seen;
+}
+
 // What a refund takes back besides the cash (billing::TakeBackForRefund),
 // written as ledger entries on the refund: the one home of the refund rule
 // for billing.refund and Stripe's charge.refunded. Called with the user's
@@ -2027,7 +2090,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 "SELECT e.id, e.kind, e.amount_cents, e.payment_id, r.refund_of, o.payment_id, o.net, e.invoice_id"
 			 " FROM billing.ledger_entries e"
 			 " LEFT JOIN billing.payments r ON r.id OPERATOR(pg_catalog.=) e.payment_id"
-			 "   AND e.kind OPERATOR(pg_catalog.=) 'credit_refunded'"
+			 "   AND e.kind OPERATOR(pg_catalog.=) ANY ('{credit_refunded,deleted_user_credit_refunded}'::pg_catalog.text[])"
 			 " LEFT JOIN LATERAL (SELECT COALESCE(b.refund_of, f.payment_id) AS payment_id,"
 			 "     pg_catalog.sum(CASE WHEN f.kind OPERATOR(pg_catalog.=) 'payment_to_invoice' THEN f.amount_cents"
 			 "       ELSE OPERATOR(pg_catalog.-) f.amount_cents END)::pg_catalog.int8 AS net"
@@ -2039,7 +2102,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			 " WHERE e.user_id OPERATOR(pg_catalog.=) $1 AND e.currency OPERATOR(pg_catalog.=) $2 AND e.deleted_at IS NULL"
 			 " AND e.kind OPERATOR(pg_catalog.=) ANY"
 			 "   ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded,"
-			 "credit_to_deleted_user}'::pg_catalog.text[])"
+			 "credit_to_deleted_user,deleted_user_credit_refunded}'::pg_catalog.text[])"
 			 " ORDER BY e.id, o.payment_id",
 			 {SqlArg::Text(user_id), SqlArg::Text(currency)})) {
 		int64_t entry = r.int64_required(0);
@@ -2058,7 +2121,10 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 			m.kind = CreditMovement::Kind::kTakeBack;
 			m.for_payment = r.int64(4).value_or(0);
 		} else if (kind == "credit_to_deleted_user") {
-			m.kind = CreditMovement::Kind::kTakeBack;  // the whole balance: every lot
+			m.kind = CreditMovement::Kind::kLeaveWithUser;  // the whole balance: every lot, owed to them
+		} else if (kind == "deleted_user_credit_refunded") {
+			m.kind = CreditMovement::Kind::kOwedRefunded;
+			m.for_payment = r.int64(4).value_or(0);
 		} else if (kind == "payment_to_credit")
 			m.owners.emplace_back(r.int64_required(3), m.amount_cents);
 		else if (!r.is_null(5))
@@ -2085,8 +2151,12 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// The paid invoices the payment paid, with its money or its credit,
 	// newest first, net of what earlier refunds of it were recorded against.
 	std::vector<Allocation> paid_placed = PaymentOnInvoices(spi, payment_id, "paid", credit.spent_on);
+	// A deleted user's payment: its credit left the id with them and is owed
+	// to them (credit_to_deleted_user); the core takes the refund's credit
+	// part from there (attack finding 3.2).
 	RefundTakeBack back = TakeBackForRefund(amount, payment_credit, placed, open, credit_balance,
-											net.at(0).int64_required(0) + amount, paid_placed);
+											net.at(0).int64_required(0) + amount, paid_placed,
+											std::min(credit.owed, credit.owed_total));
 	// A period refunded after an upgrade already credited its unused time:
 	// that credit line comes down to what the upgrade would have credited had
 	// the refund come first (UpgradeCreditTakenBack), on an invoice still
@@ -2145,6 +2215,9 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 		of_periods += line.bound_took;
 	}
 	LedgerEntry(spi, user_id, currency, "credit_refunded", back.credit_cents - of_periods, refund_id, std::nullopt, at);
+	// paid back as this refund's cash: owed to the deleted customer no more
+	LedgerEntry(spi, user_id, currency, "deleted_user_credit_refunded", back.owed_credit_cents, refund_id, std::nullopt,
+				at);
 	for (const UpgradedLine &line : lines)
 		LedgerEntry(spi, user_id, currency, "credit_refunded", line.bound_took, refund_id, line.period_invoice_id, at);
 	// What leaves an open invoice is owed again.
@@ -2169,10 +2242,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// how far maintenance has run: a reopened invoice falls due after it
 	std::optional<Micros> maintained_to;
 	if (!lines.empty())
-		maintained_to = spi.Query("SELECT billing._micros(pg_catalog.max(r.ran_to)) FROM billing.maintenance_runs r"
-								  " WHERE r.deleted_at IS NULL")
-							.at(0)
-							.int64(0);
+		maintained_to = MaintainedTo(spi);
 	for (const UpgradedLine &line : lines) {
 		Subscription ended = LoadSubscription(spi, line.ended_id, false);
 		int64_t invoice_id = line.invoice_id;
@@ -2277,6 +2347,7 @@ BILLING_FUNCTION(billing_refund)
 
 BILLING_FUNCTION(billing_run_maintenance)
 {
+	RequireUpdatedExtension();
 	ResultSet result(fcinfo);
 	Micros at = TimeArgRequired(fcinfo, 0, "at");
 	std::optional<int64_t> batch;
@@ -2286,8 +2357,20 @@ BILLING_FUNCTION(billing_run_maintenance)
 			throw InvalidParameter("batch size must be positive");
 	}
 	Spi spi;
-	Micros grace = PastDueGrace(spi);
 	SqlArg at_arg = SqlArg::Timestamp(ToPgTime(at));
+	// How far maintenance runs, recorded first (every call, each batch of
+	// run_maintenance_batches included): its INSERT takes ROW EXCLUSIVE on
+	// billing.maintenance_runs until this run commits, which a refund that
+	// reopens an invoice waits for (SHARE, MaintainedTo) before it reads
+	// ran_to, and it waits for such a refund in progress. So the reopened
+	// invoice falls due after this run's `at`, or this run sees it
+	// (attack finding 3.3: a run in progress was invisible to the refund).
+	// Runs do not wait on each other (ROW EXCLUSIVE is self-compatible).
+	spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
+				" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
+				" AND r.deleted_at IS NULL)",
+				{at_arg});
+	Micros grace = PastDueGrace(spi);
 	std::map<std::string, int64_t> counts;
 	std::map<int64_t, billing::Plan> plans;  // read once per call
 	int64_t left = batch.value_or(INT64_MAX);
@@ -2324,13 +2407,6 @@ BILLING_FUNCTION(billing_run_maintenance)
 	}
 	// Notifications and the usage rollup once the due backlog is done: a run in
 	// batches (run_maintenance_batches) does them in its last batch, not in each.
-	// So is the record of how far maintenance has run (a refund dated back
-	// reopens an invoice due after it: CreditLineTakenBack's maintained_to).
-	if (left > 0)
-		spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
-					" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
-					" AND r.deleted_at IS NULL)",
-					{at_arg});
 	if (left <= 0) {
 		for (const auto &[name, count] : counts)
 			if (count > 0)
@@ -2361,13 +2437,21 @@ BILLING_FUNCTION(billing_run_maintenance)
 	return (Datum) 0;
 }
 
+// billing._valid_user_id(user_id): the core's one user id rule for the SQL
+// routes (record_usage, attach_users' backfill); returns the id.
+BILLING_FUNCTION(billing_valid_user_id)
+{
+	RequireUserId(TextArgRequired(fcinfo, 0, "user_id"));
+	return PG_GETARG_DATUM(0);  // the argument as given (no detoasting)
+}
+
 // billing.credit_balance(user_id, currency): see CreditBalance.
 BILLING_FUNCTION(billing_credit_balance)
 {
 	std::string user_id = TextArgRequired(fcinfo, 0, "user_id");
-	std::string currency = TextArgRequired(fcinfo, 1, "currency");
-	std::transform(currency.begin(), currency.end(), currency.begin(),
-				   [](unsigned char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : static_cast<char>(c); });
+	// the one currency check (core/money): 22023 for an unknown code, so a
+	// typo is an error and not a balance of 0
+	std::string currency = NormalizeCurrency(TextArgRequired(fcinfo, 1, "currency"));
 	Spi spi(Spi::Access::kReadOnly);  // declared STABLE
 	int64_t balance = CreditBalance(spi, user_id, currency);
 	spi.Finish();

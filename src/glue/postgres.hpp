@@ -51,6 +51,7 @@ extern "C" {
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "catalog/namespace.h"
+#include "commands/extension.h"
 #include "catalog/partition.h"
 #include "catalog/pg_operator.h"
 #include "commands/event_trigger.h"

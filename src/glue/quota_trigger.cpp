@@ -17,6 +17,7 @@
 
 #include "core/error.hpp"
 #include "core/quota.hpp"
+#include "core/subscription.hpp"
 
 #include <charconv>
 #include <optional>
@@ -845,6 +846,11 @@ BILLING_FUNCTION(billing_user_inserted)
 			return result;
 		}
 	}
+	// a new (or renamed-to) user's id obeys the user id rule every route
+	// checks (22023: a user billing could not sell a plan to is refused, not
+	// put on Free)
+	if (!deleted)
+		billing::RequireUserId(user);
 	AsBillingOwner(CountersOwner(), [&] {
 		Spi spi;
 		if (deleted)

@@ -223,6 +223,7 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	}
 	if (!linked)
 		LinkCustomer(spi, o.customer, user_id);
+	bool aside = false;  // stripe::Takeover::kAside: recorded ended (stripe::KeptAside)
 	if (!id) {
 		// the user's lock before the current subscription's, as billing's own operations take them
 		LockUser(spi, user_id);
@@ -232,15 +233,26 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 							(arrives ? std::min(arrives->started, event.created) : event.created) * kMicrosPerSecond);
 		SetChangeAt(event.created * kMicrosPerSecond);  // a catch-up's PersistOutcome cleared it
 		auto current = spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
-								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL "
+								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL, "
+								 "s.stripe_customer_id, EXTRACT(epoch FROM LEAST(s.started_at, s.billing_anchor))::pg_catalog.int8 "
 								 "FROM billing.subscriptions s "
 								 "WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL "
 								 "FOR UPDATE",
 								 {SqlArg::Text(user_id), SqlArg::Int64(plan.id)});
+		// an older Stripe subscription of the customer delivered late replaces nothing
+		// (stripe::OlderThanCurrent); the current one's own start: a Stripe subscription's
+		// billing_anchor is Stripe's first period start, its started_at may be later
+		// (stripe::StartAfterReplaced)
+		bool older = arrives && !current.empty() &&
+					 stripe::OlderThanCurrent(o.customer, arrives->started, current.at(0).text(4),
+											  current.at(0).int64_required(5));
 		switch (stripe::TakeoverOf(!current.empty(), !current.empty() && current.at(0).boolean(3),
 								   !current.empty() && current.at(0).boolean(1), plan.free,
-								   !arrives || arrives->ended_at.has_value())) {
+								   !arrives || arrives->ended_at.has_value(), older)) {
 		case stripe::Takeover::kNone:
+			break;
+		case stripe::Takeover::kAside:
+			aside = true;
 			break;
 		case stripe::Takeover::kAdopt:
 			id = current.at(0).int64_required(0);
@@ -259,6 +271,8 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	auto row = stripe::DecideSubscriptionRow(event, started);
 	if (!row)
 		return "unknown stripe subscription status \"" + o.status.value_or("") + "\"";
+	if (aside)
+		row = stripe::KeptAside(*row);
 	const stripe::SubscriptionMirror &m = row->mirror;
 	std::vector<SqlArg> args{SqlArg::Int64(plan.id),
 							 SqlArg::Text(m.status),
@@ -311,7 +325,7 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 		AuditedScope audited("subscriptions");
 		spi.Query(update, args);
 	}
-	if (row->ended_at)
+	if (row->ended_at && !aside)  // (kept aside: the user stays on the newer one)
 		spi.Execute("SELECT billing._start_free($1, $2)", {SqlArg::Text(user_id), EventTime(row->ended_at)});
 	if (event.type == "customer.subscription.trial_will_end")
 		spi.Execute("SELECT billing._notify(s.user_id, s.id, 'trial_will_end', $3, $2) FROM billing.subscriptions s "
@@ -437,11 +451,22 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 	stored.subscription_id = users.subscription_id;
 	stored.user_id = stripe::UserOf(o, users.candidates);
 	if (stored.user_id) {
-		auto found = spi.Query("SELECT i.id FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1 "
-							   "FOR UPDATE",
-							   {SqlArg::Text(o.id)});
-		if (!found.empty())
+		// (and whether another first-period or renewal invoice holds the
+		// subscription and period this one takes: StoredInvoice::period_held_by_another)
+		auto found = spi.Query("SELECT i.id, i.billing_reason OPERATOR(pg_catalog.=) ANY (ARRAY['subscription_create', "
+							   "'subscription_cycle']) AND i.deleted_at IS NULL AND EXISTS (SELECT FROM billing.invoices h "
+							   "WHERE h.id OPERATOR(pg_catalog.<>) i.id "
+							   "AND h.subscription_id OPERATOR(pg_catalog.=) COALESCE(i.subscription_id, $2) "
+							   "AND h.period_start OPERATOR(pg_catalog.=) COALESCE($3, i.period_start) "
+							   "AND h.billing_reason OPERATOR(pg_catalog.=) ANY (ARRAY['subscription_create', 'subscription_cycle']) "
+							   "AND h.deleted_at IS NULL) "
+							   "FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF i",
+							   {SqlArg::Text(o.id), SqlArg::Int64(stored.subscription_id),
+								EventTime(stripe::DecideInvoice(event).period_start)});
+		if (!found.empty()) {
 			stored.invoice_id = found.at(0).int64_required(0);
+			stored.period_held_by_another = found.at(0).boolean(1);
+		}
 		if (stripe::SeeksOwnInvoice(event, stored)) {
 			// billing's own invoice for this period (one per period: invoices_one_per_period)
 			auto own = spi.Query("SELECT i.id, i.stripe_invoice_id IS NOT NULL, i.status::pg_catalog.text "
@@ -491,14 +516,16 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 					"total_cents = COALESCE($8, x.total_cents), "
 					"amount_paid_cents = COALESCE($9, x.amount_paid_cents), "
 					"amount_due_cents = COALESCE($10, x.amount_due_cents), lines = COALESCE($11, x.lines), "
-					"paid_at = CASE WHEN $12 THEN COALESCE(x.paid_at, $13) END, stripe_invoice_id = $14 "
+					"paid_at = CASE WHEN $12 THEN COALESCE(x.paid_at, $13) END, stripe_invoice_id = $14, "
+					"billing_reason = CASE WHEN $15 THEN 'manual' ELSE x.billing_reason END "
 					"WHERE x.id OPERATOR(pg_catalog.=) $1",
 					{SqlArg::Int64(invoice_id), SqlArg::Int64(stored.subscription_id), SqlArg::Text(row.status),
 					 SqlArg::Text(row.currency), EventTime(row.period_start), EventTime(row.period_end),
 					 SqlArg::Int64(row.subtotal), SqlArg::Int64(row.total), SqlArg::Int64(row.amount_paid),
 					 SqlArg::Int64(row.amount_due),
 					 action.replace_lines ? SqlArg::Jsonb(row.lines) : SqlArg::Null(JSONBOID),
-					 SqlArg::Bool(row.status == "paid"), EventTime(row.paid_at), SqlArg::Text(o.id)});
+					 SqlArg::Bool(row.status == "paid"), EventTime(row.paid_at), SqlArg::Text(o.id),
+					 SqlArg::Bool(action.becomes_manual)});
 	}
 
 	auto payment = stripe::InvoicePayment(event, row);
@@ -644,7 +671,8 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 	}
 	// The user's lock before the payment's, as billing.refund takes them.
 	LockUser(spi, user_id);
-	auto original = spi.Query("SELECT p.amount_cents, p.stripe_charge_id IS NULL FROM billing.payments p "
+	auto original = spi.Query("SELECT p.amount_cents, p.stripe_charge_id IS NULL, "
+							  "pg_catalog.ceil(EXTRACT(epoch FROM p.paid_at))::pg_catalog.int8 FROM billing.payments p "
 							  "WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
 							  {SqlArg::Int64(*payment_id)});
 	if (original.at(0).boolean(1))
@@ -656,7 +684,9 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 							  "FROM billing.payments r WHERE r.refund_of OPERATOR(pg_catalog.=) $1 "
 							  "AND r.status OPERATOR(pg_catalog.=) 'succeeded' AND r.deleted_at IS NULL",
 							  {SqlArg::Int64(*payment_id)});
-	auto refund = stripe::DecideRefund(event, original.at(0).int64_required(0), refunded.at(0).int64_required(0));
+	// dated at or after the payment it refunds (stripe::DecideRefund)
+	auto refund = stripe::DecideRefund(event, original.at(0).int64_required(0), refunded.at(0).int64_required(0),
+									   original.at(0).int64(2));
 	if (!refund)
 		return std::nullopt;
 	auto inserted =
@@ -666,11 +696,11 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 				  "FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 "
 				  "ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING id",
 				  {SqlArg::Int64(*payment_id), SqlArg::Int64(-refund->amount), SqlArg::Text(refund->external_id),
-				   SqlArg::Text(o.payment_intent), SqlArg::Text(o.id), EventTime(event.created)});
+				   SqlArg::Text(o.payment_intent), SqlArg::Text(o.id), EventTime(refund->at)});
 	// the same take-back as billing.refund: one rule for both routes
 	if (!inserted.empty())
 		TakeBackForRefundOf(spi, *payment_id, inserted[0].int64_required(0), user_id, currency, refund->amount,
-							event.created * kMicrosPerSecond);
+							refund->at * kMicrosPerSecond);
 	return std::nullopt;
 }
 

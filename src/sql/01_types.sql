@@ -14,7 +14,7 @@ CREATE FUNCTION billing._required(value anyelement, name text) RETURNS anyelemen
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF value IS NULL OR name IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
+		RAISE EXCEPTION 'argument "%" must not be null', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	RETURN value;
 END
@@ -23,11 +23,12 @@ CREATE FUNCTION billing._valid_time(value timestamptz, name text) RETURNS timest
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF value IS NULL OR name IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
+		RAISE EXCEPTION 'argument "%" must not be null', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	-- (timestamptz literals with an explicit offset: the same in every time zone)
 	IF NOT (value OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND value OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
-		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999 (UTC)', name USING ERRCODE = '22008';
+		RAISE EXCEPTION 'argument "%" is out of range', name USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('The timestamp %s is outside the years 0001 to 9999 (UTC) that billing supports.', value);
 	END IF;
 	RETURN value;
 END

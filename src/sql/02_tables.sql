@@ -216,12 +216,16 @@ CREATE TABLE billing.ledger_entries (
 	-- for that period's unused time came down by (owed again);
 	-- credit_to_deleted_user: the credit balance of a user deleted from the
 	-- attached users table, taken off the id (whoever takes the id next starts
-	-- at 0) and owed to the deleted customer: a DBA finds it here
+	-- at 0) and owed to the deleted customer: a DBA finds it here;
+	-- deleted_user_credit_refunded: what a refund of the deleted customer's
+	-- payment took back of that (paid back as the refund's cash, owed no
+	-- more; payment_id: the refund): what is owed is credit_to_deleted_user
+	-- less these, per user and currency; neither is in the id's balance
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
 									   'proration_credit', 'void_to_credit', 'credit_refunded',
 									   'refund_from_invoice', 'refund_credit_from_invoice',
 									   'refund_of_paid_invoice', 'refund_credit_line_from_invoice',
-									   'credit_to_deleted_user')),
+									   'credit_to_deleted_user', 'deleted_user_credit_refunded')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),

@@ -184,6 +184,12 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	ON CONFLICT (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL DO NOTHING
 $$;
 
+-- Internal: the core's one user id rule (not empty, at most 255 bytes, 22023
+-- otherwise), for the SQL routes that take a user id (record_usage,
+-- attach_users' backfill); returns the id.
+CREATE FUNCTION billing._valid_user_id(user_id text) RETURNS text
+LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'billing_valid_user_id';
+
 -- Internal: Free subscriptions for the given users that have no current one.
 CREATE FUNCTION billing._start_free_many(user_ids text[], at timestamptz) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -191,6 +197,8 @@ DECLARE
 	started bigint;
 BEGIN
 	PERFORM billing._required(user_ids, 'user_ids'), billing._valid_time(at, 'at');
+	-- the one user id rule (22023 over 255 bytes), as every route checks it
+	PERFORM billing._valid_user_id(u.id) FROM pg_catalog.unnest(user_ids) AS u(id) WHERE u.id OPERATOR(pg_catalog.<>) '';
 	INSERT INTO billing.subscriptions
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at

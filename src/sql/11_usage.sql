@@ -91,12 +91,18 @@ DECLARE
 	new_id bigint;
 BEGIN
 	-- Parameters share the columns' names; in SQL, a bare name is the column.
-	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
-		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
+	-- (each NULL argument named, as billing._required names it)
+	IF user_id IS NULL THEN
+		RAISE EXCEPTION 'argument "user_id" must not be null' USING ERRCODE = '22004';
+	ELSIF metric IS NULL THEN
+		RAISE EXCEPTION 'argument "metric" must not be null' USING ERRCODE = '22004';
+	ELSIF quantity IS NULL THEN
+		RAISE EXCEPTION 'argument "quantity" must not be null' USING ERRCODE = '22004';
+	ELSIF at IS NULL THEN
+		RAISE EXCEPTION 'argument "at" must not be null' USING ERRCODE = '22004';
 	END IF;
-	IF user_id OPERATOR(pg_catalog.=) '' THEN
-		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
-	END IF;
+	-- the one user id rule (empty or over 255 bytes: 22023), as every route checks it
+	PERFORM billing._valid_user_id($1);
 	IF metric OPERATOR(pg_catalog.!~) '^[a-z][a-z0-9_.]*$' THEN
 		RAISE EXCEPTION 'invalid metric name "%"', metric
 			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
@@ -112,12 +118,13 @@ BEGIN
 			DETAIL = pg_catalog.format('Quantity given: %s; at most 10^12 per record.', quantity);
 	END IF;
 	-- (they are indexed: a longer value could not be stored, 54000)
-	IF pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 1000 OR pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
-		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
-			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
+	IF pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
+		RAISE EXCEPTION 'metric or idempotency key too long' USING ERRCODE = '22023',
+			DETAIL = 'Idempotency keys have at most 1000 bytes, metric names 200.';
 	END IF;
 	IF NOT (at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND at OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
-		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
+		RAISE EXCEPTION 'argument "at" is out of range' USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('The timestamp %s is outside the years 0001 to 9999 (UTC) that billing supports.', at);
 	END IF;
 	IF $5 IS NOT NULL THEN
 		-- The key first: a second call with it waits here for the first to
@@ -404,6 +411,10 @@ DECLARE
 	dropped bigint := 0;
 	retention interval := billing._setting('usage_record_retention')::interval;
 	cutoff timestamptz;
+	-- the first UTC day from which on no record was dropped (usage() refuses
+	-- a partial day before it: billing._usage_span)
+	kept_from date;
+	last_gone timestamptz;
 	r record;
 BEGIN
 	PERFORM billing._required(at, 'at');
@@ -447,13 +458,26 @@ BEGIN
 			DELETE FROM billing.usage_keys k WHERE k.recorded_at OPERATOR(pg_catalog.>=) r.lo AND k.recorded_at OPERATOR(pg_catalog.<) r.hi;
 			EXECUTE pg_catalog.format('DROP TABLE billing.%I', r.relname);
 			dropped := dropped OPERATOR(pg_catalog.+) 1;
+			kept_from := GREATEST(kept_from, (r.hi AT TIME ZONE 'UTC')::pg_catalog.date);
 		END LOOP;
 		-- records of months without a partition: one by one
 		WITH gone AS (
 			DELETE FROM ONLY billing.usage_records_default d
 			 WHERE d.recorded_at OPERATOR(pg_catalog.<) cutoff AND NOT EXISTS (SELECT FROM billing.usage_pending p WHERE p.record_id OPERATOR(pg_catalog.=) d.id)
-			RETURNING d.id)
-		DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id OPERATOR(pg_catalog.=) g.id;
+			RETURNING d.id, d.recorded_at),
+		keys AS (
+			DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id OPERATOR(pg_catalog.=) g.id)
+		SELECT pg_catalog.max(g.recorded_at) INTO last_gone FROM gone g;
+		kept_from := GREATEST(kept_from, (last_gone AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.+) 1);
+		IF kept_from IS NOT NULL THEN
+			-- kept as an ISO date (YYYY-MM-DD, whatever the DateStyle), never moved back
+			INSERT INTO billing.settings AS s (key, value)
+			VALUES ('_usage_records_dropped_before', pg_catalog.to_char(kept_from, 'YYYY-MM-DD'))
+			ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE
+			   SET value = pg_catalog.to_char(GREATEST(s.value::pg_catalog.date, EXCLUDED.value::pg_catalog.date), 'YYYY-MM-DD'),
+				   deleted_at = NULL
+			 WHERE s.value::pg_catalog.date OPERATOR(pg_catalog.<) EXCLUDED.value::pg_catalog.date OR s.deleted_at IS NOT NULL;
+		END IF;
 	END IF;
 	IF created OPERATOR(pg_catalog.>) 0 THEN
 		action := 'usage_partitions_created';
@@ -473,28 +497,78 @@ BEGIN
 END
 $$;
 
--- Exact usage for whole UTC days: from's day (inclusive) to to's day
--- (exclusive). Rolled-up days, the records not rolled up yet, and the quota
--- triggers' counts; every part is an index range (no cast of a column).
+-- Internal: the core's split of [from, to) into whole UTC days and the
+-- partial days at its edges (src/core/usage.hpp, SplitUsageSpan), refused
+-- (22023) when a partial day cannot be answered exactly: a metric the quota
+-- triggers count per day only, or a day whose records retention dropped
+-- (the setting _usage_records_dropped_before that billing._usage_partitions
+-- keeps). NULL head/tail: no partial day there.
+CREATE FUNCTION billing._usage_span(from_time timestamptz, to_time timestamptz, metric text,
+									OUT whole_from timestamptz, OUT whole_to timestamptz,
+									OUT head_from timestamptz, OUT head_to timestamptz,
+									OUT tail_from timestamptz, OUT tail_to timestamptz)
+LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_usage_span';
+
+-- Internal: the usage records of the partial days of a usage() period (the
+-- head [head_from, head_to) and the tail [tail_from, tail_to), either NULL
+-- when there is none), as they are now: a soft-deleted record is not
+-- counted. Each an index range on the (user_id, metric, recorded_at) index
+-- of the day's partition. PL/pgSQL, so that usage() of whole days does not
+-- plan these statements at all, and the session keeps their plans.
+CREATE FUNCTION billing._usage_partial_days(user_id text, metric text, head_from timestamptz, head_to timestamptz,
+											 tail_from timestamptz, tail_to timestamptz)
+RETURNS numeric
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	head numeric;
+	tail numeric;
+BEGIN
+	IF head_from IS NOT NULL THEN
+		SELECT pg_catalog.sum(r.quantity) INTO head FROM billing.usage_records r
+		 WHERE r.user_id OPERATOR(pg_catalog.=) $1 AND r.metric OPERATOR(pg_catalog.=) $2
+		   AND r.recorded_at OPERATOR(pg_catalog.>=) $3 AND r.recorded_at OPERATOR(pg_catalog.<) $4 AND r.deleted_at IS NULL;
+	END IF;
+	IF tail_from IS NOT NULL THEN
+		SELECT pg_catalog.sum(r.quantity) INTO tail FROM billing.usage_records r
+		 WHERE r.user_id OPERATOR(pg_catalog.=) $1 AND r.metric OPERATOR(pg_catalog.=) $2
+		   AND r.recorded_at OPERATOR(pg_catalog.>=) $5 AND r.recorded_at OPERATOR(pg_catalog.<) $6 AND r.deleted_at IS NULL;
+	END IF;
+	RETURN COALESCE(head, 0) OPERATOR(pg_catalog.+) COALESCE(tail, 0);
+END
+$$;
+
+-- Exact usage over [from, to), any bounds (SPEC §4). The whole UTC days
+-- inside it (the core decides which: billing._usage_span) from the rolled-up
+-- days, the records not rolled up yet and the quota triggers' counts; a
+-- partial day at either edge from the usage records of that day
+-- (billing._usage_partial_days). Every part is an index range (no cast of a
+-- column).
 CREATE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, to_time timestamptz)
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
 		   billing._valid_period($3, $4);
-	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::pg_catalog.date AS d0, ($4 AT TIME ZONE 'UTC')::pg_catalog.date AS d1)
+	WITH span AS (SELECT s.whole_from, s.whole_to, s.head_from, s.head_to, s.tail_from, s.tail_to,
+						 (s.whole_from AT TIME ZONE 'UTC')::pg_catalog.date AS d0,
+						 (s.whole_to AT TIME ZONE 'UTC')::pg_catalog.date AS d1
+					FROM billing._usage_span($3, $4, $2) s)
 	SELECT LEAST(COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id OPERATOR(pg_catalog.=) $1 AND d.metric OPERATOR(pg_catalog.=) $2 AND d.day OPERATOR(pg_catalog.>=) span.d0 AND d.day OPERATOR(pg_catalog.<) span.d1
 						 AND d.deleted_at IS NULL), 0)
 		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
 					   WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.metric OPERATOR(pg_catalog.=) $2
-						 AND p.recorded_at OPERATOR(pg_catalog.>=) span.d0::timestamp AT TIME ZONE 'UTC'
-						 AND p.recorded_at OPERATOR(pg_catalog.<) span.d1::timestamp AT TIME ZONE 'UTC'), 0)
+						 AND p.recorded_at OPERATOR(pg_catalog.>=) span.whole_from
+						 AND p.recorded_at OPERATOR(pg_catalog.<) span.whole_to), 0)
 		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(q.usage_pending)
 						FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id, span
 					   WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.usage_pending OPERATOR(pg_catalog.>) 0
 						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END OPERATOR(pg_catalog.=) $2
-						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0),
+						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0)
+		  -- the partial days, from the records (only when there is one)
+		  OPERATOR(pg_catalog.+) (SELECT CASE WHEN span.head_from IS NULL AND span.tail_from IS NULL THEN 0
+			  ELSE billing._usage_partial_days($1, $2, span.head_from, span.head_to, span.tail_from, span.tail_to) END
+			  FROM span),
 				 9223372036854775807)::pg_catalog.int8
 $$;
 COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
-	'Exact usage of a metric over whole UTC days [from, to), rollups plus the tail';
+	'Exact usage of a metric over [from, to): whole UTC days from the rollups plus the tail, partial days from the records';

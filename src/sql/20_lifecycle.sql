@@ -21,13 +21,15 @@ CREATE INDEX notifications_unsent ON billing.notifications (due_at) WHERE sent_a
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.notifications
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
 
--- How far maintenance has run: a row for each run_maintenance that finished
--- its due backlog at an `at` later than any before (a run in batches: its
--- last batch). A refund dated back that reopens an invoice counts the three
--- days to its due date from the later of its own `at` and the latest ran_to
--- (billing::CreditLineTakenBack), so dunning never starts, nor ends a
+-- How far maintenance has run: a row for each run_maintenance call at an
+-- `at` later than any before, inserted when the call starts (each batch of a
+-- run in batches too). A refund dated back that reopens an invoice counts the
+-- three days to its due date from the later of its own `at` and the latest
+-- ran_to (billing::CreditLineTakenBack), so dunning never starts, nor ends a
 -- subscription, at a date maintenance had already written (money review R4).
--- Only inserted: two runs at once never wait on each other here.
+-- The insert's ROW EXCLUSIVE lock, held until the run commits, orders the
+-- run with such a refund, which takes SHARE before it reads ran_to (attack
+-- finding 3.3); two runs at once never wait on each other here.
 CREATE TABLE billing.maintenance_runs (
 	id bigserial PRIMARY KEY,
 	ran_to timestamptz NOT NULL,
@@ -35,7 +37,7 @@ CREATE TABLE billing.maintenance_runs (
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz
 );
-COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest complete run_maintenance at)';
+COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest run_maintenance at, recorded when the run starts)';
 CREATE INDEX maintenance_runs_ran_to ON billing.maintenance_runs (ran_to);
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.maintenance_runs
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();

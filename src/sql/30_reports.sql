@@ -139,10 +139,12 @@ CREATE TRIGGER history_updated AFTER UPDATE ON billing.subscriptions
 --   _current_at:   not over at `at`: not ended, and not a trial, a pending
 --                  cancel or a dunning grace whose end has passed
 --                  (maintenance may run later)
---   _pays_at:      of a current row, counts in MRR (Stripe's definition): a
---                  paid, non-lifetime price, active, past_due or canceled
---                  (before its period end, by _current_at), out of trial, and
---                  paid at least once (never-paid subscriptions count 0)
+--   _pays_at:      of a current row, a paying customer's: a paid price (a
+--                  lifetime one too: it adds 0 to MRR by _monthly_cents but is
+--                  a paying customer, so moving to it is not churn), active,
+--                  past_due or canceled (before its period end, by
+--                  _current_at), out of trial, and paid at least once
+--                  (never-paid subscriptions count 0)
 --   _monthly_cents: what the price adds to MRR (yearly counts 1/12, lifetime 0)
 --   _starts_trial: the row is a trial as the history records it: the first
 --                  interval of a subscription that started trialing (a
@@ -173,7 +175,7 @@ $$;
 CREATE FUNCTION billing._pays_at(status billing.subscription_status, price_cents bigint, billing_interval billing.billing_interval,
 								 paid_since timestamptz, trial_end timestamptz, at timestamptz)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $3 OPERATOR(pg_catalog.<>) 'lifetime'::billing.billing_interval AND $4 IS NOT NULL
+	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $4 IS NOT NULL
 	   AND $1 OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[])
 	   AND ($5 IS NULL OR $5 OPERATOR(pg_catalog.<=) $6)
 $$;
@@ -369,13 +371,17 @@ $$;
 COMMENT ON FUNCTION billing.churn(timestamptz, timestamptz) IS
 	'Customer and revenue churn between two times, by currency';
 
--- Internal: net money received (payments minus refunds) in [from, to).
+-- Internal: net money received (payments minus refunds) in [from, to). A
+-- soft-deleted payment leaves the reports from its deletion on, as a
+-- soft-deleted subscription does (SPEC §8): a period that ended before the
+-- deletion still counts it, so a past figure never changes.
 CREATE FUNCTION billing._net_payments(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (user_id text, currency text, paid_at timestamptz, amount_cents bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.user_id, p.currency, p.paid_at, p.amount_cents
 	  FROM billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
+	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) to_time)
+	   AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
 $$;
 
 CREATE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
@@ -507,7 +513,7 @@ BEGIN
 	PERFORM billing._required(grain, 'grain');
 	IF grain OPERATOR(pg_catalog.=) 'hour' THEN
 		RAISE EXCEPTION 'usage_trends has no hour grain: usage is kept per UTC day'
-			USING ERRCODE = '22023', HINT = 'Use day, week, month or year (billing.usage() counts whole UTC days too).';
+			USING ERRCODE = '22023', HINT = 'Use day, week, month or year.';
 	END IF;
 END
 $$;
@@ -516,9 +522,10 @@ CREATE FUNCTION billing.usage_trends(from_time timestamptz, to_time timestamptz,
 RETURNS TABLE ("time" timestamptz, metric text, value numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	-- Usage is kept per UTC day (the rollup keeps daily totals, the quota
-	-- triggers count per day), so a series counts whole UTC days as
-	-- billing.usage() does: the days [from's UTC day, to's UTC day), each at
-	-- its UTC midnight, whether rolled up yet or not (review R2: a record
+	-- triggers count per day), so a series counts whole UTC days: the days
+	-- [from's UTC day, to's UTC day), whatever the times of from and to, each
+	-- at its UTC midnight, whether rolled up yet or not (billing.usage(), by
+	-- contrast, is exact for any bounds: W2). (Review R2: a record
 	-- counted at its own time until the rollup moved it to midnight, so an
 	-- hourly series, or a period starting within a day, changed at the
 	-- rollup). No hour grain: there is no hourly total to keep.
@@ -547,7 +554,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
-	'Usage per UTC day, week, month or year and metric as (time, metric, value) rows, over whole UTC days as billing.usage() counts';
+	'Usage per UTC day, week, month or year and metric as (time, metric, value) rows, over whole UTC days [from''s day, to''s day)';
 
 CREATE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
@@ -577,8 +584,10 @@ BEGIN
 	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
 	   AND COALESCE(h.end_reason, '') NOT IN ('plan_changed', 'user_gone') AND NOT h.removed
 	UNION ALL
+	-- (a soft-deleted payment counts until its deletion, as in billing._net_payments)
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1
+	   AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) bounds.d1))
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END

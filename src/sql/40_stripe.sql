@@ -106,7 +106,7 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'billing_stripe_ingest' LANGUAGE c VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION billing.stripe_ingest(text, text, timestamptz) IS
-	'Verifies and applies a Stripe webhook event exactly once; returns applied, duplicate, stale or ignored';
+	'Verifies and applies a Stripe webhook event exactly once; returns applied, duplicate, stale, ignored or pending';
 
 -- What each event does (the user it belongs to, the invoice, payment, refund
 -- or customer link it writes) is decided in the core (src/core/stripe_event.hpp:

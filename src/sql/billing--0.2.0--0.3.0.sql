@@ -27,7 +27,7 @@ CREATE OR REPLACE FUNCTION billing._required(value anyelement, name text) RETURN
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF value IS NULL OR name IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
+		RAISE EXCEPTION 'argument "%" must not be null', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	RETURN value;
 END
@@ -36,11 +36,12 @@ CREATE OR REPLACE FUNCTION billing._valid_time(value timestamptz, name text) RET
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF value IS NULL OR name IS NULL THEN
-		RAISE EXCEPTION 'argument "%" must not be NULL', COALESCE(name, 'name') USING ERRCODE = '22004';
+		RAISE EXCEPTION 'argument "%" must not be null', COALESCE(name, 'name') USING ERRCODE = '22004';
 	END IF;
 	-- (timestamptz literals with an explicit offset: the same in every time zone)
 	IF NOT (value OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND value OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
-		RAISE EXCEPTION 'argument "%" must lie in the years 0001 to 9999 (UTC)', name USING ERRCODE = '22008';
+		RAISE EXCEPTION 'argument "%" is out of range', name USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('The timestamp %s is outside the years 0001 to 9999 (UTC) that billing supports.', value);
 	END IF;
 	RETURN value;
 END
@@ -731,12 +732,20 @@ BEGIN
 END
 $$;
 
+-- Internal: the core's one user id rule (not empty, at most 255 bytes, 22023
+-- otherwise), for the SQL routes that take a user id (record_usage,
+-- attach_users' backfill); returns the id.
+CREATE FUNCTION billing._valid_user_id(user_id text) RETURNS text
+LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'billing_valid_user_id';
+
 CREATE FUNCTION billing._start_free_many(user_ids text[], at timestamptz) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	started bigint;
 BEGIN
 	PERFORM billing._required(user_ids, 'user_ids'), billing._valid_time(at, 'at');
+	-- the one user id rule (22023 over 255 bytes), as every route checks it
+	PERFORM billing._valid_user_id(u.id) FROM pg_catalog.unnest(user_ids) AS u(id) WHERE u.id OPERATOR(pg_catalog.<>) '';
 	INSERT INTO billing.subscriptions
 		(user_id, plan_id, status, price_cents, currency, billing_interval, started_at, current_period_start)
 	SELECT u.id, p.id, 'active', p.price_cents, p.currency, p.billing_interval, at, at
@@ -996,12 +1005,16 @@ CREATE TABLE billing.ledger_entries (
 	-- for that period's unused time came down by (owed again);
 	-- credit_to_deleted_user: the credit balance of a user deleted from the
 	-- attached users table, taken off the id (whoever takes the id next starts
-	-- at 0) and owed to the deleted customer: a DBA finds it here
+	-- at 0) and owed to the deleted customer: a DBA finds it here;
+	-- deleted_user_credit_refunded: what a refund of the deleted customer's
+	-- payment took back of that (paid back as the refund's cash, owed no
+	-- more; payment_id: the refund): what is owed is credit_to_deleted_user
+	-- less these, per user and currency; neither is in the id's balance
 	kind text NOT NULL CHECK (kind IN ('payment_to_invoice', 'payment_to_credit', 'credit_to_invoice',
 									   'proration_credit', 'void_to_credit', 'credit_refunded',
 									   'refund_from_invoice', 'refund_credit_from_invoice',
 									   'refund_of_paid_invoice', 'refund_credit_line_from_invoice',
-									   'credit_to_deleted_user')),
+									   'credit_to_deleted_user', 'deleted_user_credit_refunded')),
 	amount_cents bigint NOT NULL CHECK (amount_cents > 0),
 	payment_id bigint REFERENCES billing.payments (id),
 	invoice_id bigint REFERENCES billing.invoices (id),
@@ -1306,12 +1319,18 @@ DECLARE
 	new_id bigint;
 BEGIN
 	-- Parameters share the columns' names; in SQL, a bare name is the column.
-	IF user_id IS NULL OR metric IS NULL OR quantity IS NULL OR at IS NULL THEN
-		RAISE EXCEPTION 'user_id, metric, quantity and at must not be NULL' USING ERRCODE = '22004';
+	-- (each NULL argument named, as billing._required names it)
+	IF user_id IS NULL THEN
+		RAISE EXCEPTION 'argument "user_id" must not be null' USING ERRCODE = '22004';
+	ELSIF metric IS NULL THEN
+		RAISE EXCEPTION 'argument "metric" must not be null' USING ERRCODE = '22004';
+	ELSIF quantity IS NULL THEN
+		RAISE EXCEPTION 'argument "quantity" must not be null' USING ERRCODE = '22004';
+	ELSIF at IS NULL THEN
+		RAISE EXCEPTION 'argument "at" must not be null' USING ERRCODE = '22004';
 	END IF;
-	IF user_id OPERATOR(pg_catalog.=) '' THEN
-		RAISE EXCEPTION 'user id must not be empty' USING ERRCODE = '22023';
-	END IF;
+	-- the one user id rule (empty or over 255 bytes: 22023), as every route checks it
+	PERFORM billing._valid_user_id($1);
 	IF metric OPERATOR(pg_catalog.!~) '^[a-z][a-z0-9_.]*$' THEN
 		RAISE EXCEPTION 'invalid metric name "%"', metric
 			USING ERRCODE = '22023', DETAIL = 'Metric names are lower-case letters, digits, "_" and ".", starting with a letter.';
@@ -1327,12 +1346,13 @@ BEGIN
 			DETAIL = pg_catalog.format('Quantity given: %s; at most 10^12 per record.', quantity);
 	END IF;
 	-- (they are indexed: a longer value could not be stored, 54000)
-	IF pg_catalog.octet_length(user_id) OPERATOR(pg_catalog.>) 1000 OR pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
-		RAISE EXCEPTION 'user id, metric or idempotency key too long' USING ERRCODE = '22023',
-			DETAIL = 'User ids and idempotency keys have at most 1000 bytes, metric names 200.';
+	IF pg_catalog.octet_length(metric) OPERATOR(pg_catalog.>) 200 OR pg_catalog.octet_length(idempotency_key) OPERATOR(pg_catalog.>) 1000 THEN
+		RAISE EXCEPTION 'metric or idempotency key too long' USING ERRCODE = '22023',
+			DETAIL = 'Idempotency keys have at most 1000 bytes, metric names 200.';
 	END IF;
 	IF NOT (at OPERATOR(pg_catalog.>=) '0001-01-01 00:00:00+00' AND at OPERATOR(pg_catalog.<) '10000-01-01 00:00:00+00') THEN
-		RAISE EXCEPTION 'argument "at" must lie in the years 0001 to 9999 (UTC)' USING ERRCODE = '22008';
+		RAISE EXCEPTION 'argument "at" is out of range' USING ERRCODE = '22008',
+			DETAIL = pg_catalog.format('The timestamp %s is outside the years 0001 to 9999 (UTC) that billing supports.', at);
 	END IF;
 	IF $5 IS NOT NULL THEN
 		-- The key first: a second call with it waits here for the first to
@@ -1464,6 +1484,10 @@ DECLARE
 	dropped bigint := 0;
 	retention interval := billing._setting('usage_record_retention')::interval;
 	cutoff timestamptz;
+	-- the first UTC day from which on no record was dropped (usage() refuses
+	-- a partial day before it: billing._usage_span)
+	kept_from date;
+	last_gone timestamptz;
 	r record;
 BEGIN
 	PERFORM billing._required(at, 'at');
@@ -1507,13 +1531,26 @@ BEGIN
 			DELETE FROM billing.usage_keys k WHERE k.recorded_at OPERATOR(pg_catalog.>=) r.lo AND k.recorded_at OPERATOR(pg_catalog.<) r.hi;
 			EXECUTE pg_catalog.format('DROP TABLE billing.%I', r.relname);
 			dropped := dropped OPERATOR(pg_catalog.+) 1;
+			kept_from := GREATEST(kept_from, (r.hi AT TIME ZONE 'UTC')::pg_catalog.date);
 		END LOOP;
 		-- records of months without a partition: one by one
 		WITH gone AS (
 			DELETE FROM ONLY billing.usage_records_default d
 			 WHERE d.recorded_at OPERATOR(pg_catalog.<) cutoff AND NOT EXISTS (SELECT FROM billing.usage_pending p WHERE p.record_id OPERATOR(pg_catalog.=) d.id)
-			RETURNING d.id)
-		DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id OPERATOR(pg_catalog.=) g.id;
+			RETURNING d.id, d.recorded_at),
+		keys AS (
+			DELETE FROM billing.usage_keys k USING gone g WHERE k.record_id OPERATOR(pg_catalog.=) g.id)
+		SELECT pg_catalog.max(g.recorded_at) INTO last_gone FROM gone g;
+		kept_from := GREATEST(kept_from, (last_gone AT TIME ZONE 'UTC')::pg_catalog.date OPERATOR(pg_catalog.+) 1);
+		IF kept_from IS NOT NULL THEN
+			-- kept as an ISO date (YYYY-MM-DD, whatever the DateStyle), never moved back
+			INSERT INTO billing.settings AS s (key, value)
+			VALUES ('_usage_records_dropped_before', pg_catalog.to_char(kept_from, 'YYYY-MM-DD'))
+			ON CONFLICT ON CONSTRAINT settings_pkey DO UPDATE
+			   SET value = pg_catalog.to_char(GREATEST(s.value::pg_catalog.date, EXCLUDED.value::pg_catalog.date), 'YYYY-MM-DD'),
+				   deleted_at = NULL
+			 WHERE s.value::pg_catalog.date OPERATOR(pg_catalog.<) EXCLUDED.value::pg_catalog.date OR s.deleted_at IS NOT NULL;
+		END IF;
 	END IF;
 	IF created OPERATOR(pg_catalog.>) 0 THEN
 		action := 'usage_partitions_created';
@@ -1707,31 +1744,81 @@ $$;
 COMMENT ON FUNCTION billing.rollup_usage(timestamptz) IS
 	'Adds usage that arrived since the last rollup to the daily totals; run_maintenance calls it';
 
--- Exact usage for whole UTC days: from's day (inclusive) to to's day
--- (exclusive). Rolled-up days, the records not rolled up yet, and the quota
--- triggers' counts; every part is an index range (no cast of a column).
+-- Internal: the core's split of [from, to) into whole UTC days and the
+-- partial days at its edges (src/core/usage.hpp, SplitUsageSpan), refused
+-- (22023) when a partial day cannot be answered exactly: a metric the quota
+-- triggers count per day only, or a day whose records retention dropped
+-- (the setting _usage_records_dropped_before that billing._usage_partitions
+-- keeps). NULL head/tail: no partial day there.
+CREATE FUNCTION billing._usage_span(from_time timestamptz, to_time timestamptz, metric text,
+									OUT whole_from timestamptz, OUT whole_to timestamptz,
+									OUT head_from timestamptz, OUT head_to timestamptz,
+									OUT tail_from timestamptz, OUT tail_to timestamptz)
+LANGUAGE c STABLE SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_usage_span';
+
+-- Internal: the usage records of the partial days of a usage() period (the
+-- head [head_from, head_to) and the tail [tail_from, tail_to), either NULL
+-- when there is none), as they are now: a soft-deleted record is not
+-- counted. Each an index range on the (user_id, metric, recorded_at) index
+-- of the day's partition. PL/pgSQL, so that usage() of whole days does not
+-- plan these statements at all, and the session keeps their plans.
+CREATE FUNCTION billing._usage_partial_days(user_id text, metric text, head_from timestamptz, head_to timestamptz,
+											 tail_from timestamptz, tail_to timestamptz)
+RETURNS numeric
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	head numeric;
+	tail numeric;
+BEGIN
+	IF head_from IS NOT NULL THEN
+		SELECT pg_catalog.sum(r.quantity) INTO head FROM billing.usage_records r
+		 WHERE r.user_id OPERATOR(pg_catalog.=) $1 AND r.metric OPERATOR(pg_catalog.=) $2
+		   AND r.recorded_at OPERATOR(pg_catalog.>=) $3 AND r.recorded_at OPERATOR(pg_catalog.<) $4 AND r.deleted_at IS NULL;
+	END IF;
+	IF tail_from IS NOT NULL THEN
+		SELECT pg_catalog.sum(r.quantity) INTO tail FROM billing.usage_records r
+		 WHERE r.user_id OPERATOR(pg_catalog.=) $1 AND r.metric OPERATOR(pg_catalog.=) $2
+		   AND r.recorded_at OPERATOR(pg_catalog.>=) $5 AND r.recorded_at OPERATOR(pg_catalog.<) $6 AND r.deleted_at IS NULL;
+	END IF;
+	RETURN COALESCE(head, 0) OPERATOR(pg_catalog.+) COALESCE(tail, 0);
+END
+$$;
+
+-- Exact usage over [from, to), any bounds (SPEC §4). The whole UTC days
+-- inside it (the core decides which: billing._usage_span) from the rolled-up
+-- days, the records not rolled up yet and the quota triggers' counts; a
+-- partial day at either edge from the usage records of that day
+-- (billing._usage_partial_days). Every part is an index range (no cast of a
+-- column).
 CREATE OR REPLACE FUNCTION billing.usage(user_id text, metric text, from_time timestamptz, to_time timestamptz)
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT billing._required($1, 'user_id'), billing._required($2, 'metric'),
 		   billing._valid_period($3, $4);
-	WITH span AS (SELECT ($3 AT TIME ZONE 'UTC')::pg_catalog.date AS d0, ($4 AT TIME ZONE 'UTC')::pg_catalog.date AS d1)
+	WITH span AS (SELECT s.whole_from, s.whole_to, s.head_from, s.head_to, s.tail_from, s.tail_to,
+						 (s.whole_from AT TIME ZONE 'UTC')::pg_catalog.date AS d0,
+						 (s.whole_to AT TIME ZONE 'UTC')::pg_catalog.date AS d1
+					FROM billing._usage_span($3, $4, $2) s)
 	SELECT LEAST(COALESCE((SELECT pg_catalog.sum(d.quantity) FROM billing.usage_daily d, span
 					   WHERE d.user_id OPERATOR(pg_catalog.=) $1 AND d.metric OPERATOR(pg_catalog.=) $2 AND d.day OPERATOR(pg_catalog.>=) span.d0 AND d.day OPERATOR(pg_catalog.<) span.d1
 						 AND d.deleted_at IS NULL), 0)
 		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(p.quantity) FROM billing.usage_pending p, span
 					   WHERE p.user_id OPERATOR(pg_catalog.=) $1 AND p.metric OPERATOR(pg_catalog.=) $2
-						 AND p.recorded_at OPERATOR(pg_catalog.>=) span.d0::timestamp AT TIME ZONE 'UTC'
-						 AND p.recorded_at OPERATOR(pg_catalog.<) span.d1::timestamp AT TIME ZONE 'UTC'), 0)
+						 AND p.recorded_at OPERATOR(pg_catalog.>=) span.whole_from
+						 AND p.recorded_at OPERATOR(pg_catalog.<) span.whole_to), 0)
 		  OPERATOR(pg_catalog.+) COALESCE((SELECT pg_catalog.sum(q.usage_pending)
 						FROM billing.quota_counters q JOIN billing.attachments a ON a.id OPERATOR(pg_catalog.=) q.attachment_id, span
 					   WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.usage_pending OPERATOR(pg_catalog.>) 0
 						 AND CASE a.kind WHEN 'rooms' THEN 'rooms_created' ELSE 'participants_joined' END OPERATOR(pg_catalog.=) $2
-						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0),
+						 AND q.usage_day OPERATOR(pg_catalog.>=) span.d0 AND q.usage_day OPERATOR(pg_catalog.<) span.d1), 0)
+		  -- the partial days, from the records (only when there is one)
+		  OPERATOR(pg_catalog.+) (SELECT CASE WHEN span.head_from IS NULL AND span.tail_from IS NULL THEN 0
+			  ELSE billing._usage_partial_days($1, $2, span.head_from, span.head_to, span.tail_from, span.tail_to) END
+			  FROM span),
 				 9223372036854775807)::pg_catalog.int8
 $$;
 COMMENT ON FUNCTION billing.usage(text, text, timestamptz, timestamptz) IS
-	'Exact usage of a metric over whole UTC days [from, to), rollups plus the tail';
+	'Exact usage of a metric over [from, to): whole UTC days from the rollups plus the tail, partial days from the records';
 
 REVOKE ALL ON FUNCTION billing._usage_recorded(), billing._usage_changed() FROM PUBLIC;
 REVOKE ALL ON TABLE billing.usage_pending FROM PUBLIC;
@@ -2072,13 +2159,17 @@ $$;
 COMMENT ON FUNCTION billing.churn(timestamptz, timestamptz) IS
 	'Customer and revenue churn between two times, by currency';
 
--- Internal: net money received (payments minus refunds) in [from, to).
+-- Internal: net money received (payments minus refunds) in [from, to). A
+-- soft-deleted payment leaves the reports from its deletion on, as a
+-- soft-deleted subscription does (SPEC §8): a period that ended before the
+-- deletion still counts it, so a past figure never changes.
 CREATE OR REPLACE FUNCTION billing._net_payments(from_time timestamptz, to_time timestamptz)
 RETURNS TABLE (user_id text, currency text, paid_at timestamptz, amount_cents bigint)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT p.user_id, p.currency, p.paid_at, p.amount_cents
 	  FROM billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND p.deleted_at IS NULL AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
+	 WHERE p.status OPERATOR(pg_catalog.=) 'succeeded' AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) to_time)
+	   AND p.paid_at OPERATOR(pg_catalog.>=) from_time AND p.paid_at OPERATOR(pg_catalog.<) to_time
 $$;
 
 CREATE OR REPLACE FUNCTION billing.arpu(from_time timestamptz, to_time timestamptz)
@@ -2239,8 +2330,10 @@ BEGIN
 	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
 	   AND COALESCE(h.end_reason, '') OPERATOR(pg_catalog.<>) 'plan_changed' AND NOT h.removed
 	UNION ALL
+	-- (a soft-deleted payment counts until its deletion, as in billing._net_payments)
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1
+	   AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) bounds.d1))
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END
@@ -2773,13 +2866,15 @@ SELECT pg_catalog.pg_extension_config_dump('billing.user_locks', '');
 INSERT INTO billing.user_locks (user_id) SELECT DISTINCT s.user_id FROM billing.subscriptions s
 ON CONFLICT (user_id) DO NOTHING;
 
--- How far maintenance has run: a row for each run_maintenance that finished
--- its due backlog at an `at` later than any before (a run in batches: its
--- last batch). A refund dated back that reopens an invoice counts the three
--- days to its due date from the later of its own `at` and the latest ran_to
--- (billing::CreditLineTakenBack), so dunning never starts, nor ends a
+-- How far maintenance has run: a row for each run_maintenance call at an
+-- `at` later than any before, inserted when the call starts (each batch of a
+-- run in batches too). A refund dated back that reopens an invoice counts the
+-- three days to its due date from the later of its own `at` and the latest
+-- ran_to (billing::CreditLineTakenBack), so dunning never starts, nor ends a
 -- subscription, at a date maintenance had already written (money review R4).
--- Only inserted: two runs at once never wait on each other here.
+-- The insert's ROW EXCLUSIVE lock, held until the run commits, orders the
+-- run with such a refund, which takes SHARE before it reads ran_to (attack
+-- finding 3.3); two runs at once never wait on each other here.
 CREATE TABLE billing.maintenance_runs (
 	id bigserial PRIMARY KEY,
 	ran_to timestamptz NOT NULL,
@@ -2787,7 +2882,7 @@ CREATE TABLE billing.maintenance_runs (
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz
 );
-COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest complete run_maintenance at)';
+COMMENT ON TABLE billing.maintenance_runs IS 'How far maintenance has run (the latest run_maintenance at, recorded when the run starts)';
 CREATE INDEX maintenance_runs_ran_to ON billing.maintenance_runs (ran_to);
 CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.maintenance_runs
 	FOR EACH ROW EXECUTE FUNCTION billing._touch_updated_at();
@@ -2890,10 +2985,12 @@ CREATE INDEX payments_user ON billing.payments (user_id, currency);
 --   _current_at:   not over at `at`: not ended, and not a trial, a pending
 --                  cancel or a dunning grace whose end has passed
 --                  (maintenance may run later)
---   _pays_at:      of a current row, counts in MRR (Stripe's definition): a
---                  paid, non-lifetime price, active, past_due or canceled
---                  (before its period end, by _current_at), out of trial, and
---                  paid at least once (never-paid subscriptions count 0)
+--   _pays_at:      of a current row, a paying customer's: a paid price (a
+--                  lifetime one too: it adds 0 to MRR by _monthly_cents but is
+--                  a paying customer, so moving to it is not churn), active,
+--                  past_due or canceled (before its period end, by
+--                  _current_at), out of trial, and paid at least once
+--                  (never-paid subscriptions count 0)
 --   _monthly_cents: what the price adds to MRR (yearly counts 1/12, lifetime 0)
 --   _starts_trial: the row is a trial as the history records it: the first
 --                  interval of a subscription that started trialing (a
@@ -2918,7 +3015,7 @@ $$;
 CREATE FUNCTION billing._pays_at(status billing.subscription_status, price_cents bigint, billing_interval billing.billing_interval,
 								 paid_since timestamptz, trial_end timestamptz, at timestamptz)
 RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $3 OPERATOR(pg_catalog.<>) 'lifetime'::billing.billing_interval AND $4 IS NOT NULL
+	SELECT $2 OPERATOR(pg_catalog.>) 0 AND $4 IS NOT NULL
 	   AND $1 OPERATOR(pg_catalog.=) ANY ('{active,past_due,canceled}'::billing.subscription_status[])
 	   AND ($5 IS NULL OR $5 OPERATOR(pg_catalog.<=) $6)
 $$;
@@ -3187,7 +3284,7 @@ BEGIN
 	PERFORM billing._required(grain, 'grain');
 	IF grain OPERATOR(pg_catalog.=) 'hour' THEN
 		RAISE EXCEPTION 'usage_trends has no hour grain: usage is kept per UTC day'
-			USING ERRCODE = '22023', HINT = 'Use day, week, month or year (billing.usage() counts whole UTC days too).';
+			USING ERRCODE = '22023', HINT = 'Use day, week, month or year.';
 	END IF;
 END
 $$;
@@ -3196,9 +3293,10 @@ CREATE OR REPLACE FUNCTION billing.usage_trends(from_time timestamptz, to_time t
 RETURNS TABLE ("time" timestamptz, metric text, value numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	-- Usage is kept per UTC day (the rollup keeps daily totals, the quota
-	-- triggers count per day), so a series counts whole UTC days as
-	-- billing.usage() does: the days [from's UTC day, to's UTC day), each at
-	-- its UTC midnight, whether rolled up yet or not (review R2: a record
+	-- triggers count per day), so a series counts whole UTC days: the days
+	-- [from's UTC day, to's UTC day), whatever the times of from and to, each
+	-- at its UTC midnight, whether rolled up yet or not (billing.usage(), by
+	-- contrast, is exact for any bounds: W2). (Review R2: a record
 	-- counted at its own time until the rollup moved it to midnight, so an
 	-- hourly series, or a period starting within a day, changed at the
 	-- rollup). No hour grain: there is no hourly total to keep.
@@ -3227,7 +3325,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS
-	'Usage per UTC day, week, month or year and metric as (time, metric, value) rows, over whole UTC days as billing.usage() counts';
+	'Usage per UTC day, week, month or year and metric as (time, metric, value) rows, over whole UTC days [from''s day, to''s day)';
 
 CREATE OR REPLACE FUNCTION billing.daily_report(day date)
 RETURNS TABLE (metric text, value bigint)
@@ -3257,8 +3355,10 @@ BEGIN
 	   AND h.previous_status IS NOT NULL AND h.previous_status OPERATOR(pg_catalog.<>) 'canceled'
 	   AND COALESCE(h.end_reason, '') NOT IN ('plan_changed', 'user_gone') AND NOT h.removed
 	UNION ALL
+	-- (a soft-deleted payment counts until its deletion, as in billing._net_payments)
 	SELECT 13, 'failed_payments', pg_catalog.count(*) FROM bounds, billing.payments p
-	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1)
+	 WHERE p.status OPERATOR(pg_catalog.=) 'failed' AND p.paid_at OPERATOR(pg_catalog.>=) bounds.d0 AND p.paid_at OPERATOR(pg_catalog.<) bounds.d1
+	   AND (p.deleted_at IS NULL OR p.deleted_at OPERATOR(pg_catalog.>=) bounds.d1))
 	SELECT r.metric, r.value FROM report r ORDER BY r.ord, r.metric
 	$q$ USING day;
 END
@@ -3465,3 +3565,7 @@ BEGIN
 	END LOOP;
 END
 $owner$;
+
+-- stripe_ingest also returns pending (an event waiting for its customer link)
+COMMENT ON FUNCTION billing.stripe_ingest(text, text, timestamptz) IS
+	'Verifies and applies a Stripe webhook event exactly once; returns applied, duplicate, stale, ignored or pending';

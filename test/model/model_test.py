@@ -807,7 +807,8 @@ SELECT 'customer holds more than they paid net: ' || h.user_id FROM
 UNION ALL
 SELECT 'refund placed more than its amount: ' || r.id FROM pay r
   JOIN (SELECT payment_id, sum(amount_cents) AS s FROM placed
-		 WHERE kind IN ('credit_refunded', 'refund_from_invoice', 'refund_credit_from_invoice', 'refund_of_paid_invoice')
+		 WHERE kind IN ('credit_refunded', 'refund_from_invoice', 'refund_credit_from_invoice', 'refund_of_paid_invoice',
+					   'deleted_user_credit_refunded')
 		 GROUP BY payment_id) e ON e.payment_id = r.id
  WHERE r.refund_of IS NOT NULL AND e.s > -r.amount_cents
 UNION ALL

@@ -69,6 +69,18 @@ counters="SELECT a.kind, q.key, q.owner_id, q.used, q.usage_pending, q.cap, q.us
 		   JOIN billing.attachments a ON a.id = q.attachment_id ORDER BY 1, 2"
 psql_q "$old" -c "$counters" >"$tmp/counters.before"
 
+# Before the update, this library's lifecycle calls and maintenance refuse
+# with one clear error (55000, the hint names the update), not 42P01/42883.
+for call in "SELECT billing.subscribe('upgrade_window', 'pro_monthly', now(), false)" \
+	"SELECT * FROM billing.run_maintenance(now())"; do
+	if psql_q "$old" -c "$call" >/dev/null 2>"$tmp/err"; then
+		fail "before the update, '$call' worked"
+	elif ! grep -q 'billing library 0.3.0 needs the extension updated' "$tmp/err" ||
+		! grep -q 'ALTER EXTENSION billing UPDATE' "$tmp/err"; then
+		fail "before the update, '$call' gave another error: $(cat "$tmp/err")"
+	fi
+done
+
 echo "== ALTER EXTENSION billing UPDATE"
 psql_q "$old" -c "ALTER EXTENSION billing UPDATE" || { echo "FAIL: the update failed"; exit 1; }
 version=$(psql_q "$old" -c "SELECT extversion FROM pg_extension WHERE extname = 'billing'")

@@ -192,6 +192,55 @@ TEST(Ledger, RefundRestIsRecordedAgainstThePaidInvoices)
 	EXPECT_EQ(back.of_paid[0].amount_cents, 97);
 }
 
+// Attack finding 3.2: dana paid 8999 (2999 to invoice 5, paid; 6000 into
+// credit), then was deleted from the users table: the 6000 left the id as
+// credit_to_deleted_user, owed to her. Refunding the whole payment takes the
+// 6000 off what is owed (no longer owed: paid back as this cash) and records
+// only the 2999 against the invoice; every cent of the refund is accounted.
+TEST(Refund, DeletedUsersCreditIsTakenFromWhatIsOwedToThem)
+{
+	using K = CreditMovement::Kind;
+	auto add = [](int64_t cents, std::vector<std::pair<int64_t, int64_t>> owners) {
+		return CreditMovement{K::kAdd, cents, std::move(owners), 0};
+	};
+	auto leave = [](int64_t cents) { return CreditMovement{K::kLeaveWithUser, cents, {}, 0}; };
+	auto owed_refunded = [](int64_t cents, int64_t payment) {
+		return CreditMovement{K::kOwedRefunded, cents, {}, payment};
+	};
+	PaymentCredit credit = CreditOf(1, {add(6000, {{1, 6000}}), leave(6000)});
+	EXPECT_EQ(credit.unspent, 0);
+	EXPECT_EQ(credit.owed, 6000);
+	EXPECT_EQ(credit.owed_total, 6000);
+	RefundTakeBack back = TakeBackForRefund(8999, credit.unspent, {}, {}, 0, 8999, {{5, 2999, false}}, credit.owed);
+	EXPECT_EQ(back.credit_cents, 0);
+	EXPECT_EQ(back.owed_credit_cents, 6000);
+	ASSERT_EQ(back.of_paid.size(), 1u);
+	EXPECT_EQ(back.of_paid[0].amount_cents, 2999);
+	// a partial refund takes what is owed first, as it takes live credit first
+	back = TakeBackForRefund(4000, 0, {}, {}, 0, 8999, {{5, 2999, false}}, 6000);
+	EXPECT_EQ(back.owed_credit_cents, 4000);
+	EXPECT_TRUE(back.of_paid.empty());
+	// what a refund took of it is owed no more, and not taken twice
+	credit = CreditOf(1, {add(6000, {{1, 6000}}), leave(6000), owed_refunded(4000, 1)});
+	EXPECT_EQ(credit.owed, 2000);
+	EXPECT_EQ(credit.owed_total, 2000);
+	// the lots keep their owners: 500 nobody's and payment 2's 1000 left with
+	// payment 1's 6000; refunding payment 2 takes only its own 1000
+	std::vector<CreditMovement> three = {add(500, {}), add(6000, {{1, 6000}}), add(1000, {{2, 1000}}), leave(7500)};
+	EXPECT_EQ(CreditOf(2, three).owed, 1000);
+	EXPECT_EQ(CreditOf(1, three).owed, 6000);
+	EXPECT_EQ(CreditOf(1, three).owed_total, 7500);
+	three.push_back(owed_refunded(1000, 2));
+	EXPECT_EQ(CreditOf(1, three).owed, 6000);
+	EXPECT_EQ(CreditOf(2, three).owed, 0);
+	// the id's next owner: new credit stays on the balance, not owed
+	credit = CreditOf(3, {add(6000, {{1, 6000}}), leave(6000), add(700, {{3, 700}})});
+	EXPECT_EQ(credit.unspent, 700);
+	EXPECT_EQ(credit.owed, 0);
+	// without a deletion nothing is owed
+	EXPECT_EQ(TakeBackForRefund(8999, 6000, {}, {}, 6000, 8999, {{5, 2999, false}}).owed_credit_cents, 0);
+}
+
 TEST(Ledger, RefundTakesThePaymentsOwnMoneyFirst)
 {
 	// 1200 paid toward invoice 9 (open, 1200 held); 600 refunded: it leaves 9,

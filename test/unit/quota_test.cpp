@@ -54,5 +54,14 @@ TEST(QuotaExceeded, NamesQuotaPlanLimitAndCount)
 	EXPECT_EQ(p.detail(), "Plan \"Pro (monthly)\" allows 500 participants in this room; the room has 500.");
 }
 
+TEST(QuotaExceeded, OneIsSingular)
+{
+	// README walk W9: "allows 1 rooms" read wrong; errmsg_plural's choice
+	EXPECT_EQ(QuotaExceeded("rooms", "Free", 1, 1, "42").detail(), "Plan \"Free\" allows 1 room; user \"42\" has 1.");
+	EXPECT_EQ(QuotaExceeded("participants_per_room", "Free", 1, 1, "42").detail(),
+			  "Plan \"Free\" allows 1 participant in this room; the room has 1.");
+	EXPECT_EQ(QuotaExceeded("rooms", "Free", 0, 0, "42").detail(), "Plan \"Free\" allows 0 rooms; user \"42\" has 0.");
+}
+
 }  // namespace
 }  // namespace billing

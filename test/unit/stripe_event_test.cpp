@@ -258,6 +258,17 @@ TEST(StripeInvoice, UpdatesTheStoredInvoiceElseBillingsOwnForThePeriodElseInsert
 	EXPECT_EQ(a.write, InvoiceWrite::kUpdate);
 	EXPECT_EQ(a.invoice_id, 40);
 	EXPECT_EQ(a.row.billing_reason, "subscription_cycle");
+	EXPECT_FALSE(a.becomes_manual);
+	// D2: stored before its subscription, and another invoice took the
+	// subscription's period since: it is updated as a manual one beside it
+	// (not a 23505 from invoices_one_per_period, retried by Stripe for days)
+	stored.period_held_by_another = true;
+	a = DecideInvoice(e, stored);
+	EXPECT_EQ(a.write, InvoiceWrite::kUpdate);
+	EXPECT_EQ(a.invoice_id, 40);
+	EXPECT_TRUE(a.becomes_manual);
+	EXPECT_EQ(a.row.billing_reason, "manual");
+	stored.period_held_by_another = false;
 	// an upgrade's or a manual invoice never takes billing's period invoice
 	stored.invoice_id.reset();
 	for (const char *reason : {"subscription_update", "manual", "upcoming"})
@@ -529,6 +540,37 @@ TEST(StripeSubscription, TakeoverAdoptsTheSamePaidPlanElseEndsTheCurrentOne)
 	EXPECT_EQ(TakeoverOf(true, false, true, true, false), Takeover::kEnd);   // a free plan is never adopted
 	EXPECT_EQ(TakeoverOf(true, false, false, false, false), Takeover::kEnd); // another plan
 	EXPECT_EQ(TakeoverOf(true, false, false, false, true), Takeover::kNone); // arrives ended: nothing replaced
+	// D1: an older subscription of the customer than the current Stripe one replaces nothing
+	EXPECT_EQ(TakeoverOf(true, true, false, false, false, true), Takeover::kAside);
+	EXPECT_EQ(TakeoverOf(true, true, true, false, false, true), Takeover::kAside);
+	EXPECT_EQ(TakeoverOf(true, true, false, false, true, true), Takeover::kNone);  // arrives ended
+	EXPECT_EQ(TakeoverOf(true, false, false, false, false, true), Takeover::kEnd); // billing's own: replaced
+	EXPECT_EQ(TakeoverOf(true, false, true, false, false, true), Takeover::kAdopt);
+}
+
+// D1 (session 9): an older Stripe subscription delivered after the newer one.
+TEST(StripeSubscription, AnOlderSubscriptionDeliveredLateIsKeptAsideEndedAtItsStart)
+{
+	const std::optional<std::string> cus = "cus_1", other = "cus_2", none;
+	EXPECT_TRUE(OlderThanCurrent(cus, 100, cus, 103));
+	EXPECT_FALSE(OlderThanCurrent(cus, 103, cus, 103));   // a tie: the later delivery replaces
+	EXPECT_FALSE(OlderThanCurrent(cus, 104, cus, 103));   // newer: replaces
+	EXPECT_FALSE(OlderThanCurrent(cus, 100, other, 103)); // another customer
+	EXPECT_FALSE(OlderThanCurrent(none, 100, cus, 103));
+	EXPECT_FALSE(OlderThanCurrent(cus, 100, none, 103));
+	json s = Subscription();
+	s["status"] = "past_due";
+	auto row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.created", s)), std::nullopt);
+	ASSERT_TRUE(row);
+	ASSERT_FALSE(row->ended_at);
+	SubscriptionRow aside = KeptAside(*row);
+	EXPECT_EQ(aside.mirror.status, "canceled");
+	EXPECT_EQ(aside.mirror.stripe_status, "past_due");  // Stripe's own status kept, visible
+	EXPECT_EQ(aside.mirror.end_reason, "plan_changed");
+	EXPECT_EQ(aside.started, row->started);
+	EXPECT_EQ(aside.ended_at, row->started);  // current at no instant: never overlaps the newer one
+	EXPECT_FALSE(aside.past_due_since);
+	EXPECT_EQ(aside.period_start, row->period_start);
 }
 
 // S3: billing's own invoice of the period that adoption voided, or that
@@ -573,6 +615,12 @@ TEST(StripeRefund, TheChargesPaymentAndOnlyTheNewPartNeverAboveWhatWasPaid)
 	ASSERT_TRUE(r);
 	EXPECT_EQ(r->amount, 600);
 	EXPECT_EQ(r->total, 1000);
+	EXPECT_EQ(r->at, e.created);  // dated at the event
+	// D3: never before the payment it refunds (a charge adopting an invoice's later payment row)
+	r = DecideRefund(e, 1000, 400, e.created + 58);
+	ASSERT_TRUE(r);
+	EXPECT_EQ(r->at, e.created + 58);
+	EXPECT_EQ(DecideRefund(e, 1000, 400, e.created - 58)->at, e.created);
 	// a charge whose payment never arrived is recorded from the charge, at its creation
 	ch["created"] = kCreated - 100;
 	ch["payment_intent"] = "pi_x";

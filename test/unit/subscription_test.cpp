@@ -756,6 +756,112 @@ TEST(Maintenance, EventsAreTakenInTimeOrder)
 	EXPECT_EQ(DueAction(s, At(2026, 6, 1), grace), Action::kGraceEnd);
 }
 
+
+// Lifetime plans (README walk W6): one payment, no period end, no renewals.
+const Plan kProLifetime = MakePlan(5, "pro_lifetime", Tier::kPro, Interval::kLifetime, 49900, 0);
+const Plan kEntLifetime = MakePlan(6, "ent_lifetime", Tier::kEnterprise, Interval::kLifetime, 199900, 0);
+
+// An active pro_lifetime subscription paid on 1 Mar 2026.
+Subscription
+ActiveLifetime()
+{
+	Subscription s = Stored(Subscribe("u", kProLifetime, At(2026, 3, 1), false, false));
+	return Stored(PaymentSucceeded(s, kProLifetime, At(2026, 3, 1), false, 0));
+}
+
+std::string
+QB010Message(const std::function<void()> &f)
+{
+	try {
+		f();
+	} catch (const Error &e) {
+		EXPECT_EQ(e.sqlstate(), "QB010") << e.what();
+		return e.what();
+	}
+	ADD_FAILURE() << "no error, expected QB010";
+	return {};
+}
+
+TEST(Lifetime, SubscribeBillsTheFullPriceOnceWithoutAPeriodEnd)
+{
+	Outcome out = Subscribe("u", kProLifetime, At(2026, 3, 1), false, false);
+	EXPECT_EQ(out.updated.status, Status::kIncomplete);
+	EXPECT_FALSE(out.updated.period_end);
+	ASSERT_TRUE(out.invoice);
+	EXPECT_EQ(out.invoice->total_cents, 49900);
+	Subscription paid = ActiveLifetime();
+	EXPECT_EQ(paid.status, Status::kActive);
+	EXPECT_FALSE(paid.period_end);
+}
+
+TEST(Lifetime, IsTheLongestCommitmentOfItsTier)
+{
+	EXPECT_TRUE(IsUpgrade(kProMonthly, kProLifetime));
+	EXPECT_TRUE(IsUpgrade(kProYearly, kProLifetime));
+	EXPECT_FALSE(IsUpgrade(kProLifetime, kProYearly));
+	EXPECT_TRUE(IsUpgrade(kProLifetime, kEntLifetime));
+	EXPECT_TRUE(IsUpgrade(kProLifetime, kEnterprise));  // a higher tier
+	EXPECT_FALSE(IsUpgrade(kEntLifetime, kProLifetime));
+}
+
+TEST(Lifetime, UpgradeFromMonthlyCreditsTheUnusedTimeAndChargesTheFullPrice)
+{
+	ProrationResult r = PreviewChange(ActiveMonthly(), kProMonthly, kProLifetime, At(2026, 2, 14, 12));
+	EXPECT_FALSE(r.period_kept);
+	EXPECT_FALSE(r.new_period_end);
+	EXPECT_EQ(r.amount_due_cents, 49900 - 1500);  // 2999 x 14 / 28 days
+}
+
+// A lifetime plan never uses up what was paid for it: an upgrade credits all
+// of it, as an upgrade credits a period's unused time.
+TEST(Lifetime, UpgradeToAHigherLifetimePlanCreditsWhatWasPaid)
+{
+	Subscription s = ActiveLifetime();
+	ProrationResult r = PreviewChange(s, kProLifetime, kEntLifetime, At(2026, 6, 1));
+	ASSERT_EQ(r.lines.size(), 2u);
+	EXPECT_EQ(r.lines[0].amount_cents, -49900);
+	EXPECT_EQ(r.lines[0].description, "Paid for pro_lifetime");
+	EXPECT_EQ(r.lines[1].amount_cents, 199900);
+	EXPECT_EQ(r.amount_due_cents, 199900 - 49900);
+	EXPECT_FALSE(r.new_period_end);
+	Outcome out = ChangePlan(s, kProLifetime, kEntLifetime, At(2026, 6, 1));
+	ASSERT_TRUE(out.invoice);
+	EXPECT_EQ(out.invoice->total_cents, 150000);
+	ASSERT_TRUE(out.successor);
+	EXPECT_EQ(out.successor->status, Status::kActive);
+	EXPECT_FALSE(out.successor->period_end);
+	// what was refunded is not credited; an unpaid lifetime plan credits nothing
+	EXPECT_EQ(PreviewChange(s, kProLifetime, kEntLifetime, At(2026, 6, 1), true, 9900).amount_due_cents, 199900 - 40000);
+	EXPECT_EQ(PreviewChange(s, kProLifetime, kEntLifetime, At(2026, 6, 1), false).amount_due_cents, 199900);
+	// to a higher-tier yearly plan: the credit is what was paid too
+	EXPECT_EQ(PreviewChange(s, kProLifetime, kEnterprise, At(2026, 6, 1)).amount_due_cents, 99900 - 49900);
+}
+
+TEST(Lifetime, CancelNowIsTheOnlyWayOutBesidesAnUpgrade)
+{
+	Subscription s = ActiveLifetime();
+	EXPECT_EQ(QB010Message([&] { Cancel(s, true, At(2026, 4, 1)); }),
+			  "action \"cancel_at_period_end\" is not allowed for a subscription in status \"active\" without a period end");
+	EXPECT_EQ(QB010Message([&] { Pause(s, At(2026, 4, 1)); }),
+			  "action \"pause\" is not allowed for a subscription in status \"active\" without billing periods");
+	EXPECT_EQ(QB010Message([&] { ChangePlan(s, kProLifetime, kProMonthly, At(2026, 4, 1)); }),
+			  "action \"schedule_downgrade\" is not allowed for a subscription in status \"active\" without a period end");
+	Outcome out = Cancel(s, false, At(2026, 4, 1));
+	EXPECT_EQ(out.updated.ended_at, At(2026, 4, 1));
+	EXPECT_TRUE(out.fall_back_to_free);
+}
+
+// README walk W7: every QB010 names the action and the status (SPEC §3).
+TEST(NotAllowed, RefusalsNameTheActionAndTheStatus)
+{
+	Subscription free = Stored(Subscribe("u", kFree, At(2026, 1, 1), true, true));
+	EXPECT_EQ(QB010Message([&] { Cancel(free, false, At(2026, 1, 2)); }),
+			  "action \"cancel_now\" is not allowed for a subscription in status \"active\" on a free plan");
+	EXPECT_EQ(QB010Message([&] { Pause(free, At(2026, 1, 2)); }),
+			  "action \"pause\" is not allowed for a subscription in status \"active\" without billing periods");
+	EXPECT_EQ(QB010Message([] { StartTrial("u", kProYearly, 0, false); }),
+			  "action \"start_trial\" is not allowed for user \"u\" in trial status \"used\"");
+}
 }  // namespace
 }  // namespace billing
 
