@@ -1072,22 +1072,28 @@ def check(sql, model, names, t, n, step, everyone):
                                   f'{effective}, model says {want}')
 
 
-def shrink(db, steps, users, failing):
-    """Delta debugging: removes chunks of steps while the run still fails."""
+def delta_debug(steps, failing, replay, failure=Exception):
+    """Delta debugging: removes chunks of steps while replay(candidate) still
+    raises `failure`; returns the fewest steps found and their failure (the
+    Stripe model test shrinks with it too)."""
     chunk = len(steps) // 2
     while chunk >= 1:
         i = 0
         while i < len(steps):
             candidate = steps[:i] + steps[i + chunk:]
             try:
-                play(db, candidate, users)
-            except Failure as f:
+                replay(candidate)
+            except failure as f:
                 steps, failing = candidate, f
                 print(f'   shrunk to {len(steps)} steps', flush=True)
                 continue
             i += chunk
         chunk //= 2
     return steps, failing
+
+
+def shrink(db, steps, users, failing):
+    return delta_debug(steps, failing, lambda candidate: play(db, candidate, users), Failure)
 
 
 def main():

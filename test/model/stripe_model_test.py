@@ -45,7 +45,7 @@ import datetime as dt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from model_test import INVARIANTS, Psql, q  # noqa: E402  (the same psql driver and ledger invariants)
+from model_test import INVARIANTS, Psql, delta_debug, q  # noqa: E402  (the same psql driver, ledger invariants, shrinking)
 
 FIXTURES = os.environ.get('STRIPE_FIXTURES', os.path.join(HERE, '..', '..', '..', 'shared', 'stripe', 'fixtures.json'))
 SECRET = 'whsec_model'
@@ -716,20 +716,7 @@ def check(sql, model, names, at, where):
 
 
 def shrink(db, names, steps, failing, findings):
-    chunk = len(steps) // 2
-    while chunk >= 1:
-        i = 0
-        while i < len(steps):
-            candidate = steps[:i] + steps[i + chunk:]
-            try:
-                play(db, names, candidate, findings)
-            except Failure as f:
-                steps, failing = candidate, f
-                print(f'   shrunk to {len(steps)} steps', flush=True)
-                continue
-            i += chunk
-        chunk //= 2
-    return steps, failing
+    return delta_debug(steps, failing, lambda candidate: play(db, names, candidate, findings), Failure)
 
 
 def main():
