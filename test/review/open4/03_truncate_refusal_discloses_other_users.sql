@@ -8,6 +8,9 @@
 -- SAFE outcome (this expected file): TRUNCATE of a table none of whose
 -- users billing holds anything for is allowed, and the refusal never names
 -- a user outside the table (here: the TRUNCATE succeeds).
+-- (README today says refused "while billing holds anything live for some
+-- id", DETAIL naming one user: if that rule stays, the defect left is the
+-- DETAIL naming a customer outside the table to a non-billing role.)
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS td_app CASCADE;
