@@ -2359,17 +2359,27 @@ BILLING_FUNCTION(billing_run_maintenance)
 	Spi spi;
 	SqlArg at_arg = SqlArg::Timestamp(ToPgTime(at));
 	// How far maintenance runs, recorded first (every call, each batch of
-	// run_maintenance_batches included): its INSERT takes ROW EXCLUSIVE on
+	// run_maintenance_batches included): ROW EXCLUSIVE on
 	// billing.maintenance_runs until this run commits, which a refund that
 	// reopens an invoice waits for (SHARE, MaintainedTo) before it reads
-	// ran_to, and it waits for such a refund in progress. So the reopened
-	// invoice falls due after this run's `at`, or this run sees it
+	// ran_to. So the reopened invoice falls due after this run's `at`
 	// (attack finding 3.3: a run in progress was invisible to the refund).
-	// Runs do not wait on each other (ROW EXCLUSIVE is self-compatible).
-	spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
-				" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
-				" AND r.deleted_at IS NULL)",
-				{at_arg});
+	// Runs do not wait on each other (ROW EXCLUSIVE is self-compatible), and
+	// a run never waits for a refund either: the lock is taken only if free
+	// (attack finding 4.1: a refund left in an open transaction held SHARE
+	// and stopped every run). A run that finds a reopening refund in
+	// progress goes on without recording its point (that refund's user is
+	// busy, so the run leaves it for the next one).
+	bool point_locked = false;
+	PgCall([&] {
+		Oid runs = get_relname_relid("maintenance_runs", get_namespace_oid("billing", false));
+		point_locked = OidIsValid(runs) && ConditionalLockRelationOid(runs, RowExclusiveLock);
+	});
+	if (point_locked)
+		spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
+					" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
+					" AND r.deleted_at IS NULL)",
+					{at_arg});
 	Micros grace = PastDueGrace(spi);
 	std::map<std::string, int64_t> counts;
 	std::map<int64_t, billing::Plan> plans;  // read once per call

@@ -51,6 +51,7 @@ extern "C" {
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "catalog/namespace.h"
+#include "storage/lmgr.h"
 #include "commands/extension.h"
 #include "catalog/partition.h"
 #include "catalog/pg_operator.h"
