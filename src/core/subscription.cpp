@@ -360,13 +360,15 @@ UserRenameRefusal(const HeldForUser &held, const std::string &table, const std::
 }
 
 std::optional<Error>
-UsersTruncateRefusal(const HeldForUser &held, const std::string &table, const std::string &user_id)
+UsersTruncateRefusal(const HeldForUser &held, const std::string &table)
 {
-	std::string what = LiveHeld(held);
-	if (what.empty())
+	if (LiveHeld(held).empty())
 		return std::nullopt;
+	// The DETAIL names no user and nothing held: the truncating role (a table
+	// owner) may have no right to read billing (attack finding 4.3).
 	return Error("55000", "cannot truncate table \"" + table + "\": billing still holds live state for its users",
-				 "User \"" + user_id + "\" has " + what + ".",
+				 "Billing holds a subscription not ended, a credit balance, an open invoice or a Stripe customer for "
+				 "at least one user id; a billing_analyst or billing_admin finds them in billing's tables.",
 				 "A TRUNCATE deletes every user without the row triggers that end a deleted user's subscriptions "
 				 "and move their credit: DELETE the users instead, or, for a reload that keeps the same ids, "
 				 "run billing.detach() on the table first (attach_users again after) or load with "

@@ -229,10 +229,10 @@ std::optional<Error> UserRenameRefusal(const HeldForUser &held, const std::strin
 // on the ids, for whoever registers them next. Refused (55000, with a HINT:
 // DELETE, or detach / session_replication_role = replica for a reload)
 // while billing holds anything live for an id, by the same measure as
-// UserRenameRefusal; `held` is what billing holds for `user_id`, one such id.
+// UserRenameRefusal; `held` is what billing holds for one such id (named
+// nowhere in the error: the truncating role may not read billing).
 // Treating it as deleting every user would make a reload cancel the book.
-std::optional<Error> UsersTruncateRefusal(const HeldForUser &held, const std::string &table,
-										  const std::string &user_id);
+std::optional<Error> UsersTruncateRefusal(const HeldForUser &held, const std::string &table);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);

@@ -1582,7 +1582,7 @@ UsersTruncateRefusalFor(const std::string &table)
 	std::optional<Error> refusal;
 	for (const Row &row : spi.Query(candidates, {})) {
 		std::string user_id = row.text_required(0);
-		refusal = UsersTruncateRefusal(ReadHeldForUser(spi, user_id), table, user_id);
+		refusal = UsersTruncateRefusal(ReadHeldForUser(spi, user_id), table);
 		if (refusal)
 			break;
 	}

@@ -5,12 +5,12 @@
 -- with that user's subscription id, status and credit balance. Each try
 -- reads another customer's billing state; a user never in the table counts
 -- (the table here is empty: nothing the TRUNCATE would delete is billed).
--- SAFE outcome (this expected file): TRUNCATE of a table none of whose
--- users billing holds anything for is allowed, and the refusal never names
--- a user outside the table (here: the TRUNCATE succeeds).
--- (README today says refused "while billing holds anything live for some
--- id", DETAIL naming one user: if that rule stays, the defect left is the
--- DETAIL naming a customer outside the table to a non-billing role.)
+-- Decided (session 9): the refusal stays as the README states it (refused
+-- while billing holds anything live for some id: billing does not read the
+-- application's ids to compare, and a TRUNCATE of a table billing watches is
+-- a reload that must detach first), but its DETAIL names no user and
+-- nothing held (core UsersTruncateRefusal): before, it printed
+-- "User "secret_customer" has subscription 1 (active)." to this role.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS td_app CASCADE;
