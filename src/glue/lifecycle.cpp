@@ -45,20 +45,15 @@ TrialAvailableForTier(Spi &spi, const std::string &user_id, Tier tier)
 // package and ALTER EXTENSION billing UPDATE, an older database lacks the
 // objects this library's lifecycle and maintenance use (billing.user_locks
 // is 0.3.0's), and they failed with 42P01 / 42883, saying nothing of why.
-// One clear error instead. Two syscache lookups (hash probes, kept fresh by
-// PostgreSQL's invalidations), so nothing to cache; skipped while the
-// extension's own script runs (CREATE or ALTER EXTENSION).
+// One clear error instead, from the quota trigger's cached check of the
+// schema (HasCurrentSchema: a lookup per backend until pg_proc changes);
+// skipped while the extension's own script runs (CREATE or ALTER EXTENSION).
 void
 RequireUpdatedExtension()
 {
-	bool current = true;
-	PgCall([&] {
-		if (creating_extension)
-			return;
-		Oid schema = get_namespace_oid("billing", true);
-		current = OidIsValid(schema) && OidIsValid(get_relname_relid("user_locks", schema));
-	});
-	if (!current)
+	bool creating = false;
+	PgCall([&] { creating = creating_extension; });
+	if (!creating && !HasCurrentSchema())
 		throw Error(sqlstate::kObjectNotInPrerequisiteState, "billing library 0.3.0 needs the extension updated",
 					"This database's billing extension is older than the installed library (0.3.0).",
 					"Run ALTER EXTENSION billing UPDATE in this database.");
@@ -417,6 +412,19 @@ constexpr const char *kCreditBalanceEntries =
 	" AND e.kind OPERATOR(pg_catalog.=) ANY"
 	" ('{payment_to_credit,proration_credit,void_to_credit,credit_to_invoice,credit_refunded,"
 	"credit_to_deleted_user}'::pg_catalog.text[])";
+
+// A user's credit balance in each currency with credit entries, by the
+// same sums (what a deleted user's credit moves, what a rename finds held).
+std::vector<std::pair<std::string, int64_t>>
+CreditBalancesOf(Spi &spi, const std::string &user_id)
+{
+	static const std::string sql = std::string("SELECT e.currency, ") + kCreditBalanceSum + kCreditBalanceEntries +
+								   " AND e.user_id OPERATOR(pg_catalog.=) $1 GROUP BY e.currency ORDER BY e.currency";
+	std::vector<std::pair<std::string, int64_t>> balances;
+	for (const Row &row : spi.Query(sql, {SqlArg::Text(user_id)}))
+		balances.emplace_back(row.text_required(0), row.int64_required(1));
+	return balances;
+}
 
 int64_t
 CreditBalance(Spi &spi, const std::string &user_id, const std::string &currency)
@@ -1476,12 +1484,9 @@ CancelForDeletedUser(Spi &spi, const std::string &user_id, Micros now)
 	// a ledger entry that keeps it owed to them (review D1: whoever took the
 	// id next spent it). Stripe-managed or not: this is billing's own credit
 	// (Stripe keeps its customer balance on its deleted customer).
-	static const std::string balances = std::string("SELECT e.currency, ") + kCreditBalanceSum +
-										kCreditBalanceEntries +
-										" AND e.user_id OPERATOR(pg_catalog.=) $1 GROUP BY e.currency ORDER BY e.currency";
-	for (const auto &r : spi.Query(balances, {SqlArg::Text(user_id)}))
-		LedgerEntry(spi, user_id, r.text_required(0), "credit_to_deleted_user",
-					CreditLeavingWithItsUser(r.int64_required(1)), std::nullopt, std::nullopt, at);
+	for (const auto &[currency, balance] : CreditBalancesOf(spi, user_id))
+		LedgerEntry(spi, user_id, currency, "credit_to_deleted_user", CreditLeavingWithItsUser(balance), std::nullopt,
+					std::nullopt, at);
 	// The user's Stripe customers are the deleted person's, not the id's:
 	// their links close (kept, with when the user was deleted), so a late
 	// event of such a customer is not applied to whoever registers the id
@@ -1525,8 +1530,7 @@ UserRenameRefusalFor(const std::string &user_id, const std::string &table, const
 void
 CloseForRenamedUser(const std::string &user_id, Micros now)
 {
-	Spi spi;
-	LockUser(spi, user_id);
+	Spi spi;  // the old id's lock is held already (UserRenameRefusalFor)
 	(void) EndCurrentWithItsUser(spi, user_id, now);
 	spi.Finish();
 }
@@ -1543,10 +1547,7 @@ ReadHeldForUser(Spi &spi, const std::string &user_id)
 	auto rows = spi.Query(current, {SqlArg::Text(user_id)});
 	if (!rows.empty())
 		held.current = SubscriptionFromRow(rows[0]);
-	static const std::string credit = std::string("SELECT e.currency, ") + kCreditBalanceSum + kCreditBalanceEntries +
-									  " AND e.user_id OPERATOR(pg_catalog.=) $1 GROUP BY e.currency ORDER BY e.currency";
-	for (const Row &row : spi.Query(credit, {SqlArg::Text(user_id)}))
-		held.credit.emplace_back(row.text_required(0), row.int64_required(1));
+	held.credit = CreditBalancesOf(spi, user_id);
 	for (const Row &row : spi.Query("SELECT i.number FROM billing.invoices i WHERE i.user_id OPERATOR(pg_catalog.=) $1"
 									" AND i.status OPERATOR(pg_catalog.=) 'open' AND i.deleted_at IS NULL ORDER BY i.id",
 									{SqlArg::Text(user_id)}))
@@ -2156,7 +2157,7 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// part from there (attack finding 3.2).
 	RefundTakeBack back = TakeBackForRefund(amount, payment_credit, placed, open, credit_balance,
 											net.at(0).int64_required(0) + amount, paid_placed,
-											std::min(credit.owed, credit.owed_total));
+											credit.owed);
 	// A period refunded after an upgrade already credited its unused time:
 	// that credit line comes down to what the upgrade would have credited had
 	// the refund come first (UpgradeCreditTakenBack), on an invoice still

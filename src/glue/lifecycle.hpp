@@ -22,6 +22,11 @@ struct Entitlement {
 };
 Entitlement EntitlementAt(Spi &spi, const std::string &user_id, Micros at);
 
+// Whether this database's billing is the library's version (0.3.0's
+// objects are there): cached per backend, looked up again after any change
+// to pg_proc (src/glue/quota_trigger.cpp).
+bool HasCurrentSchema();
+
 // Serialises every change of one user's subscriptions and credit until the
 // transaction ends (a row lock on billing.user_locks, no lock-table entry).
 void LockUser(Spi &spi, const std::string &user_id);

@@ -92,12 +92,14 @@ constexpr const char *kRoomKeyTaken =
 constexpr const char *kStartFree = "SELECT billing._start_free($1, pg_catalog.now())";
 
 
+}  // namespace
+
 // Whether the install has 0.3.0's billing._quota_prepare (owner argument):
 // looked up once, again after any change to pg_proc (ALTER EXTENSION UPDATE).
 enum class SchemaKnown : char { kUnknown, kCurrent, kBefore030 };
-SchemaKnown schema_known = SchemaKnown::kUnknown;
+static SchemaKnown schema_known = SchemaKnown::kUnknown;
 
-void
+static void
 ForgetSchema(Datum, int, uint32)
 {
 	schema_known = SchemaKnown::kUnknown;
@@ -122,6 +124,8 @@ HasCurrentSchema()
 	schema_known = found ? SchemaKnown::kCurrent : SchemaKnown::kBefore030;
 	return found;
 }
+
+namespace {
 
 struct TriggerArgs {
 	int32_t attachment_id;
@@ -799,13 +803,11 @@ BILLING_FUNCTION(billing_user_inserted)
 	// subscription closed otherwise (attack finding 3/6). An old id still in
 	// the table (ids swapped by one statement) leaves nothing behind. Checked
 	// as the writing role.
-	auto renamed_away = [&](const std::string &old_user) {
+	auto renamed_away = [&](const std::string &old_user) {  // call only when UserGone(old_user)
 		std::string table;
 		PgCall([&] { table = RelationGetRelationName(trigger->tg_relation); });
 		std::optional<billing::Error> refusal;
 		AsBillingOwner(CountersOwner(), [&] { refusal = UserRenameRefusalFor(old_user, table, attachment.key_column); });
-		if (!UserGone(attachment, old_user))
-			return;
 		if (refusal)
 			throw *refusal;
 		AsBillingOwner(CountersOwner(), [&] { CloseForRenamedUser(old_user, transaction_start); });
@@ -818,7 +820,7 @@ BILLING_FUNCTION(billing_user_inserted)
 		bool has = ColumnText(trigger->tg_relation, trigger->tg_newtuple, attachment.key_column, &user) && !user.empty();
 		if (had && has && old_user == user)
 			return result;  // the same id (the same text)
-		if (had)
+		if (had && UserGone(attachment, old_user))
 			renamed_away(old_user);
 		if (!has)
 			return result;

@@ -451,6 +451,7 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 	stored.subscription_id = users.subscription_id;
 	stored.user_id = stripe::UserOf(o, users.candidates);
 	if (stored.user_id) {
+		const SqlArg period_start = EventTime(stripe::DecideInvoice(event).period_start);
 		// (and whether another first-period or renewal invoice holds the
 		// subscription and period this one takes: StoredInvoice::period_held_by_another)
 		auto found = spi.Query("SELECT i.id, i.billing_reason OPERATOR(pg_catalog.=) ANY (ARRAY['subscription_create', "
@@ -461,8 +462,7 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 							   "AND h.billing_reason OPERATOR(pg_catalog.=) ANY (ARRAY['subscription_create', 'subscription_cycle']) "
 							   "AND h.deleted_at IS NULL) "
 							   "FROM billing.invoices i WHERE i.stripe_invoice_id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF i",
-							   {SqlArg::Text(o.id), SqlArg::Int64(stored.subscription_id),
-								EventTime(stripe::DecideInvoice(event).period_start)});
+							   {SqlArg::Text(o.id), SqlArg::Int64(stored.subscription_id), period_start});
 		if (!found.empty()) {
 			stored.invoice_id = found.at(0).int64_required(0);
 			stored.period_held_by_another = found.at(0).boolean(1);
@@ -475,8 +475,7 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 								 "AND i.period_start OPERATOR(pg_catalog.=) $2 "
 								 "AND i.billing_reason OPERATOR(pg_catalog.=) ANY (ARRAY['subscription_create', 'subscription_cycle']) "
 								 "AND i.deleted_at IS NULL FOR UPDATE",
-								 {SqlArg::Int64(*stored.subscription_id),
-								  EventTime(stripe::DecideInvoice(event).period_start)});
+								 {SqlArg::Int64(*stored.subscription_id), period_start});
 			if (!own.empty()) {
 				stored.own_invoice_id = own.at(0).int64_required(0);
 				stored.own_invoice_taken = own.at(0).boolean(1);

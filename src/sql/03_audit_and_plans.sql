@@ -55,13 +55,12 @@ BEGIN
 			-- (its foreign key), which this UPDATE's lock does not wait for:
 			-- FOR UPDATE does (attack finding 3/4)
 			PERFORM 1 FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) OLD.id FOR UPDATE;
-		END IF;
-		IF (NEW.code IS DISTINCT FROM OLD.code OR NEW.tier IS DISTINCT FROM OLD.tier)
-		   AND billing._plan_used(OLD.id) THEN
-			RAISE EXCEPTION 'plan "%" has subscriptions: its code and tier cannot change', OLD.code
-				USING ERRCODE = '55000',
-					  DETAIL = 'Reports of past dates group subscriptions by the plan''s code and tier; plans are not history.',
-					  HINT = 'Add a new plan with the new code or tier and move subscriptions to it with change_plan.';
+			IF billing._plan_used(OLD.id) THEN
+				RAISE EXCEPTION 'plan "%" has subscriptions: its code and tier cannot change', OLD.code
+					USING ERRCODE = '55000',
+						  DETAIL = 'Reports of past dates group subscriptions by the plan''s code and tier; plans are not history.',
+						  HINT = 'Add a new plan with the new code or tier and move subscriptions to it with change_plan.';
+			END IF;
 		END IF;
 		IF OLD.pristine AND NEW.pristine THEN
 			NEW.pristine := false;

@@ -45,7 +45,7 @@ import datetime as dt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from model_test import INVARIANTS, Psql, delta_debug, q  # noqa: E402  (the same psql driver, ledger invariants, shrinking)
+from model_test import INVARIANTS, Failure, Psql, delta_debug, q  # noqa: E402  (the same psql driver, ledger invariants, failure, shrinking)
 
 FIXTURES = os.environ.get('STRIPE_FIXTURES', os.path.join(HERE, '..', '..', '..', 'shared', 'stripe', 'fixtures.json'))
 SECRET = 'whsec_model'
@@ -580,10 +580,6 @@ SELECT u, COALESCE(p.code, '-'), COALESCE(s.status::text, '-'), COALESCE(s.strip
  CROSS JOIN LATERAL billing.effective_plan(u, {at}) e
  ORDER BY u
 """
-
-
-class Failure(Exception):
-    pass
 
 
 def setup(sql, names):
