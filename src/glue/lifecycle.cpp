@@ -2025,14 +2025,28 @@ PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status, const std::v
 	return placed;
 }
 
+// The fence that orders maintenance runs with refunds that reopen an invoice
+// (attack findings 3.3, 4.1, 5.1): a lock on the object tag (pg_class,
+// billing.maintenance_runs, 0), which PostgreSQL itself never takes (it locks
+// relations by their relation tag) and no role can take but through billing.
+// Not the table's own lock: a run's insert of its point must never wait for
+// a refund. Call inside PgCall.
+static Oid
+MaintenanceFence()
+{
+	return get_relname_relid("maintenance_runs", get_namespace_oid("billing", false));
+}
+
 // How far maintenance has run (the latest ran_to), for a refund that may
 // reopen an invoice (CreditLineTakenBack's maintained_to), ordered with every
 // maintenance run (attack finding 3.3): a run records its point when it
-// starts, which takes ROW EXCLUSIVE on billing.maintenance_runs until it
-// commits; this SHARE lock waits for every run in progress to commit (runs
-// stay compatible with each other, refunds too), and a run starting after it
-// waits for this refund. In READ COMMITTED the read after the lock sees the
-// committed runs. Under REPEATABLE READ or SERIALIZABLE the transaction's
+// starts and holds the fence (MaintenanceFence) in ROW EXCLUSIVE until it
+// commits, if it is free; this SHARE lock on the fence waits for every such
+// run in progress to commit (runs stay compatible with each other, refunds
+// too). A run starting while this refund holds it does not wait (attack
+// finding 4.1) and records its point all the same; it does not see this
+// refund's invoice, dated from the point before, which the next run duns.
+// In READ COMMITTED the read after the lock sees the committed runs. Under REPEATABLE READ or SERIALIZABLE the transaction's
 // snapshot may predate a run that committed since: the same read with the
 // newest snapshot says so, and the refund fails with 40001 rather than date
 // the invoice before a point a committed run passed. Only a refund that
@@ -2042,7 +2056,7 @@ MaintainedTo(Spi &spi)
 {
 	static const char *const ran_to = "SELECT billing._micros(pg_catalog.max(r.ran_to)) FROM billing.maintenance_runs r"
 									  " WHERE r.deleted_at IS NULL";
-	spi.Execute("LOCK TABLE billing.maintenance_runs IN SHARE MODE");
+	PgCall([] { LockDatabaseObject(RelationRelationId, MaintenanceFence(), 0, ShareLock); });
 	std::optional<Micros> seen = spi.Query(ran_to).at(0).int64(0);
 	if (!IsolationUsesXactSnapshot())
 		return seen;
@@ -2360,27 +2374,25 @@ BILLING_FUNCTION(billing_run_maintenance)
 	Spi spi;
 	SqlArg at_arg = SqlArg::Timestamp(ToPgTime(at));
 	// How far maintenance runs, recorded first (every call, each batch of
-	// run_maintenance_batches included): ROW EXCLUSIVE on
-	// billing.maintenance_runs until this run commits, which a refund that
+	// run_maintenance_batches included), with the fence (MaintenanceFence)
+	// held in ROW EXCLUSIVE until this run commits, which a refund that
 	// reopens an invoice waits for (SHARE, MaintainedTo) before it reads
 	// ran_to. So the reopened invoice falls due after this run's `at`
 	// (attack finding 3.3: a run in progress was invisible to the refund).
 	// Runs do not wait on each other (ROW EXCLUSIVE is self-compatible), and
-	// a run never waits for a refund either: the lock is taken only if free
+	// a run never waits for a refund either: the fence is taken only if free
 	// (attack finding 4.1: a refund left in an open transaction held SHARE
 	// and stopped every run). A run that finds a reopening refund in
-	// progress goes on without recording its point (that refund's user is
-	// busy, so the run leaves it for the next one).
-	bool point_locked = false;
-	PgCall([&] {
-		Oid runs = get_relname_relid("maintenance_runs", get_namespace_oid("billing", false));
-		point_locked = OidIsValid(runs) && ConditionalLockRelationOid(runs, RowExclusiveLock);
-	});
-	if (point_locked)
-		spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
-					" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
-					" AND r.deleted_at IS NULL)",
-					{at_arg});
+	// progress leaves that refund's user, busy, to the next run, and still
+	// records its point (attack finding 5.1: a run that did not left every
+	// later refund, of any user, dating its invoice from the point before,
+	// one a committed run had passed, and the next run ended it back then).
+	// The fence is not the table's lock, so the insert never waits.
+	PgCall([&] { (void) ConditionalLockDatabaseObject(RelationRelationId, MaintenanceFence(), 0, RowExclusiveLock); });
+	spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
+				" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
+				" AND r.deleted_at IS NULL)",
+				{at_arg});
 	Micros grace = PastDueGrace(spi);
 	std::map<std::string, int64_t> counts;
 	std::map<int64_t, billing::Plan> plans;  // read once per call
