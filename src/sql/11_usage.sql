@@ -278,13 +278,18 @@ BEGIN
 	-- lock finds the day closed). A counter of upto's day keeps its day.
 	-- Pending usage of nobody (owner '') is dropped when its day is closed,
 	-- as the slow path drops it when a new day begins.
+	-- A counter another transaction holds (a room being inserted, say) is
+	-- skipped, not waited for (attack finding 5.2: an application
+	-- transaction left open after a room insert stopped every maintenance
+	-- run here): it keeps its day and pending usage, which usage() counts
+	-- from the counter, and the next rollup takes them.
 	WITH locked AS (
 		SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending
 		  FROM billing.quota_counters q
 		 WHERE q.usage_day OPERATOR(pg_catalog.<=) upto_day
 		   AND (q.usage_day OPERATOR(pg_catalog.<) upto_day
 				OR (q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.owner_id OPERATOR(pg_catalog.<>) ''))
-		   FOR UPDATE),
+		   FOR UPDATE SKIP LOCKED),
 	cleared AS (
 		UPDATE billing.quota_counters q
 		   SET usage_pending = 0,
