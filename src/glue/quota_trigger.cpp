@@ -45,8 +45,9 @@ constexpr const char *kDecrement =
 	" WHERE attachment_id OPERATOR(pg_catalog.=) $1 AND key OPERATOR(pg_catalog.=) $2";
 
 // Before a room changes hands, the joins its counter holds and no rollup
-// has taken yet are the old owner's: they go to the old owner's daily
-// totals (under the counter's lock, as the rollup takes them).
+// has taken yet are the old owner's: they go to the old owner's pending
+// usage of their day (under the counter's lock, as the rollup takes them;
+// not the daily totals, which the rollup upserts: attack finding 5.3).
 constexpr const char *kRoomOwnerPendingUsage =
 	"WITH old AS (SELECT q.attachment_id, q.key, q.owner_id, q.usage_day, q.usage_pending FROM billing.quota_counters q"
 	"   WHERE q.attachment_id OPERATOR(pg_catalog.=) $1 AND q.key OPERATOR(pg_catalog.=) $2"
@@ -55,7 +56,7 @@ constexpr const char *kRoomOwnerPendingUsage =
 	" taken AS (UPDATE billing.quota_counters q SET usage_pending = 0 FROM old"
 	"   WHERE q.attachment_id OPERATOR(pg_catalog.=) old.attachment_id AND q.key OPERATOR(pg_catalog.=) old.key"
 	"   RETURNING old.owner_id, old.attachment_id, old.usage_day, old.usage_pending)"
-	" SELECT billing._usage_daily_add(pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(billing._quota_metric(t.attachment_id)),"
+	" SELECT billing._usage_pending_add(pg_catalog.array_agg(t.owner_id), pg_catalog.array_agg(billing._quota_metric(t.attachment_id)),"
 	"   pg_catalog.array_agg(t.usage_day), pg_catalog.array_agg(t.usage_pending::pg_catalog.numeric)) FROM taken t";
 
 // A room given to another owner: its participants' counter names the new
@@ -70,7 +71,7 @@ constexpr const char *kRoomOwnerChanged =
 
 // A new room takes a key whose participants' counter another room left (it
 // was deleted, or its key changed): the counter names the new owner, and the
-// joins no rollup has taken yet go to the old owner's totals first. An
+// joins no rollup has taken yet go to the old owner's pending usage first. An
 // UPDATE, not kRoomOwnerChanged's upsert: most new rooms have no counter, and
 // none is made for them (a participant's first insert makes it, reading the
 // room's owner).
@@ -82,7 +83,7 @@ constexpr const char *kRoomKeyTaken =
 	"   cap_valid_until = '-infinity'::pg_catalog.timestamptz, updated_at = pg_catalog.now() FROM old"
 	"   WHERE q.attachment_id OPERATOR(pg_catalog.=) old.attachment_id AND q.key OPERATOR(pg_catalog.=) old.key"
 	"   RETURNING old.owner_id, old.attachment_id, old.usage_day, old.usage_pending)"
-	" SELECT billing._usage_daily_add(a.owners, a.metrics, a.days, a.joins) FROM"
+	" SELECT billing._usage_pending_add(a.owners, a.metrics, a.days, a.joins) FROM"
 	"  (SELECT pg_catalog.array_agg(m.owner_id) AS owners, pg_catalog.array_agg(billing._quota_metric(m.attachment_id)) AS metrics,"
 	"   pg_catalog.array_agg(m.usage_day) AS days, pg_catalog.array_agg(m.usage_pending::pg_catalog.numeric) AS joins"
 	"   FROM moved m WHERE m.owner_id OPERATOR(pg_catalog.<>) '' AND m.usage_pending OPERATOR(pg_catalog.>) 0"
@@ -419,8 +420,10 @@ PrepareCounter(Spi &spi, int32_t attachment_id, const std::string &key, Timestam
 		int64_t pending = counter.int64_required(1);
 		// a counter without an owner (a room whose owner is NULL) is usage of nobody
 		if (pending > 0 && !out.owner_id->empty())
-			// (through billing._usage_daily_add: the totals are partitioned by month)
-			spi.Execute("SELECT billing._usage_daily_add(ARRAY[$1], ARRAY[billing._quota_metric(q.attachment_id)],"
+			// kept as pending usage of its day (billing._usage_pending_add), not
+			// written to the daily totals the rollup upserts: this runs in the
+			// application's transaction (attack finding 5.3)
+			spi.Execute("SELECT billing._usage_pending_add(ARRAY[$1], ARRAY[billing._quota_metric(q.attachment_id)],"
 						" ARRAY[q.usage_day], ARRAY[$2::pg_catalog.numeric]) FROM billing.quota_counters q"
 						" WHERE q.attachment_id OPERATOR(pg_catalog.=) $3 AND q.key OPERATOR(pg_catalog.=) $4",
 						{SqlArg::Text(*out.owner_id), SqlArg::Int64(pending), attachment, key_arg});

@@ -335,7 +335,8 @@ BEGIN
 			 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
 			   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
 			   FOR UPDATE) l;
-	PERFORM billing._usage_daily_add(owners, metrics, days, quantities);
+	-- as pending usage, not the daily totals the rollup upserts (attack finding 5.3)
+	PERFORM billing._usage_pending_add(owners, metrics, days, quantities);
 	DELETE FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone);
 	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
 END

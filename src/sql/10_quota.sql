@@ -551,7 +551,8 @@ BEGIN
 	IF moved_keys IS NOT NULL THEN
 		UPDATE billing.quota_counters q SET usage_pending = 0
 		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) ANY (moved_keys);
-		PERFORM billing._usage_daily_add(moved_owners, pg_catalog.array_fill(billing._quota_metric(p_attachment),
+		-- as pending usage, not the daily totals the rollup upserts (attack finding 5.3)
+		PERFORM billing._usage_pending_add(moved_owners, pg_catalog.array_fill(billing._quota_metric(p_attachment),
 			ARRAY[pg_catalog.cardinality(moved_keys)]), moved_days, moved_joins);
 	END IF;
 	RETURN QUERY

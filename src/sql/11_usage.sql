@@ -239,6 +239,28 @@ BEGIN
 END
 $$;
 
+-- Internal: counts taken off quota counters inside an application's
+-- transaction (a counter's first count of a new day, a room given to
+-- another owner or its key taken by a new room, a dropped attachment, a
+-- reconcile's owner mend) are kept as pending usage of their day, each a row
+-- of its own, which the next rollup adds to the daily totals as it adds a
+-- record. Never billing.usage_daily itself: the rollup upserts its
+-- (user, metric, day) rows, and would wait for such a transaction left open
+-- (attack finding 5.3). record_id is the next record id negated: no
+-- record's, and no other entry's. usage() and usage_trends() read the
+-- pending rows by their time (the day's UTC midnight).
+CREATE FUNCTION billing._usage_pending_add(user_ids text[], metrics text[], days date[], quantities numeric[])
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
+	SELECT OPERATOR(pg_catalog.-) pg_catalog.nextval('billing.usage_records_id_seq'::pg_catalog.regclass),
+		   x.user_id, x.metric, LEAST(x.quantity, 9223372036854775807)::pg_catalog.int8,
+		   x.day::pg_catalog.timestamp AT TIME ZONE 'UTC'
+	  FROM ROWS FROM (pg_catalog.unnest(user_ids), pg_catalog.unnest(metrics), pg_catalog.unnest(days),
+					  pg_catalog.unnest(quantities)) AS x(user_id, metric, day, quantity)
+	 WHERE x.quantity OPERATOR(pg_catalog.>) 0 AND x.day IS NOT NULL
+$$;
+
 -- Adds what arrived since the last rollup (records not yet rolled up, and the
 -- counts the quota triggers hold) to the daily totals, up to `upto`.
 -- Returns how many records and counters it moved.

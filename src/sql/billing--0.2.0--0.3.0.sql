@@ -3573,3 +3573,110 @@ $owner$;
 -- stripe_ingest also returns pending (an event waiting for its customer link)
 COMMENT ON FUNCTION billing.stripe_ingest(text, text, timestamptz) IS
 	'Verifies and applies a Stripe webhook event exactly once; returns applied, duplicate, stale, ignored or pending';
+
+-- Attack finding 5.3 (session 10): counts taken off quota counters inside an
+-- application's (or a table owner's) transaction are kept as pending usage,
+-- not written to the daily totals the maintenance rollup upserts.
+CREATE FUNCTION billing._usage_pending_add(user_ids text[], metrics text[], days date[], quantities numeric[])
+RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	INSERT INTO billing.usage_pending (record_id, user_id, metric, quantity, recorded_at)
+	SELECT OPERATOR(pg_catalog.-) pg_catalog.nextval('billing.usage_records_id_seq'::pg_catalog.regclass),
+		   x.user_id, x.metric, LEAST(x.quantity, 9223372036854775807)::pg_catalog.int8,
+		   x.day::pg_catalog.timestamp AT TIME ZONE 'UTC'
+	  FROM ROWS FROM (pg_catalog.unnest(user_ids), pg_catalog.unnest(metrics), pg_catalog.unnest(days),
+					  pg_catalog.unnest(quantities)) AS x(user_id, metric, day, quantity)
+	 WHERE x.quantity OPERATOR(pg_catalog.>) 0 AND x.day IS NOT NULL
+$$;
+REVOKE ALL ON FUNCTION billing._usage_pending_add(text[], text[], date[], numeric[]) FROM PUBLIC;
+ALTER FUNCTION billing._usage_pending_add(text[], text[], date[], numeric[]) OWNER TO billing_owner;
+CREATE OR REPLACE FUNCTION billing._after_drop_table() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	gone integer[];
+	owners text[];
+	metrics text[];
+	days date[];
+	quantities numeric[];
+BEGIN
+	-- Every attachment whose table or rooms table is gone, whatever dropped
+	-- it (DROP TABLE, DROP TYPE ... CASCADE of a typed table, DROP EXTENSION
+	-- ... CASCADE, a table dropped while event triggers were off): a handful
+	-- of rows, read whole.
+	SELECT pg_catalog.array_agg(a.id) INTO gone
+	  FROM billing.attachments a
+	 WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.relation)
+		OR (a.parent_relation IS NOT NULL
+			AND NOT EXISTS (SELECT FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) a.parent_relation));
+	IF gone IS NULL THEN
+		RETURN;
+	END IF;
+	-- Locked: a rollup that took a counter's pending usage and has not
+	-- committed yet is waited for, and its zero read (never added twice).
+	SELECT pg_catalog.array_agg(l.owner_id), pg_catalog.array_agg(billing._quota_metric(l.attachment_id)),
+		   pg_catalog.array_agg(l.usage_day), pg_catalog.array_agg(l.usage_pending::pg_catalog.numeric)
+	  INTO owners, metrics, days, quantities
+	  FROM (SELECT q.owner_id, q.attachment_id, q.usage_day, q.usage_pending FROM billing.quota_counters q
+			 WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone) AND q.usage_pending OPERATOR(pg_catalog.>) 0
+			   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_day IS NOT NULL
+			   FOR UPDATE) l;
+	-- as pending usage, not the daily totals the rollup upserts (attack finding 5.3)
+	PERFORM billing._usage_pending_add(owners, metrics, days, quantities);
+	DELETE FROM billing.quota_counters q WHERE q.attachment_id OPERATOR(pg_catalog.=) ANY (gone);
+	DELETE FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) ANY (gone);
+END
+$$;
+CREATE OR REPLACE FUNCTION billing._quota_counters_repair(p_attachment integer, keys text[], owners text[], counts bigint[])
+RETURNS TABLE (key text, counted_before bigint, counted_now bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+	att billing.attachments;
+	moved_keys text[];
+	moved_owners text[];
+	moved_days date[];
+	moved_joins numeric[];
+BEGIN
+	PERFORM billing._required(keys, 'keys'), billing._required(owners, 'owners'), billing._required(counts, 'counts');
+	SELECT * INTO att FROM billing.attachments a WHERE a.id OPERATOR(pg_catalog.=) billing._required(p_attachment, 'p_attachment');
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown attachment %', p_attachment USING ERRCODE = '22023';
+	END IF;
+	PERFORM billing._check_session_owns(att.relation);
+	-- A counter naming another owner than its rows' (a room key another room
+	-- had, before session 8): the joins no rollup has taken yet are the old
+	-- owner's, then the counter takes the owner the table says.
+	SELECT pg_catalog.array_agg(l.key), pg_catalog.array_agg(l.owner_id), pg_catalog.array_agg(l.usage_day),
+		   pg_catalog.array_agg(l.usage_pending::pg_catalog.numeric)
+	  INTO moved_keys, moved_owners, moved_days, moved_joins
+	  FROM (SELECT q.key, q.owner_id, q.usage_day, q.usage_pending
+			  FROM billing.quota_counters q
+			  JOIN ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners)) AS a(k, o) ON a.k OPERATOR(pg_catalog.=) q.key
+			 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.owner_id OPERATOR(pg_catalog.<>) a.o
+			   AND q.owner_id OPERATOR(pg_catalog.<>) '' AND q.usage_pending OPERATOR(pg_catalog.>) 0 AND q.usage_day IS NOT NULL
+			   FOR UPDATE OF q) l;
+	IF moved_keys IS NOT NULL THEN
+		UPDATE billing.quota_counters q SET usage_pending = 0
+		 WHERE q.attachment_id OPERATOR(pg_catalog.=) p_attachment AND q.key OPERATOR(pg_catalog.=) ANY (moved_keys);
+		-- as pending usage, not the daily totals the rollup upserts (attack finding 5.3)
+		PERFORM billing._usage_pending_add(moved_owners, pg_catalog.array_fill(billing._quota_metric(p_attachment),
+			ARRAY[pg_catalog.cardinality(moved_keys)]), moved_days, moved_joins);
+	END IF;
+	RETURN QUERY
+	WITH actual AS (
+		SELECT u.k, u.o, u.n FROM ROWS FROM (pg_catalog.unnest(keys), pg_catalog.unnest(owners), pg_catalog.unnest(counts)) AS u(k, o, n)),
+	 diff AS (
+		SELECT COALESCE(a.k, q.key) AS k, COALESCE(a.o, q.owner_id, '') AS o,
+			   COALESCE(q.used, 0) AS before, COALESCE(a.n, 0) AS now
+		  FROM actual a
+		  FULL JOIN (SELECT * FROM billing.quota_counters c WHERE c.attachment_id OPERATOR(pg_catalog.=) p_attachment) q ON q.key OPERATOR(pg_catalog.=) a.k
+		 WHERE COALESCE(q.used, 0) OPERATOR(pg_catalog.<>) COALESCE(a.n, 0) OR q.owner_id OPERATOR(pg_catalog.<>) a.o),
+	 fixed AS (
+		INSERT INTO billing.quota_counters AS c (attachment_id, key, owner_id, used)
+		SELECT p_attachment, d.k, d.o, d.now FROM diff d
+		ON CONFLICT (attachment_id, key) DO UPDATE
+		   SET used = EXCLUDED.used, owner_id = EXCLUDED.owner_id, cap_valid_until = '-infinity', updated_at = pg_catalog.now()
+		RETURNING c.key)
+	SELECT d.k, d.before, d.now FROM diff d ORDER BY d.k;
+END
+$$;
