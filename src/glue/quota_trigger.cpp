@@ -1135,15 +1135,62 @@ BILLING_FUNCTION(billing_before_attach_partition)
 		oids += (i ? "," : "") + std::to_string(tables[i]);
 	oids += "}";
 	bool counted = false;
+	std::optional<std::string> users_column;  // the id column of an attached users table among them
 	AsBillingOwner(CountersOwner(), [&] {
 		Spi spi(Spi::Access::kReadOnly);
 		auto rows = spi.Query("SELECT EXISTS (SELECT FROM billing.attachments a"
 							  " WHERE a.kind OPERATOR(pg_catalog.<>) 'users'"
-							  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]))",
+							  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])),"
+							  " (SELECT a.key_column::pg_catalog.text FROM billing.attachments a"
+							  " WHERE a.kind OPERATOR(pg_catalog.=) 'users'"
+							  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
+							  " ORDER BY a.id LIMIT 1)",
 							  {SqlArg::Text(oids)});
 		counted = rows.at(0).text_or(0, "f") == "t";
+		users_column = rows.at(0).text(1);
 		spi.Finish();
 	});
+	// A partition attached to an attached users table brings its users
+	// without the INSERT trigger: each gets a Free subscription here, as
+	// attach_users' backfill gives one (attack finding 5.4: they had none).
+	// Read as the invoking user (who must own the partition), locked first so
+	// that no row slips in before the attach; only their ids, as text, reach
+	// billing's owner. If the ATTACH fails, its transaction takes them back.
+	// (only for the role that may attach: PostgreSQL refuses anyone else
+	// after this trigger, and billing's owner writes nothing for them)
+	bool owns_all = false;
+	PgCall([&] {
+		owns_all = pg_class_ownercheck(tables.front(), GetUserId());
+		for (Oid partition : partitions)
+			owns_all = owns_all && pg_class_ownercheck(partition, GetUserId());
+	});
+	if (users_column && owns_all)
+		for (Oid partition : partitions) {
+			std::string name;
+			PgCall([&] {
+				name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(partition)), get_rel_name(partition));
+			});
+			std::optional<std::string> ids;
+			AsInvoker([&] {
+				Spi spi;
+				spi.Execute("LOCK TABLE " + name + " IN SHARE MODE");
+				std::string column;
+				PgCall([&] { column = quote_identifier(users_column->c_str()); });
+				ids = spi.Query("SELECT pg_catalog.array_agg(DISTINCT pg_catalog.format('%s', p." + column + "))::pg_catalog.text FROM " +
+									name + " p WHERE p." + column + " IS NOT NULL",
+								{})
+						  .at(0)
+						  .text(0);
+				spi.Finish();
+			});
+			if (ids)
+				AsBillingOwner(CountersOwner(), [&] {
+					Spi spi;
+					(void) spi.Query("SELECT billing._start_free_many($1::pg_catalog.text[], pg_catalog.now())",
+									 {SqlArg::Text(*ids)});
+					spi.Finish();
+				});
+		}
 	if (!counted)
 		return PointerGetDatum(nullptr);
 	for (Oid partition : partitions) {
