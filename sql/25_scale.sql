@@ -195,3 +195,16 @@ DROP EXTENSION billing CASCADE;
 CREATE EXTENSION billing;
 SELECT status FROM billing.start_trial('after-recreate', 'pro_monthly', '2026-01-01 00:00+00');
 SELECT count(*) FROM billing.run_maintenance('2026-02-01 00:00+00');
+
+-- == a lifecycle call's write of its user's lock row is a HOT update: the
+-- table's fillfactor leaves room on every page, so the row's new version
+-- stays on its page (no primary-key entry, no second page written), also on
+-- a page that a bulk of lock rows filled (the upgrade from 0.2.0 inserts
+-- every subscriber's at once; pages packed full moved the row on its first write)
+SELECT pg_catalog.array_to_string(c.reloptions, ',') AS user_locks_options
+  FROM pg_catalog.pg_class c WHERE c.oid = 'billing.user_locks'::regclass;
+INSERT INTO billing.user_locks (user_id) SELECT 'hot-' || i FROM generate_series(1, 500) i;
+CREATE TEMP TABLE lock_page AS
+SELECT (l.ctid::text::point)[0] AS page FROM billing.user_locks l WHERE l.user_id = 'hot-250';
+SELECT status FROM billing.start_trial('hot-250', 'pro_monthly', '2026-01-01 00:00+00');
+SELECT (l.ctid::text::point)[0] = p.page AS same_page FROM billing.user_locks l, lock_page p WHERE l.user_id = 'hot-250';

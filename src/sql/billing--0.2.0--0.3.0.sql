@@ -2858,7 +2858,7 @@ CREATE TABLE billing.user_locks (
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz
-);
+) WITH (fillfactor = 80);  -- room for HOT updates of the lock rows (02_tables.sql)
 COMMENT ON TABLE billing.user_locks IS 'One row per user, locked to serialise changes to that user''s subscriptions';
 REVOKE ALL ON billing.user_locks FROM PUBLIC;
 GRANT SELECT ON billing.user_locks TO billing_analyst, billing_admin;
