@@ -128,8 +128,34 @@ struct CounterRelation {
 	Oid lookup_index;  // the primary key (attachment_id, key)
 	CounterColumns columns;
 	bool fast_path_allowed;
+	// a new counter can be inserted without a statement: the fast path is
+	// allowed, the table has no trigger at all and no column but the shipped
+	// ones (created_at and deleted_at below)
+	bool insert_allowed;
+	AttrNumber owner_id;
+	AttrNumber created_at;
+	AttrNumber deleted_at;
 };
-CounterRelation counter_relation = {InvalidOid, InvalidOid, {}, false};
+CounterRelation counter_relation = {InvalidOid, InvalidOid, {}, false, false, InvalidAttrNumber, InvalidAttrNumber,
+									InvalidAttrNumber};
+
+// Whether a new counter's row can be formed here: every live column is one
+// of the shipped eleven (a column a DBA adds could have a default or a NOT
+// NULL this code does not know), and no trigger at all (an INSERT would fire
+// even an internal one, a foreign key's check).
+bool
+InsertAllowed(Relation counters, AttrNumber owner_id, AttrNumber created_at, AttrNumber deleted_at)
+{
+	if (counters->trigdesc != nullptr || owner_id == InvalidAttrNumber || created_at == InvalidAttrNumber ||
+		deleted_at == InvalidAttrNumber)
+		return false;
+	TupleDesc desc = RelationGetDescr(counters);
+	int live = 0;
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			live++;
+	return live == 11;
+}
 
 void
 ForgetCounterRelation(Datum, Oid relid)
@@ -155,7 +181,12 @@ OpenCounters()
 			Oid lookup_index = InvalidOid;
 			bool allowed = AllColumnsFound(columns) && NothingBeyondTheHeap(counters) &&
 						   IndexesAllowFastPath(counters, columns, &lookup_index);
-			counter_relation = {relid, lookup_index, columns, allowed};
+			TupleDesc desc = RelationGetDescr(counters);
+			AttrNumber owner_id = ColumnNumber(desc, "owner_id", TEXTOID);
+			AttrNumber created_at = ColumnNumber(desc, "created_at", TIMESTAMPTZOID);
+			AttrNumber deleted_at = ColumnNumber(desc, "deleted_at", TIMESTAMPTZOID);
+			bool insert_allowed = allowed && InsertAllowed(counters, owner_id, created_at, deleted_at);
+			counter_relation = {relid, lookup_index, columns, allowed, insert_allowed, owner_id, created_at, deleted_at};
 			return counters;
 		}
 		// Taking the lock may process invalidations that forget what we knew.
@@ -382,6 +413,106 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 	return outcome;
 }
 
+// A new counter counting its first row, as
+// "INSERT INTO billing.quota_counters ... ON CONFLICT DO NOTHING" inserts it
+// (PrepareCounter's and CreateCounted's statement), without the statement:
+// the executor's start and end, the CHECK expressions read back from their
+// stored form and the defaults evaluated were most of its cost. The steps
+// are ExecInsert's for ON CONFLICT DO NOTHING: every unique index checked
+// first (waiting for a transaction inserting the same key), the row inserted
+// speculatively, its index entries, then confirmed; a conflict found by the
+// index entries (a racing insert of the key) kills the row and checks again.
+// A conflict is kExists: in REPEATABLE READ and SERIALIZABLE a counter this
+// transaction's snapshot does not see is a serialization failure, as
+// ExecCheckTIDVisible raises it. The CHECK constraints (used >= 0,
+// usage_pending >= 0) hold by construction.
+CreateOutcome
+CreateCounterRow(const NewCounter &c)
+{
+	Relation counters = OpenCounters();
+	if (!counter_relation.insert_allowed) {
+		table_close(counters, NoLock);
+		return CreateOutcome::kUseSql;
+	}
+	CheckCmdReplicaIdentity(counters, CMD_INSERT);
+	const CounterColumns &columns = counter_relation.columns;
+	TupleDesc desc = RelationGetDescr(counters);
+
+	// a new command, as the statement would be, with its snapshot (the
+	// visibility check of a conflicting counter below reads it)
+	CommandCounterIncrement();
+	PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	Snapshot snapshot = GetActiveSnapshot();
+
+	TupleTableSlot *slot = table_slot_create(counters, nullptr);
+	ExecClearTuple(slot);
+	for (int i = 0; i < desc->natts; i++) {
+		slot->tts_values[i] = 0;
+		slot->tts_isnull[i] = true;
+	}
+	auto set = [&](AttrNumber column, Datum value) {
+		slot->tts_values[column - 1] = value;
+		slot->tts_isnull[column - 1] = false;
+	};
+	TimestampTz now = GetCurrentTransactionStartTimestamp();  // now(), as the defaults
+	set(columns.attachment_id, Int32GetDatum(c.attachment_id));
+	set(columns.used, Int64GetDatum(1));
+	set(columns.usage_pending, Int64GetDatum(c.usage));
+	if (c.cap)
+		set(columns.cap, Int64GetDatum(*c.cap));
+	set(columns.cap_valid_until, TimestampTzGetDatum(c.cap_valid_until));
+	set(columns.usage_day, DateADTGetDatum(c.usage_day));
+	set(columns.key, PointerGetDatum(cstring_to_text(c.key)));
+	set(counter_relation.owner_id, PointerGetDatum(cstring_to_text(c.owner)));
+	set(counter_relation.created_at, TimestampTzGetDatum(now));
+	set(columns.updated_at, TimestampTzGetDatum(now));
+	ExecStoreVirtualTuple(slot);
+
+	EState *estate = CreateExecutorState();
+	estate->es_snapshot = snapshot;
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ResultRelInfo *info = makeNode(ResultRelInfo);
+	InitResultRelInfo(info, counters, 1, nullptr, 0);
+	ExecOpenIndices(info, true);
+
+	CreateOutcome outcome = CreateOutcome::kCreated;
+	for (;;) {
+		ItemPointerData conflict;
+		ItemPointerSetInvalid(&conflict);
+		if (!ExecCheckIndexConstraints(info, slot, estate, &conflict, NIL)) {
+			if (IsolationUsesXactSnapshot()) {
+				TupleTableSlot *found = table_slot_create(counters, nullptr);
+				if (!table_tuple_fetch_row_version(counters, &conflict, SnapshotAny, found))
+					elog(ERROR, "failed to fetch a conflicting quota counter");
+				bool visible = table_tuple_satisfies_snapshot(counters, found, snapshot);
+				ExecDropSingleTupleTableSlot(found);
+				if (!visible)
+					ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+									errmsg("could not serialize access due to concurrent update")));
+			}
+			outcome = CreateOutcome::kExists;
+			break;
+		}
+		uint32 token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+		table_tuple_insert_speculative(counters, slot, estate->es_output_cid, 0, nullptr, token);
+		bool speculative_conflict = false;
+		List *recheck = ExecInsertIndexTuples(info, slot, estate, false, true, &speculative_conflict, NIL);
+		table_tuple_complete_speculative(counters, slot, token, !speculative_conflict);
+		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+		list_free(recheck);
+		if (!speculative_conflict)
+			break;
+		// a racing insert of the key won: check again (waits for it)
+	}
+	ExecCloseIndices(info);
+	FreeExecutorState(estate);
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	table_close(counters, NoLock);
+	return outcome;
+}
+
 // The user's billing.user_locks row locked FOR SHARE, as
 // "SELECT FROM billing.user_locks l WHERE l.user_id = $1 FOR SHARE" locks it,
 // without a statement: found through the primary key with a new snapshot
@@ -531,6 +662,14 @@ CounterOutcome
 DecrementCounter(int32_t attachment_id, const char *key)
 {
 	return ChangeCounterGuarded(attachment_id, key, {false, {}});
+}
+
+CreateOutcome
+CreateCounter(const NewCounter &counter)
+{
+	CreateOutcome outcome = CreateOutcome::kUseSql;
+	PgCall([&] { outcome = CreateCounterRow(counter); });
+	return outcome;
 }
 
 bool

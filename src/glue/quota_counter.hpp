@@ -71,6 +71,27 @@ Oid CountersOwner();
 // serialization failure, like any UPDATE.
 CounterOutcome IncrementCounter(int32_t attachment_id, const char *key, const CounterIncrement &increment);
 
+// A new counter that counts its first row: the slow path's insert of a
+// counter for a key whose owner is known (CreateCounted).
+struct NewCounter {
+	int32_t attachment_id;
+	const char *key;
+	const char *owner;
+	DateADT usage_day;
+	int64_t usage;                // usage_pending
+	std::optional<int64_t> cap;   // NULL: unlimited
+	TimestampTz cap_valid_until;
+};
+enum class CreateOutcome {
+	kCreated,  // inserted
+	kExists,   // another transaction's (or this one's) counter has the key: nothing written
+	kUseSql,   // the table is not as billing made it: the caller runs the INSERT
+};
+// Inserts the counter as "INSERT ... ON CONFLICT DO NOTHING" would, without
+// the statement. Raises 40001 in REPEATABLE READ for a conflicting counter the
+// transaction's snapshot does not see, as ON CONFLICT DO NOTHING does.
+CreateOutcome CreateCounter(const NewCounter &counter);
+
 // Whether the counter (attachment_id, key) exists for a new statement of
 // this transaction (true when that cannot be told without SQL): lets a new
 // room that takes no other room's key skip the statement that would move one.

@@ -474,6 +474,14 @@ CreateCounted(Spi &spi, const TriggerArgs &args, const std::string &key, Timesta
 	std::optional<int64_t> cap = ParseLimit(plan.limits, args.quota, plan.plan_code);
 	if (enforce && !AllowsOneMore(cap, 0))
 		return false;
+	switch (CreateCounter({args.attachment_id, key.c_str(), owner.c_str(), PgDay(at), usage, cap, plan.cap_valid_until})) {
+		case CreateOutcome::kCreated:
+			return true;
+		case CreateOutcome::kExists:
+			return false;
+		case CreateOutcome::kUseSql:
+			break;
+	}
 	return spi.Execute("INSERT INTO billing.quota_counters AS q"
 					   " (attachment_id, key, owner_id, usage_day, used, usage_pending, cap, cap_valid_until)"
 					   " VALUES ($1, $2, $3, $4, 1, $5, $6, $7) ON CONFLICT DO NOTHING",
