@@ -588,6 +588,94 @@ ShareLockUserRow(const char *user)
 	return outcome;
 }
 
+// The plan's billing.subscription_plans row locked FOR SHARE, as
+// "SELECT p.limits::text, p.code, p.name FROM billing.subscription_plans p
+// WHERE p.id = $1 FOR SHARE" locks and reads it, without the statement:
+// found through the primary key with a new statement's snapshot, locked by
+// ExecLockRows' rules (READ COMMITTED locks and reads the version a
+// concurrent writer committed; REPEATABLE READ and SERIALIZABLE fail with
+// 40001). False, with nothing locked, where the statement must decide: the
+// table or its key not as billing made it, no such row, or a row this
+// transaction changed later (the statement reports all of these as it did).
+// The texts are palloc'd.
+bool
+ShareLockPlanRow(int64 plan_id, char **limits, char **code, char **name)
+{
+	Oid relid = get_relname_relid("subscription_plans", get_namespace_oid("billing", false));
+	if (!OidIsValid(relid))
+		return false;
+	Relation plans = table_open(relid, RowShareLock);  // as SELECT ... FOR SHARE
+	TupleDesc desc = RelationGetDescr(plans);
+	AttrNumber id_column = ColumnNumber(desc, "id", INT8OID);
+	AttrNumber limits_column = ColumnNumber(desc, "limits", JSONBOID);
+	AttrNumber code_column = ColumnNumber(desc, "code", TEXTOID);
+	AttrNumber name_column = ColumnNumber(desc, "name", TEXTOID);
+	Oid key_index = RelationGetPrimaryKeyIndex(plans);
+	if (plans->rd_rel->relam != HEAP_TABLE_AM_OID || plans->rd_rules != nullptr || id_column == InvalidAttrNumber ||
+		limits_column == InvalidAttrNumber || code_column == InvalidAttrNumber || name_column == InvalidAttrNumber ||
+		!OidIsValid(key_index)) {
+		table_close(plans, NoLock);
+		return false;
+	}
+	Relation index = index_open(key_index, AccessShareLock);
+	Form_pg_index form = index->rd_index;
+	if (index->rd_rel->relam != BTREE_AM_OID || form->indnkeyatts != 1 || form->indkey.values[0] != id_column ||
+		index->rd_opfamily[0] != INTEGER_BTREE_FAM_OID || !form->indisvalid || !form->indisready || form->indcheckxmin) {
+		index_close(index, NoLock);
+		table_close(plans, NoLock);
+		return false;
+	}
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	Snapshot snapshot = GetActiveSnapshot();
+	ScanKeyData scan_key;
+	ScanKeyInit(&scan_key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(plan_id));
+	IndexScanDesc scan = index_beginscan(plans, index, snapshot, 1, 0);
+	index_rescan(scan, &scan_key, 1, nullptr, 0);
+	TupleTableSlot *slot = table_slot_create(plans, nullptr);
+	bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	ItemPointerData tid;
+	ItemPointerSetInvalid(&tid);
+	if (found)
+		tid = slot->tts_tid;
+	index_endscan(scan);
+	bool locked = false;
+	if (found) {
+		TM_FailureData failure;
+		bool xact_snapshot = IsolationUsesXactSnapshot();
+		TM_Result result = table_tuple_lock(plans, &tid, snapshot, slot, GetCurrentCommandId(true), LockTupleShare,
+											LockWaitBlock, xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+											&failure);
+		if (result == TM_Ok) {
+			locked = true;
+		} else if ((result == TM_Updated || result == TM_Deleted) && xact_snapshot) {
+			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							errmsg("could not serialize access due to concurrent update")));
+		}
+		// otherwise (deleted meanwhile, or changed by this transaction
+		// later): nothing was locked, the statement decides
+	}
+	if (locked) {
+		bool isnull = false;
+		Datum value = slot_getattr(slot, limits_column, &isnull);
+		if (!isnull) {
+			Jsonb *jsonb = DatumGetJsonbP(value);
+			*limits = JsonbToCString(nullptr, &jsonb->root, VARSIZE(jsonb));
+		}
+		value = slot_getattr(slot, code_column, &isnull);
+		if (!isnull)
+			*code = TextDatumGetCString(value);
+		value = slot_getattr(slot, name_column, &isnull);
+		if (!isnull)
+			*name = TextDatumGetCString(value);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(index, NoLock);
+	table_close(plans, NoLock);
+	return locked;
+}
+
 // Whether a counter (attachment_id, key) exists in the snapshot a new
 // statement would take (SPI's: after CommandCounterIncrement, the
 // transaction's in REPEATABLE READ, a new one in READ COMMITTED); true also
@@ -678,6 +766,23 @@ CounterExists(int32_t attachment_id, const std::string &key)
 	bool visible = true;
 	PgCall([&] { visible = CounterVisible(attachment_id, key.c_str()); });
 	return visible;
+}
+
+bool
+ShareLockPlan(int64_t plan_id, std::string *limits, std::string *code, std::string *name)
+{
+	bool locked = false;
+	char *limits_text = nullptr;
+	char *code_text = nullptr;
+	char *name_text = nullptr;
+	PgCall([&] { locked = ShareLockPlanRow(plan_id, &limits_text, &code_text, &name_text); });
+	if (!locked)
+		return false;
+	// NULL in a NOT NULL column: as the statement's readers default them
+	*limits = limits_text != nullptr ? limits_text : "{}";
+	*code = code_text != nullptr ? code_text : "";
+	*name = name_text != nullptr ? name_text : "";
+	return true;
 }
 
 UserLockOutcome

@@ -46,6 +46,13 @@ class Spi;
 enum class UserLockOutcome { kLocked, kMissing, kUseSql };
 UserLockOutcome ShareLockUser(const std::string &user);
 
+// The lock protocol's second step: the owner's plan row FOR SHARE (an edit
+// of its limits waits for the fill, or the fill for the edit), and what the
+// fill reads of it (limits as text, code, name), without a statement. False
+// when the caller must run the SELECT ... FOR SHARE (the table not as billing
+// made it, the row missing or changed later by this transaction).
+bool ShareLockPlan(int64_t plan_id, std::string *limits, std::string *code, std::string *name);
+
 // Any write to users' subscriptions makes the cached limits of those users'
 // counters stale: each user's billing.user_locks row is written first, in
 // user order (sorted by the column's collation; waiting for a fill in

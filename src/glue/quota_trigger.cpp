@@ -370,6 +370,10 @@ ReadOwnerPlan(Spi &spi, TimestampTz at, PreparedCounter *out)
 	if (!entitlement.plan_id)
 		throw Error(sqlstate::kInternalError, "no plan applies to user \"" + *out->owner_id + "\"",
 					"Billing has no plan with code 'free'.");
+	if (ShareLockPlan(*entitlement.plan_id, &out->limits, &out->plan_code, &out->plan_name)) {
+		out->cap_valid_until = entitlement.changes_at ? ToPgTime(*entitlement.changes_at) : DT_NOEND;
+		return;
+	}
 	auto plan = spi.Query("SELECT p.limits::pg_catalog.text, p.code, p.name FROM billing.subscription_plans p"
 						  " WHERE p.id OPERATOR(pg_catalog.=) $1 FOR SHARE",
 						  {SqlArg::Int64(*entitlement.plan_id)});
