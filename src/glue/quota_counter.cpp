@@ -485,7 +485,14 @@ CreateCounterRow(const NewCounter &c)
 				TupleTableSlot *found = table_slot_create(counters, nullptr);
 				if (!table_tuple_fetch_row_version(counters, &conflict, SnapshotAny, found))
 					elog(ERROR, "failed to fetch a conflicting quota counter");
+				// (one this transaction inserted is no concurrent update,
+				// as ExecCheckTupleVisible decides)
 				bool visible = table_tuple_satisfies_snapshot(counters, found, snapshot);
+				if (!visible) {
+					bool isnull = true;
+					Datum xmin = slot_getsysattr(found, MinTransactionIdAttributeNumber, &isnull);
+					visible = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
+				}
 				ExecDropSingleTupleTableSlot(found);
 				if (!visible)
 					ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
