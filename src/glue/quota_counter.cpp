@@ -128,8 +128,34 @@ struct CounterRelation {
 	Oid lookup_index;  // the primary key (attachment_id, key)
 	CounterColumns columns;
 	bool fast_path_allowed;
+	// a new counter can be inserted without a statement: the fast path is
+	// allowed, the table has no trigger at all and no column but the shipped
+	// ones (created_at and deleted_at below)
+	bool insert_allowed;
+	AttrNumber owner_id;
+	AttrNumber created_at;
+	AttrNumber deleted_at;
 };
-CounterRelation counter_relation = {InvalidOid, InvalidOid, {}, false};
+CounterRelation counter_relation = {InvalidOid, InvalidOid, {}, false, false, InvalidAttrNumber, InvalidAttrNumber,
+									InvalidAttrNumber};
+
+// Whether a new counter's row can be formed here: every live column is one
+// of the shipped eleven (a column a DBA adds could have a default or a NOT
+// NULL this code does not know), and no trigger at all (an INSERT would fire
+// even an internal one, a foreign key's check).
+bool
+InsertAllowed(Relation counters, AttrNumber owner_id, AttrNumber created_at, AttrNumber deleted_at)
+{
+	if (counters->trigdesc != nullptr || owner_id == InvalidAttrNumber || created_at == InvalidAttrNumber ||
+		deleted_at == InvalidAttrNumber)
+		return false;
+	TupleDesc desc = RelationGetDescr(counters);
+	int live = 0;
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped)
+			live++;
+	return live == 11;
+}
 
 void
 ForgetCounterRelation(Datum, Oid relid)
@@ -155,7 +181,12 @@ OpenCounters()
 			Oid lookup_index = InvalidOid;
 			bool allowed = AllColumnsFound(columns) && NothingBeyondTheHeap(counters) &&
 						   IndexesAllowFastPath(counters, columns, &lookup_index);
-			counter_relation = {relid, lookup_index, columns, allowed};
+			TupleDesc desc = RelationGetDescr(counters);
+			AttrNumber owner_id = ColumnNumber(desc, "owner_id", TEXTOID);
+			AttrNumber created_at = ColumnNumber(desc, "created_at", TIMESTAMPTZOID);
+			AttrNumber deleted_at = ColumnNumber(desc, "deleted_at", TIMESTAMPTZOID);
+			bool insert_allowed = allowed && InsertAllowed(counters, owner_id, created_at, deleted_at);
+			counter_relation = {relid, lookup_index, columns, allowed, insert_allowed, owner_id, created_at, deleted_at};
 			return counters;
 		}
 		// Taking the lock may process invalidations that forget what we knew.
@@ -382,6 +413,113 @@ ChangeCounter(int32 attachment_id, const char *key, const CounterRequest &reques
 	return outcome;
 }
 
+// A new counter counting its first row, as
+// "INSERT INTO billing.quota_counters ... ON CONFLICT DO NOTHING" inserts it
+// (PrepareCounter's and CreateCounted's statement), without the statement:
+// the executor's start and end, the CHECK expressions read back from their
+// stored form and the defaults evaluated were most of its cost. The steps
+// are ExecInsert's for ON CONFLICT DO NOTHING: every unique index checked
+// first (waiting for a transaction inserting the same key), the row inserted
+// speculatively, its index entries, then confirmed; a conflict found by the
+// index entries (a racing insert of the key) kills the row and checks again.
+// A conflict is kExists: in REPEATABLE READ and SERIALIZABLE a counter this
+// transaction's snapshot does not see is a serialization failure, as
+// ExecCheckTIDVisible raises it. The CHECK constraints (used >= 0,
+// usage_pending >= 0) hold by construction.
+CreateOutcome
+CreateCounterRow(const NewCounter &c)
+{
+	Relation counters = OpenCounters();
+	if (!counter_relation.insert_allowed) {
+		table_close(counters, NoLock);
+		return CreateOutcome::kUseSql;
+	}
+	CheckCmdReplicaIdentity(counters, CMD_INSERT);
+	const CounterColumns &columns = counter_relation.columns;
+	TupleDesc desc = RelationGetDescr(counters);
+
+	// a new command, as the statement would be, with its snapshot (the
+	// visibility check of a conflicting counter below reads it)
+	CommandCounterIncrement();
+	PushCopiedSnapshot(ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot());
+	UpdateActiveSnapshotCommandId();
+	Snapshot snapshot = GetActiveSnapshot();
+
+	TupleTableSlot *slot = table_slot_create(counters, nullptr);
+	ExecClearTuple(slot);
+	for (int i = 0; i < desc->natts; i++) {
+		slot->tts_values[i] = 0;
+		slot->tts_isnull[i] = true;
+	}
+	auto set = [&](AttrNumber column, Datum value) {
+		slot->tts_values[column - 1] = value;
+		slot->tts_isnull[column - 1] = false;
+	};
+	TimestampTz now = GetCurrentTransactionStartTimestamp();  // now(), as the defaults
+	set(columns.attachment_id, Int32GetDatum(c.attachment_id));
+	set(columns.used, Int64GetDatum(1));
+	set(columns.usage_pending, Int64GetDatum(c.usage));
+	if (c.cap)
+		set(columns.cap, Int64GetDatum(*c.cap));
+	set(columns.cap_valid_until, TimestampTzGetDatum(c.cap_valid_until));
+	set(columns.usage_day, DateADTGetDatum(c.usage_day));
+	set(columns.key, PointerGetDatum(cstring_to_text(c.key)));
+	set(counter_relation.owner_id, PointerGetDatum(cstring_to_text(c.owner)));
+	set(counter_relation.created_at, TimestampTzGetDatum(now));
+	set(columns.updated_at, TimestampTzGetDatum(now));
+	ExecStoreVirtualTuple(slot);
+
+	EState *estate = CreateExecutorState();
+	estate->es_snapshot = snapshot;
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ResultRelInfo *info = makeNode(ResultRelInfo);
+	InitResultRelInfo(info, counters, 1, nullptr, 0);
+	ExecOpenIndices(info, true);
+
+	CreateOutcome outcome = CreateOutcome::kCreated;
+	for (;;) {
+		ItemPointerData conflict;
+		ItemPointerSetInvalid(&conflict);
+		if (!ExecCheckIndexConstraints(info, slot, estate, &conflict, NIL)) {
+			if (IsolationUsesXactSnapshot()) {
+				TupleTableSlot *found = table_slot_create(counters, nullptr);
+				if (!table_tuple_fetch_row_version(counters, &conflict, SnapshotAny, found))
+					elog(ERROR, "failed to fetch a conflicting quota counter");
+				// (one this transaction inserted is no concurrent update,
+				// as ExecCheckTupleVisible decides)
+				bool visible = table_tuple_satisfies_snapshot(counters, found, snapshot);
+				if (!visible) {
+					bool isnull = true;
+					Datum xmin = slot_getsysattr(found, MinTransactionIdAttributeNumber, &isnull);
+					visible = !isnull && TransactionIdIsCurrentTransactionId(DatumGetTransactionId(xmin));
+				}
+				ExecDropSingleTupleTableSlot(found);
+				if (!visible)
+					ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+									errmsg("could not serialize access due to concurrent update")));
+			}
+			outcome = CreateOutcome::kExists;
+			break;
+		}
+		uint32 token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+		table_tuple_insert_speculative(counters, slot, estate->es_output_cid, 0, nullptr, token);
+		bool speculative_conflict = false;
+		List *recheck = ExecInsertIndexTuples(info, slot, estate, false, true, &speculative_conflict, NIL);
+		table_tuple_complete_speculative(counters, slot, token, !speculative_conflict);
+		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+		list_free(recheck);
+		if (!speculative_conflict)
+			break;
+		// a racing insert of the key won: check again (waits for it)
+	}
+	ExecCloseIndices(info);
+	FreeExecutorState(estate);
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	table_close(counters, NoLock);
+	return outcome;
+}
+
 // The user's billing.user_locks row locked FOR SHARE, as
 // "SELECT FROM billing.user_locks l WHERE l.user_id = $1 FOR SHARE" locks it,
 // without a statement: found through the primary key with a new snapshot
@@ -455,6 +593,94 @@ ShareLockUserRow(const char *user)
 	index_close(index, NoLock);
 	table_close(locks, NoLock);
 	return outcome;
+}
+
+// The plan's billing.subscription_plans row locked FOR SHARE, as
+// "SELECT p.limits::text, p.code, p.name FROM billing.subscription_plans p
+// WHERE p.id = $1 FOR SHARE" locks and reads it, without the statement:
+// found through the primary key with a new statement's snapshot, locked by
+// ExecLockRows' rules (READ COMMITTED locks and reads the version a
+// concurrent writer committed; REPEATABLE READ and SERIALIZABLE fail with
+// 40001). False, with nothing locked, where the statement must decide: the
+// table or its key not as billing made it, no such row, or a row this
+// transaction changed later (the statement reports all of these as it did).
+// The texts are palloc'd.
+bool
+ShareLockPlanRow(int64 plan_id, char **limits, char **code, char **name)
+{
+	Oid relid = get_relname_relid("subscription_plans", get_namespace_oid("billing", false));
+	if (!OidIsValid(relid))
+		return false;
+	Relation plans = table_open(relid, RowShareLock);  // as SELECT ... FOR SHARE
+	TupleDesc desc = RelationGetDescr(plans);
+	AttrNumber id_column = ColumnNumber(desc, "id", INT8OID);
+	AttrNumber limits_column = ColumnNumber(desc, "limits", JSONBOID);
+	AttrNumber code_column = ColumnNumber(desc, "code", TEXTOID);
+	AttrNumber name_column = ColumnNumber(desc, "name", TEXTOID);
+	Oid key_index = RelationGetPrimaryKeyIndex(plans);
+	if (plans->rd_rel->relam != HEAP_TABLE_AM_OID || plans->rd_rules != nullptr || id_column == InvalidAttrNumber ||
+		limits_column == InvalidAttrNumber || code_column == InvalidAttrNumber || name_column == InvalidAttrNumber ||
+		!OidIsValid(key_index)) {
+		table_close(plans, NoLock);
+		return false;
+	}
+	Relation index = index_open(key_index, AccessShareLock);
+	Form_pg_index form = index->rd_index;
+	if (index->rd_rel->relam != BTREE_AM_OID || form->indnkeyatts != 1 || form->indkey.values[0] != id_column ||
+		index->rd_opfamily[0] != INTEGER_BTREE_FAM_OID || !form->indisvalid || !form->indisready || form->indcheckxmin) {
+		index_close(index, NoLock);
+		table_close(plans, NoLock);
+		return false;
+	}
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	Snapshot snapshot = GetActiveSnapshot();
+	ScanKeyData scan_key;
+	ScanKeyInit(&scan_key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(plan_id));
+	IndexScanDesc scan = index_beginscan(plans, index, snapshot, 1, 0);
+	index_rescan(scan, &scan_key, 1, nullptr, 0);
+	TupleTableSlot *slot = table_slot_create(plans, nullptr);
+	bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	ItemPointerData tid;
+	ItemPointerSetInvalid(&tid);
+	if (found)
+		tid = slot->tts_tid;
+	index_endscan(scan);
+	bool locked = false;
+	if (found) {
+		TM_FailureData failure;
+		bool xact_snapshot = IsolationUsesXactSnapshot();
+		TM_Result result = table_tuple_lock(plans, &tid, snapshot, slot, GetCurrentCommandId(true), LockTupleShare,
+											LockWaitBlock, xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+											&failure);
+		if (result == TM_Ok) {
+			locked = true;
+		} else if ((result == TM_Updated || result == TM_Deleted) && xact_snapshot) {
+			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+							errmsg("could not serialize access due to concurrent update")));
+		}
+		// otherwise (deleted meanwhile, or changed by this transaction
+		// later): nothing was locked, the statement decides
+	}
+	if (locked) {
+		bool isnull = false;
+		Datum value = slot_getattr(slot, limits_column, &isnull);
+		if (!isnull) {
+			Jsonb *jsonb = DatumGetJsonbP(value);
+			*limits = JsonbToCString(nullptr, &jsonb->root, VARSIZE(jsonb));
+		}
+		value = slot_getattr(slot, code_column, &isnull);
+		if (!isnull)
+			*code = TextDatumGetCString(value);
+		value = slot_getattr(slot, name_column, &isnull);
+		if (!isnull)
+			*name = TextDatumGetCString(value);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	PopActiveSnapshot();
+	index_close(index, NoLock);
+	table_close(plans, NoLock);
+	return locked;
 }
 
 // Whether a counter (attachment_id, key) exists in the snapshot a new
@@ -533,12 +759,37 @@ DecrementCounter(int32_t attachment_id, const char *key)
 	return ChangeCounterGuarded(attachment_id, key, {false, {}});
 }
 
+CreateOutcome
+CreateCounter(const NewCounter &counter)
+{
+	CreateOutcome outcome = CreateOutcome::kUseSql;
+	PgCall([&] { outcome = CreateCounterRow(counter); });
+	return outcome;
+}
+
 bool
 CounterExists(int32_t attachment_id, const std::string &key)
 {
 	bool visible = true;
 	PgCall([&] { visible = CounterVisible(attachment_id, key.c_str()); });
 	return visible;
+}
+
+bool
+ShareLockPlan(int64_t plan_id, std::string *limits, std::string *code, std::string *name)
+{
+	bool locked = false;
+	char *limits_text = nullptr;
+	char *code_text = nullptr;
+	char *name_text = nullptr;
+	PgCall([&] { locked = ShareLockPlanRow(plan_id, &limits_text, &code_text, &name_text); });
+	if (!locked)
+		return false;
+	// NULL in a NOT NULL column: as the statement's readers default them
+	*limits = limits_text != nullptr ? limits_text : "{}";
+	*code = code_text != nullptr ? code_text : "";
+	*name = name_text != nullptr ? name_text : "";
+	return true;
 }
 
 UserLockOutcome

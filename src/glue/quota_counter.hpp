@@ -46,6 +46,13 @@ class Spi;
 enum class UserLockOutcome { kLocked, kMissing, kUseSql };
 UserLockOutcome ShareLockUser(const std::string &user);
 
+// The lock protocol's second step: the owner's plan row FOR SHARE (an edit
+// of its limits waits for the fill, or the fill for the edit), and what the
+// fill reads of it (limits as text, code, name), without a statement. False
+// when the caller must run the SELECT ... FOR SHARE (the table not as billing
+// made it, the row missing or changed later by this transaction).
+bool ShareLockPlan(int64_t plan_id, std::string *limits, std::string *code, std::string *name);
+
 // Any write to users' subscriptions makes the cached limits of those users'
 // counters stale: each user's billing.user_locks row is written first, in
 // user order (sorted by the column's collation; waiting for a fill in
@@ -70,6 +77,27 @@ Oid CountersOwner();
 // Raises PostgreSQL errors (as PgError) for lock waits that end in deadlock or
 // serialization failure, like any UPDATE.
 CounterOutcome IncrementCounter(int32_t attachment_id, const char *key, const CounterIncrement &increment);
+
+// A new counter that counts its first row: the slow path's insert of a
+// counter for a key whose owner is known (CreateCounted).
+struct NewCounter {
+	int32_t attachment_id;
+	const char *key;
+	const char *owner;
+	DateADT usage_day;
+	int64_t usage;                // usage_pending
+	std::optional<int64_t> cap;   // NULL: unlimited
+	TimestampTz cap_valid_until;
+};
+enum class CreateOutcome {
+	kCreated,  // inserted
+	kExists,   // another transaction's (or this one's) counter has the key: nothing written
+	kUseSql,   // the table is not as billing made it: the caller runs the INSERT
+};
+// Inserts the counter as "INSERT ... ON CONFLICT DO NOTHING" would, without
+// the statement. Raises 40001 in REPEATABLE READ for a conflicting counter the
+// transaction's snapshot does not see, as ON CONFLICT DO NOTHING does.
+CreateOutcome CreateCounter(const NewCounter &counter);
 
 // Whether the counter (attachment_id, key) exists for a new statement of
 // this transaction (true when that cannot be told without SQL): lets a new

@@ -210,6 +210,79 @@ RequireImmediateKey(Relation rooms, const char *column)
 								"participants table with billing.detach.")));
 }
 
+// The owner of the row with the key (a room), read as
+// "SELECT r.owner FROM rooms r WHERE r.key = $1" reads it for the invoking
+// role in the statement's snapshot, without the statement: through the
+// table's unique, immediate btree index on the key whose equality is the
+// key type's own (and the column's collation). False, with nothing read, where
+// the statement must do it: not a plain heap table (partitioned, with
+// inheritance children, rules), row-level security on, the role without
+// SELECT on the table or on both columns (the statement raises the error),
+// no such index. *found: a row with the key exists; *owner its owner as the
+// column type's output function writes it (as Spi's Row::text does), nullptr
+// for NULL. Call inside PgCall.
+bool
+OwnerByKeyIndex(Relation rooms, int key_number, int owner_number, Oid key_type, Oid eq_opr, Datum key, bool *found,
+				char **owner)
+{
+	if (rooms->rd_rel->relkind != RELKIND_RELATION || rooms->rd_rel->relam != HEAP_TABLE_AM_OID ||
+		rooms->rd_rel->relrowsecurity || rooms->rd_rel->relhassubclass || rooms->rd_rules != nullptr ||
+		!ActiveSnapshotSet())
+		return false;
+	Oid relid = RelationGetRelid(rooms);
+	Oid user = GetUserId();
+	if (pg_class_aclcheck(relid, user, ACL_SELECT) != ACLCHECK_OK &&
+		(pg_attribute_aclcheck(relid, key_number, user, ACL_SELECT) != ACLCHECK_OK ||
+		 pg_attribute_aclcheck(relid, owner_number, user, ACL_SELECT) != ACLCHECK_OK))
+		return false;
+	TupleDesc desc = RelationGetDescr(rooms);
+	Oid collation = TupleDescAttr(desc, key_number - 1)->attcollation;
+	Relation index = nullptr;
+	List *indexes = RelationGetIndexList(rooms);
+	ListCell *cell = nullptr;
+	foreach (cell, indexes) {
+		Relation candidate = index_open(lfirst_oid(cell), AccessShareLock);  // held, as the planner holds them
+		Form_pg_index form = candidate->rd_index;
+		if (candidate->rd_rel->relam == BTREE_AM_OID && form->indisunique && form->indimmediate && form->indisvalid &&
+			form->indisready && form->indnkeyatts == 1 && form->indkey.values[0] == key_number &&
+			(!form->indcheckxmin ||
+			 TransactionIdPrecedes(HeapTupleHeaderGetXmin(candidate->rd_indextuple->t_data), TransactionXmin)) &&
+			heap_attisnull(candidate->rd_indextuple, Anum_pg_index_indpred, nullptr) &&
+			heap_attisnull(candidate->rd_indextuple, Anum_pg_index_indexprs, nullptr) &&
+			candidate->rd_opcintype[0] == key_type && candidate->rd_indcollation[0] == collation &&
+			get_op_opfamily_strategy(eq_opr, candidate->rd_opfamily[0]) == BTEqualStrategyNumber) {
+			index = candidate;
+			break;
+		}
+		index_close(candidate, NoLock);
+	}
+	list_free(indexes);
+	if (index == nullptr)
+		return false;
+	ScanKeyData scan_key;
+	ScanKeyInit(&scan_key, 1, BTEqualStrategyNumber, get_opcode(eq_opr), key);
+	scan_key.sk_collation = index->rd_indcollation[0];
+	IndexScanDesc scan = index_beginscan(rooms, index, GetActiveSnapshot(), 1, 0);
+	index_rescan(scan, &scan_key, 1, nullptr, 0);
+	TupleTableSlot *slot = table_slot_create(rooms, nullptr);
+	*found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	*owner = nullptr;
+	if (*found) {
+		bool isnull = true;
+		Datum value = slot_getattr(slot, owner_number, &isnull);
+		if (!isnull) {
+			Oid output = InvalidOid;
+			bool varlena = false;
+			getTypeOutputInfo(TupleDescAttr(desc, owner_number - 1)->atttypid, &output, &varlena);
+			*owner = OidOutputFunctionCall(output, value);
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(index, NoLock);
+	return true;
+}
+
 // The owner of a participant's room, read from the rooms table as the
 // invoking user (who inserts participants and may read rooms): the key is
 // turned into the key column's own type by its input function and compared
@@ -233,6 +306,9 @@ KeyRowOwner(const Attachment &attachment, const std::string &room, std::string *
 		char *sql = nullptr;
 		Oid key_type = InvalidOid;
 		Datum key = 0;
+		bool direct = false;  // read through the key's index, without the statement
+		bool direct_found = false;
+		char *direct_owner = nullptr;
 		PgCall([&] {
 			Relation rooms = try_table_open(attachment.parent_relation, AccessShareLock);
 			if (rooms == nullptr)
@@ -257,25 +333,34 @@ KeyRowOwner(const Attachment &attachment, const std::string &room, std::string *
 			if (!OidIsValid(type->eq_opr))
 				ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
 								errmsg("type %s has no equality operator", format_type_be(key_type))));
-			HeapTuple op = SearchSysCache1(OPEROID, ObjectIdGetDatum(type->eq_opr));
-			if (!HeapTupleIsValid(op))
-				elog(ERROR, "cache lookup failed for operator %u", type->eq_opr);
-			Form_pg_operator op_form = reinterpret_cast<Form_pg_operator>(GETSTRUCT(op));
-			sql = psprintf("SELECT r.%s FROM %s r WHERE r.%s OPERATOR(%s.%s) $1",
-						   quote_identifier(attachment.parent_owner_column.c_str()),
-						   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rooms)),
-													  RelationGetRelationName(rooms)),
-						   quote_identifier(attachment.parent_key_column.c_str()),
-						   quote_identifier(get_namespace_name(op_form->oprnamespace)), NameStr(op_form->oprname));
-			ReleaseSysCache(op);
 			rooms_name = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rooms)),
 													RelationGetRelationName(rooms));
-			table_close(rooms, NoLock);
 			Oid input = InvalidOid;
 			Oid io_param = InvalidOid;
 			getTypeInputInfo(key_type, &input, &io_param);
 			key = OidInputFunctionCall(input, const_cast<char *>(room.c_str()), io_param, -1);
+			if (unique_key_required)
+				direct = OwnerByKeyIndex(rooms, key_number, owner_number, key_type, type->eq_opr, key, &direct_found,
+										 &direct_owner);
+			if (!direct) {
+				HeapTuple op = SearchSysCache1(OPEROID, ObjectIdGetDatum(type->eq_opr));
+				if (!HeapTupleIsValid(op))
+					elog(ERROR, "cache lookup failed for operator %u", type->eq_opr);
+				Form_pg_operator op_form = reinterpret_cast<Form_pg_operator>(GETSTRUCT(op));
+				sql = psprintf("SELECT r.%s FROM %s r WHERE r.%s OPERATOR(%s.%s) $1",
+							   quote_identifier(attachment.parent_owner_column.c_str()), rooms_name.c_str(),
+							   quote_identifier(attachment.parent_key_column.c_str()),
+							   quote_identifier(get_namespace_name(op_form->oprnamespace)), NameStr(op_form->oprname));
+				ReleaseSysCache(op);
+			}
+			table_close(rooms, NoLock);
 		});
+		if (direct) {
+			found = direct_found;
+			if (direct_owner != nullptr)
+				owner = direct_owner;
+			return;
+		}
 		std::string query(sql);
 		PgCall([&] { pfree(sql); });
 		Spi spi(Spi::Access::kReadOnly);
@@ -371,6 +456,10 @@ ReadOwnerPlan(Spi &spi, TimestampTz at, PreparedCounter *out)
 	if (!entitlement.plan_id)
 		throw Error(sqlstate::kInternalError, "no plan applies to user \"" + *out->owner_id + "\"",
 					"Billing has no plan with code 'free'.");
+	if (ShareLockPlan(*entitlement.plan_id, &out->limits, &out->plan_code, &out->plan_name)) {
+		out->cap_valid_until = entitlement.changes_at ? ToPgTime(*entitlement.changes_at) : DT_NOEND;
+		return;
+	}
 	auto plan = spi.Query("SELECT p.limits::pg_catalog.text, p.code, p.name FROM billing.subscription_plans p"
 						  " WHERE p.id OPERATOR(pg_catalog.=) $1 FOR SHARE",
 						  {SqlArg::Int64(*entitlement.plan_id)});
@@ -477,6 +566,14 @@ CreateCounted(Spi &spi, const TriggerArgs &args, const std::string &key, Timesta
 	std::optional<int64_t> cap = ParseLimit(plan.limits, args.quota, plan.plan_code);
 	if (enforce && !AllowsOneMore(cap, 0))
 		return false;
+	switch (CreateCounter({args.attachment_id, key.c_str(), owner.c_str(), PgDay(at), usage, cap, plan.cap_valid_until})) {
+		case CreateOutcome::kCreated:
+			return true;
+		case CreateOutcome::kExists:
+			return false;
+		case CreateOutcome::kUseSql:
+			break;
+	}
 	return spi.Execute("INSERT INTO billing.quota_counters AS q"
 					   " (attachment_id, key, owner_id, usage_day, used, usage_pending, cap, cap_valid_until)"
 					   " VALUES ($1, $2, $3, $4, 1, $5, $6, $7) ON CONFLICT DO NOTHING",
