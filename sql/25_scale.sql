@@ -185,6 +185,26 @@ SELECT billing._set_change_at(NULL);
 SELECT pg_catalog.current_setting('billing.change_at') = '' AS reset;
 ROLLBACK;
 
+-- == before the table's first ANALYZE (issue 12): a user's current
+-- subscription is found through an index condition on user_id, not by a scan
+-- of a partial index whose predicate the lookup implies. Kept plans are
+-- generic and made once per backend; on a new install every index then looks
+-- one row long (reltuples 0, relpages 1; the table never analyzed, no column statistics), and a
+-- scan of subscriptions_due_period_end, one entry per current subscription,
+-- cost the same. The statistics of a new install, for this transaction only.
+BEGIN;
+UPDATE pg_catalog.pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'billing.subscriptions'::pg_catalog.regclass;
+UPDATE pg_catalog.pg_class SET reltuples = 0, relpages = 1
+ WHERE oid IN (SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = 'billing.subscriptions'::pg_catalog.regclass);
+DELETE FROM pg_catalog.pg_statistic WHERE starelid = 'billing.subscriptions'::pg_catalog.regclass;
+SET LOCAL plan_cache_mode = force_generic_plan;
+PREPARE current_of(text) AS
+	SELECT s.id FROM billing.subscriptions s
+	 WHERE s.user_id = $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL FOR UPDATE OF s;
+SELECT pg_temp.plan($q$EXECUTE current_of('scale-1')$q$) ~ 'Index Cond: \(s\.user_id = \$1\)' AS current_by_user_id;
+ROLLBACK;
+DEALLOCATE current_of;
+
 -- == kept plans are re-planned when the schema changes under them
 ALTER TABLE billing.subscriptions ADD COLUMN scale_probe int;
 SELECT status FROM billing.start_trial('after-alter', 'pro_monthly', '2026-01-01 00:00+00');

@@ -131,6 +131,11 @@ UpdatedSql(bool single)
 		return "WITH c AS (SELECT * FROM " + Source(one) +
 			   "), closed AS (UPDATE billing.subscription_history h SET valid_to = GREATEST(c.at, h.valid_from),"
 			   " updated_at = pg_catalog.now() FROM c WHERE h.subscription_id OPERATOR(pg_catalog.=) c.id"
+			   // the ids again, as the parameter itself: an index condition on
+			   // subscription_history_open whatever the statistics say (a plan
+			   // made before the table's first ANALYZE joined c to a scan of
+			   // every open interval, one per current subscription)
+			   " AND h.subscription_id OPERATOR(pg_catalog.=) " + std::string(one ? "$1" : "ANY ($1)") +
 			   " AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz"
 			   " RETURNING h.subscription_id, h.valid_to, h.paid_since) " +
 			   HistoryInsert("COALESCE(x.valid_to, c.at)",

@@ -92,10 +92,12 @@ struct ObjectLock {
 
 // Locks a Stripe object's watermark (one event per object at a time: a
 // concurrent event of the same object waits here) and returns it. The row
-// is locked where it is, else made first: the insert of a concurrent first
-// event is waited for by ON CONFLICT, and the lock taken then reads the row
-// that event committed (one statement for an object seen before, most
-// events; three for its first).
+// is locked where it is, else made first: a row this statement inserts has
+// no watermark yet; the insert of a concurrent first event is waited for by
+// ON CONFLICT, which locks the row that event committed (DO UPDATE ... WHERE
+// false: locked, not written), and the lock query reads it (one statement
+// for an object seen before, two for its first, three when two first events
+// meet).
 ObjectLock
 LockObject(Spi &spi, const std::string &object_id)
 {
@@ -105,9 +107,11 @@ LockObject(Spi &spi, const std::string &object_id)
 					   "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE";
 	auto w = spi.Query(lock, {SqlArg::Text(object_id)});
 	if (w.empty()) {
-		spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
-					"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO NOTHING",
-					{SqlArg::Text(object_id)});
+		if (spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
+						"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO UPDATE SET object_id = o.object_id WHERE false "
+						"RETURNING true",
+						{SqlArg::Text(object_id)}) > 0)
+			return {};  // made here: no event applied yet
 		w = spi.Query(lock, {SqlArg::Text(object_id)});
 	}
 	ObjectLock held;

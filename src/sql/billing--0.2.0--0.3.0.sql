@@ -3370,6 +3370,14 @@ $$;
 COMMENT ON FUNCTION billing.daily_report(date) IS
 	'One UTC day at a glance: active by tier, new trials, conversions, cancellations, failed payments';
 
+-- == Stripe performance (issue 12, session 10): the period-end index holds
+-- only subscriptions with a period end, so that a lookup of a user's current
+-- subscription never matches its predicate (src/sql/02_tables.sql).
+DROP INDEX billing.subscriptions_due_period_end;
+CREATE INDEX subscriptions_due_period_end
+	ON billing.subscriptions (current_period_end)
+	WHERE ended_at IS NULL AND deleted_at IS NULL AND current_period_end IS NOT NULL;
+
 -- == security (issue 9), continued; keep last: privileges and ownership of every object,
 -- as 99_grants_and_dump.sql leaves a fresh install (idempotent; the view's grants
 -- are taken back first so that they come out in a fresh install's order).
