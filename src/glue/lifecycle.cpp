@@ -68,6 +68,32 @@ LockUser(Spi &spi, const std::string &user_id)
 				{SqlArg::Text(user_id)});
 }
 
+// A refund that reopens an upgrade invoice waits for every maintenance run
+// in progress (SHARE on billing.maintenance_runs against the run's ROW
+// EXCLUSIVE, MaintainedTo). Taken where the refund reads how far maintenance
+// ran, after it had locked the user's current subscription FOR UPDATE, it
+// closed a cycle with a run holding ROW EXCLUSIVE whose renewal notice's
+// foreign key waited for that row (KEY SHARE): 40P01 for one of them (known
+// limit until session 10, iso/refund_maintenance_lock_order). So the lock is
+// taken here, before the refund locks any other row, in the run's order
+// (maintenance_runs, then rows): the user's lock row held meanwhile is one a
+// run never waits for (it locks users SKIP LOCKED; a refunded payment's user
+// has a lock row, written with the payment's subscription). Only a refund
+// that may reopen one takes it: the user has a subscription a plan change
+// ended (the upgrade the line belongs to; a plan change takes the user's
+// lock, held here, so the answer cannot change until the refund commits).
+void
+LockUserForRefund(Spi &spi, const std::string &user_id)
+{
+	LockUser(spi, user_id);
+	if (spi.Query("SELECT FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1"
+				  " AND s.end_reason OPERATOR(pg_catalog.=) 'plan_changed' AND s.deleted_at IS NULL LIMIT 1",
+				  {SqlArg::Text(user_id)})
+			.empty())
+		return;
+	spi.Execute("LOCK TABLE billing.maintenance_runs IN SHARE MODE");
+}
+
 namespace {
 
 // Named as the table's columns, so an error about one names it.
@@ -2036,7 +2062,8 @@ PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status, const std::v
 // snapshot may predate a run that committed since: the same read with the
 // newest snapshot says so, and the refund fails with 40001 rather than date
 // the invoice before a point a committed run passed. Only a refund that
-// reopens an invoice gets here (one lock, two index probes).
+// reopens an invoice gets here (two index probes); it took the lock already,
+// before its row locks (LockUserForRefund), so the LOCK here finds it held.
 std::optional<Micros>
 MaintainedTo(Spi &spi)
 {
@@ -2314,7 +2341,7 @@ BILLING_FUNCTION(billing_refund)
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
 	// The user's lock: the credit balance a refund may take back from is read and
 	// written under the same lock as every other movement of it.
-	LockUser(spi, owner[0].text_required(0));
+	LockUserForRefund(spi, owner[0].text_required(0));
 	// Refunds of one payment are serialised on its row. Updating it (not only
 	// locking it) makes a concurrent refund under REPEATABLE READ or
 	// SERIALIZABLE fail with a serialization error instead of reading a stale sum.
