@@ -1593,7 +1593,7 @@ ReadHeldForUser(Spi &spi, const std::string &user_id)
 // first refused is the error. TRUNCATE holds the table's ACCESS EXCLUSIVE
 // lock: no user is inserted or deleted meanwhile.
 std::optional<Error>
-UsersTruncateRefusalFor(const std::string &table)
+UsersTruncateRefusalFor(const std::string &table, bool detaching)
 {
 	Spi spi(Spi::Access::kReadOnly);
 	static const std::string candidates =
@@ -1609,7 +1609,8 @@ UsersTruncateRefusalFor(const std::string &table)
 	std::optional<Error> refusal;
 	for (const Row &row : spi.Query(candidates, {})) {
 		std::string user_id = row.text_required(0);
-		refusal = UsersTruncateRefusal(ReadHeldForUser(spi, user_id), table);
+		HeldForUser held = ReadHeldForUser(spi, user_id);
+		refusal = detaching ? UsersDetachRefusal(held, table) : UsersTruncateRefusal(held, table);
 		if (refusal)
 			break;
 	}

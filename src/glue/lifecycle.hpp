@@ -78,10 +78,11 @@ void CloseForRenamedUser(const std::string &user_id, Micros now);
 // What billing holds for a user id, read with the Spi's snapshot.
 HeldForUser ReadHeldForUser(Spi &spi, const std::string &user_id);
 
-// A TRUNCATE of the attached users table `table`: the core's refusal (55000)
-// while billing holds anything live for some id, empty when it may go on.
-// Run as billing's owner.
-std::optional<Error> UsersTruncateRefusalFor(const std::string &table);
+// A TRUNCATE of the attached users table `table` (or one of its partitions;
+// `detaching`: a DETACH PARTITION of it): the core's refusal (55000) while
+// billing holds anything live for some id, empty when it may go on. Run as
+// billing's owner.
+std::optional<Error> UsersTruncateRefusalFor(const std::string &table, bool detaching = false);
 
 // Stripe adopts billing's own subscription: its open invoices become void,
 // what was paid toward them the customer's credit.
