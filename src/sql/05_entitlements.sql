@@ -216,7 +216,6 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	ids text[];
 	old_trigger name;
-	part regclass;
 BEGIN
 	PERFORM billing._required(users, 'users'), billing._required(id_column, 'id_column');
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
@@ -248,16 +247,20 @@ BEGIN
 	-- the refusal goes on every partition, at every level, or a TRUNCATE of
 	-- one deletes its users unseen (attack finding 4.2). A partition added
 	-- later gets it from billing._after_partition_change.
-	FOR part IN SELECT t.relid FROM pg_catalog.pg_partition_tree(users) t WHERE t.level OPERATOR(pg_catalog.>) 0 LOOP
-		IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
-					WHERE tg.tgrelid OPERATOR(pg_catalog.=) part AND tg.tgname OPERATOR(pg_catalog.=) 'billing_user_truncated'
-					  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace) THEN
-			EXECUTE pg_catalog.format('DROP TRIGGER billing_user_truncated ON %s', part);
-		END IF;
-		EXECUTE pg_catalog.format(
-			'CREATE TRIGGER billing_user_truncated BEFORE TRUNCATE ON %s
-			 FOR EACH STATEMENT EXECUTE FUNCTION billing._user_inserted(%L)', part, id_column);
-	END LOOP;
+	DECLARE
+		part regclass;
+	BEGIN
+		FOR part IN SELECT t.relid FROM pg_catalog.pg_partition_tree(users) t WHERE t.level OPERATOR(pg_catalog.>) 0 LOOP
+			IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+						WHERE tg.tgrelid OPERATOR(pg_catalog.=) part AND tg.tgname OPERATOR(pg_catalog.=) 'billing_user_truncated'
+						  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace) THEN
+				EXECUTE pg_catalog.format('DROP TRIGGER billing_user_truncated ON %s', part);
+			END IF;
+			EXECUTE pg_catalog.format(
+				'CREATE TRIGGER billing_user_truncated BEFORE TRUNCATE ON %s
+				 FOR EACH STATEMENT EXECUTE FUNCTION billing._user_inserted(%L)', part, id_column);
+		END LOOP;
+	END;
 
 	-- the ids as their type's output function writes them, as the trigger reads them
 	EXECUTE pg_catalog.format(
