@@ -72,6 +72,26 @@ INSERT INTO pairs VALUES
 	WHERE status = 'canceled' AND previous_status <> 'canceled' AND valid_from >= $T AND valid_from < $T + interval '1 day'
    UNION ALL SELECT 'failed', count(*) FROM billing.payments
 	WHERE status = 'failed' AND paid_at >= $T AND paid_at < $T + interval '1 day'$$);
+-- the time series (session 10: each built its buckets twice, the first
+-- time only to check the arguments): an hourly revenue over the year before
+-- $T (8,760 buckets) and a daily usage series over ten years (3,650), against
+-- the same series written as one plain query
+INSERT INTO pairs VALUES
+('revenue_hourly', 'SELECT * FROM billing.revenue($T - interval ''365 days'', $T, ''hour'')',
+ $$WITH b AS (SELECT g AT TIME ZONE 'UTC' AS bucket FROM generate_series(date_trunc('hour', ($T - interval '365 days') AT TIME ZONE 'UTC'),
+														   ($T AT TIME ZONE 'UTC') - interval '1 microsecond', interval '1 hour') g),
+   m AS MATERIALIZED (SELECT date_trunc('hour', paid_at, 'UTC') AS bucket, currency, sum(amount_cents) AS cents
+		   FROM billing.payments WHERE status = 'succeeded' AND paid_at >= $T - interval '365 days' AND paid_at < $T
+			AND (deleted_at IS NULL OR deleted_at >= $T) GROUP BY 1, 2)
+  SELECT b.bucket, 'revenue_cents_' || c.currency, COALESCE(m.cents, 0)
+	FROM b CROSS JOIN (SELECT DISTINCT currency FROM m) c LEFT JOIN m ON m.bucket = b.bucket AND m.currency = c.currency
+   ORDER BY 1, 2$$),
+('usage_trends_10y', 'SELECT * FROM billing.usage_trends($T - interval ''3650 days'', $T, ''day'')',
+ $$WITH b AS (SELECT g AT TIME ZONE 'UTC' AS bucket FROM generate_series(date_trunc('day', ($T - interval '3650 days') AT TIME ZONE 'UTC'),
+														   ($T AT TIME ZONE 'UTC') - interval '1 microsecond', interval '1 day') g),
+   a AS (SELECT day::timestamp AT TIME ZONE 'UTC' AS bucket, metric, sum(quantity) AS total FROM billing.usage_daily
+		  WHERE deleted_at IS NULL AND day >= ($T - interval '3650 days')::date AND day < $T::date GROUP BY 1, 2)
+  SELECT a.bucket, a.metric, a.total FROM a JOIN b ON b.bucket = a.bucket ORDER BY 1, 2$$);
 UPDATE pairs SET report = replace(report, '$T', quote_literal(:'at') || '::timestamptz'),
 				 dba = replace(dba, '$T', quote_literal(:'at') || '::timestamptz');
 

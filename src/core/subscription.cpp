@@ -375,6 +375,20 @@ UsersTruncateRefusal(const HeldForUser &held, const std::string &table)
 				 "SET session_replication_role = replica.");
 }
 
+std::optional<Error>
+UsersDetachRefusal(const HeldForUser &held, const std::string &partition)
+{
+	if (LiveHeld(held).empty())
+		return std::nullopt;
+	return Error("55000",
+				 "cannot detach partition \"" + partition + "\" of the users table: billing still holds live state for its users",
+				 "Billing holds a subscription not ended, a credit balance, an open invoice or a Stripe customer for "
+				 "at least one user id; a billing_analyst or billing_admin finds them in billing's tables.",
+				 "A detached partition's users leave the users table without the row triggers that end a deleted "
+				 "user's subscriptions and move their credit: DELETE its users first, or run billing.detach() on the "
+				 "users table first (attach_users again after).");
+}
+
 void
 RequireManagedByBilling(const Subscription &sub, Action action)
 {

@@ -233,6 +233,12 @@ std::optional<Error> UserRenameRefusal(const HeldForUser &held, const std::strin
 // nowhere in the error: the truncating role may not read billing).
 // Treating it as deleting every user would make a reload cancel the book.
 std::optional<Error> UsersTruncateRefusal(const HeldForUser &held, const std::string &table);
+// A partition of the attached users table detached (ALTER TABLE ... DETACH
+// PARTITION) takes its users out of the table as a TRUNCATE of it would, and
+// no row trigger fires either: refused by the same measure (55000), whose
+// HINT says to DELETE its users first or detach billing from the users table
+// (known limit until session 10, attack finding 4.2).
+std::optional<Error> UsersDetachRefusal(const HeldForUser &held, const std::string &partition);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);

@@ -68,6 +68,44 @@ LockUser(Spi &spi, const std::string &user_id)
 				{SqlArg::Text(user_id)});
 }
 
+// The fence that orders maintenance runs with refunds that reopen an invoice
+// (attack findings 3.3, 4.1, 5.1): a lock on the object tag (pg_class,
+// billing.maintenance_runs, 0), which PostgreSQL itself never takes (it locks
+// relations by their relation tag) and no role can take but through billing.
+// Not the table's own lock: a run's insert of its point must never wait for
+// a refund. Call inside PgCall.
+static Oid
+MaintenanceFence()
+{
+	return get_relname_relid("maintenance_runs", get_namespace_oid("billing", false));
+}
+
+// A refund that reopens an upgrade invoice waits for every maintenance run
+// in progress (SHARE on the maintenance fence against the run's ROW
+// EXCLUSIVE, MaintainedTo). Taken where the refund reads how far maintenance
+// ran, after it had locked the user's current subscription FOR UPDATE, it
+// closed a cycle with a run holding ROW EXCLUSIVE whose renewal notice's
+// foreign key waited for that row (KEY SHARE): 40P01 for one of them (known
+// limit until session 10, iso/refund_maintenance_lock_order). So the lock is
+// taken here, before the refund locks any other row, in the run's order
+// (the fence, then rows): the user's lock row held meanwhile is one a
+// run never waits for (it locks users SKIP LOCKED; a refunded payment's user
+// has a lock row, written with the payment's subscription). Only a refund
+// that may reopen one takes it: the user has a subscription a plan change
+// ended (the upgrade the line belongs to; a plan change takes the user's
+// lock, held here, so the answer cannot change until the refund commits).
+void
+LockUserForRefund(Spi &spi, const std::string &user_id)
+{
+	LockUser(spi, user_id);
+	if (spi.Query("SELECT FROM billing.subscriptions s WHERE s.user_id OPERATOR(pg_catalog.=) $1"
+				  " AND s.end_reason OPERATOR(pg_catalog.=) 'plan_changed' AND s.deleted_at IS NULL LIMIT 1",
+				  {SqlArg::Text(user_id)})
+			.empty())
+		return;
+	PgCall([] { LockDatabaseObject(RelationRelationId, MaintenanceFence(), 0, ShareLock); });
+}
+
 namespace {
 
 // Named as the table's columns, so an error about one names it.
@@ -1567,7 +1605,7 @@ ReadHeldForUser(Spi &spi, const std::string &user_id)
 // first refused is the error. TRUNCATE holds the table's ACCESS EXCLUSIVE
 // lock: no user is inserted or deleted meanwhile.
 std::optional<Error>
-UsersTruncateRefusalFor(const std::string &table)
+UsersTruncateRefusalFor(const std::string &table, bool detaching)
 {
 	Spi spi(Spi::Access::kReadOnly);
 	static const std::string candidates =
@@ -1583,7 +1621,8 @@ UsersTruncateRefusalFor(const std::string &table)
 	std::optional<Error> refusal;
 	for (const Row &row : spi.Query(candidates, {})) {
 		std::string user_id = row.text_required(0);
-		refusal = UsersTruncateRefusal(ReadHeldForUser(spi, user_id), table);
+		HeldForUser held = ReadHeldForUser(spi, user_id);
+		refusal = detaching ? UsersDetachRefusal(held, table) : UsersTruncateRefusal(held, table);
 		if (refusal)
 			break;
 	}
@@ -2025,18 +2064,6 @@ PaymentOnInvoices(Spi &spi, int64_t payment_id, const char *status, const std::v
 	return placed;
 }
 
-// The fence that orders maintenance runs with refunds that reopen an invoice
-// (attack findings 3.3, 4.1, 5.1): a lock on the object tag (pg_class,
-// billing.maintenance_runs, 0), which PostgreSQL itself never takes (it locks
-// relations by their relation tag) and no role can take but through billing.
-// Not the table's own lock: a run's insert of its point must never wait for
-// a refund. Call inside PgCall.
-static Oid
-MaintenanceFence()
-{
-	return get_relname_relid("maintenance_runs", get_namespace_oid("billing", false));
-}
-
 // How far maintenance has run (the latest ran_to), for a refund that may
 // reopen an invoice (CreditLineTakenBack's maintained_to), ordered with every
 // maintenance run (attack finding 3.3): a run records its point when it
@@ -2050,7 +2077,8 @@ MaintenanceFence()
 // snapshot may predate a run that committed since: the same read with the
 // newest snapshot says so, and the refund fails with 40001 rather than date
 // the invoice before a point a committed run passed. Only a refund that
-// reopens an invoice gets here (one lock, two index probes).
+// reopens an invoice gets here (two index probes); it took the lock already,
+// before its row locks (LockUserForRefund), so the lock here finds it held.
 std::optional<Micros>
 MaintainedTo(Spi &spi)
 {
@@ -2328,7 +2356,7 @@ BILLING_FUNCTION(billing_refund)
 		throw InvalidParameter("payment " + std::to_string(payment_id) + " does not exist");
 	// The user's lock: the credit balance a refund may take back from is read and
 	// written under the same lock as every other movement of it.
-	LockUser(spi, owner[0].text_required(0));
+	LockUserForRefund(spi, owner[0].text_required(0));
 	// Refunds of one payment are serialised on its row. Updating it (not only
 	// locking it) makes a concurrent refund under REPEATABLE READ or
 	// SERIALIZABLE fail with a serialization error instead of reading a stale sum.
@@ -2389,10 +2417,23 @@ BILLING_FUNCTION(billing_run_maintenance)
 	// one a committed run had passed, and the next run ended it back then).
 	// The fence is not the table's lock, so the insert never waits.
 	PgCall([&] { (void) ConditionalLockDatabaseObject(RelationRelationId, MaintenanceFence(), 0, RowExclusiveLock); });
-	spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
-				" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
-				" AND r.deleted_at IS NULL)",
-				{at_arg});
+	// Only the latest point is read (MaintainedTo: max(ran_to)), so a run
+	// that records a new one deletes the points before it: the table stays
+	// at a row or so (known limit until session 10: a row per run, for ever;
+	// sql/104_limits_maintenance_runs). Rows a concurrent run holds are
+	// skipped (runs never wait on each other) and left to the next run, as
+	// under REPEATABLE READ, where deleting a row a run committed since the
+	// snapshot would fail with 40001. The new point commits with the delete,
+	// so a refund never reads a smaller maximum.
+	if (spi.Execute("INSERT INTO billing.maintenance_runs (ran_to) SELECT $1 WHERE NOT EXISTS"
+					" (SELECT FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.>=) $1"
+					" AND r.deleted_at IS NULL)",
+					{at_arg}) > 0 &&
+		!IsolationUsesXactSnapshot())
+		spi.Execute("DELETE FROM billing.maintenance_runs d WHERE d.id OPERATOR(pg_catalog.=) ANY (ARRAY("
+					"SELECT r.id FROM billing.maintenance_runs r WHERE r.ran_to OPERATOR(pg_catalog.<) $1"
+					" FOR UPDATE SKIP LOCKED))",
+					{at_arg});
 	Micros grace = PastDueGrace(spi);
 	std::map<std::string, int64_t> counts;
 	std::map<int64_t, billing::Plan> plans;  // read once per call

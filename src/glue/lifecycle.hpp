@@ -31,6 +31,12 @@ bool HasCurrentSchema();
 // transaction ends (a row lock on billing.user_locks, no lock-table entry).
 void LockUser(Spi &spi, const std::string &user_id);
 
+// LockUser for a refund (billing.refund, Stripe's charge.refunded): when the
+// refund may reopen an upgrade invoice (the user has a subscription a plan
+// change ended), also SHARE on billing.maintenance_runs, before any row the
+// refund locks after, the order a maintenance run takes its locks in.
+void LockUserForRefund(Spi &spi, const std::string &user_id);
+
 // What a refund of `amount` from `payment_id` takes back besides the cash
 // (credit, open invoices' money), recorded on refund `refund_id`. With the
 // user's lock and the payment's row lock held, after the refund row is stored.
@@ -72,10 +78,11 @@ void CloseForRenamedUser(const std::string &user_id, Micros now);
 // What billing holds for a user id, read with the Spi's snapshot.
 HeldForUser ReadHeldForUser(Spi &spi, const std::string &user_id);
 
-// A TRUNCATE of the attached users table `table`: the core's refusal (55000)
-// while billing holds anything live for some id, empty when it may go on.
-// Run as billing's owner.
-std::optional<Error> UsersTruncateRefusalFor(const std::string &table);
+// A TRUNCATE of the attached users table `table` (or one of its partitions;
+// `detaching`: a DETACH PARTITION of it): the core's refusal (55000) while
+// billing holds anything live for some id, empty when it may go on. Run as
+// billing's owner.
+std::optional<Error> UsersTruncateRefusalFor(const std::string &table, bool detaching = false);
 
 // Stripe adopts billing's own subscription: its open invoices become void,
 // what was paid toward them the customer's credit.

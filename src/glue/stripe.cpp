@@ -672,8 +672,10 @@ ApplyRefund(Spi &spi, const stripe::Event &event)
 		user_id = stored.at(0).text_required(0);
 		currency = stored.at(0).text_required(1);
 	}
-	// The user's lock before the payment's, as billing.refund takes them.
-	LockUser(spi, user_id);
+	// The user's lock before the payment's, as billing.refund takes them
+	// (with SHARE on billing.maintenance_runs when the refund may reopen an
+	// upgrade invoice: LockUserForRefund).
+	LockUserForRefund(spi, user_id);
 	auto original = spi.Query("SELECT p.amount_cents, p.stripe_charge_id IS NULL, "
 							  "pg_catalog.ceil(EXTRACT(epoch FROM p.paid_at))::pg_catalog.int8 FROM billing.payments p "
 							  "WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE",
@@ -742,7 +744,7 @@ void
 TakeBackEarlierRefunds(Spi &spi, int64_t payment_id, const std::string &user_id, const std::string &currency,
 					   int64_t invoice_id)
 {
-	LockUser(spi, user_id);
+	LockUserForRefund(spi, user_id);
 	spi.Execute("SELECT FROM billing.payments p WHERE p.id OPERATOR(pg_catalog.=) $1 FOR UPDATE", {SqlArg::Int64(payment_id)});
 	auto refunds = spi.Query("UPDATE billing.payments r SET invoice_id = $2 WHERE r.refund_of OPERATOR(pg_catalog.=) $1 "
 							 "AND r.status OPERATOR(pg_catalog.=) 'succeeded' AND r.deleted_at IS NULL "

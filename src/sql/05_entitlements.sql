@@ -243,6 +243,24 @@ BEGIN
 	EXECUTE pg_catalog.format(
 		'CREATE TRIGGER billing_user_truncated BEFORE TRUNCATE ON %s
 		 FOR EACH STATEMENT EXECUTE FUNCTION billing._user_inserted(%L)', users, id_column);
+	-- PostgreSQL clones row triggers onto partitions, not statement triggers:
+	-- the refusal goes on every partition, at every level, or a TRUNCATE of
+	-- one deletes its users unseen (attack finding 4.2). A partition added
+	-- later gets it from billing._after_partition_change.
+	DECLARE
+		part regclass;
+	BEGIN
+		FOR part IN SELECT t.relid FROM pg_catalog.pg_partition_tree(users) t WHERE t.level OPERATOR(pg_catalog.>) 0 LOOP
+			IF EXISTS (SELECT FROM pg_catalog.pg_trigger tg JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) tg.tgfoid
+						WHERE tg.tgrelid OPERATOR(pg_catalog.=) part AND tg.tgname OPERATOR(pg_catalog.=) 'billing_user_truncated'
+						  AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace) THEN
+				EXECUTE pg_catalog.format('DROP TRIGGER billing_user_truncated ON %s', part);
+			END IF;
+			EXECUTE pg_catalog.format(
+				'CREATE TRIGGER billing_user_truncated BEFORE TRUNCATE ON %s
+				 FOR EACH STATEMENT EXECUTE FUNCTION billing._user_inserted(%L)', part, id_column);
+		END LOOP;
+	END;
 
 	-- the ids as their type's output function writes them, as the trigger reads them
 	EXECUTE pg_catalog.format(
@@ -280,7 +298,11 @@ BEGIN
 										 AND tg.tgname OPERATOR(pg_catalog.=) ('billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id)))
 					 OR (tg.tgrelid, tg.tgname) IN (SELECT a.parent_relation, 'billing_quota_room_owner_' OPERATOR(pg_catalog.||) a.id
 													  FROM billing.attachments a
-													 WHERE a.relation OPERATOR(pg_catalog.=) detach.relation AND a.parent_relation IS NOT NULL))
+													 WHERE a.relation OPERATOR(pg_catalog.=) detach.relation AND a.parent_relation IS NOT NULL)
+					 -- the users table's TRUNCATE refusal on its partitions (attach_users)
+					 OR (tg.tgname OPERATOR(pg_catalog.=) 'billing_user_truncated'
+						 AND tg.tgrelid OPERATOR(pg_catalog.=) ANY (SELECT pt.relid FROM pg_catalog.pg_partition_tree(relation) pt
+																	 WHERE pt.level OPERATOR(pg_catalog.>) 0)))
 	LOOP
 		EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', t.tgname, t.rel);
 	END LOOP;

@@ -356,11 +356,24 @@ $$;
 
 -- ALTER TABLE ... ATTACH PARTITION of a table that holds rows, to a table
 -- whose rows billing counts: refused (55000), its rows would not be counted.
+-- ALTER TABLE ... DETACH PARTITION of the attached users table (at any
+-- depth): refused (55000) while billing holds anything live, as a TRUNCATE.
 -- From the statement's parse tree, at ddl_command_start (src/glue/quota_trigger.cpp).
 CREATE FUNCTION billing._before_attach_partition() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_before_attach_partition';
 CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
 	WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION billing._before_attach_partition();
+
+-- The attached users table's TRUNCATE refusal on a partition that arrives
+-- later (CREATE TABLE ... PARTITION OF, ATTACH PARTITION, at any depth), off
+-- a partition detached (DETACH PARTITION of the users table is refused while
+-- billing holds anything live: billing._before_attach_partition). PostgreSQL
+-- clones no statement trigger onto partitions (attack finding 4.2). From the
+-- statement's parse tree, at ddl_command_end (src/glue/quota_trigger.cpp).
+CREATE FUNCTION billing._after_partition_change() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_after_partition_change';
+CREATE EVENT TRIGGER billing_after_partition_change ON ddl_command_end
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION billing._after_partition_change();
 
 -- Internal: does the table have a deleted_at column (soft delete)?
 CREATE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean

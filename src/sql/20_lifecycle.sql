@@ -29,7 +29,9 @@ CREATE TRIGGER touch_updated_at BEFORE UPDATE ON billing.notifications
 -- subscription, at a date maintenance had already written (money review R4).
 -- The insert's ROW EXCLUSIVE lock, held until the run commits, orders the
 -- run with such a refund, which takes SHARE before it reads ran_to (attack
--- finding 3.3); two runs at once never wait on each other here.
+-- finding 3.3); two runs at once never wait on each other here. Only the
+-- latest point is read: a run that records one deletes those before it
+-- (rows it can lock without waiting), so the table stays at a row or so.
 CREATE TABLE billing.maintenance_runs (
 	id bigserial PRIMARY KEY,
 	ran_to timestamptz NOT NULL,

@@ -485,13 +485,14 @@ $$;
 CREATE FUNCTION billing.revenue(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
 RETURNS TABLE ("time" timestamptz, metric text, value numeric)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-	-- the arguments checked first (the buckets below may not be read when
-	-- nothing was paid in the period)
-	SELECT pg_catalog.count(*) FROM billing._buckets(from_time, to_time, grain);
 	-- One series per currency paid in during the period (review R4: not
 	-- SELECT DISTINCT over every payment ever recorded): the period's rows
 	-- only, read once through payments_paid_at, zero for its empty buckets.
-	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
+	-- The buckets are made once (session 10: a first statement made them
+	-- only to check the arguments), kept, and counted in a one-time filter
+	-- that runs before anything is read: the arguments are checked even when
+	-- nothing was paid in the period (the join then reads no bucket).
+	WITH b AS MATERIALIZED (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
 	money AS MATERIALIZED (
 		SELECT pg_catalog.date_trunc(grain, n.paid_at, 'UTC') AS bucket, n.currency, pg_catalog.sum(n.amount_cents) AS cents
 		  FROM billing._net_payments(from_time, to_time) n
@@ -500,6 +501,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	SELECT b.bucket, 'revenue_cents_' OPERATOR(pg_catalog.||) c.currency, COALESCE(m.cents, 0)
 	  FROM b CROSS JOIN cur c
 	  LEFT JOIN money m ON m.bucket OPERATOR(pg_catalog.=) b.bucket AND m.currency OPERATOR(pg_catalog.=) c.currency
+	 WHERE (SELECT pg_catalog.count(*) FROM b) OPERATOR(pg_catalog.>=) 0
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.revenue(timestamptz, timestamptz, text) IS
@@ -529,8 +531,13 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 	-- counted at its own time until the rollup moved it to midnight, so an
 	-- hourly series, or a period starting within a day, changed at the
 	-- rollup). No hour grain: there is no hourly total to keep.
-	SELECT billing._usage_grain(grain), (SELECT pg_catalog.count(*) FROM billing._buckets(from_time, to_time, grain));
-	WITH b AS (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
+	-- The grain first (no hour: its own error), then the buckets, made once
+	-- (session 10: the first statement made them too, only to check the
+	-- arguments), kept and counted in a one-time filter that runs before
+	-- anything is read, so the arguments are checked even for a period with
+	-- no usage (the join then reads no bucket).
+	SELECT billing._usage_grain(grain);
+	WITH b AS MATERIALIZED (SELECT bucket FROM billing._buckets(from_time, to_time, grain)),
 	span AS (SELECT ((from_time AT TIME ZONE 'UTC')::pg_catalog.date::pg_catalog.timestamp AT TIME ZONE 'UTC') AS t0,
 					((to_time AT TIME ZONE 'UTC')::pg_catalog.date::pg_catalog.timestamp AT TIME ZONE 'UTC') AS t1),
 	daily AS (
@@ -551,6 +558,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		SELECT pg_catalog.date_trunc(grain, d.t, 'UTC') AS bucket, d.metric, pg_catalog.sum(d.quantity) AS total
 		  FROM daily d GROUP BY 1, 2)
 	SELECT a.bucket, a.metric, a.total FROM agg a JOIN b ON b.bucket OPERATOR(pg_catalog.=) a.bucket
+	 WHERE (SELECT pg_catalog.count(*) FROM b) OPERATOR(pg_catalog.>=) 0
 	 ORDER BY 1, 2
 $$;
 COMMENT ON FUNCTION billing.usage_trends(timestamptz, timestamptz, text) IS

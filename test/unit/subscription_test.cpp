@@ -300,6 +300,28 @@ TEST(UserTruncate, RefusedWhileBillingHoldsSomethingLive)
 	EXPECT_TRUE(UsersTruncateRefusal(credit, "users"));
 }
 
+// A partition of the users table detached (session 10, attack finding 4.2):
+// its users leave the table as a TRUNCATE's would, refused by the same measure.
+TEST(UserTruncate, PartitionDetachRefusedWhileBillingHoldsSomethingLive)
+{
+	HeldForUser free;
+	free.current = Stored(Subscribe("carol", kFree, At(2026, 1, 1), true, true));
+	EXPECT_FALSE(UsersDetachRefusal(free, "users_us"));
+	EXPECT_FALSE(UsersDetachRefusal(HeldForUser{}, "users_us"));
+	HeldForUser paid;
+	paid.current = ActiveMonthly();
+	std::optional<Error> refusal = UsersDetachRefusal(paid, "users_us");
+	ASSERT_TRUE(refusal);
+	EXPECT_EQ(refusal->sqlstate(), "55000");
+	EXPECT_STREQ(refusal->what(),
+				 "cannot detach partition \"users_us\" of the users table: billing still holds live state for its users");
+	EXPECT_EQ(refusal->detail().find(std::to_string(paid.current->id)), std::string::npos);
+	EXPECT_NE(refusal->hint().find("DELETE its users"), std::string::npos);
+	HeldForUser credit;
+	credit.credit = {{"usd", -5}};
+	EXPECT_TRUE(UsersDetachRefusal(credit, "users_us"));
+}
+
 // Attack finding 70: the application renames a user id (an UPDATE of the
 // users table's id column). Refused as a foreign key ON UPDATE RESTRICT
 // would, while billing holds anything live for the id; allowed otherwise.
