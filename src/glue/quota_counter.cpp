@@ -139,22 +139,54 @@ struct CounterRelation {
 CounterRelation counter_relation = {InvalidOid, InvalidOid, {}, false, false, InvalidAttrNumber, InvalidAttrNumber,
 									InvalidAttrNumber};
 
+// Whether the column's default is the shipped "pg_catalog.now()", what the
+// row formed here gives created_at and updated_at.
+bool
+DefaultIsNow(TupleDesc desc, AttrNumber column)
+{
+	TupleConstr *constr = desc->constr;
+	if (constr == nullptr || !TupleDescAttr(desc, column - 1)->atthasdef)
+		return false;
+	for (int i = 0; i < constr->num_defval; i++) {
+		if (constr->defval[i].adnum != column)
+			continue;
+		Node *expr = static_cast<Node *>(stringToNode(constr->defval[i].adbin));
+		return IsA(expr, FuncExpr) && reinterpret_cast<FuncExpr *>(expr)->funcid == F_NOW &&
+			   reinterpret_cast<FuncExpr *>(expr)->args == NIL;
+	}
+	return false;
+}
+
 // Whether a new counter's row can be formed here: every live column is one
 // of the shipped eleven (a column a DBA adds could have a default or a NOT
 // NULL this code does not know), and no trigger at all (an INSERT would fire
-// even an internal one, a foreign key's check).
+// even an internal one, a foreign key's check). The shipped columns as
+// shipped where the statement would do more than store the values given
+// (attack6 F1, F2): created_at and updated_at default to now() and
+// deleted_at has no default (the INSERT leaves these three to their
+// defaults), cap and deleted_at (NULL in a new row) allow NULL (ExecConstraints
+// raises 23502 otherwise), and no identity column (GENERATED ALWAYS refuses
+// a value: 428C9).
 bool
-InsertAllowed(Relation counters, AttrNumber owner_id, AttrNumber created_at, AttrNumber deleted_at)
+InsertAllowed(Relation counters, const CounterColumns &columns, AttrNumber owner_id, AttrNumber created_at,
+			  AttrNumber deleted_at)
 {
 	if (counters->trigdesc != nullptr || owner_id == InvalidAttrNumber || created_at == InvalidAttrNumber ||
 		deleted_at == InvalidAttrNumber)
 		return false;
 	TupleDesc desc = RelationGetDescr(counters);
 	int live = 0;
-	for (int i = 0; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped)
-			live++;
-	return live == 11;
+	for (int i = 0; i < desc->natts; i++) {
+		Form_pg_attribute attr = TupleDescAttr(desc, i);
+		if (attr->attisdropped)
+			continue;
+		if (attr->attidentity != '\0' || attr->attgenerated != '\0')
+			return false;
+		live++;
+	}
+	return live == 11 && !TupleDescAttr(desc, columns.cap - 1)->attnotnull &&
+		   !TupleDescAttr(desc, deleted_at - 1)->attnotnull && !TupleDescAttr(desc, deleted_at - 1)->atthasdef &&
+		   DefaultIsNow(desc, created_at) && DefaultIsNow(desc, columns.updated_at);
 }
 
 void
@@ -185,7 +217,7 @@ OpenCounters()
 			AttrNumber owner_id = ColumnNumber(desc, "owner_id", TEXTOID);
 			AttrNumber created_at = ColumnNumber(desc, "created_at", TIMESTAMPTZOID);
 			AttrNumber deleted_at = ColumnNumber(desc, "deleted_at", TIMESTAMPTZOID);
-			bool insert_allowed = allowed && InsertAllowed(counters, owner_id, created_at, deleted_at);
+			bool insert_allowed = allowed && InsertAllowed(counters, columns, owner_id, created_at, deleted_at);
 			counter_relation = {relid, lookup_index, columns, allowed, insert_allowed, owner_id, created_at, deleted_at};
 			return counters;
 		}
@@ -654,7 +686,14 @@ ShareLockPlanRow(int64 plan_id, char **limits, char **code, char **name)
 											LockWaitBlock, xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 											&failure);
 		if (result == TM_Ok) {
-			locked = true;
+			// A version reached by following the update chain (READ
+			// COMMITTED) is rechecked against "p.id = $1", as EvalPlanQual
+			// rechecks it for the statement: billing_admin may renumber a
+			// plan, and the statement then returns no row (attack6 F3). The
+			// lock taken stays, as the statement's does.
+			bool isnull = true;
+			Datum id = slot_getattr(slot, id_column, &isnull);
+			locked = !isnull && DatumGetInt64(id) == plan_id;
 		} else if ((result == TM_Updated || result == TM_Deleted) && xact_snapshot) {
 			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 							errmsg("could not serialize access due to concurrent update")));
