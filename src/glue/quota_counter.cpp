@@ -63,18 +63,25 @@ AllColumnsFound(const CounterColumns &c)
 // Whether the table has nothing an UPDATE would do beyond heap_update and
 // index entries: no trigger but the foreign key's own (the fast path never
 // changes attachment_id), no CHECK constraint but the two shipped ones (which
-// hold by construction), no generated column, and no rule. Anything a DBA
-// adds sends every change through the slow path's UPDATE.
+// hold by construction), no generated or identity column (an UPDATE refuses
+// to write GENERATED ALWAYS: 428C9), no rule and no row-level security.
+// Anything a DBA adds sends every change through the slow path's UPDATE.
 bool
 NothingBeyondTheHeap(Relation counters)
 {
-	if (counters->rd_rules != nullptr)
+	// row-level security (the statements run as the table's owner: it applies
+	// when FORCEd; its policies' checks are no heap_update): attack6 F6
+	if (counters->rd_rules != nullptr || counters->rd_rel->relrowsecurity)
 		return false;
 	if (counters->trigdesc != nullptr)
 		for (int i = 0; i < counters->trigdesc->numtriggers; i++)
 			if (!counters->trigdesc->triggers[i].tgisinternal)
 				return false;
-	TupleConstr *constr = RelationGetDescr(counters)->constr;
+	TupleDesc desc = RelationGetDescr(counters);
+	for (int i = 0; i < desc->natts; i++)
+		if (TupleDescAttr(desc, i)->attidentity != '\0')
+			return false;
+	TupleConstr *constr = desc->constr;
 	if (constr == nullptr)
 		return true;
 	if (constr->has_generated_stored)
@@ -165,8 +172,7 @@ DefaultIsNow(TupleDesc desc, AttrNumber column)
 // (attack6 F1, F2): created_at and updated_at default to now() and
 // deleted_at has no default (the INSERT leaves these three to their
 // defaults), cap and deleted_at (NULL in a new row) allow NULL (ExecConstraints
-// raises 23502 otherwise), and no identity column (GENERATED ALWAYS refuses
-// a value: 428C9).
+// raises 23502 otherwise); no identity column (NothingBeyondTheHeap).
 bool
 InsertAllowed(Relation counters, const CounterColumns &columns, AttrNumber owner_id, AttrNumber created_at,
 			  AttrNumber deleted_at)
@@ -180,7 +186,7 @@ InsertAllowed(Relation counters, const CounterColumns &columns, AttrNumber owner
 		Form_pg_attribute attr = TupleDescAttr(desc, i);
 		if (attr->attisdropped)
 			continue;
-		if (attr->attidentity != '\0' || attr->attgenerated != '\0')
+		if (attr->attgenerated != '\0')
 			return false;
 		live++;
 	}
@@ -650,7 +656,10 @@ ShareLockPlanRow(int64 plan_id, char **limits, char **code, char **name)
 	AttrNumber code_column = ColumnNumber(desc, "code", TEXTOID);
 	AttrNumber name_column = ColumnNumber(desc, "name", TEXTOID);
 	Oid key_index = RelationGetPrimaryKeyIndex(plans);
-	if (plans->rd_rel->relam != HEAP_TABLE_AM_OID || plans->rd_rules != nullptr || id_column == InvalidAttrNumber ||
+	// (row-level security: FOR SHARE also applies UPDATE policies; children:
+	// the statement reads them too; attack6 F6)
+	if (plans->rd_rel->relam != HEAP_TABLE_AM_OID || plans->rd_rules != nullptr || plans->rd_rel->relrowsecurity ||
+		plans->rd_rel->relhassubclass || id_column == InvalidAttrNumber ||
 		limits_column == InvalidAttrNumber || code_column == InvalidAttrNumber || name_column == InvalidAttrNumber ||
 		!OidIsValid(key_index)) {
 		table_close(plans, NoLock);
