@@ -5,7 +5,8 @@
 -- eleven columns, no trigger: the guards before) made the INSERT do more:
 -- a NOT NULL on cap (23502 for an unlimited counter), other defaults for the
 -- columns the INSERT leaves to them, an identity column (428C9). The direct
--- insert stored a NULL into the NOT NULL column and ignored the defaults.
+-- insert stored a NULL into the NOT NULL column, ignored the defaults and
+-- wrote the identity column.
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS a6_app CASCADE;
@@ -56,8 +57,9 @@ SELECT key, owner_id, used, created_at, deleted_at FROM a6_counters();
 ALTER TABLE billing.quota_counters ALTER COLUMN deleted_at DROP DEFAULT,
 	ALTER COLUMN created_at SET DEFAULT pg_catalog.now();
 
--- == used an identity column GENERATED ALWAYS: the INSERT's explicit value is
--- refused (428C9)
+-- == used an identity column GENERATED ALWAYS: the statements refuse to write
+-- it (428C9; every counter change steps aside to them, the UPDATE fast path
+-- too, so the UPDATE's wording); main's direct insert stored the counter
 ALTER TABLE billing.quota_counters ALTER COLUMN used DROP DEFAULT;
 ALTER TABLE billing.quota_counters ALTER COLUMN used ADD GENERATED ALWAYS AS IDENTITY;
 \c - regress_a6_app
