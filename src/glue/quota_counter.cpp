@@ -63,18 +63,25 @@ AllColumnsFound(const CounterColumns &c)
 // Whether the table has nothing an UPDATE would do beyond heap_update and
 // index entries: no trigger but the foreign key's own (the fast path never
 // changes attachment_id), no CHECK constraint but the two shipped ones (which
-// hold by construction), no generated column, and no rule. Anything a DBA
-// adds sends every change through the slow path's UPDATE.
+// hold by construction), no generated or identity column (an UPDATE refuses
+// to write GENERATED ALWAYS: 428C9), no rule and no row-level security.
+// Anything a DBA adds sends every change through the slow path's UPDATE.
 bool
 NothingBeyondTheHeap(Relation counters)
 {
-	if (counters->rd_rules != nullptr)
+	// row-level security (the statements run as the table's owner: it applies
+	// when FORCEd; its policies' checks are no heap_update): attack6 F6
+	if (counters->rd_rules != nullptr || counters->rd_rel->relrowsecurity)
 		return false;
 	if (counters->trigdesc != nullptr)
 		for (int i = 0; i < counters->trigdesc->numtriggers; i++)
 			if (!counters->trigdesc->triggers[i].tgisinternal)
 				return false;
-	TupleConstr *constr = RelationGetDescr(counters)->constr;
+	TupleDesc desc = RelationGetDescr(counters);
+	for (int i = 0; i < desc->natts; i++)
+		if (TupleDescAttr(desc, i)->attidentity != '\0')
+			return false;
+	TupleConstr *constr = desc->constr;
 	if (constr == nullptr)
 		return true;
 	if (constr->has_generated_stored)
@@ -139,22 +146,53 @@ struct CounterRelation {
 CounterRelation counter_relation = {InvalidOid, InvalidOid, {}, false, false, InvalidAttrNumber, InvalidAttrNumber,
 									InvalidAttrNumber};
 
+// Whether the column's default is the shipped "pg_catalog.now()", what the
+// row formed here gives created_at and updated_at.
+bool
+DefaultIsNow(TupleDesc desc, AttrNumber column)
+{
+	TupleConstr *constr = desc->constr;
+	if (constr == nullptr || !TupleDescAttr(desc, column - 1)->atthasdef)
+		return false;
+	for (int i = 0; i < constr->num_defval; i++) {
+		if (constr->defval[i].adnum != column)
+			continue;
+		Node *expr = static_cast<Node *>(stringToNode(constr->defval[i].adbin));
+		return IsA(expr, FuncExpr) && reinterpret_cast<FuncExpr *>(expr)->funcid == F_NOW &&
+			   reinterpret_cast<FuncExpr *>(expr)->args == NIL;
+	}
+	return false;
+}
+
 // Whether a new counter's row can be formed here: every live column is one
 // of the shipped eleven (a column a DBA adds could have a default or a NOT
 // NULL this code does not know), and no trigger at all (an INSERT would fire
-// even an internal one, a foreign key's check).
+// even an internal one, a foreign key's check). The shipped columns as
+// shipped where the statement would do more than store the values given
+// (attack6 F1, F2): created_at and updated_at default to now() and
+// deleted_at has no default (the INSERT leaves these three to their
+// defaults), cap and deleted_at (NULL in a new row) allow NULL (ExecConstraints
+// raises 23502 otherwise); no identity column (NothingBeyondTheHeap).
 bool
-InsertAllowed(Relation counters, AttrNumber owner_id, AttrNumber created_at, AttrNumber deleted_at)
+InsertAllowed(Relation counters, const CounterColumns &columns, AttrNumber owner_id, AttrNumber created_at,
+			  AttrNumber deleted_at)
 {
 	if (counters->trigdesc != nullptr || owner_id == InvalidAttrNumber || created_at == InvalidAttrNumber ||
 		deleted_at == InvalidAttrNumber)
 		return false;
 	TupleDesc desc = RelationGetDescr(counters);
 	int live = 0;
-	for (int i = 0; i < desc->natts; i++)
-		if (!TupleDescAttr(desc, i)->attisdropped)
-			live++;
-	return live == 11;
+	for (int i = 0; i < desc->natts; i++) {
+		Form_pg_attribute attr = TupleDescAttr(desc, i);
+		if (attr->attisdropped)
+			continue;
+		if (attr->attgenerated != '\0')
+			return false;
+		live++;
+	}
+	return live == 11 && !TupleDescAttr(desc, columns.cap - 1)->attnotnull &&
+		   !TupleDescAttr(desc, deleted_at - 1)->attnotnull && !TupleDescAttr(desc, deleted_at - 1)->atthasdef &&
+		   DefaultIsNow(desc, created_at) && DefaultIsNow(desc, columns.updated_at);
 }
 
 void
@@ -185,7 +223,7 @@ OpenCounters()
 			AttrNumber owner_id = ColumnNumber(desc, "owner_id", TEXTOID);
 			AttrNumber created_at = ColumnNumber(desc, "created_at", TIMESTAMPTZOID);
 			AttrNumber deleted_at = ColumnNumber(desc, "deleted_at", TIMESTAMPTZOID);
-			bool insert_allowed = allowed && InsertAllowed(counters, owner_id, created_at, deleted_at);
+			bool insert_allowed = allowed && InsertAllowed(counters, columns, owner_id, created_at, deleted_at);
 			counter_relation = {relid, lookup_index, columns, allowed, insert_allowed, owner_id, created_at, deleted_at};
 			return counters;
 		}
@@ -618,7 +656,10 @@ ShareLockPlanRow(int64 plan_id, char **limits, char **code, char **name)
 	AttrNumber code_column = ColumnNumber(desc, "code", TEXTOID);
 	AttrNumber name_column = ColumnNumber(desc, "name", TEXTOID);
 	Oid key_index = RelationGetPrimaryKeyIndex(plans);
-	if (plans->rd_rel->relam != HEAP_TABLE_AM_OID || plans->rd_rules != nullptr || id_column == InvalidAttrNumber ||
+	// (row-level security: FOR SHARE also applies UPDATE policies; children:
+	// the statement reads them too; attack6 F6)
+	if (plans->rd_rel->relam != HEAP_TABLE_AM_OID || plans->rd_rules != nullptr || plans->rd_rel->relrowsecurity ||
+		plans->rd_rel->relhassubclass || id_column == InvalidAttrNumber ||
 		limits_column == InvalidAttrNumber || code_column == InvalidAttrNumber || name_column == InvalidAttrNumber ||
 		!OidIsValid(key_index)) {
 		table_close(plans, NoLock);
@@ -654,7 +695,14 @@ ShareLockPlanRow(int64 plan_id, char **limits, char **code, char **name)
 											LockWaitBlock, xact_snapshot ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
 											&failure);
 		if (result == TM_Ok) {
-			locked = true;
+			// A version reached by following the update chain (READ
+			// COMMITTED) is rechecked against "p.id = $1", as EvalPlanQual
+			// rechecks it for the statement: billing_admin may renumber a
+			// plan, and the statement then returns no row (attack6 F3). The
+			// lock taken stays, as the statement's does.
+			bool isnull = true;
+			Datum id = slot_getattr(slot, id_column, &isnull);
+			locked = !isnull && DatumGetInt64(id) == plan_id;
 		} else if ((result == TM_Updated || result == TM_Deleted) && xact_snapshot) {
 			ereport(ERROR, (errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 							errmsg("could not serialize access due to concurrent update")));

@@ -235,6 +235,18 @@ OwnerByKeyIndex(Relation rooms, int key_number, int owner_number, Oid key_type, 
 		(pg_attribute_aclcheck(relid, key_number, user, ACL_SELECT) != ACLCHECK_OK ||
 		 pg_attribute_aclcheck(relid, owner_number, user, ACL_SELECT) != ACLCHECK_OK))
 		return false;
+	// The statement names the table's schema and the operator's (USAGE on
+	// both) and calls the operator's function (EXECUTE); the index probe
+	// opens the table by OID and calls the function unchecked (attack6 F5).
+	HeapTuple op = SearchSysCache1(OPEROID, ObjectIdGetDatum(eq_opr));
+	if (!HeapTupleIsValid(op))
+		return false;
+	Oid op_namespace = reinterpret_cast<Form_pg_operator>(GETSTRUCT(op))->oprnamespace;
+	ReleaseSysCache(op);
+	if (pg_namespace_aclcheck(RelationGetNamespace(rooms), user, ACL_USAGE) != ACLCHECK_OK ||
+		pg_namespace_aclcheck(op_namespace, user, ACL_USAGE) != ACLCHECK_OK ||
+		pg_proc_aclcheck(get_opcode(eq_opr), user, ACL_EXECUTE) != ACLCHECK_OK)
+		return false;
 	TupleDesc desc = RelationGetDescr(rooms);
 	Oid collation = TupleDescAttr(desc, key_number - 1)->attcollation;
 	Relation index = nullptr;
