@@ -475,6 +475,12 @@ ReadOwnerPlan(Spi &spi, TimestampTz at, PreparedCounter *out)
 	auto plan = spi.Query("SELECT p.limits::pg_catalog.text, p.code, p.name FROM billing.subscription_plans p"
 						  " WHERE p.id OPERATOR(pg_catalog.=) $1 FOR SHARE",
 						  {SqlArg::Int64(*entitlement.plan_id)});
+	// The plan row was renumbered, deleted or hidden by a policy while this
+	// fill waited for it: the entitlement just read is stale, retry.
+	if (plan.empty())
+		throw Error("40001", "could not serialize access due to concurrent update of plan " +
+								 std::to_string(*entitlement.plan_id),
+					"The plan that applies to user \"" + *out->owner_id + "\" changed while the quota was checked.");
 	out->limits = plan.at(0).text_or(0, "{}");
 	out->plan_code = plan.at(0).text_or(1, "");
 	out->plan_name = plan.at(0).text_or(2, "");
