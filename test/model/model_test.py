@@ -533,6 +533,8 @@ class Model:
         if amount > p['amount'] - p['refunded']:
             raise Refused('22023', 'too much')
         p['refunded'] += amount
+        # the refund is money of its own date (revenue() of that day shows it)
+        p.setdefault('refunds', []).append((t, amount))
         # what the payment put into credit and is still there goes back first;
         # invoices it paid stay paid
         take = max(0, min(amount, self.unspent(u, p), u.credit))
@@ -756,8 +758,13 @@ def generate(seed, steps, users):
         elif r < 0.73:
             out.append((t, 'change_plan', user, (plan,)))
         elif r < 0.93:
+            # when the refund is dated (README "Refunds": bound only by its
+            # payment, so it may be dated back into the period it refunds):
+            # now, at its payment's second, somewhere between the payment and
+            # now (a fraction in thousandths), or a day before the payment (22023)
+            dating = rng.choice(['now'] * 6 + ['back'] * 3 + ['at', 'before'])
             out.append((t, 'refund', user, (rng.randrange(1000), rng.choice([100, 1000, 2999, 28800, 0]),
-                                            rng.random() < 0.1)))
+                                            (dating, rng.randrange(1000)))))
         else:
             out.append((t, 'maintenance', None, ()))
     return out
@@ -951,15 +958,19 @@ def apply_step(sql, model, step, n):
         learn_ids(sql, model, [name])
 
 
-def refund_time(p, index, early, t):
-    """When a refund step is dated: now, or (`early`) a day before its payment
-    (refused) or, for an odd index, dated back halfway to its payment (a refund
-    recorded late: it must not change what maintenance already wrote, R4)."""
-    if not early:
-        return t
-    if index % 2:
-        return p['at'] + dt.timedelta(seconds=int((t - p['at']).total_seconds()) // 2)
-    return p['at'] - DAY
+def refund_time(p, dating, t):
+    """When a refund step is dated (see generate): now, at its payment, a
+    point between the payment and now (a refund recorded late, dated when it
+    was made: it must not change what maintenance already wrote, R4), or a
+    day before its payment (refused)."""
+    how, frac = dating
+    if how == 'at':
+        return p['at']
+    if how == 'back':
+        return p['at'] + dt.timedelta(seconds=int((t - p['at']).total_seconds()) * frac // 1000)
+    if how == 'before':
+        return p['at'] - DAY
+    return t
 
 
 def operation(model, u, kind, args, t):
@@ -983,12 +994,11 @@ def operation(model, u, kind, args, t):
     elif kind == 'change_plan':
         model.change_plan(u, target, args[0], t)
     elif kind == 'refund':
-        index, amount, early = args
-        succeeded = [i for i, p in enumerate(u.payments)]
-        if not succeeded:
+        index, amount, dating = args
+        if not u.payments:
             raise IndexError
-        p = succeeded[index % len(succeeded)]
-        model.refund(u, p, amount, refund_time(u.payments[p], index, early, t))
+        p = index % len(u.payments)
+        model.refund(u, p, amount, refund_time(u.payments[p], dating, t))
     return call
 
 
@@ -1021,11 +1031,11 @@ def operation_sql(model, u, kind, args, t):
     if kind == 'change_plan':
         return f"SELECT status FROM billing.change_plan({sub}, {q(args[0])}, {ts(t)})"
     if kind == 'refund':
-        index, amount, early = args
+        index, amount, dating = args
         if not u.payments:
             raise IndexError
         p = u.payments[index % len(u.payments)]
-        when = refund_time(p, index, early, t)
+        when = refund_time(p, dating, t)
         return f"SELECT amount_cents FROM billing.refund({p['id']}, {amount}, {ts(when)})"
     raise ValueError(kind)
 
@@ -1055,6 +1065,7 @@ def check(sql, model, names, t, n, step, everyone):
     if seen != set(names):
         raise Failure(f'step {n}: users without a current subscription: {set(names) - seen}')
     if everyone:
+        check_revenue(sql, model, n, t, step)
         for name, u in model.users.items():
             if u.credit < 0:
                 raise Failure(f'step {n}: the model gives {name} a negative credit')
@@ -1070,6 +1081,36 @@ def check(sql, model, names, t, n, step, everyone):
                 if effective != want:
                     raise Failure(f'step {n} at {t} ({step[1]} {step[2]}): effective_plan({name}, {later}) is '
                                   f'{effective}, model says {want}')
+
+
+# revenue() by UTC day: each payment on its own day, each refund on the day
+# it is dated (README "Refunds": a refund may be dated back into the period
+# it refunds, so the reports of that period show it)
+REVENUE_DAYS = """
+SELECT "time"::date, value FROM billing.revenue('2029-12-01', '2032-03-01', 'day') WHERE value <> 0 ORDER BY 1
+"""
+
+
+def model_revenue(model):
+    days = {}
+    for u in model.users.values():
+        for p in u.payments:
+            if not p['succeeded']:
+                continue
+            day = p['at'].date()
+            days[day] = days.get(day, 0) + p['amount']
+            for when, amount in p.get('refunds', []):
+                days[when.date()] = days.get(when.date(), 0) - amount
+    return {d: v for d, v in days.items() if v != 0}
+
+
+def check_revenue(sql, model, n, t, step):
+    got = {dt.date.fromisoformat(d): int(v) for d, v in (r.split('|') for r in sql.one(REVENUE_DAYS))}
+    want = model_revenue(model)
+    if got != want:
+        diff = sorted((d, got.get(d), want.get(d)) for d in set(got) | set(want) if got.get(d) != want.get(d))
+        raise Failure(f'step {n} at {t} ({step[1]} {step[2]}): revenue() by day differs from the model '
+                      f'(day, revenue(), model): {diff[:5]}')
 
 
 def delta_debug(steps, failing, replay, failure=Exception):
