@@ -1193,22 +1193,22 @@ TEST(ChangePlan, LineRestTakenBackFollowsTheLine)
 TEST(History, PaidSinceStartsWhenPaid)
 {
 	// billing's own: active or past_due (its dunning follows a paid period)
-	EXPECT_TRUE(StartsPaying("active", "", true));
-	EXPECT_TRUE(StartsPaying("past_due", "", false));
-	EXPECT_FALSE(StartsPaying("trialing", "", false));
-	EXPECT_FALSE(StartsPaying("incomplete", "", true));
-	EXPECT_FALSE(StartsPaying("canceled", "", false));
+	EXPECT_TRUE(billing::StartsPaying("active", "", true));
+	EXPECT_TRUE(billing::StartsPaying("past_due", "", false));
+	EXPECT_FALSE(billing::StartsPaying("trialing", "", false));
+	EXPECT_FALSE(billing::StartsPaying("incomplete", "", true));
+	EXPECT_FALSE(billing::StartsPaying("canceled", "", false));
 	// Stripe's active, also canceled at period end (billing's canceled)
-	EXPECT_TRUE(StartsPaying("active", "active", false));
-	EXPECT_TRUE(StartsPaying("canceled", "active", true));
+	EXPECT_TRUE(billing::StartsPaying("active", "active", false));
+	EXPECT_TRUE(billing::StartsPaying("canceled", "active", true));
 	// a failed first payment after a trial: never paid
-	EXPECT_FALSE(StartsPaying("past_due", "past_due", false));
-	EXPECT_FALSE(StartsPaying("past_due", "unpaid", false));
-	EXPECT_FALSE(StartsPaying("trialing", "trialing", true));
-	EXPECT_FALSE(StartsPaying("incomplete", "incomplete", false));
+	EXPECT_FALSE(billing::StartsPaying("past_due", "past_due", false));
+	EXPECT_FALSE(billing::StartsPaying("past_due", "unpaid", false));
+	EXPECT_FALSE(billing::StartsPaying("trialing", "trialing", true));
+	EXPECT_FALSE(billing::StartsPaying("incomplete", "incomplete", false));
 	// first seen in dunning (earlier events late): Stripe's past_due follows a paid period
-	EXPECT_TRUE(StartsPaying("past_due", "unpaid", true));
-	EXPECT_TRUE(StartsPaying("past_due", "past_due", true));
+	EXPECT_TRUE(billing::StartsPaying("past_due", "unpaid", true));
+	EXPECT_TRUE(billing::StartsPaying("past_due", "past_due", true));
 	// ended by Stripe: its last state, not a payment
-	EXPECT_FALSE(StartsPaying("canceled", "canceled", false));
+	EXPECT_FALSE(billing::StartsPaying("canceled", "canceled", false));
 }
