@@ -357,7 +357,7 @@ def generate(seed, users, findings=()):
 #   D3: a charge.refunded adopting a paid invoice's payment row dated the refund
 #       before that payment
 # Session 10 (test/review/MONEY_FINDINGS3.md): P1, a Stripe trial whose first payment
-# failed counted in mrr(), fixed (sql/100).
+# failed counted in mrr(), fixed (sql/120).
 OPEN_FINDINGS = ()
 
 
