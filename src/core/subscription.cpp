@@ -1152,4 +1152,12 @@ EndedEntitlementChange(const Subscription &sub, Micros at, Micros past_due_grace
 	return FirstChangeAfter(sub, at, past_due_grace, {sub.ended_at});
 }
 
+bool
+StartsPaying(std::string_view status, std::string_view stripe_status, bool first_interval)
+{
+	if (stripe_status.empty())
+		return status == "active" || status == "past_due";
+	return stripe_status == "active" || (first_interval && status == "past_due");
+}
+
 }  // namespace billing

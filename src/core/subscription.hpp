@@ -489,4 +489,18 @@ std::optional<Micros> NextEntitlementChange(const Projection &projection, Micros
 // period or grace end. The quota cache must not keep its plan past that.
 std::optional<Micros> EndedEntitlementChange(const Subscription &sub, Micros at, Micros past_due_grace);
 
+// Whether a subscription has been paid for from a change on: the history
+// interval the change opens starts `paid_since` (SPEC 8, History: "Subscriptions
+// never paid count 0 in MRR and churn"; a later interval carries it over).
+// `status` is billing's status after the change, `stripe_status` Stripe's
+// verbatim for a Stripe-managed subscription (empty for billing's own),
+// `first_interval` whether the change is the subscription's insertion.
+// Billing's own: `active` or `past_due` (billing's own dunning always
+// follows a paid period). Stripe-managed: Stripe's `active` (billing's
+// `canceled` too when it is cancel_at_period_end), or a first interval in
+// dunning (past_due/unpaid seen first, its earlier events late: Stripe's
+// past_due follows a paid period); a trial whose first payment failed
+// (trialing -> past_due or unpaid) has never been paid (session 10, P1).
+bool StartsPaying(std::string_view status, std::string_view stripe_status, bool first_interval);
+
 }  // namespace billing

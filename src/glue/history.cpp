@@ -19,6 +19,7 @@
 #include "glue/triggers.hpp"
 
 #include "core/error.hpp"
+#include "core/subscription.hpp"
 
 #include <algorithm>
 #include <optional>
@@ -53,13 +54,14 @@ enum Column : int {
 	kBillingAnchor,
 	kPastDueSince,
 	kDeletedAt,
+	kStripeStatus,
 	kColumns
 };
 constexpr const char *kColumnNames[kColumns] = {
 	"id",			 "user_id",		"plan_id",	  "status",		 "price_cents",	 "currency",
 	"billing_interval", "current_period_start", "current_period_end", "trial_start", "trial_end",
 	"cancel_at_period_end", "canceled_at", "ended_at",	"paused_at",	 "end_reason",	 "started_at",
-	"billing_anchor", "past_due_since", "deleted_at"};
+	"billing_anchor", "past_due_since", "deleted_at", "stripe_status"};
 constexpr int kCopied = kEndReason + 1;
 // A change of the row dates itself by the latest of these (GREATEST ignores
 // NULLs); deleted_at too, so that a soft delete is dated at its deletion, not
@@ -69,7 +71,7 @@ constexpr Column kEventTimes[] = {kStartedAt,  kCurrentPeriodStart, kBillingAnch
 
 // The statements' parameters per history row: the sixteen copied columns,
 // then these.
-enum Extra : int { kPreviousStatus = kCopied, kRemoved, kAt, kGraceEnd, kParams };
+enum Extra : int { kPreviousStatus = kCopied, kRemoved, kAt, kGraceEnd, kPays, kParams };
 
 // Rows per statement: bounds the arrays (and the memory) of a statement that
 // changes millions of subscriptions.
@@ -81,7 +83,7 @@ SourceColumns()
 	std::string out;
 	for (int c = 0; c < kCopied; c++)
 		out += std::string(kColumnNames[c]) + ", ";
-	return out + "previous_status, removed, at, grace_end";
+	return out + "previous_status, removed, at, grace_end, pays";
 }
 
 // The rows to write as relation c: one row of scalars, or arrays.
@@ -94,7 +96,9 @@ Source(bool single)
 	return out + (single ? ")) AS c(" : ") AS c(") + SourceColumns() + ")";
 }
 
-constexpr const char *kPaid = "c.status OPERATOR(pg_catalog.=) ANY ('{active,past_due}'::billing.subscription_status[])";
+// Whether the new state has been paid for: the core's billing::StartsPaying,
+// computed per row in Add.
+constexpr const char *kPaid = "c.pays";
 
 // INSERT INTO billing.subscription_history (...) SELECT c.id, ..., then
 // valid_from and paid_since as given.
@@ -178,6 +182,7 @@ ReadLayout(TupleDesc desc, Layout *layout)
 	layout->type[kRemoved] = BOOLOID;
 	layout->type[kAt] = TIMESTAMPTZOID;
 	layout->type[kGraceEnd] = TIMESTAMPTZOID;
+	layout->type[kPays] = BOOLOID;
 	for (int p = 0; p < kParams; p++) {
 		get_typlenbyvalalign(layout->type[p], &layout->len[p], &layout->byval[p], &layout->align[p]);
 		layout->array_type[p] = get_array_type(layout->type[p]);
@@ -239,6 +244,8 @@ class HistoryWriter {
 	{
 		bool changed = true;
 		int64_t id = 0;
+		const char *status = nullptr;  // billing's status and Stripe's (NULL: billing's own), for StartsPaying
+		const char *stripe_status = nullptr;
 		TimestampTz event_time = DT_NOBEGIN;
 		bool have_event_time = false;
 		Chunk &c = chunk_;
@@ -284,6 +291,9 @@ class HistoryWriter {
 			c.nulls[kGraceEnd][i] = nulls[kPastDueSince];
 			c.values[kGraceEnd][i] = nulls[kPastDueSince] ? 0 : values[kPastDueSince];
 			MemoryContextSwitchTo(outer);
+			status = DatumGetCString(DirectFunctionCall1(enum_out, values[kStatus]));
+			if (!nulls[kStripeStatus])
+				stripe_status = TextDatumGetCString(values[kStripeStatus]);
 			id = DatumGetInt64(values[kId]);
 			if (old == nullptr) {
 				event_time = DatumGetTimestampTz(values[kStartedAt]);
@@ -307,6 +317,8 @@ class HistoryWriter {
 		}
 		c.values[kAt][i] = TimestampTzGetDatum(at);
 		c.nulls[kAt][i] = false;
+		c.values[kPays][i] = BoolGetDatum(StartsPaying(status, stripe_status ? stripe_status : "", old == nullptr));
+		c.nulls[kPays][i] = false;
 		if (!c.nulls[kGraceEnd][i]) {
 			// in dunning: when its grace ends, as the setting stands now (read
 			// once per statement, and only when a row is in dunning)

@@ -533,6 +533,8 @@ class Model:
         if amount > p['amount'] - p['refunded']:
             raise Refused('22023', 'too much')
         p['refunded'] += amount
+        # the refund is money of its own date (revenue() of that day shows it)
+        p.setdefault('refunds', []).append((t, amount))
         # what the payment put into credit and is still there goes back first;
         # invoices it paid stay paid
         take = max(0, min(amount, self.unspent(u, p), u.credit))
@@ -756,8 +758,13 @@ def generate(seed, steps, users):
         elif r < 0.73:
             out.append((t, 'change_plan', user, (plan,)))
         elif r < 0.93:
+            # when the refund is dated (README "Refunds": bound only by its
+            # payment, so it may be dated back into the period it refunds):
+            # now, at its payment's second, somewhere between the payment and
+            # now (a fraction in thousandths), or a day before the payment (22023)
+            dating = rng.choice(['now'] * 6 + ['back'] * 3 + ['at', 'before'])
             out.append((t, 'refund', user, (rng.randrange(1000), rng.choice([100, 1000, 2999, 28800, 0]),
-                                            rng.random() < 0.1)))
+                                            (dating, rng.randrange(1000)))))
         else:
             out.append((t, 'maintenance', None, ()))
     return out
@@ -874,13 +881,15 @@ class Failure(Exception):
     pass
 
 
-def play(db, steps, users, verbose=False, check_every=1):
-    """Plays `steps` on a fresh extension; raises Failure at the first violation."""
+def play(db, steps, users, verbose=False, check_every=1, behind=0.0):
+    """Plays `steps` on a fresh extension; raises Failure at the first violation.
+    `behind`: the share of lifecycle steps dated back behind maintenance (see behind_time)."""
     sql = Psql(db)
     try:
         sql.one('DROP EXTENSION IF EXISTS billing CASCADE')
         sql.one('CREATE EXTENSION billing')
         model = Model()
+        model.behind, model.behind_from = behind, None
         names = [f'u{i}' for i in range(users)]
         for name in names:
             u = User(name)
@@ -890,7 +899,11 @@ def play(db, steps, users, verbose=False, check_every=1):
         learn_ids(sql, model, names)
         reports = []  # (step, D, the reports of D taken right after maintenance at D + 1 s)
         for n, step in enumerate(steps):
-            apply_step(sql, model, step, n)
+            # (a step dated back, --behind, is checked at its place in the sequence: the
+            # model projects a user's state forward from its latest change only)
+            played = apply_step(sql, model, step, n)
+            if played is not step:
+                step = (step[0], played[1], played[2], played[3] + ('dated back to ' + str(played[0]),))
             everyone = step[1] == 'maintenance' or n % 50 == 0 or n == len(steps) - 1
             check(sql, model, names if everyone else [step[2]], step[0], n, step, everyone)
             if step[1] == 'maintenance':
@@ -899,7 +912,14 @@ def play(db, steps, users, verbose=False, check_every=1):
                     raise Failure(f'step {n} at {step[0]} (maintenance): ' + '; '.join(problems[:5]))
                 d = step[0] - dt.timedelta(seconds=1)
                 reports.append((n, d, sql.one(REPORTS_AT.format(at=ts(d)))))
+        if behind:
+            print(f'   {getattr(model, "behind_count", 0)} steps dated back behind maintenance', flush=True)
         for n, d, then in reports:
+            if model.behind_from is not None and d >= model.behind_from:
+                # README "No backdating", known limit: an operation dated after its
+                # subscription's latest change but before a maintenance run changes the
+                # reports of the dates between
+                continue
             now = sql.one(REPORTS_AT.format(at=ts(d)))
             if now != then:
                 raise Failure(f'step {n}: the reports of {d} changed after later operations: {then} -> {now}')
@@ -929,8 +949,14 @@ def apply_step(sql, model, step, n):
         if again or before != after:
             raise Failure(f'step {n}: run_maintenance twice at {t} changed something: {again}')
         learn_ids(sql, model, list(model.users))
-        return
+        return step
     u = model.users[name]
+    back = behind_time(sql, model, u, kind, n)
+    if back is not None:
+        t = back
+        step = (t, kind, name, args)
+        model.behind_from = t if model.behind_from is None else min(model.behind_from, t)
+        model.behind_count = getattr(model, 'behind_count', 0) + 1
     trial = copy.deepcopy(u)
     expected = None
     try:
@@ -939,7 +965,7 @@ def apply_step(sql, model, step, n):
         expected = r.sqlstate
         call = operation_sql(model, u, kind, args, t)
     except IndexError:
-        return  # a refund with no payment to pick: nothing to do
+        return step  # a refund with no payment to pick: nothing to do
     rows, err = sql.run(call)
     got = err[0] if err else None
     if got != expected:
@@ -949,17 +975,58 @@ def apply_step(sql, model, step, n):
         if kind == 'pay':
             trial.payments[-1]['id'] = int(sql.one('SELECT max(id) FROM billing.payments')[0])
         learn_ids(sql, model, [name])
+    return step
 
 
-def refund_time(p, index, early, t):
-    """When a refund step is dated: now, or (`early`) a day before its payment
-    (refused) or, for an odd index, dated back halfway to its payment (a refund
-    recorded late: it must not change what maintenance already wrote, R4)."""
-    if not early:
-        return t
-    if index % 2:
-        return p['at'] + dt.timedelta(seconds=int((t - p['at']).total_seconds()) // 2)
-    return p['at'] - DAY
+# README "No backdating": an operation dated before its subscription's latest
+# change is refused (22023); the latest change is the subscription's own, not how
+# far maintenance ran (a documented known limit). With --behind, that share of
+# the lifecycle steps is dated between the current subscription's latest change
+# (read from the database: its dated columns, its payments and its open history
+# interval) and the latest maintenance run, when the one is before the other.
+# The model applies the operation at that time as at any other (nothing was due
+# in between: maintenance would have changed the subscription); only the reports
+# of the dates from there on may change (the known limit).
+LATEST_CHANGE = """
+SELECT extract(epoch FROM GREATEST(s.started_at, s.current_period_start, s.billing_anchor, s.trial_start,
+	   s.canceled_at, s.ended_at, s.paused_at, s.past_due_since,
+	   (SELECT max(p.paid_at) FROM billing.payments p WHERE p.subscription_id = s.id),
+	   (SELECT h.valid_from FROM billing.subscription_history h WHERE h.subscription_id = s.id
+		 AND h.valid_to = 'infinity')))::bigint
+  FROM billing.subscriptions s WHERE s.id = {id}
+"""
+BEHIND_OPS = ('pay', 'cancel', 'reactivate', 'pause', 'resume', 'change_plan')
+
+
+def behind_time(sql, model, u, kind, n):
+    if not model.behind or kind not in BEHIND_OPS or model.ran_to is None or u.sub.id is None:
+        return None
+    mix = (n * 2654435761) % 4294967296
+    if mix % 10000 >= model.behind * 10000:
+        return None
+    rows = sql.one(LATEST_CHANGE.format(id=u.sub.id))
+    if not rows or not rows[0]:
+        return None
+    latest = dt.datetime.fromtimestamp(int(rows[0]), UTC)
+    gap = int((model.ran_to - latest).total_seconds())
+    if gap < 2:
+        return None
+    return latest + dt.timedelta(seconds=1 + (mix // 10000) % (gap - 1))
+
+
+def refund_time(p, dating, t):
+    """When a refund step is dated (see generate): now, at its payment, a
+    point between the payment and now (a refund recorded late, dated when it
+    was made: it must not change what maintenance already wrote, R4), or a
+    day before its payment (refused)."""
+    how, frac = dating
+    if how == 'at':
+        return p['at']
+    if how == 'back':
+        return p['at'] + dt.timedelta(seconds=int((t - p['at']).total_seconds()) * frac // 1000)
+    if how == 'before':
+        return p['at'] - DAY
+    return t
 
 
 def operation(model, u, kind, args, t):
@@ -983,12 +1050,11 @@ def operation(model, u, kind, args, t):
     elif kind == 'change_plan':
         model.change_plan(u, target, args[0], t)
     elif kind == 'refund':
-        index, amount, early = args
-        succeeded = [i for i, p in enumerate(u.payments)]
-        if not succeeded:
+        index, amount, dating = args
+        if not u.payments:
             raise IndexError
-        p = succeeded[index % len(succeeded)]
-        model.refund(u, p, amount, refund_time(u.payments[p], index, early, t))
+        p = index % len(u.payments)
+        model.refund(u, p, amount, refund_time(u.payments[p], dating, t))
     return call
 
 
@@ -1021,11 +1087,11 @@ def operation_sql(model, u, kind, args, t):
     if kind == 'change_plan':
         return f"SELECT status FROM billing.change_plan({sub}, {q(args[0])}, {ts(t)})"
     if kind == 'refund':
-        index, amount, early = args
+        index, amount, dating = args
         if not u.payments:
             raise IndexError
         p = u.payments[index % len(u.payments)]
-        when = refund_time(p, index, early, t)
+        when = refund_time(p, dating, t)
         return f"SELECT amount_cents FROM billing.refund({p['id']}, {amount}, {ts(when)})"
     raise ValueError(kind)
 
@@ -1055,6 +1121,7 @@ def check(sql, model, names, t, n, step, everyone):
     if seen != set(names):
         raise Failure(f'step {n}: users without a current subscription: {set(names) - seen}')
     if everyone:
+        check_revenue(sql, model, n, t, step)
         for name, u in model.users.items():
             if u.credit < 0:
                 raise Failure(f'step {n}: the model gives {name} a negative credit')
@@ -1070,6 +1137,36 @@ def check(sql, model, names, t, n, step, everyone):
                 if effective != want:
                     raise Failure(f'step {n} at {t} ({step[1]} {step[2]}): effective_plan({name}, {later}) is '
                                   f'{effective}, model says {want}')
+
+
+# revenue() by UTC day: each payment on its own day, each refund on the day
+# it is dated (README "Refunds": a refund may be dated back into the period
+# it refunds, so the reports of that period show it)
+REVENUE_DAYS = """
+SELECT "time"::date, value FROM billing.revenue('2029-12-01', '2032-03-01', 'day') WHERE value <> 0 ORDER BY 1
+"""
+
+
+def model_revenue(model):
+    days = {}
+    for u in model.users.values():
+        for p in u.payments:
+            if not p['succeeded']:
+                continue
+            day = p['at'].date()
+            days[day] = days.get(day, 0) + p['amount']
+            for when, amount in p.get('refunds', []):
+                days[when.date()] = days.get(when.date(), 0) - amount
+    return {d: v for d, v in days.items() if v != 0}
+
+
+def check_revenue(sql, model, n, t, step):
+    got = {dt.date.fromisoformat(d): int(v) for d, v in (r.split('|') for r in sql.one(REVENUE_DAYS))}
+    want = model_revenue(model)
+    if got != want:
+        diff = sorted((d, got.get(d), want.get(d)) for d in set(got) | set(want) if got.get(d) != want.get(d))
+        raise Failure(f'step {n} at {t} ({step[1]} {step[2]}): revenue() by day differs from the model '
+                      f'(day, revenue(), model): {diff[:5]}')
 
 
 def delta_debug(steps, failing, replay, failure=Exception):
@@ -1092,8 +1189,8 @@ def delta_debug(steps, failing, replay, failure=Exception):
     return steps, failing
 
 
-def shrink(db, steps, users, failing):
-    return delta_debug(steps, failing, lambda candidate: play(db, candidate, users), Failure)
+def shrink(db, steps, users, failing, behind=0.0):
+    return delta_debug(steps, failing, lambda candidate: play(db, candidate, users, behind=behind), Failure)
 
 
 def main():
@@ -1103,6 +1200,8 @@ def main():
     ap.add_argument('--users', type=int, default=50)
     ap.add_argument('--db', default='billing_model')
     ap.add_argument('--no-shrink', action='store_true')
+    ap.add_argument('--behind', type=float, default=float(os.environ.get('MODEL_BEHIND', '0')),
+                    help='share of lifecycle steps dated back behind the latest maintenance run (MODEL_BEHIND)')
     args = ap.parse_args()
     subprocess.run(['psql', '-X', '-q', '-d', 'postgres', '-c', f'DROP DATABASE IF EXISTS {args.db}',
                     '-c', f'CREATE DATABASE {args.db}'], check=True)
@@ -1113,7 +1212,7 @@ def main():
         steps = generate(seed, args.steps, args.users)
         t0 = time.time()
         try:
-            play(args.db, steps, args.users)
+            play(args.db, steps, args.users, behind=args.behind)
             total += len(steps)
             print(f'seed {seed}: {len(steps)} steps, {args.users} users, no violation ({time.time() - t0:.1f} s)',
                   flush=True)
@@ -1121,7 +1220,7 @@ def main():
             failed = True
             print(f'seed {seed}: VIOLATION {f}', flush=True)
             if not args.no_shrink:
-                small, why = shrink(args.db, steps, args.users, f)
+                small, why = shrink(args.db, steps, args.users, f, args.behind)
                 print(f'seed {seed}: shrunk to {len(small)} steps: {why}')
                 for t, kind, name, a in small:
                     print(f'   {t.isoformat()} {kind} {name or ""} {a}')

@@ -3,6 +3,7 @@
 # stripe_model_test.py) with more seeds and steps than make test, on a
 # throwaway cluster.
 #   SEEDS=1,2,...  STEPS=steps per seed (defaults: seeds 101..120, 5000 steps each)
+#   MODEL_BEHIND=0.2: that share of lifecycle steps dated behind the latest maintenance run
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source test/cluster.sh

@@ -63,6 +63,8 @@ PLANS = {
 }
 UNKNOWN_PRICE = 'price_model_unknown'  # no plan has it
 PRICE = {'pro_monthly': 2999, 'pro_yearly': 28800, 'enterprise_yearly': 99900}
+MONTHLY = {'pro_monthly': 2999, 'pro_yearly': 2400, 'enterprise_yearly': 8325}  # yearly / 12
+LOCAL_PLANS = ('pro_yearly', 'enterprise_yearly')  # billing's own paid plans some users hold first
 
 # README, the mirror table: Stripe status -> billing status, ended
 MIRROR = {
@@ -118,14 +120,17 @@ def sub_object(e):
 def invoice_object(e):
     i = copy.deepcopy(fixtures()['invoice'])
     a = e['amount']
-    i.update(id=e['obj'], customer=e['cus'], status='paid', amount_due=a, amount_paid=a, amount_remaining=0,
-             subtotal=a, total=a, number=None, created=e['c'], period_start=e['c'], period_end=e['c'],
-             billing_reason='subscription_cycle', due_date=None, effective_at=e['c'], next_payment_attempt=None,
+    paid = e.get('istatus', 'paid') == 'paid'
+    i.update(id=e['obj'], customer=e['cus'], status=e.get('istatus', 'paid'), amount_due=a,
+             amount_paid=a if paid else 0, amount_remaining=a if e.get('istatus') == 'open' else 0, attempted=True,
+             subtotal=a, total=a, number=None, created=e.get('ic', e['c']), period_start=e.get('ic', e['c']),
+             period_end=e.get('ic', e['c']), billing_reason='subscription_cycle', due_date=None,
+             effective_at=e.get('ic', e['c']), next_payment_attempt=None,
              webhooks_delivered_at=None)
-    i['status_transitions']['paid_at'] = e['c']
+    i['status_transitions']['paid_at'] = e['c'] if paid else None
     line = i['lines']['data'][0]
     line.update(amount=a, invoice=e['obj'], description='1 x plan')
-    line['period'] = {'start': e['c'], 'end': e['c'] + 30 * DAY}
+    line['period'] = {'start': e.get('ic', e['c']), 'end': e.get('ic', e['c']) + 30 * DAY}
     i['parent'] = {'type': 'subscription_details', 'quote_details': None,
                    'subscription_details': {'metadata': {}, 'subscription': e['sub']}}
     return i
@@ -176,8 +181,10 @@ def stage(e):
         if e['status'] in FINAL_SUB:
             return 2
         return 0 if e['type'].endswith('.created') else 1
-    if e['kind'] in ('inv', 'pi', 'cs'):
-        return 2  # invoice paid, payment intent succeeded, checkout session complete
+    if e['kind'] == 'inv':
+        return 1 if e.get('istatus') == 'open' else 2  # paid, void are final; open (payment failed) a change
+    if e['kind'] in ('pi', 'cs'):
+        return 2  # payment intent succeeded, checkout session complete
     if e['kind'] == 'ch':
         return 2 if e['type'] == 'charge.refunded' and e['refunded'] == e['amount'] else 1
     raise ValueError(e)
@@ -240,6 +247,9 @@ def history(rng, user, findings):
                 st.update(pstart=t, pend=t + PLANS[st['plan']][1] * DAY)
             else:
                 st['status'] = nxt
+            if s == 'trialing' and st['status'] != 'trialing' and st['trial'] and st['trial'][1] > t:
+                # a trial Stripe ends early ends now: its trial_end is now (as `trial_end=now` sets it)
+                st['trial'] = (st['trial'][0], t)
             if st['status'] == 'active' and (s != 'active' or st['pend'] <= t):
                 st.update(pstart=t, pend=t + PLANS[st['plan']][1] * DAY)
             if st['status'] == 'incomplete_expired':
@@ -249,15 +259,30 @@ def history(rng, user, findings):
             if rng.random() < 0.08:
                 # a price no plan has: ignored (README "Ignored"), Stripe's state unchanged
                 add(type='customer.subscription.updated', c=t + rng.choice([0, 1]), **dict(st, plan='unknown'))
+            if st['status'] in ('past_due', 'unpaid') and s != st['status'] and rng.random() < 0.6:
+                # the renewal Stripe could not collect: invoice.payment_failed, the invoice open
+                groups += 1
+                failed = dict(kind='inv', obj=f'in_{user}_{groups}', sub=sub, amount=PRICE[st['plan']],
+                              group=f'{user}_{groups}', ic=t)
+                add(type='invoice.payment_failed', c=t + rng.choice([0, 1]), istatus='open', **failed)
+                if rng.random() < 0.3:
+                    # the merchant voids it in Stripe (invoice.voided: final)
+                    add(type='invoice.voided', c=t + rng.choice([2, DAY]), istatus='void', **failed)
             if st['status'] == 'active' and rng.random() < 0.6:
                 groups += 1
                 g = f'{user}_{groups}'
                 amount = PRICE[st['plan']]
                 c = t + rng.choice([0, 0, 1, 2])  # also the invoice's period start: two may share one (D2)
                 inv = dict(kind='inv', obj=f'in_{g}', sub=sub, amount=amount, group=g)
+                cp = c
+                if rng.random() < 0.25:
+                    # a first attempt failed (invoice.payment_failed, the invoice open), then paid
+                    # (the same second: the paid event's stage wins in either delivery order)
+                    add(type='invoice.payment_failed', c=c, ic=c, istatus='open', **inv)
+                    cp = c + rng.choice([0, 1, 3600])
                 for typ in rng.choice([['invoice.paid'], ['invoice.payment_succeeded'],
                                        ['invoice.payment_succeeded', 'invoice.paid']]):
-                    add(type=typ, c=c, **inv)
+                    add(type=typ, c=cp, ic=c, **inv)
                 add(kind='pi', type='payment_intent.succeeded', obj=f'pi_{g}', amount=amount, group=g,
                     c=c + rng.choice([0, 0, 1]))
                 ch = dict(kind='ch', obj=f'ch_{g}', pi=f'pi_{g}', amount=amount, group=g, paid=c)  # the charge's time
@@ -312,7 +337,12 @@ def generate(seed, users, findings=()):
             arg = rng.randrange(1000)
         steps.append((at, rng.random(), kind, name, arg))
     steps.sort(key=lambda s: (s[0], s[1]))
-    return names, [(s[0], s[2], s[3], s[4]) for s in steps]
+    # about a third of the users hold billing's own paid yearly plan before Stripe's first
+    # subscription (adopted when it is the same plan, else ended as a plan change); drawn
+    # apart, so the histories of a seed are those of session 9
+    pick = random.Random(seed * 7919 + 1)
+    local = {n: pick.choice(LOCAL_PLANS) for n in names if pick.random() < 0.35}
+    return names, local, [(s[0], s[2], s[3], s[4]) for s in steps]
 
 
 # ---------------------------------------------------------------- the model
@@ -326,6 +356,8 @@ def generate(seed, users, findings=()):
 #       that subscription and period, then the first one's next event: 23505
 #   D3: a charge.refunded adopting a paid invoice's payment row dated the refund
 #       before that payment
+# Session 10 (test/review/MONEY_FINDINGS3.md): P1, a Stripe trial whose first payment
+# failed counted in mrr(), fixed (sql/120).
 OPEN_FINDINGS = ()
 
 
@@ -338,6 +370,7 @@ class Sub:
         self.status = self.stripe_status = self.plan = None
         self.cape = False
         self.pend = self.trial_end = self.past_due_since = None
+        self.paid = False  # ever paid (Stripe's `active`, or billing's own paid plan adopted)
 
 
 def nearest(rows, when):
@@ -358,6 +391,12 @@ class Model:
         self.payments = []  # billing.payments rows of Stripe money (not refunds)
         self.recorded = []  # (event, received at), in arrival order
         self.pruned = set()  # event ids whose payload maintenance dropped
+        self.invoices = {}  # Stripe invoice id -> [user, Stripe subscription id, 'open' | 'paid']
+        self.refunds = []  # (user, dated at, cents) of each refund billing records
+        # billing's own paid subscription a user holds before Stripe's (README "A new Stripe
+        # subscription meets billing's own"): user -> dict(plan, start, pend, price)
+        self.local = {}
+        self.credit = {n: 0 for n in names}  # billing.credit_balance(user)
 
     def maintenance(self, at, retention=None):
         retention = RETENTION if retention is None else retention
@@ -437,6 +476,13 @@ class Model:
         when = e['paid'] if e['type'] == 'charge.refunded' else e['c']
         near = lambda r: r['amount'] == e['amount'] and abs(r['at'] - when) <= DAY
         if e['kind'] == 'inv':
+            # "Invoices are upserted by stripe_invoice_id ... Status (Stripe's when known)": an
+            # invoice.payment_failed leaves it open and records no payment ("invoice.paid /
+            # .payment_succeeded ... record the invoice's payment too")
+            status = e.get('istatus', 'paid')
+            self.invoices[e['obj']] = [user, e['sub'], status]
+            if status != 'paid':
+                return
             if any(r['invoice'] == e['obj'] for r in rows):
                 return
             # "a payment_intent.succeeded already stored for the same user, amount and currency
@@ -463,6 +509,9 @@ class Model:
                 self.payments.append(row)
         if e['type'] == 'charge.refunded':
             # "carries the cumulative refunded amount: only the part not yet recorded becomes a new negative payment"
+            # "dated at the event's time or at the payment's when that is later"
+            if e['refunded'] > row['refunded']:
+                self.refunds.append((user, max(e['c'], row['at']), e['refunded'] - row['refunded']))
             row['refunded'] = max(row['refunded'], e['refunded'])
 
     def apply_sub(self, e):
@@ -470,10 +519,23 @@ class Model:
         s = self.subs.get(e['obj'])
         if s is None:
             s = self.subs[e['obj']] = Sub(e['obj'], e['start'], user)
+            # a Stripe subscription first seen active, or past_due (its earlier events late:
+            # Stripe's past_due follows a paid period), has paid (README, reports)
+            s.paid = MIRROR[e['status']][0] in ('active', 'past_due') and not e['type'].endswith('.deleted')
             cur = self.current[user]
             cur = self.subs[cur] if cur else None
             final = e['status'] in FINAL_SUB or e['type'].endswith('.deleted')
-            if final:
+            own = self.local.get(user) if cur is None else None
+            if own is not None and own['plan'] == e['plan']:
+                # "the same paid plan, not yet linked to Stripe, is adopted": its paid invoice
+                # stays paid, nothing comes back as credit; the row is Stripe's now. Also when it
+                # arrives ended (its earlier events late): adopted, then ended as Stripe says,
+                # as the same events in Stripe's order end it (a cancel forfeits the paid time)
+                del self.local[user]
+                self.current[user] = s.id
+                s.start = own['start']
+                s.paid = True
+            elif final:
                 # first seen already ended: it never was the user's current subscription, so it
                 # replaces nothing (the user keeps one current subscription)
                 s.ended = True
@@ -489,6 +551,16 @@ class Model:
             else:
                 # "anything else is ended as a plan change" (the local Free subscription)
                 self.current[user] = s.id
+                own = self.local.pop(user, None)
+                if own is not None:
+                    # billing's own paid plan "ends plan_changed at the Stripe subscription's
+                    # start ... the unused paid time of its period is credited as change_plan's
+                    # credit line would be" (price x unused / period, half away from zero,
+                    # bounded by what the customer paid net: the local payment, the whole price)
+                    end = max(e['start'], own['changed'])
+                    unused, period = own['pend'] - end, own['pend'] - own['start']
+                    if unused > 0:
+                        self.credit[user] += (2 * own['price'] * unused + period) // (2 * period)
         if s.ended:
             return  # terminal states are never undone
         status, ended = MIRROR[e['status']]
@@ -496,6 +568,8 @@ class Model:
             status, ended = 'canceled', True
         if e['status'] == 'active' and e['cape']:
             status = 'canceled'  # "active + cancel_at_period_end: canceled, not ended"
+        if e['status'] == 'active' or (status == 'past_due' and 'P1' in self.open_findings):
+            s.paid = True  # Stripe's `active` is payment_succeeded: MRR counts it from now on
         if status == 'past_due' and s.status != 'past_due':
             s.past_due_since = e['c']
         elif status != 'past_due':
@@ -507,11 +581,61 @@ class Model:
             s.ended = True
             self.current[user] = None  # "An ended Stripe subscription puts the user back on Free"
 
+    def local_grants(self, user, at):
+        """Billing's own paid yearly plan, paid for its first period and nothing more: at its
+        period end the renewal is issued unpaid, due 3 days later, then 14 days of grace
+        (README "Access follows money")."""
+        own = self.local.get(user)
+        return own is not None and own['start'] <= at < own['pend'] + 3 * DAY + GRACE
+
+    def mrr(self, at):
+        """SPEC 6: the monthly-normalized price of every subscription active, past_due, or
+        canceled before its period end; never-paid ones count 0; past its grace end a dunned
+        one is over even before maintenance writes it (README, reports)."""
+        cents = count = 0
+        self.counted = []  # (user, plan), for a failure's message
+        for user in self.current:
+            sid = self.current[user]
+            if sid is None:
+                if self.local_grants(user, at):
+                    cents += MONTHLY[self.local[user]['plan']]
+                    count += 1
+                    self.counted.append((user, self.local[user]['plan']))
+                continue
+            s = self.subs[sid]
+            if at < s.start or not s.paid or s.status not in ('active', 'past_due', 'canceled'):
+                continue
+            if s.status == 'canceled' and (s.pend is None or s.pend <= at):
+                continue
+            if s.past_due_since is not None and s.past_due_since + GRACE <= at:
+                continue
+            cents += MONTHLY[s.plan]
+            count += 1
+            self.counted.append((user, s.plan))
+        return cents, count
+
+    def revenue_days(self):
+        """revenue() by UTC day: each payment at its time, each refund at its date."""
+        days = {}
+        for r in self.payments:
+            d = dt.datetime.fromtimestamp(r['at'], dt.timezone.utc).date()
+            days[d] = days.get(d, 0) + r['amount']
+        for _, when, cents in self.refunds:
+            d = dt.datetime.fromtimestamp(when, dt.timezone.utc).date()
+            days[d] = days.get(d, 0) - cents
+        return {d: v for d, v in days.items() if v != 0}
+
+    def invoice_status(self, inv):
+        """A Stripe invoice's status in billing: Stripe's ("Status (Stripe's when known)"),
+        also once its subscription has ended: Stripe voids or collects its own invoices and
+        says so (invoice.voided, invoice.paid); billing voids only its own."""
+        return self.invoices[inv][2]
+
     def effective(self, user, at):
         """README "Plans": the plan while trialing, active, past_due, or canceled before its period end."""
         sid = self.current[user]
         if sid is None:
-            return 'free'
+            return self.local[user]['plan'] if self.local_grants(user, at) else 'free'
         s = self.subs[sid]
         if at < s.start:
             return 'free'
@@ -530,14 +654,15 @@ class Model:
         """The times at which the current subscription's entitlement may end by time alone."""
         sid = self.current[user]
         if sid is None:
-            return []
+            own = self.local.get(user)
+            return [own['pend'], own['pend'] + 3 * DAY + GRACE] if own else []
         s = self.subs[sid]
         return [x for x in (s.trial_end, s.pend, s.past_due_since and s.past_due_since + GRACE) if x]
 
     def row(self, user):
         sid = self.current[user]
         if sid is None:
-            return ('free', 'active', '', '')
+            return (self.local[user]['plan'], 'active', '', '') if user in self.local else ('free', 'active', '', '')
         s = self.subs[sid]
         return (s.plan, s.status, s.stripe_status, sid)
 
@@ -547,7 +672,7 @@ class Model:
 
 
 
-# The ledger invariants of the local model test, with the README's two
+# The ledger invariants of the local model test, with the README's
 # exceptions for Stripe: "A Stripe payment that names no invoice billing holds
 # yet ... has no ledger row until its invoice arrives" (placed in full, or not
 # at all), and a Stripe invoice is Stripe's amount ("Invoices are upserted by
@@ -556,11 +681,15 @@ UNPLACED = "WHERE (p.status = 'succeeded' AND p.refund_of IS NULL AND p.amount_c
 GRANDFATHERED = "WHERE i.billing_reason = 'subscription_cycle' AND i.total_cents <> s.price_cents"
 # (and a Stripe invoice stored before its subscription has none: not one of its periods)
 PER_PERIOD = "WHERE billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL"
-assert UNPLACED in INVARIANTS and GRANDFATHERED in INVARIANTS and PER_PERIOD in INVARIANTS
+# (and a Stripe invoice is Stripe's to void: one left open stays open when its Stripe
+# subscription ends, until Stripe's invoice.voided or invoice.paid; billing voids its own)
+STRANDED = "WHERE i.status = 'open' AND s.ended_at IS NOT NULL"
+assert UNPLACED in INVARIANTS and GRANDFATHERED in INVARIANTS and PER_PERIOD in INVARIANTS and STRANDED in INVARIANTS
 LEDGER = INVARIANTS.replace(UNPLACED, UNPLACED[:-1] + """
 	   AND NOT (e.s IS NULL AND (p.external_id LIKE 'pi\\_%' OR p.external_id LIKE 'ch\\_%')))""").replace(
     GRANDFATHERED, GRANDFATHERED + " AND i.stripe_invoice_id IS NULL").replace(
-    PER_PERIOD, PER_PERIOD + " AND subscription_id IS NOT NULL") + """
+    PER_PERIOD, PER_PERIOD + " AND subscription_id IS NOT NULL").replace(
+    STRANDED, STRANDED + " AND i.stripe_invoice_id IS NULL") + """
 UNION ALL
 SELECT 'revenue differs from payments: ' || p.s || ' paid, ' || r.s || ' in revenue()'
   FROM (SELECT COALESCE(sum(amount_cents), 0) AS s FROM billing.payments WHERE status = 'succeeded') p,
@@ -573,7 +702,8 @@ SELECT u, COALESCE(p.code, '-'), COALESCE(s.status::text, '-'), COALESCE(s.strip
        COALESCE(s.stripe_subscription_id, ''), e.code,
        (SELECT count(*) || '|' || COALESCE(sum(amount_cents), 0) FROM billing.payments
          WHERE user_id = u AND status = 'succeeded' AND refund_of IS NULL),
-       (SELECT COALESCE(-sum(amount_cents), 0) FROM billing.payments WHERE user_id = u AND refund_of IS NOT NULL)
+       (SELECT COALESCE(-sum(amount_cents), 0) FROM billing.payments WHERE user_id = u AND refund_of IS NOT NULL),
+       billing.credit_balance(u)
   FROM unnest({users}) u
   LEFT JOIN billing.subscriptions s ON s.user_id = u AND s.ended_at IS NULL AND s.deleted_at IS NULL
   LEFT JOIN billing.subscription_plans p ON p.id = s.plan_id
@@ -582,7 +712,15 @@ SELECT u, COALESCE(p.code, '-'), COALESCE(s.status::text, '-'), COALESCE(s.strip
 """
 
 
-def setup(sql, names):
+LOCAL_START = T0 - DAY + 60  # billing's own subscription: subscribed then (incomplete) ...
+LOCAL_PAID = T0 - DAY + 120  # ... and its first year paid in full then (active)
+
+
+def local_plan(plan):
+    return dict(plan=plan, start=LOCAL_START, pend=LOCAL_START + 365 * DAY, price=PRICE[plan], changed=LOCAL_PAID)
+
+
+def setup(sql, names, local=None):
     sql.one('DROP EXTENSION IF EXISTS billing CASCADE')
     sql.one('CREATE EXTENSION billing')
     for code, (price, _) in PLANS.items():
@@ -591,6 +729,10 @@ def setup(sql, names):
     sql.one(f"SELECT billing.configure('stripe_event_retention', '{RETENTION // DAY} days')")
     for name in names:
         sql.one(f"SELECT billing.subscribe({q(name)}, 'free', {tsu(T0 - DAY)})")
+    for name, plan in sorted((local or {}).items()):
+        sql.one(f"SELECT billing.subscribe({q(name)}, {q(plan)}, {tsu(LOCAL_START)}, false)")
+        sql.one(f"SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = {q(name)}"
+                f" AND ended_at IS NULL), {PRICE[plan]}, 'usd', true, {tsu(LOCAL_PAID)})")
 
 
 def describe(step):
@@ -601,13 +743,17 @@ def describe(step):
     return f'{iso(at)} {kind} {name} {arg}'
 
 
-def play(db, names, steps, findings=OPEN_FINDINGS, tally=None):
+def play(db, names, steps, findings=OPEN_FINDINGS, tally=None, local=None):
     """Plays the steps on a fresh extension; raises Failure at the first difference."""
     tally = {} if tally is None else tally
     sql = Psql(db)
     try:
-        setup(sql, names)
+        setup(sql, names, local)
         model = Model(names, findings)
+        for name, plan in (local or {}).items():
+            model.local[name] = local_plan(plan)
+            model.payments.append(dict(user=name, key='local', invoice=None, amount=PRICE[plan], at=LOCAL_PAID,
+                                       refunded=0))
         for n, step in enumerate(steps):
             at, kind, name, arg = step
             where = f'step {n} ({describe(step)})'
@@ -688,18 +834,47 @@ def play(db, names, steps, findings=OPEN_FINDINGS, tally=None):
         sql.close()
 
 
+REVENUE_DAYS = """
+SELECT extract(epoch FROM "time")::bigint, value FROM billing.revenue('2029-12-01', '2030-12-01', 'day')
+ WHERE value <> 0 ORDER BY 1
+"""
+
+
+
+
 def check(sql, model, names, at, where):
     users = 'ARRAY[' + ','.join(q(x) for x in names) + ']::text[]'
     problems = sql.one(LEDGER.format(users=users))
     if problems:
         raise Failure(f'{where}: ' + '; '.join(problems[:5]))
     for row in sql.one(STATE.format(users=users, at=tsu(at))):
-        u, plan, status, stripe_status, sid, effective, count, paid, refunded = row.split('|')
-        want = model.row(u) + (model.effective(u, at),) + model.money(u)
-        got = (plan, status, stripe_status, sid, effective, int(count), int(paid), int(refunded))
+        u, plan, status, stripe_status, sid, effective, count, paid, refunded, credit = row.split('|')
+        want = model.row(u) + (model.effective(u, at),) + model.money(u) + (model.credit[u],)
+        got = (plan, status, stripe_status, sid, effective, int(count), int(paid), int(refunded), int(credit))
         if want != got:
             raise Failure(f'{where}: {u} is (plan, status, stripe_status, subscription, effective_plan, payments,'
-                          f' paid, refunded) {got}, model says {want}')
+                          f' paid, refunded, credit) {got}, model says {want}')
+    # Stripe's invoices: Stripe's status (an invoice.payment_failed leaves one open)
+    got = sql.one("SELECT stripe_invoice_id, status FROM billing.invoices WHERE stripe_invoice_id IS NOT NULL"
+                  f" AND user_id = ANY({users}) ORDER BY 1")
+    want = [f'{i}|{model.invoice_status(i)}' for i, v in sorted(model.invoices.items()) if v[0] in names]
+    if got != want:
+        raise Failure(f'{where}: Stripe invoices (id|status) {got}, model says {want}')
+    if len(names) == len(model.current):
+        # the money reports after Stripe's steps: revenue() by UTC day (payments at their
+        # time, refunds at their date) and mrr(at)
+        got = {dt.datetime.fromtimestamp(int(d), dt.timezone.utc).date(): int(v)
+               for d, v in (r.split('|') for r in sql.one(REVENUE_DAYS))}
+        want = model.revenue_days()
+        if got != want:
+            diff = sorted((str(d), got.get(d), want.get(d)) for d in set(got) | set(want) if got.get(d) != want.get(d))
+            raise Failure(f'{where}: revenue() by day (day, revenue(), model) differs: {diff[:5]}')
+        got = sql.one(f"SELECT mrr_cents || '|' || subscriptions FROM billing.mrr({tsu(at)}) WHERE currency = 'usd'")
+        cents, count = model.mrr(at)
+        want = [f'{cents}|{count}'] if count else []
+        if got != want:
+            raise Failure(f'{where}: mrr({iso(at)}) (cents|subscriptions) is {got}, model says {want}'
+                          f' (counting {sorted(model.counted)})')
     # terminal states are never undone, and nothing else ends a Stripe subscription
     ended = sql.one("SELECT stripe_subscription_id, ended_at IS NOT NULL FROM billing.subscriptions"
                     f" WHERE stripe_subscription_id IS NOT NULL AND user_id = ANY({users}) ORDER BY 1")
@@ -711,8 +886,8 @@ def check(sql, model, names, at, where):
         raise Failure(f'{where}: pending events {sorted(pending)}, model says {sorted(p["id"] for p in model.pending)}')
 
 
-def shrink(db, names, steps, failing, findings):
-    return delta_debug(steps, failing, lambda candidate: play(db, names, candidate, findings), Failure)
+def shrink(db, names, steps, failing, findings, local=None):
+    return delta_debug(steps, failing, lambda candidate: play(db, names, candidate, findings, None, local), Failure)
 
 
 def main():
@@ -729,11 +904,11 @@ def main():
                     '-c', f'CREATE DATABASE {args.db}'], check=True, env=quiet)
     total, failed, started = 0, False, time.time()
     for seed in [int(s) for s in args.seeds.split(',')]:
-        names, steps = generate(seed, args.users, findings)
+        names, local, steps = generate(seed, args.users, findings)
         t0 = time.time()
         try:
             tally = {}
-            play(args.db, names, steps, findings, tally)
+            play(args.db, names, steps, findings, tally, local)
             total += len(steps)
             print(f'seed {seed}: {len(steps)} steps, {args.users} users, no violation ({time.time() - t0:.1f} s); '
                   + ', '.join(f'{k} {v}' for k, v in sorted(tally.items())), flush=True)
@@ -741,7 +916,8 @@ def main():
             failed = True
             print(f'seed {seed}: VIOLATION {f}', flush=True)
             if not args.no_shrink:
-                small, why = shrink(args.db, names, steps, f, findings)
+                small, why = shrink(args.db, names, steps, f, findings, local)
+                print(f'seed {seed}: billing\'s own plans first: {sorted(local.items())}')
                 print(f'seed {seed}: shrunk to {len(small)} steps: {why}')
                 for s in small:
                     print('   ' + describe(s))

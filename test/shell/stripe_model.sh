@@ -8,4 +8,5 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 export STRIPE_FIXTURES="$PWD/../shared/stripe/fixtures.json"
 [ -r "$STRIPE_FIXTURES" ] || { echo "fixtures not found at $STRIPE_FIXTURES" >&2; exit 1; }
-python3 test/model/stripe_model_test.py --seeds 1,2,3 --users 30 --db "billing_stripe_model_$$"
+# Longer campaigns: STRIPE_SEEDS=... STRIPE_USERS=... (or make soak).
+python3 test/model/stripe_model_test.py --seeds "${STRIPE_SEEDS:-1,2,3}" --users "${STRIPE_USERS:-30}" --db "billing_stripe_model_$$"

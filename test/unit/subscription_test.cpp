@@ -1209,3 +1209,28 @@ TEST(ChangePlan, LineRestTakenBackFollowsTheLine)
 	EXPECT_EQ(billing::LineRestTakenBack(500, 1000, 0, 9999), 0);
 	EXPECT_EQ(billing::LineRestTakenBack(-100, -5, 0, 9999), 0);
 }
+
+// Session 10, P1 (Stripe model test): a Stripe trial whose first payment
+// failed (trialing -> past_due) was counted paid, so mrr() counted it.
+TEST(History, PaidSinceStartsWhenPaid)
+{
+	// billing's own: active or past_due (its dunning follows a paid period)
+	EXPECT_TRUE(billing::StartsPaying("active", "", true));
+	EXPECT_TRUE(billing::StartsPaying("past_due", "", false));
+	EXPECT_FALSE(billing::StartsPaying("trialing", "", false));
+	EXPECT_FALSE(billing::StartsPaying("incomplete", "", true));
+	EXPECT_FALSE(billing::StartsPaying("canceled", "", false));
+	// Stripe's active, also canceled at period end (billing's canceled)
+	EXPECT_TRUE(billing::StartsPaying("active", "active", false));
+	EXPECT_TRUE(billing::StartsPaying("canceled", "active", true));
+	// a failed first payment after a trial: never paid
+	EXPECT_FALSE(billing::StartsPaying("past_due", "past_due", false));
+	EXPECT_FALSE(billing::StartsPaying("past_due", "unpaid", false));
+	EXPECT_FALSE(billing::StartsPaying("trialing", "trialing", true));
+	EXPECT_FALSE(billing::StartsPaying("incomplete", "incomplete", false));
+	// first seen in dunning (earlier events late): Stripe's past_due follows a paid period
+	EXPECT_TRUE(billing::StartsPaying("past_due", "unpaid", true));
+	EXPECT_TRUE(billing::StartsPaying("past_due", "past_due", true));
+	// ended by Stripe: its last state, not a payment
+	EXPECT_FALSE(billing::StartsPaying("canceled", "canceled", false));
+}
