@@ -3680,3 +3680,9 @@ BEGIN
 	SELECT d.k, d.before, d.now FROM diff d ORDER BY d.k;
 END
 $$;
+
+-- Scale audit (session 10): maintenance's prune reads only the events that
+-- keep their payload, not every event ever pruned (40_stripe.sql).
+DROP INDEX billing.stripe_events_received;
+CREATE INDEX stripe_events_unpruned ON billing.stripe_events (received_at)
+	WHERE payload IS NOT NULL AND result OPERATOR(pg_catalog.<>) 'pending';
