@@ -35,12 +35,19 @@ BEGIN
 	SELECT n.id, n.user_id, n.metric, n.quantity, n.recorded_at FROM new_rows n
 	 WHERE n.deleted_at IS NULL AND NOT n.rolled_up;
 	-- record_usage stores a key before its record; a record inserted directly
-	-- with a key another record holds fails here (23505), as a unique index would
+	-- with a key another record holds fails here (23505), as a unique index would.
+	-- The key's record is one probe of the primary key per new record (a
+	-- correlated subquery, never a join): the session keeps this plan, and
+	-- as an anti join planned for a first statement of many records it read
+	-- every key ever stored for each later record_usage (scale audit: 165 ms
+	-- at 200,000 users), or, planned on an empty table, every key the
+	-- statement itself had added for each record (a bulk load quadratic).
 	INSERT INTO billing.usage_keys (user_id, idempotency_key, record_id, recorded_at)
 	SELECT n.user_id, n.idempotency_key, n.id, n.recorded_at FROM new_rows n
 	 WHERE n.idempotency_key IS NOT NULL
-	   AND NOT EXISTS (SELECT FROM billing.usage_keys k
-					    WHERE k.user_id OPERATOR(pg_catalog.=) n.user_id AND k.idempotency_key OPERATOR(pg_catalog.=) n.idempotency_key AND k.record_id OPERATOR(pg_catalog.=) n.id);
+	   AND (SELECT k.record_id FROM billing.usage_keys k
+			 WHERE k.user_id OPERATOR(pg_catalog.=) n.user_id AND k.idempotency_key OPERATOR(pg_catalog.=) n.idempotency_key)
+		   IS DISTINCT FROM n.id;
 	RETURN NULL;
 END
 $$;
