@@ -3750,3 +3750,7 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+-- Scale audit (session 10): the reports of the book at a time read the
+-- intervals still open then, not the whole history (30_reports.sql).
+CREATE INDEX subscription_history_valid_to ON billing.subscription_history (valid_to, valid_from);
