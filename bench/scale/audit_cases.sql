@@ -82,7 +82,7 @@ SELECT billing.subscribe(:'free', 'pro_monthly', '2026-11-30 12:00+00', false);
 -- case: start_trial
 SELECT billing.start_trial(:'free', 'pro_monthly', '2026-11-30 12:00+00');
 -- case: record_payment_pastdue
-SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = :'pastdue' AND ended_at IS NULL), 2999, 'usd', true, '2026-11-30 12:00+00');
+SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = :'pastdue' AND ended_at IS NULL), 2999, 'usd', true, '2026-11-20 12:00+00');
 -- case: record_payment_failed
 SELECT billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = :'pro30' AND ended_at IS NULL), 2999, 'usd', false, '2026-11-30 12:00+00');
 -- case: record_payment_trial
@@ -213,3 +213,29 @@ SELECT count(*) FROM billing._trials_started('2020-01-01 00:00+00', '2020-02-01 
 SELECT count(*) FROM billing._buckets('2026-05-01 00:00+00', '2026-06-01 00:00+00', 'day');
 -- case: reconcile_quotas
 SELECT count(*) FROM billing.reconcile_quotas();
+-- case: _stripe_prune_nothing_left
+SELECT billing._stripe_prune('2026-11-20 00:00+00', 1000000);
+-- go
+SELECT billing._stripe_prune('2026-11-20 00:00+00', 10000);
+-- case: record_usage_after_import
+INSERT INTO billing.usage_records (user_id, metric, quantity, recorded_at, idempotency_key)
+SELECT g::text, 'api_calls', 1, '2026-11-30 12:00+00', 'import-' || g FROM generate_series(1, 3000) g;
+-- go
+SELECT billing.record_usage(:'pro', 'api_calls', 5, '2026-11-30 12:00+00', 'audit-key-2');
+-- case: mrr_recent
+SELECT * FROM billing.mrr('2026-11-15 00:00+00');
+-- case: _stripe_prune_after_pruned
+-- (run once the book's old events are pruned and vacuumed, as a steady state)
+SELECT billing._stripe_prune('2026-11-20 00:00+00', 10000);
+-- case: trigger_plan_limits_change
+UPDATE billing.subscription_plans SET limits = '{"rooms": 4, "participants_per_room": 50}' WHERE code = 'free';
+-- case: trigger_truncate_participants
+TRUNCATE app.participants;
+-- case: attach_users_again
+SELECT billing.attach_users('app.users', 'id');
+-- case: scalars
+SELECT billing._valid_time('2026-11-30', 'at'), billing._required(1, 'x'), billing._valid_period('2026-01-01', '2026-02-01'),
+	   billing._usage_grain('day'), billing._valid_user_id('u'), billing._restoring(), billing._set_change_at('2026-11-30'),
+	   billing._grants_plan_core('active', NULL, NULL, NULL, '2026-11-30'), billing._micros('2026-11-30'),
+	   billing._due_at('active', '2026-12-01', NULL, '2026-01-01'), billing._check_session_owns('app.rooms'),
+	   billing._has_deleted_at('app.rooms'), billing._base_type('int8'), billing._check_column('app.rooms', 'owner_id');
