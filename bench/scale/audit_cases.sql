@@ -239,3 +239,8 @@ SELECT billing._valid_time('2026-11-30', 'at'), billing._required(1, 'x'), billi
 	   billing._grants_plan_core('active', NULL, NULL, NULL, '2026-11-30'), billing._micros('2026-11-30'),
 	   billing._due_at('active', '2026-12-01', NULL, '2026-01-01'), billing._check_session_owns('app.rooms'),
 	   billing._has_deleted_at('app.rooms'), billing._base_type('int8'), billing._check_column('app.rooms', 'owner_id');
+-- case: usage_record_update_after_bulk
+UPDATE billing.usage_records SET quantity = quantity + 1 WHERE recorded_at >= '2026-06-01' AND recorded_at < '2026-07-01';
+-- go
+UPDATE billing.usage_records SET quantity = quantity + 1
+ WHERE id = (SELECT record_id FROM billing.usage_keys WHERE user_id = :'pro' AND idempotency_key = 'key-' || :'pro');
