@@ -53,6 +53,14 @@ CREATE INDEX subscription_history_open
 	ON billing.subscription_history (subscription_id) WHERE valid_to = 'infinity';
 CREATE INDEX subscription_history_subscription ON billing.subscription_history (subscription_id, valid_from);
 CREATE INDEX subscription_history_valid ON billing.subscription_history (valid_from, valid_to);
+-- The state valid at a time (billing._valid_at: valid_from <= at < valid_to)
+-- from the intervals still open at it: every renewal closes an interval, so
+-- for a recent time nearly all of the history ended before it, and the
+-- (valid_from, valid_to) index above reads all of that (scale audit: mrr
+-- read the whole history, 0.55 s with 36 renewals per paying subscription at
+-- 200,000 users, 0.2 s through this). The planner takes whichever index
+-- bounds the report's time more closely.
+CREATE INDEX subscription_history_valid_to ON billing.subscription_history (valid_to, valid_from);
 
 -- The time a change takes effect: the `at` the writer declared with
 -- billing._set_change_at(at) before its UPDATE of billing.subscriptions (the

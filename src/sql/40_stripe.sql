@@ -24,7 +24,14 @@ CREATE TABLE billing.stripe_events (
 );
 COMMENT ON TABLE billing.stripe_events IS 'Stripe webhook events received, each applied at most once';
 CREATE INDEX stripe_events_object ON billing.stripe_events (object_id, created);
-CREATE INDEX stripe_events_received ON billing.stripe_events (received_at);
+-- What maintenance may still prune (billing._stripe_prune), oldest first: only
+-- events that keep their payload. Pruned events stay for ever (a late
+-- redelivery of their id is a duplicate); an index of every event by
+-- received_at made each run walk all of them before the first unpruned one
+-- (scale audit: 1 ms at 20,000 users, 100 ms at 200,000, growing with the
+-- history).
+CREATE INDEX stripe_events_unpruned ON billing.stripe_events (received_at)
+	WHERE payload IS NOT NULL AND result OPERATOR(pg_catalog.<>) 'pending';
 CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
 -- The payload (about 5 kB as jsonb, one per event) is compressed with lz4
 -- where the server has it: as small as pglz's for Stripe's events, at a
