@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -838,12 +839,74 @@ LockUserOfSubscriptionForChange(Spi &spi, int64_t id)
 	return user_id;
 }
 
-// Ends the call: the user's deferred quota invalidation, then the row.
-Datum
-ReturnSubscription(Spi &spi, int64_t id, const std::string &user_id)
+// A call that rewrote one subscription in place: the subscription as it
+// loaded it, before its first write (nothing caught up), and as its last
+// write left it (every column, unpaid_due_at included), for the quota
+// cache's rule (EntitlementMayDifferFrom).
+struct InPlaceChange {
+	Subscription before;
+	Subscription after;
+	Micros grace = 0;
+};
+
+// Whether PersistOutcome wrote `out.updated` as it is and nothing else a
+// grant reads: no successor, no invoice issued or voided, no Free one after.
+bool
+WritesOnlyInPlace(const Outcome &out)
 {
-	if (FinishDeferredQuotaInvalidation(user_id))
-		InvalidateUsersQuota(spi, {user_id}, false, true);  // the lock row: LockUserForChange
+	return out.updated.id != 0 && !out.successor && !out.invoice && !out.void_reason && !out.fall_back_to_free &&
+		   out.open_invoices_due_later == 0;
+}
+
+// The owner's cached limits valid past `from` are cleared: as
+// InvalidateUsersQuota clears them all (the newest snapshot: a counter
+// committed after a REPEATABLE READ caller's snapshot too; one already clear
+// left alone), with the caller's lock row written by LockUserForChange.
+void
+InvalidateUsersQuotaFrom(const std::string &user_id, Micros from)
+{
+	static SPIPlanPtr plan = nullptr;
+	TimestampTz from_time = ToPgTime(from);
+	PgCall([&] {
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (plan == nullptr) {
+			Oid types[2] = {TEXTOID, TIMESTAMPTZOID};
+			SPIPlanPtr prepared = SPI_prepare_cursor(
+				"UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+				" WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.cap_valid_until OPERATOR(pg_catalog.>) $2",
+				2, types, CURSOR_OPT_GENERIC_PLAN);
+			if (prepared == nullptr)
+				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(prepared) != 0)
+				elog(ERROR, "SPI_keepplan failed");
+			plan = prepared;
+		}
+		Datum values[2] = {CStringGetTextDatum(user_id.c_str()), TimestampTzGetDatum(from_time)};
+		if (SPI_execute_snapshot(plan, values, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, true, 0) !=
+			SPI_OK_UPDATE)
+			elog(ERROR, "invalidating quota counters failed");
+		SPI_finish();
+	});
+}
+
+// Ends the call: the user's deferred quota invalidation, then the row. A
+// call that rewrote one subscription in place (`in_place`) clears only the
+// cached limits valid past the first time its plan may be granted
+// differently (none when never: a cache valid until before then holds for
+// every moment it covers); any other call clears them all.
+Datum
+ReturnSubscription(Spi &spi, int64_t id, const std::string &user_id, const InPlaceChange *in_place = nullptr)
+{
+	if (FinishDeferredQuotaInvalidation(user_id)) {
+		std::optional<Micros> from = std::numeric_limits<Micros>::min();
+		if (in_place != nullptr && in_place->before.id == id && in_place->after.id == id)
+			from = EntitlementMayDifferFrom(in_place->before, in_place->after, in_place->grace);
+		if (from == std::numeric_limits<Micros>::min())
+			InvalidateUsersQuota(spi, {user_id}, false, true);  // the lock row: LockUserForChange
+		else if (from)
+			InvalidateUsersQuotaFrom(user_id, *from);
+	}
 	Datum row = spi.QueryRowDatum("SELECT s FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(id)});
 	spi.Finish();
 	return row;
@@ -903,8 +966,10 @@ StartSubscription(FunctionCallInfo fcinfo, bool trial_only)
 // Loads and locks the subscription named by argument 0, under its user's
 // lock, with everything due up to `at` applied first. A time before its
 // latest change is refused before anything is caught up.
+// `in_place`, when given and nothing was caught up, gets the subscription as
+// loaded (before) and the grace, for ReturnSubscription's quota rule.
 Subscription
-LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
+LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at, std::optional<InPlaceChange> *in_place = nullptr)
 {
 	int64_t id = Int64ArgRequired(fcinfo, 0, "subscription_id");
 	LockUserOfSubscriptionForChange(spi, id);
@@ -915,6 +980,8 @@ LockedSubscriptionArg(Spi &spi, FunctionCallInfo fcinfo, Micros at)
 	if (at >= sub.started_at && DueAction(sub, at, loaded.grace)) {
 		CatchUp(spi, sub, at, loaded.grace);
 		sub = LoadForChange(spi, id).sub;
+	} else if (in_place != nullptr) {
+		*in_place = InPlaceChange{sub, sub, loaded.grace};
 	}
 	return sub;
 }
@@ -1619,9 +1686,15 @@ BILLING_FUNCTION(billing_cancel)
 	bool at_period_end = BoolArgRequired(fcinfo, 1, "at_period_end");
 	Micros at = TimeArgRequired(fcinfo, 2, "at");
 	Spi spi;
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
-	Persisted saved = PersistOutcome(spi, Cancel(sub, at_period_end, at), at);
-	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
+	std::optional<InPlaceChange> in_place;
+	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at, &in_place);
+	Outcome out = Cancel(sub, at_period_end, at);
+	Persisted saved = PersistOutcome(spi, out, at);
+	if (in_place && WritesOnlyInPlace(out))
+		in_place->after = out.updated;
+	else
+		in_place.reset();
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id, in_place ? &*in_place : nullptr);
 }
 
 BILLING_FUNCTION(billing_reactivate)
@@ -1896,7 +1969,8 @@ BILLING_FUNCTION(billing_record_payment)
 			return ReturnSubscription(spi, id, peek.user_id);  // the same payment again: stored once
 		}
 	}
-	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at);
+	std::optional<InPlaceChange> in_place;
+	Subscription sub = LockedSubscriptionArg(spi, fcinfo, at, &in_place);
 	if (currency != sub.currency)
 		throw InvalidParameter("payment currency \"" + currency + "\" does not match the subscription",
 							   "Subscription " + std::to_string(sub.id) + " is billed in \"" + sub.currency + "\".");
@@ -1917,6 +1991,8 @@ BILLING_FUNCTION(billing_record_payment)
 		// its invoice is issued first (credit applies), then this payment pays it.
 		out = PaymentSucceeded(sub, plan, at, false, CheckedAdd(CreditBalance(spi, sub.user_id, currency), amount));
 		PersistOutcome(spi, out, at);
+		if (out.successor || out.fall_back_to_free || out.updated.id != sub.id)
+			in_place.reset();  // (its invoice is read again below, with the row)
 		out = Outcome();
 		open = load_open();
 	}
@@ -1987,7 +2063,13 @@ BILLING_FUNCTION(billing_record_payment)
 	Persisted saved = PersistOutcome(spi, out, at, &stored);
 	if (!succeeded)
 		Notify(spi, sub.user_id, sub.id, "payment_failed", "payment_failed:" + std::to_string(payment_id), at);
-	return ReturnSubscription(spi, saved.subscription_id, sub.user_id);
+	// `stored` was read after the payment's invoice writes (or, failed, has
+	// the invoices as loaded): the outcome's row carries their unpaid due date
+	if (in_place && WritesOnlyInPlace(out))
+		in_place->after = out.updated;
+	else
+		in_place.reset();
+	return ReturnSubscription(spi, saved.subscription_id, sub.user_id, in_place ? &*in_place : nullptr);
 }
 
 // What payment `payment_id` has on each invoice of `status` it paid, newest
