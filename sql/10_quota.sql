@@ -208,6 +208,33 @@ SELECT :'already_clear' AS already_clear;
 UPDATE billing.subscriptions SET metadata = '{}' WHERE user_id = :'probe' AND ended_at IS NULL;
 SELECT ctid = :'clear_ctid' AS left_alone, cap_valid_until FROM billing.quota_counters WHERE owner_id = :'probe';
 
+-- == a call that rewrites one subscription in place clears only the cached
+-- limits valid past the first moment its plan may be granted differently
+-- (the core's EntitlementMayDifferFrom): a payment converting a trial, from
+-- the trial's end; a cancel at period end, from the period's end. A cache
+-- filled before the trial started (Free's, valid until then) stays; one
+-- valid past that moment is cleared.
+INSERT INTO users (email) VALUES ('narrow probe') RETURNING id::text AS narrow \gset
+SELECT id AS narrow_sub FROM billing.start_trial(:'narrow', 'pro_monthly', now() + interval '1 year') \gset
+INSERT INTO rooms (owner_id, name) VALUES (:narrow, 'fills the cache until the trial');
+SELECT cap_valid_until AS narrow_cached FROM billing.quota_counters WHERE owner_id = :'narrow' \gset
+SELECT :'narrow_cached'::timestamptz = started_at AS cached_until_the_trial FROM billing.subscriptions WHERE id = :narrow_sub;
+SELECT status FROM billing.record_payment(:narrow_sub, 2999, 'usd', true, now() + interval '1 year 1 day');
+SELECT cap_valid_until = :'narrow_cached' AS kept_after_conversion FROM billing.quota_counters WHERE owner_id = :'narrow';
+SELECT status, cancel_at_period_end FROM billing.cancel(:narrow_sub, true, now() + interval '1 year 2 days');
+SELECT cap_valid_until = :'narrow_cached' AS kept_after_cancel FROM billing.quota_counters WHERE owner_id = :'narrow';
+-- a period that ended a year ago, renewed by the projection since: its cache
+-- is valid past that period's end, and a cancel at that period's end clears it
+-- (subscribed before the user row came: the row then starts no Free one)
+\set past 900001
+SELECT id AS past_sub FROM billing.subscribe(:'past', 'pro_monthly', now() - interval '1 year', false) \gset
+SELECT status FROM billing.record_payment(:past_sub, 2999, 'usd', true, now() - interval '1 year');
+INSERT INTO users (id, email) VALUES (:past, 'past probe');
+INSERT INTO rooms (owner_id, name) VALUES (:past, 'fills the cache');
+SELECT cap_valid_until > now() AS past_cached FROM billing.quota_counters WHERE owner_id = :'past';
+SELECT status FROM billing.cancel(:past_sub, true, now() - interval '1 year' + interval '1 day');
+SELECT cap_valid_until AS past_after_cancel FROM billing.quota_counters WHERE owner_id = :'past';
+
 -- == detach and DROP EXTENSION leave the application's rows alone
 SELECT count(*) AS rooms_before FROM rooms \gset
 SELECT billing.attach_participant_quota('participants', room_column => 'room_id', rooms => 'rooms',

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <limits>
 #include <utility>
+#include <vector>
 
 namespace billing {
 namespace {
@@ -1158,6 +1160,87 @@ StartsPaying(std::string_view status, std::string_view stripe_status, bool first
 	if (stripe_status.empty())
 		return status == "active" || status == "past_due";
 	return stripe_status == "active" || (first_interval && status == "past_due");
+}
+
+namespace {
+
+// The time of the first action DueAction would find for `sub` at some
+// moment (its candidates' earliest due time); nullopt: none ever (ended,
+// Stripe's, paused, expired, or a state without such times).
+std::optional<Micros>
+FirstDueTime(const Subscription &sub, Micros past_due_grace)
+{
+	if (sub.Ended() || sub.stripe_managed)
+		return std::nullopt;
+	std::optional<Micros> first;
+	auto consider = [&](Micros t) {
+		if (!first || t < *first)
+			first = t;
+	};
+	switch (sub.status) {
+	case Status::kTrialing:
+		if (sub.trial_end)
+			consider(*sub.trial_end);
+		break;
+	case Status::kIncomplete: {
+		Micros timeout = 0;
+		if (!__builtin_add_overflow(sub.started_at, kIncompleteTimeout, &timeout))
+			consider(timeout);
+		break;
+	}
+	case Status::kActive:
+	case Status::kPastDue:
+	case Status::kCanceled:
+		if (sub.past_due_since) {
+			Micros grace_end = 0;
+			// a grace end beyond time never comes
+			if (!__builtin_add_overflow(*sub.past_due_since, past_due_grace, &grace_end))
+				consider(grace_end);
+		} else if (sub.unpaid_due_at && sub.status != Status::kPastDue) {
+			consider(*sub.unpaid_due_at);
+		}
+		if (sub.period_end)
+			consider(*sub.period_end);
+		break;
+	case Status::kPaused:
+	case Status::kExpired:
+		break;
+	}
+	return first;
+}
+
+}  // namespace
+
+std::optional<Micros>
+EntitlementMayDifferFrom(const Subscription &before, const Subscription &after, Micros past_due_grace)
+{
+	constexpr Micros kFromTheStart = std::numeric_limits<Micros>::min();
+	if (before.id != after.id || before.user_id != after.user_id || before.plan_id != after.plan_id ||
+		before.started_at != after.started_at || before.ended_at != after.ended_at ||
+		before.stripe_managed != after.stripe_managed)
+		return kFromTheStart;
+	std::optional<Micros> horizon = FirstDueTime(before, past_due_grace);
+	if (std::optional<Micros> next = FirstDueTime(after, past_due_grace); next && (!horizon || *next < *horizon))
+		horizon = next;
+	// GrantsAt changes only at these times (it compares them with `at`): it
+	// is the same on each stretch from one to the next, and before the first.
+	std::vector<Micros> moments{kFromTheStart};
+	for (const Subscription *s : {&before, &after}) {
+		for (const std::optional<Micros> &t : {std::optional<Micros>(s->started_at), s->ended_at, s->trial_end, s->period_end})
+			if (t)
+				moments.push_back(*t);
+		Micros grace_end = 0;
+		if (s->past_due_since && !__builtin_add_overflow(*s->past_due_since, past_due_grace, &grace_end))
+			moments.push_back(grace_end);
+	}
+	std::sort(moments.begin(), moments.end());
+	for (Micros t : moments) {
+		if (horizon && t >= *horizon)
+			break;
+		if (GrantsAt(before, t, past_due_grace) != GrantsAt(after, t, past_due_grace))
+			return t;
+	}
+	return horizon;
 }
 
 }  // namespace billing

@@ -503,4 +503,21 @@ std::optional<Micros> EndedEntitlementChange(const Subscription &sub, Micros at,
 // (trialing -> past_due or unpaid) has never been paid (session 10, P1).
 bool StartsPaying(std::string_view status, std::string_view stripe_status, bool first_interval);
 
+// A write that changed subscription `before` into `after` in place (the same
+// subscription, no successor, nothing ended or started): the first time from
+// which the plan it grants may differ from the plan it granted, at some
+// moment; nullopt when it grants the same plan at every moment. Before the
+// first due action of either state (its trial, grace, invoice or period end,
+// its incomplete timeout) the projection is the state itself, so what it
+// grants is GrantsAt of its plan; from that due action on, it depends on
+// more than the row (credit, invoices, the scheduled plan) and may differ.
+// A cached limit valid until at most this time (a fill's cap_valid_until) is
+// still the limit of every moment it covers: only caches valid past it need
+// clearing (a payment converting a trial: the trial's end; a cancel at period
+// end: the period's end). Any other difference (another plan, a different
+// start or end) is a difference from the start: the time returned is then
+// the smallest Micros.
+std::optional<Micros> EntitlementMayDifferFrom(const Subscription &before, const Subscription &after,
+											   Micros past_due_grace);
+
 }  // namespace billing

@@ -86,14 +86,15 @@ SourceColumns()
 	return out + "previous_status, removed, at, grace_end, pays";
 }
 
-// The rows to write as relation c: one row of scalars, or arrays.
+// The rows to write as relation c, from one array per parameter (a
+// statement of one row: InsertedOneRowSql, UpdatedOneRowSql).
 std::string
-Source(bool single)
+Source()
 {
-	std::string out = single ? "(VALUES (" : "ROWS FROM (";
+	std::string out = "ROWS FROM (";
 	for (int p = 1; p <= kParams; p++)
-		out += (p > 1 ? ", " : "") + (single ? "$" + std::to_string(p) : "pg_catalog.unnest($" + std::to_string(p) + ")");
-	return out + (single ? ")) AS c(" : ") AS c(") + SourceColumns() + ")";
+		out += (p > 1 ? ", " : "") + ("pg_catalog.unnest($" + std::to_string(p) + ")");
+	return out + ") AS c(" + SourceColumns() + ")";
 }
 
 // Whether the new state has been paid for: the core's billing::StartsPaying,
@@ -117,22 +118,21 @@ HistoryInsert(const std::string &valid_from, const std::string &paid_since)
 // New subscriptions: the first interval from started_at (c.at), paid from
 // then if it starts active or past_due.
 const std::string &
-InsertedSql(bool single)
+InsertedSql()
 {
-	static const std::string sql[2] = {
-		HistoryInsert("c.at", std::string("CASE WHEN ") + kPaid + " THEN c.at END") + " FROM " + Source(false),
-		HistoryInsert("c.at", std::string("CASE WHEN ") + kPaid + " THEN c.at END") + " FROM " + Source(true)};
-	return sql[single ? 1 : 0];
+	static const std::string sql =
+		HistoryInsert("c.at", std::string("CASE WHEN ") + kPaid + " THEN c.at END") + " FROM " + Source();
+	return sql;
 }
 
 // Changed subscriptions: the open interval closes at the change time (never
 // before it opened) and the new one opens where it closed; paid_since carries
 // over, or starts there when the new state is paid.
 const std::string &
-UpdatedSql(bool single)
+UpdatedSql()
 {
-	auto text = [](bool one) {
-		return "WITH c AS (SELECT * FROM " + Source(one) +
+	auto text = [] {
+		return "WITH c AS (SELECT * FROM " + Source() +
 			   "), closed AS (UPDATE billing.subscription_history h SET valid_to = GREATEST(c.at, h.valid_from),"
 			   " updated_at = pg_catalog.now() FROM c WHERE h.subscription_id OPERATOR(pg_catalog.=) c.id"
 			   // the ids again, as the parameter itself: an index condition on
@@ -146,8 +146,62 @@ UpdatedSql(bool single)
 							 std::string("COALESCE(x.paid_since, CASE WHEN ") + kPaid + " THEN COALESCE(x.valid_to, c.at) END)") +
 			   " FROM c LEFT JOIN closed x ON x.subscription_id OPERATOR(pg_catalog.=) c.id";
 	};
-	static const std::string sql[2] = {text(false), text(true)};
-	return sql[single ? 1 : 0];
+	static const std::string sql = text();
+	return sql;
+}
+
+// The same two statements for one row, its values read straight from the
+// parameters: no VALUES relation, no CTE over it and no join to it (they
+// were, as relation c). Fewer plan nodes to set up and run for the common
+// one-row statement: callgrind, 20,000-user book, about 60,000 instructions
+// per history row of a lifecycle call (cancel 2.05 -> 1.99 million). Each
+// "c.<name>" of the statements above is parameter $n here.
+std::string
+Param(int p)
+{
+	return "$" + std::to_string(p + 1);
+}
+
+std::string
+OneRowInsert(const std::string &valid_from, const std::string &paid_since)
+{
+	std::string out = "INSERT INTO billing.subscription_history (subscription_id";
+	for (int c = 1; c < kCopied; c++)
+		out += std::string(", ") + kColumnNames[c];
+	out += ", previous_status, removed, grace_end, valid_from, paid_since) SELECT " + Param(kId);
+	for (int c = 1; c < kCopied; c++)
+		out += ", " + Param(c);
+	return out + ", " + Param(kPreviousStatus) + ", " + Param(kRemoved) + ", " + Param(kGraceEnd) + ", " + valid_from +
+		   ", " + paid_since;
+}
+
+std::string
+OneRowPaid()
+{
+	return Param(kStatus) + " OPERATOR(pg_catalog.=) ANY ('{active,past_due}'::billing.subscription_status[])";
+}
+
+const std::string &
+InsertedOneRowSql()
+{
+	static const std::string sql =
+		OneRowInsert(Param(kAt), "CASE WHEN " + OneRowPaid() + " THEN " + Param(kAt) + " END");
+	return sql;
+}
+
+const std::string &
+UpdatedOneRowSql()
+{
+	static const std::string sql =
+		"WITH closed AS (UPDATE billing.subscription_history h SET updated_at = pg_catalog.now(), valid_to = GREATEST(" +
+		Param(kAt) + ", h.valid_from) WHERE h.subscription_id OPERATOR(pg_catalog.=) " + Param(kId) +
+		" AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz"
+		" RETURNING h.valid_to, h.paid_since) " +
+		OneRowInsert("COALESCE(x.valid_to, " + Param(kAt) + ")",
+					 "COALESCE(x.paid_since, CASE WHEN " + OneRowPaid() + " THEN COALESCE(x.valid_to, " + Param(kAt) +
+						 ") END)") +
+		" FROM (SELECT) AS one LEFT JOIN closed x ON true";
+	return sql;
 }
 
 // Where each column is in the table, and its type.
@@ -364,7 +418,9 @@ class HistoryWriter {
 			}
 			MemoryContextSwitchTo(outer);
 		});
-		spi_.Execute(updated_ ? UpdatedSql(single) : InsertedSql(single), args);
+		spi_.Execute(single ? (updated_ ? UpdatedOneRowSql() : InsertedOneRowSql())
+							: (updated_ ? UpdatedSql() : InsertedSql()),
+					 args);
 		c.n = 0;
 		PgCall([&] { MemoryContextReset(context_); });
 	}

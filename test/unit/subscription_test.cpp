@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 
 namespace billing {
 namespace {
@@ -978,6 +979,75 @@ TEST(Projection, GrantsAtFollowsStatusAndTimes)
 	EXPECT_FALSE(GrantsAt(s, At(2026, 2, 15), kGrace));  // grace over before the period end
 	s.status = Status::kPaused;
 	EXPECT_FALSE(GrantsAt(s, At(2026, 2, 2), kGrace));
+}
+
+// The quota cache's rule for a write in place (EntitlementMayDifferFrom):
+// from when the plan granted may differ; a cache valid no later than that
+// still holds.
+TEST(Projection, EntitlementMayDifferFromCancelAtPeriodEndIsThePeriodEnd)
+{
+	Subscription s = ActiveMonthly();
+	Subscription canceled = Cancel(s, true, At(2026, 2, 10)).updated;
+	// the same plan until the period end; then the active one renews, the
+	// canceled one ends
+	EXPECT_EQ(EntitlementMayDifferFrom(s, canceled, kGrace), s.period_end);
+	// and back (reactivate): the same
+	EXPECT_EQ(EntitlementMayDifferFrom(canceled, s, kGrace), s.period_end);
+}
+
+TEST(Projection, EntitlementMayDifferFromTrialConversionIsTheTrialEnd)
+{
+	Subscription trial = Stored(StartTrial("u", kProMonthly, At(2026, 2, 1), true));
+	Subscription paid = PaymentSucceeded(trial, kProMonthly, At(2026, 2, 3, 9), false, 2999).updated;
+	ASSERT_EQ(paid.status, Status::kActive);
+	ASSERT_TRUE(trial.trial_end);
+	EXPECT_EQ(EntitlementMayDifferFrom(trial, paid, kGrace), trial.trial_end);
+}
+
+TEST(Projection, EntitlementMayDifferFromTheStartOnAnotherPlanOrAnEnd)
+{
+	constexpr Micros kFromTheStart = std::numeric_limits<Micros>::min();
+	Subscription s = ActiveMonthly();
+	Subscription other = s;
+	other.plan_id = kProYearly.id;
+	EXPECT_EQ(EntitlementMayDifferFrom(s, other, kGrace), kFromTheStart);
+	Subscription ended = s;
+	ended.status = Status::kCanceled;
+	ended.ended_at = At(2026, 2, 10);
+	EXPECT_EQ(EntitlementMayDifferFrom(s, ended, kGrace), kFromTheStart);
+	// paused: nothing granted from its start on
+	Subscription paused = s;
+	paused.status = Status::kPaused;
+	paused.paused_at = At(2026, 2, 10);
+	EXPECT_EQ(EntitlementMayDifferFrom(s, paused, kGrace), s.started_at);
+}
+
+TEST(Projection, EntitlementMayDifferFromDunningEndsAtTheFirstDueAction)
+{
+	Subscription s = ActiveMonthly();
+	Subscription past_due = s;
+	past_due.status = Status::kPastDue;
+	past_due.past_due_since = At(2026, 2, 20);
+	// granted the same until the grace ends (after the period end here: the
+	// period end comes first)
+	EXPECT_EQ(EntitlementMayDifferFrom(past_due, s, kGrace), s.period_end);
+	// a grace ending before the period end: granted until then, the other
+	// one granted on; differs from the grace end
+	Subscription short_grace = past_due;
+	short_grace.past_due_since = At(2026, 2, 5);
+	Micros grace_end = At(2026, 2, 5) + kGrace;
+	ASSERT_LT(grace_end, *s.period_end);
+	EXPECT_EQ(EntitlementMayDifferFrom(short_grace, s, kGrace), grace_end);
+}
+
+TEST(Projection, EntitlementMayDifferFromNeverWithoutDueTimesAndTheSameGrants)
+{
+	// a plain Free subscription rewritten without a change of what it grants
+	Subscription free = Stored(Subscribe("u", kFree, At(2026, 1, 1), false, false));
+	ASSERT_FALSE(free.period_end);
+	Subscription touched = free;
+	touched.canceled_at = At(2026, 3, 1);  // not read by what it grants
+	EXPECT_EQ(EntitlementMayDifferFrom(free, touched, kGrace), std::nullopt);
 }
 
 TEST(Projection, JudgedByHistoryBeforeTheLatestChange)
