@@ -139,7 +139,7 @@ UpdatedSql()
 			   // subscription_history_open whatever the statistics say (a plan
 			   // made before the table's first ANALYZE joined c to a scan of
 			   // every open interval, one per current subscription)
-			   " AND h.subscription_id OPERATOR(pg_catalog.=) " + std::string(one ? "$1" : "ANY ($1)") +
+			   " AND h.subscription_id OPERATOR(pg_catalog.=) ANY ($1)"
 			   " AND h.valid_to OPERATOR(pg_catalog.=) 'infinity'::pg_catalog.timestamptz"
 			   " RETURNING h.subscription_id, h.valid_to, h.paid_since) " +
 			   HistoryInsert("COALESCE(x.valid_to, c.at)",
@@ -175,10 +175,11 @@ OneRowInsert(const std::string &valid_from, const std::string &paid_since)
 		   ", " + paid_since;
 }
 
+// Whether the new state has been paid for (billing::StartsPaying, computed in Add).
 std::string
 OneRowPaid()
 {
-	return Param(kStatus) + " OPERATOR(pg_catalog.=) ANY ('{active,past_due}'::billing.subscription_status[])";
+	return Param(kPays);
 }
 
 const std::string &
