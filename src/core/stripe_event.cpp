@@ -945,10 +945,10 @@ PaidOwn(bool current_on_stripe, bool current_plan_free, std::string_view current
 }
 
 bool
-AwaitsPayment(std::string_view arriving_stripe_status, bool has_current, bool current_on_stripe,
-			  bool current_plan_free, std::string_view current_status)
+AwaitsPayment(std::string_view arriving_stripe_status, bool arrives_ended, bool kept_aside_unpaid, bool has_current,
+			  bool current_on_stripe, bool current_plan_free, std::string_view current_status)
 {
-	return has_current && Unpaid(arriving_stripe_status) &&
+	return has_current && (Unpaid(arriving_stripe_status) || (kept_aside_unpaid && arrives_ended)) &&
 		   PaidOwn(current_on_stripe, current_plan_free, current_status);
 }
 

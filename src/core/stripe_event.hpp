@@ -244,10 +244,13 @@ bool Unpaid(std::string_view stripe_status);
 bool PaidOwn(bool current_on_stripe, bool current_plan_free, std::string_view current_status);
 
 // Whether a Stripe subscription billing does not hold yet (or holds aside,
-// awaiting payment) waits aside (Takeover::kAwait): it is Unpaid and the
-// current subscription is PaidOwn.
-bool AwaitsPayment(std::string_view arriving_stripe_status, bool has_current, bool current_on_stripe,
-				   bool current_plan_free, std::string_view current_status);
+// awaiting payment: `kept_aside_unpaid`) waits aside (Takeover::kAwait): the
+// current subscription is PaidOwn and the arriving one is Unpaid, or was kept
+// aside unpaid and Stripe now ends it (`arrives_ended`: canceled, deleted;
+// never paid, it then stays aside for good rather than adopt and end the paid
+// plan).
+bool AwaitsPayment(std::string_view arriving_stripe_status, bool arrives_ended, bool kept_aside_unpaid,
+				   bool has_current, bool current_on_stripe, bool current_plan_free, std::string_view current_status);
 
 // The row of a Stripe subscription kept aside while unpaid (Takeover::kAwait):
 // Stripe's data as sent, ended at its own start so that it is the user's

@@ -184,7 +184,7 @@ MoveAwaitingInto(Spi &spi, int64_t awaiting, int64_t adopted)
 	spi.Execute("UPDATE billing.invoices i SET subscription_id = $2 WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 "
 				"AND NOT EXISTS (SELECT FROM billing.invoices o WHERE o.subscription_id OPERATOR(pg_catalog.=) $2 "
 				"AND o.period_start OPERATOR(pg_catalog.=) i.period_start AND o.deleted_at IS NULL "
-				"AND o.billing_reason OPERATOR(pg_catalog.=) ANY ('{subscription_create,subscription_cycle}'::text[]))",
+				"AND o.billing_reason OPERATOR(pg_catalog.=) ANY ('{subscription_create,subscription_cycle}'::pg_catalog.text[]))",
 				{SqlArg::Int64(awaiting), SqlArg::Int64(adopted)});
 	spi.Execute("UPDATE billing.payments p SET subscription_id = $2 WHERE p.subscription_id OPERATOR(pg_catalog.=) $1",
 				{SqlArg::Int64(awaiting), SqlArg::Int64(adopted)});
@@ -286,8 +286,9 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 											  current.at(0).int64_required(5));
 		// an unpaid one over billing's own paid plan waits aside (stripe::AwaitsPayment, review O1)
 		bool awaits = arrives && !current.empty() &&
-					  stripe::AwaitsPayment(arrives->mirror.stripe_status, true, current.at(0).boolean(3),
-											current.at(0).boolean(7), current.at(0).text(6).value_or(""));
+					  stripe::AwaitsPayment(arrives->mirror.stripe_status, arrives->ended_at.has_value(), awaiting.has_value(),
+											true, current.at(0).boolean(3), current.at(0).boolean(7),
+											current.at(0).text(6).value_or(""));
 		auto takeover = stripe::TakeoverOf(!current.empty(), !current.empty() && current.at(0).boolean(3),
 										   !current.empty() && current.at(0).boolean(1), plan.free,
 										   !arrives || arrives->ended_at.has_value(), older, awaits);
@@ -365,7 +366,9 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			"changed AS (UPDATE billing.subscriptions x SET plan_id = p.id, "
 			"price_cents = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.price_cents ELSE p.price_cents END, "
 			"currency = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.currency ELSE p.currency END, "
-			"billing_interval = p.billing_interval, status = $2::billing.subscription_status, started_at = $3, "
+			"billing_interval = p.billing_interval, status = $2::billing.subscription_status, "
+			// a row kept aside unpaid starts when this event decides (stripe::StartAfterReplaced); any other keeps its start
+			"started_at = CASE WHEN x.metadata OPERATOR(pg_catalog.?) 'awaiting_payment' THEN $3 ELSE x.started_at END, "
 			"current_period_start = $4, current_period_end = $5, "
 			"trial_start = COALESCE($6, x.trial_start), trial_end = COALESCE($7, x.trial_end), "
 			"cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, end_reason = $11, "

@@ -520,7 +520,11 @@ class Model:
         s = self.subs.get(e['obj'])
         if s is not None and s.awaiting:
             # README "A new Stripe subscription meets billing's own": kept aside while not paid,
-            # "a later event of it decides again, as if it were first seen then"
+            # "a later event of it that says it is paid or started decides again, as if it were
+            # first seen then"; "Stripe ending it first leaves it ended aside for good"
+            if e['status'] in FINAL_SUB or e['type'].endswith('.deleted'):
+                s.awaiting = False
+                return
             del self.subs[e['obj']]
             s = None
         if s is None:

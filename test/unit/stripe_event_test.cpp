@@ -566,14 +566,19 @@ TEST(StripeSubscription, AnUnpaidSubscriptionWaitsAsideOverAPaidOwnPlan)
 	EXPECT_FALSE(PaidOwn(false, false, "trialing"));
 	EXPECT_FALSE(PaidOwn(false, true, "active"));  // Free
 	EXPECT_FALSE(PaidOwn(true, false, "active"));  // on Stripe
-	// (arriving stripe status, has_current, current_on_stripe, current_plan_free, current_status)
-	EXPECT_TRUE(AwaitsPayment("incomplete", true, false, false, "active"));
-	EXPECT_TRUE(AwaitsPayment("incomplete_expired", true, false, false, "active"));
-	EXPECT_FALSE(AwaitsPayment("active", true, false, false, "active"));
-	EXPECT_FALSE(AwaitsPayment("trialing", true, false, false, "active"));
-	EXPECT_FALSE(AwaitsPayment("incomplete", true, false, true, "active"));   // Free: taken over as before
-	EXPECT_FALSE(AwaitsPayment("incomplete", false, false, false, "active")); // no current
-	EXPECT_FALSE(AwaitsPayment("incomplete", true, true, false, "active"));   // a Stripe subscription
+	// (arriving stripe status, arrives ended, kept aside unpaid, has_current, current_on_stripe,
+	//  current_plan_free, current_status)
+	EXPECT_TRUE(AwaitsPayment("incomplete", false, false, true, false, false, "active"));
+	EXPECT_TRUE(AwaitsPayment("incomplete_expired", true, false, true, false, false, "active"));
+	EXPECT_TRUE(AwaitsPayment("incomplete", false, true, true, false, false, "active"));  // still unpaid
+	EXPECT_FALSE(AwaitsPayment("active", false, false, true, false, false, "active"));
+	EXPECT_FALSE(AwaitsPayment("active", false, true, true, false, false, "active"));    // paid: decides again
+	EXPECT_FALSE(AwaitsPayment("trialing", false, true, true, false, false, "active"));  // started: likewise
+	EXPECT_FALSE(AwaitsPayment("canceled", true, false, true, false, false, "active"));  // first seen canceled: as before
+	EXPECT_TRUE(AwaitsPayment("canceled", true, true, true, false, false, "active"));    // never paid, ended: aside for good
+	EXPECT_FALSE(AwaitsPayment("incomplete", false, false, true, false, true, "active"));   // Free: taken over as before
+	EXPECT_FALSE(AwaitsPayment("incomplete", false, false, false, false, false, "active")); // no current
+	EXPECT_FALSE(AwaitsPayment("incomplete", false, false, true, true, false, "active"));   // a Stripe subscription
 	// it neither adopts (same plan) nor replaces (another plan), arriving ended or not
 	EXPECT_EQ(TakeoverOf(true, false, true, false, false, false, true), Takeover::kAwait);
 	EXPECT_EQ(TakeoverOf(true, false, true, false, true, false, true), Takeover::kAwait);
