@@ -123,5 +123,14 @@ SELECT (billing.effective_plan('o4', '2030-01-15 12:00')).code;
 SELECT pg_temp.sub_event('evt_o4_2', 'customer.subscription.updated', 1894748400, 'sub_o4', 'o4', 'incomplete_expired', 1894665600, 1926201600);
 SELECT * FROM pg_temp.subs('o4');
 SELECT (billing.effective_plan('o4', '2030-02-01')).code, billing.credit_balance('o4');
+-- == o6: paid pro_yearly; incomplete on 15 Jan, then Stripe deletes it unpaid (canceled): it stays aside for
+-- good (never adopted and ended with the paid plan), the paid year kept, nothing credited
+SELECT (billing.subscribe('o6', 'pro_yearly', '2030-01-01', false)).status;
+SELECT (billing.record_payment((SELECT id FROM billing.subscriptions WHERE user_id = 'o6' AND ended_at IS NULL),
+							   28800, 'usd', true, '2030-01-01 00:01')).status;
+SELECT pg_temp.sub_event('evt_o6_1', 'customer.subscription.created', 1894665600, 'sub_o6', 'o6', 'incomplete', 1894665600, 1926201600);
+SELECT pg_temp.sub_event('evt_o6_2', 'customer.subscription.deleted', 1894669200, 'sub_o6', 'o6', 'canceled', 1894665600, 1926201600);
+SELECT * FROM pg_temp.subs('o6');
+SELECT (billing.effective_plan('o6', '2030-02-01')).code, billing.credit_balance('o6');
 -- one current subscription each, never two
 SELECT user_id, count(*) FROM billing.subscriptions WHERE ended_at IS NULL GROUP BY user_id ORDER BY user_id;
