@@ -918,15 +918,57 @@ RefundAwaitsPlacement(bool payment_placed_now, bool refund_has_entries)
 
 Takeover
 TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended,
-		   bool older_than_current)
+		   bool older_than_current, bool awaits_payment)
 {
 	if (!has_current)
 		return Takeover::kNone;
+	if (awaits_payment && !current_on_stripe)
+		return Takeover::kAwait;
 	if (!current_on_stripe && same_plan && !plan_free)
 		return Takeover::kAdopt;
 	if (arrives_ended)
 		return Takeover::kNone;
 	return current_on_stripe && older_than_current ? Takeover::kAside : Takeover::kEnd;
+}
+
+bool
+Unpaid(std::string_view stripe_status)
+{
+	return stripe_status == "incomplete" || stripe_status == "incomplete_expired";
+}
+
+bool
+PaidOwn(bool current_on_stripe, bool current_plan_free, std::string_view current_status)
+{
+	return !current_on_stripe && !current_plan_free && current_status != "incomplete" &&
+		   current_status != "trialing" && current_status != "expired";
+}
+
+bool
+AwaitsPayment(std::string_view arriving_stripe_status, bool arrives_ended, bool kept_aside_unpaid, bool has_current,
+			  bool current_on_stripe, bool current_plan_free, std::string_view current_status)
+{
+	return has_current && (Unpaid(arriving_stripe_status) || (kept_aside_unpaid && arrives_ended)) &&
+		   PaidOwn(current_on_stripe, current_plan_free, current_status);
+}
+
+SubscriptionRow
+AwaitingPayment(SubscriptionRow row)
+{
+	bool ended_by_stripe = row.ended_at.has_value();
+	if (!ended_by_stripe) {
+		row.mirror.status = "canceled";
+		row.mirror.end_reason = "plan_changed";
+		row.mirror.canceled_at = row.started;
+	}
+	row.mirror.rule = ended_by_stripe
+		? "mirror: an unpaid subscription ended by Stripe while kept aside replaces nothing"
+		: "mirror: an unpaid subscription is kept aside, ended at its start, until it is paid or started";
+	row.awaiting_payment = !ended_by_stripe;
+	row.ended_at = row.started;
+	row.past_due_since.reset();
+	row.paused_at.reset();
+	return row;
 }
 
 bool

@@ -185,6 +185,9 @@ struct SubscriptionRow {
 	std::optional<int64_t> ended_at;        // never before started
 	std::optional<int64_t> past_due_since;  // the event's time when past_due (kept if already past due)
 	std::optional<int64_t> paused_at;       // the event's time when paused (likewise)
+	// kept aside until Stripe says it is paid or started (AwaitingPayment):
+	// a later event of it decides again, as if it were first seen (O1)
+	bool awaiting_payment = false;
 };
 // nullopt when the Stripe status is unknown (Precheck has refused it).
 std::optional<SubscriptionRow> DecideSubscriptionRow(const Event &event, std::optional<int64_t> started);
@@ -217,9 +220,45 @@ int64_t StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replac
 // replaced it by the current one; its creation or its last events came
 // after) replaces nothing. It is recorded aside (KeptAside) and the user
 // stays on the newer one (review D1, session 9).
-enum class Takeover { kNone, kAdopt, kEnd, kAside };
+//
+// kAwait: the arriving Stripe subscription is not paid yet (Unpaid: Stripe's
+// incomplete or incomplete_expired) and the user's current subscription is
+// one of billing's own the customer has paid for (PaidOwn): it neither adopts
+// nor replaces that plan. It is recorded aside (AwaitingPayment), billing's
+// own plan stays current, nothing is credited; a later event of it that says
+// it is paid or started (active, trialing, ...) decides again, as if it were
+// first seen (review O1, session 10). On anything else (Free, billing's own
+// trial or incomplete, a Stripe subscription) an unpaid one takes over as
+// before.
+enum class Takeover { kNone, kAdopt, kEnd, kAside, kAwait };
 Takeover TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended,
-					bool older_than_current = false);
+					bool older_than_current = false, bool awaits_payment = false);
+
+// Whether a Stripe subscription status says its first payment has not been
+// made: incomplete, incomplete_expired.
+bool Unpaid(std::string_view stripe_status);
+
+// Whether the user's current subscription is billing's own (not on Stripe)
+// for a paid plan (`current_plan_free` false) the customer has paid for: its
+// status is past its first payment (not incomplete, not trialing).
+bool PaidOwn(bool current_on_stripe, bool current_plan_free, std::string_view current_status);
+
+// Whether a Stripe subscription billing does not hold yet (or holds aside,
+// awaiting payment: `kept_aside_unpaid`) waits aside (Takeover::kAwait): the
+// current subscription is PaidOwn and the arriving one is Unpaid, or was kept
+// aside unpaid and Stripe now ends it (`arrives_ended`: canceled, deleted;
+// never paid, it then stays aside for good rather than adopt and end the paid
+// plan).
+bool AwaitsPayment(std::string_view arriving_stripe_status, bool arrives_ended, bool kept_aside_unpaid,
+				   bool has_current, bool current_on_stripe, bool current_plan_free, std::string_view current_status);
+
+// The row of a Stripe subscription kept aside while unpaid (Takeover::kAwait):
+// Stripe's data as sent, ended at its own start so that it is the user's
+// current subscription at no instant (one current subscription, no overlap):
+// canceled (end_reason plan_changed) while Stripe still waits for its first
+// payment, with awaiting_payment set; as Stripe ended it (expired,
+// incomplete_expired; canceled) once it did, and then for good.
+SubscriptionRow AwaitingPayment(SubscriptionRow row);
 
 // Whether a Stripe subscription billing does not hold yet is older than the
 // user's current Stripe subscription: the same customer (both known), and its

@@ -167,6 +167,29 @@ LinkCustomer(Spi &spi, const std::optional<std::string> &customer, const std::st
 				{SqlArg::Text(*customer), SqlArg::Text(user_id)});
 }
 
+// A Stripe subscription kept aside while unpaid (stripe::AwaitingPayment) is
+// paid or started and adopts billing's own subscription of the same plan
+// (stripe::Takeover::kAdopt): the row kept aside gives the adopted one its
+// Stripe id (unique), then its invoices (those whose period the adopted one
+// does not hold already) and payments; it stays in the history, ended at its
+// start, without a Stripe id.
+void
+MoveAwaitingInto(Spi &spi, int64_t awaiting, int64_t adopted)
+{
+	spi.Execute("UPDATE billing.subscriptions s SET stripe_subscription_id = NULL, "
+				"metadata = (s.metadata OPERATOR(pg_catalog.-) 'awaiting_payment'::pg_catalog.text) "
+				"OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('adopted_by', $2) "
+				"WHERE s.id OPERATOR(pg_catalog.=) $1",
+				{SqlArg::Int64(awaiting), SqlArg::Int64(adopted)});
+	spi.Execute("UPDATE billing.invoices i SET subscription_id = $2 WHERE i.subscription_id OPERATOR(pg_catalog.=) $1 "
+				"AND NOT EXISTS (SELECT FROM billing.invoices o WHERE o.subscription_id OPERATOR(pg_catalog.=) $2 "
+				"AND o.period_start OPERATOR(pg_catalog.=) i.period_start AND o.deleted_at IS NULL "
+				"AND o.billing_reason OPERATOR(pg_catalog.=) ANY ('{subscription_create,subscription_cycle}'::pg_catalog.text[]))",
+				{SqlArg::Int64(awaiting), SqlArg::Int64(adopted)});
+	spi.Execute("UPDATE billing.payments p SET subscription_id = $2 WHERE p.subscription_id OPERATOR(pg_catalog.=) $1",
+				{SqlArg::Int64(awaiting), SqlArg::Int64(adopted)});
+}
+
 // customer.subscription.*: billing's subscription mirrors Stripe's. The core
 // decides what it becomes (stripe::DecideSubscriptionRow over
 // stripe::MirrorSubscription); these statements store it. Found by
@@ -187,19 +210,27 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	auto found = spi.Query("SELECT s.id, s.user_id, EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, "
 						   "s.ended_at IS NOT NULL, EXISTS (SELECT FROM billing.stripe_customers c "
 						   "WHERE c.customer_id OPERATOR(pg_catalog.=) $2 AND c.user_id OPERATOR(pg_catalog.=) s.user_id "
-						   "AND c.deleted_at IS NULL) FROM billing.subscriptions s "
+						   "AND c.deleted_at IS NULL), s.metadata OPERATOR(pg_catalog.?) 'awaiting_payment' "
+						   "FROM billing.subscriptions s "
 						   "WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $1 AND s.deleted_at IS NULL FOR NO KEY UPDATE OF s",
 						   {SqlArg::Text(o.id), SqlArg::Text(o.customer)});
 	std::optional<int64_t> id;
 	std::optional<int64_t> started;
 	std::string user_id;
 	bool linked = false;
+	// kept aside while unpaid (stripe::AwaitingPayment): this event decides
+	// again, as if the subscription were first seen, over this row
+	std::optional<int64_t> awaiting;
 	if (!found.empty()) {
 		id = found.at(0).int64_required(0);
 		user_id = found.at(0).text_required(1);
 		started = found.at(0).int64_required(2);
 		linked = found.at(0).boolean(4);
-		if (found.at(0).boolean(3)) {
+		if (found.at(0).boolean(3) && found.at(0).boolean(5)) {
+			awaiting = id;
+			id.reset();
+			started.reset();
+		} else if (found.at(0).boolean(3)) {
 			// billing already ended it (e.g. a plan change); Stripe cannot bring
 			// an ended subscription back: only the links are kept up to date
 			if (!linked)
@@ -228,6 +259,7 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	if (!linked)
 		LinkCustomer(spi, o.customer, user_id);
 	bool aside = false;  // stripe::Takeover::kAside: recorded ended (stripe::KeptAside)
+	bool awaits_aside = false;  // stripe::Takeover::kAwait: recorded ended (stripe::AwaitingPayment)
 	if (!id) {
 		// the user's lock before the current subscription's, as billing's own operations take them
 		LockUser(spi, user_id);
@@ -238,10 +270,12 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 		SetChangeAt(event.created * kMicrosPerSecond);  // a catch-up's PersistOutcome cleared it
 		auto current = spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
 								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL, "
-								 "s.stripe_customer_id, EXTRACT(epoch FROM LEAST(s.started_at, s.billing_anchor))::pg_catalog.int8 "
+								 "s.stripe_customer_id, EXTRACT(epoch FROM LEAST(s.started_at, s.billing_anchor))::pg_catalog.int8, "
+								 "s.status::pg_catalog.text, EXISTS (SELECT FROM billing.subscription_plans p "
+								 "WHERE p.id OPERATOR(pg_catalog.=) s.plan_id AND p.tier OPERATOR(pg_catalog.=) 'free') "
 								 "FROM billing.subscriptions s "
 								 "WHERE s.user_id OPERATOR(pg_catalog.=) $1 AND s.ended_at IS NULL AND s.deleted_at IS NULL "
-								 "FOR UPDATE",
+								 "FOR UPDATE OF s",
 								 {SqlArg::Text(user_id), SqlArg::Int64(plan.id)});
 		// an older Stripe subscription of the customer delivered late replaces nothing
 		// (stripe::OlderThanCurrent); the current one's own start: a Stripe subscription's
@@ -250,18 +284,31 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 		bool older = arrives && !current.empty() &&
 					 stripe::OlderThanCurrent(o.customer, arrives->started, current.at(0).text(4),
 											  current.at(0).int64_required(5));
-		switch (stripe::TakeoverOf(!current.empty(), !current.empty() && current.at(0).boolean(3),
-								   !current.empty() && current.at(0).boolean(1), plan.free,
-								   !arrives || arrives->ended_at.has_value(), older)) {
+		// an unpaid one over billing's own paid plan waits aside (stripe::AwaitsPayment, review O1)
+		bool awaits = arrives && !current.empty() &&
+					  stripe::AwaitsPayment(arrives->mirror.stripe_status, arrives->ended_at.has_value(), awaiting.has_value(),
+											true, current.at(0).boolean(3), current.at(0).boolean(7),
+											current.at(0).text(6).value_or(""));
+		auto takeover = stripe::TakeoverOf(!current.empty(), !current.empty() && current.at(0).boolean(3),
+										   !current.empty() && current.at(0).boolean(1), plan.free,
+										   !arrives || arrives->ended_at.has_value(), older, awaits);
+		if (takeover != stripe::Takeover::kAdopt && awaiting)
+			id = awaiting;  // the row kept aside is the subscription's (its start is decided here)
+		switch (takeover) {
 		case stripe::Takeover::kNone:
 			break;
 		case stripe::Takeover::kAside:
 			aside = true;
 			break;
+		case stripe::Takeover::kAwait:
+			awaits_aside = true;
+			break;
 		case stripe::Takeover::kAdopt:
 			id = current.at(0).int64_required(0);
 			started = current.at(0).int64_required(2);
 			VoidForStripeAdoption(spi, user_id, *id, event.created * kMicrosPerSecond);
+			if (awaiting)  // the row kept aside gives its Stripe id, invoices and payments to the adopted one
+				MoveAwaitingInto(spi, *awaiting, *id);
 			break;
 		case stripe::Takeover::kEnd:
 			// the rule change_plan ends a subscription by (billing::ReplaceByStripe)
@@ -277,6 +324,8 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 		return "unknown stripe subscription status \"" + o.status.value_or("") + "\"";
 	if (aside)
 		row = stripe::KeptAside(*row);
+	if (awaits_aside)
+		row = stripe::AwaitingPayment(*row);
 	const stripe::SubscriptionMirror &m = row->mirror;
 	std::vector<SqlArg> args{SqlArg::Int64(plan.id),
 							 SqlArg::Text(m.status),
@@ -294,7 +343,9 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 							 SqlArg::Text(o.customer),
 							 SqlArg::Text(o.id),
 							 SqlArg::Text(m.stripe_status.empty() ? std::optional<std::string>() : m.stripe_status),
-							 SqlArg::Text(user_id)};
+							 SqlArg::Text(user_id),
+							 SqlArg::Text(row->awaiting_payment ? R"({"source": "stripe", "awaiting_payment": true})"
+																: R"({"source": "stripe"})")};
 	if (!id) {
 		static const std::string insert = AuditedChange(
 			"'subscriptions'", false,
@@ -303,7 +354,7 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			"cancel_at_period_end, canceled_at, ended_at, end_reason, past_due_since, paused_at, "
 			"stripe_customer_id, stripe_subscription_id, metadata, stripe_status) "
 			"SELECT $17, p.id, $2::billing.subscription_status, p.price_cents, p.currency, p.billing_interval, "
-			"$3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, '{\"source\": \"stripe\"}', $16 "
+			"$3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $18::pg_catalog.jsonb, $16 "
 			"FROM billing.subscription_plans p WHERE p.id OPERATOR(pg_catalog.=) $1 RETURNING *)", "SELECT FROM changed");
 		AuditedScope audited("subscriptions");
 		spi.Query(insert, args);
@@ -311,11 +362,13 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 		args.push_back(SqlArg::Int64(*id));
 		static const std::string update = AuditedChange(
 			"'subscriptions'", true,
-			"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $18), "
+			"before AS (SELECT s.* FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $19), "
 			"changed AS (UPDATE billing.subscriptions x SET plan_id = p.id, "
 			"price_cents = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.price_cents ELSE p.price_cents END, "
 			"currency = CASE WHEN x.plan_id OPERATOR(pg_catalog.=) p.id THEN x.currency ELSE p.currency END, "
 			"billing_interval = p.billing_interval, status = $2::billing.subscription_status, "
+			// a row kept aside unpaid starts when this event decides (stripe::StartAfterReplaced); any other keeps its start
+			"started_at = CASE WHEN x.metadata OPERATOR(pg_catalog.?) 'awaiting_payment' THEN $3 ELSE x.started_at END, "
 			"current_period_start = $4, current_period_end = $5, "
 			"trial_start = COALESCE($6, x.trial_start), trial_end = COALESCE($7, x.trial_end), "
 			"cancel_at_period_end = $8, canceled_at = $9, ended_at = $10, end_reason = $11, "
@@ -323,13 +376,14 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 			"paused_at = CASE WHEN $13 IS NOT NULL THEN COALESCE(x.paused_at, $13) END, "
 			"scheduled_plan_id = NULL, scheduled_change_at = NULL, "
 			"stripe_customer_id = COALESCE($14, x.stripe_customer_id), stripe_subscription_id = $15, "
-			"stripe_status = $16, metadata = x.metadata OPERATOR(pg_catalog.||) '{\"source\": \"stripe\"}' "
+			"stripe_status = $16, metadata = (x.metadata OPERATOR(pg_catalog.-) 'awaiting_payment'::pg_catalog.text) "
+			"OPERATOR(pg_catalog.||) $18::pg_catalog.jsonb "
 			"FROM billing.subscription_plans p "
-			"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $18 RETURNING x.*)", "SELECT FROM changed");
+			"WHERE p.id OPERATOR(pg_catalog.=) $1 AND x.id OPERATOR(pg_catalog.=) $19 RETURNING x.*)", "SELECT FROM changed");
 		AuditedScope audited("subscriptions");
 		spi.Query(update, args);
 	}
-	if (row->ended_at && !aside)  // (kept aside: the user stays on the newer one)
+	if (row->ended_at && !aside && !awaits_aside)  // (kept aside: the user stays on the newer / paid one)
 		spi.Execute("SELECT billing._start_free($1, $2)", {SqlArg::Text(user_id), EventTime(row->ended_at)});
 	if (event.type == "customer.subscription.trial_will_end")
 		spi.Execute("SELECT billing._notify(s.user_id, s.id, 'trial_will_end', $3, $2) FROM billing.subscriptions s "

@@ -371,6 +371,7 @@ class Sub:
         self.cape = False
         self.pend = self.trial_end = self.past_due_since = None
         self.paid = False  # ever paid (Stripe's `active`, or billing's own paid plan adopted)
+        self.awaiting = False  # kept aside unpaid over billing's own paid plan, decided again later
 
 
 def nearest(rows, when):
@@ -517,6 +518,15 @@ class Model:
     def apply_sub(self, e):
         user = e['user']
         s = self.subs.get(e['obj'])
+        if s is not None and s.awaiting:
+            # README "A new Stripe subscription meets billing's own": kept aside while not paid,
+            # "a later event of it that says it is paid or started decides again, as if it were
+            # first seen then"; "Stripe ending it first leaves it ended aside for good"
+            if e['status'] in FINAL_SUB or e['type'].endswith('.deleted'):
+                s.awaiting = False
+                return
+            del self.subs[e['obj']]
+            s = None
         if s is None:
             s = self.subs[e['obj']] = Sub(e['obj'], e['start'], user)
             # a Stripe subscription first seen active, or past_due (its earlier events late:
@@ -526,6 +536,14 @@ class Model:
             cur = self.subs[cur] if cur else None
             final = e['status'] in FINAL_SUB or e['type'].endswith('.deleted')
             own = self.local.get(user) if cur is None else None
+            if own is not None and e['status'] in ('incomplete', 'incomplete_expired'):
+                # "a Stripe subscription not paid yet (incomplete, or first seen incomplete_expired)
+                # neither adopts nor replaces billing's own paid plan": recorded aside, ended (never
+                # the user's current one), billing's own stays, nothing credited; it waits for a
+                # later event unless Stripe has ended it (then for good)
+                s.ended = True
+                s.awaiting = not final
+                return
             if own is not None and own['plan'] == e['plan']:
                 # "the same paid plan, not yet linked to Stripe, is adopted": its paid invoice
                 # stays paid, nothing comes back as credit; the row is Stripe's now. Also when it

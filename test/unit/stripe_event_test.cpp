@@ -548,6 +548,71 @@ TEST(StripeSubscription, TakeoverAdoptsTheSamePaidPlanElseEndsTheCurrentOne)
 	EXPECT_EQ(TakeoverOf(true, false, true, false, false, true), Takeover::kAdopt);
 }
 
+// O1 (session 10): a Stripe subscription not paid yet over billing's own paid plan
+TEST(StripeSubscription, AnUnpaidSubscriptionWaitsAsideOverAPaidOwnPlan)
+{
+	EXPECT_TRUE(Unpaid("incomplete"));
+	EXPECT_TRUE(Unpaid("incomplete_expired"));
+	EXPECT_FALSE(Unpaid("active"));
+	EXPECT_FALSE(Unpaid("trialing"));
+	EXPECT_FALSE(Unpaid("past_due"));
+	EXPECT_FALSE(Unpaid(""));
+	// billing's own, paid plan, past its first payment
+	EXPECT_TRUE(PaidOwn(false, false, "active"));
+	EXPECT_TRUE(PaidOwn(false, false, "past_due"));
+	EXPECT_TRUE(PaidOwn(false, false, "canceled"));  // canceled at period end: paid to its end
+	EXPECT_TRUE(PaidOwn(false, false, "paused"));
+	EXPECT_FALSE(PaidOwn(false, false, "incomplete"));
+	EXPECT_FALSE(PaidOwn(false, false, "trialing"));
+	EXPECT_FALSE(PaidOwn(false, true, "active"));  // Free
+	EXPECT_FALSE(PaidOwn(true, false, "active"));  // on Stripe
+	// (arriving stripe status, arrives ended, kept aside unpaid, has_current, current_on_stripe,
+	//  current_plan_free, current_status)
+	EXPECT_TRUE(AwaitsPayment("incomplete", false, false, true, false, false, "active"));
+	EXPECT_TRUE(AwaitsPayment("incomplete_expired", true, false, true, false, false, "active"));
+	EXPECT_TRUE(AwaitsPayment("incomplete", false, true, true, false, false, "active"));  // still unpaid
+	EXPECT_FALSE(AwaitsPayment("active", false, false, true, false, false, "active"));
+	EXPECT_FALSE(AwaitsPayment("active", false, true, true, false, false, "active"));    // paid: decides again
+	EXPECT_FALSE(AwaitsPayment("trialing", false, true, true, false, false, "active"));  // started: likewise
+	EXPECT_FALSE(AwaitsPayment("canceled", true, false, true, false, false, "active"));  // first seen canceled: as before
+	EXPECT_TRUE(AwaitsPayment("canceled", true, true, true, false, false, "active"));    // never paid, ended: aside for good
+	EXPECT_FALSE(AwaitsPayment("incomplete", false, false, true, false, true, "active"));   // Free: taken over as before
+	EXPECT_FALSE(AwaitsPayment("incomplete", false, false, false, false, false, "active")); // no current
+	EXPECT_FALSE(AwaitsPayment("incomplete", false, false, true, true, false, "active"));   // a Stripe subscription
+	// it neither adopts (same plan) nor replaces (another plan), arriving ended or not
+	EXPECT_EQ(TakeoverOf(true, false, true, false, false, false, true), Takeover::kAwait);
+	EXPECT_EQ(TakeoverOf(true, false, true, false, true, false, true), Takeover::kAwait);
+	EXPECT_EQ(TakeoverOf(true, false, false, false, false, false, true), Takeover::kAwait);
+	EXPECT_EQ(TakeoverOf(true, false, false, false, true, false, true), Takeover::kAwait);
+	EXPECT_EQ(TakeoverOf(false, false, false, false, false, false, true), Takeover::kNone);
+	// paid or started later: the existing rules
+	EXPECT_EQ(TakeoverOf(true, false, true, false, false, false, false), Takeover::kAdopt);
+	EXPECT_EQ(TakeoverOf(true, false, false, false, false, false, false), Takeover::kEnd);
+
+	json s = Subscription();
+	s["status"] = "incomplete";
+	auto row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.created", s)), std::nullopt);
+	ASSERT_TRUE(row);
+	ASSERT_FALSE(row->ended_at);
+	SubscriptionRow aside = AwaitingPayment(*row);
+	EXPECT_TRUE(aside.awaiting_payment);  // a later event decides again
+	EXPECT_EQ(aside.mirror.status, "canceled");
+	EXPECT_EQ(aside.mirror.stripe_status, "incomplete");  // Stripe's own status kept, visible
+	EXPECT_EQ(aside.mirror.end_reason, "plan_changed");
+	EXPECT_EQ(aside.ended_at, row->started);  // current at no instant
+	EXPECT_EQ(aside.started, row->started);
+
+	s["status"] = "incomplete_expired";
+	row = DecideSubscriptionRow(ParseEvent(MakeEvent("customer.subscription.updated", s)), std::nullopt);
+	ASSERT_TRUE(row);
+	ASSERT_TRUE(row->ended_at);
+	aside = AwaitingPayment(*row);
+	EXPECT_FALSE(aside.awaiting_payment);  // Stripe ended it: for good
+	EXPECT_EQ(aside.mirror.status, "expired");
+	EXPECT_EQ(aside.mirror.end_reason, "incomplete_expired");
+	EXPECT_EQ(aside.ended_at, row->started);
+}
+
 // D1 (session 9): an older Stripe subscription delivered after the newer one.
 TEST(StripeSubscription, AnOlderSubscriptionDeliveredLateIsKeptAsideEndedAtItsStart)
 {
