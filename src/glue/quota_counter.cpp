@@ -558,6 +558,22 @@ CreateCounterRow(const NewCounter &c)
 	return outcome;
 }
 
+// The row `index` (a B-tree on one column) finds equal to `key` under
+// `snapshot`, read into `slot`: its TID, invalid when there is none (the
+// first match: the callers' indexes are unique). Call in PgCall.
+ItemPointerData
+ProbeByKey(Relation table, Relation index, Snapshot snapshot, ScanKeyData *key, TupleTableSlot *slot)
+{
+	IndexScanDesc scan = index_beginscan(table, index, snapshot, 1, 0);
+	index_rescan(scan, key, 1, nullptr, 0);
+	ItemPointerData tid;
+	ItemPointerSetInvalid(&tid);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		tid = slot->tts_tid;
+	index_endscan(scan);
+	return tid;
+}
+
 // The user's billing.user_locks row locked FOR SHARE, as
 // "SELECT FROM billing.user_locks l WHERE l.user_id = $1 FOR SHARE" locks it,
 // without a statement: found through the primary key with a new snapshot
@@ -593,15 +609,9 @@ ShareLockUserRow(const char *user)
 	ScanKeyData scan_key;
 	ScanKeyInit(&scan_key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(user));
 	scan_key.sk_collation = index->rd_indcollation[0];
-	IndexScanDesc scan = index_beginscan(locks, index, snapshot, 1, 0);
-	index_rescan(scan, &scan_key, 1, nullptr, 0);
 	TupleTableSlot *slot = table_slot_create(locks, nullptr);
-	bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	ItemPointerData tid;
-	ItemPointerSetInvalid(&tid);
-	if (found)
-		tid = slot->tts_tid;
-	index_endscan(scan);
+	ItemPointerData tid = ProbeByKey(locks, index, snapshot, &scan_key, slot);
+	bool found = ItemPointerIsValid(&tid);
 	UserLockOutcome outcome = UserLockOutcome::kMissing;
 	if (found) {
 		TM_FailureData failure;
@@ -678,15 +688,9 @@ ShareLockPlanRow(int64 plan_id, char **limits, char **code, char **name)
 	Snapshot snapshot = GetActiveSnapshot();
 	ScanKeyData scan_key;
 	ScanKeyInit(&scan_key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(plan_id));
-	IndexScanDesc scan = index_beginscan(plans, index, snapshot, 1, 0);
-	index_rescan(scan, &scan_key, 1, nullptr, 0);
 	TupleTableSlot *slot = table_slot_create(plans, nullptr);
-	bool found = index_getnext_slot(scan, ForwardScanDirection, slot);
-	ItemPointerData tid;
-	ItemPointerSetInvalid(&tid);
-	if (found)
-		tid = slot->tts_tid;
-	index_endscan(scan);
+	ItemPointerData tid = ProbeByKey(plans, index, snapshot, &scan_key, slot);
+	bool found = ItemPointerIsValid(&tid);
 	bool locked = false;
 	if (found) {
 		TM_FailureData failure;

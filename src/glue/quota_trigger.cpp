@@ -1202,6 +1202,22 @@ BILLING_FUNCTION(billing_before_drop_extension)
 	return PointerGetDatum(nullptr);
 }
 
+// The tables an ALTER TABLE attaches (ATTACH PARTITION) and detaches
+// (DETACH PARTITION), those that exist. Call in PgCall.
+static void
+PartitionsNamed(AlterTableStmt *stmt, std::vector<Oid> *attached, std::vector<Oid> *detached)
+{
+	ListCell *cell = nullptr;
+	foreach (cell, stmt->cmds) {
+		AlterTableCmd *cmd = reinterpret_cast<AlterTableCmd *>(lfirst(cell));
+		if ((cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition) || cmd->def == nullptr)
+			continue;
+		Oid partition = RangeVarGetRelid(reinterpret_cast<PartitionCmd *>(cmd->def)->name, NoLock, true);
+		if (OidIsValid(partition))
+			(cmd->subtype == AT_AttachPartition ? attached : detached)->push_back(partition);
+	}
+}
+
 // billing._before_attach_partition(): ALTER TABLE t ATTACH PARTITION p, where t
 // is a table whose rows billing counts (rooms, participants) or a partition of
 // one, and p already holds rows: refused, because those rows would arrive
@@ -1221,15 +1237,7 @@ BILLING_FUNCTION(billing_before_attach_partition)
 	std::vector<Oid> partitions;
 	std::vector<Oid> detached;
 	PgCall([&] {
-		ListCell *cell = nullptr;
-		foreach (cell, stmt->cmds) {
-			AlterTableCmd *cmd = reinterpret_cast<AlterTableCmd *>(lfirst(cell));
-			if ((cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition) || cmd->def == nullptr)
-				continue;
-			Oid partition = RangeVarGetRelid(reinterpret_cast<PartitionCmd *>(cmd->def)->name, NoLock, true);
-			if (OidIsValid(partition))
-				(cmd->subtype == AT_AttachPartition ? partitions : detached).push_back(partition);
-		}
+		PartitionsNamed(stmt, &partitions, &detached);
 		if (partitions.empty() && detached.empty())
 			return;
 		Oid table = RangeVarGetRelid(stmt->relation, NoLock, true);
@@ -1238,6 +1246,7 @@ BILLING_FUNCTION(billing_before_attach_partition)
 		tables.push_back(table);
 		if (get_rel_relispartition(table)) {
 			List *ancestors = get_partition_ancestors(table);
+			ListCell *cell = nullptr;
 			foreach (cell, ancestors)
 				tables.push_back(lfirst_oid(cell));
 			list_free(ancestors);
@@ -1398,15 +1407,7 @@ BILLING_FUNCTION(billing_after_partition_change)
 				added.push_back(table);
 		} else if (IsA(data->parsetree, AlterTableStmt)) {
 			AlterTableStmt *stmt = reinterpret_cast<AlterTableStmt *>(data->parsetree);
-			ListCell *cell = nullptr;
-			foreach (cell, stmt->cmds) {
-				AlterTableCmd *cmd = reinterpret_cast<AlterTableCmd *>(lfirst(cell));
-				if ((cmd->subtype != AT_AttachPartition && cmd->subtype != AT_DetachPartition) || cmd->def == nullptr)
-					continue;
-				Oid partition = RangeVarGetRelid(reinterpret_cast<PartitionCmd *>(cmd->def)->name, NoLock, true);
-				if (OidIsValid(partition))
-					(cmd->subtype == AT_AttachPartition ? added : removed).push_back(partition);
-			}
+			PartitionsNamed(stmt, &added, &removed);
 			if (!removed.empty())
 				parent = RangeVarGetRelid(stmt->relation, NoLock, true);
 		}
