@@ -799,13 +799,17 @@ DueTime(const Subscription &sub, Action action, Micros past_due_grace)
 	}
 }
 
-std::optional<Action>
-DueAction(const Subscription &sub, Micros at, Micros past_due_grace)
+namespace {
+
+// The maintenance actions that may fall due for `sub`, in the order they
+// win a tie (dunning before renewal): none for an ended or Stripe-managed
+// one. DueAction's and FirstDueTime's one list.
+std::vector<Action>
+DueCandidates(const Subscription &sub)
 {
-	if (sub.Ended() || sub.stripe_managed)
-		return std::nullopt;
-	// Candidates in the order they win a tie: dunning before renewal.
 	std::vector<Action> candidates;
+	if (sub.Ended() || sub.stripe_managed)
+		return candidates;
 	switch (sub.status) {
 	case Status::kTrialing:
 		if (sub.trial_end)
@@ -828,9 +832,17 @@ DueAction(const Subscription &sub, Micros at, Micros past_due_grace)
 	case Status::kExpired:
 		break;
 	}
+	return candidates;
+}
+
+}  // namespace
+
+std::optional<Action>
+DueAction(const Subscription &sub, Micros at, Micros past_due_grace)
+{
 	std::optional<Action> best;
 	Micros best_time = 0;
-	for (Action a : candidates) {
+	for (Action a : DueCandidates(sub)) {
 		Micros when = DueTime(sub, a, past_due_grace);
 		if (when <= at && (!best || when < best_time)) {
 			best = a;
@@ -1170,41 +1182,16 @@ namespace {
 std::optional<Micros>
 FirstDueTime(const Subscription &sub, Micros past_due_grace)
 {
-	if (sub.Ended() || sub.stripe_managed)
-		return std::nullopt;
 	std::optional<Micros> first;
-	auto consider = [&](Micros t) {
+	for (Action a : DueCandidates(sub)) {
+		// a timeout or grace end beyond time never comes
+		Micros end = 0;
+		if ((a == Action::kIncompleteTimeout && __builtin_add_overflow(sub.started_at, kIncompleteTimeout, &end)) ||
+			(a == Action::kGraceEnd && __builtin_add_overflow(*sub.past_due_since, past_due_grace, &end)))
+			continue;
+		Micros t = DueTime(sub, a, past_due_grace);
 		if (!first || t < *first)
 			first = t;
-	};
-	switch (sub.status) {
-	case Status::kTrialing:
-		if (sub.trial_end)
-			consider(*sub.trial_end);
-		break;
-	case Status::kIncomplete: {
-		Micros timeout = 0;
-		if (!__builtin_add_overflow(sub.started_at, kIncompleteTimeout, &timeout))
-			consider(timeout);
-		break;
-	}
-	case Status::kActive:
-	case Status::kPastDue:
-	case Status::kCanceled:
-		if (sub.past_due_since) {
-			Micros grace_end = 0;
-			// a grace end beyond time never comes
-			if (!__builtin_add_overflow(*sub.past_due_since, past_due_grace, &grace_end))
-				consider(grace_end);
-		} else if (sub.unpaid_due_at && sub.status != Status::kPastDue) {
-			consider(*sub.unpaid_due_at);
-		}
-		if (sub.period_end)
-			consider(*sub.period_end);
-		break;
-	case Status::kPaused:
-	case Status::kExpired:
-		break;
 	}
 	return first;
 }
