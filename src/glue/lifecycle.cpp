@@ -2375,14 +2375,11 @@ billing::glue::TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_
 	// upgrade invoice still open (its payments' money, the credit it took) is
 	// owed again on top of what the line's reduction adds (session 10, L2: the
 	// line's update wrote the amount due read before, 25801 short)
-	for (UpgradedLine &line : lines) {
-		for (const Allocation &off : back.paid_off)
-			if (off.invoice_id == line.invoice_id)
-				line.invoice.amount_due_cents += off.amount_cents;
-		for (const Allocation &off : back.credit_off)
-			if (off.invoice_id == line.invoice_id)
-				line.invoice.amount_due_cents += off.amount_cents;
-	}
+	for (UpgradedLine &line : lines)
+		for (const std::vector<Allocation> *taken : {&back.paid_off, &back.credit_off})
+			for (const Allocation &off : *taken)
+				if (off.invoice_id == line.invoice_id)
+					line.invoice.amount_due_cents += off.amount_cents;
 	int64_t balance_left = credit_balance - back.credit_cents;
 	// how far maintenance has run: a reopened invoice falls due after it
 	std::optional<Micros> maintained_to;
