@@ -1233,32 +1233,17 @@ BILLING_FUNCTION(billing_before_attach_partition)
 	if (data->parsetree == nullptr || !IsA(data->parsetree, AlterTableStmt))
 		return PointerGetDatum(nullptr);
 	AlterTableStmt *stmt = reinterpret_cast<AlterTableStmt *>(data->parsetree);
-	std::vector<Oid> tables;  // the table and the tables it is a partition of
 	std::vector<Oid> partitions;
 	std::vector<Oid> detached;
+	Oid table = InvalidOid;
 	PgCall([&] {
 		PartitionsNamed(stmt, &partitions, &detached);
-		if (partitions.empty() && detached.empty())
-			return;
-		Oid table = RangeVarGetRelid(stmt->relation, NoLock, true);
-		if (!OidIsValid(table))
-			return;
-		tables.push_back(table);
-		if (get_rel_relispartition(table)) {
-			List *ancestors = get_partition_ancestors(table);
-			ListCell *cell = nullptr;
-			foreach (cell, ancestors)
-				tables.push_back(lfirst_oid(cell));
-			list_free(ancestors);
-		}
+		if (!partitions.empty() || !detached.empty())
+			table = RangeVarGetRelid(stmt->relation, NoLock, true);
 	});
-	if ((partitions.empty() && detached.empty()) || tables.empty())
+	if (!OidIsValid(table))
 		return PointerGetDatum(nullptr);
-
-	std::string oids = "{";
-	for (size_t i = 0; i < tables.size(); i++)
-		oids += (i ? "," : "") + std::to_string(tables[i]);
-	oids += "}";
+	std::string oids = OidArrayText(TableAndAncestors(table));
 	// A partition detached from the attached users table (or from one of its
 	// partitions) takes its users out of the table, as a TRUNCATE of it
 	// would, and no row trigger fires: refused while billing holds anything
@@ -1317,7 +1302,7 @@ BILLING_FUNCTION(billing_before_attach_partition)
 	// after this trigger, and billing's owner writes nothing for them)
 	bool owns_all = false;
 	PgCall([&] {
-		owns_all = pg_class_ownercheck(tables.front(), GetUserId());
+		owns_all = pg_class_ownercheck(table, GetUserId());
 		for (Oid partition : partitions)
 			owns_all = owns_all && pg_class_ownercheck(partition, GetUserId());
 	});
@@ -1417,20 +1402,7 @@ BILLING_FUNCTION(billing_after_partition_change)
 	// The attached users table (and its id column) above `table`, if any:
 	// `table` itself and the tables it is a partition of.
 	auto users_above = [](Oid table) -> std::optional<std::string> {
-		std::vector<Oid> tables{table};
-		PgCall([&] {
-			if (get_rel_relispartition(table)) {
-				List *ancestors = get_partition_ancestors(table);
-				ListCell *cell = nullptr;
-				foreach (cell, ancestors)
-					tables.push_back(lfirst_oid(cell));
-				list_free(ancestors);
-			}
-		});
-		std::string oids = "{";
-		for (size_t i = 0; i < tables.size(); i++)
-			oids += (i ? "," : "") + std::to_string(tables[i]);
-		oids += "}";
+		std::string oids = OidArrayText(TableAndAncestors(table));
 		std::optional<std::string> column;
 		AsBillingOwner(CountersOwner(), [&] {
 			Spi spi(Spi::Access::kReadOnly);
