@@ -1202,6 +1202,27 @@ BILLING_FUNCTION(billing_before_drop_extension)
 	return PointerGetDatum(nullptr);
 }
 
+// The id column of the attached users table above `table`, if any: `table`
+// itself or a table it is a partition of.
+static std::optional<std::string>
+AttachedUsersColumn(Oid table)
+{
+	std::string oids = OidArrayText(TableAndAncestors(table));
+	std::optional<std::string> column;
+	AsBillingOwner(CountersOwner(), [&] {
+		Spi spi(Spi::Access::kReadOnly);
+		auto rows = spi.Query("SELECT a.key_column::pg_catalog.text FROM billing.attachments a"
+							  " WHERE a.kind OPERATOR(pg_catalog.=) 'users'"
+							  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
+							  " ORDER BY a.id LIMIT 1",
+							  {SqlArg::Text(oids)});
+		if (!rows.empty())
+			column = rows.at(0).text(0);
+		spi.Finish();
+	});
+	return column;
+}
+
 // The tables an ALTER TABLE attaches (ATTACH PARTITION) and detaches
 // (DETACH PARTITION), those that exist. Call in PgCall.
 static void
@@ -1233,53 +1254,30 @@ BILLING_FUNCTION(billing_before_attach_partition)
 	if (data->parsetree == nullptr || !IsA(data->parsetree, AlterTableStmt))
 		return PointerGetDatum(nullptr);
 	AlterTableStmt *stmt = reinterpret_cast<AlterTableStmt *>(data->parsetree);
-	std::vector<Oid> tables;  // the table and the tables it is a partition of
 	std::vector<Oid> partitions;
 	std::vector<Oid> detached;
+	Oid table = InvalidOid;
 	PgCall([&] {
 		PartitionsNamed(stmt, &partitions, &detached);
-		if (partitions.empty() && detached.empty())
-			return;
-		Oid table = RangeVarGetRelid(stmt->relation, NoLock, true);
-		if (!OidIsValid(table))
-			return;
-		tables.push_back(table);
-		if (get_rel_relispartition(table)) {
-			List *ancestors = get_partition_ancestors(table);
-			ListCell *cell = nullptr;
-			foreach (cell, ancestors)
-				tables.push_back(lfirst_oid(cell));
-			list_free(ancestors);
-		}
+		if (!partitions.empty() || !detached.empty())
+			table = RangeVarGetRelid(stmt->relation, NoLock, true);
 	});
-	if ((partitions.empty() && detached.empty()) || tables.empty())
+	if (!OidIsValid(table))
 		return PointerGetDatum(nullptr);
-
-	std::string oids = "{";
-	for (size_t i = 0; i < tables.size(); i++)
-		oids += (i ? "," : "") + std::to_string(tables[i]);
-	oids += "}";
+	std::string oids = OidArrayText(TableAndAncestors(table));
+	// the id column of an attached users table among them
+	std::optional<std::string> users_column = AttachedUsersColumn(table);
 	// A partition detached from the attached users table (or from one of its
 	// partitions) takes its users out of the table, as a TRUNCATE of it
 	// would, and no row trigger fires: refused while billing holds anything
 	// live (the core's UsersDetachRefusal, by the TRUNCATE's measure; known
 	// limit until session 10, attack finding 4.2). Allowed, its billing
 	// truncate triggers go with it (billing._after_partition_change).
-	if (!detached.empty()) {
-		bool users = false;
+	if (!detached.empty() && users_column) {
 		std::optional<billing::Error> refusal;
 		AsBillingOwner(CountersOwner(), [&] {
-			{
-				Spi spi(Spi::Access::kReadOnly);
-				auto rows = spi.Query("SELECT EXISTS (SELECT FROM billing.attachments a"
-									  " WHERE a.kind OPERATOR(pg_catalog.=) 'users'"
-									  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]))",
-									  {SqlArg::Text(oids)});
-				users = rows.at(0).text_or(0, "f") == "t";
-				spi.Finish();
-			}
 			for (Oid partition : detached) {
-				if (!users || refusal)
+				if (refusal)
 					break;
 				std::string name;
 				PgCall([&] { name = get_rel_name(partition); });
@@ -1292,19 +1290,13 @@ BILLING_FUNCTION(billing_before_attach_partition)
 	if (partitions.empty())
 		return PointerGetDatum(nullptr);
 	bool counted = false;
-	std::optional<std::string> users_column;  // the id column of an attached users table among them
 	AsBillingOwner(CountersOwner(), [&] {
 		Spi spi(Spi::Access::kReadOnly);
 		auto rows = spi.Query("SELECT EXISTS (SELECT FROM billing.attachments a"
 							  " WHERE a.kind OPERATOR(pg_catalog.<>) 'users'"
-							  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])),"
-							  " (SELECT a.key_column::pg_catalog.text FROM billing.attachments a"
-							  " WHERE a.kind OPERATOR(pg_catalog.=) 'users'"
-							  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
-							  " ORDER BY a.id LIMIT 1)",
+							  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]))",
 							  {SqlArg::Text(oids)});
 		counted = rows.at(0).text_or(0, "f") == "t";
-		users_column = rows.at(0).text(1);
 		spi.Finish();
 	});
 	// A partition attached to an attached users table brings its users
@@ -1317,7 +1309,7 @@ BILLING_FUNCTION(billing_before_attach_partition)
 	// after this trigger, and billing's owner writes nothing for them)
 	bool owns_all = false;
 	PgCall([&] {
-		owns_all = pg_class_ownercheck(tables.front(), GetUserId());
+		owns_all = pg_class_ownercheck(table, GetUserId());
 		for (Oid partition : partitions)
 			owns_all = owns_all && pg_class_ownercheck(partition, GetUserId());
 	});
@@ -1414,37 +1406,6 @@ BILLING_FUNCTION(billing_after_partition_change)
 	});
 	if (added.empty() && removed.empty())
 		return PointerGetDatum(nullptr);
-	// The attached users table (and its id column) above `table`, if any:
-	// `table` itself and the tables it is a partition of.
-	auto users_above = [](Oid table) -> std::optional<std::string> {
-		std::vector<Oid> tables{table};
-		PgCall([&] {
-			if (get_rel_relispartition(table)) {
-				List *ancestors = get_partition_ancestors(table);
-				ListCell *cell = nullptr;
-				foreach (cell, ancestors)
-					tables.push_back(lfirst_oid(cell));
-				list_free(ancestors);
-			}
-		});
-		std::string oids = "{";
-		for (size_t i = 0; i < tables.size(); i++)
-			oids += (i ? "," : "") + std::to_string(tables[i]);
-		oids += "}";
-		std::optional<std::string> column;
-		AsBillingOwner(CountersOwner(), [&] {
-			Spi spi(Spi::Access::kReadOnly);
-			auto rows = spi.Query("SELECT a.key_column::pg_catalog.text FROM billing.attachments a"
-								  " WHERE a.kind OPERATOR(pg_catalog.=) 'users'"
-								  " AND a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])"
-								  " ORDER BY a.id LIMIT 1",
-								  {SqlArg::Text(oids)});
-			if (!rows.empty())
-				column = rows.at(0).text(0);
-			spi.Finish();
-		});
-		return column;
-	};
 	// billing's own truncate trigger on a table (not a clone: statement
 	// triggers have none)
 	static const char *const ours =
@@ -1452,7 +1413,7 @@ BILLING_FUNCTION(billing_after_partition_change)
 		" WHERE tg.tgrelid OPERATOR(pg_catalog.=) t.relid AND tg.tgname OPERATOR(pg_catalog.=) 'billing_user_truncated'"
 		" AND p.pronamespace OPERATOR(pg_catalog.=) 'billing'::pg_catalog.regnamespace";
 	for (Oid table : added) {
-		std::optional<std::string> column = users_above(table);
+		std::optional<std::string> column = AttachedUsersColumn(table);
 		if (!column)
 			continue;
 		AsInvoker([&] {
@@ -1471,9 +1432,9 @@ BILLING_FUNCTION(billing_after_partition_change)
 	// Detached (allowed: billing_before_attach_partition refused it otherwise)
 	// from the attached users table: billing's triggers leave with it, unless
 	// it is still under an attached users table (or is one itself).
-	if (!removed.empty() && OidIsValid(parent) && users_above(parent)) {
+	if (!removed.empty() && OidIsValid(parent) && AttachedUsersColumn(parent)) {
 		for (Oid table : removed) {
-			if (users_above(table))
+			if (AttachedUsersColumn(table))
 				continue;
 			AsInvoker([&] {
 				Spi spi;

@@ -72,6 +72,31 @@ constexpr const char *kUsersAttachment =
 
 }  // namespace
 
+std::vector<Oid>
+TableAndAncestors(Oid table)
+{
+	std::vector<Oid> tables{table};
+	PgCall([&] {
+		if (get_rel_relispartition(table)) {
+			List *ancestors = get_partition_ancestors(table);
+			ListCell *cell = nullptr;
+			foreach (cell, ancestors)
+				tables.push_back(lfirst_oid(cell));
+			list_free(ancestors);
+		}
+	});
+	return tables;
+}
+
+std::string
+OidArrayText(const std::vector<Oid> &oids)
+{
+	std::string text = "{";
+	for (size_t i = 0; i < oids.size(); i++)
+		text += (i ? "," : "") + std::to_string(oids[i]);
+	return text + "}";
+}
+
 Attachment
 CheckedAttachment(const Trigger *trigger, Relation relation, int32_t attachment_id, Watched what)
 {
@@ -79,23 +104,10 @@ CheckedAttachment(const Trigger *trigger, Relation relation, int32_t attachment_
 		if (checked.trigger == trigger->tgoid && (what == Watched::kUsers || checked.attachment.id == attachment_id))
 			return checked.attachment;
 
-	// The table and the partitioned tables it is a partition of.
-	std::vector<Oid> tables{RelationGetRelid(relation)};
+	std::vector<Oid> tables = TableAndAncestors(RelationGetRelid(relation));
 	std::string table_name;
-	PgCall([&] {
-		if (relation->rd_rel->relispartition) {
-			List *ancestors = get_partition_ancestors(RelationGetRelid(relation));
-			ListCell *cell = nullptr;
-			foreach (cell, ancestors)
-				tables.push_back(lfirst_oid(cell));
-			list_free(ancestors);
-		}
-		table_name = RelationGetRelationName(relation);
-	});
-	std::string oids = "{";
-	for (size_t i = 0; i < tables.size(); i++)
-		oids += (i ? "," : "") + std::to_string(tables[i]);
-	oids += "}";
+	PgCall([&] { table_name = RelationGetRelationName(relation); });
+	std::string oids = OidArrayText(tables);
 
 	std::vector<Row> rows;
 	AsBillingOwner(CountersOwner(), [&] {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace billing::glue {
 
@@ -44,6 +45,11 @@ AsInvoker(Fn &&fn)
 	fn();
 	LeaveRights(saved);
 }
+
+// The table and the partitioned tables it is a partition of (the nearest
+// first), and oids as the text of an oid[] ("{1,2}") for a $n::oid[].
+std::vector<Oid> TableAndAncestors(Oid table);
+std::string OidArrayText(const std::vector<Oid> &oids);
 
 // What a trigger of billing's may act on: the attachment named by its
 // arguments, checked (once per trigger and backend) to be attached to the
