@@ -361,16 +361,20 @@ UserRenameRefusal(const HeldForUser &held, const std::string &table, const std::
 				 "refund the credit).");
 }
 
+// The DETAIL of a refusal that removes users in bulk: it names no user and
+// nothing held, since the role (a table owner) may have no right to read
+// billing (attack finding 4.3).
+constexpr const char *kLiveStateOfSomeUser =
+	"Billing holds a subscription not ended, a credit balance, an open invoice or a Stripe customer for "
+	"at least one user id; a billing_analyst or billing_admin finds them in billing's tables.";
+
 std::optional<Error>
 UsersTruncateRefusal(const HeldForUser &held, const std::string &table)
 {
 	if (LiveHeld(held).empty())
 		return std::nullopt;
-	// The DETAIL names no user and nothing held: the truncating role (a table
-	// owner) may have no right to read billing (attack finding 4.3).
 	return Error("55000", "cannot truncate table \"" + table + "\": billing still holds live state for its users",
-				 "Billing holds a subscription not ended, a credit balance, an open invoice or a Stripe customer for "
-				 "at least one user id; a billing_analyst or billing_admin finds them in billing's tables.",
+				 kLiveStateOfSomeUser,
 				 "A TRUNCATE deletes every user without the row triggers that end a deleted user's subscriptions "
 				 "and move their credit: DELETE the users instead, or, for a reload that keeps the same ids, "
 				 "run billing.detach() on the table first (attach_users again after) or load with "
@@ -384,8 +388,7 @@ UsersDetachRefusal(const HeldForUser &held, const std::string &partition)
 		return std::nullopt;
 	return Error("55000",
 				 "cannot detach partition \"" + partition + "\" of the users table: billing still holds live state for its users",
-				 "Billing holds a subscription not ended, a credit balance, an open invoice or a Stripe customer for "
-				 "at least one user id; a billing_analyst or billing_admin finds them in billing's tables.",
+				 kLiveStateOfSomeUser,
 				 "A detached partition's users leave the users table without the row triggers that end a deleted "
 				 "user's subscriptions and move their credit: DELETE its users first, or run billing.detach() on the "
 				 "users table first (attach_users again after).");

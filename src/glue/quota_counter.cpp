@@ -558,22 +558,6 @@ CreateCounterRow(const NewCounter &c)
 	return outcome;
 }
 
-// The row `index` (a B-tree on one column) finds equal to `key` under
-// `snapshot`, read into `slot`: its TID, invalid when there is none (the
-// first match: the callers' indexes are unique). Call in PgCall.
-ItemPointerData
-ProbeByKey(Relation table, Relation index, Snapshot snapshot, ScanKeyData *key, TupleTableSlot *slot)
-{
-	IndexScanDesc scan = index_beginscan(table, index, snapshot, 1, 0);
-	index_rescan(scan, key, 1, nullptr, 0);
-	ItemPointerData tid;
-	ItemPointerSetInvalid(&tid);
-	if (index_getnext_slot(scan, ForwardScanDirection, slot))
-		tid = slot->tts_tid;
-	index_endscan(scan);
-	return tid;
-}
-
 // The user's billing.user_locks row locked FOR SHARE, as
 // "SELECT FROM billing.user_locks l WHERE l.user_id = $1 FOR SHARE" locks it,
 // without a statement: found through the primary key with a new snapshot
@@ -780,6 +764,22 @@ ChangeCounterGuarded(int32_t attachment_id, const char *key, const CounterReques
 }
 
 }  // namespace
+
+// The row `index` (a B-tree on one column) finds equal to `key` under
+// `snapshot`, read into `slot`: its TID, invalid when there is none (the
+// first match: the callers' indexes are unique). Call in PgCall.
+ItemPointerData
+ProbeByKey(Relation table, Relation index, Snapshot snapshot, ScanKeyData *key, TupleTableSlot *slot)
+{
+	IndexScanDesc scan = index_beginscan(table, index, snapshot, 1, 0);
+	index_rescan(scan, key, 1, nullptr, 0);
+	ItemPointerData tid;
+	ItemPointerSetInvalid(&tid);
+	if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		tid = slot->tts_tid;
+	index_endscan(scan);
+	return tid;
+}
 
 void
 RegisterCounterInvalidation()

@@ -108,4 +108,9 @@ bool CounterExists(int32_t attachment_id, const std::string &key);
 // no counter, or the table's indexes need the slow path's UPDATE.
 CounterOutcome DecrementCounter(int32_t attachment_id, const char *key);
 
+// The row `index` (a B-tree on one column) finds equal to `key` under
+// `snapshot`, read into `slot`: its TID, invalid when there is none (the
+// first match). Call in PgCall.
+ItemPointerData ProbeByKey(Relation table, Relation index, Snapshot snapshot, ScanKeyData *key, TupleTableSlot *slot);
+
 }  // namespace billing::glue

@@ -274,10 +274,9 @@ OwnerByKeyIndex(Relation rooms, int key_number, int owner_number, Oid key_type, 
 	ScanKeyData scan_key;
 	ScanKeyInit(&scan_key, 1, BTEqualStrategyNumber, get_opcode(eq_opr), key);
 	scan_key.sk_collation = index->rd_indcollation[0];
-	IndexScanDesc scan = index_beginscan(rooms, index, GetActiveSnapshot(), 1, 0);
-	index_rescan(scan, &scan_key, 1, nullptr, 0);
 	TupleTableSlot *slot = table_slot_create(rooms, nullptr);
-	*found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	ItemPointerData tid = ProbeByKey(rooms, index, GetActiveSnapshot(), &scan_key, slot);
+	*found = ItemPointerIsValid(&tid);
 	*owner = nullptr;
 	if (*found) {
 		bool isnull = true;
@@ -289,7 +288,6 @@ OwnerByKeyIndex(Relation rooms, int key_number, int owner_number, Oid key_type, 
 			*owner = OidOutputFunctionCall(output, value);
 		}
 	}
-	index_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(index, NoLock);
 	return true;
