@@ -1682,6 +1682,23 @@ ReadHeldForUser(Spi &spi, const std::string &user_id)
 std::optional<Error>
 UsersTruncateRefusalFor(const std::string &table, bool detaching)
 {
+	return UsersRemovalRefusalFor(table, detaching ? UsersDetachRefusal : UsersTruncateRefusal);
+}
+
+// The same, for a users table (or partition) dropped: the core's
+// UsersDropRefusal (session 11; billing._after_users_dropped).
+std::optional<Error>
+UsersDropRefusalFor(const std::string &table)
+{
+	return UsersRemovalRefusalFor(table, UsersDropRefusal);
+}
+
+// The candidates' loop of UsersTruncateRefusalFor, with the rule that names
+// the statement.
+std::optional<Error>
+UsersRemovalRefusalFor(const std::string &table,
+					   std::optional<Error> (*rule)(const HeldForUser &held, const std::string &table))
+{
 	Spi spi(Spi::Access::kReadOnly);
 	static const std::string candidates =
 		std::string("(SELECT s.user_id FROM billing.subscriptions s WHERE s.ended_at IS NULL AND s.deleted_at IS NULL"
@@ -1697,7 +1714,7 @@ UsersTruncateRefusalFor(const std::string &table, bool detaching)
 	for (const Row &row : spi.Query(candidates, {})) {
 		std::string user_id = row.text_required(0);
 		HeldForUser held = ReadHeldForUser(spi, user_id);
-		refusal = detaching ? UsersDetachRefusal(held, table) : UsersTruncateRefusal(held, table);
+		refusal = rule(held, table);
 		if (refusal)
 			break;
 	}
