@@ -175,7 +175,6 @@ COMMENT ON TABLE billing.invoices IS 'Invoices: renewal, first period and prorat
 -- no entry (a column UNIQUE constraint indexed every NULL).
 CREATE UNIQUE INDEX invoices_stripe_invoice_id_key ON billing.invoices (stripe_invoice_id)
 	WHERE stripe_invoice_id IS NOT NULL;
-CREATE INDEX invoices_subscription ON billing.invoices (subscription_id, issued_at);
 -- Open invoices by due date: what dunning must look at.
 CREATE INDEX invoices_open_due ON billing.invoices (due_at) WHERE status = 'open' AND deleted_at IS NULL;
 -- A subscription's earliest unpaid due date (read with every subscription the
@@ -183,10 +182,15 @@ CREATE INDEX invoices_open_due ON billing.invoices (due_at) WHERE status = 'open
 CREATE INDEX invoices_open_by_subscription ON billing.invoices (subscription_id, due_at)
 	WHERE status = 'open' AND deleted_at IS NULL;
 CREATE INDEX invoices_user ON billing.invoices (user_id, issued_at);
--- One renewal invoice per subscription and period, whoever issues it.
+-- One renewal invoice per subscription and period, whoever issues it; every
+-- other invoice is keyed apart by its id. The one index of a subscription's
+-- invoices (issue 13: with a second one, invoices_subscription on
+-- (subscription_id, issued_at), which no query reads in that order, every
+-- renewal invoice wrote an entry into both).
 CREATE UNIQUE INDEX invoices_one_per_period
-	ON billing.invoices (subscription_id, period_start)
-	WHERE billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL;
+	ON billing.invoices (subscription_id, period_start,
+						 (CASE WHEN billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL
+							   THEN 0 ELSE id END));
 
 CREATE TABLE billing.payments (
 	id bigserial PRIMARY KEY,

@@ -3997,7 +3997,9 @@ $$;
 -- == maintenance cost (issue 13, session 11): a renewal writes no entry into
 -- the period-end index (Stripe's subscriptions only; billing's own upcoming
 -- renewals are read through subscriptions_due) nor into the Stripe invoice
--- id's unique index (partial: billing's own invoices have none).
+-- id's unique index (partial: billing's own invoices have none), and its
+-- invoice into one index by subscription (invoices_one_per_period, keyed
+-- apart by id for every invoice but a period's renewal) instead of two.
 DROP INDEX billing.subscriptions_due_period_end;
 CREATE INDEX subscriptions_due_period_end
 	ON billing.subscriptions (current_period_end)
@@ -4006,6 +4008,13 @@ CREATE INDEX subscriptions_due_period_end
 ALTER TABLE billing.invoices DROP CONSTRAINT invoices_stripe_invoice_id_key;
 CREATE UNIQUE INDEX invoices_stripe_invoice_id_key ON billing.invoices (stripe_invoice_id)
 	WHERE stripe_invoice_id IS NOT NULL;
+-- and one index of a subscription's invoices, not two
+DROP INDEX billing.invoices_subscription;
+DROP INDEX billing.invoices_one_per_period;
+CREATE UNIQUE INDEX invoices_one_per_period
+	ON billing.invoices (subscription_id, period_start,
+						 (CASE WHEN billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL
+							   THEN 0 ELSE id END));
 CREATE OR REPLACE FUNCTION billing._queue_upcoming(at timestamptz) RETURNS TABLE (action text, count bigint)
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	-- Keyed by user and trial (its start) or period (its end), not by
