@@ -87,12 +87,20 @@ CREATE UNIQUE INDEX subscriptions_stripe_id
 -- first ANALYZE, when every index looks one row long, may scan this whole
 -- index for it instead of subscriptions_one_current_per_user; issue 12's
 -- profile: 408 buffers a lookup at 900 subscriptions.)
+-- Stripe's subscriptions only (issue 13): billing's own are found by their due
+-- time (subscriptions_due below, the same time for an active subscription),
+-- so a renewal, which moves the period end, writes no entry here.
 CREATE INDEX subscriptions_due_period_end
 	ON billing.subscriptions (current_period_end)
-	WHERE ended_at IS NULL AND deleted_at IS NULL AND current_period_end IS NOT NULL;
+	WHERE ended_at IS NULL AND deleted_at IS NULL AND current_period_end IS NOT NULL
+	  AND stripe_subscription_id IS NOT NULL;
 CREATE INDEX subscriptions_due_trial_end
 	ON billing.subscriptions (trial_end) WHERE status = 'trialing' AND deleted_at IS NULL;
-CREATE INDEX subscriptions_plan ON billing.subscriptions (plan_id);
+-- No index on plan_id (issue 13: every renewal wrote an entry into one, a
+-- non-HOT update writes every index): only a plan's edit asks whether a
+-- subscription names it (billing._plan_used, which reads the history without
+-- an index anyway) and a plan's delete checks the foreign key, both rare and
+-- admin-only; scheduled_plan_id never had one.
 
 -- Internal: when time alone makes a current subscription due (trial end,
 -- incomplete timeout, period end); NULL when nothing is due by time. The grace
@@ -155,7 +163,7 @@ CREATE TABLE billing.invoices (
 	lines jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(lines) = 'array'),
 	issued_at timestamptz NOT NULL,
 	paid_at timestamptz,
-	stripe_invoice_id text UNIQUE,
+	stripe_invoice_id text,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	deleted_at timestamptz,
@@ -167,7 +175,10 @@ CREATE TABLE billing.invoices (
 	CONSTRAINT paid_invoice_has_paid_at CHECK (status <> 'paid' OR paid_at IS NOT NULL)
 );
 COMMENT ON TABLE billing.invoices IS 'Invoices: renewal, first period and proration; amounts in minor units';
-CREATE INDEX invoices_subscription ON billing.invoices (subscription_id, issued_at);
+-- Unique where set (issue 13): billing's own invoices, which have none, write
+-- no entry (a column UNIQUE constraint indexed every NULL).
+CREATE UNIQUE INDEX invoices_stripe_invoice_id_key ON billing.invoices (stripe_invoice_id)
+	WHERE stripe_invoice_id IS NOT NULL;
 -- Open invoices by due date: what dunning must look at.
 CREATE INDEX invoices_open_due ON billing.invoices (due_at) WHERE status = 'open' AND deleted_at IS NULL;
 -- A subscription's earliest unpaid due date (read with every subscription the
@@ -175,10 +186,15 @@ CREATE INDEX invoices_open_due ON billing.invoices (due_at) WHERE status = 'open
 CREATE INDEX invoices_open_by_subscription ON billing.invoices (subscription_id, due_at)
 	WHERE status = 'open' AND deleted_at IS NULL;
 CREATE INDEX invoices_user ON billing.invoices (user_id, issued_at);
--- One renewal invoice per subscription and period, whoever issues it.
+-- One renewal invoice per subscription and period, whoever issues it; every
+-- other invoice is keyed apart by its id. The one index of a subscription's
+-- invoices (issue 13: with a second one, invoices_subscription on
+-- (subscription_id, issued_at), which no query reads in that order, every
+-- renewal invoice wrote an entry into both).
 CREATE UNIQUE INDEX invoices_one_per_period
-	ON billing.invoices (subscription_id, period_start)
-	WHERE billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL;
+	ON billing.invoices (subscription_id, period_start,
+						 (CASE WHEN billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL
+							   THEN 0 ELSE id END));
 
 CREATE TABLE billing.payments (
 	id bigserial PRIMARY KEY,

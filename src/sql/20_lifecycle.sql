@@ -99,11 +99,24 @@ LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
 	   AND s.trial_end OPERATOR(pg_catalog.>) at AND s.trial_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '3 days')
 	UNION ALL
 	-- none for a period that will not be billed (a switch to Free at its end)
+	-- Billing's own subscriptions by their due time (subscriptions_due: an
+	-- active subscription's is its period end), Stripe's by their period end
+	-- (subscriptions_due_period_end holds only those, issue 13).
 	SELECT 'notified_renewal_upcoming', pg_catalog.count(*) FILTER (WHERE billing._notify(
 			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' OPERATOR(pg_catalog.||) s.user_id OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) billing._micros(s.current_period_end), at))
-	  FROM billing.subscriptions s
+	  FROM (SELECT o.id, o.user_id, o.status, o.current_period_end, o.cancel_at_period_end, o.price_cents, o.scheduled_plan_id
+			  FROM billing.subscriptions o
+			 WHERE billing._due_at(o.status, o.current_period_end, o.trial_end, o.started_at) OPERATOR(pg_catalog.>) at
+			   AND billing._due_at(o.status, o.current_period_end, o.trial_end, o.started_at) OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '7 days')
+			   AND o.ended_at IS NULL AND o.deleted_at IS NULL AND o.stripe_subscription_id IS NULL
+			UNION ALL
+			SELECT t.id, t.user_id, t.status, t.current_period_end, t.cancel_at_period_end, t.price_cents, t.scheduled_plan_id
+			  FROM billing.subscriptions t
+			 WHERE t.current_period_end OPERATOR(pg_catalog.>) at AND t.current_period_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '7 days')
+			   AND t.ended_at IS NULL AND t.deleted_at IS NULL AND t.current_period_end IS NOT NULL
+			   AND t.stripe_subscription_id IS NOT NULL) s
 	  LEFT JOIN billing.subscription_plans sp ON sp.id OPERATOR(pg_catalog.=) s.scheduled_plan_id
-	 WHERE s.status OPERATOR(pg_catalog.=) 'active' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	 WHERE s.status OPERATOR(pg_catalog.=) 'active'
 	   AND NOT s.cancel_at_period_end AND s.price_cents OPERATOR(pg_catalog.>) 0 AND COALESCE(sp.price_cents, 1) OPERATOR(pg_catalog.>) 0
 	   AND s.current_period_end OPERATOR(pg_catalog.>) at AND s.current_period_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '7 days')
 $$;

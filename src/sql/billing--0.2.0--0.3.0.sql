@@ -4013,3 +4013,60 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+-- == maintenance cost (issue 13, session 11): a renewal writes no entry into
+-- the period-end index (Stripe's subscriptions only; billing's own upcoming
+-- renewals are read through subscriptions_due) nor into the Stripe invoice
+-- id's unique index (partial: billing's own invoices have none), and its
+-- invoice into one index by subscription (invoices_one_per_period, keyed
+-- apart by id for every invoice but a period's renewal) instead of two.
+DROP INDEX billing.subscriptions_due_period_end;
+CREATE INDEX subscriptions_due_period_end
+	ON billing.subscriptions (current_period_end)
+	WHERE ended_at IS NULL AND deleted_at IS NULL AND current_period_end IS NOT NULL
+	  AND stripe_subscription_id IS NOT NULL;
+ALTER TABLE billing.invoices DROP CONSTRAINT invoices_stripe_invoice_id_key;
+CREATE UNIQUE INDEX invoices_stripe_invoice_id_key ON billing.invoices (stripe_invoice_id)
+	WHERE stripe_invoice_id IS NOT NULL;
+-- no index on a subscription's plan_id (src/sql/02_tables.sql)
+DROP INDEX billing.subscriptions_plan;
+-- and one index of a subscription's invoices, not two
+DROP INDEX billing.invoices_subscription;
+DROP INDEX billing.invoices_one_per_period;
+CREATE UNIQUE INDEX invoices_one_per_period
+	ON billing.invoices (subscription_id, period_start,
+						 (CASE WHEN billing_reason IN ('subscription_create', 'subscription_cycle') AND deleted_at IS NULL
+							   THEN 0 ELSE id END));
+CREATE OR REPLACE FUNCTION billing._queue_upcoming(at timestamptz) RETURNS TABLE (action text, count bigint)
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+	-- Keyed by user and trial (its start) or period (its end), not by
+	-- subscription row: a plan change during a trial or a same-interval upgrade
+	-- keeps the trial or period, so it is announced once.
+	SELECT 'notified_trial_will_end', pg_catalog.count(*) FILTER (WHERE billing._notify(
+			s.user_id, s.id, 'trial_will_end', 'trial_will_end:' OPERATOR(pg_catalog.||) s.user_id OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) billing._micros(s.trial_start), at))
+	  FROM billing.subscriptions s
+	 WHERE s.status OPERATOR(pg_catalog.=) 'trialing' AND s.deleted_at IS NULL AND s.ended_at IS NULL
+	   AND s.trial_end OPERATOR(pg_catalog.>) at AND s.trial_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '3 days')
+	UNION ALL
+	-- none for a period that will not be billed (a switch to Free at its end)
+	-- Billing's own subscriptions by their due time (subscriptions_due: an
+	-- active subscription's is its period end), Stripe's by their period end
+	-- (subscriptions_due_period_end holds only those, issue 13).
+	SELECT 'notified_renewal_upcoming', pg_catalog.count(*) FILTER (WHERE billing._notify(
+			s.user_id, s.id, 'renewal_upcoming', 'renewal_upcoming:' OPERATOR(pg_catalog.||) s.user_id OPERATOR(pg_catalog.||) ':' OPERATOR(pg_catalog.||) billing._micros(s.current_period_end), at))
+	  FROM (SELECT o.id, o.user_id, o.status, o.current_period_end, o.cancel_at_period_end, o.price_cents, o.scheduled_plan_id
+			  FROM billing.subscriptions o
+			 WHERE billing._due_at(o.status, o.current_period_end, o.trial_end, o.started_at) OPERATOR(pg_catalog.>) at
+			   AND billing._due_at(o.status, o.current_period_end, o.trial_end, o.started_at) OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '7 days')
+			   AND o.ended_at IS NULL AND o.deleted_at IS NULL AND o.stripe_subscription_id IS NULL
+			UNION ALL
+			SELECT t.id, t.user_id, t.status, t.current_period_end, t.cancel_at_period_end, t.price_cents, t.scheduled_plan_id
+			  FROM billing.subscriptions t
+			 WHERE t.current_period_end OPERATOR(pg_catalog.>) at AND t.current_period_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '7 days')
+			   AND t.ended_at IS NULL AND t.deleted_at IS NULL AND t.current_period_end IS NOT NULL
+			   AND t.stripe_subscription_id IS NOT NULL) s
+	  LEFT JOIN billing.subscription_plans sp ON sp.id OPERATOR(pg_catalog.=) s.scheduled_plan_id
+	 WHERE s.status OPERATOR(pg_catalog.=) 'active'
+	   AND NOT s.cancel_at_period_end AND s.price_cents OPERATOR(pg_catalog.>) 0 AND COALESCE(sp.price_cents, 1) OPERATOR(pg_catalog.>) 0
+	   AND s.current_period_end OPERATOR(pg_catalog.>) at AND s.current_period_end OPERATOR(pg_catalog.<=) (at OPERATOR(pg_catalog.+) interval '7 days')
+$$;
