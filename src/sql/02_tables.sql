@@ -96,11 +96,7 @@ CREATE INDEX subscriptions_due_period_end
 	  AND stripe_subscription_id IS NOT NULL;
 CREATE INDEX subscriptions_due_trial_end
 	ON billing.subscriptions (trial_end) WHERE status = 'trialing' AND deleted_at IS NULL;
--- No index on plan_id (issue 13: every renewal wrote an entry into one, a
--- non-HOT update writes every index): only a plan's edit asks whether a
--- subscription names it (billing._plan_used, which reads the history without
--- an index anyway) and a plan's delete checks the foreign key, both rare and
--- admin-only; scheduled_plan_id never had one.
+CREATE INDEX subscriptions_plan ON billing.subscriptions (plan_id);
 
 -- Internal: when time alone makes a current subscription due (trial end,
 -- incomplete timeout, period end); NULL when nothing is due by time. The grace

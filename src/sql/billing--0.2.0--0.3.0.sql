@@ -4028,8 +4028,6 @@ CREATE INDEX subscriptions_due_period_end
 ALTER TABLE billing.invoices DROP CONSTRAINT invoices_stripe_invoice_id_key;
 CREATE UNIQUE INDEX invoices_stripe_invoice_id_key ON billing.invoices (stripe_invoice_id)
 	WHERE stripe_invoice_id IS NOT NULL;
--- no index on a subscription's plan_id (src/sql/02_tables.sql)
-DROP INDEX billing.subscriptions_plan;
 -- and one index of a subscription's invoices, not two
 DROP INDEX billing.invoices_subscription;
 DROP INDEX billing.invoices_one_per_period;
