@@ -1395,6 +1395,27 @@ BILLING_FUNCTION(billing_after_partition_change)
 			Oid table = RangeVarGetRelid(create->relation, NoLock, true);
 			if (OidIsValid(table))
 				added.push_back(table);
+		} else if (IsA(data->parsetree, CreateSchemaStmt)) {
+			// CREATE SCHEMA s CREATE TABLE p PARTITION OF users ...: its
+			// elements run as subcommands, which fire no event trigger of
+			// their own (attack finding 7.1: such a partition went without
+			// the refusal). Their names carry the new schema (set in place by
+			// transformCreateSchemaStmt; the statement's own name otherwise).
+			CreateSchemaStmt *schema = reinterpret_cast<CreateSchemaStmt *>(data->parsetree);
+			ListCell *cell = nullptr;
+			foreach (cell, schema->schemaElts) {
+				if (!IsA(lfirst(cell), CreateStmt))
+					continue;
+				CreateStmt *create = reinterpret_cast<CreateStmt *>(lfirst(cell));
+				if (create->partbound == nullptr || create->relation == nullptr)
+					continue;
+				RangeVar name = *create->relation;  // (read only: a copy naming the schema)
+				if (name.schemaname == nullptr)
+					name.schemaname = schema->schemaname;
+				Oid table = name.schemaname == nullptr ? InvalidOid : RangeVarGetRelid(&name, NoLock, true);
+				if (OidIsValid(table))
+					added.push_back(table);
+			}
 		} else if (IsA(data->parsetree, AlterTableStmt)) {
 			AlterTableStmt *stmt = reinterpret_cast<AlterTableStmt *>(data->parsetree);
 			PartitionsNamed(stmt, &added, &removed);

@@ -373,7 +373,7 @@ CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
 CREATE FUNCTION billing._after_partition_change() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_after_partition_change';
 CREATE EVENT TRIGGER billing_after_partition_change ON ddl_command_end
-	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION billing._after_partition_change();
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA') EXECUTE FUNCTION billing._after_partition_change();
 
 -- Internal: does the table have a deleted_at column (soft delete)?
 CREATE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean

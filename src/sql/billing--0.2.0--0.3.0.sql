@@ -3504,7 +3504,7 @@ $partitions$;
 CREATE FUNCTION billing._after_partition_change() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_after_partition_change';
 CREATE EVENT TRIGGER billing_after_partition_change ON ddl_command_end
-	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION billing._after_partition_change();
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA') EXECUTE FUNCTION billing._after_partition_change();
 
 -- == session 10: revenue and usage_trends make their buckets once
 CREATE OR REPLACE FUNCTION billing.revenue(from_time timestamptz, to_time timestamptz, grain text DEFAULT 'day')
