@@ -182,6 +182,17 @@ BEGIN
 	IF p_parent IS NOT NULL THEN
 		PERFORM billing._check_session_owns(p_parent);
 	END IF;
+	-- An inheritance child gets none of the table's triggers (a partition
+	-- gets its row triggers), while a query of the table reads the child's
+	-- rows: billing would not see them (attack finding 7.2; a child made
+	-- later is refused by billing._after_partition_change).
+	IF EXISTS (SELECT FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+				WHERE i.inhparent OPERATOR(pg_catalog.=) p_relation AND NOT c.relispartition) THEN
+		RAISE EXCEPTION 'billing cannot count the rows of table %, which has inheritance children', p_relation
+			USING ERRCODE = '55000',
+				  DETAIL = 'PostgreSQL fires none of the table''s triggers for an inheritance child''s rows, and a query of the table reads them.',
+				  HINT = 'Use a partitioned table, or move the children''s rows into the table and detach the children (ALTER TABLE ... NO INHERIT).';
+	END IF;
 	-- A plan limits a user's rooms, and the rooms counter is per table: a
 	-- second rooms table would give every user the limit once more (attack
 	-- finding 66). Locked, so two attaches at once cannot both pass.
