@@ -1265,6 +1265,35 @@ InheritanceParents(List *parents, const char *schema, std::vector<Oid> *out)
 	}
 }
 
+// The first column of the first row `sql` returns (a copy in the caller's
+// memory context; nullptr for none or NULL) read on the newest snapshot, not
+// the transaction's: in REPEATABLE READ or SERIALIZABLE the ALTER TABLE took
+// its snapshot before the LOCK that waited for an insert in progress, and
+// would not see the rows that insert committed (attack finding 7.3). As the
+// current user; call in PgCall, with `sql` owned outside it.
+static char *
+FirstValueOnLatestSnapshot(const char *sql, bool *found)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
+	if (plan == nullptr)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_execute_snapshot(plan, nullptr, nullptr, GetLatestSnapshot(), InvalidSnapshot, true, false, 1) !=
+		SPI_OK_SELECT)
+		elog(ERROR, "reading the partition failed");
+	*found = SPI_processed > 0;
+	char *value = nullptr;
+	if (*found && SPI_tuptable->tupdesc->natts > 0) {
+		char *text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (text != nullptr)
+			value = MemoryContextStrdup(caller, text);
+	}
+	SPI_finish();
+	return value;
+}
+
 // The tables an ALTER TABLE attaches (ATTACH PARTITION) and detaches
 // (DETACH PARTITION), those that exist. Call in PgCall.
 static void
@@ -1365,14 +1394,16 @@ BILLING_FUNCTION(billing_before_attach_partition)
 			AsInvoker([&] {
 				Spi spi;
 				spi.Execute("LOCK TABLE " + name + " IN SHARE MODE");
+				spi.Finish();
 				std::string column;
 				PgCall([&] { column = quote_identifier(users_column->c_str()); });
-				ids = spi.Query("SELECT pg_catalog.array_agg(DISTINCT pg_catalog.format('%s', p." + column + "))::pg_catalog.text FROM " +
-									name + " p WHERE p." + column + " IS NOT NULL",
-								{})
-						  .at(0)
-						  .text(0);
-				spi.Finish();
+				std::string sql = "SELECT pg_catalog.array_agg(DISTINCT pg_catalog.format('%s', p." + column +
+								  "))::pg_catalog.text FROM " + name + " p WHERE p." + column + " IS NOT NULL";
+				char *value = nullptr;
+				bool found = false;
+				PgCall([&] { value = FirstValueOnLatestSnapshot(sql.c_str(), &found); });
+				if (value != nullptr)
+					ids = std::string(value);
 			});
 			if (ids)
 				AsBillingOwner(CountersOwner(), [&] {
@@ -1395,8 +1426,9 @@ BILLING_FUNCTION(billing_before_attach_partition)
 		AsInvoker([&] {
 			Spi spi;
 			spi.Execute("LOCK TABLE " + name + " IN SHARE MODE");
-			holds_rows = spi.Query("SELECT EXISTS (SELECT FROM " + name + ")", {}).at(0).text_or(0, "f") == "t";
 			spi.Finish();
+			std::string sql = "SELECT FROM " + name + " LIMIT 1";
+			PgCall([&] { (void) FirstValueOnLatestSnapshot(sql.c_str(), &holds_rows); });
 		});
 		if (holds_rows)
 			throw billing::Error(billing::sqlstate::kObjectNotInPrerequisiteState,
