@@ -293,6 +293,17 @@ DECLARE
 	found record;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
+	-- The count reads the transaction's snapshot: in REPEATABLE READ or
+	-- SERIALIZABLE it was taken before the lock below, and rows another
+	-- transaction committed in between (while the lock waited for it) would
+	-- be in no counter, with no trigger yet to count them (attack finding 7.4).
+	IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+		RAISE EXCEPTION 'billing counts the rows of table % when it attaches it: run the attach in READ COMMITTED', att.relation
+			USING ERRCODE = '0A000',
+				  DETAIL = pg_catalog.format('The transaction is %s: its snapshot predates the lock the count takes.',
+											 pg_catalog.current_setting('transaction_isolation')),
+				  HINT = 'Run it in a READ COMMITTED transaction (SET TRANSACTION ISOLATION LEVEL READ COMMITTED first).';
+	END IF;
 	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
 	found := billing._quota_count(att);
 	PERFORM billing._quota_create_triggers(att);
