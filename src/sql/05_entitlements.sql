@@ -218,17 +218,6 @@ DECLARE
 	old_trigger name;
 BEGIN
 	PERFORM billing._required(users, 'users'), billing._required(id_column, 'id_column');
-	-- The backfill reads the transaction's snapshot: in REPEATABLE READ or
-	-- SERIALIZABLE it predates the lock CREATE TRIGGER takes, and users
-	-- committed in between would get no Free subscription (attack finding
-	-- 7.4, as billing._quota_attach).
-	IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
-		RAISE EXCEPTION 'billing reads the users of table % when it attaches it: run the attach in READ COMMITTED', users
-			USING ERRCODE = '0A000',
-				  DETAIL = pg_catalog.format('The transaction is %s: its snapshot predates the lock the attach takes.',
-											 pg_catalog.current_setting('transaction_isolation')),
-				  HINT = 'Run it in a READ COMMITTED transaction (SET TRANSACTION ISOLATION LEVEL READ COMMITTED first).';
-	END IF;
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 

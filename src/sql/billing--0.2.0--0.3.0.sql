@@ -350,6 +350,18 @@ BEGIN
 				  DETAIL = 'PostgreSQL fires none of the table''s triggers for an inheritance child''s rows, and a query of the table reads them.',
 				  HINT = 'Use a partitioned table, or move the children''s rows into the table and detach the children (ALTER TABLE ... NO INHERIT).';
 	END IF;
+	-- attach_* count the table's rows (rooms, participants) or give its users
+	-- Free subscriptions on the transaction's snapshot: in REPEATABLE READ or
+	-- SERIALIZABLE it predates the lock they take, and rows committed in
+	-- between would be in no counter, with no trigger yet to count them
+	-- (attack finding 7.4).
+	IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+		RAISE EXCEPTION 'billing reads the rows of table % when it attaches it: run the attach in READ COMMITTED', p_relation
+			USING ERRCODE = '0A000',
+				  DETAIL = pg_catalog.format('The transaction is %s: its snapshot predates the lock the attach takes.',
+											 pg_catalog.current_setting('transaction_isolation')),
+				  HINT = 'Run it in a READ COMMITTED transaction (SET TRANSACTION ISOLATION LEVEL READ COMMITTED first).';
+	END IF;
 	-- A plan limits a user's rooms, and the rooms counter is per table: a
 	-- second rooms table would give every user the limit once more (attack
 	-- finding 66). Locked, so two attaches at once cannot both pass.
@@ -442,17 +454,6 @@ DECLARE
 	found record;
 BEGIN
 	PERFORM billing._required(att.relation, 'att');
-	-- The count reads the transaction's snapshot: in REPEATABLE READ or
-	-- SERIALIZABLE it was taken before the lock below, and rows another
-	-- transaction committed in between (while the lock waited for it) would
-	-- be in no counter, with no trigger yet to count them (attack finding 7.4).
-	IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
-		RAISE EXCEPTION 'billing counts the rows of table % when it attaches it: run the attach in READ COMMITTED', att.relation
-			USING ERRCODE = '0A000',
-				  DETAIL = pg_catalog.format('The transaction is %s: its snapshot predates the lock the count takes.',
-											 pg_catalog.current_setting('transaction_isolation')),
-				  HINT = 'Run it in a READ COMMITTED transaction (SET TRANSACTION ISOLATION LEVEL READ COMMITTED first).';
-	END IF;
 	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', att.relation);
 	found := billing._quota_count(att);
 	PERFORM billing._quota_create_triggers(att);
@@ -3412,17 +3413,6 @@ DECLARE
 	old_trigger name;
 BEGIN
 	PERFORM billing._required(users, 'users'), billing._required(id_column, 'id_column');
-	-- The backfill reads the transaction's snapshot: in REPEATABLE READ or
-	-- SERIALIZABLE it predates the lock CREATE TRIGGER takes, and users
-	-- committed in between would get no Free subscription (attack finding
-	-- 7.4, as billing._quota_attach).
-	IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
-		RAISE EXCEPTION 'billing reads the users of table % when it attaches it: run the attach in READ COMMITTED', users
-			USING ERRCODE = '0A000',
-				  DETAIL = pg_catalog.format('The transaction is %s: its snapshot predates the lock the attach takes.',
-											 pg_catalog.current_setting('transaction_isolation')),
-				  HINT = 'Run it in a READ COMMITTED transaction (SET TRANSACTION ISOLATION LEVEL READ COMMITTED first).';
-	END IF;
 	PERFORM billing._check_attachable(users, ARRAY[id_column]);
 	PERFORM billing._attachment_save('users', users, id_column, NULL, NULL, NULL, false);
 
