@@ -41,6 +41,8 @@ SELECT p.code, s.status, s.ended_at IS NOT NULL AS ended
   FROM billing.subscriptions s JOIN billing.subscription_plans p ON p.id = s.plan_id
  WHERE s.user_id = 'carol' AND p.code <> 'free' ORDER BY s.id;
 SET client_min_messages = warning;
+-- billing first: a DROP of its users table is refused while it holds anything live (sql/180)
+DROP EXTENSION billing CASCADE;
 DROP SCHEMA atk_app CASCADE;
 DROP OWNED BY regress_atk_migrator, regress_atk_profile;
 DROP ROLE regress_atk_migrator, regress_atk_profile;

@@ -30,4 +30,8 @@ SELECT billing.record_usage('', 'api_calls', 1, '2026-01-01');
 SELECT billing.record_usage(repeat('é', 128), 'api_calls', 1, '2026-01-01');
 -- the NULL argument is named
 SELECT billing.record_usage('u', 'api_calls', NULL, '2026-01-01');
+SET client_min_messages = warning;
+-- billing first: a DROP of its users table is refused while it holds anything live (sql/180)
+DROP EXTENSION billing CASCADE;
+RESET client_min_messages;
 DROP SCHEMA uid_app CASCADE;

@@ -918,7 +918,7 @@ RefundAwaitsPlacement(bool payment_placed_now, bool refund_has_entries)
 
 Takeover
 TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended,
-		   bool older_than_current, bool awaits_payment)
+		   bool older_than_current, bool awaits_payment, bool current_predates_arriving)
 {
 	if (!has_current)
 		return Takeover::kNone;
@@ -926,9 +926,17 @@ TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_f
 		return Takeover::kAwait;
 	if (!current_on_stripe && same_plan && !plan_free)
 		return Takeover::kAdopt;
+	// first seen ended (O2): billing's own subscription, current when the
+	// Stripe one started, is ended as Stripe's order ends it (then Free)
 	if (arrives_ended)
-		return Takeover::kNone;
+		return !current_on_stripe && current_predates_arriving ? Takeover::kEnd : Takeover::kNone;
 	return current_on_stripe && older_than_current ? Takeover::kAside : Takeover::kEnd;
+}
+
+bool
+CurrentPredatesArriving(int64_t current_started, int64_t arriving_started)
+{
+	return current_started < arriving_started;
 }
 
 bool

@@ -230,9 +230,24 @@ int64_t StartAfterReplaced(int64_t stripe_started, std::optional<int64_t> replac
 // first seen (review O1, session 10). On anything else (Free, billing's own
 // trial or incomplete, a Stripe subscription) an unpaid one takes over as
 // before.
+//
+// First seen ended (`arrives_ended`: its earlier events late), another plan
+// than billing's own current one: in Stripe's order (created, then ended) it
+// replaced that subscription at its start and its end put the user on Free,
+// so it does the same when billing's own subscription was current when it
+// started (`current_predates_arriving`, CurrentPredatesArriving): kEnd, and
+// the glue starts Free at its end. One that started later (the Stripe one
+// could not have replaced it), or a current Stripe subscription, is left
+// alone (kNone). Before, it replaced nothing in any case, and the outcome
+// depended on the delivery order (review O2, session 11).
 enum class Takeover { kNone, kAdopt, kEnd, kAside, kAwait };
 Takeover TakeoverOf(bool has_current, bool current_on_stripe, bool same_plan, bool plan_free, bool arrives_ended,
-					bool older_than_current = false, bool awaits_payment = false);
+					bool older_than_current = false, bool awaits_payment = false,
+					bool current_predates_arriving = false);
+
+// Whether the user's current subscription started (epoch seconds) before an
+// arriving Stripe subscription did: strictly before (a tie: not replaced).
+bool CurrentPredatesArriving(int64_t current_started, int64_t arriving_started);
 
 // Whether a Stripe subscription status says its first payment has not been
 // made: incomplete, incomplete_expired.

@@ -394,6 +394,18 @@ UsersDetachRefusal(const HeldForUser &held, const std::string &partition)
 				 "users table first (attach_users again after).");
 }
 
+std::optional<Error>
+UsersDropRefusal(const HeldForUser &held, const std::string &table)
+{
+	if (LiveHeld(held).empty())
+		return std::nullopt;
+	return Error("55000", "cannot drop table \"" + table + "\": billing still holds live state for its users",
+				 kLiveStateOfSomeUser,
+				 "A DROP deletes the users of the users table (or of its partition) without the row triggers that end "
+				 "a deleted user's subscriptions and move their credit: DELETE its users first, or run billing.detach() "
+				 "on the users table first.");
+}
+
 void
 RequireManagedByBilling(const Subscription &sub, Action action)
 {

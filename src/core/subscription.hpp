@@ -239,6 +239,13 @@ std::optional<Error> UsersTruncateRefusal(const HeldForUser &held, const std::st
 // HINT says to DELETE its users first or detach billing from the users table
 // (known limit until session 10, attack finding 4.2).
 std::optional<Error> UsersDetachRefusal(const HeldForUser &held, const std::string &partition);
+// The attached users table, or a partition of it at any depth, dropped
+// (DROP TABLE, DROP ... CASCADE of a parent, DROP SCHEMA, DROP OWNED) takes
+// its users away as a TRUNCATE would, and no row trigger fires: refused by
+// the same measure (55000, the same DETAIL), whose HINT says to DELETE its
+// users first or detach billing from the users table (known limit until
+// session 11). `table` names the table dropped, for the message.
+std::optional<Error> UsersDropRefusal(const HeldForUser &held, const std::string &table);
 Outcome Reactivate(const Subscription &sub, Micros at);
 Outcome Pause(const Subscription &sub, Micros at);
 Outcome Resume(const Subscription &sub, Micros at);

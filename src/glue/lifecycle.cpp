@@ -561,14 +561,19 @@ PausedInPeriod(Spi &spi, const Subscription &sub, Micros at)
 struct IssuedInvoice {
 	int64_t id;
 	bool settled;  // nothing left to pay (credit covered it, or the total was not positive)
+	int64_t due_cents;  // amount_due_cents as stored
 };
 
 // Issues an invoice, due on issue. The credit balance pays what it can first;
-// a negative total (a proration credit) becomes credit.
+// a negative total (a proration credit) becomes credit. `credit_cents`: the
+// balance in the draft's currency when the caller read it in this call and
+// nothing wrote the ledger since (else it is read here).
 IssuedInvoice
-InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, const InvoiceDraft &draft)
+InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, const InvoiceDraft &draft,
+			  std::optional<int64_t> credit_cents = std::nullopt)
 {
-	IssuedAmounts amounts = IssueAgainstCredit(draft.total_cents, CreditBalance(spi, user_id, draft.currency));
+	IssuedAmounts amounts = IssueAgainstCredit(
+		draft.total_cents, credit_cents ? *credit_cents : CreditBalance(spi, user_id, draft.currency));
 	if (amounts.credit_added_cents > 0) {
 		Holdings now = CustomerHoldings(spi, user_id, draft.currency);
 		amounts.credit_added_cents = CreditForUnusedTime(amounts.credit_added_cents, now.held, now.paid_net);
@@ -595,7 +600,7 @@ InsertInvoice(Spi &spi, const std::string &user_id, int64_t subscription_id, con
 	LedgerEntry(spi, user_id, draft.currency, "credit_to_invoice", credit, std::nullopt, id, draft.issued_at);
 	LedgerEntry(spi, user_id, draft.currency, "proration_credit", amounts.credit_added_cents, std::nullopt, id,
 				draft.issued_at);
-	return {id, settled};
+	return {id, settled, due};
 }
 
 // What a void of invoice `i` gives back, the one definition for both void
@@ -663,6 +668,8 @@ Notify(Spi &spi, const std::string &user_id, int64_t subscription_id, const std:
 struct Persisted {
 	int64_t subscription_id;         // the one to return: the successor if there is one
 	std::optional<int64_t> invoice_id;
+	bool invoice_settled = false;    // the invoice issued paid (nothing left to pay)
+	int64_t invoice_due_cents = 0;   // its amount_due_cents as stored
 };
 
 // Whether two states of one subscription store the same values in every
@@ -684,9 +691,13 @@ SameStoredColumns(const Subscription &a, const Subscription &b)
 // column as it is skip its UPDATE: that UPDATE changed no value (updated_at
 // is the transaction's start either way) and wrote an audit row whose old
 // and new rows were the same; the caller holds the user's lock through
-// LockUserForChange (its lock row written: see there).
+// LockUserForChange (its lock row written: see there). `credit_cents`: the
+// credit balance in the subscription's currency as the caller read it in
+// this call, for the outcome's invoice when nothing here writes the ledger
+// before it (no void, no credit for unused time); else InsertInvoice reads it.
 Persisted
-PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stored = nullptr)
+PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stored = nullptr,
+			   std::optional<int64_t> credit_cents = std::nullopt)
 {
 	Persisted result{out.updated.id, std::nullopt};
 	// The subscription history dates these changes at `at`, not at the clock.
@@ -719,8 +730,13 @@ PersistOutcome(Spi &spi, const Outcome &out, Micros at, const Subscription *stor
 		result.subscription_id = InsertSubscription(spi, *out.successor);
 	owner.id = result.subscription_id;
 	if (out.invoice) {
-		IssuedInvoice issued = InsertInvoice(spi, out.updated.user_id, result.subscription_id, *out.invoice);
+		bool credit_known = credit_cents && !out.void_reason && out.unused_time_credit_cents <= 0 &&
+							out.invoice->currency == out.updated.currency;
+		IssuedInvoice issued = InsertInvoice(spi, out.updated.user_id, result.subscription_id, *out.invoice,
+											 credit_known ? credit_cents : std::nullopt);
 		result.invoice_id = issued.id;
+		result.invoice_settled = issued.settled;
+		result.invoice_due_cents = issued.due_cents;
 		// Credit paid it: an incomplete (or dunned) subscription with nothing open is settled.
 		if (issued.settled)
 			if (std::optional<Subscription> settled = SettledOnIssue(owner, true, HasOpenInvoice(spi, owner.id)))
@@ -896,36 +912,56 @@ WritesOnlyInPlace(const Outcome &out)
 		   out.open_invoices_due_later == 0;
 }
 
-// The owner's cached limits valid past `from` are cleared: as
-// InvalidateUsersQuota clears them all (the newest snapshot: a counter
-// committed after a REPEATABLE READ caller's snapshot too; one already clear
-// left alone), with the caller's lock row written by LockUserForChange.
-void
-InvalidateUsersQuotaFrom(const std::string &user_id, Micros from)
+// The owner's cached limits valid past `from` cleared (from '-infinity':
+// all of them, as InvalidateUsersQuota clears them for one owner whose lock
+// row the caller wrote, with LockUserForChange; a counter already clear
+// left alone) and subscription `id` read, in one statement instead of two
+// (each paid the executor's start and end: callgrind, 20,000-user book,
+// bench/scale/callgrind.sh). The newest
+// snapshot for both: the invalidation needs it (a counter committed after a
+// REPEATABLE READ caller's snapshot too), and the subscription reads the
+// same there as in the caller's snapshot, as the caller locked it (or
+// inserted it) under the user's lock: a version committed by another
+// transaction after the snapshot would have failed that lock with 40001.
+// Call after spi.Finish(): the row is copied into the caller's context.
+Datum
+InvalidateQuotaAndReadRow(int64_t id, const std::string &user_id, TimestampTz from)
 {
 	static SPIPlanPtr plan = nullptr;
-	TimestampTz from_time = ToPgTime(from);
+	Datum row = 0;
 	PgCall([&] {
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (plan == nullptr) {
-			Oid types[2] = {TEXTOID, TIMESTAMPTZOID};
+			Oid types[3] = {INT8OID, TEXTOID, TIMESTAMPTZOID};
+			// "> '-infinity'" is InvalidateCachedLimits' "<> '-infinity'": a
+			// cache already clear is left alone
 			SPIPlanPtr prepared = SPI_prepare_cursor(
-				"UPDATE billing.quota_counters q SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
-				" WHERE q.owner_id OPERATOR(pg_catalog.=) $1 AND q.cap_valid_until OPERATOR(pg_catalog.>) $2",
-				2, types, CURSOR_OPT_GENERIC_PLAN);
+				"WITH invalidated AS (UPDATE billing.quota_counters q"
+				" SET cap_valid_until = '-infinity'::pg_catalog.timestamptz"
+				" WHERE q.owner_id OPERATOR(pg_catalog.=) $2 AND q.cap_valid_until OPERATOR(pg_catalog.>) $3)"
+				" SELECT s FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1",
+				3, types, CURSOR_OPT_GENERIC_PLAN);
 			if (prepared == nullptr)
 				elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 			if (SPI_keepplan(prepared) != 0)
 				elog(ERROR, "SPI_keepplan failed");
 			plan = prepared;
 		}
-		Datum values[2] = {CStringGetTextDatum(user_id.c_str()), TimestampTzGetDatum(from_time)};
+		Datum values[3] = {Int64GetDatum(id), CStringGetTextDatum(user_id.c_str()), TimestampTzGetDatum(from)};
 		if (SPI_execute_snapshot(plan, values, nullptr, GetLatestSnapshot(), InvalidSnapshot, false, true, 0) !=
-			SPI_OK_UPDATE)
+			SPI_OK_SELECT)
 			elog(ERROR, "invalidating quota counters failed");
+		bool isnull = true;
+		Datum value = 0;
+		if (SPI_processed == 1)
+			value = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (isnull)
+			elog(ERROR, "internal query returned no row");
+		row = SPI_datumTransfer(value, false, -1);
 		SPI_finish();
 	});
+	return row;
 }
 
 // Ends the call: the user's deferred quota invalidation, then the row. A
@@ -940,10 +976,12 @@ ReturnSubscription(Spi &spi, int64_t id, const std::string &user_id, const InPla
 		std::optional<Micros> from = std::numeric_limits<Micros>::min();
 		if (in_place != nullptr && in_place->before.id == id && in_place->after.id == id)
 			from = EntitlementMayDifferFrom(in_place->before, in_place->after, in_place->grace);
-		if (from == std::numeric_limits<Micros>::min())
-			InvalidateUsersQuota(spi, {user_id}, false, true);  // the lock row: LockUserForChange
-		else if (from)
-			InvalidateUsersQuotaFrom(user_id, *from);
+		if (from) {
+			// the lock row: LockUserForChange
+			TimestampTz after = from == std::numeric_limits<Micros>::min() ? DT_NOBEGIN : ToPgTime(*from);
+			spi.Finish();
+			return InvalidateQuotaAndReadRow(id, user_id, after);
+		}
 	}
 	Datum row = spi.QueryRowDatum("SELECT s FROM billing.subscriptions s WHERE s.id OPERATOR(pg_catalog.=) $1", {SqlArg::Int64(id)});
 	spi.Finish();
@@ -1682,6 +1720,23 @@ ReadHeldForUser(Spi &spi, const std::string &user_id)
 std::optional<Error>
 UsersTruncateRefusalFor(const std::string &table, bool detaching)
 {
+	return UsersRemovalRefusalFor(table, detaching ? UsersDetachRefusal : UsersTruncateRefusal);
+}
+
+// The same, for a users table (or partition) dropped: the core's
+// UsersDropRefusal (session 11; billing._after_users_dropped).
+std::optional<Error>
+UsersDropRefusalFor(const std::string &table)
+{
+	return UsersRemovalRefusalFor(table, UsersDropRefusal);
+}
+
+// The candidates' loop of UsersTruncateRefusalFor, with the rule that names
+// the statement.
+std::optional<Error>
+UsersRemovalRefusalFor(const std::string &table,
+					   std::optional<Error> (*rule)(const HeldForUser &held, const std::string &table))
+{
 	Spi spi(Spi::Access::kReadOnly);
 	static const std::string candidates =
 		std::string("(SELECT s.user_id FROM billing.subscriptions s WHERE s.ended_at IS NULL AND s.deleted_at IS NULL"
@@ -1697,7 +1752,7 @@ UsersTruncateRefusalFor(const std::string &table, bool detaching)
 	for (const Row &row : spi.Query(candidates, {})) {
 		std::string user_id = row.text_required(0);
 		HeldForUser held = ReadHeldForUser(spi, user_id);
-		refusal = detaching ? UsersDetachRefusal(held, table) : UsersTruncateRefusal(held, table);
+		refusal = rule(held, table);
 		if (refusal)
 			break;
 	}
@@ -2028,12 +2083,24 @@ BILLING_FUNCTION(billing_record_payment)
 	if (succeeded && sub.status == Status::kTrialing && !sub.stripe_managed) {
 		// A trial converts when credit and this payment cover the first period:
 		// its invoice is issued first (credit applies), then this payment pays it.
-		out = PaymentSucceeded(sub, plan, at, false, CheckedAdd(CreditBalance(spi, sub.user_id, currency), amount));
-		PersistOutcome(spi, out, at);
+		int64_t credit = CreditBalance(spi, sub.user_id, currency);
+		out = PaymentSucceeded(sub, plan, at, false, CheckedAdd(credit, amount));
+		// the balance read above is the one its invoice is issued against
+		Persisted converted = PersistOutcome(spi, out, at, nullptr, credit);
 		if (out.successor || out.fall_back_to_free || out.updated.id != sub.id)
 			in_place.reset();  // (its invoice is read again below, with the row)
+		// Nothing was open and the outcome only rewrote the subscription and
+		// issued its invoice: what is open now is that invoice unless it was
+		// issued paid, as written (and locked: this transaction inserted it).
+		// Otherwise read again.
+		bool open_known = open.empty() && !out.successor && !out.fall_back_to_free && out.updated.id == sub.id &&
+						  !out.void_reason && out.open_invoices_due_later == 0 &&
+						  out.invoice.has_value() == converted.invoice_id.has_value();
+		if (open_known && converted.invoice_id && !converted.invoice_settled)
+			open.push_back({*converted.invoice_id, converted.invoice_due_cents});
 		out = Outcome();
-		open = load_open();
+		if (!open_known)
+			open = load_open();
 	}
 
 	Settlement settlement;

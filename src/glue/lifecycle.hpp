@@ -83,6 +83,12 @@ HeldForUser ReadHeldForUser(Spi &spi, const std::string &user_id);
 // billing holds anything live for some id, empty when it may go on. Run as
 // billing's owner.
 std::optional<Error> UsersTruncateRefusalFor(const std::string &table, bool detaching = false);
+// A DROP of the users table or of a partition of it (`table`): the core's
+// UsersDropRefusal by the same measure. Run as billing's owner.
+std::optional<Error> UsersDropRefusalFor(const std::string &table);
+// The loop both share, with the core rule that names the statement.
+std::optional<Error> UsersRemovalRefusalFor(const std::string &table,
+											std::optional<Error> (*rule)(const HeldForUser &held, const std::string &table));
 
 // Stripe adopts billing's own subscription: its open invoices become void,
 // what was paid toward them the customer's credit.

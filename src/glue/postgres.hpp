@@ -65,6 +65,9 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "catalog/pg_collation.h"
 #include "catalog/pg_index.h"
+#include "commands/sequence.h"
+#include "access/relscan.h"
+#include "utils/rls.h"
 }
 
 #undef snprintf

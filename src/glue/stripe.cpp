@@ -289,9 +289,12 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 					  stripe::AwaitsPayment(arrives->mirror.stripe_status, arrives->ended_at.has_value(), awaiting.has_value(),
 											true, current.at(0).boolean(3), current.at(0).boolean(7),
 											current.at(0).text(6).value_or(""));
+		// first seen ended over billing's own subscription current at its start (review O2)
+		bool predates = arrives && !current.empty() &&
+						stripe::CurrentPredatesArriving(current.at(0).int64_required(2), arrives->started);
 		auto takeover = stripe::TakeoverOf(!current.empty(), !current.empty() && current.at(0).boolean(3),
 										   !current.empty() && current.at(0).boolean(1), plan.free,
-										   !arrives || arrives->ended_at.has_value(), older, awaits);
+										   !arrives || arrives->ended_at.has_value(), older, awaits, predates);
 		if (takeover != stripe::Takeover::kAdopt && awaiting)
 			id = awaiting;  // the row kept aside is the subscription's (its start is decided here)
 		switch (takeover) {

@@ -43,8 +43,13 @@ CREATE TRIGGER restore_replaces BEFORE INSERT ON billing.settings
 -- REPEATABLE READ admin's snapshot, or still being inserted, counts: attack
 -- finding 3/4).
 -- Internal: billing._plan_used(plan_id) (src/glue/audit.cpp).
+-- Planned for each call's plan id (session 11): the history is probed by its
+-- plan_id index (subscription_history_plan); a generic plan, which a kept
+-- plan becomes after five calls, expects a used plan's many rows and scans
+-- for the first, reading the whole history for an unused plan.
 CREATE FUNCTION billing._plan_used(plan_id bigint) RETURNS boolean
-LANGUAGE c SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'billing_plan_used';
+LANGUAGE c SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_custom_plan
+AS 'MODULE_PATHNAME', 'billing_plan_used';
 
 CREATE FUNCTION billing._plans_pristine() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

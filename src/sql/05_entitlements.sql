@@ -366,3 +366,13 @@ $$;
 -- No WHEN TAG: a table goes with DROP TYPE ... CASCADE, DROP EXTENSION ...
 -- CASCADE or DROP FOREIGN TABLE too (attack findings 61, 64).
 CREATE EVENT TRIGGER billing_after_drop_table ON sql_drop EXECUTE FUNCTION billing._after_drop_table();
+
+-- A DROP of the attached users table, or of a partition of it (DROP TABLE,
+-- DROP ... CASCADE of a parent, DROP SCHEMA, DROP OWNED), takes its users
+-- away as a TRUNCATE would, with no row trigger: refused (55000) while
+-- billing holds anything live, by the TRUNCATE's measure (the core's
+-- UsersDropRefusal; src/glue/users_drop.cpp). Seen at sql_drop by the
+-- billing_user_truncated trigger every such table carries, dropped with it.
+CREATE FUNCTION billing._after_users_dropped() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'billing_after_users_dropped';
+CREATE EVENT TRIGGER billing_after_users_dropped ON sql_drop EXECUTE FUNCTION billing._after_users_dropped();

@@ -553,9 +553,11 @@ class Model:
                 self.current[user] = s.id
                 s.start = own['start']
                 s.paid = True
-            elif final:
-                # first seen already ended: it never was the user's current subscription, so it
-                # replaces nothing (the user keeps one current subscription)
+            elif final and not (own is not None and own['start'] < e['start']):
+                # first seen already ended: it replaces nothing (the user keeps one current
+                # subscription), unless billing's own paid plan was current when it started
+                # (review O2, session 11): then, as in Stripe's order, it replaced that plan at
+                # its start (the plan change's credit below) and its end puts the user on Free
                 s.ended = True
             elif cur is not None and not cur.ended and cur.start > s.start:
                 # an older Stripe subscription delivered late does not replace the newer one

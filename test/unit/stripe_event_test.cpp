@@ -548,6 +548,25 @@ TEST(StripeSubscription, TakeoverAdoptsTheSamePaidPlanElseEndsTheCurrentOne)
 	EXPECT_EQ(TakeoverOf(true, false, true, false, false, true), Takeover::kAdopt);
 }
 
+// O2 (session 11): a Stripe subscription of another plan first seen ended
+// ends billing's own subscription current at its start, as Stripe's order
+// (created, then ended) does; one that started after it, or a Stripe one, stays
+TEST(StripeSubscription, FirstSeenEndedEndsTheOwnPlanItWouldHaveReplaced)
+{
+	EXPECT_TRUE(CurrentPredatesArriving(100, 101));
+	EXPECT_FALSE(CurrentPredatesArriving(101, 101));  // a tie: not replaced
+	EXPECT_FALSE(CurrentPredatesArriving(102, 101));
+	// (has_current, current_on_stripe, same_plan, plan_free, arrives_ended, older, awaits, predates)
+	EXPECT_EQ(TakeoverOf(true, false, false, false, true, false, false, true), Takeover::kEnd);   // billing's own paid plan
+	EXPECT_EQ(TakeoverOf(true, false, false, false, true, false, false, false), Takeover::kNone); // started after it
+	EXPECT_EQ(TakeoverOf(true, false, true, true, true, false, false, true), Takeover::kEnd);     // Free, as in Stripe's order
+	EXPECT_EQ(TakeoverOf(true, true, false, false, true, false, false, true), Takeover::kNone);   // a Stripe one: as before
+	EXPECT_EQ(TakeoverOf(true, true, false, false, true, true, false, true), Takeover::kNone);    // older than a Stripe one
+	EXPECT_EQ(TakeoverOf(true, false, true, false, true, false, false, true), Takeover::kAdopt);  // the same plan: adopted
+	EXPECT_EQ(TakeoverOf(true, false, false, false, true, false, true, true), Takeover::kAwait);  // unpaid (O1) first
+	EXPECT_EQ(TakeoverOf(false, false, false, false, true, false, false, true), Takeover::kNone);
+}
+
 // O1 (session 10): a Stripe subscription not paid yet over billing's own paid plan
 TEST(StripeSubscription, AnUnpaidSubscriptionWaitsAsideOverAPaidOwnPlan)
 {

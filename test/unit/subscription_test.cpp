@@ -323,6 +323,32 @@ TEST(UserTruncate, PartitionDetachRefusedWhileBillingHoldsSomethingLive)
 	EXPECT_TRUE(UsersDetachRefusal(credit, "users_us"));
 }
 
+// The users table or one of its partitions dropped (session 11): its users
+// leave as a TRUNCATE's would, refused by the same measure and DETAIL.
+TEST(UserTruncate, UsersTableDropRefusedWhileBillingHoldsSomethingLive)
+{
+	HeldForUser free;
+	free.current = Stored(Subscribe("carol", kFree, At(2026, 1, 1), true, true));
+	EXPECT_FALSE(UsersDropRefusal(free, "users_us"));
+	EXPECT_FALSE(UsersDropRefusal(HeldForUser{}, "users_us"));
+	HeldForUser paid;
+	paid.current = ActiveMonthly();
+	std::optional<Error> refusal = UsersDropRefusal(paid, "users_us");
+	ASSERT_TRUE(refusal);
+	EXPECT_EQ(refusal->sqlstate(), "55000");
+	EXPECT_STREQ(refusal->what(), "cannot drop table \"users_us\": billing still holds live state for its users");
+	EXPECT_EQ(refusal->detail(), UsersTruncateRefusal(paid, "users")->detail());
+	EXPECT_EQ(refusal->detail().find(std::to_string(paid.current->id)), std::string::npos);
+	EXPECT_NE(refusal->hint().find("DELETE its users"), std::string::npos);
+	EXPECT_NE(refusal->hint().find("billing.detach()"), std::string::npos);
+	HeldForUser linked;
+	linked.stripe_customers = {"cus_1"};
+	EXPECT_TRUE(UsersDropRefusal(linked, "users"));
+	HeldForUser credit;
+	credit.credit = {{"usd", -5}};
+	EXPECT_TRUE(UsersDropRefusal(credit, "users"));
+}
+
 // Attack finding 70: the application renames a user id (an UPDATE of the
 // users table's id column). Refused as a foreign key ON UPDATE RESTRICT
 // would, while billing holds anything live for the id; allowed otherwise.
