@@ -1221,6 +1221,79 @@ AttachedUsersColumn(Oid table)
 	return column;
 }
 
+// Whether billing counts the rows of `table` (it is an attachment's
+// relation: the users, rooms or participants table, not a rooms table read
+// only for its owners).
+static bool
+CountedByBilling(Oid table)
+{
+	bool counted = false;
+	AsBillingOwner(CountersOwner(), [&] {
+		Spi spi(Spi::Access::kReadOnly);
+		counted = spi.Query("SELECT EXISTS (SELECT FROM billing.attachments a"
+							" WHERE a.relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid)",
+							{SqlArg::Text(std::to_string(table))})
+					  .at(0)
+					  .text_or(0, "f") == "t";
+		spi.Finish();
+	});
+	return counted;
+}
+
+// The tables a list of parent names (CREATE TABLE ... INHERITS, ALTER TABLE
+// ... INHERIT) names, those that exist; `schema` for an unqualified one of a
+// CREATE SCHEMA element. Call in PgCall.
+static void
+InheritanceParents(List *parents, const char *schema, std::vector<Oid> *out)
+{
+	ListCell *cell = nullptr;
+	foreach (cell, parents) {
+		if (!IsA(lfirst(cell), RangeVar))
+			continue;
+		RangeVar name = *reinterpret_cast<RangeVar *>(lfirst(cell));  // (read only)
+		Oid parent = InvalidOid;
+		if (name.schemaname == nullptr && schema != nullptr) {
+			// (CREATE SCHEMA looked in the new schema first)
+			name.schemaname = const_cast<char *>(schema);
+			parent = RangeVarGetRelid(&name, NoLock, true);
+			name.schemaname = nullptr;
+		}
+		if (!OidIsValid(parent))
+			parent = RangeVarGetRelid(&name, NoLock, true);
+		if (OidIsValid(parent))
+			out->push_back(parent);
+	}
+}
+
+// The first column of the first row `sql` returns (a copy in the caller's
+// memory context; nullptr for none or NULL) read on the newest snapshot, not
+// the transaction's: in REPEATABLE READ or SERIALIZABLE the ALTER TABLE took
+// its snapshot before the LOCK that waited for an insert in progress, and
+// would not see the rows that insert committed (attack finding 7.3). As the
+// current user; call in PgCall, with `sql` owned outside it.
+static char *
+FirstValueOnLatestSnapshot(const char *sql, bool *found)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	SPIPlanPtr plan = SPI_prepare(sql, 0, nullptr);
+	if (plan == nullptr)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_execute_snapshot(plan, nullptr, nullptr, GetLatestSnapshot(), InvalidSnapshot, true, false, 1) !=
+		SPI_OK_SELECT)
+		elog(ERROR, "reading the partition failed");
+	*found = SPI_processed > 0;
+	char *value = nullptr;
+	if (*found && SPI_tuptable->tupdesc->natts > 0) {
+		char *text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (text != nullptr)
+			value = MemoryContextStrdup(caller, text);
+	}
+	SPI_finish();
+	return value;
+}
+
 // The tables an ALTER TABLE attaches (ATTACH PARTITION) and detaches
 // (DETACH PARTITION), those that exist. Call in PgCall.
 static void
@@ -1321,14 +1394,16 @@ BILLING_FUNCTION(billing_before_attach_partition)
 			AsInvoker([&] {
 				Spi spi;
 				spi.Execute("LOCK TABLE " + name + " IN SHARE MODE");
+				spi.Finish();
 				std::string column;
 				PgCall([&] { column = quote_identifier(users_column->c_str()); });
-				ids = spi.Query("SELECT pg_catalog.array_agg(DISTINCT pg_catalog.format('%s', p." + column + "))::pg_catalog.text FROM " +
-									name + " p WHERE p." + column + " IS NOT NULL",
-								{})
-						  .at(0)
-						  .text(0);
-				spi.Finish();
+				std::string sql = "SELECT pg_catalog.array_agg(DISTINCT pg_catalog.format('%s', p." + column +
+								  "))::pg_catalog.text FROM " + name + " p WHERE p." + column + " IS NOT NULL";
+				char *value = nullptr;
+				bool found = false;
+				PgCall([&] { value = FirstValueOnLatestSnapshot(sql.c_str(), &found); });
+				if (value != nullptr)
+					ids = std::string(value);
 			});
 			if (ids)
 				AsBillingOwner(CountersOwner(), [&] {
@@ -1351,8 +1426,9 @@ BILLING_FUNCTION(billing_before_attach_partition)
 		AsInvoker([&] {
 			Spi spi;
 			spi.Execute("LOCK TABLE " + name + " IN SHARE MODE");
-			holds_rows = spi.Query("SELECT EXISTS (SELECT FROM " + name + ")", {}).at(0).text_or(0, "f") == "t";
 			spi.Finish();
+			std::string sql = "SELECT FROM " + name + " LIMIT 1";
+			PgCall([&] { (void) FirstValueOnLatestSnapshot(sql.c_str(), &holds_rows); });
 		});
 		if (holds_rows)
 			throw billing::Error(billing::sqlstate::kObjectNotInPrerequisiteState,
@@ -1384,24 +1460,74 @@ BILLING_FUNCTION(billing_after_partition_change)
 	EventTriggerData *data = reinterpret_cast<EventTriggerData *>(fcinfo->context);
 	std::vector<Oid> added;
 	std::vector<Oid> removed;
+	std::vector<Oid> inherited_from;  // parents of a new inheritance child (not a partition)
 	Oid parent = InvalidOid;  // the table a partition was detached from
 	PgCall([&] {
 		if (data->parsetree == nullptr)
 			return;
 		if (IsA(data->parsetree, CreateStmt)) {
 			CreateStmt *create = reinterpret_cast<CreateStmt *>(data->parsetree);
-			if (create->partbound == nullptr)
+			if (create->partbound == nullptr) {
+				InheritanceParents(create->inhRelations, nullptr, &inherited_from);
 				return;
+			}
 			Oid table = RangeVarGetRelid(create->relation, NoLock, true);
 			if (OidIsValid(table))
 				added.push_back(table);
+		} else if (IsA(data->parsetree, CreateSchemaStmt)) {
+			// CREATE SCHEMA s CREATE TABLE p PARTITION OF users ...: its
+			// elements run as subcommands, which fire no event trigger of
+			// their own (attack finding 7.1: such a partition went without
+			// the refusal). Their names carry the new schema (set in place by
+			// transformCreateSchemaStmt; the statement's own name otherwise).
+			CreateSchemaStmt *schema = reinterpret_cast<CreateSchemaStmt *>(data->parsetree);
+			ListCell *cell = nullptr;
+			foreach (cell, schema->schemaElts) {
+				if (!IsA(lfirst(cell), CreateStmt))
+					continue;
+				CreateStmt *create = reinterpret_cast<CreateStmt *>(lfirst(cell));
+				if (create->partbound == nullptr)
+					InheritanceParents(create->inhRelations, schema->schemaname, &inherited_from);
+				if (create->partbound == nullptr || create->relation == nullptr)
+					continue;
+				RangeVar name = *create->relation;  // (read only: a copy naming the schema)
+				if (name.schemaname == nullptr)
+					name.schemaname = schema->schemaname;
+				Oid table = name.schemaname == nullptr ? InvalidOid : RangeVarGetRelid(&name, NoLock, true);
+				if (OidIsValid(table))
+					added.push_back(table);
+			}
 		} else if (IsA(data->parsetree, AlterTableStmt)) {
 			AlterTableStmt *stmt = reinterpret_cast<AlterTableStmt *>(data->parsetree);
 			PartitionsNamed(stmt, &added, &removed);
 			if (!removed.empty())
 				parent = RangeVarGetRelid(stmt->relation, NoLock, true);
+			ListCell *cell = nullptr;
+			foreach (cell, stmt->cmds) {
+				AlterTableCmd *cmd = reinterpret_cast<AlterTableCmd *>(lfirst(cell));
+				if (cmd->subtype == AT_AddInherit && cmd->def != nullptr && IsA(cmd->def, RangeVar))
+					InheritanceParents(list_make1(cmd->def), nullptr, &inherited_from);
+			}
 		}
 	});
+	// PostgreSQL gives an inheritance child none of its parent's triggers
+	// (a partition gets the row triggers), while a query of the parent reads
+	// the child's rows: the rows of a child of a table billing counts would
+	// be users without the users trigger (a DELETE through the parent ends
+	// nothing) or rooms and participants no quota counts (attack finding
+	// 7.2). Refused, as an ATTACH PARTITION of a table with rows is.
+	for (Oid inherited : inherited_from)
+		if (CountedByBilling(inherited)) {
+			std::string name;
+			PgCall([&] { name = get_rel_name(inherited); });
+			throw billing::Error(billing::sqlstate::kObjectNotInPrerequisiteState,
+								 "cannot make a table an inheritance child of table \"" + name +
+									 "\", whose rows billing counts",
+								 "PostgreSQL fires none of the parent's triggers for an inheritance child's rows, and "
+								 "a query of the parent reads them: billing would not see them.",
+								 "Use a partitioned table and CREATE TABLE ... PARTITION OF, or detach billing from "
+								 "the table first (billing.detach).");
+		}
 	if (added.empty() && removed.empty())
 		return PointerGetDatum(nullptr);
 	// billing's own truncate trigger on a table (not a clone: statement

@@ -182,6 +182,29 @@ BEGIN
 	IF p_parent IS NOT NULL THEN
 		PERFORM billing._check_session_owns(p_parent);
 	END IF;
+	-- An inheritance child gets none of the table's triggers (a partition
+	-- gets its row triggers), while a query of the table reads the child's
+	-- rows: billing would not see them (attack finding 7.2; a child made
+	-- later is refused by billing._after_partition_change).
+	IF EXISTS (SELECT FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid
+				WHERE i.inhparent OPERATOR(pg_catalog.=) p_relation AND NOT c.relispartition) THEN
+		RAISE EXCEPTION 'billing cannot count the rows of table %, which has inheritance children', p_relation
+			USING ERRCODE = '55000',
+				  DETAIL = 'PostgreSQL fires none of the table''s triggers for an inheritance child''s rows, and a query of the table reads them.',
+				  HINT = 'Use a partitioned table, or move the children''s rows into the table and detach the children (ALTER TABLE ... NO INHERIT).';
+	END IF;
+	-- attach_* count the table's rows (rooms, participants) or give its users
+	-- Free subscriptions on the transaction's snapshot: in REPEATABLE READ or
+	-- SERIALIZABLE it predates the lock they take, and rows committed in
+	-- between would be in no counter, with no trigger yet to count them
+	-- (attack finding 7.4).
+	IF pg_catalog.current_setting('transaction_isolation') OPERATOR(pg_catalog.<>) 'read committed' THEN
+		RAISE EXCEPTION 'billing reads the rows of table % when it attaches it: run the attach in READ COMMITTED', p_relation
+			USING ERRCODE = '0A000',
+				  DETAIL = pg_catalog.format('The transaction is %s: its snapshot predates the lock the attach takes.',
+											 pg_catalog.current_setting('transaction_isolation')),
+				  HINT = 'Run it in a READ COMMITTED transaction (SET TRANSACTION ISOLATION LEVEL READ COMMITTED first).';
+	END IF;
 	-- A plan limits a user's rooms, and the rooms counter is per table: a
 	-- second rooms table would give every user the limit once more (attack
 	-- finding 66). Locked, so two attaches at once cannot both pass.
@@ -373,7 +396,7 @@ CREATE EVENT TRIGGER billing_before_attach_partition ON ddl_command_start
 CREATE FUNCTION billing._after_partition_change() RETURNS event_trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'billing_after_partition_change';
 CREATE EVENT TRIGGER billing_after_partition_change ON ddl_command_end
-	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE') EXECUTE FUNCTION billing._after_partition_change();
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE SCHEMA') EXECUTE FUNCTION billing._after_partition_change();
 
 -- Internal: does the table have a deleted_at column (soft delete)?
 CREATE FUNCTION billing._has_deleted_at(relation regclass) RETURNS boolean
