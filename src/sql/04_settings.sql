@@ -1,11 +1,26 @@
 -- billing.configure(key, value): the only way to change settings.
 CREATE FUNCTION billing.configure(key text, value text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	style text := pg_catalog.current_setting('IntervalStyle');
+	standard interval;
 BEGIN
 	PERFORM billing._required(key, 'key'), billing._required(value, 'value');
 	CASE key
 	WHEN 'past_due_grace', 'stripe_tolerance', 'stripe_event_retention', 'usage_record_retention' THEN
 		BEGIN
+			-- one value in every session: each reader parses the text under its
+			-- own IntervalStyle, and sql_standard gives a leading sign to the
+			-- unsigned fields after it ('-1 26:00:00' is +2 hours in the other
+			-- styles, -50 hours in it). (An error here rolls the settings back.)
+			PERFORM pg_catalog.set_config('IntervalStyle', 'sql_standard', true);
+			standard := value::interval;
+			PERFORM pg_catalog.set_config('IntervalStyle', 'postgres', true);
+			IF value::interval OPERATOR(pg_catalog.<>) standard THEN
+				RAISE EXCEPTION 'setting "%" reads differently under different IntervalStyle settings: "%"', key, value
+					USING ERRCODE = '22023', HINT = 'Give each field its own sign, e.g. ''-1 days +26:00:00'', or units, e.g. ''2 hours''.';
+			END IF;
+			PERFORM pg_catalog.set_config('IntervalStyle', style, true);
 			IF value::interval OPERATOR(pg_catalog.<) interval '0' THEN
 				RAISE EXCEPTION 'setting "%" must not be negative', key USING ERRCODE = '22023';
 			END IF;
