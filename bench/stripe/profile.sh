@@ -75,6 +75,7 @@ for s in $steps; do
 	"$CLUSTER_BIN/pg_waldump" -p "$CLUSTER_DATA/pg_wal" -s "$lsn0" -e "$lsn1" --stats >"$W/wal.$s" 2>/dev/null || true
 	recs=0 bytes=0  # (a step that writes nothing, as duplicates: no WAL range to read)
 	read -r recs bytes < <(awk '/^Total/ {gsub(/[\[\]%]/, ""); print $2, $7}' "$W/wal.$s") || true
+	recs=${recs:-0} bytes=${bytes:-0}
 	python3 -c "import sys; e=int(sys.argv[2]); print(f'{sys.argv[1]:11s} {e:7d} {int(sys.argv[3])/e:11.2f} {int(sys.argv[4])/e:11.2f} {int(sys.argv[5])/e:10.0f}')" \
 		"$s" "${events[$s]}" "$st" "$recs" "$bytes"
 	if [ -n "${VERBOSE:-}" ]; then
