@@ -3993,3 +3993,8 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+-- Stripe ingest cost (session 11): no index of events by object (no query
+-- used it); the compressed payload kept in the row, not in TOAST (40_stripe.sql).
+DROP INDEX billing.stripe_events_object;
+ALTER TABLE billing.stripe_events ALTER COLUMN payload SET STORAGE MAIN;
