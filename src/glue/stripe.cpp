@@ -298,14 +298,15 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	bool aside = false;  // stripe::Takeover::kAside: recorded ended (stripe::KeptAside)
 	bool awaits_aside = false;  // stripe::Takeover::kAwait: recorded ended (stripe::AwaitingPayment)
 	if (!id) {
-		// the user's lock before the current subscription's, as billing's own operations take them
-		LockUser(spi, user_id);
 		auto arrives = stripe::DecideSubscriptionRow(event, std::nullopt);
-		// what time made due before Stripe's subscription takes over comes first (review X2)
-		CatchUpBeforeStripe(spi, user_id,
-							(arrives ? std::min(arrives->started, event.created) : event.created) * kMicrosPerSecond);
+		// the user's lock before the current subscription's, as billing's own
+		// operations take them (CatchUpBeforeStripe takes it); what time made
+		// due before Stripe's subscription takes over comes first (review X2)
+		bool has_current = CatchUpBeforeStripe(
+			spi, user_id, (arrives ? std::min(arrives->started, event.created) : event.created) * kMicrosPerSecond);
 		SetChangeAt(event.created * kMicrosPerSecond);  // a catch-up's PersistOutcome cleared it
-		auto current = spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
+		// (a user without a current subscription has none now: not looked for again)
+		auto current = !has_current ? std::vector<Row>() : spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
 								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL, "
 								 "s.stripe_customer_id, EXTRACT(epoch FROM LEAST(s.started_at, s.billing_anchor))::pg_catalog.int8, "
 								 "s.status::pg_catalog.text, EXISTS (SELECT FROM billing.subscription_plans p "
