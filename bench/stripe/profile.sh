@@ -82,7 +82,7 @@ for s in $steps; do
 		psql -X -At -F ' | ' -c "SELECT calls, left(regexp_replace(query, '\s+', ' ', 'g'), 150) FROM pg_stat_statements WHERE NOT toplevel ORDER BY calls DESC, query"
 		# WAL records by relation and kind
 		"$CLUSTER_BIN/pg_waldump" -p "$CLUSTER_DATA/pg_wal" -s "$lsn0" -e "$lsn1" 2>/dev/null |
-			sed -nE 's/.*desc: ([A-Z_+]+).*rel [0-9]+\/[0-9]+\/([0-9]+).*/\2 \1/p' | sort | uniq -c | sort -rn >"$W/walrel.$s"
+			sed -nE 's/.*desc: ([A-Z_+]+).*rel [0-9]+\/[0-9]+\/([0-9]+).*/\2 \1/p' | sort | uniq -c | sort -rn >"$W/walrel.$s" || true
 		psql -X -At -F ' ' -c "SELECT pg_relation_filenode(c.oid), COALESCE((SELECT 'toast(' || o.relname || ')' FROM pg_class o
 			WHERE o.reltoastrelid IN (c.oid, (SELECT i.indrelid FROM pg_index i WHERE i.indexrelid = c.oid))) || CASE WHEN c.relkind = 'i' THEN '_index' ELSE '' END, c.relname)
 			FROM pg_class c WHERE pg_relation_filenode(c.oid) IS NOT NULL" >"$W/filenodes"
