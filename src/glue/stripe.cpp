@@ -113,6 +113,9 @@ struct ObjectLock {
 	std::optional<StripePlan> plan;
 	std::optional<stripe::ClosedCustomer> closed;
 	bool closed_subscription_held = false;
+	// the row was made by this event, with this event's watermark (an event
+	// that does not apply clears it: ApplyRecorded)
+	bool made = false;
 };
 
 // What the lock statements read besides the watermark, columns 0-6: the
@@ -144,14 +147,15 @@ ReadObjectContext(const Row &r, ObjectLock &held)
 
 // Locks a Stripe object's watermark (one event per object at a time: a
 // concurrent event of the same object waits here) and returns it. The row
-// is locked where it is, else made first: a row this statement inserts has
-// no watermark yet; the insert of a concurrent first event is waited for by
+// is locked where it is, else made first, with this event as its watermark
+// (`stage` its stripe::EventStage): nothing older can apply to an object seen
+// first, and the usual outcome is written once; the insert of a concurrent first event is waited for by
 // ON CONFLICT, which locks the row that event committed (DO UPDATE ... WHERE
 // false: locked, not written), and the lock query reads it (one statement
 // for an object seen before, two for its first, three when two first events
 // meet).
 ObjectLock
-LockObject(Spi &spi, const stripe::Event &event)
+LockObject(Spi &spi, const stripe::Event &event, int stage)
 {
 	static const std::string lock =
 		std::string("WITH ") + kObjectContext +
@@ -161,7 +165,8 @@ LockObject(Spi &spi, const stripe::Event &event)
 		"FROM billing.stripe_objects o, ctx WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF o";
 	static const std::string make =
 		std::string("WITH ") + kObjectContext +
-		", made AS (INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
+		", made AS (INSERT INTO billing.stripe_objects AS o (object_id, object_type, last_event_created, last_event_id, "
+		"last_event_stage) VALUES ($1, $5, $6, $7, $8) "
 		"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO UPDATE SET object_id = o.object_id WHERE false "
 		"RETURNING true) SELECT ctx.* FROM made, ctx";
 	const stripe::EventObject &o = event.object;
@@ -172,10 +177,14 @@ LockObject(Spi &spi, const stripe::Event &event)
 	ObjectLock held;
 	auto w = spi.Query(lock, args);
 	if (w.empty()) {
-		auto made = spi.Query(make, args);
+		std::vector<SqlArg> watermark = args;
+		watermark.insert(watermark.end(), {SqlArg::Text(o.object), EventTime(event.created), SqlArg::Text(event.id),
+										   SqlArg::Int32(stage)});
+		auto made = spi.Query(make, watermark);
 		if (!made.empty()) {
 			ReadObjectContext(made.at(0), held);
-			return held;  // made here: no event applied yet
+			held.made = true;
+			return held;  // made here: no event applied before
 		}
 		w = spi.Query(lock, args);
 	}
@@ -963,7 +972,7 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 	const stripe::Event &event = prepared.event;
 	std::optional<ObjectLock> lock;
 	if (event.object.id)
-		lock = LockObject(spi, event);
+		lock = LockObject(spi, event, prepared.stage);
 	// (the lock statement read the plan of the price the core asks for: the event's own)
 	std::optional<StripePlan> plan;
 	std::optional<std::string> precheck = stripe::Precheck(event, [&event, &lock, &plan](const std::string &price_id) {
@@ -984,7 +993,16 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 		if (!reason)
 			reason = RunHandler(spi, prepared, plan);
 		constexpr std::string_view kPending = "pending: ";
-		if (!reason) {
+		if (!reason && lock && lock->made) {
+			result = "applied";  // (the watermark was written with the row)
+			if (pending_waiting && NamesUser(event))
+				*pending_waiting = spi.Query("SELECT EXISTS (SELECT FROM billing.stripe_events e "
+											 "WHERE e.result OPERATOR(pg_catalog.=) 'pending' "
+											 "AND e.customer_id OPERATOR(pg_catalog.=) $1)",
+											 {SqlArg::Text(event.object.customer)})
+									   .at(0)
+									   .boolean(0);
+		} else if (!reason) {
 			result = "applied";
 			// (and whether events wait for the user this event may have named:
 			// ApplyPending reads them only then)
@@ -1004,6 +1022,10 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 			result = "ignored";
 		}
 	}
+	if (lock && lock->made && result != "applied")  // an object whose first event did not apply has no watermark
+		spi.Execute("UPDATE billing.stripe_objects o SET last_event_created = NULL, last_event_id = NULL, "
+					"last_event_stage = NULL, object_type = NULL WHERE o.object_id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Text(event.object.id)});
 	if (recorded && result == *recorded && !reason)
 		return result;
 	// (e.result, e.reason) IS DISTINCT FROM ($2, $3), written out: result is NOT NULL
