@@ -11,7 +11,8 @@
 # cut at pg_current_wal_lsn; (I(N2) - I(N1)) / (events(N2) - events(N1)), so
 # start-up and first plans cancel out). The steps run one after another (all
 # created, then all first updates, ...): a delivery order billing accepts.
-# VERBOSE=1 lists each step's statements; CALLGRIND=0 skips callgrind.
+# VERBOSE=1 lists each step's statements and WAL records; CALLGRIND=0 skips
+# callgrind; KEEP=1 keeps the work directory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source test/cluster.sh
@@ -24,7 +25,8 @@ cp bench/stripe/bench.js bench/stripe/package.json bench/stripe/package-lock.jso
 make -s -j2 >/dev/null
 W=$(mktemp -d /tmp/billing-stripe-profile.XXXXXX)
 chmod 755 "$W"
-trap 'cluster_stop; rm -rf "$W"' EXIT
+# KEEP=1 keeps the work directory (callgrind's parts: cg.b.N, N the step)
+trap 'cluster_stop; if [ -n "${KEEP:-}" ]; then echo "kept $W"; else rm -rf "$W"; fi' EXIT
 # The stream as SQL, one file per step: signed as bench.js signs it, `at` the
 # signature's time (no clock under callgrind's slowness).
 emit() {  # subscriptions round prefix
