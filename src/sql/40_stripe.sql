@@ -47,7 +47,12 @@ EXCEPTION WHEN feature_not_supported THEN
 	NULL;  -- a server built without lz4 keeps pglz
 END
 $lz4$;
-ALTER TABLE billing.stripe_events ALTER COLUMN payload SET STORAGE MAIN;
+-- (Its short text columns too: with them EXTENDED, TOAST would move the
+-- longest of them, e.g. a 29-byte type, out of line before it compresses a
+-- MAIN payload.)
+ALTER TABLE billing.stripe_events ALTER COLUMN payload SET STORAGE MAIN, ALTER COLUMN id SET STORAGE MAIN,
+	ALTER COLUMN type SET STORAGE MAIN, ALTER COLUMN object_id SET STORAGE MAIN, ALTER COLUMN result SET STORAGE MAIN,
+	ALTER COLUMN reason SET STORAGE MAIN, ALTER COLUMN customer_id SET STORAGE MAIN;
 
 -- Per Stripe object, the newest event applied to it: the core decides whether
 -- another event is newer (stripe::IsNewer: by created, then by the stage of
