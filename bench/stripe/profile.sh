@@ -26,7 +26,8 @@ make -s -j2 >/dev/null
 W=$(mktemp -d /tmp/billing-stripe-profile.XXXXXX)
 chmod 755 "$W"
 # KEEP=1 keeps the work directory (callgrind's parts: cg.b.N, N the step)
-trap 'cluster_stop; if [ -n "${KEEP:-}" ]; then echo "kept $W"; else rm -rf "$W"; fi' EXIT
+finish() { cluster_stop; if [ -n "${KEEP:-}" ]; then echo "kept $W" >&2; else rm -rf "$W"; fi; }
+trap finish EXIT
 # The stream as SQL, one file per step: signed as bench.js signs it, `at` the
 # signature's time (no clock under callgrind's slowness).
 emit() {  # subscriptions round prefix
@@ -51,6 +52,7 @@ emit "$n" p "$W/live"
 cluster_start "shared_preload_libraries = 'pg_stat_statements'" "pg_stat_statements.track = all" \
 	"pg_stat_statements.track_utility = off" "pg_stat_statements.max = 10000" "autovacuum = off" \
 	"shared_buffers = '256MB'" "max_wal_size = '8GB'" "checkpoint_timeout = '1h'"
+trap finish EXIT  # (cluster_start set its own)
 export PGDATABASE=profile
 psql -X -q -v ON_ERROR_STOP=1 -d postgres -c "CREATE DATABASE profile"
 psql -X -q -v ON_ERROR_STOP=1 <<SQL
