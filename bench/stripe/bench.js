@@ -28,6 +28,7 @@ const syncConnection = url(process.env.SYNC_DATABASE);
 
 // One subscription's life: created, two updates, its first invoice paid, and
 // ~10% of all deliveries again (Stripe redelivers); ids unique per round.
+// Each event carries `step` (1-4: its place in the life; 'redelivery').
 function stream(round) {
 	const events = [];
 	const now = Math.floor(Date.now() / 1000);
@@ -59,7 +60,8 @@ function stream(round) {
 	}
 	const redelivered = [];
 	for (let k = 0; k < events.length / 10; k++) redelivered.push(events[(k * 7919) % events.length]);
-	return events.concat(redelivered).map((payload) => ({ payload,
+	const steps = events.map((_, k) => k % 4 + 1).concat(redelivered.map(() => 'redelivery'));
+	return events.concat(redelivered).map((payload, k) => ({ payload, step: steps[k],
 		header: stripe.webhooks.generateTestHeaderString({ payload, secret }) }));
 }
 
@@ -77,6 +79,11 @@ async function drive(events, send) {
 }
 
 async function main() {
+	if (process.argv[4] === '--emit') {  // the stream as JSON lines, for bench/stripe/profile.sh
+		const lines = stream(process.argv[5] || 'p').map((e) => JSON.stringify(e) + '\n').join('');
+		process.stdout.write(lines, () => process.exit(0));
+		return;
+	}
 	const pool = new Pool({ connectionString: connection, max: connections });
 	await pool.query(`UPDATE billing.subscription_plans SET stripe_price_id = $1 WHERE code = 'pro_monthly'`, [price]);
 	await pool.query(`SELECT billing.configure('stripe_webhook_secret', $1)`, [secret]);

@@ -1547,13 +1547,14 @@ MaintainPage(Spi &spi, const std::vector<int64_t> &ids, Micros at, Micros grace,
 
 }  // namespace
 
-void
+bool
 CatchUpBeforeStripe(Spi &spi, const std::string &user_id, Micros at)
 {
 	LockUser(spi, user_id);
 	std::optional<ForChange> loaded = LoadCurrentForChange(spi, user_id);
 	if (loaded && at >= loaded->sub.started_at && DueAction(loaded->sub, at, loaded->grace))
 		CatchUp(spi, loaded->sub, at, loaded->grace);
+	return loaded.has_value();
 }
 
 // A Stripe subscription billing does not hold yet replaces the user's

@@ -46,8 +46,10 @@ void TakeBackForRefundOf(Spi &spi, int64_t payment_id, int64_t refund_id, const 
 // Before a Stripe subscription takes over (adopts or ends) the user's current
 // one: what time made due before `at` is applied first (a trial end, a
 // renewal, dunning), as maintenance would have (review X2: the result must
-// not depend on whether maintenance ran before Stripe's event).
-void CatchUpBeforeStripe(Spi &spi, const std::string &user_id, Micros at);
+// not depend on whether maintenance ran before Stripe's event). Takes the
+// user's lock; false when the user has no current subscription (none can
+// start while the lock is held: the caller need not look for one again).
+bool CatchUpBeforeStripe(Spi &spi, const std::string &user_id, Micros at);
 
 // A Stripe subscription replaces the user's current one at `at`: the core's
 // ReplaceByStripe (the plan change's end rule), written as every outcome.

@@ -83,45 +83,6 @@ namespace {
 
 // Every statement below is prepared once per backend and kept (glue/spi.hpp).
 
-// A Stripe object's watermark, read under its lock, and why an event that is
-// not newer is stale (formatted by the statement that takes the lock).
-struct ObjectLock {
-	std::optional<stripe::Watermark> last;
-	std::optional<std::string> stale_reason;
-};
-
-// Locks a Stripe object's watermark (one event per object at a time: a
-// concurrent event of the same object waits here) and returns it. The row
-// is locked where it is, else made first: a row this statement inserts has
-// no watermark yet; the insert of a concurrent first event is waited for by
-// ON CONFLICT, which locks the row that event committed (DO UPDATE ... WHERE
-// false: locked, not written), and the lock query reads it (one statement
-// for an object seen before, two for its first, three when two first events
-// meet).
-ObjectLock
-LockObject(Spi &spi, const std::string &object_id)
-{
-	const char *lock = "SELECT EXTRACT(epoch FROM o.last_event_created)::pg_catalog.int8, o.last_event_stage, "
-					   "pg_catalog.format('event \"%s\" of %s is as new or newer for this object', "
-					   "o.last_event_id, o.last_event_created) "
-					   "FROM billing.stripe_objects o WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE";
-	auto w = spi.Query(lock, {SqlArg::Text(object_id)});
-	if (w.empty()) {
-		if (spi.Execute("INSERT INTO billing.stripe_objects AS o (object_id) VALUES ($1) "
-						"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO UPDATE SET object_id = o.object_id WHERE false "
-						"RETURNING true",
-						{SqlArg::Text(object_id)}) > 0)
-			return {};  // made here: no event applied yet
-		w = spi.Query(lock, {SqlArg::Text(object_id)});
-	}
-	ObjectLock held;
-	if (w.empty() || w.at(0).is_null(0))
-		return held;
-	held.last = stripe::Watermark{w.at(0).int64_required(0), static_cast<int>(w.at(0).int64(1).value_or(0))};
-	held.stale_reason = w.at(0).text(2);
-	return held;
-}
-
 SqlArg
 EventTime(int64_t unix_seconds)
 {
@@ -141,15 +102,100 @@ struct StripePlan {
 	std::string code;
 };
 
-std::optional<StripePlan>
-PlanOfPrice(Spi &spi, const std::string &price_id)
+// A Stripe object's watermark, read under its lock, and why an event that is
+// not newer is stale (formatted by the statement that takes the lock); with
+// it, what the event's checks read (one statement, not three): the plan of
+// the price a subscription event names (stripe::Precheck) and the customer
+// whose link its user's deletion closed (stripe::HeldForDeletedUser).
+struct ObjectLock {
+	std::optional<stripe::Watermark> last;
+	std::optional<std::string> stale_reason;
+	std::optional<StripePlan> plan;
+	std::optional<stripe::ClosedCustomer> closed;
+	bool closed_subscription_held = false;
+	// the row was made by this event, with this event's watermark (an event
+	// that does not apply clears it: ApplyRecorded)
+	bool made = false;
+};
+
+// What the lock statements read besides the watermark, columns 0-6: the
+// closed customer (its own, else the customer of the subscription it names:
+// the held subscription's, for a subscription event; by the customer's
+// primary key), whether that subscription is held, and the price's plan.
+// $1 object, $2 customer, $3 subscription, $4 price.
+constexpr const char *kObjectContext =
+	"ctx AS (SELECT c.customer_id, c.user_id, EXTRACT(epoch FROM c.user_deleted_at)::pg_catalog.int8 AS deleted, "
+	"c.customer_id IS NOT NULL AND EXISTS (SELECT FROM billing.subscriptions s "
+	"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $3 AND s.deleted_at IS NULL) AS held, "
+	"p.id AS plan_id, p.tier OPERATOR(pg_catalog.=) 'free' AS plan_free, p.code AS plan_code "
+	"FROM (SELECT) AS one LEFT JOIN billing.stripe_customers c "
+	"ON c.customer_id OPERATOR(pg_catalog.=) COALESCE($2, (SELECT s.stripe_customer_id FROM billing.subscriptions s "
+	"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $3 AND s.deleted_at IS NULL LIMIT 1)) "
+	"AND c.user_deleted_at IS NOT NULL AND c.deleted_at IS NOT NULL "
+	"LEFT JOIN billing.subscription_plans p ON p.stripe_price_id OPERATOR(pg_catalog.=) $4 AND p.deleted_at IS NULL)";
+
+void
+ReadObjectContext(const Row &r, ObjectLock &held)
 {
-	auto rows = spi.Query("SELECT p.id, p.tier OPERATOR(pg_catalog.=) 'free', p.code FROM billing.subscription_plans p "
-						  "WHERE p.stripe_price_id OPERATOR(pg_catalog.=) $1 AND p.deleted_at IS NULL",
-						  {SqlArg::Text(price_id)});
-	if (rows.empty())
-		return std::nullopt;
-	return StripePlan{rows.at(0).int64_required(0), rows.at(0).boolean(1), rows.at(0).text_required(2)};
+	if (!r.is_null(0)) {
+		held.closed = stripe::ClosedCustomer{r.text_required(0), r.text_required(1), r.int64_required(2)};
+		held.closed_subscription_held = r.boolean(3);
+	}
+	if (!r.is_null(4))
+		held.plan = StripePlan{r.int64_required(4), r.boolean(5), r.text_required(6)};
+}
+
+// Locks a Stripe object's watermark (one event per object at a time: a
+// concurrent event of the same object waits here) and returns it. The row
+// is locked where it is, else made first, with this event as its watermark
+// (`stage` its stripe::EventStage): nothing older can apply to an object seen
+// first, and the usual outcome is written once; the insert of a concurrent first event is waited for by
+// ON CONFLICT, which locks the row that event committed (DO UPDATE ... WHERE
+// false: locked, not written), and the lock query reads it (one statement
+// for an object seen before, two for its first, three when two first events
+// meet).
+ObjectLock
+LockObject(Spi &spi, const stripe::Event &event, int stage)
+{
+	static const std::string lock =
+		std::string("WITH ") + kObjectContext +
+		" SELECT ctx.*, EXTRACT(epoch FROM o.last_event_created)::pg_catalog.int8, o.last_event_stage, "
+		"pg_catalog.format('event \"%s\" of %s is as new or newer for this object', "
+		"o.last_event_id, o.last_event_created) "
+		"FROM billing.stripe_objects o, ctx WHERE o.object_id OPERATOR(pg_catalog.=) $1 FOR UPDATE OF o";
+	static const std::string make =
+		std::string("WITH ") + kObjectContext +
+		", made AS (INSERT INTO billing.stripe_objects AS o (object_id, object_type, last_event_created, last_event_id, "
+		"last_event_stage) VALUES ($1, $5, $6, $7, $8) "
+		"ON CONFLICT ON CONSTRAINT stripe_objects_pkey DO UPDATE SET object_id = o.object_id WHERE false "
+		"RETURNING true) SELECT ctx.* FROM made, ctx";
+	const stripe::EventObject &o = event.object;
+	bool of_subscription = stripe::HandlerOf(event.type) == stripe::Handler::kSubscription;
+	std::vector<SqlArg> args{SqlArg::Text(o.id), SqlArg::Text(o.customer),
+							 SqlArg::Text(of_subscription ? o.id : o.subscription),
+							 SqlArg::Text(of_subscription ? o.price_id : std::nullopt)};
+	ObjectLock held;
+	auto w = spi.Query(lock, args);
+	if (w.empty()) {
+		std::vector<SqlArg> watermark = args;
+		watermark.insert(watermark.end(), {SqlArg::Text(o.object), EventTime(event.created), SqlArg::Text(event.id),
+										   SqlArg::Int32(stage)});
+		auto made = spi.Query(make, watermark);
+		if (!made.empty()) {
+			ReadObjectContext(made.at(0), held);
+			held.made = true;
+			return held;  // made here: no event applied before
+		}
+		w = spi.Query(lock, args);
+	}
+	if (w.empty())
+		return held;
+	ReadObjectContext(w.at(0), held);
+	if (w.at(0).is_null(7))
+		return held;
+	held.last = stripe::Watermark{w.at(0).int64_required(7), static_cast<int>(w.at(0).int64(8).value_or(0))};
+	held.stale_reason = w.at(0).text(9);
+	return held;
 }
 
 // Remembers that a Stripe customer is a billing user.
@@ -261,14 +307,15 @@ ApplySubscription(Spi &spi, const stripe::Prepared &prepared, const StripePlan &
 	bool aside = false;  // stripe::Takeover::kAside: recorded ended (stripe::KeptAside)
 	bool awaits_aside = false;  // stripe::Takeover::kAwait: recorded ended (stripe::AwaitingPayment)
 	if (!id) {
-		// the user's lock before the current subscription's, as billing's own operations take them
-		LockUser(spi, user_id);
 		auto arrives = stripe::DecideSubscriptionRow(event, std::nullopt);
-		// what time made due before Stripe's subscription takes over comes first (review X2)
-		CatchUpBeforeStripe(spi, user_id,
-							(arrives ? std::min(arrives->started, event.created) : event.created) * kMicrosPerSecond);
+		// the user's lock before the current subscription's, as billing's own
+		// operations take them (CatchUpBeforeStripe takes it); what time made
+		// due before Stripe's subscription takes over comes first (review X2)
+		bool has_current = CatchUpBeforeStripe(
+			spi, user_id, (arrives ? std::min(arrives->started, event.created) : event.created) * kMicrosPerSecond);
 		SetChangeAt(event.created * kMicrosPerSecond);  // a catch-up's PersistOutcome cleared it
-		auto current = spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
+		// (a user without a current subscription has none now: not looked for again)
+		auto current = !has_current ? std::vector<Row>() : spi.Query("SELECT s.id, s.plan_id OPERATOR(pg_catalog.=) $2, "
 								 "EXTRACT(epoch FROM s.started_at)::pg_catalog.int8, s.stripe_subscription_id IS NOT NULL, "
 								 "s.stripe_customer_id, EXTRACT(epoch FROM LEAST(s.started_at, s.billing_anchor))::pg_catalog.int8, "
 								 "s.status::pg_catalog.text, EXISTS (SELECT FROM billing.subscription_plans p "
@@ -612,26 +659,25 @@ ApplyInvoice(Spi &spi, const stripe::Event &event, int64_t &invoice_id)
 						   .boolean(0);
 	if (has_payment)
 		return std::nullopt;
-	// an unplaced Stripe payment of the user, amount and currency nearest the paid time
-	uint64_t adopted = spi.Execute(
-		"UPDATE billing.payments p SET invoice_id = $1, subscription_id = COALESCE(p.subscription_id, $2) "
+	// an unplaced Stripe payment of the user, amount and currency nearest the
+	// paid time, else a new one (one statement)
+	spi.Execute(
+		"WITH adopted AS (UPDATE billing.payments p SET invoice_id = $1, subscription_id = COALESCE(p.subscription_id, $2) "
 		"WHERE p.id OPERATOR(pg_catalog.=) (SELECT q.id FROM billing.payments q "
 		"WHERE q.user_id OPERATOR(pg_catalog.=) $3 AND q.invoice_id IS NULL AND q.refund_of IS NULL "
 		"AND q.status OPERATOR(pg_catalog.=) 'succeeded' AND q.deleted_at IS NULL "
 		"AND (q.stripe_payment_intent_id IS NOT NULL OR q.stripe_charge_id IS NOT NULL) "
 		"AND q.amount_cents OPERATOR(pg_catalog.=) $4 AND q.currency OPERATOR(pg_catalog.=) $5 "
 		"AND q.paid_at OPERATOR(pg_catalog.>=) $7 AND q.paid_at OPERATOR(pg_catalog.<=) $8 "
-		"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $6)), q.id LIMIT 1)",
+		"ORDER BY pg_catalog.abs(EXTRACT(epoch FROM q.paid_at OPERATOR(pg_catalog.-) $6)), q.id LIMIT 1) RETURNING p.id) "
+		"INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
+		"external_id, stripe_charge_id, paid_at) SELECT $3, $2, $1, $4, $5, 'succeeded', $9, $10, $6 "
+		"WHERE NOT EXISTS (SELECT FROM adopted) "
+		"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING",
 		{SqlArg::Int64(invoice_id), SqlArg::Int64(stored.subscription_id), SqlArg::Text(*stored.user_id),
 		 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency), EventTime(payment->paid_at),
-		 EventTime(payment->paid_at - payment->window), EventTime(payment->paid_at + payment->window)});
-	if (adopted == 0)
-		spi.Execute("INSERT INTO billing.payments (user_id, subscription_id, invoice_id, amount_cents, currency, status, "
-					"external_id, stripe_charge_id, paid_at) VALUES ($1, $2, $3, $4, $5, 'succeeded', $6, $7, $8) "
-					"ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING",
-					{SqlArg::Text(*stored.user_id), SqlArg::Int64(stored.subscription_id), SqlArg::Int64(invoice_id),
-					 SqlArg::Int64(payment->amount), SqlArg::Text(payment->currency),
-					 SqlArg::Text(payment->external_id), SqlArg::Text(payment->charge), EventTime(payment->paid_at)});
+		 EventTime(payment->paid_at - payment->window), EventTime(payment->paid_at + payment->window),
+		 SqlArg::Text(payment->external_id), SqlArg::Text(payment->charge)});
 	return std::nullopt;
 }
 
@@ -896,30 +942,15 @@ RunHandler(Spi &spi, const stripe::Prepared &prepared, const std::optional<Strip
 }
 
 // Why an event of a Stripe customer whose link its user's deletion closed
-// waits (stripe::HeldForDeletedUser), or nullopt: its own customer, else the
-// customer of the subscription it names (the held subscription's, for a
-// subscription event), looked up by the customer's primary key.
+// waits (stripe::HeldForDeletedUser), or nullopt: the closed customer the
+// object's lock statement read (LockObject).
 std::optional<std::string>
-DeletedUserHold(Spi &spi, const stripe::Event &event)
+DeletedUserHold(const stripe::Event &event, const std::optional<ObjectLock> &lock)
 {
-	const stripe::EventObject &o = event.object;
+	if (!lock || !lock->closed)
+		return std::nullopt;
 	bool of_subscription = stripe::HandlerOf(event.type) == stripe::Handler::kSubscription;
-	std::optional<std::string> subscription = of_subscription ? o.id : o.subscription;
-	if (!o.customer && !subscription)
-		return std::nullopt;
-	auto rows = spi.Query(
-		"SELECT c.customer_id, c.user_id, EXTRACT(epoch FROM c.user_deleted_at)::pg_catalog.int8, "
-		"EXISTS (SELECT FROM billing.subscriptions s WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $2 "
-		"AND s.deleted_at IS NULL) FROM billing.stripe_customers c "
-		"WHERE c.customer_id OPERATOR(pg_catalog.=) COALESCE($1, (SELECT s.stripe_customer_id FROM billing.subscriptions s "
-		"WHERE s.stripe_subscription_id OPERATOR(pg_catalog.=) $2 AND s.deleted_at IS NULL LIMIT 1)) "
-		"AND c.user_deleted_at IS NOT NULL AND c.deleted_at IS NOT NULL",
-		{SqlArg::Text(o.customer), SqlArg::Text(subscription)});
-	if (rows.empty())
-		return std::nullopt;
-	const Row &r = rows.at(0);
-	stripe::ClosedCustomer closed{r.text_required(0), r.text_required(1), r.int64_required(2)};
-	return stripe::HeldForDeletedUser(event, closed, of_subscription && r.boolean(3));
+	return stripe::HeldForDeletedUser(event, lock->closed, of_subscription && lock->closed_subscription_held);
 }
 
 // Whether an event can name its customer's user (a checkout, a subscription
@@ -942,14 +973,15 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 			  bool *pending_waiting = nullptr)
 {
 	const stripe::Event &event = prepared.event;
-	std::optional<StripePlan> plan;
-	std::optional<std::string> precheck = stripe::Precheck(event, [&spi, &plan](const std::string &price_id) {
-		plan = PlanOfPrice(spi, price_id);
-		return plan.has_value();
-	});
 	std::optional<ObjectLock> lock;
 	if (event.object.id)
-		lock = LockObject(spi, *event.object.id);
+		lock = LockObject(spi, event, prepared.stage);
+	// (the lock statement read the plan of the price the core asks for: the event's own)
+	std::optional<StripePlan> plan;
+	std::optional<std::string> precheck = stripe::Precheck(event, [&event, &lock, &plan](const std::string &price_id) {
+		plan = lock && event.object.price_id == price_id ? lock->plan : std::nullopt;
+		return plan.has_value();
+	});
 	std::string result;
 	std::optional<std::string> reason;
 	if (!stripe::IsNewer(lock ? lock->last : std::nullopt, stripe::Watermark{event.created, prepared.stage})) {
@@ -958,13 +990,22 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 	} else {
 		reason = precheck;
 		if (!reason) {
-			if (auto held = DeletedUserHold(spi, event))
+			if (auto held = DeletedUserHold(event, lock))
 				reason = "pending: " + *held;
 		}
 		if (!reason)
 			reason = RunHandler(spi, prepared, plan);
 		constexpr std::string_view kPending = "pending: ";
-		if (!reason) {
+		if (!reason && lock && lock->made) {
+			result = "applied";  // (the watermark was written with the row)
+			if (pending_waiting && NamesUser(event))
+				*pending_waiting = spi.Query("SELECT EXISTS (SELECT FROM billing.stripe_events e "
+											 "WHERE e.result OPERATOR(pg_catalog.=) 'pending' "
+											 "AND e.customer_id OPERATOR(pg_catalog.=) $1)",
+											 {SqlArg::Text(event.object.customer)})
+									   .at(0)
+									   .boolean(0);
+		} else if (!reason) {
 			result = "applied";
 			// (and whether events wait for the user this event may have named:
 			// ApplyPending reads them only then)
@@ -984,6 +1025,10 @@ ApplyRecorded(Spi &spi, const stripe::Prepared &prepared, const std::optional<st
 			result = "ignored";
 		}
 	}
+	if (lock && lock->made && result != "applied")  // an object whose first event did not apply has no watermark
+		spi.Execute("UPDATE billing.stripe_objects o SET last_event_created = NULL, last_event_id = NULL, "
+					"last_event_stage = NULL, object_type = NULL WHERE o.object_id OPERATOR(pg_catalog.=) $1",
+					{SqlArg::Text(event.object.id)});
 	if (recorded && result == *recorded && !reason)
 		return result;
 	// (e.result, e.reason) IS DISTINCT FROM ($2, $3), written out: result is NOT NULL

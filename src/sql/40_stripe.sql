@@ -23,7 +23,8 @@ CREATE TABLE billing.stripe_events (
 	customer_id text  -- the Stripe customer it names: a pending event waits for that customer's user
 );
 COMMENT ON TABLE billing.stripe_events IS 'Stripe webhook events received, each applied at most once';
-CREATE INDEX stripe_events_object ON billing.stripe_events (object_id, created);
+-- (No index by object: no statement looks events up by their object; the
+-- watermark is billing.stripe_objects'. One was written with every event.)
 -- What maintenance may still prune (billing._stripe_prune), oldest first: only
 -- events that keep their payload. Pruned events stay for ever (a late
 -- redelivery of their id is a duplicate); an index of every event by
@@ -35,8 +36,10 @@ CREATE INDEX stripe_events_unpruned ON billing.stripe_events (received_at)
 CREATE INDEX stripe_events_pending ON billing.stripe_events (customer_id, created, stage) WHERE result = 'pending';
 -- The payload (about 5 kB as jsonb, one per event) is compressed with lz4
 -- where the server has it: as small as pglz's for Stripe's events, at a
--- fraction of the CPU. (It stays out of line: kept in the row, every update
--- of an event's outcome would write it to the WAL again.)
+-- fraction of the CPU. Compressed (2-3 kB) it stays in the row (STORAGE
+-- MAIN; out of line only when it does not fit a page): an event is written
+-- with its usual outcome, so the row is rarely updated, and a TOAST table
+-- would cost two more heap and two index records per event.
 DO $lz4$
 BEGIN
 	ALTER TABLE billing.stripe_events ALTER COLUMN payload SET COMPRESSION lz4;
@@ -44,6 +47,12 @@ EXCEPTION WHEN feature_not_supported THEN
 	NULL;  -- a server built without lz4 keeps pglz
 END
 $lz4$;
+-- (Its short text columns too: with them EXTENDED, TOAST would move the
+-- longest of them, e.g. a 29-byte type, out of line before it compresses a
+-- MAIN payload.)
+ALTER TABLE billing.stripe_events ALTER COLUMN payload SET STORAGE MAIN, ALTER COLUMN id SET STORAGE MAIN,
+	ALTER COLUMN type SET STORAGE MAIN, ALTER COLUMN object_id SET STORAGE MAIN, ALTER COLUMN result SET STORAGE MAIN,
+	ALTER COLUMN reason SET STORAGE MAIN, ALTER COLUMN customer_id SET STORAGE MAIN;
 
 -- Per Stripe object, the newest event applied to it: the core decides whether
 -- another event is newer (stripe::IsNewer: by created, then by the stage of

@@ -4147,3 +4147,9 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION billing.configure(text, text) IS 'Changes a billing setting (billing_admin only)';
+-- Stripe ingest cost (session 11): no index of events by object (no query
+-- used it); the compressed payload kept in the row, not in TOAST (40_stripe.sql).
+DROP INDEX billing.stripe_events_object;
+ALTER TABLE billing.stripe_events ALTER COLUMN payload SET STORAGE MAIN, ALTER COLUMN id SET STORAGE MAIN,
+	ALTER COLUMN type SET STORAGE MAIN, ALTER COLUMN object_id SET STORAGE MAIN, ALTER COLUMN result SET STORAGE MAIN,
+	ALTER COLUMN reason SET STORAGE MAIN, ALTER COLUMN customer_id SET STORAGE MAIN;
