@@ -217,8 +217,8 @@ LinkCustomer(Spi &spi, const std::optional<std::string> &customer, const std::st
 // paid or started and adopts billing's own subscription of the same plan
 // (stripe::Takeover::kAdopt): the row kept aside gives the adopted one its
 // Stripe id (unique), then its invoices (those whose period the adopted one
-// does not hold already) and payments; it stays in the history, ended at its
-// start, without a Stripe id.
+// does not hold already) and the payments of those (or of no invoice); it
+// stays in the history, ended at its start, without a Stripe id.
 void
 MoveAwaitingInto(Spi &spi, int64_t awaiting, int64_t adopted)
 {
@@ -232,7 +232,11 @@ MoveAwaitingInto(Spi &spi, int64_t awaiting, int64_t adopted)
 				"AND o.period_start OPERATOR(pg_catalog.=) i.period_start AND o.deleted_at IS NULL "
 				"AND o.billing_reason OPERATOR(pg_catalog.=) ANY ('{subscription_create,subscription_cycle}'::pg_catalog.text[]))",
 				{SqlArg::Int64(awaiting), SqlArg::Int64(adopted)});
-	spi.Execute("UPDATE billing.payments p SET subscription_id = $2 WHERE p.subscription_id OPERATOR(pg_catalog.=) $1",
+	// a payment stays with its invoice (attack finding 7 N1: one whose invoice
+	// stayed aside moved without it)
+	spi.Execute("UPDATE billing.payments p SET subscription_id = $2 WHERE p.subscription_id OPERATOR(pg_catalog.=) $1 "
+				"AND (p.invoice_id IS NULL OR EXISTS (SELECT FROM billing.invoices i "
+				"WHERE i.id OPERATOR(pg_catalog.=) p.invoice_id AND i.subscription_id OPERATOR(pg_catalog.=) $2))",
 				{SqlArg::Int64(awaiting), SqlArg::Int64(adopted)});
 }
 
