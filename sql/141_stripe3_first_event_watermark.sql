@@ -98,6 +98,8 @@ SELECT object_id, last_event_id FROM billing.stripe_objects WHERE object_id = 's
 SELECT user_id, status, stripe_subscription_id FROM billing.subscriptions WHERE stripe_subscription_id IS NOT NULL ORDER BY user_id;
 
 SET client_min_messages = warning;
+-- billing first: a users table with live billing state cannot be dropped (sql/180)
+DROP EXTENSION billing CASCADE;
 DROP SCHEMA wm_app CASCADE;
 DROP EXTENSION pgcrypto;
 RESET client_min_messages;

@@ -1,7 +1,9 @@
 -- Each class of bad input to the lifecycle functions: a clear error with the
 -- SPEC's SQLSTATE, and nothing changed.
 -- a fresh install, so counts and ids do not depend on earlier tests
+SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS billing CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION billing;
 SET timezone = 'UTC';
 SELECT id AS sub FROM billing.subscribe('bad-input', 'pro_monthly', '2026-01-01 00:00+00', with_trial => false) \gset
