@@ -4013,3 +4013,8 @@ BEGIN
 	RETURN NULL;
 END
 $$;
+
+-- Session 11: a user's subscriptions in the loads' order (started_at DESC,
+-- id DESC) without a sort (02_tables.sql).
+DROP INDEX billing.subscriptions_user_history;
+CREATE INDEX subscriptions_user_history ON billing.subscriptions (user_id, started_at, id);
