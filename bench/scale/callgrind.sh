@@ -6,6 +6,8 @@
 #   bash bench/scale/callgrind.sh setup            # once: a 20,000-user book, kept
 #   bash bench/scale/callgrind.sh OP VARIANT [N1 N2]
 #     OP: start_trial | subscribe | record_payment | cancel; VARIANT: billing | plain
+#     or OP fresh_room, VARIANT billing | bare: the first participant into a room
+#     nobody has joined, against the bare insert (part 3; USERS=10000 for its book)
 #
 # Each measurement copies the kept (stopped) data directory, runs
 # `postgres --single` under callgrind with 3 warm-up calls and then N calls

@@ -77,7 +77,11 @@ COMMENT ON TABLE billing.subscriptions IS 'Every subscription a user ever had; a
 -- At most one current subscription per user, enforced by the database.
 CREATE UNIQUE INDEX subscriptions_one_current_per_user
 	ON billing.subscriptions (user_id) WHERE ended_at IS NULL AND deleted_at IS NULL;
-CREATE INDEX subscriptions_user_history ON billing.subscriptions (user_id, started_at);
+-- A user's subscriptions in the order the loads pick the one current at a
+-- time ("ORDER BY started_at DESC, id DESC LIMIT 1"): id included, the plan
+-- reads the first row of the index and sorts nothing (session 11: the first
+-- participant's entitlement, callgrind 635k -> 593k instructions).
+CREATE INDEX subscriptions_user_history ON billing.subscriptions (user_id, started_at, id);
 CREATE UNIQUE INDEX subscriptions_stripe_id
 	ON billing.subscriptions (stripe_subscription_id) WHERE stripe_subscription_id IS NOT NULL;
 -- What maintenance must visit: current subscriptions by the time something is due.

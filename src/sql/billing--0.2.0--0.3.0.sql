@@ -4153,3 +4153,7 @@ DROP INDEX billing.stripe_events_object;
 ALTER TABLE billing.stripe_events ALTER COLUMN payload SET STORAGE MAIN, ALTER COLUMN id SET STORAGE MAIN,
 	ALTER COLUMN type SET STORAGE MAIN, ALTER COLUMN object_id SET STORAGE MAIN, ALTER COLUMN result SET STORAGE MAIN,
 	ALTER COLUMN reason SET STORAGE MAIN, ALTER COLUMN customer_id SET STORAGE MAIN;
+-- Session 11: a user's subscriptions in the loads' order (started_at DESC,
+-- id DESC) without a sort (02_tables.sql).
+DROP INDEX billing.subscriptions_user_history;
+CREATE INDEX subscriptions_user_history ON billing.subscriptions (user_id, started_at, id);
