@@ -93,7 +93,7 @@ constexpr const char *kAuditJsonOneRow =
 // How one column goes into a row's JSON: to_jsonb's categories
 // (jsonb_categorize_type, src/backend/utils/adt/jsonb.c) for the types
 // billing's audited tables have.
-enum class JsonKind : char { kNumber, kBool, kTimestamptz, kJsonb, kString };
+enum class JsonKind : char { kNumber, kInt2, kInt4, kInt8, kBool, kTimestamptz, kJsonb, kString };
 
 struct JsonColumn {
 	int index;         // in the slot's values
@@ -121,9 +121,18 @@ JsonLayout(TupleDesc desc, int *count)
 					 InvalidOid};
 		bool varlena = false;
 		switch (att->atttypid) {
+			// integers: the numeric to_jsonb makes of their text
+			// (numeric_in), made from the value (int64_to_numeric: the same
+			// canonical numeric, no text between)
 			case INT2OID:
+				c.kind = JsonKind::kInt2;
+				break;
 			case INT4OID:
+				c.kind = JsonKind::kInt4;
+				break;
 			case INT8OID:
+				c.kind = JsonKind::kInt8;
+				break;
 			case FLOAT4OID:
 			case FLOAT8OID:
 			case NUMERICOID:
@@ -205,6 +214,18 @@ RowJsonb(TupleTableSlot *slot, const JsonColumn *columns, int count)
 			v.type = jbvNull;
 		} else {
 			switch (c.kind) {
+				case JsonKind::kInt2:
+					v.type = jbvNumeric;
+					v.val.numeric = int64_to_numeric(DatumGetInt16(value));
+					break;
+				case JsonKind::kInt4:
+					v.type = jbvNumeric;
+					v.val.numeric = int64_to_numeric(DatumGetInt32(value));
+					break;
+				case JsonKind::kInt8:
+					v.type = jbvNumeric;
+					v.val.numeric = int64_to_numeric(DatumGetInt64(value));
+					break;
 				case JsonKind::kNumber: {
 					char *text = OidOutputFunctionCall(c.output, value);
 					// NaN and the infinities are strings in JSON
