@@ -93,7 +93,7 @@ constexpr const char *kAuditJsonOneRow =
 // How one column goes into a row's JSON: to_jsonb's categories
 // (jsonb_categorize_type, src/backend/utils/adt/jsonb.c) for the types
 // billing's audited tables have.
-enum class JsonKind : char { kNumber, kBool, kTimestamptz, kJsonb, kString };
+enum class JsonKind : char { kNumber, kInt2, kInt4, kInt8, kBool, kTimestamptz, kJsonb, kString };
 
 struct JsonColumn {
 	int index;         // in the slot's values
@@ -121,9 +121,18 @@ JsonLayout(TupleDesc desc, int *count)
 					 InvalidOid};
 		bool varlena = false;
 		switch (att->atttypid) {
+			// integers: the numeric to_jsonb makes of their text
+			// (numeric_in), made from the value (int64_to_numeric: the same
+			// canonical numeric, no text between)
 			case INT2OID:
+				c.kind = JsonKind::kInt2;
+				break;
 			case INT4OID:
+				c.kind = JsonKind::kInt4;
+				break;
 			case INT8OID:
+				c.kind = JsonKind::kInt8;
+				break;
 			case FLOAT4OID:
 			case FLOAT8OID:
 			case NUMERICOID:
@@ -205,6 +214,18 @@ RowJsonb(TupleTableSlot *slot, const JsonColumn *columns, int count)
 			v.type = jbvNull;
 		} else {
 			switch (c.kind) {
+				case JsonKind::kInt2:
+					v.type = jbvNumeric;
+					v.val.numeric = int64_to_numeric(DatumGetInt16(value));
+					break;
+				case JsonKind::kInt4:
+					v.type = jbvNumeric;
+					v.val.numeric = int64_to_numeric(DatumGetInt32(value));
+					break;
+				case JsonKind::kInt8:
+					v.type = jbvNumeric;
+					v.val.numeric = int64_to_numeric(DatumGetInt64(value));
+					break;
 				case JsonKind::kNumber: {
 					char *text = OidOutputFunctionCall(c.output, value);
 					// NaN and the infinities are strings in JSON
@@ -253,6 +274,169 @@ RowJsonb(TupleTableSlot *slot, const JsonColumn *columns, int count)
 	return JsonbPGetDatum(JsonbValueToJsonb(result));
 }
 
+
+// ---------------------------------------------------------------------------
+// The direct path: a chunk's audit rows inserted without a statement while
+// billing.audit_log is a plain heap table this code knows (no rule, no
+// row-level security, no trigger that fires on INSERT, not a partition, no generated column, no
+// domain-typed column, indexes immediate without exclusion, the six columns
+// the statement names with their shipped types) and its owner may INSERT.
+// The values are the statement's: table_name, action, the row's JSON as
+// RowJsonb built it, row_id as COALESCE(new, old) ->> key, app_user as
+// current_setting('billing.app_user', true) unless empty; every other column
+// from its stored default, evaluated as the INSERT evaluates it (id's
+// nextval, session_user, now()), the NOT NULL and CHECK constraints by
+// ExecConstraints, the index entries by ExecInsertIndexTuples, in the rows'
+// order (the ids as the statement gives them). A chunk whose row_id this
+// code cannot read (no key, a JSON null: the statement's 23502) goes through
+// the statement, before anything of it is written. About 100,000
+// instructions per audit row less than the statement (maintenance's pages,
+// callgrind).
+enum AuditColumn : int { aTableName, aRowId, aAction, aOldRow, aNewRow, aAppUser, kAuditColumns };
+constexpr const char *kAuditColumnNames[kAuditColumns] = {"table_name", "row_id", "action", "old_row", "new_row", "app_user"};
+constexpr Oid kAuditColumnTypes[kAuditColumns] = {TEXTOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID};
+
+// COALESCE(row) ->> key as text, or nullptr: a JSON null, no such key, or a
+// value this code does not convert (the statement then). Call in PgCall.
+text *
+RowId(Datum row, const char *key)
+{
+	Jsonb *jsonb = DatumGetJsonbP(row);
+	if (!JB_ROOT_IS_OBJECT(jsonb))
+		return nullptr;
+	JsonbValue v;
+	JsonbValue *found = getKeyJsonValueFromContainer(&jsonb->root, key, static_cast<int>(std::strlen(key)), &v);
+	if (found == nullptr)
+		return nullptr;
+	switch (found->type) {
+		case jbvString:
+			return cstring_to_text_with_len(found->val.string.val, found->val.string.len);
+		case jbvNumeric:
+			return cstring_to_text(DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(found->val.numeric))));
+		case jbvBool:
+			return cstring_to_text(found->val.boolean ? "true" : "false");
+		default:
+			return nullptr;
+	}
+}
+
+// Whether a trigger fires on an INSERT (the shipped one, _touch_updated_at,
+// fires on UPDATE only).
+bool
+FiresOnInsert(const TriggerDesc *t)
+{
+	return t != nullptr && (t->trig_insert_before_row || t->trig_insert_after_row || t->trig_insert_instead_row ||
+							t->trig_insert_before_statement || t->trig_insert_after_statement || t->trig_insert_new_table);
+}
+
+// Inserts the n audit rows (old_values/new_values, nullptr for a side the
+// event has not) directly; false, with nothing written, when the statement
+// must. Call in PgCall, as the audited table's owner.
+bool
+WriteAuditRowsDirectly(const char *table, const char *action, const char *key, const Datum *old_values,
+					   const Datum *new_values, int n)
+{
+	Oid relid = get_relname_relid("audit_log", get_namespace_oid("billing", false));
+	if (!OidIsValid(relid))
+		return false;
+	// the row ids first: a chunk is written whole or not at all
+	text **row_ids = static_cast<text **>(palloc(sizeof(text *) * n));
+	for (int i = 0; i < n; i++)
+		if ((row_ids[i] = RowId(new_values != nullptr ? new_values[i] : old_values[i], key)) == nullptr)
+			return false;
+	Relation rel = table_open(relid, RowExclusiveLock);
+	TupleDesc desc = RelationGetDescr(rel);
+	bool allowed = rel->rd_rel->relkind == RELKIND_RELATION && rel->rd_rel->relam == HEAP_TABLE_AM_OID &&
+				   rel->rd_rules == nullptr && !rel->rd_rel->relrowsecurity && !FiresOnInsert(rel->trigdesc) &&
+				   !rel->rd_rel->relispartition && (desc->constr == nullptr || !desc->constr->has_generated_stored) &&
+				   pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK;
+	AttrNumber attno[kAuditColumns] = {};
+	for (int a = 0; a < desc->natts && allowed; a++) {
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		if (att->attisdropped)
+			continue;
+		if (att->attgenerated != '\0' || get_typtype(att->atttypid) == TYPTYPE_DOMAIN)
+			allowed = false;
+		for (int c = 0; c < kAuditColumns; c++)
+			if (std::strcmp(NameStr(att->attname), kAuditColumnNames[c]) == 0) {
+				allowed = allowed && att->atttypid == kAuditColumnTypes[c];
+				attno[c] = att->attnum;
+			}
+	}
+	for (int c = 0; c < kAuditColumns && allowed; c++)
+		allowed = attno[c] != InvalidAttrNumber;
+	List *index_oids = allowed ? RelationGetIndexList(rel) : NIL;
+	ListCell *cell = nullptr;
+	foreach (cell, index_oids) {
+		Relation index = index_open(lfirst_oid(cell), AccessShareLock);
+		if (!index->rd_index->indimmediate || index->rd_index->indisexclusion)
+			allowed = false;
+		index_close(index, AccessShareLock);
+	}
+	list_free(index_oids);
+	if (!allowed) {
+		table_close(rel, NoLock);
+		return false;
+	}
+	// a new command with its snapshot, as SPI runs a statement
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetActiveSnapshot());
+	UpdateActiveSnapshotCommandId();
+	EState *estate = CreateExecutorState();
+	estate->es_snapshot = GetActiveSnapshot();
+	estate->es_output_cid = GetCurrentCommandId(true);
+	ResultRelInfo *info = makeNode(ResultRelInfo);
+	InitResultRelInfo(info, rel, 0, nullptr, 0);
+	ExecOpenIndices(info, false);
+	CheckCmdReplicaIdentity(rel, CMD_INSERT);
+	// the other columns' defaults, as the INSERT's rewriter adds them
+	ExprState **defaults = static_cast<ExprState **>(palloc0(sizeof(ExprState *) * desc->natts));
+	for (int a = 0; a < desc->natts; a++) {
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+		bool named = false;
+		for (int c = 0; c < kAuditColumns; c++)
+			named = named || attno[c] == att->attnum;
+		if (att->attisdropped || named)
+			continue;
+		Node *d = build_column_default(rel, att->attnum);
+		if (d != nullptr)
+			defaults[a] = ExecPrepareExpr(reinterpret_cast<Expr *>(d), estate);
+	}
+	char *app_user = GetConfigOptionByName("billing.app_user", nullptr, true);
+	TupleTableSlot *slot = table_slot_create(rel, nullptr);
+	for (int i = 0; i < n; i++) {
+		ResetPerTupleExprContext(estate);
+		ExecClearTuple(slot);
+		ExprContext *econtext = GetPerTupleExprContext(estate);
+		for (int a = 0; a < desc->natts; a++) {
+			slot->tts_values[a] = 0;
+			slot->tts_isnull[a] = true;
+			if (defaults[a] != nullptr)
+				slot->tts_values[a] = ExecEvalExprSwitchContext(defaults[a], econtext, &slot->tts_isnull[a]);
+		}
+		auto set = [&](AuditColumn c, Datum value, bool isnull) {
+			slot->tts_values[attno[c] - 1] = isnull ? 0 : value;
+			slot->tts_isnull[attno[c] - 1] = isnull;
+		};
+		set(aTableName, CStringGetTextDatum(table), false);
+		set(aRowId, PointerGetDatum(row_ids[i]), false);
+		set(aAction, CStringGetTextDatum(action), false);
+		set(aOldRow, old_values != nullptr ? old_values[i] : 0, old_values == nullptr);
+		set(aNewRow, new_values != nullptr ? new_values[i] : 0, new_values == nullptr);
+		set(aAppUser, app_user != nullptr ? CStringGetTextDatum(app_user) : 0, app_user == nullptr || app_user[0] == '\0');
+		ExecStoreVirtualTuple(slot);
+		if (desc->constr != nullptr)
+			ExecConstraints(info, slot, estate);
+		table_tuple_insert(rel, slot, estate->es_output_cid, 0, nullptr);
+		list_free(ExecInsertIndexTuples(info, slot, estate, false, false, nullptr, NIL));
+	}
+	ExecDropSingleTupleTableSlot(slot);
+	ExecCloseIndices(info);
+	FreeExecutorState(estate);
+	PopActiveSnapshot();
+	table_close(rel, NoLock);
+	return true;
+}
 }  // namespace
 
 // Every statement that does not start with COPY is answered without a
@@ -406,6 +590,7 @@ BILLING_FUNCTION(billing_audit)
 		Datum old_array = 0;
 		Datum new_array = 0;
 		bool one_row = false;  // the statement's only row: passed as itself
+		bool direct = false;   // written by WriteAuditRowsDirectly
 		PgCall([&] {
 			MemoryContext outer = MemoryContextSwitchTo(chunk_context);
 			for (; n < capacity; n++) {
@@ -418,6 +603,15 @@ BILLING_FUNCTION(billing_audit)
 					more = false;
 					break;
 				}
+			}
+			// directly while billing.audit_log is as this code knows it
+			if (built && table != "settings" && n > 0 &&
+				WriteAuditRowsDirectly(table.c_str(), action, trigger->tg_trigger->tgargs[0],
+									   old_rows != nullptr ? old_values : nullptr,
+									   new_rows != nullptr ? new_values : nullptr, n)) {
+				direct = true;
+				MemoryContextSwitchTo(outer);
+				return;
 			}
 			if (n == 1 && total_rows == 1) {
 				one_row = true;
@@ -437,7 +631,9 @@ BILLING_FUNCTION(billing_audit)
 			MemoryContextSwitchTo(outer);
 		});
 		Oid type = one_row ? row_type : array_type;
-		if (one_row)
+		if (direct)
+			;
+		else if (one_row)
 			spi.Execute(sql_for(true), {SqlArg::Text(table), SqlArg::Text(action), SqlArg::Text(trigger->tg_trigger->tgargs[0]),
 										SqlArg{type, old_array, old_rows == nullptr}, SqlArg{type, new_array, new_rows == nullptr}});
 		else if (n > 0)

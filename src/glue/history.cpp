@@ -5,8 +5,8 @@
 // compared and dated in C++, and written by one prepared statement per chunk
 // of rows (scalar parameters for a single row, arrays read with unnest for
 // more); every name in the statements is qualified, and only billing's own
-// types are evaluated. A single row is written without a statement while
-// the table is as shipped (WriteHistoryRowDirectly, below).
+// types are evaluated. While the table is as shipped the rows are written
+// without a statement (WriteHistoryRowsDirectly, below), one row or many.
 //   billing._history_inserted(): a new subscription's first interval, from
 //     started_at;
 //   billing._history_updated(): for every row whose recorded columns changed,
@@ -271,8 +271,8 @@ struct Chunk {
 };
 
 // ---------------------------------------------------------------------------
-// The direct path: a one-row statement's history written without a
-// statement, as quota_counter.cpp's CreateCounterRow inserts a counter. The
+// The direct path: a statement's history written without a statement (one
+// row, or every row of a chunk: maintenance's pages), as quota_counter.cpp's CreateCounterRow inserts a counter. The
 // two statements above (UpdatedOneRowSql, InsertedOneRowSql) cost about
 // 350,000 instructions per lifecycle call (callgrind, 20,000-user book): the
 // executor's start and end for a data-modifying CTE, the CHECK read back from
@@ -299,6 +299,9 @@ struct Chunk {
 //   - exactly one or no open interval (more: the statements close them all);
 //   - the open interval's update succeeds at once (a concurrent writer: the
 //     statement's READ COMMITTED recheck or REPEATABLE READ 40001 decide).
+// These last two, and the NOT NULL columns, are per row: a chunk is written
+// directly up to the first row that fails them, that row and the rest by the
+// statements (each row another subscription: nothing written twice).
 // The foreign key's check is not made: the referenced subscription is the
 // one the triggering statement inserted or updated in this transaction, and
 // nothing could remove it between that row's write and this statement
@@ -578,21 +581,23 @@ OpenHistory(Relation subscriptions, const Layout &layout)
 	}
 }
 
-// Writes the one history row of `c` (index 0) directly; false when the
-// statements must write it (nothing written then). Call in PgCall.
-bool
-WriteHistoryRowDirectly(Relation subscriptions, const Layout &layout, const Chunk &c, bool updated)
+// Writes the history rows of `c` directly, in order, from the first; returns
+// how many it wrote. The rest, from the first row it cannot write (nothing of
+// that row written), go through the statements: every row is a subscription
+// of its own (the triggering statement changed each row once), so the rows
+// written here and the ones the statements write never meet, and the
+// statements write the rest exactly as they would have. Call in PgCall.
+int
+WriteHistoryRowsDirectly(Relation subscriptions, const Layout &layout, const Chunk &c, bool updated)
 {
 	Relation rel = OpenHistory(subscriptions, layout);
 	const HistoryTable t = history_table;
 	if (!t.allowed || pg_class_aclcheck(t.relid, GetUserId(), ACL_SELECT | ACL_INSERT | ACL_UPDATE) != ACLCHECK_OK) {
 		table_close(rel, NoLock);
-		return false;
+		return 0;
 	}
 	TupleDesc desc = RelationGetDescr(rel);
-	TimestampTz at = DatumGetTimestampTz(c.values[kAt][0]);
 	TimestampTz now = GetCurrentTransactionStartTimestamp();  // now()
-	int64 id = DatumGetInt64(c.values[kId][0]);
 
 	// a new command with its snapshot, as SPI runs a statement
 	CommandCounterIncrement();
@@ -601,117 +606,117 @@ WriteHistoryRowDirectly(Relation subscriptions, const Layout &layout, const Chun
 	Snapshot snapshot = GetActiveSnapshot();
 
 	TupleTableSlot *open_slot = table_slot_create(rel, nullptr);
-	bool have_open = false;
-	bool allowed = true;
-	if (updated) {
-		Relation index = index_open(t.open_index, RowExclusiveLock);
-		ScanKeyData key;
-		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
-		IndexScanDesc scan = index_beginscan(rel, index, snapshot, 1, 0);
-		index_rescan(scan, &key, 1, nullptr, 0);
-		TupleTableSlot *found = table_slot_create(rel, nullptr);
-		while (allowed && index_getnext_slot(scan, ForwardScanDirection, found)) {
-			bool isnull = true;
-			Datum valid_to = slot_getattr(found, t.attno[hValidTo], &isnull);
-			if (isnull || DatumGetTimestampTz(valid_to) != DT_NOEND)
-				continue;  // (the index's predicate holds for every entry it has)
-			if (have_open)
-				allowed = false;  // more than one open interval: the statements close them all
-			else
-				ExecCopySlot(open_slot, found);
-			have_open = true;
-		}
-		index_endscan(scan);
-		index_close(index, NoLock);
-		ExecDropSingleTupleTableSlot(found);
-	}
-	// the closed interval's new version
-	TupleTableSlot *closed = nullptr;
-	TimestampTz closed_to = 0;
-	std::optional<TimestampTz> paid_since;  // the open interval's
-	if (allowed && have_open) {
-		slot_getallattrs(open_slot);
-		bool isnull = true;
-		TimestampTz valid_from = DatumGetTimestampTz(slot_getattr(open_slot, t.attno[hValidFrom], &isnull));
-		if (isnull)
-			allowed = false;
-		closed_to = std::max(at, valid_from);  // GREATEST(at, valid_from)
-		Datum paid = slot_getattr(open_slot, t.attno[hPaidSince], &isnull);
-		if (!isnull)
-			paid_since = DatumGetTimestampTz(paid);
-		closed = table_slot_create(rel, nullptr);
-		ExecClearTuple(closed);
-		std::memcpy(closed->tts_values, open_slot->tts_values, sizeof(Datum) * desc->natts);
-		std::memcpy(closed->tts_isnull, open_slot->tts_isnull, sizeof(bool) * desc->natts);
-		closed->tts_values[t.attno[hValidTo] - 1] = TimestampTzGetDatum(closed_to);
-		closed->tts_isnull[t.attno[hValidTo] - 1] = false;
-		closed->tts_values[t.attno[hUpdatedAt] - 1] = TimestampTzGetDatum(now);
-		closed->tts_isnull[t.attno[hUpdatedAt] - 1] = false;
-		ExecStoreVirtualTuple(closed);
-	}
-	// the new interval
+	TupleTableSlot *found = table_slot_create(rel, nullptr);
+	TupleTableSlot *closed = table_slot_create(rel, nullptr);
 	TupleTableSlot *row = table_slot_create(rel, nullptr);
-	ExecClearTuple(row);
-	for (int a = 0; a < desc->natts; a++) {
-		row->tts_values[a] = 0;
-		row->tts_isnull[a] = true;
+	Relation index = nullptr;
+	IndexScanDesc scan = nullptr;
+	if (updated) {
+		index = index_open(t.open_index, RowExclusiveLock);
+		scan = index_beginscan(rel, index, snapshot, 1, 0);
 	}
-	auto set = [&](AttrNumber attno, Datum value, bool isnull) {
-		row->tts_values[attno - 1] = isnull ? 0 : value;
-		row->tts_isnull[attno - 1] = isnull;
-	};
-	for (int col = 0; col < kCopied; col++)
-		set(t.copied[col], c.values[col][0], c.nulls[col][0]);
-	set(t.attno[hPreviousStatus], c.values[kPreviousStatus][0], c.nulls[kPreviousStatus][0]);
-	set(t.attno[hRemoved], c.values[kRemoved][0], c.nulls[kRemoved][0]);
-	set(t.attno[hGraceEnd], c.values[kGraceEnd][0], c.nulls[kGraceEnd][0]);
-	TimestampTz valid_from = have_open ? closed_to : at;  // COALESCE(x.valid_to, at)
-	set(t.attno[hValidFrom], TimestampTzGetDatum(valid_from), false);
-	bool pays = !c.nulls[kPays][0] && DatumGetBool(c.values[kPays][0]);
-	if (paid_since)
-		set(t.attno[hPaidSince], TimestampTzGetDatum(*paid_since), false);
-	else
-		set(t.attno[hPaidSince], TimestampTzGetDatum(valid_from), !pays);
-	set(t.attno[hValidTo], TimestampTzGetDatum(DT_NOEND), false);
-	set(t.attno[hCreatedAt], TimestampTzGetDatum(now), false);
-	set(t.attno[hUpdatedAt], TimestampTzGetDatum(now), false);
-	// NOT NULL as ExecConstraints checks it (id comes from its sequence)
-	for (int a = 0; a < desc->natts && allowed; a++) {
-		Form_pg_attribute att = TupleDescAttr(desc, a);
-		if (!att->attisdropped && att->attnotnull && att->attnum != t.attno[hId] && row->tts_isnull[a])
-			allowed = false;  // the statement raises 23502
-	}
-	if (!allowed) {
-		if (closed != nullptr)
-			ExecDropSingleTupleTableSlot(closed);
-		ExecDropSingleTupleTableSlot(row);
-		ExecDropSingleTupleTableSlot(open_slot);
-		PopActiveSnapshot();
-		table_close(rel, NoLock);
-		return false;
-	}
-
 	EState *estate = CreateExecutorState();
 	estate->es_snapshot = snapshot;
 	estate->es_output_cid = GetCurrentCommandId(true);
 	ResultRelInfo *info = makeNode(ResultRelInfo);
 	InitResultRelInfo(info, rel, 0, nullptr, 0);
 	ExecOpenIndices(info, false);
-	bool written = true;
-	if (closed != nullptr) {
+	if (updated)
 		CheckCmdReplicaIdentity(rel, CMD_UPDATE);
-		TM_FailureData failure;
-		LockTupleMode lock_mode;
-		bool update_indexes = false;
-		TM_Result result = table_tuple_update(rel, &open_slot->tts_tid, closed, estate->es_output_cid, snapshot,
-											  InvalidSnapshot, true, &failure, &lock_mode, &update_indexes);
-		if (result != TM_Ok)
-			written = false;  // changed meanwhile: nothing written, the statements decide
-		else if (update_indexes)
-			list_free(ExecInsertIndexTuples(info, closed, estate, false, false, nullptr, NIL));
-	}
-	if (written) {
-		CheckCmdReplicaIdentity(rel, CMD_INSERT);
+	CheckCmdReplicaIdentity(rel, CMD_INSERT);
+
+	int written = 0;
+	for (; written < c.n; written++) {
+		const int i = written;
+		ResetPerTupleExprContext(estate);
+		TimestampTz at = DatumGetTimestampTz(c.values[kAt][i]);
+		int64 id = DatumGetInt64(c.values[kId][i]);
+		bool have_open = false;
+		bool allowed = true;
+		ExecClearTuple(open_slot);
+		if (updated) {
+			ScanKeyData key;
+			ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(id));
+			index_rescan(scan, &key, 1, nullptr, 0);
+			while (allowed && index_getnext_slot(scan, ForwardScanDirection, found)) {
+				bool isnull = true;
+				Datum valid_to = slot_getattr(found, t.attno[hValidTo], &isnull);
+				if (isnull || DatumGetTimestampTz(valid_to) != DT_NOEND)
+					continue;  // (the index's predicate holds for every entry it has)
+				if (have_open)
+					allowed = false;  // more than one open interval: the statements close them all
+				else
+					ExecCopySlot(open_slot, found);
+				have_open = true;
+			}
+			ExecClearTuple(found);
+		}
+		// the closed interval's new version
+		TimestampTz closed_to = 0;
+		std::optional<TimestampTz> paid_since;  // the open interval's
+		ExecClearTuple(closed);
+		if (allowed && have_open) {
+			slot_getallattrs(open_slot);
+			bool isnull = true;
+			TimestampTz valid_from = DatumGetTimestampTz(slot_getattr(open_slot, t.attno[hValidFrom], &isnull));
+			if (isnull)
+				allowed = false;
+			closed_to = std::max(at, valid_from);  // GREATEST(at, valid_from)
+			Datum paid = slot_getattr(open_slot, t.attno[hPaidSince], &isnull);
+			if (!isnull)
+				paid_since = DatumGetTimestampTz(paid);
+			std::memcpy(closed->tts_values, open_slot->tts_values, sizeof(Datum) * desc->natts);
+			std::memcpy(closed->tts_isnull, open_slot->tts_isnull, sizeof(bool) * desc->natts);
+			closed->tts_values[t.attno[hValidTo] - 1] = TimestampTzGetDatum(closed_to);
+			closed->tts_isnull[t.attno[hValidTo] - 1] = false;
+			closed->tts_values[t.attno[hUpdatedAt] - 1] = TimestampTzGetDatum(now);
+			closed->tts_isnull[t.attno[hUpdatedAt] - 1] = false;
+			ExecStoreVirtualTuple(closed);
+		}
+		// the new interval
+		ExecClearTuple(row);
+		for (int a = 0; a < desc->natts; a++) {
+			row->tts_values[a] = 0;
+			row->tts_isnull[a] = true;
+		}
+		auto set = [&](AttrNumber attno, Datum value, bool isnull) {
+			row->tts_values[attno - 1] = isnull ? 0 : value;
+			row->tts_isnull[attno - 1] = isnull;
+		};
+		for (int col = 0; col < kCopied; col++)
+			set(t.copied[col], c.values[col][i], c.nulls[col][i]);
+		set(t.attno[hPreviousStatus], c.values[kPreviousStatus][i], c.nulls[kPreviousStatus][i]);
+		set(t.attno[hRemoved], c.values[kRemoved][i], c.nulls[kRemoved][i]);
+		set(t.attno[hGraceEnd], c.values[kGraceEnd][i], c.nulls[kGraceEnd][i]);
+		TimestampTz valid_from = have_open ? closed_to : at;  // COALESCE(x.valid_to, at)
+		set(t.attno[hValidFrom], TimestampTzGetDatum(valid_from), false);
+		bool pays = !c.nulls[kPays][i] && DatumGetBool(c.values[kPays][i]);
+		if (paid_since)
+			set(t.attno[hPaidSince], TimestampTzGetDatum(*paid_since), false);
+		else
+			set(t.attno[hPaidSince], TimestampTzGetDatum(valid_from), !pays);
+		set(t.attno[hValidTo], TimestampTzGetDatum(DT_NOEND), false);
+		set(t.attno[hCreatedAt], TimestampTzGetDatum(now), false);
+		set(t.attno[hUpdatedAt], TimestampTzGetDatum(now), false);
+		// NOT NULL as ExecConstraints checks it (id comes from its sequence)
+		for (int a = 0; a < desc->natts && allowed; a++) {
+			Form_pg_attribute att = TupleDescAttr(desc, a);
+			if (!att->attisdropped && att->attnotnull && att->attnum != t.attno[hId] && row->tts_isnull[a])
+				allowed = false;  // the statement raises 23502
+		}
+		if (!allowed)
+			break;  // this row and the rest: the statements
+		if (have_open) {
+			TM_FailureData failure;
+			LockTupleMode lock_mode;
+			bool update_indexes = false;
+			TM_Result result = table_tuple_update(rel, &open_slot->tts_tid, closed, estate->es_output_cid, snapshot,
+												  InvalidSnapshot, true, &failure, &lock_mode, &update_indexes);
+			if (result != TM_Ok)
+				break;  // changed meanwhile: nothing of this row written, the statements decide
+			if (update_indexes)
+				list_free(ExecInsertIndexTuples(info, closed, estate, false, false, nullptr, NIL));
+		}
 		set(t.attno[hId], Int64GetDatum(nextval_internal(t.sequence, true)), false);
 		ExecStoreVirtualTuple(row);
 		table_tuple_insert(rel, row, estate->es_output_cid, 0, nullptr);
@@ -719,9 +724,13 @@ WriteHistoryRowDirectly(Relation subscriptions, const Layout &layout, const Chun
 	}
 	ExecCloseIndices(info);
 	FreeExecutorState(estate);
-	if (closed != nullptr)
-		ExecDropSingleTupleTableSlot(closed);
+	if (scan != nullptr)
+		index_endscan(scan);
+	if (index != nullptr)
+		index_close(index, NoLock);
 	ExecDropSingleTupleTableSlot(row);
+	ExecDropSingleTupleTableSlot(closed);
+	ExecDropSingleTupleTableSlot(found);
 	ExecDropSingleTupleTableSlot(open_slot);
 	PopActiveSnapshot();
 	table_close(rel, NoLock);
@@ -857,43 +866,43 @@ class HistoryWriter {
 		Chunk &c = chunk_;
 		if (c.n == 0)
 			return;
-		bool single = c.n == 1;
-		if (single) {
-			bool direct = false;
-			PgCall([&] {
-				MemoryContext outer = MemoryContextSwitchTo(context_);
-				direct = WriteHistoryRowDirectly(rel_, layout_, c, updated_);
-				MemoryContextSwitchTo(outer);
-			});
-			if (direct) {
-				c.n = 0;
-				PgCall([&] { MemoryContextReset(context_); });
-				return;
-			}
-		}
-		std::vector<SqlArg> args(kParams, SqlArg{InvalidOid, 0, true});
+		// directly while the table is as shipped, from the first row; the
+		// rows it could not write (from the first it refused, none of it
+		// written) through the statements
+		int from = 0;
 		PgCall([&] {
 			MemoryContext outer = MemoryContextSwitchTo(context_);
-			int dims[1] = {c.n};
-			int lbs[1] = {1};
-			for (int p = 0; p < kParams; p++) {
-				SqlArg &arg = args[p];
-				if (single) {
-					arg.type = layout_.type[p];
-					arg.value = c.values[p][0];
-					arg.isnull = c.nulls[p][0];
-					continue;
-				}
-				arg.type = layout_.array_type[p];
-				arg.value = PointerGetDatum(construct_md_array(c.values[p], c.nulls[p], 1, dims, lbs, layout_.type[p],
-															   layout_.len[p], layout_.byval[p], layout_.align[p]));
-				arg.isnull = false;
-			}
+			from = WriteHistoryRowsDirectly(rel_, layout_, c, updated_);
 			MemoryContextSwitchTo(outer);
 		});
-		spi_.Execute(single ? (updated_ ? UpdatedOneRowSql() : InsertedOneRowSql())
-							: (updated_ ? UpdatedSql() : InsertedSql()),
-					 args);
+		int n = c.n - from;
+		bool single = n == 1;
+		std::vector<SqlArg> args(kParams, SqlArg{InvalidOid, 0, true});
+		if (n > 0) {
+			PgCall([&] {
+				MemoryContext outer = MemoryContextSwitchTo(context_);
+				int dims[1] = {n};
+				int lbs[1] = {1};
+				for (int p = 0; p < kParams; p++) {
+					SqlArg &arg = args[p];
+					if (single) {
+						arg.type = layout_.type[p];
+						arg.value = c.values[p][from];
+						arg.isnull = c.nulls[p][from];
+						continue;
+					}
+					arg.type = layout_.array_type[p];
+					arg.value = PointerGetDatum(construct_md_array(c.values[p] + from, c.nulls[p] + from, 1, dims, lbs,
+																   layout_.type[p], layout_.len[p], layout_.byval[p],
+																   layout_.align[p]));
+					arg.isnull = false;
+				}
+				MemoryContextSwitchTo(outer);
+			});
+			spi_.Execute(single ? (updated_ ? UpdatedOneRowSql() : InsertedOneRowSql())
+								: (updated_ ? UpdatedSql() : InsertedSql()),
+						 args);
+		}
 		c.n = 0;
 		PgCall([&] { MemoryContextReset(context_); });
 	}

@@ -68,6 +68,8 @@ extern "C" {
 #include "commands/sequence.h"
 #include "access/relscan.h"
 #include "utils/rls.h"
+#include "rewrite/rewriteHandler.h"
+#include "optimizer/optimizer.h"
 }
 
 #undef snprintf
